@@ -1,0 +1,216 @@
+# -*- coding: utf-8 -*-
+# Copyright: erlmcp.dr contributors
+# Apache License 2.0 (see galaxy.yml)
+"""SQL side of every pg_* module: one argument spec, one connect helper, LSN arithmetic,
+and the queries that describe a node (role, timeline, LSNs, lag).
+
+Private to the collection (leading underscore): the API may change between releases.
+"""
+
+from __future__ import annotations
+
+import re
+
+try:
+    import psycopg
+    from psycopg.rows import dict_row
+
+    PSYCOPG_IMPORT_ERROR = None
+except ImportError as exc:  # reported by the module through missing_required_lib
+    psycopg = None
+    dict_row = None
+    PSYCOPG_IMPORT_ERROR = exc
+
+
+class PgError(Exception):
+    """A failure worth showing to the operator as is (no traceback)."""
+
+
+def connection_argument_spec():
+    """Options every SQL-speaking module shares; secrets are no_log."""
+    return dict(
+        login_host=dict(type="str", default="127.0.0.1"),
+        login_port=dict(type="int", default=5432),
+        login_user=dict(type="str", default="postgres"),
+        login_password=dict(type="str", no_log=True),
+        login_db=dict(type="str", default="postgres"),
+        connect_timeout=dict(type="int", default=5),
+    )
+
+
+def connection_params(params, prefix="login_"):
+    """Pick host/port/user/password/db/connect_timeout out of module params."""
+    return dict(
+        host=params[prefix + "host"],
+        port=params[prefix + "port"],
+        user=params.get(prefix + "user") or params["login_user"],
+        password=params.get(prefix + "password") or params.get("login_password"),
+        dbname=params.get(prefix + "db") or params.get("login_db") or "postgres",
+        connect_timeout=params.get("connect_timeout") or 5,
+    )
+
+
+def endpoint(conn_params):
+    return "%s:%s" % (conn_params["host"], conn_params["port"])
+
+
+def connect(conn_params, application_name="erlmcp.dr"):
+    """Open an autocommit connection, turning libpq's errors into one clear sentence."""
+    if psycopg is None:
+        raise PgError("the Python library psycopg (version 3) is required on the host running this module")
+    kwargs = dict(conn_params)
+    kwargs["application_name"] = application_name
+    kwargs = dict((k, v) for k, v in kwargs.items() if v is not None)
+    try:
+        return psycopg.connect(autocommit=True, row_factory=dict_row, **kwargs)
+    except psycopg.Error as exc:
+        raise PgError(describe_connect_error(exc, conn_params)) from None
+
+
+def describe_connect_error(exc, conn_params):
+    """What went wrong connecting to host:port, in words an operator can act on."""
+    text = str(exc).strip().splitlines()[-1] if str(exc).strip() else exc.__class__.__name__
+    where = endpoint(conn_params)
+    lowered = str(exc).lower()
+    if "password authentication failed" in lowered or "no password supplied" in lowered:
+        return "cannot log in to %s as %s: wrong or missing password (login_password)" % (where, conn_params.get("user"))
+    if "could not translate host name" in lowered or "name or service not known" in lowered:
+        return "cannot resolve host %r (login_host): %s" % (conn_params.get("host"), text)
+    if "connection refused" in lowered:
+        return "nothing is listening at %s (connection refused): is PostgreSQL running, is the port right?" % where
+    if "timeout" in lowered:
+        return "no answer from %s within %ss (connect_timeout)" % (where, conn_params.get("connect_timeout"))
+    return "cannot connect to %s: %s" % (where, text)
+
+
+def try_connect(conn_params, application_name="erlmcp.dr"):
+    """(connection, None) or (None, error message): for nodes that may legitimately be down."""
+    try:
+        return connect(conn_params, application_name), None
+    except PgError as exc:
+        return None, str(exc)
+
+
+# ---------------------------------------------------------------- LSN arithmetic
+
+_LSN_RE = re.compile(r"^([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})$")
+
+
+def parse_lsn(text):
+    """'16/B374D848' -> byte position (int). None stays None."""
+    if text is None:
+        return None
+    match = _LSN_RE.match(str(text).strip())
+    if not match:
+        raise ValueError("not a PostgreSQL LSN: %r" % (text,))
+    return (int(match.group(1), 16) << 32) | int(match.group(2), 16)
+
+
+def format_lsn(position):
+    """Byte position -> 'X/Y' as PostgreSQL prints it."""
+    if position is None:
+        return None
+    return "%X/%X" % (position >> 32, position & 0xFFFFFFFF)
+
+
+def lsn_diff(ahead, behind):
+    """Bytes between two LSNs (text or int); None when either is unknown."""
+    a = parse_lsn(ahead) if isinstance(ahead, str) else ahead
+    b = parse_lsn(behind) if isinstance(behind, str) else behind
+    if a is None or b is None:
+        return None
+    return a - b
+
+
+# ---------------------------------------------------------------- node inspection
+
+_NODE_SQL = """
+SELECT pg_is_in_recovery() AS in_recovery,
+       (SELECT system_identifier::text FROM pg_control_system()) AS system_identifier,
+       current_setting('server_version') AS server_version,
+       current_setting('port')::int AS port,
+       current_setting('default_transaction_read_only') AS default_transaction_read_only,
+       current_setting('cluster_name') AS cluster_name,
+       CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END AS current_lsn,
+       CASE WHEN pg_is_in_recovery() THEN NULL
+            ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS primary_timeline,
+       pg_last_wal_receive_lsn()::text AS receive_lsn,
+       pg_last_wal_replay_lsn()::text AS replay_lsn,
+       CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END AS replay_paused,
+       pg_last_xact_replay_timestamp() AS last_replay_at,
+       (SELECT timeline_id FROM pg_control_checkpoint()) AS checkpoint_timeline
+"""
+
+_RECEIVER_SQL = """
+SELECT status, received_tli, sender_host, sender_port, slot_name,
+       flushed_lsn::text AS flushed_lsn, latest_end_lsn::text AS latest_end_lsn
+FROM pg_stat_wal_receiver
+"""
+
+_REPLICATION_SQL = """
+SELECT application_name, client_addr::text AS client_addr, state, sync_state,
+       sent_lsn::text AS sent_lsn, write_lsn::text AS write_lsn,
+       flush_lsn::text AS flush_lsn, replay_lsn::text AS replay_lsn,
+       pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint AS lag_bytes,
+       EXTRACT(EPOCH FROM replay_lag)::float8 AS replay_lag_seconds
+FROM pg_stat_replication
+ORDER BY application_name
+"""
+
+
+def query_one(conn, sql, args=None):
+    with conn.cursor() as cur:
+        cur.execute(sql, args)
+        return cur.fetchone()
+
+
+def query_all(conn, sql, args=None):
+    with conn.cursor() as cur:
+        cur.execute(sql, args)
+        return cur.fetchall()
+
+
+def wal_receiver(conn):
+    """The standby's WAL receiver (status, sender, timeline), or None when it has none."""
+    row = query_one(conn, _RECEIVER_SQL)
+    return dict(row) if row else None
+
+
+def node_state(conn):
+    """Role, identity, timeline and LSNs of the node behind conn, as plain JSON-able values."""
+    row = dict(query_one(conn, _NODE_SQL))
+    receiver = wal_receiver(conn) if row["in_recovery"] else None
+    if row["in_recovery"]:
+        timeline = (receiver or {}).get("received_tli") or row["checkpoint_timeline"]
+    else:
+        timeline = row["primary_timeline"]
+    last_replay = row.pop("last_replay_at")
+    row.pop("primary_timeline")
+    row.update(
+        role="standby" if row["in_recovery"] else "primary",
+        timeline=timeline,
+        wal_receiver=receiver,
+        last_replay_at=last_replay.isoformat() if last_replay else None,
+        read_only=row.pop("default_transaction_read_only") == "on",
+    )
+    row["position_lsn"] = row["current_lsn"] or max_lsn(row["receive_lsn"], row["replay_lsn"])
+    return row
+
+
+def max_lsn(*lsns):
+    known = [parse_lsn(x) for x in lsns if x]
+    return format_lsn(max(known)) if known else None
+
+
+def replication_stats(conn):
+    """The primary's view of its standbys (pg_stat_replication), one dict per standby."""
+    return [dict(r) for r in query_all(conn, _REPLICATION_SQL)]
+
+
+def current_wal_lsn(conn):
+    return query_one(conn, "SELECT pg_current_wal_lsn()::text AS lsn")["lsn"]
+
+
+def checkpoint(conn):
+    """Force a checkpoint (pg_rewind reads the source's control file, which a checkpoint updates)."""
+    conn.execute("CHECKPOINT")

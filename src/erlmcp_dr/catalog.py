@@ -1,0 +1,271 @@
+"""The runbook catalog: every playbook under playbooks/ whose first play declares `vars.runbook`.
+
+The playbook is the single source of truth; this module only reads it (never runs it):
+metadata from the first play's `runbook:` mapping, targets from each play's `hosts`,
+and an outline of the steps (tasks, blocks, roles) in the order Ansible runs them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional
+
+from erlmcp_dr import paths
+from erlmcp_dr.errors import RunbookError, UnknownRunbook
+
+PLAYBOOKS_ENV = "ERLMCP_DR_PLAYBOOKS"
+
+log = logging.getLogger(__name__)
+
+# Keys of a task that are keywords, not the module/action being called.
+_TASK_KEYWORDS = frozenset(
+    {
+        "action", "any_errors_fatal", "args", "async", "become", "become_exe", "become_flags",
+        "become_method", "become_user", "changed_when", "check_mode", "collections", "connection",
+        "debugger", "delay", "delegate_facts", "delegate_to", "diff", "environment", "failed_when",
+        "ignore_errors", "ignore_unreachable", "listen", "local_action", "loop", "loop_control",
+        "module_defaults", "name", "no_log", "notify", "poll", "port", "register", "remote_user",
+        "retries", "run_once", "tags", "throttle", "timeout", "until", "vars", "when",
+    }
+)
+# The sections of a play, in the order Ansible runs them.
+_PLAY_SECTIONS = ("pre_tasks", "roles", "tasks", "post_tasks")
+
+
+@dataclass(frozen=True)
+class StepOutline:
+    """One entry of a runbook's outline: `depth` 0 is a play's top level, blocks nest deeper."""
+
+    depth: int
+    name: str
+    kind: str = "task"  # task | block | rescue | always | role | import_playbook
+
+    def indented(self, unit: str = "  ") -> str:
+        return f"{unit * self.depth}{self.name}"
+
+
+@dataclass
+class Runbook:
+    name: str
+    path: Path
+    title: str
+    summary: str
+    tier: Optional[int]
+    rto_seconds: Optional[int]
+    rpo_seconds: Optional[int]
+    confirm: bool
+    parameters: Dict[str, Dict[str, Any]]
+    steps: List[StepOutline] = field(default_factory=list)
+    targets: List[str] = field(default_factory=list)
+
+    @property
+    def required_parameters(self) -> List[str]:
+        return [name for name, spec in self.parameters.items() if spec.get("required")]
+
+    def to_dict(self) -> Dict[str, Any]:
+        data = asdict(self)
+        data["path"] = str(self.path)
+        return data
+
+
+def playbooks_dir(explicit: Optional[os.PathLike | str] = None) -> Path:
+    """Where runbooks are read from: the argument, else $ERLMCP_DR_PLAYBOOKS, else <collection>/playbooks."""
+    if explicit is not None:
+        return Path(explicit).resolve()
+    configured = os.environ.get(PLAYBOOKS_ENV)
+    if configured:
+        return Path(configured).resolve()
+    return paths.collection_root() / "playbooks"
+
+
+def discover(directory: Optional[os.PathLike | str] = None) -> Dict[str, Runbook]:
+    """All runbooks, by name. Playbooks that cannot be read are skipped with a warning."""
+    found: Dict[str, Runbook] = {}
+    for path in sorted(playbooks_dir(directory).glob("*.yml")):
+        try:
+            runbook = parse_playbook(path)
+        except RunbookError as exc:
+            log.warning("skipping %s: %s", path, exc)
+            continue
+        if runbook is not None:
+            found[runbook.name] = runbook
+    return found
+
+
+def names(directory: Optional[os.PathLike | str] = None) -> List[str]:
+    return sorted(discover(directory))
+
+
+def load(name: str, directory: Optional[os.PathLike | str] = None) -> Runbook:
+    """One runbook by name (`database_failover`, `database_failover.yml` also accepted)."""
+    base = playbooks_dir(directory)
+    stem = name[:-4] if name.endswith(".yml") else name
+    path = base / f"{stem}.yml"
+    if "/" not in stem and stem not in ("", ".", "..") and path.is_file():
+        runbook = parse_playbook(path)  # a broken runbook says why instead of "unknown"
+        if runbook is not None:
+            return runbook
+    known = names(base)
+    close = difflib.get_close_matches(stem, known, n=1)
+    raise UnknownRunbook(name, known, close[0] if close else None)
+
+
+def parse_playbook(path: Path) -> Optional[Runbook]:
+    """The runbook a playbook file declares, or None when its first play has no `vars.runbook`."""
+    plays = _read_yaml(path)
+    if not isinstance(plays, list) or not plays or not isinstance(plays[0], dict):
+        return None
+    first_vars = plays[0].get("vars")
+    if not isinstance(first_vars, dict) or "runbook" not in first_vars:
+        return None
+    meta = first_vars["runbook"]
+    if not isinstance(meta, dict):
+        raise RunbookError(f"{path}: vars.runbook must be a mapping, got {type(meta).__name__}")
+    return Runbook(
+        name=path.stem,
+        path=path.resolve(),
+        title=str(meta.get("title") or plays[0].get("name") or path.stem),
+        summary=_text(meta.get("summary")),
+        tier=_optional_int(path, meta, "tier"),
+        rto_seconds=_optional_int(path, meta, "rto_seconds"),
+        rpo_seconds=_optional_int(path, meta, "rpo_seconds"),
+        confirm=_confirm(path, meta),
+        parameters=_parameters(path, meta),
+        steps=outline(plays),
+        targets=_targets(plays),
+    )
+
+
+def outline(plays: List[Any]) -> List[StepOutline]:
+    """The steps of all plays in run order: pre_tasks, roles, tasks, post_tasks; blocks nested."""
+    steps: List[StepOutline] = []
+    for play in plays:
+        if not isinstance(play, dict):
+            continue
+        imported = play.get("import_playbook") or play.get("ansible.builtin.import_playbook")
+        if imported:
+            steps.append(StepOutline(0, f"import playbook {imported}", "import_playbook"))
+            continue
+        for section in _PLAY_SECTIONS:
+            entries = play.get(section) or []
+            if section == "roles":
+                steps.extend(StepOutline(0, f"role {_role_name(role)}", "role") for role in entries)
+            else:
+                steps.extend(_task_outline(entries, 0))
+    return steps
+
+
+def _task_outline(entries: List[Any], depth: int) -> List[StepOutline]:
+    steps: List[StepOutline] = []
+    for entry in entries if isinstance(entries, list) else []:
+        if not isinstance(entry, dict):
+            continue
+        if "block" in entry:
+            label = _text(entry.get("name")) or "block"
+            steps.append(StepOutline(depth, label, "block"))
+            steps.extend(_task_outline(entry.get("block") or [], depth + 1))
+            for section, prefix in (("rescue", "if it fails"), ("always", "always, after")):
+                if entry.get(section):
+                    steps.append(StepOutline(depth, f"{prefix}: {label}", section))
+                    steps.extend(_task_outline(entry[section], depth + 1))
+        else:
+            steps.append(StepOutline(depth, task_label(entry), "task"))
+    return steps
+
+
+def task_label(task: Mapping[str, Any]) -> str:
+    """A task's name, or for an unnamed task its action and main argument."""
+    name = _text(task.get("name"))
+    if name:
+        return name
+    for key, value in task.items():
+        if key in _TASK_KEYWORDS or key.startswith("with_"):
+            continue
+        argument = value.get("name") or value.get("file") if isinstance(value, dict) else value
+        return f"{key} {argument}" if isinstance(argument, str) and len(argument) < 60 else key
+    for key in ("action", "local_action"):
+        if key in task:
+            return _text(task[key]).split(" ", 1)[0] or key
+    return "(unnamed task)"
+
+
+def _role_name(role: Any) -> str:
+    if isinstance(role, dict):
+        return _text(role.get("role") or role.get("name")) or "(unnamed role)"
+    return _text(role)
+
+
+def _targets(plays: List[Any]) -> List[str]:
+    targets: List[str] = []
+    for play in plays:
+        if not isinstance(play, dict) or "hosts" not in play:
+            continue
+        hosts = play["hosts"]
+        pattern = ",".join(map(str, hosts)) if isinstance(hosts, list) else _text(hosts)
+        if pattern and pattern not in targets:
+            targets.append(pattern)
+    return targets
+
+
+def _parameters(path: Path, meta: Mapping[str, Any]) -> Dict[str, Dict[str, Any]]:
+    spec = meta.get("parameters") or {}
+    if not isinstance(spec, dict):
+        raise RunbookError(f"{path}: runbook.parameters must be an argument spec mapping, got {type(spec).__name__}")
+    for name, option in spec.items():
+        if not isinstance(option, dict):
+            raise RunbookError(f"{path}: runbook.parameters.{name} must be a mapping (type, description, ...)")
+    return {str(name): dict(option) for name, option in spec.items()}
+
+
+def _confirm(path: Path, meta: Mapping[str, Any]) -> bool:
+    value = meta.get("confirm", True)  # a runbook that does not say is treated as one that changes things
+    if not isinstance(value, bool):
+        raise RunbookError(f"{path}: runbook.confirm must be true or false, got {value!r}")
+    return value
+
+
+def _optional_int(path: Path, meta: Mapping[str, Any], key: str) -> Optional[int]:
+    value = meta.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise RunbookError(f"{path}: runbook.{key} must be a number, got {value!r}")
+    return int(value)
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    return " ".join(str(value).split()) if isinstance(value, str) else str(value)
+
+
+def _read_yaml(path: Path) -> Any:
+    """Parses with Ansible's own loader (understands !unsafe and !vault), returns plain Python types."""
+    from ansible.parsing.yaml.loader import AnsibleLoader
+    from yaml import YAMLError
+
+    try:
+        text = path.read_text(encoding="utf-8")
+        loader = AnsibleLoader(text, file_name=str(path))
+        try:
+            return _plain(loader.get_single_data())
+        finally:
+            loader.dispose()
+    except (OSError, YAMLError) as exc:
+        raise RunbookError(f"cannot read playbook {path}: {exc}") from exc
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {_plain(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, bool) or value is None or isinstance(value, (int, float)):
+        return value
+    return str(value)

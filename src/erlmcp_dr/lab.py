@@ -1,0 +1,480 @@
+"""The local lab: a real PostgreSQL 15 primary and two streaming standbys on loopback.
+
+It is the embedded default a new user runs first, and what the integration tests run on.
+`up` is idempotent and repairs a half-built lab; `down` stops only the lab's own
+postmasters, found by PID through each data directory's postmaster.pid.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from erlmcp_dr import paths
+
+paths.ensure_collection_importable()
+from ansible_collections.erlmcp.dr.plugins.module_utils import _postgres as pg  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._pg_server import Server, find_bin_dir  # noqa: E402
+
+LAB_DIR_ENV = "ERLMCP_DR_LAB_DIR"
+PORT_BASE_ENV = "ERLMCP_DR_LAB_PORT_BASE"
+DEFAULT_PORT_BASE = 54321
+SUPERUSER = "erlmcp_dr"
+REPLICATION_USER = "replicator"
+# Public on purpose: the lab listens on 127.0.0.1 only. Real inventories keep these in vault.
+LAB_PASSWORD = "erlmcp-lab"
+LAB_OS_USER = "postgres"
+NODE_NAMES = (("pg-a", "a"), ("pg-b", "b"), ("pg-c", "c"))
+CONF_MARKER = "# ---- erlmcp.dr lab settings (rewritten by the lab) ----"
+START_TIMEOUT = 60
+
+
+@dataclass(frozen=True)
+class LabNode:
+    name: str
+    region: str
+    port: int
+    home: Path
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def log_file(self) -> Path:
+        return self.home / "postgres.log"
+
+    @property
+    def building_marker(self) -> Path:
+        return self.home / "building"
+
+    def server(self) -> Server:
+        return Server(str(self.data_dir), log_file=str(self.log_file))
+
+    def conn_params(self) -> dict[str, Any]:
+        return dict(host="127.0.0.1", port=self.port, user=SUPERUSER, password=LAB_PASSWORD,
+                    dbname="postgres", connect_timeout=3)
+
+
+@dataclass(frozen=True)
+class LabConfig:
+    root: Path
+    port_base: int = DEFAULT_PORT_BASE
+
+    @classmethod
+    def from_env(cls) -> LabConfig:
+        root = os.environ.get(LAB_DIR_ENV)
+        base = os.environ.get(PORT_BASE_ENV)
+        return cls(
+            root=Path(root).resolve() if root else paths.collection_root() / ".lab",
+            port_base=int(base) if base else DEFAULT_PORT_BASE,
+        )
+
+    @property
+    def nodes(self) -> list[LabNode]:
+        return [LabNode(name, region, self.port_base + i, self.root / "pg" / name)
+                for i, (name, region) in enumerate(NODE_NAMES)]
+
+    @property
+    def app_config_path(self) -> Path:
+        return self.root / "app" / "database.json"
+
+    def node(self, name: str) -> LabNode:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(f"no lab node {name!r}; the lab has {', '.join(n for n, _ in NODE_NAMES)}")
+
+
+# ---------------------------------------------------------------- OS user and files
+
+
+def lab_os_user() -> pwd.struct_passwd:
+    """Who runs the servers: the caller, or (as root, which PostgreSQL refuses) `postgres`."""
+    if os.geteuid() != 0:
+        return pwd.getpwuid(os.geteuid())
+    try:
+        return pwd.getpwnam(LAB_OS_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", LAB_OS_USER],
+                       check=True)
+        return pwd.getpwnam(LAB_OS_USER)
+
+
+def _make_owned_dir(path: Path, mode: int = 0o700) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(mode)
+    if os.geteuid() == 0:
+        user = lab_os_user()
+        os.chown(path, user.pw_uid, user.pw_gid)
+
+
+@contextmanager
+def _lab_lock(cfg: LabConfig) -> Iterator[None]:
+    """One lab command at a time per lab folder (two `up`s racing would build twice)."""
+    cfg.root.mkdir(parents=True, exist_ok=True)
+    with open(cfg.root / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+# ---------------------------------------------------------------- building nodes
+
+
+def _lab_settings(node: LabNode) -> str:
+    return "\n".join([
+        CONF_MARKER,
+        "listen_addresses = '127.0.0.1'",
+        f"port = {node.port}",
+        "unix_socket_directories = ''",
+        f"cluster_name = '{node.name}'",
+        "wal_level = replica",
+        "wal_log_hints = on",
+        "wal_keep_size = '512MB'",
+        "max_wal_senders = 10",
+        "hot_standby = on",
+        "hot_standby_feedback = on",
+        "wal_receiver_status_interval = 1s",
+        "wal_retrieve_retry_interval = 500ms",
+        "shared_buffers = '32MB'",
+        "max_connections = 50",
+        "fsync = on",
+        "log_line_prefix = '%m [%p] %q%u@%d '",
+        "",
+    ])
+
+
+def _write_node_conf(node: LabNode) -> None:
+    server = node.server()
+    base = (server.read_file("postgresql.conf") or "").split(CONF_MARKER)[0].rstrip("\n")
+    server.write_file("postgresql.conf", base + "\n\n" + _lab_settings(node))
+    server.write_file("pg_hba.conf", "\n".join([
+        "# erlmcp.dr lab: TCP on loopback only, passwords everywhere",
+        "host all all 127.0.0.1/32 scram-sha-256",
+        "host replication all 127.0.0.1/32 scram-sha-256",
+        "",
+    ]))
+
+
+def _start(node: LabNode) -> None:
+    node.server().start(timeout=START_TIMEOUT)
+
+
+def _init_primary(node: LabNode) -> None:
+    _prepare_empty(node)
+    pwfile = node.home / "initdb.pw"
+    pwfile.write_text(LAB_PASSWORD + "\n")
+    if os.geteuid() == 0:
+        user = lab_os_user()
+        os.chown(pwfile, user.pw_uid, user.pw_gid)
+    try:
+        node.server().run("initdb", ["-D", str(node.data_dir), "-U", SUPERUSER, f"--pwfile={pwfile}",
+                                     "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8"], timeout=120)
+    finally:
+        pwfile.unlink(missing_ok=True)
+    _write_node_conf(node)
+    _start(node)
+    with pg.connect(node.conn_params()) as conn:
+        conn.execute(f"CREATE ROLE {REPLICATION_USER} LOGIN REPLICATION PASSWORD '{LAB_PASSWORD}'")
+    node.building_marker.unlink(missing_ok=True)
+
+
+def _init_standby(node: LabNode, upstream: LabNode) -> None:
+    _prepare_empty(node)
+    node.server().run(
+        "pg_basebackup",
+        ["-h", "127.0.0.1", "-p", str(upstream.port), "-U", REPLICATION_USER, "-D", str(node.data_dir),
+         "-X", "stream", "--checkpoint=fast", "--no-password"],
+        env={"PGPASSWORD": LAB_PASSWORD}, timeout=300,
+    )
+    _write_node_conf(node)
+    server = node.server()
+    server.set_auto_conf({"primary_conninfo": standby_conninfo(node, upstream)})
+    server.write_standby_signal()
+    _start(node)
+    node.building_marker.unlink(missing_ok=True)
+
+
+def standby_conninfo(node: LabNode, upstream: LabNode) -> str:
+    from ansible_collections.erlmcp.dr.plugins.module_utils._pg_server import conninfo
+
+    return conninfo(host="127.0.0.1", port=upstream.port, user=REPLICATION_USER, password=LAB_PASSWORD,
+                    application_name=node.name)
+
+
+def _prepare_empty(node: LabNode) -> None:
+    """A fresh, empty data directory owned by the lab user, marked as being built."""
+    if node.home.exists():
+        shutil.rmtree(node.home)
+    _make_owned_dir(node.home)
+    node.building_marker.write_text("")
+    _make_owned_dir(node.data_dir)
+
+
+# ---------------------------------------------------------------- up / status / down
+
+
+def up(cfg: LabConfig) -> dict[str, Any]:
+    """Build what is missing, start what is stopped, never start a second primary."""
+    with _lab_lock(cfg):
+        _check_config(cfg)
+        _make_owned_dir(cfg.root, 0o755)
+        _make_owned_dir(cfg.root / "pg", 0o755)
+        warnings = _bring_up(cfg)
+        (cfg.root / "app").mkdir(exist_ok=True)
+    result = status(cfg)
+    result["warnings"] = warnings + result["warnings"]
+    return result
+
+
+def _check_config(cfg: LabConfig) -> None:
+    recorded = cfg.root / "lab.json"
+    if recorded.exists():
+        previous = json.loads(recorded.read_text())
+        if previous.get("port_base") != cfg.port_base:
+            raise RuntimeError(
+                f"the lab in {cfg.root} was made with port base {previous.get('port_base')}, not {cfg.port_base}; "
+                f"run `runbook lab reset` or set {PORT_BASE_ENV}"
+            )
+    else:
+        cfg.root.mkdir(parents=True, exist_ok=True)
+        recorded.write_text(json.dumps({"port_base": cfg.port_base, "nodes": [n.name for n in cfg.nodes]}) + "\n")
+
+
+def _usable(node: LabNode) -> bool:
+    return (node.data_dir / "PG_VERSION").is_file() and not node.building_marker.exists()
+
+
+def _bring_up(cfg: LabConfig) -> list[str]:
+    nodes = cfg.nodes
+    if not any(_usable(n) for n in nodes):
+        _init_primary(nodes[0])
+    warnings = _start_primary(cfg)
+    for node in nodes:
+        if _usable(node) and node.server().is_standby_configured():
+            _start(node)
+    for node in nodes:
+        if not _usable(node):
+            upstream = _running_primary(cfg, exclude=node.name)
+            if upstream is None:
+                raise RuntimeError(f"cannot rebuild {node.name}: no running primary in the lab to copy from")
+            _init_standby(node, upstream)
+    return warnings
+
+
+def _start_primary(cfg: LabConfig) -> list[str]:
+    """Start the primary if it is down; a stopped former primary stays down (no second primary)."""
+    candidates = [n for n in cfg.nodes if _usable(n) and not n.server().is_standby_configured()]
+    running = _running_primary(cfg)
+    if running is None and candidates:
+        # After a failover two data directories may lack standby.signal: the newest timeline wins.
+        running = max(candidates, key=_checkpoint_timeline)
+        _start(running)
+    return [
+        f"{node.name} is a former primary and was left stopped (starting it would make a second primary); "
+        f"run `runbook run database_rejoin -e node={node.name}` to bring it back as a standby"
+        for node in candidates
+        if node != running and not node.server().is_running()
+    ]
+
+
+def _checkpoint_timeline(node: LabNode) -> int:
+    return int(node.server().controldata().get("Latest checkpoint's TimeLineID", "0"))
+
+
+def _running_primary(cfg: LabConfig, exclude: str = "") -> LabNode | None:
+    for node in cfg.nodes:
+        if node.name == exclude or not _usable(node) or not node.server().is_running():
+            continue
+        conn, _ = pg.try_connect(node.conn_params())
+        if conn is None:
+            continue
+        with conn:
+            if not pg.node_state(conn)["in_recovery"]:
+                return node
+    return None
+
+
+def status(cfg: LabConfig) -> dict[str, Any]:
+    """Each node's role, timeline, LSN and lag, as seen right now."""
+    rows = [_node_status(node) for node in cfg.nodes]
+    primaries = [r for r in rows if r["role"] == "primary"]
+    _add_lag(cfg, rows, primaries)
+    warnings = []
+    if len(primaries) > 1:
+        warnings.append("more than one primary: " + ", ".join(r["name"] for r in primaries))
+    exists = any(r["state"] != "missing" for r in rows)
+    return {
+        "ok": exists and len(primaries) == 1 and all(r["state"] == "running" for r in rows),
+        "root": str(cfg.root),
+        "port_base": cfg.port_base,
+        "primary": primaries[0]["name"] if len(primaries) == 1 else None,
+        "nodes": rows,
+        "warnings": warnings,
+    }
+
+
+def _node_status(node: LabNode) -> dict[str, Any]:
+    row: dict[str, Any] = {"name": node.name, "region": node.region, "port": node.port, "data_dir": str(node.data_dir),
+                           "state": "missing", "pid": None, "role": None, "timeline": None, "lsn": None,
+                           "upstream": None, "lag_bytes": None, "lag_seconds": None, "error": None}
+    if not _usable(node):
+        return row
+    row.update(node.server().status())
+    if row["state"] != "running":
+        row["role"] = "standby" if node.server().is_standby_configured() else "primary (stopped)"
+        return row
+    conn, error = pg.try_connect(node.conn_params())
+    if conn is None:
+        row["error"] = error
+        return row
+    with conn:
+        state = pg.node_state(conn)
+    receiver = state["wal_receiver"] or {}
+    row.update(role=state["role"], timeline=state["timeline"], lsn=state["position_lsn"],
+               upstream=f"{receiver['sender_host']}:{receiver['sender_port']}" if receiver.get("sender_port") else None,
+               replay_paused=state["replay_paused"])
+    return row
+
+
+def _add_lag(cfg: LabConfig, rows: list[dict[str, Any]], primaries: list[dict[str, Any]]) -> None:
+    if len(primaries) != 1:
+        return
+    conn, _ = pg.try_connect(cfg.node(primaries[0]["name"]).conn_params())
+    if conn is None:
+        return
+    with conn:
+        stats = {s["application_name"]: s for s in pg.replication_stats(conn)}
+    for row in rows:
+        stat = stats.get(row["name"])
+        if stat:
+            row["lag_bytes"] = stat["lag_bytes"]
+            row["lag_seconds"] = stat["replay_lag_seconds"]
+            row["sync_state"] = stat["sync_state"]
+
+
+def down(cfg: LabConfig, timeout: float = 30.0) -> dict[str, Any]:
+    """Stop the lab's postmasters by PID (fast shutdown, escalating only past the deadline)."""
+    stopped, not_running = [], []
+    with _lab_lock(cfg):
+        for node in cfg.nodes:
+            pid = _lab_postmaster_pid(node)
+            if pid is None:
+                not_running.append(node.name)
+                continue
+            _stop_pid(pid, timeout)
+            stopped.append(node.name)
+    return {"ok": True, "root": str(cfg.root), "stopped": stopped, "not_running": not_running}
+
+
+def _lab_postmaster_pid(node: LabNode) -> int | None:
+    """The PID in postmaster.pid, only if that process is a postgres serving this data directory."""
+    try:
+        pid = int((node.data_dir / "postmaster.pid").read_text().splitlines()[0])
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if os.path.realpath(cwd) == os.path.realpath(node.data_dir) else None
+
+
+def _stop_pid(pid: int, timeout: float) -> None:
+    for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGKILL):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not _alive(pid):
+                return
+            time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def reset(cfg: LabConfig) -> dict[str, Any]:
+    """Stop and delete the lab, then build it anew: pg-a primary, pg-b and pg-c streaming."""
+    down(cfg)
+    if cfg.root.exists():
+        shutil.rmtree(cfg.root)
+    return up(cfg)
+
+
+# ---------------------------------------------------------------- inventory and display
+
+
+def inventory(cfg: LabConfig, lab_dir_expr: str | None = None) -> dict[str, Any]:
+    """The Ansible inventory for this lab; lab_dir_expr replaces the absolute lab path (shipped file)."""
+    root = lab_dir_expr or str(cfg.root)
+    hosts = {
+        node.name: {
+            "pg_port": node.port,
+            "pg_data_dir": f"{root}/pg/{node.name}/data",
+            "pg_log_file": f"{root}/pg/{node.name}/postgres.log",
+            "dr_region": node.region,
+        }
+        for node in cfg.nodes
+    }
+    return {"all": {"children": {
+        "postgres": {
+            "hosts": hosts,
+            "vars": {
+                "ansible_connection": "local",
+                "ansible_python_interpreter": "{{ ansible_playbook_python }}",
+                "pg_host": "127.0.0.1",
+                "pg_bin_dir": find_bin_dir(),
+                "pg_login_user": SUPERUSER,
+                "pg_login_password": LAB_PASSWORD,
+                "pg_login_db": "postgres",
+                "pg_replication_user": REPLICATION_USER,
+                "pg_replication_password": LAB_PASSWORD,
+            },
+        },
+        **{f"region_{node.region}": {"hosts": {node.name: {}}} for node in cfg.nodes},
+    }, "vars": {
+        "dr_primary_of_record": cfg.nodes[0].name,
+        "dr_app_config_path": f"{root}/app/database.json",
+    }}}
+
+
+def write_inventory(cfg: LabConfig, path: Path) -> Path:
+    import yaml
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("---\n" + yaml.safe_dump(inventory(cfg), sort_keys=False))
+    return path
+
+
+def format_status(result: dict[str, Any]) -> str:
+    if "nodes" not in result:  # what down() returns
+        return f"lab {result['root']}: stopped {', '.join(result['stopped']) or 'nothing'}" + (
+            f"; not running: {', '.join(result['not_running'])}" if result["not_running"] else "")
+    header = f"{'node':6} {'region':6} {'port':6} {'state':8} {'role':18} {'tl':>3} {'lsn':>12} {'lag':>10}  upstream"
+    lines = [f"lab {result['root']} (primary: {result.get('primary') or 'none'})", header]
+    for row in result["nodes"]:
+        lag = "" if row["lag_bytes"] is None else f"{row['lag_bytes']} B"
+        lines.append(
+            f"{row['name']:6} {row['region']:6} {row['port']:<6} {row['state']:8} {str(row['role'] or '-'):18} "
+            f"{str(row['timeline'] or '-'):>3} {str(row['lsn'] or '-'):>12} {lag:>10}  {row['upstream'] or ''}"
+        )
+        if row.get("error"):
+            lines.append(f"       error: {row['error']}")
+    lines += [f"warning: {w}" for w in result.get("warnings", [])]
+    return "\n".join(lines)
