@@ -440,15 +440,16 @@ def inventory(cfg: LabConfig, lab_dir_expr: str | None = None) -> dict[str, Any]
                 "ansible_python_interpreter": "{{ ansible_playbook_python }}",
                 "pg_host": "127.0.0.1",
                 "pg_bin_dir": find_bin_dir(),
-                "pg_login_user": SUPERUSER,
-                "pg_login_password": LAB_PASSWORD,
-                "pg_login_db": "postgres",
-                "pg_replication_user": REPLICATION_USER,
-                "pg_replication_password": LAB_PASSWORD,
             },
         },
         **{f"region_{node.region}": {"hosts": {node.name: {}}} for node in cfg.nodes},
     }, "vars": {
+        # Credentials sit in `all`: the runbooks' first play runs on the controller (localhost).
+        "pg_login_user": SUPERUSER,
+        "pg_login_password": LAB_PASSWORD,
+        "pg_login_db": "postgres",
+        "pg_replication_user": REPLICATION_USER,
+        "pg_replication_password": LAB_PASSWORD,
         "dr_primary_of_record": cfg.nodes[0].name,
         "dr_app_config_path": f"{root}/app/database.json",
     }}}

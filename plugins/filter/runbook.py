@@ -1,0 +1,43 @@
+# -*- coding: utf-8 -*-
+# Copyright: erlmcp.dr contributors
+# Apache License 2.0 (see galaxy.yml)
+"""Plumbing every runbook playbook shares: its parameters and its database nodes."""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleFilterError
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+UNSET = "__erlmcp_dr_unset__"
+
+
+def runbook_params(spec, values):
+    """Parameters as the spec makes them: types coerced, defaults filled, secrets left out.
+
+    values: the parameters' current values in spec order, UNSET where not given
+    (q('ansible.builtin.vars', *spec, default=UNSET)). Secrets (no_log) are dropped so
+    that set_fact never records them; tasks read those variables directly.
+    """
+    names = list(spec)
+    if len(values) != len(names):
+        raise AnsibleFilterError("runbook_params: %d values for %d parameters" % (len(values), len(names)))
+    given = dict((name, value) for name, value in zip(names, values) if value != UNSET)
+    result = ArgumentSpecValidator(spec).validate(given)
+    if result.error_messages:
+        raise AnsibleFilterError("invalid runbook parameters: " + "; ".join(result.error_messages))
+    secrets = set(name for name, option in spec.items() if option.get("no_log"))
+    return dict((k, v) for k, v in result.validated_parameters.items() if k not in secrets)
+
+
+def pg_nodes(hosts, hostvars):
+    """[{name, host, port}] for the given inventory hosts (pg_host and pg_port, else the name and 5432)."""
+    nodes = []
+    for name in hosts:
+        host_vars = hostvars[name]
+        nodes.append(dict(name=name, host=host_vars.get("pg_host", name), port=int(host_vars.get("pg_port", 5432))))
+    return nodes
+
+
+class FilterModule(object):
+    def filters(self):
+        return {"runbook_params": runbook_params, "pg_nodes": pg_nodes}

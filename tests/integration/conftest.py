@@ -1,0 +1,103 @@
+"""Fixtures for tests on the real lab: fresh PostgreSQL clusters and a way to run one module."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import socket
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import ansible_runner
+import pytest
+
+from erlmcp_dr import lab, paths
+
+pytestmark = pytest.mark.integration
+
+
+def _ports_free(base: int, count: int = 3) -> bool:
+    for port in range(base, base + count):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
+def free_port_base() -> int:
+    """Three consecutive free loopback ports (tests may run beside a user's own lab)."""
+    for _ in range(200):
+        base = random.randrange(20000, 40000, 3)
+        if _ports_free(base):
+            return base
+    raise RuntimeError("no three consecutive free ports found between 20000 and 40000")
+
+
+@pytest.fixture
+def fresh_lab() -> Iterator[lab.LabConfig]:
+    """A brand-new lab (pg-a primary, pg-b and pg-c streaming), stopped and removed afterwards.
+
+    Its folder sits under /tmp, not pytest's tmp_path: the servers run as `postgres`,
+    who cannot enter root's private pytest folders.
+    """
+    root = Path(tempfile.mkdtemp(prefix="erlmcp-dr-lab-"))
+    cfg = lab.LabConfig(root=root, port_base=free_port_base())
+    try:
+        lab.reset(cfg)
+        lab.write_inventory(cfg, root / "inventory" / "hosts.yml")
+        yield cfg
+    finally:
+        lab.down(cfg)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def lab_inventory(cfg: lab.LabConfig) -> Path:
+    return cfg.root / "inventory" / "hosts.yml"
+
+
+def login_args(cfg: lab.LabConfig, node: str) -> dict[str, Any]:
+    """Connection options for a module speaking SQL to one lab node."""
+    return {
+        "login_host": "127.0.0.1",
+        "login_port": cfg.node(node).port,
+        "login_user": lab.SUPERUSER,
+        "login_password": lab.LAB_PASSWORD,
+    }
+
+
+def run_module(module: str, args: dict[str, Any], check: bool = False, diff: bool = False) -> dict[str, Any]:
+    """Run one module on localhost through ansible-runner; returns its result (with 'failed')."""
+    with tempfile.TemporaryDirectory(prefix="erlmcp-dr-mod-") as private:
+        cmdline = " ".join(flag for flag, on in (("--check", check), ("--diff", diff)) if on)
+        runner = ansible_runner.run(
+            private_data_dir=private,
+            host_pattern="localhost",
+            module=module,
+            module_args=json.dumps(args),
+            inventory="localhost ansible_connection=local ansible_python_interpreter=" + _python(),
+            cmdline=cmdline or None,
+            envvars={"ANSIBLE_COLLECTIONS_PATH": str(paths.collections_path()), "PATH": _venv_path()},
+            quiet=True,
+        )
+        for event in runner.events:
+            if event.get("event") in ("runner_on_ok", "runner_on_failed", "runner_on_unreachable"):
+                result = dict(event["event_data"]["res"])
+                result.setdefault("failed", event["event"] != "runner_on_ok")
+                return result
+        raise AssertionError(f"{module} produced no result; stdout:\n{runner.stdout.read()}")
+
+
+def _python() -> str:
+    return sys.executable
+
+
+def _venv_path() -> str:
+    """ansible-runner finds `ansible` on PATH: put this interpreter's bin folder first."""
+    return os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
