@@ -129,7 +129,7 @@ def parse_playbook(path: Path) -> Optional[Runbook]:
         name=path.stem,
         path=path.resolve(),
         title=str(meta.get("title") or plays[0].get("name") or path.stem),
-        summary=_text(meta.get("summary")),
+        summary=str(meta.get("summary") or "").strip(),
         tier=_optional_int(path, meta, "tier"),
         rto_seconds=_optional_int(path, meta, "rto_seconds"),
         rpo_seconds=_optional_int(path, meta, "rpo_seconds"),
@@ -268,4 +268,6 @@ def _plain(value: Any) -> Any:
         return str(value)
     if isinstance(value, bool) or value is None or isinstance(value, (int, float)):
         return value
+    if type(value).__name__ == "AnsibleVaultEncryptedUnicode":
+        return "!vault"  # never decrypted here
     return str(value)

@@ -11,8 +11,10 @@ import fcntl
 import json
 import os
 import pwd
+import random
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -95,6 +97,24 @@ class LabConfig:
             if node.name == name:
                 return node
         raise KeyError(f"no lab node {name!r}; the lab has {', '.join(n for n, _ in NODE_NAMES)}")
+
+
+def free_port_base(low: int = 20000, high: int = 40000) -> int:
+    """A base with three consecutive free loopback ports, for labs beside the default one."""
+    for _ in range(200):
+        base = random.randrange(low, high, len(NODE_NAMES))
+        if all(_port_free(port) for port in range(base, base + len(NODE_NAMES))):
+            return base
+    raise RuntimeError(f"no {len(NODE_NAMES)} consecutive free ports found between {low} and {high}")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 # ---------------------------------------------------------------- OS user and files

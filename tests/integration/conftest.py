@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
-import socket
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -21,25 +19,6 @@ from erlmcp_dr import lab, paths
 pytestmark = pytest.mark.integration
 
 
-def _ports_free(base: int, count: int = 3) -> bool:
-    for port in range(base, base + count):
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                return False
-    return True
-
-
-def free_port_base() -> int:
-    """Three consecutive free loopback ports (tests may run beside a user's own lab)."""
-    for _ in range(200):
-        base = random.randrange(20000, 40000, 3)
-        if _ports_free(base):
-            return base
-    raise RuntimeError("no three consecutive free ports found between 20000 and 40000")
-
-
 @pytest.fixture
 def fresh_lab() -> Iterator[lab.LabConfig]:
     """A brand-new lab (pg-a primary, pg-b and pg-c streaming), stopped and removed afterwards.
@@ -48,7 +27,7 @@ def fresh_lab() -> Iterator[lab.LabConfig]:
     who cannot enter root's private pytest folders.
     """
     root = Path(tempfile.mkdtemp(prefix="erlmcp-dr-lab-"))
-    cfg = lab.LabConfig(root=root, port_base=free_port_base())
+    cfg = lab.LabConfig(root=root, port_base=lab.free_port_base())
     try:
         lab.reset(cfg)
         lab.write_inventory(cfg, root / "inventory" / "hosts.yml")

@@ -7,7 +7,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import free_port_base
 
 from erlmcp_dr import lab
 from erlmcp_dr.paths import ensure_collection_importable
@@ -66,7 +65,7 @@ def test_up_leaves_a_former_primary_stopped(fresh_lab):
 
 
 def test_down_stops_only_its_own_lab(fresh_lab):
-    other = lab.LabConfig(root=Path(tempfile.mkdtemp(prefix="erlmcp-dr-lab-")), port_base=free_port_base())
+    other = lab.LabConfig(root=Path(tempfile.mkdtemp(prefix="erlmcp-dr-lab-")), port_base=lab.free_port_base())
     try:
         lab.up(other)
         stopped = lab.down(fresh_lab)

@@ -1,0 +1,371 @@
+"""`runbook`: list, inspect, plan and run the erlmcp.dr runbooks; read their reports; drive the local lab."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from erlmcp_dr import catalog, docs, params, paths, report
+from erlmcp_dr.catalog import Runbook
+from erlmcp_dr.errors import ConfirmationRequired, RunbookError, RunBusy
+from erlmcp_dr.result import REPORT_FILE, RESULT_FILE, RunResult, Step
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_BUSY = 3
+
+PROG = "runbook"
+DESCRIPTION = """\
+Runs the erlmcp.dr disaster-recovery runbooks (the playbooks of the erlmcp.dr Ansible
+collection) through ansible-runner, with a plan first, a confirmation gate, live
+progress and a report in a run folder."""
+EPILOG = """\
+examples:
+  runbook list
+  runbook show database_failover
+  runbook plan database_failover -i inventories/prod
+  runbook run database_failover -i inventories/prod -e away_from=pg-a
+  runbook report latest
+  runbook lab up
+
+exit codes:
+  0  success            1  the runbook failed (or drift/lab trouble)
+  2  usage, unknown runbook or bad parameter: nothing ran
+  3  another run holds the lock on this inventory: nothing ran
+
+environment:
+  ERLMCP_DR_HOME       where run folders and locks live (default: <collection>/.runs)
+  ERLMCP_DR_PLAYBOOKS  read runbooks from this folder instead of <collection>/playbooks
+  ERLMCP_DR_COLLECTION the erlmcp.dr collection root (default: this checkout)"""
+
+
+class CliError(Exception):
+    """A usage problem found by the CLI itself: exit 2."""
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--playbooks-dir", metavar="DIR",
+                        help="read runbooks from DIR instead of the collection's playbooks/ ($ERLMCP_DR_PLAYBOOKS)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    listing = _sub(sub, "list", "list the runbooks", _cmd_list)
+    _json_flag(listing)
+
+    show = _sub(sub, "show", "a runbook's metadata, parameters, targets and steps", _cmd_show)
+    show.add_argument("name", metavar="NAME", help="runbook name (see `runbook list`)")
+    _json_flag(show)
+
+    plan = _sub(sub, "plan", "run a runbook in check mode: what it would change, changing nothing", _cmd_plan)
+    _run_arguments(plan)
+
+    run = _sub(sub, "run", "run a runbook (asks for confirmation when the runbook requires it)", _cmd_run)
+    _run_arguments(run)
+    run.add_argument("-y", "--yes", action="store_true",
+                     help="confirm in advance (needed without a terminal when the runbook requires confirmation)")
+
+    rep = _sub(sub, "report", "print a run's report (report.md), or its result.json with --json", _cmd_report)
+    rep.add_argument("run_id", metavar="RUN_ID", help="a run id (as printed by run/plan), or 'latest'")
+    _json_flag(rep, "print result.json instead of report.md")
+
+    doc = _sub(sub, "docs", "write the runbooks/*.md pages from the playbooks, or check them for drift", _cmd_docs)
+    doc.add_argument("--check", action="store_true", help="write nothing; exit 1 listing drifted/missing/extra pages")
+    doc.add_argument("--out", metavar="DIR", help="pages folder (default: <collection>/runbooks)")
+
+    lab = _sub(sub, "lab", "the local lab: PostgreSQL primary + standbys on 127.0.0.1", _cmd_lab)
+    lab.add_argument("action", choices=["up", "status", "down", "reset"],
+                     help="up: create/start; status: show; down: stop; reset: back to a fresh lab")
+    _json_flag(lab)
+    return parser
+
+
+def _sub(sub: Any, name: str, help_text: str, handler: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+    parser = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def _json_flag(parser: argparse.ArgumentParser, help_text: str = "machine-readable JSON on stdout") -> None:
+    parser.add_argument("--json", action="store_true", help=help_text)
+
+
+def _run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", metavar="NAME", help="runbook name (see `runbook list`)")
+    parser.add_argument("-i", "--inventory", metavar="INV",
+                        help="inventory file or folder (default: the local lab, <collection>/inventories/lab)")
+    parser.add_argument("-e", "--extra-vars", metavar="VARS", action="append", default=[],
+                        help="a parameter: key=value (one per -e), @file.yml|json, or a JSON object; repeatable, "
+                             "later wins. See `runbook show NAME` for the parameters")
+    parser.add_argument("-l", "--limit", metavar="PATTERN", help="limit the run to these hosts (ansible --limit)")
+    parser.add_argument("--no-diff", action="store_true", help="do not ask modules for diffs")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="ansible verbosity (-v, -vv, ...)")
+    parser.add_argument("--run-id", metavar="ID", help="use this run id instead of a generated one")
+    _json_flag(parser, "print the run's result as JSON on stdout instead of the summary")
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(levelname)s: %(message)s", stream=sys.stderr)
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except RunBusy as exc:
+        _error(str(exc))
+        return EXIT_BUSY
+    except (RunbookError, CliError) as exc:
+        _error(str(exc))
+        return EXIT_USAGE
+    except FileNotFoundError as exc:  # e.g. no collection found
+        _error(str(exc))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return 130
+
+
+def _error(message: str) -> None:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+
+
+def _emit_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+# ---------------------------------------------------------------- list / show
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    runbooks = catalog.discover(args.playbooks_dir)
+    if args.json:
+        _emit_json([_summary_dict(runbook) for runbook in runbooks.values()])
+        return EXIT_OK
+    if not runbooks:
+        print(f"no runbooks in {catalog.playbooks_dir(args.playbooks_dir)}")
+        return EXIT_OK
+    rows = [("NAME", "TIER", "RTO", "RPO", "CONFIRM", "TITLE")]
+    rows.extend((rb.name, _dash(rb.tier), _secs(rb.rto_seconds), _secs(rb.rpo_seconds),
+                 "yes" if rb.confirm else "no", rb.title) for rb in runbooks.values())
+    print(_table(rows))
+    return EXIT_OK
+
+
+def _summary_dict(runbook: Runbook) -> Dict[str, Any]:
+    return {key: value for key, value in runbook.to_dict().items() if key not in ("steps", "parameters")} | {
+        "parameters": sorted(runbook.parameters)}
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    runbook = catalog.load(args.name, args.playbooks_dir)
+    if args.json:
+        _emit_json(runbook.to_dict())
+        return EXIT_OK
+    print(render_show(runbook))
+    return EXIT_OK
+
+
+def render_show(runbook: Runbook) -> str:
+    lines = [f"{runbook.name}: {runbook.title}"]
+    if runbook.summary:
+        lines.extend(textwrap.wrap(runbook.summary, 88, initial_indent="  ", subsequent_indent="  "))
+    lines.append("")
+    confirm = "required" if runbook.confirm else "not required"
+    lines.append(f"tier {_dash(runbook.tier)}, RTO target {_secs(runbook.rto_seconds)}, "
+                 f"RPO target {_secs(runbook.rpo_seconds)}, confirmation {confirm}")
+    lines.append(f"targets: {', '.join(runbook.targets) or '-'}")
+    lines.append(f"playbook: {runbook.path}")
+    lines.append("")
+    lines.append("parameters:")
+    if not runbook.parameters:
+        lines.append("  none")
+    rows = [("  NAME", "TYPE", "REQUIRED", "DEFAULT")]
+    for name, option in runbook.parameters.items():
+        rows.append((f"  {name}", _type(option), "yes" if option.get("required") else "no", _default(option)))
+    if runbook.parameters:
+        table = _table(rows).splitlines()
+        lines.append(table[0])
+        for row, option in zip(table[1:], runbook.parameters.values(), strict=True):
+            lines.append(row)
+            lines.extend(textwrap.wrap(_choices_and_description(option), 88, initial_indent="      ",
+                                       subsequent_indent="      "))
+    lines.append("")
+    lines.append("steps:")
+    lines.extend(f"  {step.indented()}" for step in runbook.steps)
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- plan / run
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    return _execute(args, check=True)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    return _execute(args, check=False)
+
+
+def _execute(args: argparse.Namespace, check: bool) -> int:
+    from erlmcp_dr.runner import RunbookRun, RunConfig
+
+    runbook = catalog.load(args.name, args.playbooks_dir)
+    extravars = params.parse_extra_vars(args.extra_vars, runbook, base_dir=Path.cwd())
+    config = RunConfig.prepare(
+        runbook.name, inventory=args.inventory, extravars=extravars, check=check, diff=not args.no_diff,
+        run_id=args.run_id, limit=args.limit, verbosity=args.verbose, playbooks_dir=args.playbooks_dir,
+    )
+    if not check and runbook.confirm and not args.yes:
+        _confirm(runbook, str(config.inventory))
+    mode = "plan (check mode: nothing will change)" if check else "run"
+    print(f"{PROG}: {mode} {runbook.name} against {config.inventory} - run {config.run_id}", file=sys.stderr)
+    result = RunbookRun(config, event_callback=_progress).run()
+    if args.json:
+        print(result.to_json())
+    else:
+        print(report.render_terminal(result))
+    return EXIT_OK if result.succeeded else EXIT_FAILED
+
+
+def _confirm(runbook: Runbook, inventory: str) -> None:
+    if not _interactive():
+        raise ConfirmationRequired(runbook.name, inventory)
+    print(f"{runbook.title}: {runbook.summary}" if runbook.summary else runbook.title, file=sys.stderr)
+    print(f"Run {runbook.name} against {inventory}? type 'yes' to continue: ", end="", file=sys.stderr, flush=True)
+    try:
+        answer = input()
+    except EOFError:
+        answer = ""
+    if answer.strip().lower() != "yes":
+        raise CliError(f"not confirmed (got {answer.strip()!r}, expected 'yes'): nothing was run")
+
+
+def _interactive() -> bool:
+    return sys.stdin is not None and sys.stdin.isatty()
+
+
+def _progress(step: Step) -> None:
+    print(report.step_line(step), file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- report / docs
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    run_dir = _find_run(args.run_id)
+    name = RESULT_FILE if args.json else REPORT_FILE
+    path = run_dir / name
+    if path.is_file():
+        print(path.read_text(encoding="utf-8"), end="")
+        return EXIT_OK
+    if (run_dir / RESULT_FILE).is_file():  # report.md lost: render it again from result.json
+        print(report.render_markdown(RunResult.load(run_dir)), end="")
+        return EXIT_OK
+    raise CliError(f"run {run_dir.name} has no {name} (still running, or it could not start); see {run_dir}")
+
+
+def _find_run(run_id: str) -> Path:
+    runs = paths.state_home() / "runs"
+    if run_id == "latest":
+        candidates = sorted((d for d in runs.glob("*") if d.is_dir()), key=lambda d: d.stat().st_mtime)
+        if not candidates:
+            raise CliError(f"no runs yet in {runs}")
+        return candidates[-1]
+    run_dir = runs / run_id
+    if "/" in run_id or not run_dir.is_dir():
+        recent = sorted((d.name for d in runs.glob("*") if d.is_dir()), reverse=True)[:5]
+        listing = ", ".join(recent) if recent else "none"
+        raise CliError(f"no run '{run_id}' in {runs}; recent runs: {listing}")
+    return run_dir
+
+
+def _cmd_docs(args: argparse.Namespace) -> int:
+    out = Path(args.out) if args.out else docs.default_out_dir()
+    if args.check:
+        problems = docs.check_pages(out, args.playbooks_dir)
+        if problems:
+            print("runbook pages differ from the playbooks (run `runbook docs` to regenerate):")
+            print("\n".join(f"  {problem}" for problem in problems))
+            return EXIT_FAILED
+        print(f"runbook pages in {out} match the playbooks")
+        return EXIT_OK
+    touched = docs.write_pages(out, args.playbooks_dir)
+    print("\n".join(f"wrote {path}" if path.exists() else f"removed {path}" for path in touched)
+          or f"runbook pages in {out} already up to date")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- lab
+
+
+def _cmd_lab(args: argparse.Namespace) -> int:
+    try:
+        from erlmcp_dr import lab
+    except ImportError as exc:
+        raise CliError(f"the local lab is not available in this installation: {exc}") from exc
+    try:
+        cfg = lab.LabConfig.from_env()
+        outcome = getattr(lab, args.action)(cfg)
+    except RunbookError:
+        raise
+    except Exception as exc:  # the lab reports its own trouble; no traceback for a person at a terminal
+        _error(f"lab {args.action} failed: {exc}")
+        return EXIT_FAILED
+    if args.json:
+        _emit_json(outcome)
+    else:
+        print(lab.format_status(outcome))
+    return EXIT_FAILED if isinstance(outcome, dict) and outcome.get("ok") is False else EXIT_OK
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _table(rows: List[Sequence[str]]) -> str:
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _type(option: Dict[str, Any]) -> str:
+    kind = str(option.get("type") or "str")
+    if option.get("elements"):
+        kind += f"[{option['elements']}]"
+    return kind + (" (secret)" if option.get("no_log") else "")
+
+
+def _default(option: Dict[str, Any]) -> str:
+    if option.get("default") is None:
+        return "-"
+    if option.get("no_log"):
+        return "(hidden)"
+    value = option["default"]
+    return json.dumps(value) if not isinstance(value, str) or value == "" else value
+
+
+def _choices_and_description(option: Dict[str, Any]) -> str:
+    description = option.get("description") or ""
+    if isinstance(description, list):
+        description = " ".join(map(str, description))
+    text = " ".join(str(description).split())
+    if option.get("choices"):
+        text = f"one of {', '.join(map(str, option['choices']))}. {text}".strip()
+    return text
+
+
+def _secs(value: Optional[int]) -> str:
+    return "-" if value is None else f"{value}s"
+
+
+def _dash(value: Any) -> str:
+    return "-" if value is None else str(value)

@@ -1,0 +1,277 @@
+"""Extra vars for a runbook: parsed from the CLI, checked against the runbook's argument spec.
+
+The check is Ansible's own ArgumentSpecValidator, the same one the playbook's first task
+(`ansible.builtin.validate_argument_spec`) runs, so the CLI, the Python API and AWX accept
+and reject the same values. Here it runs before anything starts, and every error names
+the parameter.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
+
+import yaml
+
+from erlmcp_dr.catalog import Runbook
+from erlmcp_dr.errors import ParameterError
+
+REDACTED = "********"
+# Spec types whose CLI values stay exactly as typed (no YAML interpretation).
+_TEXT_TYPES = frozenset({"str", "path"})
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+# ---------------------------------------------------------------- validation
+
+
+def validate(runbook: Runbook, extravars: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
+    """The caller's values, coerced to their spec types; defaults are left to the playbook.
+
+    Raises ParameterError naming the first offending parameter (the message lists all problems).
+    """
+    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+    if extravars is None:
+        extravars = {}
+    if not isinstance(extravars, Mapping):
+        raise ParameterError("extravars", f"extra vars must be a mapping of parameter names to values, "
+                                          f"got {type(extravars).__name__}")
+    given = {str(key): value for key, value in extravars.items()}
+    result = ArgumentSpecValidator(runbook.parameters).validate(given)
+    if result.error_messages:
+        raise _parameter_error(runbook, given, result)
+    validated = result.validated_parameters
+    return {_canonical(runbook, key): validated[_canonical(runbook, key)] for key in given}
+
+
+def _parameter_error(runbook: Runbook, given: Mapping[str, Any], result: Any) -> ParameterError:
+    from ansible.module_utils.errors import RequiredError, UnsupportedError
+
+    problems: List[Tuple[str, str]] = []
+    for error in result.errors.errors:
+        if isinstance(error, UnsupportedError):
+            for unknown in sorted(result.unsupported_parameters, key=str):
+                problems.append(_unsupported(runbook, unknown))
+        elif isinstance(error, RequiredError):
+            problems.extend(_missing(runbook, error.error_message))
+        else:
+            message = error.error_message
+            name = _named_in(runbook, message)
+            problems.append((name, f"invalid value for parameter '{name}': {message}"))
+    secrets = secret_values(runbook, given)
+    first = problems[0][0] if problems else "?"
+    text = "; ".join(_scrub_text(message, secrets) for _, message in problems) or "validation failed"
+    return ParameterError(first, f"runbook '{runbook.name}': {text}")
+
+
+def _unsupported(runbook: Runbook, unknown: Any) -> Tuple[str, str]:
+    name = ".".join(map(str, unknown)) if isinstance(unknown, tuple) else str(unknown)
+    valid = sorted(runbook.parameters)
+    close = difflib.get_close_matches(name, valid, n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    listing = ", ".join(valid) if valid else "none (this runbook takes no parameters)"
+    return name, f"unsupported parameter '{name}'.{hint} Supported parameters include: {listing}"
+
+
+def _missing(runbook: Runbook, message: str) -> List[Tuple[str, str]]:
+    """'missing required arguments: a, b[ found in x]' -> one problem per parameter, with a hint."""
+    listed = message.split(":", 1)[1] if ":" in message else message
+    listed = listed.split(" found in ", 1)[0]
+    problems = []
+    for name in [part.strip() for part in listed.split(",") if part.strip()]:
+        description = _description(runbook.parameters.get(name, {}))
+        about = f" ({description})" if description else ""
+        problems.append((name, f"missing required parameter '{name}'{about}; pass it with -e {name}=VALUE"))
+    return problems or [(_named_in(runbook, message), message)]
+
+
+def _named_in(runbook: Runbook, message: str) -> str:
+    """The parameter an Ansible validation message is about: the earliest spec name it mentions."""
+    best: Tuple[int, str] = (len(message) + 1, "?")
+    for name in _all_names(runbook.parameters):
+        match = re.search(rf"(?<![A-Za-z0-9_]){re.escape(name)}(?![A-Za-z0-9_])", message)
+        if match and match.start() < best[0]:
+            best = (match.start(), name)
+    return best[1]
+
+
+def _all_names(spec: Mapping[str, Any]) -> List[str]:
+    found: List[str] = []
+    for name, option in spec.items():
+        found.append(name)
+        found.extend((option or {}).get("aliases") or [])
+        found.extend(_all_names((option or {}).get("options") or {}))
+    return found
+
+
+def _canonical(runbook: Runbook, key: str) -> str:
+    if key in runbook.parameters:
+        return key
+    for name, option in runbook.parameters.items():
+        if key in (option.get("aliases") or []):
+            return name
+    return key
+
+
+def _description(option: Mapping[str, Any]) -> str:
+    description = option.get("description")
+    if isinstance(description, list):
+        description = " ".join(map(str, description))
+    return " ".join(str(description or "").split())
+
+
+# ---------------------------------------------------------------- secrets
+
+
+def secret_names(runbook: Runbook) -> List[str]:
+    """Top-level parameters marked `no_log: true`: never written into a run folder."""
+    return [name for name, option in runbook.parameters.items() if option.get("no_log")]
+
+
+def secret_values(runbook: Runbook, values: Mapping[str, Any]) -> List[str]:
+    """The secret values among `values` (nested options included), as strings, longest first."""
+    found: set[str] = set()
+    _collect_secrets(runbook.parameters, values, found)
+    return sorted(found, key=lambda text: (-len(text), text))
+
+
+def _collect_secrets(spec: Mapping[str, Any], values: Any, found: set) -> None:
+    if isinstance(values, list):
+        for item in values:
+            _collect_secrets(spec, item, found)
+        return
+    if not isinstance(values, Mapping):
+        return
+    for name, option in spec.items():
+        keys = [name, *((option or {}).get("aliases") or [])]
+        for key in keys:
+            if key not in values or values[key] in (None, ""):
+                continue
+            if (option or {}).get("no_log"):
+                _flatten_secret(values[key], found)
+            elif (option or {}).get("options"):
+                _collect_secrets(option["options"], values[key], found)
+
+
+def _flatten_secret(value: Any, found: set) -> None:
+    if isinstance(value, Mapping):
+        for item in value.values():
+            _flatten_secret(item, found)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _flatten_secret(item, found)
+    elif value not in (None, ""):
+        found.add(str(value))
+
+
+def redact(runbook: Runbook, values: Mapping[str, Any]) -> Dict[str, Any]:
+    """A copy of `values` with every no_log parameter's value replaced by '********'."""
+    return _redact(runbook.parameters, values)
+
+
+def _redact(spec: Mapping[str, Any], values: Any) -> Any:
+    if isinstance(values, list):
+        return [_redact(spec, item) for item in values]
+    if not isinstance(values, Mapping):
+        return values
+    out: Dict[str, Any] = {}
+    for key, value in values.items():
+        option = spec.get(key) or _by_alias(spec, key)
+        if option.get("no_log") and value not in (None, ""):
+            out[key] = REDACTED
+        elif option.get("options"):
+            out[key] = _redact(option["options"], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _by_alias(spec: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    for option in spec.values():
+        if key in ((option or {}).get("aliases") or []):
+            return option
+    return {}
+
+
+def _scrub_text(text: str, secrets: Iterable[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+# ---------------------------------------------------------------- CLI -e parsing
+
+
+def parse_extra_vars(items: Iterable[str], runbook: Optional[Runbook] = None,
+                     base_dir: Optional[Path] = None) -> Dict[str, Any]:
+    """Merges `-e` arguments in order (later wins): `key=value`, `@file.yml|json`, `{"json": ...}`.
+
+    A `key=value` value is read as YAML (numbers, booleans, lists, mappings) unless the
+    runbook's spec types the parameter as str/path (or does not know it): those stay text.
+    """
+    merged: Dict[str, Any] = {}
+    for item in items:
+        merged.update(parse_extra_var(item, runbook, base_dir))
+    return merged
+
+
+def parse_extra_var(item: str, runbook: Optional[Runbook] = None, base_dir: Optional[Path] = None) -> Dict[str, Any]:
+    text = item.strip()
+    if text.startswith("@"):
+        return _from_file(text[1:], base_dir)
+    if text.startswith("{"):
+        return _from_inline(text)
+    key, sep, value = item.partition("=")
+    key = key.strip()
+    if not sep or not _NAME.match(key):
+        raise ParameterError(key or item, f"cannot read extra var {item!r}: expected key=value, @file.yml or a JSON "
+                                          "object (one key=value per -e)")
+    return {key: _typed_value(key, value, runbook)}
+
+
+def _typed_value(key: str, value: str, runbook: Optional[Runbook]) -> Any:
+    option = (runbook.parameters.get(key) or _by_alias(runbook.parameters, key)) if runbook else {}
+    if not option or (option.get("type") or "str") in _TEXT_TYPES:
+        return value
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+    if parsed is None and value.strip() not in ("null", "~", "Null", "NULL"):
+        return value  # an empty value stays the empty string, let the validator judge it
+    return parsed
+
+
+def _from_file(name: str, base_dir: Optional[Path]) -> Dict[str, Any]:
+    path = Path(name).expanduser()
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ParameterError(f"@{name}", f"cannot read extra vars file {path}: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ParameterError(f"@{name}", f"extra vars file {path} is not valid YAML/JSON: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ParameterError(f"@{name}", f"extra vars file {path} must hold a mapping, got {type(data).__name__}")
+    return {str(key): value for key, value in data.items()}
+
+
+def _from_inline(text: str) -> Dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            message = f"cannot read extra vars {text!r}: not valid JSON or YAML ({exc})"
+            raise ParameterError("extravars", message) from exc
+    if not isinstance(data, dict):
+        raise ParameterError("extravars", f"inline extra vars must be a JSON object, got {type(data).__name__}")
+    return {str(key): value for key, value in data.items()}

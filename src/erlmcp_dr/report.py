@@ -1,0 +1,215 @@
+"""Renders a RunResult: report.md for the run folder, and a short summary for the terminal."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Dict, List, Optional
+
+from erlmcp_dr.result import RunResult, Step
+
+SUMMARY_FACT = "summary"
+NEXT_STEP_FACT = "next_step"
+
+
+# ---------------------------------------------------------------- report.md
+
+
+def render_markdown(result: RunResult) -> str:
+    parts = [
+        f"# {result.title or result.runbook}: {_status_word(result)}",
+        _overview(result),
+    ]
+    if not result.succeeded:
+        parts.append(_outcome(result))
+    parts.extend(_facts(result.facts))
+    parts.append(_steps(result.steps))
+    return "\n\n".join(part for part in parts if part) + "\n"
+
+
+def _overview(result: RunResult) -> str:
+    rows = [
+        ("Run", f"`{result.run_id}`"),
+        ("Runbook", f"`{result.runbook}`"),
+        ("Mode", "check (a plan: nothing was changed)" if result.check else "live (changes applied)"),
+        ("Status", f"{result.status} (rc {result.rc})"),
+        ("Started", result.started_at),
+        ("Ended", result.ended_at),
+        ("Duration", duration_vs_target(result)),
+        ("Inventory", f"`{result.inventory}`"),
+        ("Parameters", ", ".join(f"`{key}={_inline(value)}`" for key, value in result.extravars.items()) or "none"),
+        ("Run folder", f"`{result.run_dir}`"),
+    ]
+    lines = ["| | |", "|---|---|"]
+    lines.extend(f"| {name} | {_cell(value)} |" for name, value in rows)
+    return "\n".join(lines)
+
+
+def duration_vs_target(result: RunResult) -> str:
+    took = f"{result.duration_seconds:.1f} s"
+    target = result.rto_target_seconds
+    if target is None:
+        return took
+    if result.check:
+        return f"{took} (RTO target {target} s; a plan does not measure recovery time)"
+    if not result.succeeded:
+        return f"{took} (RTO target {target} s)"
+    verdict = "within" if result.duration_seconds <= target else "OVER"
+    return f"{took}: {verdict} the RTO target of {target} s"
+
+
+def _outcome(result: RunResult) -> str:
+    lines = ["## What went wrong", ""]
+    failing = result.failing_step
+    if failing is not None:
+        where = "unreachable" if failing.unreachable else "failed"
+        lines.append(f"**{failing.task}** {where} on `{failing.host}`:")
+        lines.append("")
+        lines.append(_quote(failing.message or "(no message)"))
+        earlier = [step for step in result.failed_steps if step is not failing]
+        if earlier:
+            lines.append("")
+            lines.append("Earlier failures (the runbook's rescue or rollback steps ran after them; "
+                         "the first is often the cause):")
+            for step in earlier:
+                lines.extend(["", f"- **{step.task}** on `{step.host}`:", "",
+                              _quote(step.message or "(no message)", prefix="  > ")])
+    elif result.status in ("canceled", "timeout"):
+        lines.append(f"The run was {result.status} before it finished.")
+    if result.error:
+        lines.extend(["", "Output:", "", "```", result.error, "```"])
+    lines.extend(["", f"**What to do next:** {next_step(result)}"])
+    return "\n".join(lines)
+
+
+def next_step(result: RunResult) -> str:
+    """A published `next_step` fact wins; otherwise a pointer that fits how the run ended."""
+    published = result.facts.get(NEXT_STEP_FACT) or _summary(result.facts).get(NEXT_STEP_FACT)
+    if published:
+        return str(published)
+    failing = result.failing_step
+    stdout = f"{result.run_dir}/artifacts/{result.run_id}/stdout"
+    if failing is not None and failing.unreachable:
+        return (f"host `{failing.host}` could not be reached: check it is up and that the inventory "
+                f"`{result.inventory}` has the right address and credentials, then run again.")
+    if failing is not None:
+        return ("the message above says what was found, what was expected and which parameter overrides the "
+                f"check, if any; later steps did not run. Fix the cause, preview with `runbook plan {result.runbook}`, "
+                f"then run again. Full log: `{stdout}`")
+    if result.status == "timeout":
+        return "the run hit its time limit: check the last step in the table below, then run again."
+    if result.status == "canceled":
+        return "the run was interrupted: check the steps below to see how far it got before running again."
+    return f"read the output above and the full log at `{stdout}`."
+
+
+def _facts(facts: Dict[str, Any]) -> List[str]:
+    if not facts:
+        return []
+    sections = []
+    ordered = sorted(facts, key=lambda key: (key != SUMMARY_FACT, key == NEXT_STEP_FACT))
+    for key in ordered:
+        if key == NEXT_STEP_FACT:
+            continue
+        title = "Summary" if key == SUMMARY_FACT else key.replace("_", " ").capitalize()
+        sections.append(f"## {title}\n\n{_fact_body(facts[key])}")
+    return sections
+
+
+def _fact_body(value: Any) -> str:
+    if isinstance(value, dict) and value:
+        lines = ["| | |", "|---|---|"]
+        lines.extend(f"| {_cell(str(key))} | {_cell(_inline(item))} |" for key, item in value.items())
+        return "\n".join(lines)
+    if isinstance(value, list) and value and all(not isinstance(item, (dict, list)) for item in value):
+        return "\n".join(f"- {item}" for item in value)
+    if isinstance(value, (dict, list)):
+        return "```json\n" + json.dumps(value, indent=2, default=str) + "\n```"
+    return str(value)
+
+
+def _steps(steps: List[Step]) -> str:
+    if not steps:
+        return "## Steps\n\nNo step ran."
+    lines = ["## Steps", "", "| # | Task | Host | Duration | Result | Message |", "|---|---|---|---|---|---|"]
+    for number, step in enumerate(steps, 1):
+        message = _oneline(step.message, 200)
+        lines.append(f"| {number} | {_cell(step.task)} | {_cell(step.host)} | {_seconds(step.duration)} "
+                     f"| {step.status} | {_cell(message)} |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- terminal
+
+
+def render_terminal(result: RunResult) -> str:
+    mark = "OK" if result.succeeded else result.status.upper()
+    lines = [f"[{mark}] {result.runbook}: {result.status} in {duration_vs_target(result)}"]
+    if result.check:
+        lines.append("  check mode: this was a plan, nothing was changed")
+    lines.append(f"  steps: {_counts(result.steps)}")
+    summary = _summary(result.facts)
+    if summary:
+        lines.append("  summary: " + ", ".join(f"{key}={_inline(value)}" for key, value in summary.items()))
+    if not result.succeeded:
+        failing = result.failing_step
+        if failing is not None:
+            lines.append(f"  failed at: {failing.task} on {failing.host}")
+            lines.extend(f"    {line}" for line in (failing.message or "(no message)").splitlines())
+            lines.extend(f"  earlier failure: {step.task} on {step.host}: {_oneline(step.message, 240)}"
+                         for step in result.failed_steps if step is not failing)
+        elif result.error:
+            lines.extend(f"    {line}" for line in result.error.splitlines()[-10:])
+        lines.append(f"  next: {next_step(result)}")
+    lines.append(f"  report: runbook report {result.run_id}  ({result.run_dir}/report.md)")
+    return "\n".join(lines)
+
+
+def step_line(step: Step) -> str:
+    """One live progress line: status mark, host, task, duration."""
+    return f"{'[' + step.status + ']':<14}{step.host:<16} {step.task} ({_seconds(step.duration)})"
+
+
+def _counts(steps: List[Step]) -> str:
+    counts: Dict[str, int] = {}
+    for step in steps:
+        counts[step.status] = counts.get(step.status, 0) + 1
+    order = ["ok", "changed", "skipped", "ignored", "failed", "unreachable"]
+    listed = ", ".join(f"{counts[name]} {name}" for name in order if counts.get(name))
+    return f"{len(steps)} ({listed})" if steps else "none ran"
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _summary(facts: Dict[str, Any]) -> Dict[str, Any]:
+    summary = facts.get(SUMMARY_FACT)
+    return summary if isinstance(summary, dict) else {}
+
+
+def _seconds(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:.2f} s"
+
+
+def _inline(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, default=str)
+
+
+def _oneline(text: str, limit: int = 300) -> str:
+    flat = " ".join((text or "").split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", "<br>")
+
+
+def _quote(text: str, prefix: str = "> ") -> str:
+    return "\n".join(f"{prefix}{line}" if line else prefix.rstrip() for line in text.splitlines())
+
+
+def _status_word(result: RunResult) -> str:
+    if result.succeeded:
+        return "plan succeeded" if result.check else "succeeded"
+    return {"failed": "FAILED", "canceled": "CANCELED", "timeout": "TIMED OUT"}.get(result.status, result.status)

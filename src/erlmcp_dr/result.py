@@ -1,0 +1,118 @@
+"""What a run leaves behind: its status, per-step timeline and published facts.
+
+`RunResult.to_dict()` is what `result.json` in the run folder holds and what
+`runbook ... --json` prints; `RunResult.load(run_dir)` reads it back.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+RESULT_FILE = "result.json"
+REPORT_FILE = "report.md"
+STATUSES = ("successful", "failed", "canceled", "timeout")
+
+
+@dataclass
+class Step:
+    """One task's outcome on one host, from ansible-runner's runner_on_* events."""
+
+    task: str
+    host: str
+    action: str = ""
+    start: Optional[str] = None
+    end: Optional[str] = None
+    duration: Optional[float] = None
+    changed: bool = False
+    failed: bool = False
+    skipped: bool = False
+    unreachable: bool = False
+    message: str = ""
+    data: Dict[str, Any] = field(default_factory=dict)
+    ignored: bool = False  # failed, but the task had ignore_errors (the run went on)
+    role: str = ""
+
+    @property
+    def status(self) -> str:
+        if self.unreachable:
+            return "unreachable"
+        if self.failed:
+            return "ignored" if self.ignored else "failed"
+        if self.skipped:
+            return "skipped"
+        return "changed" if self.changed else "ok"
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> Step:
+        return cls(**_known(cls, data))
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    runbook: str
+    status: str
+    rc: Optional[int]
+    check: bool
+    started_at: str
+    ended_at: str
+    duration_seconds: float
+    inventory: str
+    extravars: Dict[str, Any] = field(default_factory=dict)
+    steps: List[Step] = field(default_factory=list)
+    facts: Dict[str, Any] = field(default_factory=dict)
+    run_dir: str = ""
+    title: str = ""
+    rto_target_seconds: Optional[int] = None
+    rpo_target_seconds: Optional[int] = None
+    stats: Dict[str, Any] = field(default_factory=dict)  # playbook_on_stats counters per host
+    error: str = ""  # when the run failed without a failed step (syntax error, crash): the output's tail
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "successful" and self.rc == 0
+
+    @property
+    def failed_steps(self) -> List[Step]:
+        return [step for step in self.steps if (step.failed and not step.ignored) or step.unreachable]
+
+    @property
+    def failing_step(self) -> Optional[Step]:
+        """The step that ended the run: the last failed (not ignored) or unreachable one."""
+        failed = self.failed_steps
+        return failed[-1] if failed else None
+
+    def to_dict(self) -> Dict[str, Any]:
+        data = asdict(self)
+        data["succeeded"] = self.succeeded
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False, default=str)
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> RunResult:
+        values = _known(cls, data)
+        values["steps"] = [Step.from_dict(step) for step in data.get("steps") or []]
+        return cls(**values)
+
+    @classmethod
+    def load(cls, run_dir: Path | str) -> RunResult:
+        path = Path(run_dir) / RESULT_FILE
+        return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+
+    def save(self, run_dir: Path | str) -> Path:
+        path = Path(run_dir) / RESULT_FILE
+        path.write_text(self.to_json() + "\n", encoding="utf-8")
+        return path
+
+
+def _known(cls: type, data: Dict[str, Any]) -> Dict[str, Any]:
+    names = {item.name for item in fields(cls)}
+    return {key: value for key, value in data.items() if key in names}

@@ -1,0 +1,159 @@
+"""The catalog reads runbooks from playbooks; docs renders and checks their pages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from erlmcp_dr import catalog, docs, paths
+from erlmcp_dr.catalog import StepOutline
+from erlmcp_dr.errors import RunbookError, UnknownRunbook
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "playbooks"
+
+
+def test_discover_finds_only_playbooks_that_declare_a_runbook():
+    found = catalog.discover(FIXTURES)
+    assert sorted(found) == ["guarded", "leaky", "local_smoke"]
+    assert "not_a_runbook" not in found
+
+
+def test_metadata_comes_from_the_first_play():
+    runbook = catalog.load("guarded", FIXTURES)
+    assert runbook.title == "Guarded change"
+    assert runbook.summary == "Needs confirmation and a target."
+    assert (runbook.tier, runbook.rto_seconds, runbook.rpo_seconds, runbook.confirm) == (1, 300, 1, True)
+    assert runbook.parameters["target"] == {"type": "str", "required": True, "description": "Where to point things."}
+    assert runbook.required_parameters == ["target"]
+    assert runbook.path == FIXTURES / "guarded.yml"
+    assert runbook.targets == ["localhost", "postgres"]
+
+
+def test_steps_follow_run_order_with_blocks_nested():
+    steps = catalog.load("local_smoke", FIXTURES).steps
+    assert steps[0] == StepOutline(0, "Validate the runbook's parameters", "task")
+    block = steps.index(StepOutline(0, "Phase block", "block"))
+    assert steps[block + 1] == StepOutline(1, "Inside the block", "task")
+    assert steps[block + 2] == StepOutline(0, "if it fails: Phase block", "rescue")
+    assert steps[block + 3] == StepOutline(1, "Rescue step", "task")
+    assert steps[-1] == StepOutline(0, "Fail on request", "task")
+    assert steps[block + 1].indented() == "  Inside the block"
+
+
+def test_steps_span_all_plays_roles_before_tasks_and_unnamed_tasks_use_their_action():
+    names = [step.name for step in catalog.load("guarded", FIXTURES).steps]
+    assert names == [
+        "Validate the runbook's parameters",
+        "Point at the target",
+        "role some_role",
+        "ansible.builtin.debug",
+    ]
+
+
+def test_unknown_runbook_lists_known_names_and_suggests_the_closest():
+    with pytest.raises(UnknownRunbook) as caught:
+        catalog.load("guardd", FIXTURES)
+    message = str(caught.value)
+    assert "unknown runbook 'guardd'" in message
+    assert "Did you mean 'guarded'?" in message
+    assert "guarded, leaky, local_smoke" in message
+    with pytest.raises(UnknownRunbook):
+        catalog.load("not_a_runbook", FIXTURES)
+    with pytest.raises(UnknownRunbook):
+        catalog.load("../fixtures/playbooks/guarded", FIXTURES)
+
+
+def test_name_with_yml_suffix_is_accepted():
+    assert catalog.load("guarded.yml", FIXTURES).name == "guarded"
+
+
+def test_environment_variable_moves_the_catalog(monkeypatch):
+    monkeypatch.setenv(catalog.PLAYBOOKS_ENV, str(FIXTURES))
+    assert catalog.playbooks_dir() == FIXTURES
+    assert catalog.names() == ["guarded", "leaky", "local_smoke"]
+
+
+def test_default_catalog_is_the_collections_playbooks(monkeypatch):
+    monkeypatch.delenv(catalog.PLAYBOOKS_ENV, raising=False)
+    assert catalog.playbooks_dir() == paths.collection_root() / "playbooks"
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_broken_metadata_is_an_error_on_load_and_skipped_by_discover(tmp_path, caplog):
+    _write(tmp_path / "bad.yml", "- hosts: localhost\n  vars:\n    runbook:\n      parameters: [a, b]\n")
+    _write(tmp_path / "good.yml", "- hosts: localhost\n  vars:\n    runbook:\n      title: Good\n")
+    with pytest.raises(RunbookError, match="runbook.parameters must be an argument spec mapping"):
+        catalog.load("bad", tmp_path)
+    assert list(catalog.discover(tmp_path)) == ["good"]
+    assert "skipping" in caplog.text
+
+
+def test_defaults_for_sparse_metadata(tmp_path):
+    _write(tmp_path / "sparse.yml", "- name: Sparse play\n  hosts: all\n  vars:\n    runbook: {}\n  tasks: []\n")
+    runbook = catalog.load("sparse", tmp_path)
+    assert runbook.title == "Sparse play"
+    assert runbook.confirm is True  # not saying means it may change things: ask
+    assert (runbook.tier, runbook.rto_seconds, runbook.parameters, runbook.steps) == (None, None, {}, [])
+
+
+def test_ansible_tags_in_playbooks_are_understood(tmp_path):
+    _write(tmp_path / "tagged.yml",
+           "- hosts: localhost\n  vars:\n    runbook:\n      title: !unsafe 'Tagged {{ x }}'\n  tasks: []\n")
+    assert catalog.load("tagged", tmp_path).title == "Tagged {{ x }}"
+
+
+def test_the_collections_own_playbooks_parse():
+    for path in sorted((paths.collection_root() / "playbooks").glob("*.yml")):
+        catalog.parse_playbook(path)  # raises RunbookError on broken metadata
+
+
+# ---------------------------------------------------------------- docs
+
+
+def test_page_shows_metadata_parameters_steps_and_how_to_run():
+    page = docs.render_page(catalog.load("local_smoke", FIXTURES))
+    assert page.startswith("<!-- Generated from playbooks/local_smoke.yml")
+    assert "# Local smoke test" in page
+    assert "| `repeat` | int | no | `1` | - | How many times to greet. |" in page
+    assert "| `mode` | str | no | `safe` | `fast`, `safe` | A choice. |" in page
+    assert "| `api_token` | str (secret) | no | - | - |" in page
+    assert "| `hosts_to_check` | list of str |" in page
+    assert "- Phase block\n  - Inside the block\n- if it fails: Phase block\n  - Rescue step" in page
+    assert "runbook plan local_smoke" in page
+    assert "ansible-playbook playbooks/local_smoke.yml -i inventories/prod" in page
+    assert "| Confirmation | not required |" in page
+
+
+def test_page_of_a_confirmed_runbook_shows_required_parameters_in_the_commands():
+    page = docs.render_page(catalog.load("guarded", FIXTURES))
+    assert "runbook run guarded -i inventories/prod -e target=<target>" in page
+    assert "| Confirmation | required" in page
+    assert "| Targets | `localhost`, `postgres` |" in page
+
+
+def test_write_then_check_finds_no_drift(tmp_path):
+    written = docs.write_pages(tmp_path, FIXTURES)
+    assert sorted(path.name for path in written) == ["README.md", "guarded.md", "leaky.md", "local_smoke.md"]
+    assert docs.check_pages(tmp_path, FIXTURES) == []
+    assert docs.write_pages(tmp_path, FIXTURES) == []  # nothing to do the second time
+
+
+def test_check_reports_drifted_missing_and_extra_pages(tmp_path):
+    docs.write_pages(tmp_path, FIXTURES)
+    (tmp_path / "guarded.md").write_text("edited by hand\n", encoding="utf-8")
+    (tmp_path / "leaky.md").unlink()
+    (tmp_path / "retired.md").write_text("<!-- Generated from playbooks/retired.yml -->\n", encoding="utf-8")
+    problems = docs.check_pages(tmp_path, FIXTURES)
+    assert problems == [
+        f"drifted: {tmp_path / 'guarded.md'}",
+        f"missing: {tmp_path / 'leaky.md'}",
+        f"extra: {tmp_path / 'retired.md'}",
+    ]
+    docs.write_pages(tmp_path, FIXTURES)
+    assert docs.check_pages(tmp_path, FIXTURES) == []
+    assert not (tmp_path / "retired.md").exists()

@@ -1,0 +1,148 @@
+"""A real ansible-runner run of the fixture runbooks on localhost (connection local)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+import erlmcp_dr
+from erlmcp_dr import runner
+from erlmcp_dr.errors import ParameterError, RunBusy
+from erlmcp_dr.result import RunResult
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "playbooks"
+SECRET = "tok-5f0c8e2a-never-written"
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    monkeypatch.setenv("ERLMCP_DR_HOME", str(home))
+    monkeypatch.setenv("ERLMCP_DR_PLAYBOOKS", str(FIXTURES))
+    return home
+
+
+@pytest.fixture
+def inventory(tmp_path):
+    path = tmp_path / "hosts.ini"
+    path.write_text(f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n",
+                    encoding="utf-8")
+    return path
+
+
+def _files(directory: Path):
+    return [path for path in directory.rglob("*") if path.is_file()]
+
+
+def test_successful_run_records_timeline_facts_and_run_folder(home, inventory):
+    seen = []
+    result = erlmcp_dr.run("local_smoke", inventory=inventory, extravars={"greeting": "hi", "repeat": "2"},
+                           event_callback=seen.append)
+
+    assert result.succeeded, result.error
+    assert (result.status, result.rc, result.check) == ("successful", 0, False)
+    assert [step.task for step in result.steps] == [
+        "Validate the runbook's parameters",
+        "Say the greeting",
+        "Use the secret without showing it",
+        "Run a command (skipped in check mode)",
+        "Inside the block",
+        "Publish the run's facts",
+        "Fail on request",
+    ]
+    assert seen == result.steps  # the callback saw each step as it finished
+    by_task = {step.task: step for step in result.steps}
+    assert by_task["Say the greeting"].message == "hi x2"
+    assert by_task["Say the greeting"].action == "ansible.builtin.debug"
+    assert by_task["Say the greeting"].host == "localhost"
+    assert by_task["Run a command (skipped in check mode)"].changed
+    assert by_task["Fail on request"].skipped
+    assert all(step.start and step.end and step.duration is not None for step in result.steps)
+    assert result.facts == {"summary": {"greeting": "hi", "check_mode": False}, "details": {"mode": "safe"}}
+    assert result.stats["ok"] == {"localhost": 6}
+    assert result.extravars == {"greeting": "hi", "repeat": 2}
+
+    run_dir = Path(result.run_dir)
+    assert run_dir == home / "runs" / result.run_id
+    assert RunResult.load(run_dir) == result
+    assert "# Local smoke test: succeeded" in (run_dir / "report.md").read_text()
+    artifacts = run_dir / "artifacts" / result.run_id
+    assert (artifacts / "rc").read_text().strip() == "0"
+    assert list((artifacts / "job_events").glob("*.json"))
+    # the private data dir (extra vars on disk) is gone, and the lock is free again
+    assert not list(Path(tempfile.gettempdir()).glob(f"erlmcp-dr-{result.run_id}-*"))
+    with runner.inventory_lock(inventory, "next"):
+        pass
+
+
+def test_check_mode_is_passed_to_ansible(home, inventory):
+    result = erlmcp_dr.run("local_smoke", inventory=inventory, check=True)
+    assert result.succeeded and result.check
+    command = json.loads((Path(result.run_dir) / "artifacts" / result.run_id / "command").read_text())
+    assert "--check" in command["command"] and "--diff" in command["command"]
+    by_task = {step.task: step for step in result.steps}
+    assert by_task["Run a command (skipped in check mode)"].skipped
+    assert result.facts["summary"]["check_mode"] is True
+    assert "a plan: nothing was changed" in (Path(result.run_dir) / "report.md").read_text()
+
+
+def test_failing_task_fails_the_run_with_its_message(home, inventory):
+    result = erlmcp_dr.run("local_smoke", inventory=inventory, extravars={"fail_step": True})
+    assert result.status == "failed"
+    assert result.rc != 0
+    assert not result.succeeded
+    failing = result.failing_step
+    assert failing.task == "Fail on request"
+    assert failing.failed and failing.host == "localhost"
+    assert failing.message == "Failed on purpose because fail_step=true; run again with -e fail_step=false."
+    text = (Path(result.run_dir) / "report.md").read_text()
+    assert "# Local smoke test: FAILED" in text
+    assert "What to do next" in text and "fail_step=false" in text
+
+
+def test_secret_parameter_is_never_written_into_the_run_folder(home, inventory, caplog):
+    caplog.set_level(logging.WARNING, logger="erlmcp_dr")
+    result = erlmcp_dr.run("local_smoke", inventory=inventory, extravars={"api_token": SECRET})
+    assert result.succeeded
+    assert result.extravars["api_token"] == "********"
+    files = _files(Path(result.run_dir))
+    assert len(files) > 10
+    assert not [path for path in files if SECRET.encode() in path.read_bytes()]
+    assert "no_log parameter" not in caplog.text  # nothing had to be scrubbed: the run never wrote it
+
+
+def test_a_leaked_secret_is_scrubbed_and_reported(home, inventory, caplog):
+    caplog.set_level(logging.WARNING, logger="erlmcp_dr")
+    result = erlmcp_dr.run("leaky", inventory=inventory, extravars={"api_token": SECRET})
+    assert result.succeeded
+    assert not [path for path in _files(Path(result.run_dir)) if SECRET.encode() in path.read_bytes()]
+    assert result.steps[0].message == "token is ********"
+    assert "no_log parameter (api_token)" in caplog.text
+    assert SECRET not in caplog.text
+
+
+def test_second_run_on_the_same_inventory_is_busy(home, inventory):
+    with runner.inventory_lock(inventory, "20261123T150102Z-local_smoke-aaaa", "local_smoke"):
+        with pytest.raises(RunBusy) as caught:
+            erlmcp_dr.run("local_smoke", inventory=inventory)
+    busy = caught.value
+    assert busy.run_id == "20261123T150102Z-local_smoke-aaaa"
+    assert busy.pid is not None and busy.since
+    assert "another run is using this inventory" in str(busy)
+    assert "Wait for it to finish" in str(busy)
+    assert not (home / "runs").exists()  # nothing ran
+
+
+def test_bad_parameters_stop_before_anything_runs(home, inventory):
+    with pytest.raises(ParameterError) as caught:
+        erlmcp_dr.run("local_smoke", inventory=inventory, extravars={"repeat": "many"})
+    assert caught.value.parameter == "repeat"
+    with pytest.raises(ParameterError) as caught:
+        erlmcp_dr.run("local_smoke", inventory=inventory.parent / "missing.ini")
+    assert caught.value.parameter == "inventory"
+    assert not (home / "runs").exists()
