@@ -1,0 +1,256 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: erlmcp.dr contributors
+# Apache License 2.0 (see galaxy.yml)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: pg_standby_follow
+short_description: Make a PostgreSQL node stream from a (new) primary, with pg_rewind when it must
+description:
+  - Runs on the database host of the node (it needs the data directory, C(pg_ctl) and C(pg_rewind)).
+  - Used to repoint the remaining standbys after a failover, and to rejoin a former primary as a
+    standby (failback preparation, the last step of a switchover).
+  - Before any change it checks that the new primary is reachable and not in recovery, that it belongs
+    to the node's cluster (same C(Database system identifier) in C(pg_controldata)), that the
+    replication login works, and that the node is not a running primary (which may be taking writes).
+  - C(follow) gives a running standby a new C(primary_conninfo) (C(ALTER SYSTEM) and C(pg_reload_conf),
+    no restart) and waits until it streams from the new primary on its timeline. Whether the node's
+    WAL went past the point where the new timeline forked is read from the primary's timeline history
+    first; a node that diverged is rewound instead.
+  - C(rewind) stops the node, runs C(pg_rewind --source-server) (after a C(CHECKPOINT) on the primary),
+    keeps the node's own C(postgresql.conf), C(postgresql.auto.conf), C(pg_hba.conf) and C(pg_ident.conf),
+    writes C(standby.signal) and C(primary_conninfo), starts it and waits until it streams.
+    C(pg_rewind) answering "no rewind required" (after a clean switchover) is a success.
+  - When C(pg_rewind) fails (for instance because the WAL it needs is gone) the node is left stopped with
+    its config files as they were, and the message says to re-clone it with C(pg_basebackup).
+  - Idempotent; the node already streaming from O(primary_host):O(primary_port) on the primary's
+    timeline reports C(changed=false).
+  - The replication password is never returned; C(primary_conninfo) is shown with its password masked.
+version_added: "0.1.0"
+author:
+  - erlmcp.dr contributors
+extends_documentation_fragment:
+  - erlmcp.dr.postgres
+options:
+  data_dir:
+    description:
+      - The node's data directory on this host.
+      - O(login_host)/O(login_port) must reach the PostgreSQL serving this directory when it runs.
+    type: path
+    required: true
+  bin_dir:
+    description:
+      - Folder holding C(pg_ctl), C(pg_controldata) and C(pg_rewind).
+      - Defaults to the usual PostgreSQL 15 install paths, then E(PATH).
+    type: path
+  log_file:
+    description:
+      - Server log file passed to C(pg_ctl start -l) when the module starts the node.
+      - Defaults to C(pg_ctl_start.log) in the data directory.
+    type: path
+  primary_host:
+    description:
+      - Host of the new primary, as the node's WAL receiver must reach it (written into C(primary_conninfo)).
+      - The module connects to it too, with the same O(login_user)/O(login_password)/O(login_db) as for the node.
+    type: str
+    required: true
+  primary_port:
+    description: Port of the new primary.
+    type: int
+    required: true
+  replication_user:
+    description: Role the standby streams as (C(user) in C(primary_conninfo)).
+    type: str
+    default: replicator
+  replication_password:
+    description:
+      - Password of O(replication_user), written into C(primary_conninfo) on the node. Never returned.
+      - When given, the replication login to the primary is tried before any change.
+    type: str
+  application_name:
+    description:
+      - C(application_name) in C(primary_conninfo), the name the primary shows in C(pg_stat_replication).
+      - Defaults to the node's C(cluster_name), else the host name.
+    type: str
+  method:
+    description:
+      - V(auto) follows when it can and uses C(pg_rewind) when it must (the node's history diverged,
+        it is stopped, it was a primary, or following did not reach streaming within O(wait_timeout)).
+      - V(follow) never runs C(pg_rewind) (a stopped node is started as a standby as it is); it fails
+        if the node cannot follow, putting things back as they were.
+      - V(rewind) always stops the node and runs C(pg_rewind).
+    type: str
+    choices: [auto, follow, rewind]
+    default: auto
+  allow_stop_primary:
+    description:
+      - Let the module stop the node when it runs as a primary (not in recovery).
+      - Without it such a node is refused, since it may be taking writes; fence it first with
+        M(erlmcp.dr.pg_fence).
+    type: bool
+    default: false
+  wait_timeout:
+    description:
+      - Seconds to wait for the node to stream from the new primary on its timeline (polled, never slept).
+      - Starting the node waits at least 120 seconds, or this long if longer.
+    type: int
+    default: 60
+notes:
+  - Check mode reports the action it would take and the C(primary_conninfo) it would set; it changes nothing.
+  - Diff mode shows C(primary_conninfo) (password masked) and the role before and after.
+  - Needs C(wal_log_hints=on) or data checksums on the node for C(pg_rewind), and a login that may run
+    C(pg_rewind) on the primary (a superuser, or the functions C(pg_rewind) needs granted).
+  - PostgreSQL binaries refuse to run as root; run as root, the module runs them as the data directory's owner.
+  - A C(primary_slot_name) set on the node must exist on the new primary, else the module refuses.
+requirements:
+  - PostgreSQL 13 or later (primary_conninfo applied on reload), 15 tested
+seealso:
+  - module: erlmcp.dr.pg_promote
+  - module: erlmcp.dr.pg_fence
+  - module: erlmcp.dr.pg_replication_info
+"""
+
+EXAMPLES = r"""
+- name: Repoint the remaining standby at the new primary after a failover
+  erlmcp.dr.pg_standby_follow:
+    data_dir: "{{ pg_data_dir }}"
+    bin_dir: "{{ pg_bin_dir }}"
+    login_host: "{{ pg_host }}"
+    login_port: "{{ pg_port }}"
+    login_user: "{{ pg_login_user }}"
+    login_password: "{{ pg_login_password }}"
+    primary_host: "{{ hostvars[new_primary].pg_host }}"
+    primary_port: "{{ hostvars[new_primary].pg_port }}"
+    replication_user: "{{ pg_replication_user }}"
+    replication_password: "{{ pg_replication_password }}"
+    application_name: "{{ inventory_hostname }}"
+
+- name: Rejoin the fenced former primary as a standby (pg_rewind if its history diverged)
+  erlmcp.dr.pg_standby_follow:
+    data_dir: "{{ pg_data_dir }}"
+    login_port: "{{ pg_port }}"
+    login_user: "{{ pg_login_user }}"
+    login_password: "{{ pg_login_password }}"
+    primary_host: "{{ hostvars[new_primary].pg_host }}"
+    primary_port: "{{ hostvars[new_primary].pg_port }}"
+    replication_password: "{{ pg_replication_password }}"
+    allow_stop_primary: true
+    wait_timeout: 120
+  register: rejoin
+
+- name: Show what a repoint would do, changing nothing
+  erlmcp.dr.pg_standby_follow:
+    data_dir: /var/lib/postgresql/15/main
+    login_port: 5432
+    login_password: "{{ pg_login_password }}"
+    primary_host: db2.example.internal
+    primary_port: 5432
+    replication_password: "{{ pg_replication_password }}"
+  check_mode: true
+  diff: true
+"""
+
+RETURN = r"""
+action:
+  description: What was done (or would be, in check mode).
+  returned: always
+  type: str
+  choices: [none, follow, rewind]
+  sample: follow
+role_before:
+  description: The node before the run, V(primary) or V(standby) (running) or V(stopped).
+  returned: always
+  type: str
+  sample: standby
+timeline_before:
+  description: The node's timeline before the run (from C(pg_controldata) when it was stopped).
+  returned: always
+  type: int
+  sample: 1
+timeline_after:
+  description: The timeline the node streams on after the run (in check mode, the one it would be on).
+  returned: always
+  type: int
+  sample: 2
+primary_timeline:
+  description: The new primary's timeline.
+  returned: always
+  type: int
+  sample: 2
+receive_lsn:
+  description: The node's last received and flushed WAL location at the end (C(pg_last_wal_receive_lsn)).
+  returned: always
+  type: str
+  sample: 0/3000148
+streaming:
+  description: Whether the node's WAL receiver is streaming at the end.
+  returned: always
+  type: bool
+  sample: true
+upstream:
+  description: host:port the node's WAL receiver streams from at the end; null when it has none.
+  returned: always
+  type: str
+  sample: 127.0.0.1:54322
+rewind_output:
+  description: The short output of C(pg_rewind) (progress lines left out); null when it did not run.
+  returned: always
+  type: str
+  sample: "pg_rewind: servers diverged at WAL location 0/40287A0 on timeline 1 ... pg_rewind: no rewind required"
+primary_conninfo:
+  description: The C(primary_conninfo) set (or that would be set), password masked.
+  returned: always
+  type: str
+  sample: "application_name='pg-c' host='127.0.0.1' password='********' port='54322' user='replicator'"
+seconds:
+  description: Seconds the module took.
+  returned: always
+  type: float
+  sample: 1.84
+diff:
+  description: In diff mode, C(primary_conninfo) (password masked) and C(role) before and after.
+  returned: when diff mode is on
+  type: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils import _postgres as pg  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._follow import METHODS, FollowError, run  # noqa: E402
+
+
+def argument_spec():
+    spec = pg.connection_argument_spec()
+    spec.update(
+        data_dir=dict(type="path", required=True),
+        bin_dir=dict(type="path"),
+        log_file=dict(type="path"),
+        primary_host=dict(type="str", required=True),
+        primary_port=dict(type="int", required=True),
+        replication_user=dict(type="str", default="replicator"),
+        replication_password=dict(type="str", no_log=True),
+        application_name=dict(type="str"),
+        method=dict(type="str", choices=list(METHODS), default="auto"),
+        allow_stop_primary=dict(type="bool", default=False),
+        wait_timeout=dict(type="int", default=60),
+    )
+    return spec
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    if pg.PSYCOPG_IMPORT_ERROR is not None:
+        module.fail_json(msg=missing_required_lib("psycopg"), exception=str(pg.PSYCOPG_IMPORT_ERROR))
+    try:
+        result = run(module.params, check_mode=module.check_mode, diff=module._diff)
+    except FollowError as exc:
+        module.fail_json(msg=str(exc), **exc.facts)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

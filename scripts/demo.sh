@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# `make demo`: the lab and the three database runbooks through the `runbook` CLI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/.venv/bin:$PATH"
+export ANSIBLE_COLLECTIONS_PATH="$PWD/.collections"
+export ANSIBLE_CONFIG="$PWD/ansible.cfg"
+exec python scripts/demo.py

@@ -1,0 +1,369 @@
+"""erlmcp.dr.pg_standby_follow on the real lab: repoint after failover, rejoin, rewind, refusals."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import login_args, run_module
+
+from erlmcp_dr import lab
+from erlmcp_dr.paths import ensure_collection_importable
+
+ensure_collection_importable()
+from ansible_collections.erlmcp.dr.plugins.module_utils import _follow  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils import _postgres as pg  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._pg_server import Server  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._wait import wait_for  # noqa: E402
+
+pytestmark = pytest.mark.integration
+
+MODULE = "erlmcp.dr.pg_standby_follow"
+DEADLINE = 60
+CONFIG_FILES = ("postgresql.conf", "postgresql.auto.conf", "pg_hba.conf", "pg_ident.conf", "standby.signal")
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def follow_args(cfg: lab.LabConfig, node: str, primary: str, **extra: Any) -> dict[str, Any]:
+    n = cfg.node(node)
+    args = dict(login_args(cfg, node), data_dir=str(n.data_dir), log_file=str(n.log_file),
+                primary_host="127.0.0.1", primary_port=cfg.node(primary).port,
+                replication_user=lab.REPLICATION_USER, replication_password=lab.LAB_PASSWORD, wait_timeout=DEADLINE)
+    args.update(extra)
+    return args
+
+
+def sql(cfg: lab.LabConfig, node: str, query: str, args: Any = None) -> list[dict[str, Any]]:
+    with pg.connect(cfg.node(node).conn_params()) as conn, conn.cursor() as cur:
+        cur.execute(query, args)
+        return [dict(r) for r in cur.fetchall()] if cur.description else []
+
+
+def state(cfg: lab.LabConfig, node: str) -> dict[str, Any]:
+    with pg.connect(cfg.node(node).conn_params()) as conn:
+        return pg.node_state(conn)
+
+
+def files(cfg: lab.LabConfig, node: str) -> dict[str, str | None]:
+    server = cfg.node(node).server()
+    return {name: server.read_file(name) for name in CONFIG_FILES}
+
+
+def promote(cfg: lab.LabConfig, node: str) -> None:
+    """Promote with plain SQL and wait until the node leaves recovery."""
+    sql(cfg, node, "SELECT pg_promote(true, 60)")
+    wait_for(lambda: not state(cfg, node)["in_recovery"], DEADLINE, what=f"{node} promoted")
+
+
+def stop(cfg: lab.LabConfig, node: str) -> None:
+    cfg.node(node).server().stop(mode="fast")
+
+
+def wait_rows(cfg: lab.LabConfig, node: str, query: str, expected: Any) -> None:
+    def probe() -> bool:
+        conn, _ = pg.try_connect(cfg.node(node).conn_params())
+        if conn is None:
+            return False
+        with conn:
+            try:
+                return [tuple(r.values()) for r in pg.query_all(conn, query)] == expected
+            except pg.psycopg.Error:
+                return False
+
+    wait_for(probe, DEADLINE, what=f"{query} on {node}")
+
+
+def assert_streams_from(cfg: lab.LabConfig, node: str, primary: str, timeline: int) -> dict[str, Any]:
+    st = state(cfg, node)
+    receiver = st["wal_receiver"] or {}
+    assert st["in_recovery"], st
+    assert receiver.get("status") == "streaming", receiver
+    assert receiver.get("sender_port") == cfg.node(primary).port, receiver
+    assert receiver.get("received_tli") == timeline, receiver
+    assert st["port"] == cfg.node(node).port  # kept its own postgresql.conf
+    return st
+
+
+def assert_streamed_result(result: dict[str, Any], cfg: lab.LabConfig, primary: str, timeline: int) -> None:
+    assert not result["failed"], result.get("msg")
+    assert result["changed"] is True
+    assert result["streaming"] is True
+    assert result["upstream"] == f"127.0.0.1:{cfg.node(primary).port}"
+    assert result["timeline_after"] == timeline == result["primary_timeline"]
+    assert pg.parse_lsn(result["receive_lsn"]) > 0
+    assert result["seconds"] >= 0
+    assert lab.LAB_PASSWORD not in json.dumps(result)
+
+
+def make_table(cfg: lab.LabConfig, replicas: tuple[str, ...] = ("pg-b", "pg-c")) -> None:
+    sql(cfg, "pg-a", "CREATE TABLE t (id int PRIMARY KEY, origin text)")
+    sql(cfg, "pg-a", "INSERT INTO t VALUES (1, 'before')")
+    for node in replicas:
+        wait_rows(cfg, node, "SELECT id, origin FROM t ORDER BY id", [(1, "before")])
+
+
+def stop_cleanly_and_switch(cfg: lab.LabConfig) -> None:
+    """Switchover shape: stop pg-a fast, wait until pg-b replayed its final checkpoint, promote pg-b."""
+    stop(cfg, "pg-a")
+    final = cfg.node("pg-a").server().controldata()["Latest checkpoint location"]
+    wait_for(lambda: pg.parse_lsn(state(cfg, "pg-b")["replay_lsn"]) > pg.parse_lsn(final), DEADLINE,
+             what="pg-b replayed pg-a's shutdown checkpoint")
+    promote(cfg, "pg-b")
+
+
+# ---------------------------------------------------------------- failover: repoint the other standby
+
+
+def test_failover_repoints_standby_then_idempotent(fresh_lab):
+    cfg = fresh_lab
+    make_table(cfg)
+    stop(cfg, "pg-a")
+    promote(cfg, "pg-b")
+    before = files(cfg, "pg-c")
+
+    # check mode (through Ansible and in-process, where nothing would mask a leaked password)
+    checked = run_module(MODULE, follow_args(cfg, "pg-c", "pg-b"), check=True, diff=True)
+    assert not checked["failed"], checked.get("msg")
+    assert checked["changed"] is True and checked["action"] == "follow"
+    assert checked["role_before"] == "standby" and checked["timeline_before"] == 1
+    assert checked["primary_timeline"] == 2
+    assert checked["diff"]["before"]["role"] == "standby"
+    assert f"port='{cfg.node('pg-a').port}'" in checked["diff"]["before"]["primary_conninfo"]
+    assert f"port='{cfg.node('pg-b').port}'" in checked["diff"]["after"]["primary_conninfo"]
+    assert "password='********'" in checked["diff"]["after"]["primary_conninfo"]
+    assert "application_name='pg-c'" in checked["primary_conninfo"]
+    direct = _follow.run(follow_args(cfg, "pg-c", "pg-b"), check_mode=True, diff=True)
+    assert direct["action"] == "follow" and lab.LAB_PASSWORD not in json.dumps(direct)
+    assert files(cfg, "pg-c") == before
+    assert state(cfg, "pg-c")["in_recovery"]
+
+    result = run_module(MODULE, follow_args(cfg, "pg-c", "pg-b"), diff=True)
+    assert_streamed_result(result, cfg, "pg-b", 2)
+    assert result["action"] == "follow" and result["rewind_output"] is None
+    assert result["role_before"] == "standby"
+    assert_streams_from(cfg, "pg-c", "pg-b", 2)
+    assert cfg.node("pg-c").server().status()["pid"] is not None
+    after = files(cfg, "pg-c")
+    assert after["postgresql.conf"] == before["postgresql.conf"]
+    assert f"port=''{cfg.node('pg-b').port}''" in after["postgresql.auto.conf"]
+
+    # writes on the new primary reach pg-c
+    sql(cfg, "pg-b", "INSERT INTO t VALUES (2, 'from pg-b')")
+    wait_rows(cfg, "pg-c", "SELECT id, origin FROM t ORDER BY id", [(1, "before"), (2, "from pg-b")])
+    stats = sql(cfg, "pg-b", "SELECT application_name FROM pg_stat_replication")
+    assert {"application_name": "pg-c"} in stats
+
+    again = run_module(MODULE, follow_args(cfg, "pg-c", "pg-b"))
+    assert not again["failed"], again.get("msg")
+    assert again["changed"] is False and again["action"] == "none"
+    assert again["streaming"] is True and again["timeline_after"] == 2
+    assert files(cfg, "pg-c") == after
+
+
+# ---------------------------------------------------------------- rejoin after a clean switchover
+
+
+def test_rejoin_former_primary_after_clean_switchover(fresh_lab):
+    cfg = fresh_lab
+    make_table(cfg)
+    own = files(cfg, "pg-a")
+    stop_cleanly_and_switch(cfg)
+
+    checked = run_module(MODULE, follow_args(cfg, "pg-a", "pg-b"), check=True, diff=True)
+    assert not checked["failed"], checked.get("msg")
+    assert checked["changed"] and checked["action"] == "rewind" and checked["role_before"] == "stopped"
+    assert checked["diff"]["before"]["primary_conninfo"] is None
+    assert checked["diff"]["after"]["role"] == "standby"
+    assert not cfg.node("pg-a").server().is_running()
+    assert files(cfg, "pg-a") == own
+
+    result = run_module(MODULE, follow_args(cfg, "pg-a", "pg-b"))
+    assert_streamed_result(result, cfg, "pg-b", 2)
+    assert result["action"] == "rewind" and result["timeline_before"] == 1
+    assert result["rewind_output"]  # "no rewind required", or a rewind: both are fine here
+    assert_streams_from(cfg, "pg-a", "pg-b", 2)
+    after = files(cfg, "pg-a")
+    assert after["postgresql.conf"] == own["postgresql.conf"] and after["pg_hba.conf"] == own["pg_hba.conf"]
+    assert after["standby.signal"] == ""
+    assert "application_name=''pg-a''" in after["postgresql.auto.conf"]
+
+    sql(cfg, "pg-b", "INSERT INTO t VALUES (2, 'from pg-b')")
+    wait_rows(cfg, "pg-a", "SELECT id, origin FROM t ORDER BY id", [(1, "before"), (2, "from pg-b")])
+    again = run_module(MODULE, follow_args(cfg, "pg-a", "pg-b"))
+    assert again["changed"] is False and again["action"] == "none", again
+
+
+# ---------------------------------------------------------------- rejoin of a diverged former primary
+
+
+def test_rejoin_diverged_former_primary_is_rewound(fresh_lab):
+    cfg = fresh_lab
+    make_table(cfg)
+    promote(cfg, "pg-b")  # pg-a keeps running: from here on its WAL is its own (and pg-c's)
+    sql(cfg, "pg-a", "INSERT INTO t SELECT g, 'only on pg-a' FROM generate_series(100, 199) g")
+    wait_rows(cfg, "pg-c", "SELECT count(*) FROM t WHERE origin = 'only on pg-a'", [(100,)])
+    sql(cfg, "pg-b", "INSERT INTO t VALUES (2, 'from pg-b')")
+    stop(cfg, "pg-a")
+    own = files(cfg, "pg-a")
+
+    result = run_module(MODULE, follow_args(cfg, "pg-a", "pg-b"))
+    assert_streamed_result(result, cfg, "pg-b", 2)
+    assert result["action"] == "rewind" and result["role_before"] == "stopped"
+    assert "no rewind required" not in result["rewind_output"]
+    assert "diverged" in result["rewind_output"]
+    assert_streams_from(cfg, "pg-a", "pg-b", 2)
+    assert files(cfg, "pg-a")["postgresql.conf"] == own["postgresql.conf"]
+    # what rewind means: pg-a's own writes after the fork are gone, pg-b's are there
+    wait_rows(cfg, "pg-a", "SELECT id, origin FROM t ORDER BY id", [(1, "before"), (2, "from pg-b")])
+
+    # pg-c received pg-a's diverged WAL too: following is impossible, method=follow refuses up front ...
+    c_before = files(cfg, "pg-c")
+    refused = run_module(MODULE, follow_args(cfg, "pg-c", "pg-b", method="follow"))
+    assert refused["failed"] and "forked" in refused["msg"] and "method=rewind" in refused["msg"], refused
+    assert files(cfg, "pg-c") == c_before and state(cfg, "pg-c")["in_recovery"]
+    # ... and auto rewinds it without trying to follow first
+    rewound = run_module(MODULE, follow_args(cfg, "pg-c", "pg-b"))
+    assert_streamed_result(rewound, cfg, "pg-b", 2)
+    assert rewound["action"] == "rewind" and rewound["role_before"] == "standby"
+    assert "forked" in rewound["msg"]
+    wait_rows(cfg, "pg-c", "SELECT id, origin FROM t ORDER BY id", [(1, "before"), (2, "from pg-b")])
+
+
+def test_rewind_failure_leaves_node_stopped_and_config_as_it_was(fresh_lab):
+    cfg = fresh_lab
+    make_table(cfg)
+    promote(cfg, "pg-b")
+    sql(cfg, "pg-a", "INSERT INTO t SELECT g, 'only on pg-a' FROM generate_series(100, 199) g")
+    stop(cfg, "pg-a")
+    own = files(cfg, "pg-a")
+    wal = cfg.node("pg-a").data_dir / "pg_wal"
+    for segment in wal.iterdir():  # the WAL pg_rewind needs is gone
+        if segment.is_file() and len(segment.name) == 24:
+            segment.unlink()
+
+    result = run_module(MODULE, follow_args(cfg, "pg-a", "pg-b"))
+    assert result["failed"]
+    assert "pg_rewind" in result["msg"] and "pg_basebackup" in result["msg"] and "stopped" in result["msg"]
+    assert result["action"] == "rewind" and result["streaming"] is False
+    assert not cfg.node("pg-a").server().is_running()
+    assert files(cfg, "pg-a") == own
+    assert lab.LAB_PASSWORD not in json.dumps(result)
+
+
+# ---------------------------------------------------------------- refusals
+
+
+def test_refuses_running_primary_unless_allowed(fresh_lab):
+    cfg = fresh_lab
+    make_table(cfg)
+    promote(cfg, "pg-b")  # split brain: pg-a still runs as a primary
+    own = files(cfg, "pg-a")
+    pid = cfg.node("pg-a").server().status()["pid"]
+
+    for check in (True, False):
+        result = run_module(MODULE, follow_args(cfg, "pg-a", "pg-b"), check=check)
+        assert result["failed"] and result["role_before"] == "primary", result
+        assert "PRIMARY" in result["msg"] and "pg_fence" in result["msg"] and "allow_stop_primary" in result["msg"]
+        assert files(cfg, "pg-a") == own
+        assert cfg.node("pg-a").server().status()["pid"] == pid
+        assert not state(cfg, "pg-a")["in_recovery"]
+
+    result = run_module(MODULE, follow_args(cfg, "pg-a", "pg-b", allow_stop_primary=True))
+    assert_streamed_result(result, cfg, "pg-b", 2)
+    assert result["action"] == "rewind" and result["role_before"] == "primary"
+    assert_streams_from(cfg, "pg-a", "pg-b", 2)
+
+
+def test_wrong_primary_or_credentials_fail_and_change_nothing(fresh_lab):
+    cfg = fresh_lab
+    stop(cfg, "pg-a")
+    promote(cfg, "pg-b")
+    before = files(cfg, "pg-c")
+    pid = cfg.node("pg-c").server().status()["pid"]
+    unused = lab.free_port_base()
+    cases = [
+        (dict(primary_port=unused), "nothing is listening"),
+        (dict(primary_port=cfg.node("pg-c").port), "in recovery"),
+        (dict(login_password="bad-secret-1"), "wrong or missing password (login_password)"),
+        (dict(replication_password="bad-secret-2"), "wrong or missing password (replication_password)"),
+        (dict(replication_user="nobody"), "replication login"),
+    ]
+    for extra, expected in cases:
+        result = run_module(MODULE, follow_args(cfg, "pg-c", "pg-b", **extra), diff=True)
+        assert result["failed"], (extra, result)
+        assert expected in result["msg"], (extra, result["msg"])
+        assert files(cfg, "pg-c") == before
+        assert cfg.node("pg-c").server().status()["pid"] == pid
+        assert "bad-secret" not in json.dumps(result)
+    assert state(cfg, "pg-c")["in_recovery"]
+
+
+def test_node_of_another_cluster_is_refused(fresh_lab):
+    cfg = fresh_lab
+    other = cfg.root / "other"
+    user = lab.lab_os_user()
+    for folder in (other, other / "data"):
+        folder.mkdir(mode=0o700)
+        os.chown(folder, user.pw_uid, user.pw_gid)
+    server = Server(str(other / "data"))
+    server.run("initdb", ["-D", server.data_dir, "-U", lab.SUPERUSER, "--auth=trust"], timeout=120)
+    before = _listing(other / "data")
+    conf = server.read_file("postgresql.auto.conf")
+
+    result = run_module(MODULE, dict(follow_args(cfg, "pg-b", "pg-a"), data_dir=server.data_dir,
+                                     login_port=lab.free_port_base()))
+    assert result["failed"]
+    assert "system identifier" in result["msg"] and "another cluster" in result["msg"], result["msg"]
+    assert server.controldata()["Database system identifier"] in result["msg"]
+    assert _listing(other / "data") == before and server.read_file("postgresql.auto.conf") == conf
+    assert not server.is_running()
+
+
+def _listing(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+# ---------------------------------------------------------------- method=follow: started as is, or put back
+
+
+def test_follow_starts_a_stopped_standby_without_rewind(fresh_lab):
+    cfg = fresh_lab
+    make_table(cfg)
+    stop(cfg, "pg-c")
+    stop(cfg, "pg-a")
+    promote(cfg, "pg-b")
+    sql(cfg, "pg-b", "INSERT INTO t VALUES (2, 'from pg-b')")
+
+    result = run_module(MODULE, follow_args(cfg, "pg-c", "pg-b", method="follow"), diff=True)
+    assert_streamed_result(result, cfg, "pg-b", 2)
+    assert result["action"] == "follow" and result["role_before"] == "stopped" and result["rewind_output"] is None
+    assert result["diff"]["before"]["role"] == "stopped" and result["diff"]["after"]["role"] == "standby"
+    assert_streams_from(cfg, "pg-c", "pg-b", 2)
+    wait_rows(cfg, "pg-c", "SELECT id, origin FROM t ORDER BY id", [(1, "before"), (2, "from pg-b")])
+
+
+def test_follow_that_does_not_stream_is_put_back(fresh_lab):
+    cfg = fresh_lab
+    stop(cfg, "pg-a")
+    promote(cfg, "pg-b")
+    before = files(cfg, "pg-c")
+    pid = cfg.node("pg-c").server().status()["pid"]
+    args = follow_args(cfg, "pg-c", "pg-b", method="follow", wait_timeout=3)
+    del args["replication_password"]  # the WAL receiver cannot log in: it never streams
+
+    result = run_module(MODULE, args)
+    assert result["failed"] and result["action"] == "follow", result
+    assert "did not stream" in result["msg"] and "put back" in result["msg"], result["msg"]
+    assert files(cfg, "pg-c") == before
+    assert cfg.node("pg-c").server().status()["pid"] == pid
+
+    def old_value_back() -> bool:  # the reload takes the old value back
+        shown = sql(cfg, "pg-c", "SELECT current_setting('primary_conninfo') AS v")[0]["v"]
+        return f"port='{cfg.node('pg-a').port}'" in shown
+
+    wait_for(old_value_back, DEADLINE, what="pg-c's primary_conninfo back on pg-a")

@@ -1,0 +1,186 @@
+"""The decisions of erlmcp.dr.pg_standby_follow, from facts alone (no server needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from erlmcp_dr import paths
+
+paths.ensure_collection_importable()
+from ansible_collections.erlmcp.dr.plugins.module_utils import _follow as f  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._pg_server import conninfo  # noqa: E402
+
+# ---------------------------------------------------------------- masking
+
+
+def test_mask_conninfo_hides_quoted_password_with_escapes():
+    text = conninfo(host="10.0.0.2", port=5432, user="replicator", password="s3cr'et\\x y", application_name="pg-c")
+    masked = f.mask_conninfo(text)
+    assert "s3cr" not in masked and "et\\" not in masked
+    assert "password='********'" in masked
+    assert "host='10.0.0.2'" in masked and "application_name='pg-c'" in masked and "user='replicator'" in masked
+
+
+def test_mask_conninfo_hides_unquoted_password_and_keeps_none():
+    assert f.mask_conninfo("host=db1 password=hunter2 port=5432") == "host=db1 password='********' port=5432"
+    assert f.mask_conninfo("host=db1 PASSWORD = 'x' port=5432") == "host=db1 PASSWORD = '********' port=5432"
+    assert f.mask_conninfo(None) is None
+    assert f.mask_conninfo("host=db1 port=5432") == "host=db1 port=5432"
+    assert f.mask_conninfo("host=db1 passfile=/x/pgpass") == "host=db1 passfile=/x/pgpass"
+
+
+# ---------------------------------------------------------------- timeline history and divergence
+
+HISTORY_3 = "1\t0/3000148\tno recovery target specified\n\n2\t0/5000060\tno recovery target specified\n"
+
+
+def test_parse_history():
+    assert f.parse_history(HISTORY_3) == [(1, 0x3000148), (2, 0x5000060)]
+    assert f.parse_history("") == []
+    assert f.parse_history(None) == []
+    assert f.parse_history("# comment\ngarbage line\n1\t0/10\treason") == [(1, 0x10)]
+
+
+def test_same_timeline_follows():
+    diverged, why = f.divergence(2, "0/9000000", 2, None)
+    assert diverged is False and "timeline 2" in why
+
+
+def test_behind_the_fork_follows():
+    history = f.parse_history(HISTORY_3)
+    assert f.divergence(1, "0/3000148", 3, history)[0] is False  # exactly at the switch point
+    assert f.divergence(1, "0/2000000", 3, history)[0] is False
+    assert f.divergence(2, 0x5000000, 3, history)[0] is False
+
+
+def test_past_the_fork_diverged():
+    history = f.parse_history(HISTORY_3)
+    diverged, why = f.divergence(1, "0/3000150", 3, history)
+    assert diverged is True
+    assert "0/3000150" in why and "0/3000148" in why
+
+
+def test_timeline_not_in_history_or_newer_diverged():
+    history = [(1, 0x3000148)]
+    assert f.divergence(3, "0/1000000", 2, history)[0] is True  # newer than the primary's
+    assert f.divergence(2, "0/1000000", 4, [(1, 0x100), (3, 0x200)])[0] is True  # a branch it never had
+
+
+def test_unknowns_stay_unknown():
+    assert f.divergence(1, "0/1000000", 2, None)[0] is None  # history unreadable
+    assert f.divergence(None, "0/1", 2, [])[0] is None
+    assert f.divergence(1, None, 2, [(1, 0x10)])[0] is None
+
+
+# ---------------------------------------------------------------- receiver
+
+
+def receiver(status="streaming", host="127.0.0.1", port=5433, tli=2):
+    return dict(status=status, sender_host=host, sender_port=port, received_tli=tli)
+
+
+def test_is_following():
+    assert f.is_following(receiver(), "127.0.0.1", 5433, 2)
+    assert f.is_following(receiver(host="DB2"), "db2", "5433", 2)
+    assert not f.is_following(receiver(tli=1), "127.0.0.1", 5433, 2)
+    assert not f.is_following(receiver(port=5432), "127.0.0.1", 5433, 2)
+    assert not f.is_following(receiver(host="10.0.0.1"), "127.0.0.1", 5433, 2)
+    assert not f.is_following(receiver(status="waiting"), "127.0.0.1", 5433, 2)
+    assert not f.is_following(None, "127.0.0.1", 5433, 2)
+    assert f.upstream_of(receiver()) == "127.0.0.1:5433"
+    assert f.upstream_of(None) is None
+
+
+# ---------------------------------------------------------------- the decision table
+
+
+def test_running_standby_already_there_is_none_whatever_the_method():
+    for method in f.METHODS:
+        assert f.choose_action("standby", method, False, True, None).action == "none"
+
+
+def test_running_standby_follows_with_fallback_only_in_auto():
+    plan = f.choose_action("standby", "auto", False, False, False)
+    assert (plan.action, plan.how, plan.fallback, plan.stop_first) == ("follow", "reload", True, False)
+    plan = f.choose_action("standby", "auto", False, False, None)  # unknown: try, fall back
+    assert (plan.action, plan.fallback) == ("follow", True)
+    plan = f.choose_action("standby", "follow", False, False, None)
+    assert (plan.action, plan.how, plan.fallback) == ("follow", "reload", False)
+
+
+def test_diverged_standby_rewinds_in_auto_and_refuses_in_follow():
+    plan = f.choose_action("standby", "auto", False, False, True, "past the fork")
+    assert (plan.action, plan.stop_first) == ("rewind", True)
+    assert "past the fork" in plan.reason
+    with pytest.raises(f.FollowError, match="past the fork.*method=rewind"):
+        f.choose_action("standby", "follow", False, False, True, "past the fork")
+
+
+def test_method_rewind_on_a_standby_stops_and_rewinds():
+    plan = f.choose_action("standby", "rewind", False, False, False)
+    assert (plan.action, plan.stop_first) == ("rewind", True)
+
+
+def test_running_primary_refused_without_allow_stop_primary():
+    for method in f.METHODS:
+        with pytest.raises(f.FollowError, match="PRIMARY.*pg_fence.*allow_stop_primary"):
+            f.choose_action("primary", method, False, False, None)
+
+
+def test_running_primary_allowed_is_stopped_then_rewound_or_started():
+    plan = f.choose_action("primary", "auto", True, False, None)
+    assert (plan.action, plan.stop_first) == ("rewind", True)
+    plan = f.choose_action("primary", "follow", True, False, None)
+    assert (plan.action, plan.how, plan.stop_first, plan.fallback) == ("follow", "start", True, False)
+
+
+def test_stopped_node_rewinds_unless_follow():
+    assert f.choose_action("stopped", "auto", False, False, None).action == "rewind"
+    assert f.choose_action("stopped", "rewind", False, False, None).stop_first is False
+    plan = f.choose_action("stopped", "follow", False, False, None)
+    assert (plan.action, plan.how, plan.stop_first) == ("follow", "start", False)
+
+
+def test_unknown_method_or_role_fails():
+    with pytest.raises(f.FollowError, match="method"):
+        f.choose_action("standby", "clone", False, False, None)
+    with pytest.raises(f.FollowError, match="role"):
+        f.choose_action("witness", "auto", False, False, None)
+
+
+# ---------------------------------------------------------------- pg_rewind output, config values
+
+
+def test_short_rewind_output_drops_progress_and_cuts():
+    text = ("pg_rewind: connected to server\npg_rewind: servers diverged at WAL location 0/3000148 on timeline 1\n"
+            "0/23456 kB (0%) copied\r23456/23456 kB (100%) copied\npg_rewind: Done!\n")
+    out = f.short_rewind_output(text)
+    assert "copied" not in out
+    assert out.splitlines() == ["pg_rewind: connected to server",
+                                "pg_rewind: servers diverged at WAL location 0/3000148 on timeline 1",
+                                "pg_rewind: Done!"]
+    long = "\n".join(f"pg_rewind: line {i}" for i in range(200))
+    cut = f.short_rewind_output(long, limit=100)
+    assert len(cut) == 100 and cut.startswith("...") and cut.endswith("line 199")
+    assert f.no_rewind_required("pg_rewind: source and target cluster are on the same timeline\n"
+                                "pg_rewind: no rewind required")
+    assert not f.no_rewind_required("pg_rewind: Done!")
+
+
+def test_rewind_errors_picks_error_lines():
+    text = ("pg_rewind: connected to server\npg_rewind: error: could not open file \"x\": No such file\n"
+            "pg_rewind: error: could not read WAL record at 0/402BC88")
+    assert f.rewind_errors(text) == ("pg_rewind: error: could not open file \"x\": No such file; "
+                                     "pg_rewind: error: could not read WAL record at 0/402BC88")
+    assert f.rewind_errors("pg_rewind: something odd\nlast words") == "last words"
+    assert f.rewind_errors("") == "no output"
+
+
+def test_conf_value_last_wins_and_handles_quotes_and_comments():
+    conf = "port = 5432\n#cluster_name = 'commented'\ncluster_name = 'pg-a'   # the node\n"
+    auto = "# Do not edit this file manually!\nprimary_conninfo = 'host=''x'' port=1 # not a comment'\n"
+    assert f.conf_value([conf, auto], "cluster_name") == "pg-a"
+    assert f.conf_value([conf, auto], "primary_conninfo") == "host='x' port=1 # not a comment"
+    assert f.conf_value([conf, "cluster_name = 'other'\n"], "cluster_name") == "other"
+    assert f.conf_value([conf, None], "primary_slot_name") is None
+    assert f.conf_value(["port 5433\n"], "port") == "5433"  # the '=' is optional
