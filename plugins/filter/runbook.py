@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: erlmcp.dr contributors
-# Apache License 2.0 (see galaxy.yml)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Plumbing every runbook playbook shares: its parameters and its database nodes."""
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ def runbook_params(spec, values):
     names = list(spec)
     if len(values) != len(names):
         raise AnsibleFilterError("runbook_params: %d values for %d parameters" % (len(values), len(names)))
-    given = dict((name, value) for name, value in zip(names, values) if value != UNSET)
+    pairs = zip(names, values)  # noqa: B905 (lengths checked above)
+    given = dict((name, value) for name, value in pairs if value != UNSET)
     result = ArgumentSpecValidator(spec).validate(given)
     if result.error_messages:
         raise AnsibleFilterError("invalid runbook parameters: " + "; ".join(result.error_messages))

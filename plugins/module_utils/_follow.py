@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: erlmcp.dr contributors
-# Apache License 2.0 (see galaxy.yml)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Logic of erlmcp.dr.pg_standby_follow: make one node stream from a (new) primary.
 
 Two ways to get there:

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: erlmcp.dr contributors
-# Apache License 2.0 (see galaxy.yml)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Host side of the pg_* modules: pg_ctl, pg_controldata, pg_rewind and the config files
 of one data directory.
 
@@ -76,7 +76,7 @@ class Server(object):
             proc = subprocess.run(
                 argv, env=full_env, preexec_fn=preexec, cwd="/", timeout=timeout,
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                universal_newlines=True,
+                universal_newlines=True, check=False,
             )
         except subprocess.TimeoutExpired:
             raise ServerError("%s did not finish within %ss" % (" ".join(argv[:2]), timeout)) from None
@@ -89,7 +89,7 @@ class Server(object):
         """'running' (with pid), 'stopped', or 'missing' when there is no data directory."""
         if not os.path.isfile(os.path.join(self.data_dir, "PG_VERSION")):
             return {"state": "missing", "pid": None}
-        rc, out, _ = self.run("pg_ctl", ["status", "-D", self.data_dir], check=False)
+        rc, out, dummy = self.run("pg_ctl", ["status", "-D", self.data_dir], check=False)
         if rc == 0:
             match = re.search(r"PID: (\d+)", out)
             return {"state": "running", "pid": int(match.group(1)) if match else self.postmaster_pid()}
@@ -107,7 +107,7 @@ class Server(object):
 
     def controldata(self):
         """pg_controldata as a dict of its labels ('Database cluster state', ...)."""
-        _, out, _ = self.run("pg_controldata", ["-D", self.data_dir])
+        out = self.run("pg_controldata", ["-D", self.data_dir])[1]
         values = {}
         for line in out.splitlines():
             key, sep, value = line.partition(":")
@@ -190,7 +190,7 @@ class Server(object):
     def pg_rewind(self, source_conninfo, password=None, timeout=600):
         """Rewind this (stopped) data directory to the source server's timeline."""
         env = {"PGPASSWORD": password} if password else {}
-        _, out, err = self.run(
+        dummy, out, err = self.run(
             "pg_rewind",
             ["--target-pgdata", self.data_dir, "--source-server", source_conninfo, "--progress"],
             env=env, timeout=timeout,

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: erlmcp.dr contributors
-# Apache License 2.0 (see galaxy.yml)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """SQL side of every pg_* module: one argument spec, one connect helper, LSN arithmetic,
 and the queries that describe a node (role, timeline, LSNs, lag).
 
@@ -73,7 +73,8 @@ def describe_connect_error(exc, conn_params):
     where = endpoint(conn_params)
     lowered = str(exc).lower()
     if "password authentication failed" in lowered or "no password supplied" in lowered:
-        return "cannot log in to %s as %s: wrong or missing password (login_password)" % (where, conn_params.get("user"))
+        user = conn_params.get("user")
+        return "cannot log in to %s as %s: wrong or missing password (login_password)" % (where, user)
     if "could not translate host name" in lowered or "name or service not known" in lowered:
         return "cannot resolve host %r (login_host): %s" % (conn_params.get("host"), text)
     if "connection refused" in lowered:

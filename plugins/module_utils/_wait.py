@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: erlmcp.dr contributors
-# Apache License 2.0 (see galaxy.yml)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Waiting with a deadline and a poll: the only way the collection waits (never a bare sleep)."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright: erlmcp.dr contributors
-# Apache License 2.0 (see galaxy.yml)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 
 from __future__ import absolute_import, division, print_function
 
@@ -33,7 +33,7 @@ description:
   - The replication password is never returned; C(primary_conninfo) is shown with its password masked.
 version_added: "0.1.0"
 author:
-  - erlmcp.dr contributors
+  - erlmcp.dr developers (!UNKNOWN)
 extends_documentation_fragment:
   - erlmcp.dr.postgres
 options:

@@ -1,0 +1,55 @@
+# -*- coding: utf-8 -*-
+# Copyright: erlmcp.dr contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Filters erlmcp.dr.pg_failover_plan, pg_switchover_plan and pg_rejoin_plan (documented in
+the adjacent .yml files): the pure decisions of
+module_utils/_failover.py, usable in playbooks on the result of erlmcp.dr.pg_replication_info.
+"""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleFilterError
+from ansible_collections.erlmcp.dr.plugins.module_utils._failover import (
+    DEFAULT_MAX_LAG_BYTES,
+    failover_plan,
+    rejoin_plan,
+    switchover_plan,
+)
+
+
+def _check_info(info, name):
+    if not isinstance(info, dict) or "nodes" not in info:
+        raise AnsibleFilterError("%s expects the result of erlmcp.dr.pg_replication_info (a dict with 'nodes'), "
+                                 "got %s" % (name, type(info).__name__))
+
+
+def _max_lag(name, max_lag_bytes):
+    try:
+        return None if max_lag_bytes is None else int(max_lag_bytes)
+    except (TypeError, ValueError):
+        raise AnsibleFilterError("%s: max_lag_bytes must be an integer, got %r" % (name, max_lag_bytes)) from None
+
+
+def pg_failover_plan(info, away_from, candidate=None, max_lag_bytes=DEFAULT_MAX_LAG_BYTES, force=False):
+    _check_info(info, "pg_failover_plan")
+    return failover_plan(info, away_from, candidate=candidate or None,
+                         max_lag_bytes=_max_lag("pg_failover_plan", max_lag_bytes), force=bool(force))
+
+
+def pg_switchover_plan(info, candidate, max_lag_bytes=None):
+    _check_info(info, "pg_switchover_plan")
+    return switchover_plan(info, candidate, max_lag_bytes=_max_lag("pg_switchover_plan", max_lag_bytes))
+
+
+def pg_rejoin_plan(info, node=None):
+    _check_info(info, "pg_rejoin_plan")
+    return rejoin_plan(info, node=node or None)
+
+
+class FilterModule(object):
+    def filters(self):
+        return {
+            "pg_failover_plan": pg_failover_plan,
+            "pg_switchover_plan": pg_switchover_plan,
+            "pg_rejoin_plan": pg_rejoin_plan,
+        }

@@ -1,0 +1,389 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: erlmcp.dr contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: pg_fence
+short_description: Stop a PostgreSQL server from taking writes (fence it), or undo that
+version_added: "0.1.0"
+description:
+  - Fences a PostgreSQL server so that it stops taking writes, before a standby is promoted in its place,
+    or unfences it.
+  - O(method=stop) (what the runbooks use unless told otherwise) runs on the database host itself and stops the
+    server with a fast shutdown (C(pg_ctl stop -m fast)), then reads the shutdown checkpoint from
+    C(pg_controldata) and returns it as RV(final_lsn) with its timeline as RV(final_timeline). A switchover waits
+    for the candidate to replay up to RV(final_lsn) before promoting it. Unfencing starts the server again.
+  - O(method=read_only) only speaks SQL (it can run from the controller) and does not restart anything. It runs
+    C(ALTER SYSTEM SET default_transaction_read_only = on) and C(pg_reload_conf), waits until the new value is
+    in effect, then terminates every other client backend (not WAL senders, not its own session) so that no
+    open session keeps writing. Unfencing runs C(ALTER SYSTEM RESET default_transaction_read_only) and reloads.
+  - B(What read_only does NOT stop.) C(default_transaction_read_only) is only a default - any session,
+    including the application's, may run C(SET default_transaction_read_only = off) or
+    C(SET TRANSACTION READ WRITE) (or C(BEGIN READ WRITE)) and write anyway; superusers can also run
+    C(ALTER SYSTEM RESET) themselves. It does not stop sessions that connect after the fence from doing so,
+    and it does not stop WAL from being written by the server itself (checkpoints, autovacuum). It is a guard
+    against well-behaved clients, not a fence against a split brain. Runbooks fence with O(method=stop) unless
+    told otherwise.
+  - Idempotent both ways; supports check mode (reports what it would do, touches nothing) and diff mode
+    (fenced before and after).
+author:
+  - erlmcp.dr developers (!UNKNOWN)
+extends_documentation_fragment:
+  - erlmcp.dr.postgres
+options:
+  state:
+    description:
+      - V(fenced) stops writes; V(unfenced) undoes it.
+    type: str
+    choices: [fenced, unfenced]
+    default: fenced
+  method:
+    description:
+      - V(stop) stops (and for V(unfenced) starts) the server on this host; it needs O(data_dir) and ignores
+        the login options.
+      - V(read_only) sets C(default_transaction_read_only) over SQL and terminates client sessions; it uses the
+        login options and ignores O(data_dir), O(bin_dir) and O(log_file). See the description for what it does
+        not stop.
+    type: str
+    choices: [stop, read_only]
+    default: stop
+  data_dir:
+    description:
+      - The server's data directory (for O(method=stop)). Commands run as its owner when the module runs as root.
+    type: path
+  bin_dir:
+    description:
+      - Folder holding C(pg_ctl) and C(pg_controldata); default is the usual install path of PostgreSQL 15, or PATH.
+    type: path
+  log_file:
+    description:
+      - Server log file given to C(pg_ctl start) when unfencing with O(method=stop); default is
+        C(pg_ctl_start.log) in O(data_dir).
+    type: path
+  wait_timeout:
+    description:
+      - Seconds to wait for the server to stop or start (O(method=stop)), or for the setting to take effect
+        and the terminated sessions to end (O(method=read_only)).
+    type: int
+    default: 60
+attributes:
+  check_mode:
+    support: full
+    description: Reports what it would do (and, for O(method=read_only), which sessions it would terminate); touches
+      nothing.
+  diff_mode:
+    support: full
+    description: Shows whether the server is fenced before and after.
+notes:
+  - Unfencing with O(method=stop) starts the server as it is. Starting a former primary after a standby was
+    promoted in its place makes two primaries; rejoin it as a standby instead (the database_rejoin runbook).
+"""
+
+EXAMPLES = r"""
+- name: Fence the old primary by stopping it (runs on the database host)
+  erlmcp.dr.pg_fence:
+    state: fenced
+    method: stop
+    data_dir: "{{ pg_data_dir }}"
+    bin_dir: "{{ pg_bin_dir }}"
+  register: fence
+
+- name: The switchover waits for the candidate to replay up to this
+  ansible.builtin.debug:
+    msg: "old primary ended at {{ fence.final_lsn }} on timeline {{ fence.final_timeline }}"
+
+- name: Make the primary read-only without a restart (well-behaved clients only)
+  erlmcp.dr.pg_fence:
+    state: fenced
+    method: read_only
+    login_host: "{{ pg_host }}"
+    login_port: "{{ pg_port }}"
+    login_user: "{{ pg_login_user }}"
+    login_password: "{{ pg_login_password }}"
+  delegate_to: localhost
+
+- name: Take writes again
+  erlmcp.dr.pg_fence:
+    state: unfenced
+    method: read_only
+    login_host: "{{ pg_host }}"
+    login_port: "{{ pg_port }}"
+    login_user: "{{ pg_login_user }}"
+    login_password: "{{ pg_login_password }}"
+  delegate_to: localhost
+"""
+
+RETURN = r"""
+state:
+  description: O(state) as asked.
+  returned: always
+  type: str
+  sample: fenced
+method:
+  description: O(method) as asked.
+  returned: always
+  type: str
+  sample: stop
+was_fenced:
+  description: Whether the server was fenced before the module ran (stopped, or C(default_transaction_read_only) on).
+  returned: always
+  type: bool
+fenced:
+  description: Whether the server is fenced now (in check mode, whether it would be).
+  returned: always
+  type: bool
+was_running:
+  description: Whether the server was running (O(method=stop)) or reachable (O(method=read_only)) before.
+  returned: always
+  type: bool
+running:
+  description: Whether the server is running now (O(method=stop); in check mode, whether it would be).
+  returned: when O(method=stop)
+  type: bool
+final_lsn:
+  description:
+    - The shutdown checkpoint location (C(pg_controldata) "Latest checkpoint location") of the stopped server,
+      where its WAL ended. Null while it runs (in check mode, or after unfencing).
+  returned: when O(method=stop)
+  type: str
+  sample: 0/5000028
+final_timeline:
+  description: The timeline of that checkpoint (C(pg_controldata) "Latest checkpoint's TimeLineID").
+  returned: when O(method=stop)
+  type: int
+  sample: 1
+cluster_state:
+  description:
+    - C(pg_controldata) "Database cluster state" (C(shut down), C(shut down in recovery), C(in production) ...).
+  returned: when O(method=stop)
+  type: str
+clean_shutdown:
+  description: Whether the stopped server was shut down cleanly, so RV(final_lsn) is where its WAL ends.
+  returned: when O(method=stop)
+  type: bool
+terminated_sessions:
+  description: The client sessions terminated by a V(read_only) fence (or that would be, in check mode).
+  returned: when O(method=read_only)
+  type: list
+  elements: dict
+  contains:
+    pid:
+      description: Backend process id.
+      type: int
+    usename:
+      description: Role of the session.
+      type: str
+    datname:
+      description: Database of the session.
+      type: str
+    application_name:
+      description: Its C(application_name).
+      type: str
+    client_addr:
+      description: Client address.
+      type: str
+    state:
+      description: Its C(pg_stat_activity.state).
+      type: str
+role:
+  description: C(primary) or C(standby), for O(method=read_only).
+  returned: when O(method=read_only)
+  type: str
+current_lsn:
+  description: C(pg_current_wal_lsn) after the read_only fence (null on a standby).
+  returned: when O(method=read_only)
+  type: str
+fence_seconds:
+  description: Seconds the module took.
+  returned: always
+  type: float
+"""
+
+import time  # noqa: E402
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._pg_server import Server, ServerError  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import (  # noqa: E402
+    PSYCOPG_IMPORT_ERROR,
+    PgError,
+    connect,
+    connection_argument_spec,
+    connection_params,
+    current_wal_lsn,
+    psycopg,
+    query_all,
+    query_one,
+)
+from ansible_collections.erlmcp.dr.plugins.module_utils._wait import WaitTimeout, wait_for  # noqa: E402
+
+APPLICATION_NAME = "erlmcp.dr.pg_fence"
+SETTING = "default_transaction_read_only"
+CLEAN_STATES = ("shut down", "shut down in recovery")
+
+_SESSIONS_SQL = """
+SELECT pid, usename, datname, application_name, client_addr::text AS client_addr, state
+FROM pg_stat_activity
+WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
+ORDER BY pid
+"""
+
+
+def argument_spec():
+    spec = connection_argument_spec()
+    spec.update(
+        state=dict(type="str", choices=["fenced", "unfenced"], default="fenced"),
+        method=dict(type="str", choices=["stop", "read_only"], default="stop"),
+        data_dir=dict(type="path"),
+        bin_dir=dict(type="path"),
+        log_file=dict(type="path"),
+        wait_timeout=dict(type="int", default=60),
+    )
+    return spec
+
+
+# ---------------------------------------------------------------- method: stop
+
+
+def final_position(server):
+    """Where the stopped server's WAL ends: its latest (shutdown) checkpoint, per pg_controldata."""
+    data = server.controldata()
+    timeline = data.get("Latest checkpoint's TimeLineID")
+    state = data.get("Database cluster state")
+    return dict(final_lsn=data.get("Latest checkpoint location"),
+                final_timeline=int(timeline) if timeline and timeline.isdigit() else None,
+                cluster_state=state, clean_shutdown=state in CLEAN_STATES)
+
+
+def fence_stop(module):
+    p = module.params
+    if not p["data_dir"]:
+        module.fail_json(msg="method=stop needs data_dir (the server's data directory on this host)")
+    server = Server(p["data_dir"], bin_dir=p["bin_dir"], log_file=p["log_file"])
+    status = server.status()
+    if status["state"] == "missing":
+        module.fail_json(msg="no PostgreSQL data directory at %s: found no PG_VERSION there, expected an initialised "
+                             "cluster (data_dir)" % server.data_dir)
+    was_running = status["state"] == "running"
+    want_fenced = p["state"] == "fenced"
+    changed = was_running == want_fenced  # fenced = stopped
+    if changed and not module.check_mode:
+        if want_fenced:
+            server.stop(mode="fast", timeout=p["wait_timeout"])
+        else:
+            server.start(timeout=p["wait_timeout"])
+    running = (not want_fenced) if changed else was_running
+    result = dict(changed=changed, was_running=was_running, running=running, was_fenced=not was_running,
+                  fenced=not running, final_lsn=None, final_timeline=None, cluster_state=None, clean_shutdown=None)
+    if not running and (not module.check_mode or not was_running):
+        result.update(final_position(server))
+        if not result["clean_shutdown"]:
+            result["warnings_detail"] = [
+                "%s was not shut down cleanly (Database cluster state: %s): final_lsn is its last checkpoint and "
+                "its WAL may go on past it" % (server.data_dir, result["cluster_state"])]
+    return result
+
+
+# ---------------------------------------------------------------- method: read_only
+
+
+def effective_setting(conn):
+    return query_one(conn, "SELECT setting, source, sourcefile FROM pg_settings WHERE name = %s", (SETTING,))
+
+
+def wait_setting(conn, want, timeout):
+    """Poll this session (which the postmaster signals after it reloads) until the setting is `want`."""
+    def probe():
+        row = effective_setting(conn)
+        return row if row["setting"] == want else None
+
+    try:
+        return wait_for(probe, timeout, what="%s = %s" % (SETTING, want))[0]
+    except WaitTimeout:
+        row = effective_setting(conn)
+        raise PgError("%s is still %s after %ss (wait_timeout), expected %s: it is set by %s%s" % (
+            SETTING, row["setting"], timeout, want, row["source"],
+            " in " + row["sourcefile"] if row["sourcefile"] else "")) from None
+
+
+def terminate_sessions(conn, timeout):
+    """Terminate every other client backend and wait (deadline) until they are gone."""
+    sessions = [dict(r) for r in query_all(conn, _SESSIONS_SQL)]
+    pids = [s["pid"] for s in sessions]
+    if not pids:
+        return sessions
+    query_all(conn, "SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", (pids,))
+
+    def gone():
+        row = query_one(conn, "SELECT count(*) AS n FROM pg_stat_activity WHERE pid = ANY(%s::int[])", (pids,))
+        return row["n"] == 0
+
+    try:
+        wait_for(gone, timeout, what="terminated sessions to end")
+    except WaitTimeout:
+        raise PgError("sessions %s did not end within %ss (wait_timeout) after pg_terminate_backend"
+                      % (", ".join(str(p) for p in pids), timeout)) from None
+    return sessions
+
+
+def fence_read_only(module):
+    p = module.params
+    conn = connect(connection_params(p), APPLICATION_NAME)
+    with conn:
+        role = "standby" if query_one(conn, "SELECT pg_is_in_recovery() AS r")["r"] else "primary"
+        was_fenced = effective_setting(conn)["setting"] == "on"
+        want_fenced = p["state"] == "fenced"
+        changed = was_fenced != want_fenced
+        sessions = []
+        if changed and module.check_mode:
+            if want_fenced:
+                sessions = [dict(r) for r in query_all(conn, _SESSIONS_SQL)]
+        elif changed:
+            if want_fenced:
+                conn.execute("ALTER SYSTEM SET %s = on" % SETTING)
+                conn.execute("SELECT pg_reload_conf()")
+                wait_setting(conn, "on", p["wait_timeout"])
+                sessions = terminate_sessions(conn, p["wait_timeout"])
+            else:
+                conn.execute("ALTER SYSTEM RESET %s" % SETTING)
+                conn.execute("SELECT pg_reload_conf()")
+                wait_setting(conn, "off", p["wait_timeout"])
+        current = current_wal_lsn(conn) if role == "primary" else None
+    return dict(changed=changed, was_running=True, was_fenced=was_fenced,
+                fenced=want_fenced if changed else was_fenced, role=role,
+                terminated_sessions=sessions, current_lsn=current)
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
+                           required_if=[("method", "stop", ("data_dir",))])
+    p = module.params
+    result = dict(changed=False, state=p["state"], method=p["method"], warnings_detail=[])
+    started = time.monotonic()
+    try:
+        if p["method"] == "stop":
+            result.update(fence_stop(module))
+        else:
+            if PSYCOPG_IMPORT_ERROR is not None:
+                module.fail_json(msg=missing_required_lib("psycopg"), exception=str(PSYCOPG_IMPORT_ERROR))
+            result.update(fence_read_only(module))
+    except (PgError, ServerError) as exc:
+        result.pop("warnings_detail")
+        module.fail_json(msg=str(exc), **result)
+    except Exception as exc:
+        if psycopg is None or not isinstance(exc, psycopg.Error):
+            raise
+        result.pop("warnings_detail")
+        module.fail_json(msg="PostgreSQL error while fencing: %s" % str(exc).strip(), **result)
+    result["fence_seconds"] = round(time.monotonic() - started, 3)
+    for warning in result.pop("warnings_detail"):
+        module.warn(warning)
+    if module._diff:
+        result["diff"] = dict(before={"fenced": result["was_fenced"]}, after={"fenced": result["fenced"]})
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

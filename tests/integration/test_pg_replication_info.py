@@ -1,0 +1,149 @@
+"""erlmcp.dr.pg_replication_info on the real lab: roles, timelines, LSNs, lag, unreachable nodes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from conftest import run_module
+
+from erlmcp_dr import lab
+from erlmcp_dr.paths import ensure_collection_importable
+
+ensure_collection_importable()
+from ansible_collections.erlmcp.dr.plugins.module_utils import _postgres as pg  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._wait import wait_for  # noqa: E402
+
+pytestmark = pytest.mark.integration
+
+MODULE = "erlmcp.dr.pg_replication_info"
+DEADLINE = 60
+
+
+def info_args(cfg: lab.LabConfig, *extra_nodes: dict[str, Any], **options: Any) -> dict[str, Any]:
+    nodes = [{"name": n.name, "host": "127.0.0.1", "port": n.port} for n in cfg.nodes] + list(extra_nodes)
+    args = dict(nodes=nodes, login_user=lab.SUPERUSER, login_password=lab.LAB_PASSWORD, connect_timeout=3)
+    args.update(options)
+    return args
+
+
+def sql(cfg: lab.LabConfig, node: str, query: str) -> list[dict[str, Any]]:
+    with pg.connect(cfg.node(node).conn_params()) as conn, conn.cursor() as cur:
+        cur.execute(query)
+        return [dict(r) for r in cur.fetchall()] if cur.description else []
+
+
+def state(cfg: lab.LabConfig, node: str) -> dict[str, Any]:
+    with pg.connect(cfg.node(node).conn_params()) as conn:
+        return pg.node_state(conn)
+
+
+def test_sees_the_primary_and_streaming_standbys_with_lag(fresh_lab):
+    cfg = fresh_lab
+    sql(cfg, "pg-b", "SELECT pg_wal_replay_pause()")
+    sql(cfg, "pg-a", "CREATE TABLE t AS SELECT g, repeat('x', 100) AS pad FROM generate_series(1, 20000) g")
+    target = state(cfg, "pg-a")["current_lsn"]
+    # pg-b keeps receiving while its replay is paused: wait until it has the WAL, then look.
+    wait_for(lambda: pg.lsn_diff(state(cfg, "pg-b")["receive_lsn"], target) >= 0, DEADLINE, what="pg-b received")
+    wait_for(lambda: pg.lsn_diff(state(cfg, "pg-c")["replay_lsn"], target) >= 0, DEADLINE, what="pg-c replayed")
+
+    result = run_module(MODULE, info_args(cfg))
+
+    assert not result["failed"], result.get("msg")
+    assert result["changed"] is False
+    assert result["primary"] == "pg-a" and result["primaries"] == ["pg-a"] and result["split_brain"] is False
+    assert result["standbys"] == ["pg-b", "pg-c"]
+    assert result["unreachable_nodes"] == []
+    assert result["system_identifiers_agree"] is True
+    nodes = result["nodes"]
+    a, b, c = nodes["pg-a"], nodes["pg-b"], nodes["pg-c"]
+    assert a["reachable"] and a["error"] is None and a["role"] == "primary" and a["in_recovery"] is False
+    assert a["timeline"] == 1 and a["read_only"] is False
+    assert pg.lsn_diff(a["current_lsn"], target) >= 0 and a["position_lsn"] == a["current_lsn"]
+    assert {r["application_name"] for r in a["replicas"]} == {"pg-b", "pg-c"}
+    assert result["system_identifier"] == a["system_identifier"] == b["system_identifier"] == c["system_identifier"]
+    for s in (b, c):
+        assert s["role"] == "standby" and s["in_recovery"] is True and s["timeline"] == 1
+        assert s["upstream"] == "pg-a" and s["upstream_port"] == cfg.node("pg-a").port
+        assert s["streaming"] is True and s["receiver_status"] == "streaming"
+        assert s["sync_state"] == "async" and s["replication"]["state"] == "streaming"
+        assert s["current_lsn"] is None and s["read_only"] is False
+        assert s["lag_bytes"] == pg.lsn_diff(a["current_lsn"], s["replay_lsn"])
+        assert s["receive_lag_bytes"] == pg.lsn_diff(a["current_lsn"], s["receive_lsn"])
+        assert s["lag_seconds"] is None or s["lag_seconds"] >= 0
+    # Paused replay: pg-b has the WAL but has not applied it, so it lags by more than the table it has not replayed.
+    assert b["replay_paused"] is True and c["replay_paused"] is False
+    assert b["lag_bytes"] > 1_000_000
+    assert b["lag_bytes"] > b["receive_lag_bytes"]
+    assert c["lag_bytes"] < b["lag_bytes"]
+
+
+def test_reports_unreachable_nodes_with_their_error_and_still_succeeds(fresh_lab):
+    cfg = fresh_lab
+    closed = {"name": "pg-closed", "host": "127.0.0.1", "port": cfg.port_base + 3}
+    unknown = {"name": "pg-nowhere", "host": "no-such-host.invalid", "port": 5432}
+
+    result = run_module(MODULE, info_args(cfg, closed, unknown))
+
+    assert not result["failed"], result.get("msg")
+    assert result["unreachable_nodes"] == ["pg-closed", "pg-nowhere"]
+    assert result["primary"] == "pg-a" and result["standbys"] == ["pg-b", "pg-c"]
+    refused = result["nodes"]["pg-closed"]
+    assert refused["reachable"] is False and refused["role"] is None and refused["lag_bytes"] is None
+    assert "connection refused" in refused["error"] and str(cfg.port_base + 3) in refused["error"]
+    assert "cannot resolve host 'no-such-host.invalid'" in result["nodes"]["pg-nowhere"]["error"]
+    assert result["system_identifiers_agree"] is True
+
+
+def test_primary_down_leaves_standbys_without_a_primary(fresh_lab):
+    cfg = fresh_lab
+    cfg.node("pg-a").server().stop(timeout=DEADLINE)
+    wait_for(lambda: state(cfg, "pg-b")["wal_receiver"] is None
+             or state(cfg, "pg-b")["wal_receiver"]["status"] != "streaming", DEADLINE, what="pg-b lost its primary")
+
+    result = run_module(MODULE, info_args(cfg))
+
+    assert not result["failed"], result.get("msg")
+    assert result["primary"] is None and result["primaries"] == []
+    assert result["unreachable_nodes"] == ["pg-a"] and result["standbys"] == ["pg-b", "pg-c"]
+    assert "connection refused" in result["nodes"]["pg-a"]["error"]
+    b = result["nodes"]["pg-b"]
+    assert b["streaming"] is not True and b["lag_bytes"] is None and b["sync_state"] is None
+    assert b["replay_lsn"] is not None
+
+
+def test_two_primaries_are_a_split_brain(fresh_lab):
+    cfg = fresh_lab
+    sql(cfg, "pg-c", "SELECT pg_promote(true, 60)")
+
+    result = run_module(MODULE, info_args(cfg))
+
+    assert not result["failed"], result.get("msg")
+    assert result["primaries"] == ["pg-a", "pg-c"] and result["primary"] is None and result["split_brain"] is True
+    assert result["nodes"]["pg-c"]["timeline"] == 2 and result["nodes"]["pg-a"]["timeline"] == 1
+    assert result["nodes"]["pg-b"]["lag_bytes"] is None  # behind which primary? not guessed
+
+
+def test_wrong_password_makes_every_node_unreachable_with_a_clear_error(fresh_lab):
+    result = run_module(MODULE, info_args(fresh_lab, login_password="Not-The-Lab-Password-7"))
+
+    assert not result["failed"], result.get("msg")
+    assert result["unreachable_nodes"] == ["pg-a", "pg-b", "pg-c"]
+    for facts in result["nodes"].values():
+        assert "wrong or missing password (login_password)" in facts["error"]
+    assert "Not-The-Lab-Password-7" not in str(result)  # the password never shows
+
+
+def test_check_mode_reports_the_same(fresh_lab):
+    result = run_module(MODULE, info_args(fresh_lab), check=True)
+
+    assert not result["failed"], result.get("msg")
+    assert result["changed"] is False and result["primary"] == "pg-a" and result["standbys"] == ["pg-b", "pg-c"]
+
+
+def test_duplicate_node_names_are_refused(fresh_lab):
+    cfg = fresh_lab
+    again = {"name": "pg-a", "host": "127.0.0.1", "port": cfg.node("pg-b").port}
+    result = run_module(MODULE, info_args(cfg, again))
+
+    assert result["failed"] and "pg-a more than once" in result["msg"]
