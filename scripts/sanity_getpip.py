@@ -8,9 +8,10 @@ file at that cache path and ansible-test runs it instead (through quiet_pip.py, 
 with the arguments it would give get-pip.py: pip options and the pinned pip, setuptools and
 wheel requirements).
 
-It does what get-pip.py does, without the internet: `python -m ensurepip` installs the pip
+It does what get-pip.py does, without that download: `python -m ensurepip` installs the pip
 wheel bundled with the interpreter, then that pip installs the requested packages from the
-package index. Both run in subprocesses, so the freshly installed pip is imported cleanly.
+package index (PyPI). Both run in subprocesses, so the new pip is imported cleanly.
+Runs under every target Python ansible-test uses (3.7 and later): keep it 3.7-compatible.
 """
 
 # MARKER: erlmcp.dr offline get-pip stand-in (scripts/lint.sh replaces files carrying this line)
@@ -20,7 +21,7 @@ import subprocess
 import sys
 
 
-def main():
+def main() -> int:
     args = sys.argv[1:]
     env = dict(os.environ)
     env.setdefault("PIP_DISABLE_PIP_VERSION_CHECK", "1")
@@ -28,18 +29,18 @@ def main():
         import ensurepip  # noqa: F401  (only checks that it exists)
     except ImportError:
         sys.stderr.write(
-            "sanity_getpip: %s has no ensurepip module; install the interpreter's venv support "
-            "(Debian: python3-venv) or use a Python built with ensurepip (e.g. pyenv)\n" % sys.executable
+            f"sanity_getpip: {sys.executable} has no ensurepip module; install the interpreter's venv "
+            "support (Debian: python3-venv) or use a Python built with ensurepip (e.g. pyenv)\n"
         )
         return 1
-    rc = subprocess.call([sys.executable, "-m", "ensurepip", "--upgrade", "--default-pip"], env=env,
-                         stdout=subprocess.DEVNULL)
+    ensurepip_cmd = [sys.executable, "-m", "ensurepip", "--upgrade", "--default-pip"]
+    rc = subprocess.call(ensurepip_cmd, env=env, stdout=subprocess.DEVNULL)
     if rc != 0:
-        sys.stderr.write("sanity_getpip: `%s -m ensurepip` failed with status %d\n" % (sys.executable, rc))
+        sys.stderr.write(f"sanity_getpip: `{' '.join(ensurepip_cmd)}` failed with status {rc}\n")
         return rc
     if not any(not a.startswith("-") for a in args):
         args = args + ["pip", "setuptools", "wheel"]  # get-pip.py's defaults
-    return subprocess.call([sys.executable, "-m", "pip", "install"] + args, env=env)
+    return subprocess.call([sys.executable, "-m", "pip", "install", "--quiet"] + args, env=env)
 
 
 if __name__ == "__main__":

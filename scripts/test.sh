@@ -2,7 +2,7 @@
 # The whole test suite: lint and sanity gates, runbook pages in step with the playbooks,
 # then pytest (unit and integration tests on real PostgreSQL labs). Assumes setup.sh ran.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 export PATH="$PWD/.venv/bin:$PATH"
 export ANSIBLE_COLLECTIONS_PATH="$PWD/.collections"
 export ANSIBLE_CONFIG="$PWD/ansible.cfg"
