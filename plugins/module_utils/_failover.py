@@ -217,6 +217,10 @@ def switchover_plan(info, candidate, max_lag_bytes=None):
                  others=_others(nodes, (candidate, primary)), lag_bytes=node.get("lag_bytes"), **common)
 
 
+def _streams_from(node, primary):
+    return is_standby(node) and bool(node.get("streaming")) and node.get("upstream") == primary
+
+
 def rejoin_plan(info, node=None):
     """Which nodes must be made to stream from the one live primary.
 
@@ -240,11 +244,10 @@ def rejoin_plan(info, node=None):
         return dict(action="refuse", primary=primary, nodes=[],
                     reason="%s is the primary; nothing to rejoin it to" % node)
     wanted = [node] if node else sorted(name for name in nodes if name != primary)
-    todo = [name for name in wanted
-            if not (is_standby(nodes[name]) and nodes[name].get("streaming") and nodes[name].get("upstream") == primary)]
+    todo = [name for name in wanted if not _streams_from(nodes[name], primary)]
     if not todo:
+        verb = "streams" if len(wanted) == 1 else "stream"
         return dict(action="none", primary=primary, nodes=[],
-                    reason="%s already stream%s from %s" % (", ".join(wanted), "s" if len(wanted) == 1 else "",
-                                                          primary))
+                    reason="%s already %s from %s" % (", ".join(wanted), verb, primary))
     return dict(action="rejoin", primary=primary, nodes=todo,
                 reason="make %s stream from %s" % (", ".join(todo), primary))

@@ -14,6 +14,7 @@ from ansible_collections.erlmcp.dr.plugins.module_utils._failover import (  # no
     healthy_standbys,
     live_primaries,
     position,
+    rejoin_plan,
     switchover_plan,
 )
 
@@ -124,25 +125,33 @@ def test_failover_old_primary_down_uses_the_majority_system_identifier():
     assert failover_plan(nodes, "pg-a")["candidate"] == "pg-c"
 
 
-def test_failover_requested_candidate_is_used_even_if_behind():
+def test_failover_refuses_a_candidate_past_the_lag_budget_before_anything_is_fenced():
     plan = failover_plan(healthy(), "pg-a", candidate="pg-c")
+    assert plan["action"] == "refuse" and plan["candidate"] == "pg-c"
+    assert plan["lag_bytes"] == 1 << 24
+    assert "max_lag_bytes" in plan["reason"] and "force" in plan["reason"]
+
+
+def test_failover_force_promotes_a_lagging_candidate_with_a_warning():
+    plan = failover_plan(healthy(), "pg-a", candidate="pg-c", force=True)
     assert plan["action"] == "promote" and plan["candidate"] == "pg-c" and plan["others"] == ["pg-b"]
     assert "requested" in plan["reason"]
-    assert plan["lag_bytes"] == 1 << 24
     assert any("max_lag_bytes" in w and "force" in w for w in plan["warnings"])
 
 
-def test_failover_lag_warning_follows_max_lag_bytes():
-    assert failover_plan(healthy(), "pg-a", candidate="pg-c", max_lag_bytes=1 << 25)["warnings"] == []
-    assert failover_plan(healthy(), "pg-a", candidate="pg-c", max_lag_bytes=None)["warnings"] == []
-    assert failover_plan(healthy(), "pg-a", max_lag_bytes=0)["warnings"]  # pg-b is 4096 bytes behind
+def test_failover_lag_gate_follows_max_lag_bytes():
+    assert failover_plan(healthy(), "pg-a", candidate="pg-c", max_lag_bytes=1 << 25)["action"] == "promote"
+    assert failover_plan(healthy(), "pg-a", candidate="pg-c", max_lag_bytes=None)["action"] == "promote"
+    assert failover_plan(healthy(), "pg-a", max_lag_bytes=0)["action"] == "refuse"  # pg-b is 4096 bytes behind
 
 
-def test_failover_requested_candidate_with_paused_replay_is_promoted_with_a_warning():
+def test_failover_refuses_a_requested_candidate_with_paused_replay_unless_forced():
     nodes = info(primary("pg-a"), standby("pg-b", replay_paused=True))
     plan = failover_plan(nodes, "pg-a", candidate="pg-b")
-    assert plan["action"] == "promote"
-    assert any("paused" in w for w in plan["warnings"])
+    assert plan["action"] == "refuse" and "paused" in plan["reason"] and "force" in plan["reason"]
+    forced = failover_plan(nodes, "pg-a", candidate="pg-b", force=True)
+    assert forced["action"] == "promote"
+    assert any("paused" in w for w in forced["warnings"])
 
 
 def test_failover_unknown_lag_is_none():
@@ -308,9 +317,12 @@ def test_switchover_refuses_paused_replay():
 def test_filters_are_registered_and_delegate():
     filters = FilterModule().filters()
     assert filters["pg_failover_plan"](healthy(), "pg-a")["candidate"] == "pg-b"
-    assert filters["pg_failover_plan"](healthy(), "pg-a", "pg-c", "0")["warnings"]
+    assert filters["pg_failover_plan"](healthy(), "pg-a", "pg-c", "0")["action"] == "refuse"
+    assert filters["pg_failover_plan"](healthy(), "pg-a", "pg-c", "0", True)["warnings"]
     assert filters["pg_failover_plan"](healthy(), "pg-a", "")["candidate"] == "pg-b"  # '' = no candidate
     assert filters["pg_switchover_plan"](healthy(), "pg-b")["action"] == "promote"
+    assert filters["pg_switchover_plan"](healthy(), "pg-c", 1024)["action"] == "refuse"
+    assert filters["pg_rejoin_plan"](healthy())["action"] == "none"
 
 
 @pytest.mark.parametrize("name", ["pg_failover_plan", "pg_switchover_plan"])
@@ -322,3 +334,34 @@ def test_filters_reject_what_is_not_replication_info(name):
 def test_failover_filter_rejects_bad_max_lag():
     with pytest.raises(AnsibleFilterError, match="max_lag_bytes"):
         FilterModule().filters()["pg_failover_plan"](healthy(), "pg-a", None, "lots")
+
+
+# ---------------------------------------------------------------- switchover lag gate and rejoin
+
+
+def test_switchover_refuses_a_candidate_past_max_lag_bytes():
+    plan = switchover_plan(healthy(), "pg-c", max_lag_bytes=1 << 20)
+    assert plan["action"] == "refuse" and "max_lag_bytes" in plan["reason"] and plan["lag_bytes"] == 1 << 24
+    assert switchover_plan(healthy(), "pg-c")["action"] == "promote"  # no budget given: no limit
+
+
+def test_rejoin_none_when_every_node_streams_from_the_primary():
+    plan = rejoin_plan(healthy())
+    assert plan["action"] == "none" and plan["primary"] == "pg-a" and plan["nodes"] == []
+
+
+def test_rejoin_lists_stopped_and_stray_nodes():
+    nodes = info(down("pg-a"), primary("pg-b", timeline=2), standby("pg-c", upstream="pg-a", streaming=False))
+    plan = rejoin_plan(nodes)
+    assert plan["action"] == "rejoin" and plan["primary"] == "pg-b" and plan["nodes"] == ["pg-a", "pg-c"]
+    assert rejoin_plan(nodes, node="pg-a")["nodes"] == ["pg-a"]
+
+
+def test_rejoin_refuses_without_a_single_primary_or_for_the_primary_itself():
+    assert rejoin_plan(info(down("pg-a"), standby("pg-b")))["action"] == "refuse"
+    split = info(primary("pg-a"), primary("pg-b", timeline=2), standby("pg-c"))
+    assert rejoin_plan(split)["action"] == "refuse" and "split brain" in rejoin_plan(split)["reason"]
+    stray = rejoin_plan(split, node="pg-a")
+    assert stray["action"] == "rejoin" and stray["primary"] == "pg-b" and stray["nodes"] == ["pg-a"]
+    assert rejoin_plan(healthy(), node="pg-a")["action"] == "refuse"
+    assert rejoin_plan(healthy(), node="pg-z")["action"] == "refuse"
