@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -82,3 +83,20 @@ def test_lab_refuses_a_different_port_base(fresh_lab):
     moved = lab.LabConfig(root=fresh_lab.root, port_base=fresh_lab.port_base + 3)
     with pytest.raises(RuntimeError, match="port base"):
         lab.up(moved)
+
+
+def test_cli_lab_status_json_and_down(fresh_lab, monkeypatch, capsys):
+    from erlmcp_dr import cli
+
+    monkeypatch.setenv(lab.LAB_DIR_ENV, str(fresh_lab.root))
+    monkeypatch.setenv(lab.PORT_BASE_ENV, str(fresh_lab.port_base))
+    assert cli.main(["lab", "status", "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["primary"] == "pg-a" and [row["port"] for row in status["nodes"]] == [
+        fresh_lab.port_base, fresh_lab.port_base + 1, fresh_lab.port_base + 2]
+    assert cli.main(["lab", "down"]) == 0
+    assert "stopped pg-a, pg-b, pg-c" in capsys.readouterr().out
+    assert cli.main(["lab", "status"]) == 1  # a stopped lab is not ok
+    assert "stopped" in capsys.readouterr().out
+    assert cli.main(["lab", "up", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["ok"]
