@@ -182,7 +182,10 @@ def node_state(conn):
     row = dict(query_one(conn, _NODE_SQL))
     receiver = wal_receiver(conn) if row["in_recovery"] else None
     if row["in_recovery"]:
-        timeline = (receiver or {}).get("received_tli") or row["checkpoint_timeline"]
+        # received_tli and the last restartpoint lag behind a timeline switch on an idle cluster;
+        # the newest history file is the timeline recovery follows (recovery_target_timeline=latest).
+        known = [(receiver or {}).get("received_tli"), row["checkpoint_timeline"], newest_history_timeline(conn)]
+        timeline = max(t for t in known if t) if any(known) else None
     else:
         timeline = row["primary_timeline"]
     last_replay = row.pop("last_replay_at")
@@ -196,6 +199,20 @@ def node_state(conn):
     )
     row["position_lsn"] = row["current_lsn"] or max_lsn(row["receive_lsn"], row["replay_lsn"])
     return row
+
+
+_HISTORY_SQL = """
+SELECT max(('x' || substr(name, 1, 8))::bit(32)::int) AS timeline
+FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{8}[.]history$'
+"""
+
+
+def newest_history_timeline(conn):
+    """Highest timeline with a history file in pg_wal, or None (none yet, or not allowed: needs pg_monitor)."""
+    try:
+        return query_one(conn, _HISTORY_SQL)["timeline"]
+    except psycopg.Error:
+        return None
 
 
 def max_lsn(*lsns):
