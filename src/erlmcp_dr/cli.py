@@ -78,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("run_id", metavar="RUN_ID", help="a run id (as printed by run/plan), or 'latest'")
     _json_flag(rep, "print result.json instead of report.md")
 
+    survey = _sub(sub, "survey", "the AWX job template survey spec (JSON) derived from a runbook's parameters",
+                  _cmd_survey)
+    survey.add_argument("name", metavar="NAME", help="runbook name (see `runbook list`)")
+
     doc = _sub(sub, "docs", "write the runbooks/*.md pages from the playbooks, or check them for drift", _cmd_docs)
     doc.add_argument("--check", action="store_true", help="write nothing; exit 1 listing drifted/missing/extra pages")
     doc.add_argument("--out", metavar="DIR", help="pages folder (default: <collection>/runbooks)")
@@ -287,6 +291,13 @@ def _find_run(run_id: str) -> Path:
         listing = ", ".join(recent) if recent else "none"
         raise CliError(f"no run '{run_id}' in {runs}; recent runs: {listing}")
     return run_dir
+
+
+def _cmd_survey(args: argparse.Namespace) -> int:
+    from erlmcp_dr import awx
+
+    print(json.dumps(awx.survey_spec(catalog.load(args.name, args.playbooks_dir)), indent=2))
+    return EXIT_OK
 
 
 def _cmd_docs(args: argparse.Namespace) -> int:
