@@ -1,0 +1,349 @@
+"""Shared helpers for the runbook integration tests (test_runbook_*.py).
+
+The runbooks run for real, against a real lab: through the `runbook` console script of
+this virtualenv (as a subprocess, like an operator would) or through `erlmcp_dr.run()`.
+What they did is judged from the outside: lab.status() (roles, timelines, upstreams,
+LSNs, postmaster pids), SQL on the nodes, the application's config file and the run folder.
+Waiting is always a poll with a deadline (module_utils/_wait.wait_for), never a sleep.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from erlmcp_dr import lab
+from erlmcp_dr.paths import ensure_collection_importable
+
+ensure_collection_importable()
+from ansible_collections.erlmcp.dr.plugins.module_utils import _postgres as pg  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._wait import wait_for  # noqa: E402
+
+psycopg = pg.psycopg
+
+DEADLINE = 90  # seconds any awaited condition gets: a hang guard, never a timing assertion
+CLI_HANG_GUARD = 900  # seconds a whole CLI run gets before the test gives up on it
+VENV_BIN = Path(sys.executable).parent
+
+
+# ---------------------------------------------------------------- labs
+
+
+@contextmanager
+def new_lab() -> Iterator[lab.LabConfig]:
+    """Like conftest's fresh_lab, for fixtures of a wider scope."""
+    root = Path(tempfile.mkdtemp(prefix="erlmcp-dr-lab-"))
+    cfg = lab.LabConfig(root=root, port_base=lab.free_port_base())
+    try:
+        lab.reset(cfg)
+        lab.write_inventory(cfg, inventory_path(cfg))
+        yield cfg
+    finally:
+        lab.down(cfg)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def inventory_path(cfg: lab.LabConfig) -> Path:
+    """The lab's inventory (the same file as conftest.lab_inventory)."""
+    return cfg.root / "inventory" / "hosts.yml"
+
+
+def inventory_copy(cfg: lab.LabConfig, name: str, change: Callable[[dict[str, Any]], None]) -> Path:
+    """A copy of the lab's inventory, changed by `change` (which gets the parsed YAML)."""
+    data = yaml.safe_load(inventory_path(cfg).read_text())
+    change(data)
+    path = cfg.root / "inventory-copies" / name / "hosts.yml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("---\n" + yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def host_vars(data: dict[str, Any], node: str) -> dict[str, Any]:
+    """The host entry of `node` in a parsed lab inventory (to change it in place)."""
+    return data["all"]["children"]["postgres"]["hosts"][node]
+
+
+# ---------------------------------------------------------------- SQL on the nodes
+
+
+def conn_params(cfg: lab.LabConfig, node: str, password: str = lab.LAB_PASSWORD) -> dict[str, Any]:
+    return dict(cfg.node(node).conn_params(), password=password)
+
+
+def connect(cfg: lab.LabConfig, node: str, password: str = lab.LAB_PASSWORD):
+    return pg.connect(conn_params(cfg, node, password))
+
+
+def plain_connect(cfg: lab.LabConfig, node: str, password: str = lab.LAB_PASSWORD):
+    """A psycopg connection with tuple rows (what erlmcp_dr.probe.WriteProbe.missing_on reads)."""
+    return psycopg.connect(autocommit=True, **conn_params(cfg, node, password))
+
+
+def sql(cfg: lab.LabConfig, node: str, query: str, password: str = lab.LAB_PASSWORD) -> list[dict[str, Any]]:
+    with connect(cfg, node, password) as conn, conn.cursor() as cur:
+        cur.execute(query)
+        return [dict(row) for row in cur.fetchall()] if cur.description else []
+
+
+def node_state(cfg: lab.LabConfig, node: str, password: str = lab.LAB_PASSWORD) -> dict[str, Any]:
+    with connect(cfg, node, password) as conn:
+        return pg.node_state(conn)
+
+
+WRITE_TABLE = "erlmcp_dr_it_writes"
+
+
+def write_row(cfg: lab.LabConfig, node: str, note: str, password: str = lab.LAB_PASSWORD) -> None:
+    """Commit one row on `node` (raises when the node does not take writes)."""
+    with connect(cfg, node, password) as conn:
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {WRITE_TABLE} (note text, at timestamptz DEFAULT now())")
+        conn.execute(f"INSERT INTO {WRITE_TABLE} (note) VALUES (%s)", (note,))
+
+
+def has_row(cfg: lab.LabConfig, node: str, note: str, password: str = lab.LAB_PASSWORD) -> bool:
+    with connect(cfg, node, password) as conn:
+        exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL AS t", (WRITE_TABLE,)).fetchone()["t"]
+        if not exists:
+            return False
+        return conn.execute(f"SELECT count(*) AS n FROM {WRITE_TABLE} WHERE note = %s", (note,)).fetchone()["n"] > 0
+
+
+def takes_no_writes(cfg: lab.LabConfig, node: str) -> str:
+    """Why `node` takes no writes ('connection refused: ...' or 'write rejected: ...'); fails if a write commits."""
+    try:
+        conn = connect(cfg, node)
+    except (pg.PgError, psycopg.Error) as exc:
+        return f"connection refused: {exc}"
+    with conn:
+        try:
+            conn.execute("SELECT txid_current()")  # assigns a transaction id: impossible on a standby
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {WRITE_TABLE} (note text, at timestamptz DEFAULT now())")
+            conn.execute(f"INSERT INTO {WRITE_TABLE} (note) VALUES ('must not commit')")
+        except psycopg.Error as exc:
+            return f"write rejected: {exc}"
+    raise AssertionError(f"{node} committed a write; it should be fenced or a standby")
+
+
+# ---------------------------------------------------------------- lab state
+
+
+def node_name_at(cfg: lab.LabConfig, endpoint: str | None) -> str | None:
+    """'127.0.0.1:PORT' (lab.status's upstream) -> the lab node listening there."""
+    if not endpoint:
+        return None
+    port = int(endpoint.rsplit(":", 1)[1])
+    for node in cfg.nodes:
+        if node.port == port:
+            return node.name
+    return endpoint
+
+
+def topology(cfg: lab.LabConfig, status: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """Per node: state, role, timeline, upstream node and postmaster pid (no LSNs, which move on their own)."""
+    status = status or lab.status(cfg)
+    return {
+        row["name"]: {
+            "state": row["state"],
+            "role": row["role"],
+            "timeline": row["timeline"],
+            "upstream": node_name_at(cfg, row["upstream"]),
+            "pid": row["pid"],
+            "replay_paused": row.get("replay_paused"),
+        }
+        for row in status["nodes"]
+    }
+
+
+def lsns(status: dict[str, Any]) -> dict[str, Any]:
+    return {row["name"]: row["lsn"] for row in status["nodes"]}
+
+
+def wait_topology(cfg: lab.LabConfig, want: dict[str, dict[str, Any]], what: str) -> dict[str, dict[str, Any]]:
+    """Poll lab.status until every node matches the given fields (e.g. {'pg-a': {'role': 'standby', ...}})."""
+
+    def matches() -> dict[str, dict[str, Any]] | None:
+        topo = topology(cfg)
+        ok = all(topo[node][key] == value for node, fields in want.items() for key, value in fields.items())
+        return topo if ok else None
+
+    try:
+        topo, _ = wait_for(matches, DEADLINE, interval=0.2, what=what)
+    except Exception as exc:
+        raise AssertionError(f"{what}: wanted {want}, last seen {topology(cfg)}") from exc
+    return topo
+
+
+def streaming_from(primary: str, timeline: int) -> dict[str, Any]:
+    return {"state": "running", "role": "standby", "upstream": primary, "timeline": timeline}
+
+
+def primary_on(timeline: int) -> dict[str, Any]:
+    return {"state": "running", "role": "primary", "timeline": timeline, "upstream": None}
+
+
+FRESH = {
+    "pg-a": primary_on(1),
+    "pg-b": streaming_from("pg-a", 1),
+    "pg-c": streaming_from("pg-a", 1),
+}
+
+
+def wal_records(cfg: lab.LabConfig, node: str, start: str, end: str | None = None) -> list[str]:
+    """The WAL records in `node`'s pg_wal from `start` (to `end`, else to the end), read with pg_waldump.
+
+    Reading the files leaves the server alone: no connection, no catalog change, no WAL.
+    """
+    from ansible_collections.erlmcp.dr.plugins.module_utils._pg_server import find_bin_dir
+
+    status = {row["name"]: row for row in lab.status(cfg)["nodes"]}[node]
+    command = [str(Path(find_bin_dir()) / "pg_waldump"), "-p", str(cfg.node(node).data_dir / "pg_wal"),
+               "-s", start, "-t", str(status["timeline"] or 1)]
+    if end:
+        command += ["-e", end]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    records = [" ".join(line.split()) for line in out.stdout.splitlines() if line.startswith("rmgr:")]
+    return records or [f"(no records; pg_waldump: {out.stderr.strip()})"]
+
+
+def wait_quiet(cfg: lab.LabConfig) -> dict[str, Any]:
+    """Let the cluster stop writing WAL on its own, wait until it has, and return lab.status().
+
+    Two things write WAL on an idle cluster: autovacuum (a fresh cluster's catalogs get
+    analyzed within its first minutes), switched off here on the primary (a reload, no
+    restart), and the background writer, which logs one Standby/RUNNING_XACTS record up to
+    ~15 s after the last real WAL record and then stays put until something writes again.
+    So: wait until that record is the last one in the WAL, no autovacuum worker runs, and
+    every standby has received everything.
+    """
+    primary = lab.status(cfg)["primary"]
+    assert primary, lab.format_status(lab.status(cfg))
+    sql(cfg, primary, "ALTER SYSTEM SET autovacuum = off")
+    sql(cfg, primary, "SELECT pg_reload_conf()")
+
+    def quiet() -> dict[str, Any] | None:
+        rows = sql(cfg, primary, "SELECT current_setting('autovacuum') AS autovacuum, "
+                                 "(SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker') "
+                                 "AS workers, (SELECT redo_lsn::text FROM pg_control_checkpoint()) AS redo")
+        if rows[0]["autovacuum"] != "off" or rows[0]["workers"]:
+            return None
+        status = lab.status(cfg)
+        if status["primary"] != primary or len(set(lsns(status).values())) != 1:
+            return None
+        last = wal_records(cfg, primary, rows[0]["redo"])[-1]
+        if not (last.startswith("rmgr: Standby ") and "RUNNING_XACTS" in last):
+            return None
+        again = lab.status(cfg)  # nothing written while the WAL was read
+        return again if lsns(again) == lsns(status) else None
+
+    status, _ = wait_for(quiet, DEADLINE, interval=0.5, what="an idle cluster (no WAL written)")
+    return status
+
+
+def wal_records_between(cfg: lab.LabConfig, node: str, start: str, end: str) -> list[str]:
+    """What was written to the WAL between two LSNs (for an assertion's message)."""
+    return wal_records(cfg, node, start, end)
+
+
+# ---------------------------------------------------------------- the CLI
+
+
+@dataclass
+class Cli:
+    args: list[str]
+    rc: int
+    stdout: str
+    stderr: str
+
+    @property
+    def json(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.stdout)
+        except ValueError as exc:
+            raise AssertionError(f"`runbook {' '.join(self.args)}` printed no JSON:\n{self}") from exc
+
+    def __str__(self) -> str:
+        return f"rc={self.rc}\n--- stdout\n{self.stdout[-4000:]}\n--- stderr\n{self.stderr[-4000:]}"
+
+
+def runbook_command() -> list[str]:
+    script = VENV_BIN / "runbook"
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("runbook")
+    return [found] if found else [sys.executable, "-m", "erlmcp_dr"]
+
+
+def runbook_cli(*args: str) -> Cli:
+    """`runbook ARGS` as an operator would run it (no terminal: stdin is /dev/null)."""
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(VENV_BIN), env.get("PATH", os.defpath)])
+    proc = subprocess.run([*runbook_command(), *args], capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                          env=env, timeout=CLI_HANG_GUARD, check=False)
+    return Cli(list(args), proc.returncode, proc.stdout, proc.stderr)
+
+
+def run_json(*args: str, expect_rc: int) -> tuple[Cli, dict[str, Any]]:
+    """`runbook ARGS --json`: checks the exit code, returns the CLI outcome and the result JSON."""
+    cli = runbook_cli(*args, "--json")
+    assert cli.rc == expect_rc, f"`runbook {' '.join(args)}` exited {cli.rc}, expected {expect_rc}:\n{cli}"
+    return cli, cli.json
+
+
+# ---------------------------------------------------------------- results and run folders
+
+
+def summary(result: dict[str, Any]) -> dict[str, Any]:
+    return (result.get("facts") or {}).get("summary") or {}
+
+
+def changed_steps(result: dict[str, Any]) -> list[str]:
+    return [f"{step['task']} ({step['host']})" for step in result["steps"] if step["changed"]]
+
+
+def failure_message(result: dict[str, Any]) -> str:
+    """The failed steps' messages and the run's error: what an operator reads."""
+    parts = [step["message"] for step in result["steps"] if step["failed"] and not step.get("ignored")]
+    if result.get("error"):
+        parts.append(result["error"])
+    return " | ".join(part for part in parts if part)
+
+
+def step(result: dict[str, Any], task_prefix: str, index: int = 0) -> dict[str, Any]:
+    found = [s for s in result["steps"] if s["task"].startswith(task_prefix)]
+    assert len(found) > index, f"no step {task_prefix!r} in {[s['task'] for s in result['steps']]}"
+    return found[index]
+
+
+def as_int(value: Any) -> int | None:
+    """set_stats publishes templated values: '2' and 2 are the same timeline."""
+    return None if value in (None, "") else int(value)
+
+
+def runs_dir() -> Path:
+    from erlmcp_dr import paths
+
+    return paths.state_home() / "runs"
+
+
+def run_folders() -> list[Path]:
+    root = runs_dir()
+    return sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+
+
+def files_containing(directory: Path, needle: bytes) -> list[str]:
+    hits = []
+    for path in sorted(directory.rglob("*")):
+        if path.is_file() and not path.is_symlink() and needle in path.read_bytes():
+            hits.append(str(path.relative_to(directory)))
+    return hits

@@ -1,0 +1,315 @@
+"""What the runbooks must never do: change anything in a plan, on bad input, under a held lock,
+or leak a secret into a run folder.
+
+Most tests here share one lab (module scope): each of them must leave it exactly as it found
+it, and checks so (roles, timelines, upstreams and postmaster pids from lab.status).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import socket
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import lab_inventory
+from runbook_helpers import (
+    DEADLINE,
+    FRESH,
+    changed_steps,
+    failure_message,
+    files_containing,
+    host_vars,
+    inventory_copy,
+    inventory_path,
+    lsns,
+    new_lab,
+    node_state,
+    pg,
+    run_folders,
+    run_json,
+    runbook_cli,
+    step,
+    summary,
+    topology,
+    wait_for,
+    wait_quiet,
+    wal_records_between,
+    write_row,
+)
+
+import erlmcp_dr
+from erlmcp_dr import lab
+from erlmcp_dr.errors import ParameterError, RunBusy, UnknownRunbook
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def shared_lab():
+    with new_lab() as cfg:
+        yield cfg
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    path = tmp_path / "home"
+    monkeypatch.setenv("ERLMCP_DR_HOME", str(path))
+    return path
+
+
+@pytest.fixture
+def untouched(shared_lab):
+    """The shared lab as the test found it (fresh: pg-a primary, pg-b and pg-c streaming from it),
+    checked again after the test: nothing may have changed, nothing restarted."""
+    cfg = shared_lab
+    before = topology(cfg)
+    assert before == {name: dict(before[name], **want) for name, want in FRESH.items()}, lab.format_status(
+        lab.status(cfg))
+    app = app_files(cfg)
+    yield cfg
+    assert topology(cfg) == before
+    assert app_files(cfg) == app
+    write_row(cfg, "pg-a", "pg-a still takes writes")
+
+
+def app_files(cfg: lab.LabConfig) -> dict[str, bytes]:
+    folder = cfg.app_config_path.parent
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())} if folder.is_dir() else {}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def assessed(result: dict[str, Any], node: str) -> dict[str, Any]:
+    return step(result, "Read every database node's live role")["data"]["nodes"][node]
+
+
+# ---------------------------------------------------------------- check mode
+
+
+def test_plans_change_nothing_not_even_an_lsn(fresh_lab, home):
+    """Check mode on a lab of its own (nothing else may write to its WAL meanwhile)."""
+    cfg = fresh_lab
+    inventory = str(inventory_path(cfg))
+    assert not cfg.app_config_path.exists()
+    before = wait_quiet(cfg)  # the idle primary's own WAL has been written: from here on LSNs stand still
+
+    _, failover = run_json("plan", "database_failover", "-i", inventory, expect_rc=0)
+    # A config to keep unchanged (there was none for the first plan to create).
+    cfg.app_config_path.write_text('{"database": {"primary": "127.0.0.1:1"}}\n')
+    app_before = app_files(cfg)
+    _, switchover = run_json("plan", "database_switchover", "-i", inventory, "-e", "candidate=pg-c", expect_rc=0)
+
+    after = lab.status(cfg)
+    assert failover["check"] is True and switchover["check"] is True
+    assert summary(failover)["action"] == "promote" and summary(failover)["new_primary"] == "pg-b", failover["facts"]
+    assert summary(switchover)["action"] == "promote" and summary(switchover)["new_primary"] == "pg-c"
+    # What a real run would change is reported as such (check mode), and nothing was.
+    assert step(failover, "Fence the old primary")["changed"] is True
+    assert step(switchover, "Fence the primary")["changed"] is True
+    assert topology(cfg, after) == topology(cfg, before)
+    assert lsns(after) == lsns(before), wal_records_between(cfg, "pg-a", lsns(before)["pg-a"], lsns(after)["pg-a"])
+    assert app_files(cfg) == app_before
+    assert set(app_before) == {cfg.app_config_path.name}  # the first plan did not create a config either
+
+
+# ---------------------------------------------------------------- unreachable candidates
+
+
+def test_unknown_host_is_reported_unreachable_and_refused_as_candidate(untouched, home):
+    cfg = untouched
+    inventory = str(inventory_copy(cfg, "unknown-host", lambda d: host_vars(d, "pg-c").update(
+        pg_host="no-such-host.invalid")))
+
+    _, result = run_json("run", "database_failover", "-i", inventory, "-e", "candidate=pg-c", "--yes", expect_rc=1)
+
+    pg_c = assessed(result, "pg-c")
+    assert pg_c["reachable"] is False and "no-such-host.invalid" in pg_c["error"], pg_c
+    message = failure_message(result)
+    assert "pg-c" in message and "unreachable" in message and "no-such-host.invalid" in message, message
+    assert changed_steps(result) == []
+
+
+def test_closed_port_is_reported_unreachable_and_refused_as_candidate(untouched, home):
+    cfg = untouched
+    port = free_port()
+    inventory = str(inventory_copy(cfg, "closed-port", lambda d: host_vars(d, "pg-c").update(pg_port=port)))
+
+    _, result = run_json("run", "database_failover", "-i", inventory, "-e", "candidate=pg-c", "--yes", expect_rc=1)
+
+    pg_c = assessed(result, "pg-c")
+    assert pg_c["reachable"] is False and str(port) in pg_c["error"], pg_c
+    message = failure_message(result)
+    assert "pg-c" in message and "unreachable" in message and f"127.0.0.1:{port}" in message, message
+    assert changed_steps(result) == []
+
+
+def test_wrong_password_fails_saying_so(untouched, home):
+    cfg = untouched
+    wrong = "Not-The-Lab-Password-7"
+
+    cli, result = run_json("run", "database_failover", "-i", str(inventory_path(cfg)),
+                           "-e", f"pg_login_password={wrong}", "--yes", expect_rc=1)
+
+    message = failure_message(result)
+    assert "log in" in message and "wrong or missing password" in message, message
+    assert changed_steps(result) == []
+    assert wrong not in cli.stdout + cli.stderr
+    assert files_containing(Path(result["run_dir"]), wrong.encode()) == []
+
+
+# ---------------------------------------------------------------- promoting the primary
+
+
+def test_failover_refuses_to_promote_the_node_it_fails_over_away_from(untouched, home):
+    cfg = untouched
+
+    _, result = run_json("run", "database_failover", "-i", str(inventory_path(cfg)), "-e", "candidate=pg-a",
+                         "--yes", expect_rc=1)
+
+    message = failure_message(result)
+    assert "pg-a" in message and "away from" in message, message
+    assert changed_steps(result) == []
+
+
+def test_switchover_to_the_current_primary_does_nothing(untouched, home):
+    cfg = untouched
+
+    _, result = run_json("run", "database_switchover", "-i", str(inventory_path(cfg)), "-e", "candidate=pg-a",
+                         "--yes", expect_rc=0)
+
+    assert summary(result)["action"] == "none" and "already is the primary" in summary(result)["reason"]
+    assert changed_steps(result) == []
+
+
+# ---------------------------------------------------------------- usage errors: exit 2, nothing runs
+
+
+USAGE_ERRORS = {
+    "unknown parameter": (["run", "database_failover", "-e", "bogus=1"], ["bogus"]),
+    "unknown runbook": (["run", "database_nope"], ["unknown runbook", "database_nope"]),
+    "missing required parameter": (["run", "database_switchover"], ["candidate", "missing"]),
+    "bad value type": (["run", "database_failover", "-e", "max_lag_bytes=lots"], ["max_lag_bytes"]),
+    "unknown parameter in a plan": (["plan", "database_rejoin", "-e", "nodes=pg-a"], ["nodes", "node"]),
+}
+
+
+@pytest.mark.parametrize("case", list(USAGE_ERRORS))
+def test_usage_errors_exit_2_naming_the_problem_and_run_nothing(untouched, home, case):
+    cfg = untouched
+    args, words = USAGE_ERRORS[case]
+    extra = ["--yes"] if args[0] == "run" else []
+
+    cli = runbook_cli(*args, "-i", str(inventory_path(cfg)), *extra, "--json")
+
+    assert cli.rc == 2, cli
+    assert all(word in cli.stderr for word in words), cli.stderr
+    assert cli.stdout == ""
+    assert not (home / "runs").exists() or run_folders() == []
+
+
+def test_api_raises_before_anything_runs(untouched, home):
+    inventory = inventory_path(untouched)
+    with pytest.raises(ParameterError) as bogus:
+        erlmcp_dr.run("database_failover", inventory=inventory, extravars={"bogus": 1})
+    assert bogus.value.parameter == "bogus"
+    with pytest.raises(ParameterError) as lots:
+        erlmcp_dr.run("database_failover", inventory=inventory, extravars={"max_lag_bytes": "lots"})
+    assert lots.value.parameter == "max_lag_bytes"
+    with pytest.raises(ParameterError) as missing:
+        erlmcp_dr.run("database_switchover", inventory=inventory)
+    assert missing.value.parameter == "candidate"
+    with pytest.raises(UnknownRunbook):
+        erlmcp_dr.run("database_nope", inventory=inventory)
+    assert run_folders() == []
+
+
+# ---------------------------------------------------------------- one run per inventory
+
+
+def test_a_second_run_on_a_busy_inventory_exits_3_and_runs_nothing(untouched, home):
+    """The lock is held by a real run (a plan, through the API); while it runs, a CLI run and an
+    API run on the same inventory are turned away."""
+    cfg = untouched
+    inventory = str(inventory_path(cfg))
+    holder = "it-lock-holder-" + secrets.token_hex(3)
+    seen: dict[str, Any] = {}
+
+    def second_runs(_step) -> None:
+        if seen:
+            return
+        seen["cli"] = runbook_cli("run", "database_failover", "-i", inventory, "--yes", "--json")
+        try:
+            erlmcp_dr.run("database_switchover", inventory=inventory, extravars={"candidate": "pg-b"})
+            seen["api"] = "ran"
+        except RunBusy as exc:
+            seen["api"] = exc
+
+    first = erlmcp_dr.run("database_failover", inventory=inventory, check=True, run_id=holder,
+                          event_callback=second_runs)
+
+    assert first.succeeded, f"{first.failing_step and first.failing_step.message} {first.error}"
+    cli = seen["cli"]
+    assert cli.rc == 3, cli
+    assert "another run is using this inventory" in cli.stderr and holder in cli.stderr, cli.stderr
+    assert cli.stdout == ""
+    assert isinstance(seen["api"], RunBusy) and seen["api"].run_id == holder, seen["api"]
+    assert [p.name for p in run_folders()] == [holder]  # the turned-away runs left nothing behind
+
+
+# ---------------------------------------------------------------- secrets
+
+
+def test_a_password_given_as_parameter_never_reaches_the_run_folder_nor_the_output(fresh_lab, home):
+    """The login password exists only as a -e parameter (the inventory has none): the failover
+    works with it, and it appears in no file of the run folder, nor in the CLI's output."""
+    cfg = fresh_lab
+    secret = "Sx" + secrets.token_hex(11)  # 24 characters found nowhere else
+    with pg.connect(cfg.node("pg-a").conn_params()) as conn:
+        conn.execute(f"ALTER ROLE {lab.SUPERUSER} PASSWORD '{secret}'")
+    for node in ("pg-b", "pg-c"):  # the new password replicates to the standbys
+        wait_for(lambda node=node: _logs_in(cfg, node, secret), DEADLINE, what=f"{node} knows the new password")
+    inventory = str(inventory_copy(cfg, "no-password", lambda d: d["all"]["vars"].pop("pg_login_password")))
+    assert secret not in Path(inventory).read_text() and lab.LAB_PASSWORD not in _login_vars(inventory)
+
+    cli, result = run_json("run", "database_failover", "-i", inventory, "-e", f"pg_login_password={secret}",
+                           "--yes", expect_rc=0)
+
+    assert summary(result)["action"] == "promote" and summary(result)["new_primary"] == "pg-b", failure_message(result)
+    assert node_state(cfg, "pg-b", password=secret)["role"] == "primary"
+    run_dir = Path(result["run_dir"])
+    assert (run_dir / "artifacts").is_dir() and (run_dir / "report.md").is_file()
+    assert result["extravars"]["pg_login_password"] == "********"
+    assert secret not in cli.stdout and secret not in cli.stderr
+    assert files_containing(home, secret.encode()) == []  # the run folder, its artifacts, the lock files
+    # No task printed it either (the runner warns when it had to scrub a no_log value after the fact).
+    assert "no_log parameter" not in cli.stderr, cli.stderr
+    # ansible-runner's private folder (extra vars, with the secret) is gone.
+    assert list(Path(tempfile.gettempdir()).glob(f"erlmcp-dr-{result['run_id']}-*")) == []
+
+
+def _logs_in(cfg: lab.LabConfig, node: str, password: str) -> bool:
+    conn, _ = pg.try_connect(dict(cfg.node(node).conn_params(), password=password))
+    if conn is None:
+        return False
+    conn.close()
+    return True
+
+
+def _login_vars(inventory: str) -> str:
+    import yaml
+
+    data = yaml.safe_load(Path(inventory).read_text())["all"]["vars"]
+    return json.dumps({key: value for key, value in data.items() if key.startswith("pg_login")})
+
+
+def test_the_helpers_use_the_labs_own_inventory():
+    cfg = lab.LabConfig(root=Path("/nonexistent/lab"))
+    assert inventory_path(cfg) == lab_inventory(cfg)
