@@ -80,11 +80,12 @@ def main() -> None:
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="erlmcp-dr-bench-"))
     cfg = lab.LabConfig(root=root, port_base=lab.free_port_base())
-    inventory = lab.write_inventory(cfg, root / "inventory" / "hosts.yml")
+    inventory = root / "inventory" / "hosts.yml"
     runbook, floor = [], []
     try:
         for _ in range(args.runs):
-            lab.reset(cfg)
+            lab.reset(cfg)  # reset empties the lab folder, inventory included
+            lab.write_inventory(cfg, inventory)
             runbook.append(switchover_once(cfg, inventory))
             lab.reset(cfg)
             floor.append(bare_promote_once(cfg))
