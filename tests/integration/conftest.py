@@ -16,6 +16,9 @@ import pytest
 
 from erlmcp_dr import lab, paths
 
+paths.ensure_collection_importable()
+from ansible_collections.erlmcp.dr.plugins.module_utils import _postgres as pg  # noqa: E402
+
 pytestmark = pytest.mark.integration
 
 
@@ -35,6 +38,27 @@ def fresh_lab() -> Iterator[lab.LabConfig]:
     finally:
         lab.down(cfg)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    """Run folders and locks of this test only (inherited by CLI subprocesses)."""
+    path = tmp_path / "home"
+    monkeypatch.setenv("ERLMCP_DR_HOME", str(path))
+    return path
+
+
+def sql(cfg: lab.LabConfig, node: str, query: str, args: Any = None) -> list[dict[str, Any]]:
+    """Run one statement on a lab node as the lab superuser; rows as dicts."""
+    with pg.connect(cfg.node(node).conn_params()) as conn, conn.cursor() as cur:
+        cur.execute(query, args)
+        return [dict(r) for r in cur.fetchall()] if cur.description else []
+
+
+def state(cfg: lab.LabConfig, node: str) -> dict[str, Any]:
+    """The node's role, timeline and LSNs (module_utils/_postgres.node_state)."""
+    with pg.connect(cfg.node(node).conn_params()) as conn:
+        return pg.node_state(conn)
 
 
 def lab_inventory(cfg: lab.LabConfig) -> Path:

@@ -6,7 +6,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import login_args, run_module
+from conftest import login_args, run_module, sql, state
 
 from erlmcp_dr import lab
 from erlmcp_dr.paths import ensure_collection_importable
@@ -34,15 +34,8 @@ def stop_args(cfg: lab.LabConfig, node: str = "pg-a", **extra: Any) -> dict[str,
     return args
 
 
-def sql(cfg: lab.LabConfig, node: str, query: str) -> list[dict[str, Any]]:
-    with pg.connect(cfg.node(node).conn_params()) as conn, conn.cursor() as cur:
-        cur.execute(query)
-        return [dict(r) for r in cur.fetchall()] if cur.description else []
 
 
-def state(cfg: lab.LabConfig, node: str) -> dict[str, Any]:
-    with pg.connect(cfg.node(node).conn_params()) as conn:
-        return pg.node_state(conn)
 
 
 def insert_works(cfg: lab.LabConfig) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import run_module
+from conftest import run_module, sql, state
 
 from erlmcp_dr import lab
 from erlmcp_dr.paths import ensure_collection_importable
@@ -27,15 +27,8 @@ def info_args(cfg: lab.LabConfig, *extra_nodes: dict[str, Any], **options: Any) 
     return args
 
 
-def sql(cfg: lab.LabConfig, node: str, query: str) -> list[dict[str, Any]]:
-    with pg.connect(cfg.node(node).conn_params()) as conn, conn.cursor() as cur:
-        cur.execute(query)
-        return [dict(r) for r in cur.fetchall()] if cur.description else []
 
 
-def state(cfg: lab.LabConfig, node: str) -> dict[str, Any]:
-    with pg.connect(cfg.node(node).conn_params()) as conn:
-        return pg.node_state(conn)
 
 
 def test_sees_the_primary_and_streaming_standbys_with_lag(fresh_lab):

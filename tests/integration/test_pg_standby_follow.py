@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import login_args, run_module
+from conftest import login_args, run_module, sql, state
 
 from erlmcp_dr import lab
 from erlmcp_dr.paths import ensure_collection_importable
@@ -38,15 +38,8 @@ def follow_args(cfg: lab.LabConfig, node: str, primary: str, **extra: Any) -> di
     return args
 
 
-def sql(cfg: lab.LabConfig, node: str, query: str, args: Any = None) -> list[dict[str, Any]]:
-    with pg.connect(cfg.node(node).conn_params()) as conn, conn.cursor() as cur:
-        cur.execute(query, args)
-        return [dict(r) for r in cur.fetchall()] if cur.description else []
 
 
-def state(cfg: lab.LabConfig, node: str) -> dict[str, Any]:
-    with pg.connect(cfg.node(node).conn_params()) as conn:
-        return pg.node_state(conn)
 
 
 def files(cfg: lab.LabConfig, node: str) -> dict[str, str | None]:

@@ -37,12 +37,6 @@ from erlmcp_dr.result import REPORT_FILE, RESULT_FILE, RunResult
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    """Run folders and locks of this test only (inherited by the CLI subprocesses)."""
-    path = tmp_path / "home"
-    monkeypatch.setenv("ERLMCP_DR_HOME", str(path))
-    return path
 
 
 def endpoint(cfg, node: str) -> str:

@@ -28,11 +28,6 @@ import erlmcp_dr
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    path = tmp_path / "home"
-    monkeypatch.setenv("ERLMCP_DR_HOME", str(path))
-    return path
 
 
 def test_rejoin_brings_the_fenced_old_primary_back_then_changes_nothing_and_refuses_the_primary(fresh_lab, home):

@@ -54,11 +54,6 @@ def shared_lab():
         yield cfg
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    path = tmp_path / "home"
-    monkeypatch.setenv("ERLMCP_DR_HOME", str(path))
-    return path
 
 
 @pytest.fixture

@@ -38,11 +38,6 @@ pytestmark = pytest.mark.integration
 COMMITS = 20  # commits the probe must make before the switchover starts, and again after it ends
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    path = tmp_path / "home"
-    monkeypatch.setenv("ERLMCP_DR_HOME", str(path))
-    return path
 
 
 def under_writes(cfg: lab.LabConfig, new_primary: str, switch_over: Callable[[], Any]) -> tuple[Any, ProbeReport]:

@@ -15,22 +15,6 @@ from erlmcp_dr import cli, runner
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "playbooks"
 
 
-@pytest.fixture
-def env(tmp_path, monkeypatch):
-    home = tmp_path / "home"
-    monkeypatch.setenv("ERLMCP_DR_HOME", str(home))
-    monkeypatch.setenv("ERLMCP_DR_PLAYBOOKS", str(FIXTURES))
-    return home
-
-
-@pytest.fixture
-def inventory(tmp_path):
-    path = tmp_path / "hosts.ini"
-    path.write_text(f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n",
-                    encoding="utf-8")
-    return path
-
-
 def _cli(*args: str, stdin=subprocess.DEVNULL, env_extra=None) -> subprocess.CompletedProcess:
     """The real command in a child process: stdin is not a terminal."""
     environment = dict(os.environ, **(env_extra or {}))
@@ -56,7 +40,7 @@ def test_no_command_is_a_usage_error(capsys):
     assert caught.value.code == 2
 
 
-def test_list_and_show(env, capsys):
+def test_list_and_show(home, capsys):
     assert cli.main(["list"]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0].split() == ["NAME", "TIER", "RTO", "RPO", "CONFIRM", "TITLE"]
@@ -87,7 +71,7 @@ def test_playbooks_dir_option(tmp_path, monkeypatch, capsys):
     assert len(json.loads(capsys.readouterr().out)) == 3
 
 
-def test_unknown_runbook_exits_2_naming_it(env, capsys):
+def test_unknown_runbook_exits_2_naming_it(home, capsys):
     assert cli.main(["run", "nosuch", "--yes"]) == 2
     err = capsys.readouterr().err
     assert "unknown runbook 'nosuch'" in err
@@ -96,15 +80,15 @@ def test_unknown_runbook_exits_2_naming_it(env, capsys):
     assert "Did you mean 'local_smoke'?" in capsys.readouterr().err
 
 
-def test_missing_required_parameter_exits_2_naming_it(env, inventory, capsys):
+def test_missing_required_parameter_exits_2_naming_it(home, inventory, capsys):
     assert cli.main(["plan", "guarded", "-i", str(inventory)]) == 2
     err = capsys.readouterr().err
     assert "missing required parameter 'target'" in err
     assert "-e target=VALUE" in err
-    assert not (env / "runs").exists()
+    assert not (home / "runs").exists()
 
 
-def test_bad_parameters_exit_2_naming_them(env, inventory, capsys):
+def test_bad_parameters_exit_2_naming_them(home, inventory, capsys):
     assert cli.main(["plan", "local_smoke", "-i", str(inventory), "-e", "colour=red"]) == 2
     assert "unsupported parameter 'colour'" in capsys.readouterr().err
     assert cli.main(["plan", "local_smoke", "-i", str(inventory), "-e", "repeat=many"]) == 2
@@ -113,18 +97,18 @@ def test_bad_parameters_exit_2_naming_them(env, inventory, capsys):
     assert "expected key=value" in capsys.readouterr().err
     assert cli.main(["plan", "local_smoke", "-i", str(tmp := inventory.parent / "nope")]) == 2
     assert f"inventory {tmp} does not exist" in capsys.readouterr().err
-    assert not (env / "runs").exists()
+    assert not (home / "runs").exists()
 
 
-def test_confirmation_is_refused_without_a_terminal(env, inventory):
+def test_confirmation_is_refused_without_a_terminal(home, inventory):
     done = _cli("run", "guarded", "-i", str(inventory), "-e", "target=pg-b")
     assert done.returncode == 2, done.stderr
     assert "needs confirmation" in done.stderr
     assert "--yes" in done.stderr
-    assert not (env / "runs").exists()
+    assert not (home / "runs").exists()
 
 
-def test_busy_inventory_exits_3(env, inventory, capsys):
+def test_busy_inventory_exits_3(home, inventory, capsys):
     with runner.inventory_lock(inventory, "20261123T150102Z-local_smoke-beef"):
         assert cli.main(["run", "local_smoke", "-i", str(inventory)]) == 3
     err = capsys.readouterr().err
@@ -132,7 +116,7 @@ def test_busy_inventory_exits_3(env, inventory, capsys):
     assert "20261123T150102Z-local_smoke-beef" in err
 
 
-def test_plan_runs_in_check_mode_and_prints_json(env, inventory):
+def test_plan_runs_in_check_mode_and_prints_json(home, inventory):
     done = _cli("plan", "local_smoke", "-i", str(inventory), "-e", "greeting=hey", "--json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
@@ -141,7 +125,7 @@ def test_plan_runs_in_check_mode_and_prints_json(env, inventory):
     assert "[ok]" in done.stderr and "Say the greeting" in done.stderr  # live progress
 
 
-def test_failed_run_exits_1_then_report_shows_it(env, inventory, capsys):
+def test_failed_run_exits_1_then_report_shows_it(home, inventory, capsys):
     done = _cli("run", "local_smoke", "-i", str(inventory), "-e", "fail_step=true", "--run-id", "r1")
     assert done.returncode == 1, done.stderr
     assert done.stdout.startswith("[FAILED] local_smoke: failed")
@@ -156,7 +140,7 @@ def test_failed_run_exits_1_then_report_shows_it(env, inventory, capsys):
     assert "no run 'r2'" in capsys.readouterr().err
 
 
-def test_docs_check_and_write(env, tmp_path, capsys):
+def test_docs_check_and_write(home, tmp_path, capsys):
     out = tmp_path / "pages"
     assert cli.main(["docs", "--check", "--out", str(out)]) == 1
     assert "missing:" in capsys.readouterr().out

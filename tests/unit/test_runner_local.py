@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import tempfile
 from pathlib import Path
 
@@ -15,24 +14,7 @@ from erlmcp_dr import runner
 from erlmcp_dr.errors import ParameterError, RunBusy
 from erlmcp_dr.result import RunResult
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "playbooks"
 SECRET = "tok-5f0c8e2a-never-written"
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    home = tmp_path / "home"
-    monkeypatch.setenv("ERLMCP_DR_HOME", str(home))
-    monkeypatch.setenv("ERLMCP_DR_PLAYBOOKS", str(FIXTURES))
-    return home
-
-
-@pytest.fixture
-def inventory(tmp_path):
-    path = tmp_path / "hosts.ini"
-    path.write_text(f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n",
-                    encoding="utf-8")
-    return path
 
 
 def _files(directory: Path):
