@@ -441,7 +441,11 @@ def reset(cfg: LabConfig) -> dict[str, Any]:
 
 
 def inventory(cfg: LabConfig, lab_dir_expr: str | None = None) -> dict[str, Any]:
-    """The Ansible inventory for this lab; lab_dir_expr replaces the absolute lab path (shipped file)."""
+    """The Ansible inventory for this lab; lab_dir_expr replaces the absolute lab path (shipped file).
+
+    The shipped file says "{{ playbook_dir }}/../.lab": playbook_dir is defined for every host,
+    implicit localhost included (inventory_dir is not), and playbooks/ sits beside .lab/.
+    """
     root = lab_dir_expr or str(cfg.root)
     hosts = {
         node.name: {

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
 
 from erlmcp_dr import lab, paths
 
+SHIPPED_LAB_DIR = "{{ playbook_dir }}/../.lab"
+
 
 def test_shipped_lab_inventory_matches_the_lab():
     shipped = yaml.safe_load((paths.collection_root() / "inventories" / "lab" / "hosts.yml").read_text())
     cfg = lab.LabConfig(root=Path("/unused"))
-    assert shipped == lab.inventory(cfg, lab_dir_expr="{{ inventory_dir }}/../../.lab")
+    assert shipped == lab.inventory(cfg, lab_dir_expr=SHIPPED_LAB_DIR)
 
 
 def test_written_inventory_points_at_the_lab(tmp_path):
@@ -21,3 +26,25 @@ def test_written_inventory_points_at_the_lab(tmp_path):
     hosts = written["all"]["children"]["postgres"]["hosts"]
     assert [hosts[name]["pg_port"] for name in ("pg-a", "pg-b", "pg-c")] == [40000, 40001, 40002]
     assert hosts["pg-b"]["pg_data_dir"] == f"{cfg.root}/pg/pg-b/data"
+
+
+def test_shipped_lab_inventory_resolves_for_the_controller_and_the_nodes(tmp_path):
+    """Run real Ansible: every path must resolve on localhost (the first play) and on the nodes."""
+    root = paths.collection_root()
+    playbook = root / "playbooks" / ".inventory_probe.yml"
+    playbook.write_text(
+        "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
+        "    - ansible.builtin.copy:\n"
+        "        dest: " + str(tmp_path / "out.json") + "\n"
+        "        content: \"{{ {'app': dr_app_config_path, 'data': hostvars['pg-b'].pg_data_dir} | to_json }}\"\n"
+    )
+    try:
+        proc = subprocess.run(
+            [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(root / "inventories" / "lab"),
+             str(playbook)], capture_output=True, text=True, timeout=120, check=False)
+    finally:
+        playbook.unlink()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    resolved = json.loads((tmp_path / "out.json").read_text())
+    assert Path(resolved["app"]).resolve() == root / ".lab" / "app" / "database.json"
+    assert Path(resolved["data"]).resolve() == root / ".lab" / "pg" / "pg-b" / "data"
