@@ -26,6 +26,17 @@ class PgError(Exception):
     """A failure worth showing to the operator as is (no traceback)."""
 
 
+class ModuleFailure(Exception):
+    """What a module's run() raises to fail: the message as is, and the facts (result keys) gathered so far.
+
+    The module passes both on to fail_json(msg=str(exc), **exc.facts); the facts never hold a secret.
+    """
+
+    def __init__(self, message, **facts):
+        super(ModuleFailure, self).__init__(message)
+        self.facts = facts
+
+
 def connection_argument_spec():
     """Options every SQL-speaking module shares; secrets are no_log."""
     return dict(

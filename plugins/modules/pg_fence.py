@@ -202,33 +202,13 @@ fence_seconds:
   type: float
 """
 
-import time  # noqa: E402
-
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._pg_server import Server, ServerError  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._fence import run  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import (  # noqa: E402
     PSYCOPG_IMPORT_ERROR,
-    PgError,
-    connect,
+    ModuleFailure,
     connection_argument_spec,
-    connection_params,
-    current_wal_lsn,
-    psycopg,
-    query_all,
-    query_one,
 )
-from ansible_collections.erlmcp.dr.plugins.module_utils._wait import WaitTimeout, wait_for  # noqa: E402
-
-APPLICATION_NAME = "erlmcp.dr.pg_fence"
-SETTING = "default_transaction_read_only"
-CLEAN_STATES = ("shut down", "shut down in recovery")
-
-_SESSIONS_SQL = """
-SELECT pid, usename, datname, application_name, client_addr::text AS client_addr, state
-FROM pg_stat_activity
-WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
-ORDER BY pid
-"""
 
 
 def argument_spec():
@@ -244,144 +224,16 @@ def argument_spec():
     return spec
 
 
-# ---------------------------------------------------------------- method: stop
-
-
-def final_position(server):
-    """Where the stopped server's WAL ends: its latest (shutdown) checkpoint, per pg_controldata."""
-    data = server.controldata()
-    timeline = data.get("Latest checkpoint's TimeLineID")
-    state = data.get("Database cluster state")
-    return dict(final_lsn=data.get("Latest checkpoint location"),
-                final_timeline=int(timeline) if timeline and timeline.isdigit() else None,
-                cluster_state=state, clean_shutdown=state in CLEAN_STATES)
-
-
-def fence_stop(module):
-    p = module.params
-    if not p["data_dir"]:
-        module.fail_json(msg="method=stop needs data_dir (the server's data directory on this host)")
-    server = Server(p["data_dir"], bin_dir=p["bin_dir"], log_file=p["log_file"])
-    status = server.status()
-    if status["state"] == "missing":
-        module.fail_json(msg="no PostgreSQL data directory at %s: found no PG_VERSION there, expected an initialised "
-                             "cluster (data_dir)" % server.data_dir)
-    was_running = status["state"] == "running"
-    want_fenced = p["state"] == "fenced"
-    changed = was_running == want_fenced  # fenced = stopped
-    if changed and not module.check_mode:
-        if want_fenced:
-            server.stop(mode="fast", timeout=p["wait_timeout"])
-        else:
-            server.start(timeout=p["wait_timeout"])
-    running = (not want_fenced) if changed else was_running
-    result = dict(changed=changed, was_running=was_running, running=running, was_fenced=not was_running,
-                  fenced=not running, final_lsn=None, final_timeline=None, cluster_state=None, clean_shutdown=None)
-    if not running and (not module.check_mode or not was_running):
-        result.update(final_position(server))
-        if not result["clean_shutdown"]:
-            result["warnings_detail"] = [
-                "%s was not shut down cleanly (Database cluster state: %s): final_lsn is its last checkpoint and "
-                "its WAL may go on past it" % (server.data_dir, result["cluster_state"])]
-    return result
-
-
-# ---------------------------------------------------------------- method: read_only
-
-
-def effective_setting(conn):
-    return query_one(conn, "SELECT setting, source, sourcefile FROM pg_settings WHERE name = %s", (SETTING,))
-
-
-def wait_setting(conn, want, timeout):
-    """Poll this session (which the postmaster signals after it reloads) until the setting is `want`."""
-    def probe():
-        row = effective_setting(conn)
-        return row if row["setting"] == want else None
-
-    try:
-        return wait_for(probe, timeout, what="%s = %s" % (SETTING, want))[0]
-    except WaitTimeout:
-        row = effective_setting(conn)
-        raise PgError("%s is still %s after %ss (wait_timeout), expected %s: it is set by %s%s" % (
-            SETTING, row["setting"], timeout, want, row["source"],
-            " in " + row["sourcefile"] if row["sourcefile"] else "")) from None
-
-
-def terminate_sessions(conn, timeout):
-    """Terminate every other client backend and wait (deadline) until they are gone."""
-    sessions = [dict(r) for r in query_all(conn, _SESSIONS_SQL)]
-    pids = [s["pid"] for s in sessions]
-    if not pids:
-        return sessions
-    query_all(conn, "SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", (pids,))
-
-    def gone():
-        row = query_one(conn, "SELECT count(*) AS n FROM pg_stat_activity WHERE pid = ANY(%s::int[])", (pids,))
-        return row["n"] == 0
-
-    try:
-        wait_for(gone, timeout, what="terminated sessions to end")
-    except WaitTimeout:
-        raise PgError("sessions %s did not end within %ss (wait_timeout) after pg_terminate_backend"
-                      % (", ".join(str(p) for p in pids), timeout)) from None
-    return sessions
-
-
-def fence_read_only(module):
-    p = module.params
-    conn = connect(connection_params(p), APPLICATION_NAME)
-    with conn:
-        role = "standby" if query_one(conn, "SELECT pg_is_in_recovery() AS r")["r"] else "primary"
-        was_fenced = effective_setting(conn)["setting"] == "on"
-        want_fenced = p["state"] == "fenced"
-        changed = was_fenced != want_fenced
-        sessions = []
-        if changed and module.check_mode:
-            if want_fenced:
-                sessions = [dict(r) for r in query_all(conn, _SESSIONS_SQL)]
-        elif changed:
-            if want_fenced:
-                conn.execute("ALTER SYSTEM SET %s = on" % SETTING)
-                conn.execute("SELECT pg_reload_conf()")
-                wait_setting(conn, "on", p["wait_timeout"])
-                sessions = terminate_sessions(conn, p["wait_timeout"])
-            else:
-                conn.execute("ALTER SYSTEM RESET %s" % SETTING)
-                conn.execute("SELECT pg_reload_conf()")
-                wait_setting(conn, "off", p["wait_timeout"])
-        current = current_wal_lsn(conn) if role == "primary" else None
-    return dict(changed=changed, was_running=True, was_fenced=was_fenced,
-                fenced=want_fenced if changed else was_fenced, role=role,
-                terminated_sessions=sessions, current_lsn=current)
-
-
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
                            required_if=[("method", "stop", ("data_dir",))])
-    p = module.params
-    result = dict(changed=False, state=p["state"], method=p["method"], warnings_detail=[])
-    started = time.monotonic()
+    # method=stop drives pg_ctl and needs no psycopg
+    if module.params["method"] == "read_only" and PSYCOPG_IMPORT_ERROR is not None:
+        module.fail_json(msg=missing_required_lib("psycopg"), exception=str(PSYCOPG_IMPORT_ERROR))
     try:
-        if p["method"] == "stop":
-            result.update(fence_stop(module))
-        else:
-            if PSYCOPG_IMPORT_ERROR is not None:
-                module.fail_json(msg=missing_required_lib("psycopg"), exception=str(PSYCOPG_IMPORT_ERROR))
-            result.update(fence_read_only(module))
-    except (PgError, ServerError) as exc:
-        result.pop("warnings_detail")
-        module.fail_json(msg=str(exc), **result)
-    except Exception as exc:
-        if psycopg is None or not isinstance(exc, psycopg.Error):
-            raise
-        result.pop("warnings_detail")
-        module.fail_json(msg="PostgreSQL error while fencing: %s" % str(exc).strip(), **result)
-    result["fence_seconds"] = round(time.monotonic() - started, 3)
-    for warning in result.pop("warnings_detail"):
-        module.warn(warning)
-    if module._diff:
-        result["diff"] = dict(before={"fenced": result["was_fenced"]}, after={"fenced": result["fenced"]})
+        result = run(module.params, check_mode=module.check_mode, diff=module._diff, warn=module.warn)
+    except ModuleFailure as exc:
+        module.fail_json(msg=str(exc), **exc.facts)
     module.exit_json(**result)
 
 

@@ -1,0 +1,327 @@
+# -*- coding: utf-8 -*-
+# Copyright: erlmcp.dr contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Logic of erlmcp.dr.pg_promote: promote one standby, after checks that refuse when it is unsafe.
+
+The checks (target is a standby, same cluster, old primary fenced, replay running, lag within
+max_lag_bytes or the old primary's state vouched for) are gathered before anything changes; a
+blocking one refuses with what was found, what was expected and the parameter that overrides it.
+`run()` asks the candidate and the old primary, checks, then promotes. Private to the collection:
+the API may change between releases.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import (
+    ModuleFailure,
+    PgError,
+    connect,
+    connection_params,
+    endpoint,
+    lsn_diff,
+    max_lsn,
+    node_state,
+    parse_lsn,
+    psycopg,
+    query_one,
+    try_connect,
+)
+from ansible_collections.erlmcp.dr.plugins.module_utils._wait import WaitTimeout, wait_for
+
+APPLICATION_NAME = "erlmcp.dr.pg_promote"
+_IDENTITY_SQL = """
+SELECT pg_postmaster_start_time()::text AS started, current_setting('port') AS port,
+       (SELECT system_identifier::text FROM pg_control_system()) AS system_identifier
+"""
+
+
+class Refused(Exception):
+    """A precondition failed: nothing was changed."""
+
+
+class Checks(object):
+    def __init__(self, force):
+        self.force = force
+        self.items = []
+
+    def add(self, name, ok, found, expected, override="force"):
+        self.items.append(dict(name=name, ok=ok, found=found, expected=expected, override=override,
+                               overridden=bool(ok is False and override and self.force)))
+        return ok
+
+    def blocking(self):
+        return [c for c in self.items if c["ok"] is False and not c["overridden"]]
+
+    def message(self, target):
+        parts = ["%s: found %s, expected %s%s" % (c["name"], c["found"], c["expected"],
+                                                  " (override: %s)" % c["override"] if c["override"] else
+                                                  " (no override)")
+                 for c in self.blocking()]
+        return "refusing to promote %s, nothing was changed: %s" % (target, "; ".join(parts))
+
+
+def identity(conn):
+    return dict(query_one(conn, _IDENTITY_SQL))
+
+
+def ask_old_primary(params):
+    """What the old primary says about itself, or why it cannot be asked (None when not given)."""
+    if not params["primary_host"]:
+        return None
+    conn_params = connection_params(dict(params, login_host=params["primary_host"],
+                                         login_port=params["primary_port"]))
+    info = dict(host=params["primary_host"], port=params["primary_port"], reachable=False, error=None, role=None,
+                timeline=None, current_lsn=None, position_lsn=None, read_only=None, system_identifier=None)
+    conn, error = try_connect(conn_params, APPLICATION_NAME)
+    if conn is None:
+        info["error"] = error
+        return info
+    try:
+        with conn:
+            state = node_state(conn)
+            info["identity"] = identity(conn)
+    except psycopg.Error as exc:
+        info["error"] = "connected to %s but could not read its state: %s" % (endpoint(conn_params), str(exc).strip())
+        return info
+    info.update(reachable=True, **dict((k, state[k]) for k in ("role", "timeline", "current_lsn", "position_lsn",
+                                                               "read_only", "system_identifier")))
+    return info
+
+
+def reference_lsn(old, final_lsn):
+    """The furthest of the old primary's position and primary_final_lsn; None when neither is known."""
+    return max_lsn((old or {}).get("position_lsn"), final_lsn)
+
+
+def candidate_position(state):
+    """The furthest WAL the candidate holds (received or replayed), as a byte position; None if unknown."""
+    return parse_lsn(max_lsn(state["receive_lsn"], state["replay_lsn"]))
+
+
+def catch_up(conn, reference, timeout):
+    """Wait (deadline) for the candidate to replay up to reference; a timeout is judged by the lag gate."""
+    target = parse_lsn(reference)
+
+    def replayed():
+        return (parse_lsn(node_state(conn)["replay_lsn"]) or 0) >= target
+
+    started = time.monotonic()
+    try:
+        wait_for(replayed, timeout, interval=0.1, what="catch-up")
+    except WaitTimeout:
+        pass
+    return round(time.monotonic() - started, 3)
+
+
+def run_checks(params, conn, target, old, result):
+    p = params
+    checks = Checks(p["force"])
+    where = endpoint(connection_params(p))
+    checks.add("target_is_standby", True, "%s in recovery (standby) on timeline %s" % (where, target["timeline"]),
+               "a standby", override=None)
+
+    sysid = target["system_identifier"]
+    refs = []
+    if old and old["reachable"]:
+        refs.append(("the old primary %s:%s" % (old["host"], old["port"]), old["system_identifier"]))
+    if p["expected_system_identifier"]:
+        refs.append(("expected_system_identifier", p["expected_system_identifier"].strip()))
+    if refs:
+        bad = [(label, value) for label, value in refs if str(value) != str(sysid)]
+        checks.add("system_identifier", not bad, "system identifier %s" % sysid,
+                   " and ".join("%s (%s)" % (value, label) for label, value in refs), override=None)
+    else:
+        checks.add("system_identifier", None, "system identifier %s" % sysid,
+                   "not comparable: the old primary cannot be asked and expected_system_identifier is not given",
+                   override=None)
+
+    if old and old["reachable"] and old["role"] == "primary":
+        checks.add("old_primary_fenced", bool(old["read_only"]),
+                   "the old primary %s:%s is a primary with default_transaction_read_only %s"
+                   % (old["host"], old["port"], "on" if old["read_only"] else "off (taking writes)"),
+                   "it fenced (stopped, or read-only with erlmcp.dr.pg_fence) so that promoting does not make two "
+                   "primaries taking writes")
+
+    checks.add("replay_not_paused", not target["replay_paused"],
+               "replay %s on the candidate" % ("paused" if target["replay_paused"] else "running"),
+               "replay running (SELECT pg_wal_replay_resume() on it)")
+
+    reference = reference_lsn(old, p["primary_final_lsn"])
+    result["reference_lsn"] = reference
+    if reference is not None:
+        if p["catchup_timeout"] > 0 and not target["replay_paused"]:
+            result["catchup_seconds"] = catch_up(conn, reference, p["catchup_timeout"])
+            target.update(node_state(conn))
+        replayed = parse_lsn(target["replay_lsn"]) or 0
+        on_disk = candidate_position(target) or 0
+        lag = max(lsn_diff(reference, replayed), 0)
+        result["lag_bytes"] = lag
+        result["lost_bytes_max"] = max(lsn_diff(reference, on_disk), 0)
+        checks.add("lag", lag <= p["max_lag_bytes"],
+                   "%s bytes behind (the old primary is at %s, the candidate replayed to %s and received to %s%s)"
+                   % (lag, reference, target["replay_lsn"], target["receive_lsn"],
+                      ", after waiting %ss (catchup_timeout)" % p["catchup_timeout"] if p["catchup_timeout"] else ""),
+                   "at most %s bytes (max_lag_bytes)" % p["max_lag_bytes"],
+                   override="force, max_lag_bytes or catchup_timeout")
+    else:
+        if old is None:
+            why = "no primary_host nor primary_final_lsn given"
+        else:
+            why = "the old primary cannot be asked (%s) and primary_final_lsn is not given" % old["error"]
+        confirmed = bool(p["primary_confirmed_down"] or p["fence_command"])
+        checks.add("old_primary_state", confirmed,
+                   why + ("; %s" % ("primary_confirmed_down" if p["primary_confirmed_down"] else "fence_command given")
+                          if confirmed else "; the lag cannot be judged"),
+                   "primary_confirmed_down: true (the operator made sure it is down) or a fence_command",
+                   override="force, primary_confirmed_down or fence_command")
+    return checks
+
+
+def run_fence_command(params, result):
+    command = params["fence_command"]
+    try:
+        proc = subprocess.run(command, shell=True, check=False, timeout=params["wait_timeout"],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              universal_newlines=True)
+    except subprocess.TimeoutExpired:
+        raise Refused("fence_command did not exit within %ss (wait_timeout); nothing was promoted"
+                      % params["wait_timeout"]) from None
+    result.update(fence_command_rc=proc.returncode, fence_command_output=proc.stdout.strip())
+    if proc.returncode != 0:
+        raise Refused("fence_command exited with %s, expected 0; nothing was promoted: %s"
+                      % (proc.returncode, proc.stdout.strip()[-2000:]))
+
+
+def promote(params, conn, target, result, warn):
+    p = params
+    before = node_state(conn)
+    result.update(lsn_before=before["replay_lsn"], receive_lsn_before=before["receive_lsn"])
+    started = time.monotonic()
+    conn.execute("SELECT pg_promote(wait => false)")
+    result["changed"] = True
+
+    def out_of_recovery():
+        return not query_one(conn, "SELECT pg_is_in_recovery() AS r")["r"]
+
+    try:
+        wait_for(out_of_recovery, p["wait_timeout"], what="end of recovery")
+    except WaitTimeout:
+        raise PgError("promotion was requested but %s is still in recovery after %ss (wait_timeout): see its server "
+                      "log" % (endpoint(connection_params(p)), p["wait_timeout"])) from None
+    xid = query_one(conn, "SELECT txid_current()::text AS xid")["xid"]
+    result["promote_seconds"] = round(time.monotonic() - started, 3)
+    after = node_state(conn)
+    result.update(promoted=True, role=after["role"], timeline_after=after["timeline"], lsn_after=after["current_lsn"],
+                  write_xid=xid)
+    if not after["timeline"] or after["timeline"] <= target["timeline"]:
+        raise PgError("promoted, but the timeline did not move up: %s before, %s after"
+                      % (target["timeline"], after["timeline"]))
+    if after["read_only"]:
+        warn("the new primary has default_transaction_read_only on (fenced earlier?): clients cannot write "
+             "until it is unfenced (erlmcp.dr.pg_fence state=unfenced method=read_only)")
+
+
+def already_primary(params, target, old, result, warn):
+    """The result for a target that already is a primary (nothing to do); ModuleFailure on a wrong timeline."""
+    p = params
+    result.update(role="primary", timeline_after=target["timeline"], lsn_after=target["current_lsn"])
+    if old and old["reachable"] and old["role"] == "primary":
+        warn("the old primary %s:%s is a primary too (read-only: %s): two primaries"
+             % (old["host"], old["port"], old["read_only"]))
+    if p["expected_timeline"] is not None and target["timeline"] != p["expected_timeline"]:
+        raise ModuleFailure("%s already is a primary, but on timeline %s, expected %s (expected_timeline)"
+                            % (endpoint(connection_params(p)), target["timeline"], p["expected_timeline"]), **result)
+    result["msg"] = "%s already is a primary on timeline %s" % (endpoint(connection_params(p)), target["timeline"])
+    return result
+
+
+def the_old_primary_itself(params, old, target_identity):
+    if not params["primary_host"]:
+        return False
+    if (params["login_host"], params["login_port"]) == (params["primary_host"], params["primary_port"]):
+        return True
+    return bool(old and old.get("identity") == target_identity)
+
+
+def validate(params):
+    p = params
+    if p["primary_final_lsn"]:
+        try:
+            parse_lsn(p["primary_final_lsn"])
+        except ValueError:
+            raise ModuleFailure("primary_final_lsn %r is not an LSN like 0/3000148" % p["primary_final_lsn"]) from None
+    for name in ("max_lag_bytes", "catchup_timeout", "wait_timeout"):
+        if p[name] < 0:
+            raise ModuleFailure("%s must be 0 or more, got %s" % (name, p[name]))
+
+
+def _no_warning(message):
+    pass
+
+
+def run(params, check_mode=False, diff=False, warn=None):
+    """Promote the standby at params['login_host']:params['login_port'] once the checks pass.
+
+    Returns the result dict (changed, promoted, checks, timeline_after, ...); raises ModuleFailure
+    with the same facts on failure. warn(message) is called for each warning (module.warn).
+    """
+    warn = warn or _no_warning
+    validate(params)
+    p = params
+    result = dict(changed=False, promoted=False, would_promote=False, checks=[], old_primary=None,
+                  fence_command_rc=None, lag_bytes=None, lost_bytes_max=None, reference_lsn=None,
+                  catchup_seconds=0.0, promote_seconds=None, timeline_after=None, lsn_after=None)
+    where = endpoint(connection_params(p))
+    try:
+        conn = connect(connection_params(p), APPLICATION_NAME)
+    except PgError as exc:
+        result["checks"] = [dict(name="target_is_standby", ok=False, found=str(exc), expected="a reachable standby",
+                                 override=None, overridden=False)]
+        raise ModuleFailure("cannot promote %s, nothing was changed: %s" % (where, exc), **result) from None
+    try:
+        with conn:
+            target = node_state(conn)
+            result.update(timeline_before=target["timeline"], lsn_before=target["replay_lsn"],
+                          receive_lsn_before=target["receive_lsn"], system_identifier=target["system_identifier"],
+                          role=target["role"])
+            old = ask_old_primary(p)
+            if the_old_primary_itself(p, old, identity(conn)):
+                raise ModuleFailure("%s is the primary you are failing away from (primary_host/primary_port): point "
+                                    "login_host/login_port at a standby" % where, **result)
+            result["old_primary"] = dict((k, v) for k, v in (old or {}).items() if k != "identity") or None
+            if not target["in_recovery"]:
+                return already_primary(p, target, old, result, warn)
+            checks = run_checks(p, conn, target, old, result)
+            result["checks"] = checks.items
+            if checks.blocking():
+                raise Refused(checks.message(where))
+            forced = [c["name"] for c in checks.items if c["overridden"]]
+            if forced:
+                warn("force overrode the failed checks: %s" % ", ".join(forced))
+            if diff:
+                result["diff"] = dict(before=dict(role="standby", timeline=target["timeline"]),
+                                      after=dict(role="primary", timeline="%s or later" % (target["timeline"] + 1)))
+            runs_fence = bool(p["fence_command"]) and not (old and old["reachable"])
+            if check_mode:
+                result.update(changed=True, would_promote=True,
+                              msg="would promote %s%s" % (where, " after running fence_command" if runs_fence else ""))
+                return result
+            if runs_fence:
+                run_fence_command(p, result)
+            promote(p, conn, target, result, warn)
+    except Refused as exc:
+        raise ModuleFailure(str(exc), **result) from None
+    except PgError as exc:
+        raise ModuleFailure(str(exc), **result) from None
+    except psycopg.Error as exc:
+        raise ModuleFailure("PostgreSQL error on %s: %s" % (where, str(exc).strip()), **result) from None
+    if p["expected_timeline"] is not None and result["timeline_after"] != p["expected_timeline"]:
+        raise ModuleFailure("promoted %s to timeline %s, expected %s (expected_timeline)"
+                            % (where, result["timeline_after"], p["expected_timeline"]), **result)
+    if diff:
+        result["diff"]["after"]["timeline"] = result["timeline_after"]
+    result["msg"] = "promoted %s: timeline %s -> %s" % (where, result["timeline_before"], result["timeline_after"])
+    return result
