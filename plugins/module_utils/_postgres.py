@@ -193,10 +193,7 @@ def node_state(conn):
     row = dict(query_one(conn, _NODE_SQL))
     receiver = wal_receiver(conn) if row["in_recovery"] else None
     if row["in_recovery"]:
-        # received_tli and the last restartpoint lag behind a timeline switch on an idle cluster;
-        # the newest history file is the timeline recovery follows (recovery_target_timeline=latest).
-        known = [(receiver or {}).get("received_tli"), row["checkpoint_timeline"], newest_history_timeline(conn)]
-        timeline = max(t for t in known if t) if any(known) else None
+        timeline = standby_timeline(conn, receiver, row["checkpoint_timeline"])
     else:
         timeline = row["primary_timeline"]
     last_replay = row.pop("last_replay_at")
@@ -216,6 +213,23 @@ _HISTORY_SQL = """
 SELECT max(('x' || substr(name, 1, 8))::bit(32)::int) AS timeline
 FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{8}[.]history$'
 """
+
+
+def standby_timeline(conn, receiver, checkpoint_timeline):
+    """The timeline a standby is on.
+
+    received_tli and the last restartpoint still name the old timeline after a switch on an
+    idle cluster. While it streams, a standby follows its upstream onto the newest timeline
+    whose history it has; a standby that does not stream (diverged, say) may hold a newer
+    history file it can never reach, so only what it received counts then.
+    """
+    received = [t for t in ((receiver or {}).get("received_tli"), checkpoint_timeline) if t]
+    timeline = max(received) if received else None
+    if (receiver or {}).get("status") == "streaming":
+        newest = newest_history_timeline(conn)
+        if newest and (timeline is None or newest > timeline):
+            timeline = newest
+    return timeline
 
 
 def newest_history_timeline(conn):
