@@ -43,12 +43,8 @@ MIN_START_TIMEOUT = 120
 REWIND_OUTPUT_CHARS = 800
 
 
-class FollowError(Exception):
+class FollowError(pg.ModuleFailure):
     """A failure to report as is, with the facts gathered so far (never a secret)."""
-
-    def __init__(self, message, **facts):
-        super(FollowError, self).__init__(message)
-        self.facts = facts
 
 
 # ---------------------------------------------------------------- pure helpers (unit-tested)

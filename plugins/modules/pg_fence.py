@@ -202,13 +202,10 @@ fence_seconds:
   type: float
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._fence import run  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import (  # noqa: E402
-    PSYCOPG_IMPORT_ERROR,
-    ModuleFailure,
-    connection_argument_spec,
-)
+from ansible_collections.erlmcp.dr.plugins.module_utils._module import execute  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import connection_argument_spec  # noqa: E402
 
 
 def argument_spec():
@@ -228,13 +225,7 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
                            required_if=[("method", "stop", ("data_dir",))])
     # method=stop drives pg_ctl and needs no psycopg
-    if module.params["method"] == "read_only" and PSYCOPG_IMPORT_ERROR is not None:
-        module.fail_json(msg=missing_required_lib("psycopg"), exception=str(PSYCOPG_IMPORT_ERROR))
-    try:
-        result = run(module.params, check_mode=module.check_mode, diff=module._diff, warn=module.warn)
-    except ModuleFailure as exc:
-        module.fail_json(msg=str(exc), **exc.facts)
-    module.exit_json(**result)
+    execute(module, run, needs_psycopg=module.params["method"] == "read_only", warn=module.warn)
 
 
 if __name__ == "__main__":

@@ -217,12 +217,9 @@ system_identifier:
   type: str
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import (  # noqa: E402
-    PSYCOPG_IMPORT_ERROR,
-    ModuleFailure,
-    connection_argument_spec,
-)
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._module import execute  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import connection_argument_spec  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._replication_info import run  # noqa: E402
 
 
@@ -239,13 +236,7 @@ def argument_spec():
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    if PSYCOPG_IMPORT_ERROR is not None:
-        module.fail_json(msg=missing_required_lib("psycopg"), exception=str(PSYCOPG_IMPORT_ERROR))
-    try:
-        result = run(module.params, check_mode=module.check_mode, diff=module._diff)
-    except ModuleFailure as exc:
-        module.fail_json(msg=str(exc), **exc.facts)
-    module.exit_json(**result)
+    execute(module, run)
 
 
 if __name__ == "__main__":

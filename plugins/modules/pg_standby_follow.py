@@ -218,9 +218,10 @@ diff:
   type: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils import _postgres as pg  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._follow import METHODS, FollowError, run  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._follow import METHODS, run  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._module import execute  # noqa: E402
 
 
 def argument_spec():
@@ -243,13 +244,7 @@ def argument_spec():
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    if pg.PSYCOPG_IMPORT_ERROR is not None:
-        module.fail_json(msg=missing_required_lib("psycopg"), exception=str(pg.PSYCOPG_IMPORT_ERROR))
-    try:
-        result = run(module.params, check_mode=module.check_mode, diff=module._diff)
-    except FollowError as exc:
-        module.fail_json(msg=str(exc), **exc.facts)
-    module.exit_json(**result)
+    execute(module, run)
 
 
 if __name__ == "__main__":
