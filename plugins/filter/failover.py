@@ -1,9 +1,9 @@
 # -*- coding: utf-8 -*-
 # Copyright: erlmcp.dr contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Filters erlmcp.dr.pg_failover_plan, pg_switchover_plan and pg_rejoin_plan (documented in
-the adjacent .yml files): the pure decisions of
-module_utils/_failover.py, usable in playbooks on the result of erlmcp.dr.pg_replication_info.
+"""Filters erlmcp.dr.pg_failover_plan, pg_switchover_plan, pg_rejoin_plan and pg_end_state
+(documented in the adjacent .yml files): the pure decisions of module_utils/_failover.py, usable
+in playbooks on the result of erlmcp.dr.pg_replication_info.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 from ansible.errors import AnsibleFilterError
 from ansible_collections.erlmcp.dr.plugins.module_utils._failover import (
     DEFAULT_MAX_LAG_BYTES,
+    end_state,
     failover_plan,
     rejoin_plan,
     switchover_plan,
@@ -30,20 +31,29 @@ def _max_lag(name, max_lag_bytes):
         raise AnsibleFilterError("%s: max_lag_bytes must be an integer, got %r" % (name, max_lag_bytes)) from None
 
 
-def pg_failover_plan(info, away_from, candidate=None, max_lag_bytes=DEFAULT_MAX_LAG_BYTES, force=False):
+def pg_failover_plan(info, away_from, candidate=None, max_lag_bytes=DEFAULT_MAX_LAG_BYTES, force=False,
+                     fence_method="stop", primary_confirmed_down=False):
     _check_info(info, "pg_failover_plan")
     return failover_plan(info, away_from, candidate=candidate or None,
-                         max_lag_bytes=_max_lag("pg_failover_plan", max_lag_bytes), force=bool(force))
+                         max_lag_bytes=_max_lag("pg_failover_plan", max_lag_bytes), force=bool(force),
+                         fence_method=fence_method, primary_confirmed_down=bool(primary_confirmed_down))
 
 
-def pg_switchover_plan(info, candidate, max_lag_bytes=None):
+def pg_switchover_plan(info, candidate, max_lag_bytes=None, primary_of_record=None):
     _check_info(info, "pg_switchover_plan")
-    return switchover_plan(info, candidate, max_lag_bytes=_max_lag("pg_switchover_plan", max_lag_bytes))
+    return switchover_plan(info, candidate, max_lag_bytes=_max_lag("pg_switchover_plan", max_lag_bytes),
+                           primary_of_record=primary_of_record or None)
 
 
 def pg_rejoin_plan(info, node=None):
     _check_info(info, "pg_rejoin_plan")
     return rejoin_plan(info, node=node or None)
+
+
+def pg_end_state(info, primary, fenced_ok=None, left_out=None):
+    _check_info(info, "pg_end_state")
+    return end_state(info, primary, fenced_ok=tuple(fenced_ok or ()),
+                     left_out=tuple(item["node"] if isinstance(item, dict) else item for item in left_out or ()))
 
 
 class FilterModule(object):
@@ -52,4 +62,5 @@ class FilterModule(object):
             "pg_failover_plan": pg_failover_plan,
             "pg_switchover_plan": pg_switchover_plan,
             "pg_rejoin_plan": pg_rejoin_plan,
+            "pg_end_state": pg_end_state,
         }

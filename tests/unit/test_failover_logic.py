@@ -11,6 +11,7 @@ from ansible.errors import AnsibleFilterError  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.filter.failover import FilterModule  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._failover import (  # noqa: E402
     failover_plan,
+    end_state,
     healthy_standbys,
     live_primaries,
     position,
@@ -57,11 +58,12 @@ def healthy():
 # ---------------------------------------------------------------- helpers
 
 
-def test_live_primaries_from_nodes_or_given():
+def test_live_primaries_are_the_writable_ones_read_from_the_nodes():
     assert live_primaries(healthy()) == ["pg-a"]
     assert live_primaries(info(primary("pg-b"), primary("pg-a"))) == ["pg-a", "pg-b"]
     assert live_primaries(info(primary("pg-a", reachable=False))) == []
-    assert live_primaries(info(primary("pg-a"), primaries=["pg-z", "pg-a"])) == ["pg-a", "pg-z"]
+    assert live_primaries(info(primary("pg-a", read_only=True), primary("pg-b"))) == ["pg-b"]  # fenced: no writer
+    assert live_primaries(info(primary("pg-a"), primaries=["pg-z", "pg-a"])) == ["pg-a"]  # facts, not labels
     assert live_primaries({}) == []
 
 
@@ -111,18 +113,21 @@ def test_failover_tie_broken_by_name():
     assert "down" in plan["reason"]
 
 
-def test_failover_skips_paused_unreachable_and_foreign_standbys():
-    nodes = info(primary("pg-a"), standby("pg-b", "0/900", replay_paused=True),
-                 standby("pg-c", "0/800", system_identifier="42"), down("pg-d"), standby("pg-e", "0/100"))
+def test_failover_skips_paused_and_unreachable_standbys_and_leaves_the_unreachable_out_with_a_warning():
+    nodes = info(primary("pg-a"), standby("pg-b", "0/900", replay_paused=True), down("pg-d"), standby("pg-e", "0/100"))
     plan = failover_plan(nodes, "pg-a")
-    assert plan["action"] == "promote" and plan["candidate"] == "pg-e"
-    assert plan["others"] == ["pg-b", "pg-c"]  # reachable standbys left: repointing decides what to do with them
+    assert plan["action"] == "promote" and plan["candidate"] == "pg-e" and plan["fence"] == "pg-a"
+    assert plan["others"] == ["pg-b"]  # reachable standbys left: repointing decides what to do with them
+    assert plan["left_out"][0]["node"] == "pg-d"
+    assert any(w.startswith("pg-d is left out") for w in plan["warnings"])
 
 
-def test_failover_old_primary_down_uses_the_majority_system_identifier():
+def test_failover_refuses_before_fencing_when_a_member_belongs_to_another_cluster():
     nodes = info(down("pg-a"), standby("pg-b", "0/900", system_identifier="42"), standby("pg-c", "0/100"),
                  standby("pg-d", "0/100"))
-    assert failover_plan(nodes, "pg-a")["candidate"] == "pg-c"
+    plan = failover_plan(nodes, "pg-a")
+    assert plan["action"] == "refuse" and "pg-b (system identifier 42)" in plan["reason"]
+    assert "another cluster" in plan["reason"] and plan["fence"] is None
 
 
 def test_failover_refuses_a_candidate_past_the_lag_budget_before_anything_is_fenced():
@@ -171,16 +176,17 @@ def test_failover_away_from_a_standby_when_no_primary_is_up():
 def test_failover_already_done():
     nodes = info(down("pg-a"), primary("pg-b", timeline=2), standby("pg-c", upstream="pg-b"))
     plan = failover_plan(nodes, "pg-a")
-    assert plan["action"] == "none"
+    assert plan["action"] == "none" and not plan["promote"] and plan["fence"] is None
     assert plan["reason"] == "already failed over: pg-b is the primary on timeline 2"
-    assert plan["candidate"] == "pg-b" and plan["old_primary"] == "pg-a" and plan["others"] == ["pg-c"]
-    assert plan["timeline"] == 2
+    assert plan["candidate"] == "pg-b" and plan["old_primary"] == "pg-a" and plan["follow"] == []
+    assert plan["timeline"] == 2 and plan["left_out"] == []  # the fenced old primary is part of the end state
 
 
 def test_failover_already_done_while_old_primary_is_back_as_standby():
     nodes = info(standby("pg-a", upstream="pg-b"), primary("pg-b", timeline=2), standby("pg-c", upstream="pg-b"))
     plan = failover_plan(nodes, "pg-a", candidate="pg-c")
-    assert plan["action"] == "none" and plan["others"] == ["pg-c"]
+    assert plan["action"] == "none" and plan["candidate"] == "pg-b"
+    assert any("not promoting pg-c" in w for w in plan["warnings"])
 
 
 # ---------------------------------------------------------------- failover: refuse
@@ -193,14 +199,9 @@ def test_failover_refuses_split_brain():
     assert "pg-a and pg-b" in plan["reason"]
 
 
-def test_failover_refuses_split_brain_given_as_primaries():
-    plan = failover_plan(info(primary("pg-a"), standby("pg-b"), primaries=["pg-a", "pg-x"]), "pg-a")
-    assert plan["action"] == "refuse" and "split brain" in plan["reason"]
-
-
 def test_failover_refuses_unknown_away_from():
     plan = failover_plan(healthy(), "pg-z")
-    assert plan["action"] == "refuse" and "pg-z is not one of the nodes" in plan["reason"]
+    assert plan["action"] == "refuse" and "pg-z (away_from) is not one of the nodes" in plan["reason"]
 
 
 def test_failover_refuses_unknown_candidate():
@@ -234,14 +235,13 @@ def test_failover_refuses_candidate_of_another_cluster():
 
 
 def test_failover_refuses_when_no_healthy_standby():
-    nodes = info(primary("pg-a"), down("pg-b"), standby("pg-c", replay_paused=True),
-                 standby("pg-d", system_identifier="42"))
+    nodes = info(primary("pg-a"), down("pg-b"), standby("pg-c", replay_paused=True), primary("pg-d", read_only=True))
     plan = failover_plan(nodes, "pg-a")
     assert plan["action"] == "refuse" and plan["candidate"] is None
     assert plan["reason"].startswith("no healthy standby to promote")
     assert "pg-b is unreachable" in plan["reason"]
     assert "pg-c has replay paused" in plan["reason"]
-    assert "pg-d belongs to another cluster" in plan["reason"]
+    assert "pg-d is a fenced (read-only) primary" in plan["reason"]
 
 
 def test_failover_refuses_with_a_single_node():
@@ -259,11 +259,11 @@ def test_switchover_promotes_streaming_standby():
     assert plan["lag_bytes"] == 1 << 24 and plan["timeline"] == 1
 
 
-def test_switchover_none_when_candidate_already_primary():
-    nodes = info(down("pg-a"), primary("pg-b", timeline=3), standby("pg-c", upstream="pg-b"))
+def test_switchover_none_when_candidate_already_primary_and_every_member_streams():
+    nodes = info(standby("pg-a", upstream="pg-b"), primary("pg-b", timeline=3), standby("pg-c", upstream="pg-b"))
     plan = switchover_plan(nodes, "pg-b")
     assert plan["action"] == "none" and "pg-b already is the primary on timeline 3" == plan["reason"]
-    assert plan["others"] == ["pg-c"]
+    assert plan["follow"] == [] and not plan["promote"]
 
 
 def test_switchover_refuses_split_brain_even_for_a_primary_candidate():
@@ -276,10 +276,11 @@ def test_switchover_refuses_unknown_candidate():
     assert plan["action"] == "refuse" and "not one of the nodes" in plan["reason"]
 
 
-def test_switchover_refuses_without_a_primary():
-    nodes = info(down("pg-a"), standby("pg-b"))
+def test_switchover_refuses_without_a_primary_to_switch_from():
+    nodes = info(down("pg-a"), standby("pg-b", upstream=None, streaming=False))
     plan = switchover_plan(nodes, "pg-b")
-    assert plan["action"] == "refuse" and "no primary is up" in plan["reason"]
+    assert plan["action"] == "refuse" and "no node takes writes" in plan["reason"]
+    assert "use database_failover" in plan["reason"] and "connection refused" in plan["reason"]
 
 
 def test_switchover_refuses_unreachable_candidate():
@@ -365,3 +366,107 @@ def test_rejoin_refuses_without_a_single_primary_or_for_the_primary_itself():
     assert stray["action"] == "rejoin" and stray["primary"] == "pg-b" and stray["nodes"] == ["pg-a"]
     assert rejoin_plan(healthy(), node="pg-a")["action"] == "refuse"
     assert rejoin_plan(healthy(), node="pg-z")["action"] == "refuse"
+
+
+# ---------------------------------------------------------------- end state: what a killed run leaves behind
+
+
+def promoted(name, timeline=2, upstream_of_old="pg-a", **extra):
+    """A freshly promoted primary: it keeps the primary_conninfo naming the node it was promoted away from."""
+    return primary(name, timeline=timeline, configured_upstream=upstream_of_old, **extra)
+
+
+def test_switchover_killed_after_the_fence_finishes_from_the_stopped_old_primary():
+    nodes = info(down("pg-a"), standby("pg-b", streaming=False, upstream=None, configured_upstream="pg-a"),
+                 standby("pg-c", streaming=False, upstream=None, configured_upstream="pg-a"))
+    plan = switchover_plan(nodes, "pg-b")
+    assert plan["action"] == "promote" and plan["promote"] and plan["fence"] == "pg-a"
+    assert plan["old_primary"] == "pg-a" and plan["follow"] == ["pg-a", "pg-c"]
+    assert "finish the switchover from pg-a (stopped)" in plan["reason"]
+
+
+def test_switchover_killed_after_the_fence_uses_the_primary_of_record_when_the_upstream_is_unknown():
+    nodes = info(down("pg-a"), standby("pg-b", streaming=False, upstream=None), standby("pg-c", streaming=False))
+    assert switchover_plan(nodes, "pg-b")["action"] == "refuse"
+    assert switchover_plan(nodes, "pg-b", primary_of_record="pg-a")["fence"] == "pg-a"
+
+
+def test_switchover_killed_after_the_promotion_converges_and_rejoins_the_stopped_old_primary():
+    nodes = info(down("pg-a"), promoted("pg-b"), standby("pg-c", streaming=False, upstream=None))
+    plan = switchover_plan(nodes, "pg-b")
+    assert plan["action"] == "converge" and not plan["promote"] and plan["fence"] is None
+    assert plan["follow"] == ["pg-a", "pg-c"] and plan["old_primary"] == "pg-a"
+
+
+def test_switchover_converge_leaves_an_unreachable_stranger_out_with_a_warning():
+    nodes = info(standby("pg-a", upstream="pg-b"), promoted("pg-b"),
+                 dict(down("pg-c"), error_kind="timeout", error="no answer from 10.0.0.3:5432 within 5s"))
+    plan = switchover_plan(nodes, "pg-b")
+    assert plan["action"] == "none" and plan["left_out"][0]["node"] == "pg-c"
+    assert plan["warnings"] == ["pg-c is left out: pg-c is unreachable (no answer from 10.0.0.3:5432 within 5s)"]
+
+
+def test_switchover_converts_a_read_only_fenced_old_primary():
+    nodes = info(primary("pg-a", read_only=True), promoted("pg-b"), standby("pg-c", upstream="pg-b"))
+    plan = switchover_plan(nodes, "pg-b")
+    assert plan["action"] == "converge" and plan["follow"] == ["pg-a"]
+
+
+def test_failover_killed_after_the_promotion_repoints_the_standbys_but_leaves_the_fenced_old_primary():
+    nodes = info(down("pg-a"), promoted("pg-b"), standby("pg-c", streaming=False, upstream=None))
+    plan = failover_plan(nodes, "pg-a")
+    assert plan["action"] == "converge" and plan["follow"] == ["pg-c"] and not plan["promote"]
+
+
+def test_failover_with_a_read_only_fenced_old_primary_is_done_once_the_others_stream():
+    nodes = info(primary("pg-a", read_only=True), promoted("pg-b"), standby("pg-c", upstream="pg-b"))
+    plan = failover_plan(nodes, "pg-a", fence_method="read_only")
+    assert plan["action"] == "none"
+
+
+def test_failover_killed_after_a_read_only_fence_promotes_and_fences_again():
+    nodes = info(primary("pg-a", read_only=True), standby("pg-b"), standby("pg-c"))
+    plan = failover_plan(nodes, "pg-a", fence_method="read_only")
+    assert plan["action"] == "promote" and plan["fence"] == "pg-a" and "fenced read-only" in plan["reason"]
+
+
+def test_failover_never_promotes_beside_a_writable_primary_without_a_fence_even_with_force():
+    plan = failover_plan(healthy(), "pg-a", fence_method="none", primary_confirmed_down=True, force=True)
+    assert plan["action"] == "refuse" and "two writable primaries" in plan["reason"]
+    assert "force does not override" in plan["reason"]
+
+
+def test_failover_without_fence_needs_confirmation_when_the_old_primary_cannot_be_asked():
+    nodes = info(down("pg-a"), standby("pg-b"))
+    assert failover_plan(nodes, "pg-a", fence_method="none")["action"] == "refuse"
+    confirmed = failover_plan(nodes, "pg-a", fence_method="none", primary_confirmed_down=True)
+    assert confirmed["action"] == "promote" and confirmed["fence"] is None
+
+
+def test_streaming_is_matched_by_identity_not_by_name():
+    nodes = info(primary("pg-a"), standby("pg-b", upstream="pg-a", system_identifier="42"))
+    assert rejoin_plan(nodes, node="pg-b")["action"] == "refuse"
+    assert "another cluster" in rejoin_plan(nodes, node="pg-b")["reason"]
+
+
+def test_rejoin_takes_a_read_only_primary_as_a_node_to_rejoin():
+    nodes = info(primary("pg-a", read_only=True), promoted("pg-b"), standby("pg-c", upstream="pg-b"))
+    plan = rejoin_plan(nodes)
+    assert plan["action"] == "rejoin" and plan["primary"] == "pg-b" and plan["nodes"] == ["pg-a"]
+
+
+def test_end_state_holds_only_with_one_writer_and_every_member_streaming():
+    ok = info(standby("pg-a", upstream="pg-b"), promoted("pg-b"), standby("pg-c", upstream="pg-b"))
+    assert end_state(ok, "pg-b") == {"ok": True, "problems": [], "primary": "pg-b"}
+    stale = info(down("pg-a"), promoted("pg-b"), standby("pg-c", upstream="pg-a", streaming=False))
+    verdict = end_state(stale, "pg-b")
+    assert not verdict["ok"] and len(verdict["problems"]) == 2
+    assert end_state(stale, "pg-b", fenced_ok=("pg-a",), left_out=("pg-c",))["ok"]
+    two = info(primary("pg-a"), promoted("pg-b"))
+    assert "the writable primaries are pg-a, pg-b" in end_state(two, "pg-b", fenced_ok=("pg-a",))["problems"][0]
+
+
+def test_end_state_filter_accepts_the_plans_left_out_entries():
+    stale = info(down("pg-a"), promoted("pg-b"))
+    verdict = FilterModule().filters()["pg_end_state"](stale, "pg-b", None, [{"node": "pg-a", "why": "down"}])
+    assert verdict["ok"]
