@@ -385,8 +385,8 @@ def _switch_from_live_primary(nodes, primary, candidate, max_lag_bytes, sysid):
     lag = node.get("lag_bytes")
     if lag is not None and max_lag_bytes is not None and lag > max_lag_bytes:
         return _refuse("candidate %s is %s bytes behind %s, more than max_lag_bytes %s: it would not catch up "
-                       "within catchup_timeout; wait, or raise max_lag_bytes" % (candidate, lag, primary, max_lag_bytes),
-                       lag_bytes=lag, **common)
+                       "within catchup_timeout; wait, or raise max_lag_bytes"
+                       % (candidate, lag, primary, max_lag_bytes), lag_bytes=lag, **common)
     follow, left_out = _repoint(nodes, candidate, sysid, rejoin=(primary,))
     follow = sorted(set(follow) | {primary})
     return _plan("promote", "switch over from %s to %s" % (primary, candidate), fence=primary, promote=True,
@@ -401,7 +401,8 @@ def _switch_from_fenced_primary(nodes, old, candidate, sysid):
     seen = (" (" + "; ".join(unreachable) + ")") if unreachable else ""
     if not is_standby(node):
         return _refuse("no node takes writes%s and candidate %s: a switchover needs the old primary; use "
-                       "database_failover" % (seen, _why_not_standby(candidate, node)), candidate=candidate, sysid=sysid)
+                       "database_failover" % (seen, _why_not_standby(candidate, node)),
+                       candidate=candidate, sysid=sysid)
     if old is None or not (is_stopped(nodes[old]) or is_fenced_primary(nodes[old])):
         return _refuse("no node takes writes%s and %s's upstream %s is not a stopped or fenced primary: there is no "
                        "old primary to switch over from; use database_failover" % (

@@ -10,8 +10,8 @@ paths.ensure_collection_importable()
 from ansible.errors import AnsibleFilterError  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.filter.failover import FilterModule  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._failover import (  # noqa: E402
-    failover_plan,
     end_state,
+    failover_plan,
     healthy_standbys,
     live_primaries,
     position,
