@@ -13,6 +13,7 @@ from ansible_collections.erlmcp.dr.plugins.module_utils._failover import (
     DEFAULT_MAX_LAG_BYTES,
     end_state,
     failover_plan,
+    lock_key,
     rejoin_plan,
     switchover_plan,
 )
@@ -56,6 +57,11 @@ def pg_end_state(info, primary, fenced_ok=None, left_out=None):
                      left_out=tuple(item["node"] if isinstance(item, dict) else item for item in left_out or ()))
 
 
+def pg_lock_key(info):
+    _check_info(info, "pg_lock_key")
+    return lock_key(info)
+
+
 class FilterModule(object):
     def filters(self):
         return {
@@ -63,4 +69,5 @@ class FilterModule(object):
             "pg_switchover_plan": pg_switchover_plan,
             "pg_rejoin_plan": pg_rejoin_plan,
             "pg_end_state": pg_end_state,
+            "pg_lock_key": pg_lock_key,
         }

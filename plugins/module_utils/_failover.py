@@ -272,6 +272,9 @@ def failover_plan(info, away_from, candidate=None, max_lag_bytes=DEFAULT_MAX_LAG
     while fence_method is none (force never overrides that: two writable primaries).
     """
     nodes = _nodes(info)
+    if not away_from:
+        return _refuse("away_from is not given and the inventory sets no dr_primary_of_record: name the node to fail "
+                       "over away from (away_from=NODE)", candidate=candidate)
     if away_from not in nodes:
         return _refuse("%s (away_from) is not one of the nodes (%s)" % (away_from, ", ".join(sorted(nodes)) or "none"),
                        old_primary=away_from, candidate=candidate)
@@ -419,6 +422,14 @@ def _switch_from_fenced_primary(nodes, old, candidate, sysid):
 # ---------------------------------------------------------------- rejoin
 
 
+def _rejoin(action, reason, primary=None, nodes=(), sysid=None, left_out=()):
+    """The rejoin plan: the common plan shape (candidate = the primary, follow = the nodes), plus
+    `primary` and `nodes`, the names its first release used."""
+    plan = _plan(action, reason, candidate=primary, follow=list(nodes), left_out=list(left_out), sysid=sysid)
+    plan.update(primary=primary, nodes=sorted(nodes))
+    return plan
+
+
 def rejoin_plan(info, node=None):
     """Which members must be made to stream from the one writable primary.
 
@@ -429,32 +440,33 @@ def rejoin_plan(info, node=None):
     """
     nodes = _nodes(info)
     if node is not None and node not in nodes:
-        return dict(action="refuse", reason="%s is not one of the nodes (%s)" % (node, ", ".join(sorted(nodes))),
-                    primary=None, nodes=[], system_identifier=None)
+        return _rejoin("refuse", "%s is not one of the nodes (%s)" % (node, ", ".join(sorted(nodes))))
     writers = writable_primaries(info)
     if node is not None and node in writers and len(writers) == 2:
         writers = [name for name in writers if name != node]  # rejoining the stray second primary
     if len(writers) != 1:
-        return dict(action="refuse", primary=None, nodes=[], system_identifier=None, reason=(
-            "split brain: %s all take writes; name the one to rejoin with node=" % " and ".join(writers)
-            if writers else "no node takes writes: fail over first (database_failover)"))
+        return _rejoin("refuse", "split brain: %s all take writes; name the one to rejoin with node="
+                       % " and ".join(writers) if writers else "no node takes writes: fail over first "
+                       "(database_failover)")
     primary = writers[0]
     sysid = cluster_identity(nodes)
-    common = dict(primary=primary, system_identifier=sysid)
     if node == primary:
-        return dict(action="refuse", nodes=[], reason="%s is the primary; nothing to rejoin it to" % node, **common)
+        return _rejoin("refuse", "%s is the primary; nothing to rejoin it to" % node, primary, sysid=sysid)
     wanted = [node] if node else sorted(name for name in nodes if name != primary)
     foreign = [name for name in wanted if name in foreign_nodes(nodes, sysid)]
     if foreign:
-        return dict(action="refuse", nodes=[], reason="%s belong%s to another cluster than %s (system identifier %s): "
-                    "re-clone with pg_basebackup or fix the inventory" % (
-                        ", ".join(foreign), "s" if len(foreign) == 1 else "", primary, sysid), **common)
+        return _rejoin("refuse", "%s belong%s to another cluster than %s (system identifier %s): re-clone with "
+                       "pg_basebackup or fix the inventory" % (", ".join(foreign), "s" if len(foreign) == 1 else "",
+                                                              primary, sysid), primary, sysid=sysid)
     todo = [name for name in wanted if not streams_from(nodes[name], primary, sysid)]
+    untouched = [dict(node=name, why="not asked for (node=%s)" % node)
+                 for name in sorted(nodes) if name not in wanted and name != primary]
     if not todo:
         verb = "streams" if len(wanted) == 1 else "stream"
-        return dict(action="none", nodes=[], reason="%s already %s from %s" % (", ".join(wanted), verb, primary),
-                    **common)
-    return dict(action="rejoin", nodes=todo, reason="make %s stream from %s" % (", ".join(todo), primary), **common)
+        return _rejoin("none", "%s already %s from %s" % (", ".join(wanted), verb, primary), primary, sysid=sysid,
+                       left_out=untouched)
+    return _rejoin("rejoin", "make %s stream from %s" % (", ".join(todo), primary), primary, todo, sysid=sysid,
+                   left_out=untouched)
 
 
 # ---------------------------------------------------------------- the end state, checked after a run
@@ -481,3 +493,14 @@ def end_state(info, primary, fenced_ok=(), left_out=()):
             "" if node.get("role") != "standby" else " streaming from %s" % (node.get("upstream") or "nothing"))
         problems.append("%s, expected it to stream from %s" % (state, primary))
     return dict(ok=not problems, problems=problems, primary=primary)
+
+
+def lock_key(info):
+    """What the run lock is keyed by: the cluster's system identifier (two inventories of one cluster
+    share it); when no member answers, the sorted member endpoints, the best identity left."""
+    nodes = _nodes(info)
+    sysid = (info or {}).get("system_identifier") or cluster_identity(nodes)
+    if sysid:
+        return "postgres:%s" % sysid
+    endpoints = sorted("%s:%s" % (n.get("host"), n.get("port")) for n in nodes.values())
+    return "postgres-endpoints:%s" % ",".join(endpoints)

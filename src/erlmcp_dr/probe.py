@@ -99,3 +99,71 @@ class WriteProbe:
         """Confirmed commits that conn's server does not have."""
         present = {row[0] for row in conn.execute(f"SELECT id FROM {TABLE}").fetchall()}
         return [i for i in self.report.committed if i not in present]
+
+
+@dataclass
+class WritersReport:
+    rounds: int = 0
+    max_writable: int = 0
+    split_rounds: list[tuple[float, list[str]]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rounds": self.rounds, "max_writable_nodes": self.max_writable,
+                "rounds_with_two_writers": len(self.split_rounds)}
+
+
+class WritersSampler:
+    """Asks every node, every `interval` seconds, whether it takes writes (a primary that is not
+    read-only): the witness that no switchover or failover ever makes two writable nodes.
+
+    One connection per node, reconnected when it drops; a node that cannot be reached counts as
+    not writable (it cannot take a write either).
+    """
+
+    QUERY = "SELECT pg_is_in_recovery(), current_setting('default_transaction_read_only')"
+
+    def __init__(self, nodes: dict[str, dict[str, Any]], interval: float = 0.01) -> None:
+        self.nodes = nodes  # name -> psycopg connect kwargs
+        self.interval = interval
+        self.report = WritersReport()
+        self._conns: dict[str, Any] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="writers-sampler", daemon=True)
+
+    def __enter__(self) -> WritersSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> WritersReport:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        for conn in self._conns.values():
+            conn.close()
+        self._conns.clear()
+        return self.report
+
+    def _writable(self, name: str) -> bool:
+        conn = self._conns.get(name)
+        try:
+            if conn is None or conn.closed:
+                conn = self._conns[name] = psycopg.connect(autocommit=True, **self.nodes[name])
+            in_recovery, read_only = conn.execute(self.QUERY).fetchone()
+        except psycopg.Error:
+            if conn is not None:
+                conn.close()
+            self._conns.pop(name, None)
+            return False
+        return not in_recovery and read_only == "off"
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            writers = [name for name in sorted(self.nodes) if self._writable(name)]
+            self.report.rounds += 1
+            self.report.max_writable = max(self.report.max_writable, len(writers))
+            if len(writers) > 1:
+                self.report.split_rounds.append((time.monotonic(), writers))
+            self._stop.wait(self.interval)

@@ -1,0 +1,177 @@
+"""A run killed at any step, then run again, ends in the runbook's end state, and nothing in
+between ever makes two writable nodes or (switchover) loses an acknowledged write.
+
+Each case: a client commits every 10 ms through a multi-host read-write connection, a sampler
+asks every node every 10 ms whether it takes writes, `ansible-playbook` runs the runbook and is
+killed with SIGKILL (its whole process group: the controller dying) right after the named step
+reported, then `runbook run` runs the same runbook again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from runbook_helpers import (
+    DEADLINE,
+    failure_message,
+    inventory_path,
+    plain_connect,
+    primary_on,
+    run_json,
+    streaming_from,
+    summary,
+    wait_for,
+    wait_topology,
+)
+
+from erlmcp_dr import lab, paths
+from erlmcp_dr.probe import WriteProbe, WritersSampler, multi_host_conninfo
+
+pytestmark = pytest.mark.integration
+
+PLAYBOOKS = paths.collection_root() / "playbooks"
+
+
+@dataclass(frozen=True)
+class KillPoint:
+    runbook: str
+    extravars: tuple[str, ...]
+    after: str  # the task whose first result line triggers the kill
+    candidate: str = "pg-b"
+
+    @property
+    def id(self) -> str:
+        return f"{self.runbook.removeprefix('database_')}-after-{self.after.split(' ')[0].lower()}"
+
+
+SWITCHOVER = ("candidate=pg-b",)
+FAILOVER = ("away_from=pg-a", "candidate=pg-b")
+KILL_POINTS = [
+    KillPoint("database_switchover", SWITCHOVER, "Lock the cluster"),
+    KillPoint("database_switchover", SWITCHOVER, "Fence the old primary"),
+    KillPoint("database_switchover", SWITCHOVER, "Promote the candidate"),
+    KillPoint("database_switchover", SWITCHOVER, "Make each node stream from"),
+    KillPoint("database_switchover", SWITCHOVER, "Verify the candidate is the only writable primary"),
+    KillPoint("database_failover", FAILOVER, "Fence the old primary"),
+    KillPoint("database_failover", FAILOVER, "Promote the candidate"),
+    KillPoint("database_failover", FAILOVER, "Make each node stream from"),
+    KillPoint("database_failover", FAILOVER, "Verify the candidate is the only writable primary"),
+]
+RESULT_PREFIXES = ("ok:", "changed:", "failed:", "fatal:", "skipping:")
+
+
+def _node_kwargs(cfg: lab.LabConfig) -> dict[str, dict]:
+    return {node.name: dict(node.conn_params(), connect_timeout=1) for node in cfg.nodes}
+
+
+@contextmanager
+def watched(cfg: lab.LabConfig) -> Iterator[tuple[WriteProbe, WritersSampler]]:
+    endpoints = [("127.0.0.1", node.port) for node in cfg.nodes]
+    conninfo = multi_host_conninfo(endpoints, lab.SUPERUSER, lab.LAB_PASSWORD)
+    with WritersSampler(_node_kwargs(cfg)) as sampler, WriteProbe(conninfo, interval=0.01) as probe:
+        yield probe, sampler
+
+
+def _playbook_env() -> dict[str, str]:
+    env = dict(os.environ, PYTHONUNBUFFERED="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1",
+               ANSIBLE_STDOUT_CALLBACK="default", ANSIBLE_COLLECTIONS_PATH=str(paths.collections_path()),
+               ANSIBLE_CONFIG=str(paths.collection_root() / "ansible.cfg"))
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", os.defpath)])
+    return env
+
+
+def kill_after(point: KillPoint, inventory: Path) -> list[str]:
+    """Run the playbook and SIGKILL its process group once `point.after` has reported a result."""
+    argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory),
+            str(PLAYBOOKS / f"{point.runbook}.yml")]
+    for extravar in point.extravars:
+        argv += ["-e", extravar]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            text=True, env=_playbook_env(), start_new_session=True)
+    seen: list[str] = []
+    in_task, killed = False, threading.Event()
+    guard = threading.Timer(DEADLINE * 5, lambda: os.killpg(proc.pid, signal.SIGKILL))
+    guard.start()
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            seen.append(line.rstrip())
+            if line.startswith("TASK ["):
+                in_task = point.after in line
+            elif in_task and line.startswith(RESULT_PREFIXES):
+                os.killpg(proc.pid, signal.SIGKILL)
+                killed.set()
+                break
+        proc.wait()
+    finally:
+        guard.cancel()
+    assert killed.is_set(), f"{point.after!r} never reported; the run ended rc={proc.returncode}:\n" + "\n".join(
+        seen[-40:])
+    return seen
+
+
+def assert_end_state(cfg: lab.LabConfig, point: KillPoint) -> None:
+    new, others = point.candidate, [n.name for n in cfg.nodes if n.name != point.candidate]
+    want = {new: {"state": "running", "role": "primary"}}
+    for name in others:
+        if point.runbook == "database_failover" and name == "pg-a":
+            want[name] = {"state": "stopped"}  # fenced: part of a failover's end state
+        else:
+            want[name] = {"state": "running", "role": "standby", "upstream": new}
+    wait_topology(cfg, want, f"the end state of {point.runbook}")
+    app = json.loads(cfg.app_config_path.read_text())["database"]
+    assert app["primary_node"] == new, app
+
+
+@pytest.mark.parametrize("point", KILL_POINTS, ids=lambda p: p.id)
+def test_a_run_killed_at_each_step_is_finished_by_the_next_run(fresh_lab, home, point):
+    cfg = fresh_lab
+    inventory = inventory_path(cfg)
+    with watched(cfg) as (probe, sampler):
+        output = kill_after(point, inventory)
+        extravars = [arg for extravar in point.extravars for arg in ("-e", extravar)]
+        _, result = run_json("run", point.runbook, "-i", str(inventory), *extravars, "--yes", expect_rc=0)
+        assert_end_state(cfg, point)
+        finished = time.monotonic()
+        wait_for(lambda: probe.report.commit_times and probe.report.commit_times[-1] > finished, DEADLINE,
+                 what="the client commits again after the re-run")
+    writes, writers = probe.report, sampler.report
+
+    assert writers.max_writable <= 1, f"two writable nodes at {writers.split_rounds[:5]}"
+    assert writers.rounds > 100, writers.to_dict()  # the sampler really watched
+    facts = summary(result)
+    assert facts["completed"] is True and facts["end_state_ok"] is True, failure_message(result) or facts
+    assert facts["new_primary"] == point.candidate, facts
+    if point.runbook == "database_switchover":
+        with plain_connect(cfg, point.candidate) as conn:
+            missing = probe.missing_on(conn)
+        assert missing == [], f"{len(missing)} acknowledged writes lost: {missing[:20]}; killed run:\n" + "\n".join(
+            output[-20:])
+    assert writes.committed, writes.to_dict()
+
+
+def test_a_second_run_over_the_end_state_changes_nothing(fresh_lab, home):
+    """After a kill and a finishing run, a third run reports nothing to do."""
+    cfg = fresh_lab
+    inventory = str(inventory_path(cfg))
+    kill_after(KILL_POINTS[2], inventory_path(cfg))  # switchover killed right after the promotion
+    run_json("run", "database_switchover", "-i", inventory, "-e", "candidate=pg-b", "--yes", expect_rc=0)
+    topo = wait_topology(cfg, {"pg-b": primary_on(2), "pg-a": streaming_from("pg-b", 2),
+                               "pg-c": streaming_from("pg-b", 2)}, "switched over")
+    _, again = run_json("run", "database_switchover", "-i", inventory, "-e", "candidate=pg-b", "--yes", expect_rc=0)
+    assert summary(again)["action"] == "none", summary(again)
+    assert summary(again)["did"] == ["nothing was changed"], summary(again)
+    assert [s["task"] for s in again["steps"] if s["changed"] and not s["task"].startswith("Lock")
+            and not s["task"].startswith("Release")] == []
+    assert wait_topology(cfg, {}, "unchanged") == topo
