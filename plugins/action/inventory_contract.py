@@ -76,8 +76,8 @@ class ActionModule(ActionBase):
             if name not in raw:
                 continue
             value = raw[name]
-            if option.get("no_log") or not (isinstance(value, str) and is_trusted_as_template(value)
-                                             and self._templar.is_possibly_template(value)):
+            renderable = isinstance(value, str) and is_trusted_as_template(value)
+            if option.get("no_log") or not (renderable and self._templar.is_possibly_template(value)):
                 values[name] = value
                 continue
             if templar is None:

@@ -126,8 +126,8 @@ def spec_problems(spec, where):
     problems = []
     for name, option in spec.items():
         if not isinstance(option, dict):
-            problems.append("%s.%s must be a mapping (type, required, ...), got a %s" % (where, name,
-                                                                                        type_name(option)))
+            problems.append("%s.%s must be a mapping (type, required, ...), got a %s" % (
+                where, name, type_name(option)))
             continue
         unknown = sorted(set(option) - OPTION_KEYS)
         if unknown:
@@ -159,8 +159,8 @@ def value_problem(name, value, option):
         return "%s is %s, expected one of %s" % (name, show(value, secret), ", ".join(str(c) for c in choices))
     if expected == "list" and option.get("elements"):
         for index, element in enumerate(converted):
-            problem = value_problem("%s[%d]" % (name, index), element, {"type": option["elements"],
-                                                                       "no_log": secret})
+            element_option = {"type": option["elements"], "no_log": secret}
+            problem = value_problem("%s[%d]" % (name, index), element, element_option)
             if problem:
                 return problem
     return None

@@ -10,7 +10,7 @@ module: inventory_contract
 short_description: Check that the inventory holds the groups, hosts and variables a playbook needs
 version_added: "0.2.0"
 description:
-  - Checks the inventory on the controller before anything runs, and fails listing B(every) problem at once:
+  - Checks the inventory on the controller before anything runs, and fails listing B(every) problem at once -
     a group that is missing or has too few hosts, a host without a variable it needs, a variable of the
     controller that is not defined, a value of the wrong type (naming the value's type and the expected one),
     and, when a group is missing, an inventory source that does not exist, does not parse (with the line) or is
@@ -55,6 +55,7 @@ attributes:
     support: none
     description: No diff.
   platform:
+    support: full
     platforms: all
     description: Runs on the controller.
 seealso:

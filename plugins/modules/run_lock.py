@@ -89,6 +89,7 @@ attributes:
     support: none
     description: No diff.
   platform:
+    support: full
     platforms: posix
     description: The controller must be Linux (C(/proc) for process start times) for PID liveness checks.
 notes:
