@@ -142,3 +142,20 @@ def test_check_mode_reports_the_holder_and_leaves_its_lock(tmp_path, env, starte
     (tmp_path / "proceed").touch()
     assert holder.wait() == 0, holder.text()
     assert record(tmp_path) is None
+
+
+def test_run_id_comes_from_the_runner_variable_and_is_data(tmp_path, env, started):
+    run_id = "20261125T120000Z-database_switchover-3fa2"
+    named = Playbook(tmp_path, "named", env, "-e", f"erlmcp_dr_run_id={run_id}")
+    started.append(named)
+    assert named.wait() == 0, named.text()
+    assert named.taken()["run_id"] == run_id and named.taken()["holder"]["run_id"] == run_id
+
+    marker = tmp_path / "ran"
+    template = "{{ lookup('pipe', 'touch " + str(marker) + "') }}"
+    hostile = Playbook(tmp_path, "hostile", env, "-e", "erlmcp_dr_run_id=" + template)
+    started.append(hostile)
+    assert hostile.wait() == 2
+    assert "is not a run id: expected 1-200 letters, digits" in hostile.text()
+    assert not marker.exists()
+    assert record(tmp_path) is None
