@@ -160,3 +160,37 @@ def test_run_id_comes_from_the_runner_variable_and_is_data(tmp_path, env, starte
     assert "is not a run id: expected 1-200 letters, digits" in hostile.text()
     assert not marker.exists()
     assert record(tmp_path) is None
+
+
+def test_the_release_command_in_the_busy_message_works(tmp_path, env, started):
+    holder = Playbook(tmp_path, "holder", env, "-e", f"proceed_file={tmp_path / 'proceed'}")
+    started.append(holder)
+    taken, _ = wait_for(holder.taken, DEADLINE, what="the holder taking the lock")
+    refused = Playbook(tmp_path, "refused", env)
+    started.append(refused)
+    assert refused.wait() == 2
+    command = refused.text().split("release its lock with: ", 1)[1].split(" (or delete", 1)[0]
+    assert command.startswith("ansible localhost -m erlmcp.dr.run_lock -a ")
+    args = command.split(" -a ", 1)[1].strip("'")
+    ansible = str(Path(sys.executable).with_name("ansible"))
+    released = subprocess.run([ansible, "localhost", "-m", "erlmcp.dr.run_lock", "-a", args], env=env,
+                              capture_output=True, text=True, timeout=DEADLINE, check=False)
+    assert released.returncode == 0, released.stdout + released.stderr
+    assert record(tmp_path) is None
+    (tmp_path / "proceed").touch()
+    assert holder.wait() == 0, holder.text()  # its own release then finds nothing to release
+    assert taken["run_id"] in refused.text()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ("key=x lease_seconds=5", "lease_seconds is 5: expected at least 60"),
+    ("key=' '", "key is empty: expected the identity of what the run changes"),
+    ("key=x state=gone", "value of state must be one of: present, absent, got: gone"),
+])
+def test_bad_options_say_what_was_expected(tmp_path, env, args, message):
+    ansible = str(Path(sys.executable).with_name("ansible"))
+    proc = subprocess.run([ansible, "localhost", "-m", "erlmcp.dr.run_lock", "-a", args], env=env,
+                          capture_output=True, text=True, timeout=DEADLINE, check=False)
+    assert proc.returncode == 2
+    assert message in " ".join((proc.stdout + proc.stderr).split())
+    assert not (tmp_path / "locks").exists()
