@@ -1,0 +1,143 @@
+# -*- coding: utf-8 -*-
+# Copyright: erlmcp.dr contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Action plugin for erlmcp.dr.run_lock: runs on the controller; the store is module_utils/_lock.py."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import re
+import socket
+
+from ansible.plugins.action import ActionBase
+from ansible_collections.erlmcp.dr.plugins.module_utils import _lock
+
+RUN_ID_VAR = "erlmcp_dr_run_id"
+RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:@+-]{1,200}$")
+
+ARGUMENT_SPEC = {
+    "key": {"type": "str", "required": True, "no_log": False},
+    "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
+    "run_id": {"type": "str"},
+    "runbook": {"type": "str", "default": ""},
+    "store_dir": {"type": "path"},
+    "lease_seconds": {"type": "int", "default": _lock.DEFAULT_LEASE_SECONDS},
+    "operator": {"type": "str", "default": ""},
+}
+
+
+def playbook_pid():
+    """PID of the ansible-playbook (or ansible) process running this task.
+
+    Action plugins run in a worker that ansible-core forks from the main process (multiprocessing 'fork'
+    context), so the worker's multiprocessing parent is that process; outside a worker, this process is it.
+    """
+    parent = multiprocessing.parent_process()
+    return parent.pid if parent is not None else os.getpid()
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _requires_connection = False
+
+    def run(self, tmp=None, task_vars=None):
+        result = super(ActionModule, self).run(tmp, task_vars)
+        task_vars = task_vars or {}
+        _validation, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        problem = self._check_args(args)
+        if problem:
+            return dict(result, failed=True, msg=problem)
+        pid = playbook_pid()
+        run_id = args["run_id"] or self._default_run_id(task_vars, pid)
+        if not RUN_ID_PATTERN.match(run_id):
+            return dict(result, failed=True, msg=(
+                "run_id %r is not a run id: expected 1-200 letters, digits or '.', '_', ':', '@', '+', '-' "
+                "(set the run_id option or the %s variable)" % (run_id[:200], RUN_ID_VAR)))
+        store_dir = args["store_dir"] or _lock.default_store_dir()
+        store = _lock.DirectoryStore(store_dir)
+        result.update(key=args["key"], run_id=run_id, store_dir=store.store_dir, changed=False, busy=False)
+        try:
+            if args["state"] == "absent":
+                return self._release(result, store, args, run_id)
+            return self._acquire(result, store, args, run_id, pid)
+        except (_lock.LockStoreError, OSError) as exc:
+            return dict(result, failed=True, msg="the run lock for %s could not be used: %s" % (args["key"], exc))
+
+    @staticmethod
+    def _check_args(args):
+        if not args["key"].strip():
+            return "key is empty: expected the identity of what the run changes, e.g. 'postgres:<system identifier>'"
+        if args["lease_seconds"] < _lock.MIN_LEASE_SECONDS:
+            return "lease_seconds is %d: expected at least %d (seconds a holder on another host keeps the lock)" % (
+                args["lease_seconds"], _lock.MIN_LEASE_SECONDS)
+        return None
+
+    @staticmethod
+    def _default_run_id(task_vars, pid):
+        """The runner's run id when it set one, else one naming this ansible-playbook process (so the release at
+        the end of the same run matches)."""
+        given = task_vars.get(RUN_ID_VAR)
+        if given is not None and str(given):
+            return str(given)
+        identity = _lock.process_identity(pid) or {"pid_start_ticks": 0}
+        return "ansible-playbook-%d-%s@%s" % (pid, identity["pid_start_ticks"], socket.gethostname())
+
+    def _acquire(self, result, store, args, run_id, pid):
+        if self._task.check_mode:
+            return self._inspect(result, store, args, run_id)
+        record = _lock.holder_record(args["key"], run_id, pid, args["lease_seconds"], runbook=args["runbook"],
+                                     operator=args["operator"])
+        outcome = store.acquire(record)
+        decision, found = outcome["decision"], outcome["holder"]
+        result.update(path=outcome["path"])
+        if decision == _lock.BUSY:
+            return dict(result, failed=True, busy=True, held=False, holder=found, msg=_busy_message(
+                args["key"], found, outcome["reason"], store.store_dir, outcome["path"]))
+        result.update(held=True, holder=outcome["record"], changed=decision != _lock.HELD)
+        if decision == _lock.TAKE_OVER:
+            result["took_over"] = found
+            result["warnings"] = ["took over the run lock for %s from %s, because %s" % (
+                args["key"], _lock.describe_holder(found), outcome["reason"])]
+        return result
+
+    def _inspect(self, result, store, args, run_id):
+        """Check mode (a plan): report whether the lock is free, take nothing."""
+        outcome = store.inspect(args["key"], run_id)
+        decision, found = outcome["decision"], outcome["holder"]
+        would_take = decision in (_lock.TAKE, _lock.TAKE_OVER)
+        result.update(held=False, would_take=would_take, changed=would_take, path=outcome["path"])
+        if found is not None:
+            result["holder"] = found
+        if decision == _lock.BUSY:
+            result.update(busy=True, warnings=["a run would be refused now: the run lock for %s is held by %s (%s)" % (
+                args["key"], _lock.describe_holder(found), outcome["reason"])])
+        elif decision == _lock.TAKE_OVER:
+            result["warnings"] = ["a run would take over the run lock for %s from %s, because %s" % (
+                args["key"], _lock.describe_holder(found), outcome["reason"])]
+        return result
+
+    def _release(self, result, store, args, run_id):
+        if self._task.check_mode:
+            outcome = store.inspect(args["key"], run_id)
+            would_release = outcome["decision"] == _lock.HELD
+            return dict(result, held=False, would_release=would_release, changed=would_release,
+                        path=outcome["path"])
+        outcome = store.release(args["key"], run_id)
+        result.update(held=False, released=outcome["outcome"] == _lock.RELEASED, path=outcome["path"])
+        result["changed"] = result["released"]
+        if outcome["outcome"] == _lock.HELD_BY_OTHER:
+            result["holder"] = outcome["holder"]
+            result["warnings"] = ["did not release the run lock for %s: it is held by %s, not by run %s" % (
+                args["key"], _lock.describe_holder(outcome["holder"]), run_id)]
+        return result
+
+
+def _busy_message(key, holder, reason, store_dir, path):
+    if holder.get("run_id") is None:
+        return "the run lock for %s is held by %s" % (key, _lock.describe_holder(holder))
+    return (
+        "Another run holds the run lock for %s: %s. It is considered alive because %s. Wait for that run to end "
+        "and run again. If that run is really gone, release its lock with: ansible localhost -m erlmcp.dr.run_lock "
+        "-a 'key=%s state=absent run_id=%s store_dir=%s' (or delete %s)."
+        % (key, _lock.describe_holder(holder), reason, key, holder.get("run_id"), store_dir, path))
