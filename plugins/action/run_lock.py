@@ -94,7 +94,7 @@ class ActionModule(ActionBase):
         if decision == _lock.BUSY:
             return dict(result, failed=True, busy=True, held=False, holder=found, msg=_busy_message(
                 args["key"], found, outcome["reason"], store.store_dir, outcome["path"]))
-        result.update(held=True, holder=outcome["record"], changed=decision != _lock.HELD)
+        result.update(held=True, holder=outcome["record"], acquired=decision != _lock.HELD)
         if decision == _lock.TAKE_OVER:
             result["took_over"] = found
             result["warnings"] = ["took over the run lock for %s from %s, because %s" % (
@@ -106,7 +106,7 @@ class ActionModule(ActionBase):
         outcome = store.inspect(args["key"], run_id)
         decision, found = outcome["decision"], outcome["holder"]
         would_take = decision in (_lock.TAKE, _lock.TAKE_OVER)
-        result.update(held=False, would_take=would_take, changed=would_take, path=outcome["path"])
+        result.update(held=False, would_take=would_take, path=outcome["path"])
         if found is not None:
             result["holder"] = found
         if decision == _lock.BUSY:
@@ -121,11 +121,9 @@ class ActionModule(ActionBase):
         if self._task.check_mode:
             outcome = store.inspect(args["key"], run_id)
             would_release = outcome["decision"] == _lock.HELD
-            return dict(result, held=False, would_release=would_release, changed=would_release,
-                        path=outcome["path"])
+            return dict(result, held=False, would_release=would_release, path=outcome["path"])
         outcome = store.release(args["key"], run_id)
         result.update(held=False, released=outcome["outcome"] == _lock.RELEASED, path=outcome["path"])
-        result["changed"] = result["released"]
         if outcome["outcome"] == _lock.HELD_BY_OTHER:
             result["holder"] = outcome["holder"]
             result["warnings"] = ["did not release the run lock for %s: it is held by %s, not by run %s" % (

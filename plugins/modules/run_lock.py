@@ -27,6 +27,8 @@ description:
   - O(state=absent) releases the lock only when this run holds it; otherwise it changes nothing and warns,
     naming the holder.
   - Runs on the controller only; it never connects to the managed hosts.
+  - The lock is bookkeeping, not a change to the system it protects, so the task never reports C(changed)
+    (RV(acquired) and RV(released) say what it did): a runbook run that changes nothing reports no change.
 author:
   - erlmcp.dr developers (!UNKNOWN)
 options:
@@ -151,6 +153,10 @@ held:
   description: Whether this run holds the lock after the task (always V(false) in check mode and for
     O(state=absent)).
   returned: always
+  type: bool
+acquired:
+  description: Whether this task took the lock (it was free, or its holder was gone); V(false) when this run held it.
+  returned: with O(state=present) outside check mode, when the lock is held
   type: bool
 busy:
   description: Whether another live run holds the lock (the task fails with O(state=present) outside check mode).
