@@ -28,17 +28,18 @@ export NO_COLOR=1 PY_COLORS=0 ANSIBLE_NOCOLOR=1
 # ---------------------------------------------------------------- ruff
 gate_ruff() {
   local dirs=() d rc=0
-  for d in src tests benchmarks plugins; do [ -d "$d" ] && dirs+=("$d"); done
+  for d in src tests benchmarks plugins scripts; do [ -d "$d" ] && dirs+=("$d"); done
   [ ${#dirs[@]} -gt 0 ] || { echo "nothing to check"; return 0; }
   ruff check --no-cache "${dirs[@]}" || rc=1
-  # Modules and module_utils run on the managed hosts: ansible-core 2.17 supports Python 3.7+
-  # there. ruff reports syntax newer than 3.7 (walrus, match, positional-only, ...) whether or
-  # not a 3.7 interpreter is around for ansible-test's compile test. E9 selects nothing else.
+  # Modules and module_utils run on the managed hosts: ansible-core 2.19 supports Python 3.8+
+  # there. ruff reports syntax newer than 3.8 (match, parenthesized context managers, except*,
+  # ...) whether or not a 3.8 interpreter is around for ansible-test's compile test.
+  # E9 selects nothing else.
   dirs=()
   for d in plugins/modules plugins/module_utils; do [ -d "$d" ] && dirs+=("$d"); done
   if [ ${#dirs[@]} -gt 0 ]; then
-    echo "ruff: syntax of ${dirs[*]} for Python 3.7"
-    ruff check --no-cache --target-version py37 --select E9 --output-format concise "${dirs[@]}" || rc=1
+    echo "ruff: syntax of ${dirs[*]} for Python 3.8"
+    ruff check --no-cache --target-version py38 --select E9 --output-format concise "${dirs[@]}" || rc=1
   fi
   return $rc
 }
