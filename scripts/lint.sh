@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# The quality gates, offline: ruff, ansible-lint (production profile) and ansible-test sanity.
+# The quality gates, offline: ruff, shellcheck, ansible-lint (production profile), and
+# ansible-test sanity twice: on the project's ansible-core (2.19, .venv) and on the newest
+# ansible-core series on the newest Python (.build/venv-newest; skipped, with one line saying why,
+# where no such Python exists).
 #
 #   scripts/lint.sh                 all gates
-#   scripts/lint.sh ruff sanity     only these (names: ruff, shellcheck, ansible-lint, sanity)
+#   scripts/lint.sh ruff sanity     only these (names: ruff, shellcheck, ansible-lint, sanity, sanity-newest)
 #
-# Assumes scripts/setup.sh has run (.venv and the .collections link). Runs every gate asked
+# Assumes scripts/setup.sh has run (.venv, .build/venv-newest and the .collections link). Runs every gate asked
 # for, prints a summary, and exits 1 if any gate found anything (2 if it cannot start).
 # Needs no internet beyond PyPI: ansible-test's pip bootstrap uses scripts/sanity_getpip.py
 # instead of downloading get-pip.py, and ansible-lint runs with `offline: true`.
@@ -28,17 +31,18 @@ export NO_COLOR=1 PY_COLORS=0 ANSIBLE_NOCOLOR=1
 # ---------------------------------------------------------------- ruff
 gate_ruff() {
   local dirs=() d rc=0
-  for d in src tests benchmarks plugins; do [ -d "$d" ] && dirs+=("$d"); done
+  for d in src tests benchmarks plugins scripts; do [ -d "$d" ] && dirs+=("$d"); done
   [ ${#dirs[@]} -gt 0 ] || { echo "nothing to check"; return 0; }
   ruff check --no-cache "${dirs[@]}" || rc=1
-  # Modules and module_utils run on the managed hosts: ansible-core 2.17 supports Python 3.7+
-  # there. ruff reports syntax newer than 3.7 (walrus, match, positional-only, ...) whether or
-  # not a 3.7 interpreter is around for ansible-test's compile test. E9 selects nothing else.
+  # Modules and module_utils run on the managed hosts: ansible-core 2.19 supports Python 3.8+
+  # there. ruff reports syntax newer than 3.8 (match, parenthesized context managers, except*,
+  # ...) whether or not a 3.8 interpreter is around for ansible-test's compile test.
+  # E9 selects nothing else.
   dirs=()
   for d in plugins/modules plugins/module_utils; do [ -d "$d" ] && dirs+=("$d"); done
   if [ ${#dirs[@]} -gt 0 ]; then
-    echo "ruff: syntax of ${dirs[*]} for Python 3.7"
-    ruff check --no-cache --target-version py37 --select E9 --output-format concise "${dirs[@]}" || rc=1
+    echo "ruff: syntax of ${dirs[*]} for Python 3.8"
+    ruff check --no-cache --target-version py38 --select E9 --output-format concise "${dirs[@]}" || rc=1
   fi
   return $rc
 }
@@ -91,9 +95,9 @@ for path in sys.stdin.read().split("\0"):
 # ansible-test bootstraps pip in each virtualenv it makes with get-pip-<version>.py, downloaded
 # from ci-files.testing.ansible.com (unreachable) unless ~/.ansible/test/cache/get_pip_<version>.py
 # exists. Put the offline stand-in there; keep a genuine get-pip.py someone cached themselves.
-seed_get_pip() {
+seed_get_pip() {  # $1: the python of the ansible-test in use (each release pins its own pip)
   local version cache
-  version=$("$bin/python" -c '
+  version=$("$1" -c '
 from types import SimpleNamespace
 from ansible_test._internal.python_requirements import get_venv_packages
 print(get_venv_packages(SimpleNamespace(version="3"))["pip"])')
@@ -104,17 +108,19 @@ print(get_venv_packages(SimpleNamespace(version="3"))["pip"])')
   fi
 }
 
-# Interpreters for the multi-version tests (compile, import): every version ansible-test 2.17
-# supports for target code (3.7-3.12) that this machine has, found on PATH or under pyenv.
-# ansible-test needs each as a real `pythonX.Y` first on PATH (a pyenv shim for an inactive
-# version fails), so they are linked into .build/bin. Versions not found are listed, not tested.
+# Interpreters for the multi-version tests (compile, import): every version the ansible-test in
+# use supports for target code (2.19: 3.8-3.13, 2.21: 3.9-3.14) that this machine has, found on
+# PATH or under pyenv. ansible-test needs each as a real `pythonX.Y` first on PATH (a pyenv shim
+# for an inactive version fails), so they are linked into .build/bin. Versions not found are
+# listed, not tested.
 target_python_args=()
 found_pythons=()
 missing_pythons=()
-find_python() {  # prints the path of a usable real interpreter for version $1
+controller_version=
+find_python() {  # $1 version, $2 the controller's python: prints a usable real interpreter's path
   local v=$1 c
   local candidates=()
-  [ "$v" = "$controller_version" ] && candidates+=("$("$bin/python" -c 'import sys; print(getattr(sys, "_base_executable", sys.executable))')")
+  [ "$v" = "$controller_version" ] && candidates+=("$("$2" -c 'import sys; print(getattr(sys, "_base_executable", sys.executable))')")
   candidates+=("${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$v".*/bin/python"$v")
   c=$(command -v "python$v" || true); [ -n "$c" ] && candidates+=("$c")
   for c in "${candidates[@]}"; do
@@ -126,13 +132,14 @@ find_python() {  # prints the path of a usable real interpreter for version $1
   done
   return 1
 }
-collect_pythons() {
+collect_pythons() {  # $1: the python of the ansible-test in use (its controller)
   local v p versions
-  controller_version=$("$bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
-  versions=$("$bin/python" -c 'from ansible_test._internal.constants import SUPPORTED_PYTHON_VERSIONS as v; print(" ".join(v))')
+  target_python_args=() found_pythons=() missing_pythons=()
+  controller_version=$("$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+  versions=$("$1" -c 'from ansible_test._internal.constants import SUPPORTED_PYTHON_VERSIONS as v; print(" ".join(v))')
   mkdir -p "$build_root/bin"
   for v in $versions; do
-    if p=$(find_python "$v"); then
+    if p=$(find_python "$v" "$1"); then
       ln -sfn "$p" "$build_root/bin/python$v"
       target_python_args+=(--target-python "$v@$build_root/bin/python$v")
       found_pythons+=("$v")
@@ -142,16 +149,35 @@ collect_pythons() {
   done
 }
 
-gate_sanity() {
+# meta/runtime.yml's requires_ansible states what is tested: a gate's ansible-core outside it means
+# one of the two changed without the other.
+check_requires_ansible() {  # $1: the python of the ansible-core in use
+  "$1" - <<'PY'
+import sys
+import yaml
+from packaging.specifiers import SpecifierSet
+from ansible.release import __version__
+with open("meta/runtime.yml") as f:
+    wanted = str((yaml.safe_load(f) or {}).get("requires_ansible") or "")
+if __version__ not in SpecifierSet(wanted):
+    sys.exit(f"sanity: ansible-core {__version__} is outside meta/runtime.yml requires_ansible {wanted!r}: "
+             "raise the bound there, or NEWEST_CORE in scripts/setup.sh, so they agree")
+print(f"sanity: ansible-core {__version__}, within requires_ansible {wanted!r}")
+PY
+}
+
+sanity_with() {  # $1: bin folder of a virtualenv holding ansible-core (its ansible-test runs the tests)
   # (called from an `if`, where errexit is off: every step checks its own status)
+  local vbin=$1
+  check_requires_ansible "$vbin/python" || return 1
   rm -rf "${build_root:?}/ansible_collections" "${build_root:?}/bin" || return 1
   mkdir -p "$collection_dir" || return 1
   collection_files | tar --null -T - -cf - | tar -xf - -C "$collection_dir" || return 1
   # ansible-test lists content with git from the nearest .git upwards; without its own
   # repository the copy would be seen as part of this checkout, where .build/ is ignored.
   git -C "$collection_dir" -c init.defaultBranch=main init -q && git -C "$collection_dir" add -A || return 1
-  seed_get_pip || return 1
-  collect_pythons || return 1
+  seed_get_pip "$vbin/python" || return 1
+  collect_pythons "$vbin/python" || return 1
   [ ${#found_pythons[@]} -gt 0 ] || { echo "sanity: no usable Python interpreter found"; return 1; }
   if [ ${#missing_pythons[@]} -gt 0 ]; then
     echo "sanity: WARNING: no interpreter for Python ${missing_pythons[*]}: compile/import not run on them"
@@ -159,19 +185,40 @@ gate_sanity() {
   echo "sanity: controller Python $controller_version; compile/import on Python ${found_pythons[*]}"
   # Sanity venvs (pinned tools from ansible_test/_data/requirements/sanity.*.txt, from PyPI) are
   # cached in ~/.ansible/test/venv, so only the first run on a machine installs them.
-  # No --requirements/--venv: the controller is .venv itself, which has all ansible-test needs.
+  # No --requirements/--venv: the controller is the virtualenv itself, which has all ansible-test needs.
   (
     cd "$collection_dir"
-    env -u ANSIBLE_COLLECTIONS_PATH -u ANSIBLE_CONFIG PATH="$build_root/bin:$PATH" \
-      ansible-test sanity --color no \
+    env -u ANSIBLE_COLLECTIONS_PATH -u ANSIBLE_CONFIG PATH="$build_root/bin:$vbin:$PATH" \
+      "$vbin/ansible-test" sanity --color no \
         --controller "origin:python=$controller_version" \
         "${target_python_args[@]}"
   )
 }
 
+# The project's ansible-core (pyproject.toml's pin, in .venv).
+gate_sanity() {
+  sanity_with "$bin"
+}
+
+# The newest ansible-core release series on the newest Python it runs on, in the virtualenv
+# scripts/setup.sh makes (.build/venv-newest), or a SKIP line with setup's reason when this machine
+# has no such Python.
+newest_venv=$build_root/venv-newest
+gate_sanity_newest() {
+  if [ -x "$newest_venv/bin/ansible-test" ]; then
+    sanity_with "$newest_venv/bin"
+  elif [ -f "$newest_venv.skip" ]; then
+    echo "sanity-newest: SKIP: $(cat "$newest_venv.skip")"
+    skipped=1
+  else
+    echo "sanity-newest: $newest_venv/bin/ansible-test is missing: run scripts/setup.sh first"
+    return 1
+  fi
+}
+
 # ---------------------------------------------------------------- run
 gates=("$@")
-[ ${#gates[@]} -gt 0 ] || gates=(ruff shellcheck ansible-lint sanity)
+[ ${#gates[@]} -gt 0 ] || gates=(ruff shellcheck ansible-lint sanity sanity-newest)
 failed=()
 summary=()
 t_all=$SECONDS
@@ -181,11 +228,14 @@ for g in "${gates[@]}"; do
     shellcheck) fn=gate_shellcheck ;;
     ansible-lint) fn=gate_ansible_lint ;;
     sanity) fn=gate_sanity ;;
-    *) die "unknown gate '$g' (ruff, shellcheck, ansible-lint, sanity)" ;;
+    sanity-newest) fn=gate_sanity_newest ;;
+    *) die "unknown gate '$g' (ruff, shellcheck, ansible-lint, sanity, sanity-newest)" ;;
   esac
   printf '\n===== %s\n' "$g"
   t=$SECONDS
+  skipped=0  # a gate sets it when it cannot run here and said why
   if "$fn"; then status=ok; else status=FAILED; failed+=("$g"); fi
+  [ "$status/$skipped" = ok/1 ] && status=SKIP
   summary+=("$(printf '%-13s %-6s %4ss' "$g" "$status" $((SECONDS - t)))")
 done
 printf '\n===== summary (%ss)\n' $((SECONDS - t_all))

@@ -46,6 +46,58 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
+# The newest ansible-core, for scripts/lint.sh's sanity-newest gate: its own virtualenv with the
+# newest release series (its newest patch release) on the newest Python that series runs on as a
+# controller. Raising NEWEST_CORE means raising requires_ansible's upper bound in meta/runtime.yml
+# (lint.sh checks). Without such a Python the gate is skipped, with the reason setup records here.
+# Not fatal: .venv above is all `make test` needs.
+NEWEST_CORE=2.21                     # ansible-core release series
+NEWEST_CORE_PYTHONS="3.14 3.13 3.12" # its controller Pythons, newest first (NEWEST_PYTHON=... to choose)
+newest_venv=.build/venv-newest
+newest_skip=.build/venv-newest.skip
+
+real_python() {  # prints the real interpreter for version $1 (PATH, then pyenv), with venv and ensurepip
+  local v=$1 c
+  for c in "$(command -v "python$v" || true)" "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$v".*/bin/python"$v"; do
+    [ -x "$c" ] || continue
+    "$c" -c "import sys, venv, ensurepip; sys.exit(sys.version_info[:2] != tuple(map(int, '$v'.split('.'))))" \
+      >/dev/null 2>&1 || continue
+    "$c" -c 'import os, sys; print(os.path.realpath(sys.executable))'
+    return 0
+  done
+  return 1
+}
+
+setup_newest() {
+  local py="${NEWEST_PYTHON:-}" v want version
+  if [ -z "$py" ]; then
+    for v in $NEWEST_CORE_PYTHONS; do py=$(real_python "$v") && break; py=; done
+  fi
+  mkdir -p .build
+  if [ -z "$py" ]; then
+    rm -rf "$newest_venv"
+    echo "no Python ${NEWEST_CORE_PYTHONS// //} found on PATH or under pyenv (NEWEST_PYTHON=... to choose): ansible-core $NEWEST_CORE not tested" > "$newest_skip"
+    log "SKIP newest ansible-core: $(cat "$newest_skip")"
+    return 0
+  fi
+  rm -f "$newest_skip"
+  want="ansible-core~=$NEWEST_CORE.0 $py"
+  if [ "$(cat "$newest_venv/.erlmcp-dr-installed" 2>/dev/null)" != "$want" ]; then
+    log "creating $newest_venv (ansible-core $NEWEST_CORE, $py)"
+    rm -rf "$newest_venv"
+    if ! { "$py" -m venv "$newest_venv" \
+           && "$newest_venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip \
+           && "$newest_venv/bin/python" -m pip install -q --disable-pip-version-check "ansible-core~=$NEWEST_CORE.0"; }; then
+      log "WARNING: could not install ansible-core $NEWEST_CORE into $newest_venv: the sanity-newest gate will fail"
+      return 0
+    fi
+    echo "$want" > "$newest_venv/.erlmcp-dr-installed"
+  fi
+  version=$("$newest_venv/bin/python" -c 'from ansible.release import __version__; print(__version__)')
+  log "newest ansible-core: $newest_venv (ansible-core $version, $("$newest_venv/bin/python" -V))"
+}
+setup_newest
+
 # The repository root is the collection; Ansible finds it through this link.
 mkdir -p .collections/ansible_collections/erlmcp
 ln -sfn ../../.. .collections/ansible_collections/erlmcp/dr

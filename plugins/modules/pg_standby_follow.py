@@ -113,6 +113,14 @@ seealso:
   - module: erlmcp.dr.pg_promote
   - module: erlmcp.dr.pg_fence
   - module: erlmcp.dr.pg_replication_info
+attributes:
+  check_mode:
+    support: full
+    description: Runs the checks and reports the action it would take and the C(primary_conninfo) it would
+      set; never writes a file, reloads, stops, starts nor rewinds the node.
+  diff_mode:
+    support: full
+    description: Shows C(primary_conninfo) (password masked) and the node's role before and after.
 """
 
 EXAMPLES = r"""

@@ -244,30 +244,53 @@ def _text(value: Any) -> str:
 
 
 def _read_yaml(path: Path) -> Any:
-    """Parses with Ansible's own loader (understands !unsafe and !vault), returns plain Python types."""
-    from ansible.parsing.yaml.loader import AnsibleLoader
-    from yaml import YAMLError
+    """Parses with Ansible's own loader (understands !unsafe and !vault), returns plain Python types.
+
+    `from_yaml` is ansible-core's public parsing entry point (same signature from 2.16 to 2.21);
+    its loader tags every value with where it came from, and `!vault` values stay encrypted.
+    """
+    from ansible.errors import AnsibleError
+    from ansible.parsing.utils.yaml import from_yaml
 
     try:
         text = path.read_text(encoding="utf-8")
-        loader = AnsibleLoader(text, file_name=str(path))
-        try:
-            return _plain(loader.get_single_data())
-        finally:
-            loader.dispose()
-    except (OSError, YAMLError) as exc:
+    except OSError as exc:
         raise RunbookError(f"cannot read playbook {path}: {exc}") from exc
+    try:
+        data = from_yaml(text, file_name=str(path), show_content=False)
+    except AnsibleError as exc:
+        raise RunbookError(f"cannot read playbook {path}{_where(exc)}: {exc}") from exc
+    return _plain(data)
+
+
+def _where(exc: Exception) -> str:
+    """`, line N column M` when ansible-core's error carries the position (2.19+: an Origin in `obj`)."""
+    origin = getattr(exc, "obj", None)
+    line = getattr(origin, "line_num", None)
+    if not isinstance(line, int):
+        return ""
+    column = getattr(origin, "col_num", None)
+    return f", line {line}" + (f" column {column}" if isinstance(column, int) else "")
+
+
+# Encrypted values: 2.19+ EncryptedString, older cores AnsibleVaultEncryptedUnicode. Converting
+# one to str would decrypt it, so they are matched by type name before any conversion.
+_VAULT_TYPES = frozenset({"EncryptedString", "AnsibleVaultEncryptedUnicode"})
 
 
 def _plain(value: Any) -> Any:
+    """A copy made only of dict, list, str, int, float, bool and None (2.19's loader returns tagged
+    subclasses of them, which carry their origin and template trust)."""
+    if type(value).__name__ in _VAULT_TYPES:
+        return "!vault"  # never decrypted here
     if isinstance(value, dict):
         return {_plain(key): _plain(item) for key, item in value.items()}
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         return [_plain(item) for item in value]
-    if isinstance(value, str):
-        return str(value)
-    if isinstance(value, bool) or value is None or isinstance(value, (int, float)):
+    if isinstance(value, bool) or value is None:
         return value
-    if type(value).__name__ == "AnsibleVaultEncryptedUnicode":
-        return "!vault"  # never decrypted here
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
     return str(value)

@@ -107,9 +107,66 @@ def test_ansible_tags_in_playbooks_are_understood(tmp_path):
     assert catalog.load("tagged", tmp_path).title == "Tagged {{ x }}"
 
 
-def test_the_collections_own_playbooks_parse():
-    for path in sorted((paths.collection_root() / "playbooks").glob("*.yml")):
-        catalog.parse_playbook(path)  # raises RunbookError on broken metadata
+# Not a real secret: a well-formed vault envelope whose payload no password opens.
+_VAULTED = """- hosts: localhost
+  vars:
+    runbook:
+      title: Vaulted
+      parameters:
+        token:
+          type: str
+          default: !vault |
+            $ANSIBLE_VAULT;1.1;AES256
+            6162636465666768696a6b6c6d6e6f70
+        retries: {type: int, default: 3}
+        ratio: {type: float, default: 0.5}
+  tasks: []
+"""
+
+
+def test_vaulted_values_are_never_decrypted(tmp_path):
+    _write(tmp_path / "vaulted.yml", _VAULTED)
+    # No vault password is configured: any attempt to decrypt would raise.
+    assert catalog.load("vaulted", tmp_path).parameters["token"]["default"] == "!vault"
+
+
+def _types(value: object) -> set[type]:
+    found = {type(value)}
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found |= _types(key) | _types(item)
+    elif isinstance(value, list):
+        for item in value:
+            found |= _types(item)
+    return found
+
+
+def test_parsed_metadata_is_plain_python_without_ansible_tags(tmp_path):
+    _write(tmp_path / "vaulted.yml", _VAULTED)
+    runbook = catalog.load("vaulted", tmp_path)
+    assert _types(runbook.parameters) <= {dict, str, int, float}
+    assert type(runbook.title) is str
+    assert type(runbook.parameters["retries"]["default"]) is int
+    assert type(runbook.parameters["ratio"]["default"]) is float
+
+
+def test_yaml_syntax_error_names_the_file_and_line(tmp_path):
+    _write(tmp_path / "broken.yml", "- hosts: localhost\n  vars:\n    runbook: {title: [\n")
+    with pytest.raises(RunbookError, match=r"cannot read playbook .*broken\.yml, line \d+"):
+        catalog.load("broken", tmp_path)
+
+
+def test_the_collections_own_playbooks_are_all_runbooks_and_parse():
+    directory = paths.collection_root() / "playbooks"
+    files = sorted(directory.glob("*.yml"))
+    assert files, f"no playbooks found in {directory}"
+    for path in files:
+        runbook = catalog.parse_playbook(path)  # raises RunbookError on broken metadata
+        assert runbook is not None, f"{path.name}: its first play declares no vars.runbook"
+        assert runbook.name == path.stem
+        assert runbook.title and runbook.steps and runbook.targets, f"{path.name}: empty title, steps or targets"
+    assert sorted(catalog.discover(directory)) == [path.stem for path in files]
+    assert "database_failover" in catalog.names(directory)
 
 
 # ---------------------------------------------------------------- docs
