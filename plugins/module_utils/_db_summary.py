@@ -35,8 +35,8 @@ def _fence_sentences(fence, unfence, check_mode):
 
 def _promote_sentence(plan, promote, check_mode):
     if promote.get("promoted"):
-        return "promoted %s: timeline %s -> %s" % (plan.get("candidate"), promote.get("timeline_before"),
-                                                  promote.get("timeline_after"))
+        return "promoted %s: timeline %s -> %s" % (
+            plan.get("candidate"), promote.get("timeline_before"), promote.get("timeline_after"))
     if check_mode and promote.get("would_promote"):
         return "would promote %s" % plan.get("candidate")
     return None

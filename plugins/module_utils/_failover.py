@@ -455,9 +455,10 @@ def rejoin_plan(info, node=None):
     wanted = [node] if node else sorted(name for name in nodes if name != primary)
     foreign = [name for name in wanted if name in foreign_nodes(nodes, sysid)]
     if foreign:
-        return _rejoin("refuse", "%s belong%s to another cluster than %s (system identifier %s): re-clone with "
-                       "pg_basebackup or fix the inventory" % (", ".join(foreign), "s" if len(foreign) == 1 else "",
-                                                              primary, sysid), primary, sysid=sysid)
+        verb = "belongs" if len(foreign) == 1 else "belong"
+        reason = ("%s %s to another cluster than %s (system identifier %s): re-clone with pg_basebackup or fix the "
+                  "inventory" % (", ".join(foreign), verb, primary, sysid))
+        return _rejoin("refuse", reason, primary, sysid=sysid)
     todo = [name for name in wanted if not streams_from(nodes[name], primary, sysid)]
     untouched = [dict(node=name, why="not asked for (node=%s)" % node)
                  for name in sorted(nodes) if name not in wanted and name != primary]
