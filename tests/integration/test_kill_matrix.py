@@ -47,26 +47,30 @@ PLAYBOOKS = paths.collection_root() / "playbooks"
 class KillPoint:
     runbook: str
     extravars: tuple[str, ...]
-    after: str  # the task whose first result line triggers the kill
+    after: str  # the task (a substring of its name) whose first result line triggers the kill
+    label: str
     candidate: str = "pg-b"
 
     @property
     def id(self) -> str:
-        return f"{self.runbook.removeprefix('database_')}-after-{self.after.split(' ')[0].lower()}"
+        return f"{self.runbook.removeprefix('database_')}-killed-{self.label}"
 
 
 SWITCHOVER = ("candidate=pg-b",)
 FAILOVER = ("away_from=pg-a", "candidate=pg-b")
+FENCE = "Fence or unfence the node - fenced"  # the pg_fence_node role's task, setting the fence
 KILL_POINTS = [
-    KillPoint("database_switchover", SWITCHOVER, "Lock the cluster"),
-    KillPoint("database_switchover", SWITCHOVER, "Fence the old primary"),
-    KillPoint("database_switchover", SWITCHOVER, "Promote the candidate"),
-    KillPoint("database_switchover", SWITCHOVER, "Make each node stream from"),
-    KillPoint("database_switchover", SWITCHOVER, "Verify the candidate is the only writable primary"),
-    KillPoint("database_failover", FAILOVER, "Fence the old primary"),
-    KillPoint("database_failover", FAILOVER, "Promote the candidate"),
-    KillPoint("database_failover", FAILOVER, "Make each node stream from"),
-    KillPoint("database_failover", FAILOVER, "Verify the candidate is the only writable primary"),
+    KillPoint("database_switchover", SWITCHOVER, "Lock the cluster", "after-lock"),
+    KillPoint("database_switchover", SWITCHOVER, FENCE, "after-fence"),
+    KillPoint("database_switchover", SWITCHOVER, "Promote the candidate", "after-promotion"),
+    KillPoint("database_switchover", SWITCHOVER, "Make each node stream from", "while-repointing"),
+    KillPoint("database_switchover", SWITCHOVER, "Verify the candidate is the only writable primary",
+              "before-app-config"),
+    KillPoint("database_failover", FAILOVER, FENCE, "after-fence"),
+    KillPoint("database_failover", FAILOVER, "Promote the candidate", "after-promotion"),
+    KillPoint("database_failover", FAILOVER, "Make each node stream from", "while-repointing"),
+    KillPoint("database_failover", FAILOVER, "Verify the candidate is the only writable primary",
+              "before-app-config"),
 ]
 RESULT_PREFIXES = ("ok:", "changed:", "failed:", "fatal:", "skipping:")
 
