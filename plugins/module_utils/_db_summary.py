@@ -143,5 +143,4 @@ def abort_message(plan, failure, fence=None, promote=None, unfence=None, after=N
         head = "%s was not promoted: %s" % (candidate, failure)
     if not old:
         return "%s. Nothing was changed" % head
-    outcome = _unfence_outcome(old, fence, unfence)
-    return "%s. %s; %s" % (head, outcome[0].upper() + outcome[1:], _writers_now(after))
+    return "%s; then %s; %s" % (head, _unfence_outcome(old, fence, unfence), _writers_now(after))

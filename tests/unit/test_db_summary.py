@@ -53,8 +53,8 @@ def test_a_run_that_stopped_early_is_not_completed_and_has_no_primary_when_refus
 def test_abort_after_a_failed_fence_says_who_takes_writes_now():
     message = abort_message(PLAN, "pg_ctl not found", fence={"failed": True, "msg": "pg_ctl not found"},
                             unfence={"failed": True, "msg": "pg_ctl not found"}, after=cluster("pg-a"))
-    assert message.startswith("fencing pg-a failed: pg_ctl not found.")
-    assert "Starting pg-a again failed" in message and "now pg-a takes writes, as before" in message
+    assert message.startswith("fencing pg-a failed: pg_ctl not found; then")
+    assert "then starting pg-a again failed" in message and "now pg-a takes writes, as before" in message
 
 
 def test_abort_after_the_fence_restarts_the_old_primary_and_says_so():
