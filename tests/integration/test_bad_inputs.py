@@ -177,7 +177,7 @@ def test_bad_input_gets_a_clear_error_and_changes_nothing(untouched, home, tmp_p
     case = CASES[name]
     list_file = tmp_path / "list.yml"
     list_file.write_text("- candidate: pg-b\n")
-    args = [arg.format(list_file=list_file) for arg in case.args]
+    args = [arg.replace("{list_file}", str(list_file)) for arg in case.args]
     inventory = case.inventory(cfg) if case.inventory else inventory_path(cfg)
     if "-i" not in args:
         args = ["-i", str(inventory), *args]

@@ -76,7 +76,7 @@ def race(cfg: lab.LabConfig, first, second) -> list[tuple[int, str]]:
     with sampler_for(cfg) as sampler:
         a = first()
         lock_dir = cfg.root / "locks"
-        wait_for(lambda: any(lock_dir.glob("*.lock")) or a.poll() is not None, DEADLINE, interval=0.02,
+        wait_for(lambda: any(lock_dir.glob("*.lock.json")) or a.poll() is not None, DEADLINE, interval=0.02,
                  what="the first run holds the lock")
         b = second()
         outcomes = [finish(a), finish(b)]
