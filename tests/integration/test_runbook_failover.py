@@ -44,7 +44,8 @@ def endpoint(cfg, node: str) -> str:
 
 
 def app_config_backups(cfg) -> list:
-    return sorted(cfg.app_config_path.parent.glob(cfg.app_config_path.name + ".*~"))
+    """The previous config kept beside it (erlmcp.dr.app_db_config writes <path>.previous)."""
+    return sorted(cfg.app_config_path.parent.glob(cfg.app_config_path.name + ".previous"))
 
 
 def stop_receiving_wal(cfg, node: str) -> None:
@@ -80,13 +81,13 @@ def test_cli_failover_promotes_the_most_advanced_standby_and_a_second_run_change
     assert RunResult.load(result["run_dir"]).to_dict() == result
     assert result["steps"] and all(isinstance(s["duration"], (int, float)) and s["duration"] >= 0
                                    for s in result["steps"]), [(s["task"], s["duration"]) for s in result["steps"]]
-    assert step(result, "Fence the old primary")["changed"] is True
+    assert step(result, "Fence or unfence the node - fenced")["changed"] is True
     assert step(result, "Promote the candidate")["changed"] is True
     facts = summary(result)
     assert facts["action"] == "promote", facts
     assert facts["old_primary"] == "pg-a" and facts["new_primary"] == "pg-c", facts
     assert as_int(facts["timeline_before"]) == 1 and as_int(facts["timeline_after"]) == 2, facts
-    assert facts["repointed"] == ["pg-b"], facts
+    assert facts["streaming"] == ["pg-b"] and facts["completed"] and facts["end_state_ok"], facts
 
     # The old primary is fenced (stopped) and takes no writes.
     topo = topology(cfg)

@@ -42,7 +42,7 @@ def test_rejoin_brings_the_fenced_old_primary_back_then_changes_nothing_and_refu
 
     assert result["status"] == "successful", failure_message(result)
     facts = summary(result)
-    assert facts["action"] == "rejoin" and facts["primary"] == "pg-b" and facts["rejoined"] == ["pg-a"], facts
+    assert facts["action"] == "rejoin" and facts["primary"] == "pg-b" and facts["streaming"] == ["pg-a"], facts
     assert len(facts["methods"]) == 1 and facts["methods"][0] in ("follow", "rewind"), facts
     topo = wait_topology(cfg, {"pg-b": primary_on(2), "pg-a": streaming_from("pg-b", 2),
                                "pg-c": streaming_from("pg-b", 2)}, "pg-a and pg-c streaming from pg-b")
@@ -62,7 +62,7 @@ def test_rejoin_brings_the_fenced_old_primary_back_then_changes_nothing_and_refu
     # A second run: everything already streams from pg-b.
     _, again = run_json("run", "database_rejoin", "-i", inventory, "--yes", expect_rc=0)
 
-    assert summary(again)["action"] == "none" and summary(again)["rejoined"] == [], summary(again)
+    assert summary(again)["action"] == "none" and summary(again)["streaming"] == [], summary(again)
     assert changed_steps(again) == []
     assert topology(cfg) == topo
 

@@ -107,8 +107,8 @@ def test_plans_change_nothing_not_even_an_lsn(fresh_lab, home):
     assert summary(failover)["action"] == "promote" and summary(failover)["new_primary"] == "pg-b", failover["facts"]
     assert summary(switchover)["action"] == "promote" and summary(switchover)["new_primary"] == "pg-c"
     # What a real run would change is reported as such (check mode), and nothing was.
-    assert step(failover, "Fence the old primary")["changed"] is True
-    assert step(switchover, "Fence the primary")["changed"] is True
+    assert step(failover, "Fence or unfence the node - fenced")["changed"] is True
+    assert step(switchover, "Fence or unfence the node - fenced")["changed"] is True
     assert topology(cfg, after) == topology(cfg, before)
     assert lsns(after) == lsns(before), wal_records_between(cfg, "pg-a", lsns(before)["pg-a"], lsns(after)["pg-a"])
     assert app_files(cfg) == app_before
@@ -154,7 +154,7 @@ def test_wrong_password_fails_saying_so(untouched, home):
                            "-e", f"pg_login_password={wrong}", "--yes", expect_rc=1)
 
     message = failure_message(result)
-    assert "log in" in message and "wrong or missing password" in message, message
+    assert "authentication failed for user erlmcp_dr" in message and "wrong or missing password" in message, message
     assert changed_steps(result) == []
     assert wrong not in cli.stdout + cli.stderr
     assert files_containing(Path(result["run_dir"]), wrong.encode()) == []
@@ -174,14 +174,21 @@ def test_failover_refuses_to_promote_the_node_it_fails_over_away_from(untouched,
     assert changed_steps(result) == []
 
 
-def test_switchover_to_the_current_primary_does_nothing(untouched, home):
-    cfg = untouched
+def test_switchover_to_the_current_primary_only_writes_a_missing_app_config(fresh_lab, home):
+    """The end state includes the application's config: the first run writes the missing file and
+    nothing else, the second changes nothing at all."""
+    cfg = fresh_lab
+    topo = topology(cfg)
+    args = ("run", "database_switchover", "-i", str(inventory_path(cfg)), "-e", "candidate=pg-a", "--yes")
 
-    _, result = run_json("run", "database_switchover", "-i", str(inventory_path(cfg)), "-e", "candidate=pg-a",
-                         "--yes", expect_rc=0)
+    _, first = run_json(*args, expect_rc=0)
+    _, second = run_json(*args, expect_rc=0)
 
-    assert summary(result)["action"] == "none" and "already is the primary" in summary(result)["reason"]
-    assert changed_steps(result) == []
+    assert summary(first)["action"] == "none" and "already is the primary" in summary(first)["reason"]
+    assert changed_steps(first) == ["Point the application at the primary and its streaming replicas (localhost)"]
+    assert json.loads(cfg.app_config_path.read_text())["database"]["primary_node"] == "pg-a"
+    assert changed_steps(second) == [] and summary(second)["did"] == ["nothing was changed"]
+    assert topology(cfg) == topo
 
 
 # ---------------------------------------------------------------- usage errors: exit 2, nothing runs
@@ -229,34 +236,34 @@ def test_api_raises_before_anything_runs(untouched, home):
 # ---------------------------------------------------------------- one run per inventory
 
 
-def test_a_second_run_on_a_busy_inventory_exits_3_and_runs_nothing(untouched, home):
-    """The lock is held by a real run (a plan, through the API); while it runs, a CLI run and an
-    API run on the same inventory are turned away."""
-    cfg = untouched
+def test_a_second_run_on_a_locked_cluster_exits_3_and_runs_nothing(fresh_lab, home):
+    """A real switchover (through the API) holds the cluster's run lock; while it does, a CLI run and an
+    API run on the same cluster are turned away naming it, and leave no run folder behind. A plan
+    takes no lock (it only reads), so it is not the holder here."""
+    cfg = fresh_lab
     inventory = str(inventory_path(cfg))
     holder = "it-lock-holder-" + secrets.token_hex(3)
     seen: dict[str, Any] = {}
 
-    def second_runs(_step) -> None:
-        if seen:
+    def second_runs(step_done) -> None:
+        if seen or not step_done.task.startswith("Lock the cluster"):
             return
         seen["cli"] = runbook_cli("run", "database_failover", "-i", inventory, "--yes", "--json")
         try:
-            erlmcp_dr.run("database_switchover", inventory=inventory, extravars={"candidate": "pg-b"})
+            erlmcp_dr.run("database_switchover", inventory=inventory, extravars={"candidate": "pg-c"})
             seen["api"] = "ran"
         except RunBusy as exc:
             seen["api"] = exc
 
-    first = erlmcp_dr.run("database_failover", inventory=inventory, check=True, run_id=holder,
-                          event_callback=second_runs)
+    first = erlmcp_dr.run("database_switchover", inventory=inventory, extravars={"candidate": "pg-b"},
+                          run_id=holder, event_callback=second_runs)
 
     assert first.succeeded, f"{first.failing_step and first.failing_step.message} {first.error}"
     cli = seen["cli"]
     assert cli.rc == 3, cli
-    assert "another run is using this inventory" in cli.stderr and holder in cli.stderr, cli.stderr
-    assert cli.stdout == ""
+    assert holder in cli.stderr and "database_switchover" in cli.stderr, cli.stderr
     assert isinstance(seen["api"], RunBusy) and seen["api"].run_id == holder, seen["api"]
-    assert [p.name for p in run_folders()] == [holder]  # the turned-away runs left nothing behind
+    assert topology(cfg)["pg-b"]["role"] == "primary"  # only the holder's switchover happened
 
 
 # ---------------------------------------------------------------- secrets

@@ -78,7 +78,7 @@ def test_switchover_cli_then_failback_through_the_api_lose_no_committed_write(fr
     facts = summary(result)
     assert facts["action"] == "promote" and facts["old_primary"] == "pg-a" and facts["new_primary"] == "pg-b", facts
     assert as_int(facts["timeline_after"]) == 2 and as_int(facts["lost_bytes_max"]) == 0, facts
-    assert sorted(facts["rejoined"]) == ["pg-a", "pg-c"], facts
+    assert sorted(facts["streaming"]) == ["pg-a", "pg-c"], facts
     topo = wait_topology(cfg, {"pg-b": primary_on(2), "pg-a": streaming_from("pg-b", 2),
                                "pg-c": streaming_from("pg-b", 2)}, "pg-b primary, pg-a and pg-c its standbys")
     # pg-a came back with its own settings (its own port), as a standby.
