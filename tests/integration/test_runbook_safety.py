@@ -19,6 +19,7 @@ from conftest import lab_inventory
 from runbook_helpers import (
     DEADLINE,
     FRESH,
+    as_int,
     changed_steps,
     failure_message,
     files_containing,
@@ -33,10 +34,13 @@ from runbook_helpers import (
     run_json,
     runbook_cli,
     step,
+    streaming_from,
     summary,
+    takes_no_writes,
     topology,
     wait_for,
     wait_quiet,
+    wait_topology,
     wal_records_between,
     write_row,
 )
@@ -315,3 +319,91 @@ def _login_vars(inventory: str) -> str:
 def test_the_helpers_use_the_labs_own_inventory():
     cfg = lab.LabConfig(root=Path("/nonexistent/lab"))
     assert inventory_path(cfg) == lab_inventory(cfg)
+
+
+# ---------------------------------------------------------------- what a run says is what it did (row 4)
+
+
+def test_a_fence_that_fails_says_so_and_who_takes_writes_now(fresh_lab, home):
+    """pg_ctl cannot be found on the old primary's host: the fence fails before stopping anything,
+    the rescue's attempt to start it fails the same way, and the message says exactly that and that
+    pg-a still takes writes (it never says "nothing was changed" by assumption)."""
+    cfg = fresh_lab
+    topo = topology(cfg)
+    inventory = str(inventory_copy(cfg, "no-pg-ctl", lambda d: host_vars(d, "pg-a").update(pg_bin_dir="/nonexistent")))
+
+    _, result = run_json("run", "database_switchover", "-i", inventory, "-e", "candidate=pg-b", "--yes", expect_rc=1)
+
+    message = failure_message(result)
+    assert "fencing pg-a failed: pg_ctl not found in /nonexistent" in message, message
+    assert "now pg-a takes writes, as before" in message, message
+    assert topology(cfg) == topo
+    write_row(cfg, "pg-a", "pg-a still takes writes")
+
+
+# ---------------------------------------------------------------- a read-only fence, end to end (row 6)
+
+
+def test_failover_with_a_read_only_fence_succeeds_reruns_clean_and_rejoin_converts_it(fresh_lab, home):
+    cfg = fresh_lab
+    inventory = str(inventory_path(cfg))
+    args = ("run", "database_failover", "-i", inventory, "-e", "fence_method=read_only", "--yes")
+
+    _, first = run_json(*args, expect_rc=0)
+    _, again = run_json(*args, expect_rc=0)
+
+    assert summary(first)["action"] == "promote" and summary(first)["end_state_ok"] is True, failure_message(first)
+    assert takes_no_writes(cfg, "pg-a").startswith("write rejected")  # fenced: up, but read-only
+    assert summary(again)["action"] == "none" and changed_steps(again) == [], summary(again)
+    new = summary(first)["new_primary"]
+    _, rejoin = run_json("run", "database_rejoin", "-i", inventory, "--yes", expect_rc=0)
+    assert "pg-a" in summary(rejoin)["streaming"], summary(rejoin)
+    wait_topology(cfg, {"pg-a": {"role": "standby", "upstream": new}}, "pg-a converted to a standby")
+
+
+# ---------------------------------------------------------------- silent facts made loud (row 12)
+
+
+def test_a_switchover_warns_about_the_member_it_leaves_out(fresh_lab, home):
+    cfg = fresh_lab
+    lab.down(cfg)  # every node stops; start all but pg-c again
+    for name in ("pg-a", "pg-b"):
+        cfg.node(name).server().start(timeout=DEADLINE)
+    wait_topology(cfg, {"pg-a": {"role": "primary"}, "pg-b": {"role": "standby", "upstream": "pg-a"}},
+                  "pg-a and pg-b up")
+
+    _, result = run_json("run", "database_switchover", "-i", str(inventory_path(cfg)), "-e", "candidate=pg-b",
+                         "--yes", expect_rc=0)
+
+    facts = summary(result)
+    assert [item["node"] for item in facts["left_out"]] == ["pg-c"], facts
+    assert any(w.startswith("pg-c is left out") for w in facts["warnings"]), facts
+    assert topology(cfg)["pg-c"]["state"] == "stopped"  # never started behind the operator's back
+
+
+def test_a_member_of_another_cluster_is_refused_before_anything_is_fenced(fresh_lab, home):
+    cfg = fresh_lab
+    topo = topology(cfg)
+    with new_lab(own_system_identifier=True) as other:
+        stranger = other.node("pg-b").port
+        inventory = str(inventory_copy(cfg, "stranger", lambda d: host_vars(d, "pg-c").update(pg_port=stranger)))
+
+        _, result = run_json("run", "database_failover", "-i", inventory, "--yes", expect_rc=1)
+
+    message = failure_message(result)
+    assert "pg-c (system identifier" in message and "another cluster" in message, message
+    assert changed_steps(result) == []
+    assert topology(cfg) == topo
+
+
+def test_timelines_in_the_summary_are_the_real_ones_after_two_switchovers(fresh_lab, home):
+    cfg = fresh_lab
+    inventory = str(inventory_path(cfg))
+    run_json("run", "database_switchover", "-i", inventory, "-e", "candidate=pg-b", "--yes", expect_rc=0)
+    wait_topology(cfg, {"pg-c": streaming_from("pg-b", 2)}, "pg-c on timeline 2")
+
+    _, result = run_json("run", "database_switchover", "-i", inventory, "-e", "candidate=pg-c", "--yes", expect_rc=0)
+
+    facts = summary(result)
+    assert as_int(facts["timeline_before"]) == 2 and as_int(facts["timeline_after"]) == 3, facts
+    assert "promoted pg-c: timeline 2 -> 3" in facts["did"], facts
