@@ -81,7 +81,7 @@ def validate(spec, values):
         if isinstance(error, UnsupportedError):
             errors.extend(_unsupported(spec, result.unsupported_parameters))
         elif isinstance(error, RequiredError):
-            errors.append(_required(error.error_message))
+            errors.extend(_required(error.error_message))
         else:
             errors.append(_type_error(spec, values, error.error_message))
     validated = result.validated_parameters
@@ -278,7 +278,7 @@ def _required(message):
     listed, _sep, parent = listed.partition(" found in ")
     names = [part.strip() for part in listed.split(",") if part.strip()]
     where = " (in %s)" % parent.strip() if parent.strip() else ""
-    return "; ".join("missing required parameter '%s'%s" % (name, where) for name in names) or message
+    return ["missing required parameter '%s'%s" % (name, where) for name in names] or [message]
 
 
 def _unsupported(spec, unknown):
