@@ -275,6 +275,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if (run_dir / RESULT_FILE).is_file():  # report.md lost: render it again from result.json
         print(report.render_markdown(RunResult.load(run_dir)), end="")
         return EXIT_OK
+    unfinished = report.unfinished_result(run_dir)  # still running, or killed: say which, and where it was
+    if unfinished is not None:
+        print(unfinished.to_json() if args.json else report.render_markdown(unfinished), end="\n" if args.json else "")
+        return EXIT_OK
     raise CliError(f"run {run_dir.name} has no {name} (still running, or it could not start); see {run_dir}")
 
 

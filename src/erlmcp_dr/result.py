@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional
 
 RESULT_FILE = "result.json"
 REPORT_FILE = "report.md"
-STATUSES = ("successful", "failed", "canceled", "timeout")
+STATUSES = ("successful", "failed", "canceled", "timeout", "running", "interrupted")  # the last two: no result.json
 
 
 @dataclass

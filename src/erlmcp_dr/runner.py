@@ -183,9 +183,7 @@ class RunConfig:
             kwargs["limit"] = self.limit
         if self.verbosity:
             kwargs["verbosity"] = self.verbosity
-        if self.timeout:
-            kwargs["timeout"] = self.timeout
-        return kwargs
+        return kwargs  # the timeout is the Stopper's: ansible-runner's own would orphan the workers
 
 
 def new_run_id(name: str, now: Optional[dt.datetime] = None) -> str:
@@ -355,34 +353,135 @@ def _process_marker() -> Dict[str, Any]:
 
 # ---------------------------------------------------------------- the guard: the child dies with `runbook`
 
-# Run by the interpreter as `python -c _GUARD <parent pid> <argv...>` in place of ansible-playbook: the guard
-# asks the kernel for SIGTERM when its parent (this process) dies, even by SIGKILL, then runs the command in
-# its own process group (pexpect made it a session leader); on that signal, or SIGTERM/SIGINT from anyone, it
-# kills the whole group, itself included: ansible-playbook, its forked workers and the modules they run.
-_GUARD = """
-import ctypes, os, signal, sys
-def stop(signum, frame):
-    os.killpg(0, signal.SIGKILL)
-signal.signal(signal.SIGTERM, stop)
-signal.signal(signal.SIGINT, stop)
-ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+# ansible-playbook's workers call setsid(), so a process group does not hold a run: its process TREE does.
+
+
+def process_tree(root: int) -> list:
+    """`root` and its descendants (through /proc/<pid>/stat's parent pid), zombies included."""
+    children: dict = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", encoding="ascii", errors="replace") as handle:
+                parent = int(handle.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(name))
+    found, todo = [root], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def kill_tree(root: int, include_root: bool = True) -> list:
+    """Freezes the tree under `root` (SIGSTOP until no new process appears: a stopped process cannot
+    fork), then SIGKILLs all of it. Returns the pids signalled."""
+    me = os.getpid()
+    stopped: set = set()
+    while True:
+        tree = set(process_tree(root)) - {me}
+        if not include_root:
+            tree.discard(root)
+        new = tree - stopped
+        if not new:
+            break
+        for pid in new:
+            try:
+                os.kill(pid, signal.SIGSTOP)
+            except OSError:
+                pass
+        stopped |= new
+    for pid in stopped:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    return sorted(stopped)
+
+
+# Run as `python -c _GUARD <parent pid> <argv...>` in place of ansible-playbook. It asks the kernel for SIGTERM
+# when its parent (the runbook process) dies, even by SIGKILL (PR_SET_PDEATHSIG), becomes a subreaper (orphans
+# of the run stay below it), runs the command, and on that signal (or SIGTERM/SIGINT from anyone) kills its
+# whole process tree: ansible-playbook, its workers and the modules they run.
+_GUARD_MAIN = """
+def _stop(signum, frame):
+    kill_tree(os.getpid(), include_root=False)
+    os._exit(128 + signum)
+
+
+signal.signal(signal.SIGTERM, _stop)
+signal.signal(signal.SIGINT, _stop)
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+_libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
 if os.getppid() != int(sys.argv[1]):
     sys.exit(1)  # the parent died before the request: nothing started
-pid = os.fork()
-if pid == 0:
+_pid = os.fork()
+if _pid == 0:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     try:
         os.execvp(sys.argv[2], sys.argv[2:])
     finally:
         os._exit(127)
-_, status = os.waitpid(pid, 0)
-sys.exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
+while True:
+    _done, _status = os.waitpid(-1, 0)  # reaps the orphans it inherits too
+    if _done == _pid:
+        break
+kill_tree(os.getpid(), include_root=False)  # nothing of the run outlives ansible-playbook
+sys.exit(os.waitstatus_to_exitcode(_status) if os.WIFEXITED(_status) else 128 + os.WTERMSIG(_status))
 """
 
 
+def guard_source() -> str:
+    import inspect
+
+    return "\n".join(["import ctypes, os, signal, sys", inspect.getsource(process_tree),
+                      inspect.getsource(kill_tree), _GUARD_MAIN])
+
+
 def guarded(command: List[str]) -> List[str]:
-    return [sys.executable, "-c", _GUARD, str(os.getpid()), *command]
+    return [sys.executable, "-c", guard_source(), str(os.getpid()), *command]
+
+
+def guard_pids(private_data_dir: Path) -> List[int]:
+    """This process's children running a run's guard (their command line names its private data dir)."""
+    me, needle = os.getpid(), str(private_data_dir).encode()
+    found = []
+    for pid in process_tree(me)[1:]:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == me and needle in cmdline:
+            found.append(pid)
+    return found
+
+
+class Stopper:
+    """ansible-runner's cancel_callback. On SIGTERM/SIGINT (when run from the main thread) or past the run's
+    timeout, it kills the guard's whole process tree itself: ansible-runner's own SIGKILL of the guard's
+    process group would miss the workers, which run in sessions of their own."""
+
+    def __init__(self, private_data_dir: Path, timeout: Optional[int]) -> None:
+        from ansible_runner.utils import signal_handler
+
+        self.private_data_dir = private_data_dir
+        self.signalled = signal_handler()  # None outside the main thread
+        self.deadline = time.monotonic() + timeout if timeout else None
+        self.timed_out = False
+
+    def __call__(self) -> bool:
+        self.timed_out = self.deadline is not None and time.monotonic() > self.deadline
+        if not (self.timed_out or (self.signalled is not None and self.signalled())):
+            return False
+        for pid in guard_pids(self.private_data_dir):
+            kill_tree(pid)
+        return True
 
 
 # ---------------------------------------------------------------- the timeline
@@ -513,7 +612,6 @@ class RunbookRun:
     def _execute(self) -> tuple[str, Optional[int], str]:
         from ansible_runner.config.runner import RunnerConfig
         from ansible_runner.runner import Runner
-        from ansible_runner.utils import signal_handler
 
         private_data_dir = make_private_data_dir(self.config.run_id)
         saved = _save_signal_handlers()
@@ -523,11 +621,11 @@ class RunbookRun:
             runner_config = RunnerConfig(**self.config.runner_config_kwargs(private_data_dir))
             runner_config.prepare()
             runner_config.command = guarded(runner_config.command)
-            cancel = signal_handler()  # SIGTERM/SIGINT: ansible-runner kills the child's process group
+            stopper = Stopper(private_data_dir, self.config.timeout)
             runner = Runner(runner_config, event_handler=self.timeline, status_handler=_forget_environment,
-                            cancel_callback=cancel)
+                            cancel_callback=stopper)
             runner.run()
-            return str(runner.status), runner.rc, ""
+            return ("timeout" if stopper.timed_out else str(runner.status)), runner.rc, ""
         except Exception as exc:  # ansible-runner could not start: report it as a failed run
             log.exception("ansible-runner failed to run %s", self.config.runbook.name)
             return "failed", None, f"ansible-runner could not run the playbook: {exc}"
