@@ -24,7 +24,7 @@ from erlmcp_dr.paths import ensure_collection_importable
 ensure_collection_importable()
 from ansible_collections.erlmcp.dr.plugins.module_utils._wait import wait_for  # noqa: E402
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "playbooks"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "playbooks" / "controller"
 HOLD_TASK = "Hold the run open"
 DEADLINE = 60  # a hang guard, never a timing assertion
 
