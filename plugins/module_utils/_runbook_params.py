@@ -75,6 +75,7 @@ def validate(spec, values):
     spec = spec or {}
     values = dict(values or {})
     errors = []
+    errors.extend(_empty_required(spec, values))
     errors.extend(_shape_errors(spec, values, ""))
     result = ArgumentSpecValidator(strip_doc_keys(spec)).validate(values)
     for error in result.errors.errors:
@@ -98,6 +99,12 @@ def _unique(errors):
 
 
 # ---------------------------------------------------------------- what Ansible does not check
+
+
+def _empty_required(spec, values):
+    """A required parameter given as null (`-e candidate=null`, an empty survey answer) is missing."""
+    return ["missing required parameter '%s' (it is null)" % name for name, option in spec.items()
+            if (option or {}).get("required") and name in values and values[name] is None]
 
 
 def _shape_errors(spec, values, prefix):
@@ -295,6 +302,8 @@ def describe(value, option=None):
     if isinstance(value, str):
         shown = repr(value) if len(value) <= _SHOWN else "%r... (%d characters)" % (value[:_SHOWN], len(value))
         return "str %s" % shown
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 256:
+        return "%s with about %d digits" % (kind, int((value.bit_length() - 1) * math.log10(2)) + 1)
     return "%s %s" % (kind, _shorten(repr(value)))
 
 
