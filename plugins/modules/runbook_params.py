@@ -17,14 +17,14 @@ description:
     play's variables (extra vars from the CLI, the Python API, C(ansible-playbook -e) or an AWX survey)
     B(without templating it).
   - A value that Ansible would evaluate as a template (a trusted string containing C({{), C({%) or C({#),
-    for example one given with C(ansible-playbook -e) or an AWX survey) is refused before anything else:
+    for example one given with C(ansible-playbook -e) or an AWX survey) is refused before anything else;
     runbook parameters are data. Values tagged C(!unsafe), as the erlmcp_dr runner writes every value,
     are plain data whatever they contain, and are validated like any other.
   - Then checks types, choices and required parameters with Ansible's own argument spec validator, and
     the C(min)/C(max) ranges the spec's options may carry (ints must also fit in 64 bits). Every problem is
     listed, each naming its parameter, the value's type and value (never a secret's) and what was expected.
   - Sets the fact C(dr) to the validated values with defaults filled in, leaving out secrets (C(no_log)
-    options): tasks read those from their variables directly.
+    options); tasks read those from their variables directly.
 author:
   - erlmcp.dr developers (!UNKNOWN)
 options:
@@ -40,10 +40,14 @@ attributes:
     description: Changes nothing; runs the same in check mode.
   diff_mode:
     support: none
+    description: There is nothing to compare; nothing changes.
   action:
     support: full
+    description: Runs as an action plugin on the controller.
   platform:
+    support: full
     platforms: all
+    description: Needs no connection to a host.
 notes:
   - Runs on the controller (an action plugin); it needs no connection to a host.
 """
