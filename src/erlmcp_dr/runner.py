@@ -300,12 +300,16 @@ def private_root() -> Path:
 
 
 def make_private_data_dir(run_id: str) -> Path:
-    """<state_home>/private/<run_id> (0700), with an owner marker naming this process."""
+    """<state_home>/private/<run_id> (0700), holding an owner marker naming this process from the moment it
+    exists under that name (made as .new-<run_id>, then renamed), so a concurrent sweep never takes it for
+    a killed run's."""
     root = private_root()
     _mkdir_private(root)
+    staging = root / f".new-{run_id}"
+    staging.mkdir(mode=0o700)
+    _write_private(staging / OWNER_FILE, json.dumps(_process_marker()))
     path = root / run_id
-    path.mkdir(mode=0o700)
-    _write_private(path / OWNER_FILE, json.dumps(_process_marker()))
+    staging.rename(path)
     return path
 
 
@@ -318,7 +322,10 @@ def remove_stale_private_dirs() -> List[Path]:
     for path in sorted(root.iterdir()):
         if not path.is_dir() or path.is_symlink():
             continue
-        if not process_alive(_read_json(path / OWNER_FILE)):
+        owner = _read_json(path / OWNER_FILE)
+        if not owner and path.name.startswith(".new-"):
+            continue  # being made right now (it holds nothing yet)
+        if not process_alive(owner):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed

@@ -147,3 +147,20 @@ def test_sigterm_or_sigint_ends_the_child_and_writes_the_run_folder(local, tmp_p
     assert "CANCELED" in (run_dir / "report.md").read_text()
     assert json.loads((run_dir / "run.json").read_text())["status"] == "canceled"
     assert not (Path(local["ERLMCP_DR_HOME"]) / "private" / run_id).exists()
+
+
+def test_a_run_past_its_timeout_is_ended_whole(local, monkeypatch):
+    """erlmcp_dr.run(timeout=...) ends ansible-playbook's whole tree (its workers run in sessions of their own)."""
+    import erlmcp_dr
+
+    monkeypatch.setenv("ERLMCP_DR_PLAYBOOKS", str(FIXTURES))
+    run_id = "timeout-" + os.urandom(3).hex()
+    groups: set[int] = set()
+
+    def seen(step) -> None:  # the first step is done: the run's processes exist
+        groups.update(group for _state, group, cmd in _processes().values() if run_id in cmd)
+
+    result = erlmcp_dr.run("long_wait", inventory=local["inventory"], run_id=run_id, timeout=5, event_callback=seen)
+    assert result.status == "timeout" and not result.succeeded
+    _wait_gone(run_id, groups - {os.getpgrp()})
+    assert not (Path(local["ERLMCP_DR_HOME"]) / "private" / run_id).exists()
