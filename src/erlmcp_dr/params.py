@@ -254,12 +254,28 @@ def _typed_value(key: str, value: str, runbook: Optional[Runbook]) -> Any:
     return parsed
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML as ansible-playbook -e @file reads it, as far as data goes: `!unsafe` marks plain text (every
+    value is data here anyway)."""
+
+
+def _unsafe_node(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.ScalarNode):
+        return loader.construct_scalar(node)
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)
+    return loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+
+
+_Loader.add_constructor("!unsafe", _unsafe_node)
+
+
 def _from_file(name: str, base_dir: Optional[Path]) -> Dict[str, Any]:
     path = Path(name).expanduser()
     if not path.is_absolute() and base_dir is not None:
         path = base_dir / path
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506 (a SafeLoader)
     except OSError as exc:
         raise ParameterError(f"@{name}", f"cannot read extra vars file {path}: {exc.strerror or exc}") from exc
     except yaml.YAMLError as exc:
