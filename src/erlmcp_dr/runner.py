@@ -361,35 +361,61 @@ def _process_marker() -> Dict[str, Any]:
 # ---------------------------------------------------------------- the guard: the child dies with `runbook`
 
 # ansible-playbook's workers call setsid(), so a process group does not hold a run: its process TREE does.
+# Daemons a run starts (a postmaster from pg_ctl start) also call setsid() and must outlive it: only the
+# sessions of the guard and of ansible-playbook processes (the workers) are the run's.
 
 
-def process_tree(root: int) -> list:
-    """`root` and its descendants (through /proc/<pid>/stat's parent pid), zombies included."""
+def proc_stat(pid: int) -> tuple:
+    """(parent pid, session id) of a process, or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        return int(fields[1]), int(fields[3])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def process_tree(root: int) -> dict:
+    """{pid: session id} of `root` and its descendants (through the parent pids in /proc), zombies included."""
     children: dict = {}
+    sessions: dict = {}
     for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", encoding="ascii", errors="replace") as handle:
-                parent = int(handle.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(parent, []).append(int(name))
-    found, todo = [root], [root]
+        if name.isdigit():
+            found = proc_stat(int(name))
+            if found is not None:
+                children.setdefault(found[0], []).append(int(name))
+                sessions[int(name)] = found[1]
+    tree, todo = {}, [root]
     while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
+        pid = todo.pop()
+        if pid in sessions:
+            tree[pid] = sessions[pid]
+        todo.extend(children.get(pid, []))
+    return tree
+
+
+def run_processes(root: int) -> list:
+    """The processes of the run under `root` (the guard): those in its session or in a session an
+    ansible-playbook process (a worker) leads; not the daemons the run started."""
+    tree = process_tree(root)
+    sessions = {tree.get(root)}
+    for pid, session in tree.items():
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                if b"ansible-playbook" in handle.read():
+                    sessions.add(session)
+        except OSError:
+            continue
+    return [pid for pid, session in tree.items() if session in sessions]
 
 
 def kill_tree(root: int, include_root: bool = True) -> list:
-    """Freezes the tree under `root` (SIGSTOP until no new process appears: a stopped process cannot
-    fork), then SIGKILLs all of it. Returns the pids signalled."""
+    """Freezes the run's processes under `root` (SIGSTOP until no new one appears: a stopped process cannot
+    fork), then SIGKILLs them all. Returns the pids signalled."""
     me = os.getpid()
     stopped: set = set()
     while True:
-        tree = set(process_tree(root)) - {me}
+        tree = set(run_processes(root)) - {me}
         if not include_root:
             tree.discard(root)
         new = tree - stopped
@@ -446,8 +472,8 @@ sys.exit(os.waitstatus_to_exitcode(_status) if os.WIFEXITED(_status) else 128 + 
 def guard_source() -> str:
     import inspect
 
-    return "\n".join(["import ctypes, os, signal, sys", inspect.getsource(process_tree),
-                      inspect.getsource(kill_tree), _GUARD_MAIN])
+    functions = [proc_stat, process_tree, run_processes, kill_tree]
+    return "\n".join(["import ctypes, os, signal, sys", *map(inspect.getsource, functions), _GUARD_MAIN])
 
 
 def guarded(command: List[str]) -> List[str]:
@@ -458,13 +484,12 @@ def guard_pids(private_data_dir: Path) -> List[int]:
     """This process's children running a run's guard (their command line names its private data dir)."""
     me, needle = os.getpid(), str(private_data_dir).encode()
     found = []
-    for pid in process_tree(me)[1:]:
+    for pid in process_tree(me):
         try:
-            stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == me and needle in cmdline:
+        if pid != me and (proc_stat(pid) or (0,))[0] == me and needle in cmdline:
             found.append(pid)
     return found
 

@@ -164,3 +164,28 @@ def test_a_run_past_its_timeout_is_ended_whole(local, monkeypatch):
     assert result.status == "timeout" and not result.succeeded
     _wait_gone(run_id, groups - {os.getpgrp()})
     assert not (Path(local["ERLMCP_DR_HOME"]) / "private" / run_id).exists()
+
+
+@pytest.mark.parametrize("how", ["run ends", "kill -9"])
+def test_a_daemon_the_run_started_outlives_it(local, tmp_path, how):
+    """A postmaster started by `pg_ctl start` leaves the run's sessions: ending the run must not end it."""
+    tag = "erlmcp-dr-it-daemon-" + os.urandom(3).hex()
+    run_id = "daemon-" + os.urandom(3).hex()
+    hold = "1" if how == "run ends" else "600"
+    proc = subprocess.Popen([*runbook_command(), "run", "daemon", "-i", local["inventory"], "--run-id", run_id,
+                             "-e", f"tag={tag}", "-e", f"hold_seconds={hold}"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=local)
+    daemons: list[int] = []
+    try:
+        if how == "kill -9":
+            groups = _wait_holding(proc, local, run_id, tmp_path)
+            proc.send_signal(signal.SIGKILL)
+        else:
+            groups = set()
+        assert proc.wait(timeout=DEADLINE * 5) == (-signal.SIGKILL if how == "kill -9" else 0)
+        _wait_gone(run_id, groups)
+        daemons = [pid for pid, (_state, _group, cmd) in _processes().items() if tag in cmd]
+        assert len(daemons) == 1, f"the daemon did not survive the run ({how})"
+    finally:
+        for pid in daemons or [pid for pid, info in _processes().items() if tag in info[2]]:
+            os.kill(pid, signal.SIGKILL)
