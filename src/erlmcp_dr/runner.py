@@ -47,7 +47,7 @@ import yaml
 from erlmcp_dr import catalog, params, paths, report
 from erlmcp_dr.catalog import Runbook
 from erlmcp_dr.errors import ParameterError, RunBusy
-from erlmcp_dr.result import REPORT_FILE, RESULT_FILE, RunResult, Step
+from erlmcp_dr.result import REPORT_FILE, RunResult, Step
 
 log = logging.getLogger(__name__)
 
@@ -701,7 +701,7 @@ class RunbookRun:
 
     def _write(self, result: RunResult) -> None:
         run_dir = self.config.run_dir
-        _write_private(run_dir / RESULT_FILE, result.to_json() + "\n")
+        result.save(run_dir)
         _write_private(run_dir / REPORT_FILE, report.render_markdown(result))
         forget_environment(self.config.artifact_dir / self.config.run_id / "command")
         self._mark(result.status, result.started_at)
