@@ -47,7 +47,7 @@ def templated_values(value, where):
 
 
 def template_error(name, found):
-    markers = ", ".join(sorted(set(marker + " ... " + _closing(marker) for _where, marker in found)))
+    markers = ", ".join(sorted(set(_shown_marker(marker) for _where, marker in found)))
     places = ", ".join(sorted(set(where for where, _marker in found if where != name)))
     inside = " (in %s)" % places if places else ""
     return ("parameter '%s' contains template markers (%s)%s: runbook parameters are data and are never "
@@ -55,8 +55,9 @@ def template_error(name, found):
             "or mark it !unsafe in an extra-vars file" % (name, markers, inside))
 
 
-def _closing(marker):
-    return {"{{": "}}", "{%": "%}", "{#": "#}"}[marker]
+def _shown_marker(marker):
+    closing = {"{{": "}}", "{%": "%}", "{#": "#}"}
+    return "%s ... %s" % (marker, closing[marker]) if marker in closing else "a %s header" % marker
 
 
 def given_values(spec, task_vars):

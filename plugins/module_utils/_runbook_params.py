@@ -26,6 +26,7 @@ from ansible.module_utils.errors import RequiredError, UnsupportedError
 
 DOC_KEYS = ("min", "max")
 MARKERS = ("{{", "{%", "{#")
+HEADER = "#jinja2:"  # a template header (it may change the markers): Ansible templates such a string too
 HIDDEN = "(value hidden: no_log)"
 # Without a `max` (or `min`), an int must still fit a signed 64-bit integer: larger values
 # are never meant, and break the modules ("MODULE FAILURE") instead of failing clearly.
@@ -49,7 +50,8 @@ def strip_doc_keys(spec):
 
 
 def template_markers(value, path=""):
-    """[(where, marker)] for every string in `value` (nested lists/dicts, keys too) containing {{, {% or {#."""
+    """[(where, marker)] for every string in `value` (nested lists/dicts, keys too) containing {{, {% or {#,
+    or starting with a #jinja2: header."""
     found = []
     if isinstance(value, dict):
         for key, item in value.items():
@@ -67,7 +69,8 @@ def template_markers(value, path=""):
 def _markers_in(value, where):
     if not isinstance(value, str):
         return []
-    return [(where, marker) for marker in MARKERS if marker in value]
+    found = [(where, HEADER)] if value.startswith(HEADER) else []
+    return found + [(where, marker) for marker in MARKERS if marker in value]
 
 
 def validate(spec, values):

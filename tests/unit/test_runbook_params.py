@@ -138,6 +138,7 @@ def test_template_markers_are_found_anywhere():
     value = {"a": ["x", "{{ y }}"], "{%k": {"z": "{# c"}, "n": 5, "plain": "a { b } c"}
     assert rp.template_markers(value) == [("a[1]", "{{"), ("{%k (key)", "{%"), ("{%k.z", "{#")]
     assert rp.template_markers("no markers") == []
+    assert rp.template_markers("#jinja2:variable_start_string:'[['\n[[ x ]]") == [("", "#jinja2:")]
     assert rp.template_markers(None) == []
 
 
