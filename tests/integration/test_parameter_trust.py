@@ -234,3 +234,16 @@ def test_real_playbook_refuses_templated_extra_vars(trust_lab, tmp_path, runbook
     values.write_text(yaml.safe_dump(every_parameter(runbook, markers)))
     done = ansible_playbook(trust_lab, runbook.path, ["-e", f"@{values}"])
     assert_refused(done, runbook, markers)
+
+
+def test_a_jinja2_header_that_changes_the_markers_is_refused(trust_lab, tmp_path, marker):
+    """`#jinja2:variable_start_string:'[['` makes Ansible template `[[ ... ]]`: refused like {{ }}."""
+    playbook = Path(__file__).resolve().parents[1] / "fixtures" / "playbooks" / "controller" / "trusted_params.yml"
+    values = tmp_path / "extra.yml"
+    header = "#jinja2:variable_start_string:'[[', variable_end_string:']]'"
+    values.write_text(yaml.safe_dump({"target": f"{header}\n[[ lookup('pipe', 'touch {marker}') ]]"}))
+    done = ansible_playbook(trust_lab, playbook, ["-e", f"@{values}"])
+    assert_no_trace(marker, done.stdout, done.stderr)
+    assert done.returncode == 2, done.stdout[-3000:]
+    flat = " ".join(done.stdout.split()).replace("''", "'")
+    assert "parameter 'target' contains template markers (a #jinja2: header)" in flat, done.stdout[-3000:]
