@@ -314,7 +314,8 @@ def make_private_data_dir(run_id: str) -> Path:
 
 
 def remove_stale_private_dirs() -> List[Path]:
-    """Removes the private data dirs whose owning process is gone (a killed run); returns them."""
+    """Removes the private data dirs whose owning process is gone (a killed run), and makes what that run
+    left in its run folder 0600 (a normal end does that); returns the dirs removed."""
     removed = []
     root = private_root()
     if not root.is_dir():
@@ -328,6 +329,9 @@ def remove_stale_private_dirs() -> List[Path]:
         if not process_alive(owner):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
+            run_dir = run_dir_of(path.name)
+            if _RUN_ID.match(path.name) and run_dir.is_dir():
+                make_private(run_dir)
     return removed
 
 

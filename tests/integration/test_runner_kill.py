@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from runbook_helpers import VENV_BIN, runbook_command
+from runbook_helpers import VENV_BIN, files_containing, runbook_command
 
 from erlmcp_dr.paths import ensure_collection_importable
 
@@ -104,11 +104,19 @@ def _wait_gone(run_id: str, groups: set[int]) -> None:
 
 def test_kill_9_of_runbook_leaves_no_ansible_playbook_running(local, tmp_path):
     run_id = "kill9-" + os.urandom(3).hex()
+    secret = "dburl-" + os.urandom(6).hex()
+    local["DATABASE_URL"] = f"postgres://dr:{secret}@db/app"
     proc = _start(local, run_id, tmp_path)
     groups = _wait_holding(proc, local, run_id, tmp_path)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=DEADLINE)
     _wait_gone(run_id, groups)
+
+    # the environment was never left at rest, not even by a run that could not clean up
+    run_dir = _run_dir(local, run_id)
+    assert files_containing(run_dir, secret.encode()) == []
+    assert "DATABASE_URL" in json.loads((run_dir / "artifacts" / run_id / "command").read_text())["env"]
+    assert run_dir.stat().st_mode & 0o777 == 0o700  # what ansible wrote is in a folder only its owner enters
 
     # the report says it was interrupted, and where
     report = subprocess.run([*runbook_command(), "report", run_id], capture_output=True, text=True, env=local,
@@ -129,6 +137,7 @@ def test_kill_9_of_runbook_leaves_no_ansible_playbook_running(local, tmp_path):
     assert nxt.returncode == 0, nxt.stdout + nxt.stderr
     assert not private.exists()
     assert list((Path(local["ERLMCP_DR_HOME"]) / "private").iterdir()) == []
+    assert {path.stat().st_mode & 0o777 for path in run_dir.rglob("*") if path.is_file()} == {0o600}
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
