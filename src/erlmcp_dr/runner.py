@@ -19,9 +19,9 @@ Parameters are data: the extra vars file is written here, as YAML in which every
 It lives in ansible-runner's private_data_dir, <state_home>/private/<run_id> (0700), removed
 when the run ends, and by the next run's start when its run was killed.
 
-ansible-playbook runs under a guard (`_GUARD`): when the `runbook` process dies, even by
-SIGKILL, the kernel tells the guard (PR_SET_PDEATHSIG), which kills the run's whole process
-group: ansible-playbook, its workers and the modules they run.
+ansible-playbook runs under a guard (`guard_source()`): when the `runbook` process dies, even by
+SIGKILL, the kernel tells the guard (PR_SET_PDEATHSIG), which kills the run's processes:
+ansible-playbook, its workers and the modules they run (not a daemon the run started).
 """
 
 from __future__ import annotations
@@ -439,10 +439,11 @@ def kill_tree(root: int, include_root: bool = True) -> list:
     return sorted(stopped)
 
 
-# Run as `python -c _GUARD <parent pid> <argv...>` in place of ansible-playbook. It asks the kernel for SIGTERM
-# when its parent (the runbook process) dies, even by SIGKILL (PR_SET_PDEATHSIG), becomes a subreaper (orphans
-# of the run stay below it), runs the command, and on that signal (or SIGTERM/SIGINT from anyone) kills its
-# whole process tree: ansible-playbook, its workers and the modules they run.
+# The guard: run as `python <private_data_dir>/guard.py <parent pid> <argv...>` in place of ansible-playbook.
+# It asks the kernel for SIGTERM when its parent (the runbook process) dies, even by SIGKILL
+# (PR_SET_PDEATHSIG), becomes a subreaper (orphans of the run stay below it), runs the command, and on that
+# signal (or SIGTERM/SIGINT from anyone) kills the run's processes: ansible-playbook, its workers and the
+# modules they run (not the daemons the run started).
 _GUARD_MAIN = """
 def _stop(signum, frame):
     kill_tree(os.getpid(), include_root=False)
@@ -480,8 +481,11 @@ def guard_source() -> str:
     return "\n".join(["import ctypes, os, signal, sys", *map(inspect.getsource, functions), _GUARD_MAIN])
 
 
-def guarded(command: List[str]) -> List[str]:
-    return [sys.executable, "-c", guard_source(), str(os.getpid()), *command]
+def guarded(command: List[str], private_data_dir: Path) -> List[str]:
+    """`command` run under the guard, written as <private_data_dir>/guard.py (0600)."""
+    script = private_data_dir / "guard.py"
+    _write_private(script, guard_source())
+    return [sys.executable, str(script), str(os.getpid()), *command]
 
 
 def guard_pids(private_data_dir: Path) -> List[int]:
@@ -656,7 +660,7 @@ class RunbookRun:
             write_settings(private_data_dir)
             runner_config = RunnerConfig(**self.config.runner_config_kwargs(private_data_dir))
             runner_config.prepare()
-            runner_config.command = guarded(runner_config.command)
+            runner_config.command = guarded(runner_config.command, private_data_dir)
             stopper = Stopper(private_data_dir, self.config.timeout)
             runner = Runner(runner_config, event_handler=self.timeline, status_handler=_forget_environment,
                             cancel_callback=stopper)
