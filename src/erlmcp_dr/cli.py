@@ -36,11 +36,12 @@ examples:
 
 exit codes:
   0  success            1  the runbook failed (or drift/lab trouble)
-  2  usage, unknown runbook or bad parameter: nothing ran
-  3  another run holds the lock on this inventory: nothing ran
+  2  usage, unknown runbook, bad parameter or a --limit that skips the controller play: nothing ran
+  3  another run holds the run lock (the playbook's erlmcp.dr.run_lock): nothing changed
 
 environment:
-  ERLMCP_DR_HOME       where run folders and locks live (default: <collection>/.runs)
+  ERLMCP_DR_HOME       where run folders (runs/) and running runs' extra vars (private/) live
+                       (default: <collection>/.runs)
   ERLMCP_DR_PLAYBOOKS  read runbooks from this folder instead of <collection>/playbooks
   ERLMCP_DR_COLLECTION the erlmcp.dr collection root (default: this checkout)"""
 
@@ -110,7 +111,9 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-e", "--extra-vars", metavar="VARS", action="append", default=[],
                         help="a parameter: key=value (one per -e), @file.yml|json, or a JSON object; repeatable, "
                              "later wins. See `runbook show NAME` for the parameters")
-    parser.add_argument("-l", "--limit", metavar="PATTERN", help="limit the run to these hosts (ansible --limit)")
+    parser.add_argument("-l", "--limit", metavar="PATTERN",
+                        help="limit the run to these hosts (ansible --limit); it must keep the runbook's first play "
+                             "(localhost), which drives every step")
     parser.add_argument("--no-diff", action="store_true", help="do not ask modules for diffs")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="ansible verbosity (-v, -vv, ...)")
     parser.add_argument("--run-id", metavar="ID", help="use this run id instead of a generated one")
