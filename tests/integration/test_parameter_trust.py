@@ -18,6 +18,7 @@ One lab for the whole module, in check mode only: nothing here may change it (as
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import subprocess
@@ -247,3 +248,16 @@ def test_a_jinja2_header_that_changes_the_markers_is_refused(trust_lab, tmp_path
     assert done.returncode == 2, done.stdout[-3000:]
     flat = " ".join(done.stdout.split()).replace("''", "'")
     assert "parameter 'target' contains template markers (a #jinja2: header)" in flat, done.stdout[-3000:]
+
+
+def test_templates_nested_in_lists_and_mappings_are_refused_unrendered(trust_lab, tmp_path):
+    """Reading a nested value must not render it: the action walks the raw containers."""
+    playbook = Path(__file__).resolve().parents[1] / "fixtures" / "playbooks" / "controller" / "trusted_params.yml"
+    markers = [tmp_path / f"nested-{index}" for index in range(3)]
+    touch = [f"{{{{ lookup('pipe', 'touch {marker}') }}}}" for marker in markers]
+    values = {"options": {"a": touch[0], "b": [touch[1]], touch[2]: 1}, "hosts_to_check": ["pg-a"]}
+    done = ansible_playbook(trust_lab, playbook, ["-e", json.dumps(values)])
+    assert [marker.name for marker in markers if marker.exists()] == []
+    assert done.returncode == 2, done.stdout[-3000:]
+    flat = " ".join(done.stdout.split()).replace("''", "'")
+    assert "parameter 'options' contains template markers ({{ ... }}) (in options.a, options.b[0]" in flat, flat
