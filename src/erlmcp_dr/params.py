@@ -270,6 +270,12 @@ def _unsafe_node(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
 _Loader.add_constructor("!unsafe", _unsafe_node)
 
 
+def load_extravars_file(path: Path) -> Dict[str, Any]:
+    """A YAML/JSON extra vars file (`!unsafe` read as plain text), e.g. the one the runner writes."""
+    data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506 (a SafeLoader)
+    return {str(key): value for key, value in data.items()} if isinstance(data, dict) else {}
+
+
 def _from_file(name: str, base_dir: Optional[Path]) -> Dict[str, Any]:
     path = Path(name).expanduser()
     if not path.is_absolute() and base_dir is not None:

@@ -327,12 +327,28 @@ def remove_stale_private_dirs() -> List[Path]:
         if not owner and path.name.startswith(".new-"):
             continue  # being made right now (it holds nothing yet)
         if not process_alive(owner):
+            if _RUN_ID.match(path.name) and run_dir_of(path.name).is_dir():
+                _close_killed_run(run_dir_of(path.name), path)
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
-            run_dir = run_dir_of(path.name)
-            if _RUN_ID.match(path.name) and run_dir.is_dir():
-                make_private(run_dir)
     return removed
+
+
+def _close_killed_run(run_dir: Path, private_data_dir: Path) -> None:
+    """What a normal end does to its run folder, for a killed run: its secrets (the no_log parameters, read
+    from its extra vars before they go) scrubbed from what it wrote, and every file 0600."""
+    try:
+        marker = _read_json(run_dir / MARKER_FILE)
+        runbook = catalog.parse_playbook(Path(str(marker.get("playbook") or "")))
+        values = params.load_extravars_file(private_data_dir / "env" / "extravars")
+        if runbook is not None:
+            leaked = scrub_dir(run_dir, params.secret_values(runbook, values))
+            if leaked:
+                log.warning("killed run %s: the value of a no_log parameter was in %d file(s) of its run folder; "
+                            "replaced with %s", run_dir.name, len(leaked), params.REDACTED)
+    except Exception:  # a best effort: the run folder stays 0700 whatever happens here
+        log.debug("could not scrub the folder of killed run %s", run_dir.name, exc_info=True)
+    make_private(run_dir)
 
 
 def process_alive(marker: Mapping[str, Any]) -> bool:
@@ -643,6 +659,7 @@ class RunbookRun:
         still going from one that was killed; its final status once the run ends."""
         config = self.config
         marker = {"run_id": config.run_id, "runbook": config.runbook.name, "title": config.runbook.title,
+                  "playbook": str(config.runbook.path),
                   "status": status, "check": config.check, "started_at": started_at,
                   "inventory": str(config.inventory), "extravars": params.redact(config.runbook, config.extravars),
                   "rto_target_seconds": config.runbook.rto_seconds, "rpo_target_seconds": config.runbook.rpo_seconds,

@@ -198,3 +198,27 @@ def test_a_daemon_the_run_started_outlives_it(local, tmp_path, how):
     finally:
         for pid in daemons or [pid for pid, info in _processes().items() if tag in info[2]]:
             os.kill(pid, signal.SIGKILL)
+
+
+def test_a_killed_runs_leaked_secret_is_scrubbed_by_the_next_run(local, tmp_path):
+    """A normal end scrubs a no_log value a task printed; a killed run cannot, so the next run's start does,
+    from the killed run's extra vars, before removing them."""
+    secret = "tok-" + os.urandom(8).hex()
+    run_id = "leak-" + os.urandom(3).hex()
+    out = open(tmp_path / f"{run_id}.out", "w")  # noqa: SIM115 (closed with the process)
+    proc = subprocess.Popen([*runbook_command(), "run", "leaky_wait", "-i", local["inventory"], "--run-id", run_id,
+                             "-e", f"api_token={secret}"], stdin=subprocess.DEVNULL, stdout=out,
+                            stderr=subprocess.STDOUT, env=local)
+    groups = _wait_holding(proc, local, run_id, tmp_path)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=DEADLINE)
+    _wait_gone(run_id, groups)
+    run_dir = _run_dir(local, run_id)
+    assert files_containing(run_dir, secret.encode()), "the fixture's leak did not happen: nothing to prove"
+
+    nxt = subprocess.run([*runbook_command(), "plan", "trusted_params", "-i", local["inventory"]],
+                         capture_output=True, text=True, env=local, timeout=DEADLINE * 5, check=False)
+    assert nxt.returncode == 0, nxt.stdout + nxt.stderr
+    assert files_containing(run_dir, secret.encode()) == []
+    assert files_containing(run_dir, b"token is ********")
+    assert not (Path(local["ERLMCP_DR_HOME"]) / "private" / run_id).exists()
