@@ -269,6 +269,9 @@ def _progress(step: Step) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from erlmcp_dr.runner import remove_stale_private_dirs
+
+    remove_stale_private_dirs()  # closes killed runs' folders (secrets a task leaked scrubbed) before showing one
     run_dir = _find_run(args.run_id)
     name = RESULT_FILE if args.json else REPORT_FILE
     path = run_dir / name
