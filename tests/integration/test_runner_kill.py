@@ -118,6 +118,16 @@ def test_kill_9_of_runbook_leaves_no_ansible_playbook_running(local, tmp_path):
     assert "DATABASE_URL" in json.loads((run_dir / "artifacts" / run_id / "command").read_text())["env"]
     assert run_dir.stat().st_mode & 0o777 == 0o700  # what ansible wrote is in a folder only its owner enters
 
+    # the killed run's private data dir (its extra vars) is removed by the next run's start
+    private = Path(local["ERLMCP_DR_HOME"]) / "private" / run_id
+    assert private.is_dir()
+    nxt = subprocess.run([*runbook_command(), "plan", "trusted_params", "-i", local["inventory"]],
+                         capture_output=True, text=True, env=local, timeout=DEADLINE * 5, check=False)
+    assert nxt.returncode == 0, nxt.stdout + nxt.stderr
+    assert not private.exists()
+    assert list((Path(local["ERLMCP_DR_HOME"]) / "private").iterdir()) == []
+    assert {path.stat().st_mode & 0o777 for path in run_dir.rglob("*") if path.is_file()} == {0o600}
+
     # the report says it was interrupted, and where
     report = subprocess.run([*runbook_command(), "report", run_id], capture_output=True, text=True, env=local,
                             timeout=DEADLINE, check=False)
@@ -128,16 +138,6 @@ def test_kill_9_of_runbook_leaves_no_ansible_playbook_running(local, tmp_path):
     as_json = subprocess.run([*runbook_command(), "report", run_id, "--json"], capture_output=True, text=True,
                              env=local, timeout=DEADLINE, check=False)
     assert json.loads(as_json.stdout)["status"] == "interrupted"
-
-    # the killed run's private data dir (its extra vars) is removed by the next run's start
-    private = Path(local["ERLMCP_DR_HOME"]) / "private" / run_id
-    assert private.is_dir()
-    nxt = subprocess.run([*runbook_command(), "plan", "trusted_params", "-i", local["inventory"]],
-                         capture_output=True, text=True, env=local, timeout=DEADLINE * 5, check=False)
-    assert nxt.returncode == 0, nxt.stdout + nxt.stderr
-    assert not private.exists()
-    assert list((Path(local["ERLMCP_DR_HOME"]) / "private").iterdir()) == []
-    assert {path.stat().st_mode & 0o777 for path in run_dir.rglob("*") if path.is_file()} == {0o600}
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
