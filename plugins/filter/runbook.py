@@ -6,28 +6,31 @@
 from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
-from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible_collections.erlmcp.dr.plugins.module_utils import _runbook_params
 
 UNSET = "__erlmcp_dr_unset__"
 
 
 def runbook_params(spec, values):
-    """Parameters as the spec makes them: types coerced, defaults filled, secrets left out.
+    """Parameters as the spec makes them: types coerced, ranges checked, defaults filled, secrets left out.
 
     values: the parameters' current values in spec order, UNSET where not given
     (q('ansible.builtin.vars', *spec, default=UNSET)). Secrets (no_log) are dropped so
     that set_fact never records them; tasks read those variables directly.
+
+    Superseded by the action erlmcp.dr.runbook_params, which reads the values without templating
+    them (q('vars') templates them first); kept until every runbook calls the action.
     """
     names = list(spec)
     if len(values) != len(names):
         raise AnsibleFilterError("runbook_params: %d values for %d parameters" % (len(values), len(names)))
     pairs = zip(names, values)  # noqa: B905 (lengths checked above)
     given = dict((name, value) for name, value in pairs if value != UNSET)
-    result = ArgumentSpecValidator(spec).validate(given)
-    if result.error_messages:
-        raise AnsibleFilterError("invalid runbook parameters: " + "; ".join(result.error_messages))
+    validated, errors = _runbook_params.validate(spec, given)
+    if errors:
+        raise AnsibleFilterError("invalid runbook parameters: " + "; ".join(errors))
     secrets = set(name for name, option in spec.items() if option.get("no_log"))
-    return dict((k, v) for k, v in result.validated_parameters.items() if k not in secrets)
+    return dict((k, v) for k, v in validated.items() if k not in secrets)
 
 
 def pg_nodes(hosts, hostvars):

@@ -36,11 +36,12 @@ examples:
 
 exit codes:
   0  success            1  the runbook failed (or drift/lab trouble)
-  2  usage, unknown runbook or bad parameter: nothing ran
-  3  another run holds the lock on this inventory: nothing ran
+  2  usage, unknown runbook, bad parameter or a --limit that skips the controller play: nothing ran
+  3  another run holds the run lock (the playbook's erlmcp.dr.run_lock): nothing changed
 
 environment:
-  ERLMCP_DR_HOME       where run folders and locks live (default: <collection>/.runs)
+  ERLMCP_DR_HOME       where run folders (runs/) and running runs' extra vars (private/) live
+                       (default: <collection>/.runs)
   ERLMCP_DR_PLAYBOOKS  read runbooks from this folder instead of <collection>/playbooks
   ERLMCP_DR_COLLECTION the erlmcp.dr collection root (default: this checkout)"""
 
@@ -110,7 +111,9 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-e", "--extra-vars", metavar="VARS", action="append", default=[],
                         help="a parameter: key=value (one per -e), @file.yml|json, or a JSON object; repeatable, "
                              "later wins. See `runbook show NAME` for the parameters")
-    parser.add_argument("-l", "--limit", metavar="PATTERN", help="limit the run to these hosts (ansible --limit)")
+    parser.add_argument("-l", "--limit", metavar="PATTERN",
+                        help="limit the run to these hosts (ansible --limit); it must keep the runbook's first play "
+                             "(localhost), which drives every step")
     parser.add_argument("--no-diff", action="store_true", help="do not ask modules for diffs")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="ansible verbosity (-v, -vv, ...)")
     parser.add_argument("--run-id", metavar="ID", help="use this run id instead of a generated one")
@@ -266,6 +269,9 @@ def _progress(step: Step) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from erlmcp_dr.runner import remove_stale_private_dirs
+
+    remove_stale_private_dirs()  # closes killed runs' folders (secrets a task leaked scrubbed) before showing one
     run_dir = _find_run(args.run_id)
     name = RESULT_FILE if args.json else REPORT_FILE
     path = run_dir / name
@@ -274,6 +280,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
         return EXIT_OK
     if (run_dir / RESULT_FILE).is_file():  # report.md lost: render it again from result.json
         print(report.render_markdown(RunResult.load(run_dir)), end="")
+        return EXIT_OK
+    unfinished = report.unfinished_result(run_dir)  # still running, or killed: say which, and where it was
+    if unfinished is not None:
+        print(unfinished.to_json() if args.json else report.render_markdown(unfinished), end="\n" if args.json else "")
         return EXIT_OK
     raise CliError(f"run {run_dir.name} has no {name} (still running, or it could not start); see {run_dir}")
 

@@ -6,7 +6,7 @@ what was expected, and what to do about it.
 
 from __future__ import annotations
 
-from typing import Iterable, Optional
+from typing import Any, Iterable, Optional
 
 
 class RunbookError(Exception):
@@ -34,21 +34,27 @@ class ParameterError(RunbookError):
 
 
 class RunBusy(RunbookError):
-    """Another run holds the lock on the same inventory."""
+    """Another run holds the run lock (the playbook's erlmcp.dr.run_lock) on the same target."""
 
-    def __init__(self, inventory: str, run_id: str = "", pid: Optional[int] = None, since: str = "") -> None:
+    def __init__(self, inventory: str, run_id: str = "", pid: Optional[int] = None, since: str = "",
+                 host: str = "", runbook: str = "", result: Any = None) -> None:
         self.inventory = inventory
         self.run_id = run_id
         self.pid = pid
         self.since = since
+        self.host = host
+        self.runbook = runbook
+        self.result = result  # the RunResult of the run that was turned away, when it started
         who = f"run {run_id}" if run_id else "another run"
+        if runbook:
+            who += f" of {runbook}"
         details = []
         if pid:
-            details.append(f"pid {pid}")
+            details.append(f"pid {pid}" + (f" on {host}" if host else ""))
         if since:
             details.append(f"since {since}")
         held_by = f"{who} ({', '.join(details)})" if details else who
-        stop = f" or stop it (kill -TERM {pid})" if pid else ""
+        stop = f" or stop it (kill -TERM {pid}{' on ' + host if host else ''})" if pid else ""
         report = f"; `runbook report {run_id}` shows its outcome once it ends" if run_id else ""
         super().__init__(
             f"another run is using this inventory: {held_by} holds the lock on {inventory}. "

@@ -1,9 +1,10 @@
 """Extra vars for a runbook: parsed from the CLI, checked against the runbook's argument spec.
 
-The check is Ansible's own ArgumentSpecValidator, the same one the playbook's first task
-(`ansible.builtin.validate_argument_spec`) runs, so the CLI, the Python API and AWX accept
-and reject the same values. Here it runs before anything starts, and every error names
-the parameter.
+The check is the collection's module_utils/_runbook_params.validate (Ansible's own
+ArgumentSpecValidator plus min/max ranges), the same code the playbook's first task
+(`erlmcp.dr.runbook_params`) runs, so the CLI, the Python API, ansible-playbook and AWX
+accept and reject the same values. Here it runs before anything starts, and every error
+names the parameter.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import yaml
 
+from erlmcp_dr import paths
 from erlmcp_dr.catalog import Runbook
 from erlmcp_dr.errors import ParameterError
 
@@ -31,45 +33,57 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 def validate(runbook: Runbook, extravars: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
     """The caller's values, coerced to their spec types; defaults are left to the playbook.
 
+    The check is module_utils/_runbook_params.validate, the one the playbook's first task
+    (erlmcp.dr.runbook_params) runs: types, choices, required options and min/max ranges.
     Raises ParameterError naming the first offending parameter (the message lists all problems).
     """
-    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
-
     if extravars is None:
         extravars = {}
     if not isinstance(extravars, Mapping):
         raise ParameterError("extravars", f"extra vars must be a mapping of parameter names to values, "
                                           f"got {type(extravars).__name__}")
     given = {str(key): value for key, value in extravars.items()}
-    result = ArgumentSpecValidator(runbook.parameters).validate(given)
-    if result.error_messages:
-        raise _parameter_error(runbook, given, result)
-    validated = result.validated_parameters
+    validated, errors = runbook_params_module().validate(runbook.parameters, given)
+    if errors:
+        raise _parameter_error(runbook, given, errors)
     return {_canonical(runbook, key): validated[_canonical(runbook, key)] for key in given}
 
 
-def _parameter_error(runbook: Runbook, given: Mapping[str, Any], result: Any) -> ParameterError:
-    from ansible.module_utils.errors import RequiredError, UnsupportedError
+def runbook_params_module() -> Any:
+    """The collection's plugins/module_utils/_runbook_params.py: the same code the playbook runs."""
+    paths.ensure_collection_importable()
+    from ansible_collections.erlmcp.dr.plugins.module_utils import _runbook_params
 
+    return _runbook_params
+
+
+_UNSUPPORTED = re.compile(r"^unsupported parameter '([^']+)'")
+_MISSING = re.compile(r"^missing required parameter '([^']+)'(?: \(in ([^)]+)\))?")
+_NAMED = re.compile(r"parameter '([^']+)'")
+
+
+def _parameter_error(runbook: Runbook, given: Mapping[str, Any], errors: List[str]) -> ParameterError:
     problems: List[Tuple[str, str]] = []
-    for error in result.errors.errors:
-        if isinstance(error, UnsupportedError):
-            for unknown in sorted(result.unsupported_parameters, key=str):
-                problems.append(_unsupported(runbook, unknown))
-        elif isinstance(error, RequiredError):
-            problems.extend(_missing(runbook, error.error_message))
-        else:
-            message = error.error_message
-            name = _named_in(runbook, message)
-            problems.append((name, f"invalid value for parameter '{name}': {message}"))
+    for error in errors:
+        problems.append(_problem(runbook, error))
     secrets = secret_values(runbook, given)
     first = problems[0][0] if problems else "?"
     text = "; ".join(_scrub_text(message, secrets) for _, message in problems) or "validation failed"
     return ParameterError(first, f"runbook '{runbook.name}': {text}")
 
 
-def _unsupported(runbook: Runbook, unknown: Any) -> Tuple[str, str]:
-    name = ".".join(map(str, unknown)) if isinstance(unknown, tuple) else str(unknown)
+def _problem(runbook: Runbook, error: str) -> Tuple[str, str]:
+    unsupported = _UNSUPPORTED.match(error)
+    if unsupported:
+        return _unsupported(runbook, unsupported.group(1))
+    missing = _MISSING.match(error)
+    if missing and not missing.group(2):
+        return _missing(runbook, missing.group(1))
+    named = _NAMED.search(error)
+    return (named.group(1) if named else _named_in(runbook, error)), error
+
+
+def _unsupported(runbook: Runbook, name: str) -> Tuple[str, str]:
     valid = sorted(runbook.parameters)
     close = difflib.get_close_matches(name, valid, n=1)
     hint = f" Did you mean '{close[0]}'?" if close else ""
@@ -77,20 +91,14 @@ def _unsupported(runbook: Runbook, unknown: Any) -> Tuple[str, str]:
     return name, f"unsupported parameter '{name}'.{hint} Supported parameters include: {listing}"
 
 
-def _missing(runbook: Runbook, message: str) -> List[Tuple[str, str]]:
-    """'missing required arguments: a, b[ found in x]' -> one problem per parameter, with a hint."""
-    listed = message.split(":", 1)[1] if ":" in message else message
-    listed = listed.split(" found in ", 1)[0]
-    problems = []
-    for name in [part.strip() for part in listed.split(",") if part.strip()]:
-        description = _description(runbook.parameters.get(name, {}))
-        about = f" ({description})" if description else ""
-        problems.append((name, f"missing required parameter '{name}'{about}; pass it with -e {name}=VALUE"))
-    return problems or [(_named_in(runbook, message), message)]
+def _missing(runbook: Runbook, name: str) -> Tuple[str, str]:
+    description = _description(runbook.parameters.get(name, {}))
+    about = f" ({description})" if description else ""
+    return name, f"missing required parameter '{name}'{about}; pass it with -e {name}=VALUE"
 
 
 def _named_in(runbook: Runbook, message: str) -> str:
-    """The parameter an Ansible validation message is about: the earliest spec name it mentions."""
+    """The parameter a validation message is about: the earliest spec name it mentions."""
     best: Tuple[int, str] = (len(message) + 1, "?")
     for name in _all_names(runbook.parameters):
         match = re.search(rf"(?<![A-Za-z0-9_]){re.escape(name)}(?![A-Za-z0-9_])", message)
@@ -246,12 +254,34 @@ def _typed_value(key: str, value: str, runbook: Optional[Runbook]) -> Any:
     return parsed
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML as ansible-playbook -e @file reads it, as far as data goes: `!unsafe` marks plain text (every
+    value is data here anyway)."""
+
+
+def _unsafe_node(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.ScalarNode):
+        return loader.construct_scalar(node)
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)
+    return loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+
+
+_Loader.add_constructor("!unsafe", _unsafe_node)
+
+
+def load_extravars_file(path: Path) -> Dict[str, Any]:
+    """A YAML/JSON extra vars file (`!unsafe` read as plain text), e.g. the one the runner writes."""
+    data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506 (a SafeLoader)
+    return {str(key): value for key, value in data.items()} if isinstance(data, dict) else {}
+
+
 def _from_file(name: str, base_dir: Optional[Path]) -> Dict[str, Any]:
     path = Path(name).expanduser()
     if not path.is_absolute() and base_dir is not None:
         path = base_dir / path
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506 (a SafeLoader)
     except OSError as exc:
         raise ParameterError(f"@{name}", f"cannot read extra vars file {path}: {exc.strerror or exc}") from exc
     except yaml.YAMLError as exc:

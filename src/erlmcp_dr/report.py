@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List, Optional
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
 
 from erlmcp_dr.result import RunResult, Step
 
 SUMMARY_FACT = "summary"
 NEXT_STEP_FACT = "next_step"
+RUNNING = "running"
+INTERRUPTED = "interrupted"
+_RESULT_EVENTS = ("runner_on_ok", "runner_on_failed", "runner_on_skipped", "runner_on_unreachable")
 
 
 # ---------------------------------------------------------------- report.md
@@ -75,7 +79,9 @@ def _outcome(result: RunResult) -> str:
                               _quote(step.message or "(no message)", prefix="  > ")])
     elif result.status in ("canceled", "timeout"):
         lines.append(f"The run was {result.status} before it finished.")
-    if result.error:
+    elif result.status in (INTERRUPTED, RUNNING):
+        lines.append(_quote(result.error or f"The run is {result.status}."))
+    if result.error and result.status not in (INTERRUPTED, RUNNING):
         lines.extend(["", "Output:", "", "```", result.error, "```"])
     lines.extend(["", f"**What to do next:** {next_step(result)}"])
     return "\n".join(lines)
@@ -97,6 +103,11 @@ def next_step(result: RunResult) -> str:
                 f"then run again. Full log: `{stdout}`")
     if result.status == "timeout":
         return "the run hit its time limit: check the last step in the table below, then run again."
+    if result.status == INTERRUPTED:
+        return (f"the run stopped without finishing (see where above). Every runbook converges from any state it "
+                f"leaves behind: preview with `runbook plan {result.runbook}`, then run it again.")
+    if result.status == RUNNING:
+        return f"wait for it to end, then `runbook report {result.run_id}` again."
     if result.status == "canceled":
         return "the run was interrupted: check the steps below to see how far it got before running again."
     return f"read the output above and the full log at `{stdout}`."
@@ -212,4 +223,77 @@ def _quote(text: str, prefix: str = "> ") -> str:
 def _status_word(result: RunResult) -> str:
     if result.succeeded:
         return "plan succeeded" if result.check else "succeeded"
-    return {"failed": "FAILED", "canceled": "CANCELED", "timeout": "TIMED OUT"}.get(result.status, result.status)
+    return {"failed": "FAILED", "canceled": "CANCELED", "timeout": "TIMED OUT", INTERRUPTED: "INTERRUPTED",
+            RUNNING: "still running"}.get(result.status, result.status)
+
+
+# ---------------------------------------------------------------- a run without result.json
+
+
+def unfinished_result(run_dir: Path) -> Optional[RunResult]:
+    """What a run folder without result.json says: still `running` (its process is alive) or `interrupted`
+    (killed or crashed), with the steps that finished and the step it was at. None without a run.json marker."""
+    from erlmcp_dr.runner import MARKER_FILE, Timeline, process_alive
+
+    marker = _read_json(run_dir / MARKER_FILE)
+    if not marker:
+        return None
+    run_id = str(marker.get("run_id") or run_dir.name)
+    events = job_events(run_dir / "artifacts" / run_id / "job_events")
+    timeline = Timeline([])
+    for event in events:
+        timeline(event)
+    alive = process_alive(marker)
+    status = RUNNING if alive else INTERRUPTED
+    return RunResult(
+        run_id=run_id, runbook=str(marker.get("runbook") or ""), status=status, rc=None,
+        check=bool(marker.get("check")), started_at=str(marker.get("started_at") or ""), ended_at="",
+        duration_seconds=0.0, inventory=str(marker.get("inventory") or ""),
+        extravars=marker.get("extravars") if isinstance(marker.get("extravars"), dict) else {},
+        steps=timeline.steps, facts={}, run_dir=str(run_dir), title=str(marker.get("title") or ""),
+        rto_target_seconds=marker.get("rto_target_seconds"), rpo_target_seconds=marker.get("rpo_target_seconds"),
+        error=_where(marker, alive, in_flight(events)),
+    )
+
+
+def job_events(directory: Path) -> List[Dict[str, Any]]:
+    """ansible-runner's job_events/<counter>-<uuid>.json, in order."""
+    found: List[Tuple[int, Dict[str, Any]]] = []
+    for path in directory.glob("*.json") if directory.is_dir() else []:
+        event = _read_json(path)
+        if event:
+            found.append((int(event.get("counter") or 0), event))
+    return [event for _, event in sorted(found, key=lambda pair: pair[0])]
+
+
+def in_flight(events: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The tasks started on a host without a result: [{task, host, start}]."""
+    started: Dict[Tuple[str, str], Dict[str, Any]] = {}
+    for event in events:
+        data = event.get("event_data") or {}
+        key = (str(data.get("task_uuid") or ""), str(data.get("host") or ""))
+        if event.get("event") == "runner_on_start":
+            started[key] = {"task": str(data.get("task") or ""), "host": key[1],
+                            "start": str(event.get("created") or "")}
+        elif event.get("event") in _RESULT_EVENTS:
+            started.pop(key, None)
+    return list(started.values())
+
+
+def _where(marker: Dict[str, Any], alive: bool, pending: List[Dict[str, Any]]) -> str:
+    pid, host = marker.get("pid"), marker.get("host") or "this host"
+    at = "; ".join(f"**{item['task']}** on `{item['host']}` (started {item['start'] or '?'}, no result)"
+                   for item in pending)
+    if alive:
+        return f"The run is still going (pid {pid} on {host})" + (f": at {at}." if at else ".")
+    where = f"It was at {at}." if at else "No step was in progress (it stopped between steps or before the first)."
+    return (f"The run was interrupted: its process (pid {pid} on {host}) is gone, killed or crashed before the "
+            f"run ended, so it wrote no result. {where}")
+
+
+def _read_json(path: Path) -> Dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -7,13 +7,14 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 RESULT_FILE = "result.json"
 REPORT_FILE = "report.md"
-STATUSES = ("successful", "failed", "canceled", "timeout")
+STATUSES = ("successful", "failed", "canceled", "timeout", "running", "interrupted")  # the last two: no result.json
 
 
 @dataclass
@@ -108,8 +109,12 @@ class RunResult:
         return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
 
     def save(self, run_dir: Path | str) -> Path:
+        """Writes result.json, readable by its owner only (0600)."""
         path = Path(run_dir) / RESULT_FILE
-        path.write_text(self.to_json() + "\n", encoding="utf-8")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(self.to_json() + "\n")
         return path
 
 

@@ -2,23 +2,31 @@
 
 Shaped like ansible-runner's interface.py: `run()` is a thin facade that builds a
 `RunConfig` (everything decided and checked before anything starts) and hands it to a
-`RunbookRun`, which holds the inventory lock, drives ansible-runner, turns its events
-into a timeline and writes the run folder:
+`RunbookRun`, which drives ansible-runner, turns its events into a timeline and writes
+the run folder (0700; every file in it 0600):
 
     <state_home>/runs/<run_id>/
+        run.json               the marker: status (running until the run ends), pid and its start time
         result.json            RunResult.to_dict()
         report.md              the human report
-        artifacts/<run_id>/    ansible-runner's artifacts (job_events, stdout, rc, status, ...)
+        artifacts/<run_id>/    ansible-runner's artifacts (job_events, stdout, rc, status, command
+                               with the argv and the NAMES of the environment variables only)
 
-ansible-runner's private_data_dir (where it writes extra vars, which may hold secrets)
-is a temporary directory outside the run folder, removed when the run ends.
+The run lock is the playbook's own (erlmcp.dr.run_lock): a run it turns away raises RunBusy.
+
+Parameters are data: the extra vars file is written here, as YAML in which every string
+(keys included) is tagged !unsafe, so Ansible never evaluates a value as a template.
+It lives in ansible-runner's private_data_dir, <state_home>/private/<run_id> (0700), removed
+when the run ends, and by the next run's start when its run was killed.
+
+ansible-playbook runs under a guard (`guard_source()`): when the `runbook` process dies, even by
+SIGKILL, the kernel tells the guard (PR_SET_PDEATHSIG), which kills the run's processes:
+ansible-playbook, its workers and the modules they run (not a daemon the run started).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -26,14 +34,15 @@ import re
 import secrets
 import shutil
 import signal
+import stat
 import sys
-import tempfile
 import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional
+
+import yaml
 
 from erlmcp_dr import catalog, params, paths, report
 from erlmcp_dr.catalog import Runbook
@@ -54,11 +63,12 @@ STEP_EVENTS = {
 _DROPPED_RESULT_KEYS = frozenset({"invocation", "changed", "failed", "msg", "diff"})
 _COLLECTION_PREFIX = "erlmcp.dr."
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_SECRET_ENV = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIAL|PRIVATE|_KEY$|^AWS_|WEBHOOK", re.IGNORECASE)
 _MIN_SCRUB_LENGTH = 4  # shorter values would mangle unrelated text; such a value is no secret anyway
 # Extra vars every run passes to its playbook besides the runbook's parameters.
 RUN_ID_VAR = "erlmcp_dr_run_id"
 RUN_DIR_VAR = "erlmcp_dr_run_dir"
+MARKER_FILE = "run.json"  # in the run folder: status (running until it ends), pid, pid start time
+OWNER_FILE = "owner.json"  # in the private data dir: the pid (and start time) of the run owning it
 
 
 # ---------------------------------------------------------------- configuration
@@ -102,9 +112,12 @@ class RunConfig:
         run_dir = paths.state_home() / "runs" / run_id
         if run_dir.exists():
             raise ParameterError("run_id", f"run {run_id} already exists at {run_dir}; choose another run id")
+        inventory_path = resolve_inventory(inventory)
+        if limit:
+            check_limit(runbook, inventory_path, limit)
         return cls(
             runbook=runbook,
-            inventory=resolve_inventory(inventory),
+            inventory=inventory_path,
             extravars=values,
             run_id=run_id,
             run_dir=run_dir,
@@ -142,21 +155,27 @@ class RunConfig:
             env["PATH"] = os.pathsep.join([str(bindir), os.environ.get("PATH", os.defpath)])
         return env
 
-    def runner_kwargs(self, private_data_dir: str, event_handler: Callable[[dict], bool]) -> Dict[str, Any]:
+    def playbook_extravars(self) -> Dict[str, Any]:
+        """What the playbook gets as extra vars: the parameters and the run's own id and folder."""
         extravars = dict(self.extravars)
         extravars[RUN_ID_VAR] = self.run_id
         extravars[RUN_DIR_VAR] = str(self.run_dir)
+        return extravars
+
+    def runner_config_kwargs(self, private_data_dir: Path) -> Dict[str, Any]:
+        """RunnerConfig's arguments. No `extravars`: they are in <private_data_dir>/env/extravars (see
+        write_extravars), which ansible-runner passes as `-e @file`; given here, they would also be
+        put on the command line as JSON, where Ansible templates them."""
         kwargs: Dict[str, Any] = {
-            "private_data_dir": private_data_dir,
+            "private_data_dir": str(private_data_dir),
             "playbook": str(self.runbook.path),
             "project_dir": str(self.runbook.path.parent),
             "inventory": str(self.inventory),
-            "extravars": extravars,
             "envvars": self.envvars(),
             "artifact_dir": str(self.artifact_dir),
             "ident": self.run_id,
             "quiet": True,
-            "event_handler": event_handler,
+            "suppress_env_files": True,
         }
         if self.cmdline:
             kwargs["cmdline"] = self.cmdline
@@ -164,9 +183,7 @@ class RunConfig:
             kwargs["limit"] = self.limit
         if self.verbosity:
             kwargs["verbosity"] = self.verbosity
-        if self.timeout:
-            kwargs["timeout"] = self.timeout
-        return kwargs
+        return kwargs  # the timeout is the Stopper's: ansible-runner's own would orphan the workers
 
 
 def new_run_id(name: str, now: Optional[dt.datetime] = None) -> str:
@@ -184,45 +201,343 @@ def resolve_inventory(inventory: Optional[os.PathLike | str]) -> Path:
     return path
 
 
-# ---------------------------------------------------------------- the lock
+# ---------------------------------------------------------------- --limit
 
 
-def lock_path(inventory: os.PathLike | str) -> Path:
-    digest = hashlib.sha256(os.path.realpath(inventory).encode()).hexdigest()[:16]
-    return paths.state_home() / "locks" / f"{digest}.lock"
+def check_limit(runbook: Runbook, inventory: Path, limit: str) -> None:
+    """Refuses a --limit that leaves out the hosts of the runbook's first play (the controller play:
+    it validates the parameters, takes the run lock and drives every step), so nothing would run."""
+    if not runbook.targets:
+        return
+    target = runbook.targets[0]
+    selected = _limited_hosts(inventory, target, limit)
+    if selected is None or selected:
+        return
+    raise ParameterError("limit", (
+        f"--limit {limit!r} leaves out {target!r}, where the first play of runbook '{runbook.name}' runs (it "
+        "validates the parameters, takes the run lock and drives every step): nothing would run. "
+        f"Add {target} to the limit (e.g. --limit '{target},{limit}') or run without --limit"))
 
 
-@contextmanager
-def inventory_lock(inventory: os.PathLike | str, run_id: str, runbook: str = "") -> Iterator[Path]:
-    """One run per inventory at a time: a non-blocking flock, released when the run ends (or the process dies)."""
-    path = lock_path(inventory)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+def _limited_hosts(inventory: Path, pattern: str, limit: str) -> Optional[List[str]]:
+    """The hosts `pattern` selects in `inventory` once `limit` applies (as ansible-playbook --limit),
+    or None when the inventory cannot be read here (ansible-playbook will say why)."""
+    from ansible.inventory.manager import InventoryManager
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.utils.display import Display
+
+    display = Display()
+    verbosity = display.verbosity
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = _lock_holder(fd)
-        os.close(fd)
-        raise RunBusy(str(inventory), run_id=str(holder.get("run_id", "")), pid=holder.get("pid"),
-                      since=str(holder.get("started_at", ""))) from None
-    try:
-        info = {"run_id": run_id, "runbook": runbook, "pid": os.getpid(), "started_at": _now_iso(),
-                "inventory": os.path.realpath(inventory)}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode(), 0)
-        yield path
+        manager = InventoryManager(loader=DataLoader(), sources=[str(inventory)])
+        manager.subset(limit)
+        return [host.name for host in manager.get_hosts(pattern)]
+    except Exception:  # an unreadable inventory is ansible-playbook's to report, with its file and line
+        log.debug("could not read %s to check --limit %r", inventory, limit, exc_info=True)
+        return None
     finally:
-        os.ftruncate(fd, 0)
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+        display.verbosity = verbosity
 
 
-def _lock_holder(fd: int) -> Dict[str, Any]:
+# ---------------------------------------------------------------- a run the playbook's lock turned away
+
+RUN_LOCK_ACTION = "erlmcp.dr.run_lock"
+
+
+def busy_holder(steps: List[Step]) -> Optional[Dict[str, Any]]:
+    """The holder named by a failed erlmcp.dr.run_lock step with `busy: true`, else None."""
+    for step in steps:
+        if step.failed and not step.ignored and step.action == RUN_LOCK_ACTION and step.data.get("busy"):
+            holder = step.data.get("holder")
+            return holder if isinstance(holder, dict) else {}
+    return None
+
+
+def run_busy(config: RunConfig, holder: Mapping[str, Any], result: Optional[RunResult] = None) -> RunBusy:
+    pid = holder.get("pid")
+    return RunBusy(
+        str(config.inventory), run_id=str(holder.get("run_id") or ""), pid=pid if isinstance(pid, int) else None,
+        since=str(holder.get("started_at") or ""), host=str(holder.get("host") or holder.get("hostname") or ""),
+        runbook=str(holder.get("runbook") or ""), result=result,
+    )
+
+
+# ---------------------------------------------------------------- the private data dir and the extra vars
+
+
+class _UnsafeDumper(yaml.SafeDumper):
+    """YAML where every string, mapping keys included, is `!unsafe`: Ansible never templates it."""
+
+
+def _unsafe_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    return dumper.represent_scalar("!unsafe", value, style='"')
+
+
+_UnsafeDumper.add_representer(str, _unsafe_str)
+
+
+def unsafe_yaml(values: Mapping[str, Any]) -> str:
+    return yaml.dump(dict(values), Dumper=_UnsafeDumper, default_flow_style=False, allow_unicode=True,
+                     sort_keys=False, width=1 << 30)
+
+
+def write_extravars(private_data_dir: Path, values: Mapping[str, Any]) -> Path:
+    """<private_data_dir>/env/extravars (0600): every string tagged !unsafe."""
+    env_dir = private_data_dir / "env"
+    env_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = env_dir / "extravars"
+    _write_private(path, unsafe_yaml(values))
+    return path
+
+
+def write_settings(private_data_dir: Path) -> None:
+    """ansible-runner settings: poll the child (and a cancel by SIGTERM/SIGINT) every second."""
+    _write_private(private_data_dir / "env" / "settings", json.dumps({"pexpect_timeout": 1}))
+
+
+def private_root() -> Path:
+    return paths.state_home() / "private"
+
+
+def make_private_data_dir(run_id: str) -> Path:
+    """<state_home>/private/<run_id> (0700), holding an owner marker naming this process from the moment it
+    exists under that name (made as .new-<run_id>, then renamed), so a concurrent sweep never takes it for
+    a killed run's."""
+    root = private_root()
+    _mkdir_private(root)
+    staging = root / f".new-{run_id}"
+    staging.mkdir(mode=0o700)
+    _write_private(staging / OWNER_FILE, json.dumps(_process_marker()))
+    path = root / run_id
+    staging.rename(path)
+    return path
+
+
+def remove_stale_private_dirs() -> List[Path]:
+    """Removes the private data dirs whose owning process is gone (a killed run), and makes what that run
+    left in its run folder 0600 (a normal end does that); returns the dirs removed."""
+    removed = []
+    root = private_root()
+    if not root.is_dir():
+        return removed
+    for path in sorted(root.iterdir()):
+        if not path.is_dir() or path.is_symlink():
+            continue
+        owner = _read_json(path / OWNER_FILE)
+        if not owner and path.name.startswith(".new-"):
+            continue  # being made right now (it holds nothing yet)
+        if not process_alive(owner):
+            if _RUN_ID.match(path.name) and run_dir_of(path.name).is_dir():
+                _close_killed_run(run_dir_of(path.name), path)
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _close_killed_run(run_dir: Path, private_data_dir: Path) -> None:
+    """What a normal end does to its run folder, for a killed run: its secrets (the no_log parameters, read
+    from its extra vars before they go) scrubbed from what it wrote, and every file 0600."""
     try:
-        data = json.loads(os.pread(fd, 65536, 0) or b"{}")
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+        marker = _read_json(run_dir / MARKER_FILE)
+        runbook = catalog.parse_playbook(Path(str(marker.get("playbook") or "")))
+        values = params.load_extravars_file(private_data_dir / "env" / "extravars")
+        if runbook is not None:
+            leaked = scrub_dir(run_dir, params.secret_values(runbook, values))
+            if leaked:
+                log.warning("killed run %s: the value of a no_log parameter was in %d file(s) of its run folder; "
+                            "replaced with %s", run_dir.name, len(leaked), params.REDACTED)
+    except Exception:  # a best effort: the run folder stays 0700 whatever happens here
+        log.debug("could not scrub the folder of killed run %s", run_dir.name, exc_info=True)
+    make_private(run_dir)
+
+
+def process_alive(marker: Mapping[str, Any]) -> bool:
+    """Is the process a marker names (pid + its start time, against PID reuse) still running?"""
+    pid = marker.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    started = process_start_time(pid)
+    if started is None:
+        return False
+    return marker.get("pid_start_time") in (None, started)
+
+
+def process_start_time(pid: int) -> Optional[int]:
+    """The process's start time in clock ticks since boot (/proc/<pid>/stat field 22), None when gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    fields = text.rsplit(")", 1)[-1].split()
+    if len(fields) < 20 or fields[0] == "Z":  # a zombie has finished
+        return None
+    return int(fields[19])
+
+
+def _process_marker() -> Dict[str, Any]:
+    return {"pid": os.getpid(), "pid_start_time": process_start_time(os.getpid()), "host": os.uname().nodename}
+
+
+# ---------------------------------------------------------------- the guard: the child dies with `runbook`
+
+# ansible-playbook's workers call setsid(), so a process group does not hold a run: its process TREE does.
+# Daemons a run starts (a postmaster from pg_ctl start) also call setsid() and must outlive it: only the
+# sessions of the guard and of ansible-playbook processes (the workers) are the run's.
+
+
+def proc_stat(pid: int) -> tuple:
+    """(parent pid, session id) of a process, or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        return int(fields[1]), int(fields[3])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def process_tree(root: int) -> dict:
+    """{pid: session id} of `root` and its descendants (through the parent pids in /proc), zombies included."""
+    children: dict = {}
+    sessions: dict = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            found = proc_stat(int(name))
+            if found is not None:
+                children.setdefault(found[0], []).append(int(name))
+                sessions[int(name)] = found[1]
+    tree, todo = {}, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in sessions:
+            tree[pid] = sessions[pid]
+        todo.extend(children.get(pid, []))
+    return tree
+
+
+def run_processes(root: int) -> list:
+    """The processes of the run under `root` (the guard): those in its session or in a session an
+    ansible-playbook process (a worker) leads; not the daemons the run started."""
+    tree = process_tree(root)
+    sessions = {tree.get(root)}
+    for pid, session in tree.items():
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                if b"ansible-playbook" in handle.read():
+                    sessions.add(session)
+        except OSError:
+            continue
+    return [pid for pid, session in tree.items() if session in sessions]
+
+
+def kill_tree(root: int, include_root: bool = True) -> list:
+    """Freezes the run's processes under `root` (SIGSTOP until no new one appears: a stopped process cannot
+    fork), then SIGKILLs them all. Returns the pids signalled."""
+    me = os.getpid()
+    stopped: set = set()
+    while True:
+        tree = set(run_processes(root)) - {me}
+        if not include_root:
+            tree.discard(root)
+        new = tree - stopped
+        if not new:
+            break
+        for pid in new:
+            try:
+                os.kill(pid, signal.SIGSTOP)
+            except OSError:
+                pass
+        stopped |= new
+    for pid in stopped:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    return sorted(stopped)
+
+
+# The guard: run as `python <private_data_dir>/guard.py <parent pid> <argv...>` in place of ansible-playbook.
+# It asks the kernel for SIGTERM when its parent (the runbook process) dies, even by SIGKILL
+# (PR_SET_PDEATHSIG), becomes a subreaper (orphans of the run stay below it), runs the command, and on that
+# signal (or SIGTERM/SIGINT from anyone) kills the run's processes: ansible-playbook, its workers and the
+# modules they run (not the daemons the run started).
+_GUARD_MAIN = """
+def _stop(signum, frame):
+    kill_tree(os.getpid(), include_root=False)
+    os._exit(128 + signum)
+
+
+signal.signal(signal.SIGTERM, _stop)
+signal.signal(signal.SIGINT, _stop)
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+_libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+if os.getppid() != int(sys.argv[1]):
+    sys.exit(1)  # the parent died before the request: nothing started
+_pid = os.fork()
+if _pid == 0:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    try:
+        os.execvp(sys.argv[2], sys.argv[2:])
+    finally:
+        os._exit(127)
+while True:
+    _done, _status = os.waitpid(-1, 0)  # reaps the orphans it inherits too
+    if _done == _pid:
+        break
+kill_tree(os.getpid(), include_root=False)  # nothing of the run outlives ansible-playbook
+sys.exit(os.waitstatus_to_exitcode(_status) if os.WIFEXITED(_status) else 128 + os.WTERMSIG(_status))
+"""
+
+
+def guard_source() -> str:
+    import inspect
+
+    functions = [proc_stat, process_tree, run_processes, kill_tree]
+    return "\n".join(["import ctypes, os, signal, sys", *map(inspect.getsource, functions), _GUARD_MAIN])
+
+
+def guarded(command: List[str], private_data_dir: Path) -> List[str]:
+    """`command` run under the guard, written as <private_data_dir>/guard.py (0600)."""
+    script = private_data_dir / "guard.py"
+    _write_private(script, guard_source())
+    return [sys.executable, str(script), str(os.getpid()), *command]
+
+
+def guard_pids(private_data_dir: Path) -> List[int]:
+    """This process's children running a run's guard (their command line names its private data dir)."""
+    me, needle = os.getpid(), str(private_data_dir).encode()
+    found = []
+    for pid in process_tree(me):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if pid != me and (proc_stat(pid) or (0,))[0] == me and needle in cmdline:
+            found.append(pid)
+    return found
+
+
+class Stopper:
+    """ansible-runner's cancel_callback. On SIGTERM/SIGINT (when run from the main thread) or past the run's
+    timeout, it kills the guard's whole process tree itself: ansible-runner's own SIGKILL of the guard's
+    process group would miss the workers, which run in sessions of their own."""
+
+    def __init__(self, private_data_dir: Path, timeout: Optional[int]) -> None:
+        from ansible_runner.utils import signal_handler
+
+        self.private_data_dir = private_data_dir
+        self.signalled = signal_handler()  # None outside the main thread
+        self.deadline = time.monotonic() + timeout if timeout else None
+        self.timed_out = False
+
+    def __call__(self) -> bool:
+        self.timed_out = self.deadline is not None and time.monotonic() > self.deadline
+        if not (self.timed_out or (self.signalled is not None and self.signalled())):
+            return False
+        for pid in guard_pids(self.private_data_dir):
+            kill_tree(pid)
+        return True
 
 
 # ---------------------------------------------------------------- the timeline
@@ -318,7 +633,7 @@ def step_data(action: str, res: Mapping[str, Any]) -> Dict[str, Any]:
 
 
 class RunbookRun:
-    """Executes one RunConfig: lock, ansible-runner, timeline, run folder, scrub."""
+    """Executes one RunConfig: run folder, ansible-runner under the guard, timeline, result, scrub."""
 
     def __init__(self, config: RunConfig, event_callback: Optional[StepCallback] = None) -> None:
         self.config = config
@@ -326,22 +641,48 @@ class RunbookRun:
 
     def run(self) -> RunResult:
         config = self.config
-        with inventory_lock(config.inventory, config.run_id, config.runbook.name):
-            config.run_dir.mkdir(parents=True, exist_ok=False)
-            started_at, started = _now_iso(), time.monotonic()
-            status, rc, error = self._execute()
-            result = self._result(status, rc, error, started_at, time.monotonic() - started)
-            self._write(result)
+        remove_stale_private_dirs()
+        _mkdir_private(config.run_dir.parent)
+        config.run_dir.mkdir(mode=0o700)
+        started_at, started = _now_iso(), time.monotonic()
+        self._mark("running", started_at)
+        status, rc, error = self._execute()
+        result = self._result(status, rc, error, started_at, time.monotonic() - started)
+        self._write(result)
+        holder = busy_holder(result.steps)
+        if holder is not None:
+            raise run_busy(config, holder, result)
         return result
 
-    def _execute(self) -> tuple[str, Optional[int], str]:
-        import ansible_runner
+    def _mark(self, status: str, started_at: str) -> None:
+        """run.json: `running` with this process's pid and start time, so `runbook report` can tell a run
+        still going from one that was killed; its final status once the run ends."""
+        config = self.config
+        marker = {"run_id": config.run_id, "runbook": config.runbook.name, "title": config.runbook.title,
+                  "playbook": str(config.runbook.path),
+                  "status": status, "check": config.check, "started_at": started_at,
+                  "inventory": str(config.inventory), "extravars": params.redact(config.runbook, config.extravars),
+                  "rto_target_seconds": config.runbook.rto_seconds, "rpo_target_seconds": config.runbook.rpo_seconds,
+                  **_process_marker()}
+        _write_private(config.run_dir / MARKER_FILE, json.dumps(marker, indent=2, default=str) + "\n")
 
-        private_data_dir = tempfile.mkdtemp(prefix=f"erlmcp-dr-{self.config.run_id}-")
+    def _execute(self) -> tuple[str, Optional[int], str]:
+        from ansible_runner.config.runner import RunnerConfig
+        from ansible_runner.runner import Runner
+
+        private_data_dir = make_private_data_dir(self.config.run_id)
         saved = _save_signal_handlers()
         try:
-            runner = ansible_runner.run(**self.config.runner_kwargs(private_data_dir, self.timeline))
-            return str(runner.status), runner.rc, ""
+            write_extravars(private_data_dir, self.config.playbook_extravars())
+            write_settings(private_data_dir)
+            runner_config = RunnerConfig(**self.config.runner_config_kwargs(private_data_dir))
+            runner_config.prepare()
+            runner_config.command = guarded(runner_config.command, private_data_dir)
+            stopper = Stopper(private_data_dir, self.config.timeout)
+            runner = Runner(runner_config, event_handler=self.timeline, status_handler=_forget_environment,
+                            cancel_callback=stopper)
+            runner.run()
+            return ("timeout" if stopper.timed_out else str(runner.status)), runner.rc, ""
         except Exception as exc:  # ansible-runner could not start: report it as a failed run
             log.exception("ansible-runner failed to run %s", self.config.runbook.name)
             return "failed", None, f"ansible-runner could not run the playbook: {exc}"
@@ -384,10 +725,13 @@ class RunbookRun:
         return _tail(re.sub(r"\x1b\[[0-9;]*m", "", text), lines)
 
     def _write(self, result: RunResult) -> None:
-        result.save(self.config.run_dir)
-        (self.config.run_dir / REPORT_FILE).write_text(report.render_markdown(result), encoding="utf-8")
-        _redact_command_env(self.config.artifact_dir / self.config.run_id / "command")
-        leaked = scrub_dir(self.config.run_dir, self.timeline.secrets)
+        run_dir = self.config.run_dir
+        result.save(run_dir)
+        _write_private(run_dir / REPORT_FILE, report.render_markdown(result))
+        forget_environment(self.config.artifact_dir / self.config.run_id / "command")
+        self._mark(result.status, result.started_at)
+        leaked = scrub_dir(run_dir, self.timeline.secrets)
+        make_private(run_dir)
         if leaked or self.timeline.leaks:
             log.warning(
                 "run %s: the value of a no_log parameter (%s) was found in %d file(s) and %d event(s) of the run; "
@@ -413,8 +757,9 @@ def run(
 ) -> RunResult:
     """Runs runbook `name` and returns its result (also written to <state_home>/runs/<run_id>/).
 
-    Raises UnknownRunbook / ParameterError before anything runs, RunBusy when another run
-    holds the inventory. A runbook that fails returns a RunResult with status 'failed'.
+    Raises UnknownRunbook / ParameterError before anything runs; RunBusy when the playbook's run lock
+    (erlmcp.dr.run_lock) turned the run away (its RunResult is `RunBusy.result`). A runbook that fails
+    returns a RunResult with status 'failed'.
     """
     config = RunConfig.prepare(
         name, inventory=inventory, extravars=extravars, check=check, diff=diff, run_id=run_id,
@@ -459,20 +804,58 @@ def scrub_dir(directory: Path, values: List[str]) -> List[Path]:
     return changed
 
 
-def _redact_command_env(path: Path) -> None:
-    """ansible-runner's `command` artifact records the whole environment: hide values named like secrets."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return
-    env = data.get("env") if isinstance(data, dict) else None
+def forget_environment(path: Path) -> None:
+    """ansible-runner's `command` artifact records the whole environment (DATABASE_URL, SSHPASS, ...): keep the
+    argv, the working directory and the NAMES of the environment variables only."""
+    data = _read_json(path)
+    env = data.get("env")
     if not isinstance(env, dict):
         return
-    data["env"] = {key: params.REDACTED if _SECRET_ENV.search(key) and value else value for key, value in env.items()}
-    path.write_text(json.dumps(data), encoding="utf-8")
+    data["env"] = sorted(env)
+    data["env_values"] = "not recorded: they may hold secrets"
+    _write_private(path, json.dumps(data))
+
+
+def _forget_environment(status_data: Dict[str, Any], runner_config: Any = None) -> None:
+    """ansible-runner status handler: at `running` the `command` artifact has just been written, with the
+    environment: rewrite it before ansible-playbook starts."""
+    if status_data.get("status") == "running" and runner_config is not None:
+        forget_environment(Path(runner_config.artifact_dir) / "command")
+
+
+def make_private(directory: Path) -> None:
+    """Directories 0700, files 0600, below `directory` (itself included)."""
+    for path in [directory, *directory.rglob("*")]:
+        if path.is_symlink():
+            continue
+        try:
+            os.chmod(path, 0o700 if path.is_dir() else 0o600)
+        except OSError:
+            log.debug("could not restrict %s", path, exc_info=True)
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Writes `text` to `path`, created 0600 (never readable by others, not even for a moment)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, stat.S_IRUSR | stat.S_IWUSR)
+    os.fchmod(fd, stat.S_IRUSR | stat.S_IWUSR)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def _mkdir_private(path: Path) -> None:
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+
+
+def _read_json(path: Path) -> Dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _save_signal_handlers() -> Optional[Dict[int, Any]]:

@@ -108,12 +108,26 @@ def test_confirmation_is_refused_without_a_terminal(home, inventory):
     assert not (home / "runs").exists()
 
 
-def test_busy_inventory_exits_3(home, inventory, capsys):
-    with runner.inventory_lock(inventory, "20261123T150102Z-local_smoke-beef"):
-        assert cli.main(["run", "local_smoke", "-i", str(inventory)]) == 3
+def test_a_run_the_playbook_lock_turns_away_exits_3_naming_the_holder(home, inventory, capsys, monkeypatch):
+    """The lock is the playbook's (erlmcp.dr.run_lock): a failed lock step with busy: true becomes RunBusy."""
+    holder = {"run_id": "20261123T150102Z-local_smoke-beef", "runbook": "local_smoke", "pid": 4242,
+              "host": "ctl-1", "started_at": "2026-11-23T15:01:02Z"}
+    monkeypatch.setattr(runner, "busy_holder", lambda steps: holder)
+    assert cli.main(["run", "local_smoke", "-i", str(inventory)]) == 3
     err = capsys.readouterr().err
     assert "another run is using this inventory" in err
-    assert "20261123T150102Z-local_smoke-beef" in err
+    assert "run 20261123T150102Z-local_smoke-beef of local_smoke (pid 4242 on ctl-1, since 2026-11-23T15:01:02Z)" in err
+    assert "Wait for it to finish or stop it (kill -TERM 4242 on ctl-1)" in err
+
+
+def test_a_limit_that_skips_the_controller_play_is_refused(home, inventory):
+    done = _cli("run", "local_smoke", "-i", str(inventory), "--limit", "pg-b")
+    assert done.returncode == 2, done.stderr
+    assert "--limit 'pg-b' leaves out 'localhost'" in done.stderr
+    assert "nothing would run" in done.stderr and "--limit 'localhost,pg-b'" in done.stderr
+    assert not (home / "runs").exists()
+    done = _cli("plan", "local_smoke", "-i", str(inventory), "--limit", "localhost")
+    assert done.returncode == 0, done.stderr
 
 
 def test_plan_runs_in_check_mode_and_prints_json(home, inventory):

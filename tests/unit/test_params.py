@@ -142,3 +142,24 @@ def test_file_must_hold_a_mapping(tmp_path):
     (tmp_path / "list.yml").write_text("- a\n- b\n", encoding="utf-8")
     with pytest.raises(ParameterError, match="must hold a mapping"):
         params.parse_extra_vars([f"@{tmp_path / 'list.yml'}"])
+
+
+def test_unsafe_tags_in_a_file_are_plain_text(smoke, tmp_path):
+    (tmp_path / "vars.yml").write_text('greeting: !unsafe "{{ lookup(\'pipe\', \'id\') }}"\n'
+                                       'hosts_to_check: !unsafe ["{{ a }}", "b"]\n', encoding="utf-8")
+    parsed = params.parse_extra_vars(["@vars.yml"], smoke, base_dir=tmp_path)
+    assert parsed == {"greeting": "{{ lookup('pipe', 'id') }}", "hosts_to_check": ["{{ a }}", "b"]}
+
+
+def test_range_errors_come_from_the_spec():
+    spec_book = catalog.Runbook(
+        name="r", path=Path("r.yml"), title="r", summary="", tier=None, rto_seconds=None, rpo_seconds=None,
+        confirm=False, parameters={"wait_timeout": {"type": "int", "min": 1, "max": 3600}},
+    )
+    for value in ("0", "-1", "99999999999999999999"):
+        with pytest.raises(ParameterError) as caught:
+            params.validate(spec_book, params.parse_extra_vars([f"wait_timeout={value}"], spec_book))
+        assert caught.value.parameter == "wait_timeout"
+        assert "is out of range" in str(caught.value) and "expected an int from 1 to 3600" in str(caught.value)
+        assert str(caught.value).startswith("runbook 'r': parameter 'wait_timeout'")
+    assert params.validate(spec_book, {"wait_timeout": "3600"}) == {"wait_timeout": 3600}

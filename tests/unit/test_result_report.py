@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from erlmcp_dr import report
 from erlmcp_dr.result import RunResult, Step
@@ -146,3 +147,68 @@ def test_progress_line_has_mark_host_task_and_duration():
     line = report.step_line(Step(task="Promote the standby", host="pg-b", changed=True, duration=2.25))
     assert line.startswith("[changed]")
     assert "pg-b" in line and "Promote the standby" in line and line.endswith("(2.25 s)")
+
+
+# ---------------------------------------------------------------- a run folder without result.json
+
+
+def _event(counter: int, kind: str, task: str, uuid: str, **extra) -> dict:
+    data = {"task": task, "task_uuid": uuid, "host": "localhost", "resolved_action": "ansible.builtin.command",
+            "res": {"changed": False}, **extra}
+    return {"counter": counter, "event": kind, "created": f"2026-11-23T15:01:0{counter}Z", "event_data": data}
+
+
+def _unfinished_folder(tmp_path: Path, pid: int, pid_start_time: int | None) -> Path:
+    from erlmcp_dr.runner import MARKER_FILE
+
+    run_id = "20261123T150102Z-long_wait-beef"
+    run_dir = tmp_path / run_id
+    events = run_dir / "artifacts" / run_id / "job_events"
+    events.mkdir(parents=True)
+    marker = {"run_id": run_id, "runbook": "long_wait", "title": "Long wait", "status": "running", "check": False,
+              "started_at": "2026-11-23T15:01:02Z", "inventory": "/srv/inv", "extravars": {"hold_seconds": 600},
+              "pid": pid, "pid_start_time": pid_start_time, "host": "ctl-1"}
+    (run_dir / MARKER_FILE).write_text(json.dumps(marker))
+    for event in (_event(1, "runner_on_start", "Resolve the parameters", "u1"),
+                  _event(2, "runner_on_ok", "Resolve the parameters", "u1"),
+                  _event(3, "runner_on_start", "Hold the run open", "u2")):
+        (events / f"{event['counter']}-x.json").write_text(json.dumps(event))
+    return run_dir
+
+
+def test_a_killed_run_is_reported_interrupted_at_its_step(tmp_path):
+    gone = _dead_pid()
+    result = report.unfinished_result(_unfinished_folder(tmp_path, gone, 12345))
+    assert result.status == "interrupted" and not result.succeeded
+    assert [step.task for step in result.steps] == ["Resolve the parameters"]
+    assert "**Hold the run open** on `localhost` (started 2026-11-23T15:01:03Z, no result)" in result.error
+    assert f"its process (pid {gone} on ctl-1) is gone" in result.error
+    text = report.render_markdown(result)
+    assert text.startswith("# Long wait: INTERRUPTED")
+    assert "still running, or it could not start" not in text
+    assert "converges from any state" in text and "runbook plan long_wait" in text
+
+
+def test_a_run_whose_process_lives_is_reported_running(tmp_path):
+    import os
+
+    from erlmcp_dr.runner import process_start_time
+
+    result = report.unfinished_result(_unfinished_folder(tmp_path, os.getpid(), process_start_time(os.getpid())))
+    assert result.status == "running"
+    assert "still going" in result.error and "**Hold the run open**" in result.error
+    # the same pid with another start time is another process: the run's own process is gone
+    result = report.unfinished_result(_unfinished_folder(tmp_path / "reused", os.getpid(), 1))
+    assert result.status == "interrupted"
+
+
+def test_a_folder_without_marker_is_not_guessed(tmp_path):
+    assert report.unfinished_result(tmp_path) is None
+
+
+def _dead_pid() -> int:
+    import subprocess
+
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import tempfile
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 import erlmcp_dr
 from erlmcp_dr import runner
-from erlmcp_dr.errors import ParameterError, RunBusy
+from erlmcp_dr.errors import ParameterError
 from erlmcp_dr.result import RunResult
 
 SECRET = "tok-5f0c8e2a-never-written"
@@ -56,10 +57,9 @@ def test_successful_run_records_timeline_facts_and_run_folder(home, inventory):
     artifacts = run_dir / "artifacts" / result.run_id
     assert (artifacts / "rc").read_text().strip() == "0"
     assert list((artifacts / "job_events").glob("*.json"))
-    # the private data dir (extra vars on disk) is gone, and the lock is free again
+    # the private data dir (extra vars on disk) is gone
+    assert not (home / "private" / result.run_id).exists()
     assert not list(Path(tempfile.gettempdir()).glob(f"erlmcp-dr-{result.run_id}-*"))
-    with runner.inventory_lock(inventory, "next"):
-        pass
 
 
 def test_check_mode_is_passed_to_ansible(home, inventory):
@@ -108,16 +108,69 @@ def test_a_leaked_secret_is_scrubbed_and_reported(home, inventory, caplog):
     assert SECRET not in caplog.text
 
 
-def test_second_run_on_the_same_inventory_is_busy(home, inventory):
-    with runner.inventory_lock(inventory, "20261123T150102Z-local_smoke-aaaa", "local_smoke"):
-        with pytest.raises(RunBusy) as caught:
-            erlmcp_dr.run("local_smoke", inventory=inventory)
-    busy = caught.value
-    assert busy.run_id == "20261123T150102Z-local_smoke-aaaa"
-    assert busy.pid is not None and busy.since
-    assert "another run is using this inventory" in str(busy)
-    assert "Wait for it to finish" in str(busy)
-    assert not (home / "runs").exists()  # nothing ran
+def test_a_busy_run_lock_step_names_its_holder():
+    holder = {"run_id": "r-1", "runbook": "database_switchover", "pid": 4242, "host": "ctl-1",
+              "started_at": "2026-11-23T15:01:02Z"}
+    busy = runner.make_step("failed", {"task": "Take the run lock", "host": "localhost",
+                                       "resolved_action": "erlmcp.dr.run_lock",
+                                       "res": {"failed": True, "busy": True, "holder": holder, "msg": "held"}})
+    other = runner.make_step("failed", {"task": "Fail", "host": "localhost", "resolved_action": "erlmcp.dr.pg_fence",
+                                        "res": {"failed": True, "msg": "no"}})
+    assert runner.busy_holder([other, busy]) == holder
+    assert runner.busy_holder([other]) is None
+    free = runner.make_step("ok", {"task": "Take the run lock", "host": "localhost",
+                                   "resolved_action": "erlmcp.dr.run_lock", "res": {"busy": False}})
+    assert runner.busy_holder([free]) is None
+
+
+def test_run_folder_is_private_and_keeps_no_environment(home, inventory, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", "postgres://dr:pw-3c9e1f@db/app")
+    monkeypatch.setenv("SSHPASS", "sshpass-77a0d2")
+    monkeypatch.setenv("APP_DB_PASS", "dbpass-52be90")
+    result = erlmcp_dr.run("local_smoke", inventory=inventory)
+    assert result.succeeded, result.error
+    run_dir = Path(result.run_dir)
+    modes = {path.relative_to(run_dir).as_posix(): path.stat().st_mode & 0o777
+             for path in [run_dir, *run_dir.rglob("*")]}
+    assert {mode for path, mode in modes.items() if (run_dir / path).is_dir()} == {0o700}, modes
+    assert {mode for path, mode in modes.items() if (run_dir / path).is_file()} == {0o600}, modes
+    assert (home / "runs").stat().st_mode & 0o777 == 0o700
+    for value in ("pw-3c9e1f", "sshpass-77a0d2", "dbpass-52be90"):
+        assert not [path for path in _files(run_dir) if value.encode() in path.read_bytes()], value
+    command = json.loads((run_dir / "artifacts" / result.run_id / "command").read_text())
+    assert "DATABASE_URL" in command["env"] and "SSHPASS" in command["env"]  # the names only
+    assert "ansible-playbook" in command["command"]
+    marker = json.loads((run_dir / "run.json").read_text())
+    assert marker["status"] == "successful" and marker["pid"] > 0
+
+
+def test_parameters_reach_the_playbook_as_data(home, inventory, tmp_path):
+    touched = tmp_path / "touched"
+    value = "{{ lookup('pipe', 'touch " + str(touched) + "') }}{% if true %}x{% endif %}{# c #}"
+    result = erlmcp_dr.run("local_smoke", inventory=inventory, extravars={"greeting": value,
+                                                                        "hosts_to_check": ["{{ 7 * 6 }}"]})
+    assert result.succeeded, result.error
+    assert not touched.exists()
+    assert {step.task: step for step in result.steps}["Say the greeting"].message == f"{value} x1"
+    assert not (home / "private" / result.run_id).exists()  # the extra vars file is gone with the run
+
+
+def test_a_killed_runs_private_dir_is_removed_by_the_next_run(home, inventory):
+    import subprocess
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = home / "private" / "killed-run"
+    live = home / "private" / "running-run"
+    for path, pid in ((stale, dead.pid), (live, os.getpid())):
+        (path / "env").mkdir(parents=True)
+        (path / "env" / "extravars").write_text("pg_login_password: s3cret\n")
+        (path / "owner.json").write_text(json.dumps({"pid": pid, "pid_start_time": runner.process_start_time(pid)}))
+    result = erlmcp_dr.run("local_smoke", inventory=inventory, check=True)
+    assert result.succeeded, result.error
+    assert not stale.exists()
+    assert live.exists()  # its run is still going
+    assert sorted(path.name for path in (home / "private").iterdir()) == ["running-run"]
 
 
 def test_bad_parameters_stop_before_anything_runs(home, inventory):

@@ -1,0 +1,263 @@
+"""Parameters are data, never templates (issue 5 row 3, part B), for every parameter of every runbook.
+
+Each parameter gets a value that would run a command on the controller and print an inventory
+secret if Ansible templated it: `{{ lookup('pipe', 'touch <marker>') }}-{{ pg_replication_password }}`.
+It goes in through (1) the CLI `runbook plan`, (2) `erlmcp_dr.run(..., check=True)`, (3) plain
+`ansible-playbook --check -e @file.yml` and (4) inline `-e key=value`. The marker file is never
+created, the secret never appears in the output, the run folders or the job events, and each
+ends with a clear error: through the CLI and the API a non-text parameter is refused before
+anything runs, a text parameter is a literal value the runbook's own checks refuse.
+
+(3) and (4) are extra vars we do not write (AWX surveys, a plain ansible-playbook): Ansible trusts
+them, so the runbook's first task, erlmcp.dr.runbook_params, refuses template markers. They run
+a playbook made from each runbook's spec with that task first, and the real playbooks once they
+call it (until then xfail: the lead wires it in).
+
+One lab for the whole module, in check mode only: nothing here may change it (asserted at the end).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from runbook_helpers import VENV_BIN, files_containing, inventory_path, new_lab, runbook_cli, topology
+
+import erlmcp_dr
+from erlmcp_dr import catalog, lab
+from erlmcp_dr.errors import ParameterError
+
+RUNBOOKS = catalog.discover(Path(__file__).resolve().parents[2] / "playbooks")
+PARAMETERS = [(runbook.name, name) for runbook in RUNBOOKS.values() for name in runbook.parameters]
+SECRET = lab.LAB_PASSWORD  # the inventory's pg_replication_password
+TEXT_TYPES = ("str", "path")
+HANG_GUARD = 600
+
+
+def payload(marker: Path) -> str:
+    return f"{{{{ lookup('pipe', 'touch {marker}') }}}}-{{{{ pg_replication_password }}}}"
+
+
+def is_text(option: dict[str, Any]) -> bool:
+    return (option.get("type") or "str") in TEXT_TYPES and not option.get("choices")
+
+
+def required_others(runbook: catalog.Runbook, tested: str) -> dict[str, str]:
+    """Valid values for the other required parameters (a lab host), so the run gets to the tested one."""
+    return {name: "pg-b" for name, option in runbook.parameters.items() if option.get("required") and name != tested}
+
+
+def calls_runbook_params(runbook: catalog.Runbook) -> bool:
+    plays = yaml.safe_load(runbook.path.read_text())
+    tasks = (plays[0].get("pre_tasks") or []) + (plays[0].get("tasks") or [])
+    return bool(tasks) and any(key in ("erlmcp.dr.runbook_params", "runbook_params") for key in tasks[0])
+
+
+@pytest.fixture(scope="module")
+def trust_lab(tmp_path_factory) -> Iterator[dict[str, Any]]:
+    home = tmp_path_factory.mktemp("trust") / "home"
+    with new_lab() as cfg, pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ERLMCP_DR_HOME", str(home))
+        patch.delenv("ERLMCP_DR_PLAYBOOKS", raising=False)
+        before = topology(cfg)
+        yield {"cfg": cfg, "inventory": str(inventory_path(cfg)), "home": home,
+               "markers": tmp_path_factory.mktemp("markers")}
+        assert topology(cfg) == before, "the lab changed: these tests run plans only"
+
+
+@pytest.fixture
+def marker(trust_lab) -> Path:
+    return trust_lab["markers"] / f"marker-{secrets.token_hex(4)}"
+
+
+def assert_no_trace(marker: Path, *texts: str, folders: tuple[Path, ...] = ()) -> None:
+    assert not marker.exists(), f"{marker} was created: a parameter was templated"
+    for text in texts:
+        assert SECRET not in text, f"the inventory secret was printed:\n{text[-3000:]}"
+    for folder in folders:
+        assert files_containing(folder, SECRET.encode()) == [], f"the inventory secret is in {folder}"
+
+
+# ---------------------------------------------------------------- (1) the CLI, (2) the API
+
+
+@pytest.mark.parametrize("runbook_name, parameter", PARAMETERS)
+def test_cli_plan_treats_a_template_as_data(trust_lab, marker, runbook_name, parameter):
+    runbook = RUNBOOKS[runbook_name]
+    option = runbook.parameters[parameter]
+    others = [f"{name}={value}" for name, value in required_others(runbook, parameter).items()]
+    args = ["plan", runbook_name, "-i", trust_lab["inventory"], "-e", f"{parameter}={payload(marker)}"]
+    for item in others:
+        args += ["-e", item]
+    cli = runbook_cli(*args)
+    runs = trust_lab["home"] / "runs"
+    assert_no_trace(marker, cli.stdout, cli.stderr, folders=(runs,) if runs.is_dir() else ())
+    if is_text(option):  # a literal value: the plan runs and the runbook's own checks refuse it
+        assert cli.rc == 1, cli
+        assert "[FAILED]" in cli.stdout and "failed at:" in cli.stdout, cli
+    else:  # refused before anything runs, naming the parameter
+        assert cli.rc == 2, cli
+        assert f"parameter '{parameter}'" in cli.stderr, cli
+        assert "Traceback" not in cli.stderr
+
+
+@pytest.mark.parametrize("runbook_name, parameter", PARAMETERS)
+def test_api_plan_treats_a_template_as_data(trust_lab, marker, runbook_name, parameter):
+    runbook = RUNBOOKS[runbook_name]
+    extravars = {parameter: payload(marker), **required_others(runbook, parameter)}
+    if not is_text(runbook.parameters[parameter]):
+        with pytest.raises(ParameterError) as caught:
+            erlmcp_dr.run(runbook_name, inventory=trust_lab["inventory"], extravars=extravars, check=True)
+        assert caught.value.parameter == parameter
+        assert_no_trace(marker, str(caught.value))
+        return
+    result = erlmcp_dr.run(runbook_name, inventory=trust_lab["inventory"], extravars=extravars, check=True)
+    assert_no_trace(marker, result.to_json(), folders=(Path(result.run_dir),))
+    assert not result.succeeded and result.failing_step is not None, result.to_json()
+    assert (Path(result.run_dir) / "artifacts" / result.run_id / "job_events").is_dir()
+
+
+def test_the_runner_writes_every_string_unsafe(trust_lab, marker, tmp_path):
+    """The extra vars file ansible-runner passes with -e @file: every string, nested keys too, is !unsafe."""
+    from erlmcp_dr.runner import write_extravars
+
+    path = write_extravars(tmp_path, {"candidate": payload(marker), "n": 5, "nested": {"{{ k }}": ["{{ v }}", 1]}})
+    text = path.read_text()
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert text.count("!unsafe") == 6, text  # keys candidate, n, nested, {{ k }}; values of candidate, {{ v }}
+    from ansible.parsing.yaml.loader import AnsibleLoader
+    from ansible.template import is_trusted_as_template
+
+    loaded = AnsibleLoader(text).get_single_data()
+    assert loaded["n"] == 5
+    strings = [loaded["candidate"], *loaded["nested"], loaded["nested"]["{{ k }}"][0]]
+    assert not any(is_trusted_as_template(value) for value in strings)
+
+
+# ---------------------------------------------------------------- (3) -e @file, (4) -e key=value: vars we do not write
+
+
+def spec_playbook(runbook: catalog.Runbook, directory: Path) -> Path:
+    """A playbook with the runbook's spec whose first task is erlmcp.dr.runbook_params, as in every runbook;
+    later tasks would template every parameter if they ran."""
+    play = {
+        "name": f"{runbook.name} parameters",
+        "hosts": "localhost",
+        "gather_facts": False,
+        "vars": {"runbook": {"parameters": runbook.parameters}},
+        "tasks": [
+            {"name": "Resolve the runbook's parameters", "erlmcp.dr.runbook_params": None},
+            {"name": "Use every parameter", "ansible.builtin.debug": {"msg": "{{ dr }}"}},
+            {"name": "Read every raw value", "loop": sorted(runbook.parameters),
+             "ansible.builtin.debug": {"msg": "{{ lookup('ansible.builtin.vars', item) }}"}},
+        ],
+    }
+    path = directory / f"{runbook.name}.yml"
+    path.write_text("---\n" + yaml.safe_dump([play], sort_keys=False))
+    return path
+
+
+def ansible_playbook(trust_lab: dict[str, Any], playbook: Path, extra: list[str]) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PATH=os.pathsep.join([str(VENV_BIN), os.environ.get("PATH", "")]))
+    return subprocess.run([str(VENV_BIN / "ansible-playbook"), "--check", "-i", trust_lab["inventory"], str(playbook),
+                           *extra], capture_output=True, text=True, env=env, timeout=HANG_GUARD, check=False)
+
+
+def every_parameter(runbook: catalog.Runbook, markers: Path) -> dict[str, str]:
+    return {name: payload(markers / f"{runbook.name}-{name}") for name in runbook.parameters}
+
+
+def assert_refused(done: subprocess.CompletedProcess, runbook: catalog.Runbook, markers: Path) -> None:
+    output = done.stdout + done.stderr
+    created = sorted(path.name for path in markers.glob(f"{runbook.name}-*"))
+    assert created == [], f"templated parameters ran their lookup: {created}\n{output[-3000:]}"
+    assert SECRET not in output, output[-3000:]
+    assert done.returncode == 2, output[-3000:]
+    flat = " ".join(output.split()).replace("''", "'")
+    for name in runbook.parameters:
+        assert f"parameter '{name}' contains template markers ({{{{ ... }}}})" in flat, (name, output[-3000:])
+    assert "runbook parameters are data and are never templated" in flat
+
+
+@pytest.mark.parametrize("runbook_name", sorted(RUNBOOKS))
+def test_ansible_playbook_extra_vars_file_with_templates_is_refused(trust_lab, tmp_path, runbook_name):
+    runbook = RUNBOOKS[runbook_name]
+    markers = trust_lab["markers"]
+    values = tmp_path / "extra.yml"
+    values.write_text(yaml.safe_dump(every_parameter(runbook, markers)))
+    done = ansible_playbook(trust_lab, spec_playbook(runbook, tmp_path), ["-e", f"@{values}"])
+    assert_refused(done, runbook, markers)
+
+
+@pytest.mark.parametrize("runbook_name", sorted(RUNBOOKS))
+def test_ansible_playbook_inline_extra_vars_with_templates_are_refused(trust_lab, tmp_path, runbook_name):
+    runbook = RUNBOOKS[runbook_name]
+    markers = trust_lab["markers"]
+    extra = []
+    for name, value in every_parameter(runbook, markers).items():
+        extra += ["-e", f"{name}={value}"]
+    done = ansible_playbook(trust_lab, spec_playbook(runbook, tmp_path), extra)
+    assert_refused(done, runbook, markers)
+
+
+def test_unsafe_values_in_an_extra_vars_file_are_data(trust_lab, tmp_path, marker):
+    """What the runner writes (and what a careful AWX user can write): !unsafe values pass as literal text."""
+    playbook = Path(__file__).resolve().parents[1] / "fixtures" / "playbooks" / "controller" / "trusted_params.yml"
+    values = tmp_path / "extra.yml"
+    values.write_text(f'target: !unsafe "{payload(marker)}"\n'
+                      'hosts_to_check: [!unsafe "{{ pg_replication_password }}"]\n')
+    done = ansible_playbook(trust_lab, playbook, ["-e", f"@{values}"])
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert_no_trace(marker, done.stdout, done.stderr)
+    assert f"target={payload(marker)}" in " ".join(done.stdout.split()).replace("''", "'"), done.stdout
+
+
+def _real(runbook_name: str) -> Any:
+    runbook = RUNBOOKS[runbook_name]
+    marks = [] if calls_runbook_params(runbook) else [pytest.mark.xfail(
+        strict=False, reason="wired in by the lead: the playbook does not call erlmcp.dr.runbook_params first yet")]
+    return pytest.param(runbook_name, marks=marks)
+
+
+@pytest.mark.parametrize("runbook_name", [_real(name) for name in sorted(RUNBOOKS)])
+def test_real_playbook_refuses_templated_extra_vars(trust_lab, tmp_path, runbook_name):
+    runbook = RUNBOOKS[runbook_name]
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    values = tmp_path / "extra.yml"
+    values.write_text(yaml.safe_dump(every_parameter(runbook, markers)))
+    done = ansible_playbook(trust_lab, runbook.path, ["-e", f"@{values}"])
+    assert_refused(done, runbook, markers)
+
+
+def test_a_jinja2_header_that_changes_the_markers_is_refused(trust_lab, tmp_path, marker):
+    """`#jinja2:variable_start_string:'[['` makes Ansible template `[[ ... ]]`: refused like {{ }}."""
+    playbook = Path(__file__).resolve().parents[1] / "fixtures" / "playbooks" / "controller" / "trusted_params.yml"
+    values = tmp_path / "extra.yml"
+    header = "#jinja2:variable_start_string:'[[', variable_end_string:']]'"
+    values.write_text(yaml.safe_dump({"target": f"{header}\n[[ lookup('pipe', 'touch {marker}') ]]"}))
+    done = ansible_playbook(trust_lab, playbook, ["-e", f"@{values}"])
+    assert_no_trace(marker, done.stdout, done.stderr)
+    assert done.returncode == 2, done.stdout[-3000:]
+    flat = " ".join(done.stdout.split()).replace("''", "'")
+    assert "parameter 'target' contains template markers (a #jinja2: header)" in flat, done.stdout[-3000:]
+
+
+def test_templates_nested_in_lists_and_mappings_are_refused_unrendered(trust_lab, tmp_path):
+    """Reading a nested value must not render it: the action walks the raw containers."""
+    playbook = Path(__file__).resolve().parents[1] / "fixtures" / "playbooks" / "controller" / "trusted_params.yml"
+    markers = [tmp_path / f"nested-{index}" for index in range(3)]
+    touch = [f"{{{{ lookup('pipe', 'touch {marker}') }}}}" for marker in markers]
+    values = {"options": {"a": touch[0], "b": [touch[1]], touch[2]: 1}, "hosts_to_check": ["pg-a"]}
+    done = ansible_playbook(trust_lab, playbook, ["-e", json.dumps(values)])
+    assert [marker.name for marker in markers if marker.exists()] == []
+    assert done.returncode == 2, done.stdout[-3000:]
+    flat = " ".join(done.stdout.split()).replace("''", "'")
+    assert "parameter 'options' contains template markers ({{ ... }}) (in options.a, options.b[0]" in flat, flat
