@@ -10,8 +10,7 @@ anything runs, a text parameter is a literal value the runbook's own checks refu
 
 (3) and (4) are extra vars we do not write (AWX surveys, a plain ansible-playbook): Ansible trusts
 them, so the runbook's first task, erlmcp.dr.runbook_params, refuses template markers. They run
-a playbook made from each runbook's spec with that task first, and the real playbooks once they
-call it (until then xfail: the lead wires it in).
+a playbook made from each runbook's spec with that task first, and the real playbooks.
 
 One lab for the whole module, in check mode only: nothing here may change it (asserted at the end).
 """
@@ -52,12 +51,6 @@ def is_text(option: dict[str, Any]) -> bool:
 def required_others(runbook: catalog.Runbook, tested: str) -> dict[str, str]:
     """Valid values for the other required parameters (a lab host), so the run gets to the tested one."""
     return {name: "pg-b" for name, option in runbook.parameters.items() if option.get("required") and name != tested}
-
-
-def calls_runbook_params(runbook: catalog.Runbook) -> bool:
-    plays = yaml.safe_load(runbook.path.read_text())
-    tasks = (plays[0].get("pre_tasks") or []) + (plays[0].get("tasks") or [])
-    return bool(tasks) and any(key in ("erlmcp.dr.runbook_params", "runbook_params") for key in tasks[0])
 
 
 @pytest.fixture(scope="module")
@@ -219,14 +212,7 @@ def test_unsafe_values_in_an_extra_vars_file_are_data(trust_lab, tmp_path, marke
     assert f"target={payload(marker)}" in " ".join(done.stdout.split()).replace("''", "'"), done.stdout
 
 
-def _real(runbook_name: str) -> Any:
-    runbook = RUNBOOKS[runbook_name]
-    marks = [] if calls_runbook_params(runbook) else [pytest.mark.xfail(
-        strict=False, reason="wired in by the lead: the playbook does not call erlmcp.dr.runbook_params first yet")]
-    return pytest.param(runbook_name, marks=marks)
-
-
-@pytest.mark.parametrize("runbook_name", [_real(name) for name in sorted(RUNBOOKS)])
+@pytest.mark.parametrize("runbook_name", sorted(RUNBOOKS))
 def test_real_playbook_refuses_templated_extra_vars(trust_lab, tmp_path, runbook_name):
     runbook = RUNBOOKS[runbook_name]
     markers = tmp_path / "markers"
