@@ -1,7 +1,7 @@
 """AWX / Automation Platform survey specs, derived from a runbook's parameter spec.
 
 The same argument spec drives the CLI, the Python API and the playbook's own
-validate_argument_spec; this turns it into the survey a job template shows, so an
+erlmcp.dr.runbook_params task; this turns it into the survey a job template shows, so an
 operator in AWX sees the same parameters, defaults, choices and secrets.
 """
 
@@ -35,6 +35,9 @@ def _question(name: str, option: dict[str, Any]) -> dict[str, Any]:
     choices = _choices(option)
     if choices:
         question["choices"] = choices
+    for bound in ("min", "max"):  # AWX enforces the same range as the runbook's own check
+        if option.get(bound) is not None and question["type"] in ("integer", "float"):
+            question[bound] = option[bound]
     if option.get("default") is not None and not option.get("no_log"):
         default = option["default"]
         question["default"] = str(default).lower() if isinstance(default, bool) else default

@@ -119,7 +119,7 @@ def _facts_table(runbook: Runbook) -> str:
 def _parameters_table(runbook: Runbook) -> str:
     if not runbook.parameters:
         return "None."
-    lines = ["| Name | Type | Required | Default | Choices | Description |", "|---|---|---|---|---|---|"]
+    lines = ["| Name | Type | Required | Default | Choices or range | Description |", "|---|---|---|---|---|---|"]
     for name, option in runbook.parameters.items():
         lines.append(
             f"| `{name}` | {_type(option)} | {'yes' if option.get('required') else 'no'} | {_default(option)} "
@@ -178,7 +178,12 @@ def _default(option: Dict[str, Any]) -> str:
 
 def _choices(option: Dict[str, Any]) -> str:
     choices = option.get("choices")
-    return ", ".join(f"`{_json(choice)}`" for choice in choices) if choices else "-"
+    if choices:
+        return ", ".join(f"`{_json(choice)}`" for choice in choices)
+    low, high = option.get("min"), option.get("max")
+    if low is None and high is None:
+        return "-"
+    return f"{_json(low) if low is not None else '…'} to {_json(high) if high is not None else '…'}"
 
 
 def _description(option: Dict[str, Any]) -> str:

@@ -35,3 +35,9 @@ def test_cli_prints_the_survey(capsys):
     assert cli.main(["survey", "database_rejoin"]) == 0
     survey = json.loads(capsys.readouterr().out)
     assert survey["name"] == "Database rejoin" and survey["spec"][0]["variable"] == "node"
+
+
+def test_ranges_from_the_spec_reach_the_survey():
+    questions = {q["variable"]: q for q in awx.survey_spec(catalog.load("database_switchover"))["spec"]}
+    assert questions["wait_timeout"]["min"] == 1 and questions["wait_timeout"]["max"] == 3600
+    assert "min" not in questions["candidate"]
