@@ -48,3 +48,14 @@ def test_shipped_lab_inventory_resolves_for_the_controller_and_the_nodes(tmp_pat
     resolved = json.loads((tmp_path / "out.json").read_text())
     assert Path(resolved["app"]).resolve() == root / ".lab" / "app" / "database.json"
     assert Path(resolved["data"]).resolve() == root / ".lab" / "pg" / "pg-b" / "data"
+
+
+def test_only_labs_made_for_tests_get_their_own_lock_dir(tmp_path):
+    """Copies of one lab template share a system identifier (the run lock's key): each gets its own lock
+    dir. The shipped inventory must not set one, so the CLI and plain ansible-playbook share the default."""
+    shipped = yaml.safe_load((paths.collection_root() / "inventories" / "lab" / "hosts.yml").read_text())
+    assert "dr_lock_dir" not in shipped["all"]["vars"]
+    cfg = lab.LabConfig(root=tmp_path / "lab")
+    assert "dr_lock_dir" not in lab.inventory(cfg)["all"]["vars"]
+    written = yaml.safe_load(lab.write_inventory(cfg, tmp_path / "hosts.yml", own_lock_dir=True).read_text())
+    assert written["all"]["vars"]["dr_lock_dir"] == f"{cfg.root}/locks"
