@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -29,9 +30,13 @@ def test_written_inventory_points_at_the_lab(tmp_path):
 
 
 def test_shipped_lab_inventory_resolves_for_the_controller_and_the_nodes(tmp_path):
-    """Run real Ansible: every path must resolve on localhost (the first play) and on the nodes."""
+    """Run real Ansible: every path must resolve on localhost (the first play) and on the nodes.
+
+    The probe sits in playbooks/ (playbook_dir is what the inventory resolves against), named
+    *.yaml so that nothing reading playbooks/*.yml (the catalog, a test in another xdist worker) sees it.
+    """
     root = paths.collection_root()
-    playbook = root / "playbooks" / ".inventory_probe.yml"
+    playbook = root / "playbooks" / f".inventory_probe.{os.getpid()}.yaml"
     playbook.write_text(
         "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
         "    - ansible.builtin.copy:\n"
