@@ -258,6 +258,27 @@ def standby_conninfo(node: LabNode, upstream: LabNode) -> str:
                     application_name=node.name)
 
 
+def _drop_inline_password(node: LabNode) -> None:
+    """A stopped standby of a lab built before passfiles: its password moves from primary_conninfo to the passfile."""
+    server = node.server()
+    current = server.auto_conf_setting("primary_conninfo") or ""
+    fields = _conninfo_fields(current)
+    if "password" not in fields:
+        return
+    del fields["password"]
+    fields["passfile"] = str(node.passfile)
+    _write_passfile(node)
+    from ansible_collections.erlmcp.dr.plugins.module_utils._pg_server import conninfo
+
+    server.set_auto_conf({"primary_conninfo": conninfo(**fields)})
+
+
+def _conninfo_fields(text: str) -> dict[str, str]:
+    from psycopg.conninfo import conninfo_to_dict
+
+    return {key: str(value) for key, value in conninfo_to_dict(text).items()} if text.strip() else {}
+
+
 def _write_passfile(node: LabNode) -> None:
     """One line for replication connections to any lab port, so copies of the lab keep working."""
     _write_private(node.passfile, f"127.0.0.1:*:replication:{REPLICATION_USER}:{_pgpass_field(LAB_PASSWORD)}\n")
@@ -333,6 +354,8 @@ def _bring_up(cfg: LabConfig) -> list[str]:
     warnings = _start_primary(cfg)
     for node in nodes:
         if _usable(node) and node.server().is_standby_configured():
+            if not node.server().is_running():
+                _drop_inline_password(node)
             _start(node)
     for node in nodes:
         if not _usable(node):

@@ -102,6 +102,22 @@ def test_standbys_read_the_replication_password_from_a_passfile_never_inline(fre
         assert lab.LAB_PASSWORD not in log.read_text(errors="replace"), log
 
 
+def test_up_moves_an_inline_replication_password_of_an_older_lab_to_the_passfile(fresh_lab):
+    from ansible_collections.erlmcp.dr.plugins.module_utils._pg_server import conninfo
+
+    node = fresh_lab.node("pg-b")
+    lab.down(fresh_lab)
+    node.passfile.unlink()
+    node.server().set_auto_conf({"primary_conninfo": conninfo(  # as labs were built before passfiles
+        host="127.0.0.1", port=fresh_lab.port_base, user=lab.REPLICATION_USER, password=lab.LAB_PASSWORD,
+        application_name="pg-b")})
+    assert lab.up(fresh_lab)["ok"]
+    lab.wait_streaming(fresh_lab)
+    assert lab.LAB_PASSWORD not in (node.data_dir / "postgresql.auto.conf").read_text()
+    assert node.server().auto_conf_setting("primary_conninfo") == lab.standby_conninfo(node, fresh_lab.node("pg-a"))
+    assert oct(node.passfile.stat().st_mode & 0o777) == "0o600"
+
+
 def pg_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
