@@ -3,6 +3,15 @@
 It is the embedded default a new user runs first, and what the integration tests run on.
 `up` is idempotent and repairs a half-built lab; `down` stops only the lab's own
 postmasters, found by PID through each data directory's postmaster.pid.
+
+Labs are also made by copying: `build_template` builds a lab once and stops it cleanly,
+`clone` copies it to a new folder with new ports (a few seconds instead of an initdb and
+two base backups). Copies share the template's system identifier: a test that needs a
+cluster of its own identity builds one with `reset`.
+
+Standbys read the replication password from a passfile beside their data directory
+(`<node home>/.erlmcp-dr.pgpass`, 0600), never from an inline primary_conninfo, which
+PostgreSQL prints in its log on every reload that changes it.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from erlmcp_dr import paths
 paths.ensure_collection_importable()
 from ansible_collections.erlmcp.dr.plugins.module_utils import _postgres as pg  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._pg_server import Server, find_bin_dir  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._wait import WaitTimeout, wait_for  # noqa: E402
 
 LAB_DIR_ENV = "ERLMCP_DR_LAB_DIR"
 PORT_BASE_ENV = "ERLMCP_DR_LAB_PORT_BASE"
@@ -40,6 +50,10 @@ LAB_OS_USER = "postgres"
 NODE_NAMES = (("pg-a", "a"), ("pg-b", "b"), ("pg-c", "c"))
 CONF_MARKER = "# ---- erlmcp.dr lab settings (rewritten by the lab) ----"
 START_TIMEOUT = 60
+STREAM_TIMEOUT = 60  # seconds a started lab gets until every standby streams
+# Where each node's passfile sits: beside the data directory, as pg_standby_follow expects it.
+PASSFILE_NAME = ".erlmcp-dr.pgpass"
+TEMPLATE_MARKER = "template.json"
 
 
 @dataclass(frozen=True)
@@ -60,6 +74,11 @@ class LabNode:
     @property
     def building_marker(self) -> Path:
         return self.home / "building"
+
+    @property
+    def passfile(self) -> Path:
+        """The replication passfile primary_conninfo names (the parent of the data dir)."""
+        return self.home / PASSFILE_NAME
 
     def server(self) -> Server:
         return Server(str(self.data_dir), log_file=str(self.log_file))
@@ -194,16 +213,14 @@ def _start(node: LabNode) -> None:
 def _init_primary(node: LabNode) -> None:
     _prepare_empty(node)
     pwfile = node.home / "initdb.pw"
-    pwfile.write_text(LAB_PASSWORD + "\n")
-    if os.geteuid() == 0:
-        user = lab_os_user()
-        os.chown(pwfile, user.pw_uid, user.pw_gid)
+    _write_private(pwfile, LAB_PASSWORD + "\n")
     try:
         node.server().run("initdb", ["-D", str(node.data_dir), "-U", SUPERUSER, f"--pwfile={pwfile}",
                                      "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8"], timeout=120)
     finally:
         pwfile.unlink(missing_ok=True)
     _write_node_conf(node)
+    _write_passfile(node)
     _start(node)
     with pg.connect(node.conn_params()) as conn:
         conn.execute(f"CREATE ROLE {REPLICATION_USER} LOGIN REPLICATION PASSWORD '{LAB_PASSWORD}'")
@@ -212,25 +229,79 @@ def _init_primary(node: LabNode) -> None:
 
 def _init_standby(node: LabNode, upstream: LabNode) -> None:
     _prepare_empty(node)
+    _write_passfile(node)
     node.server().run(
         "pg_basebackup",
         ["-h", "127.0.0.1", "-p", str(upstream.port), "-U", REPLICATION_USER, "-D", str(node.data_dir),
          "-X", "stream", "--checkpoint=fast", "--no-password"],
-        env={"PGPASSWORD": LAB_PASSWORD}, timeout=300,
+        env={"PGPASSFILE": str(node.passfile)}, timeout=300,
     )
-    _write_node_conf(node)
-    server = node.server()
-    server.set_auto_conf({"primary_conninfo": standby_conninfo(node, upstream)})
-    server.write_standby_signal()
+    _make_standby_of(node, upstream)
     _start(node)
     node.building_marker.unlink(missing_ok=True)
 
 
+def _make_standby_of(node: LabNode, upstream: LabNode) -> None:
+    """Lab settings, passfile, primary_conninfo (no password in it) and standby.signal, server stopped."""
+    _write_node_conf(node)
+    _write_passfile(node)
+    server = node.server()
+    server.set_auto_conf({"primary_conninfo": standby_conninfo(node, upstream)})
+    server.write_standby_signal()
+
+
 def standby_conninfo(node: LabNode, upstream: LabNode) -> str:
+    """What `node` streams from `upstream` with: the password comes from the node's passfile."""
     from ansible_collections.erlmcp.dr.plugins.module_utils._pg_server import conninfo
 
-    return conninfo(host="127.0.0.1", port=upstream.port, user=REPLICATION_USER, password=LAB_PASSWORD,
+    return conninfo(host="127.0.0.1", port=upstream.port, user=REPLICATION_USER, passfile=str(node.passfile),
                     application_name=node.name)
+
+
+def _drop_inline_password(node: LabNode) -> None:
+    """A stopped standby of a lab built before passfiles: its password moves from primary_conninfo to the passfile."""
+    server = node.server()
+    current = server.auto_conf_setting("primary_conninfo") or ""
+    fields = _conninfo_fields(current)
+    if "password" not in fields:
+        return
+    del fields["password"]
+    fields["passfile"] = str(node.passfile)
+    _write_passfile(node)
+    from ansible_collections.erlmcp.dr.plugins.module_utils._pg_server import conninfo
+
+    server.set_auto_conf({"primary_conninfo": conninfo(**fields)})
+
+
+def _conninfo_fields(text: str) -> dict[str, str]:
+    from psycopg.conninfo import conninfo_to_dict
+
+    return {key: str(value) for key, value in conninfo_to_dict(text).items()} if text.strip() else {}
+
+
+def _write_passfile(node: LabNode) -> None:
+    """One line for replication connections to any lab port, so copies of the lab keep working."""
+    _write_private(node.passfile, f"127.0.0.1:*:replication:{REPLICATION_USER}:{_pgpass_field(LAB_PASSWORD)}\n")
+
+
+def _pgpass_field(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(":", "\\:")
+
+
+def _write_private(path: Path, content: str) -> None:
+    """Write a file only the lab OS user can read (0600, created so, renamed into place)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(content)
+        if os.geteuid() == 0:
+            user = lab_os_user()
+            os.chown(tmp, user.pw_uid, user.pw_gid)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _prepare_empty(node: LabNode) -> None:
@@ -283,6 +354,8 @@ def _bring_up(cfg: LabConfig) -> list[str]:
     warnings = _start_primary(cfg)
     for node in nodes:
         if _usable(node) and node.server().is_standby_configured():
+            if not node.server().is_running():
+                _drop_inline_password(node)
             _start(node)
     for node in nodes:
         if not _usable(node):
@@ -437,14 +510,117 @@ def reset(cfg: LabConfig) -> dict[str, Any]:
     return up(cfg)
 
 
+# ---------------------------------------------------------------- templates and copies
+
+
+def build_template(cfg: LabConfig, timeout: float = STREAM_TIMEOUT) -> dict[str, Any]:
+    """Build a lab to copy from (see clone): fresh, every standby caught up, then stopped cleanly."""
+    reset(cfg)
+    wait_streaming(cfg, timeout, caught_up=True)
+    with _lab_lock(cfg):
+        for node in cfg.nodes:  # the primary first: its walsenders hand its last WAL to the standbys
+            node.server().stop(timeout=START_TIMEOUT)
+        states = {node.name: node.server().controldata().get("Database cluster state") for node in cfg.nodes}
+        if any(state not in ("shut down", "shut down in recovery") for state in states.values()):
+            raise RuntimeError(f"the template in {cfg.root} did not shut down cleanly: {states}")
+        record = {"port_base": cfg.port_base, "primary": cfg.nodes[0].name,
+                  "system_identifier": cfg.nodes[0].server().controldata()["Database system identifier"]}
+        (cfg.root / TEMPLATE_MARKER).write_text(json.dumps(record) + "\n")
+    return dict(record, root=str(cfg.root))
+
+
+def clone(template: LabConfig, cfg: LabConfig, timeout: float = STREAM_TIMEOUT) -> dict[str, Any]:
+    """A new lab in cfg.root (empty or missing) copied from a template built by build_template.
+
+    Each node gets cfg's port, its own passfile and a primary_conninfo naming the copy's
+    primary; the copy is started and returned (as status()) once every standby streams.
+    It shares the template's system identifier.
+    """
+    record = _template_record(template)
+    with _lab_lock(cfg):
+        _check_empty(cfg)
+        _make_owned_dir(cfg.root, 0o755)
+        subprocess.run(["cp", "-a", "--reflink=auto", str(template.root / "pg"), str(cfg.root / "pg")],
+                       check=True, capture_output=True, timeout=300)
+        _check_config(cfg)  # records cfg's port base in lab.json
+        primary = cfg.node(record["primary"])
+        for node in cfg.nodes:
+            node.log_file.unlink(missing_ok=True)  # the template's log is not this lab's
+            if node == primary:
+                _write_node_conf(node)
+                _write_passfile(node)
+            else:
+                _make_standby_of(node, primary)
+        (cfg.root / "app").mkdir(exist_ok=True)
+        for node in cfg.nodes:
+            _start(node)
+    wait_streaming(cfg, timeout)
+    return status(cfg)
+
+
+def _template_record(template: LabConfig) -> dict[str, Any]:
+    marker = template.root / TEMPLATE_MARKER
+    if not marker.is_file():
+        raise RuntimeError(f"{template.root} is not a lab template (no {TEMPLATE_MARKER}); build one with "
+                           f"lab.build_template(LabConfig(root=...))")
+    running = [node.name for node in template.nodes if _lab_postmaster_pid(node) is not None]
+    if running:
+        raise RuntimeError(f"the lab template in {template.root} is running ({', '.join(running)}); a copy of a "
+                           f"running cluster is not consistent: stop it with lab.down() or build it anew")
+    return json.loads(marker.read_text())
+
+
+def _check_empty(cfg: LabConfig) -> None:
+    found = sorted(p.name for p in cfg.root.iterdir() if p.name != ".lock")
+    if found:
+        raise RuntimeError(f"cannot copy a lab into {cfg.root}: it holds {', '.join(found)}, expected an empty "
+                           f"folder (choose another root, or remove it with `runbook lab down` and rm)")
+
+
+def wait_streaming(cfg: LabConfig, timeout: float = STREAM_TIMEOUT, caught_up: bool = False) -> float:
+    """Poll until every other node streams from the lab's primary (and, if caught_up, has replayed
+    all of its WAL); returns the seconds waited. Raises WaitTimeout with what was last seen."""
+    standbys = {node.name for node in cfg.nodes[1:]}
+
+    def streaming() -> dict[str, Any] | None:
+        seen = _replication_view(cfg.nodes[0])
+        rows = {name: row for name, row in seen.get("standbys", {}).items() if row["state"] == "streaming"}
+        if set(rows) != standbys:
+            return None
+        if caught_up and any(row["replay_lsn"] != seen["current_lsn"] for row in rows.values()):
+            return None
+        return seen
+
+    try:
+        _, waited = wait_for(streaming, timeout, interval=0.1, what=f"every standby of {cfg.root} streaming")
+    except WaitTimeout as exc:
+        raise WaitTimeout(f"{exc}; the primary {cfg.nodes[0].name} saw {_replication_view(cfg.nodes[0])} "
+                          f"(STREAM_TIMEOUT is the timeout)", exc.last) from None
+    return waited
+
+
+def _replication_view(primary: LabNode) -> dict[str, Any]:
+    conn, error = pg.try_connect(primary.conn_params())
+    if conn is None:
+        return {"error": error}
+    with conn:
+        rows = conn.execute("SELECT application_name, state, replay_lsn::text AS replay_lsn "
+                            "FROM pg_stat_replication").fetchall()
+        current = conn.execute("SELECT pg_current_wal_lsn()::text AS lsn").fetchone()["lsn"]
+    return {"current_lsn": current, "standbys": {row["application_name"]: row for row in rows}}
+
+
 # ---------------------------------------------------------------- inventory and display
 
 
-def inventory(cfg: LabConfig, lab_dir_expr: str | None = None) -> dict[str, Any]:
+def inventory(cfg: LabConfig, lab_dir_expr: str | None = None, *, own_lock_dir: bool = False) -> dict[str, Any]:
     """The Ansible inventory for this lab; lab_dir_expr replaces the absolute lab path (shipped file).
 
     The shipped file says "{{ playbook_dir }}/../.lab": playbook_dir is defined for every host,
     implicit localhost included (inventory_dir is not), and playbooks/ sits beside .lab/.
+    own_lock_dir sets dr_lock_dir to <lab root>/locks: for the tests' copies of one template,
+    which share a system identifier (the lock's key) yet are separate clusters. The shipped
+    inventory leaves it out, so the CLI and plain ansible-playbook share the default lock dir.
     """
     root = lab_dir_expr or str(cfg.root)
     hosts = {
@@ -476,14 +652,15 @@ def inventory(cfg: LabConfig, lab_dir_expr: str | None = None) -> dict[str, Any]
         "pg_replication_password": LAB_PASSWORD,
         "dr_primary_of_record": cfg.nodes[0].name,
         "dr_app_config_path": f"{root}/app/database.json",
+        **({"dr_lock_dir": f"{root}/locks"} if own_lock_dir else {}),
     }}}
 
 
-def write_inventory(cfg: LabConfig, path: Path) -> Path:
+def write_inventory(cfg: LabConfig, path: Path, *, own_lock_dir: bool = False) -> Path:
     import yaml
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("---\n" + yaml.safe_dump(inventory(cfg), sort_keys=False))
+    path.write_text("---\n" + yaml.safe_dump(inventory(cfg, own_lock_dir=own_lock_dir), sort_keys=False))
     return path
 
 

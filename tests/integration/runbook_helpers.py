@@ -1,7 +1,10 @@
-"""Shared helpers for the runbook integration tests (test_runbook_*.py).
+"""The one place for the integration tests' helpers (conftest.py re-exports the ones module tests import).
 
+The lab: one template per pytest process (per xdist worker), built on first use, and a copy of
+it per lab a test asks for (new_lab, conftest's fresh_lab and shared_lab fixtures).
 The runbooks run for real, against a real lab: through the `runbook` console script of
-this virtualenv (as a subprocess, like an operator would) or through `erlmcp_dr.run()`.
+this virtualenv (as a subprocess, like an operator would) or through `erlmcp_dr.run()`;
+one module runs through ansible-runner (run_module).
 What they did is judged from the outside: lab.status() (roles, timelines, upstreams,
 LSNs, postmaster pids), SQL on the nodes, the application's config file and the run folder.
 Waiting is always a poll with a deadline (module_utils/_wait.wait_for), never a sleep.
@@ -9,6 +12,7 @@ Waiting is always a poll with a deadline (module_utils/_wait.wait_for), never a 
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -23,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from erlmcp_dr import lab
+from erlmcp_dr import lab, paths
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()
@@ -35,28 +39,103 @@ psycopg = pg.psycopg
 DEADLINE = 90  # seconds any awaited condition gets: a hang guard, never a timing assertion
 CLI_HANG_GUARD = 900  # seconds a whole CLI run gets before the test gives up on it
 VENV_BIN = Path(sys.executable).parent
+PORTS = (20000, 40000)  # where test labs listen; split between pytest-xdist workers
+LAB_ATTEMPTS = 3  # a port chosen free can be taken before the server binds it: try new ports
 
 
 # ---------------------------------------------------------------- labs
 
 
-@contextmanager
-def new_lab() -> Iterator[lab.LabConfig]:
-    """Like conftest's fresh_lab, for fixtures of a wider scope."""
-    root = Path(tempfile.mkdtemp(prefix="erlmcp-dr-lab-"))
-    cfg = lab.LabConfig(root=root, port_base=lab.free_port_base())
+def port_range() -> tuple[int, int]:
+    """This process's share of PORTS: pytest-xdist workers (gw0, gw1, ...) never pick the same ports."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+    width = (PORTS[1] - PORTS[0]) // max(count, 1)
+    low = PORTS[0] + width * min(index, count - 1)
+    return low, low + width
+
+
+def _new_cfg(prefix: str) -> lab.LabConfig:
+    """A lab config in a new folder under /tmp (not pytest's tmp_path: the servers run as `postgres`,
+    who cannot enter root's private pytest folders), on free ports of this process's range."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    return lab.LabConfig(root=root, port_base=lab.free_port_base(*port_range()))
+
+
+def remove_lab(cfg: lab.LabConfig) -> None:
+    """Stop the lab's postmasters by PID and delete its folder."""
     try:
-        lab.reset(cfg)
-        lab.write_inventory(cfg, inventory_path(cfg))
+        lab.down(cfg)
+    finally:
+        shutil.rmtree(cfg.root, ignore_errors=True)
+
+
+class LabTemplate:
+    """The lab every test lab is copied from: built once per process, on first use, removed at the end."""
+
+    def __init__(self) -> None:
+        self._cfg: lab.LabConfig | None = None
+
+    def get(self) -> lab.LabConfig:
+        if self._cfg is None:
+            cfg = _new_cfg("erlmcp-dr-template-")
+            try:
+                lab.build_template(cfg)
+            except BaseException:
+                remove_lab(cfg)
+                raise
+            self._cfg = cfg
+            atexit.register(self.remove)  # outside pytest too; remove() is idempotent
+        return self._cfg
+
+    def remove(self) -> None:
+        cfg, self._cfg = self._cfg, None
+        if cfg is not None:
+            remove_lab(cfg)
+
+
+TEMPLATE = LabTemplate()
+
+
+@contextmanager
+def new_lab(*, own_system_identifier: bool = False) -> Iterator[lab.LabConfig]:
+    """A new lab (pg-a primary, pg-b and pg-c streaming, inventory written), stopped and removed afterwards.
+
+    A copy of the process's template, so every such lab has the template's system identifier;
+    own_system_identifier=True builds one from scratch (initdb), for tests about foreign clusters.
+    """
+    cfg = _started_lab(own_system_identifier)
+    try:
+        lab.write_inventory(cfg, inventory_path(cfg), own_lock_dir=True)
         yield cfg
     finally:
-        lab.down(cfg)
-        shutil.rmtree(root, ignore_errors=True)
+        remove_lab(cfg)
+
+
+def _started_lab(own_system_identifier: bool) -> lab.LabConfig:
+    for attempt in range(1, LAB_ATTEMPTS + 1):
+        cfg = _new_cfg("erlmcp-dr-lab-")
+        try:
+            if own_system_identifier:
+                lab.reset(cfg)
+                lab.wait_streaming(cfg)
+            else:
+                lab.clone(TEMPLATE.get(), cfg)
+            return cfg
+        except Exception:
+            remove_lab(cfg)
+            if attempt == LAB_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
 
 
 def inventory_path(cfg: lab.LabConfig) -> Path:
-    """The lab's inventory (the same file as conftest.lab_inventory)."""
+    """The lab's inventory (written by new_lab; sets dr_lock_dir to <lab root>/locks)."""
     return cfg.root / "inventory" / "hosts.yml"
+
+
+lab_inventory = inventory_path  # the name module tests import from conftest
 
 
 def inventory_copy(cfg: lab.LabConfig, name: str, change: Callable[[dict[str, Any]], None]) -> Path:
@@ -72,6 +151,15 @@ def inventory_copy(cfg: lab.LabConfig, name: str, change: Callable[[dict[str, An
 def host_vars(data: dict[str, Any], node: str) -> dict[str, Any]:
     """The host entry of `node` in a parsed lab inventory (to change it in place)."""
     return data["all"]["children"]["postgres"]["hosts"][node]
+
+
+@contextmanager
+def untouched_guard(cfg: lab.LabConfig, who: str) -> Iterator[lab.LabConfig]:
+    """Fails on exit if the lab's roles, timelines, upstreams or postmaster pids changed meanwhile."""
+    before = topology(cfg)
+    yield cfg
+    after = topology(cfg)
+    assert after == before, f"{who} changed a shared lab, which must stay untouched:\nbefore {before}\nafter  {after}"
 
 
 # ---------------------------------------------------------------- SQL on the nodes
@@ -90,15 +178,60 @@ def plain_connect(cfg: lab.LabConfig, node: str, password: str = lab.LAB_PASSWOR
     return psycopg.connect(autocommit=True, **conn_params(cfg, node, password))
 
 
-def sql(cfg: lab.LabConfig, node: str, query: str, password: str = lab.LAB_PASSWORD) -> list[dict[str, Any]]:
+def sql(cfg: lab.LabConfig, node: str, query: str, args: Any = None, *,
+        password: str = lab.LAB_PASSWORD) -> list[dict[str, Any]]:
+    """Run one statement on a lab node as the lab superuser; rows as dicts."""
     with connect(cfg, node, password) as conn, conn.cursor() as cur:
-        cur.execute(query)
+        cur.execute(query, args)
         return [dict(row) for row in cur.fetchall()] if cur.description else []
 
 
 def node_state(cfg: lab.LabConfig, node: str, password: str = lab.LAB_PASSWORD) -> dict[str, Any]:
+    """The node's role, timeline and LSNs (module_utils/_postgres.node_state)."""
     with connect(cfg, node, password) as conn:
         return pg.node_state(conn)
+
+
+state = node_state  # the name module tests import from conftest
+
+
+def login_args(cfg: lab.LabConfig, node: str) -> dict[str, Any]:
+    """Connection options for a module speaking SQL to one lab node."""
+    return {
+        "login_host": "127.0.0.1",
+        "login_port": cfg.node(node).port,
+        "login_user": lab.SUPERUSER,
+        "login_password": lab.LAB_PASSWORD,
+    }
+
+
+def run_module(module: str, args: dict[str, Any], check: bool = False, diff: bool = False) -> dict[str, Any]:
+    """Run one module on localhost through ansible-runner; returns its result (with 'failed')."""
+    import ansible_runner
+
+    with tempfile.TemporaryDirectory(prefix="erlmcp-dr-mod-") as private:
+        cmdline = " ".join(flag for flag, on in (("--check", check), ("--diff", diff)) if on)
+        runner = ansible_runner.run(
+            private_data_dir=private,
+            host_pattern="localhost",
+            module=module,
+            module_args=json.dumps(args),
+            inventory="localhost ansible_connection=local ansible_python_interpreter=" + sys.executable,
+            cmdline=cmdline or None,
+            envvars={"ANSIBLE_COLLECTIONS_PATH": str(paths.collections_path()), "PATH": venv_path()},
+            quiet=True,
+        )
+        for event in runner.events:
+            if event.get("event") in ("runner_on_ok", "runner_on_failed", "runner_on_unreachable"):
+                result = dict(event["event_data"]["res"])
+                result.setdefault("failed", event["event"] != "runner_on_ok")
+                return result
+        raise AssertionError(f"{module} produced no result; stdout:\n{runner.stdout.read()}")
+
+
+def venv_path() -> str:
+    """PATH with this interpreter's bin folder first (ansible-runner finds `ansible` on PATH)."""
+    return os.pathsep.join([str(VENV_BIN), os.environ.get("PATH", os.defpath)])
 
 
 WRITE_TABLE = "erlmcp_dr_it_writes"
@@ -286,8 +419,7 @@ def runbook_command() -> list[str]:
 
 def runbook_cli(*args: str) -> Cli:
     """`runbook ARGS` as an operator would run it (no terminal: stdin is /dev/null)."""
-    env = dict(os.environ)
-    env["PATH"] = os.pathsep.join([str(VENV_BIN), env.get("PATH", os.defpath)])
+    env = dict(os.environ, PATH=venv_path())
     proc = subprocess.run([*runbook_command(), *args], capture_output=True, text=True, stdin=subprocess.DEVNULL,
                           env=env, timeout=CLI_HANG_GUARD, check=False)
     return Cli(list(args), proc.returncode, proc.stdout, proc.stderr)
@@ -331,8 +463,6 @@ def as_int(value: Any) -> int | None:
 
 
 def runs_dir() -> Path:
-    from erlmcp_dr import paths
-
     return paths.state_home() / "runs"
 
 

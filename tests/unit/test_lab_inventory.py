@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -29,9 +30,13 @@ def test_written_inventory_points_at_the_lab(tmp_path):
 
 
 def test_shipped_lab_inventory_resolves_for_the_controller_and_the_nodes(tmp_path):
-    """Run real Ansible: every path must resolve on localhost (the first play) and on the nodes."""
+    """Run real Ansible: every path must resolve on localhost (the first play) and on the nodes.
+
+    The probe sits in playbooks/ (playbook_dir is what the inventory resolves against), named
+    *.yaml so that nothing reading playbooks/*.yml (the catalog, a test in another xdist worker) sees it.
+    """
     root = paths.collection_root()
-    playbook = root / "playbooks" / ".inventory_probe.yml"
+    playbook = root / "playbooks" / f".inventory_probe.{os.getpid()}.yaml"
     playbook.write_text(
         "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
         "    - ansible.builtin.copy:\n"
@@ -48,3 +53,14 @@ def test_shipped_lab_inventory_resolves_for_the_controller_and_the_nodes(tmp_pat
     resolved = json.loads((tmp_path / "out.json").read_text())
     assert Path(resolved["app"]).resolve() == root / ".lab" / "app" / "database.json"
     assert Path(resolved["data"]).resolve() == root / ".lab" / "pg" / "pg-b" / "data"
+
+
+def test_only_labs_made_for_tests_get_their_own_lock_dir(tmp_path):
+    """Copies of one lab template share a system identifier (the run lock's key): each gets its own lock
+    dir. The shipped inventory must not set one, so the CLI and plain ansible-playbook share the default."""
+    shipped = yaml.safe_load((paths.collection_root() / "inventories" / "lab" / "hosts.yml").read_text())
+    assert "dr_lock_dir" not in shipped["all"]["vars"]
+    cfg = lab.LabConfig(root=tmp_path / "lab")
+    assert "dr_lock_dir" not in lab.inventory(cfg)["all"]["vars"]
+    written = yaml.safe_load(lab.write_inventory(cfg, tmp_path / "hosts.yml", own_lock_dir=True).read_text())
+    assert written["all"]["vars"]["dr_lock_dir"] == f"{cfg.root}/locks"
