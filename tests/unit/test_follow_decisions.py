@@ -96,56 +96,56 @@ def test_is_following():
 
 def test_running_standby_already_there_is_none_whatever_the_method():
     for method in f.METHODS:
-        assert f.choose_action("standby", method, False, True, None).action == "none"
+        assert f.choose_action("standby", method, allow_stop_primary=False, already=True, diverged=None).action == "none"
 
 
 def test_running_standby_follows_with_fallback_only_in_auto():
-    plan = f.choose_action("standby", "auto", False, False, False)
+    plan = f.choose_action("standby", "auto", allow_stop_primary=False, already=False, diverged=False)
     assert (plan.action, plan.how, plan.fallback, plan.stop_first) == ("follow", "reload", True, False)
-    plan = f.choose_action("standby", "auto", False, False, None)  # unknown: try, fall back
+    plan = f.choose_action("standby", "auto", allow_stop_primary=False, already=False, diverged=None)  # unknown: try, fall back
     assert (plan.action, plan.fallback) == ("follow", True)
-    plan = f.choose_action("standby", "follow", False, False, None)
+    plan = f.choose_action("standby", "follow", allow_stop_primary=False, already=False, diverged=None)
     assert (plan.action, plan.how, plan.fallback) == ("follow", "reload", False)
 
 
 def test_diverged_standby_rewinds_in_auto_and_refuses_in_follow():
-    plan = f.choose_action("standby", "auto", False, False, True, "past the fork")
+    plan = f.choose_action("standby", "auto", allow_stop_primary=False, already=False, diverged=True, why="past the fork")
     assert (plan.action, plan.stop_first) == ("rewind", True)
     assert "past the fork" in plan.reason
     with pytest.raises(f.FollowError, match="past the fork.*method=rewind"):
-        f.choose_action("standby", "follow", False, False, True, "past the fork")
+        f.choose_action("standby", "follow", allow_stop_primary=False, already=False, diverged=True, why="past the fork")
 
 
 def test_method_rewind_on_a_standby_stops_and_rewinds():
-    plan = f.choose_action("standby", "rewind", False, False, False)
+    plan = f.choose_action("standby", "rewind", allow_stop_primary=False, already=False, diverged=False)
     assert (plan.action, plan.stop_first) == ("rewind", True)
 
 
 def test_running_primary_refused_without_allow_stop_primary():
     for method in f.METHODS:
         with pytest.raises(f.FollowError, match="PRIMARY.*pg_fence.*allow_stop_primary"):
-            f.choose_action("primary", method, False, False, None)
+            f.choose_action("primary", method, allow_stop_primary=False, already=False, diverged=None)
 
 
 def test_running_primary_allowed_is_stopped_then_rewound_or_started():
-    plan = f.choose_action("primary", "auto", True, False, None)
+    plan = f.choose_action("primary", "auto", allow_stop_primary=True, already=False, diverged=None)
     assert (plan.action, plan.stop_first) == ("rewind", True)
-    plan = f.choose_action("primary", "follow", True, False, None)
+    plan = f.choose_action("primary", "follow", allow_stop_primary=True, already=False, diverged=None)
     assert (plan.action, plan.how, plan.stop_first, plan.fallback) == ("follow", "start", True, False)
 
 
 def test_stopped_node_rewinds_unless_follow():
-    assert f.choose_action("stopped", "auto", False, False, None).action == "rewind"
-    assert f.choose_action("stopped", "rewind", False, False, None).stop_first is False
-    plan = f.choose_action("stopped", "follow", False, False, None)
+    assert f.choose_action("stopped", "auto", allow_stop_primary=False, already=False, diverged=None).action == "rewind"
+    assert f.choose_action("stopped", "rewind", allow_stop_primary=False, already=False, diverged=None).stop_first is False
+    plan = f.choose_action("stopped", "follow", allow_stop_primary=False, already=False, diverged=None)
     assert (plan.action, plan.how, plan.stop_first) == ("follow", "start", False)
 
 
 def test_unknown_method_or_role_fails():
     with pytest.raises(f.FollowError, match="method"):
-        f.choose_action("standby", "clone", False, False, None)
+        f.choose_action("standby", "clone", allow_stop_primary=False, already=False, diverged=None)
     with pytest.raises(f.FollowError, match="role"):
-        f.choose_action("witness", "auto", False, False, None)
+        f.choose_action("witness", "auto", allow_stop_primary=False, already=False, diverged=None)
 
 
 # ---------------------------------------------------------------- pg_rewind output, config values
