@@ -235,7 +235,7 @@ primary_conninfo:
   description: The C(primary_conninfo) set (or that would be set); it never holds a password.
   returned: always
   type: str
-  sample: "application_name='pg-c' host='127.0.0.1' passfile='/var/lib/pg/.erlmcp-dr.pgpass' port='54322' user='replicator'"
+  sample: "application_name='pg-c' host='127.0.0.1' passfile='/srv/pg/.erlmcp-dr.pgpass' port='54322' user='replicator'"
 passfile:
   description: The passfile path the standby reads its replication password from.
   returned: always
