@@ -26,6 +26,16 @@ def driver():
     return psycopg
 
 
+def __getattr__(name):
+    """`_postgres.psycopg` (the module, or None when missing) for older callers, imported only when asked for."""
+    if name == "psycopg":
+        try:
+            return driver()
+        except PgError:
+            return None
+    raise AttributeError("module %r has no attribute %r" % (__name__, name))
+
+
 def psycopg_import_error():
     """None when psycopg can be imported, else the ImportError (for missing_required_lib)."""
     try:
