@@ -59,9 +59,10 @@ class Checks(object):
         self.force = force
         self.items = []
 
-    def add(self, name, ok, found, expected, override="force"):
+    def add(self, name, ok, found, expected, override="force", forceable=True):
+        """forceable: force overrides it (the data-loss gates only); override names what else does."""
         self.items.append(dict(name=name, ok=ok, found=found, expected=expected, override=override,
-                               overridden=bool(ok is False and override and self.force)))
+                               overridden=bool(ok is False and override and forceable and self.force)))
         return ok
 
     def blocking(self):
@@ -239,7 +240,7 @@ def check_old_primary_state(checks, p, old, fence):
                why + ("; %s" % vouched if vouched else "; the lag cannot be judged"),
                "primary_confirmed_down: true (the operator made sure it is down), a successful stop fence "
                "(fence) or a fence_command",
-               override="primary_confirmed_down, fence or fence_command (never force)")
+               override="primary_confirmed_down, fence or fence_command (never force)", forceable=False)
 
 
 # ---------------------------------------------------------------- the members, read again right before promoting

@@ -89,12 +89,14 @@ def _same_host(a, b):
 
 
 def node_at(nodes, host, port, system_identifier):
-    """Name of the reachable node at host:port with that system identifier; None when there is none."""
+    """Name of the node at host:port: a reachable one must have that system identifier; an unreachable one (a
+    stopped primary a standby still points at) is matched by host:port alone. None when there is none."""
     if not port:
         return None
     for name, other in sorted(nodes.items()):
-        if (other["reachable"] and other["port"] == port and _same_host(other["host"], host)
-                and other["system_identifier"] == system_identifier):
+        if other["port"] != port or not _same_host(other["host"], host):
+            continue
+        if not other["reachable"] or other["system_identifier"] == system_identifier:
             return name
     return None
 

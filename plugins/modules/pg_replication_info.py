@@ -174,6 +174,7 @@ nodes:
       description:
         - The name of the node the standby streams from - the node of O(nodes) at its WAL receiver's sender
           host:port with the same system identifier (never matched by C(application_name)); null otherwise.
+        - An unreachable node at that host:port is named by host and port alone (its identity cannot be read).
       type: str
     configured_upstream_host:
       description: The host the standby's C(primary_conninfo) names (what it follows even when it does not stream
@@ -184,7 +185,8 @@ nodes:
       type: int
     configured_upstream:
       description: The name of the node at RV(nodes.configured_upstream_host):RV(nodes.configured_upstream_port)
-        with the same system identifier; null otherwise.
+        with the same system identifier (an unreachable node there, say a stopped primary, is named by host and
+        port alone, its identity being unknown); null otherwise.
       type: str
     streaming:
       description: Whether the standby's WAL receiver is streaming.
