@@ -492,7 +492,7 @@ class _Run(object):
             pass
 
     # -- rewind
-    def _rewind(self, stop_first, reason):
+    def _rewind(self, *, stop_first, reason):
         p, server = self.p, self.server
         self.result["action"] = "rewind"
         if stop_first:

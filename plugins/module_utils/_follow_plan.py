@@ -107,7 +107,7 @@ class Plan(object):
     does not reach streaming falls back to rewind (method auto).
     """
 
-    def __init__(self, action, reason, how=None, stop_first=False, fallback=False):
+    def __init__(self, action, reason, how=None, *, stop_first=False, fallback=False):
         self.action = action
         self.reason = reason
         self.how = how

@@ -13,7 +13,7 @@ from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import ModuleFailure, psycopg_import_error
 
 
-def execute(module, run, needs_psycopg=True):
+def execute(module, run, *, needs_psycopg=True):
     """Call run(params, check_mode=, diff=, warn=module.warn) and hand its outcome to Ansible."""
     if needs_psycopg:
         missing = psycopg_import_error()

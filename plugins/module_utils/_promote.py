@@ -59,7 +59,7 @@ class Checks(object):
         self.force = force
         self.items = []
 
-    def add(self, name, ok, found, expected, override="force", forceable=True):
+    def add(self, name, ok, found, expected, *, override="force", forceable=True):
         """forceable: force overrides it (the data-loss gates only); override names what else does."""
         self.items.append(dict(name=name, ok=ok, found=found, expected=expected, override=override,
                                overridden=bool(ok is False and override and forceable and self.force)))
