@@ -26,11 +26,8 @@ import socket
 import time
 
 from ansible_collections.erlmcp.dr.plugins.module_utils import _postgres as pg
-from ansible_collections.erlmcp.dr.plugins.module_utils._follow_plan import (  # noqa: F401 - re-exported
-    MASK,
-    METHODS,
+from ansible_collections.erlmcp.dr.plugins.module_utils._follow_plan import (
     FollowError,
-    Plan,
     choose_action,
     divergence,
     has_inline_password,
@@ -45,10 +42,9 @@ from ansible_collections.erlmcp.dr.plugins.module_utils._follow_plan import (  #
     short_rewind_output,
     upstream_of,
 )
-from ansible_collections.erlmcp.dr.plugins.module_utils._pg_server import (  # noqa: F401 - conf_value re-exported
+from ansible_collections.erlmcp.dr.plugins.module_utils._pg_server import (
     Server,
     ServerError,
-    conf_value,
     conninfo,
     parse_conninfo,
     write_owned,

@@ -100,7 +100,6 @@ options:
     description: Seconds C(pg_rewind) may take.
     type: int
     default: 600
-    type: str
   application_name:
     description:
       - C(application_name) in C(primary_conninfo), the name the primary shows in C(pg_stat_replication).
@@ -262,7 +261,8 @@ diff:
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils import _postgres as pg  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._follow import METHODS, run  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._follow import run  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._follow_plan import METHODS  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._module import execute  # noqa: E402
 
 
