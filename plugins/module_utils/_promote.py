@@ -282,7 +282,7 @@ def members_to_check(params):
     return members
 
 
-def check_single_writer(params, conn, result, fence, warn):
+def check_single_writer(params, conn, result, fence, warn, *, already=False):
     """Read every member again; a blocking check (no override, not even force) when another member takes
     writes or a reachable member belongs to another cluster. Unreachable members are warned about."""
     candidate_identity = identity(conn)
@@ -308,6 +308,10 @@ def check_single_writer(params, conn, result, fence, warn):
                 expected="no member but the candidate taking writes, every reachable member in the candidate's "
                 "cluster (fence the writer or fix members)", override=None, overridden=False)
     result["checks"] = result["checks"] + [item]
+    if found and already:
+        raise Refused("%s already is a primary, but single_writer: found %s; expected %s: split brain, fence all "
+                      "but one writer (erlmcp.dr.pg_fence)" % (endpoint(connection_params(params)), "; ".join(found),
+                                                               item["expected"]))
     if found:
         raise Refused("refusing to promote %s, nothing was promoted: single_writer: found %s; expected %s "
                       "(no override, not even force)" % (endpoint(connection_params(params)), "; ".join(found),
@@ -454,6 +458,7 @@ def _promote_checked(p, conn, result, fence, check_mode, diff, warn):
                             "login_host/login_port at a standby" % where, **result)
     result["old_primary"] = dict((k, v) for k, v in (old or {}).items() if k != "identity") or None
     if not target["in_recovery"]:
+        check_single_writer(p, conn, result, dict(fence, as_if_fenced=False), warn, already=True)
         return already_primary(p, target, old, result, warn)
     checks = run_checks(p, conn, target, old, result, fence)
     result["checks"] = checks.items

@@ -42,8 +42,9 @@ description:
   - The promotion runs C(pg_promote) (with C(wait => false)), polls until C(pg_is_in_recovery) is false (up to
     O(wait_timeout)), then verifies that a write succeeds (C(txid_current) assigns a transaction id, impossible on
     a standby) and that the timeline moved up.
-  - When the candidate already is a primary nothing is done (RV(ignore:changed) false); it fails only if
-    O(expected_timeline) is given and differs. When the candidate is the old primary itself it fails.
+  - When the candidate already is a primary nothing is done (RV(ignore:changed) false); it fails if
+    O(expected_timeline) is given and differs, or if another member takes writes too (split brain, the same
+    C(single_writer) re-read of O(members)). When the candidate is the old primary itself it fails.
   - In check mode the checks run (and the catch-up wait, which only reads) and the module reports whether it would
     promote; it never promotes nor runs O(fence_command).
 author:

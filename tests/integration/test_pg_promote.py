@@ -423,3 +423,16 @@ def switchover(cfg: lab.LabConfig, old: str, new: str, rejoin: tuple[str, ...]) 
             primary_port=cfg.node(new).port, replication_user=lab.REPLICATION_USER,
             replication_password=lab.LAB_PASSWORD, wait_timeout=DEADLINE))
         assert not follow["failed"], follow.get("msg")
+
+
+def test_rerun_on_a_promoted_candidate_reports_a_second_writer_as_split_brain(fresh_lab):
+    cfg = fresh_lab
+    cfg.node("pg-a").server().stop(timeout=DEADLINE)
+    first = run_module(MODULE, promote_args(cfg, primary_confirmed_down=True, members=members(cfg)))
+    assert not first["failed"], first.get("msg")
+    cfg.node("pg-a").server().start(timeout=DEADLINE)  # the old primary comes back, writable
+
+    again = run_module(MODULE, promote_args(cfg, primary_confirmed_down=True, members=members(cfg)))
+
+    assert again["failed"] and again["changed"] is False and "split brain" in again["msg"]
+    assert f"pg-a (127.0.0.1:{cfg.node('pg-a').port}) is a writable primary" in again["msg"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from erlmcp_dr import paths
@@ -233,3 +236,12 @@ def test_parse_conninfo_reads_quoted_values_uris_and_endpoints():
     assert conninfo_endpoint("host=/var/run/postgresql port=5433") == (None, None)
     assert conninfo_endpoint("postgresql://rep:pw@db2:6543/x?application_name=a") == ("db2", 6543)
     assert conninfo_endpoint("") == (None, None)
+
+
+def test_stop_fence_and_pure_plans_do_not_import_the_driver():
+    code = ("import sys; from erlmcp_dr.paths import ensure_collection_importable; ensure_collection_importable()\n"
+            "from ansible_collections.erlmcp.dr.plugins.module_utils import _fence, _follow_plan, _app_config\n"
+            "from ansible_collections.erlmcp.dr.plugins.module_utils import _promote, _follow, _replication_info\n"
+            "print('psycopg' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stderr
