@@ -18,16 +18,16 @@ from __future__ import annotations
 
 import time
 
-from ansible_collections.erlmcp.dr.plugins.module_utils._pg_server import Server, ServerError
+from ansible_collections.erlmcp.dr.plugins.module_utils._pg_server import Server
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import (
     ModuleFailure,
     PgError,
     connect,
     connection_params,
     current_wal_lsn,
-    psycopg,
     query_all,
     query_one,
+    translate_errors,
 )
 from ansible_collections.erlmcp.dr.plugins.module_utils._wait import WaitTimeout, wait_for
 
@@ -172,21 +172,12 @@ def run(params, check_mode=False, diff=False, warn=None):
     p = params
     result = dict(changed=False, state=p["state"], method=p["method"], warnings_detail=[])
     started = time.monotonic()
-    try:
+    facts = dict(changed=False, state=p["state"], method=p["method"])
+    with translate_errors(facts, "while fencing"):
         if p["method"] == "stop":
             result.update(fence_stop(p, check_mode))
         else:
             result.update(fence_read_only(p, check_mode))
-    except ModuleFailure:
-        raise
-    except (PgError, ServerError) as exc:
-        result.pop("warnings_detail")
-        raise ModuleFailure(str(exc), **result) from None
-    except Exception as exc:
-        if psycopg is None or not isinstance(exc, psycopg.Error):
-            raise
-        result.pop("warnings_detail")
-        raise ModuleFailure("PostgreSQL error while fencing: %s" % str(exc).strip(), **result) from None
     result["fence_seconds"] = round(time.monotonic() - started, 3)
     for warning in result.pop("warnings_detail"):
         warn(warning)

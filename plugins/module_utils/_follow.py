@@ -12,9 +12,10 @@ Two ways to get there:
   history (or says "no rewind required"), its own config files are put back, and it is
   started as a standby.
 
-The decision is taken up front from facts (role, timeline, WAL position, the primary's
-timeline history) by pure functions, which the unit tests cover; `run()` gathers the facts,
-decides, and acts. Private to the collection: the API may change between releases.
+The replication password reaches the standby through a passfile on the node's host (never inline
+in primary_conninfo, which PostgreSQL logs on reload). `run()` gathers the facts, decides with the
+pure functions of _follow_plan (unit-tested), and acts. Private to the collection: the API may
+change between releases.
 """
 
 from __future__ import annotations
@@ -25,267 +26,93 @@ import socket
 import time
 
 from ansible_collections.erlmcp.dr.plugins.module_utils import _postgres as pg
+from ansible_collections.erlmcp.dr.plugins.module_utils._follow_plan import (
+    FollowError,
+    choose_action,
+    divergence,
+    has_inline_password,
+    is_following,
+    mask_conninfo,
+    no_rewind_required,
+    parse_history,
+    pgpass_line,
+    pgpass_password,
+    rewind_errors,
+    same_host,
+    short_rewind_output,
+    upstream_of,
+)
 from ansible_collections.erlmcp.dr.plugins.module_utils._pg_server import (
     Server,
     ServerError,
     conninfo,
-    unquote_setting,
+    parse_conninfo,
+    write_owned,
 )
 from ansible_collections.erlmcp.dr.plugins.module_utils._wait import WaitTimeout, wait_for
 
-METHODS = ("auto", "follow", "rewind")
 # pg_rewind copies these from the source; the node keeps its own (its port, its own hba rules).
 CONFIG_FILES = ("postgresql.conf", "postgresql.auto.conf", "pg_hba.conf", "pg_ident.conf")
 SIGNAL_FILE = "standby.signal"
-MASK = "********"
 APPLICATION_NAME = "erlmcp.dr.pg_standby_follow"
-MIN_START_TIMEOUT = 120
-REWIND_OUTPUT_CHARS = 800
+PASSFILE_NAME = ".erlmcp-dr.pgpass"
+READ_ONLY = "default_transaction_read_only"
+PRIMARY_HINTS = dict(host="primary_host", port="primary_port")
 
 
-class FollowError(pg.ModuleFailure):
-    """A failure to report as is, with the facts gathered so far (never a secret)."""
+def default_passfile(data_dir):
+    """<parent of data_dir>/.erlmcp-dr.pgpass: outside the data directory (pg_basebackup/pg_rewind leave it be)."""
+    return os.path.join(os.path.dirname(os.path.abspath(data_dir).rstrip("/")), PASSFILE_NAME)
 
 
-# ---------------------------------------------------------------- pure helpers (unit-tested)
-
-_PASSWORD_RE = re.compile(r"(\bpassword\s*=\s*)('(?:\\.|[^'\\])*'|[^\s']+)", re.IGNORECASE)
+# ---------------------------------------------------------------- gathering facts (I/O)
 
 
-def mask_conninfo(text):
-    """A libpq conninfo string with its password replaced by ********; None stays None."""
-    if text is None:
-        return None
-    return _PASSWORD_RE.sub(lambda m: m.group(1) + "'" + MASK + "'", text)
-
-
-def parse_history(text):
-    """A timeline history file ('1<TAB>0/3000060<TAB>reason' lines) -> [(tli, switchpoint), ...]."""
-    entries = []
-    for line in (text or "").splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        fields = line.split()
-        if len(fields) < 2 or not fields[0].isdigit():
-            continue
-        try:
-            entries.append((int(fields[0]), pg.parse_lsn(fields[1])))
-        except ValueError:
-            continue
-    return entries
-
-
-def divergence(node_tli, node_lsn, primary_tli, history):
-    """Has the node's WAL gone where the primary's history never went?
-
-    Returns (True, why) when following is impossible (pg_rewind is needed), (False, why) when
-    the node can follow, (None, why) when the facts do not tell (history or position unknown).
-    node_lsn is the furthest WAL the node holds (received or replayed), as text or int.
-    """
-    if node_tli is None or primary_tli is None:
-        return None, "timeline unknown"
-    node_tli, primary_tli = int(node_tli), int(primary_tli)
-    if node_tli == primary_tli:
-        return False, "the node is on the primary's timeline %d" % primary_tli
-    if node_tli > primary_tli:
-        return True, "the node is on timeline %d, newer than the primary's %d" % (node_tli, primary_tli)
-    if history is None:
-        return None, "the primary's timeline history could not be read"
-    switchpoints = dict(history)
-    if node_tli not in switchpoints:
-        return True, "the node's timeline %d is not in the primary's history (timeline %d)" % (node_tli, primary_tli)
-    position = pg.parse_lsn(node_lsn) if isinstance(node_lsn, str) else node_lsn
-    if position is None:
-        return None, "the node's WAL position is unknown"
-    fork = switchpoints[node_tli]
-    if position > fork:
-        return True, "the node has WAL up to %s on timeline %d, past %s where the primary's timeline %d forked off" % (
-            pg.format_lsn(position), node_tli, pg.format_lsn(fork), primary_tli)
-    return False, "the node (at %s on timeline %d) is behind the fork at %s: it can follow onto timeline %d" % (
-        pg.format_lsn(position), node_tli, pg.format_lsn(fork), primary_tli)
-
-
-def same_host(a, b):
-    return str(a or "").strip().lower() == str(b or "").strip().lower()
-
-
-def is_following(receiver, host, port, timeline):
-    """The WAL receiver streams from host:port on the given timeline."""
-    if not receiver or receiver.get("status") != "streaming":
-        return False
-    return (same_host(receiver.get("sender_host"), host) and receiver.get("sender_port") == int(port)
-            and receiver.get("received_tli") == int(timeline))
-
-
-def upstream_of(receiver):
-    if not receiver or not receiver.get("sender_port"):
-        return None
-    return "%s:%s" % (receiver.get("sender_host"), receiver.get("sender_port"))
-
-
-class Plan(object):
-    """What to do: action 'none' | 'follow' | 'rewind'.
-
-    how: for follow, 'reload' (running standby, new primary_conninfo) or 'start' (start a stopped
-    node as a standby); stop_first: the node runs and must be stopped; fallback: a follow that
-    does not reach streaming falls back to rewind (method auto).
-    """
-
-    def __init__(self, action, reason, how=None, stop_first=False, fallback=False):
-        self.action = action
-        self.reason = reason
-        self.how = how
-        self.stop_first = stop_first
-        self.fallback = fallback
-
-    def __repr__(self):
-        return "Plan(%r, how=%r, stop_first=%r, fallback=%r)" % (self.action, self.how, self.stop_first, self.fallback)
-
-
-def choose_action(role, method, allow_stop_primary, already, diverged, why=""):
-    """Decide from the facts. role: 'primary' | 'standby' (both running) | 'stopped'.
-
-    already: a running standby already streams from the primary on its timeline.
-    diverged: divergence()'s verdict (True / False / None) for a running standby.
-    Raises FollowError when a precondition forbids any change.
-    """
-    if method not in METHODS:
-        raise FollowError("method must be one of %s, not %r" % (", ".join(METHODS), method))
-    if role == "standby":
-        if already:
-            return Plan("none", "already streaming from the primary on its timeline")
-        if method == "rewind":
-            return Plan("rewind", "method=rewind", stop_first=True)
-        if diverged:
-            if method == "follow":
-                raise FollowError(
-                    "cannot follow: %s; the node needs pg_rewind (method=rewind or method=auto)" % why)
-            return Plan("rewind", "cannot follow: %s" % why, stop_first=True)
-        return Plan("follow", why or "running standby", how="reload", fallback=(method == "auto"))
-    if role == "primary":
-        if not allow_stop_primary:
-            raise FollowError(
-                "the node is running as a PRIMARY (not in recovery) and may be taking writes: fence it first "
-                "(erlmcp.dr.pg_fence) or set allow_stop_primary=true to let this module stop it")
-        if method == "follow":
-            return Plan("follow", "method=follow: restart the former primary as a standby without pg_rewind",
-                        how="start", stop_first=True)
-        return Plan("rewind", "a former primary: pg_rewind decides whether its history diverged", stop_first=True)
-    if role == "stopped":
-        if method == "follow":
-            return Plan("follow", "method=follow: start the stopped node as a standby without pg_rewind", how="start")
-        return Plan("rewind", "a stopped node: pg_rewind decides whether its history diverged")
-    raise FollowError("unknown node role %r" % (role,))
-
-
-def short_rewind_output(text, limit=REWIND_OUTPUT_CHARS):
-    """pg_rewind's own messages, without progress lines, cut to a few hundred characters."""
-    lines = []
-    for raw in re.split(r"[\r\n]+", text or ""):
-        line = raw.strip()
-        if not line or re.match(r"^\d+/\d+ kB \(\d+%\) copied", line):
-            continue
-        lines.append(line)
-    out = "\n".join(lines)
-    return out if len(out) <= limit else "..." + out[-(limit - 3):]
-
-
-def rewind_errors(text):
-    """The error lines of pg_rewind's output (its last line when it printed none), joined by '; '."""
-    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
-    errors = [line for line in lines if re.search(r"\b(error|fatal|FATAL|ERROR):", line)]
-    return "; ".join(errors or lines[-1:]) or "no output"
-
-
-def no_rewind_required(text):
-    return "no rewind required" in (text or "")
-
-
-_SETTING_LINE_RE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*=?\s*(.*)$")
-
-
-def conf_value(texts, name):
-    """The value a setting takes in config file texts read in order (the last one wins).
-
-    Follows no include directives: enough for primary_conninfo / cluster_name / primary_slot_name.
-    """
-    value = None
-    for text in texts:
-        for line in (text or "").splitlines():
-            match = _SETTING_LINE_RE.match(line)
-            if not match or match.group(1).lower() != name:
-                continue
-            raw = match.group(2)
-            raw = _strip_comment(raw)
-            value = unquote_setting(raw)
-    return value
-
-
-def _strip_comment(raw):
-    """Drop a trailing # comment that is not inside a quoted value."""
-    quoted = False
-    i = 0
-    while i < len(raw):
-        ch = raw[i]
-        if ch == "'":
-            if quoted and i + 1 < len(raw) and raw[i + 1] == "'":
-                i += 2
-                continue
-            quoted = not quoted
-        elif ch == "\\" and quoted:
-            i += 2
-            continue
-        elif ch == "#" and not quoted:
-            return raw[:i].strip()
-        i += 1
-    return raw.strip()
-
-
-# ---------------------------------------------------------------- gathering facts
-
-
-def _connect(params, what):
+def _connect(params, what, hints=None):
     try:
-        return pg.connect(params, application_name=APPLICATION_NAME)
+        return pg.connect(params, application_name=APPLICATION_NAME, hints=hints)
     except pg.PgError as exc:
         raise FollowError("%s: %s" % (what, exc)) from None
 
 
-def _check_replication_login(params):
+def _check_replication_login(params, password):
     """Log in to the primary as the replication user, as the standby's WAL receiver will."""
     conn_params = dict(host=params["primary_host"], port=params["primary_port"], user=params["replication_user"],
-                       password=params["replication_password"], dbname="replication",
+                       password=password, dbname="replication",
                        connect_timeout=params.get("connect_timeout") or 5)
     where = "%s:%s" % (params["primary_host"], params["primary_port"])
     try:
-        conn = pg.psycopg.connect(replication="true", application_name=APPLICATION_NAME, **conn_params)
-    except pg.psycopg.Error as exc:
-        detail = pg.describe_connect_error(exc, conn_params).replace("(login_password)", "(replication_password)")
+        conn = pg.connect(conn_params, APPLICATION_NAME, hints=dict(PRIMARY_HINTS, password="replication_password"),
+                          replication="true")
+    except pg.PgError as exc:
         raise FollowError(
             "the standby could not stream: replication login to %s as %s failed: %s; check replication_user, "
             "replication_password and the primary's pg_hba.conf 'replication' rules" % (
-                where, params["replication_user"], detail)) from None
+                where, params["replication_user"], exc)) from None
     conn.close()
+
+
+def _quiet_query(conn, sql, args=None):
+    """One row, or None when the query is not allowed/possible (a driver error)."""
+    try:
+        return pg.query_one(conn, sql, args)
+    except Exception as exc:
+        if pg.is_driver_error(exc):
+            return None
+        raise
 
 
 def _read_history(conn, timeline):
     """The primary's timeline history as [(tli, switchpoint)]; [] on timeline 1; None if unreadable."""
     if not timeline or int(timeline) <= 1:
         return []
-    try:
-        row = pg.query_one(conn, "SELECT pg_read_file(%s) AS content", ("pg_wal/%08X.history" % int(timeline),))
-    except pg.psycopg.Error:
-        return None
+    row = _quiet_query(conn, "SELECT pg_read_file(%s) AS content", ("pg_wal/%08X.history" % int(timeline),))
     return parse_history(row["content"]) if row else None
 
 
 def _setting(conn, name):
     """A setting's value; None when it is unknown or this login may not read it."""
-    try:
-        row = pg.query_one(conn, "SELECT current_setting(%s, true) AS value", (name,))
-    except pg.psycopg.Error:
-        return None
+    row = _quiet_query(conn, "SELECT current_setting(%s, true) AS value", (name,))
     return row["value"] if row else None
 
 
@@ -311,6 +138,14 @@ def restore(server, saved, names):
             server.write_file(name, content)
 
 
+def _read_text(path):
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except (IOError, OSError):
+        return None
+
+
 # ---------------------------------------------------------------- running
 
 
@@ -318,7 +153,8 @@ def defaults():
     """Every option's default, as the module's argument spec has it (for callers outside Ansible)."""
     values = dict((name, spec.get("default")) for name, spec in pg.connection_argument_spec().items())
     values.update(bin_dir=None, log_file=None, replication_user="replicator", replication_password=None,
-                  application_name=None, method="auto", allow_stop_primary=False, wait_timeout=60)
+                  application_name=None, method="auto", allow_stop_primary=False, wait_timeout=60, passfile=None,
+                  start_timeout=120, rewind_timeout=600)
     return values
 
 
@@ -331,10 +167,12 @@ class _Run(object):
         self.want_diff = diff
         self.started = time.monotonic()
         self.primary_where = "%s:%s" % (params["primary_host"], params["primary_port"])
+        self.passfile = params["passfile"] or default_passfile(params["data_dir"])
         self.result = dict(
             changed=False, action="none", role_before=None, timeline_before=None, timeline_after=None,
             primary_timeline=None, receive_lsn=None, streaming=False, upstream=None, rewind_output=None,
-            primary_conninfo=None, seconds=0.0,
+            primary_conninfo=None, passfile=self.passfile, passfile_changed=False, read_only_lifted=False,
+            seconds=0.0,
         )
         self.node_conn = None
         self.primary_conn = None
@@ -354,144 +192,197 @@ class _Run(object):
         return params
 
     def close(self):
-        for conn in (self.node_conn, self.primary_conn):
-            if conn is not None:
-                try:
-                    conn.close()
-                except Exception:  # noqa: BLE001 - closing is best effort
-                    pass
-        self.node_conn = self.primary_conn = None
+        self.close_node()
+        if self.primary_conn is not None:
+            _close_quietly(self.primary_conn)
+            self.primary_conn = None
 
     def close_node(self):
         if self.node_conn is not None:
-            try:
-                self.node_conn.close()
-            except Exception:  # noqa: BLE001
-                pass
+            _close_quietly(self.node_conn)
             self.node_conn = None
 
-    # -- the whole thing
+    # -- the whole thing: gather, decide, act
     def run(self):
-        errors = (ServerError, pg.PgError) + ((pg.psycopg.Error,) if pg.psycopg is not None else ())
         try:
-            return self._run()
-        except errors as exc:
-            self.fail(str(exc).strip())
+            with pg.translate_errors(self.result, "on %s" % self.p["data_dir"]):
+                self.validate()
+                facts = self.gather()
+                plan = self.decide(facts)
+                if plan is None:
+                    return self.finish()
+                self.act(plan)
+                return self.finish()
+        except pg.ModuleFailure as exc:
+            if isinstance(exc, FollowError):
+                raise
+            self.fail(str(exc))
         finally:
             self.close()
 
-    def _run(self):
+    def validate(self):
+        for name in ("wait_timeout", "start_timeout", "rewind_timeout"):
+            if int(self.p[name]) <= 0:
+                self.fail("%s must be a positive number of seconds, not %s" % (name, self.p[name]))
+
+    def gather(self):
+        """Facts: the new primary (reachable, a primary, same cluster), the node as it is now, the passfile."""
         p = self.p
-        if int(p["wait_timeout"]) <= 0:
-            self.fail("wait_timeout must be a positive number of seconds, not %s" % p["wait_timeout"])
         server = self.server = Server(p["data_dir"], p.get("bin_dir"), p.get("log_file"))
         if server.status()["state"] == "missing":
             self.fail("no PostgreSQL data directory at %s (data_dir)" % server.data_dir)
-
-        # 1. the new primary: reachable, a primary, same cluster, replication login works
         self.primary_conn = _connect(self.primary_params(), "the new primary %s (primary_host/primary_port) cannot "
-                                     "be queried" % self.primary_where)
+                                     "be queried" % self.primary_where, PRIMARY_HINTS)
         primary = pg.node_state(self.primary_conn)
         if primary["in_recovery"]:
             self.fail("%s is in recovery (a standby), not a primary: promote it first (erlmcp.dr.pg_promote) or point "
                       "primary_host/primary_port at the primary" % self.primary_where)
         self.primary_tli = primary["timeline"]
         self.result["primary_timeline"] = self.primary_tli
-
         control = server.controldata()
         node_sysid = control.get("Database system identifier")
         if str(node_sysid) != str(primary["system_identifier"]):
             self.fail("%s belongs to another cluster: its system identifier is %s, the primary %s has %s; a standby "
                       "can only follow a primary of its own cluster (re-clone it with pg_basebackup)" % (
                           server.data_dir, node_sysid, self.primary_where, primary["system_identifier"]))
+        facts = self.gather_running(server) if server.is_running() else self.gather_stopped(server, control)
+        self.result.update(role_before=facts["role"], timeline_before=facts["timeline"],
+                           timeline_after=facts["timeline"])
+        if facts["node"]:
+            self._report_state(facts["node"])
+        facts["read_only_conf"] = server.auto_conf_setting(READ_ONLY) in ("on", "true", "1", "yes")
+        self.gather_secret(facts)
+        return facts
 
-        # 2. the node as it is now
-        running = server.is_running()
-        node = None
-        if running:
-            self.node_conn = _connect(self.node_params(), "PostgreSQL in %s is running but cannot be reached at %s "
-                                      "(login_host/login_port)" % (server.data_dir, pg.endpoint(self.node_params())))
-            served = _setting(self.node_conn, "data_directory")
-            if served and os.path.realpath(served) != os.path.realpath(server.data_dir):
-                self.fail("%s serves the data directory %s, not %s: login_host/login_port and data_dir must name "
-                          "the same node" % (pg.endpoint(self.node_params()), served, server.data_dir))
-            if _same_server(self.node_conn, self.primary_conn):
-                self.fail("primary_host/primary_port (%s) is this node itself: point them at the new primary"
-                          % self.primary_where)
-            node = pg.node_state(self.node_conn)
-            role = node["role"]
-            timeline = node["timeline"]
-            current_conninfo = _setting(self.node_conn, "primary_conninfo") or None
-            cluster_name = _setting(self.node_conn, "cluster_name")
-            slot = _setting(self.node_conn, "primary_slot_name")
-        else:
-            role = "stopped"
-            timeline = int(control.get("Latest checkpoint's TimeLineID") or 0) or None
-            texts = [server.read_file("postgresql.conf"), server.read_file("postgresql.auto.conf")]
-            current_conninfo = conf_value(texts, "primary_conninfo") or None
-            cluster_name = conf_value(texts, "cluster_name")
-            slot = conf_value(texts, "primary_slot_name")
-        self.result.update(role_before=role, timeline_before=timeline, timeline_after=timeline)
-        if node:
-            self._report_state(node)
+    def gather_running(self, server):
+        self.node_conn = _connect(self.node_params(), "PostgreSQL in %s is running but cannot be reached at %s "
+                                  "(login_host/login_port)" % (server.data_dir, pg.endpoint(self.node_params())))
+        served = _setting(self.node_conn, "data_directory")
+        if served and os.path.realpath(served) != os.path.realpath(server.data_dir):
+            self.fail("%s serves the data directory %s, not %s: login_host/login_port and data_dir must name "
+                      "the same node" % (pg.endpoint(self.node_params()), served, server.data_dir))
+        if _same_server(self.node_conn, self.primary_conn):
+            self.fail("primary_host/primary_port (%s) is this node itself: point them at the new primary"
+                      % self.primary_where)
+        node = pg.node_state(self.node_conn)
+        return dict(node=node, role=node["role"], timeline=node["timeline"], read_only=node["read_only"],
+                    conninfo=_setting(self.node_conn, "primary_conninfo") or None,
+                    cluster_name=_setting(self.node_conn, "cluster_name"),
+                    slot=_setting(self.node_conn, "primary_slot_name"))
 
-        app_name = p.get("application_name") or cluster_name or socket.gethostname()
-        new_conninfo = conninfo(host=p["primary_host"], port=p["primary_port"], user=p["replication_user"],
-                                password=p.get("replication_password"), application_name=app_name)
-        self.new_conninfo = new_conninfo
-        self.result["primary_conninfo"] = mask_conninfo(new_conninfo)
+    def gather_stopped(self, server, control):
+        return dict(node=None, role="stopped", read_only=None,
+                    timeline=int(control.get("Latest checkpoint's TimeLineID") or 0) or None,
+                    conninfo=server.conf_setting("primary_conninfo") or None,
+                    cluster_name=server.conf_setting("cluster_name"),
+                    slot=server.conf_setting("primary_slot_name"))
 
-        # 3. decide
-        already = role == "standby" and is_following(node["wal_receiver"], p["primary_host"], p["primary_port"],
-                                                     self.primary_tli)
+    def gather_secret(self, facts):
+        """The replication password (option, else the passfile, else the old inline primary_conninfo: moved to
+        the passfile) and the passfile's content as it should be; never returned."""
+        p = self.p
+        current_file = _read_text(self.passfile)
+        password = (p.get("replication_password") or pgpass_password(current_file, p["replication_user"])
+                    or parse_conninfo(facts["conninfo"] or "").get("password"))
+        self.password = password
+        self.passfile_content = pgpass_line(p["primary_host"], p["primary_port"], p["replication_user"],
+                                            password) if password else None
+        facts["secret_ok"] = (self.passfile_content in (None, current_file)
+                              and not has_inline_password(facts["conninfo"]))
+        app_name = p.get("application_name") or facts["cluster_name"] or socket.gethostname()
+        self.new_conninfo = conninfo(host=p["primary_host"], port=p["primary_port"], user=p["replication_user"],
+                                     passfile=self.passfile if password or current_file else None,
+                                     application_name=app_name)
+        self.result["primary_conninfo"] = self.new_conninfo
+
+    def conninfo_ok(self, current):
+        """The node's primary_conninfo names the primary and the replication user, no password inline, and the
+        passfile when there is one."""
+        fields = parse_conninfo(current or "")
+        return (same_host(fields.get("host"), self.p["primary_host"])
+                and fields.get("port") == str(self.p["primary_port"])
+                and fields.get("user") == self.p["replication_user"] and "password" not in fields
+                and (self.passfile_content is None or fields.get("passfile") == self.passfile))
+
+    def decide(self, facts):
+        """The plan, or None when there is nothing to do (the result says so)."""
+        p, server, role, node = self.p, self.server, facts["role"], facts["node"]
+        streaming = role == "standby" and is_following(node["wal_receiver"], p["primary_host"], p["primary_port"],
+                                                       self.primary_tli)
+        already = streaming and facts["secret_ok"] and self.conninfo_ok(facts["conninfo"])
         diverged, why = (None, "")
-        if role == "standby" and not already:
+        if role == "standby" and not already and not streaming:
             history = _read_history(self.primary_conn, self.primary_tli)
-            diverged, why = divergence(timeline, node["position_lsn"], self.primary_tli, history)
+            diverged, why = divergence(facts["timeline"], node["position_lsn"], self.primary_tli, history)
+        elif streaming and not already:
+            diverged, why = False, "streaming already; primary_conninfo or its passfile changes"
         try:
-            plan = choose_action(role, p["method"], p["allow_stop_primary"], already, diverged, why)
+            plan = choose_action(role, p["method"], allow_stop_primary=p["allow_stop_primary"], already=already,
+                                 diverged=diverged, why=why, fenced=bool(role == "primary" and facts["read_only"]))
         except FollowError as exc:
             self.fail(str(exc))
+        self.lift_read_only = role in ("primary", "stopped") and facts["read_only_conf"]
         self.result["action"] = plan.action
         if self.want_diff:
             self.result["diff"] = dict(
-                before=dict(primary_conninfo=mask_conninfo(current_conninfo), role=role),
-                after=dict(primary_conninfo=mask_conninfo(new_conninfo) if plan.action != "none"
-                           else mask_conninfo(current_conninfo),
+                before=dict(primary_conninfo=mask_conninfo(facts["conninfo"]), role=role),
+                after=dict(primary_conninfo=self.new_conninfo if plan.action != "none"
+                           else mask_conninfo(facts["conninfo"]),
                            role="standby" if plan.action != "none" else role),
             )
         if plan.action == "none":
             self.result["msg"] = "%s already streams from %s on timeline %s" % (
                 server.data_dir, self.primary_where, self.primary_tli)
-            return self.finish()
+            return None
+        self.check_preconditions(facts)
+        if self.check_mode:
+            self.result.update(changed=True, timeline_after=self.primary_tli,
+                               passfile_changed=self.passfile_content not in (None, _read_text(self.passfile)),
+                               read_only_lifted=self.lift_read_only)
+            self.result["msg"] = "would %s (%s): %s would stream from %s on timeline %s%s" % (
+                plan.action, plan.reason, server.data_dir, self.primary_where, self.primary_tli,
+                " (falling back to pg_rewind if it does not stream)" if plan.fallback else "")
+            return None
+        return plan
 
+    def check_preconditions(self, facts):
+        slot = facts["slot"]
         if slot:
             exists = pg.query_one(self.primary_conn, "SELECT count(*) AS n FROM pg_replication_slots "
                                   "WHERE slot_name = %s AND slot_type = 'physical'", (slot,))["n"]
             if not exists:
                 self.fail("the node uses primary_slot_name=%r but %s has no such physical replication slot: create it "
                           "on the primary first (or reset primary_slot_name)" % (slot, self.primary_where))
-        if p.get("replication_password"):
-            _check_replication_login(p)
+        if self.password:
+            _check_replication_login(self.p, self.password)
 
-        if self.check_mode:
-            self.result["changed"] = True
-            self.result["timeline_after"] = self.primary_tli
-            self.result["msg"] = "would %s (%s): %s would stream from %s on timeline %s%s" % (
-                plan.action, plan.reason, server.data_dir, self.primary_where, self.primary_tli,
-                " (falling back to pg_rewind if it does not stream)" if plan.fallback else "")
-            return self.finish()
-
-        # 4. act
-        self.saved = snapshot(server)
+    def act(self, plan):
+        self.saved = snapshot(self.server)
         self.result["changed"] = True
+        self.write_passfile()
         if plan.action == "follow" and plan.how == "reload":
             self._follow_reload(plan)
         elif plan.action == "follow":
             self._follow_start(plan)
         else:
             self._rewind(stop_first=plan.stop_first, reason=plan.reason)
-        return self.finish()
+
+    def write_passfile(self):
+        """The standby's passfile: one line for the primary, 0600, owned by the data directory's owner, atomic."""
+        if self.passfile_content is None or _read_text(self.passfile) == self.passfile_content:
+            return
+        folder = os.path.dirname(self.passfile)
+        if not os.path.isdir(folder):
+            self.fail("the folder of passfile %s does not exist: create it or set passfile" % self.passfile)
+        write_owned(self.passfile, self.passfile_content, self.server.data_dir, mode=0o600)
+        self.result["passfile_changed"] = True
+
+    def standby_settings(self):
+        settings = {"primary_conninfo": self.new_conninfo}
+        if self.lift_read_only:
+            settings[READ_ONLY] = None
+            self.result["read_only_lifted"] = True
+        return settings
 
     def finish(self):
         self.result["seconds"] = round(time.monotonic() - self.started, 3)
@@ -565,8 +456,8 @@ class _Run(object):
         server = self.server
         if plan.stop_first:
             self.close_node()
-            server.stop(mode="fast")
-        server.set_auto_conf({"primary_conninfo": self.new_conninfo})
+            server.stop(mode="fast", timeout=self.p["wait_timeout"])
+        server.set_auto_conf(self.standby_settings())
         server.write_standby_signal()
         error = None
         try:
@@ -588,27 +479,27 @@ class _Run(object):
                       server.data_dir, self.primary_where, error))
 
     def start_timeout(self):
-        return max(int(self.p["wait_timeout"]), MIN_START_TIMEOUT)
+        return int(self.p["start_timeout"])
 
     def _stop_quietly(self):
         try:
-            self.server.stop(mode="fast")
+            self.server.stop(mode="fast", timeout=self.p["wait_timeout"])
         except ServerError:
             pass
 
     # -- rewind
-    def _rewind(self, stop_first, reason):
+    def _rewind(self, *, stop_first, reason):
         p, server = self.p, self.server
         self.result["action"] = "rewind"
         if stop_first:
             self.close_node()
-            server.stop(mode="fast")
+            server.stop(mode="fast", timeout=self.p["wait_timeout"])
         pg.checkpoint(self.primary_conn)  # pg_rewind reads the source's control file: make it current
         own = snapshot(server)
         source = conninfo(host=p["primary_host"], port=p["primary_port"], user=p["login_user"],
                           dbname=p.get("login_db") or "postgres", connect_timeout=p.get("connect_timeout") or 5)
         try:
-            output = server.pg_rewind(source, password=p.get("login_password"))
+            output = server.pg_rewind(source, password=p.get("login_password"), timeout=int(p["rewind_timeout"]))
         except ServerError as exc:
             restore(server, self.saved, CONFIG_FILES + (SIGNAL_FILE,))
             output = short_rewind_output(re.sub(r"^pg_rewind failed \(rc=\d+\): ", "", str(exc)))
@@ -621,7 +512,7 @@ class _Run(object):
         # pg_rewind copied the source's config files (its port, its hba): put the node's own back
         restore(server, own, CONFIG_FILES)
         self.result["rewind_output"] = short_rewind_output(output)
-        server.set_auto_conf({"primary_conninfo": self.new_conninfo})
+        server.set_auto_conf(self.standby_settings())
         server.write_standby_signal()
         try:
             server.start(timeout=self.start_timeout())
@@ -639,10 +530,17 @@ class _Run(object):
             server.data_dir, what, reason, self.primary_where, self.primary_tli)
 
 
-def run(params, check_mode=False, diff=False):
+def run(params, check_mode=False, diff=False, warn=None):
     """Make the node in params['data_dir'] stream from params['primary_host']:params['primary_port'].
 
     Returns the result dict (changed, action, role_before, ...); raises FollowError with the
     same facts on failure.
     """
     return _Run(params, check_mode, diff).run()
+
+
+def _close_quietly(conn):
+    try:
+        conn.close()
+    except Exception:  # noqa: BLE001 - closing is best effort
+        pass

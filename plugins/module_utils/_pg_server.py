@@ -15,12 +15,14 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
+
+
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import PgError
 
 DEFAULT_BIN_DIRS = ("/usr/lib/postgresql/15/bin", "/usr/pgsql-15/bin", "/usr/local/pgsql/bin")
 
 
-class ServerError(Exception):
+class ServerError(PgError):
     """A host-side failure worth showing to the operator as is."""
 
 
@@ -51,6 +53,26 @@ def _demote_to(uid, gid):
         os.setuid(uid)
 
     return demote
+
+
+def write_owned(path, content, owner_of, mode=0o600):
+    """Write path atomically (temp file in the same folder, fsync, rename), owned like owner_of, with mode."""
+    uid, gid = data_dir_owner(owner_of)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".%s." % os.path.basename(path))
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        if os.geteuid() == 0:
+            os.chown(tmp, uid, gid)
+        os.rename(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 class Server(object):
@@ -133,13 +155,6 @@ class Server(object):
                  timeout=timeout + 15)
         return True
 
-    def wait_stopped(self, timeout):
-        deadline = time.monotonic() + timeout
-        while self.is_running():
-            if time.monotonic() > deadline:
-                raise ServerError("PostgreSQL in %s still running after %ss" % (self.data_dir, timeout))
-            time.sleep(0.1)
-
     # -- configuration files
     def config_path(self, name):
         return os.path.join(self.data_dir, name)
@@ -153,57 +168,110 @@ class Server(object):
 
     def write_file(self, name, content):
         """Write a file in the data directory atomically, owned like the data directory."""
-        path = self.config_path(name)
-        uid, gid = data_dir_owner(self.data_dir)
-        fd, tmp = tempfile.mkstemp(dir=self.data_dir, prefix=".%s." % name)
-        try:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(content)
-            os.chmod(tmp, 0o600)
-            if os.geteuid() == 0:
-                os.chown(tmp, uid, gid)
-            os.rename(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        write_owned(self.config_path(name), content, self.data_dir)
 
     def set_auto_conf(self, settings):
-        """Set parameters in postgresql.auto.conf while the server is stopped (ALTER SYSTEM's file)."""
+        """Set parameters in postgresql.auto.conf while the server is stopped (ALTER SYSTEM's file);
+        a value of None removes the setting (ALTER SYSTEM RESET)."""
         lines = (self.read_file("postgresql.auto.conf") or "").splitlines()
-        kept = [line for line in lines if _setting_name(line) not in settings]
+        names = set(n.lower() for n in settings)
+        kept = [line for line in lines if _setting_name(line) not in names]
         for name in sorted(settings):
-            kept.append("%s = %s" % (name, quote_setting(settings[name])))
+            if settings[name] is not None:
+                kept.append("%s = %s" % (name, quote_setting(settings[name])))
         self.write_file("postgresql.auto.conf", "\n".join(kept) + "\n")
 
     def auto_conf_setting(self, name):
-        value = None
-        for line in (self.read_file("postgresql.auto.conf") or "").splitlines():
-            if _setting_name(line) == name:
-                value = unquote_setting(line.split("=", 1)[1])
-        return value
+        return conf_value([self.read_file("postgresql.auto.conf")], name)
+
+    def conf_setting(self, name):
+        """A setting's value as the config files say (postgresql.conf, then postgresql.auto.conf: the last wins)."""
+        return conf_value([self.read_file("postgresql.conf"), self.read_file("postgresql.auto.conf")], name)
 
     def write_standby_signal(self):
         if not self.is_standby_configured():
             self.write_file("standby.signal", "")
 
     def pg_rewind(self, source_conninfo, password=None, timeout=600):
-        """Rewind this (stopped) data directory to the source server's timeline."""
-        env = {"PGPASSWORD": password} if password else {}
-        dummy, out, err = self.run(
-            "pg_rewind",
-            ["--target-pgdata", self.data_dir, "--source-server", source_conninfo, "--progress"],
-            env=env, timeout=timeout,
-        )
+        """Rewind this (stopped) data directory to the source server's timeline.
+
+        The password reaches pg_rewind through a temporary passfile (0600, owned by the data directory's
+        owner, removed afterwards) named by PGPASSFILE: never PGPASSWORD in its environment.
+        """
+        env = {}
+        passfile = self.temp_passfile(password) if password else None
+        if passfile:
+            env["PGPASSFILE"] = passfile
+        try:
+            dummy, out, err = self.run(
+                "pg_rewind",
+                ["--target-pgdata", self.data_dir, "--source-server", source_conninfo, "--progress"],
+                env=env, timeout=timeout,
+            )
+        finally:
+            if passfile and os.path.exists(passfile):
+                os.unlink(passfile)
         return (out + err).strip()
 
+    def temp_passfile(self, password):
+        """A passfile matching any server for one command: 0600, owned by the data directory's owner."""
+        uid, gid = data_dir_owner(self.data_dir)
+        fd, path = tempfile.mkstemp(prefix=".erlmcp-dr-", suffix=".pgpass")
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write("*:*:*:*:%s\n" % str(password).replace("\\", "\\\\").replace(":", "\\:"))
+            os.chmod(path, 0o600)
+            if os.geteuid() == 0:
+                os.chown(path, uid, gid)
+        except BaseException:
+            os.unlink(path)
+            raise
+        return path
 
-_SETTING_RE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*=")
+
+_SETTING_LINE_RE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*=?\s*(.*)$")
+
+
+def conf_value(texts, name):
+    """The value a setting takes in config file texts read in order (the last one wins).
+
+    Follows no include directives: enough for primary_conninfo / cluster_name / primary_slot_name.
+    """
+    value = None
+    for text in texts:
+        for line in (text or "").splitlines():
+            match = _SETTING_LINE_RE.match(line)
+            if not match or match.group(1).lower() != name.lower():
+                continue
+            raw = match.group(2)
+            raw = _strip_comment(raw)
+            value = unquote_setting(raw)
+    return value
+
+
+def _strip_comment(raw):
+    """Drop a trailing # comment that is not inside a quoted value."""
+    quoted = False
+    i = 0
+    while i < len(raw):
+        ch = raw[i]
+        if ch == "'":
+            if quoted and i + 1 < len(raw) and raw[i + 1] == "'":
+                i += 2
+                continue
+            quoted = not quoted
+        elif ch == "\\" and quoted:
+            i += 2
+            continue
+        elif ch == "#" and not quoted:
+            return raw[:i].strip()
+        i += 1
+    return raw.strip()
 
 
 def _setting_name(line):
-    match = _SETTING_RE.match(line)
-    return match.group(1) if match else None
+    match = _SETTING_LINE_RE.match(line)
+    return match.group(1).lower() if match else None
 
 
 def quote_setting(value):
@@ -231,3 +299,55 @@ def conninfo(**fields):
         text = str(value).replace("\\", "\\\\").replace("'", "\\'")
         parts.append("%s='%s'" % (key, text))
     return " ".join(parts)
+
+
+_CONNINFO_RE = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*('(?:\\.|[^'\\])*'|[^\s']*)")
+
+
+def parse_conninfo(text):
+    """A libpq connection string (key=value form or a postgresql:// URI) -> dict of its fields.
+
+    The caller decides what to keep: never return the password to a result.
+    """
+    text = (text or "").strip()
+    if text.startswith(("postgresql://", "postgres://")):
+        return _parse_uri(text)
+    fields = {}
+    for match in _CONNINFO_RE.finditer(text):
+        raw = match.group(2)
+        if raw.startswith("'"):
+            raw = re.sub(r"\\(.)", r"\1", raw[1:-1])
+        fields[match.group(1)] = raw
+    return fields
+
+
+def _parse_uri(text):
+    try:
+        from urllib.parse import parse_qsl, unquote, urlsplit
+    except ImportError:  # Python 2 is not supported by the collection
+        raise
+    parts = urlsplit(text)
+    fields = dict(parse_qsl(parts.query))
+    if parts.hostname:
+        fields["host"] = unquote(parts.hostname)
+    if parts.port:
+        fields["port"] = str(parts.port)
+    if parts.username:
+        fields["user"] = unquote(parts.username)
+    if parts.password:
+        fields["password"] = unquote(parts.password)
+    return fields
+
+
+def conninfo_endpoint(text):
+    """(host, port) a primary_conninfo points at; port defaults to 5432, host is None for a socket or when unset.
+
+    Only the first host of a multi-host string counts.
+    """
+    fields = parse_conninfo(text)
+    host = (fields.get("host") or fields.get("hostaddr") or "").split(",")[0] or None
+    if host and host.startswith("/"):
+        host = None
+    port_text = (fields.get("port") or "").split(",")[0]
+    port = int(port_text) if port_text.isdigit() else 5432
+    return host, (port if host else None)

@@ -1,29 +1,61 @@
 # -*- coding: utf-8 -*-
 # Copyright: erlmcp.dr contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""SQL side of every pg_* module: one argument spec, one connect helper, LSN arithmetic,
-and the queries that describe a node (role, timeline, LSNs, lag).
+"""SQL side of every pg_* module: one argument spec, one connect helper, one error translator,
+LSN arithmetic, and the queries that describe a node (role, timeline, LSNs, lag).
 
+psycopg is imported only when a connection is opened (the stop fence and the pure plans never pay for it).
 Private to the collection (leading underscore): the API may change between releases.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 
-try:
-    import psycopg
-    from psycopg.rows import dict_row
+ERROR_KINDS = ("auth", "refused", "timeout", "dns", "other")
 
-    PSYCOPG_IMPORT_ERROR = None
-except ImportError as exc:  # reported by the module through missing_required_lib
-    psycopg = None
-    dict_row = None
-    PSYCOPG_IMPORT_ERROR = exc
+
+def driver():
+    """The psycopg module, imported on first use; PgError when it is missing."""
+    try:
+        import psycopg
+    except ImportError as exc:
+        raise PgError("the Python library psycopg (version 3) is required on the host running this module: %s"
+                      % exc, kind="other") from None
+    return psycopg
+
+
+def __getattr__(name):
+    """`_postgres.psycopg` (the module, or None when missing) for older callers, imported only when asked for."""
+    if name == "psycopg":
+        try:
+            return driver()
+        except PgError:
+            return None
+    raise AttributeError("module %r has no attribute %r" % (__name__, name))
+
+
+def psycopg_import_error():
+    """None when psycopg can be imported, else the ImportError (for missing_required_lib)."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError as exc:
+        return exc
+    return None
+
+
+def is_driver_error(exc):
+    """Whether exc is one of psycopg's errors, without importing psycopg."""
+    return any(cls.__module__.split(".")[0] == "psycopg" and cls.__name__ == "Error" for cls in type(exc).__mro__)
 
 
 class PgError(Exception):
-    """A failure worth showing to the operator as is (no traceback)."""
+    """A failure worth showing to the operator as is (no traceback); kind is one of ERROR_KINDS or None."""
+
+    def __init__(self, message, kind=None):
+        super(PgError, self).__init__(message)
+        self.kind = kind
 
 
 class ModuleFailure(Exception):
@@ -35,6 +67,28 @@ class ModuleFailure(Exception):
     def __init__(self, message, **facts):
         super(ModuleFailure, self).__init__(message)
         self.facts = facts
+
+
+@contextlib.contextmanager
+def translate_errors(facts, context=""):
+    """The one error translator: PgError (ServerError is one: operator-ready messages, passed on as they are)
+    and psycopg errors ("PostgreSQL error <context>: ...") become ModuleFailure carrying `facts` (the dict of
+    result keys gathered so far, read when the error happens).
+
+    ModuleFailure passes through unchanged; other exceptions (bugs) are not hidden.
+    """
+    try:
+        yield
+    except ModuleFailure:
+        raise
+    except Exception as exc:
+        if is_driver_error(exc):
+            message = "PostgreSQL error%s: %s" % (" " + context if context else "", str(exc).strip())
+        elif isinstance(exc, PgError):
+            message = str(exc).strip()
+        else:
+            raise
+        raise ModuleFailure(message, **dict(facts)) from None
 
 
 def connection_argument_spec():
@@ -65,42 +119,80 @@ def endpoint(conn_params):
     return "%s:%s" % (conn_params["host"], conn_params["port"])
 
 
-def connect(conn_params, application_name="erlmcp.dr"):
-    """Open an autocommit connection, turning libpq's errors into one clear sentence."""
-    if psycopg is None:
-        raise PgError("the Python library psycopg (version 3) is required on the host running this module")
+DEFAULT_HINTS = dict(host="login_host", port="login_port", password="login_password")
+
+
+def connect(conn_params, application_name="erlmcp.dr", hints=None, **extra):
+    """Open an autocommit connection, turning libpq's errors into one clear sentence (PgError with its kind).
+
+    hints names the parameters that set host, port and password (for the message); extra goes to libpq
+    (replication="true", say).
+    """
+    psycopg = driver()
+    from psycopg.rows import dict_row
+
     kwargs = dict(conn_params)
+    kwargs.update(extra)
     kwargs["application_name"] = application_name
     kwargs = dict((k, v) for k, v in kwargs.items() if v is not None)
     try:
         return psycopg.connect(autocommit=True, row_factory=dict_row, **kwargs)
     except psycopg.Error as exc:
-        raise PgError(describe_connect_error(exc, conn_params)) from None
+        kind = error_kind(exc)
+        raise PgError(describe_connect_error(exc, conn_params, hints), kind=kind) from None
 
 
-def describe_connect_error(exc, conn_params):
-    """What went wrong connecting to host:port, in words an operator can act on."""
+def error_kind(exc):
+    """auth | refused | timeout | dns | other, from a libpq connection error."""
+    lowered = str(exc).lower()
+    if ("password authentication failed" in lowered or "no password supplied" in lowered
+            or "authentication failed" in lowered or "no pg_hba.conf entry" in lowered):
+        return "auth"
+    if "could not translate host name" in lowered or "name or service not known" in lowered:
+        return "dns"
+    if "connection refused" in lowered:
+        return "refused"
+    if "timeout" in lowered or "timed out" in lowered:
+        return "timeout"
+    return "other"
+
+
+def describe_connect_error(exc, conn_params, hints=None):
+    """What went wrong connecting to host:port, in words an operator can act on, naming the parameter to fix."""
+    names = dict(DEFAULT_HINTS, **(hints or {}))
     text = str(exc).strip().splitlines()[-1] if str(exc).strip() else exc.__class__.__name__
     where = endpoint(conn_params)
-    lowered = str(exc).lower()
-    if "password authentication failed" in lowered or "no password supplied" in lowered:
-        user = conn_params.get("user")
-        return "cannot log in to %s as %s: wrong or missing password (login_password)" % (where, user)
-    if "could not translate host name" in lowered or "name or service not known" in lowered:
-        return "cannot resolve host %r (login_host): %s" % (conn_params.get("host"), text)
-    if "connection refused" in lowered:
-        return "nothing is listening at %s (connection refused): is PostgreSQL running, is the port right?" % where
-    if "timeout" in lowered:
-        return "no answer from %s within %ss (connect_timeout)" % (where, conn_params.get("connect_timeout"))
-    return "cannot connect to %s: %s" % (where, text)
+    user = conn_params.get("user")
+    kind = error_kind(exc)
+    if kind == "auth":
+        if "no pg_hba.conf entry" in str(exc).lower():
+            return "authentication failed for user %s at %s: no pg_hba.conf entry allows it (%s)" % (
+                user, where, text)
+        return "authentication failed for user %s at %s: wrong or missing password (%s)" % (
+            user, where, names["password"])
+    if kind == "dns":
+        return "cannot resolve host %r (%s): %s" % (conn_params.get("host"), names["host"], text)
+    if kind == "refused":
+        return ("nothing is listening at %s (connection refused, connecting as %s): is PostgreSQL running, is the "
+                "port right (%s)?" % (where, user, names["port"]))
+    if kind == "timeout":
+        return "no answer from %s within %ss (connect_timeout), connecting as %s" % (
+            where, conn_params.get("connect_timeout"), user)
+    return "cannot connect to %s as %s: %s" % (where, user, text)
+
+
+def open_connection(conn_params, application_name="erlmcp.dr", hints=None):
+    """(connection, None) or (None, PgError): for nodes that may legitimately be down."""
+    try:
+        return connect(conn_params, application_name, hints), None
+    except PgError as exc:
+        return None, exc
 
 
 def try_connect(conn_params, application_name="erlmcp.dr"):
     """(connection, None) or (None, error message): for nodes that may legitimately be down."""
-    try:
-        return connect(conn_params, application_name), None
-    except PgError as exc:
-        return None, str(exc)
+    conn, error = open_connection(conn_params, application_name)
+    return conn, (str(error) if error is not None else None)
 
 
 # ---------------------------------------------------------------- LSN arithmetic
@@ -193,7 +285,7 @@ def node_state(conn):
     row = dict(query_one(conn, _NODE_SQL))
     receiver = wal_receiver(conn) if row["in_recovery"] else None
     if row["in_recovery"]:
-        timeline = standby_timeline(conn, receiver, row["checkpoint_timeline"])
+        timeline = standby_timeline(conn, receiver, row["checkpoint_timeline"], row["replay_lsn"])
     else:
         timeline = row["primary_timeline"]
     last_replay = row.pop("last_replay_at")
@@ -214,17 +306,26 @@ SELECT max(('x' || substr(name, 1, 8))::bit(32)::int) AS timeline
 FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{8}[.]history$'
 """
 
+_SEGMENT_TIMELINE_SQL = """
+SELECT max(('x' || substr(name, 1, 8))::bit(32)::int) AS timeline
+FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$' AND substr(name, 9, 16) = %s
+"""
 
-def standby_timeline(conn, receiver, checkpoint_timeline):
-    """The timeline a standby is on.
 
-    received_tli and the last restartpoint still name the old timeline after a switch on an
-    idle cluster. While it streams, a standby follows its upstream onto the newest timeline
-    whose history it has; a standby that does not stream (diverged, say) may hold a newer
-    history file it can never reach, so only what it received counts then.
+def standby_timeline(conn, receiver, checkpoint_timeline, replay_lsn=None):
+    """The timeline a standby is on (the one it replays; a promotion moves it to the next free one).
+
+    received_tli and the last restartpoint still name an older timeline after a switch (the
+    restartpoint lags until the next checkpoint record; with the primary stopped there is no WAL
+    receiver at all). The WAL segment files the standby holds are named after the timeline they were
+    streamed on: the newest one holding the replay position names the timeline it replays. While it
+    streams, a standby follows its upstream onto the newest timeline whose history it has; a standby
+    that does not stream (diverged, say) may hold a newer history file it can never reach, so only
+    what it received counts then.
     """
-    received = [t for t in ((receiver or {}).get("received_tli"), checkpoint_timeline) if t]
-    timeline = max(received) if received else None
+    known = [t for t in ((receiver or {}).get("received_tli"), checkpoint_timeline,
+                         segment_timeline(conn, replay_lsn)) if t]
+    timeline = max(known) if known else None
     if (receiver or {}).get("status") == "streaming":
         newest = newest_history_timeline(conn)
         if newest and (timeline is None or newest > timeline):
@@ -232,12 +333,35 @@ def standby_timeline(conn, receiver, checkpoint_timeline):
     return timeline
 
 
+def segment_name_suffix(lsn, segment_size):
+    """The log/segment part (16 hex digits) of the WAL file name holding lsn."""
+    position = parse_lsn(lsn)
+    segments_per_id = 0x100000000 // segment_size
+    number = position // segment_size
+    return "%08X%08X" % (number // segments_per_id, number % segments_per_id)
+
+
+def segment_timeline(conn, lsn):
+    """Highest timeline of the WAL segment files in pg_wal holding lsn; None when unknown or not allowed."""
+    if not lsn:
+        return None
+    try:
+        size = int(query_one(conn, "SELECT setting FROM pg_settings WHERE name = 'wal_segment_size'")["setting"])
+        return query_one(conn, _SEGMENT_TIMELINE_SQL, (segment_name_suffix(lsn, size),))["timeline"]
+    except Exception as exc:  # pg_ls_waldir needs pg_monitor: fall back on what the receiver says
+        if is_driver_error(exc):
+            return None
+        raise
+
+
 def newest_history_timeline(conn):
     """Highest timeline with a history file in pg_wal, or None (none yet, or not allowed: needs pg_monitor)."""
     try:
         return query_one(conn, _HISTORY_SQL)["timeline"]
-    except psycopg.Error:
-        return None
+    except Exception as exc:
+        if is_driver_error(exc):
+            return None
+        raise
 
 
 def max_lsn(*lsns):

@@ -6,6 +6,9 @@
 The checks (target is a standby, same cluster, old primary fenced, replay running, lag within
 max_lag_bytes or the old primary's state vouched for) are gathered before anything changes; a
 blocking one refuses with what was found, what was expected and the parameter that overrides it.
+force overrides the data-loss gates only (lag, paused replay); never the fencing, identity or
+single-writer checks. Right before pg_promote() every member is read again (single_writer): another
+writable primary, or a reachable node of another cluster, refuses with no override at all.
 `run()` asks the candidate and the old primary, checks, then promotes. Private to the collection:
 the API may change between releases.
 """
@@ -21,13 +24,14 @@ from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import (
     connect,
     connection_params,
     endpoint,
+    is_driver_error,
     lsn_diff,
     max_lsn,
     node_state,
+    open_connection,
     parse_lsn,
-    psycopg,
     query_one,
-    try_connect,
+    translate_errors,
 )
 from ansible_collections.erlmcp.dr.plugins.module_utils._wait import WaitTimeout, wait_for
 
@@ -36,9 +40,17 @@ _IDENTITY_SQL = """
 SELECT pg_postmaster_start_time()::text AS started, current_setting('port') AS port,
        (SELECT system_identifier::text FROM pg_control_system()) AS system_identifier
 """
+_MEMBER_SQL = """
+SELECT pg_is_in_recovery() AS in_recovery,
+       current_setting('default_transaction_read_only') = 'on' AS read_only,
+       pg_postmaster_start_time()::text AS started, current_setting('port') AS port,
+       (SELECT system_identifier::text FROM pg_control_system()) AS system_identifier
+"""
+OLD_PRIMARY_HINTS = dict(host="primary_host", port="primary_port")
+MEMBER_HINTS = dict(host="members[].host", port="members[].port")
 
 
-class Refused(Exception):
+class Refused(PgError):
     """A precondition failed: nothing was changed."""
 
 
@@ -47,9 +59,10 @@ class Checks(object):
         self.force = force
         self.items = []
 
-    def add(self, name, ok, found, expected, override="force"):
+    def add(self, name, ok, found, expected, *, override="force", forceable=True):
+        """forceable: force overrides it (the data-loss gates only); override names what else does."""
         self.items.append(dict(name=name, ok=ok, found=found, expected=expected, override=override,
-                               overridden=bool(ok is False and override and self.force)))
+                               overridden=bool(ok is False and override and forceable and self.force)))
         return ok
 
     def blocking(self):
@@ -73,17 +86,20 @@ def ask_old_primary(params):
         return None
     conn_params = connection_params(dict(params, login_host=params["primary_host"],
                                          login_port=params["primary_port"]))
-    info = dict(host=params["primary_host"], port=params["primary_port"], reachable=False, error=None, role=None,
+    info = dict(host=params["primary_host"], port=params["primary_port"], reachable=False, error=None,
+                error_kind=None, role=None,
                 timeline=None, current_lsn=None, position_lsn=None, read_only=None, system_identifier=None)
-    conn, error = try_connect(conn_params, APPLICATION_NAME)
+    conn, error = open_connection(conn_params, APPLICATION_NAME, OLD_PRIMARY_HINTS)
     if conn is None:
-        info["error"] = error
+        info.update(error=str(error), error_kind=error.kind)
         return info
     try:
         with conn:
             state = node_state(conn)
             info["identity"] = identity(conn)
-    except psycopg.Error as exc:
+    except Exception as exc:
+        if not is_driver_error(exc):
+            raise
         info["error"] = "connected to %s but could not read its state: %s" % (endpoint(conn_params), str(exc).strip())
         return info
     info.update(reachable=True, **dict((k, state[k]) for k in ("role", "timeline", "current_lsn", "position_lsn",
@@ -116,13 +132,27 @@ def catch_up(conn, reference, timeout):
     return round(time.monotonic() - started, 3)
 
 
-def run_checks(params, conn, target, old, result):
-    p = params
-    checks = Checks(p["force"])
-    where = endpoint(connection_params(p))
-    checks.add("target_is_standby", True, "%s in recovery (standby) on timeline %s" % (where, target["timeline"]),
-               "a standby", override=None)
+def fence_facts(params, check_mode):
+    """What the fence option says: method, whether that fence holds (done), its final LSN.
 
+    In check mode a fence that only announced itself counts as done: the checks judge as after the fence
+    (as_if_fenced), since the plan cannot see a fence that did not run.
+    """
+    fence = params.get("fence") or {}
+    method = fence.get("method") or "none"
+    res = fence.get("result") or {}
+    if method == "none" or res.get("skipped") or not res:
+        return dict(method=method, done=False, as_if_fenced=False, final_lsn=None)
+    if res.get("method") and res.get("method") != method:
+        raise ModuleFailure("fence.result is the result of a %s fence, but fence.method is %s: pass the registered "
+                            "result of the erlmcp.dr.pg_fence task that fenced the old primary (fence)"
+                            % (res.get("method"), method))
+    done = bool(res.get("fenced")) and not res.get("failed") and res.get("state", "fenced") == "fenced"
+    return dict(method=method, done=done, as_if_fenced=bool(check_mode and done),
+                final_lsn=res.get("final_lsn") if method == "stop" else None)
+
+
+def check_identity(checks, p, target, old):
     sysid = target["system_identifier"]
     refs = []
     if old and old["reachable"]:
@@ -138,46 +168,154 @@ def run_checks(params, conn, target, old, result):
                    "not comparable: the old primary cannot be asked and expected_system_identifier is not given",
                    override=None)
 
-    if old and old["reachable"] and old["role"] == "primary":
-        checks.add("old_primary_fenced", bool(old["read_only"]),
-                   "the old primary %s:%s is a primary with default_transaction_read_only %s"
-                   % (old["host"], old["port"], "on" if old["read_only"] else "off (taking writes)"),
-                   "it fenced (stopped, or read-only with erlmcp.dr.pg_fence) so that promoting does not make two "
-                   "primaries taking writes")
 
+def check_old_primary_fenced(checks, old, fence):
+    if not (old and old["reachable"] and old["role"] == "primary"):
+        return
+    where = "%s:%s" % (old["host"], old["port"])
+    if not old["read_only"] and fence["as_if_fenced"]:
+        checks.add("old_primary_fenced", True, "the old primary %s takes writes now; the %s fence before this task "
+                   "would fence it (check mode)" % (where, fence["method"]), "it fenced", override=None)
+        return
+    checks.add("old_primary_fenced", bool(old["read_only"]),
+               "the old primary %s is a primary with default_transaction_read_only %s"
+               % (where, "on" if old["read_only"] else "off (taking writes)"),
+               "it fenced (stopped, or read-only with erlmcp.dr.pg_fence) so that promoting does not make two "
+               "primaries taking writes", override=None)
+
+
+def run_checks(params, conn, target, old, result, fence):
+    p = params
+    checks = Checks(p["force"])
+    where = endpoint(connection_params(p))
+    checks.add("target_is_standby", True, "%s in recovery (standby) on timeline %s" % (where, target["timeline"]),
+               "a standby", override=None)
+    check_identity(checks, p, target, old)
+    check_old_primary_fenced(checks, old, fence)
     checks.add("replay_not_paused", not target["replay_paused"],
                "replay %s on the candidate" % ("paused" if target["replay_paused"] else "running"),
                "replay running (SELECT pg_wal_replay_resume() on it)")
 
-    reference = reference_lsn(old, p["primary_final_lsn"])
+    reference = reference_lsn(old, p["primary_final_lsn"] or fence["final_lsn"])
     result["reference_lsn"] = reference
     if reference is not None:
-        if p["catchup_timeout"] > 0 and not target["replay_paused"]:
-            result["catchup_seconds"] = catch_up(conn, reference, p["catchup_timeout"])
-            target.update(node_state(conn))
-        replayed = parse_lsn(target["replay_lsn"]) or 0
-        on_disk = candidate_position(target) or 0
-        lag = max(lsn_diff(reference, replayed), 0)
-        result["lag_bytes"] = lag
-        result["lost_bytes_max"] = max(lsn_diff(reference, on_disk), 0)
-        checks.add("lag", lag <= p["max_lag_bytes"],
-                   "%s bytes behind (the old primary is at %s, the candidate replayed to %s and received to %s%s)"
-                   % (lag, reference, target["replay_lsn"], target["receive_lsn"],
-                      ", after waiting %ss (catchup_timeout)" % p["catchup_timeout"] if p["catchup_timeout"] else ""),
-                   "at most %s bytes (max_lag_bytes)" % p["max_lag_bytes"],
-                   override="force, max_lag_bytes or catchup_timeout")
+        check_lag(checks, p, conn, target, reference, result)
     else:
-        if old is None:
-            why = "no primary_host nor primary_final_lsn given"
-        else:
-            why = "the old primary cannot be asked (%s) and primary_final_lsn is not given" % old["error"]
-        confirmed = bool(p["primary_confirmed_down"] or p["fence_command"])
-        checks.add("old_primary_state", confirmed,
-                   why + ("; %s" % ("primary_confirmed_down" if p["primary_confirmed_down"] else "fence_command given")
-                          if confirmed else "; the lag cannot be judged"),
-                   "primary_confirmed_down: true (the operator made sure it is down) or a fence_command",
-                   override="force, primary_confirmed_down or fence_command")
+        check_old_primary_state(checks, p, old, fence)
     return checks
+
+
+def check_lag(checks, p, conn, target, reference, result):
+    if p["catchup_timeout"] > 0 and not target["replay_paused"]:
+        result["catchup_seconds"] = catch_up(conn, reference, p["catchup_timeout"])
+        target.update(node_state(conn))
+    replayed = parse_lsn(target["replay_lsn"]) or 0
+    on_disk = candidate_position(target) or 0
+    lag = max(lsn_diff(reference, replayed), 0)
+    result["lag_bytes"] = lag
+    result["lost_bytes_max"] = max(lsn_diff(reference, on_disk), 0)
+    checks.add("lag", lag <= p["max_lag_bytes"],
+               "%s bytes behind (the old primary is at %s, the candidate replayed to %s and received to %s%s)"
+               % (lag, reference, target["replay_lsn"], target["receive_lsn"],
+                  ", after waiting %ss (catchup_timeout)" % p["catchup_timeout"] if p["catchup_timeout"] else ""),
+               "at most %s bytes (max_lag_bytes)" % p["max_lag_bytes"],
+               override="force, max_lag_bytes or catchup_timeout")
+
+
+def check_old_primary_state(checks, p, old, fence):
+    if old is None:
+        why = "no primary_host nor primary_final_lsn given"
+    else:
+        why = "the old primary cannot be asked (%s) and primary_final_lsn is not given" % old["error"]
+    stopped = fence["method"] == "stop" and fence["done"]
+    if p["primary_confirmed_down"]:
+        vouched = "primary_confirmed_down"
+    elif stopped:
+        vouched = "the stop fence stopped it (fence.result)"
+    elif p["fence_command"]:
+        vouched = "fence_command given"
+    else:
+        vouched = None
+    checks.add("old_primary_state", vouched is not None,
+               why + ("; %s" % vouched if vouched else "; the lag cannot be judged"),
+               "primary_confirmed_down: true (the operator made sure it is down), a successful stop fence "
+               "(fence) or a fence_command",
+               override="primary_confirmed_down, fence or fence_command (never force)", forceable=False)
+
+
+# ---------------------------------------------------------------- the members, read again right before promoting
+
+
+def read_member(member, params, candidate_identity):
+    """What one member says right now: reachable, writable, identity (never raises for a node that is down)."""
+    info = dict(name=member["name"], host=member["host"], port=member["port"], reachable=False, error=None,
+                error_kind=None, candidate=False, role=None, read_only=None, writable=None, system_identifier=None)
+    conn_params = connection_params(dict(params, login_host=member["host"], login_port=member["port"]))
+    conn, error = open_connection(conn_params, APPLICATION_NAME, MEMBER_HINTS)
+    if conn is None:
+        info.update(error=str(error), error_kind=error.kind)
+        return info
+    try:
+        with conn:
+            row = dict(query_one(conn, _MEMBER_SQL))
+    except Exception as exc:
+        if not is_driver_error(exc):
+            raise
+        info.update(error="connected to %s but could not read its state: %s" % (endpoint(conn_params),
+                                                                                str(exc).strip()),
+                    error_kind="other")
+        return info
+    info.update(reachable=True, role="standby" if row["in_recovery"] else "primary", read_only=row["read_only"],
+                writable=not row["in_recovery"] and not row["read_only"],
+                system_identifier=row["system_identifier"],
+                candidate=dict(started=row["started"], port=row["port"],
+                               system_identifier=row["system_identifier"]) == candidate_identity)
+    return info
+
+
+def members_to_check(params):
+    """params['members'] plus the old primary's endpoint when it is not one of them."""
+    members = [dict(m) for m in params.get("members") or []]
+    host, port = params.get("primary_host"), params.get("primary_port")
+    if host and not any(m["host"] == host and m["port"] == port for m in members):
+        members.append(dict(name="primary_host", host=host, port=port))
+    return members
+
+
+def check_single_writer(params, conn, result, fence, warn, *, already=False):
+    """Read every member again; a blocking check (no override, not even force) when another member takes
+    writes or a reachable member belongs to another cluster. Unreachable members are warned about."""
+    candidate_identity = identity(conn)
+    sysid = candidate_identity["system_identifier"]
+    exempt = (params.get("primary_host"), params.get("primary_port")) if fence["as_if_fenced"] else None
+    seen = [read_member(m, params, candidate_identity) for m in members_to_check(params)]
+    result["members"] = seen
+    result["members_unreachable"] = [m["name"] for m in seen if not m["reachable"]]
+    if result["members_unreachable"]:
+        warn("members not reachable right before promoting (not blocking: a failed primary is down by definition): "
+             + "; ".join("%s (%s:%s): %s" % (m["name"], m["host"], m["port"], m["error"]) for m in seen
+                         if not m["reachable"]))
+    others = [m for m in seen if m["reachable"] and not m["candidate"]]
+    foreign = [m for m in others if m["system_identifier"] != sysid]
+    writers = [m for m in others if m["writable"] and m not in foreign and (m["host"], m["port"]) != exempt]
+    result["foreign_members"] = [m["name"] for m in foreign]
+    found = ["%s (%s:%s) is a writable primary" % (m["name"], m["host"], m["port"]) for m in writers]
+    found += ["%s (%s:%s) belongs to another cluster (system identifier %s, the candidate's is %s)"
+              % (m["name"], m["host"], m["port"], m["system_identifier"], sysid) for m in foreign]
+    item = dict(name="single_writer", ok=not found,
+                found="; ".join(found) or "no other member takes writes (%d asked, %d unreachable)"
+                % (len(seen), len(result["members_unreachable"])),
+                expected="no member but the candidate taking writes, every reachable member in the candidate's "
+                "cluster (fence the writer or fix members)", override=None, overridden=False)
+    result["checks"] = result["checks"] + [item]
+    if found and already:
+        raise Refused("%s already is a primary, but single_writer: found %s; expected %s: split brain, fence all "
+                      "but one writer (erlmcp.dr.pg_fence)" % (endpoint(connection_params(params)), "; ".join(found),
+                                                               item["expected"]))
+    if found:
+        raise Refused("refusing to promote %s, nothing was promoted: single_writer: found %s; expected %s "
+                      "(no override, not even force)" % (endpoint(connection_params(params)), "; ".join(found),
+                                                         item["expected"]))
 
 
 def run_fence_command(params, result):
@@ -258,6 +396,15 @@ def validate(params):
             raise ModuleFailure("%s must be 0 or more, got %s" % (name, p[name]))
 
 
+def defaults():
+    """Every option's default, as the module's argument spec has it (for callers outside Ansible)."""
+    values = dict(primary_host=None, primary_port=5432, primary_final_lsn=None, max_lag_bytes=1048576,
+                  catchup_timeout=0, primary_confirmed_down=False, fence_command=None, force=False,
+                  expected_system_identifier=None, wait_timeout=60, expected_timeline=None, members=None, fence=None,
+                  login_db="postgres", connect_timeout=5, login_password=None)
+    return values
+
+
 def _no_warning(message):
     pass
 
@@ -269,55 +416,25 @@ def run(params, check_mode=False, diff=False, warn=None):
     with the same facts on failure. warn(message) is called for each warning (module.warn).
     """
     warn = warn or _no_warning
-    validate(params)
-    p = params
+    p = defaults()
+    p.update((k, v) for k, v in params.items() if v is not None)
+    validate(p)
     result = dict(changed=False, promoted=False, would_promote=False, checks=[], old_primary=None,
                   fence_command_rc=None, lag_bytes=None, lost_bytes_max=None, reference_lsn=None,
-                  catchup_seconds=0.0, promote_seconds=None, timeline_after=None, lsn_after=None)
+                  catchup_seconds=0.0, promote_seconds=None, timeline_after=None, lsn_after=None, members=[],
+                  members_unreachable=[], foreign_members=[])
     where = endpoint(connection_params(p))
+    fence = fence_facts(p, check_mode)
     try:
         conn = connect(connection_params(p), APPLICATION_NAME)
     except PgError as exc:
         result["checks"] = [dict(name="target_is_standby", ok=False, found=str(exc), expected="a reachable standby",
                                  override=None, overridden=False)]
         raise ModuleFailure("cannot promote %s, nothing was changed: %s" % (where, exc), **result) from None
-    try:
-        with conn:
-            target = node_state(conn)
-            result.update(timeline_before=target["timeline"], lsn_before=target["replay_lsn"],
-                          receive_lsn_before=target["receive_lsn"], system_identifier=target["system_identifier"],
-                          role=target["role"])
-            old = ask_old_primary(p)
-            if the_old_primary_itself(p, old, identity(conn)):
-                raise ModuleFailure("%s is the primary you are failing away from (primary_host/primary_port): point "
-                                    "login_host/login_port at a standby" % where, **result)
-            result["old_primary"] = dict((k, v) for k, v in (old or {}).items() if k != "identity") or None
-            if not target["in_recovery"]:
-                return already_primary(p, target, old, result, warn)
-            checks = run_checks(p, conn, target, old, result)
-            result["checks"] = checks.items
-            if checks.blocking():
-                raise Refused(checks.message(where))
-            forced = [c["name"] for c in checks.items if c["overridden"]]
-            if forced:
-                warn("force overrode the failed checks: %s" % ", ".join(forced))
-            if diff:
-                result["diff"] = dict(before=dict(role="standby", timeline=target["timeline"]),
-                                      after=dict(role="primary", timeline="%s or later" % (target["timeline"] + 1)))
-            runs_fence = bool(p["fence_command"]) and not (old and old["reachable"])
-            if check_mode:
-                result.update(changed=True, would_promote=True,
-                              msg="would promote %s%s" % (where, " after running fence_command" if runs_fence else ""))
-                return result
-            if runs_fence:
-                run_fence_command(p, result)
-            promote(p, conn, target, result, warn)
-    except Refused as exc:
-        raise ModuleFailure(str(exc), **result) from None
-    except PgError as exc:
-        raise ModuleFailure(str(exc), **result) from None
-    except psycopg.Error as exc:
-        raise ModuleFailure("PostgreSQL error on %s: %s" % (where, str(exc).strip()), **result) from None
+    with translate_errors(result, "on %s" % where), conn:
+        outcome = _promote_checked(p, conn, result, fence, check_mode, diff, warn)
+    if outcome is not None:
+        return outcome
     if p["expected_timeline"] is not None and result["timeline_after"] != p["expected_timeline"]:
         raise ModuleFailure("promoted %s to timeline %s, expected %s (expected_timeline)"
                             % (where, result["timeline_after"], p["expected_timeline"]), **result)
@@ -325,3 +442,41 @@ def run(params, check_mode=False, diff=False, warn=None):
         result["diff"]["after"]["timeline"] = result["timeline_after"]
     result["msg"] = "promoted %s: timeline %s -> %s" % (where, result["timeline_before"], result["timeline_after"])
     return result
+
+
+def _promote_checked(p, conn, result, fence, check_mode, diff, warn):
+    """Gather, check, re-check the members, promote. Returns a finished result when there is nothing (more) to
+    do (already a primary, check mode), None after a promotion."""
+    where = endpoint(connection_params(p))
+    target = node_state(conn)
+    result.update(timeline_before=target["timeline"], lsn_before=target["replay_lsn"],
+                  receive_lsn_before=target["receive_lsn"], system_identifier=target["system_identifier"],
+                  role=target["role"])
+    old = ask_old_primary(p)
+    if the_old_primary_itself(p, old, identity(conn)):
+        raise ModuleFailure("%s is the primary you are failing away from (primary_host/primary_port): point "
+                            "login_host/login_port at a standby" % where, **result)
+    result["old_primary"] = dict((k, v) for k, v in (old or {}).items() if k != "identity") or None
+    if not target["in_recovery"]:
+        check_single_writer(p, conn, result, dict(fence, as_if_fenced=False), warn, already=True)
+        return already_primary(p, target, old, result, warn)
+    checks = run_checks(p, conn, target, old, result, fence)
+    result["checks"] = checks.items
+    if checks.blocking():
+        raise Refused(checks.message(where))
+    forced = [c["name"] for c in checks.items if c["overridden"]]
+    if forced:
+        warn("force overrode the failed checks: %s" % ", ".join(forced))
+    if diff:
+        result["diff"] = dict(before=dict(role="standby", timeline=target["timeline"]),
+                              after=dict(role="primary", timeline="%s or later" % (target["timeline"] + 1)))
+    runs_fence = bool(p["fence_command"]) and not (old and old["reachable"])
+    if runs_fence and not check_mode:
+        run_fence_command(p, result)
+    check_single_writer(p, conn, result, fence, warn)
+    if check_mode:
+        result.update(changed=True, would_promote=True,
+                      msg="would promote %s%s" % (where, " after running fence_command" if runs_fence else ""))
+        return result
+    promote(p, conn, target, result, warn)
+    return None

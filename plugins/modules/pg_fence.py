@@ -225,7 +225,7 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
                            required_if=[("method", "stop", ("data_dir",))])
     # method=stop drives pg_ctl and needs no psycopg
-    execute(module, run, needs_psycopg=module.params["method"] == "read_only", warn=module.warn)
+    execute(module, run, needs_psycopg=module.params["method"] == "read_only")
 
 
 if __name__ == "__main__":

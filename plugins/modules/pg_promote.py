@@ -20,21 +20,31 @@ description:
     cannot be asked and O(expected_system_identifier) is not given it cannot be compared (RV(checks[].ok) null).
   - C(old_primary_fenced) - when the old primary can be asked and is still a primary, it must be fenced
     (C(default_transaction_read_only) on, see M(erlmcp.dr.pg_fence)), or promoting makes two primaries taking
-    writes. Overridden by O(force).
+    writes. Never overridden, not even by O(force). In check mode, a O(fence) whose result says it fenced (or
+    would fence) the old primary counts; the checks judge as after the fence.
   - C(replay_not_paused) - WAL replay is not paused on the candidate. Overridden by O(force).
   - C(lag) - the candidate has replayed WAL up to within O(max_lag_bytes) of where the old primary is (its current
     LSN, when it can be asked) or ended (O(primary_final_lsn)), after waiting up to O(catchup_timeout) for it to
     catch up. Measured on the replay LSN (as RV(erlmcp.dr.pg_replication_info#module:nodes.lag_bytes) is), which
     also bounds how long the promotion replays. Overridden by O(force).
   - C(old_primary_state) - when neither is known, the lag cannot be judged, and the operator must say the old
-    primary is down (O(primary_confirmed_down)) or give a O(fence_command). Overridden by O(force).
+    primary is down (O(primary_confirmed_down)), or a successful stop O(fence) must have stopped it, or a
+    O(fence_command) must be given. Never overridden by O(force).
+  - C(single_writer) - right before C(pg_promote) (after the catch-up wait, the other checks and O(fence_command)),
+    every member in O(members) (and the old primary) is read again. It refuses, with no override at all (not even
+    O(force)), when a member other than the candidate is a reachable writable primary (not in recovery and
+    C(default_transaction_read_only) off; a read-only fenced primary is not a writer) or a reachable node of another
+    cluster (its system identifier differs). Members that cannot be reached are listed in RV(members_unreachable)
+    and warned about, not blocking (a failover's old primary is down by definition). In check mode, the old
+    primary is not counted as a writer when O(fence) says it would be fenced.
   - When the old primary cannot be asked and O(fence_command) is given, it runs on the controller after the checks
     pass and before promoting, and must exit 0.
   - The promotion runs C(pg_promote) (with C(wait => false)), polls until C(pg_is_in_recovery) is false (up to
     O(wait_timeout)), then verifies that a write succeeds (C(txid_current) assigns a transaction id, impossible on
     a standby) and that the timeline moved up.
-  - When the candidate already is a primary nothing is done (RV(ignore:changed) false); it fails only if
-    O(expected_timeline) is given and differs. When the candidate is the old primary itself it fails.
+  - When the candidate already is a primary nothing is done (RV(ignore:changed) false); it fails if
+    O(expected_timeline) is given and differs, or if another member takes writes too (split brain, the same
+    C(single_writer) re-read of O(members)). When the candidate is the old primary itself it fails.
   - In check mode the checks run (and the catch-up wait, which only reads) and the module reports whether it would
     promote; it never promotes nor runs O(fence_command).
 author:
@@ -72,7 +82,8 @@ options:
   primary_confirmed_down:
     description:
       - The operator confirms that the old primary is down and will not take writes. Required when neither the old
-        primary can be asked nor O(primary_final_lsn) is known (unless O(fence_command) or O(force)).
+        primary can be asked nor O(primary_final_lsn) is known, unless a stop O(fence) stopped it or a
+        O(fence_command) is given (O(force) does not replace it).
     type: bool
     default: false
   fence_command:
@@ -83,10 +94,50 @@ options:
     type: str
   force:
     description:
-      - Promote even when the lag, paused-replay, old-primary-fenced or unknown-old-primary checks fail. Never
-        overrides the system identifier check nor the candidate being a standby.
+      - Promote even when the lag or paused-replay checks fail (the data-loss gates). Never overrides fencing
+        (C(old_primary_fenced), C(old_primary_state)), the system identifier check, the single-writer re-check nor
+        the candidate being a standby.
     type: bool
     default: false
+  members:
+    description:
+      - The cluster's other nodes (the candidate may be among them, it is recognised and skipped). Each is read
+        again right before promoting (the C(single_writer) check).
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      name:
+        description: The node's name (inventory hostname), used in messages and results.
+        type: str
+        required: true
+      host:
+        description: Host of the node.
+        type: str
+        required: true
+      port:
+        description: Port of the node.
+        type: int
+        default: 5432
+  fence:
+    description:
+      - How the old primary was fenced before this task, and the registered result of that M(erlmcp.dr.pg_fence)
+        task. The module derives from it what the playbook would otherwise decide in Jinja.
+      - A stop fence whose result says C(fenced) confirms the old primary is down (as O(primary_confirmed_down)
+        does) and gives O(primary_final_lsn) (its RV(erlmcp.dr.pg_fence#module:final_lsn)) unless that is given.
+      - In check mode, where the fence only announced itself, the old primary counts as fenced by it; outside
+        check mode the old primary's real state is what counts.
+      - A skipped or failed fence result, or O(fence.method=none), derives nothing.
+    type: dict
+    suboptions:
+      method:
+        description: The fence method used.
+        type: str
+        choices: [stop, read_only, none]
+        required: true
+      result:
+        description: The registered result of the M(erlmcp.dr.pg_fence) task (may be a skipped result).
+        type: dict
   expected_system_identifier:
     description:
       - System identifier the candidate must have (as a string), for when the old primary cannot be asked.
@@ -122,14 +173,20 @@ EXAMPLES = r"""
     max_lag_bytes: 1048576
   register: promotion
 
-- name: Switchover - zero data loss, the old primary was stopped by erlmcp.dr.pg_fence
+- name: Switchover - zero data loss, the old primary was stopped by erlmcp.dr.pg_fence (registered as fence)
   erlmcp.dr.pg_promote:
     login_host: 10.0.2.10
     login_port: 5432
     login_user: erlmcp_dr
     login_password: "{{ vault_pg_password }}"
     primary_host: 10.0.1.10
-    primary_final_lsn: "{{ fence.final_lsn }}"
+    fence:
+      method: stop
+      result: "{{ fence }}"
+    members:
+      - {name: db1, host: 10.0.1.10, port: 5432}
+      - {name: db2, host: 10.0.2.10, port: 5432}
+      - {name: db3, host: 10.0.3.10, port: 5432}
     max_lag_bytes: 0
     catchup_timeout: 60
 
@@ -223,7 +280,7 @@ checks:
   contains:
     name:
       description: C(target_is_standby), C(system_identifier), C(old_primary_fenced), C(replay_not_paused), C(lag)
-        or C(old_primary_state).
+        or C(old_primary_state), then C(single_writer) (the re-check right before promoting).
       type: str
     ok:
       description: Whether it passed; null when it could not be evaluated.
@@ -238,8 +295,58 @@ checks:
       description: The parameter that overrides it, null when nothing does.
       type: str
     overridden:
-      description: Whether it failed and O(force) overrode it.
+      description: Whether it failed and O(force) overrode it (only C(lag) and C(replay_not_paused) can be).
       type: bool
+members:
+  description: What each member (and the old primary, named C(primary_host) when it is not a member) said right
+    before promoting.
+  returned: when the checks got that far
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The member's name.
+      type: str
+    host:
+      description: Its host.
+      type: str
+    port:
+      description: Its port.
+      type: int
+    reachable:
+      description: Whether it could be asked.
+      type: bool
+    error:
+      description: Why not, when it could not.
+      type: str
+    error_kind:
+      description: C(auth), C(refused), C(timeout), C(dns) or C(other); null when reachable.
+      type: str
+    candidate:
+      description: Whether it is the candidate itself.
+      type: bool
+    role:
+      description: C(primary) or C(standby).
+      type: str
+    read_only:
+      description: Whether C(default_transaction_read_only) is on.
+      type: bool
+    writable:
+      description: A primary with C(default_transaction_read_only) off.
+      type: bool
+    system_identifier:
+      description: Its system identifier.
+      type: str
+members_unreachable:
+  description: Names of the members that could not be asked right before promoting (warned about, not blocking).
+  returned: always
+  type: list
+  elements: str
+foreign_members:
+  description: Names of reachable members whose system identifier differs from the candidate's (blocking).
+  returned: always
+  type: list
+  elements: str
 fence_command_rc:
   description: Exit status of O(fence_command); null when it did not run.
   returned: always
@@ -270,13 +377,22 @@ def argument_spec():
         expected_system_identifier=dict(type="str"),
         wait_timeout=dict(type="int", default=60),
         expected_timeline=dict(type="int"),
+        members=dict(type="list", elements="dict", default=[], options=dict(
+            name=dict(type="str", required=True),
+            host=dict(type="str", required=True),
+            port=dict(type="int", default=5432),
+        )),
+        fence=dict(type="dict", options=dict(
+            method=dict(type="str", choices=["stop", "read_only", "none"], required=True),
+            result=dict(type="dict"),
+        )),
     )
     return spec
 
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    execute(module, run, warn=module.warn)
+    execute(module, run)
 
 
 if __name__ == "__main__":

@@ -13,10 +13,19 @@ description:
   - Connects to each node in O(nodes) (from the controller; it only speaks SQL) and reports whether it is
     reachable (with a clear error when not), primary or standby, its timeline, system identifier,
     current, receive and replay LSNs, whether replay is paused, its WAL receiver and whether it is read-only.
-  - From the primary's C(pg_stat_replication) it adds, per standby, the lag in bytes and seconds and the
-    sync state, matching standbys to nodes by C(application_name) equal to the node's O(nodes[].name).
-  - When exactly one primary is reachable, each standby's RV(nodes.lag_bytes) is computed as the
-    primary's current LSN minus the standby's replay LSN.
+  - Membership is by identity. The cluster's system identifier (RV(system_identifier)) is the writable primary's,
+    else the one most reachable nodes share; reachable nodes with another one are RV(foreign_nodes) and left out
+    of RV(primaries), RV(fenced_primaries) and RV(standbys). A standby's RV(nodes.upstream) is the node at its WAL
+    receiver's sender host:port with the same system identifier, and RV(nodes.configured_upstream) the one its
+    C(primary_conninfo) names; never matched by C(application_name).
+  - Only writable primaries count in RV(primaries) (and RV(split_brain)); a primary fenced read-only is listed in
+    RV(fenced_primaries).
+  - When exactly one writable primary (or, with none, one fenced primary) is reachable, each standby's
+    RV(nodes.lag_bytes) is that primary's current LSN minus the standby's replay LSN; for the standbys streaming
+    from it, its C(pg_stat_replication) row (picked by C(application_name) once the upstream is established by
+    identity) adds the lag in seconds and the sync state.
+  - An unreachable node carries RV(nodes.error) and RV(nodes.error_kind) (C(auth), C(refused), C(timeout), C(dns),
+    C(other)), so a plan can say "cannot log in to pg-a as erlmcp_dr" rather than "no primary is up".
   - Never changes anything; RV(ignore:changed) is always false.
 author:
   - erlmcp.dr developers (!UNKNOWN)
@@ -32,8 +41,7 @@ options:
     suboptions:
       name:
         description:
-          - Name of the node (the inventory host name). Standbys are matched to the primary's
-            C(pg_stat_replication) by C(application_name) equal to this name.
+          - Name of the node (the inventory host name), the key of RV(nodes).
         type: str
         required: true
       host:
@@ -94,8 +102,21 @@ nodes:
       description: Whether the module could connect and read the node's state.
       type: bool
     error:
-      description: Why the node is unreachable, in words an operator can act on; null when reachable.
+      description: Why the node is unreachable, in words an operator can act on (an authentication failure names
+        the user, host and port); null when reachable.
       type: str
+    error_kind:
+      description: What kind of failure made it unreachable - C(auth) (wrong password, no pg_hba.conf entry),
+        C(refused) (nothing listening), C(timeout), C(dns) or C(other); null when reachable.
+      type: str
+    writable:
+      description: A reachable primary with C(default_transaction_read_only) off (it takes writes); false on a
+        standby or a read-only (fenced) primary.
+      type: bool
+    foreign:
+      description: Whether the node is reachable but its system identifier differs from the cluster's
+        (RV(system_identifier)); such nodes are left out of RV(primaries), RV(fenced_primaries) and RV(standbys).
+      type: bool
     role:
       description: C(primary) or C(standby); null when unreachable.
       type: str
@@ -150,16 +171,32 @@ nodes:
       description: The port the standby streams from.
       type: int
     upstream:
-      description: The name of the node the standby streams from, when it is one of O(nodes).
+      description:
+        - The name of the node the standby streams from - the node of O(nodes) at its WAL receiver's sender
+          host:port with the same system identifier (never matched by C(application_name)); null otherwise.
+        - An unreachable node at that host:port is named by host and port alone (its identity cannot be read).
+      type: str
+    configured_upstream_host:
+      description: The host the standby's C(primary_conninfo) names (what it follows even when it does not stream
+        now); the password is never read out.
+      type: str
+    configured_upstream_port:
+      description: The port the standby's C(primary_conninfo) names (5432 when it names none).
+      type: int
+    configured_upstream:
+      description: The name of the node at RV(nodes.configured_upstream_host):RV(nodes.configured_upstream_port)
+        with the same system identifier (an unreachable node there, say a stopped primary, is named by host and
+        port alone, its identity being unknown); null otherwise.
       type: str
     streaming:
       description: Whether the standby's WAL receiver is streaming.
       type: bool
     lag_bytes:
-      description: Primary's current LSN minus this standby's replay LSN; null unless exactly one primary is reachable.
+      description: The primary's current LSN minus this standby's replay LSN; null unless exactly one writable
+        primary (or, with none, exactly one fenced primary) is reachable.
       type: int
     receive_lag_bytes:
-      description: Primary's current LSN minus this standby's receive LSN; null unless exactly one primary is reachable.
+      description: The same primary's current LSN minus this standby's receive LSN.
       type: int
     lag_seconds:
       description: C(replay_lag) of this standby in the primary's C(pg_stat_replication), in seconds; null when
@@ -182,21 +219,32 @@ nodes:
     pg-b: {name: pg-b, reachable: true, role: standby, timeline: 1, replay_lsn: 0/3000148, lag_bytes: 0,
            upstream: pg-a, streaming: true, sync_state: async}
 primary:
-  description: Name of the one reachable primary; null when there is none or more than one.
+  description: Name of the one reachable writable primary of the cluster; null when there is none or more than one.
   returned: always
   type: str
   sample: pg-a
 primaries:
-  description: Names of every reachable primary, sorted. More than one means split brain.
+  description: Names of every reachable WRITABLE primary of the cluster, sorted. More than one means split brain.
+  returned: always
+  type: list
+  elements: str
+fenced_primaries:
+  description: Names of the reachable primaries of the cluster fenced read-only (C(default_transaction_read_only)
+    on), sorted; they take no writes.
   returned: always
   type: list
   elements: str
 split_brain:
-  description: Whether more than one node is a reachable primary.
+  description: Whether more than one node of the cluster is a reachable writable primary.
   returned: always
   type: bool
+foreign_nodes:
+  description: Names of the reachable nodes whose system identifier differs from the cluster's, sorted.
+  returned: always
+  type: list
+  elements: str
 standbys:
-  description: Names of the reachable standbys, sorted.
+  description: Names of the reachable standbys of the cluster (foreign nodes left out), sorted.
   returned: always
   type: list
   elements: str
@@ -212,7 +260,8 @@ system_identifiers_agree:
   returned: always
   type: bool
 system_identifier:
-  description: The system identifier shared by the reachable nodes; null when they disagree or none is reachable.
+  description: The cluster's system identifier - the one writable primary's, else the one most reachable nodes
+    share; null when none is reachable or there is a tie.
   returned: always
   type: str
 """

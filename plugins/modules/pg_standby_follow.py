@@ -30,7 +30,17 @@ description:
     its config files as they were, and the message says to re-clone it with C(pg_basebackup).
   - Idempotent; the node already streaming from O(primary_host):O(primary_port) on the primary's
     timeline reports C(changed=false).
-  - The replication password is never returned; C(primary_conninfo) is shown with its password masked.
+  - The replication password reaches the standby through a passfile on the node's host (O(passfile), mode 0600,
+    owned by the data directory's owner, written atomically, one line for the primary's host:port); C(primary_conninfo)
+    carries C(passfile=<path>) and never a password (PostgreSQL logs C(primary_conninfo) on every reload that changes
+    it). A password found inline in the node's current C(primary_conninfo) is moved to the passfile.
+  - C(pg_rewind) gets the login password through a temporary passfile (0600, removed afterwards) named by
+    E(PGPASSFILE), never through E(PGPASSWORD).
+  - A running primary fenced read-only (C(default_transaction_read_only) on, see M(erlmcp.dr.pg_fence)) takes no
+    writes and is converted without O(allow_stop_primary); the fence setting is removed from its
+    C(postgresql.auto.conf) as it becomes a standby (RV(read_only_lifted)). A writable primary still needs
+    O(allow_stop_primary).
+  - The replication password is never returned.
 version_added: "0.1.0"
 author:
   - erlmcp.dr developers (!UNKNOWN)
@@ -69,9 +79,27 @@ options:
     default: replicator
   replication_password:
     description:
-      - Password of O(replication_user), written into C(primary_conninfo) on the node. Never returned.
-      - When given, the replication login to the primary is tried before any change.
+      - Password of O(replication_user), written into the node's O(passfile) (never into C(primary_conninfo)).
+        Never returned.
+      - When not given, the password already in O(passfile) (for O(replication_user)), else one inline in the
+        node's current C(primary_conninfo), is used.
+      - When known, the replication login to the primary is tried before any change.
     type: str
+  passfile:
+    description:
+      - Path of the passfile the standby reads its replication password from, on the node's host.
+      - Defaults to C(.erlmcp-dr.pgpass) in the parent folder of O(data_dir) (the lab writes the same path).
+      - Holds one line, C(host:port:replication:user:password) for the primary; mode 0600, owned by the data
+        directory's owner.
+    type: path
+  start_timeout:
+    description: Seconds to wait for C(pg_ctl start) of the node.
+    type: int
+    default: 120
+  rewind_timeout:
+    description: Seconds C(pg_rewind) may take.
+    type: int
+    default: 600
   application_name:
     description:
       - C(application_name) in C(primary_conninfo), the name the primary shows in C(pg_stat_replication).
@@ -89,15 +117,15 @@ options:
     default: auto
   allow_stop_primary:
     description:
-      - Let the module stop the node when it runs as a primary (not in recovery).
+      - Let the module stop the node when it runs as a writable primary (not in recovery, not read-only).
       - Without it such a node is refused, since it may be taking writes; fence it first with
-        M(erlmcp.dr.pg_fence).
+        M(erlmcp.dr.pg_fence). A primary fenced read-only needs no O(allow_stop_primary).
     type: bool
     default: false
   wait_timeout:
     description:
-      - Seconds to wait for the node to stream from the new primary on its timeline (polled, never slept).
-      - Starting the node waits at least 120 seconds, or this long if longer.
+      - Seconds to wait for the node to stream from the new primary on its timeline (polled, never slept), and for
+        C(pg_ctl stop) when the node must be stopped.
     type: int
     default: 60
 notes:
@@ -211,10 +239,23 @@ rewind_output:
   type: str
   sample: "pg_rewind: servers diverged at WAL location 0/40287A0 on timeline 1 ... pg_rewind: no rewind required"
 primary_conninfo:
-  description: The C(primary_conninfo) set (or that would be set), password masked.
+  description: The C(primary_conninfo) set (or that would be set); it never holds a password.
   returned: always
   type: str
-  sample: "application_name='pg-c' host='127.0.0.1' password='********' port='54322' user='replicator'"
+  sample: "application_name='pg-c' host='127.0.0.1' passfile='/srv/pg/.erlmcp-dr.pgpass' port='54322' user='replicator'"
+passfile:
+  description: The passfile path the standby reads its replication password from.
+  returned: always
+  type: str
+passfile_changed:
+  description: Whether the passfile was (or, in check mode, would be) written.
+  returned: always
+  type: bool
+read_only_lifted:
+  description: Whether C(default_transaction_read_only) (a read-only fence) was removed from the node's
+    C(postgresql.auto.conf) as it became a standby.
+  returned: always
+  type: bool
 seconds:
   description: Seconds the module took.
   returned: always
@@ -228,7 +269,8 @@ diff:
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils import _postgres as pg  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._follow import METHODS, run  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._follow import run  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._follow_plan import METHODS  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._module import execute  # noqa: E402
 
 
@@ -246,6 +288,9 @@ def argument_spec():
         method=dict(type="str", choices=list(METHODS), default="auto"),
         allow_stop_primary=dict(type="bool", default=False),
         wait_timeout=dict(type="int", default=60),
+        passfile=dict(type="path", no_log=False),
+        start_timeout=dict(type="int", default=120),
+        rewind_timeout=dict(type="int", default=600),
     )
     return spec
 

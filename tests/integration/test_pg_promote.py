@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,6 +35,33 @@ def promote_args(cfg: lab.LabConfig, node: str = "pg-b", primary: str | None = "
 
 
 
+
+
+@pytest.fixture
+def foreign_node() -> Iterator[lab.LabNode]:
+    """A running primary of another cluster (its own initdb: another system identifier)."""
+    root = Path(tempfile.mkdtemp(prefix="erlmcp-dr-foreign-"))
+    other = lab.LabConfig(root=root, port_base=lab.free_port_base())
+    try:
+        lab._make_owned_dir(root, 0o755)
+        lab._make_owned_dir(root / "pg", 0o755)
+        lab._init_primary(other.node("pg-a"))
+        yield other.node("pg-a")
+    finally:
+        lab.down(other)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def members(cfg: lab.LabConfig, *names: str) -> list[dict[str, Any]]:
+    return [dict(name=n, host="127.0.0.1", port=cfg.node(n).port) for n in names or ("pg-a", "pg-b", "pg-c")]
+
+
+def stop_fence(cfg: lab.LabConfig, node: str = "pg-a", check: bool = False) -> dict[str, Any]:
+    n = cfg.node(node)
+    result = run_module("erlmcp.dr.pg_fence", dict(method="stop", data_dir=str(n.data_dir), log_file=str(n.log_file)),
+                        check=check)
+    assert not result["failed"], result.get("msg")
+    return result
 
 
 def fence_read_only(cfg: lab.LabConfig, node: str = "pg-a") -> None:
@@ -72,7 +103,7 @@ def test_promotes_a_standby_then_reports_no_change(fresh_lab):
     assert result["promote_seconds"] >= 0 and int(result["write_xid"]) > 0
     assert result["system_identifier"] == state(cfg, "pg-a")["system_identifier"]
     assert [c["name"] for c in result["checks"]] == ["target_is_standby", "system_identifier", "old_primary_fenced",
-                                                     "replay_not_paused", "lag"]
+                                                     "replay_not_paused", "lag", "single_writer"]
     assert all(c["ok"] is True and c["overridden"] is False for c in result["checks"])
     assert result["old_primary"]["reachable"] is True and result["old_primary"]["read_only"] is True
     assert result["diff"]["before"] == {"role": "standby", "timeline": 1}
@@ -265,3 +296,143 @@ def test_invalid_final_lsn_is_refused(fresh_lab):
     result = run_module(MODULE, promote_args(fresh_lab, primary_final_lsn="yesterday"))
 
     assert result["failed"] and "'yesterday' is not an LSN" in result["msg"]
+
+
+# ------------------------------------------------ single writer, fencing never forced (issue 5 A, row 2)
+
+
+def test_promote_refuses_while_another_member_is_writable_even_with_force(fresh_lab):
+    cfg = fresh_lab
+    # Row 2: fence_method=none and force=true with a live primary made two writable primaries.
+    no_fence = run_module(MODULE, promote_args(cfg, force=True, fence=dict(method="none"), members=members(cfg)))
+    assert no_fence["failed"] and "old_primary_fenced" in no_fence["msg"] and "(no override)" in no_fence["msg"]
+    assert check(no_fence, "old_primary_fenced")["overridden"] is False
+    assert_still_standby_of_a(cfg)
+
+    # The old primary "confirmed down" (it is not) and every gate forced: the re-check of the members still refuses.
+    blind = run_module(MODULE, promote_args(cfg, primary=None, primary_confirmed_down=True, force=True,
+                                            members=members(cfg)))
+    assert blind["failed"] and "single_writer" in blind["msg"] and "not even force" in blind["msg"]
+    assert f"pg-a (127.0.0.1:{cfg.node('pg-a').port}) is a writable primary" in blind["msg"]
+    assert blind["promoted"] is False and check(blind, "single_writer")["ok"] is False
+    assert [m["name"] for m in blind["members"] if m["candidate"]] == ["pg-b"]
+    assert_still_standby_of_a(cfg)
+
+
+def test_promote_refuses_when_a_member_belongs_to_another_cluster(fresh_lab, foreign_node):
+    cfg = fresh_lab
+    fence_read_only(cfg)
+    others = members(cfg) + [dict(name="pg-x", host="127.0.0.1", port=foreign_node.port)]
+
+    result = run_module(MODULE, promote_args(cfg, members=others))
+
+    assert result["failed"] and "single_writer" in result["msg"] and "belongs to another cluster" in result["msg"]
+    assert result["foreign_members"] == ["pg-x"]
+    assert_still_standby_of_a(cfg)
+
+
+def test_promote_lists_unreachable_members_and_goes_on(fresh_lab):
+    cfg = fresh_lab
+    cfg.node("pg-a").server().stop(timeout=DEADLINE)
+
+    result = run_module(MODULE, promote_args(cfg, primary_confirmed_down=True, members=members(cfg)))
+
+    assert not result["failed"], result.get("msg")
+    assert result["promoted"] is True and result["members_unreachable"] == ["pg-a"]
+    assert check(result, "single_writer")["ok"] is True
+    unreachable = next(m for m in result["members"] if m["name"] == "pg-a")
+    assert unreachable["error_kind"] == "refused" and unreachable["reachable"] is False
+    assert any("not reachable right before promoting" in w for w in result.get("warnings", []))
+
+
+def test_force_does_not_replace_confirming_the_old_primary_is_down(fresh_lab):
+    cfg = fresh_lab
+    cfg.node("pg-a").server().stop(timeout=DEADLINE)
+
+    result = run_module(MODULE, promote_args(cfg, force=True))
+
+    assert result["failed"] and "old_primary_state" in result["msg"] and "never force" in result["msg"]
+    assert check(result, "old_primary_state")["overridden"] is False
+    assert_still_standby_of_a(cfg)
+
+
+def test_stop_fence_result_confirms_the_old_primary_down_and_gives_its_final_lsn(fresh_lab):
+    cfg = fresh_lab
+    sql(cfg, "pg-a", "CREATE TABLE t AS SELECT g FROM generate_series(1, 5000) g")
+    fence = stop_fence(cfg)
+
+    result = run_module(MODULE, promote_args(cfg, fence=dict(method="stop", result=fence), members=members(cfg),
+                                             max_lag_bytes=0, catchup_timeout=DEADLINE))
+
+    assert not result["failed"], result.get("msg")
+    assert result["promoted"] is True and result["reference_lsn"] == fence["final_lsn"] and result["lag_bytes"] == 0
+    assert result["members_unreachable"] == ["pg-a"]
+    assert sql(cfg, "pg-b", "SELECT count(*) AS n FROM t")[0]["n"] == 5000
+
+
+def test_check_mode_judges_as_after_the_announced_fence_but_a_real_run_trusts_only_reality(fresh_lab):
+    cfg = fresh_lab
+    announced = stop_fence(cfg, check=True)  # check mode: pg-a keeps running, writable
+    assert announced["changed"] is True and announced["fenced"] is True and state(cfg, "pg-a")["role"] == "primary"
+    args = promote_args(cfg, fence=dict(method="stop", result=announced), members=members(cfg), max_lag_bytes=0,
+                        catchup_timeout=DEADLINE)
+
+    plan = run_module(MODULE, args, check=True)
+    assert not plan["failed"], plan.get("msg")
+    assert plan["would_promote"] is True and check(plan, "old_primary_fenced")["ok"] is True
+    assert plan["lag_bytes"] == 0 and plan["reference_lsn"] is not None
+
+    without = run_module(MODULE, promote_args(cfg, members=members(cfg)), check=True)
+    assert without["failed"] and "old_primary_fenced" in without["msg"]
+
+    # Outside check mode a result claiming "fenced" does not beat a live writable primary.
+    real = run_module(MODULE, args)
+    assert real["failed"] and "old_primary_fenced" in real["msg"]
+    assert_still_standby_of_a(cfg)
+    assert state(cfg, "pg-a")["role"] == "primary"
+
+
+# ---------------------------------------------------------------- timeline (row 12)
+
+
+def test_timeline_before_is_the_one_the_candidate_replays_after_two_switchovers(fresh_lab):
+    cfg = fresh_lab
+    switchover(cfg, "pg-a", "pg-b", rejoin=("pg-a", "pg-c"))
+    switchover(cfg, "pg-b", "pg-a", rejoin=("pg-b", "pg-c"))
+    primary_timeline = state(cfg, "pg-a")["timeline"]
+    assert primary_timeline == 3
+
+    fence = stop_fence(cfg, "pg-a")
+    result = run_module(MODULE, promote_args(cfg, node="pg-c", fence=dict(method="stop", result=fence),
+                                             members=members(cfg), max_lag_bytes=0, catchup_timeout=DEADLINE))
+
+    assert not result["failed"], result.get("msg")
+    assert result["timeline_before"] == primary_timeline and result["timeline_after"] == primary_timeline + 1
+    assert f"timeline {primary_timeline} -> {primary_timeline + 1}" in result["msg"]
+
+
+def switchover(cfg: lab.LabConfig, old: str, new: str, rejoin: tuple[str, ...]) -> None:
+    fence = stop_fence(cfg, old)
+    promoted = run_module(MODULE, promote_args(cfg, node=new, primary=old, fence=dict(method="stop", result=fence),
+                                               max_lag_bytes=0, catchup_timeout=DEADLINE))
+    assert not promoted["failed"], promoted.get("msg")
+    for node in rejoin:
+        n = cfg.node(node)
+        follow = run_module("erlmcp.dr.pg_standby_follow", dict(
+            login_args(cfg, node), data_dir=str(n.data_dir), log_file=str(n.log_file), primary_host="127.0.0.1",
+            primary_port=cfg.node(new).port, replication_user=lab.REPLICATION_USER,
+            replication_password=lab.LAB_PASSWORD, wait_timeout=DEADLINE))
+        assert not follow["failed"], follow.get("msg")
+
+
+def test_rerun_on_a_promoted_candidate_reports_a_second_writer_as_split_brain(fresh_lab):
+    cfg = fresh_lab
+    cfg.node("pg-a").server().stop(timeout=DEADLINE)
+    first = run_module(MODULE, promote_args(cfg, primary_confirmed_down=True, members=members(cfg)))
+    assert not first["failed"], first.get("msg")
+    cfg.node("pg-a").server().start(timeout=DEADLINE)  # the old primary comes back, writable
+
+    again = run_module(MODULE, promote_args(cfg, primary_confirmed_down=True, members=members(cfg)))
+
+    assert again["failed"] and again["changed"] is False and "split brain" in again["msg"]
+    assert f"pg-a (127.0.0.1:{cfg.node('pg-a').port}) is a writable primary" in again["msg"]

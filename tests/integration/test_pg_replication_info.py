@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import run_module, sql, state
+from conftest import login_args, run_module, sql, state
+from test_pg_promote import foreign_node  # noqa: F401 - a fixture
 
 from erlmcp_dr import lab
 from erlmcp_dr.paths import ensure_collection_importable
@@ -84,7 +85,9 @@ def test_reports_unreachable_nodes_with_their_error_and_still_succeeds(fresh_lab
     refused = result["nodes"]["pg-closed"]
     assert refused["reachable"] is False and refused["role"] is None and refused["lag_bytes"] is None
     assert "connection refused" in refused["error"] and str(cfg.port_base + 3) in refused["error"]
+    assert refused["error_kind"] == "refused" and result["nodes"]["pg-nowhere"]["error_kind"] == "dns"
     assert "cannot resolve host 'no-such-host.invalid'" in result["nodes"]["pg-nowhere"]["error"]
+    assert result["nodes"]["pg-a"]["error_kind"] is None
     assert result["system_identifiers_agree"] is True
 
 
@@ -103,6 +106,10 @@ def test_primary_down_leaves_standbys_without_a_primary(fresh_lab):
     b = result["nodes"]["pg-b"]
     assert b["streaming"] is not True and b["lag_bytes"] is None and b["sync_state"] is None
     assert b["replay_lsn"] is not None
+    # What it was following, from its primary_conninfo (the password never read out).
+    assert b["upstream"] is None and b["configured_upstream"] == "pg-a"
+    assert (b["configured_upstream_host"], b["configured_upstream_port"]) == ("127.0.0.1", cfg.node("pg-a").port)
+    assert lab.LAB_PASSWORD not in str(result)
 
 
 def test_two_primaries_are_a_split_brain(fresh_lab):
@@ -124,6 +131,8 @@ def test_wrong_password_makes_every_node_unreachable_with_a_clear_error(fresh_la
     assert result["unreachable_nodes"] == ["pg-a", "pg-b", "pg-c"]
     for facts in result["nodes"].values():
         assert "wrong or missing password (login_password)" in facts["error"]
+        assert f"authentication failed for user {lab.SUPERUSER} at 127.0.0.1:{facts['port']}" in facts["error"]
+        assert facts["error_kind"] == "auth"
     assert "Not-The-Lab-Password-7" not in str(result)  # the password never shows
 
 
@@ -140,3 +149,40 @@ def test_duplicate_node_names_are_refused(fresh_lab):
     result = run_module(MODULE, info_args(cfg, again))
 
     assert result["failed"] and "pg-a more than once" in result["msg"]
+
+
+def test_read_only_fenced_primary_is_listed_apart_and_takes_no_writes(fresh_lab):
+    cfg = fresh_lab
+    fenced = run_module("erlmcp.dr.pg_fence", dict(login_args(cfg, "pg-a"), method="read_only"))
+    assert not fenced["failed"], fenced.get("msg")
+
+    result = run_module(MODULE, info_args(cfg))
+
+    assert not result["failed"], result.get("msg")
+    assert result["primaries"] == [] and result["primary"] is None and result["split_brain"] is False
+    assert result["fenced_primaries"] == ["pg-a"]
+    a = result["nodes"]["pg-a"]
+    assert a["role"] == "primary" and a["read_only"] is True and a["writable"] is False
+    assert result["nodes"]["pg-b"]["writable"] is False and result["nodes"]["pg-b"]["upstream"] == "pg-a"
+    assert result["nodes"]["pg-b"]["lag_bytes"] is not None  # still measured against the fenced primary
+
+
+def test_membership_is_by_identity_a_node_of_another_cluster_is_foreign(fresh_lab, foreign_node):  # noqa: F811
+    cfg = fresh_lab
+    # pg-b's inventory entry points at a primary of another cluster; pg-a's pg_stat_replication still lists an
+    # application_name "pg-b" (the real pg-b): that must not make the impostor a member.
+    nodes = [{"name": "pg-a", "host": "127.0.0.1", "port": cfg.node("pg-a").port},
+             {"name": "pg-b", "host": "127.0.0.1", "port": foreign_node.port},
+             {"name": "pg-c", "host": "127.0.0.1", "port": cfg.node("pg-c").port}]
+
+    result = run_module(MODULE, dict(info_args(cfg), nodes=nodes))
+
+    assert not result["failed"], result.get("msg")
+    sysid = state(cfg, "pg-a")["system_identifier"]
+    assert result["system_identifier"] == sysid and result["system_identifiers_agree"] is False
+    assert result["foreign_nodes"] == ["pg-b"] and result["nodes"]["pg-b"]["foreign"] is True
+    assert result["nodes"]["pg-b"]["system_identifier"] != sysid
+    assert result["primaries"] == ["pg-a"] and result["split_brain"] is False and result["standbys"] == ["pg-c"]
+    assert result["nodes"]["pg-b"]["replication"] is None and result["nodes"]["pg-b"]["upstream"] is None
+    assert result["nodes"]["pg-c"]["upstream"] == "pg-a" and result["nodes"]["pg-c"]["configured_upstream"] == "pg-a"
+    assert any("another cluster" in w for w in result.get("warnings", []))

@@ -65,8 +65,10 @@ def wait_rows(cfg: lab.LabConfig, node: str, query: str, expected: Any) -> None:
         with conn:
             try:
                 return [tuple(r.values()) for r in pg.query_all(conn, query)] == expected
-            except pg.psycopg.Error:
-                return False
+            except Exception as exc:
+                if pg.is_driver_error(exc):
+                    return False
+                raise
 
     wait_for(probe, DEADLINE, what=f"{query} on {node}")
 
@@ -128,11 +130,12 @@ def test_failover_repoints_standby_then_idempotent(fresh_lab):
     assert checked["diff"]["before"]["role"] == "standby"
     assert f"port='{cfg.node('pg-a').port}'" in checked["diff"]["before"]["primary_conninfo"]
     assert f"port='{cfg.node('pg-b').port}'" in checked["diff"]["after"]["primary_conninfo"]
-    assert "password='********'" in checked["diff"]["after"]["primary_conninfo"]
+    assert "password" not in checked["diff"]["after"]["primary_conninfo"]
+    assert "passfile=" in checked["diff"]["after"]["primary_conninfo"] and checked["passfile_changed"] is True
     assert "application_name='pg-c'" in checked["primary_conninfo"]
     direct = _follow.run(follow_args(cfg, "pg-c", "pg-b"), check_mode=True, diff=True)
     assert direct["action"] == "follow" and lab.LAB_PASSWORD not in json.dumps(direct)
-    assert files(cfg, "pg-c") == before
+    assert files(cfg, "pg-c") == before and not Path(checked["passfile"]).exists()
     assert state(cfg, "pg-c")["in_recovery"]
 
     result = run_module(MODULE, follow_args(cfg, "pg-c", "pg-b"), diff=True)
@@ -344,10 +347,15 @@ def test_follow_that_does_not_stream_is_put_back(fresh_lab):
     cfg = fresh_lab
     stop(cfg, "pg-a")
     promote(cfg, "pg-b")
+    # No password anywhere (option, passfile, inline): the WAL receiver cannot log in, it never streams.
+    plain = f"host=127.0.0.1 port={cfg.node('pg-a').port} user={lab.REPLICATION_USER} application_name=pg-c"
+    sql(cfg, "pg-c", f"ALTER SYSTEM SET primary_conninfo = '{plain}'")
+    sql(cfg, "pg-c", "SELECT pg_reload_conf()")
     before = files(cfg, "pg-c")
     pid = cfg.node("pg-c").server().status()["pid"]
-    args = follow_args(cfg, "pg-c", "pg-b", method="follow", wait_timeout=3)
-    del args["replication_password"]  # the WAL receiver cannot log in: it never streams
+    args = follow_args(cfg, "pg-c", "pg-b", method="follow", wait_timeout=3,
+                       passfile=str(cfg.node("pg-c").home / "no-such.pgpass"))
+    del args["replication_password"]
 
     result = run_module(MODULE, args)
     assert result["failed"] and result["action"] == "follow", result
@@ -357,6 +365,63 @@ def test_follow_that_does_not_stream_is_put_back(fresh_lab):
 
     def old_value_back() -> bool:  # the reload takes the old value back
         shown = sql(cfg, "pg-c", "SELECT current_setting('primary_conninfo') AS v")[0]["v"]
-        return f"port='{cfg.node('pg-a').port}'" in shown
+        return shown == plain
 
     wait_for(old_value_back, DEADLINE, what="pg-c's primary_conninfo back on pg-a")
+
+
+# ---------------------------------------------------------------- secrets (issue 5 row 9, part D)
+
+
+def test_repoint_keeps_the_replication_password_out_of_the_server_log_and_config(fresh_lab):
+    cfg = fresh_lab
+    stop(cfg, "pg-a")
+    promote(cfg, "pg-b")
+    node = cfg.node("pg-c")
+
+    result = run_module(MODULE, follow_args(cfg, "pg-c", "pg-b"))
+
+    assert_streamed_result(result, cfg, "pg-b", 2)
+    passfile = Path(result["passfile"])
+    assert passfile == node.data_dir.parent / ".erlmcp-dr.pgpass" and result["passfile_changed"] is True
+    st = passfile.stat()
+    assert oct(st.st_mode & 0o777) == "0o600" and (st.st_uid, st.st_gid) == _owner(node.data_dir)
+    line = f"127.0.0.1:{cfg.node('pg-b').port}:replication:{lab.REPLICATION_USER}:{lab.LAB_PASSWORD}\n"
+    assert passfile.read_text() == line
+    assert f"passfile=''{passfile}''" in files(cfg, "pg-c")["postgresql.auto.conf"]
+    shown = sql(cfg, "pg-c", "SELECT current_setting('primary_conninfo') AS v")[0]["v"]
+    assert "password" not in shown and f"passfile='{passfile}'" in shown
+    wait_for(lambda: "primary_conninfo" in node.log_file.read_text(), DEADLINE, what="the reload logged")
+    assert lab.LAB_PASSWORD not in node.log_file.read_text()
+    assert lab.LAB_PASSWORD not in files(cfg, "pg-c")["postgresql.auto.conf"]
+    assert not [p for p in node.home.iterdir() if p.name.startswith(".erlmcp-dr-") and p.suffix == ".pgpass"]
+
+    again = run_module(MODULE, follow_args(cfg, "pg-c", "pg-b"))
+    assert not again["failed"] and again["changed"] is False and again["passfile_changed"] is False
+
+
+def _owner(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_uid, st.st_gid
+
+
+# ---------------------------------------------------------------- read-only fence end to end (issue 5 row 6)
+
+
+def test_read_only_fenced_former_primary_rejoins_without_allow_stop_primary(fresh_lab):
+    cfg = fresh_lab
+    make_table(cfg)
+    fenced = run_module("erlmcp.dr.pg_fence", dict(login_args(cfg, "pg-a"), method="read_only"))
+    assert not fenced["failed"], fenced.get("msg")
+    a_lsn = state(cfg, "pg-a")["current_lsn"]
+    wait_for(lambda: pg.lsn_diff(state(cfg, "pg-b")["replay_lsn"], a_lsn) >= 0, DEADLINE, what="pg-b caught up")
+    promote(cfg, "pg-b")
+
+    result = run_module(MODULE, follow_args(cfg, "pg-a", "pg-b"))
+
+    assert_streamed_result(result, cfg, "pg-b", 2)
+    assert result["role_before"] == "primary" and result["read_only_lifted"] is True
+    assert "default_transaction_read_only" not in files(cfg, "pg-a")["postgresql.auto.conf"]
+    assert_streams_from(cfg, "pg-a", "pg-b", 2)
+    sql(cfg, "pg-b", "INSERT INTO t VALUES (2, 'from pg-b')")
+    wait_rows(cfg, "pg-a", "SELECT id, origin FROM t ORDER BY id", [(1, "before"), (2, "from pg-b")])

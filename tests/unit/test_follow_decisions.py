@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from erlmcp_dr import paths
 
 paths.ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils import _follow as f  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._pg_server import conninfo  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils import _follow_plan as f  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._pg_server import (  # noqa: E402
+    conf_value,
+    conninfo,
+    conninfo_endpoint,
+    parse_conninfo,
+)
 
 # ---------------------------------------------------------------- masking
 
@@ -96,56 +104,56 @@ def test_is_following():
 
 def test_running_standby_already_there_is_none_whatever_the_method():
     for method in f.METHODS:
-        assert f.choose_action("standby", method, False, True, None).action == "none"
+        assert f.choose_action("standby", method, already=True, diverged=None).action == "none"
 
 
 def test_running_standby_follows_with_fallback_only_in_auto():
-    plan = f.choose_action("standby", "auto", False, False, False)
+    plan = f.choose_action("standby", "auto", already=False, diverged=False)
     assert (plan.action, plan.how, plan.fallback, plan.stop_first) == ("follow", "reload", True, False)
-    plan = f.choose_action("standby", "auto", False, False, None)  # unknown: try, fall back
+    plan = f.choose_action("standby", "auto", already=False, diverged=None)  # unknown: try, fall back
     assert (plan.action, plan.fallback) == ("follow", True)
-    plan = f.choose_action("standby", "follow", False, False, None)
+    plan = f.choose_action("standby", "follow", already=False, diverged=None)
     assert (plan.action, plan.how, plan.fallback) == ("follow", "reload", False)
 
 
 def test_diverged_standby_rewinds_in_auto_and_refuses_in_follow():
-    plan = f.choose_action("standby", "auto", False, False, True, "past the fork")
+    plan = f.choose_action("standby", "auto", already=False, diverged=True, why="past the fork")
     assert (plan.action, plan.stop_first) == ("rewind", True)
     assert "past the fork" in plan.reason
     with pytest.raises(f.FollowError, match="past the fork.*method=rewind"):
-        f.choose_action("standby", "follow", False, False, True, "past the fork")
+        f.choose_action("standby", "follow", already=False, diverged=True, why="past the fork")
 
 
 def test_method_rewind_on_a_standby_stops_and_rewinds():
-    plan = f.choose_action("standby", "rewind", False, False, False)
+    plan = f.choose_action("standby", "rewind", already=False, diverged=False)
     assert (plan.action, plan.stop_first) == ("rewind", True)
 
 
 def test_running_primary_refused_without_allow_stop_primary():
     for method in f.METHODS:
         with pytest.raises(f.FollowError, match="PRIMARY.*pg_fence.*allow_stop_primary"):
-            f.choose_action("primary", method, False, False, None)
+            f.choose_action("primary", method, already=False, diverged=None)
 
 
 def test_running_primary_allowed_is_stopped_then_rewound_or_started():
-    plan = f.choose_action("primary", "auto", True, False, None)
+    plan = f.choose_action("primary", "auto", allow_stop_primary=True, already=False, diverged=None)
     assert (plan.action, plan.stop_first) == ("rewind", True)
-    plan = f.choose_action("primary", "follow", True, False, None)
+    plan = f.choose_action("primary", "follow", allow_stop_primary=True, already=False, diverged=None)
     assert (plan.action, plan.how, plan.stop_first, plan.fallback) == ("follow", "start", True, False)
 
 
 def test_stopped_node_rewinds_unless_follow():
-    assert f.choose_action("stopped", "auto", False, False, None).action == "rewind"
-    assert f.choose_action("stopped", "rewind", False, False, None).stop_first is False
-    plan = f.choose_action("stopped", "follow", False, False, None)
+    assert f.choose_action("stopped", "auto", already=False, diverged=None).action == "rewind"
+    assert f.choose_action("stopped", "rewind", already=False, diverged=None).stop_first is False
+    plan = f.choose_action("stopped", "follow", already=False, diverged=None)
     assert (plan.action, plan.how, plan.stop_first) == ("follow", "start", False)
 
 
 def test_unknown_method_or_role_fails():
     with pytest.raises(f.FollowError, match="method"):
-        f.choose_action("standby", "clone", False, False, None)
+        f.choose_action("standby", "clone", already=False, diverged=None)
     with pytest.raises(f.FollowError, match="role"):
-        f.choose_action("witness", "auto", False, False, None)
+        f.choose_action("witness", "auto", already=False, diverged=None)
 
 
 # ---------------------------------------------------------------- pg_rewind output, config values
@@ -179,8 +187,61 @@ def test_rewind_errors_picks_error_lines():
 def test_conf_value_last_wins_and_handles_quotes_and_comments():
     conf = "port = 5432\n#cluster_name = 'commented'\ncluster_name = 'pg-a'   # the node\n"
     auto = "# Do not edit this file manually!\nprimary_conninfo = 'host=''x'' port=1 # not a comment'\n"
-    assert f.conf_value([conf, auto], "cluster_name") == "pg-a"
-    assert f.conf_value([conf, auto], "primary_conninfo") == "host='x' port=1 # not a comment"
-    assert f.conf_value([conf, "cluster_name = 'other'\n"], "cluster_name") == "other"
-    assert f.conf_value([conf, None], "primary_slot_name") is None
-    assert f.conf_value(["port 5433\n"], "port") == "5433"  # the '=' is optional
+    assert conf_value([conf, auto], "cluster_name") == "pg-a"
+    assert conf_value([conf, auto], "primary_conninfo") == "host='x' port=1 # not a comment"
+    assert conf_value([conf, "cluster_name = 'other'\n"], "cluster_name") == "other"
+    assert conf_value([conf, None], "primary_slot_name") is None
+    assert conf_value(["port 5433\n"], "port") == "5433"  # the '=' is optional
+
+
+# ---------------------------------------------------------------- read-only fenced primary (issue 5 row 6)
+
+
+def test_read_only_fenced_primary_is_converted_without_allow_stop_primary():
+    plan = f.choose_action("primary", "auto", fenced=True)
+    assert (plan.action, plan.stop_first) == ("rewind", True) and "read-only fenced" in plan.reason
+    plan = f.choose_action("primary", "follow", fenced=True)
+    assert (plan.action, plan.how) == ("follow", "start")
+
+
+def test_writable_primary_still_needs_allow_stop_primary():
+    with pytest.raises(f.FollowError, match="allow_stop_primary"):
+        f.choose_action("primary", "auto", fenced=False)
+
+
+# ---------------------------------------------------------------- passfile (issue 5 row 9, part D)
+
+
+def test_pgpass_line_escapes_and_reads_back():
+    line = f.pgpass_line("db:1", 5432, "rep\\user", "pa:ss\\word")
+    assert line == "db\\:1:5432:replication:rep\\\\user:pa\\:ss\\\\word\n"
+    assert f.pgpass_fields(line) == ["db:1", "5432", "replication", "rep\\user", "pa:ss\\word"]
+    assert f.pgpass_password(line, "rep\\user") == "pa:ss\\word"
+    assert f.pgpass_password(line, "other") is None
+    assert f.pgpass_password("# comment\n*:*:replication:*:any\n", "x") == "any"
+
+
+def test_inline_password_is_detected_passfile_is_not():
+    assert f.has_inline_password("host=a password='x y' port=1")
+    assert not f.has_inline_password("host=a passfile='/p/.pgpass' port=1")
+    assert not f.has_inline_password(None)
+
+
+def test_parse_conninfo_reads_quoted_values_uris_and_endpoints():
+    text = conninfo(host="10.0.0.2", port=5433, user="replicator", password="s3cr'et x", passfile="/a b/.pgpass")
+    fields = parse_conninfo(text)
+    assert fields["password"] == "s3cr'et x" and fields["passfile"] == "/a b/.pgpass" and fields["port"] == "5433"
+    assert conninfo_endpoint(text) == ("10.0.0.2", 5433)
+    assert conninfo_endpoint("host=db1") == ("db1", 5432)
+    assert conninfo_endpoint("host=/var/run/postgresql port=5433") == (None, None)
+    assert conninfo_endpoint("postgresql://rep:pw@db2:6543/x?application_name=a") == ("db2", 6543)
+    assert conninfo_endpoint("") == (None, None)
+
+
+def test_stop_fence_and_pure_plans_do_not_import_the_driver():
+    code = ("import sys; from erlmcp_dr.paths import ensure_collection_importable; ensure_collection_importable()\n"
+            "from ansible_collections.erlmcp.dr.plugins.module_utils import _fence, _follow_plan, _app_config\n"
+            "from ansible_collections.erlmcp.dr.plugins.module_utils import _promote, _follow, _replication_info\n"
+            "print('psycopg' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stderr

@@ -12,6 +12,7 @@ from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import (  # no
     lsn_diff,
     max_lsn,
     parse_lsn,
+    segment_name_suffix,
 )
 
 
@@ -77,3 +78,10 @@ def test_max_lsn_ignores_unknowns():
     assert max_lsn("1/0", "0/FFFFFFFF") == "1/0"
     assert max_lsn(None, None) is None
     assert max_lsn() is None
+
+
+def test_segment_name_suffix_names_the_wal_file_holding_an_lsn():
+    mb16 = 16 * 1024 * 1024
+    assert segment_name_suffix("0/3000148", mb16) == "0000000000000003"
+    assert segment_name_suffix("1/FF000000", mb16) == "00000001000000FF"
+    assert segment_name_suffix("16/B374D848", 64 * 1024 * 1024) == "000000160000002C"

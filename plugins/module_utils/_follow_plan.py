@@ -1,0 +1,228 @@
+# -*- coding: utf-8 -*-
+# Copyright: erlmcp.dr contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Pure decisions of erlmcp.dr.pg_standby_follow: no I/O, no driver import; unit-tested.
+
+What to do with a node (none / follow / rewind) from facts (role, timeline, WAL position, the
+primary's timeline history), the passfile line a standby reads its replication password from,
+and masking/condensing what is shown to the operator. Private to the collection: the API may
+change between releases.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import ModuleFailure, format_lsn, parse_lsn
+
+METHODS = ("auto", "follow", "rewind")
+MASK = "********"
+REWIND_OUTPUT_CHARS = 800
+
+
+class FollowError(ModuleFailure):
+    """A failure to report as is, with the facts gathered so far (never a secret)."""
+
+
+_PASSWORD_RE = re.compile(r"(\bpassword\s*=\s*)('(?:\\.|[^'\\])*'|[^\s']+)", re.IGNORECASE)
+
+
+def mask_conninfo(text):
+    """A libpq conninfo string with its password replaced by ********; None stays None."""
+    if text is None:
+        return None
+    return _PASSWORD_RE.sub(lambda m: m.group(1) + "'" + MASK + "'", text)
+
+
+def parse_history(text):
+    """A timeline history file ('1<TAB>0/3000060<TAB>reason' lines) -> [(tli, switchpoint), ...]."""
+    entries = []
+    for line in (text or "").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        fields = line.split()
+        if len(fields) < 2 or not fields[0].isdigit():
+            continue
+        try:
+            entries.append((int(fields[0]), parse_lsn(fields[1])))
+        except ValueError:
+            continue
+    return entries
+
+
+def divergence(node_tli, node_lsn, primary_tli, history):
+    """Has the node's WAL gone where the primary's history never went?
+
+    Returns (True, why) when following is impossible (pg_rewind is needed), (False, why) when
+    the node can follow, (None, why) when the facts do not tell (history or position unknown).
+    node_lsn is the furthest WAL the node holds (received or replayed), as text or int.
+    """
+    if node_tli is None or primary_tli is None:
+        return None, "timeline unknown"
+    node_tli, primary_tli = int(node_tli), int(primary_tli)
+    if node_tli == primary_tli:
+        return False, "the node is on the primary's timeline %d" % primary_tli
+    if node_tli > primary_tli:
+        return True, "the node is on timeline %d, newer than the primary's %d" % (node_tli, primary_tli)
+    if history is None:
+        return None, "the primary's timeline history could not be read"
+    switchpoints = dict(history)
+    if node_tli not in switchpoints:
+        return True, "the node's timeline %d is not in the primary's history (timeline %d)" % (node_tli, primary_tli)
+    position = parse_lsn(node_lsn) if isinstance(node_lsn, str) else node_lsn
+    if position is None:
+        return None, "the node's WAL position is unknown"
+    fork = switchpoints[node_tli]
+    if position > fork:
+        return True, "the node has WAL up to %s on timeline %d, past %s where the primary's timeline %d forked off" % (
+            format_lsn(position), node_tli, format_lsn(fork), primary_tli)
+    return False, "the node (at %s on timeline %d) is behind the fork at %s: it can follow onto timeline %d" % (
+        format_lsn(position), node_tli, format_lsn(fork), primary_tli)
+
+
+def same_host(a, b):
+    return str(a or "").strip().lower() == str(b or "").strip().lower()
+
+
+def is_following(receiver, host, port, timeline):
+    """The WAL receiver streams from host:port on the given timeline."""
+    if not receiver or receiver.get("status") != "streaming":
+        return False
+    return (same_host(receiver.get("sender_host"), host) and receiver.get("sender_port") == int(port)
+            and receiver.get("received_tli") == int(timeline))
+
+
+def upstream_of(receiver):
+    if not receiver or not receiver.get("sender_port"):
+        return None
+    return "%s:%s" % (receiver.get("sender_host"), receiver.get("sender_port"))
+
+
+class Plan(object):
+    """What to do: action 'none' | 'follow' | 'rewind'.
+
+    how: for follow, 'reload' (running standby, new primary_conninfo) or 'start' (start a stopped
+    node as a standby); stop_first: the node runs and must be stopped; fallback: a follow that
+    does not reach streaming falls back to rewind (method auto).
+    """
+
+    def __init__(self, action, reason, how=None, *, stop_first=False, fallback=False):
+        self.action = action
+        self.reason = reason
+        self.how = how
+        self.stop_first = stop_first
+        self.fallback = fallback
+
+    def __repr__(self):
+        return "Plan(%r, how=%r, stop_first=%r, fallback=%r)" % (self.action, self.how, self.stop_first, self.fallback)
+
+
+def choose_action(role, method, *, allow_stop_primary=False, already=False, diverged=None, why="", fenced=False):
+    """Decide from the facts. role: 'primary' | 'standby' (both running) | 'stopped'.
+
+    already: a running standby already streams from the primary on its timeline.
+    diverged: divergence()'s verdict (True / False / None) for a running standby.
+    fenced: a running primary is fenced read-only (default_transaction_read_only on): it takes no
+    writes, so it may be stopped and converted without allow_stop_primary.
+    Raises FollowError when a precondition forbids any change.
+    """
+    if method not in METHODS:
+        raise FollowError("method must be one of %s, not %r" % (", ".join(METHODS), method))
+    if role == "standby":
+        if already:
+            return Plan("none", "already streaming from the primary on its timeline")
+        if method == "rewind":
+            return Plan("rewind", "method=rewind", stop_first=True)
+        if diverged:
+            if method == "follow":
+                raise FollowError(
+                    "cannot follow: %s; the node needs pg_rewind (method=rewind or method=auto)" % why)
+            return Plan("rewind", "cannot follow: %s" % why, stop_first=True)
+        return Plan("follow", why or "running standby", how="reload", fallback=(method == "auto"))
+    if role == "primary":
+        if not allow_stop_primary and not fenced:
+            raise FollowError(
+                "the node is running as a PRIMARY (not in recovery) with default_transaction_read_only off, so it "
+                "may be taking writes: fence it first (erlmcp.dr.pg_fence, method stop or read_only) or set "
+                "allow_stop_primary=true to let this module stop it")
+        former = "a read-only fenced former primary" if fenced else "a former primary"
+        if method == "follow":
+            return Plan("follow", "method=follow: restart %s as a standby without pg_rewind" % former,
+                        how="start", stop_first=True)
+        return Plan("rewind", "%s: pg_rewind decides whether its history diverged" % former, stop_first=True)
+    if role == "stopped":
+        if method == "follow":
+            return Plan("follow", "method=follow: start the stopped node as a standby without pg_rewind", how="start")
+        return Plan("rewind", "a stopped node: pg_rewind decides whether its history diverged")
+    raise FollowError("unknown node role %r" % (role,))
+
+
+def short_rewind_output(text, limit=REWIND_OUTPUT_CHARS):
+    """pg_rewind's own messages, without progress lines, cut to a few hundred characters."""
+    lines = []
+    for raw in re.split(r"[\r\n]+", text or ""):
+        line = raw.strip()
+        if not line or re.match(r"^\d+/\d+ kB \(\d+%\) copied", line):
+            continue
+        lines.append(line)
+    out = "\n".join(lines)
+    return out if len(out) <= limit else "..." + out[-(limit - 3):]
+
+
+def rewind_errors(text):
+    """The error lines of pg_rewind's output (its last line when it printed none), joined by '; '."""
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    errors = [line for line in lines if re.search(r"\b(error|fatal|FATAL|ERROR):", line)]
+    return "; ".join(errors or lines[-1:]) or "no output"
+
+
+def no_rewind_required(text):
+    return "no rewind required" in (text or "")
+
+
+# ---------------------------------------------------------------- the standby's passfile
+
+
+def pgpass_escape(value):
+    """A field of a .pgpass line: ':' and '\\' escaped with a backslash."""
+    return str(value).replace("\\", "\\\\").replace(":", "\\:")
+
+
+def pgpass_line(host, port, user, password):
+    """The one line a standby's passfile holds: host:port:replication:user:password."""
+    return ":".join(pgpass_escape(v) for v in (host, port, "replication", user, password)) + "\n"
+
+
+def pgpass_fields(line):
+    """Split a .pgpass line into its 5 fields (escapes undone); None for a comment or a malformed line."""
+    if not line.strip() or line.lstrip().startswith("#"):
+        return None
+    fields, current, escaped = [], [], False
+    for ch in line.rstrip("\n"):
+        if escaped:
+            current.append(ch)
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch == ":" and len(fields) < 4:
+            fields.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    fields.append("".join(current))
+    return fields if len(fields) == 5 else None
+
+
+def pgpass_password(text, user):
+    """The replication password a passfile holds for user (any host), or None."""
+    for line in (text or "").splitlines():
+        fields = pgpass_fields(line)
+        if fields and fields[2] in ("replication", "*") and fields[3] in (user, "*"):
+            return fields[4]
+    return None
+
+
+def has_inline_password(conninfo_text):
+    """Whether a primary_conninfo carries a password (PostgreSQL logs it on every reload that changes it)."""
+    return bool(_PASSWORD_RE.search(conninfo_text or ""))

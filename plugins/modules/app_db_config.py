@@ -1,0 +1,106 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: erlmcp.dr contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: app_db_config
+short_description: Write the application's database config (primary and replicas) from the live cluster
+version_added: "0.1.0"
+description:
+  - Writes the JSON file the application reads its database endpoints from, derived from an
+    M(erlmcp.dr.pg_replication_info) result (never from inventory labels).
+  - 'The content is C({"database": {"primary": "host:port", "replicas": ["host:port", ...], "primary_node": name,
+    "replica_nodes": [names]}}): the primary is the one writable primary, the replicas are the standbys that stream
+    from it now (name order); endpoints are the nodes'' host and port in the result.'
+  - The file is written atomically (temporary file in the same folder, fsync, rename). The version it replaces is
+    kept as C(<path>.previous) (one file, overwritten on each change, not a backup per run).
+  - Idempotent - when the file already holds the same content (and mode) nothing is written and
+    RV(ignore:changed) is false.
+  - Fails, touching nothing, when the result has no single writable primary or the folder of O(path) does not
+    exist.
+  - Runs where the file lives; it takes no login options (it never connects to PostgreSQL).
+author:
+  - erlmcp.dr developers (!UNKNOWN)
+options:
+  path:
+    description: The config file to write. Its folder must exist.
+    type: path
+    required: true
+  cluster:
+    description: The registered result of M(erlmcp.dr.pg_replication_info), taken after the change.
+    type: dict
+    required: true
+  mode:
+    description: File mode of the config file, as an octal string.
+    type: raw
+    default: "0644"
+attributes:
+  check_mode:
+    support: full
+    description: Reports whether the file would change and what it would hold; touches nothing.
+  diff_mode:
+    support: full
+    description: Shows the file's JSON before and after.
+seealso:
+  - module: erlmcp.dr.pg_replication_info
+"""
+
+EXAMPLES = r"""
+- name: Read the cluster after the promotion
+  erlmcp.dr.pg_replication_info:
+    nodes: "{{ pg_nodes }}"
+    login_user: "{{ pg_login_user }}"
+    login_password: "{{ pg_login_password }}"
+  register: cluster
+
+- name: Point the application at the new primary
+  erlmcp.dr.app_db_config:
+    path: /etc/erlmcp/database.json
+    cluster: "{{ cluster }}"
+    mode: "0640"
+"""
+
+RETURN = r"""
+path:
+  description: The absolute path of the config file.
+  returned: always
+  type: str
+config:
+  description: What the file holds (or would hold, in check mode).
+  returned: always
+  type: dict
+  sample: {"database": {"primary": "127.0.0.1:54322", "replicas": ["127.0.0.1:54321"], "primary_node": "pg-b",
+           "replica_nodes": ["pg-a"]}}
+previous:
+  description: What the file held before (its JSON, or its text when it was not JSON); null when it did not exist.
+  returned: always
+  type: raw
+previous_path:
+  description: Where the replaced version is kept (C(<path>.previous)); null when nothing was replaced.
+  returned: always
+  type: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._app_config import run  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._module import execute  # noqa: E402
+
+
+def argument_spec():
+    return dict(
+        path=dict(type="path", required=True),
+        cluster=dict(type="dict", required=True),
+        mode=dict(type="raw", default="0644"),
+    )
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    execute(module, run, needs_psycopg=False)
+
+
+if __name__ == "__main__":
+    main()
