@@ -30,6 +30,7 @@ from runbook_helpers import (
     new_lab,
     node_state,
     pg,
+    primary_on,
     run_folders,
     run_json,
     runbook_cli,
@@ -407,3 +408,29 @@ def test_timelines_in_the_summary_are_the_real_ones_after_two_switchovers(fresh_
     facts = summary(result)
     assert as_int(facts["timeline_before"]) == 2 and as_int(facts["timeline_after"]) == 3, facts
     assert "promoted pg-c: timeline 2 -> 3" in facts["did"], facts
+
+
+# ---------------------------------------------------------------- a failure after the promotion (row 5)
+
+
+def test_a_standby_that_cannot_follow_fails_the_run_but_the_app_already_follows_the_new_primary(fresh_lab, home):
+    """The replication password is wrong: the promotion succeeds, repointing pg-c cannot. The app
+    config names the new primary anyway (it must not keep pointing at the fenced one), the run
+    fails naming what is missing, and a run with the right inventory finishes the job."""
+    cfg = fresh_lab
+    wrong = str(inventory_copy(cfg, "wrong-replication-password",
+                               lambda d: d["all"]["vars"].update(pg_replication_password="Not-It-99")))
+
+    _, failed = run_json("run", "database_failover", "-i", wrong, "-e", "candidate=pg-b", "--yes", expect_rc=1)
+
+    message = failure_message(failed)
+    assert "The end state does not hold" in message and "pg-c" in message and "replication" in message, message
+    assert "Not-It-99" not in json.dumps(failed)
+    app = json.loads(cfg.app_config_path.read_text())["database"]
+    assert app["primary_node"] == "pg-b", app
+
+    _, fixed = run_json("run", "database_failover", "-i", str(inventory_path(cfg)), "-e", "candidate=pg-b", "--yes",
+                        expect_rc=0)
+
+    assert summary(fixed)["action"] == "converge" and summary(fixed)["streaming"] == ["pg-c"], summary(fixed)
+    wait_topology(cfg, {"pg-b": primary_on(2), "pg-c": streaming_from("pg-b", 2)}, "pg-c follows pg-b")
