@@ -28,7 +28,7 @@ description:
     naming the holder.
   - Runs on the controller only; it never connects to the managed hosts.
   - The lock is bookkeeping, not a change to the system it protects, so the task never reports C(changed)
-    (RV(acquired) and RV(released) say what it did): a runbook run that changes nothing reports no change.
+    (RV(acquired) and RV(released) say what it did), so a runbook run that changes nothing reports no change.
 author:
   - erlmcp.dr developers (!UNKNOWN)
 options:
