@@ -120,6 +120,8 @@ def test_failover_repoints_standby_then_idempotent(fresh_lab):
     stop(cfg, "pg-a")
     promote(cfg, "pg-b")
     before = files(cfg, "pg-c")
+    passfile = cfg.node("pg-c").passfile  # the lab writes one too: check mode must leave it as it is
+    passfile_before = passfile.read_bytes() if passfile.exists() else None
 
     # check mode (through Ansible and in-process, where nothing would mask a leaked password)
     checked = run_module(MODULE, follow_args(cfg, "pg-c", "pg-b"), check=True, diff=True)
@@ -135,7 +137,8 @@ def test_failover_repoints_standby_then_idempotent(fresh_lab):
     assert "application_name='pg-c'" in checked["primary_conninfo"]
     direct = _follow.run(follow_args(cfg, "pg-c", "pg-b"), check_mode=True, diff=True)
     assert direct["action"] == "follow" and lab.LAB_PASSWORD not in json.dumps(direct)
-    assert files(cfg, "pg-c") == before and not Path(checked["passfile"]).exists()
+    assert files(cfg, "pg-c") == before
+    assert (passfile.read_bytes() if passfile.exists() else None) == passfile_before
     assert state(cfg, "pg-c")["in_recovery"]
 
     result = run_module(MODULE, follow_args(cfg, "pg-c", "pg-b"), diff=True)

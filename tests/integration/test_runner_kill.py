@@ -55,7 +55,7 @@ def _holding(local: dict[str, str], run_id: str) -> bool:
     for path in events.glob("*.json") if events.is_dir() else []:
         try:
             event = json.loads(path.read_text())
-        except ValueError:  # being written
+        except (ValueError, FileNotFoundError):  # being written, or a partial file renamed meanwhile
             continue
         if event.get("event") == "runner_on_start" and event["event_data"].get("task") == HOLD_TASK:
             return True
