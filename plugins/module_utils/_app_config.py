@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 
+from ansible_collections.erlmcp.dr.plugins.module_utils._files import write_atomic
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import ModuleFailure
 
 PREVIOUS_SUFFIX = ".previous"
@@ -90,28 +90,6 @@ def parse_mode(mode):
         return int(text, 8)
     except ValueError:
         raise ModuleFailure("mode %r is not an octal file mode like '0644' (mode)" % (mode,)) from None
-
-
-def write_atomic(path, text, mode):
-    """Write path through a temp file in its folder (fsync, rename, fsync of the folder)."""
-    folder = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".%s." % os.path.basename(path))
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.rename(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def _no_warning(message):

@@ -187,6 +187,17 @@ def _foreign(nodes, sysid):
                                                          "it" if len(foreign) == 1 else "them"), sysid=sysid)
 
 
+def _cluster_gate(info, nodes, preferred):
+    """What refuses any promotion, whatever the parameters: two writers, or a member of another cluster.
+
+    Returns (writers, system identifier, refusal plan or None)."""
+    writers = writable_primaries(info)
+    if len(writers) > 1:
+        return writers, None, _split_brain(writers)
+    sysid = cluster_identity(nodes, preferred=[preferred])
+    return writers, sysid, _foreign(nodes, sysid)
+
+
 def _repoint(nodes, primary, sysid, keep=(), rejoin=()):
     """Members to make stream from `primary`, and those left out with why.
 
@@ -278,11 +289,7 @@ def failover_plan(info, away_from, candidate=None, max_lag_bytes=DEFAULT_MAX_LAG
     if away_from not in nodes:
         return _refuse("%s (away_from) is not one of the nodes (%s)" % (away_from, ", ".join(sorted(nodes)) or "none"),
                        old_primary=away_from, candidate=candidate)
-    writers = writable_primaries(info)
-    if len(writers) > 1:
-        return _split_brain(writers)
-    sysid = cluster_identity(nodes, preferred=[away_from])
-    refusal = _foreign(nodes, sysid)
+    writers, sysid, refusal = _cluster_gate(info, nodes, preferred=away_from)
     if refusal:
         return refusal
     if writers and writers[0] != away_from:
@@ -345,11 +352,7 @@ def switchover_plan(info, candidate, max_lag_bytes=None, primary_of_record=None)
     if candidate not in nodes:
         return _refuse("candidate %s is not one of the nodes (%s)" % (candidate, ", ".join(sorted(nodes))),
                        candidate=candidate)
-    writers = writable_primaries(info)
-    if len(writers) > 1:
-        return _split_brain(writers)
-    sysid = cluster_identity(nodes, preferred=[candidate])
-    refusal = _foreign(nodes, sysid)
+    writers, sysid, refusal = _cluster_gate(info, nodes, preferred=candidate)
     if refusal:
         return refusal
     old = configured_upstream(nodes, candidate) or (primary_of_record if primary_of_record in nodes else None)

@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 
 
+from ansible_collections.erlmcp.dr.plugins.module_utils._files import write_atomic
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import PgError
 
 DEFAULT_BIN_DIRS = ("/usr/lib/postgresql/15/bin", "/usr/pgsql-15/bin", "/usr/local/pgsql/bin")
@@ -56,23 +57,8 @@ def _demote_to(uid, gid):
 
 
 def write_owned(path, content, owner_of, mode=0o600):
-    """Write path atomically (temp file in the same folder, fsync, rename), owned like owner_of, with mode."""
-    uid, gid = data_dir_owner(owner_of)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".%s." % os.path.basename(path))
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        if os.geteuid() == 0:
-            os.chown(tmp, uid, gid)
-        os.rename(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write path atomically, owned like owner_of (a data directory), with mode."""
+    write_atomic(path, content, mode, owner=data_dir_owner(owner_of))
 
 
 class Server(object):
