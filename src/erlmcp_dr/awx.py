@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from erlmcp_dr.catalog import Runbook
+from erlmcp_dr.catalog import ParameterView, Runbook
 
 # Ansible argument-spec types -> AWX survey question types.
 _SURVEY_TYPES = {"str": "text", "int": "integer", "float": "float", "list": "textarea", "dict": "textarea"}
@@ -20,44 +20,38 @@ def survey_spec(runbook: Runbook) -> dict[str, Any]:
     return {
         "name": runbook.title,
         "description": runbook.summary,
-        "spec": [_question(name, option) for name, option in runbook.parameters.items()],
+        "spec": [_question(view) for view in runbook.parameter_views()],
     }
 
 
-def _question(name: str, option: dict[str, Any]) -> dict[str, Any]:
+def _question(view: ParameterView) -> dict[str, Any]:
     question: dict[str, Any] = {
-        "variable": name,
-        "question_name": name.replace("_", " ").capitalize(),
-        "question_description": _description(option),
-        "required": bool(option.get("required")),
-        "type": _question_type(option),
+        "variable": view.name,
+        "question_name": view.name.replace("_", " ").capitalize(),
+        "question_description": view.description,
+        "required": view.required,
+        "type": _question_type(view),
     }
-    choices = _choices(option)
+    choices = _choices(view)
     if choices:
         question["choices"] = choices
-    for bound in ("min", "max"):  # AWX enforces the same range as the runbook's own check
-        if option.get(bound) is not None and question["type"] in ("integer", "float"):
-            question[bound] = option[bound]
-    if option.get("default") is not None and not option.get("no_log"):
-        default = option["default"]
-        question["default"] = str(default).lower() if isinstance(default, bool) else default
+    for bound, value in (("min", view.minimum), ("max", view.maximum)):  # AWX enforces the runbook's own range
+        if value is not None and question["type"] in ("integer", "float"):
+            question[bound] = value
+    if view.default is not None and not view.secret:
+        question["default"] = str(view.default).lower() if isinstance(view.default, bool) else view.default
     return question
 
 
-def _question_type(option: dict[str, Any]) -> str:
-    if option.get("no_log"):
+def _question_type(view: ParameterView) -> str:
+    if view.secret:
         return "password"
-    if option.get("choices") or option.get("type") == "bool":
+    if view.choices or view.type == "bool":
         return "multiplechoice"
-    return _SURVEY_TYPES.get(option.get("type", "str"), "text")
+    return _SURVEY_TYPES.get(view.type, "text")
 
 
-def _choices(option: dict[str, Any]) -> list[str]:
-    if option.get("choices"):
-        return [str(choice) for choice in option["choices"]]
-    return ["true", "false"] if option.get("type") == "bool" else []
-
-
-def _description(option: dict[str, Any]) -> str:
-    text = option.get("description", "")
-    return " ".join(text) if isinstance(text, list) else str(text)
+def _choices(view: ParameterView) -> list[str]:
+    if view.choices:
+        return [str(choice) for choice in view.choices]
+    return ["true", "false"] if view.type == "bool" else []

@@ -48,6 +48,45 @@ class StepOutline:
         return f"{unit * self.depth}{self.name}"
 
 
+@dataclass(frozen=True)
+class ParameterView:
+    """One runbook parameter as every reader shows it: `runbook show`, the generated pages, the AWX
+    survey and parameter errors all read the spec through this, never on their own."""
+
+    name: str
+    type: str
+    elements: Optional[str]
+    required: bool
+    secret: bool
+    default: Any  # None when there is none (renderers never show a secret's)
+    choices: List[Any]
+    minimum: Any
+    maximum: Any
+    description: str
+
+    @classmethod
+    def of(cls, name: str, option: Mapping[str, Any]) -> ParameterView:
+        return cls(name=name, type=str(option.get("type") or "str"), elements=option.get("elements"),
+                   required=bool(option.get("required")), secret=bool(option.get("no_log")),
+                   default=option.get("default"),
+                   choices=list(option.get("choices") or []), minimum=option.get("min"), maximum=option.get("max"),
+                   description=flat_description(option))
+
+    @property
+    def type_label(self) -> str:
+        """`int`, `list[str]`, `str (secret)`."""
+        kind = f"{self.type}[{self.elements}]" if self.elements else self.type
+        return kind + (" (secret)" if self.secret else "")
+
+
+def flat_description(option: Mapping[str, Any]) -> str:
+    """A spec option's description (a string or a list of them) as one line."""
+    description = option.get("description") or ""
+    if isinstance(description, list):
+        description = " ".join(map(str, description))
+    return " ".join(str(description).split())
+
+
 @dataclass
 class Runbook:
     name: str
@@ -61,6 +100,9 @@ class Runbook:
     parameters: Dict[str, Dict[str, Any]]
     steps: List[StepOutline] = field(default_factory=list)
     targets: List[str] = field(default_factory=list)
+
+    def parameter_views(self) -> List[ParameterView]:
+        return [ParameterView.of(name, option) for name, option in self.parameters.items()]
 
     @property
     def required_parameters(self) -> List[str]:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from erlmcp_dr import catalog, docs, params, paths, report
-from erlmcp_dr.catalog import Runbook
+from erlmcp_dr.catalog import ParameterView, Runbook
 from erlmcp_dr.errors import ConfirmationRequired, RunbookError, RunBusy
 from erlmcp_dr.result import REPORT_FILE, RESULT_FILE, RunResult, Step
 
@@ -197,14 +197,15 @@ def render_show(runbook: Runbook) -> str:
     if not runbook.parameters:
         lines.append("  none")
     rows = [("  NAME", "TYPE", "REQUIRED", "DEFAULT")]
-    for name, option in runbook.parameters.items():
-        rows.append((f"  {name}", _type(option), "yes" if option.get("required") else "no", _default(option)))
+    views = runbook.parameter_views()
+    for view in views:
+        rows.append((f"  {view.name}", view.type_label, "yes" if view.required else "no", _default(view)))
     if runbook.parameters:
         table = _table(rows).splitlines()
         lines.append(table[0])
-        for row, option in zip(table[1:], runbook.parameters.values(), strict=True):
+        for row, view in zip(table[1:], views, strict=True):
             lines.append(row)
-            lines.extend(textwrap.wrap(_choices_and_description(option), 88, initial_indent="      ",
+            lines.extend(textwrap.wrap(_choices_and_description(view), 88, initial_indent="      ",
                                        subsequent_indent="      "))
     lines.append("")
     lines.append("steps:")
@@ -358,29 +359,21 @@ def _table(rows: List[Sequence[str]]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def _type(option: Dict[str, Any]) -> str:
-    kind = str(option.get("type") or "str")
-    if option.get("elements"):
-        kind += f"[{option['elements']}]"
-    return kind + (" (secret)" if option.get("no_log") else "")
-
-
-def _default(option: Dict[str, Any]) -> str:
-    if option.get("default") is None:
+def _default(view: ParameterView) -> str:
+    if view.default is None:
         return "-"
-    if option.get("no_log"):
+    if view.secret:
         return "(hidden)"
-    value = option["default"]
+    value = view.default
     return json.dumps(value) if not isinstance(value, str) or value == "" else value
 
 
-def _choices_and_description(option: Dict[str, Any]) -> str:
-    description = option.get("description") or ""
-    if isinstance(description, list):
-        description = " ".join(map(str, description))
-    text = " ".join(str(description).split())
-    if option.get("choices"):
-        text = f"one of {', '.join(map(str, option['choices']))}. {text}".strip()
+def _choices_and_description(view: ParameterView) -> str:
+    text = view.description
+    if view.choices:
+        text = f"one of {', '.join(map(str, view.choices))}. {text}".strip()
+    elif view.minimum is not None or view.maximum is not None:
+        text = f"{_dash(view.minimum)} to {_dash(view.maximum)}. {text}".strip()
     return text
 
 

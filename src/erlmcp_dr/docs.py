@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from erlmcp_dr import catalog
-from erlmcp_dr.catalog import Runbook
+from erlmcp_dr.catalog import ParameterView, Runbook
 
 INDEX = "README.md"
 GENERATED = "<!-- Generated from {source} by `runbook docs`: edit the playbook, not this page. -->"
@@ -120,10 +120,10 @@ def _parameters_table(runbook: Runbook) -> str:
     if not runbook.parameters:
         return "None."
     lines = ["| Name | Type | Required | Default | Choices or range | Description |", "|---|---|---|---|---|---|"]
-    for name, option in runbook.parameters.items():
+    for view in runbook.parameter_views():
         lines.append(
-            f"| `{name}` | {_type(option)} | {'yes' if option.get('required') else 'no'} | {_default(option)} "
-            f"| {_choices(option)} | {_cell(_description(option))} |"
+            f"| `{view.name}` | {_type(view)} | {'yes' if view.required else 'no'} | {_default(view)} "
+            f"| {_choices(view)} | {_cell(view.description)} |"
         )
     return "\n".join(lines)
 
@@ -158,39 +158,26 @@ def _is_generated(path: Path) -> bool:
         return handle.readline().startswith("<!-- Generated from ")
 
 
-def _type(option: Dict[str, Any]) -> str:
-    kind = str(option.get("type") or "str")
-    if option.get("elements"):
-        kind = f"{kind} of {option['elements']}"
-    if option.get("no_log"):
-        kind += " (secret)"
-    return kind
+def _type(view: ParameterView) -> str:
+    kind = f"{view.type} of {view.elements}" if view.elements else view.type
+    return kind + (" (secret)" if view.secret else "")
 
 
-def _default(option: Dict[str, Any]) -> str:
-    if "default" not in option or option["default"] is None:
+def _default(view: ParameterView) -> str:
+    if view.default is None:
         return "-"
-    if option.get("no_log"):
+    if view.secret:
         return "(hidden)"
-    default = option["default"]
-    return '`""`' if default == "" else f"`{_json(default)}`"
+    return '`""`' if view.default == "" else f"`{_json(view.default)}`"
 
 
-def _choices(option: Dict[str, Any]) -> str:
-    choices = option.get("choices")
-    if choices:
-        return ", ".join(f"`{_json(choice)}`" for choice in choices)
-    low, high = option.get("min"), option.get("max")
+def _choices(view: ParameterView) -> str:
+    if view.choices:
+        return ", ".join(f"`{_json(choice)}`" for choice in view.choices)
+    low, high = view.minimum, view.maximum
     if low is None and high is None:
         return "-"
     return f"{_json(low) if low is not None else '…'} to {_json(high) if high is not None else '…'}"
-
-
-def _description(option: Dict[str, Any]) -> str:
-    description = option.get("description") or ""
-    if isinstance(description, list):
-        description = " ".join(map(str, description))
-    return " ".join(str(description).split())
 
 
 def _json(value: Any) -> str:

@@ -18,10 +18,10 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 import yaml
 
 from erlmcp_dr import paths
-from erlmcp_dr.catalog import Runbook
+from erlmcp_dr.catalog import Runbook, flat_description
 from erlmcp_dr.errors import ParameterError
+from erlmcp_dr.redaction import REDACTED, scrub_text
 
-REDACTED = "********"
 # Spec types whose CLI values stay exactly as typed (no YAML interpretation).
 _TEXT_TYPES = frozenset({"str", "path"})
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -68,7 +68,7 @@ def _parameter_error(runbook: Runbook, given: Mapping[str, Any], errors: List[st
         problems.append(_problem(runbook, error))
     secrets = secret_values(runbook, given)
     first = problems[0][0] if problems else "?"
-    text = "; ".join(_scrub_text(message, secrets) for _, message in problems) or "validation failed"
+    text = "; ".join(scrub_text(message, secrets) for _, message in problems) or "validation failed"
     return ParameterError(first, f"runbook '{runbook.name}': {text}")
 
 
@@ -92,7 +92,7 @@ def _unsupported(runbook: Runbook, name: str) -> Tuple[str, str]:
 
 
 def _missing(runbook: Runbook, name: str) -> Tuple[str, str]:
-    description = _description(runbook.parameters.get(name, {}))
+    description = flat_description(runbook.parameters.get(name, {}))
     about = f" ({description})" if description else ""
     return name, f"missing required parameter '{name}'{about}; pass it with -e {name}=VALUE"
 
@@ -123,13 +123,6 @@ def _canonical(runbook: Runbook, key: str) -> str:
         if key in (option.get("aliases") or []):
             return name
     return key
-
-
-def _description(option: Mapping[str, Any]) -> str:
-    description = option.get("description")
-    if isinstance(description, list):
-        description = " ".join(map(str, description))
-    return " ".join(str(description or "").split())
 
 
 # ---------------------------------------------------------------- secrets
@@ -203,12 +196,6 @@ def _by_alias(spec: Mapping[str, Any], key: str) -> Mapping[str, Any]:
         if key in ((option or {}).get("aliases") or []):
             return option
     return {}
-
-
-def _scrub_text(text: str, secrets: Iterable[str]) -> str:
-    for secret in secrets:
-        text = text.replace(secret, REDACTED)
-    return text
 
 
 # ---------------------------------------------------------------- CLI -e parsing

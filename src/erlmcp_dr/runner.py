@@ -47,6 +47,7 @@ import yaml
 from erlmcp_dr import catalog, params, paths, report
 from erlmcp_dr.catalog import Runbook
 from erlmcp_dr.errors import ParameterError, RunBusy
+from erlmcp_dr.redaction import MIN_SCRUB_LENGTH, scrub_text
 from erlmcp_dr.result import REPORT_FILE, RunResult, Step
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,6 @@ STEP_EVENTS = {
 _DROPPED_RESULT_KEYS = frozenset({"invocation", "changed", "failed", "msg", "diff"})
 _COLLECTION_PREFIX = "erlmcp.dr."
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_MIN_SCRUB_LENGTH = 4  # shorter values would mangle unrelated text; such a value is no secret anyway
 # Extra vars every run passes to its playbook besides the runbook's parameters.
 RUN_ID_VAR = "erlmcp_dr_run_id"
 RUN_DIR_VAR = "erlmcp_dr_run_dir"
@@ -547,7 +547,7 @@ class Timeline:
     """ansible-runner event handler: steps from runner_on_* events, facts from set_stats."""
 
     def __init__(self, secrets: List[str], on_step: Optional[StepCallback] = None) -> None:
-        self.secrets = [value for value in secrets if len(value) >= _MIN_SCRUB_LENGTH]
+        self.secrets = [value for value in secrets if len(value) >= MIN_SCRUB_LENGTH]
         self.on_step = on_step
         self.steps: List[Step] = []
         self.facts: Dict[str, Any] = {}
@@ -775,20 +775,9 @@ def run_dir_of(run_id: str) -> Path:
 # ---------------------------------------------------------------- scrubbing
 
 
-def scrub_text(text: str, values: List[str]) -> str:
-    for value in values:
-        if len(value) < _MIN_SCRUB_LENGTH:
-            continue
-        text = text.replace(value, params.REDACTED)
-        escaped = json.dumps(value)[1:-1]
-        if escaped != value:
-            text = text.replace(escaped, params.REDACTED)
-    return text
-
-
 def scrub_dir(directory: Path, values: List[str]) -> List[Path]:
     """Replaces every occurrence of the values in every file below `directory`; returns the files changed."""
-    needles = [value for value in values if len(value) >= _MIN_SCRUB_LENGTH]
+    needles = [value for value in values if len(value) >= MIN_SCRUB_LENGTH]
     if not needles:
         return []
     changed = []
