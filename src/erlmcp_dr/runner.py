@@ -741,30 +741,24 @@ class RunbookRun:
             )
 
 
-def run(
-    name: str,
-    inventory: Optional[os.PathLike | str] = None,
-    extravars: Optional[Mapping[str, Any]] = None,
-    check: bool = False,
-    diff: bool = True,
-    run_id: Optional[str] = None,
-    event_callback: Optional[StepCallback] = None,
-    limit: Optional[str] = None,
-    verbosity: int = 0,
-    *,
-    timeout: Optional[int] = None,
-    playbooks_dir: Optional[os.PathLike | str] = None,
-) -> RunResult:
-    """Runs runbook `name` and returns its result (also written to <state_home>/runs/<run_id>/).
+def run(name: Optional[str] = None, config: Optional[RunConfig] = None,
+        event_callback: Optional[StepCallback] = None, **kwargs: Any) -> RunResult:
+    """Runs a runbook and returns its result (also written to <state_home>/runs/<run_id>/).
+
+    Shaped like ansible_runner.run(): a thin facade over a config object. Either pass a prepared
+    `config` (RunConfig.prepare(...)), or the runbook's `name` and RunConfig.prepare's keywords:
+    inventory, extravars, check, diff, run_id, limit, verbosity, timeout, playbooks_dir.
 
     Raises UnknownRunbook / ParameterError before anything runs; RunBusy when the playbook's run lock
     (erlmcp.dr.run_lock) turned the run away (its RunResult is `RunBusy.result`). A runbook that fails
     returns a RunResult with status 'failed'.
     """
-    config = RunConfig.prepare(
-        name, inventory=inventory, extravars=extravars, check=check, diff=diff, run_id=run_id,
-        limit=limit, verbosity=verbosity, timeout=timeout, playbooks_dir=playbooks_dir,
-    )
+    if config is None:
+        if name is None:
+            raise ParameterError("name", "run() needs a runbook name or a prepared config")
+        config = RunConfig.prepare(name, **kwargs)
+    elif name is not None or kwargs:
+        raise ParameterError("config", "pass either a prepared config or a runbook name with its options, not both")
     return RunbookRun(config, event_callback).run()
 
 

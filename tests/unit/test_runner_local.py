@@ -181,3 +181,13 @@ def test_bad_parameters_stop_before_anything_runs(home, inventory):
         erlmcp_dr.run("local_smoke", inventory=inventory.parent / "missing.ini")
     assert caught.value.parameter == "inventory"
     assert not (home / "runs").exists()
+
+
+def test_run_takes_a_prepared_config_or_a_name_never_both(home, inventory):
+    from erlmcp_dr.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="name or a prepared config"):
+        runner.run()
+    config = runner.RunConfig.prepare("local_smoke", inventory=inventory)
+    with pytest.raises(ParameterError, match="not both"):
+        runner.run("local_smoke", config=config)
