@@ -47,6 +47,11 @@ def make_installed_collection(base: Path) -> Path:
     return root
 
 
+def without_other_copies() -> list[str]:
+    """sys.path less the entries holding an erlmcp.dr (this checkout's .collections, once a test imported it)."""
+    return [p for p in sys.path if not (Path(p or ".") / "ansible_collections" / "erlmcp" / "dr").is_dir()]
+
+
 def tree(path: Path) -> list[str]:
     return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
 
@@ -84,7 +89,7 @@ def test_installed_collection_is_found_in_site_packages(installed, monkeypatch):
     site = installed / "site-packages"
     root = make_installed_collection(site)
     monkeypatch.setenv("ANSIBLE_COLLECTIONS_PATH", str(installed / "empty"))
-    monkeypatch.setattr(sys, "path", [*sys.path, str(site)])
+    monkeypatch.setattr(sys, "path", [*without_other_copies(), str(site)])
     assert paths.collection_root() == root
     assert paths.collections_path() == site
 
@@ -117,7 +122,7 @@ def test_the_override_names_what_it_found(installed, monkeypatch):
 
 def test_no_collection_anywhere_lists_where_it_looked(installed, monkeypatch):
     monkeypatch.setenv("ANSIBLE_COLLECTIONS_PATH", str(installed / "nowhere"))
-    monkeypatch.setattr(sys, "path", [p for p in sys.path if not (Path(p or ".") / "ansible_collections").is_dir()])
+    monkeypatch.setattr(sys, "path", without_other_copies())
     with pytest.raises(paths.CollectionNotFound) as caught:
         paths.collection_root()
     message = str(caught.value)
