@@ -14,6 +14,7 @@ Nothing here writes into an installed collection: the only thing ever made is th
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from pathlib import Path
@@ -100,8 +101,17 @@ def ansible_collection_paths() -> List[Path]:
 
 
 def _ansible_settings() -> Tuple[List[str], bool]:
-    """COLLECTIONS_PATHS and COLLECTIONS_SCAN_SYS_PATH from a fresh ansible-core config manager (not
-    ansible.constants, which is read once per process: this process may have changed its environment)."""
+    """COLLECTIONS_PATHS and COLLECTIONS_SCAN_SYS_PATH as ansible-core's config manager reads them from here
+    (not ansible.constants, read once per process: this process may have changed its environment since)."""
+    key = (tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("ANSIBLE_"))),
+           os.environ.get("HOME", ""), os.getcwd())
+    return _read_ansible_settings(key)
+
+
+@functools.lru_cache(maxsize=8)
+def _read_ansible_settings(key: Tuple[object, ...]) -> Tuple[List[str], bool]:
+    """One ConfigManager (about 70 ms) per environment and working folder (`key`); a config file edited while
+    this process runs is not read again."""
     from ansible.config.manager import ConfigManager
 
     manager = ConfigManager()
