@@ -32,7 +32,8 @@ LOCAL_ARTIFACTS = [
     "build/lib/erlmcp_dr/__init__.py", "dist/erlmcp_dr-0.1.0-py3-none-any.whl", "src/erlmcp_dr.egg-info/PKG-INFO",
     "erlmcp-dr-0.0.9.tar.gz", "plugins/modules/__pycache__/pg_fence.cpython-311.pyc", "plugins/modules/pg_fence.pyc",
     "playbooks/.inventory_probe.123.yaml", "playbooks/.database_switchover.yml.swp", "roles/pg_begin/tasks/main.yml~",
-    "tests/output/junit.xml", "changelogs/fragments/later.yml", "changelogs/.plugin-cache.yaml",
+    "tests/output/junit.xml", "PKG-INFO", "setup.cfg",
+    "changelogs/fragments/later.yml", "changelogs/.plugin-cache.yaml",
 ]
 
 
