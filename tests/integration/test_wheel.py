@@ -108,6 +108,9 @@ def test_installed_from_the_wheel_outside_the_checkout(venv, tmp_path):
         PATH=os.pathsep.join([str(venv / "bin")] + [p for p in os.environ.get("PATH", os.defpath).split(os.pathsep)
                                                     if p and not p.startswith(str(REPO))]),
         ERLMCP_DR_HOME=str(home), XDG_STATE_HOME=str(home / "xdg"), ERLMCP_DR_LAB_PORT_BASE=str(port_base),
+        # A user of its own: Ansible's default search path starts with ~/.ansible/collections, where a
+        # collection installed with ansible-galaxy would rightly win over site-packages (as for ansible-playbook).
+        HOME=str(home / "user"),
     )
     runbook = str(venv / "bin" / "runbook")
 
