@@ -111,6 +111,16 @@ def test_manifest_matches_galaxy_yml(built):
     assert info["readme"] == "COLLECTION_README.md"
 
 
+def test_one_version_for_the_collection_the_wheel_and_the_package():
+    import tomllib
+
+    import erlmcp_dr
+
+    galaxy = yaml.safe_load((REPO / "galaxy.yml").read_text())
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert galaxy["version"] == project["version"] == erlmcp_dr.__version__
+
+
 def test_galaxy_readme_links_only_to_what_ships_and_states_the_requirements(built):
     readme = built["readme"]
     for target in re.findall(r"\]\(([^)#]+)", readme):
