@@ -5,7 +5,8 @@
 # where no such Python exists).
 #
 #   scripts/lint.sh                 all gates
-#   scripts/lint.sh ruff sanity     only these (names: ruff, shellcheck, ansible-lint, sanity, sanity-newest)
+#   scripts/lint.sh ruff sanity     only these (names: ruff, shellcheck, ansible-lint, changelog, sanity,
+#                                   sanity-newest)
 #
 # Assumes scripts/setup.sh has run (.venv, .build/venv-newest and the .collections link). Runs every gate asked
 # for, prints a summary, and exits 1 if any gate found anything (2 if it cannot start).
@@ -63,6 +64,14 @@ gate_shellcheck() {
 gate_ansible_lint() {
   # Settings (profile production, offline, exclusions, extra rules) are in .ansible-lint.
   ansible-lint --nocolor --offline
+}
+
+# ---------------------------------------------------------------- changelog
+gate_changelog() {
+  # antsibull-changelog: the fragments of the next release (changelogs/fragments/) and the released history
+  # (changelogs/changelog.yaml), which `antsibull-changelog release` turns into CHANGELOG.md.
+  [ -x "$bin/antsibull-changelog" ] || { echo "$bin/antsibull-changelog is missing: run scripts/setup.sh"; return 1; }
+  antsibull-changelog lint && antsibull-changelog lint-changelog-yaml changelogs/changelog.yaml
 }
 
 # ---------------------------------------------------------------- ansible-test sanity
@@ -218,7 +227,7 @@ gate_sanity_newest() {
 
 # ---------------------------------------------------------------- run
 gates=("$@")
-[ ${#gates[@]} -gt 0 ] || gates=(ruff shellcheck ansible-lint sanity sanity-newest)
+[ ${#gates[@]} -gt 0 ] || gates=(ruff shellcheck ansible-lint changelog sanity sanity-newest)
 failed=()
 summary=()
 t_all=$SECONDS
@@ -227,9 +236,10 @@ for g in "${gates[@]}"; do
     ruff) fn=gate_ruff ;;
     shellcheck) fn=gate_shellcheck ;;
     ansible-lint) fn=gate_ansible_lint ;;
+    changelog) fn=gate_changelog ;;
     sanity) fn=gate_sanity ;;
     sanity-newest) fn=gate_sanity_newest ;;
-    *) die "unknown gate '$g' (ruff, shellcheck, ansible-lint, sanity, sanity-newest)" ;;
+    *) die "unknown gate '$g' (ruff, shellcheck, ansible-lint, changelog, sanity, sanity-newest)" ;;
   esac
   printf '\n===== %s\n' "$g"
   t=$SECONDS

@@ -39,7 +39,7 @@ from ansible_collections.erlmcp.dr.plugins.module_utils import _postgres as pg  
 from ansible_collections.erlmcp.dr.plugins.module_utils._pg_server import Server, find_bin_dir  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._wait import WaitTimeout, wait_for  # noqa: E402
 
-LAB_DIR_ENV = "ERLMCP_DR_LAB_DIR"
+LAB_DIR_ENV = paths.LAB_DIR_ENV
 PORT_BASE_ENV = "ERLMCP_DR_LAB_PORT_BASE"
 DEFAULT_PORT_BASE = 54321
 SUPERUSER = "erlmcp_dr"
@@ -95,10 +95,9 @@ class LabConfig:
 
     @classmethod
     def from_env(cls) -> LabConfig:
-        root = os.environ.get(LAB_DIR_ENV)
         base = os.environ.get(PORT_BASE_ENV)
         return cls(
-            root=Path(root).resolve() if root else paths.collection_root() / ".lab",
+            root=paths.lab_root(),  # $ERLMCP_DR_LAB_DIR, the checkout's .lab/, else <state home>/lab
             port_base=int(base) if base else DEFAULT_PORT_BASE,
         )
 
@@ -324,8 +323,11 @@ def up(cfg: LabConfig) -> dict[str, Any]:
         _make_owned_dir(cfg.root / "pg", 0o755)
         warnings = _bring_up(cfg)
         (cfg.root / "app").mkdir(exist_ok=True)
+        # What runbooks run against by default outside a checkout (paths.default_inventory()).
+        inventory_path = write_inventory(cfg, paths.lab_inventory(cfg.root))
     result = status(cfg)
     result["warnings"] = warnings + result["warnings"]
+    result["inventory"] = str(inventory_path)
     return result
 
 
@@ -669,7 +671,10 @@ def format_status(result: dict[str, Any]) -> str:
         return f"lab {result['root']}: stopped {', '.join(result['stopped']) or 'nothing'}" + (
             f"; not running: {', '.join(result['not_running'])}" if result["not_running"] else "")
     header = f"{'node':6} {'region':6} {'port':6} {'state':8} {'role':18} {'tl':>3} {'lsn':>12} {'lag':>10}  upstream"
-    lines = [f"lab {result['root']} (primary: {result.get('primary') or 'none'})", header]
+    lines = [f"lab {result['root']} (primary: {result.get('primary') or 'none'})"]
+    if result.get("inventory"):
+        lines.append(f"inventory {result['inventory']}")
+    lines.append(header)
     for row in result["nodes"]:
         lag = "" if row["lag_bytes"] is None else f"{row['lag_bytes']} B"
         lines.append(

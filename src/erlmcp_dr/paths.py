@@ -1,39 +1,157 @@
-"""Where things live: the collection, the run folders, the collection search path."""
+"""Where things live: the collection, the state home (runs, private data, lab), the collection search path.
+
+The package runs in one of two layouts (docs/design.md, "Packaging"):
+
+- a checkout: galaxy.yml beside src/ (an editable install); the repository root is the
+  collection, linked as .collections/ansible_collections/erlmcp/dr; state under .runs/ and .lab/.
+- an installed wheel: the collection sits where ansible-core finds it with no configuration
+  (site-packages/ansible_collections/erlmcp/dr, carrying MANIFEST.json, not galaxy.yml), or
+  anywhere on Ansible's own collection search path; state under a per-user state directory.
+
+Nothing here writes into an installed collection: the only thing ever made is the checkout's
+.collections link, inside the checkout.
+"""
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from pathlib import Path
+from typing import Dict, List, Optional, Tuple
 
 COLLECTION_ENV = "ERLMCP_DR_COLLECTION"
 HOME_ENV = "ERLMCP_DR_HOME"
+LAB_DIR_ENV = "ERLMCP_DR_LAB_DIR"
+NAMESPACE, NAME = "erlmcp", "dr"
+STATE_DIR_NAME = "erlmcp-dr"
+LAB_INVENTORY_NAME = "inventory.yml"
+# What marks a collection: galaxy.yml in a source tree, MANIFEST.json once built and installed.
+MARKERS = ("galaxy.yml", "MANIFEST.json")
+
+
+class CollectionNotFound(FileNotFoundError):
+    """No erlmcp.dr collection where the package looked; the message names every place and the override."""
+
+
+def is_collection(path: Path) -> bool:
+    return any((path / marker).is_file() for marker in MARKERS)
+
+
+def is_source_tree(path: Path) -> bool:
+    """A collection as a source tree (galaxy.yml), which this package may add its .collections link to."""
+    return (path / "galaxy.yml").is_file()
+
+
+def checkout_root() -> Optional[Path]:
+    """The checkout this package runs from (galaxy.yml beside src/erlmcp_dr), or None when installed."""
+    root = Path(__file__).resolve().parents[2]
+    if is_source_tree(root) and (root / "src" / "erlmcp_dr" / "paths.py").is_file():
+        return root
+    return None
+
+
+# ---------------------------------------------------------------- the collection
 
 
 def collection_root() -> Path:
-    """The erlmcp.dr collection: $ERLMCP_DR_COLLECTION, else the checkout this package sits in."""
+    """The erlmcp.dr collection, looked for in this order:
+
+    1. $ERLMCP_DR_COLLECTION (a source tree or an installed collection);
+    2. the checkout this package runs from;
+    3. <path>/ansible_collections/erlmcp/dr for each path of Ansible's own search path
+       (ANSIBLE_COLLECTIONS_PATH, else the collections_path of the user's Ansible config; then
+       sys.path, site-packages included), which is the copy ansible-playbook itself loads.
+    """
     configured = os.environ.get(COLLECTION_ENV)
     if configured:
-        root = Path(configured).resolve()
-    else:
-        root = Path(__file__).resolve().parents[2]
-    if not (root / "galaxy.yml").is_file():
-        raise FileNotFoundError(
-            f"no erlmcp.dr collection at {root} (galaxy.yml missing); set {COLLECTION_ENV} to the collection's root"
-        )
-    return root
+        root = Path(configured).expanduser().resolve()
+        if not is_collection(root):
+            raise CollectionNotFound(
+                f"{COLLECTION_ENV}={configured} is not an erlmcp.dr collection: found no galaxy.yml or MANIFEST.json "
+                f"in {root}; expected the collection's root (the folder holding plugins/ and playbooks/). "
+                f"Point {COLLECTION_ENV} at it, or unset it to use the installed collection"
+            )
+        return root
+    root = checkout_root()
+    if root is not None:
+        return root
+    searched = ansible_collection_paths()
+    for base in searched:
+        candidate = base / "ansible_collections" / NAMESPACE / NAME
+        if is_collection(candidate):
+            return candidate.resolve()
+    raise CollectionNotFound(
+        f"no {NAMESPACE}.{NAME} collection found: looked for ansible_collections/{NAMESPACE}/{NAME} with a "
+        f"MANIFEST.json or galaxy.yml under {', '.join(str(p) for p in searched) or 'nothing'} (Ansible's collection "
+        f"search path); expected the one `pip install erlmcp-dr` puts in site-packages. Reinstall the package, "
+        f"install the collection (`ansible-galaxy collection install erlmcp-dr-*.tar.gz`), or set {COLLECTION_ENV}"
+    )
 
 
-def state_home() -> Path:
-    """Where runs and locks are kept: $ERLMCP_DR_HOME, else the collection's .runs folder."""
-    configured = os.environ.get(HOME_ENV)
-    return Path(configured).resolve() if configured else collection_root() / ".runs"
+def ansible_collection_paths() -> List[Path]:
+    """Ansible's collection search path as ansible-playbook would see it from here: COLLECTIONS_PATHS
+    (ANSIBLE_COLLECTIONS_PATH, else the user's ANSIBLE_CONFIG / ./ansible.cfg / ~/.ansible.cfg /
+    /etc/ansible/ansible.cfg, else Ansible's default), then sys.path when COLLECTIONS_SCAN_SYS_PATH is on."""
+    configured, scan_sys_path = _ansible_settings()
+    found = [Path(p).expanduser() for p in configured]
+    if scan_sys_path:
+        found += [Path(p) for p in sys.path if p]
+    return _unique(found)
+
+
+def _ansible_settings() -> Tuple[List[str], bool]:
+    """COLLECTIONS_PATHS and COLLECTIONS_SCAN_SYS_PATH as ansible-core's config manager reads them from here
+    (not ansible.constants, read once per process: this process may have changed its environment since)."""
+    key = (tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("ANSIBLE_"))),
+           os.environ.get("HOME", ""), os.getcwd())
+    return _read_ansible_settings(key)
+
+
+@functools.lru_cache(maxsize=8)
+def _read_ansible_settings(key: Tuple[object, ...]) -> Tuple[List[str], bool]:
+    """One ConfigManager (about 70 ms) per environment and working folder (`key`); a config file edited while
+    this process runs is not read again."""
+    from ansible.config.manager import ConfigManager
+
+    manager = ConfigManager()
+    # Defaults may be templates over other settings, as ansible.constants renders them.
+    variables = {"ANSIBLE_HOME": manager.get_config_value("ANSIBLE_HOME")}
+    paths = manager.get_config_value("COLLECTIONS_PATHS", variables=variables) or []
+    return [str(p) for p in paths], bool(manager.get_config_value("COLLECTIONS_SCAN_SYS_PATH"))
+
+
+def _unique(items: List[Path]) -> List[Path]:
+    seen, result = set(), []
+    for item in items:
+        key = str(item)
+        if key not in seen:
+            seen.add(key)
+            result.append(item)
+    return result
 
 
 def collections_path() -> Path:
-    """A folder holding ansible_collections/erlmcp/dr -> the collection root, made on demand."""
-    base = collection_root() / ".collections"
-    link = base / "ansible_collections" / "erlmcp" / "dr"
+    """The folder holding ansible_collections/erlmcp/dr for the collection in use.
+
+    A source tree gets its .collections/ link (made on demand, inside the tree); an installed
+    collection is already laid out so: its search-path entry is returned, nothing is written.
+    """
+    root = collection_root()
+    if is_source_tree(root):
+        return _source_tree_link(root)
+    if root.parent.name != NAMESPACE or root.parent.parent.name != "ansible_collections" or root.name != NAME:
+        raise CollectionNotFound(
+            f"the installed collection at {root} is not laid out as <path>/ansible_collections/{NAMESPACE}/{NAME}, "
+            f"so Ansible cannot load it from there; install it with ansible-galaxy or point {COLLECTION_ENV} at such "
+            "a folder"
+        )
+    return root.parents[2]
+
+
+def _source_tree_link(root: Path) -> Path:
+    base = root / ".collections"
+    link = base / "ansible_collections" / NAMESPACE / NAME
     if not (link / "galaxy.yml").is_file():
         link.parent.mkdir(parents=True, exist_ok=True)
         if link.is_symlink() or link.exists():
@@ -47,3 +165,69 @@ def ensure_collection_importable() -> None:
     path = str(collections_path())
     if path not in sys.path:
         sys.path.insert(0, path)
+
+
+def ansible_env() -> Dict[str, str]:
+    """What a playbook run needs in its environment to load this collection, keeping the user's settings:
+
+    ANSIBLE_COLLECTIONS_PATH: the collection's search-path entry first, then the user's own search path
+    (so their other collections still resolve); ANSIBLE_CONFIG: the user's, else the checkout's
+    ansible.cfg, else left out (Ansible then looks in ./, ~/ and /etc/ansible as usual).
+    """
+    configured, _ = _ansible_settings()
+    search = _unique([collections_path()] + [Path(p).expanduser() for p in configured])
+    env = {"ANSIBLE_COLLECTIONS_PATH": os.pathsep.join(str(p) for p in search)}
+    if os.environ.get("ANSIBLE_CONFIG"):
+        env["ANSIBLE_CONFIG"] = os.environ["ANSIBLE_CONFIG"]
+    else:
+        root = checkout_root()
+        if root is not None and (root / "ansible.cfg").is_file():
+            env["ANSIBLE_CONFIG"] = str(root / "ansible.cfg")
+    return env
+
+
+# ---------------------------------------------------------------- state
+
+
+def state_home() -> Path:
+    """Where runs, private run data and the lab are kept: $ERLMCP_DR_HOME, else the checkout's .runs/,
+    else $XDG_STATE_HOME/erlmcp-dr, else ~/.local/state/erlmcp-dr."""
+    configured = os.environ.get(HOME_ENV)
+    if configured:
+        return Path(configured).expanduser().resolve()
+    root = checkout_root()
+    if root is not None:
+        return root / ".runs"
+    return user_state_dir()
+
+
+def user_state_dir() -> Path:
+    """The per-user state directory (XDG Base Directory: a relative $XDG_STATE_HOME is ignored)."""
+    xdg = os.environ.get("XDG_STATE_HOME", "")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "state"
+    return base / STATE_DIR_NAME
+
+
+def lab_root() -> Path:
+    """The local lab's folder: $ERLMCP_DR_LAB_DIR, else the checkout's .lab/, else <state home>/lab."""
+    configured = os.environ.get(LAB_DIR_ENV)
+    if configured:
+        return Path(configured).expanduser().resolve()
+    root = checkout_root()
+    if root is not None:
+        return root / ".lab"
+    return state_home() / "lab"
+
+
+def lab_inventory(lab_dir: Optional[Path] = None) -> Path:
+    """The inventory `runbook lab up` writes for a lab: <lab folder>/inventory.yml."""
+    return (lab_dir or lab_root()) / LAB_INVENTORY_NAME
+
+
+def default_inventory() -> Path:
+    """What runbooks run against without -i: the checkout's inventories/lab (the shipped inventory of the
+    default lab), else the inventory `runbook lab up` wrote into the lab folder."""
+    root = checkout_root()
+    if root is not None:
+        return root / "inventories" / "lab"
+    return lab_inventory()
