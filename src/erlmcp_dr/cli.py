@@ -41,9 +41,12 @@ exit codes:
 
 environment:
   ERLMCP_DR_HOME       where run folders (runs/) and running runs' extra vars (private/) live
-                       (default: <collection>/.runs)
+                       (default: a checkout's .runs/, else ~/.local/state/erlmcp-dr)
   ERLMCP_DR_PLAYBOOKS  read runbooks from this folder instead of <collection>/playbooks
-  ERLMCP_DR_COLLECTION the erlmcp.dr collection root (default: this checkout)"""
+  ERLMCP_DR_COLLECTION the erlmcp.dr collection root (default: this checkout, else the one
+                       Ansible finds on its collections path, e.g. installed by pip)
+  ERLMCP_DR_LOCK_DIR   where the run lock's records live (default: ~/.local/state/erlmcp-dr/locks)
+  ERLMCP_DR_LAB_DIR, ERLMCP_DR_LAB_PORT_BASE   where the local lab lives, and its first port"""
 
 
 class CliError(Exception):
@@ -107,7 +110,8 @@ def _json_flag(parser: argparse.ArgumentParser, help_text: str = "machine-readab
 def _run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", metavar="NAME", help="runbook name (see `runbook list`)")
     parser.add_argument("-i", "--inventory", metavar="INV",
-                        help="inventory file or folder (default: the local lab, <collection>/inventories/lab)")
+                        help="inventory file or folder (default: the local lab: a checkout's inventories/lab, else the "
+                             "inventory `runbook lab up` wrote)")
     parser.add_argument("-e", "--extra-vars", metavar="VARS", action="append", default=[],
                         help="a parameter: key=value (one per -e), @file.yml|json, or a JSON object; repeatable, "
                              "later wins. See `runbook show NAME` for the parameters")

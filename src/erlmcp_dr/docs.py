@@ -19,9 +19,14 @@ GENERATED = "<!-- Generated from {source} by `runbook docs`: edit the playbook, 
 
 
 def default_out_dir() -> Path:
+    """The checkout's runbooks/ folder; an installed collection is never written into (use --out)."""
     from erlmcp_dr import paths
 
-    return paths.collection_root() / "runbooks"
+    root = paths.checkout_root()
+    if root is None:
+        raise FileNotFoundError("runbook pages live in a checkout's runbooks/ folder and none was found: "
+                                "pass --out DIR")
+    return root / "runbooks"
 
 
 def render_page(runbook: Runbook) -> str:

@@ -144,11 +144,7 @@ class RunConfig:
         return " ".join(flags)
 
     def envvars(self) -> Dict[str, str]:
-        root = paths.collection_root()
-        env = {
-            "ANSIBLE_COLLECTIONS_PATH": str(paths.collections_path()),
-            "ANSIBLE_CONFIG": str(root / "ansible.cfg"),
-        }
+        env = paths.ansible_env()
         # ansible-playbook sits next to this interpreter in a virtualenv that may not be on PATH.
         bindir = Path(sys.executable).parent
         if (bindir / "ansible-playbook").exists():
@@ -193,7 +189,7 @@ def new_run_id(name: str, now: Optional[dt.datetime] = None) -> str:
 
 
 def resolve_inventory(inventory: Optional[os.PathLike | str]) -> Path:
-    path = Path(inventory).expanduser() if inventory else paths.collection_root() / "inventories" / "lab"
+    path = Path(inventory).expanduser() if inventory else paths.default_inventory()
     path = path.resolve()
     if not path.exists():
         hint = " (the local lab's inventory: `runbook lab up` creates the lab)" if not inventory else ""
