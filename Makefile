@@ -20,3 +20,10 @@ lint: setup
 
 bench: setup
 	@$(VENV)/python benchmarks/switchover.py
+
+.PHONY: ee molecule
+
+# The AWX execution environment built with podman from a locally bootstrapped Debian base, and a
+# runbook's plan run inside it against a fresh lab (scripts/ee.sh; docs/awx.md).
+ee: setup
+	@bash scripts/ee.sh
