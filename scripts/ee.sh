@@ -10,7 +10,8 @@
 # Measured on a 2-core machine shared with other jobs: first run 4-5 min (debootstrap 40-140 s, base
 # image 10 s, EE build 80 s, plan 3-6 s); later runs reuse the cached rootfs and base image and rebuild
 # the stages from the collection tarball on (~70 s; 20 s when nothing changed since the last build).
-# Assumes scripts/setup.sh ran (.venv with ansible-builder). EE_SKIP_RUN=1 builds only.
+# Assumes scripts/setup.sh ran (.venv with ansible-builder). EE_SKIP_RUN=1 builds only;
+# `scripts/ee.sh base` stops after step 2 (the base image the Molecule node image builds on).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -142,6 +143,7 @@ lab.down(lab.LabConfig(root=Path(sys.argv[1])))" "$lab_root" >/dev/null || true
 need_tools
 containers_conf
 tb=$(now); base_image; log "base image ready in $(( $(now) - tb )) s"
+[ "${1:-}" = base ] && exit 0  # `scripts/ee.sh base`: the base image only (scripts/molecule.sh)
 tb=$(now); ee_image; log "execution environment built in $(( $(now) - tb )) s"
 [ "${EE_SKIP_RUN:-}" = 1 ] || plan_in_ee
 log "make ee took $(( $(now) - t0 )) s"
