@@ -63,6 +63,9 @@ tb=$(now); node_image; podman_collection; log "images and collections ready in $
 export ANSIBLE_COLLECTIONS_PATH=$root/.collections:$build/collections
 unset ANSIBLE_CONFIG  # molecule writes its own ansible.cfg per scenario
 export NO_COLOR=1 ANSIBLE_NOCOLOR=1 PY_COLORS=0
+# container names carry this checkout's hash: two checkouts on one machine never replace each other's
+ERLMCP_DR_MOL_PREFIX=erlmcp-dr-mol-$(printf '%s' "$root" | sha256sum | cut -c1-8)
+export ERLMCP_DR_MOL_PREFIX
 scenarios=("$@")
 if [ ${#scenarios[@]} -eq 0 ]; then
   for f in molecule/*/molecule.yml; do d=${f%/molecule.yml}; scenarios+=("${d#molecule/}"); done
