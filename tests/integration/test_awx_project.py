@@ -37,9 +37,9 @@ def clean_env() -> dict[str, str]:
     return env
 
 
-def run(command: list[str], cwd: Path, **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(command, cwd=cwd, env=clean_env(), capture_output=True, text=True,
-                          timeout=CLI_HANG_GUARD, check=False, **kwargs)  # type: ignore[call-overload]
+def run(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, cwd=cwd, env={**clean_env(), **(env or {})}, capture_output=True, text=True,
+                          timeout=CLI_HANG_GUARD, check=False)
 
 
 @pytest.fixture()
@@ -58,9 +58,13 @@ def sync_project(job: Path) -> Path:
     clone = run(["git", "clone", "--quiet", "--no-hardlinks", str(REPO), str(project)], cwd=REPO)
     assert clone.returncode == 0, clone.stderr
     assert (project / "collections" / "requirements.yml").is_file(), "collections/requirements.yml is not committed"
+    cache = job / "requirements_collections"
+    # AWX sets the collections path to the cache alone: a copy of erlmcp.dr elsewhere (the EE's, the
+    # user's ~/.ansible) must not make ansible-galaxy skip the install ("Nothing to do").
     galaxy = run([str(VENV_BIN / "ansible-galaxy"), "collection", "install", "-r", "collections/requirements.yml",
-                  "--collections-path", str(job / "requirements_collections")], cwd=project)
+                  "--collections-path", str(cache)], cwd=project, env={"ANSIBLE_COLLECTIONS_PATH": str(cache)})
     assert galaxy.returncode == 0, galaxy.stdout + galaxy.stderr
+    assert (cache / "ansible_collections" / "erlmcp" / "dr" / "MANIFEST.json").is_file(), galaxy.stdout
     return project
 
 
