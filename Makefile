@@ -20,3 +20,15 @@ lint: setup
 
 bench: setup
 	@$(VENV)/python benchmarks/switchover.py
+
+.PHONY: ee molecule
+
+# The AWX execution environment built with podman from a locally bootstrapped Debian base, and a
+# runbook's plan run inside it against a fresh lab (scripts/ee.sh; docs/awx.md).
+ee: setup
+	@bash scripts/ee.sh
+
+# Every role's Molecule scenario (molecule/<role>/) against PostgreSQL 15 in podman containers
+# (scripts/molecule.sh; molecule/README.md). `make molecule SCENARIOS="pg_assess"` runs some.
+molecule: setup
+	@bash scripts/molecule.sh $(SCENARIOS)

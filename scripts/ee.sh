@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# `make ee`: the AWX execution environment, built and tried here with no registry.
+#  1. podman, runc and debootstrap (apt-get, when missing) and a containers.conf for this machine
+#     (runc, cgroupfs, file events, default ulimits) in .build/containers.conf, used via CONTAINERS_CONF;
+#  2. a Debian 12 base image bootstrapped locally with debootstrap, cached as a tarball under
+#     $ERLMCP_DR_CACHE (default /var/cache/erlmcp-dr) and imported as localhost/erlmcp-dr/debian-base:bookworm;
+#  3. the collection tarball, `ansible-builder create` (execution-environment.yml) and `podman build`;
+#  4. a lab on free ports, and one runbook's plan (database_switchover --check) run inside the image
+#     against it (host network, the lab folder mounted at the same path); prints the times.
+# Measured on a 2-core machine shared with other jobs: first run 4-5 min (debootstrap 40-140 s, base
+# image 10 s, EE build 80 s, plan 3-6 s); later runs reuse the cached rootfs and base image and rebuild
+# the stages from the collection tarball on (~70 s; 20 s when nothing changed since the last build).
+# Assumes scripts/setup.sh ran (.venv with ansible-builder). EE_SKIP_RUN=1 builds only;
+# `scripts/ee.sh base` stops after step 2 (the base image the Molecule node image builds on).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+log() { printf 'ee: %s\n' "$*" >&2; }
+now() { date +%s; }
+t0=$(now)
+
+CACHE=${ERLMCP_DR_CACHE:-/var/cache/erlmcp-dr}
+ROOTFS_IMAGE=localhost/erlmcp-dr/debian:bookworm  # the debootstrap tree as it is
+BASE_IMAGE=localhost/erlmcp-dr/debian-base:bookworm  # plus the Python the EE uses
+EE_IMAGE=${EE_IMAGE:-localhost/erlmcp-dr/ee:latest}
+SUITE=bookworm
+MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+EXTRA_CA_DIR=${EXTRA_CA_DIR:-/usr/local/share/ca-certificates}  # CAs this machine added to its store
+build=$root/.build/ee
+
+need_tools() {
+  local need=()
+  command -v podman >/dev/null || need+=(podman)
+  command -v runc >/dev/null || need+=(runc)
+  command -v debootstrap >/dev/null || need+=(debootstrap)
+  [ ${#need[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -ne 0 ]; then log "missing: ${need[*]} (install them, or run this as root)"; exit 1; fi
+  log "installing ${need[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" \
+    fuse-overlayfs slirp4netns uidmap >/dev/null
+}
+
+# This machine runs containers inside a container: no systemd (cgroupfs), no journald (file events),
+# and podman's default ulimits (nofile 1048576) lie above the hard limits it may set ("error setting
+# rlimit type 7"): the defaults here are this shell's hard limits, capped.
+containers_conf() {
+  local nofile nproc
+  nofile=$(ulimit -Hn); { [ "$nofile" = unlimited ] || [ "$nofile" -gt 65536 ]; } && nofile=65536
+  nproc=$(ulimit -Hu); { [ "$nproc" = unlimited ] || [ "$nproc" -gt 8192 ]; } && nproc=8192
+  mkdir -p "$root/.build"
+  cat > "$root/.build/containers.conf" <<EOF
+[containers]
+default_ulimits = ["nofile=$nofile:$nofile", "nproc=$nproc:$nproc"]
+
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+EOF
+  export CONTAINERS_CONF=$root/.build/containers.conf
+}
+
+# Debian's minimal system with Python and pip; /usr/local/bin/pkgmgr lets ansible-builder's
+# scripts (written for dnf: `install -y PKGS`, `clean all`) install bindep's packages with apt.
+base_image() {
+  podman image exists "$BASE_IMAGE" && return 0
+  local tarball=$CACHE/rootfs-$SUITE.tar rootfs
+  if [ ! -f "$tarball" ]; then
+    mkdir -p "$CACHE"
+    rootfs=$(mktemp -d "$CACHE/rootfs-$SUITE.XXXXXX")
+    log "debootstrap $SUITE into $rootfs (cached as $tarball)"
+    debootstrap --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates \
+      "$SUITE" "$rootfs" "$MIRROR" >"$CACHE/debootstrap.log" 2>&1 \
+      || { log "debootstrap failed, see $CACHE/debootstrap.log"; rm -rf "$rootfs"; exit 1; }
+    cat > "$rootfs/usr/local/bin/pkgmgr" <<'EOF'
+#!/bin/sh
+# dnf's two verbs that ansible-builder's scripts use, done with apt-get.
+set -e
+export DEBIAN_FRONTEND=noninteractive
+case "$1" in
+  install) shift; while [ "${1#-}" != "$1" ]; do shift; done
+           apt-get update -qq && apt-get install -y -qq --no-install-recommends "$@" ;;
+  clean) apt-get clean; rm -rf /var/lib/apt/lists/* ;;
+  *) echo "pkgmgr: unsupported: $*" >&2; exit 2 ;;
+esac
+EOF
+    chmod 0755 "$rootfs/usr/local/bin/pkgmgr"
+    rm -rf "$rootfs"/var/cache/apt/archives/*.deb
+    tar -C "$rootfs" -cf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
+    rm -rf "$rootfs"
+  fi
+  log "importing $tarball as $ROOTFS_IMAGE"
+  podman import --quiet --change 'CMD ["/bin/bash"]' "$tarball" "$ROOTFS_IMAGE" >/dev/null
+  # Debian disables ensurepip for its system Python (PEP 668), and ansible-builder's pip_install runs it:
+  # the EE's Python is a virtualenv (where ensurepip works), first on PATH.
+  # This machine's own CAs (a TLS-inspecting egress proxy) are trusted in the image as on the host, by
+  # the system store and by pip (whose vendored bundle would not know them).
+  mkdir -p "$build/base/ca"
+  cp "$EXTRA_CA_DIR"/*.crt "$build/base/ca/" 2>/dev/null || true
+  printf '%s\n' "FROM $ROOTFS_IMAGE" "COPY ca/ /usr/local/share/ca-certificates/" \
+    "RUN update-ca-certificates >/dev/null && python3 -m venv /opt/venv" \
+    "ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
+    "ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt" > "$build/base/Containerfile"
+  podman build --quiet --network host --tag "$BASE_IMAGE" "$build/base" >/dev/null
+}
+
+ee_image() {
+  rm -rf "$build/context" "$build"/*.tar.gz; mkdir -p "$build"
+  "$root/.venv/bin/ansible-galaxy" collection build --force --output-path "$build" >/dev/null
+  mv "$build"/erlmcp-dr-*.tar.gz "$build/erlmcp-dr.tar.gz"
+  "$root/.venv/bin/ansible-builder" create --file execution-environment.yml --context "$build/context" >/dev/null
+  log "podman build $EE_IMAGE"
+  podman build --quiet --network host --tag "$EE_IMAGE" "$build/context" >"$build/build.log" 2>&1 \
+    || { tail -40 "$build/build.log" >&2; log "podman build failed, see $build/build.log"; exit 1; }
+}
+
+plan_in_ee() {  # a lab on free ports, then database_switchover --check inside the image
+  local lab_root t rc=0
+  lab_root=$(mktemp -d /tmp/erlmcp-dr-ee-lab.XXXXXX)
+  chmod 0755 "$lab_root"
+  "$root/.venv/bin/python" - "$lab_root" <<'PY'
+import sys
+from pathlib import Path
+from erlmcp_dr import lab
+cfg = lab.LabConfig(root=Path(sys.argv[1]), port_base=lab.free_port_base())
+lab.reset(cfg)
+lab.wait_streaming(cfg)
+lab.write_inventory(cfg, cfg.root / "inventory" / "hosts.yml", own_lock_dir=True)
+PY
+  chmod -R a+rwX "$lab_root/inventory" "$lab_root"/locks 2>/dev/null || true
+  t=$(now)
+  podman run --rm --network host --user 0 -v "$lab_root:$lab_root" "$EE_IMAGE" \
+    ansible-playbook erlmcp.dr.database_switchover -i "$lab_root/inventory/hosts.yml" --check \
+    -e candidate=pg-b >"$build/plan.log" 2>&1 || rc=$?
+  log "plan inside the image: rc $rc in $(( $(now) - t )) s (output: $build/plan.log)"
+  "$root/.venv/bin/python" -c "import sys; from pathlib import Path; from erlmcp_dr import lab; \
+lab.down(lab.LabConfig(root=Path(sys.argv[1])))" "$lab_root" >/dev/null || true
+  rm -rf "$lab_root"
+  [ "$rc" -eq 0 ] || { tail -30 "$build/plan.log" >&2; exit "$rc"; }
+  grep -E '^(PLAY RECAP|localhost|pg-)' "$build/plan.log" | tail -5 >&2 || true
+}
+
+need_tools
+containers_conf
+tb=$(now); base_image; log "base image ready in $(( $(now) - tb )) s"
+[ "${1:-}" = base ] && exit 0  # `scripts/ee.sh base`: the base image only (scripts/molecule.sh)
+tb=$(now); ee_image; log "execution environment built in $(( $(now) - tb )) s"
+[ "${EE_SKIP_RUN:-}" = 1 ] || plan_in_ee
+log "make ee took $(( $(now) - t0 )) s"
