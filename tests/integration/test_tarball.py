@@ -21,8 +21,9 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 
 # Everything at the top of the tarball, and the only files it may hold outside these folders.
+# requirements.txt and bindep.txt ship: ansible-builder introspects them (meta/execution-environment.yml).
 SHIPPED_TOP = {"CHANGELOG.md", "COLLECTION_README.md", "COPYING", "FILES.json", "MANIFEST.json",
-               "changelogs", "meta", "playbooks", "plugins", "roles"}
+               "bindep.txt", "changelogs", "meta", "playbooks", "plugins", "requirements.txt", "roles"}
 SHIPPED_CHANGELOGS = {"changelogs/changelog.yaml", "changelogs/config.yaml"}
 # What a working checkout has lying around (scripts/setup.sh, make test, pip, editors, earlier builds).
 LOCAL_ARTIFACTS = [

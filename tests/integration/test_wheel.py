@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from runbook_helpers import port_range
+from test_tarball import SHIPPED_TOP
 
 from erlmcp_dr import lab
 
@@ -30,8 +31,7 @@ PIP_TIMEOUT = 600
 RUN_TIMEOUT = 300
 COLLECTION = ("ansible_collections", "erlmcp", "dr")
 # The top of the wheel's collection: what ansible-galaxy's tarball holds (tests/integration/test_tarball.py).
-COLLECTION_TOP = {"CHANGELOG.md", "COLLECTION_README.md", "COPYING", "FILES.json", "MANIFEST.json",
-                  "changelogs", "meta", "playbooks", "plugins", "roles"}
+COLLECTION_TOP = SHIPPED_TOP  # the wheel carries exactly what the Galaxy tarball ships
 
 
 def run(cmd: list[str], *, timeout: float, **kwargs) -> subprocess.CompletedProcess:
