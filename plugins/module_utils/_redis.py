@@ -103,12 +103,16 @@ def connect(conn_params, hints=None, socket_timeout=None):
     hints names the parameters that set host, port and password (for the message).
     """
     redis = driver()
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
     hints = hints or DEFAULT_HINTS
     timeout = float(conn_params.get("connect_timeout") or 5.0)
+    # No silent retries: a node that does not answer is reported at once (the caller's waiter polls).
     client = redis.Redis(host=conn_params["host"], port=int(conn_params["port"]),
                          username=conn_params.get("user") or None, password=conn_params.get("password") or None,
                          socket_connect_timeout=timeout, socket_timeout=socket_timeout or max(timeout, 30.0),
-                         decode_responses=True, retry_on_timeout=False, client_name="erlmcp.dr")
+                         decode_responses=True, retry=Retry(NoBackoff(), 0), client_name="erlmcp.dr")
     try:
         client.ping()
     except redis.exceptions.RedisError as exc:
@@ -250,3 +254,14 @@ def server_time(client):
     """The server's clock in whole seconds (TIME), for comparing with LASTSAVE."""
     seconds, _micro = client.time()
     return int(seconds)
+
+
+def execute(module, run):
+    """_module.execute for a redis_* module: redis-py must be importable, then the engine runs."""
+    from ansible.module_utils.basic import missing_required_lib
+    from ansible_collections.erlmcp.dr.plugins.module_utils._module import execute as execute_engine
+
+    missing = redis_import_error()
+    if missing is not None:
+        module.fail_json(msg=missing_required_lib("redis"), exception=str(missing))
+    execute_engine(module, run, needs_psycopg=False)
