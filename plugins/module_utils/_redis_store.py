@@ -201,3 +201,4 @@ def retention_plan(backups, now, keep_count=None, max_age=None):
         if (too_many or too_old) and backup["id"] != protected:
             doomed.append(backup["id"])
     return doomed
+

@@ -1,0 +1,344 @@
+# -*- coding: utf-8 -*-
+# Copyright: erlmcp.dr contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The engine of redis_restore: a verified backup from a directory store back into a Redis primary, by the
+AOF-safe sequence (a restored RDB is never hidden by an old AOF: redis/redis#12484, #12098).
+
+1. choose the backup (id, latest, or newest before a time); verify its sha256, redis-check-rdb and that the
+   server can load its RDB version - before touching the server;
+2. pause writes (CLIENT PAUSE WRITE), switch AOF off and persist that (CONFIG SET appendonly no, CONFIG REWRITE),
+   SHUTDOWN SAVE: the current dataset is now a complete dump.rdb;
+3. the rollback point: dump.rdb and the AOF directory moved aside into <dir>/erlmcp-dr-rollback-<time>/;
+4. the backup copied into place (temp + rename), the server started (start_command) with AOF off: it loads the
+   RDB; wait loading:0; verify keys loaded against the backup's metadata;
+5. CONFIG SET appendonly yes, wait for the AOF rewrite to finish, CONFIG REWRITE (persists appendonly yes);
+6. wait until every replica the primary had is online at its offset.
+If the verification fails, the rollback point is put back by the same sequence and the run says so.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import shutil
+import subprocess
+import time
+
+from ansible_collections.erlmcp.dr.plugins.module_utils import _redis as rd
+from ansible_collections.erlmcp.dr.plugins.module_utils import _redis_store as store_mod
+from ansible_collections.erlmcp.dr.plugins.module_utils._files import write_atomic
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import ModuleFailure
+from ansible_collections.erlmcp.dr.plugins.module_utils._wait import WaitTimeout, wait_for
+
+MARKER = "erlmcp-dr-restore.json"
+ROLLBACK_PREFIX = "erlmcp-dr-rollback-"
+POSITIVE = ("wait_timeout", "poll_interval", "check_timeout", "connect_timeout", "pause_timeout")
+
+
+def run(params, check_mode=False, diff=False, warn=None):
+    _validate(params)
+    started = time.monotonic()
+    conn_params = rd.connection_params(params)
+    store = store_mod.DirectoryStore(params["store_dir"])
+    facts = dict(changed=False, backup_id=None, rolled_back=False, rollback_dir=None, durations={})
+    with rd.translate_errors(facts, "while restoring %s" % rd.endpoint(conn_params)):
+        metadata = choose(store, params.get("backup") or "latest", params.get("before"))
+        facts.update(backup_id=metadata["id"], backup=metadata,
+                     data_loss_seconds=int(time.time()) - metadata["lastsave"])
+        verify_sha256(store, metadata)
+        client = rd.connect(conn_params)
+        with client:
+            node = rd.read_node(client)
+            _preconditions(node, metadata, conn_params, store.rdb_path(metadata["id"]))
+            verify_rdb(store, metadata, params, facts)
+            facts["keys_before"] = node["keys"]
+            if _holds_already(node, metadata):
+                facts.update(keys_after=node["keys"], durations=dict(total=round(time.monotonic() - started, 3)))
+                return facts
+            facts["changed"] = True
+            if check_mode:
+                return facts
+            replicas = [r for r in node["replicas"] if r["state"] == "online"]
+            _stop_saving(client, params, conn_params, facts)
+        _wait(lambda: rd.try_connect(conn_params)[2] == "refused", params, "%s to stop" % rd.endpoint(conn_params))
+        rollback = _set_aside(node, facts)
+        _place(store.rdb_path(metadata["id"]), node)
+        problem = _start_and_load(params, conn_params, node, metadata, facts)
+        if problem:
+            _roll_back(params, conn_params, node, rollback, facts, problem)
+        facts["replicas"] = _wait_replicas(params, conn_params, replicas, facts)
+    facts["durations"]["total"] = round(time.monotonic() - started, 3)
+    return facts
+
+
+def _validate(params):
+    for name in POSITIVE:
+        if params.get(name) is not None and not params[name] > 0:
+            raise ModuleFailure("%s is %s: expected a number of seconds greater than 0 (%s)"
+                                % (name, params[name], name))
+    if not params.get("start_command"):
+        raise ModuleFailure("start_command is empty: expected the command that starts this redis-server (for "
+                            "example [systemctl, start, redis-server]) (start_command)")
+
+
+# ---------------------------------------------------------------- choosing and verifying the backup
+
+
+def choose(store, backup, before=None):
+    """The backup's metadata: by id, or the newest verified one (before `before`, a Unix time, when given)."""
+    backups = store.list()
+    if not backups:
+        raise rd.RedisError("the store %s holds no backup (store_dir)" % store.path)
+    if backup != "latest":
+        for metadata in backups:
+            if metadata["id"] == backup:
+                return metadata
+        raise rd.RedisError("no backup %r in the store %s; it holds %s (backup)"
+                            % (backup, store.path, ", ".join(b["id"] for b in backups[-10:])))
+    candidates = [b for b in backups if b.get("verified") and (before is None or b["lastsave"] < before)]
+    if not candidates:
+        raise rd.RedisError("the store %s holds no verified backup%s (backup, before)"
+                            % (store.path, " saved before %s" % _iso(before) if before is not None else ""))
+    return candidates[-1]
+
+
+def verify_sha256(store, metadata):
+    """The stored copy exists, was verified when made and still has its sha256: before the server is touched."""
+    path = store.rdb_path(metadata["id"])
+    if not metadata.get("verified"):
+        raise rd.RedisError("backup %s is not verified (its copy failed redis-check-rdb when it was made): choose "
+                            "another (backup)" % metadata["id"])
+    if not os.path.isfile(path):
+        raise rd.RedisError("backup %s has metadata but its file %s is missing (backup)" % (metadata["id"], path))
+    digest = store_mod.sha256_of(path)
+    if digest != metadata.get("sha256"):
+        raise rd.RedisError("backup %s is damaged: the sha256 of %s is %s, its metadata says %s; nothing was touched "
+                            "(backup)" % (metadata["id"], path, digest, metadata.get("sha256")))
+
+
+def verify_rdb(store, metadata, params, facts):
+    """redis-check-rdb on the stored copy, before the server is touched."""
+    began = time.monotonic()
+    path = store.rdb_path(metadata["id"])
+    check = store_mod.check_rdb(params["check_rdb_path"], path, params["check_timeout"])
+    if not check["ok"]:
+        raise rd.RedisError("backup %s fails redis-check-rdb (exit %s): %s; nothing was touched (backup)"
+                            % (metadata["id"], check["returncode"], " / ".join(check["output"][-3:])))
+    facts["durations"]["verify"] = round(time.monotonic() - began, 3)
+
+
+def _preconditions(node, metadata, conn_params, path):
+    where = rd.endpoint(conn_params)
+    if node["role"] != "primary":
+        raise rd.RedisError("%s is a replica of %s:%s: restore the primary, its replicas follow (login_host, "
+                            "login_port)" % (where, node["upstream_host"], node["upstream_port"]))
+    can_load = node["rdb_version"]
+    version = store_mod.rdb_file_version(path)
+    if can_load is not None and version is not None and version > can_load:
+        raise rd.RedisError("backup %s holds RDB version %s (written by Redis %s), newer than Redis %s at %s loads "
+                            "(RDB %s); nothing was touched (backup)" % (metadata["id"], version,
+                                                                       metadata.get("redis_version"),
+                                                                       node["redis_version"], where, can_load))
+    if not node.get("dir") or not os.path.isdir(node["dir"]):
+        raise rd.RedisError("the data directory %s of %s is not visible from here: run the module on the Redis host "
+                            "(delegate_to)" % (node.get("dir"), where))
+    for name in ("rdb_bgsave_in_progress", "aof_rewrite_in_progress"):
+        if node["persistence"][name]:
+            raise rd.RedisError("%s has %s:1: another save or restore is running; try again once it has finished"
+                                % (where, name))
+
+
+def _holds_already(node, metadata):
+    """The server holds this backup's dataset, restored by this module and unchanged since (same process)."""
+    try:
+        with open(os.path.join(node["dir"], MARKER)) as handle:
+            marker = json.load(handle)
+    except (OSError, ValueError):
+        return False
+    return (marker.get("backup_id") == metadata["id"] and marker.get("sha256") == metadata["sha256"]
+            and marker.get("run_id") == node["run_id"] and node["keys"] == marker.get("keys")
+            and node["persistence"]["rdb_changes_since_last_save"] == 0 and node["persistence"]["aof_enabled"])
+
+
+# ---------------------------------------------------------------- the sequence
+
+
+def _stop_saving(client, params, conn_params, facts):
+    """Pause writes, AOF off (persisted), SHUTDOWN SAVE: dump.rdb is the complete current dataset."""
+    began = time.monotonic()
+    client.execute_command("CLIENT", "PAUSE", int(params["pause_timeout"] * 1000), "WRITE")
+    client.config_set("appendonly", "no")
+    client.execute_command("CONFIG", "REWRITE")
+    try:
+        client.shutdown(save=True)
+    except Exception as exc:  # redis-py raises when the server refuses; a closed connection means it stopped
+        if not rd.is_driver_error(exc) or "connection" not in type(exc).__name__.lower():
+            raise
+    facts["durations"]["stop"] = round(time.monotonic() - began, 3)
+
+
+def _set_aside(node, facts):
+    folder = os.path.join(node["dir"], ROLLBACK_PREFIX + datetime.datetime.now(datetime.timezone.utc)
+                          .strftime("%Y%m%dT%H%M%S%fZ"))
+    os.mkdir(folder, 0o700)
+    _chown_like(folder, node["dir"])
+    moved = []
+    for name in (node["dbfilename"], node["appenddirname"] or "appendonlydir", MARKER):
+        source = os.path.join(node["dir"], name)
+        if os.path.exists(source):
+            os.rename(source, os.path.join(folder, name))
+            moved.append(name)
+    write_atomic(os.path.join(folder, "rollback.json"), json.dumps(dict(moved=moved)) + "\n", 0o600)
+    facts["rollback_dir"] = folder
+    return dict(folder=folder, moved=moved)
+
+
+def _place(source, node):
+    dest = os.path.join(node["dir"], node["dbfilename"])
+    store_mod.copy_atomic(source, dest)
+    _chown_like(dest, node["dir"])
+
+
+def _chown_like(path, like):
+    if os.geteuid() == 0:
+        owner = os.stat(like)
+        os.chown(path, owner.st_uid, owner.st_gid)
+
+
+def _start(params, node):
+    owner = os.stat(node["dir"])
+    as_owner = dict(user=owner.st_uid, group=owner.st_gid) if os.geteuid() == 0 else {}
+    try:
+        # Not AnsibleModule.run_command: the engine has no module object, and the server must start as the
+        # owner of its data directory (user=, group=) within wait_timeout.
+        proc = subprocess.run(  # pylint: disable=ansible-bad-function
+            list(params["start_command"]), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, timeout=params["wait_timeout"], check=False, **as_owner)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise rd.RedisError("start_command %s failed: %s (start_command)" % (params["start_command"], exc)) from None
+    if proc.returncode != 0:
+        raise rd.RedisError("start_command %s exited %s: %s (start_command)"
+                            % (params["start_command"], proc.returncode, proc.stdout.decode("utf-8", "replace")[-500:]))
+
+
+def _loaded(conn_params):
+    client, _error, _kind = rd.try_connect(conn_params)
+    if client is None:
+        return None
+    with client:
+        info = client.info("persistence")
+        return None if int(info.get("loading", 0)) else info
+
+
+def _start_and_load(params, conn_params, node, metadata, facts):
+    """Start with AOF off (it loads the RDB), check what it loaded, AOF on again; a problem or None."""
+    began = time.monotonic()
+    _start(params, node)
+    info = _wait(lambda: _loaded(conn_params), params, "%s to load the backup" % rd.endpoint(conn_params))
+    facts["durations"]["load"] = round(time.monotonic() - began, 3)
+    client = rd.connect(conn_params)
+    with client:
+        keys = rd.keyspace(client.info("keyspace"))
+        facts["keys_after"] = keys
+        problem = _verify_loaded(metadata, keys, info)
+        if problem:
+            return problem
+        began = time.monotonic()
+        _aof_on(client, params, conn_params)
+        facts["durations"]["aof_rewrite"] = round(time.monotonic() - began, 3)
+        after = rd.read_node(client)
+    write_atomic(os.path.join(node["dir"], MARKER), json.dumps(dict(
+        backup_id=metadata["id"], sha256=metadata["sha256"], run_id=after["run_id"], keys=after["keys"],
+        restored_at=_iso(time.time()))) + "\n", 0o600)
+    return None
+
+
+def _verify_loaded(metadata, keys, info):
+    loaded = int(info.get("rdb_last_load_keys_loaded", -1))
+    expected = metadata.get("rdb_keys")
+    if expected is not None and loaded >= 0 and loaded != expected:
+        return "the server loaded %s keys, the backup holds %s" % (loaded, expected)
+    if metadata.get("keys_exact") and keys != metadata.get("keys"):
+        return "keys per database are %s, the backup's metadata says %s" % (keys, metadata.get("keys"))
+    return None
+
+
+def _aof_on(client, params, conn_params):
+    client.config_set("appendonly", "yes")
+
+    def rewritten():
+        info = client.info("persistence")
+        if int(info.get("aof_rewrite_in_progress", 0)) or int(info.get("aof_rewrite_scheduled", 0)):
+            return None
+        if info.get("aof_last_bgrewrite_status") != "ok":
+            raise rd.RedisError("the AOF rewrite on %s failed (aof_last_bgrewrite_status:%s): see its log"
+                                % (rd.endpoint(conn_params), info.get("aof_last_bgrewrite_status")))
+        return int(info.get("aof_enabled", 0)) == 1
+
+    _wait(rewritten, params, "the AOF rewrite on %s" % rd.endpoint(conn_params))
+    client.execute_command("CONFIG", "REWRITE")
+
+
+def _roll_back(params, conn_params, node, rollback, facts, problem):
+    """Put the rollback point back by the same AOF-safe sequence, then fail saying so."""
+    client = rd.connect(conn_params)
+    with client:
+        client.config_set("appendonly", "no")
+        client.execute_command("CONFIG", "REWRITE")
+        try:
+            client.shutdown(nosave=True)
+        except Exception as exc:
+            if not rd.is_driver_error(exc):
+                raise
+    _wait(lambda: rd.try_connect(conn_params)[2] == "refused", params, "%s to stop" % rd.endpoint(conn_params))
+    os.unlink(os.path.join(node["dir"], node["dbfilename"]))
+    for name in rollback["moved"]:
+        target = os.path.join(node["dir"], name)
+        if os.path.isdir(target):
+            shutil.rmtree(target)
+        os.rename(os.path.join(rollback["folder"], name), target)
+    _start(params, node)
+    _wait(lambda: _loaded(conn_params), params, "%s to load the rollback point" % rd.endpoint(conn_params))
+    client = rd.connect(conn_params)
+    with client:
+        _aof_on(client, params, conn_params)
+        facts["keys_after"] = rd.keyspace(client.info("keyspace"))
+    facts["rolled_back"] = True
+    raise ModuleFailure("backup %s did not verify after loading (%s): the dataset from before the restore was put "
+                        "back (AOF on, rewritten) from %s" % (facts["backup_id"], problem, rollback["folder"]),
+                        **facts)
+
+
+def _wait_replicas(params, conn_params, replicas, facts):
+    """Every replica the primary had online before is online again at the primary's offset."""
+    if not replicas:
+        return []
+    began = time.monotonic()
+    wanted = set((r["host"], r["port"]) for r in replicas)
+
+    def in_sync():
+        client = rd.connect(conn_params)
+        with client:
+            info = client.info("replication")
+        offset = int(info.get("master_repl_offset", 0))
+        rows = [r for r in rd.replicas_of(info) if (r["host"], r["port"]) in wanted]
+        if len(rows) == len(wanted) and all(r["state"] == "online" and r["offset"] >= offset for r in rows):
+            return rows
+        return None
+
+    rows = _wait(in_sync, params, "the replicas of %s in sync" % rd.endpoint(conn_params))
+    facts["durations"]["replicas"] = round(time.monotonic() - began, 3)
+    return rows
+
+
+def _wait(probe, params, what):
+    try:
+        value, _ = wait_for(probe, params["wait_timeout"], interval=params["poll_interval"], what=what)
+    except WaitTimeout as exc:
+        raise rd.RedisError("%s (wait_timeout; last seen: %s)" % (exc, exc.last)) from None
+    return value
+
+
+def _iso(epoch):
+    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).isoformat()

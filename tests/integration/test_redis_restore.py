@@ -1,0 +1,189 @@
+"""redis_restore on the lab's real redis-server: every key and value back, still there after a restart with
+AOF on (loaded from the AOF alone), replicas in sync, a re-run that changes nothing, and bad backups refused
+with the server untouched."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import redis_client, redis_login_args, run_module, wait_redis_replicated
+
+from erlmcp_dr import lab
+from erlmcp_dr.paths import ensure_collection_importable
+
+ensure_collection_importable()
+from ansible_collections.erlmcp.dr.plugins.module_utils._wait import wait_for  # noqa: E402
+
+DATA = {f"key:{i}": f"value-{i}" for i in range(300)}
+
+
+def _fill(cfg: lab.LabConfig) -> None:
+    with redis_client(cfg, "redis-a") as client:
+        client.flushall()
+        client.mset(DATA)
+    with redis_client(cfg, "redis-a", db=3) as client:
+        client.hset("a-hash", mapping={"f1": "1", "f2": "2"})
+        client.rpush("a-list", "x", "y", "z")
+
+
+def _holds_the_data(cfg: lab.LabConfig, node: str) -> bool:
+    with redis_client(cfg, node) as client:
+        if client.dbsize() != len(DATA) or client.mget(list(DATA)) != list(DATA.values()):
+            return False
+    with redis_client(cfg, node, db=3) as client:
+        return client.hgetall("a-hash") == {"f1": "1", "f2": "2"} and client.lrange("a-list", 0, -1) == ["x", "y", "z"]
+
+
+def _backup(cfg: lab.LabConfig, store: Path, backup_id: str) -> dict:
+    result = run_module("erlmcp.dr.redis_backup", dict(redis_login_args(cfg, "redis-a"), store_dir=str(store),
+                                                       backup_id=backup_id, poll_interval=0.05))
+    assert result["verified"], result
+    return result
+
+
+def _restore(cfg: lab.LabConfig, store: Path, check: bool = False, **extra) -> dict:
+    node = cfg.redis_node("redis-a")
+    args = dict(redis_login_args(cfg, "redis-a"), store_dir=str(store), poll_interval=0.05,
+                start_command=["redis-server", str(node.conf_file)])
+    args.update(extra)
+    return run_module("erlmcp.dr.redis_restore", args, check=check)
+
+
+def _run_id(cfg: lab.LabConfig) -> str:
+    with redis_client(cfg, "redis-a") as client:
+        return client.info("server")["run_id"]
+
+
+def test_restore_brings_every_key_back_replicas_follow_and_it_survives_a_restart_with_aof_on(fresh_lab, tmp_path):
+    cfg, store = fresh_lab, tmp_path / "store"
+    _fill(cfg)
+    backup = _backup(cfg, store, "before-the-accident")
+    with redis_client(cfg, "redis-a") as client:
+        client.flushall()
+        client.set("written-after-the-backup", "1")
+    result = _restore(cfg, store, backup="latest")
+    assert not result["failed"] and result["changed"] and not result["rolled_back"], result
+    assert result["backup_id"] == "before-the-accident"
+    assert result["keys_before"] == {"db0": 1} and result["keys_after"] == backup["keys"] == {"db0": 300, "db3": 2}
+    assert _holds_the_data(cfg, "redis-a")
+    with redis_client(cfg, "redis-a") as client:
+        assert client.get("written-after-the-backup") is None
+        assert client.info("persistence")["aof_enabled"] == 1
+    assert sorted(r["port"] for r in result["replicas"]) == [cfg.redis_node(n).port for n in ("redis-b", "redis-c")]
+    wait_redis_replicated(cfg)
+    assert _holds_the_data(cfg, "redis-b") and _holds_the_data(cfg, "redis-c")
+    rollback = Path(result["rollback_dir"])
+    assert (rollback / "dump.rdb").is_file() and (rollback / "appendonlydir").is_dir()
+
+    again = _restore(cfg, store, backup="before-the-accident")
+    assert not again["failed"] and not again["changed"], again
+
+    # The seeds' bug must be impossible: stop the server, remove its RDB, start it: the data comes from the AOF.
+    node = cfg.redis_node("redis-a")
+    assert "appendonly yes" in node.conf_file.read_text()
+    with redis_client(cfg, "redis-a") as client:
+        client.shutdown(nosave=True)
+    wait_for(lambda: lab._lab_redis_pid(node) is None, 30, what="redis-a stopped")
+    (node.data_dir / "dump.rdb").unlink()
+    lab.up(cfg)
+    assert _holds_the_data(cfg, "redis-a")
+    with redis_client(cfg, "redis-a") as client:
+        assert client.info("persistence")["aof_enabled"] == 1
+
+
+@pytest.fixture(scope="module")
+def good_store(shared_lab: lab.LabConfig, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store holding one verified backup ("good") of the shared lab's Redis primary."""
+    store = tmp_path_factory.mktemp("redis-store") / "store"
+    _fill(shared_lab)
+    _backup(shared_lab, store, "good")
+    return store
+
+
+def _copy_backup(store: Path, to: Path, backup_id: str, content: bytes | None = None, **metadata_changes) -> None:
+    """A store with `good` copied as backup_id, its file replaced by content (sha256 updated to match)."""
+    to.mkdir(parents=True, exist_ok=True)
+    metadata = json.loads((store / "good.json").read_text())
+    data = content if content is not None else (store / "good.rdb").read_bytes()
+    (to / f"{backup_id}.rdb").write_bytes(data)
+    metadata.update(id=backup_id, sha256=hashlib.sha256(data).hexdigest(), **metadata_changes)
+    (to / f"{backup_id}.json").write_text(json.dumps(metadata))
+
+
+def _damaged(store: Path, to: Path) -> str:
+    shutil.copytree(store, to)
+    data = bytearray((to / "good.rdb").read_bytes())
+    data[30] ^= 0xFF
+    (to / "good.rdb").write_bytes(bytes(data))
+    return "good"
+
+
+def _rejected_by_check(store: Path, to: Path) -> str:
+    good = (store / "good.rdb").read_bytes()
+    _copy_backup(store, to, "truncated", content=good[: len(good) // 2])
+    return "truncated"
+
+
+def _newer_rdb(store: Path, to: Path) -> str:
+    good = (store / "good.rdb").read_bytes()
+    _copy_backup(store, to, "from-7.2", content=b"REDIS0011" + good[9:], rdb_version=11, redis_version="7.2.4")
+    return "from-7.2"
+
+
+def _empty(store: Path, to: Path) -> str:
+    to.mkdir()
+    return "latest"
+
+
+def _unknown(store: Path, to: Path) -> str:
+    shutil.copytree(store, to)
+    return "no-such-backup"
+
+
+@pytest.mark.parametrize("make, needle", [
+    (_damaged, "backup good is damaged: the sha256 of"),
+    (_rejected_by_check, "backup truncated fails redis-check-rdb"),
+    (_newer_rdb, "holds RDB version 11 (written by Redis 7.2.4), newer than Redis 7.0"),
+    (_empty, "holds no backup (store_dir)"),
+    (_unknown, "no backup 'no-such-backup' in the store"),
+])
+def test_a_bad_backup_is_refused_with_the_server_untouched(untouched, good_store, tmp_path, make, needle):
+    backup = make(good_store, tmp_path / "store")
+    run_id = _run_id(untouched)
+    result = _restore(untouched, tmp_path / "store", backup=backup)
+    assert result["failed"] and needle in result["msg"], result["msg"]
+    assert _run_id(untouched) == run_id and _holds_the_data(untouched, "redis-a")
+
+
+def test_a_wrong_password_and_check_mode_touch_nothing(untouched, good_store):
+    run_id = _run_id(untouched)
+    wrong = _restore(untouched, good_store, login_password="wrong")
+    assert wrong["failed"] and "(login_password)" in wrong["msg"] and "wrong" not in wrong["msg"].replace(
+        "wrong password", "")
+    planned = _restore(untouched, good_store, check=True)
+    assert not planned["failed"] and planned["backup_id"] == "good", planned
+    assert _run_id(untouched) == run_id and _holds_the_data(untouched, "redis-a")
+    assert not list(untouched.redis_node("redis-a").data_dir.glob("erlmcp-dr-rollback-*"))
+
+
+def test_a_restore_that_does_not_verify_puts_the_rollback_point_back_and_says_so(fresh_lab, tmp_path):
+    cfg, store = fresh_lab, tmp_path / "store"
+    _fill(cfg)
+    _backup(cfg, store, "good")
+    lying = tmp_path / "lying"
+    _copy_backup(store, lying, "lying", rdb_keys=999)  # the file is sound, its metadata promises other keys
+    with redis_client(cfg, "redis-a") as client:
+        client.flushall()
+        client.set("the-current-dataset", "1")
+    result = _restore(cfg, lying, backup="lying")
+    assert result["failed"] and result["rolled_back"], result
+    assert "did not verify after loading (the server loaded 302 keys, the backup holds 999)" in result["msg"]
+    assert "was put back" in result["msg"] and result["keys_after"] == {"db0": 1}
+    with redis_client(cfg, "redis-a") as client:
+        assert client.get("the-current-dataset") == "1" and client.dbsize() == 1
+        assert client.info("persistence")["aof_enabled"] == 1
+    assert "appendonly yes" in cfg.redis_node("redis-a").conf_file.read_text()
