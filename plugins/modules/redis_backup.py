@@ -15,7 +15,7 @@ description:
     C(rdb_last_bgsave_status:ok) and C(rdb_saves) and C(LASTSAVE) advanced.
   - Copies the server's RDB file to the store through a temp file and a rename (0600, fsynced), computing its
     sha256 while copying; then runs C(redis-check-rdb) on the stored copy. Only a copy that passes is marked
-    C(verified) in its metadata JSON, written atomically beside it (C(<store_dir>/<backup_id>.json)): id, source
+    C(verified) in its metadata JSON, written atomically beside it (C(<store_dir>/<backup_id>.json)) - id, source
     node, save time, Redis and RDB versions, keys per database, size, sha256, replication id and offset, verified.
   - Retention (O(retention_count), O(retention_max_age)) deletes older backups after a verified one was made,
     and never deletes the newest verified backup.
@@ -25,7 +25,7 @@ description:
     are checked before the BGSAVE. Check mode checks them and reports what would be done, touching nothing (no
     BGSAVE, no file).
   - With O(backup_id) naming a backup the store holds already, verified and with its sha256 intact, nothing is
-    done (RV(ignore:changed) false): the id names the end state.
+    done (RV(ignore:changed) false); the id names the end state.
 author:
   - erlmcp.dr developers (!UNKNOWN)
 extends_documentation_fragment:
@@ -38,7 +38,7 @@ options:
     required: true
   backup_id:
     description:
-      - The backup's id (its files are C(<backup_id>.rdb) and C(<backup_id>.json)): 1-128 letters, digits, C(.),
+      - The backup's id (its files are C(<backup_id>.rdb) and C(<backup_id>.json)), 1-128 letters, digits, C(.),
         C(_) or C(-), starting with a letter or digit.
       - Default C(<node_name>-<UTC time to the microsecond>Z), a new backup on every run.
     type: str
@@ -157,7 +157,7 @@ redis_version:
   returned: when a backup was made or found
   type: str
 keys:
-  description: Keys per database at the save, for example C({"db0": 1000}).
+  description: "Keys per database at the save, for example C({\"db0\": 1000})."
   returned: when a backup was made or found
   type: dict
 keys_exact:

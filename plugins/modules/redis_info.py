@@ -126,7 +126,7 @@ nodes:
       description: The replication offset - C(master_repl_offset) on a primary, C(slave_repl_offset) on a replica.
       type: int
     keys:
-      description: Keys per database that holds any, for example C({"db0": 12}).
+      description: "Keys per database that holds any, for example C({\"db0\": 12})."
       type: dict
     total_keys:
       description: Keys in all databases.

@@ -20,7 +20,7 @@ description:
     place, starts the server with O(start_command) (as the owner of its data directory when run as root), waits for
     C(loading:0), checks the keys it loaded against the backup's metadata, turns AOF on again
     (C(CONFIG SET appendonly yes)), waits for the AOF rewrite and persists the config. The dataset then survives a
-    restart with AOF on: an old AOF can never hide the restored RDB.
+    restart with AOF on; an old AOF can never hide the restored RDB.
   - Waits until every replica that was online before is online again at the primary's offset.
   - If the loaded dataset does not match the backup's metadata, the rollback point is put back by the same
     sequence and the module fails saying so (RV(rolled_back)).
@@ -101,7 +101,7 @@ backup:
   returned: when one was chosen
   type: dict
 data_loss_seconds:
-  description: The backup's age when restoring (now minus its save time): the writes a restore gives up.
+  description: The backup's age when restoring (now minus its save time), the writes a restore gives up.
   returned: when one was chosen
   type: int
 keys_before:
