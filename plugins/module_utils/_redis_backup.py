@@ -155,7 +155,7 @@ def _persistence(client):
 
 def _wait(probe, timeout, interval, what):
     try:
-        value, _ = wait_for(probe, timeout, interval=interval, what=what)
+        value = wait_for(probe, timeout, interval=interval, what=what)[0]
     except WaitTimeout as exc:
         raise rd.RedisError("%s (bgsave_timeout; last seen: %s)" % (exc, exc.last)) from None
     return value

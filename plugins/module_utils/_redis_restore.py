@@ -32,6 +32,7 @@ from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import ModuleF
 from ansible_collections.erlmcp.dr.plugins.module_utils._wait import WaitTimeout, wait_for
 
 MARKER = "erlmcp-dr-restore.json"
+JOURNAL = "restore.json"
 ROLLBACK_PREFIX = "erlmcp-dr-rollback-"
 POSITIVE = ("wait_timeout", "poll_interval", "check_timeout", "connect_timeout", "pause_timeout")
 
@@ -41,35 +42,57 @@ def run(params, check_mode=False, diff=False, warn=None):
     started = time.monotonic()
     conn_params = rd.connection_params(params)
     store = store_mod.DirectoryStore(params["store_dir"])
-    facts = dict(changed=False, backup_id=None, rolled_back=False, rollback_dir=None, durations={})
+    facts = dict(changed=False, backup_id=None, rolled_back=False, rollback_dir=None, resumed_from=None,
+                 durations={})
     with rd.translate_errors(facts, "while restoring %s" % rd.endpoint(conn_params)):
         metadata = choose(store, params.get("backup") or "latest", params.get("before"))
         facts.update(backup_id=metadata["id"], backup=metadata,
                      data_loss_seconds=int(time.time()) - metadata["lastsave"])
         verify_sha256(store, metadata)
-        client = rd.connect(conn_params)
+        client = _connect_or_resume(params, conn_params, check_mode, facts)
+        if client is None:  # check mode, a stopped server with an unfinished restore: it would be finished
+            return facts
         with client:
             node = rd.read_node(client)
+            journal = _unfinished(node["dir"])
+            if journal is not None:
+                facts.update(changed=True, resumed_from=journal["phase"], rollback_dir=journal["folder"])
+                if check_mode:
+                    return facts
+                _resume_running(client, journal, params, conn_params, facts)
+                node = rd.read_node(client)
             _preconditions(node, metadata, conn_params, store.rdb_path(metadata["id"]))
             verify_rdb(store, metadata, params, facts)
-            facts["keys_before"] = node["keys"]
+            facts.setdefault("keys_before", node["keys"])
             if _holds_already(node, metadata):
-                facts.update(keys_after=node["keys"], durations=dict(total=round(time.monotonic() - started, 3)))
+                facts.update(keys_after=node["keys"])
+                facts["durations"]["total"] = round(time.monotonic() - started, 3)
                 return facts
             facts["changed"] = True
             if check_mode:
                 return facts
-            replicas = [r for r in node["replicas"] if r["state"] == "online"]
+            journal = _begin(node, metadata, store, facts)
             _stop_saving(client, params, conn_params, facts)
-        _wait(lambda: rd.try_connect(conn_params)[2] == "refused", params, "%s to stop" % rd.endpoint(conn_params))
-        rollback = _set_aside(node, facts)
-        _place(store.rdb_path(metadata["id"]), node)
-        problem = _start_and_load(params, conn_params, node, metadata, facts)
-        if problem:
-            _roll_back(params, conn_params, node, rollback, facts, problem)
-        facts["replicas"] = _wait_replicas(params, conn_params, replicas, facts)
+        _sequence(journal, params, conn_params, facts)
     facts["durations"]["total"] = round(time.monotonic() - started, 3)
     return facts
+
+
+def _connect_or_resume(params, conn_params, check_mode, facts):
+    """A client; or, when nothing listens and data_dir holds an unfinished restore, that restore finished first."""
+    client, error, kind = rd.try_connect(conn_params)
+    if client is not None:
+        return client
+    journal = _unfinished(params.get("data_dir")) if kind == "refused" and params.get("data_dir") else None
+    if journal is None:
+        raise rd.RedisError(error + ("" if params.get("data_dir") or kind != "refused" else
+                                     "; if a restore was cut off while the server was stopped, set data_dir to "
+                                     "its data directory to finish it (data_dir)"), kind=kind)
+    facts.update(changed=True, resumed_from=journal["phase"], rollback_dir=journal["folder"])
+    if check_mode:
+        return None
+    _sequence(journal, params, conn_params, facts)
+    return rd.connect(conn_params)
 
 
 def _validate(params):
@@ -136,10 +159,9 @@ def _preconditions(node, metadata, conn_params, path):
     can_load = node["rdb_version"]
     version = store_mod.rdb_file_version(path)
     if can_load is not None and version is not None and version > can_load:
+        values = (metadata["id"], version, metadata.get("redis_version"), node["redis_version"], where, can_load)
         raise rd.RedisError("backup %s holds RDB version %s (written by Redis %s), newer than Redis %s at %s loads "
-                            "(RDB %s); nothing was touched (backup)" % (metadata["id"], version,
-                                                                       metadata.get("redis_version"),
-                                                                       node["redis_version"], where, can_load))
+                            "(RDB %s); nothing was touched (backup)" % values)
     if not node.get("dir") or not os.path.isdir(node["dir"]):
         raise rd.RedisError("the data directory %s of %s is not visible from here: run the module on the Redis host "
                             "(delegate_to)" % (node.get("dir"), where))
@@ -178,20 +200,101 @@ def _stop_saving(client, params, conn_params, facts):
     facts["durations"]["stop"] = round(time.monotonic() - began, 3)
 
 
-def _set_aside(node, facts):
+def _begin(node, metadata, store, facts):
+    """The rollback folder and its journal (phase "stopping"), written before the server is stopped."""
     folder = os.path.join(node["dir"], ROLLBACK_PREFIX + datetime.datetime.now(datetime.timezone.utc)
                           .strftime("%Y%m%dT%H%M%S%fZ"))
     os.mkdir(folder, 0o700)
     _chown_like(folder, node["dir"])
-    moved = []
-    for name in (node["dbfilename"], node["appenddirname"] or "appendonlydir", MARKER):
-        source = os.path.join(node["dir"], name)
-        if os.path.exists(source):
-            os.rename(source, os.path.join(folder, name))
-            moved.append(name)
-    write_atomic(os.path.join(folder, "rollback.json"), json.dumps(dict(moved=moved)) + "\n", 0o600)
+    journal = dict(folder=folder, dir=node["dir"], dbfilename=node["dbfilename"],
+                   appenddirname=node["appenddirname"] or "appendonlydir", backup_path=store.rdb_path(metadata["id"]),
+                   backup=dict((k, metadata.get(k)) for k in ("id", "sha256", "rdb_keys", "keys", "keys_exact")),
+                   replicas=[r for r in node["replicas"] if r["state"] == "online"], moved=[], phase="stopping")
+    _save(journal)
     facts["rollback_dir"] = folder
-    return dict(folder=folder, moved=moved)
+    return journal
+
+
+def _save(journal, phase=None):
+    if phase:
+        journal["phase"] = phase
+    write_atomic(os.path.join(journal["folder"], JOURNAL), json.dumps(journal, indent=2) + "\n", 0o600)
+
+
+def _unfinished(data_dir):
+    """The newest restore journal under data_dir that is not finished, or None."""
+    if not data_dir or not os.path.isdir(data_dir):
+        return None
+    for name in sorted(os.listdir(data_dir), reverse=True):
+        if name.startswith(ROLLBACK_PREFIX):
+            try:
+                with open(os.path.join(data_dir, name, JOURNAL)) as handle:
+                    journal = json.load(handle)
+            except (OSError, ValueError):
+                continue
+            return journal if journal.get("phase") not in ("done", "abandoned") else None
+    return None
+
+
+def _resume_running(client, journal, params, conn_params, facts):
+    """An unfinished restore found with the server up: finish it, or (never stopped) give it up."""
+    if journal["phase"] == "stopping":  # the server was never stopped: its dataset is intact; AOF back on
+        if not int(client.info("persistence").get("aof_enabled", 0)):
+            _aof_on(client, params, conn_params)
+        _save(journal, "abandoned")
+        return
+    if journal["phase"] == "started":
+        _sequence(journal, params, conn_params, facts)
+        return
+    # set aside or placed, yet running (started by someone else): stop it and carry on from there
+    client.execute_command("CONFIG", "SET", "appendonly", "no")
+    try:
+        client.shutdown(nosave=True)
+    except Exception as exc:
+        if not rd.is_driver_error(exc):
+            raise
+    _sequence(journal, params, conn_params, facts)
+
+
+def _sequence(journal, params, conn_params, facts):
+    """From the journal's phase to the end: set aside, place, start and load, verify, AOF on, replicas."""
+    facts["rollback_dir"] = journal["folder"]
+    if journal["phase"] == "stopping":
+        _wait(lambda: rd.try_connect(conn_params)[2] == "refused", params, "%s to stop" % rd.endpoint(conn_params))
+        _set_aside(journal)
+        _save(journal, "set_aside")
+    if journal["phase"] == "set_aside":
+        _place(journal["backup_path"], journal)
+        _save(journal, "placed")
+    if journal["phase"] == "placed":
+        if rd.try_connect(conn_params)[2] == "refused":
+            try:
+                _start(params, journal)
+            except rd.RedisError as exc:
+                raise rd.RedisError("%s; %s is stopped with backup %s in place and the dataset from before the restore "
+                                    "kept in %s: run the restore again (with data_dir %s) to finish it"
+                                    % (exc, rd.endpoint(conn_params), journal["backup"]["id"], journal["folder"],
+                                       journal["dir"])) from None
+        _save(journal, "started")
+    problem = _load_and_verify(params, conn_params, journal, facts)
+    if problem:
+        _roll_back(params, conn_params, journal, facts, problem)
+    _save(journal, "done")
+    facts["replicas"] = _wait_replicas(params, conn_params, journal["replicas"], facts)
+
+
+def _set_aside(journal):
+    """The current dataset (the RDB SHUTDOWN SAVE wrote, the AOF directory, the marker) into the rollback folder."""
+    for name in _dataset_names(journal):
+        source, kept = os.path.join(journal["dir"], name), os.path.join(journal["folder"], name)
+        if os.path.exists(source) and not os.path.exists(kept):
+            os.rename(source, kept)
+        if os.path.exists(kept) and name not in journal["moved"]:
+            journal["moved"].append(name)
+
+
+def _dataset_names(journal):
+    return (journal["dbfilename"], journal["appenddirname"], MARKER)
 
 
 def _place(source, node):
@@ -231,26 +334,25 @@ def _loaded(conn_params):
         return None if int(info.get("loading", 0)) else info
 
 
-def _start_and_load(params, conn_params, node, metadata, facts):
-    """Start with AOF off (it loads the RDB), check what it loaded, AOF on again; a problem or None."""
+def _load_and_verify(params, conn_params, journal, facts):
+    """Wait for the started server to load (AOF off: the RDB), check what it loaded, AOF on; a problem or None."""
     began = time.monotonic()
-    _start(params, node)
     info = _wait(lambda: _loaded(conn_params), params, "%s to load the backup" % rd.endpoint(conn_params))
     facts["durations"]["load"] = round(time.monotonic() - began, 3)
     client = rd.connect(conn_params)
     with client:
         keys = rd.keyspace(client.info("keyspace"))
         facts["keys_after"] = keys
-        problem = _verify_loaded(metadata, keys, info)
+        problem = _verify_loaded(journal["backup"], keys, info)
         if problem:
             return problem
         began = time.monotonic()
         _aof_on(client, params, conn_params)
         facts["durations"]["aof_rewrite"] = round(time.monotonic() - began, 3)
         after = rd.read_node(client)
-    write_atomic(os.path.join(node["dir"], MARKER), json.dumps(dict(
-        backup_id=metadata["id"], sha256=metadata["sha256"], run_id=after["run_id"], keys=after["keys"],
-        restored_at=_iso(time.time()))) + "\n", 0o600)
+    write_atomic(os.path.join(journal["dir"], MARKER), json.dumps(dict(
+        backup_id=journal["backup"]["id"], sha256=journal["backup"]["sha256"], run_id=after["run_id"],
+        keys=after["keys"], restored_at=_iso(time.time()))) + "\n", 0o600)
     return None
 
 
@@ -280,7 +382,7 @@ def _aof_on(client, params, conn_params):
     client.execute_command("CONFIG", "REWRITE")
 
 
-def _roll_back(params, conn_params, node, rollback, facts, problem):
+def _roll_back(params, conn_params, journal, facts, problem):
     """Put the rollback point back by the same AOF-safe sequence, then fail saying so."""
     client = rd.connect(conn_params)
     with client:
@@ -292,21 +394,24 @@ def _roll_back(params, conn_params, node, rollback, facts, problem):
             if not rd.is_driver_error(exc):
                 raise
     _wait(lambda: rd.try_connect(conn_params)[2] == "refused", params, "%s to stop" % rd.endpoint(conn_params))
-    os.unlink(os.path.join(node["dir"], node["dbfilename"]))
-    for name in rollback["moved"]:
-        target = os.path.join(node["dir"], name)
+    os.unlink(os.path.join(journal["dir"], journal["dbfilename"]))
+    for name in _dataset_names(journal):  # what the folder holds, whatever the journal had time to record
+        kept, target = os.path.join(journal["folder"], name), os.path.join(journal["dir"], name)
+        if not os.path.exists(kept):
+            continue
         if os.path.isdir(target):
             shutil.rmtree(target)
-        os.rename(os.path.join(rollback["folder"], name), target)
-    _start(params, node)
+        os.rename(kept, target)
+    _start(params, journal)
     _wait(lambda: _loaded(conn_params), params, "%s to load the rollback point" % rd.endpoint(conn_params))
     client = rd.connect(conn_params)
     with client:
         _aof_on(client, params, conn_params)
         facts["keys_after"] = rd.keyspace(client.info("keyspace"))
+    _save(journal, "abandoned")
     facts["rolled_back"] = True
     raise ModuleFailure("backup %s did not verify after loading (%s): the dataset from before the restore was put "
-                        "back (AOF on, rewritten) from %s" % (facts["backup_id"], problem, rollback["folder"]),
+                        "back (AOF on, rewritten) from %s" % (journal["backup"]["id"], problem, journal["folder"]),
                         **facts)
 
 
@@ -334,7 +439,7 @@ def _wait_replicas(params, conn_params, replicas, facts):
 
 def _wait(probe, params, what):
     try:
-        value, _ = wait_for(probe, params["wait_timeout"], interval=params["poll_interval"], what=what)
+        value = wait_for(probe, params["wait_timeout"], interval=params["poll_interval"], what=what)[0]
     except WaitTimeout as exc:
         raise rd.RedisError("%s (wait_timeout; last seen: %s)" % (exc, exc.last)) from None
     return value

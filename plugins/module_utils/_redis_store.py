@@ -172,8 +172,8 @@ def check_rdb(tool, path, timeout):
 
 def parse_check_output(output, returncode):
     aux = dict(re.findall(r"AUX FIELD ([\w-]+) = '([^']*)'", output))
-    numbers = dict((what, int(n)) for n, what in re.findall(r"\[info\] (\d+) (keys read|expires|already expired)",
-                                                             output))
+    found = re.findall(r"\[info\] (\d+) (keys read|expires|already expired)", output)
+    numbers = dict((what, int(n)) for n, what in found)
     lines = [line for line in output.splitlines() if line.strip()]
     return dict(ok=returncode == 0 and "RDB looks OK" in output, returncode=returncode, output=lines[-12:],
                 aux=aux, keys_read=numbers.get("keys read"), expires=numbers.get("expires"),
@@ -201,4 +201,3 @@ def retention_plan(backups, now, keep_count=None, max_age=None):
         if (too_many or too_old) and backup["id"] != protected:
             doomed.append(backup["id"])
     return doomed
-

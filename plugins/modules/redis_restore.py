@@ -26,6 +26,10 @@ description:
     sequence and the module fails saying so (RV(rolled_back)).
   - Running it again for the same backup on a server that holds that dataset, restored by this module and
     unchanged since (same server process), changes nothing.
+  - Each restore keeps a journal (C(restore.json)) in its rollback folder. A restore cut off part-way (the module
+    killed, O(start_command) failing) is finished by the next run before anything else - from where it stopped
+    (RV(resumed_from)); when the server was left stopped, O(data_dir) tells the module where to look. The dataset
+    ends as the backup's, or as the rollback point's when the backup does not verify, never empty.
   - Must run on the Redis host (it moves the server's files).
 author:
   - erlmcp.dr developers (!UNKNOWN)
@@ -52,6 +56,11 @@ options:
     type: list
     elements: str
     required: true
+  data_dir:
+    description:
+      - The server's data directory (its C(dir), the inventory's C(redis_data_dir)). Needed only to finish a
+        restore that was cut off while the server was stopped (nothing answers to say where its files are).
+    type: path
   pause_timeout:
     description: Seconds writes stay paused (C(CLIENT PAUSE WRITE)) while the server is stopped.
     type: float
@@ -116,6 +125,11 @@ rollback_dir:
   description: Where the dataset from before the restore was kept (its RDB file and AOF directory).
   returned: always
   type: str
+resumed_from:
+  description: The phase an unfinished restore was found in and finished from (C(stopping), C(set_aside),
+    C(placed), C(started)); null when there was none.
+  returned: always
+  type: str
 rolled_back:
   description: Whether the restored dataset failed verification and the rollback point was put back.
   returned: always
@@ -143,6 +157,7 @@ def argument_spec():
         backup=dict(type="str", default="latest"),
         before=dict(type="int"),
         start_command=dict(type="list", elements="str", required=True),
+        data_dir=dict(type="path"),
         pause_timeout=dict(type="float", default=30),
         wait_timeout=dict(type="float", default=600),
         poll_interval=dict(type="float", default=0.1),

@@ -187,3 +187,34 @@ def test_a_restore_that_does_not_verify_puts_the_rollback_point_back_and_says_so
         assert client.get("the-current-dataset") == "1" and client.dbsize() == 1
         assert client.info("persistence")["aof_enabled"] == 1
     assert "appendonly yes" in cfg.redis_node("redis-a").conf_file.read_text()
+
+
+def test_a_restore_cut_off_with_the_server_stopped_is_finished_by_the_next_run(fresh_lab, tmp_path):
+    """A fault mid-restore: the server was stopped and the backup put in place, then the start failed.
+    The next run finishes it from where it stopped; the dataset ends as the backup's, never empty."""
+    cfg, store = fresh_lab, tmp_path / "store"
+    node = cfg.redis_node("redis-a")
+    _fill(cfg)
+    _backup(cfg, store, "good")
+    with redis_client(cfg, "redis-a") as client:
+        client.set("written-after-the-backup", "1")
+    cut = _restore(cfg, store, backup="good", start_command=["/bin/false"])
+    assert cut["failed"] and "start_command ['/bin/false'] exited 1" in cut["msg"], cut["msg"]
+    assert "run the restore again (with data_dir" in cut["msg"] and cut["rollback_dir"]
+    assert lab._lab_redis_pid(node) is None  # left stopped, the dataset from before kept aside
+    assert (Path(cut["rollback_dir"]) / "dump.rdb").is_file()
+
+    blind = _restore(cfg, store, backup="good")
+    assert blind["failed"] and "(data_dir)" in blind["msg"] and "nothing accepts connections" in blind["msg"]
+
+    finished = _restore(cfg, store, backup="good", data_dir=str(node.data_dir))
+    assert not finished["failed"] and finished["changed"] and finished["resumed_from"] == "placed", finished
+    assert finished["rollback_dir"] == cut["rollback_dir"]
+    assert _holds_the_data(cfg, "redis-a")
+    with redis_client(cfg, "redis-a") as client:
+        assert client.get("written-after-the-backup") is None
+        assert client.info("persistence")["aof_enabled"] == 1
+    wait_redis_replicated(cfg)
+    assert _holds_the_data(cfg, "redis-b")
+    again = _restore(cfg, store, backup="good", data_dir=str(node.data_dir))
+    assert not again["failed"] and not again["changed"] and again["resumed_from"] is None
