@@ -19,6 +19,8 @@ If the verification fails, the rollback point is put back by the same sequence a
 from __future__ import annotations
 
 import datetime
+import errno
+import fcntl
 import json
 import os
 import shutil
@@ -33,11 +35,21 @@ from ansible_collections.erlmcp.dr.plugins.module_utils._wait import WaitTimeout
 
 MARKER = "erlmcp-dr-restore.json"
 JOURNAL = "restore.json"
+LOCK = ".erlmcp-dr-restore.lock"
 ROLLBACK_PREFIX = "erlmcp-dr-rollback-"
 POSITIVE = ("wait_timeout", "poll_interval", "check_timeout", "connect_timeout", "pause_timeout")
 
 
 def run(params, check_mode=False, diff=False, warn=None):
+    held = []
+    try:
+        return _run(params, check_mode, held)
+    finally:
+        for handle in held:
+            handle.close()
+
+
+def _run(params, check_mode, held):
     _validate(params)
     started = time.monotonic()
     conn_params = rd.connection_params(params)
@@ -49,11 +61,13 @@ def run(params, check_mode=False, diff=False, warn=None):
         facts.update(backup_id=metadata["id"], backup=metadata,
                      data_loss_seconds=int(time.time()) - metadata["lastsave"])
         verify_sha256(store, metadata)
-        client = _connect_or_resume(params, conn_params, check_mode, facts)
+        client = _connect_or_resume(params, conn_params, check_mode, facts, held)
         if client is None:  # check mode, a stopped server with an unfinished restore: it would be finished
             return facts
         with client:
             node = rd.read_node(client)
+            if not check_mode and node.get("dir") and os.path.isdir(node["dir"]) and not held:
+                held.append(_lock(node["dir"], conn_params))
             journal = _unfinished(node["dir"])
             if journal is not None:
                 facts.update(changed=True, resumed_from=journal["phase"], rollback_dir=journal["folder"])
@@ -78,7 +92,7 @@ def run(params, check_mode=False, diff=False, warn=None):
     return facts
 
 
-def _connect_or_resume(params, conn_params, check_mode, facts):
+def _connect_or_resume(params, conn_params, check_mode, facts, held):
     """A client; or, when nothing listens and data_dir holds an unfinished restore, that restore finished first."""
     client, error, kind = rd.try_connect(conn_params)
     if client is not None:
@@ -91,8 +105,26 @@ def _connect_or_resume(params, conn_params, check_mode, facts):
     facts.update(changed=True, resumed_from=journal["phase"], rollback_dir=journal["folder"])
     if check_mode:
         return None
-    _sequence(journal, params, conn_params, facts)
+    held.append(_lock(journal["dir"], conn_params))
+    journal = _unfinished(journal["dir"])  # read again under the lock: another run may have finished it
+    if journal is not None:
+        _sequence(journal, params, conn_params, facts)
     return rd.connect(conn_params)
+
+
+def _lock(data_dir, conn_params):
+    """One restore per data directory at a time: an flock the kernel releases when the process ends (a killed
+    run holds it no longer)."""
+    handle = open(os.path.join(data_dir, LOCK), "a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        handle.close()
+        if exc.errno in (errno.EAGAIN, errno.EACCES):
+            raise rd.RedisError("another restore of %s (data directory %s) is running; nothing was touched: wait for "
+                                "it to finish, then run again" % (rd.endpoint(conn_params), data_dir)) from None
+        raise
+    return handle
 
 
 def _validate(params):

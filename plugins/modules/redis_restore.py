@@ -30,6 +30,8 @@ description:
     killed, O(start_command) failing) is finished by the next run before anything else - from where it stopped
     (RV(resumed_from)); when the server was left stopped, O(data_dir) tells the module where to look. The dataset
     ends as the backup's, or as the rollback point's when the backup does not verify, never empty.
+  - One restore per data directory at a time (an flock on C(<dir>/.erlmcp-dr-restore.lock), released when the
+    process ends); a second one while one runs fails before touching anything.
   - Must run on the Redis host (it moves the server's files).
 author:
   - erlmcp.dr developers (!UNKNOWN)

@@ -218,3 +218,37 @@ def test_a_restore_cut_off_with_the_server_stopped_is_finished_by_the_next_run(f
     assert _holds_the_data(cfg, "redis-b")
     again = _restore(cfg, store, backup="good", data_dir=str(node.data_dir))
     assert not again["failed"] and not again["changed"] and again["resumed_from"] is None
+
+
+def test_a_second_restore_while_one_runs_is_refused_and_touches_nothing(fresh_lab, tmp_path):
+    import os
+    import tempfile
+    import threading
+
+    cfg, store = fresh_lab, tmp_path / "store"
+    node = cfg.redis_node("redis-a")
+    _fill(cfg)
+    _backup(cfg, store, "good")
+    gate = Path(tempfile.mkdtemp(prefix="erlmcp-dr-gate-"))
+    gate.chmod(0o755)  # the start command runs as the lab OS user
+    # The first restore's server starts only once the test says so (a poll in the start command, bounded by
+    # wait_timeout), which holds that restore in the middle, with the server stopped.
+    held_start = ["sh", "-c", f'while [ ! -e {gate}/go ]; do sleep 0.05; done; exec redis-server {node.conf_file}']
+    first: dict = {}
+    worker = threading.Thread(target=lambda: first.update(_restore(cfg, store, backup="good", wait_timeout=120,
+                                                                   start_command=held_start)))
+    worker.start()
+    try:
+        wait_for(lambda: list(node.data_dir.glob("erlmcp-dr-rollback-*/restore.json")) and
+                 json.loads(next(node.data_dir.glob("erlmcp-dr-rollback-*/restore.json")).read_text())["phase"]
+                 == "placed", 60, what="the first restore holding with the server stopped")
+        second = _restore(cfg, store, backup="good", data_dir=str(node.data_dir))
+        assert second["failed"] and "another restore of" in second["msg"] and "is running" in second["msg"], second
+        assert len(list(node.data_dir.glob("erlmcp-dr-rollback-*"))) == 1  # the second made no rollback point
+    finally:
+        (gate / "go").write_text("")
+        worker.join(timeout=180)
+        shutil.rmtree(gate, ignore_errors=True)
+    assert not first["failed"] and first["changed"], first
+    assert _holds_the_data(cfg, "redis-a")
+    assert os.path.exists(node.data_dir / "erlmcp-dr-restore.json")
