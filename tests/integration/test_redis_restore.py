@@ -4,6 +4,7 @@ with the server untouched."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -252,3 +253,71 @@ def test_a_second_restore_while_one_runs_is_refused_and_touches_nothing(fresh_la
     assert not first["failed"] and first["changed"], first
     assert _holds_the_data(cfg, "redis-a")
     assert os.path.exists(node.data_dir / "erlmcp-dr-restore.json")
+
+
+def test_a_restore_killed_with_the_server_stopped_is_finished_by_the_next_run(fresh_lab, tmp_path):
+    """kill -9 of the whole ansible process group while the server is stopped, then a re-run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+
+    from erlmcp_dr import paths
+
+    cfg, store = fresh_lab, tmp_path / "store"
+    node = cfg.redis_node("redis-a")
+    _fill(cfg)
+    _backup(cfg, store, "good")
+    with redis_client(cfg, "redis-a") as client:
+        client.set("written-after-the-backup", "1")
+    gate = Path(tempfile.mkdtemp(prefix="erlmcp-dr-gate-"))
+    gate.chmod(0o755)
+    never = ["sh", "-c", f'while [ ! -e {gate}/go ]; do sleep 0.05; done; exec redis-server {node.conf_file}']
+    args = dict(login_port=node.port, login_password=lab.LAB_PASSWORD, store_dir=str(store), backup="good",
+                start_command=never, poll_interval=0.05)
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(paths.collections_path()))
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "ansible"), "localhost", "-m", "erlmcp.dr.redis_restore",
+                             "-a", json.dumps(args), "-e", f"ansible_python_interpreter={sys.executable}"],
+                            env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        journal = lambda: next(iter(node.data_dir.glob("erlmcp-dr-rollback-*/restore.json")), None)  # noqa: E731
+        wait_for(lambda: journal() and json.loads(journal().read_text())["phase"] == "placed", 60,
+                 what="the restore holding with the server stopped")
+    finally:
+        for pid in [proc.pid, *_descendants(proc.pid)]:  # the module runs in a session of its own: each by id
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        (gate / "go").write_text("")  # a start command that outlived the kill would start the server now
+    wait_for(lambda: lab._lab_redis_pid(node) is None or _loaded_now(cfg), 30, what="the killed restore's leftovers")
+    finished = _restore(cfg, store, backup="good", data_dir=str(node.data_dir))
+    assert not finished["failed"] and finished["changed"], finished
+    assert finished["resumed_from"] in ("placed", "started"), finished
+    assert _holds_the_data(cfg, "redis-a")
+    with redis_client(cfg, "redis-a") as client:
+        assert client.get("written-after-the-backup") is None and client.info("persistence")["aof_enabled"] == 1
+    shutil.rmtree(gate, ignore_errors=True)
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below pid (children first found through /proc/<pid>/task/*/children)."""
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            try:
+                children = [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            found += children
+            todo += children
+    return found
+
+
+def _loaded_now(cfg: lab.LabConfig) -> bool:
+    try:
+        with redis_client(cfg, "redis-a") as client:
+            return client.info("persistence")["loading"] == 0
+    except Exception:
+        return False
