@@ -635,6 +635,9 @@ def _bring_up_redis(cfg: LabConfig, timeout: float = START_TIMEOUT) -> None:
 def _start_redis(node: LabRedisNode, timeout: float) -> None:
     if _lab_redis_pid(node) is not None:
         return
+    if shutil.which(REDIS_SERVER) is None:
+        raise RuntimeError(f"{REDIS_SERVER} is not installed (the lab runs Redis beside PostgreSQL): run "
+                           f"scripts/setup.sh, which installs Debian's redis-server, or apt-get install redis-server")
     node.pid_file.unlink(missing_ok=True)
     user = lab_os_user()
     # Not a shell, not the caller's identity: redis-server runs as the lab OS user and daemonizes itself.
