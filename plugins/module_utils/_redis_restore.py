@@ -57,7 +57,7 @@ def _run(params, check_mode, held):
     facts = dict(changed=False, backup_id=None, rolled_back=False, rollback_dir=None, resumed_from=None,
                  durations={})
     with rd.translate_errors(facts, "while restoring %s" % rd.endpoint(conn_params)):
-        metadata = choose(store, params.get("backup") or "latest", params.get("before"))
+        metadata = choose(store, params.get("backup") or "latest", parse_time(params.get("before"), "before"))
         facts.update(backup_id=metadata["id"], backup=metadata,
                      data_loss_seconds=int(time.time()) - metadata["lastsave"])
         verify_sha256(store, metadata)
@@ -138,6 +138,23 @@ def _validate(params):
 
 
 # ---------------------------------------------------------------- choosing and verifying the backup
+
+
+def parse_time(value, parameter):
+    """A Unix time (digits) or an ISO 8601 time (UTC when it names no zone) as a Unix time; None stays None."""
+    if value is None or str(value).strip() == "":
+        return None
+    text = str(value).strip()
+    if text.lstrip("-").isdigit():
+        return int(text)
+    try:
+        when = datetime.datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+    except ValueError:
+        raise ModuleFailure("%s is %r: expected a Unix time or an ISO 8601 time such as 2026-11-25T12:00:00Z (%s)"
+                            % (parameter, text, parameter)) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return int((when - datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)).total_seconds())
 
 
 def choose(store, backup, before=None):

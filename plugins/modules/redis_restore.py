@@ -48,8 +48,9 @@ options:
     default: latest
   before:
     description:
-      - With O(backup=latest), the newest verified backup saved before this Unix time.
-    type: int
+      - With O(backup=latest), the newest verified backup saved before this time - a Unix time, or ISO 8601
+        (C(2026-11-25T12:00:00Z); UTC when it names no zone).
+    type: str
   start_command:
     description:
       - The command (argument list, no shell) that starts this redis-server with its config file, for example
@@ -157,7 +158,7 @@ def argument_spec():
     spec.update(
         store_dir=dict(type="path", required=True),
         backup=dict(type="str", default="latest"),
-        before=dict(type="int"),
+        before=dict(type="str"),
         start_command=dict(type="list", elements="str", required=True),
         data_dir=dict(type="path"),
         pause_timeout=dict(type="float", default=30),

@@ -121,3 +121,39 @@ def test_free_port_base_leaves_room_for_redis():
     base = lab.free_port_base()
     assert lab.PORTS_PER_LAB == 6 and [n.port for n in lab.LabConfig(Path("/x"), base).redis_nodes] == [
         base + 3, base + 4, base + 5]
+
+
+def _store_with(tmp_path: Path, *backups: dict) -> store.DirectoryStore:
+    import json
+
+    for backup in backups:
+        (tmp_path / f"{backup['id']}.json").write_text(json.dumps(dict(backup, format=store.METADATA_FORMAT)))
+    return store.DirectoryStore(str(tmp_path))
+
+
+def test_restore_chooses_by_id_latest_verified_or_newest_before_a_time(tmp_path):
+    from ansible_collections.erlmcp.dr.plugins.module_utils import _redis_restore as restore
+
+    directory = _store_with(tmp_path, _b("monday", 100), _b("tuesday", 200), _b("broken", 300, verified=False))
+    assert restore.choose(directory, "latest")["id"] == "tuesday"  # the newest VERIFIED one
+    assert restore.choose(directory, "latest", before=200)["id"] == "monday"
+    assert restore.choose(directory, "broken")["id"] == "broken"  # by id (restore then refuses it: not verified)
+    with pytest.raises(rd.RedisError, match="no backup 'sunday' in the store .*; it holds monday, tuesday, broken"):
+        restore.choose(directory, "sunday")
+    with pytest.raises(rd.RedisError, match=r"holds no verified backup saved before 1970-01-01T00:00:50\+00:00"):
+        restore.choose(directory, "latest", before=50)
+    with pytest.raises(rd.RedisError, match=r"holds no backup \(store_dir\)"):
+        restore.choose(store.DirectoryStore(str(tmp_path / "empty")), "latest")
+
+
+def test_before_takes_a_unix_time_or_iso_8601():
+    from ansible_collections.erlmcp.dr.plugins.module_utils import _redis_restore as restore
+    from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import ModuleFailure
+
+    assert restore.parse_time("1795610058", "before") == 1795610058
+    assert restore.parse_time("1970-01-02T00:00:00Z", "before") == DAY
+    assert restore.parse_time("1970-01-02T01:00:00+01:00", "before") == DAY
+    assert restore.parse_time("1970-01-02T00:00:00", "before") == DAY  # UTC when no zone is named
+    assert restore.parse_time(None, "before") is None
+    with pytest.raises(ModuleFailure, match=r"before is 'yesterday': expected a Unix time or an ISO 8601 time"):
+        restore.parse_time("yesterday", "before")
