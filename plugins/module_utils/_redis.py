@@ -109,7 +109,7 @@ def connect(conn_params, hints=None, socket_timeout=None):
     hints = hints or DEFAULT_HINTS
     timeout = float(conn_params.get("connect_timeout") or 5.0)
     # No silent retries: a node that does not answer is reported at once (the caller's waiter polls).
-    client = redis.Redis(host=conn_params["host"], port=int(conn_params["port"]),
+    client = redis.Redis(host=conn_params["host"], port=int(conn_params["port"]), db=int(conn_params.get("db") or 0),
                          username=conn_params.get("user") or None, password=conn_params.get("password") or None,
                          socket_connect_timeout=timeout, socket_timeout=socket_timeout or max(timeout, 30.0),
                          decode_responses=True, retry=Retry(NoBackoff(), 0), client_name="erlmcp.dr")
@@ -265,3 +265,63 @@ def execute(module, run):
     if missing is not None:
         module.fail_json(msg=missing_required_lib("redis"), exception=str(missing))
     execute_engine(module, run, needs_psycopg=False)
+
+
+# ---------------------------------------------------------------- sampled values (backup records, restore compares)
+
+
+def value_digest(client, key):
+    """sha256 of a key's type and value in a canonical form (sorted where Redis does not order), or None when the
+    key is missing. Independent of the internal encoding, so a value loaded from an RDB digests the same."""
+    import hashlib
+
+    kind = client.type(key)
+    if kind == "none":
+        return None
+    if kind == "string":
+        value = client.get(key)
+    elif kind == "hash":
+        value = sorted(client.hgetall(key).items())
+    elif kind == "list":
+        value = client.lrange(key, 0, -1)
+    elif kind == "set":
+        value = sorted(client.smembers(key))
+    elif kind == "zset":
+        value = client.zrange(key, 0, -1, withscores=True)
+    elif kind == "stream":
+        value = client.xrange(key)
+    else:
+        value = client.execute_command("DUMP", key)
+    return hashlib.sha256(repr((kind, value)).encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def sample_values(conn_params, keys_per_db, size):
+    """Up to `size` random keys without a TTL per database, each with its value_digest: {"db0": {key: digest}}."""
+    samples = {}
+    for db in keys_per_db:
+        client = connect(dict(conn_params, db=int(db[2:])))
+        with client:
+            picked = {}
+            for _attempt in range(size * 3):
+                if len(picked) >= size:
+                    break
+                key = client.randomkey()
+                if key is None:
+                    break
+                if key not in picked and client.ttl(key) == -1:
+                    picked[key] = value_digest(client, key)
+            samples[db] = picked
+    return samples
+
+
+def compare_samples(conn_params, samples):
+    """The sampled keys whose value differs now (or is missing): ["db0:key", ...]."""
+    wrong = []
+    for db, picked in sorted(samples.items()):
+        client = connect(dict(conn_params, db=int(db[2:])))
+        with client:
+            for key, digest in sorted(picked.items()):
+                if value_digest(client, key) != digest:
+                    wrong.append("%s:%s" % (db, key))
+    return wrong
+

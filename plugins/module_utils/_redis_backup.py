@@ -20,6 +20,7 @@ from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import ModuleF
 from ansible_collections.erlmcp.dr.plugins.module_utils._wait import WaitTimeout, wait_for
 
 POSITIVE = ("bgsave_timeout", "poll_interval", "check_timeout", "connect_timeout")
+SAMPLE_MAX = 1000
 
 
 def run(params, check_mode=False, diff=False, warn=None):
@@ -50,6 +51,7 @@ def run(params, check_mode=False, diff=False, warn=None):
             store.check_writable(create=True)  # the last precondition, and the first change: the store exists
             facts["changed"] = True
             saved = _bgsave(client, params, conn_params, facts)
+            saved["samples"] = _samples(client, params, conn_params, saved)
         metadata = _store_copy(store, source, backup_id, params, node, saved, facts)
     facts.update(_facts_of(metadata))
     if not metadata["verified"]:
@@ -67,6 +69,9 @@ def _validate(params):
         if params.get(name) is not None and not params[name] > 0:
             raise ModuleFailure("%s is %s: expected a number of seconds greater than 0 (%s)"
                                 % (name, params[name], name))
+    if params.get("sample_size") is not None and not 0 <= params["sample_size"] <= SAMPLE_MAX:
+        raise ModuleFailure("sample_size is %s: expected 0 (no sampled values) to %s keys per database (sample_size)"
+                            % (params["sample_size"], SAMPLE_MAX))
     if params.get("retention_count") is not None and params["retention_count"] < 1:
         raise ModuleFailure("retention_count is %s: expected 1 or more (the newest verified backup is always kept; "
                             "leave retention_count out to keep every backup)" % params["retention_count"])
@@ -140,6 +145,18 @@ def _bgsave(client, params, conn_params, facts):
                 replid=replication.get("master_replid"))
 
 
+def _samples(client, params, conn_params, saved):
+    """Sampled values (key -> digest) for the restore to compare, only when they are exactly the file's: no write
+    between the save and the end of the sampling; else None."""
+    if not params.get("sample_size") or saved["changes_after"] != 0:
+        return None
+    samples = rd.sample_values(conn_params, saved["keys"], params["sample_size"])
+    now = _persistence(client)
+    if now["rdb_changes_since_last_save"] != 0 or now["rdb_last_save_time"] != saved["lastsave"]:
+        return None
+    return samples
+
+
 def remaining(began, timeout):
     return max(timeout - (time.monotonic() - began), 0.001)
 
@@ -187,6 +204,7 @@ def _store_copy(store, source, backup_id, params, node, saved, facts):
         replid=aux.get("repl-id") or saved["replid"],
         repl_offset=int(aux["repl-offset"]) if aux.get("repl-offset", "").lstrip("-").isdigit()
         else saved["repl_offset"],
+        samples=saved.get("samples"),
         verified=check["ok"],
         check=dict(tool=params["check_rdb_path"], returncode=check["returncode"], output=check["output"]),
         durations=facts["durations"],

@@ -36,6 +36,7 @@ from ansible_collections.erlmcp.dr.plugins.module_utils._wait import WaitTimeout
 MARKER = "erlmcp-dr-restore.json"
 JOURNAL = "restore.json"
 LOCK = ".erlmcp-dr-restore.lock"
+JOURNAL_BACKUP_KEYS = ("id", "sha256", "rdb_keys", "keys", "keys_exact", "samples")
 ROLLBACK_PREFIX = "erlmcp-dr-rollback-"
 POSITIVE = ("wait_timeout", "poll_interval", "check_timeout", "connect_timeout", "pause_timeout")
 
@@ -257,7 +258,7 @@ def _begin(node, metadata, store, facts):
     _chown_like(folder, node["dir"])
     journal = dict(folder=folder, dir=node["dir"], dbfilename=node["dbfilename"],
                    appenddirname=node["appenddirname"] or "appendonlydir", backup_path=store.rdb_path(metadata["id"]),
-                   backup=dict((k, metadata.get(k)) for k in ("id", "sha256", "rdb_keys", "keys", "keys_exact")),
+                   backup=dict((k, metadata.get(k)) for k in JOURNAL_BACKUP_KEYS),
                    replicas=[r for r in node["replicas"] if r["state"] == "online"], moved=[], phase="stopping")
     _save(journal)
     facts["rollback_dir"] = folder
@@ -395,6 +396,11 @@ def _load_and_verify(params, conn_params, journal, facts):
         problem = _verify_loaded(journal["backup"], keys, info)
         if problem:
             return problem
+        wrong = rd.compare_samples(conn_params, journal["backup"].get("samples") or {})
+        facts["sampled_keys"] = sum(len(v) for v in (journal["backup"].get("samples") or {}).values())
+        if wrong:
+            return "%s of %s sampled values differ from the backup's: %s" % (
+                len(wrong), facts["sampled_keys"], ", ".join(wrong[:5]))
         began = time.monotonic()
         _aof_on(client, params, conn_params)
         facts["durations"]["aof_rewrite"] = round(time.monotonic() - began, 3)

@@ -72,6 +72,13 @@ options:
       - Seconds C(redis-check-rdb) gets to check the stored copy.
     type: float
     default: 600
+  sample_size:
+    description:
+      - Keys per database (random, without a TTL) whose values are recorded as digests in the metadata
+        (C(samples)), for M(erlmcp.dr.redis_restore) to compare after loading. Recorded only when they are exactly
+        the file's (no write between the save and the end of the sampling); C(0) records none.
+    type: int
+    default: 20
   retention_count:
     description:
       - Keep at most this many backups in the store (the newest ones); omit to keep every backup.
@@ -185,7 +192,8 @@ durations:
   returned: when a backup was made or found
   type: dict
 metadata:
-  description: The metadata JSON written beside the copy (no secret in it).
+  description: The metadata JSON written beside the copy (no secret in it; C(samples) holds sampled key names
+    and digests of their values, never the values).
   returned: when a backup was made or found
   type: dict
 deleted:
@@ -216,6 +224,7 @@ def argument_spec():
         poll_interval=dict(type="float", default=0.2),
         check_rdb_path=dict(type="str", default="redis-check-rdb"),
         check_timeout=dict(type="float", default=600),
+        sample_size=dict(type="int", default=20),
         retention_count=dict(type="int"),
         retention_max_age=dict(type="int"),
     )

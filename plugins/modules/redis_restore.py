@@ -18,7 +18,7 @@ description:
     (C(CONFIG SET appendonly no), C(CONFIG REWRITE)), stops the server with C(SHUTDOWN SAVE), moves its RDB file
     and AOF directory aside as the rollback point (C(<dir>/erlmcp-dr-rollback-<time>/)), copies the backup into
     place, starts the server with O(start_command) (as the owner of its data directory when run as root), waits for
-    C(loading:0), checks the keys it loaded against the backup's metadata, turns AOF on again
+    C(loading:0), checks the keys it loaded against the backup's metadata and its sampled values, turns AOF on again
     (C(CONFIG SET appendonly yes)), waits for the AOF rewrite and persists the config. The dataset then survives a
     restart with AOF on; an old AOF can never hide the restored RDB.
   - Waits until every replica that was online before is online again at the primary's offset.
@@ -133,6 +133,12 @@ resumed_from:
     C(placed), C(started)); null when there was none.
   returned: always
   type: str
+sampled_keys:
+  description:
+    - How many of the backup's sampled values were compared after loading; all must match.
+    - See O(erlmcp.dr.redis_backup#module:sample_size).
+  returned: when the backup was loaded
+  type: int
 rolled_back:
   description: Whether the restored dataset failed verification and the rollback point was put back.
   returned: always

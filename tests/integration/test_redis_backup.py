@@ -53,6 +53,8 @@ def test_a_backup_is_a_verified_copy_with_its_metadata(untouched, dataset, tmp_p
     assert result["rdb_version"] == 10 and result["redis_version"].startswith("7.")
     metadata = json.loads(Path(result["metadata_path"]).read_text())
     assert metadata == result["metadata"] and metadata["verified"] and metadata["sha256"] == result["sha256"]
+    assert {db: len(keys) for db, keys in metadata["samples"].items()} == {"db0": 20, "db1": 5}
+    assert set(metadata["samples"]["db1"]) == {f"other:{i}" for i in range(5)}
     source = metadata["source"]
     assert source["name"] == "redis-a" and source["port"] == untouched.redis_node("redis-a").port
     assert subprocess.run(["redis-check-rdb", str(path)], capture_output=True, check=False).returncode == 0
@@ -117,6 +119,7 @@ def test_a_copy_that_fails_redis_check_rdb_is_never_marked_verified(untouched, d
     ({"bgsave_timeout": 0}, "bgsave_timeout is 0.0: expected a number of seconds greater than 0"),
     ({"backup_id": "../escape"}, "is not a backup id"),
     ({"retention_count": 0}, "retention_count is 0: expected 1 or more"),
+    ({"sample_size": -1}, "sample_size is -1: expected 0 (no sampled values) to 1000 keys per database"),
 ])
 def test_bad_inputs_fail_clearly_before_any_bgsave(untouched, dataset, tmp_path, change, needle):
     store = tmp_path / "store"

@@ -70,7 +70,7 @@ def test_restore_brings_every_key_back_replicas_follow_and_it_survives_a_restart
     assert not result["failed"] and result["changed"] and not result["rolled_back"], result
     assert result["backup_id"] == "before-the-accident"
     assert result["keys_before"] == {"db0": 1} and result["keys_after"] == backup["keys"] == {"db0": 300, "db3": 2}
-    assert _holds_the_data(cfg, "redis-a")
+    assert _holds_the_data(cfg, "redis-a") and result["sampled_keys"] == 20 + 2
     with redis_client(cfg, "redis-a") as client:
         assert client.get("written-after-the-backup") is None
         assert client.info("persistence")["aof_enabled"] == 1
@@ -171,18 +171,34 @@ def test_a_wrong_password_and_check_mode_touch_nothing(untouched, good_store):
     assert not list(untouched.redis_node("redis-a").data_dir.glob("erlmcp-dr-rollback-*"))
 
 
-def test_a_restore_that_does_not_verify_puts_the_rollback_point_back_and_says_so(fresh_lab, tmp_path):
+def _other_keys(metadata: dict) -> dict:
+    return {"rdb_keys": 999}
+
+
+def _other_value(metadata: dict) -> dict:
+    samples = metadata["samples"]
+    key = sorted(samples["db0"])[0]
+    samples["db0"][key] = "0" * 64
+    return {"samples": samples}
+
+
+@pytest.mark.parametrize("lie, problem", [
+    (_other_keys, "the server loaded 302 keys, the backup holds 999"),
+    (_other_value, "1 of 22 sampled values differ from the backup's: db0:key:"),
+])
+def test_a_restore_that_does_not_verify_puts_the_rollback_point_back_and_says_so(fresh_lab, tmp_path, lie, problem):
     cfg, store = fresh_lab, tmp_path / "store"
     _fill(cfg)
     _backup(cfg, store, "good")
     lying = tmp_path / "lying"
-    _copy_backup(store, lying, "lying", rdb_keys=999)  # the file is sound, its metadata promises other keys
+    # the file is sound, its metadata promises other keys or another value
+    _copy_backup(store, lying, "lying", **lie(json.loads((store / "good.json").read_text())))
     with redis_client(cfg, "redis-a") as client:
         client.flushall()
         client.set("the-current-dataset", "1")
     result = _restore(cfg, lying, backup="lying")
     assert result["failed"] and result["rolled_back"], result
-    assert "did not verify after loading (the server loaded 302 keys, the backup holds 999)" in result["msg"]
+    assert f"did not verify after loading ({problem}" in result["msg"], result["msg"]
     assert "was put back" in result["msg"] and result["keys_after"] == {"db0": 1}
     with redis_client(cfg, "redis-a") as client:
         assert client.get("the-current-dataset") == "1" and client.dbsize() == 1
