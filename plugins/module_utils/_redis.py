@@ -324,4 +324,3 @@ def compare_samples(conn_params, samples):
                 if value_digest(client, key) != digest:
                     wrong.append("%s:%s" % (db, key))
     return wrong
-
