@@ -201,6 +201,7 @@ def node_facts(info):
         redis_version=str(info.get("redis_version")),
         rdb_version=rdb_version_of(info.get("redis_version")),
         run_id=info.get("run_id"),
+        config_file=info.get("config_file") or None,
         replid=info.get("master_replid"),
         repl_offset=offset,
         keys=keyspace(info),

@@ -212,6 +212,9 @@ def _preconditions(node, metadata, conn_params, path):
         values = (metadata["id"], version, metadata.get("redis_version"), node["redis_version"], where, can_load)
         raise rd.RedisError("backup %s holds RDB version %s (written by Redis %s), newer than Redis %s at %s loads "
                             "(RDB %s); nothing was touched (backup)" % values)
+    if not node.get("config_file"):
+        raise rd.RedisError("%s was started without a config file, so CONFIG REWRITE cannot persist appendonly across "
+                            "the restart the restore needs; start it with one (start_command) and run again" % where)
     if not node.get("dir") or not os.path.isdir(node["dir"]):
         raise rd.RedisError("the data directory %s of %s is not visible from here: run the module on the Redis host "
                             "(delegate_to)" % (node.get("dir"), where))

@@ -119,6 +119,9 @@ nodes:
     run_id:
       description: The server process's run id (changes on every restart).
       type: str
+    config_file:
+      description: The config file the server was started with (C(CONFIG REWRITE) writes it); null when none.
+      type: str
     replid:
       description: The replication id of the dataset's history (C(master_replid)).
       type: str

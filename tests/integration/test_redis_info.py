@@ -27,6 +27,7 @@ def test_reports_the_primary_its_replicas_their_links_and_versions(untouched):
                                                                 for n in ("redis-b", "redis-c")]
     assert primary["persistence"]["aof_enabled"] and primary["appenddirname"] == "appendonlydir"
     assert primary["dir"] == str(untouched.redis_node("redis-a").data_dir) and primary["dbfilename"] == "dump.rdb"
+    assert primary["config_file"] == str(untouched.redis_node("redis-a").conf_file)
     for name in ("redis-b", "redis-c"):
         replica = nodes[name]
         assert (replica["role"], replica["upstream"], replica["link_status"]) == ("replica", "redis-a", "up")

@@ -337,3 +337,37 @@ def _loaded_now(cfg: lab.LabConfig) -> bool:
             return client.info("persistence")["loading"] == 0
     except Exception:
         return False
+
+
+def test_a_server_started_without_a_config_file_is_refused_before_anything_changes(good_store, tmp_path):
+    import subprocess
+
+    import redis
+
+    port = lab.free_port_base()
+    data = tmp_path / "bare"
+    data.mkdir()
+    subprocess.run(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--daemonize", "yes",
+                    "--dir", str(data), "--pidfile", str(data / "pid"), "--requirepass", lab.LAB_PASSWORD,
+                    "--logfile", str(data / "log")], check=True, timeout=30)
+    client = redis.Redis(port=port, password=lab.LAB_PASSWORD, decode_responses=True)
+    try:
+        wait_for(lambda: _answers(client), 30, what="the bare redis-server answering")
+        client.set("mine", "1")
+        run_id = client.info("server")["run_id"]
+        result = run_module("erlmcp.dr.redis_restore", dict(
+            login_port=port, login_password=lab.LAB_PASSWORD, store_dir=str(good_store),
+            start_command=["redis-server"]))
+        assert result["failed"] and "was started without a config file" in result["msg"], result["msg"]
+        assert client.info("server")["run_id"] == run_id and client.get("mine") == "1"
+        assert client.config_get("appendonly") == {"appendonly": "no"} and not list(data.glob("erlmcp-dr-*"))
+    finally:
+        with contextlib.suppress(redis.exceptions.ConnectionError):
+            client.shutdown(nosave=True)
+
+
+def _answers(client) -> bool:
+    try:
+        return bool(client.ping())
+    except Exception:
+        return False
