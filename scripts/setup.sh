@@ -13,6 +13,8 @@ need_apt=()
 command -v psql >/dev/null || need_apt+=(postgresql-client-15)
 command -v git >/dev/null || need_apt+=(git)
 command -v shellcheck >/dev/null || need_apt+=(shellcheck)
+# Redis for the lab (redis-server brings redis-tools: redis-cli, redis-check-rdb).
+command -v redis-server >/dev/null || need_apt+=(redis-server)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     log "missing system packages: ${need_apt[*]} (install them, or run this as root)"; exit 1
@@ -24,6 +26,15 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   # Debian's package starts a "main" cluster on 5432; the lab needs none of it.
   if command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql/15/main ]; then
     pg_ctlcluster 15 main stop >/dev/null 2>&1 || true
+  fi
+  # Likewise Debian's redis-server service on 6379: the lab runs its own servers.
+  if [ -f /etc/redis/redis.conf ] && command -v redis-cli >/dev/null; then
+    if command -v systemctl >/dev/null && systemctl is-active --quiet redis-server 2>/dev/null; then
+      systemctl stop redis-server >/dev/null 2>&1 || true
+      systemctl disable redis-server >/dev/null 2>&1 || true
+    elif [ -f /run/redis/redis-server.pid ]; then
+      kill "$(cat /run/redis/redis-server.pid)" 2>/dev/null || true
+    fi
   fi
 fi
 

@@ -9,6 +9,11 @@ Labs are also made by copying: `build_template` builds a lab once and stops it c
 two base backups). Copies share the template's system identifier: a test that needs a
 cluster of its own identity builds one with `reset`.
 
+Redis runs beside it (`redis-a` primary in region a, `redis-b` and `redis-c` replicas), on the
+three ports after PostgreSQL's, with a password, `appendonly yes` (multi-part AOF) and RDB
+snapshots, as the lab OS user; see the Redis section below. Copies start Redis fresh (an empty
+dataset syncs in milliseconds), so templates hold PostgreSQL only.
+
 Standbys read the replication password from a passfile beside their data directory
 (`<node home>/.erlmcp-dr.pgpass`, 0600), never from an inline primary_conninfo, which
 PostgreSQL prints in its log on every reload that changes it.
@@ -36,6 +41,7 @@ from erlmcp_dr import paths
 
 paths.ensure_collection_importable()
 from ansible_collections.erlmcp.dr.plugins.module_utils import _postgres as pg  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils import _redis as rd  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._pg_server import Server, find_bin_dir  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._wait import WaitTimeout, wait_for  # noqa: E402
 
@@ -54,6 +60,11 @@ STREAM_TIMEOUT = 60  # seconds a started lab gets until every standby streams
 # Where each node's passfile sits: beside the data directory, as pg_standby_follow expects it.
 PASSFILE_NAME = ".erlmcp-dr.pgpass"
 TEMPLATE_MARKER = "template.json"
+REDIS_NAMES = (("redis-a", "a"), ("redis-b", "b"), ("redis-c", "c"))
+REDIS_SERVER = "redis-server"
+REDIS_CONF_NAME = "redis.conf"
+# Each lab takes PostgreSQL's ports (base .. base+2), then Redis's (base+3 .. base+5).
+PORTS_PER_LAB = len(NODE_NAMES) + len(REDIS_NAMES)
 
 
 @dataclass(frozen=True)
@@ -89,6 +100,35 @@ class LabNode:
 
 
 @dataclass(frozen=True)
+class LabRedisNode:
+    """One redis-server of the lab: its files live in `home` (config, pid file, log) and `home/data` (dir)."""
+
+    name: str
+    region: str
+    port: int
+    home: Path
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def conf_file(self) -> Path:
+        return self.home / REDIS_CONF_NAME
+
+    @property
+    def pid_file(self) -> Path:
+        return self.home / "redis.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.home / "redis.log"
+
+    def conn_params(self) -> dict[str, Any]:
+        return dict(host="127.0.0.1", port=self.port, user=None, password=LAB_PASSWORD, connect_timeout=3)
+
+
+@dataclass(frozen=True)
 class LabConfig:
     root: Path
     port_base: int = DEFAULT_PORT_BASE
@@ -110,6 +150,18 @@ class LabConfig:
     def app_config_path(self) -> Path:
         return self.root / "app" / "database.json"
 
+    @property
+    def redis_nodes(self) -> list[LabRedisNode]:
+        first = self.port_base + len(NODE_NAMES)
+        return [LabRedisNode(name, region, first + i, self.root / "redis" / name)
+                for i, (name, region) in enumerate(REDIS_NAMES)]
+
+    def redis_node(self, name: str) -> LabRedisNode:
+        for node in self.redis_nodes:
+            if node.name == name:
+                return node
+        raise KeyError(f"no lab Redis node {name!r}; the lab has {', '.join(n for n, _ in REDIS_NAMES)}")
+
     def node(self, name: str) -> LabNode:
         for node in self.nodes:
             if node.name == name:
@@ -118,12 +170,13 @@ class LabConfig:
 
 
 def free_port_base(low: int = 20000, high: int = 40000) -> int:
-    """A base with three consecutive free loopback ports, for labs beside the default one."""
+    """A base with PORTS_PER_LAB consecutive free loopback ports (PostgreSQL's, then Redis's), for labs beside
+    the default one."""
     for _ in range(200):
-        base = random.randrange(low, high, len(NODE_NAMES))
-        if all(_port_free(port) for port in range(base, base + len(NODE_NAMES))):
+        base = random.randrange(low, high - PORTS_PER_LAB, PORTS_PER_LAB)
+        if all(_port_free(port) for port in range(base, base + PORTS_PER_LAB)):
             return base
-    raise RuntimeError(f"no {len(NODE_NAMES)} consecutive free ports found between {low} and {high}")
+    raise RuntimeError(f"no {PORTS_PER_LAB} consecutive free ports found between {low} and {high}")
 
 
 def _port_free(port: int) -> bool:
@@ -322,6 +375,7 @@ def up(cfg: LabConfig) -> dict[str, Any]:
         _make_owned_dir(cfg.root, 0o755)
         _make_owned_dir(cfg.root / "pg", 0o755)
         warnings = _bring_up(cfg)
+        _bring_up_redis(cfg)
         (cfg.root / "app").mkdir(exist_ok=True)
         # What runbooks run against by default outside a checkout (paths.default_inventory()).
         inventory_path = write_inventory(cfg, paths.lab_inventory(cfg.root))
@@ -410,12 +464,20 @@ def status(cfg: LabConfig) -> dict[str, Any]:
     if len(primaries) > 1:
         warnings.append("more than one primary: " + ", ".join(r["name"] for r in primaries))
     exists = any(r["state"] != "missing" for r in rows)
+    redis_rows = redis_status(cfg)
+    _add_redis_lag(redis_rows)
+    redis_primaries = [r["name"] for r in redis_rows if r["role"] == "primary"]
+    if len(redis_primaries) > 1:
+        warnings.append("more than one Redis primary: " + ", ".join(redis_primaries))
+    redis_ok = len(redis_primaries) == 1 and all(r["state"] == "running" and not r["error"] for r in redis_rows)
     return {
-        "ok": exists and len(primaries) == 1 and all(r["state"] == "running" for r in rows),
+        "ok": exists and len(primaries) == 1 and all(r["state"] == "running" for r in rows) and redis_ok,
         "root": str(cfg.root),
         "port_base": cfg.port_base,
         "primary": primaries[0]["name"] if len(primaries) == 1 else None,
         "nodes": rows,
+        "redis_primary": redis_primaries[0] if len(redis_primaries) == 1 else None,
+        "redis": redis_rows,
         "warnings": warnings,
     }
 
@@ -470,7 +532,9 @@ def down(cfg: LabConfig, timeout: float = 30.0) -> dict[str, Any]:
                 continue
             _stop_pid(pid, timeout)
             stopped.append(node.name)
-    return {"ok": True, "root": str(cfg.root), "stopped": stopped, "not_running": not_running}
+        redis_stopped, redis_not_running = _down_redis(cfg, timeout)
+    return {"ok": True, "root": str(cfg.root), "stopped": stopped, "not_running": not_running,
+            "redis_stopped": redis_stopped, "redis_not_running": redis_not_running}
 
 
 def _lab_postmaster_pid(node: LabNode) -> int | None:
@@ -512,6 +576,179 @@ def reset(cfg: LabConfig) -> dict[str, Any]:
     return up(cfg)
 
 
+# ---------------------------------------------------------------- Redis
+
+
+def _redis_settings(node: LabRedisNode, primary: LabRedisNode | None) -> str:
+    """The node's redis.conf: loopback, a password, AOF (multi-part, in appenddirname) and RDB snapshots."""
+    lines = [
+        "# erlmcp.dr lab Redis node (written once; the modules may CONFIG REWRITE it)",
+        "bind 127.0.0.1",
+        "protected-mode yes",
+        f"port {node.port}",
+        "daemonize yes",
+        f"pidfile {node.pid_file}",
+        f"logfile {node.log_file}",
+        f"dir {node.data_dir}",
+        "dbfilename dump.rdb",
+        "appendonly yes",
+        "appenddirname appendonlydir",
+        "appendfsync everysec",
+        "save 3600 1 300 100 60 10000",
+        f"requirepass {LAB_PASSWORD}",
+        f"masterauth {LAB_PASSWORD}",
+        # a full sync starts at once (the default waits 5 s for more replicas to join the same transfer)
+        "repl-diskless-sync-delay 0",
+        "maxmemory 64mb",
+        "maxmemory-policy noeviction",
+    ]
+    if primary is not None:
+        lines.append(f"replicaof 127.0.0.1 {primary.port}")
+    return "\n".join(lines) + "\n"
+
+
+def _redis_usable(node: LabRedisNode) -> bool:
+    return node.conf_file.is_file() and node.data_dir.is_dir()
+
+
+def _init_redis(node: LabRedisNode, primary: LabRedisNode | None) -> None:
+    """A new node: empty data dir, its config (0600: it holds the password), not started."""
+    if node.home.exists():
+        shutil.rmtree(node.home)
+    _make_owned_dir(node.home)
+    _make_owned_dir(node.data_dir)
+    _write_private(node.conf_file, _redis_settings(node, primary))
+
+
+def _bring_up_redis(cfg: LabConfig, timeout: float = START_TIMEOUT) -> None:
+    """Create the Redis nodes that are missing (redis-a primary, the others its replicas), start those stopped.
+
+    A node that exists keeps its config: after a promotion it says whom it follows.
+    """
+    _make_owned_dir(cfg.root / "redis", 0o755)
+    nodes = cfg.redis_nodes
+    for node in nodes:
+        if not _redis_usable(node):
+            _init_redis(node, None if node == nodes[0] else nodes[0])
+    for node in nodes:
+        _start_redis(node, timeout)
+
+
+def _start_redis(node: LabRedisNode, timeout: float) -> None:
+    if _lab_redis_pid(node) is not None:
+        return
+    if shutil.which(REDIS_SERVER) is None:
+        raise RuntimeError(f"{REDIS_SERVER} is not installed (the lab runs Redis beside PostgreSQL): run "
+                           f"scripts/setup.sh, which installs Debian's redis-server, or apt-get install redis-server")
+    node.pid_file.unlink(missing_ok=True)
+    user = lab_os_user()
+    # Not a shell, not the caller's identity: redis-server runs as the lab OS user and daemonizes itself.
+    subprocess.run([REDIS_SERVER, str(node.conf_file)], check=True, capture_output=True, timeout=timeout,
+                   user=user.pw_uid if os.geteuid() == 0 else None, group=user.pw_gid if os.geteuid() == 0 else None)
+
+    def answering() -> bool:
+        client, _error, kind = rd.try_connect(node.conn_params())
+        if client is None:
+            return kind not in ("refused", "timeout", "other")
+        with client:
+            return not client.info("persistence").get("loading")
+
+    try:
+        wait_for(answering, timeout, interval=0.05, what=f"{node.name} answering on port {node.port}")
+    except WaitTimeout as exc:
+        tail = node.log_file.read_text(errors="replace")[-2000:] if node.log_file.exists() else "(no log)"
+        raise WaitTimeout(f"{exc} (START_TIMEOUT); its log {node.log_file} ends:\n{tail}", exc.last) from None
+
+
+def _lab_redis_pid(node: LabRedisNode) -> int | None:
+    """The PID in the node's pid file, only if that process is a redis-server working in this node's data dir."""
+    try:
+        pid = int(node.pid_file.read_text().split()[0])
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+        with open(f"/proc/{pid}/comm") as handle:
+            comm = handle.read().strip()
+    except (OSError, ValueError, IndexError):
+        return None
+    if not comm.startswith("redis-server") or not _alive(pid):
+        return None
+    return pid if os.path.realpath(cwd) == os.path.realpath(node.data_dir) else None
+
+
+def _down_redis(cfg: LabConfig, timeout: float) -> tuple[list[str], list[str]]:
+    stopped, not_running = [], []
+    for node in cfg.redis_nodes:
+        pid = _lab_redis_pid(node)
+        if pid is None:
+            not_running.append(node.name)
+            continue
+        _stop_pid(pid, timeout)  # SIGINT: Redis shuts down as on SHUTDOWN (fsyncs the AOF, saves the RDB)
+        stopped.append(node.name)
+    return stopped, not_running
+
+
+def redis_status(cfg: LabConfig) -> list[dict[str, Any]]:
+    """Each Redis node's state, role, replication offset, link status and keys, as seen right now."""
+    return [_redis_node_status(node) for node in cfg.redis_nodes]
+
+
+def _redis_node_status(node: LabRedisNode) -> dict[str, Any]:
+    row: dict[str, Any] = {"name": node.name, "region": node.region, "port": node.port,
+                           "data_dir": str(node.data_dir), "state": "missing", "pid": None, "role": None,
+                           "offset": None, "upstream": None, "link": None, "lag_bytes": None, "keys": None,
+                           "aof": None, "error": None}
+    if not _redis_usable(node):
+        return row
+    row["pid"] = _lab_redis_pid(node)
+    if row["pid"] is None:
+        row["state"] = "stopped"
+        return row
+    row["state"] = "running"
+    client, error, _kind = rd.try_connect(node.conn_params())
+    if client is None:
+        row["error"] = error
+        return row
+    with client:
+        facts = rd.node_facts(client.info("all"))
+    row.update(role=facts["role"], offset=facts["repl_offset"], keys=facts["total_keys"],
+               aof=facts["persistence"]["aof_enabled"])
+    if facts["role"] == "replica":
+        row.update(upstream=f"{facts['upstream_host']}:{facts['upstream_port']}", link=facts["link_status"])
+    else:
+        online = [r for r in facts["replicas"] if r["state"] == "online"]
+        row["link"] = f"{len(online)} replica(s) online"
+    return row
+
+
+def _add_redis_lag(rows: list[dict[str, Any]]) -> None:
+    primaries = [r for r in rows if r["role"] == "primary"]
+    if len(primaries) != 1:
+        return
+    for row in rows:
+        if row["role"] == "replica" and row["offset"] is not None:
+            row["lag_bytes"] = max(primaries[0]["offset"] - row["offset"], 0)
+
+
+def wait_redis_linked(cfg: LabConfig, timeout: float = STREAM_TIMEOUT) -> float:
+    """Poll until the Redis primary (redis-a) sees every other node online and each replica's link is up."""
+    primary, replicas = cfg.redis_nodes[0], cfg.redis_nodes[1:]
+
+    def linked() -> dict[str, Any] | None:
+        rows = {row["name"]: row for row in redis_status(cfg)}
+        if rows[primary.name]["role"] != "primary":
+            return None
+        if any(rows[r.name]["link"] != "up" or rows[r.name]["upstream"] != f"127.0.0.1:{primary.port}"
+               for r in replicas):
+            return None
+        return rows if rows[primary.name]["link"] == f"{len(replicas)} replica(s) online" else None
+
+    try:
+        _, waited = wait_for(linked, timeout, interval=0.05, what=f"every Redis replica of {cfg.root} linked")
+    except WaitTimeout as exc:
+        raise WaitTimeout(f"{exc}; Redis nodes: {redis_status(cfg)} (STREAM_TIMEOUT is the timeout)",
+                          exc.last) from None
+    return waited
+
+
 # ---------------------------------------------------------------- templates and copies
 
 
@@ -522,6 +759,7 @@ def build_template(cfg: LabConfig, timeout: float = STREAM_TIMEOUT) -> dict[str,
     with _lab_lock(cfg):
         for node in cfg.nodes:  # the primary first: its walsenders hand its last WAL to the standbys
             node.server().stop(timeout=START_TIMEOUT)
+        _down_redis(cfg, START_TIMEOUT)  # copies start Redis fresh: the template holds PostgreSQL only
         states = {node.name: node.server().controldata().get("Database cluster state") for node in cfg.nodes}
         if any(state not in ("shut down", "shut down in recovery") for state in states.values()):
             raise RuntimeError(f"the template in {cfg.root} did not shut down cleanly: {states}")
@@ -556,6 +794,7 @@ def clone(template: LabConfig, cfg: LabConfig, timeout: float = STREAM_TIMEOUT) 
         (cfg.root / "app").mkdir(exist_ok=True)
         for node in cfg.nodes:
             _start(node)
+        _bring_up_redis(cfg)
     wait_streaming(cfg, timeout)
     return status(cfg)
 
@@ -566,6 +805,7 @@ def _template_record(template: LabConfig) -> dict[str, Any]:
         raise RuntimeError(f"{template.root} is not a lab template (no {TEMPLATE_MARKER}); build one with "
                            f"lab.build_template(LabConfig(root=...))")
     running = [node.name for node in template.nodes if _lab_postmaster_pid(node) is not None]
+    running += [node.name for node in template.redis_nodes if _lab_redis_pid(node) is not None]
     if running:
         raise RuntimeError(f"the lab template in {template.root} is running ({', '.join(running)}); a copy of a "
                            f"running cluster is not consistent: stop it with lab.down() or build it anew")
@@ -581,7 +821,8 @@ def _check_empty(cfg: LabConfig) -> None:
 
 def wait_streaming(cfg: LabConfig, timeout: float = STREAM_TIMEOUT, caught_up: bool = False) -> float:
     """Poll until every other node streams from the lab's primary (and, if caught_up, has replayed
-    all of its WAL); returns the seconds waited. Raises WaitTimeout with what was last seen."""
+    all of its WAL), then until every Redis replica is linked to redis-a; returns the seconds waited.
+    Raises WaitTimeout with what was last seen."""
     standbys = {node.name for node in cfg.nodes[1:]}
 
     def streaming() -> dict[str, Any] | None:
@@ -598,7 +839,7 @@ def wait_streaming(cfg: LabConfig, timeout: float = STREAM_TIMEOUT, caught_up: b
     except WaitTimeout as exc:
         raise WaitTimeout(f"{exc}; the primary {cfg.nodes[0].name} saw {_replication_view(cfg.nodes[0])} "
                           f"(STREAM_TIMEOUT is the timeout)", exc.last) from None
-    return waited
+    return waited + wait_redis_linked(cfg, timeout)
 
 
 def _replication_view(primary: LabNode) -> dict[str, Any]:
@@ -644,7 +885,23 @@ def inventory(cfg: LabConfig, lab_dir_expr: str | None = None, *, own_lock_dir: 
                 "pg_bin_dir": find_bin_dir(),
             },
         },
-        **{f"region_{node.region}": {"hosts": {node.name: {}}} for node in cfg.nodes},
+        "redis": {
+            "hosts": {
+                node.name: {
+                    "redis_port": node.port,
+                    "redis_data_dir": f"{root}/redis/{node.name}/data",
+                    "dr_region": node.region,
+                }
+                for node in cfg.redis_nodes
+            },
+            "vars": {
+                "ansible_connection": "local",
+                "ansible_python_interpreter": "{{ ansible_playbook_python }}",
+                "redis_host": "127.0.0.1",
+            },
+        },
+        **{f"region_{node.region}": {"hosts": {node.name: {}, redis.name: {}}}
+           for node, redis in zip(cfg.nodes, cfg.redis_nodes, strict=True)},
     }, "vars": {
         # Credentials sit in `all`: the runbooks' first play runs on the controller (localhost).
         "pg_login_user": SUPERUSER,
@@ -653,6 +910,7 @@ def inventory(cfg: LabConfig, lab_dir_expr: str | None = None, *, own_lock_dir: 
         "pg_replication_user": REPLICATION_USER,
         "pg_replication_password": LAB_PASSWORD,
         "dr_primary_of_record": cfg.nodes[0].name,
+        "redis_password": LAB_PASSWORD,
         "dr_app_config_path": f"{root}/app/database.json",
         **({"dr_lock_dir": f"{root}/locks"} if own_lock_dir else {}),
     }}}
@@ -669,7 +927,8 @@ def write_inventory(cfg: LabConfig, path: Path, *, own_lock_dir: bool = False) -
 def format_status(result: dict[str, Any]) -> str:
     if "nodes" not in result:  # what down() returns
         return f"lab {result['root']}: stopped {', '.join(result['stopped']) or 'nothing'}" + (
-            f"; not running: {', '.join(result['not_running'])}" if result["not_running"] else "")
+            f"; not running: {', '.join(result['not_running'])}" if result["not_running"] else "") + (
+            f"; Redis stopped {', '.join(result.get('redis_stopped') or []) or 'nothing'}")
     header = f"{'node':6} {'region':6} {'port':6} {'state':8} {'role':18} {'tl':>3} {'lsn':>12} {'lag':>10}  upstream"
     lines = [f"lab {result['root']} (primary: {result.get('primary') or 'none'})"]
     if result.get("inventory"):
@@ -683,5 +942,24 @@ def format_status(result: dict[str, Any]) -> str:
         )
         if row.get("error"):
             lines.append(f"       error: {row['error']}")
+    lines += _format_redis(result.get("redis") or [])
     lines += [f"warning: {w}" for w in result.get("warnings", [])]
     return "\n".join(lines)
+
+
+def _format_redis(rows: list[dict[str, Any]]) -> list[str]:
+    if not rows:
+        return []
+    lines = ["", f"{'redis':8} {'region':6} {'port':6} {'state':8} {'role':8} {'offset':>10} {'lag':>8} {'keys':>8}"
+                 f"  link"]
+    for row in rows:
+        lag = "" if row["lag_bytes"] is None else f"{row['lag_bytes']} B"
+        link = (f"{row['link']} from {row['upstream']}" if row["upstream"] else row["link"]) or ""
+        lines.append(
+            f"{row['name']:8} {row['region']:6} {row['port']:<6} {row['state']:8} {str(row['role'] or '-'):8} "
+            f"{str(row['offset'] if row['offset'] is not None else '-'):>10} {lag:>8} "
+            f"{str(row['keys'] if row['keys'] is not None else '-'):>8}  {link}"
+        )
+        if row.get("error"):
+            lines.append(f"         error: {row['error']}")
+    return lines

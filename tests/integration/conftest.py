@@ -1,7 +1,8 @@
 """Fixtures for tests on the real lab: copies of one lab template, and a way to run one module.
 
 The helpers themselves live in runbook_helpers.py; the names module tests import from here
-(sql, state, lab_inventory, login_args, run_module) are re-exported.
+(sql, state, lab_inventory, login_args, run_module, and for Redis redis_client, redis_nodes_arg,
+redis_login_args, wait_redis_replicated) are re-exported.
 """
 
 from __future__ import annotations
@@ -15,10 +16,14 @@ from runbook_helpers import (  # noqa: F401  (re-exported for the module tests)
     lab_inventory,
     login_args,
     new_lab,
+    redis_client,
+    redis_login_args,
+    redis_nodes_arg,
     run_module,
     sql,
     state,
     untouched_guard,
+    wait_redis_replicated,
 )
 
 from erlmcp_dr import lab

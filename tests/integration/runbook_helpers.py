@@ -477,3 +477,39 @@ def files_containing(directory: Path, needle: bytes) -> list[str]:
         if path.is_file() and not path.is_symlink() and needle in path.read_bytes():
             hits.append(str(path.relative_to(directory)))
     return hits
+
+
+# ---------------------------------------------------------------- Redis on the lab
+
+
+def redis_client(cfg: lab.LabConfig, node: str, password: str = lab.LAB_PASSWORD, db: int = 0):
+    """A redis-py client (decoded strings) to one lab Redis node."""
+    import redis
+
+    where = cfg.redis_node(node)
+    return redis.Redis(host="127.0.0.1", port=where.port, password=password, db=db, decode_responses=True,
+                       socket_connect_timeout=3, socket_timeout=30)
+
+
+def redis_nodes_arg(cfg: lab.LabConfig) -> list[dict[str, Any]]:
+    """The `nodes` option of redis_info for the lab's three Redis nodes."""
+    return [{"name": node.name, "host": "127.0.0.1", "port": node.port} for node in cfg.redis_nodes]
+
+
+def redis_login_args(cfg: lab.LabConfig, node: str) -> dict[str, Any]:
+    """Connection options for a module speaking to one lab Redis node."""
+    return {"login_host": "127.0.0.1", "login_port": cfg.redis_node(node).port, "login_password": lab.LAB_PASSWORD}
+
+
+def wait_redis_replicated(cfg: lab.LabConfig) -> None:
+    """Poll until every lab Redis replica's offset equals the primary's (redis-a)."""
+    def same() -> bool:
+        offsets = []
+        for node in cfg.redis_nodes:
+            with redis_client(cfg, node.name) as client:
+                info = client.info("replication")
+            offsets.append(info.get("master_repl_offset") if node == cfg.redis_nodes[0] else
+                           info.get("slave_repl_offset") if info.get("master_link_status") == "up" else None)
+        return None not in offsets and len(set(offsets)) == 1
+
+    wait_for(same, DEADLINE, interval=0.05, what="every Redis replica at the primary's offset")

@@ -1,0 +1,159 @@
+"""The pure parts of the Redis engines: retention, redis-check-rdb's output, ids, INFO facts, error sentences,
+and the lab's Redis inventory. No server, no redis-py import where none is needed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from erlmcp_dr import lab
+from erlmcp_dr.paths import ensure_collection_importable
+
+ensure_collection_importable()
+from ansible_collections.erlmcp.dr.plugins.module_utils import _redis as rd  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils import _redis_store as store  # noqa: E402
+
+DAY = 86400
+
+
+def _b(backup_id: str, lastsave: int, verified: bool = True) -> dict:
+    return {"id": backup_id, "lastsave": lastsave, "verified": verified}
+
+
+def test_retention_by_count_keeps_the_newest():
+    backups = [_b("b1", 1), _b("b2", 2), _b("b3", 3), _b("b4", 4)]
+    assert store.retention_plan(backups, now=10, keep_count=2) == ["b1", "b2"]
+    assert store.retention_plan(backups, now=10) == []
+
+
+def test_retention_by_age():
+    backups = [_b("old", 0), _b("new", 9 * DAY)]
+    assert store.retention_plan(backups, now=10 * DAY, max_age=7 * DAY) == ["old"]
+
+
+def test_retention_never_deletes_the_newest_verified_backup():
+    backups = [_b("good", 1), _b("broken", 5, verified=False)]
+    assert store.retention_plan(backups, now=100 * DAY, max_age=0) == ["broken"]
+    assert store.retention_plan(backups, now=100 * DAY, keep_count=1) == []  # "broken" is newer but unverified
+    assert store.retention_plan([_b("x", 1, verified=False)], now=100 * DAY, max_age=0) == ["x"]
+
+
+def test_check_output_is_parsed():
+    output = """[offset 0] Checking RDB file dump.rdb
+[offset 27] AUX FIELD redis-ver = '7.0.15'
+[offset 53] AUX FIELD repl-offset = '1234'
+[offset 99] \\o/ RDB looks OK! \\o/
+[info] 55 keys read
+[info] 3 expires
+[info] 1 already expired
+"""
+    parsed = store.parse_check_output(output, 0)
+    assert parsed["ok"] and parsed["aux"]["redis-ver"] == "7.0.15" and parsed["aux"]["repl-offset"] == "1234"
+    assert (parsed["keys_read"], parsed["expires"], parsed["already_expired"]) == (55, 3, 1)
+    assert not store.parse_check_output("--- RDB ERROR DETECTED ---", 1)["ok"]
+    assert not store.parse_check_output(output, 1)["ok"]  # the exit status counts too
+
+
+@pytest.mark.parametrize("bad", ["", "../x", "a/b", ".hidden", "x.json", "x.rdb", "x" * 129, "sp ace"])
+def test_backup_ids_cannot_leave_the_store(bad):
+    with pytest.raises(rd.RedisError, match="is not a backup id"):
+        store.check_backup_id(bad)
+
+
+def test_rdb_file_version_and_server_rdb_versions(tmp_path):
+    (tmp_path / "a.rdb").write_bytes(b"REDIS0010\xfa")
+    (tmp_path / "b.rdb").write_bytes(b"NOTREDIS")
+    assert store.rdb_file_version(str(tmp_path / "a.rdb")) == 10
+    assert store.rdb_file_version(str(tmp_path / "b.rdb")) is None
+    assert [rd.rdb_version_of(v) for v in ("7.0.15", "7.2.4", "7.4.1", "6.2.6", "x")] == [10, 11, 12, 9, None]
+
+
+def test_node_facts_from_info():
+    replica = rd.node_facts({"role": "slave", "redis_version": "7.0.15", "master_host": "10.0.0.1",
+                             "master_port": 6379, "master_link_status": "up", "slave_repl_offset": 42,
+                             "master_repl_offset": 42, "db0": {"keys": 3, "expires": 0}, "db2": {"keys": 1},
+                             "aof_enabled": 1, "rdb_saves": 2, "loading": 0})
+    assert replica["role"] == "replica" and replica["link_status"] == "up" and replica["repl_offset"] == 42
+    assert replica["keys"] == {"db0": 3, "db2": 1} and replica["total_keys"] == 4
+    assert replica["persistence"]["aof_enabled"] and replica["rdb_version"] == 10
+    primary = rd.node_facts({"role": "master", "redis_version": "7.0.15", "master_repl_offset": 7,
+                             "slave0": {"ip": "127.0.0.1", "port": 1, "state": "online", "offset": 7, "lag": 0}})
+    assert primary["role"] == "primary" and primary["replicas"][0]["state"] == "online"
+
+
+def test_connection_errors_say_what_and_which_parameter():
+    import redis
+
+    params = {"host": "h", "port": 1, "password": "s3cret", "connect_timeout": 2}
+    auth = rd.connect_error(redis.exceptions.AuthenticationError("WRONGPASS invalid username-password pair"), params)
+    assert auth.kind == "auth" and "(login_password)" in str(auth) and "s3cret" not in str(auth)
+    refused = rd.connect_error(redis.exceptions.ConnectionError("Error 111 connecting to h:1. Connection refused."),
+                               params)
+    assert refused.kind == "refused" and "h:1" in str(refused)
+    dns = rd.connect_error(redis.exceptions.ConnectionError("Error -2 connecting to h:1. Name or service not known."),
+                           params)
+    assert dns.kind == "dns" and "(login_host)" in str(dns)
+
+
+def test_module_utils_do_not_import_redis_py_until_connecting():
+    code = ("import sys; from erlmcp_dr.paths import ensure_collection_importable; ensure_collection_importable(); "
+            "from ansible_collections.erlmcp.dr.plugins.module_utils import _redis_backup, _redis_info, _redis_store; "
+            "sys.exit(1 if 'redis' in sys.modules else 0)")
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_lab_inventory_has_the_redis_group(tmp_path):
+    cfg = lab.LabConfig(root=tmp_path / "lab", port_base=40000)
+    inventory = lab.inventory(cfg)
+    group = inventory["all"]["children"]["redis"]
+    assert {name: host["redis_port"] for name, host in group["hosts"].items()} == {
+        "redis-a": 40003, "redis-b": 40004, "redis-c": 40005}
+    assert group["hosts"]["redis-b"]["redis_data_dir"] == f"{cfg.root}/redis/redis-b/data"
+    assert group["hosts"]["redis-c"]["dr_region"] == "c" and group["vars"]["redis_host"] == "127.0.0.1"
+    assert inventory["all"]["vars"]["redis_password"] == lab.LAB_PASSWORD
+    assert "redis-a" in inventory["all"]["children"]["region_a"]["hosts"]
+
+
+def test_free_port_base_leaves_room_for_redis():
+    base = lab.free_port_base()
+    assert lab.PORTS_PER_LAB == 6 and [n.port for n in lab.LabConfig(Path("/x"), base).redis_nodes] == [
+        base + 3, base + 4, base + 5]
+
+
+def _store_with(tmp_path: Path, *backups: dict) -> store.DirectoryStore:
+    import json
+
+    for backup in backups:
+        (tmp_path / f"{backup['id']}.json").write_text(json.dumps(dict(backup, format=store.METADATA_FORMAT)))
+    return store.DirectoryStore(str(tmp_path))
+
+
+def test_restore_chooses_by_id_latest_verified_or_newest_before_a_time(tmp_path):
+    from ansible_collections.erlmcp.dr.plugins.module_utils import _redis_restore as restore
+
+    directory = _store_with(tmp_path, _b("monday", 100), _b("tuesday", 200), _b("broken", 300, verified=False))
+    assert restore.choose(directory, "latest")["id"] == "tuesday"  # the newest VERIFIED one
+    assert restore.choose(directory, "latest", before=200)["id"] == "monday"
+    assert restore.choose(directory, "broken")["id"] == "broken"  # by id (restore then refuses it: not verified)
+    with pytest.raises(rd.RedisError, match="no backup 'sunday' in the store .*; it holds monday, tuesday, broken"):
+        restore.choose(directory, "sunday")
+    with pytest.raises(rd.RedisError, match=r"holds no verified backup saved before 1970-01-01T00:00:50\+00:00"):
+        restore.choose(directory, "latest", before=50)
+    with pytest.raises(rd.RedisError, match=r"holds no backup \(store_dir\)"):
+        restore.choose(store.DirectoryStore(str(tmp_path / "empty")), "latest")
+
+
+def test_before_takes_a_unix_time_or_iso_8601():
+    from ansible_collections.erlmcp.dr.plugins.module_utils import _redis_restore as restore
+    from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import ModuleFailure
+
+    assert restore.parse_time("1795610058", "before") == 1795610058
+    assert restore.parse_time("1970-01-02T00:00:00Z", "before") == DAY
+    assert restore.parse_time("1970-01-02T01:00:00+01:00", "before") == DAY
+    assert restore.parse_time("1970-01-02T00:00:00", "before") == DAY  # UTC when no zone is named
+    assert restore.parse_time(None, "before") is None
+    with pytest.raises(ModuleFailure, match=r"before is 'yesterday': expected a Unix time or an ISO 8601 time"):
+        restore.parse_time("yesterday", "before")
