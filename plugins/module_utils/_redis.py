@@ -204,7 +204,7 @@ def node_facts(info):
         config_file=info.get("config_file") or None,
         replid=info.get("master_replid"),
         repl_offset=offset,
-        keys=keyspace(info),
+        keys_per_db=keyspace(info),
         total_keys=sum(keyspace(info).values()),
         loading=bool(int(info.get("loading", 0))),
         persistence=dict(

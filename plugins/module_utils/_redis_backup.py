@@ -198,7 +198,7 @@ def _store_copy(store, source, backup_id, params, node, saved, facts):
         created_at=datetime.datetime.fromtimestamp(saved["lastsave"], datetime.timezone.utc).isoformat(),
         redis_version=aux.get("redis-ver") or node["redis_version"],
         rdb_version=store_mod.rdb_file_version(store.rdb_path(backup_id)),
-        keys=saved["keys"], keys_exact=saved["changes_after"] == 0,
+        keys_per_db=saved["keys"], keys_exact=saved["changes_after"] == 0,
         rdb_keys=(check["keys_read"] - (check["already_expired"] or 0)) if check["keys_read"] is not None else None,
         size=size, sha256=digest,
         replid=aux.get("repl-id") or saved["replid"],
@@ -216,7 +216,8 @@ def _store_copy(store, source, backup_id, params, node, saved, facts):
 def _facts_of(metadata):
     return dict(verified=bool(metadata.get("verified")), sha256=metadata.get("sha256"), size=metadata.get("size"),
                 rdb_version=metadata.get("rdb_version"), redis_version=metadata.get("redis_version"),
-                keys=metadata.get("keys"), keys_exact=metadata.get("keys_exact"), rdb_keys=metadata.get("rdb_keys"),
+                keys_per_db=metadata.get("keys_per_db"), keys_exact=metadata.get("keys_exact"),
+                rdb_keys=metadata.get("rdb_keys"),
                 repl_offset=metadata.get("repl_offset"), lastsave=metadata.get("lastsave"),
                 created_at=metadata.get("created_at"), durations=dict(metadata.get("durations") or {}),
                 metadata=metadata)

@@ -36,7 +36,7 @@ from ansible_collections.erlmcp.dr.plugins.module_utils._wait import WaitTimeout
 MARKER = "erlmcp-dr-restore.json"
 JOURNAL = "restore.json"
 LOCK = ".erlmcp-dr-restore.lock"
-JOURNAL_BACKUP_KEYS = ("id", "sha256", "rdb_keys", "keys", "keys_exact", "samples")
+JOURNAL_BACKUP_KEYS = ("id", "sha256", "rdb_keys", "keys_per_db", "keys_exact", "samples")
 ROLLBACK_PREFIX = "erlmcp-dr-rollback-"
 POSITIVE = ("wait_timeout", "poll_interval", "check_timeout", "connect_timeout", "pause_timeout")
 
@@ -78,9 +78,9 @@ def _run(params, check_mode, held):
                 node = rd.read_node(client)
             _preconditions(node, metadata, conn_params, store.rdb_path(metadata["id"]))
             verify_rdb(store, metadata, params, facts)
-            facts.setdefault("keys_before", node["keys"])
+            facts.setdefault("keys_before", node["keys_per_db"])
             if _holds_already(node, metadata):
-                facts.update(keys_after=node["keys"])
+                facts.update(keys_after=node["keys_per_db"])
                 facts["durations"]["total"] = round(time.monotonic() - started, 3)
                 return facts
             facts["changed"] = True
@@ -232,7 +232,7 @@ def _holds_already(node, metadata):
     except (OSError, ValueError):
         return False
     return (marker.get("backup_id") == metadata["id"] and marker.get("sha256") == metadata["sha256"]
-            and marker.get("run_id") == node["run_id"] and node["keys"] == marker.get("keys")
+            and marker.get("run_id") == node["run_id"] and node["keys_per_db"] == marker.get("keys_per_db")
             and node["persistence"]["rdb_changes_since_last_save"] == 0 and node["persistence"]["aof_enabled"])
 
 
@@ -410,7 +410,7 @@ def _load_and_verify(params, conn_params, journal, facts):
         after = rd.read_node(client)
     write_atomic(os.path.join(journal["dir"], MARKER), json.dumps(dict(
         backup_id=journal["backup"]["id"], sha256=journal["backup"]["sha256"], run_id=after["run_id"],
-        keys=after["keys"], restored_at=_iso(time.time()))) + "\n", 0o600)
+        keys_per_db=after["keys_per_db"], restored_at=_iso(time.time()))) + "\n", 0o600)
     return None
 
 
@@ -419,8 +419,8 @@ def _verify_loaded(metadata, keys, info):
     expected = metadata.get("rdb_keys")
     if expected is not None and loaded >= 0 and loaded != expected:
         return "the server loaded %s keys, the backup holds %s" % (loaded, expected)
-    if metadata.get("keys_exact") and keys != metadata.get("keys"):
-        return "keys per database are %s, the backup's metadata says %s" % (keys, metadata.get("keys"))
+    if metadata.get("keys_exact") and keys != metadata.get("keys_per_db"):
+        return "keys per database are %s, the backup's metadata says %s" % (keys, metadata.get("keys_per_db"))
     return None
 
 

@@ -163,12 +163,12 @@ redis_version:
   description: The version of the Redis that wrote the file.
   returned: when a backup was made or found
   type: str
-keys:
+keys_per_db:
   description: "Keys per database at the save, for example C({\"db0\": 1000})."
   returned: when a backup was made or found
   type: dict
 keys_exact:
-  description: Whether RV(keys) is exactly what the file holds (no write between the save and the count).
+  description: Whether RV(keys_per_db) is exactly what the file holds (no write between the save and the count).
   returned: when a backup was made or found
   type: bool
 rdb_keys:

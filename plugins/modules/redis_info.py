@@ -128,7 +128,7 @@ nodes:
     repl_offset:
       description: The replication offset - C(master_repl_offset) on a primary, C(slave_repl_offset) on a replica.
       type: int
-    keys:
+    keys_per_db:
       description: "Keys per database that holds any, for example C({\"db0\": 12})."
       type: dict
     total_keys:
@@ -175,7 +175,7 @@ nodes:
       type: list
       elements: dict
   sample:
-    redis-a: {name: redis-a, reachable: true, role: primary, repl_offset: 1234, keys: {db0: 10}, rdb_version: 10}
+    redis-a: {name: redis-a, reachable: true, role: primary, repl_offset: 1234, keys_per_db: {db0: 10}, rdb_version: 10}
     redis-b: {name: redis-b, reachable: true, role: replica, upstream: redis-a, link_status: up, lag_bytes: 0}
 primary:
   description: Name of the one reachable primary; null when there is none or more than one.

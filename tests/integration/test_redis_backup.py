@@ -49,7 +49,7 @@ def test_a_backup_is_a_verified_copy_with_its_metadata(untouched, dataset, tmp_p
     assert result["backup_id"].startswith("redis-a-")
     assert hashlib.sha256(path.read_bytes()).hexdigest() == result["sha256"] and path.stat().st_size == result["size"]
     assert oct(path.stat().st_mode & 0o777) == "0o600"
-    assert result["keys"] == {"db0": 50, "db1": 5} and result["keys_exact"] and result["rdb_keys"] == 55
+    assert result["keys_per_db"] == {"db0": 50, "db1": 5} and result["keys_exact"] and result["rdb_keys"] == 55
     assert result["rdb_version"] == 10 and result["redis_version"].startswith("7.")
     metadata = json.loads(Path(result["metadata_path"]).read_text())
     assert metadata == result["metadata"] and metadata["verified"] and metadata["sha256"] == result["sha256"]

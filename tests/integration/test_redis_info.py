@@ -43,7 +43,7 @@ def test_counts_keys_per_database_and_follows_the_offsets(untouched):
     result = _info(untouched, check=True)  # read-only: the same in check mode
     assert not result["failed"] and not result["changed"]
     for name in ("redis-a", "redis-b", "redis-c"):
-        assert result["nodes"][name]["keys"].get("db2") == 7
+        assert result["nodes"][name]["keys_per_db"].get("db2") == 7
     assert result["nodes"]["redis-b"]["lag_bytes"] == 0
     assert result["nodes"]["redis-b"]["repl_offset"] == result["nodes"]["redis-a"]["repl_offset"] > 0
     with redis_client(untouched, "redis-a", db=2) as client:

@@ -69,7 +69,8 @@ def test_restore_brings_every_key_back_replicas_follow_and_it_survives_a_restart
     result = _restore(cfg, store, backup="latest")
     assert not result["failed"] and result["changed"] and not result["rolled_back"], result
     assert result["backup_id"] == "before-the-accident"
-    assert result["keys_before"] == {"db0": 1} and result["keys_after"] == backup["keys"] == {"db0": 300, "db3": 2}
+    assert result["keys_before"] == {"db0": 1}
+    assert result["keys_after"] == backup["keys_per_db"] == {"db0": 300, "db3": 2}
     assert _holds_the_data(cfg, "redis-a") and result["sampled_keys"] == 20 + 2
     with redis_client(cfg, "redis-a") as client:
         assert client.get("written-after-the-backup") is None

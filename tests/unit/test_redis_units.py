@@ -77,7 +77,7 @@ def test_node_facts_from_info():
                              "master_repl_offset": 42, "db0": {"keys": 3, "expires": 0}, "db2": {"keys": 1},
                              "aof_enabled": 1, "rdb_saves": 2, "loading": 0})
     assert replica["role"] == "replica" and replica["link_status"] == "up" and replica["repl_offset"] == 42
-    assert replica["keys"] == {"db0": 3, "db2": 1} and replica["total_keys"] == 4
+    assert replica["keys_per_db"] == {"db0": 3, "db2": 1} and replica["total_keys"] == 4
     assert replica["persistence"]["aof_enabled"] and replica["rdb_version"] == 10
     primary = rd.node_facts({"role": "master", "redis_version": "7.0.15", "master_repl_offset": 7,
                              "slave0": {"ip": "127.0.0.1", "port": 1, "state": "online", "offset": 7, "lag": 0}})
