@@ -98,7 +98,7 @@ attributes:
     support: none
     description: A backup adds files; there is no value to show before and after.
 notes:
-  - The keys per database (RV(keys)) are read from INFO right after the save; RV(keys_exact) says whether the
+  - The keys per database (RV(keys_per_db)) are read from INFO right after the save; RV(keys_exact) says whether the
     dataset was unchanged since the save then (C(rdb_changes_since_last_save:0)). RV(rdb_keys) is what
     C(redis-check-rdb) counted in the file itself.
 """

@@ -16,6 +16,7 @@ import atexit
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -513,3 +514,12 @@ def wait_redis_replicated(cfg: lab.LabConfig) -> None:
         return None not in offsets and len(set(offsets)) == 1
 
     wait_for(same, DEADLINE, interval=0.05, what="every Redis replica at the primary's offset")
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (the kernel's pick, released at once): connecting is refused.
+
+    Never a lab port plus an offset: the labs' port blocks hold Redis beside PostgreSQL."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -7,6 +7,7 @@ from typing import Any
 import psycopg
 import pytest
 from conftest import login_args, run_module, sql, state
+from runbook_helpers import closed_port
 
 from erlmcp_dr import lab
 from erlmcp_dr.paths import ensure_collection_importable
@@ -133,7 +134,7 @@ def test_read_only_check_mode_changes_nothing(fresh_lab):
 def test_read_only_connection_failures_are_clear(fresh_lab, override, message):
     cfg = fresh_lab
     if override.get("login_port") == "closed":
-        override = {"login_port": cfg.port_base + 3}  # the three lab ports are base .. base + 2
+        override = {"login_port": closed_port()}
     result = run_module(MODULE, read_only_args(cfg, **override))
 
     assert result["failed"] and message in result["msg"]

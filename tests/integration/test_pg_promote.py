@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from conftest import login_args, run_module, sql, state
+from runbook_helpers import closed_port
 
 from erlmcp_dr import lab
 from erlmcp_dr.paths import ensure_collection_importable
@@ -283,7 +284,7 @@ def test_fence_command_must_succeed_before_promoting(fresh_lab, tmp_path):
 def test_connection_failures_are_clear(fresh_lab, override, message):
     cfg = fresh_lab
     if override.get("login_port") == "closed":
-        override = {"login_port": cfg.port_base + 3}  # the three lab ports are base .. base + 2
+        override = {"login_port": closed_port()}
     result = run_module(MODULE, promote_args(cfg, **override))
 
     assert result["failed"] and result["changed"] is False and message in result["msg"]

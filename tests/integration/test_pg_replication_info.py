@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from conftest import login_args, run_module, sql, state
+from runbook_helpers import closed_port
 from test_pg_promote import foreign_node  # noqa: F401 - a fixture
 
 from erlmcp_dr import lab
@@ -74,7 +75,8 @@ def test_sees_the_primary_and_streaming_standbys_with_lag(fresh_lab):
 
 def test_reports_unreachable_nodes_with_their_error_and_still_succeeds(fresh_lab):
     cfg = fresh_lab
-    closed = {"name": "pg-closed", "host": "127.0.0.1", "port": cfg.port_base + 3}
+    port = closed_port()
+    closed = {"name": "pg-closed", "host": "127.0.0.1", "port": port}
     unknown = {"name": "pg-nowhere", "host": "no-such-host.invalid", "port": 5432}
 
     result = run_module(MODULE, info_args(cfg, closed, unknown))
@@ -84,7 +86,7 @@ def test_reports_unreachable_nodes_with_their_error_and_still_succeeds(fresh_lab
     assert result["primary"] == "pg-a" and result["standbys"] == ["pg-b", "pg-c"]
     refused = result["nodes"]["pg-closed"]
     assert refused["reachable"] is False and refused["role"] is None and refused["lag_bytes"] is None
-    assert "connection refused" in refused["error"] and str(cfg.port_base + 3) in refused["error"]
+    assert "connection refused" in refused["error"] and str(port) in refused["error"]
     assert refused["error_kind"] == "refused" and result["nodes"]["pg-nowhere"]["error_kind"] == "dns"
     assert "cannot resolve host 'no-such-host.invalid'" in result["nodes"]["pg-nowhere"]["error"]
     assert result["nodes"]["pg-a"]["error_kind"] is None

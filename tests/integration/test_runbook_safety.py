@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import socket
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from runbook_helpers import (
     FRESH,
     as_int,
     changed_steps,
+    closed_port,
     failure_message,
     files_containing,
     host_vars,
@@ -81,12 +81,6 @@ def app_files(cfg: lab.LabConfig) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())} if folder.is_dir() else {}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def assessed(result: dict[str, Any], node: str) -> dict[str, Any]:
     return step(result, "Read every database node's live role")["data"]["nodes"][node]
 
@@ -139,7 +133,7 @@ def test_unknown_host_is_reported_unreachable_and_refused_as_candidate(untouched
 
 def test_closed_port_is_reported_unreachable_and_refused_as_candidate(untouched, home):
     cfg = untouched
-    port = free_port()
+    port = closed_port()
     inventory = str(inventory_copy(cfg, "closed-port", lambda d: host_vars(d, "pg-c").update(pg_port=port)))
 
     _, result = run_json("run", "database_failover", "-i", inventory, "-e", "candidate=pg-c", "--yes", expect_rc=1)
