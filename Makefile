@@ -19,4 +19,4 @@ lint: setup
 	@bash scripts/lint.sh
 
 bench: setup
-	@$(VENV)/python benchmarks/switchover.py
+	@$(VENV)/python benchmarks/switchover.py --with-patroni
