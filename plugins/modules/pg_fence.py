@@ -221,11 +221,17 @@ def argument_spec():
     return spec
 
 
+REQUIRED_IF = [("method", "stop", ("data_dir",))]
+
+
+def needs_psycopg(params):
+    """method=stop drives pg_ctl and needs no psycopg."""
+    return params["method"] == "read_only"
+
+
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
-                           required_if=[("method", "stop", ("data_dir",))])
-    # method=stop drives pg_ctl and needs no psycopg
-    execute(module, run, needs_psycopg=module.params["method"] == "read_only")
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True, required_if=REQUIRED_IF)
+    execute(module, run, needs_psycopg=needs_psycopg(module.params))
 
 
 if __name__ == "__main__":
