@@ -78,6 +78,10 @@ attributes:
     support: full
     description: Shows whether the server is fenced before and after.
 notes:
+  - When the task's target (its delegated host, with C(delegate_to)) is reached with a local connection and no
+    C(become), its action plugin runs this module's code in the controller's worker process instead of copying the
+    module to the host and starting a Python there (same options, results and check mode). Set the variable
+    C(erlmcp_dr_pg_on_controller=false) to have the module copied and run as any module is.
   - Unfencing with O(method=stop) starts the server as it is. Starting a former primary after a standby was
     promoted in its place makes two primaries; rejoin it as a standby instead (the database_rejoin runbook).
 """
