@@ -4,7 +4,8 @@ One run, alternating, for each of `--runs` rounds:
 - erlmcp: the database_switchover runbook (erlmcp_dr.run, all of Ansible included) on a lab of its own,
 - patroni: `patronictl switchover` on a three-member Patroni cluster (raft, ttl 30 / loop_wait 10, the
   lab's PostgreSQL settings), when `--with-patroni` (its virtualenv is built the first time),
-- floor: a bare fast stop of the primary + pg_promote() + poll, on the lab.
+- floor: a bare fast stop of the primary + pg_promote() + poll, on the lab,
+- erlmcp_failover: kill -9 of the primary's postmaster, then the database_failover runbook at once.
 Each with the same client committing every 10 ms through a multi-host libpq connection
 (target_session_attrs=read-write) and a sampler asking every node whether it takes writes.
 Also the per-task overhead: a no-op module task against the same inventory.
@@ -21,6 +22,7 @@ import datetime
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -46,7 +48,8 @@ from ansible_collections.erlmcp.dr.plugins.module_utils._wait import wait_for  #
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 NOOP_TASKS = 10
-GOALS = {"unavailable_vs_floor_max": 1.5, "wall_vs_patroni_max": 0.6, "task_overhead_s_max": 0.150}
+GOALS = {"unavailable_vs_floor_max": 1.5, "wall_vs_patroni_max": 0.6, "task_overhead_s_max": 0.150,
+         "failover_unavailable_s_max": 1.5}
 
 Run = dict[str, Any]
 
@@ -97,6 +100,25 @@ def erlmcp_once(cfg: lab.LabConfig, inventory: Path) -> Run:
         result = erlmcp_dr.run("database_switchover", inventory=str(inventory), extravars={"candidate": candidate})
         if not result.succeeded:
             raise SystemExit(f"database_switchover failed: {result.run_dir}")
+
+    return _measure(_lab_conninfo(cfg), {n.name: n.conn_params() for n in cfg.nodes}, action)
+
+
+def failover_once(cfg: lab.LabConfig, inventory: Path) -> Run:
+    """Unplanned: kill -9 the primary's postmaster, then database_failover at once (trigger -> writes back)."""
+    lab.reset(cfg)
+    lab.write_inventory(cfg, inventory)
+    lab.wait_streaming(cfg, caught_up=True)
+    primary, _ = _primary_and_standby(cfg)
+
+    def action() -> None:
+        pid = cfg.node(primary).server().postmaster_pid()
+        if pid is None:
+            raise SystemExit(f"no postmaster pid for {primary}")
+        os.kill(pid, signal.SIGKILL)
+        result = erlmcp_dr.run("database_failover", inventory=str(inventory))
+        if not result.succeeded:
+            raise SystemExit(f"database_failover failed: {result.run_dir}")
 
     return _measure(_lab_conninfo(cfg), {n.name: n.conn_params() for n in cfg.nodes}, action)
 
@@ -192,6 +214,8 @@ def _ratios(tools: dict[str, Any], overhead: dict[str, float]) -> dict[str, Any]
         "unavailable_vs_floor": _within(ratios["erlmcp_unavailable_vs_floor"], GOALS["unavailable_vs_floor_max"]),
         "wall_vs_patroni": _within(ratios["erlmcp_wall_vs_patroni"], GOALS["wall_vs_patroni_max"]),
         "task_overhead": _within(overhead.get("pg_replication_info_per_task_s"), GOALS["task_overhead_s_max"]),
+        "failover_unavailable": _within(tools.get("erlmcp_failover", {}).get("unavailable_s_median"),
+                                        GOALS["failover_unavailable_s_max"]),
         "no_lost_writes_single_writer": safe,
     }
     return ratios
@@ -202,10 +226,10 @@ def _within(value: float | None, limit: float) -> bool | None:
 
 
 def table(summary: dict[str, Any]) -> str:
-    lines = [f"{'tool':8} {'unavailable s (median)':>23} {'wall s (median)':>16} {'lost':>5} {'max writers':>12}"
+    lines = [f"{'tool':16} {'unavailable s (median)':>23} {'wall s (median)':>16} {'lost':>5} {'max writers':>12}"
              f" {'load':>5}"]
     for tool, t in summary["tools"].items():
-        lines.append(f"{tool:8} {t['unavailable_s_median']:>23.3f} {t['wall_s_median']:>16.3f} {t['lost_writes']:>5}"
+        lines.append(f"{tool:16} {t['unavailable_s_median']:>23.3f} {t['wall_s_median']:>16.3f} {t['lost_writes']:>5}"
                      f" {t['max_writable_nodes']:>12} {t['load_1m_median']:>5.2f}")
     over = summary["task_overhead"]
     lines.append(f"per task: erlmcp.dr.pg_replication_info {over.get('pg_replication_info_per_task_s')} s,"
@@ -234,7 +258,7 @@ def main() -> None:
     root.chmod(0o755)  # the lab and Patroni run as the lab's OS user below it
     cfg = lab.LabConfig(root=root / "lab", port_base=lab.free_port_base())
     inventory = cfg.root / "inventory" / "hosts.yml"
-    runs: dict[str, list[Run]] = {"erlmcp": [], "patroni": [], "floor": []}
+    runs: dict[str, list[Run]] = {"erlmcp": [], "patroni": [], "floor": [], "erlmcp_failover": []}
     cluster = None
     try:
         if args.with_patroni:
@@ -245,6 +269,7 @@ def main() -> None:
             if cluster is not None:
                 runs["patroni"].append(patroni_once(cluster))
             runs["floor"].append(floor_once(cfg))
+            runs["erlmcp_failover"].append(failover_once(cfg, inventory))
         lab.reset(cfg)
         lab.write_inventory(cfg, inventory)
         overhead = task_overhead(cfg, inventory, root)
