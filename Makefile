@@ -19,7 +19,7 @@ lint: setup
 	@bash scripts/lint.sh
 
 bench: setup
-	@$(VENV)/python benchmarks/switchover.py
+	@$(VENV)/python benchmarks/switchover.py --with-patroni
 
 .PHONY: ee molecule
 

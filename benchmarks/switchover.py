@@ -1,38 +1,65 @@
-"""Benchmark (measured, not asserted): the switchover as a writing client sees it.
+"""Benchmark (measured, not asserted): the switchover as a writing client sees it, against Patroni.
 
-In one run, on a lab of its own, it measures for several switchovers:
-- the write-unavailability window seen by a client committing every 10 ms through a
-  multi-host libpq connection (target_session_attrs=read-write),
-- the runbook's total wall time (erlmcp_dr.run, all of Ansible included),
-and the floor on the same lab: a bare fast stop of the primary + pg_promote() + poll,
-with the same client writing. Prints medians and the ratios to the floor.
+One run, alternating, for each of `--runs` rounds:
+- erlmcp: the database_switchover runbook (erlmcp_dr.run, all of Ansible included) on a lab of its own,
+- patroni: `patronictl switchover` on a three-member Patroni cluster (raft, ttl 30 / loop_wait 10, the
+  lab's PostgreSQL settings), when `--with-patroni` (its virtualenv is built the first time),
+- floor: a bare fast stop of the primary + pg_promote() + poll, on the lab,
+- erlmcp_failover: kill -9 of the primary's postmaster, then the database_failover runbook at once.
+Each with the same client committing every 10 ms through a multi-host libpq connection
+(target_session_attrs=read-write) and a sampler asking every node whether it takes writes.
+Also the per-task overhead: a no-op module task against the same inventory.
 
-    make bench            # or: .venv/bin/python benchmarks/switchover.py --runs 5
+Writes benchmarks/results/<date>-switchover.json and prints a table (`--json`: the JSON instead).
+
+    make bench            # or: .venv/bin/python benchmarks/switchover.py --runs 5 --with-patroni
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import os
 import shutil
+import signal
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
 import erlmcp_dr
 from erlmcp_dr import lab
 from erlmcp_dr.paths import ensure_collection_importable
-from erlmcp_dr.probe import WriteProbe, multi_host_conninfo
+from erlmcp_dr.probe import WriteProbe, WritersSampler, multi_host_conninfo
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import peer_patroni  # noqa: E402
 
 ensure_collection_importable()
 from ansible_collections.erlmcp.dr.plugins.module_utils._wait import wait_for  # noqa: E402
 
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+NOOP_TASKS = 10
+GOALS = {"unavailable_vs_floor_max": 1.5, "wall_vs_patroni_max": 0.6, "task_overhead_s_max": 0.150,
+         "failover_unavailable_s_max": 1.5}
 
-def _conninfo(cfg: lab.LabConfig) -> str:
-    return multi_host_conninfo([("127.0.0.1", n.port) for n in cfg.nodes], lab.SUPERUSER, lab.LAB_PASSWORD)
+Run = dict[str, Any]
+
+
+def _conninfo(endpoints: list[tuple[str, int]]) -> str:
+    return multi_host_conninfo(endpoints, lab.SUPERUSER, lab.LAB_PASSWORD)
+
+
+def _lab_conninfo(cfg: lab.LabConfig) -> str:
+    return _conninfo([("127.0.0.1", n.port) for n in cfg.nodes])
 
 
 def _primary_and_standby(cfg: lab.LabConfig) -> tuple[str, str]:
@@ -41,79 +68,219 @@ def _primary_and_standby(cfg: lab.LabConfig) -> tuple[str, str]:
     return status["primary"], standbys[0]
 
 
-def switchover_once(cfg: lab.LabConfig, inventory: Path) -> dict[str, float]:
-    _, candidate = _primary_and_standby(cfg)
-    with WriteProbe(_conninfo(cfg)) as probe:
+@contextmanager
+def _watched(conninfo: str, nodes: dict[str, dict[str, Any]]) -> Iterator[tuple[WriteProbe, WritersSampler]]:
+    with WriteProbe(conninfo) as probe, WritersSampler(nodes) as sampler:
+        yield probe, sampler
+
+
+def _measure(conninfo: str, nodes: dict[str, dict[str, Any]], action: Callable[[], None]) -> Run:
+    """Run action() while the probe writes and the sampler watches; the client's view of it."""
+    load = os.getloadavg()[0]
+    with _watched(conninfo, nodes) as (probe, sampler):
         started = time.monotonic()
-        result = erlmcp_dr.run("database_switchover", inventory=str(inventory), extravars={"candidate": candidate})
+        action()
         wall = time.monotonic() - started
-        wait_for(lambda: len(probe.report.committed) > 0 and probe.report.commit_times[-1] > started + wall,
-                 timeout=30, what="a commit after the switchover")
-    if not result.succeeded:
-        raise SystemExit(f"switchover failed: {result.run_dir}")
-    with psycopg.connect(_conninfo(cfg)) as conn:
+        wait_for(lambda: probe.report.commit_times and probe.report.commit_times[-1] > started + wall,
+                 timeout=60, interval=0.01, what="a commit after the change")
+    with psycopg.connect(conninfo) as conn:
         lost = len(probe.missing_on(conn))
-    return {"unavailable_s": probe.report.max_gap_seconds, "wall_s": wall, "lost_commits": lost,
-            "client_errors": probe.report.errors}
+    return {"unavailable_s": round(probe.report.max_gap_seconds, 4), "wall_s": round(wall, 4), "lost_writes": lost,
+            "max_writable_nodes": sampler.report.max_writable, "client_errors": probe.report.errors,
+            "load_1m": round(load, 2)}
 
 
-def bare_promote_once(cfg: lab.LabConfig) -> dict[str, float]:
+def erlmcp_once(cfg: lab.LabConfig, inventory: Path) -> Run:
+    lab.reset(cfg)  # reset empties the lab folder, inventory included
+    lab.write_inventory(cfg, inventory)
+    lab.wait_streaming(cfg, caught_up=True)
+    _, candidate = _primary_and_standby(cfg)
+
+    def action() -> None:
+        result = erlmcp_dr.run("database_switchover", inventory=str(inventory), extravars={"candidate": candidate})
+        if not result.succeeded:
+            raise SystemExit(f"database_switchover failed: {result.run_dir}")
+
+    return _measure(_lab_conninfo(cfg), {n.name: n.conn_params() for n in cfg.nodes}, action)
+
+
+def failover_once(cfg: lab.LabConfig, inventory: Path) -> Run:
+    """Unplanned: kill -9 the primary's postmaster, then database_failover at once (trigger -> writes back)."""
+    lab.reset(cfg)
+    lab.write_inventory(cfg, inventory)
+    lab.wait_streaming(cfg, caught_up=True)
+    primary, _ = _primary_and_standby(cfg)
+
+    def action() -> None:
+        pid = cfg.node(primary).server().postmaster_pid()
+        if pid is None:
+            raise SystemExit(f"no postmaster pid for {primary}")
+        os.kill(pid, signal.SIGKILL)
+        result = erlmcp_dr.run("database_failover", inventory=str(inventory))
+        if not result.succeeded:
+            raise SystemExit(f"database_failover failed: {result.run_dir}")
+
+    return _measure(_lab_conninfo(cfg), {n.name: n.conn_params() for n in cfg.nodes}, action)
+
+
+def floor_once(cfg: lab.LabConfig) -> Run:
     """The floor: stop the primary fast, pg_promote() a standby, poll until it takes writes."""
+    lab.reset(cfg)
+    lab.wait_streaming(cfg, caught_up=True)
     primary, candidate = _primary_and_standby(cfg)
-    node = cfg.node(candidate)
-    with WriteProbe(_conninfo(cfg)) as probe:
-        started = time.monotonic()
+
+    def action() -> None:
         cfg.node(primary).server().stop(mode="fast")
-        with psycopg.connect(**node.conn_params(), autocommit=True) as conn:
+        with psycopg.connect(**cfg.node(candidate).conn_params(), autocommit=True) as conn:
             conn.execute("SELECT pg_promote(wait => false)")
             wait_for(lambda: not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0], timeout=60,
                      interval=0.01, what="promotion")
-        promote = time.monotonic() - started
-        wait_for(lambda: probe.report.commit_times and probe.report.commit_times[-1] > started + promote,
-                 timeout=30, what="a commit after the promotion")
-    return {"unavailable_s": probe.report.max_gap_seconds, "wall_s": promote}
+
+    return _measure(_lab_conninfo(cfg), {n.name: n.conn_params() for n in cfg.nodes}, action)
+
+
+def patroni_once(cluster: peer_patroni.PatroniCluster) -> Run:
+    cluster.wait_healthy()
+    leader = cluster.leader()
+    candidate = sorted(m.name for m in cluster.members if m.name != leader)[0]
+
+    def action() -> None:
+        done = cluster.switchover(candidate)
+        if done.returncode != 0:
+            raise SystemExit(f"patronictl switchover failed (rc={done.returncode}): {done.stdout}{done.stderr}")
+
+    conninfo = _conninfo([("127.0.0.1", m.pg_port) for m in cluster.members])
+    return _measure(conninfo, {m.name: m.conn_params() for m in cluster.members}, action)
+
+
+def task_overhead(cfg: lab.LabConfig, inventory: Path, folder: Path, repeats: int = 3) -> dict[str, float]:
+    """Seconds one module task adds to a playbook run against the same inventory (median of `repeats` playbooks of
+    0 and of NOOP_TASKS tasks): a no-op shipped module (ansible.builtin.ping on localhost), and the erlmcp.dr step
+    the runbooks repeat most (erlmcp.dr.pg_replication_info reading every lab node, run in the controller)."""
+    read = {"nodes": [{"name": n.name, "host": "127.0.0.1", "port": n.port} for n in cfg.nodes],
+            "login_user": lab.SUPERUSER, "login_password": lab.LAB_PASSWORD}
+    tasks = {"ping": {"ansible.builtin.ping": {}}, "pg_replication_info": {"erlmcp.dr.pg_replication_info": read}}
+
+    def timed(task: dict[str, Any], count: int) -> float:
+        play = folder / f"noop-{count}.yml"
+        play.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": [task] * count}]))
+        started = time.monotonic()
+        subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), str(play)],
+                       check=True, stdout=subprocess.DEVNULL, timeout=300)
+        return time.monotonic() - started
+
+    empty = statistics.median(timed({}, 0) for _ in range(repeats))
+    out = {"playbook_start_s": round(empty, 3)}
+    for name, task in tasks.items():
+        full = statistics.median(timed(task, NOOP_TASKS) for _ in range(repeats))
+        out[f"{name}_per_task_s"] = round((full - empty) / NOOP_TASKS, 3)
+    return out
+
+
+def summarize(runs: dict[str, list[Run]], overhead: dict[str, float]) -> dict[str, Any]:
+    tools: dict[str, Any] = {}
+    for tool, rows in runs.items():
+        if not rows:
+            continue
+        tools[tool] = {
+            "runs": rows,
+            "unavailable_s": [r["unavailable_s"] for r in rows],
+            "wall_s": [r["wall_s"] for r in rows],
+            "unavailable_s_median": round(statistics.median(r["unavailable_s"] for r in rows), 3),
+            "wall_s_median": round(statistics.median(r["wall_s"] for r in rows), 3),
+            "lost_writes": sum(r["lost_writes"] for r in rows),
+            "max_writable_nodes": max(r["max_writable_nodes"] for r in rows),
+            "load_1m_median": round(statistics.median(r["load_1m"] for r in rows), 2),
+        }
+    out: dict[str, Any] = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+                           "cpus": os.cpu_count(), "load_avg": [round(x, 2) for x in os.getloadavg()],
+                           "tools": tools, "task_overhead": overhead}
+    out["ratios"] = _ratios(tools, overhead)
+    return out
+
+
+def _ratios(tools: dict[str, Any], overhead: dict[str, float]) -> dict[str, Any]:
+    def ratio(a: str, b: str, key: str) -> float | None:
+        if a not in tools or b not in tools or not tools[b][key]:
+            return None
+        return round(tools[a][key] / tools[b][key], 2)
+
+    ratios = {"erlmcp_unavailable_vs_floor": ratio("erlmcp", "floor", "unavailable_s_median"),
+              "erlmcp_unavailable_vs_patroni": ratio("erlmcp", "patroni", "unavailable_s_median"),
+              "erlmcp_wall_vs_patroni": ratio("erlmcp", "patroni", "wall_s_median"),
+              "patroni_unavailable_vs_floor": ratio("patroni", "floor", "unavailable_s_median")}
+    safe = all(t["lost_writes"] == 0 and t["max_writable_nodes"] <= 1 for t in tools.values())
+    ratios["goals"] = {
+        "unavailable_vs_floor": _within(ratios["erlmcp_unavailable_vs_floor"], GOALS["unavailable_vs_floor_max"]),
+        "wall_vs_patroni": _within(ratios["erlmcp_wall_vs_patroni"], GOALS["wall_vs_patroni_max"]),
+        "task_overhead": _within(overhead.get("pg_replication_info_per_task_s"), GOALS["task_overhead_s_max"]),
+        "failover_unavailable": _within(tools.get("erlmcp_failover", {}).get("unavailable_s_median"),
+                                        GOALS["failover_unavailable_s_max"]),
+        "no_lost_writes_single_writer": safe,
+    }
+    return ratios
+
+
+def _within(value: float | None, limit: float) -> bool | None:
+    return None if value is None else value <= limit
+
+
+def table(summary: dict[str, Any]) -> str:
+    lines = [f"{'tool':16} {'unavailable s (median)':>23} {'wall s (median)':>16} {'lost':>5} {'max writers':>12}"
+             f" {'load':>5}"]
+    for tool, t in summary["tools"].items():
+        lines.append(f"{tool:16} {t['unavailable_s_median']:>23.3f} {t['wall_s_median']:>16.3f} {t['lost_writes']:>5}"
+                     f" {t['max_writable_nodes']:>12} {t['load_1m_median']:>5.2f}")
+    over = summary["task_overhead"]
+    lines.append(f"per task: erlmcp.dr.pg_replication_info {over.get('pg_replication_info_per_task_s')} s,"
+                 f" ansible.builtin.ping {over.get('ping_per_task_s')} s"
+                 f" (playbook start {over.get('playbook_start_s')} s)")
+    lines.extend(f"{name}: {value}" for name, value in summary["ratios"].items() if name != "goals")
+    lines.append(f"goals met: {summary['ratios']['goals']}")
+    return "\n".join(lines)
+
+
+def write_results(summary: dict[str, Any]) -> Path:
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{datetime.date.today().isoformat()}-switchover.json"
+    path.write_text(json.dumps(summary, indent=2) + "\n")
+    return path
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--with-patroni", action="store_true", help="also run Patroni (builds its virtualenv once)")
+    parser.add_argument("--patroni-venv", type=Path, default=peer_patroni.DEFAULT_VENV)
+    parser.add_argument("--json", action="store_true", help="print the JSON summary instead of the table")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="erlmcp-dr-bench-"))
-    cfg = lab.LabConfig(root=root, port_base=lab.free_port_base())
-    inventory = root / "inventory" / "hosts.yml"
-    runbook, floor = [], []
+    root.chmod(0o755)  # the lab and Patroni run as the lab's OS user below it
+    cfg = lab.LabConfig(root=root / "lab", port_base=lab.free_port_base())
+    inventory = cfg.root / "inventory" / "hosts.yml"
+    runs: dict[str, list[Run]] = {"erlmcp": [], "patroni": [], "floor": [], "erlmcp_failover": []}
+    cluster = None
     try:
+        if args.with_patroni:
+            cluster = peer_patroni.PatroniCluster(root / "patroni", peer_patroni.ensure_venv(args.patroni_venv))
+            cluster.start()
         for _ in range(args.runs):
-            lab.reset(cfg)  # reset empties the lab folder, inventory included
-            lab.write_inventory(cfg, inventory)
-            runbook.append(switchover_once(cfg, inventory))
-            lab.reset(cfg)
-            floor.append(bare_promote_once(cfg))
+            runs["erlmcp"].append(erlmcp_once(cfg, inventory))
+            if cluster is not None:
+                runs["patroni"].append(patroni_once(cluster))
+            runs["floor"].append(floor_once(cfg))
+            runs["erlmcp_failover"].append(failover_once(cfg, inventory))
+        lab.reset(cfg)
+        lab.write_inventory(cfg, inventory)
+        overhead = task_overhead(cfg, inventory, root)
     finally:
+        if cluster is not None:
+            cluster.stop()
         lab.down(cfg)
         shutil.rmtree(root, ignore_errors=True)
-    print(json.dumps(_summary(runbook, floor), indent=2))
-
-
-def _summary(runbook: list[dict[str, float]], floor: list[dict[str, float]]) -> dict[str, object]:
-    def median(rows: list[dict[str, float]], key: str) -> float:
-        return round(statistics.median(r[key] for r in rows), 3)
-
-    out = {
-        "runs": len(runbook),
-        "switchover_unavailable_s_median": median(runbook, "unavailable_s"),
-        "switchover_wall_s_median": median(runbook, "wall_s"),
-        "floor_unavailable_s_median": median(floor, "unavailable_s"),
-        "floor_promote_s_median": median(floor, "wall_s"),
-        "lost_commits_total": sum(r["lost_commits"] for r in runbook),
-        "client_errors_median": median(runbook, "client_errors"),
-    }
-    floor_gap = out["floor_unavailable_s_median"]
-    out["ratio_unavailable_vs_floor"] = round(out["switchover_unavailable_s_median"] / floor_gap, 2)
-    out["ratio_wall_vs_floor_promote"] = round(out["switchover_wall_s_median"] / out["floor_promote_s_median"], 2)
-    out["goals"] = {"unavailable_under_1s": out["switchover_unavailable_s_median"] < 1.0,
-                    "switchover_under_8s": out["switchover_wall_s_median"] < 8.0}
-    return out
+    summary = summarize(runs, overhead)
+    path = write_results(summary)
+    print(json.dumps(summary, indent=2) if args.json else table(summary) + f"\nwritten: {path}")
 
 
 if __name__ == "__main__":

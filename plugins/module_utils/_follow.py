@@ -417,7 +417,7 @@ class _Run(object):
             return None
 
         try:
-            state = wait_for(probe, timeout, interval=0.2, what="streaming from %s" % self.primary_where)[0]
+            state = wait_for(probe, timeout, interval=0.05, what="streaming from %s" % self.primary_where)[0]
         except WaitTimeout:
             if "state" in seen:
                 self._report_state(seen["state"])

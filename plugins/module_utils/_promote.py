@@ -112,6 +112,11 @@ def reference_lsn(old, final_lsn):
     return max_lsn((old or {}).get("position_lsn"), final_lsn)
 
 
+# Writes are unavailable from the fence until the promotion ends: the catch-up and the end of recovery are polled
+# as tightly as the floor's bare pg_promote() poll (one cheap query on one open connection per poll).
+POLL_SECONDS = 0.01
+
+
 def candidate_position(state):
     """The furthest WAL the candidate holds (received or replayed), as a byte position; None if unknown."""
     return parse_lsn(max_lsn(state["receive_lsn"], state["replay_lsn"]))
@@ -126,7 +131,7 @@ def catch_up(conn, reference, timeout):
 
     started = time.monotonic()
     try:
-        wait_for(replayed, timeout, interval=0.1, what="catch-up")
+        wait_for(replayed, timeout, interval=POLL_SECONDS, what="catch-up")
     except WaitTimeout:
         pass
     return round(time.monotonic() - started, 3)
@@ -347,7 +352,7 @@ def promote(params, conn, target, result, warn):
         return not query_one(conn, "SELECT pg_is_in_recovery() AS r")["r"]
 
     try:
-        wait_for(out_of_recovery, p["wait_timeout"], what="end of recovery")
+        wait_for(out_of_recovery, p["wait_timeout"], interval=POLL_SECONDS, what="end of recovery")
     except WaitTimeout:
         raise PgError("promotion was requested but %s is still in recovery after %ss (wait_timeout): see its server "
                       "log" % (endpoint(connection_params(p)), p["wait_timeout"])) from None

@@ -78,6 +78,10 @@ attributes:
     support: full
     description: Shows whether the server is fenced before and after.
 notes:
+  - When the task's target (its delegated host, with C(delegate_to)) is reached with a local connection and no
+    C(become), its action plugin runs this module's code in the controller's worker process instead of copying the
+    module to the host and starting a Python there (same options, results and check mode). Set the variable
+    C(erlmcp_dr_pg_on_controller=false) to have the module copied and run as any module is.
   - Unfencing with O(method=stop) starts the server as it is. Starting a former primary after a standby was
     promoted in its place makes two primaries; rejoin it as a standby instead (the database_rejoin runbook).
 """
@@ -221,11 +225,17 @@ def argument_spec():
     return spec
 
 
+REQUIRED_IF = [("method", "stop", ("data_dir",))]
+
+
+def needs_psycopg(params):
+    """method=stop drives pg_ctl and needs no psycopg."""
+    return params["method"] == "read_only"
+
+
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
-                           required_if=[("method", "stop", ("data_dir",))])
-    # method=stop drives pg_ctl and needs no psycopg
-    execute(module, run, needs_psycopg=module.params["method"] == "read_only")
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True, required_if=REQUIRED_IF)
+    execute(module, run, needs_psycopg=needs_psycopg(module.params))
 
 
 if __name__ == "__main__":

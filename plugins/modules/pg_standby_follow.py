@@ -129,6 +129,10 @@ options:
     type: int
     default: 60
 notes:
+  - When the task's target (its delegated host, with C(delegate_to)) is reached with a local connection and no
+    C(become), its action plugin runs this module's code in the controller's worker process instead of copying the
+    module to the host and starting a Python there (same options, results and check mode). Set the variable
+    C(erlmcp_dr_pg_on_controller=false) to have the module copied and run as any module is.
   - Check mode reports the action it would take and the C(primary_conninfo) it would set; it changes nothing.
   - Diff mode shows C(primary_conninfo) (password masked) and the role before and after.
   - Needs C(wal_log_hints=on) or data checksums on the node for C(pg_rewind), and a login that may run

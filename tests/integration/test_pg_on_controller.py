@@ -1,0 +1,78 @@
+"""The pg modules' action plugins: the engine runs in the controller when the target is this machine, the
+module is shipped otherwise (erlmcp_dr_pg_on_controller=false, become, a remote connection), same result."""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from typing import Any
+
+import ansible_runner
+import pytest
+from conftest import login_args
+from runbook_helpers import venv_path
+
+from erlmcp_dr import lab, paths
+
+pytestmark = pytest.mark.integration
+
+SHIPPED_MARK = "AnsiballZ_"  # what -vvv prints when a module is copied to the target and started there
+
+
+def run_verbose(module: str, args: dict[str, Any], host_vars: str = "", check: bool = False) -> tuple[dict, str]:
+    """One module task on localhost at -vvv: (its result, what ansible printed)."""
+    with tempfile.TemporaryDirectory(prefix="erlmcp-dr-ctl-") as private:
+        runner = ansible_runner.run(
+            private_data_dir=private, host_pattern="localhost", module=module, module_args=json.dumps(args),
+            inventory=f"localhost ansible_connection=local ansible_python_interpreter={sys.executable} {host_vars}",
+            cmdline="--check" if check else None, verbosity=3, quiet=True,
+            envvars={"ANSIBLE_COLLECTIONS_PATH": str(paths.collections_path()), "PATH": venv_path()},
+        )
+        output = runner.stdout.read()
+        for event in runner.events:
+            if event.get("event") in ("runner_on_ok", "runner_on_failed"):
+                result = dict(event["event_data"]["res"])
+                result.setdefault("failed", event["event"] == "runner_on_failed")
+                return result, output
+    raise AssertionError(f"{module} produced no result:\n{output}")
+
+
+def info_args(cfg: lab.LabConfig) -> dict[str, Any]:
+    return dict(nodes=[{"name": n.name, "host": "127.0.0.1", "port": n.port} for n in cfg.nodes],
+                login_user=lab.SUPERUSER, login_password=lab.LAB_PASSWORD)
+
+
+def comparable(result: dict[str, Any]) -> dict[str, Any]:
+    return {key: result[key] for key in ("changed", "failed", "primary", "standbys", "system_identifier")}
+
+
+def test_replication_info_runs_in_the_controller_and_shipped_alike(fresh_lab):
+    here, here_output = run_verbose("erlmcp.dr.pg_replication_info", info_args(fresh_lab))
+    shipped, shipped_output = run_verbose("erlmcp.dr.pg_replication_info", info_args(fresh_lab),
+                                          host_vars="erlmcp_dr_pg_on_controller=false")
+
+    assert SHIPPED_MARK not in here_output, "expected the engine to run in the controller, the module was shipped"
+    assert SHIPPED_MARK in shipped_output, "expected the module shipped with erlmcp_dr_pg_on_controller=false"
+    assert comparable(here) == comparable(shipped)
+    assert here["primary"] == "pg-a" and here["standbys"] == ["pg-b", "pg-c"]
+    assert lab.LAB_PASSWORD not in json.dumps(here)
+
+
+def test_failures_keep_the_engine_message_and_facts_in_the_controller(fresh_lab):
+    """A candidate that is the primary itself: the engine's failure, with its facts, as the module gave it."""
+    args = dict(login_args(fresh_lab, "pg-a"), primary_host="127.0.0.1", primary_port=fresh_lab.node("pg-a").port)
+    here, output = run_verbose("erlmcp.dr.pg_promote", args)
+    shipped, _ = run_verbose("erlmcp.dr.pg_promote", args, host_vars="erlmcp_dr_pg_on_controller=false")
+
+    assert SHIPPED_MARK not in output
+    assert here["failed"] and shipped["failed"]
+    assert here["msg"] == shipped["msg"]
+    assert set(shipped) - {"invocation", "_ansible_no_log"} <= set(here) | {"exception"}
+
+
+def test_argument_errors_are_reported_before_anything_runs(fresh_lab):
+    here, _ = run_verbose("erlmcp.dr.pg_fence", dict(login_args(fresh_lab, "pg-a"), method="stop"), check=True)
+
+    assert here["failed"]
+    assert "data_dir" in here["msg"]
