@@ -8,7 +8,10 @@ it, and checks so (roles, timelines, upstreams and postmaster pids from lab.stat
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -47,7 +50,7 @@ from runbook_helpers import (
 )
 
 import erlmcp_dr
-from erlmcp_dr import lab
+from erlmcp_dr import lab, paths
 from erlmcp_dr.errors import ParameterError, RunBusy, UnknownRunbook
 
 pytestmark = pytest.mark.integration
@@ -235,34 +238,39 @@ def test_api_raises_before_anything_runs(untouched, home):
 # ---------------------------------------------------------------- one run per inventory
 
 
-def test_a_second_run_on_a_locked_cluster_exits_3_and_runs_nothing(fresh_lab, home):
-    """A real switchover (through the API) holds the cluster's run lock; while it does, a CLI run and an
-    API run on the same cluster are turned away naming it, and leave no run folder behind. A plan
-    takes no lock (it only reads), so it is not the holder here."""
+def test_a_second_run_on_a_locked_cluster_exits_3_and_runs_nothing(fresh_lab, home, tmp_path):
+    """Another run holds the cluster's run lock (a live ansible-playbook holding it until told to go on):
+    a CLI run and an API run on the same cluster are turned away naming it, and change nothing."""
     cfg = fresh_lab
     inventory = str(inventory_path(cfg))
     holder = "it-lock-holder-" + secrets.token_hex(3)
-    seen: dict[str, Any] = {}
+    sysid = node_state(cfg, "pg-a")["system_identifier"]
+    signal_file, proceed_file = tmp_path / "holding", tmp_path / "proceed"
+    env = dict(os.environ, ERLMCP_DR_LOCK_DIR=str(cfg.root / "locks"),
+               ANSIBLE_COLLECTIONS_PATH=str(paths.collections_path()))
+    playbook = Path(__file__).resolve().parents[1] / "fixtures" / "lock" / "hold.yml"
+    hold = subprocess.Popen(
+        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(playbook),
+         "-e", f"lock_key=postgres:{sysid}", "-e", f"erlmcp_dr_run_id={holder}",
+         "-e", f"signal_file={signal_file}", "-e", f"proceed_file={proceed_file}",
+         "-e", f"ansible_python_interpreter={sys.executable}"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lambda: signal_file.exists() or hold.poll() is not None, DEADLINE, what="the holder takes the lock")
+        assert signal_file.exists(), hold.communicate()[0]
+        topo = topology(cfg)
 
-    def second_runs(step_done) -> None:
-        if seen or not step_done.task.startswith("Lock the cluster"):
-            return
-        seen["cli"] = runbook_cli("run", "database_failover", "-i", inventory, "--yes", "--json")
-        try:
+        cli = runbook_cli("run", "database_failover", "-i", inventory, "--yes", "--json")
+        with pytest.raises(RunBusy) as busy:
             erlmcp_dr.run("database_switchover", inventory=inventory, extravars={"candidate": "pg-c"})
-            seen["api"] = "ran"
-        except RunBusy as exc:
-            seen["api"] = exc
+    finally:
+        proceed_file.touch()
+        hold.communicate(timeout=DEADLINE)
 
-    first = erlmcp_dr.run("database_switchover", inventory=inventory, extravars={"candidate": "pg-b"},
-                          run_id=holder, event_callback=second_runs)
-
-    assert first.succeeded, f"{first.failing_step and first.failing_step.message} {first.error}"
-    cli = seen["cli"]
     assert cli.rc == 3, cli
-    assert holder in cli.stderr and "database_switchover" in cli.stderr, cli.stderr
-    assert isinstance(seen["api"], RunBusy) and seen["api"].run_id == holder, seen["api"]
-    assert topology(cfg)["pg-b"]["role"] == "primary"  # only the holder's switchover happened
+    assert holder in cli.stderr, cli.stderr
+    assert busy.value.run_id == holder, busy.value
+    assert topology(cfg) == topo
 
 
 # ---------------------------------------------------------------- secrets
