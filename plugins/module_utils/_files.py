@@ -27,6 +27,11 @@ def write_atomic(path, text, mode, owner=None):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    fsync_folder(folder)
+
+
+def fsync_folder(folder):
+    """Make a rename in `folder` durable (its entry, not only the file's bytes)."""
     dir_fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(dir_fd)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import re
 
+from ansible_collections.erlmcp.dr.plugins.module_utils._driver import import_error, is_error_of
+
 ERROR_KINDS = ("auth", "refused", "timeout", "dns", "other")
 
 
@@ -38,16 +40,12 @@ def __getattr__(name):
 
 def psycopg_import_error():
     """None when psycopg can be imported, else the ImportError (for missing_required_lib)."""
-    try:
-        import psycopg  # noqa: F401
-    except ImportError as exc:
-        return exc
-    return None
+    return import_error("psycopg")
 
 
 def is_driver_error(exc):
     """Whether exc is one of psycopg's errors, without importing psycopg."""
-    return any(cls.__module__.split(".")[0] == "psycopg" and cls.__name__ == "Error" for cls in type(exc).__mro__)
+    return is_error_of(exc, "psycopg", "Error")
 
 
 class PgError(Exception):

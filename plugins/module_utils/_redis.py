@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 
+from ansible_collections.erlmcp.dr.plugins.module_utils._driver import import_error, is_error_of
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import ModuleFailure
 
 ERROR_KINDS = ("auth", "refused", "timeout", "dns", "other")
@@ -43,16 +44,12 @@ def driver():
 
 def redis_import_error():
     """None when redis-py can be imported, else the ImportError (for missing_required_lib)."""
-    try:
-        import redis  # noqa: F401
-    except ImportError as exc:
-        return exc
-    return None
+    return import_error("redis")
 
 
 def is_driver_error(exc):
     """Whether exc is one of redis-py's errors, without importing redis-py."""
-    return any(cls.__module__.split(".")[0] == "redis" and cls.__name__ == "RedisError" for cls in type(exc).__mro__)
+    return is_error_of(exc, "redis", "RedisError")
 
 
 @contextlib.contextmanager

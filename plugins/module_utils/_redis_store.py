@@ -17,7 +17,7 @@ import re
 import subprocess
 import tempfile
 
-from ansible_collections.erlmcp.dr.plugins.module_utils._files import write_atomic
+from ansible_collections.erlmcp.dr.plugins.module_utils._files import fsync_folder, write_atomic
 from ansible_collections.erlmcp.dr.plugins.module_utils._redis import RedisError
 
 METADATA_FORMAT = "erlmcp.dr/redis-backup/1"
@@ -129,11 +129,7 @@ def copy_atomic(source, dest):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    fsync_folder(folder)
     return size, digest.hexdigest()
 
 
