@@ -63,8 +63,13 @@ TEMPLATE_MARKER = "template.json"
 REDIS_NAMES = (("redis-a", "a"), ("redis-b", "b"), ("redis-c", "c"))
 REDIS_SERVER = "redis-server"
 REDIS_CONF_NAME = "redis.conf"
-# Each lab takes PostgreSQL's ports (base .. base+2), then Redis's (base+3 .. base+5).
-PORTS_PER_LAB = len(NODE_NAMES) + len(REDIS_NAMES)
+# Each lab takes PostgreSQL's ports (base .. base+2), then Redis's (base+3 .. base+5), then the DNS
+# servers' (primary base+6, secondary base+7), then the application's (base+8, one instance per region,
+# each on its region's loopback address).
+DNS_PORT_OFFSET = len(NODE_NAMES) + len(REDIS_NAMES)
+DNS_SERVER_COUNT = 2
+APP_PORT_OFFSET = DNS_PORT_OFFSET + DNS_SERVER_COUNT
+PORTS_PER_LAB = APP_PORT_OFFSET + 1
 
 
 @dataclass(frozen=True)
@@ -170,8 +175,8 @@ class LabConfig:
 
 
 def free_port_base(low: int = 20000, high: int = 40000) -> int:
-    """A base with PORTS_PER_LAB consecutive free loopback ports (PostgreSQL's, then Redis's), for labs beside
-    the default one."""
+    """A base with PORTS_PER_LAB consecutive free loopback ports (PostgreSQL's, Redis's, DNS's, the app's), for
+    labs beside the default one."""
     for _ in range(200):
         base = random.randrange(low, high - PORTS_PER_LAB, PORTS_PER_LAB)
         if all(_port_free(port) for port in range(base, base + PORTS_PER_LAB)):

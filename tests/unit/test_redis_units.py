@@ -119,7 +119,7 @@ def test_lab_inventory_has_the_redis_group(tmp_path):
 
 def test_free_port_base_leaves_room_for_redis():
     base = lab.free_port_base()
-    assert lab.PORTS_PER_LAB == 6 and [n.port for n in lab.LabConfig(Path("/x"), base).redis_nodes] == [
+    assert lab.PORTS_PER_LAB == 9 and [n.port for n in lab.LabConfig(Path("/x"), base).redis_nodes] == [
         base + 3, base + 4, base + 5]
 
 
