@@ -15,6 +15,10 @@ command -v git >/dev/null || need_apt+=(git)
 command -v shellcheck >/dev/null || need_apt+=(shellcheck)
 # Redis for the lab (redis-server brings redis-tools: redis-cli, redis-check-rdb).
 command -v redis-server >/dev/null || need_apt+=(redis-server)
+# Knot DNS for the lab's authoritative servers (knotd, knotc).
+command -v knotd >/dev/null || need_apt+=(knot)
+# Headless Chromium renders report.html in the report tests.
+command -v chromium >/dev/null || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     log "missing system packages: ${need_apt[*]} (install them, or run this as root)"; exit 1
