@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import moto_server
 import pytest
 from runbook_helpers import (  # noqa: F401  (re-exported for the module tests)
     TEMPLATE,
@@ -73,3 +74,19 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "home"
     monkeypatch.setenv("ERLMCP_DR_HOME", str(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """moto's server (S3, Route 53) on a loopback port, one per session; `moto_server.reset(url)` cleans it."""
+    with moto_server.running(tmp_path_factory.mktemp("moto")) as url:
+        yield url
+
+
+@pytest.fixture
+def moto(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A clean moto account for this test, with fake credentials in the environment (inherited by Ansible)."""
+    moto_server.reset(moto_endpoint)
+    for name, value in moto_server.CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    return moto_endpoint
