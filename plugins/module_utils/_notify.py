@@ -1,0 +1,156 @@
+# -*- coding: utf-8 -*-
+# Copyright: erlmcp.dr contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The engine of erlmcp.dr.notify: route by severity, render the phase's template, send to each channel.
+
+run(params, check_mode, diff, warn) like every engine. Everything that can be wrong with the input (routing,
+channel settings, a template field not given) raises ModuleFailure before anything is sent; a delivery that
+fails is recorded in `deliveries` and counted in `failed_deliveries` with a warning, and never fails the task:
+a notification must not fail or roll back a recovery.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+
+from ansible_collections.erlmcp.dr.plugins.module_utils import _notify_render as render
+from ansible_collections.erlmcp.dr.plugins.module_utils import _notify_send as send
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import ModuleFailure
+
+INCIDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
+
+ARGUMENT_SPEC = {
+    "incident_id": {"type": "str", "required": True},
+    "phase": {"type": "str", "required": True, "choices": list(render.PHASES)},
+    "severity": {"type": "str", "required": True, "choices": list(render.SEVERITIES)},
+    "title": {"type": "str", "required": True},
+    "fields": {"type": "dict", "default": {}},
+    "channels": {"type": "dict", "no_log": True},
+    "routing": {"type": "dict"},
+    "send_to": {"type": "list", "elements": "str"},
+    "template_dir": {"type": "path"},
+    "pagerduty_action": {"type": "str", "choices": list(render.PAGERDUTY_ACTIONS)},
+    "timeout": {"type": "float", "default": 10.0},
+    "deadline": {"type": "float", "default": 30.0},
+    "retry_interval": {"type": "float", "default": 1.0},
+}
+
+
+def run(params, check_mode=False, diff=False, warn=None, now=None):
+    """The notification, as the result dict (see the module's RETURN)."""
+    warn = warn or (lambda _msg: None)
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    channels_given = params.get("channels") or {}
+    secrets = render.secrets_of(channels_given if isinstance(channels_given, dict) else {})
+    try:
+        plan = _plan(params, channels_given, now)
+    except render.NotifyError as exc:
+        raise ModuleFailure(render.scrub(str(exc), secrets), incident_id=params.get("incident_id"),
+                            phase=params.get("phase"), severity=params.get("severity"), deliveries=[],
+                            failed_deliveries=0, changed=False) from None
+    result = {
+        "changed": False, "incident_id": params["incident_id"], "phase": params["phase"],
+        "severity": params["severity"], "pagerduty_severity": render.PAGERDUTY_SEVERITY[params["severity"]],
+        "channels": [item["name"] for item in plan["items"]], "message": plan["message"],
+        "next_update": plan["ctx"].get("next_update"), "renotify_seconds": plan["renotify"],
+        "deliveries": [], "failed_deliveries": 0, "sent": 0,
+    }
+    if not plan["items"]:
+        warn("no channel is routed for %s (dr_notify_routing.%s.channels is empty): nothing was sent"
+             % (params["severity"], params["severity"]))
+        return scrubbed(result, secrets)
+    if check_mode:
+        result["would_send"] = [{"channel": item["name"], "type": item["settings"]["type"],
+                                 "target": render.target_of(item["settings"]),
+                                 "payload": render.masked_payload(item["settings"]["type"], item["payload"])}
+                                for item in plan["items"]]
+        result["changed"] = True
+        return scrubbed(result, secrets)
+    for item in plan["items"]:
+        result["deliveries"].append(deliver(item, params))
+    failed = [d for d in result["deliveries"] if not d["ok"]]
+    result.update(failed_deliveries=len(failed), sent=len(result["deliveries"]) - len(failed),
+                  changed=len(failed) < len(result["deliveries"]))
+    if failed:
+        warn("%d of %d notification(s) for incident %s were not delivered: %s. The run goes on; send them again "
+             "with the incident_notify runbook." % (len(failed), len(result["deliveries"]), params["incident_id"],
+                                                    "; ".join("%s: %s" % (d["channel"], d["error"]) for d in failed)))
+    return scrubbed(result, secrets)
+
+
+def _plan(params, channels, now):
+    """Everything decided before the first byte is sent: the routed channels, the message and each payload."""
+    incident_id = params["incident_id"]
+    if not INCIDENT_ID.match(incident_id or ""):
+        raise render.NotifyError("incident_id %r is not an incident id: expected 1-100 letters, digits or '.', "
+                                 "'_', ':', '-', starting with a letter or digit (it is PagerDuty's dedup_key)"
+                                 % (incident_id,))
+    if not isinstance(channels, dict):
+        raise render.NotifyError("channels is a %s: expected a mapping of channel name to its settings "
+                                 "(dr_notify_channels)" % type(channels).__name__)
+    for key in ("timeout", "deadline", "retry_interval"):
+        if params[key] < 0 or (key == "timeout" and params[key] == 0):
+            raise render.NotifyError("%s is %s: expected a positive number of seconds (the %s option)"
+                                     % (key, params[key], key))
+    names, renotify = render.route(params["severity"], params.get("routing") or {}, params.get("send_to"), channels)
+    checked = [(name, render.check_channel(name, channels[name])) for name in names]
+    ctx = render.context(incident_id, params["phase"], params["severity"], params["title"], params.get("fields"),
+                         now, renotify)
+    message = render.render(params.get("template_dir") or render.DEFAULT_TEMPLATE_DIR, params["phase"], ctx)
+    action = render.pagerduty_action(params["phase"], params.get("pagerduty_action"))
+    items = [{"name": name, "settings": settings, "payload": _payload(settings, message, ctx, action, now)}
+             for name, settings in checked]
+    return {"items": items, "ctx": ctx, "message": message, "renotify": renotify}
+
+
+def _payload(settings, message, ctx, action, now):
+    kind = settings["type"]
+    if kind == "slack":
+        return render.slack_payload(message, ctx)
+    if kind == "pagerduty":
+        return render.pagerduty_event(message, ctx, settings, action, now)
+    if kind == "webhook":
+        return render.webhook_payload(message, ctx)
+    return render.email_message(message, ctx, settings)
+
+
+def deliver(item, params):
+    """One channel: attempts until delivered, refused or out of time -> the delivery record."""
+    settings, payload, kind = item["settings"], item["payload"], item["settings"]["type"]
+    timeout = float(settings.get("timeout") or params["timeout"])
+    started = datetime.datetime.now(datetime.timezone.utc)
+    clock = send.monotonic()
+    if kind == "slack":
+        def attempt():
+            return send.send_slack(payload, settings, timeout)
+    elif kind == "pagerduty":
+        def attempt():
+            return send.send_pagerduty(payload, settings, timeout, render.PAGERDUTY_EVENTS_URL)
+    elif kind == "webhook":
+        def attempt():
+            return send.send_webhook(payload, settings, timeout)
+    else:
+        def attempt():
+            return send.send_email(payload, settings, render.email_port(settings), timeout)
+    last, count = send.with_retries(attempt, params["deadline"], params["retry_interval"])
+    record = {"channel": item["name"], "type": kind, "target": render.target_of(settings), "ok": last.ok,
+              "status": last.status, "error": last.error, "attempts": count,
+              "at": started.isoformat(), "seconds": round(send.monotonic() - clock, 3)}
+    if not last.ok:
+        record["gave_up"] = ("the receiver refused it (not retried)" if not last.retry else
+                             "still failing after %d attempt(s) within the %ss deadline" % (count, params["deadline"]))
+    if kind == "pagerduty" and last.response:
+        record["response"] = last.response
+    return record
+
+
+def scrubbed(value, secrets):
+    """value with every secret replaced by the mask, wherever it might have slipped in (an error text, a body)."""
+    if isinstance(value, dict):
+        return dict((key, scrubbed(item, secrets)) for key, item in value.items())
+    if isinstance(value, list):
+        return [scrubbed(item, secrets) for item in value]
+    if isinstance(value, str):
+        return render.scrub(value, secrets)
+    return value

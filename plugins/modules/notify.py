@@ -1,0 +1,293 @@
+# -*- coding: utf-8 -*-
+# Copyright: erlmcp.dr contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# This file only documents the module; the code is the action plugin plugins/action/notify.py.
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: notify
+short_description: Send an incident notification to Slack, PagerDuty, e-mail and webhooks, never failing the run
+version_added: "0.3.0"
+description:
+  - Renders the message of an incident's phase (V(declared), V(update), V(resolved)) from a Jinja2 template
+    shipped in the collection (C(plugins/notify_templates/<phase>.j2), or O(template_dir)) and sends it to the
+    channels the routing names for the incident's severity.
+  - "Channels: a Slack incoming webhook (Block Kit blocks), the PagerDuty Events API v2 (C(trigger),
+    C(acknowledge), C(resolve), with C(dedup_key) = O(incident_id) so that resolve closes the alert trigger
+    opened), e-mail over SMTP (STARTTLS and AUTH), and a generic JSON webhook (status pages)."
+  - One severity model, V(sev1) to V(sev4), mapped to PagerDuty's C(critical), C(error), C(warning), C(info).
+  - B(A failed delivery never fails the task.) Each delivery is listed in RV(deliveries) (channel, ok, status or
+    error, attempts, time), RV(failed_deliveries) counts the failed ones and a warning names them. Timeouts,
+    unreachable receivers, HTTP 5xx and 429 and SMTP 4yz replies are retried until O(deadline); any other HTTP
+    4xx (an invalid routing key, a revoked webhook) and SMTP 5yz are reported at once, not retried.
+  - What is wrong with the input fails the task B(before anything is sent) - a channel not defined, a channel's
+    option missing or unknown, a severity without a route, a field the template prints that was not given.
+  - Webhook URLs, routing keys, SMTP passwords and webhook headers are secrets - never in results, warnings or
+    logs (a URL is shown as its scheme and host only).
+  - Runs on the controller only; it never connects to the managed hosts.
+author:
+  - erlmcp.dr developers (!UNKNOWN)
+options:
+  incident_id:
+    description:
+      - The incident's id; PagerDuty's C(dedup_key). 1-100 letters, digits or C(.), C(_), C(:), C(-).
+    type: str
+    required: true
+  phase:
+    description:
+      - Which message - the template C(<phase>.j2). V(declared) and V(update) trigger PagerDuty,
+        V(resolved) resolves it (O(pagerduty_action) overrides).
+    type: str
+    required: true
+    choices: [declared, update, resolved]
+  severity:
+    description:
+      - The incident's severity, which selects the route (channels and re-notify interval).
+    type: str
+    required: true
+    choices: [sev1, sev2, sev3, sev4]
+  title:
+    description:
+      - The incident's title.
+    type: str
+    required: true
+  fields:
+    description:
+      - The message's fields, each a variable of the template. The shipped templates print C(affected) (list),
+        C(status), C(eta), C(next_update) (declared); C(affected), C(status), C(actions_taken) and
+        C(next_steps) (lists), C(eta), C(next_update), optionally C(previous_status) (update); C(affected),
+        C(root_cause), optionally C(status), C(resolution_time), C(actions_taken), C(prevention),
+        C(postmortem_url) (resolved); C(commander) and C(impact) when given.
+      - C(next_update) defaults to now plus the route's C(renotify_minutes).
+      - A field the template prints that is not given fails the task before anything is sent, listing them all.
+    type: dict
+    default: {}
+  channels:
+    description:
+      - The channels by name. Each is a dictionary with C(type) (V(slack), V(pagerduty), V(email),
+        V(webhook)), the type's options, and optionally C(timeout) (seconds per attempt), C(validate_certs)
+        (default true) and C(ca_file).
+      - "slack: C(webhook_url) (secret). pagerduty: C(routing_key) (secret), C(events_url) (default
+        U(https://events.pagerduty.com/v2/enqueue)), C(source) (default C(erlmcp.dr)), C(component), C(group),
+        C(class). email: C(host), C(port) (default 587, 465 with C(ssl)), C(starttls) (default true), C(ssl)
+        (implicit TLS), C(username), C(password) (secret), C(sender), C(to), C(cc), C(subject_prefix).
+        webhook: C(url) (secret), C(method) (default POST), C(headers) (secret)."
+      - Default is the inventory variable C(dr_notify_channels).
+    type: dict
+  routing:
+    description:
+      - Severity to C(channels) (a list of channel names) and C(renotify_minutes).
+      - Default is the inventory variable C(dr_notify_routing).
+    type: dict
+  send_to:
+    description:
+      - Channel names to send to instead of the route's (the route's re-notify interval still applies).
+    type: list
+    elements: str
+  template_dir:
+    description:
+      - Folder holding C(declared.j2), C(update.j2) and C(resolved.j2). The first line a template renders is the
+        headline (e-mail subject, Slack header, PagerDuty summary), the rest the body.
+      - Default is the inventory variable C(dr_notify_template_dir), else the collection's
+        C(plugins/notify_templates).
+    type: path
+  pagerduty_action:
+    description:
+      - The PagerDuty event action, instead of the phase's (V(trigger) for declared and update, V(resolve) for
+        resolved).
+    type: str
+    choices: [trigger, acknowledge, resolve]
+  timeout:
+    description:
+      - Seconds one attempt may take (a channel's C(timeout) overrides it).
+    type: float
+    default: 10.0
+  deadline:
+    description:
+      - Seconds a delivery may keep retrying transient failures; V(0) tries once.
+    type: float
+    default: 30.0
+  retry_interval:
+    description:
+      - Seconds between two attempts.
+    type: float
+    default: 1.0
+attributes:
+  action:
+    support: full
+    description: Runs as an action plugin on the controller.
+  check_mode:
+    support: full
+    description: Renders the message and each payload and returns them in RV(would_send) with secrets masked;
+      sends nothing.
+  diff_mode:
+    support: none
+    description: No diff.
+  platform:
+    support: full
+    platforms: all
+    description: Runs on the controller.
+notes:
+  - RV(changed) is true when at least one channel received the notification (in check mode, when one would).
+  - HTTP redirects are not followed (a POST is never replayed elsewhere); proxies come from the controller's
+    environment (C(https_proxy), C(no_proxy)).
+seealso:
+  - module: erlmcp.dr.run_lock
+"""
+
+EXAMPLES = r"""
+- name: Declare the incident (channels and routing from dr_notify_channels / dr_notify_routing)
+  erlmcp.dr.notify:
+    incident_id: INC-20261125-1
+    phase: declared
+    severity: sev1
+    title: Region eu-west-1 is down
+    fields:
+      affected: [api, sessions]
+      status: investigating
+      eta: 30 minutes
+  register: dr_notify
+
+- name: Report what was not delivered (the run goes on either way)
+  ansible.builtin.debug:
+    msg: "{{ dr_notify.deliveries | rejectattr('ok') | list }}"
+  when: dr_notify.failed_deliveries > 0
+
+- name: Resolve it (PagerDuty closes the alert with the same dedup_key)
+  erlmcp.dr.notify:
+    incident_id: INC-20261125-1
+    phase: resolved
+    severity: sev1
+    title: Region eu-west-1 is down
+    fields:
+      affected: [api, sessions]
+      root_cause: loss of power in eu-west-1a
+      resolution_time: 4 min 12 s
+    channels:
+      oncall:
+        type: pagerduty
+        routing_key: "{{ vault_pagerduty_routing_key }}"
+    send_to: [oncall]
+"""
+
+RETURN = r"""
+incident_id:
+  description: O(incident_id).
+  returned: when the parameters were valid
+  type: str
+  sample: INC-20261125-1
+phase:
+  description: O(phase).
+  returned: always
+  type: str
+  sample: declared
+severity:
+  description: O(severity).
+  returned: always
+  type: str
+  sample: sev1
+pagerduty_severity:
+  description: The PagerDuty severity O(severity) maps to.
+  returned: success
+  type: str
+  sample: critical
+channels:
+  description: The channels routed (names).
+  returned: success
+  type: list
+  elements: str
+  sample: [pagerduty_oncall, slack_incidents]
+message:
+  description: The rendered message.
+  returned: success
+  type: dict
+  contains:
+    headline:
+      description: The template's first line.
+      type: str
+    body:
+      description: The rest.
+      type: str
+    text:
+      description: The whole text (the e-mail body).
+      type: str
+    template:
+      description: The template file rendered.
+      type: str
+next_update:
+  description: When the next update is due (O(fields) C(next_update), else now plus the route's re-notify
+    interval); none for a resolved incident without one.
+  returned: success
+  type: str
+  sample: 2026-11-25 14:15 UTC
+renotify_seconds:
+  description: The route's re-notify interval in seconds, or none.
+  returned: success
+  type: int
+  sample: 900
+deliveries:
+  description: One record per channel sent to (empty in check mode).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    channel:
+      description: The channel's name.
+      type: str
+    type:
+      description: slack, pagerduty, email or webhook.
+      type: str
+    target:
+      description: Where it went, without secrets (a URL's scheme and host, the SMTP server and recipients).
+      type: str
+    ok:
+      description: Whether the receiver accepted it.
+      type: bool
+    status:
+      description: The receiver's last answer (HTTP status, SMTP reply code), none when it never answered.
+      type: int
+    error:
+      description: Why it failed (none when delivered).
+      type: str
+    attempts:
+      description: How many attempts were made.
+      type: int
+    gave_up:
+      description: Why no more attempts were made (refused, or out of time).
+      type: str
+    at:
+      description: When the first attempt started (UTC, ISO 8601).
+      type: str
+    seconds:
+      description: How long the delivery took, attempts and waits included.
+      type: float
+    response:
+      description: PagerDuty's answer (its status, message, dedup_key or errors).
+      type: str
+  sample:
+    - channel: pagerduty_oncall
+      type: pagerduty
+      target: https://events.pagerduty.com/v2/enqueue (routing key ********)
+      ok: true
+      status: 202
+      error: null
+      attempts: 1
+      at: "2026-11-25T14:00:01.120000+00:00"
+      seconds: 0.31
+failed_deliveries:
+  description: How many deliveries failed (the task does not fail; a warning names them).
+  returned: always
+  type: int
+  sample: 0
+sent:
+  description: How many deliveries succeeded.
+  returned: success
+  type: int
+  sample: 2
+would_send:
+  description: In check mode, each channel's target and payload (secrets masked).
+  returned: in check mode
+  type: list
+  elements: dict
+"""
