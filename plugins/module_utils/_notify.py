@@ -46,9 +46,12 @@ def run(params, check_mode=False, diff=False, warn=None, now=None):
     try:
         plan = _plan(params, channels_given, now)
     except render.NotifyError as exc:
-        raise ModuleFailure(render.scrub(str(exc), secrets), incident_id=params.get("incident_id"),
-                            phase=params.get("phase"), severity=params.get("severity"), deliveries=[],
-                            failed_deliveries=0, changed=False) from None
+        message = render.scrub(str(exc), secrets)
+        failed = {"incident_id": params.get("incident_id"), "phase": params.get("phase"),
+                  "severity": params.get("severity"), "deliveries": [], "failed_deliveries": 0, "changed": False}
+        failed["summary"] = dict(summary_of(failed, False), outcome="not sent: " + message,
+                                 next_step="fix the input named above and run again")
+        raise ModuleFailure(message, **failed) from None
     result = {
         "changed": False, "incident_id": params["incident_id"], "phase": params["phase"],
         "severity": params["severity"], "pagerduty_severity": render.PAGERDUTY_SEVERITY[params["severity"]],
@@ -59,14 +62,14 @@ def run(params, check_mode=False, diff=False, warn=None, now=None):
     if not plan["items"]:
         warn("no channel is routed for %s (dr_notify_routing.%s.channels is empty): nothing was sent"
              % (params["severity"], params["severity"]))
-        return scrubbed(result, secrets)
+        return scrubbed(dict(result, summary=summary_of(result, check_mode)), secrets)
     if check_mode:
         result["would_send"] = [{"channel": item["name"], "type": item["settings"]["type"],
                                  "target": render.target_of(item["settings"]),
                                  "payload": render.masked_payload(item["settings"]["type"], item["payload"])}
                                 for item in plan["items"]]
         result["changed"] = True
-        return scrubbed(result, secrets)
+        return scrubbed(dict(result, summary=summary_of(result, check_mode)), secrets)
     for item in plan["items"]:
         result["deliveries"].append(deliver(item, params))
     failed = [d for d in result["deliveries"] if not d["ok"]]
@@ -76,7 +79,39 @@ def run(params, check_mode=False, diff=False, warn=None, now=None):
         warn("%d of %d notification(s) for incident %s were not delivered: %s. The run goes on; send them again "
              "with the incident_notify runbook." % (len(failed), len(result["deliveries"]), params["incident_id"],
                                                     "; ".join("%s: %s" % (d["channel"], d["error"]) for d in failed)))
-    return scrubbed(result, secrets)
+    return scrubbed(dict(result, summary=summary_of(result, check_mode)), secrets)
+
+
+def summary_of(result, check_mode):
+    """What a runbook publishes (set_stats summary): the outcome in one sentence, and what to do next."""
+    deliveries = result.get("deliveries") or []
+    delivered = [d["channel"] for d in deliveries if d["ok"]]
+    missed = [d["channel"] for d in deliveries if not d["ok"]]
+    would = [item["channel"] for item in result.get("would_send") or []]
+    if check_mode:
+        outcome = "check mode: would send to %s; nothing was sent" % (", ".join(would) or "no channel")
+    elif not deliveries:
+        outcome = "no channel is routed for %s: nothing was sent" % result.get("severity")
+    elif missed:
+        outcome = "NOT DELIVERED to %s (%d of %d failed)%s" % (
+            ", ".join(missed), len(missed), len(deliveries),
+            "; delivered to " + ", ".join(delivered) if delivered else "")
+    else:
+        outcome = "delivered to %s" % ", ".join(delivered)
+    if missed:
+        next_step = ("fix what the deliveries' errors name, then send again to the channels that missed it: "
+                     "-e send_to=%s" % ",".join(missed))
+    elif result.get("next_update") and not check_mode:
+        next_step = "send the next update by %s" % result["next_update"]
+    else:
+        next_step = "nothing"
+    return {"incident_id": result.get("incident_id"), "phase": result.get("phase"),
+            "severity": result.get("severity"), "outcome": outcome, "delivered": delivered,
+            "not_delivered": missed, "failed_deliveries": len(missed),
+            "deliveries": [dict((k, d.get(k)) for k in ("channel", "ok", "status", "error", "attempts"))
+                           for d in deliveries],
+            "next_update": result.get("next_update"), "lock": "none: a notification changes no infrastructure",
+            "next_step": next_step}
 
 
 def _plan(params, channels, now):
@@ -97,6 +132,8 @@ def _plan(params, channels, now):
     checked = [(name, render.check_channel(name, channels[name])) for name in names]
     ctx = render.context(incident_id, params["phase"], params["severity"], params["title"], params.get("fields"),
                          now, renotify)
+    if not checked:  # nothing to send: nothing to render either
+        return {"items": [], "ctx": ctx, "message": None, "renotify": renotify}
     message = render.render(params.get("template_dir") or render.DEFAULT_TEMPLATE_DIR, params["phase"], ctx)
     action = render.pagerduty_action(params["phase"], params.get("pagerduty_action"))
     items = [{"name": name, "settings": settings, "payload": _payload(settings, message, ctx, action, now)}

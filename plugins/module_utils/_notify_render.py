@@ -204,7 +204,7 @@ def addresses(value):
 
 def context(incident_id, phase, severity, title, fields, now, renotify_seconds):
     """The variables a template sees: the fields as given, lists made lists, and the incident's own keys."""
-    ctx = dict(fields or {})
+    ctx = dict((key, value) for key, value in (fields or {}).items() if value is not None)  # None: not given
     for key in LIST_FIELDS:
         if isinstance(ctx.get(key), str):
             ctx[key] = [ctx[key]]
