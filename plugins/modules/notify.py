@@ -129,7 +129,7 @@ attributes:
     platforms: all
     description: Runs on the controller.
 notes:
-  - RV(changed) is true when at least one channel received the notification (in check mode, when one would).
+  - C(changed) is true when at least one channel received the notification (in check mode, when one would).
   - HTTP redirects are not followed (a POST is never replayed elsewhere); proxies come from the controller's
     environment (C(https_proxy), C(no_proxy)).
 seealso:

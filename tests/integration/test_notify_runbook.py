@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 SLACK_TOKEN = "slack-hook-token-Zq81Xy"
 ROUTING_KEY = "pd-routing-key-5f2e9c01ab34"
 DECLARE = ["-e", "incident_id=INC-7", "-e", "phase=declared", "-e", "severity=sev1", "-e", "title=Region a is down",
-           "-e", "status=investigating", "-e", "affected=[api, sessions]", "-e", "eta=30 minutes"]
+           "-e", "fields={status: investigating, affected: [api, sessions], eta: 30 minutes}"]
 
 
 def inventory(tmp_path: Path, channels: dict[str, Any], **extra: Any) -> Path:
