@@ -4,13 +4,16 @@ delivers to each routed channel; no secret reaches the run folder."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from receivers import Answer, closed_url, http_receiver, smtp_receiver
-from runbook_helpers import files_containing, runbook_cli
+from runbook_helpers import CLI_HANG_GUARD, VENV_BIN, files_containing, runbook_cli, venv_path
 
 pytestmark = pytest.mark.integration
 
@@ -83,3 +86,29 @@ def test_plan_sends_nothing_and_a_run_delivers_to_every_routed_channel(tmp_path,
         assert quiet.rc == 0 and "no channel is routed for sev4" in quiet.stdout, quiet
     for secret in (SLACK_TOKEN, smtp.password):
         assert not files_containing(home, secret.encode()), f"{secret} written under {home}"
+
+
+def test_the_module_reads_its_defaults_from_the_inventory_and_never_prints_a_secret(tmp_path):
+    """erlmcp.dr.notify ad hoc, channels and routing from inventory variables whose secrets are templates (as
+    vault references are), at -vvv: the secret reaches the receiver and nothing else."""
+    with http_receiver() as hook:
+        vars_file = tmp_path / "notify.yml"
+        vars_file.write_text(yaml.safe_dump({
+            "vault_status_token": "status-token-Kq93jd",
+            "dr_notify_channels": {"status_page": {"type": "webhook", "url": hook.url("/incidents"),
+                                                   "headers": {"Authorization": "Bearer {{ vault_status_token }}"}}},
+            "dr_notify_routing": {"sev3": {"channels": ["status_page"], "renotify_minutes": 60}},
+        }))
+        args = {"incident_id": "INC-8", "phase": "declared", "severity": "sev3", "title": "Slow sessions",
+                "fields": {"affected": ["sessions"], "status": "investigating", "eta": "1 hour"}}
+        env = dict(os.environ, PATH=venv_path(), ANSIBLE_NOCOLOR="1")
+        done = subprocess.run([str(VENV_BIN / "ansible"), "localhost", "-vvv", "-m", "erlmcp.dr.notify",
+                               "-e", f"@{vars_file}", "-a", json.dumps(args)], capture_output=True, text=True,
+                              env=env, timeout=CLI_HANG_GUARD, check=False)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        (post,) = hook.wait_requests(1)
+    assert post.headers["Authorization"] == "Bearer status-token-Kq93jd"
+    assert (post.json["incident_id"], post.json["severity"], post.json["pagerduty_severity"]) == (
+        "INC-8", "sev3", "warning")
+    assert "failed_deliveries: 0" in done.stdout and "renotify_seconds: 3600" in done.stdout
+    assert "status-token-Kq93jd" not in done.stdout + done.stderr
