@@ -23,6 +23,7 @@ PAGERDUTY_ACTION_OF_PHASE = {"declared": "trigger", "update": "trigger", "resolv
 PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 PHASE_EMOJI = {"declared": ":rotating_light:", "update": ":arrows_counterclockwise:", "resolved": ":white_check_mark:"}
 LIST_FIELDS = ("affected", "actions_taken", "next_steps")
+WEBHOOK_METHODS = ("POST", "PUT", "PATCH")
 MASK = "********"
 DEFAULT_TEMPLATE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "notify_templates")
 
@@ -136,7 +137,40 @@ def check_channel(name, settings):
     if kind == "webhook" and settings.get("headers") is not None and not isinstance(settings["headers"], dict):
         raise NotifyError("channel %s: headers is a %s: expected a mapping (%s.headers)"
                           % (name, type(settings["headers"]).__name__, where))
+    if kind == "webhook" and str(settings.get("method") or "POST").upper() not in WEBHOOK_METHODS:
+        raise NotifyError("channel %s: method is %r: expected one of %s (%s.method)"
+                          % (name, settings["method"], ", ".join(WEBHOOK_METHODS), where))
+    _check_number(name, where, "timeout", settings.get("timeout"), 0, None)
+    _check_number(name, where, "port", settings.get("port"), 1, 65535, integer=True)
+    for flag in ("validate_certs", "starttls", "ssl"):
+        if settings.get(flag) is not None and not isinstance(settings[flag], bool):
+            raise NotifyError("channel %s: %s is %r: expected true or false (%s.%s)"
+                              % (name, flag, settings[flag], where, flag))
     return dict(settings)
+
+
+def _check_number(name, where, key, value, low, high, integer=False):
+    """A channel's number: a port (integer, low..high) or a timeout (seconds, above low)."""
+    if value is None:
+        return
+    number = None
+    if isinstance(value, bool):
+        pass
+    elif integer:
+        number = value if isinstance(value, int) else (int(value) if str(value).strip().isdigit() else None)
+    else:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            pass
+    if integer:
+        ok = number is not None and low <= number <= high
+        expected = "an integer from %d to %d" % (low, high)
+    else:
+        ok = number is not None and number > low
+        expected = "a positive number of seconds"
+    if not ok:
+        raise NotifyError("channel %s: %s is %r: expected %s (%s.%s)" % (name, key, value, expected, where, key))
 
 
 def secrets_of(channels):

@@ -58,11 +58,22 @@ def test_routing_mistakes_name_the_variable_to_fix(severity, routing, explicit, 
     ({"type": "email", "host": "h", "sender": "s", "to": 5}, "to is a int: expected an address or a list"),
     ({"type": "webhook", "url": "u", "headers": ["a"]}, "headers is a list: expected a mapping"),
     ("slack", "channel c is a str: expected a mapping with a type"),
+    ({"type": "webhook", "url": "u", "method": "GET"}, "method is 'GET': expected one of POST, PUT, PATCH"),
+    ({"type": "slack", "webhook_url": "u", "timeout": "soon"}, "timeout is 'soon': expected a positive number"),
+    ({"type": "slack", "webhook_url": "u", "timeout": 0}, "timeout is 0: expected a positive number of seconds"),
+    ({"type": "email", "host": "h", "sender": "s", "to": "t", "port": 70000}, "port is 70000: expected an integer"),
+    ({"type": "email", "host": "h", "sender": "s", "to": "t", "starttls": "no"}, "starttls is 'no': expected true"),
 ])
 def test_channel_settings_are_checked_before_anything_is_sent(settings, message):
     with pytest.raises(r.NotifyError) as failure:
         r.check_channel("c", settings)
     assert message in str(failure.value)
+
+
+def test_good_channel_settings_pass():
+    assert r.check_channel("m", {"type": "email", "host": "h", "sender": "s", "to": ["t"], "port": "2525",
+                                 "timeout": "2.5", "starttls": False})["port"] == "2525"
+    assert r.check_channel("w", {"type": "webhook", "url": "u", "method": "put", "timeout": 1})
 
 
 def test_secrets_are_masked_everywhere_they_could_leak():
