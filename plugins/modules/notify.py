@@ -285,6 +285,21 @@ sent:
   returned: success
   type: int
   sample: 2
+summary:
+  description:
+    - "What a runbook publishes with C(ansible.builtin.set_stats) - the outcome in one sentence (C(delivered to ...),
+      C(NOT DELIVERED to ... (n of m failed)), C(check mode: would send to ...), or C(not sent: <why>) when the
+      task fails on its input), the channels delivered and not delivered, each delivery in short, the next update
+      and C(next_step) (the O(send_to) that retries the channels that missed it)."
+  returned: always
+  type: dict
+  sample:
+    outcome: "NOT DELIVERED to slack_incidents (1 of 2 failed); delivered to pagerduty_oncall"
+    delivered: [pagerduty_oncall]
+    not_delivered: [slack_incidents]
+    failed_deliveries: 1
+    next_step: "fix what the deliveries' errors name, then send again to the channels that missed it:
+      -e send_to=slack_incidents"
 would_send:
   description: In check mode, each channel's target and payload (secrets masked).
   returned: in check mode
