@@ -265,3 +265,13 @@ def test_check_mode_renders_and_sends_nothing(slack, pagerduty, status_page):
     assert result["message"]["headline"] == "INCIDENT DECLARED: Region a is down"
     assert not (slack.requests or pagerduty.requests or status_page.requests)
     no_secret_in(result, [], ROUTING_KEY, "slack-token-XXXXXXXXXXXXXXXX", "url-token-987654", STATUS_TOKEN)
+
+
+def test_an_empty_route_sends_nothing_and_says_so(slack):
+    channels = {"slack": {"type": "slack", "webhook_url": slack.url(SLACK_PATH)}}
+    result, warnings = run(params(channels, severity="sev4", routing={"sev4": {"channels": []}}, fields={}))
+
+    assert (result["changed"], result["deliveries"], result["channels"]) == (False, [], [])
+    assert result["summary"]["outcome"] == "no channel is routed for sev4: nothing was sent"
+    assert warnings == ["no channel is routed for sev4 (dr_notify_routing.sev4.channels is empty): nothing was sent"]
+    assert not slack.requests

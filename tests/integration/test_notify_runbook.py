@@ -1,6 +1,6 @@
 """The incident_notify runbook through the `runbook` CLI, as an operator runs it, against real local receivers:
 a run whose every channel fails still exits 0 and says what was not delivered; a plan sends nothing; a run
-delivers to each routed channel; no secret reaches the run folder."""
+delivers to each routed channel; no secret reaches the run folder (an empty route: test_notify_channels)."""
 
 from __future__ import annotations
 
@@ -81,9 +81,6 @@ def test_plan_sends_nothing_and_a_run_delivers_to_every_routed_channel(tmp_path,
         assert mail.tls and mail.authenticated
         assert "Affected systems: api, sessions" in mail.message().get_content()
 
-        quiet = runbook_cli("run", "incident_notify", "-i", inv, *DECLARE[:4], "-e", "severity=sev4",
-                            *DECLARE[6:])
-        assert quiet.rc == 0 and "no channel is routed for sev4" in quiet.stdout, quiet
     for secret in (SLACK_TOKEN, smtp.password):
         assert not files_containing(home, secret.encode()), f"{secret} written under {home}"
 
