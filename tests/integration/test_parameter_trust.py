@@ -45,12 +45,17 @@ def payload(marker: Path) -> str:
 
 
 def is_text(option: dict[str, Any]) -> bool:
-    return (option.get("type") or "str") in TEXT_TYPES and not option.get("choices")
+    kind = option.get("type") or "str"
+    if kind == "list":  # a list of text takes any one string as its one item
+        kind = option.get("elements") or "str"
+    return kind in TEXT_TYPES and not option.get("choices")
 
 
 def required_others(runbook: catalog.Runbook, tested: str) -> dict[str, str]:
-    """Valid values for the other required parameters (a lab host), so the run gets to the tested one."""
-    return {name: "pg-b" for name, option in runbook.parameters.items() if option.get("required") and name != tested}
+    """Valid values for the other required parameters (a choice, else a lab host), so the run gets to the tested
+    one."""
+    return {name: str(option["choices"][0]) if option.get("choices") else "pg-b"
+            for name, option in runbook.parameters.items() if option.get("required") and name != tested}
 
 
 @pytest.fixture(scope="module")
