@@ -8,6 +8,7 @@ The verdict rules are pure (verdict(), final_verdict(); unit-tested):
 - failed: the last consecutive_failures samples failed;
 - at the deadline without either: flapping when the samples disagreed, else healthy or failed unconfirmed
   (fewer samples than the threshold fitted before the deadline; `confirmed` says so).
+A refused login (wrong password or user) fails at once: it is a setting to fix, not a verdict on the service.
 Sampling goes through the collection's one waiter (_wait.wait_for): a sample, then `interval` seconds, until a
 verdict or the deadline. Read-only: never changes anything, so check mode runs the same.
 Drivers (psycopg, redis-py) are imported only for their kind. Private to the collection.
@@ -172,7 +173,7 @@ def sample_postgres(params):
             row = pg.query_one(conn, "SELECT pg_is_in_recovery() AS in_recovery, "
                                      "current_setting('transaction_read_only') AS read_only")
     except pg.PgError as exc:
-        return dict(ok=False, reachable=False, writable=None, error=str(exc))
+        return dict(ok=False, reachable=False, writable=None, error=str(exc), error_kind=exc.kind)
     except Exception as exc:
         if not pg.is_driver_error(exc):
             raise
@@ -202,7 +203,7 @@ def sample_redis(params):
         finally:
             client.close()
     except rd.RedisError as exc:
-        return dict(ok=False, reachable=False, role=None, error=str(exc))
+        return dict(ok=False, reachable=False, role=None, error=str(exc), error_kind=exc.kind)
     except Exception as exc:
         if not rd.is_driver_error(exc):
             raise
@@ -252,6 +253,9 @@ def run(params, check_mode=False, diff=False, warn=None):
         sample.update(n=len(samples) + 1, at=at, elapsed=round(before - started, 3),
                       latency_ms=round((time.monotonic() - before) * 1000, 1))
         samples.append(sample)
+        if sample.get("error_kind") == "auth":
+            raise ModuleFailure("%s (a refused login is a setting to fix, not a health verdict: no more samples)"
+                                % sample["error"], kind=params["kind"], target=target(params), samples=samples)
         return verdict([s["ok"] for s in samples], failures, successes)
 
     try:

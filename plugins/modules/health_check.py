@@ -22,7 +22,9 @@ description:
     O(expect_role) it must be a primary or a replica).
   - Read-only - it never changes anything; RV(ignore:changed) is always false and check mode runs the same.
   - A verdict does not fail the task unless it is listed in O(fail_on); settings that cannot reach a verdict
-    (O(timeout) shorter than the samples the thresholds need) fail before the first sample.
+    (O(timeout) shorter than the samples the thresholds need) fail before the first sample, and a refused login
+    (O(kind=postgres), O(kind=redis) - wrong O(login_user) or O(login_password)) fails at once: it is a setting
+    to fix, not a verdict on the service.
   - When the target host is the controller itself (a local connection, no privilege escalation) the check runs
     in the controller's worker, with no module shipped.
 author:
@@ -197,6 +199,10 @@ samples:
       type: bool
     error:
       description: Why it failed, naming the option to change where one applies; null when it succeeded.
+      type: str
+    error_kind:
+      description: For O(kind=postgres) and O(kind=redis) when the login failed - C(auth), C(refused), C(timeout),
+        C(dns) or C(other).
       type: str
     status:
       description: The HTTP status (O(kind=http)), when one was received.

@@ -155,9 +155,10 @@ def test_postgres_writable_or_not(untouched: lab.LabConfig) -> None:
     assert "in recovery" in standby["last_error"] and "(expect_writable)" in standby["last_error"]
     assert check(port=untouched.node("pg-b").port, expect_writable=False, **login)["verdict"] == "healthy"
     assert check(port=untouched.node("pg-c").port, **login)["verdict"] == "healthy"  # a login is enough
-    wrong = check(port=untouched.node("pg-a").port, **dict(login, login_password="not-the-password"))
-    assert wrong["verdict"] == "failed" and "(login_password)" in wrong["last_error"]
-    assert "not-the-password" not in json.dumps(wrong)
+    with pytest.raises(ModuleFailure) as refused:  # a wrong password is a setting to fix: no more samples
+        check(port=untouched.node("pg-a").port, **dict(login, login_password="not-the-password"))
+    assert "(login_password)" in str(refused.value) and len(refused.value.facts["samples"]) == 1
+    assert "not-the-password" not in str(refused.value) + json.dumps(refused.value.facts)
 
 
 def test_redis_ping_and_role(untouched: lab.LabConfig) -> None:
@@ -168,6 +169,8 @@ def test_redis_ping_and_role(untouched: lab.LabConfig) -> None:
     assert "expected a primary (expect_role)" in replica["last_error"]
     down = check(port=closed_port(), **login)
     assert down["verdict"] == "failed" and down["samples"][0]["reachable"] is False
+    with pytest.raises(ModuleFailure, match="password was rejected"):
+        check(port=untouched.redis_node("redis-a").port, **dict(login, login_password="not-the-password"))
 
 
 def test_impossible_settings_fail_before_sampling(http: Any) -> None:
