@@ -99,21 +99,21 @@ def target(params):
 
 def sample_http(params):
     """GET the URL: ok when the status is one of status_code and the body matches body_match (if given)."""
+    from ansible.module_utils.urls import open_url
     from urllib.error import HTTPError, URLError
-    from urllib.request import Request, urlopen
 
-    context = _tls_context(params)
-    request = Request(params["url"], method="GET", headers={"User-Agent": "erlmcp.dr health_check"})
     try:
-        response = urlopen(request, timeout=float(params["sample_timeout"]), context=context)
-        status, body = response.status, response.read()
+        response = open_url(params["url"], method="GET", timeout=float(params["sample_timeout"]),
+                            validate_certs=bool(params.get("validate_certs", True)), ca_path=params.get("ca_path"),
+                            http_agent="erlmcp.dr health_check", follow_redirects="safe")
+        status, body = response.getcode(), response.read()
         response.close()
     except HTTPError as exc:
         status, body = exc.code, exc.read()
     except URLError as exc:
         return dict(ok=False, error=_url_error(exc, params))
     except (OSError, ValueError) as exc:
-        return dict(ok=False, error="no HTTP answer from %s: %s" % (params["url"], exc))
+        return dict(ok=False, error=_url_error(exc, params))
     text = body.decode("utf-8", "replace")
     expected = list(params.get("status_code") or [200])
     result = dict(ok=True, status=status, error=None)
@@ -124,17 +124,6 @@ def sample_http(params):
         result.update(ok=False, error="the body does not match %r (body_match); it starts %r"
                       % (params["body_match"], text[:BODY_EXCERPT]))
     return result
-
-
-def _tls_context(params):
-    if not params["url"].lower().startswith("https:"):
-        return None
-    if not params.get("validate_certs", True):
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
-    return ssl.create_default_context(cafile=params.get("ca_path"))
 
 
 def _url_error(exc, params):

@@ -23,8 +23,8 @@ description:
   - Read-only - it never changes anything; RV(ignore:changed) is always false and check mode runs the same.
   - A verdict does not fail the task unless it is listed in O(fail_on); settings that cannot reach a verdict
     (O(timeout) shorter than the samples the thresholds need) fail before the first sample, and a refused login
-    (O(kind=postgres), O(kind=redis) - wrong O(login_user) or O(login_password)) fails at once: it is a setting
-    to fix, not a verdict on the service.
+    (O(kind=postgres), O(kind=redis) - wrong O(login_user) or O(login_password)) fails at once, as a setting
+    to fix rather than a verdict on the service.
   - When the target host is the controller itself (a local connection, no privilege escalation) the check runs
     in the controller's worker, with no module shipped.
 author:
