@@ -251,7 +251,7 @@ class Handler(BaseHTTPRequestHandler):
         self._send(200, found) if found else self._send(404, {"error": f"no row {text}"})
 
     def _send(self, code: int, body: dict[str, Any]) -> None:
-        data = (json.dumps(body, sort_keys=True) + "\n").encode()
+        data = (json.dumps(body) + "\n").encode()  # in its own order: status first, what an excerpt shows
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
