@@ -107,6 +107,17 @@ def test_health_follows_the_config_a_fence_and_a_stopped_primary(app_lab: lab.La
     write_atomic(str(path), original, 0o644)
     wait_health(cfg, "a", 200, "app-a back on pg-a")
 
+    # redis.json the same way: a replica is reachable, not writable
+    redis_path = lab_app.redis_config_path(cfg)
+    redis_original = redis_path.read_text()
+    replica = json.loads(redis_original)
+    replica["redis"].update(primary=f"127.0.0.1:{cfg.redis_node('redis-c').port}", primary_node="redis-c")
+    write_atomic(str(redis_path), json.dumps(replica), 0o644)
+    body = wait_health(cfg, "a", 503, "app-a seeing the replica redis-c as its Redis")
+    assert body["redis"]["reachable"] and body["redis"]["role"] == "slave" and body["postgres"]["writable"], body
+    write_atomic(str(redis_path), redis_original, 0o644)
+    wait_health(cfg, "a", 200, "app-a back on redis-a")
+
     # a fenced (read-only) primary: reachable, not writable
     sql(cfg, "pg-a", "ALTER SYSTEM SET default_transaction_read_only = on")
     sql(cfg, "pg-a", "SELECT pg_reload_conf()")
