@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from erlmcp_dr import paths
+from erlmcp_dr import lab_app, paths
 
 paths.ensure_collection_importable()
 from ansible_collections.erlmcp.dr.plugins.module_utils import _postgres as pg  # noqa: E402
@@ -382,6 +382,7 @@ def up(cfg: LabConfig) -> dict[str, Any]:
         warnings = _bring_up(cfg)
         _bring_up_redis(cfg)
         (cfg.root / "app").mkdir(exist_ok=True)
+        lab_app.up(cfg)  # the application, one instance per region (docs/app.md)
         # What runbooks run against by default outside a checkout (paths.default_inventory()).
         inventory_path = write_inventory(cfg, paths.lab_inventory(cfg.root))
     result = status(cfg)
@@ -475,14 +476,17 @@ def status(cfg: LabConfig) -> dict[str, Any]:
     if len(redis_primaries) > 1:
         warnings.append("more than one Redis primary: " + ", ".join(redis_primaries))
     redis_ok = len(redis_primaries) == 1 and all(r["state"] == "running" and not r["error"] for r in redis_rows)
+    app_rows = lab_app.status(cfg)
     return {
-        "ok": exists and len(primaries) == 1 and all(r["state"] == "running" for r in rows) and redis_ok,
+        "ok": exists and len(primaries) == 1 and all(r["state"] == "running" for r in rows) and redis_ok
+        and lab_app.ok(app_rows),
         "root": str(cfg.root),
         "port_base": cfg.port_base,
         "primary": primaries[0]["name"] if len(primaries) == 1 else None,
         "nodes": rows,
         "redis_primary": redis_primaries[0] if len(redis_primaries) == 1 else None,
         "redis": redis_rows,
+        "app": app_rows,
         "warnings": warnings,
     }
 
@@ -530,6 +534,7 @@ def down(cfg: LabConfig, timeout: float = 30.0) -> dict[str, Any]:
     """Stop the lab's postmasters by PID (fast shutdown, escalating only past the deadline)."""
     stopped, not_running = [], []
     with _lab_lock(cfg):
+        app_stopped, app_not_running = lab_app.down(cfg, timeout)  # the application first: it uses the others
         for node in cfg.nodes:
             pid = _lab_postmaster_pid(node)
             if pid is None:
@@ -539,7 +544,8 @@ def down(cfg: LabConfig, timeout: float = 30.0) -> dict[str, Any]:
             stopped.append(node.name)
         redis_stopped, redis_not_running = _down_redis(cfg, timeout)
     return {"ok": True, "root": str(cfg.root), "stopped": stopped, "not_running": not_running,
-            "redis_stopped": redis_stopped, "redis_not_running": redis_not_running}
+            "redis_stopped": redis_stopped, "redis_not_running": redis_not_running,
+            "app_stopped": app_stopped, "app_not_running": app_not_running}
 
 
 def _lab_postmaster_pid(node: LabNode) -> int | None:
@@ -765,6 +771,7 @@ def build_template(cfg: LabConfig, timeout: float = STREAM_TIMEOUT) -> dict[str,
         for node in cfg.nodes:  # the primary first: its walsenders hand its last WAL to the standbys
             node.server().stop(timeout=START_TIMEOUT)
         _down_redis(cfg, START_TIMEOUT)  # copies start Redis fresh: the template holds PostgreSQL only
+        lab_app.down(cfg, START_TIMEOUT)
         states = {node.name: node.server().controldata().get("Database cluster state") for node in cfg.nodes}
         if any(state not in ("shut down", "shut down in recovery") for state in states.values()):
             raise RuntimeError(f"the template in {cfg.root} did not shut down cleanly: {states}")
@@ -774,12 +781,13 @@ def build_template(cfg: LabConfig, timeout: float = STREAM_TIMEOUT) -> dict[str,
     return dict(record, root=str(cfg.root))
 
 
-def clone(template: LabConfig, cfg: LabConfig, timeout: float = STREAM_TIMEOUT) -> dict[str, Any]:
+def clone(template: LabConfig, cfg: LabConfig, timeout: float = STREAM_TIMEOUT, *, app: bool = False
+          ) -> dict[str, Any]:
     """A new lab in cfg.root (empty or missing) copied from a template built by build_template.
 
     Each node gets cfg's port, its own passfile and a primary_conninfo naming the copy's
     primary; the copy is started and returned (as status()) once every standby streams.
-    It shares the template's system identifier.
+    It shares the template's system identifier. app=True also starts the application (lab_app.up).
     """
     record = _template_record(template)
     with _lab_lock(cfg):
@@ -801,6 +809,8 @@ def clone(template: LabConfig, cfg: LabConfig, timeout: float = STREAM_TIMEOUT) 
             _start(node)
         _bring_up_redis(cfg)
     wait_streaming(cfg, timeout)
+    if app:
+        lab_app.up(cfg)
     return status(cfg)
 
 
@@ -907,6 +917,7 @@ def inventory(cfg: LabConfig, lab_dir_expr: str | None = None, *, own_lock_dir: 
         },
         **{f"region_{node.region}": {"hosts": {node.name: {}, redis.name: {}}}
            for node, redis in zip(cfg.nodes, cfg.redis_nodes, strict=True)},
+        "app": lab_app.inventory_group(cfg),
     }, "vars": {
         # Credentials sit in `all`: the runbooks' first play runs on the controller (localhost).
         "pg_login_user": SUPERUSER,
@@ -933,7 +944,8 @@ def format_status(result: dict[str, Any]) -> str:
     if "nodes" not in result:  # what down() returns
         return f"lab {result['root']}: stopped {', '.join(result['stopped']) or 'nothing'}" + (
             f"; not running: {', '.join(result['not_running'])}" if result["not_running"] else "") + (
-            f"; Redis stopped {', '.join(result.get('redis_stopped') or []) or 'nothing'}")
+            f"; Redis stopped {', '.join(result.get('redis_stopped') or []) or 'nothing'}") + (
+            f"; app stopped {', '.join(result.get('app_stopped') or []) or 'nothing'}")
     header = f"{'node':6} {'region':6} {'port':6} {'state':8} {'role':18} {'tl':>3} {'lsn':>12} {'lag':>10}  upstream"
     lines = [f"lab {result['root']} (primary: {result.get('primary') or 'none'})"]
     if result.get("inventory"):
@@ -948,6 +960,7 @@ def format_status(result: dict[str, Any]) -> str:
         if row.get("error"):
             lines.append(f"       error: {row['error']}")
     lines += _format_redis(result.get("redis") or [])
+    lines += lab_app.format_rows(result.get("app") or [])
     lines += [f"warning: {w}" for w in result.get("warnings", [])]
     return "\n".join(lines)
 

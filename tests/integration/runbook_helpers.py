@@ -100,13 +100,15 @@ TEMPLATE = LabTemplate()
 
 
 @contextmanager
-def new_lab(*, own_system_identifier: bool = False) -> Iterator[lab.LabConfig]:
+def new_lab(*, own_system_identifier: bool = False, app: bool = False) -> Iterator[lab.LabConfig]:
     """A new lab (pg-a primary, pg-b and pg-c streaming, inventory written), stopped and removed afterwards.
 
     A copy of the process's template, so every such lab has the template's system identifier;
     own_system_identifier=True builds one from scratch (initdb), for tests about foreign clusters.
+    app=True also starts the application (one instance per region, docs/app.md); a lab built from
+    scratch always has it.
     """
-    cfg = _started_lab(own_system_identifier)
+    cfg = _started_lab(own_system_identifier, app)
     try:
         lab.write_inventory(cfg, inventory_path(cfg), own_lock_dir=True)
         yield cfg
@@ -114,7 +116,7 @@ def new_lab(*, own_system_identifier: bool = False) -> Iterator[lab.LabConfig]:
         remove_lab(cfg)
 
 
-def _started_lab(own_system_identifier: bool) -> lab.LabConfig:
+def _started_lab(own_system_identifier: bool, app: bool = False) -> lab.LabConfig:
     for attempt in range(1, LAB_ATTEMPTS + 1):
         cfg = _new_cfg("erlmcp-dr-lab-")
         try:
@@ -122,7 +124,7 @@ def _started_lab(own_system_identifier: bool) -> lab.LabConfig:
                 lab.reset(cfg)
                 lab.wait_streaming(cfg)
             else:
-                lab.clone(TEMPLATE.get(), cfg)
+                lab.clone(TEMPLATE.get(), cfg, app=app)
             return cfg
         except Exception:
             remove_lab(cfg)

@@ -64,3 +64,15 @@ def test_only_labs_made_for_tests_get_their_own_lock_dir(tmp_path):
     assert "dr_lock_dir" not in lab.inventory(cfg)["all"]["vars"]
     written = yaml.safe_load(lab.write_inventory(cfg, tmp_path / "hosts.yml", own_lock_dir=True).read_text())
     assert written["all"]["vars"]["dr_lock_dir"] == f"{cfg.root}/locks"
+
+
+def test_the_app_group_names_one_instance_per_region_on_its_loopback_address(tmp_path):
+    cfg = lab.LabConfig(root=tmp_path / "lab", port_base=40000)
+    group = lab.inventory(cfg)["all"]["children"]["app"]
+    port = 40000 + lab.APP_PORT_OFFSET
+    assert group["hosts"] == {
+        f"app-{region}": {"app_host": f"127.0.1.{i}", "app_port": port, "app_url": f"http://127.0.1.{i}:{port}",
+                          "dr_region": region}
+        for i, region in enumerate("abc", start=1)
+    }
+    assert group["vars"]["ansible_connection"] == "local"
