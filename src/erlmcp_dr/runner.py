@@ -9,8 +9,12 @@ the run folder (0700; every file in it 0600):
         run.json               the marker: status (running until the run ends), pid and its start time
         result.json            RunResult.to_dict()
         report.md              the human report
+        report.html            the same as one self-contained page with a timeline chart (html_report.py)
         artifacts/<run_id>/    ansible-runner's artifacts (job_events, stdout, rc, status, command
                                with the argv and the NAMES of the environment variables only)
+
+Every run appends its start, each step that changed something and its end to the audit trail
+(audit.py: <state_home>/audit/audit.jsonl, hash-chained).
 
 The run lock is the playbook's own (erlmcp.dr.run_lock): a run it turns away raises RunBusy.
 
@@ -44,15 +48,17 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import yaml
 
-from erlmcp_dr import catalog, params, paths, report
+from erlmcp_dr import audit, catalog, html_report, params, paths, report
 from erlmcp_dr.catalog import Runbook
 from erlmcp_dr.errors import ParameterError, RunBusy
 from erlmcp_dr.redaction import MIN_SCRUB_LENGTH, scrub_text
-from erlmcp_dr.result import REPORT_FILE, RunResult, Step
+from erlmcp_dr.result import HTML_REPORT_FILE, REPORT_FILE, RunResult, Step
 
 log = logging.getLogger(__name__)
 
 StepCallback = Callable[[Step], None]
+StartCallback = Callable[[str, str, str], None]  # (task, host, action): a task has started on a host
+AuditCallback = Callable[[Step, Dict[str, Any]], None]  # a step that changed something, its before/after
 
 STEP_EVENTS = {
     "runner_on_ok": "ok",
@@ -89,6 +95,7 @@ class RunConfig:
     verbosity: int = 0
     timeout: Optional[int] = None
     secrets: List[str] = field(default_factory=list)
+    operator: Optional[str] = None  # who runs it, for the audit trail (`--operator`); the OS user is recorded too
 
     @classmethod
     def prepare(
@@ -103,6 +110,7 @@ class RunConfig:
         verbosity: int = 0,
         timeout: Optional[int] = None,
         playbooks_dir: Optional[os.PathLike | str] = None,
+        operator: Optional[str] = None,
     ) -> RunConfig:
         runbook = catalog.load(name, playbooks_dir)
         values = params.validate(runbook, extravars)
@@ -127,6 +135,7 @@ class RunConfig:
             verbosity=int(verbosity or 0),
             timeout=timeout,
             secrets=params.secret_values(runbook, values),
+            operator=(operator or "").strip() or None,
         )
 
     @property
@@ -542,9 +551,12 @@ class Stopper:
 class Timeline:
     """ansible-runner event handler: steps from runner_on_* events, facts from set_stats."""
 
-    def __init__(self, secrets: List[str], on_step: Optional[StepCallback] = None) -> None:
+    def __init__(self, secrets: List[str], on_step: Optional[StepCallback] = None,
+                 on_start: Optional[StartCallback] = None, on_change: Optional[AuditCallback] = None) -> None:
         self.secrets = [value for value in secrets if len(value) >= MIN_SCRUB_LENGTH]
         self.on_step = on_step
+        self.on_start = on_start
+        self.on_change = on_change
         self.steps: List[Step] = []
         self.facts: Dict[str, Any] = {}
         self.stats: Dict[str, Any] = {}
@@ -556,7 +568,13 @@ class Timeline:
         if kind in STEP_EVENTS:
             step = self._scrubbed(make_step(STEP_EVENTS[kind], data))
             self.steps.append(step)
+            if step.changed and self.on_change is not None:
+                self._call(self.on_change, step, self._scrubbed(before_after(step.action, data.get("res"))))
             self._notify(step)
+        elif kind == "runner_on_start" and self.on_start is not None:
+            task = str(data.get("task") or data.get("task_action") or "")
+            action = str(data.get("resolved_action") or data.get("task_action") or "")
+            self._call(self.on_start, task, str(data.get("host") or ""), action)
         elif kind == "playbook_on_stats":
             self.facts = self._scrubbed(data.get("artifact_data") or {})
             self.stats = {key: data.get(key) or {} for key in
@@ -564,12 +582,15 @@ class Timeline:
         return True  # keep the event: ansible-runner writes it to job_events/
 
     def _notify(self, step: Step) -> None:
-        if self.on_step is None:
-            return
+        if self.on_step is not None:
+            self._call(self.on_step, step)
+
+    @staticmethod
+    def _call(callback: Callable[..., None], *args: Any) -> None:
         try:
-            self.on_step(step)
-        except Exception:  # a broken progress display must not stop a failover
-            log.exception("event_callback failed on step %r", step.task)
+            callback(*args)
+        except Exception:  # a broken progress display or audit write must not stop a failover
+            log.exception("run callback %r failed", getattr(callback, "__name__", callback))
 
     def _scrubbed(self, value: Any) -> Any:
         if not self.secrets:
@@ -606,6 +627,24 @@ def make_step(outcome: str, data: Dict[str, Any]) -> Step:
     )
 
 
+def before_after(action: str, res: Any) -> Dict[str, Any]:
+    """An erlmcp.dr module's diff as {'before': ..., 'after': ...} (a list of them for a loop), else {}."""
+    if not action.startswith(_COLLECTION_PREFIX) or not isinstance(res, dict):
+        return {}
+    diffs = res.get("diff")
+    if isinstance(diffs, dict):
+        diffs = [diffs]
+    if not isinstance(diffs, list):
+        return {}
+    pairs = [{"before": item.get("before"), "after": item.get("after")} for item in diffs
+             if isinstance(item, dict) and ("before" in item or "after" in item)]
+    if not pairs:
+        return {}
+    if len(pairs) == 1:
+        return pairs[0]
+    return {"before": [pair["before"] for pair in pairs], "after": [pair["after"] for pair in pairs]}
+
+
 def step_message(res: Mapping[str, Any], failed: bool) -> str:
     message = _as_text(res.get("msg"))
     if failed:
@@ -631,9 +670,11 @@ def step_data(action: str, res: Mapping[str, Any]) -> Dict[str, Any]:
 class RunbookRun:
     """Executes one RunConfig: run folder, ansible-runner under the guard, timeline, result, scrub."""
 
-    def __init__(self, config: RunConfig, event_callback: Optional[StepCallback] = None) -> None:
+    def __init__(self, config: RunConfig, event_callback: Optional[StepCallback] = None,
+                 start_callback: Optional[StartCallback] = None) -> None:
         self.config = config
-        self.timeline = Timeline(config.secrets, event_callback)
+        self.timeline = Timeline(config.secrets, event_callback, start_callback,
+                                 on_change=None if config.check else self._audit_step)
 
     def run(self) -> RunResult:
         config = self.config
@@ -642,13 +683,31 @@ class RunbookRun:
         config.run_dir.mkdir(mode=0o700)
         started_at, started = _now_iso(), time.monotonic()
         self._mark("running", started_at)
+        audit.append_quietly(audit.run_start(
+            config.run_id, config.runbook.name, params.redact(config.runbook, config.extravars), check=config.check,
+            operator=config.operator, inventory=str(config.inventory), limit=config.limit))
         status, rc, error = self._execute()
         result = self._result(status, rc, error, started_at, time.monotonic() - started)
         self._write(result)
+        self._audit_end(result)
         holder = busy_holder(result.steps)
         if holder is not None:
             raise run_busy(config, holder, result)
         return result
+
+    def _audit_step(self, step: Step, before_after: Dict[str, Any]) -> None:
+        config = self.config
+        audit.append_quietly(audit.step_record(config.run_id, config.runbook.name, dict(step.to_dict(),
+                             status=step.status), operator=config.operator, **before_after))
+
+    def _audit_end(self, result: RunResult) -> None:
+        config = self.config
+        failing = result.failing_step
+        audit.append_quietly(audit.run_end(
+            config.run_id, config.runbook.name, operator=config.operator, status=result.status, rc=result.rc,
+            check=config.check, duration_seconds=result.duration_seconds,
+            failing_step=f"{failing.task} on {failing.host}" if failing else None,
+            targets=[] if config.check else [step.host for step in result.steps if step.changed and step.host]))
 
     def _mark(self, status: str, started_at: str) -> None:
         """run.json: `running` with this process's pid and start time, so `runbook report` can tell a run
@@ -659,6 +718,7 @@ class RunbookRun:
                   "status": status, "check": config.check, "started_at": started_at,
                   "inventory": str(config.inventory), "extravars": params.redact(config.runbook, config.extravars),
                   "rto_target_seconds": config.runbook.rto_seconds, "rpo_target_seconds": config.runbook.rpo_seconds,
+                  "point_of_no_return": config.runbook.point_of_no_return, "operator": config.operator,
                   **_process_marker()}
         _write_private(config.run_dir / MARKER_FILE, json.dumps(marker, indent=2, default=str) + "\n")
 
@@ -707,6 +767,8 @@ class RunbookRun:
             rpo_target_seconds=config.runbook.rpo_seconds,
             stats=self.timeline.stats,
             error=error,
+            point_of_no_return=config.runbook.point_of_no_return,
+            operator=config.operator,
         )
         if not result.succeeded and not result.failing_step and not result.error:
             result.error = scrub_text(self._output_tail(), self.timeline.secrets)
@@ -724,6 +786,7 @@ class RunbookRun:
         run_dir = self.config.run_dir
         result.save(run_dir)
         _write_private(run_dir / REPORT_FILE, report.render_markdown(result))
+        _write_private(run_dir / HTML_REPORT_FILE, html_report.render(result))
         forget_environment(self.config.artifact_dir / self.config.run_id / "command")
         self._mark(result.status, result.started_at)
         leaked = scrub_dir(run_dir, self.timeline.secrets)
@@ -743,7 +806,8 @@ def run(name: Optional[str] = None, config: Optional[RunConfig] = None,
 
     Shaped like ansible_runner.run(): a thin facade over a config object. Either pass a prepared
     `config` (RunConfig.prepare(...)), or the runbook's `name` and RunConfig.prepare's keywords:
-    inventory, extravars, check, diff, run_id, limit, verbosity, timeout, playbooks_dir.
+    inventory, extravars, check, diff, run_id, limit, verbosity, timeout, playbooks_dir, operator (who runs it,
+    recorded in the audit trail beside the OS user).
 
     Raises UnknownRunbook / ParameterError before anything runs; RunBusy when the playbook's run lock
     (erlmcp.dr.run_lock) turned the run away (its RunResult is `RunBusy.result`). A runbook that fails
