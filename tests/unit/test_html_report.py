@@ -22,7 +22,8 @@ def _step(task: str, second: float, duration: float, **kwargs) -> Step:
 def _result(**kwargs) -> RunResult:
     steps = kwargs.pop("steps") if "steps" in kwargs else [
         _step("Check the runbook's parameters", 1, 0.1, action="erlmcp.dr.runbook_params"),
-        _step("Validating arguments against arg spec 'main'", 1.2, 0.1, action="ansible.builtin.validate_argument_spec"),
+        _step("Validating arguments against arg spec 'main'", 1.2, 0.1,
+              action="ansible.builtin.validate_argument_spec"),
         _step("Fence the old primary", 2, 3, action="erlmcp.dr.pg_fence", changed=True, host="pg-a"),
         _step("Promote the candidate <b>now</b>", 5, 2, action="erlmcp.dr.pg_promote", changed=True),
         _step("Repoint pg-b", 7, 1, skipped=True),
