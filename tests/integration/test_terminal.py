@@ -115,10 +115,10 @@ def marker_runbook(tmp_path: Path, home: Path) -> dict[str, str]:
     return {"ERLMCP_DR_PLAYBOOKS": str(books), "inventory": str(hosts)}
 
 
-@pytest.mark.parametrize("no_color", ["1", ""])
-def test_colour_only_without_no_color(marker_runbook: dict[str, str], tmp_path: Path, no_color: str) -> None:
-    target = tmp_path / f"marker-{no_color or 'colour'}"
-    env = {"ERLMCP_DR_PLAYBOOKS": marker_runbook["ERLMCP_DR_PLAYBOOKS"], "NO_COLOR": no_color}
+def test_no_color_means_no_escape_sequence(marker_runbook: dict[str, str], tmp_path: Path) -> None:
+    """(With colour, the lab test above sees SGR escapes in the summary block.)"""
+    target = tmp_path / "marker"
+    env = {"ERLMCP_DR_PLAYBOOKS": marker_runbook["ERLMCP_DR_PLAYBOOKS"], "NO_COLOR": "1"}
     child = _spawn(["run", "marker", "-i", marker_runbook["inventory"], "-e", f"path={target}"], env)
     child.expect(PROMPT)
     before = child.before
@@ -128,5 +128,5 @@ def test_colour_only_without_no_color(marker_runbook: dict[str, str], tmp_path: 
     out = before + _finish(child)
     assert child.exitstatus == 0, out
     assert target.read_text() == "marker\n"
-    assert bool(ESCAPE.search(out)) is (not no_color), out
-    assert "\x1b" not in out if no_color else True
+    assert "\x1b" not in out, out
+    assert "changed localhost      Write the marker" in out and " OK  marker" in out, out

@@ -17,7 +17,7 @@ def smoke_run(home: Path, inventory: Path):
                       operator="alice (INC-42)")
 
 
-def test_a_run_leaves_start_changed_steps_and_end_in_the_trail(smoke_run, capsys) -> None:
+def test_a_run_leaves_its_trail_and_report_html(smoke_run, capsys) -> None:
     records = audit.records()
     assert [r["kind"] for r in records] == ["run_start", "step", "run_end"]
     start, step, end = records
@@ -39,15 +39,26 @@ def test_a_run_leaves_start_changed_steps_and_end_in_the_trail(smoke_run, capsys
     assert cli.main(["audit", "show", "--since", "yesterday"]) == 2
     assert "neither ISO 8601" in capsys.readouterr().err
 
+    # report --html: the page's path; written again from result.json when it is missing
+    page = Path(smoke_run.run_dir) / "report.html"
+    assert page.is_file() and oct(page.stat().st_mode & 0o777) == "0o600"
+    assert cli.main(["report", smoke_run.run_id, "--html"]) == 0
+    assert capsys.readouterr().out.strip() == str(page)
+    page.unlink()
+    assert cli.main(["report", "latest", "--html"]) == 0
+    assert capsys.readouterr().out.strip() == str(page)
+    assert "Local smoke test: succeeded" in page.read_text()
+    with pytest.raises(SystemExit):
+        cli.main(["report", "latest", "--html", "--json"])
+    capsys.readouterr()
 
-def test_verify_exits_1_naming_the_tampered_record(smoke_run, capsys) -> None:
+    # tampering: verify exits 1 naming the record
     path = audit.audit_path()
     lines = path.read_text().splitlines()
     del lines[1]
     path.write_text("\n".join(lines) + "\n")
     assert cli.main(["audit", "verify"]) == 1
-    out = capsys.readouterr().out
-    assert f"line 2 (run {smoke_run.run_id}): record(s) 2 missing before it: deleted" in out
+    assert f"line 2 (run {smoke_run.run_id}): record(s) 2 missing before it: deleted" in capsys.readouterr().out
     assert cli.main(["audit", "verify", "--json"]) == 1
     verdict = json.loads(capsys.readouterr().out)
     assert verdict["ok"] is False and verdict["records"] == 2
@@ -58,15 +69,3 @@ def test_check_mode_records_no_step(home: Path, inventory: Path) -> None:
     assert [(r["kind"], r["check"]) for r in audit.records()] == [("run_start", True), ("run_end", True)]
 
 
-def test_report_html_prints_its_path_and_writes_it_when_missing(smoke_run, capsys) -> None:
-    run_dir = Path(smoke_run.run_dir)
-    page = run_dir / "report.html"
-    assert page.is_file() and oct(page.stat().st_mode & 0o777) == "0o600"
-    assert cli.main(["report", smoke_run.run_id, "--html"]) == 0
-    assert capsys.readouterr().out.strip() == str(page)
-    page.unlink()
-    assert cli.main(["report", "latest", "--html"]) == 0
-    assert capsys.readouterr().out.strip() == str(page)
-    assert "Local smoke test: succeeded" in page.read_text()
-    with pytest.raises(SystemExit):
-        cli.main(["report", "latest", "--html", "--json"])
