@@ -260,13 +260,13 @@ def _execute(args: argparse.Namespace, check: bool) -> int:
     extravars = params.parse_extra_vars(args.extra_vars, runbook, base_dir=Path.cwd())
     options = dict(inventory=args.inventory, extravars=extravars, diff=not args.no_diff, limit=args.limit,
                    verbosity=args.verbose, playbooks_dir=args.playbooks_dir, operator=args.operator)
-    config = RunConfig.prepare(runbook.name, check=check, run_id=args.run_id, **options)
+    config = RunConfig.prepare(runbook, check=check, run_id=args.run_id, **options)
     on_tty = terminal.is_tty(sys.stderr)
     if not check and runbook.confirm and not args.yes:
         if not _interactive():
             raise ConfirmationRequired(runbook.name, str(config.inventory))
         if on_tty:  # the plan first: what will change, from a check-mode run, before the question
-            plan = _run(RunConfig.prepare(runbook.name, check=True, **options), on_tty, quiet=True)
+            plan = _run(RunConfig.prepare(runbook, check=True, **options), on_tty, quiet=True)
             print(terminal.render_plan(plan, str(config.inventory), terminal.Style(terminal.colour_wanted(sys.stderr))),
                   file=sys.stderr)
             if not plan.succeeded:

@@ -100,7 +100,7 @@ class RunConfig:
     @classmethod
     def prepare(
         cls,
-        name: str,
+        name: str | Runbook,
         inventory: Optional[os.PathLike | str] = None,
         extravars: Optional[Mapping[str, Any]] = None,
         check: bool = False,
@@ -112,7 +112,8 @@ class RunConfig:
         playbooks_dir: Optional[os.PathLike | str] = None,
         operator: Optional[str] = None,
     ) -> RunConfig:
-        runbook = catalog.load(name, playbooks_dir)
+        # A Runbook the caller already loaded (the CLI does, to parse -e) is not read and parsed again.
+        runbook = name if isinstance(name, Runbook) else catalog.load(name, playbooks_dir)
         values = params.validate(runbook, extravars)
         run_id = run_id or new_run_id(runbook.name)
         if not _RUN_ID.match(run_id):
