@@ -48,7 +48,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import yaml
 
-from erlmcp_dr import audit, catalog, html_report, params, paths, report
+from erlmcp_dr import audit, catalog, params, paths, report
 from erlmcp_dr.catalog import Runbook
 from erlmcp_dr.errors import ParameterError, RunBusy
 from erlmcp_dr.redaction import MIN_SCRUB_LENGTH, scrub_text
@@ -787,6 +787,8 @@ class RunbookRun:
         run_dir = self.config.run_dir
         result.save(run_dir)
         _write_private(run_dir / REPORT_FILE, report.render_markdown(result))
+        from erlmcp_dr import html_report  # after the run: not on the way to its first task
+
         _write_private(run_dir / HTML_REPORT_FILE, html_report.render(result))
         forget_environment(self.config.artifact_dir / self.config.run_id / "command")
         self._mark(result.status, result.started_at)
