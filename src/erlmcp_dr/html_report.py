@@ -125,10 +125,10 @@ def timeline_svg(bars: Sequence[Bar], marker: Optional[Bar], result: RunResult) 
         x = LABEL_WIDTH + marker.start * scale
         parts.append(f'<line id="point-of-no-return" x1="{x:.1f}" y1="{TOP_MARGIN - 18}" x2="{x:.1f}" '
                      f'y2="{height - AXIS_HEIGHT}" stroke="#000" stroke-width="2" stroke-dasharray="6 3"/>')
-        anchor = "end" if x > LABEL_WIDTH + CHART_WIDTH * 0.6 else "start"
+        anchor = "end" if x > LABEL_WIDTH + CHART_WIDTH * 0.45 else "start"
         offset = -4 if anchor == "end" else 4
         parts.append(f'<text class="pnr" x="{x + offset:.1f}" y="{TOP_MARGIN - 8}" text-anchor="{anchor}">'
-                     f'point of no return: {_e(_short(marker.step.task, 60))}</text>')
+                     f'point of no return: {_e(_short(marker.step.task, 48))}</text>')
     parts.append("</svg>")
     return "\n".join(parts)
 
