@@ -200,10 +200,11 @@ def run_start(run_id: str, runbook: str, parameters: Mapping[str, Any], *, check
 
 
 def step_record(run_id: str, runbook: str, step: Mapping[str, Any], *, operator: Optional[str],
-                before: Any = None, after: Any = None) -> Dict[str, Any]:
+                targets: Sequence[str] = (), before: Any = None, after: Any = None) -> Dict[str, Any]:
+    """`target`: the host the task ran on; `targets`: that host and the inventory hosts the step acted on."""
     record = {"kind": "step", "time": now_iso(), "run_id": run_id, "runbook": runbook, "who": who(operator),
               "check": False, "target": step.get("host") or "", "step": step.get("task") or "",
-              "action": step.get("action") or "",
+              "action": step.get("action") or "", "targets": sorted(set(targets) | {step.get("host") or ""} - {""}),
               "result": step.get("status") or "changed", "started": step.get("start"), "ended": step.get("end"),
               "facts": step.get("data") or {}}
     if before is not None or after is not None:

@@ -58,7 +58,8 @@ log = logging.getLogger(__name__)
 
 StepCallback = Callable[[Step], None]
 StartCallback = Callable[[str, str, str], None]  # (task, host, action): a task has started on a host
-AuditCallback = Callable[[Step, Dict[str, Any]], None]  # a step that changed something, its before/after
+# A step that changed something; its before/after (the module's diff) and the strings of its arguments.
+AuditCallback = Callable[[Step, Dict[str, Any], List[str]], None]
 
 STEP_EVENTS = {
     "runner_on_ok": "ok",
@@ -570,7 +571,9 @@ class Timeline:
             step = self._scrubbed(make_step(STEP_EVENTS[kind], data))
             self.steps.append(step)
             if step.changed and self.on_change is not None:
-                self._call(self.on_change, step, self._scrubbed(before_after(step.action, data.get("res"))))
+                res = data.get("res") if isinstance(data.get("res"), dict) else {}
+                self._call(self.on_change, step, self._scrubbed(before_after(step.action, res)),
+                           self._scrubbed(named_in(res)))
             self._notify(step)
         elif kind == "runner_on_start" and self.on_start is not None:
             task = str(data.get("task") or data.get("task_action") or "")
@@ -628,6 +631,17 @@ def make_step(outcome: str, data: Dict[str, Any]) -> Step:
     )
 
 
+def named_in(res: Mapping[str, Any]) -> List[str]:
+    """What a task result names directly: its top-level string values, its module's top-level string arguments
+    and its loop items (not nested lists: a member list names every node, not the one acted on)."""
+    invocation = res.get("invocation") if isinstance(res.get("invocation"), dict) else {}
+    arguments = invocation.get("module_args") if isinstance(invocation.get("module_args"), dict) else {}
+    items = [item.get("item") for item in res.get("results") or [] if isinstance(item, dict)
+             and (item.get("changed") or item.get("failed"))]
+    values = [*res.values(), *arguments.values(), *items]
+    return [value for value in values if isinstance(value, str) and len(value) < 256]
+
+
 def before_after(action: str, res: Any) -> Dict[str, Any]:
     """An erlmcp.dr module's diff as {'before': ..., 'after': ...} (a list of them for a loop), else {}."""
     if not action.startswith(_COLLECTION_PREFIX) or not isinstance(res, dict):
@@ -676,6 +690,8 @@ class RunbookRun:
         self.config = config
         self.timeline = Timeline(config.secrets, event_callback, start_callback,
                                  on_change=None if config.check else self._audit_step)
+        self.hosts: Optional[set] = None  # the inventory's hosts, read at the first change (audit targets)
+        self.changed_targets: set = set()
 
     def run(self) -> RunResult:
         config = self.config
@@ -696,10 +712,21 @@ class RunbookRun:
             raise run_busy(config, holder, result)
         return result
 
-    def _audit_step(self, step: Step, before_after: Dict[str, Any]) -> None:
+    def _audit_step(self, step: Step, before_after: Dict[str, Any], named_in_result: List[str]) -> None:
+        """One audit record; its `targets`: the step's host and the inventory hosts it acted on (a database
+        runbook's tasks run on localhost and name the node in their arguments, results or task name)."""
         config = self.config
+        named = set(named_in_result) | set(_words(step.task))
+        targets = sorted({step.host} | (named & self._inventory_hosts()) - {""})
+        self.changed_targets.update(targets)
         audit.append_quietly(audit.step_record(config.run_id, config.runbook.name, dict(step.to_dict(),
-                             status=step.status), operator=config.operator, **before_after))
+                             status=step.status), operator=config.operator, targets=targets, **before_after))
+
+    def _inventory_hosts(self) -> set:
+        """The inventory's host names, read once (at the run's first change), {} when it cannot be read here."""
+        if self.hosts is None:
+            self.hosts = set(_limited_hosts(self.config.inventory, "all", "all") or [])
+        return self.hosts
 
     def _audit_end(self, result: RunResult) -> None:
         config = self.config
@@ -708,7 +735,7 @@ class RunbookRun:
             config.run_id, config.runbook.name, operator=config.operator, status=result.status, rc=result.rc,
             check=config.check, duration_seconds=result.duration_seconds,
             failing_step=f"{failing.task} on {failing.host}" if failing else None,
-            targets=[] if config.check else [step.host for step in result.steps if step.changed and step.host]))
+            targets=[] if config.check else sorted(self.changed_targets)))
 
     def _mark(self, status: str, started_at: str) -> None:
         """run.json: `running` with this process's pid and start time, so `runbook report` can tell a run
@@ -932,6 +959,10 @@ def _as_text(value: Any) -> str:
     if isinstance(value, list) and all(isinstance(item, str) for item in value):
         return " ".join(item.strip() for item in value)
     return json.dumps(value, default=str)
+
+
+def _words(text: str) -> List[str]:
+    return re.findall(r"[A-Za-z0-9_.-]+", text or "")
 
 
 def _tail(text: str, lines: int) -> str:

@@ -99,7 +99,9 @@ def test_no_leaves_the_lab_as_it_was_and_yes_switches_over(fresh_lab: lab.LabCon
     promote = [r for r in live if r["kind"] == "step" and r["action"] == "erlmcp.dr.pg_promote"]
     assert len(promote) == 1 and promote[0]["facts"].get("promoted") is True, promote
     assert {r["who"]["operator"] for r in live} == {"bob"}
-    assert "pg-c" in live[-1]["targets"] or "localhost" in live[-1]["targets"]
+    fence = [r for r in audit.select(live, target="pg-a") if r["kind"] == "step"]
+    assert any(r["action"] == "erlmcp.dr.pg_fence" and "before" in r for r in fence), fence
+    assert {"localhost", "pg-a"} <= set(live[-1]["targets"]), live[-1]
     assert audit.verify() == []
     page = (Path(home) / "runs" / live[0]["run_id"] / "report.html").read_text()
     assert 'id="point-of-no-return"' in page and "Promote" in page
