@@ -22,12 +22,10 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
-import getpass
 import hashlib
 import json
 import logging
 import os
-import socket
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,14 +49,17 @@ def audit_path() -> Path:
 
 
 def os_user() -> str:
+    """The effective user's name (its passwd entry: not $USER, which anyone can set), else its uid."""
+    import pwd
+
     try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry, no LOGNAME: the uid still says who
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:  # no passwd entry (a container's arbitrary uid): the uid still says who
         return str(os.geteuid())
 
 
 def who(operator: Optional[str] = None) -> Dict[str, Any]:
-    return {"user": os_user(), "operator": operator or None, "host": socket.gethostname()}
+    return {"user": os_user(), "operator": operator or None, "host": os.uname().nodename}
 
 
 def now_iso() -> str:

@@ -10,7 +10,7 @@ import textwrap
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from erlmcp_dr import catalog, docs, params, paths, report, terminal
+from erlmcp_dr import catalog, docs, params, paths, report
 from erlmcp_dr.catalog import ParameterView, Runbook
 from erlmcp_dr.errors import ConfirmationRequired, RunbookError, RunBusy
 from erlmcp_dr.result import HTML_REPORT_FILE, REPORT_FILE, RESULT_FILE, RunResult, Step
@@ -261,11 +261,13 @@ def _execute(args: argparse.Namespace, check: bool) -> int:
     options = dict(inventory=args.inventory, extravars=extravars, diff=not args.no_diff, limit=args.limit,
                    verbosity=args.verbose, playbooks_dir=args.playbooks_dir, operator=args.operator)
     config = RunConfig.prepare(runbook, check=check, run_id=args.run_id, **options)
-    on_tty = terminal.is_tty(sys.stderr)
+    on_tty = _is_tty(sys.stderr)
     if not check and runbook.confirm and not args.yes:
         if not _interactive():
             raise ConfirmationRequired(runbook.name, str(config.inventory))
         if on_tty:  # the plan first: what will change, from a check-mode run, before the question
+            from erlmcp_dr import terminal
+
             plan = _run(RunConfig.prepare(runbook, check=True, **options), on_tty, quiet=True)
             print(terminal.render_plan(plan, str(config.inventory), terminal.Style(terminal.colour_wanted(sys.stderr))),
                   file=sys.stderr)
@@ -278,7 +280,9 @@ def _execute(args: argparse.Namespace, check: bool) -> int:
     result = _run(config, on_tty)
     if args.json:
         print(result.to_json())
-    elif terminal.is_tty(sys.stdout):
+    elif _is_tty(sys.stdout):
+        from erlmcp_dr import terminal
+
         print(terminal.render_summary(result, terminal.Style(terminal.colour_wanted(sys.stdout))))
     else:
         print(report.render_terminal(result))
@@ -292,6 +296,8 @@ def _run(config: Any, on_tty: bool, quiet: bool = False) -> RunResult:
 
     if not on_tty:
         return RunbookRun(config, event_callback=_progress).run()
+    from erlmcp_dr import terminal  # only on a terminal: piped runs do not pay for it
+
     progress = terminal.Progress(sys.stderr, show_steps=not quiet, label="planning:" if quiet else "")
     try:
         return RunbookRun(config, event_callback=progress.finished, start_callback=progress.started).run()
@@ -311,6 +317,13 @@ def _confirm(runbook: Runbook, inventory: str, show_summary: bool = True) -> Non
         answer = ""
     if answer.strip().lower() != "yes":
         raise CliError(f"not confirmed (got {answer.strip()!r}, expected 'yes'): nothing was run")
+
+
+def _is_tty(stream: Any) -> bool:
+    try:
+        return bool(stream is not None and stream.isatty())
+    except (AttributeError, ValueError):
+        return False
 
 
 def _interactive() -> bool:
