@@ -691,6 +691,7 @@ class RunbookRun:
         self.timeline = Timeline(config.secrets, event_callback, start_callback,
                                  on_change=None if config.check else self._audit_step)
         self.hosts: Optional[set] = None  # the inventory's hosts, read at the first change (audit targets)
+        self.start_record: Optional[threading.Thread] = None
         self.changed_targets: set = set()
 
     def run(self) -> RunResult:
@@ -700,9 +701,15 @@ class RunbookRun:
         config.run_dir.mkdir(mode=0o700)
         started_at, started = _now_iso(), time.monotonic()
         self._mark("running", started_at)
-        audit.append_quietly(audit.run_start(
-            config.run_id, config.runbook.name, params.redact(config.runbook, config.extravars), check=config.check,
-            operator=config.operator, inventory=str(config.inventory), limit=config.limit))
+        # The start record is written (and fsync'd) while ansible-playbook starts, not before: every later
+        # record of the run waits for it (_after_start), so the trail keeps the run's order.
+        self.start_record = threading.Thread(target=audit.append_quietly, name="audit-start", daemon=True,
+                                             args=(audit.run_start(
+                                                 config.run_id, config.runbook.name,
+                                                 params.redact(config.runbook, config.extravars), check=config.check,
+                                                 operator=config.operator, inventory=str(config.inventory),
+                                                 limit=config.limit),))
+        self.start_record.start()
         status, rc, error = self._execute()
         result = self._result(status, rc, error, started_at, time.monotonic() - started)
         self._write(result)
@@ -716,6 +723,7 @@ class RunbookRun:
         """One audit record; its `targets`: the step's host and the inventory hosts it acted on (a database
         runbook's tasks run on localhost and name the node in their arguments, results or task name)."""
         config = self.config
+        self._after_start()
         named = set(named_in_result) | set(_words(step.task))
         targets = sorted({step.host} | (named & self._inventory_hosts()) - {""})
         self.changed_targets.update(targets)
@@ -728,8 +736,13 @@ class RunbookRun:
             self.hosts = set(_limited_hosts(self.config.inventory, "all", "all") or [])
         return self.hosts
 
+    def _after_start(self) -> None:
+        if self.start_record is not None:
+            self.start_record.join(audit.LOCK_TIMEOUT + 10)
+
     def _audit_end(self, result: RunResult) -> None:
         config = self.config
+        self._after_start()
         failing = result.failing_step
         audit.append_quietly(audit.run_end(
             config.run_id, config.runbook.name, operator=config.operator, status=result.status, rc=result.rc,
