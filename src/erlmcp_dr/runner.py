@@ -74,6 +74,7 @@ _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 # Extra vars every run passes to its playbook besides the runbook's parameters.
 RUN_ID_VAR = "erlmcp_dr_run_id"
 RUN_DIR_VAR = "erlmcp_dr_run_dir"
+OPERATOR_VAR = "erlmcp_dr_operator"  # only when --operator / operator= is given (e.g. for the run lock's holder)
 MARKER_FILE = "run.json"  # in the run folder: status (running until it ends), pid, pid start time
 OWNER_FILE = "owner.json"  # in the private data dir: the pid (and start time) of the run owning it
 
@@ -163,10 +164,12 @@ class RunConfig:
         return env
 
     def playbook_extravars(self) -> Dict[str, Any]:
-        """What the playbook gets as extra vars: the parameters and the run's own id and folder."""
+        """What the playbook gets as extra vars: the parameters, the run's own id and folder, and its operator."""
         extravars = dict(self.extravars)
         extravars[RUN_ID_VAR] = self.run_id
         extravars[RUN_DIR_VAR] = str(self.run_dir)
+        if self.operator:
+            extravars[OPERATOR_VAR] = self.operator
         return extravars
 
     def runner_config_kwargs(self, private_data_dir: Path) -> Dict[str, Any]:

@@ -20,3 +20,11 @@ def test_named_in_takes_direct_names_not_member_lists() -> None:
            "invocation": {"module_args": {"name": "pg-c", "nodes": ["pg-b"]}},
            "results": [{"item": "pg-d", "changed": True}, {"item": "pg-e", "changed": False}]}
     assert sorted(runner.named_in(res)) == ["0/30", "pg-a", "pg-c", "pg-d"]
+
+
+def test_the_operator_reaches_the_playbook_only_when_given(tmp_path) -> None:
+    config = runner.RunConfig(runbook=None, inventory=tmp_path, extravars={"a": 1}, run_id="r", run_dir=tmp_path,
+                              operator="alice")
+    assert config.playbook_extravars()[runner.OPERATOR_VAR] == "alice"
+    config.operator = None
+    assert runner.OPERATOR_VAR not in config.playbook_extravars()
