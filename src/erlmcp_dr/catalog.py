@@ -100,6 +100,9 @@ class Runbook:
     parameters: Dict[str, Dict[str, Any]]
     steps: List[StepOutline] = field(default_factory=list)
     targets: List[str] = field(default_factory=list)
+    # The step after which there is no going back (e.g. the promotion): a task name or an action such as
+    # erlmcp.dr.pg_promote, from `runbook.point_of_no_return`; reports mark where the run passed it.
+    point_of_no_return: Optional[str] = None
 
     def parameter_views(self) -> List[ParameterView]:
         return [ParameterView.of(name, option) for name, option in self.parameters.items()]
@@ -179,6 +182,7 @@ def parse_playbook(path: Path) -> Optional[Runbook]:
         parameters=_parameters(path, meta),
         steps=outline(plays),
         targets=_targets(plays),
+        point_of_no_return=_optional_text(path, meta, "point_of_no_return"),
     )
 
 
@@ -277,6 +281,16 @@ def _optional_int(path: Path, meta: Mapping[str, Any], key: str) -> Optional[int
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise RunbookError(f"{path}: runbook.{key} must be a number, got {value!r}")
     return int(value)
+
+
+def _optional_text(path: Path, meta: Mapping[str, Any], key: str) -> Optional[str]:
+    value = meta.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise RunbookError(f"{path}: runbook.{key} must be a task name or an action (e.g. erlmcp.dr.pg_promote), "
+                           f"got {value!r}")
+    return value.strip()
 
 
 def _text(value: Any) -> str:

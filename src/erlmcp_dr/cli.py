@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 from erlmcp_dr import catalog, docs, params, paths, report
 from erlmcp_dr.catalog import ParameterView, Runbook
 from erlmcp_dr.errors import ConfirmationRequired, RunbookError, RunBusy
-from erlmcp_dr.result import REPORT_FILE, RESULT_FILE, RunResult, Step
+from erlmcp_dr.result import HTML_REPORT_FILE, REPORT_FILE, RESULT_FILE, RunResult, Step
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -32,21 +32,27 @@ examples:
   runbook plan database_failover -i inventories/prod
   runbook run database_failover -i inventories/prod -e away_from=pg-a
   runbook report latest
+  runbook report latest --html
+  runbook audit show --since 24h --runbook database_failover
+  runbook audit verify
   runbook lab up
 
 exit codes:
   0  success            1  the runbook failed (or drift/lab trouble)
   2  usage, unknown runbook, bad parameter or a --limit that skips the controller play: nothing ran
   3  another run holds the run lock (the playbook's erlmcp.dr.run_lock): nothing changed
+  (audit verify: 1 when the audit trail was tampered with)
 
 environment:
-  ERLMCP_DR_HOME       where run folders (runs/) and running runs' extra vars (private/) live
+  ERLMCP_DR_HOME       where run folders (runs/), running runs' extra vars (private/) and the audit
+                       trail (audit/audit.jsonl) live
                        (default: a checkout's .runs/, else ~/.local/state/erlmcp-dr)
   ERLMCP_DR_PLAYBOOKS  read runbooks from this folder instead of <collection>/playbooks
   ERLMCP_DR_COLLECTION the erlmcp.dr collection root (default: this checkout, else the one
                        Ansible finds on its collections path, e.g. installed by pip)
   ERLMCP_DR_LOCK_DIR   where the run lock's records live (default: ~/.local/state/erlmcp-dr/locks)
-  ERLMCP_DR_LAB_DIR, ERLMCP_DR_LAB_PORT_BASE   where the local lab lives, and its first port"""
+  ERLMCP_DR_LAB_DIR, ERLMCP_DR_LAB_PORT_BASE   where the local lab lives, and its first port
+  NO_COLOR             set (non-empty): no colour on a terminal"""
 
 
 class CliError(Exception):
@@ -80,7 +86,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = _sub(sub, "report", "print a run's report (report.md), or its result.json with --json", _cmd_report)
     rep.add_argument("run_id", metavar="RUN_ID", help="a run id (as printed by run/plan), or 'latest'")
-    _json_flag(rep, "print result.json instead of report.md")
+    form = rep.add_mutually_exclusive_group()
+    form.add_argument("--json", action="store_true", help="print result.json instead of report.md")
+    form.add_argument("--html", action="store_true",
+                      help="print the path of the run's report.html (a self-contained page: open it in a browser)")
+
+    aud = _sub(sub, "audit", "the audit trail: who ran what, when, what it changed (hash-chained JSONL)", _cmd_audit)
+    aud_sub = aud.add_subparsers(dest="audit_action", metavar="ACTION", required=True)
+    verify = aud_sub.add_parser("verify", help="check the hash chain: exit 1 naming each edited, deleted, "
+                                               "inserted or moved record")
+    _json_flag(verify)
+    show_audit = aud_sub.add_parser("show", help="print audit records, filtered")
+    show_audit.add_argument("--since", metavar="WHEN", help="from this time: ISO 8601 (UTC unless a zone is given) "
+                                                            "or a span back from now (30m, 12h, 7d)")
+    show_audit.add_argument("--until", metavar="WHEN", help="up to this time (same forms as --since)")
+    show_audit.add_argument("--runbook", metavar="NAME", help="records of this runbook only")
+    show_audit.add_argument("--target", metavar="HOST",
+                            help="the steps that changed HOST, with the start and end of their runs")
+    _json_flag(show_audit, "the records as a JSON list")
 
     survey = _sub(sub, "survey", "the AWX job template survey spec (JSON) derived from a runbook's parameters",
                   _cmd_survey)
@@ -121,6 +144,8 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-diff", action="store_true", help="do not ask modules for diffs")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="ansible verbosity (-v, -vv, ...)")
     parser.add_argument("--run-id", metavar="ID", help="use this run id instead of a generated one")
+    parser.add_argument("--operator", metavar="NAME",
+                        help="who runs it, recorded in the audit trail beside the OS user (e.g. your name or ticket)")
     _json_flag(parser, "print the run's result as JSON on stdout instead of the summary")
 
 
@@ -229,30 +254,62 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _execute(args: argparse.Namespace, check: bool) -> int:
-    from erlmcp_dr.runner import RunbookRun, RunConfig
+    from erlmcp_dr.runner import RunConfig
 
     runbook = catalog.load(args.name, args.playbooks_dir)
     extravars = params.parse_extra_vars(args.extra_vars, runbook, base_dir=Path.cwd())
-    config = RunConfig.prepare(
-        runbook.name, inventory=args.inventory, extravars=extravars, check=check, diff=not args.no_diff,
-        run_id=args.run_id, limit=args.limit, verbosity=args.verbose, playbooks_dir=args.playbooks_dir,
-    )
+    options = dict(inventory=args.inventory, extravars=extravars, diff=not args.no_diff, limit=args.limit,
+                   verbosity=args.verbose, playbooks_dir=args.playbooks_dir, operator=args.operator)
+    config = RunConfig.prepare(runbook, check=check, run_id=args.run_id, **options)
+    on_tty = _is_tty(sys.stderr)
     if not check and runbook.confirm and not args.yes:
-        _confirm(runbook, str(config.inventory))
+        if not _interactive():
+            raise ConfirmationRequired(runbook.name, str(config.inventory))
+        if on_tty:  # the plan first: what will change, from a check-mode run, before the question
+            from erlmcp_dr import terminal
+
+            plan = _run(RunConfig.prepare(runbook, check=True, **options), on_tty, quiet=True)
+            print(terminal.render_plan(plan, str(config.inventory), terminal.Style(terminal.colour_wanted(sys.stderr))),
+                  file=sys.stderr)
+            if not plan.succeeded:
+                raise CliError(f"the plan failed (see above and `runbook report {plan.run_id}`): nothing was run. "
+                               "Fix the cause, or run with --yes to skip the plan and the question")
+        _confirm(runbook, str(config.inventory), show_summary=not on_tty)
     mode = "plan (check mode: nothing will change)" if check else "run"
     print(f"{PROG}: {mode} {runbook.name} against {config.inventory} - run {config.run_id}", file=sys.stderr)
-    result = RunbookRun(config, event_callback=_progress).run()
+    result = _run(config, on_tty)
     if args.json:
         print(result.to_json())
+    elif _is_tty(sys.stdout):
+        from erlmcp_dr import terminal
+
+        print(terminal.render_summary(result, terminal.Style(terminal.colour_wanted(sys.stdout))))
     else:
         print(report.render_terminal(result))
     return EXIT_OK if result.succeeded else EXIT_FAILED
 
 
-def _confirm(runbook: Runbook, inventory: str) -> None:
+def _run(config: Any, on_tty: bool, quiet: bool = False) -> RunResult:
+    """Runs a prepared config: on a terminal with the live display (`quiet`: the running step only), else with
+    one plain line per step on stderr."""
+    from erlmcp_dr.runner import RunbookRun
+
+    if not on_tty:
+        return RunbookRun(config, event_callback=_progress).run()
+    from erlmcp_dr import terminal  # only on a terminal: piped runs do not pay for it
+
+    progress = terminal.Progress(sys.stderr, show_steps=not quiet, label="planning:" if quiet else "")
+    try:
+        return RunbookRun(config, event_callback=progress.finished, start_callback=progress.started).run()
+    finally:
+        progress.close()
+
+
+def _confirm(runbook: Runbook, inventory: str, show_summary: bool = True) -> None:
     if not _interactive():
         raise ConfirmationRequired(runbook.name, inventory)
-    print(f"{runbook.title}: {runbook.summary}" if runbook.summary else runbook.title, file=sys.stderr)
+    if show_summary:
+        print(f"{runbook.title}: {runbook.summary}" if runbook.summary else runbook.title, file=sys.stderr)
     print(f"Run {runbook.name} against {inventory}? type 'yes' to continue: ", end="", file=sys.stderr, flush=True)
     try:
         answer = input()
@@ -260,6 +317,13 @@ def _confirm(runbook: Runbook, inventory: str) -> None:
         answer = ""
     if answer.strip().lower() != "yes":
         raise CliError(f"not confirmed (got {answer.strip()!r}, expected 'yes'): nothing was run")
+
+
+def _is_tty(stream: Any) -> bool:
+    try:
+        return bool(stream is not None and stream.isatty())
+    except (AttributeError, ValueError):
+        return False
 
 
 def _interactive() -> bool:
@@ -278,6 +342,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     remove_stale_private_dirs()  # closes killed runs' folders (secrets a task leaked scrubbed) before showing one
     run_dir = _find_run(args.run_id)
+    if args.html:
+        print(_html_report(run_dir))
+        return EXIT_OK
     name = RESULT_FILE if args.json else REPORT_FILE
     path = run_dir / name
     if path.is_file():
@@ -291,6 +358,57 @@ def _cmd_report(args: argparse.Namespace) -> int:
         print(unfinished.to_json() if args.json else report.render_markdown(unfinished), end="\n" if args.json else "")
         return EXIT_OK
     raise CliError(f"run {run_dir.name} has no {name} (still running, or it could not start); see {run_dir}")
+
+
+def _html_report(run_dir: Path) -> Path:
+    """<run_dir>/report.html, written from result.json (or what a killed or running run left) when missing."""
+    from erlmcp_dr import html_report
+
+    path = run_dir / HTML_REPORT_FILE
+    if path.is_file():
+        return path
+    if (run_dir / RESULT_FILE).is_file():
+        return html_report.write(RunResult.load(run_dir), run_dir)
+    unfinished = report.unfinished_result(run_dir)
+    if unfinished is None:
+        raise CliError(f"run {run_dir.name} has no {RESULT_FILE} to draw a report from (it could not start); "
+                       f"see {run_dir}")
+    return html_report.write(unfinished, run_dir)
+
+
+# ---------------------------------------------------------------- audit
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from erlmcp_dr import audit
+
+    path = audit.audit_path()
+    if args.audit_action == "verify":
+        problems = audit.verify(path)
+        count = len(audit.read_lines(path))
+        if args.json:
+            _emit_json({"path": str(path), "records": count, "ok": not problems, "problems": problems,
+                        "head": audit.head(path)})
+        elif problems:
+            print(f"audit trail {path}: {len(problems)} problem(s) in {count} record(s):")
+            print("\n".join(f"  {problem}" for problem in problems))
+        else:
+            head = audit.head(path)
+            print(f"audit trail {path}: {count} record(s), chain intact; head #{head['seq']} {head['hash']}")
+        return EXIT_FAILED if problems else EXIT_OK
+    try:
+        since = audit.parse_time(args.since) if args.since else None
+        until = audit.parse_time(args.until) if args.until else None
+    except ValueError as exc:
+        raise CliError(f"{exc}; see `runbook audit show --help`") from exc
+    chosen = audit.select(audit.records(path), since=since, until=until, runbook=args.runbook, target=args.target)
+    if args.json:
+        _emit_json(chosen)
+    elif chosen:
+        print("\n".join(audit.render_line(record) for record in chosen))
+    else:
+        print(f"no audit records match in {path}")
+    return EXIT_OK
 
 
 def _find_run(run_id: str) -> Path:

@@ -13,6 +13,17 @@ NEXT_STEP_FACT = "next_step"
 RUNNING = "running"
 INTERRUPTED = "interrupted"
 _RESULT_EVENTS = ("runner_on_ok", "runner_on_failed", "runner_on_skipped", "runner_on_unreachable")
+# Plumbing every runbook starts with: the live display and the timeline chart leave these out (unless they
+# fail); report.md, result.json and the step counts keep them.
+INTERNAL_ACTIONS = frozenset({
+    "ansible.builtin.validate_argument_spec", "validate_argument_spec",
+    "erlmcp.dr.runbook_params", "erlmcp.dr.inventory_contract",
+})
+
+
+def is_internal(step: Step) -> bool:
+    """A role's argument-spec validation, or the runbook_params / inventory_contract checks."""
+    return step.action in INTERNAL_ACTIONS or step.task.startswith("Validating arguments against arg spec")
 
 
 # ---------------------------------------------------------------- report.md
@@ -20,7 +31,7 @@ _RESULT_EVENTS = ("runner_on_ok", "runner_on_failed", "runner_on_skipped", "runn
 
 def render_markdown(result: RunResult) -> str:
     parts = [
-        f"# {result.title or result.runbook}: {_status_word(result)}",
+        f"# {result.title or result.runbook}: {status_word(result)}",
         _overview(result),
     ]
     if not result.succeeded:
@@ -89,7 +100,7 @@ def _outcome(result: RunResult) -> str:
 
 def next_step(result: RunResult) -> str:
     """A published `next_step` fact wins; otherwise a pointer that fits how the run ended."""
-    published = result.facts.get(NEXT_STEP_FACT) or _summary(result.facts).get(NEXT_STEP_FACT)
+    published = result.facts.get(NEXT_STEP_FACT) or summary_of(result.facts).get(NEXT_STEP_FACT)
     if published:
         return str(published)
     failing = result.failing_step
@@ -157,8 +168,8 @@ def render_terminal(result: RunResult) -> str:
     lines = [f"[{mark}] {result.runbook}: {result.status} in {duration_vs_target(result)}"]
     if result.check:
         lines.append("  check mode: this was a plan, nothing was changed")
-    lines.append(f"  steps: {_counts(result.steps)}")
-    summary = _summary(result.facts)
+    lines.append(f"  steps: {step_counts(result.steps)}")
+    summary = summary_of(result.facts)
     if summary:
         lines.append("  summary: " + ", ".join(f"{key}={_inline(value)}" for key, value in summary.items()))
     if not result.succeeded:
@@ -180,7 +191,7 @@ def step_line(step: Step) -> str:
     return f"{'[' + step.status + ']':<14}{step.host:<16} {step.task} ({_seconds(step.duration)})"
 
 
-def _counts(steps: List[Step]) -> str:
+def step_counts(steps: List[Step]) -> str:
     counts: Dict[str, int] = {}
     for step in steps:
         counts[step.status] = counts.get(step.status, 0) + 1
@@ -192,7 +203,7 @@ def _counts(steps: List[Step]) -> str:
 # ---------------------------------------------------------------- helpers
 
 
-def _summary(facts: Dict[str, Any]) -> Dict[str, Any]:
+def summary_of(facts: Dict[str, Any]) -> Dict[str, Any]:
     summary = facts.get(SUMMARY_FACT)
     return summary if isinstance(summary, dict) else {}
 
@@ -220,7 +231,7 @@ def _quote(text: str, prefix: str = "> ") -> str:
     return "\n".join(f"{prefix}{line}" if line else prefix.rstrip() for line in text.splitlines())
 
 
-def _status_word(result: RunResult) -> str:
+def status_word(result: RunResult) -> str:
     if result.succeeded:
         return "plan succeeded" if result.check else "succeeded"
     return {"failed": "FAILED", "canceled": "CANCELED", "timeout": "TIMED OUT", INTERRUPTED: "INTERRUPTED",

@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional
 
 RESULT_FILE = "result.json"
 REPORT_FILE = "report.md"
+HTML_REPORT_FILE = "report.html"
 STATUSES = ("successful", "failed", "canceled", "timeout", "running", "interrupted")  # the last two: no result.json
 
 
@@ -74,6 +75,8 @@ class RunResult:
     rpo_target_seconds: Optional[int] = None
     stats: Dict[str, Any] = field(default_factory=dict)  # playbook_on_stats counters per host
     error: str = ""  # when the run failed without a failed step (syntax error, crash): the output's tail
+    point_of_no_return: Optional[str] = None  # the runbook's marker: a task name or an action (catalog.py)
+    operator: Optional[str] = None  # `--operator` / run(operator=...), as recorded in the audit trail
 
     @property
     def succeeded(self) -> bool:

@@ -9,8 +9,12 @@ the run folder (0700; every file in it 0600):
         run.json               the marker: status (running until the run ends), pid and its start time
         result.json            RunResult.to_dict()
         report.md              the human report
+        report.html            the same as one self-contained page with a timeline chart (html_report.py)
         artifacts/<run_id>/    ansible-runner's artifacts (job_events, stdout, rc, status, command
                                with the argv and the NAMES of the environment variables only)
+
+Every run appends its start, each step that changed something and its end to the audit trail
+(audit.py: <state_home>/audit/audit.jsonl, hash-chained).
 
 The run lock is the playbook's own (erlmcp.dr.run_lock): a run it turns away raises RunBusy.
 
@@ -44,15 +48,18 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import yaml
 
-from erlmcp_dr import catalog, params, paths, report
+from erlmcp_dr import audit, catalog, params, paths, report
 from erlmcp_dr.catalog import Runbook
 from erlmcp_dr.errors import ParameterError, RunBusy
 from erlmcp_dr.redaction import MIN_SCRUB_LENGTH, scrub_text
-from erlmcp_dr.result import REPORT_FILE, RunResult, Step
+from erlmcp_dr.result import HTML_REPORT_FILE, REPORT_FILE, RunResult, Step
 
 log = logging.getLogger(__name__)
 
 StepCallback = Callable[[Step], None]
+StartCallback = Callable[[str, str, str], None]  # (task, host, action): a task has started on a host
+# A step that changed something; its before/after (the module's diff) and the strings of its arguments.
+AuditCallback = Callable[[Step, Dict[str, Any], List[str]], None]
 
 STEP_EVENTS = {
     "runner_on_ok": "ok",
@@ -67,6 +74,7 @@ _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 # Extra vars every run passes to its playbook besides the runbook's parameters.
 RUN_ID_VAR = "erlmcp_dr_run_id"
 RUN_DIR_VAR = "erlmcp_dr_run_dir"
+OPERATOR_VAR = "erlmcp_dr_operator"  # only when --operator / operator= is given (e.g. for the run lock's holder)
 MARKER_FILE = "run.json"  # in the run folder: status (running until it ends), pid, pid start time
 OWNER_FILE = "owner.json"  # in the private data dir: the pid (and start time) of the run owning it
 
@@ -89,11 +97,12 @@ class RunConfig:
     verbosity: int = 0
     timeout: Optional[int] = None
     secrets: List[str] = field(default_factory=list)
+    operator: Optional[str] = None  # who runs it, for the audit trail (`--operator`); the OS user is recorded too
 
     @classmethod
     def prepare(
         cls,
-        name: str,
+        name: str | Runbook,
         inventory: Optional[os.PathLike | str] = None,
         extravars: Optional[Mapping[str, Any]] = None,
         check: bool = False,
@@ -103,8 +112,10 @@ class RunConfig:
         verbosity: int = 0,
         timeout: Optional[int] = None,
         playbooks_dir: Optional[os.PathLike | str] = None,
+        operator: Optional[str] = None,
     ) -> RunConfig:
-        runbook = catalog.load(name, playbooks_dir)
+        # A Runbook the caller already loaded (the CLI does, to parse -e) is not read and parsed again.
+        runbook = name if isinstance(name, Runbook) else catalog.load(name, playbooks_dir)
         values = params.validate(runbook, extravars)
         run_id = run_id or new_run_id(runbook.name)
         if not _RUN_ID.match(run_id):
@@ -127,6 +138,7 @@ class RunConfig:
             verbosity=int(verbosity or 0),
             timeout=timeout,
             secrets=params.secret_values(runbook, values),
+            operator=(operator or "").strip() or None,
         )
 
     @property
@@ -152,10 +164,12 @@ class RunConfig:
         return env
 
     def playbook_extravars(self) -> Dict[str, Any]:
-        """What the playbook gets as extra vars: the parameters and the run's own id and folder."""
+        """What the playbook gets as extra vars: the parameters, the run's own id and folder, and its operator."""
         extravars = dict(self.extravars)
         extravars[RUN_ID_VAR] = self.run_id
         extravars[RUN_DIR_VAR] = str(self.run_dir)
+        if self.operator:
+            extravars[OPERATOR_VAR] = self.operator
         return extravars
 
     def runner_config_kwargs(self, private_data_dir: Path) -> Dict[str, Any]:
@@ -542,9 +556,12 @@ class Stopper:
 class Timeline:
     """ansible-runner event handler: steps from runner_on_* events, facts from set_stats."""
 
-    def __init__(self, secrets: List[str], on_step: Optional[StepCallback] = None) -> None:
+    def __init__(self, secrets: List[str], on_step: Optional[StepCallback] = None,
+                 on_start: Optional[StartCallback] = None, on_change: Optional[AuditCallback] = None) -> None:
         self.secrets = [value for value in secrets if len(value) >= MIN_SCRUB_LENGTH]
         self.on_step = on_step
+        self.on_start = on_start
+        self.on_change = on_change
         self.steps: List[Step] = []
         self.facts: Dict[str, Any] = {}
         self.stats: Dict[str, Any] = {}
@@ -556,7 +573,15 @@ class Timeline:
         if kind in STEP_EVENTS:
             step = self._scrubbed(make_step(STEP_EVENTS[kind], data))
             self.steps.append(step)
+            if step.changed and self.on_change is not None:
+                res = data.get("res") if isinstance(data.get("res"), dict) else {}
+                self._call(self.on_change, step, self._scrubbed(before_after(step.action, res)),
+                           self._scrubbed(named_in(res)))
             self._notify(step)
+        elif kind == "runner_on_start" and self.on_start is not None:
+            task = str(data.get("task") or data.get("task_action") or "")
+            action = str(data.get("resolved_action") or data.get("task_action") or "")
+            self._call(self.on_start, task, str(data.get("host") or ""), action)
         elif kind == "playbook_on_stats":
             self.facts = self._scrubbed(data.get("artifact_data") or {})
             self.stats = {key: data.get(key) or {} for key in
@@ -564,12 +589,15 @@ class Timeline:
         return True  # keep the event: ansible-runner writes it to job_events/
 
     def _notify(self, step: Step) -> None:
-        if self.on_step is None:
-            return
+        if self.on_step is not None:
+            self._call(self.on_step, step)
+
+    @staticmethod
+    def _call(callback: Callable[..., None], *args: Any) -> None:
         try:
-            self.on_step(step)
-        except Exception:  # a broken progress display must not stop a failover
-            log.exception("event_callback failed on step %r", step.task)
+            callback(*args)
+        except Exception:  # a broken progress display or audit write must not stop a failover
+            log.exception("run callback %r failed", getattr(callback, "__name__", callback))
 
     def _scrubbed(self, value: Any) -> Any:
         if not self.secrets:
@@ -606,6 +634,35 @@ def make_step(outcome: str, data: Dict[str, Any]) -> Step:
     )
 
 
+def named_in(res: Mapping[str, Any]) -> List[str]:
+    """What a task result names directly: its top-level string values, its module's top-level string arguments
+    and its loop items (not nested lists: a member list names every node, not the one acted on)."""
+    invocation = res.get("invocation") if isinstance(res.get("invocation"), dict) else {}
+    arguments = invocation.get("module_args") if isinstance(invocation.get("module_args"), dict) else {}
+    items = [item.get("item") for item in res.get("results") or [] if isinstance(item, dict)
+             and (item.get("changed") or item.get("failed"))]
+    values = [*res.values(), *arguments.values(), *items]
+    return [value for value in values if isinstance(value, str) and len(value) < 256]
+
+
+def before_after(action: str, res: Any) -> Dict[str, Any]:
+    """An erlmcp.dr module's diff as {'before': ..., 'after': ...} (a list of them for a loop), else {}."""
+    if not action.startswith(_COLLECTION_PREFIX) or not isinstance(res, dict):
+        return {}
+    diffs = res.get("diff")
+    if isinstance(diffs, dict):
+        diffs = [diffs]
+    if not isinstance(diffs, list):
+        return {}
+    pairs = [{"before": item.get("before"), "after": item.get("after")} for item in diffs
+             if isinstance(item, dict) and ("before" in item or "after" in item)]
+    if not pairs:
+        return {}
+    if len(pairs) == 1:
+        return pairs[0]
+    return {"before": [pair["before"] for pair in pairs], "after": [pair["after"] for pair in pairs]}
+
+
 def step_message(res: Mapping[str, Any], failed: bool) -> str:
     message = _as_text(res.get("msg"))
     if failed:
@@ -631,9 +688,14 @@ def step_data(action: str, res: Mapping[str, Any]) -> Dict[str, Any]:
 class RunbookRun:
     """Executes one RunConfig: run folder, ansible-runner under the guard, timeline, result, scrub."""
 
-    def __init__(self, config: RunConfig, event_callback: Optional[StepCallback] = None) -> None:
+    def __init__(self, config: RunConfig, event_callback: Optional[StepCallback] = None,
+                 start_callback: Optional[StartCallback] = None) -> None:
         self.config = config
-        self.timeline = Timeline(config.secrets, event_callback)
+        self.timeline = Timeline(config.secrets, event_callback, start_callback,
+                                 on_change=None if config.check else self._audit_step)
+        self.hosts: Optional[set] = None  # the inventory's hosts, read at the first change (audit targets)
+        self.start_record: Optional[threading.Thread] = None
+        self.changed_targets: set = set()
 
     def run(self) -> RunResult:
         config = self.config
@@ -642,13 +704,54 @@ class RunbookRun:
         config.run_dir.mkdir(mode=0o700)
         started_at, started = _now_iso(), time.monotonic()
         self._mark("running", started_at)
+        # The start record is written (and fsync'd) while ansible-playbook starts, not before: every later
+        # record of the run waits for it (_after_start), so the trail keeps the run's order.
+        self.start_record = threading.Thread(target=audit.append_quietly, name="audit-start", daemon=True,
+                                             args=(audit.run_start(
+                                                 config.run_id, config.runbook.name,
+                                                 params.redact(config.runbook, config.extravars), check=config.check,
+                                                 operator=config.operator, inventory=str(config.inventory),
+                                                 limit=config.limit),))
+        self.start_record.start()
         status, rc, error = self._execute()
         result = self._result(status, rc, error, started_at, time.monotonic() - started)
         self._write(result)
+        self._audit_end(result)
         holder = busy_holder(result.steps)
         if holder is not None:
             raise run_busy(config, holder, result)
         return result
+
+    def _audit_step(self, step: Step, before_after: Dict[str, Any], named_in_result: List[str]) -> None:
+        """One audit record; its `targets`: the step's host and the inventory hosts it acted on (a database
+        runbook's tasks run on localhost and name the node in their arguments, results or task name)."""
+        config = self.config
+        self._after_start()
+        named = set(named_in_result) | set(_words(step.task))
+        targets = sorted({step.host} | (named & self._inventory_hosts()) - {""})
+        self.changed_targets.update(targets)
+        audit.append_quietly(audit.step_record(config.run_id, config.runbook.name, dict(step.to_dict(),
+                             status=step.status), operator=config.operator, targets=targets, **before_after))
+
+    def _inventory_hosts(self) -> set:
+        """The inventory's host names, read once (at the run's first change), {} when it cannot be read here."""
+        if self.hosts is None:
+            self.hosts = set(_limited_hosts(self.config.inventory, "all", "all") or [])
+        return self.hosts
+
+    def _after_start(self) -> None:
+        if self.start_record is not None:
+            self.start_record.join(audit.LOCK_TIMEOUT + 10)
+
+    def _audit_end(self, result: RunResult) -> None:
+        config = self.config
+        self._after_start()
+        failing = result.failing_step
+        audit.append_quietly(audit.run_end(
+            config.run_id, config.runbook.name, operator=config.operator, status=result.status, rc=result.rc,
+            check=config.check, duration_seconds=result.duration_seconds,
+            failing_step=f"{failing.task} on {failing.host}" if failing else None,
+            targets=[] if config.check else sorted(self.changed_targets)))
 
     def _mark(self, status: str, started_at: str) -> None:
         """run.json: `running` with this process's pid and start time, so `runbook report` can tell a run
@@ -659,6 +762,7 @@ class RunbookRun:
                   "status": status, "check": config.check, "started_at": started_at,
                   "inventory": str(config.inventory), "extravars": params.redact(config.runbook, config.extravars),
                   "rto_target_seconds": config.runbook.rto_seconds, "rpo_target_seconds": config.runbook.rpo_seconds,
+                  "point_of_no_return": config.runbook.point_of_no_return, "operator": config.operator,
                   **_process_marker()}
         _write_private(config.run_dir / MARKER_FILE, json.dumps(marker, indent=2, default=str) + "\n")
 
@@ -707,6 +811,8 @@ class RunbookRun:
             rpo_target_seconds=config.runbook.rpo_seconds,
             stats=self.timeline.stats,
             error=error,
+            point_of_no_return=config.runbook.point_of_no_return,
+            operator=config.operator,
         )
         if not result.succeeded and not result.failing_step and not result.error:
             result.error = scrub_text(self._output_tail(), self.timeline.secrets)
@@ -724,6 +830,9 @@ class RunbookRun:
         run_dir = self.config.run_dir
         result.save(run_dir)
         _write_private(run_dir / REPORT_FILE, report.render_markdown(result))
+        from erlmcp_dr import html_report  # after the run: not on the way to its first task
+
+        _write_private(run_dir / HTML_REPORT_FILE, html_report.render(result))
         forget_environment(self.config.artifact_dir / self.config.run_id / "command")
         self._mark(result.status, result.started_at)
         leaked = scrub_dir(run_dir, self.timeline.secrets)
@@ -743,7 +852,8 @@ def run(name: Optional[str] = None, config: Optional[RunConfig] = None,
 
     Shaped like ansible_runner.run(): a thin facade over a config object. Either pass a prepared
     `config` (RunConfig.prepare(...)), or the runbook's `name` and RunConfig.prepare's keywords:
-    inventory, extravars, check, diff, run_id, limit, verbosity, timeout, playbooks_dir.
+    inventory, extravars, check, diff, run_id, limit, verbosity, timeout, playbooks_dir, operator (who runs it,
+    recorded in the audit trail beside the OS user).
 
     Raises UnknownRunbook / ParameterError before anything runs; RunBusy when the playbook's run lock
     (erlmcp.dr.run_lock) turned the run away (its RunResult is `RunBusy.result`). A runbook that fails
@@ -865,6 +975,10 @@ def _as_text(value: Any) -> str:
     if isinstance(value, list) and all(isinstance(item, str) for item in value):
         return " ".join(item.strip() for item in value)
     return json.dumps(value, default=str)
+
+
+def _words(text: str) -> List[str]:
+    return re.findall(r"[A-Za-z0-9_.-]+", text or "")
 
 
 def _tail(text: str, lines: int) -> str:

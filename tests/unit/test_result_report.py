@@ -212,3 +212,13 @@ def _dead_pid() -> int:
     proc = subprocess.Popen(["true"])
     proc.wait()
     return proc.pid
+
+
+def test_a_killed_runs_html_report_is_drawn_from_what_it_left(tmp_path):
+    from erlmcp_dr import cli
+
+    run_dir = _unfinished_folder(tmp_path, _dead_pid(), 12345)
+    page = cli._html_report(run_dir)
+    assert page == run_dir / "report.html"
+    text = page.read_text()
+    assert "Long wait: INTERRUPTED" in text and "Hold the run open" in text and "What to do next" in text
