@@ -7,10 +7,14 @@ A sampler asks every node every 10 ms whether it takes writes during the whole r
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -71,15 +75,39 @@ def sampler_for(cfg: lab.LabConfig) -> WritersSampler:
     return WritersSampler({n.name: dict(n.conn_params(), connect_timeout=1) for n in cfg.nodes})
 
 
+def lock_holder_pid(lock_dir: Path) -> int | None:
+    for path in lock_dir.glob("*.lock.json"):
+        try:
+            return int(json.loads(path.read_text())["pid"])
+        except (OSError, ValueError, KeyError):
+            continue  # being written or just released
+    return None
+
+
+@contextmanager
+def paused(pid: int) -> Iterator[None]:
+    """The holder's ansible-playbook stopped (alive, so still the holder) while the second run contends:
+    however fast either run is, the second meets a held lock."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
 def race(cfg: lab.LabConfig, first, second) -> list[tuple[int, str]]:
-    """Start `first`, then `second` as soon as the first holds the lock (or at once when it is None)."""
+    """Start `first`; once it holds the lock, hold it there and run `second` to its end; then let the first
+    finish."""
     with sampler_for(cfg) as sampler:
         a = first()
         lock_dir = cfg.root / "locks"
-        wait_for(lambda: any(lock_dir.glob("*.lock.json")) or a.poll() is not None, DEADLINE, interval=0.02,
-                 what="the first run holds the lock")
-        b = second()
-        outcomes = [finish(a), finish(b)]
+        holder = wait_for(lambda: lock_holder_pid(lock_dir) or a.poll() is not None, DEADLINE, interval=0.02,
+                          what="the first run holds the lock")[0]
+        assert holder is not True, finish(a)
+        with paused(holder):
+            b = second()
+            second_outcome = finish(b)
+        outcomes = [finish(a), second_outcome]
     assert sampler.report.max_writable <= 1, f"two writable nodes: {sampler.report.split_rounds[:5]}"
     assert sampler.report.rounds > 50
     return outcomes
