@@ -14,6 +14,7 @@ from ansible.plugins.action import ActionBase
 from ansible_collections.erlmcp.dr.plugins.module_utils import _lock
 
 RUN_ID_VAR = "erlmcp_dr_run_id"
+OPERATOR_VAR = "erlmcp_dr_operator"  # set by the runner from --operator / operator=
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:@+-]{1,200}$")
 
 ARGUMENT_SPEC = {
@@ -60,7 +61,7 @@ class ActionModule(ActionBase):
         try:
             if args["state"] == "absent":
                 return self._release(result, store, args, run_id)
-            return self._acquire(result, store, args, run_id, pid)
+            return self._acquire(result, store, args, run_id, pid, task_vars)
         except (_lock.LockStoreError, OSError) as exc:
             return dict(result, failed=True, msg="the run lock for %s could not be used: %s" % (args["key"], exc))
 
@@ -83,11 +84,12 @@ class ActionModule(ActionBase):
         identity = _lock.process_identity(pid) or {"pid_start_ticks": 0}
         return "ansible-playbook-%d-%s@%s" % (pid, identity["pid_start_ticks"], socket.gethostname())
 
-    def _acquire(self, result, store, args, run_id, pid):
+    def _acquire(self, result, store, args, run_id, pid, task_vars):
         if self._task.check_mode:
             return self._inspect(result, store, args, run_id)
+        operator = args["operator"] or str(task_vars.get(OPERATOR_VAR) or "")
         record = _lock.holder_record(args["key"], run_id, pid, args["lease_seconds"], runbook=args["runbook"],
-                                     operator=args["operator"])
+                                     operator=operator)
         outcome = store.acquire(record)
         decision, found = outcome["decision"], outcome["holder"]
         result.update(path=outcome["path"])

@@ -62,6 +62,7 @@ options:
   operator:
     description:
       - Who started the run (recorded in the holder record for the messages).
+      - Default is the variable C(erlmcp_dr_operator), which C(runbook run --operator) sets, else empty.
     type: str
     default: ""
   store_dir:

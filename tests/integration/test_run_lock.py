@@ -121,6 +121,14 @@ def test_killed_holder_is_taken_over_by_the_next_run(tmp_path, env, started):
     assert second.taken()["took_over"]["run_id"] == taken["run_id"]
 
 
+def test_the_holder_names_the_runs_operator_unless_the_task_names_one(tmp_path, env, started):
+    for name, extra in (("runner", ()), ("explicit", ("-e", "lock_operator=bob"))):
+        run = Playbook(tmp_path, name, env, "-e", "erlmcp_dr_operator=alice", *extra)
+        started.append(run)
+        assert run.wait() == 0, run.text()
+    assert [run.taken()["holder"]["operator"] for run in started] == ["alice", "bob"]
+
+
 def test_check_mode_takes_nothing(tmp_path, env, started):
     plan = Playbook(tmp_path, "plan", env, "--check", "-v")
     started.append(plan)
