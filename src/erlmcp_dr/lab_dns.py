@@ -41,6 +41,7 @@ REGION_ADDRESSES = {"a": "127.0.1.1", "b": "127.0.1.2", "c": "127.0.1.3"}
 PRIMARY_REGION = "a"
 RECORDS = ("api", "health")
 SERVER_NAMES = ("dns-primary", "dns-secondary")
+KEEP = {"@", *SERVER_NAMES}  # the zone's names besides RECORDS: the apex (SOA, NS) and the servers' addresses
 START_TIMEOUT = 30
 QUERY_TIMEOUT = 2.0
 
@@ -254,9 +255,20 @@ def up(cfg: LabConfig, timeout: float = START_TIMEOUT) -> None:
     for srv in servers(cfg):
         if not _usable(srv):
             _init(cfg, srv)
-    for srv in servers(cfg):
+    started = [srv for srv in servers(cfg) if lab_knot_pid(srv) is None]
+    for srv in started:
         _start(srv, timeout)
+    secondary = servers(cfg)[1]
+    if secondary in started:
+        # A restarted secondary keeps its refresh timer (SOA refresh, 10 s) across the restart: ask it now.
+        _knotc(secondary, "zone-refresh", ZONE)
     wait_in_sync(cfg, timeout)
+
+
+def _knotc(srv: LabDnsServer, *args: str) -> None:
+    """One knotc command to the server's control socket (argv, no shell)."""
+    binary = shutil.which("knotc") or "/usr/sbin/knotc"
+    subprocess.run([binary, "-s", str(srv.socket), "-t", "5", *args], check=True, capture_output=True, timeout=10)
 
 
 def stop(srv: LabDnsServer, timeout: float = START_TIMEOUT) -> bool:
@@ -343,9 +355,13 @@ def reset_zone(cfg: LabConfig, region: str = PRIMARY_REGION, timeout: float = ST
 
     up(cfg, timeout)
     primary = servers(cfg)[0]
-    keep = {"@", "dns-primary", "dns-secondary"}
+    zone = _transfer(primary)
+    names = [name.to_text() for name in zone.nodes]
+    fresh = {name: f"{TTL} IN A {REGION_ADDRESSES[region]}" for name in RECORDS}
+    if set(names) == KEEP | set(RECORDS) and all(_node_text(zone, name) == text for name, text in fresh.items()):
+        return wait_in_sync(cfg, timeout)  # as created already: no update, no new serial
     update = dns.update.UpdateMessage(ZONE, keyring=keyring(), keyname=TSIG_KEY_NAME, keyalgorithm=TSIG_ALGORITHM)
-    for name in sorted(set(_zone_names(primary)) - keep - set(RECORDS)):
+    for name in sorted(set(names) - KEEP - set(RECORDS)):
         update.delete(name)
     for name in RECORDS:
         update.delete(name)
@@ -356,14 +372,19 @@ def reset_zone(cfg: LabConfig, region: str = PRIMARY_REGION, timeout: float = ST
     return wait_in_sync(cfg, timeout)
 
 
-def _zone_names(srv: LabDnsServer) -> list[str]:
-    """Every owner name in the zone, relative ('@' for the apex), by AXFR from the server."""
+def _node_text(zone: Any, name: str) -> str:
+    """Every record at name as zone file lines without the owner ('30 IN A 127.0.1.1')."""
     import dns.name
+
+    return zone.find_node(name).to_text(dns.name.from_text(name, None)).split(" ", 1)[1]
+
+
+def _transfer(srv: LabDnsServer) -> Any:
+    """The zone as the server holds it (dns.zone.Zone, relative names, '@' for the apex), by AXFR."""
     import dns.query
     import dns.zone
 
-    zone = dns.zone.from_xfr(dns.query.xfr("127.0.0.1", ZONE, port=srv.port, timeout=QUERY_TIMEOUT))
-    return [name.to_text() for name in zone.nodes]
+    return dns.zone.from_xfr(dns.query.xfr("127.0.0.1", ZONE, port=srv.port, timeout=QUERY_TIMEOUT))
 
 
 # ---------------------------------------------------------------- status and inventory
