@@ -66,6 +66,9 @@ options:
         description: Port to send queries to.
         type: int
         default: 53
+      role:
+        description: The server's role (C(primary), C(secondary)), as the inventory's C(dns_role) says; informative.
+        type: str
   timeout:
     description:
       - Seconds to wait for each DNS answer (or for the update's answer).

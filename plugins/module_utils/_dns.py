@@ -64,7 +64,8 @@ def driver():
 
 
 def server_spec():
-    return dict(name=dict(type="str"), host=dict(type="str", required=True), port=dict(type="int", default=53))
+    return dict(name=dict(type="str"), host=dict(type="str", required=True), port=dict(type="int", default=53),
+                role=dict(type="str"))
 
 
 def common_argument_spec():

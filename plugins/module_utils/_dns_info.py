@@ -11,10 +11,8 @@ from ansible_collections.erlmcp.dr.plugins.module_utils import _dns_rfc2136 as r
 
 
 def argument_spec():
-    spec = d.common_argument_spec()
-    for secret in ("tsig_key_name", "tsig_key_secret", "tsig_algorithm"):
-        del spec[secret]
-    return spec
+    """The shared spec: the TSIG options are accepted (module_defaults of group/erlmcp.dr.dns) and unused."""
+    return d.common_argument_spec()
 
 
 def run(params, check_mode=False, diff=False, warn=None):

@@ -19,6 +19,10 @@ author:
   - erlmcp.dr developers (!UNKNOWN)
 extends_documentation_fragment:
   - erlmcp.dr.dns
+  - erlmcp.dr.dns.tsig
+notes:
+  - The TSIG options are accepted so that one C(module_defaults) for C(group/erlmcp.dr.dns) serves both modules;
+    dns_info only sends queries, which it does not sign.
 attributes:
   check_mode:
     support: full
