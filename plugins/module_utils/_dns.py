@@ -38,6 +38,16 @@ def dns_import_error():
     return import_error("dns.message")
 
 
+def warm_driver():
+    """Import dnspython now, if it is there, so the workers ansible-core forks from this process inherit it
+    (called when the dns_* action plugins are loaded; see _module.warm_driver)."""
+    try:
+        driver()
+    except DnsError:
+        return False
+    return True
+
+
 def driver():
     """dnspython's modules this collection uses, imported on first use; DnsError when it is missing."""
     try:
