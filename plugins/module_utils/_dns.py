@@ -347,7 +347,7 @@ def verify(servers, name, rdtype, values, timeout, wait_timeout, interval, repor
 
     try:
         what = "%s %s answered as %s by every authoritative server" % (name, rdtype, values or "absent")
-        _, waited = wait_for(everyone, wait_timeout, interval=interval, what=what)
+        waited = wait_for(everyone, wait_timeout, interval=interval, what=what)[1]
     except WaitTimeout:
         stale = [last[(s["host"], s["port"])] for s in servers if (s["host"], s["port"]) not in matched]
         if report is not None:

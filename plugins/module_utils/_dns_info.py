@@ -65,7 +65,6 @@ def _servers(params, facts, zone):
     return d.ns_servers(rfc.primary(params), zone, params["port"], params["timeout"])
 
 
-
 def _disagreement(rows, api):
     parts = ["%s: %s" % (row["name"], row["error"] or (row["values"] or "no record")) for row in rows]
     if api is not None:

@@ -108,7 +108,6 @@ class Route53(object):
         return [dict(name=ns.rstrip("."), host=ns.rstrip("."), port=53) for ns in self.name_servers]
 
 
-
 def provider_for(params, name, rdtype):
     return Route53(params, name, rdtype) if params["provider"] == "route53" else Rfc2136(params, name, rdtype)
 

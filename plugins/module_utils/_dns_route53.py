@@ -89,8 +89,8 @@ def change(api, zone_id, name, rdtype, values, ttl, expected, current):
 def wait_insync(api, change_id, timeout, interval):
     """Poll GetChange until INSYNC; returns the seconds waited. DnsError past the deadline."""
     try:
-        _, waited = wait_for(lambda: api.get_change(Id=change_id)["ChangeInfo"]["Status"] == "INSYNC", timeout,
-                             interval=interval, what="Route 53 change %s INSYNC" % change_id)
+        waited = wait_for(lambda: api.get_change(Id=change_id)["ChangeInfo"]["Status"] == "INSYNC", timeout,
+                          interval=interval, what="Route 53 change %s INSYNC" % change_id)[1]
     except WaitTimeout as exc:
         raise d.DnsError("%s (wait_timeout); the change was submitted and Route 53 will still apply it" % exc,
                          kind="timeout") from None

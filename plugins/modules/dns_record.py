@@ -152,11 +152,29 @@ verified:
   returned: always
   type: bool
 verification:
-  description: C(method) (C(authoritative) or C(api)), C(servers) (per server C(name), C(host), C(port), C(values),
-    C(ttl), C(rcode), C(authoritative), C(answered_in_ms), C(error), C(visible_after_s) = seconds from the start of
-    the verification to its first answer with the new values), C(waited_s), C(stale_servers).
-  returned: when O(wait) and the change was attempted or already done
+  description: What the verification found; null when it did not run (check mode, O(wait=false), an earlier failure).
+  returned: always
   type: dict
+  contains:
+    method:
+      description: C(authoritative) (the servers were asked) or C(api) (Route 53 read back through the API).
+      type: str
+    servers:
+      description: Per server C(name), C(host), C(port), C(values), C(ttl), C(rcode), C(authoritative),
+        C(answered_in_ms), C(error), and C(visible_after_s) (seconds from the start of the verification to its
+        first answer with the new values; null when it never gave one).
+      type: list
+      elements: dict
+    waited_s:
+      description: Seconds until every server answered the new values.
+      type: float
+    stale_servers:
+      description: Names of the servers that did not answer the new values before O(wait_timeout).
+      type: list
+      elements: str
+    note:
+      description: With C(method=api), what was checked instead of the servers.
+      type: str
 rcode:
   description: The update's response code (RFC 2136).
   returned: when an update was sent
