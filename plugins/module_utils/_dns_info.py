@@ -19,7 +19,7 @@ def run(params, check_mode=False, diff=False, warn=None):
     name, rdtype = d.fqdn(params), params["type"]
     zone = d.zone_name(params)
     facts = dict(changed=False, provider=params["provider"], zone=zone, name=name, type=rdtype, servers=[],
-                 agree=False, values=None, ttl=None, serials=[], unanswered=[], api=None, method=None)
+                 agree=False, agreed_values=None, ttl=None, serials=[], unanswered=[], api=None, method=None)
     where = "Route 53" if params["provider"] == "route53" else d.endpoint(rfc.primary(params))
     with d.translate_errors(facts, params, where=where):
         d.check_in_zone(params)
@@ -32,7 +32,7 @@ def run(params, check_mode=False, diff=False, warn=None):
         answers.add(tuple(facts["api"]["values"]))
     facts["agree"] = not facts["unanswered"] and len(answers) == 1
     if facts["agree"]:
-        facts["values"] = list(answers.pop())
+        facts["agreed_values"] = list(answers.pop())
         ttls = [row["ttl"] for row in rows] + ([facts["api"]["ttl"]] if facts["api"] else [])
         facts["ttl"] = max(t for t in ttls if t is not None) if any(t is not None for t in ttls) else None
     facts["serials"] = sorted(set(row.get("serial") for row in rows if row.get("serial") is not None))

@@ -35,7 +35,7 @@ def rollback_path(run_dir, run_id):
 
 
 def _values_of(item):
-    return sorted(item.get("values") or []) if item.get("values") is not None else None
+    return sorted(item["agreed_values"]) if item.get("agreed_values") is not None else None
 
 
 def cutover_plan(before, dr, region_addresses, rollback=None, rto_left=None):
@@ -119,8 +119,9 @@ def end_state(after, plan):
         info = by_name.get(rec["name"]) or {}
         if not info.get("agree"):
             problems.append("%s: %s" % (rec["name"], info.get("disagreement") or "not read"))
-        elif sorted(info.get("values") or []) != rec["target"]:
-            problems.append("%s answers %s everywhere, expected %s" % (rec["name"], info.get("values"), rec["target"]))
+        elif sorted(info.get("agreed_values") or []) != rec["target"]:
+            problems.append("%s answers %s everywhere, expected %s" % (rec["name"], info.get("agreed_values"),
+                                                                       rec["target"]))
     return dict(ok=not problems, problems=problems)
 
 

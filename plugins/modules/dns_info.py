@@ -79,7 +79,7 @@ agree:
   description: Whether every server answered, with the same values (and the API too, for Route 53).
   returned: always
   type: bool
-values:
+agreed_values:
   description: The values they agree on (empty when there is no record); null when they disagree.
   returned: always
   type: list

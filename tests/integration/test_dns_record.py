@@ -140,7 +140,7 @@ def test_stopped_secondary_fails_verification_naming_it_and_says_the_primary_cha
 
 def test_dns_info_reports_every_server_and_their_agreement(dns_zone: lab.LabConfig) -> None:
     seen = info(**dns_args(dns_zone, name="health"))
-    assert seen["agree"] and seen["values"] == [A] and seen["ttl"] == lab_dns.TTL
+    assert seen["agree"] and seen["agreed_values"] == [A] and seen["ttl"] == lab_dns.TTL
     assert len(seen["serials"]) == 1 and [row["name"] for row in seen["servers"]] == ["dns-primary", "dns-secondary"]
 
 
@@ -172,7 +172,7 @@ def test_route53_guarded_change_waits_insync_reads_back_and_is_idempotent(moto: 
     assert not again["changed"] and again["verified"]
     guarded = record(**r53(moto, values=["10.0.3.10"], expected_values=["10.0.1.10"]))
     assert guarded.get("failed") and "found ['10.0.2.10'] now; nothing was changed" in guarded["msg"]
-    assert info(**r53(moto))["values"] == ["10.0.2.10"]
+    assert info(**r53(moto))["agreed_values"] == ["10.0.2.10"]
 
 
 def test_route53_unknown_hosted_zone_is_a_clear_error(moto: str) -> None:

@@ -18,7 +18,7 @@ def info(name: str, *answers: list[str] | None, ttl: int = 30) -> dict[str, Any]
     rows = [{"name": f"ns{i}", "values": a, "error": None if a is not None else "no answer"}
             for i, a in enumerate(answers)]
     agree = all(a is not None for a in answers) and len({tuple(a or []) for a in answers}) == 1
-    return {"name": name, "servers": rows, "agree": agree, "values": answers[0] if agree else None,
+    return {"name": name, "servers": rows, "agree": agree, "agreed_values": answers[0] if agree else None,
             "ttl": ttl, "disagreement": None if agree else "they differ"}
 
 
