@@ -146,8 +146,8 @@ def summary(plan, change, end, completed=False, check_mode=False, run_id=None, l
         if applied:
             unverified = "" if row["verified"] else " at the primary, NOT verified everywhere (%s)" % (
                 ", ".join(row["stale_servers"]) or "see the error")
-            did.append("%s changed from %s to %s%s" % (rec["name"], row["previous"]["values"], rec["target"],
-                                                     unverified))
+            did.append("%s changed from %s to %s%s" % (
+                rec["name"], row["previous"]["values"], rec["target"], unverified))
     applied = [r for r in records if r["applied"]]
     out = dict(
         check_mode=bool(check_mode), completed=bool(completed), action=(plan or {}).get("action"),
