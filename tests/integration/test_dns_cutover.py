@@ -41,8 +41,12 @@ def everywhere(values: list[str]) -> dict[str, dict[str, list[str]]]:
     return {name: {srv: values for srv in lab_dns.SERVER_NAMES} for name in lab_dns.RECORDS}
 
 
-def test_cutover_reruns_clean_and_rolls_back_by_run_id(dns_zone: lab.LabConfig, home: Path) -> None:
+def test_plan_then_cutover_reruns_clean_and_rolls_back_by_run_id(dns_zone: lab.LabConfig, home: Path) -> None:
     inventory = str(inventory_path(dns_zone))
+    _, planned = run_json("plan", "dns_cutover", "-i", inventory, "-e", "region=b", expect_rc=0)
+    assert summary(planned)["check_mode"] and summary(planned)["action"] == "change"
+    assert summary(planned)["did"] == ["nothing was changed"] and answers(dns_zone) == everywhere([A])
+
     _, done = run_json("run", "dns_cutover", "-i", inventory, "-e", "region=b", "--yes", expect_rc=0)
     facts = summary(done)
     assert answers(dns_zone) == everywhere([B])
