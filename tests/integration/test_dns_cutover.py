@@ -18,6 +18,7 @@ import yaml
 from runbook_helpers import (
     DEADLINE,
     dns_answers,
+    files_containing,
     inventory_copy,
     inventory_path,
     run_json,
@@ -64,6 +65,7 @@ def test_plan_then_cutover_reruns_clean_and_rolls_back_by_run_id(dns_zone: lab.L
                        expect_rc=0)
     assert summary(back)["rollback_of"] == done["run_id"]
     assert answers(dns_zone) == everywhere([A])
+    assert files_containing(home, lab_dns.TSIG_SECRET.encode()) == []  # no secret at rest in the run folders
 
 
 def test_disagreeing_servers_refuse_and_forced_stale_secondary_says_the_primary_changed(
