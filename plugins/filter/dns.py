@@ -24,8 +24,12 @@ def dns_rollback_path(run_id, run_dir):
         raise AnsibleFilterError(str(exc)) from None
 
 
-def dns_cutover_plan(before, dr, region_addresses, rollback=None, rto_left=None):
-    return plan.cutover_plan(list(before or []), dict(dr or {}), region_addresses, rollback,
+def dns_check_params(dr, records=None, region_addresses=None):
+    return plan.check_params(dict(dr or {}), records, region_addresses or {})
+
+
+def dns_cutover_plan(before, dr, checked, rollback=None, rto_left=None):
+    return plan.cutover_plan(list(before or []), dict(dr or {}), dict(checked or {}), rollback,
                              None if rto_left is None else float(rto_left))
 
 
@@ -41,4 +45,5 @@ def dns_summary(cutover_plan, change=None, end=None, completed=False, check_mode
 class FilterModule(object):
     def filters(self):
         return {"dns_servers": dns_servers, "dns_lock_key": dns_lock_key, "dns_rollback_path": dns_rollback_path,
-                "dns_cutover_plan": dns_cutover_plan, "dns_end_state": dns_end_state, "dns_summary": dns_summary}
+                "dns_check_params": dns_check_params, "dns_cutover_plan": dns_cutover_plan,
+                "dns_end_state": dns_end_state, "dns_summary": dns_summary}

@@ -6,9 +6,74 @@ the plan (targets, guards, refusal, TTL warnings), the end state and the summary
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 RUN_ID = re.compile(r"^[A-Za-z0-9._:@+-]{1,200}$")
+LABEL = re.compile(r"^(\*|[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)$")
+
+
+def split(text):
+    """'a, b' -> ['a', 'b']: the runbook's list parameters are comma-separated text (a list is accepted too)."""
+    if text is None:
+        return []
+    items = text if isinstance(text, (list, tuple)) else str(text).split(",")
+    return [str(item).strip() for item in items if str(item).strip()]
+
+
+def is_name(text):
+    """A DNS name (relative or absolute; '@' for the apex): labels of letters, digits, '-', '_' (or '*')."""
+    if text == "@":
+        return True
+    name = text[:-1] if text.endswith(".") else text
+    return 0 < len(name) <= 253 and all(LABEL.match(label) for label in name.split("."))
+
+
+def _value_problem(value, rdtype):
+    try:
+        if rdtype == "A":
+            ipaddress.IPv4Address(value)
+        elif rdtype == "AAAA":
+            ipaddress.IPv6Address(value)
+        elif not is_name(value):
+            return "%r is not a host name" % value
+    except ValueError:
+        return "%r is not an IPv%s address" % (value, 4 if rdtype == "A" else 6)
+    return None
+
+
+def check_params(dr, records, region_addresses):
+    """The runbook's parameters checked before any server is asked: records (default: the inventory's),
+    exactly one target (region, values or rollback_of), names and values of the record type. Returns records,
+    target, expected (None: what the servers answer) and problems (each naming the parameter)."""
+    rdtype = dr.get("type") or "A"
+    out = dict(records=split(dr.get("records")) or split(records), target=None, expected=None, problems=[])
+    problems = out["problems"]
+    chosen = [key for key in ("region", "values", "rollback_of") if dr.get(key)]
+    if len(chosen) != 1:
+        problems.append("give exactly one of region, values or rollback_of (got %s)" % (", ".join(chosen) or "none"))
+    if not out["records"]:
+        problems.append("no records to change: give records (comma-separated), or set dns_records in the inventory")
+    problems.extend("records: %r is not a DNS name" % name for name in out["records"] if not is_name(name))
+    if dr.get("region"):
+        if dr["region"] not in (region_addresses or {}):
+            problems.append("region %r is not in the inventory's dns_region_addresses (regions: %s)" % (
+                dr["region"], ", ".join(sorted(region_addresses or {})) or "none"))
+        else:
+            address = region_addresses[dr["region"]]
+            out["target"] = sorted(split(address))
+    elif dr.get("values"):
+        out["target"] = sorted(split(dr["values"]))
+    if dr.get("rollback_of") and not RUN_ID.match(str(dr["rollback_of"])):
+        problems.append("rollback_of is %r, not a run id (letters, digits and ._:@+- only)" % dr["rollback_of"])
+    if dr.get("expected_values"):
+        out["expected"] = sorted(split(dr["expected_values"]))
+    given = (("values", out["target"] if dr.get("values") else None), ("expected_values", out["expected"]),
+             ("region", out["target"] if dr.get("region") else None))
+    for option, values in given:
+        values = values or []
+        problems.extend("%s: %s" % (option, p) for p in (_value_problem(v, rdtype) for v in values) if p)
+    return out
 
 
 def dns_servers(hosts, hostvars):
@@ -38,28 +103,19 @@ def _values_of(item):
     return sorted(item["agreed_values"]) if item.get("agreed_values") is not None else None
 
 
-def cutover_plan(before, dr, region_addresses, rollback=None, rto_left=None):
+def cutover_plan(before, dr, checked, rollback=None, rto_left=None):
     """What to do for each record, from what every server answers now (`before`: dns_info results).
 
-    dr holds the runbook's validated parameters (records, region, values, expected_values, force).
+    dr holds the runbook's validated parameters (force, rollback_of), checked what check_params returned.
     Returns action (change | none | refuse), reason, records [{name, current, target, expected, ttl, change}],
-    target (what the records must hold, or per record for a rollback), warnings.
+    target (what the records must hold; per record for a rollback), warnings.
     """
-    plan = dict(action="none", reason=None, records=[], warnings=[], target=None, rollback_of=None)
-    chosen = [key for key in ("region", "values", "rollback_of") if dr.get(key)]
-    if len(chosen) != 1:
-        return dict(plan, action="refuse", reason="give exactly one of region, values or rollback_of (got %s)"
-                    % (", ".join(chosen) or "none"))
+    plan = dict(action="none", reason=None, records=[], warnings=[], target=checked.get("target"),
+                rollback_of=None)
+    if checked.get("problems"):
+        return dict(plan, action="refuse", reason="; ".join(checked["problems"]))
     targets = {}
-    if dr.get("region"):
-        if dr["region"] not in (region_addresses or {}):
-            return dict(plan, action="refuse", reason="region %r is not in the inventory's dns_region_addresses "
-                        "(regions: %s)" % (dr["region"], ", ".join(sorted(region_addresses or {})) or "none"))
-        address = region_addresses[dr["region"]]
-        plan["target"] = sorted(address if isinstance(address, list) else [address])
-    elif dr.get("values"):
-        plan["target"] = sorted(dr["values"])
-    else:
+    if dr.get("rollback_of"):
         previous = ((rollback or {}).get("facts") or {}).get("summary") or {}
         for rec in previous.get("records") or []:
             if rec.get("applied"):
@@ -79,16 +135,16 @@ def cutover_plan(before, dr, region_addresses, rollback=None, rto_left=None):
         if not info.get("agree"):
             problems.append("%s: %s" % (name, info.get("disagreement") or "the servers disagree"))
         target = targets[name]["values"] if targets else plan["target"]
-        if dr.get("expected_values"):
-            expected = sorted(dr["expected_values"])
+        if checked.get("expected"):
+            expected = sorted(checked["expected"])
         elif targets:
             expected = targets[name]["expected"]
         else:
             expected = current if current is not None else primary
+        now = current if current is not None else primary
         plan["records"].append(dict(
-            name=name, current=current if current is not None else primary, target=sorted(target),
-            expected=expected, ttl=(targets[name]["ttl"] if targets else None) or info.get("ttl"),
-            change=(current if current is not None else primary) != sorted(target)))
+            name=name, current=now, target=sorted(target), expected=expected,
+            ttl=(targets[name]["ttl"] if targets else None) or info.get("ttl"), change=now != sorted(target)))
         ttl = info.get("ttl") or 0
         if rto_left is not None and ttl > rto_left:
             plan["warnings"].append("%s has TTL %ss, more than the %ss left of the RTO budget: resolvers may keep the "
@@ -171,6 +227,6 @@ def _rollback_commands(applied, run_id):
         key = (tuple(rec["previous"]["values"] or []), tuple(rec["new"]["values"] or []))
         groups.setdefault(key, []).append(rec["name"])
     for (previous, new), names in sorted(groups.items()):
-        commands.append("runbook run dns_cutover -e records=[%s] -e values=[%s] -e expected_values=[%s]"
+        commands.append("runbook run dns_cutover -e records=%s -e values=%s -e expected_values=%s"
                         % (",".join(names), ",".join(previous), ",".join(new)))
     return commands

@@ -78,7 +78,7 @@ def test_disagreeing_servers_refuse_and_forced_stale_secondary_says_the_primary_
     assert summary(refused)["did"] == ["nothing was changed"]
     assert lab_dns.answers(lab_dns.server(dns_zone, "dns-primary"), "api") == [A]
 
-    cli, forced = run_json("run", "dns_cutover", "-i", inventory, "-e", "region=b", "-e", "records=[api]",
+    cli, forced = run_json("run", "dns_cutover", "-i", inventory, "-e", "region=b", "-e", "records=api",
                            "-e", "force=true", "-e", "wait_timeout=1", "--yes", expect_rc=1)
     facts = summary(forced)
     assert facts["primary_already_changed"], facts
@@ -101,11 +101,11 @@ def test_route53_cutover_through_the_api_with_an_explicit_guard(moto: str, home:
         "dns_records": ["api"], "dns_region_addresses": {"a": "10.0.1.10", "b": "10.0.2.10"},
         "dr_lock_dir": str(tmp_path / "locks")}}}))
     cli, wrong = run_json("run", "dns_cutover", "-i", str(inventory), "-e", "region=b",
-                          "-e", "expected_values=[10.0.3.10]", "--yes", expect_rc=1)
+                          "-e", "expected_values=10.0.3.10", "--yes", expect_rc=1)
     assert "expected ['10.0.3.10'] (expected_values), found ['10.0.1.10'] now" in cli.stdout + cli.stderr
     assert summary(wrong)["did"] == ["nothing was changed"]
     _, done = run_json("run", "dns_cutover", "-i", str(inventory), "-e", "region=b",
-                       "-e", "expected_values=[10.0.1.10]", "--yes", expect_rc=0)
+                       "-e", "expected_values=10.0.1.10", "--yes", expect_rc=0)
     record = summary(done)["records"][0]
     assert record["previous"]["values"] == ["10.0.1.10"] and record["verified"] and record["servers"] == []
     found = api.list_resource_record_sets(HostedZoneId=zone_id, StartRecordName="api.erlmcp.example.",
