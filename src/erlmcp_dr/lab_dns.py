@@ -437,7 +437,7 @@ def inventory_vars() -> dict[str, Any]:
     return {
         "dns_provider": "rfc2136",
         "dns_zone": ZONE,
-        "dns_records": list(RECORDS),
+        "dns_records": ",".join(RECORDS),  # comma-separated like the runbook's records (a YAML list works too)
         "dns_tsig_key_name": TSIG_KEY_NAME,
         "dns_tsig_algorithm": TSIG_ALGORITHM,
         "dns_tsig_secret": TSIG_SECRET,
