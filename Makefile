@@ -21,6 +21,12 @@ lint: setup
 bench: setup
 	@$(VENV)/python benchmarks/switchover.py --with-patroni
 
+.PHONY: bench-dns
+
+# DNS cutover on the lab's Knot servers: dns_record against a bare UPDATE (benchmarks/dns.py).
+bench-dns: setup
+	@$(VENV)/python benchmarks/dns.py --runs 3
+
 .PHONY: ee molecule
 
 # The AWX execution environment built with podman from a locally bootstrapped Debian base, and a

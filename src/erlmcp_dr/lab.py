@@ -13,6 +13,8 @@ Redis runs beside it (`redis-a` primary in region a, `redis-b` and `redis-c` rep
 three ports after PostgreSQL's, with a password, `appendonly yes` (multi-part AOF) and RDB
 snapshots, as the lab OS user; see the Redis section below. Copies start Redis fresh (an empty
 dataset syncs in milliseconds), so templates hold PostgreSQL only.
+DNS (Knot: `dns-primary` taking signed RFC 2136 updates, `dns-secondary` fed by NOTIFY + IXFR) serves the
+zone `erlmcp.lab.` on the two ports after Redis's; see lab_dns.py. Copies start it only when asked (dns=True).
 
 Standbys read the replication password from a passfile beside their data directory
 (`<node home>/.erlmcp-dr.pgpass`, 0600), never from an inline primary_conninfo, which
@@ -37,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from erlmcp_dr import lab_app, paths
+from erlmcp_dr import lab_app, lab_dns, paths
 
 paths.ensure_collection_importable()
 from ansible_collections.erlmcp.dr.plugins.module_utils import _postgres as pg  # noqa: E402
@@ -381,6 +383,7 @@ def up(cfg: LabConfig) -> dict[str, Any]:
         _make_owned_dir(cfg.root / "pg", 0o755)
         warnings = _bring_up(cfg)
         _bring_up_redis(cfg)
+        lab_dns.up(cfg)
         (cfg.root / "app").mkdir(exist_ok=True)
         lab_app.up(cfg)  # the application, one instance per region (docs/app.md)
         # What runbooks run against by default outside a checkout (paths.default_inventory()).
@@ -477,9 +480,11 @@ def status(cfg: LabConfig) -> dict[str, Any]:
         warnings.append("more than one Redis primary: " + ", ".join(redis_primaries))
     redis_ok = len(redis_primaries) == 1 and all(r["state"] == "running" and not r["error"] for r in redis_rows)
     app_rows = lab_app.status(cfg)
+    dns_rows = lab_dns.status(cfg)  # a copy made without DNS (dns=False) has none: that is not a fault
+    dns_ok = all(r["state"] == "missing" for r in dns_rows) or lab_dns.ok(dns_rows)
     return {
         "ok": exists and len(primaries) == 1 and all(r["state"] == "running" for r in rows) and redis_ok
-        and lab_app.ok(app_rows),
+        and lab_app.ok(app_rows) and dns_ok,
         "root": str(cfg.root),
         "port_base": cfg.port_base,
         "primary": primaries[0]["name"] if len(primaries) == 1 else None,
@@ -487,6 +492,7 @@ def status(cfg: LabConfig) -> dict[str, Any]:
         "redis_primary": redis_primaries[0] if len(redis_primaries) == 1 else None,
         "redis": redis_rows,
         "app": app_rows,
+        "dns": dns_rows,
         "warnings": warnings,
     }
 
@@ -543,9 +549,11 @@ def down(cfg: LabConfig, timeout: float = 30.0) -> dict[str, Any]:
             _stop_pid(pid, timeout)
             stopped.append(node.name)
         redis_stopped, redis_not_running = _down_redis(cfg, timeout)
+        dns_stopped, dns_not_running = lab_dns.down(cfg, timeout)
     return {"ok": True, "root": str(cfg.root), "stopped": stopped, "not_running": not_running,
             "redis_stopped": redis_stopped, "redis_not_running": redis_not_running,
-            "app_stopped": app_stopped, "app_not_running": app_not_running}
+            "app_stopped": app_stopped, "app_not_running": app_not_running,
+            "dns_stopped": dns_stopped, "dns_not_running": dns_not_running}
 
 
 def _lab_postmaster_pid(node: LabNode) -> int | None:
@@ -772,6 +780,7 @@ def build_template(cfg: LabConfig, timeout: float = STREAM_TIMEOUT) -> dict[str,
             node.server().stop(timeout=START_TIMEOUT)
         _down_redis(cfg, START_TIMEOUT)  # copies start Redis fresh: the template holds PostgreSQL only
         lab_app.down(cfg, START_TIMEOUT)
+        lab_dns.down(cfg, START_TIMEOUT)  # and DNS, when asked for (clone(dns=True))
         states = {node.name: node.server().controldata().get("Database cluster state") for node in cfg.nodes}
         if any(state not in ("shut down", "shut down in recovery") for state in states.values()):
             raise RuntimeError(f"the template in {cfg.root} did not shut down cleanly: {states}")
@@ -781,13 +790,14 @@ def build_template(cfg: LabConfig, timeout: float = STREAM_TIMEOUT) -> dict[str,
     return dict(record, root=str(cfg.root))
 
 
-def clone(template: LabConfig, cfg: LabConfig, timeout: float = STREAM_TIMEOUT, *, app: bool = False
-          ) -> dict[str, Any]:
+def clone(template: LabConfig, cfg: LabConfig, timeout: float = STREAM_TIMEOUT, *, app: bool = False,
+          dns: bool = False) -> dict[str, Any]:
     """A new lab in cfg.root (empty or missing) copied from a template built by build_template.
 
     Each node gets cfg's port, its own passfile and a primary_conninfo naming the copy's
     primary; the copy is started and returned (as status()) once every standby streams.
-    It shares the template's system identifier. app=True also starts the application (lab_app.up).
+    It shares the template's system identifier. app=True also starts the application (lab_app.up), dns=True
+    the lab's DNS servers (a new zone).
     """
     record = _template_record(template)
     with _lab_lock(cfg):
@@ -808,6 +818,8 @@ def clone(template: LabConfig, cfg: LabConfig, timeout: float = STREAM_TIMEOUT, 
         for node in cfg.nodes:
             _start(node)
         _bring_up_redis(cfg)
+        if dns:
+            lab_dns.up(cfg)
     wait_streaming(cfg, timeout)
     if app:
         lab_app.up(cfg)
@@ -821,6 +833,7 @@ def _template_record(template: LabConfig) -> dict[str, Any]:
                            f"lab.build_template(LabConfig(root=...))")
     running = [node.name for node in template.nodes if _lab_postmaster_pid(node) is not None]
     running += [node.name for node in template.redis_nodes if _lab_redis_pid(node) is not None]
+    running += [srv.name for srv in lab_dns.servers(template) if lab_dns.lab_knot_pid(srv) is not None]
     if running:
         raise RuntimeError(f"the lab template in {template.root} is running ({', '.join(running)}); a copy of a "
                            f"running cluster is not consistent: stop it with lab.down() or build it anew")
@@ -915,6 +928,7 @@ def inventory(cfg: LabConfig, lab_dir_expr: str | None = None, *, own_lock_dir: 
                 "redis_host": "127.0.0.1",
             },
         },
+        "dns": lab_dns.inventory_group(cfg),
         **{f"region_{node.region}": {"hosts": {node.name: {}, redis.name: {}}}
            for node, redis in zip(cfg.nodes, cfg.redis_nodes, strict=True)},
         "app": lab_app.inventory_group(cfg),
@@ -928,6 +942,7 @@ def inventory(cfg: LabConfig, lab_dir_expr: str | None = None, *, own_lock_dir: 
         "dr_primary_of_record": cfg.nodes[0].name,
         "redis_password": LAB_PASSWORD,
         "dr_app_config_path": f"{root}/app/database.json",
+        **lab_dns.inventory_vars(),
         **({"dr_lock_dir": f"{root}/locks"} if own_lock_dir else {}),
     }}}
 
@@ -945,7 +960,8 @@ def format_status(result: dict[str, Any]) -> str:
         return f"lab {result['root']}: stopped {', '.join(result['stopped']) or 'nothing'}" + (
             f"; not running: {', '.join(result['not_running'])}" if result["not_running"] else "") + (
             f"; Redis stopped {', '.join(result.get('redis_stopped') or []) or 'nothing'}") + (
-            f"; app stopped {', '.join(result.get('app_stopped') or []) or 'nothing'}")
+            f"; app stopped {', '.join(result.get('app_stopped') or []) or 'nothing'}") + (
+            f"; DNS stopped {', '.join(result.get('dns_stopped') or []) or 'nothing'}")
     header = f"{'node':6} {'region':6} {'port':6} {'state':8} {'role':18} {'tl':>3} {'lsn':>12} {'lag':>10}  upstream"
     lines = [f"lab {result['root']} (primary: {result.get('primary') or 'none'})"]
     if result.get("inventory"):
@@ -961,6 +977,7 @@ def format_status(result: dict[str, Any]) -> str:
             lines.append(f"       error: {row['error']}")
     lines += _format_redis(result.get("redis") or [])
     lines += lab_app.format_rows(result.get("app") or [])
+    lines += lab_dns.format_status(result.get("dns") or [])
     lines += [f"warning: {w}" for w in result.get("warnings", [])]
     return "\n".join(lines)
 

@@ -14,8 +14,11 @@ import moto_server
 import pytest
 from runbook_helpers import (  # noqa: F401  (re-exported for the module tests)
     TEMPLATE,
+    dns_answers,
+    dns_args,
     lab_inventory,
     login_args,
+    new_dns_lab,
     new_lab,
     redis_client,
     redis_login_args,
@@ -27,7 +30,7 @@ from runbook_helpers import (  # noqa: F401  (re-exported for the module tests)
     wait_redis_replicated,
 )
 
-from erlmcp_dr import lab
+from erlmcp_dr import lab, lab_dns
 
 pytestmark = pytest.mark.integration
 
@@ -90,3 +93,17 @@ def moto(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     for name, value in moto_server.CREDENTIALS.items():
         monkeypatch.setenv(name, value)
     return moto_endpoint
+
+
+@pytest.fixture(scope="module")
+def dns_lab() -> Iterator[lab.LabConfig]:
+    """The lab's DNS servers alone (Knot primary and secondary), started once per test module."""
+    with new_dns_lab() as cfg:
+        yield cfg
+
+
+@pytest.fixture
+def dns_zone(dns_lab: lab.LabConfig) -> lab.LabConfig:
+    """dns_lab with both servers running and the zone as created (api/health at region a), in sync."""
+    lab_dns.reset_zone(dns_lab)
+    return dns_lab

@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from erlmcp_dr import lab, paths
+from erlmcp_dr import lab, lab_dns, paths
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()
@@ -100,16 +100,19 @@ TEMPLATE = LabTemplate()
 
 
 @contextmanager
-def new_lab(*, own_system_identifier: bool = False, app: bool = False) -> Iterator[lab.LabConfig]:
+def new_lab(*, own_system_identifier: bool = False, app: bool = False, dns: bool = False
+            ) -> Iterator[lab.LabConfig]:
     """A new lab (pg-a primary, pg-b and pg-c streaming, inventory written), stopped and removed afterwards.
 
     A copy of the process's template, so every such lab has the template's system identifier;
     own_system_identifier=True builds one from scratch (initdb), for tests about foreign clusters.
     app=True also starts the application (one instance per region, docs/app.md); a lab built from
-    scratch always has it.
+    scratch always has it. dns=True also starts the lab's DNS servers (Knot primary and secondary).
     """
     cfg = _started_lab(own_system_identifier, app)
     try:
+        if dns:
+            lab_dns.up(cfg)
         lab.write_inventory(cfg, inventory_path(cfg), own_lock_dir=True)
         yield cfg
     finally:
@@ -525,3 +528,62 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+# ---------------------------------------------------------------- DNS (Knot) on its own
+
+
+@contextmanager
+def new_dns_lab() -> Iterator[lab.LabConfig]:
+    """The lab's two DNS servers alone (no PostgreSQL, no Redis: the DNS tests need none), on free ports of this
+    process's range, with an inventory of the `dns` group and vars at inventory_path(cfg); stopped by PID and
+    removed afterwards. Start it once per module and put the zone back with lab_dns.reset_zone between tests."""
+    for attempt in range(1, LAB_ATTEMPTS + 1):
+        cfg = _new_cfg("erlmcp-dr-dns-")
+        cfg.root.rmdir()  # lab_dns.up makes it, owned by the lab OS user
+        try:
+            lab_dns.up(cfg)
+            break
+        except Exception:
+            remove_dns_lab(cfg)
+            if attempt == LAB_ATTEMPTS:
+                raise
+    try:
+        write_dns_inventory(cfg, inventory_path(cfg))
+        yield cfg
+    finally:
+        remove_dns_lab(cfg)
+
+
+def remove_dns_lab(cfg: lab.LabConfig) -> None:
+    try:
+        lab_dns.down(cfg)
+    finally:
+        shutil.rmtree(cfg.root, ignore_errors=True)
+
+
+def write_dns_inventory(cfg: lab.LabConfig, path: Path) -> Path:
+    """The lab inventory's DNS part only (group `dns`, the dns_* vars), with a lock dir of this lab's own."""
+    data = {"all": {"children": {"dns": lab_dns.inventory_group(cfg)},
+                    "vars": {**lab_dns.inventory_vars(), "dr_lock_dir": f"{cfg.root}/locks"}}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("---\n" + yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def dns_servers_arg(cfg: lab.LabConfig) -> list[dict[str, Any]]:
+    """The `servers` option of the dns_* modules for the lab's two servers."""
+    return [{"name": srv.name, "host": "127.0.0.1", "port": srv.port} for srv in lab_dns.servers(cfg)]
+
+
+def dns_args(cfg: lab.LabConfig, **extra: Any) -> dict[str, Any]:
+    """dns_record / dns_info options for the lab's zone: the primary, both servers, the lab's TSIG key."""
+    primary = lab_dns.servers(cfg)[0]
+    return {"zone": lab_dns.ZONE, "server": "127.0.0.1", "port": primary.port, "servers": dns_servers_arg(cfg),
+            "tsig_key_name": lab_dns.TSIG_KEY_NAME, "tsig_key_secret": lab_dns.TSIG_SECRET,
+            "tsig_algorithm": lab_dns.TSIG_ALGORITHM, **extra}
+
+
+def dns_answers(cfg: lab.LabConfig, name: str, rdtype: str = "A") -> dict[str, list[str]]:
+    """What each lab DNS server answers for name, asked directly."""
+    return {srv.name: lab_dns.answers(srv, name, rdtype) for srv in lab_dns.servers(cfg)}

@@ -22,7 +22,7 @@ from runbook_helpers import VENV_BIN
 REPO = Path(__file__).resolve().parents[2]
 TARBALL = ".build/ee/erlmcp-dr.tar.gz"  # where execution-environment.yml takes the collection from
 # third-party import name -> the requirements.txt distribution that provides it
-DISTRIBUTIONS = {"psycopg": "psycopg[binary]", "redis": "redis"}
+DISTRIBUTIONS = {"psycopg": "psycopg[binary]", "redis": "redis", "dns": "dnspython", "boto3": "boto3"}
 
 
 def tool(*args: str, cwd: Path = REPO) -> str:

@@ -1,0 +1,232 @@
+# -*- coding: utf-8 -*-
+# Copyright: erlmcp.dr contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The dns_cutover runbook's decisions, pure (no I/O, no driver): the servers from the inventory, the lock key,
+the plan (targets, guards, refusal, TTL warnings), the end state and the summary. Wrapped as erlmcp.dr filters."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+RUN_ID = re.compile(r"^[A-Za-z0-9._:@+-]{1,200}$")
+LABEL = re.compile(r"^(\*|[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)$")
+
+
+def split(text):
+    """'a, b' -> ['a', 'b']: the runbook's list parameters are comma-separated text (a list is accepted too)."""
+    if text is None:
+        return []
+    items = text if isinstance(text, (list, tuple)) else str(text).split(",")
+    return [str(item).strip() for item in items if str(item).strip()]
+
+
+def is_name(text):
+    """A DNS name (relative or absolute; '@' for the apex): labels of letters, digits, '-', '_' (or '*')."""
+    if text == "@":
+        return True
+    name = text[:-1] if text.endswith(".") else text
+    return 0 < len(name) <= 253 and all(LABEL.match(label) for label in name.split("."))
+
+
+def _value_problem(value, rdtype):
+    try:
+        if rdtype == "A":
+            ipaddress.IPv4Address(value)
+        elif rdtype == "AAAA":
+            ipaddress.IPv6Address(value)
+        elif not is_name(value):
+            return "%r is not a host name" % value
+    except ValueError:
+        return "%r is not an IPv%s address" % (value, 4 if rdtype == "A" else 6)
+    return None
+
+
+def check_params(dr, records, region_addresses):
+    """The runbook's parameters checked before any server is asked: records (default: the inventory's),
+    exactly one target (region, values or rollback_of), names and values of the record type. Returns records,
+    target, expected (None: what the servers answer) and problems (each naming the parameter)."""
+    rdtype = dr.get("type") or "A"
+    out = dict(records=split(dr.get("records")) or split(records), target=None, expected=None, problems=[])
+    problems = out["problems"]
+    chosen = [key for key in ("region", "values", "rollback_of") if dr.get(key)]
+    if len(chosen) != 1:
+        problems.append("give exactly one of region, values or rollback_of (got %s)" % (", ".join(chosen) or "none"))
+    if not out["records"]:
+        problems.append("no records to change: give records (comma-separated), or set dns_records in the inventory")
+    problems.extend("records: %r is not a DNS name" % name for name in out["records"] if not is_name(name))
+    if dr.get("region"):
+        if dr["region"] not in (region_addresses or {}):
+            problems.append("region %r is not in the inventory's dns_region_addresses (regions: %s)" % (
+                dr["region"], ", ".join(sorted(region_addresses or {})) or "none"))
+        else:
+            address = region_addresses[dr["region"]]
+            out["target"] = sorted(split(address))
+    elif dr.get("values"):
+        out["target"] = sorted(split(dr["values"]))
+    if dr.get("rollback_of") and not RUN_ID.match(str(dr["rollback_of"])):
+        problems.append("rollback_of is %r, not a run id (letters, digits and ._:@+- only)" % dr["rollback_of"])
+    if dr.get("expected_values"):
+        out["expected"] = sorted(split(dr["expected_values"]))
+    given = (("values", out["target"] if dr.get("values") else None), ("expected_values", out["expected"]),
+             ("region", out["target"] if dr.get("region") else None))
+    for option, values in given:
+        values = values or []
+        problems.extend("%s: %s" % (option, p) for p in (_value_problem(v, rdtype) for v in values) if p)
+    return out
+
+
+def dns_servers(hosts, hostvars):
+    """[{name, host, port, role}] for the inventory's dns group, the primary(ies) first."""
+    out = []
+    for name in hosts or []:
+        hv = hostvars[name]
+        out.append(dict(name=name, host=str(hv.get("dns_host") or name), port=int(hv.get("dns_port") or 53),
+                        role=str(hv.get("dns_role") or "secondary")))
+    return sorted(out, key=lambda s: (s["role"] != "primary", s["name"]))
+
+
+def lock_key(zone):
+    """What the run lock protects: the zone (one cutover per zone at a time, whatever the records)."""
+    return "dns:%s" % (zone if zone.endswith(".") else zone + ".").lower()
+
+
+def rollback_path(run_dir, run_id):
+    """The result.json of run `run_id`, beside this run's folder; ValueError for an id that is not one."""
+    if not RUN_ID.match(run_id or "") or run_id in (".", ".."):
+        raise ValueError("rollback_of is %r, not a run id (letters, digits and ._:@+- only)" % run_id)
+    parent = str(run_dir).rstrip("/").rsplit("/", 1)[0]
+    return "%s/%s/result.json" % (parent, run_id)
+
+
+def _values_of(item):
+    return sorted(item["agreed_values"]) if item.get("agreed_values") is not None else None
+
+
+def cutover_plan(before, dr, checked, rollback=None, rto_left=None):
+    """What to do for each record, from what every server answers now (`before`: dns_info results).
+
+    dr holds the runbook's validated parameters (force, rollback_of), checked what check_params returned.
+    Returns action (change | none | refuse), reason, records [{name, current, target, expected, ttl, change}],
+    target (what the records must hold; per record for a rollback), warnings.
+    """
+    plan = dict(action="none", reason=None, records=[], warnings=[], target=checked.get("target"),
+                rollback_of=None)
+    if checked.get("problems"):
+        return dict(plan, action="refuse", reason="; ".join(checked["problems"]))
+    targets = {}
+    if dr.get("rollback_of"):
+        previous = ((rollback or {}).get("facts") or {}).get("summary") or {}
+        for rec in previous.get("records") or []:
+            if rec.get("applied"):
+                targets[rec["name"]] = dict(values=rec["previous"]["values"], ttl=rec["previous"].get("ttl"),
+                                            expected=rec["new"]["values"])
+        if not targets:
+            return dict(plan, action="refuse", reason="run %s changed no record: there is nothing to roll back"
+                        % dr["rollback_of"])
+        plan["rollback_of"] = dr["rollback_of"]
+    problems = []
+    for info in before:
+        name = info["name"]
+        if targets and name not in targets:
+            continue
+        current = _values_of(info) if info.get("agree") else None
+        primary = _primary_values(info)
+        if not info.get("agree"):
+            problems.append("%s: %s" % (name, info.get("disagreement") or "the servers disagree"))
+        target = targets[name]["values"] if targets else plan["target"]
+        if checked.get("expected"):
+            expected = sorted(checked["expected"])
+        elif targets:
+            expected = targets[name]["expected"]
+        else:
+            expected = current if current is not None else primary
+        now = current if current is not None else primary
+        plan["records"].append(dict(
+            name=name, current=now, target=sorted(target), expected=expected,
+            ttl=(targets[name]["ttl"] if targets else None) or info.get("ttl"), change=now != sorted(target)))
+        ttl = info.get("ttl") or 0
+        if rto_left is not None and ttl > rto_left:
+            plan["warnings"].append("%s has TTL %ss, more than the %ss left of the RTO budget: resolvers may keep the "
+                                    "old answer after it" % (name, ttl, int(rto_left)))
+    if problems and not dr.get("force"):
+        return dict(plan, action="refuse", reason="the authoritative servers disagree, so the current value is not "
+                    "known: %s. Wait for them to agree, or set force=true (the guard then uses the primary's answer)"
+                    % "; ".join(problems))
+    if problems:
+        plan["warnings"].append("forced past a disagreement of the servers: %s" % "; ".join(problems))
+    plan["action"] = "change" if any(r["change"] for r in plan["records"]) else "none"
+    return plan
+
+
+def _primary_values(info):
+    for row in info.get("servers") or []:
+        if row.get("values") is not None and not row.get("error"):
+            return sorted(row["values"])
+    api = info.get("api") or {}
+    return sorted(api.get("values") or [])
+
+
+def end_state(after, plan):
+    """Whether every record's servers agree on its target: ok and problems."""
+    by_name = dict((info["name"], info) for info in after)
+    problems = []
+    for rec in plan.get("records") or []:
+        info = by_name.get(rec["name"]) or {}
+        if not info.get("agree"):
+            problems.append("%s: %s" % (rec["name"], info.get("disagreement") or "not read"))
+        elif sorted(info.get("agreed_values") or []) != rec["target"]:
+            problems.append("%s answers %s everywhere, expected %s" % (rec["name"], info.get("agreed_values"),
+                                                                       rec["target"]))
+    return dict(ok=not problems, problems=problems)
+
+
+def summary(plan, change, end, completed=False, check_mode=False, run_id=None, lock=None):
+    """The runbook's published summary: per record previous and new values, per-server answer times, whether
+    the change was applied (a failed verification after the change says the primary already changed), the
+    rollback command."""
+    results = dict((r.get("name"), r) for r in ((change or {}).get("results") or []) if r.get("name"))
+    records, did = [], []
+    for rec in (plan or {}).get("records") or []:
+        result = results.get(rec["name"]) or {}
+        previous = result.get("previous") or dict(values=rec["current"], ttl=rec.get("ttl"))
+        applied = bool(result.get("applied"))
+        verification = result.get("verification") or {}
+        row = dict(name=rec["name"], previous=dict(values=previous.get("values"), ttl=previous.get("ttl")),
+                   new=dict(values=rec["target"]), applied=applied, verified=bool(result.get("verified")),
+                   servers=[dict(name=s.get("name"), values=s.get("values"), answered_in_ms=s.get("answered_in_ms"),
+                                 visible_after_s=s.get("visible_after_s"), error=s.get("error"))
+                            for s in verification.get("servers") or []],
+                   stale_servers=verification.get("stale_servers") or [], error=result.get("msg"))
+        records.append(row)
+        if applied:
+            unverified = "" if row["verified"] else " at the primary, NOT verified everywhere (%s)" % (
+                ", ".join(row["stale_servers"]) or "see the error")
+            did.append("%s changed from %s to %s%s" % (
+                rec["name"], row["previous"]["values"], rec["target"], unverified))
+    applied = [r for r in records if r["applied"]]
+    out = dict(
+        check_mode=bool(check_mode), completed=bool(completed), action=(plan or {}).get("action"),
+        reason=(plan or {}).get("reason"), target=(plan or {}).get("target"),
+        rollback_of=(plan or {}).get("rollback_of"), records=records, warnings=(plan or {}).get("warnings") or [],
+        did=did or ["nothing was changed"], end_state=end or {}, lock=lock or {},
+        primary_already_changed=bool([r for r in applied if not r["verified"]]),
+        rollback=_rollback_commands(applied, run_id),
+    )
+    return out
+
+
+def _rollback_commands(applied, run_id):
+    if not applied:
+        return []
+    commands = []
+    if run_id:
+        commands.append("runbook run dns_cutover -e rollback_of=%s" % run_id)
+    groups = {}
+    for rec in applied:
+        key = (tuple(rec["previous"]["values"] or []), tuple(rec["new"]["values"] or []))
+        groups.setdefault(key, []).append(rec["name"])
+    for (previous, new), names in sorted(groups.items()):
+        commands.append("runbook run dns_cutover -e records=%s -e values=%s -e expected_values=%s"
+                        % (",".join(names), ",".join(previous), ",".join(new)))
+    return commands
