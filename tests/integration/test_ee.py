@@ -23,6 +23,8 @@ REPO = Path(__file__).resolve().parents[2]
 TARBALL = ".build/ee/erlmcp-dr.tar.gz"  # where execution-environment.yml takes the collection from
 # third-party import name -> the requirements.txt distribution that provides it
 DISTRIBUTIONS = {"psycopg": "psycopg[binary]", "redis": "redis", "dns": "dnspython", "boto3": "boto3"}
+# ansible-core's own dependencies: wherever a plugin runs, ansible-core brought them (jinja2: notify's templates).
+WITH_ANSIBLE_CORE = {"ansible", "ansible_collections", "jinja2", "yaml"}
 
 
 def tool(*args: str, cwd: Path = REPO) -> str:
@@ -53,8 +55,7 @@ def third_party_imports() -> set[str]:
                 names.update(alias.name.split(".")[0] for alias in node.names)
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 names.add(node.module.split(".")[0])
-    return {n for n in names if n not in sys.stdlib_module_names and n not in ("ansible", "ansible_collections",
-                                                                                "__future__")}
+    return {n for n in names if n not in sys.stdlib_module_names and n not in WITH_ANSIBLE_CORE | {"__future__"}}
 
 
 def requirement_lines(path: Path) -> list[str]:
