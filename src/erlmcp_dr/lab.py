@@ -895,6 +895,7 @@ def inventory(cfg: LabConfig, lab_dir_expr: str | None = None, *, own_lock_dir: 
                 node.name: {
                     "redis_port": node.port,
                     "redis_data_dir": f"{root}/redis/{node.name}/data",
+                    "redis_start_command": [REDIS_SERVER, f"{root}/redis/{node.name}/{REDIS_CONF_NAME}"],
                     "dr_region": node.region,
                 }
                 for node in cfg.redis_nodes
@@ -903,6 +904,7 @@ def inventory(cfg: LabConfig, lab_dir_expr: str | None = None, *, own_lock_dir: 
                 "ansible_connection": "local",
                 "ansible_python_interpreter": "{{ ansible_playbook_python }}",
                 "redis_host": "127.0.0.1",
+                "redis_backup_dir": f"{root}/redis/backups",  # one store: a replica's backup restores into the primary
             },
         },
         **{f"region_{node.region}": {"hosts": {node.name: {}, redis.name: {}}}
