@@ -404,11 +404,14 @@ class S3Store(object):
             copied = time.monotonic()
             result = check(staged)
             checked = time.monotonic()
-            with open(staged, "rb") as body:
-                self._call("uploading backup %s" % backup_id, "put_object", Bucket=self.bucket,
-                           Key=self.key(backup_id + ".rdb"), Body=body, ContentLength=size,
-                           ChecksumSHA256=base64.b64encode(bytes.fromhex(digest)).decode("ascii"),
-                           **self._sse_args())
+            with open(staged, "rb") as body:  # botocore sends the SHA-256 of these bytes; S3 checks it
+                sent = self._call("uploading backup %s" % backup_id, "put_object", Bucket=self.bucket,
+                                  Key=self.key(backup_id + ".rdb"), Body=body, ContentLength=size,
+                                  ChecksumAlgorithm="SHA256", **self._sse_args())
+            stored = sent.get("ChecksumSHA256")
+            if stored and base64.b64decode(stored).hex() != digest:
+                raise RedisError("S3 stored backup %s with SHA-256 %s, the checked copy has %s: not marked verified"
+                                 % (backup_id, base64.b64decode(stored).hex(), digest))
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         durations = dict(copy=round(copied - began, 3), check=round(checked - copied, 3),
@@ -428,7 +431,15 @@ class S3Store(object):
                 return None
             raise self._error("reading backup %s" % backup_id, exc) from None
         value = head.get("ChecksumSHA256")
-        return base64.b64decode(value).hex() if value and "-" not in value else None
+        if value and "-" not in value:
+            return base64.b64decode(value).hex()
+        # No whole-object checksum kept (a multipart upload, another tool, a store without checksums): read it.
+        body = self._call("reading backup %s" % backup_id, "get_object", Bucket=self.bucket,
+                          Key=self.key(backup_id + ".rdb"))["Body"]
+        digest = hashlib.sha256()
+        for chunk in iter(lambda: body.read(CHUNK), b""):
+            digest.update(chunk)
+        return digest.hexdigest()
 
     def local_rdb(self, metadata, staging):
         """Download the backup into `staging` (a local folder), checking its sha256 against the metadata."""
