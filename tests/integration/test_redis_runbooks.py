@@ -210,3 +210,25 @@ def test_the_redis_runbooks_have_an_awx_survey():
         cli = runbook_cli("survey", name)
         assert cli.rc == 0, cli
         assert "redis_password" in cli.stdout and "password" in cli.stdout, cli.stdout
+
+
+def test_backup_to_s3_through_the_runbook(fresh_lab, home, moto):
+    import boto3
+
+    cfg = fresh_lab
+    boto3.client("s3", endpoint_url=moto, region_name="us-east-1").create_bucket(Bucket="runbook-backups")
+
+    def to_s3(data: dict[str, Any]) -> None:
+        data["all"]["vars"].update(redis_s3_bucket="runbook-backups", redis_s3_prefix="lab",
+                                   redis_s3_endpoint_url=moto, redis_s3_sse="AES256")
+
+    inventory = inventory_copy(cfg, "s3", to_s3)
+    _fill(cfg)
+    _, result = run_json("run", "redis_backup", "-i", str(inventory), "-e", "store=s3", "-e", "backup_id=offsite",
+                         expect_rc=0)
+    done = summary(result)
+    assert done["completed"] and done["verified"] and done["path"] == "s3://runbook-backups/lab/offsite.rdb", done
+    _mutate(cfg)
+    restored = summary(_restore(inventory, "-e", "store=s3"))
+    assert restored["dataset"] == "backup" and restored["backup_id"] == "offsite", restored
+    assert _holds_the_data(cfg, "redis-a")
