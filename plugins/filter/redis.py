@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: erlmcp.dr contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Filters erlmcp.dr.redis_nodes, redis_lock_key, redis_target, redis_end_state and redis_summary (documented
+"""Filters erlmcp.dr.redis_nodes, redis_lock_key, redis_target, redis_failover_candidate,
+redis_end_state and redis_summary (documented
 in the adjacent .yml files): the pure decisions of module_utils/_redis_plan.py, for the Redis runbooks."""
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ def redis_target(info, node=None, purpose="restore"):
     return plan.target(info, node or None, purpose)
 
 
+def redis_failover_candidate(info, candidate=None, away_from=None):
+    _check_info(info, "redis_failover_candidate")
+    return plan.failover_candidate(info, candidate or None, away_from or None)
+
+
 def redis_end_state(info, primary, left_out=None):
     _check_info(info, "redis_end_state")
     return plan.end_state(info, primary, left_out)
@@ -43,4 +49,5 @@ def redis_summary(runbook, target_plan, steps, completed=False, check_mode=False
 class FilterModule(object):
     def filters(self):
         return {"redis_nodes": redis_nodes, "redis_lock_key": redis_lock_key, "redis_target": redis_target,
+                "redis_failover_candidate": redis_failover_candidate,
                 "redis_end_state": redis_end_state, "redis_summary": redis_summary}

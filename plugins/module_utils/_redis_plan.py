@@ -100,6 +100,32 @@ def backup_source(info, node=None):
                    % (", ".join(info.get("unreachable_nodes") or []) or "none"))
 
 
+def failover_candidate(info, candidate=None, away_from=None):
+    """The node a failover promotes: dict(action, target, reason). `candidate` when given (a reachable member other
+    than away_from); else the reachable replica with the highest replication offset (link up first, then name)."""
+    members = info.get("nodes") or {}
+    if candidate:
+        if candidate not in members:
+            return _refuse("candidate %s is not in the inventory's redis group (%s): expected one of them (candidate)"
+                           % (candidate, ", ".join(sorted(members))))
+        if candidate == away_from:
+            return _refuse("candidate %s is the node to fail away from (candidate, away_from)" % candidate)
+        if not members[candidate].get("reachable"):
+            return _refuse("candidate %s does not answer: %s (candidate)"
+                           % (candidate, members[candidate].get("error")))
+        return dict(action="act", target=candidate, reason="named by the candidate parameter")
+    primaries = [p for p in info.get("primaries") or [] if p != away_from]
+    replicas = [(f.get("link_status") == "up", f.get("repl_offset") or 0, name) for name, f in members.items()
+                if name != away_from and f.get("reachable") and f.get("role") == "replica"]
+    if len(primaries) == 1:
+        return dict(action="act", target=primaries[0], reason="%s is the primary already" % primaries[0])
+    if not replicas:
+        return _refuse("no replica answers to take over%s (candidate)"
+                       % (" from %s" % away_from if away_from else ""))
+    best = sorted(replicas, key=lambda r: (-r[1], not r[0], r[2]))[0]
+    return dict(action="act", target=best[2], reason="the replica with the most data (offset %s)" % best[1])
+
+
 def _refuse(reason):
     return dict(action="refuse", target=None, reason=reason)
 
@@ -148,7 +174,31 @@ def summary(runbook, target_plan, steps, completed=False, check_mode=False):
         out.update(_backup_summary(steps["backup"], out["did"]))
     if steps.get("restore"):
         out.update(_restore_summary(steps["restore"], out["did"], check_mode))
+    if steps.get("promote"):
+        out.update(_promote_summary(steps["promote"], out["did"], check_mode))
+    if steps.get("app_config"):
+        app = steps["app_config"]
+        if app.get("changed") and not app.get("failed") and not check_mode:
+            did = "pointed the application's Redis config %s at %s" % (
+                app.get("path"), ((app.get("config") or {}).get("redis") or {}).get("primary_node"))
+            out["did"].append(did)
+        out["app_config"] = dict(path=app.get("path"), changed=bool(app.get("changed")),
+                                 config=app.get("config"), failed=bool(app.get("failed")))
     return out
+
+
+def _promote_summary(result, did, check_mode):
+    if result.get("promoted"):
+        did.append("made %s the primary (%s)" % (result.get("candidate"), "coordinated FAILOVER from %s"
+                                                 % result.get("old_primary") if result.get("fence") == "failover"
+                                                 else "%s did not answer" % result.get("old_primary")))
+    if result.get("repointed") and not check_mode:
+        did.append("made %s replicate from %s" % (", ".join(result["repointed"]), result.get("candidate")))
+    return dict(new_primary=result.get("candidate"), old_primary=result.get("old_primary"),
+                old_primary_fence=result.get("fence"), lag_bytes_at_gate=result.get("lag_bytes_at_gate"),
+                promoted=bool(result.get("promoted")), repointed=result.get("repointed") or [],
+                unreachable=result.get("unreachable_nodes") or [], promote_plan=result.get("plan"),
+                durations=result.get("durations") or {})
 
 
 def _backup_summary(result, did):

@@ -919,6 +919,7 @@ def inventory(cfg: LabConfig, lab_dir_expr: str | None = None, *, own_lock_dir: 
         "dr_primary_of_record": cfg.nodes[0].name,
         "redis_password": LAB_PASSWORD,
         "dr_app_config_path": f"{root}/app/database.json",
+        "dr_app_redis_config_path": f"{root}/app/redis.json",
         **({"dr_lock_dir": f"{root}/locks"} if own_lock_dir else {}),
     }}}
 

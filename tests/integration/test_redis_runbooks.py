@@ -232,3 +232,26 @@ def test_backup_to_s3_through_the_runbook(fresh_lab, home, moto):
     restored = summary(_restore(inventory, "-e", "store=s3"))
     assert restored["dataset"] == "backup" and restored["backup_id"] == "offsite", restored
     assert _holds_the_data(cfg, "redis-a")
+
+
+def test_failover_runbook_moves_the_primary_points_the_app_and_a_rerun_changes_nothing(fresh_lab, home):
+    import json
+
+    cfg = fresh_lab
+    _fill(cfg)
+    inventory = str(inventory_path(cfg))
+    _, result = run_json("run", "redis_failover", "-i", inventory, "-e", "candidate=redis-c", "--yes", expect_rc=0)
+    done = summary(result)
+    assert done["completed"] and done["end_state_ok"] and done["new_primary"] == "redis-c", done
+    assert done["old_primary"] == "redis-a" and done["old_primary_fence"] == "failover"
+    port = {n.name: n.port for n in cfg.redis_nodes}
+    app = json.loads((cfg.root / "app" / "redis.json").read_text())
+    assert app == {"redis": {"primary": f"127.0.0.1:{port['redis-c']}", "primary_node": "redis-c",
+                             "replicas": [f"127.0.0.1:{port['redis-a']}", f"127.0.0.1:{port['redis-b']}"],
+                             "replica_nodes": ["redis-a", "redis-b"]}}
+    assert _holds_the_data(cfg, "redis-c")
+    with redis_client(cfg, "redis-a") as client:
+        assert client.info("replication")["role"] == "slave"
+
+    _, again = run_json("run", "redis_failover", "-i", inventory, "--yes", expect_rc=0)
+    assert changed_steps(again) == [] and summary(again)["new_primary"] == "redis-c", again["steps"]

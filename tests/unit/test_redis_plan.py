@@ -5,10 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()
+from ansible_collections.erlmcp.dr.plugins.module_utils import _app_redis_config as app  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils import _redis_plan as plan  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils import _redis_promote as promote  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import ModuleFailure  # noqa: E402
 
 
 def _node(name: str, port: int, role: str | None = "replica", upstream: str | None = "a", **extra: Any) -> dict:
@@ -98,3 +103,63 @@ def test_summary_of_a_backup():
     out = plan.summary("redis_backup", {}, dict(backup=result, lock=dict(key="redis:k")))
     assert out["did"] == ["backed up a to /s/b1.rdb", "deleted backups by retention: b0"]
     assert out["lock"] == "redis:k" and out["bytes"] == 3 and out["verified"]
+
+
+# ---------------------------------------------------------------- failover: candidate, promotion plan, app config
+
+
+def test_failover_candidate_is_the_named_node_else_the_replica_with_the_most_data():
+    ahead = _info(_node("a", 7001, None), _node("b", 7002, repl_offset=90), _node("c", 7003, repl_offset=100))
+    assert plan.failover_candidate(ahead)["target"] == "c"
+    assert plan.failover_candidate(ahead, "b")["target"] == "b"
+    assert plan.failover_candidate(ahead, "a")["action"] == "refuse"  # does not answer
+    assert plan.failover_candidate(HEALTHY, away_from="a")["target"] in ("b", "c")
+    assert plan.failover_candidate(HEALTHY)["target"] == "a"  # the primary already: nothing to move
+    assert plan.failover_candidate(HEALTHY, "a", away_from="a")["action"] == "refuse"
+
+
+def _promote_nodes(**overrides: dict) -> dict:
+    nodes = {
+        "a": dict(reachable=True, role="primary", repl_offset=100, error=None),
+        "b": dict(reachable=True, role="replica", upstream="a", link_status="up", repl_offset=100, error=None),
+        "c": dict(reachable=True, role="replica", upstream="a", link_status="up", repl_offset=60, error=None),
+    }
+    for name, change in overrides.items():
+        nodes[name] = dict(nodes[name], **change)
+    return nodes
+
+
+def test_promotion_plan_hands_over_by_failover_when_the_primary_answers():
+    decided = promote.decide(_promote_nodes(), "b", max_lag_bytes=0)
+    assert decided["action"] == "failover" and decided["old_primary"] == "a" and decided["follow"] == ["c"]
+    refused = promote.decide(_promote_nodes(), "c", max_lag_bytes=10)
+    assert refused["action"] == "refuse" and "40 bytes behind" in refused["reason"]
+    unlinked = promote.decide(_promote_nodes(b=dict(link_status="down")), "b")
+    assert unlinked["action"] == "refuse" and "link" in unlinked["reason"]
+
+
+def test_promotion_plan_without_a_primary_takes_the_replica_with_the_most_data_unless_forced():
+    down = dict(reachable=False, role=None, error="refused")
+    assert promote.decide(_promote_nodes(a=down), "b")["action"] == "promote"
+    assert promote.decide(_promote_nodes(a=down), "c")["action"] == "refuse"
+    assert promote.decide(_promote_nodes(a=down), "c", force=True)["action"] == "promote"
+
+
+def test_promotion_plan_refuses_a_second_writer_unless_it_is_to_be_demoted():
+    two = _promote_nodes(b=dict(role="primary", upstream=None))
+    assert promote.decide(two, "b")["action"] == "refuse"
+    demoted = promote.decide(two, "b", demote=["a"])
+    assert demoted["action"] == "none" and demoted["follow"] == ["a", "c"]
+    done = _promote_nodes(a=dict(role="replica", upstream="b"), b=dict(role="primary", upstream=None),
+                          c=dict(upstream="b"))
+    assert promote.decide(done, "b") == dict(action="none", reason="b is the primary already", old_primary=None,
+                                             lag_bytes=None, follow=[])
+
+
+def test_app_redis_config_names_the_primary_and_its_linked_replicas():
+    info = _info(_node("a", 7001, "primary"), _node("b", 7002), _node("c", 7003, link_status="down"))
+    assert app.content(info) == {"redis": {"primary": "127.0.0.1:7001", "replicas": ["127.0.0.1:7002"],
+                                           "primary_node": "a", "replica_nodes": ["b"]}}
+    two = _info(_node("a", 7001, "primary"), _node("b", 7002, "primary"))
+    with pytest.raises(ModuleFailure, match="no single Redis primary"):
+        app.content(two)
