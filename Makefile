@@ -21,6 +21,12 @@ lint: setup
 bench: setup
 	@$(VENV)/python benchmarks/switchover.py --with-patroni
 
+.PHONY: bench-redis
+
+# Redis backup and restore on 1 M keys against a bare BGSAVE and redis-server's own load (benchmarks/redis.py).
+bench-redis: setup
+	@$(VENV)/python benchmarks/redis.py
+
 .PHONY: ee molecule
 
 # The AWX execution environment built with podman from a locally bootstrapped Debian base, and a
