@@ -204,8 +204,8 @@ def _promote_summary(result, did, check_mode):
 def _backup_summary(result, did):
     metadata = result.get("metadata") or {}
     if result.get("changed") and not result.get("failed"):
-        did.append("backed up %s to %s" % (metadata.get("source", {}).get("name") or "the node",
-                                          result.get("path")))
+        source = metadata.get("source", {}).get("name") or "the node"
+        did.append("backed up %s to %s" % (source, result.get("path")))
     if result.get("deleted"):
         did.append("deleted backups by retention: %s" % ", ".join(result["deleted"]))
     return dict(backup_id=result.get("backup_id"), verified=result.get("verified"), sha256=result.get("sha256"),
