@@ -27,6 +27,12 @@ bench: setup
 bench-dns: setup
 	@$(VENV)/python benchmarks/dns.py --runs 3
 
+.PHONY: bench-redis
+
+# Redis backup and restore on 1 M keys against a bare BGSAVE and redis-server's own load (benchmarks/redis.py).
+bench-redis: setup
+	@$(VENV)/python benchmarks/redis.py
+
 .PHONY: ee molecule
 
 # The AWX execution environment built with podman from a locally bootstrapped Debian base, and a

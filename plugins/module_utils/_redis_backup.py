@@ -27,11 +27,12 @@ def run(params, check_mode=False, diff=False, warn=None):
     _validate(params)
     started = time.monotonic()
     conn_params = rd.connection_params(params)
-    store = store_mod.DirectoryStore(params["store_dir"])
     backup_id = params.get("backup_id") or _default_id(params, conn_params)
-    facts = dict(changed=False, backup_id=backup_id, store_dir=store.path, path=store.rdb_path(backup_id),
-                 metadata_path=store.metadata_path(backup_id), verified=False, deleted=[])
+    facts = dict(changed=False, backup_id=backup_id, verified=False, deleted=[])
     with rd.translate_errors(facts, "while backing up %s" % rd.endpoint(conn_params)):
+        store = store_mod.store_from(params)
+        facts.update(store=store.kind, store_dir=store.path, path=store.rdb_path(backup_id),
+                     metadata_path=store.metadata_path(backup_id))
         done = _already_done(store, backup_id) if params.get("backup_id") else None
         if done is not None:
             facts.update(_facts_of(done), deleted=[] if check_mode else _apply_retention(store, params, facts))
@@ -97,8 +98,7 @@ def _already_done(store, backup_id):
     metadata = store.read(backup_id)
     if not metadata or not metadata.get("verified"):
         return None
-    path = store.rdb_path(backup_id)
-    if not os.path.isfile(path) or store_mod.sha256_of(path) != metadata.get("sha256"):
+    if store.stored_sha256(backup_id) != metadata.get("sha256"):
         return None
     return metadata
 
@@ -179,16 +179,14 @@ def _wait(probe, timeout, interval, what):
 
 
 def _store_copy(store, source, backup_id, params, node, saved, facts):
-    began = time.monotonic()
     try:
-        size, digest = store_mod.copy_atomic(source, store.rdb_path(backup_id))
+        size, digest, check, durations = store.put_rdb(
+            source, backup_id, lambda path: _checked(path, params))
     except OSError as exc:
-        raise rd.RedisError("cannot copy the RDB file %s to %s: %s (store_dir)"
-                            % (source, store.rdb_path(backup_id), exc.strerror or exc)) from None
-    facts["durations"]["copy"] = round(time.monotonic() - began, 3)
-    began = time.monotonic()
-    check = store_mod.check_rdb(params["check_rdb_path"], store.rdb_path(backup_id), params["check_timeout"])
-    facts["durations"]["check"] = round(time.monotonic() - began, 3)
+        raise rd.RedisError("cannot copy the RDB file %s to %s: %s (%s)"
+                            % (source, store.rdb_path(backup_id), exc.strerror or exc,
+                               "store_dir" if store.kind == "directory" else "staging_dir")) from None
+    facts["durations"].update(durations)
     aux = check["aux"]
     metadata = dict(
         format=store_mod.METADATA_FORMAT, id=backup_id, file=os.path.basename(store.rdb_path(backup_id)),
@@ -197,7 +195,7 @@ def _store_copy(store, source, backup_id, params, node, saved, facts):
         lastsave=saved["lastsave"],
         created_at=datetime.datetime.fromtimestamp(saved["lastsave"], datetime.timezone.utc).isoformat(),
         redis_version=aux.get("redis-ver") or node["redis_version"],
-        rdb_version=store_mod.rdb_file_version(store.rdb_path(backup_id)),
+        rdb_version=check["rdb_version"],
         keys_per_db=saved["keys"], keys_exact=saved["changes_after"] == 0,
         rdb_keys=(check["keys_read"] - (check["already_expired"] or 0)) if check["keys_read"] is not None else None,
         size=size, sha256=digest,
@@ -211,6 +209,13 @@ def _store_copy(store, source, backup_id, params, node, saved, facts):
     )
     store.write_metadata(metadata)
     return metadata
+
+
+def _checked(path, params):
+    """redis-check-rdb on the copy about to be (or just) stored, with the RDB version in its header."""
+    check = store_mod.check_rdb(params["check_rdb_path"], path, params["check_timeout"])
+    check["rdb_version"] = store_mod.rdb_file_version(path)
+    return check
 
 
 def _facts_of(metadata):

@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 
 from ansible_collections.erlmcp.dr.plugins.module_utils import _redis as rd
@@ -43,25 +44,30 @@ POSITIVE = ("wait_timeout", "poll_interval", "check_timeout", "connect_timeout",
 
 def run(params, check_mode=False, diff=False, warn=None):
     held = []
+    staging = []
     try:
-        return _run(params, check_mode, held)
+        return _run(params, check_mode, held, staging)
     finally:
         for handle in held:
             handle.close()
+        for folder in staging:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
-def _run(params, check_mode, held):
+def _run(params, check_mode, held, staging):
     _validate(params)
     started = time.monotonic()
     conn_params = rd.connection_params(params)
-    store = store_mod.DirectoryStore(params["store_dir"])
     facts = dict(changed=False, backup_id=None, rolled_back=False, rollback_dir=None, resumed_from=None,
                  durations={})
     with rd.translate_errors(facts, "while restoring %s" % rd.endpoint(conn_params)):
+        store = store_mod.store_from(params)
+        facts["store"] = store.kind
         metadata = choose(store, params.get("backup") or "latest", parse_time(params.get("before"), "before"))
         facts.update(backup_id=metadata["id"], backup=metadata,
                      data_loss_seconds=int(time.time()) - metadata["lastsave"])
         verify_sha256(store, metadata)
+        local = _fetch(store, metadata, params, staging, facts)
         client = _connect_or_resume(params, conn_params, check_mode, facts, held)
         if client is None:  # check mode, a stopped server with an unfinished restore: it would be finished
             return facts
@@ -76,8 +82,8 @@ def _run(params, check_mode, held):
                     return facts
                 _resume_running(client, journal, params, conn_params, facts)
                 node = rd.read_node(client)
-            _preconditions(node, metadata, conn_params, store.rdb_path(metadata["id"]))
-            verify_rdb(store, metadata, params, facts)
+            _preconditions(node, metadata, conn_params, local)
+            verify_rdb(local, metadata, params, facts)
             facts.setdefault("keys_before", node["keys_per_db"])
             if _holds_already(node, metadata):
                 facts.update(keys_after=node["keys_per_db"])
@@ -86,7 +92,7 @@ def _run(params, check_mode, held):
             facts["changed"] = True
             if check_mode:
                 return facts
-            journal = _begin(node, metadata, store, facts)
+            journal = _begin(node, metadata, store, local, facts)
             _stop_saving(client, params, conn_params, facts)
         _sequence(journal, params, conn_params, facts)
     facts["durations"]["total"] = round(time.monotonic() - started, 3)
@@ -162,7 +168,7 @@ def choose(store, backup, before=None):
     """The backup's metadata: by id, or the newest verified one (before `before`, a Unix time, when given)."""
     backups = store.list()
     if not backups:
-        raise rd.RedisError("the store %s holds no backup (store_dir)" % store.path)
+        raise rd.RedisError("the store %s holds no backup (%s)" % (store.path, _store_param(store)))
     if backup != "latest":
         for metadata in backups:
             if metadata["id"] == backup:
@@ -171,9 +177,14 @@ def choose(store, backup, before=None):
                             % (backup, store.path, ", ".join(b["id"] for b in backups[-10:])))
     candidates = [b for b in backups if b.get("verified") and (before is None or b["lastsave"] < before)]
     if not candidates:
-        raise rd.RedisError("the store %s holds no verified backup%s (backup, before)"
-                            % (store.path, " saved before %s" % _iso(before) if before is not None else ""))
+        raise rd.RedisError("the store %s holds no verified backup%s (backup, before, %s)"
+                            % (store.path, " saved before %s" % _iso(before) if before is not None else "",
+                               _store_param(store)))
     return candidates[-1]
+
+
+def _store_param(store):
+    return "store_dir" if store.kind == "directory" else "s3_bucket, s3_prefix"
 
 
 def verify_sha256(store, metadata):
@@ -182,18 +193,30 @@ def verify_sha256(store, metadata):
     if not metadata.get("verified"):
         raise rd.RedisError("backup %s is not verified (its copy failed redis-check-rdb when it was made): choose "
                             "another (backup)" % metadata["id"])
-    if not os.path.isfile(path):
+    digest = store.stored_sha256(metadata["id"])
+    if digest is None:
         raise rd.RedisError("backup %s has metadata but its file %s is missing (backup)" % (metadata["id"], path))
-    digest = store_mod.sha256_of(path)
     if digest != metadata.get("sha256"):
         raise rd.RedisError("backup %s is damaged: the sha256 of %s is %s, its metadata says %s; nothing was touched "
                             "(backup)" % (metadata["id"], path, digest, metadata.get("sha256")))
 
 
-def verify_rdb(store, metadata, params, facts):
-    """redis-check-rdb on the stored copy, before the server is touched."""
+def _fetch(store, metadata, params, staging, facts):
+    """A local copy of the backup's RDB to check and load: the stored copy itself for a directory store; for S3,
+    a download into a private temp folder (staging_dir), its sha256 checked against the metadata."""
+    if store.kind == "directory":
+        return store.local_rdb(metadata, None)
     began = time.monotonic()
-    path = store.rdb_path(metadata["id"])
+    folder = tempfile.mkdtemp(prefix="erlmcp-dr-fetch-", dir=params.get("staging_dir") or None)
+    staging.append(folder)
+    path = store.local_rdb(metadata, folder)
+    facts["durations"]["fetch"] = round(time.monotonic() - began, 3)
+    return path
+
+
+def verify_rdb(path, metadata, params, facts):
+    """redis-check-rdb on the local copy of the backup, before the server is touched."""
+    began = time.monotonic()
     check = store_mod.check_rdb(params["check_rdb_path"], path, params["check_timeout"])
     if not check["ok"]:
         raise rd.RedisError("backup %s fails redis-check-rdb (exit %s): %s; nothing was touched (backup)"
@@ -253,14 +276,19 @@ def _stop_saving(client, params, conn_params, facts):
     facts["durations"]["stop"] = round(time.monotonic() - began, 3)
 
 
-def _begin(node, metadata, store, facts):
-    """The rollback folder and its journal (phase "stopping"), written before the server is stopped."""
+def _begin(node, metadata, store, local, facts):
+    """The rollback folder and its journal (phase "stopping"), written before the server is stopped. A backup
+    fetched from S3 is kept in the folder, so a run cut off later can still place it."""
     folder = os.path.join(node["dir"], ROLLBACK_PREFIX + datetime.datetime.now(datetime.timezone.utc)
                           .strftime("%Y%m%dT%H%M%S%fZ"))
     os.mkdir(folder, 0o700)
     _chown_like(folder, node["dir"])
+    backup_path = local
+    if store.kind != "directory":
+        backup_path = os.path.join(folder, "backup-%s.rdb" % metadata["id"])
+        store_mod.copy_atomic(local, backup_path)
     journal = dict(folder=folder, dir=node["dir"], dbfilename=node["dbfilename"],
-                   appenddirname=node["appenddirname"] or "appendonlydir", backup_path=store.rdb_path(metadata["id"]),
+                   appenddirname=node["appenddirname"] or "appendonlydir", backup_path=backup_path,
                    backup=dict((k, metadata.get(k)) for k in JOURNAL_BACKUP_KEYS),
                    replicas=[r for r in node["replicas"] if r["state"] == "online"], moved=[], phase="stopping")
     _save(journal)

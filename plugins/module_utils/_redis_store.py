@@ -16,6 +16,7 @@ import os
 import re
 import subprocess
 import tempfile
+import time
 
 from ansible_collections.erlmcp.dr.plugins.module_utils._files import fsync_folder, write_atomic
 from ansible_collections.erlmcp.dr.plugins.module_utils._redis import RedisError
@@ -35,6 +36,8 @@ def check_backup_id(backup_id, parameter="backup_id"):
 
 class DirectoryStore(object):
     """Backups as files in one directory on the host running the module."""
+
+    kind = "directory"
 
     def __init__(self, path):
         self.path = os.path.abspath(path)
@@ -101,6 +104,24 @@ class DirectoryStore(object):
                 os.unlink(path)
             except FileNotFoundError:
                 pass
+
+    def put_rdb(self, source, backup_id, check):
+        """Atomic copy into the store, then `check` on the stored copy. Returns (size, sha256, check result,
+        durations)."""
+        began = time.monotonic()
+        size, digest = copy_atomic(source, self.rdb_path(backup_id))
+        copied = time.monotonic()
+        result = check(self.rdb_path(backup_id))
+        return size, digest, result, dict(copy=round(copied - began, 3), check=round(time.monotonic() - copied, 3))
+
+    def stored_sha256(self, backup_id):
+        """The sha256 of the stored copy as it is now, or None when it is missing."""
+        path = self.rdb_path(backup_id)
+        return sha256_of(path) if os.path.isfile(path) else None
+
+    def local_rdb(self, metadata, staging):
+        """Where the backup's RDB can be read on this host: the stored copy itself (staging is not used)."""
+        return self.rdb_path(metadata["id"])
 
 
 def copy_atomic(source, dest):
@@ -197,3 +218,262 @@ def retention_plan(backups, now, keep_count=None, max_age=None):
         if (too_many or too_old) and backup["id"] != protected:
             doomed.append(backup["id"])
     return doomed
+
+
+# ---------------------------------------------------------------- choosing a store
+
+
+def store_argument_spec():
+    """The options that name a store, shared by redis_backup and redis_restore: a directory, or S3."""
+    return dict(
+        store_dir=dict(type="path"),
+        s3_bucket=dict(type="str"),
+        s3_prefix=dict(type="str", default=""),
+        s3_endpoint_url=dict(type="str"),
+        s3_region=dict(type="str"),
+        s3_access_key=dict(type="str", no_log=True),
+        s3_secret_key=dict(type="str", no_log=True),
+        s3_session_token=dict(type="str", no_log=True),
+        s3_sse=dict(type="str", choices=["AES256", "aws:kms"]),
+        s3_sse_kms_key_id=dict(type="str", no_log=False),
+        staging_dir=dict(type="path"),
+    )
+
+
+STORE_MUTUALLY_EXCLUSIVE = [["store_dir", "s3_bucket"]]
+STORE_REQUIRED_ONE_OF = [["store_dir", "s3_bucket"]]
+
+
+def store_from(params):
+    """The store the parameters name: DirectoryStore (store_dir) or S3Store (s3_bucket)."""
+    if params.get("s3_bucket"):
+        return S3Store(params)
+    if not params.get("store_dir"):
+        raise RedisError("no store: set store_dir (a directory on the Redis host) or s3_bucket")
+    return DirectoryStore(params["store_dir"])
+
+
+# ---------------------------------------------------------------- S3
+
+
+S3_DENIED = ("AccessDenied", "403", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled",
+             "ExpiredToken", "InvalidToken")
+S3_MISSING_BUCKET = ("NoSuchBucket", "404", "NotFound")
+
+
+class S3Store(object):
+    """Backups as objects `<prefix><id>.rdb` and `<prefix><id>.json` in one S3 bucket (boto3, imported on use).
+
+    The RDB is staged in a local temp file (copied atomically, sha256 taken while copying), redis-check-rdb runs on
+    that copy, then it is uploaded with its SHA-256 checksum, which S3 verifies: the object stored is exactly the
+    bytes checked. The metadata is written last (a backup exists when its metadata does) and deleted first.
+    """
+
+    kind = "s3"
+
+    def __init__(self, params):
+        self.bucket = params["s3_bucket"]
+        prefix = params.get("s3_prefix") or ""
+        self.prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
+        self.endpoint_url = params.get("s3_endpoint_url") or None
+        self.region = params.get("s3_region") or None
+        self.credentials = dict(aws_access_key_id=params.get("s3_access_key") or None,
+                                aws_secret_access_key=params.get("s3_secret_key") or None,
+                                aws_session_token=params.get("s3_session_token") or None)
+        self.sse = params.get("s3_sse") or None
+        self.sse_kms_key_id = params.get("s3_sse_kms_key_id") or None
+        self.staging_dir = params.get("staging_dir") or None
+        self.path = "s3://%s/%s" % (self.bucket, self.prefix)
+        self._client = None
+
+    # -- names
+    def key(self, name):
+        return self.prefix + name
+
+    def rdb_path(self, backup_id):
+        return self.path + backup_id + ".rdb"
+
+    def metadata_path(self, backup_id):
+        return self.path + backup_id + ".json"
+
+    # -- boto3, and its errors said once
+    def client(self):
+        if self._client is None:
+            try:
+                import boto3
+                from botocore.config import Config
+            except ImportError as exc:
+                raise RedisError("the Python library boto3 is required on the host running this module for an S3 "
+                                 "store: %s" % exc) from None
+            config = Config(retries=dict(max_attempts=2, mode="standard"), connect_timeout=10, read_timeout=60)
+            self._client = boto3.client("s3", endpoint_url=self.endpoint_url, region_name=self.region, config=config,
+                                        **dict((k, v) for k, v in self.credentials.items() if v))
+        return self._client
+
+    def _call(self, what, name, *args, **kwargs):
+        """client.<name>(...) with boto errors turned into one sentence: what failed, where, the parameter."""
+        try:
+            return getattr(self.client(), name)(*args, **kwargs)
+        except RedisError:
+            raise
+        except Exception as exc:
+            raise self._error(what, exc) from None
+
+    def _error(self, what, exc):
+        code, message = _s3_code(exc)
+        where = "s3://%s/%s" % (self.bucket, self.prefix)
+        if code in S3_MISSING_BUCKET and "bucket" in (message or code).lower() or code == "NoSuchBucket":
+            return RedisError("the bucket %s does not exist at %s (%s): create it or set s3_bucket"
+                              % (self.bucket, self.endpoint_url or "AWS", what))
+        if code in S3_DENIED:
+            return RedisError("access denied to %s while %s (%s %s): the credentials (s3_access_key, s3_secret_key, "
+                              "or the environment's) or the bucket's policy do not allow it"
+                              % (where, what, code, message or ""))
+        if code is None:
+            return RedisError("cannot reach the S3 store %s while %s: %s (s3_endpoint_url, s3_region)"
+                              % (where, what, exc))
+        return RedisError("S3 error while %s at %s: %s %s" % (what, where, code, message or ""))
+
+    # -- the store interface (as DirectoryStore)
+    def check_writable(self, create):
+        """The bucket exists and answers (create=False, check mode); create=True also writes and deletes a probe."""
+        self._call("looking at the bucket", "head_bucket", Bucket=self.bucket)
+        if create:
+            probe = self.key(".write-probe")
+            self._call("writing a probe object", "put_object", Bucket=self.bucket, Key=probe, Body=b"",
+                       **self._sse_args())
+            self._call("deleting the probe object", "delete_object", Bucket=self.bucket, Key=probe)
+
+    def read(self, backup_id):
+        import json as _json
+
+        try:
+            body = self.client().get_object(Bucket=self.bucket, Key=self.key(backup_id + ".json"))["Body"].read()
+        except Exception as exc:
+            code, _message = _s3_code(exc)
+            if code in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise self._error("reading the metadata of backup %s" % backup_id, exc) from None
+        try:
+            data = _json.loads(body.decode("utf-8"))
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) and data.get("format") == METADATA_FORMAT else None
+
+    def list(self):
+        found = []
+        token = None
+        while True:
+            args = dict(Bucket=self.bucket, Prefix=self.prefix)
+            if token:
+                args["ContinuationToken"] = token
+            page = self._call("listing the backups", "list_objects_v2", **args)
+            for item in page.get("Contents") or []:
+                name = item["Key"][len(self.prefix):]
+                if name.endswith(".json") and "/" not in name and not name.startswith("."):
+                    data = self.read(name[:-len(".json")])
+                    if data is not None and data.get("id") == name[:-len(".json")]:
+                        found.append(data)
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                break
+        return sorted(found, key=_age_key)
+
+    def write_metadata(self, metadata):
+        import json as _json
+
+        body = (_json.dumps(metadata, indent=2, sort_keys=True) + "\n").encode("utf-8")
+        self._call("writing the metadata of backup %s" % metadata["id"], "put_object", Bucket=self.bucket,
+                   Key=self.key(metadata["id"] + ".json"), Body=body, ContentType="application/json",
+                   ChecksumAlgorithm="SHA256", **self._sse_args())
+
+    def delete(self, backup_id):
+        for name in (backup_id + ".json", backup_id + ".rdb"):
+            self._call("deleting backup %s" % backup_id, "delete_object", Bucket=self.bucket, Key=self.key(name))
+
+    def put_rdb(self, source, backup_id, check):
+        """Stage, check, upload with its SHA-256 (verified by S3). Returns (size, sha256, check result, durations)."""
+        import base64
+        import shutil
+
+        began = time.monotonic()
+        folder = tempfile.mkdtemp(prefix="erlmcp-dr-stage-", dir=self.staging_dir)
+        try:
+            staged = os.path.join(folder, backup_id + ".rdb")
+            size, digest = copy_atomic(source, staged)
+            copied = time.monotonic()
+            result = check(staged)
+            checked = time.monotonic()
+            with open(staged, "rb") as body:  # botocore sends the SHA-256 of these bytes; S3 checks it
+                sent = self._call("uploading backup %s" % backup_id, "put_object", Bucket=self.bucket,
+                                  Key=self.key(backup_id + ".rdb"), Body=body, ContentLength=size,
+                                  ChecksumAlgorithm="SHA256", **self._sse_args())
+            stored = sent.get("ChecksumSHA256")
+            if stored and base64.b64decode(stored).hex() != digest:
+                raise RedisError("S3 stored backup %s with SHA-256 %s, the checked copy has %s: not marked verified"
+                                 % (backup_id, base64.b64decode(stored).hex(), digest))
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        durations = dict(copy=round(copied - began, 3), check=round(checked - copied, 3),
+                         upload=round(time.monotonic() - checked, 3))
+        return size, digest, result, durations
+
+    def stored_sha256(self, backup_id):
+        """The SHA-256 S3 keeps for the stored RDB (hex), or None when it has none or the object is missing."""
+        import base64
+
+        try:
+            head = self.client().head_object(Bucket=self.bucket, Key=self.key(backup_id + ".rdb"),
+                                             ChecksumMode="ENABLED")
+        except Exception as exc:
+            code, _message = _s3_code(exc)
+            if code in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise self._error("reading backup %s" % backup_id, exc) from None
+        value = head.get("ChecksumSHA256")
+        if value and "-" not in value:
+            return base64.b64decode(value).hex()
+        # No whole-object checksum kept (a multipart upload, another tool, a store without checksums): read it.
+        body = self._call("reading backup %s" % backup_id, "get_object", Bucket=self.bucket,
+                          Key=self.key(backup_id + ".rdb"))["Body"]
+        digest = hashlib.sha256()
+        for chunk in iter(lambda: body.read(CHUNK), b""):
+            digest.update(chunk)
+        return digest.hexdigest()
+
+    def local_rdb(self, metadata, staging):
+        """Download the backup into `staging` (a local folder), checking its sha256 against the metadata."""
+        backup_id = metadata["id"]
+        path = os.path.join(staging, backup_id + ".rdb")
+        response = self._call("downloading backup %s" % backup_id, "get_object", Bucket=self.bucket,
+                              Key=self.key(backup_id + ".rdb"))
+        digest = hashlib.sha256()
+        with open(path, "wb") as out:
+            os.chmod(path, 0o600)
+            for chunk in iter(lambda: response["Body"].read(CHUNK), b""):
+                digest.update(chunk)
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        if digest.hexdigest() != metadata.get("sha256"):
+            raise RedisError("backup %s is damaged: the sha256 of %s is %s, its metadata says %s; nothing was touched "
+                             "(backup)" % (backup_id, self.rdb_path(backup_id), digest.hexdigest(),
+                                           metadata.get("sha256")))
+        return path
+
+    def _sse_args(self):
+        if not self.sse:
+            return {}
+        args = dict(ServerSideEncryption=self.sse)
+        if self.sse == "aws:kms" and self.sse_kms_key_id:
+            args["SSEKMSKeyId"] = self.sse_kms_key_id
+        return args
+
+
+def _s3_code(exc):
+    """(error code, message) of a botocore ClientError; (None, None) for anything else (endpoint unreachable...)."""
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return None, None
+    error = response.get("Error") or {}
+    return str(error.get("Code")) if error.get("Code") is not None else None, error.get("Message")

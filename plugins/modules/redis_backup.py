@@ -30,12 +30,8 @@ author:
   - erlmcp.dr developers (!UNKNOWN)
 extends_documentation_fragment:
   - erlmcp.dr.redis
+  - erlmcp.dr.redis.store
 options:
-  store_dir:
-    description:
-      - The directory of the store, on the host running the module; made (0700) when missing.
-    type: path
-    required: true
   backup_id:
     description:
       - The backup's id (its files are C(<backup_id>.rdb) and C(<backup_id>.json)), 1-128 letters, digits, C(.),
@@ -210,13 +206,18 @@ would_delete:
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._redis import connection_argument_spec, execute  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._redis_store import (  # noqa: E402
+    STORE_MUTUALLY_EXCLUSIVE,
+    STORE_REQUIRED_ONE_OF,
+    store_argument_spec,
+)
 from ansible_collections.erlmcp.dr.plugins.module_utils._redis_backup import run  # noqa: E402
 
 
 def argument_spec():
     spec = connection_argument_spec()
+    spec.update(store_argument_spec())
     spec.update(
-        store_dir=dict(type="path", required=True),
         backup_id=dict(type="str"),
         node_name=dict(type="str"),
         rdb_path=dict(type="path"),
@@ -232,7 +233,8 @@ def argument_spec():
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
+                           mutually_exclusive=STORE_MUTUALLY_EXCLUSIVE, required_one_of=STORE_REQUIRED_ONE_OF)
     execute(module, run)
 
 

@@ -37,11 +37,8 @@ author:
   - erlmcp.dr developers (!UNKNOWN)
 extends_documentation_fragment:
   - erlmcp.dr.redis
+  - erlmcp.dr.redis.store
 options:
-  store_dir:
-    description: The directory store the backup is in (on the host running the module).
-    type: path
-    required: true
   backup:
     description: The backup's id, or C(latest) for the newest verified one.
     type: str
@@ -156,13 +153,18 @@ durations:
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._redis import connection_argument_spec, execute  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._redis_store import (  # noqa: E402
+    STORE_MUTUALLY_EXCLUSIVE,
+    STORE_REQUIRED_ONE_OF,
+    store_argument_spec,
+)
 from ansible_collections.erlmcp.dr.plugins.module_utils._redis_restore import run  # noqa: E402
 
 
 def argument_spec():
     spec = connection_argument_spec()
+    spec.update(store_argument_spec())
     spec.update(
-        store_dir=dict(type="path", required=True),
         backup=dict(type="str", default="latest"),
         before=dict(type="str"),
         start_command=dict(type="list", elements="str", required=True),
@@ -177,7 +179,8 @@ def argument_spec():
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
+                           mutually_exclusive=STORE_MUTUALLY_EXCLUSIVE, required_one_of=STORE_REQUIRED_ONE_OF)
     execute(module, run)
 
 

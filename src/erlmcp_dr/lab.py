@@ -918,6 +918,7 @@ def inventory(cfg: LabConfig, lab_dir_expr: str | None = None, *, own_lock_dir: 
                 node.name: {
                     "redis_port": node.port,
                     "redis_data_dir": f"{root}/redis/{node.name}/data",
+                    "redis_start_command": [REDIS_SERVER, f"{root}/redis/{node.name}/{REDIS_CONF_NAME}"],
                     "dr_region": node.region,
                 }
                 for node in cfg.redis_nodes
@@ -926,6 +927,7 @@ def inventory(cfg: LabConfig, lab_dir_expr: str | None = None, *, own_lock_dir: 
                 "ansible_connection": "local",
                 "ansible_python_interpreter": "{{ ansible_playbook_python }}",
                 "redis_host": "127.0.0.1",
+                "redis_backup_dir": f"{root}/redis/backups",  # one store: a replica's backup restores into the primary
             },
         },
         "dns": lab_dns.inventory_group(cfg),
@@ -943,6 +945,7 @@ def inventory(cfg: LabConfig, lab_dir_expr: str | None = None, *, own_lock_dir: 
         "redis_password": LAB_PASSWORD,
         "dr_app_config_path": f"{root}/app/database.json",
         **lab_dns.inventory_vars(),
+        "dr_app_redis_config_path": f"{root}/app/redis.json",
         **({"dr_lock_dir": f"{root}/locks"} if own_lock_dir else {}),
     }}}
 

@@ -1,0 +1,242 @@
+# -*- coding: utf-8 -*-
+# Copyright: erlmcp.dr contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Pure decisions of the Redis runbooks (no I/O, no driver import), over the result of redis_info:
+the members, the run lock's key, which node a restore or backup acts on, the end state, the summary.
+
+Wrapped as the filters erlmcp.dr.redis_nodes, redis_lock_key, redis_target, redis_end_state, redis_summary.
+"""
+
+from __future__ import annotations
+
+
+def nodes(hosts, hostvars):
+    """One {name, host, port} per inventory host (redis_host, default the host's name; redis_port, default 6379)."""
+    result = []
+    for name in hosts:
+        hv = hostvars[name]
+        result.append(dict(name=name, host=str(hv.get("redis_host") or name), port=int(hv.get("redis_port") or 6379)))
+    return result
+
+
+def lock_key(members):
+    """`redis:<sorted host:port of every member>`.
+
+    A Redis deployment has no identity that outlives a restore or a promotion: the replication id
+    (master_replid) changes on every restart that loads an RDB and on every promotion, the run_id on every
+    restart, and any key written into the dataset would be replaced by the restore itself. The members'
+    endpoints are what stays: every copy of one inventory maps to one lock, before and after a restore or
+    a failover, and the backup, restore and failover runbooks of one deployment exclude each other.
+    """
+    endpoints = sorted("%s:%s" % (str(m["host"]).lower(), int(m["port"])) for m in members)
+    return "redis:%s" % ",".join(endpoints)
+
+
+def _by_endpoint(info):
+    return dict(("%s:%s" % (f.get("host"), f.get("port")), name) for name, f in (info.get("nodes") or {}).items())
+
+
+def target(info, node=None, purpose="restore"):
+    """The node a restore acts on: dict(action, target, reason).
+
+    action is `act` (target named) or `refuse` (reason says why, nothing may change). The target is `node` when
+    given (it must be a member), else the one reachable primary; when no primary answers (a restore cut off
+    while the server was stopped), the node every reachable replica names as its upstream. Two writable
+    primaries are refused: which one holds the data to replace is not this runbook's decision.
+    """
+    if purpose == "backup":
+        return backup_source(info, node)
+    members = info.get("nodes") or {}
+    primaries = list(info.get("primaries") or [])
+    if node:
+        if node not in members:
+            return _refuse("node %s is not in the inventory's redis group (%s): expected one of them (node)"
+                           % (node, ", ".join(sorted(members))))
+        facts = members[node]
+        if facts.get("reachable") and facts.get("role") != "primary":
+            return _refuse("%s is a replica of %s: a restore goes to the primary and its replicas follow; name the "
+                           "primary (node) or leave node out" % (node, facts.get("upstream")))
+        others = [p for p in primaries if p != node]
+        if others:
+            return _refuse("%s takes writes as well as %s: refusing to restore into one of two primaries; make one "
+                           "of them a replica first (redis_failover)" % (", ".join(others), node))
+        return dict(action="act", target=node, reason="named by the node parameter")
+    if len(primaries) > 1:
+        return _refuse("more than one Redis node takes writes (%s): refusing to choose which dataset to replace; "
+                       "make one of them a replica first (redis_failover) or name one (node)" % ", ".join(primaries))
+    if len(primaries) == 1:
+        return dict(action="act", target=primaries[0], reason="the one primary")
+    upstreams = set()
+    by_endpoint = _by_endpoint(info)
+    for facts in members.values():
+        if facts.get("reachable") and facts.get("role") == "replica":
+            upstreams.add(by_endpoint.get("%s:%s" % (facts.get("upstream_host"), facts.get("upstream_port"))))
+    if len(upstreams) == 1 and None not in upstreams:
+        name = upstreams.pop()
+        return dict(action="act", target=name,
+                    reason="no primary answers; every reachable replica follows %s" % name)
+    return _refuse("no Redis primary answers and the replicas do not agree on one (unreachable: %s): name the node "
+                   "to restore (node)" % (", ".join(info.get("unreachable_nodes") or []) or "none"))
+
+
+def backup_source(info, node=None):
+    """The node a backup saves from: `node` when given (a reachable member, primary or replica), else the one
+    reachable primary. dict(action, target, reason) as target()."""
+    members = info.get("nodes") or {}
+    primaries = list(info.get("primaries") or [])
+    if node:
+        if node not in members:
+            return _refuse("node %s is not in the inventory's redis group (%s): expected one of them (node)"
+                           % (node, ", ".join(sorted(members))))
+        if not members[node].get("reachable"):
+            return _refuse("%s does not answer: %s; name another node (node)" % (node, members[node].get("error")))
+        return dict(action="act", target=node, reason="named by the node parameter")
+    if len(primaries) == 1:
+        return dict(action="act", target=primaries[0], reason="the one primary")
+    if primaries:
+        return _refuse("more than one Redis node takes writes (%s): name the node to save from (node)"
+                       % ", ".join(primaries))
+    return _refuse("no Redis primary answers (unreachable: %s): name a replica to save from (node)"
+                   % (", ".join(info.get("unreachable_nodes") or []) or "none"))
+
+
+def failover_candidate(info, candidate=None, away_from=None):
+    """The node a failover promotes: dict(action, target, reason). `candidate` when given (a reachable member other
+    than away_from); else the reachable replica with the highest replication offset (link up first, then name)."""
+    members = info.get("nodes") or {}
+    if candidate:
+        if candidate not in members:
+            return _refuse("candidate %s is not in the inventory's redis group (%s): expected one of them (candidate)"
+                           % (candidate, ", ".join(sorted(members))))
+        if candidate == away_from:
+            return _refuse("candidate %s is the node to fail away from (candidate, away_from)" % candidate)
+        if not members[candidate].get("reachable"):
+            return _refuse("candidate %s does not answer: %s (candidate)"
+                           % (candidate, members[candidate].get("error")))
+        return dict(action="act", target=candidate, reason="named by the candidate parameter")
+    primaries = [p for p in info.get("primaries") or [] if p != away_from]
+    replicas = [(f.get("link_status") == "up", f.get("repl_offset") or 0, name) for name, f in members.items()
+                if name != away_from and f.get("reachable") and f.get("role") == "replica"]
+    if len(primaries) == 1:
+        return dict(action="act", target=primaries[0], reason="%s is the primary already" % primaries[0])
+    if not replicas:
+        return _refuse("no replica answers to take over%s (candidate)"
+                       % (" from %s" % away_from if away_from else ""))
+    best = sorted(replicas, key=lambda r: (-r[1], not r[0], r[2]))[0]
+    return dict(action="act", target=best[2], reason="the replica with the most data (offset %s)" % best[1])
+
+
+def _refuse(reason):
+    return dict(action="refuse", target=None, reason=reason)
+
+
+def end_state(info, primary, left_out=None):
+    """dict(ok, problems): `primary` is the one reachable writable node, AOF on, loaded; every other reachable
+    member is a replica of it with its link up. Members in left_out are not checked."""
+    left_out = set(left_out or [])
+    members = info.get("nodes") or {}
+    problems = []
+    facts = members.get(primary) or {}
+    if not facts.get("reachable"):
+        problems.append("%s does not answer: %s" % (primary, facts.get("error")))
+    else:
+        if facts.get("role") != "primary":
+            problems.append("%s is a %s, expected the primary" % (primary, facts.get("role")))
+        if facts.get("loading"):
+            problems.append("%s is still loading its dataset" % primary)
+        if not (facts.get("persistence") or {}).get("aof_enabled"):
+            problems.append("%s has AOF off (appendonly no), expected on" % primary)
+    for name, other in sorted(members.items()):
+        if name == primary or name in left_out or not other.get("reachable"):
+            continue
+        if other.get("role") != "replica":
+            problems.append("%s is a %s as well, expected a replica of %s" % (name, other.get("role"), primary))
+        elif other.get("upstream") != primary:
+            problems.append("%s follows %s, expected %s" % (name, other.get("upstream"), primary))
+        elif other.get("link_status") != "up":
+            problems.append("%s has its link to %s %s, expected up" % (name, primary, other.get("link_status")))
+    return dict(ok=not problems, problems=problems)
+
+
+def summary(runbook, target_plan, steps, completed=False, check_mode=False):
+    """What a Redis runbook publishes (set_stats key `summary`), from what its steps returned, never the plan.
+
+    steps: backup / restore / promote / app_config / end_state / lock, each a registered result or {}.
+    """
+    target_plan = target_plan or {}
+    steps = dict((k, v or {}) for k, v in (steps or {}).items())
+    out = dict(runbook=runbook, completed=bool(completed), check_mode=bool(check_mode),
+               node=target_plan.get("target"), action=target_plan.get("action"), reason=target_plan.get("reason"),
+               did=[], end_state_ok=steps.get("end_state", {}).get("ok"),
+               end_state_problems=steps.get("end_state", {}).get("problems") or [],
+               lock=(steps.get("lock") or {}).get("key"))
+    if steps.get("backup"):
+        out.update(_backup_summary(steps["backup"], out["did"]))
+    if steps.get("restore"):
+        out.update(_restore_summary(steps["restore"], out["did"], check_mode))
+    if steps.get("promote"):
+        out.update(_promote_summary(steps["promote"], out["did"], check_mode))
+    if steps.get("app_config"):
+        app = steps["app_config"]
+        if app.get("changed") and not app.get("failed") and not check_mode:
+            did = "pointed the application's Redis config %s at %s" % (
+                app.get("path"), ((app.get("config") or {}).get("redis") or {}).get("primary_node"))
+            out["did"].append(did)
+        out["app_config"] = dict(path=app.get("path"), changed=bool(app.get("changed")),
+                                 config=app.get("config"), failed=bool(app.get("failed")))
+    return out
+
+
+def _promote_summary(result, did, check_mode):
+    if result.get("promoted"):
+        did.append("made %s the primary (%s)" % (result.get("candidate"), "coordinated FAILOVER from %s"
+                                                 % result.get("old_primary") if result.get("fence") == "failover"
+                                                 else "%s did not answer" % result.get("old_primary")))
+    if result.get("repointed") and not check_mode:
+        did.append("made %s replicate from %s" % (", ".join(result["repointed"]), result.get("candidate")))
+    return dict(new_primary=result.get("candidate"), old_primary=result.get("old_primary"),
+                old_primary_fence=result.get("fence"), lag_bytes_at_gate=result.get("lag_bytes_at_gate"),
+                promoted=bool(result.get("promoted")), repointed=result.get("repointed") or [],
+                unreachable=result.get("unreachable_nodes") or [], promote_plan=result.get("plan"),
+                durations=result.get("durations") or {})
+
+
+def _backup_summary(result, did):
+    metadata = result.get("metadata") or {}
+    if result.get("changed") and not result.get("failed"):
+        source = metadata.get("source", {}).get("name") or "the node"
+        did.append("backed up %s to %s" % (source, result.get("path")))
+    if result.get("deleted"):
+        did.append("deleted backups by retention: %s" % ", ".join(result["deleted"]))
+    return dict(backup_id=result.get("backup_id"), verified=result.get("verified"), sha256=result.get("sha256"),
+                bytes=result.get("size"), keys=result.get("keys_per_db"), path=result.get("path"),
+                lastsave=result.get("lastsave"), durations=result.get("durations") or {},
+                deleted=result.get("deleted") or [])
+
+
+def _restore_summary(result, did, check_mode):
+    backup = result.get("backup") or {}
+    rolled_back = bool(result.get("rolled_back"))
+    if check_mode:
+        dataset = "unchanged"
+    elif rolled_back:
+        dataset = "rollback_point"
+    elif result.get("failed"):
+        dataset = "unknown"
+    elif result.get("changed") or result.get("keys_after") is not None:
+        dataset = "backup"
+    else:
+        dataset = "unknown"
+    if result.get("resumed_from"):
+        did.append("finished a restore cut off at phase %s" % result["resumed_from"])
+    if rolled_back:
+        did.append("put the dataset from before the restore back (the backup did not verify)")
+    elif result.get("changed") and not result.get("failed") and not check_mode:
+        did.append("restored backup %s" % result.get("backup_id"))
+    return dict(backup_id=result.get("backup_id"), dataset=dataset, rolled_back=rolled_back,
+                resumed_from=result.get("resumed_from"), rollback_dir=result.get("rollback_dir"),
+                keys_before=result.get("keys_before"), keys_after=result.get("keys_after"),
+                bytes=backup.get("size"), sha256=backup.get("sha256"),
+                data_loss_seconds=result.get("data_loss_seconds"), durations=result.get("durations") or {},
+                replicas=[dict(host=r.get("host"), port=r.get("port"), offset=r.get("offset"))
+                          for r in result.get("replicas") or []])
