@@ -104,6 +104,9 @@ def failover_candidate(info, candidate=None, away_from=None):
     """The node a failover promotes: dict(action, target, reason). `candidate` when given (a reachable member other
     than away_from); else the reachable replica with the highest replication offset (link up first, then name)."""
     members = info.get("nodes") or {}
+    if away_from and away_from not in members:
+        return _refuse("away_from %s is not in the inventory's redis group (%s): expected one of them (away_from)"
+                       % (away_from, ", ".join(sorted(members))))
     if candidate:
         if candidate not in members:
             return _refuse("candidate %s is not in the inventory's redis group (%s): expected one of them (candidate)"

@@ -22,7 +22,8 @@ from runbook_helpers import VENV_BIN
 REPO = Path(__file__).resolve().parents[2]
 TARBALL = ".build/ee/erlmcp-dr.tar.gz"  # where execution-environment.yml takes the collection from
 # third-party import name -> the requirements.txt distribution that provides it
-DISTRIBUTIONS = {"psycopg": "psycopg[binary]", "redis": "redis", "dns": "dnspython", "boto3": "boto3"}
+DISTRIBUTIONS = {"psycopg": "psycopg[binary]", "redis": "redis", "dns": "dnspython", "boto3": "boto3",
+                 "botocore": "boto3"}  # botocore comes with boto3
 # ansible-core's own dependencies: wherever a plugin runs, ansible-core brought them (jinja2: notify's templates).
 WITH_ANSIBLE_CORE = {"ansible", "ansible_collections", "jinja2", "yaml"}
 

@@ -118,6 +118,11 @@ def test_failover_candidate_is_the_named_node_else_the_replica_with_the_most_dat
     assert plan.failover_candidate(HEALTHY, "a", away_from="a")["action"] == "refuse"
 
 
+def test_failover_away_from_a_node_outside_the_redis_group_is_refused_naming_the_members():
+    refused = plan.failover_candidate(HEALTHY, away_from="redis-z")
+    assert refused["action"] == "refuse" and "redis-z" in refused["reason"] and "a, b, c" in refused["reason"]
+
+
 def _promote_nodes(**overrides: dict) -> dict:
     nodes = {
         "a": dict(reachable=True, role="primary", repl_offset=100, error=None),
