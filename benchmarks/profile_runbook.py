@@ -60,6 +60,9 @@ def profile_once(cfg: lab.LabConfig, inventory: Path, failover: bool) -> dict[st
             continue
         tasks.append((step.task, start, end))
     tasks.sort(key=lambda row: row[1])
+    if os.environ.get("PROFILE_TIMELINE"):  # each task's start (seconds after the run began) and duration
+        for name, start, end in tasks:
+            print(f"{start - started:7.3f} {end - start:6.3f}  {name}")
     busy = sum(end - start for _, start, end in tasks)
     first, last = tasks[0][1], max(end for _, _, end in tasks)
     promote_end = next((end for name, _, end in tasks if name.startswith("Promote")), None)
