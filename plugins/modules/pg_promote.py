@@ -141,7 +141,7 @@ options:
       require_clean_shutdown:
         description:
           - With O(fence.method=stop), refuse (promoting nothing) unless the fence's result says the old primary
-            was shut down cleanly (RV(erlmcp.dr.pg_fence#module:clean_shutdown)): after an unclean stop its WAL may
+            was shut down cleanly (RV(erlmcp.dr.pg_fence#module:clean_shutdown)). After an unclean stop its WAL may
             go on past its last checkpoint, so a zero-loss promotion cannot know its final LSN.
           - Checked before anything is asked or changed, so a switchover needs no task of its own between the fence
             and the promotion (writes are unavailable there). Not checked in check mode.

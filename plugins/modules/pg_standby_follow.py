@@ -90,7 +90,6 @@ options:
       passfile:
         description: The node's passfile; defaults to C(.erlmcp-dr.pgpass) in the parent folder of its data directory.
         type: path
-        no_log: false
       application_name:
         description: C(application_name) in its C(primary_conninfo); defaults to O(nodes[].name).
         type: str
