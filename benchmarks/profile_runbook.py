@@ -7,6 +7,7 @@ times on a lab of its own, reset between runs, and prints for each task the medi
 the whole wall, and for a failover the time from the kill to the promotion task's end.
 
     .venv/bin/python benchmarks/profile_runbook.py --runs 3 [--failover] [--json]
+    PROFILE_TIMELINE=1 .venv/bin/python benchmarks/profile_runbook.py --runs 1   # each task's start and duration too
 """
 
 from __future__ import annotations
