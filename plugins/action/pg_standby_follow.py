@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from ansible.plugins.action import ActionBase
 from ansible_collections.erlmcp.dr.plugins.module_utils._module import run_on_controller, warm_driver
-from ansible_collections.erlmcp.dr.plugins.module_utils._follow import run
-from ansible_collections.erlmcp.dr.plugins.modules.pg_standby_follow import argument_spec
+from ansible_collections.erlmcp.dr.plugins.module_utils._follow import run_any
+from ansible_collections.erlmcp.dr.plugins.modules.pg_standby_follow import (
+    MUTUALLY_EXCLUSIVE,
+    REQUIRED_ONE_OF,
+    argument_spec,
+)
 
 warm_driver()
 
@@ -20,4 +24,5 @@ class ActionModule(ActionBase):
 
     def run(self, tmp=None, task_vars=None):
         super(ActionModule, self).run(tmp, task_vars)
-        return run_on_controller(self, task_vars or {}, "erlmcp.dr.pg_standby_follow", argument_spec(), run)
+        return run_on_controller(self, task_vars or {}, "erlmcp.dr.pg_standby_follow", argument_spec(), run_any,
+                                 required_one_of=REQUIRED_ONE_OF, mutually_exclusive=MUTUALLY_EXCLUSIVE)

@@ -1,8 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: erlmcp.dr contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Filters erlmcp.dr.pg_failover_plan, pg_switchover_plan, pg_rejoin_plan and pg_end_state
-(documented in the adjacent .yml files): the pure decisions of module_utils/_failover.py, usable
+"""Filters erlmcp.dr.pg_failover_plan, pg_switchover_plan, pg_rejoin_plan, pg_end_state, pg_lock_key and
+pg_follow_groups (documented in the adjacent .yml files): the pure decisions of module_utils/_failover.py, usable
 in playbooks on the result of erlmcp.dr.pg_replication_info.
 """
 
@@ -17,6 +17,7 @@ from ansible_collections.erlmcp.dr.plugins.module_utils._failover import (
     rejoin_plan,
     switchover_plan,
 )
+from ansible_collections.erlmcp.dr.plugins.module_utils._follow_plan import follow_groups
 
 
 def _check_info(info, name):
@@ -62,6 +63,13 @@ def pg_lock_key(info):
     return lock_key(info)
 
 
+def pg_follow_groups(names, hostvars):
+    if not isinstance(names, (list, tuple)):
+        raise AnsibleFilterError("pg_follow_groups expects a list of inventory host names, got %s"
+                                 % type(names).__name__)
+    return follow_groups(list(names), hostvars)
+
+
 class FilterModule(object):
     def filters(self):
         return {
@@ -70,4 +78,5 @@ class FilterModule(object):
             "pg_rejoin_plan": pg_rejoin_plan,
             "pg_end_state": pg_end_state,
             "pg_lock_key": pg_lock_key,
+            "pg_follow_groups": pg_follow_groups,
         }

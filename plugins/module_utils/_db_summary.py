@@ -12,6 +12,7 @@ something was.
 from __future__ import annotations
 
 from ansible_collections.erlmcp.dr.plugins.module_utils._failover import writable_primaries
+from ansible_collections.erlmcp.dr.plugins.module_utils._follow_plan import follow_items
 
 
 def _changed(result):
@@ -44,7 +45,7 @@ def _promote_sentence(plan, promote, check_mode):
 
 def _follow_sentences(follow):
     did, joined = [], []
-    for item in (follow or {}).get("results") or []:
+    for item in follow_items(follow):
         name = item.get("item")
         if item.get("failed"):
             did.append("%s did not come to stream: %s" % (name, item.get("msg") or "see the step"))
@@ -59,7 +60,8 @@ def _follow_sentences(follow):
 def db_summary(plan, steps, completed=False, check_mode=False):
     """The run's summary from its plan and step results.
 
-    steps: {'fence', 'unfence', 'promote', 'follow' (a loop's registered result), 'app_config',
+    steps: {'fence', 'unfence', 'promote', 'follow' (pg_standby_follow's registered result, see follow_items),
+    'app_config',
     'end_state', 'lock'}: each the registered result, absent or {} when the step did not run.
     """
     plan = plan or {}
@@ -94,8 +96,7 @@ def db_summary(plan, steps, completed=False, check_mode=False):
         "lost_bytes_max": promote.get("lost_bytes_max"),
         "promote_seconds": promote.get("promote_seconds"),
         "streaming": joined,
-        "methods": [item.get("action") for item in (steps.get("follow") or {}).get("results") or []
-                    if not item.get("skipped")],
+        "methods": [item.get("action") for item in follow_items(steps.get("follow")) if not item.get("skipped")],
         "left_out": plan.get("left_out") or [],
         "warnings": plan.get("warnings") or [],
         "end_state_ok": end.get("ok"),

@@ -29,6 +29,7 @@ from ansible_collections.erlmcp.dr.plugins.module_utils import _postgres as pg
 from ansible_collections.erlmcp.dr.plugins.module_utils._follow_plan import (
     FollowError,
     choose_action,
+    clean_stop_divergence,
     divergence,
     has_inline_password,
     is_following,
@@ -272,6 +273,8 @@ class _Run(object):
 
     def gather_stopped(self, server, control):
         return dict(node=None, role="stopped", read_only=None,
+                    cluster_state=control.get("Database cluster state"),
+                    checkpoint_lsn=control.get("Latest checkpoint location"),
                     timeline=int(control.get("Latest checkpoint's TimeLineID") or 0) or None,
                     conninfo=server.conf_setting("primary_conninfo") or None,
                     cluster_name=server.conf_setting("cluster_name"),
@@ -316,6 +319,10 @@ class _Run(object):
             diverged, why = divergence(facts["timeline"], node["position_lsn"], self.primary_tli, history)
         elif streaming and not already:
             diverged, why = False, "streaming already; primary_conninfo or its passfile changes"
+        elif role == "stopped" and p["method"] == "auto" and facts["cluster_state"] == "shut down":
+            history = _read_history(self.primary_conn, self.primary_tli)
+            diverged, why = clean_stop_divergence(facts["cluster_state"], facts["checkpoint_lsn"], facts["timeline"],
+                                                  self.primary_tli, history)
         try:
             plan = choose_action(role, p["method"], allow_stop_primary=p["allow_stop_primary"], already=already,
                                  diverged=diverged, why=why, fenced=bool(role == "primary" and facts["read_only"]))
@@ -473,6 +480,9 @@ class _Run(object):
             error = "it did not stream within %ss (wait_timeout): %s" % (self.p["wait_timeout"], why)
         self._stop_quietly()
         restore(server, self.saved, CONFIG_FILES + (SIGNAL_FILE,))
+        if plan.fallback:
+            self._rewind(stop_first=False, reason="started as a standby without pg_rewind, %s" % error)
+            return
         self.result.update(streaming=False, upstream=None)
         self.fail("%s was started as a standby of %s without pg_rewind, but %s. It is left stopped with its config "
                   "files and standby.signal as they were; use method=rewind (or auto)" % (
@@ -537,6 +547,73 @@ def run(params, check_mode=False, diff=False, warn=None):
     same facts on failure.
     """
     return _Run(params, check_mode, diff).run()
+
+
+# The options of an entry of run_many()'s nodes: its own always, or the task's unless the entry gives them. The rest
+# (primary, logins, method, timeouts) is the task's.
+NODE_OWN = ("data_dir", "log_file", "passfile")
+NODE_OR_TASK = ("bin_dir", "login_host", "login_port")
+
+
+def node_params(params, node):
+    """run()'s parameters for one entry of params['nodes'] (its application_name defaults to its name)."""
+    one = dict((k, v) for k, v in params.items() if k != "nodes")
+    one.update((k, node.get(k)) for k in NODE_OWN)
+    one.update((k, node[k]) for k in NODE_OR_TASK if node.get(k) is not None)
+    one["application_name"] = node.get("application_name") or node["name"]
+    return one
+
+
+def _one(params, node, check_mode, diff, warn):
+    """One node's outcome as a loop item reports it: its result (or its failure's facts) with item = its name."""
+    try:
+        outcome = run(node_params(params, node), check_mode=check_mode, diff=diff, warn=warn)
+        outcome["failed"] = False
+    except pg.ModuleFailure as exc:
+        outcome = dict(exc.facts, failed=True, msg=str(exc))
+    except Exception as exc:  # noqa: BLE001 - one node's crash must not hide the others' results
+        outcome = dict(changed=False, failed=True, msg="unexpected %s: %s" % (type(exc).__name__, exc))
+    outcome["item"] = node["name"]
+    return outcome
+
+
+def run_many(params, check_mode=False, diff=False, warn=None):
+    """Make every node of params['nodes'] stream from the primary, all at once (one thread each).
+
+    Each node goes through run() as it would alone (its own checks, its own way back when it fails); the nodes
+    do not wait for each other. Returns results (one per node, in the order given, each as a loop item:
+    item = name, failed, msg and run()'s facts) and changed; raises ModuleFailure(results=...) naming every node
+    that failed, after all of them ended.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    nodes = params["nodes"]
+    names = [node["name"] for node in nodes]
+    if len(set(names)) != len(names):
+        raise pg.ModuleFailure("nodes names a node twice (%s): expected each node once (nodes)" % ", ".join(names))
+    notes = []
+    with ThreadPoolExecutor(max_workers=max(len(nodes), 1)) as pool:
+        futures = [pool.submit(_one, params, node, check_mode, diff, notes.append) for node in nodes]
+        results = [future.result() for future in futures]
+    for note in notes:
+        (warn or (lambda _message: None))(note)
+    failed = [item for item in results if item["failed"]]
+    outcome = dict(changed=any(item.get("changed") for item in results), results=results)
+    if diff:
+        outcome["diff"] = [item["diff"] for item in results if item.get("diff")]
+    if failed:
+        raise pg.ModuleFailure("%d of %d nodes did not come to stream from %s:%s: %s" % (
+            len(failed), len(results), params["primary_host"], params["primary_port"],
+            "; ".join("%s: %s" % (item["item"], item["msg"]) for item in failed)), **outcome)
+    outcome["msg"] = "; ".join(item.get("msg") or "%s: nothing to do" % item["item"] for item in results)
+    return outcome
+
+
+def run_any(params, check_mode=False, diff=False, warn=None):
+    """The module's engine: run_many() when params['nodes'] is given, else run() for the one node of data_dir."""
+    if params.get("nodes"):
+        return run_many(params, check_mode=check_mode, diff=diff, warn=warn)
+    return run(params, check_mode=check_mode, diff=diff, warn=warn)
 
 
 def _close_quietly(conn):

@@ -81,6 +81,20 @@ def divergence(node_tli, node_lsn, primary_tli, history):
         format_lsn(position), node_tli, format_lsn(fork), primary_tli)
 
 
+def clean_stop_divergence(cluster_state, checkpoint_lsn, node_tli, primary_tli, history):
+    """divergence() for a stopped node, from its pg_controldata: only a primary's clean shutdown (cluster state
+    'shut down') says where its WAL ends - its shutdown checkpoint is its last record. The primary's timeline
+    forked at a record boundary, so the node is behind the fork when that checkpoint record starts before it
+    (then it ends at or before it): the node's WAL counts as one byte past the checkpoint's start.
+    Any other state (a crash, a standby's shutdown) gives (None, why): pg_rewind decides."""
+    if cluster_state != "shut down":
+        return None, "its cluster state is %r, not a clean shutdown: its WAL end is unknown" % (cluster_state,)
+    position = parse_lsn(checkpoint_lsn) if isinstance(checkpoint_lsn, str) else checkpoint_lsn
+    if position is None:
+        return None, "its last checkpoint location is unknown"
+    return divergence(node_tli, position + 1, primary_tli, history)
+
+
 def same_host(a, b):
     return str(a or "").strip().lower() == str(b or "").strip().lower()
 
@@ -122,7 +136,9 @@ def choose_action(role, method, *, allow_stop_primary=False, already=False, dive
     """Decide from the facts. role: 'primary' | 'standby' (both running) | 'stopped'.
 
     already: a running standby already streams from the primary on its timeline.
-    diverged: divergence()'s verdict (True / False / None) for a running standby.
+    diverged: divergence()'s verdict (True / False / None) for a running standby, or for a stopped node that was
+    shut down cleanly as a primary (clean_stop_divergence()): False lets method auto start it as a standby without
+    pg_rewind (falling back to pg_rewind if it does not stream).
     fenced: a running primary is fenced read-only (default_transaction_read_only on): it takes no
     writes, so it may be stopped and converted without allow_stop_primary.
     Raises FollowError when a precondition forbids any change.
@@ -154,6 +170,8 @@ def choose_action(role, method, *, allow_stop_primary=False, already=False, dive
     if role == "stopped":
         if method == "follow":
             return Plan("follow", "method=follow: start the stopped node as a standby without pg_rewind", how="start")
+        if method == "auto" and diverged is False:
+            return Plan("follow", "a cleanly shut down node: %s" % why, how="start", fallback=True)
         return Plan("rewind", "a stopped node: pg_rewind decides whether its history diverged")
     raise FollowError("unknown node role %r" % (role,))
 
@@ -226,3 +244,52 @@ def pgpass_password(text, user):
 def has_inline_password(conninfo_text):
     """Whether a primary_conninfo carries a password (PostgreSQL logs it on every reload that changes it)."""
     return bool(_PASSWORD_RE.search(conninfo_text or ""))
+
+
+# -- which nodes one pg_standby_follow task can repoint together (its `nodes` option)
+
+_CONNECTION_VARS = ("ansible_connection", "ansible_host", "ansible_port", "ansible_user", "ansible_become",
+                    "ansible_become_user")
+
+
+def _machine(name, hostvars):
+    """What says where a node's task runs: every local node (local connection, no become) is this machine; any
+    other node is a machine of its own unless it shares every connection variable with another."""
+    host = hostvars.get(name) or {}
+    if host.get("ansible_connection") == "local" and not host.get("ansible_become"):
+        return ("local",)
+    return tuple([name if key == "ansible_host" and not host.get(key) else host.get(key) for key in _CONNECTION_VARS])
+
+
+def follow_groups(names, hostvars):
+    """The nodes to repoint, grouped by the machine their task runs on, in the order given: a list of
+    {'host': the first node's name (the task's delegate_to), 'nodes': [pg_standby_follow `nodes` entries]}."""
+    groups, order = {}, []
+    for name in names:
+        host = hostvars.get(name) or {}
+        machine = _machine(name, hostvars)
+        if machine not in groups:
+            groups[machine] = {"host": name, "nodes": []}
+            order.append(machine)
+        groups[machine]["nodes"].append({
+            "name": name, "data_dir": host.get("pg_data_dir"), "bin_dir": host.get("pg_bin_dir"),
+            "log_file": host.get("pg_log_file"), "login_host": host.get("pg_host") or name,
+            "login_port": host.get("pg_port") or 5432})
+    return [groups[machine] for machine in order]
+
+
+def follow_items(registered):
+    """One item per node from the registered result of a pg_standby_follow task, whether it looped over single
+    nodes (results: one per node) or over groups of them (results: one per group, each with its nodes' results).
+    A group that failed before any node ran (a connection or argument error) stands as one failed item."""
+    items = []
+    for entry in (registered or {}).get("results") or [registered or {}]:
+        if not isinstance(entry, dict) or not entry:
+            continue
+        if isinstance(entry.get("results"), list):
+            items.extend(entry["results"])
+        elif isinstance(entry.get("item"), dict) and "nodes" in entry["item"]:
+            items.append(dict(entry, item=", ".join(node.get("name") or "?" for node in entry["item"]["nodes"])))
+        else:
+            items.append(entry)
+    return items

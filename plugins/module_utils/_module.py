@@ -53,17 +53,20 @@ def runs_here(action, task_vars):
     return getattr(action._connection, "transport", None) == "local" and not action._play_context.become
 
 
-def run_on_controller(action, task_vars, module_name, argument_spec, run, needs_psycopg=True, required_if=None):
+def run_on_controller(action, task_vars, module_name, argument_spec, run, needs_psycopg=True, required_if=None,
+                      **spec_checks):
     """What an action plugin named like its module does: run the module's engine in this worker when the target
     is this machine and psycopg imports here (no module shipped, no interpreter started, imports warm), else
     ship the module as usual. Same argument spec, check mode, diff, warnings and failure facts either way.
 
-    needs_psycopg is a bool or a function of the validated parameters.
+    needs_psycopg is a bool or a function of the validated parameters; spec_checks are the module's other
+    AnsibleModule checks (required_one_of=, mutually_exclusive=, ...).
     """
     result = {}
     if not runs_here(action, task_vars):
         return action._execute_module(module_name=module_name, module_args=action._task.args, task_vars=task_vars)
-    _validation, params = action.validate_argument_spec(argument_spec=argument_spec, required_if=required_if)
+    _validation, params = action.validate_argument_spec(argument_spec=argument_spec, required_if=required_if,
+                                                        **spec_checks)
     wants_driver = needs_psycopg(params) if callable(needs_psycopg) else needs_psycopg
     if wants_driver and psycopg_import_error() is not None:
         return action._execute_module(module_name=module_name, module_args=action._task.args, task_vars=task_vars)

@@ -153,6 +153,15 @@ def fence_facts(params, check_mode):
                             "result of the erlmcp.dr.pg_fence task that fenced the old primary (fence)"
                             % (res.get("method"), method))
     done = bool(res.get("fenced")) and not res.get("failed") and res.get("state", "fenced") == "fenced"
+    if method == "stop" and fence.get("require_clean_shutdown") and done and not check_mode \
+            and not res.get("clean_shutdown"):
+        raise ModuleFailure(
+            "the old primary %s:%s was not shut down cleanly (cluster state: %s): its WAL may go on past its last "
+            "checkpoint %s, so no promotion can be sure to lose nothing; nothing was promoted. Expected a clean stop "
+            "fence (fence.require_clean_shutdown): run database_failover instead (it gates on the lag), or start the "
+            "old primary and run the switchover again"
+            % (params.get("primary_host"), params.get("primary_port"), res.get("cluster_state"),
+               res.get("final_lsn")))
     return dict(method=method, done=done, as_if_fenced=bool(check_mode and done),
                 final_lsn=res.get("final_lsn") if method == "stop" else None)
 

@@ -138,6 +138,15 @@ options:
       result:
         description: The registered result of the M(erlmcp.dr.pg_fence) task (may be a skipped result).
         type: dict
+      require_clean_shutdown:
+        description:
+          - With O(fence.method=stop), refuse (promoting nothing) unless the fence's result says the old primary
+            was shut down cleanly (RV(erlmcp.dr.pg_fence#module:clean_shutdown)). After an unclean stop its WAL may
+            go on past its last checkpoint, so a zero-loss promotion cannot know its final LSN.
+          - Checked before anything is asked or changed, so a switchover needs no task of its own between the fence
+            and the promotion (writes are unavailable there). Not checked in check mode.
+        type: bool
+        default: false
   expected_system_identifier:
     description:
       - System identifier the candidate must have (as a string), for when the old primary cannot be asked.
@@ -390,6 +399,7 @@ def argument_spec():
         fence=dict(type="dict", options=dict(
             method=dict(type="str", choices=["stop", "read_only", "none"], required=True),
             result=dict(type="dict"),
+            require_clean_shutdown=dict(type="bool", default=False),
         )),
     )
     return spec

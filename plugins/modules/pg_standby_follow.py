@@ -51,8 +51,48 @@ options:
     description:
       - The node's data directory on this host.
       - O(login_host)/O(login_port) must reach the PostgreSQL serving this directory when it runs.
+      - Required unless O(nodes) is given (the two exclude each other).
     type: path
-    required: true
+  nodes:
+    description:
+      - Several nodes on this host to make stream from the primary all at once (one thread each), instead of the
+        one node of O(data_dir). Each goes through what the module does for one node (its own checks, its own
+        way back when it fails); none waits for another.
+      - The result then holds RV(results), one entry per node in the order given, shaped as a loop's items
+        (C(item) is the node's O(nodes[].name)); the task fails, after every node ended, when any node failed,
+        naming each.
+      - O(primary_host), O(primary_port), the logins, O(method), O(allow_stop_primary) and the timeouts are
+        shared; O(application_name) and O(passfile) are each node's own.
+    type: list
+    elements: dict
+    version_added: "0.2.0"
+    suboptions:
+      name:
+        description: The node's name (its inventory host), C(item) in RV(results) and its default C(application_name).
+        type: str
+        required: true
+      data_dir:
+        description: The node's data directory on this host.
+        type: path
+        required: true
+      login_host:
+        description: Host the node's PostgreSQL answers on; defaults to O(login_host).
+        type: str
+      login_port:
+        description: Port the node's PostgreSQL answers on; defaults to O(login_port).
+        type: int
+      bin_dir:
+        description: Folder holding the node's PostgreSQL programs; defaults to O(bin_dir).
+        type: path
+      log_file:
+        description: Server log file for C(pg_ctl start -l); defaults to C(pg_ctl_start.log) in its data directory.
+        type: path
+      passfile:
+        description: The node's passfile; defaults to C(.erlmcp-dr.pgpass) in the parent folder of its data directory.
+        type: path
+      application_name:
+        description: C(application_name) in its C(primary_conninfo); defaults to O(nodes[].name).
+        type: str
   bin_dir:
     description:
       - Folder holding C(pg_ctl), C(pg_controldata) and C(pg_rewind).
@@ -266,14 +306,24 @@ seconds:
   type: float
   sample: 1.84
 diff:
-  description: In diff mode, C(primary_conninfo) (password masked) and C(role) before and after.
+  description: In diff mode, C(primary_conninfo) (password masked) and C(role) before and after (with O(nodes), the
+    list of the nodes' diffs).
   returned: when diff mode is on
-  type: dict
+  type: raw
+results:
+  description:
+    - With O(nodes), each node's outcome in the order given, shaped as a loop's items - C(item) (its name),
+      C(failed), C(changed), C(msg) and the keys above for that node (the top-level keys above are then absent).
+  returned: when O(nodes) is given
+  type: list
+  elements: dict
+  sample: [{"item": "pg-a", "failed": false, "changed": true, "action": "rewind", "streaming": true},
+           {"item": "pg-c", "failed": false, "changed": true, "action": "follow", "streaming": true}]
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils import _postgres as pg  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._follow import run  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._follow import run_any  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._follow_plan import METHODS  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._module import execute  # noqa: E402
 
@@ -281,7 +331,17 @@ from ansible_collections.erlmcp.dr.plugins.module_utils._module import execute  
 def argument_spec():
     spec = pg.connection_argument_spec()
     spec.update(
-        data_dir=dict(type="path", required=True),
+        data_dir=dict(type="path"),
+        nodes=dict(type="list", elements="dict", options=dict(
+            name=dict(type="str", required=True),
+            data_dir=dict(type="path", required=True),
+            login_host=dict(type="str"),
+            login_port=dict(type="int"),
+            bin_dir=dict(type="path"),
+            log_file=dict(type="path"),
+            passfile=dict(type="path", no_log=False),
+            application_name=dict(type="str"),
+        )),
         bin_dir=dict(type="path"),
         log_file=dict(type="path"),
         primary_host=dict(type="str", required=True),
@@ -299,9 +359,15 @@ def argument_spec():
     return spec
 
 
+# One node (data_dir) or several (nodes), never both.
+REQUIRED_ONE_OF = [["data_dir", "nodes"]]
+MUTUALLY_EXCLUSIVE = [["data_dir", "nodes"]]
+
+
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    execute(module, run)
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True, required_one_of=REQUIRED_ONE_OF,
+                           mutually_exclusive=MUTUALLY_EXCLUSIVE)
+    execute(module, run_any)
 
 
 if __name__ == "__main__":

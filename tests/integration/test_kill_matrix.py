@@ -9,6 +9,7 @@ reported, then `runbook run` runs the same runbook again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -50,6 +51,10 @@ class KillPoint:
     after: str  # the task (a substring of its name) whose first result line triggers the kill
     label: str
     candidate: str = "pg-b"
+    # Kill while the task runs instead: once a node other than the candidate has its primary_conninfo pointed at
+    # the candidate (the repoint has begun: the nodes are repointed together, in one task, so the task's result
+    # line comes after all of them).
+    while_repointing: bool = False
 
     @property
     def id(self) -> str:
@@ -63,12 +68,14 @@ KILL_POINTS = [
     KillPoint("database_switchover", SWITCHOVER, "Lock the cluster", "after-lock"),
     KillPoint("database_switchover", SWITCHOVER, FENCE, "after-fence"),
     KillPoint("database_switchover", SWITCHOVER, "Promote the candidate", "after-promotion"),
-    KillPoint("database_switchover", SWITCHOVER, "Make each node stream from", "while-repointing"),
+    KillPoint("database_switchover", SWITCHOVER, "Make each node stream from", "while-repointing",
+              while_repointing=True),
     KillPoint("database_switchover", SWITCHOVER, "Verify the candidate is the only writable primary",
               "before-app-config"),
     KillPoint("database_failover", FAILOVER, FENCE, "after-fence"),
     KillPoint("database_failover", FAILOVER, "Promote the candidate", "after-promotion"),
-    KillPoint("database_failover", FAILOVER, "Make each node stream from", "while-repointing"),
+    KillPoint("database_failover", FAILOVER, "Make each node stream from", "while-repointing",
+              while_repointing=True),
     KillPoint("database_failover", FAILOVER, "Verify the candidate is the only writable primary",
               "before-app-config"),
 ]
@@ -95,8 +102,38 @@ def _playbook_env() -> dict[str, str]:
     return env
 
 
-def kill_after(point: KillPoint, inventory: Path) -> list[str]:
-    """Run the playbook and SIGKILL its process group once `point.after` has reported a result."""
+def repoint_begun(cfg: lab.LabConfig, candidate: str) -> bool:
+    """A node other than the candidate has its primary_conninfo naming the candidate's port."""
+    mark = f"port=''{cfg.node(candidate).port}''"
+    for node in cfg.nodes:
+        if node.name == candidate:
+            continue
+        try:
+            if mark in (node.data_dir / "postgresql.auto.conf").read_text():
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def kill_when_repointing(cfg: lab.LabConfig, point: KillPoint, pgid: int, killed: threading.Event) -> None:
+    """Poll (deadline DEADLINE) until the repoint has begun, then SIGKILL the run's process group."""
+    def begun() -> bool:
+        return killed.is_set() or repoint_begun(cfg, point.candidate)
+
+    try:
+        wait_for(begun, DEADLINE, interval=0.002, what="the repoint to begin")
+    except Exception:  # noqa: BLE001 - the result line below kills it then; the assertion says what happened
+        return
+    if not killed.is_set():
+        with contextlib.suppress(ProcessLookupError):  # the run may have ended meanwhile
+            os.killpg(pgid, signal.SIGKILL)
+        killed.set()
+
+
+def kill_after(point: KillPoint, inventory: Path, cfg: lab.LabConfig | None = None) -> list[str]:
+    """Run the playbook and SIGKILL its process group once `point.after` has reported a result (or, for a
+    while_repointing point, once that task has begun repointing a node)."""
     argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory),
             str(PLAYBOOKS / f"{point.runbook}.yml")]
     for extravar in point.extravars:
@@ -105,6 +142,8 @@ def kill_after(point: KillPoint, inventory: Path) -> list[str]:
                             text=True, env=_playbook_env(), start_new_session=True)
     seen: list[str] = []
     in_task, killed = False, threading.Event()
+    watcher: threading.Thread | None = None
+    ended_first = False  # the task reported before the repoint was seen to begin
     guard = threading.Timer(DEADLINE * 5, lambda: os.killpg(proc.pid, signal.SIGKILL))
     guard.start()
     try:
@@ -113,8 +152,16 @@ def kill_after(point: KillPoint, inventory: Path) -> list[str]:
             seen.append(line.rstrip())
             if line.startswith("TASK ["):
                 in_task = point.after in line
+                if in_task and point.while_repointing and cfg is not None and watcher is None:
+                    watcher = threading.Thread(target=kill_when_repointing, args=(cfg, point, proc.pid, killed),
+                                               daemon=True)
+                    watcher.start()
+            elif killed.is_set():
+                break
             elif in_task and line.startswith(RESULT_PREFIXES):
-                os.killpg(proc.pid, signal.SIGKILL)
+                ended_first = True
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
                 killed.set()
                 break
         proc.wait()
@@ -122,6 +169,7 @@ def kill_after(point: KillPoint, inventory: Path) -> list[str]:
         guard.cancel()
     assert killed.is_set(), f"{point.after!r} never reported; the run ended rc={proc.returncode}:\n" + "\n".join(
         seen[-40:])
+    assert not (point.while_repointing and ended_first), f"{point.after!r} ended before the repoint was seen to begin"
     return seen
 
 
@@ -143,7 +191,7 @@ def test_a_run_killed_at_each_step_is_finished_by_the_next_run(fresh_lab, home, 
     cfg = fresh_lab
     inventory = inventory_path(cfg)
     with watched(cfg) as (probe, sampler):
-        output = kill_after(point, inventory)
+        output = kill_after(point, inventory, cfg)
         extravars = [arg for extravar in point.extravars for arg in ("-e", extravar)]
         _, result = run_json("run", point.runbook, "-i", str(inventory), *extravars, "--yes", expect_rc=0)
         assert_end_state(cfg, point)

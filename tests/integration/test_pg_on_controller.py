@@ -76,3 +76,21 @@ def test_argument_errors_are_reported_before_anything_runs(fresh_lab):
 
     assert here["failed"]
     assert "data_dir" in here["msg"]
+
+
+def test_app_config_is_computed_and_written_in_the_controller_and_shipped_alike(fresh_lab, tmp_path):
+    """erlmcp.dr.app_db_config's action plugin writes the file itself (no module shipped); shipped, the module
+    writes the same bytes."""
+    cluster, _ = run_verbose("erlmcp.dr.pg_replication_info", info_args(fresh_lab))
+    live = {key: value for key, value in cluster.items() if key not in ("changed", "failed", "invocation")}
+    here_path, shipped_path = tmp_path / "here.json", tmp_path / "shipped.json"
+
+    here, output = run_verbose("erlmcp.dr.app_db_config", dict(path=str(here_path), cluster=live))
+    shipped, shipped_output = run_verbose("erlmcp.dr.app_db_config", dict(path=str(shipped_path), cluster=live),
+                                          host_vars="erlmcp_dr_pg_on_controller=false")
+
+    assert SHIPPED_MARK not in output, "expected the engine to run in the controller, the module was shipped"
+    assert SHIPPED_MARK in shipped_output
+    assert not here["failed"] and here["changed"] is True and shipped["changed"] is True, (here, shipped)
+    assert here["config"] == shipped["config"] and here["config"]["database"]["primary_node"] == "pg-a"
+    assert here_path.read_bytes() == shipped_path.read_bytes()

@@ -175,7 +175,9 @@ def test_rejoin_former_primary_after_clean_switchover(fresh_lab):
 
     checked = run_module(MODULE, follow_args(cfg, "pg-a", "pg-b"), check=True, diff=True)
     assert not checked["failed"], checked.get("msg")
-    assert checked["changed"] and checked["action"] == "rewind" and checked["role_before"] == "stopped"
+    # a clean shutdown the new primary replayed: no pg_rewind needed, it starts as a standby
+    assert checked["changed"] and checked["action"] == "follow" and checked["role_before"] == "stopped"
+    assert "cleanly shut down" in checked["msg"], checked["msg"]
     assert checked["diff"]["before"]["primary_conninfo"] is None
     assert checked["diff"]["after"]["role"] == "standby"
     assert not cfg.node("pg-a").server().is_running()
@@ -183,8 +185,8 @@ def test_rejoin_former_primary_after_clean_switchover(fresh_lab):
 
     result = run_module(MODULE, follow_args(cfg, "pg-a", "pg-b"))
     assert_streamed_result(result, cfg, "pg-b", 2)
-    assert result["action"] == "rewind" and result["timeline_before"] == 1
-    assert result["rewind_output"]  # "no rewind required", or a rewind: both are fine here
+    assert result["action"] == "follow" and result["timeline_before"] == 1
+    assert result["rewind_output"] is None
     assert_streams_from(cfg, "pg-a", "pg-b", 2)
     after = files(cfg, "pg-a")
     assert after["postgresql.conf"] == own["postgresql.conf"] and after["pg_hba.conf"] == own["pg_hba.conf"]
@@ -195,6 +197,33 @@ def test_rejoin_former_primary_after_clean_switchover(fresh_lab):
     wait_rows(cfg, "pg-a", "SELECT id, origin FROM t ORDER BY id", [(1, "before"), (2, "from pg-b")])
     again = run_module(MODULE, follow_args(cfg, "pg-a", "pg-b"))
     assert again["changed"] is False and again["action"] == "none", again
+
+
+def test_nodes_repoints_the_old_primary_and_the_other_standby_at_once_and_reports_each(fresh_lab, tmp_path):
+    """One task, several nodes (the nodes option): each goes through the one-node path in a thread of its own; a
+    node that fails fails the task after the others ended, and each keeps its own result."""
+    cfg = fresh_lab
+    stop_cleanly_and_switch(cfg)
+    nodes = [{"name": name, "data_dir": str(cfg.node(name).data_dir), "log_file": str(cfg.node(name).log_file),
+              "login_port": cfg.node(name).port} for name in ("pg-a", "pg-c")]
+    missing = {"name": "pg-x", "data_dir": str(tmp_path / "none"), "login_port": cfg.node("pg-a").port}
+    shared = {k: v for k, v in follow_args(cfg, "pg-a", "pg-b").items() if k not in ("data_dir", "log_file")}
+
+    result = run_module(MODULE, dict(shared, nodes=[*nodes, missing]))
+
+    assert result["failed"] and "1 of 3 nodes" in result["msg"] and "pg-x: no PostgreSQL data directory" in result[
+        "msg"], result["msg"]
+    items = {item["item"]: item for item in result["results"]}
+    assert list(items) == ["pg-a", "pg-c", "pg-x"] and items["pg-x"]["failed"] is True
+    for name in ("pg-a", "pg-c"):
+        assert items[name]["failed"] is False and items[name]["action"] == "follow", items[name]
+        assert_streamed_result(items[name], cfg, "pg-b", 2)
+        assert_streams_from(cfg, name, "pg-b", 2)
+    assert lab.LAB_PASSWORD not in json.dumps(result)
+
+    again = run_module(MODULE, dict(shared, nodes=nodes))
+    assert not again["failed"] and again["changed"] is False, again
+    assert [item["action"] for item in again["results"]] == ["none", "none"]
 
 
 # ---------------------------------------------------------------- rejoin of a diverged former primary

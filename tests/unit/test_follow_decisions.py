@@ -245,3 +245,67 @@ def test_stop_fence_and_pure_plans_do_not_import_the_driver():
             "print('psycopg' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False", out.stderr
+
+
+# ---------------------------------------------------------------- a cleanly stopped former primary
+
+
+def test_clean_shutdown_before_the_fork_starts_as_a_standby_without_rewind():
+    history = [(1, 0x3000148)]  # timeline 2 forked at 0/3000148, the end of the old primary's shutdown checkpoint
+    diverged, why = f.clean_stop_divergence("shut down", "0/30000D8", 1, 2, history)
+    assert diverged is False, why
+
+    plan = f.choose_action("stopped", "auto", diverged=diverged, why=why)
+    assert (plan.action, plan.how, plan.fallback) == ("follow", "start", True)
+    assert "cleanly shut down" in plan.reason
+
+
+def test_clean_shutdown_at_or_past_the_fork_or_unclean_or_in_recovery_rewinds():
+    history = [(1, 0x3000148)]
+    # the checkpoint record starts at the fork: the candidate never replayed it, the node's WAL goes past the fork
+    assert f.clean_stop_divergence("shut down", "0/3000148", 1, 2, history)[0] is True
+    assert f.clean_stop_divergence("shut down", "0/4000028", 1, 2, history)[0] is True
+    assert f.clean_stop_divergence("in production", "0/2000000", 1, 2, history)[0] is None  # a crash
+    assert f.clean_stop_divergence("shut down in recovery", "0/2000000", 1, 2, history)[0] is None  # a standby
+    assert f.clean_stop_divergence("shut down", None, 1, 2, history)[0] is None
+    assert f.clean_stop_divergence("shut down", "0/2000000", 1, 2, None)[0] is None  # history unreadable
+    for verdict in (True, None):
+        assert f.choose_action("stopped", "auto", diverged=verdict).action == "rewind"
+    assert f.choose_action("stopped", "rewind", diverged=False).action == "rewind"
+
+
+# ---------------------------------------------------------------- repointing several nodes at once
+
+
+LAB_HOSTVARS = {
+    "pg-a": {"ansible_connection": "local", "pg_host": "127.0.0.1", "pg_port": 5432, "pg_data_dir": "/d/a",
+             "pg_bin_dir": "/b", "pg_log_file": "/d/a.log"},
+    "pg-c": {"ansible_connection": "local", "pg_host": "127.0.0.1", "pg_port": 5434, "pg_data_dir": "/d/c"},
+    "db1": {"ansible_host": "10.0.1.10", "pg_host": "10.0.1.10", "pg_data_dir": "/var/lib/pg"},
+    "db2": {"ansible_host": "10.0.2.10", "pg_host": "10.0.2.10", "pg_data_dir": "/var/lib/pg"},
+    "pg-root": {"ansible_connection": "local", "ansible_become": True, "pg_data_dir": "/d/r"},
+}
+
+
+def test_local_nodes_are_one_group_remote_hosts_their_own_in_the_order_given():
+    groups = f.follow_groups(["db2", "pg-a", "db1", "pg-c", "pg-root"], LAB_HOSTVARS)
+
+    assert [(g["host"], [n["name"] for n in g["nodes"]]) for g in groups] == [
+        ("db2", ["db2"]), ("pg-a", ["pg-a", "pg-c"]), ("db1", ["db1"]), ("pg-root", ["pg-root"])]
+    assert groups[1]["nodes"][0] == {"name": "pg-a", "data_dir": "/d/a", "bin_dir": "/b", "log_file": "/d/a.log",
+                                     "login_host": "127.0.0.1", "login_port": 5432}
+    assert groups[0]["nodes"][0]["login_port"] == 5432 and groups[1]["nodes"][1]["bin_dir"] is None
+
+
+def test_follow_items_flattens_grouped_and_single_results():
+    grouped = {"results": [
+        {"item": {"host": "pg-a", "nodes": [{"name": "pg-a"}, {"name": "pg-c"}]}, "changed": True, "results": [
+            {"item": "pg-a", "changed": True, "action": "follow"}, {"item": "pg-c", "failed": True, "msg": "x"}]},
+        {"item": {"host": "db1", "nodes": [{"name": "db1"}]}, "failed": True, "msg": "unreachable"},
+    ]}
+    per_node = {"results": [{"item": "pg-a", "changed": True}, {"item": "pg-c", "skipped": True}]}
+
+    assert [(i["item"], bool(i.get("failed"))) for i in f.follow_items(grouped)] == [
+        ("pg-a", False), ("pg-c", True), ("db1", True)]
+    assert [i["item"] for i in f.follow_items(per_node)] == ["pg-a", "pg-c"]
+    assert f.follow_items({}) == [] and f.follow_items(None) == []
