@@ -75,6 +75,8 @@ def db_summary(plan, steps, completed=False, check_mode=False):
         did.append(promoted)
     follow_did, joined = _follow_sentences(steps.get("follow"))
     did.extend(follow_did)
+    if check_mode and plan.get("follow") and not follow_did:
+        did.append("would repoint %s to %s" % (", ".join(plan["follow"]), plan.get("candidate")))
     if _changed(app):
         did.append("%s the application's database config %s" % (
             "would rewrite" if check_mode else "rewrote", app.get("path") or ""))

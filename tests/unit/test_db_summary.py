@@ -41,7 +41,7 @@ def test_nothing_done_says_so_and_a_plan_says_would():
     assert db_summary({"action": "none", "candidate": "pg-b"}, {})["did"] == ["nothing was changed"]
     planned = db_summary(PLAN, {"fence": {"changed": True, "method": "stop"},
                                 "promote": {"changed": True, "would_promote": True}}, check_mode=True)
-    assert planned["did"] == ["would fence pg-a by stop", "would promote pg-b"]
+    assert planned["did"] == ["would fence pg-a by stop", "would promote pg-b", "would repoint pg-a, pg-c to pg-b"]
 
 
 def test_a_run_that_stopped_early_is_not_completed_and_has_no_primary_when_refused():
