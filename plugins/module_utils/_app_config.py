@@ -92,19 +92,23 @@ def parse_mode(mode):
         raise ModuleFailure("mode %r is not an octal file mode like '0644' (mode)" % (mode,)) from None
 
 
-def _no_warning(message):
-    pass
-
-
 def run(params, check_mode=False, diff=False, warn=None):
     """Write params['path'] from params['cluster']; changed only when the content (or mode) differs."""
-    path = os.path.abspath(params["path"])
-    mode = parse_mode(params.get("mode") or "0644")
-    config = content(params["cluster"])
+    return write_endpoint_file(params["path"], params.get("mode"), content(params["cluster"]), check_mode, diff,
+                               what="the application's config", primary_label="primary")
+
+
+def write_endpoint_file(path, mode, config, check_mode, diff, what, primary_label):
+    """Write config ({section: {primary_node, replica_nodes, ...}}) to path as JSON, atomically, keeping the version
+    it replaces as <path>.previous; changed only when the content (or mode) differs. app_db_config and
+    app_redis_config share it."""
+    path = os.path.abspath(path)
+    mode = parse_mode(mode or "0644")
+    section = config[next(iter(config))]
     folder = os.path.dirname(path)
     if not os.path.isdir(folder):
-        raise ModuleFailure("the folder %s does not exist: expected an existing folder for the application's config "
-                            "(path)" % folder, config=config, path=path)
+        raise ModuleFailure("the folder %s does not exist: expected an existing folder for %s (path)"
+                            % (folder, what), config=config, path=path)
     new_text = render(config)
     old_text = _read(path)
     mode_differs = old_text is not None and (os.stat(path).st_mode & 0o7777) != mode
@@ -114,8 +118,8 @@ def run(params, check_mode=False, diff=False, warn=None):
     if diff:
         result["diff"] = dict(before=old_text or "", after=new_text, before_header=path, after_header=path)
     if not changed or check_mode:
-        result["msg"] = "%s %s" % (path, "would change" if changed else "already names primary %s"
-                                   % config["database"]["primary_node"])
+        result["msg"] = "%s %s" % (path, "would change" if changed else "already names %s %s"
+                                   % (primary_label, section["primary_node"]))
         return result
     if old_text is not None and old_text != new_text:
         write_atomic(path + PREVIOUS_SUFFIX, old_text, os.stat(path).st_mode & 0o7777)
@@ -123,6 +127,6 @@ def run(params, check_mode=False, diff=False, warn=None):
         write_atomic(path, new_text, mode)
     else:
         os.chmod(path, mode)
-    result["msg"] = "%s now names primary %s and replicas [%s]" % (
-        path, config["database"]["primary_node"], ", ".join(config["database"]["replica_nodes"]))
+    result["msg"] = "%s now names %s %s and replicas [%s]" % (
+        path, primary_label, section["primary_node"], ", ".join(section["replica_nodes"]))
     return result

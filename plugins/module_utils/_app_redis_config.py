@@ -11,10 +11,7 @@ fsync, rename), keeping the version it replaces as <path>.previous - the same wr
 
 from __future__ import annotations
 
-import os
-
-from ansible_collections.erlmcp.dr.plugins.module_utils._app_config import PREVIOUS_SUFFIX, parse_mode, render
-from ansible_collections.erlmcp.dr.plugins.module_utils._files import write_atomic
+from ansible_collections.erlmcp.dr.plugins.module_utils._app_config import write_endpoint_file
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import ModuleFailure
 
 
@@ -42,47 +39,7 @@ def content(info):
     }}
 
 
-def _read(path):
-    try:
-        with open(path) as handle:
-            return handle.read()
-    except (IOError, OSError):
-        return None
-
-
 def run(params, check_mode=False, diff=False, warn=None):
     """Write params['path'] from params['info']; changed only when the content (or mode) differs."""
-    import json
-
-    path = os.path.abspath(params["path"])
-    mode = parse_mode(params.get("mode") or "0644")
-    config = content(params["info"])
-    folder = os.path.dirname(path)
-    if not os.path.isdir(folder):
-        raise ModuleFailure("the folder %s does not exist: expected an existing folder for the application's Redis "
-                            "config (path)" % folder, config=config, path=path)
-    new_text = render(config)
-    old_text = _read(path)
-    mode_differs = old_text is not None and (os.stat(path).st_mode & 0o7777) != mode
-    changed = old_text != new_text or mode_differs
-    try:
-        previous = json.loads(old_text) if old_text is not None else None
-    except ValueError:
-        previous = old_text
-    result = dict(changed=changed, path=path, config=config, previous=previous,
-                  previous_path=path + PREVIOUS_SUFFIX if old_text is not None and old_text != new_text else None)
-    if diff:
-        result["diff"] = dict(before=old_text or "", after=new_text, before_header=path, after_header=path)
-    if not changed or check_mode:
-        result["msg"] = "%s %s" % (path, "would change" if changed else "already names primary %s"
-                                   % config["redis"]["primary_node"])
-        return result
-    if old_text is not None and old_text != new_text:
-        write_atomic(path + PREVIOUS_SUFFIX, old_text, os.stat(path).st_mode & 0o7777)
-    if old_text != new_text:
-        write_atomic(path, new_text, mode)
-    else:
-        os.chmod(path, mode)
-    result["msg"] = "%s now names Redis primary %s and replicas [%s]" % (
-        path, config["redis"]["primary_node"], ", ".join(config["redis"]["replica_nodes"]))
-    return result
+    return write_endpoint_file(params["path"], params.get("mode"), content(params["info"]), check_mode, diff,
+                               what="the application's Redis config", primary_label="Redis primary")
