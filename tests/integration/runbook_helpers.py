@@ -587,3 +587,26 @@ def dns_args(cfg: lab.LabConfig, **extra: Any) -> dict[str, Any]:
 def dns_answers(cfg: lab.LabConfig, name: str, rdtype: str = "A") -> dict[str, list[str]]:
     """What each lab DNS server answers for name, asked directly."""
     return {srv.name: lab_dns.answers(srv, name, rdtype) for srv in lab_dns.servers(cfg)}
+
+
+@contextmanager
+def lock_held(cfg: lab.LabConfig, key: str, run_id: str, folder: Path) -> Iterator[None]:
+    """Another run holding `key` in the lab's lock folder: a live ansible-playbook (tests/fixtures/lock/hold.yml)
+    that keeps it until the block ends, whatever the speed of the runs tried meanwhile."""
+    signal_file, proceed_file = folder / f"{run_id}.holding", folder / f"{run_id}.proceed"
+    env = dict(os.environ, ERLMCP_DR_LOCK_DIR=str(cfg.root / "locks"),
+               ANSIBLE_COLLECTIONS_PATH=str(paths.collections_path()))
+    playbook = Path(__file__).resolve().parents[1] / "fixtures" / "lock" / "hold.yml"
+    hold = subprocess.Popen(
+        [str(VENV_BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(playbook),
+         "-e", f"lock_key={key}", "-e", f"erlmcp_dr_run_id={run_id}",
+         "-e", f"signal_file={signal_file}", "-e", f"proceed_file={proceed_file}",
+         "-e", f"ansible_python_interpreter={sys.executable}"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lambda: signal_file.exists() or hold.poll() is not None, DEADLINE, what="the holder takes the lock")
+        assert signal_file.exists(), hold.communicate()[0]
+        yield
+    finally:
+        proceed_file.touch()
+        hold.communicate(timeout=DEADLINE)

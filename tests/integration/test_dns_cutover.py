@@ -6,28 +6,24 @@ region a). What a run did is judged from the outside: what each server answers, 
 
 from __future__ import annotations
 
-import os
 import secrets
-import subprocess
-import sys
 from pathlib import Path
 
 import boto3
 import pytest
 import yaml
 from runbook_helpers import (
-    DEADLINE,
     dns_answers,
     files_containing,
     inventory_copy,
     inventory_path,
+    lock_held,
     run_json,
     runbook_cli,
     summary,
-    wait_for,
 )
 
-from erlmcp_dr import lab, lab_dns, paths
+from erlmcp_dr import lab, lab_dns
 
 pytestmark = pytest.mark.integration
 
@@ -116,23 +112,8 @@ def test_route53_cutover_through_the_api_with_an_explicit_guard(moto: str, home:
 def test_a_second_operator_on_a_locked_zone_exits_3_and_changes_nothing(dns_zone: lab.LabConfig, home: Path,
                                                                         tmp_path: Path) -> None:
     holder = "it-dns-holder-" + secrets.token_hex(3)
-    signal_file, proceed_file = tmp_path / "holding", tmp_path / "proceed"
-    env = dict(os.environ, ERLMCP_DR_LOCK_DIR=str(dns_zone.root / "locks"),
-               ANSIBLE_COLLECTIONS_PATH=str(paths.collections_path()))
-    playbook = Path(__file__).resolve().parents[1] / "fixtures" / "lock" / "hold.yml"
-    hold = subprocess.Popen(
-        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(playbook),
-         "-e", f"lock_key=dns:{lab_dns.ZONE}", "-e", f"erlmcp_dr_run_id={holder}",
-         "-e", f"signal_file={signal_file}", "-e", f"proceed_file={proceed_file}",
-         "-e", f"ansible_python_interpreter={sys.executable}"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        wait_for(lambda: signal_file.exists() or hold.poll() is not None, DEADLINE, what="the holder takes the lock")
-        assert signal_file.exists(), hold.communicate()[0]
+    with lock_held(dns_zone, f"dns:{lab_dns.ZONE}", holder, tmp_path):
         cli = runbook_cli("run", "dns_cutover", "-i", str(inventory_path(dns_zone)), "-e", "region=b", "--yes")
-    finally:
-        proceed_file.touch()
-        hold.communicate(timeout=DEADLINE)
     assert cli.rc == 3, cli
     assert holder in cli.stderr, cli.stderr
     assert answers(dns_zone) == everywhere([A])

@@ -19,6 +19,7 @@ from runbook_helpers import (
     changed_steps,
     inventory_copy,
     inventory_path,
+    lock_held,
     redis_client,
     run_json,
     runbook_cli,
@@ -184,22 +185,8 @@ def test_a_second_operator_is_turned_away_with_exit_3_and_nothing_changes(fresh_
     members = yaml.safe_load(inventory_path(cfg).read_text())["all"]["children"]["redis"]
     key = _redis_plan.lock_key([{"host": members["vars"]["redis_host"], "port": h["redis_port"]}
                                 for h in members["hosts"].values()])
-    signal_file, proceed_file = tmp_path / "holding", tmp_path / "proceed"
-    env = dict(os.environ, ERLMCP_DR_LOCK_DIR=str(cfg.root / "locks"),
-               ANSIBLE_COLLECTIONS_PATH=str(paths.collections_path()))
-    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "lock" / "hold.yml"
-    hold = subprocess.Popen(
-        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(fixture),
-         "-e", f"lock_key={key}", "-e", "erlmcp_dr_run_id=first-operator", "-e", f"signal_file={signal_file}",
-         "-e", f"proceed_file={proceed_file}", "-e", f"ansible_python_interpreter={sys.executable}"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        wait_for(lambda: signal_file.exists() or hold.poll() is not None, DEADLINE, what="the holder takes the lock")
-        assert signal_file.exists(), hold.communicate()[0]
+    with lock_held(cfg, key, "first-operator", tmp_path):
         cli = runbook_cli("run", "redis_restore", "-i", str(inventory_path(cfg)), "--yes", "--json")
-    finally:
-        proceed_file.touch()
-        hold.communicate(timeout=DEADLINE)
     assert cli.rc == 3, cli
     assert "first-operator" in cli.stderr, cli.stderr
     assert _server_id(cfg) == before  # same process, same keys: the restore never started

@@ -8,10 +8,7 @@ it, and checks so (roles, timelines, upstreams and postmaster pids from lab.stat
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -29,6 +26,7 @@ from runbook_helpers import (
     host_vars,
     inventory_copy,
     inventory_path,
+    lock_held,
     lsns,
     new_lab,
     node_state,
@@ -50,7 +48,7 @@ from runbook_helpers import (
 )
 
 import erlmcp_dr
-from erlmcp_dr import lab, paths
+from erlmcp_dr import lab
 from erlmcp_dr.errors import ParameterError, RunBusy, UnknownRunbook
 
 pytestmark = pytest.mark.integration
@@ -245,27 +243,12 @@ def test_a_second_run_on_a_locked_cluster_exits_3_and_runs_nothing(fresh_lab, ho
     inventory = str(inventory_path(cfg))
     holder = "it-lock-holder-" + secrets.token_hex(3)
     sysid = node_state(cfg, "pg-a")["system_identifier"]
-    signal_file, proceed_file = tmp_path / "holding", tmp_path / "proceed"
-    env = dict(os.environ, ERLMCP_DR_LOCK_DIR=str(cfg.root / "locks"),
-               ANSIBLE_COLLECTIONS_PATH=str(paths.collections_path()))
-    playbook = Path(__file__).resolve().parents[1] / "fixtures" / "lock" / "hold.yml"
-    hold = subprocess.Popen(
-        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(playbook),
-         "-e", f"lock_key=postgres:{sysid}", "-e", f"erlmcp_dr_run_id={holder}",
-         "-e", f"signal_file={signal_file}", "-e", f"proceed_file={proceed_file}",
-         "-e", f"ansible_python_interpreter={sys.executable}"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        wait_for(lambda: signal_file.exists() or hold.poll() is not None, DEADLINE, what="the holder takes the lock")
-        assert signal_file.exists(), hold.communicate()[0]
+    with lock_held(cfg, f"postgres:{sysid}", holder, tmp_path):
         topo = topology(cfg)
 
         cli = runbook_cli("run", "database_failover", "-i", inventory, "--yes", "--json")
         with pytest.raises(RunBusy) as busy:
             erlmcp_dr.run("database_switchover", inventory=inventory, extravars={"candidate": "pg-c"})
-    finally:
-        proceed_file.touch()
-        hold.communicate(timeout=DEADLINE)
 
     assert cli.rc == 3, cli
     assert holder in cli.stderr, cli.stderr
