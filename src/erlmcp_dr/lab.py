@@ -945,6 +945,7 @@ def inventory(cfg: LabConfig, lab_dir_expr: str | None = None, *, own_lock_dir: 
         "redis_password": LAB_PASSWORD,
         "dr_app_config_path": f"{root}/app/database.json",
         **lab_dns.inventory_vars(),
+        **lab_app.notify_vars(cfg),
         "dr_app_redis_config_path": f"{root}/app/redis.json",
         **({"dr_lock_dir": f"{root}/locks"} if own_lock_dir else {}),
     }}}

@@ -265,6 +265,17 @@ def _view(view: dict[str, Any] | None) -> str:
 # ---------------------------------------------------------------- inventory
 
 
+def notify_vars(cfg: LabConfig) -> dict[str, Any]:
+    """Incident notifications in the lab (docs/notify.md): every severity goes to the lab's status page, the
+    region-a application's POST /notifications, so `runbook run incident_notify` works on the lab as it is."""
+    status_page = f"{apps(cfg)[0].url}/notifications"
+    return {
+        "dr_notify_channels": {"lab_status_page": {"type": "webhook", "url": status_page}},
+        "dr_notify_routing": {severity: {"channels": ["lab_status_page"], "renotify_minutes": minutes}
+                              for severity, minutes in (("sev1", 15), ("sev2", 30), ("sev3", 60), ("sev4", 120))},
+    }
+
+
 def inventory_group(cfg: LabConfig) -> dict[str, Any]:
     """The lab inventory's `app` group: one host per region with app_url, app_host, app_port, dr_region."""
     return {

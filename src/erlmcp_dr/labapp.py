@@ -17,6 +17,8 @@ Endpoints (JSON in, JSON out):
 - POST /write       one row in PostgreSQL (table erlmcp_app_writes) and one session key in Redis
                     (erlmcp:session:<uuid>); returns {"id": row id, "session_id": ..., ...}. 503 when either fails.
 - GET  /read/<id>   that row (from the primary) and its session key; 404 when the row does not exist.
+- POST /notifications  the lab's status page: records the JSON body (what erlmcp.dr.notify's webhook channel
+                    sends) as one line of notifications.jsonl in --dir; 202. GET /notifications lists them.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from typing import Any
 DATABASE_FILE = "database.json"
 REDIS_FILE = "redis.json"
 CREDENTIALS_FILE = "credentials.json"
+NOTIFICATIONS_FILE = "notifications.jsonl"
 TABLE = "erlmcp_app_writes"
 SESSION_PREFIX = "erlmcp:session:"
 SESSION_TTL = 7 * 24 * 3600
@@ -93,6 +96,7 @@ class App:
         self.database = WatchedJson(folder / DATABASE_FILE)
         self.redis = WatchedJson(folder / REDIS_FILE)
         self.credentials = WatchedJson(folder / CREDENTIALS_FILE)
+        self._notifications_lock = threading.Lock()
 
     # ------------------------------------------------------------ where to connect
 
@@ -187,6 +191,19 @@ class App:
             client.close()
         return {"row": dict(row), "session": json.loads(raw) if raw else None, "region": self.region}
 
+    def record_notification(self, payload: Any) -> dict[str, Any]:
+        entry = {"received_at": time.time(), "region": self.region, "body": payload}
+        with self._notifications_lock, open(self.folder / NOTIFICATIONS_FILE, "a", encoding="utf-8") as out:
+            out.write(json.dumps(entry) + "\n")
+        return entry
+
+    def notifications(self) -> list[dict[str, Any]]:
+        try:
+            text = (self.folder / NOTIFICATIONS_FILE).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
     def _node(self, key: str) -> Any:
         source = self.database if key == "database" else self.redis
         return ((source.current() or {}).get(key) or {}).get("primary_node")
@@ -221,18 +238,24 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200 if body["status"] == "ok" else 503, body)
         elif self.path.startswith("/read/"):
             self._read(self.path[len("/read/"):])
+        elif self.path == "/notifications":
+            self._send(200, {"notifications": app.notifications()})
         else:
-            self._send(404, {"error": f"no such path {self.path}; expected /health, /read/<id> or POST /write"})
+            self._send(404, {"error": f"no such path {self.path}; expected /health, /read/<id>, /notifications or "
+                                      "POST /write"})
 
     def do_POST(self) -> None:  # noqa: N802
-        if self.path != "/write":
-            self._send(404, {"error": f"no such path {self.path}; expected POST /write"})
+        if self.path not in ("/write", "/notifications"):
+            self._send(404, {"error": f"no such path {self.path}; expected POST /write or POST /notifications"})
             return
         length = int(self.headers.get("Content-Length") or 0)
         try:
             payload = json.loads(self.rfile.read(length) or b"{}") if length else {}
         except ValueError:
             self._send(400, {"error": "the body is not JSON; expected {\"note\": \"...\"} or nothing"})
+            return
+        if self.path == "/notifications":
+            self._send(202, self.server.app.record_notification(payload))
             return
         try:
             self._send(200, self.server.app.write(str((payload or {}).get("note") or "")))

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from runbook_helpers import DEADLINE, new_lab, sql
+from runbook_helpers import DEADLINE, inventory_path, new_lab, runbook_cli, sql
 
 from erlmcp_dr import lab, lab_app
 from erlmcp_dr.paths import ensure_collection_importable
@@ -72,6 +72,15 @@ def test_the_app_runs_per_region_writes_reads_and_stops_by_pid(app_lab: lab.LabC
     assert found["row"]["note"] == "from region a" and found["row"]["session_id"] == written["session_id"]
     assert found["session"]["id"] == written["id"]
     assert call(app_url(cfg, "c") + "/read/999999")[0] == 404
+
+    # The lab's inventory routes incident notifications to region a's status page: incident_notify works as is.
+    sent = runbook_cli("run", "incident_notify", "-i", str(inventory_path(cfg)), "-e", "incident_id=INC-LAB-1",
+                       "-e", "phase=declared", "-e", "severity=sev2", "-e", "title=Region a degraded",
+                       "-e", 'fields={"affected": "api", "status": "investigating", "eta": "30 min"}', "--yes")
+    assert sent.rc == 0, sent.stdout + sent.stderr
+    code, seen = call(app_url(cfg, "a") + "/notifications")
+    assert code == 200 and len(seen["notifications"]) == 1, seen
+    assert "INC-LAB-1" in json.dumps(seen["notifications"][0]["body"]), seen
 
     pids = [lab_app.app_pid(app) for app in lab_app.apps(cfg)]
     stopped = lab.down(cfg)
