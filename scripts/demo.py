@@ -1,8 +1,9 @@
 """The demo a new user runs first (`make demo`): the lab, then the runbooks, through the real CLI.
 
 Works from whatever healthy state the lab is in, so running it twice in a row works:
-it switches over to a standby, fails over away from that new primary, and rejoins the
-fenced node, printing each run's report.
+it switches over to a standby, fails over away from that new primary, rejoins the
+fenced node, points the public name at the region that now holds the primary, and
+checks every region's health, printing each run's report.
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ def main() -> None:
     run_and_report("database_switchover", "-e", f"candidate={standby}")
     run_and_report("database_failover", "-e", f"away_from={standby}")
     run_and_report("database_rejoin")
+    status = lab_status()
+    primary_region = next(row["region"] for row in status["nodes"] if row["name"] == status["primary"])
+    run_and_report("dns_cutover", "-e", f"region={primary_region}")  # a re-run finds it done and changes nothing
+    run_and_report("region_health", "-e", "interval=0.2")
     must(runbook("lab", "status"), "lab status")
 
 
