@@ -1,9 +1,9 @@
 """The demo a new user runs first (`make demo`): the lab, then the runbooks, through the real CLI.
 
 Works from whatever healthy state the lab is in, so running it twice in a row works:
-it switches over to a standby, fails over away from that new primary, rejoins the
-fenced node, points the public name at the region that now holds the primary, and
-checks every region's health, printing each run's report.
+it switches over to one standby, fails over from it to the other, rejoins the fenced
+node, points the public name at the region that now holds the primary, and checks
+every region's health, printing each run's report.
 """
 
 from __future__ import annotations
@@ -41,9 +41,10 @@ def main() -> None:
     if not status["ok"]:  # a fenced former primary from an earlier demo: bring it back first
         run_and_report("database_rejoin")
         status = lab_status()
-    standby = sorted(row["name"] for row in status["nodes"] if row["role"] == "standby")[0]
-    run_and_report("database_switchover", "-e", f"candidate={standby}")
-    run_and_report("database_failover", "-e", f"away_from={standby}")
+    # Switch over to one standby, then fail over to the other: each demo leaves the primary in another region.
+    first, second = sorted(row["name"] for row in status["nodes"] if row["role"] == "standby")[:2]
+    run_and_report("database_switchover", "-e", f"candidate={first}")
+    run_and_report("database_failover", "-e", f"away_from={first}", "-e", f"candidate={second}")
     run_and_report("database_rejoin")
     status = lab_status()
     primary_region = next(row["region"] for row in status["nodes"] if row["name"] == status["primary"])
