@@ -187,9 +187,18 @@ def test_a_second_operator_is_turned_away_with_exit_3_and_nothing_changes(fresh_
                                 for h in members["hosts"].values()])
     with lock_held(cfg, key, "first-operator", tmp_path):
         cli = runbook_cli("run", "redis_restore", "-i", str(inventory_path(cfg)), "--yes", "--json")
+        failover = runbook_cli("run", "redis_failover", "-i", str(inventory_path(cfg)), "-e", "candidate=redis-b",
+                               "--yes", "--json")
     assert cli.rc == 3, cli
     assert "first-operator" in cli.stderr, cli.stderr
     assert _server_id(cfg) == before  # same process, same keys: the restore never started
+    # The failover meets the same lock (one key per deployment, whatever the runbook): no role moved.
+    assert failover.rc == 3 and "first-operator" in failover.stderr, failover
+    roles = {}
+    for node in ("redis-a", "redis-b", "redis-c"):
+        with redis_client(cfg, node) as client:
+            roles[node] = client.info("replication")["role"]
+    assert roles == {"redis-a": "master", "redis-b": "slave", "redis-c": "slave"}, roles
 
 
 def test_the_redis_runbooks_have_an_awx_survey():
