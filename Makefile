@@ -23,15 +23,15 @@ bench: setup
 
 .PHONY: bench-dns
 
-# DNS cutover on the lab's Knot servers: dns_record against a bare UPDATE (benchmarks/dns.py).
+# DNS cutover on the lab's Knot servers: dns_record against a bare UPDATE (benchmarks/dns_cutover.py).
 bench-dns: setup
-	@$(VENV)/python benchmarks/dns.py --runs 3
+	@$(VENV)/python benchmarks/dns_cutover.py --runs 3
 
 .PHONY: bench-redis
 
-# Redis backup and restore on 1 M keys against a bare BGSAVE and redis-server's own load (benchmarks/redis.py).
+# Redis backup and restore on 1 M keys against a bare BGSAVE and redis-server's own load (benchmarks/redis_backup_restore.py).
 bench-redis: setup
-	@$(VENV)/python benchmarks/redis.py
+	@$(VENV)/python benchmarks/redis_backup_restore.py
 
 .PHONY: ee molecule
 

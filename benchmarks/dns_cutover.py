@@ -11,7 +11,7 @@ Goals (issue 8): visible everywhere <= 100 ms after the module returns; module w
 
 Writes benchmarks/results/<date>-dns.json and prints a table (`--json`: the JSON instead).
 
-    make bench-dns        # or: .venv/bin/python benchmarks/dns.py --runs 3
+    make bench-dns        # or: .venv/bin/python benchmarks/dns_cutover.py --runs 3
 """
 
 from __future__ import annotations
@@ -28,11 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-# This file is named dns.py: its folder (sys.path[0] when run as a script) must not hide dnspython's `dns`.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
-from erlmcp_dr import lab, lab_dns, paths  # noqa: E402
-from erlmcp_dr.paths import ensure_collection_importable  # noqa: E402
+from erlmcp_dr import lab, lab_dns, paths
+from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()
 from ansible_collections.erlmcp.dr.plugins.module_utils._wait import wait_for  # noqa: E402

@@ -13,7 +13,7 @@ Goals (issue 7): backup <= 1.5 x bgsave + 1 s, restore <= 2 x load + 1 s.
 
 Writes benchmarks/results/<date>-redis.json and prints a table (`--json`: the JSON instead).
 
-    make bench-redis      # or: .venv/bin/python benchmarks/redis.py --runs 3 --keys 1000000
+    make bench-redis      # or: .venv/bin/python benchmarks/redis_backup_restore.py --runs 3 --keys 1000000
 """
 
 from __future__ import annotations
@@ -32,9 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-# This file is benchmarks/redis.py: its folder (first on sys.path when run as a script) must not hide redis-py.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-import redis  # noqa: E402
+import redis
 
 from erlmcp_dr.paths import ensure_collection_importable  # noqa: E402
 
