@@ -21,6 +21,11 @@ lint: setup
 bench: setup
 	@$(VENV)/python benchmarks/switchover.py --with-patroni
 
+# The same on a busy machine: 4 CPU-bound processes run throughout, for every tool alike.
+.PHONY: bench-busy
+bench-busy: setup
+	@$(VENV)/python benchmarks/switchover.py --with-patroni --busy 4
+
 .PHONY: bench-dns
 
 # DNS cutover on the lab's Knot servers: dns_record against a bare UPDATE (benchmarks/dns_cutover.py).

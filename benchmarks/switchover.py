@@ -10,9 +10,12 @@ Each with the same client committing every 10 ms through a multi-host libpq conn
 (target_session_attrs=read-write) and a sampler asking every node whether it takes writes.
 Also the per-task overhead: a no-op module task against the same inventory.
 
-Writes benchmarks/results/<date>-switchover.json and prints a table (`--json`: the JSON instead).
+Writes benchmarks/results/<date>-switchover.json and prints a table (`--json`: the JSON instead). `--busy N` keeps
+N CPU-bound processes running throughout, so every tool meets the same busy machine (results in
+<date>-switchover-busy.json).
 
     make bench            # or: .venv/bin/python benchmarks/switchover.py --runs 5 --with-patroni
+    make bench-busy       # the same with --busy 4
 """
 
 from __future__ import annotations
@@ -240,9 +243,21 @@ def table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_results(summary: dict[str, Any]) -> Path:
+def start_burners(count: int) -> list[subprocess.Popen[bytes]]:
+    """`count` processes that only burn CPU: the busy machine of the issue, made the same for every tool."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+
+
+def stop_burners(burners: list[subprocess.Popen[bytes]]) -> None:
+    for proc in burners:
+        proc.kill()
+    for proc in burners:
+        proc.wait(timeout=30)
+
+
+def write_results(summary: dict[str, Any], suffix: str = "") -> Path:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"{datetime.date.today().isoformat()}-switchover.json"
+    path = RESULTS_DIR / f"{datetime.date.today().isoformat()}-switchover{suffix}.json"
     path.write_text(json.dumps(summary, indent=2) + "\n")
     return path
 
@@ -253,6 +268,8 @@ def main() -> None:
     parser.add_argument("--with-patroni", action="store_true", help="also run Patroni (builds its virtualenv once)")
     parser.add_argument("--patroni-venv", type=Path, default=peer_patroni.DEFAULT_VENV)
     parser.add_argument("--json", action="store_true", help="print the JSON summary instead of the table")
+    parser.add_argument("--busy", type=int, default=0, metavar="N",
+                        help="keep N CPU-bound processes running throughout (every tool meets the same load)")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="erlmcp-dr-bench-"))
     root.chmod(0o755)  # the lab and Patroni run as the lab's OS user below it
@@ -260,6 +277,7 @@ def main() -> None:
     inventory = cfg.root / "inventory" / "hosts.yml"
     runs: dict[str, list[Run]] = {"erlmcp": [], "patroni": [], "floor": [], "erlmcp_failover": []}
     cluster = None
+    burners = start_burners(args.busy)
     try:
         if args.with_patroni:
             cluster = peer_patroni.PatroniCluster(root / "patroni", peer_patroni.ensure_venv(args.patroni_venv))
@@ -274,12 +292,14 @@ def main() -> None:
         lab.write_inventory(cfg, inventory)
         overhead = task_overhead(cfg, inventory, root)
     finally:
+        stop_burners(burners)
         if cluster is not None:
             cluster.stop()
         lab.down(cfg)
         shutil.rmtree(root, ignore_errors=True)
     summary = summarize(runs, overhead)
-    path = write_results(summary)
+    summary["busy_workers"] = args.busy
+    path = write_results(summary, "-busy" if args.busy else "")
     print(json.dumps(summary, indent=2) if args.json else table(summary) + f"\nwritten: {path}")
 
 
