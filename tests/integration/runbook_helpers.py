@@ -643,11 +643,15 @@ def _kill_group(proc: subprocess.Popen, killed: threading.Event) -> None:
         killed.set()
 
 
-def _kill_when(proc: subprocess.Popen, when: Callable[[], bool], killed: threading.Event) -> None:
-    """Poll `when` (every 2 ms, deadline DEADLINE) while the run goes on; SIGKILL its group once it holds."""
-    with contextlib.suppress(Exception):  # a run that ended first fails kill_playbook's assertion, which says so
+def _kill_when(proc: subprocess.Popen, when: Callable[[], bool], killed: threading.Event,
+               trouble: list[str]) -> None:
+    """Poll `when` (every 2 ms, deadline DEADLINE) while the run goes on; SIGKILL its group once it holds. A probe
+    that raises or never holds is noted in `trouble` (the run is killed all the same: never left running)."""
+    try:
         wait_for(lambda: killed.is_set() or proc.poll() is not None or when(), DEADLINE, interval=0.002,
                  what="the kill condition")
+    except Exception as exc:  # noqa: BLE001 - reported by the caller's assertion
+        trouble.append(f"{type(exc).__name__}: {exc}")
     if proc.poll() is None:
         _kill_group(proc, killed)
 
@@ -664,11 +668,11 @@ def kill_playbook(playbook: str, inventory: Path, extravars: Sequence[str] = (),
         argv += ["-e", extravar]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             text=True, env=playbook_env(), start_new_session=True)
-    killed = threading.Event()
+    killed, trouble = threading.Event(), []
     guard = threading.Timer(CLI_HANG_GUARD, _kill_group, args=(proc, threading.Event()))
     guard.start()
     if when is not None:
-        threading.Thread(target=_kill_when, args=(proc, when, killed), daemon=True).start()
+        threading.Thread(target=_kill_when, args=(proc, when, killed, trouble), daemon=True).start()
     seen: list[str] = []
     try:
         in_task = False
@@ -685,8 +689,9 @@ def kill_playbook(playbook: str, inventory: Path, extravars: Sequence[str] = (),
         proc.wait()
     finally:
         guard.cancel()
-    assert killed.is_set(), (f"{playbook} ended (rc={proc.returncode}) before it was killed (after={after!r}):\n"
-                             + "\n".join(seen[-40:]))
+    assert killed.is_set() and not trouble, (
+        f"{playbook} ended (rc={proc.returncode}) before it was killed (after={after!r}) or the kill condition "
+        f"failed ({trouble}):\n" + "\n".join(seen[-40:]))
     return seen
 
 
@@ -695,13 +700,14 @@ def kill_cli(args: Sequence[str], when: Callable[[], bool]) -> Cli:
     proc = subprocess.Popen([*runbook_command(), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL, text=True, env=dict(os.environ, PATH=venv_path()),
                             start_new_session=True)
-    killed = threading.Event()
+    killed, trouble = threading.Event(), []
     try:
-        _kill_when(proc, when, killed)
+        _kill_when(proc, when, killed, trouble)
     finally:
         if proc.poll() is None and not killed.is_set():
             _kill_group(proc, killed)
         stdout, stderr = proc.communicate(timeout=DEADLINE)
     cli = Cli(list(args), proc.returncode, stdout, stderr)
-    assert killed.is_set(), f"`runbook {' '.join(args)}` ended before it was killed:\n{cli}"
+    assert killed.is_set() and not trouble, (
+        f"`runbook {' '.join(args)}` ended before it was killed or the kill condition failed ({trouble}):\n{cli}")
     return cli
