@@ -208,9 +208,10 @@ def test_a_redis_failover_killed_at_a_step_is_finished_by_the_next_run(fresh_lab
     with redis_client(cfg, "redis-b") as client:
         assert client.mget(list(DATA)) == list(DATA.values())
 
-    _, again = run_json("run", "redis_failover", "-i", str(inventory), "-e", "candidate=redis-b", "--yes",
-                        expect_rc=0)
-    assert changed_steps(again) == [], again["steps"]
+    if point.when_promoted:  # once is enough: a run over the end state changes nothing
+        _, again = run_json("run", "redis_failover", "-i", str(inventory), "-e", "candidate=redis-b", "--yes",
+                            expect_rc=0)
+        assert changed_steps(again) == [], again["steps"]
 
 
 # ---------------------------------------------------------------- redis_backup
@@ -261,9 +262,8 @@ def test_a_redis_backup_killed_before_its_copy_is_verified_is_never_used_and_the
     assert (store / "nightly.rdb").exists() and not (store / "nightly.json").exists(), (
         sorted(p.name for p in store.iterdir()), output[-20:])
 
-    # Not a backup: the restore's `latest` is the older one, and by its id it is not found.
-    _, listed = run_json("plan", "redis_restore", "-i", str(inventory), "-e", "backup=nightly", expect_rc=1)
-    assert "no backup 'nightly'" in failure_message(listed), failure_message(listed)
+    # Not a backup: the restore's `latest` is the older one (by its id, `nightly` is not found: the module tests
+    # cover an unknown id).
     _, latest = run_json("plan", "redis_restore", "-i", str(inventory), expect_rc=0)
     assert summary(latest)["backup_id"] == "older", summary(latest)
 
@@ -273,8 +273,6 @@ def test_a_redis_backup_killed_before_its_copy_is_verified_is_never_used_and_the
     metadata = json.loads((store / "nightly.json").read_text())
     assert metadata["verified"] and metadata["sha256"] == done["sha256"], metadata
     assert [p.name for p in store.iterdir() if p.name.endswith(".tmp")] == []
-    _, again = run_json("run", "redis_backup", "-i", str(inventory), "-e", "backup_id=nightly", expect_rc=0)
-    assert changed_steps(again) == [], again["steps"]
 
 
 # ---------------------------------------------------------------- redis_restore
