@@ -637,10 +637,10 @@ def _kill_group(proc: subprocess.Popen, killed: threading.Event) -> None:
     from erlmcp_dr.runner import kill_tree
 
     if not killed.is_set():
+        killed.set()  # first: whoever sees the run end knows it was killed
         kill_tree(proc.pid)
         with contextlib.suppress(ProcessLookupError):  # the run may have ended meanwhile
             os.killpg(proc.pid, signal.SIGKILL)
-        killed.set()
 
 
 def _kill_when(proc: subprocess.Popen, when: Callable[[], bool], killed: threading.Event,
@@ -671,8 +671,9 @@ def kill_playbook(playbook: str, inventory: Path, extravars: Sequence[str] = (),
     killed, trouble = threading.Event(), []
     guard = threading.Timer(CLI_HANG_GUARD, _kill_group, args=(proc, threading.Event()))
     guard.start()
+    watcher = threading.Thread(target=_kill_when, args=(proc, when, killed, trouble), daemon=True)
     if when is not None:
-        threading.Thread(target=_kill_when, args=(proc, when, killed, trouble), daemon=True).start()
+        watcher.start()
     seen: list[str] = []
     try:
         in_task = False
@@ -689,6 +690,8 @@ def kill_playbook(playbook: str, inventory: Path, extravars: Sequence[str] = (),
         proc.wait()
     finally:
         guard.cancel()
+        if watcher.is_alive():
+            watcher.join(DEADLINE)
     assert killed.is_set() and not trouble, (
         f"{playbook} ended (rc={proc.returncode}) before it was killed (after={after!r}) or the kill condition "
         f"failed ({trouble}):\n" + "\n".join(seen[-40:]))
