@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.erlmcp.dr.plugins.module_utils import _dns_plan as plan
+from ansible_collections.erlmcp.dr.plugins.module_utils import _dns_rollback as rollback
 
 
 def dns_servers(hosts, hostvars):
@@ -21,6 +22,13 @@ def dns_rollback_path(run_id, run_dir):
     try:
         return plan.rollback_path(run_dir, str(run_id))
     except ValueError as exc:
+        raise AnsibleFilterError(str(exc)) from None
+
+
+def dns_rollback_source(run_id, run_dir):
+    try:
+        return rollback.rollback_source(str(run_dir), str(run_id))
+    except (ValueError, rollback.RollbackError) as exc:
         raise AnsibleFilterError(str(exc)) from None
 
 
@@ -45,5 +53,6 @@ def dns_summary(cutover_plan, change=None, end=None, completed=False, check_mode
 class FilterModule(object):
     def filters(self):
         return {"dns_servers": dns_servers, "dns_lock_key": dns_lock_key, "dns_rollback_path": dns_rollback_path,
+                "dns_rollback_source": dns_rollback_source,
                 "dns_check_params": dns_check_params, "dns_cutover_plan": dns_cutover_plan,
                 "dns_end_state": dns_end_state, "dns_summary": dns_summary}

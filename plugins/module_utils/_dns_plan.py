@@ -122,9 +122,15 @@ def cutover_plan(before, dr, checked, rollback=None, rto_left=None):
                 targets[rec["name"]] = dict(values=rec["previous"]["values"], ttl=rec["previous"].get("ttl"),
                                             expected=rec["new"]["values"])
         if not targets:
-            return dict(plan, action="refuse", reason="run %s changed no record: there is nothing to roll back"
-                        % dr["rollback_of"])
+            return dict(plan, action="refuse", reason="run %s %s no record: there is nothing to roll back"
+                        % (dr["rollback_of"], "planned to change" if (rollback or {}).get("interrupted")
+                           else "changed"))
         plan["rollback_of"] = dr["rollback_of"]
+        if (rollback or {}).get("interrupted"):
+            plan["warnings"].append(
+                "run %s was cut off before it finished (no result.json): rolling back every record its plan meant to "
+                "change - each one holding its new value is put back, one it never reached is left as it is"
+                % dr["rollback_of"])
     problems = []
     for info in before:
         name = info["name"]

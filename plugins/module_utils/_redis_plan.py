@@ -197,10 +197,14 @@ def _promote_summary(result, did, check_mode):
                                                  else "%s did not answer" % result.get("old_primary")))
     if result.get("repointed") and not check_mode:
         did.append("made %s replicate from %s" % (", ".join(result["repointed"]), result.get("candidate")))
+    if result.get("persisted") and not check_mode:
+        did.append("wrote the role %s run into their config files (a run cut off before its CONFIG REWRITE)"
+                   % ", ".join(result["persisted"]))
     return dict(new_primary=result.get("candidate"), old_primary=result.get("old_primary"),
                 old_primary_fence=result.get("fence"), lag_bytes_at_gate=result.get("lag_bytes_at_gate"),
                 promoted=bool(result.get("promoted")), repointed=result.get("repointed") or [],
-                unreachable=result.get("unreachable_nodes") or [], promote_plan=result.get("plan"),
+                persisted=result.get("persisted") or [], unreachable=result.get("unreachable_nodes") or [],
+                promote_plan=result.get("plan"),
                 durations=result.get("durations") or {})
 
 

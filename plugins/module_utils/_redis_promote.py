@@ -13,7 +13,9 @@ others.
   max_lag_bytes of the best; `force` relaxes that, never the single-writer check); right before REPLICAOF NO ONE
   every member is read again and the promotion is refused if any of them takes writes.
 - The others (the old primary once it answers again, other replicas) are repointed with REPLICAOF; every node
-  changed persists it with CONFIG REWRITE (when it has a config file), so a restart keeps its role.
+  changed persists it with CONFIG REWRITE (when it has a config file), so a restart keeps its role. Every run
+  (even one with no role to change) persists each answering member's role, so a run cut off between a hand-over
+  and its CONFIG REWRITE is finished by the next (a config file seen to change counts as a change: persisted).
 Check mode reads and plans only. Once the candidate is the only primary and every answering member follows it,
 a run changes nothing.
 """
@@ -47,6 +49,8 @@ def run(params, check_mode=False, diff=False, warn=None):
             raise ModuleFailure(plan["reason"], **facts)
         follow = plan["follow"]
         if plan["action"] == "none" and not follow:
+            if not check_mode:
+                _persist_roles(params, members, nodes, facts)
             facts["after"] = facts["before"]
             return facts
         facts["changed"] = True
@@ -65,6 +69,7 @@ def run(params, check_mode=False, diff=False, warn=None):
         began = time.monotonic()
         facts["repointed"] = _repoint(params, members, candidate, follow)
         facts["durations"]["repoint"] = round(time.monotonic() - began, 3)
+        _persist_roles(params, members, nodes, facts)
         facts["after"] = _roles(read_members(params, members))
     facts["durations"]["total"] = round(time.monotonic() - started, 3)
     return facts
@@ -277,11 +282,45 @@ def _linked(params, member, cand):
 
 
 def _persist(params, member):
-    """CONFIG REWRITE when the node has a config file: its role survives a restart."""
+    """CONFIG REWRITE when the node has a config file: its role survives a restart. True when the role the file
+    holds (its replicaof line; none: a primary), readable from here, changed; False when unchanged or not visible."""
     client = rd.connect(_conn(params, member))
     with client:
-        if client.info("server").get("config_file"):
-            client.execute_command("CONFIG", "REWRITE")
+        path = client.info("server").get("config_file")
+        if not path:
+            return False
+        before = _role_in(path)
+        client.execute_command("CONFIG", "REWRITE")
+        return before is not None and _role_in(path) != before
+
+
+def _role_in(path):
+    """The replicaof/slaveof lines of a config file ([] for a primary), or None when it cannot be read here."""
+    try:
+        with open(path) as handle:
+            return [" ".join(line.split()).lower() for line in handle
+                    if line.split() and line.split()[0].lower() in ("replicaof", "slaveof")]
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _persist_roles(params, members, nodes, facts):
+    """Every member that answered persists the role it runs now. A run cut off between Redis's hand-over (FAILOVER,
+    REPLICAOF) and the CONFIG REWRITEs left config files naming the old roles - a restart would bring back the old
+    primary beside the new one - and no role to change: this is what the next run finishes. A file seen to change
+    is a change (persisted)."""
+    changed = []
+    for name in sorted(members):
+        if nodes.get(name, {}).get("reachable"):
+            try:
+                if _persist(params, members[name]):
+                    changed.append(name)
+            except Exception as exc:  # stopped answering since it was read: the next run persists it
+                if not (isinstance(exc, rd.RedisError) or rd.is_driver_error(exc)):
+                    raise
+    facts["persisted"] = changed
+    if changed:
+        facts["changed"] = True
 
 
 def _wait(probe, timeout, params, what):

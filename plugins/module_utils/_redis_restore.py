@@ -324,7 +324,7 @@ def _resume_running(client, journal, params, conn_params, facts):
             _aof_on(client, params, conn_params)
         _save(journal, "abandoned")
         return
-    if journal["phase"] == "started":
+    if journal["phase"] in ("started", "rolling_back"):
         _sequence(journal, params, conn_params, facts)
         return
     # set aside or placed, yet running (started by someone else): stop it and carry on from there
@@ -340,6 +340,8 @@ def _resume_running(client, journal, params, conn_params, facts):
 def _sequence(journal, params, conn_params, facts):
     """From the journal's phase to the end: set aside, place, start and load, verify, AOF on, replicas."""
     facts["rollback_dir"] = journal["folder"]
+    if journal["phase"] == "rolling_back":  # cut off while putting the rollback point back: finish that
+        _finish_roll_back(params, conn_params, journal, facts)
     if journal["phase"] == "stopping":
         _wait(lambda: rd.try_connect(conn_params)[2] == "refused", params, "%s to stop" % rd.endpoint(conn_params))
         _set_aside(journal)
@@ -469,26 +471,57 @@ def _aof_on(client, params, conn_params):
 
 
 def _roll_back(params, conn_params, journal, facts, problem):
-    """Put the rollback point back by the same AOF-safe sequence, then fail saying so."""
-    client = rd.connect(conn_params)
-    with client:
-        client.config_set("appendonly", "no")
-        client.execute_command("CONFIG", "REWRITE")
-        try:
-            client.shutdown(nosave=True)
-        except Exception as exc:
-            if not rd.is_driver_error(exc):
-                raise
-    _wait(lambda: rd.try_connect(conn_params)[2] == "refused", params, "%s to stop" % rd.endpoint(conn_params))
-    os.unlink(os.path.join(journal["dir"], journal["dbfilename"]))
-    for name in _dataset_names(journal):  # what the folder holds, whatever the journal had time to record
-        kept, target = os.path.join(journal["folder"], name), os.path.join(journal["dir"], name)
-        if not os.path.exists(kept):
-            continue
-        if os.path.isdir(target):
-            shutil.rmtree(target)
-        os.rename(kept, target)
-    _start(params, journal)
+    """Put the rollback point back by the same AOF-safe sequence, then fail saying so.
+
+    Journaled first (phase rolling_back, with the problem): a run cut off while rolling back is finished by the
+    next run (_finish_roll_back, every step of which can be run again), which never loads, verifies or deletes as
+    if the backup were still the dataset in place."""
+    journal["problem"] = problem
+    _save(journal, "rolling_back")
+    _remove_placed_backup(journal)
+    _finish_roll_back(params, conn_params, journal, facts)
+
+
+def _remove_placed_backup(journal):
+    """The backup's RDB placed in the data directory goes, unless the rollback point has an RDB of its own to
+    replace it (the rename does that atomically). Done once, recorded, before anything is moved back."""
+    if journal.get("backup_removed"):
+        return
+    placed = os.path.join(journal["dir"], journal["dbfilename"])
+    if not os.path.exists(os.path.join(journal["folder"], journal["dbfilename"])) and os.path.exists(placed):
+        os.unlink(placed)
+    journal["backup_removed"] = True
+    _save(journal)
+
+
+def _kept(journal):
+    """The names of the rollback point still in the rollback folder (not yet moved back)."""
+    return [name for name in _dataset_names(journal) if os.path.exists(os.path.join(journal["folder"], name))]
+
+
+def _finish_roll_back(params, conn_params, journal, facts):
+    """From wherever a rollback stopped: the server stopped while the rollback point is not whole in the data
+    directory, the kept files moved back, the server started (AOF off: it loads the rollback point's RDB), AOF on
+    and rewritten; then the journal is closed (abandoned) and the run fails naming the problem."""
+    if _kept(journal):
+        client, _error, _kind = rd.try_connect(conn_params)
+        if client is not None:  # it runs the backup that did not verify: its dataset is not kept
+            with client:
+                client.config_set("appendonly", "no")
+                client.execute_command("CONFIG", "REWRITE")
+                try:
+                    client.shutdown(nosave=True)
+                except Exception as exc:
+                    if not rd.is_driver_error(exc):
+                        raise
+        _wait(lambda: rd.try_connect(conn_params)[2] == "refused", params, "%s to stop" % rd.endpoint(conn_params))
+        for name in _kept(journal):  # what the folder holds, whatever the journal had time to record
+            kept, target = os.path.join(journal["folder"], name), os.path.join(journal["dir"], name)
+            if os.path.isdir(target):
+                shutil.rmtree(target)
+            os.rename(kept, target)
+    if rd.try_connect(conn_params)[2] == "refused":
+        _start(params, journal)
     _wait(lambda: _loaded(conn_params), params, "%s to load the rollback point" % rd.endpoint(conn_params))
     client = rd.connect(conn_params)
     with client:
@@ -497,7 +530,10 @@ def _roll_back(params, conn_params, journal, facts, problem):
     _save(journal, "abandoned")
     facts["rolled_back"] = True
     raise ModuleFailure("backup %s did not verify after loading (%s): the dataset from before the restore was put "
-                        "back (AOF on, rewritten) from %s" % (journal["backup"]["id"], problem, journal["folder"]),
+                        "back (AOF on, rewritten) from %s%s"
+                        % (journal["backup"]["id"], journal.get("problem") or "see the earlier run", journal["folder"],
+                           "; this run finished that rollback, which an earlier run began and was cut off in"
+                           if facts.get("resumed_from") == "rolling_back" else ""),
                         **facts)
 
 

@@ -130,6 +130,14 @@ repointed:
   returned: always
   type: list
   elements: str
+persisted:
+  description: >-
+    Members whose config file this run rewrote to the role they run (C(CONFIG REWRITE) on every answering member,
+    every run; listed when the file, readable from where the module runs, changed - a run cut off between the
+    hand-over and its rewrite). Not in check mode.
+  returned: when the module ran a change or found nothing to change, not in check mode
+  type: list
+  elements: str
 unreachable_nodes:
   description: Members that did not answer.
   returned: always

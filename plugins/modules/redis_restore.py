@@ -29,7 +29,9 @@ description:
   - Each restore keeps a journal (C(restore.json)) in its rollback folder. A restore cut off part-way (the module
     killed, O(start_command) failing) is finished by the next run before anything else - from where it stopped
     (RV(resumed_from)); when the server was left stopped, O(data_dir) tells the module where to look. The dataset
-    ends as the backup's, or as the rollback point's when the backup does not verify, never empty.
+    ends as the backup's, or as the rollback point's when the backup does not verify, never empty. A run cut off
+    while putting the rollback point back (C(rolling_back)) is finished the same way, and fails as the first would
+    have (RV(rolled_back)).
   - One restore per data directory at a time (an flock on C(<dir>/.erlmcp-dr-restore.lock), released when the
     process ends); a second one while one runs fails before touching anything.
   - Must run on the Redis host (it moves the server's files).
@@ -127,7 +129,7 @@ rollback_dir:
   type: str
 resumed_from:
   description: The phase an unfinished restore was found in and finished from (C(stopping), C(set_aside),
-    C(placed), C(started)); null when there was none.
+    C(placed), C(started), C(rolling_back)); null when there was none.
   returned: always
   type: str
 sampled_keys:

@@ -13,14 +13,17 @@ Waiting is always a poll with a deadline (module_utils/_wait.wait_for), never a 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -610,3 +613,104 @@ def lock_held(cfg: lab.LabConfig, key: str, run_id: str, folder: Path) -> Iterat
     finally:
         proceed_file.touch()
         hold.communicate(timeout=DEADLINE)
+
+
+# ---------------------------------------------------------------- a run killed at a step
+
+
+KILL_RESULT_PREFIXES = ("ok:", "changed:", "failed:", "fatal:", "skipping:")  # a task's result line (default callback)
+
+
+def playbook_env() -> dict[str, str]:
+    """ansible-playbook's environment for a run started without the CLI: this venv, the collection, plain output."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1",
+               ANSIBLE_STDOUT_CALLBACK="default", ANSIBLE_COLLECTIONS_PATH=str(paths.collections_path()),
+               ANSIBLE_CONFIG=str(paths.collection_root() / "ansible.cfg"))
+    env["PATH"] = venv_path()
+    return env
+
+
+def _kill_group(proc: subprocess.Popen, killed: threading.Event) -> None:
+    """SIGKILL the whole run, as if its host died: its process group, and (frozen first, so nothing forks
+    meanwhile) every process of its tree - ansible-core's workers run in sessions of their own (os.setsid), so a
+    signal to the group alone leaves the module in flight running to its end."""
+    from erlmcp_dr.runner import kill_tree
+
+    if not killed.is_set():
+        killed.set()  # first: whoever sees the run end knows it was killed
+        kill_tree(proc.pid)
+        with contextlib.suppress(ProcessLookupError):  # the run may have ended meanwhile
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _kill_when(proc: subprocess.Popen, when: Callable[[], bool], killed: threading.Event,
+               trouble: list[str]) -> None:
+    """Poll `when` (every 2 ms, deadline DEADLINE) while the run goes on; SIGKILL its group once it holds. A probe
+    that raises or never holds is noted in `trouble` (the run is killed all the same: never left running)."""
+    try:
+        wait_for(lambda: killed.is_set() or proc.poll() is not None or when(), DEADLINE, interval=0.002,
+                 what="the kill condition")
+    except Exception as exc:  # noqa: BLE001 - reported by the caller's assertion
+        trouble.append(f"{type(exc).__name__}: {exc}")
+    if proc.poll() is None:
+        _kill_group(proc, killed)
+
+
+def kill_playbook(playbook: str, inventory: Path, extravars: Sequence[str] = (), *, after: str | None = None,
+                  when: Callable[[], bool] | None = None) -> list[str]:
+    """Run playbooks/<playbook>.yml with ansible-playbook (the controller, in a process group of its own) and
+    SIGKILL the whole group once the task whose name contains `after` printed its first result line (a loop: its
+    first item), or once `when()` holds (polled while the run goes on). Returns the lines the run printed; fails
+    when the run ended before it could be killed."""
+    argv = [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory),
+            str(paths.collection_root() / "playbooks" / f"{playbook}.yml")]
+    for extravar in extravars:
+        argv += ["-e", extravar]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            text=True, env=playbook_env(), start_new_session=True)
+    killed, trouble = threading.Event(), []
+    guard = threading.Timer(CLI_HANG_GUARD, _kill_group, args=(proc, threading.Event()))
+    guard.start()
+    watcher = threading.Thread(target=_kill_when, args=(proc, when, killed, trouble), daemon=True)
+    if when is not None:
+        watcher.start()
+    seen: list[str] = []
+    try:
+        in_task = False
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            seen.append(line.rstrip())
+            if line.startswith("TASK ["):
+                in_task = after is not None and after in line
+            elif killed.is_set():
+                break
+            elif in_task and line.startswith(KILL_RESULT_PREFIXES):
+                _kill_group(proc, killed)
+                break
+        proc.wait()
+    finally:
+        guard.cancel()
+        if watcher.is_alive():
+            watcher.join(DEADLINE)
+    assert killed.is_set() and not trouble, (
+        f"{playbook} ended (rc={proc.returncode}) before it was killed (after={after!r}) or the kill condition "
+        f"failed ({trouble}):\n" + "\n".join(seen[-40:]))
+    return seen
+
+
+def kill_cli(args: Sequence[str], when: Callable[[], bool]) -> Cli:
+    """`runbook ARGS` (in a process group of its own), SIGKILLed with everything it started once `when()` holds."""
+    proc = subprocess.Popen([*runbook_command(), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, text=True, env=dict(os.environ, PATH=venv_path()),
+                            start_new_session=True)
+    killed, trouble = threading.Event(), []
+    try:
+        _kill_when(proc, when, killed, trouble)
+    finally:
+        if proc.poll() is None and not killed.is_set():
+            _kill_group(proc, killed)
+        stdout, stderr = proc.communicate(timeout=DEADLINE)
+    cli = Cli(list(args), proc.returncode, stdout, stderr)
+    assert killed.is_set() and not trouble, (
+        f"`runbook {' '.join(args)}` ended before it was killed or the kill condition failed ({trouble}):\n{cli}")
+    return cli

@@ -30,6 +30,7 @@ from runbook_helpers import (
 
 from erlmcp_dr import lab, paths
 from erlmcp_dr.paths import ensure_collection_importable
+from erlmcp_dr.runner import kill_tree
 
 ensure_collection_importable()
 from ansible_collections.erlmcp.dr.plugins.module_utils import _redis_plan  # noqa: E402
@@ -134,7 +135,9 @@ def _kill_once_started(inventory: Path, signal_file: Path) -> str:
             wait_for(lambda: _pid_in(signal_file) or proc.poll() is not None, DEADLINE, interval=0.05,
                      what="the restore to stop redis-a and run its start command")
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        kill_tree(proc.pid)  # ansible's workers run in sessions of their own: the group alone misses the module
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         output = proc.communicate(timeout=DEADLINE)[0]
         pid = _pid_in(signal_file)
         if pid:  # never leave the stand-in behind

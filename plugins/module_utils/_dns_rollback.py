@@ -1,0 +1,66 @@
+# -*- coding: utf-8 -*-
+# Copyright: erlmcp.dr contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What `rollback_of` reads of an earlier dns_cutover run, in the controller: its result.json; for a run cut off
+before it wrote one (killed, or its host lost), the plan it made, read back from its events (ansible-runner's
+job_events in its run folder, written as they happen). Wrapped as the erlmcp.dr.dns_rollback_source filter."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from ansible_collections.erlmcp.dr.plugins.module_utils import _dns_plan as plan
+
+PLAN_TASK = "Plan what is missing"  # the dns_cutover task that sets dr_plan
+
+
+class RollbackError(Exception):
+    """The earlier run cannot be rolled back from what it left; the message says why and what to do instead."""
+
+
+def rollback_source(run_dir, run_id):
+    """The earlier run's result (a dict with facts.summary.records, as result.json holds it). For a run without
+    result.json: every record its plan meant to change, as if applied, with `interrupted: true` - the rollback
+    then puts back each one that holds the run's new value and leaves alone one the run never reached (its guard
+    and plan see it unchanged). Raises ValueError for a text that is not a run id, RollbackError when the run left
+    nothing to roll back from."""
+    path = plan.rollback_path(run_dir, run_id)
+    folder = os.path.dirname(path)
+    instead = ("roll back with explicit values instead: values=<the values it replaced> "
+               "expected_values=<the values it set>")
+    if os.path.isfile(path):
+        with open(path) as handle:
+            return json.load(handle)
+    if not os.path.isdir(folder):
+        raise RollbackError("rollback_of=%s: there is no run %s (no folder %s beside this run's); %s"
+                            % (run_id, run_id, folder, instead))
+    planned = plan_from_events(os.path.join(folder, "artifacts", run_id, "job_events"))
+    if planned is None:
+        raise RollbackError("rollback_of=%s: run %s has no result.json (it was cut off, or it still runs) and its "
+                            "events hold no plan: it stopped before it planned a change, so it changed no record; "
+                            "if a record still holds a value it set, %s" % (run_id, run_id, instead))
+    records = [dict(name=rec["name"], applied=True, previous=dict(values=rec.get("current"), ttl=rec.get("ttl")),
+                    new=dict(values=rec.get("target")))
+               for rec in planned.get("records") or [] if rec.get("change") and rec.get("current") is not None]
+    return dict(run_id=run_id, interrupted=True, facts=dict(summary=dict(records=records)))
+
+
+def plan_from_events(folder):
+    """The dr_plan the run's `Plan what is missing` task set, from its job_events (the last one), or None."""
+    found = None
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        if not name.endswith(".json"):
+            continue
+        try:
+            with open(os.path.join(folder, name)) as handle:
+                event = json.load(handle)
+        except (OSError, ValueError):
+            continue  # cut off while being written
+        data = event.get("event_data") or {}
+        if event.get("event") != "runner_on_ok" or not str(data.get("task") or "").startswith(PLAN_TASK):
+            continue
+        facts = (data.get("res") or {}).get("ansible_facts") or {}
+        if isinstance(facts.get("dr_plan"), dict) and (found is None or event.get("counter", 0) > found[0]):
+            found = (event.get("counter", 0), facts["dr_plan"])
+    return found[1] if found else None
