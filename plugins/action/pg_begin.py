@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import time
 
+from ansible.errors import AnsibleError
 from ansible.plugins.action import ActionBase
+from ansible_collections.erlmcp.dr.plugins.filter.failover import pg_failover_plan, pg_rejoin_plan, pg_switchover_plan
 from ansible_collections.erlmcp.dr.plugins.filter.runbook import pg_nodes
 from ansible_collections.erlmcp.dr.plugins.module_utils._failover import lock_key
 
@@ -35,12 +37,22 @@ ARGUMENT_SPEC = {
     "contract": {"type": "dict", "required": True},
     "group": {"type": "str", "default": "postgres"},
     "spec": {"type": "dict"},
+    "plan": {"type": "str", "choices": ["switchover", "failover", "rejoin"]},
 }
 # The inventory variables the reads and the lock use (the PostgreSQL contract's names); templated only once the
 # parameters have passed, so a hostile parameter is refused before any of them is rendered.
 LOGIN_VARS = (("login_user", "pg_login_user"), ("login_password", "pg_login_password"), ("login_db", "pg_login_db"))
 STORE_DIR_VAR = "dr_lock_dir"
-PHASES = ("parameters", "inventory", "assess", "lock", "reassess")
+RECORD_VAR = "dr_primary_of_record"
+# The plan filters (plugins/filter/failover.py) on the read taken under the lock, with the runbooks' parameters: what
+# each runbook's "Plan" set_fact computed, in this task instead of one more (dr: the validated parameters).
+PLANS = {
+    "switchover": lambda info, dr, record: pg_switchover_plan(info, dr["candidate"], dr["max_lag_bytes"], record),
+    "failover": lambda info, dr, record: pg_failover_plan(
+        info, dr.get("away_from") or record, dr.get("candidate"), dr["max_lag_bytes"], dr["force"],
+        dr["fence_method"], dr["primary_confirmed_down"]),
+    "rejoin": lambda info, dr, record: pg_rejoin_plan(info, dr.get("node")),
+}
 
 
 class ActionModule(ActionBase):
@@ -81,6 +93,13 @@ class ActionModule(ActionBase):
             released = self._release(lock, task_vars)
             return dict(result, **dict(again, lock=lock, lock_released=released, durations=timings))
         facts.update(pg_assess_result=again, pg_begin_lock=lock)
+        if args["plan"]:
+            try:
+                facts["dr_plan"] = self._plan(args["plan"], again, facts["dr"], task_vars, timings)
+            except (AnsibleError, KeyError, TypeError, ValueError) as exc:
+                released = self._release(lock, task_vars)
+                return dict(result, failed=True, lock=lock, lock_released=released, durations=timings,
+                            msg="the %s plan could not be made from the cluster's read: %s" % (args["plan"], exc))
         return _with_warnings(dict(result, ansible_facts=facts, lock=lock), warnings)
 
     # ------------------------------------------------------------------ the composed steps
@@ -103,6 +122,13 @@ class ActionModule(ActionBase):
             name, task=task, connection=self._connection, play_context=self._play_context, loader=self._loader,
             templar=self._templar, shared_loader_obj=self._shared_loader_obj)
         return action.run(task_vars=task_vars)
+
+    def _plan(self, kind, info, dr, task_vars, timings):
+        started = time.monotonic()
+        record = self._rendered(task_vars, RECORD_VAR) if task_vars.get(RECORD_VAR) is not None else None
+        plan = PLANS[kind](info, dr, record)
+        timings["plan"] = round(time.monotonic() - started, 4)
+        return plan
 
     def _rendered(self, task_vars, name):
         """The variable's value, templated with the play's variables (after the parameter check only)."""

@@ -44,6 +44,15 @@ options:
     description: The inventory group of the database nodes.
     type: str
     default: postgres
+  plan:
+    description:
+      - Also make this runbook's plan from the read taken under the lock, and set it as the fact C(dr_plan): the
+        filter C(erlmcp.dr.pg_switchover_plan), C(erlmcp.dr.pg_failover_plan) or C(erlmcp.dr.pg_rejoin_plan)
+        called with the runbook's validated parameters (C(candidate), C(max_lag_bytes), C(away_from),
+        C(force), C(fence_method), C(primary_confirmed_down), C(node)) and the variable C(dr_primary_of_record).
+      - Saves the runbook the task that made the plan.
+    type: str
+    choices: [switchover, failover, rejoin]
   spec:
     description:
       - The runbook's parameter spec (M(erlmcp.dr.runbook_params) O(erlmcp.dr.runbook_params#module:spec));
@@ -72,6 +81,7 @@ EXAMPLES = r"""
 - name: Start - check the parameters and the inventory, read the cluster; Lock the cluster and read it again
   erlmcp.dr.pg_begin:
     runbook: database_switchover
+    plan: switchover
     contract:
       groups:
         postgres:
@@ -105,6 +115,10 @@ ansible_facts:
         another run holds the lock).
       type: dict
       returned: success
+    dr_plan:
+      description: The plan (O(plan)), made from the read taken under the lock.
+      type: dict
+      returned: when O(plan) is given and the lock was taken
     pg_begin_lock:
       description: The result of M(erlmcp.dr.run_lock); C(key) is the lock's key, C(busy) and C(failed) when
         another run holds it.
@@ -131,7 +145,7 @@ lock:
   returned: once the lock was tried
   type: dict
 durations:
-  description: Seconds each step took (C(parameters), C(inventory), C(assess), C(lock), C(reassess)).
+  description: Seconds each step took (C(parameters), C(inventory), C(assess), C(lock), C(reassess), C(plan)).
   returned: once the parameters passed
   type: dict
   sample: {"parameters": 0.002, "inventory": 0.003, "assess": 0.05, "lock": 0.004, "reassess": 0.03}
