@@ -31,6 +31,9 @@ from ansible.plugins.action import ActionBase
 from ansible_collections.erlmcp.dr.plugins.filter.failover import pg_failover_plan, pg_rejoin_plan, pg_switchover_plan
 from ansible_collections.erlmcp.dr.plugins.filter.runbook import pg_nodes
 from ansible_collections.erlmcp.dr.plugins.module_utils._failover import lock_key
+from ansible_collections.erlmcp.dr.plugins.module_utils._module import warm_driver
+
+warm_driver()  # the reads run in this task's worker: psycopg imported once, before the fork (see _module.py)
 
 ARGUMENT_SPEC = {
     "runbook": {"type": "str", "required": True},
@@ -44,6 +47,7 @@ ARGUMENT_SPEC = {
 LOGIN_VARS = (("login_user", "pg_login_user"), ("login_password", "pg_login_password"), ("login_db", "pg_login_db"))
 STORE_DIR_VAR = "dr_lock_dir"
 RECORD_VAR = "dr_primary_of_record"
+READ_KEYS_LEFT_OUT = ("changed", "failed", "msg", "warnings", "deprecations", "invocation", "ansible_facts")
 # The plan filters (plugins/filter/failover.py) on the read taken under the lock, with the runbooks' parameters: what
 # each runbook's "Plan" set_fact computed, in this task instead of one more (dr: the validated parameters).
 PLANS = {
@@ -83,7 +87,7 @@ class ActionModule(ActionBase):
         warnings.extend(lock.get("warnings") or [])
         if lock.get("busy") and lock.get("failed"):
             facts.update(pg_assess_result=first, pg_begin_lock=lock)
-            return _with_warnings(dict(result, ansible_facts=facts, lock=lock), warnings)
+            return _with_warnings(dict(result, ansible_facts=facts, lock=lock, **_read_facts(first)), warnings)
         if lock.get("failed"):
             return dict(result, failed=True, msg=lock.get("msg"), lock=lock)
         again = self._timed(timings, "reassess", "erlmcp.dr.pg_replication_info", read_args, task_vars,
@@ -100,7 +104,7 @@ class ActionModule(ActionBase):
                 released = self._release(lock, task_vars)
                 return dict(result, failed=True, lock=lock, lock_released=released, durations=timings,
                             msg="the %s plan could not be made from the cluster's read: %s" % (args["plan"], exc))
-        return _with_warnings(dict(result, ansible_facts=facts, lock=lock), warnings)
+        return _with_warnings(dict(result, ansible_facts=facts, lock=lock, **_read_facts(again)), warnings)
 
     # ------------------------------------------------------------------ the composed steps
 
@@ -158,6 +162,12 @@ class ActionModule(ActionBase):
             "key": lock["key"], "state": "absent", "run_id": lock["run_id"], "store_dir": lock["store_dir"]},
             task_vars)
         return bool(released.get("released"))
+
+
+def _read_facts(read):
+    """The read's facts (nodes, primary, ...) at the top of the result too, as a pg_replication_info step shows them
+    (reports and tests read a start's nodes there)."""
+    return dict((key, value) for key, value in read.items() if key not in READ_KEYS_LEFT_OUT)
 
 
 def _with_warnings(result, warnings):

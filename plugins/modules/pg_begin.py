@@ -78,7 +78,7 @@ notes:
 """
 
 EXAMPLES = r"""
-- name: Start - check the parameters and the inventory, read the cluster; Lock the cluster and read it again
+- name: Read every database node's live role, timeline and LSNs; Lock the cluster and read it again
   erlmcp.dr.pg_begin:
     runbook: database_switchover
     plan: switchover
@@ -140,6 +140,12 @@ inventory_sources:
   returned: success
   type: list
   elements: str
+nodes:
+  description:
+    - The facts of the read in C(pg_assess_result) are also returned at the top level (C(nodes), C(primary),
+      C(primaries), C(standbys), C(system_identifier), ...), as M(erlmcp.dr.pg_replication_info) returns them.
+  returned: once the cluster was read
+  type: dict
 lock:
   description: The same as the fact C(pg_begin_lock).
   returned: once the lock was tried
