@@ -22,9 +22,9 @@ description:
   - Fails, touching nothing, when the result has no single writable primary or the folder of O(path) does not
     exist.
   - With O(nodes) instead of O(cluster), it reads the cluster itself first (what M(erlmcp.dr.pg_replication_info)
-    reads, with the login options) and returns that read as RV(cluster): one task instead of two after a change.
+    reads, with the login options) and returns that read as RV(cluster), one task instead of two after a change.
   - With O(end_state), it also checks on the same read whether the runbook's end state holds (the filter
-    C(erlmcp.dr.pg_end_state)) and returns the verdict as RV(end_state). A failed end state does not fail the task:
+    C(erlmcp.dr.pg_end_state)) and returns the verdict as RV(end_state). A failed end state does not fail the task;
     the file still names the live primary, and the runbook decides what to say.
   - Runs where the file lives; it connects to PostgreSQL only with O(nodes).
 author:

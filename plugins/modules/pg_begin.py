@@ -21,7 +21,7 @@ description:
     critical path.
   - Sets the facts C(dr) (the validated parameters, secrets left out), C(pg_assess_result) (the read taken under
     the lock) and C(pg_begin_lock) (the lock's result; C(pg_begin_lock.key) is what the caller releases).
-  - When another run holds the lock, the task does not fail: C(pg_begin_lock) is the refused attempt
+  - When another run holds the lock, the task does not fail; C(pg_begin_lock) is the refused attempt
     (C(failed), C(busy), C(holder)); the caller then fails with M(erlmcp.dr.run_lock)
     O(erlmcp.dr.run_lock#module:refused), as the role C(erlmcp.dr.pg_begin) does.
   - When a step after the lock fails, the lock is released before the task fails.
@@ -46,7 +46,7 @@ options:
     default: postgres
   plan:
     description:
-      - Also make this runbook's plan from the read taken under the lock, and set it as the fact C(dr_plan): the
+      - Also make this runbook's plan from the read taken under the lock, and set it as the fact C(dr_plan), with the
         filter C(erlmcp.dr.pg_switchover_plan), C(erlmcp.dr.pg_failover_plan) or C(erlmcp.dr.pg_rejoin_plan)
         called with the runbook's validated parameters (C(candidate), C(max_lag_bytes), C(away_from),
         C(force), C(fence_method), C(primary_confirmed_down), C(node)) and the variable C(dr_primary_of_record).
