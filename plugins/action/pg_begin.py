@@ -60,8 +60,8 @@ PLANS = {
 
 
 class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
-    _requires_connection = False
+    TRANSFERS_FILES = False  # the reads ship erlmcp.dr.pg_replication_info through this task's connection when the
+    # database nodes are not reachable from here (see _module.run_on_controller), so the connection stays required
 
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
