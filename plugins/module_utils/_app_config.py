@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import os
 
+from ansible_collections.erlmcp.dr.plugins.module_utils import _replication_info
+from ansible_collections.erlmcp.dr.plugins.module_utils._failover import end_state
 from ansible_collections.erlmcp.dr.plugins.module_utils._files import write_atomic
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import ModuleFailure
 
@@ -93,9 +95,31 @@ def parse_mode(mode):
 
 
 def run(params, check_mode=False, diff=False, warn=None):
-    """Write params['path'] from params['cluster']; changed only when the content (or mode) differs."""
-    return write_endpoint_file(params["path"], params.get("mode"), content(params["cluster"]), check_mode, diff,
-                               what="the application's config", primary_label="primary")
+    """Write params['path'] from params['cluster'] (or, with params['nodes'] instead, from a read of the cluster
+    taken here, returned as `cluster`); changed only when the content (or mode) differs. With params['end_state'],
+    also checks the end state on the same read and returns the verdict as `end_state` (it never fails the task: the
+    runbook says what to do about it)."""
+    facts = {}
+    cluster = params.get("cluster")
+    if cluster is None:
+        cluster = facts["cluster"] = _replication_info.run(params, check_mode=False, diff=False, warn=warn)
+    if params.get("end_state"):
+        facts["end_state"] = verdict(cluster, params["end_state"])
+    try:
+        result = write_endpoint_file(params["path"], params.get("mode"), content(cluster), check_mode, diff,
+                                     what="the application's config", primary_label="primary")
+    except ModuleFailure as exc:
+        exc.facts.update(facts)
+        raise
+    result.update(facts)
+    return result
+
+
+def verdict(cluster, wanted):
+    """The end state check of module_utils/_failover.end_state ({ok, problems, primary}), as the filter
+    erlmcp.dr.pg_end_state calls it (left_out: names, or the plan's {node: ...} entries)."""
+    left_out = tuple(item["node"] if isinstance(item, dict) else item for item in wanted.get("left_out") or ())
+    return end_state(cluster, wanted["primary"], fenced_ok=tuple(wanted.get("fenced_ok") or ()), left_out=left_out)
 
 
 def write_endpoint_file(path, mode, config, check_mode, diff, what, primary_label):

@@ -21,7 +21,12 @@ description:
     RV(ignore:changed) is false.
   - Fails, touching nothing, when the result has no single writable primary or the folder of O(path) does not
     exist.
-  - Runs where the file lives; it takes no login options (it never connects to PostgreSQL).
+  - With O(nodes) instead of O(cluster), it reads the cluster itself first (what M(erlmcp.dr.pg_replication_info)
+    reads, with the login options) and returns that read as RV(cluster), one task instead of two after a change.
+  - With O(end_state), it also checks on the same read whether the runbook's end state holds (the filter
+    C(erlmcp.dr.pg_end_state)) and returns the verdict as RV(end_state). A failed end state does not fail the task;
+    the file still names the live primary, and the runbook decides what to say.
+  - Runs where the file lives; it connects to PostgreSQL only with O(nodes).
 author:
   - erlmcp.dr developers (!UNKNOWN)
 options:
@@ -30,9 +35,62 @@ options:
     type: path
     required: true
   cluster:
-    description: The registered result of M(erlmcp.dr.pg_replication_info), taken after the change.
+    description:
+      - The registered result of M(erlmcp.dr.pg_replication_info), taken after the change.
+      - Exactly one of O(cluster) and O(nodes) is required.
     type: dict
-    required: true
+  nodes:
+    description:
+      - The database nodes to read instead of O(cluster) (the option of M(erlmcp.dr.pg_replication_info)).
+      - Exactly one of O(cluster) and O(nodes) is required.
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description: Inventory name of the node.
+        type: str
+        required: true
+      host:
+        description: Host the node listens on.
+        type: str
+        default: 127.0.0.1
+      port:
+        description: Port the node listens on.
+        type: int
+        default: 5432
+  end_state:
+    description: The end state to check on the read (the arguments of the filter C(erlmcp.dr.pg_end_state)).
+    type: dict
+    suboptions:
+      primary:
+        description: The node that must be the only writable primary, every other member streaming from it.
+        type: str
+        required: true
+      fenced_ok:
+        description: Members that may instead be fenced (not writable), such as a failover's old primary.
+        type: list
+        elements: str
+        default: []
+      left_out:
+        description: Members the plan left out (names, or the plan's C(left_out) entries with C(node)).
+        type: list
+        elements: raw
+        default: []
+  login_user:
+    description: The user to log in as, with O(nodes).
+    type: str
+    default: postgres
+  login_password:
+    description: The password of O(login_user), with O(nodes) (prefer a passfile or vault).
+    type: str
+  login_db:
+    description: The database to connect to, with O(nodes).
+    type: str
+    default: postgres
+  connect_timeout:
+    description: Seconds to wait for each connection, with O(nodes).
+    type: int
+    default: 5
   mode:
     description: File mode of the config file, as an octal string.
     type: raw
@@ -61,6 +119,15 @@ EXAMPLES = r"""
     path: /etc/erlmcp/database.json
     cluster: "{{ cluster }}"
     mode: "0640"
+
+- name: Read the cluster, point the application at its primary, and check the end state on the same read
+  erlmcp.dr.app_db_config:
+    path: /etc/erlmcp/database.json
+    nodes: "{{ groups['postgres'] | erlmcp.dr.pg_nodes(hostvars) }}"
+    login_user: "{{ pg_login_user }}"
+    end_state:
+      primary: pg-b
+  register: dr_app_config
 """
 
 RETURN = r"""
@@ -82,24 +149,66 @@ previous_path:
   description: Where the replaced version is kept (C(<path>.previous)); null when nothing was replaced.
   returned: always
   type: str
+cluster:
+  description: The read of the cluster the config was made from (the result of M(erlmcp.dr.pg_replication_info)).
+  returned: with O(nodes)
+  type: dict
+end_state:
+  description: Whether the end state holds on that read.
+  returned: with O(end_state)
+  type: dict
+  contains:
+    ok:
+      description: The end state holds.
+      type: bool
+      returned: always
+    problems:
+      description: What does not hold, one entry per member.
+      type: list
+      elements: str
+      returned: always
+    primary:
+      description: O(end_state.primary).
+      type: str
+      returned: always
+  sample: {"ok": false, "problems": ["pg-c is a standby streaming from pg-a, expected it to stream from pg-b"],
+           "primary": "pg-b"}
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._app_config import run  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._module import execute  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import connection_argument_spec  # noqa: E402
 
 
 def argument_spec():
-    return dict(
+    spec = connection_argument_spec()
+    del spec["login_host"], spec["login_port"]
+    spec.update(
         path=dict(type="path", required=True),
-        cluster=dict(type="dict", required=True),
+        cluster=dict(type="dict"),
+        nodes=dict(type="list", elements="dict", options=dict(
+            name=dict(type="str", required=True),
+            host=dict(type="str", default="127.0.0.1"),
+            port=dict(type="int", default=5432),
+        )),
+        end_state=dict(type="dict", options=dict(
+            primary=dict(type="str", required=True),
+            fenced_ok=dict(type="list", elements="str", default=[]),
+            left_out=dict(type="list", elements="raw", default=[]),
+        )),
         mode=dict(type="raw", default="0644"),
     )
+    return spec
+
+
+# One source of the cluster: a read given, or the nodes to read.
+SPEC_CHECKS = dict(required_one_of=[["cluster", "nodes"]], mutually_exclusive=[["cluster", "nodes"]])
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    execute(module, run, needs_psycopg=False)
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True, **SPEC_CHECKS)
+    execute(module, run, needs_psycopg=module.params["cluster"] is None)
 
 
 if __name__ == "__main__":

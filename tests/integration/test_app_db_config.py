@@ -55,3 +55,37 @@ def test_a_read_only_fenced_primary_is_refused_and_nothing_is_written(fresh_lab,
 
     assert result["failed"] and "no single writable primary" in result["msg"] and "pg-a" in result["msg"]
     assert not path.exists()
+
+
+def test_reads_the_cluster_itself_and_checks_the_end_state_on_that_read(fresh_lab, tmp_path):
+    """With nodes (no cluster) it reads the cluster in the same task; end_state is judged on that read and never
+    fails the task: the file follows the live primary either way."""
+    cfg = fresh_lab
+    path = tmp_path / "database.json"
+    nodes = [{"name": n.name, "host": "127.0.0.1", "port": n.port} for n in cfg.nodes]
+    login = dict(login_user=lab.SUPERUSER, login_password=lab.LAB_PASSWORD)
+
+    holds = run_module(MODULE, dict(login, path=str(path), nodes=nodes, end_state={"primary": "pg-a"}))
+    missing = run_module(MODULE, dict(login, path=str(path), nodes=nodes,
+                                      end_state={"primary": "pg-b", "left_out": [{"node": "pg-c"}]}))
+
+    assert not holds["failed"], holds.get("msg")
+    assert holds["end_state"] == {"ok": True, "problems": [], "primary": "pg-a"}
+    assert holds["cluster"]["primary"] == "pg-a" and sorted(holds["cluster"]["nodes"]) == ["pg-a", "pg-b", "pg-c"]
+    assert holds["changed"] is True and json.loads(path.read_text())["database"]["primary_node"] == "pg-a"
+    assert not missing["failed"] and missing["changed"] is False, missing.get("msg")
+    assert missing["end_state"]["ok"] is False and missing["end_state"]["problems"] == [
+        "the writable primaries are pg-a, expected only pg-b",
+        "pg-a is a primary, expected it to stream from pg-b"], missing["end_state"]
+    assert lab.LAB_PASSWORD not in json.dumps([holds, missing])
+
+
+def test_takes_the_cluster_or_the_nodes_to_read_not_both(tmp_path):
+    path = tmp_path / "database.json"
+
+    both = run_module(MODULE, dict(path=str(path), cluster={"nodes": {}}, nodes=[{"name": "pg-a"}]))
+    neither = run_module(MODULE, dict(path=str(path)))
+
+    assert both["failed"] and "mutually exclusive: cluster|nodes" in both["msg"], both["msg"]
+    assert neither["failed"] and "one of the following is required: cluster, nodes" in neither["msg"], neither["msg"]
+    assert not path.exists()

@@ -1,0 +1,176 @@
+# -*- coding: utf-8 -*-
+# Copyright: erlmcp.dr contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# This file only documents the module; the code is the action plugin plugins/action/pg_begin.py.
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: pg_begin
+short_description: Start a database runbook in one task - parameters, inventory, read, lock, read again
+version_added: "0.3.0"
+description:
+  - The start every erlmcp.dr database runbook shares, as one task on the controller. In this order, it runs
+    M(erlmcp.dr.runbook_params) (the runbook's parameters are read raw and refused when they hold template
+    markers, before anything else is templated or run), M(erlmcp.dr.inventory_contract) (O(contract)),
+    M(erlmcp.dr.pg_replication_info) on every host of O(group), M(erlmcp.dr.run_lock) keyed by the cluster's live
+    system identifier (C(postgres:<system identifier>)), and M(erlmcp.dr.pg_replication_info) again once the lock
+    is held, so that a plan decides from a state no other run is changing.
+  - Each step is the action plugin of that module, run in this task's worker, with that module's checks and
+    messages. One task instead of five saves four worker forks and their result handling on the runbooks'
+    critical path.
+  - Sets the facts C(dr) (the validated parameters, secrets left out), C(pg_assess_result) (the read taken under
+    the lock) and C(pg_begin_lock) (the lock's result; C(pg_begin_lock.key) is what the caller releases).
+  - When another run holds the lock, the task does not fail; C(pg_begin_lock) is the refused attempt
+    (C(failed), C(busy), C(holder)); the caller then fails with M(erlmcp.dr.run_lock)
+    O(erlmcp.dr.run_lock#module:refused), as the role C(erlmcp.dr.pg_begin) does.
+  - When a step after the lock fails, the lock is released before the task fails.
+  - The reads use the variables C(pg_login_user), C(pg_login_password) and C(pg_login_db), and the lock the
+    variable C(dr_lock_dir), each templated only after the parameters passed.
+author:
+  - erlmcp.dr developers (!UNKNOWN)
+options:
+  runbook:
+    description: The runbook's name, recorded in the lock's holder record.
+    type: str
+    required: true
+  contract:
+    description:
+      - The inventory contract, the options of M(erlmcp.dr.inventory_contract) (C(description), C(groups),
+        C(vars)).
+    type: dict
+    required: true
+  group:
+    description: The inventory group of the database nodes.
+    type: str
+    default: postgres
+  plan:
+    description:
+      - Also make this runbook's plan from the read taken under the lock, and set it as the fact C(dr_plan), with the
+        filter C(erlmcp.dr.pg_switchover_plan), C(erlmcp.dr.pg_failover_plan) or C(erlmcp.dr.pg_rejoin_plan)
+        called with the runbook's validated parameters (C(candidate), C(max_lag_bytes), C(away_from),
+        C(force), C(fence_method), C(primary_confirmed_down), C(node)) and the variable C(dr_primary_of_record).
+      - Saves the runbook the task that made the plan.
+    type: str
+    choices: [switchover, failover, rejoin]
+  spec:
+    description:
+      - The runbook's parameter spec (M(erlmcp.dr.runbook_params) O(erlmcp.dr.runbook_params#module:spec));
+        default the play variable C(runbook.parameters), read raw.
+    type: dict
+attributes:
+  check_mode:
+    support: full
+    description: Reads the cluster and only inspects the lock (takes nothing), as M(erlmcp.dr.run_lock) does.
+  diff_mode:
+    support: none
+    description: Nothing is changed; the lock is bookkeeping.
+  action:
+    support: full
+    description: Runs as an action plugin on the controller.
+  platform:
+    support: full
+    platforms: all
+    description: The reads run where M(erlmcp.dr.pg_replication_info) runs (the controller for a local connection).
+notes:
+  - Use the role C(erlmcp.dr.pg_begin), which passes the PostgreSQL contract and turns a busy lock into the run
+    lock's failure.
+"""
+
+EXAMPLES = r"""
+- name: Read every database node's live role, timeline and LSNs; Lock the cluster and read it again
+  erlmcp.dr.pg_begin:
+    runbook: database_switchover
+    plan: switchover
+    contract:
+      groups:
+        postgres:
+          min_hosts: 1
+          host_vars:
+            pg_host: {type: str, required: true}
+            pg_port: {type: int, required: true}
+      vars:
+        pg_login_user: {type: str, required: true}
+
+- name: Refuse to run while another run holds the cluster's run lock
+  erlmcp.dr.run_lock:
+    key: "{{ pg_begin_lock.key }}"
+    refused: "{{ pg_begin_lock }}"
+  when: pg_begin_lock.busy | default(false)
+"""
+
+RETURN = r"""
+ansible_facts:
+  description: Facts set by the task.
+  returned: success
+  type: dict
+  contains:
+    dr:
+      description: Parameter names to their validated values, defaults filled in, secrets left out.
+      type: dict
+      returned: success
+      sample: {"candidate": "pg-b", "wait_timeout": 60}
+    pg_assess_result:
+      description: The result of M(erlmcp.dr.pg_replication_info) taken once the lock is held (the first read when
+        another run holds the lock).
+      type: dict
+      returned: success
+    dr_plan:
+      description: The plan (O(plan)), made from the read taken under the lock.
+      type: dict
+      returned: when O(plan) is given and the lock was taken
+    pg_begin_lock:
+      description: The result of M(erlmcp.dr.run_lock); C(key) is the lock's key, C(busy) and C(failed) when
+        another run holds it.
+      type: dict
+      returned: success
+      sample: {"key": "postgres:7301234567890123456", "held": true, "acquired": true, "busy": false}
+parameters:
+  description: The validated parameters with defaults; secrets shown as C(********).
+  returned: success
+  type: dict
+  sample: {"candidate": "pg-b", "wait_timeout": 60}
+hosts:
+  description: The inventory hosts checked, by group.
+  returned: success
+  type: dict
+  sample: {"postgres": ["pg-a", "pg-b", "pg-c"]}
+inventory_sources:
+  description: The inventory sources checked.
+  returned: success
+  type: list
+  elements: str
+nodes:
+  description:
+    - The facts of the read in C(pg_assess_result) are also returned at the top level (C(nodes), C(primary),
+      C(primaries), C(standbys), C(system_identifier), ...), as M(erlmcp.dr.pg_replication_info) returns them.
+  returned: once the cluster was read
+  type: dict
+lock:
+  description: The same as the fact C(pg_begin_lock).
+  returned: once the lock was tried
+  type: dict
+durations:
+  description: Seconds each step took (C(parameters), C(inventory), C(assess), C(lock), C(reassess), C(plan)).
+  returned: once the parameters passed
+  type: dict
+  sample: {"parameters": 0.002, "inventory": 0.003, "assess": 0.05, "lock": 0.004, "reassess": 0.03}
+lock_released:
+  description: Whether a lock this task took was released because a step after it failed.
+  returned: when the read after the lock failed
+  type: bool
+msg:
+  description: What failed, the failing step's own message.
+  returned: failure
+  type: str
+parameter_errors:
+  description: Every problem of the parameters, as M(erlmcp.dr.runbook_params) returns them.
+  returned: when the parameters are wrong
+  type: list
+  elements: str
+problems:
+  description: Every problem of the inventory, as M(erlmcp.dr.inventory_contract) returns them.
+  returned: when the inventory breaks the contract
+  type: list
+  elements: str
+"""
