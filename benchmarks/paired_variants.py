@@ -29,21 +29,21 @@ from typing import Any
 import erlmcp_dr
 from erlmcp_dr import lab
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fresh_lab import FreshLab  # noqa: E402
+
 
 def _cpu(usage: resource.struct_rusage) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def sample(kind: str) -> dict[str, Any]:
-    """One run on a fresh lab, in this process (ERLMCP_DR_COLLECTION names the variant)."""
+def sample(kind: str, template: Path) -> dict[str, Any]:
+    """One run on a fresh copy of the template, in this process (ERLMCP_DR_COLLECTION names the variant)."""
     root = Path(tempfile.mkdtemp(prefix="erlmcp-dr-paired-"))
     root.chmod(0o755)
-    cfg = lab.LabConfig(root=root / "lab", port_base=lab.free_port_base())
-    inventory = cfg.root / "inventory" / "hosts.yml"
+    labs = FreshLab(root, template)
     try:
-        lab.reset(cfg)
-        lab.write_inventory(cfg, inventory)
-        lab.wait_streaming(cfg, caught_up=True)
+        cfg, inventory = labs.reset(), labs.inventory
         cpu_before = _cpu(resource.getrusage(resource.RUSAGE_CHILDREN)) + _cpu(resource.getrusage(resource.RUSAGE_SELF))
         started = time.monotonic()
         if kind == "failover":
@@ -60,7 +60,7 @@ def sample(kind: str) -> dict[str, Any]:
                 "tasks": len([step for step in result.steps if not step.skipped]),
                 "load_1m": round(os.getloadavg()[0], 2)}
     finally:
-        lab.down(cfg)
+        labs.close()
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -70,27 +70,44 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--failover", action="store_true")
     parser.add_argument("--sample", help=argparse.SUPPRESS)  # internal: one sample in a process of its own
+    parser.add_argument("--template", type=Path, help=argparse.SUPPRESS)  # internal: the lab template to copy
     args = parser.parse_args()
     kind = "failover" if args.failover else "switchover"
     if args.sample:
-        print(json.dumps({"variant": args.sample, "kind": kind, **sample(kind)}))
+        print(json.dumps({"variant": args.sample, "kind": kind, **sample(kind, args.template)}))
         return
-    variants = dict(item.split("=", 1) for item in args.variants)
-    rows: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
-    for _ in range(args.rounds):
-        for name, tree in variants.items():
-            env = dict(os.environ, ERLMCP_DR_COLLECTION=str(Path(tree).resolve()))
-            env.pop("ANSIBLE_COLLECTIONS_PATH", None)  # the runner derives it from ERLMCP_DR_COLLECTION
-            argv = [sys.executable, __file__, "--sample", name] + (["--failover"] if args.failover else [])
-            done = subprocess.run(argv, env=env, capture_output=True, text=True, check=True, timeout=900)
-            row = json.loads(done.stdout.strip().splitlines()[-1])
-            print(json.dumps(row), flush=True)
-            rows[name].append(row)
+    root = Path(tempfile.mkdtemp(prefix="erlmcp-dr-paired-template-"))
+    root.chmod(0o755)
+    try:
+        template = root / "template"
+        lab.build_template(lab.LabConfig(root=template, port_base=lab.free_port_base()))
+        rows = paired_rows(dict(item.split("=", 1) for item in args.variants), args.rounds, args.failover, template)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
     for name, samples in rows.items():
         print(f"{name:12} wall {statistics.median(r['wall_s'] for r in samples):6.3f} s"
               f"  cpu {statistics.median(r['cpu_s'] for r in samples):6.3f} s"
               f"  tasks {statistics.median(r['tasks'] for r in samples):4.0f}"
               f"  ok {all(r['ok'] for r in samples)}")
+
+
+Rows = dict[str, list[dict[str, Any]]]
+
+
+def paired_rows(variants: dict[str, str], rounds: int, failover: bool, template: Path) -> Rows:
+    """`rounds` samples of every variant, alternating (A B A B ...), each in a process of its own."""
+    rows: Rows = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, tree in variants.items():
+            env = dict(os.environ, ERLMCP_DR_COLLECTION=str(Path(tree).resolve()))
+            env.pop("ANSIBLE_COLLECTIONS_PATH", None)  # the runner derives it from ERLMCP_DR_COLLECTION
+            argv = [sys.executable, __file__, "--sample", name, "--template", str(template)]
+            argv += ["--failover"] if failover else []
+            done = subprocess.run(argv, env=env, capture_output=True, text=True, check=True, timeout=900)
+            row = json.loads(done.stdout.strip().splitlines()[-1])
+            print(json.dumps(row), flush=True)
+            rows[name].append(row)
+    return rows
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import os
 import shutil
 import signal
 import statistics
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -28,6 +29,9 @@ from typing import Any
 import erlmcp_dr
 from erlmcp_dr import lab
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fresh_lab import FreshLab  # noqa: E402
+
 
 def _ts(text: str | None) -> float | None:
     if not text:
@@ -35,10 +39,8 @@ def _ts(text: str | None) -> float | None:
     return datetime.datetime.fromisoformat(text).timestamp()
 
 
-def profile_once(cfg: lab.LabConfig, inventory: Path, failover: bool) -> dict[str, Any]:
-    lab.reset(cfg)
-    lab.write_inventory(cfg, inventory)
-    lab.wait_streaming(cfg, caught_up=True)
+def profile_once(labs: FreshLab, failover: bool) -> dict[str, Any]:
+    cfg, inventory = labs.reset(), labs.inventory
     status = lab.status(cfg)
     primary = status["primary"]
     candidate = sorted(r["name"] for r in status["nodes"] if r["role"] == "standby")[0]
@@ -102,12 +104,13 @@ def main() -> None:
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="erlmcp-dr-profile-"))
     root.chmod(0o755)
-    cfg = lab.LabConfig(root=root / "lab", port_base=lab.free_port_base())
-    inventory = cfg.root / "inventory" / "hosts.yml"
+    labs = None
     try:
-        runs = [profile_once(cfg, inventory, args.failover) for _ in range(args.runs)]
+        labs = FreshLab(root)
+        runs = [profile_once(labs, args.failover) for _ in range(args.runs)]
     finally:
-        lab.down(cfg)
+        if labs is not None:
+            labs.close()
         shutil.rmtree(root, ignore_errors=True)
     summary = summarize(runs)
     summary["load_1m"] = round(os.getloadavg()[0], 2)

@@ -45,6 +45,7 @@ from erlmcp_dr.probe import WriteProbe, WritersSampler, multi_host_conninfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import peer_patroni  # noqa: E402
+from fresh_lab import FreshLab  # noqa: E402
 
 ensure_collection_importable()
 from ansible_collections.erlmcp.dr.plugins.module_utils._wait import wait_for  # noqa: E402
@@ -93,10 +94,8 @@ def _measure(conninfo: str, nodes: dict[str, dict[str, Any]], action: Callable[[
             "load_1m": round(load, 2)}
 
 
-def erlmcp_once(cfg: lab.LabConfig, inventory: Path) -> Run:
-    lab.reset(cfg)  # reset empties the lab folder, inventory included
-    lab.write_inventory(cfg, inventory)
-    lab.wait_streaming(cfg, caught_up=True)
+def erlmcp_once(labs: FreshLab) -> Run:
+    cfg, inventory = labs.reset(), labs.inventory
     _, candidate = _primary_and_standby(cfg)
 
     def action() -> None:
@@ -107,11 +106,9 @@ def erlmcp_once(cfg: lab.LabConfig, inventory: Path) -> Run:
     return _measure(_lab_conninfo(cfg), {n.name: n.conn_params() for n in cfg.nodes}, action)
 
 
-def failover_once(cfg: lab.LabConfig, inventory: Path) -> Run:
+def failover_once(labs: FreshLab) -> Run:
     """Unplanned: kill -9 the primary's postmaster, then database_failover at once (trigger -> writes back)."""
-    lab.reset(cfg)
-    lab.write_inventory(cfg, inventory)
-    lab.wait_streaming(cfg, caught_up=True)
+    cfg, inventory = labs.reset(), labs.inventory
     primary, _ = _primary_and_standby(cfg)
 
     def action() -> None:
@@ -126,10 +123,9 @@ def failover_once(cfg: lab.LabConfig, inventory: Path) -> Run:
     return _measure(_lab_conninfo(cfg), {n.name: n.conn_params() for n in cfg.nodes}, action)
 
 
-def floor_once(cfg: lab.LabConfig) -> Run:
+def floor_once(labs: FreshLab) -> Run:
     """The floor: stop the primary fast, pg_promote() a standby, poll until it takes writes."""
-    lab.reset(cfg)
-    lab.wait_streaming(cfg, caught_up=True)
+    cfg = labs.reset()
     primary, candidate = _primary_and_standby(cfg)
 
     def action() -> None:
@@ -273,29 +269,28 @@ def main() -> None:
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="erlmcp-dr-bench-"))
     root.chmod(0o755)  # the lab and Patroni run as the lab's OS user below it
-    cfg = lab.LabConfig(root=root / "lab", port_base=lab.free_port_base())
-    inventory = cfg.root / "inventory" / "hosts.yml"
     runs: dict[str, list[Run]] = {"erlmcp": [], "patroni": [], "floor": [], "erlmcp_failover": []}
     cluster = None
+    labs = None
     burners = start_burners(args.busy)
     try:
+        labs = FreshLab(root)
         if args.with_patroni:
             cluster = peer_patroni.PatroniCluster(root / "patroni", peer_patroni.ensure_venv(args.patroni_venv))
             cluster.start()
         for _ in range(args.runs):
-            runs["erlmcp"].append(erlmcp_once(cfg, inventory))
+            runs["erlmcp"].append(erlmcp_once(labs))
             if cluster is not None:
                 runs["patroni"].append(patroni_once(cluster))
-            runs["floor"].append(floor_once(cfg))
-            runs["erlmcp_failover"].append(failover_once(cfg, inventory))
-        lab.reset(cfg)
-        lab.write_inventory(cfg, inventory)
-        overhead = task_overhead(cfg, inventory, root)
+            runs["floor"].append(floor_once(labs))
+            runs["erlmcp_failover"].append(failover_once(labs))
+        overhead = task_overhead(labs.reset(), labs.inventory, root)
     finally:
         stop_burners(burners)
         if cluster is not None:
             cluster.stop()
-        lab.down(cfg)
+        if labs is not None:
+            labs.close()
         shutil.rmtree(root, ignore_errors=True)
     summary = summarize(runs, overhead)
     summary["busy_workers"] = args.busy
