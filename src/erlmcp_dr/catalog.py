@@ -305,7 +305,7 @@ def _text(value: Any) -> str:
 def _read_yaml(path: Path) -> Any:
     """Reads a playbook as plain Python types, as ansible-core 2.19's loader reads it (!unsafe, !vault).
 
-    The fast way (_read_plain_yaml: PyYAML's C loader, about 10 ms) serves every well-formed playbook without a
+    The fast way (read_plain_yaml: PyYAML's C loader, about 10 ms) serves every well-formed playbook without a
     duplicate key; anything else (a syntax error, a duplicate key, an unknown tag) is read by ansible-core's own
     `from_yaml` (about 200 ms with its imports), whose result or error, with its line and column, is the answer.
     test_catalog.py checks that both ways read every shipped playbook the same.
@@ -315,7 +315,7 @@ def _read_yaml(path: Path) -> Any:
     except OSError as exc:
         raise RunbookError(f"cannot read playbook {path}: {exc}") from exc
     try:
-        return _read_plain_yaml(text)
+        return read_plain_yaml(text)
     except (yaml.YAMLError, ValueError, TypeError, RecursionError):
         return _read_ansible_yaml(path, text)
 
@@ -371,7 +371,7 @@ _PlainLoader.add_constructor("!vault", _construct_vault)
 _PlainLoader.add_constructor("!vault-encrypted", _construct_vault)
 
 
-def _read_plain_yaml(text: str) -> Any:
+def read_plain_yaml(text: str) -> Any:
     """`text` read by _PlainLoader; raises yaml.YAMLError where ansible-core's loader has to decide."""
     return _plain(yaml.load(text, Loader=_PlainLoader))  # noqa: S506 - a safe loader with two tags added
 

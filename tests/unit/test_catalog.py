@@ -242,7 +242,7 @@ _TRICKY = """- name: Tricky
 
 def _both_ways(path):
     text = path.read_text(encoding="utf-8")
-    return catalog._read_plain_yaml(text), catalog._read_ansible_yaml(path, text)
+    return catalog.read_plain_yaml(text), catalog._read_ansible_yaml(path, text)
 
 
 def test_the_fast_read_equals_ansible_cores_read_of_every_shipped_and_fixture_playbook():
@@ -270,7 +270,7 @@ def test_the_fast_read_equals_ansible_cores_read_of_tags_anchors_and_yaml_1_1_sc
 def test_what_the_fast_read_cannot_decide_is_read_by_ansible_core(tmp_path, text):
     _write(tmp_path / "odd.yml", text)
     with pytest.raises(yaml.YAMLError):
-        catalog._read_plain_yaml(text)
+        catalog.read_plain_yaml(text)
     try:
         expected = catalog._read_ansible_yaml(tmp_path / "odd.yml", text)
     except RunbookError as exc:
