@@ -14,6 +14,7 @@ Nothing here writes into an installed collection: the only thing ever made is th
 
 from __future__ import annotations
 
+import configparser
 import functools
 import os
 import sys
@@ -110,8 +111,14 @@ def _ansible_settings() -> Tuple[List[str], bool]:
 
 @functools.lru_cache(maxsize=8)
 def _read_ansible_settings(key: Tuple[object, ...]) -> Tuple[List[str], bool]:
-    """One ConfigManager (about 70 ms) per environment and working folder (`key`); a config file edited while
-    this process runs is not read again."""
+    """The two settings for one environment and working folder (`key`); a config file edited while this process
+    runs is not read again. Read as ansible-core's config manager reads them (_plain_ansible_settings, about 1 ms)
+    when nothing in them needs ansible-core itself; else by a ConfigManager (about 80-130 ms with its imports)."""
+    plain = _plain_ansible_settings()
+    return plain if plain is not None else _config_manager_settings()
+
+
+def _config_manager_settings() -> Tuple[List[str], bool]:
     from ansible.config.manager import ConfigManager
 
     manager = ConfigManager()
@@ -119,6 +126,97 @@ def _read_ansible_settings(key: Tuple[object, ...]) -> Tuple[List[str], bool]:
     variables = {"ANSIBLE_HOME": manager.get_config_value("ANSIBLE_HOME")}
     paths = manager.get_config_value("COLLECTIONS_PATHS", variables=variables) or []
     return [str(p) for p in paths], bool(manager.get_config_value("COLLECTIONS_SCAN_SYS_PATH"))
+
+
+# ---------------------------------------------------------------- the two settings without ansible-core
+
+# What ansible-core 2.19-2.21 (config/base.yml) says of the settings read here: environment variable, [defaults] key.
+_HOME_SETTING = ("ANSIBLE_HOME", "home")
+_PATHS_SETTING = ("ANSIBLE_COLLECTIONS_PATH", "collections_path")
+_SCAN_SETTING = ("ANSIBLE_COLLECTIONS_SCAN_SYS_PATH", "collections_scan_sys_path")
+_DEFAULT_HOME = "~/.ansible"
+_DEFAULT_COLLECTION_DIRS = ("/collections", "/usr/share/ansible/collections")  # the first below ANSIBLE_HOME
+_TRUE = frozenset({"y", "yes", "on", "1", "true", "t"})  # ansible-core's non-strict boolean
+
+
+class _NeedsAnsible(Exception):
+    """A value only ansible-core reads right (a template, quotes, a YAML config file, an unreadable file)."""
+
+
+def _plain_ansible_settings() -> Optional[Tuple[List[str], bool]]:
+    """COLLECTIONS_PATHS and COLLECTIONS_SCAN_SYS_PATH read the way ansible-core's ConfigManager reads them
+    (environment, then [defaults] of the config file it would pick, then the default; paths resolved as its
+    `pathspec` type does), or None when a value needs ansible-core: test_paths.py compares the two."""
+    try:
+        config_file = _ini_config_file()
+        parser = _ini_parser(config_file) if config_file else None
+        home = _setting(_HOME_SETTING, parser, config_file)
+        home_dir = _resolve(*home) if home else _resolve(_DEFAULT_HOME, None)
+        configured = _setting(_PATHS_SETTING, parser, config_file)
+        if configured:
+            paths = [_resolve(entry, configured[1]) for entry in configured[0].split(os.pathsep)]
+        else:
+            paths = [_resolve(home_dir + _DEFAULT_COLLECTION_DIRS[0], None), _DEFAULT_COLLECTION_DIRS[1]]
+        scan = _setting(_SCAN_SETTING, parser, config_file)
+        return paths, (scan[0].lower().strip() in _TRUE) if scan else True
+    except _NeedsAnsible:
+        return None
+
+
+def _ini_config_file() -> Optional[str]:
+    """The config file ansible-core's find_ini_config_file picks: $ANSIBLE_CONFIG (a folder: its ansible.cfg),
+    ./ansible.cfg unless the working folder is world-writable, ~/.ansible.cfg, /etc/ansible/ansible.cfg."""
+    candidates = []
+    if "ANSIBLE_CONFIG" in os.environ:
+        from_env = _resolve(os.environ["ANSIBLE_CONFIG"], None)
+        candidates.append(os.path.join(from_env, "ansible.cfg") if os.path.isdir(from_env) else from_env)
+    try:
+        cwd = os.getcwd()
+        if not os.stat(cwd).st_mode & 0o002:
+            candidates.append(os.path.join(cwd, "ansible.cfg"))
+    except OSError:
+        pass
+    candidates += [_resolve("~/.ansible.cfg", None), "/etc/ansible/ansible.cfg"]
+    for candidate in candidates:
+        if os.path.exists(candidate) and os.access(candidate, os.R_OK):
+            if os.path.splitext(candidate)[1] not in (".cfg", ".ini"):
+                raise _NeedsAnsible(candidate)
+            return candidate
+    return None
+
+
+def _ini_parser(config_file: str) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(inline_comment_prefixes=(";",))
+    try:
+        with open(config_file, encoding="utf-8") as handle:
+            parser.read_string(handle.read())
+    except (OSError, UnicodeError, configparser.Error) as exc:
+        raise _NeedsAnsible(config_file) from exc  # ansible-playbook will say what is wrong with it
+    return parser
+
+
+def _setting(names: Tuple[str, str], parser: Optional[configparser.ConfigParser],
+             config_file: Optional[str]) -> Optional[Tuple[str, Optional[str]]]:
+    """(value, the folder relative paths in it are read from: None for the working folder), None when unset."""
+    env_name, key = names
+    if env_name in os.environ:
+        value, base = os.environ[env_name], None
+    elif parser is not None and parser.get("defaults", key, raw=True, fallback=None) is not None:
+        value, base = parser.get("defaults", key, raw=True), os.path.dirname(str(config_file))
+    else:
+        return None
+    if not value or "{{" in value.replace("{{CWD}}", "") or value[0] in "'\"" or value[-1] in "'\"":
+        raise _NeedsAnsible(env_name)  # templates, quotes, an empty value: ansible-core decides
+    return value, base
+
+
+def _resolve(path: str, base: Optional[str]) -> str:
+    """ansible-core's resolve_path / unfrackpath(follow=False): {{CWD}}, $VARS and ~ expanded, made absolute
+    from `base` (else the working folder), normalised; symlinks kept."""
+    path = os.path.expanduser(os.path.expandvars(path.replace("{{CWD}}", os.getcwd())))
+    if not os.path.isabs(path):
+        path = os.path.join(base or os.getcwd(), path)
+    return os.path.normpath(path)
 
 
 def _unique(items: List[Path]) -> List[Path]:

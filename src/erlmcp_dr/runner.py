@@ -31,6 +31,7 @@ ansible-playbook, its workers and the modules they run (not a daemon the run sta
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import os
@@ -42,6 +43,7 @@ import stat
 import sys
 import threading
 import time
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional
@@ -247,6 +249,65 @@ def _limited_hosts(inventory: Path, pattern: str, limit: str) -> Optional[List[s
         return None
     finally:
         display.verbosity = verbosity
+
+
+# The host names of a YAML inventory, read without ansible-core: Ansible's InventoryManager costs about 0.2 s of
+# CPU (imports and plugins) inside the run, at its first change, beside ansible-playbook.
+_YAML_SUFFIXES = (".yml", ".yaml")
+_VARS_DIRS = ("group_vars", "host_vars")
+
+
+def yaml_inventory_hosts(inventory: Path) -> Optional[set]:
+    """The host names of a plain YAML inventory (a .yml/.yaml file, or a folder holding only such files beside
+    group_vars/ and host_vars/), or None for anything only Ansible reads right: INI, a script, an inventory
+    plugin's configuration, a host range (`web[1:3]`) or a host with its port, a file that does not parse."""
+    files = _yaml_inventory_files(inventory)
+    if files is None:
+        return None
+    hosts: set = set()
+    for path in files:
+        try:
+            data = catalog.read_plain_yaml(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, TypeError, RecursionError, yaml.YAMLError):
+            return None
+        if data is None:
+            continue
+        if not isinstance(data, dict) or "plugin" in data:
+            return None
+        if not all(_group_hosts(group, hosts) for group in data.values()):
+            return None
+    return hosts
+
+
+def _yaml_inventory_files(inventory: Path) -> Optional[List[Path]]:
+    if inventory.is_file():
+        return [inventory] if inventory.suffix in _YAML_SUFFIXES else None
+    if not inventory.is_dir():
+        return None
+    files = []
+    for entry in sorted(inventory.iterdir()):
+        if entry.name in _VARS_DIRS and entry.is_dir():
+            continue
+        if not entry.is_file() or entry.suffix not in _YAML_SUFFIXES or entry.name.startswith("."):
+            return None
+        files.append(entry)
+    return files
+
+
+def _group_hosts(group: Any, hosts: set) -> bool:
+    """Adds a YAML inventory group's hosts (its children's too) to `hosts`; False where Ansible must decide."""
+    if group is None:
+        return True
+    if not isinstance(group, dict):
+        return False
+    members, children = group.get("hosts") or {}, group.get("children") or {}
+    if not isinstance(members, dict) or not isinstance(children, dict):
+        return False
+    for name in members:
+        if not isinstance(name, str) or not name or any(mark in name for mark in "[]:"):
+            return False
+        hosts.add(name)
+    return all(_group_hosts(child, hosts) for child in children.values())
 
 
 # ---------------------------------------------------------------- a run the playbook's lock turned away
@@ -465,6 +526,65 @@ def kill_tree(root: int, include_root: bool = True) -> list:
     return sorted(stopped)
 
 
+# The guard's child runs ansible-playbook in the guard's own interpreter when that is the interpreter its script
+# names (a virtualenv's console script): no second interpreter start, and no teardown of ansible-core's modules
+# and heap at its exit (about 0.1 s of CPU after the last task: run_script ends with os._exit once the output is
+# flushed and the atexit handlers ran). Any other command is exec'd as before.
+
+
+def in_process_script(command: str) -> str | None:
+    """The path of `command` (found as execvp finds it) when it is a Python script whose #! line names exactly this
+    interpreter (sys.executable), else None."""
+    candidates = [command] if os.sep in command else [
+        os.path.join(folder or ".", command) for folder in os.environ.get("PATH", os.defpath).split(os.pathsep)]
+    for path in candidates:
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            try:
+                with open(path, "rb") as handle:
+                    first = handle.readline(4096).strip()
+            except OSError:
+                return None
+            if first == b"#!" + os.fsencode(sys.executable):
+                return path
+            return None
+    return None
+
+
+def run_script(path: str, argv: list) -> None:
+    """Runs the script at `path` as __main__ with argv (argv[0] becomes its path, as when the kernel starts it) and
+    ends the process with its exit code: non-daemon threads joined, output flushed, atexit handlers run, then
+    os._exit, skipping the interpreter's teardown."""
+    import atexit
+    import runpy
+    import threading
+    import traceback
+
+    sys.argv = [path, *argv[1:]]
+    sys.path[0] = os.path.dirname(os.path.realpath(path))
+    code = 0
+    try:
+        runpy.run_path(path, run_name="__main__")
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            code = exc.code or 0
+        else:
+            print(exc.code, file=sys.stderr)
+            code = 1
+    except BaseException:  # as Python's own top level: the traceback on stderr, exit 1
+        traceback.print_exc()
+        code = 1
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            code = code or 120
+    atexit._run_exitfuncs()
+    os._exit(code & 0xFF)
+
+
 # The guard: run as `python <private_data_dir>/guard.py <parent pid> <argv...>` in place of ansible-playbook.
 # It asks the kernel for SIGTERM when its parent (the runbook process) dies, even by SIGKILL
 # (PR_SET_PDEATHSIG), becomes a subreaper (orphans of the run stay below it), runs the command, and on that
@@ -488,7 +608,10 @@ if _pid == 0:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     try:
-        os.execvp(sys.argv[2], sys.argv[2:])
+        _script = in_process_script(sys.argv[2])
+        if _script is None:
+            os.execvp(sys.argv[2], sys.argv[2:])
+        run_script(_script, sys.argv[2:])
     finally:
         os._exit(127)
 while True:
@@ -503,7 +626,7 @@ sys.exit(os.waitstatus_to_exitcode(_status) if os.WIFEXITED(_status) else 128 + 
 def guard_source() -> str:
     import inspect
 
-    functions = [proc_stat, process_tree, run_processes, kill_tree]
+    functions = [proc_stat, process_tree, run_processes, kill_tree, in_process_script, run_script]
     return "\n".join(["import ctypes, os, signal, sys", *map(inspect.getsource, functions), _GUARD_MAIN])
 
 
@@ -548,6 +671,41 @@ class Stopper:
         for pid in guard_pids(self.private_data_dir):
             kill_tree(pid)
         return True
+
+
+# ---------------------------------------------------------------- closing the finished child
+
+
+@functools.lru_cache(maxsize=1)
+def closing_spawn() -> type:
+    """pexpect.spawn whose close() of a child that has already exited skips ptyprocess's `delayafterclose`.
+
+    ptyprocess sleeps 0.1 s after closing the pty "to give the kernel time to update process status", then
+    checks that status. ansible-runner closes its child only after its loop saw it exit (or after killing it),
+    so that sleep is 0.1 s at the end of every run for nothing. A child still alive is closed as before
+    (sleep, then terminated)."""
+    import pexpect
+
+    class ClosingSpawn(pexpect.spawn):
+        def close(self, force: bool = True) -> None:
+            if not self.ptyproc.closed and not self.isalive():
+                self.ptyproc.delayafterclose = 0
+            super().close(force=force)
+
+    return ClosingSpawn
+
+
+def close_exited_children_at_once() -> None:
+    """Gives ansible-runner's Runner (its module's `pexpect`, nobody else's) closing_spawn() as pexpect.spawn."""
+    import ansible_runner.runner as runner_module
+
+    current = runner_module.pexpect
+    if getattr(current, "spawn", None) is closing_spawn():
+        return
+    proxy = types.ModuleType(current.__name__, current.__doc__)
+    proxy.__dict__.update({key: value for key, value in vars(current).items() if not key.startswith("__")})
+    proxy.spawn = closing_spawn()
+    runner_module.pexpect = proxy
 
 
 # ---------------------------------------------------------------- the timeline
@@ -736,7 +894,8 @@ class RunbookRun:
     def _inventory_hosts(self) -> set:
         """The inventory's host names, read once (at the run's first change), {} when it cannot be read here."""
         if self.hosts is None:
-            self.hosts = set(_limited_hosts(self.config.inventory, "all", "all") or [])
+            names = yaml_inventory_hosts(self.config.inventory)
+            self.hosts = names if names is not None else set(_limited_hosts(self.config.inventory, "all", "all") or [])
         return self.hosts
 
     def _after_start(self) -> None:
@@ -770,6 +929,7 @@ class RunbookRun:
         from ansible_runner.config.runner import RunnerConfig
         from ansible_runner.runner import Runner
 
+        close_exited_children_at_once()
         private_data_dir = make_private_data_dir(self.config.run_id)
         saved = _save_signal_handlers()
         try:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from erlmcp_dr import catalog, docs, paths
 from erlmcp_dr.catalog import StepOutline
@@ -214,3 +216,65 @@ def test_check_reports_drifted_missing_and_extra_pages(tmp_path):
     docs.write_pages(tmp_path, FIXTURES)
     assert docs.check_pages(tmp_path, FIXTURES) == []
     assert not (tmp_path / "retired.md").exists()
+
+
+# ---------------------------------------------------------------- the fast read and ansible-core's read agree
+
+_TRICKY = """- name: Tricky
+  hosts: localhost
+  vars:
+    base: &base {a: 1, b: yes, c: ~, d: 0o17, e: 1_000, f: .inf, g: 2026-11-25}
+    merged: {<<: *base, h: on}
+    unsafe_scalar: !unsafe '{{ lookup("pipe", "id") }}'
+    unsafe_int: !unsafe 42
+    unsafe_list: !unsafe ['{{ a }}', 2]
+    unsafe_map: !unsafe {k: '{{ b }}'}
+    token: !vault |
+      $ANSIBLE_VAULT;1.1;AES256
+      6162636465666768696a6b6c6d6e6f70
+    text: |
+      two
+      lines
+    runbook: {title: Tricky}
+  tasks: []
+"""
+
+
+def _both_ways(path):
+    text = path.read_text(encoding="utf-8")
+    return catalog.read_plain_yaml(text), catalog._read_ansible_yaml(path, text)
+
+
+def test_the_fast_read_equals_ansible_cores_read_of_every_shipped_and_fixture_playbook():
+    folders = [paths.collection_root() / "playbooks", Path(__file__).resolve().parents[1] / "fixtures" / "playbooks"]
+    files = [path for folder in folders for path in sorted(folder.glob("*.yml"))]
+    assert len(files) > 10
+    for path in files:
+        fast, ansible = _both_ways(path)
+        assert fast == ansible, path
+
+
+def test_the_fast_read_equals_ansible_cores_read_of_tags_anchors_and_yaml_1_1_scalars(tmp_path):
+    _write(tmp_path / "tricky.yml", _TRICKY)
+    fast, ansible = _both_ways(tmp_path / "tricky.yml")
+    assert fast == ansible
+    variables = fast[0]["vars"]
+    assert variables["token"] == "!vault" and variables["unsafe_int"] == 42
+    assert variables["merged"]["b"] is True and variables["merged"]["h"] is True
+
+
+@pytest.mark.parametrize("text", [
+    "- hosts: localhost\n  vars: {runbook: {title: One, title: Two}}\n  tasks: []\n",  # duplicate key
+    "- hosts: localhost\n  vars: {runbook: {title: !custom x}}\n  tasks: []\n",  # a tag only Ansible may know
+])
+def test_what_the_fast_read_cannot_decide_is_read_by_ansible_core(tmp_path, text):
+    _write(tmp_path / "odd.yml", text)
+    with pytest.raises(yaml.YAMLError):
+        catalog.read_plain_yaml(text)
+    try:
+        expected = catalog._read_ansible_yaml(tmp_path / "odd.yml", text)
+    except RunbookError as exc:
+        with pytest.raises(RunbookError, match=re.escape(str(exc))):
+            catalog.load("odd", tmp_path)
+    else:
+        assert catalog._read_yaml(tmp_path / "odd.yml") == expected

@@ -200,3 +200,70 @@ def test_installed_lab_follows_the_state_home_and_its_own_override(installed, mo
     monkeypatch.setenv(paths.LAB_DIR_ENV, str(installed / "mylab"))
     assert paths.lab_root() == installed / "mylab"
     assert paths.default_inventory() == installed / "mylab" / "inventory.yml"
+
+
+# ---------------------------------------------------------------- the two settings, read without ansible-core
+
+def _cfg(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+_SCENARIOS = {
+    "defaults": ({}, None),
+    "env paths, relative, ~ and $VAR": ({"ANSIBLE_COLLECTIONS_PATH": "rel/one:~/two:$EXTRA_DIR/three:/abs/./four/.."},
+                                       None),
+    "ansible home from env": ({"ANSIBLE_HOME": "~/elsewhere"}, None),
+    "user config, relative to itself": ({}, ("user/.ansible.cfg",
+                                           "[defaults]\ncollections_path = ./cols:{{CWD}}/here ; note\nhome = h\n")),
+    "cwd config with home only and scan off": ({}, ("work/ansible.cfg",
+                                                   "[defaults]\nhome = ../home\ncollections_scan_sys_path = no\n")),
+    "ANSIBLE_CONFIG folder, DEFAULT section": ({"ANSIBLE_CONFIG": "../conf"}, (
+        "conf/ansible.cfg", "[DEFAULT]\ncollections_path = /from/default\n[defaults]\n")),
+    "env wins over the config file": ({"ANSIBLE_COLLECTIONS_PATH": "/env/path", "ANSIBLE_COLLECTIONS_SCAN_SYS_PATH":
+                                       " Yes "}, ("work/ansible.cfg", "[defaults]\ncollections_path = /cfg/path\n")),
+    "a missing ANSIBLE_CONFIG falls through": ({"ANSIBLE_CONFIG": "/nowhere/ansible.cfg"}, (
+        "user/.ansible.cfg", "[defaults]\ncollections_path = /from/user\n")),
+}
+
+
+@pytest.mark.parametrize("scenario", sorted(_SCENARIOS))
+def test_the_settings_read_without_ansible_core_equal_its_config_managers(clean_env, monkeypatch, scenario):
+    env, config = _SCENARIOS[scenario]
+    monkeypatch.setenv("EXTRA_DIR", str(clean_env / "extra"))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    if config:
+        _cfg(clean_env / config[0], config[1])
+    plain = paths._plain_ansible_settings()
+    assert plain is not None
+    assert plain == paths._config_manager_settings()
+
+
+@pytest.mark.parametrize("env,config", [
+    ({"ANSIBLE_COLLECTIONS_PATH": ""}, None),  # empty
+    ({}, "[defaults]\ncollections_path = '/quoted/path'\n"),  # ini quotes
+    ({}, "[defaults]\ncollections_path = {{ ANSIBLE_HOME }}/x\n"),  # a template
+    ({}, "[defaults\nbroken\n"),  # does not parse: ansible-playbook says why
+    ({"ANSIBLE_CONFIG": "../conf.yml"}, None),  # a config file type only ansible-core judges
+])
+def test_what_only_ansible_core_reads_right_goes_to_its_config_manager(clean_env, monkeypatch, env, config):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    if config:
+        _cfg(clean_env / "work" / "ansible.cfg", config)
+    if "ANSIBLE_CONFIG" in env:
+        _cfg(clean_env / "conf.yml", "x: 1\n")
+    assert paths._plain_ansible_settings() is None
+
+
+def test_a_world_writable_working_folder_s_config_is_skipped_as_ansible_core_does(clean_env):
+    _cfg(clean_env / "work" / "ansible.cfg", "[defaults]\ncollections_path = /from/cwd\n")
+    os.chmod(clean_env / "work", 0o777)
+    try:
+        plain = paths._plain_ansible_settings()
+        assert plain is not None and "/from/cwd" not in plain[0]
+        assert plain == paths._config_manager_settings()
+    finally:
+        os.chmod(clean_env / "work", 0o755)
