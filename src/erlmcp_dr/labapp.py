@@ -301,11 +301,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", required=True, type=int)
     args = parser.parse_args(argv)
     server = AppServer((args.host, args.port), App(args.dir, args.region))
-    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
+    # lab_app.down stops it with SIGINT (then SIGQUIT, SIGKILL): set both handlers explicitly, since a parent that
+    # ignores SIGINT (a shell's background job) would otherwise pass that on and every stop would wait out its deadline.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
     try:
         server.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        pass
     finally:
         server.server_close()
     return 0
