@@ -94,3 +94,28 @@ def test_app_config_is_computed_and_written_in_the_controller_and_shipped_alike(
     assert not here["failed"] and here["changed"] is True and shipped["changed"] is True, (here, shipped)
     assert here["config"] == shipped["config"] and here["config"]["database"]["primary_node"] == "pg-a"
     assert here_path.read_bytes() == shipped_path.read_bytes()
+
+
+def test_fence_and_promote_fences_in_the_controller_or_ships_only_the_fence(fresh_lab):
+    """pg_promote with fence.perform: the promotion runs in the controller either way (it holds the connections
+    across the fence); the fence runs in the controller for a local old primary, and is the only module shipped
+    with erlmcp_dr_pg_on_controller=false (the path of a remote old primary)."""
+    cfg = fresh_lab
+    old = cfg.node("pg-a")
+    args = dict(login_args(cfg, "pg-b"), primary_host="127.0.0.1", primary_port=old.port, max_lag_bytes=0,
+                catchup_timeout=60, members=[dict(name=n.name, host="127.0.0.1", port=n.port) for n in cfg.nodes],
+                fence=dict(method="stop", perform=True, data_dir=str(old.data_dir), log_file=str(old.log_file),
+                           require_clean_shutdown=True))
+
+    planned, plan_output = run_verbose("erlmcp.dr.pg_promote", args, check=True)
+    assert SHIPPED_MARK not in plan_output, "expected the fence and the promotion to run in the controller"
+    assert planned["would_promote"] is True and planned["fence_result"]["changed"] is True, planned
+    assert old.server().is_running()
+
+    done, output = run_verbose("erlmcp.dr.pg_promote", args, host_vars="erlmcp_dr_pg_on_controller=false")
+    assert f"{SHIPPED_MARK}pg_fence" in output, "expected pg_fence shipped with erlmcp_dr_pg_on_controller=false"
+    assert f"{SHIPPED_MARK}pg_promote" not in output, "expected the promotion to run in the controller"
+    assert not done["failed"] and done["promoted"] is True, done
+    assert done["fence_result"]["fenced"] is True and done["fence_result"]["clean_shutdown"] is True, done
+    assert "invocation" not in done["fence_result"] and lab.LAB_PASSWORD not in json.dumps(done)
+    assert not old.server().is_running()
