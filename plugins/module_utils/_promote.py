@@ -595,11 +595,11 @@ def _arm(p, conn, result, pool):
         checks.add("replay_not_paused", not target["replay_paused"],
                    "replay %s on the candidate" % ("paused" if target["replay_paused"] else "running"),
                    "replay running (SELECT pg_wal_replay_resume() on it)")
-    members = members_to_check(p)
-    pool.open(members)
-    candidate_identity = identity(conn)
     old_key = (p.get("primary_host"), p.get("primary_port"))
-    seen = [read_member(m, p, candidate_identity, pool) for m in members if (m["host"], m["port"]) != old_key]
+    others = [m for m in members_to_check(p) if (m["host"], m["port"]) != old_key]
+    pool.open(others)  # not the old primary: the fence ends (stop) or terminates (read_only) its sessions
+    candidate_identity = identity(conn)
+    seen = [read_member(m, p, candidate_identity, pool) for m in others]
     writers = ["%s (%s:%s) is a writable primary" % (m["name"], m["host"], m["port"]) for m in seen
                if m["reachable"] and not m["candidate"] and m["writable"]]
     checks.add("single_writer", not writers, "; ".join(writers) or "no member but the old primary takes writes",
