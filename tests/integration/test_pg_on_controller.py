@@ -4,6 +4,8 @@ module is shipped otherwise (erlmcp_dr_pg_on_controller=false, become, a remote 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import tempfile
 from typing import Any
@@ -36,6 +38,18 @@ def run_verbose(module: str, args: dict[str, Any], host_vars: str = "", check: b
                 result.setdefault("failed", event["event"] == "runner_on_failed")
                 return result, output
     raise AssertionError(f"{module} produced no result:\n{output}")
+
+
+def run_module_file(name: str, args: dict[str, Any]) -> dict[str, Any]:
+    """Run a module's file as Ansible would on the target (its arguments in a file), without the action plugin."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as handle:
+        json.dump({"ANSIBLE_MODULE_ARGS": args}, handle)
+        handle.flush()
+        proc = subprocess.run([sys.executable, "-m", f"ansible_collections.erlmcp.dr.plugins.modules.{name}",
+                               handle.name], capture_output=True, text=True, check=False, timeout=120,
+                              env=dict(os.environ, PYTHONPATH=str(paths.collections_path())))
+    assert proc.stdout, proc.stderr
+    return json.loads(proc.stdout)
 
 
 def info_args(cfg: lab.LabConfig) -> dict[str, Any]:
@@ -110,6 +124,11 @@ def test_fence_and_promote_fences_in_the_controller_or_ships_only_the_fence(fres
     planned, plan_output = run_verbose("erlmcp.dr.pg_promote", args, check=True)
     assert SHIPPED_MARK not in plan_output, "expected the fence and the promotion to run in the controller"
     assert planned["would_promote"] is True and planned["fence_result"]["changed"] is True, planned
+    assert old.server().is_running()
+
+    # The module itself (what is shipped whole when psycopg cannot be imported in the controller) fences locally.
+    module_plan = run_module_file("pg_promote", dict(args, _ansible_check_mode=True))
+    assert module_plan["would_promote"] is True and module_plan["fence_result"]["changed"] is True, module_plan
     assert old.server().is_running()
 
     done, output = run_verbose("erlmcp.dr.pg_promote", args, host_vars="erlmcp_dr_pg_on_controller=false")
