@@ -493,13 +493,13 @@ def run(params, check_mode=False, diff=False, warn=None):
 def run_armed(params, fence_step, check_mode=False, diff=False, warn=None):
     """Fence the old primary and promote the candidate in one step (fence.perform): arm, fence, promote at once.
 
-    Armed first: the candidate's connection and one to every member are opened, and every check the fence cannot
-    change runs (candidate is a standby, not the old primary, same cluster, replay running, no writer but the old
-    primary); a blocking one refuses before anything is fenced. Then fence_step(check_mode) fences the old primary
-    and returns pg_fence's result (result['fence_result']; it never raises: a failure is a result with failed).
-    A failed fence, or an unclean one when fence.require_clean_shutdown, never promotes. Then, at once, the checks
-    that depend on the fence (old primary fenced, lag against its final LSN after the catch-up) and the
-    single-writer re-read of every member on the open connections, and the promotion.
+    Armed first: the candidate's connection and one to every member but the old primary are opened, and every
+    check the fence cannot change runs (candidate is a standby, not the old primary, same cluster, replay running,
+    no writer but the old primary); a blocking one refuses before anything is fenced. Then fence_step(check_mode)
+    fences the old primary and returns pg_fence's result (result['fence_result']; it never raises: a failure is a
+    result with failed). A failed fence, or an unclean one when fence.require_clean_shutdown, never promotes.
+    Then, at once, the checks that depend on the fence (old primary fenced, lag against its final LSN after the
+    catch-up), the single-writer re-read of every member on the open connections, and the promotion.
     """
     return _run(params, check_mode, diff, warn, fence_step)
 
