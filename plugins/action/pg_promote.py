@@ -58,7 +58,7 @@ class ActionModule(ActionBase):
                                warn=warnings.append)
         except ModuleFailure as exc:
             result = dict(exc.facts, failed=True, msg=str(exc))
-        except Exception as exc:  # pylint: disable=broad-except - the fence result must reach the rescue
+        except Exception as exc:  # noqa: BLE001 - the fence result must reach the rescue
             if not fenced:
                 raise
             result = dict(failed=True, msg="after fencing the old primary, nothing was promoted: %s: %s"

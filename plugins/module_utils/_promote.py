@@ -571,7 +571,7 @@ def fence_here(args, check_mode, diff, warn):
         outcome = fence_run(full, check_mode=check_mode, diff=diff, warn=warnings.append)
     except ModuleFailure as exc:
         outcome = dict(exc.facts, failed=True, msg=str(exc))
-    except Exception as exc:  # pylint: disable=broad-except - a fence that broke may have stopped the server
+    except Exception as exc:  # noqa: BLE001 - a fence that broke may have stopped the server
         outcome = dict(changed=False, failed=True, state="fenced", method=full.get("method"),
                        msg="the fence broke off, the old primary may be stopped: %s: %s" % (type(exc).__name__, exc))
     for message in warnings:
