@@ -621,9 +621,10 @@ def _arm_and_fence(p, conn, result, pool, fence_step, check_mode):
     if fence_result.get("changed"):
         result["changed"] = True  # whatever comes next, this step changed the old primary
     if fence_result.get("failed"):
-        raise ModuleFailure("fencing the old primary %s:%s failed, nothing was promoted: %s"
-                            % (p.get("primary_host"), p.get("primary_port"),
-                               fence_result.get("msg") or "see fence_result"), **result)
+        # The fence's own message first: it is what the runbooks' abort message quotes after "fencing <node> failed"
+        raise ModuleFailure("%s (fencing the old primary %s:%s); nothing was promoted"
+                            % (fence_result.get("msg") or "the fence failed, see fence_result", p.get("primary_host"),
+                               p.get("primary_port")), **result)
     p = dict(p, fence=dict(p["fence"], result=fence_result))
     try:
         fence = fence_facts(p, check_mode)
