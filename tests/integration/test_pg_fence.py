@@ -189,7 +189,7 @@ def test_stop_fence_of_a_killed_postmaster_finds_it_stopped_without_waiting_for_
     assert result["changed"] is False and result["was_running"] is False and result["fenced"] is True, result
     assert result["clean_shutdown"] is False and result["cluster_state"] == "in production", result
     assert server.attached() in (0, None) and server.postmaster_pid() in (pid, None)
-    with pytest.raises(psycopg.OperationalError):
+    with pytest.raises(pg.PgError, match="connection refused"):
         sql(cfg, "pg-a", "SELECT 1")
 
 
