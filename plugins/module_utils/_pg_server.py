@@ -124,8 +124,8 @@ class Server(object):
         except subprocess.TimeoutExpired:
             raise ServerError("%s did not finish within %ss" % (" ".join(argv[:2]), timeout)) from None
         except OSError as exc:
-            raise ServerError("cannot run %s: %s (expected it in %s: pg_bin_dir)" % (argv[0], exc.strerror,
-                                                                                    self.bin_dir)) from None
+            raise ServerError("cannot run %s: %s (expected it in %s: pg_bin_dir)"
+                              % (argv[0], exc.strerror, self.bin_dir)) from None
         if check and proc.returncode != 0:
             raise ServerError("%s failed (rc=%s): %s" % (name, proc.returncode, (proc.stderr or proc.stdout).strip()))
         return proc.returncode, proc.stdout, proc.stderr

@@ -153,17 +153,19 @@ options:
           - This task fences the old primary itself (with M(erlmcp.dr.pg_fence), O(fence.method), state C(fenced),
             O(wait_timeout)) right before promoting, instead of taking the result of an earlier fence task; the fence's
             result is returned as RV(fence_result). O(fence.result) is then ignored.
-          - 'The promotion is armed first: the connections to the candidate and to every member are opened and kept,
-            and every check the fence cannot change runs before it (C(target_is_standby), C(system_identifier),
-            C(replay_not_paused), and no member but the old primary and the candidate taking writes); a failure
-            fences nothing. Then the fence; a failed fence, or an unclean one with O(fence.require_clean_shutdown),
-            never promotes. Then at once the checks that depend on the fence, the C(single_writer) re-read of every
-            member on the open connections, and the promotion: no task switch inside the write-unavailable window.'
+          - 'The promotion is armed first: the connections to the candidate and to every member but the old primary
+            are opened and kept, and every check the fence cannot change runs before it (C(target_is_standby),
+            C(system_identifier), C(replay_not_paused), and no member but the old primary and the candidate taking
+            writes); a failure fences nothing. Then the fence; a failed fence, or an unclean one with
+            O(fence.require_clean_shutdown), never promotes. Then at once the checks that depend on the fence, the
+            C(single_writer) re-read of every member on the open connections, and the promotion: no task switch
+            inside the write-unavailable window.'
           - Run the task with C(delegate_to) the old primary's inventory host, so the fence reaches its host. When
             that host is this machine (local connection, no C(become), C(erlmcp_dr_pg_on_controller) not false) the
             fence runs in the controller's worker, else M(erlmcp.dr.pg_fence) is shipped to the old primary's host.
             The promotion itself always runs in the controller (it holds the connections across the fence); when
-            psycopg cannot be imported there, the fence and then this module are shipped, one after the other.
+            psycopg cannot be imported there, this module is shipped whole to the old primary's host, where it fences
+            locally and then promotes over SQL.
           - O(primary_host) and O(primary_port) are the fence's login host and port (O(fence.method=read_only)).
         type: bool
         default: false
@@ -393,9 +395,9 @@ foreign_members:
   elements: str
 fence_result:
   description:
-    - With O(fence.perform), the result of the fence this task ran (M(erlmcp.dr.pg_fence)'s return values:
-      C(changed), C(fenced), C(was_fenced), C(final_lsn), C(clean_shutdown), C(cluster_state), C(fence_seconds), ...;
-      C(failed) and C(msg) when it failed; C(skipped) with O(fence.method=none)).
+    - With O(fence.perform), the result of the fence this task ran, as M(erlmcp.dr.pg_fence) returns it (C(changed),
+      C(fenced), C(was_fenced), C(final_lsn), C(clean_shutdown), C(cluster_state), C(fence_seconds), ...); with
+      C(failed) and C(msg) when it failed; C(skipped) with O(fence.method=none).
     - Returned with a failure too, so that a rescue can lift a fence this task set.
   returned: when O(fence.perform) and the promotion was armed
   type: dict
