@@ -1,15 +1,22 @@
 # -*- coding: utf-8 -*-
 # Copyright: erlmcp.dr contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Action plugin for erlmcp.dr.pg_promote: its engine runs in the controller
-(it only speaks SQL, see _module.run_on_controller)."""
+"""Action plugin for erlmcp.dr.pg_promote: its engine runs in the controller (it only speaks SQL, see
+_module.run_on_controller).
+
+With fence.perform the task is delegated to the old primary: the promotion is armed here (connections to the
+candidate and every member kept open, the checks the fence cannot change done), then the old primary is fenced,
+in this worker when its host is this machine (_module.runs_here) or by shipping erlmcp.dr.pg_fence to it, then
+the promotion follows at once, on the open connections.
+"""
 
 from __future__ import annotations
 
 from ansible.plugins.action import ActionBase
-from ansible_collections.erlmcp.dr.plugins.module_utils._module import run_on_controller, warm_driver
-from ansible_collections.erlmcp.dr.plugins.module_utils._promote import run
-from ansible_collections.erlmcp.dr.plugins.modules.pg_promote import argument_spec
+from ansible_collections.erlmcp.dr.plugins.module_utils._module import run_on_controller, runs_here, warm_driver
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import ModuleFailure, psycopg_import_error
+from ansible_collections.erlmcp.dr.plugins.module_utils._promote import fence_here, fence_params, run, run_armed
+from ansible_collections.erlmcp.dr.plugins.modules.pg_promote import argument_spec, performs_fence
 
 warm_driver()
 
@@ -20,4 +27,46 @@ class ActionModule(ActionBase):
 
     def run(self, tmp=None, task_vars=None):
         super(ActionModule, self).run(tmp, task_vars)
-        return run_on_controller(self, task_vars or {}, "erlmcp.dr.pg_promote", argument_spec(), run)
+        task_vars = task_vars or {}
+        if not performs_fence(self._task.args) or psycopg_import_error() is not None:
+            # Without psycopg here, a performing task is shipped whole to the old primary's host (delegate_to),
+            # whose module fences locally and promotes from there.
+            return run_on_controller(self, task_vars, "erlmcp.dr.pg_promote", argument_spec(), run)
+        return self._run_armed(task_vars)
+
+    def _run_armed(self, task_vars):
+        _validation, params = self.validate_argument_spec(argument_spec=argument_spec())
+        warnings, fenced = [], []
+        fence_here_too = runs_here(self, task_vars)
+        diff = bool(self._task.diff)
+
+        def fence_step(check_mode):
+            args = fence_params(params)
+            if fence_here_too:
+                outcome = fence_here(args, check_mode, diff, warnings.append)
+            else:
+                outcome = self._execute_module(module_name="erlmcp.dr.pg_fence",
+                                               module_args=dict((k, v) for k, v in args.items() if v is not None),
+                                               task_vars=task_vars)
+                outcome.pop("invocation", None)
+                warnings.extend(outcome.get("warnings") or [])
+            fenced.append(outcome)
+            return outcome
+
+        try:
+            result = run_armed(params, fence_step, check_mode=bool(self._task.check_mode), diff=diff,
+                               warn=warnings.append)
+        except ModuleFailure as exc:
+            result = dict(exc.facts, failed=True, msg=str(exc))
+        except Exception as exc:  # noqa: BLE001 - the fence result must reach the rescue
+            if not fenced:
+                raise
+            result = dict(failed=True, msg="after fencing the old primary, nothing was promoted: %s: %s"
+                          % (type(exc).__name__, exc), fence_result=fenced[-1], changed=bool(fenced[-1].get("changed")))
+        result.setdefault("changed", False)
+        fence_diff = (result.get("fence_result") or {}).pop("diff", None)
+        if diff and fence_diff:
+            result["diff"] = [fence_diff] + ([result["diff"]] if result.get("diff") else [])
+        if warnings:
+            result["warnings"] = list(result.get("warnings", [])) + warnings
+        return result

@@ -61,6 +61,7 @@ def fence_stop(params, check_mode):
     if not p["data_dir"]:
         raise ModuleFailure("method=stop needs data_dir (the server's data directory on this host)")
     server = Server(p["data_dir"], bin_dir=p["bin_dir"], log_file=p["log_file"])
+    server.wait_orphans_gone(p["wait_timeout"])  # a killed postmaster: fenced once its children are gone too
     status = server.status()
     if status["state"] == "missing":
         raise ModuleFailure("no PostgreSQL data directory at %s: found no PG_VERSION there, expected an initialised "
@@ -70,7 +71,8 @@ def fence_stop(params, check_mode):
     changed = was_running == want_fenced  # fenced = stopped
     if changed and not check_mode:
         if want_fenced:
-            server.stop(mode="fast", timeout=p["wait_timeout"])
+            # False: it was dying already (killed just before): this fence stopped nothing
+            changed = was_running = server.stop(mode="fast", timeout=p["wait_timeout"])
         else:
             server.start(timeout=p["wait_timeout"])
     running = (not want_fenced) if changed else was_running

@@ -19,8 +19,12 @@ import tempfile
 
 from ansible_collections.erlmcp.dr.plugins.module_utils._files import write_atomic
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import PgError
+from ansible_collections.erlmcp.dr.plugins.module_utils._wait import WaitTimeout, wait_for
 
 DEFAULT_BIN_DIRS = ("/usr/lib/postgresql/15/bin", "/usr/pgsql-15/bin", "/usr/local/pgsql/bin")
+# A stop is waited for by polling the postmaster.pid file this often (pg_ctl -w polls every 100 ms): writes are
+# unavailable from the fence's stop until the promotion, so every poll interval counts.
+STOP_POLL_SECONDS = 0.005
 
 
 class ServerError(PgError):
@@ -54,6 +58,35 @@ def _demote_to(uid, gid):
         os.setuid(uid)
 
     return demote
+
+
+def process_state(pid):
+    """The state letter of a process per /proc (R, S, Z for a zombie, ...); '' when there is no such process;
+    None when this system has no /proc to tell."""
+    try:
+        with open("/proc/%d/stat" % pid) as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0]
+    except (IOError, OSError, IndexError):
+        return "" if os.path.isdir("/proc/self") else None
+
+
+def shm_attached(shmid):
+    """How many processes are attached to the System V shared memory segment shmid (/proc/sysvipc/shm): 0 when
+    the segment is gone; None when this system cannot tell."""
+    try:
+        with open("/proc/sysvipc/shm") as handle:
+            lines = handle.read().splitlines()
+    except (IOError, OSError):
+        return None
+    header = lines[0].split() if lines else []
+    if "shmid" not in header or "nattch" not in header:
+        return None
+    id_col, count_col = header.index("shmid"), header.index("nattch")
+    for line in lines[1:]:
+        fields = line.split()
+        if len(fields) > max(id_col, count_col) and fields[id_col] == str(shmid):
+            return int(fields[count_col])
+    return 0
 
 
 def write_owned(path, content, owner_of, mode=0o600):
@@ -90,15 +123,25 @@ class Server(object):
             )
         except subprocess.TimeoutExpired:
             raise ServerError("%s did not finish within %ss" % (" ".join(argv[:2]), timeout)) from None
+        except OSError as exc:
+            raise ServerError("cannot run %s: %s (expected it in %s: pg_bin_dir)"
+                              % (argv[0], exc.strerror, self.bin_dir)) from None
         if check and proc.returncode != 0:
             raise ServerError("%s failed (rc=%s): %s" % (name, proc.returncode, (proc.stderr or proc.stdout).strip()))
         return proc.returncode, proc.stdout, proc.stderr
 
     # -- state
     def status(self):
-        """'running' (with pid), 'stopped', or 'missing' when there is no data directory."""
+        """'running' (with pid), 'stopped', or 'missing' when there is no data directory.
+
+        A postmaster that was killed and is not reaped yet (a zombie: pg_ctl still counts it as running until its
+        parent reaps it) is stopped once no process is attached to its shared memory any more (no orphaned
+        backend left that could take writes: PostgreSQL's own test before it starts).
+        """
         if not os.path.isfile(os.path.join(self.data_dir, "PG_VERSION")):
             return {"state": "missing", "pid": None}
+        if self.postmaster_gone() and self.attached() == 0:
+            return {"state": "stopped", "pid": None}
         rc, out, dummy = self.run("pg_ctl", ["status", "-D", self.data_dir], check=False)
         if rc == 0:
             match = re.search(r"PID: (\d+)", out)
@@ -108,12 +151,54 @@ class Server(object):
     def is_running(self):
         return self.status()["state"] == "running"
 
-    def postmaster_pid(self):
+    def lock_file(self):
+        """The lines of postmaster.pid ([] when there is none)."""
         try:
             with open(os.path.join(self.data_dir, "postmaster.pid")) as handle:
-                return int(handle.readline().strip())
-        except (OSError, ValueError):
+                return handle.read().splitlines()
+        except (IOError, OSError):
+            return []
+
+    def postmaster_pid(self):
+        lines = self.lock_file()
+        try:
+            return int(lines[0].strip()) if lines else None
+        except ValueError:
             return None
+
+    def postmaster_gone(self):
+        """Whether postmaster.pid names a process that is gone or a zombie; False when there is no postmaster.pid
+        or the process lives; None when this system cannot tell."""
+        pid = self.postmaster_pid()
+        if pid is None:
+            return False
+        state = process_state(pid)
+        return None if state is None else state in ("", "Z")
+
+    def attached(self):
+        """How many processes (the postmaster, its backends and helpers, orphaned ones included) are attached to the
+        shared memory segment postmaster.pid names; None when unknown."""
+        lines = self.lock_file()
+        fields = lines[6].split() if len(lines) > 6 else []
+        if len(fields) != 2 or not fields[1].isdigit():
+            return None
+        return shm_attached(int(fields[1]))
+
+    def wait_orphans_gone(self, timeout):
+        """After a postmaster died: wait (deadline, polls of STOP_POLL_SECONDS) until none of its children is still
+        attached to its shared memory (they exit when they notice the postmaster died). Returns whether the
+        postmaster is gone; ServerError when orphans are still attached at the deadline."""
+        if not self.postmaster_gone():
+            return False
+        try:
+            wait_for(lambda: self.attached() in (0, None), timeout, interval=STOP_POLL_SECONDS,
+                     what="orphaned backends to exit")
+        except WaitTimeout:
+            raise ServerError("the postmaster of %s is gone but %s processes are still attached to its shared memory "
+                              "after %ss (wait_timeout): orphaned backends that may still take writes; expected none, "
+                              "kill them (they run as the data directory's owner)"
+                              % (self.data_dir, self.attached(), timeout)) from None
+        return True
 
     def controldata(self):
         """pg_controldata as a dict of its labels ('Database cluster state', ...)."""
@@ -137,18 +222,31 @@ class Server(object):
         return True
 
     def stop(self, mode="fast", timeout=60):
+        """Stop the server (pg_ctl stop without -w: pg_ctl's own wait polls every 100 ms) and wait until it is
+        down, polling every STOP_POLL_SECONDS: its postmaster.pid removed (the end of a shutdown), or its postmaster
+        gone with nothing attached to its shared memory (it died meanwhile). ServerError at the deadline."""
         if not self.is_running():
             return False
         try:
-            self.run("pg_ctl", ["stop", "-D", self.data_dir, "-m", mode, "-w", "-t", str(int(timeout))],
-                     timeout=timeout + 15)
+            self.run("pg_ctl", ["stop", "-D", self.data_dir, "-m", mode, "-W"], timeout=timeout + 15)
         except ServerError:
             # A postmaster that was dying already (killed, its process not yet reaped when pg_ctl status looked)
-            # makes pg_ctl say "server does not shut down" once it is gone: stopped is what was asked for. The
-            # caller reads pg_controldata to tell a clean shutdown from this one.
+            # makes pg_ctl fail to signal it: stopped is what was asked for. The caller reads pg_controldata to tell
+            # a clean shutdown from this one.
             if self.is_running():
                 raise
+            return True
+        try:
+            wait_for(self._down, timeout, interval=STOP_POLL_SECONDS, what="the server to stop")
+        except WaitTimeout:
+            raise ServerError("%s did not stop within %ss (wait_timeout) after pg_ctl stop -m %s"
+                              % (self.data_dir, timeout, mode)) from None
         return True
+
+    def _down(self):
+        if not os.path.exists(os.path.join(self.data_dir, "postmaster.pid")):
+            return True
+        return bool(self.postmaster_gone()) and self.attached() in (0, None)
 
     # -- configuration files
     def config_path(self, name):

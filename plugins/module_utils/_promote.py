@@ -260,31 +260,87 @@ def check_old_primary_state(checks, p, old, fence):
 # ---------------------------------------------------------------- the members, read again right before promoting
 
 
-def read_member(member, params, candidate_identity):
-    """What one member says right now: reachable, writable, identity (never raises for a node that is down)."""
+def read_member(member, params, candidate_identity, pool=None):
+    """What one member says right now: reachable, writable, identity (never raises for a node that is down).
+
+    pool: the connections opened before the fence (MemberConnections); the member is read on its open connection
+    when it still works, else on a new one, exactly as without a pool.
+    """
     info = dict(name=member["name"], host=member["host"], port=member["port"], reachable=False, error=None,
                 error_kind=None, candidate=False, role=None, read_only=None, writable=None, system_identifier=None)
-    conn_params = connection_params(dict(params, login_host=member["host"], login_port=member["port"]))
-    conn, error = open_connection(conn_params, APPLICATION_NAME, MEMBER_HINTS)
-    if conn is None:
-        info.update(error=str(error), error_kind=error.kind)
-        return info
-    try:
-        with conn:
-            row = dict(query_one(conn, _MEMBER_SQL))
-    except Exception as exc:
-        if not is_driver_error(exc):
-            raise
-        info.update(error="connected to %s but could not read its state: %s" % (endpoint(conn_params),
-                                                                                str(exc).strip()),
-                    error_kind="other")
-        return info
+    conn_params = member_conn_params(params, member)
+    row = pool.read(member) if pool is not None else None
+    if row is None:
+        conn, error = open_connection(conn_params, APPLICATION_NAME, MEMBER_HINTS)
+        if conn is None:
+            info.update(error=str(error), error_kind=error.kind)
+            return info
+        try:
+            with conn:
+                row = dict(query_one(conn, _MEMBER_SQL))
+        except Exception as exc:
+            if not is_driver_error(exc):
+                raise
+            info.update(error="connected to %s but could not read its state: %s" % (endpoint(conn_params),
+                                                                                    str(exc).strip()),
+                        error_kind="other")
+            return info
     info.update(reachable=True, role="standby" if row["in_recovery"] else "primary", read_only=row["read_only"],
                 writable=not row["in_recovery"] and not row["read_only"],
                 system_identifier=row["system_identifier"],
                 candidate=dict(started=row["started"], port=row["port"],
                                system_identifier=row["system_identifier"]) == candidate_identity)
     return info
+
+
+def member_conn_params(params, member):
+    return connection_params(dict(params, login_host=member["host"], login_port=member["port"]))
+
+
+class MemberConnections(object):
+    """Connections to the members, opened while the promotion is armed (before the fence) and kept, so the
+    single-writer re-read right after the fence costs one query per member instead of one connection each.
+
+    read() answers on the open connection, or None when there is none or it no longer works (a member the fence
+    stopped, or whose sessions it terminated): the caller then asks on a new connection, as without a pool.
+    """
+
+    def __init__(self, params):
+        self.params = params
+        self.conns = {}
+
+    def open(self, members):
+        for member in members:
+            key = (member["host"], member["port"])
+            if key not in self.conns:
+                self.conns[key] = open_connection(member_conn_params(self.params, member), APPLICATION_NAME,
+                                                  MEMBER_HINTS)[0]
+
+    def read(self, member):
+        key = (member["host"], member["port"])
+        conn = self.conns.get(key)
+        if conn is None:
+            return None
+        try:
+            return dict(query_one(conn, _MEMBER_SQL))
+        except Exception as exc:
+            if not is_driver_error(exc):
+                raise
+            self.drop(key)
+            return None
+
+    def drop(self, key):
+        conn = self.conns.pop(key, None)
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception as exc:  # closing a broken connection: nothing left to do with it
+                if not is_driver_error(exc):
+                    raise
+
+    def close(self):
+        for key in list(self.conns):
+            self.drop(key)
 
 
 def members_to_check(params):
@@ -296,13 +352,13 @@ def members_to_check(params):
     return members
 
 
-def check_single_writer(params, conn, result, fence, warn, *, already=False):
+def check_single_writer(params, conn, result, fence, warn, *, already=False, pool=None):
     """Read every member again; a blocking check (no override, not even force) when another member takes
     writes or a reachable member belongs to another cluster. Unreachable members are warned about."""
     candidate_identity = identity(conn)
     sysid = candidate_identity["system_identifier"]
     exempt = (params.get("primary_host"), params.get("primary_port")) if fence["as_if_fenced"] else None
-    seen = [read_member(m, params, candidate_identity) for m in members_to_check(params)]
+    seen = [read_member(m, params, candidate_identity, pool) for m in members_to_check(params)]
     result["members"] = seen
     result["members_unreachable"] = [m["name"] for m in seen if not m["reachable"]]
     if result["members_unreachable"]:
@@ -431,6 +487,24 @@ def run(params, check_mode=False, diff=False, warn=None):
     Returns the result dict (changed, promoted, checks, timeline_after, ...); raises ModuleFailure
     with the same facts on failure. warn(message) is called for each warning (module.warn).
     """
+    return _run(params, check_mode, diff, warn, None)
+
+
+def run_armed(params, fence_step, check_mode=False, diff=False, warn=None):
+    """Fence the old primary and promote the candidate in one step (fence.perform): arm, fence, promote at once.
+
+    Armed first: the candidate's connection and one to every member but the old primary are opened, and every
+    check the fence cannot change runs (candidate is a standby, not the old primary, same cluster, replay running,
+    no writer but the old primary); a blocking one refuses before anything is fenced. Then fence_step(check_mode)
+    fences the old primary and returns pg_fence's result (result['fence_result']; it never raises: a failure is a
+    result with failed). A failed fence, or an unclean one when fence.require_clean_shutdown, never promotes.
+    Then, at once, the checks that depend on the fence (old primary fenced, lag against its final LSN after the
+    catch-up), the single-writer re-read of every member on the open connections, and the promotion.
+    """
+    return _run(params, check_mode, diff, warn, fence_step)
+
+
+def _run(params, check_mode, diff, warn, fence_step):
     warn = warn or _no_warning
     p = defaults()
     p.update((k, v) for k, v in params.items() if v is not None)
@@ -440,15 +514,22 @@ def run(params, check_mode=False, diff=False, warn=None):
                   catchup_seconds=0.0, promote_seconds=None, timeline_after=None, lsn_after=None, members=[],
                   members_unreachable=[], foreign_members=[])
     where = endpoint(connection_params(p))
-    fence = fence_facts(p, check_mode)
+    fence = None if fence_step else fence_facts(p, check_mode)
     try:
         conn = connect(connection_params(p), APPLICATION_NAME)
     except PgError as exc:
         result["checks"] = [dict(name="target_is_standby", ok=False, found=str(exc), expected="a reachable standby",
                                  override=None, overridden=False)]
         raise ModuleFailure("cannot promote %s, nothing was changed: %s" % (where, exc), **result) from None
-    with translate_errors(result, "on %s" % where), conn:
-        outcome = _promote_checked(p, conn, result, fence, check_mode, diff, warn)
+    pool = MemberConnections(p) if fence_step else None
+    try:
+        with translate_errors(result, "on %s" % where), conn:
+            if fence_step:
+                p, fence = _arm_and_fence(p, conn, result, pool, fence_step, check_mode)
+            outcome = _promote_checked(p, conn, result, fence, check_mode, diff, warn, pool)
+    finally:
+        if pool is not None:
+            pool.close()
     if outcome is not None:
         return outcome
     if p["expected_timeline"] is not None and result["timeline_after"] != p["expected_timeline"]:
@@ -460,7 +541,99 @@ def run(params, check_mode=False, diff=False, warn=None):
     return result
 
 
-def _promote_checked(p, conn, result, fence, check_mode, diff, warn):
+# ---------------------------------------------------------------- armed: the fence inside the promotion
+
+_CONNECTION_OPTIONS = ("login_user", "login_password", "login_db", "connect_timeout")
+
+
+def fence_params(params):
+    """erlmcp.dr.pg_fence's parameters for the fence fence.perform asks for: state fenced, fence.method, the old
+    primary's data_dir/bin_dir/log_file, its host and port as login_host/login_port, wait_timeout."""
+    fence = params.get("fence") or {}
+    args = dict(state="fenced", method=fence.get("method"), data_dir=fence.get("data_dir"),
+                bin_dir=fence.get("bin_dir"), log_file=fence.get("log_file"),
+                login_host=params.get("primary_host"), login_port=params.get("primary_port") or 5432,
+                wait_timeout=params.get("wait_timeout") if params.get("wait_timeout") is not None else 60)
+    args.update((k, params[k]) for k in _CONNECTION_OPTIONS if params.get(k) is not None)
+    return args
+
+
+def fence_here(args, check_mode, diff, warn):
+    """Run pg_fence's engine in this process (the old primary's host is this machine); a failure is returned as a
+    result with failed and msg, as a shipped module's would be."""
+    from ansible_collections.erlmcp.dr.plugins.module_utils._fence import run as fence_run
+
+    full = dict(bin_dir=None, log_file=None, data_dir=None, login_user="postgres", login_password=None,
+                login_db="postgres", connect_timeout=5)
+    full.update((k, v) for k, v in args.items() if v is not None)
+    warnings = []
+    try:
+        outcome = fence_run(full, check_mode=check_mode, diff=diff, warn=warnings.append)
+    except ModuleFailure as exc:
+        outcome = dict(exc.facts, failed=True, msg=str(exc))
+    except Exception as exc:  # noqa: BLE001 - a fence that broke may have stopped the server
+        outcome = dict(changed=False, failed=True, state="fenced", method=full.get("method"),
+                       msg="the fence broke off, the old primary may be stopped: %s: %s" % (type(exc).__name__, exc))
+    for message in warnings:
+        warn(message)
+    if warnings:
+        outcome["warnings"] = warnings
+    return outcome
+
+
+def _arm(p, conn, result, pool):
+    """Every check the fence cannot change, before it: a blocking one refuses with nothing fenced."""
+    where = endpoint(connection_params(p))
+    target = node_state(conn)
+    old = ask_old_primary(p)
+    if the_old_primary_itself(p, old, identity(conn)):
+        raise ModuleFailure("%s is the primary you are failing away from (primary_host/primary_port): point "
+                            "login_host/login_port at a standby; nothing was fenced" % where, **result)
+    checks = Checks(p["force"])
+    if target["in_recovery"]:
+        check_identity(checks, p, target, old)
+        checks.add("replay_not_paused", not target["replay_paused"],
+                   "replay %s on the candidate" % ("paused" if target["replay_paused"] else "running"),
+                   "replay running (SELECT pg_wal_replay_resume() on it)")
+    old_key = (p.get("primary_host"), p.get("primary_port"))
+    others = [m for m in members_to_check(p) if (m["host"], m["port"]) != old_key]
+    pool.open(others)  # not the old primary: the fence ends (stop) or terminates (read_only) its sessions
+    candidate_identity = identity(conn)
+    seen = [read_member(m, p, candidate_identity, pool) for m in others]
+    writers = ["%s (%s:%s) is a writable primary" % (m["name"], m["host"], m["port"]) for m in seen
+               if m["reachable"] and not m["candidate"] and m["writable"]]
+    checks.add("single_writer", not writers, "; ".join(writers) or "no member but the old primary takes writes",
+               "no member but the old primary (fenced next) and the candidate taking writes (fence the writer or "
+               "fix members)", override=None)
+    blocking = checks.blocking()
+    if blocking:
+        result["checks"] = checks.items
+        raise Refused(checks.message(where).replace("nothing was changed", "nothing was fenced nor changed"))
+
+
+def _arm_and_fence(p, conn, result, pool, fence_step, check_mode):
+    """Arm, fence, judge the fence. Returns the parameters with the fence's result and the fence facts."""
+    _arm(p, conn, result, pool)
+    method = (p.get("fence") or {}).get("method") or "none"
+    fence_result = fence_step(check_mode) if method != "none" else dict(
+        changed=False, skipped=True, method="none", msg="fence.method is none: nothing was fenced")
+    result["fence_result"] = fence_result
+    if fence_result.get("changed"):
+        result["changed"] = True  # whatever comes next, this step changed the old primary
+    if fence_result.get("failed"):
+        # The fence's own message first: it is what the runbooks' abort message quotes after "fencing <node> failed"
+        raise ModuleFailure("%s (fencing the old primary %s:%s); nothing was promoted"
+                            % (fence_result.get("msg") or "the fence failed, see fence_result", p.get("primary_host"),
+                               p.get("primary_port")), **result)
+    p = dict(p, fence=dict(p["fence"], result=fence_result))
+    try:
+        fence = fence_facts(p, check_mode)
+    except ModuleFailure as exc:
+        raise ModuleFailure(str(exc), **result) from None
+    return p, fence
+
+
+def _promote_checked(p, conn, result, fence, check_mode, diff, warn, pool=None):
     """Gather, check, re-check the members, promote. Returns a finished result when there is nothing (more) to
     do (already a primary, check mode), None after a promotion."""
     where = endpoint(connection_params(p))
@@ -474,7 +647,7 @@ def _promote_checked(p, conn, result, fence, check_mode, diff, warn):
                             "login_host/login_port at a standby" % where, **result)
     result["old_primary"] = dict((k, v) for k, v in (old or {}).items() if k != "identity") or None
     if not target["in_recovery"]:
-        check_single_writer(p, conn, result, dict(fence, as_if_fenced=False), warn, already=True)
+        check_single_writer(p, conn, result, dict(fence, as_if_fenced=False), warn, already=True, pool=pool)
         return already_primary(p, target, old, result, warn)
     checks = run_checks(p, conn, target, old, result, fence)
     result["checks"] = checks.items
@@ -489,7 +662,7 @@ def _promote_checked(p, conn, result, fence, check_mode, diff, warn):
     runs_fence = bool(p["fence_command"]) and not (old and old["reachable"])
     if runs_fence and not check_mode:
         run_fence_command(p, result)
-    check_single_writer(p, conn, result, fence, warn)
+    check_single_writer(p, conn, result, fence, warn, pool=pool)
     if check_mode:
         result.update(changed=True, would_promote=True,
                       msg="would promote %s%s" % (where, " after running fence_command" if runs_fence else ""))

@@ -144,9 +144,40 @@ options:
             was shut down cleanly (RV(erlmcp.dr.pg_fence#module:clean_shutdown)). After an unclean stop its WAL may
             go on past its last checkpoint, so a zero-loss promotion cannot know its final LSN.
           - Checked before anything is asked or changed, so a switchover needs no task of its own between the fence
-            and the promotion (writes are unavailable there). Not checked in check mode.
+            and the promotion (writes are unavailable there). With O(fence.perform), checked right after the fence,
+            before anything is promoted. Not checked in check mode.
         type: bool
         default: false
+      perform:
+        description:
+          - This task fences the old primary itself (with M(erlmcp.dr.pg_fence), O(fence.method), state C(fenced),
+            O(wait_timeout)) right before promoting, instead of taking the result of an earlier fence task; the fence's
+            result is returned as RV(fence_result). O(fence.result) is then ignored.
+          - 'The promotion is armed first: the connections to the candidate and to every member but the old primary
+            are opened and kept, and every check the fence cannot change runs before it (C(target_is_standby),
+            C(system_identifier), C(replay_not_paused), and no member but the old primary and the candidate taking
+            writes); a failure fences nothing. Then the fence; a failed fence, or an unclean one with
+            O(fence.require_clean_shutdown), never promotes. Then at once the checks that depend on the fence, the
+            C(single_writer) re-read of every member on the open connections, and the promotion: no task switch
+            inside the write-unavailable window.'
+          - Run the task with C(delegate_to) the old primary's inventory host, so the fence reaches its host. When
+            that host is this machine (local connection, no C(become), C(erlmcp_dr_pg_on_controller) not false) the
+            fence runs in the controller's worker, else M(erlmcp.dr.pg_fence) is shipped to the old primary's host.
+            The promotion itself always runs in the controller (it holds the connections across the fence); when
+            psycopg cannot be imported there, this module is shipped whole to the old primary's host, where it fences
+            locally and then promotes over SQL.
+          - O(primary_host) and O(primary_port) are the fence's login host and port (O(fence.method=read_only)).
+        type: bool
+        default: false
+      data_dir:
+        description: With O(fence.perform) and O(fence.method=stop), the old primary's data directory on its host.
+        type: path
+      bin_dir:
+        description: With O(fence.perform), the folder holding the old primary's C(pg_ctl) (found when not given).
+        type: path
+      log_file:
+        description: With O(fence.perform), the old primary's server log file (as M(erlmcp.dr.pg_fence)'s).
+        type: path
   expected_system_identifier:
     description:
       - System identifier the candidate must have (as a string), for when the old primary cannot be asked.
@@ -164,7 +195,8 @@ attributes:
   check_mode:
     support: full
     description: Runs the checks (and the catch-up wait, which only reads) and reports whether it would promote; never
-      promotes nor runs O(fence_command).
+      promotes nor runs O(fence_command). With O(fence.perform) the fence runs in check mode too (it touches nothing
+      and says in RV(fence_result) whether it would fence).
   diff_mode:
     support: full
     description: Shows the candidate's role and timeline before and after.
@@ -361,6 +393,14 @@ foreign_members:
   returned: always
   type: list
   elements: str
+fence_result:
+  description:
+    - With O(fence.perform), the result of the fence this task ran, as M(erlmcp.dr.pg_fence) returns it (C(changed),
+      C(fenced), C(was_fenced), C(final_lsn), C(clean_shutdown), C(cluster_state), C(fence_seconds), ...); with
+      C(failed) and C(msg) when it failed; C(skipped) with O(fence.method=none).
+    - Returned with a failure too, so that a rescue can lift a fence this task set.
+  returned: when O(fence.perform) and the promotion was armed
+  type: dict
 fence_command_rc:
   description: Exit status of O(fence_command); null when it did not run.
   returned: always
@@ -374,7 +414,12 @@ fence_command_output:
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._module import execute  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import connection_argument_spec  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._promote import run  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._promote import (  # noqa: E402
+    fence_here,
+    fence_params,
+    run,
+    run_armed,
+)
 
 
 def argument_spec():
@@ -400,14 +445,32 @@ def argument_spec():
             method=dict(type="str", choices=["stop", "read_only", "none"], required=True),
             result=dict(type="dict"),
             require_clean_shutdown=dict(type="bool", default=False),
+            perform=dict(type="bool", default=False),
+            data_dir=dict(type="path"),
+            bin_dir=dict(type="path"),
+            log_file=dict(type="path"),
         )),
     )
     return spec
 
 
+def performs_fence(params):
+    return bool((params.get("fence") or {}).get("perform"))
+
+
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    execute(module, run)
+    if performs_fence(module.params):
+        # Shipped to the old primary's host (delegate_to): it fences itself here, then promotes over SQL.
+        def fence_step(check_mode):
+            return fence_here(fence_params(module.params), check_mode, False, module.warn)
+
+        def armed(params, check_mode=False, diff=False, warn=None):
+            return run_armed(params, fence_step, check_mode=check_mode, diff=diff, warn=warn)
+
+        execute(module, armed)
+    else:
+        execute(module, run)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,9 @@ Each case: a client commits every 10 ms through a multi-host read-write connecti
 asks every node every 10 ms whether it takes writes, `ansible-playbook` runs the runbook and is
 killed with SIGKILL (its whole process group: the controller dying) right after the named step
 reported, then `runbook run` runs the same runbook again.
+
+The fence and the promotion are one step (pg_promote fence.perform): its kill point is inside it, once the old
+primary is stopped and while the candidate is still in recovery (polled on the lab, as the repoint's).
 """
 
 from __future__ import annotations
@@ -55,6 +58,13 @@ class KillPoint:
     # the candidate (the repoint has begun: the nodes are repointed together, in one task, so the task's result
     # line comes after all of them).
     while_repointing: bool = False
+    # Kill inside the step that fences and promotes: once the old primary (pg-a) is stopped and the candidate is
+    # still in recovery (fenced, not promoted yet).
+    while_fenced: bool = False
+
+    @property
+    def inside(self) -> bool:
+        return self.while_repointing or self.while_fenced
 
     @property
     def id(self) -> str:
@@ -63,17 +73,17 @@ class KillPoint:
 
 SWITCHOVER = ("candidate=pg-b",)
 FAILOVER = ("away_from=pg-a", "candidate=pg-b")
-FENCE = "Fence or unfence the node - fenced"  # the pg_fence_node role's task, setting the fence
+FENCE_AND_PROMOTE = "Fence the old primary"  # the one step that fences, then promotes
 KILL_POINTS = [
     KillPoint("database_switchover", SWITCHOVER, "Lock the cluster", "after-lock"),
-    KillPoint("database_switchover", SWITCHOVER, FENCE, "after-fence"),
-    KillPoint("database_switchover", SWITCHOVER, "Promote the candidate", "after-promotion"),
+    KillPoint("database_switchover", SWITCHOVER, FENCE_AND_PROMOTE, "fenced-not-promoted", while_fenced=True),
+    KillPoint("database_switchover", SWITCHOVER, FENCE_AND_PROMOTE, "after-promotion"),
     KillPoint("database_switchover", SWITCHOVER, "Make each node stream from", "while-repointing",
               while_repointing=True),
     KillPoint("database_switchover", SWITCHOVER, "Verify the candidate is the only writable primary",
               "before-app-config"),
-    KillPoint("database_failover", FAILOVER, FENCE, "after-fence"),
-    KillPoint("database_failover", FAILOVER, "Promote the candidate", "after-promotion"),
+    KillPoint("database_failover", FAILOVER, FENCE_AND_PROMOTE, "fenced-not-promoted", while_fenced=True),
+    KillPoint("database_failover", FAILOVER, FENCE_AND_PROMOTE, "after-promotion"),
     KillPoint("database_failover", FAILOVER, "Make each node stream from", "while-repointing",
               while_repointing=True),
     KillPoint("database_failover", FAILOVER, "Verify the candidate is the only writable primary",
@@ -116,15 +126,40 @@ def repoint_begun(cfg: lab.LabConfig, candidate: str) -> bool:
     return False
 
 
-def kill_when_repointing(cfg: lab.LabConfig, point: KillPoint, pgid: int, killed: threading.Event) -> None:
-    """Poll (deadline DEADLINE) until the repoint has begun, then SIGKILL the run's process group."""
+class FencedNotPromoted:
+    """The old primary pg-a is stopped (no postmaster.pid) and the candidate is still in recovery."""
+
+    def __init__(self, cfg: lab.LabConfig, candidate: str) -> None:
+        self.pid_file = cfg.node("pg-a").data_dir / "postmaster.pid"
+        self.conn = plain_connect(cfg, candidate)
+
+    def __call__(self) -> bool:
+        if self.pid_file.exists():
+            return False
+        row = self.conn.execute("SELECT pg_is_in_recovery()").fetchone()
+        return bool(row and row[0])
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def kill_when_inside(cfg: lab.LabConfig, point: KillPoint, pgid: int, killed: threading.Event) -> None:
+    """Poll (deadline DEADLINE) until the repoint has begun (while_repointing) or the old primary is fenced and the
+    candidate not promoted yet (while_fenced), then SIGKILL the run's process group."""
+    fenced = FencedNotPromoted(cfg, point.candidate) if point.while_fenced else None
+
     def begun() -> bool:
-        return killed.is_set() or repoint_begun(cfg, point.candidate)
+        if killed.is_set():
+            return True
+        return fenced() if fenced is not None else repoint_begun(cfg, point.candidate)
 
     try:
-        wait_for(begun, DEADLINE, interval=0.002, what="the repoint to begin")
+        wait_for(begun, DEADLINE, interval=0.001, what="the point inside the step")
     except Exception:  # noqa: BLE001 - the result line below kills it then; the assertion says what happened
         return
+    finally:
+        if fenced is not None:
+            fenced.close()
     if not killed.is_set():
         with contextlib.suppress(ProcessLookupError):  # the run may have ended meanwhile
             os.killpg(pgid, signal.SIGKILL)
@@ -132,8 +167,8 @@ def kill_when_repointing(cfg: lab.LabConfig, point: KillPoint, pgid: int, killed
 
 
 def kill_after(point: KillPoint, inventory: Path, cfg: lab.LabConfig | None = None) -> list[str]:
-    """Run the playbook and SIGKILL its process group once `point.after` has reported a result (or, for a
-    while_repointing point, once that task has begun repointing a node)."""
+    """Run the playbook and SIGKILL its process group once `point.after` has reported a result (or, for a point
+    inside a step, once that step has reached it)."""
     argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory),
             str(PLAYBOOKS / f"{point.runbook}.yml")]
     for extravar in point.extravars:
@@ -143,7 +178,7 @@ def kill_after(point: KillPoint, inventory: Path, cfg: lab.LabConfig | None = No
     seen: list[str] = []
     in_task, killed = False, threading.Event()
     watcher: threading.Thread | None = None
-    ended_first = False  # the task reported before the repoint was seen to begin
+    ended_first = False  # the task reported before the point inside it was seen
     guard = threading.Timer(DEADLINE * 5, lambda: os.killpg(proc.pid, signal.SIGKILL))
     guard.start()
     try:
@@ -152,8 +187,8 @@ def kill_after(point: KillPoint, inventory: Path, cfg: lab.LabConfig | None = No
             seen.append(line.rstrip())
             if line.startswith("TASK ["):
                 in_task = point.after in line
-                if in_task and point.while_repointing and cfg is not None and watcher is None:
-                    watcher = threading.Thread(target=kill_when_repointing, args=(cfg, point, proc.pid, killed),
+                if in_task and point.inside and cfg is not None and watcher is None:
+                    watcher = threading.Thread(target=kill_when_inside, args=(cfg, point, proc.pid, killed),
                                                daemon=True)
                     watcher.start()
             elif killed.is_set():
@@ -169,7 +204,7 @@ def kill_after(point: KillPoint, inventory: Path, cfg: lab.LabConfig | None = No
         guard.cancel()
     assert killed.is_set(), f"{point.after!r} never reported; the run ended rc={proc.returncode}:\n" + "\n".join(
         seen[-40:])
-    assert not (point.while_repointing and ended_first), f"{point.after!r} ended before the repoint was seen to begin"
+    assert not (point.inside and ended_first), f"{point.after!r} ended before the point inside it was seen"
     return seen
 
 

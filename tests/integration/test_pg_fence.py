@@ -6,6 +6,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from armed_helpers import kill_postmaster
 from conftest import login_args, run_module, sql, state
 from runbook_helpers import closed_port
 
@@ -171,6 +172,25 @@ def test_stop_fence_returns_final_lsn_the_standby_replays_to(fresh_lab):
     again = run_module(MODULE, stop_args(cfg))
     assert not again["failed"], again.get("msg")
     assert again["changed"] is False and again["was_fenced"] is True and again["final_lsn"] == result["final_lsn"]
+
+
+def test_stop_fence_of_a_killed_postmaster_finds_it_stopped_without_waiting_for_its_reaping(fresh_lab):
+    """kill -9: the postmaster may stay a zombie (pg_ctl counts it as running) until its parent reaps it. The fence
+    counts it stopped once nothing is attached to its shared memory (no orphaned backend can take writes): it
+    stopped nothing (changed false) and reports the crash (not a clean shutdown)."""
+    cfg = fresh_lab
+    server = cfg.node("pg-a").server()
+    pid = server.postmaster_pid()
+    kill_postmaster(cfg, "pg-a")
+
+    result = run_module(MODULE, stop_args(cfg))
+
+    assert not result["failed"], result.get("msg")
+    assert result["changed"] is False and result["was_running"] is False and result["fenced"] is True, result
+    assert result["clean_shutdown"] is False and result["cluster_state"] == "in production", result
+    assert server.attached() in (0, None) and server.postmaster_pid() in (pid, None)
+    with pytest.raises(pg.PgError, match="connection refused"):
+        sql(cfg, "pg-a", "SELECT 1")
 
 
 def test_stop_unfence_starts_the_server_again(fresh_lab):

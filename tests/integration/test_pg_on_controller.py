@@ -4,6 +4,8 @@ module is shipped otherwise (erlmcp_dr_pg_on_controller=false, become, a remote 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import tempfile
 from typing import Any
@@ -36,6 +38,18 @@ def run_verbose(module: str, args: dict[str, Any], host_vars: str = "", check: b
                 result.setdefault("failed", event["event"] == "runner_on_failed")
                 return result, output
     raise AssertionError(f"{module} produced no result:\n{output}")
+
+
+def run_module_file(name: str, args: dict[str, Any]) -> dict[str, Any]:
+    """Run a module's file as Ansible would on the target (its arguments in a file), without the action plugin."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as handle:
+        json.dump({"ANSIBLE_MODULE_ARGS": args}, handle)
+        handle.flush()
+        proc = subprocess.run([sys.executable, "-m", f"ansible_collections.erlmcp.dr.plugins.modules.{name}",
+                               handle.name], capture_output=True, text=True, check=False, timeout=120,
+                              env=dict(os.environ, PYTHONPATH=str(paths.collections_path())))
+    assert proc.stdout, proc.stderr
+    return json.loads(proc.stdout)
 
 
 def info_args(cfg: lab.LabConfig) -> dict[str, Any]:
@@ -94,3 +108,33 @@ def test_app_config_is_computed_and_written_in_the_controller_and_shipped_alike(
     assert not here["failed"] and here["changed"] is True and shipped["changed"] is True, (here, shipped)
     assert here["config"] == shipped["config"] and here["config"]["database"]["primary_node"] == "pg-a"
     assert here_path.read_bytes() == shipped_path.read_bytes()
+
+
+def test_fence_and_promote_fences_in_the_controller_or_ships_only_the_fence(fresh_lab):
+    """pg_promote with fence.perform: the promotion runs in the controller either way (it holds the connections
+    across the fence); the fence runs in the controller for a local old primary, and is the only module shipped
+    with erlmcp_dr_pg_on_controller=false (the path of a remote old primary)."""
+    cfg = fresh_lab
+    old = cfg.node("pg-a")
+    args = dict(login_args(cfg, "pg-b"), primary_host="127.0.0.1", primary_port=old.port, max_lag_bytes=0,
+                catchup_timeout=60, members=[dict(name=n.name, host="127.0.0.1", port=n.port) for n in cfg.nodes],
+                fence=dict(method="stop", perform=True, data_dir=str(old.data_dir), log_file=str(old.log_file),
+                           require_clean_shutdown=True))
+
+    planned, plan_output = run_verbose("erlmcp.dr.pg_promote", args, check=True)
+    assert SHIPPED_MARK not in plan_output, "expected the fence and the promotion to run in the controller"
+    assert planned["would_promote"] is True and planned["fence_result"]["changed"] is True, planned
+    assert old.server().is_running()
+
+    # The module itself (what is shipped whole when psycopg cannot be imported in the controller) fences locally.
+    module_plan = run_module_file("pg_promote", dict(args, _ansible_check_mode=True))
+    assert module_plan["would_promote"] is True and module_plan["fence_result"]["changed"] is True, module_plan
+    assert old.server().is_running()
+
+    done, output = run_verbose("erlmcp.dr.pg_promote", args, host_vars="erlmcp_dr_pg_on_controller=false")
+    assert f"{SHIPPED_MARK}pg_fence" in output, "expected pg_fence shipped with erlmcp_dr_pg_on_controller=false"
+    assert f"{SHIPPED_MARK}pg_promote" not in output, "expected the promotion to run in the controller"
+    assert not done["failed"] and done["promoted"] is True, done
+    assert done["fence_result"]["fenced"] is True and done["fence_result"]["clean_shutdown"] is True, done
+    assert "invocation" not in done["fence_result"] and lab.LAB_PASSWORD not in json.dumps(done)
+    assert not old.server().is_running()

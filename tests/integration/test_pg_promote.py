@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from armed_helpers import bin_dir_without_controldata, kill_postmaster
 from conftest import login_args, run_module, sql, state
 from runbook_helpers import closed_port
 
@@ -437,3 +438,86 @@ def test_rerun_on_a_promoted_candidate_reports_a_second_writer_as_split_brain(fr
 
     assert again["failed"] and again["changed"] is False and "split brain" in again["msg"]
     assert f"pg-a (127.0.0.1:{cfg.node('pg-a').port}) is a writable primary" in again["msg"]
+
+
+# ---------------------------------------------------------------- fence.perform: one step fences and promotes
+
+
+def armed_args(cfg: lab.LabConfig, node: str = "pg-b", primary: str = "pg-a", **fence: Any) -> dict[str, Any]:
+    """A switchover's promotion that fences the old primary itself (stop, clean shutdown required)."""
+    old = cfg.node(primary)
+    return promote_args(cfg, node, primary, members=members(cfg), max_lag_bytes=0, catchup_timeout=DEADLINE,
+                        fence=dict(dict(method="stop", perform=True, data_dir=str(old.data_dir),
+                                        log_file=str(old.log_file), require_clean_shutdown=True), **fence))
+
+
+def test_perform_fences_then_promotes_in_one_step_losing_nothing(fresh_lab):
+    cfg = fresh_lab
+    sql(cfg, "pg-a", "CREATE TABLE armed_marker AS SELECT 1 AS n")
+
+    result = run_module(MODULE, armed_args(cfg), diff=True)
+
+    assert not result["failed"], result.get("msg")
+    assert result["changed"] is True and result["promoted"] is True, result
+    fence = result["fence_result"]
+    assert fence["changed"] is True and fence["fenced"] is True and fence["clean_shutdown"] is True, fence
+    assert result["reference_lsn"] == fence["final_lsn"] and result["lost_bytes_max"] == 0, result
+    assert not cfg.node("pg-a").server().is_running()
+    assert state(cfg, "pg-b")["in_recovery"] is False and state(cfg, "pg-b")["timeline"] == 2
+    assert sql(cfg, "pg-b", "SELECT n FROM armed_marker") == [{"n": 1}]
+    # diff: the fence's before/after, then the candidate's role
+    assert result["diff"][0] == {"before": {"fenced": False}, "after": {"fenced": True}}, result["diff"]
+    assert result["diff"][1]["after"]["role"] == "primary", result["diff"]
+
+
+def test_perform_in_check_mode_touches_nothing_and_says_what_it_would_do(fresh_lab):
+    cfg = fresh_lab
+    before = state(cfg, "pg-a")["current_lsn"]
+
+    result = run_module(MODULE, armed_args(cfg), check=True)
+
+    assert not result["failed"], result.get("msg")
+    assert result["would_promote"] is True and result["promoted"] is False and result["changed"] is True, result
+    assert result["fence_result"]["changed"] is True and result["fence_result"]["fenced"] is True, result
+    assert cfg.node("pg-a").server().is_running()
+    assert state(cfg, "pg-a")["in_recovery"] is False and state(cfg, "pg-a")["current_lsn"] == before
+    assert_still_standby_of_a(cfg)
+
+
+def test_perform_refuses_before_fencing_when_the_candidate_replay_is_paused(fresh_lab):
+    cfg = fresh_lab
+    sql(cfg, "pg-b", "SELECT pg_wal_replay_pause()")
+
+    result = run_module(MODULE, armed_args(cfg))
+
+    assert result["failed"] and "nothing was fenced" in result["msg"] and "replay_not_paused" in result["msg"], result
+    assert "fence_result" not in result, result  # armed checks refused: the fence never ran
+    assert cfg.node("pg-a").server().is_running() and state(cfg, "pg-a")["in_recovery"] is False
+    assert_still_standby_of_a(cfg)
+
+
+def test_a_failed_fence_never_promotes_and_returns_the_fence_result(fresh_lab):
+    """pg_ctl stops the old primary, then pg_controldata cannot run: the fence fails after stopping it."""
+    cfg = fresh_lab
+
+    result = run_module(MODULE, armed_args(cfg, bin_dir=str(bin_dir_without_controldata(cfg))))
+
+    assert result["failed"] and "(fencing the old primary 127.0.0.1:" in result["msg"], result
+    assert result["msg"].endswith("nothing was promoted") and "pg_controldata" in result["msg"], result
+    assert result["promoted"] is False and result["fence_result"]["failed"] is True, result
+    assert not cfg.node("pg-a").server().is_running()  # stopped: a rescue must start it again
+    assert_still_standby_of_a(cfg)
+    cfg.node("pg-a").server().start(timeout=DEADLINE)  # what the runbook's rescue does (unfence)
+
+
+def test_an_unclean_stop_is_refused_when_a_clean_one_is_required(fresh_lab):
+    cfg = fresh_lab
+    kill_postmaster(cfg)
+
+    result = run_module(MODULE, armed_args(cfg))
+
+    assert result["failed"] and "not shut down cleanly" in result["msg"], result
+    assert "nothing was promoted" in result["msg"], result
+    fence = result["fence_result"]
+    assert fence["fenced"] is True and fence["clean_shutdown"] is False and fence["changed"] is False, fence
+    assert_still_standby_of_a(cfg)

@@ -81,8 +81,12 @@ def test_cli_failover_promotes_the_most_advanced_standby_and_a_second_run_change
     assert RunResult.load(result["run_dir"]).to_dict() == result
     assert result["steps"] and all(isinstance(s["duration"], (int, float)) and s["duration"] >= 0
                                    for s in result["steps"]), [(s["task"], s["duration"]) for s in result["steps"]]
-    assert step(result, "Fence or unfence the node - fenced")["changed"] is True
-    assert step(result, "Promote the candidate")["changed"] is True
+    # One step fences and promotes (no task switch while writes are unavailable); the fence's result is in it.
+    fenced_and_promoted = step(result, "Fence the old primary, promote the candidate")
+    assert fenced_and_promoted["changed"] is True
+    assert fenced_and_promoted["data"]["promoted"] is True, fenced_and_promoted["data"]
+    assert fenced_and_promoted["data"]["fence_result"]["fenced"] is True, fenced_and_promoted["data"]
+    assert "fenced pg-a by stop" in " ".join(summary(result)["did"]), summary(result)
     facts = summary(result)
     assert facts["action"] == "promote", facts
     assert facts["old_primary"] == "pg-a" and facts["new_primary"] == "pg-c", facts

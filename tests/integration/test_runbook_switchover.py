@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from armed_helpers import bin_dir_without_controldata, kill_postmaster
 from conftest import lab_inventory
 from runbook_helpers import (
     DEADLINE,
@@ -19,6 +20,8 @@ from runbook_helpers import (
     changed_steps,
     connect,
     failure_message,
+    host_vars,
+    inventory_copy,
     plain_connect,
     primary_on,
     run_json,
@@ -116,3 +119,41 @@ def test_switchover_cli_then_failback_through_the_api_lose_no_committed_write(fr
     assert api_again.succeeded and api_again.facts["summary"]["action"] == "none", api_again.facts
     assert [s.task for s in api_again.steps if s.changed] == []
     assert topology(cfg) == topo
+
+
+# ---------------------------------------------------------------- the fence-and-promote step failing
+
+
+def test_a_fence_that_fails_after_stopping_the_old_primary_never_promotes_and_the_rescue_starts_it(fresh_lab, home):
+    cfg = fresh_lab
+    bin_dir = str(bin_dir_without_controldata(cfg))
+    inventory = inventory_copy(cfg, "no-controldata", lambda d: host_vars(d, "pg-a").update(pg_bin_dir=bin_dir))
+
+    _, result = run_json("run", "database_switchover", "-i", str(inventory), "-e", "candidate=pg-b", "--yes",
+                         expect_rc=1)
+
+    message = failure_message(result)
+    assert "fencing pg-a failed" in message and "pg_controldata" in message, message
+    assert "pg-a was started again (unfenced)" in message and "now pg-a takes writes" in message, message
+    topo = topology(cfg)
+    assert topo["pg-a"] == dict(topo["pg-a"], **primary_on(1)), topo
+    assert topo["pg-b"]["role"] == "standby" and topo["pg-c"]["role"] == "standby", topo
+    did = summary(result)["did"]
+    assert any(s.startswith("fencing pg-a failed") for s in did), did
+    assert "lifted the fence on pg-a again (the candidate was not promoted)" in did, did
+
+
+def test_a_switchover_refuses_an_old_primary_that_did_not_shut_down_cleanly(fresh_lab, home):
+    """A crashed primary's WAL may go on past its last checkpoint: a zero-loss switchover cannot know its final LSN,
+    so the fence-and-promote step refuses and nothing is promoted (database_failover is for this case)."""
+    cfg = fresh_lab
+    kill_postmaster(cfg, "pg-a")
+
+    _, result = run_json("run", "database_switchover", "-i", str(lab_inventory(cfg)), "-e", "candidate=pg-b", "--yes",
+                         expect_rc=1)
+
+    message = failure_message(result)
+    assert "pg-b was not promoted" in message and "not shut down cleanly" in message, message
+    topo = topology(cfg)
+    assert topo["pg-a"]["state"] == "stopped", topo
+    assert topo["pg-b"]["role"] == "standby" and topo["pg-c"]["role"] == "standby", topo
