@@ -630,17 +630,21 @@ def playbook_env() -> dict[str, str]:
     return env
 
 
-def _kill_group(proc: subprocess.Popen, killed: threading.Event) -> None:
-    """SIGKILL the whole run, as if its host died: its process group, and (frozen first, so nothing forks
-    meanwhile) every process of its tree - ansible-core's workers run in sessions of their own (os.setsid), so a
-    signal to the group alone leaves the module in flight running to its end."""
+def kill_run_tree(pid: int) -> None:
+    """SIGKILL the whole run started as `pid` (a session leader), as if its host died: (frozen first, so nothing
+    forks meanwhile) every process of its tree, then its process group - ansible-core's workers run in sessions of
+    their own (os.setsid), so a signal to the group alone leaves the module in flight running to its end."""
     from erlmcp_dr.runner import kill_tree
 
+    kill_tree(pid)
+    with contextlib.suppress(ProcessLookupError):  # the run may have ended meanwhile
+        os.killpg(pid, signal.SIGKILL)
+
+
+def _kill_group(proc: subprocess.Popen, killed: threading.Event) -> None:
     if not killed.is_set():
         killed.set()  # first: whoever sees the run end knows it was killed
-        kill_tree(proc.pid)
-        with contextlib.suppress(ProcessLookupError):  # the run may have ended meanwhile
-            os.killpg(proc.pid, signal.SIGKILL)
+        kill_run_tree(proc.pid)
 
 
 def _kill_when(proc: subprocess.Popen, when: Callable[[], bool], killed: threading.Event,

@@ -12,10 +12,8 @@ primary is stopped and while the candidate is still in recovery (polled on the l
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -30,6 +28,7 @@ from runbook_helpers import (
     DEADLINE,
     failure_message,
     inventory_path,
+    kill_run_tree,
     plain_connect,
     primary_on,
     run_json,
@@ -80,14 +79,12 @@ KILL_POINTS = [
     KillPoint("database_switchover", SWITCHOVER, FENCE_AND_PROMOTE, "after-promotion"),
     KillPoint("database_switchover", SWITCHOVER, "Make each node stream from", "while-repointing",
               while_repointing=True),
-    KillPoint("database_switchover", SWITCHOVER, "Verify the candidate is the only writable primary",
-              "before-app-config"),
+    KillPoint("database_switchover", SWITCHOVER, "Make each node stream from", "before-app-config"),
     KillPoint("database_failover", FAILOVER, FENCE_AND_PROMOTE, "fenced-not-promoted", while_fenced=True),
     KillPoint("database_failover", FAILOVER, FENCE_AND_PROMOTE, "after-promotion"),
     KillPoint("database_failover", FAILOVER, "Make each node stream from", "while-repointing",
               while_repointing=True),
-    KillPoint("database_failover", FAILOVER, "Verify the candidate is the only writable primary",
-              "before-app-config"),
+    KillPoint("database_failover", FAILOVER, "Make each node stream from", "before-app-config"),
 ]
 RESULT_PREFIXES = ("ok:", "changed:", "failed:", "fatal:", "skipping:")
 
@@ -161,9 +158,8 @@ def kill_when_inside(cfg: lab.LabConfig, point: KillPoint, pgid: int, killed: th
         if fenced is not None:
             fenced.close()
     if not killed.is_set():
-        with contextlib.suppress(ProcessLookupError):  # the run may have ended meanwhile
-            os.killpg(pgid, signal.SIGKILL)
         killed.set()
+        kill_run_tree(pgid)
 
 
 def kill_after(point: KillPoint, inventory: Path, cfg: lab.LabConfig | None = None) -> list[str]:
@@ -179,7 +175,7 @@ def kill_after(point: KillPoint, inventory: Path, cfg: lab.LabConfig | None = No
     in_task, killed = False, threading.Event()
     watcher: threading.Thread | None = None
     ended_first = False  # the task reported before the point inside it was seen
-    guard = threading.Timer(DEADLINE * 5, lambda: os.killpg(proc.pid, signal.SIGKILL))
+    guard = threading.Timer(DEADLINE * 5, kill_run_tree, args=(proc.pid,))
     guard.start()
     try:
         assert proc.stdout is not None
@@ -195,9 +191,8 @@ def kill_after(point: KillPoint, inventory: Path, cfg: lab.LabConfig | None = No
                 break
             elif in_task and line.startswith(RESULT_PREFIXES):
                 ended_first = True
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
                 killed.set()
+                kill_run_tree(proc.pid)
                 break
         proc.wait()
     finally:
