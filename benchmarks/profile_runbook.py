@@ -68,7 +68,7 @@ def profile_once(labs: FreshLab, failover: bool) -> dict[str, Any]:
             print(f"{start - started:7.3f} {end - start:6.3f}  {name}")
     busy = sum(end - start for _, start, end in tasks)
     first, last = tasks[0][1], max(end for _, _, end in tasks)
-    promote_end = next((end for name, _, end in tasks if name.startswith("Promote")), None)
+    promote_end = next((end for name, _, end in tasks if "promote the candidate" in name.lower()), None)
     return {
         "tasks": [(name, round(end - start, 3)) for name, start, end in tasks],
         "start_s": round(first - started, 3),
