@@ -107,8 +107,8 @@ def test_plans_change_nothing_not_even_an_lsn(fresh_lab, home):
     assert summary(failover)["action"] == "promote" and summary(failover)["new_primary"] == "pg-b", failover["facts"]
     assert summary(switchover)["action"] == "promote" and summary(switchover)["new_primary"] == "pg-c"
     # What a real run would change is reported as such (check mode), and nothing was.
-    assert step(failover, "Fence or unfence the node - fenced")["changed"] is True
-    assert step(switchover, "Fence or unfence the node - fenced")["changed"] is True
+    assert step(failover, "Fence the old primary")["changed"] is True
+    assert step(switchover, "Fence the old primary")["changed"] is True
     assert topology(cfg, after) == topology(cfg, before)
     assert lsns(after) == lsns(before), wal_records_between(cfg, "pg-a", lsns(before)["pg-a"], lsns(after)["pg-a"])
     assert app_files(cfg) == app_before
