@@ -16,10 +16,10 @@ because facts are the one way a single task can set several variables that stay 
 `pg_begin_lock` (the lock's result). Facts rank below registered variables, so a later `register: pg_assess_result`
 (the runbooks' rescue reads the cluster again) still wins.
 
-A lock held by another run does not fail this task: it sets `pg_begin_lock` to the refused attempt (failed, busy,
-holder), so the runbook's `always` section does not release someone else's lock, and the role's next task
-(erlmcp.dr.run_lock with `refused`) fails with it as the run lock's own failure, which is what the runbook CLI maps
-to exit 3. A failure after the lock was taken releases it before the task fails: a failed start holds nothing.
+A lock held by another run fails this task with the run lock's message, `busy` and `holder` (what the runbook CLI
+maps to exit 3), and sets no fact: `pg_begin_lock` stays undefined, so the runbook's `always` section does not release
+someone else's lock. A failure after the lock was taken releases it before the task fails: a failed start holds
+nothing.
 """
 
 from __future__ import annotations
@@ -85,11 +85,10 @@ class ActionModule(ActionBase):
             return dict(result, **dict(first, durations=timings))
         lock = self._timed(timings, "lock", "erlmcp.dr.run_lock", self._lock_args(args, first, task_vars), task_vars)
         warnings.extend(lock.get("warnings") or [])
-        if lock.get("busy") and lock.get("failed"):
-            facts.update(pg_assess_result=first, pg_begin_lock=lock)
-            return _with_warnings(dict(result, ansible_facts=facts, lock=lock, **_read_facts(first)), warnings)
         if lock.get("failed"):
-            return dict(result, failed=True, msg=lock.get("msg"), lock=lock)
+            # A busy lock keeps the run lock's facts (busy, holder): the runbook CLI maps this step to exit 3.
+            return dict(result, failed=True, msg=lock.get("msg"), lock=lock, busy=bool(lock.get("busy")),
+                        holder=lock.get("holder"))
         again = self._timed(timings, "reassess", "erlmcp.dr.pg_replication_info", read_args, task_vars,
                             check_mode=False)
         warnings.extend(again.get("warnings") or [])

@@ -25,7 +25,6 @@ ARGUMENT_SPEC = {
     "store_dir": {"type": "path"},
     "lease_seconds": {"type": "int", "default": _lock.DEFAULT_LEASE_SECONDS},
     "operator": {"type": "str", "default": ""},
-    "refused": {"type": "dict"},
 }
 
 
@@ -50,8 +49,6 @@ class ActionModule(ActionBase):
         problem = self._check_args(args)
         if problem:
             return dict(result, failed=True, msg=problem)
-        if args["refused"] is not None:
-            return _refusal(result, args["key"], args["refused"])
         pid = playbook_pid()
         run_id = args["run_id"] or self._default_run_id(task_vars, pid)
         if not RUN_ID_PATTERN.match(run_id):
@@ -134,15 +131,6 @@ class ActionModule(ActionBase):
             result["warnings"] = ["did not release the run lock for %s: it is held by %s, not by run %s" % (
                 args["key"], _lock.describe_holder(outcome["holder"]), run_id)]
         return result
-
-
-def _refusal(result, key, refused):
-    """Fail with a busy outcome erlmcp.dr.pg_begin met (its pg_begin_lock), touching no store: the failure is then
-    a run_lock failure with busy and holder, which the runbook CLI maps to exit 3, whoever met it first."""
-    holder = refused.get("holder") if isinstance(refused.get("holder"), dict) else {}
-    msg = refused.get("msg") or "the run lock for %s is held by %s" % (key, _lock.describe_holder(holder))
-    return dict(result, failed=True, changed=False, busy=True, held=False, key=key, holder=holder, msg=msg,
-                run_id=refused.get("run_id"), store_dir=refused.get("store_dir"), path=refused.get("path"))
 
 
 def _busy_message(key, holder, reason, store_dir, path):

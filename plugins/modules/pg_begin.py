@@ -21,9 +21,8 @@ description:
     critical path.
   - Sets the facts C(dr) (the validated parameters, secrets left out), C(pg_assess_result) (the read taken under
     the lock) and C(pg_begin_lock) (the lock's result; C(pg_begin_lock.key) is what the caller releases).
-  - When another run holds the lock, the task does not fail; C(pg_begin_lock) is the refused attempt
-    (C(failed), C(busy), C(holder)); the caller then fails with M(erlmcp.dr.run_lock)
-    O(erlmcp.dr.run_lock#module:refused), as the role C(erlmcp.dr.pg_begin) does.
+  - When another run holds the lock, the task fails with the run lock's message, RV(busy) and RV(holder) (what the
+    C(runbook) CLI maps to exit code 3) and sets no fact, so the caller's C(always) section releases nothing.
   - When a step after the lock fails, the lock is released before the task fails.
   - The reads use the variables C(pg_login_user), C(pg_login_password) and C(pg_login_db), and the lock the
     variable C(dr_lock_dir), each templated only after the parameters passed.
@@ -91,12 +90,6 @@ EXAMPLES = r"""
             pg_port: {type: int, required: true}
       vars:
         pg_login_user: {type: str, required: true}
-
-- name: Refuse to run while another run holds the cluster's run lock
-  erlmcp.dr.run_lock:
-    key: "{{ pg_begin_lock.key }}"
-    refused: "{{ pg_begin_lock }}"
-  when: pg_begin_lock.busy | default(false)
 """
 
 RETURN = r"""
@@ -120,8 +113,7 @@ ansible_facts:
       type: dict
       returned: when O(plan) is given and the lock was taken
     pg_begin_lock:
-      description: The result of M(erlmcp.dr.run_lock); C(key) is the lock's key, C(busy) and C(failed) when
-        another run holds it.
+      description: The result of M(erlmcp.dr.run_lock); C(key) is the lock's key.
       type: dict
       returned: success
       sample: {"key": "postgres:7301234567890123456", "held": true, "acquired": true, "busy": false}
@@ -155,6 +147,14 @@ durations:
   returned: once the parameters passed
   type: dict
   sample: {"parameters": 0.002, "inventory": 0.003, "assess": 0.05, "lock": 0.004, "reassess": 0.03}
+busy:
+  description: True when the task failed because another run holds the lock (see RV(holder)).
+  returned: when the lock was tried and not taken
+  type: bool
+holder:
+  description: Who holds the lock (run id, runbook, operator, PID, host, start time), as M(erlmcp.dr.run_lock) says.
+  returned: when RV(busy)
+  type: dict
 lock_released:
   description: Whether a lock this task took was released because a step after it failed.
   returned: when the read after the lock failed

@@ -73,13 +73,6 @@ options:
       - Runs that must exclude each other must use the same folder. It must be on a local file system (C(flock)
         is not reliable over every network file system).
     type: path
-  refused:
-    description:
-      - The refused attempt another task made (the C(pg_begin_lock) fact of M(erlmcp.dr.pg_begin) when another run
-        holds the lock). When set, the task touches no store and fails with that attempt's message and holder
-        (RV(busy)), so that a busy lock met inside M(erlmcp.dr.pg_begin) is a failure of this module, the one the
-        C(runbook) CLI maps to exit code 3.
-    type: dict
   lease_seconds:
     description:
       - How long a holder on another host (sharing O(store_dir)) keeps the lock without its PID being checked.

@@ -312,13 +312,15 @@ def _group_hosts(group: Any, hosts: set) -> bool:
 
 # ---------------------------------------------------------------- a run the playbook's lock turned away
 
-RUN_LOCK_ACTION = "erlmcp.dr.run_lock"
+# The steps that take the run lock: erlmcp.dr.run_lock, and erlmcp.dr.pg_begin, which runs it inside the database
+# runbooks' one-task start. Either one failing with `busy: true` means another run holds the lock.
+RUN_LOCK_ACTIONS = ("erlmcp.dr.run_lock", "erlmcp.dr.pg_begin")
 
 
 def busy_holder(steps: List[Step]) -> Optional[Dict[str, Any]]:
-    """The holder named by a failed erlmcp.dr.run_lock step with `busy: true`, else None."""
+    """The holder named by a failed lock-taking step (RUN_LOCK_ACTIONS) with `busy: true`, else None."""
     for step in steps:
-        if step.failed and not step.ignored and step.action == RUN_LOCK_ACTION and step.data.get("busy"):
+        if step.failed and not step.ignored and step.action in RUN_LOCK_ACTIONS and step.data.get("busy"):
             holder = step.data.get("holder")
             return holder if isinstance(holder, dict) else {}
     return None

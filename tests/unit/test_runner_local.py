@@ -191,3 +191,16 @@ def test_run_takes_a_prepared_config_or_a_name_never_both(home, inventory):
     config = runner.RunConfig.prepare("local_smoke", inventory=inventory)
     with pytest.raises(ParameterError, match="not both"):
         runner.run("local_smoke", config=config)
+
+
+def test_a_busy_start_of_a_database_runbook_names_its_holder():
+    """erlmcp.dr.pg_begin takes the lock inside the database runbooks' one-task start and fails itself when busy."""
+    holder = {"run_id": "r-2", "runbook": "database_failover", "pid": 4343, "host": "ctl-1"}
+    busy = runner.make_step("failed", {"task": "Read every database node's live role", "host": "localhost",
+                                       "resolved_action": "erlmcp.dr.pg_begin",
+                                       "res": {"failed": True, "busy": True, "holder": holder, "msg": "held"}})
+    assert runner.busy_holder([busy]) == holder
+    failed = runner.make_step("failed", {"task": "Read every database node's live role", "host": "localhost",
+                                         "resolved_action": "erlmcp.dr.pg_begin",
+                                         "res": {"failed": True, "busy": False, "msg": "pg_port is missing"}})
+    assert runner.busy_holder([failed]) is None
