@@ -104,8 +104,7 @@ ansible_facts:
       returned: success
       sample: {"candidate": "pg-b", "wait_timeout": 60}
     pg_assess_result:
-      description: The result of M(erlmcp.dr.pg_replication_info) taken once the lock is held (the first read when
-        another run holds the lock).
+      description: The result of M(erlmcp.dr.pg_replication_info) taken once the lock is held.
       type: dict
       returned: success
     dr_plan:
