@@ -64,6 +64,8 @@ class ActionModule(ActionBase):
             result = dict(failed=True, msg="after fencing the old primary, nothing was promoted: %s: %s"
                           % (type(exc).__name__, exc), fence_result=fenced[-1], changed=bool(fenced[-1].get("changed")))
         result.setdefault("changed", False)
+        if self._task.delegate_to:  # the inventory name of the node fenced: reports and the audit trail name it
+            result["fence_host"] = self._task.delegate_to
         fence_diff = (result.get("fence_result") or {}).pop("diff", None)
         if diff and fence_diff:
             result["diff"] = [fence_diff] + ([result["diff"]] if result.get("diff") else [])

@@ -401,6 +401,11 @@ fence_result:
     - Returned with a failure too, so that a rescue can lift a fence this task set.
   returned: when O(fence.perform) and the promotion was armed
   type: dict
+fence_host:
+  description: The inventory name of the old primary this task fenced (its C(delegate_to)).
+  returned: when O(fence.perform) ran in the controller with the task delegated
+  type: str
+  sample: pg-a
 fence_command_rc:
   description: Exit status of O(fence_command); null when it did not run.
   returned: always

@@ -100,11 +100,12 @@ def test_no_leaves_the_lab_as_it_was_and_yes_switches_over(fresh_lab: lab.LabCon
     assert len(promote) == 1 and promote[0]["facts"].get("promoted") is True, promote
     assert {r["who"]["operator"] for r in live} == {"bob"}
     fence = [r for r in audit.select(live, target="pg-a") if r["kind"] == "step"]
-    assert any(r["action"] == "erlmcp.dr.pg_fence" and "before" in r for r in fence), fence
+    # the step that fences pg-a (its fence_host) and promotes pg-c, with the fence's and the promotion's before/after
+    assert any(r["action"] == "erlmcp.dr.pg_promote" and r["before"][0] == {"fenced": False} for r in fence), fence
     assert {"localhost", "pg-a"} <= set(live[-1]["targets"]), live[-1]
     assert audit.verify() == []
     page = (Path(home) / "runs" / live[0]["run_id"] / "report.html").read_text()
-    assert 'id="point-of-no-return"' in page and "Promote" in page
+    assert 'id="point-of-no-return"' in page and "promote the candidate" in page
 
 
 @pytest.fixture
