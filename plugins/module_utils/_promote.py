@@ -84,8 +84,7 @@ def ask_old_primary(params):
     """What the old primary says about itself, or why it cannot be asked (None when not given)."""
     if not params["primary_host"]:
         return None
-    conn_params = connection_params(dict(params, login_host=params["primary_host"],
-                                         login_port=params["primary_port"]))
+    conn_params = member_conn_params(params, dict(host=params["primary_host"], port=params["primary_port"]))
     info = dict(host=params["primary_host"], port=params["primary_port"], reachable=False, error=None,
                 error_kind=None, role=None,
                 timeline=None, current_lsn=None, position_lsn=None, read_only=None, system_identifier=None)
