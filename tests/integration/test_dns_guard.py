@@ -24,6 +24,7 @@ import pytest
 from runbook_helpers import (
     CLI_HANG_GUARD,
     dns_answers,
+    inventory_copy,
     inventory_path,
     run_json,
     runbook_command,
@@ -174,3 +175,15 @@ def test_the_zone_apex_is_refused_unless_allowed(dns_zone: lab.LabConfig, home: 
     assert "records: '@' is the zone apex" in cli.stdout + cli.stderr and "allow_apex=true" in cli.stdout + cli.stderr
     assert summary(refused)["did"] == ["nothing was changed"]
     assert everywhere(dns_zone, lab_dns.ZONE) == []
+
+
+def test_an_hmac_md5_key_the_server_does_not_have_says_what_is_wrong_and_what_to_use(dns_zone: lab.LabConfig,
+                                                                                     home: Path) -> None:
+    inventory = inventory_copy(dns_zone, "hmac-md5", lambda data: data["all"]["vars"].update(
+        dns_tsig_algorithm="hmac-md5"))
+    cli, failed = run_json("run", "dns_cutover", "-i", str(inventory), "-e", "region=b", "-e", "records=api", "--yes",
+                           expect_rc=1)
+    text = " ".join((cli.stdout + cli.stderr).split())
+    assert f"does not know the TSIG key '{lab_dns.TSIG_KEY_NAME}' with algorithm hmac-md5 (NOTAUTH, BADKEY)" in text
+    assert "set tsig_algorithm: hmac-sha256 (dns_tsig_algorithm in the inventory)" in text
+    assert summary(failed)["did"] == ["nothing was changed"] and everywhere(dns_zone, "api") == [A]
