@@ -215,12 +215,7 @@ def cutover_plan(before, dr, checked, rollback=None, rto_left=None, region_addre
             expected = current if current is not None else primary
         now = current if current is not None else primary
         if confirmed is not None:
-            seen = confirmed.get(name.lower())
-            if seen is None:
-                moved.append("%s was not in the confirmed plan" % name)
-            elif now != seen:
-                moved.append("%s held %s when the plan was confirmed and holds %s now" % (
-                    name, seen or "no record", now or "no record"))
+            seen = _confirmed_guard(name, now, confirmed, moved)
             expected = seen if seen is not None else expected
         elif region_addresses is not None and not checked.get("expected") and not targets and now != sorted(target):
             strangers = [v for v in now if v not in known_values(region_addresses, recorded, name)]
@@ -251,6 +246,18 @@ def cutover_plan(before, dr, checked, rollback=None, rto_left=None, region_addre
         plan["warnings"].append("forced past a disagreement of the servers: %s" % "; ".join(problems))
     plan["action"] = "change" if any(r["change"] for r in plan["records"]) else "none"
     return plan
+
+
+def _confirmed_guard(name, now, confirmed, moved):
+    """The values the confirmed plan saw at `name` (the run's guard); a record that holds anything else now, or
+    that the plan did not have, is added to `moved`."""
+    seen = confirmed.get(name.lower())
+    if seen is None:
+        moved.append("%s was not in the confirmed plan" % name)
+    elif now != seen:
+        moved.append("%s held %s when the plan was confirmed and holds %s now" % (
+            name, seen or "no record", now or "no record"))
+    return seen
 
 
 def _regions_text(region_addresses):
