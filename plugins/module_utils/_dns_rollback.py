@@ -76,18 +76,28 @@ def recorded_values(run_dir, names=None):
     besides the regions' addresses."""
     parent = os.path.dirname(str(run_dir).rstrip("/"))
     wanted = None if names is None else set(str(name).lower() for name in names)
+    this_run = os.path.basename(str(run_dir).rstrip("/"))
     try:
-        folders = sorted((entry for entry in os.listdir(parent) if entry != os.path.basename(str(run_dir).rstrip("/"))),
-                         reverse=True)
+        folders = sorted(((_mtime(os.path.join(parent, entry)), entry) for entry in os.listdir(parent)
+                          if entry != this_run), reverse=True)
     except OSError:
         return {}
     found = {}
-    for folder in folders[:RECORDED_RUNS_READ]:
+    for _when, folder in folders[:RECORDED_RUNS_READ]:
         for rec in _applied_records(os.path.join(parent, folder, "result.json")):
             name = str(rec.get("name") or "").lower()
             if name and name not in found and (wanted is None or name in wanted):
                 found[name] = sorted((rec.get("new") or {}).get("values") or [])
     return found
+
+
+def _mtime(folder):
+    """When the run in `folder` finished (its result.json was written): the order of the runs whatever their ids
+    (--run-id may give any). Not the folder's own time, which a later `runbook report --html` changes."""
+    try:
+        return os.stat(os.path.join(folder, "result.json")).st_mtime
+    except OSError:
+        return 0.0
 
 
 def _applied_records(path):

@@ -4,6 +4,7 @@ confirmed plan's guard reaches the run (cli.confirmed_guard): pure, no servers."
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -83,16 +84,21 @@ def test_the_plan_names_each_record_old_to_new_and_publishes_its_guard() -> None
 
 
 def test_recorded_values_are_the_newest_applied_cutover_per_record(tmp_path: Path) -> None:
+    finished = iter(range(1_000_000, 2_000_000, 1000))  # when each run folder last changed: in the order written
+
     def result(run_id: str, records: list[dict[str, Any]], runbook: str = "dns_cutover", check: bool = False) -> None:
         folder = tmp_path / run_id
         folder.mkdir()
         (folder / "result.json").write_text(json.dumps({"runbook": runbook, "check": check,
                                                         "facts": {"summary": {"records": records}}}))
+        when = next(finished)
+        os.utime(folder / "result.json", (when, when))
+        (folder / "report.html").write_text("written later: the folder's own time is not the run's")
 
     def rec(name: str, value: str, applied: bool = True) -> dict[str, Any]:
         return {"name": name, "applied": applied, "new": {"values": [value]}}
 
-    result("20261201T000000Z-dns_cutover-0001", [rec("api.z.", "10.0.0.1"), rec("health.z.", "10.0.0.1")])
+    result("my-own-run-id", [rec("api.z.", "10.0.0.1"), rec("health.z.", "10.0.0.1")])
     result("20261202T000000Z-dns_cutover-0002", [rec("api.z.", "10.0.0.2")])
     result("20261203T000000Z-dns_cutover-0003", [rec("api.z.", "10.0.0.3", applied=False)])
     result("20261204T000000Z-dns_cutover-0004", [rec("api.z.", "10.0.0.4")], check=True)
