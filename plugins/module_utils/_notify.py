@@ -222,7 +222,9 @@ def deliver(item, params, clock=None, closes_at=None, progress=None):
     def attempt():
         progress["attempts"] = progress.get("attempts", 0) + 1
         left = closes_at - send.monotonic()
+        progress["busy"] = True
         progress["last"] = send_once(max(MIN_ATTEMPT, min(_timeout(item, params), left)))
+        progress["busy"] = False
         return progress["last"]
 
     retry_window = max(0.0, closes_at - send.monotonic()) if params["deadline"] > 0 else 0.0
@@ -262,7 +264,9 @@ def _cut_off(item, params, clock, progress):
     return {"channel": item["name"], "type": item["settings"]["type"], "target": render.target_of(item["settings"]),
             "ok": False, "status": last.status if last else None, "attempts": attempts,
             "error": last.error if last else "no answer before the %ss deadline (deadline)" % deadline,
-            "gave_up": "the %ss deadline passed while attempt %d was under way" % (deadline, attempts),
+            "gave_up": ("the %ss deadline passed while attempt %d was under way" % (deadline, attempts)
+                        if progress.get("busy") or not last else
+                        "still failing after %d attempt(s) within the %ss deadline" % (attempts, deadline)),
             "at": progress.get("at"), "seconds": None if started_s is None else round(ended_s - started_s, 3),
             "started_s": started_s, "ended_s": ended_s}
 

@@ -174,12 +174,9 @@ def with_retries(attempt, deadline, interval):
     while True:
         outcome = attempt()
         count += 1
-        left = closes_at - monotonic()
-        if outcome.ok or not outcome.retry or left <= 0:
-            return outcome, count
-        time.sleep(min(interval, left))
-        if monotonic() >= closes_at:
-            return outcome, count
+        if outcome.ok or not outcome.retry or closes_at - monotonic() <= interval:
+            return outcome, count  # done, refused, or no time left for another attempt after the pause
+        time.sleep(interval)
 
 
 def monotonic():
