@@ -240,7 +240,7 @@ def cutover_plan(before, dr, checked, rollback=None, rto_left=None, region_addre
         return dict(plan, action="refuse", reason="%s: none of the inventory's region addresses (%s) nor what the "
                     "last recorded cutover set, so another operator may have put it there on purpose; nothing was "
                     "changed. To replace it anyway, give the value you expect there now as expected_values (%s)" % (
-                        "; ".join("%s holds %s" % (name, ", ".join(strangers)) for name, strangers, _ in unknown),
+                        "; ".join("%s holds %s" % (name, ", ".join(strangers)) for name, strangers, _now in unknown),
                         _regions_text(region_addresses), "expected_values=%s" % ",".join(unknown[0][2])))
     if problems:
         plan["warnings"].append("forced past a disagreement of the servers: %s" % "; ".join(problems))

@@ -183,7 +183,7 @@ def deliver_all(items, params):
     clock = send.monotonic()
     closes_at = clock + budget(items, params)
     records = [None] * len(items)
-    progress = [dict(attempts=0, started_s=None) for _ in items]
+    progress = [dict(attempts=0, started_s=None) for _item in items]
     lock = threading.Lock()
 
     def work(index):
