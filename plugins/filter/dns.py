@@ -36,9 +36,14 @@ def dns_check_params(dr, records=None, region_addresses=None):
     return plan.check_params(dict(dr or {}), records, region_addresses or {})
 
 
-def dns_cutover_plan(before, dr, checked, rollback=None, rto_left=None):
+def dns_cutover_plan(before, dr, checked, rollback=None, rto_left=None, region_addresses=None, recorded=None):
     return plan.cutover_plan(list(before or []), dict(dr or {}), dict(checked or {}), rollback,
-                             None if rto_left is None else float(rto_left))
+                             None if rto_left is None else float(rto_left),
+                             None if region_addresses is None else dict(region_addresses), dict(recorded or {}))
+
+
+def dns_recorded_values(run_dir, names=None):
+    return rollback.recorded_values(str(run_dir), names)
 
 
 def dns_end_state(after, cutover_plan):
@@ -53,6 +58,6 @@ def dns_summary(cutover_plan, change=None, end=None, completed=False, check_mode
 class FilterModule(object):
     def filters(self):
         return {"dns_servers": dns_servers, "dns_lock_key": dns_lock_key, "dns_rollback_path": dns_rollback_path,
-                "dns_rollback_source": dns_rollback_source,
+                "dns_rollback_source": dns_rollback_source, "dns_recorded_values": dns_recorded_values,
                 "dns_check_params": dns_check_params, "dns_cutover_plan": dns_cutover_plan,
                 "dns_end_state": dns_end_state, "dns_summary": dns_summary}

@@ -104,6 +104,13 @@ def common_argument_spec():
 REQUIRED_IF = [("provider", "rfc2136", ("server",))]
 
 
+def tsig_algorithm(params):
+    """dnspython's name for tsig_algorithm: every one is its own name, except HMAC-MD5, whose registered name
+    (RFC 8945) is HMAC-MD5.SIG-ALG.REG.INT - given as plain 'hmac-md5', dnspython knows no such algorithm."""
+    algorithm = params.get("tsig_algorithm") or "hmac-sha256"
+    return "hmac-md5.sig-alg.reg.int" if algorithm == "hmac-md5" else algorithm
+
+
 # ---------------------------------------------------------------- names and values
 
 
@@ -179,13 +186,15 @@ def describe(exc, where, params):
     """One sentence for a dnspython or socket failure talking to `where` (name host:port)."""
     name = type(exc).__name__
     key = params.get("tsig_key_name")
+    algorithm = params.get("tsig_algorithm") or "hmac-sha256"
     if name == "PeerBadKey":
-        return DnsError("%s does not know the TSIG key %r (NOTAUTH, BADKEY): use the key name the server is "
-                        "configured with (tsig_key_name)" % (where, key), kind="auth")
+        return DnsError("%s does not know the TSIG key %r with algorithm %s (NOTAUTH, BADKEY): use the key name "
+                        "and the algorithm the server's key is configured with (tsig_key_name, tsig_algorithm)%s"
+                        % (where, key, algorithm, _md5_advice(algorithm)), kind="auth")
     if name in ("PeerBadSignature", "BadSignature"):
-        return DnsError("%s rejected the signature made with TSIG key %r (NOTAUTH, BADSIG): the secret differs "
-                        "from the server's (tsig_key_secret) or the algorithm does (tsig_algorithm)" % (where, key),
-                        kind="auth")
+        return DnsError("%s rejected the signature made with TSIG key %r, algorithm %s (NOTAUTH, BADSIG): the "
+                        "secret differs from the server's (tsig_key_secret) or the algorithm does (tsig_algorithm)%s"
+                        % (where, key, algorithm, _md5_advice(algorithm)), kind="auth")
     if name in ("PeerBadTime", "PeerBadTruncation", "PeerError"):
         return DnsError("%s rejected the TSIG signature (%s): check the clocks and the key (tsig_key_name, "
                         "tsig_key_secret)" % (where, name), kind="auth")
@@ -202,6 +211,13 @@ def describe(exc, where, params):
     if isinstance(exc, socket.gaierror):
         return DnsError("cannot resolve %s: %s (server)" % (where, exc), kind="dns")
     return DnsError("DNS error talking to %s: %s: %s" % (where, name, str(exc).strip()), kind="other")
+
+
+def _md5_advice(algorithm):
+    if algorithm != "hmac-md5":
+        return ""
+    return ("; hmac-md5 is obsolete (MD5 is broken; RFC 8945 does not recommend it): give the server a key with "
+            "hmac-sha256 and set tsig_algorithm: hmac-sha256 (dns_tsig_algorithm in the inventory)")
 
 
 @contextlib.contextmanager

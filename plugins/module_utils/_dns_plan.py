@@ -10,6 +10,11 @@ import ipaddress
 import re
 
 RUN_ID = re.compile(r"^[A-Za-z0-9._:@+-]{1,200}$")
+# Every name is read at every server while the zone's run lock is held (2,000 names held it ~110 s in a plan):
+# a run changes at most this many records unless max_records says otherwise.
+DEFAULT_MAX_RECORDS = 100
+# The parameter through which `runbook run` hands the confirmed plan's guard values to the run (docs/dns.md).
+CONFIRMED = "confirmed_values"
 LABEL = re.compile(r"^(\*|[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)$")
 
 
@@ -55,6 +60,7 @@ def check_params(dr, records, region_addresses):
     if not out["records"]:
         problems.append("no records to change: give records (comma-separated), or set dns_records in the inventory")
     problems.extend("records: %r is not a DNS name" % name for name in out["records"] if not is_name(name))
+    problems.extend(_scope_problems(dr, out["records"]))
     if dr.get("region"):
         if dr["region"] not in (region_addresses or {}):
             problems.append("region %r is not in the inventory's dns_region_addresses (regions: %s)" % (
@@ -73,7 +79,58 @@ def check_params(dr, records, region_addresses):
     for option, values in given:
         values = values or []
         problems.extend("%s: %s" % (option, p) for p in (_value_problem(v, rdtype) for v in values) if p)
+    problems.extend(_confirmed_problems(dr.get(CONFIRMED), rdtype))
     return out
+
+
+def _scope_problems(dr, records):
+    """The apex only when asked for (allow_apex), and no more names than max_records."""
+    problems = []
+    if "@" in records and not dr.get("allow_apex"):
+        problems.append("records: '@' is the zone apex, which holds the zone's SOA and NS records: changing its "
+                        "%s record moves the zone's own name. Name the records to change (e.g. api,health), or set "
+                        "allow_apex=true if the apex is meant" % (dr.get("type") or "A"))
+    limit = dr.get("max_records") or DEFAULT_MAX_RECORDS
+    if len(records) > limit:
+        problems.append("records: %d names, more than max_records (%d): every name is read at every server while "
+                        "the zone stays locked. Split the cutover into smaller runs, or raise max_records"
+                        % (len(records), limit))
+    return problems
+
+
+def confirmed_values(given):
+    """confirmed_values as {absolute name (lower case): sorted values}, or None when not given."""
+    if given is None:
+        return None
+    return dict((str(name).lower(), sorted(split(values))) for name, values in given.items())
+
+
+def _confirmed_problems(given, rdtype):
+    if given is None:
+        return []
+    if not isinstance(given, dict):
+        return ["%s is a %s: expected a mapping of record name to the values the confirmed plan saw (set by "
+                "`runbook run` after the confirmation)" % (CONFIRMED, type(given).__name__)]
+    problems = []
+    for name, values in sorted(given.items(), key=lambda item: str(item[0])):
+        if not is_name(str(name)):
+            problems.append("%s: %r is not a DNS name" % (CONFIRMED, name))
+        if not isinstance(values, (list, tuple, str)):
+            problems.append("%s[%s] is a %s: expected a list of values" % (CONFIRMED, name, type(values).__name__))
+            continue
+        problems.extend("%s[%s]: %s" % (CONFIRMED, name, p) for p in (_value_problem(v, rdtype) for v in
+                                                                      split(values)) if p)
+    return problems
+
+
+def known_values(region_addresses, recorded, name):
+    """The values a record may hold without anyone's say-so: any region's address, or what the last recorded
+    cutover set on it."""
+    known = set()
+    for address in (region_addresses or {}).values():
+        known.update(split(address))
+    known.update((recorded or {}).get(name) or [])
+    return known
 
 
 def dns_servers(hosts, hostvars):
@@ -103,15 +160,23 @@ def _values_of(item):
     return sorted(item["agreed_values"]) if item.get("agreed_values") is not None else None
 
 
-def cutover_plan(before, dr, checked, rollback=None, rto_left=None):
+def cutover_plan(before, dr, checked, rollback=None, rto_left=None, region_addresses=None, recorded=None):
     """What to do for each record, from what every server answers now (`before`: dns_info results).
 
-    dr holds the runbook's validated parameters (force, rollback_of), checked what check_params returned.
+    dr holds the runbook's validated parameters (force, rollback_of, expected_values, confirmed_values),
+    checked what check_params returned, region_addresses the inventory's dns_region_addresses and recorded
+    {name: values} what the last recorded cutover set on each record (dns_recorded_values); without
+    region_addresses (None) no current value is checked against them.
     Returns action (change | none | refuse), reason, records [{name, current, target, expected, ttl, change}],
     target (what the records must hold; per record for a rollback), warnings.
+
+    Refused: a record that no longer holds what the confirmed plan saw (confirmed_values; never forced), and,
+    unless the guard is given explicitly (expected_values, rollback_of), a record about to be overwritten whose
+    current value is none of the regions' addresses nor what the last recorded cutover set: someone else put it
+    there, and a cutover must not silently undo another operator's change.
     """
     plan = dict(action="none", reason=None, records=[], warnings=[], target=checked.get("target"),
-                rollback_of=None)
+                rollback_of=None, type=dr.get("type") or "A")
     if checked.get("problems"):
         return dict(plan, action="refuse", reason="; ".join(checked["problems"]))
     targets = {}
@@ -131,7 +196,8 @@ def cutover_plan(before, dr, checked, rollback=None, rto_left=None):
                 "run %s was cut off before it finished (no result.json): rolling back every record its plan meant to "
                 "change - each one holding its new value is put back, one it never reached is left as it is"
                 % dr["rollback_of"])
-    problems = []
+    problems, moved, unknown = [], [], []
+    confirmed = confirmed_values(dr.get(CONFIRMED))
     for info in before:
         name = info["name"]
         if targets and name not in targets:
@@ -148,6 +214,13 @@ def cutover_plan(before, dr, checked, rollback=None, rto_left=None):
         else:
             expected = current if current is not None else primary
         now = current if current is not None else primary
+        if confirmed is not None:
+            seen = _confirmed_guard(name, now, confirmed, moved)
+            expected = seen if seen is not None else expected
+        elif region_addresses is not None and not checked.get("expected") and not targets and now != sorted(target):
+            strangers = [v for v in now if v not in known_values(region_addresses, recorded, name)]
+            if strangers:
+                unknown.append((name, strangers, now))
         plan["records"].append(dict(
             name=name, current=now, target=sorted(target), expected=expected,
             ttl=(targets[name]["ttl"] if targets else None) or info.get("ttl"), change=now != sorted(target)))
@@ -155,14 +228,41 @@ def cutover_plan(before, dr, checked, rollback=None, rto_left=None):
         if rto_left is not None and ttl > rto_left:
             plan["warnings"].append("%s has TTL %ss, more than the %ss left of the RTO budget: resolvers may keep the "
                                     "old answer after it" % (name, ttl, int(rto_left)))
+    if moved:
+        return dict(plan, action="refuse", reason="changed since the plan was confirmed: %s. Someone else changed "
+                    "the zone while the question waited; nothing was changed. Look at the records, then run again to "
+                    "see (and confirm) a new plan" % "; ".join(moved))
     if problems and not dr.get("force"):
         return dict(plan, action="refuse", reason="the authoritative servers disagree, so the current value is not "
                     "known: %s. Wait for them to agree, or set force=true (the guard then uses the primary's answer)"
                     % "; ".join(problems))
+    if unknown:
+        return dict(plan, action="refuse", reason="%s: none of the inventory's region addresses (%s) nor what the "
+                    "last recorded cutover set, so another operator may have put it there on purpose; nothing was "
+                    "changed. To replace it anyway, give the value you expect there now as expected_values (%s)" % (
+                        "; ".join("%s holds %s" % (name, ", ".join(strangers)) for name, strangers, _now in unknown),
+                        _regions_text(region_addresses), "expected_values=%s" % ",".join(unknown[0][2])))
     if problems:
         plan["warnings"].append("forced past a disagreement of the servers: %s" % "; ".join(problems))
     plan["action"] = "change" if any(r["change"] for r in plan["records"]) else "none"
     return plan
+
+
+def _confirmed_guard(name, now, confirmed, moved):
+    """The values the confirmed plan saw at `name` (the run's guard); a record that holds anything else now, or
+    that the plan did not have, is added to `moved`."""
+    seen = confirmed.get(name.lower())
+    if seen is None:
+        moved.append("%s was not in the confirmed plan" % name)
+    elif now != seen:
+        moved.append("%s held %s when the plan was confirmed and holds %s now" % (
+            name, seen or "no record", now or "no record"))
+    return seen
+
+
+def _regions_text(region_addresses):
+    return ", ".join("%s: %s" % (region, address) for region, address in sorted((region_addresses or {}).items())) \
+        or "none in the inventory"
 
 
 def _primary_values(info):
@@ -219,7 +319,31 @@ def summary(plan, change, end, completed=False, check_mode=False, run_id=None, l
         primary_already_changed=bool([r for r in applied if not r["verified"]]),
         rollback=_rollback_commands(applied, run_id),
     )
+    if check_mode and (plan or {}).get("action") in ("change", "none"):
+        out["would"] = would_change(plan)
+        out["confirm_guard"] = {CONFIRMED: dict((rec["name"], rec["expected"]) for rec in plan["records"])}
     return out
+
+
+def would_change(plan):
+    """The plan in sentences, one per record: old -> new values with the TTL, and the guard the run will hold."""
+    rdtype = plan.get("type") or "A"
+    lines = []
+    for rec in plan.get("records") or []:
+        ttl = " TTL %ss" % rec["ttl"] if rec.get("ttl") else ""
+        if rec["change"]:
+            lines.append("would change %s %s%s: %s -> %s" % (rec["name"], rdtype, ttl, _listed(rec["current"]),
+                                                             _listed(rec["target"])))
+        else:
+            lines.append("%s %s%s already holds %s: unchanged" % (rec["name"], rdtype, ttl, _listed(rec["target"])))
+    if any(rec["change"] for rec in plan.get("records") or []):
+        lines.append("guard: once confirmed, the run refuses, changing nothing, if a record no longer holds the value "
+                     "shown here")
+    return lines
+
+
+def _listed(values):
+    return ", ".join(values) if values else "(no record)"
 
 
 def _rollback_commands(applied, run_id):

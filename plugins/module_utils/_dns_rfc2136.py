@@ -57,7 +57,7 @@ def update(params, server, name, rdtype, values, ttl, expected):
     returned: the caller says what is there now)."""
     dns = d.driver()
     keyring, key_name = _keyring(params)
-    kwargs = dict(keyring=keyring, keyname=key_name, keyalgorithm=params["tsig_algorithm"]) if keyring else {}
+    kwargs = dict(keyring=keyring, keyname=key_name, keyalgorithm=d.tsig_algorithm(params)) if keyring else {}
     message = dns.update.UpdateMessage(d.zone_name(params), **kwargs)
     owner = dns.name.from_text(name)
     if expected is not None:

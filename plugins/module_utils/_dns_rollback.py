@@ -64,3 +64,49 @@ def plan_from_events(folder):
         if isinstance(facts.get("dr_plan"), dict) and (found is None or event.get("counter", 0) > found[0]):
             found = (event.get("counter", 0), facts["dr_plan"])
     return found[1] if found else None
+
+
+RECORDED_RUNS_READ = 200  # the newest run folders read for the last recorded cutover (older ones are not opened)
+
+
+def recorded_values(run_dir, names=None):
+    """{record name: values} that the newest recorded dns_cutover runs beside `run_dir` set, per record the
+    newest run that applied a change to it (a rollback included). Only finished runs (result.json) count, and
+    only the newest RECORDED_RUNS_READ folders are read. The dns_cutover guard accepts these values as known
+    besides the regions' addresses."""
+    parent = os.path.dirname(str(run_dir).rstrip("/"))
+    wanted = None if names is None else set(str(name).lower() for name in names)
+    this_run = os.path.basename(str(run_dir).rstrip("/"))
+    try:
+        folders = sorted(((_mtime(os.path.join(parent, entry)), entry) for entry in os.listdir(parent)
+                          if entry != this_run), reverse=True)
+    except OSError:
+        return {}
+    found = {}
+    for _when, folder in folders[:RECORDED_RUNS_READ]:
+        for rec in _applied_records(os.path.join(parent, folder, "result.json")):
+            name = str(rec.get("name") or "").lower()
+            if name and name not in found and (wanted is None or name in wanted):
+                found[name] = sorted((rec.get("new") or {}).get("values") or [])
+    return found
+
+
+def _mtime(folder):
+    """When the run in `folder` finished (its result.json was written): the order of the runs whatever their ids
+    (--run-id may give any). Not the folder's own time, which a later `runbook report --html` changes."""
+    try:
+        return os.stat(os.path.join(folder, "result.json")).st_mtime
+    except OSError:
+        return 0.0
+
+
+def _applied_records(path):
+    try:
+        with open(path) as handle:
+            result = json.load(handle)
+    except (OSError, ValueError):
+        return []
+    if not isinstance(result, dict) or result.get("runbook") != "dns_cutover" or result.get("check"):
+        return []
+    summary = (result.get("facts") or {}).get("summary") or {}
+    return [rec for rec in summary.get("records") or [] if isinstance(rec, dict) and rec.get("applied")]

@@ -7,12 +7,18 @@ run(params, check_mode, diff, warn) like every engine. Everything that can be wr
 channel settings, a template field not given) raises ModuleFailure before anything is sent; a delivery that
 fails is recorded in `deliveries` and counted in `failed_deliveries` with a warning, and never fails the task:
 a notification must not fail or roll back a recovery.
+
+Every channel is sent to at once, one thread each, under one overall `deadline`: retries happen inside it, an
+attempt never gets more than what is left of it, and the engine returns when it passes whatever a receiver
+does (a delivery still waiting then is reported as failed), so a runbook never waits longer than that on its
+notifications.
 """
 
 from __future__ import annotations
 
 import datetime
 import re
+import threading
 
 from ansible_collections.erlmcp.dr.plugins.module_utils import _notify_render as render
 from ansible_collections.erlmcp.dr.plugins.module_utils import _notify_send as send
@@ -32,7 +38,7 @@ ARGUMENT_SPEC = {
     "template_dir": {"type": "path"},
     "pagerduty_action": {"type": "str", "choices": list(render.PAGERDUTY_ACTIONS)},
     "timeout": {"type": "float", "default": 10.0},
-    "deadline": {"type": "float", "default": 30.0},
+    "deadline": {"type": "float", "default": 5.0},
     "retry_interval": {"type": "float", "default": 1.0},
 }
 
@@ -70,8 +76,8 @@ def run(params, check_mode=False, diff=False, warn=None, now=None):
                                 for item in plan["items"]]
         result["changed"] = True
         return scrubbed(dict(result, summary=summary_of(result, check_mode)), secrets)
-    for item in plan["items"]:
-        result["deliveries"].append(deliver(item, params))
+    result["deliveries"], result["waited_s"] = deliver_all(plan["items"], params)
+    result["deadline_s"] = budget(plan["items"], params)
     failed = [d for d in result["deliveries"] if not d["ok"]]
     result.update(failed_deliveries=len(failed), sent=len(result["deliveries"]) - len(failed),
                   changed=len(failed) < len(result["deliveries"]))
@@ -108,8 +114,8 @@ def summary_of(result, check_mode):
     return {"incident_id": result.get("incident_id"), "phase": result.get("phase"),
             "severity": result.get("severity"), "outcome": outcome, "delivered": delivered,
             "not_delivered": missed, "failed_deliveries": len(missed),
-            "deliveries": [dict((k, d.get(k)) for k in ("channel", "ok", "status", "error", "attempts"))
-                           for d in deliveries],
+            "deliveries": [dict((k, d.get(k)) for k in DELIVERY_SUMMARY_KEYS) for d in deliveries],
+            "waited_s": result.get("waited_s"), "deadline_s": result.get("deadline_s"),
             "next_update": result.get("next_update"), "lock": "none: a notification changes no infrastructure",
             "next_step": next_step}
 
@@ -152,34 +158,117 @@ def _payload(settings, message, ctx, action, now):
     return render.email_message(message, ctx, settings)
 
 
-def deliver(item, params):
-    """One channel: attempts until delivered, refused or out of time -> the delivery record."""
-    settings, payload, kind = item["settings"], item["payload"], item["settings"]["type"]
-    timeout = float(settings.get("timeout") or params["timeout"])
-    started = datetime.datetime.now(datetime.timezone.utc)
+# What the summary keeps of each delivery; started_s/ended_s (seconds from the start of the notification) show
+# that the channels were sent to at once.
+DELIVERY_SUMMARY_KEYS = ("channel", "ok", "status", "error", "attempts", "started_s", "ended_s")
+MIN_ATTEMPT = 0.05  # seconds: an attempt started just before the deadline still gets a chance to connect
+
+
+def budget(items, params):
+    """Seconds the deliveries get in all: the deadline; with deadline 0 (one attempt each, no retry), the
+    longest attempt's timeout."""
+    if params["deadline"] > 0:
+        return float(params["deadline"])
+    return max([_timeout(item, params) for item in items] or [0.0])
+
+
+def _timeout(item, params):
+    return float(item["settings"].get("timeout") or params["timeout"])
+
+
+def deliver_all(items, params):
+    """Every channel at once, each in a thread, until all are done or the budget passes -> (delivery records in
+    the items' order, seconds waited). A delivery still under way then is recorded as failed at the deadline;
+    whatever its thread learns later is dropped (the thread is a daemon: it dies with the process)."""
     clock = send.monotonic()
-    if kind == "slack":
-        def attempt():
-            return send.send_slack(payload, settings, timeout)
-    elif kind == "pagerduty":
-        def attempt():
-            return send.send_pagerduty(payload, settings, timeout, render.PAGERDUTY_EVENTS_URL)
-    elif kind == "webhook":
-        def attempt():
-            return send.send_webhook(payload, settings, timeout)
-    else:
-        def attempt():
-            return send.send_email(payload, settings, render.email_port(settings), timeout)
-    last, count = send.with_retries(attempt, params["deadline"], params["retry_interval"])
+    closes_at = clock + budget(items, params)
+    records = [None] * len(items)
+    progress = [dict(attempts=0, started_s=None) for _item in items]
+    lock = threading.Lock()
+
+    def work(index):
+        record = deliver(items[index], params, clock, closes_at, progress[index])
+        with lock:
+            if records[index] is None:
+                records[index] = record
+
+    threads = [threading.Thread(target=work, args=(index,), name="notify-%s" % item["name"])
+               for index, item in enumerate(items)]
+    for thread in threads:
+        thread.daemon = True
+        thread.start()
+    for thread in threads:
+        thread.join(max(0.0, closes_at - send.monotonic()))
+    with lock:
+        for index, item in enumerate(items):
+            if records[index] is None:
+                records[index] = _cut_off(item, params, clock, progress[index])
+    return records, round(send.monotonic() - clock, 3)
+
+
+def deliver(item, params, clock=None, closes_at=None, progress=None):
+    """One channel: attempts until delivered, refused or out of time (the shared deadline `closes_at`, on
+    send.monotonic()'s clock, whose start is `clock`) -> the delivery record. `progress` counts the attempts as
+    they start, for a delivery cut off at the deadline."""
+    settings, payload, kind = item["settings"], item["payload"], item["settings"]["type"]
+    clock = send.monotonic() if clock is None else clock
+    closes_at = clock + budget([item], params) if closes_at is None else closes_at
+    progress = {} if progress is None else progress
+    started = datetime.datetime.now(datetime.timezone.utc)
+    began = send.monotonic()
+    progress["started_s"], progress["at"] = round(began - clock, 3), started.isoformat()
+    send_once = _sender(kind, payload, settings)
+
+    def attempt():
+        progress["attempts"] = progress.get("attempts", 0) + 1
+        left = closes_at - send.monotonic()
+        progress["busy"] = True
+        progress["last"] = send_once(max(MIN_ATTEMPT, min(_timeout(item, params), left)))
+        progress["busy"] = False
+        return progress["last"]
+
+    retry_window = max(0.0, closes_at - send.monotonic()) if params["deadline"] > 0 else 0.0
+    last, count = send.with_retries(attempt, retry_window, params["retry_interval"])
+    ended = send.monotonic()
     record = {"channel": item["name"], "type": kind, "target": render.target_of(settings), "ok": last.ok,
               "status": last.status, "error": last.error, "attempts": count,
-              "at": started.isoformat(), "seconds": round(send.monotonic() - clock, 3)}
+              "at": started.isoformat(), "seconds": round(ended - began, 3),
+              "started_s": progress["started_s"], "ended_s": round(ended - clock, 3)}
     if not last.ok:
         record["gave_up"] = ("the receiver refused it (not retried)" if not last.retry else
                              "still failing after %d attempt(s) within the %ss deadline" % (count, params["deadline"]))
     if kind == "pagerduty" and last.response:
         record["response"] = last.response
     return record
+
+
+def _sender(kind, payload, settings):
+    """The channel's one attempt, as a function of the seconds it may take."""
+    if kind == "slack":
+        return lambda timeout: send.send_slack(payload, settings, timeout)
+    if kind == "pagerduty":
+        return lambda timeout: send.send_pagerduty(payload, settings, timeout, render.PAGERDUTY_EVENTS_URL)
+    if kind == "webhook":
+        return lambda timeout: send.send_webhook(payload, settings, timeout)
+    return lambda timeout: send.send_email(payload, settings, render.email_port(settings), timeout)
+
+
+def _cut_off(item, params, clock, progress):
+    """The record of a delivery whose attempt was still under way when the overall deadline passed: the last
+    finished attempt's answer and error, if one finished."""
+    ended_s = round(send.monotonic() - clock, 3)
+    started_s = progress.get("started_s")
+    last = progress.get("last")
+    attempts = progress.get("attempts", 0)
+    deadline = budget([item], params)
+    return {"channel": item["name"], "type": item["settings"]["type"], "target": render.target_of(item["settings"]),
+            "ok": False, "status": last.status if last else None, "attempts": attempts,
+            "error": last.error if last else "no answer before the %ss deadline (deadline)" % deadline,
+            "gave_up": ("the %ss deadline passed while attempt %d was under way" % (deadline, attempts)
+                        if progress.get("busy") or not last else
+                        "still failing after %d attempt(s) within the %ss deadline" % (attempts, deadline)),
+            "at": progress.get("at"), "seconds": None if started_s is None else round(ended_s - started_s, 3),
+            "started_s": started_s, "ended_s": ended_s}
 
 
 def scrubbed(value, secrets):

@@ -2,7 +2,7 @@
 # Copyright: erlmcp.dr contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Incident notifications, the senders: one HTTP POST (Slack, PagerDuty, webhook) or one SMTP session per attempt,
-retried with a deadline (module_utils/_wait.py) when the failure is transient, never when the receiver refused.
+retried within a deadline when the failure is transient, never when the receiver refused.
 
 Python's standard library only (urllib, smtplib, ssl). Every outcome is an Attempt, never an exception: a failed
 delivery is reported, it never fails the task.
@@ -20,7 +20,6 @@ import urllib.request
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
-from ansible_collections.erlmcp.dr.plugins.module_utils._wait import WaitTimeout, wait_for
 
 USER_AGENT = "erlmcp.dr-notify/1"
 RESPONSE_EXCERPT = 300
@@ -166,19 +165,18 @@ def _text(value):
 
 
 def with_retries(attempt, deadline, interval):
-    """Call attempt() until it succeeds, fails for good, or `deadline` seconds pass; (last Attempt, count)."""
-    tries = []
+    """Call attempt() until it succeeds, fails for good, or `deadline` seconds pass; (last Attempt, count).
 
-    def once():
+    Not _wait.wait_for: its last sleep may run past the deadline and start one more probe after it, and the
+    deliveries share one overall deadline that no attempt may start after."""
+    closes_at = monotonic() + deadline
+    count = 0
+    while True:
         outcome = attempt()
-        tries.append(outcome)
-        return outcome if (outcome.ok or not outcome.retry) else None
-
-    try:
-        wait_for(once, deadline, interval=interval, what="a delivery")
-    except WaitTimeout:
-        pass
-    return tries[-1], len(tries)
+        count += 1
+        if outcome.ok or not outcome.retry or closes_at - monotonic() <= interval:
+            return outcome, count  # done, refused, or no time left for another attempt after the pause
+        time.sleep(interval)
 
 
 def monotonic():

@@ -21,6 +21,10 @@ description:
     error, attempts, time), RV(failed_deliveries) counts the failed ones and a warning names them. Timeouts,
     unreachable receivers, HTTP 5xx and 429 and SMTP 4yz replies are retried until O(deadline); any other HTTP
     4xx (an invalid routing key, a revoked webhook) and SMTP 5yz are reported at once, not retried.
+  - B(Every channel is sent to at once, under one overall O(deadline)) - retries happen inside it, no attempt
+    gets more than what is left of it, and the task returns when it passes whatever the receivers do (a
+    delivery still waiting then is reported failed), so a runbook never waits longer than O(deadline) on its
+    notifications (RV(waited_s)).
   - What is wrong with the input fails the task B(before anything is sent) - a channel not defined, a channel's
     option missing or unknown, a severity without a route, a field the template prints that was not given.
   - Webhook URLs, routing keys, SMTP passwords and webhook headers are secrets - never in results, warnings or
@@ -105,9 +109,11 @@ options:
     default: 10.0
   deadline:
     description:
-      - Seconds a delivery may keep retrying transient failures; V(0) tries once.
+      - Seconds all the deliveries get together, sent at once, retries of transient failures included; the task
+        returns when it passes. V(0) tries each channel once, without retrying (each attempt then gets its
+        O(timeout)).
     type: float
-    default: 30.0
+    default: 5.0
   retry_interval:
     description:
       - Seconds between two attempts.
@@ -251,8 +257,14 @@ deliveries:
       description: Why it failed (none when delivered).
       type: str
     attempts:
-      description: How many attempts were made.
+      description: How many attempts were made (started, for a delivery cut off at the deadline).
       type: int
+    started_s:
+      description: When the delivery started, in seconds from the start of the notification.
+      type: float
+    ended_s:
+      description: When its outcome was known (or the deadline cut it off), in seconds from the start.
+      type: float
     gave_up:
       description: Why no more attempts were made (refused, or out of time).
       type: str
@@ -275,6 +287,16 @@ deliveries:
       attempts: 1
       at: "2026-11-25T14:00:01.120000+00:00"
       seconds: 0.31
+waited_s:
+  description: Seconds the task waited for all the deliveries (at most about RV(deadline_s)).
+  returned: when something was sent
+  type: float
+  sample: 0.42
+deadline_s:
+  description: The overall deadline the deliveries had, in seconds (O(deadline); with V(0), the longest timeout).
+  returned: when something was sent
+  type: float
+  sample: 5.0
 failed_deliveries:
   description: How many deliveries failed (the task does not fail; a warning names them).
   returned: always

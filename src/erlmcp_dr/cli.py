@@ -293,6 +293,7 @@ def _execute(args: argparse.Namespace, check: bool) -> int:
     if not check and runbook.confirm and not args.yes:
         if not _interactive():
             raise ConfirmationRequired(runbook.name, str(config.inventory))
+        guard: Dict[str, Any] = {}
         if on_tty:  # the plan first: what will change, from a check-mode run, before the question
             from erlmcp_dr import terminal
 
@@ -302,7 +303,11 @@ def _execute(args: argparse.Namespace, check: bool) -> int:
             if not plan.succeeded:
                 raise CliError(f"the plan failed (see above and `runbook report {plan.run_id}`): nothing was run. "
                                "Fix the cause, or run with --yes to skip the plan and the question")
+            guard = confirmed_guard(plan, runbook)
         _confirm(runbook, str(config.inventory), show_summary=not on_tty)
+        if guard:  # what the operator said yes to is what the run guards on, not a fresh read after the answer
+            options["extravars"] = {**extravars, **guard}
+            config = RunConfig.prepare(runbook, check=False, run_id=config.run_id, **options)
     mode = "plan (check mode: nothing will change)" if check else "run"
     print(f"{PROG}: {mode} {runbook.name} against {config.inventory} - run {config.run_id}", file=sys.stderr)
     result = _run(config, on_tty)
@@ -315,6 +320,17 @@ def _execute(args: argparse.Namespace, check: bool) -> int:
     else:
         print(report.render_terminal(result))
     return EXIT_OK if result.succeeded else EXIT_FAILED
+
+
+def confirmed_guard(plan: RunResult, runbook: Runbook) -> Dict[str, Any]:
+    """The parameters a runbook's plan asks the confirmed run to guard on: its summary's `confirm_guard`, a
+    mapping of parameter name to value (dns_cutover: confirmed_values, each record's values as the plan saw
+    them). Only the runbook's declared parameters are taken, so a plan can narrow its run but never set
+    anything else; the run validates them like any -e value."""
+    guard = report.summary_of(plan.facts).get("confirm_guard")
+    if not isinstance(guard, dict):
+        return {}
+    return {name: value for name, value in guard.items() if name in runbook.parameters}
 
 
 def _run(config: Any, on_tty: bool, quiet: bool = False) -> RunResult:

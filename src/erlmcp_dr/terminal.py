@@ -153,7 +153,8 @@ def step_line(step: Step, style: Style) -> str:
 
 def plan_lines(result: RunResult) -> List[str]:
     """What a check-mode run says would change: the summary's `did` sentences (with the lag at the gate on the
-    promotion), its warnings, or the plan's failure."""
+    promotion) and `would` sentences (dns_cutover: each record's old -> new values), its warnings, or the plan's
+    failure."""
     summary = report.summary_of(result.facts)
     if not result.succeeded:
         failing = result.failing_step
@@ -162,6 +163,7 @@ def plan_lines(result: RunResult) -> List[str]:
     did = [str(item) for item in summary.get("did") or [] if str(item) != "nothing was changed"]
     lag = summary.get("lag_bytes_at_gate")
     lines = [_with_lag(item, summary.get("new_primary"), lag) for item in did]
+    lines.extend(str(item) for item in summary.get("would") or [])
     changed = [step for step in result.steps if step.changed and not report.is_internal(step)]
     if not lines and changed:  # a runbook without a `did` summary: the steps that would change something
         lines = [f"would change: {step.task} on {step.host}" for step in changed]
