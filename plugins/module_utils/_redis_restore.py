@@ -39,6 +39,7 @@ JOURNAL = "restore.json"
 LOCK = ".erlmcp-dr-restore.lock"
 JOURNAL_BACKUP_KEYS = ("id", "sha256", "rdb_keys", "keys_per_db", "keys_exact", "samples")
 ROLLBACK_PREFIX = "erlmcp-dr-rollback-"
+RUN_MARKER = "ERLMCP_DR_RUN"  # how the controller's run guard finds the run's processes (src/erlmcp_dr/runner.py)
 POSITIVE = ("wait_timeout", "poll_interval", "check_timeout", "connect_timeout", "pause_timeout")
 
 
@@ -349,7 +350,9 @@ def _sequence(journal, params, conn_params, facts):
     if journal["phase"] == "set_aside":
         _place(journal["backup_path"], journal)
         _save(journal, "placed")
-    if journal["phase"] == "placed":
+    # "started" too: a run cut off while the server loaded may have lost that server with it (issue 16 row 3);
+    # starting it again loads the placed backup once more, and what it loads is verified below all the same.
+    if journal["phase"] in ("placed", "started"):
         if rd.try_connect(conn_params)[2] == "refused":
             try:
                 _start(params, journal)
@@ -398,14 +401,20 @@ def _start(params, node):
     try:
         # Not AnsibleModule.run_command: the engine has no module object, and the server must start as the
         # owner of its data directory (user=, group=) within wait_timeout.
+        # Without the run's marker: the server is no process of the run, whatever kills the run must spare it.
         proc = subprocess.run(  # pylint: disable=ansible-bad-function
             list(params["start_command"]), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, timeout=params["wait_timeout"], check=False, **as_owner)
+            stderr=subprocess.STDOUT, timeout=params["wait_timeout"], check=False, env=_server_env(), **as_owner)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise rd.RedisError("start_command %s failed: %s (start_command)" % (params["start_command"], exc)) from None
     if proc.returncode != 0:
         raise rd.RedisError("start_command %s exited %s: %s (start_command)"
                             % (params["start_command"], proc.returncode, proc.stdout.decode("utf-8", "replace")[-500:]))
+
+
+def _server_env():
+    """This process's environment without the controller's run marker (erlmcp_dr.runner.RUN_MARKER)."""
+    return dict((k, v) for k, v in os.environ.items() if k != RUN_MARKER)
 
 
 def _loaded(conn_params):
