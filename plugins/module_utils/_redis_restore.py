@@ -268,7 +268,7 @@ def _stop_saving(client, params, conn_params, facts):
     began = time.monotonic()
     client.execute_command("CLIENT", "PAUSE", int(params["pause_timeout"] * 1000), "WRITE")
     client.config_set("appendonly", "no")
-    client.execute_command("CONFIG", "REWRITE")
+    rd.config_rewrite(client)
     try:
         client.shutdown(save=True)
     except Exception as exc:  # redis-py raises when the server refuses; a closed connection means it stopped
@@ -476,7 +476,7 @@ def _aof_on(client, params, conn_params):
         return int(info.get("aof_enabled", 0)) == 1
 
     _wait(rewritten, params, "the AOF rewrite on %s" % rd.endpoint(conn_params))
-    client.execute_command("CONFIG", "REWRITE")
+    rd.config_rewrite(client)
 
 
 def _roll_back(params, conn_params, journal, facts, problem):
@@ -517,7 +517,7 @@ def _finish_roll_back(params, conn_params, journal, facts):
         if client is not None:  # it runs the backup that did not verify: its dataset is not kept
             with client:
                 client.config_set("appendonly", "no")
-                client.execute_command("CONFIG", "REWRITE")
+                rd.config_rewrite(client)
                 try:
                     client.shutdown(nosave=True)
                 except Exception as exc:
