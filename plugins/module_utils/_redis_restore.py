@@ -67,7 +67,7 @@ def _run(params, check_mode, held, staging):
         metadata = choose(store, params.get("backup") or "latest", parse_time(params.get("before"), "before"))
         facts.update(backup_id=metadata["id"], backup=metadata,
                      data_loss_seconds=int(time.time()) - metadata["lastsave"])
-        verify_sha256(store, metadata)
+        verify_sha256(store, metadata, params.get("hmac_key"))
         local = _fetch(store, metadata, params, staging, facts)
         client = _connect_or_resume(params, conn_params, check_mode, facts, held)
         if client is None:  # check mode, a stopped server with an unfinished restore: it would be finished
@@ -188,9 +188,13 @@ def _store_param(store):
     return "store_dir" if store.kind == "directory" else "s3_bucket, s3_prefix"
 
 
-def verify_sha256(store, metadata):
-    """The stored copy exists, was verified when made and still has its sha256: before the server is touched."""
+def verify_sha256(store, metadata, hmac_key=None):
+    """The stored copy exists, was verified when made and still has its sha256 (and, given the key, its metadata
+    its HMAC): before the server is touched."""
     path = store.rdb_path(metadata["id"])
+    problem = store_mod.hmac_problem(metadata, hmac_key)
+    if problem:
+        raise rd.RedisError("%s; nothing was touched (backup)" % problem)
     if not metadata.get("verified"):
         raise rd.RedisError("backup %s is not verified (its copy failed redis-check-rdb when it was made): choose "
                             "another (backup)" % metadata["id"])
@@ -221,7 +225,7 @@ def verify_rdb(path, metadata, params, facts):
     check = store_mod.check_rdb(params["check_rdb_path"], path, params["check_timeout"])
     if not check["ok"]:
         raise rd.RedisError("backup %s fails redis-check-rdb (exit %s): %s; nothing was touched (backup)"
-                            % (metadata["id"], check["returncode"], " / ".join(check["output"][-3:])))
+                            % (metadata["id"], check["returncode"], check["reason"]))
     facts["durations"]["verify"] = round(time.monotonic() - began, 3)
 
 
