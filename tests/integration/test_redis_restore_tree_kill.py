@@ -55,6 +55,13 @@ def _server_pid(node: lab.LabRedisNode) -> int | None:
         return None
 
 
+def _is_pg_ctl(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip() == "pg_ctl"
+    except OSError:
+        return False
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -113,3 +120,39 @@ def test_a_restore_killed_whole_in_phase_started_is_finished_by_the_next_run_wit
         assert client.info("replication")["role"] == "master"
     if server == "gone too":
         assert _server_pid(node) not in (None, started)
+
+
+def test_a_tree_kill_of_a_rejoin_never_takes_down_the_postgres_it_started_with_pg_ctl(fresh_lab, home):
+    """The PostgreSQL side of the same rule: database_rejoin starts the old primary with `pg_ctl start`."""
+    import erlmcp_dr
+
+    cfg = fresh_lab
+    inventory = str(inventory_path(cfg))
+    failover = erlmcp_dr.run("database_failover", inventory=inventory, extravars={"candidate": "pg-b"})
+    assert failover.succeeded, f"{failover.failing_step and failover.failing_step.message} {failover.error}"
+    node = cfg.node("pg-a")
+    assert lab._lab_postmaster_pid(node) is None
+
+    env = dict(os.environ, PATH=venv_path())
+    proc = subprocess.Popen([*runbook_command(), "run", "database_rejoin", "-i", inventory, "--yes"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        # While `pg_ctl start -w` waits for it, the postmaster is pg_ctl's child, in the run's tree (that window is
+        # pg_ctl's, docs/design.md); once pg_ctl has returned it must be out of the tree - a subreaper kept it in.
+        def started_and_left_the_tree() -> bool:
+            pid = lab._lab_postmaster_pid(node)
+            return proc.poll() is not None or (pid is not None and pid not in process_tree(proc.pid)
+                                               and not [p for p in process_tree(proc.pid) if _is_pg_ctl(p)])
+
+        wait_for(started_and_left_the_tree, DEADLINE * 5, interval=0.002,
+                 what="pg-a's postmaster started by the rejoin, out of the run's process tree")
+        postmaster = lab._lab_postmaster_pid(node)
+        assert proc.poll() is None and postmaster is not None, f"the rejoin ended (rc {proc.returncode}) first"
+        kill_every_descendant(proc.pid)
+        proc.wait(timeout=DEADLINE)
+    finally:
+        if proc.poll() is None:
+            kill_every_descendant(proc.pid)
+    assert _alive(postmaster) and lab._lab_postmaster_pid(node) == postmaster, "the tree kill took postgres down"
+    _, result = run_json("run", "database_rejoin", "-i", inventory, "--yes", expect_rc=0)
+    assert summary(result)["primary"] == "pg-b", summary(result)
