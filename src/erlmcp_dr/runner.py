@@ -539,16 +539,12 @@ def run_processes(root: int, marker: str = "") -> list:
                    if session in sessions or proc_stat(session) is None]
 
 
-def kill_tree(root: int, include_root: bool = True, marker: str = "") -> list:
-    """Freezes the run's processes under `root` (and its marked orphans, given the run's marker) (SIGSTOP until no
-    new one appears: a stopped process cannot fork), then SIGKILLs them all. Returns the pids signalled."""
-    me = os.getpid()
+def freeze_and_kill(find: Callable[[], set]) -> list:
+    """SIGSTOPs what find() returns (again until it returns nothing new: a stopped process cannot fork), then
+    SIGKILLs them all. Returns the pids signalled."""
     stopped: set = set()
     while True:
-        tree = set(run_processes(root, marker)) - {me}
-        if not include_root:
-            tree.discard(root)
-        new = tree - stopped
+        new = find() - stopped
         if not new:
             break
         for pid in new:
@@ -563,6 +559,19 @@ def kill_tree(root: int, include_root: bool = True, marker: str = "") -> list:
         except OSError:
             pass
     return sorted(stopped)
+
+
+def kill_tree(root: int, include_root: bool = True, marker: str = "") -> list:
+    """Freezes then kills the run's processes under `root` (and its marked orphans, given the run's marker)."""
+    me = os.getpid()
+
+    def find() -> set:
+        found = set(run_processes(root, marker)) - {me}
+        if not include_root:
+            found.discard(root)
+        return found
+
+    return freeze_and_kill(find)
 
 
 # The guard's child runs ansible-playbook in the guard's own interpreter when that is the interpreter its script
@@ -665,8 +674,9 @@ sys.exit(os.waitstatus_to_exitcode(_status) if os.WIFEXITED(_status) else 128 + 
 def guard_source() -> str:
     import inspect
 
-    functions = [proc_stat, process_tree, marked_processes, run_processes, kill_tree, in_process_script, run_script]
-    return "\n".join(["import ctypes, os, signal, sys", f"RUN_MARKER = {RUN_MARKER!r}",
+    functions = [proc_stat, process_tree, marked_processes, run_processes, freeze_and_kill, kill_tree,
+                 in_process_script, run_script]
+    return "\n".join(["import ctypes, os, signal, sys", "from typing import Callable", f"RUN_MARKER = {RUN_MARKER!r}",
                       *map(inspect.getsource, functions), _GUARD_MAIN])
 
 

@@ -19,7 +19,7 @@ from runbook_helpers import runbook_command
 from test_runner_kill import DEADLINE, _processes, _wait_holding, local  # noqa: F401 - local is a fixture
 
 from erlmcp_dr.paths import ensure_collection_importable
-from erlmcp_dr.runner import process_tree
+from erlmcp_dr.runner import freeze_and_kill, process_tree
 
 ensure_collection_importable()
 from ansible_collections.erlmcp.dr.plugins.module_utils._wait import wait_for  # noqa: E402
@@ -30,23 +30,7 @@ pytestmark = pytest.mark.integration
 def kill_every_descendant(root: int) -> list[int]:
     """SIGSTOP (until no new one appears) then SIGKILL `root` and every process below it by parent pid: what a
     supervisor or an operator's `kill the tree` does, with no idea of sessions or daemons."""
-    stopped: set[int] = set()
-    while True:
-        new = set(process_tree(root)) - stopped
-        if not new:
-            break
-        for pid in new:
-            try:
-                os.kill(pid, signal.SIGSTOP)
-            except OSError:
-                pass
-        stopped |= new
-    for pid in stopped:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
-    return sorted(stopped)
+    return freeze_and_kill(lambda: set(process_tree(root)))
 
 
 def _tagged(tag: str) -> dict[int, str]:
