@@ -32,9 +32,10 @@ def redis_target(info, node=None, purpose="restore"):
     return plan.target(info, node or None, purpose)
 
 
-def redis_failover_candidate(info, candidate=None, away_from=None):
+def redis_failover_candidate(info, candidate=None, away_from=None, app_config_text=None):
     _check_info(info, "redis_failover_candidate")
-    return plan.failover_candidate(info, candidate or None, away_from or None)
+    return plan.failover_candidate(info, candidate or None, away_from or None,
+                                   plan.recorded_primary(app_config_text))
 
 
 def redis_end_state(info, primary, left_out=None):

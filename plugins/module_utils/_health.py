@@ -98,18 +98,24 @@ def target(params):
 
 
 def sample_http(params):
-    """GET the URL: ok when the status is one of status_code and the body matches body_match (if given)."""
+    """GET the URL: ok when the status is one of status_code and the body matches body_match (if given).
+
+    A redirect is never followed (issue 16 row 10): a region is judged by its own answer, not by another host's,
+    and a check sends no request where a redirect says. A 3xx is the sample's answer: a failure naming where it
+    points, unless status_code lists it."""
     from ansible.module_utils.urls import open_url
     from urllib.error import HTTPError, URLError
 
+    location = None
     try:
         response = open_url(params["url"], method="GET", timeout=float(params["sample_timeout"]),
                             validate_certs=bool(params.get("validate_certs", True)), ca_path=params.get("ca_path"),
-                            http_agent="erlmcp.dr health_check", follow_redirects="safe")
+                            http_agent="erlmcp.dr health_check", follow_redirects="none")
         status, body = response.getcode(), response.read()
         response.close()
     except HTTPError as exc:
         status, body = exc.code, exc.read()
+        location = exc.headers.get("Location") if exc.headers is not None else None
     except URLError as exc:
         return dict(ok=False, error=_url_error(exc, params))
     except (OSError, ValueError) as exc:
@@ -117,7 +123,12 @@ def sample_http(params):
     text = body.decode("utf-8", "replace")
     expected = list(params.get("status_code") or [200])
     result = dict(ok=True, status=status, error=None)
-    if status not in expected:
+    if status not in expected and 300 <= status < 400:
+        result.update(ok=False, location=location,
+                      error="HTTP status %s, a redirect to %s: not followed (a health check judges the URL it is "
+                      "given); check that URL itself, or list %s in status_code if a redirect is its healthy answer"
+                      % (status, location or "(no Location header)", status))
+    elif status not in expected:
         result.update(ok=False, error="HTTP status %s, expected %s (status_code); body starts %r"
                       % (status, " or ".join(str(code) for code in expected), text[:BODY_EXCERPT]))
     elif params.get("body_match") and not re.search(params["body_match"], text):

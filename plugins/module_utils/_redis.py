@@ -248,6 +248,30 @@ def read_node(client):
     return facts
 
 
+def config_rewrite(client):
+    """CONFIG REWRITE, keeping the config file's mode (issue 16 row 9): Redis 7.0 writes the file anew with mode
+    0644 & ~(the server's umask), so a 0600 file holding requirepass/masterauth turned world-readable on every
+    rewrite. When the file is reachable from where this runs (the same host), its mode from before is put back; a
+    file out of reach keeps what the server's umask gives (run redis-server with umask 077, docs/redis.md).
+    Returns the file's path, or None when the server has none."""
+    import os
+    import stat
+
+    path = client.info("server").get("config_file") or None
+    try:
+        before = stat.S_IMODE(os.stat(path).st_mode) if path else None
+    except OSError:
+        before = None
+    client.execute_command("CONFIG", "REWRITE")
+    if before is not None:
+        try:
+            if stat.S_IMODE(os.stat(path).st_mode) != before:
+                os.chmod(path, before)
+        except OSError:  # not ours to change (another owner): the server's umask decides, as for a remote file
+            pass
+    return path
+
+
 def server_time(client):
     """The server's clock in whole seconds (TIME), for comparing with LASTSAVE."""
     seconds, _micro = client.time()

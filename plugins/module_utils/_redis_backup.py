@@ -33,7 +33,7 @@ def run(params, check_mode=False, diff=False, warn=None):
         store = store_mod.store_from(params)
         facts.update(store=store.kind, store_dir=store.path, path=store.rdb_path(backup_id),
                      metadata_path=store.metadata_path(backup_id))
-        done = _already_done(store, backup_id) if params.get("backup_id") else None
+        done = _already_done(store, backup_id, params.get("hmac_key")) if params.get("backup_id") else None
         if done is not None:
             facts.update(_facts_of(done), deleted=[] if check_mode else _apply_retention(store, params, facts))
             return facts
@@ -59,7 +59,7 @@ def run(params, check_mode=False, diff=False, warn=None):
         raise ModuleFailure("the stored copy %s of backup %s failed redis-check-rdb (exit %s): %s; it stays in the "
                             "store marked verified: false and will never be restored from"
                             % (facts["path"], backup_id, metadata["check"]["returncode"],
-                               " / ".join(metadata["check"]["output"][-3:])), **facts)
+                               metadata["check"].get("reason")), **facts)
     facts["deleted"] = _apply_retention(store, params, facts)
     facts["durations"]["total"] = round(time.monotonic() - started, 3)
     return facts
@@ -93,10 +93,11 @@ def _default_id(params, conn_params):
     return "%s-%s" % (safe[:80], stamp)
 
 
-def _already_done(store, backup_id):
-    """A verified backup by this id whose stored copy still has its sha256: the end state holds already."""
+def _already_done(store, backup_id, hmac_key=None):
+    """A verified backup by this id whose stored copy still has its sha256 (and, given the key, whose metadata
+    carries its HMAC): the end state holds already."""
     metadata = store.read(backup_id)
-    if not metadata or not metadata.get("verified"):
+    if not metadata or not metadata.get("verified") or store_mod.hmac_problem(metadata, hmac_key):
         return None
     if store.stored_sha256(backup_id) != metadata.get("sha256"):
         return None
@@ -204,9 +205,12 @@ def _store_copy(store, source, backup_id, params, node, saved, facts):
         else saved["repl_offset"],
         samples=saved.get("samples"),
         verified=check["ok"],
-        check=dict(tool=params["check_rdb_path"], returncode=check["returncode"], output=check["output"]),
+        check=dict(tool=params["check_rdb_path"], returncode=check["returncode"], output=check["output"],
+                   reason=check["reason"]),
         durations=facts["durations"],
     )
+    if params.get("hmac_key"):
+        metadata["hmac"] = store_mod.metadata_hmac(metadata, params["hmac_key"])
     store.write_metadata(metadata)
     return metadata
 

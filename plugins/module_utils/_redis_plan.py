@@ -100,13 +100,29 @@ def backup_source(info, node=None):
                    % (", ".join(info.get("unreachable_nodes") or []) or "none"))
 
 
-def failover_candidate(info, candidate=None, away_from=None):
-    """The node a failover promotes: dict(action, target, reason). `candidate` when given (a reachable member other
-    than away_from); else the reachable replica with the highest replication offset (link up first, then name)."""
+def failover_candidate(info, candidate=None, away_from=None, recorded_primary=None):
+    """The node a failover promotes: dict(action, target, reason, demote). `candidate` when given (a reachable member
+    other than away_from); else the one primary; else the reachable replica with the highest replication offset (link
+    up first, then name).
+
+    recorded_primary is the primary the application's Redis config names (the last failover's choice). When more
+    than one node takes writes, the one it names is kept and the others are returning old primaries (restarted as
+    primaries after an unplanned failover, issue 16 row 4): `demote` lists them, with away_from, to be made
+    replicas (their writes since their return given up: no client is pointed at them). Without that record the
+    run refuses, naming them."""
     members = info.get("nodes") or {}
     if away_from and away_from not in members:
         return _refuse("away_from %s is not in the inventory's redis group (%s): expected one of them (away_from)"
                        % (away_from, ", ".join(sorted(members))))
+    chosen = _candidate(info, members, candidate, away_from, recorded_primary)
+    if chosen["action"] == "act":
+        writers = [p for p in info.get("primaries") or [] if p != chosen["target"]]
+        returning = writers if chosen["target"] == recorded_primary else []
+        chosen["demote"] = sorted(set(returning + ([away_from] if away_from else [])))
+    return chosen
+
+
+def _candidate(info, members, candidate, away_from, recorded_primary):
     if candidate:
         if candidate not in members:
             return _refuse("candidate %s is not in the inventory's redis group (%s): expected one of them (candidate)"
@@ -120,6 +136,15 @@ def failover_candidate(info, candidate=None, away_from=None):
     primaries = [p for p in info.get("primaries") or [] if p != away_from]
     replicas = [(f.get("link_status") == "up", f.get("repl_offset") or 0, name) for name, f in members.items()
                 if name != away_from and f.get("reachable") and f.get("role") == "replica"]
+    if len(primaries) > 1:
+        if recorded_primary in primaries:
+            return dict(action="act", target=recorded_primary,
+                        reason="%s is the primary the application's Redis config names; %s take writes beside it (an "
+                               "old primary that came back as a primary): made replicas of it"
+                        % (recorded_primary, ", ".join(p for p in primaries if p != recorded_primary)))
+        return _refuse("more than one Redis node takes writes (%s) and the application's Redis config names none of "
+                       "them (it names %s): name the one to keep (candidate) and the one to make its replica "
+                       "(away_from)" % (", ".join(primaries), recorded_primary or "no primary"))
     if len(primaries) == 1:
         return dict(action="act", target=primaries[0], reason="%s is the primary already" % primaries[0])
     if not replicas:
@@ -127,6 +152,19 @@ def failover_candidate(info, candidate=None, away_from=None):
                        % (" from %s" % away_from if away_from else ""))
     best = sorted(replicas, key=lambda r: (-r[1], not r[0], r[2]))[0]
     return dict(action="act", target=best[2], reason="the replica with the most data (offset %s)" % best[1])
+
+
+def recorded_primary(config_text):
+    """The primary_node the application's Redis config (app_redis_config's JSON) names, or None when the text is
+    empty, not that JSON, or names none."""
+    import json
+
+    try:
+        found = json.loads(config_text or "")
+    except ValueError:
+        return None
+    primary = (found.get("redis") or {}).get("primary_node") if isinstance(found, dict) else None
+    return primary if isinstance(primary, str) and primary else None
 
 
 def _refuse(reason):

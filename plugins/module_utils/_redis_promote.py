@@ -290,7 +290,7 @@ def _persist(params, member):
         if not path:
             return False
         before = _role_in(path)
-        client.execute_command("CONFIG", "REWRITE")
+        rd.config_rewrite(client)
         return before is not None and _role_in(path) != before
 
 

@@ -39,6 +39,7 @@ JOURNAL = "restore.json"
 LOCK = ".erlmcp-dr-restore.lock"
 JOURNAL_BACKUP_KEYS = ("id", "sha256", "rdb_keys", "keys_per_db", "keys_exact", "samples")
 ROLLBACK_PREFIX = "erlmcp-dr-rollback-"
+RUN_MARKER = "ERLMCP_DR_RUN"  # how the controller's run guard finds the run's processes (src/erlmcp_dr/runner.py)
 POSITIVE = ("wait_timeout", "poll_interval", "check_timeout", "connect_timeout", "pause_timeout")
 
 
@@ -66,7 +67,7 @@ def _run(params, check_mode, held, staging):
         metadata = choose(store, params.get("backup") or "latest", parse_time(params.get("before"), "before"))
         facts.update(backup_id=metadata["id"], backup=metadata,
                      data_loss_seconds=int(time.time()) - metadata["lastsave"])
-        verify_sha256(store, metadata)
+        verify_sha256(store, metadata, params.get("hmac_key"))
         local = _fetch(store, metadata, params, staging, facts)
         client = _connect_or_resume(params, conn_params, check_mode, facts, held)
         if client is None:  # check mode, a stopped server with an unfinished restore: it would be finished
@@ -187,9 +188,13 @@ def _store_param(store):
     return "store_dir" if store.kind == "directory" else "s3_bucket, s3_prefix"
 
 
-def verify_sha256(store, metadata):
-    """The stored copy exists, was verified when made and still has its sha256: before the server is touched."""
+def verify_sha256(store, metadata, hmac_key=None):
+    """The stored copy exists, was verified when made and still has its sha256 (and, given the key, its metadata
+    its HMAC): before the server is touched."""
     path = store.rdb_path(metadata["id"])
+    problem = store_mod.hmac_problem(metadata, hmac_key)
+    if problem:
+        raise rd.RedisError("%s; nothing was touched (backup)" % problem)
     if not metadata.get("verified"):
         raise rd.RedisError("backup %s is not verified (its copy failed redis-check-rdb when it was made): choose "
                             "another (backup)" % metadata["id"])
@@ -220,7 +225,7 @@ def verify_rdb(path, metadata, params, facts):
     check = store_mod.check_rdb(params["check_rdb_path"], path, params["check_timeout"])
     if not check["ok"]:
         raise rd.RedisError("backup %s fails redis-check-rdb (exit %s): %s; nothing was touched (backup)"
-                            % (metadata["id"], check["returncode"], " / ".join(check["output"][-3:])))
+                            % (metadata["id"], check["returncode"], check["reason"]))
     facts["durations"]["verify"] = round(time.monotonic() - began, 3)
 
 
@@ -267,7 +272,7 @@ def _stop_saving(client, params, conn_params, facts):
     began = time.monotonic()
     client.execute_command("CLIENT", "PAUSE", int(params["pause_timeout"] * 1000), "WRITE")
     client.config_set("appendonly", "no")
-    client.execute_command("CONFIG", "REWRITE")
+    rd.config_rewrite(client)
     try:
         client.shutdown(save=True)
     except Exception as exc:  # redis-py raises when the server refuses; a closed connection means it stopped
@@ -349,7 +354,9 @@ def _sequence(journal, params, conn_params, facts):
     if journal["phase"] == "set_aside":
         _place(journal["backup_path"], journal)
         _save(journal, "placed")
-    if journal["phase"] == "placed":
+    # "started" too: a run cut off while the server loaded may have lost that server with it (issue 16 row 3);
+    # starting it again loads the placed backup once more, and what it loads is verified below all the same.
+    if journal["phase"] in ("placed", "started"):
         if rd.try_connect(conn_params)[2] == "refused":
             try:
                 _start(params, journal)
@@ -398,14 +405,20 @@ def _start(params, node):
     try:
         # Not AnsibleModule.run_command: the engine has no module object, and the server must start as the
         # owner of its data directory (user=, group=) within wait_timeout.
+        # Without the run's marker: the server is no process of the run, whatever kills the run must spare it.
         proc = subprocess.run(  # pylint: disable=ansible-bad-function
             list(params["start_command"]), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, timeout=params["wait_timeout"], check=False, **as_owner)
+            stderr=subprocess.STDOUT, timeout=params["wait_timeout"], check=False, env=_server_env(), **as_owner)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise rd.RedisError("start_command %s failed: %s (start_command)" % (params["start_command"], exc)) from None
     if proc.returncode != 0:
         raise rd.RedisError("start_command %s exited %s: %s (start_command)"
                             % (params["start_command"], proc.returncode, proc.stdout.decode("utf-8", "replace")[-500:]))
+
+
+def _server_env():
+    """This process's environment without the controller's run marker (erlmcp_dr.runner.RUN_MARKER)."""
+    return dict((k, v) for k, v in os.environ.items() if k != RUN_MARKER)
 
 
 def _loaded(conn_params):
@@ -467,7 +480,7 @@ def _aof_on(client, params, conn_params):
         return int(info.get("aof_enabled", 0)) == 1
 
     _wait(rewritten, params, "the AOF rewrite on %s" % rd.endpoint(conn_params))
-    client.execute_command("CONFIG", "REWRITE")
+    rd.config_rewrite(client)
 
 
 def _roll_back(params, conn_params, journal, facts, problem):
@@ -508,7 +521,7 @@ def _finish_roll_back(params, conn_params, journal, facts):
         if client is not None:  # it runs the backup that did not verify: its dataset is not kept
             with client:
                 client.config_set("appendonly", "no")
-                client.execute_command("CONFIG", "REWRITE")
+                rd.config_rewrite(client)
                 try:
                     client.shutdown(nosave=True)
                 except Exception as exc:

@@ -187,14 +187,75 @@ def check_rdb(tool, path, timeout):
     return parse_check_output(output, proc.returncode)
 
 
+UNCHECKSUMMED = "saved with checksum disabled"
+UNCHECKSUMMED_REASON = ("the RDB was saved with its checksum disabled (CRC64 0), so redis-check-rdb and the loading "
+                        "server cannot tell a changed value from the saved one; the server must write checksums "
+                        "(rdbchecksum yes, its default)")
+
+
 def parse_check_output(output, returncode):
+    """redis-check-rdb's output: ok, the reason when not (what it says after RDB ERROR DETECTED, not its last
+    lines, which are counters), the AUX fields and counters. An RDB saved without its checksum is not ok: nothing
+    would detect a value changed in it (issue 16 row 11)."""
     aux = dict(re.findall(r"AUX FIELD ([\w-]+) = '([^']*)'", output))
     found = re.findall(r"\[info\] (\d+) (keys read|expires|already expired)", output)
     numbers = dict((what, int(n)) for n, what in found)
     lines = [line for line in output.splitlines() if line.strip()]
-    return dict(ok=returncode == 0 and "RDB looks OK" in output, returncode=returncode, output=lines[-12:],
+    unchecksummed = UNCHECKSUMMED in output
+    ok = returncode == 0 and "RDB looks OK" in output and not unchecksummed
+    reason = None
+    if not ok:
+        reason = UNCHECKSUMMED_REASON if unchecksummed and returncode == 0 else check_failure_reason(lines, returncode)
+    return dict(ok=ok, returncode=returncode, output=lines[-12:], reason=reason, checksum=not unchecksummed,
                 aux=aux, keys_read=numbers.get("keys read"), expires=numbers.get("expires"),
                 already_expired=numbers.get("already expired"))
+
+
+def metadata_hmac(metadata, key):
+    """HMAC-SHA256 (hex) of a backup's metadata (every field but `hmac`, as canonical JSON) under key.
+
+    Why: the sha256 in the metadata only says the RDB is the file the metadata describes; whoever can write the
+    store can change both (a value changed in the RDB, its CRC64 zeroed, the sha256 recomputed). Only a key the
+    store does not hold tells a backup this deployment made from one rewritten since (issue 16 row 11)."""
+    import hashlib
+    import hmac
+    import json
+
+    body = json.dumps(dict((k, v) for k, v in metadata.items() if k != "hmac"), sort_keys=True,
+                      separators=(",", ":"), default=str).encode("utf-8")
+    return hmac.new(key.encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+
+def hmac_problem(metadata, key):
+    """None when key is empty (nothing to check) or the metadata carries its HMAC under key; else why not."""
+    import hmac
+
+    if not key:
+        return None
+    found = metadata.get("hmac")
+    if not found:
+        return ("backup %s carries no HMAC: it was made without the key, or its HMAC was removed (hmac_key, the "
+                "inventory's redis_backup_hmac_key)" % metadata.get("id"))
+    if not hmac.compare_digest(str(found), metadata_hmac(metadata, key)):
+        return ("backup %s's metadata does not match its HMAC: it was changed since it was made, or made with "
+                "another key (hmac_key, the inventory's redis_backup_hmac_key)" % metadata.get("id"))
+    return None
+
+
+def check_failure_reason(lines, returncode):
+    """Why redis-check-rdb failed, in its own words: the lines after `--- RDB ERROR DETECTED ---` up to its
+    counters ([info]), without their [offset N] / [additional info] prefixes and the C source location."""
+    try:
+        start = next(i for i, line in enumerate(lines) if "RDB ERROR DETECTED" in line) + 1
+    except StopIteration:
+        return "exit %s without its verdict; its output ends: %s" % (returncode, " / ".join(lines[-3:]) or "(none)")
+    said = []
+    for line in lines[start:]:
+        if line.startswith("[info]"):
+            break
+        text = re.sub(r"^\[(offset \d+|additional info)\]\s*", "", line.strip())
+        said.append(re.sub(r"^Internal error in RDB reading .*?->\s*", "", text))
+    return "; ".join(said) or "RDB error detected (no detail given)"
 
 
 # ---------------------------------------------------------------- retention (pure)

@@ -36,7 +36,10 @@ options:
     required: true
     choices: [http, tcp, postgres, redis]
   url:
-    description: The URL to GET (C(http://) or C(https://)). Required for O(kind=http).
+    description:
+      - The URL to GET (C(http://) or C(https://)). Required for O(kind=http).
+      - A redirect is never followed (the check judges this URL, and sends nothing where a redirect says) - a 3xx
+        answer is a failed sample naming its C(Location), unless O(status_code) lists it.
     type: str
   host:
     description: Host name or IP address to connect to. Required for O(kind=tcp), O(kind=postgres), O(kind=redis).

@@ -58,6 +58,14 @@ options:
       - Seconds between two looks at the server's persistence state while waiting.
     type: float
     default: 0.2
+  hmac_key:
+    description:
+      - A secret key (keep it in vault, not beside the store) - the metadata written beside the backup carries an
+        HMAC-SHA256 under it (C(hmac)), and a backup found done by its id must carry it.
+      - Without it nothing tells a backup this deployment made from one whose RDB and metadata were both rewritten
+        in the store (a changed value, its CRC64 zeroed, the sha256 recomputed); RDB files saved without their
+        checksum are refused either way.
+    type: str
   check_rdb_path:
     description:
       - The C(redis-check-rdb) program (a name looked up in PATH, or a path).
@@ -224,6 +232,7 @@ def argument_spec():
         bgsave_timeout=dict(type="float", default=600),
         poll_interval=dict(type="float", default=0.2),
         check_rdb_path=dict(type="str", default="redis-check-rdb"),
+        hmac_key=dict(type="str", no_log=True),
         check_timeout=dict(type="float", default=600),
         sample_size=dict(type="int", default=20),
         retention_count=dict(type="int"),

@@ -75,6 +75,14 @@ options:
     description: Seconds between two looks while waiting.
     type: float
     default: 0.1
+  hmac_key:
+    description:
+      - A secret key (keep it in vault, not beside the store) - the backup's metadata must carry its HMAC-SHA256
+        under it (C(hmac)), else the restore is refused before anything is touched.
+      - Without it nothing tells a backup this deployment made from one whose RDB and metadata were both rewritten
+        in the store (a changed value, its CRC64 zeroed, the sha256 recomputed); RDB files saved without their
+        checksum are refused either way.
+    type: str
   check_rdb_path:
     description: The C(redis-check-rdb) program.
     type: str
@@ -175,6 +183,7 @@ def argument_spec():
         wait_timeout=dict(type="float", default=600),
         poll_interval=dict(type="float", default=0.1),
         check_rdb_path=dict(type="str", default="redis-check-rdb"),
+        hmac_key=dict(type="str", no_log=True),
         check_timeout=dict(type="float", default=600),
     )
     return spec

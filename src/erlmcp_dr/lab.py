@@ -662,7 +662,8 @@ def _start_redis(node: LabRedisNode, timeout: float) -> None:
     node.pid_file.unlink(missing_ok=True)
     user = lab_os_user()
     # Not a shell, not the caller's identity: redis-server runs as the lab OS user and daemonizes itself.
-    subprocess.run([REDIS_SERVER, str(node.conf_file)], check=True, capture_output=True, timeout=timeout,
+    # umask 077: what it writes (CONFIG REWRITE's redis.conf with the password, the RDB, the AOF) is its own only.
+    subprocess.run([REDIS_SERVER, str(node.conf_file)], check=True, capture_output=True, timeout=timeout, umask=0o077,
                    user=user.pw_uid if os.geteuid() == 0 else None, group=user.pw_gid if os.geteuid() == 0 else None)
 
     def answering() -> bool:

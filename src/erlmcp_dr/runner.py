@@ -400,6 +400,8 @@ def remove_stale_private_dirs() -> List[Path]:
         if not owner and path.name.startswith(".new-"):
             continue  # being made right now (it holds nothing yet)
         if not process_alive(owner):
+            # A run killed whole (its guard too) can leave orphans outside any tree: its marker finds them.
+            kill_tree(NO_ROOT, include_root=False, marker=os.path.abspath(path))
             if _RUN_ID.match(path.name) and run_dir_of(path.name).is_dir():
                 _close_killed_run(run_dir_of(path.name), path)
             shutil.rmtree(path, ignore_errors=True)
@@ -454,8 +456,19 @@ def _process_marker() -> Dict[str, Any]:
 # ---------------------------------------------------------------- the guard: the child dies with `runbook`
 
 # ansible-playbook's workers call setsid(), so a process group does not hold a run: its process TREE does.
-# Daemons a run starts (a postmaster from pg_ctl start) also call setsid() and must outlive it: only the
-# sessions of the guard and of ansible-playbook processes (the workers) are the run's.
+# Daemons a run starts (a postmaster from pg_ctl start, a daemonized redis-server) also call setsid() and must
+# outlive it: only the sessions of the guard and of ansible-playbook processes (the workers) are the run's.
+#
+# The guard is NOT a subreaper (issue 16 row 3): a subreaper adopts every daemon the run starts, so the server
+# sits in the run's process tree and dies with any kill of that tree (an operator's, a supervisor's, a test's).
+# Without it a daemon is re-parented to init (or to whatever subreaper is above `runbook`) and leaves the tree.
+# The run's own orphans (a module's background child left when ansible-playbook ended, the workers of a killed
+# ansible-playbook) are found instead by the run marker the guard puts in its child's environment (RUN_MARKER,
+# inherited by every process of the run): a marked process outside the tree is the run's unless it is in a
+# session whose leader still lives outside the run's sessions (a daemon and its children). docs/design.md,
+# "The run guard and the daemons a run starts".
+RUN_MARKER = "ERLMCP_DR_RUN"
+NO_ROOT = -1  # kill_tree's root when only the marker finds the run (never a pid: no tree, no PID reuse)
 
 
 def proc_stat(pid: int) -> tuple:
@@ -487,31 +500,51 @@ def process_tree(root: int) -> dict:
     return tree
 
 
-def run_processes(root: int) -> list:
+def marked_processes(marker: str) -> list:
+    """The pids whose environment (as they started) holds RUN_MARKER=marker: the run's processes wherever the
+    kernel re-parented them. Processes of other users are not readable, hence never the run's."""
+    needle = f"{RUN_MARKER}={marker}".encode() + b"\0"
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/environ", "rb") as handle:
+                    if needle in handle.read() + b"\0":
+                        found.append(int(name))
+            except OSError:
+                continue
+    return found
+
+
+def run_processes(root: int, marker: str = "") -> list:
     """The processes of the run under `root` (the guard): those in its session or in a session an
-    ansible-playbook process (a worker) leads; not the daemons the run started."""
+    ansible-playbook process (a worker) leads; and, given the run's marker, its orphans outside the tree (not
+    the daemons the run started: a daemon leads its own session, or lives in one whose leader lives)."""
     tree = process_tree(root)
     sessions = {tree.get(root)}
-    for pid, session in tree.items():
+    orphans = {}
+    for pid in marked_processes(marker) if marker else []:
+        found = proc_stat(pid)
+        if found is not None and pid not in tree:
+            orphans[pid] = found[1]
+    for pid, session in [*tree.items(), *orphans.items()]:
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as handle:
                 if b"ansible-playbook" in handle.read():
                     sessions.add(session)
         except OSError:
             continue
-    return [pid for pid, session in tree.items() if session in sessions]
+    mine = [pid for pid, session in tree.items() if session in sessions]
+    return mine + [pid for pid, session in orphans.items()
+                   if session in sessions or proc_stat(session) is None]
 
 
-def kill_tree(root: int, include_root: bool = True) -> list:
-    """Freezes the run's processes under `root` (SIGSTOP until no new one appears: a stopped process cannot
-    fork), then SIGKILLs them all. Returns the pids signalled."""
-    me = os.getpid()
+def freeze_and_kill(find: Callable[[], set]) -> list:
+    """SIGSTOPs what find() returns (again until it returns nothing new: a stopped process cannot fork), then
+    SIGKILLs them all. Returns the pids signalled."""
     stopped: set = set()
     while True:
-        tree = set(run_processes(root)) - {me}
-        if not include_root:
-            tree.discard(root)
-        new = tree - stopped
+        new = find() - stopped
         if not new:
             break
         for pid in new:
@@ -526,6 +559,19 @@ def kill_tree(root: int, include_root: bool = True) -> list:
         except OSError:
             pass
     return sorted(stopped)
+
+
+def kill_tree(root: int, include_root: bool = True, marker: str = "") -> list:
+    """Freezes then kills the run's processes under `root` (and its marked orphans, given the run's marker)."""
+    me = os.getpid()
+
+    def find() -> set:
+        found = set(run_processes(root, marker)) - {me}
+        if not include_root:
+            found.discard(root)
+        return found
+
+    return freeze_and_kill(find)
 
 
 # The guard's child runs ansible-playbook in the guard's own interpreter when that is the interpreter its script
@@ -589,12 +635,15 @@ def run_script(path: str, argv: list) -> None:
 
 # The guard: run as `python <private_data_dir>/guard.py <parent pid> <argv...>` in place of ansible-playbook.
 # It asks the kernel for SIGTERM when its parent (the runbook process) dies, even by SIGKILL
-# (PR_SET_PDEATHSIG), becomes a subreaper (orphans of the run stay below it), runs the command, and on that
-# signal (or SIGTERM/SIGINT from anyone) kills the run's processes: ansible-playbook, its workers and the
-# modules they run (not the daemons the run started).
+# (PR_SET_PDEATHSIG), marks its child's environment (RUN_MARKER: how it finds the run's orphans, as it is no
+# subreaper), runs the command, and on that signal (or SIGTERM/SIGINT from anyone) kills the run's processes:
+# ansible-playbook, its workers and the modules they run (not the daemons the run started).
 _GUARD_MAIN = """
+_marker = os.path.dirname(os.path.abspath(sys.argv[0]))  # the run's private data dir: one run's own
+
+
 def _stop(signum, frame):
-    kill_tree(os.getpid(), include_root=False)
+    kill_tree(os.getpid(), include_root=False, marker=_marker)
     os._exit(128 + signum)
 
 
@@ -602,13 +651,13 @@ signal.signal(signal.SIGTERM, _stop)
 signal.signal(signal.SIGINT, _stop)
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
-_libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
 if os.getppid() != int(sys.argv[1]):
     sys.exit(1)  # the parent died before the request: nothing started
 _pid = os.fork()
 if _pid == 0:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    os.environ[RUN_MARKER] = _marker
     try:
         _script = in_process_script(sys.argv[2])
         if _script is None:
@@ -616,11 +665,8 @@ if _pid == 0:
         run_script(_script, sys.argv[2:])
     finally:
         os._exit(127)
-while True:
-    _done, _status = os.waitpid(-1, 0)  # reaps the orphans it inherits too
-    if _done == _pid:
-        break
-kill_tree(os.getpid(), include_root=False)  # nothing of the run outlives ansible-playbook
+_done, _status = os.waitpid(_pid, 0)
+kill_tree(os.getpid(), include_root=False, marker=_marker)  # nothing of the run outlives ansible-playbook
 sys.exit(os.waitstatus_to_exitcode(_status) if os.WIFEXITED(_status) else 128 + os.WTERMSIG(_status))
 """
 
@@ -628,8 +674,10 @@ sys.exit(os.waitstatus_to_exitcode(_status) if os.WIFEXITED(_status) else 128 + 
 def guard_source() -> str:
     import inspect
 
-    functions = [proc_stat, process_tree, run_processes, kill_tree, in_process_script, run_script]
-    return "\n".join(["import ctypes, os, signal, sys", *map(inspect.getsource, functions), _GUARD_MAIN])
+    functions = [proc_stat, process_tree, marked_processes, run_processes, freeze_and_kill, kill_tree,
+                 in_process_script, run_script]
+    return "\n".join(["import ctypes, os, signal, sys", "from typing import Callable", f"RUN_MARKER = {RUN_MARKER!r}",
+                      *map(inspect.getsource, functions), _GUARD_MAIN])
 
 
 def guarded(command: List[str], private_data_dir: Path) -> List[str]:
@@ -671,7 +719,7 @@ class Stopper:
         if not (self.timed_out or (self.signalled is not None and self.signalled())):
             return False
         for pid in guard_pids(self.private_data_dir):
-            kill_tree(pid)
+            kill_tree(pid, marker=os.path.abspath(self.private_data_dir))
         return True
 
 

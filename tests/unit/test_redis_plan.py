@@ -168,3 +168,26 @@ def test_app_redis_config_names_the_primary_and_its_linked_replicas():
     two = _info(_node("a", 7001, "primary"), _node("b", 7002, "primary"))
     with pytest.raises(ModuleFailure, match="no single Redis primary"):
         app.content(two)
+
+
+def test_a_returning_old_primary_is_demoted_when_the_app_config_names_the_new_one():
+    """Issue 16 row 4: after an unplanned failover the old primary restarts as a primary beside the new one."""
+    split = _info(_node("a", 7001, "primary"), _node("b", 7002, "primary"), _node("c", 7003, upstream="b"))
+    kept = plan.failover_candidate(split, recorded_primary="b")
+    assert kept["action"] == "act" and kept["target"] == "b" and kept["demote"] == ["a"], kept
+    assert "a" in kept["reason"] and "application" in kept["reason"]
+    named = plan.failover_candidate(split, candidate="b", recorded_primary="b")
+    assert named["target"] == "b" and named["demote"] == ["a"]
+    unknown = plan.failover_candidate(split)
+    assert unknown["action"] == "refuse" and "a, b" in unknown["reason"] and "(away_from)" in unknown["reason"]
+    # the candidate that is not the recorded primary demotes nobody by itself: the engine refuses a second writer
+    assert plan.failover_candidate(split, candidate="a", recorded_primary="b")["demote"] == []
+    assert plan.failover_candidate(split, candidate="b", away_from="a")["demote"] == ["a"]
+    nodes = {n: dict(f, repl_offset=10, replicas=[]) for n, f in split["nodes"].items()}
+    assert promote.decide(nodes, "b", demote=["a"])["follow"] == ["a"]
+
+
+def test_the_recorded_primary_is_read_from_the_app_config_text_or_is_none():
+    assert plan.recorded_primary('{"redis": {"primary_node": "redis-b", "primary": "h:1"}}') == "redis-b"
+    for text in (None, "", "not json", "[]", '{"redis": {}}', '{"redis": {"primary_node": 3}}'):
+        assert plan.recorded_primary(text) is None, text

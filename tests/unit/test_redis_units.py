@@ -157,3 +157,49 @@ def test_before_takes_a_unix_time_or_iso_8601():
     assert restore.parse_time(None, "before") is None
     with pytest.raises(ModuleFailure, match=r"before is 'yesterday': expected a Unix time or an ISO 8601 time"):
         restore.parse_time("yesterday", "before")
+
+
+FAILED_CHECK = """[offset 0] Checking RDB file bad.rdb
+[offset 27] AUX FIELD redis-ver = '7.0.15'
+[offset 82] Selecting DB ID 0
+--- RDB ERROR DETECTED ---
+[offset 89] Internal error in RDB reading offset 0, function at rdb.c:529 -> Unknown RDB string encoding type 8
+[additional info] While doing: read-object-value
+[additional info] Reading key 'a'
+[info] 1 keys read
+[info] 0 expires
+[info] 0 already expired
+"""
+
+
+def test_a_failed_check_gives_redis_check_rdbs_reason_not_its_counters():
+    parsed = store.parse_check_output(FAILED_CHECK, 1)
+    assert not parsed["ok"]
+    assert parsed["reason"] == ("Unknown RDB string encoding type 8; While doing: read-object-value; "
+                                "Reading key 'a'")
+    crc = store.parse_check_output("--- RDB ERROR DETECTED ---\n[offset 122] RDB CRC error\n"
+                                   "[additional info] While doing: check-sum\n[info] 2 keys read\n", 1)
+    assert crc["reason"] == "RDB CRC error; While doing: check-sum"
+    silent = store.parse_check_output("Segmentation fault\n", 139)
+    assert silent["reason"] == "exit 139 without its verdict; its output ends: Segmentation fault"
+
+
+def test_an_rdb_saved_without_its_checksum_is_not_ok():
+    output = ("[offset 122] RDB file was saved with checksum disabled: no check performed.\n"
+              "[offset 122] \\o/ RDB looks OK! \\o/\n[info] 2 keys read\n")
+    parsed = store.parse_check_output(output, 0)
+    assert not parsed["ok"] and not parsed["checksum"] and "checksum disabled (CRC64 0)" in parsed["reason"]
+    assert "rdbchecksum yes" in parsed["reason"]
+
+
+def test_the_metadata_hmac_covers_every_field_and_needs_the_key():
+    metadata = {"id": "b1", "sha256": "ab" * 32, "rdb_keys": 3, "samples": {"db0": {"k": "d"}}}
+    metadata["hmac"] = store.metadata_hmac(metadata, "key-1")
+    assert store.hmac_problem(metadata, "key-1") is None
+    assert store.hmac_problem(metadata, None) is None  # no key: nothing to check (and nothing detected)
+    assert "does not match its HMAC" in store.hmac_problem(metadata, "key-2")
+    for field, value in (("sha256", "cd" * 32), ("rdb_keys", 4), ("samples", {"db0": {"k": "e"}})):
+        changed = dict(metadata, **{field: value})
+        assert "does not match its HMAC" in store.hmac_problem(changed, "key-1"), field
+    unsigned = dict((k, v) for k, v in metadata.items() if k != "hmac")
+    assert "carries no HMAC" in store.hmac_problem(unsigned, "key-1")
