@@ -66,12 +66,15 @@ if [ ! -x .venv/bin/python ]; then
   log "creating .venv"
   "$python" -m venv .venv
 fi
+# The package accepts ansible-core 2.19 up to the newest series (requires_ansible); the whole suite runs on
+# the oldest, 2.19, and the newest series gets its own virtualenv below (sanity).
+FLOOR_CORE=2.19
 stamp=.venv/.erlmcp-dr-installed
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+want="$(sha256sum pyproject.toml | cut -d' ' -f1) ansible-core~=$FLOOR_CORE.0"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   log "installing Python packages into .venv"
   .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]"
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]" "ansible-core~=$FLOOR_CORE.0"
   echo "$want" > "$stamp"
 fi
 
