@@ -220,9 +220,10 @@ def _restore_changes(result, node):
 def _promote_changes(result):
     changes = []
     if result.get("would_promote"):
-        how = ("Redis's coordinated FAILOVER: writes paused until %s has every byte" % result.get("candidate")
-               if result.get("plan") == "failover" else "%s does not answer" % (result.get("old_primary") or
-                                                                                 "no primary"))
+        if result.get("plan") == "failover":
+            how = "Redis's coordinated FAILOVER: writes paused until %s has every byte" % result.get("candidate")
+        else:
+            how = "%s does not answer" % (result.get("old_primary") or "no primary")
         changes.append("primary: %s -> %s (%s)" % (result.get("old_primary") or "none answering",
                                                    result.get("candidate"), how))
     if result.get("would_repoint"):
