@@ -19,6 +19,15 @@ command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v knotd >/dev/null || need_apt+=(knot)
 # Headless Chromium renders report.html in the report tests.
 command -v chromium >/dev/null || need_apt+=(chromium)
+# Molecule scenarios and the execution environment (scripts/molecule.sh, scripts/ee.sh): podman with
+# runc, and debootstrap for the locally bootstrapped Debian base image; without them CI fails (test.sh).
+command -v podman >/dev/null || need_apt+=(podman fuse-overlayfs slirp4netns uidmap)
+command -v runc >/dev/null || need_apt+=(runc)
+command -v debootstrap >/dev/null || need_apt+=(debootstrap)
+# etcd (the shared run lock's three members) and pgBackRest (pg_backup, pg_restore), from Debian.
+command -v etcd >/dev/null || need_apt+=(etcd-server)
+command -v etcdctl >/dev/null || need_apt+=(etcd-client)
+command -v pgbackrest >/dev/null || need_apt+=(pgbackrest)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     log "missing system packages: ${need_apt[*]} (install them, or run this as root)"; exit 1
@@ -30,6 +39,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   # Debian's package starts a "main" cluster on 5432; the lab needs none of it.
   if command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql/15/main ]; then
     pg_ctlcluster 15 main stop >/dev/null 2>&1 || true
+  fi
+  # Likewise Debian's etcd service on 2379/2380: the tests start their own members.
+  if command -v systemctl >/dev/null && systemctl is-active --quiet etcd 2>/dev/null; then
+    systemctl stop etcd >/dev/null 2>&1 || true
+    systemctl disable etcd >/dev/null 2>&1 || true
   fi
   # Likewise Debian's redis-server service on 6379: the lab runs its own servers.
   if [ -f /etc/redis/redis.conf ] && command -v redis-cli >/dev/null; then
@@ -52,12 +66,15 @@ if [ ! -x .venv/bin/python ]; then
   log "creating .venv"
   "$python" -m venv .venv
 fi
+# The package accepts ansible-core 2.19 up to the newest series (requires_ansible); the whole suite runs on
+# the oldest, 2.19, and the newest series gets its own virtualenv below (sanity).
+FLOOR_CORE=2.19
 stamp=.venv/.erlmcp-dr-installed
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+want="$(sha256sum pyproject.toml | cut -d' ' -f1) ansible-core~=$FLOOR_CORE.0"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   log "installing Python packages into .venv"
   .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]"
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]" "ansible-core~=$FLOOR_CORE.0"
   echo "$want" > "$stamp"
 fi
 

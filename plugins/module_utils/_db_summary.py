@@ -87,6 +87,9 @@ def db_summary(plan, steps, completed=False, check_mode=False):
         "completed": bool(completed),
         "check_mode": bool(check_mode),
         "did": did or ["nothing was changed"],
+        # The plan shown before the confirmation: the node that serves writes, before -> after.
+        "will_change": (["primary: %s -> %s" % (plan.get("old_primary") or "none", plan.get("candidate"))]
+                        if check_mode and promote.get("would_promote") else []),
         "old_primary": plan.get("old_primary"),
         "new_primary": new_primary,
         "primary": plan.get("candidate") if plan.get("action") != "refuse" else None,

@@ -320,25 +320,26 @@ def summary(plan, change, end, completed=False, check_mode=False, run_id=None, l
         rollback=_rollback_commands(applied, run_id),
     )
     if check_mode and (plan or {}).get("action") in ("change", "none"):
-        out["would"] = would_change(plan)
+        out["will_change"] = will_change(plan)
+        if any(rec["change"] for rec in plan.get("records") or []):
+            out["guard"] = ("once confirmed, the run refuses, changing nothing, if a record no longer holds the value "
+                            "shown here")
         out["confirm_guard"] = {CONFIRMED: dict((rec["name"], rec["expected"]) for rec in plan["records"])}
     return out
 
 
-def would_change(plan):
-    """The plan in sentences, one per record: old -> new values with the TTL, and the guard the run will hold."""
+def will_change(plan):
+    """The plan in sentences, one per record: old -> new values with the TTL (the terminal shows them before the
+    confirmation, as every runbook's `will_change`)."""
     rdtype = plan.get("type") or "A"
     lines = []
     for rec in plan.get("records") or []:
         ttl = " TTL %ss" % rec["ttl"] if rec.get("ttl") else ""
         if rec["change"]:
-            lines.append("would change %s %s%s: %s -> %s" % (rec["name"], rdtype, ttl, _listed(rec["current"]),
-                                                             _listed(rec["target"])))
+            lines.append("%s %s%s: %s -> %s" % (rec["name"], rdtype, ttl, _listed(rec["current"]),
+                                                _listed(rec["target"])))
         else:
             lines.append("%s %s%s already holds %s: unchanged" % (rec["name"], rdtype, ttl, _listed(rec["target"])))
-    if any(rec["change"] for rec in plan.get("records") or []):
-        lines.append("guard: once confirmed, the run refuses, changing nothing, if a record no longer holds the value "
-                     "shown here")
     return lines
 
 

@@ -12,6 +12,7 @@ boto3 is imported only here, when Route 53 is called.
 from __future__ import annotations
 
 from ansible_collections.erlmcp.dr.plugins.module_utils import _dns as d
+from ansible_collections.erlmcp.dr.plugins.module_utils._aws import boto3_missing
 from ansible_collections.erlmcp.dr.plugins.module_utils._wait import WaitTimeout, wait_for
 
 
@@ -19,8 +20,7 @@ def client(params):
     try:
         import boto3
     except ImportError as exc:
-        raise d.DnsError("the Python library boto3 is required on the host running this module for provider "
-                         "route53: %s" % exc, kind="other") from None
+        raise d.DnsError(boto3_missing("provider=route53", exc), kind="other") from None
     kwargs = dict(region_name=params.get("aws_region") or "us-east-1")
     for option, key in (("endpoint_url", "endpoint_url"), ("aws_access_key_id", "aws_access_key_id"),
                         ("aws_secret_access_key", "aws_secret_access_key"), ("aws_session_token", "aws_session_token")):

@@ -210,7 +210,9 @@ def summary(runbook, target_plan, steps, completed=False, check_mode=False):
                node=target_plan.get("target"), action=target_plan.get("action"), reason=target_plan.get("reason"),
                did=[], end_state_ok=steps.get("end_state", {}).get("ok"),
                end_state_problems=steps.get("end_state", {}).get("problems") or [],
-               lock=(steps.get("lock") or {}).get("key"))
+               lock=(steps.get("lock") or {}).get("key"), will_change=[], may_lose=[])
+    if check_mode:  # the plan shown before the confirmation: what will serve or hold what, and what is given up
+        _plan_changes(out, steps, target_plan.get("target"))
     if steps.get("backup"):
         out.update(_backup_summary(steps["backup"], out["did"]))
     if steps.get("restore"):
@@ -226,6 +228,67 @@ def summary(runbook, target_plan, steps, completed=False, check_mode=False):
         out["app_config"] = dict(path=app.get("path"), changed=bool(app.get("changed")),
                                  config=app.get("config"), failed=bool(app.get("failed")))
     return out
+
+
+def _plan_changes(out, steps, node):
+    restore, promote = steps.get("restore") or {}, steps.get("promote") or {}
+    if restore.get("changed") and not restore.get("failed"):
+        out["will_change"].extend(_restore_changes(restore, node))
+        if not restore.get("resumed_from"):
+            out["may_lose"].append("every write to %s since the backup was taken (%s ago)"
+                                   % (node or "the primary", _age(restore.get("data_loss_seconds"))))
+    if promote.get("changed") and not promote.get("failed"):
+        out["will_change"].extend(_promote_changes(promote))
+        if promote.get("would_promote") and promote.get("plan") == "promote":
+            out["may_lose"].append("the writes %s acknowledged after its last byte %s received (lag at the gate: "
+                                   "%s B)" % (promote.get("old_primary") or "the old primary",
+                                              promote.get("candidate"), promote.get("lag_bytes_at_gate")))
+
+
+def _restore_changes(result, node):
+    if result.get("resumed_from"):
+        return ["%s: finish the restore of backup %s cut off at phase %s"
+                % (node or "the primary", result.get("backup_id"), result["resumed_from"])]
+    backup = result.get("backup") or {}
+    return ["dataset of %s: %s -> %s, from backup %s (taken %s ago, %s)" % (
+        node or "the primary", _key_count(result.get("keys_before")), _key_count(backup.get("keys_per_db")),
+        result.get("backup_id"), _age(result.get("data_loss_seconds")), backup.get("created_at") or "time unknown")]
+
+
+def _promote_changes(result):
+    changes = []
+    if result.get("would_promote"):
+        if result.get("plan") == "failover":
+            how = "Redis's coordinated FAILOVER: writes paused until %s has every byte" % result.get("candidate")
+        else:
+            how = "%s does not answer" % (result.get("old_primary") or "no primary")
+        changes.append("primary: %s -> %s (%s)" % (result.get("old_primary") or "none answering",
+                                                   result.get("candidate"), how))
+    if result.get("would_repoint"):
+        changes.append("replicate from %s: %s" % (result.get("candidate"), ", ".join(result["would_repoint"])))
+    return changes
+
+
+def _key_count(per_db):
+    """`1200 keys (db0 1000, db1 200)` from {"db0": 1000, "db1": 200}; `? keys` when unknown."""
+    if not isinstance(per_db, dict):
+        return "? keys"
+    total = sum(int(v) for v in per_db.values())
+    detail = ", ".join("%s %s" % (db, n) for db, n in per_db.items())
+    return "%d keys%s" % (total, " (%s)" % detail if len(per_db) > 1 else "")
+
+
+def _age(seconds):
+    if seconds is None:
+        return "an unknown time"
+    seconds = int(seconds)
+    if seconds < 120:
+        return "%d s" % seconds
+    if seconds < 7200:
+        return "%d min" % (seconds // 60)
+    if seconds < 172800:
+        return "%d h %02d min" % (seconds // 3600, seconds % 3600 // 60)
+    return "%d days" % (seconds // 86400)
 
 
 def _promote_summary(result, did, check_mode):

@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 import time
 
+from ansible_collections.erlmcp.dr.plugins.module_utils._aws import boto3_missing
 from ansible_collections.erlmcp.dr.plugins.module_utils._files import fsync_folder, write_atomic
 from ansible_collections.erlmcp.dr.plugins.module_utils._redis import RedisError
 
@@ -364,8 +365,7 @@ class S3Store(object):
                 import boto3
                 from botocore.config import Config
             except ImportError as exc:
-                raise RedisError("the Python library boto3 is required on the host running this module for an S3 "
-                                 "store: %s" % exc) from None
+                raise RedisError(boto3_missing("an S3 store (s3_bucket)", exc)) from None
             config = Config(retries=dict(max_attempts=2, mode="standard"), connect_timeout=10, read_timeout=60)
             self._client = boto3.client("s3", endpoint_url=self.endpoint_url, region_name=self.region, config=config,
                                         **dict((k, v) for k, v in self.credentials.items() if v))

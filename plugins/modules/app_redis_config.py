@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: app_redis_config
 short_description: Write the application's Redis endpoint file (primary and replicas) from the live deployment
-version_added: "0.3.0"
+version_added: "0.1.0"
 description:
   - Writes the JSON file the application reads its Redis endpoints from, derived from an M(erlmcp.dr.redis_info)
     result (never from inventory labels).

@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: inventory_contract
 short_description: Check that the inventory holds the groups, hosts and variables a playbook needs
-version_added: "0.2.0"
+version_added: "0.1.0"
 description:
   - Checks the inventory on the controller before anything runs, and fails listing B(every) problem at once -
     a group that is missing or has too few hosts, a host without a variable it needs, a variable of the

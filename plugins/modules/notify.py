@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: notify
 short_description: Send an incident notification to Slack, PagerDuty, e-mail and webhooks, never failing the run
-version_added: "0.3.0"
+version_added: "0.1.0"
 description:
   - Renders the message of an incident's phase (V(declared), V(update), V(resolved)) from a Jinja2 template
     shipped in the collection (C(plugins/notify_templates/<phase>.j2), or O(template_dir)) and sends it to the

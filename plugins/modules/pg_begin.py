@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: pg_begin
 short_description: Start a database runbook in one task - parameters, inventory, read, lock, read again
-version_added: "0.3.0"
+version_added: "0.1.0"
 description:
   - The start every erlmcp.dr database runbook shares, as one task on the controller. In this order, it runs
     M(erlmcp.dr.runbook_params) (the runbook's parameters are read raw and refused when they hold template

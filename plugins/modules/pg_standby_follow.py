@@ -65,7 +65,7 @@ options:
         shared; O(application_name) and O(passfile) are each node's own.
     type: list
     elements: dict
-    version_added: "0.2.0"
+    version_added: "0.1.0"
     suboptions:
       name:
         description: The node's name (its inventory host), C(item) in RV(results) and its default C(application_name).

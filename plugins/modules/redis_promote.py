@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: redis_promote
 short_description: Make a Redis replica the primary, never with two writable primaries, and repoint the others
-version_added: "0.3.0"
+version_added: "0.1.0"
 description:
   - Reads every node of O(members) and plans from what it finds.
   - When the old primary answers, the hand-over is Redis's own coordinated C(FAILOVER TO <candidate>) run on it

@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: run_lock
 short_description: Take or release the run lock of a system, so that only one run changes it at a time
-version_added: "0.2.0"
+version_added: "0.1.0"
 description:
   - Takes (O(state=present)) or releases (O(state=absent)) a named lock on the controller. The runbooks take it
     right after they have read the cluster's identity, with the key C(postgres:<system identifier>), and

@@ -3,10 +3,17 @@
 The same argument spec drives the CLI, the Python API and the playbook's own
 erlmcp.dr.runbook_params task; this turns it into the survey a job template shows, so an
 operator in AWX sees the same parameters, defaults, choices and secrets.
+
+AWX validates a survey when it is saved (awx/api/views: JobTemplateSurveySpec._validate_spec_data):
+a default must have its question type's Python type (a string for text, textarea, password and
+choice questions, an int for integer, a float for float), and `min`/`max` must be integers for
+every question type. tests/unit/test_awx_surveys.py checks every generated survey against those rules.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Any
 
 from erlmcp_dr.catalog import ParameterView, Runbook
@@ -35,11 +42,10 @@ def _question(view: ParameterView) -> dict[str, Any]:
     choices = _choices(view)
     if choices:
         question["choices"] = choices
-    for bound, value in (("min", view.minimum), ("max", view.maximum)):  # AWX enforces the runbook's own range
-        if value is not None and question["type"] in ("integer", "float"):
-            question[bound] = value
+    if question["type"] in ("integer", "float"):  # AWX enforces the runbook's own range
+        question.update(_integer_bounds(view))
     if view.default is not None and not view.secret:
-        question["default"] = str(view.default).lower() if isinstance(view.default, bool) else view.default
+        question["default"] = _default(view, question["type"])
     return question
 
 
@@ -55,3 +61,35 @@ def _choices(view: ParameterView) -> list[str]:
     if view.choices:
         return [str(choice) for choice in view.choices]
     return ["true", "false"] if view.type == "bool" else []
+
+
+def _integer_bounds(view: ParameterView) -> dict[str, int]:
+    """AWX takes only integer limits, also on float questions: a decimal bound is widened to the
+    integer around it (0.01 -> 0), so the survey never refuses a value the runbook accepts, and the
+    playbook's runbook_params still refuses one outside the exact range, naming it."""
+    bounds: dict[str, int] = {}
+    for bound, value, widen in (("min", view.minimum, math.floor), ("max", view.maximum, math.ceil)):
+        if value is not None:
+            bounds[bound] = widen(value)
+    return bounds
+
+
+def _default(view: ParameterView, question_type: str) -> Any:
+    """The default in the Python type AWX wants for the question type; what AWX sends back for it is
+    what the CLI would take (a dict as JSON, a list comma-separated, as Ansible's argspec parses them)."""
+    value = view.default
+    if question_type == "integer":
+        return int(value)
+    if question_type == "float":
+        return float(value)
+    return _as_text(value)
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
+    if isinstance(value, list):
+        return ", ".join(str(item) for item in value)
+    return str(value)

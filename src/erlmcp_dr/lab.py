@@ -27,10 +27,8 @@ import fcntl
 import json
 import os
 import pwd
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -39,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from erlmcp_dr import lab_app, lab_dns, paths
+from erlmcp_dr import lab_app, lab_dns, lab_ports, paths
 
 paths.ensure_collection_importable()
 from ansible_collections.erlmcp.dr.plugins.module_utils import _postgres as pg  # noqa: E402
@@ -48,8 +46,8 @@ from ansible_collections.erlmcp.dr.plugins.module_utils._pg_server import Server
 from ansible_collections.erlmcp.dr.plugins.module_utils._wait import WaitTimeout, wait_for  # noqa: E402
 
 LAB_DIR_ENV = paths.LAB_DIR_ENV
-PORT_BASE_ENV = "ERLMCP_DR_LAB_PORT_BASE"
-DEFAULT_PORT_BASE = 54321
+PORT_BASE_ENV = lab_ports.PORT_BASE_ENV
+DEFAULT_PORT_BASE = lab_ports.DEFAULT_PORT_BASE  # below the ephemeral port range (lab_ports.py)
 SUPERUSER = "erlmcp_dr"
 REPLICATION_USER = "replicator"
 # Public on purpose: the lab listens on 127.0.0.1 only. Real inventories keep these in vault.
@@ -142,11 +140,12 @@ class LabConfig:
 
     @classmethod
     def from_env(cls) -> LabConfig:
+        """$ERLMCP_DR_LAB_PORT_BASE, else the base the lab in this folder was built with (a lab made on other
+        ports, or before the default moved below the ephemeral range, keeps them), else the default."""
+        root = paths.lab_root()  # $ERLMCP_DR_LAB_DIR, the checkout's .lab/, else <state home>/lab
         base = os.environ.get(PORT_BASE_ENV)
-        return cls(
-            root=paths.lab_root(),  # $ERLMCP_DR_LAB_DIR, the checkout's .lab/, else <state home>/lab
-            port_base=int(base) if base else DEFAULT_PORT_BASE,
-        )
+        recorded = lab_ports.recorded_port_base(root)
+        return cls(root=root, port_base=int(base) if base else recorded or DEFAULT_PORT_BASE)
 
     @property
     def nodes(self) -> list[LabNode]:
@@ -176,23 +175,16 @@ class LabConfig:
         raise KeyError(f"no lab node {name!r}; the lab has {', '.join(n for n, _ in NODE_NAMES)}")
 
 
-def free_port_base(low: int = 20000, high: int = 40000) -> int:
+def free_port_base(low: int = lab_ports.TEST_PORTS[0], high: int = lab_ports.TEST_PORTS[1]) -> int:
     """A base with PORTS_PER_LAB consecutive free loopback ports (PostgreSQL's, Redis's, DNS's, the app's), for
-    labs beside the default one."""
-    for _ in range(200):
-        base = random.randrange(low, high - PORTS_PER_LAB, PORTS_PER_LAB)
-        if all(_port_free(port) for port in range(base, base + PORTS_PER_LAB)):
-            return base
-    raise RuntimeError(f"no {PORTS_PER_LAB} consecutive free ports found between {low} and {high}")
+    labs beside the default one; never inside the kernel's ephemeral port range (lab_ports.py)."""
+    return lab_ports.free_port_base(low, high, PORTS_PER_LAB)
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+def ensure_port_free(port: int, what: str) -> None:
+    """Before a lab server is started: its port is free, or the error names who holds it (lab_ports.py)."""
+    if not lab_ports.port_free(port):
+        raise RuntimeError(lab_ports.describe_busy_port(port, what))
 
 
 # ---------------------------------------------------------------- OS user and files
@@ -266,7 +258,11 @@ def _write_node_conf(node: LabNode) -> None:
 
 
 def _start(node: LabNode) -> None:
-    node.server().start(timeout=START_TIMEOUT)
+    server = node.server()
+    if server.is_running():
+        return
+    ensure_port_free(node.port, node.name)
+    server.start(timeout=START_TIMEOUT)
 
 
 def _init_primary(node: LabNode) -> None:
@@ -364,7 +360,12 @@ def _write_private(path: Path, content: str) -> None:
 
 
 def _prepare_empty(node: LabNode) -> None:
-    """A fresh, empty data directory owned by the lab user, marked as being built."""
+    """A fresh, empty data directory owned by the lab user, marked as being built.
+
+    A node left half-built by an earlier `lab up` (its `building` marker still there) may have a server that
+    did start: it is stopped before its folder goes, so the rebuild does not fail the same way again."""
+    if node.building_marker.exists() and (node.data_dir / "postmaster.pid").exists():
+        node.server().stop(mode="immediate", timeout=START_TIMEOUT)
     if node.home.exists():
         shutil.rmtree(node.home)
     _make_owned_dir(node.home)
@@ -388,6 +389,11 @@ def up(cfg: LabConfig) -> dict[str, Any]:
         lab_app.up(cfg)  # the application, one instance per region (docs/app.md)
         # What runbooks run against by default outside a checkout (paths.default_inventory()).
         inventory_path = write_inventory(cfg, paths.lab_inventory(cfg.root))
+    if lab_ports.in_ephemeral_range(cfg.port_base, PORTS_PER_LAB):
+        low, high = lab_ports.ephemeral_range()
+        warnings.append(f"the lab's ports {cfg.port_base}-{cfg.port_base + PORTS_PER_LAB - 1} lie in the kernel's "
+                        f"ephemeral port range {low}-{high}: an outgoing connection can take one and block a "
+                        f"restart; move the lab below {low} ({PORT_BASE_ENV}=<base> runbook lab reset, then up)")
     result = status(cfg)
     result["warnings"] = warnings + result["warnings"]
     result["inventory"] = str(inventory_path)
@@ -660,6 +666,7 @@ def _start_redis(node: LabRedisNode, timeout: float) -> None:
         raise RuntimeError(f"{REDIS_SERVER} is not installed (the lab runs Redis beside PostgreSQL): run "
                            f"scripts/setup.sh, which installs Debian's redis-server, or apt-get install redis-server")
     node.pid_file.unlink(missing_ok=True)
+    ensure_port_free(node.port, node.name)
     user = lab_os_user()
     # Not a shell, not the caller's identity: redis-server runs as the lab OS user and daemonizes itself.
     # umask 077: what it writes (CONFIG REWRITE's redis.conf with the password, the RDB, the AOF) is its own only.

@@ -221,7 +221,7 @@ def lab_knot_pid(srv: LabDnsServer) -> int | None:
 
 
 def _start(srv: LabDnsServer, timeout: float) -> None:
-    from erlmcp_dr.lab import lab_os_user
+    from erlmcp_dr.lab import ensure_port_free, lab_os_user
 
     if lab_knot_pid(srv) is not None:
         return
@@ -231,6 +231,7 @@ def _start(srv: LabDnsServer, timeout: float) -> None:
                            f"scripts/setup.sh, which installs Debian's knot, or apt-get install knot")
     srv.pid_file.unlink(missing_ok=True)
     srv.socket.unlink(missing_ok=True)
+    ensure_port_free(srv.port, srv.name)
     user = lab_os_user()
     as_root = os.geteuid() == 0
     # argv, no shell; knotd daemonizes itself (-d) and runs as the lab OS user.

@@ -153,8 +153,9 @@ def step_line(step: Step, style: Style) -> str:
 
 def plan_lines(result: RunResult) -> List[str]:
     """What a check-mode run says would change: the summary's `did` sentences (with the lag at the gate on the
-    promotion) and `would` sentences (dns_cutover: each record's old -> new values), its warnings, or the plan's
-    failure."""
+    promotion), its `will_change` lines (what serves or holds what, before -> after; dns_cutover: each record's
+    old -> new values), the `guard` the confirmed run will hold, its `may_lose` lines (what the change gives up),
+    its warnings, or the plan's failure."""
     summary = report.summary_of(result.facts)
     if not result.succeeded:
         failing = result.failing_step
@@ -163,12 +164,15 @@ def plan_lines(result: RunResult) -> List[str]:
     did = [str(item) for item in summary.get("did") or [] if str(item) != "nothing was changed"]
     lag = summary.get("lag_bytes_at_gate")
     lines = [_with_lag(item, summary.get("new_primary"), lag) for item in did]
-    lines.extend(str(item) for item in summary.get("would") or [])
+    lines.extend(f"will change: {item}" for item in summary.get("will_change") or [])
+    if summary.get("guard"):
+        lines.append(f"guard: {summary['guard']}")
     changed = [step for step in result.steps if step.changed and not report.is_internal(step)]
     if not lines and changed:  # a runbook without a `did` summary: the steps that would change something
         lines = [f"would change: {step.task} on {step.host}" for step in changed]
     if not lines:
         lines = ["nothing to change: the end state already holds"]
+    lines.extend(f"may lose: {item}" for item in summary.get("may_lose") or [])
     lines.extend(f"warning: {warning}" for warning in summary.get("warnings") or [])
     return lines
 
@@ -183,7 +187,8 @@ def render_plan(result: RunResult, inventory: str, style: Style) -> str:
     head = style(f"Plan for {result.runbook}", "bold") + f" against {inventory} (check mode, nothing changed):"
     lines = [head]
     for line in plan_lines(result):
-        kind = "bad" if line.startswith("the plan FAILED") else "warn" if line.startswith("warning:") else ""
+        kind = "bad" if line.startswith("the plan FAILED") else "warn" if line.startswith(("warning:", "may lose:")) \
+            else ""
         lines.append(f"  - {style(line, kind) if kind else line}")
     lines.append(style(f"  plan report: runbook report {result.run_id}", "dim"))
     return "\n".join(lines)

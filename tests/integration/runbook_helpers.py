@@ -43,7 +43,7 @@ psycopg = pg.psycopg
 DEADLINE = 90  # seconds any awaited condition gets: a hang guard, never a timing assertion
 CLI_HANG_GUARD = 900  # seconds a whole CLI run gets before the test gives up on it
 VENV_BIN = Path(sys.executable).parent
-PORTS = (20000, 40000)  # where test labs listen; split between pytest-xdist workers
+PORTS = lab.lab_ports.TEST_PORTS  # where test labs listen (below the ephemeral range); split between xdist workers
 LAB_ATTEMPTS = 3  # a port chosen free can be taken before the server binds it: try new ports
 
 

@@ -117,8 +117,8 @@ def test_what_the_operator_confirmed_is_what_runs_a_change_while_asked_is_refuse
     api = f"api.{lab_dns.ZONE}"
     term = Terminal("run", "dns_cutover", "-i", str(inventory_path(dns_zone)), "-e", "region=c")
     shown = term.read_until(PROMPT)
-    assert f"would change {api} A TTL {lab_dns.TTL}s: {A} -> {C}" in shown, shown
-    assert f"would change health.{lab_dns.ZONE} A TTL {lab_dns.TTL}s: {A} -> {C}" in shown, shown
+    assert f"will change: {api} A TTL {lab_dns.TTL}s: {A} -> {C}" in shown, shown
+    assert f"will change: health.{lab_dns.ZONE} A TTL {lab_dns.TTL}s: {A} -> {C}" in shown, shown
 
     signed_update(dns_zone, "api", B)  # another operator, while the question waits: a region's own address
     term.answer("yes")

@@ -78,7 +78,7 @@ def test_confirmed_values_that_are_not_values_are_refused() -> None:
 def test_the_plan_names_each_record_old_to_new_and_publishes_its_guard() -> None:
     cutover = plan_for([info("api.z.", ["127.0.1.1"])], region="b")
     got = plan.summary(cutover, {}, {}, check_mode=True)
-    assert got["would"][0] == "would change api.z. A TTL 30s: 127.0.1.1 -> 127.0.1.2"
+    assert got["will_change"][0] == "api.z. A TTL 30s: 127.0.1.1 -> 127.0.1.2"
     assert got["confirm_guard"] == {"confirmed_values": {"api.z.": ["127.0.1.1"]}}
     assert "confirm_guard" not in plan.summary(cutover, {}, {}, check_mode=False)
 
