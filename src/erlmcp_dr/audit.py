@@ -13,6 +13,17 @@ and the time (UTC), and carries `seq` (1, 2, ... over the whole file), `prev` (t
 before it, GENESIS for the first) and `hash` (sha256 of the record's canonical JSON without `hash`).
 `verify()` walks the chain and names each record that was edited, deleted, inserted or moved.
 
+The file alone cannot show what was cut from its end, or a chain recomputed with fresh hashes, so its head is
+anchored outside it (docs/reports.md, "The audit trail"):
+- every append also writes the new head (seq, hash) to <lock folder>/audit-head-<digest of the path>.json
+  (ERLMCP_DR_LOCK_DIR, else the user's state folder: another folder than ERLMCP_DR_HOME), under the same flock;
+- each run's result.json carries `audit_head`, the head after the run's last record.
+`check_anchors()` compares the file with every anchor found and names deleted tail records, an emptied or
+missing file and a rewritten chain. With a key (ERLMCP_DR_AUDIT_KEY_FILE: a file the operator points to, e.g.
+written by vault; or ERLMCP_DR_AUDIT_KEY), each record also carries `mac`, HMAC-SHA256 over its content: a
+chain recomputed without the key no longer matches it. Without a key, a chain recomputed from scratch together
+with every anchor cannot be told from the real one; verify says so.
+
 An append takes an exclusive flock on the file (non-blocking attempts polled with a deadline), reads the
 last record, writes one line with O_APPEND and fsyncs it: records of concurrent runs interleave, whole.
 A failed append is logged, never fails the run it records (a recovery does not stop for its paper trail).
@@ -23,6 +34,7 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import hashlib
+import hmac
 import json
 import logging
 import os
@@ -41,6 +53,14 @@ GENESIS = "0" * 64  # the `prev` of the first record
 LOCK_TIMEOUT = 30.0  # seconds an append waits for another process's append (each holds it for milliseconds)
 KINDS = ("run_start", "step", "run_end")
 _TAIL_CHUNK = 8192
+KEY_FILE_ENV = "ERLMCP_DR_AUDIT_KEY_FILE"  # a file holding the HMAC key (0600 or stricter)
+KEY_ENV = "ERLMCP_DR_AUDIT_KEY"  # the key itself, when no file is given
+ANCHOR_PREFIX = "audit-head-"
+MIN_KEY_BYTES = 16
+
+
+class AuditKeyError(ValueError):
+    """The audit key's file is unreadable, readable by others, or the key is too short."""
 
 
 def audit_path() -> Path:
@@ -79,12 +99,46 @@ def record_hash(record: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical(body).encode("utf-8")).hexdigest()
 
 
+def record_mac(record: Mapping[str, Any], key: bytes) -> str:
+    """HMAC-SHA256 of the record without its `hash` and `mac` (the hash then covers the mac)."""
+    body = {name: value for name, value in record.items() if name not in ("hash", "mac")}
+    return hmac.new(key, canonical(body).encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def audit_key(environ: Optional[Mapping[str, str]] = None) -> Optional[bytes]:
+    """The HMAC key: the content of $ERLMCP_DR_AUDIT_KEY_FILE (stripped), else $ERLMCP_DR_AUDIT_KEY, else None.
+    A key file readable by group or others is refused: anyone who reads it can forge the trail."""
+    environ = os.environ if environ is None else environ
+    key_file = environ.get(KEY_FILE_ENV, "")
+    if key_file:
+        path = Path(key_file).expanduser()
+        try:
+            mode = path.stat().st_mode & 0o777
+            key = path.read_bytes().strip()
+        except OSError as exc:
+            raise AuditKeyError(f"cannot read the audit key file {path} ({KEY_FILE_ENV}): {exc.strerror}") from exc
+        if mode & 0o077:
+            raise AuditKeyError(f"the audit key file {path} ({KEY_FILE_ENV}) has mode {mode:04o}: expected 0600 or "
+                                f"stricter (chmod 600 {path}); anyone who reads it can forge the trail")
+    else:
+        key = environ.get(KEY_ENV, "").strip().encode("utf-8")
+        if not key:
+            return None
+    if len(key) < MIN_KEY_BYTES:
+        source = KEY_FILE_ENV if key_file else KEY_ENV
+        raise AuditKeyError(f"the audit key ({source}) is {len(key)} bytes: expected at least {MIN_KEY_BYTES} "
+                            "(e.g. `openssl rand -hex 32`)")
+    return key
+
+
 # ---------------------------------------------------------------- appending
 
 
 def append(fields: Mapping[str, Any], path: Optional[Path] = None) -> Dict[str, Any]:
-    """Appends one record (`fields` plus seq, prev, hash) and returns it, durable (fsync'd) on return."""
+    """Appends one record (`fields` plus seq, prev, mac with a key, hash) and returns it, durable (fsync'd) on
+    return; the new head is written to the anchor outside the file before the flock is let go."""
     path = path or audit_path()
+    key = audit_key()
     _ensure_folder(path.parent)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
@@ -93,9 +147,13 @@ def append(fields: Mapping[str, Any], path: Optional[Path] = None) -> Dict[str, 
             record = dict(fields)
             record["seq"] = int(last.get("seq") or 0) + 1 if last else 1
             record["prev"] = str(last.get("hash") or GENESIS) if last else GENESIS
+            record.pop("mac", None)
+            if key is not None:
+                record["mac"] = record_mac(record, key)
             record["hash"] = record_hash(record)
             os.write(fd, (canonical(record) + "\n").encode("utf-8"))
             os.fsync(fd)
+            _save_head_anchor(path, record)
     finally:
         os.close(fd)
     return record
@@ -318,6 +376,139 @@ def head(path: Optional[Path] = None) -> Dict[str, Any]:
     """The last record's seq and hash: what to keep elsewhere to detect a rewrite of the whole tail."""
     last = last_record(path or audit_path())
     return {"seq": last.get("seq", 0), "hash": last.get("hash", GENESIS)}
+
+
+# ---------------------------------------------------------------- anchors: the head kept outside the file
+
+
+def anchor_of(record: Optional[Mapping[str, Any]], path: Optional[Path] = None) -> Optional[Dict[str, Any]]:
+    """What a run's result.json keeps of the head after its last record: the trail's path, seq, hash (and mac)."""
+    if not record or not isinstance(record.get("seq"), int):
+        return None
+    anchor = {"path": str(path or audit_path()), "seq": record["seq"], "hash": record.get("hash"),
+              "run_id": record.get("run_id"), "time": record.get("time")}
+    if record.get("mac"):
+        anchor["mac"] = record["mac"]
+    return anchor
+
+
+def head_anchor_path(path: Path) -> Path:
+    """<lock folder>/audit-head-<sha256 of the trail's path, 16 hex>.json: kept beside the run locks, out of the
+    state folder that holds the trail."""
+    from erlmcp_dr.paths import ensure_collection_importable
+
+    ensure_collection_importable()
+    from ansible_collections.erlmcp.dr.plugins.module_utils._lock import default_store_dir
+
+    digest = hashlib.sha256(str(path.resolve()).encode("utf-8")).hexdigest()[:16]
+    return Path(default_store_dir()) / f"{ANCHOR_PREFIX}{digest}.json"
+
+
+def _save_head_anchor(path: Path, record: Mapping[str, Any]) -> None:
+    """Writes the head anchor (atomically, 0600); a failure is logged: the record itself is already durable."""
+    anchor = anchor_of(record, path)
+    try:
+        target = head_anchor_path(path)  # makes the collection importable
+        from ansible_collections.erlmcp.dr.plugins.module_utils._files import write_atomic
+
+        _ensure_folder(target.parent)
+        write_atomic(str(target), json.dumps(anchor, sort_keys=True) + "\n", 0o600)
+    except OSError as exc:
+        log.error("could not write the audit trail's head anchor for %s (record #%s): %s", path,
+                  record.get("seq"), exc)
+
+
+def find_anchors(path: Optional[Path] = None) -> List[Dict[str, Any]]:
+    """Every anchor of this trail that can be found: the head anchor beside the run locks and each run folder's
+    result.json (`audit_head`) under the state home; each with `source` (the file it came from)."""
+    path = path or audit_path()
+    sources = [head_anchor_path(path), *sorted((paths.state_home() / "runs").glob("*/result.json"))]
+    found = []
+    for source in sources:
+        data = _read_json_object(source)
+        anchor = data.get("audit_head") if source.name == "result.json" else data
+        if isinstance(anchor, dict) and isinstance(anchor.get("seq"), int) and anchor.get("path") == str(path):
+            found.append(dict(anchor, source=str(source)))
+    return found
+
+
+def _read_json_object(path: Path) -> Dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def check_anchors(path: Optional[Path], anchors: Sequence[Mapping[str, Any]]) -> List[str]:
+    """What the anchors show that the chain cannot: a missing or emptied file, records deleted from its end,
+    a chain rewritten (recomputed) since an anchor was taken. [] when every anchor matches."""
+    path = path or audit_path()
+    if not anchors:
+        return []
+    highest = max(anchors, key=lambda anchor: anchor["seq"])
+    named = f"{len(anchors)} anchor(s) name records up to #{highest['seq']} (latest: {highest['source']})"
+    if not path.exists():
+        return [f"the audit trail {path} is missing: {named}; it was deleted"]
+    lines = read_lines(path)
+    if not lines:
+        return [f"the audit trail {path} is empty: {named}; it was emptied (truncated)"]
+    by_seq = {line.record["seq"]: line for line in lines if line.record and isinstance(line.record.get("seq"), int)}
+    last_seq = max(by_seq) if by_seq else 0
+    problems = []
+    if highest["seq"] > last_seq:
+        problems.append(f"records #{last_seq + 1}-#{highest['seq']} are missing from the end of the trail (its last "
+                        f"record is #{last_seq}; {highest['source']} anchored #{highest['seq']}): deleted")
+    rewritten = [anchor for anchor in sorted(anchors, key=lambda anchor: anchor["seq"])
+                 if anchor["seq"] in by_seq and by_seq[anchor["seq"]].record.get("hash") != anchor.get("hash")]
+    if rewritten:
+        first = rewritten[0]
+        problems.append(f"{by_seq[first['seq']].where()}: record #{first['seq']} is not the one {first['source']} "
+                        f"anchored (hash {str(first.get('hash'))[:12]}..., found "
+                        f"{str(by_seq[first['seq']].record.get('hash'))[:12]}...): the chain was rewritten from "
+                        f"#{first['seq']} or earlier ({len(rewritten)} anchor(s) disagree)")
+    return problems
+
+
+def check_macs(path: Optional[Path], key: bytes) -> List[str]:
+    """With the key: each record whose `mac` is missing or wrong, as ranges: written or rewritten without it."""
+    missing, wrong = [], []
+    for line in read_lines(path or audit_path()):
+        record = line.record
+        if record is None or not isinstance(record.get("seq"), int):
+            continue  # verify() names it
+        if not record.get("mac"):
+            missing.append(record["seq"])
+        elif not hmac.compare_digest(str(record["mac"]), record_mac(record, key)):
+            wrong.append(record["seq"])
+    problems = []
+    if wrong:
+        problems.append(f"record(s) {_ranges(wrong)}: MAC does not match the audit key: written or rewritten "
+                        "without the key (a recomputed chain)")
+    if missing:
+        problems.append(f"record(s) {_ranges(missing)}: carry no MAC though a key is set: written before the key "
+                        f"was set ({KEY_FILE_ENV}), or rewritten without it")
+    return problems
+
+
+def full_check(path: Optional[Path] = None) -> Dict[str, Any]:
+    """`runbook audit verify`: the chain, the anchors, the MACs when a key is set, and what could not be checked.
+    Raises AuditKeyError when a key is configured but unusable."""
+    path = path or audit_path()
+    key = audit_key()
+    anchors = find_anchors(path)
+    problems = verify(path) + check_anchors(path, anchors)
+    if key is not None:
+        problems += check_macs(path, key)
+    limits = []
+    if key is None:
+        limits.append(f"no audit key ({KEY_FILE_ENV}): a chain recomputed with fresh hashes is found only where an "
+                      "anchor disagrees; one rewritten together with every anchor cannot be told from the real one")
+    if not anchors:
+        limits.append("no anchor found (no head anchor beside the run locks, no result.json with audit_head): "
+                      "records deleted from the end, or a deleted trail, cannot be seen")
+    return {"path": str(path), "records": len(read_lines(path)), "ok": not problems, "problems": problems,
+            "head": head(path), "anchors": len(anchors), "keyed": key is not None, "limits": limits}
 
 
 # ---------------------------------------------------------------- filtering (runbook audit show)

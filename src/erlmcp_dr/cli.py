@@ -412,17 +412,23 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 
     path = audit.audit_path()
     if args.audit_action == "verify":
-        problems = audit.verify(path)
-        count = len(audit.read_lines(path))
+        try:
+            checked = audit.full_check(path)
+        except audit.AuditKeyError as exc:
+            raise CliError(str(exc)) from exc
+        problems, count = checked["problems"], checked["records"]
         if args.json:
-            _emit_json({"path": str(path), "records": count, "ok": not problems, "problems": problems,
-                        "head": audit.head(path)})
+            _emit_json(checked)
         elif problems:
             print(f"audit trail {path}: {len(problems)} problem(s) in {count} record(s):")
             print("\n".join(f"  {problem}" for problem in problems))
         else:
-            head = audit.head(path)
-            print(f"audit trail {path}: {count} record(s), chain intact; head #{head['seq']} {head['hash']}")
+            head = checked["head"]
+            against = f"{checked['anchors']} anchor(s)" + (", MACs checked" if checked["keyed"] else "")
+            print(f"audit trail {path}: {count} record(s), chain intact; head #{head['seq']} {head['hash']} "
+                  f"(checked against {against})")
+        for limit in [] if args.json else checked["limits"]:
+            print(f"  not checked: {limit}")
         return EXIT_FAILED if problems else EXIT_OK
     try:
         since = audit.parse_time(args.since) if args.since else None

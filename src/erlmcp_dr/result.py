@@ -77,6 +77,9 @@ class RunResult:
     error: str = ""  # when the run failed without a failed step (syntax error, crash): the output's tail
     point_of_no_return: Optional[str] = None  # the runbook's marker: a task name or an action (catalog.py)
     operator: Optional[str] = None  # `--operator` / run(operator=...), as recorded in the audit trail
+    # The audit trail's head after this run's last record (audit.anchor_of): `runbook audit verify` compares the
+    # trail with it to see records cut from its end, an emptied or deleted trail, a rewritten chain.
+    audit_head: Optional[Dict[str, Any]] = None
 
     @property
     def succeeded(self) -> bool:

@@ -875,8 +875,10 @@ class RunbookRun:
         self.start_record.start()
         status, rc, error = self._execute()
         result = self._result(status, rc, error, started_at, time.monotonic() - started)
+        # The end record first: it is small (it fits where a full disk refuses result.json) and its head is
+        # anchored in result.json.
+        result.audit_head = audit.anchor_of(self._audit_end(result))
         self._write(result)
-        self._audit_end(result)
         holder = busy_holder(result.steps)
         if holder is not None:
             raise run_busy(config, holder, result)
@@ -904,11 +906,11 @@ class RunbookRun:
         if self.start_record is not None:
             self.start_record.join(audit.LOCK_TIMEOUT + 10)
 
-    def _audit_end(self, result: RunResult) -> None:
+    def _audit_end(self, result: RunResult) -> Optional[Dict[str, Any]]:
         config = self.config
         self._after_start()
         failing = result.failing_step
-        audit.append_quietly(audit.run_end(
+        return audit.append_quietly(audit.run_end(
             config.run_id, config.runbook.name, operator=config.operator, status=result.status, rc=result.rc,
             check=config.check, duration_seconds=result.duration_seconds,
             failing_step=f"{failing.task} on {failing.host}" if failing else None,
