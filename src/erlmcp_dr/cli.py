@@ -374,18 +374,16 @@ def _cmd_report(args: argparse.Namespace) -> int:
         print(_html_report(run_dir))
         return EXIT_OK
     name = RESULT_FILE if args.json else REPORT_FILE
-    path = run_dir / name
-    if path.is_file():
-        print(path.read_text(encoding="utf-8"), end="")
+    if not args.json and (run_dir / REPORT_FILE).is_file():
+        print((run_dir / REPORT_FILE).read_text(encoding="utf-8"), end="")
         return EXIT_OK
-    if (run_dir / RESULT_FILE).is_file():  # report.md lost: render it again from result.json
-        print(report.render_markdown(RunResult.load(run_dir)), end="")
-        return EXIT_OK
-    unfinished = report.unfinished_result(run_dir)  # still running, or killed: say which, and where it was
-    if unfinished is not None:
-        print(unfinished.to_json() if args.json else report.render_markdown(unfinished), end="\n" if args.json else "")
-        return EXIT_OK
-    raise CliError(f"run {run_dir.name} has no {name} (still running, or it could not start); see {run_dir}")
+    # report.md lost: drawn again from result.json; without a readable result.json (still running, killed, a full
+    # disk), from what the folder holds, saying what is missing
+    found = report.result_or_remains(run_dir)
+    if found is None:
+        raise CliError(f"run {run_dir.name} has no {name} (still running, or it could not start); see {run_dir}")
+    print(found.to_json() if args.json else report.render_markdown(found), end="\n" if args.json else "")
+    return EXIT_OK
 
 
 def _html_report(run_dir: Path) -> Path:
@@ -395,9 +393,7 @@ def _html_report(run_dir: Path) -> Path:
     path = run_dir / HTML_REPORT_FILE
     if path.is_file():
         return path
-    if (run_dir / RESULT_FILE).is_file():
-        return html_report.write(RunResult.load(run_dir), run_dir)
-    unfinished = report.unfinished_result(run_dir)
+    unfinished = report.result_or_remains(run_dir)
     if unfinished is None:
         raise CliError(f"run {run_dir.name} has no {RESULT_FILE} to draw a report from (it could not start); "
                        f"see {run_dir}")
