@@ -8,7 +8,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import re
-import socket
 
 from ansible.plugins.action import ActionBase
 from ansible_collections.erlmcp.dr.plugins.module_utils import _lock
@@ -81,8 +80,7 @@ class ActionModule(ActionBase):
         given = task_vars.get(RUN_ID_VAR)
         if given is not None and str(given):
             return str(given)
-        identity = _lock.process_identity(pid) or {"pid_start_ticks": 0}
-        return "ansible-playbook-%d-%s@%s" % (pid, identity["pid_start_ticks"], socket.gethostname())
+        return _lock.playbook_run_id(pid)
 
     def _acquire(self, result, store, args, run_id, pid, task_vars):
         if self._task.check_mode:

@@ -126,6 +126,13 @@ def current_user():
         return "uid %d" % os.getuid()
 
 
+def playbook_run_id(pid):
+    """The run id of an ansible-playbook process started without one (plain ansible-playbook, AWX): its PID and
+    start time (a reused PID gets another) and the host. The run lock and the audit trail both name a run so."""
+    identity = process_identity(pid) or {"pid_start_ticks": 0}
+    return "ansible-playbook-%d-%s@%s" % (pid, identity["pid_start_ticks"], socket.gethostname())
+
+
 def key_digest(key):
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 

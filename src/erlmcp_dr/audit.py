@@ -32,35 +32,42 @@ A failed append is logged, never fails the run it records (a recovery does not s
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
-import hashlib
 import hmac
 import json
 import logging
-import os
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from erlmcp_dr import paths
 
+paths.ensure_collection_importable()
+from ansible_collections.erlmcp.dr.plugins.module_utils import _audit  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._audit import (  # noqa: E402,F401  (this module's API)
+    ANCHOR_PREFIX,
+    GENESIS,
+    KEY_ENV,
+    KEY_FILE_ENV,
+    LOCK_TIMEOUT,
+    WRITER_ENV,
+    AuditKeyError,
+    anchor_of,
+    audit_key,
+    canonical,
+    now_iso,
+    os_user,
+    record_hash,
+    record_mac,
+    who,
+)
+
 log = logging.getLogger(__name__)
 
-AUDIT_DIR = "audit"
-AUDIT_FILE = "audit.jsonl"
-GENESIS = "0" * 64  # the `prev` of the first record
-LOCK_TIMEOUT = 30.0  # seconds an append waits for another process's append (each holds it for milliseconds)
+AUDIT_DIR = _audit.AUDIT_DIR
+AUDIT_FILE = _audit.AUDIT_FILE
 KINDS = ("run_start", "step", "run_end")
-_TAIL_CHUNK = 8192
-KEY_FILE_ENV = "ERLMCP_DR_AUDIT_KEY_FILE"  # a file holding the HMAC key (0600 or stricter)
-KEY_ENV = "ERLMCP_DR_AUDIT_KEY"  # the key itself, when no file is given
-ANCHOR_PREFIX = "audit-head-"
-MIN_KEY_BYTES = 16
-
-
-class AuditKeyError(ValueError):
-    """The audit key's file is unreadable, readable by others, or the key is too short."""
+# How runs of this process enter: `api` (erlmcp_dr.run() from a program) unless the runbook CLI says `cli`.
+entry_point = "api"
 
 
 def audit_path() -> Path:
@@ -68,95 +75,18 @@ def audit_path() -> Path:
     return paths.state_home() / AUDIT_DIR / AUDIT_FILE
 
 
-def os_user() -> str:
-    """The effective user's name (its passwd entry: not $USER, which anyone can set), else its uid."""
-    import pwd
-
-    try:
-        return pwd.getpwuid(os.geteuid()).pw_name
-    except KeyError:  # no passwd entry (a container's arbitrary uid): the uid still says who
-        return str(os.geteuid())
+def set_entry_point(name: str) -> None:
+    global entry_point
+    entry_point = name
 
 
-def who(operator: Optional[str] = None) -> Dict[str, Any]:
-    return {"user": os_user(), "operator": operator or None, "host": os.uname().nodename}
-
-
-def now_iso() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-# ---------------------------------------------------------------- hashing
-
-
-def canonical(record: Mapping[str, Any]) -> str:
-    """The one serialization hashed and written: sorted keys, no spaces, UTF-8 kept."""
-    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-
-
-def record_hash(record: Mapping[str, Any]) -> str:
-    body = {key: value for key, value in record.items() if key != "hash"}
-    return hashlib.sha256(canonical(body).encode("utf-8")).hexdigest()
-
-
-def record_mac(record: Mapping[str, Any], key: bytes) -> str:
-    """HMAC-SHA256 of the record without its `hash` and `mac` (the hash then covers the mac)."""
-    body = {name: value for name, value in record.items() if name not in ("hash", "mac")}
-    return hmac.new(key, canonical(body).encode("utf-8"), hashlib.sha256).hexdigest()
-
-
-def audit_key(environ: Optional[Mapping[str, str]] = None) -> Optional[bytes]:
-    """The HMAC key: the content of $ERLMCP_DR_AUDIT_KEY_FILE (stripped), else $ERLMCP_DR_AUDIT_KEY, else None.
-    A key file readable by group or others is refused: anyone who reads it can forge the trail."""
-    environ = os.environ if environ is None else environ
-    key_file = environ.get(KEY_FILE_ENV, "")
-    if key_file:
-        path = Path(key_file).expanduser()
-        try:
-            mode = path.stat().st_mode & 0o777
-            key = path.read_bytes().strip()
-        except OSError as exc:
-            raise AuditKeyError(f"cannot read the audit key file {path} ({KEY_FILE_ENV}): {exc.strerror}") from exc
-        if mode & 0o077:
-            raise AuditKeyError(f"the audit key file {path} ({KEY_FILE_ENV}) has mode {mode:04o}: expected 0600 or "
-                                f"stricter (chmod 600 {path}); anyone who reads it can forge the trail")
-    else:
-        key = environ.get(KEY_ENV, "").strip().encode("utf-8")
-        if not key:
-            return None
-    if len(key) < MIN_KEY_BYTES:
-        source = KEY_FILE_ENV if key_file else KEY_ENV
-        raise AuditKeyError(f"the audit key ({source}) is {len(key)} bytes: expected at least {MIN_KEY_BYTES} "
-                            "(e.g. `openssl rand -hex 32`)")
-    return key
-
-
-# ---------------------------------------------------------------- appending
+# ---------------------------------------------------------------- appending (module_utils/_audit.py)
 
 
 def append(fields: Mapping[str, Any], path: Optional[Path] = None) -> Dict[str, Any]:
     """Appends one record (`fields` plus seq, prev, mac with a key, hash) and returns it, durable (fsync'd) on
-    return; the new head is written to the anchor outside the file before the flock is let go."""
-    path = path or audit_path()
-    key = audit_key()
-    _ensure_folder(path.parent)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    try:
-        with _locked(fd, path):
-            last = last_record(path)
-            record = dict(fields)
-            record["seq"] = int(last.get("seq") or 0) + 1 if last else 1
-            record["prev"] = str(last.get("hash") or GENESIS) if last else GENESIS
-            record.pop("mac", None)
-            if key is not None:
-                record["mac"] = record_mac(record, key)
-            record["hash"] = record_hash(record)
-            os.write(fd, (canonical(record) + "\n").encode("utf-8"))
-            os.fsync(fd)
-            _save_head_anchor(path, record)
-    finally:
-        os.close(fd)
-    return record
+    return, its head anchored beside the run locks."""
+    return _audit.append(fields, str(path or audit_path()))
 
 
 def append_quietly(fields: Mapping[str, Any], path: Optional[Path] = None) -> Optional[Dict[str, Any]]:
@@ -169,84 +99,14 @@ def append_quietly(fields: Mapping[str, Any], path: Optional[Path] = None) -> Op
         return None
 
 
-@contextmanager
-def _locked(fd: int, path: Path) -> Iterator[None]:
-    from erlmcp_dr.paths import ensure_collection_importable
-
-    ensure_collection_importable()
-    from ansible_collections.erlmcp.dr.plugins.module_utils._wait import WaitTimeout, wait_for
-
-    def take() -> bool:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        return True
-
-    try:
-        wait_for(take, LOCK_TIMEOUT, interval=0.005, what=f"the audit trail's lock ({path})")
-    except WaitTimeout as exc:
-        raise OSError(f"{exc}: another process holds it; expected it free within {LOCK_TIMEOUT:.0f} s") from exc
-    try:
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-
-
-def _ensure_folder(folder: Path) -> None:
-    if folder.is_dir():
-        return
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(folder, 0o700)
-    from erlmcp_dr.paths import ensure_collection_importable
-
-    ensure_collection_importable()
-    from ansible_collections.erlmcp.dr.plugins.module_utils._files import fsync_folder
-
-    fsync_folder(str(folder.parent))
-
-
 def last_record(path: Path) -> Dict[str, Any]:
-    """The file's last record ({} for an empty or missing file), read from its end. When the last line is not
-    a record (torn by a crash, or edited), the last line that is: the chain goes on from it and verify() names
-    the bad line."""
-    line = _last_line(path)
-    if not line:
-        return {}
-    record = _parse(line)
-    if record is not None:
-        return record
-    for earlier in reversed(read_lines(path)):
-        if earlier.record is not None:
-            return earlier.record
-    return {}
+    """The file's last record ({} for an empty or missing file); a torn last line is skipped."""
+    return _audit.last_record(str(path))
 
 
-def _parse(raw: bytes) -> Optional[Dict[str, Any]]:
-    try:
-        record = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        return None
-    return record if isinstance(record, dict) else None
-
-
-def _last_line(path: Path) -> bytes:
-    try:
-        handle = path.open("rb")
-    except FileNotFoundError:
-        return b""
-    with handle:
-        position = handle.seek(0, os.SEEK_END)
-        data = b""
-        while position > 0:
-            step = min(_TAIL_CHUNK, position)
-            position -= step
-            handle.seek(position)
-            data = handle.read(step) + data
-            stripped = data.rstrip(b"\n")
-            if b"\n" in stripped:
-                return stripped.rsplit(b"\n", 1)[1]
-        return data.rstrip(b"\n")
+def head_anchor_path(path: Path) -> Path:
+    """<lock folder>/audit-head-<digest of the trail's path>.json: beside the run locks, out of the state folder."""
+    return Path(_audit.head_anchor_path(str(path)))
 
 
 # ---------------------------------------------------------------- what a run appends
@@ -254,28 +114,19 @@ def _last_line(path: Path) -> bytes:
 
 def run_start(run_id: str, runbook: str, parameters: Mapping[str, Any], *, check: bool, operator: Optional[str],
               inventory: str, limit: Optional[str] = None) -> Dict[str, Any]:
-    return {"kind": "run_start", "time": now_iso(), "run_id": run_id, "runbook": runbook, "who": who(operator),
-            "check": check, "parameters": dict(parameters), "inventory": inventory, "limit": limit}
+    return _audit.run_start(run_id, runbook, parameters, check, operator, inventory, limit, entry_point)
 
 
 def step_record(run_id: str, runbook: str, step: Mapping[str, Any], *, operator: Optional[str],
                 targets: Sequence[str] = (), before: Any = None, after: Any = None) -> Dict[str, Any]:
     """`target`: the host the task ran on; `targets`: that host and the inventory hosts the step acted on."""
-    record = {"kind": "step", "time": now_iso(), "run_id": run_id, "runbook": runbook, "who": who(operator),
-              "check": False, "target": step.get("host") or "", "step": step.get("task") or "",
-              "action": step.get("action") or "", "targets": sorted(set(targets) | {step.get("host") or ""} - {""}),
-              "result": step.get("status") or "changed", "started": step.get("start"), "ended": step.get("end"),
-              "facts": step.get("data") or {}}
-    if before is not None or after is not None:
-        record["before"], record["after"] = before, after
-    return record
+    return _audit.step_record(run_id, runbook, step, operator, targets, before, after, entry_point)
 
 
 def run_end(run_id: str, runbook: str, *, operator: Optional[str], status: str, rc: Optional[int], check: bool,
             duration_seconds: float, failing_step: Optional[str], targets: Sequence[str]) -> Dict[str, Any]:
-    return {"kind": "run_end", "time": now_iso(), "run_id": run_id, "runbook": runbook, "who": who(operator),
-            "check": check, "result": status, "rc": rc, "duration_seconds": duration_seconds,
-            "failing_step": failing_step, "targets": sorted(set(targets))}
+    return _audit.run_end(run_id, runbook, operator, status, rc, check, duration_seconds, failing_step, targets,
+                          entry_point)
 
 
 # ---------------------------------------------------------------- reading and verifying
@@ -303,7 +154,7 @@ def read_lines(path: Optional[Path] = None) -> List[Line]:
         return []
     if raw_lines and raw_lines[-1] == b"":
         raw_lines.pop()
-    return [Line(number, raw, _parse(raw)) for number, raw in enumerate(raw_lines, 1)]
+    return [Line(number, raw, _audit.parse(raw)) for number, raw in enumerate(raw_lines, 1)]
 
 
 def records(path: Optional[Path] = None) -> List[Dict[str, Any]]:
@@ -379,43 +230,6 @@ def head(path: Optional[Path] = None) -> Dict[str, Any]:
 
 
 # ---------------------------------------------------------------- anchors: the head kept outside the file
-
-
-def anchor_of(record: Optional[Mapping[str, Any]], path: Optional[Path] = None) -> Optional[Dict[str, Any]]:
-    """What a run's result.json keeps of the head after its last record: the trail's path, seq, hash (and mac)."""
-    if not record or not isinstance(record.get("seq"), int):
-        return None
-    anchor = {"path": str(path or audit_path()), "seq": record["seq"], "hash": record.get("hash"),
-              "run_id": record.get("run_id"), "time": record.get("time")}
-    if record.get("mac"):
-        anchor["mac"] = record["mac"]
-    return anchor
-
-
-def head_anchor_path(path: Path) -> Path:
-    """<lock folder>/audit-head-<sha256 of the trail's path, 16 hex>.json: kept beside the run locks, out of the
-    state folder that holds the trail."""
-    from erlmcp_dr.paths import ensure_collection_importable
-
-    ensure_collection_importable()
-    from ansible_collections.erlmcp.dr.plugins.module_utils._lock import default_store_dir
-
-    digest = hashlib.sha256(str(path.resolve()).encode("utf-8")).hexdigest()[:16]
-    return Path(default_store_dir()) / f"{ANCHOR_PREFIX}{digest}.json"
-
-
-def _save_head_anchor(path: Path, record: Mapping[str, Any]) -> None:
-    """Writes the head anchor (atomically, 0600); a failure is logged: the record itself is already durable."""
-    anchor = anchor_of(record, path)
-    try:
-        target = head_anchor_path(path)  # makes the collection importable
-        from ansible_collections.erlmcp.dr.plugins.module_utils._files import write_atomic
-
-        _ensure_folder(target.parent)
-        write_atomic(str(target), json.dumps(anchor, sort_keys=True) + "\n", 0o600)
-    except OSError as exc:
-        log.error("could not write the audit trail's head anchor for %s (record #%s): %s", path,
-                  record.get("seq"), exc)
 
 
 def find_anchors(path: Optional[Path] = None) -> List[Dict[str, Any]]:

@@ -160,6 +160,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ends its process at once (exit_now): its results are written, closed and fsync'd by then."""
     logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(levelname)s: %(message)s", stream=sys.stderr)
     args = build_parser().parse_args(argv)
+    from erlmcp_dr import audit
+
+    audit.set_entry_point("cli")  # the runs this process starts are recorded as entered through the CLI
     code = _dispatch(args)
     if argv is None and args.handler in (_cmd_run, _cmd_plan):
         exit_now(code)

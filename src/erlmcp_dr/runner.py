@@ -164,6 +164,7 @@ class RunConfig:
 
     def envvars(self) -> Dict[str, str]:
         env = paths.ansible_env()
+        env[audit.WRITER_ENV] = "runner"  # this process records the run: the audit_trail callback stays quiet
         # ansible-playbook sits next to this interpreter in a virtualenv that may not be on PATH.
         bindir = Path(sys.executable).parent
         if (bindir / "ansible-playbook").exists():
