@@ -345,10 +345,23 @@ def run_busy(config: RunConfig, holder: Mapping[str, Any], result: Optional[RunR
 
 
 class _UnsafeDumper(yaml.SafeDumper):
-    """YAML where every string, mapping keys included, is `!unsafe`: Ansible never templates it."""
+    """YAML where every string, mapping keys included, reaches the playbook as the string it was and is never
+    templated: `!unsafe` for every string that reads as a string, a plain quoted string for the others."""
+
+
+_PLAIN_STR = "tag:yaml.org,2002:str"
+_TEMPLATE_MARKERS = ("{{", "{%", "{#")
 
 
 def _unsafe_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    """Ansible (2.19) resolves an `!unsafe` scalar's type from its text as if it were unquoted: `!unsafe "*"`
+    fails to load (an alias marker), `!unsafe "2026-13-45T99:00:00Z"` too (a timestamp with month 13), and
+    `!unsafe "0123"` or `!unsafe "true"` would arrive as an int or a bool. Those strings (ints, floats, booleans,
+    nulls, timestamps, `=`, `<<`, `*`, `!`, `&`) hold no template marker, so they are written as plain quoted
+    strings, which Ansible reads as strings and has nothing to template in; every other string stays `!unsafe`."""
+    resolved = dumper.resolve(yaml.ScalarNode, value, (True, False))
+    if resolved != _PLAIN_STR and not any(marker in value for marker in _TEMPLATE_MARKERS):
+        return dumper.represent_scalar(_PLAIN_STR, value, style='"')
     return dumper.represent_scalar("!unsafe", value, style='"')
 
 
