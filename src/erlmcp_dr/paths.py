@@ -31,8 +31,8 @@ NAMESPACE, NAME = "erlmcp", "dr"
 STATE_DIR_NAME = "erlmcp-dr"
 LAB_INVENTORY_NAME = "inventory.yml"
 MIN_FREE_ENV = "ERLMCP_DR_MIN_FREE_MB"
-# What a run may write to the state folder: ansible-runner's events (a few kB per task and host; a switchover
-# on three nodes leaves about 1-2 MB), result.json, the reports, its audit records. Margin included.
+# What a run may write to the state folder: its run folder (a database_switchover on the three-node lab left
+# 161 kB), its audit records and the 2 MiB end reserve (runner.SPACE_RESERVE_BYTES); a wide margin on top.
 DEFAULT_MIN_FREE_MB = 16
 # What marks a collection: galaxy.yml in a source tree, MANIFEST.json once built and installed.
 MARKERS = ("galaxy.yml", "MANIFEST.json")
