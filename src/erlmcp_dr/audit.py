@@ -24,8 +24,11 @@ written by vault; or ERLMCP_DR_AUDIT_KEY), each record also carries `mac`, HMAC-
 chain recomputed without the key no longer matches it. Without a key, a chain recomputed from scratch together
 with every anchor cannot be told from the real one; verify says so.
 
-An append takes an exclusive flock on the file (non-blocking attempts polled with a deadline), reads the
-last record, writes one line with O_APPEND and fsyncs it: records of concurrent runs interleave, whole.
+The writer (append, the record builders, the key, the head anchor) is plugins/module_utils/_audit.py, shared
+with the erlmcp.dr.audit_trail callback and erlmcp.dr.run_lock, so runs of every entry point (`entry_point`:
+cli, api, ansible-playbook, awx) chain in one file; this module adds the controller's side: where the trail is
+(paths.state_home), verifying, filtering and rendering. An append takes an exclusive flock on the file, reads
+the last record, writes one line with O_APPEND and fsyncs it: records of concurrent runs interleave, whole.
 A failed append is logged, never fails the run it records (a recovery does not stop for its paper trail).
 """
 
