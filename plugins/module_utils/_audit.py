@@ -21,7 +21,6 @@ content; before the flock is let go, the new head (seq, hash) is written to an a
 from __future__ import annotations
 
 import datetime
-import errno
 import fcntl
 import hashlib
 import hmac
@@ -31,7 +30,7 @@ import socket
 from contextlib import contextmanager
 
 from ansible_collections.erlmcp.dr.plugins.module_utils._files import fsync_folder, write_atomic
-from ansible_collections.erlmcp.dr.plugins.module_utils._lock import default_store_dir
+from ansible_collections.erlmcp.dr.plugins.module_utils._lock import default_store_dir, try_flock
 from ansible_collections.erlmcp.dr.plugins.module_utils._wait import WaitTimeout, wait_for
 
 AUDIT_DIR = "audit"
@@ -180,17 +179,8 @@ def append(fields, path=None):
 
 @contextmanager
 def _locked(fd, path):
-    def take():
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except (IOError, OSError) as exc:
-            if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                return False
-            raise
-        return True
-
     try:
-        wait_for(take, LOCK_TIMEOUT, interval=0.005, what="the audit trail's lock (%s)" % path)
+        wait_for(lambda: try_flock(fd), LOCK_TIMEOUT, interval=0.005, what="the audit trail's lock (%s)" % path)
     except WaitTimeout as exc:
         raise OSError("%s: another process holds it; expected it free within %.0f s" % (exc, LOCK_TIMEOUT)) from exc
     try:

@@ -305,7 +305,7 @@ class DirectoryStore(LockStore):
         fd = os.open(os.path.join(self.store_dir, MUTEX_NAME), os.O_RDWR | os.O_CREAT, 0o600)
         try:
             try:
-                wait_for(lambda: _try_flock(fd), self.mutex_timeout, interval=0.01,
+                wait_for(lambda: try_flock(fd), self.mutex_timeout, interval=0.01,
                          what="the lock folder's mutex %s" % os.path.join(self.store_dir, MUTEX_NAME))
             except WaitTimeout as exc:
                 raise LockStoreError("%s: another process keeps it locked" % exc) from exc
@@ -353,7 +353,8 @@ class DirectoryStore(LockStore):
             os.close(fd)
 
 
-def _try_flock(fd):
+def try_flock(fd):
+    """A non-blocking exclusive flock on fd: True when taken, False when another process holds it."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except (IOError, OSError) as exc:
