@@ -113,12 +113,11 @@ class ActionModule(ActionBase):
         if os.environ.get(_audit.WRITER_ENV) == "runner" or os.environ.get("ERLMCP_DR_AUDIT_CALLBACK"):
             return None
         entry = "awx" if task_vars.get("awx_job_id") or os.environ.get("JOB_ID") else "ansible-playbook"
-        # the playbook's file name, as the runbook CLI and the callback name the runbook (start and end agree)
-        runbook = os.path.splitext(os.path.basename((self._task.get_path() or "").split(":")[0]))[0] or args["runbook"]
+        runbook = self._playbook_name() or args["runbook"]
         note = "steps not recorded: enable the erlmcp.dr.audit_trail callback to record each change"
         try:
             if kind == "run_start":
-                parameters = task_vars.get("dr") if isinstance(task_vars.get("dr"), dict) else {}
+                parameters = _given_parameters(task_vars)
                 record = _audit.run_start(run_id, runbook, parameters, False, operator or None,
                                           ",".join(task_vars.get("ansible_inventory_sources") or []), None, entry)
             else:
@@ -130,6 +129,15 @@ class ActionModule(ActionBase):
             self._display.warning("could not append the %s record of run %s to the audit trail: %s" % (
                 kind, run_id, exc))
             return None
+
+    def _playbook_name(self):
+        """The playbook's file name without .yml (its play's, not a role's tasks file): the runbook's name as the
+        runbook CLI and the audit_trail callback record it, so a start and an end record agree."""
+        try:
+            path = self._task._parent._play.get_path() or ""
+        except AttributeError:  # a task without a play (a sub-action's copy keeps its parent)
+            return ""
+        return os.path.splitext(os.path.basename(path.split(":")[0]))[0]
 
     def _inspect(self, result, store, args, run_id):
         """Check mode (a plan): report whether the lock is free, take nothing."""
@@ -163,6 +171,19 @@ class ActionModule(ActionBase):
             result["warnings"] = ["did not release the run lock for %s: it is held by %s, not by run %s" % (
                 args["key"], _lock.describe_holder(outcome["holder"]), run_id)]
         return result
+
+
+def _given_parameters(task_vars):
+    """The runbook's parameters that have a value (raw, never rendered), no_log ones masked: what the start
+    record shows. The lock is taken after erlmcp.dr.runbook_params validated them."""
+    runbook = task_vars.get("runbook")
+    spec = runbook.get("parameters") if isinstance(runbook, dict) else None
+    shown = {}
+    for name, option in (spec or {}).items() if isinstance(spec, dict) else ():
+        if name in task_vars:
+            secret = isinstance(option, dict) and option.get("no_log") and task_vars[name] not in (None, "")
+            shown[name] = "********" if secret else task_vars[name]
+    return shown
 
 
 def _busy_message(key, holder, reason, store_dir, path):
