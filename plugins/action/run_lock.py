@@ -8,10 +8,9 @@ from __future__ import annotations
 import multiprocessing
 import os
 import re
-import socket
 
 from ansible.plugins.action import ActionBase
-from ansible_collections.erlmcp.dr.plugins.module_utils import _lock
+from ansible_collections.erlmcp.dr.plugins.module_utils import _audit, _lock
 
 RUN_ID_VAR = "erlmcp_dr_run_id"
 OPERATOR_VAR = "erlmcp_dr_operator"  # set by the runner from --operator / operator=
@@ -60,7 +59,7 @@ class ActionModule(ActionBase):
         result.update(key=args["key"], run_id=run_id, store_dir=store.store_dir, changed=False, busy=False)
         try:
             if args["state"] == "absent":
-                return self._release(result, store, args, run_id)
+                return self._release(result, store, args, run_id, task_vars)
             return self._acquire(result, store, args, run_id, pid, task_vars)
         except (_lock.LockStoreError, OSError) as exc:
             return dict(result, failed=True, msg="the run lock for %s could not be used: %s" % (args["key"], exc))
@@ -81,8 +80,7 @@ class ActionModule(ActionBase):
         given = task_vars.get(RUN_ID_VAR)
         if given is not None and str(given):
             return str(given)
-        identity = _lock.process_identity(pid) or {"pid_start_ticks": 0}
-        return "ansible-playbook-%d-%s@%s" % (pid, identity["pid_start_ticks"], socket.gethostname())
+        return _lock.playbook_run_id(pid)
 
     def _acquire(self, result, store, args, run_id, pid, task_vars):
         if self._task.check_mode:
@@ -90,10 +88,14 @@ class ActionModule(ActionBase):
         operator = args["operator"] or str(task_vars.get(OPERATOR_VAR) or "")
         record = _lock.holder_record(args["key"], run_id, pid, args["lease_seconds"], runbook=args["runbook"],
                                      operator=operator)
+        started = self._audit_fallback("run_start", args, run_id, operator, task_vars)
+        if started:
+            record["audit_head"] = _audit.anchor_of(started)
         outcome = store.acquire(record)
         decision, found = outcome["decision"], outcome["holder"]
         result.update(path=outcome["path"])
         if decision == _lock.BUSY:
+            self._audit_fallback("run_end", args, run_id, operator, task_vars, "refused: the run lock is busy")
             return dict(result, failed=True, busy=True, held=False, holder=found, msg=_busy_message(
                 args["key"], found, outcome["reason"], store.store_dir, outcome["path"]))
         result.update(held=True, holder=outcome["record"], acquired=decision != _lock.HELD)
@@ -102,6 +104,40 @@ class ActionModule(ActionBase):
             result["warnings"] = ["took over the run lock for %s from %s, because %s" % (
                 args["key"], _lock.describe_holder(found), outcome["reason"])]
         return result
+
+    def _audit_fallback(self, kind, args, run_id, operator, task_vars, status=None):
+        """Start and end records when nobody else writes this run's trail: not the runbook CLI or API (they set
+        ERLMCP_DR_AUDIT_WRITER) and not the erlmcp.dr.audit_trail callback (it sets ERLMCP_DR_AUDIT_CALLBACK
+        while it records). So a playbook run wherever the callback is not enabled still leaves its start (when it
+        takes the lock) and its end (when it lets it go). Returns the record written, or None."""
+        if os.environ.get(_audit.WRITER_ENV) == "runner" or os.environ.get("ERLMCP_DR_AUDIT_CALLBACK"):
+            return None
+        entry = "awx" if task_vars.get("awx_job_id") or os.environ.get("JOB_ID") else "ansible-playbook"
+        runbook = self._playbook_name() or args["runbook"]
+        note = "steps not recorded: enable the erlmcp.dr.audit_trail callback to record each change"
+        try:
+            if kind == "run_start":
+                parameters = _given_parameters(task_vars)
+                record = _audit.run_start(run_id, runbook, parameters, False, operator or None,
+                                          ",".join(task_vars.get("ansible_inventory_sources") or []), None, entry)
+            else:
+                record = _audit.run_end(run_id, runbook, operator or None, status, None, False, None, None,
+                                        [], entry)
+            record["note"] = note
+            return _audit.append(record)
+        except Exception as exc:  # a recovery does not stop for its paper trail
+            self._display.warning("could not append the %s record of run %s to the audit trail: %s" % (
+                kind, run_id, exc))
+            return None
+
+    def _playbook_name(self):
+        """The playbook's file name without .yml (its play's, not a role's tasks file): the runbook's name as the
+        runbook CLI and the audit_trail callback record it, so a start and an end record agree."""
+        try:
+            path = self._task._parent._play.get_path() or ""
+        except AttributeError:  # a task without a play (a sub-action's copy keeps its parent)
+            return ""
+        return os.path.splitext(os.path.basename(path.split(":")[0]))[0]
 
     def _inspect(self, result, store, args, run_id):
         """Check mode (a plan): report whether the lock is free, take nothing."""
@@ -119,18 +155,35 @@ class ActionModule(ActionBase):
                 args["key"], _lock.describe_holder(found), outcome["reason"])]
         return result
 
-    def _release(self, result, store, args, run_id):
+    def _release(self, result, store, args, run_id, task_vars):
         if self._task.check_mode:
             outcome = store.inspect(args["key"], run_id)
             would_release = outcome["decision"] == _lock.HELD
             return dict(result, held=False, would_release=would_release, path=outcome["path"])
         outcome = store.release(args["key"], run_id)
         result.update(held=False, released=outcome["outcome"] == _lock.RELEASED, path=outcome["path"])
+        if outcome["outcome"] == _lock.RELEASED:
+            self._audit_fallback("run_end", args, run_id, str(task_vars.get(OPERATOR_VAR) or ""), task_vars,
+                                 "lock released (the outcome is in the play's recap: without the audit_trail "
+                                 "callback, the lock sees only its own start and end)")
         if outcome["outcome"] == _lock.HELD_BY_OTHER:
             result["holder"] = outcome["holder"]
             result["warnings"] = ["did not release the run lock for %s: it is held by %s, not by run %s" % (
                 args["key"], _lock.describe_holder(outcome["holder"]), run_id)]
         return result
+
+
+def _given_parameters(task_vars):
+    """The runbook's parameters that have a value (raw, never rendered), no_log ones masked: what the start
+    record shows. The lock is taken after erlmcp.dr.runbook_params validated them."""
+    runbook = task_vars.get("runbook")
+    spec = runbook.get("parameters") if isinstance(runbook, dict) else None
+    shown = {}
+    for name, option in (spec or {}).items() if isinstance(spec, dict) else ():
+        if name in task_vars:
+            secret = isinstance(option, dict) and option.get("no_log") and task_vars[name] not in (None, "")
+            shown[name] = "********" if secret else task_vars[name]
+    return shown
 
 
 def _busy_message(key, holder, reason, store_dir, path):

@@ -8,7 +8,8 @@ raw from the task's variables, never templated: a value Ansible would template (
 string holding {{, {% or {#, e.g. given with `ansible-playbook -e` or an AWX survey) is refused
 before anything else; values tagged unsafe (what the erlmcp_dr runner writes) are plain data
 whatever they contain. Then module_utils/_runbook_params.validate checks types, choices,
-required options and min/max ranges.
+required options and min/max ranges. Before any of that, settings only the inventory may give (dr_lock_dir)
+are refused when they come as extra vars.
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ except ImportError:  # pragma: no cover - older ansible-core: everything not mar
 
 
 SPEC_VAR = "runbook"
+# Settings that decide how runs of this deployment exclude each other: the inventory's (or the environment's,
+# ERLMCP_DR_LOCK_DIR) to set, never an extra var's. From `-e`, dr_lock_dir would move the run lock away from
+# the one every other run takes (two writers), and as an extra var it would be templated where the lock is used.
+INVENTORY_ONLY = {"dr_lock_dir": "ERLMCP_DR_LOCK_DIR"}
 REDACTED = "********"
 ARGUMENT_SPEC = {"spec": {"type": "dict"}}
 
@@ -60,6 +65,22 @@ def _shown_marker(marker):
     return "%s ... %s" % (marker, closing[marker]) if marker in closing else "a %s header" % marker
 
 
+def extra_vars():
+    """The run's extra vars (-e), as ansible-playbook loaded them (cached in its process, inherited by workers)."""
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.utils.vars import load_extra_vars
+
+    return load_extra_vars(DataLoader())
+
+
+def inventory_only_errors(given_extra):
+    """An error for each inventory-only setting given as an extra var; its value is never rendered or echoed."""
+    return ["'%s' was given as an extra var (-e): it is the inventory's to set (a group or host variable), or "
+            "%s in the controller's environment, never an extra var's (it decides which run lock every run "
+            "takes; from -e a run could step around another's lock). Remove -e %s and set it in the inventory"
+            % (name, env, name) for name, env in sorted(INVENTORY_ONLY.items()) if name in given_extra]
+
+
 def given_values(spec, task_vars):
     """The parameters that have a value, read raw (not templated): name -> value, aliases included."""
     values = {}
@@ -92,6 +113,10 @@ class ActionModule(ActionBase):
             return dict(result, failed=True, msg=(
                 "no parameter spec: expected the play variable 'runbook.parameters' (an argument spec mapping) "
                 "or the 'spec' option, found %s" % type(spec).__name__))
+        problems = inventory_only_errors(extra_vars())
+        if problems:
+            return dict(result, failed=True, parameter_errors=problems,
+                        msg="invalid runbook parameters (nothing was run): " + "; ".join(problems))
         given = given_values(spec, task_vars)
         problems = [template_error(name, found) for name, found in
                     ((name, templated_values(value, name)) for name, value in given.items()) if found]

@@ -13,6 +13,7 @@ import os
 from ansible_collections.erlmcp.dr.plugins.module_utils import _dns_plan as plan
 
 PLAN_TASK = "Plan what is missing"  # the dns_cutover task that sets dr_plan
+RUNBOOK = "dns_cutover"  # the only runbook whose runs rollback_of reads
 
 
 class RollbackError(Exception):
@@ -31,7 +32,10 @@ def rollback_source(run_dir, run_id):
                "expected_values=<the values it set>")
     if os.path.isfile(path):
         with open(path) as handle:
-            return json.load(handle)
+            earlier = json.load(handle)
+        _refuse_another_runbook(run_id, earlier.get("runbook"), instead)
+        return earlier
+    _refuse_another_runbook(run_id, _marker_runbook(folder), instead)
     if not os.path.isdir(folder):
         raise RollbackError("rollback_of=%s: there is no run %s (no folder %s beside this run's); %s"
                             % (run_id, run_id, folder, instead))
@@ -44,6 +48,24 @@ def rollback_source(run_dir, run_id):
                     new=dict(values=rec.get("target")))
                for rec in planned.get("records") or [] if rec.get("change") and rec.get("current") is not None]
     return dict(run_id=run_id, interrupted=True, facts=dict(summary=dict(records=records)))
+
+
+def _refuse_another_runbook(run_id, runbook, instead):
+    """rollback_of names a run of another runbook (a redis_failover's, say): say so, not that it changed nothing."""
+    if runbook and runbook != RUNBOOK:
+        raise RollbackError("rollback_of=%s: run %s is a run of runbook %s, not of %s: only a %s run's record changes "
+                            "can be rolled back (`runbook audit show --runbook %s` lists them); %s"
+                            % (run_id, run_id, runbook, RUNBOOK, RUNBOOK, RUNBOOK, instead))
+
+
+def _marker_runbook(folder):
+    """The runbook named in a run folder's run.json (written when the run starts), or None."""
+    try:
+        with open(os.path.join(folder, "run.json")) as handle:
+            marker = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return marker.get("runbook") if isinstance(marker, dict) else None
 
 
 def plan_from_events(folder):

@@ -126,6 +126,13 @@ def current_user():
         return "uid %d" % os.getuid()
 
 
+def playbook_run_id(pid):
+    """The run id of an ansible-playbook process started without one (plain ansible-playbook, AWX): its PID and
+    start time (a reused PID gets another) and the host. The run lock and the audit trail both name a run so."""
+    identity = process_identity(pid) or {"pid_start_ticks": 0}
+    return "ansible-playbook-%d-%s@%s" % (pid, identity["pid_start_ticks"], socket.gethostname())
+
+
 def key_digest(key):
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
@@ -298,7 +305,7 @@ class DirectoryStore(LockStore):
         fd = os.open(os.path.join(self.store_dir, MUTEX_NAME), os.O_RDWR | os.O_CREAT, 0o600)
         try:
             try:
-                wait_for(lambda: _try_flock(fd), self.mutex_timeout, interval=0.01,
+                wait_for(lambda: try_flock(fd), self.mutex_timeout, interval=0.01,
                          what="the lock folder's mutex %s" % os.path.join(self.store_dir, MUTEX_NAME))
             except WaitTimeout as exc:
                 raise LockStoreError("%s: another process keeps it locked" % exc) from exc
@@ -346,7 +353,8 @@ class DirectoryStore(LockStore):
             os.close(fd)
 
 
-def _try_flock(fd):
+def try_flock(fd):
+    """A non-blocking exclusive flock on fd: True when taken, False when another process holds it."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except (IOError, OSError) as exc:

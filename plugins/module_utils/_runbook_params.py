@@ -294,7 +294,13 @@ def _required(message):
 def _unsupported(spec, unknown):
     valid = ", ".join(sorted(spec)) or "none"
     names = sorted(".".join(map(str, item)) if isinstance(item, tuple) else str(item) for item in unknown)
-    return ["unsupported parameter '%s'; supported parameters: %s" % (name, valid) for name in names]
+    return ["unsupported parameter %s; supported parameters: %s" % (excerpt(name), valid) for name in names]
+
+
+def excerpt(text, limit=_SHOWN):
+    """`text` quoted, cut after `limit` characters with its length said: an error never echoes a 100 kB value."""
+    text = str(text)
+    return repr(text) if len(text) <= limit else "%r... (%d characters)" % (text[:limit], len(text))
 
 
 def describe(value, option=None):
@@ -303,8 +309,7 @@ def describe(value, option=None):
     if option is not None and option.get("no_log"):
         return "%s %s" % (kind, HIDDEN)
     if isinstance(value, str):
-        shown = repr(value) if len(value) <= _SHOWN else "%r... (%d characters)" % (value[:_SHOWN], len(value))
-        return "str %s" % shown
+        return "str %s" % excerpt(value)
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 256:
         return "%s with about %d digits" % (kind, int((value.bit_length() - 1) * math.log10(2)) + 1)
     return "%s %s" % (kind, _shorten(repr(value)))

@@ -13,34 +13,64 @@ and the time (UTC), and carries `seq` (1, 2, ... over the whole file), `prev` (t
 before it, GENESIS for the first) and `hash` (sha256 of the record's canonical JSON without `hash`).
 `verify()` walks the chain and names each record that was edited, deleted, inserted or moved.
 
-An append takes an exclusive flock on the file (non-blocking attempts polled with a deadline), reads the
-last record, writes one line with O_APPEND and fsyncs it: records of concurrent runs interleave, whole.
+The file alone cannot show what was cut from its end, or a chain recomputed with fresh hashes, so its head is
+anchored outside it (docs/reports.md, "The audit trail"):
+- every append also writes the new head (seq, hash) to <lock folder>/audit-head-<digest of the path>.json
+  (ERLMCP_DR_LOCK_DIR, else the user's state folder: another folder than ERLMCP_DR_HOME), under the same flock;
+- each run's result.json carries `audit_head`, the head after the run's last record.
+`check_anchors()` compares the file with every anchor found and names deleted tail records, an emptied or
+missing file and a rewritten chain. With a key (ERLMCP_DR_AUDIT_KEY_FILE: a file the operator points to, e.g.
+written by vault; or ERLMCP_DR_AUDIT_KEY), each record also carries `mac`, HMAC-SHA256 over its content: a
+chain recomputed without the key no longer matches it. Without a key, a chain recomputed from scratch together
+with every anchor cannot be told from the real one; verify says so.
+
+The writer (append, the record builders, the key, the head anchor) is plugins/module_utils/_audit.py, shared
+with the erlmcp.dr.audit_trail callback and erlmcp.dr.run_lock, so runs of every entry point (`entry_point`:
+cli, api, ansible-playbook, awx) chain in one file; this module adds the controller's side: where the trail is
+(paths.state_home), verifying, filtering and rendering. An append takes an exclusive flock on the file, reads
+the last record, writes one line with O_APPEND and fsyncs it: records of concurrent runs interleave, whole.
 A failed append is logged, never fails the run it records (a recovery does not stop for its paper trail).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
-import hashlib
+import hmac
 import json
 import logging
-import os
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from erlmcp_dr import paths
 
+paths.ensure_collection_importable()
+from ansible_collections.erlmcp.dr.plugins.module_utils import _audit  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._audit import (  # noqa: E402,F401  (this module's API)
+    ANCHOR_PREFIX,
+    GENESIS,
+    KEY_ENV,
+    KEY_FILE_ENV,
+    LOCK_TIMEOUT,
+    WRITER_ENV,
+    AuditKeyError,
+    anchor_of,
+    audit_key,
+    canonical,
+    now_iso,
+    os_user,
+    record_hash,
+    record_mac,
+    who,
+)
+
 log = logging.getLogger(__name__)
 
-AUDIT_DIR = "audit"
-AUDIT_FILE = "audit.jsonl"
-GENESIS = "0" * 64  # the `prev` of the first record
-LOCK_TIMEOUT = 30.0  # seconds an append waits for another process's append (each holds it for milliseconds)
+AUDIT_DIR = _audit.AUDIT_DIR
+AUDIT_FILE = _audit.AUDIT_FILE
 KINDS = ("run_start", "step", "run_end")
-_TAIL_CHUNK = 8192
+# How runs of this process enter: `api` (erlmcp_dr.run() from a program) unless the runbook CLI says `cli`.
+entry_point = "api"
 
 
 def audit_path() -> Path:
@@ -48,57 +78,18 @@ def audit_path() -> Path:
     return paths.state_home() / AUDIT_DIR / AUDIT_FILE
 
 
-def os_user() -> str:
-    """The effective user's name (its passwd entry: not $USER, which anyone can set), else its uid."""
-    import pwd
-
-    try:
-        return pwd.getpwuid(os.geteuid()).pw_name
-    except KeyError:  # no passwd entry (a container's arbitrary uid): the uid still says who
-        return str(os.geteuid())
+def set_entry_point(name: str) -> None:
+    global entry_point
+    entry_point = name
 
 
-def who(operator: Optional[str] = None) -> Dict[str, Any]:
-    return {"user": os_user(), "operator": operator or None, "host": os.uname().nodename}
-
-
-def now_iso() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-# ---------------------------------------------------------------- hashing
-
-
-def canonical(record: Mapping[str, Any]) -> str:
-    """The one serialization hashed and written: sorted keys, no spaces, UTF-8 kept."""
-    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-
-
-def record_hash(record: Mapping[str, Any]) -> str:
-    body = {key: value for key, value in record.items() if key != "hash"}
-    return hashlib.sha256(canonical(body).encode("utf-8")).hexdigest()
-
-
-# ---------------------------------------------------------------- appending
+# ---------------------------------------------------------------- appending (module_utils/_audit.py)
 
 
 def append(fields: Mapping[str, Any], path: Optional[Path] = None) -> Dict[str, Any]:
-    """Appends one record (`fields` plus seq, prev, hash) and returns it, durable (fsync'd) on return."""
-    path = path or audit_path()
-    _ensure_folder(path.parent)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    try:
-        with _locked(fd, path):
-            last = last_record(path)
-            record = dict(fields)
-            record["seq"] = int(last.get("seq") or 0) + 1 if last else 1
-            record["prev"] = str(last.get("hash") or GENESIS) if last else GENESIS
-            record["hash"] = record_hash(record)
-            os.write(fd, (canonical(record) + "\n").encode("utf-8"))
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    return record
+    """Appends one record (`fields` plus seq, prev, mac with a key, hash) and returns it, durable (fsync'd) on
+    return, its head anchored beside the run locks."""
+    return _audit.append(fields, str(path or audit_path()))
 
 
 def append_quietly(fields: Mapping[str, Any], path: Optional[Path] = None) -> Optional[Dict[str, Any]]:
@@ -111,84 +102,14 @@ def append_quietly(fields: Mapping[str, Any], path: Optional[Path] = None) -> Op
         return None
 
 
-@contextmanager
-def _locked(fd: int, path: Path) -> Iterator[None]:
-    from erlmcp_dr.paths import ensure_collection_importable
-
-    ensure_collection_importable()
-    from ansible_collections.erlmcp.dr.plugins.module_utils._wait import WaitTimeout, wait_for
-
-    def take() -> bool:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        return True
-
-    try:
-        wait_for(take, LOCK_TIMEOUT, interval=0.005, what=f"the audit trail's lock ({path})")
-    except WaitTimeout as exc:
-        raise OSError(f"{exc}: another process holds it; expected it free within {LOCK_TIMEOUT:.0f} s") from exc
-    try:
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-
-
-def _ensure_folder(folder: Path) -> None:
-    if folder.is_dir():
-        return
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(folder, 0o700)
-    from erlmcp_dr.paths import ensure_collection_importable
-
-    ensure_collection_importable()
-    from ansible_collections.erlmcp.dr.plugins.module_utils._files import fsync_folder
-
-    fsync_folder(str(folder.parent))
-
-
 def last_record(path: Path) -> Dict[str, Any]:
-    """The file's last record ({} for an empty or missing file), read from its end. When the last line is not
-    a record (torn by a crash, or edited), the last line that is: the chain goes on from it and verify() names
-    the bad line."""
-    line = _last_line(path)
-    if not line:
-        return {}
-    record = _parse(line)
-    if record is not None:
-        return record
-    for earlier in reversed(read_lines(path)):
-        if earlier.record is not None:
-            return earlier.record
-    return {}
+    """The file's last record ({} for an empty or missing file); a torn last line is skipped."""
+    return _audit.last_record(str(path))
 
 
-def _parse(raw: bytes) -> Optional[Dict[str, Any]]:
-    try:
-        record = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        return None
-    return record if isinstance(record, dict) else None
-
-
-def _last_line(path: Path) -> bytes:
-    try:
-        handle = path.open("rb")
-    except FileNotFoundError:
-        return b""
-    with handle:
-        position = handle.seek(0, os.SEEK_END)
-        data = b""
-        while position > 0:
-            step = min(_TAIL_CHUNK, position)
-            position -= step
-            handle.seek(position)
-            data = handle.read(step) + data
-            stripped = data.rstrip(b"\n")
-            if b"\n" in stripped:
-                return stripped.rsplit(b"\n", 1)[1]
-        return data.rstrip(b"\n")
+def head_anchor_path(path: Path) -> Path:
+    """<lock folder>/audit-head-<digest of the trail's path>.json: beside the run locks, out of the state folder."""
+    return Path(_audit.head_anchor_path(str(path)))
 
 
 # ---------------------------------------------------------------- what a run appends
@@ -196,28 +117,19 @@ def _last_line(path: Path) -> bytes:
 
 def run_start(run_id: str, runbook: str, parameters: Mapping[str, Any], *, check: bool, operator: Optional[str],
               inventory: str, limit: Optional[str] = None) -> Dict[str, Any]:
-    return {"kind": "run_start", "time": now_iso(), "run_id": run_id, "runbook": runbook, "who": who(operator),
-            "check": check, "parameters": dict(parameters), "inventory": inventory, "limit": limit}
+    return _audit.run_start(run_id, runbook, parameters, check, operator, inventory, limit, entry_point)
 
 
 def step_record(run_id: str, runbook: str, step: Mapping[str, Any], *, operator: Optional[str],
                 targets: Sequence[str] = (), before: Any = None, after: Any = None) -> Dict[str, Any]:
     """`target`: the host the task ran on; `targets`: that host and the inventory hosts the step acted on."""
-    record = {"kind": "step", "time": now_iso(), "run_id": run_id, "runbook": runbook, "who": who(operator),
-              "check": False, "target": step.get("host") or "", "step": step.get("task") or "",
-              "action": step.get("action") or "", "targets": sorted(set(targets) | {step.get("host") or ""} - {""}),
-              "result": step.get("status") or "changed", "started": step.get("start"), "ended": step.get("end"),
-              "facts": step.get("data") or {}}
-    if before is not None or after is not None:
-        record["before"], record["after"] = before, after
-    return record
+    return _audit.step_record(run_id, runbook, step, operator, targets, before, after, entry_point)
 
 
 def run_end(run_id: str, runbook: str, *, operator: Optional[str], status: str, rc: Optional[int], check: bool,
             duration_seconds: float, failing_step: Optional[str], targets: Sequence[str]) -> Dict[str, Any]:
-    return {"kind": "run_end", "time": now_iso(), "run_id": run_id, "runbook": runbook, "who": who(operator),
-            "check": check, "result": status, "rc": rc, "duration_seconds": duration_seconds,
-            "failing_step": failing_step, "targets": sorted(set(targets))}
+    return _audit.run_end(run_id, runbook, operator, status, rc, check, duration_seconds, failing_step, targets,
+                          entry_point)
 
 
 # ---------------------------------------------------------------- reading and verifying
@@ -245,7 +157,7 @@ def read_lines(path: Optional[Path] = None) -> List[Line]:
         return []
     if raw_lines and raw_lines[-1] == b"":
         raw_lines.pop()
-    return [Line(number, raw, _parse(raw)) for number, raw in enumerate(raw_lines, 1)]
+    return [Line(number, raw, _audit.parse(raw)) for number, raw in enumerate(raw_lines, 1)]
 
 
 def records(path: Optional[Path] = None) -> List[Dict[str, Any]]:
@@ -318,6 +230,102 @@ def head(path: Optional[Path] = None) -> Dict[str, Any]:
     """The last record's seq and hash: what to keep elsewhere to detect a rewrite of the whole tail."""
     last = last_record(path or audit_path())
     return {"seq": last.get("seq", 0), "hash": last.get("hash", GENESIS)}
+
+
+# ---------------------------------------------------------------- anchors: the head kept outside the file
+
+
+def find_anchors(path: Optional[Path] = None) -> List[Dict[str, Any]]:
+    """Every anchor of this trail that can be found: the head anchor beside the run locks and each run folder's
+    result.json (`audit_head`) under the state home; each with `source` (the file it came from)."""
+    path = path or audit_path()
+    sources = [head_anchor_path(path), *sorted((paths.state_home() / "runs").glob("*/result.json"))]
+    found = []
+    for source in sources:
+        data = _read_json_object(source)
+        anchor = data.get("audit_head") if source.name == "result.json" else data
+        if isinstance(anchor, dict) and isinstance(anchor.get("seq"), int) and anchor.get("path") == str(path):
+            found.append(dict(anchor, source=str(source)))
+    return found
+
+
+def _read_json_object(path: Path) -> Dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def check_anchors(path: Optional[Path], anchors: Sequence[Mapping[str, Any]]) -> List[str]:
+    """What the anchors show that the chain cannot: a missing or emptied file, records deleted from its end,
+    a chain rewritten (recomputed) since an anchor was taken. [] when every anchor matches."""
+    path = path or audit_path()
+    if not anchors:
+        return []
+    highest = max(anchors, key=lambda anchor: anchor["seq"])
+    named = f"{len(anchors)} anchor(s) name records up to #{highest['seq']} (latest: {highest['source']})"
+    if not path.exists():
+        return [f"the audit trail {path} is missing: {named}; it was deleted"]
+    lines = read_lines(path)
+    if not lines:
+        return [f"the audit trail {path} is empty: {named}; it was emptied (truncated)"]
+    by_seq = {line.record["seq"]: line for line in lines if line.record and isinstance(line.record.get("seq"), int)}
+    last_seq = max(by_seq) if by_seq else 0
+    problems = []
+    if highest["seq"] > last_seq:
+        problems.append(f"records #{last_seq + 1}-#{highest['seq']} are missing from the end of the trail (its last "
+                        f"record is #{last_seq}; {highest['source']} anchored #{highest['seq']}): deleted")
+    rewritten = [anchor for anchor in sorted(anchors, key=lambda anchor: anchor["seq"])
+                 if anchor["seq"] in by_seq and by_seq[anchor["seq"]].record.get("hash") != anchor.get("hash")]
+    if rewritten:
+        first = rewritten[0]
+        problems.append(f"{by_seq[first['seq']].where()}: record #{first['seq']} is not the one {first['source']} "
+                        f"anchored (hash {str(first.get('hash'))[:12]}..., found "
+                        f"{str(by_seq[first['seq']].record.get('hash'))[:12]}...): the chain was rewritten from "
+                        f"#{first['seq']} or earlier ({len(rewritten)} anchor(s) disagree)")
+    return problems
+
+
+def check_macs(path: Optional[Path], key: bytes) -> List[str]:
+    """With the key: each record whose `mac` is missing or wrong, as ranges: written or rewritten without it."""
+    missing, wrong = [], []
+    for line in read_lines(path or audit_path()):
+        record = line.record
+        if record is None or not isinstance(record.get("seq"), int):
+            continue  # verify() names it
+        if not record.get("mac"):
+            missing.append(record["seq"])
+        elif not hmac.compare_digest(str(record["mac"]), record_mac(record, key)):
+            wrong.append(record["seq"])
+    problems = []
+    if wrong:
+        problems.append(f"record(s) {_ranges(wrong)}: MAC does not match the audit key: written or rewritten "
+                        "without the key (a recomputed chain)")
+    if missing:
+        problems.append(f"record(s) {_ranges(missing)}: carry no MAC though a key is set: written before the key "
+                        f"was set ({KEY_FILE_ENV}), or rewritten without it")
+    return problems
+
+
+def full_check(path: Optional[Path] = None) -> Dict[str, Any]:
+    """`runbook audit verify`: the chain, the anchors, the MACs when a key is set, and what could not be checked.
+    Raises AuditKeyError when a key is configured but unusable."""
+    path = path or audit_path()
+    key = audit_key()
+    anchors = find_anchors(path)
+    problems = verify(path) + check_anchors(path, anchors)
+    if key is not None:
+        problems += check_macs(path, key)
+    limits = []
+    if key is None:
+        limits.append(f"no audit key ({KEY_FILE_ENV}): a chain recomputed with fresh hashes is found only where an "
+                      "anchor disagrees; one rewritten together with every anchor cannot be told from the real one")
+    if not anchors:
+        limits.append("no anchor found (no head anchor beside the run locks, no result.json with audit_head): "
+                      "records deleted from the end, or a deleted trail, cannot be seen")
+    return {"path": str(path), "records": len(read_lines(path)), "ok": not problems, "problems": problems,
+            "head": head(path), "anchors": len(anchors), "keyed": key is not None, "limits": limits}
 
 
 # ---------------------------------------------------------------- filtering (runbook audit show)

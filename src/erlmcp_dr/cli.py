@@ -160,6 +160,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ends its process at once (exit_now): its results are written, closed and fsync'd by then."""
     logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(levelname)s: %(message)s", stream=sys.stderr)
     args = build_parser().parse_args(argv)
+    from erlmcp_dr import audit
+
+    audit.set_entry_point("cli")  # the runs this process starts are recorded as entered through the CLI
     code = _dispatch(args)
     if argv is None and args.handler in (_cmd_run, _cmd_plan):
         exit_now(code)
@@ -390,18 +393,16 @@ def _cmd_report(args: argparse.Namespace) -> int:
         print(_html_report(run_dir))
         return EXIT_OK
     name = RESULT_FILE if args.json else REPORT_FILE
-    path = run_dir / name
-    if path.is_file():
-        print(path.read_text(encoding="utf-8"), end="")
+    if not args.json and (run_dir / REPORT_FILE).is_file():
+        print((run_dir / REPORT_FILE).read_text(encoding="utf-8"), end="")
         return EXIT_OK
-    if (run_dir / RESULT_FILE).is_file():  # report.md lost: render it again from result.json
-        print(report.render_markdown(RunResult.load(run_dir)), end="")
-        return EXIT_OK
-    unfinished = report.unfinished_result(run_dir)  # still running, or killed: say which, and where it was
-    if unfinished is not None:
-        print(unfinished.to_json() if args.json else report.render_markdown(unfinished), end="\n" if args.json else "")
-        return EXIT_OK
-    raise CliError(f"run {run_dir.name} has no {name} (still running, or it could not start); see {run_dir}")
+    # report.md lost: drawn again from result.json; without a readable result.json (still running, killed, a full
+    # disk), from what the folder holds, saying what is missing
+    found = report.result_or_remains(run_dir)
+    if found is None:
+        raise CliError(f"run {run_dir.name} has no {name} (still running, or it could not start); see {run_dir}")
+    print(found.to_json() if args.json else report.render_markdown(found), end="\n" if args.json else "")
+    return EXIT_OK
 
 
 def _html_report(run_dir: Path) -> Path:
@@ -411,9 +412,7 @@ def _html_report(run_dir: Path) -> Path:
     path = run_dir / HTML_REPORT_FILE
     if path.is_file():
         return path
-    if (run_dir / RESULT_FILE).is_file():
-        return html_report.write(RunResult.load(run_dir), run_dir)
-    unfinished = report.unfinished_result(run_dir)
+    unfinished = report.result_or_remains(run_dir)
     if unfinished is None:
         raise CliError(f"run {run_dir.name} has no {RESULT_FILE} to draw a report from (it could not start); "
                        f"see {run_dir}")
@@ -428,17 +427,23 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 
     path = audit.audit_path()
     if args.audit_action == "verify":
-        problems = audit.verify(path)
-        count = len(audit.read_lines(path))
+        try:
+            checked = audit.full_check(path)
+        except audit.AuditKeyError as exc:
+            raise CliError(str(exc)) from exc
+        problems, count = checked["problems"], checked["records"]
         if args.json:
-            _emit_json({"path": str(path), "records": count, "ok": not problems, "problems": problems,
-                        "head": audit.head(path)})
+            _emit_json(checked)
         elif problems:
             print(f"audit trail {path}: {len(problems)} problem(s) in {count} record(s):")
             print("\n".join(f"  {problem}" for problem in problems))
         else:
-            head = audit.head(path)
-            print(f"audit trail {path}: {count} record(s), chain intact; head #{head['seq']} {head['hash']}")
+            head = checked["head"]
+            against = f"{checked['anchors']} anchor(s)" + (", MACs checked" if checked["keyed"] else "")
+            print(f"audit trail {path}: {count} record(s), chain intact; head #{head['seq']} {head['hash']} "
+                  f"(checked against {against})")
+        for limit in [] if args.json else checked["limits"]:
+            print(f"  not checked: {limit}")
         return EXIT_FAILED if problems else EXIT_OK
     try:
         since = audit.parse_time(args.since) if args.since else None

@@ -47,14 +47,11 @@ class Bar:
 
 
 def write(result: RunResult, run_dir: Optional[Path] = None) -> Path:
-    """Writes <run_dir>/report.html (0600) and returns its path."""
-    import os
+    """Writes <run_dir>/report.html (0600, atomically) and returns its path."""
+    from erlmcp_dr.paths import write_private_atomic
 
     path = Path(run_dir or result.run_dir) / HTML_REPORT_FILE
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(render(result))
+    write_private_atomic(path, render(result))
     return path
 
 

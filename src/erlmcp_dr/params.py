@@ -65,17 +65,19 @@ _NAMED = re.compile(r"parameter '([^']+)'")
 def _parameter_error(runbook: Runbook, given: Mapping[str, Any], errors: List[str]) -> ParameterError:
     problems: List[Tuple[str, str]] = []
     for error in errors:
-        problems.append(_problem(runbook, error))
+        problems.append(_problem(runbook, error, given))
     secrets = secret_values(runbook, given)
     first = problems[0][0] if problems else "?"
     text = "; ".join(scrub_text(message, secrets) for _, message in problems) or "validation failed"
     return ParameterError(first, f"runbook '{runbook.name}': {text}")
 
 
-def _problem(runbook: Runbook, error: str) -> Tuple[str, str]:
+def _problem(runbook: Runbook, error: str, given: Mapping[str, Any]) -> Tuple[str, str]:
     unsupported = _UNSUPPORTED.match(error)
     if unsupported:
-        return _unsupported(runbook, unsupported.group(1))
+        shown = unsupported.group(1)  # a long name comes cut (excerpt): find the name as given
+        return _unsupported(runbook, next((key for key in given if key == shown), None)
+                            or next((key for key in given if key.startswith(shown)), shown))
     missing = _MISSING.match(error)
     if missing and not missing.group(2):
         return _missing(runbook, missing.group(1))
@@ -88,7 +90,12 @@ def _unsupported(runbook: Runbook, name: str) -> Tuple[str, str]:
     close = difflib.get_close_matches(name, valid, n=1)
     hint = f" Did you mean '{close[0]}'?" if close else ""
     listing = ", ".join(valid) if valid else "none (this runbook takes no parameters)"
-    return name, f"unsupported parameter '{name}'.{hint} Supported parameters include: {listing}"
+    return name, f"unsupported parameter {_excerpt(name)}.{hint} Supported parameters include: {listing}"
+
+
+def _excerpt(text: str) -> str:
+    """The text quoted, cut with its length said when long (module_utils/_runbook_params.excerpt)."""
+    return str(runbook_params_module().excerpt(text))
 
 
 def _missing(runbook: Runbook, name: str) -> Tuple[str, str]:
@@ -223,8 +230,8 @@ def parse_extra_var(item: str, runbook: Optional[Runbook] = None, base_dir: Opti
     key, sep, value = item.partition("=")
     key = key.strip()
     if not sep or not _NAME.match(key):
-        raise ParameterError(key or item, f"cannot read extra var {item!r}: expected key=value, @file.yml or a JSON "
-                                          "object (one key=value per -e)")
+        raise ParameterError(key or item, f"cannot read extra var {_excerpt(item)}: expected key=value, @file.yml or "
+                                          "a JSON object (one key=value per -e)")
     return {key: _typed_value(key, value, runbook)}
 
 
@@ -287,7 +294,7 @@ def _from_inline(text: str) -> Dict[str, Any]:
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            message = f"cannot read extra vars {text!r}: not valid JSON or YAML ({exc})"
+            message = f"cannot read extra vars {_excerpt(text)}: not valid JSON or YAML ({str(exc)[:300]})"
             raise ParameterError("extravars", message) from exc
     if not isinstance(data, dict):
         raise ParameterError("extravars", f"inline extra vars must be a JSON object, got {type(data).__name__}")

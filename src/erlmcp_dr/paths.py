@@ -17,9 +17,12 @@ from __future__ import annotations
 import configparser
 import functools
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
+
+from erlmcp_dr.errors import RunbookError
 
 COLLECTION_ENV = "ERLMCP_DR_COLLECTION"
 HOME_ENV = "ERLMCP_DR_HOME"
@@ -27,6 +30,10 @@ LAB_DIR_ENV = "ERLMCP_DR_LAB_DIR"
 NAMESPACE, NAME = "erlmcp", "dr"
 STATE_DIR_NAME = "erlmcp-dr"
 LAB_INVENTORY_NAME = "inventory.yml"
+MIN_FREE_ENV = "ERLMCP_DR_MIN_FREE_MB"
+# What a run may write to the state folder: its run folder (a database_switchover on the three-node lab left
+# 161 kB), its audit records and the 2 MiB end reserve (runner.SPACE_RESERVE_BYTES); a wide margin on top.
+DEFAULT_MIN_FREE_MB = 16
 # What marks a collection: galaxy.yml in a source tree, MANIFEST.json once built and installed.
 MARKERS = ("galaxy.yml", "MANIFEST.json")
 
@@ -297,6 +304,49 @@ def state_home() -> Path:
     if root is not None:
         return root / ".runs"
     return user_state_dir()
+
+
+class NotEnoughSpace(RunbookError):
+    """The state folder has less free space than a run needs; the message names the folder, free and needed
+    bytes, and the variables that move the folder or change what is needed."""
+
+
+def needed_free_bytes() -> int:
+    """$ERLMCP_DR_MIN_FREE_MB (MiB, a whole number >= 0), else DEFAULT_MIN_FREE_MB."""
+    configured = os.environ.get(MIN_FREE_ENV, "").strip()
+    if not configured:
+        return DEFAULT_MIN_FREE_MB * 1024 * 1024
+    if not configured.isdigit():
+        raise NotEnoughSpace(f"{MIN_FREE_ENV}={configured[:40]!r}: expected a whole number of MiB (e.g. 16)")
+    return int(configured) * 1024 * 1024
+
+
+def check_free_space(folder: Optional[Path] = None) -> int:
+    """Refuses (NotEnoughSpace) when the file system of `folder` (the state home by default; its nearest
+    existing parent when it does not exist yet) has less free space than a run needs. Checked before a run
+    starts: a run that fills the disk half-way has changed systems and cannot record it. Returns the free bytes."""
+    folder = folder or state_home()
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    free = shutil.disk_usage(existing).free
+    needed = needed_free_bytes()
+    if free < needed:
+        raise NotEnoughSpace(
+            f"not enough free space for a run in the state folder {folder}: {free} bytes free, {needed} needed "
+            f"(its run folder, events, result.json, reports and audit records). Free space there, move the state "
+            f"folder with {HOME_ENV}=<a folder with space>, or change what is needed with {MIN_FREE_ENV}=<MiB>. "
+            "Nothing was run.")
+    return free
+
+
+def write_private_atomic(path: Path, text: str) -> None:
+    """Writes `path` (0600 from its first byte) through a temp file and a rename: a reader, a crash or a full
+    disk leaves the old file or the new one whole, never half of one (module_utils/_files.write_atomic)."""
+    ensure_collection_importable()
+    from ansible_collections.erlmcp.dr.plugins.module_utils._files import write_atomic
+
+    write_atomic(str(path), text, 0o600)
 
 
 def user_state_dir() -> Path:

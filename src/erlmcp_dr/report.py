@@ -241,6 +241,32 @@ def status_word(result: RunResult) -> str:
 # ---------------------------------------------------------------- a run without result.json
 
 
+def result_or_remains(run_dir: Path) -> Optional[RunResult]:
+    """The run's result.json; else what the folder holds (unfinished_result: run.json and ansible-runner's
+    events), saying what is missing: no result.json, or one that cannot be read (a full disk truncated it before
+    results were written atomically). None when the folder holds neither."""
+    from erlmcp_dr.result import RESULT_FILE
+
+    path = run_dir / RESULT_FILE
+    try:
+        return RunResult.load(run_dir)
+    except FileNotFoundError:
+        missing = None
+    except (OSError, ValueError, TypeError) as exc:
+        missing = f"{RESULT_FILE} could not be read ({_oneline(str(exc), 160)})"
+    remains = unfinished_result(run_dir)
+    if remains is None or missing is None:
+        return remains
+    ended = _read_json(run_dir / "run.json").get("status")
+    if ended and ended not in (RUNNING, INTERRUPTED):  # run.json's final status, written after result.json
+        remains.status = str(ended)
+        remains.error = f"The run ended {ended}."
+    remains.error = (f"{missing}: this report is drawn from what the run folder holds ({path.parent}: run.json and "
+                     f"ansible-runner's events); facts and the result's summary are missing. {remains.error}")
+    return remains
+
+
+
 def unfinished_result(run_dir: Path) -> Optional[RunResult]:
     """What a run folder without result.json says: still `running` (its process is alive) or `interrupted`
     (killed or crashed), with the steps that finished and the step it was at. None without a run.json marker."""

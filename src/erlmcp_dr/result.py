@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -77,6 +76,9 @@ class RunResult:
     error: str = ""  # when the run failed without a failed step (syntax error, crash): the output's tail
     point_of_no_return: Optional[str] = None  # the runbook's marker: a task name or an action (catalog.py)
     operator: Optional[str] = None  # `--operator` / run(operator=...), as recorded in the audit trail
+    # The audit trail's head after this run's last record (audit.anchor_of): `runbook audit verify` compares the
+    # trail with it to see records cut from its end, an emptied or deleted trail, a rewritten chain.
+    audit_head: Optional[Dict[str, Any]] = None
 
     @property
     def succeeded(self) -> bool:
@@ -112,12 +114,12 @@ class RunResult:
         return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
 
     def save(self, run_dir: Path | str) -> Path:
-        """Writes result.json, readable by its owner only (0600)."""
+        """Writes result.json, readable by its owner only (0600), atomically: whole or not at all (a full disk
+        leaves no truncated result.json behind)."""
+        from erlmcp_dr.paths import write_private_atomic
+
         path = Path(run_dir) / RESULT_FILE
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(self.to_json() + "\n")
+        write_private_atomic(path, self.to_json() + "\n")
         return path
 
 

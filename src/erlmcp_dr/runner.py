@@ -31,6 +31,7 @@ ansible-playbook, its workers and the modules they run (not a daemon the run sta
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import functools
 import json
 import logging
@@ -39,7 +40,6 @@ import re
 import secrets
 import shutil
 import signal
-import stat
 import sys
 import threading
 import time
@@ -54,7 +54,7 @@ from erlmcp_dr import audit, catalog, params, paths, report
 from erlmcp_dr.catalog import Runbook
 from erlmcp_dr.errors import ParameterError, RunBusy
 from erlmcp_dr.redaction import MIN_SCRUB_LENGTH, scrub_text
-from erlmcp_dr.result import HTML_REPORT_FILE, REPORT_FILE, RunResult, Step
+from erlmcp_dr.result import HTML_REPORT_FILE, REPORT_FILE, RESULT_FILE, RunResult, Step
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,10 @@ RUN_DIR_VAR = "erlmcp_dr_run_dir"
 OPERATOR_VAR = "erlmcp_dr_operator"  # only when --operator / operator= is given (e.g. for the run lock's holder)
 MARKER_FILE = "run.json"  # in the run folder: status (running until it ends), pid, pid start time
 OWNER_FILE = "owner.json"  # in the private data dir: the pid (and start time) of the run owning it
+# Space held for the run's end while it runs (in the private data dir, removed with it just before the end is
+# written): when the disk fills during a run, its audit end record, result.json and reports still fit.
+SPACE_RESERVE_FILE = "space.reserve"
+SPACE_RESERVE_BYTES = 2 * 1024 * 1024
 
 
 # ---------------------------------------------------------------- configuration
@@ -128,6 +132,7 @@ class RunConfig:
         inventory_path = resolve_inventory(inventory)
         if limit:
             check_limit(runbook, inventory_path, limit)
+        paths.check_free_space(run_dir.parent)
         return cls(
             runbook=runbook,
             inventory=inventory_path,
@@ -159,6 +164,7 @@ class RunConfig:
 
     def envvars(self) -> Dict[str, str]:
         env = paths.ansible_env()
+        env[audit.WRITER_ENV] = "runner"  # this process records the run: the audit_trail callback stays quiet
         # ansible-playbook sits next to this interpreter in a virtualenv that may not be on PATH.
         bindir = Path(sys.executable).parent
         if (bindir / "ansible-playbook").exists():
@@ -339,10 +345,23 @@ def run_busy(config: RunConfig, holder: Mapping[str, Any], result: Optional[RunR
 
 
 class _UnsafeDumper(yaml.SafeDumper):
-    """YAML where every string, mapping keys included, is `!unsafe`: Ansible never templates it."""
+    """YAML where every string, mapping keys included, reaches the playbook as the string it was and is never
+    templated: `!unsafe` for every string that reads as a string, a plain quoted string for the others."""
+
+
+_PLAIN_STR = "tag:yaml.org,2002:str"
+_TEMPLATE_MARKERS = ("{{", "{%", "{#")
 
 
 def _unsafe_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    """Ansible (2.19) resolves an `!unsafe` scalar's type from its text as if it were unquoted: `!unsafe "*"`
+    fails to load (an alias marker), `!unsafe "2026-13-45T99:00:00Z"` too (a timestamp with month 13), and
+    `!unsafe "0123"` or `!unsafe "true"` would arrive as an int or a bool. Those strings (ints, floats, booleans,
+    nulls, timestamps, `=`, `<<`, `*`, `!`, `&`) hold no template marker, so they are written as plain quoted
+    strings, which Ansible reads as strings and has nothing to template in; every other string stays `!unsafe`."""
+    resolved = dumper.resolve(yaml.ScalarNode, value, (True, False))
+    if resolved != _PLAIN_STR and not any(marker in value for marker in _TEMPLATE_MARKERS):
+        return dumper.represent_scalar(_PLAIN_STR, value, style='"')
     return dumper.represent_scalar("!unsafe", value, style='"')
 
 
@@ -737,12 +756,38 @@ def closing_spawn() -> type:
     import pexpect
 
     class ClosingSpawn(pexpect.spawn):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            _SPAWNED.child = self  # this thread's run: finish_abandoned_child() finds it
+
         def close(self, force: bool = True) -> None:
             if not self.ptyproc.closed and not self.isalive():
                 self.ptyproc.delayafterclose = 0
             super().close(force=force)
 
     return ClosingSpawn
+
+
+_SPAWNED = threading.local()
+
+
+def finish_abandoned_child() -> Optional[int]:
+    """When ansible-runner stopped reading its ansible-playbook (its output could not be written: a full disk),
+    the playbook is not cut off mid-change: its output is read and dropped until it exits. Returns its exit
+    status (None when there was no child left running)."""
+    child = getattr(_SPAWNED, "child", None)
+    _SPAWNED.child = None
+    if child is None or child.ptyproc.closed:
+        return None
+    import pexpect
+
+    child.logfile_read = None
+    try:
+        child.expect(pexpect.EOF, timeout=None)
+    except pexpect.ExceptionPexpect:
+        log.debug("reading the abandoned ansible-playbook to its end failed", exc_info=True)
+    child.close()
+    return child.exitstatus
 
 
 def close_exited_children_at_once() -> None:
@@ -923,8 +968,10 @@ class RunbookRun:
         self.start_record.start()
         status, rc, error = self._execute()
         result = self._result(status, rc, error, started_at, time.monotonic() - started)
+        # The end record first: it is small (it fits where a full disk refuses result.json) and its head is
+        # anchored in result.json.
+        result.audit_head = audit.anchor_of(self._audit_end(result))
         self._write(result)
-        self._audit_end(result)
         holder = busy_holder(result.steps)
         if holder is not None:
             raise run_busy(config, holder, result)
@@ -952,11 +999,11 @@ class RunbookRun:
         if self.start_record is not None:
             self.start_record.join(audit.LOCK_TIMEOUT + 10)
 
-    def _audit_end(self, result: RunResult) -> None:
+    def _audit_end(self, result: RunResult) -> Optional[Dict[str, Any]]:
         config = self.config
         self._after_start()
         failing = result.failing_step
-        audit.append_quietly(audit.run_end(
+        return audit.append_quietly(audit.run_end(
             config.run_id, config.runbook.name, operator=config.operator, status=result.status, rc=result.rc,
             check=config.check, duration_seconds=result.duration_seconds,
             failing_step=f"{failing.task} on {failing.host}" if failing else None,
@@ -981,6 +1028,7 @@ class RunbookRun:
 
         close_exited_children_at_once()
         private_data_dir = make_private_data_dir(self.config.run_id)
+        reserve_space(private_data_dir / SPACE_RESERVE_FILE)  # freed with the folder, before the result is written
         saved = _save_signal_handlers()
         try:
             write_extravars(private_data_dir, self.config.playbook_extravars())
@@ -993,9 +1041,21 @@ class RunbookRun:
                             cancel_callback=stopper)
             runner.run()
             return ("timeout" if stopper.timed_out else str(runner.status)), runner.rc, ""
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                log.exception("ansible-runner failed to run %s", self.config.runbook.name)
+                return "failed", finish_abandoned_child(), f"ansible-runner could not run the playbook: {exc}"
+            rc = finish_abandoned_child()
+            log.error("the state folder's disk (%s) filled up during run %s: its output from then on was not "
+                      "recorded; ansible-playbook was left to finish (rc %s)", self.config.run_dir,
+                      self.config.run_id, rc)
+            return ("successful" if rc == 0 else "failed"), rc, (
+                f"the state folder's disk filled up during the run ({exc.strerror}, {self.config.run_dir}): the "
+                f"playbook's steps and facts from then on were not recorded. ansible-playbook was left to finish: "
+                f"rc {rc} (0: it ended with its end state verified). The audit trail has its start and end.")
         except Exception as exc:  # ansible-runner could not start: report it as a failed run
             log.exception("ansible-runner failed to run %s", self.config.runbook.name)
-            return "failed", None, f"ansible-runner could not run the playbook: {exc}"
+            return "failed", finish_abandoned_child(), f"ansible-runner could not run the playbook: {exc}"
         finally:
             _restore_signal_handlers(saved)
             shutil.rmtree(private_data_dir, ignore_errors=True)
@@ -1037,14 +1097,23 @@ class RunbookRun:
         return _tail(re.sub(r"\x1b\[[0-9;]*m", "", text), lines)
 
     def _write(self, result: RunResult) -> None:
+        """The run folder's files, each whole or not at all. A file that cannot be written (a full disk) is
+        named in an error and the others are still tried: the run has happened, its result is returned."""
         run_dir = self.config.run_dir
-        result.save(run_dir)
-        _write_private(run_dir / REPORT_FILE, report.render_markdown(result))
         from erlmcp_dr import html_report  # after the run: not on the way to its first task
 
-        _write_private(run_dir / HTML_REPORT_FILE, html_report.render(result))
-        forget_environment(self.config.artifact_dir / self.config.run_id / "command")
-        self._mark(result.status, result.started_at)
+        unwritten = [name for name, write in (
+            (RESULT_FILE, lambda: result.save(run_dir)),
+            (REPORT_FILE, lambda: _write_private(run_dir / REPORT_FILE, report.render_markdown(result))),
+            (HTML_REPORT_FILE, lambda: _write_private(run_dir / HTML_REPORT_FILE, html_report.render(result))),
+            ("artifacts command", lambda: forget_environment(self.config.artifact_dir / self.config.run_id
+                                                             / "command")),
+            (MARKER_FILE, lambda: self._mark(result.status, result.started_at)),
+        ) if not _written(write, run_dir / name)]
+        if unwritten:
+            log.error("run %s ended %s, but %s could not be written to %s (see above): `runbook report %s` shows "
+                      "what the folder holds; the audit trail has the run's end", self.config.run_id, result.status,
+                      ", ".join(unwritten), run_dir, self.config.run_id)
         leaked = scrub_dir(run_dir, self.timeline.secrets)
         make_private(run_dir)
         if leaked or self.timeline.leaks:
@@ -1137,11 +1206,38 @@ def make_private(directory: Path) -> None:
 
 
 def _write_private(path: Path, text: str) -> None:
-    """Writes `text` to `path`, created 0600 (never readable by others, not even for a moment)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, stat.S_IRUSR | stat.S_IWUSR)
-    os.fchmod(fd, stat.S_IRUSR | stat.S_IWUSR)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
+    """Writes `text` to `path`, 0600 (never readable by others, not even for a moment), whole or not at all."""
+    paths.write_private_atomic(path, text)
+
+
+def reserve_space(path: Path, size: int = SPACE_RESERVE_BYTES) -> bool:
+    """Allocates `size` bytes to `path` (posix_fallocate: really taken from the file system, not a sparse hole).
+    False, logged, when it cannot: the run goes on without the reserve."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        log.warning("could not reserve space for the run's end in %s: %s", path.parent, exc)
+        return False
+    try:
+        os.posix_fallocate(fd, 0, size)
+        return True
+    except OSError as exc:
+        log.warning("could not reserve %d bytes for the run's end in %s: %s", size, path.parent, exc)
+        os.unlink(path)
+        return False
+    finally:
+        os.close(fd)
+
+
+def _written(write: Callable[[], Any], path: Path) -> bool:
+    """Runs one write of the run folder; False (logged with the folder's free space) when it fails."""
+    try:
+        write()
+    except OSError as exc:
+        free = shutil.disk_usage(path.parent).free if path.parent.exists() else None
+        log.error("could not write %s: %s (%s bytes free there)", path, exc.strerror or exc, free)
+        return False
+    return True
 
 
 def _mkdir_private(path: Path) -> None:
