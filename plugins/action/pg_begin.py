@@ -32,8 +32,9 @@ from ansible_collections.erlmcp.dr.plugins.filter.failover import pg_failover_pl
 from ansible_collections.erlmcp.dr.plugins.filter.runbook import pg_nodes
 from ansible_collections.erlmcp.dr.plugins.module_utils._failover import lock_key
 from ansible_collections.erlmcp.dr.plugins.module_utils._module import warm_driver
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import POSTGRES
 
-warm_driver()  # the reads run in this task's worker: psycopg imported once, before the fork (see _module.py)
+warm_driver(POSTGRES)  # the reads run in this task's worker: psycopg imported once, before the fork (see _module.py)
 
 ARGUMENT_SPEC = {
     "runbook": {"type": "str", "required": True},

@@ -19,8 +19,8 @@ from __future__ import annotations
 import time
 
 from ansible_collections.erlmcp.dr.plugins.module_utils._pg_server import Server
+from ansible_collections.erlmcp.dr.plugins.module_utils._errors import ModuleFailure
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import (
-    ModuleFailure,
     PgError,
     connect,
     connection_params,

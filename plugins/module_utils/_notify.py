@@ -16,7 +16,7 @@ import re
 
 from ansible_collections.erlmcp.dr.plugins.module_utils import _notify_render as render
 from ansible_collections.erlmcp.dr.plugins.module_utils import _notify_send as send
-from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import ModuleFailure
+from ansible_collections.erlmcp.dr.plugins.module_utils._errors import ModuleFailure
 
 INCIDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
 

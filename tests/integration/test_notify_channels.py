@@ -16,7 +16,7 @@ from erlmcp_dr import paths
 
 paths.ensure_collection_importable()
 from ansible_collections.erlmcp.dr.plugins.module_utils import _notify  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import ModuleFailure  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._errors import ModuleFailure  # noqa: E402
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ ensure_collection_importable()
 from ansible_collections.erlmcp.dr.plugins.module_utils import _app_redis_config as app  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils import _redis_plan as plan  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils import _redis_promote as promote  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import ModuleFailure  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._errors import ModuleFailure  # noqa: E402
 
 
 def _node(name: str, port: int, role: str | None = "replica", upstream: str | None = "a", **extra: Any) -> dict:
