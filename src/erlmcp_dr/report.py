@@ -100,7 +100,7 @@ def _outcome(result: RunResult) -> str:
 
 def next_step(result: RunResult) -> str:
     """A published `next_step` fact wins; otherwise a pointer that fits how the run ended."""
-    published = result.facts.get(NEXT_STEP_FACT) or summary_of(result.facts).get(NEXT_STEP_FACT)
+    published = result.facts.get(NEXT_STEP_FACT) or details_of(result.facts).get(NEXT_STEP_FACT)
     if published:
         return str(published)
     failing = result.failing_step
@@ -204,8 +204,15 @@ def step_counts(steps: List[Step]) -> str:
 
 
 def summary_of(facts: Dict[str, Any]) -> Dict[str, Any]:
+    """The summary envelope a runbook published (plugins/module_utils/_summary.py), {} when none."""
     summary = facts.get(SUMMARY_FACT)
     return summary if isinstance(summary, dict) else {}
+
+
+def details_of(facts: Dict[str, Any]) -> Dict[str, Any]:
+    """The envelope's `details`: the system's own facts (primaries, LSNs, records, deliveries)."""
+    details = summary_of(facts).get("details")
+    return details if isinstance(details, dict) else {}
 
 
 def _seconds(value: Optional[float]) -> str:

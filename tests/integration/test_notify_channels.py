@@ -272,6 +272,6 @@ def test_an_empty_route_sends_nothing_and_says_so(slack):
     result, warnings = run(params(channels, severity="sev4", routing={"sev4": {"channels": []}}, fields={}))
 
     assert (result["changed"], result["deliveries"], result["channels"]) == (False, [], [])
-    assert result["summary"]["outcome"] == "no channel is routed for sev4: nothing was sent"
+    assert result["summary"]["details"]["outcome"] == "no channel is routed for sev4: nothing was sent"
     assert warnings == ["no channel is routed for sev4 (dr_notify_routing.sev4.channels is empty): nothing was sent"]
     assert not slack.requests

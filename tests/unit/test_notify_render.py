@@ -181,7 +181,9 @@ def test_input_errors_fail_before_sending_and_hide_secrets():
               "template_dir": None, "pagerduty_action": None, "timeout": 1.0, "deadline": 0.0, "retry_interval": 0.0}
     with pytest.raises(engine.ModuleFailure, match="incident_id 'INC 9' is not an incident id") as failure:
         engine.run(params)
-    assert failure.value.facts["summary"]["outcome"].startswith("not sent: incident_id")
+    summary = failure.value.facts["summary"]
+    assert summary["details"]["outcome"].startswith("not sent: incident_id")
+    assert not summary["completed"] and summary["end_state"]["ok"] is False and summary["runbook"] == "incident_notify"
     bad = dict(params, incident_id="INC-9", channels=dict(CHANNELS, slack=dict(CHANNELS["slack"], typo=1)))
     with pytest.raises(engine.ModuleFailure) as failure:
         engine.run(bad)
