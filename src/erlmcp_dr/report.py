@@ -133,7 +133,12 @@ def _facts(facts: Dict[str, Any]) -> List[str]:
         if key == NEXT_STEP_FACT:
             continue
         title = "Summary" if key == SUMMARY_FACT else key.replace("_", " ").capitalize()
-        sections.append(f"## {title}\n\n{_fact_body(facts[key])}")
+        value = facts[key]
+        if key == SUMMARY_FACT and isinstance(value, dict) and isinstance(value.get("details"), dict):
+            envelope = dict((name, item) for name, item in value.items() if name != "details")
+            sections.append(f"## {title}\n\n{_fact_body(envelope)}")
+            title, value = "Details", value["details"]
+        sections.append(f"## {title}\n\n{_fact_body(value)}")
     return sections
 
 
@@ -171,7 +176,9 @@ def render_terminal(result: RunResult) -> str:
     lines.append(f"  steps: {step_counts(result.steps)}")
     summary = summary_of(result.facts)
     if summary:
-        lines.append("  summary: " + ", ".join(f"{key}={_inline(value)}" for key, value in summary.items()))
+        shown = dict((key, value) for key, value in summary.items() if key != "details")
+        shown.update(details_of(result.facts))  # the system's facts beside the envelope's, on one line
+        lines.append("  summary: " + ", ".join(f"{key}={_inline(value)}" for key, value in shown.items()))
     if not result.succeeded:
         failing = result.failing_step
         if failing is not None:
