@@ -4,7 +4,7 @@ VENV := .venv/bin
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: setup demo test lint sanity bench
+.PHONY: setup demo test unit lint sanity bench
 
 setup:
 	@bash scripts/setup.sh
@@ -14,6 +14,10 @@ demo: setup
 
 test: setup
 	@bash scripts/test.sh
+
+# The unit tests only (tests/unit: pure decisions, no lab, no server started): the quick check before `make test`.
+unit: setup
+	@$(VENV)/python -m pytest -q tests/unit
 
 lint: setup
 	@bash scripts/lint.sh
