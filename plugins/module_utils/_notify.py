@@ -50,7 +50,7 @@ def run(params, check_mode=False, diff=False, warn=None, now=None):
         message = render.scrub(str(exc), secrets)
         failed = {"incident_id": params.get("incident_id"), "phase": params.get("phase"),
                   "severity": params.get("severity"), "deliveries": [], "failed_deliveries": 0, "changed": False}
-        failed["summary"] = summary_of(failed, False, outcome="not sent: " + message,
+        failed["summary"] = summary_of(failed, check_mode, outcome="not sent: " + message,
                                        next_step="fix the input named above and run again")
         raise ModuleFailure(message, **failed) from None
     result = {

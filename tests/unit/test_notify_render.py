@@ -200,3 +200,12 @@ def test_the_templates_ship_in_the_collection_tarball():
     assert {f"plugins/notify_templates/{phase}.j2" for phase in r.PHASES} <= shipped
     assert "plugins/action/notify.py" in shipped and "plugins/modules/notify.py" in shipped
     assert "graft plugins" in (REPO / "MANIFEST.in").read_text()  # the sdist the wheel is built from
+
+
+def test_a_plan_refused_for_its_input_still_says_it_was_a_plan():
+    params = {"incident_id": "INC 9", "phase": "declared", "severity": "sev1", "title": "t", "fields": {},
+              "channels": CHANNELS, "routing": {"sev1": {"channels": ["slack"]}}, "send_to": None,
+              "template_dir": None, "pagerduty_action": None, "timeout": 1.0, "deadline": 0.0, "retry_interval": 0.0}
+    with pytest.raises(engine.ModuleFailure) as failure:
+        engine.run(params, check_mode=True)
+    assert failure.value.facts["summary"]["check_mode"] is True
