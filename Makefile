@@ -16,7 +16,9 @@ test: setup
 	@bash scripts/test.sh
 
 # The unit tests only (tests/unit: pure decisions, no lab, no server started): the quick check before `make test`.
-unit: setup
+# It runs the set-up only when there is none yet (a full `make setup` re-checks every package: two minutes).
+unit:
+	@test -x $(VENV)/python || bash scripts/setup.sh
 	@$(VENV)/python -m pytest -q tests/unit
 
 lint: setup
