@@ -305,7 +305,7 @@ def _summary(result: RunResult) -> str:
                      ("completed", summary.get("completed")), ("end state ok", end.get("ok")),
                      ("end state problems", end.get("problems")), ("lock", lock.get("key")),
                      ("rollback", summary.get("rollback"))]
-    details = summary.get("details") if isinstance(summary.get("details"), dict) else {}
+    details = {key: value for key, value in report.details_of(result.facts).items() if key != "did"}
     rows = [(_e(key), _e(_inline(value))) for key, value in envelope_rows + list(details.items())
             if value not in (None, "", [], {})]
     if rows:

@@ -217,8 +217,12 @@ def summary_of(facts: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def details_of(facts: Dict[str, Any]) -> Dict[str, Any]:
-    """The envelope's `details`: the system's own facts (primaries, LSNs, records, deliveries)."""
-    details = summary_of(facts).get("details")
+    """The envelope's `details`: the system's own facts (primaries, LSNs, records, deliveries). A summary published
+    before the envelope (an older run's result.json: no `details` key) held them at its top, so it is its own."""
+    summary = summary_of(facts)
+    if "details" not in summary:
+        return summary
+    details = summary.get("details")
     return details if isinstance(details, dict) else {}
 
 

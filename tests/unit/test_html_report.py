@@ -154,3 +154,10 @@ def test_report_names_the_os_user_when_no_operator_is_given_and_a_restores_data_
     assert '<table class="served">' in page  # the point of no return row stays, with no served rows
     quiet = html_report.render(_result(status="successful", rc=0, facts={"summary": _envelope(recovery_point=None)}))
     assert "This run gave up no data (target 1 s)" in quiet
+
+
+def test_a_summary_published_before_the_envelope_still_shows_its_facts() -> None:
+    """An older run's result.json (no `details`: its facts at the top) re-rendered by `runbook report --html`."""
+    page = html_report.render(_result(facts={"summary": {"did": ["promoted pg-c"], "new_primary": "pg-c"}}))
+    summary = page.split('<table class="summary">')[1].split("</table>")[0]
+    assert "new_primary" in summary and "pg-c" in summary
