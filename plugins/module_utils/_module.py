@@ -77,7 +77,8 @@ def warm_driver(*translators):
     main process before it forks the task's worker, so every later task starts with the driver imported instead
     of paying its import (the largest part of a module task) again.
     """
-    return all([translator.warm() for translator in translators])
+    warmed = [translator.warm() for translator in translators]  # every one, not only up to the first missing
+    return all(warmed)
 
 
 ON_CONTROLLER_VAR = "erlmcp_dr_pg_on_controller"

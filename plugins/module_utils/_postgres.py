@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import re
 
-from ansible_collections.erlmcp.dr.plugins.module_utils._errors import ErrorTranslator, ModuleFailure  # noqa: F401
+from ansible_collections.erlmcp.dr.plugins.module_utils._errors import ErrorTranslator
+# ModuleFailure lives in _errors; _follow.py still says pg.ModuleFailure, so the name stays reachable from here.
+from ansible_collections.erlmcp.dr.plugins.module_utils._errors import ModuleFailure  # noqa: F401  # pylint: disable=unused-import
 
 ERROR_KINDS = ("auth", "refused", "timeout", "dns", "other")
 

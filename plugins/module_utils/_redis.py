@@ -10,7 +10,7 @@ Private to the collection (leading underscore): the API may change between relea
 
 from __future__ import annotations
 
-from ansible_collections.erlmcp.dr.plugins.module_utils._errors import ErrorTranslator, ModuleFailure  # noqa: F401
+from ansible_collections.erlmcp.dr.plugins.module_utils._errors import ErrorTranslator
 
 ERROR_KINDS = ("auth", "refused", "timeout", "dns", "other")
 
