@@ -4,7 +4,7 @@ VENV := .venv/bin
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: setup demo test lint sanity bench
+.PHONY: setup demo test unit lint sanity bench
 
 setup:
 	@bash scripts/setup.sh
@@ -14,6 +14,12 @@ demo: setup
 
 test: setup
 	@bash scripts/test.sh
+
+# The unit tests only (tests/unit: pure decisions, no lab, no server started): the quick check before `make test`.
+# It runs the set-up only when there is none yet (a full `make setup` re-checks every package: two minutes).
+unit:
+	@test -x $(VENV)/python || bash scripts/setup.sh
+	@$(VENV)/python -m pytest -q tests/unit
 
 lint: setup
 	@bash scripts/lint.sh

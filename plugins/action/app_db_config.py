@@ -11,9 +11,10 @@ from __future__ import annotations
 from ansible.plugins.action import ActionBase
 from ansible_collections.erlmcp.dr.plugins.module_utils._app_config import run
 from ansible_collections.erlmcp.dr.plugins.module_utils._module import run_on_controller, warm_driver
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import POSTGRES
 from ansible_collections.erlmcp.dr.plugins.modules.app_db_config import SPEC_CHECKS, argument_spec
 
-warm_driver()  # with nodes, the engine reads the cluster in the worker
+warm_driver(POSTGRES)  # with nodes, the engine reads the cluster in the worker
 
 
 class ActionModule(ActionBase):
@@ -23,9 +24,9 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         super(ActionModule, self).run(tmp, task_vars)
         return run_on_controller(self, task_vars or {}, "erlmcp.dr.app_db_config", argument_spec(), run,
-                                 needs_psycopg=_reads_the_cluster, **SPEC_CHECKS)
+                                 needs=_reads_the_cluster, **SPEC_CHECKS)
 
 
 def _reads_the_cluster(params):
     """Only with nodes (a read of the cluster here) does the engine need psycopg."""
-    return params.get("cluster") is None
+    return POSTGRES if params.get("cluster") is None else ()

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from ansible.plugins.action import ActionBase
-from ansible_collections.erlmcp.dr.plugins.module_utils._dns import warm_driver
+from ansible_collections.erlmcp.dr.plugins.module_utils._dns import DNS, warm_driver
 from ansible_collections.erlmcp.dr.plugins.module_utils._dns_info import argument_spec, run
 from ansible_collections.erlmcp.dr.plugins.module_utils._module import run_on_controller
 
@@ -21,4 +21,4 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         super(ActionModule, self).run(tmp, task_vars)
         return run_on_controller(self, task_vars or {}, "erlmcp.dr.dns_info", argument_spec(), run,
-                                 needs_psycopg=False, required_if=None)
+                                 needs=DNS, required_if=None)

@@ -8,7 +8,7 @@ dnspython already imported."""
 from __future__ import annotations
 
 from ansible.plugins.action import ActionBase
-from ansible_collections.erlmcp.dr.plugins.module_utils._dns import warm_driver
+from ansible_collections.erlmcp.dr.plugins.module_utils._dns import DNS, warm_driver
 from ansible_collections.erlmcp.dr.plugins.module_utils._dns_record import REQUIRED_IF, argument_spec, run
 from ansible_collections.erlmcp.dr.plugins.module_utils._module import run_on_controller
 
@@ -22,4 +22,4 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         super(ActionModule, self).run(tmp, task_vars)
         return run_on_controller(self, task_vars or {}, "erlmcp.dr.dns_record", argument_spec(), run,
-                                 needs_psycopg=False, required_if=REQUIRED_IF)
+                                 needs=DNS, required_if=REQUIRED_IF)

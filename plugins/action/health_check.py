@@ -10,9 +10,10 @@ from __future__ import annotations
 from ansible.plugins.action import ActionBase
 from ansible_collections.erlmcp.dr.plugins.module_utils._health import run
 from ansible_collections.erlmcp.dr.plugins.module_utils._module import run_on_controller, warm_driver
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import POSTGRES
 from ansible_collections.erlmcp.dr.plugins.modules.health_check import REQUIRED_IF, argument_spec, needs_psycopg
 
-warm_driver()
+warm_driver(POSTGRES)
 
 
 class ActionModule(ActionBase):
@@ -22,4 +23,5 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         super(ActionModule, self).run(tmp, task_vars)
         return run_on_controller(self, task_vars or {}, "erlmcp.dr.health_check", argument_spec(), run,
-                                 needs_psycopg=needs_psycopg, required_if=REQUIRED_IF)
+                                 needs=lambda params: POSTGRES if needs_psycopg(params) else (),
+                                 required_if=REQUIRED_IF)

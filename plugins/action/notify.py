@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ansible.plugins.action import ActionBase
 from ansible_collections.erlmcp.dr.plugins.module_utils import _notify
-from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import ModuleFailure
+from ansible_collections.erlmcp.dr.plugins.module_utils._errors import ModuleFailure
 
 # Inventory variables the options default to (docs/notify.md).
 DEFAULT_VARS = {"channels": "dr_notify_channels", "routing": "dr_notify_routing",

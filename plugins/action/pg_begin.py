@@ -10,11 +10,12 @@ erlmcp.dr.pg_replication_info, erlmcp.dr.run_lock keyed by the live system ident
 again once the lock is held. Every task of a runbook costs a worker fork and its result handling; one task instead of
 five takes four of them off the critical path (for a failover, all of it is write-unavailable time).
 
-How the results reach the play: as ansible_facts (the way erlmcp.dr.runbook_params and set_fact already expose theirs),
-because facts are the one way a single task can set several variables that stay visible after `import_role` and
-`include_role` alike: `dr` (the validated parameters), `pg_assess_result` (the read taken under the lock) and
-`pg_begin_lock` (the lock's result). Facts rank below registered variables, so a later `register: pg_assess_result`
-(the runbooks' rescue reads the cluster again) still wins.
+How the results reach the play: as ansible_facts (the way erlmcp.dr.runbook_params exposes its own), the one way a
+single task can return several values that outlive it: `dr` (the validated parameters), `pg_assess_result` (the read
+taken under the lock) and `pg_begin_lock` (the lock's result). The role erlmcp.dr.pg_begin names them as its variables
+(roles/pg_begin/vars/main.yml), so they read the same whether or not ansible-core injects facts as variables
+(INJECT_FACTS_AS_VARS, deprecated in 2.20); with `include_role`, `public: true` exposes them. A later
+`register: pg_assess_result` (the runbooks' rescue reads the cluster again) still wins.
 
 A lock held by another run fails this task with the run lock's message, `busy` and `holder` (what the runbook CLI
 maps to exit 3), and sets no fact: `pg_begin_lock` stays undefined, so the runbook's `always` section does not release
@@ -32,8 +33,9 @@ from ansible_collections.erlmcp.dr.plugins.filter.failover import pg_failover_pl
 from ansible_collections.erlmcp.dr.plugins.filter.runbook import pg_nodes
 from ansible_collections.erlmcp.dr.plugins.module_utils._failover import lock_key
 from ansible_collections.erlmcp.dr.plugins.module_utils._module import warm_driver
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import POSTGRES
 
-warm_driver()  # the reads run in this task's worker: psycopg imported once, before the fork (see _module.py)
+warm_driver(POSTGRES)  # the reads run in this task's worker: psycopg imported once, before the fork (see _module.py)
 
 ARGUMENT_SPEC = {
     "runbook": {"type": "str", "required": True},

@@ -9,9 +9,10 @@ from __future__ import annotations
 from ansible.plugins.action import ActionBase
 from ansible_collections.erlmcp.dr.plugins.module_utils._fence import run
 from ansible_collections.erlmcp.dr.plugins.module_utils._module import run_on_controller, warm_driver
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import POSTGRES
 from ansible_collections.erlmcp.dr.plugins.modules.pg_fence import REQUIRED_IF, argument_spec, needs_psycopg
 
-warm_driver()
+warm_driver(POSTGRES)
 
 
 class ActionModule(ActionBase):
@@ -21,4 +22,5 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         super(ActionModule, self).run(tmp, task_vars)
         return run_on_controller(self, task_vars or {}, "erlmcp.dr.pg_fence", argument_spec(), run,
-                                 needs_psycopg=needs_psycopg, required_if=REQUIRED_IF)
+                                 needs=lambda params: POSTGRES if needs_psycopg(params) else (),
+                                 required_if=REQUIRED_IF)

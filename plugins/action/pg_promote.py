@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from ansible.plugins.action import ActionBase
 from ansible_collections.erlmcp.dr.plugins.module_utils._module import run_on_controller, runs_here, warm_driver
-from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import ModuleFailure, psycopg_import_error
+from ansible_collections.erlmcp.dr.plugins.module_utils._errors import ModuleFailure
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import POSTGRES, psycopg_import_error
 from ansible_collections.erlmcp.dr.plugins.module_utils._promote import fence_here, fence_params, run, run_armed
 from ansible_collections.erlmcp.dr.plugins.modules.pg_promote import argument_spec, performs_fence
 
-warm_driver()
+warm_driver(POSTGRES)
 
 
 class ActionModule(ActionBase):
@@ -31,7 +32,7 @@ class ActionModule(ActionBase):
         if not performs_fence(self._task.args) or psycopg_import_error() is not None:
             # Without psycopg here, a performing task is shipped whole to the old primary's host (delegate_to),
             # whose module fences locally and promotes from there.
-            return run_on_controller(self, task_vars, "erlmcp.dr.pg_promote", argument_spec(), run)
+            return run_on_controller(self, task_vars, "erlmcp.dr.pg_promote", argument_spec(), run, needs=POSTGRES)
         return self._run_armed(task_vars)
 
     def _run_armed(self, task_vars):

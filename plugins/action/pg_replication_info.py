@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from ansible.plugins.action import ActionBase
 from ansible_collections.erlmcp.dr.plugins.module_utils._module import run_on_controller, warm_driver
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import POSTGRES
 from ansible_collections.erlmcp.dr.plugins.module_utils._replication_info import run
 from ansible_collections.erlmcp.dr.plugins.modules.pg_replication_info import argument_spec
 
-warm_driver()
+warm_driver(POSTGRES)
 
 
 class ActionModule(ActionBase):
@@ -20,4 +21,5 @@ class ActionModule(ActionBase):
 
     def run(self, tmp=None, task_vars=None):
         super(ActionModule, self).run(tmp, task_vars)
-        return run_on_controller(self, task_vars or {}, "erlmcp.dr.pg_replication_info", argument_spec(), run)
+        return run_on_controller(self, task_vars or {}, "erlmcp.dr.pg_replication_info", argument_spec(), run,
+                                 needs=POSTGRES)

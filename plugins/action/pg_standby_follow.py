@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ansible.plugins.action import ActionBase
 from ansible_collections.erlmcp.dr.plugins.module_utils._module import run_on_controller, warm_driver
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import POSTGRES
 from ansible_collections.erlmcp.dr.plugins.module_utils._follow import run_any
 from ansible_collections.erlmcp.dr.plugins.modules.pg_standby_follow import (
     MUTUALLY_EXCLUSIVE,
@@ -15,7 +16,7 @@ from ansible_collections.erlmcp.dr.plugins.modules.pg_standby_follow import (
     argument_spec,
 )
 
-warm_driver()
+warm_driver(POSTGRES)
 
 
 class ActionModule(ActionBase):
@@ -25,4 +26,5 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         super(ActionModule, self).run(tmp, task_vars)
         return run_on_controller(self, task_vars or {}, "erlmcp.dr.pg_standby_follow", argument_spec(), run_any,
+                                 needs=POSTGRES,
                                  required_one_of=REQUIRED_ONE_OF, mutually_exclusive=MUTUALLY_EXCLUSIVE)

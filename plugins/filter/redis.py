@@ -43,8 +43,9 @@ def redis_end_state(info, primary, left_out=None):
     return plan.end_state(info, primary, left_out)
 
 
-def redis_summary(runbook, target_plan, steps, completed=False, check_mode=False):
-    return plan.summary(runbook, target_plan, steps, completed=bool(completed), check_mode=bool(check_mode))
+def redis_summary(runbook, target_plan, steps, completed=False, check_mode=False, meta=None):
+    return plan.summary(runbook, target_plan, steps, completed=bool(completed), check_mode=bool(check_mode),
+                        meta=meta)
 
 
 class FilterModule(object):

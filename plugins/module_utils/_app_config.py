@@ -18,7 +18,7 @@ import os
 from ansible_collections.erlmcp.dr.plugins.module_utils import _replication_info
 from ansible_collections.erlmcp.dr.plugins.module_utils._failover import end_state
 from ansible_collections.erlmcp.dr.plugins.module_utils._files import write_atomic
-from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import ModuleFailure
+from ansible_collections.erlmcp.dr.plugins.module_utils._errors import ModuleFailure
 
 PREVIOUS_SUFFIX = ".previous"
 

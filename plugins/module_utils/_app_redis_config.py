@@ -12,7 +12,7 @@ fsync, rename), keeping the version it replaces as <path>.previous - the same wr
 from __future__ import annotations
 
 from ansible_collections.erlmcp.dr.plugins.module_utils._app_config import write_endpoint_file
-from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import ModuleFailure
+from ansible_collections.erlmcp.dr.plugins.module_utils._errors import ModuleFailure
 
 
 def _endpoint(facts):

@@ -13,6 +13,13 @@ from __future__ import annotations
 
 from ansible_collections.erlmcp.dr.plugins.module_utils._failover import writable_primaries
 from ansible_collections.erlmcp.dr.plugins.module_utils._follow_plan import follow_items
+from ansible_collections.erlmcp.dr.plugins.module_utils._summary import (
+    confirmation,
+    envelope,
+    point_of_no_return_passed,
+    recovery_point,
+    served,
+)
 
 
 def _changed(result):
@@ -57,17 +64,17 @@ def _follow_sentences(follow):
     return did, joined
 
 
-def db_summary(plan, steps, completed=False, check_mode=False):
-    """The run's summary from its plan and step results.
+def db_summary(plan, steps, completed=False, check_mode=False, runbook=None, meta=None):
+    """The run's summary envelope (_summary.envelope) from its plan and step results; the database's facts
+    go under `details`.
 
     steps: {'fence', 'unfence', 'promote', 'follow' (pg_standby_follow's registered result, see follow_items),
-    'app_config',
-    'end_state', 'lock'}: each the registered result, absent or {} when the step did not run.
+    'app_config', 'end_state', 'lock'}: each the registered result, absent or {} when the step did not run.
+    runbook is the runbook's name, meta its metadata (vars.runbook: point_of_no_return, rpo_seconds).
     """
-    plan = plan or {}
+    plan, meta = plan or {}, meta or {}
     steps = dict((k, v or {}) for k, v in (steps or {}).items())
     fence, promote, app = steps.get("fence", {}), steps.get("promote", {}), steps.get("app_config", {})
-    end = steps.get("end_state", {})
     did = _fence_sentences(dict(fence, node=plan.get("fence"), method=fence.get("method")),
                            dict(steps.get("unfence", {}), node=plan.get("fence")), check_mode)
     promoted = _promote_sentence(plan, promote, check_mode)
@@ -81,15 +88,7 @@ def db_summary(plan, steps, completed=False, check_mode=False):
         did.append("%s the application's database config %s" % (
             "would rewrite" if check_mode else "rewrote", app.get("path") or ""))
     new_primary = plan.get("candidate") if plan.get("action") in ("promote", "converge", "none") else None
-    return {
-        "action": plan.get("action"),
-        "reason": plan.get("reason"),
-        "completed": bool(completed),
-        "check_mode": bool(check_mode),
-        "did": did or ["nothing was changed"],
-        # The plan shown before the confirmation: the node that serves writes, before -> after.
-        "will_change": (["primary: %s -> %s" % (plan.get("old_primary") or "none", plan.get("candidate"))]
-                        if check_mode and promote.get("would_promote") else []),
+    details = {
         "old_primary": plan.get("old_primary"),
         "new_primary": new_primary,
         "primary": plan.get("candidate") if plan.get("action") != "refuse" else None,
@@ -104,11 +103,27 @@ def db_summary(plan, steps, completed=False, check_mode=False):
         "methods": [item.get("action") for item in follow_items(steps.get("follow")) if not item.get("skipped")],
         "left_out": plan.get("left_out") or [],
         "warnings": plan.get("warnings") or [],
-        "end_state_ok": end.get("ok"),
-        "end_state_problems": end.get("problems") or [],
         "app_config": app.get("path"),
-        "lock": steps.get("lock", {}).get("key"),
     }
+    moved = bool(promote.get("promoted"))
+    return envelope(
+        runbook, action=plan.get("action"), reason=plan.get("reason"), completed=completed, check_mode=check_mode,
+        did=did, end=steps.get("end_state"), lock_key=steps.get("lock", {}).get("key"),
+        passed_point_of_no_return=point_of_no_return_passed(meta, moved), details=details,
+        serving=_serving(plan, moved),
+        recovery=recovery_point(lost_bytes=promote.get("lost_bytes_max") if moved else None,
+                                target_seconds=meta.get("rpo_seconds")),
+        # The plan shown before the confirmation: the node that serves writes, before -> after.
+        plan=confirmation(will_change=["primary: %s -> %s" % (plan.get("old_primary") or "none", plan.get("candidate"))]
+                          if check_mode and promote.get("would_promote") else []))
+
+
+def _serving(plan, moved):
+    """The primary before and after the run: the candidate once promoted (or when it already was the primary, or
+    the run only repoints standbys to it), else the old primary still."""
+    keeps = plan.get("action") in ("none", "rejoin", "converge")
+    before = plan.get("old_primary") or (plan.get("candidate") if keeps else None)
+    return served(before, plan.get("candidate") if moved or keeps else before)
 
 
 def _unfence_outcome(old, fence, unfence):

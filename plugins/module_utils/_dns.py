@@ -10,12 +10,11 @@ dnspython is imported only when a query or an update is made, boto3 only when Ro
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import time
 
-from ansible_collections.erlmcp.dr.plugins.module_utils._driver import import_error, is_error_of
-from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import ModuleFailure
+from ansible_collections.erlmcp.dr.plugins.module_utils._driver import is_error_of
+from ansible_collections.erlmcp.dr.plugins.module_utils._errors import ErrorTranslator
 from ansible_collections.erlmcp.dr.plugins.module_utils._wait import WaitTimeout, wait_for
 
 PROVIDERS = ("rfc2136", "route53")
@@ -35,17 +34,13 @@ class DnsError(Exception):
 
 def dns_import_error():
     """None when dnspython can be imported, else the ImportError (for missing_required_lib)."""
-    return import_error("dns.message")
+    return DNS.import_error()
 
 
 def warm_driver():
     """Import dnspython now, if it is there, so the workers ansible-core forks from this process inherit it
     (called when the dns_* action plugins are loaded; see _module.warm_driver)."""
-    try:
-        driver()
-    except DnsError:
-        return False
-    return True
+    return DNS.warm()
 
 
 def driver():
@@ -175,7 +170,7 @@ def rrset(values, ttl):
 
 
 def is_dns_error(exc):
-    return is_error_of(exc, "dns", "DNSException")
+    return DNS.is_driver_error(exc)
 
 
 def is_boto_error(exc):
@@ -220,29 +215,51 @@ def _md5_advice(algorithm):
             "hmac-sha256 and set tsig_algorithm: hmac-sha256 (dns_tsig_algorithm in the inventory)")
 
 
-@contextlib.contextmanager
-def translate_errors(facts, params, where=""):
-    """The one error translator for DNS: DnsError (operator-ready), dnspython and socket errors (described with
-    `where`) and boto errors (_dns_route53.describe) become ModuleFailure carrying `facts`, the result keys
-    gathered so far (read when the error happens). ModuleFailure passes through; bugs are not hidden."""
-    try:
-        yield
-    except ModuleFailure:
-        raise
-    except Exception as exc:
+class DnsErrors(ErrorTranslator):
+    """DNS's translator: DnsError (operator-ready), a WaitTimeout, dnspython and socket errors (described naming
+    the server `context` and the option to fix) and boto errors (_dns_route53.describe) become ModuleFailure.
+
+    `params` are the module's, for the words: the TSIG key's name, the zone, the timeout (see _errors.ErrorTranslator).
+    """
+
+    system = "DNS"
+    library = "dnspython"
+    import_name = "dns.message"
+    error_base = ("dns", "DNSException")
+    own_errors = (DnsError,)
+
+    def __init__(self, params=None):
+        self.params = params or {}
+
+    def warm(self):
+        try:
+            driver()
+        except DnsError:
+            return False
+        return True
+
+    def describe(self, exc, context=""):
         if isinstance(exc, DnsError):
             error = exc
         elif isinstance(exc, WaitTimeout):
             error = DnsError(str(exc), kind="timeout")
-        elif is_dns_error(exc) or isinstance(exc, OSError):
-            error = describe(exc, where or "the DNS server", params)
+        elif self.is_driver_error(exc) or isinstance(exc, OSError):
+            error = describe(exc, context or "the DNS server", self.params)
         elif is_boto_error(exc):
             from ansible_collections.erlmcp.dr.plugins.module_utils._dns_route53 import describe as describe_aws
 
-            error = describe_aws(exc, params)
+            error = describe_aws(exc, self.params)
         else:
-            raise
-        raise ModuleFailure(str(error), error_kind=error.kind, **dict(facts)) from None
+            return None
+        return str(error), error.kind
+
+
+DNS = DnsErrors()
+
+
+def translate_errors(facts, params, where=""):
+    """`with translate_errors(facts, params, where):` DNS's errors become ModuleFailure carrying facts."""
+    return DnsErrors(params).translate(facts, where)
 
 
 # ---------------------------------------------------------------- asking authoritative servers
@@ -380,10 +397,6 @@ def verify(servers, name, rdtype, values, timeout, wait_timeout, interval, repor
 
 def execute(module, run):
     """_module.execute for a dns_* module: dnspython must be importable, then the engine runs."""
-    from ansible.module_utils.basic import missing_required_lib
     from ansible_collections.erlmcp.dr.plugins.module_utils._module import execute as execute_engine
 
-    missing = dns_import_error()
-    if missing is not None:
-        module.fail_json(msg=missing_required_lib("dnspython"), exception=str(missing))
-    execute_engine(module, run, needs_psycopg=False)
+    execute_engine(module, run, needs=DNS)

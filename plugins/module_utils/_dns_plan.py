@@ -9,6 +9,8 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from ansible_collections.erlmcp.dr.plugins.module_utils._summary import confirmation, envelope, served
+
 RUN_ID = re.compile(r"^[A-Za-z0-9._:@+-]{1,200}$")
 # Every name is read at every server while the zone's run lock is held (2,000 names held it ~110 s in a plan):
 # a run changes at most this many records unless max_records says otherwise.
@@ -181,7 +183,10 @@ def cutover_plan(before, dr, checked, rollback=None, rto_left=None, region_addre
         return dict(plan, action="refuse", reason="; ".join(checked["problems"]))
     targets = {}
     if dr.get("rollback_of"):
-        previous = ((rollback or {}).get("facts") or {}).get("summary") or {}
+        published = ((rollback or {}).get("facts") or {}).get("summary") or {}
+        # The envelope keeps the records under details; a run recorded before the envelope (or a cut-off run's
+        # records rebuilt from its events, _dns_rollback) has them at the top.
+        previous = published.get("details") if isinstance(published.get("details"), dict) else published
         for rec in previous.get("records") or []:
             if rec.get("applied"):
                 targets[rec["name"]] = dict(values=rec["previous"]["values"], ttl=rec["previous"].get("ttl"),
@@ -311,21 +316,36 @@ def summary(plan, change, end, completed=False, check_mode=False, run_id=None, l
             did.append("%s changed from %s to %s%s" % (
                 rec["name"], row["previous"]["values"], rec["target"], unverified))
     applied = [r for r in records if r["applied"]]
-    out = dict(
-        check_mode=bool(check_mode), completed=bool(completed), action=(plan or {}).get("action"),
-        reason=(plan or {}).get("reason"), target=(plan or {}).get("target"),
-        rollback_of=(plan or {}).get("rollback_of"), records=records, warnings=(plan or {}).get("warnings") or [],
-        did=did or ["nothing was changed"], end_state=end or {}, lock=lock or {},
-        primary_already_changed=bool([r for r in applied if not r["verified"]]),
-        rollback=_rollback_commands(applied, run_id),
-    )
-    if check_mode and (plan or {}).get("action") in ("change", "none"):
-        out["will_change"] = will_change(plan)
-        if any(rec["change"] for rec in plan.get("records") or []):
-            out["guard"] = ("once confirmed, the run refuses, changing nothing, if a record no longer holds the value "
-                            "shown here")
-        out["confirm_guard"] = {CONFIRMED: dict((rec["name"], rec["expected"]) for rec in plan["records"])}
-    return out
+    plan = plan or {}
+    details = dict(target=plan.get("target"), rollback_of=plan.get("rollback_of"), records=records,
+                   warnings=plan.get("warnings") or [],
+                   primary_already_changed=bool([r for r in applied if not r["verified"]]))
+    # A cutover is undone by the next one (the rollback commands below): the runbook declares no point of no return.
+    return envelope("dns_cutover", action=plan.get("action"), reason=plan.get("reason"), completed=completed,
+                    check_mode=check_mode, did=did, end=end or None, lock_key=(lock or {}).get("key"),
+                    rollback=_rollback_commands(applied, run_id), passed_point_of_no_return=False,
+                    details=details, serving=_serving(records), plan=_confirmation(plan) if check_mode else None)
+
+
+def _confirmation(plan):
+    """What the plan shows before the confirmation, and the values the confirmed run guards on (docs/dns.md)."""
+    if plan.get("action") not in ("change", "none"):
+        return None
+    changing = any(rec["change"] for rec in plan.get("records") or [])
+    return confirmation(
+        will_change=will_change(plan),
+        guard=("once confirmed, the run refuses, changing nothing, if a record no longer holds the value shown here"
+               if changing else None),
+        confirm_guard={CONFIRMED: dict((rec["name"], rec["expected"]) for rec in plan["records"])})
+
+
+def _serving(records):
+    """What each record answered before the run and answers after it (the previous values where not applied)."""
+    if not records:
+        return None
+    before = dict((r["name"], r["previous"]["values"]) for r in records)
+    after = dict((r["name"], r["new"]["values"] if r["applied"] else r["previous"]["values"]) for r in records)
+    return served(before, after)
 
 
 def will_change(plan):

@@ -17,7 +17,7 @@ import time
 
 from ansible_collections.erlmcp.dr.plugins.module_utils import _dns as d
 from ansible_collections.erlmcp.dr.plugins.module_utils import _dns_rfc2136 as rfc
-from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import ModuleFailure
+from ansible_collections.erlmcp.dr.plugins.module_utils._errors import ModuleFailure
 from ansible_collections.erlmcp.dr.plugins.module_utils._wait import WaitTimeout, wait_for
 
 DEFAULT_TTL = 300

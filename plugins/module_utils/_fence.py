@@ -19,8 +19,8 @@ from __future__ import annotations
 import time
 
 from ansible_collections.erlmcp.dr.plugins.module_utils._pg_server import Server
+from ansible_collections.erlmcp.dr.plugins.module_utils._errors import ModuleFailure
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import (
-    ModuleFailure,
     PgError,
     connect,
     connection_params,
@@ -56,7 +56,7 @@ def final_position(server):
                 cluster_state=state, clean_shutdown=state in CLEAN_STATES)
 
 
-def fence_stop(params, check_mode):
+def fence_stop(params, check_mode, warn=None):
     p = params
     if not p["data_dir"]:
         raise ModuleFailure("method=stop needs data_dir (the server's data directory on this host)")
@@ -81,9 +81,9 @@ def fence_stop(params, check_mode):
     if not running and (not check_mode or not was_running):
         result.update(final_position(server))
         if not result["clean_shutdown"]:
-            result["warnings_detail"] = [
+            (warn or _no_warning)(
                 "%s was not shut down cleanly (Database cluster state: %s): final_lsn is its last checkpoint and "
-                "its WAL may go on past it" % (server.data_dir, result["cluster_state"])]
+                "its WAL may go on past it" % (server.data_dir, result["cluster_state"]))
     return result
 
 
@@ -172,17 +172,15 @@ def run(params, check_mode=False, diff=False, warn=None):
     """
     warn = warn or _no_warning
     p = params
-    result = dict(changed=False, state=p["state"], method=p["method"], warnings_detail=[])
+    result = dict(changed=False, state=p["state"], method=p["method"])
     started = time.monotonic()
     facts = dict(changed=False, state=p["state"], method=p["method"])
     with translate_errors(facts, "while fencing"):
         if p["method"] == "stop":
-            result.update(fence_stop(p, check_mode))
+            result.update(fence_stop(p, check_mode, warn))
         else:
             result.update(fence_read_only(p, check_mode))
     result["fence_seconds"] = round(time.monotonic() - started, 3)
-    for warning in result.pop("warnings_detail"):
-        warn(warning)
     if diff:
         result["diff"] = dict(before={"fenced": result["was_fenced"]}, after={"fenced": result["fenced"]})
     return result

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import re
 
-from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import ModuleFailure, format_lsn, parse_lsn
+from ansible_collections.erlmcp.dr.plugins.module_utils._errors import ModuleFailure
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import format_lsn, parse_lsn
 
 METHODS = ("auto", "follow", "rewind")
 MASK = "********"

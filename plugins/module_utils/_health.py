@@ -22,7 +22,7 @@ import socket
 import ssl
 import time
 
-from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import ModuleFailure
+from ansible_collections.erlmcp.dr.plugins.module_utils._errors import ModuleFailure
 from ansible_collections.erlmcp.dr.plugins.module_utils._wait import WaitTimeout, wait_for
 
 KINDS = ("http", "tcp", "postgres", "redis")

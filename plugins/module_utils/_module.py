@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: erlmcp.dr contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""How every erlmcp.dr module ends: check for psycopg, run its engine, exit or fail with its facts.
+"""How every erlmcp.dr module ends: check for the drivers it needs, run its engine, exit or fail with its facts.
 
 Every engine has one shape, run(params, check_mode, diff, warn), and returns the result dict or
 raises ModuleFailure (message + the facts gathered so far); kubernetes.core's runner does the same.
@@ -10,17 +10,57 @@ raises ModuleFailure (message + the facts gathered so far); kubernetes.core's ru
 from __future__ import annotations
 
 from ansible.module_utils.basic import missing_required_lib
-from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import ModuleFailure, psycopg_import_error
+from ansible_collections.erlmcp.dr.plugins.module_utils._errors import ModuleFailure
 
 
-def execute(module, run, *, needs_psycopg=True):
-    """Call run(params, check_mode=, diff=, warn=module.warn) and hand its outcome to Ansible."""
-    if needs_psycopg:
-        missing = psycopg_import_error()
-        if missing is not None:
-            module.fail_json(msg=missing_required_lib("psycopg"), exception=str(missing))
+def translators_for(needs, params):
+    """The translators (_errors.ErrorTranslator) a task needs: `needs` is one, a sequence of them, or a function of
+    the validated parameters returning either (pg_fence's method=stop drives pg_ctl and needs no psycopg)."""
+    if callable(needs) and not hasattr(needs, "translate"):
+        needs = needs(params)
+    if needs is None:
+        return ()
+    if hasattr(needs, "translate"):
+        return (needs,)
+    return tuple(needs)
+
+
+def missing_driver(translators):
+    """(library, ImportError) of the first translator whose library does not import here, else None."""
+    for translator in translators:
+        error = translator.import_error()
+        if error is not None:
+            return translator.library, error
+    return None
+
+
+def call_engine(run, params, translators, **mode):
+    """run(params, **mode); a driver error the engine left untranslated still ends as a ModuleFailure with its
+    error_kind, not a traceback. Only driver errors: anything else is a bug and surfaces as one."""
     try:
-        result = run(module.params, check_mode=module.check_mode, diff=module._diff, warn=module.warn)
+        return run(params, **mode)
+    except ModuleFailure:
+        raise
+    except Exception as exc:
+        for translator in translators:
+            if translator.is_driver_error(exc):
+                raise translator.failure(exc, {}) from None
+        raise
+
+
+def execute(module, run, needs=()):
+    """Call run(params, check_mode=, diff=, warn=module.warn) and hand its outcome to Ansible.
+
+    needs: the translators of the systems the engine talks to (_postgres.POSTGRES, _redis.REDIS, _dns.DNS), whose
+    libraries must import here; see translators_for.
+    """
+    translators = translators_for(needs, module.params)
+    missing = missing_driver(translators)
+    if missing is not None:
+        module.fail_json(msg=missing_required_lib(missing[0]), exception=str(missing[1]), error_kind="other")
+    try:
+        result = call_engine(run, module.params, translators, check_mode=module.check_mode, diff=module._diff,
+                             warn=module.warn)
     except ModuleFailure as exc:
         module.fail_json(msg=str(exc), **exc.facts)
     module.exit_json(**result)
@@ -29,14 +69,16 @@ def execute(module, run, *, needs_psycopg=True):
 # -- the same engine, run by the module's action plugin on the controller ---------------------------------------
 
 
-def warm_driver():
-    """Import psycopg now, if it is there, so the workers ansible-core forks from this process inherit it.
+def warm_driver(*translators):
+    """Import the translators' libraries now, if they are there, so the workers ansible-core forks from this
+    process inherit them. Whether all imported.
 
     Called when an action plugin below is first loaded: ansible-core's strategy loads the plugin's class in the
-    main process before it forks the task's worker, so every later pg task starts with the driver imported instead
+    main process before it forks the task's worker, so every later task starts with the driver imported instead
     of paying its import (the largest part of a module task) again.
     """
-    return psycopg_import_error() is None
+    warmed = [translator.warm() for translator in translators]  # every one, not only up to the first missing
+    return all(warmed)
 
 
 ON_CONTROLLER_VAR = "erlmcp_dr_pg_on_controller"
@@ -53,27 +95,27 @@ def runs_here(action, task_vars):
     return getattr(action._connection, "transport", None) == "local" and not action._play_context.become
 
 
-def run_on_controller(action, task_vars, module_name, argument_spec, run, needs_psycopg=True, required_if=None,
+def run_on_controller(action, task_vars, module_name, argument_spec, run, needs=(), required_if=None,
                       **spec_checks):
     """What an action plugin named like its module does: run the module's engine in this worker when the target
-    is this machine and psycopg imports here (no module shipped, no interpreter started, imports warm), else
-    ship the module as usual. Same argument spec, check mode, diff, warnings and failure facts either way.
+    is this machine and the drivers it needs import here (no module shipped, no interpreter started, imports warm),
+    else ship the module as usual. Same argument spec, check mode, diff, warnings and failure facts either way.
 
-    needs_psycopg is a bool or a function of the validated parameters; spec_checks are the module's other
-    AnsibleModule checks (required_one_of=, mutually_exclusive=, ...).
+    needs is as for execute (translators, or a function of the validated parameters); spec_checks are the
+    module's other AnsibleModule checks (required_one_of=, mutually_exclusive=, ...).
     """
     result = {}
     if not runs_here(action, task_vars):
         return action._execute_module(module_name=module_name, module_args=action._task.args, task_vars=task_vars)
     _validation, params = action.validate_argument_spec(argument_spec=argument_spec, required_if=required_if,
                                                         **spec_checks)
-    wants_driver = needs_psycopg(params) if callable(needs_psycopg) else needs_psycopg
-    if wants_driver and psycopg_import_error() is not None:
+    translators = translators_for(needs, params)
+    if missing_driver(translators) is not None:
         return action._execute_module(module_name=module_name, module_args=action._task.args, task_vars=task_vars)
     warnings = []
     try:
-        outcome = run(params, check_mode=bool(action._task.check_mode), diff=bool(action._task.diff),
-                      warn=warnings.append)
+        outcome = call_engine(run, params, translators, check_mode=bool(action._task.check_mode),
+                              diff=bool(action._task.diff), warn=warnings.append)
     except ModuleFailure as exc:
         outcome = dict(exc.facts, failed=True, msg=str(exc))
     result.update(outcome)

@@ -22,7 +22,8 @@ import threading
 
 from ansible_collections.erlmcp.dr.plugins.module_utils import _notify_render as render
 from ansible_collections.erlmcp.dr.plugins.module_utils import _notify_send as send
-from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import ModuleFailure
+from ansible_collections.erlmcp.dr.plugins.module_utils._errors import ModuleFailure
+from ansible_collections.erlmcp.dr.plugins.module_utils._summary import envelope
 
 INCIDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
 
@@ -55,8 +56,8 @@ def run(params, check_mode=False, diff=False, warn=None, now=None):
         message = render.scrub(str(exc), secrets)
         failed = {"incident_id": params.get("incident_id"), "phase": params.get("phase"),
                   "severity": params.get("severity"), "deliveries": [], "failed_deliveries": 0, "changed": False}
-        failed["summary"] = dict(summary_of(failed, False), outcome="not sent: " + message,
-                                 next_step="fix the input named above and run again")
+        failed["summary"] = summary_of(failed, check_mode, outcome="not sent: " + message,
+                                       next_step="fix the input named above and run again")
         raise ModuleFailure(message, **failed) from None
     result = {
         "changed": False, "incident_id": params["incident_id"], "phase": params["phase"],
@@ -88,13 +89,17 @@ def run(params, check_mode=False, diff=False, warn=None, now=None):
     return scrubbed(dict(result, summary=summary_of(result, check_mode)), secrets)
 
 
-def summary_of(result, check_mode):
-    """What a runbook publishes (set_stats summary): the outcome in one sentence, and what to do next."""
+def summary_of(result, check_mode, outcome=None, next_step=None):
+    """What a runbook publishes (set_stats summary): the envelope (_summary.envelope) whose details hold the
+    outcome in one sentence and what to do next. outcome/next_step, when given, say it instead (a refused input)."""
     deliveries = result.get("deliveries") or []
     delivered = [d["channel"] for d in deliveries if d["ok"]]
     missed = [d["channel"] for d in deliveries if not d["ok"]]
     would = [item["channel"] for item in result.get("would_send") or []]
-    if check_mode:
+    refused = outcome is not None
+    if refused:
+        pass
+    elif check_mode:
         outcome = "check mode: would send to %s; nothing was sent" % (", ".join(would) or "no channel")
     elif not deliveries:
         outcome = "no channel is routed for %s: nothing was sent" % result.get("severity")
@@ -104,20 +109,27 @@ def summary_of(result, check_mode):
             "; delivered to " + ", ".join(delivered) if delivered else "")
     else:
         outcome = "delivered to %s" % ", ".join(delivered)
-    if missed:
+    if next_step is not None:
+        pass
+    elif missed:
         next_step = ("fix what the deliveries' errors name, then send again to the channels that missed it: "
                      "-e send_to=%s" % ",".join(missed))
     elif result.get("next_update") and not check_mode:
         next_step = "send the next update by %s" % result["next_update"]
     else:
         next_step = "nothing"
-    return {"incident_id": result.get("incident_id"), "phase": result.get("phase"),
-            "severity": result.get("severity"), "outcome": outcome, "delivered": delivered,
-            "not_delivered": missed, "failed_deliveries": len(missed),
-            "deliveries": [dict((k, d.get(k)) for k in DELIVERY_SUMMARY_KEYS) for d in deliveries],
-            "waited_s": result.get("waited_s"), "deadline_s": result.get("deadline_s"),
-            "next_update": result.get("next_update"), "lock": "none: a notification changes no infrastructure",
-            "next_step": next_step}
+    details = {"incident_id": result.get("incident_id"), "phase": result.get("phase"),
+               "severity": result.get("severity"), "outcome": outcome, "delivered": delivered,
+               "not_delivered": missed, "failed_deliveries": len(missed),
+               "deliveries": [dict((k, d.get(k)) for k in DELIVERY_SUMMARY_KEYS) for d in deliveries],
+               "waited_s": result.get("waited_s"), "deadline_s": result.get("deadline_s"),
+               "next_update": result.get("next_update"), "next_step": next_step}
+    # A notification changes no infrastructure: no lock, nothing to roll back, no point of no return.
+    return envelope("incident_notify", action="notify", reason=result.get("phase"), completed=not (missed or refused),
+                    check_mode=check_mode, did=["sent to %s" % ", ".join(delivered)] if delivered else [],
+                    end={"ok": not (missed or refused),
+                         "problems": ["not delivered to %s" % n for n in missed] + ([outcome] if refused else [])},
+                    details=details)
 
 
 def _plan(params, channels, now):

@@ -10,10 +10,11 @@ Private to the collection (leading underscore): the API may change between relea
 
 from __future__ import annotations
 
-import contextlib
 import re
 
-from ansible_collections.erlmcp.dr.plugins.module_utils._driver import import_error, is_error_of
+from ansible_collections.erlmcp.dr.plugins.module_utils._errors import ErrorTranslator
+# ModuleFailure lives in _errors; _follow.py still says pg.ModuleFailure, so the name stays reachable from here.
+from ansible_collections.erlmcp.dr.plugins.module_utils._errors import ModuleFailure  # noqa: F401  # pylint: disable=unused-import
 
 ERROR_KINDS = ("auth", "refused", "timeout", "dns", "other")
 
@@ -40,12 +41,12 @@ def __getattr__(name):
 
 def psycopg_import_error():
     """None when psycopg can be imported, else the ImportError (for missing_required_lib)."""
-    return import_error("psycopg")
+    return POSTGRES.import_error()
 
 
 def is_driver_error(exc):
     """Whether exc is one of psycopg's errors, without importing psycopg."""
-    return is_error_of(exc, "psycopg", "Error")
+    return POSTGRES.is_driver_error(exc)
 
 
 class PgError(Exception):
@@ -56,37 +57,24 @@ class PgError(Exception):
         self.kind = kind
 
 
-class ModuleFailure(Exception):
-    """What a module's run() raises to fail: the message as is, and the facts (result keys) gathered so far.
+class PostgresErrors(ErrorTranslator):
+    """PostgreSQL's translator: PgError (ServerError is one: operator-ready messages, passed on as they are) and
+    psycopg errors ("PostgreSQL error <context>: ...") become ModuleFailure (see _errors.ErrorTranslator)."""
 
-    The module passes both on to fail_json(msg=str(exc), **exc.facts); the facts never hold a secret.
-    """
+    system = "PostgreSQL"
+    library = "psycopg"
+    error_base = ("psycopg", "Error")
+    own_errors = (PgError,)
 
-    def __init__(self, message, **facts):
-        super(ModuleFailure, self).__init__(message)
-        self.facts = facts
+    def driver_error_kind(self, exc):
+        return error_kind(exc)
 
 
-@contextlib.contextmanager
-def translate_errors(facts, context=""):
-    """The one error translator: PgError (ServerError is one: operator-ready messages, passed on as they are)
-    and psycopg errors ("PostgreSQL error <context>: ...") become ModuleFailure carrying `facts` (the dict of
-    result keys gathered so far, read when the error happens).
+POSTGRES = PostgresErrors()
 
-    ModuleFailure passes through unchanged; other exceptions (bugs) are not hidden.
-    """
-    try:
-        yield
-    except ModuleFailure:
-        raise
-    except Exception as exc:
-        if is_driver_error(exc):
-            message = "PostgreSQL error%s: %s" % (" " + context if context else "", str(exc).strip())
-        elif isinstance(exc, PgError):
-            message = str(exc).strip()
-        else:
-            raise
-        raise ModuleFailure(message, **dict(facts)) from None
+
+# `with translate_errors(facts, context):` as every engine of this system has always called it.
+translate_errors = POSTGRES.translate
 
 
 def connection_argument_spec():

@@ -18,8 +18,8 @@ from __future__ import annotations
 import subprocess
 import time
 
+from ansible_collections.erlmcp.dr.plugins.module_utils._errors import ModuleFailure
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import (
-    ModuleFailure,
     PgError,
     connect,
     connection_params,

@@ -10,10 +10,7 @@ Private to the collection (leading underscore): the API may change between relea
 
 from __future__ import annotations
 
-import contextlib
-
-from ansible_collections.erlmcp.dr.plugins.module_utils._driver import import_error, is_error_of
-from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import ModuleFailure
+from ansible_collections.erlmcp.dr.plugins.module_utils._errors import ErrorTranslator
 
 ERROR_KINDS = ("auth", "refused", "timeout", "dns", "other")
 
@@ -44,33 +41,40 @@ def driver():
 
 def redis_import_error():
     """None when redis-py can be imported, else the ImportError (for missing_required_lib)."""
-    return import_error("redis")
+    return REDIS.import_error()
 
 
 def is_driver_error(exc):
     """Whether exc is one of redis-py's errors, without importing redis-py."""
-    return is_error_of(exc, "redis", "RedisError")
+    return REDIS.is_driver_error(exc)
 
 
-@contextlib.contextmanager
-def translate_errors(facts, context=""):
-    """The one error translator for Redis: RedisError (operator-ready) and redis-py errors
-    ("Redis error <context>: ...") become ModuleFailure carrying `facts` (the result keys gathered so far).
+class RedisErrors(ErrorTranslator):
+    """Redis's translator: RedisError (operator-ready) and redis-py errors ("Redis error <context>: ...") become
+    ModuleFailure (see _errors.ErrorTranslator)."""
 
-    ModuleFailure passes through unchanged; other exceptions (bugs) are not hidden.
-    """
-    try:
-        yield
-    except ModuleFailure:
-        raise
-    except Exception as exc:
-        if isinstance(exc, RedisError):
-            message = str(exc).strip()
-        elif is_driver_error(exc):
-            message = "Redis error%s: %s" % (" " + context if context else "", str(exc).strip())
-        else:
-            raise
-        raise ModuleFailure(message, **dict(facts)) from None
+    system = "Redis"
+    library = "redis"
+    error_base = ("redis", "RedisError")
+    own_errors = (RedisError,)
+
+    def driver_error_kind(self, exc):
+        """redis-py says by its classes: AuthenticationError, TimeoutError, ConnectionError (refused or reset)."""
+        classes = set(cls.__name__ for cls in type(exc).__mro__)
+        if "AuthenticationError" in classes:
+            return "auth"
+        if "TimeoutError" in classes:
+            return "timeout"
+        if "ConnectionError" in classes and "refused" in str(exc).lower():
+            return "refused"
+        return "other"
+
+
+REDIS = RedisErrors()
+
+
+# `with translate_errors(facts, context):` as every engine of this system has always called it.
+translate_errors = REDIS.translate
 
 
 def connection_argument_spec():
@@ -280,13 +284,9 @@ def server_time(client):
 
 def execute(module, run):
     """_module.execute for a redis_* module: redis-py must be importable, then the engine runs."""
-    from ansible.module_utils.basic import missing_required_lib
     from ansible_collections.erlmcp.dr.plugins.module_utils._module import execute as execute_engine
 
-    missing = redis_import_error()
-    if missing is not None:
-        module.fail_json(msg=missing_required_lib("redis"), exception=str(missing))
-    execute_engine(module, run, needs_psycopg=False)
+    execute_engine(module, run, needs=REDIS)
 
 
 # ---------------------------------------------------------------- sampled values (backup records, restore compares)

@@ -9,6 +9,14 @@ Wrapped as the filters erlmcp.dr.redis_nodes, redis_lock_key, redis_target, redi
 
 from __future__ import annotations
 
+from ansible_collections.erlmcp.dr.plugins.module_utils._summary import (
+    confirmation,
+    envelope,
+    point_of_no_return_passed,
+    recovery_point,
+    served,
+)
+
 
 def nodes(hosts, hostvars):
     """One {name, host, port} per inventory host (redis_host, default the host's name; redis_port, default 6379)."""
@@ -199,50 +207,66 @@ def end_state(info, primary, left_out=None):
     return dict(ok=not problems, problems=problems)
 
 
-def summary(runbook, target_plan, steps, completed=False, check_mode=False):
-    """What a Redis runbook publishes (set_stats key `summary`), from what its steps returned, never the plan.
+def summary(runbook, target_plan, steps, completed=False, check_mode=False, meta=None):
+    """What a Redis runbook publishes (set_stats key `summary`): the envelope (_summary.envelope) built from what
+    its steps returned, never the plan, with Redis's facts under `details`.
 
     steps: backup / restore / promote / app_config / end_state / lock, each a registered result or {}.
+    meta: the runbook's metadata (vars.runbook: point_of_no_return, rpo_seconds).
     """
-    target_plan = target_plan or {}
+    target_plan, meta = target_plan or {}, meta or {}
     steps = dict((k, v or {}) for k, v in (steps or {}).items())
-    out = dict(runbook=runbook, completed=bool(completed), check_mode=bool(check_mode),
-               node=target_plan.get("target"), action=target_plan.get("action"), reason=target_plan.get("reason"),
-               did=[], end_state_ok=steps.get("end_state", {}).get("ok"),
-               end_state_problems=steps.get("end_state", {}).get("problems") or [],
-               lock=(steps.get("lock") or {}).get("key"), will_change=[], may_lose=[])
-    if check_mode:  # the plan shown before the confirmation: what will serve or hold what, and what is given up
-        _plan_changes(out, steps, target_plan.get("target"))
+    did = []
+    details = dict(node=target_plan.get("target"))
     if steps.get("backup"):
-        out.update(_backup_summary(steps["backup"], out["did"]))
+        details.update(_backup_summary(steps["backup"], did))
     if steps.get("restore"):
-        out.update(_restore_summary(steps["restore"], out["did"], check_mode))
+        details.update(_restore_summary(steps["restore"], did, check_mode))
     if steps.get("promote"):
-        out.update(_promote_summary(steps["promote"], out["did"], check_mode))
+        details.update(_promote_summary(steps["promote"], did, check_mode))
     if steps.get("app_config"):
         app = steps["app_config"]
         if app.get("changed") and not app.get("failed") and not check_mode:
-            did = "pointed the application's Redis config %s at %s" % (
-                app.get("path"), ((app.get("config") or {}).get("redis") or {}).get("primary_node"))
-            out["did"].append(did)
-        out["app_config"] = dict(path=app.get("path"), changed=bool(app.get("changed")),
-                                 config=app.get("config"), failed=bool(app.get("failed")))
-    return out
+            did.append("pointed the application's Redis config %s at %s" % (
+                app.get("path"), ((app.get("config") or {}).get("redis") or {}).get("primary_node")))
+        details["app_config"] = dict(path=app.get("path"), changed=bool(app.get("changed")),
+                                     config=app.get("config"), failed=bool(app.get("failed")))
+    restored = details.get("dataset") in ("backup", "rollback_point") and not check_mode
+    irreversible = bool(details.get("promoted")) or restored
+    lost = details.get("data_loss_seconds") if restored else None
+    return envelope(runbook, action=target_plan.get("action"), reason=target_plan.get("reason"), completed=completed,
+                    check_mode=check_mode, did=did, end=steps.get("end_state"),
+                    lock_key=(steps.get("lock") or {}).get("key"),
+                    rollback=[] if not details.get("rollback_dir") else [
+                        "the dataset from before the restore is kept in %s" % details["rollback_dir"]],
+                    passed_point_of_no_return=point_of_no_return_passed(meta, irreversible), details=details,
+                    serving=_serving(details) if steps.get("promote") else None,
+                    recovery=recovery_point(lost_seconds=lost, target_seconds=meta.get("rpo_seconds")),
+                    plan=_plan_changes(steps, target_plan.get("target")) if check_mode else None)
 
 
-def _plan_changes(out, steps, node):
+def _serving(details):
+    """The Redis primary before and after a failover: the candidate once promoted, else the old primary."""
+    before = details.get("old_primary")
+    return served(before, details.get("new_primary") if details.get("promoted") else before)
+
+
+def _plan_changes(steps, node):
+    """The plan shown before the confirmation: what will serve or hold what, and what is given up."""
+    will_change, may_lose = [], []
     restore, promote = steps.get("restore") or {}, steps.get("promote") or {}
     if restore.get("changed") and not restore.get("failed"):
-        out["will_change"].extend(_restore_changes(restore, node))
+        will_change.extend(_restore_changes(restore, node))
         if not restore.get("resumed_from"):
-            out["may_lose"].append("every write to %s since the backup was taken (%s ago)"
-                                   % (node or "the primary", _age(restore.get("data_loss_seconds"))))
+            may_lose.append("every write to %s since the backup was taken (%s ago)"
+                            % (node or "the primary", _age(restore.get("data_loss_seconds"))))
     if promote.get("changed") and not promote.get("failed"):
-        out["will_change"].extend(_promote_changes(promote))
+        will_change.extend(_promote_changes(promote))
         if promote.get("would_promote") and promote.get("plan") == "promote":
-            out["may_lose"].append("the writes %s acknowledged after its last byte %s received (lag at the gate: "
-                                   "%s B)" % (promote.get("old_primary") or "the old primary",
-                                              promote.get("candidate"), promote.get("lag_bytes_at_gate")))
+            may_lose.append("the writes %s acknowledged after its last byte %s received (lag at the gate: %s B)"
+                            % (promote.get("old_primary") or "the old primary", promote.get("candidate"),
+                               promote.get("lag_bytes_at_gate")))
+    return confirmation(will_change=will_change, may_lose=may_lose)
 
 
 def _restore_changes(result, node):

@@ -25,7 +25,7 @@ from __future__ import annotations
 import time
 
 from ansible_collections.erlmcp.dr.plugins.module_utils import _redis as rd
-from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import ModuleFailure
+from ansible_collections.erlmcp.dr.plugins.module_utils._errors import ModuleFailure
 from ansible_collections.erlmcp.dr.plugins.module_utils._wait import WaitTimeout, wait_for
 
 POSITIVE = ("wait_timeout", "catchup_timeout", "poll_interval", "connect_timeout")

@@ -31,7 +31,7 @@ import time
 from ansible_collections.erlmcp.dr.plugins.module_utils import _redis as rd
 from ansible_collections.erlmcp.dr.plugins.module_utils import _redis_store as store_mod
 from ansible_collections.erlmcp.dr.plugins.module_utils._files import write_atomic
-from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import ModuleFailure
+from ansible_collections.erlmcp.dr.plugins.module_utils._errors import ModuleFailure
 from ansible_collections.erlmcp.dr.plugins.module_utils._wait import WaitTimeout, wait_for
 
 MARKER = "erlmcp-dr-restore.json"

@@ -15,8 +15,8 @@ collection: the API may change between releases.
 from __future__ import annotations
 
 from ansible_collections.erlmcp.dr.plugins.module_utils._pg_server import conninfo_endpoint
+from ansible_collections.erlmcp.dr.plugins.module_utils._errors import ModuleFailure
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import (
-    ModuleFailure,
     is_driver_error,
     lsn_diff,
     node_state,

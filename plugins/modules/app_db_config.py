@@ -178,7 +178,7 @@ end_state:
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._app_config import run  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._module import execute  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import connection_argument_spec  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import POSTGRES, connection_argument_spec  # noqa: E402
 
 
 def argument_spec():
@@ -208,7 +208,7 @@ SPEC_CHECKS = dict(required_one_of=[["cluster", "nodes"]], mutually_exclusive=[[
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True, **SPEC_CHECKS)
-    execute(module, run, needs_psycopg=module.params["cluster"] is None)
+    execute(module, run, needs=POSTGRES if module.params["cluster"] is None else ())
 
 
 if __name__ == "__main__":

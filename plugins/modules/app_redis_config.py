@@ -89,7 +89,7 @@ def argument_spec():
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    execute(module, run, needs_psycopg=False)
+    execute(module, run)
 
 
 if __name__ == "__main__":

@@ -294,7 +294,7 @@ def needs_psycopg(params):
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), required_if=REQUIRED_IF, supports_check_mode=True)
-    execute(module, run, needs_psycopg=False)  # the engine names the driver its kind needs when it is missing
+    execute(module, run)  # the engine names the driver its kind needs when it is missing
 
 
 if __name__ == "__main__":

@@ -209,7 +209,7 @@ fence_seconds:
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._fence import run  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._module import execute  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import connection_argument_spec  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import POSTGRES, connection_argument_spec  # noqa: E402
 
 
 def argument_spec():
@@ -235,7 +235,7 @@ def needs_psycopg(params):
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True, required_if=REQUIRED_IF)
-    execute(module, run, needs_psycopg=needs_psycopg(module.params))
+    execute(module, run, needs=POSTGRES if needs_psycopg(module.params) else ())
 
 
 if __name__ == "__main__":

@@ -418,7 +418,7 @@ fence_command_output:
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._module import execute  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import connection_argument_spec  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import POSTGRES, connection_argument_spec  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._promote import (  # noqa: E402
     fence_here,
     fence_params,
@@ -473,9 +473,9 @@ def main():
         def armed(params, check_mode=False, diff=False, warn=None):
             return run_armed(params, fence_step, check_mode=check_mode, diff=diff, warn=warn)
 
-        execute(module, armed)
+        execute(module, armed, needs=POSTGRES)
     else:
-        execute(module, run)
+        execute(module, run, needs=POSTGRES)
 
 
 if __name__ == "__main__":

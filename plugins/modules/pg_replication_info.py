@@ -272,7 +272,7 @@ system_identifier:
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._module import execute  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import connection_argument_spec  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import POSTGRES, connection_argument_spec  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._replication_info import run  # noqa: E402
 
 
@@ -289,7 +289,7 @@ def argument_spec():
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    execute(module, run)
+    execute(module, run, needs=POSTGRES)
 
 
 if __name__ == "__main__":

@@ -367,7 +367,7 @@ MUTUALLY_EXCLUSIVE = [["data_dir", "nodes"]]
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True, required_one_of=REQUIRED_ONE_OF,
                            mutually_exclusive=MUTUALLY_EXCLUSIVE)
-    execute(module, run_any)
+    execute(module, run_any, needs=pg.POSTGRES)
 
 
 if __name__ == "__main__":

@@ -326,11 +326,11 @@ def _execute(args: argparse.Namespace, check: bool) -> int:
 
 
 def confirmed_guard(plan: RunResult, runbook: Runbook) -> Dict[str, Any]:
-    """The parameters a runbook's plan asks the confirmed run to guard on: its summary's `confirm_guard`, a
+    """The parameters a runbook's plan asks the confirmed run to guard on: its summary's `plan.confirm_guard`, a
     mapping of parameter name to value (dns_cutover: confirmed_values, each record's values as the plan saw
     them). Only the runbook's declared parameters are taken, so a plan can narrow its run but never set
     anything else; the run validates them like any -e value."""
-    guard = report.summary_of(plan.facts).get("confirm_guard")
+    guard = (report.summary_of(plan.facts).get("plan") or {}).get("confirm_guard")
     if not isinstance(guard, dict):
         return {}
     return {name: value for name, value in guard.items() if name in runbook.parameters}

@@ -1,11 +1,12 @@
 """report.html: a run's report as one self-contained page (no script, no font, no request: it opens offline,
 from a mail attachment or an incident ticket, as it is).
 
-Sections: the outcome (status, what went wrong and what to do next), RTO achieved against the runbook's
-target, the published summary, a timeline chart (one Gantt bar per step, coloured by result, the point of no
-return marked) and the step table. The chart is hand-written SVG (docs/reports.md says why: a few kilobytes,
-no dependency, readable as text and by tests). A Content-Security-Policy of `default-src 'none'` makes the
-browser refuse any request the page might still try.
+Sections: the overview (who ran it: the OS user and the operator), the outcome (status, what went wrong and what
+to do next), what an incident commander pastes into a ticket (RTO and RPO achieved against the runbook's targets,
+what served before and after), the published summary envelope, a timeline chart (one Gantt bar per step,
+coloured by result, the point of no return marked) and the step table. The chart is hand-written SVG
+(docs/reports.md says why: a few kilobytes, no dependency, readable as text and by tests). A
+Content-Security-Policy of `default-src 'none'` makes the browser refuse any request the page might still try.
 """
 
 from __future__ import annotations
@@ -20,9 +21,6 @@ from typing import Any, List, Optional, Sequence
 from erlmcp_dr import report
 from erlmcp_dr.result import HTML_REPORT_FILE, RunResult, Step
 
-# Until a runbook names its point of no return (`runbook.point_of_no_return`), the actions after which a run
-# cannot be rolled back mark it.
-IRREVERSIBLE_ACTIONS = ("erlmcp.dr.pg_promote",)
 COLOURS = {
     "ok": "#2e7d32", "changed": "#e69500", "skipped": "#9e9e9e", "ignored": "#8e6cc0",
     "failed": "#c62828", "unreachable": "#6d1b1b",
@@ -64,6 +62,8 @@ def render(result: RunResult) -> str:
         _overview(result),
         _outcome(result),
         _rto(result),
+        _rpo(result),
+        _served(result),
         _summary(result),
         "<h2>Timeline</h2>",
         timeline_svg(bars, marker, result),
@@ -92,16 +92,17 @@ def timeline_bars(result: RunResult) -> List[Bar]:
 
 
 def point_of_no_return(result: RunResult, bars: Sequence[Bar]) -> Optional[Bar]:
-    """The first step matching the runbook's marker (a task name, or its prefix, or an action) that did not
-    fail before acting: where the run passed the point of no return. None when it did not get there."""
+    """The first step matching the runbook's marker (`runbook.point_of_no_return`: a task name, or its prefix, or an
+    action) that did not fail before acting: where the run passed the point of no return. None when it did not get
+    there, or when the runbook declares none (every step it takes can be undone)."""
     wanted = result.point_of_no_return
+    if not wanted:
+        return None
     for bar in bars:
         step = bar.step
         if step.skipped or (step.failed and not step.changed):
             continue
-        if wanted and (step.task == wanted or step.task.startswith(wanted) or step.action == wanted):
-            return bar
-        if not wanted and step.action in IRREVERSIBLE_ACTIONS:
+        if step.task == wanted or step.task.startswith(wanted) or step.action == wanted:
             return bar
     return None
 
@@ -175,10 +176,11 @@ def _legend(marker: Optional[Bar], result: RunResult) -> str:
     if marker is not None:
         items.append(f'<span class="key"><span class="pnr-key"></span>point of no return: '
                      f'{_e(marker.step.task)} (at {marker.start:.1f} s)</span>')
+    elif result.point_of_no_return:
+        items.append(f'<span class="key muted">point of no return ({_e(result.point_of_no_return)}) not reached: '
+                     "everything this run did can be undone by its rollback</span>")
     else:
-        wanted = result.point_of_no_return or " or ".join(IRREVERSIBLE_ACTIONS)
-        items.append(f'<span class="key muted">point of no return ({_e(wanted)}) not reached: everything this run '
-                     "did can be undone by its rollback</span>")
+        items.append('<span class="key muted">this runbook declares no point of no return</span>')
     hidden = sum(1 for step in result.steps if report.is_internal(step) and not step.failed)
     if hidden:
         items.append(f'<span class="key muted">{hidden} internal step(s) (parameter, inventory and argument '
@@ -195,7 +197,7 @@ def _overview(result: RunResult) -> str:
         ("Runbook", _e(result.runbook)),
         ("Run", f"<code>{_e(result.run_id)}</code>"),
         ("Mode", "check (a plan: nothing was changed)" if result.check else "live (changes applied)"),
-        ("Operator", _e(result.operator or "-")),
+        ("Run by", _e(_who(result))),
         ("Started", _e(result.started_at)),
         ("Ended", _e(result.ended_at or "-")),
         ("Inventory", f"<code>{_e(result.inventory)}</code>"),
@@ -246,18 +248,65 @@ def _rto(result: RunResult) -> str:
         f'<text class="axis" x="12" y="42">achieved {took:.1f} s</text></svg>')
 
 
-def _summary(result: RunResult) -> str:
-    summary = result.facts.get(report.SUMMARY_FACT)
+def _who(result: RunResult) -> str:
+    """Who ran it: the OS account always (when recorded), and the operator named with --operator."""
+    if result.os_user and result.operator:
+        return f"{result.operator} (--operator), as OS user {result.os_user}"
+    if result.os_user:
+        return f"OS user {result.os_user} (no --operator given)"
+    return result.operator or "-"
+
+
+def _rpo(result: RunResult) -> str:
+    """The recovery point the run achieved (the envelope's recovery_point) against the runbook's RPO target."""
+    target = result.rpo_target_seconds
+    point = result.summary.get("recovery_point")
+    wanted = "no target set (runbook.rpo_seconds)" if target is None else f"target {target} s"
+    head = "<h2>Recovery point</h2>"
+    if not isinstance(point, dict):
+        return head + f'<p id="rpo">This run gave up no data ({_e(wanted)}).</p>'
     parts = []
-    if isinstance(summary, dict) and summary:
-        did = summary.get("did")
-        if isinstance(did, list) and did:
-            parts.append("<h2>What the run did</h2><ul>" + "".join(f"<li>{_e(str(item))}</li>" for item in did)
-                         + "</ul>")
-        rows = [(_e(str(key)), _e(_inline(value))) for key, value in summary.items()
-                if key != "did" and value not in (None, "", [], {})]
-        if rows:
-            parts.append("<h2>Summary</h2>" + _table(rows, "summary"))
+    if point.get("lost_bytes") is not None:
+        parts.append(f"at most {point['lost_bytes']} bytes of WAL the old primary had and the new one had not "
+                     "replayed")
+    if point.get("lost_seconds") is not None:
+        seconds = point["lost_seconds"]
+        verdict = "" if target is None else (" - within the target" if seconds <= target else " - OVER the target")
+        parts.append(f"the writes of the last {seconds} s (the backup's age){verdict}")
+    return head + f'<p id="rpo">Data given up: {_e("; ".join(parts))} ({_e(wanted)}).</p>'
+
+
+def _served(result: RunResult) -> str:
+    """What served before the run and after it (the envelope's `served`), and whether it passed the point of no
+    return: the lines an incident commander pastes into the ticket."""
+    summary = result.summary
+    served = summary.get("served")
+    rows = []
+    if isinstance(served, dict):
+        rows.append(("Served before", _e(_inline(served.get("before")))))
+        rows.append(("Served after", _e(_inline(served.get("after")))))
+    if "point_of_no_return_passed" in summary:
+        rows.append(("Point of no return", "passed" if summary["point_of_no_return_passed"] else "not passed"))
+    return "<h2>Service</h2>" + _table(rows, "served") if rows else ""
+
+
+def _summary(result: RunResult) -> str:
+    summary = result.summary
+    parts = []
+    did = summary.get("did")
+    if isinstance(did, list) and did:
+        parts.append("<h2>What the run did</h2><ul>" + "".join(f"<li>{_e(str(item))}</li>" for item in did) + "</ul>")
+    end = summary.get("end_state") if isinstance(summary.get("end_state"), dict) else {}
+    lock = summary.get("lock") if isinstance(summary.get("lock"), dict) else {}
+    envelope_rows = [("action", summary.get("action")), ("reason", summary.get("reason")),
+                     ("completed", summary.get("completed")), ("end state ok", end.get("ok")),
+                     ("end state problems", end.get("problems")), ("lock", lock.get("key")),
+                     ("rollback", summary.get("rollback"))]
+    details = {key: value for key, value in report.details_of(result.facts).items() if key != "did"}
+    rows = [(_e(key), _e(_inline(value))) for key, value in envelope_rows + list(details.items())
+            if value not in (None, "", [], {})]
+    if rows:
+        parts.append("<h2>Summary</h2>" + _table(rows, "summary"))
     others = {key: value for key, value in result.facts.items() if key != report.SUMMARY_FACT}
     for key, value in others.items():
         parts.append(f"<h2>{_e(key.replace('_', ' ').capitalize())}</h2><pre>"

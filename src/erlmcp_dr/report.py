@@ -100,7 +100,7 @@ def _outcome(result: RunResult) -> str:
 
 def next_step(result: RunResult) -> str:
     """A published `next_step` fact wins; otherwise a pointer that fits how the run ended."""
-    published = result.facts.get(NEXT_STEP_FACT) or summary_of(result.facts).get(NEXT_STEP_FACT)
+    published = result.facts.get(NEXT_STEP_FACT) or details_of(result.facts).get(NEXT_STEP_FACT)
     if published:
         return str(published)
     failing = result.failing_step
@@ -133,7 +133,12 @@ def _facts(facts: Dict[str, Any]) -> List[str]:
         if key == NEXT_STEP_FACT:
             continue
         title = "Summary" if key == SUMMARY_FACT else key.replace("_", " ").capitalize()
-        sections.append(f"## {title}\n\n{_fact_body(facts[key])}")
+        value = facts[key]
+        if key == SUMMARY_FACT and isinstance(value, dict) and isinstance(value.get("details"), dict):
+            envelope = dict((name, item) for name, item in value.items() if name != "details")
+            sections.append(f"## {title}\n\n{_fact_body(envelope)}")
+            title, value = "Details", value["details"]
+        sections.append(f"## {title}\n\n{_fact_body(value)}")
     return sections
 
 
@@ -171,7 +176,9 @@ def render_terminal(result: RunResult) -> str:
     lines.append(f"  steps: {step_counts(result.steps)}")
     summary = summary_of(result.facts)
     if summary:
-        lines.append("  summary: " + ", ".join(f"{key}={_inline(value)}" for key, value in summary.items()))
+        shown = dict((key, value) for key, value in summary.items() if key != "details")
+        shown.update(details_of(result.facts))  # the system's facts beside the envelope's, on one line
+        lines.append("  summary: " + ", ".join(f"{key}={_inline(value)}" for key, value in shown.items()))
     if not result.succeeded:
         failing = result.failing_step
         if failing is not None:
@@ -204,8 +211,19 @@ def step_counts(steps: List[Step]) -> str:
 
 
 def summary_of(facts: Dict[str, Any]) -> Dict[str, Any]:
+    """The summary envelope a runbook published (plugins/module_utils/_summary.py), {} when none."""
     summary = facts.get(SUMMARY_FACT)
     return summary if isinstance(summary, dict) else {}
+
+
+def details_of(facts: Dict[str, Any]) -> Dict[str, Any]:
+    """The envelope's `details`: the system's own facts (primaries, LSNs, records, deliveries). A summary published
+    before the envelope (an older run's result.json: no `details` key) held them at its top, so it is its own."""
+    summary = summary_of(facts)
+    if "details" not in summary:
+        return summary
+    details = summary.get("details")
+    return details if isinstance(details, dict) else {}
 
 
 def _seconds(value: Optional[float]) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 RESULT_FILE = "result.json"
+SUMMARY_SCHEMA_FILE = Path(__file__).with_name("summary.schema.json")  # the envelope's JSON Schema, in the wheel
 REPORT_FILE = "report.md"
 HTML_REPORT_FILE = "report.html"
 STATUSES = ("successful", "failed", "canceled", "timeout", "running", "interrupted")  # the last two: no result.json
@@ -79,6 +80,13 @@ class RunResult:
     # The audit trail's head after this run's last record (audit.anchor_of): `runbook audit verify` compares the
     # trail with it to see records cut from its end, an emptied or deleted trail, a rewritten chain.
     audit_head: Optional[Dict[str, Any]] = None
+    os_user: Optional[str] = None  # the OS account the run ran as (audit.os_user), whether or not --operator was given
+
+    @property
+    def summary(self) -> Dict[str, Any]:
+        """The summary envelope the runbook published (docs/reports.md, summary.schema.json), {} when none."""
+        summary = self.facts.get("summary")
+        return summary if isinstance(summary, dict) else {}
 
     @property
     def succeeded(self) -> bool:
@@ -126,3 +134,8 @@ class RunResult:
 def _known(cls: type, data: Dict[str, Any]) -> Dict[str, Any]:
     names = {item.name for item in fields(cls)}
     return {key: value for key, value in data.items() if key in names}
+
+
+def summary_schema() -> Dict[str, Any]:
+    """The JSON Schema of the summary envelope every runbook publishes (shipped in the package)."""
+    return json.loads(SUMMARY_SCHEMA_FILE.read_text(encoding="utf-8"))

@@ -1083,6 +1083,7 @@ class RunbookRun:
             error=error,
             point_of_no_return=config.runbook.point_of_no_return,
             operator=config.operator,
+            os_user=audit.os_user(),
         )
         if not result.succeeded and not result.failing_step and not result.error:
             result.error = scrub_text(self._output_tail(), self.timeline.secrets)

@@ -161,19 +161,21 @@ def plan_lines(result: RunResult) -> List[str]:
         failing = result.failing_step
         why = (failing.message if failing else result.error) or result.status
         return [f"the plan FAILED: {why}"]
+    details = report.details_of(result.facts)
     did = [str(item) for item in summary.get("did") or [] if str(item) != "nothing was changed"]
-    lag = summary.get("lag_bytes_at_gate")
-    lines = [_with_lag(item, summary.get("new_primary"), lag) for item in did]
-    lines.extend(f"will change: {item}" for item in summary.get("will_change") or [])
-    if summary.get("guard"):
-        lines.append(f"guard: {summary['guard']}")
+    lag = details.get("lag_bytes_at_gate")
+    lines = [_with_lag(item, details.get("new_primary"), lag) for item in did]
+    plan = summary.get("plan") or {}
+    lines.extend(f"will change: {item}" for item in plan.get("will_change") or [])
+    if plan.get("guard"):
+        lines.append(f"guard: {plan['guard']}")
     changed = [step for step in result.steps if step.changed and not report.is_internal(step)]
     if not lines and changed:  # a runbook without a `did` summary: the steps that would change something
         lines = [f"would change: {step.task} on {step.host}" for step in changed]
     if not lines:
         lines = ["nothing to change: the end state already holds"]
-    lines.extend(f"may lose: {item}" for item in summary.get("may_lose") or [])
-    lines.extend(f"warning: {warning}" for warning in summary.get("warnings") or [])
+    lines.extend(f"may lose: {item}" for item in plan.get("may_lose") or [])
+    lines.extend(f"warning: {warning}" for warning in details.get("warnings") or [])
     return lines
 
 
@@ -207,8 +209,11 @@ def render_summary(result: RunResult, style: Style) -> str:
     if did:
         lines.append("  " + style("what was done" if not result.check else "what would be done", "bold"))
         lines.extend(f"    - {item}" for item in did)
-    rows = [(key.replace("_", " "), _value(summary[key])) for key in _SUMMARY_KEYS
-            if summary.get(key) not in (None, "", [], {})]
+    end = summary.get("end_state") or {}
+    facts = dict(report.details_of(result.facts), action=summary.get("action"), reason=summary.get("reason"),
+                 end_state_ok=end.get("ok"), end_state_problems=end.get("problems"))
+    rows = [(key.replace("_", " "), _value(facts[key])) for key in _SUMMARY_KEYS
+            if facts.get(key) not in (None, "", [], {})]
     if rows:
         pad = max(len(name) for name, _ in rows)
         lines.extend(f"  {name:<{pad}}  {value}" for name, value in rows)

@@ -17,6 +17,7 @@ RUNBOOK = """---
   hosts: all
   gather_facts: false
   vars:
+    dr: "{{ ansible_facts['dr'] }}"  # runbook_params' fact as a variable, as the runbooks name it
     runbook:
       title: Write a marker
       summary: Writes a marker file on each host.

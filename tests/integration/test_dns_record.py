@@ -21,7 +21,7 @@ ensure_collection_importable()
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils import _dns_info, _dns_record  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils import _dns_rfc2136 as rfc  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import ModuleFailure  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._errors import ModuleFailure  # noqa: E402
 
 pytestmark = pytest.mark.integration
 

@@ -25,7 +25,7 @@ from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()
 from ansible_collections.erlmcp.dr.plugins.module_utils import _health  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import ModuleFailure  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._errors import ModuleFailure  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.modules.health_check import argument_spec  # noqa: E402
 
 pytestmark = pytest.mark.integration

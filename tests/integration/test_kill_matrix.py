@@ -233,7 +233,7 @@ def test_a_run_killed_at_each_step_is_finished_by_the_next_run(fresh_lab, home, 
     assert writers.max_writable <= 1, f"two writable nodes at {writers.split_rounds[:5]}"
     assert writers.rounds > 100, writers.to_dict()  # the sampler really watched
     facts = summary(result)
-    assert facts["completed"] is True and facts["end_state_ok"] is True, failure_message(result) or facts
+    assert facts["completed"] is True and facts["end_state"]["ok"] is True, failure_message(result) or facts
     assert facts["new_primary"] == point.candidate, facts
     if point.runbook == "database_switchover":
         with plain_connect(cfg, point.candidate) as conn:

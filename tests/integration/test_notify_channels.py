@@ -16,7 +16,7 @@ from erlmcp_dr import paths
 
 paths.ensure_collection_importable()
 from ansible_collections.erlmcp.dr.plugins.module_utils import _notify  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import ModuleFailure  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._errors import ModuleFailure  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -273,6 +273,6 @@ def test_an_empty_route_sends_nothing_and_says_so(slack):
     result, warnings = run(params(channels, severity="sev4", routing={"sev4": {"channels": []}}, fields={}))
 
     assert (result["changed"], result["deliveries"], result["channels"]) == (False, [], [])
-    assert result["summary"]["outcome"] == "no channel is routed for sev4: nothing was sent"
+    assert result["summary"]["details"]["outcome"] == "no channel is routed for sev4: nothing was sent"
     assert warnings == ["no channel is routed for sev4 (dr_notify_routing.sev4.channels is empty): nothing was sent"]
     assert not slack.requests

@@ -36,6 +36,8 @@ def playbook(tmp: Path, out: Path, *, include: bool = False) -> Path:
     start: dict[str, Any] = {"name": "Start", "vars": {"pg_begin_runbook": "test_begin", "pg_begin_plan": "switchover"}}
     start["ansible.builtin.include_role" if include else "ansible.builtin.import_role"] = {
         "name": "erlmcp.dr.pg_begin", "rolespec_validate": False}
+    if include:  # the role's variables name its facts (facts are not variables once INJECT_FACTS_AS_VARS is off)
+        start["ansible.builtin.include_role"]["public"] = True
     keep = {"dr": "{{ dr }}", "lock": "{{ pg_begin_lock }}", "plan": "{{ dr_plan }}",
             "assess": "{{ pg_assess_result }}"}
     play = {"name": "Begin", "hosts": "localhost", "gather_facts": False, "vars": {"runbook": RUNBOOK}, "tasks": [{

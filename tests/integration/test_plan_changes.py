@@ -29,16 +29,16 @@ def test_plans_name_the_backup_the_keys_and_the_serving_node(fresh_lab, home):
 
     _, restore = run_json("plan", "redis_restore", "-i", inventory, "-e", "backup=before-change", expect_rc=0)
     planned = summary(restore)
-    assert planned["will_change"] and planned["will_change"][0].startswith(
+    assert planned["plan"]["will_change"] and planned["plan"]["will_change"][0].startswith(
         "dataset of redis-a: 75 keys -> 50 keys, from backup before-change (taken "), planned
-    assert planned["may_lose"] and planned["may_lose"][0].startswith(
+    assert planned["plan"]["may_lose"] and planned["plan"]["may_lose"][0].startswith(
         "every write to redis-a since the backup was taken ("), planned
     assert _keys(cfg) == 75  # a plan changes nothing
 
     _, failover = run_json("plan", "redis_failover", "-i", inventory, "-e", "candidate=redis-b", expect_rc=0)
-    assert summary(failover)["will_change"][0] == (
+    assert summary(failover)["plan"]["will_change"][0] == (
         "primary: redis-a -> redis-b (Redis's coordinated FAILOVER: writes paused until redis-b has every byte)")
-    assert summary(failover)["may_lose"] == []
+    assert summary(failover)["plan"]["may_lose"] == []
 
     _, switchover = run_json("plan", "database_switchover", "-i", inventory, "-e", "candidate=pg-b", expect_rc=0)
-    assert summary(switchover)["will_change"] == ["primary: pg-a -> pg-b"], summary(switchover)
+    assert summary(switchover)["plan"]["will_change"] == ["primary: pg-a -> pg-b"], summary(switchover)

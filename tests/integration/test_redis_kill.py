@@ -203,7 +203,7 @@ def test_a_redis_failover_killed_at_a_step_is_finished_by_the_next_run(fresh_lab
         _, result = run_json("run", "redis_failover", "-i", str(inventory), "-e", "candidate=redis-b", "--yes",
                              expect_rc=0)
         done = summary(result)
-        assert done["completed"] and done["end_state_ok"] and done["new_primary"] == "redis-b", (
+        assert done["completed"] and done["end_state"]["ok"] and done["new_primary"] == "redis-b", (
             failure_message(result) or done)
         assert done["persisted"] == stale, done  # this run wrote down the roles the killed one had not
         if point.when_promoted:

@@ -86,7 +86,7 @@ def test_backup_restore_through_the_cli_brings_every_key_back_and_a_rerun_change
     backup = summary(_backup(cfg, "nightly"))
     assert backup["completed"] and backup["verified"] and backup["node"] == "redis-a", backup
     assert backup["keys"] == {"db0": len(DATA), "db2": 1} and backup["bytes"] > 0 and len(backup["sha256"]) == 64
-    assert backup["lock"] == _redis_plan.lock_key(
+    assert backup["lock"]["key"] == _redis_plan.lock_key(
         [{"host": "127.0.0.1", "port": n.port} for n in cfg.redis_nodes])
     again = _backup(cfg, "nightly")
     assert changed_steps(again) == [] and summary(again)["completed"], again["steps"]
@@ -94,7 +94,7 @@ def test_backup_restore_through_the_cli_brings_every_key_back_and_a_rerun_change
     _mutate(cfg)
     result = _restore(inventory_path(cfg), "-e", "backup=nightly")
     done = summary(result)
-    assert done["completed"] and done["end_state_ok"] and done["dataset"] == "backup", done
+    assert done["completed"] and done["end_state"]["ok"] and done["dataset"] == "backup", done
     assert done["keys_before"] == {"db0": 1} and done["keys_after"] == {"db0": len(DATA), "db2": 1}
     assert done["sha256"] == backup["sha256"] and done["bytes"] == backup["bytes"]
     assert int(done["data_loss_seconds"]) >= 0 and sorted(r["port"] for r in done["replicas"]) == sorted(
@@ -241,7 +241,7 @@ def test_failover_runbook_moves_the_primary_points_the_app_and_a_rerun_changes_n
     inventory = str(inventory_path(cfg))
     _, result = run_json("run", "redis_failover", "-i", inventory, "-e", "candidate=redis-c", "--yes", expect_rc=0)
     done = summary(result)
-    assert done["completed"] and done["end_state_ok"] and done["new_primary"] == "redis-c", done
+    assert done["completed"] and done["end_state"]["ok"] and done["new_primary"] == "redis-c", done
     assert done["old_primary"] == "redis-a" and done["old_primary_fence"] == "failover"
     port = {n.name: n.port for n in cfg.redis_nodes}
     app = json.loads((cfg.root / "app" / "redis.json").read_text())

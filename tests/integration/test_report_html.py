@@ -29,6 +29,7 @@ RUNBOOK = """---
   hosts: localhost
   gather_facts: false
   vars:
+    dr: "{{ ansible_facts['dr'] }}"  # runbook_params' fact as a variable, as the runbooks name it
     runbook:
       title: Two phases
       summary: Looks, then writes a marker (the point of no return), then publishes a summary.

@@ -91,7 +91,7 @@ def test_cli_failover_promotes_the_most_advanced_standby_and_a_second_run_change
     assert facts["action"] == "promote", facts
     assert facts["old_primary"] == "pg-a" and facts["new_primary"] == "pg-c", facts
     assert as_int(facts["timeline_before"]) == 1 and as_int(facts["timeline_after"]) == 2, facts
-    assert facts["streaming"] == ["pg-b"] and facts["completed"] and facts["end_state_ok"], facts
+    assert facts["streaming"] == ["pg-b"] and facts["completed"] and facts["end_state"]["ok"], facts
 
     # The old primary is fenced (stopped) and takes no writes.
     topo = topology(cfg)
@@ -137,7 +137,7 @@ def test_api_failover_to_the_requested_candidate(fresh_lab, home):
     result = erlmcp_dr.run("database_failover", inventory=lab_inventory(cfg), extravars={"candidate": "pg-c"})
 
     assert result.succeeded, f"{result.status}: {result.failing_step and result.failing_step.message} {result.error}"
-    facts = result.facts["summary"]
+    facts = dict(result.summary["details"], action=result.summary["action"], reason=result.summary["reason"])
     assert facts["action"] == "promote" and facts["new_primary"] == "pg-c" and facts["old_primary"] == "pg-a", facts
     assert "requested" in facts["reason"], facts
     wait_topology(cfg, {"pg-c": primary_on(2), "pg-b": streaming_from("pg-c", 2)}, "pg-c primary, pg-b its standby")

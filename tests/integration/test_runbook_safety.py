@@ -338,7 +338,7 @@ def test_failover_with_a_read_only_fence_succeeds_reruns_clean_and_rejoin_conver
     _, first = run_json(*args, expect_rc=0)
     _, again = run_json(*args, expect_rc=0)
 
-    assert summary(first)["action"] == "promote" and summary(first)["end_state_ok"] is True, failure_message(first)
+    assert summary(first)["action"] == "promote" and summary(first)["end_state"]["ok"] is True, failure_message(first)
     assert takes_no_writes(cfg, "pg-a").startswith("write rejected")  # fenced: up, but read-only
     assert summary(again)["action"] == "none" and changed_steps(again) == [], summary(again)
     new = summary(first)["new_primary"]

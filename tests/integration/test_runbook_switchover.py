@@ -103,7 +103,7 @@ def test_switchover_cli_then_failback_through_the_api_lose_no_committed_write(fr
         "database_switchover", inventory=inventory, extravars={"candidate": "pg-a"}))
 
     assert api_result.succeeded, f"{api_result.failing_step and api_result.failing_step.message} {api_result.error}"
-    facts = api_result.facts["summary"]
+    facts = dict(api_result.summary["details"], action=api_result.summary["action"])
     assert facts["action"] == "promote" and facts["old_primary"] == "pg-b" and facts["new_primary"] == "pg-a", facts
     assert as_int(facts["timeline_after"]) == 3 and as_int(facts["lost_bytes_max"]) == 0, facts
     # pg-a streamed on timeline 2 until the fence (asserted above): that is the timeline it was promoted from.
@@ -116,7 +116,7 @@ def test_switchover_cli_then_failback_through_the_api_lose_no_committed_write(fr
     # ---- and again through the API: nothing to do
     api_again = erlmcp_dr.run("database_switchover", inventory=inventory, extravars={"candidate": "pg-a"})
 
-    assert api_again.succeeded and api_again.facts["summary"]["action"] == "none", api_again.facts
+    assert api_again.succeeded and api_again.summary["action"] == "none", api_again.facts
     assert [s.task for s in api_again.steps if s.changed] == []
     assert topology(cfg) == topo
 

@@ -34,6 +34,7 @@ MARKER_RUNBOOK = """---
   hosts: localhost
   gather_facts: false
   vars:
+    dr: "{{ ansible_facts['dr'] }}"  # runbook_params' fact as a variable, as the runbooks name it
     runbook:
       title: Write a marker
       summary: Writes a marker file.

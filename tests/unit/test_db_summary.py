@@ -32,9 +32,10 @@ def test_a_full_run_lists_what_each_step_did():
                               "pg-a streams from the new primary (rewind)",
                               "pg-c streams from the new primary (follow)",
                               "rewrote the application's database config /etc/erlmcp/db.json"]
-    assert summary["timeline_before"] == 4 and summary["timeline_after"] == 5 and summary["new_primary"] == "pg-b"
-    assert summary["streaming"] == ["pg-a", "pg-c"] and summary["methods"] == ["rewind", "follow"]
-    assert summary["completed"] and summary["end_state_ok"]
+    details = summary["details"]
+    assert details["timeline_before"] == 4 and details["timeline_after"] == 5 and details["new_primary"] == "pg-b"
+    assert details["streaming"] == ["pg-a", "pg-c"] and details["methods"] == ["rewind", "follow"]
+    assert summary["completed"] and summary["end_state"] == {"ok": True, "problems": []}
 
 
 def test_nothing_done_says_so_and_a_plan_says_would():
@@ -46,7 +47,9 @@ def test_nothing_done_says_so_and_a_plan_says_would():
 
 def test_a_run_that_stopped_early_is_not_completed_and_has_no_primary_when_refused():
     refused = db_summary({"action": "refuse", "reason": "split brain", "candidate": "pg-b"}, {})
-    assert refused["new_primary"] is None and refused["primary"] is None and not refused["completed"]
+    assert refused["details"]["new_primary"] is None and refused["details"]["primary"] is None
+    assert not refused["completed"] and refused["end_state"] == {"ok": None, "problems": []}
+    assert refused["served"] is None and refused["point_of_no_return_passed"] is False
     assert db_summary(None, {})["action"] is None
 
 
@@ -79,3 +82,16 @@ def test_filters_are_registered():
     filters = FilterModule().filters()
     assert filters["pg_summary"](PLAN, {}, True)["completed"] is True
     assert "nothing was changed" in filters["pg_abort_message"]({"candidate": "pg-b"}, "bad").lower()
+
+
+def test_the_point_of_no_return_comes_from_the_runbooks_metadata_and_the_promotion_having_happened():
+    promoted = {"promote": {"changed": True, "promoted": True, "lost_bytes_max": 120}}
+    failover = {"point_of_no_return": "erlmcp.dr.pg_promote", "rpo_seconds": 1}
+    summary = db_summary(PLAN, promoted, True, False, "database_failover", failover)
+    assert summary["runbook"] == "database_failover" and summary["point_of_no_return_passed"] is True
+    assert summary["recovery_point"] == {"lost_bytes": 120, "lost_seconds": None, "target_seconds": 1}
+    assert summary["served"] == {"before": "pg-a", "after": "pg-b"}
+    assert db_summary(PLAN, promoted, True, False, "database_rejoin", {})["point_of_no_return_passed"] is False
+    planned = db_summary(PLAN, {"promote": {"would_promote": True}}, False, True, "database_failover", failover)
+    assert planned["point_of_no_return_passed"] is False and planned["served"] == {"before": "pg-a", "after": "pg-a"}
+    assert planned["recovery_point"] is None

@@ -78,9 +78,9 @@ def test_confirmed_values_that_are_not_values_are_refused() -> None:
 def test_the_plan_names_each_record_old_to_new_and_publishes_its_guard() -> None:
     cutover = plan_for([info("api.z.", ["127.0.1.1"])], region="b")
     got = plan.summary(cutover, {}, {}, check_mode=True)
-    assert got["will_change"][0] == "api.z. A TTL 30s: 127.0.1.1 -> 127.0.1.2"
-    assert got["confirm_guard"] == {"confirmed_values": {"api.z.": ["127.0.1.1"]}}
-    assert "confirm_guard" not in plan.summary(cutover, {}, {}, check_mode=False)
+    assert got["plan"]["will_change"][0] == "api.z. A TTL 30s: 127.0.1.1 -> 127.0.1.2"
+    assert got["plan"]["confirm_guard"] == {"confirmed_values": {"api.z.": ["127.0.1.1"]}}
+    assert plan.summary(cutover, {}, {}, check_mode=False)["plan"]["confirm_guard"] == {}
 
 
 def test_recorded_values_are_the_newest_applied_cutover_per_record(tmp_path: Path) -> None:
@@ -110,7 +110,8 @@ def test_recorded_values_are_the_newest_applied_cutover_per_record(tmp_path: Pat
 
 def test_the_cli_hands_the_run_only_declared_parameters_from_the_plan() -> None:
     runbook = catalog.load("dns_cutover")
-    facts = {"summary": {"confirm_guard": {"confirmed_values": {"api.z.": ["127.0.1.1"]}, "dr_lock_dir": "/tmp"}}}
+    guard = {"confirmed_values": {"api.z.": ["127.0.1.1"]}, "dr_lock_dir": "/tmp"}
+    facts = {"summary": {"plan": {"confirm_guard": guard}}}
     planned = RunResult(run_id="p", runbook="dns_cutover", status="successful", rc=0, check=True, started_at="",
                         ended_at="", duration_seconds=0.0, inventory="", facts=facts)
     assert cli.confirmed_guard(planned, runbook) == {"confirmed_values": {"api.z.": ["127.0.1.1"]}}

@@ -111,7 +111,8 @@ def test_summary_says_the_primary_already_changed_and_gives_the_rollback() -> No
         "values": ["127.0.1.1"], "ttl": 30}, "verification": {"servers": [], "stale_servers": ["ns1"]},
         "msg": "The change WAS applied"}]}
     got = plan.summary(cutover, change, {}, run_id="run-9")
-    assert got["primary_already_changed"]
+    assert got["details"]["primary_already_changed"] and got["served"] == {
+        "before": {"api.z.": ["127.0.1.1"]}, "after": {"api.z.": ["127.0.1.2"]}}
     assert got["did"] == ["api.z. changed from ['127.0.1.1'] to ['127.0.1.2'] at the primary, NOT verified "
                           "everywhere (ns1)"]
     assert got["rollback"] == ["runbook run dns_cutover -e rollback_of=run-9",

@@ -32,8 +32,9 @@ def _result(**kwargs) -> RunResult:
     values = dict(run_id="r1", runbook="database_failover", status="failed", rc=2, check=False,
                   started_at="2026-11-25T14:00:00Z", ended_at="2026-11-25T14:00:10Z", duration_seconds=10.0,
                   inventory="inv", steps=steps, title="Database failover", rto_target_seconds=300, run_dir="/r",
+                  point_of_no_return="erlmcp.dr.pg_promote", rpo_target_seconds=1,
                   facts={"summary": {"did": ["fenced pg-a by stop", "promoted pg-c: timeline 1 -> 2"],
-                                     "new_primary": "pg-c"}})
+                                     "details": {"new_primary": "pg-c"}}})
     values.update(kwargs)
     return RunResult(**values)
 
@@ -58,12 +59,20 @@ def test_self_contained_and_escaped() -> None:
     assert "default-src 'none'" in page
 
 
-def test_point_of_no_return_defaults_to_the_promotion() -> None:
+def test_point_of_no_return_is_the_action_the_runbook_names() -> None:
     result = _result()
     bars = html_report.timeline_bars(result)
     marker = html_report.point_of_no_return(result, bars)
     assert marker is not None and marker.step.action == "erlmcp.dr.pg_promote" and marker.start == 5.0
     assert 'id="point-of-no-return"' in html_report.render(result)
+
+
+def test_a_runbook_that_declares_no_point_of_no_return_has_none_even_when_it_promotes() -> None:
+    """The marker comes from the runbook's metadata only: no action name is hard-coded (it used to be pg_promote)."""
+    result = _result(point_of_no_return=None)
+    assert html_report.point_of_no_return(result, html_report.timeline_bars(result)) is None
+    page = html_report.render(result)
+    assert 'id="point-of-no-return"' not in page and "declares no point of no return" in page
 
 
 def test_point_of_no_return_from_the_runbook_and_not_reached() -> None:
@@ -110,3 +119,45 @@ def test_catalog_reads_point_of_no_return(tmp_path: Path) -> None:
     assert runbook is not None and runbook.point_of_no_return == "erlmcp.dr.pg_promote"
     with pytest.raises(RunbookError, match="point_of_no_return must be a task name or an action"):
         catalog.parse_playbook(_playbook(tmp_path, "[1, 2]"))
+
+
+def _envelope(**overrides) -> dict:
+    summary = {"schema": 1, "runbook": "database_failover", "action": "promote", "reason": "pg-a is down",
+               "completed": True, "check_mode": False, "did": ["promoted pg-c: timeline 1 -> 2"],
+               "end_state": {"ok": True, "problems": []}, "lock": {"key": "postgres:7"}, "rollback": [],
+               "point_of_no_return_passed": True, "served": {"before": "pg-a", "after": "pg-c"},
+               "recovery_point": {"lost_bytes": 0, "lost_seconds": None, "target_seconds": 1},
+               "details": {"new_primary": "pg-c", "timeline_after": 2}}
+    summary.update(overrides)
+    return summary
+
+
+def test_report_shows_what_a_ticket_needs_who_ran_it_the_recovery_point_and_what_served_before_and_after() -> None:
+    page = html_report.render(_result(status="successful", rc=0, operator="alice", os_user="sre1",
+                                      facts={"summary": _envelope()}))
+    assert "alice (--operator), as OS user sre1" in page
+    assert 'id="rpo"' in page and "at most 0 bytes of WAL" in page and "target 1 s" in page
+    served = page.split('<table class="served">')[1].split("</table>")[0]
+    assert "Served before</th><td>pg-a" in served and "Served after</th><td>pg-c" in served
+    assert "Point of no return</th><td>passed" in served
+    summary = page.split('<table class="summary">')[1].split("</table>")[0]
+    assert "postgres:7" in summary and "timeline_after" in summary
+
+
+def test_report_names_the_os_user_when_no_operator_is_given_and_a_restores_data_loss_against_the_target() -> None:
+    restore = _envelope(runbook="redis_restore", served=None,
+                        recovery_point={"lost_bytes": None, "lost_seconds": 7200, "target_seconds": 3600})
+    page = html_report.render(_result(status="successful", rc=0, os_user="sre1", rpo_target_seconds=3600,
+                                      facts={"summary": restore}))
+    assert "OS user sre1 (no --operator given)" in page
+    assert "the writes of the last 7200 s (the backup&#x27;s age) - OVER the target" in page
+    assert '<table class="served">' in page  # the point of no return row stays, with no served rows
+    quiet = html_report.render(_result(status="successful", rc=0, facts={"summary": _envelope(recovery_point=None)}))
+    assert "This run gave up no data (target 1 s)" in quiet
+
+
+def test_a_summary_published_before_the_envelope_still_shows_its_facts() -> None:
+    """An older run's result.json (no `details`: its facts at the top) re-rendered by `runbook report --html`."""
+    page = html_report.render(_result(facts={"summary": {"did": ["promoted pg-c"], "new_primary": "pg-c"}}))
+    summary = page.split('<table class="summary">')[1].split("</table>")[0]
+    assert "new_primary" in summary and "pg-c" in summary

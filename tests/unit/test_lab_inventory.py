@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -32,24 +31,19 @@ def test_written_inventory_points_at_the_lab(tmp_path):
 def test_shipped_lab_inventory_resolves_for_the_controller_and_the_nodes(tmp_path):
     """Run real Ansible: every path must resolve on localhost (the first play) and on the nodes.
 
-    The probe sits in playbooks/ (playbook_dir is what the inventory resolves against), named
-    *.yaml so that nothing reading playbooks/*.yml (the catalog, a test in another xdist worker) sees it.
+    The inventory resolves against playbook_dir: an ad-hoc task run with --playbook-dir playbooks/ sees what a
+    runbook there sees, and writes nothing into playbooks/ (a test must not: the catalog, another xdist worker and a
+    read-only checkout all read it).
     """
     root = paths.collection_root()
-    playbook = root / "playbooks" / f".inventory_probe.{os.getpid()}.yaml"
-    playbook.write_text(
-        "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
-        "    - ansible.builtin.copy:\n"
-        "        dest: " + str(tmp_path / "out.json") + "\n"
-        "        content: \"{{ {'app': dr_app_config_path, 'data': hostvars['pg-b'].pg_data_dir} | to_json }}\"\n"
-    )
-    try:
-        proc = subprocess.run(
-            [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(root / "inventories" / "lab"),
-             str(playbook)], capture_output=True, text=True, timeout=120, check=False)
-    finally:
-        playbook.unlink()
+    content = "{{ {'app': dr_app_config_path, 'data': hostvars['pg-b'].pg_data_dir} | to_json }}"
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible"), "localhost", "-i", str(root / "inventories" / "lab"),
+         "--playbook-dir", str(root / "playbooks"), "-m", "ansible.builtin.copy",
+         "-a", json.dumps({"dest": str(tmp_path / "out.json"), "content": content})],
+        capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not list((root / "playbooks").glob(".inventory_probe*")), "a probe was left in playbooks/"
     resolved = json.loads((tmp_path / "out.json").read_text())
     assert Path(resolved["app"]).resolve() == root / ".lab" / "app" / "database.json"
     assert Path(resolved["data"]).resolve() == root / ".lab" / "pg" / "pg-b" / "data"

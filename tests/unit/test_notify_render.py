@@ -181,7 +181,9 @@ def test_input_errors_fail_before_sending_and_hide_secrets():
               "template_dir": None, "pagerduty_action": None, "timeout": 1.0, "deadline": 0.0, "retry_interval": 0.0}
     with pytest.raises(engine.ModuleFailure, match="incident_id 'INC 9' is not an incident id") as failure:
         engine.run(params)
-    assert failure.value.facts["summary"]["outcome"].startswith("not sent: incident_id")
+    summary = failure.value.facts["summary"]
+    assert summary["details"]["outcome"].startswith("not sent: incident_id")
+    assert not summary["completed"] and summary["end_state"]["ok"] is False and summary["runbook"] == "incident_notify"
     bad = dict(params, incident_id="INC-9", channels=dict(CHANNELS, slack=dict(CHANNELS["slack"], typo=1)))
     with pytest.raises(engine.ModuleFailure) as failure:
         engine.run(bad)
@@ -198,3 +200,12 @@ def test_the_templates_ship_in_the_collection_tarball():
     assert {f"plugins/notify_templates/{phase}.j2" for phase in r.PHASES} <= shipped
     assert "plugins/action/notify.py" in shipped and "plugins/modules/notify.py" in shipped
     assert "graft plugins" in (REPO / "MANIFEST.in").read_text()  # the sdist the wheel is built from
+
+
+def test_a_plan_refused_for_its_input_still_says_it_was_a_plan():
+    params = {"incident_id": "INC 9", "phase": "declared", "severity": "sev1", "title": "t", "fields": {},
+              "channels": CHANNELS, "routing": {"sev1": {"channels": ["slack"]}}, "send_to": None,
+              "template_dir": None, "pagerduty_action": None, "timeout": 1.0, "deadline": 0.0, "retry_interval": 0.0}
+    with pytest.raises(engine.ModuleFailure) as failure:
+        engine.run(params, check_mode=True)
+    assert failure.value.facts["summary"]["check_mode"] is True

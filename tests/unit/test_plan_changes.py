@@ -28,10 +28,10 @@ def plan_of(summary: dict) -> list[str]:
 def test_redis_restore_plan_names_the_backup_the_keys_and_what_is_lost():
     summary = _redis_plan.summary("redis_restore", {"target": "redis-a", "action": "restore"},
                                   {"restore": RESTORE_CHECK}, check_mode=True)
-    assert summary["will_change"] == [
+    assert summary["plan"]["will_change"] == [
         "dataset of redis-a: 1260 keys (db0 1250, db1 10) -> 1010 keys (db0 1000, db1 10), from backup "
         "20261206T080000Z (taken 90 min ago, 2026-12-06T08:00:00+00:00)"]
-    assert summary["may_lose"] == ["every write to redis-a since the backup was taken (90 min ago)"]
+    assert summary["plan"]["may_lose"] == ["every write to redis-a since the backup was taken (90 min ago)"]
     lines = plan_of(summary)
     assert lines[0].startswith("will change: dataset of redis-a: 1260 keys")
     assert "may lose: every write to redis-a since the backup was taken (90 min ago)" in lines
@@ -40,7 +40,7 @@ def test_redis_restore_plan_names_the_backup_the_keys_and_what_is_lost():
 def test_a_restore_the_primary_already_holds_plans_no_change():
     holds = dict(RESTORE_CHECK, changed=False, keys_after={"db0": 1000, "db1": 10})
     summary = _redis_plan.summary("redis_restore", {"target": "redis-a"}, {"restore": holds}, check_mode=True)
-    assert summary["will_change"] == [] and summary["may_lose"] == []
+    assert summary["plan"]["will_change"] == [] and summary["plan"]["may_lose"] == []
     assert plan_of(summary) == ["nothing to change: the end state already holds"]
 
 
@@ -48,27 +48,27 @@ def test_redis_failover_plan_names_the_primary_before_and_after():
     coordinated = dict(changed=True, candidate="redis-b", old_primary="redis-a", plan="failover",
                        would_promote=True, would_repoint=["redis-c"], lag_bytes_at_gate=0)
     summary = _redis_plan.summary("redis_failover", {}, {"promote": coordinated}, check_mode=True)
-    assert summary["will_change"] == [
+    assert summary["plan"]["will_change"] == [
         "primary: redis-a -> redis-b (Redis's coordinated FAILOVER: writes paused until redis-b has every byte)",
         "replicate from redis-b: redis-c"]
-    assert summary["may_lose"] == []  # the coordinated hand-over loses nothing acknowledged
+    assert summary["plan"]["may_lose"] == []  # the coordinated hand-over loses nothing acknowledged
     alone = dict(coordinated, plan="promote", lag_bytes_at_gate=512)
     summary = _redis_plan.summary("redis_failover", {}, {"promote": alone}, check_mode=True)
-    assert summary["will_change"][0] == "primary: redis-a -> redis-b (redis-a does not answer)"
-    assert summary["may_lose"] == [
+    assert summary["plan"]["will_change"][0] == "primary: redis-a -> redis-b (redis-a does not answer)"
+    assert summary["plan"]["may_lose"] == [
         "the writes redis-a acknowledged after its last byte redis-b received (lag at the gate: 512 B)"]
 
 
 def test_a_real_run_publishes_no_plan_lines():
     summary = _redis_plan.summary("redis_restore", {"target": "redis-a"}, {"restore": RESTORE_CHECK})
-    assert summary["will_change"] == [] and summary["may_lose"] == []
+    assert summary["plan"]["will_change"] == [] and summary["plan"]["may_lose"] == []
 
 
 def test_database_plans_name_the_primary_before_and_after():
     plan = {"action": "promote", "candidate": "pg-b", "old_primary": "pg-a", "fence": "pg-a", "lag_bytes": 0}
     summary = db_summary(plan, {"promote": {"would_promote": True, "changed": True}}, check_mode=True)
-    assert summary["will_change"] == ["primary: pg-a -> pg-b"]
+    assert summary["plan"]["will_change"] == ["primary: pg-a -> pg-b"]
     assert "will change: primary: pg-a -> pg-b" in plan_of(summary)
-    assert db_summary(plan, {"promote": {"promoted": True, "changed": True}})["will_change"] == []
+    assert db_summary(plan, {"promote": {"promoted": True, "changed": True}})["plan"]["will_change"] == []
     nothing = db_summary({"action": "none", "candidate": "pg-b"}, {}, check_mode=True)
-    assert nothing["will_change"] == []
+    assert nothing["plan"]["will_change"] == []

@@ -8,7 +8,7 @@ import pytest
 from erlmcp_dr import paths
 
 paths.ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import ModuleFailure  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._errors import ModuleFailure  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._promote import fence_facts  # noqa: E402
 
 

@@ -13,7 +13,7 @@ ensure_collection_importable()
 from ansible_collections.erlmcp.dr.plugins.module_utils import _app_redis_config as app  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils import _redis_plan as plan  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils import _redis_promote as promote  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import ModuleFailure  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._errors import ModuleFailure  # noqa: E402
 
 
 def _node(name: str, port: int, role: str | None = "replica", upstream: str | None = "a", **extra: Any) -> dict:
@@ -89,12 +89,26 @@ def test_summary_of_a_restore_says_which_dataset_the_server_holds():
     restored = dict(changed=True, backup_id="b1", backup=dict(size=10, sha256="x"), keys_before={"db0": 1},
                     keys_after={"db0": 2}, data_loss_seconds=5, replicas=[dict(host="h", port=1, offset=9)])
     out = plan.summary("redis_restore", target, dict(restore=restored, end_state=dict(ok=True, problems=[])), True)
-    assert out["dataset"] == "backup" and out["did"] == ["restored backup b1"] and out["bytes"] == 10
+    assert out["details"]["dataset"] == "backup" and out["did"] == ["restored backup b1"]
+    assert out["details"]["bytes"] == 10 and out["end_state"] == {"ok": True, "problems": []}
     rolled = dict(restored, failed=True, rolled_back=True)
-    assert plan.summary("redis_restore", target, dict(restore=rolled))["dataset"] == "rollback_point"
+    assert plan.summary("redis_restore", target, dict(restore=rolled))["details"]["dataset"] == "rollback_point"
     resumed = dict(restored, resumed_from="placed")
     assert plan.summary("redis_restore", target, dict(restore=resumed))["did"][0].startswith("finished a restore")
-    assert plan.summary("redis_restore", target, dict(restore=restored), check_mode=True)["dataset"] == "unchanged"
+    planned = plan.summary("redis_restore", target, dict(restore=restored), check_mode=True)
+    assert planned["details"]["dataset"] == "unchanged" and planned["recovery_point"] is None
+
+
+def test_a_restore_passes_the_point_of_no_return_its_runbook_declares_and_gives_up_the_backups_age():
+    target = dict(action="restore", target="a", reason="backup b1")
+    restored = dict(changed=True, backup_id="b1", backup=dict(size=10), data_loss_seconds=5)
+    meta = {"point_of_no_return": "erlmcp.dr.redis_restore", "rpo_seconds": 3600}
+    out = plan.summary("redis_restore", target, dict(restore=restored), True, meta=meta)
+    assert out["point_of_no_return_passed"] is True
+    assert out["recovery_point"] == {"lost_bytes": None, "lost_seconds": 5, "target_seconds": 3600}
+    assert plan.summary("redis_restore", target, dict(restore=restored), True)["point_of_no_return_passed"] is False
+    assert plan.summary("redis_restore", target, dict(restore=restored), True, True, meta)[
+        "point_of_no_return_passed"] is False  # a plan passes nothing
 
 
 def test_summary_of_a_backup():
@@ -102,7 +116,7 @@ def test_summary_of_a_backup():
                   keys_per_db={"db0": 1}, deleted=["b0"], metadata=dict(source=dict(name="a")))
     out = plan.summary("redis_backup", {}, dict(backup=result, lock=dict(key="redis:k")))
     assert out["did"] == ["backed up a to /s/b1.rdb", "deleted backups by retention: b0"]
-    assert out["lock"] == "redis:k" and out["bytes"] == 3 and out["verified"]
+    assert out["lock"] == {"key": "redis:k"} and out["details"]["bytes"] == 3 and out["details"]["verified"]
 
 
 # ---------------------------------------------------------------- failover: candidate, promotion plan, app config

@@ -148,7 +148,7 @@ def test_restore_chooses_by_id_latest_verified_or_newest_before_a_time(tmp_path)
 
 def test_before_takes_a_unix_time_or_iso_8601():
     from ansible_collections.erlmcp.dr.plugins.module_utils import _redis_restore as restore
-    from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import ModuleFailure
+    from ansible_collections.erlmcp.dr.plugins.module_utils._errors import ModuleFailure
 
     assert restore.parse_time("1795610058", "before") == 1795610058
     assert restore.parse_time("1970-01-02T00:00:00Z", "before") == DAY

@@ -31,8 +31,8 @@ def test_colour_only_on_a_tty_without_no_color() -> None:
 
 
 def test_plan_lines_say_what_would_change_with_the_lag() -> None:
-    plan = _result({"did": ["would fence pg-a by stop", "would promote pg-c"], "new_primary": "pg-c",
-                    "lag_bytes_at_gate": 0, "warnings": ["pg-b is paused"]})
+    plan = _result({"did": ["would fence pg-a by stop", "would promote pg-c"],
+                    "details": {"new_primary": "pg-c", "lag_bytes_at_gate": 0, "warnings": ["pg-b is paused"]}})
     assert terminal.plan_lines(plan) == ["would fence pg-a by stop", "would promote pg-c (lag 0 B)",
                                          "warning: pg-b is paused"]
     assert terminal.plan_lines(_result({"did": ["nothing was changed"]})) == [
@@ -45,7 +45,7 @@ def test_plan_lines_say_what_would_change_with_the_lag() -> None:
 
 
 def test_render_plan_and_summary_without_colour_hold_no_escape() -> None:
-    plan = _result({"did": ["would promote pg-c"], "new_primary": "pg-c", "lag_bytes_at_gate": 0})
+    plan = _result({"did": ["would promote pg-c"], "details": {"new_primary": "pg-c", "lag_bytes_at_gate": 0}})
     plain = terminal.Style(False)
     text = terminal.render_plan(plan, "inv", plain) + terminal.render_summary(plan, plain)
     assert "\x1b" not in text
@@ -55,8 +55,9 @@ def test_render_plan_and_summary_without_colour_hold_no_escape() -> None:
 
 
 def test_summary_block_is_readable() -> None:
-    done = _result({"did": ["fenced pg-a by stop", "promoted pg-c: timeline 1 -> 2"], "new_primary": "pg-c",
-                    "streaming": ["pg-b", "pg-a"], "end_state_ok": True}, check=False, rto_target_seconds=300,
+    done = _result({"did": ["fenced pg-a by stop", "promoted pg-c: timeline 1 -> 2"],
+                    "details": {"new_primary": "pg-c", "streaming": ["pg-b", "pg-a"]},
+                    "end_state": {"ok": True, "problems": []}}, check=False, rto_target_seconds=300,
                    steps=[Step(task="a", host="h", changed=True), Step(task="b", host="h")])
     text = terminal.render_summary(done, terminal.Style(False))
     lines = text.splitlines()
@@ -64,6 +65,7 @@ def test_summary_block_is_readable() -> None:
     assert "    - promoted pg-c: timeline 1 -> 2" in lines
     assert any(line.split() == ["new", "primary", "pg-c"] for line in lines)
     assert any(line.split() == ["streaming", "pg-b,", "pg-a"] for line in lines)
+    assert any(line.split() == ["end", "state", "ok", "True"] for line in lines), lines
     assert "  steps  2 (1 ok, 1 changed)" in lines
     failed = _result({}, check=False, status="failed", rc=2,
                      steps=[Step(task="Promote", host="localhost", failed=True, message="pg-c is behind")])
