@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 
+from ansible_collections.erlmcp.dr.plugins.module_utils._data_dir_identity import check_data_dir_serves
 from ansible_collections.erlmcp.dr.plugins.module_utils._pg_server import Server
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import (
     ModuleFailure,
@@ -66,8 +67,11 @@ def fence_stop(params, check_mode):
     if status["state"] == "missing":
         raise ModuleFailure("no PostgreSQL data directory at %s: found no PG_VERSION there, expected an initialised "
                             "cluster (data_dir)" % server.data_dir)
-    was_running = status["state"] == "running"
     want_fenced = p["state"] == "fenced"
+    # Also when there is nothing to stop: a stopped data directory while its server answers at host:port means the
+    # server the run read is not fenced at all.
+    check_data_dir_serves(server, connection_params(p), "fencing" if want_fenced else "unfencing")
+    was_running = status["state"] == "running"
     changed = was_running == want_fenced  # fenced = stopped
     if changed and not check_mode:
         if want_fenced:

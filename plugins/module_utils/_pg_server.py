@@ -306,6 +306,49 @@ class Server(object):
                 os.unlink(passfile)
         return (out + err).strip()
 
+    def move_aside(self, suffix):
+        """Rename the (stopped) data directory to <data_dir>.<suffix> and leave an empty one, owned and moded like
+        it, in its place (for pg_basebackup). Returns the path it was moved to. Refuses a data directory that is a
+        mount point (it cannot be renamed) or a target that exists."""
+        aside = "%s.%s" % (self.data_dir.rstrip("/"), suffix)
+        if os.path.ismount(self.data_dir):
+            raise ServerError("%s is a mount point: it cannot be moved aside for a re-clone; empty it by hand or "
+                              "re-clone into another directory" % self.data_dir)
+        if os.path.lexists(aside):
+            raise ServerError("cannot move %s aside: %s exists already" % (self.data_dir, aside))
+        uid, gid = data_dir_owner(self.data_dir)
+        mode = os.stat(self.data_dir).st_mode & 0o777
+        os.rename(self.data_dir, aside)
+        os.mkdir(self.data_dir, mode)
+        if os.geteuid() == 0:
+            os.chown(self.data_dir, uid, gid)
+        return aside
+
+    def put_back(self, aside):
+        """Undo move_aside(): remove what is in the data directory now and move the saved one back."""
+        if os.path.isdir(self.data_dir):
+            shutil.rmtree(self.data_dir)
+        os.rename(aside, self.data_dir)
+
+    def pg_basebackup(self, source_conninfo, password=None, timeout=600):
+        """Clone the source server into this (empty) data directory, its WAL streamed along (-X stream), after a
+        fast checkpoint. The password reaches pg_basebackup through a temporary passfile, as for pg_rewind."""
+        env = {}
+        passfile = self.temp_passfile(password) if password else None
+        if passfile:
+            env["PGPASSFILE"] = passfile
+        try:
+            dummy, out, err = self.run(
+                "pg_basebackup",
+                ["--pgdata", self.data_dir, "--dbname", source_conninfo, "--wal-method=stream",
+                 "--checkpoint=fast", "--no-password"],
+                env=env, timeout=timeout,
+            )
+        finally:
+            if passfile and os.path.exists(passfile):
+                os.unlink(passfile)
+        return (out + err).strip()
+
     def temp_passfile(self, password):
         """A passfile matching any server for one command: 0600, owned by the data directory's owner."""
         uid, gid = data_dir_owner(self.data_dir)
