@@ -191,6 +191,8 @@ class _Run(object):
             primary_timeline=None, receive_lsn=None, streaming=False, upstream=None, rewind_output=None,
             primary_conninfo=None, passfile=self.passfile, passfile_changed=False, read_only_lifted=False,
             split_brain=None, diverged_copy=None, marker_lsn=None, replay_lsn=None, seconds=0.0,
+            # True while a failure can only be a refusal: nothing has been changed yet
+            refused=True,
         )
         self.node_conn = None
         self.primary_conn = None
@@ -227,6 +229,7 @@ class _Run(object):
                 self.validate()
                 facts = self.gather()
                 plan = self.decide(facts)
+                self.result["refused"] = False
                 if plan is not None:
                     self.act(plan)
                 if not self.check_mode:

@@ -339,6 +339,13 @@ def follow_groups(names, hostvars):
     return [groups[machine] for machine in order]
 
 
+def follow_refusals(registered):
+    """'name: message' of each node the registered pg_standby_follow result refused before changing anything
+    (refused: a diverged node, a data directory that is not the server at its port, ...), in order."""
+    return ["%s: %s" % (item.get("item"), item.get("msg")) for item in follow_items(registered)
+            if item.get("failed") and item.get("refused")]
+
+
 def follow_items(registered):
     """One item per node from the registered result of a pg_standby_follow task, whether it looped over single
     nodes (results: one per node) or over groups of them (results: one per group, each with its nodes' results).

@@ -321,6 +321,11 @@ read_only_lifted:
     C(postgresql.auto.conf) as it became a standby.
   returned: always
   type: bool
+refused:
+  description: Whether the module failed before it changed anything (a precondition refused the node); false when
+    it succeeded or failed after a change.
+  returned: always
+  type: bool
 split_brain:
   description: Why the node counts as diverged on the primary's own timeline (split brain); null when nothing says so.
   returned: always
