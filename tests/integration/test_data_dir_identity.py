@@ -34,13 +34,12 @@ def names_both(message: str, cfg: lab.LabConfig, login_node: str, data_node: str
 
 def test_fence_refuses_another_servers_data_directory_before_stopping_or_starting_it(untouched):
     cfg = untouched
-    for state in ("fenced", "unfenced"):
+    for state, doing in (("fenced", "fencing"), ("unfenced", "unfencing")):
         for check in (True, False):
             result = run_module("erlmcp.dr.pg_fence", fence_args(cfg, "pg-a", "pg-b", state=state), check=check)
 
             assert result["failed"], result
-            assert result["msg"].startswith("refused before %s anything" % state[:-1].replace("fence", "fencing")), (
-                result["msg"])
+            assert result["msg"].startswith(f"refused before {doing} anything"), result["msg"]
             assert names_both(result["msg"], cfg, "pg-a", "pg-b"), result["msg"]
 
 

@@ -37,8 +37,8 @@ def split_brain(cfg: lab.LabConfig, rows_on_c: int = 1) -> None:
     promote(cfg, "pg-c")
     assert state(cfg, "pg-b")["timeline"] == state(cfg, "pg-c")["timeline"] == 2
     sql(cfg, "pg-b", "INSERT INTO t VALUES (2, 'written on pg-b')")
-    sql(cfg, "pg-c", "INSERT INTO t SELECT g, 'written on pg-c' FROM generate_series(100, 99 + %s) AS g"
-        % int(rows_on_c))
+    sql(cfg, "pg-c", "INSERT INTO t SELECT g, 'written on pg-c' FROM generate_series(100, 99 + %s) AS g",
+        (rows_on_c,))
 
 
 def rows(cfg: lab.LabConfig, node: str) -> list[tuple[Any, ...]]:

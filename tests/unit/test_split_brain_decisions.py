@@ -90,7 +90,7 @@ def test_the_server_at_host_port_serving_another_directory_is_named_with_it():
 def test_another_clusters_server_at_host_port_is_refused():
     why = mismatch("/srv/pg-b/data", True, 5433, "postmaster.pid", SYSID, "127.0.0.1:5433", 5433,
                    served(5433, None, "7440000000000000999"))
-    assert "system identifier 7440000000000000999" in why and "system identifier %s" % SYSID in why
+    assert "system identifier 7440000000000000999" in why and f"system identifier {SYSID}" in why
 
 
 def test_a_stopped_directory_while_a_server_answers_at_host_port_is_not_that_server():
