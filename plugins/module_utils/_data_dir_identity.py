@@ -19,9 +19,10 @@ from ansible_collections.erlmcp.dr.plugins.module_utils import _postgres as pg
 
 _SERVED_SQL = """
 SELECT (SELECT system_identifier::text FROM pg_control_system()) AS system_identifier,
-       current_setting('port')::int AS port,
-       current_setting('data_directory', true) AS data_directory
+       current_setting('port')::int AS port
 """
+# Superusers and pg_read_all_settings only: read apart, so that a login without it still gets the rest.
+_DATA_DIRECTORY_SQL = "SELECT current_setting('data_directory') AS data_directory"
 # postmaster.pid's fourth line is the port the postmaster listens on (PostgreSQL's LOCK_FILE_LINE_PORT).
 PID_FILE_PORT_LINE = 3
 DEFAULT_PORT = 5432
@@ -34,7 +35,14 @@ class DataDirMismatch(pg.ModuleFailure):
 def read_served(conn):
     """What the server behind conn says about itself: system_identifier, port, data_directory (None when this login
     may not read it)."""
-    return dict(pg.query_one(conn, _SERVED_SQL))
+    served = dict(pg.query_one(conn, _SERVED_SQL))
+    try:
+        served["data_directory"] = pg.query_one(conn, _DATA_DIRECTORY_SQL)["data_directory"]
+    except Exception as exc:  # noqa: BLE001 - a login that may not read it: the port and identifier still tell
+        if not pg.is_driver_error(exc):
+            raise
+        served["data_directory"] = None
+    return served
 
 
 def ask_served(conn_params, application_name="erlmcp.dr"):
@@ -57,7 +65,9 @@ def ask_served(conn_params, application_name="erlmcp.dr"):
 
 
 def data_dir_port(server, running):
-    """The port the data directory's server listens on: postmaster.pid's while it runs, else its config files'."""
+    """The port the data directory's server listens on: postmaster.pid's while it runs, else its config files' in
+    the data directory; (None, why) when they name none (a port given on the command line or in the environment, a
+    config file kept elsewhere, as Debian does): unknown, which refuses nothing."""
     if running:
         lines = server.lock_file()
         text = lines[PID_FILE_PORT_LINE].strip() if len(lines) > PID_FILE_PORT_LINE else ""
@@ -66,7 +76,7 @@ def data_dir_port(server, running):
     text = server.conf_setting("port")
     if text and str(text).strip().isdigit():
         return int(str(text).strip()), "its config files"
-    return DEFAULT_PORT, "the default (no port in its config files)"
+    return None, "nothing (no port in its config files)"
 
 
 def mismatch(data_dir, running, dir_port, port_source, sysid, where, port, served):
@@ -77,7 +87,7 @@ def mismatch(data_dir, running, dir_port, port_source, sysid, where, port, serve
     names = "the inventory's pg_data_dir and pg_host/pg_port must name the same server"
     own = "%s (port %s per %s, system identifier %s)" % (data_dir, dir_port, port_source, sysid)
     if served is None:
-        if dir_port != int(port):
+        if dir_port is not None and dir_port != int(port):
             return "the data directory %s is not the server at %s: %s; %s" % (data_dir, where, own, names)
         return None
     read = "the server read at %s (port %s, system identifier %s%s)" % (
@@ -88,7 +98,7 @@ def mismatch(data_dir, running, dir_port, port_source, sysid, where, port, serve
     served_dir = served.get("data_directory")
     if served_dir and os.path.realpath(served_dir) != os.path.realpath(data_dir):
         return "%s is not %s; %s" % (own, read, names)
-    if dir_port != int(served.get("port") or port) or str(sysid) != str(served.get("system_identifier")):
+    if str(sysid) != str(served.get("system_identifier")) or dir_port not in (None, int(served.get("port") or port)):
         return "%s is not %s; %s" % (own, read, names)
     return None
 

@@ -108,3 +108,8 @@ def test_the_server_it_is_passes():
     assert mismatch("/srv/pg-b/data", True, 5433, "postmaster.pid", SYSID, "h:5433", 5433, served(5433)) is None
     assert mismatch("/srv/pg-b/data", True, 5433, "postmaster.pid", SYSID, "h:5433", 5433,
                     served(5433, data_directory=None)) is None
+
+
+def test_a_stopped_directory_whose_port_is_not_in_its_files_is_not_refused_for_it():
+    # Debian keeps postgresql.conf in /etc; a port may come from the command line: unknown refuses nothing.
+    assert mismatch("/d", False, None, "nothing", SYSID, "h:5433", 5433, None) is None
