@@ -377,6 +377,8 @@ class _Run(object):
                 server.data_dir, self.primary_where, self.primary_tli)
             return None
         self.check_preconditions(facts)
+        if plan.action == "reclone" and server.cannot_move_aside():
+            self.fail("cannot re-clone: %s; nothing was changed" % server.cannot_move_aside())
         if self.check_mode:
             self.result.update(changed=True, timeline_after=self.primary_tli,
                                passfile_changed=self.passfile_content not in (None, _read_text(self.passfile)),
@@ -601,7 +603,10 @@ class _Run(object):
             self.close_node()
             server.stop(mode="fast", timeout=self.p["wait_timeout"])
         own = snapshot(server)
-        aside = server.move_aside("diverged-" + time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
+        try:
+            aside = server.move_aside("diverged-" + time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
+        except ServerError as exc:
+            self.fail("%s; %s is left stopped with its data directory as it was" % (exc, server.data_dir))
         self.result["diverged_copy"] = aside
         source = conninfo(host=p["primary_host"], port=p["primary_port"], user=p["replication_user"],
                           application_name=APPLICATION_NAME, connect_timeout=p.get("connect_timeout") or 5)
