@@ -31,7 +31,7 @@ description:
     O(data_dir) is the server at O(login_host):O(login_port) - the port in its C(postmaster.pid) (in its config
     files when it is stopped), and the data directory and system identifier that server reports over SQL when it
     can be read - and refuses, naming both, before it stops or starts anything. A stopped O(data_dir) while a server
-    answers at O(login_host):O(login_port) is refused too: that server would not be fenced.
+    answers at O(login_host):O(login_port) is refused too, since that server would not be fenced.
   - Idempotent both ways; supports check mode (reports what it would do, touches nothing) and diff mode
     (fenced before and after).
 author:
@@ -48,7 +48,7 @@ options:
   login_port:
     description:
       - Port of the server. For O(method=read_only), the server to fence (default 5432).
-      - For O(method=stop), the port the run read the server at: O(data_dir) must be that server's (see the
+      - For O(method=stop), the port the run read the server at, whose server O(data_dir) must be (see the
         description); without it no such check is made.
     type: int
   method:

@@ -43,7 +43,7 @@ description:
   - The replication password is never returned.
   - A node that diverged on the primary's own timeline (split brain - it runs or last ran as a primary on that
     timeline, its WAL reaches past the primary's current WAL end, or its history of the timeline differs from the
-    primary's) is refused, naming what was found and changing nothing: C(pg_rewind) compares timeline ids, finds
+    primary's) is refused, naming what was found and changing nothing, because C(pg_rewind) compares timeline ids, finds
     them equal and would rewind nothing. With O(allow_reclone) it is re-cloned from the primary with
     C(pg_basebackup) instead (RV(action) V(reclone)); its diverged data directory is kept aside as
     C(<data_dir>.diverged-<UTC time>) (RV(diverged_copy)).
