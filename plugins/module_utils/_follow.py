@@ -595,7 +595,6 @@ class _Run(object):
         self.result["msg"] = "%s: %s (%s); it now streams from %s on timeline %s" % (
             server.data_dir, what, reason, self.primary_where, self.primary_tli)
 
-
     # -- reclone: a node that diverged on the primary's timeline (allow_reclone)
     def _reclone(self, plan):
         p, server = self.p, self.server
