@@ -51,6 +51,7 @@ options:
       - For O(method=stop), the port the run read the server at, whose server O(data_dir) must be (see the
         description); without it no such check is made.
     type: int
+    default: null
   method:
     description:
       - V(stop) stops (and for V(unfenced) starts) the server on this host; it needs O(data_dir) and uses the login
