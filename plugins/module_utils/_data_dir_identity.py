@@ -85,7 +85,7 @@ def mismatch(data_dir, running, dir_port, port_source, sysid, where, port, serve
     served: read_served() at where, or None when nothing could be read there.
     """
     names = "the inventory's pg_data_dir and pg_host/pg_port must name the same server"
-    own = "%s (port %s per %s, system identifier %s)" % (data_dir, dir_port, port_source, sysid)
+    own = "%s (port %s per %s, system identifier %s)" % (data_dir, dir_port, port_source, sysid or "unknown")
     if served is None:
         if dir_port is not None and dir_port != int(port):
             return "the data directory %s is not the server at %s: %s; %s" % (data_dir, where, own, names)
@@ -98,7 +98,8 @@ def mismatch(data_dir, running, dir_port, port_source, sysid, where, port, serve
     served_dir = served.get("data_directory")
     if served_dir and os.path.realpath(served_dir) != os.path.realpath(data_dir):
         return "%s is not %s; %s" % (own, read, names)
-    if str(sysid) != str(served.get("system_identifier")) or dir_port not in (None, int(served.get("port") or port)):
+    sysid_differs = sysid is not None and str(sysid) != str(served.get("system_identifier"))
+    if sysid_differs or dir_port not in (None, int(served.get("port") or port)):
         return "%s is not %s; %s" % (own, read, names)
     return None
 
@@ -111,7 +112,12 @@ def check_data_dir_serves(server, conn_params, what="stopping, starting or rewin
     if served is False:
         served = ask_served(conn_params)
     dir_port, source = data_dir_port(server, running)
-    sysid = server.controldata().get("Database system identifier")
+    try:
+        sysid = server.controldata().get("Database system identifier")
+    except pg.PgError:
+        # pg_controldata could not run: the port and the served directory still tell; a broken tool must not stop
+        # a fence (the fence itself says what it could not read)
+        sysid = None
     why = mismatch(server.data_dir, running, dir_port, source, sysid, pg.endpoint(conn_params),
                    conn_params.get("port") or DEFAULT_PORT, served)
     if why:

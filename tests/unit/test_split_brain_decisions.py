@@ -113,3 +113,9 @@ def test_the_server_it_is_passes():
 def test_a_stopped_directory_whose_port_is_not_in_its_files_is_not_refused_for_it():
     # Debian keeps postgresql.conf in /etc; a port may come from the command line: unknown refuses nothing.
     assert mismatch("/d", False, None, "nothing", SYSID, "h:5433", 5433, None) is None
+
+
+def test_an_unknown_system_identifier_is_judged_by_the_port_and_served_directory_alone():
+    assert mismatch("/srv/pg-b/data", True, 5433, "postmaster.pid", None, "h:5433", 5433, served(5433)) is None
+    assert "system identifier unknown" in mismatch("/srv/pg-c/data", True, 5434, "postmaster.pid", None, "h:5433",
+                                                   5433, served(5433, "/srv/pg-b/data"))
