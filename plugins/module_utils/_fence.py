@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 
+from ansible_collections.erlmcp.dr.plugins.module_utils._data_dir_identity import check_data_dir_serves
 from ansible_collections.erlmcp.dr.plugins.module_utils._pg_server import Server
 from ansible_collections.erlmcp.dr.plugins.module_utils._errors import ModuleFailure
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import (
@@ -34,6 +35,7 @@ from ansible_collections.erlmcp.dr.plugins.module_utils._wait import WaitTimeout
 APPLICATION_NAME = "erlmcp.dr.pg_fence"
 SETTING = "default_transaction_read_only"
 CLEAN_STATES = ("shut down", "shut down in recovery")
+DEFAULT_PORT = 5432
 
 _SESSIONS_SQL = """
 SELECT pid, usename, datname, application_name, client_addr::text AS client_addr, state
@@ -66,8 +68,13 @@ def fence_stop(params, check_mode, warn=None):
     if status["state"] == "missing":
         raise ModuleFailure("no PostgreSQL data directory at %s: found no PG_VERSION there, expected an initialised "
                             "cluster (data_dir)" % server.data_dir)
-    was_running = status["state"] == "running"
     want_fenced = p["state"] == "fenced"
+    if p.get("login_port"):
+        # The runbooks name the server they read (login_host/login_port): the data directory must be that server.
+        # Also when there is nothing to stop: a stopped data directory while its server answers at host:port means
+        # the server the run read is not fenced at all.
+        check_data_dir_serves(server, connection_params(p), "fencing" if want_fenced else "unfencing")
+    was_running = status["state"] == "running"
     changed = was_running == want_fenced  # fenced = stopped
     if changed and not check_mode:
         if want_fenced:
@@ -131,7 +138,7 @@ def terminate_sessions(conn, timeout):
 
 def fence_read_only(params, check_mode):
     p = params
-    conn = connect(connection_params(p), APPLICATION_NAME)
+    conn = connect(connection_params(dict(p, login_port=p.get("login_port") or DEFAULT_PORT)), APPLICATION_NAME)
     with conn:
         role = "standby" if query_one(conn, "SELECT pg_is_in_recovery() AS r")["r"] else "primary"
         was_fenced = effective_setting(conn)["setting"] == "on"

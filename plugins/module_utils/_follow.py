@@ -26,7 +26,9 @@ import socket
 import time
 
 from ansible_collections.erlmcp.dr.plugins.module_utils import _postgres as pg
+from ansible_collections.erlmcp.dr.plugins.module_utils._data_dir_identity import check_data_dir_serves, read_served
 from ansible_collections.erlmcp.dr.plugins.module_utils._follow_plan import (
+    PRIMARY_CLUSTER_STATES,
     FollowError,
     choose_action,
     clean_stop_divergence,
@@ -41,6 +43,7 @@ from ansible_collections.erlmcp.dr.plugins.module_utils._follow_plan import (
     rewind_errors,
     same_host,
     short_rewind_output,
+    split_brain,
     upstream_of,
 )
 from ansible_collections.erlmcp.dr.plugins.module_utils._pg_server import (
@@ -59,6 +62,11 @@ APPLICATION_NAME = "erlmcp.dr.pg_standby_follow"
 PASSFILE_NAME = ".erlmcp-dr.pgpass"
 READ_ONLY = "default_transaction_read_only"
 PRIMARY_HINTS = dict(host="primary_host", port="primary_port")
+# The replay marker: a logical message committed on the primary once the node streams; the node counts as rejoined
+# only when it has replayed past it (a node that streams but cannot replay, diverged or paused, never does).
+MARKER_PREFIX = "erlmcp.dr.rejoin"
+_MARKER_SQL = "SELECT pg_logical_emit_message(true, %s, %s)::text AS lsn"
+_REPLAY_SQL = "SELECT pg_last_wal_replay_lsn()::text AS lsn, pg_is_wal_replay_paused() AS paused"
 
 
 def default_passfile(data_dir):
@@ -111,6 +119,14 @@ def _read_history(conn, timeline):
     return parse_history(row["content"]) if row else None
 
 
+def _history_file(server, timeline):
+    """A stopped node's own history of its timeline, from its pg_wal; [] on timeline 1; None when it has none."""
+    if not timeline or int(timeline) <= 1:
+        return []
+    text = _read_text(os.path.join(server.data_dir, "pg_wal", "%08X.history" % int(timeline)))
+    return parse_history(text) if text is not None else None
+
+
 def _setting(conn, name):
     """A setting's value; None when it is unknown or this login may not read it."""
     row = _quiet_query(conn, "SELECT current_setting(%s, true) AS value", (name,))
@@ -154,7 +170,8 @@ def defaults():
     """Every option's default, as the module's argument spec has it (for callers outside Ansible)."""
     values = dict((name, spec.get("default")) for name, spec in pg.connection_argument_spec().items())
     values.update(bin_dir=None, log_file=None, replication_user="replicator", replication_password=None,
-                  application_name=None, method="auto", allow_stop_primary=False, wait_timeout=60, passfile=None,
+                  application_name=None, method="auto", allow_stop_primary=False, allow_reclone=False, wait_timeout=60,
+                  passfile=None,
                   start_timeout=120, rewind_timeout=600)
     return values
 
@@ -173,7 +190,9 @@ class _Run(object):
             changed=False, action="none", role_before=None, timeline_before=None, timeline_after=None,
             primary_timeline=None, receive_lsn=None, streaming=False, upstream=None, rewind_output=None,
             primary_conninfo=None, passfile=self.passfile, passfile_changed=False, read_only_lifted=False,
-            seconds=0.0,
+            split_brain=None, diverged_copy=None, marker_lsn=None, replay_lsn=None, seconds=0.0,
+            # True while a failure can only be a refusal: nothing has been changed yet
+            refused=True,
         )
         self.node_conn = None
         self.primary_conn = None
@@ -210,9 +229,11 @@ class _Run(object):
                 self.validate()
                 facts = self.gather()
                 plan = self.decide(facts)
-                if plan is None:
-                    return self.finish()
-                self.act(plan)
+                self.result["refused"] = False
+                if plan is not None:
+                    self.act(plan)
+                if not self.check_mode:
+                    self.verify_replays_marker()
                 return self.finish()
         except pg.ModuleFailure as exc:
             if isinstance(exc, FollowError):
@@ -247,6 +268,8 @@ class _Run(object):
                       "can only follow a primary of its own cluster (re-clone it with pg_basebackup)" % (
                           server.data_dir, node_sysid, self.primary_where, primary["system_identifier"]))
         facts = self.gather_running(server) if server.is_running() else self.gather_stopped(server, control)
+        # Read after the node's position: a standby never holds WAL its primary has not written yet.
+        self.primary_lsn = pg.current_wal_lsn(self.primary_conn)
         self.result.update(role_before=facts["role"], timeline_before=facts["timeline"],
                            timeline_after=facts["timeline"])
         if facts["node"]:
@@ -256,12 +279,12 @@ class _Run(object):
         return facts
 
     def gather_running(self, server):
-        self.node_conn = _connect(self.node_params(), "PostgreSQL in %s is running but cannot be reached at %s "
-                                  "(login_host/login_port)" % (server.data_dir, pg.endpoint(self.node_params())))
-        served = _setting(self.node_conn, "data_directory")
-        if served and os.path.realpath(served) != os.path.realpath(server.data_dir):
-            self.fail("%s serves the data directory %s, not %s: login_host/login_port and data_dir must name "
-                      "the same node" % (pg.endpoint(self.node_params()), served, server.data_dir))
+        conn, error = pg.open_connection(self.node_params(), APPLICATION_NAME)
+        self.node_conn = conn
+        check_data_dir_serves(server, self.node_params(), "rejoining", served=read_served(conn) if conn else None)
+        if conn is None:
+            self.fail("PostgreSQL in %s is running but cannot be reached at %s (login_host/login_port): %s" % (
+                server.data_dir, pg.endpoint(self.node_params()), error))
         if _same_server(self.node_conn, self.primary_conn):
             self.fail("primary_host/primary_port (%s) is this node itself: point them at the new primary"
                       % self.primary_where)
@@ -272,10 +295,19 @@ class _Run(object):
                     slot=_setting(self.node_conn, "primary_slot_name"))
 
     def gather_stopped(self, server, control):
+        check_data_dir_serves(server, self.node_params(), "rejoining")
+        state = control.get("Database cluster state")
+        timeline = int(control.get("Latest checkpoint's TimeLineID") or 0) or None
         return dict(node=None, role="stopped", read_only=None,
-                    cluster_state=control.get("Database cluster state"),
+                    cluster_state=state,
                     checkpoint_lsn=control.get("Latest checkpoint location"),
-                    timeline=int(control.get("Latest checkpoint's TimeLineID") or 0) or None,
+                    # the least WAL it holds: its last checkpoint, or how far a standby's recovery got
+                    wal_floor=pg.max_lsn(control.get("Latest checkpoint location"),
+                                         control.get("Minimum recovery ending location")),
+                    ran_as_primary=("last ran (cluster state %r)" % state) if state in PRIMARY_CLUSTER_STATES
+                    else None,
+                    history=_history_file(server, timeline),
+                    timeline=timeline,
                     conninfo=server.conf_setting("primary_conninfo") or None,
                     cluster_name=server.conf_setting("cluster_name"),
                     slot=server.conf_setting("primary_slot_name"))
@@ -323,9 +355,12 @@ class _Run(object):
             history = _read_history(self.primary_conn, self.primary_tli)
             diverged, why = clean_stop_divergence(facts["cluster_state"], facts["checkpoint_lsn"], facts["timeline"],
                                                   self.primary_tli, history)
+        split = self.split_brain(facts)
+        self.result["split_brain"] = split
         try:
             plan = choose_action(role, p["method"], allow_stop_primary=p["allow_stop_primary"], already=already,
-                                 diverged=diverged, why=why, fenced=bool(role == "primary" and facts["read_only"]))
+                                 diverged=diverged, why=why, fenced=bool(role == "primary" and facts["read_only"]),
+                                 split=split, allow_reclone=p["allow_reclone"])
         except FollowError as exc:
             self.fail(str(exc))
         self.lift_read_only = role in ("primary", "stopped") and facts["read_only_conf"]
@@ -342,6 +377,8 @@ class _Run(object):
                 server.data_dir, self.primary_where, self.primary_tli)
             return None
         self.check_preconditions(facts)
+        if plan.action == "reclone" and server.cannot_move_aside():
+            self.fail("cannot re-clone: %s; nothing was changed" % server.cannot_move_aside())
         if self.check_mode:
             self.result.update(changed=True, timeline_after=self.primary_tli,
                                passfile_changed=self.passfile_content not in (None, _read_text(self.passfile)),
@@ -351,6 +388,23 @@ class _Run(object):
                 " (falling back to pg_rewind if it does not stream)" if plan.fallback else "")
             return None
         return plan
+
+    def split_brain(self, facts):
+        """split_brain()'s finding for this node against the primary (None: nothing says it diverged on the
+        primary's timeline)."""
+        if facts["timeline"] is None or int(facts["timeline"]) != int(self.primary_tli or 0):
+            return None
+        primary_history = _read_history(self.primary_conn, self.primary_tli)
+        node = facts["node"]
+        if node is not None:
+            return split_brain(facts["timeline"], self.primary_tli,
+                               ran_as_primary="runs" if facts["role"] == "primary" else None,
+                               node_lsn=node["position_lsn"], primary_lsn=self.primary_lsn,
+                               node_history=_read_history(self.node_conn, facts["timeline"]),
+                               primary_history=primary_history)
+        return split_brain(facts["timeline"], self.primary_tli, ran_as_primary=facts["ran_as_primary"],
+                           node_lsn=facts["wal_floor"], primary_lsn=self.primary_lsn, node_history=facts["history"],
+                           primary_history=primary_history)
 
     def check_preconditions(self, facts):
         slot = facts["slot"]
@@ -371,6 +425,8 @@ class _Run(object):
             self._follow_reload(plan)
         elif plan.action == "follow":
             self._follow_start(plan)
+        elif plan.action == "reclone":
+            self._reclone(plan)
         else:
             self._rewind(stop_first=plan.stop_first, reason=plan.reason)
 
@@ -538,6 +594,87 @@ class _Run(object):
                           server.data_dir, what, self.primary_where, self.primary_tli, self.p["wait_timeout"], why))
         self.result["msg"] = "%s: %s (%s); it now streams from %s on timeline %s" % (
             server.data_dir, what, reason, self.primary_where, self.primary_tli)
+
+    # -- reclone: a node that diverged on the primary's timeline (allow_reclone)
+    def _reclone(self, plan):
+        p, server = self.p, self.server
+        if plan.stop_first:
+            self.close_node()
+            server.stop(mode="fast", timeout=self.p["wait_timeout"])
+        own = snapshot(server)
+        try:
+            aside = server.move_aside("diverged-" + time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
+        except ServerError as exc:
+            self.fail("%s; %s is left stopped with its data directory as it was" % (exc, server.data_dir))
+        self.result["diverged_copy"] = aside
+        source = conninfo(host=p["primary_host"], port=p["primary_port"], user=p["replication_user"],
+                          application_name=APPLICATION_NAME, connect_timeout=p.get("connect_timeout") or 5)
+        try:
+            server.pg_basebackup(source, password=self.password, timeout=int(p["rewind_timeout"]))
+        except ServerError as exc:
+            server.put_back(aside)
+            self.result["diverged_copy"] = None
+            self.fail("pg_basebackup could not re-clone %s from %s: %s. The node is left stopped with its data "
+                      "directory as it was" % (server.data_dir, self.primary_where, exc))
+        # pg_basebackup copied the primary's config files (its port, its hba): put the node's own back
+        restore(server, own, CONFIG_FILES)
+        server.set_auto_conf(self.standby_settings())
+        server.write_standby_signal()
+        try:
+            server.start(timeout=self.start_timeout())
+        except ServerError as exc:
+            self.fail("%s was re-cloned from %s (its diverged data directory is kept in %s), but it did not start: "
+                      "%s; see its server log %s" % (server.data_dir, self.primary_where, aside, exc, server.log_file))
+        ok, why = self.wait_streaming(self.p["wait_timeout"])
+        if not ok:
+            self.fail("%s was re-cloned from %s (its diverged data directory is kept in %s), but it did not stream "
+                      "on timeline %s within %ss (wait_timeout): %s" % (
+                          server.data_dir, self.primary_where, aside, self.primary_tli, self.p["wait_timeout"], why))
+        self.result["msg"] = ("%s diverged on the primary's timeline (%s): re-cloned from %s with pg_basebackup, its "
+                              "diverged data directory kept in %s; it now streams on timeline %s" % (
+                                  server.data_dir, self.result["split_brain"], self.primary_where, aside,
+                                  self.primary_tli))
+
+    # -- the marker: rejoined means it replays what the primary writes from now on
+    def verify_replays_marker(self):
+        """Commit a marker on the primary and wait (wait_timeout) until the node has replayed past it; else fail.
+
+        Streaming is not enough: a node whose WAL diverged, or whose replay is paused, receives WAL and never
+        applies it. synchronous_commit=local: the marker must not wait for a synchronous standby (maybe this one).
+        """
+        label = self.p.get("application_name") or self.server.data_dir
+        with self.primary_conn.transaction():
+            self.primary_conn.execute("SET LOCAL synchronous_commit = local")
+            self.primary_conn.execute(_MARKER_SQL, (MARKER_PREFIX, "replay check of %s" % label))
+        marker = pg.query_one(self.primary_conn, "SELECT pg_current_wal_flush_lsn()::text AS lsn")["lsn"]
+        self.result["marker_lsn"] = marker
+        seen = {}
+
+        def probe():
+            conn = self.node_conn
+            if conn is None:
+                conn, seen["error"] = pg.try_connect(self.node_params(), application_name=APPLICATION_NAME)
+                self.node_conn = conn
+            if conn is None:
+                return None
+            row = dict(pg.query_one(conn, _REPLAY_SQL))
+            seen["row"] = row
+            return row if row["lsn"] and pg.parse_lsn(row["lsn"]) >= pg.parse_lsn(marker) else None
+
+        try:
+            row = wait_for(probe, int(self.p["wait_timeout"]), interval=0.05,
+                           what="the node to replay the marker at %s" % marker)[0]
+        except WaitTimeout:
+            row = seen.get("row") or {}
+            self.result["replay_lsn"] = row.get("lsn")
+            self.fail("%s is not rejoined: it did not replay the marker committed on the primary %s at %s within %ss "
+                      "(wait_timeout): its replay is at %s%s" % (
+                          self.server.data_dir, self.primary_where, marker, self.p["wait_timeout"],
+                          row.get("lsn") or "unknown (%s)" % seen.get("error"),
+                          "; its WAL replay is PAUSED (SELECT pg_wal_replay_resume() on it)" if row.get("paused")
+                          else "; its WAL may have diverged from the primary's: see its server log %s and, if it "
+                          "did, re-clone it from the primary" % self.server.log_file))
+        self.result["replay_lsn"] = row["lsn"]
 
 
 def run(params, check_mode=False, diff=False, warn=None):

@@ -96,6 +96,55 @@ def clean_stop_divergence(cluster_state, checkpoint_lsn, node_tli, primary_tli, 
     return divergence(node_tli, position + 1, primary_tli, history)
 
 
+# pg_controldata's cluster states of a server that ran as a primary (a standby's are "in archive recovery" and
+# "shut down in recovery").
+PRIMARY_CLUSTER_STATES = ("in production", "shut down", "shutting down")
+
+
+def _position(lsn):
+    return parse_lsn(lsn) if isinstance(lsn, str) else lsn
+
+
+def _forks(history):
+    return ", ".join("timeline %d until %s" % (tli, format_lsn(point)) for tli, point in history) or "none"
+
+
+def split_brain(node_tli, primary_tli, *, ran_as_primary=None, node_lsn=None, primary_lsn=None, node_history=None,
+                primary_history=None):
+    """Why the node diverged from the primary ON THE PRIMARY'S TIMELINE, or None when nothing says so.
+
+    Only a promotion makes a timeline, so a second server that ran as a primary on the primary's timeline got there
+    by a promotion of its own (or as a copy started as a primary): both wrote WAL the other lacks. pg_rewind cannot
+    see it: it compares timeline ids, finds them equal and reports "no rewind required". What tells:
+    ran_as_primary (how we know it ran as one: "runs", "last ran (cluster state 'shut down')"); its WAL reaching
+    past the primary's current WAL end (node_lsn > primary_lsn: WAL the primary never wrote); its history of the
+    timeline differing from the primary's (two promotions made the same timeline id). Unknown facts (None) say
+    nothing. A node on another timeline is divergence()'s case, which pg_rewind handles.
+    """
+    if node_tli is None or primary_tli is None or int(node_tli) != int(primary_tli):
+        return None
+    tli = int(primary_tli)
+    if ran_as_primary:
+        return ("it %s as a primary on timeline %d, the primary's own timeline: two servers took writes on one "
+                "timeline (split brain)" % (ran_as_primary, tli))
+    node_pos, primary_pos = _position(node_lsn), _position(primary_lsn)
+    if node_pos is not None and primary_pos is not None and node_pos > primary_pos:
+        return ("its WAL reaches %s on timeline %d, past the primary's current WAL end %s: it holds WAL the primary "
+                "never wrote (split brain)" % (format_lsn(node_pos), tli, format_lsn(primary_pos)))
+    if node_history is not None and primary_history is not None and list(node_history) != list(primary_history):
+        return ("its history of timeline %d (%s) is not the primary's (%s): two promotions made timeline %d "
+                "(split brain)" % (tli, _forks(node_history), _forks(primary_history), tli))
+    return None
+
+
+def split_brain_refusal(why):
+    """The refusal for a node split_brain() found diverged, naming the parameter that re-clones it."""
+    return ("it diverged from the primary: %s. pg_rewind cannot repair this (it compares timeline ids, finds them "
+            "equal and rewinds nothing), so it is not rejoined and nothing was changed. Rejoining it means "
+            "re-cloning it from the primary, which discards what only this node has: save what you need from it, "
+            "then set allow_reclone=true (its data directory is kept aside as <data_dir>.diverged-<UTC time>)" % why)
+
+
 def same_host(a, b):
     return str(a or "").strip().lower() == str(b or "").strip().lower()
 
@@ -115,7 +164,7 @@ def upstream_of(receiver):
 
 
 class Plan(object):
-    """What to do: action 'none' | 'follow' | 'rewind'.
+    """What to do: action 'none' | 'follow' | 'rewind' | 'reclone'.
 
     how: for follow, 'reload' (running standby, new primary_conninfo) or 'start' (start a stopped
     node as a standby); stop_first: the node runs and must be stopped; fallback: a follow that
@@ -133,7 +182,8 @@ class Plan(object):
         return "Plan(%r, how=%r, stop_first=%r, fallback=%r)" % (self.action, self.how, self.stop_first, self.fallback)
 
 
-def choose_action(role, method, *, allow_stop_primary=False, already=False, diverged=None, why="", fenced=False):
+def choose_action(role, method, *, allow_stop_primary=False, already=False, diverged=None, why="", fenced=False,
+                  split=None, allow_reclone=False):
     """Decide from the facts. role: 'primary' | 'standby' (both running) | 'stopped'.
 
     already: a running standby already streams from the primary on its timeline.
@@ -142,10 +192,21 @@ def choose_action(role, method, *, allow_stop_primary=False, already=False, dive
     pg_rewind (falling back to pg_rewind if it does not stream).
     fenced: a running primary is fenced read-only (default_transaction_read_only on): it takes no
     writes, so it may be stopped and converted without allow_stop_primary.
+    split: split_brain()'s finding: the node diverged on the primary's timeline; it is re-cloned (action
+    'reclone', pg_basebackup) with allow_reclone, else refused - never rewound, which would change nothing.
     Raises FollowError when a precondition forbids any change.
     """
     if method not in METHODS:
         raise FollowError("method must be one of %s, not %r" % (", ".join(METHODS), method))
+    if split:
+        if not allow_reclone:
+            raise FollowError(split_brain_refusal(split))
+        if role == "primary" and not allow_stop_primary and not fenced:
+            raise FollowError(
+                "it diverged from the primary (%s) and is running as a PRIMARY with default_transaction_read_only "
+                "off, so it may be taking writes: fence it first (erlmcp.dr.pg_fence) or set allow_stop_primary=true "
+                "as well as allow_reclone=true" % split)
+        return Plan("reclone", "diverged on the primary's timeline: %s" % split, stop_first=(role != "stopped"))
     if role == "standby":
         if already:
             return Plan("none", "already streaming from the primary on its timeline")
@@ -277,6 +338,13 @@ def follow_groups(names, hostvars):
             "log_file": host.get("pg_log_file"), "login_host": host.get("pg_host") or name,
             "login_port": host.get("pg_port") or 5432})
     return [groups[machine] for machine in order]
+
+
+def follow_refusals(registered):
+    """'name: message' of each node the registered pg_standby_follow result refused before changing anything
+    (refused: a diverged node, a data directory that is not the server at its port, ...), in order."""
+    return ["%s: %s" % (item.get("item"), item.get("msg")) for item in follow_items(registered)
+            if item.get("failed") and item.get("refused")]
 
 
 def follow_items(registered):

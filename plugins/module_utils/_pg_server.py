@@ -291,20 +291,67 @@ class Server(object):
         The password reaches pg_rewind through a temporary passfile (0600, owned by the data directory's
         owner, removed afterwards) named by PGPASSFILE: never PGPASSWORD in its environment.
         """
+        return self.run_with_password(
+            "pg_rewind", ["--target-pgdata", self.data_dir, "--source-server", source_conninfo, "--progress"],
+            password, timeout)
+
+    def run_with_password(self, name, args, password, timeout):
+        """Run a client binary whose password reaches it through a temporary passfile (temp_passfile) named by
+        PGPASSFILE, removed afterwards; its stdout and stderr together."""
         env = {}
         passfile = self.temp_passfile(password) if password else None
         if passfile:
             env["PGPASSFILE"] = passfile
         try:
-            dummy, out, err = self.run(
-                "pg_rewind",
-                ["--target-pgdata", self.data_dir, "--source-server", source_conninfo, "--progress"],
-                env=env, timeout=timeout,
-            )
+            dummy, out, err = self.run(name, args, env=env, timeout=timeout)
         finally:
             if passfile and os.path.exists(passfile):
                 os.unlink(passfile)
         return (out + err).strip()
+
+    def move_aside(self, suffix):
+        """Rename the (stopped) data directory to <data_dir>.<suffix> and leave an empty one, owned and moded like
+        it, in its place (for pg_basebackup). Returns the path it was moved to. Refuses a data directory that is a
+        mount point (it cannot be renamed) or a target that exists."""
+        aside = "%s.%s" % (self.data_dir.rstrip("/"), suffix)
+        problem = self.cannot_move_aside(aside)
+        if problem:
+            raise ServerError(problem)
+        uid, gid = data_dir_owner(self.data_dir)
+        mode = os.stat(self.data_dir).st_mode & 0o777
+        try:
+            os.rename(self.data_dir, aside)
+        except OSError as exc:
+            raise ServerError("cannot move %s aside to %s: %s" % (self.data_dir, aside, exc.strerror)) from None
+        os.mkdir(self.data_dir, mode)
+        if os.geteuid() == 0:
+            os.chown(self.data_dir, uid, gid)
+        return aside
+
+    def cannot_move_aside(self, aside=None):
+        """Why the data directory cannot be renamed (to aside), or None: a check to make before stopping anything."""
+        if os.path.ismount(self.data_dir):
+            return ("%s is a mount point: it cannot be moved aside for a re-clone; empty it by hand or re-clone into "
+                    "another directory" % self.data_dir)
+        if aside and os.path.lexists(aside):
+            return "cannot move %s aside: %s exists already" % (self.data_dir, aside)
+        parent = os.path.dirname(self.data_dir.rstrip("/"))
+        if os.geteuid() != 0 and not os.access(parent, os.W_OK | os.X_OK):
+            return "cannot move %s aside: its parent folder %s is not writable" % (self.data_dir, parent)
+        return None
+
+    def put_back(self, aside):
+        """Undo move_aside(): remove what is in the data directory now and move the saved one back."""
+        if os.path.isdir(self.data_dir):
+            shutil.rmtree(self.data_dir)
+        os.rename(aside, self.data_dir)
+
+    def pg_basebackup(self, source_conninfo, password=None, timeout=600):
+        """Clone the source server into this (empty) data directory, its WAL streamed along (-X stream), after a
+        fast checkpoint. The password reaches pg_basebackup through a temporary passfile, as for pg_rewind."""
+        return self.run_with_password(
+            "pg_basebackup", ["--pgdata", self.data_dir, "--dbname", source_conninfo, "--wal-method=stream",
+                              "--checkpoint=fast", "--no-password"], password, timeout)
 
     def temp_passfile(self, password):
         """A passfile matching any server for one command: 0600, owned by the data directory's owner."""

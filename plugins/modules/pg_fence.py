@@ -27,6 +27,11 @@ description:
     and it does not stop WAL from being written by the server itself (checkpoints, autovacuum). It is a guard
     against well-behaved clients, not a fence against a split brain. Runbooks fence with O(method=stop) unless
     told otherwise.
+  - With O(method=stop) and O(login_port) given (the runbooks always give it), the module first checks that
+    O(data_dir) is the server at O(login_host):O(login_port) - the port in its C(postmaster.pid) (in its config
+    files when it is stopped), and the data directory and system identifier that server reports over SQL when it
+    can be read - and refuses, naming both, before it stops or starts anything. A stopped O(data_dir) while a server
+    answers at O(login_host):O(login_port) is refused too, since that server would not be fenced.
   - Idempotent both ways; supports check mode (reports what it would do, touches nothing) and diff mode
     (fenced before and after).
 author:
@@ -40,10 +45,17 @@ options:
     type: str
     choices: [fenced, unfenced]
     default: fenced
+  login_port:
+    description:
+      - Port of the server. For O(method=read_only), the server to fence (default 5432).
+      - For O(method=stop), the port the run read the server at, whose server O(data_dir) must be (see the
+        description); without it no such check is made.
+    type: int
+    default: null
   method:
     description:
-      - V(stop) stops (and for V(unfenced) starts) the server on this host; it needs O(data_dir) and ignores
-        the login options.
+      - V(stop) stops (and for V(unfenced) starts) the server on this host; it needs O(data_dir) and uses the login
+        options only to check that O(data_dir) is the server at O(login_host):O(login_port).
       - V(read_only) sets C(default_transaction_read_only) over SQL and terminates client sessions; it uses the
         login options and ignores O(data_dir), O(bin_dir) and O(log_file). See the description for what it does
         not stop.
@@ -220,6 +232,8 @@ def argument_spec():
         data_dir=dict(type="path"),
         bin_dir=dict(type="path"),
         log_file=dict(type="path"),
+        # no default: method=stop checks the data directory against login_port only when the caller names it
+        login_port=dict(type="int"),
         wait_timeout=dict(type="int", default=60),
     )
     return spec

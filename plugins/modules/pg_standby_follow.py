@@ -41,6 +41,19 @@ description:
     C(postgresql.auto.conf) as it becomes a standby (RV(read_only_lifted)). A writable primary still needs
     O(allow_stop_primary).
   - The replication password is never returned.
+  - A node that diverged on the primary's own timeline (split brain - it runs or last ran as a primary on that
+    timeline, its WAL reaches past the primary's current WAL end, or its history of the timeline differs from the
+    primary's) is refused, naming what was found and changing nothing, because C(pg_rewind) compares timeline ids, finds
+    them equal and would rewind nothing. With O(allow_reclone) it is re-cloned from the primary with
+    C(pg_basebackup) instead (RV(action) V(reclone)); its diverged data directory is kept aside as
+    C(<data_dir>.diverged-<UTC time>) (RV(diverged_copy)).
+  - A node counts as following only once it has replayed a marker committed on the primary after it streams
+    (a logical message, C(pg_logical_emit_message)); a node that streams but does not replay (its WAL diverged,
+    its replay paused) fails within O(wait_timeout). Outside check mode this holds for a node that already streamed
+    too.
+  - Before it stops, starts, rewinds or re-clones anything, the module checks that O(data_dir) is the server at
+    O(login_host)/O(login_port) (the port in C(postmaster.pid), or in its config files when it is stopped; the
+    data directory and system identifier read over SQL there) and refuses, naming both, when it is not.
 version_added: "0.1.0"
 author:
   - erlmcp.dr developers (!UNKNOWN)
@@ -137,7 +150,7 @@ options:
     type: int
     default: 120
   rewind_timeout:
-    description: Seconds C(pg_rewind) may take.
+    description: Seconds C(pg_rewind) (or C(pg_basebackup), for O(allow_reclone)) may take.
     type: int
     default: 600
   application_name:
@@ -162,10 +175,18 @@ options:
         M(erlmcp.dr.pg_fence). A primary fenced read-only needs no O(allow_stop_primary).
     type: bool
     default: false
+  allow_reclone:
+    description:
+      - Re-clone (C(pg_basebackup)) a node that diverged on the primary's own timeline (split brain) instead of
+        refusing it. What only that node wrote is no longer served (its data directory is kept aside, see
+        RV(diverged_copy)).
+      - A node running as a writable primary also needs O(allow_stop_primary).
+    type: bool
+    default: false
   wait_timeout:
     description:
-      - Seconds to wait for the node to stream from the new primary on its timeline (polled, never slept), and for
-        C(pg_ctl stop) when the node must be stopped.
+      - Seconds to wait for the node to stream from the new primary on its timeline (polled, never slept), for
+        C(pg_ctl stop) when the node must be stopped, and for it to replay the marker committed on the primary.
     type: int
     default: 60
 notes:
@@ -240,7 +261,7 @@ action:
   description: What was done (or would be, in check mode).
   returned: always
   type: str
-  choices: [none, follow, rewind]
+  choices: [none, follow, rewind, reclone]
   sample: follow
 role_before:
   description: The node before the run, V(primary) or V(standby) (running) or V(stopped).
@@ -300,6 +321,32 @@ read_only_lifted:
     C(postgresql.auto.conf) as it became a standby.
   returned: always
   type: bool
+refused:
+  description: Whether the module failed before it changed anything (a precondition refused the node); false when
+    it succeeded or failed after a change.
+  returned: always
+  type: bool
+split_brain:
+  description: Why the node counts as diverged on the primary's own timeline (split brain); null when nothing says so.
+  returned: always
+  type: str
+  sample: "it last ran (cluster state 'shut down') as a primary on timeline 2, the primary's own timeline: ..."
+diverged_copy:
+  description: Where a re-cloned node's diverged data directory was kept (V(reclone)); null otherwise.
+  returned: always
+  type: str
+  sample: /var/lib/postgresql/15/main.diverged-20261206T091500Z
+marker_lsn:
+  description: The primary's WAL flush position right after it committed the replay marker; null in check mode.
+  returned: always
+  type: str
+  sample: 0/3000190
+replay_lsn:
+  description: The node's replay position when it had replayed past RV(marker_lsn) (or the last one seen when it did
+    not); null in check mode.
+  returned: always
+  type: str
+  sample: 0/3000190
 seconds:
   description: Seconds the module took.
   returned: always
@@ -351,6 +398,7 @@ def argument_spec():
         application_name=dict(type="str"),
         method=dict(type="str", choices=list(METHODS), default="auto"),
         allow_stop_primary=dict(type="bool", default=False),
+        allow_reclone=dict(type="bool", default=False),
         wait_timeout=dict(type="int", default=60),
         passfile=dict(type="path", no_log=False),
         start_timeout=dict(type="int", default=120),
