@@ -138,9 +138,9 @@ class PatroniCluster:
     # -- life cycle
     def start(self, timeout: float = 180) -> None:
         user = lab.lab_os_user()
-        lab._make_owned_dir(self.root, 0o755)  # noqa: SLF001 - owned by the lab user, as the lab's are
+        lab.make_owned_dir(self.root, 0o755)  # owned by the lab user, as the lab's are
         for member in self.members:
-            lab._make_owned_dir(member.home)  # noqa: SLF001
+            lab.make_owned_dir(member.home)
             member.config_file.write_text(json.dumps(self._config(member), indent=1))  # JSON is YAML
             os.chown(member.config_file, user.pw_uid, user.pw_gid)
             member.config_file.chmod(0o600)

@@ -26,188 +26,56 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import pwd
 import shutil
-import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from erlmcp_dr import lab_app, lab_dns, lab_ports, paths
+from erlmcp_dr.lab_config import (  # noqa: F401  (the lab's shape, also read as lab.X)
+    APP_PORT_OFFSET,
+    DEFAULT_PORT_BASE,
+    DNS_PORT_OFFSET,
+    DNS_SERVER_COUNT,
+    LAB_DIR_ENV,
+    LAB_OS_USER,
+    LAB_PASSWORD,
+    NODE_NAMES,
+    PASSFILE_NAME,
+    PORT_BASE_ENV,
+    PORTS_PER_LAB,
+    REDIS_CONF_NAME,
+    REDIS_NAMES,
+    REPLICATION_USER,
+    SUPERUSER,
+    LabConfig,
+    LabNode,
+    LabRedisNode,
+    alive,
+    ensure_port_free,
+    free_port_base,
+    lab_os_user,
+    make_owned_dir,
+    stop_pid,
+    write_private,
+)
 
 paths.ensure_collection_importable()
 from ansible_collections.erlmcp.dr.plugins.module_utils import _postgres as pg  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils import _redis as rd  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._pg_server import Server, find_bin_dir  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._pg_server import find_bin_dir  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._wait import WaitTimeout, wait_for  # noqa: E402
 
-LAB_DIR_ENV = paths.LAB_DIR_ENV
-PORT_BASE_ENV = lab_ports.PORT_BASE_ENV
-DEFAULT_PORT_BASE = lab_ports.DEFAULT_PORT_BASE  # below the ephemeral port range (lab_ports.py)
-SUPERUSER = "erlmcp_dr"
-REPLICATION_USER = "replicator"
-# Public on purpose: the lab listens on 127.0.0.1 only. Real inventories keep these in vault.
-LAB_PASSWORD = "erlmcp-lab"
-LAB_OS_USER = "postgres"
-NODE_NAMES = (("pg-a", "a"), ("pg-b", "b"), ("pg-c", "c"))
 CONF_MARKER = "# ---- erlmcp.dr lab settings (rewritten by the lab) ----"
 START_TIMEOUT = 60
 STREAM_TIMEOUT = 60  # seconds a started lab gets until every standby streams
-# Where each node's passfile sits: beside the data directory, as pg_standby_follow expects it.
-PASSFILE_NAME = ".erlmcp-dr.pgpass"
 TEMPLATE_MARKER = "template.json"
-REDIS_NAMES = (("redis-a", "a"), ("redis-b", "b"), ("redis-c", "c"))
 REDIS_SERVER = "redis-server"
-REDIS_CONF_NAME = "redis.conf"
-# Each lab takes PostgreSQL's ports (base .. base+2), then Redis's (base+3 .. base+5), then the DNS
-# servers' (primary base+6, secondary base+7), then the application's (base+8, one instance per region,
-# each on its region's loopback address).
-DNS_PORT_OFFSET = len(NODE_NAMES) + len(REDIS_NAMES)
-DNS_SERVER_COUNT = 2
-APP_PORT_OFFSET = DNS_PORT_OFFSET + DNS_SERVER_COUNT
-PORTS_PER_LAB = APP_PORT_OFFSET + 1
-
-
-@dataclass(frozen=True)
-class LabNode:
-    name: str
-    region: str
-    port: int
-    home: Path
-
-    @property
-    def data_dir(self) -> Path:
-        return self.home / "data"
-
-    @property
-    def log_file(self) -> Path:
-        return self.home / "postgres.log"
-
-    @property
-    def building_marker(self) -> Path:
-        return self.home / "building"
-
-    @property
-    def passfile(self) -> Path:
-        """The replication passfile primary_conninfo names (the parent of the data dir)."""
-        return self.home / PASSFILE_NAME
-
-    def server(self) -> Server:
-        return Server(str(self.data_dir), log_file=str(self.log_file))
-
-    def conn_params(self) -> dict[str, Any]:
-        return dict(host="127.0.0.1", port=self.port, user=SUPERUSER, password=LAB_PASSWORD,
-                    dbname="postgres", connect_timeout=3)
-
-
-@dataclass(frozen=True)
-class LabRedisNode:
-    """One redis-server of the lab: its files live in `home` (config, pid file, log) and `home/data` (dir)."""
-
-    name: str
-    region: str
-    port: int
-    home: Path
-
-    @property
-    def data_dir(self) -> Path:
-        return self.home / "data"
-
-    @property
-    def conf_file(self) -> Path:
-        return self.home / REDIS_CONF_NAME
-
-    @property
-    def pid_file(self) -> Path:
-        return self.home / "redis.pid"
-
-    @property
-    def log_file(self) -> Path:
-        return self.home / "redis.log"
-
-    def conn_params(self) -> dict[str, Any]:
-        return dict(host="127.0.0.1", port=self.port, user=None, password=LAB_PASSWORD, connect_timeout=3)
-
-
-@dataclass(frozen=True)
-class LabConfig:
-    root: Path
-    port_base: int = DEFAULT_PORT_BASE
-
-    @classmethod
-    def from_env(cls) -> LabConfig:
-        """$ERLMCP_DR_LAB_PORT_BASE, else the base the lab in this folder was built with (a lab made on other
-        ports, or before the default moved below the ephemeral range, keeps them), else the default."""
-        root = paths.lab_root()  # $ERLMCP_DR_LAB_DIR, the checkout's .lab/, else <state home>/lab
-        base = os.environ.get(PORT_BASE_ENV)
-        recorded = lab_ports.recorded_port_base(root)
-        return cls(root=root, port_base=int(base) if base else recorded or DEFAULT_PORT_BASE)
-
-    @property
-    def nodes(self) -> list[LabNode]:
-        return [LabNode(name, region, self.port_base + i, self.root / "pg" / name)
-                for i, (name, region) in enumerate(NODE_NAMES)]
-
-    @property
-    def app_config_path(self) -> Path:
-        return self.root / "app" / "database.json"
-
-    @property
-    def redis_nodes(self) -> list[LabRedisNode]:
-        first = self.port_base + len(NODE_NAMES)
-        return [LabRedisNode(name, region, first + i, self.root / "redis" / name)
-                for i, (name, region) in enumerate(REDIS_NAMES)]
-
-    def redis_node(self, name: str) -> LabRedisNode:
-        for node in self.redis_nodes:
-            if node.name == name:
-                return node
-        raise KeyError(f"no lab Redis node {name!r}; the lab has {', '.join(n for n, _ in REDIS_NAMES)}")
-
-    def node(self, name: str) -> LabNode:
-        for node in self.nodes:
-            if node.name == name:
-                return node
-        raise KeyError(f"no lab node {name!r}; the lab has {', '.join(n for n, _ in NODE_NAMES)}")
-
-
-def free_port_base(low: int = lab_ports.TEST_PORTS[0], high: int = lab_ports.TEST_PORTS[1]) -> int:
-    """A base with PORTS_PER_LAB consecutive free loopback ports (PostgreSQL's, Redis's, DNS's, the app's), for
-    labs beside the default one; never inside the kernel's ephemeral port range (lab_ports.py)."""
-    return lab_ports.free_port_base(low, high, PORTS_PER_LAB)
-
-
-def ensure_port_free(port: int, what: str) -> None:
-    """Before a lab server is started: its port is free, or the error names who holds it (lab_ports.py)."""
-    if not lab_ports.port_free(port):
-        raise RuntimeError(lab_ports.describe_busy_port(port, what))
 
 
 # ---------------------------------------------------------------- OS user and files
-
-
-def lab_os_user() -> pwd.struct_passwd:
-    """Who runs the servers: the caller, or (as root, which PostgreSQL refuses) `postgres`."""
-    if os.geteuid() != 0:
-        return pwd.getpwuid(os.geteuid())
-    try:
-        return pwd.getpwnam(LAB_OS_USER)
-    except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", LAB_OS_USER],
-                       check=True)
-        return pwd.getpwnam(LAB_OS_USER)
-
-
-def _make_owned_dir(path: Path, mode: int = 0o700) -> None:
-    path.mkdir(parents=True, exist_ok=True)
-    path.chmod(mode)
-    if os.geteuid() == 0:
-        user = lab_os_user()
-        os.chown(path, user.pw_uid, user.pw_gid)
 
 
 @contextmanager
@@ -268,7 +136,7 @@ def _start(node: LabNode) -> None:
 def _init_primary(node: LabNode) -> None:
     _prepare_empty(node)
     pwfile = node.home / "initdb.pw"
-    _write_private(pwfile, LAB_PASSWORD + "\n")
+    write_private(pwfile, LAB_PASSWORD + "\n")
     try:
         node.server().run("initdb", ["-D", str(node.data_dir), "-U", SUPERUSER, f"--pwfile={pwfile}",
                                      "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8"], timeout=120)
@@ -336,27 +204,11 @@ def _conninfo_fields(text: str) -> dict[str, str]:
 
 def _write_passfile(node: LabNode) -> None:
     """One line for replication connections to any lab port, so copies of the lab keep working."""
-    _write_private(node.passfile, f"127.0.0.1:*:replication:{REPLICATION_USER}:{_pgpass_field(LAB_PASSWORD)}\n")
+    write_private(node.passfile, f"127.0.0.1:*:replication:{REPLICATION_USER}:{_pgpass_field(LAB_PASSWORD)}\n")
 
 
 def _pgpass_field(value: str) -> str:
     return value.replace("\\", "\\\\").replace(":", "\\:")
-
-
-def _write_private(path: Path, content: str) -> None:
-    """Write a file only the lab OS user can read (0600, created so, renamed into place)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(content)
-        if os.geteuid() == 0:
-            user = lab_os_user()
-            os.chown(tmp, user.pw_uid, user.pw_gid)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _prepare_empty(node: LabNode) -> None:
@@ -368,9 +220,9 @@ def _prepare_empty(node: LabNode) -> None:
         node.server().stop(mode="immediate", timeout=START_TIMEOUT)
     if node.home.exists():
         shutil.rmtree(node.home)
-    _make_owned_dir(node.home)
+    make_owned_dir(node.home)
     node.building_marker.write_text("")
-    _make_owned_dir(node.data_dir)
+    make_owned_dir(node.data_dir)
 
 
 # ---------------------------------------------------------------- up / status / down
@@ -380,13 +232,13 @@ def up(cfg: LabConfig) -> dict[str, Any]:
     """Build what is missing, start what is stopped, never start a second primary."""
     with _lab_lock(cfg):
         _check_config(cfg)
-        _make_owned_dir(cfg.root, 0o755)
-        _make_owned_dir(cfg.root / "pg", 0o755)
+        make_owned_dir(cfg.root, 0o755)
+        make_owned_dir(cfg.root / "pg", 0o755)
         warnings = _bring_up(cfg)
         _bring_up_redis(cfg)
         lab_dns.up(cfg)
         (cfg.root / "app").mkdir(exist_ok=True)
-        lab_app.up(cfg)  # the application, one instance per region (docs/app.md)
+        lab_app.up(cfg, status(cfg))  # the application, one instance per region (docs/app.md)
         # What runbooks run against by default outside a checkout (paths.default_inventory()).
         inventory_path = write_inventory(cfg, paths.lab_inventory(cfg.root))
     if lab_ports.in_ephemeral_range(cfg.port_base, PORTS_PER_LAB):
@@ -552,7 +404,7 @@ def down(cfg: LabConfig, timeout: float = 30.0) -> dict[str, Any]:
             if pid is None:
                 not_running.append(node.name)
                 continue
-            _stop_pid(pid, timeout)
+            stop_pid(pid, timeout)
             stopped.append(node.name)
         redis_stopped, redis_not_running = _down_redis(cfg, timeout)
         dns_stopped, dns_not_running = lab_dns.down(cfg, timeout)
@@ -570,27 +422,6 @@ def _lab_postmaster_pid(node: LabNode) -> int | None:
     except (OSError, ValueError, IndexError):
         return None
     return pid if os.path.realpath(cwd) == os.path.realpath(node.data_dir) else None
-
-
-def _stop_pid(pid: int, timeout: float) -> None:
-    for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGKILL):
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not _alive(pid):
-                return
-            time.sleep(0.05)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().split()[2] != "Z"
-    except OSError:
-        return False
 
 
 def reset(cfg: LabConfig) -> dict[str, Any]:
@@ -640,9 +471,9 @@ def _init_redis(node: LabRedisNode, primary: LabRedisNode | None) -> None:
     """A new node: empty data dir, its config (0600: it holds the password), not started."""
     if node.home.exists():
         shutil.rmtree(node.home)
-    _make_owned_dir(node.home)
-    _make_owned_dir(node.data_dir)
-    _write_private(node.conf_file, _redis_settings(node, primary))
+    make_owned_dir(node.home)
+    make_owned_dir(node.data_dir)
+    write_private(node.conf_file, _redis_settings(node, primary))
 
 
 def _bring_up_redis(cfg: LabConfig, timeout: float = START_TIMEOUT) -> None:
@@ -650,7 +481,7 @@ def _bring_up_redis(cfg: LabConfig, timeout: float = START_TIMEOUT) -> None:
 
     A node that exists keeps its config: after a promotion it says whom it follows.
     """
-    _make_owned_dir(cfg.root / "redis", 0o755)
+    make_owned_dir(cfg.root / "redis", 0o755)
     nodes = cfg.redis_nodes
     for node in nodes:
         if not _redis_usable(node):
@@ -696,7 +527,7 @@ def _lab_redis_pid(node: LabRedisNode) -> int | None:
             comm = handle.read().strip()
     except (OSError, ValueError, IndexError):
         return None
-    if not comm.startswith("redis-server") or not _alive(pid):
+    if not comm.startswith("redis-server") or not alive(pid):
         return None
     return pid if os.path.realpath(cwd) == os.path.realpath(node.data_dir) else None
 
@@ -708,7 +539,7 @@ def _down_redis(cfg: LabConfig, timeout: float) -> tuple[list[str], list[str]]:
         if pid is None:
             not_running.append(node.name)
             continue
-        _stop_pid(pid, timeout)  # SIGINT: Redis shuts down as on SHUTDOWN (fsyncs the AOF, saves the RDB)
+        stop_pid(pid, timeout)  # SIGINT: Redis shuts down as on SHUTDOWN (fsyncs the AOF, saves the RDB)
         stopped.append(node.name)
     return stopped, not_running
 
@@ -810,7 +641,7 @@ def clone(template: LabConfig, cfg: LabConfig, timeout: float = STREAM_TIMEOUT, 
     record = _template_record(template)
     with _lab_lock(cfg):
         _check_empty(cfg)
-        _make_owned_dir(cfg.root, 0o755)
+        make_owned_dir(cfg.root, 0o755)
         subprocess.run(["cp", "-a", "--reflink=auto", str(template.root / "pg"), str(cfg.root / "pg")],
                        check=True, capture_output=True, timeout=300)
         _check_config(cfg)  # records cfg's port base in lab.json
@@ -830,7 +661,7 @@ def clone(template: LabConfig, cfg: LabConfig, timeout: float = STREAM_TIMEOUT, 
             lab_dns.up(cfg)
     wait_streaming(cfg, timeout)
     if app:
-        lab_app.up(cfg)
+        lab_app.up(cfg, status(cfg))
     return status(cfg)
 
 

@@ -32,7 +32,7 @@ from ansible_collections.erlmcp.dr.plugins.module_utils._files import write_atom
 from ansible_collections.erlmcp.dr.plugins.module_utils._wait import WaitTimeout, wait_for  # noqa: E402
 
 if TYPE_CHECKING:
-    from erlmcp_dr.lab import LabConfig
+    from erlmcp_dr.lab_config import LabConfig
 
 APP_HOSTS = (("app-a", "a", "127.0.1.1"), ("app-b", "b", "127.0.1.2"), ("app-c", "c", "127.0.1.3"))
 START_TIMEOUT = 30  # seconds each instance gets to answer /health after it is started
@@ -67,7 +67,7 @@ class LabApp:
 
 
 def apps(cfg: LabConfig) -> list[LabApp]:
-    from erlmcp_dr.lab import APP_PORT_OFFSET
+    from erlmcp_dr.lab_config import APP_PORT_OFFSET
 
     folder = cfg.root / "app"
     return [LabApp(name, region, host, cfg.port_base + APP_PORT_OFFSET, folder) for name, region, host in APP_HOSTS]
@@ -84,19 +84,18 @@ def credentials_path(cfg: LabConfig) -> Path:
 # ---------------------------------------------------------------- files the app reads
 
 
-def write_configs(cfg: LabConfig) -> list[str]:
-    """credentials.json always; database.json and redis.json only when missing (a runbook's are kept).
-    Returns the names of the files written."""
-    from erlmcp_dr import lab
+def write_configs(cfg: LabConfig, status: dict[str, Any]) -> list[str]:
+    """credentials.json always; database.json and redis.json only when missing (a runbook's are kept), from the
+    lab's status (lab.status). Returns the names of the files written."""
+    from erlmcp_dr.lab_config import LAB_PASSWORD, SUPERUSER
 
     folder = cfg.root / "app"
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    credentials = {"pg_user": lab.SUPERUSER, "pg_password": lab.LAB_PASSWORD, "pg_dbname": "postgres",
-                   "redis_user": None, "redis_password": lab.LAB_PASSWORD}
+    credentials = {"pg_user": SUPERUSER, "pg_password": LAB_PASSWORD, "pg_dbname": "postgres",
+                   "redis_user": None, "redis_password": LAB_PASSWORD}
     write_atomic(str(credentials_path(cfg)), json.dumps(credentials, indent=2) + "\n", 0o600)
     written.append(labapp.CREDENTIALS_FILE)
-    status = lab.status(cfg)
     for path, content in ((cfg.app_config_path, lambda: database_config(status)),
                           (redis_config_path(cfg), lambda: redis_config(status))):
         if not path.exists():
@@ -129,9 +128,10 @@ def _endpoints(rows: list[dict[str, Any]], primary: str | None, replica_role: st
 # ---------------------------------------------------------------- processes
 
 
-def up(cfg: LabConfig) -> list[str]:
-    """Write the configs the app needs, start every instance that is not running, wait until each answers."""
-    write_configs(cfg)
+def up(cfg: LabConfig, status: dict[str, Any]) -> list[str]:
+    """Write the configs the app needs (from the lab's status, lab.status), start every instance that is not
+    running, wait until each answers."""
+    write_configs(cfg, status)
     started = [app.name for app in apps(cfg) if _start(app)]
     for app in apps(cfg):
         _wait_answering(app)
@@ -184,7 +184,7 @@ def app_pid(app: LabApp) -> int | None:
 
 def down(cfg: LabConfig, timeout: float = STOP_TIMEOUT) -> tuple[list[str], list[str]]:
     """Stop each instance by its PID (SIGINT, escalating past the deadline); (stopped, not running)."""
-    from erlmcp_dr.lab import _stop_pid
+    from erlmcp_dr.lab_config import stop_pid
 
     stopped, not_running = [], []
     for app in apps(cfg):
@@ -192,7 +192,7 @@ def down(cfg: LabConfig, timeout: float = STOP_TIMEOUT) -> tuple[list[str], list
         if pid is None:
             not_running.append(app.name)
             continue
-        _stop_pid(pid, timeout)
+        stop_pid(pid, timeout)
         app.pid_file.unlink(missing_ok=True)
         stopped.append(app.name)
     return stopped, not_running

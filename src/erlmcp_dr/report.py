@@ -288,7 +288,9 @@ def result_or_remains(run_dir: Path) -> Optional[RunResult]:
 def unfinished_result(run_dir: Path) -> Optional[RunResult]:
     """What a run folder without result.json says: still `running` (its process is alive) or `interrupted`
     (killed or crashed), with the steps that finished and the step it was at. None without a run.json marker."""
-    from erlmcp_dr.runner import MARKER_FILE, Timeline, process_alive
+    from erlmcp_dr.guard import process_alive
+    from erlmcp_dr.result import MARKER_FILE
+    from erlmcp_dr.timeline import Timeline
 
     marker = _read_json(run_dir / MARKER_FILE)
     if not marker:

@@ -15,6 +15,7 @@ RESULT_FILE = "result.json"
 SUMMARY_SCHEMA_FILE = Path(__file__).with_name("summary.schema.json")  # the envelope's JSON Schema, in the wheel
 REPORT_FILE = "report.md"
 HTML_REPORT_FILE = "report.html"
+MARKER_FILE = "run.json"  # in the run folder: status (running until it ends), pid, pid start time
 STATUSES = ("successful", "failed", "canceled", "timeout", "running", "interrupted")  # the last two: no result.json
 
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import datetime as dt
 import errno
-import functools
 import json
 import logging
 import os
@@ -43,7 +42,6 @@ import signal
 import sys
 import threading
 import time
-import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional
@@ -53,31 +51,27 @@ import yaml
 from erlmcp_dr import audit, catalog, params, paths, report
 from erlmcp_dr.catalog import Runbook
 from erlmcp_dr.errors import ParameterError, RunBusy
+from erlmcp_dr.guard import (
+    NO_ROOT,
+    Stopper,
+    close_exited_children_at_once,
+    finish_abandoned_child,
+    guarded,
+    kill_tree,
+    process_alive,
+    process_marker,
+)
 from erlmcp_dr.redaction import MIN_SCRUB_LENGTH, scrub_text
-from erlmcp_dr.result import HTML_REPORT_FILE, REPORT_FILE, RESULT_FILE, RunResult, Step
+from erlmcp_dr.result import HTML_REPORT_FILE, MARKER_FILE, REPORT_FILE, RESULT_FILE, RunResult, Step
+from erlmcp_dr.timeline import StartCallback, StepCallback, Timeline, tail
 
 log = logging.getLogger(__name__)
 
-StepCallback = Callable[[Step], None]
-StartCallback = Callable[[str, str, str], None]  # (task, host, action): a task has started on a host
-# A step that changed something; its before/after (the module's diff) and the strings of its arguments.
-AuditCallback = Callable[[Step, Dict[str, Any], List[str]], None]
-
-STEP_EVENTS = {
-    "runner_on_ok": "ok",
-    "runner_on_failed": "failed",
-    "runner_on_skipped": "skipped",
-    "runner_on_unreachable": "unreachable",
-}
-# Keys of a module result that are bookkeeping, not the facts a step reports.
-_DROPPED_RESULT_KEYS = frozenset({"invocation", "changed", "failed", "msg", "diff"})
-_COLLECTION_PREFIX = "erlmcp.dr."
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 # Extra vars every run passes to its playbook besides the runbook's parameters.
 RUN_ID_VAR = "erlmcp_dr_run_id"
 RUN_DIR_VAR = "erlmcp_dr_run_dir"
 OPERATOR_VAR = "erlmcp_dr_operator"  # only when --operator / operator= is given (e.g. for the run lock's holder)
-MARKER_FILE = "run.json"  # in the run folder: status (running until it ends), pid, pid start time
 OWNER_FILE = "owner.json"  # in the private data dir: the pid (and start time) of the run owning it
 # Space held for the run's end while it runs (in the private data dir, removed with it just before the end is
 # written): when the disk fills during a run, its audit end record, result.json and reports still fit.
@@ -399,7 +393,7 @@ def make_private_data_dir(run_id: str) -> Path:
     _mkdir_private(root)
     staging = root / f".new-{run_id}"
     staging.mkdir(mode=0o700)
-    _write_private(staging / OWNER_FILE, json.dumps(_process_marker()))
+    _write_private(staging / OWNER_FILE, json.dumps(process_marker()))
     path = root / run_id
     staging.rename(path)
     return path
@@ -443,499 +437,6 @@ def _close_killed_run(run_dir: Path, private_data_dir: Path) -> None:
     except Exception:  # a best effort: the run folder stays 0700 whatever happens here
         log.debug("could not scrub the folder of killed run %s", run_dir.name, exc_info=True)
     make_private(run_dir)
-
-
-def process_alive(marker: Mapping[str, Any]) -> bool:
-    """Is the process a marker names (pid + its start time, against PID reuse) still running?"""
-    pid = marker.get("pid")
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    started = process_start_time(pid)
-    if started is None:
-        return False
-    return marker.get("pid_start_time") in (None, started)
-
-
-def process_start_time(pid: int) -> Optional[int]:
-    """The process's start time in clock ticks since boot (/proc/<pid>/stat field 22), None when gone."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
-    except OSError:
-        return None
-    fields = text.rsplit(")", 1)[-1].split()
-    if len(fields) < 20 or fields[0] == "Z":  # a zombie has finished
-        return None
-    return int(fields[19])
-
-
-def _process_marker() -> Dict[str, Any]:
-    return {"pid": os.getpid(), "pid_start_time": process_start_time(os.getpid()), "host": os.uname().nodename}
-
-
-# ---------------------------------------------------------------- the guard: the child dies with `runbook`
-
-# ansible-playbook's workers call setsid(), so a process group does not hold a run: its process TREE does.
-# Daemons a run starts (a postmaster from pg_ctl start, a daemonized redis-server) also call setsid() and must
-# outlive it: only the sessions of the guard and of ansible-playbook processes (the workers) are the run's.
-#
-# The guard is NOT a subreaper (issue 16 row 3): a subreaper adopts every daemon the run starts, so the server
-# sits in the run's process tree and dies with any kill of that tree (an operator's, a supervisor's, a test's).
-# Without it a daemon is re-parented to init (or to whatever subreaper is above `runbook`) and leaves the tree.
-# The run's own orphans (a module's background child left when ansible-playbook ended, the workers of a killed
-# ansible-playbook) are found instead by the run marker the guard puts in its child's environment (RUN_MARKER,
-# inherited by every process of the run): a marked process outside the tree is the run's unless it is in a
-# session whose leader still lives outside the run's sessions (a daemon and its children). docs/design.md,
-# "The run guard and the daemons a run starts".
-RUN_MARKER = "ERLMCP_DR_RUN"
-NO_ROOT = -1  # kill_tree's root when only the marker finds the run (never a pid: no tree, no PID reuse)
-
-
-def proc_stat(pid: int) -> tuple:
-    """(parent pid, session id) of a process, or None when it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
-            fields = handle.read().rsplit(")", 1)[1].split()
-        return int(fields[1]), int(fields[3])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def process_tree(root: int) -> dict:
-    """{pid: session id} of `root` and its descendants (through the parent pids in /proc), zombies included."""
-    children: dict = {}
-    sessions: dict = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            found = proc_stat(int(name))
-            if found is not None:
-                children.setdefault(found[0], []).append(int(name))
-                sessions[int(name)] = found[1]
-    tree, todo = {}, [root]
-    while todo:
-        pid = todo.pop()
-        if pid in sessions:
-            tree[pid] = sessions[pid]
-        todo.extend(children.get(pid, []))
-    return tree
-
-
-def marked_processes(marker: str) -> list:
-    """The pids whose environment (as they started) holds RUN_MARKER=marker: the run's processes wherever the
-    kernel re-parented them. Processes of other users are not readable, hence never the run's."""
-    needle = f"{RUN_MARKER}={marker}".encode() + b"\0"
-    found = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/environ", "rb") as handle:
-                    if needle in handle.read() + b"\0":
-                        found.append(int(name))
-            except OSError:
-                continue
-    return found
-
-
-def run_processes(root: int, marker: str = "") -> list:
-    """The processes of the run under `root` (the guard): those in its session or in a session an
-    ansible-playbook process (a worker) leads; and, given the run's marker, its orphans outside the tree (not
-    the daemons the run started: a daemon leads its own session, or lives in one whose leader lives)."""
-    tree = process_tree(root)
-    sessions = {tree.get(root)}
-    orphans = {}
-    for pid in marked_processes(marker) if marker else []:
-        found = proc_stat(pid)
-        if found is not None and pid not in tree:
-            orphans[pid] = found[1]
-    for pid, session in [*tree.items(), *orphans.items()]:
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                if b"ansible-playbook" in handle.read():
-                    sessions.add(session)
-        except OSError:
-            continue
-    mine = [pid for pid, session in tree.items() if session in sessions]
-    return mine + [pid for pid, session in orphans.items()
-                   if session in sessions or proc_stat(session) is None]
-
-
-def freeze_and_kill(find: Callable[[], set]) -> list:
-    """SIGSTOPs what find() returns (again until it returns nothing new: a stopped process cannot fork), then
-    SIGKILLs them all. Returns the pids signalled."""
-    stopped: set = set()
-    while True:
-        new = find() - stopped
-        if not new:
-            break
-        for pid in new:
-            try:
-                os.kill(pid, signal.SIGSTOP)
-            except OSError:
-                pass
-        stopped |= new
-    for pid in stopped:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
-    return sorted(stopped)
-
-
-def kill_tree(root: int, include_root: bool = True, marker: str = "") -> list:
-    """Freezes then kills the run's processes under `root` (and its marked orphans, given the run's marker)."""
-    me = os.getpid()
-
-    def find() -> set:
-        found = set(run_processes(root, marker)) - {me}
-        if not include_root:
-            found.discard(root)
-        return found
-
-    return freeze_and_kill(find)
-
-
-# The guard's child runs ansible-playbook in the guard's own interpreter when that is the interpreter its script
-# names (a virtualenv's console script): no second interpreter start, and no teardown of ansible-core's modules
-# and heap at its exit (about 0.1 s of CPU after the last task: run_script ends with os._exit once the output is
-# flushed and the atexit handlers ran). Any other command is exec'd as before.
-
-
-def in_process_script(command: str) -> str | None:
-    """The path of `command` (found as execvp finds it) when it is a Python script whose #! line names exactly this
-    interpreter (sys.executable), else None."""
-    candidates = [command] if os.sep in command else [
-        os.path.join(folder or ".", command) for folder in os.environ.get("PATH", os.defpath).split(os.pathsep)]
-    for path in candidates:
-        if os.path.isfile(path) and os.access(path, os.X_OK):
-            try:
-                with open(path, "rb") as handle:
-                    first = handle.readline(4096).strip()
-            except OSError:
-                return None
-            if first == b"#!" + os.fsencode(sys.executable):
-                return path
-            return None
-    return None
-
-
-def run_script(path: str, argv: list) -> None:
-    """Runs the script at `path` as __main__ with argv (argv[0] becomes its path, as when the kernel starts it) and
-    ends the process with its exit code: non-daemon threads joined, output flushed, atexit handlers run, then
-    os._exit, skipping the interpreter's teardown."""
-    import atexit
-    import runpy
-    import threading
-    import traceback
-
-    sys.argv = [path, *argv[1:]]
-    sys.path[0] = os.path.dirname(os.path.realpath(path))
-    code = 0
-    try:
-        runpy.run_path(path, run_name="__main__")
-    except SystemExit as exc:
-        if exc.code is None or isinstance(exc.code, int):
-            code = exc.code or 0
-        else:
-            print(exc.code, file=sys.stderr)
-            code = 1
-    except BaseException:  # as Python's own top level: the traceback on stderr, exit 1
-        traceback.print_exc()
-        code = 1
-    for thread in threading.enumerate():
-        if thread is not threading.main_thread() and not thread.daemon:
-            thread.join()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            code = code or 120
-    atexit._run_exitfuncs()
-    os._exit(code & 0xFF)
-
-
-# The guard: run as `python <private_data_dir>/guard.py <parent pid> <argv...>` in place of ansible-playbook.
-# It asks the kernel for SIGTERM when its parent (the runbook process) dies, even by SIGKILL
-# (PR_SET_PDEATHSIG), marks its child's environment (RUN_MARKER: how it finds the run's orphans, as it is no
-# subreaper), runs the command, and on that signal (or SIGTERM/SIGINT from anyone) kills the run's processes:
-# ansible-playbook, its workers and the modules they run (not the daemons the run started).
-_GUARD_MAIN = """
-_marker = os.path.dirname(os.path.abspath(sys.argv[0]))  # the run's private data dir: one run's own
-
-
-def _stop(signum, frame):
-    kill_tree(os.getpid(), include_root=False, marker=_marker)
-    os._exit(128 + signum)
-
-
-signal.signal(signal.SIGTERM, _stop)
-signal.signal(signal.SIGINT, _stop)
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
-if os.getppid() != int(sys.argv[1]):
-    sys.exit(1)  # the parent died before the request: nothing started
-_pid = os.fork()
-if _pid == 0:
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    os.environ[RUN_MARKER] = _marker
-    try:
-        _script = in_process_script(sys.argv[2])
-        if _script is None:
-            os.execvp(sys.argv[2], sys.argv[2:])
-        run_script(_script, sys.argv[2:])
-    finally:
-        os._exit(127)
-_done, _status = os.waitpid(_pid, 0)
-kill_tree(os.getpid(), include_root=False, marker=_marker)  # nothing of the run outlives ansible-playbook
-sys.exit(os.waitstatus_to_exitcode(_status) if os.WIFEXITED(_status) else 128 + os.WTERMSIG(_status))
-"""
-
-
-def guard_source() -> str:
-    import inspect
-
-    functions = [proc_stat, process_tree, marked_processes, run_processes, freeze_and_kill, kill_tree,
-                 in_process_script, run_script]
-    return "\n".join(["import ctypes, os, signal, sys", "from typing import Callable", f"RUN_MARKER = {RUN_MARKER!r}",
-                      *map(inspect.getsource, functions), _GUARD_MAIN])
-
-
-def guarded(command: List[str], private_data_dir: Path) -> List[str]:
-    """`command` run under the guard, written as <private_data_dir>/guard.py (0600)."""
-    script = private_data_dir / "guard.py"
-    _write_private(script, guard_source())
-    return [sys.executable, str(script), str(os.getpid()), *command]
-
-
-def guard_pids(private_data_dir: Path) -> List[int]:
-    """This process's children running a run's guard (their command line names its private data dir)."""
-    me, needle = os.getpid(), str(private_data_dir).encode()
-    found = []
-    for pid in process_tree(me):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if pid != me and (proc_stat(pid) or (0,))[0] == me and needle in cmdline:
-            found.append(pid)
-    return found
-
-
-class Stopper:
-    """ansible-runner's cancel_callback. On SIGTERM/SIGINT (when run from the main thread) or past the run's
-    timeout, it kills the guard's whole process tree itself: ansible-runner's own SIGKILL of the guard's
-    process group would miss the workers, which run in sessions of their own."""
-
-    def __init__(self, private_data_dir: Path, timeout: Optional[int]) -> None:
-        from ansible_runner.utils import signal_handler
-
-        self.private_data_dir = private_data_dir
-        self.signalled = signal_handler()  # None outside the main thread
-        self.deadline = time.monotonic() + timeout if timeout else None
-        self.timed_out = False
-
-    def __call__(self) -> bool:
-        self.timed_out = self.deadline is not None and time.monotonic() > self.deadline
-        if not (self.timed_out or (self.signalled is not None and self.signalled())):
-            return False
-        for pid in guard_pids(self.private_data_dir):
-            kill_tree(pid, marker=os.path.abspath(self.private_data_dir))
-        return True
-
-
-# ---------------------------------------------------------------- closing the finished child
-
-
-@functools.lru_cache(maxsize=1)
-def closing_spawn() -> type:
-    """pexpect.spawn whose close() of a child that has already exited skips ptyprocess's `delayafterclose`.
-
-    ptyprocess sleeps 0.1 s after closing the pty "to give the kernel time to update process status", then
-    checks that status. ansible-runner closes its child only after its loop saw it exit (or after killing it),
-    so that sleep is 0.1 s at the end of every run for nothing. A child still alive is closed as before
-    (sleep, then terminated)."""
-    import pexpect
-
-    class ClosingSpawn(pexpect.spawn):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            _SPAWNED.child = self  # this thread's run: finish_abandoned_child() finds it
-
-        def close(self, force: bool = True) -> None:
-            if not self.ptyproc.closed and not self.isalive():
-                self.ptyproc.delayafterclose = 0
-            super().close(force=force)
-
-    return ClosingSpawn
-
-
-_SPAWNED = threading.local()
-
-
-def finish_abandoned_child() -> Optional[int]:
-    """When ansible-runner stopped reading its ansible-playbook (its output could not be written: a full disk),
-    the playbook is not cut off mid-change: its output is read and dropped until it exits. Returns its exit
-    status (None when there was no child left running)."""
-    child = getattr(_SPAWNED, "child", None)
-    _SPAWNED.child = None
-    if child is None or child.ptyproc.closed:
-        return None
-    import pexpect
-
-    child.logfile_read = None
-    try:
-        child.expect(pexpect.EOF, timeout=None)
-    except pexpect.ExceptionPexpect:
-        log.debug("reading the abandoned ansible-playbook to its end failed", exc_info=True)
-    child.close()
-    return child.exitstatus
-
-
-def close_exited_children_at_once() -> None:
-    """Gives ansible-runner's Runner (its module's `pexpect`, nobody else's) closing_spawn() as pexpect.spawn."""
-    import ansible_runner.runner as runner_module
-
-    current = runner_module.pexpect
-    if getattr(current, "spawn", None) is closing_spawn():
-        return
-    proxy = types.ModuleType(current.__name__, current.__doc__)
-    proxy.__dict__.update({key: value for key, value in vars(current).items() if not key.startswith("__")})
-    proxy.spawn = closing_spawn()
-    runner_module.pexpect = proxy
-
-
-# ---------------------------------------------------------------- the timeline
-
-
-class Timeline:
-    """ansible-runner event handler: steps from runner_on_* events, facts from set_stats."""
-
-    def __init__(self, secrets: List[str], on_step: Optional[StepCallback] = None,
-                 on_start: Optional[StartCallback] = None, on_change: Optional[AuditCallback] = None) -> None:
-        self.secrets = [value for value in secrets if len(value) >= MIN_SCRUB_LENGTH]
-        self.on_step = on_step
-        self.on_start = on_start
-        self.on_change = on_change
-        self.steps: List[Step] = []
-        self.facts: Dict[str, Any] = {}
-        self.stats: Dict[str, Any] = {}
-        self.leaks = 0
-
-    def __call__(self, event: Dict[str, Any]) -> bool:
-        kind = event.get("event")
-        data = event.get("event_data") or {}
-        if kind in STEP_EVENTS:
-            step = self._scrubbed(make_step(STEP_EVENTS[kind], data))
-            self.steps.append(step)
-            if step.changed and self.on_change is not None:
-                res = data.get("res") if isinstance(data.get("res"), dict) else {}
-                self._call(self.on_change, step, self._scrubbed(before_after(step.action, res)),
-                           self._scrubbed(named_in(res)))
-            self._notify(step)
-        elif kind == "runner_on_start" and self.on_start is not None:
-            task = str(data.get("task") or data.get("task_action") or "")
-            action = str(data.get("resolved_action") or data.get("task_action") or "")
-            self._call(self.on_start, task, str(data.get("host") or ""), action)
-        elif kind == "playbook_on_stats":
-            self.facts = self._scrubbed(data.get("artifact_data") or {})
-            self.stats = {key: data.get(key) or {} for key in
-                          ("ok", "changed", "failures", "dark", "skipped", "rescued", "ignored")}
-        return True  # keep the event: ansible-runner writes it to job_events/
-
-    def _notify(self, step: Step) -> None:
-        if self.on_step is not None:
-            self._call(self.on_step, step)
-
-    @staticmethod
-    def _call(callback: Callable[..., None], *args: Any) -> None:
-        try:
-            callback(*args)
-        except Exception:  # a broken progress display or audit write must not stop a failover
-            log.exception("run callback %r failed", getattr(callback, "__name__", callback))
-
-    def _scrubbed(self, value: Any) -> Any:
-        if not self.secrets:
-            return value
-        is_step = isinstance(value, Step)
-        text = json.dumps(value.to_dict() if is_step else value, default=str)
-        clean = scrub_text(text, self.secrets)
-        if clean == text:
-            return value
-        self.leaks += 1
-        loaded = json.loads(clean)
-        return Step.from_dict(loaded) if is_step else loaded
-
-
-def make_step(outcome: str, data: Dict[str, Any]) -> Step:
-    res = data.get("res") if isinstance(data.get("res"), dict) else {}
-    action = str(data.get("resolved_action") or data.get("task_action") or "")
-    failed = outcome == "failed"
-    return Step(
-        task=str(data.get("task") or action or "(unnamed task)"),
-        host=str(data.get("host") or ""),
-        action=action,
-        start=_text_or_none(data.get("start")),
-        end=_text_or_none(data.get("end")),
-        duration=float(data["duration"]) if data.get("duration") is not None else None,
-        changed=bool(res.get("changed")) and outcome == "ok",
-        failed=failed,
-        skipped=outcome == "skipped",
-        unreachable=outcome == "unreachable",
-        message=step_message(res, failed),
-        data=step_data(action, res),
-        ignored=failed and bool(data.get("ignore_errors")),
-        role=str(data.get("role") or ""),
-    )
-
-
-def named_in(res: Mapping[str, Any]) -> List[str]:
-    """What a task result names directly: its top-level string values, its module's top-level string arguments
-    and its loop items (not nested lists: a member list names every node, not the one acted on)."""
-    invocation = res.get("invocation") if isinstance(res.get("invocation"), dict) else {}
-    arguments = invocation.get("module_args") if isinstance(invocation.get("module_args"), dict) else {}
-    items = [item.get("item") for item in res.get("results") or [] if isinstance(item, dict)
-             and (item.get("changed") or item.get("failed"))]
-    values = [*res.values(), *arguments.values(), *items]
-    return [value for value in values if isinstance(value, str) and len(value) < 256]
-
-
-def before_after(action: str, res: Any) -> Dict[str, Any]:
-    """An erlmcp.dr module's diff as {'before': ..., 'after': ...} (a list of them for a loop), else {}."""
-    if not action.startswith(_COLLECTION_PREFIX) or not isinstance(res, dict):
-        return {}
-    diffs = res.get("diff")
-    if isinstance(diffs, dict):
-        diffs = [diffs]
-    if not isinstance(diffs, list):
-        return {}
-    pairs = [{"before": item.get("before"), "after": item.get("after")} for item in diffs
-             if isinstance(item, dict) and ("before" in item or "after" in item)]
-    if not pairs:
-        return {}
-    if len(pairs) == 1:
-        return pairs[0]
-    return {"before": [pair["before"] for pair in pairs], "after": [pair["after"] for pair in pairs]}
-
-
-def step_message(res: Mapping[str, Any], failed: bool) -> str:
-    message = _as_text(res.get("msg"))
-    if failed:
-        item_messages = [_as_text(item.get("msg")) for item in res.get("results") or []
-                         if isinstance(item, dict) and item.get("failed") and item.get("msg")]
-        details = item_messages or [_tail(_as_text(res.get("stderr")), 10)]
-        extra = "; ".join(detail for detail in details if detail and detail not in message)
-        message = f"{message}: {extra}" if message and extra else (message or extra)
-    return message
-
-
-def step_data(action: str, res: Mapping[str, Any]) -> Dict[str, Any]:
-    """The machine-readable facts an erlmcp.dr module returned (LSNs, lag, key counts, ...)."""
-    if not action.startswith(_COLLECTION_PREFIX):
-        return {}
-    return {key: value for key, value in res.items()
-            if key not in _DROPPED_RESULT_KEYS and not key.startswith("_ansible")}
-
-
-# ---------------------------------------------------------------- the run
 
 
 class RunbookRun:
@@ -1019,7 +520,7 @@ class RunbookRun:
                   "inventory": str(config.inventory), "extravars": params.redact(config.runbook, config.extravars),
                   "rto_target_seconds": config.runbook.rto_seconds, "rpo_target_seconds": config.runbook.rpo_seconds,
                   "point_of_no_return": config.runbook.point_of_no_return, "operator": config.operator,
-                  **_process_marker()}
+                  **process_marker()}
         _write_private(config.run_dir / MARKER_FILE, json.dumps(marker, indent=2, default=str) + "\n")
 
     def _execute(self) -> tuple[str, Optional[int], str]:
@@ -1095,7 +596,7 @@ class RunbookRun:
             text = stdout.read_text(encoding="utf-8", errors="replace")
         except OSError:
             return ""
-        return _tail(re.sub(r"\x1b\[[0-9;]*m", "", text), lines)
+        return tail(re.sub(r"\x1b\[[0-9;]*m", "", text), lines)
 
     def _write(self, result: RunResult) -> None:
         """The run folder's files, each whole or not at all. A file that cannot be written (a full disk) is
@@ -1270,23 +771,5 @@ def _now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _text_or_none(value: Any) -> Optional[str]:
-    return None if value is None else str(value)
-
-
-def _as_text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value.strip()
-    if isinstance(value, list) and all(isinstance(item, str) for item in value):
-        return " ".join(item.strip() for item in value)
-    return json.dumps(value, default=str)
-
-
 def _words(text: str) -> List[str]:
     return re.findall(r"[A-Za-z0-9_.-]+", text or "")
-
-
-def _tail(text: str, lines: int) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])

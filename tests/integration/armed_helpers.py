@@ -26,7 +26,7 @@ def bin_dir_without_controldata(cfg: lab.LabConfig) -> Path:
     stops the server, then fails reading its final LSN (and pg_ctl start still works: it finds postgres through
     the link)."""
     bin_dir = cfg.root / "bin-without-controldata"
-    lab._make_owned_dir(bin_dir, 0o755)
+    lab.make_owned_dir(bin_dir, 0o755)
     if not (bin_dir / "pg_ctl").exists():
         (bin_dir / "pg_ctl").symlink_to(Path(lab.find_bin_dir()) / "pg_ctl")
     return bin_dir

@@ -638,7 +638,7 @@ def kill_run_tree(pid: int) -> None:
     """SIGKILL the whole run started as `pid` (a session leader), as if its host died: (frozen first, so nothing
     forks meanwhile) every process of its tree, then its process group - ansible-core's workers run in sessions of
     their own (os.setsid), so a signal to the group alone leaves the module in flight running to its end."""
-    from erlmcp_dr.runner import kill_tree
+    from erlmcp_dr.guard import kill_tree
 
     kill_tree(pid)
     with contextlib.suppress(ProcessLookupError):  # the run may have ended meanwhile

@@ -45,8 +45,8 @@ def foreign_node() -> Iterator[lab.LabNode]:
     root = Path(tempfile.mkdtemp(prefix="erlmcp-dr-foreign-"))
     other = lab.LabConfig(root=root, port_base=lab.free_port_base())
     try:
-        lab._make_owned_dir(root, 0o755)
-        lab._make_owned_dir(root / "pg", 0o755)
+        lab.make_owned_dir(root, 0o755)
+        lab.make_owned_dir(root / "pg", 0o755)
         lab._init_primary(other.node("pg-a"))
         yield other.node("pg-a")
     finally:

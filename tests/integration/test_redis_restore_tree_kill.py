@@ -30,7 +30,7 @@ from runbook_helpers import (
 from test_run_tree_kill import kill_every_descendant
 
 from erlmcp_dr import lab
-from erlmcp_dr.runner import process_tree
+from erlmcp_dr.guard import process_tree
 
 pytestmark = pytest.mark.integration
 

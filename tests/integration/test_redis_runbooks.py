@@ -29,8 +29,8 @@ from runbook_helpers import (
 )
 
 from erlmcp_dr import lab, paths
+from erlmcp_dr.guard import kill_tree
 from erlmcp_dr.paths import ensure_collection_importable
-from erlmcp_dr.runner import kill_tree
 
 ensure_collection_importable()
 from ansible_collections.erlmcp.dr.plugins.module_utils import _redis_plan  # noqa: E402

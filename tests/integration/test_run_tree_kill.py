@@ -18,8 +18,8 @@ import pytest
 from runbook_helpers import runbook_command
 from test_runner_kill import DEADLINE, _processes, _wait_holding, local  # noqa: F401 - local is a fixture
 
+from erlmcp_dr.guard import freeze_and_kill, process_tree
 from erlmcp_dr.paths import ensure_collection_importable
-from erlmcp_dr.runner import freeze_and_kill, process_tree
 
 ensure_collection_importable()
 from ansible_collections.erlmcp.dr.plugins.module_utils._wait import wait_for  # noqa: E402

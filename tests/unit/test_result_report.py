@@ -159,7 +159,7 @@ def _event(counter: int, kind: str, task: str, uuid: str, **extra) -> dict:
 
 
 def _unfinished_folder(tmp_path: Path, pid: int, pid_start_time: int | None) -> Path:
-    from erlmcp_dr.runner import MARKER_FILE
+    from erlmcp_dr.result import MARKER_FILE
 
     run_id = "20261123T150102Z-long_wait-beef"
     run_dir = tmp_path / run_id
@@ -192,7 +192,7 @@ def test_a_killed_run_is_reported_interrupted_at_its_step(tmp_path):
 def test_a_run_whose_process_lives_is_reported_running(tmp_path):
     import os
 
-    from erlmcp_dr.runner import process_start_time
+    from erlmcp_dr.guard import process_start_time
 
     result = report.unfinished_result(_unfinished_folder(tmp_path, os.getpid(), process_start_time(os.getpid())))
     assert result.status == "running"

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from erlmcp_dr import runner
+from erlmcp_dr import guard
 
 _PYTHON_SCRIPT = f"""#!{sys.executable}
 import atexit, os, sys
@@ -30,7 +30,7 @@ def _script(folder: Path, name: str, text: str) -> Path:
 
 def _guarded(tmp_path: Path, *command: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PATH=os.pathsep.join([str(tmp_path / "bin"), os.environ.get("PATH", os.defpath)]))
-    argv = runner.guarded(list(command), tmp_path)
+    argv = guard.guarded(list(command), tmp_path)
     return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
 
 
@@ -54,8 +54,8 @@ def test_other_commands_are_execd_as_before(tmp_path):
     bin_dir.mkdir()
     _script(bin_dir, "other-python", _PYTHON_SCRIPT.replace(sys.executable, "/usr/bin/env python3", 1))
     _script(bin_dir, "shell", "#!/bin/sh\necho shell \"$1\"\nexit 4\n")
-    assert runner.in_process_script("other-python") is None
-    assert runner.in_process_script("no-such-command-here") is None
+    assert guard.in_process_script("other-python") is None
+    assert guard.in_process_script("no-such-command-here") is None
     done = _guarded(tmp_path, "shell", "hi")
     assert (done.returncode, done.stdout) == (4, "shell hi\n")
 
@@ -65,7 +65,7 @@ def test_the_console_script_is_found_on_path_or_by_its_path(tmp_path, monkeypatc
     bin_dir.mkdir()
     script = _script(bin_dir, "fake-playbook", _PYTHON_SCRIPT)
     monkeypatch.setenv("PATH", os.pathsep.join([str(bin_dir), os.environ.get("PATH", os.defpath)]))
-    assert runner.in_process_script("fake-playbook") == str(script)
-    assert runner.in_process_script(str(script)) == str(script)
+    assert guard.in_process_script("fake-playbook") == str(script)
+    assert guard.in_process_script(str(script)) == str(script)
     venv_playbook = Path(sys.executable).parent / "ansible-playbook"
-    assert runner.in_process_script(str(venv_playbook)) == str(venv_playbook)  # this virtualenv's own
+    assert guard.in_process_script(str(venv_playbook)) == str(venv_playbook)  # this virtualenv's own

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import erlmcp_dr
-from erlmcp_dr import runner
+from erlmcp_dr import guard, runner, timeline
 from erlmcp_dr.errors import ParameterError
 from erlmcp_dr.result import RunResult
 
@@ -111,14 +111,14 @@ def test_a_leaked_secret_is_scrubbed_and_reported(home, inventory, caplog):
 def test_a_busy_run_lock_step_names_its_holder():
     holder = {"run_id": "r-1", "runbook": "database_switchover", "pid": 4242, "host": "ctl-1",
               "started_at": "2026-11-23T15:01:02Z"}
-    busy = runner.make_step("failed", {"task": "Take the run lock", "host": "localhost",
+    busy = timeline.make_step("failed", {"task": "Take the run lock", "host": "localhost",
                                        "resolved_action": "erlmcp.dr.run_lock",
                                        "res": {"failed": True, "busy": True, "holder": holder, "msg": "held"}})
-    other = runner.make_step("failed", {"task": "Fail", "host": "localhost", "resolved_action": "erlmcp.dr.pg_fence",
+    other = timeline.make_step("failed", {"task": "Fail", "host": "localhost", "resolved_action": "erlmcp.dr.pg_fence",
                                         "res": {"failed": True, "msg": "no"}})
     assert runner.busy_holder([other, busy]) == holder
     assert runner.busy_holder([other]) is None
-    free = runner.make_step("ok", {"task": "Take the run lock", "host": "localhost",
+    free = timeline.make_step("ok", {"task": "Take the run lock", "host": "localhost",
                                    "resolved_action": "erlmcp.dr.run_lock", "res": {"busy": False}})
     assert runner.busy_holder([free]) is None
 
@@ -165,7 +165,7 @@ def test_a_killed_runs_private_dir_is_removed_by_the_next_run(home, inventory):
     for path, pid in ((stale, dead.pid), (live, os.getpid())):
         (path / "env").mkdir(parents=True)
         (path / "env" / "extravars").write_text("pg_login_password: s3cret\n")
-        (path / "owner.json").write_text(json.dumps({"pid": pid, "pid_start_time": runner.process_start_time(pid)}))
+        (path / "owner.json").write_text(json.dumps({"pid": pid, "pid_start_time": guard.process_start_time(pid)}))
     result = erlmcp_dr.run("local_smoke", inventory=inventory, check=True)
     assert result.succeeded, result.error
     assert not stale.exists()
@@ -196,11 +196,11 @@ def test_run_takes_a_prepared_config_or_a_name_never_both(home, inventory):
 def test_a_busy_start_of_a_database_runbook_names_its_holder():
     """erlmcp.dr.pg_begin takes the lock inside the database runbooks' one-task start and fails itself when busy."""
     holder = {"run_id": "r-2", "runbook": "database_failover", "pid": 4343, "host": "ctl-1"}
-    busy = runner.make_step("failed", {"task": "Read every database node's live role", "host": "localhost",
+    busy = timeline.make_step("failed", {"task": "Read every database node's live role", "host": "localhost",
                                        "resolved_action": "erlmcp.dr.pg_begin",
                                        "res": {"failed": True, "busy": True, "holder": holder, "msg": "held"}})
     assert runner.busy_holder([busy]) == holder
-    failed = runner.make_step("failed", {"task": "Read every database node's live role", "host": "localhost",
+    failed = timeline.make_step("failed", {"task": "Read every database node's live role", "host": "localhost",
                                          "resolved_action": "erlmcp.dr.pg_begin",
                                          "res": {"failed": True, "busy": False, "msg": "pg_port is missing"}})
     assert runner.busy_holder([failed]) is None

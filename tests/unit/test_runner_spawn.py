@@ -5,7 +5,7 @@ from __future__ import annotations
 import ansible_runner.runner as runner_module
 import pexpect
 
-from erlmcp_dr import paths, runner
+from erlmcp_dr import guard, paths
 
 
 def _wait_for():
@@ -16,7 +16,7 @@ def _wait_for():
 
 
 def test_an_exited_child_is_closed_without_the_delay_and_keeps_its_exit_status():
-    child = runner.closing_spawn()("sh", ["-c", "exit 3"])
+    child = guard.closing_spawn()("sh", ["-c", "exit 3"])
     child.expect(pexpect.EOF, timeout=10)
     _wait_for()(lambda: not child.isalive(), 10, interval=0.01, what="the child exiting")
 
@@ -27,7 +27,7 @@ def test_an_exited_child_is_closed_without_the_delay_and_keeps_its_exit_status()
 
 
 def test_a_child_still_running_is_closed_as_before_and_terminated():
-    child = runner.closing_spawn()("sleep", ["30"])
+    child = guard.closing_spawn()("sleep", ["30"])
     assert child.isalive()
 
     child.close()
@@ -39,10 +39,10 @@ def test_a_child_still_running_is_closed_as_before_and_terminated():
 
 def test_only_ansible_runners_module_gets_the_closing_spawn():
     original = pexpect.spawn
-    runner.close_exited_children_at_once()
-    runner.close_exited_children_at_once()  # idempotent
+    guard.close_exited_children_at_once()
+    guard.close_exited_children_at_once()  # idempotent
 
-    assert runner_module.pexpect.spawn is runner.closing_spawn()
+    assert runner_module.pexpect.spawn is guard.closing_spawn()
     assert issubclass(runner_module.pexpect.spawn, original)
     assert pexpect.spawn is original  # nobody else's pexpect changes
     assert runner_module.pexpect.EOF is pexpect.EOF

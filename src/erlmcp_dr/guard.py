@@ -1,0 +1,384 @@
+"""The process guard: a run's ansible-playbook dies with `runbook`, and the daemons a run starts do not.
+
+`guarded(command, private_data_dir)` runs the command under a small guard script (built from this module's own
+functions by `guard_source()`): when the `runbook` process dies, even by SIGKILL, the kernel tells the guard
+(PR_SET_PDEATHSIG), which kills the run's processes: ansible-playbook, its workers and the modules they run, never
+a server the run started. Also: liveness of the process a run folder's marker names (process_alive), the cancel
+callback (Stopper) and the pexpect spawn that closes a finished child at once. docs/design.md, "The run guard and
+the daemons a run starts".
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import types
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional
+
+from erlmcp_dr import paths
+
+log = logging.getLogger(__name__)
+
+
+def process_alive(marker: Mapping[str, Any]) -> bool:
+    """Is the process a marker names (pid + its start time, against PID reuse) still running?"""
+    pid = marker.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    started = process_start_time(pid)
+    if started is None:
+        return False
+    return marker.get("pid_start_time") in (None, started)
+
+
+def process_start_time(pid: int) -> Optional[int]:
+    """The process's start time in clock ticks since boot (/proc/<pid>/stat field 22), None when gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    fields = text.rsplit(")", 1)[-1].split()
+    if len(fields) < 20 or fields[0] == "Z":  # a zombie has finished
+        return None
+    return int(fields[19])
+
+
+def process_marker() -> Dict[str, Any]:
+    return {"pid": os.getpid(), "pid_start_time": process_start_time(os.getpid()), "host": os.uname().nodename}
+
+
+# ---------------------------------------------------------------- the guard: the child dies with `runbook`
+
+# ansible-playbook's workers call setsid(), so a process group does not hold a run: its process TREE does.
+# Daemons a run starts (a postmaster from pg_ctl start, a daemonized redis-server) also call setsid() and must
+# outlive it: only the sessions of the guard and of ansible-playbook processes (the workers) are the run's.
+#
+# The guard is NOT a subreaper (issue 16 row 3): a subreaper adopts every daemon the run starts, so the server
+# sits in the run's process tree and dies with any kill of that tree (an operator's, a supervisor's, a test's).
+# Without it a daemon is re-parented to init (or to whatever subreaper is above `runbook`) and leaves the tree.
+# The run's own orphans (a module's background child left when ansible-playbook ended, the workers of a killed
+# ansible-playbook) are found instead by the run marker the guard puts in its child's environment (RUN_MARKER,
+# inherited by every process of the run): a marked process outside the tree is the run's unless it is in a
+# session whose leader still lives outside the run's sessions (a daemon and its children). docs/design.md,
+# "The run guard and the daemons a run starts".
+RUN_MARKER = "ERLMCP_DR_RUN"
+NO_ROOT = -1  # kill_tree's root when only the marker finds the run (never a pid: no tree, no PID reuse)
+
+
+def proc_stat(pid: int) -> tuple:
+    """(parent pid, session id) of a process, or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        return int(fields[1]), int(fields[3])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def process_tree(root: int) -> dict:
+    """{pid: session id} of `root` and its descendants (through the parent pids in /proc), zombies included."""
+    children: dict = {}
+    sessions: dict = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            found = proc_stat(int(name))
+            if found is not None:
+                children.setdefault(found[0], []).append(int(name))
+                sessions[int(name)] = found[1]
+    tree, todo = {}, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in sessions:
+            tree[pid] = sessions[pid]
+        todo.extend(children.get(pid, []))
+    return tree
+
+
+def marked_processes(marker: str) -> list:
+    """The pids whose environment (as they started) holds RUN_MARKER=marker: the run's processes wherever the
+    kernel re-parented them. Processes of other users are not readable, hence never the run's."""
+    needle = f"{RUN_MARKER}={marker}".encode() + b"\0"
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/environ", "rb") as handle:
+                    if needle in handle.read() + b"\0":
+                        found.append(int(name))
+            except OSError:
+                continue
+    return found
+
+
+def run_processes(root: int, marker: str = "") -> list:
+    """The processes of the run under `root` (the guard): those in its session or in a session an
+    ansible-playbook process (a worker) leads; and, given the run's marker, its orphans outside the tree (not
+    the daemons the run started: a daemon leads its own session, or lives in one whose leader lives)."""
+    tree = process_tree(root)
+    sessions = {tree.get(root)}
+    orphans = {}
+    for pid in marked_processes(marker) if marker else []:
+        found = proc_stat(pid)
+        if found is not None and pid not in tree:
+            orphans[pid] = found[1]
+    for pid, session in [*tree.items(), *orphans.items()]:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                if b"ansible-playbook" in handle.read():
+                    sessions.add(session)
+        except OSError:
+            continue
+    mine = [pid for pid, session in tree.items() if session in sessions]
+    return mine + [pid for pid, session in orphans.items()
+                   if session in sessions or proc_stat(session) is None]
+
+
+def freeze_and_kill(find: Callable[[], set]) -> list:
+    """SIGSTOPs what find() returns (again until it returns nothing new: a stopped process cannot fork), then
+    SIGKILLs them all. Returns the pids signalled."""
+    stopped: set = set()
+    while True:
+        new = find() - stopped
+        if not new:
+            break
+        for pid in new:
+            try:
+                os.kill(pid, signal.SIGSTOP)
+            except OSError:
+                pass
+        stopped |= new
+    for pid in stopped:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    return sorted(stopped)
+
+
+def kill_tree(root: int, include_root: bool = True, marker: str = "") -> list:
+    """Freezes then kills the run's processes under `root` (and its marked orphans, given the run's marker)."""
+    me = os.getpid()
+
+    def find() -> set:
+        found = set(run_processes(root, marker)) - {me}
+        if not include_root:
+            found.discard(root)
+        return found
+
+    return freeze_and_kill(find)
+
+
+# The guard's child runs ansible-playbook in the guard's own interpreter when that is the interpreter its script
+# names (a virtualenv's console script): no second interpreter start, and no teardown of ansible-core's modules
+# and heap at its exit (about 0.1 s of CPU after the last task: run_script ends with os._exit once the output is
+# flushed and the atexit handlers ran). Any other command is exec'd as before.
+
+
+def in_process_script(command: str) -> str | None:
+    """The path of `command` (found as execvp finds it) when it is a Python script whose #! line names exactly this
+    interpreter (sys.executable), else None."""
+    candidates = [command] if os.sep in command else [
+        os.path.join(folder or ".", command) for folder in os.environ.get("PATH", os.defpath).split(os.pathsep)]
+    for path in candidates:
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            try:
+                with open(path, "rb") as handle:
+                    first = handle.readline(4096).strip()
+            except OSError:
+                return None
+            if first == b"#!" + os.fsencode(sys.executable):
+                return path
+            return None
+    return None
+
+
+def run_script(path: str, argv: list) -> None:
+    """Runs the script at `path` as __main__ with argv (argv[0] becomes its path, as when the kernel starts it) and
+    ends the process with its exit code: non-daemon threads joined, output flushed, atexit handlers run, then
+    os._exit, skipping the interpreter's teardown."""
+    import atexit
+    import runpy
+    import threading
+    import traceback
+
+    sys.argv = [path, *argv[1:]]
+    sys.path[0] = os.path.dirname(os.path.realpath(path))
+    code = 0
+    try:
+        runpy.run_path(path, run_name="__main__")
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            code = exc.code or 0
+        else:
+            print(exc.code, file=sys.stderr)
+            code = 1
+    except BaseException:  # as Python's own top level: the traceback on stderr, exit 1
+        traceback.print_exc()
+        code = 1
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            code = code or 120
+    atexit._run_exitfuncs()
+    os._exit(code & 0xFF)
+
+
+# The guard: run as `python <private_data_dir>/guard.py <parent pid> <argv...>` in place of ansible-playbook.
+# It asks the kernel for SIGTERM when its parent (the runbook process) dies, even by SIGKILL
+# (PR_SET_PDEATHSIG), marks its child's environment (RUN_MARKER: how it finds the run's orphans, as it is no
+# subreaper), runs the command, and on that signal (or SIGTERM/SIGINT from anyone) kills the run's processes:
+# ansible-playbook, its workers and the modules they run (not the daemons the run started).
+_GUARD_MAIN = """
+_marker = os.path.dirname(os.path.abspath(sys.argv[0]))  # the run's private data dir: one run's own
+
+
+def _stop(signum, frame):
+    kill_tree(os.getpid(), include_root=False, marker=_marker)
+    os._exit(128 + signum)
+
+
+signal.signal(signal.SIGTERM, _stop)
+signal.signal(signal.SIGINT, _stop)
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+if os.getppid() != int(sys.argv[1]):
+    sys.exit(1)  # the parent died before the request: nothing started
+_pid = os.fork()
+if _pid == 0:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    os.environ[RUN_MARKER] = _marker
+    try:
+        _script = in_process_script(sys.argv[2])
+        if _script is None:
+            os.execvp(sys.argv[2], sys.argv[2:])
+        run_script(_script, sys.argv[2:])
+    finally:
+        os._exit(127)
+_done, _status = os.waitpid(_pid, 0)
+kill_tree(os.getpid(), include_root=False, marker=_marker)  # nothing of the run outlives ansible-playbook
+sys.exit(os.waitstatus_to_exitcode(_status) if os.WIFEXITED(_status) else 128 + os.WTERMSIG(_status))
+"""
+
+
+def guard_source() -> str:
+    import inspect
+
+    functions = [proc_stat, process_tree, marked_processes, run_processes, freeze_and_kill, kill_tree,
+                 in_process_script, run_script]
+    return "\n".join(["import ctypes, os, signal, sys", "from typing import Callable", f"RUN_MARKER = {RUN_MARKER!r}",
+                      *map(inspect.getsource, functions), _GUARD_MAIN])
+
+
+def guarded(command: List[str], private_data_dir: Path) -> List[str]:
+    """`command` run under the guard, written as <private_data_dir>/guard.py (0600)."""
+    script = private_data_dir / "guard.py"
+    paths.write_private_atomic(script, guard_source())
+    return [sys.executable, str(script), str(os.getpid()), *command]
+
+
+def guard_pids(private_data_dir: Path) -> List[int]:
+    """This process's children running a run's guard (their command line names its private data dir)."""
+    me, needle = os.getpid(), str(private_data_dir).encode()
+    found = []
+    for pid in process_tree(me):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if pid != me and (proc_stat(pid) or (0,))[0] == me and needle in cmdline:
+            found.append(pid)
+    return found
+
+
+class Stopper:
+    """ansible-runner's cancel_callback. On SIGTERM/SIGINT (when run from the main thread) or past the run's
+    timeout, it kills the guard's whole process tree itself: ansible-runner's own SIGKILL of the guard's
+    process group would miss the workers, which run in sessions of their own."""
+
+    def __init__(self, private_data_dir: Path, timeout: Optional[int]) -> None:
+        from ansible_runner.utils import signal_handler
+
+        self.private_data_dir = private_data_dir
+        self.signalled = signal_handler()  # None outside the main thread
+        self.deadline = time.monotonic() + timeout if timeout else None
+        self.timed_out = False
+
+    def __call__(self) -> bool:
+        self.timed_out = self.deadline is not None and time.monotonic() > self.deadline
+        if not (self.timed_out or (self.signalled is not None and self.signalled())):
+            return False
+        for pid in guard_pids(self.private_data_dir):
+            kill_tree(pid, marker=os.path.abspath(self.private_data_dir))
+        return True
+
+
+# ---------------------------------------------------------------- closing the finished child
+
+
+@functools.lru_cache(maxsize=1)
+def closing_spawn() -> type:
+    """pexpect.spawn whose close() of a child that has already exited skips ptyprocess's `delayafterclose`.
+
+    ptyprocess sleeps 0.1 s after closing the pty "to give the kernel time to update process status", then
+    checks that status. ansible-runner closes its child only after its loop saw it exit (or after killing it),
+    so that sleep is 0.1 s at the end of every run for nothing. A child still alive is closed as before
+    (sleep, then terminated)."""
+    import pexpect
+
+    class ClosingSpawn(pexpect.spawn):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            _SPAWNED.child = self  # this thread's run: finish_abandoned_child() finds it
+
+        def close(self, force: bool = True) -> None:
+            if not self.ptyproc.closed and not self.isalive():
+                self.ptyproc.delayafterclose = 0
+            super().close(force=force)
+
+    return ClosingSpawn
+
+
+_SPAWNED = threading.local()
+
+
+def finish_abandoned_child() -> Optional[int]:
+    """When ansible-runner stopped reading its ansible-playbook (its output could not be written: a full disk),
+    the playbook is not cut off mid-change: its output is read and dropped until it exits. Returns its exit
+    status (None when there was no child left running)."""
+    child = getattr(_SPAWNED, "child", None)
+    _SPAWNED.child = None
+    if child is None or child.ptyproc.closed:
+        return None
+    import pexpect
+
+    child.logfile_read = None
+    try:
+        child.expect(pexpect.EOF, timeout=None)
+    except pexpect.ExceptionPexpect:
+        log.debug("reading the abandoned ansible-playbook to its end failed", exc_info=True)
+    child.close()
+    return child.exitstatus
+
+
+def close_exited_children_at_once() -> None:
+    """Gives ansible-runner's Runner (its module's `pexpect`, nobody else's) closing_spawn() as pexpect.spawn."""
+    import ansible_runner.runner as runner_module
+
+    current = runner_module.pexpect
+    if getattr(current, "spawn", None) is closing_spawn():
+        return
+    proxy = types.ModuleType(current.__name__, current.__doc__)
+    proxy.__dict__.update({key: value for key, value in vars(current).items() if not key.startswith("__")})
+    proxy.spawn = closing_spawn()
+    runner_module.pexpect = proxy
