@@ -62,7 +62,8 @@ def db_summary(plan, steps, completed=False, check_mode=False):
 
     steps: {'fence', 'unfence', 'promote', 'follow' (pg_standby_follow's registered result, see follow_items),
     'app_config',
-    'end_state', 'lock'}: each the registered result, absent or {} when the step did not run.
+    'end_state', 'lock', 'guard'}: each the registered result, absent or {} when the step did not run ('guard':
+    the fact pg_begin_guard).
     """
     plan = plan or {}
     steps = dict((k, v or {}) for k, v in (steps or {}).items())
@@ -105,6 +106,10 @@ def db_summary(plan, steps, completed=False, check_mode=False):
         "end_state_problems": end.get("problems") or [],
         "app_config": app.get("path"),
         "lock": steps.get("lock", {}).get("key"),
+        # The cluster guard's token: the fencing value of this run's promotion (pg_promote re-checked it right
+        # before promoting and returns it as guard_token).
+        "guard": steps.get("guard", {}).get("token"),
+        "promoted_under_guard": promote.get("guard_token"),
     }
 
 
