@@ -122,7 +122,7 @@ options:
   guard:
     description:
       - The cluster guard this run holds (the fact C(pg_begin_guard) that M(erlmcp.dr.pg_begin) sets for the
-        switchover and failover runbooks): its C(token) and the members it was taken on (C(held)).
+        switchover and failover runbooks) - its C(token) and the members it was taken on (C(held)).
       - Right before C(pg_promote()), after the C(single_writer) re-read, a strict majority of O(members) must show
         the guard's advisory lock granted to this run's holder session (the C(cluster_guard) check, no override).
         The old primary counts as held when the guard held it and this task's stop fence stopped it (a stopped
@@ -414,9 +414,9 @@ foreign_members:
   type: list
   elements: str
 guard_token:
-  description: The token of the cluster guard the promotion was checked under (O(guard)): the promotion's fencing
+  description: The token of the cluster guard the promotion was checked under (O(guard)) - the promotion's fencing
     value, also in the runbook's summary.
-  returned: when O(guard) is given and the candidate was promoted (or already was the primary)
+  returned: when O(guard) is given and the candidate was promoted
   type: str
   sample: 20261206T081500-3f2a9c1d0e4b
 guard_members:
