@@ -104,7 +104,7 @@ class RunOutcome:
 
     @property
     def refused_by_guard(self) -> bool:
-        return "cluster guard" in self.output
+        return "another run holds the cluster guard" in self.output
 
 
 @dataclass
