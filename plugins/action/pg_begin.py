@@ -28,6 +28,7 @@ import os
 import time
 
 from ansible.errors import AnsibleError
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 from ansible_collections.erlmcp.dr.plugins.filter.failover import pg_failover_plan, pg_rejoin_plan, pg_switchover_plan
 from ansible_collections.erlmcp.dr.plugins.filter.runbook import pg_nodes
@@ -48,6 +49,7 @@ ARGUMENT_SPEC = {
 # The plans that promote take the cluster guard (_cluster_guard.py) by default: the run lock only excludes runs that
 # share its folder, the guard excludes runs from any controller.
 GUARDED_PLANS = ("switchover", "failover")
+GUARD_VAR = "dr_cluster_guard"
 # The inventory variables the reads and the lock use (the PostgreSQL contract's names); templated only once the
 # parameters have passed, so a hostile parameter is refused before any of them is rendered.
 LOGIN_VARS = (("login_user", "pg_login_user"), ("login_password", "pg_login_password"), ("login_db", "pg_login_db"))
@@ -96,7 +98,7 @@ class ActionModule(ActionBase):
             return dict(result, failed=True, msg=lock.get("msg"), lock=lock, busy=bool(lock.get("busy")),
                         holder=lock.get("holder"))
         guard = None
-        if self._guarded(args):
+        if self._guarded(args, task_vars):
             started = time.monotonic()
             guard = self._take_guard(read_args, lock.get("run_id"))
             timings["guard"] = round(time.monotonic() - started, 4)
@@ -172,12 +174,18 @@ class ActionModule(ActionBase):
             lock["store_dir"] = self._rendered(task_vars, STORE_DIR_VAR)
         return lock
 
-    def _guarded(self, args):
+    def _guarded(self, args, task_vars):
         """Whether this start takes the cluster guard: for the plans that promote, never in check mode (which
         changes nothing, and takes no run lock either)."""
         if self._task.check_mode:
             return False
-        return args["guard"] if args["guard"] is not None else args["plan"] in GUARDED_PLANS
+        if args["guard"] is not None:
+            return args["guard"]
+        # The inventory's explicit opt-out, for controllers that cannot reach the members (the reads then run on the
+        # nodes): the run lock alone holds runs apart there.
+        if task_vars.get(GUARD_VAR) is not None and not boolean(self._rendered(task_vars, GUARD_VAR), strict=False):
+            return False
+        return args["plan"] in GUARDED_PLANS
 
     def _take_guard(self, read_args, run_id):
         """Start the guard's holder on every member (_cluster_guard.start); it watches this worker's parent, the

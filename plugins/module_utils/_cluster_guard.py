@@ -265,7 +265,9 @@ class Holder(object):
             result["msg"] = (
                 "another run holds the cluster guard, or too few members answer: it was taken on %s of %s members "
                 "within %ss, a majority (%s) is needed. Held by another session on: %s. Not reachable: %s. "
-                "Held by: %s. Nothing was changed; wait for the other run to end, or bring members back"
+                "Held by: %s. Nothing was changed; wait for the other run to end, or bring members back (the "
+                "controller must reach every member; dr_cluster_guard: false in the inventory runs without the guard, "
+                "where two controllers could both promote)"
                 % (len(held), len(self.members), self.acquire_seconds, self.needed,
                    ", ".join(sorted(self.holders)) or "none",
                    "; ".join("%s (%s)" % item for item in sorted(self.errors.items())) or "none",
@@ -334,6 +336,15 @@ class _watch(object):
 
 def main():
     config = json.loads(sys.stdin.read())
+    try:
+        import psycopg  # noqa: F401 - the holder's one dependency, checked before anything is taken
+    except ImportError as exc:
+        names = [m["name"] for m in config["members"]]
+        answer = dict(ok=False, held=[], missing=names, majority=majority(len(names)), total=len(names), holders=[],
+                      token=config["token"],
+                      msg="the cluster guard needs psycopg in the controller's Python (%s): %s" % (sys.executable, exc))
+        os.write(sys.stdout.fileno(), (json.dumps(answer) + "\n").encode("utf-8"))
+        return 1
     holder = Holder(config)
     watched_alive = True
     try:

@@ -124,3 +124,22 @@ def test_a_failover_takes_the_guard_with_the_primary_down_and_records_its_token(
     summary = result["facts"]["summary"]
     assert summary["guard"] and summary["promoted_under_guard"] == summary["guard"], summary
     assert lab.status(cfg) and timelines(cfg)["pg-c"][0] == "primary"
+
+
+def test_the_inventory_can_opt_out_of_the_guard_explicitly(fresh_lab, tmp_path):
+    """dr_cluster_guard: false (a controller that cannot reach the members): no guard taken, the run lock alone."""
+    import json
+
+    import yaml
+
+    cfg = fresh_lab
+    controller = Controller.make(cfg, "controller-a", tmp_path / "a")
+    data = yaml.safe_load(controller.inventory.read_text())
+    data["all"]["vars"]["dr_cluster_guard"] = False
+    controller.inventory.write_text("---\n" + yaml.safe_dump(data, sort_keys=False))
+    run = controller.start("cli", "database_switchover", ["candidate=pg-b"])
+    out, _ = run.communicate(timeout=DEADLINE * 5)
+
+    assert run.returncode == 0, out[-3000:]
+    summary = json.loads(out[out.index("{"):])["facts"]["summary"]
+    assert summary["guard"] is None and summary["promoted_under_guard"] is None, summary
