@@ -110,8 +110,8 @@ def start(members, token, watch_pid, acquire_seconds=ACQUIRE_SECONDS, python=Non
         _stop(proc)
         return dict(ok=False, held=[], missing=[m["name"] for m in members], majority=majority(len(members)),
                     total=len(members), holders=[], token=token,
-                    msg="the cluster guard's holder did not answer (%s)" % (line or b"no output").decode("utf-8",
-                                                                                                        "replace"))
+                    msg="the cluster guard's holder did not answer (%s)"
+                    % (line or b"no output").decode("utf-8", "replace"))
     if answer.get("ok"):
         answer["pid"] = proc.pid
     else:
@@ -258,8 +258,8 @@ class Holder(object):
                                                  for h in self.holders[name]],
                       errors=dict(self.errors))
         if ok:
-            result["msg"] = "the cluster guard is held on %s of %s members (%s)" % (len(held), len(self.members),
-                                                                                   ", ".join(held))
+            result["msg"] = "the cluster guard is held on %s of %s members (%s)" % (
+                len(held), len(self.members), ", ".join(held))
         else:
             others = sorted(set(h["application_name"] for hs in self.holders.values() for h in hs))
             result["msg"] = (
@@ -364,4 +364,4 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -395,7 +395,7 @@ def check_guard(params, conn, result, fence, pool=None):
     guard = params.get("guard")
     if not guard:
         return
-    members = [m for m in params.get("members") or []]
+    members = list(params.get("members") or [])
     candidate_key = (params["login_host"], params["login_port"])
     old_key = (params.get("primary_host"), params.get("primary_port"))
     held, why = [], []
