@@ -103,11 +103,11 @@ class ActionModule(ActionBase):
             guard = self._take_guard(read_args, lock.get("run_id"))
             timings["guard"] = round(time.monotonic() - started, 4)
             result["guard"] = guard
-            if not guard.get("ok"):
+            if not guard.get("ok") and guard.get("holders"):
                 # Another run holds it (from this controller or another): the same "busy" as a held run lock.
                 released = self._release(lock, task_vars)
                 return dict(result, failed=True, msg=guard.get("msg"), lock=lock, lock_released=released,
-                            busy=bool(guard.get("holders")), holder=_guard_holder(guard), durations=timings)
+                            busy=True, holder=_guard_holder(guard), durations=timings)
         again = self._timed(timings, "reassess", "erlmcp.dr.pg_replication_info", read_args, task_vars,
                             check_mode=False)
         warnings.extend(again.get("warnings") or [])
@@ -115,7 +115,7 @@ class ActionModule(ActionBase):
             released = self._release(lock, task_vars, guard)
             return dict(result, **dict(again, lock=lock, lock_released=released, durations=timings))
         facts.update(pg_assess_result=again, pg_begin_lock=lock)
-        if guard is not None:
+        if guard is not None and guard.get("ok"):
             facts["pg_begin_guard"] = _guard_fact(guard)
         if args["plan"]:
             try:
@@ -124,6 +124,13 @@ class ActionModule(ActionBase):
                 released = self._release(lock, task_vars, guard)
                 return dict(result, failed=True, lock=lock, lock_released=released, durations=timings,
                             msg="the %s plan could not be made from the cluster's read: %s" % (args["plan"], exc))
+        if guard is not None and not guard.get("ok") and _changes_cluster(facts.get("dr_plan")):
+            # Too few members answered the guard (no other run holds it): a plan that only refuses or finds nothing
+            # to do goes on, so the runbook says what its read found (a wrong password, nodes down); one that would
+            # change the cluster stops here, before anything is fenced.
+            released = self._release(lock, task_vars)
+            return dict(result, failed=True, msg=guard.get("msg"), lock=lock, lock_released=released,
+                        durations=timings)
         return _with_warnings(dict(result, ansible_facts=facts, lock=lock, **_read_facts(again)), warnings)
 
     # ------------------------------------------------------------------ the composed steps
@@ -215,6 +222,11 @@ def _read_facts(read):
     """The read's facts (nodes, primary, ...) at the top of the result too, as a pg_replication_info step shows them
     (reports and tests read a start's nodes there)."""
     return dict((key, value) for key, value in read.items() if key not in READ_KEYS_LEFT_OUT)
+
+
+def _changes_cluster(plan):
+    """Whether a plan would change anything (fence, promote, repoint): anything but a refusal or nothing to do."""
+    return not plan or plan.get("action") not in ("refuse", "none")
 
 
 def _guard_fact(guard):

@@ -227,9 +227,9 @@ class Holder(object):
         self.conns.clear()
 
     def acquire(self):
-        """Take the lock on a majority, or give back every partial take. Another run that holds a majority: give up
-        at once. Two runs that each took a minority retry after a random pause, so one of them wins while the other
-        gives up within acquire_seconds."""
+        """Take the lock on a majority, or give back every partial take. Another run that holds a majority, or no
+        other run at all (too few members answer): give up at once. Two runs that each took a minority retry after a
+        random pause, so one of them wins while the other gives up within acquire_seconds."""
         deadline = time.monotonic() + self.acquire_seconds
         while True:
             self.holders, self.errors = {}, {}
@@ -238,7 +238,9 @@ class Holder(object):
             if len(self.conns) >= self.needed:
                 return True
             self.drop_all()
-            if self.other_holds_majority() or time.monotonic() >= deadline:
+            # No other run in sight (members down, a wrong password): waiting changes nothing. Another run holding a
+            # majority: it holds the guard for real. Only a split between runs is worth a retry.
+            if not self.holders or self.other_holds_majority() or time.monotonic() >= deadline:
                 return False
             time.sleep(random.uniform(0.05, 0.3))
 

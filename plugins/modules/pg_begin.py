@@ -57,7 +57,8 @@ options:
       - Take the cluster guard right after the run lock, before the read the plan is made from - a session advisory
         lock on a strict majority of the group's members, held by a holder process until the C(ansible-playbook)
         process ends (see docs/design.md, section The cluster guard). Another run holding it fails this task as
-        RV(busy).
+        RV(busy). When too few members answer (and no other run holds it), the task fails only if the plan would
+        change the cluster; a refusing or no-op plan is returned so the runbook reports what the read found.
       - Default true for O(plan=switchover) and O(plan=failover) (the plans that promote), false otherwise. Never
         taken in check mode.
     type: bool
