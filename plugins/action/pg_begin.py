@@ -25,12 +25,15 @@ nothing.
 
 from __future__ import annotations
 
+import os
 import time
 
 from ansible.errors import AnsibleError
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 from ansible_collections.erlmcp.dr.plugins.filter.failover import pg_failover_plan, pg_rejoin_plan, pg_switchover_plan
 from ansible_collections.erlmcp.dr.plugins.filter.runbook import pg_nodes
+from ansible_collections.erlmcp.dr.plugins.module_utils import _cluster_guard
 from ansible_collections.erlmcp.dr.plugins.module_utils._failover import lock_key
 from ansible_collections.erlmcp.dr.plugins.module_utils._module import warm_driver
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import POSTGRES
@@ -43,7 +46,12 @@ ARGUMENT_SPEC = {
     "group": {"type": "str", "default": "postgres"},
     "spec": {"type": "dict"},
     "plan": {"type": "str", "choices": ["switchover", "failover", "rejoin"]},
+    "guard": {"type": "bool"},
 }
+# The plans that promote take the cluster guard (_cluster_guard.py) by default: the run lock only excludes runs that
+# share its folder, the guard excludes runs from any controller.
+GUARDED_PLANS = ("switchover", "failover")
+GUARD_VAR = "dr_cluster_guard"
 # The inventory variables the reads and the lock use (the PostgreSQL contract's names); templated only once the
 # parameters have passed, so a hostile parameter is refused before any of them is rendered.
 LOGIN_VARS = (("login_user", "pg_login_user"), ("login_password", "pg_login_password"), ("login_db", "pg_login_db"))
@@ -91,20 +99,40 @@ class ActionModule(ActionBase):
             # A busy lock keeps the run lock's facts (busy, holder): the runbook CLI maps this step to exit 3.
             return dict(result, failed=True, msg=lock.get("msg"), lock=lock, busy=bool(lock.get("busy")),
                         holder=lock.get("holder"))
+        guard = None
+        if self._guarded(args, task_vars):
+            started = time.monotonic()
+            guard = self._take_guard(read_args, lock.get("run_id"))
+            timings["guard"] = round(time.monotonic() - started, 4)
+            result["guard"] = guard
+            if not guard.get("ok") and guard.get("holders"):
+                # Another run holds it (from this controller or another): the same "busy" as a held run lock.
+                released = self._release(lock, task_vars)
+                return dict(result, failed=True, msg=guard.get("msg"), lock=lock, lock_released=released,
+                            busy=True, holder=_guard_holder(guard), durations=timings)
         again = self._timed(timings, "reassess", "erlmcp.dr.pg_replication_info", read_args, task_vars,
                             check_mode=False)
         warnings.extend(again.get("warnings") or [])
         if again.get("failed"):
-            released = self._release(lock, task_vars)
+            released = self._release(lock, task_vars, guard)
             return dict(result, **dict(again, lock=lock, lock_released=released, durations=timings))
         facts.update(pg_assess_result=again, pg_begin_lock=lock)
+        if guard is not None and guard.get("ok"):
+            facts["pg_begin_guard"] = _guard_fact(guard)
         if args["plan"]:
             try:
                 facts["dr_plan"] = self._plan(args["plan"], again, facts["dr"], task_vars, timings)
             except (AnsibleError, KeyError, TypeError, ValueError) as exc:
-                released = self._release(lock, task_vars)
+                released = self._release(lock, task_vars, guard)
                 return dict(result, failed=True, lock=lock, lock_released=released, durations=timings,
                             msg="the %s plan could not be made from the cluster's read: %s" % (args["plan"], exc))
+        if guard is not None and not guard.get("ok") and _changes_cluster(facts.get("dr_plan")):
+            # Too few members answered the guard (no other run holds it): a plan that only refuses or finds nothing
+            # to do goes on, so the runbook says what its read found (a wrong password, nodes down); one that would
+            # change the cluster stops here, before anything is fenced.
+            released = self._release(lock, task_vars)
+            return dict(result, failed=True, msg=guard.get("msg"), lock=lock, lock_released=released,
+                        durations=timings)
         return _with_warnings(dict(result, ansible_facts=facts, lock=lock, **_read_facts(again)), warnings)
 
     # ------------------------------------------------------------------ the composed steps
@@ -155,8 +183,35 @@ class ActionModule(ActionBase):
             lock["store_dir"] = self._rendered(task_vars, STORE_DIR_VAR)
         return lock
 
-    def _release(self, lock, task_vars):
-        """Release a lock this task took, when a later step of the start failed (check mode took none)."""
+    def _guarded(self, args, task_vars):
+        """Whether this start takes the cluster guard: for the plans that promote, never in check mode (which
+        changes nothing, and takes no run lock either)."""
+        if self._task.check_mode:
+            return False
+        if args["guard"] is not None:
+            return args["guard"]
+        # The inventory's explicit opt-out, for controllers that cannot reach the members (the reads then run on the
+        # nodes): the run lock alone holds runs apart there.
+        if task_vars.get(GUARD_VAR) is not None and not boolean(self._rendered(task_vars, GUARD_VAR), strict=False):
+            return False
+        return args["plan"] in GUARDED_PLANS
+
+    def _take_guard(self, read_args, run_id):
+        """Start the guard's holder on every member (_cluster_guard.start); it watches this worker's parent, the
+        ansible-playbook process, and lets go when it ends."""
+        members = []
+        for node in read_args["nodes"]:
+            conn = dict(host=node["host"], port=node["port"], user=read_args.get("login_user"))
+            if read_args.get("login_password"):
+                conn["password"] = read_args["login_password"]
+            members.append(dict(name=node["name"], conn=conn))
+        return _cluster_guard.start(members, _cluster_guard.new_token(run_id), os.getppid())
+
+    def _release(self, lock, task_vars, guard=None):
+        """Release a lock (and the guard) this task took, when a later step of the start failed (check mode took
+        none)."""
+        if guard is not None and guard.get("ok"):
+            _cluster_guard.release(guard.get("pid"), guard.get("token"))
         if self._task.check_mode or not lock.get("held"):
             return False
         released = self._sub_action("erlmcp.dr.run_lock", {
@@ -169,6 +224,29 @@ def _read_facts(read):
     """The read's facts (nodes, primary, ...) at the top of the result too, as a pg_replication_info step shows them
     (reports and tests read a start's nodes there)."""
     return dict((key, value) for key, value in read.items() if key not in READ_KEYS_LEFT_OUT)
+
+
+def _changes_cluster(plan):
+    """Whether a plan would change anything (fence, promote, repoint): anything but a refusal or nothing to do."""
+    return not plan or plan.get("action") not in ("refuse", "none")
+
+
+def _guard_fact(guard):
+    """What the later steps need of the guard: its token (the promotion re-checks it), the members it was taken on,
+    and the holder's pid."""
+    return dict((key, guard.get(key)) for key in ("token", "pid", "held", "missing", "majority", "total"))
+
+
+def _guard_holder(guard):
+    """The other run that holds the guard, in the run lock's holder shape (run_id, host, since: what the CLI's
+    "busy" message names), with the members it holds."""
+    holders = guard.get("holders") or []
+    if not holders:
+        return None
+    first = holders[0]
+    return {"run_id": _cluster_guard.run_id_of(first.get("application_name")), "host": first.get("client_addr") or "",
+            "since": first.get("since") or "", "guard": sorted(set(h.get("application_name") for h in holders)),
+            "members": sorted(set(h.get("member") for h in holders))}
 
 
 def _with_warnings(result, warnings):

@@ -69,8 +69,9 @@ def db_summary(plan, steps, completed=False, check_mode=False, runbook=None, met
     go under `details`.
 
     steps: {'fence', 'unfence', 'promote', 'follow' (pg_standby_follow's registered result, see follow_items),
-    'app_config', 'end_state', 'lock'}: each the registered result, absent or {} when the step did not run.
-    runbook is the runbook's name, meta its metadata (vars.runbook: point_of_no_return, rpo_seconds).
+    'app_config', 'end_state', 'lock', 'guard'}: each the registered result, absent or {} when the step did not
+    run ('guard': the fact pg_begin_guard). runbook is the runbook's name, meta its metadata (vars.runbook:
+    point_of_no_return, rpo_seconds).
     """
     plan, meta = plan or {}, meta or {}
     steps = dict((k, v or {}) for k, v in (steps or {}).items())
@@ -104,6 +105,10 @@ def db_summary(plan, steps, completed=False, check_mode=False, runbook=None, met
         "left_out": plan.get("left_out") or [],
         "warnings": plan.get("warnings") or [],
         "app_config": app.get("path"),
+        # The cluster guard's token: the fencing value of this run's promotion (pg_promote re-checked it right
+        # before promoting and returns it as guard_token).
+        "guard": steps.get("guard", {}).get("token"),
+        "promoted_under_guard": promote.get("guard_token"),
     }
     moved = bool(promote.get("promoted"))
     return envelope(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import subprocess
 import time
 
+from ansible_collections.erlmcp.dr.plugins.module_utils import _cluster_guard
 from ansible_collections.erlmcp.dr.plugins.module_utils._errors import ModuleFailure
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import (
     PgError,
@@ -387,6 +388,66 @@ def check_single_writer(params, conn, result, fence, warn, *, already=False, poo
                                                          item["expected"]))
 
 
+def check_guard(params, conn, result, fence, pool=None):
+    """The cluster guard, re-checked right before pg_promote() (no override): a strict majority of the members must
+    show the guard's lock granted to this run's holder session (see _cluster_guard.py). The old primary counts when
+    the guard held it and the stop fence of this run stopped it: a stopped server grants the lock to nobody."""
+    guard = params.get("guard")
+    if not guard:
+        return
+    members = list(params.get("members") or [])
+    candidate_key = (params["login_host"], params["login_port"])
+    old_key = (params.get("primary_host"), params.get("primary_port"))
+    held, why = [], []
+    for member in members:
+        key = (member["host"], member["port"])
+        if key == old_key and fence.get("method") == "stop" and fence.get("done") and \
+                member["name"] in (guard.get("held") or []):
+            held.append(member["name"])
+            continue
+        answer = _guard_held_on(params, member, conn if key == candidate_key else None, pool, guard["token"])
+        if answer is True:
+            held.append(member["name"])
+        else:
+            why.append("%s: %s" % (member["name"], answer or "the lock is not this run's"))
+    needed = _cluster_guard.majority(len(members))
+    result["guard_members"] = held
+    ok = len(held) >= needed
+    result["checks"] = result["checks"] + [dict(
+        name="cluster_guard", ok=ok, found="this run's guard (%s) held on %s of %s members (%s)%s"
+        % (guard["token"], len(held), len(members), ", ".join(held) or "none", "; " + "; ".join(why) if why else ""),
+        expected="held on a majority (%s): no other run, from any controller, can then promote" % needed,
+        override=None, overridden=False)]
+    if not ok:
+        raise Refused("refusing to promote %s, nothing was promoted: cluster_guard: this run's guard %s is held on "
+                      "%s of %s members (%s), a majority (%s) is needed: its holder ended or another run took it "
+                      "(%s). No override" % (endpoint(connection_params(params)), guard["token"], len(held),
+                                             len(members), ", ".join(held) or "none", needed, "; ".join(why)))
+    result["guard_token"] = guard["token"]
+
+
+def _guard_held_on(params, member, conn, pool, token):
+    """True when the member grants the guard to this run's holder, else why not (a sentence)."""
+    if conn is None and pool is not None:
+        conn = pool.conns.get((member["host"], member["port"]))
+    try:
+        if conn is not None:
+            return _cluster_guard.held_by(conn, token)
+    except Exception as exc:
+        if not is_driver_error(exc):
+            raise
+    fresh, error = open_connection(member_conn_params(params, member), APPLICATION_NAME, MEMBER_HINTS)
+    if fresh is None:
+        return "not reachable (%s)" % error
+    try:
+        with fresh:
+            return _cluster_guard.held_by(fresh, token)
+    except Exception as exc:
+        if not is_driver_error(exc):
+            raise
+        return "could not read its locks: %s" % str(exc).strip()
+
+
 def run_fence_command(params, result):
     command = params["fence_command"]
     try:
@@ -662,6 +723,8 @@ def _promote_checked(p, conn, result, fence, check_mode, diff, warn, pool=None):
     if runs_fence and not check_mode:
         run_fence_command(p, result)
     check_single_writer(p, conn, result, fence, warn, pool=pool)
+    if not check_mode:
+        check_guard(p, conn, result, fence, pool)
     if check_mode:
         result.update(changed=True, would_promote=True,
                       msg="would promote %s%s" % (where, " after running fence_command" if runs_fence else ""))

@@ -60,7 +60,9 @@ def inspect(node, params):
         with conn:
             state = node_state(conn)
             replicas = replication_stats(conn) if not state["in_recovery"] else None
-            configured = _configured_upstream(conn) if state["in_recovery"] else (None, None)
+            # A primary too: a promoted node keeps its last primary_conninfo, which names the node it was promoted
+            # away from - how a switchover's re-run finds the old primary to bring back (_failover.switchover_plan).
+            configured = _configured_upstream(conn)
     except Exception as exc:
         if not is_driver_error(exc):
             raise
@@ -119,10 +121,11 @@ def cluster_identifier(nodes):
 
 def add_upstreams(nodes):
     for facts in nodes.values():
-        if facts["role"] != "standby":
+        if facts["role"] not in ("standby", "primary"):
             continue
         sysid = facts["system_identifier"]
-        facts["upstream"] = node_at(nodes, facts["upstream_host"], facts["upstream_port"], sysid)
+        if facts["role"] == "standby":
+            facts["upstream"] = node_at(nodes, facts["upstream_host"], facts["upstream_port"], sysid)
         facts["configured_upstream"] = node_at(nodes, facts["configured_upstream_host"],
                                                facts["configured_upstream_port"], sysid)
 

@@ -52,6 +52,16 @@ options:
       - Saves the runbook the task that made the plan.
     type: str
     choices: [switchover, failover, rejoin]
+  guard:
+    description:
+      - Take the cluster guard right after the run lock, before the read the plan is made from - a session advisory
+        lock on a strict majority of the group's members, held by a holder process until the C(ansible-playbook)
+        process ends (see docs/design.md, section The cluster guard). Another run holding it fails this task as
+        RV(busy). When too few members answer (and no other run holds it), the task fails only if the plan would
+        change the cluster; a refusing or no-op plan is returned so the runbook reports what the read found.
+      - Default true for O(plan=switchover) and O(plan=failover) (the plans that promote), false otherwise. Never
+        taken in check mode.
+    type: bool
   spec:
     description:
       - The runbook's parameter spec (M(erlmcp.dr.runbook_params) O(erlmcp.dr.runbook_params#module:spec));
@@ -116,6 +126,14 @@ ansible_facts:
       type: dict
       returned: success
       sample: {"key": "postgres:7301234567890123456", "held": true, "acquired": true, "busy": false}
+    pg_begin_guard:
+      description: The cluster guard held (O(guard)) - C(token) (what O(erlmcp.dr.pg_promote#module:guard) of
+        M(erlmcp.dr.pg_promote) re-checks), C(held) and C(missing) (member names), C(majority), C(total) and the
+        holder's C(pid).
+      type: dict
+      returned: when the guard was taken
+      sample: {"token": "20261206T081500Z-database_switchover-1a2b-9f3e", "held": ["pg-a", "pg-b", "pg-c"],
+               "missing": [], "majority": 2, "total": 3, "pid": 4242}
 parameters:
   description: The validated parameters with defaults; secrets shown as C(********).
   returned: success
@@ -142,17 +160,23 @@ lock:
   returned: once the lock was tried
   type: dict
 durations:
-  description: Seconds each step took (C(parameters), C(inventory), C(assess), C(lock), C(reassess), C(plan)).
+  description: Seconds each step took (C(parameters), C(inventory), C(assess), C(lock), C(guard), C(reassess),
+    C(plan)).
   returned: once the parameters passed
   type: dict
   sample: {"parameters": 0.002, "inventory": 0.003, "assess": 0.05, "lock": 0.004, "reassess": 0.03}
 busy:
-  description: True when the task failed because another run holds the lock (see RV(holder)).
+  description: True when the task failed because another run holds the lock or the cluster guard (see RV(holder)).
   returned: when the lock was tried and not taken
   type: bool
 holder:
   description: Who holds the lock (run id, runbook, operator, PID, host, start time), as M(erlmcp.dr.run_lock) says.
   returned: when RV(busy)
+  type: dict
+guard:
+  description: The cluster guard's answer (O(guard)) - ok, held, missing, majority, total, holders (the sessions of
+    another run that hold it), errors (members that could not be asked) and msg.
+  returned: when the guard was tried
   type: dict
 lock_released:
   description: Whether a lock this task took was released because a step after it failed.

@@ -119,6 +119,26 @@ options:
         description: Port of the node.
         type: int
         default: 5432
+  guard:
+    description:
+      - The cluster guard this run holds (the fact C(pg_begin_guard) that M(erlmcp.dr.pg_begin) sets for the
+        switchover and failover runbooks) - its C(token) and the members it was taken on (C(held)).
+      - Right before C(pg_promote()), after the C(single_writer) re-read, a strict majority of O(members) must show
+        the guard's advisory lock granted to this run's holder session (the C(cluster_guard) check, no override).
+        The old primary counts as held when the guard held it and this task's stop fence stopped it (a stopped
+        server grants no lock to anyone).
+      - The token is returned as RV(guard_token), the fencing value of the promotion.
+    type: dict
+    suboptions:
+      token:
+        description: The guard's token (its holder's sessions carry it in their application_name).
+        type: str
+        required: true
+      held:
+        description: The members (names) the guard was taken on at the start.
+        type: list
+        elements: str
+        default: []
   fence:
     description:
       - How the old primary was fenced before this task, and the registered result of that M(erlmcp.dr.pg_fence)
@@ -393,6 +413,17 @@ foreign_members:
   returned: always
   type: list
   elements: str
+guard_token:
+  description: The token of the cluster guard the promotion was checked under (O(guard)) - the promotion's fencing
+    value, also in the runbook's summary.
+  returned: when O(guard) is given and the candidate was promoted
+  type: str
+  sample: 20261206T081500-3f2a9c1d0e4b
+guard_members:
+  description: The members counted as holding this run's guard right before promoting.
+  returned: when O(guard) is given and the guard was checked
+  type: list
+  elements: str
 fence_result:
   description:
     - With O(fence.perform), the result of the fence this task ran, as M(erlmcp.dr.pg_fence) returns it (C(changed),
@@ -445,6 +476,10 @@ def argument_spec():
             name=dict(type="str", required=True),
             host=dict(type="str", required=True),
             port=dict(type="int", default=5432),
+        )),
+        guard=dict(type="dict", no_log=False, options=dict(
+            token=dict(type="str", required=True, no_log=False),
+            held=dict(type="list", elements="str", default=[]),
         )),
         fence=dict(type="dict", options=dict(
             method=dict(type="str", choices=["stop", "read_only", "none"], required=True),

@@ -181,8 +181,8 @@ nodes:
         - An unreachable node at that host:port is named by host and port alone (its identity cannot be read).
       type: str
     configured_upstream_host:
-      description: The host the standby's C(primary_conninfo) names (what it follows even when it does not stream
-        now); the password is never read out.
+      description: The host the node's C(primary_conninfo) names (what a standby follows even when it does not
+        stream now; for a promoted primary, the node it was promoted away from); the password is never read out.
       type: str
     configured_upstream_port:
       description: The port the standby's C(primary_conninfo) names (5432 when it names none).
