@@ -19,6 +19,11 @@ zone `erlmcp.lab.` on the two ports after Redis's; see lab_dns.py. Copies start 
 Standbys read the replication password from a passfile beside their data directory
 (`<node home>/.erlmcp-dr.pgpass`, 0600), never from an inline primary_conninfo, which
 PostgreSQL prints in its log on every reload that changes it.
+
+Why one file of ~850 lines: PostgreSQL's and Redis's node building share the lab lock, the half-built repair and
+the template/copy path, and the life cycle (up, status, down, reset, clone) walks both; the lab's shape and process
+helpers are in lab_config.py, the application in lab_app.py, DNS in lab_dns.py, ports in lab_ports.py. Redis's
+nodes are the next piece to move out (lab_redis.py) when this file grows.
 """
 
 from __future__ import annotations

@@ -25,7 +25,12 @@ when the run ends, and by the next run's start when its run was killed.
 
 ansible-playbook runs under a guard (`guard_source()`): when the `runbook` process dies, even by
 SIGKILL, the kernel tells the guard (PR_SET_PDEATHSIG), which kills the run's processes:
-ansible-playbook, its workers and the modules they run (not a daemon the run started).
+ansible-playbook, its workers and the modules they run (not a daemon the run started): guard.py. The timeline
+(events into steps) is timeline.py.
+
+Why one file of ~780 lines: RunConfig (everything checked before a run starts) and RunbookRun (driving
+ansible-runner, the run folder, the audit records, result.json) share the run folder's layout and its private
+helpers; RunConfig is the next piece to move out (run_config.py) once the warm start (issue 19) needs it alone.
 """
 
 from __future__ import annotations
