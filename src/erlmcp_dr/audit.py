@@ -242,19 +242,11 @@ def find_anchors(path: Optional[Path] = None) -> List[Dict[str, Any]]:
     sources = [head_anchor_path(path), *sorted((paths.state_home() / "runs").glob("*/result.json"))]
     found = []
     for source in sources:
-        data = _read_json_object(source)
+        data = paths.read_json_object(source)
         anchor = data.get("audit_head") if source.name == "result.json" else data
         if isinstance(anchor, dict) and isinstance(anchor.get("seq"), int) and anchor.get("path") == str(path):
             found.append(dict(anchor, source=str(source)))
     return found
-
-
-def _read_json_object(path: Path) -> Dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def check_anchors(path: Optional[Path], anchors: Sequence[Mapping[str, Any]]) -> List[str]:

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import configparser
 import functools
+import json
 import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from erlmcp_dr.errors import RunbookError
 
@@ -381,3 +382,13 @@ def default_inventory() -> Path:
 
         return lab_ports.checkout_inventory(root, lab_root(), lab_inventory())
     return lab_inventory()
+
+
+def read_json_object(path: Path) -> Dict[str, Any]:
+    """A JSON object read from `path`; {} when the file is missing, unreadable, torn or not an object (a run folder
+    is read as it is: a killed run leaves files half-written)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from erlmcp_dr import paths
 from erlmcp_dr.result import RunResult, Step
 
 SUMMARY_FACT = "summary"
@@ -275,7 +276,7 @@ def result_or_remains(run_dir: Path) -> Optional[RunResult]:
     remains = unfinished_result(run_dir)
     if remains is None or missing is None:
         return remains
-    ended = _read_json(run_dir / "run.json").get("status")
+    ended = paths.read_json_object(run_dir / "run.json").get("status")
     if ended and ended not in (RUNNING, INTERRUPTED):  # run.json's final status, written after result.json
         remains.status = str(ended)
         remains.error = f"The run ended {ended}."
@@ -292,7 +293,7 @@ def unfinished_result(run_dir: Path) -> Optional[RunResult]:
     from erlmcp_dr.result import MARKER_FILE
     from erlmcp_dr.timeline import Timeline
 
-    marker = _read_json(run_dir / MARKER_FILE)
+    marker = paths.read_json_object(run_dir / MARKER_FILE)
     if not marker:
         return None
     run_id = str(marker.get("run_id") or run_dir.name)
@@ -317,7 +318,7 @@ def job_events(directory: Path) -> List[Dict[str, Any]]:
     """ansible-runner's job_events/<counter>-<uuid>.json, in order."""
     found: List[Tuple[int, Dict[str, Any]]] = []
     for path in directory.glob("*.json") if directory.is_dir() else []:
-        event = _read_json(path)
+        event = paths.read_json_object(path)
         if event:
             found.append((int(event.get("counter") or 0), event))
     return [event for _, event in sorted(found, key=lambda pair: pair[0])]
@@ -348,9 +349,3 @@ def _where(marker: Dict[str, Any], alive: bool, pending: List[Dict[str, Any]]) -
             f"run ended, so it wrote no result. {where}")
 
 
-def _read_json(path: Path) -> Dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}

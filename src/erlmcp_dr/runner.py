@@ -414,7 +414,7 @@ def remove_stale_private_dirs() -> List[Path]:
     for path in sorted(root.iterdir()):
         if not path.is_dir() or path.is_symlink():
             continue
-        owner = _read_json(path / OWNER_FILE)
+        owner = paths.read_json_object(path / OWNER_FILE)
         if not owner and path.name.startswith(".new-"):
             continue  # being made right now (it holds nothing yet)
         if not process_alive(owner):
@@ -431,7 +431,7 @@ def _close_killed_run(run_dir: Path, private_data_dir: Path) -> None:
     """What a normal end does to its run folder, for a killed run: its secrets (the no_log parameters, read
     from its extra vars before they go) scrubbed from what it wrote, and every file 0600."""
     try:
-        marker = _read_json(run_dir / MARKER_FILE)
+        marker = paths.read_json_object(run_dir / MARKER_FILE)
         runbook = catalog.parse_playbook(Path(str(marker.get("playbook") or "")))
         values = params.load_extravars_file(private_data_dir / "env" / "extravars")
         if runbook is not None:
@@ -682,7 +682,7 @@ def scrub_dir(directory: Path, values: List[str]) -> List[Path]:
 def forget_environment(path: Path) -> None:
     """ansible-runner's `command` artifact records the whole environment (DATABASE_URL, SSHPASS, ...): keep the
     argv, the working directory and the NAMES of the environment variables only."""
-    data = _read_json(path)
+    data = paths.read_json_object(path)
     env = data.get("env")
     if not isinstance(env, dict):
         return
@@ -750,14 +750,6 @@ def _written(write: Callable[[], Any], path: Path) -> bool:
 def _mkdir_private(path: Path) -> None:
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(path, 0o700)
-
-
-def _read_json(path: Path) -> Dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _save_signal_handlers() -> Optional[Dict[int, Any]]:
