@@ -96,6 +96,9 @@ def start(members, token, watch_pid, acquire_seconds=ACQUIRE_SECONDS, python=Non
     holder on its stdin, never on its command line.
     """
     config = dict(members=members, token=token, watch_pid=watch_pid, acquire_seconds=acquire_seconds)
+    # The holder must outlive this task's worker (it is a long-lived process, not a command whose output a module
+    # waits for), which run_command cannot give; it runs on the controller, from erlmcp.dr.pg_begin's action.
+    # pylint: disable-next=ansible-bad-function
     proc = subprocess.Popen([python or sys.executable, os.path.abspath(__file__)], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, close_fds=True)
     proc.stdin.write(json.dumps(config).encode("utf-8"))
