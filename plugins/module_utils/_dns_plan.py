@@ -125,6 +125,14 @@ def _confirmed_problems(given, rdtype):
     return problems
 
 
+def published_records(summary):
+    """The records a dns_cutover run published: under the envelope's details, or at the top for a run recorded before
+    the envelope (or a cut-off run's records rebuilt from its events, _dns_rollback)."""
+    summary = summary if isinstance(summary, dict) else {}
+    details = summary.get("details")
+    return (details if isinstance(details, dict) else summary).get("records") or []
+
+
 def known_values(region_addresses, recorded, name):
     """The values a record may hold without anyone's say-so: any region's address, or what the last recorded
     cutover set on it."""
@@ -183,11 +191,7 @@ def cutover_plan(before, dr, checked, rollback=None, rto_left=None, region_addre
         return dict(plan, action="refuse", reason="; ".join(checked["problems"]))
     targets = {}
     if dr.get("rollback_of"):
-        published = ((rollback or {}).get("facts") or {}).get("summary") or {}
-        # The envelope keeps the records under details; a run recorded before the envelope (or a cut-off run's
-        # records rebuilt from its events, _dns_rollback) has them at the top.
-        previous = published.get("details") if isinstance(published.get("details"), dict) else published
-        for rec in previous.get("records") or []:
+        for rec in published_records(((rollback or {}).get("facts") or {}).get("summary")):
             if rec.get("applied"):
                 targets[rec["name"]] = dict(values=rec["previous"]["values"], ttl=rec["previous"].get("ttl"),
                                             expected=rec["new"]["values"])

@@ -130,5 +130,5 @@ def _applied_records(path):
         return []
     if not isinstance(result, dict) or result.get("runbook") != "dns_cutover" or result.get("check"):
         return []
-    summary = (result.get("facts") or {}).get("summary") or {}
-    return [rec for rec in summary.get("records") or [] if isinstance(rec, dict) and rec.get("applied")]
+    records = plan.published_records((result.get("facts") or {}).get("summary"))
+    return [rec for rec in records if isinstance(rec, dict) and rec.get("applied")]
