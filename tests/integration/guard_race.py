@@ -142,8 +142,8 @@ def _promoted(entry: str, output: str) -> bool:
             result = json.loads(output[output.index("{"):])
         except ValueError:
             return False
-        summary = (result.get("facts") or {}).get("summary") or {}
-        return bool(summary.get("promoted_under_guard")) and any(
+        details = ((result.get("facts") or {}).get("summary") or {}).get("details") or {}  # the envelope's
+        return bool(details.get("promoted_under_guard")) and any(
             step["task"].startswith("Fence the old primary") and step["changed"] and not step["failed"]
             for step in result.get("steps") or [])
     lines = output.splitlines()
