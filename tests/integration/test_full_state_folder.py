@@ -20,6 +20,7 @@ FILLS_THE_DISK = """---
   hosts: localhost
   gather_facts: false
   vars:
+    dr: "{{ ansible_facts['dr'] }}"  # runbook_params' fact as a variable, as the runbooks name it
     runbook:
       title: Fill the disk
       summary: Changes something, then fills the state folder's file system, as another process might.
