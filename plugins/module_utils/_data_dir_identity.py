@@ -19,11 +19,14 @@ from ansible_collections.erlmcp.dr.plugins.module_utils import _postgres as pg
 
 _SERVED_SQL = """
 SELECT (SELECT system_identifier::text FROM pg_control_system()) AS system_identifier,
-       current_setting('port')::int AS port
+       current_setting('port')::int AS port,
+       floor(extract(epoch FROM pg_postmaster_start_time()))::bigint AS started
 """
 # Superusers and pg_read_all_settings only: read apart, so that a login without it still gets the rest.
 _DATA_DIRECTORY_SQL = "SELECT current_setting('data_directory') AS data_directory"
-# postmaster.pid's fourth line is the port the postmaster listens on (PostgreSQL's LOCK_FILE_LINE_PORT).
+# postmaster.pid's third line is the postmaster's start time (epoch seconds, LOCK_FILE_LINE_START_TIME), its fourth
+# the port it listens on (LOCK_FILE_LINE_PORT).
+PID_FILE_START_LINE = 2
 PID_FILE_PORT_LINE = 3
 DEFAULT_PORT = 5432
 
@@ -79,10 +82,20 @@ def data_dir_port(server, running):
     return None, "nothing (no port in its config files)"
 
 
-def mismatch(data_dir, running, dir_port, port_source, sysid, where, port, served):
+def lock_file_start(server):
+    """The start time postmaster.pid records (epoch seconds), None without one."""
+    lines = server.lock_file()
+    text = lines[PID_FILE_START_LINE].strip() if len(lines) > PID_FILE_START_LINE else ""
+    return int(text) if text.isdigit() else None
+
+
+def mismatch(data_dir, running, dir_port, port_source, sysid, where, port, served, lock_started=None):
     """Why the data directory is not the server at where (host:port), or None when it is. Pure: unit-tested.
 
-    served: read_served() at where, or None when nothing could be read there.
+    served: read_served() at where, or None when nothing could be read there. lock_started: the start time in the
+    data directory's postmaster.pid: a postmaster this process cannot see (another PID namespace, such as the
+    execution environment's container) is still this directory's when the server at where says it serves this very
+    directory and started at that moment (postmaster.pid's start time).
     """
     names = "the inventory's pg_data_dir and pg_host/pg_port must name the same server"
     own = "%s (port %s per %s, system identifier %s)" % (data_dir, dir_port, port_source, sysid or "unknown")
@@ -93,7 +106,7 @@ def mismatch(data_dir, running, dir_port, port_source, sysid, where, port, serve
     read = "the server read at %s (port %s, system identifier %s%s)" % (
         where, served.get("port"), served.get("system_identifier"),
         ", data directory %s" % served["data_directory"] if served.get("data_directory") else "")
-    if not running:
+    if not running and not _seen_through_its_lock_file(data_dir, served, lock_started):
         return "%s is not running, but %s is: they are different servers; %s" % (own, read, names)
     served_dir = served.get("data_directory")
     if served_dir and os.path.realpath(served_dir) != os.path.realpath(data_dir):
@@ -102,6 +115,18 @@ def mismatch(data_dir, running, dir_port, port_source, sysid, where, port, serve
     if sysid_differs or dir_port not in (None, int(served.get("port") or port)):
         return "%s is not %s; %s" % (own, read, names)
     return None
+
+
+# postmaster.pid's time is taken when the postmaster starts, pg_postmaster_start_time() a moment later: they may
+# straddle a second.
+START_TIME_SLACK_SECONDS = 2
+
+
+def _seen_through_its_lock_file(data_dir, served, lock_started):
+    served_dir, started = served.get("data_directory"), served.get("started")
+    return (lock_started is not None and served_dir is not None and started is not None
+            and abs(int(started) - int(lock_started)) <= START_TIME_SLACK_SECONDS
+            and os.path.realpath(served_dir) == os.path.realpath(data_dir))
 
 
 def check_data_dir_serves(server, conn_params, what="stopping, starting or rewinding", served=False):
@@ -119,6 +144,6 @@ def check_data_dir_serves(server, conn_params, what="stopping, starting or rewin
         # a fence (the fence itself says what it could not read)
         sysid = None
     why = mismatch(server.data_dir, running, dir_port, source, sysid, pg.endpoint(conn_params),
-                   conn_params.get("port") or DEFAULT_PORT, served)
+                   conn_params.get("port") or DEFAULT_PORT, served, lock_file_start(server))
     if why:
         raise DataDirMismatch("refused before %s anything: %s" % (what, why))

@@ -96,6 +96,20 @@ def test_another_clusters_server_at_host_port_is_refused():
 def test_a_stopped_directory_while_a_server_answers_at_host_port_is_not_that_server():
     why = mismatch("/srv/pg-b/data", False, 5433, "its config files", SYSID, "127.0.0.1:5433", 5433, served(5433))
     assert "is not running, but the server read at 127.0.0.1:5433" in why
+    stale = dict(served(5433), started=1765000000)  # a postmaster.pid left by an earlier start
+    assert "is not running" in mismatch("/srv/pg-b/data", False, 5433, "postmaster.pid", SYSID, "h:5433", 5433,
+                                        stale, lock_started=1764999000)
+
+
+def test_a_postmaster_in_another_pid_namespace_is_known_by_its_lock_files_start_time():
+    """The execution environment's container cannot see the host's postmaster: the server at host:port serving this
+    very directory, started at the second its postmaster.pid records, is this directory's."""
+    here = dict(served(5433), started=1765000000)
+    assert mismatch("/srv/pg-b/data", False, 5433, "postmaster.pid", SYSID, "h:5433", 5433, here,
+                    lock_started=1765000000) is None
+    elsewhere = dict(served(5433, "/srv/pg-c/data"), started=1765000000)
+    assert "is not running" in mismatch("/srv/pg-b/data", False, 5433, "postmaster.pid", SYSID, "h:5433", 5433,
+                                        elsewhere, lock_started=1765000000)
 
 
 def test_a_stopped_directory_configured_for_another_port_is_refused_and_its_own_port_passes():
