@@ -84,7 +84,7 @@ def test_a_returning_old_primary_is_a_split_and_the_next_failover_makes_it_a_rep
 
     _, again = run_json("run", "redis_failover", "-i", inventory, "--yes", expect_rc=0)
     done = summary(again)
-    assert done["new_primary"] == new and "redis-a" in done["repointed"] and done["end_state_ok"], done
+    assert done["new_primary"] == new and "redis-a" in done["repointed"] and done["end_state"]["ok"], done
     role = _role(cfg, "redis-a")
     assert role["role"] == "slave" and role["master_link_status"] == "up", role
     assert int(role["master_port"]) == cfg.redis_node(new).port

@@ -39,7 +39,7 @@ class Promoted:
 
 def assert_switched_over_with_the_old_primary_streaming(cfg, result) -> None:
     facts = summary(result)
-    assert result["succeeded"] is True and facts["end_state_ok"] is True, failure_message(result) or facts
+    assert result["succeeded"] is True and facts["end_state"]["ok"] is True, failure_message(result) or facts
     wait_topology(cfg, {"pg-b": primary_on(2), "pg-a": streaming_from("pg-b", 2), "pg-c": streaming_from("pg-b", 2)},
                   "pg-b primary, pg-a and pg-c streaming from it")
 
@@ -116,7 +116,7 @@ def test_a_second_switchover_killed_after_promoting_brings_back_the_old_primary_
                             expect_rc=0)
 
     facts = summary(result)
-    assert result["succeeded"] is True and facts["end_state_ok"] is True, failure_message(result) or facts
+    assert result["succeeded"] is True and facts["end_state"]["ok"] is True, failure_message(result) or facts
     assert facts["old_primary"] == "pg-b" and facts["left_out"] == [], facts
     wait_topology(cfg, {"pg-c": primary_on(3), "pg-b": streaming_from("pg-c", 3), "pg-a": streaming_from("pg-c", 3)},
                   "pg-c primary, pg-a and pg-b streaming from it")
