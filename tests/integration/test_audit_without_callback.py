@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from runbook_helpers import CLI_HANG_GUARD, runbook_command, venv_path
+from runbook_helpers import CLI_HANG_GUARD, lab_inventory, runbook_command, venv_path
 
 from erlmcp_dr import paths
 
@@ -49,8 +49,6 @@ def test_the_lock_records_start_and_end_when_no_callback_does(tmp_path: Path) ->
 
 def test_a_runbook_without_the_callback_is_recorded_under_its_name(fresh_lab, tmp_path: Path) -> None:
     """database_switchover takes its lock inside pg_begin (a role's task): the records still name the runbook."""
-    from conftest import lab_inventory
-
     (tmp_path / "ansible.cfg").write_text("[defaults]\nretry_files_enabled = false\n")
     home = tmp_path / "home"
     env = dict(os.environ, PATH=venv_path(), ERLMCP_DR_HOME=str(home), ERLMCP_DR_LOCK_DIR=str(tmp_path / "locks"),
