@@ -38,6 +38,9 @@ examples:
   runbook report latest --html
   runbook audit show --since 24h --runbook database_failover
   runbook audit verify
+  runbook postmortem latest --format html --output pm.html
+  runbook bia -i inventories/prod
+  runbook compliance --since 2026-01-01
   runbook lab up
 
 exit codes:
@@ -108,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
                             help="the steps that changed HOST, with the start and end of their runs")
     _json_flag(show_audit, "the records as a JSON list")
 
+    _reporting_commands(sub)
+
     survey = _sub(sub, "survey", "the AWX job template survey spec (JSON) derived from a runbook's parameters",
                   _cmd_survey)
     survey.add_argument("name", metavar="NAME", help="runbook name (see `runbook list`)")
@@ -121,6 +126,24 @@ def build_parser() -> argparse.ArgumentParser:
                      help="up: create/start; status: show; down: stop; reset: back to a fresh lab")
     _json_flag(lab)
     return parser
+
+
+def _reporting_commands(sub: Any) -> None:
+    """postmortem, bia, compliance: read what runs recorded and the inventory's BIA data; change nothing."""
+    post = _sub(sub, "postmortem", "a postmortem draft of a run, from its recorded data (offline, every fact cited)",
+                _cmd_postmortem)
+    post.add_argument("run_id", metavar="RUN_ID", help="a run id (as printed by run/plan), or 'latest'")
+    post.add_argument("--format", choices=["md", "html"], default="md", help="Markdown (default) or one HTML page")
+    post.add_argument("-o", "--output", metavar="FILE", help="write the draft to FILE (0600) instead of stdout")
+    post.add_argument("-i", "--inventory", metavar="INV",
+                      help="inventory to read dr_postmortem_publish_hours and secrets to scrub from (default: none)")
+    bia_cmd = _sub(sub, "bia", "the business impact analysis table of an inventory's dr_services", _cmd_bia)
+    bia_cmd.add_argument("-i", "--inventory", metavar="INV", help="inventory (default: the local lab's)")
+    _json_flag(bia_cmd)
+    comp = _sub(sub, "compliance", "runs, drills, RTO/RPO achieved per tier per quarter, from the audit trail",
+                _cmd_compliance)
+    comp.add_argument("--since", metavar="WHEN", help="runs started from this time: ISO 8601 or a span (90d)")
+    _json_flag(comp)
 
 
 def _sub(sub: Any, name: str, help_text: str, handler: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
@@ -473,6 +496,59 @@ def _find_run(run_id: str) -> Path:
         listing = ", ".join(recent) if recent else "none"
         raise CliError(f"no run '{run_id}' in {runs}; recent runs: {listing}")
     return run_dir
+
+
+def _cmd_postmortem(args: argparse.Namespace) -> int:
+    from erlmcp_dr import postmortem, postmortem_render
+
+    run_dir = _find_run(args.run_id)
+    inventory = Path(args.inventory) if args.inventory else None
+    try:
+        draft = postmortem.build(run_dir.name, inventory=inventory)
+    except postmortem.PostmortemRefused as exc:
+        _error(f"no postmortem draft for {run_dir.name}: {exc}")
+        return EXIT_FAILED
+    text = postmortem_render.render(draft, args.format)
+    if args.output:
+        paths.write_private_atomic(Path(args.output), text)
+        print(f"wrote {args.output} (status Draft: complete its TODOs, then publish it by {draft.publish_by()})")
+    else:
+        print(text, end="")
+    return EXIT_OK
+
+
+def _cmd_bia(args: argparse.Namespace) -> int:
+    from erlmcp_dr import bia
+
+    inventory = Path(args.inventory) if args.inventory else paths.default_inventory()
+    try:
+        table = bia.table_for(bia.inventory_vars(inventory))
+    except bia.BiaError as exc:
+        raise CliError(f"{exc} (inventory {inventory})") from exc
+    if args.json:
+        _emit_json(table)
+    else:
+        print(bia.render(table))
+    return EXIT_OK
+
+
+def _cmd_compliance(args: argparse.Namespace) -> int:
+    from erlmcp_dr import audit, compliance
+
+    try:
+        since = audit.parse_time(args.since) if args.since else None
+    except ValueError as exc:
+        raise CliError(f"{exc}; see `runbook compliance --help`") from exc
+    try:
+        summary = compliance.summarize(since)
+    except compliance.ComplianceError as exc:
+        _error(str(exc))
+        return EXIT_FAILED
+    if args.json:
+        _emit_json(summary)
+    else:
+        print(compliance.render(summary))
+    return EXIT_OK
 
 
 def _cmd_survey(args: argparse.Namespace) -> int:
