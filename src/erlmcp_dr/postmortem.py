@@ -41,7 +41,7 @@ SECRET_KEY = re.compile(r"password|passwd|passphrase|secret|token|api_?key|routi
                         r"credential|authorization|webhook_url|integration_key|tsig", re.IGNORECASE)
 # Secret-shaped text: the password of a URL, a bearer token, the path of a Slack/Teams webhook.
 SECRET_TEXT = (
-    (re.compile(r"(?P<keep>[a-z][a-z0-9+.-]*://[^/\s:@]+:)[^@\s/]+(?=@)", re.IGNORECASE), r"\g<keep>" + REDACTED),
+    (re.compile(r"(?P<keep>[a-z][a-z0-9+.-]*://[^/\s:@]*:)[^@\s/]+(?=@)", re.IGNORECASE), r"\g<keep>" + REDACTED),
     (re.compile(r"(?P<keep>\bbearer\s+)[A-Za-z0-9._~+/=-]{8,}", re.IGNORECASE), r"\g<keep>" + REDACTED),
     (re.compile(r"(?P<keep>hooks\.slack\.com/services/)[A-Za-z0-9/_-]+"), r"\g<keep>" + REDACTED),
 )
