@@ -28,14 +28,17 @@ from erlmcp_dr import paths
 paths.ensure_collection_importable()
 from ansible_collections.erlmcp.dr.plugins.module_utils._bia import (  # noqa: E402,F401  (this module's API)
     DEFAULT_TIER,
+    DEGRADATION_LEVELS,
     LEVELS,
     STRATEGIES,
     TIERS,
     BiaError,
     criticality,
+    degradation_level,
     impact_score,
     meets,
     merged_tiers,
+    number,
     recovery_strategy,
     services_table,
     tier_objectives,

@@ -175,20 +175,32 @@ def _milestones(root: RunRecord) -> Block:
     result = root.result
     summary = result.summary
     end_state = summary.get("end_state") if isinstance(summary.get("end_state"), dict) else {}
-    passed = summary.get("point_of_no_return_passed")
+    passed, passed_by = _point_of_no_return(root)
     verified = end_state.get("ok")
     rows: List[Sequence[Cell]] = [
         ("Detection", f"{TODO}: when and how the problem was noticed (before this run; not recorded)"),
         ("Investigation", f"{TODO}: what was looked at before deciding to run {result.runbook}"),
         ("Mitigation started", Fact(utc_time(root.start.get("time")), root.cite_start())),
-        ("Point of no return", Fact("passed" if passed else "not passed", root.cite_result())
-         if isinstance(passed, bool) else "-"),
+        ("Point of no return", Fact(f"passed by {_name(passed_by)}" if passed_by else "not passed",
+                                    (passed_by or root).cite_result()) if passed is not None else "-"),
         ("Resolution", Fact(_resolution(root), root.cite_end())),
         ("Verification", Fact({True: "end state verified", False: "end state NOT verified",
                                None: "no end state checked"}[verified if isinstance(verified, bool) else None],
                               root.cite_result())),
     ]
     return table(("Milestone", "When / what"), rows)
+
+
+def _name(run: RunRecord) -> str:
+    return f"{run.label}: {run.result.runbook}" if run.label else run.result.runbook
+
+
+def _point_of_no_return(root: RunRecord) -> Tuple[Optional[bool], Optional[RunRecord]]:
+    """Whether the run, or one of its children, passed its point of no return (the envelope's
+    point_of_no_return_passed), and the first that did; None when no run says either way."""
+    said = [run for run in root.walk() if isinstance(run.result.summary.get("point_of_no_return_passed"), bool)]
+    passed = next((run for run in said if run.result.summary["point_of_no_return_passed"]), None)
+    return (passed is not None if said else None), passed
 
 
 def _resolution(run: RunRecord) -> str:
