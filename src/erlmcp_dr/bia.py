@@ -50,6 +50,12 @@ INVENTORY_KEYS = ("dr_services", "dr_tier_objectives", "dr_postmortem_publish_ho
 def inventory_vars(inventory: Path) -> Dict[str, Any]:
     """The BIA variables (INVENTORY_KEYS) as the controller (localhost) sees them in `inventory`: `all` vars and
     group_vars included, as Ansible reads them (raw: a Jinja string stays a string, and is refused as one)."""
+    found = hosts_vars(inventory)["localhost"]
+    return {key: found[key] for key in INVENTORY_KEYS if key in found}
+
+
+def hosts_vars(inventory: Path) -> Dict[str, Dict[str, Any]]:
+    """Every host's variables in `inventory` (the implicit localhost included), as plain Python, untemplated."""
     from ansible.inventory.manager import InventoryManager
     from ansible.parsing.dataloader import DataLoader
     from ansible.vars.manager import VariableManager
@@ -58,9 +64,9 @@ def inventory_vars(inventory: Path) -> Dict[str, Any]:
         raise BiaError(f"inventory {inventory} does not exist (give -i INVENTORY)")
     loader = DataLoader()
     manager = InventoryManager(loader=loader, sources=[str(inventory)])
-    host = manager.get_host("localhost")
-    found = VariableManager(loader=loader, inventory=manager).get_vars(host=host, include_hostvars=False)
-    return {key: plain(found[key]) for key in INVENTORY_KEYS if key in found}
+    variables = VariableManager(loader=loader, inventory=manager)
+    hosts = [*manager.get_hosts(), manager.get_host("localhost")]
+    return {host.name: plain(variables.get_vars(host=host, include_hostvars=False)) for host in hosts}
 
 
 def plain(value: Any) -> Any:

@@ -151,13 +151,13 @@ def build(run_id: str, home: Optional[Path] = None, inventory: Optional[Path] = 
         by_run.setdefault(str(record.get("run_id")), []).append(record)
     inventory_vars = _inventory_vars(inventory)
     root = _load_run(home / "runs", run_id, by_run, depth=0, seen=set())
-    publish_hours, publish_source = _publish_hours(inventory_vars, inventory)
+    publish_hours, publish_source = _publish_hours(inventory_vars.get("localhost", {}), inventory)
     draft = Draft(root=root, trail_records=checked["records"], trail_head=checked["head"],
                   trail_limits=list(checked["limits"]), publish_hours=publish_hours, publish_source=publish_source,
                   secrets=[])
     draft.secrets = secret_values([*(run.result.to_dict() for run in root.walk()),
                                    *(record for run in root.walk() for record in _records_of(run)),
-                                   inventory_vars])
+                                   *inventory_vars.values()])
     return draft
 
 
@@ -282,26 +282,15 @@ def _records_of(run: RunRecord) -> List[Dict[str, Any]]:
 # ---------------------------------------------------------------- inventory: the deadline, secrets
 
 
-def _inventory_vars(inventory: Optional[Path]) -> Dict[str, Any]:
-    """Every variable of every host of `inventory` (host over group over all), merged by name into one mapping of
-    name -> list of values: enough to find secrets and the publication deadline. {} without an inventory."""
+def _inventory_vars(inventory: Optional[Path]) -> Dict[str, Dict[str, Any]]:
+    """Every host's variables of `inventory` (localhost included): the secrets of each are scrubbed, the
+    publication deadline is localhost's (an `all` var). {} without an inventory."""
     if inventory is None:
         return {}
-    if not inventory.exists():
-        raise PostmortemRefused(f"inventory {inventory} does not exist")
-    from ansible.inventory.manager import InventoryManager
-    from ansible.parsing.dataloader import DataLoader
-    from ansible.vars.manager import VariableManager
-
-    loader = DataLoader()
-    manager = InventoryManager(loader=loader, sources=[str(inventory)])
-    variables = VariableManager(loader=loader, inventory=manager)
-    merged: Dict[str, Any] = {}
-    for host in [*manager.get_hosts(), manager.get_host("localhost")]:
-        for name, value in variables.get_vars(host=host, include_hostvars=False).items():
-            if not name.startswith(("ansible_", "group_names", "groups", "inventory_", "omit", "playbook_dir")):
-                merged.setdefault(name, value)
-    return bia.plain(merged)
+    try:
+        return bia.hosts_vars(inventory)
+    except bia.BiaError as exc:
+        raise PostmortemRefused(str(exc)) from exc
 
 
 def _publish_hours(inventory_vars: Mapping[str, Any], inventory: Optional[Path]) -> Tuple[float, str]:
