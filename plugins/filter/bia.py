@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: erlmcp.dr contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Filters erlmcp.dr.criticality, erlmcp.dr.recovery_strategy and erlmcp.dr.tier_objectives over
+"""Filters erlmcp.dr.criticality, erlmcp.dr.recovery_strategy, erlmcp.dr.tier_objectives and
+erlmcp.dr.degradation_level over
 module_utils/_bia.py (documented in their .yml files). Bad input fails the task naming the field."""
 
 from __future__ import annotations
@@ -31,7 +32,14 @@ def tier_objectives(tier, overrides=None):
         raise AnsibleFilterError(f"erlmcp.dr.tier_objectives: {exc}") from exc
 
 
+def degradation_level(available_nodes, error_rate, replication_lag_ms, thresholds=None):
+    try:
+        return _bia.degradation_level(available_nodes, error_rate, replication_lag_ms, thresholds)
+    except _bia.BiaError as exc:
+        raise AnsibleFilterError(f"erlmcp.dr.degradation_level: {exc}") from exc
+
+
 class FilterModule(object):
     def filters(self):
         return {"criticality": criticality, "recovery_strategy": recovery_strategy,
-                "tier_objectives": tier_objectives}
+                "tier_objectives": tier_objectives, "degradation_level": degradation_level}

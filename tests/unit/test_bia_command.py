@@ -62,7 +62,8 @@ PLAYBOOK = """
   tasks:
     - ansible.builtin.debug:
         msg: "{{ [{'revenue': 100, 'customer': 100, 'compliance': 100, 'operational': 0} | erlmcp.dr.criticality,
-                  'critical' | erlmcp.dr.recovery_strategy(241, 5), (1 | erlmcp.dr.tier_objectives).rto_seconds] }}"
+                  'critical' | erlmcp.dr.recovery_strategy(241, 5), (1 | erlmcp.dr.tier_objectives).rto_seconds,
+                  2 | erlmcp.dr.degradation_level(0.01, 9000)] }}"
     - block:
         - ansible.builtin.debug:
             msg: "{{ 'critical' | erlmcp.dr.recovery_strategy('24*60', 5) }}"
@@ -80,6 +81,6 @@ def test_the_filters_through_ansible_by_their_fqcn_and_a_string_refused_naming_t
     out = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), str(playbook)], capture_output=True,
                          text=True, check=False, cwd=paths.collection_root())
     assert out.returncode == 0, out.stdout + out.stderr
-    assert re.search(r"msg:\s*- critical\s*- warm\s*- 300\b", out.stdout), out.stdout
+    assert re.search(r"msg:\s*- critical\s*- warm\s*- 300\s*- reduced\b", out.stdout), out.stdout
     refused = " ".join(out.stdout.split()).split("refused: ", 1)[1]
     assert "erlmcp.dr.recovery_strategy: service.rto_minutes: found ''24*60'' (str)" in refused, refused
