@@ -224,7 +224,10 @@ def consistency(result: RunResult, end: Mapping[str, Any]) -> List[str]:
     """Where result.json disagrees with the run's run_end record (the fields both hold) or its anchor."""
     problems = []
     head = result.audit_head or {}
-    if head.get("seq") != end.get("seq") or head.get("hash") != end.get("hash"):
+    if not head:
+        problems.append(f"it carries no audit_head (the trail's run_end is #{end.get('seq')}): written by a runner "
+                        "that did not anchor its runs, or edited")
+    elif head.get("seq") != end.get("seq") or head.get("hash") != end.get("hash"):
         problems.append(f"its audit_head names #{head.get('seq')} {str(head.get('hash'))[:HASH_SHOWN]}, the trail's "
                         f"run_end is #{end.get('seq')} {str(end.get('hash'))[:HASH_SHOWN]} (result.json edited, or "
                         "from another trail)")

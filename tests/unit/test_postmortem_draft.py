@@ -208,11 +208,31 @@ def test_a_result_json_that_disagrees_with_its_run_end_record_is_refused(home):
         postmortem.build(RUNS["failed_failover"], home=home)
 
 
-def test_a_run_missing_from_the_trail_is_refused(home):
-    trail = home / "audit" / "audit.jsonl"
-    trail.write_text("")
-    with pytest.raises(postmortem.PostmortemRefused):
+def test_a_result_json_without_its_anchor_is_refused(home):
+    path = home / "runs" / RUNS["failed_failover"] / "result.json"
+    data = json.loads(path.read_text())
+    del data["audit_head"]
+    path.write_text(json.dumps(data))
+    with pytest.raises(postmortem.PostmortemRefused, match="carries no audit_head"):
         postmortem.build(RUNS["failed_failover"], home=home)
+
+
+def test_a_run_recorded_in_another_trail_is_refused(home):
+    data = json.loads((home / "runs" / RUNS["failed_failover"] / "result.json").read_text())
+    data["run_id"] = "20261206T000000Z-database_failover-0e1e"
+    (home / "runs" / data["run_id"]).mkdir()
+    (home / "runs" / data["run_id"] / "result.json").write_text(json.dumps(data))
+    with pytest.raises(postmortem.PostmortemRefused, match="has no run_start record in the audit trail"):
+        postmortem.build(data["run_id"], home=home)
+
+
+def test_a_run_cut_from_the_trail_is_refused(home):
+    trail = home / "audit" / "audit.jsonl"
+    lines = [line for line in trail.read_text().splitlines() if RUNS["failed_failover"] not in line]
+    trail.write_text("\n".join(lines) + "\n")
+    with pytest.raises(postmortem.PostmortemRefused) as refused:
+        postmortem.build(RUNS["failed_failover"], home=home)
+    assert "missing before it: deleted" in str(refused.value)  # the chain shows the cut before the run does
 
 
 # ---------------------------------------------------------------- the command
