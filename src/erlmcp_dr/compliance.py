@@ -1,7 +1,8 @@
 """`runbook compliance`: what the run history proves, per quarter and tier, from the audit trail.
 
 Each run is a run_start/run_end pair of the trail (a run without its end is counted as unfinished). Per quarter
-(of the run's start, UTC) and per tier (the runbook's `runbook.tier`; composed or unknown runbooks: none):
+(of the run's start, UTC) and per tier (the runbook's `runbook.tier`, else the `details.tier` of a composed run's
+anchored summary, else none):
 live runs, plans, drills (a runbook whose name holds "drill", or a run started with drill=true), succeeded and
 failed runs, the RTO achieved (the run's duration, live runs that succeeded) against the tier's limit, the RPO
 achieved (the summary's recovery_point in the run's result.json, only when that result.json is anchored by the
@@ -71,6 +72,8 @@ def summarize(since: Optional[dt.datetime] = None, home: Optional[Path] = None,
             continue
         runbook = str(start.get("runbook") or "?")
         tier = tiers.get(runbook)
+        if tier is None and run_id in ends:  # a composed run names its tier in its summary (docs/reports.md)
+            tier = _declared_tier(_anchored_summary(home / "runs" / run_id, ends[run_id]) or {})
         key = (quarter(when), str(tier) if tier is not None else UNTIERED)
         row = rows.setdefault(key, _new_row(key, tier))
         _count(row, start, ends.get(run_id), home / "runs" / run_id)
@@ -150,6 +153,12 @@ def _anchored_summary(run_dir: Path, end: Mapping[str, Any]) -> Optional[Dict[st
         return None
     summary = (data.get("facts") or {}).get("summary")
     return summary if isinstance(summary, dict) else {}
+
+
+def _declared_tier(summary: Mapping[str, Any]) -> Optional[int]:
+    details = summary.get("details") if isinstance(summary.get("details"), dict) else {}
+    tier = details.get("tier")
+    return tier if isinstance(tier, int) and not isinstance(tier, bool) else None
 
 
 def _lost_seconds(summary: Mapping[str, Any]) -> Optional[float]:

@@ -28,22 +28,30 @@ def home(tmp_path, monkeypatch):
 
 def test_the_recorded_history_per_tier_and_quarter(home):
     summary = compliance.summarize(home=home, tiers=TIERS)
-    rows = {(row["quarter"], row["tier"]): row for row in summary["rows"]}
-    assert set(rows) == {("2026-Q4", "1"), ("2026-Q4", "none")}
-    tier1, untiered = rows[("2026-Q4", "1")], rows[("2026-Q4", "none")]
-    # a switchover, a refused failover, a notification, a failover: four live runs of tier 1, one failed
-    assert (tier1["live_runs"], tier1["succeeded"], tier1["failed"], tier1["plans"]) == (4, 3, 1, 0)
-    assert tier1["rto_measured"] == 3 and tier1["rto_limit_seconds"] == 300
-    assert tier1["rto_met"] == sum(1 for seconds in _durations(home, ok=True) if seconds <= 300)
-    assert tier1["rpo_measured"] == 3 and tier1["rpo_met"] == 3  # every recovery point anchored and within 1 s
-    # the drill and the regional stand-in: not in the catalog, counted without objectives
-    assert (untiered["live_runs"], untiered["drills"], untiered["rto_limit_seconds"]) == (2, 1, None)
+    (row,) = summary["rows"]
+    assert (row["quarter"], row["tier"], row["rto_limit_seconds"], row["rpo_limit_seconds"]) == ("2026-Q4", "1", 300, 1)
+    # a switchover, a refused failover, a notification and a failover (tier 1 runbooks), and the drill and the
+    # regional stand-in around them (not in the catalog: their summaries say tier 1)
+    assert (row["live_runs"], row["succeeded"], row["failed"], row["plans"], row["drills"]) == (6, 5, 1, 0, 1)
+    assert row["rto_measured"] == 5
+    assert row["rto_met"] == sum(1 for seconds in _durations(home, ok=True) if seconds <= 300)
+    assert row["rpo_measured"] == 5 and row["rpo_met"] == 5  # every recovery point anchored and within 1 s
+
+
+def test_a_composed_run_without_a_declared_tier_is_counted_untiered(home):
+    path = home / "runs" / next(line.split()[1] for line in (FIXTURES / "runs.txt").read_text().splitlines()
+                                if line.startswith("drill ")) / "result.json"
+    data = json.loads(path.read_text())
+    del data["facts"]["summary"]["details"]["tier"]
+    path.write_text(json.dumps(data))
+    rows = {row["tier"]: row for row in compliance.summarize(home=home, tiers=TIERS)["rows"]}
+    assert (rows["none"]["live_runs"], rows["none"]["drills"], rows["none"]["rto_limit_seconds"]) == (1, 1, None)
 
 
 def _durations(home: Path, ok: bool) -> list[float]:
     records = [json.loads(line) for line in (home / "audit" / "audit.jsonl").read_text().splitlines()]
     return [record["duration_seconds"] for record in records if record["kind"] == "run_end"
-            and record["runbook"] not in ("dr_drill", "regional_failover") and (record["rc"] == 0) == ok]
+            and (record["rc"] == 0) == ok]
 
 
 def test_since_leaves_older_runs_out(home):
