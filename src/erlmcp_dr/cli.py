@@ -47,7 +47,7 @@ exit codes:
   0  success            1  the runbook failed (or drift/lab trouble)
   2  usage, unknown runbook, bad parameter or a --limit that skips the controller play: nothing ran
   3  another run holds the run lock (the playbook's erlmcp.dr.run_lock): nothing changed
-  (audit verify: 1 when the audit trail was tampered with)
+  (audit verify, postmortem, compliance: 1 when the audit trail was tampered with)
 
 environment:
   ERLMCP_DR_HOME       where run folders (runs/), running runs' extra vars (private/) and the audit
