@@ -144,7 +144,8 @@ class Engine:
         record = StepRecord(
             step=step.id, title=step.title, phase=phase, runs=call.name, arguments=arguments,
             verified=not problems, changed=bool(outcome.changed), run_id=outcome.run_id, rc=outcome.rc,
-            problems=problems, message=outcome.message, point_of_no_return=step.point_of_no_return and phase == "forward",
+            problems=problems, message=outcome.message,
+            point_of_no_return=step.point_of_no_return and phase == "forward",
             passed_point_of_no_return=bool(summary.get("point_of_no_return_passed")), started_at=started_wall,
             ended_at=_now(), duration=round(self.clock() - started, 3), summary=summary)
         self.records.append(record)

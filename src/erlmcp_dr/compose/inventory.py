@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping
 
 from erlmcp_dr import paths
 from erlmcp_dr.errors import ParameterError
@@ -115,8 +115,8 @@ def read(path: Path) -> InventoryView:
         hosts[group] = {}
         for host in manager.get_hosts(group) if group in manager.groups else []:
             raw = variables.get_vars(host=host, include_hostvars=False)
-            hosts[group][_plain(host.name)] = _rendered(Templar(loader=loader, variables=dict(raw, playbook_dir=playbook_dir)),
-                                                raw)
+            templar = Templar(loader=loader, variables=dict(raw, playbook_dir=playbook_dir))
+            hosts[group][_plain(host.name)] = _rendered(templar, raw)
     localhost = manager.get_host("localhost") or manager.localhost
     raw_all = variables.get_vars(host=localhost, include_hostvars=False) if localhost is not None else {}
     all_vars = _rendered(Templar(loader=loader, variables=dict(raw_all, playbook_dir=playbook_dir)), raw_all)
