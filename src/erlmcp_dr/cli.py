@@ -291,10 +291,11 @@ def _execute(args: argparse.Namespace, check: bool) -> int:
 
     runbook = catalog.load(args.name, args.playbooks_dir)
     extravars = params.parse_extra_vars(args.extra_vars, runbook, base_dir=Path.cwd())
-    if runbook.workflow is not None:  # a composed runbook (regional_failover): its steps are child runs
+    if runbook.workflow is not None and not check:  # a composed runbook's run: its steps are child runs (its plan
+        # is its playbook's, in check mode: parameters and regions checked, steps named)
         from erlmcp_dr.compose import cli_run
 
-        return cli_run.execute(args, runbook, extravars, check)
+        return cli_run.execute(args, runbook, extravars)
     options = dict(inventory=args.inventory, extravars=extravars, diff=not args.no_diff, limit=args.limit,
                    verbosity=args.verbose, playbooks_dir=args.playbooks_dir, operator=args.operator)
     config = RunConfig.prepare(runbook, check=check, run_id=args.run_id, **options)

@@ -16,12 +16,9 @@ from erlmcp_dr.errors import ConfirmationRequired, ParameterError
 PROG = "runbook"
 
 
-def execute(args: argparse.Namespace, runbook: Runbook, extravars: Dict[str, Any], check: bool) -> int:
+def execute(args: argparse.Namespace, runbook: Runbook, extravars: Dict[str, Any]) -> int:
     from erlmcp_dr import cli
 
-    if check:
-        raise ParameterError("check", f"`runbook plan {runbook.name}` (a plan of a composed runbook) is not built yet: "
-                                      f"`runbook show {runbook.name}` lists its steps and its point of no return")
     if args.limit:
         raise ParameterError("limit", f"--limit does not apply to the composed runbook {runbook.name}: each step "
                                       "acts on the hosts of the regions named")

@@ -62,17 +62,16 @@ def workflow_of(runbook: Runbook, playbooks_dir: Optional[os.PathLike | str] = N
 def run(name: str | Runbook, inventory: Optional[os.PathLike | str] = None,
         extravars: Optional[Mapping[str, Any]] = None, run_id: Optional[str] = None, operator: Optional[str] = None,
         playbooks_dir: Optional[os.PathLike | str] = None, listener: Optional[Callable[[StepRecord], None]] = None,
-        check: bool = False, **ignored: Any) -> RunResult:
+        **ignored: Any) -> RunResult:
     """Runs a composed runbook; returns its RunResult (status successful only when every step was verified).
     Raises ParameterError/WorkflowError before anything runs, RunBusy when a target's lock is held."""
     from erlmcp_dr import runner
 
-    if check:
-        raise ParameterError("check", f"a plan (check mode) of the composed runbook {_name(name)} is not built yet: "
-                                      f"`runbook show {_name(name)}` lists its steps and its point of no return")
     unsupported = sorted(key for key, value in ignored.items() if value not in (None, False, 0, True, ""))
-    if unsupported:
-        raise ParameterError(unsupported[0], f"{', '.join(unsupported)}: not supported by a composed runbook")
+    if unsupported or ignored.get("check"):
+        wrong = unsupported[0] if unsupported else "check"
+        raise ParameterError(wrong, f"{wrong}: not supported by a composed run (its plan is `runbook plan "
+                                    f"{_name(name)}`, or erlmcp_dr.run(..., check=True))")
     runbook = name if isinstance(name, Runbook) else catalog.load(name, playbooks_dir)
     values = params.validate(runbook, extravars)
     workflow = workflow_of(runbook, playbooks_dir)
