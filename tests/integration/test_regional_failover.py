@@ -166,6 +166,15 @@ def test_unplanned_failover_rolls_forward_after_the_point_of_no_return_resumes_c
     assert not any(step["changed"] for step in again["steps"] if step["step"] in INFRA_STEPS)
     assert writable_nodes(cfg) == ["pg-b"] and redis_primaries(cfg) == ["redis-b"]
 
+    # 4. `runbook lab restore-region a` brings region a back without a second writer: its former primary stays
+    # down (database_rejoin's job, named), its Redis comes back as a replica of the new primary, its app answers.
+    restored = lab_regions.restore_region(cfg, "a")
+    assert any("pg-a is a former primary" in warning and "database_rejoin" in warning
+               for warning in restored["warnings"]), restored
+    assert restored["redis_started"] == ["redis-a"] and writable_nodes(cfg) == ["pg-b"]
+    assert redis_primaries(cfg) == ["redis-b"]
+    assert app_write(cfg, "a")["database"] == "pg-b"
+
 
 def test_a_failure_before_the_point_of_no_return_undoes_every_completed_step_in_reverse(home: Path) -> None:
     with new_lab(app=True, dns=True) as cfg:
