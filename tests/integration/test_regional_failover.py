@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 from conftest import dns_answers, lab_inventory, new_lab, redis_client
 from runbook_helpers import (
@@ -33,6 +34,7 @@ from runbook_helpers import (
 
 import erlmcp_dr
 from erlmcp_dr import lab, lab_app, lab_regions
+from erlmcp_dr.result import summary_schema
 
 pytestmark = pytest.mark.integration
 
@@ -198,6 +200,7 @@ def test_a_failure_before_the_point_of_no_return_undoes_every_completed_step_in_
                                extravars={"from_region": "a", "to_region": "b", "mode": "unplanned",
                                           "health_interval": 0.2}).to_dict()
         assert result["succeeded"] is False
+        jsonschema.validate(result["facts"]["summary"], summary_schema())  # one envelope for composed runs too
         outcome = summary(result)
         assert outcome["status"] == "undone" and outcome["failed_step"] == "database", outcome["reason"]
         assert outcome["point_of_no_return_passed"] is False
