@@ -14,6 +14,9 @@ from ansible_collections.erlmcp.dr.plugins.module_utils import _audit, _lock
 
 RUN_ID_VAR = "erlmcp_dr_run_id"
 OPERATOR_VAR = "erlmcp_dr_operator"  # set by the runner from --operator / operator=
+# Set by a composed run (regional_failover) for its steps: the parent's run id, which holds the lock for the whole
+# move; the step runs under it and never writes or releases the record (see _inherited).
+LOCK_OWNER_VAR = "erlmcp_dr_lock_owner"
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:@+-]{1,200}$")
 
 ARGUMENT_SPEC = {
@@ -57,7 +60,10 @@ class ActionModule(ActionBase):
         store_dir = args["store_dir"] or _lock.default_store_dir()
         store = _lock.DirectoryStore(store_dir)
         result.update(key=args["key"], run_id=run_id, store_dir=store.store_dir, changed=False, busy=False)
+        owner = task_vars.get(LOCK_OWNER_VAR)
         try:
+            if owner is not None and str(owner):
+                return self._inherited(result, store, args, str(owner))
             if args["state"] == "absent":
                 return self._release(result, store, args, run_id, task_vars)
             return self._acquire(result, store, args, run_id, pid, task_vars)
@@ -104,6 +110,28 @@ class ActionModule(ActionBase):
             result["warnings"] = ["took over the run lock for %s from %s, because %s" % (
                 args["key"], _lock.describe_holder(found), outcome["reason"])]
         return result
+
+    def _inherited(self, result, store, args, owner):
+        """A step of a composed run: its parent took this key under its own run id before its first step and holds
+        it until its end. The step only checks that the parent still holds it; it never rewrites the record (which
+        must keep naming the parent's process, so the lock outlives this step's ansible-playbook) nor releases it."""
+        if not RUN_ID_PATTERN.match(owner):
+            return dict(result, failed=True, msg="%s %r is not a run id" % (LOCK_OWNER_VAR, owner[:200]))
+        outcome = store.inspect(args["key"], owner)
+        decision, found = outcome["decision"], outcome["holder"]
+        result.update(run_id=owner, path=outcome["path"], inherited_from=owner)
+        if args["state"] == "absent":
+            return dict(result, held=decision == _lock.HELD, released=False)
+        if decision == _lock.HELD:
+            return dict(result, held=True, holder=found, acquired=False)
+        if found is None or decision != _lock.BUSY:
+            return dict(result, failed=True, held=False, holder=found, msg=(
+                "this step runs under run %s, which should hold the run lock for %s for the whole move, but %s: the "
+                "composed run did not take this key (or lost it); nothing was changed" % (
+                    owner, args["key"], "nobody holds it" if found is None else "the record found is " +
+                    _lock.describe_holder(found))))
+        return dict(result, failed=True, busy=True, held=False, holder=found, msg=_busy_message(
+            args["key"], found, outcome["reason"], store.store_dir, outcome["path"]))
 
     def _audit_fallback(self, kind, args, run_id, operator, task_vars, status=None):
         """Start and end records when nobody else writes this run's trail: not the runbook CLI or API (they set

@@ -2,6 +2,24 @@
 
 __version__ = "0.1.0"
 
-from erlmcp_dr.runner import run  # noqa: E402
+from typing import Any  # noqa: E402
+
+from erlmcp_dr import runner  # noqa: E402
+
+
+def run(name: Any = None, config: Any = None, event_callback: Any = None, **kwargs: Any) -> Any:
+    """Runs a runbook (erlmcp_dr.runner.run); a composed one (its playbook declares `runbook.workflow`, e.g.
+    regional_failover) through erlmcp_dr.compose, each step a child run (its plan, check=True, is its playbook's).
+    Returns the RunResult."""
+    if config is None and name is not None and not kwargs.get("check"):
+        from erlmcp_dr import catalog
+
+        runbook = catalog.load(name, kwargs.get("playbooks_dir"))
+        if runbook.workflow is not None:
+            from erlmcp_dr.compose import run as composed
+
+            return composed.run(runbook, **kwargs)
+    return runner.run(name, config, event_callback, **kwargs)
+
 
 __all__ = ["run", "__version__"]

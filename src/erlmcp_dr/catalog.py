@@ -106,6 +106,9 @@ class Runbook:
     # The step after which there is no going back (e.g. the promotion): a task name or an action such as
     # erlmcp.dr.pg_promote, from `runbook.point_of_no_return`; reports mark where the run passed it.
     point_of_no_return: Optional[str] = None
+    # A composed runbook's steps as data (`runbook.workflow`; src/erlmcp_dr/compose/spec.py checks it): the runbook
+    # is then run by erlmcp_dr.compose, each step a child run of another runbook.
+    workflow: Optional[Dict[str, Any]] = None
 
     def parameter_views(self) -> List[ParameterView]:
         return [ParameterView.of(name, option) for name, option in self.parameters.items()]
@@ -183,10 +186,30 @@ def parse_playbook(path: Path) -> Optional[Runbook]:
         rpo_seconds=_optional_int(path, meta, "rpo_seconds"),
         confirm=_confirm(path, meta),
         parameters=_parameters(path, meta),
-        steps=outline(plays),
+        steps=workflow_outline(meta["workflow"]) if isinstance(meta.get("workflow"), dict) else outline(plays),
         targets=_targets(plays),
         point_of_no_return=_optional_text(path, meta, "point_of_no_return"),
+        workflow=meta.get("workflow") if isinstance(meta.get("workflow"), dict) else None,
     )
+
+
+def workflow_outline(workflow: Mapping[str, Any]) -> List[StepOutline]:
+    """A composed runbook's steps as `runbook show` and its page list them: what each runs, what undoes it, and
+    where the point of no return is."""
+    steps: List[StepOutline] = []
+    for step in workflow.get("steps") or []:
+        if not isinstance(step, dict):
+            continue
+        runs = step.get("runbook") or f"built-in {step.get('action')}"
+        label = f"{step.get('id')}: {_text(step.get('title')) or step.get('id')} ({runs})"
+        if step.get("point_of_no_return"):
+            label += " - POINT OF NO RETURN: after it the run only rolls forward"
+        steps.append(StepOutline(0, label, "task"))
+        undo = step.get("undo")
+        if isinstance(undo, dict):
+            steps.append(StepOutline(1, f"undo: {undo.get('runbook') or 'built-in ' + str(undo.get('action'))}",
+                                     "rescue"))
+    return steps
 
 
 def outline(plays: List[Any]) -> List[StepOutline]:

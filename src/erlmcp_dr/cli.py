@@ -122,8 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     doc.add_argument("--out", metavar="DIR", help="pages folder (default: <collection>/runbooks)")
 
     lab = _sub(sub, "lab", "the local lab: PostgreSQL primary + standbys on 127.0.0.1", _cmd_lab)
-    lab.add_argument("action", choices=["up", "status", "down", "reset"],
-                     help="up: create/start; status: show; down: stop; reset: back to a fresh lab")
+    lab.add_argument("action", choices=["up", "status", "down", "reset", "fail-region", "restore-region"],
+                     help="up: create/start; status: show; down: stop; reset: back to a fresh lab; fail-region R: "
+                          "kill -9 region R's PostgreSQL, Redis and app; restore-region R: start them again")
+    lab.add_argument("region", nargs="?", metavar="REGION", help="the region for fail-region / restore-region")
     _json_flag(lab)
     return parser
 
@@ -312,6 +314,11 @@ def _execute(args: argparse.Namespace, check: bool) -> int:
 
     runbook = catalog.load(args.name, args.playbooks_dir)
     extravars = params.parse_extra_vars(args.extra_vars, runbook, base_dir=Path.cwd())
+    if runbook.workflow is not None and not check:  # a composed runbook's run: its steps are child runs (its plan
+        # is its playbook's, in check mode: parameters and regions checked, steps named)
+        from erlmcp_dr.compose import cli_run
+
+        return cli_run.execute(args, runbook, extravars)
     options = dict(inventory=args.inventory, extravars=extravars, diff=not args.no_diff, limit=args.limit,
                    verbosity=args.verbose, playbooks_dir=args.playbooks_dir, operator=args.operator)
     config = RunConfig.prepare(runbook, check=check, run_id=args.run_id, **options)
@@ -584,6 +591,12 @@ def _cmd_lab(args: argparse.Namespace) -> int:
         raise CliError(f"the local lab is not available in this installation: {exc}") from exc
     try:
         cfg = lab.LabConfig.from_env()
+        if args.action in ("fail-region", "restore-region"):
+            from erlmcp_dr import lab_regions
+
+            outcome = getattr(lab_regions, args.action.replace("-", "_"))(cfg, args.region)
+            print(json.dumps(outcome, indent=2) if args.json else lab_regions.format_outcome(outcome))
+            return EXIT_OK
         outcome = getattr(lab, args.action)(cfg)
     except RunbookError:
         raise

@@ -142,6 +142,20 @@ def _steps_list(runbook: Runbook) -> str:
 def _how_to_run(runbook: Runbook) -> str:
     extra = "".join(f" -e {name}=<{name}>" for name in runbook.required_parameters)
     yes = "  # asks for confirmation; --yes to skip" if runbook.confirm else ""
+    if runbook.workflow is not None:  # a composed runbook: no plain-playbook entry point yet
+        return "\n".join([
+            "```sh",
+            "# the plan: parameters and regions checked, the steps named (check mode, nothing changes)",
+            f"runbook plan {runbook.name}{extra}",
+            "# the steps and the point of no return are shown before the confirmation",
+            f"runbook run {runbook.name} -i inventories/prod{extra}{yes}",
+            f'# from Python: erlmcp_dr.run("{runbook.name}", inventory=..., extravars={{...}})',
+            "```",
+            "",
+            "A composed runbook: each step is a child run of another runbook (`runbook report <run id>.<step>`). "
+            "Its plan does not yet run its children's plans; plain `ansible-playbook` (which refuses to run it) and an "
+            "AWX workflow export are not built yet.",
+        ])
     lines = [
         "```sh",
         "# what it would do (check mode, nothing changes), against the local lab: the default inventory",

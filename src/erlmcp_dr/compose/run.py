@@ -1,0 +1,304 @@
+"""Runs a composed runbook (a playbook whose `vars.runbook.workflow` declares its steps): the real step runner.
+
+    erlmcp_dr.run("regional_failover", inventory=..., extravars={"from_region": "a", "to_region": "b",
+                  "mode": "unplanned"})
+    runbook run regional_failover -e from_region=a -e to_region=b -e mode=unplanned
+
+1. Everything is checked before anything changes: the parameters (the runbook's spec), the workflow (spec.load),
+   the regions (each with one database, Redis and application host) and the lock keys.
+2. The run lock of every target (database cluster, Redis members, DNS zone) is taken under this run's id, with
+   this process as the holder, and held until the end: another runbook on those targets meanwhile is refused
+   (exit 3, naming this run). If any key is busy, the ones taken are given back and RunBusy is raised.
+3. The engine (engine.py) runs the steps. A runbook step is a child run through erlmcp_dr.runner (its own run
+   folder `<run id>.<step>`, timeline and summary envelope) given the parent's run id as `erlmcp_dr_lock_owner`:
+   its erlmcp.dr.run_lock (alone or inside pg_begin) finds the parent's record under that id and neither rewrites
+   nor releases it. A built-in step (residency_guard, app_write) runs here.
+4. The parent's run folder gets result.json (one step per child run, the envelope with the engine's outcome under
+   `details`) and report.md; the audit trail gets the start (parameters: a residency override's justification
+   included) and the end.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import shlex
+import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional
+
+from erlmcp_dr import audit, catalog, params, paths, report
+from erlmcp_dr.catalog import Runbook
+from erlmcp_dr.compose import engine as engine_module
+from erlmcp_dr.compose import inventory as inventory_module
+from erlmcp_dr.compose import residency, spec
+from erlmcp_dr.compose.engine import Engine, StepOutcome, StepRecord
+from erlmcp_dr.errors import ParameterError, RunBusy
+from erlmcp_dr.result import REPORT_FILE, RunResult, Step
+
+log = logging.getLogger(__name__)
+
+LOCK_OWNER_VAR = "erlmcp_dr_lock_owner"  # read by plugins/action/run_lock.py
+APP_WRITE_TIMEOUT = 30.0  # seconds the target's application gets to accept a write after the promotions
+HTTP_TIMEOUT = 5.0
+BUILTIN_ACTIONS: Dict[str, tuple] = {"residency_guard": ("to_region", "justification"), "app_write": ("url",)}
+
+
+def is_composed(runbook: Runbook) -> bool:
+    return runbook.workflow is not None
+
+
+def workflow_of(runbook: Runbook, playbooks_dir: Optional[os.PathLike | str] = None) -> spec.Workflow:
+    known = catalog.discover(playbooks_dir)
+    children = {name: other.parameters for name, other in known.items() if other.workflow is None}
+    return spec.load(runbook.name, runbook.workflow, runbook.parameters, children, BUILTIN_ACTIONS)
+
+
+def run(name: str | Runbook, inventory: Optional[os.PathLike | str] = None,
+        extravars: Optional[Mapping[str, Any]] = None, run_id: Optional[str] = None, operator: Optional[str] = None,
+        playbooks_dir: Optional[os.PathLike | str] = None, listener: Optional[Callable[[StepRecord], None]] = None,
+        **ignored: Any) -> RunResult:
+    """Runs a composed runbook; returns its RunResult (status successful only when every step was verified).
+    Raises ParameterError/WorkflowError before anything runs, RunBusy when a target's lock is held."""
+    from erlmcp_dr import runner
+
+    unsupported = sorted(key for key, value in ignored.items() if value not in (None, False, 0, True, ""))
+    if unsupported or ignored.get("check"):
+        wrong = unsupported[0] if unsupported else "check"
+        raise ParameterError(wrong, f"{wrong}: not supported by a composed run (its plan is `runbook plan "
+                                    f"{_name(name)}`, or erlmcp_dr.run(..., check=True))")
+    runbook = name if isinstance(name, Runbook) else catalog.load(name, playbooks_dir)
+    values = params.validate(runbook, extravars)
+    workflow = workflow_of(runbook, playbooks_dir)
+    run_id = run_id or runner.new_run_id(runbook.name)
+    run_dir = paths.state_home() / "runs" / run_id
+    if run_dir.exists():
+        raise ParameterError("run_id", f"run {run_id} already exists at {run_dir}; choose another run id")
+    inventory_path = runner.resolve_inventory(inventory)
+    view = inventory_module.read(inventory_path)
+    targets = view.check_regions(str(values["from_region"]), str(values["to_region"]))
+    parameters = {**_defaults(runbook), **values}
+    parameters["incident_id"] = parameters.get("incident_id") or run_id
+    keys = view.lock_keys()
+    composed = ComposedRun(runbook, run_id, run_dir, inventory_path, view, parameters, values, operator,
+                           playbooks_dir, listener)
+    with hold_locks(view.lock_dir(), keys, run_id, runbook.name, operator, str(inventory_path)):
+        return composed.execute(workflow, targets, keys)
+
+
+def _name(name: str | Runbook) -> str:
+    return name.name if isinstance(name, Runbook) else str(name)
+
+
+def _defaults(runbook: Runbook) -> Dict[str, Any]:
+    return {key: option.get("default") for key, option in runbook.parameters.items()}
+
+
+@contextmanager
+def hold_locks(store_dir: str, keys: List[str], run_id: str, runbook: str, operator: Optional[str],
+               inventory: str) -> Iterator[None]:
+    """Every key taken under `run_id` with this process as the holder, or none and RunBusy naming the holder."""
+    lock = inventory_module._lock_module()
+    store = lock.DirectoryStore(store_dir)
+    taken: List[str] = []
+    try:
+        for key in sorted(keys):  # one order for every composed run: two of them never hold one key each
+            record = lock.holder_record(key, run_id, os.getpid(), lock.DEFAULT_LEASE_SECONDS, runbook=runbook,
+                                        operator=operator or "")
+            outcome = store.acquire(record)
+            if outcome["decision"] == lock.BUSY:
+                holder = outcome["holder"] or {}
+                raise RunBusy(inventory, run_id=str(holder.get("run_id") or ""), pid=holder.get("pid"),
+                              since=str(holder.get("started_at") or ""), host=str(holder.get("hostname") or ""),
+                              runbook=str(holder.get("runbook") or ""))
+            if outcome["decision"] == lock.TAKE_OVER:
+                log.warning("took over the run lock for %s from %s, because %s", key,
+                            lock.describe_holder(outcome["holder"]), outcome["reason"])
+            taken.append(key)
+        yield
+    finally:
+        for key in reversed(taken):
+            try:
+                store.release(key, run_id)
+            except Exception:  # the record names this process: the next run takes it over once it has ended
+                log.exception("could not release the run lock for %s", key)
+
+
+class ComposedRun:
+    def __init__(self, runbook: Runbook, run_id: str, run_dir: Path, inventory: Path,
+                 view: inventory_module.InventoryView, parameters: Dict[str, Any], given: Dict[str, Any],
+                 operator: Optional[str], playbooks_dir: Any, listener: Optional[Callable[[StepRecord], None]]) -> None:
+        self.runbook, self.run_id, self.run_dir, self.inventory = runbook, run_id, run_dir, inventory
+        self.view, self.parameters, self.given, self.operator = view, parameters, given, operator
+        self.playbooks_dir, self.listener = playbooks_dir, listener
+
+    def execute(self, workflow: spec.Workflow, targets: Dict[str, Any], keys: List[str]) -> RunResult:
+        started_at, started = _now_iso(), time.monotonic()
+        self.run_dir.mkdir(mode=0o700, parents=True)
+        redacted = params.redact(self.runbook, self.given)
+        audit.append_quietly(audit.run_start(self.run_id, self.runbook.name, redacted, check=False,
+                                             operator=self.operator, inventory=str(self.inventory)))
+        context = {"params": self.parameters, "run": {"id": self.run_id}, "targets": targets}
+        outcome = Engine(workflow, context, self.run_step, self.listener).run()
+        result = self.result(outcome, targets, keys, started_at, time.monotonic() - started)
+        end = audit.append_quietly(audit.run_end(
+            self.run_id, self.runbook.name, operator=self.operator, status=result.status, rc=result.rc, check=False,
+            duration_seconds=result.duration_seconds, failing_step=outcome.failed_step,
+            targets=sorted({str(v) for side in targets.values() for k, v in side.items() if k != "app_url" and v})))
+        result.audit_head = audit.anchor_of(end)
+        result.save(self.run_dir)
+        try:
+            paths.write_private_atomic(self.run_dir / REPORT_FILE, report.render_markdown(result))
+        except Exception:  # the result is written; a report that cannot be drawn is not a failed recovery
+            log.exception("could not write the report of run %s", self.run_id)
+        return result
+
+    # -------------------------------------------------------- one step
+
+    def run_step(self, step: spec.WorkflowStep, call: spec.Call, arguments: Dict[str, Any], phase: str) -> StepOutcome:
+        if call.action == "residency_guard":
+            return self.residency(arguments)
+        if call.action == "app_write":
+            return app_write(str(arguments["url"]), self.run_id)
+        return self.child(step, call, arguments, phase)
+
+    def residency(self, arguments: Dict[str, Any]) -> StepOutcome:
+        data = self.view.all_vars
+        verdict = residency.check(str(arguments["to_region"]), data.get("dr_regions") or {},
+                                  data.get("dr_datasets") or {}, data.get("dr_residency_rules"),
+                                  arguments.get("justification"))
+        problems = [] if verdict.allowed else verdict.problems + (verdict.refusals if not verdict.problems else [])
+        summary = {"details": verdict.to_dict(), "end_state": {"ok": verdict.allowed, "problems": problems},
+                   "did": ["nothing was changed"]}
+        return StepOutcome(ok=verdict.allowed, summary=summary, message=verdict.message)
+
+    def child(self, step: spec.WorkflowStep, call: spec.Call, arguments: Dict[str, Any], phase: str) -> StepOutcome:
+        from erlmcp_dr import runner
+
+        child_id = f"{self.run_id}.{step.id}" + (".undo" if phase == "undo" else "")
+        config = runner.RunConfig.prepare(str(call.runbook), inventory=self.inventory, extravars=arguments,
+                                          run_id=child_id, operator=self.operator, playbooks_dir=self.playbooks_dir)
+        # Not a parameter of the child (params.validate would refuse it): the lock plugins read it.
+        config.extravars[LOCK_OWNER_VAR] = self.run_id
+        try:
+            result = runner.run(config=config)
+        except RunBusy as exc:
+            return StepOutcome(ok=False, run_id=child_id, rc=3, message=f"{call.runbook} was refused: {exc}",
+                               summary=exc.result.summary if exc.result is not None else {})
+        summary = result.summary
+        did = [sentence for sentence in summary.get("did") or [] if sentence != "nothing was changed"]
+        return StepOutcome(ok=result.succeeded, summary=summary, run_id=result.run_id, rc=result.rc,
+                           changed=bool(did) if summary else any(s.changed for s in result.steps),
+                           message="" if result.succeeded else _failure(result))
+
+    # -------------------------------------------------------- the parent's result
+
+    def result(self, outcome: engine_module.ComposedOutcome, targets: Dict[str, Any], keys: List[str],
+               started_at: str, elapsed: float) -> RunResult:
+        envelope = self.envelope(outcome, targets, keys)
+        return RunResult(
+            run_id=self.run_id, runbook=self.runbook.name, status="successful" if outcome.ok else "failed",
+            rc=0 if outcome.ok else 1, check=False, started_at=started_at, ended_at=_now_iso(),
+            duration_seconds=round(elapsed, 3), inventory=str(self.inventory),
+            extravars=params.redact(self.runbook, self.given), steps=[_step(record) for record in outcome.records],
+            facts={"summary": envelope}, run_dir=str(self.run_dir), title=self.runbook.title,
+            rto_target_seconds=self.runbook.rto_seconds, rpo_target_seconds=self.runbook.rpo_seconds,
+            error="" if outcome.ok else outcome.message, point_of_no_return=self.runbook.point_of_no_return,
+            operator=self.operator, os_user=audit.os_user())
+
+    def envelope(self, outcome: engine_module.ComposedOutcome, targets: Dict[str, Any], keys: List[str]
+                 ) -> Dict[str, Any]:
+        summary_module = inventory_module._module("_summary")
+        did = [f"{record.step}{' (undo)' if record.phase == 'undo' else ''}: {sentence}"
+               for record in outcome.records for sentence in (record.summary.get("did") or [])
+               if sentence != summary_module.NOTHING_CHANGED]
+        from_region, to_region = self.parameters["from_region"], self.parameters["to_region"]
+        after = to_region if outcome.ok else (from_region if outcome.status == engine_module.UNDONE else None)
+        resume = self.resume_command() if outcome.status == engine_module.STOPPED else None
+        details = {
+            "status": outcome.status, "from_region": from_region, "to_region": to_region,
+            "mode": self.parameters.get("mode"), "incident_id": self.parameters.get("incident_id"),
+            "targets": targets, "locks": sorted(keys), "point_of_no_return": outcome.point_of_no_return,
+            "failed_step": outcome.failed_step, "done": outcome.done, "not_done": outcome.not_done,
+            "undone": outcome.undone, "undo_failed": outcome.undo_failed, "resume_command": resume,
+            "steps": [{"step": r.step, "phase": r.phase, "runs": r.runs, "run_id": r.run_id, "verified": r.verified,
+                       "changed": r.changed, "problems": r.problems, "duration": r.duration,
+                       "point_of_no_return": r.point_of_no_return} for r in outcome.records],
+            "residency": next((r.summary.get("details") for r in outcome.records if r.step == "residency"), None),
+        }
+        problems = [] if outcome.ok else [outcome.message]
+        return summary_module.envelope(
+            self.runbook.name, action="failover", reason=outcome.message, completed=outcome.ok, did=did,
+            end={"ok": outcome.ok, "problems": problems}, lock_key=", ".join(sorted(keys)),
+            passed_point_of_no_return=outcome.point_of_no_return_passed, details=details,
+            serving=summary_module.served(from_region, after))
+
+    def resume_command(self) -> str:
+        """The command that finishes a move stopped after the point of no return: the same parameters, the same
+        incident, the same inventory."""
+        values = dict(self.given, incident_id=self.parameters["incident_id"])
+        words = ["runbook", "run", self.runbook.name, "-i", str(self.inventory)]
+        for key, value in values.items():
+            if self.runbook.parameters.get(key, {}).get("no_log"):
+                continue
+            words += ["-e", f"{key}={value}"]
+        if self.operator:
+            words += ["--operator", self.operator]
+        return " ".join(shlex.quote(word) for word in words) + " --yes"
+
+
+def app_write(url: str, run_id: str, timeout: float = APP_WRITE_TIMEOUT) -> StepOutcome:
+    """One write through the target region's application (POST <url>/write), polled until it is accepted or the
+    deadline: the promotions are done, the app re-reads its config files on each request."""
+    wait = inventory_module._module("_wait")
+    body = json.dumps({"note": f"regional failover {run_id}"}).encode()
+    last: Dict[str, Any] = {}
+
+    def accepted() -> Optional[Dict[str, Any]]:
+        request = urllib.request.Request(url.rstrip("/") + "/write", data=body, method="POST",
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as response:  # noqa: S310 - the inventory's URL
+                answer = json.loads(response.read() or b"{}")
+                return answer if isinstance(answer, dict) else {"answer": answer}
+        except urllib.error.HTTPError as exc:
+            last.update(status=exc.code, error=exc.read(2000).decode(errors="replace"))
+        except (OSError, ValueError) as exc:
+            last.update(status=None, error=str(exc))
+        return None
+
+    try:
+        answer, waited = wait.wait_for(accepted, timeout, interval=0.2, what=f"a write accepted by {url}")
+    except wait.WaitTimeout:
+        return StepOutcome(ok=False, summary={"details": last, "end_state": {"ok": False, "problems": []}},
+                           message=f"the application at {url} did not accept a write within {timeout:g} s: last "
+                                   f"answer {last.get('status')} {last.get('error')}")
+    # A probe, not a change: its row is the proof the target serves, so it is not listed among what the run did.
+    return StepOutcome(ok=True, summary={"details": dict(answer, url=url, waited_seconds=round(waited, 3)),
+                                         "end_state": {"ok": True, "problems": []}},
+                       message=f"wrote row {answer.get('id')} through {url} (database {answer.get('database')}, "
+                               f"Redis {answer.get('redis')})")
+
+
+def _failure(result: RunResult) -> str:
+    failing = result.failing_step
+    text = (failing.message if failing else "") or result.error or f"{result.runbook} failed"
+    return f"{result.runbook} failed (run {result.run_id}): {' '.join(text.split())[:600]}"
+
+
+def _step(record: StepRecord) -> Step:
+    undo = " (undo)" if record.phase == "undo" else ""
+    return Step(task=f"{record.step}{undo}: {record.title}", host="localhost", action=record.runs,
+                start=record.started_at, end=record.ended_at, duration=record.duration, changed=record.changed,
+                failed=not record.verified, message="; ".join(record.problems) or record.message,
+                data={"child_run_id": record.run_id, "phase": record.phase, "arguments": record.arguments,
+                      "point_of_no_return": record.point_of_no_return})
+
+
+def _now_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

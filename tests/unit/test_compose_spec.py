@@ -1,0 +1,109 @@
+"""Loading a composed runbook's workflow: every problem found before anything runs, listed at once; references
+resolved as data, never templates; the shipped regional_failover workflow loads."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List
+
+import pytest
+
+from erlmcp_dr import catalog
+from erlmcp_dr.compose import refs, spec
+from erlmcp_dr.compose import run as composed
+
+CHILDREN = {"database_failover": {"candidate": {}, "away_from": {}}, "dns_cutover": {"region": {}, "rollback_of": {}}}
+ACTIONS = {"residency_guard": ("to_region",)}
+DECLARED = {"to_region": {"type": "str"}}
+
+
+def problems(steps: List[Dict[str, Any]]) -> List[str]:
+    with pytest.raises(spec.WorkflowError) as caught:
+        spec.load("composed", {"steps": steps}, DECLARED, CHILDREN, ACTIONS)
+    return caught.value.problems
+
+
+def test_unknown_runbook_and_action_are_refused_naming_the_known_ones() -> None:
+    found = problems([{"id": "a", "runbook": "databse_failover"}, {"id": "b", "action": "teleport"}])
+    assert found[0].startswith("step a: unknown runbook 'databse_failover'; known: database_failover, dns_cutover")
+    assert found[1].startswith("step b: unknown built-in action 'teleport'; known: residency_guard")
+
+
+def test_a_reference_to_a_later_step_or_to_itself_in_with_is_refused() -> None:
+    found = problems([
+        {"id": "db", "runbook": "database_failover", "with": {"candidate": {"from": "steps.dns.details.x"}}},
+        {"id": "dns", "runbook": "dns_cutover", "with": {"region": {"from": "steps.dns.run_id"}}},
+    ])
+    assert "step db: reference 'steps.dns.details.x' names step 'dns', which does not run before this point" in found[0]
+    assert "names step 'dns', which does not run before this point; steps that do: db" in found[1]
+
+
+def test_an_undo_may_read_its_own_step_and_expect_its_own_outcome() -> None:
+    loaded = spec.load("composed", {"steps": [
+        {"id": "dns", "runbook": "dns_cutover", "with": {"region": {"from": "params.to_region"}},
+         "expect": [{"equals": [{"from": "steps.dns.completed"}, True]}],
+         "undo": {"runbook": "dns_cutover", "with": {"rollback_of": {"from": "steps.dns.run_id"}}}},
+        {"id": "db", "runbook": "database_failover", "point_of_no_return": True},
+    ]}, DECLARED, CHILDREN, ACTIONS)
+    assert loaded.point_of_no_return == "db" and loaded.step("dns").undo is not None
+
+
+@pytest.mark.parametrize("value", ["{{ lookup('pipe', 'id') }}", "{% if x %}", "a {# comment #}"])
+def test_jinja_markers_anywhere_are_refused(value: str) -> None:
+    found = problems([{"id": "dns", "runbook": "dns_cutover", "with": {"region": value}}])
+    assert any("holds the template marker" in problem and "never Jinja" in problem for problem in found)
+
+
+def test_unknown_keys_parameters_namespaces_and_undeclared_parameters_are_all_listed_at_once() -> None:
+    found = problems([{"id": "db", "runbook": "database_failover", "retries": 3,
+                       "with": {"candidate": {"from": "params.to_regoin"}, "force": True,
+                                "away_from": {"from": "env.HOME"}}}])
+    assert any("unknown key(s) retries" in p for p in found)
+    assert any("database_failover has no parameter 'force'" in p for p in found)
+    assert any("'params.to_regoin' names a parameter the runbook does not declare" in p for p in found)
+    assert any("starts with 'env'" in p for p in found)
+
+
+def test_point_of_no_return_rules() -> None:
+    found = problems([
+        {"id": "db", "runbook": "database_failover", "point_of_no_return": True, "undo": {"runbook": "dns_cutover"}},
+        {"id": "dns", "runbook": "dns_cutover", "point_of_no_return": True},
+        {"id": "after", "runbook": "dns_cutover", "undo": {"runbook": "dns_cutover"}},
+    ])
+    assert any("the point of no return has no undo" in p for p in found)
+    assert any("a second point of no return" in p for p in found)
+    assert any("step after: comes after the point of no return" in p for p in found)
+
+
+def test_duplicate_ids_and_bad_shapes() -> None:
+    found = problems([{"id": "x", "runbook": "dns_cutover"}, {"id": "x", "runbook": "dns_cutover"},
+                      {"id": "Bad Id", "runbook": "dns_cutover"}, "not a step",
+                      {"id": "y", "runbook": "dns_cutover", "action": "residency_guard"},
+                      {"id": "z", "runbook": "dns_cutover", "verify_by": "expect"}])
+    assert any("id 'x' is used twice" in p for p in found)
+    assert any("id 'Bad Id' must be lower-case" in p for p in found)
+    assert any("step 4 must be a mapping" in p for p in found)
+    assert any("give exactly one of runbook" in p for p in found)
+    assert any("verify_by is expect, but there is no expect check" in p for p in found)
+
+
+def test_resolving_is_data_in_data_out_and_names_what_is_missing() -> None:
+    context = {"params": {"to_region": "b"}, "steps": {"db": {"details": {"primary": "pg-b"}}}}
+    value = {"fields": {"region": {"from": "params.to_region"}, "list": [{"from": "steps.db.details.primary"}]}}
+    assert refs.resolve(value, context) == {"fields": {"region": "b", "list": ["pg-b"]}}
+    assert refs.lookup("params.not_given", context) is None
+    missing = r"steps.db.details has no 'new_primary' \(found: \['primary'\]\)"
+    with pytest.raises(refs.UnresolvedReference, match=missing):
+        refs.lookup("steps.db.details.new_primary", context)
+    # a value that looks like a template is passed on as the text it is, never rendered
+    assert refs.resolve({"from": "params.x"}, {"params": {"x": "{{ 7 * 7 }}"}}) == "{{ 7 * 7 }}"
+
+
+def test_the_shipped_regional_failover_workflow_loads_with_the_database_as_point_of_no_return() -> None:
+    runbook = catalog.load("regional_failover")
+    workflow = composed.workflow_of(runbook)
+    assert [step.id for step in workflow.steps] == ["residency", "confirm", "declare", "redis", "database", "app",
+                                                    "dns", "resolved"]
+    assert workflow.point_of_no_return == "database" == runbook.point_of_no_return
+    before = [step.id for step in workflow.steps[:workflow.steps.index(workflow.step("database"))] if step.undo]
+    assert before == ["declare", "redis"]
+    assert any("POINT OF NO RETURN" in step.name for step in runbook.steps)
