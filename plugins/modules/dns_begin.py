@@ -21,7 +21,7 @@ description:
     value the change will hold it to (C(expected_values), the values the confirmed plan saw in C(confirmed_values),
     or what the servers agree on) - or a refusal with its reason (the servers disagree, unless C(force); a current
     value none of the regions' addresses nor the last recorded cutover's; a record changed since the plan was
-    confirmed). A refusal does not fail this task: the runbook's gate fails on it, and its summary still shows the
+    confirmed). A refusal does not fail this task - the runbook's gate fails on it, and its summary still shows the
     plan.
   - Sets the facts C(dr) (the validated parameters, secrets left out), C(dr_plan), C(dns_begin_lock) (the lock's
     result; C(dns_begin_lock.key) is what the caller releases) and C(dr_dns_servers) (the inventory's authoritative
@@ -32,38 +32,18 @@ description:
   - The reads use the variables C(dns_provider), C(dns_zone), C(dns_route53_zone_id), C(dns_aws_endpoint_url) and
     C(dns_timeout), the check C(dns_records) and C(dns_region_addresses), and the lock C(dr_lock_dir), each
     templated only after the parameters passed. The TSIG key is not used (queries are not signed).
+  - The plan reads the runbook's parameters C(records), C(region), C(values), C(rollback_of), C(expected_values),
+    C(confirmed_values), C(allow_apex), C(max_records), C(type) and C(force) (the C(dns_cutover) runbook's spec).
   - The TTL warnings of the plan (a TTL longer than what is left of the runbook's C(rto_seconds)) are the task's
     warnings.
 author:
   - erlmcp.dr developers (!UNKNOWN)
-options:
-  runbook:
-    description: The runbook's name, recorded in the lock's holder record.
-    type: str
-    required: true
-  contract:
-    description:
-      - The inventory contract, the options of M(erlmcp.dr.inventory_contract) (C(description), C(groups),
-        C(vars)). Its C(groups) are left out when C(dns_provider) is C(route53).
-    type: dict
-    required: true
-  spec:
-    description:
-      - The runbook's parameter spec (M(erlmcp.dr.runbook_params) O(erlmcp.dr.runbook_params#module:spec));
-        default the play variable C(runbook.parameters), read raw. The parameters C(records), C(region),
-        C(values), C(rollback_of), C(expected_values), C(confirmed_values), C(allow_apex), C(max_records),
-        C(type) and C(force) are what the plan reads.
-    type: dict
+extends_documentation_fragment:
+  - erlmcp.dr.begin
 attributes:
   check_mode:
     support: full
     description: Reads the servers and only inspects the lock (takes nothing), as M(erlmcp.dr.run_lock) does.
-  diff_mode:
-    support: none
-    description: Nothing is changed; the lock is bookkeeping.
-  action:
-    support: full
-    description: Runs as an action plugin on the controller.
   platform:
     support: full
     platforms: all
