@@ -7,10 +7,12 @@ recorded) is tested through the runbook in test_dns_cutover.py, test_dns_guard.p
 
 from __future__ import annotations
 
+import json
+import secrets
 from pathlib import Path
 
 import pytest
-from runbook_helpers import dns_answers, inventory_path, run_json, step, summary
+from runbook_helpers import dns_answers, inventory_path, lock_held, run_json, runbook_cli, step, summary
 
 from erlmcp_dr import lab, lab_dns, paths
 
@@ -35,4 +37,19 @@ def test_a_record_the_start_cannot_read_fails_it_naming_the_record_and_leaves_th
     assert key == f"dns:{lab_dns.ZONE}".lower()
     assert _lock.DirectoryStore(str(dns_zone.root / "locks")).inspect(key, "someone-else")["decision"] == _lock.TAKE
     assert summary(result)["did"] == ["nothing was changed"]
+    assert all(values == [A] for values in dns_answers(dns_zone, "api").values())
+
+
+def test_a_busy_zone_fails_the_start_naming_the_holder_and_the_summary_still_names_the_zone_s_lock(
+        dns_zone: lab.LabConfig, home: Path, tmp_path: Path) -> None:
+    holder = "it-dns-begin-holder-" + secrets.token_hex(3)
+    key = f"dns:{lab_dns.ZONE}".lower()
+    with lock_held(dns_zone, key, holder, tmp_path):
+        cli = runbook_cli("run", "dns_cutover", "-i", str(inventory_path(dns_zone)), "-e", "region=b", "--yes")
+    assert cli.rc == 3 and holder in cli.stderr, cli
+    (saved,) = (home / "runs").glob("*/result.json")  # the one run of this test, turned away
+    result = json.loads(saved.read_text())
+    start = step(result, "Start")
+    assert start["failed"] and start["data"]["busy"] is True and start["data"]["holder"]["run_id"] == holder
+    assert summary(result)["lock"] == {"key": key} and summary(result)["did"] == ["nothing was changed"]
     assert all(values == [A] for values in dns_answers(dns_zone, "api").values())
