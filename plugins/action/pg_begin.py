@@ -193,4 +193,3 @@ def _guard_holder(guard):
     return {"run_id": _cluster_guard.run_id_of(first.get("application_name")), "host": first.get("client_addr") or "",
             "since": first.get("since") or "", "guard": sorted(set(h.get("application_name") for h in holders)),
             "members": sorted(set(h.get("member") for h in holders))}
-
