@@ -1,11 +1,13 @@
 """The pure parts of dns_cutover's one-task start (erlmcp.dr.dns_begin): the reads' options from the inventory's
-settings, and a killed run's plan found in its events by the start's action (its task may have any name)."""
+settings, a killed run's plan found in its events by the start's action (its task may have any name), and a busy
+zone seen by the runner as a run turned away (exit 3)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from erlmcp_dr import runner, timeline
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()
@@ -49,3 +51,11 @@ def test_a_killed_run_s_plan_is_found_by_the_start_s_action_whatever_its_task_s_
         (events / f"{counter}-x.json").write_text(json.dumps({"counter": counter, "event": event, "event_data": {
             "task": "Start - parameters, inventory, lock the zone", "task_action": action, "res": res}}))
     assert rollback.plan_from_events(str(events)) == PLAN
+
+
+def test_a_busy_start_of_a_dns_cutover_names_its_holder() -> None:
+    holder = {"run_id": "r-2", "runbook": "dns_cutover", "pid": 4343, "host": "ctl-1"}
+    busy = timeline.make_step("failed", {"task": "Start - parameters, inventory, lock the zone", "host": "localhost",
+                                       "resolved_action": "erlmcp.dr.dns_begin",
+                                       "res": {"failed": True, "busy": True, "holder": holder, "msg": "held"}})
+    assert runner.busy_holder([busy]) == holder
