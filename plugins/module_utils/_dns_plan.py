@@ -153,6 +153,25 @@ def dns_servers(hosts, hostvars):
     return sorted(out, key=lambda s: (s["role"] != "primary", s["name"]))
 
 
+# The DNS settings of a run: (module option, inventory variable, default), as the dns_cutover playbook's
+# module_defaults for group/erlmcp.dr.dns give them to dns_record and dns_info; erlmcp.dr.dns_begin renders them
+# itself, once the parameters passed. The TSIG key is left out: the reads send queries, which are not signed.
+SETTINGS = (("provider", "dns_provider", "rfc2136"), ("zone", "dns_zone", None),
+            ("hosted_zone_id", "dns_route53_zone_id", None), ("endpoint_url", "dns_aws_endpoint_url", None),
+            ("timeout", "dns_timeout", 3.0))
+
+
+def read_args(settings, servers, name, rdtype):
+    """erlmcp.dr.dns_info's options to read `name` at every authoritative server: the settings given, and the
+    inventory's servers (none for Route 53: the hosted zone's name servers, or the API behind a stand-in)."""
+    args = dict((option, value) for option, value in settings.items() if value is not None)
+    args.update(name=name, type=rdtype)
+    if servers:
+        args.update(server=servers[0]["host"], port=servers[0]["port"],
+                    servers=[dict(name=s["name"], host=s["host"], port=s["port"], role=s["role"]) for s in servers])
+    return args
+
+
 def lock_key(zone):
     """What the run lock protects: the zone (one cutover per zone at a time, whatever the records)."""
     return "dns:%s" % (zone if zone.endswith(".") else zone + ".").lower()

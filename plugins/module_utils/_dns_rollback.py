@@ -12,7 +12,10 @@ import os
 
 from ansible_collections.erlmcp.dr.plugins.module_utils import _dns_plan as plan
 
-PLAN_TASK = "Plan what is missing"  # the dns_cutover task that sets dr_plan
+# The dns_cutover task that sets dr_plan: erlmcp.dr.dns_begin (by its action, whatever the task's name), or in runs
+# recorded before it, the set_fact task of this name.
+PLAN_ACTIONS = ("erlmcp.dr.dns_begin", "dns_begin")
+PLAN_TASK = "Plan what is missing"
 RUNBOOK = "dns_cutover"  # the only runbook whose runs rollback_of reads
 
 
@@ -69,7 +72,8 @@ def _marker_runbook(folder):
 
 
 def plan_from_events(folder):
-    """The dr_plan the run's `Plan what is missing` task set, from its job_events (the last one), or None."""
+    """The dr_plan the run's start (erlmcp.dr.dns_begin, or an older run's `Plan what is missing` task) set, from
+    its job_events (the last one), or None."""
     found = None
     for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
         if not name.endswith(".json"):
@@ -80,12 +84,17 @@ def plan_from_events(folder):
         except (OSError, ValueError):
             continue  # cut off while being written
         data = event.get("event_data") or {}
-        if event.get("event") != "runner_on_ok" or not str(data.get("task") or "").startswith(PLAN_TASK):
+        if event.get("event") != "runner_on_ok" or not _sets_the_plan(data):
             continue
         facts = (data.get("res") or {}).get("ansible_facts") or {}
         if isinstance(facts.get("dr_plan"), dict) and (found is None or event.get("counter", 0) > found[0]):
             found = (event.get("counter", 0), facts["dr_plan"])
     return found[1] if found else None
+
+
+def _sets_the_plan(event_data):
+    return (str(event_data.get("task_action") or "") in PLAN_ACTIONS
+            or str(event_data.get("task") or "").startswith(PLAN_TASK))
 
 
 RECORDED_RUNS_READ = 200  # the newest run folders read for the last recorded cutover (older ones are not opened)

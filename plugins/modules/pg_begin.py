@@ -28,17 +28,9 @@ description:
     variable C(dr_lock_dir), each templated only after the parameters passed.
 author:
   - erlmcp.dr developers (!UNKNOWN)
+extends_documentation_fragment:
+  - erlmcp.dr.begin
 options:
-  runbook:
-    description: The runbook's name, recorded in the lock's holder record.
-    type: str
-    required: true
-  contract:
-    description:
-      - The inventory contract, the options of M(erlmcp.dr.inventory_contract) (C(description), C(groups),
-        C(vars)).
-    type: dict
-    required: true
   group:
     description: The inventory group of the database nodes.
     type: str
@@ -62,21 +54,10 @@ options:
       - Default true for O(plan=switchover) and O(plan=failover) (the plans that promote), false otherwise. Never
         taken in check mode.
     type: bool
-  spec:
-    description:
-      - The runbook's parameter spec (M(erlmcp.dr.runbook_params) O(erlmcp.dr.runbook_params#module:spec));
-        default the play variable C(runbook.parameters), read raw.
-    type: dict
 attributes:
   check_mode:
     support: full
     description: Reads the cluster and only inspects the lock (takes nothing), as M(erlmcp.dr.run_lock) does.
-  diff_mode:
-    support: none
-    description: Nothing is changed; the lock is bookkeeping.
-  action:
-    support: full
-    description: Runs as an action plugin on the controller.
   platform:
     support: full
     platforms: all
