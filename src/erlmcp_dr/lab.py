@@ -38,7 +38,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from erlmcp_dr import lab_app, lab_dns, lab_ports, paths
+from erlmcp_dr import lab_app, lab_dns, lab_pgbackrest, lab_ports, paths
 from erlmcp_dr.lab_config import (  # noqa: F401  (the lab's shape, also read as lab.X)
     APP_PORT_OFFSET,
     DEFAULT_PORT_BASE,
@@ -114,6 +114,7 @@ def _lab_settings(node: LabNode) -> str:
         "max_connections = 50",
         "fsync = on",
         "log_line_prefix = '%m [%p] %q%u@%d '",
+        *lab_pgbackrest.node_settings(node),  # WAL archive into the lab's pgBackRest repository
         "",
     ])
 
@@ -240,6 +241,7 @@ def up(cfg: LabConfig) -> dict[str, Any]:
         make_owned_dir(cfg.root, 0o755)
         make_owned_dir(cfg.root / "pg", 0o755)
         warnings = _bring_up(cfg)
+        lab_pgbackrest.up(cfg, _running_primary(cfg) or cfg.nodes[0])  # the repository, its stanza checked
         _bring_up_redis(cfg)
         lab_dns.up(cfg)
         (cfg.root / "app").mkdir(exist_ok=True)
@@ -658,6 +660,7 @@ def clone(template: LabConfig, cfg: LabConfig, timeout: float = STREAM_TIMEOUT, 
                 _write_passfile(node)
             else:
                 _make_standby_of(node, primary)
+        lab_pgbackrest.clone(template, cfg, primary)  # the copy archives into a repository of its own
         (cfg.root / "app").mkdir(exist_ok=True)
         for node in cfg.nodes:
             _start(node)
@@ -791,6 +794,7 @@ def inventory(cfg: LabConfig, lab_dir_expr: str | None = None, *, own_lock_dir: 
         **lab_dns.inventory_vars(),
         **lab_app.notify_vars(cfg),
         "dr_app_redis_config_path": f"{root}/app/redis.json",
+        **lab_pgbackrest.inventory_vars(root),  # the repository pg_backup and pg_restore drive
         **({"dr_lock_dir": f"{root}/locks"} if own_lock_dir else {}),
     }}}
 
