@@ -94,7 +94,8 @@ def describe_backup(backup):
     info = backup.get("info") or {}
     return dict(label=backup["label"], type=backup["type"], prior=backup.get("prior"),
                 lsn_start=backup["lsn"]["start"], lsn_stop=backup["lsn"]["stop"],
-                wal_start=(backup.get("archive") or {}).get("start"), wal_stop=(backup.get("archive") or {}).get("stop"),
+                wal_start=(backup.get("archive") or {}).get("start"),
+                wal_stop=(backup.get("archive") or {}).get("stop"),
                 started_at=backup["timestamp"]["start"], stopped_at=backup["timestamp"]["stop"],
                 size=info.get("size"), repository_size=(info.get("repository") or {}).get("size"))
 

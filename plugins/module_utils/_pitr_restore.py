@@ -30,7 +30,6 @@ import json
 import os
 import shutil
 import socket
-import time
 
 from ansible_collections.erlmcp.dr.plugins.module_utils import _pitr_plan as plan
 from ansible_collections.erlmcp.dr.plugins.module_utils import _postgres as pg
@@ -69,9 +68,16 @@ def run(params, check_mode=False, diff=False, warn=None):
     facts["changed"] = True
     if previous:
         _clean(scratch, params)
-    _restore(driver, params, backup, target, scratch, port)
-    server = Server(scratch, bin_dir=params.get("pg_bin_dir"), log_file=log_file(scratch))
-    facts["proof"] = _start_and_prove(server, params, target, port, facts)
+    try:
+        _restore(driver, params, backup, target, scratch, port)
+        server = Server(scratch, bin_dir=params.get("pg_bin_dir"), log_file=log_file(scratch))
+        facts["proof"] = _start_and_prove(server, params, target, port, facts)
+    except ModuleFailure as exc:
+        # Nothing half-restored stays behind to be mistaken for a proven copy; the live cluster was never touched.
+        _clean(scratch, params)
+        facts.update(exc.facts)
+        raise ModuleFailure("%s. The scratch instance %s was removed; the live cluster was not touched"
+                            % (str(exc).rstrip("."), scratch), **facts) from None
     _write_marker(scratch, params, dict(state="proven", label=backup["label"], target=target, facts=dict(
         facts, changed=False)))
     if params["after"] != "running":
@@ -252,7 +258,9 @@ def _restore(driver, params, backup, target, scratch, port):
     if not os.path.isdir(parent):
         raise ModuleFailure("the parent of scratch_dir, %s, does not exist (scratch_dir)" % parent)
     _write_marker(scratch, params, dict(state="restoring", label=backup["label"], target=target, port=port))
-    os.mkdir(scratch, 0o700)
+    if not os.path.isdir(scratch):  # an empty folder the operator made is used as it is
+        os.mkdir(scratch, 0o700)
+    os.chmod(scratch, 0o700)  # PostgreSQL refuses a data directory others can read
     if os.geteuid() == 0:
         os.chown(scratch, owner[0], owner[1])
     driver.restore(backup["label"], target, scratch)

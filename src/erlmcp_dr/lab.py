@@ -415,6 +415,7 @@ def down(cfg: LabConfig, timeout: float = 30.0) -> dict[str, Any]:
             stopped.append(node.name)
         redis_stopped, redis_not_running = _down_redis(cfg, timeout)
         dns_stopped, dns_not_running = lab_dns.down(cfg, timeout)
+        stopped += lab_pgbackrest.down_scratch(cfg, timeout)  # pg_restore's scratch instances, when left running
     return {"ok": True, "root": str(cfg.root), "stopped": stopped, "not_running": not_running,
             "redis_stopped": redis_stopped, "redis_not_running": redis_not_running,
             "app_stopped": app_stopped, "app_not_running": app_not_running,

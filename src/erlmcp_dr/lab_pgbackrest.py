@@ -151,3 +151,24 @@ def inventory_vars(root: str) -> dict[str, str]:
     """What pg_backup and pg_restore read from the inventory (root: the lab's path, or the shipped file's
     expression for it)."""
     return {"pg_backrest_stanza": STANZA, "pg_backrest_config": f"{root}/pgbackrest/pgbackrest.conf"}
+
+
+SCRATCH_GLOB = "pitr-*"  # pg_restore's default scratch folders (<lab root>/pg/pitr-<UTC time>), and the tests'
+
+
+def down_scratch(cfg: LabConfig, timeout: float) -> list[str]:
+    """Stop the scratch instances pg_restore left running in this lab (their postmaster serving a folder
+    <lab root>/pg/pitr-*), by PID; their names."""
+    from erlmcp_dr.lab_config import stop_pid
+
+    stopped = []
+    for folder in sorted((cfg.root / "pg").glob(SCRATCH_GLOB)):
+        try:
+            pid = int((folder / "postmaster.pid").read_text().splitlines()[0])
+            serving = os.path.realpath(os.readlink(f"/proc/{pid}/cwd")) == os.path.realpath(folder)
+        except (OSError, ValueError, IndexError):
+            continue
+        if serving:
+            stop_pid(pid, timeout)
+            stopped.append(folder.name)
+    return stopped
