@@ -15,12 +15,12 @@ description:
   - "Preconditions, before anything is written: the stanza exists (C(pgbackrest info)) and archiving works
     (C(pgbackrest check): a WAL switch must reach the repository within O(archive_timeout); a failing
     C(archive_command) is reported with pgBackRest's own message)."
-  - Takes the backup (C(pgbackrest backup --type=full|diff|incr)), then verifies it with C(pgbackrest verify).
+  - "Takes the backup (C(pgbackrest backup --type=full|diff|incr)), then verifies it with C(pgbackrest verify).
     pgBackRest 2.45's verify has no C(--set) option, so it checks the whole repository (every backup and the WAL)
     and the module reads the new backup's own line (C(status: valid)). A backup that does not verify fails the task,
-    stays in the repository and retention does not run.
+    stays in the repository and retention does not run."
   - Retention (O(retention_full)) is pgBackRest's count retention of full backups (C(expire
-    --repo1-retention-full)): older fulls go with the diff and incr backups that depend on them, and pgBackRest keeps
+    --repo1-retention-full)) - older fulls go with the diff and incr backups that depend on them, and pgBackRest keeps
     the WAL every kept backup needs. It runs only after the new backup verified, so the newest verified backup is
     never expired; a plan that would expire the backup the newest verified one depends on is refused.
   - Check mode reads the repository and reports the backup it would take and the backups retention would expire

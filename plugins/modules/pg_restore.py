@@ -22,7 +22,7 @@ description:
     archive's listing (C(pgbackrest repo-ls)), following timeline history files (for a time, a name or latest, whose
     WAL position is unknown before replay: up to the newest archived segment of the target timeline); the first
     missing one is named and nothing is restored."
-  - Recovery pauses at the target (C(recovery_target_action=pause)): the scratch never promotes, makes no new
+  - Recovery pauses at the target (C(recovery_target_action=pause)) - the scratch never promotes, makes no new
     timeline and does not archive (C(archive_mode=off)). The module waits until replay paused (latest - until
     recovery ended) and reports the last transaction replayed and its commit time (RV(proof)).
   - A marker beside the scratch directory (C(<scratch_dir>.erlmcp-dr.json)) makes a re-run safe - a run killed
