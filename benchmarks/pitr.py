@@ -50,6 +50,7 @@ from erlmcp_dr import lab, lab_pgbackrest  # noqa: E402
 from erlmcp_dr.paths import ensure_collection_importable  # noqa: E402
 
 ensure_collection_importable()
+from ansible_collections.erlmcp.dr.plugins.module_utils import _pitr_restore  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._pg_server import Server  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._pitr_restore import free_port  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._wait import wait_for  # noqa: E402
@@ -145,8 +146,10 @@ def main() -> int:
         print(f"{len(writes.committed)} commits logged; archive samples {len(sampler.samples)}")
         for index, target in enumerate(writes.random_targets(args.targets, rng)):
             began = time.monotonic()
-            outcome = restore(cfg, f"bench-{index}", target_type="time", target=target.isoformat(), after="removed")
+            # Left running, as the hand-run one is when its clock stops; both are stopped and removed untimed.
+            outcome = restore(cfg, f"bench-{index}", target_type="time", target=target.isoformat(), after="running")
             wall = time.monotonic() - began
+            _pitr_restore._clean(str(scratch_dir(cfg, f"bench-{index}")), {"start_timeout": DEADLINE})
             found = mismatches(writes, target, restored_ids(outcome))
             row = dict(target=target.isoformat(), restore_wall=round(wall, 3),
                        missing=len(found["missing"]), extra=len(found["extra"]),

@@ -31,10 +31,9 @@ import json
 import os
 import re
 import subprocess
-import tempfile
 
 from ansible_collections.erlmcp.dr.plugins.module_utils._errors import ModuleFailure
-from ansible_collections.erlmcp.dr.plugins.module_utils._pg_server import _demote_to, data_dir_owner
+from ansible_collections.erlmcp.dr.plugins.module_utils._pg_server import Server, _demote_to, data_dir_owner
 
 DEFAULT_TIMEOUT = 3600
 # pgBackRest's own messages for the failures an operator meets, and the kind each is reported as.
@@ -134,7 +133,8 @@ class PgBackRest(BackupDriver):
             if connect:
                 env["PGHOST"] = self.params.get("login_host") or "127.0.0.1"
                 if self.params.get("login_password"):
-                    passfile = _temp_passfile(self.params["login_password"], owner)
+                    # The one temp passfile helper (0600, owned by the data directory's owner), as pg_rewind gets it.
+                    passfile = Server(self.params["pg_data_dir"]).temp_passfile(self.params["login_password"])
                     env["PGPASSFILE"] = passfile
             try:
                 # Not AnsibleModule.run_command: it cannot run as the cluster's owner (preexec_fn) nor stop at a
@@ -250,17 +250,3 @@ def kind_of(output):
 def _tail(text, limit=1500):
     text = (text or "").strip()
     return text if len(text) <= limit else "..." + text[-limit:]
-
-
-def _temp_passfile(password, owner):
-    fd, path = tempfile.mkstemp(prefix=".erlmcp-dr-", suffix=".pgpass")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write("*:*:*:*:%s\n" % str(password).replace("\\", "\\\\").replace(":", "\\:"))
-        os.chmod(path, 0o600)
-        if owner and os.geteuid() == 0:
-            os.chown(path, owner[0], owner[1])
-    except BaseException:
-        os.unlink(path)
-        raise
-    return path

@@ -241,7 +241,7 @@ def up(cfg: LabConfig) -> dict[str, Any]:
         make_owned_dir(cfg.root, 0o755)
         make_owned_dir(cfg.root / "pg", 0o755)
         warnings = _bring_up(cfg)
-        lab_pgbackrest.up(cfg, _running_primary(cfg) or cfg.nodes[0])  # the repository, its stanza checked
+        warnings += lab_pgbackrest.up(cfg, _running_primary(cfg) or cfg.nodes[0])  # the repository, its stanza
         _bring_up_redis(cfg)
         lab_dns.up(cfg)
         (cfg.root / "app").mkdir(exist_ok=True)

@@ -129,11 +129,18 @@ def run(cfg: LabConfig, *args: str, timeout: float = COMMAND_TIMEOUT) -> subproc
     return done
 
 
-def up(cfg: LabConfig, primary: LabNode) -> None:
-    """Config and repository in place, the stanza created (idempotent) and checked (a WAL switch archived)."""
+def up(cfg: LabConfig, primary: LabNode) -> list[str]:
+    """Config and repository in place, the stanza created (idempotent) and checked (a WAL switch archived); a
+    warning instead of a failure when it cannot be (a lab built before it archived through pgBackRest: its nodes'
+    postgresql.conf has no archive_command until it is rebuilt), so `lab up` still brings the rest up."""
     write_config(cfg, primary)
-    run(cfg, "stanza-create")
-    run(cfg, "check")
+    try:
+        run(cfg, "stanza-create")
+        run(cfg, "check")
+    except RuntimeError as exc:
+        return [f"the lab's pgBackRest stanza is not usable ({exc}); pg_backup and pg_restore need it: a lab built "
+                f"before it archived through pgBackRest is rebuilt by `runbook lab reset`"]
+    return []
 
 
 def clone(template: LabConfig, cfg: LabConfig, primary: LabNode) -> None:

@@ -225,3 +225,16 @@ def test_check_mode_touches_nothing(pitr_lab: PitrLab) -> None:
     info = driver_for({"stanza": lab_pgbackrest.STANZA, "config": str(lab_pgbackrest.config_path(cfg.root)),
                        "pg_data_dir": str(cfg.node(PRIMARY).data_dir)}).info()
     assert len(plan.usable_backups(info)) == 1
+
+
+def test_a_lab_copy_archives_into_a_repository_of_its_own(pitr_lab: PitrLab, lab_template: lab.LabConfig) -> None:
+    cfg = pitr_lab.cfg
+    config = lab_pgbackrest.config_path(cfg.root).read_text()
+    assert f"repo1-path={lab_pgbackrest.repo_path(cfg.root)}" in config and str(lab_template.root) not in config
+    for node in cfg.nodes:
+        command = node.server().conf_setting("archive_command")
+        assert str(lab_pgbackrest.config_path(cfg.root)) in command and f"--pg1-path={node.data_dir}" in command
+    segment = archive_now(cfg)
+    mine = {p.name[:24] for p in archive_files(lab_pgbackrest.config_path(cfg.root))}
+    templates = {p.name[:24] for p in archive_files(lab_pgbackrest.config_path(lab_template.root))}
+    assert segment in mine and segment not in templates
