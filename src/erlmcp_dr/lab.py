@@ -38,7 +38,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from erlmcp_dr import lab_app, lab_bia, lab_dns, lab_ports, lab_regions, paths
+from erlmcp_dr import lab_app, lab_bia, lab_dns, lab_pgbackrest, lab_ports, lab_regions, paths
 from erlmcp_dr.lab_config import (  # noqa: F401  (the lab's shape, also read as lab.X)
     APP_PORT_OFFSET,
     DEFAULT_PORT_BASE,
@@ -114,6 +114,7 @@ def _lab_settings(node: LabNode) -> str:
         "max_connections = 50",
         "fsync = on",
         "log_line_prefix = '%m [%p] %q%u@%d '",
+        *lab_pgbackrest.node_settings(node),  # WAL archive into the lab's pgBackRest repository
         "",
     ])
 
@@ -240,6 +241,7 @@ def up(cfg: LabConfig) -> dict[str, Any]:
         make_owned_dir(cfg.root, 0o755)
         make_owned_dir(cfg.root / "pg", 0o755)
         warnings = _bring_up(cfg)
+        warnings += lab_pgbackrest.up(cfg, _running_primary(cfg) or cfg.nodes[0])  # the repository, its stanza
         _bring_up_redis(cfg)
         lab_dns.up(cfg)
         (cfg.root / "app").mkdir(exist_ok=True)
@@ -413,6 +415,7 @@ def down(cfg: LabConfig, timeout: float = 30.0) -> dict[str, Any]:
             stopped.append(node.name)
         redis_stopped, redis_not_running = _down_redis(cfg, timeout)
         dns_stopped, dns_not_running = lab_dns.down(cfg, timeout)
+        stopped += lab_pgbackrest.down_scratch(cfg, timeout)  # pg_restore's scratch instances, when left running
     return {"ok": True, "root": str(cfg.root), "stopped": stopped, "not_running": not_running,
             "redis_stopped": redis_stopped, "redis_not_running": redis_not_running,
             "app_stopped": app_stopped, "app_not_running": app_not_running,
@@ -658,6 +661,7 @@ def clone(template: LabConfig, cfg: LabConfig, timeout: float = STREAM_TIMEOUT, 
                 _write_passfile(node)
             else:
                 _make_standby_of(node, primary)
+        lab_pgbackrest.clone(template, cfg, primary)  # the copy archives into a repository of its own
         (cfg.root / "app").mkdir(exist_ok=True)
         for node in cfg.nodes:
             _start(node)
@@ -793,6 +797,7 @@ def inventory(cfg: LabConfig, lab_dir_expr: str | None = None, *, own_lock_dir: 
         "dr_app_redis_config_path": f"{root}/app/redis.json",
         **lab_bia.inventory_vars(),  # the BIA example `runbook bia` reads (lab_bia.py)
         **lab_regions.inventory_vars(),  # jurisdictions and dataset classes: the residency guard's data
+        **lab_pgbackrest.inventory_vars(root),  # the repository pg_backup and pg_restore drive
         **({"dr_lock_dir": f"{root}/locks"} if own_lock_dir else {}),
     }}}
 

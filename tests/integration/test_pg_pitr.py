@@ -1,0 +1,240 @@
+"""pg_backup and pg_restore on a real lab: pgBackRest 2.45, real WAL archiving, real PostgreSQL 15 recovery.
+
+One lab for the module (a copy of the session's template, its own repository): one backup through the pg_backup
+runbook, then a writer that logs each acknowledged insert with its commit time. Restores to random target times
+must hold every row committed at or before the target and none after (CI restores to a few; benchmarks/pitr.py
+restores to many, results in benchmarks/results/). The refusals (a WAL gap, a live data directory, a stanza that
+does not exist, a corrupt backup file, archiving broken) each give a clear error and change nothing; the ones that
+break the repository work on a copy of it.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from pitr_helpers import (
+    PRIMARY,
+    Writes,
+    archive_files,
+    archive_now,
+    mismatches,
+    repository_copy,
+    restore,
+    restore_params,
+    restored_ids,
+    scratch_dir,
+    take_backup,
+    write_rows,
+)
+from runbook_helpers import inventory_path, new_lab, node_state, run_json, sql, summary
+
+from erlmcp_dr import lab, lab_pgbackrest
+from erlmcp_dr.paths import ensure_collection_importable
+
+ensure_collection_importable()
+from ansible_collections.erlmcp.dr.plugins.module_utils import _pitr_plan as plan  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._errors import ModuleFailure  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._pitr_backup import driver_for  # noqa: E402
+
+pytestmark = pytest.mark.integration
+
+# Random target times restored in CI (one through the runbook, one through its engine): each restore costs a
+# pgBackRest restore and a recovery, and CI's budget is tight; benchmarks/pitr.py restores to 20 and more.
+CI_TARGETS = 2
+ROWS = 40
+
+
+class PitrLab:
+    def __init__(self, cfg: lab.LabConfig, backup_run: dict[str, Any], writes: Writes) -> None:
+        self.cfg, self.backup_run, self.writes = cfg, backup_run, writes
+
+
+@pytest.fixture(scope="module")
+def pitr_lab(lab_template: lab.LabConfig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PitrLab]:
+    with new_lab() as cfg:
+        os.environ["ERLMCP_DR_HOME"] = str(tmp_path_factory.mktemp("pitr-home"))
+        try:
+            _cli, backup_run = run_json("run", "pg_backup", "-i", str(inventory_path(cfg)), "--yes", expect_rc=0)
+            writes = write_rows(cfg, ROWS)
+            archive_now(cfg)
+            yield PitrLab(cfg, backup_run, writes)
+        finally:
+            os.environ.pop("ERLMCP_DR_HOME", None)
+
+
+def _live(cfg: lab.LabConfig) -> dict[str, Any]:
+    """What must not change on the live cluster: pg-a's role, timeline, postmaster pid and its rows."""
+    state = node_state(cfg, PRIMARY)
+    return {"role": state["role"], "timeline": state["timeline"],
+            "pid": (cfg.node(PRIMARY).data_dir / "postmaster.pid").read_text().splitlines()[0],
+            "rows": sql(cfg, PRIMARY, "SELECT count(*) AS n FROM pitr_rows")[0]["n"]}
+
+
+def test_pg_backup_takes_a_verified_backup_and_reports_it(pitr_lab: PitrLab) -> None:
+    found = summary(pitr_lab.backup_run)
+    backup = found["backup"]
+    assert found["completed"] and found["end_state"]["ok"], found
+    assert backup["verified"] is True and backup["verify_status"] == "valid"
+    assert backup["type"] == "full" and backup["label"].endswith("F")
+    assert plan.parse_lsn(backup["lsn_start"]) < plan.parse_lsn(backup["lsn_stop"])
+    assert backup["size"] > 0 and backup["duration_seconds"] > 0
+    assert found["lock"]["key"].startswith("postgres:")
+    info = driver_for({"stanza": lab_pgbackrest.STANZA, "config": str(lab_pgbackrest.config_path(pitr_lab.cfg.root)),
+                       "pg_data_dir": str(pitr_lab.cfg.node(PRIMARY).data_dir)}).info()
+    assert [b["label"] for b in plan.usable_backups(info)] == [backup["label"]]
+    # The lab's config holds the repository's paths and a login: only its owner reads it.
+    assert lab_pgbackrest.config_path(pitr_lab.cfg.root).stat().st_mode & 0o777 == 0o600
+
+
+def test_restores_to_random_times_hold_exactly_the_rows_committed_by_then(pitr_lab: PitrLab) -> None:
+    cfg, writes = pitr_lab.cfg, pitr_lab.writes
+    targets = writes.random_targets(CI_TARGETS, random.Random(21))
+    before = _live(cfg)
+    found: dict[str, dict[str, list[int]]] = {}
+    # The first through the runbook (the scratch's default place and port, removed once proven), the others
+    # through its engine.
+    _cli, result = run_json("run", "pg_restore", "-i", str(inventory_path(cfg)), "--yes",
+                            "-e", "target_type=time", "-e", f"target={targets[0].isoformat()}",
+                            "-e", "after=removed", "-e",
+                            "check_query=SELECT coalesce(array_agg(id ORDER BY id), '{}') AS ids FROM pitr_rows",
+                            expect_rc=0)
+    restored = summary(result)["restore"]
+    assert summary(result)["completed"] and restored["proof"]["paused"] is True
+    found[targets[0].isoformat()] = mismatches(writes, targets[0], restored_ids(restored))
+    for index, target in enumerate(targets[1:], start=1):
+        outcome = restore(cfg, f"exact-{index}", target_type="time", target=target.isoformat(), after="removed")
+        found[target.isoformat()] = mismatches(writes, target, restored_ids(outcome))
+        last = max(at for _id, at in writes.committed if at <= target)
+        assert outcome["proof"]["last_xact_time"] == last.isoformat(), "the proof names the last commit replayed"
+    assert all(m == {"missing": [], "extra": []} for m in found.values()), found
+    assert _live(cfg) == before
+
+
+def test_a_restore_is_found_done_and_a_killed_one_is_cleaned(pitr_lab: PitrLab) -> None:
+    cfg = pitr_lab.cfg
+    # The backup's own end: the earliest target it reaches (the rows' table does not exist yet there).
+    lsn_target = summary(pitr_lab.backup_run)["backup"]["lsn_stop"]
+    first = restore(cfg, "again", target_type="lsn", target=lsn_target, after="stopped", check_query=None)
+    assert first["changed"] and first["proof"]["paused"] and first["proof"]["replay_lsn"]
+    again = restore(cfg, "again", target_type="lsn", target=lsn_target, after="stopped", check_query=None)
+    assert again["changed"] is False and again["found_done"] is True
+    # A run killed mid-restore leaves its marker saying `restoring`: the next run cleans the scratch and restores
+    # anew (check mode: it says so and touches nothing).
+    marker = scratch_dir(cfg, "again").with_name("pitr-again.erlmcp-dr.json")
+    marker.write_text(marker.read_text().replace('"proven"', '"restoring"'))
+    from ansible_collections.erlmcp.dr.plugins.module_utils import _pitr_restore
+
+    planned = _pitr_restore.run(restore_params(cfg, "again", target_type="lsn", target=lsn_target, check_query=None),
+                                check_mode=True)
+    assert planned["changed"] and planned["cleaned_leftover"] and scratch_dir(cfg, "again").is_dir()
+
+
+def test_a_missing_wal_segment_is_refused_before_any_change_naming_it(pitr_lab: PitrLab) -> None:
+    cfg, writes = pitr_lab.cfg, pitr_lab.writes
+    config = repository_copy(cfg, "gap")
+    target = writes.committed[-2][1].isoformat()
+    backup_start = summary(pitr_lab.backup_run)["backup"]["wal_start"]
+    needed = [p for p in archive_files(config) if p.name[:24] > backup_start]
+    assert len(needed) >= 2, needed
+    refused = 0
+    for segment in needed[:-1]:  # each one missing in turn (the others put back)
+        hidden = segment.with_name(segment.name + ".hidden")
+        segment.rename(hidden)
+        try:
+            with pytest.raises(ModuleFailure, match=f"lacks segment {segment.name[:24]}") as failure:
+                restore(cfg, "gap", config=str(config), target_type="time", target=target)
+        finally:
+            hidden.rename(segment)
+        assert failure.value.kind == "wal_gap" and failure.value.facts["missing_segment"] == segment.name[:24]
+        assert not scratch_dir(cfg, "gap").exists(), "nothing is written before the WAL is checked"
+        refused += 1
+    assert refused == len(needed) - 1
+
+
+@pytest.mark.parametrize("where", ["the data directory", "inside it"])
+def test_a_restore_into_a_live_data_directory_is_refused(pitr_lab: PitrLab, where: str) -> None:
+    cfg = pitr_lab.cfg
+    live = cfg.node("pg-b").data_dir
+    target = live if where == "the data directory" else live / "restored"
+    before = sorted(os.listdir(live))
+    with pytest.raises(ModuleFailure, match="live data directory") as failure:
+        restore(cfg, "unused", scratch_dir=str(target))
+    assert failure.value.kind == "refused_target"
+    assert sorted(os.listdir(live)) == before and not target.with_name(target.name + ".erlmcp-dr.json").exists()
+
+
+def test_a_stanza_that_does_not_exist_is_a_clear_error(pitr_lab: PitrLab) -> None:
+    cfg = pitr_lab.cfg
+    with pytest.raises(ModuleFailure, match="stanza") as failure:
+        restore(cfg, "nostanza", stanza="nosuch")
+    assert failure.value.kind == "stanza_missing", str(failure.value)
+    assert not scratch_dir(cfg, "nostanza").exists()
+    with pytest.raises(ModuleFailure, match="nosuch"):
+        take_backup(cfg, stanza="nosuch")
+
+
+def test_a_corrupt_backup_file_is_a_clear_error_and_leaves_no_scratch(pitr_lab: PitrLab) -> None:
+    cfg = pitr_lab.cfg
+    config = repository_copy(cfg, "corrupt")
+    label = summary(pitr_lab.backup_run)["backup"]["label"]
+    data = config.parent / "repo" / "backup" / lab_pgbackrest.STANZA / label / "pg_data"
+    victim = max((p for p in (data / "base").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    victim.write_bytes(b"not what was backed up" * 64)
+    # (pgbackrest verify finds it too; reading its output is unit-tested: tests/unit/test_pitr_plan.py)
+    with pytest.raises(ModuleFailure, match="pgbackrest restore failed") as failure:
+        restore(cfg, "corrupt", config=str(config))
+    assert "was removed; the live cluster was not touched" in str(failure.value)
+    assert not scratch_dir(cfg, "corrupt").exists()
+
+
+def test_broken_archiving_stops_a_backup_before_it_starts(pitr_lab: PitrLab) -> None:
+    cfg = pitr_lab.cfg
+    before = [b["label"] for b in plan.usable_backups(
+        driver_for({"stanza": lab_pgbackrest.STANZA, "config": str(lab_pgbackrest.config_path(cfg.root)),
+                    "pg_data_dir": str(cfg.node(PRIMARY).data_dir)}).info())]
+    sql(cfg, PRIMARY, "ALTER SYSTEM SET archive_command = '/bin/false'")
+    sql(cfg, PRIMARY, "SELECT pg_reload_conf()")
+    try:
+        with pytest.raises(ModuleFailure, match="archive") as failure:
+            take_backup(cfg, archive_timeout=3)
+        assert failure.value.kind == "archive", str(failure.value)
+    finally:
+        sql(cfg, PRIMARY, "ALTER SYSTEM RESET archive_command")
+        sql(cfg, PRIMARY, "SELECT pg_reload_conf()")
+    after = [b["label"] for b in plan.usable_backups(
+        driver_for({"stanza": lab_pgbackrest.STANZA, "config": str(lab_pgbackrest.config_path(cfg.root)),
+                    "pg_data_dir": str(cfg.node(PRIMARY).data_dir)}).info())]
+    assert after == before
+
+
+def test_check_mode_touches_nothing(pitr_lab: PitrLab) -> None:
+    cfg = pitr_lab.cfg
+    from ansible_collections.erlmcp.dr.plugins.module_utils import _pitr_backup, _pitr_restore
+    from pitr_helpers import backup_params
+
+    checked = _pitr_restore.run(restore_params(cfg, "plan-check"), check_mode=True)
+    assert checked["changed"] and "proof" not in checked and not scratch_dir(cfg, "plan-check").exists()
+    assert checked["wal"]["missing"] is None and checked["backup"]["label"]
+    planned = _pitr_backup.run(backup_params(cfg, retention_full=1), check_mode=True)
+    assert planned["would_take"] == "full"
+    assert planned["would_expire"] == [summary(pitr_lab.backup_run)["backup"]["label"]]
+    info = driver_for({"stanza": lab_pgbackrest.STANZA, "config": str(lab_pgbackrest.config_path(cfg.root)),
+                       "pg_data_dir": str(cfg.node(PRIMARY).data_dir)}).info()
+    assert len(plan.usable_backups(info)) == 1
+
+
+def test_a_lab_copy_archives_into_a_repository_of_its_own(pitr_lab: PitrLab, lab_template: lab.LabConfig) -> None:
+    cfg = pitr_lab.cfg
+    config = lab_pgbackrest.config_path(cfg.root).read_text()
+    assert f"repo1-path={lab_pgbackrest.repo_path(cfg.root)}" in config and str(lab_template.root) not in config
+    for node in cfg.nodes:
+        command = node.server().conf_setting("archive_command")
+        assert str(lab_pgbackrest.config_path(cfg.root)) in command and f"--pg1-path={node.data_dir}" in command
+    segment = archive_now(cfg)
+    mine = {p.name[:24] for p in archive_files(lab_pgbackrest.config_path(cfg.root))}
+    templates = {p.name[:24] for p in archive_files(lab_pgbackrest.config_path(lab_template.root))}
+    assert segment in mine and segment not in templates
