@@ -43,6 +43,7 @@ warm_driver(POSTGRES)  # the reads run in this task's worker: psycopg imported o
 ARGUMENT_SPEC = dict(BASE_ARGUMENT_SPEC, **{
     "group": {"type": "str", "default": "postgres"},
     "plan": {"type": "str", "choices": ["switchover", "failover", "rejoin"]},
+    "lock_scope": {"type": "str", "choices": ["cluster", "backups"], "default": "cluster"},
     "guard": {"type": "bool"},
 })
 # The plans that promote take the cluster guard (_cluster_guard.py) by default: the run lock only excludes runs that
@@ -85,7 +86,13 @@ class ActionModule(BeginAction):
                                check_mode=False)
 
     def lock_key(self, start):
-        return lock_key(start.first)
+        key = lock_key(start.first)
+        if start.args["lock_scope"] == "backups":
+            # Backups and scratch restores never change a role: they must not turn a 3 a.m. failover away as busy
+            # (nor wait for it). They exclude each other only; pgBackRest's own lock keeps two backups of a stanza
+            # apart too.
+            return key.replace("postgres", "postgres-backups", 1)
+        return key
 
     def hold(self, start):
         if not self._guarded(start.args, start.task_vars):

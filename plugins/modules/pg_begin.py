@@ -44,6 +44,15 @@ options:
       - Saves the runbook the task that made the plan.
     type: str
     choices: [switchover, failover, rejoin]
+  lock_scope:
+    description:
+      - What the run lock excludes. C(cluster) keys it by the cluster's identity (C(postgres:<system identifier>)),
+        the lock every runbook that changes a role takes.
+      - C(backups) keys it apart (C(postgres-backups:<system identifier>)), for runbooks that never change a role
+        (pg_backup, pg_restore into a scratch instance), so a failover is never turned away by a running backup.
+    type: str
+    choices: [cluster, backups]
+    default: cluster
   guard:
     description:
       - Take the cluster guard right after the run lock, before the read the plan is made from - a session advisory
