@@ -35,7 +35,7 @@ def run(params, check_mode=False, diff=False, warn=None):
     try:
         limits = judge.thresholds(params.get("thresholds"))
     except ValueError as exc:
-        raise ModuleFailure(str(exc))
+        raise ModuleFailure(str(exc)) from None
     now = time.time()
     probes = [
         ("postgres", _postgres), ("redis", _redis), ("redis_backup", _redis_backup),
@@ -203,7 +203,8 @@ def _dns(params, limits, now):
                 server=(dns.get("servers") or [{}])[0].get("host"),
                 port=(dns.get("servers") or [{}])[0].get("port") or 53, servers=dns.get("servers") or None,
                 timeout=PROBE_TIMEOUT, tsig_key_name=dns.get("tsig_key_name"),
-                tsig_key_secret=params.get("dns_tsig_key_secret"), tsig_algorithm=dns.get("tsig_algorithm") or "hmac-sha256",
+                tsig_key_secret=params.get("dns_tsig_key_secret"),
+                tsig_algorithm=dns.get("tsig_algorithm") or "hmac-sha256",
                 hosted_zone_id=dns.get("hosted_zone_id"), endpoint_url=dns.get("endpoint_url"),
                 aws_region=dns.get("aws_region") or "us-east-1", aws_access_key_id=None, aws_secret_access_key=None,
                 aws_session_token=None)

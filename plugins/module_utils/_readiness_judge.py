@@ -151,7 +151,7 @@ def age_check(name, age_seconds, limit_name, limits, missing_detail, missing_ver
     shown = round(age_seconds / scale, 3)
     verdict = PASS if shown <= limit else FAIL
     return check(name, verdict, shown, unit, "<= %s" % limit, source,
-                 detail or ("too old" if verdict == FAIL else "recent enough"))
+                 ("too old" if verdict == FAIL else "recent enough") + ("; %s" % detail if detail else ""))
 
 
 def newest_verified(backups):
