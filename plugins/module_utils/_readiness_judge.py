@@ -99,7 +99,7 @@ def pg_replay_lag(standby, lag_bytes, lag_seconds, paused, limits):
     source = "%s; %s" % (rpo_source, bytes_source)
     if lag_bytes is None:
         return check(name, FAIL, None, "B", threshold, source, "the standby's replay position could not be read")
-    seconds = lag_seconds if lag_seconds is not None else None
+    seconds = lag_seconds
     measured = "%s B, %s" % (lag_bytes, "> %s s" % rpo if seconds is None else "%.3f s" % seconds)
     if seconds is None or seconds > rpo:
         return check(name, FAIL, measured, "B, s", threshold, source,
