@@ -32,11 +32,15 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--out", type=Path, default=RESULTS / f"{datetime.date.today().isoformat()}-readiness.json")
     args = parser.parse_args()
+    # Each lab in a folder of its own under /tmp, as the tests do: the servers run as `postgres`, who cannot enter
+    # a private folder of ours.
     root = Path(tempfile.mkdtemp(prefix="erlmcp-dr-bench-readiness-"))
-    template = lab.LabConfig(root=root / "template", port_base=lab.free_port_base())
-    cfg = lab.LabConfig(root=root / "lab", port_base=lab.free_port_base())
+    template = lab.LabConfig(root=Path(tempfile.mkdtemp(prefix="erlmcp-dr-bench-template-")),
+                             port_base=lab.free_port_base())
+    cfg = lab.LabConfig(root=Path(tempfile.mkdtemp(prefix="erlmcp-dr-bench-lab-")), port_base=0)
     try:
-        lab.build_template(template)
+        lab.build_template(template)  # built, then stopped: its ports are free again for the copy
+        cfg = lab.LabConfig(root=cfg.root, port_base=lab.free_port_base())
         lab.clone(template, cfg, app=True)
         lab_dns.up(cfg)
         lab.wait_streaming(cfg, caught_up=True)
@@ -44,8 +48,9 @@ def main() -> int:
         env = dict(os.environ, ERLMCP_DR_HOME=str(root / "home"))
         runs = [one_run(inventory, env) for _ in range(args.runs)]
     finally:
-        lab.down(cfg)
-        lab.down(template)
+        for each in (cfg, template):
+            lab.down(each)
+            shutil.rmtree(each.root, ignore_errors=True)
         shutil.rmtree(root, ignore_errors=True)
     result = dict(
         benchmark="readiness", date=datetime.datetime.now(datetime.UTC).isoformat(), runs=runs,

@@ -267,7 +267,8 @@ def drills(records, now, limits):
                              "the last drill (%s) did not pass: %s" % (last.get("run_id"), last.get("verdict"))))
         else:
             out.append(check(name, PASS if days <= limit else FAIL, days, "days", "<= %s" % limit, source,
-                             "last passed %s (%s)" % (last.get("finished_at_text", ""), last.get("run_id"))))
+                             "%slast passed %s (%s)" % ("" if days <= limit else "overdue: ",
+                                                        last.get("finished_at_text", ""), last.get("run_id"))))
     return out
 
 
