@@ -72,7 +72,9 @@ def one_run(inventory: Path, env: dict[str, str]) -> dict[str, object]:
     wall = time.monotonic() - started
     out = json.loads(proc.stdout)
     return dict(exit_code=proc.returncode, verdict=out["verdict"], counts=out["counts"],
-                checks=len(out["checks"]), checks_seconds=out["elapsed"], command_seconds=round(wall, 3))
+                checks=len(out["checks"]), checks_seconds=out["elapsed"], command_seconds=round(wall, 3),
+                probe_seconds=out["probe_seconds"],
+                not_passed=sorted(c["name"] for c in out["checks"] if c["verdict"] != "pass"))
 
 
 if __name__ == "__main__":

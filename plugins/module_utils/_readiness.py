@@ -45,13 +45,22 @@ def run(params, check_mode=False, diff=False, warn=None):
     ]
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=len(probes)) as pool:
-        futures = [(name, pool.submit(_guarded, name, probe, params, limits, now)) for name, probe in probes]
-        checks = [c for _name, future in futures for c in future.result()]
+        futures = [(name, pool.submit(_timed, name, probe, params, limits, now)) for name, probe in probes]
+        outcomes = [(name, future.result()) for name, future in futures]
+    checks = [c for _name, (found, _seconds) in outcomes for c in found]
     verdict, exit_code = judge.overall(checks)
     return dict(changed=False, checks=checks, verdict=verdict, exit_code=exit_code, counts=judge.counts(checks),
                 table=judge.table(checks, verdict),
+                probe_seconds=dict((name, seconds) for name, (_found, seconds) in outcomes),
                 elapsed=round(time.monotonic() - started, 3),
                 checked_at=datetime.datetime.fromtimestamp(now, datetime.timezone.utc).isoformat())
+
+
+def _timed(name, probe, params, limits, now):
+    """(checks, seconds the probe took): which probe sets the wall time (all run at once)."""
+    started = time.monotonic()
+    found = _guarded(name, probe, params, limits, now)
+    return found, round(time.monotonic() - started, 3)
 
 
 def _guarded(name, probe, params, limits, now):

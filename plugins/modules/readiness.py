@@ -162,6 +162,10 @@ counts:
   description: How many checks passed, warned and failed.
   returned: always
   type: dict
+probe_seconds:
+  description: Seconds each probe took (they run at once, so the slowest sets RV(elapsed)).
+  returned: always
+  type: dict
 elapsed:
   description: Seconds all the checks took together.
   returned: always

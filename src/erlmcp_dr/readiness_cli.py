@@ -58,4 +58,5 @@ def as_json(details: Dict[str, Any], run_id: str, verdict: Any) -> Dict[str, Any
     checks: List[Dict[str, Any]] = list(details.get("checks") or [])
     return {"verdict": verdict or "not_ready", "exit_code": EXIT_BY_VERDICT.get(str(verdict), EXIT_NOT_READY),
             "counts": details.get("counts") or {}, "elapsed": details.get("elapsed"),
-            "checked_at": details.get("checked_at"), "run_id": run_id, "checks": checks}
+            "probe_seconds": details.get("probe_seconds") or {}, "checked_at": details.get("checked_at"),
+            "run_id": run_id, "checks": checks}
