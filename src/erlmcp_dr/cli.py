@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from erlmcp_dr import catalog, docs, params, paths, report
+from erlmcp_dr import catalog, docs, params, paths, readiness_cli, report
 from erlmcp_dr.catalog import ParameterView, Runbook
 from erlmcp_dr.errors import ConfirmationRequired, RunbookError, RunBusy
 from erlmcp_dr.result import HTML_REPORT_FILE, REPORT_FILE, RESULT_FILE, RunResult, Step
@@ -41,6 +41,7 @@ examples:
   runbook postmortem latest --format html --output pm.html
   runbook bia -i inventories/prod
   runbook compliance --since 2026-01-01
+  runbook readiness -i inventories/prod --json
   runbook lab up
 
 exit codes:
@@ -120,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     doc = _sub(sub, "docs", "write the runbooks/*.md pages from the playbooks, or check them for drift", _cmd_docs)
     doc.add_argument("--check", action="store_true", help="write nothing; exit 1 listing drifted/missing/extra pages")
     doc.add_argument("--out", metavar="DIR", help="pages folder (default: <collection>/runbooks)")
+
+    readiness_cli.register(sub, _sub)  # `runbook readiness`: its own exit codes (0 ready, 1 warnings, 2 not ready)
 
     lab = _sub(sub, "lab", "the local lab: PostgreSQL primary + standbys on 127.0.0.1", _cmd_lab)
     lab.add_argument("action", choices=["up", "status", "down", "reset", "fail-region", "restore-region"],

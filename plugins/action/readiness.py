@@ -1,0 +1,24 @@
+# -*- coding: utf-8 -*-
+# Copyright: erlmcp.dr contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Action plugin for erlmcp.dr.readiness: its engine runs in the controller (it only reads, over SQL, the Redis
+protocol, DNS, HTTP and TLS, and its probes run at once in threads; see _module.run_on_controller)."""
+
+from __future__ import annotations
+
+from ansible.plugins.action import ActionBase
+from ansible_collections.erlmcp.dr.plugins.module_utils._module import run_on_controller, warm_driver
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import POSTGRES
+from ansible_collections.erlmcp.dr.plugins.module_utils._readiness import run
+from ansible_collections.erlmcp.dr.plugins.modules.readiness import argument_spec
+
+warm_driver(POSTGRES)
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _supports_check_mode = True
+
+    def run(self, tmp=None, task_vars=None):
+        super(ActionModule, self).run(tmp, task_vars)
+        return run_on_controller(self, task_vars or {}, "erlmcp.dr.readiness", argument_spec(), run, needs=POSTGRES)

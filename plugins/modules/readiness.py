@@ -1,0 +1,214 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: erlmcp.dr contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: readiness
+short_description: Can we fail over right now? Every readiness check at once, each with its verdict
+version_added: "0.1.0"
+description:
+  - Runs every check concurrently (one thread per probe) and returns one row per check - its measured value, unit,
+    threshold, where the threshold comes from (the tier, the inventory or a seed line), the verdict (C(pass),
+    C(warn) or C(fail)) and a detail - and an overall RV(verdict) (C(ready), C(warnings), C(not_ready)).
+  - Checks - PostgreSQL standby replay lag in bytes and seconds, idle-aware (0 when the standby replayed the
+    primary's current LSN); streaming standbys per target region; Redis replica links and offsets; the newest
+    verified Redis backup's age; PostgreSQL backup and WAL archive age (a warning until pgBackRest is configured);
+    the DNS TTL at every authoritative server and whether they agree; the DNS update credentials (a signed UPDATE
+    whose prerequisite cannot match, so nothing changes); each region's app, database and Redis reachable; the
+    target regions' capacity against the load; public endpoints' certificate expiry; the last drill per kind; the
+    data-residency verdict per target (a warning until configured); the lock store; the contacts' review age.
+  - Read-only - nothing is changed anywhere; RV(ignore:changed) is always false and check mode runs the same.
+  - Thresholds are O(thresholds) (the inventory's C(dr_readiness)) over the defaults docs/readiness.md lists.
+author:
+  - erlmcp.dr developers (!UNKNOWN)
+options:
+  postgres_nodes:
+    description: The PostgreSQL nodes (name, host, port, region).
+    type: list
+    elements: dict
+    default: []
+  pg_login_user:
+    description: The role to log in as.
+    type: str
+    default: postgres
+  pg_login_password:
+    description: Its password. Never logged, never returned.
+    type: str
+  pg_login_db:
+    description: Database to connect to.
+    type: str
+    default: postgres
+  redis_nodes:
+    description: The Redis nodes (name, host, port, region).
+    type: list
+    elements: dict
+    default: []
+  redis_password:
+    description: Redis's password. Never logged, never returned.
+    type: str
+  redis_backup_dir:
+    description: The redis_backup directory store (its catalog) whose newest verified backup is judged.
+    type: path
+  apps:
+    description: The application instances (name, url, region); C(<url>/health) is sampled once.
+    type: list
+    elements: dict
+    default: []
+  target_regions:
+    description: The regions a failover could move to (every region but the primary's).
+    type: list
+    elements: str
+    default: []
+  dns:
+    description:
+      - The DNS settings - zone, provider, records (list), servers (list of name, host, port, role),
+        tsig_key_name, tsig_algorithm, hosted_zone_id, endpoint_url, aws_region (the secret is O(dns_tsig_key_secret)).
+    type: dict
+    default: {}
+  dns_tsig_key_secret:
+    description: The TSIG key's secret (base64). Never logged, never returned.
+    type: str
+  public_endpoints:
+    description: The https URLs whose certificates must stay valid for O(thresholds) C(cert_days) days.
+    type: list
+    elements: str
+    default: []
+  capacity:
+    description: C(regions) (region to capacity) and C(load) (the current load, in the same units).
+    type: dict
+    default: {}
+  drill_history:
+    description: The drill history file (JSON lines, docs/readiness.md).
+    type: path
+  lock_store:
+    description: Where the run lock lives.
+    type: str
+    default: directory
+    choices: [directory, etcd]
+  lock_dir:
+    description: The directory lock store's folder (default as erlmcp.dr.run_lock's).
+    type: path
+  contacts_reviewed_at:
+    description: When the contacts and escalation data were last reviewed (ISO 8601 date).
+    type: str
+  thresholds:
+    description: Threshold overrides by name (docs/readiness.md); unknown names are refused.
+    type: dict
+    default: {}
+attributes:
+  check_mode:
+    support: full
+    description: Read-only; runs the same in check mode.
+  diff_mode:
+    support: none
+    description: Changes nothing, so there is nothing to show.
+requirements:
+  - psycopg >= 3, redis (redis-py), dnspython, cryptography on the controller
+"""
+
+EXAMPLES = r"""
+- name: Can we fail over right now?
+  erlmcp.dr.readiness:
+    postgres_nodes:
+      - {name: pg-a, host: 10.0.1.10, port: 5432, region: a}
+      - {name: pg-b, host: 10.0.2.10, port: 5432, region: b}
+    pg_login_user: erlmcp_dr
+    pg_login_password: "{{ vault_pg_password }}"
+    target_regions: [b]
+    thresholds: {rpo_seconds: 1, dns_ttl_seconds: 30}
+  register: readiness
+"""
+
+RETURN = r"""
+verdict:
+  description: C(ready) (every check passed), C(warnings) (none failed, some warned) or C(not_ready).
+  returned: always
+  type: str
+exit_code:
+  description: 0, 1 or 2 for the three verdicts (what C(runbook readiness) exits with).
+  returned: always
+  type: int
+checks:
+  description: One row per check.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The check and what it is about (C(pg_replay_lag pg-b)).
+      type: str
+    measured:
+      description: What was measured; null when nothing could be.
+      type: raw
+    unit:
+      description: Its unit.
+      type: str
+    threshold:
+      description: The threshold it is judged against.
+      type: raw
+    source:
+      description: Where the threshold comes from (tier, inventory dr_readiness, seed line).
+      type: str
+    verdict:
+      description: C(pass), C(warn) or C(fail).
+      type: str
+    detail:
+      description: Why, in words.
+      type: str
+counts:
+  description: How many checks passed, warned and failed.
+  returned: always
+  type: dict
+probe_seconds:
+  description: Seconds each probe took (they run at once, so the slowest sets RV(elapsed)).
+  returned: always
+  type: dict
+elapsed:
+  description: Seconds all the checks took together.
+  returned: always
+  type: float
+checked_at:
+  description: When the checks started (UTC, ISO 8601).
+  returned: always
+  type: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._module import execute  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import POSTGRES  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._readiness import run  # noqa: E402
+
+
+def argument_spec():
+    return dict(
+        postgres_nodes=dict(type="list", elements="dict", default=[]),
+        pg_login_user=dict(type="str", default="postgres"),
+        pg_login_password=dict(type="str", no_log=True),
+        pg_login_db=dict(type="str", default="postgres"),
+        redis_nodes=dict(type="list", elements="dict", default=[]),
+        redis_password=dict(type="str", no_log=True),
+        redis_backup_dir=dict(type="path"),
+        apps=dict(type="list", elements="dict", default=[]),
+        target_regions=dict(type="list", elements="str", default=[]),
+        dns=dict(type="dict", default={}),
+        dns_tsig_key_secret=dict(type="str", no_log=True),
+        public_endpoints=dict(type="list", elements="str", default=[]),
+        capacity=dict(type="dict", default={}),
+        drill_history=dict(type="path"),
+        lock_store=dict(type="str", default="directory", choices=["directory", "etcd"]),
+        lock_dir=dict(type="path"),
+        contacts_reviewed_at=dict(type="str"),
+        thresholds=dict(type="dict", default={}),
+    )
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    execute(module, run, needs=POSTGRES)
+
+
+if __name__ == "__main__":
+    main()

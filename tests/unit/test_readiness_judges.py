@@ -1,0 +1,237 @@
+"""readiness's judges, pure (module_utils/_readiness_judge.py): every check at its boundaries (exactly at the
+threshold passes, just past it fails), "not configured" is a warning and never a pass, the overall verdict and
+exit code, thresholds from the inventory (dr_readiness) over the defaults, and the drill history's format
+(module_utils/_readiness.read_drill_history). No server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from erlmcp_dr.paths import ensure_collection_importable
+
+ensure_collection_importable()
+from ansible_collections.erlmcp.dr.plugins.module_utils import _readiness as engine  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils import _readiness_judge as judge  # noqa: E402
+
+LIMITS = judge.thresholds({})
+DAY = 86400.0
+KEYS = {"name", "measured", "unit", "threshold", "source", "verdict", "detail"}
+
+
+def test_every_check_has_the_same_keys():
+    assert set(judge.check("x", judge.PASS)) == KEYS
+    with pytest.raises(ValueError, match="verdict 'ok'"):
+        judge.check("x", "ok")
+
+
+# ---------------------------------------------------------------- thresholds
+
+
+def test_inventory_thresholds_override_defaults_and_name_their_source():
+    limits = judge.thresholds({"rpo_seconds": 5, "drill_age_days": {"region": 365}})
+    assert limits["rpo_seconds"] == (5, "inventory dr_readiness.rpo_seconds")
+    assert limits["drill_age_days"][0]["region"] == 365.0
+    assert limits["drill_age_days"][0]["database_primary"] == judge.DEFAULTS["drill_age_days"][0]["database_primary"]
+    assert LIMITS["rpo_seconds"][1].startswith("tier 1 RPO")
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"rpo": 1}, "unknown threshold.*rpo.*expected some of"),
+    ({"rpo_seconds": "1"}, r"dr_readiness.rpo_seconds: expected a number >= 0; found '1'"),
+    ({"rpo_seconds": -1}, "found -1"),
+    ({"rpo_seconds": True}, "found True"),
+    ({"drill_age_days": {"region": 0}}, "drill kind to days"),
+    ([1], "must be a mapping"),
+])
+def test_bad_thresholds_are_refused_naming_found_and_expected(bad, message):
+    with pytest.raises(ValueError, match=message):
+        judge.thresholds(bad)
+
+
+# ---------------------------------------------------------------- overall
+
+
+def test_overall_verdict_and_exit_code():
+    passing, warning, failing = (judge.check("a", judge.PASS), judge.check("b", judge.WARN),
+                                 judge.check("c", judge.FAIL))
+    assert judge.overall([passing]) == ("ready", 0)
+    assert judge.overall([passing, warning]) == ("warnings", 1)
+    assert judge.overall([passing, warning, failing]) == ("not_ready", 2)
+    assert judge.overall([]) == ("not_ready", 2)  # nothing checked is not a ready
+
+
+# ---------------------------------------------------------------- 1, 2 PostgreSQL
+
+
+def test_replay_lag_idle_standby_is_caught_up_however_old_its_last_transaction():
+    found = judge.pg_replay_lag("pg-b", 0, 0.0, False, LIMITS)
+    assert found["verdict"] == "pass" and found["detail"] == "caught up"
+
+
+def test_replay_lag_seconds_boundary_is_the_rpo():
+    assert judge.pg_replay_lag("pg-b", 10, 1.0, False, LIMITS)["verdict"] == "pass"
+    assert judge.pg_replay_lag("pg-b", 10, 1.001, False, LIMITS)["verdict"] == "fail"
+    assert judge.pg_replay_lag("pg-b", 10, None, False, LIMITS)["verdict"] == "fail"  # not replayed within the RPO
+
+
+def test_replay_lag_bytes_boundary():
+    limit = LIMITS["pg_lag_bytes"][0]
+    assert judge.pg_replay_lag("pg-b", limit, 0.1, False, LIMITS)["verdict"] == "pass"
+    assert judge.pg_replay_lag("pg-b", limit + 1, 0.1, False, LIMITS)["verdict"] == "fail"
+
+
+def test_paused_replay_fails_when_behind_and_warns_when_nothing_is_missing():
+    behind = judge.pg_replay_lag("pg-b", 100, None, True, LIMITS)
+    assert behind["verdict"] == "fail" and "pg_wal_replay_resume" in behind["detail"]
+    assert judge.pg_replay_lag("pg-b", 0, 0.0, True, LIMITS)["verdict"] == "warn"
+
+
+def test_unreadable_replay_position_fails():
+    assert judge.pg_replay_lag("pg-b", None, None, False, LIMITS)["verdict"] == "fail"
+
+
+def test_standbys_per_target_region():
+    assert judge.pg_standbys("b", ["pg-b"], LIMITS)["verdict"] == "pass"
+    assert judge.pg_standbys("b", [], LIMITS)["verdict"] == "fail"
+    two = judge.thresholds({"standbys_per_region": 2})
+    assert judge.pg_standbys("b", ["pg-b"], two)["verdict"] == "fail"
+
+
+# ---------------------------------------------------------------- 3, 4, 5 Redis
+
+
+def test_redis_link_up_from_the_primary_only():
+    assert judge.redis_links("r-b", "up", "r-a", "r-a")["verdict"] == "pass"
+    assert judge.redis_links("r-b", "down", "r-a", "r-a")["verdict"] == "fail"
+    assert judge.redis_links("r-b", "up", "r-c", "r-a")["verdict"] == "fail"
+    assert judge.redis_links("r-b", None, None, "r-a")["verdict"] == "fail"
+
+
+def test_redis_offset_boundary():
+    limit = LIMITS["redis_offset_bytes"][0]
+    assert judge.redis_offset("r-b", limit, LIMITS)["verdict"] == "pass"
+    assert judge.redis_offset("r-b", limit + 1, LIMITS)["verdict"] == "fail"
+    assert judge.redis_offset("r-b", None, LIMITS)["verdict"] == "fail"
+
+
+def test_backup_age_boundary_and_missing_backup():
+    assert judge.age_check("b", 300.0, "redis_backup_age_seconds", LIMITS, "none")["verdict"] == "pass"
+    assert judge.age_check("b", 300.01, "redis_backup_age_seconds", LIMITS, "none")["verdict"] == "fail"
+    missing = judge.age_check("b", None, "redis_backup_age_seconds", LIMITS, "no verified backup")
+    assert missing["verdict"] == "fail" and missing["detail"] == "no verified backup"
+
+
+def test_newest_verified_backup_ignores_unverified_ones():
+    backups = [dict(id="old", lastsave=1, verified=True), dict(id="new", lastsave=3, verified=False),
+               dict(id="mid", lastsave=2, verified=True)]
+    assert judge.newest_verified(backups)["id"] == "mid"
+    assert judge.newest_verified([dict(id="x", lastsave=1, verified=False)]) is None
+
+
+def test_not_configured_is_a_warning_never_a_pass():
+    found = judge.not_configured("pg_backup_age", "no PostgreSQL backup tool", "pgBackRest")
+    assert found["verdict"] == "warn" and found["detail"].startswith("not configured")
+
+
+# ---------------------------------------------------------------- 8, 9, 10 DNS
+
+
+def _row(name, ttl=30, values=("127.0.1.1",), error=None):
+    return dict(name=name, ttl=ttl, values=list(values), error=error)
+
+
+def test_dns_ttl_boundary_at_every_server():
+    assert judge.dns_ttl("api", [_row("p", 60), _row("s", 30)], LIMITS)["verdict"] == "pass"
+    found = judge.dns_ttl("api", [_row("p", 30), _row("s", 61)], LIMITS)
+    assert found["verdict"] == "fail" and found["measured"] == 61  # the worst server counts
+    assert judge.dns_ttl("api", [_row("p"), _row("s", None, error="timeout")], LIMITS)["verdict"] == "fail"
+
+
+def test_dns_servers_agree():
+    assert judge.dns_agree("api", [_row("p"), _row("s")])["verdict"] == "pass"
+    assert judge.dns_agree("api", [_row("p"), _row("s", values=("127.0.1.2",))])["verdict"] == "fail"
+    assert judge.dns_agree("api", [_row("p"), _row("s", error="timeout")])["verdict"] == "fail"
+    assert judge.dns_agree("api", [])["verdict"] == "fail"
+
+
+@pytest.mark.parametrize("outcome, verdict", [
+    ("NXRRSET", "pass"), ("YXRRSET", "pass"), ("NOERROR", "fail"),
+    ("auth (NOTAUTH ...)", "fail"), ("PeerBadSignature: bad signature", "fail"), ("BADKEY", "fail"),
+])
+def test_dns_credentials_only_a_prerequisite_failure_proves_the_key(outcome, verdict):
+    assert judge.dns_credentials("dns-primary", outcome)["verdict"] == verdict
+
+
+# ---------------------------------------------------------------- 11, 12, 13
+
+
+def test_reachable_needs_every_part():
+    up = dict(part="app", target="http://x", ok=True, error=None)
+    down = dict(part="redis", target="127.0.0.1:1", ok=False, error="refused")
+    assert judge.reachable("a", [up])["verdict"] == "pass"
+    found = judge.reachable("a", [up, down])
+    assert found["verdict"] == "fail" and "refused" in found["detail"] and found["measured"] == "1/2"
+    assert judge.reachable("a", [])["verdict"] == "fail"
+
+
+def test_capacity_boundary_and_undeclared():
+    assert judge.capacity("b", 80, 100, LIMITS)["verdict"] == "pass"
+    assert judge.capacity("b", 79.9, 100, LIMITS)["verdict"] == "fail"
+    assert judge.capacity("b", None, 100, LIMITS)["verdict"] == "warn"
+    assert judge.capacity("b", 10, None, LIMITS)["verdict"] == "warn"
+    assert judge.capacity("b", 10, 0, LIMITS)["verdict"] == "pass"
+    assert judge.capacity("b", "lots", 10, LIMITS)["verdict"] == "fail"
+
+
+def test_certificate_boundary():
+    assert judge.certificate("https://x", 30.0, None, LIMITS)["verdict"] == "pass"
+    assert judge.certificate("https://x", 29.99, None, LIMITS)["verdict"] == "fail"
+    assert judge.certificate("https://x", None, "no TLS answer", LIMITS)["verdict"] == "fail"
+
+
+# ---------------------------------------------------------------- 14 drills, 17 contacts
+
+
+def test_drills_per_kind_age_and_verdict():
+    now = 1000 * DAY
+    limit = LIMITS["drill_age_days"][0]["database_primary"]
+    records = [dict(kind="database_primary", finished_at=now - limit * DAY, verdict="passed", run_id="d1"),
+               dict(kind="redis_primary", finished_at=now - (limit + 0.1) * DAY, verdict="passed", run_id="d2"),
+               dict(kind="app_instance", finished_at=now - DAY, verdict="failed", run_id="d3")]
+    found = dict((c["name"], c) for c in judge.drills(records, now, LIMITS))
+    assert found["drill database_primary"]["verdict"] == "pass"
+    assert found["drill redis_primary"]["verdict"] == "fail" and found["drill redis_primary"]["detail"].startswith(
+        "overdue")
+    assert found["drill app_instance"]["verdict"] == "fail" and "did not pass" in found["drill app_instance"]["detail"]
+    assert found["drill region"]["verdict"] == "warn"  # none recorded
+
+
+def test_drill_history_format(tmp_path: Path):
+    path = tmp_path / "history.jsonl"
+    lines = [json.dumps(dict(kind="region", verdict="passed", finished_at="2026-01-02T03:04:05Z", run_id="r1")),
+             "", "not json", json.dumps(dict(kind="region", verdict="passed"))]
+    path.write_text("\n".join(lines) + "\n")
+    records, problems = engine.read_drill_history(str(path))
+    assert [r["run_id"] for r in records] == ["r1"]
+    assert records[0]["finished_at"] == 1767323045.0
+    assert len(problems) == 2 and problems[0].startswith(f"{path}:3:")
+    assert engine.read_drill_history(str(tmp_path / "none.jsonl")) == ([], [])
+
+
+def test_contacts_age_boundary():
+    limit = LIMITS["contacts_age_days"][0]
+    assert judge.age_check("contacts_age", limit * DAY, "contacts_age_days", LIMITS, "", unit="days",
+                           scale=DAY)["verdict"] == "pass"
+    assert judge.age_check("contacts_age", (limit + 0.01) * DAY, "contacts_age_days", LIMITS, "", unit="days",
+                           scale=DAY)["verdict"] == "fail"
+
+
+def test_table_lists_failures_first_and_ends_with_the_verdict():
+    checks = [judge.check("a", judge.PASS, 1, "s", "<= 2", "seed"), judge.check("b", judge.FAIL, 3, "s", "<= 2",
+                                                                             "seed", "too old")]
+    lines = judge.table(checks)
+    assert lines[1].startswith("FAIL") and lines[2].startswith("PASS")
+    assert lines[-1] == "readiness: not ready (1 passed, 0 warnings, 1 failed)"
