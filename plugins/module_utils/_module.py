@@ -105,6 +105,10 @@ def run_on_controller(action, task_vars, module_name, argument_spec, run, needs=
     module's other AnsibleModule checks (required_one_of=, mutually_exclusive=, ...).
     """
     result = {}
+    if not action._task.check_mode:
+        refusal = _fencing_refusal(action, task_vars)
+        if refusal:
+            return dict(failed=True, msg=refusal, fenced=True, changed=False)
     if not runs_here(action, task_vars):
         return action._execute_module(module_name=module_name, module_args=action._task.args, task_vars=task_vars)
     _validation, params = action.validate_argument_spec(argument_spec=argument_spec, required_if=required_if,
@@ -123,3 +127,14 @@ def run_on_controller(action, task_vars, module_name, argument_spec, run, needs=
     if warnings:
         result["warnings"] = list(result.get("warnings", [])) + warnings
     return result
+
+
+def _fencing_refusal(action, task_vars):
+    """The run lock's fencing check, right before an engine acts (_lock.fencing_refusal): every state-changing step
+    of the collection runs through here, so a run that lost its shared lock is refused before it touches anything."""
+    import os
+
+    from ansible_collections.erlmcp.dr.plugins.module_utils import _lock
+
+    # The worker's parent is the ansible-playbook process that took the lock (see erlmcp.dr.run_lock).
+    return _lock.fencing_refusal(os.getppid(), lambda: _lock.lock_variables(action._templar, task_vars))
