@@ -119,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     lab = _sub(sub, "lab", "the local lab: PostgreSQL primary + standbys on 127.0.0.1", _cmd_lab)
     lab.add_argument("action", choices=["up", "status", "down", "reset"],
                      help="up: create/start; status: show; down: stop; reset: back to a fresh lab")
+    lab.add_argument("--etcd", action="store_true", help="with up: also start three etcd members (one per region); "
+                     "the lab's inventory then keeps the run lock in them (dr_lock_store: etcd)")
     _json_flag(lab)
     return parser
 
@@ -508,7 +510,7 @@ def _cmd_lab(args: argparse.Namespace) -> int:
         raise CliError(f"the local lab is not available in this installation: {exc}") from exc
     try:
         cfg = lab.LabConfig.from_env()
-        outcome = getattr(lab, args.action)(cfg)
+        outcome = lab.up(cfg, etcd=True) if args.action == "up" and args.etcd else getattr(lab, args.action)(cfg)
     except RunbookError:
         raise
     except Exception as exc:  # the lab reports its own trouble; no traceback for a person at a terminal
