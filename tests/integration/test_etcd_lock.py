@@ -226,7 +226,9 @@ def test_a_holder_paused_past_its_lease_is_refused_at_its_next_step(cluster, inv
         wait_for(lambda: store.inspect(KEY, "other")["decision"] == _lock.TAKE, DEADLINE, interval=0.1,
                  what="the paused run's lease expired")
         assert lease_ttl(cluster, taken["holder"]["lease_id"])[0] == -1
-        other = store.acquire(_lock.holder_record(KEY, "other-run", os.getpid(), 60, runbook="other"))
+        # Another controller takes it meanwhile (a long lease: nothing renews it in this test).
+        other_store = _lock.make_store(settings(cluster, dr_lock_etcd_ttl=600))
+        other = other_store.acquire(_lock.holder_record(KEY, "other-run", os.getpid(), 60, runbook="other"))
         assert other["decision"] == _lock.TAKE
         proceed.touch()
         os.kill(keeper, signal.SIGCONT)
@@ -236,7 +238,7 @@ def test_a_holder_paused_past_its_lease_is_refused_at_its_next_step(cluster, inv
         assert "refused before changing anything" in out and f"fencing token {taken['token']}" in out, out
         assert dns_answers(dns, "api") == before  # the step never reached the DNS server
         assert store.inspect(KEY, "other-run")["decision"] == _lock.HELD  # its release did not touch the new holder
-        store.release(KEY, "other-run")
+        other_store.release(KEY, "other-run")
 
 
 # ---------------------------------------------------------------- members lost
