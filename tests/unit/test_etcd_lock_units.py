@@ -131,3 +131,17 @@ def test_a_held_lock_that_cannot_be_checked_refuses_the_step(tmp_path, monkeypat
     refusal = _lock.fencing_refusal(os.getpid(), lambda: variables)
     assert refusal.startswith("refused before changing anything")
     assert "no etcd member answered with a quorum" in refusal and "127.0.0.1:9" in refusal
+
+
+def test_the_summary_carries_the_fencing_token_and_validates_against_the_schema():
+    import jsonschema
+
+    from erlmcp_dr.result import summary_schema
+
+    paths.ensure_collection_importable()
+    from ansible_collections.erlmcp.dr.plugins.module_utils import _summary
+
+    with_token = _summary.envelope("database_failover", lock_key="postgres:7", lock_token=4211)
+    assert with_token["lock"] == {"key": "postgres:7", "token": 4211}
+    jsonschema.validate(with_token, summary_schema())
+    assert _summary.envelope("redis_backup", lock_key="redis:k")["lock"] == {"key": "redis:k"}  # directory store
