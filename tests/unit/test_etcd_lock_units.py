@@ -145,3 +145,17 @@ def test_the_summary_carries_the_fencing_token_and_validates_against_the_schema(
     assert with_token["lock"] == {"key": "postgres:7", "token": 4211}
     jsonschema.validate(with_token, summary_schema())
     assert _summary.envelope("redis_backup", lock_key="redis:k")["lock"] == {"key": "redis:k"}  # directory store
+
+
+def test_the_lab_inventory_keeps_the_lock_in_etcd_once_lab_up_made_its_members(tmp_path):
+    from erlmcp_dr import lab, lab_etcd
+
+    cfg = lab.LabConfig(root=tmp_path, port_base=15432)
+    assert "dr_lock_store" not in lab.inventory(cfg)["all"]["vars"]  # the directory store stays the default
+    for member in lab_etcd.lab_cluster(cfg).members:
+        member.data_dir.mkdir(parents=True)
+    found = lab.inventory(cfg)["all"]["vars"]
+    assert found["dr_lock_store"] == "etcd"
+    assert found["dr_lock_etcd_endpoints"] == ["http://127.0.0.1:15452", "http://127.0.0.1:15454",
+                                               "http://127.0.0.1:15456"]
+    assert [m.name for m in lab_etcd.lab_cluster(cfg).members] == ["etcd-a", "etcd-b", "etcd-c"]
