@@ -489,6 +489,17 @@ def forget_held(playbook_pid, key):
     return note
 
 
+def warm_client(playbook_pid):
+    """Import etcd3gw now when playbook_pid holds an etcd lock (see _module.warm_lock_store); whether it did."""
+    if not held_by(playbook_pid):
+        return False
+    try:
+        import etcd3gw  # noqa: F401 - imported for the workers this process forks later
+    except ImportError:
+        return False
+    return True
+
+
 def fencing_refusal(playbook_pid, settings_of):
     """None when this ansible-playbook process holds no etcd lock, or still holds every one it took; else the
     message refusing the step. settings_of() returns the store settings (the inventory's, rendered); it is only

@@ -159,3 +159,23 @@ def test_the_lab_inventory_keeps_the_lock_in_etcd_once_lab_up_made_its_members(t
     assert found["dr_lock_etcd_endpoints"] == ["http://127.0.0.1:15452", "http://127.0.0.1:15454",
                                                "http://127.0.0.1:15456"]
     assert [m.name for m in lab_etcd.lab_cluster(cfg).members] == ["etcd-a", "etcd-b", "etcd-c"]
+
+
+WARM = """
+import os, sys
+from erlmcp_dr import paths
+paths.ensure_collection_importable()
+from ansible_collections.erlmcp.dr.plugins.module_utils import _lock_etcd, _module
+before = _module.warm_lock_store()
+_lock_etcd.record_held(os.getpid(), "postgres:1", 41, 7587, (None, None), "run-1")
+print(before, "etcd3gw" in sys.modules, _module.warm_lock_store(), "etcd3gw" in sys.modules)
+"""
+
+
+def test_the_etcd_client_is_imported_before_the_workers_fork_only_once_the_process_holds_an_etcd_lock(tmp_path):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", WARM], capture_output=True, text=True, check=True,
+                         env=dict(os.environ, ERLMCP_DR_LOCK_DIR=str(tmp_path)))
+    assert out.stdout.split() == ["False", "False", "True", "True"], out.stderr
