@@ -200,11 +200,9 @@ def test_a_holder_killed_with_sigkill_loses_the_lock_when_its_lease_expires(clus
     wait_for(lambda: store.inspect(KEY, "next")["decision"] == _lock.TAKE, DEADLINE, interval=0.1,
              what="the killed run's key gone")
     assert lease_ttl(cluster, lease_id)[0] == -1  # etcd expired the lease, and the key went with it
-
-    after = Playbook(tmp_path, "after", inventory)
-    started.append(after)
-    assert after.wait() == 0, after.text()
-    assert after.taken()["token"] > token
+    after = store.acquire(_lock.holder_record(KEY, "after", os.getpid(), 60, runbook="after"))
+    assert after["decision"] == _lock.TAKE and after["record"]["token"] > token
+    store.release(KEY, "after")
 
 
 def test_a_holder_paused_past_its_lease_is_refused_at_its_next_step(cluster, inventory, tmp_path, started):
@@ -244,21 +242,21 @@ def test_a_holder_paused_past_its_lease_is_refused_at_its_next_step(cluster, inv
 # ---------------------------------------------------------------- members lost
 
 
-def test_one_member_lost_the_lock_works_two_lost_every_run_fails_closed(cluster, inventory, tmp_path, started):
-    lab_etcd.stop_member(cluster.member("c"), kill=True)
-    one_lost = Playbook(tmp_path, "one-lost", inventory)
-    started.append(one_lost)
-    assert one_lost.wait() == 0, one_lost.text()
-    assert one_lost.taken()["held"] is True
+def test_one_member_lost_the_lock_works_two_lost_it_fails_closed(cluster):
+    """Through the store's API (a whole run failing closed is the failover test below)."""
+    store = _lock.make_store(settings(cluster, dr_lock_etcd_timeout=1))
+    record = _lock.holder_record(KEY, "one-lost", os.getpid(), 60, runbook="race")
+    lab_etcd.stop_member(cluster.member("a"), kill=True)  # the first endpoint: the client must move on
+    taken = store.acquire(record)
+    assert taken["decision"] == _lock.TAKE
+    assert store.release(KEY, "one-lost")["outcome"] == _lock.RELEASED
 
     lab_etcd.stop_member(cluster.member("b"), kill=True)
-    two_lost = Playbook(tmp_path, "two-lost", inventory, "-e", "dr_lock_etcd_timeout=1")
-    started.append(two_lost)
-    assert two_lost.wait() == 2
-    out = two_lost.text()
-    assert f"the run lock for {KEY} could not be used" in out
-    assert "no etcd member answered with a quorum" in out and "fails closed" in out, out
-    assert two_lost.taken() is None  # it never went past the lock
+    with pytest.raises(_lock_etcd.EtcdUnavailable) as refused:
+        store.acquire(dict(record, run_id="two-lost"))
+    assert "no etcd member answered with a quorum" in str(refused.value) and "fails closed" in str(refused.value)
+    for member in (f"127.0.0.1:{m.client_port}" for m in cluster.members):
+        assert member in str(refused.value)  # every member was tried, and is named
 
 
 def test_two_members_lost_a_failover_fails_closed_and_no_database_changes_role(cluster, fresh_lab, home):
