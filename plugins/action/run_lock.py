@@ -60,7 +60,7 @@ class ActionModule(ActionBase):
         try:
             store = _lock.make_store(_lock.store_settings(_lock.lock_variables(self._templar, task_vars),
                                                           store_dir=args["store_dir"]))
-            result.update(store=getattr(store, "kind", _lock.STORE_DIRECTORY), store_dir=store.store_dir)
+            result.update(store=store.kind, store_dir=store.store_dir)
             if args["state"] == "absent":
                 return self._release(result, store, args, run_id, task_vars)
             return self._acquire(result, store, args, run_id, pid, task_vars)
@@ -102,7 +102,7 @@ class ActionModule(ActionBase):
             return dict(result, failed=True, busy=True, held=False, holder=found, msg=_busy_message(
                 args["key"], found, outcome["reason"], store, outcome["path"]))
         result.update(held=True, holder=outcome["record"], acquired=decision != _lock.HELD)
-        if getattr(store, "kind", None) == _lock.STORE_ETCD:
+        if store.kind == _lock.STORE_ETCD:
             result["token"] = self._keep_etcd_lease(store, outcome, pid, run_id)
         if decision == _lock.TAKE_OVER:
             result["took_over"] = found
@@ -184,7 +184,7 @@ class ActionModule(ActionBase):
             outcome = store.inspect(args["key"], run_id)
             would_release = outcome["decision"] == _lock.HELD
             return dict(result, held=False, would_release=would_release, path=outcome["path"])
-        if getattr(store, "kind", None) == _lock.STORE_ETCD:
+        if store.kind == _lock.STORE_ETCD:
             note = _lock_etcd.forget_held(playbook_pid(), args["key"])
             _lock_etcd.stop_keeper((note or {}).get("keeper_pid"), (note or {}).get("keeper_start_ticks"))
         outcome = store.release(args["key"], run_id)
@@ -216,7 +216,7 @@ def _given_parameters(task_vars):
 def _busy_message(key, holder, reason, store, path):
     if holder.get("run_id") is None:
         return "the run lock for %s is held by %s" % (key, _lock.describe_holder(holder))
-    if getattr(store, "kind", None) == _lock.STORE_ETCD:
+    if store.kind == _lock.STORE_ETCD:
         return (
             "Another run holds the run lock for %s in %s: %s (fencing token %s). It is considered alive because %s. "
             "Wait for that run to end and run again; if it was killed, its lock is free once its lease expires."

@@ -227,7 +227,11 @@ class LockStore(object):
         record (the record now stored, for TAKE/HELD/TAKE_OVER), path)
     release(key, run_id) -> dict(outcome, holder (the record found or None), path)
     inspect(key, run_id, hostname=None, now=None) -> dict(decision, reason, holder, path): reads only.
+    kind: the store's name (STORE_KINDS); store_dir: its folder, None for a store that has none.
     """
+
+    kind = None
+    store_dir = None
 
     def acquire(self, record, hostname=None, now=None):
         raise NotImplementedError

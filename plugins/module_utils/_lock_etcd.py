@@ -25,6 +25,7 @@ The controller imports etcd3gw only when the etcd store is used. No syntax newer
 
 from __future__ import annotations
 
+import datetime
 import glob
 import hashlib
 import json
@@ -34,8 +35,8 @@ import sys
 import time
 
 from ansible_collections.erlmcp.dr.plugins.module_utils._lock import (
-    BUSY, HELD, HELD_BY_OTHER, NOT_HELD, RELEASED, STORE_ETCD, TAKE, LockStore, LockStoreError, default_store_dir,
-    process_identity)
+    BUSY, HELD, HELD_BY_OTHER, NOT_HELD, RELEASED, STORE_ETCD, TAKE, LockStore, LockStoreError, default_store_dir, iso,
+    process_identity, utc_now)
 
 DEFAULT_TTL = 15  # seconds: a killed holder's lock is free this long after its keeper stopped
 MIN_TTL = 2  # etcd grants no less than ~1.5 s with its default election timeout
@@ -356,7 +357,9 @@ class EtcdStore(LockStore):
         full_key = self.full_key(record["key"])
         for _attempt in range(3):  # a holder that expires between two of our requests: look again
             lease_id, ttl = self.client.grant(self.ttl)
-            stored = dict(record, store=STORE_ETCD, lease_id=lease_id, lease_seconds=ttl)
+            # expires_at: when this lease ends unless its keeper renews it (every TTL/3 while the run lives).
+            stored = dict(record, store=STORE_ETCD, lease_id=lease_id, lease_seconds=ttl,
+                          expires_at=iso(utc_now() + datetime.timedelta(seconds=ttl)))
             succeeded, revision, kv = txn_outcome(self.client.txn(take_txn(full_key, _dump(stored), lease_id)))
             if succeeded:
                 stored["token"] = revision  # the put's revision is the key's create revision
