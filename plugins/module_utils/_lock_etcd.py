@@ -197,8 +197,8 @@ def kv_holder(kv):
     except ValueError as exc:
         holder = {"unreadable": "the etcd key %s does not hold a JSON record: %s" % (unb64(kv.get("key")), exc)}
     if not isinstance(holder, dict):
-        holder = {"unreadable": "the etcd key %s holds a %s, not an object" % (unb64(kv.get("key")),
-                                                                             type(holder).__name__)}
+        kind = type(holder).__name__
+        holder = {"unreadable": "the etcd key %s holds a %s, not an object" % (unb64(kv.get("key")), kind)}
     holder["token"] = int(kv.get("create_revision") or 0)
     holder["lease_id"] = int(kv.get("lease") or 0)
     return holder
@@ -420,8 +420,8 @@ class EtcdStore(LockStore):
         if left < 0:
             return "its etcd key is still there, without a live lease"
         return ("its etcd lease %x (TTL %d s) has %d s left and is renewed while that run's ansible-playbook runs; "
-                "etcd deletes the key by itself once a killed run's lease expires" % (holder["lease_id"], granted,
-                                                                                     left))
+                "etcd deletes the key by itself once a killed run's lease expires"
+                % (holder["lease_id"], granted, left))
 
     def _outcome(self, decision, reason, holder, stored, key):
         return {"decision": decision, "reason": reason, "holder": holder, "record": stored,
