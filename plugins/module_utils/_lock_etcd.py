@@ -43,6 +43,7 @@ MIN_TTL = 2  # etcd grants no less than ~1.5 s with its default election timeout
 MAX_TTL = 3600
 DEFAULT_PREFIX = "/erlmcp-dr/locks/"
 DEFAULT_TIMEOUT = 3.0  # seconds per request to one member before the next one is tried
+ELECTION_SECONDS = 3.0  # how long every member may refuse (an election after the leader's loss) before we give up
 ENDPOINTS_ENV = "ERLMCP_DR_LOCK_ETCD_ENDPOINTS"
 API_PATH = "/v3/"  # etcd 3.4+ serves its JSON gateway here (Debian 12's etcd-server is 3.4)
 HELD_DIR_NAME = "etcd-held"
@@ -223,6 +224,19 @@ class EtcdClient(object):
         self._first = 0
 
     def call(self, path, payload):
+        """The first answer of a member with a quorum. Rounds over every member are repeated for ELECTION_SECONDS:
+        right after the leader is lost the others answer "no leader" until they elected one (the test that kills
+        the first member saw every member refuse for that moment)."""
+        deadline = time.monotonic() + ELECTION_SECONDS
+        while True:
+            try:
+                return self._round(path, payload)
+            except EtcdUnavailable:
+                if time.monotonic() >= deadline:
+                    raise
+            time.sleep(0.2)
+
+    def _round(self, path, payload):
         problems = []
         count = len(self.endpoints)
         for step in range(count):
