@@ -1,7 +1,9 @@
 # -*- coding: utf-8 -*-
 # Copyright: erlmcp.dr contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Action plugin for erlmcp.dr.run_lock: runs on the controller; the store is module_utils/_lock.py."""
+"""Action plugin for erlmcp.dr.run_lock: runs on the controller; the store is module_utils/_lock.py (the default, a
+folder of this controller) or module_utils/_lock_etcd.py (dr_lock_store: etcd in the inventory), chosen by
+_lock.store_settings / _lock.make_store."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import os
 import re
 
 from ansible.plugins.action import ActionBase
-from ansible_collections.erlmcp.dr.plugins.module_utils import _audit, _lock
+from ansible_collections.erlmcp.dr.plugins.module_utils import _audit, _lock, _lock_etcd
 
 RUN_ID_VAR = "erlmcp_dr_run_id"
 OPERATOR_VAR = "erlmcp_dr_operator"  # set by the runner from --operator / operator=
@@ -57,11 +59,12 @@ class ActionModule(ActionBase):
             return dict(result, failed=True, msg=(
                 "run_id %r is not a run id: expected 1-200 letters, digits or '.', '_', ':', '@', '+', '-' "
                 "(set the run_id option or the %s variable)" % (run_id[:200], RUN_ID_VAR)))
-        store_dir = args["store_dir"] or _lock.default_store_dir()
-        store = _lock.DirectoryStore(store_dir)
-        result.update(key=args["key"], run_id=run_id, store_dir=store.store_dir, changed=False, busy=False)
-        owner = task_vars.get(LOCK_OWNER_VAR)
+        result.update(key=args["key"], run_id=run_id, changed=False, busy=False)
         try:
+            store = _lock.make_store(_lock.store_settings(_lock.lock_variables(self._templar, task_vars),
+                                                          store_dir=args["store_dir"]))
+            result.update(store=store.kind, store_dir=store.store_dir)
+            owner = task_vars.get(LOCK_OWNER_VAR)
             if owner is not None and str(owner):
                 return self._inherited(result, store, args, str(owner))
             if args["state"] == "absent":
@@ -103,8 +106,10 @@ class ActionModule(ActionBase):
         if decision == _lock.BUSY:
             self._audit_fallback("run_end", args, run_id, operator, task_vars, "refused: the run lock is busy")
             return dict(result, failed=True, busy=True, held=False, holder=found, msg=_busy_message(
-                args["key"], found, outcome["reason"], store.store_dir, outcome["path"]))
+                args["key"], found, outcome["reason"], store, outcome["path"]))
         result.update(held=True, holder=outcome["record"], acquired=decision != _lock.HELD)
+        if store.kind == _lock.STORE_ETCD:
+            result["token"] = self._keep_etcd_lease(store, outcome, pid, run_id)
         if decision == _lock.TAKE_OVER:
             result["took_over"] = found
             result["warnings"] = ["took over the run lock for %s from %s, because %s" % (
@@ -132,6 +137,25 @@ class ActionModule(ActionBase):
                     _lock.describe_holder(found))))
         return dict(result, failed=True, busy=True, held=False, holder=found, msg=_busy_message(
             args["key"], found, outcome["reason"], store.store_dir, outcome["path"]))
+
+    @staticmethod
+    def _keep_etcd_lease(store, outcome, pid, run_id):
+        """Start the keeper of the lease just taken (or of a held lease this process does not keep yet) and note
+        the token for the fencing check of every later step. A keeper that cannot start gives the lock back: the
+        run fails closed. Returns the fencing token."""
+        stored = outcome["record"]
+        key, token, lease_id = stored["key"], stored["token"], stored["lease_id"]
+        kept = [note for note in _lock_etcd.held_by(pid) if note.get("key") == key and note.get("lease_id") == lease_id]
+        if kept:
+            return token
+        try:
+            keeper = _lock_etcd.start_keeper(store.config, lease_id, pid)
+        except _lock.LockStoreError:
+            if outcome["decision"] == _lock.TAKE:
+                store.release(key, run_id)
+            raise
+        _lock_etcd.record_held(pid, key, token, lease_id, keeper, run_id)
+        return token
 
     def _audit_fallback(self, kind, args, run_id, operator, task_vars, status=None):
         """Start and end records when nobody else writes this run's trail: not the runbook CLI or API (they set
@@ -188,6 +212,9 @@ class ActionModule(ActionBase):
             outcome = store.inspect(args["key"], run_id)
             would_release = outcome["decision"] == _lock.HELD
             return dict(result, held=False, would_release=would_release, path=outcome["path"])
+        if store.kind == _lock.STORE_ETCD:
+            note = _lock_etcd.forget_held(playbook_pid(), args["key"])
+            _lock_etcd.stop_keeper((note or {}).get("keeper_pid"), (note or {}).get("keeper_start_ticks"))
         outcome = store.release(args["key"], run_id)
         result.update(held=False, released=outcome["outcome"] == _lock.RELEASED, path=outcome["path"])
         if outcome["outcome"] == _lock.RELEASED:
@@ -214,9 +241,15 @@ def _given_parameters(task_vars):
     return shown
 
 
-def _busy_message(key, holder, reason, store_dir, path):
+def _busy_message(key, holder, reason, store, path):
     if holder.get("run_id") is None:
         return "the run lock for %s is held by %s" % (key, _lock.describe_holder(holder))
+    if store.kind == _lock.STORE_ETCD:
+        return (
+            "Another run holds the run lock for %s in %s: %s (fencing token %s). It is considered alive because %s. "
+            "Wait for that run to end and run again; if it was killed, its lock is free once its lease expires."
+            % (key, store.where(), _lock.describe_holder(holder), holder.get("token"), reason))
+    store_dir = store.store_dir
     return (
         "Another run holds the run lock for %s: %s. It is considered alive because %s. Wait for that run to end "
         "and run again. If that run is really gone, release its lock with: ansible localhost -m erlmcp.dr.run_lock "

@@ -114,6 +114,7 @@ def db_summary(plan, steps, completed=False, check_mode=False, runbook=None, met
     return envelope(
         runbook, action=plan.get("action"), reason=plan.get("reason"), completed=completed, check_mode=check_mode,
         did=did, end=steps.get("end_state"), lock_key=steps.get("lock", {}).get("key"),
+        lock_token=steps.get("lock", {}).get("token"),
         passed_point_of_no_return=point_of_no_return_passed(meta, moved), details=details,
         serving=_serving(plan, moved),
         recovery=recovery_point(lost_bytes=promote.get("lost_bytes_max") if moved else None,

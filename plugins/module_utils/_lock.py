@@ -227,7 +227,11 @@ class LockStore(object):
         record (the record now stored, for TAKE/HELD/TAKE_OVER), path)
     release(key, run_id) -> dict(outcome, holder (the record found or None), path)
     inspect(key, run_id, hostname=None, now=None) -> dict(decision, reason, holder, path): reads only.
+    kind: the store's name (STORE_KINDS); store_dir: its folder, None for a store that has none.
     """
+
+    kind = None
+    store_dir = None
 
     def acquire(self, record, hostname=None, now=None):
         raise NotImplementedError
@@ -241,6 +245,8 @@ class LockStore(object):
 
 class DirectoryStore(LockStore):
     """Holder records as files in one folder of the controller: <sha256(key)>.lock.json."""
+
+    kind = "directory"
 
     def __init__(self, store_dir, mutex_timeout=10.0):
         self.store_dir = os.path.abspath(os.path.expanduser(store_dir))
@@ -371,3 +377,71 @@ def default_store_dir(environ=None):
         return os.path.expanduser(environ["ERLMCP_DR_LOCK_DIR"])
     state_home = environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
     return os.path.join(state_home, "erlmcp-dr", "locks")
+
+
+# ---------------------------------------------------------------- which store: the one factory
+
+STORE_VAR = "dr_lock_store"  # the inventory's choice
+STORE_ENV = "ERLMCP_DR_LOCK_STORE"  # the environment's, when the inventory says nothing
+STORE_DIRECTORY = "directory"
+STORE_ETCD = "etcd"
+STORE_KINDS = (STORE_DIRECTORY, STORE_ETCD)
+# The inventory variables the etcd store reads (rendered by the caller; the password comes from vault).
+ETCD_VARS = ("dr_lock_etcd_endpoints", "dr_lock_etcd_ca_file", "dr_lock_etcd_cert_file", "dr_lock_etcd_key_file",
+             "dr_lock_etcd_user", "dr_lock_etcd_password", "dr_lock_etcd_ttl", "dr_lock_etcd_prefix",
+             "dr_lock_etcd_timeout")
+STORE_VARS = (STORE_VAR,) + ETCD_VARS
+
+
+def lock_variables(templar, task_vars):
+    """The STORE_VARS the play defines, rendered with its variables (vault values decrypted): what store_settings
+    reads. templar is the action's (Ansible's Templar); nothing is rendered when none is defined."""
+    names = [name for name in STORE_VARS if task_vars.get(name) is not None]
+    if not names:
+        return {}
+    render = templar.copy_with_new_env(available_variables=task_vars)
+    return dict((name, render.template(task_vars[name])) for name in names)
+
+
+def store_settings(variables, environ=None, store_dir=None):
+    """The store a run uses, from the inventory's variables (`variables`: the STORE_VARS it defines, rendered),
+    else the environment (ERLMCP_DR_LOCK_STORE, ERLMCP_DR_LOCK_ETCD_ENDPOINTS), else the directory store.
+
+    Returns {"kind": "directory", "store_dir": ...} or the etcd store's settings (_lock_etcd.settings). Raises
+    LockStoreError naming the variable on bad input. Never falls back from etcd to the directory: running without
+    the shared store is the operator's explicit choice (dr_lock_store: directory).
+    """
+    environ = os.environ if environ is None else environ
+    kind = variables.get(STORE_VAR)
+    source = STORE_VAR
+    if kind in (None, ""):
+        kind, source = environ.get(STORE_ENV) or STORE_DIRECTORY, STORE_ENV
+    kind = str(kind).strip().lower()
+    if kind not in STORE_KINDS:
+        raise LockStoreError("%s is %r: expected one of %s (%s, the default, keeps the lock in a folder of this "
+                             "controller; %s shares it between controllers)" % (
+                                 source, kind, ", ".join(STORE_KINDS), STORE_DIRECTORY, STORE_ETCD))
+    if kind == STORE_DIRECTORY:
+        return {"kind": STORE_DIRECTORY, "store_dir": store_dir or default_store_dir(environ)}
+    from ansible_collections.erlmcp.dr.plugins.module_utils import _lock_etcd
+
+    return _lock_etcd.settings(variables, environ)
+
+
+def fencing_refusal(playbook_pid, variables_of):
+    """None, or why the step about to run must not: the run of ansible-playbook process playbook_pid took a lock
+    in a shared store and no longer holds it (its fencing token is not the live holder's). variables_of() returns
+    the inventory's STORE_VARS, rendered; it is called only when this process holds such a lock. The directory
+    store has no fencing: a folder of one controller sees every holder's process."""
+    from ansible_collections.erlmcp.dr.plugins.module_utils import _lock_etcd
+
+    return _lock_etcd.fencing_refusal(playbook_pid, lambda: store_settings(variables_of()))
+
+
+def make_store(settings):
+    """The LockStore the settings (store_settings) describe: the one place a run lock store is built."""
+    if settings["kind"] == STORE_ETCD:
+        from ansible_collections.erlmcp.dr.plugins.module_utils import _lock_etcd
+
+        return _lock_etcd.EtcdStore(settings)
+    return DirectoryStore(settings["store_dir"])

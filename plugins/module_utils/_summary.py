@@ -57,8 +57,9 @@ def confirmation(will_change=None, may_lose=None, guard=None, confirm_guard=None
 
 def envelope(runbook, action=None, reason=None, completed=False, check_mode=False, did=None, end=None,
              lock_key=None, rollback=None, passed_point_of_no_return=False, details=None, serving=None,
-             recovery=None, plan=None):
-    """The summary every runbook publishes; pure. `end` is an end-state result ({ok, problems}) or None; `plan`
+             recovery=None, plan=None, lock_token=None):
+    """The summary every runbook publishes; pure. lock_token is the run lock's fencing token (etcd store only).
+    `end` is an end-state result ({ok, problems}) or None; `plan`
     is confirmation(...) for a plan that shows what it will change."""
     return {
         "schema": SCHEMA_VERSION,
@@ -69,7 +70,7 @@ def envelope(runbook, action=None, reason=None, completed=False, check_mode=Fals
         "check_mode": bool(check_mode),
         "did": [str(sentence) for sentence in did or []] or [NOTHING_CHANGED],
         "end_state": end_state(end),
-        "lock": {"key": lock_key},
+        "lock": dict({"key": lock_key}, **({} if lock_token is None else {"token": lock_token})),
         "rollback": [str(command) for command in rollback or []],
         "point_of_no_return_passed": bool(passed_point_of_no_return),
         "served": serving,

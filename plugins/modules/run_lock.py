@@ -100,6 +100,13 @@ notes:
     over. A run killed and started again with the same O(run_id) holds the lock again at once.
   - A holder record written on another host is only judged by its lease. See the collection's docs/design.md
     for the shared store to use with AWX on several execution nodes.
+  - "The store is chosen by the inventory: C(dr_lock_store: etcd) keeps the lock in etcd (C(dr_lock_etcd_endpoints),
+    C(dr_lock_etcd_ca_file), C(dr_lock_etcd_cert_file), C(dr_lock_etcd_key_file), C(dr_lock_etcd_user),
+    C(dr_lock_etcd_password) from vault, C(dr_lock_etcd_ttl)); the take is one transaction under a lease that a
+    keeper process renews while C(ansible-playbook) runs, the key's create revision is the fencing token
+    (RV(token)), and every later engine step of the run is refused once it no longer holds it. An etcd that
+    cannot be reached fails the task; it never falls back to O(store_dir), which only the default directory
+    store uses."
 seealso:
   - module: erlmcp.dr.inventory_contract
 """
@@ -140,6 +147,17 @@ run_id:
   returned: always
   type: str
   sample: 20261123T150102Z-database_switchover-3fa2
+token:
+  description: The fencing token, with the etcd store - the create revision of the lock's key, different for every
+    take; the engines check it is still the live holder's right before they act.
+  returned: when the etcd store holds the lock for this run
+  type: int
+  sample: 4211
+store:
+  description: Which store holds the lock - V(directory) or V(etcd) (the inventory's C(dr_lock_store)).
+  returned: always, once the store was chosen
+  type: str
+  sample: directory
 store_dir:
   description: The folder holding the lock records.
   returned: always

@@ -129,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="up: create/start; status: show; down: stop; reset: back to a fresh lab; fail-region R: "
                           "kill -9 region R's PostgreSQL, Redis and app; restore-region R: start them again")
     lab.add_argument("region", nargs="?", metavar="REGION", help="the region for fail-region / restore-region")
+    lab.add_argument("--etcd", action="store_true", help="with up: also start three etcd members (one per region); "
+                     "the lab's inventory then keeps the run lock in them (dr_lock_store: etcd)")
     _json_flag(lab)
     return parser
 
@@ -600,7 +602,7 @@ def _cmd_lab(args: argparse.Namespace) -> int:
             outcome = getattr(lab_regions, args.action.replace("-", "_"))(cfg, args.region)
             print(json.dumps(outcome, indent=2) if args.json else lab_regions.format_outcome(outcome))
             return EXIT_OK
-        outcome = getattr(lab, args.action)(cfg)
+        outcome = lab.up(cfg, etcd=True) if args.action == "up" and args.etcd else getattr(lab, args.action)(cfg)
     except RunbookError:
         raise
     except Exception as exc:  # the lab reports its own trouble; no traceback for a person at a terminal

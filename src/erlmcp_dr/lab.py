@@ -38,7 +38,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from erlmcp_dr import lab_app, lab_bia, lab_dns, lab_pgbackrest, lab_ports, lab_regions, paths
+from erlmcp_dr import lab_app, lab_bia, lab_dns, lab_etcd, lab_pgbackrest, lab_ports, lab_regions, paths
 from erlmcp_dr.lab_config import (  # noqa: F401  (the lab's shape, also read as lab.X)
     APP_PORT_OFFSET,
     DEFAULT_PORT_BASE,
@@ -234,8 +234,9 @@ def _prepare_empty(node: LabNode) -> None:
 # ---------------------------------------------------------------- up / status / down
 
 
-def up(cfg: LabConfig) -> dict[str, Any]:
-    """Build what is missing, start what is stopped, never start a second primary."""
+def up(cfg: LabConfig, etcd: bool = False) -> dict[str, Any]:
+    """Build what is missing, start what is stopped, never start a second primary. etcd=True also starts three
+    etcd members (lab_etcd.py), and the inventory then takes the run lock in them."""
     with _lab_lock(cfg):
         _check_config(cfg)
         make_owned_dir(cfg.root, 0o755)
@@ -244,6 +245,8 @@ def up(cfg: LabConfig) -> dict[str, Any]:
         warnings += lab_pgbackrest.up(cfg, _running_primary(cfg) or cfg.nodes[0])  # the repository, its stanza
         _bring_up_redis(cfg)
         lab_dns.up(cfg)
+        if etcd:
+            lab_etcd.up(lab_etcd.lab_cluster(cfg))
         (cfg.root / "app").mkdir(exist_ok=True)
         lab_app.up(cfg, status(cfg))  # the application, one instance per region (docs/app.md)
         # What runbooks run against by default outside a checkout (paths.default_inventory()).
@@ -416,6 +419,7 @@ def down(cfg: LabConfig, timeout: float = 30.0) -> dict[str, Any]:
         redis_stopped, redis_not_running = _down_redis(cfg, timeout)
         dns_stopped, dns_not_running = lab_dns.down(cfg, timeout)
         stopped += lab_pgbackrest.down_scratch(cfg, timeout)  # pg_restore's scratch instances, when left running
+        lab_etcd.down(lab_etcd.lab_cluster(cfg), timeout)
     return {"ok": True, "root": str(cfg.root), "stopped": stopped, "not_running": not_running,
             "redis_stopped": redis_stopped, "redis_not_running": redis_not_running,
             "app_stopped": app_stopped, "app_not_running": app_not_running,
@@ -799,6 +803,7 @@ def inventory(cfg: LabConfig, lab_dir_expr: str | None = None, *, own_lock_dir: 
         **lab_regions.inventory_vars(),  # jurisdictions and dataset classes: the residency guard's data
         **lab_pgbackrest.inventory_vars(root),  # the repository pg_backup and pg_restore drive
         **({"dr_lock_dir": f"{root}/locks"} if own_lock_dir else {}),
+        **lab_etcd.lab_inventory_vars(cfg),
     }}}
 
 

@@ -23,7 +23,8 @@ REPO = Path(__file__).resolve().parents[2]
 TARBALL = ".build/ee/erlmcp-dr.tar.gz"  # where execution-environment.yml takes the collection from
 # third-party import name -> the requirements.txt distribution that provides it
 DISTRIBUTIONS = {"psycopg": "psycopg[binary]", "redis": "redis", "dns": "dnspython", "boto3": "boto3",
-                 "botocore": "boto3"}  # botocore comes with boto3
+                 "botocore": "boto3",
+                 "etcd3gw": "etcd3gw", "requests": "etcd3gw"}  # botocore comes with boto3, requests with etcd3gw
 # ansible-core's own dependencies: wherever a plugin runs, ansible-core brought them (jinja2: notify's templates).
 WITH_ANSIBLE_CORE = {"ansible", "ansible_collections", "jinja2", "yaml"}
 

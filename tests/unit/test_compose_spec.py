@@ -107,3 +107,16 @@ def test_the_shipped_regional_failover_workflow_loads_with_the_database_as_point
     before = [step.id for step in workflow.steps[:workflow.steps.index(workflow.step("database"))] if step.undo]
     assert before == ["declare", "redis"]
     assert any("POINT OF NO RETURN" in step.name for step in runbook.steps)
+
+
+def test_a_composed_run_refuses_the_etcd_store_it_cannot_hold_its_lock_in(tmp_path, monkeypatch):
+    """The lock over the whole move is held in this process in the directory store: an inventory that chose etcd is
+    refused before anything runs, naming the variable, rather than locking a store the steps do not read."""
+    from erlmcp_dr.compose.inventory import InventoryView
+    from erlmcp_dr.errors import ParameterError
+
+    monkeypatch.delenv("ERLMCP_DR_LOCK_STORE", raising=False)
+    with pytest.raises(ParameterError) as caught:
+        InventoryView(tmp_path / "hosts.yml", {}, {"dr_lock_store": "etcd"}).lock_dir()
+    assert caught.value.parameter == "dr_lock_store"
+    assert InventoryView(tmp_path / "hosts.yml", {}, {"dr_lock_dir": str(tmp_path)}).lock_dir() == str(tmp_path)

@@ -8,6 +8,7 @@ identity"), from the same module_utils functions, so a child finds the parent's 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping
@@ -66,7 +67,17 @@ class InventoryView:
         return targets
 
     def lock_dir(self) -> str:
-        """Where the children's run lock lives: the inventory's dr_lock_dir, else the environment's default."""
+        """Where the children's run lock lives: the inventory's dr_lock_dir, else the environment's default.
+
+        The lock over the whole move is taken here, in this process, in the directory store. The etcd store
+        (dr_lock_store: etcd) needs a lease keeper for this process that is not built yet: refused, before anything
+        runs, rather than holding the move's lock in a store the children do not read."""
+        lock = _lock_module()
+        chosen = self.all_vars.get(lock.STORE_VAR) or os.environ.get(lock.STORE_ENV) or lock.STORE_DIRECTORY
+        if str(chosen).strip().lower() == lock.STORE_ETCD:
+            raise ParameterError(lock.STORE_VAR, "a composed runbook holds its lock over the whole move in the "
+                                                 "directory store only (the etcd store is not supported for it yet); "
+                                                 "expected dr_lock_store: directory for this run")
         configured = self.all_vars.get("dr_lock_dir")
         return str(configured) if configured else _lock_module().default_store_dir()
 
