@@ -181,22 +181,82 @@ def _redis_backup(params, limits, now):
 # ---------------------------------------------------------------- 6, 7: PostgreSQL backups (hook)
 
 
-def pg_backup_status(params):
-    """HOOK for the pgBackRest work (pg_backup / pg_restore): return {backup_age_seconds, wal_archive_age_seconds}
-    (None for either when there is none) once it can be read; None means "not configured" (a warning)."""
-    return None
+def pg_backup_status(params, now=None):
+    """{backup_age_seconds, wal_archive_age_seconds, ...} from pgBackRest (the newest usable backup in the stanza's
+    repository) and the primary's pg_stat_archiver; None when the inventory names no stanza ("not configured")."""
+    settings = params.get("pg_backup") or {}
+    if not settings.get("stanza"):
+        return None
+    from ansible_collections.erlmcp.dr.plugins.module_utils import _pitr_plan
+    from ansible_collections.erlmcp.dr.plugins.module_utils._pitr_backup import driver_for
+
+    now = time.time() if now is None else now
+    backups = _pitr_plan.usable_backups(driver_for(dict(settings, command_timeout=30)).info())
+    stops = [b["timestamp"]["stop"] for b in backups if (b.get("timestamp") or {}).get("stop")]
+    status = dict(backup_age_seconds=max(now - max(stops), 0.0) if stops else None,
+                  newest_backup=backups[-1]["label"] if backups else None)
+    status.update(_archiver(params))
+    return status
+
+
+# pg_stat_archiver on the primary: idle-aware, like the replay lag: when every completed segment before the one being
+# written is archived, nothing is waiting, however long ago the last one went (an idle primary switches no segment).
+_ARCHIVER_SQL = """
+SELECT pg_is_in_recovery() AS in_recovery, last_archived_wal, failed_count, last_failed_wal,
+       extract(epoch FROM now() - last_archived_time)::float8 AS archived_ago,
+       (last_failed_time IS NOT NULL AND (last_archived_time IS NULL OR last_failed_time > last_archived_time))
+         AS failing,
+       CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_walfile_name(pg_current_wal_lsn()) END AS current_wal
+FROM pg_stat_archiver
+"""
+
+
+def _archiver(params):
+    from ansible_collections.erlmcp.dr.plugins.module_utils import _postgres
+
+    for node in params.get("postgres_nodes") or []:
+        conn, _error = _postgres.try_connect(dict(
+            host=node["host"], port=node["port"], user=params.get("pg_login_user") or "postgres",
+            password=params.get("pg_login_password"), dbname=params.get("pg_login_db") or "postgres",
+            connect_timeout=int(PROBE_TIMEOUT)), "erlmcp.dr readiness")
+        if conn is None:
+            continue
+        try:
+            row = _postgres.query_one(conn, _ARCHIVER_SQL)
+        finally:
+            conn.close()
+        if row["in_recovery"]:
+            continue
+        return judge_archiver(row, node["name"])
+    return dict(wal_archive_age_seconds=None, archive_detail="no writable primary answered")
+
+
+def judge_archiver(row, primary):
+    """The archive's age from one pg_stat_archiver row of the primary (pure)."""
+    detail = "primary %s, last archived %s" % (primary, row.get("last_archived_wal") or "nothing")
+    if row.get("failing"):
+        return dict(wal_archive_age_seconds=None, archive_detail="archive_command failing on %s (%s failures, last "
+                    "%s): %s" % (primary, row.get("failed_count"), row.get("last_failed_wal"), detail))
+    archived, current = row.get("last_archived_wal"), row.get("current_wal")
+    if archived and current and len(archived) == 24 and len(current) == 24 and \
+            int(archived[8:], 16) + 1 >= int(current[8:], 16):
+        return dict(wal_archive_age_seconds=0.0, archive_detail="every completed segment archived; " + detail)
+    return dict(wal_archive_age_seconds=row.get("archived_ago"), archive_detail=detail)
 
 
 def _pg_backup_hook(params, limits, now):
-    status = pg_backup_status(params)
+    status = pg_backup_status(params, now)
     if status is None:
-        return [judge.not_configured("pg_backup_age", "no PostgreSQL backup tool", "pgBackRest: "
-                                     "_readiness.pg_backup_status"),
-                judge.not_configured("wal_archive_age", "no WAL archive", "pgBackRest: _readiness.pg_backup_status")]
+        return [judge.not_configured("pg_backup_age", "no pg_backrest_stanza in the inventory",
+                                     "pg_backup, docs/pitr.md"),
+                judge.not_configured("wal_archive_age", "no pg_backrest_stanza in the inventory",
+                                     "pg_backup, docs/pitr.md")]
     return [judge.age_check("pg_backup_age", status.get("backup_age_seconds"), "pg_backup_age_seconds", limits,
-                            "no PostgreSQL backup found"),
+                            "no PostgreSQL backup in the repository (run pg_backup)",
+                            detail="backup %s" % status.get("newest_backup") if status.get("newest_backup") else ""),
             judge.age_check("wal_archive_age", status.get("wal_archive_age_seconds"), "wal_archive_age_seconds",
-                            limits, "no archived WAL found")]
+                            limits, status.get("archive_detail") or "no archived WAL found",
+                            detail=status.get("archive_detail") or "")]
 
 
 # ---------------------------------------------------------------- 8, 9, 10: DNS
@@ -377,17 +437,28 @@ def _drills(params, limits, now):
 
 
 def residency_verdicts(params):
-    """HOOK for the regional failover's data-residency guard: return {target region: (verdict, detail)} once it
-    can judge a target; None means "not configured" (a warning per target)."""
-    return None
+    """{target region: (verdict, detail)} from the residency guard (_residency.py, the one the regional failover
+    runs) on the inventory's dr_regions / dr_datasets / dr_residency_rules; None when the inventory declares no
+    regions or datasets ("not configured"). A target the guard refuses is a fail: failing over there needs a written
+    override; one it cannot decide (a gap in the data) is a fail too."""
+    from ansible_collections.erlmcp.dr.plugins.module_utils import _residency
+
+    data = params.get("residency") or {}
+    if not data.get("regions") or not data.get("datasets"):
+        return None
+    verdicts = {}
+    for region in params.get("target_regions") or []:
+        verdict = _residency.check(region, data["regions"], data["datasets"], data.get("rules") or None)
+        verdicts[region] = (judge.PASS if verdict.allowed else judge.FAIL, verdict.message)
+    return verdicts
 
 
 def _residency_hook(params, limits, now):
     targets = sorted(params.get("target_regions") or [])
     verdicts = residency_verdicts(params)
     if verdicts is None:
-        return [judge.not_configured("residency region %s" % region, "no residency guard",
-                                     "regional failover: _readiness.residency_verdicts") for region in targets]
+        return [judge.not_configured("residency region %s" % region, "no dr_regions / dr_datasets in the inventory",
+                                     "the residency guard, docs/design.md") for region in targets]
     return [judge.check("residency region %s" % region, verdicts.get(region, (judge.WARN, "not judged"))[0],
                         None, None, None, "residency guard", verdicts.get(region, (judge.WARN, "not judged"))[1])
             for region in targets]

@@ -98,6 +98,21 @@ options:
     description: Threshold overrides by name (docs/readiness.md); unknown names are refused.
     type: dict
     default: {}
+  pg_backup:
+    description:
+      - The pgBackRest stanza whose newest usable backup's age is checked (C(stanza), C(config), and a database node's
+        C(pg_data_dir), whose owner runs C(pgbackrest info)); the WAL archive's age comes from the primary's
+        C(pg_stat_archiver).
+      - Empty (no stanza) makes both checks warnings, "not configured".
+    type: dict
+    default: {}
+  residency:
+    description:
+      - The residency guard's data (C(regions), C(datasets), C(rules): the inventory's C(dr_regions), C(dr_datasets),
+        C(dr_residency_rules)); each target region is judged as the regional failover would judge it.
+      - Empty makes the residency checks warnings, "not configured".
+    type: dict
+    default: {}
 attributes:
   check_mode:
     support: full
@@ -202,6 +217,8 @@ def argument_spec():
         lock_dir=dict(type="path"),
         contacts_reviewed_at=dict(type="str"),
         thresholds=dict(type="dict", default={}),
+        pg_backup=dict(type="dict", default={}),
+        residency=dict(type="dict", default={}),
     )
 
 

@@ -235,3 +235,43 @@ def test_table_lists_failures_first_and_ends_with_the_verdict():
     lines = judge.table(checks)
     assert lines[1].startswith("FAIL") and lines[2].startswith("PASS")
     assert lines[-1] == "readiness: not ready (1 passed, 0 warnings, 1 failed)"
+
+
+ARCHIVER_ROW = dict(in_recovery=False, last_archived_wal="000000010000000000000041", failed_count=0,
+                    last_failed_wal=None, archived_ago=900.0, failing=False, current_wal="000000010000000000000042")
+
+
+def test_an_idle_primary_whose_completed_segments_are_all_archived_has_an_archive_age_of_zero():
+    """Nothing waits to be archived however long ago the last segment went: an idle primary switches none."""
+    status = engine.judge_archiver(ARCHIVER_ROW, "pg-a")
+    assert status["wal_archive_age_seconds"] == 0.0 and "every completed segment archived" in status["archive_detail"]
+
+
+def test_completed_segments_waiting_give_the_age_of_the_last_archived_one():
+    status = engine.judge_archiver(dict(ARCHIVER_ROW, current_wal="000000010000000000000045"), "pg-a")
+    assert status["wal_archive_age_seconds"] == 900.0
+
+
+def test_a_failing_archive_command_is_no_age_at_all_and_says_why():
+    status = engine.judge_archiver(dict(ARCHIVER_ROW, failing=True, failed_count=7,
+                                        last_failed_wal="000000010000000000000042"), "pg-a")
+    assert status["wal_archive_age_seconds"] is None
+    assert "archive_command failing on pg-a (7 failures" in status["archive_detail"]
+
+
+def test_no_stanza_in_the_inventory_is_not_configured():
+    assert engine.pg_backup_status({"pg_backup": {}}) is None
+    checks = engine._pg_backup_hook({"pg_backup": {"stanza": ""}}, judge.thresholds({}), 0.0)
+    assert [(c["name"], c["verdict"]) for c in checks] == [("pg_backup_age", "warn"), ("wal_archive_age", "warn")]
+
+
+def test_each_target_region_is_judged_by_the_residency_guard_the_regional_failover_runs():
+    data = {"regions": {"a": {"jurisdiction": "EU"}, "b": {"jurisdiction": "US"}},
+            "datasets": {"customers": {"class": "PII"}}}
+    checks = engine._residency_hook({"residency": data, "target_regions": ["a", "b"]}, judge.thresholds({}), 0.0)
+    verdicts = {c["name"]: (c["verdict"], c["detail"]) for c in checks}
+    assert verdicts["residency region a"][0] == "pass"
+    assert verdicts["residency region b"][0] == "fail" and "dataset customers (class PII)" in verdicts[
+        "residency region b"][1]
+    unset = engine._residency_hook({"residency": {}, "target_regions": ["b"]}, judge.thresholds({}), 0.0)
+    assert [c["verdict"] for c in unset] == ["warn"]

@@ -1,9 +1,11 @@
-"""The data-residency guard (compose/residency.py): a pure decision on inventory data."""
+"""The data-residency guard (plugins/module_utils/_residency.py): a pure decision on inventory data."""
 
 from __future__ import annotations
 
-from erlmcp_dr import lab_regions
-from erlmcp_dr.compose import residency
+from erlmcp_dr import lab_regions, paths
+
+paths.ensure_collection_importable()
+from ansible_collections.erlmcp.dr.plugins.module_utils import _residency as residency  # noqa: E402
 
 REGIONS = lab_regions.inventory_vars()["dr_regions"]
 

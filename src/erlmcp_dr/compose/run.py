@@ -36,7 +36,7 @@ from erlmcp_dr import audit, catalog, params, paths, report
 from erlmcp_dr.catalog import Runbook
 from erlmcp_dr.compose import engine as engine_module
 from erlmcp_dr.compose import inventory as inventory_module
-from erlmcp_dr.compose import residency, spec
+from erlmcp_dr.compose import spec
 from erlmcp_dr.compose.engine import Engine, StepOutcome, StepRecord
 from erlmcp_dr.errors import ParameterError, RunBusy
 from erlmcp_dr.result import REPORT_FILE, RunResult, Step
@@ -169,9 +169,10 @@ class ComposedRun:
 
     def residency(self, arguments: Dict[str, Any]) -> StepOutcome:
         data = self.view.all_vars
-        verdict = residency.check(str(arguments["to_region"]), data.get("dr_regions") or {},
-                                  data.get("dr_datasets") or {}, data.get("dr_residency_rules"),
-                                  arguments.get("justification"))
+        guard = inventory_module._module("_residency")
+        verdict = guard.check(str(arguments["to_region"]), data.get("dr_regions") or {},
+                              data.get("dr_datasets") or {}, data.get("dr_residency_rules"),
+                              arguments.get("justification"))
         problems = [] if verdict.allowed else verdict.problems + (verdict.refusals if not verdict.problems else [])
         summary = {"details": verdict.to_dict(), "end_state": {"ok": verdict.allowed, "problems": problems},
                    "did": ["nothing was changed"]}

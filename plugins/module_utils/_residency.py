@@ -1,3 +1,6 @@
+# -*- coding: utf-8 -*-
+# Copyright: erlmcp.dr contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The data-residency guard: may the service, with its datasets, be served from a region? Pure.
 
 Inventory data (lab: `src/erlmcp_dr/lab_regions.py`):
@@ -10,6 +13,9 @@ allows; the refusal names the dataset, its class, the rule and the region's juri
 (`residency_override`) lets a refused move go on: it is returned here and recorded in the run's summary and audit
 trail. Configuration gaps (an unknown region, a dataset without a class, a class without a rule) are refused and
 cannot be overridden: the guard cannot decide what it does not know.
+
+Here, in module_utils, because two sides read it: the composed regional failover (src/erlmcp_dr/compose/run.py) and
+the readiness runbook's check of every possible target (_readiness.py).
 """
 
 from __future__ import annotations
