@@ -271,3 +271,22 @@ def zygotes(directory: Optional[str] = None) -> List[Dict[str, Any]]:
                           "started_at": info.get("started_at"), "alive": bool(info) and _alive(info),
                           "files": len(info.get("files") or {})})
     return found
+
+
+def served_cpu_seconds(pid: int, settle: float = 10.0) -> Optional[float]:
+    """The CPU seconds of the runs a zygote served so far (its reaped children: run servers, their ansible-playbook
+    and workers), once it has reaped every run server (polled until `settle` seconds); None when it is gone. A warm
+    run's CPU is not its `runbook` process's children's: benchmarks add this."""
+    deadline = time.monotonic() + settle
+    while True:
+        try:
+            with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as handle:
+                busy = handle.read().split()
+            with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        if not busy or time.monotonic() > deadline:
+            return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+        time.sleep(0.05)
+
