@@ -260,9 +260,12 @@ if os.getppid() != int(sys.argv[1]):
 _script = in_process_script(sys.argv[2])
 _warm = warm_start(sys.argv[2:], _script, _marker)
 if _warm is not None:
+    # The run server ended what was left of the run (below it, and marked) before it sent the status: no second
+    # scan of /proc here. None: the run server was killed; end what is left of the run, and report it killed.
     _status = _warm.wait()
-    if _status is None:  # its run server was killed: end what is left of the run, report it killed
+    if _status is None:
         kill_warm_server(_warm.record(), _marker)
+        kill_tree(os.getpid(), include_root=False, marker=_marker)
         _status = signal.SIGKILL
 else:
     _pid = os.fork()
@@ -277,7 +280,7 @@ else:
         finally:
             os._exit(127)
     _done, _status = os.waitpid(_pid, 0)
-kill_tree(os.getpid(), include_root=False, marker=_marker)  # nothing of the run outlives ansible-playbook
+    kill_tree(os.getpid(), include_root=False, marker=_marker)  # nothing of the run outlives ansible-playbook
 sys.exit(os.waitstatus_to_exitcode(_status) if os.WIFEXITED(_status) else 128 + os.WTERMSIG(_status))
 """
 
