@@ -84,10 +84,68 @@ def preload() -> List[str]:
         except Exception as exc:  # noqa: BLE001 - the run will import it itself and report what a cold run reports
             print(f"zygote: not preloaded: {name}: {exc}", file=sys.stderr)
     _drop_local_tmp()
+    data_files = warm_ansible_caches()
     from ansible import constants
 
     config = getattr(constants.config, "_config_file", None)
-    return [config] if isinstance(config, str) else []
+    return data_files + ([config] if isinstance(config, str) else [])
+
+
+def warm_ansible_caches() -> List[str]:
+    """What every ansible-playbook start reads besides its imports, done once here (measured: most of a warm run's
+    own CPU before its first task): ansible.builtin's routing table (a 376 KB runtime.yml) and each collection's
+    meta/runtime.yml, the enabled inventory plugins with their documentation (their settings' definitions), and the
+    collections' action, filter and module_utils code with the drivers they import. Returns the data files read
+    (the manifest lists them: a change makes the zygote stale). The collection finder it installs is removed in
+    each forked run (forget_collection_finder), which installs its own as a cold run does."""
+    import importlib
+    import pkgutil
+
+    from ansible import constants
+    from ansible.plugins.loader import init_plugin_loader, inventory_loader
+    from ansible.utils.collection_loader._collection_finder import _get_collection_metadata
+
+    init_plugin_loader()
+    files = []
+    for collection in ("ansible.builtin", "erlmcp.dr"):
+        try:
+            _get_collection_metadata(collection)
+        except Exception as exc:  # noqa: BLE001 - the run reads it itself, and reports what a cold run reports
+            print(f"zygote: no routing metadata for {collection}: {exc}", file=sys.stderr)
+    for name in constants.INVENTORY_ENABLED:
+        try:
+            inventory_loader.get(name)
+        except Exception as exc:  # noqa: BLE001
+            print(f"zygote: inventory plugin {name} not preloaded: {exc}", file=sys.stderr)
+    for kind in ("module_utils", "action", "filter"):
+        try:
+            package = importlib.import_module(f"ansible_collections.erlmcp.dr.plugins.{kind}")
+        except ImportError:
+            continue
+        for info in pkgutil.iter_modules(package.__path__):
+            try:
+                importlib.import_module(f"{package.__name__}.{info.name}")
+            except Exception as exc:  # noqa: BLE001
+                print(f"zygote: {package.__name__}.{info.name} not preloaded: {exc}", file=sys.stderr)
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if name.count(".") == 2 and name.startswith("ansible_collections.") and isinstance(path, str) \
+                and os.path.isabs(path):
+            files.append(os.path.join(os.path.dirname(path), "meta", "runtime.yml"))
+    from ansible import config as config_package
+
+    files.append(os.path.join(os.path.dirname(config_package.__file__), "ansible_builtin_runtime.yml"))
+    return files
+
+
+def forget_collection_finder() -> None:
+    """Removes the zygote's collection finder (its imported collection packages stay in sys.modules, their routing
+    metadata with them), so the run's own init_plugin_loader installs one without "already configured"."""
+    from ansible.utils.collection_loader import AnsibleCollectionConfig
+    from ansible.utils.collection_loader._collection_finder import _AnsibleCollectionFinder
+
+    _AnsibleCollectionFinder._remove()
+    AnsibleCollectionConfig._on_collection_load = type(AnsibleCollectionConfig._on_collection_load)()
 
 
 def _drop_local_tmp() -> None:
@@ -274,6 +332,7 @@ def become_run(message: Dict[str, Any], fds: List[int]) -> NoReturn:
         title.set_run_marker(str(message["marker"]))
         _reopen_std_streams()
         refresh_ansible_settings()
+        forget_collection_finder()
     except BaseException:  # noqa: BLE001 - reported on the run's stderr, as a failed start
         import traceback
 
