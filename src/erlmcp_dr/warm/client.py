@@ -139,9 +139,10 @@ def start_zygote(socket_path: str, key: str, environ: Dict[str, str], cwd: str) 
     deadline = time.monotonic() + _number(environ.get(START_TIMEOUT_ENV), DEFAULT_START_TIMEOUT)
     log_path = socket_path[: -len(".sock")] + ".log"
     env = dict(fingerprint.zygote_env(environ), **{title.MARKER: title.placeholder()})
-    argv = [sys.executable, "-m", "erlmcp_dr.warm.zygote", socket_path, key, "", str(idle), " " * title.ARGV_ROOM]
+    # -P: nothing from the working directory (a playbook folder) shadows a module the zygote imports
+    argv = [sys.executable, "-P", "-m", "erlmcp_dr.warm.zygote", socket_path, key, "", str(idle), " " * title.ARGV_ROOM]
     read_end, write_end = os.pipe()
-    argv[5] = str(write_end)
+    argv[6] = str(write_end)
     middle = os.fork()
     if middle == 0:
         try:
