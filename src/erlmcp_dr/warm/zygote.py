@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import atexit
 import io
+import json
 import os
 import select
 import signal
@@ -226,8 +227,6 @@ def _write_info(socket_path: str, key: str, extra: List[str]) -> None:
     staging = f"{info_path(socket_path)}.{os.getpid()}.new"
     fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
-        import json
-
         json.dump(info, handle)
     os.rename(staging, info_path(socket_path))
 
