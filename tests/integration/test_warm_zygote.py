@@ -59,6 +59,8 @@ from ansible.plugins.action import ActionBase
 
 class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
+        if os.environ.get("WARM_PROBE_FAIL"):
+            return {"failed": True, "msg": "the probe failed, as asked"}
         with open("/proc/self/cmdline", "rb") as handle:
             cmdline = handle.read().replace(b"\\0", b" ").decode()
         return {"changed": False, "library": warm_probe_library.VALUE, "env": os.environ.get("WARM_PROBE_ENV"),
@@ -156,3 +158,17 @@ def test_a_zygote_that_cannot_start_leaves_a_cold_run_that_says_so(probe, monkey
     cold = _probe(probe)
     assert "[warm run " not in cold["cmdline"] and cold["library"] == "first"
     assert "started cold, without the warm start" in caplog.text, caplog.text
+
+
+def test_a_failing_run_ends_the_same_warm_and_cold(probe, monkeypatch):
+    """What ansible-runner sees of ansible-playbook (exit code, events into steps) is the same either way."""
+    monkeypatch.setenv("WARM_PROBE_FAIL", "1")
+    ended = {}
+    for start in ("0", "1"):
+        monkeypatch.setenv("ERLMCP_DR_WARM", start)
+        result = erlmcp_dr.run("warm_probe", inventory=str(probe["inventory"]))
+        ended[start] = (result.status, result.rc, [(step.task, step.status, step.message) for step in result.steps])
+    assert ended["0"] == ended["1"]
+    assert ended["1"][:2] == ("failed", 2)
+    assert ("Probe the run", "failed", "the probe failed, as asked") in ended["1"][2]
+
