@@ -304,6 +304,11 @@ def serve_run(conn: socket.socket, key: str) -> NoReturn:
             finally:
                 os._exit(0)
         # The guard died or closed the connection: it was killed (by `runbook`'s death, a cancel, a timeout).
+        # ansible-playbook is stopped at once (no next task starts while /proc is scanned), then the run's tree.
+        try:
+            os.kill(child, signal.SIGSTOP)
+        except OSError:
+            pass
         kill_tree(os.getpid(), include_root=False, marker=marker)
         os._exit(0)
 
