@@ -8,12 +8,20 @@ the run's wall seconds, the CPU seconds of its processes (this process and its c
 and its workers) and its task count. Prints one JSON line per sample, then the medians per variant.
 
     .venv/bin/python benchmarks/paired_variants.py --rounds 4 base=/tmp/v/base final=/tmp/v/final
+
+A variant may end with `@cold` or `@warm` (issue 19): its runs start ansible-playbook cold (ERLMCP_DR_WARM=0) or from
+the warm zygote (one per variant tree, in a folder of this benchmark's, stopped at the end; its start is paid by the
+variant's first sample). A warm run's CPU adds what the zygote's run servers used (they are not this process's
+children). `--busy N` keeps N CPU-bound processes running throughout.
+
+    .venv/bin/python benchmarks/paired_variants.py --rounds 6 cold=.@cold warm=.@warm [--failover] [--busy 4]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import resource
 import shutil
@@ -37,6 +45,22 @@ def _cpu(usage: resource.struct_rusage) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _served_cpu() -> float:
+    """CPU of the runs this benchmark's zygotes served (see erlmcp_dr.warm.client.served_cpu_seconds)."""
+    folder = os.environ.get("ERLMCP_DR_WARM_DIR")
+    if not folder:
+        return 0.0
+    from erlmcp_dr.warm import client
+
+    return sum(client.served_cpu_seconds(z["pid"]) or 0.0 for z in client.zygotes(folder) if z["alive"])
+
+
+def _run_cpu() -> float:
+    """This process's CPU, its children's, and the zygote's run servers' (a warm run's ansible-playbook)."""
+    own = _cpu(resource.getrusage(resource.RUSAGE_CHILDREN)) + _cpu(resource.getrusage(resource.RUSAGE_SELF))
+    return own + _served_cpu()
+
+
 def sample(kind: str, template: Path) -> dict[str, Any]:
     """One run on a fresh copy of the template, in this process (ERLMCP_DR_COLLECTION names the variant)."""
     root = Path(tempfile.mkdtemp(prefix="erlmcp-dr-paired-"))
@@ -44,7 +68,7 @@ def sample(kind: str, template: Path) -> dict[str, Any]:
     labs = FreshLab(root, template)
     try:
         cfg, inventory = labs.reset(), labs.inventory
-        cpu_before = _cpu(resource.getrusage(resource.RUSAGE_CHILDREN)) + _cpu(resource.getrusage(resource.RUSAGE_SELF))
+        cpu_before = _run_cpu()
         started = time.monotonic()
         if kind == "failover":
             pid = cfg.node("pg-a").server().postmaster_pid()
@@ -55,7 +79,7 @@ def sample(kind: str, template: Path) -> dict[str, Any]:
         else:
             result = erlmcp_dr.run("database_switchover", inventory=str(inventory), extravars={"candidate": "pg-b"})
         wall = time.monotonic() - started
-        cpu = _cpu(resource.getrusage(resource.RUSAGE_CHILDREN)) + _cpu(resource.getrusage(resource.RUSAGE_SELF))
+        cpu = _run_cpu()
         return {"ok": result.succeeded, "wall_s": round(wall, 3), "cpu_s": round(cpu - cpu_before, 3),
                 "tasks": len([step for step in result.steps if not step.skipped]),
                 "load_1m": round(os.getloadavg()[0], 2)}
@@ -69,6 +93,7 @@ def main() -> None:
     parser.add_argument("variants", nargs="*", help="name=source tree of the collection")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--failover", action="store_true")
+    parser.add_argument("--busy", type=int, default=0, help="CPU-bound processes kept running throughout")
     parser.add_argument("--sample", help=argparse.SUPPRESS)  # internal: one sample in a process of its own
     parser.add_argument("--template", type=Path, help=argparse.SUPPRESS)  # internal: the lab template to copy
     args = parser.parse_args()
@@ -76,13 +101,20 @@ def main() -> None:
     if args.sample:
         print(json.dumps({"variant": args.sample, "kind": kind, **sample(kind, args.template)}))
         return
-    root = Path(tempfile.mkdtemp(prefix="erlmcp-dr-paired-template-"))
+    root = Path(tempfile.mkdtemp(prefix="erlmcp-dr-paired-template-", dir="/tmp"))
     root.chmod(0o755)
+    burners = [multiprocessing.Process(target=_burn, daemon=True) for _ in range(args.busy)]
     try:
         template = root / "template"
         lab.build_template(lab.LabConfig(root=template, port_base=lab.free_port_base()))
+        for burner in burners:
+            burner.start()
         rows = paired_rows(dict(item.split("=", 1) for item in args.variants), args.rounds, args.failover, template)
     finally:
+        for burner in burners:
+            if burner.is_alive():
+                burner.terminate()
+        _stop_zygotes(template.parent / "w")
         shutil.rmtree(root, ignore_errors=True)
     for name, samples in rows.items():
         print(f"{name:12} wall {statistics.median(r['wall_s'] for r in samples):6.3f} s"
@@ -98,9 +130,13 @@ def paired_rows(variants: dict[str, str], rounds: int, failover: bool, template:
     """`rounds` samples of every variant, alternating (A B A B ...), each in a process of its own."""
     rows: Rows = {name: [] for name in variants}
     for _ in range(rounds):
-        for name, tree in variants.items():
-            env = dict(os.environ, ERLMCP_DR_COLLECTION=str(Path(tree).resolve()))
+        for name, spec in variants.items():
+            tree, _, start = spec.partition("@")
+            env = dict(os.environ, ERLMCP_DR_COLLECTION=str(Path(tree).resolve()),
+                       ERLMCP_DR_WARM_DIR=str(template.parent / "w"))
             env.pop("ANSIBLE_COLLECTIONS_PATH", None)  # the runner derives it from ERLMCP_DR_COLLECTION
+            if start:
+                env["ERLMCP_DR_WARM"] = {"cold": "0", "warm": "1"}[start]
             argv = [sys.executable, __file__, "--sample", name, "--template", str(template)]
             argv += ["--failover"] if failover else []
             done = subprocess.run(argv, env=env, capture_output=True, text=True, check=True, timeout=900)
@@ -108,6 +144,19 @@ def paired_rows(variants: dict[str, str], rounds: int, failover: bool, template:
             print(json.dumps(row), flush=True)
             rows[name].append(row)
     return rows
+
+
+
+def _burn() -> None:
+    while True:
+        pass
+
+
+def _stop_zygotes(folder: Path) -> None:
+    from erlmcp_dr.warm import client
+
+    for zygote in client.zygotes(str(folder)):
+        client.stop(zygote["socket"])
 
 
 if __name__ == "__main__":

@@ -108,8 +108,9 @@ options:
     default: {}
   residency:
     description:
-      - The residency guard's data (C(regions), C(datasets), C(rules): the inventory's C(dr_regions), C(dr_datasets),
-        C(dr_residency_rules)); each target region is judged as the regional failover would judge it.
+      - The residency guard's data - C(regions), C(datasets) and C(rules), from the inventory's C(dr_regions),
+        C(dr_datasets) and C(dr_residency_rules). Each target region is judged as the regional failover would judge
+        it.
       - Empty makes the residency checks warnings, "not configured".
     type: dict
     default: {}

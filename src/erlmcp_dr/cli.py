@@ -132,6 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--etcd", action="store_true", help="with up: also start three etcd members (one per region); "
                      "the lab's inventory then keeps the run lock in them (dr_lock_store: etcd)")
     _json_flag(lab)
+
+    warm = _sub(sub, "warm", "the warm start's zygotes (ERLMCP_DR_WARM_DIR): list them, or stop them", _cmd_warm)
+    warm.add_argument("action", choices=["status", "stop"], help="status: list; stop: stop every zygote (runs they "
+                                                                   "serve go on; the next run starts a fresh one)")
+    _json_flag(warm)
     return parser
 
 
@@ -613,6 +618,25 @@ def _cmd_lab(args: argparse.Namespace) -> int:
     else:
         print(lab.format_status(outcome))
     return EXIT_FAILED if isinstance(outcome, dict) and outcome.get("ok") is False else EXIT_OK
+
+
+def _cmd_warm(args: argparse.Namespace) -> int:
+    from erlmcp_dr.warm import client
+
+    found = client.zygotes()
+    if args.action == "stop":
+        for zygote in found:
+            zygote["stopped"] = client.stop(zygote["socket"])
+    if args.json:
+        _emit_json(found)
+    elif not found:
+        print(f"no zygote in {client.wire.default_dir()}")
+    else:
+        rows = [["PID", "ALIVE", "FILES", "SOCKET"] + (["STOPPED"] if args.action == "stop" else [])]
+        rows += [[str(z["pid"]), "yes" if z["alive"] else "no", str(z["files"]), z["socket"]]
+                 + (["yes" if z.get("stopped") else "no"] if args.action == "stop" else []) for z in found]
+        print(_table(rows))
+    return EXIT_OK
 
 
 # ---------------------------------------------------------------- helpers

@@ -11,6 +11,7 @@ the daemons a run starts".
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import signal
@@ -240,9 +241,12 @@ def run_script(path: str, argv: list) -> None:
 # ansible-playbook, its workers and the modules they run (not the daemons the run started).
 _GUARD_MAIN = """
 _marker = os.path.dirname(os.path.abspath(sys.argv[0]))  # the run's private data dir: one run's own
+_warm = None  # the zygote's run server serving this run (warm_start), else None: the run is this guard's child
 
 
 def _stop(signum, frame):
+    if _warm is not None:  # the warm run's processes first: they are not below this guard
+        kill_warm_server(_warm.record(), _marker)
     kill_tree(os.getpid(), include_root=False, marker=_marker)
     os._exit(128 + signum)
 
@@ -253,20 +257,30 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
 if os.getppid() != int(sys.argv[1]):
     sys.exit(1)  # the parent died before the request: nothing started
-_pid = os.fork()
-if _pid == 0:
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    os.environ[RUN_MARKER] = _marker
-    try:
-        _script = in_process_script(sys.argv[2])
-        if _script is None:
-            os.execvp(sys.argv[2], sys.argv[2:])
-        run_script(_script, sys.argv[2:])
-    finally:
-        os._exit(127)
-_done, _status = os.waitpid(_pid, 0)
-kill_tree(os.getpid(), include_root=False, marker=_marker)  # nothing of the run outlives ansible-playbook
+_script = in_process_script(sys.argv[2])
+_warm = warm_start(sys.argv[2:], _script, _marker)
+if _warm is not None:
+    # The run server ended what was left of the run (below it, and marked) before it sent the status: no second
+    # scan of /proc here. None: the run server was killed; end what is left of the run, and report it killed.
+    _status = _warm.wait()
+    if _status is None:
+        kill_warm_server(_warm.record(), _marker)
+        kill_tree(os.getpid(), include_root=False, marker=_marker)
+        _status = signal.SIGKILL
+else:
+    _pid = os.fork()
+    if _pid == 0:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.environ[RUN_MARKER] = _marker
+        try:
+            if _script is None:
+                os.execvp(sys.argv[2], sys.argv[2:])
+            run_script(_script, sys.argv[2:])
+        finally:
+            os._exit(127)
+    _done, _status = os.waitpid(_pid, 0)
+    kill_tree(os.getpid(), include_root=False, marker=_marker)  # nothing of the run outlives ansible-playbook
 sys.exit(os.waitstatus_to_exitcode(_status) if os.WIFEXITED(_status) else 128 + os.WTERMSIG(_status))
 """
 
@@ -275,9 +289,70 @@ def guard_source() -> str:
     import inspect
 
     functions = [proc_stat, process_tree, marked_processes, run_processes, freeze_and_kill, kill_tree,
-                 in_process_script, run_script]
-    return "\n".join(["import ctypes, os, signal, sys", "from typing import Callable", f"RUN_MARKER = {RUN_MARKER!r}",
+                 in_process_script, run_script, process_start_time, warm_start, write_start_record,
+                 kill_warm_server]
+    return "\n".join(["import ctypes, json, os, signal, sys", "from pathlib import Path",
+                      "from typing import Any, Callable, Dict, Mapping, Optional",
+                      f"RUN_MARKER = {RUN_MARKER!r}", f"WARM_ENV = {WARM_ENV!r}", f"START_FILE = {START_FILE!r}",
                       *map(inspect.getsource, functions), _GUARD_MAIN])
+
+
+# ---------------------------------------------------------------- the warm start (erlmcp_dr.warm)
+
+# The guard hands ansible-playbook to the user's zygote (a process that already imported ansible-core) when it can:
+# the zygote's run server forks it, so it is NOT below the guard. The guarantees hold another way: the run server
+# watches the guard (a pidfd) and ends the run's processes when the guard goes, by SIGKILL included; the guard's
+# own stop (its parent's death, a cancel) ends the run server's tree first; a cancel or the next run's sweep reads
+# the run server from START_FILE. The forked process carries the run's command line and marker (warm/title.py), so
+# the sessions-and-marker rule finds its workers and orphans as a cold run's. docs/design.md, "The run guard ...".
+WARM_ENV = "ERLMCP_DR_WARM"
+START_FILE = "start.json"  # in the private data dir: how ansible-playbook started (warm: its run server; cold: why)
+
+
+def warm_start(argv: list, script: Optional[str], marker: str) -> Any:
+    """The zygote's WarmRun for this run, or None (recorded in START_FILE with the reason) to start it cold."""
+    fallback = False  # True: the warm start was wanted and failed (the run says so); False: not asked for
+    if script is None:
+        reason = f"{argv[0]} is not a Python script of this interpreter ({sys.executable})"
+    elif os.environ.get(WARM_ENV, "1").strip() == "0":
+        reason = f"{WARM_ENV}=0"
+    else:
+        fallback = True
+        try:
+            from erlmcp_dr.warm import client
+
+            run = client.start_run(argv, script, marker)
+        except Exception as exc:  # any failure of the warm path: the cold start, said so
+            reason = f"{exc}" if type(exc).__name__ == "Unavailable" else f"{type(exc).__name__}: {exc}"
+        else:
+            write_start_record(marker, run.record())
+            return run
+    write_start_record(marker, {"mode": "cold", "reason": reason, "fallback": fallback})
+    return None
+
+
+def write_start_record(private_data_dir: str, record: Mapping[str, Any]) -> None:
+    path = os.path.join(private_data_dir, START_FILE)
+    fd = os.open(path + ".new", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(dict(record), handle)
+    os.rename(path + ".new", path)
+
+
+def start_record(private_data_dir: Path) -> Dict[str, Any]:
+    """What the guard wrote in START_FILE ({} when nothing: the guard did not get that far)."""
+    return paths.read_json_object(Path(private_data_dir) / START_FILE)
+
+
+def kill_warm_server(record: Mapping[str, Any], marker: str) -> list:
+    """Freezes then kills a warm run's server and the run's processes below it (the same rule as the guard's), when
+    the record names a live run server (pid and start time: never a process that reused its pid)."""
+    pid = record.get("pid")
+    if record.get("mode") != "warm" or not isinstance(pid, int) or pid <= 0:
+        return []
+    if process_start_time(pid) != record.get("pid_start_time"):
+        return []
+    return kill_tree(pid, marker=marker)
 
 
 def guarded(command: List[str], private_data_dir: Path) -> List[str]:
@@ -318,8 +393,10 @@ class Stopper:
         self.timed_out = self.deadline is not None and time.monotonic() > self.deadline
         if not (self.timed_out or (self.signalled is not None and self.signalled())):
             return False
+        marker = os.path.abspath(self.private_data_dir)
+        kill_warm_server(start_record(self.private_data_dir), marker)  # not below the guard: first
         for pid in guard_pids(self.private_data_dir):
-            kill_tree(pid, marker=os.path.abspath(self.private_data_dir))
+            kill_tree(pid, marker=marker)
         return True
 
 

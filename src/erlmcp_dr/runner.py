@@ -63,8 +63,10 @@ from erlmcp_dr.guard import (
     finish_abandoned_child,
     guarded,
     kill_tree,
+    kill_warm_server,
     process_alive,
     process_marker,
+    start_record,
 )
 from erlmcp_dr.redaction import MIN_SCRUB_LENGTH, scrub_text
 from erlmcp_dr.result import HTML_REPORT_FILE, MARKER_FILE, REPORT_FILE, RESULT_FILE, RunResult, Step
@@ -418,7 +420,9 @@ def remove_stale_private_dirs() -> List[Path]:
         if not owner and path.name.startswith(".new-"):
             continue  # being made right now (it holds nothing yet)
         if not process_alive(owner):
-            # A run killed whole (its guard too) can leave orphans outside any tree: its marker finds them.
+            # A run killed whole (its guard too) can leave orphans outside any tree: its marker finds them; a warm
+            # run's server ends its run when the guard goes, or here.
+            kill_warm_server(start_record(path), os.path.abspath(path))
             kill_tree(NO_ROOT, include_root=False, marker=os.path.abspath(path))
             if _RUN_ID.match(path.name) and run_dir_of(path.name).is_dir():
                 _close_killed_run(run_dir_of(path.name), path)
@@ -455,6 +459,7 @@ class RunbookRun:
         self.hosts: Optional[set] = None  # the inventory's hosts, read at the first change (audit targets)
         self.start_record: Optional[threading.Thread] = None
         self.changed_targets: set = set()
+        self.start: Dict[str, Any] = {}  # how ansible-playbook started (the guard's START_FILE): warm, or cold and why
 
     def run(self) -> RunResult:
         config = self.config
@@ -564,6 +569,8 @@ class RunbookRun:
             return "failed", finish_abandoned_child(), f"ansible-runner could not run the playbook: {exc}"
         finally:
             _restore_signal_handlers(saved)
+            self.start = start_record(private_data_dir)
+            _say_how_it_started(self.config.run_id, self.start)
             shutil.rmtree(private_data_dir, ignore_errors=True)
 
     def _result(self, status: str, rc: Optional[int], error: str, started_at: str, elapsed: float) -> RunResult:
@@ -710,6 +717,14 @@ def make_private(directory: Path) -> None:
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def _say_how_it_started(run_id: str, start: Mapping[str, Any]) -> None:
+    """A run that could not have its warm start says so (the CLI prints warnings): it ran cold, and why."""
+    if start.get("mode") == "warm":
+        log.debug("run %s: ansible-playbook forked by the warm zygote (run server %s)", run_id, start.get("pid"))
+    elif start.get("fallback"):
+        log.warning("run %s: ansible-playbook started cold, without the warm start: %s", run_id, start.get("reason"))
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from runbook_helpers import runbook_command
-from test_runner_kill import DEADLINE, _processes, _wait_holding, local  # noqa: F401 - local is a fixture
+from test_runner_kill import DEADLINE, _processes, _wait_holding, local, warm_processes  # noqa: F401 - a fixture
 
 from erlmcp_dr.guard import freeze_and_kill, process_tree
 from erlmcp_dr.paths import ensure_collection_importable
@@ -61,9 +61,13 @@ def test_a_tree_kill_never_takes_down_the_daemon_a_run_started_and_its_orphans_e
 ):
     tag = "erlmcp-dr-it-tree-" + os.urandom(3).hex()
     run_id = "tree-" + os.urandom(3).hex()
+    local["ERLMCP_DR_WARM"] = "1"
     proc = _start(local, tag, run_id, 600, tmp_path)
     try:
         _wait_holding(proc, local, run_id, tmp_path)
+        # The warm start (the default, issue 19): the run's ansible-playbook is not below `runbook` at all; the
+        # zygote's run server ends it when the guard dies.
+        assert warm_processes(run_id), _processes()
         daemons = [pid for pid, cmd in _tagged(tag).items() if f"daemon-{tag}" in cmd]
         assert len(daemons) == 1, _tagged(tag)
         assert daemons[0] not in process_tree(proc.pid), "the run adopted the daemon it started (a subreaper)"
@@ -71,6 +75,7 @@ def test_a_tree_kill_never_takes_down_the_daemon_a_run_started_and_its_orphans_e
         assert proc.pid in killed and daemons[0] not in killed
         proc.wait(timeout=DEADLINE)
         assert [pid for pid, cmd in _tagged(tag).items() if f"daemon-{tag}" in cmd] == daemons
+        wait_for(lambda: not warm_processes(run_id), DEADLINE, interval=0.1, what="the warm run's processes to end")
 
         # The guard died too, so the run's orphan (outside the tree now) is left: the next run's start ends it,
         # found by the killed run's marker, and leaves the daemon alone.

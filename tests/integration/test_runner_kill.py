@@ -102,12 +102,21 @@ def _wait_gone(run_id: str, groups: set[int]) -> None:
         raise AssertionError(f"processes of run {run_id} survived: {_of_run(run_id, groups)}") from exc
 
 
-def test_kill_9_of_runbook_leaves_no_ansible_playbook_running(local, tmp_path):
+def warm_processes(run_id: str) -> dict[int, str]:
+    """The run's processes forked by the warm zygote (ansible-playbook and its workers: their command line says so)."""
+    return {pid: cmd for pid, (_state, _group, cmd) in _processes().items() if "[warm run " in cmd and run_id in cmd}
+
+
+@pytest.mark.parametrize("start", ["warm", "cold"])
+def test_kill_9_of_runbook_leaves_no_ansible_playbook_running(local, tmp_path, start):
+    """Warm (issue 19): ansible-playbook is the zygote's grandchild, not below `runbook`, and still ends with it."""
     run_id = "kill9-" + os.urandom(3).hex()
     secret = "dburl-" + os.urandom(6).hex()
     local["DATABASE_URL"] = f"postgres://dr:{secret}@db/app"
+    local["ERLMCP_DR_WARM"] = "1" if start == "warm" else "0"
     proc = _start(local, run_id, tmp_path)
     groups = _wait_holding(proc, local, run_id, tmp_path)
+    assert bool(warm_processes(run_id)) == (start == "warm"), _processes()
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=DEADLINE)
     _wait_gone(run_id, groups)

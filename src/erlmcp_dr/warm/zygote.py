@@ -1,0 +1,380 @@
+"""The zygote: a per-user process that has imported ansible-core, ansible-runner's callback, the drivers and this
+package, and forks a run server for each run a guard asks for.
+
+    python -m erlmcp_dr.warm.zygote <socket> <key> <ready fd> <idle seconds> <room>
+
+Started by a run's guard (client.start_zygote) with the run's environment reduced to `fingerprint.zygote_env` and
+the run's working directory, detached (its own session, re-parented away from the run). It never reads a request:
+on each connection it checks the peer's uid (SO_PEERCRED) and forks; the **run server** (that fork) reads the
+request, so the run's argv and environment (secrets included) exist only in the run server and in the
+**ansible-playbook process** it forks (become_run), never in the zygote's memory. The run server watches the guard
+(a pidfd) and its ansible-playbook process: when the guard goes, it ends the run's processes (guard.kill_tree, the
+same sessions-and-marker rule as the guard's); when ansible-playbook ends, it ends what is left of the run and sends
+the guard the exit status.
+
+The zygote exits after `idle` seconds without a run, when its socket is removed or replaced (a newer zygote, or
+`runbook warm stop`), or on SIGTERM. It stays single-threaded: it forks.
+"""
+
+from __future__ import annotations
+
+import atexit
+import io
+import json
+import os
+import select
+import signal
+import socket
+import sys
+import time
+from typing import Any, Dict, List, NoReturn
+
+from erlmcp_dr.warm import fingerprint, title, wire
+
+ACCEPT_TICK = 1.0  # seconds between checks of the idle time, the socket file and exited run servers
+
+# What a cold ansible-playbook imports before its first task (measured: docs/speed-warm.md), and the drivers the
+# collection's action plugins import when loaded. Not ansible-runner's awx_display callback: its import reads the
+# run's environment (AWX_ISOLATED_DATA_DIR) and patches Display: each run imports it, as a cold run does.
+PRELOAD = (
+    "ansible.cli.playbook",
+    "ansible.executor.playbook_executor",
+    "ansible.executor.task_queue_manager",
+    "ansible.executor.task_executor",
+    "ansible.executor.process.worker",
+    "ansible.executor.module_common",
+    "ansible.plugins.strategy.linear",
+    "ansible.plugins.action.normal",
+    "ansible.plugins.action.set_fact",
+    "ansible.plugins.action.set_stats",
+    "ansible.plugins.action.assert",
+    "ansible.plugins.action.debug",
+    "ansible.plugins.callback.default",
+    "ansible.plugins.connection.local",
+    "ansible.plugins.shell.sh",
+    "ansible.plugins.inventory.yaml",
+    "ansible.plugins.inventory.ini",
+    "ansible.plugins.inventory.host_list",
+    "ansible.plugins.vars.host_group_vars",
+    "ansible.plugins.filter.core",
+    "ansible.plugins.test.core",
+    "ansible.plugins.lookup.env",
+    "ansible.playbook",
+    "ansible.playbook.role",
+    "ansible.vars.manager",
+    "ansible.inventory.manager",
+    "psycopg",
+    "redis",
+    "yaml",
+    "erlmcp_dr.guard",
+)
+
+
+PRELOAD_ENV = "ERLMCP_DR_WARM_PRELOAD"  # more modules to import (comma-separated): a site's own plugins' libraries
+
+
+def preload() -> List[str]:
+    """Imports PRELOAD (a module that is missing is skipped: the run imports it, or fails, as a cold run would).
+    Returns the data files read besides modules (the Ansible config file): the manifest lists them."""
+    import importlib
+
+    extra = [name.strip() for name in os.environ.get(PRELOAD_ENV, "").split(",") if name.strip()]
+    for name in (*PRELOAD, *extra):
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # noqa: BLE001 - the run will import it itself and report what a cold run reports
+            print(f"zygote: not preloaded: {name}: {exc}", file=sys.stderr)
+    _drop_local_tmp()
+    data_files = warm_ansible_caches()
+    from ansible import constants
+
+    config = getattr(constants.config, "_config_file", None)
+    return data_files + ([config] if isinstance(config, str) else [])
+
+
+def warm_ansible_caches() -> List[str]:
+    """What every ansible-playbook start reads besides its imports, done once here (measured: most of a warm run's
+    own CPU before its first task): ansible.builtin's routing table (a 376 KB runtime.yml) and each collection's
+    meta/runtime.yml, the enabled inventory plugins with their documentation (their settings' definitions), and the
+    collections' action, filter and module_utils code with the drivers they import. Returns the data files read
+    (the manifest lists them: a change makes the zygote stale). The collection finder it installs is removed in
+    each forked run (forget_collection_finder), which installs its own as a cold run does."""
+    import importlib
+    import pkgutil
+
+    from ansible import constants
+    from ansible.plugins.loader import init_plugin_loader, inventory_loader
+    from ansible.utils.collection_loader._collection_finder import _get_collection_metadata
+
+    init_plugin_loader()
+    files = []
+    for collection in ("ansible.builtin", "erlmcp.dr"):
+        try:
+            _get_collection_metadata(collection)
+        except Exception as exc:  # noqa: BLE001 - the run reads it itself, and reports what a cold run reports
+            print(f"zygote: no routing metadata for {collection}: {exc}", file=sys.stderr)
+    for name in constants.INVENTORY_ENABLED:
+        try:
+            inventory_loader.get(name)
+        except Exception as exc:  # noqa: BLE001
+            print(f"zygote: inventory plugin {name} not preloaded: {exc}", file=sys.stderr)
+    for kind in ("module_utils", "action", "filter"):
+        try:
+            package = importlib.import_module(f"ansible_collections.erlmcp.dr.plugins.{kind}")
+        except ImportError:
+            continue
+        for info in pkgutil.iter_modules(package.__path__):
+            try:
+                importlib.import_module(f"{package.__name__}.{info.name}")
+            except Exception as exc:  # noqa: BLE001
+                print(f"zygote: {package.__name__}.{info.name} not preloaded: {exc}", file=sys.stderr)
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if name.count(".") == 2 and name.startswith("ansible_collections.") and isinstance(path, str) \
+                and os.path.isabs(path):
+            files.append(os.path.join(os.path.dirname(path), "meta", "runtime.yml"))
+    from ansible import config as config_package
+
+    files.append(os.path.join(os.path.dirname(config_package.__file__), "ansible_builtin_runtime.yml"))
+    return files
+
+
+def forget_collection_finder() -> None:
+    """Removes the zygote's collection finder (its imported collection packages stay in sys.modules, their routing
+    metadata with them), so the run's own init_plugin_loader installs one without "already configured"."""
+    from ansible.utils.collection_loader import AnsibleCollectionConfig
+    from ansible.utils.collection_loader._collection_finder import _AnsibleCollectionFinder
+
+    _AnsibleCollectionFinder._remove()
+    AnsibleCollectionConfig._on_collection_load = type(AnsibleCollectionConfig._on_collection_load)()
+
+
+def _drop_local_tmp() -> None:
+    """ansible.constants made a temporary folder (DEFAULT_LOCAL_TMP, with an atexit clean-up) named after the
+    zygote's pid; every run makes its own (refresh_ansible_settings), so the zygote's goes now."""
+    import shutil
+
+    from ansible import constants
+    from ansible.config import manager
+
+    cleanup = getattr(manager, "cleanup_tmp_file", None)
+    if cleanup is not None:
+        atexit.unregister(cleanup)
+    shutil.rmtree(getattr(constants, "DEFAULT_LOCAL_TMP", "") or "/nonexistent", ignore_errors=True)
+
+
+def main(argv: List[str]) -> None:
+    socket_path, key, ready_fd, idle = argv[0], argv[1], int(argv[2]), float(argv[3])
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    extra = preload()
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    _bind(server, socket_path)
+    server.listen(64)
+    server.settimeout(ACCEPT_TICK)
+    bound = os.stat(socket_path).st_ino
+    _write_info(socket_path, key, extra)
+    try:
+        os.write(ready_fd, f"{os.getpid()}\n".encode())
+    except OSError:  # the guard that started it is gone (killed while it waited): the next run uses this zygote
+        pass
+    os.close(ready_fd)
+    last_run = time.monotonic()
+    try:
+        while time.monotonic() - last_run < idle and _still_ours(socket_path, bound):
+            _reap()
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            last_run = time.monotonic()
+            _fork_run_server(server, conn, key)
+    finally:
+        server.close()
+        if _still_ours(socket_path, bound):
+            for path in (socket_path, info_path(socket_path)):
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+
+
+def info_path(socket_path: str) -> str:
+    return socket_path[: -len(".sock")] + ".json"
+
+
+def _bind(server: socket.socket, socket_path: str) -> None:
+    """Binds under a temporary name and renames it into place: a client never connects to a half-ready zygote,
+    and a zygote still serving under that name is replaced, not refused."""
+    staging = f"{socket_path}.{os.getpid()}"
+    try:
+        os.unlink(staging)
+    except FileNotFoundError:
+        pass
+    old_umask = os.umask(0o077)
+    try:
+        server.bind(staging)
+    finally:
+        os.umask(old_umask)
+    os.rename(staging, socket_path)
+
+
+def _write_info(socket_path: str, key: str, extra: List[str]) -> None:
+    from erlmcp_dr.guard import process_start_time
+
+    info = {"pid": os.getpid(), "pid_start_time": process_start_time(os.getpid()), "key": key,
+            "python": sys.executable, "started_at": time.time(),
+            "files": fingerprint.manifest(fingerprint.loaded_files(extra))}
+    staging = f"{info_path(socket_path)}.{os.getpid()}.new"
+    fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(info, handle)
+    os.rename(staging, info_path(socket_path))
+
+
+def _still_ours(socket_path: str, inode: int) -> bool:
+    try:
+        return os.stat(socket_path).st_ino == inode
+    except OSError:
+        return False
+
+
+def _reap() -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _fork_run_server(server: socket.socket, conn: socket.socket, key: str) -> None:
+    try:
+        allowed = wire.peer_uid_is_mine(conn)
+    except OSError:
+        allowed = False
+    if not allowed:  # the folder is 0700, so this is a second line: never serve another user
+        conn.close()
+        return
+    pid = os.fork()
+    if pid == 0:
+        server.close()
+        try:
+            serve_run(conn, key)
+        finally:
+            os._exit(70)
+    conn.close()
+
+
+# ---------------------------------------------------------------- the run server (a fork of the zygote, one per run)
+
+
+def serve_run(conn: socket.socket, key: str) -> NoReturn:
+    from erlmcp_dr.guard import kill_tree, process_start_time
+
+    os.setsid()  # the run's own session: its ansible-playbook process is in it, as a cold one is in the guard's
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    conn.settimeout(None)
+    message, fds = wire.receive(conn)
+    if message.get("key") != key:
+        wire.send(conn, {"error": f"this zygote serves key {key}, the run's is {message.get('key')}"})
+        os._exit(0)
+    marker = str(message["marker"])
+    guard_pid = wire.peer_credentials(conn)[0]
+    guard_fd = os.pidfd_open(guard_pid)
+    child = os.fork()
+    if child == 0:
+        os.close(guard_fd)
+        conn.close()
+        become_run(message, fds)
+    for fd in fds:
+        os.close(fd)
+    child_fd = os.pidfd_open(child)
+    wire.send(conn, {"server": os.getpid(), "server_start_time": process_start_time(os.getpid()), "child": child})
+    watch = select.poll()
+    for fd in (guard_fd, child_fd, conn.fileno()):
+        watch.register(fd, select.POLLIN | select.POLLHUP)
+    while True:
+        ready = {fd for fd, _ in watch.poll()}
+        if child_fd in ready:
+            _, status = os.waitpid(child, 0)
+            kill_tree(os.getpid(), include_root=False, marker=marker)  # nothing of the run outlives it
+            try:
+                wire.send(conn, {"status": status})
+            finally:
+                os._exit(0)
+        # The guard died or closed the connection: it was killed (by `runbook`'s death, a cancel, a timeout).
+        # ansible-playbook is stopped at once (no next task starts while /proc is scanned), then the run's tree.
+        try:
+            os.kill(child, signal.SIGSTOP)
+        except OSError:
+            pass
+        kill_tree(os.getpid(), include_root=False, marker=marker)
+        os._exit(0)
+
+
+def become_run(message: Dict[str, Any], fds: List[int]) -> NoReturn:
+    """In the forked ansible-playbook process: the run's stdio, environment, directory, umask, signals, command line
+    and marker, Ansible's settings read again from that environment, then ansible-playbook's script as the cold
+    guard's child runs it (guard.run_script: same exit, flush and atexit handling)."""
+    from erlmcp_dr.guard import run_script
+
+    try:
+        for target, fd in enumerate(fds[:3]):
+            os.dup2(fd, target)
+        for fd in fds:
+            if fd > 2:
+                os.close(fd)
+        os.environ.clear()
+        os.environ.update({str(name): str(value) for name, value in message["env"].items()})
+        os.chdir(message["cwd"])
+        os.umask(int(message["umask"]))
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+            signal.signal(signum, signal.SIG_DFL)
+        argv = [str(arg) for arg in message["argv"]]
+        title.set_command_line(["ansible-playbook", f"[warm run {message['marker']}]", *argv[1:]])
+        title.set_run_marker(str(message["marker"]))
+        _reopen_std_streams()
+        refresh_ansible_settings()
+        forget_collection_finder()
+    except BaseException:  # noqa: BLE001 - reported on the run's stderr, as a failed start
+        import traceback
+
+        traceback.print_exc()
+        os._exit(70)
+    run_script(str(message["script"]), argv)
+    os._exit(70)  # run_script never returns
+
+
+_ZYGOTE_STREAMS: List[Any] = []  # the zygote's own sys.std* (fds 0-2 with closefd): kept so nothing closes 0-2
+
+
+def _reopen_std_streams() -> None:
+    """sys.stdin/stdout/stderr as Python makes them at start for these fds: line-buffered on a tty (ansible-runner's
+    pty) or unbuffered with PYTHONUNBUFFERED, stderr always line-buffered. The zygote's were made for /dev/null."""
+    unbuffered = bool(os.environ.get("PYTHONUNBUFFERED"))
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        old = getattr(sys, name)
+        _ZYGOTE_STREAMS.append(old)
+        if fd == 0:
+            stream = io.TextIOWrapper(open(fd, "rb", closefd=False), encoding=old.encoding, errors=old.errors)
+        else:
+            raw = open(fd, "wb", buffering=0 if unbuffered else -1, closefd=False)
+            stream = io.TextIOWrapper(raw, encoding=old.encoding, errors=old.errors, write_through=unbuffered,
+                                      line_buffering=fd == 2 or os.isatty(fd))
+        setattr(sys, name, stream)
+        setattr(sys, f"__{name}__", stream)
+
+
+def refresh_ansible_settings() -> None:
+    """Every setting of ansible.constants read again from this run's environment, as its import does: the zygote's
+    key pins what shaped the imports (the config file, ANSIBLE_* at start); the run's own values (its artifact
+    folder, its fact cache) are read here."""
+    from ansible import constants
+
+    for setting in constants.config.get_configuration_definitions():
+        constants.set_constant(setting, constants.config.get_config_value(setting, variables=vars(constants)))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

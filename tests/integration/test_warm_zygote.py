@@ -1,0 +1,174 @@
+"""The warm start never serves a run with older code or settings, and survives its zygote's crash (issue 19).
+
+Real runs through erlmcp_dr.run on localhost (no lab): a one-task fixture runbook whose action plugin (beside the
+playbook) reports what the run's worker sees: a library module's value (that module preloaded by the zygote with
+ERLMCP_DR_WARM_PRELOAD, as a site's plugin library would be), an environment variable, an inventory variable, an
+Ansible setting, and its own command line (a warm run's worker carries "[warm run <private dir>]"). Every wait is a
+poll with a deadline; each test stops the zygotes it started (by pid, through client.stop).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import erlmcp_dr
+from erlmcp_dr.paths import ensure_collection_importable
+from erlmcp_dr.warm import client
+
+ensure_collection_importable()
+from ansible_collections.erlmcp.dr.plugins.module_utils._wait import wait_for  # noqa: E402
+
+pytestmark = pytest.mark.integration
+DEADLINE = 60  # a hang guard, never a timing assertion
+
+PLAYBOOK = """\
+- name: Warm probe
+  hosts: localhost
+  gather_facts: false
+  vars:
+    runbook:
+      title: Warm probe
+      summary: Reports what the run's worker sees.
+      confirm: false
+      parameters: {}
+  tasks:
+    - name: Probe the run
+      warm_probe:
+      register: probe
+
+    - name: Publish what it saw
+      ansible.builtin.set_stats:
+        data:
+          probe: "{{ probe }}"
+"""
+
+ACTION_PLUGIN = """\
+import os
+
+import warm_probe_library
+from ansible import constants as C
+from ansible.plugins.action import ActionBase
+
+
+class ActionModule(ActionBase):
+    def run(self, tmp=None, task_vars=None):
+        if os.environ.get("WARM_PROBE_FAIL"):
+            return {"failed": True, "msg": "the probe failed, as asked"}
+        with open("/proc/self/cmdline", "rb") as handle:
+            cmdline = handle.read().replace(b"\\0", b" ").decode()
+        return {"changed": False, "library": warm_probe_library.VALUE, "env": os.environ.get("WARM_PROBE_ENV"),
+                "inventory": task_vars.get("probe_var"), "forks": C.DEFAULT_FORKS, "cmdline": cmdline}
+"""
+
+
+@pytest.fixture
+def probe(tmp_path, monkeypatch) -> Iterator[dict[str, Path]]:
+    books = tmp_path / "books"
+    (books / "action_plugins").mkdir(parents=True)
+    (books / "warm_probe.yml").write_text(PLAYBOOK)
+    (books / "action_plugins" / "warm_probe.py").write_text(ACTION_PLUGIN)
+    library = tmp_path / "lib"
+    library.mkdir()
+    (library / "warm_probe_library.py").write_text("VALUE = 'first'\n")
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text(f"localhost ansible_connection=local ansible_python_interpreter={os.sys.executable} "
+                         "probe_var=one\n")
+    warm_dir = Path(tempfile.mkdtemp(prefix="erlmcp-dr-wz-", dir="/tmp"))  # a socket path must be short
+    monkeypatch.setenv("ERLMCP_DR_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("ERLMCP_DR_PLAYBOOKS", str(books))
+    monkeypatch.setenv("ERLMCP_DR_WARM", "1")
+    monkeypatch.setenv("ERLMCP_DR_WARM_DIR", str(warm_dir))
+    monkeypatch.setenv("ERLMCP_DR_WARM_PRELOAD", "warm_probe_library")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(library), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("WARM_PROBE_ENV", "alpha")
+    try:
+        yield {"inventory": inventory, "library": library / "warm_probe_library.py", "warm_dir": warm_dir}
+    finally:
+        for zygote in client.zygotes(str(warm_dir)):
+            client.stop(zygote["socket"])
+        for path in warm_dir.iterdir():
+            path.unlink()
+        warm_dir.rmdir()
+
+
+def _probe(paths: dict[str, Path]) -> dict[str, Any]:
+    result = erlmcp_dr.run("warm_probe", inventory=str(paths["inventory"]))
+    assert result.succeeded, (result.error, [step.to_dict() for step in result.steps])
+    return result.facts["probe"]
+
+
+def _live_zygotes(paths: dict[str, Path]) -> list[int]:
+    return sorted(zygote["pid"] for zygote in client.zygotes(str(paths["warm_dir"])) if zygote["alive"])
+
+
+def test_a_warm_run_sees_a_changed_library_inventory_and_environment_and_survives_a_crashed_zygote(probe, monkeypatch):
+    first = _probe(probe)
+    assert "[warm run " in first["cmdline"], first["cmdline"]
+    assert (first["library"], first["inventory"], first["env"]) == ("first", "one", "alpha")
+    (zygote,) = _live_zygotes(probe)
+
+    # The same zygote serves an unchanged run, and the run's own environment reaches it.
+    monkeypatch.setenv("WARM_PROBE_ENV", "beta")
+    again = _probe(probe)
+    assert "[warm run " in again["cmdline"] and again["env"] == "beta"
+    assert _live_zygotes(probe) == [zygote]
+
+    # A file the zygote loaded changes (its size too, so the test does not depend on mtime resolution), and so
+    # does the inventory: the next run sees both, from a fresh zygote; the stale one is stopped.
+    probe["library"].write_text("VALUE = 'second, changed'\n")
+    probe["inventory"].write_text(probe["inventory"].read_text().replace("probe_var=one", "probe_var=two"))
+    changed = _probe(probe)
+    assert "[warm run " in changed["cmdline"]
+    assert (changed["library"], changed["inventory"]) == ("second, changed", "two")
+    wait_for(lambda: zygote not in _live_zygotes(probe), DEADLINE, interval=0.1, what="the stale zygote to exit")
+    (fresh,) = _live_zygotes(probe)
+
+    # A crashed zygote (kill -9) is detected at the next run and replaced; that run is warm again.
+    os.kill(fresh, signal.SIGKILL)
+    wait_for(lambda: fresh not in _live_zygotes(probe), DEADLINE, interval=0.05, what="the zygote to die")
+    after = _probe(probe)
+    assert "[warm run " in after["cmdline"] and after["library"] == "second, changed"
+    assert len(_live_zygotes(probe)) == 1 and fresh not in _live_zygotes(probe)
+
+
+def test_an_ansible_setting_in_the_environment_gets_a_zygote_started_with_it(probe, monkeypatch):
+    monkeypatch.setenv("ANSIBLE_FORKS", "3")
+    assert _probe(probe)["forks"] == 3
+    monkeypatch.setenv("ANSIBLE_FORKS", "4")
+    assert _probe(probe)["forks"] == 4
+    assert len(_live_zygotes(probe)) == 2  # one per key: neither serves the other's settings
+
+
+def test_warm_off_runs_cold_and_starts_no_zygote(probe, monkeypatch):
+    monkeypatch.setenv("ERLMCP_DR_WARM", "0")
+    cold = _probe(probe)
+    assert "[warm run " not in cold["cmdline"] and "ansible-playbook" in cold["cmdline"]
+    assert client.zygotes(str(probe["warm_dir"])) == []
+
+
+def test_a_zygote_that_cannot_start_leaves_a_cold_run_that_says_so(probe, monkeypatch, caplog):
+    monkeypatch.setenv("ERLMCP_DR_WARM_DIR", "/proc/erlmcp-dr-no-such-folder")  # cannot be made
+    cold = _probe(probe)
+    assert "[warm run " not in cold["cmdline"] and cold["library"] == "first"
+    assert "started cold, without the warm start" in caplog.text, caplog.text
+
+
+def test_a_failing_run_ends_the_same_warm_and_cold(probe, monkeypatch):
+    """What ansible-runner sees of ansible-playbook (exit code, events into steps) is the same either way."""
+    monkeypatch.setenv("WARM_PROBE_FAIL", "1")
+    ended = {}
+    for start in ("0", "1"):
+        monkeypatch.setenv("ERLMCP_DR_WARM", start)
+        result = erlmcp_dr.run("warm_probe", inventory=str(probe["inventory"]))
+        ended[start] = (result.status, result.rc, [(step.task, step.status, step.message) for step in result.steps])
+    assert ended["0"] == ended["1"]
+    assert ended["1"][:2] == ("failed", 2)
+    assert ("Probe the run", "failed", "the probe failed, as asked") in ended["1"][2]
+
