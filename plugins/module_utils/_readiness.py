@@ -33,7 +33,7 @@ PROBE_TIMEOUT = 3.0  # seconds one connection or query may take
 
 def run(params, check_mode=False, diff=False, warn=None):
     try:
-        limits = judge.thresholds(params.get("thresholds"))
+        limits = judge.thresholds(params.get("thresholds"), params.get("tier_objectives"))
     except ValueError as exc:
         raise ModuleFailure(str(exc)) from None
     now = time.time()

@@ -12,14 +12,19 @@ the seeds' contradicting numbers was picked and why.
 
 from __future__ import annotations
 
+from ansible_collections.erlmcp.dr.plugins.module_utils import _bia
+
 PASS, WARN, FAIL = "pass", "warn", "fail"
 VERDICTS = (PASS, WARN, FAIL)
 READY, WARNINGS, NOT_READY = "ready", "warnings", "not_ready"
 
 # name -> (value, where it comes from). The inventory's dr_readiness overrides the value (source: inventory).
 DEFAULTS = {
-    "rpo_seconds": (1.0, "tier 1 RPO (MISSION: RPO < 1 s; wins over the seeds' 5 s lag gate S3:2554)"),
-    "rto_seconds": (300.0, "tier 1 RTO (MISSION: RTO < 5 min)"),
+    # The service's tier objectives come from the one BIA table (_bia.TIERS; thresholds() applies the inventory's
+    # dr_tier_objectives): MISSION's tier 1 wins over the seeds' 5 s lag gate (S3:2554).
+    "rpo_seconds": (float(_bia.TIERS[_bia.DEFAULT_TIER]["rpo_seconds"]), "tier 1 RPO (BIA table; MISSION: RPO < 1 s)"),
+    "rto_seconds": (float(_bia.TIERS[_bia.DEFAULT_TIER]["rto_seconds"]),
+                    "tier 1 RTO (BIA table; MISSION: RTO < 5 min)"),
     "pg_lag_bytes": (16 * 1024 * 1024, "one WAL segment (collection default; no seed sets bytes)"),
     "standbys_per_region": (1, "MISSION: streaming standbys in the other regions"),
     "redis_offset_bytes": (1024 * 1024, "collection default (no seed sets bytes)"),
@@ -35,8 +40,9 @@ DEFAULTS = {
 }
 
 
-def thresholds(overrides):
-    """{name: (value, source)}: DEFAULTS, with each key the inventory's dr_readiness sets taken from it. An
+def thresholds(overrides, tier_objectives=None, tier=_bia.DEFAULT_TIER):
+    """{name: (value, source)}: DEFAULTS, the RPO and RTO of `tier` from the BIA table with the inventory's
+    dr_tier_objectives (`tier_objectives`), then each key the inventory's dr_readiness sets taken from it. An
     unknown key or a value of the wrong kind is an error naming the key, what was found and what is expected."""
     overrides = overrides or {}
     if not isinstance(overrides, dict):
@@ -47,6 +53,14 @@ def thresholds(overrides):
         raise ValueError("dr_readiness: unknown threshold(s) %s; expected some of %s"
                          % (", ".join(unknown), ", ".join(sorted(DEFAULTS))))
     out = dict(DEFAULTS)
+    if tier_objectives:
+        try:
+            objectives = _bia.tier_objectives(tier, tier_objectives)
+        except _bia.BiaError as exc:
+            raise ValueError(str(exc)) from None
+        for name in ("rpo_seconds", "rto_seconds"):
+            out[name] = (float(objectives[name]),
+                         "tier %s %s (inventory dr_tier_objectives)" % (tier, name[:3].upper()))
     for name, value in overrides.items():
         default = DEFAULTS[name][0]
         if isinstance(default, dict):

@@ -106,6 +106,12 @@ options:
       - Empty (no stanza) makes both checks warnings, "not configured".
     type: dict
     default: {}
+  tier_objectives:
+    description:
+      - The inventory's C(dr_tier_objectives), overriding the BIA table's tier objectives (those of the
+        C(erlmcp.dr.tier_objectives) filter); the RPO and RTO thresholds are tier 1's unless C(thresholds) sets them.
+    type: dict
+    default: {}
   residency:
     description:
       - The residency guard's data - C(regions), C(datasets) and C(rules), from the inventory's C(dr_regions),
@@ -220,6 +226,7 @@ def argument_spec():
         thresholds=dict(type="dict", default={}),
         pg_backup=dict(type="dict", default={}),
         residency=dict(type="dict", default={}),
+        tier_objectives=dict(type="dict", default={}),
     )
 
 

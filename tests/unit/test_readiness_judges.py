@@ -275,3 +275,12 @@ def test_each_target_region_is_judged_by_the_residency_guard_the_regional_failov
         "residency region b"][1]
     unset = engine._residency_hook({"residency": {}, "target_regions": ["b"]}, judge.thresholds({}), 0.0)
     assert [c["verdict"] for c in unset] == ["warn"]
+
+
+def test_the_rpo_and_rto_come_from_the_bia_tier_table_and_its_inventory_overrides():
+    assert LIMITS["rpo_seconds"][0] == 1.0 and LIMITS["rto_seconds"][0] == 300.0
+    limits = judge.thresholds({}, {1: {"rpo_seconds": 5}})
+    assert limits["rpo_seconds"] == (5.0, "tier 1 RPO (inventory dr_tier_objectives)")
+    assert judge.thresholds({"rpo_seconds": 2}, {1: {"rpo_seconds": 5}})["rpo_seconds"][0] == 2  # dr_readiness wins
+    with pytest.raises(ValueError):
+        judge.thresholds({}, {1: {"rpo_seconds": "five"}})
