@@ -328,7 +328,13 @@ def _execute(args: argparse.Namespace, check: bool) -> int:
         # is its playbook's, in check mode: parameters and regions checked, steps named)
         from erlmcp_dr.compose import cli_run
 
-        return cli_run.execute(args, runbook, extravars)
+        cli_run.check_before_asking(args, runbook)
+        if runbook.confirm and not args.yes:
+            if not _interactive():
+                raise ConfirmationRequired(runbook.name, str(args.inventory or "the default inventory"))
+            print(cli_run.steps_text(runbook), file=sys.stderr)
+            _confirm(runbook, str(args.inventory or "the default inventory"))
+        return EXIT_OK if cli_run.execute(args, runbook, extravars) else EXIT_FAILED
     options = dict(inventory=args.inventory, extravars=extravars, diff=not args.no_diff, limit=args.limit,
                    verbosity=args.verbose, playbooks_dir=args.playbooks_dir, operator=args.operator)
     config = RunConfig.prepare(runbook, check=check, run_id=args.run_id, **options)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
-from erlmcp_dr import report
+from erlmcp_dr import bia, report
 from erlmcp_dr.result import HTML_REPORT_FILE, RunResult, Step
 
 COLOURS = {
@@ -233,7 +233,7 @@ def _rto(result: RunResult) -> str:
         return head + '<p class="muted">The runbook sets no RTO target (runbook.rto_seconds).</p>'
     full = max(took, target) * 1.1 or 1.0
     scale = 600 / full
-    over = took > target and not result.check
+    over = not bia.meets(took, target) and not result.check
     colour = "#c62828" if over else ("#9e9e9e" if result.check or not result.succeeded else "#2e7d32")
     x_target = 10 + target * scale
     return head + (

@@ -11,23 +11,21 @@ from erlmcp_dr import report
 from erlmcp_dr.catalog import Runbook
 from erlmcp_dr.compose import run as composed
 from erlmcp_dr.compose.engine import StepRecord
-from erlmcp_dr.errors import ConfirmationRequired, ParameterError
+from erlmcp_dr.errors import ParameterError
 
 PROG = "runbook"
 
 
-def execute(args: argparse.Namespace, runbook: Runbook, extravars: Dict[str, Any]) -> int:
-    from erlmcp_dr import cli
-
+def check_before_asking(args: argparse.Namespace, runbook: Runbook) -> None:
+    """What refuses the run before the confirmation question (raises ParameterError / a workflow error)."""
     if args.limit:
         raise ParameterError("limit", f"--limit does not apply to the composed runbook {runbook.name}: each step "
                                       "acts on the hosts of the regions named")
     composed.workflow_of(runbook, args.playbooks_dir)  # a broken workflow stops here, before the question
-    if runbook.confirm and not args.yes:
-        if not cli._interactive():
-            raise ConfirmationRequired(runbook.name, str(args.inventory or "the default inventory"))
-        print(steps_text(runbook), file=sys.stderr)
-        cli._confirm(runbook, str(args.inventory or "the default inventory"))
+
+
+def execute(args: argparse.Namespace, runbook: Runbook, extravars: Dict[str, Any]) -> bool:
+    """Runs the composed runbook once confirmed (cli.py asks); prints its report; True when it succeeded."""
     result = composed.run(runbook, inventory=args.inventory, extravars=extravars, run_id=args.run_id,
                           operator=args.operator, playbooks_dir=args.playbooks_dir, listener=progress)
     details = result.summary.get("details") or {}
@@ -38,7 +36,7 @@ def execute(args: argparse.Namespace, runbook: Runbook, extravars: Dict[str, Any
     print(f"{PROG}: {runbook.name} {details.get('status')}: {result.summary.get('reason')}", file=sys.stderr)
     if details.get("resume_command"):
         print(f"{PROG}: to finish the move, run: {details['resume_command']}", file=sys.stderr)
-    return cli.EXIT_OK if result.succeeded else cli.EXIT_FAILED
+    return bool(result.succeeded)
 
 
 def steps_text(runbook: Runbook) -> str:
