@@ -318,8 +318,9 @@ def _group_hosts(group: Any, hosts: set) -> bool:
 # ---------------------------------------------------------------- a run the playbook's lock turned away
 
 # The steps that take the run lock: erlmcp.dr.run_lock, and erlmcp.dr.pg_begin, which runs it inside the database
-# runbooks' one-task start. Either one failing with `busy: true` means another run holds the lock.
-RUN_LOCK_ACTIONS = ("erlmcp.dr.run_lock", "erlmcp.dr.pg_begin")
+# runbooks' one-task start. Either one failing with `busy: true` means another run holds the lock; so does
+# erlmcp.dr.redis_guard failing so (another run, from any controller, holds the Redis guard).
+RUN_LOCK_ACTIONS = ("erlmcp.dr.run_lock", "erlmcp.dr.pg_begin", "erlmcp.dr.redis_guard")
 
 
 def busy_holder(steps: List[Step]) -> Optional[Dict[str, Any]]:
