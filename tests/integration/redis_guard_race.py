@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from guard_race import RUN_HANG_GUARD, Controller
+from guard_race import Controller, RunOutcome, run_pair
 
 from erlmcp_dr import lab
 from erlmcp_dr.paths import ensure_collection_importable
@@ -110,19 +109,6 @@ class RoleSampler:
 
 
 @dataclass
-class RunOutcome:
-    controller: str
-    entry: str
-    rc: int
-    output: str
-    promoted: bool
-
-    @property
-    def refused_by_guard(self) -> bool:
-        return REFUSAL in self.output
-
-
-@dataclass
 class PairOutcome:
     kind: str
     mode: str
@@ -179,68 +165,20 @@ def prepare(cfg: lab.LabConfig, kind: str) -> tuple[str, str]:
     return ("redis-b", "redis-c")
 
 
-def _finish(proc: subprocess.Popen) -> str:
-    out, _ = proc.communicate(timeout=RUN_HANG_GUARD)
-    return out or ""
-
-
-def _frozen_pair(cfg: lab.LabConfig, controllers: list[Controller], entries: tuple[str, str],
-                 extravars: list[list[str]], notes: list[str]) -> tuple[list[subprocess.Popen], list[str]]:
-    """The first run alone until it holds the guard, then its ansible-playbook stopped (alive: its holder keeps the
-    guard) while the second runs to its end, then it goes on: the second meets a held guard on any machine."""
-    first = controllers[0].start(entries[0], "redis_failover", extravars[0])
-    wait_for(lambda: holding(cfg) or first.poll() is not None, DEADLINE, interval=0.005,
-             what="the first run holds the Redis guard")
-    pid = controllers[0].playbook_pid()
-    if first.poll() is None and pid:
-        os.kill(pid, signal.SIGSTOP)
-    else:
-        notes.append("the first run could not be frozen (it ended, or its lock record was gone)")
-    try:
-        second = controllers[1].start(entries[1], "redis_failover", extravars[1])
-        second_out = _finish(second)
-    finally:
-        if pid:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)
-    return [first, second], [_finish(first), second_out]
-
-
-def _racing_pair(controllers: list[Controller], entries: tuple[str, str],
-                 extravars: list[list[str]]) -> tuple[list[subprocess.Popen], list[str]]:
-    """Both runs started at the same moment."""
-    started: list[tuple[int, subprocess.Popen]] = []
-    gate = threading.Barrier(2)
-
-    def start(index: int) -> None:
-        gate.wait()
-        started.append((index, controllers[index].start(entries[index], "redis_failover", extravars[index])))
-
-    threads = [threading.Thread(target=start, args=(i,)) for i in (0, 1)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    procs = [proc for _i, proc in sorted(started, key=lambda item: item[0])]
-    return procs, [_finish(proc) for proc in procs]
-
-
 def race_pair(cfg: lab.LabConfig, root: Path, kind: str, entries: tuple[str, str], candidates: tuple[str, str],
               *, frozen: bool) -> PairOutcome:
     """Two redis_failover runs from two controllers on `cfg`, candidates[0] for the first, [1] for the second.
-    kind: planned (the primary up) or unplanned (prepared: the primary killed)."""
+    kind: planned (the primary up) or unplanned (prepared: the primary killed); frozen: see guard_race.run_pair."""
     controllers = [Controller.make(cfg, name, root / name) for name in ("controller-a", "controller-b")]
     extravars = [[f"candidate={c}"] for c in candidates]
     before = [node for node, role in roles(cfg).items() if role == "master"]
     started = time.monotonic()
     notes: list[str] = []
     with RoleSampler(cfg) as sampler:
-        if frozen:
-            procs, outputs = _frozen_pair(cfg, controllers, entries, extravars, notes)
-        else:
-            procs, outputs = _racing_pair(controllers, entries, extravars)
+        procs, outputs = run_pair(controllers, entries, "redis_failover", extravars, frozen=frozen,
+                                  holds=lambda: holding(cfg), notes=notes)
     after = roles(cfg)
-    runs = [RunOutcome(c.name, e, p.returncode, out + c.run_results(), promoted(e, out))
+    runs = [RunOutcome(c.name, e, p.returncode, out + c.run_results(), promoted(e, out), refusal=REFUSAL)
             for c, e, p, out in zip(controllers, entries, procs, outputs, strict=True)]
     return PairOutcome(kind=kind, mode="frozen" if frozen else "race", entries=entries, runs=runs,
                        sampler_rounds=sampler.rounds, max_writable=sampler.max_writable,

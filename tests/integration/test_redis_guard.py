@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import os
 import signal
-from pathlib import Path
 
 import pytest
-from guard_race import Controller
+from guard_race import Controller, holder_pids, one_writer_one_promotion
 from redis_guard_race import guard_names, holding, prepare, race_pair, roles
 from runbook_helpers import DEADLINE, wait_for
 
@@ -22,17 +21,10 @@ pytestmark = pytest.mark.integration
 
 
 def assert_one_writer_one_promotion(pair) -> None:
-    described = "\n".join(f"--- {run.controller} ({run.entry}) rc={run.rc}\n{run.output[-2500:]}" for run in pair.runs)
-    assert pair.sampler_rounds > 50, described
-    assert pair.two_writer_rounds == 0 and pair.max_writable <= 1, f"two writable primaries: {pair.to_dict()}"
-    assert pair.promotions == 1, f"{pair.promotions} runs promoted: {pair.to_dict()}\n{described}"
-    assert len(pair.primaries_after) == 1, pair.to_dict()
-    winner = next(run for run in pair.runs if run.promoted)
-    loser = next(run for run in pair.runs if not run.promoted)
-    assert winner.rc == 0, described
+    winner, loser, described = one_writer_one_promotion(pair)
     assert pair.primaries_after == [("redis-b", "redis-c")[pair.runs.index(winner)]], pair.to_dict()
-    assert loser.rc == 3 and loser.refused_by_guard, described  # turned away by the guard, naming the other run
-    assert "run " in loser.output and "hold" in loser.output, described
+    assert loser.rc == 3, described  # busy, as for a held run lock
+    assert "run " in loser.output and "hold" in loser.output, described  # naming the other run
 
 
 @pytest.mark.parametrize(("kind", "frozen"), [("planned", False), ("unplanned", True)])
@@ -47,18 +39,7 @@ def test_racing_redis_failovers_from_two_controllers_never_make_two_primaries(fr
 
 
 def _holder_pids(controller: Controller) -> list[int]:
-    """The Redis guard holders started by this controller's runs (their environment names its home)."""
-    found = []
-    home = f"ERLMCP_DR_HOME={controller.root / 'home'}".encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if b"_redis_guard.py" in (entry / "cmdline").read_bytes() and home in (entry / "environ").read_bytes():
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
+    return holder_pids(controller, "_redis_guard.py")
 
 
 def test_a_redis_failover_whose_holder_died_refuses_to_promote(fresh_lab, tmp_path):
