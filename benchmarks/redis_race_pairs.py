@@ -17,19 +17,14 @@ Prints a table and writes benchmarks/results/<date>-redis-race.json.
 
 from __future__ import annotations
 
-import argparse
-import datetime
 import itertools
-import json
-import shutil
 import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
+import race_pairs  # noqa: E402
 from fresh_lab import FreshLab  # noqa: E402
 from redis_guard_race import prepare, race_pair  # noqa: E402
 
@@ -87,31 +82,8 @@ def totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pairs", type=int, default=20, help="how many racing pairs (default 20)")
-    parser.add_argument("--json", action="store_true", help="print the JSON instead of the table")
-    args = parser.parse_args()
-    if args.pairs < 1:
-        parser.error(f"--pairs must be 1 or more, got {args.pairs}")
-    started = time.monotonic()
-    root = Path(tempfile.mkdtemp(prefix="erlmcp-redis-race-"))
-    root.chmod(0o755)  # the lab runs as the lab's OS user below it
-    try:
-        rows = run_pairs(args.pairs, root)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-    result = dict(date=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-                  seconds=round(time.monotonic() - started, 1), totals=totals(rows), pairs=rows)
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"{datetime.date.today().isoformat()}-redis-race.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print(json.dumps(result["totals"], indent=2))
-        print(f"written to {path}")
-    return 0 if not result["totals"]["two_writer_rounds"] and not result["totals"]["pairs_with_two_promotions"] \
-        else 1
+    return race_pairs.main(__doc__, run_pairs, totals, "redis-race", default_pairs=20,
+                           failures=("two_writer_rounds", "pairs_with_two_promotions"))
 
 
 if __name__ == "__main__":
