@@ -38,18 +38,23 @@ SHAPES = [(kind, frozen, entries) for frozen, entries, kind in itertools.product
     (False, True), (("cli", "cli"), ("cli", "playbook")), ("switchover", "failover"))]
 
 
-def run_pairs(count: int, workdir: Path) -> list[dict[str, Any]]:
+def run_pairs(count: int, workdir: Path, shapes: list = SHAPES, prepare_pair: Any = prepare, race: Any = race_pair,
+              line: Any = None, settle: Any = None) -> list[dict[str, Any]]:
+    """`count` pairs on fresh labs, the shapes in turn; benchmarks/redis_race_pairs.py passes Redis's shapes,
+    preparation, race, table line and settling (the replicas linked)."""
     fresh = FreshLab(workdir)
     rows = []
     try:
         for index in range(count):
-            kind, frozen, entries = SHAPES[index % len(SHAPES)]
+            kind, frozen, entries = shapes[index % len(shapes)]
             cfg = fresh.reset()
-            candidates = prepare(cfg, kind)
-            pair = race_pair(cfg, workdir / f"pair-{index}", kind, entries, candidates, frozen=frozen)
+            if settle is not None:
+                settle(cfg)
+            candidates = prepare_pair(cfg, kind)
+            pair = race(cfg, workdir / f"pair-{index}", kind, entries, candidates, frozen=frozen)
             row = dict(pair.to_dict(), pair=index, mode="frozen" if frozen else "race")
             rows.append(row)
-            print(_line(row), flush=True)
+            print((line or _line)(row), flush=True)
     finally:
         fresh.close()
     return rows
@@ -64,7 +69,7 @@ def _line(row: dict[str, Any]) -> str:
             f"timeline {row['timeline_before']}->{row['timeline_after']}  {row['seconds']:.1f}s")
 
 
-def totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def totals(rows: list[dict[str, Any]], shapes: list = SHAPES) -> dict[str, Any]:
     return dict(
         pairs=len(rows),
         pairs_with_two_writer_samples=sum(1 for r in rows if r["two_writer_rounds"]),
@@ -77,7 +82,7 @@ def totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
             refused and not promoted for refused, promoted in zip(r["refused_by_guard"], r["promoted"], strict=True))),
         by_shape={f"{kind}/{'frozen' if frozen else 'race'}/{'+'.join(entries)}": sum(
             1 for r in rows if (r["kind"], r["mode"] == "frozen", tuple(r["entries"])) == (kind, frozen, entries))
-            for kind, frozen, entries in SHAPES},
+            for kind, frozen, entries in shapes},
     )
 
 
