@@ -59,8 +59,9 @@ def not_answered(names, token, msg):
 # ---------------------------------------------------------------- the caller's side
 
 
-def start(script, config, names, acquire_seconds, python=None):
-    """Start the holder `script` with `config` (its stdin) and wait for its answer; names: the members' names.
+def start(script, config, names, acquire_seconds, python=None, what="guard"):
+    """Start the holder `script` with `config` (its stdin) and wait for its answer; names: the members' names,
+    what: the guard's name in messages.
 
     Returns the holder's answer (ok, held, missing, majority, total, holders, token, msg), with the holder's pid when
     ok; a holder that does not answer is stopped and reported as not_answered.
@@ -80,8 +81,8 @@ def start(script, config, names, acquire_seconds, python=None):
         answer = None
     if not isinstance(answer, dict):
         _stop(proc)
-        return not_answered(names, config.get("token"), "the guard's holder did not answer (%s)"
-                            % (line or b"no output").decode("utf-8", "replace"))
+        return not_answered(names, config.get("token"), "the %s's holder did not answer (%s)"
+                            % (what, (line or b"no output").decode("utf-8", "replace")))
     if answer.get("ok"):
         answer["pid"] = proc.pid
     else:

@@ -130,7 +130,8 @@ def start(members, token, watch_pid, user=None, password=None, acquire_seconds=A
     """Start the holder for `members` ([{name, host, port}]) and wait for its answer (see guard_process.start)."""
     config = dict(members=[dict(name=m["name"], host=m["host"], port=int(m["port"])) for m in members], token=token,
                   watch_pid=watch_pid, acquire_seconds=acquire_seconds, user=user, password=password)
-    return guard_process.start(__file__, config, [m["name"] for m in members], acquire_seconds, python)
+    return guard_process.start(__file__, config, [m["name"] for m in members], acquire_seconds, python,
+                               what="Redis guard")
 
 
 def release(pid):
