@@ -24,7 +24,7 @@ description:
     C(runbook) CLI maps to exit code 3). When too few members answer and no other run is in sight, the task
     succeeds with RV(guard.held) false; M(erlmcp.dr.redis_promote) then refuses to promote.
   - Not taken in check mode. The inventory variable C(dr_redis_guard=false) opts out (a controller that cannot
-    reach the members' Redis ports): then only the run lock, and a lock folder shared by every controller, keep
+    reach the members' Redis ports) - then only the run lock, and a lock folder shared by every controller, keep
     two runs apart.
 author:
   - erlmcp.dr developers (!UNKNOWN)
@@ -98,7 +98,7 @@ guard:
       description: Whether a majority is held.
       type: bool
     token:
-      description: This run's token (when held): what the promotion re-checks and records.
+      description: This run's token (when held) - what the promotion re-checks and records.
       type: str
     pid:
       description: The holder process (when held).
