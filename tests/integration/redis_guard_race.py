@@ -32,6 +32,7 @@ from ansible_collections.erlmcp.dr.plugins.module_utils._wait import wait_for  #
 DEADLINE = 90  # a hang guard for every awaited condition, never a timing assertion
 NODES = ("redis-a", "redis-b", "redis-c")
 REFUSAL = "another run holds the Redis guard"
+parse_name = _redis_guard.parse_name
 
 
 def client(cfg: lab.LabConfig, node: str, timeout: float = 1.0) -> redis.Redis:

@@ -14,7 +14,7 @@ import signal
 
 import pytest
 from guard_race import Controller, holder_pids, one_writer_one_promotion
-from redis_guard_race import guard_names, holding, prepare, race_pair, roles
+from redis_guard_race import client, guard_names, holding, parse_name, prepare, race_pair, roles
 from runbook_helpers import DEADLINE, wait_for
 
 pytestmark = pytest.mark.integration
@@ -42,9 +42,15 @@ def _holder_pids(controller: Controller) -> list[int]:
     return holder_pids(controller, "_redis_guard.py")
 
 
+def _guard_connections(cfg, node: str) -> list[dict]:
+    with client(cfg, node) as conn:
+        return [row for row in conn.client_list() if parse_name(row.get("name"))]
+
+
 def test_a_redis_failover_whose_holder_died_refuses_to_promote(fresh_lab, tmp_path):
-    """The holder's connections closed (it was killed) free every member at once, and the run, re-checking right
-    before FAILOVER, refuses: redis-a stays the only primary."""
+    """A member that dropped the holder's connection (as a restart does) is taken again by the holder; the holder's
+    connections closed (it was killed) free every member at once, and the run, re-checking right before FAILOVER,
+    refuses: redis-a stays the only primary."""
     cfg = fresh_lab
     controller = Controller.make(cfg, "controller-a", tmp_path / "a")
     run = controller.start("cli", "redis_failover", ["candidate=redis-b"])
@@ -53,6 +59,13 @@ def test_a_redis_failover_whose_holder_died_refuses_to_promote(fresh_lab, tmp_pa
     assert pid and run.poll() is None, run.communicate()[0]
     os.kill(pid, signal.SIGSTOP)
     try:
+        wait_for(lambda: len(_guard_connections(cfg, "redis-c")) == 1, DEADLINE, interval=0.01,
+                 what="the guard held on redis-c")
+        [dropped] = _guard_connections(cfg, "redis-c")
+        with client(cfg, "redis-c") as conn:
+            conn.client_kill_filter(_id=dropped["id"])
+        wait_for(lambda: [(row["id"] != dropped["id"], row["name"]) for row in _guard_connections(cfg, "redis-c")]
+                 == [(True, dropped["name"])], DEADLINE, interval=0.02, what="the holder takes redis-c again")
         for holder in _holder_pids(controller):
             os.kill(holder, signal.SIGKILL)
         wait_for(lambda: guard_names(cfg) == [], DEADLINE, interval=0.01, what="the members forget the guard")
