@@ -256,8 +256,8 @@ class Holder(object):
                       holders=[dict(member=name, **conn) for name in sorted(self.seen) for conn in self.seen[name]],
                       errors=dict(self.errors))
         if ok:
-            result["msg"] = "the Redis guard is held on %s of %s members (%s)" % (len(held), len(names),
-                                                                                ", ".join(held))
+            result["msg"] = "the Redis guard is held on %s of %s members (%s)" % (
+                len(held), len(names), ", ".join(held))
             return result
         unreachable = "; ".join("%s (%s)" % item for item in sorted(self.errors.items())) or "none"
         opt_out = ("dr_redis_guard: false in the inventory runs without the guard, where two controllers could both "

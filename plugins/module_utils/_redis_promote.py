@@ -276,8 +276,8 @@ def check_guard(params, members, facts):
         raise rd.RedisError(
             "refusing to promote %s: this run's Redis guard (token %s) shows on %s of %s members (%s), a majority "
             "(%s) is needed (redis_guard). Its holder ended or another run took the guard; nothing was promoted. "
-            "Run again once no other run is active." % (params["candidate"], guard["token"], len(held),
-                                                       len(members), ", ".join(held) or "none", needed))
+            "Run again once no other run is active."
+            % (params["candidate"], guard["token"], len(held), len(members), ", ".join(held) or "none", needed))
     facts["guard_token"] = guard["token"]
 
 
