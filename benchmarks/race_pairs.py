@@ -38,18 +38,23 @@ SHAPES = [(kind, frozen, entries) for frozen, entries, kind in itertools.product
     (False, True), (("cli", "cli"), ("cli", "playbook")), ("switchover", "failover"))]
 
 
-def run_pairs(count: int, workdir: Path) -> list[dict[str, Any]]:
+def run_pairs(count: int, workdir: Path, shapes: list = SHAPES, prepare_pair: Any = prepare, race: Any = race_pair,
+              line: Any = None, settle: Any = None) -> list[dict[str, Any]]:
+    """`count` pairs on fresh labs, the shapes in turn; benchmarks/redis_race_pairs.py passes Redis's shapes,
+    preparation, race, table line and settling (the replicas linked)."""
     fresh = FreshLab(workdir)
     rows = []
     try:
         for index in range(count):
-            kind, frozen, entries = SHAPES[index % len(SHAPES)]
+            kind, frozen, entries = shapes[index % len(shapes)]
             cfg = fresh.reset()
-            candidates = prepare(cfg, kind)
-            pair = race_pair(cfg, workdir / f"pair-{index}", kind, entries, candidates, frozen=frozen)
+            if settle is not None:
+                settle(cfg)
+            candidates = prepare_pair(cfg, kind)
+            pair = race(cfg, workdir / f"pair-{index}", kind, entries, candidates, frozen=frozen)
             row = dict(pair.to_dict(), pair=index, mode="frozen" if frozen else "race")
             rows.append(row)
-            print(_line(row), flush=True)
+            print((line or _line)(row), flush=True)
     finally:
         fresh.close()
     return rows
@@ -64,7 +69,7 @@ def _line(row: dict[str, Any]) -> str:
             f"timeline {row['timeline_before']}->{row['timeline_after']}  {row['seconds']:.1f}s")
 
 
-def totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def totals(rows: list[dict[str, Any]], shapes: list = SHAPES) -> dict[str, Any]:
     return dict(
         pairs=len(rows),
         pairs_with_two_writer_samples=sum(1 for r in rows if r["two_writer_rounds"]),
@@ -77,36 +82,42 @@ def totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
             refused and not promoted for refused, promoted in zip(r["refused_by_guard"], r["promoted"], strict=True))),
         by_shape={f"{kind}/{'frozen' if frozen else 'race'}/{'+'.join(entries)}": sum(
             1 for r in rows if (r["kind"], r["mode"] == "frozen", tuple(r["entries"])) == (kind, frozen, entries))
-            for kind, frozen, entries in SHAPES},
+            for kind, frozen, entries in shapes},
     )
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pairs", type=int, default=100, help="how many racing pairs (default 100)")
+def main(description: str = __doc__, run: Any = None, summarize: Any = None, result_name: str = "race-pairs",
+         default_pairs: int = 100, failures: tuple[str, ...] = ("two_writer_samples", "pairs_with_two_promotions"),
+         ) -> int:
+    """Parse --pairs/--json, run the pairs in a scratch folder, write benchmarks/results/<date>-<result_name>.json.
+    benchmarks/redis_race_pairs.py calls it with its own pairs, totals and name; exit 1 when a `failures` total is
+    not 0."""
+    run, summarize = run or run_pairs, summarize or totals
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs", type=int, default=default_pairs,
+                        help=f"how many racing pairs (default {default_pairs})")
     parser.add_argument("--json", action="store_true", help="print the JSON instead of the table")
     args = parser.parse_args()
     if args.pairs < 1:
         parser.error(f"--pairs must be 1 or more, got {args.pairs}")
     started = time.monotonic()
-    root = Path(tempfile.mkdtemp(prefix="erlmcp-race-pairs-"))
+    root = Path(tempfile.mkdtemp(prefix=f"erlmcp-{result_name}-"))
     root.chmod(0o755)  # the lab runs as the lab's OS user below it
     try:
-        rows = run_pairs(args.pairs, root)
+        rows = run(args.pairs, root)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     result = dict(date=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-                  seconds=round(time.monotonic() - started, 1), totals=totals(rows), pairs=rows)
+                  seconds=round(time.monotonic() - started, 1), totals=summarize(rows), pairs=rows)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"{datetime.date.today().isoformat()}-race-pairs.json"
+    path = RESULTS_DIR / f"{datetime.date.today().isoformat()}-{result_name}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         print(json.dumps(result["totals"], indent=2))
         print(f"written to {path}")
-    return 0 if not result["totals"]["two_writer_samples"] and not result["totals"]["pairs_with_two_promotions"] \
-        else 1
+    return 1 if any(result["totals"][name] for name in failures) else 0
 
 
 if __name__ == "__main__":

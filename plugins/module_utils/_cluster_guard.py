@@ -21,19 +21,23 @@ the members must show the lock granted to this run's session (its application_na
 whose holder died, or lost its majority, refuses to promote. See docs/design.md, "The cluster guard", for what this
 guarantees and what it does not.
 
-The holder and its callers share this file; the holder imports nothing but psycopg (the controller's).
+The holder and its callers share this file; the holder process's skeleton (start and handshake, release, the
+watch of ansible-playbook, the hold loop) is _guard_process.py, shared with the Redis guard. The holder imports
+nothing but psycopg (the controller's) and that sibling.
 """
 
 from __future__ import absolute_import, division, print_function
 
-import json
 import os
 import random
-import select
-import signal
-import subprocess
 import sys
 import time
+
+if __name__ == "__main__":  # the holder, run as a script: its sibling, never another copy of the collection
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import _guard_process as guard_process  # noqa: E402 pylint: disable=import-error
+else:
+    from ansible_collections.erlmcp.dr.plugins.module_utils import _guard_process as guard_process
 
 # The advisory lock's key, in its two-int4 form (pg_locks shows it as classid, objid, objsubid 2): "ERLD", 1.
 GUARD_CLASSID = 0x45524C44
@@ -43,8 +47,6 @@ GUARD_OBJID = 1
 GUARD_DB = "postgres"
 APPLICATION_PREFIX = "erlmcp.dr.guard "
 ACQUIRE_SECONDS = 5.0  # how long a start contends for the guard (others release their partial takes within it)
-HOLD_POLL_SECONDS = 0.5  # how often the holder checks its sessions and takes the lock again where one dropped
-HANDSHAKE_SECONDS = 60.0
 
 _HOLDERS_SQL = """
 SELECT a.application_name, host(a.client_addr) AS client_addr, a.backend_start::text AS since
@@ -58,9 +60,7 @@ WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s AND l.objid = %s 
 """
 
 
-def majority(total):
-    """The strict majority of `total` members."""
-    return total // 2 + 1
+majority = guard_process.majority
 
 
 def application_name(token):
@@ -71,18 +71,13 @@ TOKEN_MAX = 63 - len(APPLICATION_PREFIX)  # application_name keeps 63 bytes
 
 
 def new_token(run_id=None):
-    """A run's guard token: the run's id (what its run lock, result and audit records name) and a random suffix,
-    within application_name's 63 bytes; a long or missing run id gives a time and a longer random part."""
-    suffix = os.urandom(2).hex()
-    if run_id and len(run_id) + 1 + len(suffix) <= TOKEN_MAX and run_id.isprintable():
-        return "%s-%s" % (run_id, suffix)
-    return "%s-%s" % (time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()), os.urandom(6).hex())
+    """A run's guard token: the run's id and a random suffix, within application_name's 63 bytes."""
+    return guard_process.new_token(run_id, TOKEN_MAX)
 
 
 def run_id_of(holder_application_name):
     """The run id in another holder's application_name (its token without the random suffix)."""
-    token = (holder_application_name or "")[len(APPLICATION_PREFIX):]
-    return token.rsplit("-", 1)[0] if "-" in token else token
+    return guard_process.run_id_of((holder_application_name or "")[len(APPLICATION_PREFIX):])
 
 
 # ---------------------------------------------------------------- the caller's side (pg_begin, pg_promote)
@@ -96,76 +91,15 @@ def start(members, token, watch_pid, acquire_seconds=ACQUIRE_SECONDS, python=Non
     holder on its stdin, never on its command line.
     """
     config = dict(members=members, token=token, watch_pid=watch_pid, acquire_seconds=acquire_seconds)
-    # The holder must outlive this task's worker (it is a long-lived process, not a command whose output a module
-    # waits for), which run_command cannot give; it runs on the controller, from erlmcp.dr.pg_begin's action.
-    # pylint: disable-next=ansible-bad-function
-    proc = subprocess.Popen([python or sys.executable, os.path.abspath(__file__)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, close_fds=True)
-    proc.stdin.write(json.dumps(config).encode("utf-8"))
-    proc.stdin.close()
-    line = _read_line(proc.stdout, HANDSHAKE_SECONDS + acquire_seconds)
-    proc.stdout.close()
-    try:
-        answer = json.loads(line.decode("utf-8")) if line else None
-    except ValueError:
-        answer = None
-    if not isinstance(answer, dict):
-        _stop(proc)
-        return dict(ok=False, held=[], missing=[m["name"] for m in members], majority=majority(len(members)),
-                    total=len(members), holders=[], token=token,
-                    msg="the cluster guard's holder did not answer (%s)"
-                    % (line or b"no output").decode("utf-8", "replace"))
-    if answer.get("ok"):
-        answer["pid"] = proc.pid
-    else:
-        proc.wait()
-    return answer
-
-
-def _read_line(stream, timeout):
-    deadline = time.monotonic() + timeout
-    data = b""
-    fd = stream.fileno()
-    while not data.endswith(b"\n"):
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([fd], [], [], left)[0]:
-            return data
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            return data
-        data += chunk
-    return data
-
-
-def _stop(proc):
-    try:
-        proc.kill()
-    except OSError:
-        pass
-    proc.wait()
+    return guard_process.start(__file__, config, [m["name"] for m in members], acquire_seconds, python,
+                               what="cluster guard")
 
 
 def release(pid, token):
-    """End the holder `pid` (its sessions close, the members release the lock), if it still is this run's holder.
-
-    Returns True when a holder was signalled. A pid reused by another process is left alone (its command line is
-    not this file's with this token's config), so release is safe to call late.
-    """
-    if not pid or not _is_holder(pid):
-        return False
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except OSError:
-        return False
-    return True
-
-
-def _is_holder(pid):
-    try:
-        with open("/proc/%d/cmdline" % int(pid), "rb") as handle:
-            return os.path.basename(__file__).encode() in handle.read()
-    except (OSError, ValueError):
-        return False
+    """End the holder `pid` (its sessions close, the members release the lock), if it still is a holder of this
+    guard. Returns True when a holder was signalled; a pid reused by another process is left alone, so release is
+    safe to call late."""
+    return guard_process.release(pid, __file__)
 
 
 def held_by(conn, token):
@@ -279,24 +213,16 @@ class Holder(object):
                    ", ".join(others) or "nobody"))
         return result
 
-    def hold(self, watch_pid):
-        """Hold until the watched process ends or this one is told to stop; take the lock again on members whose
-        session dropped (stopped, restarted, rewound) as they come back."""
-        stop = []
-        signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
-        signal.signal(signal.SIGINT, lambda *_: stop.append(True))
-        watched = _watch(watch_pid)
-        while not stop:
-            if watched.ended(HOLD_POLL_SECONDS):
-                break
-            for member in self.members:
-                conn = self.conns.get(member["name"])
-                if conn is not None and not _alive(conn):
-                    self.conns.pop(member["name"], None)
-                    conn = None
-                if conn is None:
-                    self.try_member(member)
-        self.drop_all()
+    def keep(self):
+        """One pass while holding (guard_process.hold): take the lock again on members whose session dropped
+        (stopped, restarted, rewound) as they come back."""
+        for member in self.members:
+            conn = self.conns.get(member["name"])
+            if conn is not None and not _alive(conn):
+                self.conns.pop(member["name"], None)
+                conn = None
+            if conn is None:
+                self.try_member(member)
 
 
 def _alive(conn):
@@ -311,62 +237,5 @@ def _alive(conn):
         return False
 
 
-class _watch(object):
-    """The watched process's end: a pidfd where the kernel has them (no pid reuse race), else polling its pid."""
-
-    def __init__(self, pid):
-        self.pid = pid
-        self.fd = None
-        if pid and hasattr(os, "pidfd_open"):
-            try:
-                self.fd = os.pidfd_open(pid)
-            except OSError:
-                self.fd = None
-
-    def ended(self, timeout):
-        if not self.pid:
-            time.sleep(timeout)
-            return False
-        if self.fd is not None:
-            return bool(select.select([self.fd], [], [], timeout)[0])
-        time.sleep(timeout)
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return True
-        except OSError:
-            return False
-        return False
-
-
-def main():
-    config = json.loads(sys.stdin.read())
-    try:
-        import psycopg  # noqa: F401 - the holder's one dependency, checked before anything is taken
-    except ImportError as exc:
-        names = [m["name"] for m in config["members"]]
-        answer = dict(ok=False, held=[], missing=names, majority=majority(len(names)), total=len(names), holders=[],
-                      token=config["token"],
-                      msg="the cluster guard needs psycopg in the controller's Python (%s): %s" % (sys.executable, exc))
-        os.write(sys.stdout.fileno(), (json.dumps(answer) + "\n").encode("utf-8"))
-        return 1
-    holder = Holder(config)
-    watched_alive = True
-    try:
-        os.kill(config["watch_pid"], 0)
-    except ProcessLookupError:
-        watched_alive = False
-    ok = watched_alive and holder.acquire()
-    out = os.fdopen(sys.stdout.fileno(), "w")
-    out.write(json.dumps(holder.answer(ok)) + "\n")
-    out.flush()
-    out.close()
-    if not ok:
-        holder.drop_all()
-        return 1
-    holder.hold(config["watch_pid"])
-    return 0
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(guard_process.serve(Holder, "psycopg", "cluster guard"))

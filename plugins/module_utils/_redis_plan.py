@@ -211,7 +211,8 @@ def summary(runbook, target_plan, steps, completed=False, check_mode=False, meta
     """What a Redis runbook publishes (set_stats key `summary`): the envelope (_summary.envelope) built from what
     its steps returned, never the plan, with Redis's facts under `details`.
 
-    steps: backup / restore / promote / app_config / end_state / lock, each a registered result or {}.
+    steps: backup / restore / promote / app_config / end_state / lock / guard (redis_guard's `guard`), each a
+    registered result or {}.
     meta: the runbook's metadata (vars.runbook: point_of_no_return, rpo_seconds).
     """
     target_plan, meta = target_plan or {}, meta or {}
@@ -224,6 +225,10 @@ def summary(runbook, target_plan, steps, completed=False, check_mode=False, meta
         details.update(_restore_summary(steps["restore"], did, check_mode))
     if steps.get("promote"):
         details.update(_promote_summary(steps["promote"], did, check_mode))
+    if "guard" in steps:
+        # The Redis guard this run held, and the token its promotion was re-checked under (the fencing value).
+        details.update(guard=steps["guard"].get("token") if steps["guard"].get("held") else None,
+                       promoted_under_guard=(steps.get("promote") or {}).get("guard_token"))
     if steps.get("app_config"):
         app = steps["app_config"]
         if app.get("changed") and not app.get("failed") and not check_mode:

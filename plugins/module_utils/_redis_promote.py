@@ -25,6 +25,7 @@ from __future__ import annotations
 import time
 
 from ansible_collections.erlmcp.dr.plugins.module_utils import _redis as rd
+from ansible_collections.erlmcp.dr.plugins.module_utils import _redis_guard
 from ansible_collections.erlmcp.dr.plugins.module_utils._errors import ModuleFailure
 from ansible_collections.erlmcp.dr.plugins.module_utils._wait import WaitTimeout, wait_for
 
@@ -37,7 +38,7 @@ def run(params, check_mode=False, diff=False, warn=None):
     members = dict((m["name"], m) for m in params["members"])
     candidate = params["candidate"]
     facts = dict(changed=False, candidate=candidate, promoted=False, old_primary=None, fence=None,
-                 lag_bytes_at_gate=None, repointed=[], unreachable_nodes=[], durations={})
+                 lag_bytes_at_gate=None, repointed=[], unreachable_nodes=[], durations={}, guard_token=None)
     with rd.translate_errors(facts, "while promoting %s" % candidate):
         nodes = read_members(params, members)
         facts["before"] = _roles(nodes)
@@ -212,6 +213,7 @@ def _coordinated_failover(params, members, nodes, plan, facts):
     host = seen[0]["host"] if seen else cand["host"]
     client = rd.connect(_conn(params, members[old]))
     with client:
+        check_guard(params, members, facts)
         client.execute_command("FAILOVER", "TO", host, int(cand["port"]), "TIMEOUT", timeout_ms)
 
         def done():
@@ -242,9 +244,41 @@ def _promote_alone(params, members, candidate, facts):
                             "and the old primary is handed over by FAILOVER" % (", ".join(writers), candidate))
     client = rd.connect(_conn(params, members[candidate]))
     with client:
+        check_guard(params, members, facts)
         client.execute_command("REPLICAOF", "NO", "ONE")
     facts.update(promoted=True, fence="unreachable")
     _persist(params, members[candidate])
+
+
+def check_guard(params, members, facts):
+    """The Redis guard's re-check, the last thing before the promotion: a majority of the members must show this
+    run's holder connection (`hold`, no other run's), read now on this step's own connections. A run whose holder
+    died, or that lost its majority to another run, refuses (redis_guard). No guard (dr_redis_guard: false): no
+    check. The token checked is the promotion's fencing value (guard_token)."""
+    guard = params.get("guard")
+    if not guard or not guard.get("enabled"):
+        return
+    if not guard.get("held") or not guard.get("token"):
+        raise rd.RedisError("refusing to promote without the Redis guard (redis_guard): %s"
+                            % (guard.get("msg") or "it was not taken"))
+    clients = {}
+    for name, member in members.items():
+        try:
+            client = rd.connect(_conn(params, member))
+            with client:
+                clients[name] = client.client_list()
+        except Exception as exc:  # a member that does not answer shows no guard
+            if not (isinstance(exc, rd.RedisError) or rd.is_driver_error(exc)):
+                raise
+    held = _redis_guard.held_members(clients, guard["token"])
+    needed = _redis_guard.majority(len(members))
+    if len(held) < needed:
+        raise rd.RedisError(
+            "refusing to promote %s: this run's Redis guard (token %s) shows on %s of %s members (%s), a majority "
+            "(%s) is needed (redis_guard). Its holder ended or another run took the guard; nothing was promoted. "
+            "Run again once no other run is active."
+            % (params["candidate"], guard["token"], len(held), len(members), ", ".join(held) or "none", needed))
+    facts["guard_token"] = guard["token"]
 
 
 def _is_primary(params, member):

@@ -70,6 +70,15 @@ options:
     type: list
     elements: str
     default: []
+  guard:
+    description:
+      - The Redis guard this run holds, the C(guard) returned by M(erlmcp.dr.redis_guard) (C(enabled), C(held),
+        C(token)). When enabled, right before C(REPLICAOF NO ONE) or C(FAILOVER) a strict majority of O(members)
+        must show this run's holder connection (named C(erlmcp-dr-guard:hold:<token>)) and no other run's, read on
+        this step's own connections; otherwise nothing is promoted and the module fails naming C(redis_guard). An
+        enabled guard that was not held refuses any promotion.
+      - Omitted, or not enabled (C(dr_redis_guard=false), check mode), no re-check is made.
+    type: dict
   catchup_timeout:
     description: Seconds the candidate gets to reach the old primary's offset during the C(FAILOVER) (writes paused).
     type: float
@@ -151,6 +160,12 @@ after:
   description: The same, after.
   returned: when something was done, or nothing was needed
   type: dict
+guard_token:
+  description: >-
+    The token of the Redis guard the promotion was re-checked under (the promotion's fencing value); null when no
+    promotion was made or no guard was given.
+  returned: always
+  type: str
 durations:
   description: Seconds spent promoting, repointing, in total.
   returned: always
@@ -175,6 +190,7 @@ def argument_spec():
         max_lag_bytes=dict(type="int", default=0),
         force=dict(type="bool", default=False),
         demote=dict(type="list", elements="str", default=[]),
+        guard=dict(type="dict"),
         catchup_timeout=dict(type="float", default=10),
         wait_timeout=dict(type="float", default=60),
         poll_interval=dict(type="float", default=0.1),

@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import psycopg
 import yaml
@@ -101,10 +101,11 @@ class RunOutcome:
     rc: int
     output: str
     promoted: bool
+    refusal: str = "another run holds the cluster guard"  # what the guard's refusal says (redis_guard_race: Redis's)
 
     @property
     def refused_by_guard(self) -> bool:
-        return "another run holds the cluster guard" in self.output
+        return self.refusal in self.output
 
 
 @dataclass
@@ -182,14 +183,69 @@ def _finish(proc: subprocess.Popen) -> str:
     return out or ""
 
 
+def run_pair(controllers: list[Controller], entries: tuple[str, str], runbook: str, extravars: list[list[str]], *,
+             frozen: bool, holds: Callable[[], Any], notes: list[str]) -> tuple[list[subprocess.Popen], list[str]]:
+    """Run `runbook` from both controllers (extravars[i] for the i-th); the processes and their outputs.
+
+    frozen: the first starts alone; once it holds the guard (`holds()`) its ansible-playbook is stopped (SIGSTOP:
+    alive, so its guard still held) while the second runs to its end, then it goes on - whatever the machine's
+    speed, the second meets a held guard. Not frozen: both start at the same moment, a true race.
+    """
+    if frozen:
+        first = controllers[0].start(entries[0], runbook, extravars[0])
+        wait_for(lambda: holds() or first.poll() is not None, DEADLINE, interval=0.005,
+                 what="the first run holds the guard")
+        pid = controllers[0].playbook_pid()
+        if first.poll() is None and pid:
+            os.kill(pid, signal.SIGSTOP)
+        else:
+            notes.append("the first run could not be frozen (it ended, or its lock record was gone)")
+        try:
+            second = controllers[1].start(entries[1], runbook, extravars[1])
+            second_out = _finish(second)
+        finally:
+            if pid:
+                try:
+                    os.kill(pid, signal.SIGCONT)
+                except ProcessLookupError:
+                    pass
+        return [first, second], [_finish(first), second_out]
+    started = []
+    gate = threading.Barrier(2)
+
+    def start(index: int) -> None:
+        gate.wait()
+        started.append((index, controllers[index].start(entries[index], runbook, extravars[index])))
+
+    threads = [threading.Thread(target=start, args=(i,)) for i in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    procs = [proc for _i, proc in sorted(started, key=lambda item: item[0])]
+    return procs, [_finish(proc) for proc in procs]
+
+
+def holder_pids(controller: Controller, script: str) -> list[int]:
+    """The guard holders (processes running `script`) started by this controller's runs: their environment names
+    its home."""
+    found = []
+    home = f"ERLMCP_DR_HOME={controller.root / 'home'}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if script.encode() in (entry / "cmdline").read_bytes() and home in (entry / "environ").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
 def race_pair(cfg: lab.LabConfig, root: Path, kind: str, entries: tuple[str, str], candidates: tuple[str, str],
               *, frozen: bool) -> PairOutcome:
-    """Two runs of database_<kind> from two controllers on `cfg`, candidates[0] for the first, [1] for the second.
-
-    frozen: the first starts alone; once it holds the guard its ansible-playbook is stopped (SIGSTOP: alive, so its
-    guard still held) while the second runs to its end, then it goes on - whatever the machine's speed, the second
-    meets a held guard. Not frozen: both start at the same moment, a true race.
-    """
+    """Two runs of database_<kind> from two controllers on `cfg`, candidates[0] for the first, [1] for the second
+    (frozen: see run_pair)."""
     runbook = f"database_{kind}"
     controllers = [Controller.make(cfg, name, root / name) for name in ("controller-a", "controller-b")]
     before = timelines(cfg)
@@ -198,41 +254,8 @@ def race_pair(cfg: lab.LabConfig, root: Path, kind: str, entries: tuple[str, str
     started = time.monotonic()
     notes: list[str] = []
     with WritersSampler({n.name: dict(n.conn_params(), connect_timeout=1) for n in cfg.nodes}) as sampler:
-        if frozen:
-            first = controllers[0].start(entries[0], runbook, extravars[0])
-            wait_for(lambda: guard_holders(cfg) or first.poll() is not None, DEADLINE, interval=0.005,
-                     what="the first run holds the cluster guard")
-            pid = controllers[0].playbook_pid()
-            if first.poll() is None and pid:
-                os.kill(pid, signal.SIGSTOP)
-            else:
-                notes.append("the first run could not be frozen (it ended, or its lock record was gone)")
-            try:
-                second = controllers[1].start(entries[1], runbook, extravars[1])
-                second_out = _finish(second)
-            finally:
-                if pid:
-                    try:
-                        os.kill(pid, signal.SIGCONT)
-                    except ProcessLookupError:
-                        pass
-            outputs = [_finish(first), second_out]
-            procs = [first, second]
-        else:
-            procs = []
-            gate = threading.Barrier(2)
-
-            def start(index: int) -> None:
-                gate.wait()
-                procs.append((index, controllers[index].start(entries[index], runbook, extravars[index])))
-
-            threads = [threading.Thread(target=start, args=(i,)) for i in (0, 1)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-            procs = [proc for _i, proc in sorted(procs, key=lambda item: item[0])]
-            outputs = [_finish(proc) for proc in procs]
+        procs, outputs = run_pair(controllers, entries, runbook, extravars, frozen=frozen,
+                                  holds=lambda: guard_holders(cfg), notes=notes)
     after = timelines(cfg)
     primaries = sorted(name for name, (role, _t) in after.items() if role == "primary")
     runs = [RunOutcome(c.name, e, p.returncode, out + c.run_results(), _promoted(e, out))
@@ -243,6 +266,22 @@ def race_pair(cfg: lab.LabConfig, root: Path, kind: str, entries: tuple[str, str
                        timeline_after=max((t for name, (_r, t) in after.items() if name in primaries and t),
                                           default=None),
                        primaries_after=primaries, seconds=time.monotonic() - started, notes=notes)
+
+
+def one_writer_one_promotion(pair: Any) -> tuple[RunOutcome, RunOutcome, str]:
+    """What every racing pair must show (PostgreSQL's and Redis's): enough samples, never two writable primaries, one
+    promotion, one primary after, the winner rc 0 and the loser turned away by the guard, saying so. Returns the
+    winner, the loser and both runs' outputs (for the caller's own assertions)."""
+    described = "\n".join(f"--- {run.controller} ({run.entry}) rc={run.rc}\n{run.output[-2500:]}" for run in pair.runs)
+    assert pair.sampler_rounds > 50, described
+    assert pair.two_writer_rounds == 0 and pair.max_writable <= 1, f"two writable primaries: {pair.to_dict()}"
+    assert pair.promotions == 1, f"{pair.promotions} runs promoted: {pair.to_dict()}\n{described}"
+    assert len(pair.primaries_after) == 1, pair.to_dict()
+    winner = next(run for run in pair.runs if run.promoted)
+    loser = next(run for run in pair.runs if not run.promoted)
+    assert winner.rc == 0, described
+    assert loser.rc != 0 and loser.refused_by_guard, described
+    return winner, loser, described
 
 
 def prepare(cfg: lab.LabConfig, kind: str) -> tuple[str, str]:

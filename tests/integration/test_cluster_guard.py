@@ -10,10 +10,18 @@ from __future__ import annotations
 
 import os
 import signal
-from pathlib import Path
 
 import pytest
-from guard_race import Controller, crash_primary, guard_holders, prepare, race_pair, timelines
+from guard_race import (
+    Controller,
+    crash_primary,
+    guard_holders,
+    holder_pids,
+    one_writer_one_promotion,
+    prepare,
+    race_pair,
+    timelines,
+)
 from runbook_helpers import DEADLINE, wait_for
 
 from erlmcp_dr import lab
@@ -22,16 +30,8 @@ pytestmark = pytest.mark.integration
 
 
 def assert_one_writer_one_promotion(pair) -> None:
-    described = "\n".join(f"--- {run.controller} ({run.entry}) rc={run.rc}\n{run.output[-2500:]}" for run in pair.runs)
-    assert pair.sampler_rounds > 50, described
-    assert pair.two_writer_rounds == 0 and pair.max_writable <= 1, f"two writable primaries: {pair.to_dict()}"
-    assert pair.promotions == 1, f"{pair.promotions} runs promoted: {pair.to_dict()}\n{described}"
-    assert len(pair.primaries_after) == 1, pair.to_dict()
+    one_writer_one_promotion(pair)  # one promotion, the loser turned away by the guard, saying so
     assert pair.timeline_after == pair.timeline_before + 1, pair.to_dict()  # one promotion, not two in a row
-    winner = next(run for run in pair.runs if run.promoted)
-    loser = next(run for run in pair.runs if not run.promoted)
-    assert winner.rc == 0, described
-    assert loser.rc != 0 and loser.refused_by_guard, described  # turned away by the guard, saying so
 
 
 @pytest.mark.parametrize(("kind", "frozen"), [("switchover", True), ("switchover", False), ("failover", True),
@@ -54,18 +54,7 @@ def test_cli_and_plain_ansible_playbook_from_two_controllers_never_both_promote(
 
 
 def _holder_pids(controller: Controller) -> list[int]:
-    """The guard holders started by this controller's runs (their environment names its home)."""
-    found = []
-    home = f"ERLMCP_DR_HOME={controller.root / 'home'}".encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if b"_cluster_guard.py" in (entry / "cmdline").read_bytes() and home in (entry / "environ").read_bytes():
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
+    return holder_pids(controller, "_cluster_guard.py")
 
 
 def test_a_run_whose_guard_was_lost_refuses_to_promote_and_starts_the_old_primary_again(fresh_lab, tmp_path):
