@@ -38,7 +38,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from erlmcp_dr import lab_app, lab_bia, lab_dns, lab_etcd, lab_pgbackrest, lab_ports, lab_regions, paths
+from erlmcp_dr import lab_app, lab_bia, lab_dns, lab_etcd, lab_pgbackrest, lab_ports, lab_residency, paths
 from erlmcp_dr.lab_config import (  # noqa: F401  (the lab's shape, also read as lab.X)
     APP_PORT_OFFSET,
     DEFAULT_PORT_BASE,
@@ -800,7 +800,7 @@ def inventory(cfg: LabConfig, lab_dir_expr: str | None = None, *, own_lock_dir: 
         **lab_app.notify_vars(cfg),
         "dr_app_redis_config_path": f"{root}/app/redis.json",
         **lab_bia.inventory_vars(),  # the BIA example `runbook bia` reads (lab_bia.py)
-        **lab_regions.inventory_vars(),  # jurisdictions and dataset classes: the residency guard's data
+        **lab_residency.inventory_vars(),  # jurisdictions and dataset classes: the residency guard's data
         **lab_pgbackrest.inventory_vars(root),  # the repository pg_backup and pg_restore drive
         **({"dr_lock_dir": f"{root}/locks"} if own_lock_dir else {}),
         **lab_etcd.lab_inventory_vars(cfg),

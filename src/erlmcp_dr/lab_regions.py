@@ -1,9 +1,5 @@
-"""The lab's regions as a regional failover sees them: jurisdictions, dataset classes, and a whole region's failure.
+"""A whole lab region's failure and return, as a regional failover meets them (its residency data: lab_residency.py).
 
-- `inventory_vars()`: what lab.inventory() adds to the `all` vars so the residency guard has something to decide:
-  regions a and c in the EU, b in the US (`dr_regions`), the lab's two datasets with their class (`dr_datasets`:
-  the application's writes in PostgreSQL and its sessions in Redis, both card data, PCI, which the seeds let live
-  in the US or the EU) and the seeds' rules (`dr_residency_rules`: PII in the EU, PHI in the US, PCI in either).
 - `fail_region(cfg, region)` (`runbook lab fail-region a`): kill -9, by PID, the region's PostgreSQL postmaster,
   Redis server and application instance: a region that vanished, not one shut down cleanly.
 - `restore_region(cfg, region)` (`runbook lab restore-region a`): start them again without ever making a second
@@ -18,23 +14,6 @@ import signal
 from typing import Any, Dict, List, Optional
 
 from erlmcp_dr.lab_config import LabConfig, LabRedisNode
-
-# lab.py imports this module for inventory_vars(); the functions that drive the lab import lab (and lab_app) when
-# they run, so the two modules do not import each other at load time.
-
-JURISDICTIONS: Dict[str, str] = {"a": "EU", "b": "US", "c": "EU"}
-DATASETS: Dict[str, Dict[str, Any]] = {
-    "app_writes": {"class": "PCI", "systems": ["postgres"], "description": "the application's writes (table "
-                                                                         "erlmcp_app_writes)"},
-    "sessions": {"class": "PCI", "systems": ["redis"], "description": "the application's sessions (erlmcp:session:*)"},
-}
-RULES: Dict[str, List[str]] = {"PII": ["EU"], "PHI": ["US"], "PCI": ["US", "EU"]}
-
-
-def inventory_vars() -> Dict[str, Any]:
-    return {"dr_regions": {region: {"jurisdiction": place} for region, place in JURISDICTIONS.items()},
-            "dr_datasets": {name: dict(entry) for name, entry in DATASETS.items()},
-            "dr_residency_rules": {name: list(places) for name, places in RULES.items()}}
 
 
 def regions(cfg: LabConfig) -> List[str]:

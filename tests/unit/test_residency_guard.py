@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from erlmcp_dr import lab_regions, paths
+from erlmcp_dr import lab_residency, paths
 
 paths.ensure_collection_importable()
 from ansible_collections.erlmcp.dr.plugins.module_utils import _residency as residency  # noqa: E402
 
-REGIONS = lab_regions.inventory_vars()["dr_regions"]
+REGIONS = lab_residency.inventory_vars()["dr_regions"]
 
 
 def datasets(**classes: str) -> dict:
@@ -15,7 +15,7 @@ def datasets(**classes: str) -> dict:
 
 
 def test_the_lab_datasets_may_move_between_every_region() -> None:
-    lab = lab_regions.inventory_vars()
+    lab = lab_residency.inventory_vars()
     for region in ("a", "b", "c"):
         verdict = residency.check(region, lab["dr_regions"], lab["dr_datasets"], lab["dr_residency_rules"])
         assert verdict.allowed and not verdict.refusals, verdict.message
