@@ -8,25 +8,23 @@ as usual."""
 
 from __future__ import annotations
 
-from ansible.plugins.action import ActionBase
 from ansible_collections.erlmcp.dr.plugins.module_utils._app_config import run
-from ansible_collections.erlmcp.dr.plugins.module_utils._module import run_on_controller, warm_driver
+from ansible_collections.erlmcp.dr.plugins.module_utils._module import warm_driver
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import POSTGRES
 from ansible_collections.erlmcp.dr.plugins.modules.app_db_config import SPEC_CHECKS, argument_spec
+from ansible_collections.erlmcp.dr.plugins.plugin_utils.engine_action import EngineAction
 
 warm_driver(POSTGRES)  # with nodes, the engine reads the cluster in the worker
 
 
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
-    _supports_check_mode = True
-
-    def run(self, tmp=None, task_vars=None):
-        super(ActionModule, self).run(tmp, task_vars)
-        return run_on_controller(self, task_vars or {}, "erlmcp.dr.app_db_config", argument_spec(), run,
-                                 needs=_reads_the_cluster, **SPEC_CHECKS)
-
-
-def _reads_the_cluster(params):
+def _reads_the_cluster_needs(params):
     """Only with nodes (a read of the cluster here) does the engine need psycopg."""
     return POSTGRES if params.get("cluster") is None else ()
+
+
+class ActionModule(EngineAction):
+    MODULE = "erlmcp.dr.app_db_config"
+    ENGINE = staticmethod(run)
+    ARGUMENT_SPEC = staticmethod(argument_spec)
+    NEEDS = staticmethod(_reads_the_cluster_needs)
+    SPEC_RULES = SPEC_CHECKS

@@ -7,19 +7,16 @@ dnspython already imported."""
 
 from __future__ import annotations
 
-from ansible.plugins.action import ActionBase
 from ansible_collections.erlmcp.dr.plugins.module_utils._dns import DNS, warm_driver
 from ansible_collections.erlmcp.dr.plugins.module_utils._dns_record import REQUIRED_IF, argument_spec, run
-from ansible_collections.erlmcp.dr.plugins.module_utils._module import run_on_controller
+from ansible_collections.erlmcp.dr.plugins.plugin_utils.engine_action import EngineAction
 
 warm_driver()
 
 
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
-    _supports_check_mode = True
-
-    def run(self, tmp=None, task_vars=None):
-        super(ActionModule, self).run(tmp, task_vars)
-        return run_on_controller(self, task_vars or {}, "erlmcp.dr.dns_record", argument_spec(), run,
-                                 needs=DNS, required_if=REQUIRED_IF)
+class ActionModule(EngineAction):
+    MODULE = "erlmcp.dr.dns_record"
+    ENGINE = staticmethod(run)
+    ARGUMENT_SPEC = staticmethod(argument_spec)
+    NEEDS = DNS
+    SPEC_RULES = {"required_if": REQUIRED_IF}

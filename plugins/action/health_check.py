@@ -7,21 +7,18 @@ several of them back to back: this saves shipping the module and starting an int
 
 from __future__ import annotations
 
-from ansible.plugins.action import ActionBase
 from ansible_collections.erlmcp.dr.plugins.module_utils._health import run
-from ansible_collections.erlmcp.dr.plugins.module_utils._module import run_on_controller, warm_driver
+from ansible_collections.erlmcp.dr.plugins.module_utils._module import warm_driver
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import POSTGRES
 from ansible_collections.erlmcp.dr.plugins.modules.health_check import REQUIRED_IF, argument_spec, needs_psycopg
+from ansible_collections.erlmcp.dr.plugins.plugin_utils.engine_action import EngineAction
 
 warm_driver(POSTGRES)
 
 
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
-    _supports_check_mode = True
-
-    def run(self, tmp=None, task_vars=None):
-        super(ActionModule, self).run(tmp, task_vars)
-        return run_on_controller(self, task_vars or {}, "erlmcp.dr.health_check", argument_spec(), run,
-                                 needs=lambda params: POSTGRES if needs_psycopg(params) else (),
-                                 required_if=REQUIRED_IF)
+class ActionModule(EngineAction):
+    MODULE = "erlmcp.dr.health_check"
+    ENGINE = staticmethod(run)
+    ARGUMENT_SPEC = staticmethod(argument_spec)
+    NEEDS = staticmethod(lambda params: POSTGRES if needs_psycopg(params) else ())
+    SPEC_RULES = {"required_if": REQUIRED_IF}

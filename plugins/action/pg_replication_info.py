@@ -6,20 +6,17 @@
 
 from __future__ import annotations
 
-from ansible.plugins.action import ActionBase
-from ansible_collections.erlmcp.dr.plugins.module_utils._module import run_on_controller, warm_driver
+from ansible_collections.erlmcp.dr.plugins.module_utils._module import warm_driver
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import POSTGRES
 from ansible_collections.erlmcp.dr.plugins.module_utils._replication_info import run
 from ansible_collections.erlmcp.dr.plugins.modules.pg_replication_info import argument_spec
+from ansible_collections.erlmcp.dr.plugins.plugin_utils.engine_action import EngineAction
 
 warm_driver(POSTGRES)
 
 
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
-    _supports_check_mode = True
-
-    def run(self, tmp=None, task_vars=None):
-        super(ActionModule, self).run(tmp, task_vars)
-        return run_on_controller(self, task_vars or {}, "erlmcp.dr.pg_replication_info", argument_spec(), run,
-                                 needs=POSTGRES)
+class ActionModule(EngineAction):
+    MODULE = "erlmcp.dr.pg_replication_info"
+    ENGINE = staticmethod(run)
+    ARGUMENT_SPEC = staticmethod(argument_spec)
+    NEEDS = POSTGRES

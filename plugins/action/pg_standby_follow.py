@@ -6,8 +6,7 @@ node is this machine (see _module.run_on_controller), else the module is shipped
 
 from __future__ import annotations
 
-from ansible.plugins.action import ActionBase
-from ansible_collections.erlmcp.dr.plugins.module_utils._module import run_on_controller, warm_driver
+from ansible_collections.erlmcp.dr.plugins.module_utils._module import warm_driver
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import POSTGRES
 from ansible_collections.erlmcp.dr.plugins.module_utils._follow import run_any
 from ansible_collections.erlmcp.dr.plugins.modules.pg_standby_follow import (
@@ -15,16 +14,14 @@ from ansible_collections.erlmcp.dr.plugins.modules.pg_standby_follow import (
     REQUIRED_ONE_OF,
     argument_spec,
 )
+from ansible_collections.erlmcp.dr.plugins.plugin_utils.engine_action import EngineAction
 
 warm_driver(POSTGRES)
 
 
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
-    _supports_check_mode = True
-
-    def run(self, tmp=None, task_vars=None):
-        super(ActionModule, self).run(tmp, task_vars)
-        return run_on_controller(self, task_vars or {}, "erlmcp.dr.pg_standby_follow", argument_spec(), run_any,
-                                 needs=POSTGRES,
-                                 required_one_of=REQUIRED_ONE_OF, mutually_exclusive=MUTUALLY_EXCLUSIVE)
+class ActionModule(EngineAction):
+    MODULE = "erlmcp.dr.pg_standby_follow"
+    ENGINE = staticmethod(run_any)
+    ARGUMENT_SPEC = staticmethod(argument_spec)
+    NEEDS = POSTGRES
+    SPEC_RULES = {"required_one_of": REQUIRED_ONE_OF, "mutually_exclusive": MUTUALLY_EXCLUSIVE}

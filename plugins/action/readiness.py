@@ -6,19 +6,17 @@ protocol, DNS, HTTP and TLS, and its probes run at once in threads; see _module.
 
 from __future__ import annotations
 
-from ansible.plugins.action import ActionBase
-from ansible_collections.erlmcp.dr.plugins.module_utils._module import run_on_controller, warm_driver
+from ansible_collections.erlmcp.dr.plugins.module_utils._module import warm_driver
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import POSTGRES
 from ansible_collections.erlmcp.dr.plugins.module_utils._readiness import run
 from ansible_collections.erlmcp.dr.plugins.modules.readiness import argument_spec
+from ansible_collections.erlmcp.dr.plugins.plugin_utils.engine_action import EngineAction
 
 warm_driver(POSTGRES)
 
 
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
-    _supports_check_mode = True
-
-    def run(self, tmp=None, task_vars=None):
-        super(ActionModule, self).run(tmp, task_vars)
-        return run_on_controller(self, task_vars or {}, "erlmcp.dr.readiness", argument_spec(), run, needs=POSTGRES)
+class ActionModule(EngineAction):
+    MODULE = "erlmcp.dr.readiness"
+    ENGINE = staticmethod(run)
+    ARGUMENT_SPEC = staticmethod(argument_spec)
+    NEEDS = POSTGRES
