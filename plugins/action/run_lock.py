@@ -136,7 +136,7 @@ class ActionModule(ActionBase):
                     owner, args["key"], "nobody holds it" if found is None else "the record found is " +
                     _lock.describe_holder(found))))
         return dict(result, failed=True, busy=True, held=False, holder=found, msg=_busy_message(
-            args["key"], found, outcome["reason"], store.store_dir, outcome["path"]))
+            args["key"], found, outcome["reason"], store, outcome["path"]))
 
     @staticmethod
     def _keep_etcd_lease(store, outcome, pid, run_id):

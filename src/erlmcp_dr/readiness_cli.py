@@ -39,7 +39,9 @@ def register(sub: Any, make_sub: Callable[..., argparse.ArgumentParser]) -> None
 def command(args: argparse.Namespace) -> int:
     from erlmcp_dr.runner import RunbookRun, RunConfig
 
-    config = RunConfig.prepare(RUNBOOK, inventory=args.inventory, playbooks_dir=args.playbooks_dir)
+    # Report mode: this command's exit code is the verdict; the run itself succeeds once the checks are published.
+    config = RunConfig.prepare(RUNBOOK, inventory=args.inventory, playbooks_dir=args.playbooks_dir,
+                               extravars={"require_ready": False})
     result = RunbookRun(config).run()
     details = report.details_of(result.facts)
     verdict = details.get("verdict")

@@ -25,8 +25,9 @@ TARBALL = ".build/ee/erlmcp-dr.tar.gz"  # where execution-environment.yml takes 
 DISTRIBUTIONS = {"psycopg": "psycopg[binary]", "redis": "redis", "dns": "dnspython", "boto3": "boto3",
                  "botocore": "boto3",
                  "etcd3gw": "etcd3gw", "requests": "etcd3gw"}  # botocore comes with boto3, requests with etcd3gw
-# ansible-core's own dependencies: wherever a plugin runs, ansible-core brought them (jinja2: notify's templates).
-WITH_ANSIBLE_CORE = {"ansible", "ansible_collections", "jinja2", "yaml"}
+# ansible-core's own dependencies: wherever a plugin runs, ansible-core brought them (jinja2: notify's templates;
+# cryptography: readiness reads the public endpoints' certificates).
+WITH_ANSIBLE_CORE = {"ansible", "ansible_collections", "jinja2", "yaml", "cryptography"}
 
 
 def tool(*args: str, cwd: Path = REPO) -> str:
@@ -57,7 +58,10 @@ def third_party_imports() -> set[str]:
                 names.update(alias.name.split(".")[0] for alias in node.names)
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 names.add(node.module.split(".")[0])
-    return {n for n in names if n not in sys.stdlib_module_names and n not in WITH_ANSIBLE_CORE | {"__future__"}}
+    # The guards' holder processes run a module_utils file as a script, which imports its sibling by its bare name.
+    siblings = {path.stem for path in (REPO / "plugins" / "module_utils").glob("*.py")}
+    return {n for n in names if n not in sys.stdlib_module_names and n not in WITH_ANSIBLE_CORE | {"__future__"}
+            and n not in siblings}
 
 
 def requirement_lines(path: Path) -> list[str]:

@@ -262,7 +262,7 @@ def test_readiness_finds_each_seeded_misconfiguration_and_changes_nothing(ready_
     lab.wait_streaming(cfg, caught_up=True)
     before = fingerprint(cfg)
     cli = runbook_cli("run", "readiness", "-i", str(healthy), "--json")
-    assert cli.rc == 0, cli  # `runbook run` succeeds whatever the verdict (unless require_ready)
+    assert cli.rc == 0, cli  # `runbook run` exits 0 only when ready (require_ready, on by default)
     envelope = cli.json["facts"]["summary"]
     assert envelope["runbook"] == "readiness" and envelope["did"] == ["nothing was changed"]
     assert envelope["details"]["verdict"] == "ready" and envelope["end_state"]["ok"] is True
