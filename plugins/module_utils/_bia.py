@@ -25,7 +25,7 @@ SCORE_FACTORS = ("revenue", "customer", "compliance", "operational")
 MAX_FACTOR_POINTS = 100
 # Lowest total score of each level, highest first (S0:127-131: >= 300 critical, >= 200 important, >= 100 standard).
 LEVEL_THRESHOLDS = (("critical", 300), ("important", 200), ("standard", 100), ("non_essential", 0))
-LEVELS = tuple(level for level, _ in LEVEL_THRESHOLDS)
+LEVELS = tuple(pair[0] for pair in LEVEL_THRESHOLDS)
 
 
 class BiaError(ValueError):
@@ -208,8 +208,8 @@ def degradation_level(available_nodes, error_rate, replication_lag_ms, threshold
             if key not in limits[level]:
                 raise BiaError("%s.thresholds.%s: unknown limit %r; expected %s"
                                % (field, level, key, ", ".join(limits[level])))
-            limits[level][key] = None if value is None else number(value, "%s.thresholds.%s.%s" % (field, level, key),
-                                                                    "(nodes, fraction or milliseconds)")
+            where = "%s.thresholds.%s.%s" % (field, level, key)
+            limits[level][key] = None if value is None else number(value, where, "(nodes, fraction or milliseconds)")
     for level in DEGRADATION_LEVELS[:-1]:
         row = limits[level]
         if nodes < row["min_nodes"]:

@@ -193,8 +193,9 @@ class PgBackRest(BackupDriver):
         listing = json.loads(text or "{}")
         return sorted(path for path, entry in listing.items() if entry.get("type") == "file")
 
-    def history(self, archive_id, timeline_path):
-        return self.run(["repo-get", "archive/%s/%s/%s" % (self.stanza, archive_id, timeline_path)],
+    def history(self, archive_id, timeline):
+        """The history file the archive listing names for a timeline (`timeline`: its path in the listing)."""
+        return self.run(["repo-get", "archive/%s/%s/%s" % (self.stanza, archive_id, timeline)],
                         what="repo-get")
 
     def verify(self, label):

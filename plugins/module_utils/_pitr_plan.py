@@ -90,8 +90,8 @@ def timeline_path(start_timeline, end_timeline, history):
     if end_timeline == start_timeline:
         return [(start_timeline, 0, None)]
     steps, previous_end = [], 0
-    ancestry = [(tli, switch) for tli, switch in history]
-    timelines = [tli for tli, _ in ancestry]
+    ancestry = list(history)
+    timelines = [entry[0] for entry in ancestry]
     if start_timeline not in timelines:
         raise PlanError("timeline %d does not descend from the backup's timeline %d (its history: %s): choose a "
                         "backup taken on that timeline or after it (backup_label)"
@@ -172,8 +172,8 @@ def usable_backups(info):
 
 
 def _describe(backup):
-    return "%s (%s, LSN %s-%s, stopped at epoch %s)" % (backup["label"], backup["type"], backup["lsn"]["start"],
-                                                         backup["lsn"]["stop"], backup["timestamp"]["stop"])
+    return "%s (%s, LSN %s-%s, stopped at epoch %s)" % (
+        backup["label"], backup["type"], backup["lsn"]["start"], backup["lsn"]["stop"], backup["timestamp"]["stop"])
 
 
 def _reaches(backup, target):
@@ -198,8 +198,8 @@ def choose_backup(backups, target, label=None):
                             % (label, ", ".join(b["label"] for b in backups)))
         if not _reaches(chosen[0], target):
             raise PlanError("the target %s lies before the end of backup %s: recovery cannot stop there; choose an "
-                            "older backup (backup_label) or a later target" % (describe_target(target),
-                                                                             _describe(chosen[0])))
+                            "older backup (backup_label) or a later target"
+                            % (describe_target(target), _describe(chosen[0])))
         return chosen[0]
     fitting = [b for b in backups if _reaches(b, target)]
     if not fitting:
@@ -231,8 +231,8 @@ def retention_plan(backups, keep_full, verified_labels):
         needs = {newest["label"], _root_full(newest, backups)}
         if needs & set(doomed):
             raise PlanError("retention_full=%s would expire %s, which the newest verified backup %s needs: keep more "
-                            "full backups (retention_full)" % (keep_full, ", ".join(sorted(needs & set(doomed))),
-                                                              newest["label"]))
+                            "full backups (retention_full)"
+                            % (keep_full, ", ".join(sorted(needs & set(doomed))), newest["label"]))
     return doomed
 
 

@@ -228,7 +228,7 @@ def check_wal(driver, stanzas, backup, target):
     end_tli, history = start_tli, []
     for tli in sorted(listing["histories"], reverse=True):  # recovery_target_timeline = latest: the newest one
         entries = plan.parse_history(driver.history(archive_id, listing["histories"][tli]))
-        if tli > start_tli and start_tli in [parent for parent, _ in entries]:
+        if tli > start_tli and start_tli in [entry[0] for entry in entries]:
             end_tli, history = tli, entries
             break
     end = plan.wal_end(target, backup, listing, end_tli)

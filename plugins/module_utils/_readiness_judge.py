@@ -307,10 +307,14 @@ def table(checks, verdict=None):
          str(c["source"] or "-"), str(c["detail"] or ""))
         for c in sorted(checks, key=lambda c: order[c["verdict"]])]
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    lines = ["  ".join([r[i].ljust(widths[i]) for i in range(4)] + [r[5] + ("" if r[0] == "verdict" else
-                                                                         "  [%s]" % r[4])]).rstrip() for r in rows]
+    lines = ["  ".join([r[i].ljust(widths[i]) for i in range(4)] + [_detail_cell(r)]).rstrip() for r in rows]
     verdict = verdict or overall(checks)[0]
     tally = counts(checks)
     lines.append("readiness: %s (%s passed, %s warnings, %s failed)"
                  % (verdict.replace("_", " "), tally[PASS], tally[WARN], tally[FAIL]))
     return lines
+
+
+def _detail_cell(row):
+    """The table's last cell: the detail, then the source in brackets (not on the header row)."""
+    return row[5] + ("" if row[0] == "verdict" else "  [%s]" % row[4])
