@@ -562,10 +562,10 @@ def start_keeper(config, lease_id, watch_pid):
         finally:
             os._exit(code)
     os.close(write_end)
-    from ansible_collections.erlmcp.dr.plugins.module_utils._cluster_guard import _read_line
+    from ansible_collections.erlmcp.dr.plugins.module_utils._guard_process import read_line
 
     with os.fdopen(read_end, "rb") as answers:
-        line = _read_line(answers, KEEPER_ANSWER_SECONDS)
+        line = read_line(answers, KEEPER_ANSWER_SECONDS)
     try:
         answer = json.loads(line.decode("utf-8")) if line else {}
     except ValueError:
@@ -631,7 +631,7 @@ def _keep(config, lease_id, watch_pid, answer_fd):
     Deadline-driven: after each renewal the lease is valid until (time the request was sent + the TTL etcd
     answered); renewals that fail are retried against every member until that moment, then the keeper gives up (the
     run's next step is refused by the fencing check). Returns the exit code."""
-    from ansible_collections.erlmcp.dr.plugins.module_utils._cluster_guard import _watch
+    from ansible_collections.erlmcp.dr.plugins.module_utils._guard_process import Watch
 
     client = EtcdClient(config)  # a new session: no connection shared with the worker
     stop = []
@@ -647,7 +647,7 @@ def _keep(config, lease_id, watch_pid, answer_fd):
     os.close(answer_fd)
     if problem is not None:
         return 1
-    watched = _watch(watch_pid)
+    watched = Watch(watch_pid)
     valid_until, due = sent_at + ttl, refresh_due(sent_at, ttl)
     while not stop:
         if watched.ended(max(0.0, min(due - time.monotonic(), 1.0))):
