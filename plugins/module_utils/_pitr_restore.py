@@ -28,6 +28,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import random
 import shutil
 import socket
 
@@ -189,15 +190,32 @@ def _clean(scratch, params):
             os.unlink(path)
 
 
-def free_port():
-    """A loopback port nothing listens on now (the scratch binds it a moment later; a taken port fails its start,
-    named in the error)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+def free_port(attempts=50):
+    """A loopback port nothing listens on now, BELOW the kernel's ephemeral range (the scratch binds it a moment
+    later; a taken port fails its start, named in the error). Not bind(0): that hands out an ephemeral port, which
+    the kernel may give to an outgoing connection's source port before the scratch binds it (the lab's ports keep
+    below that range for the same reason)."""
+    low = _ephemeral_low()
+    for _attempt in range(attempts):
+        port = random.randint(max(1024, low - 12000), low - 1)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            sock.close()
+    raise ModuleFailure("no free loopback port below %d for the scratch instance after %d tries: give scratch_port"
+                        % (low, attempts))
+
+
+def _ephemeral_low():
     try:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-    finally:
-        sock.close()
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as handle:
+            return int(handle.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
 
 
 # -- backup and WAL --------------------------------------------------------------------------------------------
