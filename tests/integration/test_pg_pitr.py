@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,7 +31,7 @@ from pitr_helpers import (
     take_backup,
     write_rows,
 )
-from runbook_helpers import inventory_path, new_lab, node_state, run_json, sql, summary
+from runbook_helpers import inventory_path, new_lab, node_state, run_json, sql, summary, wait_for
 
 from erlmcp_dr import lab, lab_pgbackrest
 from erlmcp_dr.paths import ensure_collection_importable
@@ -59,6 +60,11 @@ def pitr_lab(lab_template: lab.LabConfig, tmp_path_factory: pytest.TempPathFacto
         os.environ["ERLMCP_DR_HOME"] = str(tmp_path_factory.mktemp("pitr-home"))
         try:
             _cli, backup_run = run_json("run", "pg_backup", "-i", str(inventory_path(cfg)), "--yes", expect_rc=0)
+            # pgBackRest records the backup's stop in whole seconds, so pg_restore only takes time targets from the
+            # next second on (conservative: the real stop may be up to a second later). The rows the targets are
+            # drawn from are written once that second has begun.
+            stop = float(summary(backup_run)["backup"]["stopped_at"])
+            wait_for(lambda: time.time() >= stop + 1, 5, interval=0.05, what="the second after the backup's stop")
             writes = write_rows(cfg, ROWS)
             archive_now(cfg)
             yield PitrLab(cfg, backup_run, writes)
