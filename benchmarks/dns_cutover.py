@@ -32,7 +32,7 @@ from erlmcp_dr import lab, lab_dns, paths
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils._wait import wait_for  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.wait import wait_for  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 GOALS = {"visible_after_return_ms_max": 100.0, "module_wall_vs_floor_plus_overhead_max": 1.5}

@@ -44,7 +44,7 @@ PLAYBOOK_DEADLINE = 300
 
 
 def settings(cluster: lab_etcd.EtcdCluster) -> dict[str, Any]:
-    from ansible_collections.erlmcp.dr.plugins.module_utils import _lock
+    from ansible_collections.erlmcp.dr.plugins.module_utils._lock import store as _lock
 
     return _lock.store_settings(cluster.inventory_vars(), environ={})
 

@@ -48,7 +48,7 @@ import peer_patroni  # noqa: E402
 from fresh_lab import FreshLab  # noqa: E402
 
 ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils._wait import wait_for  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.wait import wait_for  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 NOOP_TASKS = 10

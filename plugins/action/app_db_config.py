@@ -8,9 +8,9 @@ as usual."""
 
 from __future__ import annotations
 
-from ansible_collections.erlmcp.dr.plugins.module_utils._app_config import run
-from ansible_collections.erlmcp.dr.plugins.module_utils._module import warm_driver
-from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import POSTGRES
+from ansible_collections.erlmcp.dr.plugins.module_utils._app.db_config import run
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.module import warm_driver
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.sql import POSTGRES
 from ansible_collections.erlmcp.dr.plugins.modules.app_db_config import SPEC_CHECKS, argument_spec
 from ansible_collections.erlmcp.dr.plugins.plugin_utils.engine_action import EngineAction
 

@@ -24,11 +24,12 @@ from __future__ import annotations
 import time
 
 from ansible.errors import AnsibleError
-from ansible_collections.erlmcp.dr.plugins.module_utils import _dns_plan, _dns_rollback
-from ansible_collections.erlmcp.dr.plugins.module_utils._dns import warm_driver
+from ansible_collections.erlmcp.dr.plugins.module_utils._dns import plan as _dns_plan
+from ansible_collections.erlmcp.dr.plugins.module_utils._dns import rollback as _dns_rollback
+from ansible_collections.erlmcp.dr.plugins.module_utils._dns.base import warm_driver
 from ansible_collections.erlmcp.dr.plugins.plugin_utils.begin import BASE_ARGUMENT_SPEC, BeginAction, BeginRefusal
 
-warm_driver()  # the reads run in this task's worker: dnspython imported once, before the fork (see _module.py)
+warm_driver()  # the reads run in this task's worker: dnspython imported once, before the fork (see _common/module.py)
 
 ARGUMENT_SPEC = dict(BASE_ARGUMENT_SPEC)
 RUN_DIR_VAR = "erlmcp_dr_run_dir"  # set by the runbook CLI and erlmcp_dr.run(): this run's folder

@@ -6,8 +6,8 @@
 
 from __future__ import annotations
 
-from ansible_collections.erlmcp.dr.plugins.module_utils._dns import DNS, warm_driver
-from ansible_collections.erlmcp.dr.plugins.module_utils._dns_info import argument_spec, run
+from ansible_collections.erlmcp.dr.plugins.module_utils._dns.base import DNS, warm_driver
+from ansible_collections.erlmcp.dr.plugins.module_utils._dns.info import argument_spec, run
 from ansible_collections.erlmcp.dr.plugins.plugin_utils.engine_action import EngineAction
 
 warm_driver()

@@ -7,9 +7,9 @@ several of them back to back: this saves shipping the module and starting an int
 
 from __future__ import annotations
 
-from ansible_collections.erlmcp.dr.plugins.module_utils._health import run
-from ansible_collections.erlmcp.dr.plugins.module_utils._module import warm_driver
-from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import POSTGRES
+from ansible_collections.erlmcp.dr.plugins.module_utils._region.health import run
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.module import warm_driver
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.sql import POSTGRES
 from ansible_collections.erlmcp.dr.plugins.modules.health_check import REQUIRED_IF, argument_spec, needs_psycopg
 from ansible_collections.erlmcp.dr.plugins.plugin_utils.engine_action import EngineAction
 

@@ -2,7 +2,7 @@
 # Copyright: erlmcp.dr contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Action plugin for erlmcp.dr.inventory_contract: reads the inventory on the controller, checks it with
-module_utils/_contract.py and fails listing every problem at once."""
+module_utils/_common/contract.py and fails listing every problem at once."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import os
 from ansible.errors import AnsibleError
 from ansible.plugins.action import ActionBase
 from ansible.template import is_trusted_as_template
-from ansible_collections.erlmcp.dr.plugins.module_utils import _contract
+from ansible_collections.erlmcp.dr.plugins.module_utils._common import contract as _contract
 
 ARGUMENT_SPEC = {
     "groups": {"type": "dict", "default": {}},

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: erlmcp.dr contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Action plugin for erlmcp.dr.notify: renders and sends on the controller; the engine is module_utils/_notify.py.
+"""Action plugin for erlmcp.dr.notify: renders and sends on the controller; the engine is module_utils/_notify/engine.py.
 
 Why an action plugin: the templates ship in the collection (plugins/notify_templates/), beside this file, and
 the receivers (Slack, PagerDuty, the status page, the SMTP relay) are reached from where the runbook runs, not
@@ -11,8 +11,8 @@ from a database host; nothing is copied to a managed node, and no secret leaves 
 from __future__ import annotations
 
 from ansible.plugins.action import ActionBase
-from ansible_collections.erlmcp.dr.plugins.module_utils import _notify
-from ansible_collections.erlmcp.dr.plugins.module_utils._errors import ModuleFailure
+from ansible_collections.erlmcp.dr.plugins.module_utils._notify import engine as _notify
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.errors import ModuleFailure
 
 # Inventory variables the options default to (docs/notify.md).
 DEFAULT_VARS = {"channels": "dr_notify_channels", "routing": "dr_notify_routing",

@@ -32,13 +32,13 @@ import os
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible_collections.erlmcp.dr.plugins.filter.failover import pg_failover_plan, pg_rejoin_plan, pg_switchover_plan
 from ansible_collections.erlmcp.dr.plugins.filter.runbook import pg_nodes
-from ansible_collections.erlmcp.dr.plugins.module_utils import _cluster_guard
-from ansible_collections.erlmcp.dr.plugins.module_utils._failover import lock_key
-from ansible_collections.erlmcp.dr.plugins.module_utils._module import warm_driver
-from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import POSTGRES
+from ansible_collections.erlmcp.dr.plugins.module_utils._guards import postgres_guard as _cluster_guard
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.failover_plan import lock_key
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.module import warm_driver
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.sql import POSTGRES
 from ansible_collections.erlmcp.dr.plugins.plugin_utils.begin import BASE_ARGUMENT_SPEC, BeginAction
 
-warm_driver(POSTGRES)  # the reads run in this task's worker: psycopg imported once, before the fork (see _module.py)
+warm_driver(POSTGRES)  # the reads run in this task's worker: psycopg imported once, before the fork (see _common/module.py)
 
 ARGUMENT_SPEC = dict(BASE_ARGUMENT_SPEC, **{
     "group": {"type": "str", "default": "postgres"},
@@ -46,7 +46,7 @@ ARGUMENT_SPEC = dict(BASE_ARGUMENT_SPEC, **{
     "lock_scope": {"type": "str", "choices": ["cluster", "backups"], "default": "cluster"},
     "guard": {"type": "bool"},
 })
-# The plans that promote take the cluster guard (_cluster_guard.py) by default: the run lock only excludes runs that
+# The plans that promote take the cluster guard (_guards/postgres_guard.py) by default: the run lock only excludes runs that
 # share its folder, the guard excludes runs from any controller.
 GUARDED_PLANS = ("switchover", "failover")
 GUARD_VAR = "dr_cluster_guard"

@@ -6,9 +6,9 @@
 
 from __future__ import annotations
 
-from ansible_collections.erlmcp.dr.plugins.module_utils._module import warm_driver
-from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import POSTGRES
-from ansible_collections.erlmcp.dr.plugins.module_utils._replication_info import run
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.module import warm_driver
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.sql import POSTGRES
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.replication_info import run
 from ansible_collections.erlmcp.dr.plugins.modules.pg_replication_info import argument_spec
 from ansible_collections.erlmcp.dr.plugins.plugin_utils.engine_action import EngineAction
 

@@ -6,9 +6,9 @@ _module.run_on_controller), else the module is shipped to the node."""
 
 from __future__ import annotations
 
-from ansible_collections.erlmcp.dr.plugins.module_utils._module import warm_driver
-from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import POSTGRES
-from ansible_collections.erlmcp.dr.plugins.module_utils._pitr_restore import run
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.module import warm_driver
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.sql import POSTGRES
+from ansible_collections.erlmcp.dr.plugins.module_utils._pitr.restore import run
 from ansible_collections.erlmcp.dr.plugins.modules.pg_restore import argument_spec
 from ansible_collections.erlmcp.dr.plugins.plugin_utils.engine_action import EngineAction
 

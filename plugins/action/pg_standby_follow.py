@@ -6,9 +6,9 @@ node is this machine (see _module.run_on_controller), else the module is shipped
 
 from __future__ import annotations
 
-from ansible_collections.erlmcp.dr.plugins.module_utils._module import warm_driver
-from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import POSTGRES
-from ansible_collections.erlmcp.dr.plugins.module_utils._follow import run_any
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.module import warm_driver
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.sql import POSTGRES
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.follow import run_any
 from ansible_collections.erlmcp.dr.plugins.modules.pg_standby_follow import (
     MUTUALLY_EXCLUSIVE,
     REQUIRED_ONE_OF,

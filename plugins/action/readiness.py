@@ -6,9 +6,9 @@ protocol, DNS, HTTP and TLS, and its probes run at once in threads; see _module.
 
 from __future__ import annotations
 
-from ansible_collections.erlmcp.dr.plugins.module_utils._module import warm_driver
-from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import POSTGRES
-from ansible_collections.erlmcp.dr.plugins.module_utils._readiness import run
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.module import warm_driver
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.sql import POSTGRES
+from ansible_collections.erlmcp.dr.plugins.module_utils._region.readiness import run
 from ansible_collections.erlmcp.dr.plugins.modules.readiness import argument_spec
 from ansible_collections.erlmcp.dr.plugins.plugin_utils.engine_action import EngineAction
 

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: erlmcp.dr contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Action plugin for erlmcp.dr.redis_guard: take the Redis guard (module_utils/_redis_guard.py) for this run.
+"""Action plugin for erlmcp.dr.redis_guard: take the Redis guard (module_utils/_guards/redis_guard.py) for this run.
 
 It starts the guard's holder on the controller; the holder watches this worker's parent, the ansible-playbook
 process, and lets go of every member when it ends (normally or killed). The result's `guard` is what
@@ -16,7 +16,7 @@ import time
 
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
-from ansible_collections.erlmcp.dr.plugins.module_utils import _redis_guard
+from ansible_collections.erlmcp.dr.plugins.module_utils._guards import redis_guard as _redis_guard
 
 ARGUMENT_SPEC = {
     "members": {"type": "list", "elements": "dict", "required": True, "options": {

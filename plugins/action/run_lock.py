@@ -1,8 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: erlmcp.dr contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Action plugin for erlmcp.dr.run_lock: runs on the controller; the store is module_utils/_lock.py (the default, a
-folder of this controller) or module_utils/_lock_etcd.py (dr_lock_store: etcd in the inventory), chosen by
+"""Action plugin for erlmcp.dr.run_lock: runs on the controller; the store is module_utils/_lock/store.py (the default, a
+folder of this controller) or module_utils/_lock/etcd.py (dr_lock_store: etcd in the inventory), chosen by
 _lock.store_settings / _lock.make_store."""
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ import os
 import re
 
 from ansible.plugins.action import ActionBase
-from ansible_collections.erlmcp.dr.plugins.module_utils import _audit, _lock, _lock_etcd
+from ansible_collections.erlmcp.dr.plugins.module_utils._common import audit as _audit
+from ansible_collections.erlmcp.dr.plugins.module_utils._lock import store as _lock
+from ansible_collections.erlmcp.dr.plugins.module_utils._lock import etcd as _lock_etcd
 
 RUN_ID_VAR = "erlmcp_dr_run_id"
 OPERATOR_VAR = "erlmcp_dr_operator"  # set by the runner from --operator / operator=

@@ -7,7 +7,7 @@ Runs on the controller as the first task of every runbook. Each parameter's valu
 raw from the task's variables, never templated: a value Ansible would template (a trusted
 string holding {{, {% or {#, e.g. given with `ansible-playbook -e` or an AWX survey) is refused
 before anything else; values tagged unsafe (what the erlmcp_dr runner writes) are plain data
-whatever they contain. Then module_utils/_runbook_params.validate checks types, choices,
+whatever they contain. Then module_utils/_common/runbook_params.validate checks types, choices,
 required options and min/max ranges. Before any of that, settings only the inventory may give (dr_lock_dir)
 are refused when they come as extra vars.
 """
@@ -15,7 +15,7 @@ are refused when they come as extra vars.
 from __future__ import annotations
 
 from ansible.plugins.action import ActionBase
-from ansible_collections.erlmcp.dr.plugins.module_utils import _runbook_params
+from ansible_collections.erlmcp.dr.plugins.module_utils._common import runbook_params as _runbook_params
 
 try:  # ansible-core >= 2.19: data tagging
     from ansible.template import is_trusted_as_template as _trusted

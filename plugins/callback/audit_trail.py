@@ -33,7 +33,8 @@ import time
 
 from ansible import context
 from ansible.plugins.callback import CallbackBase
-from ansible_collections.erlmcp.dr.plugins.module_utils import _audit, _lock
+from ansible_collections.erlmcp.dr.plugins.module_utils._common import audit as _audit
+from ansible_collections.erlmcp.dr.plugins.module_utils._lock import store as _lock
 
 REDACTED = "********"
 _DROPPED_RESULT_KEYS = frozenset({"invocation", "changed", "failed", "msg", "diff"})

@@ -3,12 +3,12 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Filters erlmcp.dr.criticality, erlmcp.dr.recovery_strategy, erlmcp.dr.tier_objectives and
 erlmcp.dr.degradation_level over
-module_utils/_bia.py (documented in their .yml files). Bad input fails the task naming the field."""
+module_utils/_region/bia.py (documented in their .yml files). Bad input fails the task naming the field."""
 
 from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.erlmcp.dr.plugins.module_utils import _bia
+from ansible_collections.erlmcp.dr.plugins.module_utils._region import bia as _bia
 
 
 def criticality(scores):

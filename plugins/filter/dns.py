@@ -1,13 +1,13 @@
 # -*- coding: utf-8 -*-
 # Copyright: erlmcp.dr contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Filters of the dns_cutover runbook (documented in their .yml files), over module_utils/_dns_plan.py."""
+"""Filters of the dns_cutover runbook (documented in their .yml files), over module_utils/_dns/plan.py."""
 
 from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.erlmcp.dr.plugins.module_utils import _dns_plan as plan
-from ansible_collections.erlmcp.dr.plugins.module_utils import _dns_rollback as rollback
+from ansible_collections.erlmcp.dr.plugins.module_utils._dns import plan
+from ansible_collections.erlmcp.dr.plugins.module_utils._dns import rollback
 
 
 def dns_servers(hosts, hostvars):

@@ -2,14 +2,14 @@
 # Copyright: erlmcp.dr contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Filters erlmcp.dr.pg_failover_plan, pg_switchover_plan, pg_rejoin_plan, pg_end_state, pg_lock_key and
-pg_follow_groups (documented in the adjacent .yml files): the pure decisions of module_utils/_failover.py, usable
+pg_follow_groups (documented in the adjacent .yml files): the pure decisions of module_utils/_postgres/failover_plan.py, usable
 in playbooks on the result of erlmcp.dr.pg_replication_info.
 """
 
 from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.erlmcp.dr.plugins.module_utils._failover import (
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.failover_plan import (
     DEFAULT_MAX_LAG_BYTES,
     end_state,
     failover_plan,
@@ -17,7 +17,7 @@ from ansible_collections.erlmcp.dr.plugins.module_utils._failover import (
     rejoin_plan,
     switchover_plan,
 )
-from ansible_collections.erlmcp.dr.plugins.module_utils._follow_plan import follow_groups
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.follow_plan import follow_groups
 
 
 def _check_info(info, name):

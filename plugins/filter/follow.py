@@ -7,7 +7,7 @@ erlmcp.dr.pg_standby_follow task refused before changing anything, from its regi
 from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.erlmcp.dr.plugins.module_utils._follow_plan import follow_refusals
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.follow_plan import follow_refusals
 
 
 def pg_follow_refusals(registered):

@@ -2,11 +2,11 @@
 # Copyright: erlmcp.dr contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Filter erlmcp.dr.pg_pitr_summary (documented in the adjacent .yml file): the summary of pg_backup and pg_restore,
-from module_utils/_pitr_plan.py."""
+from module_utils/_pitr/plan.py."""
 
 from __future__ import annotations
 
-from ansible_collections.erlmcp.dr.plugins.module_utils import _pitr_plan as plan
+from ansible_collections.erlmcp.dr.plugins.module_utils._pitr import plan
 
 
 def pg_pitr_summary(runbook, steps, completed=False, check_mode=False, meta=None):

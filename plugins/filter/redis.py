@@ -3,12 +3,12 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Filters erlmcp.dr.redis_nodes, redis_lock_key, redis_target, redis_failover_candidate,
 redis_end_state and redis_summary (documented
-in the adjacent .yml files): the pure decisions of module_utils/_redis_plan.py, for the Redis runbooks."""
+in the adjacent .yml files): the pure decisions of module_utils/_redis/plan.py, for the Redis runbooks."""
 
 from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.erlmcp.dr.plugins.module_utils import _redis_plan as plan
+from ansible_collections.erlmcp.dr.plugins.module_utils._redis import plan
 
 
 def _check_info(info, name):

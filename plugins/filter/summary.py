@@ -1,13 +1,13 @@
 # -*- coding: utf-8 -*-
 # Copyright: erlmcp.dr contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Filters erlmcp.dr.pg_summary and pg_abort_message over module_utils/_db_summary.py, and summary_envelope over
-module_utils/_summary.py (documented in their .yml files)."""
+"""Filters erlmcp.dr.pg_summary and pg_abort_message over module_utils/_postgres/summary.py, and summary_envelope over
+module_utils/_common/summary.py (documented in their .yml files)."""
 
 from __future__ import annotations
 
-from ansible_collections.erlmcp.dr.plugins.module_utils._db_summary import abort_message, db_summary
-from ansible_collections.erlmcp.dr.plugins.module_utils._summary import envelope
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.summary import abort_message, db_summary
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.summary import envelope
 
 
 def pg_summary(plan, steps, completed=False, check_mode=False, runbook=None, meta=None):

@@ -75,8 +75,8 @@ previous_path:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._app_redis_config import run  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._module import execute  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._app.redis_config import run  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.module import execute  # noqa: E402
 
 
 def argument_spec():

@@ -113,8 +113,8 @@ hosted_zone_id:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._dns import execute  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._dns_info import argument_spec, run  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._dns.base import execute  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._dns.info import argument_spec, run  # noqa: E402
 
 
 def main():

@@ -204,8 +204,8 @@ error_kind:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._dns import execute  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._dns_record import REQUIRED_IF, argument_spec, run  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._dns.base import execute  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._dns.record import REQUIRED_IF, argument_spec, run  # noqa: E402
 
 
 def main():

@@ -253,8 +253,8 @@ last_error:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._health import run  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._module import execute  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._region.health import run  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.module import execute  # noqa: E402
 
 REQUIRED_IF = [
     ("kind", "http", ("url",)),

@@ -166,9 +166,9 @@ would_expire:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._module import execute  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._pitr_backup import run  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import connection_argument_spec  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.module import execute  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._pitr.backup import run  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.sql import connection_argument_spec  # noqa: E402
 
 
 def argument_spec():

@@ -219,9 +219,9 @@ fence_seconds:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._fence import run  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._module import execute  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import POSTGRES, connection_argument_spec  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.fence import run  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.module import execute  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.sql import POSTGRES, connection_argument_spec  # noqa: E402
 
 
 def argument_spec():

@@ -271,9 +271,9 @@ system_identifier:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._module import execute  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import POSTGRES, connection_argument_spec  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._replication_info import run  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.module import execute  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.sql import POSTGRES, connection_argument_spec  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.replication_info import run  # noqa: E402
 
 
 def argument_spec():

@@ -369,10 +369,10 @@ results:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils import _postgres as pg  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._follow import run_any  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._follow_plan import METHODS  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._module import execute  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import sql as pg  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.follow import run_any  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.follow_plan import METHODS  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.module import execute  # noqa: E402
 
 
 def argument_spec():

@@ -199,9 +199,9 @@ checked_at:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._module import execute  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import POSTGRES  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._readiness import run  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.module import execute  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.sql import POSTGRES  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._region.readiness import run  # noqa: E402
 
 
 def argument_spec():

@@ -204,8 +204,8 @@ unreachable_nodes:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._redis import connection_argument_spec, execute  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._redis_info import run  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._redis.client import connection_argument_spec, execute  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._redis.info import run  # noqa: E402
 
 
 def argument_spec():

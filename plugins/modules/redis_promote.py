@@ -173,8 +173,8 @@ durations:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._redis import connection_argument_spec, execute  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._redis_promote import run  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._redis.client import connection_argument_spec, execute  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._redis.promote import run  # noqa: E402
 
 
 def argument_spec():

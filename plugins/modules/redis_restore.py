@@ -162,13 +162,13 @@ durations:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._redis import connection_argument_spec, execute  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._redis_store import (  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._redis.client import connection_argument_spec, execute  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._redis.store import (  # noqa: E402
     STORE_MUTUALLY_EXCLUSIVE,
     STORE_REQUIRED_ONE_OF,
     store_argument_spec,
 )
-from ansible_collections.erlmcp.dr.plugins.module_utils._redis_restore import run  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._redis.restore import run  # noqa: E402
 
 
 def argument_spec():

@@ -14,7 +14,7 @@ parameters when only some options need one).
 from __future__ import annotations
 
 from ansible.plugins.action import ActionBase
-from ansible_collections.erlmcp.dr.plugins.module_utils._module import run_on_controller
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.module import run_on_controller
 
 
 class EngineAction(ActionBase):

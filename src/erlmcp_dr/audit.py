@@ -24,7 +24,7 @@ written by vault; or ERLMCP_DR_AUDIT_KEY), each record also carries `mac`, HMAC-
 chain recomputed without the key no longer matches it. Without a key, a chain recomputed from scratch together
 with every anchor cannot be told from the real one; verify says so.
 
-The writer (append, the record builders, the key, the head anchor) is plugins/module_utils/_audit.py, shared
+The writer (append, the record builders, the key, the head anchor) is plugins/module_utils/_common/audit.py, shared
 with the erlmcp.dr.audit_trail callback and erlmcp.dr.run_lock, so runs of every entry point (`entry_point`:
 cli, api, ansible-playbook, awx) chain in one file; this module adds the controller's side: where the trail is
 (paths.state_home), verifying, filtering and rendering. An append takes an exclusive flock on the file, reads
@@ -45,8 +45,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 from erlmcp_dr import paths
 
 paths.ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils import _audit  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._audit import (  # noqa: E402,F401  (this module's API)
+from ansible_collections.erlmcp.dr.plugins.module_utils._common import audit as _audit  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.audit import (  # noqa: E402,F401  (this module's API)
     ANCHOR_PREFIX,
     GENESIS,
     KEY_ENV,
@@ -83,7 +83,7 @@ def set_entry_point(name: str) -> None:
     entry_point = name
 
 
-# ---------------------------------------------------------------- appending (module_utils/_audit.py)
+# ---------------------------------------------------------------- appending (module_utils/_common/audit.py)
 
 
 def append(fields: Mapping[str, Any], path: Optional[Path] = None) -> Dict[str, Any]:

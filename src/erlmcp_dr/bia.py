@@ -2,7 +2,7 @@
 the compliance summary.
 
 The functions themselves (criticality, recovery_strategy, tier_objectives) live in
-plugins/module_utils/_bia.py, shared with the erlmcp.dr.* filters; this module reads an inventory's BIA data and
+plugins/module_utils/_region/bia.py, shared with the erlmcp.dr.* filters; this module reads an inventory's BIA data and
 renders the table. The inventory data (docs/postmortem.md, "BIA data in the inventory"):
 
     dr_services:                 # one entry per business service
@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Mapping, Optional
 from erlmcp_dr import paths
 
 paths.ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils._bia import (  # noqa: E402,F401  (this module's API)
+from ansible_collections.erlmcp.dr.plugins.module_utils._region.bia import (  # noqa: E402,F401  (this module's API)
     DEFAULT_TIER,
     DEGRADATION_LEVELS,
     LEVELS,

@@ -68,10 +68,10 @@ from erlmcp_dr.lab_config import (  # noqa: F401  (the lab's shape, also read as
 )
 
 paths.ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils import _postgres as pg  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils import _redis as rd  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._pg_server import find_bin_dir  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._wait import WaitTimeout, wait_for  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import sql as pg  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._redis import client as rd  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.server import find_bin_dir  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.wait import WaitTimeout, wait_for  # noqa: E402
 
 CONF_MARKER = "# ---- erlmcp.dr lab settings (rewritten by the lab) ----"
 START_TIMEOUT = 60
@@ -181,7 +181,7 @@ def _make_standby_of(node: LabNode, upstream: LabNode) -> None:
 
 def standby_conninfo(node: LabNode, upstream: LabNode) -> str:
     """What `node` streams from `upstream` with: the password comes from the node's passfile."""
-    from ansible_collections.erlmcp.dr.plugins.module_utils._pg_server import conninfo
+    from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.server import conninfo
 
     return conninfo(host="127.0.0.1", port=upstream.port, user=REPLICATION_USER, passfile=str(node.passfile),
                     application_name=node.name)
@@ -197,7 +197,7 @@ def _drop_inline_password(node: LabNode) -> None:
     del fields["password"]
     fields["passfile"] = str(node.passfile)
     _write_passfile(node)
-    from ansible_collections.erlmcp.dr.plugins.module_utils._pg_server import conninfo
+    from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.server import conninfo
 
     server.set_auto_conf({"primary_conninfo": conninfo(**fields)})
 

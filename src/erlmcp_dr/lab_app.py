@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 from erlmcp_dr import labapp, paths
 
 paths.ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils._files import write_atomic  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._wait import WaitTimeout, wait_for  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.files import write_atomic  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.wait import WaitTimeout, wait_for  # noqa: E402
 
 if TYPE_CHECKING:
     from erlmcp_dr.lab_config import LabConfig

@@ -18,7 +18,7 @@ from typing import Any
 from erlmcp_dr import lab_ports, paths
 
 paths.ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils._pg_server import Server  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.server import Server  # noqa: E402
 
 LAB_DIR_ENV = paths.LAB_DIR_ENV
 PORT_BASE_ENV = lab_ports.PORT_BASE_ENV

@@ -1,6 +1,6 @@
 """The lab's etcd: three real members on loopback, one labelled per region (etcd-a, etcd-b, etcd-c).
 
-They hold the run lock's shared store (dr_lock_store: etcd, plugins/module_utils/_lock_etcd.py) as three members in
+They hold the run lock's shared store (dr_lock_store: etcd, plugins/module_utils/_lock/etcd.py) as three members in
 three regions would: any one may be lost, two lost means no quorum and every run fails closed. Each member runs
 Debian's `etcd` from `<root>/etcd/<name>/` (data/, etcd.log, etcd.pid), on two ports of the lab's range (client,
 peer), and is stopped by the PID in its pid file, only if that process is an etcd started with this member's data
@@ -23,7 +23,7 @@ from typing import Any, Optional
 from erlmcp_dr import lab_ports, paths
 
 paths.ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils._wait import WaitTimeout, wait_for  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.wait import WaitTimeout, wait_for  # noqa: E402
 
 ETCD = "etcd"
 REGIONS = ("a", "b", "c")

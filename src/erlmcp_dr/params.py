@@ -1,6 +1,6 @@
 """Extra vars for a runbook: parsed from the CLI, checked against the runbook's argument spec.
 
-The check is the collection's module_utils/_runbook_params.validate (Ansible's own
+The check is the collection's module_utils/_common/runbook_params.validate (Ansible's own
 ArgumentSpecValidator plus min/max ranges), the same code the playbook's first task
 (`erlmcp.dr.runbook_params`) runs, so the CLI, the Python API, ansible-playbook and AWX
 accept and reject the same values. Here it runs before anything starts, and every error
@@ -33,7 +33,7 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 def validate(runbook: Runbook, extravars: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
     """The caller's values, coerced to their spec types; defaults are left to the playbook.
 
-    The check is module_utils/_runbook_params.validate, the one the playbook's first task
+    The check is module_utils/_common/runbook_params.validate, the one the playbook's first task
     (erlmcp.dr.runbook_params) runs: types, choices, required options and min/max ranges.
     Raises ParameterError naming the first offending parameter (the message lists all problems).
     """
@@ -50,9 +50,9 @@ def validate(runbook: Runbook, extravars: Optional[Mapping[str, Any]]) -> Dict[s
 
 
 def runbook_params_module() -> Any:
-    """The collection's plugins/module_utils/_runbook_params.py: the same code the playbook runs."""
+    """The collection's plugins/module_utils/_common/runbook_params.py: the same code the playbook runs."""
     paths.ensure_collection_importable()
-    from ansible_collections.erlmcp.dr.plugins.module_utils import _runbook_params
+    from ansible_collections.erlmcp.dr.plugins.module_utils._common import runbook_params as _runbook_params
 
     return _runbook_params
 
@@ -94,7 +94,7 @@ def _unsupported(runbook: Runbook, name: str) -> Tuple[str, str]:
 
 
 def _excerpt(text: str) -> str:
-    """The text quoted, cut with its length said when long (module_utils/_runbook_params.excerpt)."""
+    """The text quoted, cut with its length said when long (module_utils/_common/runbook_params.excerpt)."""
     return str(runbook_params_module().excerpt(text))
 
 

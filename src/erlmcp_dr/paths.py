@@ -343,9 +343,9 @@ def check_free_space(folder: Optional[Path] = None) -> int:
 
 def write_private_atomic(path: Path, text: str) -> None:
     """Writes `path` (0600 from its first byte) through a temp file and a rename: a reader, a crash or a full
-    disk leaves the old file or the new one whole, never half of one (module_utils/_files.write_atomic)."""
+    disk leaves the old file or the new one whole, never half of one (module_utils/_common/files.write_atomic)."""
     ensure_collection_importable()
-    from ansible_collections.erlmcp.dr.plugins.module_utils._files import write_atomic
+    from ansible_collections.erlmcp.dr.plugins.module_utils._common.files import write_atomic
 
     write_atomic(str(path), text, 0o600)
 

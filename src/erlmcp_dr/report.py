@@ -213,7 +213,7 @@ def step_counts(steps: List[Step]) -> str:
 
 
 def summary_of(facts: Dict[str, Any]) -> Dict[str, Any]:
-    """The summary envelope a runbook published (plugins/module_utils/_summary.py), {} when none."""
+    """The summary envelope a runbook published (plugins/module_utils/_common/summary.py), {} when none."""
     summary = facts.get(SUMMARY_FACT)
     return summary if isinstance(summary, dict) else {}
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils._wait import wait_for  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.wait import wait_for  # noqa: E402
 
 START_TIMEOUT = 60.0
 # Fake credentials: moto accepts any; real ones must never reach a test process.

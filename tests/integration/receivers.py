@@ -21,7 +21,7 @@ from typing import Any
 from erlmcp_dr import paths
 
 paths.ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils._wait import wait_for  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.wait import wait_for  # noqa: E402
 
 DEADLINE = 30  # seconds any awaited condition gets: a hang guard, never a timing assertion
 

@@ -7,7 +7,7 @@ this virtualenv (as a subprocess, like an operator would) or through `erlmcp_dr.
 one module runs through ansible-runner (run_module).
 What they did is judged from the outside: lab.status() (roles, timelines, upstreams,
 LSNs, postmaster pids), SQL on the nodes, the application's config file and the run folder.
-Waiting is always a poll with a deadline (module_utils/_wait.wait_for), never a sleep.
+Waiting is always a poll with a deadline (module_utils/_common/wait.wait_for), never a sleep.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from erlmcp_dr import lab, lab_dns, paths
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils import _postgres as pg  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._wait import wait_for  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import sql as pg  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.wait import wait_for  # noqa: E402
 
 psycopg = pg.psycopg
 
@@ -218,7 +218,7 @@ def sql(cfg: lab.LabConfig, node: str, query: str, args: Any = None, *,
 
 
 def node_state(cfg: lab.LabConfig, node: str, password: str = lab.LAB_PASSWORD) -> dict[str, Any]:
-    """The node's role, timeline and LSNs (module_utils/_postgres.node_state)."""
+    """The node's role, timeline and LSNs (module_utils/_postgres/sql.node_state)."""
     with connect(cfg, node, password) as conn:
         return pg.node_state(conn)
 
@@ -368,7 +368,7 @@ def wal_records(cfg: lab.LabConfig, node: str, start: str, end: str | None = Non
 
     Reading the files leaves the server alone: no connection, no catalog change, no WAL.
     """
-    from ansible_collections.erlmcp.dr.plugins.module_utils._pg_server import find_bin_dir
+    from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.server import find_bin_dir
 
     status = {row["name"]: row for row in lab.status(cfg)["nodes"]}[node]
     command = [str(Path(find_bin_dir()) / "pg_waldump"), "-p", str(cfg.node(node).data_dir / "pg_wal"),

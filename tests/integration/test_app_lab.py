@@ -16,8 +16,8 @@ from erlmcp_dr import lab, lab_app
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils._files import write_atomic  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._wait import wait_for  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.files import write_atomic  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.wait import wait_for  # noqa: E402
 
 pytestmark = pytest.mark.integration
 

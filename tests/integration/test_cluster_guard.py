@@ -2,7 +2,7 @@
 
 Two runs from two controllers - separate lock folders, separate ERLMCP_DR_HOME - meet only at the cluster guard:
 a session advisory lock held on a majority of the members by a holder process from the start of the run to its end
-(plugins/module_utils/_cluster_guard.py), and re-checked right before pg_promote(). A sampler asks every node every
+(plugins/module_utils/_guards/postgres_guard.py), and re-checked right before pg_promote(). A sampler asks every node every
 10 ms whether it takes writes during each pair (guard_race.py, shared with benchmarks/race_pairs.py).
 """
 
@@ -54,7 +54,7 @@ def test_cli_and_plain_ansible_playbook_from_two_controllers_never_both_promote(
 
 
 def _holder_pids(controller: Controller) -> list[int]:
-    return holder_pids(controller, "_cluster_guard.py")
+    return holder_pids(controller, "_guards/postgres_guard.py")
 
 
 def test_a_run_whose_guard_was_lost_refuses_to_promote_and_starts_the_old_primary_again(fresh_lab, tmp_path):

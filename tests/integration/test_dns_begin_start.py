@@ -17,7 +17,7 @@ from runbook_helpers import dns_answers, inventory_path, lock_held, run_json, ru
 from erlmcp_dr import lab, lab_dns, paths
 
 paths.ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils import _lock  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._lock import store as _lock  # noqa: E402
 
 pytestmark = pytest.mark.integration
 

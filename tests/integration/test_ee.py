@@ -59,7 +59,7 @@ def third_party_imports() -> set[str]:
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 names.add(node.module.split(".")[0])
     # The guards' holder processes run a module_utils file as a script, which imports its sibling by its bare name.
-    siblings = {path.stem for path in (REPO / "plugins" / "module_utils").glob("*.py")}
+    siblings = {path.stem for path in (REPO / "plugins" / "module_utils").rglob("*.py")}
     return {n for n in names if n not in sys.stdlib_module_names and n not in WITH_ANSIBLE_CORE | {"__future__"}
             and n not in siblings}
 

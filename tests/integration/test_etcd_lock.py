@@ -1,4 +1,4 @@
-"""The run lock in etcd (dr_lock_store: etcd, module_utils/_lock_etcd.py) against three real etcd members on loopback
+"""The run lock in etcd (dr_lock_store: etcd, module_utils/_lock/etcd.py) against three real etcd members on loopback
 (lab_etcd.py), one cluster per test session, its keys deleted between tests: races from several processes through the
 store's API and through ansible-playbook (checked against etcd's revision history), a holder killed with -9, a
 holder paused past its lease, members lost."""
@@ -34,8 +34,9 @@ from runbook_helpers import (
 from erlmcp_dr import lab_dns, lab_etcd, paths
 
 paths.ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils import _lock, _lock_etcd  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._wait import wait_for  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._lock import store as _lock  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._lock import etcd as _lock_etcd  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.wait import wait_for  # noqa: E402
 
 PLAYBOOK = Path(__file__).resolve().parents[1] / "fixtures" / "lock" / "etcd_hold.yml"
 KEY = "postgres:7301234567890123456"

@@ -1,7 +1,7 @@
 """erlmcp.dr.health_check against real services: the lab's PostgreSQL and Redis, a closed port, and real HTTP
 servers (plain and TLS with a self-signed certificate) answering 200, 500, a wrong body, or alternating.
 
-Most cases call the engine (module_utils/_health.run) directly, on the real services; two go through Ansible
+Most cases call the engine (module_utils/_region/health.run) directly, on the real services; two go through Ansible
 (the module's argument spec, its action plugin, no_log)."""
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from erlmcp_dr import lab
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils import _health  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._errors import ModuleFailure  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._region import health as _health  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.errors import ModuleFailure  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.modules.health_check import argument_spec  # noqa: E402
 
 pytestmark = pytest.mark.integration

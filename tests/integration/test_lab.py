@@ -15,8 +15,8 @@ from erlmcp_dr import lab
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils import _postgres as pg  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._wait import wait_for  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import sql as pg  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.wait import wait_for  # noqa: E402
 
 
 def _pids(result: dict) -> dict[str, int]:
@@ -103,7 +103,7 @@ def test_standbys_read_the_replication_password_from_a_passfile_never_inline(fre
 
 
 def test_up_moves_an_inline_replication_password_of_an_older_lab_to_the_passfile(fresh_lab):
-    from ansible_collections.erlmcp.dr.plugins.module_utils._pg_server import conninfo
+    from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.server import conninfo
 
     node = fresh_lab.node("pg-b")
     lab.down(fresh_lab)

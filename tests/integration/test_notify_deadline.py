@@ -25,7 +25,7 @@ from runbook_helpers import runbook_cli, summary
 from erlmcp_dr import paths
 
 paths.ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils import _notify  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._notify import engine as _notify  # noqa: E402
 
 pytestmark = pytest.mark.integration
 

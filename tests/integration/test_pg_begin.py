@@ -18,7 +18,7 @@ from runbook_helpers import host_vars, inventory_copy, inventory_path, lock_held
 from erlmcp_dr import lab, paths
 
 paths.ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils import _lock  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._lock import store as _lock  # noqa: E402
 
 pytestmark = pytest.mark.integration
 

@@ -37,9 +37,9 @@ from erlmcp_dr import lab, lab_pgbackrest
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils import _pitr_plan as plan  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._errors import ModuleFailure  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._pitr_backup import driver_for  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._pitr import plan  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.errors import ModuleFailure  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._pitr.backup import driver_for  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -134,7 +134,7 @@ def test_a_restore_is_found_done_and_a_killed_one_is_cleaned(pitr_lab: PitrLab) 
     # anew (check mode: it says so and touches nothing).
     marker = scratch_dir(cfg, "again").with_name("pitr-again.erlmcp-dr.json")
     marker.write_text(marker.read_text().replace('"proven"', '"restoring"'))
-    from ansible_collections.erlmcp.dr.plugins.module_utils import _pitr_restore
+    from ansible_collections.erlmcp.dr.plugins.module_utils._pitr import restore as _pitr_restore
 
     planned = _pitr_restore.run(restore_params(cfg, "again", target_type="lsn", target=lsn_target, check_query=None),
                                 check_mode=True)
@@ -221,7 +221,8 @@ def test_broken_archiving_stops_a_backup_before_it_starts(pitr_lab: PitrLab) -> 
 
 def test_check_mode_touches_nothing(pitr_lab: PitrLab) -> None:
     cfg = pitr_lab.cfg
-    from ansible_collections.erlmcp.dr.plugins.module_utils import _pitr_backup, _pitr_restore
+    from ansible_collections.erlmcp.dr.plugins.module_utils._pitr import backup as _pitr_backup
+    from ansible_collections.erlmcp.dr.plugins.module_utils._pitr import restore as _pitr_restore
     from pitr_helpers import backup_params
 
     checked = _pitr_restore.run(restore_params(cfg, "plan-check"), check_mode=True)

@@ -19,7 +19,7 @@ from erlmcp_dr import lab
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils import _postgres as pg  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import sql as pg  # noqa: E402
 
 pytestmark = pytest.mark.integration
 

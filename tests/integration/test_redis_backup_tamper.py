@@ -85,7 +85,7 @@ def test_without_the_hmac_a_recomputed_crc_is_what_cannot_be_detected(signed_sto
     from erlmcp_dr.paths import ensure_collection_importable
 
     ensure_collection_importable()
-    from ansible_collections.erlmcp.dr.plugins.module_utils import _redis_store as store
+    from ansible_collections.erlmcp.dr.plugins.module_utils._redis import store
 
     _tampered(signed_store, tmp_path / "store", "recomputed")
     check = store.check_rdb("redis-check-rdb", str(tmp_path / "store" / "signed.rdb"), 60)

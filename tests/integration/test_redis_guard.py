@@ -2,7 +2,7 @@
 
 Two redis_failover runs from two controllers - separate lock folders, separate ERLMCP_DR_HOME - meet only at the
 Redis guard: named connections (`erlmcp-dr-guard:<state>:<token>`) held on a majority of the members by a holder
-process from the start of the run to its end (plugins/module_utils/_redis_guard.py), re-checked right before
+process from the start of the run to its end (plugins/module_utils/_guards/redis_guard.py), re-checked right before
 REPLICAOF NO ONE / FAILOVER. A sampler sends ROLE to every member every 10 ms during each pair
 (redis_guard_race.py, shared with benchmarks/redis_race_pairs.py). Real redis-server, the lab's three members.
 """
@@ -39,7 +39,7 @@ def test_racing_redis_failovers_from_two_controllers_never_make_two_primaries(fr
 
 
 def _holder_pids(controller: Controller) -> list[int]:
-    return holder_pids(controller, "_redis_guard.py")
+    return holder_pids(controller, "_guards/redis_guard.py")
 
 
 def _guard_connections(cfg, node: str) -> list[dict]:

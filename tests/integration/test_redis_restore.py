@@ -17,7 +17,7 @@ from erlmcp_dr import lab
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils._wait import wait_for  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.wait import wait_for  # noqa: E402
 
 DATA = {f"key:{i}": f"value-{i}" for i in range(300)}
 

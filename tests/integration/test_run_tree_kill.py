@@ -22,7 +22,7 @@ from erlmcp_dr.guard import freeze_and_kill, process_tree
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils._wait import wait_for  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.wait import wait_for  # noqa: E402
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,7 @@ from runbook_helpers import VENV_BIN, files_containing, runbook_command
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils._wait import wait_for  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.wait import wait_for  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "playbooks" / "controller"
 HOLD_TASK = "Hold the run open"

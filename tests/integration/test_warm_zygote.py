@@ -23,7 +23,7 @@ from erlmcp_dr.paths import ensure_collection_importable
 from erlmcp_dr.warm import client
 
 ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils._wait import wait_for  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.wait import wait_for  # noqa: E402
 
 pytestmark = pytest.mark.integration
 DEADLINE = 60  # a hang guard, never a timing assertion

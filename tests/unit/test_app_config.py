@@ -12,8 +12,8 @@ import pytest
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils import _app_config as app  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._errors import ModuleFailure  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._app import db_config as app  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.errors import ModuleFailure  # noqa: E402
 
 
 def node(name: str, port: int, role: str, upstream: str | None = None, **extra: Any) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from ansible_collections.erlmcp.dr.plugins.filter.failover import (  # noqa: E40
     pg_rejoin_plan,
     pg_switchover_plan,
 )
-from ansible_collections.erlmcp.dr.plugins.module_utils._app_config import verdict  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._app.db_config import verdict  # noqa: E402
 
 SYSID = "7311520438512345678"
 

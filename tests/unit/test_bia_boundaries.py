@@ -1,4 +1,4 @@
-"""The BIA functions (module_utils/_bia.py) at every edge: scores 99/100/199/200/299/300/301, RTO/RPO exactly at
+"""The BIA functions (module_utils/_region/bia.py) at every edge: scores 99/100/199/200/299/300/301, RTO/RPO exactly at
 each band's limit and one past it, the level floors (the seeds' "critical with RTO > 240 min gets no recovery"
 hole), tier objectives and their overrides, and every kind of non-numeric input refused naming its field."""
 
@@ -11,8 +11,8 @@ import pytest
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils import _bia  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._bia import BiaError  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._region import bia as _bia  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._region.bia import BiaError  # noqa: E402
 
 
 def scores_totalling(total):

@@ -1,4 +1,4 @@
-"""The cluster guard's decisions that need no server (plugins/module_utils/_cluster_guard.py and the re-check in
+"""The cluster guard's decisions that need no server (plugins/module_utils/_guards/postgres_guard.py and the re-check in
 _promote.check_guard); the racing runs on the lab are in tests/integration/test_cluster_guard.py."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import pytest
 from erlmcp_dr import paths
 
 paths.ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils import _cluster_guard as guard  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._promote import Refused, check_guard  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._guards import postgres_guard as guard  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.promote import Refused, check_guard  # noqa: E402
 
 MEMBERS = [{"name": "pg-a", "host": "10.0.0.1", "port": 5432}, {"name": "pg-b", "host": "10.0.0.2", "port": 5432},
            {"name": "pg-c", "host": "10.0.0.3", "port": 5432}]

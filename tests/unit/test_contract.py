@@ -1,4 +1,4 @@
-"""The inventory contract's pure checks (module_utils/_contract.py)."""
+"""The inventory contract's pure checks (module_utils/_common/contract.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from erlmcp_dr import paths
 
 paths.ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils import _contract  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._common import contract as _contract  # noqa: E402
 
 HOST_VARS = {
     "pg_host": {"type": "str", "required": True},

@@ -1,4 +1,4 @@
-"""The database runbooks' summary and abort message (module_utils/_db_summary.py): what they say
+"""The database runbooks' summary and abort message (module_utils/_postgres/summary.py): what they say
 is what the steps did, never what the plan meant."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from erlmcp_dr import paths
 
 paths.ensure_collection_importable()
 from ansible_collections.erlmcp.dr.plugins.filter.summary import FilterModule  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._db_summary import abort_message, db_summary  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.summary import abort_message, db_summary  # noqa: E402
 
 PLAN = {"action": "promote", "reason": "switch over from pg-a to pg-b", "old_primary": "pg-a", "candidate": "pg-b",
         "fence": "pg-a", "promote": True, "follow": ["pg-a", "pg-c"], "left_out": [], "lag_bytes": 0, "timeline": 4,

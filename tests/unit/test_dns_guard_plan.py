@@ -1,4 +1,4 @@
-"""What dns_cutover guards on, decided before any change (module_utils/_dns_plan.py, _dns_rollback.py) and how the
+"""What dns_cutover guards on, decided before any change (module_utils/_dns/plan.py, _dns/rollback.py) and how the
 confirmed plan's guard reaches the run (cli.confirmed_guard): pure, no servers."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from erlmcp_dr.paths import ensure_collection_importable
 from erlmcp_dr.result import RunResult
 
 ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils import _dns_plan as plan  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils import _dns_rollback as rollback  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._dns import plan  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._dns import rollback  # noqa: E402
 
 REGIONS = {"a": "127.0.1.1", "b": "127.0.1.2"}
 

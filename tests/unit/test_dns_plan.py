@@ -1,4 +1,4 @@
-"""The dns_cutover runbook's decisions (module_utils/_dns_plan.py): pure, no servers."""
+"""The dns_cutover runbook's decisions (module_utils/_dns/plan.py): pure, no servers."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils import _dns_plan as plan  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._dns import plan  # noqa: E402
 
 REGIONS = {"a": "127.0.1.1", "b": "127.0.1.2"}
 

@@ -1,4 +1,4 @@
-"""What rollback_of reads of an earlier dns_cutover run (module_utils/_dns_rollback.py): its result.json, or for a run
+"""What rollback_of reads of an earlier dns_cutover run (module_utils/_dns/rollback.py): its result.json, or for a run
 killed before writing one, the plan read back from its events; and the refusals that say why not."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import pytest
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils import _dns_plan as plan  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils import _dns_rollback as rollback  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._dns import plan  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._dns import rollback  # noqa: E402
 
 PLAN = {"action": "change", "records": [
     {"name": "api.erlmcp.lab.", "current": ["127.0.1.1"], "target": ["127.0.1.2"], "ttl": 30, "change": True},

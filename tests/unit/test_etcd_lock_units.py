@@ -1,4 +1,4 @@
-"""The pure parts of the run lock's etcd store (module_utils/_lock_etcd.py) and of the store factory (_lock.py):
+"""The pure parts of the run lock's etcd store (module_utils/_lock/etcd.py) and of the store factory (_lock/store.py):
 settings read from the inventory or the environment, the gateway's JSON, the fencing check's fast path."""
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import pytest
 from erlmcp_dr import paths
 
 paths.ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils import _lock, _lock_etcd  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._lock import store as _lock  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._lock import etcd as _lock_etcd  # noqa: E402
 
 ENDPOINTS = ["http://127.0.0.1:2379", "http://127.0.0.1:2381", "http://127.0.0.1:2383"]
 
@@ -139,7 +140,7 @@ def test_the_summary_carries_the_fencing_token_and_validates_against_the_schema(
     from erlmcp_dr.result import summary_schema
 
     paths.ensure_collection_importable()
-    from ansible_collections.erlmcp.dr.plugins.module_utils import _summary
+    from ansible_collections.erlmcp.dr.plugins.module_utils._common import summary as _summary
 
     with_token = _summary.envelope("database_failover", lock_key="postgres:7", lock_token=4211)
     assert with_token["lock"] == {"key": "postgres:7", "token": 4211}
@@ -165,7 +166,8 @@ WARM = """
 import os, sys
 from erlmcp_dr import paths
 paths.ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils import _lock_etcd, _module
+from ansible_collections.erlmcp.dr.plugins.module_utils._lock import etcd as _lock_etcd
+from ansible_collections.erlmcp.dr.plugins.module_utils._common import module as _module
 before = _module.warm_lock_store()
 _lock_etcd.record_held(os.getpid(), "postgres:1", 41, 7587, (None, None), "run-1")
 print(before, "etcd3gw" in sys.modules, _module.warm_lock_store(), "etcd3gw" in sys.modules)

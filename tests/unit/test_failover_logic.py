@@ -1,4 +1,4 @@
-"""Every branch of the failover and switchover plans (module_utils/_failover.py) and their filters."""
+"""Every branch of the failover and switchover plans (module_utils/_postgres/failover_plan.py) and their filters."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from erlmcp_dr import paths
 paths.ensure_collection_importable()
 from ansible.errors import AnsibleFilterError  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.filter.failover import FilterModule  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._failover import (  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.failover_plan import (  # noqa: E402
     end_state,
     failover_plan,
     healthy_standbys,

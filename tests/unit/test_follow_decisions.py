@@ -10,8 +10,8 @@ import pytest
 from erlmcp_dr import paths
 
 paths.ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils import _follow_plan as f  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._pg_server import (  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import follow_plan as f  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.server import (  # noqa: E402
     conf_value,
     conninfo,
     conninfo_endpoint,

@@ -1,4 +1,4 @@
-"""region_health's decisions, pure (module_utils/_health_regions.py): every region verdict, the split of two
+"""region_health's decisions, pure (module_utils/_region/verdicts.py): every region verdict, the split of two
 writers (issue 16 row 4), and the table drawn from the summary (issue 15 item 5). No server."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Any
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils import _health_regions as regions  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._region import verdicts as regions  # noqa: E402
 
 
 def _row(host: str, region: str, component: str, verdict: str = "healthy", **extra: Any) -> dict[str, Any]:

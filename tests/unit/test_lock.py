@@ -1,4 +1,4 @@
-"""The run lock's directory store (module_utils/_lock.py): real files, real processes, no mocks."""
+"""The run lock's directory store (module_utils/_lock/store.py): real files, real processes, no mocks."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import pytest
 from erlmcp_dr import paths
 
 paths.ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils import _lock  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._lock import store as _lock  # noqa: E402
 
 KEY = "postgres:7301234567890123456"
 HERE = "controller-1"

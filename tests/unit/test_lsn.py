@@ -1,4 +1,4 @@
-"""LSN arithmetic of module_utils/_postgres.py: what every lag figure rests on."""
+"""LSN arithmetic of module_utils/_postgres/sql.py: what every lag figure rests on."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from erlmcp_dr import paths
 
 paths.ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import (  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.sql import (  # noqa: E402
     format_lsn,
     lsn_diff,
     max_lsn,

@@ -67,15 +67,16 @@ ensure_collection_importable()
 
 CALLS = {
     "route53": """
-from ansible_collections.erlmcp.dr.plugins.module_utils import _dns, _dns_route53
+from ansible_collections.erlmcp.dr.plugins.module_utils._dns import base as _dns
+from ansible_collections.erlmcp.dr.plugins.module_utils._dns import route53 as _dns_route53
 try:
     _dns_route53.client({"aws_region": "eu-west-1"})
 except _dns.DnsError as exc:
     print(exc)
 """,
     "s3": """
-from ansible_collections.erlmcp.dr.plugins.module_utils._redis import RedisError
-from ansible_collections.erlmcp.dr.plugins.module_utils._redis_store import S3Store
+from ansible_collections.erlmcp.dr.plugins.module_utils._redis.client import RedisError
+from ansible_collections.erlmcp.dr.plugins.module_utils._redis.store import S3Store
 try:
     S3Store({"s3_bucket": "backups"}).client()
 except RedisError as exc:

@@ -1,4 +1,4 @@
-"""pg_backup's and pg_restore's pure decisions (module_utils/_pitr_plan.py): WAL arithmetic (segment names from LSNs
+"""pg_backup's and pg_restore's pure decisions (module_utils/_pitr/plan.py): WAL arithmetic (segment names from LSNs
 and timelines), which backup a target restores from, the WAL it needs and the first missing segment, retention.
 No server."""
 
@@ -11,8 +11,8 @@ import pytest
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils import _pitr_plan as plan  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._pgbackrest import kind_of, parse_verify  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._pitr import plan  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._pitr.pgbackrest import kind_of, parse_verify  # noqa: E402
 
 
 def _backup(label: str, kind: str, start: str, stop: str, stopped_at: int, **extra: Any) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import pytest
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils import _promote as promote  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import promote  # noqa: E402
 
 SYSID = "7300000000000000001"
 

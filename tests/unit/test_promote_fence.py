@@ -1,4 +1,4 @@
-"""pg_promote's fence option (module_utils/_promote.fence_facts): what a stop fence's result vouches for, and the
+"""pg_promote's fence option (module_utils/_postgres/promote.fence_facts): what a stop fence's result vouches for, and the
 switchover's refusal after an unclean stop, decided before anything is asked or changed."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import pytest
 from erlmcp_dr import paths
 
 paths.ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils._errors import ModuleFailure  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._promote import fence_facts  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.errors import ModuleFailure  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.promote import fence_facts  # noqa: E402
 
 
 def stop_fence(clean: bool | None, require: bool = True) -> dict:

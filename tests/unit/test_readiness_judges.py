@@ -1,7 +1,7 @@
-"""readiness's judges, pure (module_utils/_readiness_judge.py): every check at its boundaries (exactly at the
+"""readiness's judges, pure (module_utils/_region/readiness_judge.py): every check at its boundaries (exactly at the
 threshold passes, just past it fails), "not configured" is a warning and never a pass, the overall verdict and
 exit code, thresholds from the inventory (dr_readiness) over the defaults, and the drill history's format
-(module_utils/_readiness.read_drill_history). No server."""
+(module_utils/_region/readiness.read_drill_history). No server."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils import _readiness as engine  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils import _readiness_judge as judge  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._region import readiness as engine  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._region import readiness_judge as judge  # noqa: E402
 
 LIMITS = judge.thresholds({})
 DAY = 86400.0

@@ -1,5 +1,5 @@
-"""The Redis guard's decisions that need no server (plugins/module_utils/_redis_guard.py, the shared skeleton
-_guard_process.py, the summary's fields); the racing runs on the lab's redis-servers are in
+"""The Redis guard's decisions that need no server (plugins/module_utils/_guards/redis_guard.py, the shared skeleton
+_guards/guard_process.py, the summary's fields); the racing runs on the lab's redis-servers are in
 tests/integration/test_redis_guard.py."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pytest
 from erlmcp_dr import paths
 
 paths.ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils import _guard_process as process  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils import _redis_guard as guard  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._guards import guard_process as process  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._guards import redis_guard as guard  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._redis_plan import summary  # noqa: E402
 
 MINE, OTHER = "20261206T1000Z-redis_failover-1a2b-0001", "20261206T1001Z-redis_failover-3c4d-0002"

@@ -1,5 +1,5 @@
 """The Redis runbooks' pure decisions: the lock key, which node a restore or backup acts on, the end state and the
-summary (module_utils/_redis_plan.py). No server."""
+summary (module_utils/_redis/plan.py). No server."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import pytest
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils import _app_redis_config as app  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils import _redis_plan as plan  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils import _redis_promote as promote  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._errors import ModuleFailure  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._app import redis_config as app  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._redis import plan  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._redis import promote  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.errors import ModuleFailure  # noqa: E402
 
 
 def _node(name: str, port: int, role: str | None = "replica", upstream: str | None = "a", **extra: Any) -> dict:

@@ -13,8 +13,8 @@ from erlmcp_dr import lab
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils import _redis as rd  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils import _redis_store as store  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._redis import client as rd  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._redis import store  # noqa: E402
 
 DAY = 86400
 
@@ -132,7 +132,7 @@ def _store_with(tmp_path: Path, *backups: dict) -> store.DirectoryStore:
 
 
 def test_restore_chooses_by_id_latest_verified_or_newest_before_a_time(tmp_path):
-    from ansible_collections.erlmcp.dr.plugins.module_utils import _redis_restore as restore
+    from ansible_collections.erlmcp.dr.plugins.module_utils._redis import restore
 
     directory = _store_with(tmp_path, _b("monday", 100), _b("tuesday", 200), _b("broken", 300, verified=False))
     assert restore.choose(directory, "latest")["id"] == "tuesday"  # the newest VERIFIED one
@@ -147,8 +147,8 @@ def test_restore_chooses_by_id_latest_verified_or_newest_before_a_time(tmp_path)
 
 
 def test_before_takes_a_unix_time_or_iso_8601():
-    from ansible_collections.erlmcp.dr.plugins.module_utils import _redis_restore as restore
-    from ansible_collections.erlmcp.dr.plugins.module_utils._errors import ModuleFailure
+    from ansible_collections.erlmcp.dr.plugins.module_utils._redis import restore
+    from ansible_collections.erlmcp.dr.plugins.module_utils._common.errors import ModuleFailure
 
     assert restore.parse_time("1795610058", "before") == 1795610058
     assert restore.parse_time("1970-01-02T00:00:00Z", "before") == DAY

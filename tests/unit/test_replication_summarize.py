@@ -9,7 +9,7 @@ from typing import Any
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils import _replication_info as info  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import replication_info as info  # noqa: E402
 
 SYSID = "7300000000000000001"
 PORTS = {"pg-a": 5432, "pg-b": 5433, "pg-c": 5434}

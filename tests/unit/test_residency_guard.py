@@ -1,11 +1,11 @@
-"""The data-residency guard (plugins/module_utils/_residency.py): a pure decision on inventory data."""
+"""The data-residency guard (plugins/module_utils/_region/residency.py): a pure decision on inventory data."""
 
 from __future__ import annotations
 
 from erlmcp_dr import lab_residency, paths
 
 paths.ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils import _residency as residency  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._region import residency  # noqa: E402
 
 REGIONS = lab_residency.inventory_vars()["dr_regions"]
 

@@ -12,7 +12,7 @@ import pytest
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils import _dns_rollback as rollback  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._dns import rollback  # noqa: E402
 
 
 @pytest.mark.parametrize("written", ["result.json", "run.json"])

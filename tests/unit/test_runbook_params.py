@@ -1,4 +1,4 @@
-"""module_utils/_runbook_params (the one validation every entry point runs) and the action's trust check.
+"""module_utils/_common/runbook_params (the one validation every entry point runs) and the action's trust check.
 
 The table of bad values: each gets an error naming the parameter, what was found and what was expected.
 """
@@ -14,7 +14,7 @@ from erlmcp_dr import paths
 
 paths.ensure_collection_importable()
 from ansible_collections.erlmcp.dr.plugins.action import runbook_params as action  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils import _runbook_params as rp  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._common import runbook_params as rp  # noqa: E402
 
 SPEC: dict[str, Any] = {
     "candidate": {"type": "str", "required": True, "description": "Host to promote."},

@@ -10,7 +10,7 @@ from erlmcp_dr import guard, paths
 
 def _wait_for():
     paths.ensure_collection_importable()
-    from ansible_collections.erlmcp.dr.plugins.module_utils._wait import wait_for
+    from ansible_collections.erlmcp.dr.plugins.module_utils._common.wait import wait_for
 
     return wait_for
 

@@ -7,8 +7,8 @@ import pytest
 from erlmcp_dr import paths
 
 paths.ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils import _follow_plan as f  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._data_dir_identity import mismatch  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import follow_plan as f  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.data_dir_identity import mismatch  # noqa: E402
 
 LSN = 0x3000000
 

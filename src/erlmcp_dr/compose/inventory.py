@@ -87,10 +87,10 @@ class InventoryView:
                          for name, v in self.hosts.get("redis", {}).items()]
         keys = [self.database_lock_key()]
         if redis_members:
-            keys.append(_module("_redis_plan").lock_key(redis_members))
+            keys.append(_module("_redis.plan").lock_key(redis_members))
         zone = self.all_vars.get("dns_zone")
         if zone:
-            keys.append(_module("_dns_plan").lock_key(str(zone)))
+            keys.append(_module("_dns.plan").lock_key(str(zone)))
         return keys
 
     def database_lock_key(self) -> str:
@@ -106,7 +106,7 @@ class InventoryView:
             except Exception as exc:  # a member that is down is expected in a failover: try the next
                 errors.append(f"{name}: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}")
                 continue
-            return _module("_failover").lock_key({"system_identifier": sysid})
+            return _module("_postgres.failover_plan").lock_key({"system_identifier": sysid})
         raise ParameterError("inventory", "no database member answers, so the cluster's identity (its run lock's "
                                           "key) cannot be read: " + "; ".join(errors))
 
@@ -180,5 +180,5 @@ def _module(name: str) -> Any:
 
 
 def _lock_module() -> Any:
-    return _module("_lock")
+    return _module("_lock.store")
 

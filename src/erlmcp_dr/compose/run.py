@@ -169,7 +169,7 @@ class ComposedRun:
 
     def residency(self, arguments: Dict[str, Any]) -> StepOutcome:
         data = self.view.all_vars
-        guard = inventory_module._module("_residency")
+        guard = inventory_module._module("_region.residency")
         verdict = guard.check(str(arguments["to_region"]), data.get("dr_regions") or {},
                               data.get("dr_datasets") or {}, data.get("dr_residency_rules"),
                               arguments.get("justification"))
@@ -214,7 +214,7 @@ class ComposedRun:
 
     def envelope(self, outcome: engine_module.ComposedOutcome, targets: Dict[str, Any], keys: List[str]
                  ) -> Dict[str, Any]:
-        summary_module = inventory_module._module("_summary")
+        summary_module = inventory_module._module("_common.summary")
         did = [f"{record.step}{' (undo)' if record.phase == 'undo' else ''}: {sentence}"
                for record in outcome.records for sentence in (record.summary.get("did") or [])
                if sentence != summary_module.NOTHING_CHANGED]
@@ -256,7 +256,7 @@ class ComposedRun:
 def app_write(url: str, run_id: str, timeout: float = APP_WRITE_TIMEOUT) -> StepOutcome:
     """One write through the target region's application (POST <url>/write), polled until it is accepted or the
     deadline: the promotions are done, the app re-reads its config files on each request."""
-    wait = inventory_module._module("_wait")
+    wait = inventory_module._module("_common.wait")
     body = json.dumps({"note": f"regional failover {run_id}"}).encode()
     last: Dict[str, Any] = {}
 

@@ -123,11 +123,12 @@ def warm_ansible_caches() -> List[str]:
             package = importlib.import_module(f"ansible_collections.erlmcp.dr.plugins.{kind}")
         except ImportError:
             continue
-        for info in pkgutil.iter_modules(package.__path__):
+        # walk_packages: module_utils is a tree of per-system packages (_postgres, _redis, ...), not one flat folder.
+        for info in pkgutil.walk_packages(package.__path__, prefix=f"{package.__name__}."):
             try:
-                importlib.import_module(f"{package.__name__}.{info.name}")
+                importlib.import_module(info.name)
             except Exception as exc:  # noqa: BLE001
-                print(f"zygote: {package.__name__}.{info.name} not preloaded: {exc}", file=sys.stderr)
+                print(f"zygote: {info.name} not preloaded: {exc}", file=sys.stderr)
     for name, module in list(sys.modules.items()):
         path = getattr(module, "__file__", None)
         if name.count(".") == 2 and name.startswith("ansible_collections.") and isinstance(path, str) \
