@@ -22,8 +22,8 @@ from erlmcp_dr import lab
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.server import find_bin_dir  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._common.wait import WaitTimeout, wait_for  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.server import find_bin_dir  # noqa: E402
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # the pyenv Python under /root is not readable by the lab's OS user
 DEFAULT_VENV = Path("/var/tmp/erlmcp-dr-patroni")

@@ -50,10 +50,10 @@ from erlmcp_dr import lab, lab_pgbackrest  # noqa: E402
 from erlmcp_dr.paths import ensure_collection_importable  # noqa: E402
 
 ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils._pitr import restore as _pitr_restore  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.server import Server  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._pitr.restore import free_port  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._common.wait import wait_for  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._pitr import restore as _pitr_restore  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._pitr.restore import free_port  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.server import Server  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 

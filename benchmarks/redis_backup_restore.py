@@ -37,9 +37,9 @@ import redis
 from erlmcp_dr.paths import ensure_collection_importable  # noqa: E402
 
 ensure_collection_importable()
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.wait import wait_for  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._redis import backup as _redis_backup  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._redis import restore as _redis_restore  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._common.wait import wait_for  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.modules import redis_backup, redis_restore  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"

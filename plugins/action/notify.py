@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: erlmcp.dr contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Action plugin for erlmcp.dr.notify: renders and sends on the controller; the engine is module_utils/_notify/engine.py.
+"""Action plugin for erlmcp.dr.notify: renders and sends on the controller; the engine is
+module_utils/_notify/engine.py.
 
 Why an action plugin: the templates ship in the collection (plugins/notify_templates/), beside this file, and
 the receivers (Slack, PagerDuty, the status page, the SMTP relay) are reached from where the runbook runs, not

@@ -38,7 +38,8 @@ from ansible_collections.erlmcp.dr.plugins.module_utils._common.module import wa
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.sql import POSTGRES
 from ansible_collections.erlmcp.dr.plugins.plugin_utils.begin import BASE_ARGUMENT_SPEC, BeginAction
 
-warm_driver(POSTGRES)  # the reads run in this task's worker: psycopg imported once, before the fork (see _common/module.py)
+# The reads run in this task's worker: psycopg imported once, before the fork (see _common/module.py).
+warm_driver(POSTGRES)
 
 ARGUMENT_SPEC = dict(BASE_ARGUMENT_SPEC, **{
     "group": {"type": "str", "default": "postgres"},
@@ -46,8 +47,8 @@ ARGUMENT_SPEC = dict(BASE_ARGUMENT_SPEC, **{
     "lock_scope": {"type": "str", "choices": ["cluster", "backups"], "default": "cluster"},
     "guard": {"type": "bool"},
 })
-# The plans that promote take the cluster guard (_guards/postgres_guard.py) by default: the run lock only excludes runs that
-# share its folder, the guard excludes runs from any controller.
+# The plans that promote take the cluster guard (_guards/postgres_guard.py) by default: the run lock only excludes runs
+# that share its folder, the guard excludes runs from any controller.
 GUARDED_PLANS = ("switchover", "failover")
 GUARD_VAR = "dr_cluster_guard"
 # The inventory variables the reads and the lock use (the PostgreSQL contract's names); templated only once the

@@ -16,7 +16,9 @@ from ansible.plugins.action import ActionBase
 from ansible_collections.erlmcp.dr.plugins.module_utils._common.module import run_on_controller, runs_here, warm_driver
 from ansible_collections.erlmcp.dr.plugins.module_utils._common.errors import ModuleFailure
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.sql import POSTGRES, psycopg_import_error
-from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.promote import fence_here, fence_params, run, run_armed
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.promote import (
+    fence_here, fence_params, run, run_armed,
+)
 from ansible_collections.erlmcp.dr.plugins.modules.pg_promote import argument_spec, performs_fence
 
 warm_driver(POSTGRES)

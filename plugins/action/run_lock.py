@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: erlmcp.dr contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Action plugin for erlmcp.dr.run_lock: runs on the controller; the store is module_utils/_lock/store.py (the default, a
+"""Action plugin for erlmcp.dr.run_lock: runs on the controller; the store is module_utils/_lock/store.py (the
+default, a
 folder of this controller) or module_utils/_lock/etcd.py (dr_lock_store: etcd in the inventory), chosen by
 _lock.store_settings / _lock.make_store."""
 

@@ -2,7 +2,8 @@
 # Copyright: erlmcp.dr contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Filters erlmcp.dr.pg_failover_plan, pg_switchover_plan, pg_rejoin_plan, pg_end_state, pg_lock_key and
-pg_follow_groups (documented in the adjacent .yml files): the pure decisions of module_utils/_postgres/failover_plan.py, usable
+pg_follow_groups (documented in the adjacent .yml files): the pure decisions of
+module_utils/_postgres/failover_plan.py, usable
 in playbooks on the result of erlmcp.dr.pg_replication_info.
 """
 

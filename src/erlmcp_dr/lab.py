@@ -68,10 +68,10 @@ from erlmcp_dr.lab_config import (  # noqa: F401  (the lab's shape, also read as
 )
 
 paths.ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import sql as pg  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._redis import client as rd  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.server import find_bin_dir  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._common.wait import WaitTimeout, wait_for  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import sql as pg  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.server import find_bin_dir  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._redis import client as rd  # noqa: E402
 
 CONF_MARKER = "# ---- erlmcp.dr lab settings (rewritten by the lab) ----"
 START_TIMEOUT = 60

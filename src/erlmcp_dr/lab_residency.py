@@ -1,5 +1,6 @@
 """The lab's residency data: what lab.inventory() adds to the `all` vars so the residency guard
-(plugins/module_utils/_region/residency.py) has something to decide: regions a and c in the EU, b in the US (`dr_regions`),
+(plugins/module_utils/_region/residency.py) has something to decide: regions a and c in the EU, b in the US
+(`dr_regions`),
 the lab's two datasets with their class (`dr_datasets`: the application's writes in PostgreSQL and its sessions in
 Redis, both card data, PCI, which the seeds let live in the US or the EU) and the seeds' rules (`dr_residency_rules`:
 PII in the EU, PHI in the US, PCI in either). Data only: lab.py imports it, and it imports nothing of the lab.

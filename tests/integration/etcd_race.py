@@ -13,8 +13,8 @@ from typing import Any
 from erlmcp_dr import paths
 
 paths.ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils._lock import store as _lock  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._lock import etcd as _lock_etcd  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._lock import store as _lock  # noqa: E402
 
 RACE_DEADLINE = 600  # seconds the racers get: a hang guard, never a timing assertion
 

@@ -28,8 +28,8 @@ from erlmcp_dr.paths import ensure_collection_importable
 from erlmcp_dr.probe import WritersSampler
 
 ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils._guards import postgres_guard as _cluster_guard  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._common.wait import wait_for  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._guards import postgres_guard as _cluster_guard  # noqa: E402
 
 DEADLINE = 90  # a hang guard for every awaited condition, never a timing assertion
 RUN_HANG_GUARD = 900

@@ -19,9 +19,9 @@ from erlmcp_dr import lab, lab_pgbackrest
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.wait import wait_for  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._pitr import backup as _pitr_backup  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._pitr import restore as _pitr_restore  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._common.wait import wait_for  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.modules import pg_backup as backup_module  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.modules import pg_restore as restore_module  # noqa: E402
 

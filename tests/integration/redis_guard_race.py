@@ -26,8 +26,8 @@ from erlmcp_dr import lab
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils._guards import redis_guard as _redis_guard  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._common.wait import wait_for  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._guards import redis_guard as _redis_guard  # noqa: E402
 
 DEADLINE = 90  # a hang guard for every awaited condition, never a timing assertion
 NODES = ("redis-a", "redis-b", "redis-c")

@@ -2,7 +2,8 @@
 
 Two runs from two controllers - separate lock folders, separate ERLMCP_DR_HOME - meet only at the cluster guard:
 a session advisory lock held on a majority of the members by a holder process from the start of the run to its end
-(plugins/module_utils/_guards/postgres_guard.py), and re-checked right before pg_promote(). A sampler asks every node every
+(plugins/module_utils/_guards/postgres_guard.py), and re-checked right before pg_promote(). A sampler asks every node
+every
 10 ms whether it takes writes during each pair (guard_race.py, shared with benchmarks/race_pairs.py).
 """
 

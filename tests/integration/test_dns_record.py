@@ -19,10 +19,10 @@ from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.errors import ModuleFailure  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._dns import info as _dns_info  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._dns import record as _dns_record  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._dns import rfc2136 as rfc  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._common.errors import ModuleFailure  # noqa: E402
 
 pytestmark = pytest.mark.integration
 

@@ -24,8 +24,8 @@ from erlmcp_dr import lab
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils._region import health as _health  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._common.errors import ModuleFailure  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._region import health as _health  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.modules.health_check import argument_spec  # noqa: E402
 
 pytestmark = pytest.mark.integration

@@ -15,8 +15,8 @@ from receivers import Answer, HttpReceiver, SmtpReceiver, closed_url, http_recei
 from erlmcp_dr import paths
 
 paths.ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils._notify import engine as _notify  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._common.errors import ModuleFailure  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._notify import engine as _notify  # noqa: E402
 
 pytestmark = pytest.mark.integration
 

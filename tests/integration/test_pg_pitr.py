@@ -37,8 +37,8 @@ from erlmcp_dr import lab, lab_pgbackrest
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils._pitr import plan  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._common.errors import ModuleFailure  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._pitr import plan  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._pitr.backup import driver_for  # noqa: E402
 
 pytestmark = pytest.mark.integration

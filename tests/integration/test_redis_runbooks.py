@@ -33,8 +33,8 @@ from erlmcp_dr.guard import kill_tree
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils._redis import plan as _redis_plan  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._common.wait import WaitTimeout  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._redis import plan as _redis_plan  # noqa: E402
 
 pytestmark = pytest.mark.integration
 

@@ -17,8 +17,8 @@ import pytest
 from erlmcp_dr import paths
 
 paths.ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils._lock import store as _lock  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._common.wait import wait_for  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._lock import store as _lock  # noqa: E402
 
 PLAYBOOK = Path(__file__).resolve().parents[1] / "fixtures" / "lock" / "hold.yml"
 KEY = "postgres:7301234567890123456"

@@ -11,8 +11,7 @@ from erlmcp_dr import runner, timeline
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils._dns import plan  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._dns import rollback  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._dns import plan, rollback  # noqa: E402
 
 SETTINGS = {"provider": "rfc2136", "zone": "erlmcp.lab.", "hosted_zone_id": None, "endpoint_url": None,
             "timeout": 3.0}

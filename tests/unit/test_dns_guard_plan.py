@@ -13,8 +13,7 @@ from erlmcp_dr.paths import ensure_collection_importable
 from erlmcp_dr.result import RunResult
 
 ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils._dns import plan  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._dns import rollback  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._dns import plan, rollback  # noqa: E402
 
 REGIONS = {"a": "127.0.1.1", "b": "127.0.1.2"}
 

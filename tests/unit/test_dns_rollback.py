@@ -12,8 +12,7 @@ import pytest
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils._dns import plan  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._dns import rollback  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._dns import plan, rollback  # noqa: E402
 
 PLAN = {"action": "change", "records": [
     {"name": "api.erlmcp.lab.", "current": ["127.0.1.1"], "target": ["127.0.1.2"], "ttl": 30, "change": True},

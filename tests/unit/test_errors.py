@@ -11,15 +11,15 @@ import pytest
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils._dns import base as d  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._common import module as _module  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import sql as pg  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._redis import client as rd  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._common.errors import (  # noqa: E402
     ErrorTranslator,
     ModuleFailure,
 )
 from ansible_collections.erlmcp.dr.plugins.module_utils._common.wait import WaitTimeout  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._dns import base as d  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import sql as pg  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._redis import client as rd  # noqa: E402
 
 
 class KettleError(Exception):

@@ -7,8 +7,8 @@ import pytest
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils._region import health as _health  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._common.errors import ModuleFailure  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._region import health as _health  # noqa: E402
 
 
 @pytest.mark.parametrize(("results", "expected"), [

@@ -13,9 +13,8 @@ import yaml
 from erlmcp_dr import paths
 
 paths.ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils._notify import engine  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._notify import engine, send  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._notify import render as r  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._notify import send  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime.datetime(2026, 11, 25, 14, 0, tzinfo=datetime.timezone.utc)  # noqa: UP017 (plugins' 3.8 style)

@@ -9,8 +9,8 @@ from erlmcp_dr.paths import ensure_collection_importable
 from erlmcp_dr.result import RunResult
 
 ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils._redis import plan as _redis_plan  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.summary import db_summary  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._redis import plan as _redis_plan  # noqa: E402
 
 # What redis_restore returns in check mode when the primary does not hold the backup yet (_redis_restore.run).
 RESTORE_CHECK = dict(changed=True, backup_id="20261206T080000Z", data_loss_seconds=5400,

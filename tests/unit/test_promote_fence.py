@@ -1,4 +1,5 @@
-"""pg_promote's fence option (module_utils/_postgres/promote.fence_facts): what a stop fence's result vouches for, and the
+"""pg_promote's fence option (module_utils/_postgres/promote.fence_facts): what a stop fence's result vouches for,
+and the
 switchover's refusal after an unclean stop, decided before anything is asked or changed."""
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from erlmcp_dr import paths
 paths.ensure_collection_importable()
 from ansible_collections.erlmcp.dr.plugins.module_utils._guards import guard_process as process  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._guards import redis_guard as guard  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._redis_plan import summary  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._redis.plan import summary  # noqa: E402
 
 MINE, OTHER = "20261206T1000Z-redis_failover-1a2b-0001", "20261206T1001Z-redis_failover-3c4d-0002"
 

@@ -11,9 +11,8 @@ from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()
 from ansible_collections.erlmcp.dr.plugins.module_utils._app import redis_config as app  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._redis import plan  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._redis import promote  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._common.errors import ModuleFailure  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._redis import plan, promote  # noqa: E402
 
 
 def _node(name: str, port: int, role: str | None = "replica", upstream: str | None = "a", **extra: Any) -> dict:

@@ -100,7 +100,7 @@ def test_connection_errors_say_what_and_which_parameter():
 
 def test_module_utils_do_not_import_redis_py_until_connecting():
     code = ("import sys; from erlmcp_dr.paths import ensure_collection_importable; ensure_collection_importable(); "
-            "from ansible_collections.erlmcp.dr.plugins.module_utils import _redis_backup, _redis_info, _redis_store; "
+            "from ansible_collections.erlmcp.dr.plugins.module_utils._redis import backup, info, store; "
             "sys.exit(1 if 'redis' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
@@ -147,8 +147,8 @@ def test_restore_chooses_by_id_latest_verified_or_newest_before_a_time(tmp_path)
 
 
 def test_before_takes_a_unix_time_or_iso_8601():
-    from ansible_collections.erlmcp.dr.plugins.module_utils._redis import restore
     from ansible_collections.erlmcp.dr.plugins.module_utils._common.errors import ModuleFailure
+    from ansible_collections.erlmcp.dr.plugins.module_utils._redis import restore
 
     assert restore.parse_time("1795610058", "before") == 1795610058
     assert restore.parse_time("1970-01-02T00:00:00Z", "before") == DAY

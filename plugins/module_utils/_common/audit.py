@@ -62,7 +62,7 @@ def default_state_home(environ=None):
     environ = os.environ if environ is None else environ
     if environ.get(HOME_ENV):
         return os.path.realpath(os.path.expanduser(environ[HOME_ENV]))
-    root = os.path.realpath(os.path.join(os.path.dirname(os.path.realpath(__file__)), "..", ".."))
+    root = os.path.realpath(os.path.join(os.path.dirname(os.path.realpath(__file__)), "..", "..", ".."))
     if os.path.isfile(os.path.join(root, "galaxy.yml")) and \
             os.path.isfile(os.path.join(root, "src", "erlmcp_dr", "paths.py")):
         return os.path.join(root, ".runs")

@@ -4,7 +4,8 @@
 """The collection's one error layer: the failure every engine raises, and the translator each system subclasses.
 
 Error handling is declared once here and, per system, only what differs is said in a subclass (PostgreSQL in
-_postgres/sql.py, Redis in _redis/client.py, DNS in _dns/base.py), the way amazon.aws declares its AWSErrorHandler once and a
+_postgres/sql.py, Redis in _redis/client.py, DNS in _dns/base.py), the way amazon.aws declares its AWSErrorHandler
+once and a
 handler per service. Every failure that leaves an engine is a ModuleFailure carrying the same facts: the result
 keys gathered so far and `error_kind`, so a reader (a report, an auto-failover bot) can tell an authentication
 problem from a timeout without parsing the message.

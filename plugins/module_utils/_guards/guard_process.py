@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: erlmcp.dr contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The skeleton both cluster guards share: _guards/postgres_guard.py (PostgreSQL advisory locks) and _guards/redis_guard.py (Redis
+"""The skeleton both cluster guards share: _guards/postgres_guard.py (PostgreSQL advisory locks) and
+_guards/redis_guard.py (Redis
 named connections).
 
 A guard is held on a strict majority of a cluster's members by connections that must outlive the Ansible task that

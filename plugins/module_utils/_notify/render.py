@@ -25,7 +25,9 @@ PHASE_EMOJI = {"declared": ":rotating_light:", "update": ":arrows_counterclockwi
 LIST_FIELDS = ("affected", "actions_taken", "next_steps")
 WEBHOOK_METHODS = ("POST", "PUT", "PATCH")
 MASK = "********"
-DEFAULT_TEMPLATE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "notify_templates")
+# plugins/notify_templates: two folders up from plugins/module_utils/_notify/.
+DEFAULT_TEMPLATE_DIR = os.path.normpath(
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "notify_templates"))
 
 # Per channel type: option -> (required, secret). Everything else a channel gives is refused (a typo is an error).
 CHANNEL_OPTIONS = {

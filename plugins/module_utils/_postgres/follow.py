@@ -26,7 +26,9 @@ import socket
 import time
 
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import sql as pg
-from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.data_dir_identity import check_data_dir_serves, read_served
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.data_dir_identity import (
+    check_data_dir_serves, read_served,
+)
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.follow_plan import (
     PRIMARY_CLUSTER_STATES,
     FollowError,

@@ -390,7 +390,8 @@ def check_single_writer(params, conn, result, fence, warn, *, already=False, poo
 
 def check_guard(params, conn, result, fence, pool=None):
     """The cluster guard, re-checked right before pg_promote() (no override): a strict majority of the members must
-    show the guard's lock granted to this run's holder session (see _guards/postgres_guard.py). The old primary counts when
+    show the guard's lock granted to this run's holder session (see _guards/postgres_guard.py). The old primary
+    counts when
     the guard held it and the stop fence of this run stopped it: a stopped server grants the lock to nobody."""
     guard = params.get("guard")
     if not guard:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import re
 
 from ansible_collections.erlmcp.dr.plugins.module_utils._common.errors import ErrorTranslator
-# ModuleFailure lives in _errors; _postgres/follow.py still says pg.ModuleFailure, so the name stays reachable from here.
+# ModuleFailure lives in _errors; _postgres/follow.py still says pg.ModuleFailure, so the name stays reachable from
+# here.
 from ansible_collections.erlmcp.dr.plugins.module_utils._common.errors import ModuleFailure  # noqa: F401  # pylint: disable=unused-import
 
 ERROR_KINDS = ("auth", "refused", "timeout", "dns", "other")
