@@ -28,7 +28,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from erlmcp_dr import lab, lab_dns, paths
+from erlmcp_dr import paths
+from erlmcp_dr.lab import dns as lab_dns
+from erlmcp_dr.lab import lifecycle as lab
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()

@@ -1,7 +1,7 @@
 """Benchmark-style witness of the run lock in etcd (measured and reported, not asserted): 1,000 acquisition attempts
 racing from 3 processes through the store's API, and a few rounds of 3 racing ansible-playbook runs.
 
-Three real etcd members on loopback (src/erlmcp_dr/lab_etcd.py, free ports, a temporary folder). Each API attempt
+Three real etcd members on loopback (src/erlmcp_dr/lab/etcd.py, free ports, a temporary folder). Each API attempt
 takes the lock, marks its critical section with mkdir (a second holder inside would fail it: a double execution)
 and releases. Afterwards etcd's revision history of the key is replayed revision by revision: every holder it
 shows must be exactly one take, and no holder may appear while another holds the key. The playbook rounds run
@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integrat
 from etcd_race import api_race, holders_in_history, revision  # noqa: E402
 from runbook_helpers import playbook_env  # noqa: E402
 
-from erlmcp_dr import lab_etcd  # noqa: E402
+from erlmcp_dr.lab import etcd as lab_etcd  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PLAYBOOK = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "lock" / "etcd_hold.yml"

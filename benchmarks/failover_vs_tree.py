@@ -31,7 +31,7 @@ import json, os, signal, shutil, sys, tempfile, time
 from pathlib import Path
 import psycopg
 import erlmcp_dr
-from erlmcp_dr import lab
+from erlmcp_dr.lab import lifecycle as lab
 
 def streaming(cfg, primary):
     with psycopg.connect(**cfg.node(primary).conn_params(), autocommit=True) as conn:

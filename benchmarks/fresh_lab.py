@@ -11,7 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
-from erlmcp_dr import lab
+from erlmcp_dr.lab import lifecycle as lab
 
 
 class FreshLab:

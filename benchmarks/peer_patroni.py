@@ -1,7 +1,7 @@
 """Patroni as the benchmark's peer: its own virtualenv, a three-member cluster on free loopback ports.
 
 The cluster runs as the lab's unprivileged OS user (`postgres` when this runs as root), with the raft
-store, ttl 30 / loop_wait 10 and the lab's own PostgreSQL settings (read from erlmcp_dr.lab, so the
+store, ttl 30 / loop_wait 10 and the lab's own PostgreSQL settings (read from erlmcp_dr.lab.lifecycle, so the
 two never drift). Every process it starts is stopped by its PID; every wait polls with a deadline.
 """
 
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from erlmcp_dr import lab
+from erlmcp_dr.lab import lifecycle as lab
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()
@@ -49,7 +49,7 @@ def ensure_venv(venv: Path = DEFAULT_VENV, timeout: float = 900) -> Path:
 
 
 def lab_parameters() -> dict[str, str]:
-    """The lab's postgresql.conf settings (erlmcp_dr.lab), minus those Patroni sets from its own config."""
+    """The lab's postgresql.conf settings (erlmcp_dr.lab.lifecycle), minus those Patroni sets from its own config."""
     probe = lab.LabNode("probe", "probe", 1, Path("/nonexistent"))
     params = {}
     for line in lab._lab_settings(probe).splitlines():  # noqa: SLF001 - one source for both tools' settings

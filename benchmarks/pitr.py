@@ -46,7 +46,8 @@ from pitr_helpers import (  # noqa: E402
 )
 from runbook_helpers import DEADLINE, connect, new_lab  # noqa: E402
 
-from erlmcp_dr import lab, lab_pgbackrest  # noqa: E402
+from erlmcp_dr.lab import lifecycle as lab  # noqa: E402
+from erlmcp_dr.lab import pgbackrest as lab_pgbackrest  # noqa: E402
 from erlmcp_dr.paths import ensure_collection_importable  # noqa: E402
 
 ensure_collection_importable()

@@ -27,7 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from erlmcp_dr import audit, postmortem, postmortem_render
+from erlmcp_dr import audit
+from erlmcp_dr.reporting import postmortem, postmortem_render
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "postmortem"

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import erlmcp_dr
-from erlmcp_dr import lab
+from erlmcp_dr.lab import lifecycle as lab
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fresh_lab import FreshLab  # noqa: E402

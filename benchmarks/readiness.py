@@ -22,7 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from erlmcp_dr import lab, lab_dns
+from erlmcp_dr.lab import dns as lab_dns
+from erlmcp_dr.lab import lifecycle as lab
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

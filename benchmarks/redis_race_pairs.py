@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integrat
 import race_pairs  # noqa: E402
 from redis_guard_race import prepare, race_pair  # noqa: E402
 
-from erlmcp_dr import lab  # noqa: E402
+from erlmcp_dr.lab import lifecycle as lab  # noqa: E402
 
 # (kind, frozen, entries), the kind changing fastest so that a few pairs already cover planned and unplanned
 SHAPES = [(kind, frozen, entries) for frozen, entries, kind in itertools.product(

@@ -39,7 +39,7 @@ from typing import Any
 import psycopg
 
 import erlmcp_dr
-from erlmcp_dr import lab
+from erlmcp_dr.lab import lifecycle as lab
 from erlmcp_dr.paths import ensure_collection_importable
 from erlmcp_dr.probe import WriteProbe, WritersSampler, multi_host_conninfo
 

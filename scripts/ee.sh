@@ -121,7 +121,7 @@ plan_in_ee() {  # a lab on free ports, then database_switchover --check inside t
   "$root/.venv/bin/python" - "$lab_root" <<'PY'
 import sys
 from pathlib import Path
-from erlmcp_dr import lab
+from erlmcp_dr.lab import lifecycle as lab
 cfg = lab.LabConfig(root=Path(sys.argv[1]), port_base=lab.free_port_base())
 lab.reset(cfg)
 lab.wait_streaming(cfg)
@@ -133,7 +133,7 @@ PY
     ansible-playbook erlmcp.dr.database_switchover -i "$lab_root/inventory/hosts.yml" --check \
     -e candidate=pg-b >"$build/plan.log" 2>&1 || rc=$?
   log "plan inside the image: rc $rc in $(( $(now) - t )) s (output: $build/plan.log)"
-  "$root/.venv/bin/python" -c "import sys; from pathlib import Path; from erlmcp_dr import lab; \
+  "$root/.venv/bin/python" -c "import sys; from pathlib import Path; from erlmcp_dr.lab import lifecycle as lab; \
 lab.down(lab.LabConfig(root=Path(sys.argv[1])))" "$lab_root" >/dev/null || true
   rm -rf "$lab_root"
   [ "$rc" -eq 0 ] || { tail -30 "$build/plan.log" >&2; exit "$rc"; }

@@ -13,9 +13,10 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from erlmcp_dr import catalog, docs, params, paths, readiness_cli, report
+from erlmcp_dr import catalog, docs, params, paths, readiness_cli
 from erlmcp_dr.catalog import ParameterView, Runbook
 from erlmcp_dr.errors import ConfirmationRequired, RunbookError, RunBusy
+from erlmcp_dr.reporting import report
 from erlmcp_dr.result import HTML_REPORT_FILE, REPORT_FILE, RESULT_FILE, RunResult, Step
 
 EXIT_OK = 0
@@ -453,7 +454,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _html_report(run_dir: Path) -> Path:
     """<run_dir>/report.html, written from result.json (or what a killed or running run left) when missing."""
-    from erlmcp_dr import html_report
+    from erlmcp_dr.reporting import html_report
 
     path = run_dir / HTML_REPORT_FILE
     if path.is_file():
@@ -522,7 +523,7 @@ def _find_run(run_id: str) -> Path:
 
 
 def _cmd_postmortem(args: argparse.Namespace) -> int:
-    from erlmcp_dr import postmortem, postmortem_render
+    from erlmcp_dr.reporting import postmortem, postmortem_render
 
     run_dir = _find_run(args.run_id)
     inventory = Path(args.inventory) if args.inventory else None
@@ -556,7 +557,8 @@ def _cmd_bia(args: argparse.Namespace) -> int:
 
 
 def _cmd_compliance(args: argparse.Namespace) -> int:
-    from erlmcp_dr import audit, compliance
+    from erlmcp_dr import audit
+    from erlmcp_dr.reporting import compliance
 
     try:
         since = audit.parse_time(args.since) if args.since else None
@@ -602,13 +604,13 @@ def _cmd_docs(args: argparse.Namespace) -> int:
 
 def _cmd_lab(args: argparse.Namespace) -> int:
     try:
-        from erlmcp_dr import lab
+        from erlmcp_dr.lab import lifecycle as lab
     except ImportError as exc:
         raise CliError(f"the local lab is not available in this installation: {exc}") from exc
     try:
         cfg = lab.LabConfig.from_env()
         if args.action in ("fail-region", "restore-region"):
-            from erlmcp_dr import lab_regions
+            from erlmcp_dr.lab import regions as lab_regions
 
             outcome = getattr(lab_regions, args.action.replace("-", "_"))(cfg, args.region)
             print(json.dumps(outcome, indent=2) if args.json else lab_regions.format_outcome(outcome))

@@ -375,10 +375,10 @@ def lab_inventory(lab_dir: Optional[Path] = None) -> Path:
 
 def default_inventory() -> Path:
     """What runbooks run against without -i: in a checkout the shipped inventories/lab while the lab is the
-    default one it names, else the inventory `runbook lab up` wrote into the lab folder (lab_ports.py)."""
+    default one it names, else the inventory `runbook lab up` wrote into the lab folder (lab/ports.py)."""
     root = checkout_root()
     if root is not None:
-        from erlmcp_dr import lab_ports  # imports nothing of the lab's: this runs on every run
+        from erlmcp_dr.lab import ports as lab_ports  # imports nothing of the lab's: this runs on every run
 
         return lab_ports.checkout_inventory(root, lab_root(), lab_inventory())
     return lab_inventory()

@@ -13,7 +13,7 @@ import json
 import sys
 from typing import Any, Callable, Dict, List
 
-from erlmcp_dr import report
+from erlmcp_dr.reporting import report
 
 RUNBOOK = "readiness"
 EXIT_READY, EXIT_WARNINGS, EXIT_NOT_READY = 0, 1, 2

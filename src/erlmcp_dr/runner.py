@@ -9,7 +9,7 @@ the run folder (0700; every file in it 0600):
         run.json               the marker: status (running until the run ends), pid and its start time
         result.json            RunResult.to_dict()
         report.md              the human report
-        report.html            the same as one self-contained page with a timeline chart (html_report.py)
+        report.html            the same as one self-contained page with a timeline chart (reporting/html_report.py)
         artifacts/<run_id>/    ansible-runner's artifacts (job_events, stdout, rc, status, command
                                with the argv and the NAMES of the environment variables only)
 
@@ -53,7 +53,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import yaml
 
-from erlmcp_dr import audit, catalog, params, paths, report
+from erlmcp_dr import audit, catalog, params, paths
 from erlmcp_dr.catalog import Runbook
 from erlmcp_dr.errors import ParameterError, RunBusy
 from erlmcp_dr.guard import (
@@ -69,6 +69,7 @@ from erlmcp_dr.guard import (
     start_record,
 )
 from erlmcp_dr.redaction import MIN_SCRUB_LENGTH, scrub_text
+from erlmcp_dr.reporting import report
 from erlmcp_dr.result import HTML_REPORT_FILE, MARKER_FILE, REPORT_FILE, RESULT_FILE, RunResult, Step
 from erlmcp_dr.timeline import StartCallback, StepCallback, Timeline, tail
 
@@ -615,7 +616,7 @@ class RunbookRun:
         """The run folder's files, each whole or not at all. A file that cannot be written (a full disk) is
         named in an error and the others are still tried: the run has happened, its result is returned."""
         run_dir = self.config.run_dir
-        from erlmcp_dr import html_report  # after the run: not on the way to its first task
+        from erlmcp_dr.reporting import html_report  # after the run: not on the way to its first task
 
         unwritten = [name for name, write in (
             (RESULT_FILE, lambda: result.save(run_dir)),

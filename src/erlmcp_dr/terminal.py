@@ -22,7 +22,7 @@ import threading
 import time
 from typing import IO, Any, Dict, List, Optional, Tuple
 
-from erlmcp_dr import report
+from erlmcp_dr.reporting import report
 from erlmcp_dr.result import RunResult, Step
 
 TICK = 0.25  # seconds between two redraws of the running step's line

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from runbook_helpers import DEADLINE, wait_for
 
-from erlmcp_dr import lab
+from erlmcp_dr.lab import lifecycle as lab
 
 
 def kill_postmaster(cfg: lab.LabConfig, node: str = "pg-a") -> None:

@@ -30,7 +30,8 @@ from runbook_helpers import (  # noqa: F401  (re-exported for the module tests)
     wait_redis_replicated,
 )
 
-from erlmcp_dr import lab, lab_dns
+from erlmcp_dr.lab import dns as lab_dns
+from erlmcp_dr.lab import lifecycle as lab
 
 pytestmark = pytest.mark.integration
 

@@ -23,7 +23,8 @@ from typing import Any, Callable
 import psycopg
 import yaml
 
-from erlmcp_dr import lab, paths
+from erlmcp_dr import paths
+from erlmcp_dr.lab import lifecycle as lab
 from erlmcp_dr.paths import ensure_collection_importable
 from erlmcp_dr.probe import WritersSampler
 

@@ -15,7 +15,8 @@ from typing import Any
 
 from runbook_helpers import DEADLINE, connect
 
-from erlmcp_dr import lab, lab_pgbackrest
+from erlmcp_dr.lab import lifecycle as lab
+from erlmcp_dr.lab import pgbackrest as lab_pgbackrest
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()

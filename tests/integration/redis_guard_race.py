@@ -22,7 +22,7 @@ from typing import Any
 import redis
 from guard_race import Controller, RunOutcome, run_pair
 
-from erlmcp_dr import lab
+from erlmcp_dr.lab import lifecycle as lab
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()

@@ -31,7 +31,9 @@ from typing import Any
 
 import yaml
 
-from erlmcp_dr import lab, lab_dns, paths
+from erlmcp_dr import paths
+from erlmcp_dr.lab import dns as lab_dns
+from erlmcp_dr.lab import lifecycle as lab
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from conftest import login_args, run_module
 
-from erlmcp_dr import lab
+from erlmcp_dr.lab import lifecycle as lab
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""The lab's application (src/erlmcp_dr/labapp.py, lab_app.py) on a real lab: PostgreSQL and Redis, three
+"""The lab's application (src/erlmcp_dr/lab/app_server.py, lab/app.py) on a real lab: PostgreSQL and Redis, three
 instances, each judged through its own HTTP endpoints and the lab's status."""
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from runbook_helpers import DEADLINE, inventory_path, new_lab, runbook_cli, sql
 
-from erlmcp_dr import lab, lab_app
+from erlmcp_dr.lab import app as lab_app
+from erlmcp_dr.lab import lifecycle as lab
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()

@@ -67,6 +67,6 @@ def test_a_runbook_without_the_callback_is_recorded_under_its_name(fresh_lab, tm
     parameters = trail[0]["parameters"]
     assert parameters["candidate"] == "pg-b"
     assert parameters["pg_login_password"] == "********"  # a no_log parameter the inventory gives: masked
-    from erlmcp_dr import lab
+    from erlmcp_dr.lab import lifecycle as lab
 
     assert lab.LAB_PASSWORD.encode() not in (home / "audit" / "audit.jsonl").read_bytes()

@@ -27,7 +27,7 @@ from runbook_helpers import (
     topology,
 )
 
-from erlmcp_dr import lab
+from erlmcp_dr.lab import lifecycle as lab
 
 pytestmark = pytest.mark.integration
 

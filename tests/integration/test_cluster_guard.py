@@ -25,7 +25,7 @@ from guard_race import (
 )
 from runbook_helpers import DEADLINE, wait_for
 
-from erlmcp_dr import lab
+from erlmcp_dr.lab import lifecycle as lab
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from conftest import login_args, run_module
 from runbook_helpers import failure_message, host_vars, inventory_copy, run_json, topology
 from test_pg_standby_follow import follow_args
 
-from erlmcp_dr import lab
+from erlmcp_dr.lab import lifecycle as lab
 
 pytestmark = pytest.mark.integration
 

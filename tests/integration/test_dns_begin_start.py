@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 from runbook_helpers import dns_answers, inventory_path, lock_held, run_json, runbook_cli, step, summary
 
-from erlmcp_dr import lab, lab_dns, paths
+from erlmcp_dr import paths
+from erlmcp_dr.lab import dns as lab_dns
+from erlmcp_dr.lab import lifecycle as lab
 
 paths.ensure_collection_importable()
 from ansible_collections.erlmcp.dr.plugins.module_utils._lock import store as _lock  # noqa: E402

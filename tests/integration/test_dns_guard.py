@@ -32,7 +32,8 @@ from runbook_helpers import (
     venv_path,
 )
 
-from erlmcp_dr import lab, lab_dns
+from erlmcp_dr.lab import dns as lab_dns
+from erlmcp_dr.lab import lifecycle as lab
 
 pytestmark = pytest.mark.integration
 

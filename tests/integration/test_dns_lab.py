@@ -1,4 +1,4 @@
-"""The lab's DNS servers (lab_dns.py): real Knot, status with serials and sync, stopped by PID, restarted in sync."""
+"""The lab's DNS servers (lab/dns.py): real Knot, status with serials and sync, stopped by PID, restarted in sync."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import stat
 
 import pytest
 
-from erlmcp_dr import lab, lab_dns
+from erlmcp_dr.lab import dns as lab_dns
+from erlmcp_dr.lab import lifecycle as lab
 
 pytestmark = pytest.mark.integration
 

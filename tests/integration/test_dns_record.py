@@ -14,7 +14,8 @@ import boto3
 import pytest
 from runbook_helpers import dns_answers, dns_args, run_module
 
-from erlmcp_dr import lab, lab_dns
+from erlmcp_dr.lab import dns as lab_dns
+from erlmcp_dr.lab import lifecycle as lab
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()

@@ -1,5 +1,5 @@
 """The run lock in etcd (dr_lock_store: etcd, module_utils/_lock/etcd.py) against three real etcd members on loopback
-(lab_etcd.py), one cluster per test session, its keys deleted between tests: races from several processes through the
+(lab/etcd.py), one cluster per test session, its keys deleted between tests: races from several processes through the
 store's API and through ansible-playbook (checked against etcd's revision history), a holder killed with -9, a
 holder paused past its lease, members lost."""
 
@@ -31,7 +31,9 @@ from runbook_helpers import (
     topology,
 )
 
-from erlmcp_dr import lab_dns, lab_etcd, paths
+from erlmcp_dr import paths
+from erlmcp_dr.lab import dns as lab_dns
+from erlmcp_dr.lab import etcd as lab_etcd
 
 paths.ensure_collection_importable()
 from ansible_collections.erlmcp.dr.plugins.module_utils._common.wait import wait_for  # noqa: E402

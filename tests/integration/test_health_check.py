@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from runbook_helpers import closed_port, run_module
 
-from erlmcp_dr import lab
+from erlmcp_dr.lab import lifecycle as lab
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()

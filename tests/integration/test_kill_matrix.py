@@ -38,7 +38,8 @@ from runbook_helpers import (
     wait_topology,
 )
 
-from erlmcp_dr import lab, paths
+from erlmcp_dr import paths
+from erlmcp_dr.lab import lifecycle as lab
 from erlmcp_dr.probe import WriteProbe, WritersSampler, multi_host_conninfo
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from runbook_helpers import DEADLINE, FRESH, new_lab, sql, topology, untouched_guard
 
-from erlmcp_dr import lab
+from erlmcp_dr.lab import lifecycle as lab
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()

@@ -9,7 +9,7 @@ import socket
 import pytest
 from runbook_helpers import _new_cfg, remove_lab
 
-from erlmcp_dr import lab
+from erlmcp_dr.lab import lifecycle as lab
 
 pytestmark = pytest.mark.integration
 

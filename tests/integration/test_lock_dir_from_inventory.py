@@ -12,7 +12,8 @@ import pytest
 from conftest import lab_inventory
 from runbook_helpers import CLI_HANG_GUARD, VENV_BIN, playbook_env
 
-from erlmcp_dr import lab, paths
+from erlmcp_dr import paths
+from erlmcp_dr.lab import lifecycle as lab
 
 pytestmark = pytest.mark.integration
 

@@ -30,8 +30,9 @@ import yaml
 from runbook_helpers import VENV_BIN, files_containing, inventory_path, new_lab, runbook_cli, topology
 
 import erlmcp_dr
-from erlmcp_dr import catalog, lab
+from erlmcp_dr import catalog
 from erlmcp_dr.errors import ParameterError
+from erlmcp_dr.lab import lifecycle as lab
 
 RUNBOOKS = catalog.discover(Path(__file__).resolve().parents[2] / "playbooks")
 PARAMETERS = [(runbook.name, name) for runbook in RUNBOOKS.values() for name in runbook.parameters]

@@ -15,7 +15,8 @@ import pytest
 import yaml
 from runbook_helpers import host_vars, inventory_copy, inventory_path, lock_held
 
-from erlmcp_dr import lab, paths
+from erlmcp_dr import paths
+from erlmcp_dr.lab import lifecycle as lab
 
 paths.ensure_collection_importable()
 from ansible_collections.erlmcp.dr.plugins.module_utils._lock import store as _lock  # noqa: E402

@@ -15,7 +15,8 @@ import pytest
 from conftest import login_args
 from runbook_helpers import venv_path
 
-from erlmcp_dr import lab, paths
+from erlmcp_dr import paths
+from erlmcp_dr.lab import lifecycle as lab
 
 pytestmark = pytest.mark.integration
 

@@ -33,7 +33,8 @@ from pitr_helpers import (
 )
 from runbook_helpers import inventory_path, new_lab, node_state, run_json, sql, summary, wait_for
 
-from erlmcp_dr import lab, lab_pgbackrest
+from erlmcp_dr.lab import lifecycle as lab
+from erlmcp_dr.lab import pgbackrest as lab_pgbackrest
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()

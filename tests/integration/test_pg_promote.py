@@ -13,7 +13,7 @@ from armed_helpers import bin_dir_without_controldata, kill_postmaster
 from conftest import login_args, run_module, sql, state
 from runbook_helpers import closed_port
 
-from erlmcp_dr import lab
+from erlmcp_dr.lab import lifecycle as lab
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()

@@ -9,7 +9,7 @@ from conftest import login_args, run_module, sql, state
 from runbook_helpers import closed_port
 from test_pg_promote import foreign_node  # noqa: F401 - a fixture
 
-from erlmcp_dr import lab
+from erlmcp_dr.lab import lifecycle as lab
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()

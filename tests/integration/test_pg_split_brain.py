@@ -15,7 +15,7 @@ from conftest import run_module, sql, state
 from runbook_helpers import topology
 from test_pg_standby_follow import MODULE, follow_args, promote, stop, wait_rows
 
-from erlmcp_dr import lab
+from erlmcp_dr.lab import lifecycle as lab
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from conftest import login_args, run_module, sql, state
 
-from erlmcp_dr import lab
+from erlmcp_dr.lab import lifecycle as lab
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()

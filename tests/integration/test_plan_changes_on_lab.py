@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from runbook_helpers import inventory_path, redis_client, run_json, summary
 
-from erlmcp_dr import lab
+from erlmcp_dr.lab import lifecycle as lab
 
 pytestmark = pytest.mark.integration
 

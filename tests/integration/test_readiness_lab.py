@@ -31,7 +31,9 @@ from runbook_helpers import (
     wait_for,
 )
 
-from erlmcp_dr import lab, lab_dns, lab_pgbackrest
+from erlmcp_dr.lab import dns as lab_dns
+from erlmcp_dr.lab import lifecycle as lab
+from erlmcp_dr.lab import pgbackrest as lab_pgbackrest
 
 pytestmark = pytest.mark.integration
 

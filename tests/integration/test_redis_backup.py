@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import redis_client, redis_login_args, run_module
 
-from erlmcp_dr import lab
+from erlmcp_dr.lab import lifecycle as lab
 
 
 @pytest.fixture

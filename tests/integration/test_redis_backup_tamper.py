@@ -19,7 +19,7 @@ import pytest
 from runbook_helpers import redis_client, redis_login_args, run_module
 from test_redis_restore import DATA, _fill, _holds_the_data, _restore, _run_id
 
-from erlmcp_dr import lab
+from erlmcp_dr.lab import lifecycle as lab
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,7 @@ import json
 
 from conftest import redis_client, redis_nodes_arg, run_module, wait_redis_replicated
 
-from erlmcp_dr import lab
+from erlmcp_dr.lab import lifecycle as lab
 
 
 def _info(cfg: lab.LabConfig, check: bool = False, **extra) -> dict:

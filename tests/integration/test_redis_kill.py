@@ -40,7 +40,7 @@ from runbook_helpers import (
     wait_redis_replicated,
 )
 
-from erlmcp_dr import lab
+from erlmcp_dr.lab import lifecycle as lab
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ import stat
 
 from conftest import redis_client, wait_redis_replicated
 
-from erlmcp_dr import lab
+from erlmcp_dr.lab import lifecycle as lab
 
 
 def test_status_shows_each_redis_node_role_offset_link_and_keys(fresh_lab, monkeypatch, capsys):

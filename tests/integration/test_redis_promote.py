@@ -10,7 +10,7 @@ from typing import Any
 from conftest import redis_client, redis_nodes_arg, run_module
 from runbook_helpers import DEADLINE, wait_for
 
-from erlmcp_dr import lab
+from erlmcp_dr.lab import lifecycle as lab
 
 
 def _promote(cfg: lab.LabConfig, candidate: str, check: bool = False, **extra: Any) -> dict[str, Any]:

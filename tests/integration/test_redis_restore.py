@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import redis_client, redis_login_args, run_module, wait_redis_replicated
 
-from erlmcp_dr import lab
+from erlmcp_dr.lab import lifecycle as lab
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()

@@ -29,8 +29,8 @@ from runbook_helpers import (
 )
 from test_run_tree_kill import kill_every_descendant
 
-from erlmcp_dr import lab
 from erlmcp_dr.guard import process_tree
+from erlmcp_dr.lab import lifecycle as lab
 
 pytestmark = pytest.mark.integration
 

@@ -28,8 +28,9 @@ from runbook_helpers import (
     wait_redis_replicated,
 )
 
-from erlmcp_dr import lab, paths
+from erlmcp_dr import paths
 from erlmcp_dr.guard import kill_tree
+from erlmcp_dr.lab import lifecycle as lab
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()

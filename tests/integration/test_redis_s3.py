@@ -13,7 +13,7 @@ import boto3
 from conftest import redis_client, redis_login_args, run_module
 from runbook_helpers import closed_port
 
-from erlmcp_dr import lab
+from erlmcp_dr.lab import lifecycle as lab
 
 BUCKET = "erlmcp-dr-backups"
 SECRET = "s3-secret-never-shown"

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from runbook_helpers import inventory_path, new_lab, run_json, runbook_cli, summary, topology
 
-from erlmcp_dr import lab
+from erlmcp_dr.lab import lifecycle as lab
 
 pytestmark = pytest.mark.integration
 

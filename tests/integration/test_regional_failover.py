@@ -33,7 +33,9 @@ from runbook_helpers import (
 )
 
 import erlmcp_dr
-from erlmcp_dr import lab, lab_app, lab_regions
+from erlmcp_dr.lab import app as lab_app
+from erlmcp_dr.lab import lifecycle as lab
+from erlmcp_dr.lab import regions as lab_regions
 from erlmcp_dr.result import summary_schema
 
 pytestmark = pytest.mark.integration

@@ -31,7 +31,7 @@ from runbook_helpers import (
 )
 
 import erlmcp_dr
-from erlmcp_dr import lab
+from erlmcp_dr.lab import lifecycle as lab
 from erlmcp_dr.result import REPORT_FILE, RESULT_FILE, RunResult
 
 pytestmark = pytest.mark.integration

@@ -48,8 +48,8 @@ from runbook_helpers import (
 )
 
 import erlmcp_dr
-from erlmcp_dr import lab
 from erlmcp_dr.errors import ParameterError, RunBusy, UnknownRunbook
+from erlmcp_dr.lab import lifecycle as lab
 
 pytestmark = pytest.mark.integration
 

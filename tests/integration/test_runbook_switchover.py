@@ -33,7 +33,7 @@ from runbook_helpers import (
 )
 
 import erlmcp_dr
-from erlmcp_dr import lab
+from erlmcp_dr.lab import lifecycle as lab
 from erlmcp_dr.probe import ProbeReport, WriteProbe, multi_host_conninfo
 
 pytestmark = pytest.mark.integration

@@ -24,7 +24,8 @@ from runbook_helpers import (
     wait_topology,
 )
 
-from erlmcp_dr import audit, lab
+from erlmcp_dr import audit
+from erlmcp_dr.lab import lifecycle as lab
 
 PROMPT = "type 'yes' to continue: "
 ESCAPE = re.compile(r"\x1b\[")

@@ -27,7 +27,8 @@ from runbook_helpers import (
     wait_for,
 )
 
-from erlmcp_dr import lab, paths
+from erlmcp_dr import paths
+from erlmcp_dr.lab import lifecycle as lab
 from erlmcp_dr.probe import WritersSampler
 
 pytestmark = pytest.mark.integration

@@ -22,7 +22,7 @@ import pytest
 from runbook_helpers import port_range
 from test_tarball import SHIPPED_TOP
 
-from erlmcp_dr import lab
+from erlmcp_dr.lab import lifecycle as lab
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""`runbook bia` on the shipped lab inventory (its dr_services example, lab_bia.py) and on bad inventories; the
+"""`runbook bia` on the shipped lab inventory (its dr_services example, lab/bia.py) and on bad inventories; the
 erlmcp.dr.* BIA filters as a playbook calls them (through Ansible's filter loader, FQCN)."""
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from erlmcp_dr import cli, compliance
+from erlmcp_dr import cli
+from erlmcp_dr.reporting import compliance
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "postmortem"
 TIERS = {"database_switchover": 1, "database_failover": 1, "incident_notify": 1, "dr_drill": None,

@@ -149,7 +149,8 @@ def test_the_summary_carries_the_fencing_token_and_validates_against_the_schema(
 
 
 def test_the_lab_inventory_keeps_the_lock_in_etcd_once_lab_up_made_its_members(tmp_path):
-    from erlmcp_dr import lab, lab_etcd
+    from erlmcp_dr.lab import etcd as lab_etcd
+    from erlmcp_dr.lab import lifecycle as lab
 
     cfg = lab.LabConfig(root=tmp_path, port_base=15432)
     assert "dr_lock_store" not in lab.inventory(cfg)["all"]["vars"]  # the directory store stays the default

@@ -242,7 +242,8 @@ def test_stop_fence_and_pure_plans_do_not_import_the_driver():
     code = ("import sys; from erlmcp_dr.paths import ensure_collection_importable; ensure_collection_importable()\n"
             "from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import fence, follow_plan\n"
             "from ansible_collections.erlmcp.dr.plugins.module_utils._app import db_config\n"
-            "from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import promote, follow, replication_info\n"
+            "from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import follow, promote\n"
+            "from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import replication_info\n"
             "print('psycopg' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False", out.stderr

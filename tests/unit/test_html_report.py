@@ -1,4 +1,4 @@
-"""report.html (erlmcp_dr.html_report): self-contained, one bar per step coloured by result, the point of no
+"""report.html (erlmcp_dr.reporting.html_report): self-contained, one bar per step coloured by result, the point of no
 return marked where the run passed it, RTO against the target; and the catalog's point_of_no_return field."""
 
 from __future__ import annotations
@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from erlmcp_dr import catalog, html_report
+from erlmcp_dr import catalog
 from erlmcp_dr.errors import RunbookError
+from erlmcp_dr.reporting import html_report
 from erlmcp_dr.result import RunResult, Step
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import yaml
 
-from erlmcp_dr import lab, paths
+from erlmcp_dr import paths
+from erlmcp_dr.lab import lifecycle as lab
 
 SHIPPED_LAB_DIR = "{{ playbook_dir }}/../.lab"
 

@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from erlmcp_dr import lab, lab_ports, paths
+from erlmcp_dr import paths
 from erlmcp_dr.errors import ParameterError
+from erlmcp_dr.lab import lifecycle as lab
+from erlmcp_dr.lab import ports as lab_ports
 
 REPO = Path(__file__).resolve().parents[2]
 

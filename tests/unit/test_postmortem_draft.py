@@ -1,5 +1,6 @@
-"""The postmortem draft (postmortem.py, postmortem_render.py) against run folders and an audit trail recorded from
-REAL lab runs (tests/fixtures/postmortem/record_fixtures.py wrote them once; committed): a switchover run as a
+"""The postmortem draft (reporting/postmortem.py, reporting/postmortem_render.py) against run folders and an audit
+trail recorded from REAL lab runs (tests/fixtures/postmortem/record_fixtures.py wrote them once; committed): a
+switchover run as a
 drill's child, a failed failover, and a regional failover stand-in whose children are a real incident_notify and
 a real database_failover. Golden files pin the whole draft; the other tests pin the rules (cited facts, TODOs,
 Draft, the monotonic order, refusals).
@@ -17,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from erlmcp_dr import cli, postmortem, postmortem_render
+from erlmcp_dr import cli
+from erlmcp_dr.reporting import postmortem, postmortem_render
 from erlmcp_dr.result import RunResult
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "postmortem"

@@ -9,7 +9,8 @@ import html
 
 import pytest
 
-from erlmcp_dr import audit, postmortem, postmortem_render
+from erlmcp_dr import audit
+from erlmcp_dr.reporting import postmortem, postmortem_render
 from erlmcp_dr.result import RunResult, Step
 
 SECRETS = {

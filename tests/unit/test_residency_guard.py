@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from erlmcp_dr import lab_residency, paths
+from erlmcp_dr import paths
+from erlmcp_dr.lab import residency as lab_residency
 
 paths.ensure_collection_importable()
 from ansible_collections.erlmcp.dr.plugins.module_utils._region import residency  # noqa: E402

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from erlmcp_dr import report
+from erlmcp_dr.reporting import report
 from erlmcp_dr.result import RunResult, Step
 
 

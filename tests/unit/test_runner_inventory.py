@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from erlmcp_dr import lab, paths, runner
+from erlmcp_dr import paths, runner
+from erlmcp_dr.lab import lifecycle as lab
 
 ROOT = paths.collection_root()
 

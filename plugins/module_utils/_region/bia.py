@@ -111,7 +111,7 @@ def recovery_strategy(level: Any, rto_minutes: Any, rpo_minutes: Any, field: str
 
 # One table (the seeds have three that disagree: S4:15-18, S3:148-181, S0:1449-1451). Tier 1 is MISSION's:
 # RTO 5 min, RPO 1 s. Tiers 2-4 are S4's, the only seed table that gives RTO, RPO and availability together.
-# Limits are maxima: an achieved value equal to the limit meets it (as report.py's "within the RTO target").
+# Limits are maxima: an achieved value equal to the limit meets it (as reporting/report.py's "within the RTO target").
 TIERS: Dict[int, Dict[str, float]] = {
     1: {"rto_seconds": 300, "rpo_seconds": 1, "availability_percent": 99.999},
     2: {"rto_seconds": 4 * 3600, "rpo_seconds": 30 * 60, "availability_percent": 99.99},

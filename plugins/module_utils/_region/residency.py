@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The data-residency guard: may the service, with its datasets, be served from a region? Pure.
 
-Inventory data (lab: `src/erlmcp_dr/lab_regions.py`):
+Inventory data (lab: `src/erlmcp_dr/lab/regions.py`):
     dr_regions:   {a: {jurisdiction: EU}, b: {jurisdiction: US}, ...}
     dr_datasets:  {app_writes: {class: PCI, systems: [postgres]}, ...}
     dr_residency_rules (optional): {PII: [EU], PHI: [US], PCI: [US, EU]}  -- the seeds' rules are the default

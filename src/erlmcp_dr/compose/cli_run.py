@@ -7,11 +7,11 @@ import argparse
 import sys
 from typing import Any, Dict
 
-from erlmcp_dr import report
 from erlmcp_dr.catalog import Runbook
 from erlmcp_dr.compose import run as composed
 from erlmcp_dr.compose.engine import StepRecord
 from erlmcp_dr.errors import ParameterError
+from erlmcp_dr.reporting import report
 
 PROG = "runbook"
 

@@ -32,13 +32,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional
 
-from erlmcp_dr import audit, catalog, params, paths, report
+from erlmcp_dr import audit, catalog, params, paths
 from erlmcp_dr.catalog import Runbook
 from erlmcp_dr.compose import engine as engine_module
 from erlmcp_dr.compose import inventory as inventory_module
 from erlmcp_dr.compose import spec
 from erlmcp_dr.compose.engine import Engine, StepOutcome, StepRecord
 from erlmcp_dr.errors import ParameterError, RunBusy
+from erlmcp_dr.reporting import report
 from erlmcp_dr.result import REPORT_FILE, RunResult, Step
 
 log = logging.getLogger(__name__)

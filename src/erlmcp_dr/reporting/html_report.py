@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
-from erlmcp_dr import bia, report
+from erlmcp_dr import bia
+from erlmcp_dr.reporting import report
 from erlmcp_dr.result import HTML_REPORT_FILE, RunResult, Step
 
 COLOURS = {

@@ -1,6 +1,7 @@
-"""The lab's shape and its small process helpers, shared by lab.py (PostgreSQL, Redis, the life cycle), lab_app.py
-(the application) and lab_dns.py (Knot): the nodes and their ports, where their files live, who runs them, and how
-a lab process is stopped. Nothing here starts a server; lab.py and its siblings import this, never each other
+"""The lab's shape and its small process helpers, shared by lab/lifecycle.py (PostgreSQL, Redis, the life cycle),
+lab/app.py (the application) and lab/dns.py (Knot): the nodes and their ports, where their files live, who runs them,
+and how
+a lab process is stopped. Nothing here starts a server; lab/lifecycle.py and its siblings import this, never each other
 upwards.
 """
 
@@ -15,14 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from erlmcp_dr import lab_ports, paths
+from erlmcp_dr import paths
+from erlmcp_dr.lab import ports as lab_ports
 
 paths.ensure_collection_importable()
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.server import Server  # noqa: E402
 
 LAB_DIR_ENV = paths.LAB_DIR_ENV
 PORT_BASE_ENV = lab_ports.PORT_BASE_ENV
-DEFAULT_PORT_BASE = lab_ports.DEFAULT_PORT_BASE  # below the ephemeral port range (lab_ports.py)
+DEFAULT_PORT_BASE = lab_ports.DEFAULT_PORT_BASE  # below the ephemeral port range (lab/ports.py)
 SUPERUSER = "erlmcp_dr"
 REPLICATION_USER = "replicator"
 # Public on purpose: the lab listens on 127.0.0.1 only. Real inventories keep these in vault.
@@ -147,12 +149,12 @@ class LabConfig:
 
 def free_port_base(low: int = lab_ports.TEST_PORTS[0], high: int = lab_ports.TEST_PORTS[1]) -> int:
     """A base with PORTS_PER_LAB consecutive free loopback ports (PostgreSQL's, Redis's, DNS's, the app's), for
-    labs beside the default one; never inside the kernel's ephemeral port range (lab_ports.py)."""
+    labs beside the default one; never inside the kernel's ephemeral port range (lab/ports.py)."""
     return lab_ports.free_port_base(low, high, PORTS_PER_LAB)
 
 
 def ensure_port_free(port: int, what: str) -> None:
-    """Before a lab server is started: its port is free, or the error names who holds it (lab_ports.py)."""
+    """Before a lab server is started: its port is free, or the error names who holds it (lab/ports.py)."""
     if not lab_ports.port_free(port):
         raise RuntimeError(lab_ports.describe_busy_port(port, what))
 

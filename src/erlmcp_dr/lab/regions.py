@@ -1,4 +1,4 @@
-"""A whole lab region's failure and return, as a regional failover meets them (its residency data: lab_residency.py).
+"""A whole lab region's failure and return, as a regional failover meets them (its residency data: lab/residency.py).
 
 - `fail_region(cfg, region)` (`runbook lab fail-region a`): kill -9, by PID, the region's PostgreSQL postmaster,
   Redis server and application instance: a region that vanished, not one shut down cleanly.
@@ -13,7 +13,7 @@ import os
 import signal
 from typing import Any, Dict, List, Optional
 
-from erlmcp_dr.lab_config import LabConfig, LabRedisNode
+from erlmcp_dr.lab.config import LabConfig, LabRedisNode
 
 
 def regions(cfg: LabConfig) -> List[str]:
@@ -30,7 +30,8 @@ def _check_region(cfg: LabConfig, region: Optional[str]) -> str:
 
 def fail_region(cfg: LabConfig, region: Optional[str]) -> Dict[str, Any]:
     """kill -9 the region's PostgreSQL, Redis and application processes (by their recorded, verified PIDs)."""
-    from erlmcp_dr import lab, lab_app
+    from erlmcp_dr.lab import app as lab_app
+    from erlmcp_dr.lab import lifecycle as lab
 
     region = _check_region(cfg, region)
     killed: Dict[str, int] = {}
@@ -54,7 +55,8 @@ def fail_region(cfg: LabConfig, region: Optional[str]) -> Dict[str, Any]:
 
 def restore_region(cfg: LabConfig, region: Optional[str]) -> Dict[str, Any]:
     """Start the region's stopped parts again, never as a second writer."""
-    from erlmcp_dr import lab, lab_app
+    from erlmcp_dr.lab import app as lab_app
+    from erlmcp_dr.lab import lifecycle as lab
 
     region = _check_region(cfg, region)
     with lab._lab_lock(cfg):
@@ -75,7 +77,7 @@ def restore_region(cfg: LabConfig, region: Optional[str]) -> Dict[str, Any]:
 
 
 def _other_master(cfg: LabConfig, node: LabRedisNode) -> Optional[LabRedisNode]:
-    from erlmcp_dr import lab
+    from erlmcp_dr.lab import lifecycle as lab
 
     for other in cfg.redis_nodes:
         if other is node or lab._lab_redis_pid(other) is None:

@@ -11,7 +11,7 @@ The lab's PostgreSQL listens on TCP only (no Unix socket), and pgBackRest 2.45 h
 cluster (`pg1-host` means SSH): the commands that connect (stanza-create, check, backup) run with PGHOST=127.0.0.1
 and the lab's superuser in a passfile of their own (PGPASSFILE), which libpq reads.
 
-lab.py calls three hooks: node_settings() (the archive settings in each node's postgresql.conf), up() (config,
+lab/lifecycle.py calls three hooks: node_settings() (the archive settings in each node's postgresql.conf), up() (config,
 repository, stanza-create + check, once the primary runs) and clone() (a copy of a lab template gets its own
 repository: the template's, copied, with a config that names the copy's paths).
 """
@@ -23,7 +23,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from erlmcp_dr.lab_config import (
+from erlmcp_dr.lab.config import (
     LAB_PASSWORD,
     SUPERUSER,
     LabConfig,
@@ -166,7 +166,7 @@ SCRATCH_GLOB = "pitr-*"  # pg_restore's default scratch folders (<lab root>/pg/p
 def down_scratch(cfg: LabConfig, timeout: float) -> list[str]:
     """Stop the scratch instances pg_restore left running in this lab (their postmaster serving a folder
     <lab root>/pg/pitr-*), by PID; their names."""
-    from erlmcp_dr.lab_config import stop_pid
+    from erlmcp_dr.lab.config import stop_pid
 
     stopped = []
     for folder in sorted((cfg.root / "pg").glob(SCRATCH_GLOB)):

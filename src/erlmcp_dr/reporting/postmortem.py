@@ -1,8 +1,8 @@
 """A postmortem draft from what a run recorded: deterministic, offline, every fact cited, nothing guessed.
 
 `runbook postmortem RUN_ID` reads the run folder (result.json: the summary envelope, the steps) and the audit trail
-(the run's run_start, step and run_end records), checks them, and builds a Draft that postmortem_render.py turns
-into Markdown or HTML (docs/postmortem.md). The rules the draft keeps:
+(the run's run_start, step and run_end records), checks them, and builds a Draft that reporting/postmortem_render.py
+turns into Markdown or HTML (docs/postmortem.md). The rules the draft keeps:
 
 - every fact carries the audit record it came from (`#seq hash`): a record of the run itself, or, for what only
   result.json holds (unchanged steps, the summary), the run's run_end record, which result.json's `audit_head`
@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from erlmcp_dr import audit, bia, paths, report
+from erlmcp_dr import audit, bia, paths
 from erlmcp_dr.redaction import MIN_SCRUB_LENGTH, REDACTED, scrub_text
+from erlmcp_dr.reporting import report
 from erlmcp_dr.result import RESULT_FILE, RunResult, Step
 
 DEFAULT_PUBLISH_HOURS = 72  # S3:2107 "published within 72 h": docs/postmortem.md says why this one of the four

@@ -6,7 +6,7 @@ for a minute in TIME-WAIT after it closes: PostgreSQL then cannot bind it ("coul
 already in use"). So the default lab and the test labs live below that range, and when a port is held
 anyway the error names the holder (the process, or the connection and its TCP state).
 
-Kept free of lab.py's imports: paths.default_inventory() reads the lab's recorded base through here on
+Kept free of lab/lifecycle.py's imports: paths.default_inventory() reads the lab's recorded base through here on
 every run.
 """
 
@@ -26,7 +26,7 @@ DEFAULT_PORT_BASE = 15432
 TEST_PORTS = (16000, 32000)
 EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 LINUX_EPHEMERAL_DEFAULT = (32768, 60999)
-LAB_RECORD = "lab.json"  # what lab.py writes when it first builds a lab: {"port_base": ..., "nodes": [...]}
+LAB_RECORD = "lab.json"  # what lab/lifecycle.py writes when it first builds a lab: {"port_base": ..., "nodes": [...]}
 
 # /proc/net/tcp's states (include/net/tcp_states.h)
 TCP_STATES = {"01": "ESTABLISHED", "02": "SYN-SENT", "03": "SYN-RECV", "04": "FIN-WAIT-1", "05": "FIN-WAIT-2",

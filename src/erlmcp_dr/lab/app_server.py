@@ -1,6 +1,6 @@
 """The lab's stand-in for the erlmcp service: one small HTTP server per region (stdlib only, plus the drivers).
 
-Run by the lab (src/erlmcp_dr/lab_app.py) as `python -m erlmcp_dr.labapp --dir <lab>/app --region a --host
+Run by the lab (src/erlmcp_dr/lab/app.py) as `python -m erlmcp_dr.lab.app_server --dir <lab>/app --region a --host
 127.0.1.1 --port N`. It reads, from --dir:
 
 - database.json  {"database": {"primary": "host:port", "replicas": [...], "primary_node": ..., ...}}
@@ -294,7 +294,7 @@ class AppServer(ThreadingHTTPServer):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m erlmcp_dr.labapp", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m erlmcp_dr.lab.app_server", description=__doc__.splitlines()[0])
     parser.add_argument("--dir", required=True, type=Path, help="the lab's app folder (database.json, redis.json)")
     parser.add_argument("--region", required=True)
     parser.add_argument("--host", required=True)

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from erlmcp_dr import lab_ports, paths
+from erlmcp_dr import paths
+from erlmcp_dr.lab import ports as lab_ports
 
 paths.ensure_collection_importable()
 from ansible_collections.erlmcp.dr.plugins.module_utils._common.wait import WaitTimeout, wait_for  # noqa: E402
@@ -96,7 +97,7 @@ class EtcdCluster:
 
 
 def free_cluster(root: Path) -> EtcdCluster:
-    """A cluster on PORTS_PER_MEMBER * 3 free ports of the tests' range (lab_ports.py), files under root."""
+    """A cluster on PORTS_PER_MEMBER * 3 free ports of the tests' range (lab/ports.py), files under root."""
     width = PORTS_PER_MEMBER * len(REGIONS)
     return EtcdCluster(root, lab_ports.free_port_base(lab_ports.TEST_PORTS[0], lab_ports.TEST_PORTS[1], width))
 
@@ -182,7 +183,7 @@ def up(cluster: EtcdCluster, timeout: float = START_TIMEOUT) -> dict[str, Any]:
 
 def stop_member(member: EtcdMember, timeout: float = STOP_TIMEOUT, kill: bool = False) -> bool:
     """Stop the member by its PID (SIGKILL when kill, as a crash); whether one ran."""
-    from erlmcp_dr.lab_config import stop_pid
+    from erlmcp_dr.lab.config import stop_pid
 
     pid = member_pid(member)
     if pid is None:

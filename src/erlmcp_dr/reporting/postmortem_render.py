@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple, Union
 
-from erlmcp_dr import html_report
-from erlmcp_dr.postmortem import (
+from erlmcp_dr.reporting import html_report
+from erlmcp_dr.reporting.postmortem import (
     TODO,
     Citation,
     Draft,

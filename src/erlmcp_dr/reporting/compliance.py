@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from erlmcp_dr import audit, bia, paths
-from erlmcp_dr.postmortem import PostmortemRefused, checked_trail
+from erlmcp_dr.reporting.postmortem import PostmortemRefused, checked_trail
 from erlmcp_dr.result import RESULT_FILE
 
 UNTIERED = "none"

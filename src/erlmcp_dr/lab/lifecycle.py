@@ -14,7 +14,7 @@ three ports after PostgreSQL's, with a password, `appendonly yes` (multi-part AO
 snapshots, as the lab OS user; see the Redis section below. Copies start Redis fresh (an empty
 dataset syncs in milliseconds), so templates hold PostgreSQL only.
 DNS (Knot: `dns-primary` taking signed RFC 2136 updates, `dns-secondary` fed by NOTIFY + IXFR) serves the
-zone `erlmcp.lab.` on the two ports after Redis's; see lab_dns.py. Copies start it only when asked (dns=True).
+zone `erlmcp.lab.` on the two ports after Redis's; see lab/dns.py. Copies start it only when asked (dns=True).
 
 Standbys read the replication password from a passfile beside their data directory
 (`<node home>/.erlmcp-dr.pgpass`, 0600), never from an inline primary_conninfo, which
@@ -22,7 +22,7 @@ PostgreSQL prints in its log on every reload that changes it.
 
 Why one file of ~850 lines: PostgreSQL's and Redis's node building share the lab lock, the half-built repair and
 the template/copy path, and the life cycle (up, status, down, reset, clone) walks both; the lab's shape and process
-helpers are in lab_config.py, the application in lab_app.py, DNS in lab_dns.py, ports in lab_ports.py. Redis's
+helpers are in lab/config.py, the application in lab/app.py, DNS in lab/dns.py, ports in lab/ports.py. Redis's
 nodes are the next piece to move out (lab_redis.py) when this file grows.
 """
 
@@ -38,8 +38,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from erlmcp_dr import lab_app, lab_bia, lab_dns, lab_etcd, lab_pgbackrest, lab_ports, lab_residency, paths
-from erlmcp_dr.lab_config import (  # noqa: F401  (the lab's shape, also read as lab.X)
+from erlmcp_dr import paths
+from erlmcp_dr.lab import app as lab_app
+from erlmcp_dr.lab import bia as lab_bia
+from erlmcp_dr.lab import dns as lab_dns
+from erlmcp_dr.lab import etcd as lab_etcd
+from erlmcp_dr.lab import pgbackrest as lab_pgbackrest
+from erlmcp_dr.lab import ports as lab_ports
+from erlmcp_dr.lab import residency as lab_residency
+from erlmcp_dr.lab.config import (  # noqa: F401  (the lab's shape, also read as lab.X)
     APP_PORT_OFFSET,
     DEFAULT_PORT_BASE,
     DNS_PORT_OFFSET,
@@ -236,7 +243,7 @@ def _prepare_empty(node: LabNode) -> None:
 
 def up(cfg: LabConfig, etcd: bool = False) -> dict[str, Any]:
     """Build what is missing, start what is stopped, never start a second primary. etcd=True also starts three
-    etcd members (lab_etcd.py), and the inventory then takes the run lock in them."""
+    etcd members (lab/etcd.py), and the inventory then takes the run lock in them."""
     with _lab_lock(cfg):
         _check_config(cfg)
         make_owned_dir(cfg.root, 0o755)
@@ -799,7 +806,7 @@ def inventory(cfg: LabConfig, lab_dir_expr: str | None = None, *, own_lock_dir: 
         **lab_dns.inventory_vars(),
         **lab_app.notify_vars(cfg),
         "dr_app_redis_config_path": f"{root}/app/redis.json",
-        **lab_bia.inventory_vars(),  # the BIA example `runbook bia` reads (lab_bia.py)
+        **lab_bia.inventory_vars(),  # the BIA example `runbook bia` reads (lab/bia.py)
         **lab_residency.inventory_vars(),  # jurisdictions and dataset classes: the residency guard's data
         **lab_pgbackrest.inventory_vars(root),  # the repository pg_backup and pg_restore drive
         **({"dr_lock_dir": f"{root}/locks"} if own_lock_dir else {}),

@@ -1,4 +1,4 @@
-"""The lab's application: one erlmcp_dr.labapp process per region, beside PostgreSQL and Redis.
+"""The lab's application: one erlmcp_dr.lab.app_server process per region, beside PostgreSQL and Redis.
 
 `app-a` listens on 127.0.1.1, `app-b` on 127.0.1.2, `app-c` on 127.0.1.3 (so a DNS record can point at a
 region), each on the lab's port base + lab.APP_PORT_OFFSET. All three live in `<lab>/app/`:
@@ -25,20 +25,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from erlmcp_dr import labapp, paths
+from erlmcp_dr import paths
+from erlmcp_dr.lab import app_server as labapp
 
 paths.ensure_collection_importable()
 from ansible_collections.erlmcp.dr.plugins.module_utils._common.files import write_atomic  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._common.wait import WaitTimeout, wait_for  # noqa: E402
 
 if TYPE_CHECKING:
-    from erlmcp_dr.lab_config import LabConfig
+    from erlmcp_dr.lab.config import LabConfig
 
 APP_HOSTS = (("app-a", "a", "127.0.1.1"), ("app-b", "b", "127.0.1.2"), ("app-c", "c", "127.0.1.3"))
 START_TIMEOUT = 30  # seconds each instance gets to answer /health after it is started
 STOP_TIMEOUT = 10
 HTTP_TIMEOUT = 10  # seconds `status` waits for an instance's /health (it answers within ~2 s when a server hangs)
-MODULE = "erlmcp_dr.labapp"
+MODULE = "erlmcp_dr.lab.app_server"
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ class LabApp:
 
 
 def apps(cfg: LabConfig) -> list[LabApp]:
-    from erlmcp_dr.lab_config import APP_PORT_OFFSET
+    from erlmcp_dr.lab.config import APP_PORT_OFFSET
 
     folder = cfg.root / "app"
     return [LabApp(name, region, host, cfg.port_base + APP_PORT_OFFSET, folder) for name, region, host in APP_HOSTS]
@@ -87,7 +88,7 @@ def credentials_path(cfg: LabConfig) -> Path:
 def write_configs(cfg: LabConfig, status: dict[str, Any]) -> list[str]:
     """credentials.json always; database.json and redis.json only when missing (a runbook's are kept), from the
     lab's status (lab.status). Returns the names of the files written."""
-    from erlmcp_dr.lab_config import LAB_PASSWORD, SUPERUSER
+    from erlmcp_dr.lab.config import LAB_PASSWORD, SUPERUSER
 
     folder = cfg.root / "app"
     folder.mkdir(parents=True, exist_ok=True)
@@ -184,7 +185,7 @@ def app_pid(app: LabApp) -> int | None:
 
 def down(cfg: LabConfig, timeout: float = STOP_TIMEOUT) -> tuple[list[str], list[str]]:
     """Stop each instance by its PID (SIGINT, escalating past the deadline); (stopped, not running)."""
-    from erlmcp_dr.lab_config import stop_pid
+    from erlmcp_dr.lab.config import stop_pid
 
     stopped, not_running = [], []
     for app in apps(cfg):

@@ -3,7 +3,7 @@
 (`dr_regions`),
 the lab's two datasets with their class (`dr_datasets`: the application's writes in PostgreSQL and its sessions in
 Redis, both card data, PCI, which the seeds let live in the US or the EU) and the seeds' rules (`dr_residency_rules`:
-PII in the EU, PHI in the US, PCI in either). Data only: lab.py imports it, and it imports nothing of the lab.
+PII in the EU, PHI in the US, PCI in either). Data only: lab/lifecycle.py imports it, and it imports nothing of the lab.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ paths.ensure_collection_importable()
 from ansible_collections.erlmcp.dr.plugins.module_utils._common.wait import WaitTimeout, wait_for  # noqa: E402
 
 if TYPE_CHECKING:
-    from erlmcp_dr.lab_config import LabConfig
+    from erlmcp_dr.lab.config import LabConfig
 
 KNOTD = "knotd"
 ZONE = "erlmcp.lab."
@@ -85,7 +85,7 @@ class LabDnsServer:
 
 
 def servers(cfg: LabConfig) -> list[LabDnsServer]:
-    from erlmcp_dr.lab_config import DNS_PORT_OFFSET
+    from erlmcp_dr.lab.config import DNS_PORT_OFFSET
 
     return [LabDnsServer(name, "primary" if i == 0 else "secondary", cfg.port_base + DNS_PORT_OFFSET + i,
                          cfg.root / "dns" / name) for i, name in enumerate(SERVER_NAMES)]
@@ -186,7 +186,7 @@ def _usable(srv: LabDnsServer) -> bool:
 
 
 def _init(cfg: LabConfig, srv: LabDnsServer) -> None:
-    from erlmcp_dr.lab_config import make_owned_dir, write_private
+    from erlmcp_dr.lab.config import make_owned_dir, write_private
 
     primary, secondary = servers(cfg)
     if srv.home.exists():
@@ -215,13 +215,13 @@ def lab_knot_pid(srv: LabDnsServer) -> int | None:
         return None
     if comm != KNOTD or str(srv.conf_file).encode() not in argv:
         return None
-    from erlmcp_dr.lab_config import alive
+    from erlmcp_dr.lab.config import alive
 
     return pid if alive(pid) else None
 
 
 def _start(srv: LabDnsServer, timeout: float) -> None:
-    from erlmcp_dr.lab_config import ensure_port_free, lab_os_user
+    from erlmcp_dr.lab.config import ensure_port_free, lab_os_user
 
     if lab_knot_pid(srv) is not None:
         return
@@ -248,7 +248,7 @@ def _start(srv: LabDnsServer, timeout: float) -> None:
 
 def up(cfg: LabConfig, timeout: float = START_TIMEOUT) -> None:
     """Create the servers that are missing, start those stopped, wait until the secondary is in sync."""
-    from erlmcp_dr.lab_config import make_owned_dir
+    from erlmcp_dr.lab.config import make_owned_dir
 
     if not cfg.root.exists():
         make_owned_dir(cfg.root, 0o755)  # a lab of DNS only (the tests'); lab.up made it otherwise
@@ -274,7 +274,7 @@ def _knotc(srv: LabDnsServer, *args: str) -> None:
 
 def stop(srv: LabDnsServer, timeout: float = START_TIMEOUT) -> bool:
     """Stop one server by PID (SIGTERM: knotd flushes its journal); False when it was not running."""
-    from erlmcp_dr.lab_config import stop_pid
+    from erlmcp_dr.lab.config import stop_pid
 
     pid = lab_knot_pid(srv)
     if pid is None:
