@@ -6,6 +6,7 @@ boundary -> end state. CI runs one case of it (tests/integration/test_regional_k
 
     .venv/bin/python benchmarks/regional_kill_matrix.py                 # every boundary
     .venv/bin/python benchmarks/regional_kill_matrix.py --only redis dns
+    .venv/bin/python benchmarks/regional_kill_matrix.py --only inside:database --out ...   # killed mid-step
 
 Result: benchmarks/results/<date>-regional-kill-matrix.json. Measured, never asserted; exits 1 when a case ended
 in neither verified state.

@@ -142,15 +142,46 @@ def end_state(cfg: lab.LabConfig) -> dict[str, Any]:
     return state
 
 
+INSIDE = "inside:"  # "inside:<step>": killed while that step's child run runs (not a boundary: the harder case)
+
+
+def journal_of_latest(home: Path) -> dict[str, Any] | None:
+    journals = sorted((home / "runs").glob("*-regional_failover-*/journal.json"))
+    try:
+        return json.loads(journals[-1].read_text()) if journals else None
+    except (OSError, ValueError):
+        return None
+
+
+def inside_step(proc: subprocess.Popen, step: str, home: Path) -> bool:
+    """True once `step` is entered, not yet verified, and its child ansible-playbook runs."""
+    journal = journal_of_latest(home) or {}
+    return (step in journal.get("entered", []) and step not in journal.get("verified", [])
+            and any(b"ansible-playbook" in _cmdline(pid) for pid in run_tree(proc.pid)[1:]))
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def killed_at(inventory: Path, boundary: str) -> dict[str, Any]:
-    """Starts the move, lets it stop itself at `boundary`, kills its whole tree; what the killed run left."""
-    env = dict(os.environ, PATH=venv_path(), **{composed.STOP_AT_BOUNDARY_ENV: boundary})
+    """Starts the move, lets it stop itself at `boundary` (or reach the inside of a step), kills its whole tree;
+    what the killed run left."""
+    home = Path(os.environ["ERLMCP_DR_HOME"])
+    inside = boundary[len(INSIDE):] if boundary.startswith(INSIDE) else None
+    stop = {} if inside else {composed.STOP_AT_BOUNDARY_ENV: boundary}
+    env = dict(os.environ, PATH=venv_path(), **stop)
     proc = subprocess.Popen([*runbook_command(), "run", "regional_failover", "-i", str(inventory), *MOVE, "--yes",
                              "--json"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
     try:
-        wait_for(lambda: proc.poll() is not None or process_state(proc.pid) == "T", CLI_HANG_GUARD, interval=0.1,
-                 what=f"the move stopped at the boundary {boundary}")
+        reached = ((lambda: inside_step(proc, inside, home)) if inside else
+                   (lambda: process_state(proc.pid) == "T"))
+        wait_for(lambda: proc.poll() is not None or reached(), CLI_HANG_GUARD, interval=0.1,
+                 what=f"the move at {boundary}")
         if proc.poll() is not None:
             raise AssertionError(f"the move ended (rc {proc.returncode}) before the boundary {boundary}: "
                                  f"{proc.stderr.read()[-3000:] if proc.stderr else ''}")
@@ -160,9 +191,7 @@ def killed_at(inventory: Path, boundary: str) -> dict[str, Any]:
             kill_run_tree(proc)
         if proc.stderr:
             proc.stderr.close()
-    journals = sorted((Path(os.environ["ERLMCP_DR_HOME"]) / "runs").glob("*-regional_failover-*/journal.json"))
-    left = json.loads(journals[-1].read_text())
-    return {"killed_pids": len(killed), "journal": left}
+    return {"killed_pids": len(killed), "journal": journal_of_latest(home)}
 
 
 def parsed(stdout: str) -> dict[str, Any]:
