@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make demo`: the lab, the three database runbooks, a DNS cutover and the region health check, through the `runbook` CLI.
+# `make demo`: the lab, the three database runbooks, a DNS cutover, the region health check and an unplanned regional
+# failover (a region killed, then brought back), through the `runbook` CLI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"

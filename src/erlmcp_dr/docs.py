@@ -153,8 +153,9 @@ def _how_to_run(runbook: Runbook) -> str:
             "```",
             "",
             "A composed runbook: each step is a child run of another runbook (`runbook report <run id>.<step>`). "
-            "Its plan does not yet run its children's plans; plain `ansible-playbook` (which refuses to run it) and an "
-            "AWX workflow export are not built yet.",
+            "Its plan does not yet run its children's plans. Plain `ansible-playbook` and an AWX job template of the "
+            "playbook run it through the same engine (`erlmcp.dr.composed_run`); a run killed mid-move is finished "
+            "by the next run of the same command.",
         ])
     lines = [
         "```sh",

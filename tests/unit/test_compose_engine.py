@@ -149,3 +149,21 @@ def test_the_listener_sees_every_record_as_it_ends() -> None:
     runner = FakeRunner(fail={("s3", "forward"): FAILED})
     Engine(workflow(FIVE), {}, runner, listener=lambda record: seen.append((record.step, record.phase))).run()
     assert seen == [("s1", "forward"), ("s2", "forward"), ("s3", "forward"), ("s1", "undo")]
+
+
+def test_a_run_resuming_one_killed_past_the_point_of_no_return_never_undoes() -> None:
+    # The kill matrix's finding: a re-run that fails BEFORE reaching the point-of-no-return step must not undo
+    # when the killed run had entered it (its child may have promoted): Redis back in the region left would split.
+    runner = FakeRunner(fail={("s3", "forward"): FAILED})
+    outcome = Engine(workflow(FIVE), {}, runner, resumed_past_point_of_no_return=True).run()
+    assert outcome.status == engine.STOPPED and outcome.failed_step == "s3"
+    assert all(phase == "forward" for _, phase, *_ in runner.calls) and outcome.undone == []
+    assert "the interrupted run this one resumes had entered it" in outcome.message
+
+
+def test_the_starting_hook_sees_each_call_before_it_runs() -> None:
+    seen: List[tuple] = []
+    runner = FakeRunner(fail={("s3", "forward"): FAILED})
+    Engine(workflow(FIVE), {}, runner, starting=lambda step, phase: seen.append((step.id, phase, len(runner.calls)))
+           ).run()
+    assert seen == [("s1", "forward", 0), ("s2", "forward", 1), ("s3", "forward", 2), ("s1", "undo", 3)]

@@ -9,6 +9,8 @@ The rules (docs/design.md, "Composed runbooks"):
   in exact reverse order, verifying each undo; the outcome says what failed and what was undone (`undone`), or
   which undo failed too (`undo_incomplete`). The point-of-no-return step itself counts as "before" while its own
   summary says it did not pass its own point of no return (database_failover lifts its own fence then).
+- A run that resumes an interrupted one (killed after it had entered the point-of-no-return step: compose/journal.py)
+  starts "after" it: the killed child may have promoted, so undoing an earlier step could split the service.
 - After it, a failure stops the run (`stopped`): nothing is undone, the outcome says what is done and what is not,
   and the caller prints the command that finishes the job (each step is idempotent: a re-run of a converged
   single-system runbook changes nothing).
@@ -47,6 +49,7 @@ class StepOutcome:
 
 StepRunner = Callable[[WorkflowStep, Call, Dict[str, Any], str], StepOutcome]  # step, call, arguments, phase
 Listener = Callable[["StepRecord"], None]
+Starting = Callable[[WorkflowStep, str], None]  # step, phase: called before the step runs (the journal's entry)
 
 
 @dataclass
@@ -98,7 +101,8 @@ class ComposedOutcome:
 
 class Engine:
     def __init__(self, workflow: Workflow, context: Mapping[str, Any], runner: StepRunner,
-                 listener: Optional[Listener] = None, clock: Callable[[], float] = time.monotonic) -> None:
+                 listener: Optional[Listener] = None, clock: Callable[[], float] = time.monotonic,
+                 starting: Optional[Starting] = None, resumed_past_point_of_no_return: bool = False) -> None:
         self.workflow = workflow
         self.context: Dict[str, Any] = {"params": dict(context.get("params") or {}),
                                         "run": dict(context.get("run") or {}),
@@ -107,10 +111,13 @@ class Engine:
         self.listener = listener
         self.clock = clock
         self.records: List[StepRecord] = []
+        self.starting = starting
+        # An interrupted run may have passed it (its child killed mid-promotion): from the start, only roll forward.
+        self.resumed_past_point_of_no_return = resumed_past_point_of_no_return
 
     def run(self) -> ComposedOutcome:
         completed: List[WorkflowStep] = []
-        passed = False
+        passed = self.resumed_past_point_of_no_return
         for step in self.workflow.steps:
             record = self._run(step, step.call, "forward")
             passed_here = step.point_of_no_return and (record.verified or record.passed_point_of_no_return)
@@ -127,6 +134,8 @@ class Engine:
     # -------------------------------------------------------- one call
 
     def _run(self, step: WorkflowStep, call: Call, phase: str) -> StepRecord:
+        if self.starting is not None:
+            self.starting(step, phase)
         started_wall, started = _now(), self.clock()
         try:
             arguments = refs.drop_unset(refs.resolve(call.arguments, self.context))
@@ -196,7 +205,10 @@ class Engine:
 
     def _stopped(self, failed: WorkflowStep, completed: List[WorkflowStep], passed: bool) -> ComposedOutcome:
         done = [step.id for step in completed]
-        message = (f"step {failed.id} failed after the point of no return ({self._failure_text(failed)}). Nothing was "
+        where = "the point of no return"
+        if self.resumed_past_point_of_no_return:
+            where += " (the interrupted run this one resumes had entered it)"
+        message = (f"step {failed.id} failed after {where} ({self._failure_text(failed)}). Nothing was "
                    f"undone: the run only rolls forward from here. Done: {', '.join(done) or 'none'}. Not done: "
                    f"{', '.join(self._not_done(completed))}. Fix the cause and run the same command again: every "
                    "step is idempotent, the done ones change nothing and the rest finish the move")

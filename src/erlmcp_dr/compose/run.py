@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import shlex
+import signal
 import time
 import urllib.error
 import urllib.request
@@ -36,6 +37,7 @@ from erlmcp_dr import audit, catalog, params, paths
 from erlmcp_dr.catalog import Runbook
 from erlmcp_dr.compose import engine as engine_module
 from erlmcp_dr.compose import inventory as inventory_module
+from erlmcp_dr.compose import journal as journal_module
 from erlmcp_dr.compose import spec
 from erlmcp_dr.compose.engine import Engine, StepOutcome, StepRecord
 from erlmcp_dr.errors import ParameterError, RunBusy
@@ -48,6 +50,11 @@ LOCK_OWNER_VAR = "erlmcp_dr_lock_owner"  # read by plugins/action/run_lock.py
 APP_WRITE_TIMEOUT = 30.0  # seconds the target's application gets to accept a write after the promotions
 HTTP_TIMEOUT = 5.0
 BUILTIN_ACTIONS: Dict[str, tuple] = {"residency_guard": ("to_region", "justification"), "app_write": ("url",)}
+# Fault injection for the kill matrix (tests/integration/test_regional_kill.py, benchmarks/regional_kill_matrix.py):
+# the run stops itself (SIGSTOP) at that boundary, its journal written, so a test kills it exactly there.
+# A step id: before that forward step starts; "end": after the last step, before the result is written.
+STOP_AT_BOUNDARY_ENV = "ERLMCP_DR_STOP_AT_BOUNDARY"
+END_BOUNDARY = "end"
 
 
 def is_composed(runbook: Runbook) -> bool:
@@ -86,10 +93,38 @@ def run(name: str | Runbook, inventory: Optional[os.PathLike | str] = None,
     parameters = {**_defaults(runbook), **values}
     parameters["incident_id"] = parameters.get("incident_id") or run_id
     keys = view.lock_keys()
+    interrupted = find_unfinished(view.lock_dir(), keys, runbook.name)
+    if interrupted is not None:
+        check_resumable(interrupted, values)
+        parameters["incident_id"] = values.get("incident_id") or interrupted.incident_id or run_id
     composed = ComposedRun(runbook, run_id, run_dir, inventory_path, view, parameters, values, operator,
-                           playbooks_dir, listener)
+                           playbooks_dir, listener, resumes=interrupted)
     with hold_locks(view.lock_dir(), keys, run_id, runbook.name, operator, str(inventory_path)):
         return composed.execute(workflow, targets, keys)
+
+
+def find_unfinished(store_dir: str, keys: List[str], runbook: str) -> Optional[journal_module.Journal]:
+    """The move this run finishes (compose/journal.py): a run of `runbook` killed while it held these locks, or one
+    stopped past its point of no return. Read before any lock is taken: a run refused here leaves the killed run's
+    records for the next attempt."""
+    lock = inventory_module._lock_module()
+    store = lock.DirectoryStore(store_dir)
+    gone = [found["holder"] for found in (store.inspect(key, "") for key in sorted(keys))
+            if found["decision"] == lock.TAKE_OVER and found["holder"]]
+    return journal_module.unfinished_move(paths.state_home() / "runs", gone, runbook, keys)
+
+
+def check_resumable(interrupted: journal_module.Journal, values: Mapping[str, Any]) -> None:
+    """A move killed past its point of no return is finished toward the region it was going to, or not at all."""
+    if not interrupted.entered_point_of_no_return:
+        return  # nothing promoted yet: any move (or the same one) may start afresh; its undo covers the rest
+    for key in ("from_region", "to_region"):
+        if str(values.get(key)) != str(getattr(interrupted, key)):
+            raise ParameterError(key, (
+                f"{key}={values.get(key)}: run {interrupted.run_id} ({interrupted.status}) had entered the point of no "
+                f"return moving from region {interrupted.from_region} to {interrupted.to_region}; finish that move "
+                f"first (-e from_region={interrupted.from_region} -e to_region={interrupted.to_region}), nothing "
+                "was changed"))
 
 
 def _name(name: str | Runbook) -> str:
@@ -133,10 +168,17 @@ def hold_locks(store_dir: str, keys: List[str], run_id: str, runbook: str, opera
 class ComposedRun:
     def __init__(self, runbook: Runbook, run_id: str, run_dir: Path, inventory: Path,
                  view: inventory_module.InventoryView, parameters: Dict[str, Any], given: Dict[str, Any],
-                 operator: Optional[str], playbooks_dir: Any, listener: Optional[Callable[[StepRecord], None]]) -> None:
+                 operator: Optional[str], playbooks_dir: Any, listener: Optional[Callable[[StepRecord], None]],
+                 resumes: Optional[journal_module.Journal] = None) -> None:
         self.runbook, self.run_id, self.run_dir, self.inventory = runbook, run_id, run_dir, inventory
         self.view, self.parameters, self.given, self.operator = view, parameters, given, operator
-        self.playbooks_dir, self.listener = playbooks_dir, listener
+        self.playbooks_dir, self.listener, self.resumes = playbooks_dir, listener, resumes
+        self.journal = journal_module.Journal(
+            run_id=run_id, runbook=runbook.name, from_region=str(parameters["from_region"]),
+            to_region=str(parameters["to_region"]), incident_id=str(parameters.get("incident_id") or ""),
+            inventory=str(inventory), locks=sorted(view.lock_keys()),
+            entered_point_of_no_return=bool(resumes and resumes.entered_point_of_no_return),
+            resumes=resumes.run_id if resumes else None)
 
     def execute(self, workflow: spec.Workflow, targets: Dict[str, Any], keys: List[str]) -> RunResult:
         started_at, started = _now_iso(), time.monotonic()
@@ -144,9 +186,16 @@ class ComposedRun:
         redacted = params.redact(self.runbook, self.given)
         audit.append_quietly(audit.run_start(self.run_id, self.runbook.name, redacted, check=False,
                                              operator=self.operator, inventory=str(self.inventory)))
+        self.journal.save(self.run_dir)
+        if self.resumes is not None:
+            self.mark_resumed(self.resumes)
         context = {"params": self.parameters, "run": {"id": self.run_id}, "targets": targets}
-        outcome = Engine(workflow, context, self.run_step, self.listener).run()
+        outcome = Engine(workflow, context, self.run_step, self.ended, starting=self.starting,
+                         resumed_past_point_of_no_return=self.journal.entered_point_of_no_return).run()
+        stop_here_if_asked(END_BOUNDARY)
         result = self.result(outcome, targets, keys, started_at, time.monotonic() - started)
+        self.journal.status = outcome.status
+        self.journal.save(self.run_dir)
         end = audit.append_quietly(audit.run_end(
             self.run_id, self.runbook.name, operator=self.operator, status=result.status, rc=result.rc, check=False,
             duration_seconds=result.duration_seconds, failing_step=outcome.failed_step,
@@ -158,6 +207,34 @@ class ComposedRun:
         except Exception:  # the result is written; a report that cannot be drawn is not a failed recovery
             log.exception("could not write the report of run %s", self.run_id)
         return result
+
+    # -------------------------------------------------------- the journal
+
+    def starting(self, step: spec.WorkflowStep, phase: str) -> None:
+        if phase == "forward":
+            stop_here_if_asked(step.id)
+            self.journal.entered.append(step.id)
+            # Recorded BEFORE the child starts: a kill inside it leaves a journal that says it may have passed.
+            self.journal.entered_point_of_no_return |= step.point_of_no_return
+        else:
+            self.journal.undo_entered.append(step.id)
+        self.journal.save(self.run_dir)
+
+    def ended(self, record: StepRecord) -> None:
+        if record.phase == "forward" and record.verified:
+            self.journal.verified.append(record.step)
+            self.journal.save(self.run_dir)
+        if self.listener is not None:
+            self.listener(record)
+
+    def mark_resumed(self, interrupted: journal_module.Journal) -> None:
+        """The interrupted run's journal says who finished it: it is no longer a run to resume."""
+        was = "interrupted" if interrupted.interrupted else interrupted.status
+        interrupted.status = f"{was} (resumed by run {self.run_id})"
+        try:
+            interrupted.save(paths.state_home() / "runs" / interrupted.run_id)
+        except OSError:
+            log.exception("could not mark run %s as resumed", interrupted.run_id)
 
     # -------------------------------------------------------- one step
 
@@ -232,6 +309,9 @@ class ComposedRun:
                        "changed": r.changed, "problems": r.problems, "duration": r.duration,
                        "point_of_no_return": r.point_of_no_return} for r in outcome.records],
             "residency": next((r.summary.get("details") for r in outcome.records if r.step == "residency"), None),
+            "resumed_from": None if self.resumes is None else {
+                "run_id": self.resumes.run_id, "verified": self.resumes.verified, "entered": self.resumes.entered,
+                "entered_point_of_no_return": self.resumes.entered_point_of_no_return},
         }
         problems = [] if outcome.ok else [outcome.message]
         return summary_module.envelope(
@@ -252,6 +332,12 @@ class ComposedRun:
         if self.operator:
             words += ["--operator", self.operator]
         return " ".join(shlex.quote(word) for word in words) + " --yes"
+
+
+def stop_here_if_asked(boundary: str) -> None:
+    """The kill matrix's fault injection (STOP_AT_BOUNDARY_ENV): this process stops itself at that boundary."""
+    if os.environ.get(STOP_AT_BOUNDARY_ENV) == boundary:
+        os.kill(os.getpid(), signal.SIGSTOP)
 
 
 def app_write(url: str, run_id: str, timeout: float = APP_WRITE_TIMEOUT) -> StepOutcome:
