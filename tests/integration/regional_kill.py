@@ -34,8 +34,12 @@ from runbook_helpers import (
     wait_for,
 )
 
-from erlmcp_dr import catalog, lab, lab_app, lab_dns, lab_regions
+from erlmcp_dr import catalog
 from erlmcp_dr.compose import run as composed
+from erlmcp_dr.lab import app as lab_app
+from erlmcp_dr.lab import dns as lab_dns
+from erlmcp_dr.lab import lifecycle as lab
+from erlmcp_dr.lab import regions as lab_regions
 
 MOVE = ("-e", "from_region=a", "-e", "to_region=b", "-e", "mode=unplanned", "-e", "health_interval=0.2")
 B_SERVING = "b serving"

@@ -14,7 +14,8 @@ from conftest import lab_inventory, new_lab
 from regional_kill import B_SERVING, end_state
 from runbook_helpers import CLI_HANG_GUARD, VENV_BIN, venv_path
 
-from erlmcp_dr import lab_regions, paths
+from erlmcp_dr import paths
+from erlmcp_dr.lab import regions as lab_regions
 
 pytestmark = pytest.mark.integration
 

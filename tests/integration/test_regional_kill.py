@@ -11,8 +11,8 @@ from conftest import lab_inventory, new_lab
 from regional_kill import B_SERVING, MOVE, boundaries, end_state, killed_at, parsed, process_state, run_tree
 from runbook_helpers import runbook_cli, summary
 
-from erlmcp_dr import lab_regions
 from erlmcp_dr.compose import run as composed
+from erlmcp_dr.lab import regions as lab_regions
 
 pytestmark = pytest.mark.integration
 

@@ -24,8 +24,9 @@ from runbook_helpers import (
     wait_for,
 )
 
-from erlmcp_dr import lab, lab_app
 from erlmcp_dr.compose import run as composed
+from erlmcp_dr.lab import app as lab_app
+from erlmcp_dr.lab import lifecycle as lab
 
 pytestmark = pytest.mark.integration
 
