@@ -19,7 +19,7 @@ from erlmcp_dr import lab, lab_pgbackrest
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils import _pitr_backup, _pitr_restore  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils import _pitr_backup, _pitr_restore, _pitr_verify  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._wait import wait_for  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.modules import pg_backup as backup_module  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.modules import pg_restore as restore_module  # noqa: E402
@@ -116,6 +116,11 @@ def take_backup(cfg: lab.LabConfig, **overrides: Any) -> dict[str, Any]:
 
 def restore(cfg: lab.LabConfig, scratch: str, **overrides: Any) -> dict[str, Any]:
     return _pitr_restore.run(restore_params(cfg, scratch, **overrides))
+
+
+def prove_newest_backup(cfg: lab.LabConfig, **overrides: Any) -> dict[str, Any]:
+    """pg_restore_verify's engine on the lab: the newest backup restored, checked, its record written."""
+    return _pitr_verify.run(restore_params(cfg, "verify", **overrides))
 
 
 def restored_ids(result: dict[str, Any]) -> set[int]:

@@ -246,3 +246,46 @@ def test_a_lab_copy_archives_into_a_repository_of_its_own(pitr_lab: PitrLab, lab
     mine = {p.name[:24] for p in archive_files(lab_pgbackrest.config_path(cfg.root))}
     templates = {p.name[:24] for p in archive_files(lab_pgbackrest.config_path(lab_template.root))}
     assert segment in mine and segment not in templates
+
+
+def test_pg_restore_verify_proves_the_newest_backup_and_readiness_reads_its_age(pitr_lab: PitrLab) -> None:
+    cfg = pitr_lab.cfg
+    from ansible_collections.erlmcp.dr.plugins.module_utils import _pitr_verify, _readiness
+    from ansible_collections.erlmcp.dr.plugins.module_utils import _readiness_judge as judge
+
+    settings = {"stanza": lab_pgbackrest.STANZA, "config": str(lab_pgbackrest.config_path(cfg.root)),
+                "pg_data_dir": str(cfg.node(PRIMARY).data_dir)}
+
+    def verified_age_check() -> dict[str, Any]:
+        checks = _readiness._pg_backup_hook({"pg_backup": settings}, judge.thresholds({}), time.time())
+        return next(c for c in checks if c["name"] == "pg_restore_verified_age")
+
+    assert verified_age_check()["verdict"] == "warn", "no restore proven yet: a warning, never a pass"
+    before = _live(cfg)
+    # The runbook: the newest backup restored with the archive to its end, checked, recorded, the scratch removed.
+    _cli, result = run_json("run", "pg_restore_verify", "-i", str(inventory_path(cfg)), "--yes", expect_rc=0)
+    found = summary(result)
+    proven = found["verify"]
+    label = summary(pitr_lab.backup_run)["backup"]["label"]
+    assert found["completed"] and found["end_state"]["ok"] and found["lock"]["key"].startswith("postgres-backups:")
+    assert proven["verified"]["label"] == label and proven["scratch_state"] == "removed"
+    assert not os.path.exists(proven["scratch_dir"]) and not os.path.exists(proven["scratch_dir"] + ".erlmcp-dr.json")
+    record = _pitr_verify.record_path(settings)
+    assert proven["record"] == record and os.stat(record).st_mode & 0o777 == 0o644
+    # Replayed to the archive's end: the writer's last row is in it.
+    assert proven["verified"]["last_xact_time"] >= pitr_lab.writes.committed[-1][1].isoformat()
+    age = verified_age_check()
+    assert age["verdict"] == "pass" and label in age["detail"], age
+    recorded = open(record).read()
+
+    # A check that does not hold fails the run, names the check, its value and its min, removes the scratch and
+    # leaves the record as it was (the age keeps growing until a restore is proven again).
+    params = restore_params(cfg, "verify", checks=[
+        {"name": "rows", "query": "SELECT count(*) FROM pitr_rows", "min": ROWS},
+        {"name": "orders", "query": "SELECT count(*) FROM pitr_rows WHERE id > 1000000"}], after="removed")
+    with pytest.raises(ModuleFailure, match=r"1 check\(s\) failed: orders: 0 \(expected at least 1\)") as failure:
+        _pitr_verify.run(params)
+    assert failure.value.kind == "check_failed"
+    assert [c["ok"] for c in failure.value.facts["checks"]] == [True, False]
+    assert open(record).read() == recorded and not scratch_dir(cfg, "verify").exists()
+    assert _live(cfg) == before
