@@ -16,19 +16,26 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import moto_server
 import pytest
 from pitr_helpers import (
     PRIMARY,
+    S3_UNAUTHENTICATED_SETUP,
     Writes,
     archive_files,
     archive_now,
+    archive_through,
+    backup_params,
     mismatches,
     repository_copy,
     restore,
     restore_params,
     restored_ids,
+    s3_account,
+    s3_config,
     scratch_dir,
     take_backup,
+    tls_front,
     write_rows,
 )
 from runbook_helpers import inventory_path, new_lab, node_state, run_json, sql, summary, wait_for
@@ -222,7 +229,6 @@ def test_broken_archiving_stops_a_backup_before_it_starts(pitr_lab: PitrLab) -> 
 def test_check_mode_touches_nothing(pitr_lab: PitrLab) -> None:
     cfg = pitr_lab.cfg
     from ansible_collections.erlmcp.dr.plugins.module_utils import _pitr_backup, _pitr_restore
-    from pitr_helpers import backup_params
 
     checked = _pitr_restore.run(restore_params(cfg, "plan-check"), check_mode=True)
     assert checked["changed"] and "proof" not in checked and not scratch_dir(cfg, "plan-check").exists()
@@ -289,3 +295,49 @@ def test_pg_restore_verify_proves_the_newest_backup_and_readiness_reads_its_age(
     assert [c["ok"] for c in failure.value.facts["checks"]] == [True, False]
     assert open(record).read() == recorded and not scratch_dir(cfg, "verify").exists()
     assert _live(cfg) == before
+
+
+def test_an_s3_repository_backs_up_and_restores_and_a_denied_or_unreachable_one_is_a_clear_error(
+        pitr_lab: PitrLab, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """moto's server over TLS, checking signatures as S3 does. The primary archives into the lab's repository AND
+    the S3 one (repo2 of one config: pgBackRest pushes to both); pg_backup takes and verifies a backup in repo2; the
+    restore reads S3 ALONE (a config naming only it: the site holding the local repository may be gone). moto's
+    server is plain HTTP behind a TLS front of the test's (pitr_helpers.tls_front says why not moto's --ssl)."""
+    cfg = pitr_lab.cfg
+    folder = tmp_path_factory.mktemp("moto-s3")
+    with moto_server.running(folder, env=S3_UNAUTHENTICATED_SETUP) as plain, tls_front(plain, folder) as url:
+        key = s3_account(url)
+        # Refusals first: nothing read, nothing written, each naming the repository and what to check.
+        denied = s3_config(cfg, "s3-denied", url, ("AKIANOTAKEY", "wrong"))
+        with pytest.raises(ModuleFailure, match="repo1 .* denied access: .*InvalidAccessKeyId.*repo1-s3-key") as no:
+            restore(cfg, "s3-denied", config=str(denied))
+        assert no.value.kind == "denied" and not scratch_dir(cfg, "s3-denied").exists()
+        with pytest.raises(ModuleFailure, match="denied access") as no_backup:
+            take_backup(cfg, config=str(denied))
+        assert no_backup.value.kind == "denied"
+        closed = s3_config(cfg, "s3-closed", url, key, port=moto_server._free_port(), io_timeout=1)
+        with pytest.raises(ModuleFailure, match="repo1 .* cannot be reached: .*repo1-s3-endpoint") as unreachable:
+            restore(cfg, "s3-closed", config=str(closed))
+        assert unreachable.value.kind == "unreachable" and not scratch_dir(cfg, "s3-closed").exists()
+
+        both = s3_config(cfg, "s3-both", url, key, with_local=True)
+        assert both.stat().st_mode & 0o777 == 0o600  # it holds the S3 key
+        driver = driver_for(backup_params(cfg, config=str(both), repo=2))
+        driver.run(driver._pg_args() + ["stanza-create"], connect=True)
+        archive_through(cfg, both)
+        try:
+            backup = take_backup(cfg, config=str(both), repo=2)
+            assert backup["verified"] is True and "repo2" in backup["repository"]
+            stop = float(backup["stopped_at"])
+            wait_for(lambda: time.time() >= stop + 1, 5, interval=0.05, what="the second after the backup's stop")
+            writes = Writes(list(pitr_lab.writes.committed))
+            write_rows(cfg, 6, start_id=ROWS + 1000, writes=writes)
+            archive_now(cfg)
+        finally:
+            archive_through(cfg, None)
+        s3_only = s3_config(cfg, "s3-only", url, key)
+        target = writes.committed[-3][1]
+        restored = restore(cfg, "s3", config=str(s3_only), target_type="time", target=target.isoformat(),
+                           after="removed")
+    assert restored["backup"]["label"] == backup["label"] and str(s3_only) in restored["repository"]
+    assert mismatches(writes, target, restored_ids(restored)) == {"missing": [], "extra": []}
