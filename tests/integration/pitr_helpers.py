@@ -262,6 +262,8 @@ def s3_config(cfg: lab.LabConfig, name: str, endpoint: str, key: tuple[str, str]
               f"repo{n}-s3-endpoint={host}", f"repo{n}-storage-port={port or default_port}",
               f"repo{n}-s3-region={S3_REGION}", f"repo{n}-s3-uri-style=path",
               f"repo{n}-storage-verify-tls=n",  # moto's certificate is made up; a real repository verifies
+              # pgBackRest's advice for object stores: small files bundled, a few requests instead of one per file
+              f"repo{n}-bundle=y",
               f"repo{n}-s3-key={key[0]}", f"repo{n}-s3-key-secret={key[1]}"]
     node = cfg.node(PRIMARY)
     lines += ["", f"[{lab_pgbackrest.STANZA}]", f"pg1-path={node.data_dir}", f"pg1-port={node.port}",
