@@ -150,7 +150,7 @@ def main() -> int:
             # Left running, as the hand-run one is when its clock stops; both are stopped and removed untimed.
             outcome = restore(cfg, f"bench-{index}", target_type="time", target=target.isoformat(), after="running")
             wall = time.monotonic() - began
-            _pitr_restore._clean(str(scratch_dir(cfg, f"bench-{index}")), {"start_timeout": DEADLINE})
+            _pitr_restore.clean(str(scratch_dir(cfg, f"bench-{index}")), {"start_timeout": DEADLINE})
             found = mismatches(writes, target, restored_ids(outcome))
             row = dict(target=target.isoformat(), restore_wall=round(wall, 3),
                        missing=len(found["missing"]), extra=len(found["extra"]),

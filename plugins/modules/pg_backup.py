@@ -39,6 +39,11 @@ options:
   config:
     description: The pgBackRest config file; default pgBackRest's own (C(/etc/pgbackrest/pgbackrest.conf)).
     type: path
+  repo:
+    description:
+      - The repository (pgBackRest's C(--repo)) when the config names several, e.g. C(2) for an S3 repository beside
+        a local C(repo1); default pgBackRest's own choice (repo1 for a backup, the first holding it for a restore).
+    type: int
   pg_data_dir:
     description:
       - The data directory of the node backed up (pgBackRest's C(pg1-path)); its owner runs pgBackRest.
@@ -176,6 +181,7 @@ def argument_spec():
     spec.update(
         stanza=dict(type="str", required=True),
         config=dict(type="path"),
+        repo=dict(type="int"),
         pg_data_dir=dict(type="path", required=True),
         pg_port=dict(type="int"),
         backup_type=dict(type="str", choices=["full", "diff", "incr"], default="full"),

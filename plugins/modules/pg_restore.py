@@ -40,6 +40,11 @@ options:
   config:
     description: The pgBackRest config file; default pgBackRest's own.
     type: path
+  repo:
+    description:
+      - The repository (pgBackRest's C(--repo)) when the config names several, e.g. C(2) for an S3 repository beside
+        a local C(repo1); default pgBackRest's own choice (repo1 for a backup, the first holding it for a restore).
+    type: int
   pg_data_dir:
     description: A live data directory of the cluster; its owner runs pgBackRest and owns the scratch instance.
     type: path
@@ -166,6 +171,7 @@ def argument_spec():
     spec.update(
         stanza=dict(type="str", required=True),
         config=dict(type="path"),
+        repo=dict(type="int"),
         pg_data_dir=dict(type="path", required=True),
         live_data_dirs=dict(type="list", elements="path", default=[]),
         target_type=dict(type="str", choices=["latest", "time", "lsn", "name"], default="latest"),

@@ -102,8 +102,9 @@ options:
     description:
       - The pgBackRest stanza whose newest usable backup's age is checked (C(stanza), C(config), and a database node's
         C(pg_data_dir), whose owner runs C(pgbackrest info)); the WAL archive's age comes from the primary's
-        C(pg_stat_archiver).
-      - Empty (no stanza) makes both checks warnings, "not configured".
+        C(pg_stat_archiver); the age of the last restore proven by C(erlmcp.dr.pg_restore_verify) comes from its
+        record (C(verified_restore_record), default C(<stanza>.verified-restore.json) beside C(config)).
+      - Empty (no stanza) makes the three checks warnings, "not configured".
     type: dict
     default: {}
   tier_objectives:

@@ -42,15 +42,16 @@ def _answers(url: str) -> bool:
 
 
 @contextmanager
-def running(log_dir: Path) -> Iterator[str]:
-    """Starts `moto_server` on a free loopback port, yields its endpoint URL, stops it by PID."""
+def running(log_dir: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+    """Starts `moto_server` on a free loopback port, yields its endpoint URL, stops it by PID. env: moto's own
+    settings (e.g. INITIAL_NO_AUTH_ACTION_COUNT, which makes it check credentials as AWS does)."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     server = Path(sys.executable).with_name("moto_server")
     log_dir.mkdir(parents=True, exist_ok=True)
     with open(log_dir / "moto.log", "wb") as log:
         proc = subprocess.Popen([str(server), "-H", "127.0.0.1", "-p", str(port)], stdout=log,
-                                stderr=subprocess.STDOUT, env={**os.environ, **CREDENTIALS},
+                                stderr=subprocess.STDOUT, env={**os.environ, **CREDENTIALS, **(env or {})},
                                 start_new_session=True)
     try:
         wait_for(lambda: _answers(url) or (proc.poll() is not None and _exited(proc, log_dir)),

@@ -8,6 +8,8 @@ import os
 import random
 import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -17,12 +19,14 @@ from runbook_helpers import DEADLINE, connect
 
 from erlmcp_dr.lab import lifecycle as lab
 from erlmcp_dr.lab import pgbackrest as lab_pgbackrest
+from erlmcp_dr.lab.config import write_private
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()
 from ansible_collections.erlmcp.dr.plugins.module_utils._common.wait import wait_for  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._pitr import backup as _pitr_backup  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._pitr import restore as _pitr_restore  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._pitr import verify as _pitr_verify  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.modules import pg_backup as backup_module  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.modules import pg_restore as restore_module  # noqa: E402
 
@@ -120,6 +124,11 @@ def restore(cfg: lab.LabConfig, scratch: str, **overrides: Any) -> dict[str, Any
     return _pitr_restore.run(restore_params(cfg, scratch, **overrides))
 
 
+def prove_newest_backup(cfg: lab.LabConfig, **overrides: Any) -> dict[str, Any]:
+    """pg_restore_verify's engine on the lab: the newest backup restored, checked, its record written."""
+    return _pitr_verify.run(restore_params(cfg, "verify", **overrides))
+
+
 def restored_ids(result: dict[str, Any]) -> set[int]:
     return set(result["proof"]["check_rows"][0]["ids"])
 
@@ -151,3 +160,130 @@ def archive_files(config: Path) -> list[Path]:
     repo = Path(next(line.split("=", 1)[1] for line in config.read_text().splitlines()
                      if line.startswith("repo1-path=")))
     return sorted(p for p in (repo / "archive").rglob("*") if p.is_file() and len(p.name.split("-")[0]) == 24)
+
+
+# -- an S3 repository (moto's server over TLS) --------------------------------------------------------------------
+
+S3_BUCKET = "erlmcp-pg-backups"
+S3_REGION = "us-east-1"
+# moto answers the first three requests without credentials (the IAM user, its policy, its key: what an AWS admin
+# does once), then checks every request's signature as S3 does: an unknown key gets 403 InvalidAccessKeyId.
+S3_UNAUTHENTICATED_SETUP = {"INITIAL_NO_AUTH_ACTION_COUNT": "3"}
+
+
+@contextmanager
+def tls_front(upstream: str, folder: Path) -> Iterator[str]:
+    """HTTPS on a free loopback port in front of moto's plain HTTP server (pgBackRest speaks S3 over TLS only);
+    yields its URL. Not moto's own --ssl: its server (werkzeug) closes each TLS session without close_notify, which
+    OpenSSL 3 in pgBackRest reads as "unexpected eof" after a PUT, failing stanza-create. This front ends each
+    session with close_notify, as S3 does. A certificate made up for the test (the configs turn verification off)."""
+    import socket
+    import ssl
+    import threading
+
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True,
+                   timeout=DEADLINE)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(cert), str(key))
+    upstream_port = int(upstream.rsplit(":", 1)[1])
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+
+    def serve(raw: socket.socket) -> None:
+        try:
+            tls = context.wrap_socket(raw, server_side=True)
+            back = socket.create_connection(("127.0.0.1", upstream_port))
+        except OSError:
+            raw.close()
+            return
+        threading.Thread(target=pump, args=(tls, back), daemon=True).start()
+        pump(back, tls)  # moto answered and closed: end the TLS session properly
+        for close in (tls.unwrap, tls.close, back.close):
+            try:
+                close()
+            except OSError:
+                pass
+
+    def accept() -> None:
+        while True:
+            try:
+                raw, _addr = listener.accept()
+            except OSError:  # the listener closed: the test is over
+                return
+            threading.Thread(target=serve, args=(raw,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"https://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.close()
+
+
+def s3_account(endpoint: str) -> tuple[str, str]:
+    """An IAM user allowed s3:* with an access key, and the bucket (made with that key); (key id, secret)."""
+    import json
+
+    import boto3
+    import urllib3
+
+    urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)  # moto's made-up certificate
+    admin = {"endpoint_url": endpoint, "verify": False, "region_name": S3_REGION,
+             "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+    iam = boto3.client("iam", **admin)
+    iam.create_user(UserName="pgbackrest")
+    iam.put_user_policy(UserName="pgbackrest", PolicyName="backups", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
+    key = iam.create_access_key(UserName="pgbackrest")["AccessKey"]
+    s3 = boto3.client("s3", **{**admin, "aws_access_key_id": key["AccessKeyId"],
+                               "aws_secret_access_key": key["SecretAccessKey"]})
+    s3.create_bucket(Bucket=S3_BUCKET)
+    return key["AccessKeyId"], key["SecretAccessKey"]
+
+
+def s3_config(cfg: lab.LabConfig, name: str, endpoint: str, key: tuple[str, str], with_local: bool = False,
+              port: int | None = None, io_timeout: int | None = None) -> Path:
+    """A pgBackRest config whose S3 repository is moto's bucket: repo1, or repo2 beside the lab's own repo1
+    (with_local). 0600, owned by the lab OS user: it holds the S3 key, as a real one (templated from vault) does."""
+    n = 2 if with_local else 1
+    lab_home = lab_pgbackrest.home(cfg.root)
+    host, _, default_port = endpoint.split("://", 1)[1].partition(":")
+    lines = ["[global]", f"log-path={lab_home / 'log'}", f"lock-path={lab_home / 'lock'}",
+             f"spool-path={lab_home / 'spool'}", "compress-type=lz4", "start-fast=y"]
+    if io_timeout:  # pgBackRest retries an unreachable repository for io-timeout (60 s) per request by default
+        lines.append(f"io-timeout={io_timeout}")
+    if with_local:
+        lines.append(f"repo1-path={lab_pgbackrest.repo_path(cfg.root)}")
+    lines += [f"repo{n}-type=s3", f"repo{n}-path=/erlmcp", f"repo{n}-s3-bucket={S3_BUCKET}",
+              f"repo{n}-s3-endpoint={host}", f"repo{n}-storage-port={port or default_port}",
+              f"repo{n}-s3-region={S3_REGION}", f"repo{n}-s3-uri-style=path",
+              f"repo{n}-storage-verify-tls=n",  # moto's certificate is made up; a real repository verifies
+              # pgBackRest's advice for object stores: small files bundled, a few requests instead of one per file
+              f"repo{n}-bundle=y",
+              f"repo{n}-s3-key={key[0]}", f"repo{n}-s3-key-secret={key[1]}"]
+    node = cfg.node(PRIMARY)
+    lines += ["", f"[{lab_pgbackrest.STANZA}]", f"pg1-path={node.data_dir}", f"pg1-port={node.port}",
+              f"pg1-user={lab.SUPERUSER}", ""]
+    config = cfg.root / f"pgbackrest-{name}.conf"
+    write_private(config, "\n".join(lines))  # created 0600: the key is never readable by others, even briefly
+    return config
+
+
+def archive_through(cfg: lab.LabConfig, config: Path | None) -> None:
+    """Point the primary's archive_command at `config` (None: back to the lab's own) and reload."""
+    with connect(cfg, PRIMARY) as conn:
+        if config is None:
+            conn.execute("ALTER SYSTEM RESET archive_command")
+        else:
+            node = cfg.node(PRIMARY)
+            command = (f"pgbackrest --config={config} --stanza={lab_pgbackrest.STANZA} --pg1-path={node.data_dir} "
+                       "archive-push %p")
+            conn.execute(f"ALTER SYSTEM SET archive_command = '{command}'")
+        conn.execute("SELECT pg_reload_conf()")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pitr_helpers import prove_newest_backup
 from runbook_helpers import (
     inventory_copy,
     new_lab,
@@ -195,6 +196,7 @@ def test_readiness_finds_each_seeded_misconfiguration_and_changes_nothing(ready_
     _drill_history(cfg, days_ago=1)
     _fresh_backup(cfg)
     lab_pgbackrest.run(cfg, "backup", "--type=full")  # the lab's stanza: a backup to be recent
+    prove_newest_backup(cfg)  # and a restore of it proven (pg_restore_verify's record)
     healthy = _inventory(cfg, listener, "healthy")
     before = fingerprint(cfg)
 
@@ -203,7 +205,8 @@ def test_readiness_finds_each_seeded_misconfiguration_and_changes_nothing(ready_
     for name in ("pg_replay_lag pg-b", "pg_replay_lag pg-c", "pg_standbys region b", "redis_link redis-b",
                  "redis_offset redis-c", "redis_backup_age", "dns_ttl api", "dns_agree health",
                  "reachable region a", "capacity region b", "drill region", "lock_store directory", "contacts_age",
-                 "pg_backup_age", "wal_archive_age", "residency region b", "residency region c"):
+                 "pg_backup_age", "wal_archive_age", "pg_restore_verified_age", "residency region b",
+                 "residency region c"):
         assert checks[name]["verdict"] == "pass", checks[name]
     assert checks["dns_ttl api"]["measured"] == lab_dns.TTL
     credentials = [c for name, c in checks.items() if name.startswith("dns_credentials")]

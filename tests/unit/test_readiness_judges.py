@@ -262,7 +262,8 @@ def test_a_failing_archive_command_is_no_age_at_all_and_says_why():
 def test_no_stanza_in_the_inventory_is_not_configured():
     assert engine.pg_backup_status({"pg_backup": {}}) is None
     checks = engine._pg_backup_hook({"pg_backup": {"stanza": ""}}, judge.thresholds({}), 0.0)
-    assert [(c["name"], c["verdict"]) for c in checks] == [("pg_backup_age", "warn"), ("wal_archive_age", "warn")]
+    assert [(c["name"], c["verdict"]) for c in checks] == [("pg_backup_age", "warn"), ("wal_archive_age", "warn"),
+                                                           ("pg_restore_verified_age", "warn")]
 
 
 def test_each_target_region_is_judged_by_the_residency_guard_the_regional_failover_runs():

@@ -37,14 +37,23 @@ from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.server import 
 
 DEFAULT_TIMEOUT = 3600
 # pgBackRest's own messages for the failures an operator meets, and the kind each is reported as.
+# First match wins: "denied" comes first because S3's InvalidAccessKeyId says the key "does not exist".
 _KINDS = (
+    ("denied", ("permission denied", "accessdenied", "403 (forbidden)", "invalidaccesskeyid",
+                "signaturedoesnotmatch")),
+    ("unreachable", ("hostconnecterror", "unable to connect to '", "could not resolve host", "unable to get address")),
     ("stanza_missing", ("does not exist", "unable to load info file", "missing stanza path",
                         "stanza-create")),
     ("archive", ("was not archived before", "archive_command", "archive-push")),
-    ("denied", ("permission denied", "accessdenied", "403")),
     ("corrupt", ("checksum", "invalid", "unable to decompress", "format")),
     ("refused", ("connection refused", "unable to connect", "could not connect")),
 )
+# What an operator does about a repository that refuses or cannot be reached (pgBackRest's option names).
+_REPO_ADVICE = {
+    "denied": "check its credentials (repo%(n)s-s3-key, repo%(n)s-s3-key-secret in the pgBackRest config, kept in "
+              "vault) and the bucket's policy",
+    "unreachable": "check its endpoint (repo%(n)s-s3-endpoint, repo%(n)s-storage-port) and the network to it",
+}
 
 
 class BackupError(ModuleFailure):
@@ -97,7 +106,14 @@ class PgBackRest(BackupDriver):
     # -- running it ---------------------------------------------------------------------------------------------
 
     def describe(self):
-        return "stanza %s (%s)" % (self.stanza, self.params.get("config") or "pgBackRest's default config")
+        repo = ", repo%s" % self.params["repo"] if self.params.get("repo") else ""
+        return "stanza %s (%s%s)" % (self.stanza, self.params.get("config") or "pgBackRest's default config", repo)
+
+    def _repo_args(self):
+        """The repository a command reads or writes when the config names several (repo1 on disk, repo2 on S3, ...):
+        pgBackRest's own --repo. Without it pgBackRest backs up into repo1 and restores from the first that holds the
+        backup; archive-push and check always serve every repository."""
+        return ["--repo=%d" % self.params["repo"]] if self.params.get("repo") else []
 
     def _base_args(self):
         args = [self.program]
@@ -163,11 +179,12 @@ class PgBackRest(BackupDriver):
     # -- the interface ------------------------------------------------------------------------------------------
 
     def info(self):
-        text = self.run(["--output=json", "info"])
+        text = self.run(self._repo_args() + ["--output=json", "info"])
         stanzas = json.loads(text or "[]")
         for stanza in stanzas:
             status = stanza.get("status") or {}
             if stanza.get("name") == self.stanza and status.get("code") not in (0, 2):  # 2: no backup yet
+                _raise_repo_problem(stanza, self.describe())
                 raise BackupError("pgbackrest info for %s: %s (code %s); create the stanza with pgbackrest "
                                   "stanza-create, or fix the repository (pgbackrest check)"
                                   % (self.describe(), status.get("message"), status.get("code")),
@@ -180,7 +197,7 @@ class PgBackRest(BackupDriver):
 
     def backup(self, kind):
         before = set(b["label"] for b in _backups(self.info()))
-        self.run(self._pg_args() + ["--type=%s" % kind, "backup"], connect=True)
+        self.run(self._pg_args() + self._repo_args() + ["--type=%s" % kind, "backup"], connect=True)
         new = [b for b in _backups(self.info()) if b["label"] not in before]
         if len(new) != 1:
             raise BackupError("pgbackrest backup ended without one new backup in %s (new: %s)"
@@ -188,30 +205,54 @@ class PgBackRest(BackupDriver):
         return new[0]
 
     def archive_listing(self, archive_id):
-        text = self.run(["--output=json", "--recurse", "repo-ls", "archive/%s/%s" % (self.stanza, archive_id)],
-                        what="repo-ls")
+        text = self.run(self._repo_args() + ["--output=json", "--recurse", "repo-ls",
+                                             "archive/%s/%s" % (self.stanza, archive_id)], what="repo-ls")
         listing = json.loads(text or "{}")
         return sorted(path for path, entry in listing.items() if entry.get("type") == "file")
 
     def history(self, archive_id, timeline):
         """The history file the archive listing names for a timeline (`timeline`: its path in the listing)."""
-        return self.run(["repo-get", "archive/%s/%s/%s" % (self.stanza, archive_id, timeline)],
+        return self.run(self._repo_args() + ["repo-get", "archive/%s/%s/%s" % (self.stanza, archive_id, timeline)],
                         what="repo-get")
 
     def verify(self, label):
         """pgBackRest 2.45's verify has no --set: it checks the whole repository; the result is read for this
         backup's line ("backup: <label>, status: valid") and its archive id's WAL."""
-        text = self.run(["--output=text", "--verbose", "verify"], what="verify")
+        text = self.run(self._repo_args() + ["--output=text", "--verbose", "verify"], what="verify")
         return parse_verify(text, label)
 
     def restore(self, label, target, directory):
-        args = ["--pg1-path=%s" % directory, "--set=%s" % label]
+        args = self._repo_args() + ["--pg1-path=%s" % directory, "--set=%s" % label]
         if target["type"] != "latest":
             args += ["--type=%s" % target["type"], "--target=%s" % target["value"], "--target-action=pause"]
         self.run(args + ["restore"])
 
     def expire(self, keep_full):
-        self.run(["--repo1-retention-full=%d" % keep_full, "expire"])
+        self.run(self._repo_args() + ["--repo%d-retention-full=%d" % (self.params.get("repo") or 1, keep_full),
+                                      "expire"])
+
+
+def _raise_repo_problem(stanza, described):
+    """A repository that denied access or could not be reached, named with what pgBackRest said (the first line
+    and S3's own error code) and what to check; nothing else is tried."""
+    for repo in stanza.get("repo") or []:
+        message = (repo.get("status") or {}).get("message") or ""
+        kind = kind_of(message)
+        if kind in _REPO_ADVICE:
+            raise BackupError("the repository repo%s of %s %s: %s; %s. Nothing was read or changed"
+                              % (repo.get("key"), described,
+                                 "denied access" if kind == "denied" else "cannot be reached",
+                                 _first_line_and_s3_code(message), _REPO_ADVICE[kind] % {"n": repo.get("key")}),
+                              error_kind=kind, repo=repo.get("key"))
+
+
+_S3_ERROR_RE = re.compile(r"<Code>([^<]+)</Code>\s*<Message>([^<]+)</Message>")
+
+
+def _first_line_and_s3_code(message):
+    first = message.strip().splitlines()[0] if message.strip() else "(no message)"
+    s3 = _S3_ERROR_RE.search(message)
+    return "%s (S3: %s, %s)" % (first.rstrip(":"), s3.group(1), s3.group(2)) if s3 else first
 
 
 def _backups(stanzas):

@@ -247,8 +247,9 @@ def _root_full(backup, backups):
 
 
 def summary(runbook, steps, completed=False, check_mode=False, meta=None):
-    """What pg_backup and pg_restore publish (set_stats `summary`): the envelope, pgBackRest's facts under
-    `details`. steps: backup / restore / lock / primary, each a registered result (or {}) or a value."""
+    """What pg_backup, pg_restore and pg_restore_verify publish (set_stats `summary`): the envelope, pgBackRest's
+    facts under `details`. steps: backup / restore / verify / lock / primary, each a registered result (or {}) or a
+    value."""
     from ansible_collections.erlmcp.dr.plugins.module_utils._common.summary import envelope
 
     steps = dict((k, v or {}) for k, v in (steps or {}).items())
@@ -275,6 +276,17 @@ def summary(runbook, steps, completed=False, check_mode=False, meta=None):
                            (restore.get("backup") or {}).get("label"), restore.get("scratch_dir"),
                            restore.get("scratch_port"), describe_target(restore.get("target") or {"type": "latest"}),
                            restore["proof"].get("last_xact_time"), restore["proof"].get("replay_lsn")))
+    verify = steps.get("verify")
+    if verify:
+        details["verify"] = dict((key, verify.get(key)) for key in (
+            "backup", "wal", "proof", "checks", "record", "verified", "scratch_dir", "scratch_state", "would_check",
+            "repository"))
+        if verify.get("verified") and not check_mode:
+            did.append("proved backup %s restores: restored with the archive to its end into %s, last transaction "
+                       "committed at %s, %d check(s) held; recorded in %s" % (
+                           verify["verified"].get("label"), verify.get("scratch_dir"),
+                           verify["verified"].get("last_xact_time"), len(verify.get("checks") or []),
+                           verify.get("record")))
     plan = None
     if check_mode:
         will = []
@@ -285,9 +297,15 @@ def summary(runbook, steps, completed=False, check_mode=False, meta=None):
             will.append("restore backup %s into a new scratch instance %s, replayed to %s (the live cluster "
                         "untouched)" % ((restore.get("backup") or {}).get("label"), restore.get("scratch_dir"),
                                         describe_target(restore.get("target") or {"type": "latest"})))
+        if verify:
+            will.append("restore backup %s with the archive to its end into a new scratch instance %s, run %d "
+                        "check(s), record the proof in %s (the live cluster untouched)" % (
+                            (verify.get("backup") or {}).get("label"), verify.get("scratch_dir"),
+                            len(verify.get("would_check") or []), verify.get("record")))
         from ansible_collections.erlmcp.dr.plugins.module_utils._common.summary import confirmation
 
         plan = confirmation(will_change=will)
-    return envelope(runbook, action="backup" if backup or runbook == "pg_backup" else "restore_scratch",
+    action = "backup" if backup or runbook == "pg_backup" else "verify_restore" if verify else "restore_scratch"
+    return envelope(runbook, action=action,
                     completed=completed, check_mode=check_mode, did=did, end=steps.get("end_state"),
                     lock_key=(steps.get("lock") or {}).get("key"), details=details, plan=plan)

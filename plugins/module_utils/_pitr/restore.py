@@ -49,7 +49,7 @@ def run(params, check_mode=False, diff=False, warn=None):
     scratch = os.path.abspath(params["scratch_dir"])
     facts = dict(changed=False, target=target, scratch_dir=scratch, repository=None)
     _check_scratch_place(scratch, params.get("live_data_dirs") or [])
-    previous = _read_marker(scratch)
+    previous = read_marker(scratch)
     driver = driver_for(params)
     facts["repository"] = driver.describe()
     stanzas = driver.info()
@@ -68,14 +68,14 @@ def run(params, check_mode=False, diff=False, warn=None):
         return facts
     facts["changed"] = True
     if previous:
-        _clean(scratch, params)
+        clean(scratch, params)
     try:
         _restore(driver, params, backup, target, scratch, port)
         server = Server(scratch, bin_dir=params.get("pg_bin_dir"), log_file=log_file(scratch))
         facts["proof"] = _start_and_prove(server, params, target, port, facts)
     except ModuleFailure as exc:
         # Nothing half-restored stays behind to be mistaken for a proven copy; the live cluster was never touched.
-        _clean(scratch, params)
+        clean(scratch, params)
         facts.update(exc.facts)
         raise ModuleFailure("%s. The scratch instance %s was removed; the live cluster was not touched"
                             % (str(exc).rstrip("."), scratch), **facts) from None
@@ -84,7 +84,7 @@ def run(params, check_mode=False, diff=False, warn=None):
     if params["after"] != "running":
         server.stop(timeout=params["start_timeout"])
     if params["after"] == "removed":
-        _clean(scratch, params)
+        clean(scratch, params)
     facts["scratch_state"] = params["after"]
     return facts
 
@@ -167,7 +167,7 @@ def log_file(scratch):
     return scratch.rstrip(os.sep) + ".log"
 
 
-def _read_marker(scratch):
+def read_marker(scratch):
     try:
         with open(marker_path(scratch)) as handle:
             return json.load(handle)
@@ -179,7 +179,7 @@ def _write_marker(scratch, params, record):
     write_atomic(marker_path(scratch), json.dumps(record, sort_keys=True, default=str) + "\n", 0o600)
 
 
-def _clean(scratch, params):
+def clean(scratch, params):
     """Stop a scratch server a run of ours left running, then remove its directory, log and marker."""
     if os.path.exists(os.path.join(scratch, "postmaster.pid")):
         server = Server(scratch, bin_dir=params.get("pg_bin_dir"), log_file=log_file(scratch))

@@ -196,7 +196,22 @@ def pg_backup_status(params, now=None):
     status = dict(backup_age_seconds=max(now - max(stops), 0.0) if stops else None,
                   newest_backup=backups[-1]["label"] if backups else None)
     status.update(_archiver(params))
+    status.update(verified_restore_status(settings, now))
     return status
+
+
+def verified_restore_status(settings, now):
+    """The age of the last restore pg_restore_verify proved (its record; default path from stanza and config)."""
+    from ansible_collections.erlmcp.dr.plugins.module_utils._pitr import verify as _pitr_verify
+
+    path = _pitr_verify.record_path(dict(settings, record=settings.get("verified_restore_record")))
+    record = _pitr_verify.read_record(path)
+    if record is None:
+        return dict(verified_restore_age_seconds=None, verified_restore_detail="no verified restore recorded in %s "
+                    "(run pg_restore_verify on a schedule)" % path)
+    return dict(verified_restore_age_seconds=max(now - record["verified_at"], 0.0),
+                verified_restore_detail="backup %s restored and checked at %s" % (
+                    record.get("label"), record.get("verified_at_iso")))
 
 
 # pg_stat_archiver on the primary: idle-aware, like the replay lag: when every completed segment before the one being
@@ -250,13 +265,19 @@ def _pg_backup_hook(params, limits, now):
         return [judge.not_configured("pg_backup_age", "no pg_backrest_stanza in the inventory",
                                      "pg_backup, docs/pitr.md"),
                 judge.not_configured("wal_archive_age", "no pg_backrest_stanza in the inventory",
-                                     "pg_backup, docs/pitr.md")]
+                                     "pg_backup, docs/pitr.md"),
+                judge.not_configured("pg_restore_verified_age", "no pg_backrest_stanza in the inventory",
+                                     "pg_restore_verify, docs/pitr.md")]
     return [judge.age_check("pg_backup_age", status.get("backup_age_seconds"), "pg_backup_age_seconds", limits,
                             "no PostgreSQL backup in the repository (run pg_backup)",
                             detail="backup %s" % status.get("newest_backup") if status.get("newest_backup") else ""),
             judge.age_check("wal_archive_age", status.get("wal_archive_age_seconds"), "wal_archive_age_seconds",
                             limits, status.get("archive_detail") or "no archived WAL found",
-                            detail=status.get("archive_detail") or "")]
+                            detail=status.get("archive_detail") or ""),
+            # No proof yet is a warning, not a failure: the backups may well restore; nobody has shown it.
+            judge.age_check("pg_restore_verified_age", status.get("verified_restore_age_seconds"),
+                            "pg_restore_verified_age_seconds", limits, status.get("verified_restore_detail"),
+                            missing_verdict=judge.WARN, detail=status.get("verified_restore_detail") or "")]
 
 
 # ---------------------------------------------------------------- 8, 9, 10: DNS

@@ -31,6 +31,7 @@ DEFAULTS = {
     "redis_backup_age_seconds": (300.0, "seed S2:162 (Redis backups every 5 min)"),
     "pg_backup_age_seconds": (900.0, "seed S2:156 (PostgreSQL backups every 15 min)"),
     "wal_archive_age_seconds": (60.0, "collection default (archive_timeout-sized)"),
+    "pg_restore_verified_age_seconds": (90000.0, "collection default (a daily pg_restore_verify, an hour's slack)"),
     "dns_ttl_seconds": (60.0, "seeds TTL 30/60 s (S3 Update DNS); the rest of the 300 s RTO budget is the failover's"),
     "capacity_ratio": (0.8, "seed S3:1478-1494 (target capacity > 0.8)"),
     "cert_days": (30.0, "issue 20 (certificates valid >= 30 days)"),
