@@ -74,7 +74,7 @@ def run(name: str | Runbook, inventory: Optional[os.PathLike | str] = None,
                                     f"{_name(name)}`, or erlmcp_dr.run(..., check=True))")
     runbook = name if isinstance(name, Runbook) else catalog.load(name, playbooks_dir)
     values = params.validate(runbook, extravars)
-    workflow = workflow_of(runbook, playbooks_dir)
+    workflow = workflow_of(runbook, playbooks_dir).for_mode(values.get("mode"))  # steps chosen by mode, as data
     run_id = run_id or runner.new_run_id(runbook.name)
     run_dir = paths.state_home() / "runs" / run_id
     if run_dir.exists():
