@@ -174,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="erlmcp-dr-bench-regional-", dir="/dev/shm" if os.path.isdir("/dev/shm")
                                  else None))
+    root.chmod(0o711)  # the servers run as `postgres`, who must traverse it to reach their own folders
     os.environ.setdefault("ERLMCP_DR_HOME", str(root / "home"))
     template = lab.LabConfig(root=root / "template", port_base=lab.free_port_base())
     lab.build_template(template)
