@@ -6,6 +6,7 @@ database or Redis, and a 10 ms sampler of every database node and every Redis no
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,14 @@ def test_planned_move_and_back_loses_no_acknowledged_write_and_never_has_two_wri
         # Redis handed over by its coordinated FAILOVER (writes paused until the target had every byte), the
         # database by a switchover: the two lossless paths, not a promotion of a replica whose primary was gone.
         assert first["served"] == {"before": "a", "after": "b"}
+        redis_child = json.loads((home / "runs" / f"{there['run_id']}.redis" / "result.json").read_text())
+        assert summary(redis_child)["old_primary_fence"] == "failover", summary(redis_child)
+        # The parent's report: recovery time against the tier's RTO, nothing given up, the point of no return passed.
+        recovery = first["recovery"]
+        assert recovery["lost"] == {"database_bytes": 0, "redis_bytes": 0, "client_writes": None}, recovery
+        assert recovery["rto_target_seconds"] == 300 and recovery["recovery_seconds"] > 0
+        assert recovery["point_of_no_return"]["step"] == "database" and recovery["point_of_no_return"]["passed"]
+        assert recovery["undone"] == [] and first["recovery_point"]["lost_bytes"] == 0
         # Zero acknowledged writes lost, on either leg; the client wrote on both sides of each move.
         assert lost_there == {"rows": [], "sessions": []}, (lost_there, where_there, around(writer, lost_there),
                                                              pg_sampler.report.split_rounds[:5])
