@@ -38,7 +38,7 @@ from erlmcp_dr.catalog import Runbook
 from erlmcp_dr.compose import engine as engine_module
 from erlmcp_dr.compose import inventory as inventory_module
 from erlmcp_dr.compose import journal as journal_module
-from erlmcp_dr.compose import spec
+from erlmcp_dr.compose import recovery, spec
 from erlmcp_dr.compose.engine import Engine, StepOutcome, StepRecord
 from erlmcp_dr.errors import ParameterError, RunBusy
 from erlmcp_dr.reporting import report
@@ -82,7 +82,7 @@ def run(name: str | Runbook, inventory: Optional[os.PathLike | str] = None,
                                     f"{_name(name)}`, or erlmcp_dr.run(..., check=True))")
     runbook = name if isinstance(name, Runbook) else catalog.load(name, playbooks_dir)
     values = params.validate(runbook, extravars)
-    workflow = workflow_of(runbook, playbooks_dir)
+    workflow = workflow_of(runbook, playbooks_dir).for_mode(values.get("mode"))  # steps chosen by mode, as data
     run_id = run_id or runner.new_run_id(runbook.name)
     run_dir = paths.state_home() / "runs" / run_id
     if run_dir.exists():
@@ -312,13 +312,18 @@ class ComposedRun:
             "resumed_from": None if self.resumes is None else {
                 "run_id": self.resumes.run_id, "verified": self.resumes.verified, "entered": self.resumes.entered,
                 "entered_point_of_no_return": self.resumes.entered_point_of_no_return},
+            "recovery": recovery.measure(  # time vs RTO, data lost vs RPO, the point of no return, what was undone
+                outcome.records, self.runbook.rto_seconds, self.runbook.rpo_seconds,
+                self.parameters.get("max_lag_bytes"), outcome.undone, outcome.point_of_no_return, outcome.ok),
         }
         problems = [] if outcome.ok else [outcome.message]
         return summary_module.envelope(
             self.runbook.name, action="failover", reason=outcome.message, completed=outcome.ok, did=did,
             end={"ok": outcome.ok, "problems": problems}, lock_key=", ".join(sorted(keys)),
             passed_point_of_no_return=outcome.point_of_no_return_passed, details=details,
-            serving=summary_module.served(from_region, after))
+            serving=summary_module.served(from_region, after),
+            recovery=summary_module.recovery_point(lost_bytes=details["recovery"]["lost_bytes"],
+                                                   target_seconds=self.runbook.rpo_seconds))
 
     def resume_command(self) -> str:
         """The command that finishes a move stopped after the point of no return: the same parameters, the same
