@@ -35,8 +35,8 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional
 from erlmcp_dr import audit, catalog, params, paths, report
 from erlmcp_dr.catalog import Runbook
 from erlmcp_dr.compose import engine as engine_module
+from erlmcp_dr.compose import failback, spec
 from erlmcp_dr.compose import inventory as inventory_module
-from erlmcp_dr.compose import spec
 from erlmcp_dr.compose.engine import Engine, StepOutcome, StepRecord
 from erlmcp_dr.errors import ParameterError, RunBusy
 from erlmcp_dr.result import REPORT_FILE, RunResult, Step
@@ -46,7 +46,8 @@ log = logging.getLogger(__name__)
 LOCK_OWNER_VAR = "erlmcp_dr_lock_owner"  # read by plugins/action/run_lock.py
 APP_WRITE_TIMEOUT = 30.0  # seconds the target's application gets to accept a write after the promotions
 HTTP_TIMEOUT = 5.0
-BUILTIN_ACTIONS: Dict[str, tuple] = {"residency_guard": ("to_region", "justification"), "app_write": ("url",)}
+BUILTIN_ACTIONS: Dict[str, tuple] = {"residency_guard": ("to_region", "justification"), "app_write": ("url",),
+                                     **failback.BUILTIN_ACTIONS}
 
 
 def is_composed(runbook: Runbook) -> bool:
@@ -165,6 +166,8 @@ class ComposedRun:
             return self.residency(arguments)
         if call.action == "app_write":
             return app_write(str(arguments["url"]), self.run_id)
+        if call.action in failback.BUILTIN_ACTIONS:
+            return failback.run_builtin(str(call.action), arguments, self.view.hosts, self.inventory)
         return self.child(step, call, arguments, phase)
 
     def residency(self, arguments: Dict[str, Any]) -> StepOutcome:
@@ -231,6 +234,7 @@ class ComposedRun:
                        "changed": r.changed, "problems": r.problems, "duration": r.duration,
                        "point_of_no_return": r.point_of_no_return} for r in outcome.records],
             "residency": next((r.summary.get("details") for r in outcome.records if r.step == "residency"), None),
+            **failback.summary_details(outcome.records),  # failback's grace verdict and rejoin (none elsewhere)
         }
         problems = [] if outcome.ok else [outcome.message]
         return summary_module.envelope(
