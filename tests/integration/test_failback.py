@@ -110,7 +110,8 @@ def test_failback_waits_out_the_grace_period_then_rewinds_and_moves_back_losing_
         rerun = failback(inventory, grace_seconds=1.0, grace_wait=30)
         after = summary(rerun)
         assert rerun["succeeded"] is True, after["reason"]
-        assert after["did"] == ["nothing was changed"], after["did"]
+        # Only the notifications are sent again (a notification sent twice is harmless: incident_notify's rule).
+        assert [did for did in after["did"] if not did.startswith(("declare:", "resolved:"))] == [], after["did"]
         assert not any(step["changed"] for step in after["steps"] if step["step"] in INFRA_STEPS)
         assert after["rejoin"]["method"] == "none (already streaming)"
         assert writable_nodes(cfg) == ["pg-a"] and redis_primaries(cfg) == ["redis-a"]

@@ -190,3 +190,59 @@ def test_rewind_copied_bytes_reads_pg_rewinds_last_progress_line() -> None:
     output = "pg_rewind: servers diverged\n0/5248 kB (0%) copied\r5248/5248 kB (100%) copied\npg_rewind: Done!"
     assert _follow_plan.rewind_copied_bytes(output) == 5248 * 1024
     assert _follow_plan.rewind_copied_bytes("pg_rewind: no rewind required") == 0
+
+
+class FakeServer:
+    """What the built-ins ask a PostgreSQL node: recovery, read-only, WAL positions (the real ones: test_failback)."""
+
+    def __init__(self, in_recovery: bool, lsn: str = "0/3000000") -> None:
+        self.in_recovery, self.lsn = in_recovery, lsn
+
+    def __enter__(self) -> FakeServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def execute(self, query: str) -> FakeServer:
+        self.query = query
+        return self
+
+    def fetchone(self) -> tuple:
+        if "pg_last_wal_replay_lsn" in self.query:
+            return (self.in_recovery, self.lsn)
+        if "pg_current_wal_lsn" in self.query:
+            return (self.in_recovery, None if self.in_recovery else self.lsn)
+        if "transaction_read_only" in self.query:
+            return (self.in_recovery, "off")
+        return (self.in_recovery,)
+
+
+def servers(**nodes: FakeServer):  # noqa: ANN201 - a connect function over the fakes
+    return lambda login: nodes[login["host"]]
+
+
+def test_database_position_names_the_node_to_rejoin_or_none_once_moved_back_and_refuses_two_writers() -> None:
+    args = {"back_to": "pg-a", "serving": "pg-b"}
+    before = failback.database_position(args, {}, connect=servers(**{"pg-a": FakeServer(True),
+                                                                      "pg-b": FakeServer(False)}))
+    assert before.ok and before.summary["details"]["rejoin_node"] == "pg-a"
+    after = failback.database_position(args, {}, connect=servers(**{"pg-a": FakeServer(False),
+                                                                     "pg-b": FakeServer(True)}))
+    assert after.ok and after.summary["details"]["rejoin_node"] is None
+    split = failback.database_position(args, {}, connect=servers(**{"pg-a": FakeServer(False),
+                                                                     "pg-b": FakeServer(False)}))
+    assert not split.ok and "both take writes" in split.message and "allow_stop_primary" in split.message
+
+
+def test_standby_caught_up_waits_for_the_primarys_position_and_accepts_a_completed_move_back() -> None:
+    args = {"standby": "pg-a", "primary": "pg-b", "max_lag_bytes": 0, "timeout": 5}
+    caught = failback.standby_caught_up(args, {}, connect=servers(**{"pg-a": FakeServer(True, "0/3000010"),
+                                                                     "pg-b": FakeServer(False, "0/3000000")}))
+    assert caught.ok and caught.summary["details"]["lag_bytes"] == 0
+    back = failback.standby_caught_up(args, {}, connect=servers(**{"pg-a": FakeServer(False),
+                                                                   "pg-b": FakeServer(True)}))
+    assert back.ok and back.summary["details"]["moved_back"] is True
+    neither = failback.standby_caught_up(args, {}, connect=servers(**{"pg-a": FakeServer(True),
+                                                                      "pg-b": FakeServer(True)}))
+    assert not neither.ok and "both are in recovery" in neither.message

@@ -168,12 +168,16 @@ def standby_caught_up(arguments: Mapping[str, Any], postgres_hosts: Mapping[str,
     standby, primary = str(arguments["standby"]), str(arguments["primary"])
     budget, timeout = int(arguments["max_lag_bytes"]), float(arguments["timeout"])
     connect = connect or _connect
+    seen: Dict[str, Any] = {"primary": primary, "standby": standby, "max_lag_bytes": budget}
     try:
         with connect(_login(postgres_hosts, primary)) as conn:
-            target = str(conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0])
+            row = conn.execute("SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() THEN NULL "
+                               "ELSE pg_current_wal_lsn()::text END").fetchone()
     except Exception as exc:  # the current primary must answer: nothing to catch up with otherwise
-        return _caught_up_failure(standby, primary, f"the primary {primary} does not answer: {_first_line(exc)}", {})
-    seen: Dict[str, Any] = {"primary": primary, "standby": standby, "primary_lsn": target, "max_lag_bytes": budget}
+        return _caught_up_failure(standby, primary, f"the primary {primary} does not answer: {_first_line(exc)}", seen)
+    if row[0]:  # a re-run after the move back: the old primary follows the node that was to catch up
+        return _already_back(standby, primary, postgres_hosts, connect, seen)
+    target = seen["primary_lsn"] = str(row[1])
     started = time.monotonic()
     while True:
         try:
@@ -240,16 +244,19 @@ def _refused(details: Dict[str, Any], message: str) -> StepOutcome:
 
 def _already_back(standby: str, primary: str, postgres_hosts: Mapping[str, Mapping[str, Any]],
                   connect: Callable[[Mapping[str, Any]], Any], seen: Dict[str, Any]) -> StepOutcome:
-    """The standby takes writes: a completed failback (its re-run) when the node it was to follow is now a standby
-    (of it); anything else is two writers."""
+    """A completed failback (its re-run) when the standby takes writes and the node it was to follow is in recovery;
+    anything else (two writers, no writer) is refused."""
     try:
         with connect(_login(postgres_hosts, primary)) as conn:
             primary_in_recovery = bool(conn.execute("SELECT pg_is_in_recovery()").fetchone()[0])
+        with connect(_login(postgres_hosts, standby)) as conn:
+            standby_in_recovery = bool(conn.execute("SELECT pg_is_in_recovery()").fetchone()[0])
     except Exception as exc:
-        return _caught_up_failure(standby, primary, f"{standby} takes writes and {primary} does not answer "
-                                  f"({_first_line(exc)})", seen)
-    if not primary_in_recovery:
-        return _caught_up_failure(standby, primary, f"{standby} and {primary} both take writes", seen)
+        return _caught_up_failure(standby, primary, f"{standby} or {primary} does not answer ({_first_line(exc)})",
+                                  seen)
+    if primary_in_recovery == standby_in_recovery:
+        return _caught_up_failure(standby, primary, f"{standby} and {primary} both "
+                                  f"{'are in recovery' if primary_in_recovery else 'take writes'}", seen)
     seen.update(moved_back=True, lag_bytes=0)
     return StepOutcome(ok=True, summary={"details": seen, "end_state": {"ok": True, "problems": []},
                                          "did": [NOTHING_CHANGED]},
