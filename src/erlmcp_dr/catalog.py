@@ -202,6 +202,8 @@ def workflow_outline(workflow: Mapping[str, Any]) -> List[StepOutline]:
             continue
         runs = step.get("runbook") or f"built-in {step.get('action')}"
         label = f"{step.get('id')}: {_text(step.get('title')) or step.get('id')} ({runs})"
+        if isinstance(step.get("modes"), list):  # chosen by the runbook's mode parameter (compose/spec.py)
+            label += f" [mode {', '.join(map(str, step['modes']))}]"
         if step.get("point_of_no_return"):
             label += " - POINT OF NO RETURN: after it the run only rolls forward"
         steps.append(StepOutline(0, label, "task"))

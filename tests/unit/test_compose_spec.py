@@ -100,7 +100,7 @@ def test_resolving_is_data_in_data_out_and_names_what_is_missing() -> None:
 
 def test_the_shipped_regional_failover_workflow_loads_with_the_database_as_point_of_no_return() -> None:
     runbook = catalog.load("regional_failover")
-    workflow = composed.workflow_of(runbook)
+    workflow = composed.workflow_of(runbook).for_mode("unplanned")
     assert [step.id for step in workflow.steps] == ["residency", "confirm", "declare", "redis", "database", "app",
                                                     "dns", "resolved"]
     assert workflow.point_of_no_return == "database" == runbook.point_of_no_return
@@ -120,3 +120,54 @@ def test_a_composed_run_refuses_the_etcd_store_it_cannot_hold_its_lock_in(tmp_pa
         InventoryView(tmp_path / "hosts.yml", {}, {"dr_lock_store": "etcd"}).lock_dir()
     assert caught.value.parameter == "dr_lock_store"
     assert InventoryView(tmp_path / "hosts.yml", {}, {"dr_lock_dir": str(tmp_path)}).lock_dir() == str(tmp_path)
+
+
+def test_the_planned_mode_checks_both_regions_healthy_and_hands_the_database_over_by_switchover() -> None:
+    """The planned steps are chosen by `modes` (data): no failure confirmation, both regions healthy first, the
+    database step a zero-loss switchover (still the point of no return, with Redis's reversible hand-over before
+    it), the same ids after it, so reports read steps.database whatever the mode."""
+    workflow = composed.workflow_of(catalog.load("regional_failover")).for_mode("planned")
+    assert [step.id for step in workflow.steps] == ["residency", "healthy", "ready", "declare", "redis", "database",
+                                                    "app", "dns", "resolved"]
+    assert workflow.step("database").call.runbook == "database_switchover"
+    assert workflow.point_of_no_return == "database"
+    assert workflow.step("healthy").call.arguments["require_healthy"] is True
+    assert [step.id for step in workflow.steps[:4] if step.undo] == ["declare"]
+    assert workflow.step("redis").undo is not None
+
+
+MODED = {"mode": {"type": "str", "choices": ["unplanned", "planned"]}, "to_region": {"type": "str"}}
+
+
+def moded(steps: List[Dict[str, Any]]) -> spec.Workflow:
+    return spec.load("composed", {"steps": steps}, MODED, CHILDREN, ACTIONS)
+
+
+def test_steps_chosen_by_mode_may_share_an_id_and_each_mode_is_checked_on_its_own_steps() -> None:
+    workflow = moded([
+        {"id": "db", "runbook": "database_failover", "modes": ["unplanned"], "point_of_no_return": True},
+        {"id": "db", "runbook": "database_failover", "modes": ["planned"], "point_of_no_return": True},
+        {"id": "dns", "runbook": "dns_cutover", "with": {"region": {"from": "steps.db.details.region"}}},
+    ])
+    assert [step.id for step in workflow.for_mode("planned").steps] == ["db", "dns"]
+    assert workflow.for_mode("planned").steps[0] is workflow.steps[1]
+    with pytest.raises(spec.WorkflowError, match="mode 'failback' is not one of the workflow's modes"):
+        workflow.for_mode("failback")
+
+
+def test_a_wrong_mode_a_reference_to_another_modes_step_and_a_duplicate_within_a_mode_are_refused() -> None:
+    with pytest.raises(spec.WorkflowError) as caught:
+        moded([
+            {"id": "only", "runbook": "dns_cutover", "modes": ["planed"]},
+            {"id": "probe", "runbook": "dns_cutover", "modes": ["planned"]},
+            {"id": "use", "runbook": "dns_cutover", "with": {"region": {"from": "steps.probe.details.region"}}},
+            {"id": "use", "runbook": "dns_cutover", "modes": ["unplanned"]},
+        ])
+    found = caught.value.problems
+    assert "step only: modes planed unknown: the parameter mode takes unplanned, planned" in found
+    assert any("names step 'probe', which does not run before this point" in p and p.endswith("(mode unplanned)")
+               for p in found), found
+    assert any("id 'use' is used twice" in p and p.endswith("(mode unplanned)") for p in found), found
+    with pytest.raises(spec.WorkflowError, match="declares no `mode` parameter with choices"):
+        spec.load("composed", {"steps": [{"id": "x", "runbook": "dns_cutover", "modes": ["planned"]}]}, DECLARED,
+                  CHILDREN, ACTIONS)

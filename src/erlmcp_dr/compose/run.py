@@ -35,7 +35,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional
 from erlmcp_dr import audit, catalog, params, paths, report
 from erlmcp_dr.catalog import Runbook
 from erlmcp_dr.compose import engine as engine_module
-from erlmcp_dr.compose import failback, spec
+from erlmcp_dr.compose import failback, recovery, spec
 from erlmcp_dr.compose import inventory as inventory_module
 from erlmcp_dr.compose.engine import Engine, StepOutcome, StepRecord
 from erlmcp_dr.errors import ParameterError, RunBusy
@@ -75,7 +75,7 @@ def run(name: str | Runbook, inventory: Optional[os.PathLike | str] = None,
                                     f"{_name(name)}`, or erlmcp_dr.run(..., check=True))")
     runbook = name if isinstance(name, Runbook) else catalog.load(name, playbooks_dir)
     values = params.validate(runbook, extravars)
-    workflow = workflow_of(runbook, playbooks_dir)
+    workflow = workflow_of(runbook, playbooks_dir).for_mode(values.get("mode"))  # steps chosen by mode, as data
     run_id = run_id or runner.new_run_id(runbook.name)
     run_dir = paths.state_home() / "runs" / run_id
     if run_dir.exists():
@@ -234,6 +234,9 @@ class ComposedRun:
                        "changed": r.changed, "problems": r.problems, "duration": r.duration,
                        "point_of_no_return": r.point_of_no_return} for r in outcome.records],
             "residency": next((r.summary.get("details") for r in outcome.records if r.step == "residency"), None),
+            "recovery": recovery.measure(  # time vs RTO, data lost vs RPO, the point of no return, what was undone
+                outcome.records, self.runbook.rto_seconds, self.runbook.rpo_seconds,
+                self.parameters.get("max_lag_bytes"), outcome.undone, outcome.point_of_no_return, outcome.ok),
             **failback.summary_details(outcome.records),  # failback's grace verdict and rejoin (none elsewhere)
         }
         problems = [] if outcome.ok else [outcome.message]
@@ -241,7 +244,9 @@ class ComposedRun:
             self.runbook.name, action="failover", reason=outcome.message, completed=outcome.ok, did=did,
             end={"ok": outcome.ok, "problems": problems}, lock_key=", ".join(sorted(keys)),
             passed_point_of_no_return=outcome.point_of_no_return_passed, details=details,
-            serving=summary_module.served(from_region, after))
+            serving=summary_module.served(from_region, after),
+            recovery=summary_module.recovery_point(lost_bytes=details["recovery"]["lost_bytes"],
+                                                   target_seconds=self.runbook.rpo_seconds))
 
     def resume_command(self) -> str:
         """The command that finishes a move stopped after the point of no return: the same parameters, the same

@@ -8,24 +8,31 @@
           expect:                         # checks on the outcome beside the child's own end state
             - {equals: [{from: steps.database.details.new_primary}, {from: targets.to.postgres}]}
           undo: {runbook: redis_failover, with: {...}}   # how a completed step is undone (before the PNR only)
-          point_of_no_return: true        # at most one step; after it the run only rolls forward
+          point_of_no_return: true        # at most one step per mode; after it the run only rolls forward
+          modes: [unplanned]              # the modes (the runbook's `mode` parameter) it runs in; default all
 
 `load()` checks everything a run could trip on later, before anything runs, and lists every problem at once:
 unknown keys, runbooks and built-ins, parameters the child runbook does not declare, references to an unknown
 namespace, a parameter the composed runbook does not declare or a step that does not run earlier, template
 markers anywhere, an undo after the point of no return (it could never run).
+
+Steps are chosen by mode as data (`modes:`, never a Jinja `when:`): the workflow is checked once per mode, each mode
+seeing only its own steps in order (ids unique, one point of no return, references to steps that run before it in
+that mode), so two modes may each have a step with the same id (`database`: a failover in one, a switchover in the
+other) and every report reads `steps.database` whatever the mode. `Workflow.for_mode(mode)` is what a run executes.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from erlmcp_dr.compose import refs
 from erlmcp_dr.errors import RunbookError
 
-STEP_KEYS = frozenset({"id", "title", "runbook", "action", "with", "expect", "verify_by", "undo", "point_of_no_return"})
+STEP_KEYS = frozenset({"id", "title", "runbook", "action", "with", "expect", "verify_by", "undo", "point_of_no_return",
+                       "modes"})
 UNDO_KEYS = frozenset({"runbook", "action", "with", "expect", "verify_by"})
 # end_state: the child exited 0, its summary's end state holds and the expect checks hold (the default);
 # expect: the child exited 0 and the expect checks hold, for a read-only child whose end state is a verdict on
@@ -68,11 +75,25 @@ class WorkflowStep:
     call: Call
     undo: Optional[Call] = None
     point_of_no_return: bool = False
+    modes: Optional[Tuple[str, ...]] = None  # None: every mode
+
+    def runs_in(self, mode: Optional[str]) -> bool:
+        return self.modes is None or mode in self.modes
 
 
 @dataclass(frozen=True)
 class Workflow:
     steps: List[WorkflowStep]
+    modes: Tuple[str, ...] = ()  # the modes its steps are chosen by; () when no step names one
+
+    def for_mode(self, mode: Optional[str]) -> Workflow:
+        """The steps that run in `mode`, in order (every step when the workflow does not choose steps by mode)."""
+        if not self.modes:
+            return self
+        if mode not in self.modes:
+            raise WorkflowError("workflow", [f"mode {mode!r} is not one of the workflow's modes: "
+                                             f"{', '.join(self.modes)}"])
+        return Workflow(steps=[step for step in self.steps if step.runs_in(mode)], modes=(str(mode),))
 
     @property
     def point_of_no_return(self) -> Optional[str]:
@@ -86,17 +107,67 @@ def load(runbook: str, data: Any, declared: Mapping[str, Any], runbook_parameter
          actions: Mapping[str, Sequence[str]]) -> Workflow:
     """The workflow of `runbook` from its `workflow:` mapping. `declared`: the composed runbook's own parameters;
     `runbook_parameters`: each catalog runbook's parameters by name; `actions`: each built-in's arguments."""
-    problems: List[str] = []
     if not isinstance(data, Mapping) or set(data) - {"steps"}:
         raise WorkflowError(runbook, ["workflow must be a mapping with one key, steps (a list of steps)"])
     raw_steps = data.get("steps")
     if not isinstance(raw_steps, list) or not raw_steps:
         raise WorkflowError(runbook, ["workflow.steps must be a non-empty list of steps"])
-    problems.extend(refs.jinja_markers(raw_steps, "workflow.steps"))
-    steps: List[WorkflowStep] = []
+    problems: List[str] = refs.jinja_markers(raw_steps, "workflow.steps")
+    modes = _modes(raw_steps, declared, problems)
+    # Each mode is checked on its own steps; a problem every mode shares is listed once, others name their modes.
+    found_in: Dict[str, List[str]] = {}
+    loaded: Dict[int, WorkflowStep] = {}
+    for mode in modes or (None,):
+        mode_problems: List[str] = []
+        for index, step in _load_steps(raw_steps, mode, declared, runbook_parameters, actions, mode_problems):
+            loaded.setdefault(index, step)
+        for problem in mode_problems:
+            found_in.setdefault(problem, []).append(str(mode))
+    for problem, in_modes in found_in.items():
+        shared = not modes or len(in_modes) == len(modes)
+        problems.append(problem if shared else f"{problem} (mode {', '.join(in_modes)})")
+    if problems:
+        raise WorkflowError(runbook, problems)
+    return Workflow(steps=[loaded[index] for index in sorted(loaded)], modes=tuple(modes))
+
+
+def _modes(raw_steps: List[Any], declared: Mapping[str, Any], problems: List[str]) -> List[str]:
+    """The modes steps are chosen by: the `mode` parameter's choices when steps name modes, else none."""
+    named = [raw.get("modes") for raw in raw_steps if isinstance(raw, Mapping) and raw.get("modes") is not None]
+    if not named:
+        return []
+    choices = (declared.get("mode") or {}).get("choices") if isinstance(declared.get("mode"), Mapping) else None
+    if not choices:
+        problems.append("steps name modes, but the runbook declares no `mode` parameter with choices to pick them by")
+        return []
+    for index, raw in enumerate(raw_steps):
+        value = raw.get("modes") if isinstance(raw, Mapping) else None
+        if value is None:
+            continue
+        where = f"step {raw.get('id') or index + 1}"
+        if not isinstance(value, list) or not value or not all(isinstance(mode, str) for mode in value):
+            problems.append(f"{where}: modes must be a non-empty list of modes ({', '.join(choices)}), got {value!r}")
+        elif set(value) - set(choices):
+            problems.append(f"{where}: modes {', '.join(sorted(set(value) - set(choices)))} unknown: the parameter "
+                            f"mode takes {', '.join(choices)}")
+    return [str(choice) for choice in choices]
+
+
+def _runs_in(raw: Any, mode: Optional[str]) -> bool:
+    value = raw.get("modes") if isinstance(raw, Mapping) else None
+    return mode is None or not isinstance(value, list) or mode in value
+
+
+def _load_steps(raw_steps: List[Any], mode: Optional[str], declared: Mapping[str, Any],
+                runbook_parameters: Mapping[str, Mapping[str, Any]], actions: Mapping[str, Sequence[str]],
+                problems: List[str]) -> List[Tuple[int, WorkflowStep]]:
+    """The steps that run in `mode` (all when None), checked in their order; problems appended."""
+    steps: List[Tuple[int, WorkflowStep]] = []
     seen: List[str] = []
     passed_point_of_no_return = False
     for index, raw in enumerate(raw_steps):
+        if not _runs_in(raw, mode):
+            continue
         where = f"step {index + 1}"
         if not isinstance(raw, Mapping):
             problems.append(f"{where} must be a mapping (id, runbook or action, with ...), got {type(raw).__name__}")
@@ -138,12 +209,12 @@ def load(runbook: str, data: Any, declared: Mapping[str, Any], runbook_parameter
                             "undo could never run")
         passed_point_of_no_return = passed_point_of_no_return or pnr
         title = raw.get("title") if isinstance(raw.get("title"), str) else step_id
+        modes = raw.get("modes")
         if call is not None:
-            steps.append(WorkflowStep(id=step_id, title=title, call=call, undo=undo, point_of_no_return=pnr))
+            steps.append((index, WorkflowStep(id=step_id, title=title, call=call, undo=undo, point_of_no_return=pnr,
+                                              modes=tuple(modes) if isinstance(modes, list) else None)))
         seen.append(step_id)
-    if problems:
-        raise WorkflowError(runbook, problems)
-    return Workflow(steps=steps)
+    return steps
 
 
 def _call(where: str, raw: Mapping[str, Any], declared: Mapping[str, Any],

@@ -1,0 +1,204 @@
+"""What a client sees of a regional move on the lab: writes through the public name, and the witnesses that never
+two nodes took writes (the regional_failover tests and benchmarks/regional.py).
+
+- `PublicNameWriter`: every `interval` seconds, resolves the public name (api.<zone>) at the lab's primary DNS
+  server, as a client with a zero TTL would, and POSTs one write to the application at that address. It remembers
+  every write the application acknowledged (HTTP 200 with a row id and a session key) and when, so afterwards
+  `missing(...)` names the acknowledged rows the serving database lacks and the acknowledged session keys the
+  serving Redis lacks (data lost), and `max_gap_seconds` is the longest stretch without an acknowledged write.
+- `RedisPrimariesSampler`: asks every Redis node its role every `interval` seconds (one connection per node,
+  reconnected when it drops; a node that does not answer cannot take a write): the witness that a hand-over never
+  makes two Redis primaries. The database's is `erlmcp_dr.probe.WritersSampler`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any
+
+from erlmcp_dr.lab_config import LabConfig
+
+PUBLIC_NAME = "api"
+HTTP_TIMEOUT = 5.0  # seconds one write may take: the application's own driver timeouts are shorter
+
+
+@dataclass
+class AcknowledgedWrite:
+    row_id: int
+    session_key: str
+    region: str
+    database: str | None
+    redis: str | None
+    at: float  # time.monotonic() when the acknowledgement arrived
+    wall: float  # time.time() then: to compare with a run's timeline (UTC timestamps)
+
+
+@dataclass
+class WriterReport:
+    acknowledged: list[AcknowledgedWrite] = field(default_factory=list)
+    attempts: int = 0
+    errors: int = 0
+    started: float = 0.0
+    stopped: float = 0.0
+
+    @property
+    def max_gap_seconds(self) -> float:
+        """Longest time between two acknowledged writes (or the run's edges): writes unavailable to the client."""
+        edges = [self.started, *(write.at for write in self.acknowledged), self.stopped]
+        return max((b - a for a, b in zip(edges, edges[1:], strict=False)), default=0.0)
+
+    def first_in(self, region: str, after: float = 0.0) -> AcknowledgedWrite | None:
+        """The first write acknowledged by `region`'s application at or after `after` (monotonic)."""
+        return next((w for w in self.acknowledged if w.region == region and w.at >= after), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"acknowledged": len(self.acknowledged), "attempts": self.attempts, "errors": self.errors,
+                "max_gap_seconds": round(self.max_gap_seconds, 4),
+                "regions": sorted({write.region for write in self.acknowledged})}
+
+
+class PublicNameWriter:
+    def __init__(self, cfg: LabConfig, interval: float = 0.02) -> None:
+        from erlmcp_dr import lab_app, lab_dns
+
+        self.dns_server = lab_dns.servers(cfg)[0]
+        self.port = lab_app.apps(cfg)[0].port  # every region's instance listens on the same port, its own address
+        self.interval = interval
+        self.report = WriterReport()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="public-name-writer", daemon=True)
+
+    def __enter__(self) -> PublicNameWriter:
+        self.report.started = time.monotonic()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> WriterReport:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        self.report.stopped = self.report.stopped or time.monotonic()
+        return self.report
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.report.attempts += 1
+            written = self._write_once()
+            if written is None:
+                self.report.errors += 1
+            else:
+                self.report.acknowledged.append(written)
+            self._stop.wait(self.interval)
+
+    def _write_once(self) -> AcknowledgedWrite | None:
+        from erlmcp_dr import lab_dns
+
+        try:
+            addresses = lab_dns.answers(self.dns_server, PUBLIC_NAME)
+            if not addresses:
+                return None
+            request = urllib.request.Request(f"http://{addresses[0]}:{self.port}/write", method="POST",
+                                             data=json.dumps({"note": "public-name writer"}).encode(),
+                                             headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as response:  # noqa: S310 - the lab's address
+                answer = json.loads(response.read())
+        except Exception:  # noqa: BLE001 - a refused, failed or timed-out write is one not acknowledged: counted
+            return None
+        if not isinstance(answer, dict) or "id" not in answer or "session_key" not in answer:
+            return None
+        return AcknowledgedWrite(row_id=int(answer["id"]), session_key=str(answer["session_key"]),
+                                 region=str(answer.get("region")), database=answer.get("database"),
+                                 redis=answer.get("redis"), at=time.monotonic(), wall=time.time())
+
+
+def missing(cfg: LabConfig, report: WriterReport, database_node: str, redis_node: str) -> dict[str, list[Any]]:
+    """The acknowledged writes the serving database (rows) and the serving Redis (session keys) do not have."""
+    import psycopg
+    import redis
+
+    from erlmcp_dr import labapp
+
+    # The writes acknowledged so far, taken before reading the servers: a writer still running keeps adding writes
+    # acknowledged after the read, which the read could not see (they are not lost, they are later).
+    acknowledged = list(report.acknowledged)
+    with psycopg.connect(autocommit=True, **cfg.node(database_node).conn_params()) as conn:
+        present = {row[0] for row in conn.execute(f"SELECT id FROM {labapp.TABLE}").fetchall()}
+    params = cfg.redis_node(redis_node).conn_params()
+    client = redis.Redis(host=params["host"], port=params["port"], password=params["password"],
+                         socket_connect_timeout=3, socket_timeout=30)
+    try:
+        lacking = [write.session_key for write in acknowledged if not client.exists(write.session_key)]
+    finally:
+        client.close()
+    return {"rows": [write.row_id for write in acknowledged if write.row_id not in present],
+            "sessions": lacking}
+
+
+@dataclass
+class PrimariesReport:
+    rounds: int = 0
+    max_primaries: int = 0
+    split_rounds: list[tuple[float, list[str]]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rounds": self.rounds, "max_primaries": self.max_primaries,
+                "rounds_with_two_primaries": len(self.split_rounds)}
+
+
+class RedisPrimariesSampler:
+    def __init__(self, cfg: LabConfig, interval: float = 0.01) -> None:
+        self.nodes = {node.name: node.conn_params() for node in cfg.redis_nodes}
+        self.interval = interval
+        self.report = PrimariesReport()
+        self._clients: dict[str, Any] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="redis-primaries-sampler", daemon=True)
+
+    def __enter__(self) -> RedisPrimariesSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> PrimariesReport:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
+        return self.report
+
+    def _is_primary(self, name: str) -> bool:
+        import redis
+
+        client = self._clients.get(name)
+        try:
+            if client is None:
+                params = self.nodes[name]
+                client = self._clients[name] = redis.Redis(host=params["host"], port=params["port"],
+                                                           password=params["password"], socket_connect_timeout=1,
+                                                           socket_timeout=1)
+            return client.info("replication").get("role") == "master"
+        except (redis.RedisError, OSError):
+            if client is not None:
+                client.close()
+            self._clients.pop(name, None)
+            return False
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            primaries = [name for name in sorted(self.nodes) if self._is_primary(name)]
+            self.report.rounds += 1
+            self.report.max_primaries = max(self.report.max_primaries, len(primaries))
+            if len(primaries) > 1:
+                self.report.split_rounds.append((time.monotonic(), primaries))
+            self._stop.wait(self.interval)
