@@ -246,3 +246,43 @@ def test_standby_caught_up_waits_for_the_primarys_position_and_accepts_a_complet
     neither = failback.standby_caught_up(args, {}, connect=servers(**{"pg-a": FakeServer(True),
                                                                       "pg-b": FakeServer(True)}))
     assert not neither.ok and "both are in recovery" in neither.message
+
+
+class FakeRedis:
+    def __init__(self, info: dict) -> None:
+        self.replication = info
+
+    def __enter__(self) -> FakeRedis:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def info(self, section: str) -> dict:
+        return self.replication
+
+
+REDIS_HOSTS = {"redis-a": {"redis_host": "127.0.0.1", "redis_port": 7001},
+               "redis-b": {"redis_host": "127.0.0.1", "redis_port": 7002}}
+
+
+def redis_nodes(**infos: dict):  # noqa: ANN201 - a client factory over the fakes
+    by_port = {REDIS_HOSTS[name]["redis_port"]: info for name, info in infos.items()}
+    return lambda where: FakeRedis(by_port[where["port"]])
+
+
+def test_redis_replica_synced_accepts_a_linked_replica_at_the_primarys_offset_refuses_a_primary_of_its_own() -> None:
+    args = {"replica": "redis-a", "primary": "redis-b", "timeout": 1}
+    primary = {"role": "master", "master_repl_offset": 500}
+    replica = {"role": "slave", "master_host": "127.0.0.1", "master_port": 7002, "master_link_status": "up",
+               "slave_repl_offset": 500}
+    synced = failback.redis_replica_synced(args, REDIS_HOSTS, client_of=redis_nodes(**{"redis-a": replica,
+                                                                                      "redis-b": primary}))
+    assert synced.ok and synced.summary["details"]["offset"] == 500
+    own = failback.redis_replica_synced(args, REDIS_HOSTS, client_of=redis_nodes(**{"redis-a": dict(primary),
+                                                                                   "redis-b": primary}))
+    assert not own.ok and "primary of its own" in own.message and "away_from=redis-a" in own.message
+    back_replica = {"role": "slave", "master_host": "127.0.0.1", "master_port": 7001, "master_link_status": "up"}
+    moved = failback.redis_replica_synced(args, REDIS_HOSTS, client_of=redis_nodes(**{"redis-a": primary,
+                                                                                     "redis-b": back_replica}))
+    assert moved.ok and moved.summary["details"]["moved_back"] is True
