@@ -303,6 +303,13 @@ rewind_output:
   returned: always
   type: str
   sample: "pg_rewind: servers diverged at WAL location 0/40287A0 on timeline 1 ... pg_rewind: no rewind required"
+copied_bytes:
+  description: >-
+    Bytes copied to the node: what C(pg_rewind) reported copying (its last progress line), or the size of the
+    re-cloned data directory. Only when the node was rewound or re-cloned.
+  returned: when the node was rewound or re-cloned
+  type: int
+  sample: 5373952
 primary_conninfo:
   description: The C(primary_conninfo) set (or that would be set); it never holds a password.
   returned: always

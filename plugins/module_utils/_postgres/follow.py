@@ -44,6 +44,7 @@ from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.follow_plan im
     pgpass_password,
     rewind_errors,
     same_host,
+    rewind_copied_bytes,
     short_rewind_output,
     split_brain,
     upstream_of,
@@ -580,6 +581,7 @@ class _Run(object):
         # pg_rewind copied the source's config files (its port, its hba): put the node's own back
         restore(server, own, CONFIG_FILES)
         self.result["rewind_output"] = short_rewind_output(output)
+        self.result["copied_bytes"] = rewind_copied_bytes(output)
         server.set_auto_conf(self.standby_settings())
         server.write_standby_signal()
         try:
@@ -618,6 +620,7 @@ class _Run(object):
             self.result["diverged_copy"] = None
             self.fail("pg_basebackup could not re-clone %s from %s: %s. The node is left stopped with its data "
                       "directory as it was" % (server.data_dir, self.primary_where, exc))
+        self.result["copied_bytes"] = directory_bytes(server.data_dir)
         # pg_basebackup copied the primary's config files (its port, its hba): put the node's own back
         restore(server, own, CONFIG_FILES)
         server.set_auto_conf(self.standby_settings())
@@ -753,6 +756,18 @@ def run_any(params, check_mode=False, diff=False, warn=None):
     if params.get("nodes"):
         return run_many(params, check_mode=check_mode, diff=diff, warn=warn)
     return run(params, check_mode=check_mode, diff=diff, warn=warn)
+
+
+def directory_bytes(path):
+    """The size of a data directory's files: what a re-clone copied."""
+    total = 0
+    for folder, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(folder, name)).st_size
+            except OSError:
+                continue
+    return total
 
 
 def _close_quietly(conn):

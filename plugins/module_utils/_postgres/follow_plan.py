@@ -238,6 +238,13 @@ def choose_action(role, method, *, allow_stop_primary=False, already=False, dive
     raise FollowError("unknown node role %r" % (role,))
 
 
+def rewind_copied_bytes(text):
+    """The bytes pg_rewind copied, from its last --progress line ("2048/2048 kB (100%) copied"); 0 when it printed
+    none (no rewind required). failback's summary reports it: a rewind copies what diverged, a re-clone everything."""
+    found = re.findall(r"(\d+)/\d+ kB \(\d+%\) copied", text or "")
+    return int(found[-1]) * 1024 if found else 0
+
+
 def short_rewind_output(text, limit=REWIND_OUTPUT_CHARS):
     """pg_rewind's own messages, without progress lines, cut to a few hundred characters."""
     lines = []

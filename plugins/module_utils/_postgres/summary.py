@@ -102,6 +102,9 @@ def db_summary(plan, steps, completed=False, check_mode=False, runbook=None, met
         "promote_seconds": promote.get("promote_seconds"),
         "streaming": joined,
         "methods": [item.get("action") for item in follow_items(steps.get("follow")) if not item.get("skipped")],
+        # per node rewound or re-cloned: the bytes pg_rewind copied, or the re-cloned data directory's size
+        "copied_bytes": dict((item.get("item"), item["copied_bytes"]) for item in follow_items(steps.get("follow"))
+                             if item.get("copied_bytes") is not None),
         "left_out": plan.get("left_out") or [],
         "warnings": plan.get("warnings") or [],
         "app_config": app.get("path"),

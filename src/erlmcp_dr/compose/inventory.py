@@ -135,8 +135,8 @@ def read(path: Path) -> InventoryView:
 
 
 _WANTED = ("dr_region", "pg_host", "pg_port", "pg_login_user", "pg_login_password", "pg_login_db", "redis_host",
-           "redis_port", "app_url", "dns_zone", "dr_lock_dir", "dr_regions", "dr_datasets", "dr_residency_rules",
-           "dns_region_addresses")
+           "redis_port", "redis_password", "app_url", "dns_zone", "dr_lock_dir", "dr_regions", "dr_datasets",
+           "dr_residency_rules", "dns_region_addresses")
 
 
 def _rendered(templar: Any, raw: Mapping[str, Any]) -> Dict[str, Any]:
