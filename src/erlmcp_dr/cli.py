@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from erlmcp_dr import catalog, docs, params, paths, readiness_cli, report
+from erlmcp_dr import catalog, docs, drill_cli, params, paths, readiness_cli, report
 from erlmcp_dr.catalog import ParameterView, Runbook
 from erlmcp_dr.errors import ConfirmationRequired, RunbookError, RunBusy
 from erlmcp_dr.result import HTML_REPORT_FILE, REPORT_FILE, RESULT_FILE, RunResult, Step
@@ -123,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     doc.add_argument("--out", metavar="DIR", help="pages folder (default: <collection>/runbooks)")
 
     readiness_cli.register(sub, _sub)  # `runbook readiness`: its own exit codes (0 ready, 1 warnings, 2 not ready)
+    drill_cli.register(sub, _sub)  # `runbook drill export`: a drill as a Chaos Toolkit experiment and journal
 
     lab = _sub(sub, "lab", "the local lab: PostgreSQL primary + standbys on 127.0.0.1", _cmd_lab)
     lab.add_argument("action", choices=["up", "status", "down", "reset", "fail-region", "restore-region"],
@@ -324,6 +325,8 @@ def _execute(args: argparse.Namespace, check: bool) -> int:
 
     runbook = catalog.load(args.name, args.playbooks_dir)
     extravars = params.parse_extra_vars(args.extra_vars, runbook, base_dir=Path.cwd())
+    if runbook.name == "dr_drill" and not check:  # the drill runs in this process (erlmcp_dr/drill_cli.py)
+        return drill_cli.execute(args, runbook, extravars, _confirm, _interactive, ConfirmationRequired)
     if runbook.workflow is not None and not check:  # a composed runbook's run: its steps are child runs (its plan
         # is its playbook's, in check mode: parameters and regions checked, steps named)
         from erlmcp_dr.compose import cli_run
