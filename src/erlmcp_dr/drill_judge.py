@@ -79,11 +79,14 @@ def outage(attempts: Sequence[Attempt], fault_at: float, resolution: float) -> O
         return Outage(None, None, None, 0.0, 0.0, resolution, 0)
     last_failure = failures[-1].ended
     back = next((a.ended for a in after if a.ok and a.ended > last_failure), None)
+    # The service came back somewhere between the last failure and the first success: that gap is the RTO's real
+    # resolution (the interval only when requests are faster than it; a loaded app answers slower).
     return Outage(
         first_failure=failures[0].ended, last_failure=last_failure, first_success=back,
         rto_seconds=None if back is None else round(back - fault_at, 3),
         client_outage_seconds=None if back is None else round(back - failures[0].ended, 3),
-        resolution_seconds=resolution, failed_attempts=len(failures))
+        resolution_seconds=resolution if back is None else round(max(resolution, back - last_failure), 3),
+        failed_attempts=len(failures))
 
 
 @dataclass

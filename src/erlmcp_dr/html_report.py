@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
-from erlmcp_dr import bia, report
+from erlmcp_dr import bia, drill_report, report
 from erlmcp_dr.result import HTML_REPORT_FILE, RunResult, Step
 
 COLOURS = {
@@ -65,6 +65,7 @@ def render(result: RunResult) -> str:
         _rpo(result),
         _served(result),
         _summary(result),
+        drill_report.section(result),  # a drill's client timeline and verdict table (empty for other runbooks)
         "<h2>Timeline</h2>",
         timeline_svg(bars, marker, result),
         _legend(marker, result),
