@@ -369,7 +369,8 @@ class Drill:
         origin = float(outcome.get("origin") or 0.0)
         measured = {
             "rto_seconds": seen.rto_seconds, "client_outage_seconds": seen.client_outage_seconds,
-            "resolution_seconds": seen.resolution_seconds, "client_interval": resolution, "failed_attempts": seen.failed_attempts,
+            "resolution_seconds": seen.resolution_seconds, "client_interval": resolution,
+            "failed_attempts": seen.failed_attempts,
             "rpo_seconds": loss.rpo_seconds if loss.rpo_seconds != float("inf") else None,
             "acknowledged_writes": loss.acknowledged, "lost_writes": loss.lost_ids[:100],
             "lost_writes_count": len(loss.lost_ids), "lost_span_seconds": loss.lost_span_seconds,
