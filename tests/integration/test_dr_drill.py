@@ -33,6 +33,7 @@ from runbook_helpers import (
 )
 
 from erlmcp_dr import audit, drill, drill_chaos, lab, lab_regions, paths
+from erlmcp_dr.result import summary_schema
 
 pytestmark = pytest.mark.integration
 
@@ -114,6 +115,7 @@ def test_drill_killed_after_its_fault_is_restored_first_by_the_next_drill_which_
 
         _, result = run_json("run", "dr_drill", "-i", str(inventory), "-e", "kind=database_primary", "--yes",
                              expect_rc=0)
+        jsonschema.validate(result["facts"]["summary"], summary_schema())
         details = result["facts"]["summary"]["details"]
         assert result["steps"][0]["task"] == "restore what an earlier drill left"
         assert not result["steps"][0]["failed"]
