@@ -158,6 +158,8 @@ class Drill:
             fault_at = client.clock()
             fault = self.step("inject the fault", lambda: lab_drill.inject(self.cfg, self.kind, lab_before,
                                                                            app_region))
+            if fault is not None:  # the moment the signal was sent, on the client's clock (time.monotonic)
+                fault_at = float(fault.pop("sent_at", fault_at))
             outcome.update(fault=fault, fault_at=fault_at, injected=fault is not None)
             if fault is None:
                 return outcome
@@ -357,7 +359,7 @@ class Drill:
         seen = drill_judge.outage(attempts, fault_at, resolution)
         try:
             ids, keys = present(attempts, self.primary_params("postgres"), self.primary_params("redis"))
-            loss = drill_judge.data_loss(attempts, ids, keys, fault_at)
+            loss = drill_judge.data_loss(attempts, ids, keys, resolution)
         except Exception as exc:  # the data could not be read back: RPO unknown, so its criterion fails
             log.warning("drill %s: could not read the acknowledged writes back: %s", self.run_id, exc)
             loss = drill_judge.DataLoss(0, [], 10**9, float("inf"), 0.0)

@@ -94,14 +94,16 @@ class DataLoss:
     acknowledged: int
     lost_ids: List[int]
     sessions_lost: int
-    rpo_seconds: float  # fault -> the earliest lost acknowledged write (0 when none is lost)
+    rpo_seconds: float  # the time the lost acknowledged writes cover, at the client's resolution (0: none lost)
     lost_span_seconds: float  # the earliest to the latest lost write
 
 
 def data_loss(attempts: Sequence[Attempt], present_ids: Sequence[int], present_sessions: Sequence[str],
-              fault_at: float) -> DataLoss:
+              resolution: float) -> DataLoss:
     """RPO from acknowledged writes missing afterwards: `present_ids` are the acknowledged row ids the database
-    still has, `present_sessions` the session keys Redis still has (both read after the recovery)."""
+    still has, `present_sessions` the session keys Redis still has (both read after the recovery). The RPO is the
+    window they cover, earliest to latest, plus one interval: one lost write is never "0 s" of data. (Replication
+    is ordered, so the latest lost write is the last one acknowledged before the fault took effect.)"""
     acked = [a for a in attempts if a.op == "write" and a.ok and a.row_id is not None]
     ids, keys = set(present_ids), set(present_sessions)
     lost = [a for a in acked if a.row_id not in ids]
@@ -109,8 +111,9 @@ def data_loss(attempts: Sequence[Attempt], present_ids: Sequence[int], present_s
     if not lost:
         return DataLoss(len(acked), [], sessions_lost, 0.0, 0.0)
     times = [a.ended for a in lost]
-    return DataLoss(len(acked), sorted(int(a.row_id or 0) for a in lost), sessions_lost,
-                    round(max(0.0, fault_at - min(times)), 3), round(max(times) - min(times), 3))
+    span = max(times) - min(times)
+    return DataLoss(len(acked), sorted(int(a.row_id or 0) for a in lost), sessions_lost, round(span + resolution, 3),
+                    round(span, 3))
 
 
 def steady_error_rate(attempts: Sequence[Attempt], fault_at: float, back_at: Optional[float]) -> Dict[str, Any]:

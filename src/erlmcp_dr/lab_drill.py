@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -69,9 +70,10 @@ def inject(cfg: LabConfig, kind: str, before: Dict[str, Any], app_region: Option
         raise RuntimeError(f"no fault of kind {kind!r} on the lab")
     if pid is None:
         raise RuntimeError(f"{kind}: no running process to kill ({target[0] or 'no target found'})")
+    sent_at = time.monotonic()  # the drill's clock: the fault's moment for the RTO
     os.kill(pid, signal.SIGKILL)
     lab.wait_for(lambda: not lab_regions._alive(pid), KILL_TIMEOUT, interval=0.02, what=f"{target[0]} gone")
-    return {"target": target[0], "region": target[1], "pid": pid, "signal": "SIGKILL"}
+    return {"target": target[0], "region": target[1], "pid": pid, "signal": "SIGKILL", "sent_at": sent_at}
 
 
 def restart_region(cfg: LabConfig, region: str) -> Dict[str, Any]:

@@ -49,7 +49,7 @@ def test_a_service_that_never_comes_back_has_no_rto_and_fails_it() -> None:
     seen = drill_judge.outage(attempts, fault_at=1.0, resolution=0.02)
     assert seen.rto_seconds is None and seen.first_success is None
     targets = drill_judge.targets_for("database_primary", None)
-    loss = drill_judge.data_loss(attempts, [1], ["s1"], 1.0)
+    loss = drill_judge.data_loss(attempts, [1], ["s1"], 0.02)
     table = drill_judge.criteria("database_primary", targets, seen, loss, {"rate": 0.0}, None)
     assert {c.name: c.verdict for c in table}["rto_seconds"] == "fail"
 
@@ -65,16 +65,23 @@ def test_rpo_counts_acknowledged_writes_missing_afterwards_and_the_time_they_cov
     lost = [a.row_id for a in acked if 0.9 <= a.ended <= 1.0]  # the last writes before the fault
     present_ids = [a.row_id for a in acked if a.row_id not in lost]
     present_keys = [a.session_key for a in acked if a.row_id not in lost]
-    loss = drill_judge.data_loss(attempts, present_ids, present_keys, fault_at=1.01)
+    loss = drill_judge.data_loss(attempts, present_ids, present_keys, resolution=0.02)
     assert loss.lost_ids == sorted(lost) and len(lost) == 6
-    assert loss.rpo_seconds == pytest.approx(0.11)  # fault at 1.01, earliest lost write acknowledged at 0.90
+    assert loss.rpo_seconds == pytest.approx(0.12)  # 0.90 to 1.00, plus one interval
     assert loss.lost_span_seconds == pytest.approx(0.10)
     assert loss.sessions_lost == 6 and loss.acknowledged == len(acked)
 
 
+def test_one_lost_write_is_never_an_rpo_of_zero() -> None:
+    """Regression: a write acknowledged as the kill landed was lost, and the RPO said 0 s (benchmark drill 1)."""
+    attempts = [write(0.1, True, 1, "s1"), write(0.2, True, 2, "s2")]
+    loss = drill_judge.data_loss(attempts, [1], ["s1", "s2"], resolution=0.02)
+    assert loss.lost_ids == [2] and loss.rpo_seconds == pytest.approx(0.02) and loss.lost_span_seconds == 0.0
+
+
 def test_a_session_lost_while_its_row_survived_is_counted() -> None:
     attempts = [write(0.1, True, 1, "s1"), write(0.2, True, 2, "s2")]
-    loss = drill_judge.data_loss(attempts, [1, 2], ["s1"], fault_at=0.3)
+    loss = drill_judge.data_loss(attempts, [1, 2], ["s1"], resolution=0.02)
     assert loss.lost_ids == [] and loss.rpo_seconds == 0.0 and loss.sessions_lost == 1
 
 
