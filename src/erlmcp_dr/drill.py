@@ -116,6 +116,7 @@ class Drill:
         self.steps: List[Step] = []
         self.facts: Dict[str, Any] = {"kind": self.kind, "targets": targets}
         self.children: Dict[str, RunResult] = {}
+        self.outcome: Dict[str, Any] = {"injected": False, "recovery_ok": None}
 
     # ------------------------------------------------------------ the drill
 
@@ -124,17 +125,18 @@ class Drill:
         self.run_dir.mkdir(mode=0o700, parents=True)
         audit.append_quietly(audit.run_start(self.run_id, RUNBOOK, params.redact(self.runbook, self.values),
                                              check=False, operator=self.operator, inventory=str(self.inventory)))
-        outcome: Dict[str, Any] = {}
+        outcome = self.outcome  # filled as the drill goes: an interrupted drill is restored from what it did
         try:
-            outcome = self.drill()
-        finally:  # Ctrl-C and errors included: the restore runs, then the verdict is recorded
-            restored = self.restore_and_check(outcome)
-            outcome["restored"] = restored
+            self.drill(outcome)
+        except BaseException as exc:  # Ctrl-C (KeyboardInterrupt) or an error: restore, record, then re-raise
+            outcome["interrupted"] = f"{type(exc).__name__}: {exc}".rstrip(": ")
+            raise
+        finally:
+            outcome["restored"] = self.restore_and_check(outcome)
             result = self.finish(outcome, keys, started_at, time.monotonic() - started)
         return result
 
-    def drill(self) -> Dict[str, Any]:
-        outcome: Dict[str, Any] = {"injected": False, "recovery_ok": None}
+    def drill(self, outcome: Dict[str, Any]) -> Dict[str, Any]:
         left = self.load_pending()
         if left is not None:
             self.step("restore what an earlier drill left", lambda: self.restore(left), data={"pending": left})
@@ -402,7 +404,7 @@ class Drill:
         measured = self.measure(outcome)
         before = outcome.get("before") or Hypothesis(False, [], [], "the steady state was not checked")
         judged = drill_judge.verdict(before, bool(outcome.get("injected")), outcome.get("recovery_ok"),
-                                     measured["table"], outcome.get("restored"))
+                                     measured["table"], outcome.get("restored"), outcome.get("interrupted"))
         finished_at = _now_iso()
         # The history's time as docs/readiness.md shows it (+00:00: parsed by Python 3.8's fromisoformat too).
         history = {"kind": self.kind, "verdict": judged["verdict"],
@@ -417,7 +419,8 @@ class Drill:
                        criteria=[vars(c) for c in measured["table"]], measured=measured["measured"],
                        fault=outcome.get("fault"), recovery_runbook=RECOVERY[self.kind],
                        recovery_ok=outcome.get("recovery_ok"), restored=outcome.get("restored"),
-                       public_name=outcome.get("public"), lab_before=outcome.get("lab_before"),
+                       public_name=outcome.get("public"), interrupted=outcome.get("interrupted"),
+                       lab_before=outcome.get("lab_before"),
                        history_file=str(history_path(self.view)), locks=sorted(keys))
         summary_module = inventory_module._module("_summary")
         m = measured["measured"] or {}

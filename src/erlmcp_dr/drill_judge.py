@@ -217,11 +217,16 @@ def hypothesis(readiness_summary: Optional[Mapping[str, Any]], prefixes: Sequenc
 
 
 def verdict(before: Hypothesis, injected: bool, recovery_ok: Optional[bool], table: Sequence[Criterion],
-            restored: Optional[bool]) -> Dict[str, str]:
+            restored: Optional[bool], interrupted: Optional[str] = None) -> Dict[str, str]:
     """passed only when the steady state held before, the fault was injected, the recovery runbook succeeded,
-    every criterion passed and the steady state was restored. A drill whose restore failed is never passed."""
+    every criterion passed and the steady state was restored. A drill whose restore failed is never passed; an
+    interrupted one (Ctrl-C, an error) is failed once restored."""
     if restored is False:
-        return {"verdict": RESTORE_FAILED, "reason": "the steady state was not restored after the drill"}
+        return {"verdict": RESTORE_FAILED, "reason": "the steady state was not restored after the drill"
+                + (f" (interrupted: {interrupted})" if interrupted else "")}
+    if interrupted:
+        return {"verdict": FAILED, "reason": f"interrupted ({interrupted}); the steady state was restored"
+                if restored else f"interrupted ({interrupted}) before anything was injected"}
     if not before.holds:
         return {"verdict": DEVIATED, "reason": f"not injected: {before.message}"}
     if not injected:

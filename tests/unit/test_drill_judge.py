@@ -210,3 +210,12 @@ def test_the_schema_refuses_what_chaos_toolkit_would() -> None:
     no_tolerance = dict(experiment, **{"steady-state-hypothesis": {"title": "t", "probes": [probe]}})
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(no_tolerance, {**schema, "$ref": "#/$defs/experiment"})
+
+
+def test_an_interrupted_drill_is_failed_once_restored_and_restore_failed_otherwise() -> None:
+    held = Hypothesis(True)
+    restored = drill_judge.verdict(held, True, None, [], True, "KeyboardInterrupt")
+    assert restored == {"verdict": "failed",
+                        "reason": "interrupted (KeyboardInterrupt); the steady state was restored"}
+    assert drill_judge.verdict(held, True, None, [], False, "KeyboardInterrupt")["verdict"] == "restore_failed"
+    assert drill_judge.verdict(held, False, None, [], None, "KeyboardInterrupt")["verdict"] == "failed"
