@@ -18,11 +18,11 @@ from typing import Any
 
 import jsonschema
 import pytest
-from conftest import new_lab
 from runbook_helpers import (
     CLI_HANG_GUARD,
     DEADLINE,
     inventory_copy,
+    new_lab,
     plain_connect,
     redis_client,
     run_json,
