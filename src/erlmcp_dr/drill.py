@@ -197,6 +197,8 @@ class Drill:
         else:
             arguments = {"away_from": fault["target"]}
         result = self.child("recover", recovery, arguments)
+        if result is not None and result.status == "canceled":  # Ctrl-C: the runner stopped the child and returned
+            self.outcome["interrupted"] = f"{recovery} canceled (SIGINT)"
         return bool(result is not None and result.succeeded)
 
     # ------------------------------------------------------------ restore
