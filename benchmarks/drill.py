@@ -106,7 +106,10 @@ def one_drill(inventory: Path, env: dict[str, str]) -> dict[str, object]:
             "client_outage_seconds": measured.get("client_outage_seconds"),
             "rpo_seconds": measured.get("rpo_seconds"), "lost_writes": measured.get("lost_writes_count"),
             "acknowledged_writes": measured.get("acknowledged_writes"), "sessions_lost": measured.get("sessions_lost"),
-            "recovery_seconds": measured.get("recovery_seconds"), "wall_seconds": wall}
+            "recovery_seconds": measured.get("recovery_seconds"), "wall_seconds": wall,
+            "steady_state_after": details.get("steady_state_after"),
+            "restore_problems": details.get("restore_problems"),
+            "steps": [(s.get("task"), s.get("duration"), s.get("failed")) for s in json.loads(proc.stdout)["steps"]]}
 
 
 if __name__ == "__main__":

@@ -40,6 +40,10 @@ log = logging.getLogger(__name__)
 RUNBOOK = "dr_drill"
 RECOVERY = {"database_primary": "database_failover", "redis_primary": "redis_failover",
             "app_instance": "dns_cutover"}
+# Readiness runs after a restore until the steady state holds, at most this many times: a standby rejoined a moment
+# ago replays what it missed, and its lag check (<= the RPO) fails until it has. Each run takes seconds, so this is
+# a deadline of a few readiness runs, not a sleep.
+STEADY_AFTER_ATTEMPTS = 3
 TAIL_SUCCESSES = 10  # successes the client must see after the outage before it stops (a flap shows up)
 Listener = Callable[[str], None]
 
@@ -213,6 +217,10 @@ class Drill:
             if pending is not None:
                 self.step("restore the steady state", lambda: self.restore(pending), data={"pending": pending})
             after = self.steady_state("after")
+            for attempt in range(2, STEADY_AFTER_ATTEMPTS + 1):  # a just-rejoined standby may still be catching up
+                if after.holds:
+                    break
+                after = self.steady_state(f"after-{attempt}")
         except BaseException:  # noqa: BLE001 - a second Ctrl-C during the restore: the pending record stays
             log.exception("drill %s: the restore did not finish; the next drill restores first", self.run_id)
             return False
@@ -273,9 +281,10 @@ class Drill:
     def steady_state(self, when: str) -> Hypothesis:
         result = self.child(f"steady-{when}", "readiness", {"require_ready": False}, lock_owner=False)
         verdict = drill_judge.hypothesis(result.summary if result is not None else None)
-        self.facts[f"steady_state_{when}"] = {"holds": verdict.holds, "message": verdict.message,
+        self.facts[f"steady_state_{when.split('-')[0]}"] = {"holds": verdict.holds, "message": verdict.message,
                                               "deviations": verdict.deviations, "checked": verdict.checked,
-                                              "run_id": result.run_id if result is not None else None}
+                                              "run_id": result.run_id if result is not None else None,
+                                              "attempt": int(when.split("-")[1]) if "-" in when else 1}
         self.say(f"steady state {when}: {verdict.message}")
         return verdict
 
