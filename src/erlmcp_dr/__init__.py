@@ -22,6 +22,10 @@ def run(name: Any = None, config: Any = None, event_callback: Any = None, **kwar
         from erlmcp_dr import catalog
 
         runbook = catalog.load(name, kwargs.get("playbooks_dir"))
+        if runbook.name == "dr_drill":  # the drill's client, fault and restore run here (erlmcp_dr/drill/run.py)
+            from erlmcp_dr.drill import run as drill
+
+            return drill.run(runbook, **kwargs)
         if runbook.workflow is not None:
             from erlmcp_dr.compose import run as composed
 

@@ -15,6 +15,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from erlmcp_dr import catalog, docs, params, paths, readiness_cli
 from erlmcp_dr.catalog import ParameterView, Runbook
+from erlmcp_dr.drill import cli as drill_cli
 from erlmcp_dr.errors import ConfirmationRequired, RunbookError, RunBusy
 from erlmcp_dr.reporting import report
 from erlmcp_dr.result import HTML_REPORT_FILE, REPORT_FILE, RESULT_FILE, RunResult, Step
@@ -124,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     doc.add_argument("--out", metavar="DIR", help="pages folder (default: <collection>/runbooks)")
 
     readiness_cli.register(sub, _sub)  # `runbook readiness`: its own exit codes (0 ready, 1 warnings, 2 not ready)
+    drill_cli.register(sub, _sub)  # `runbook drill export`: a drill as a Chaos Toolkit experiment and journal
 
     lab = _sub(sub, "lab", "the local lab: PostgreSQL primary + standbys on 127.0.0.1", _cmd_lab)
     lab.add_argument("action", choices=["up", "status", "down", "reset", "fail-region", "restore-region"],
@@ -325,6 +327,8 @@ def _execute(args: argparse.Namespace, check: bool) -> int:
 
     runbook = catalog.load(args.name, args.playbooks_dir)
     extravars = params.parse_extra_vars(args.extra_vars, runbook, base_dir=Path.cwd())
+    if runbook.name == "dr_drill" and not check:  # the drill runs in this process (erlmcp_dr/drill/cli.py)
+        return drill_cli.execute(args, runbook, extravars, _confirm, _interactive, ConfirmationRequired)
     if runbook.workflow is not None and not check:  # a composed runbook's run: its steps are child runs (its plan
         # is its playbook's, in check mode: parameters and regions checked, steps named)
         from erlmcp_dr.compose import cli_run

@@ -23,6 +23,7 @@ RUNBOOKS = sorted(catalog.discover(Path(__file__).resolve().parents[2] / "playbo
 # The required parameters of the runbooks that have any; everything else runs on its defaults.
 PARAMETERS: dict[str, dict[str, Any]] = {
     "database_switchover": {"candidate": "pg-b"},
+    "dr_drill": {"kind": "database_primary"},
     "incident_notify": {"incident_id": "INC-1", "phase": "declared", "severity": "sev4", "title": "a drill"},
     "regional_failover": {"from_region": "a", "to_region": "b", "mode": "unplanned"},
 }

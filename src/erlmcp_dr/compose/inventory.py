@@ -135,8 +135,11 @@ def read(path: Path) -> InventoryView:
 
 
 _WANTED = ("dr_region", "pg_host", "pg_port", "pg_login_user", "pg_login_password", "pg_login_db", "redis_host",
-           "redis_port", "redis_password", "app_url", "dns_zone", "dr_lock_dir", "dr_regions", "dr_datasets",
-           "dr_residency_rules", "dns_region_addresses")
+           "redis_port", "app_url", "dns_zone", "dr_lock_dir", "dr_regions", "dr_datasets", "dr_residency_rules",
+           "dns_region_addresses",
+           # read by the drill (src/erlmcp_dr/drill/run.py): the lab's folders, the public name, its own settings
+           "pg_data_dir", "dns_host", "dns_port", "dns_records", "app_port", "redis_password", "dr_drill",
+           "dr_drill_history", "dr_environment")
 
 
 def _rendered(templar: Any, raw: Mapping[str, Any]) -> Dict[str, Any]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
 from erlmcp_dr import bia
+from erlmcp_dr.drill import report as drill_report
 from erlmcp_dr.reporting import report
 from erlmcp_dr.result import HTML_REPORT_FILE, RunResult, Step
 
@@ -66,6 +67,7 @@ def render(result: RunResult) -> str:
         _rpo(result),
         _served(result),
         _summary(result),
+        drill_report.section(result),  # a drill's client timeline and verdict table (empty for other runbooks)
         "<h2>Timeline</h2>",
         timeline_svg(bars, marker, result),
         _legend(marker, result),

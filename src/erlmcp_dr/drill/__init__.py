@@ -1,0 +1,1 @@
+"""dr_drill: inject a fault on the lab, recover, measure as a client sees it, restore (docs/drill.md)."""

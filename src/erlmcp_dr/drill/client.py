@@ -1,0 +1,164 @@
+"""The drill's independent client: what a user of the service sees while a fault is injected and recovered.
+
+Every `interval` seconds (20 ms) it writes through the public name (POST /write of the application the name
+resolves to) and reads back the last acknowledged row (GET /read/<id>), logging each attempt with its times on
+the drill's monotonic clock, and each acknowledged write's row id and session key. It resolves the public name at
+the inventory's authoritative DNS servers, as a client would, again once the answer's TTL has passed (a DNS
+cutover reaches it no sooner than a real client). Without DNS in the inventory it uses one application URL.
+
+After the recovery, `present(...)` asks the database primary and the Redis primary directly which acknowledged
+rows and session keys survived: the RPO and the sessions lost (drill_judge.data_loss).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any, List, Optional, Sequence, Tuple
+
+from erlmcp_dr.drill.judge import Attempt
+
+HTTP_TIMEOUT = 2.0  # a request that hangs longer is a failure: the outage is measured, not waited out
+DNS_TIMEOUT = 1.0
+
+
+@dataclass
+class PublicName:
+    """`name` resolved at `servers` ((host, port) authoritative servers); the application listens on `port`.
+    `url` instead: a fixed application URL (no DNS in the inventory)."""
+
+    name: Optional[str] = None
+    servers: Sequence[Tuple[str, int]] = ()
+    port: int = 0
+    url: Optional[str] = None
+    _cached: Optional[str] = None
+    _expires: float = 0.0
+
+    def base_url(self) -> str:
+        if self.url:
+            return self.url.rstrip("/")
+        now = time.monotonic()
+        if self._cached is None or now >= self._expires:
+            address, ttl = self._resolve()
+            self._cached, self._expires = f"http://{address}:{self.port}", now + ttl
+        return str(self._cached)
+
+    def _resolve(self) -> Tuple[str, float]:
+        import dns.message
+        import dns.query
+        import dns.rdatatype
+
+        errors = []
+        for host, port in self.servers:
+            try:
+                answer = dns.query.udp(dns.message.make_query(str(self.name), dns.rdatatype.A), host, port=port,
+                                       timeout=DNS_TIMEOUT)
+            except Exception as exc:  # the next authoritative server may answer
+                errors.append(f"{host}:{port}: {exc}")
+                continue
+            for rrset in answer.answer:
+                if rrset.rdtype == dns.rdatatype.A:
+                    return str(next(iter(rrset))), float(rrset.ttl)
+            errors.append(f"{host}:{port}: no A record")
+        raise OSError(f"{self.name} did not resolve: " + "; ".join(errors))
+
+    def describe(self) -> str:
+        return self.url or f"{self.name} (port {self.port}, resolved at " + ", ".join(
+            f"{h}:{p}" for h, p in self.servers) + ")"
+
+
+class DrillClient:
+    def __init__(self, target: PublicName, note: str, interval: float = 0.02, clock: Any = time.monotonic) -> None:
+        self.target, self.note, self.interval, self.clock = target, note, interval, clock
+        self.attempts: List[Attempt] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="drill-client", daemon=True)
+        self._last_id: Optional[int] = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> List[Attempt]:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        return list(self.attempts)
+
+    def successes_since(self, moment: float) -> int:
+        return sum(1 for a in list(self.attempts) if a.ok and a.started >= moment)
+
+    def _loop(self) -> None:
+        next_tick = self.clock()
+        while not self._stop.is_set():
+            self.attempts.append(self._write())
+            if self._last_id is not None:
+                self.attempts.append(self._read(self._last_id))
+            next_tick += self.interval
+            late = self.clock() - next_tick
+            if late > 0:  # a slow request: the next tick is now, not a burst of the missed ones
+                next_tick += late
+            self._stop.wait(max(0.0, next_tick - self.clock()))
+
+    def _write(self) -> Attempt:
+        started = self.clock()
+        body = json.dumps({"note": self.note}).encode()
+        try:
+            answer = self._request("/write", body)
+            row_id, key = int(answer["id"]), str(answer.get("session_key") or "")
+        except Exception as exc:  # any failure is what the client saw: logged, never raised
+            return Attempt("write", started, self.clock(), False, error=_short(exc))
+        self._last_id = row_id
+        return Attempt("write", started, self.clock(), True, row_id=row_id, session_key=key or None)
+
+    def _read(self, row_id: int) -> Attempt:
+        started = self.clock()
+        try:
+            self._request(f"/read/{row_id}", None)
+        except Exception as exc:
+            return Attempt("read", started, self.clock(), False, row_id=row_id, error=_short(exc))
+        return Attempt("read", started, self.clock(), True, row_id=row_id)
+
+    def _request(self, path: str, body: Optional[bytes]) -> Any:
+        request = urllib.request.Request(self.target.base_url() + path, data=body,
+                                         method="POST" if body is not None else "GET",
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as response:  # noqa: S310 - the inventory's app
+            return json.loads(response.read() or b"{}")
+
+
+def present(attempts: Sequence[Attempt], pg_params: Optional[dict], redis_params: Optional[dict]
+            ) -> Tuple[List[int], List[str]]:
+    """The acknowledged row ids the database primary has and the session keys the Redis primary has."""
+    ids = sorted({a.row_id for a in attempts if a.op == "write" and a.ok and a.row_id is not None})
+    keys = sorted({a.session_key for a in attempts if a.op == "write" and a.ok and a.session_key})
+    found_ids: List[int] = []
+    found_keys: List[str] = []
+    if pg_params and ids:
+        import psycopg
+
+        with psycopg.connect(**pg_params, autocommit=True) as conn:
+            rows = conn.execute("SELECT id FROM erlmcp_app_writes WHERE id = ANY(%s)", (ids,)).fetchall()
+        found_ids = [int(row[0]) for row in rows]
+    if redis_params and keys:
+        import redis
+
+        client = redis.Redis(**redis_params)
+        try:
+            pipe = client.pipeline(transaction=False)
+            for key in keys:
+                pipe.exists(key)
+            found_keys = [key for key, exists in zip(keys, pipe.execute(), strict=True) if exists]
+        finally:
+            client.close()
+    return found_ids, found_keys
+
+
+def _short(exc: BaseException) -> str:
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code}"
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:160] if text else ''}"

@@ -1,0 +1,252 @@
+"""The drill's decisions, pure (docs/drill.md): what the client saw turned into RTO, RPO, errors and sessions lost;
+each seed criterion judged against its target; the steady-state hypothesis judged on a readiness summary; the
+drill's verdict. No I/O here: tests/unit/test_drill_judge.py feeds them made-up client logs and summaries.
+
+Times are seconds on one monotonic clock (the drill process's: the client thread and the fault injection share
+it); the client's resolution is its interval (20 ms by default), so every duration is given with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+KINDS = ("database_primary", "redis_primary", "app_instance", "region")
+PASSED, FAILED, RESTORE_FAILED, DEVIATED = "passed", "failed", "restore_failed", "deviated"
+
+# The readiness checks that describe the steady state a fault disturbs (redundancy, replication, reachability,
+# DNS). The others (backup ages, certificates, capacity, contacts, residency, the drills themselves) are about
+# preparedness: an old backup must not stop a drill, and a failed last drill must not forbid the next one.
+STEADY_STATE_CHECKS = ("pg_replay_lag", "pg_standbys", "redis_link", "redis_offset", "dns_ttl", "dns_agree",
+                       "reachable", "lock_store")
+
+# The seed criteria (SEEDS-CHECKLIST.md §7). Targets are inventory data: `dr_drill.targets.<criterion>` (a number,
+# or for rto_seconds a mapping of kind to seconds) overrides these, key by key.
+RTO_BY_KIND = {"database_primary": 10.0, "redis_primary": 10.0, "app_instance": 5.0, "region": 30.0}
+DEFAULT_TARGETS: Dict[str, Any] = {
+    "rto_seconds": dict(RTO_BY_KIND),
+    "rpo_seconds": 1.0,
+    "sessions_lost": 0,
+    "error_rate": 0.001,
+    "recovery_seconds": 300.0,
+}
+SOURCES = {
+    "rto_seconds": "seeds S1:213-236 (failover < 10 s, single node < 5 s, region < 30 s; S3:1470 says 15 min: "
+                   "the scenario criteria picked)",
+    "rpo_seconds": "MISSION tier 1 RPO < 1 s (the seeds say < 5 s: S1:213-236, S3:1470-1494; MISSION wins)",
+    "sessions_lost": "seeds S1:215, S3:1484 (zero sessions lost)",
+    "error_rate": "seed S1:235 (error rate < 0.1 %), outside the recovery window",
+    "recovery_seconds": "seed S1:236 (recovery < 5 min)",
+}
+
+
+@dataclass
+class Attempt:
+    """One request of the client: started/ended on the drill's clock, ok, and for a write the acknowledged id."""
+
+    op: str  # "write" or "read"
+    started: float
+    ended: float
+    ok: bool
+    row_id: Optional[int] = None
+    session_key: Optional[str] = None
+    error: Optional[str] = None
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass
+class Outage:
+    """What the client saw around the fault."""
+
+    first_failure: Optional[float]  # first failed attempt at or after the fault
+    last_failure: Optional[float]  # last failed attempt before the service came back
+    first_success: Optional[float]  # first success after the last failure (None: never came back)
+    rto_seconds: Optional[float]  # fault -> first success after the last failure
+    client_outage_seconds: Optional[float]  # first failure -> first success after it
+    resolution_seconds: float
+    failed_attempts: int
+
+
+def outage(attempts: Sequence[Attempt], fault_at: float, resolution: float) -> Outage:
+    """RTO as a client sees it: from the fault to the first success after the last failure (a failure after a
+    success that follows the fault still belongs to the outage: the service flapped). No failure at all after the
+    fault: RTO 0 (the client never noticed)."""
+    after = sorted((a for a in attempts if a.ended >= fault_at), key=lambda a: a.ended)
+    failures = [a for a in after if not a.ok]
+    if not failures:
+        return Outage(None, None, None, 0.0, 0.0, resolution, 0)
+    last_failure = failures[-1].ended
+    back = next((a.ended for a in after if a.ok and a.ended > last_failure), None)
+    # The service came back somewhere between the last failure and the first success: that gap is the RTO's real
+    # resolution (the interval only when requests are faster than it; a loaded app answers slower).
+    return Outage(
+        first_failure=failures[0].ended, last_failure=last_failure, first_success=back,
+        rto_seconds=None if back is None else round(back - fault_at, 3),
+        client_outage_seconds=None if back is None else round(back - failures[0].ended, 3),
+        resolution_seconds=resolution if back is None else round(max(resolution, back - last_failure), 3),
+        failed_attempts=len(failures))
+
+
+@dataclass
+class DataLoss:
+    acknowledged: int
+    lost_ids: List[int]
+    sessions_lost: int
+    rpo_seconds: float  # the time the lost acknowledged writes cover, at the client's resolution (0: none lost)
+    lost_span_seconds: float  # the earliest to the latest lost write
+
+
+def data_loss(attempts: Sequence[Attempt], present_ids: Sequence[int], present_sessions: Sequence[str],
+              resolution: float) -> DataLoss:
+    """RPO from acknowledged writes missing afterwards: `present_ids` are the acknowledged row ids the database
+    still has, `present_sessions` the session keys Redis still has (both read after the recovery). The RPO is the
+    window they cover, earliest to latest, plus one interval: one lost write is never "0 s" of data. (Replication
+    is ordered, so the latest lost write is the last one acknowledged before the fault took effect.)"""
+    acked = [a for a in attempts if a.op == "write" and a.ok and a.row_id is not None]
+    ids, keys = set(present_ids), set(present_sessions)
+    lost = [a for a in acked if a.row_id not in ids]
+    sessions_lost = sum(1 for a in acked if a.session_key and a.session_key not in keys)
+    if not lost:
+        return DataLoss(len(acked), [], sessions_lost, 0.0, 0.0)
+    times = [a.ended for a in lost]
+    span = max(times) - min(times)
+    return DataLoss(len(acked), sorted(int(a.row_id or 0) for a in lost), sessions_lost, round(span + resolution, 3),
+                    round(span, 3))
+
+
+def steady_error_rate(attempts: Sequence[Attempt], fault_at: float, back_at: Optional[float]) -> Dict[str, Any]:
+    """Errors outside the recovery window (before the fault, after the service came back): a failover's own
+    outage is measured by the RTO, not counted twice as errors."""
+    outside = [a for a in attempts if a.ended < fault_at or (back_at is not None and a.ended > back_at)]
+    errors = sum(1 for a in outside if not a.ok)
+    return {"attempts": len(outside), "errors": errors,
+            "rate": round(errors / len(outside), 6) if outside else None,
+            "errors_total": sum(1 for a in attempts if not a.ok), "attempts_total": len(attempts)}
+
+
+def targets_for(kind: str, configured: Optional[Mapping[str, Any]]) -> Dict[str, Dict[str, Any]]:
+    """Each criterion's {target, source} for this kind: the inventory's dr_drill.targets over the seeds'.
+    Raises ValueError naming the key, what was found and what is expected."""
+    configured = dict(configured or {})
+    unknown = sorted(set(configured) - set(DEFAULT_TARGETS))
+    if unknown:
+        raise ValueError(f"dr_drill.targets.{unknown[0]}: unknown criterion; expected one of "
+                         f"{', '.join(DEFAULT_TARGETS)}")
+    out: Dict[str, Dict[str, Any]] = {}
+    for name, default in DEFAULT_TARGETS.items():
+        value, source = configured.get(name, default), SOURCES[name]
+        if name in configured:
+            source = "inventory dr_drill.targets." + name
+        if isinstance(value, Mapping):  # per kind (rto_seconds); a kind the mapping leaves out keeps the seed's
+            if kind not in value and isinstance(default, Mapping):
+                value, source = default, SOURCES[name]
+            value = value.get(kind)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ValueError(f"dr_drill.targets.{name}: found {value!r}; expected a number >= 0"
+                             + (f" (or a mapping of drill kind to one, for {kind})" if name == "rto_seconds" else ""))
+        out[name] = {"target": float(value), "source": source}
+    return out
+
+
+@dataclass
+class Criterion:
+    name: str
+    target: str
+    measured: Any
+    verdict: str  # pass | fail
+    source: str
+    detail: str = ""
+
+
+def criteria(kind: str, targets: Mapping[str, Mapping[str, Any]], seen: Outage, loss: DataLoss,
+             errors: Mapping[str, Any], recovery_seconds: Optional[float]) -> List[Criterion]:
+    """The verdict table: one row per seed criterion, target vs what the client measured."""
+    def row(name: str, op: str, measured: Any, detail: str = "") -> Criterion:
+        limit = float(targets[name]["target"])
+        ok = measured is not None and (measured < limit if op == "<" else measured <= limit)
+        shown = f"{op} {limit:g}"
+        return Criterion(name, shown, measured, "pass" if ok else "fail", str(targets[name]["source"]), detail)
+
+    rto_detail = (f"±{seen.resolution_seconds:g} s; {seen.failed_attempts} failed attempts" if seen.first_success
+                  or seen.failed_attempts == 0 else "the client never saw the service back")
+    rate = errors.get("rate")
+    return [
+        row("rto_seconds", "<", seen.rto_seconds, rto_detail),
+        row("rpo_seconds", "<", loss.rpo_seconds,
+            f"{len(loss.lost_ids)} of {loss.acknowledged} acknowledged writes lost"),
+        row("sessions_lost", "<=", loss.sessions_lost, f"of {loss.acknowledged} sessions written"),
+        row("error_rate", "<", rate, f"{errors.get('errors')} errors in {errors.get('attempts')} attempts outside "
+                                     "the recovery window"),
+        row("recovery_seconds", "<", recovery_seconds, "fault to the recovery runbook's verified end"),
+    ]
+
+
+# ---------------------------------------------------------------- steady state
+
+
+@dataclass
+class Hypothesis:
+    holds: bool
+    deviations: List[Dict[str, Any]] = field(default_factory=list)
+    checked: List[str] = field(default_factory=list)
+    message: str = ""
+
+
+def hypothesis(readiness_summary: Optional[Mapping[str, Any]], prefixes: Sequence[str] = STEADY_STATE_CHECKS
+               ) -> Hypothesis:
+    """The steady-state hypothesis: every readiness check of the steady state (STEADY_STATE_CHECKS) answered and
+    none failed. A missing summary (readiness could not run) is a deviation, never a pass."""
+    checks = ((readiness_summary or {}).get("details") or {}).get("checks")
+    if not isinstance(checks, list):
+        return Hypothesis(False, [], [], "readiness published no checks (it could not run)")
+    chosen = [c for c in checks if isinstance(c, Mapping) and str(c.get("name", "")).split(" ")[0] in prefixes]
+    if not chosen:
+        return Hypothesis(False, [], [], "none of the steady-state checks ran (" + ", ".join(prefixes) + ")")
+    deviations = [{"name": c.get("name"), "measured": c.get("measured"), "threshold": c.get("threshold"),
+                   "detail": c.get("detail")} for c in chosen if c.get("verdict") == "fail"]
+    names = [str(c.get("name")) for c in chosen]
+    if deviations:
+        return Hypothesis(False, deviations, names, "steady state deviates: " + "; ".join(
+            f"{d['name']} ({d['detail'] or d['measured']})" for d in deviations))
+    return Hypothesis(True, [], names, f"steady state holds ({len(names)} checks)")
+
+
+# ---------------------------------------------------------------- verdict
+
+
+def verdict(before: Hypothesis, injected: bool, recovery_ok: Optional[bool], table: Sequence[Criterion],
+            restored: Optional[bool], interrupted: Optional[str] = None) -> Dict[str, str]:
+    """passed only when the steady state held before, the fault was injected, the recovery runbook succeeded,
+    every criterion passed and the steady state was restored. A drill whose restore failed is never passed; an
+    interrupted one (Ctrl-C, an error) is failed once restored."""
+    if restored is False:
+        return {"verdict": RESTORE_FAILED, "reason": "the steady state was not restored after the drill"
+                + (f" (interrupted: {interrupted})" if interrupted else "")}
+    if interrupted:
+        return {"verdict": FAILED, "reason": f"interrupted ({interrupted}); the steady state was restored"
+                if restored else f"interrupted ({interrupted}) before anything was injected"}
+    if not before.holds:
+        return {"verdict": DEVIATED, "reason": f"not injected: {before.message}"}
+    if not injected:
+        return {"verdict": FAILED, "reason": "the fault could not be injected"}
+    if not recovery_ok:
+        return {"verdict": FAILED, "reason": "the recovery runbook failed"}
+    failed = [c.name for c in table if c.verdict != "pass"]
+    if failed:
+        return {"verdict": FAILED, "reason": "criteria not met: " + ", ".join(failed)}
+    return {"verdict": PASSED, "reason": "every criterion met and the steady state restored"}
+
+
+def timeline(attempts: Sequence[Attempt], origin: float, bucket: float = 0.5) -> List[Dict[str, Any]]:
+    """The client-observed timeline in buckets (seconds from `origin`): successes and failures per bucket, for the
+    report's chart."""
+    if not attempts:
+        return []
+    out: Dict[int, Dict[str, Any]] = {}
+    for a in attempts:
+        index = int(max(0.0, a.ended - origin) // bucket)
+        slot = out.setdefault(index, {"t": round(index * bucket, 3), "ok": 0, "failed": 0})
+        slot["ok" if a.ok else "failed"] += 1
+    return [out[i] for i in sorted(out)]

@@ -1,0 +1,499 @@
+"""Runs the dr_drill runbook (playbooks/dr_drill.yml holds its metadata and plan; docs/drill.md):
+
+    runbook run dr_drill -e kind=database_primary -i <lab inventory>
+    erlmcp_dr.run("dr_drill", inventory=..., extravars={"kind": "database_primary"})
+
+1. Under the run lock of every target (compose.run.hold_locks: the children find the drill's record under its
+   run id), the drill first restores what an earlier drill left (its pending record, written before injecting:
+   a drill killed with kill -9 left it behind).
+2. Steady state: a readiness child run, judged by drill_judge.hypothesis. A deviation: nothing is injected.
+3. The pending record (what to restore) is written, the client starts, the fault is injected (lab_drill), the
+   recovery runbook runs as a child run, the client waits for the service to answer again.
+4. Always (a deviation, a failed recovery, an exception, Ctrl-C): restore, then readiness again. Only a verified
+   restore removes the pending record; a drill whose restore failed is `restore_failed`, never passed.
+5. result.json, report.md/html (with the client's timeline and the verdict table), the audit trail and the drill
+   history readiness reads (<state home>/drills/history.jsonl, or the inventory's dr_drill_history).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+from erlmcp_dr import audit, catalog, params, paths
+from erlmcp_dr.catalog import Runbook
+from erlmcp_dr.compose import inventory as inventory_module
+from erlmcp_dr.compose.run import LOCK_OWNER_VAR, hold_locks
+from erlmcp_dr.drill import judge as drill_judge
+from erlmcp_dr.drill.client import DrillClient, PublicName, present
+from erlmcp_dr.drill.judge import Attempt, Hypothesis
+from erlmcp_dr.errors import ParameterError
+from erlmcp_dr.lab import drill as lab_drill
+from erlmcp_dr.reporting import report
+from erlmcp_dr.result import REPORT_FILE, RunResult, Step
+
+log = logging.getLogger(__name__)
+
+RUNBOOK = "dr_drill"
+RECOVERY = {"database_primary": "database_failover", "redis_primary": "redis_failover",
+            "app_instance": "dns_cutover"}
+# Readiness runs after a restore until the steady state holds, at most this many times: a standby rejoined a moment
+# ago replays what it missed, and its lag check (<= the RPO) fails until it has. Each run takes seconds, so this is
+# a deadline of a few readiness runs, not a sleep.
+STEADY_AFTER_ATTEMPTS = 3
+TAIL_SUCCESSES = 10  # successes the client must see after the outage before it stops (a flap shows up)
+Listener = Callable[[str], None]
+
+
+def drills_dir() -> Path:
+    return paths.state_home() / "drills"
+
+
+def history_path(view: Any) -> Path:
+    """Where readiness reads the drill history (docs/readiness.md): dr_drill_history, else beside the runs."""
+    configured = view.all_vars.get("dr_drill_history")
+    return Path(str(configured)) if configured else drills_dir() / "history.jsonl"
+
+
+def pending_path(inventory: Path) -> Path:
+    """The record of what a drill on this inventory must restore; one per inventory."""
+    digest = hashlib.sha256(str(Path(inventory).resolve()).encode()).hexdigest()[:16]
+    return drills_dir() / "pending" / f"{digest}.json"
+
+
+def run(name: Any = RUNBOOK, inventory: Any = None, extravars: Optional[Dict[str, Any]] = None,
+        run_id: Optional[str] = None, operator: Optional[str] = None, playbooks_dir: Any = None,
+        listener: Optional[Listener] = None, **ignored: Any) -> RunResult:
+    """Runs one drill; returns its RunResult (successful only when the verdict is passed). Raises ParameterError
+    before anything runs (bad parameters, not a lab, unknown targets), RunBusy when a target's lock is held."""
+    from erlmcp_dr import runner
+
+    if ignored.get("check"):
+        raise ParameterError("check", f"check: the drill's plan is `runbook plan {RUNBOOK}`")
+    runbook = name if isinstance(name, Runbook) else catalog.load(name, playbooks_dir)
+    values = params.validate(runbook, extravars)
+    kind = str(values["kind"])
+    inventory_path = runner.resolve_inventory(inventory)
+    view = inventory_module.read(inventory_path)
+    cfg = lab_drill.lab_of(view)
+    refuse_outside_lab(cfg is not None, view.all_vars.get("dr_environment"), values.get("environment_name"))
+    try:
+        targets = drill_judge.targets_for(kind, (view.all_vars.get("dr_drill") or {}).get("targets"))
+    except ValueError as exc:
+        raise ParameterError("dr_drill", str(exc)) from None
+    run_id = run_id or runner.new_run_id(RUNBOOK)
+    run_dir = paths.state_home() / "runs" / run_id
+    if run_dir.exists():
+        raise ParameterError("run_id", f"run {run_id} already exists at {run_dir}; choose another run id")
+    keys = view.lock_keys()
+    drill = Drill(runbook, run_id, run_dir, inventory_path, view, cfg, values, targets, operator, playbooks_dir,
+                  listener or (lambda line: None))
+    with hold_locks(view.lock_dir(), keys, run_id, RUNBOOK, operator, str(inventory_path)):
+        return drill.execute(keys)
+
+
+def refuse_outside_lab(is_lab: bool, environment: Any, typed: Any) -> None:
+    """Faults are injected on the lab only. Outside it the operator must type the inventory's dr_environment;
+    and since injection outside the lab is not built, even then the drill is refused (saying so)."""
+    if is_lab:
+        return
+    if not environment or typed != environment:
+        raise ParameterError("environment_name", "this inventory is not the lab (its database folders are not in a "
+                                                 "lab folder with lab.json): a drill injects real faults, so it is "
+                                                 f"refused unless environment_name is the inventory's dr_environment "
+                                                 f"({environment or 'not set'}); found {typed or 'nothing'}")
+    raise ParameterError("environment_name", f"environment {environment} confirmed, but fault injection outside the "
+                                             "lab is not built yet: nothing was run")
+
+
+class Drill:
+    def __init__(self, runbook: Runbook, run_id: str, run_dir: Path, inventory: Path, view: Any, cfg: Any,
+                 values: Dict[str, Any], targets: Dict[str, Any], operator: Optional[str], playbooks_dir: Any,
+                 listener: Listener) -> None:
+        self.runbook, self.run_id, self.run_dir, self.inventory = runbook, run_id, run_dir, inventory
+        self.view, self.cfg, self.values, self.targets = view, cfg, values, targets
+        self.operator, self.playbooks_dir, self.say = operator, playbooks_dir, listener
+        self.kind = str(values["kind"])
+        self.steps: List[Step] = []
+        self.facts: Dict[str, Any] = {"kind": self.kind, "targets": targets}
+        self.children: Dict[str, RunResult] = {}
+        self.outcome: Dict[str, Any] = {"injected": False, "recovery_ok": None}
+
+    # ------------------------------------------------------------ the drill
+
+    def execute(self, keys: List[str]) -> RunResult:
+        started_at, started = _now_iso(), time.monotonic()
+        self.run_dir.mkdir(mode=0o700, parents=True)
+        audit.append_quietly(audit.run_start(self.run_id, RUNBOOK, params.redact(self.runbook, self.values),
+                                             check=False, operator=self.operator, inventory=str(self.inventory)))
+        outcome = self.outcome  # filled as the drill goes: an interrupted drill is restored from what it did
+        try:
+            self.drill(outcome)
+        except BaseException as exc:  # Ctrl-C (KeyboardInterrupt) or an error: restore, record, then re-raise
+            outcome["interrupted"] = f"{type(exc).__name__}: {exc}".rstrip(": ")
+            raise
+        finally:
+            outcome["restored"] = self.restore_and_check(outcome)
+            result = self.finish(outcome, keys, started_at, time.monotonic() - started)
+        return result
+
+    def drill(self, outcome: Dict[str, Any]) -> Dict[str, Any]:
+        left = self.load_pending()
+        if left is not None:
+            self.step("restore what an earlier drill left", lambda: self.restore(left), data={"pending": left})
+            self.facts["restored_first"] = left
+        before = self.steady_state("before")
+        outcome["before"] = before
+        if not before.holds:
+            return outcome
+        lab_before = lab_drill.state(self.cfg)
+        public = self.public_name()
+        app_region = self.serving_region(public)
+        record = {"run_id": self.run_id, "kind": self.kind, "inventory": str(self.inventory), "before": lab_before,
+                  "app_region": app_region, "recorded_at": _now_iso(), "fault": None}
+        self.write_pending(record)  # before the fault: a drill killed from here on is restored by the next run
+        client = DrillClient(public, f"drill {self.run_id}", float(self.values.get("client_interval") or 0.02))
+        origin = client.clock()
+        client.start()
+        outcome.update(client=client, origin=origin, public=public.describe(), lab_before=lab_before)
+        try:
+            self.wait_baseline(client)
+            fault_at = client.clock()
+            fault = self.step("inject the fault", lambda: lab_drill.inject(self.cfg, self.kind, lab_before,
+                                                                           app_region))
+            if fault is not None:  # the moment the signal was sent, on the client's clock (time.monotonic)
+                fault_at = float(fault.pop("sent_at", fault_at))
+            outcome.update(fault=fault, fault_at=fault_at, injected=fault is not None)
+            if fault is None:
+                return outcome
+            record["fault"] = fault
+            self.write_pending(record)
+            ok = self.recover(fault, lab_before, app_region)
+            outcome["recovery_ok"] = ok
+            outcome["recovered_at"] = client.clock()
+            if ok:
+                self.wait_back(client, outcome["recovered_at"])
+        finally:
+            outcome["attempts"] = client.stop()
+        return outcome
+
+    def wait_baseline(self, client: DrillClient) -> None:
+        deadline = client.clock() + max(1.0, 20 * float(self.values.get("baseline_seconds") or 1.0))
+        start = client.clock()
+        wanted = float(self.values.get("baseline_seconds") or 1.0)
+        while client.clock() < deadline and (client.clock() - start < wanted or client.successes_since(start) < 3):
+            time.sleep(0.02)
+
+    def wait_back(self, client: DrillClient, since: float) -> None:
+        """Until the client has seen TAIL_SUCCESSES successes after the recovery ended, or the timeout."""
+        deadline = since + float(self.values.get("recovery_timeout") or 120.0)
+        while client.clock() < deadline and client.successes_since(since) < TAIL_SUCCESSES:
+            time.sleep(0.02)
+
+    def recover(self, fault: Dict[str, Any], before: Dict[str, Any], app_region: Optional[str]) -> bool:
+        recovery = RECOVERY[self.kind]
+        if self.kind == "app_instance":
+            others = [r for r, up in lab_drill.apps_running(self.cfg).items() if up and r != app_region]
+            arguments: Dict[str, Any] = {"region": sorted(others)[0]} if others else {}
+        else:
+            arguments = {"away_from": fault["target"]}
+        result = self.child("recover", recovery, arguments)
+        if result is not None and result.status == "canceled":  # Ctrl-C: the runner stopped the child and returned
+            self.outcome["interrupted"] = f"{recovery} canceled (SIGINT)"
+        return bool(result is not None and result.succeeded)
+
+    # ------------------------------------------------------------ restore
+
+    def restore_and_check(self, outcome: Dict[str, Any]) -> Optional[bool]:
+        """Restore what this drill did (nothing when nothing was injected), then check the steady state again.
+        None: nothing was injected and nothing had to be restored (the `before` check stands)."""
+        pending = self.load_pending()
+        if pending is None and not outcome.get("injected"):
+            return None
+        try:
+            if pending is not None:
+                self.step("restore the steady state", lambda: self.restore(pending), data={"pending": pending})
+            after = self.steady_state("after")
+            for attempt in range(2, STEADY_AFTER_ATTEMPTS + 1):  # a just-rejoined standby may still be catching up
+                if after.holds:
+                    break
+                after = self.steady_state(f"after-{attempt}")
+        except BaseException:  # noqa: BLE001 - a second Ctrl-C during the restore: the pending record stays
+            log.exception("drill %s: the restore did not finish; the next drill restores first", self.run_id)
+            return False
+        outcome["after"] = after
+        if after.holds and not self.facts.get("restore_problems"):
+            self.pending_file().unlink(missing_ok=True)
+            return True
+        return False
+
+    def restore(self, pending: Dict[str, Any]) -> Dict[str, Any]:
+        """Put the lab back as `pending.before` recorded it, as far as a steady state needs: what was killed runs
+        again (a former primary as a standby: database_rejoin), DNS points where it pointed."""
+        before = pending.get("before") or {}
+        fault = pending.get("fault") or {}
+        done: Dict[str, Any] = {}
+        problems: List[str] = []
+        regions = {r for r in (fault.get("region"), before.get("pg_region"), before.get("redis_region")) if r}
+        for region in sorted(regions):
+            done[f"restart region {region}"] = lab_drill.restart_region(self.cfg, region)
+        for node in lab_drill.pg_stopped(self.cfg):
+            result = self.child(f"rejoin-{node}", "database_rejoin", {"node": node})
+            if result is None or not result.succeeded:
+                problems.append(f"database_rejoin of {node} failed")
+        app_region = pending.get("app_region")
+        if self.kind_of(pending) == "app_instance" and app_region and self.serving_region(self.public_name()) \
+                != app_region:
+            result = self.child("dns-back", "dns_cutover", {"region": app_region})
+            if result is None or not result.succeeded:
+                problems.append(f"dns_cutover back to region {app_region} failed")
+        if problems:
+            self.facts.setdefault("restore_problems", []).extend(problems)
+            raise RuntimeError("; ".join(problems))
+        return done
+
+    @staticmethod
+    def kind_of(pending: Dict[str, Any]) -> str:
+        return str(pending.get("kind") or "")
+
+    def pending_file(self) -> Path:
+        return pending_path(self.inventory)
+
+    def load_pending(self) -> Optional[Dict[str, Any]]:
+        path = self.pending_file()
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except ValueError:  # a torn record still means "restore": the lab's state is read again anyway
+            return {"kind": "unknown", "before": {}, "fault": None, "torn": str(path)}
+
+    def write_pending(self, record: Dict[str, Any]) -> None:
+        path = self.pending_file()
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        paths.write_private_atomic(path, json.dumps(record, indent=1, sort_keys=True))
+
+    # ------------------------------------------------------------ steady state, public name
+
+    def steady_state(self, when: str) -> Hypothesis:
+        result = self.child(f"steady-{when}", "readiness", {"require_ready": False}, lock_owner=False)
+        verdict = drill_judge.hypothesis(result.summary if result is not None else None)
+        self.facts[f"steady_state_{when.split('-')[0]}"] = {"holds": verdict.holds, "message": verdict.message,
+                                              "deviations": verdict.deviations, "checked": verdict.checked,
+                                              "run_id": result.run_id if result is not None else None,
+                                              "attempt": int(when.split("-")[1]) if "-" in when else 1}
+        self.say(f"steady state {when}: {verdict.message}")
+        return verdict
+
+    def public_name(self) -> PublicName:
+        data = self.view.all_vars
+        servers = [(str(v.get("dns_host") or "127.0.0.1"), int(v.get("dns_port") or 53))
+                   for v in self.view.hosts.get("dns", {}).values()]
+        apps = self.view.hosts.get("app", {})
+        records = str(data.get("dns_records") or "").split(",")
+        zone = str(data.get("dns_zone") or "").rstrip(".")
+        if servers and zone and records[0] and apps:
+            port = int(next(iter(apps.values())).get("app_port") or 0)
+            return PublicName(name=f"{records[0].strip()}.{zone}.", servers=servers, port=port)
+        primary_region = (lab_drill.state(self.cfg) or {}).get("pg_region")
+        url = next((v.get("app_url") for v in apps.values() if v.get("dr_region") == primary_region), None)
+        if not url:
+            raise ParameterError("inventory", "the drill's client needs the public name (dns group, dns_zone, "
+                                              "dns_records) or an application (app group with app_url): found "
+                                              "neither")
+        return PublicName(url=str(url))
+
+    def serving_region(self, public: PublicName) -> Optional[str]:
+        if public.url:
+            return next((str(v.get("dr_region")) for v in self.view.hosts.get("app", {}).values()
+                         if v.get("app_url") == public.url), None)
+        try:
+            address = public.base_url().split("//", 1)[1].rsplit(":", 1)[0]
+        except OSError:
+            return None
+        return lab_drill.serving_app_region(self.cfg, address)
+
+    # ------------------------------------------------------------ steps and child runs
+
+    def step(self, title: str, action: Callable[[], Any], data: Optional[Dict[str, Any]] = None) -> Any:
+        started_at, started = _now_iso(), time.monotonic()
+        failed, message, value = False, "", None
+        try:
+            value = action()
+        except Exception as exc:  # the drill goes on to its restore and verdict; the step says what failed
+            failed, message = True, f"{type(exc).__name__}: {exc}"
+        self.steps.append(Step(task=title, host="localhost", action="dr_drill", start=started_at, end=_now_iso(),
+                               duration=round(time.monotonic() - started, 3), changed=not failed, failed=failed,
+                               message=message, data=dict(data or {}, result=value if isinstance(value, dict)
+                                                          else None)))
+        self.say(f"{title}: {'FAILED ' + message if failed else 'done'}")
+        return None if failed else value
+
+    def child(self, step_id: str, runbook: str, arguments: Dict[str, Any], lock_owner: bool = True
+              ) -> Optional[RunResult]:
+        from erlmcp_dr import runner
+        from erlmcp_dr.errors import RunBusy
+
+        child_id = f"{self.run_id}.{step_id}"
+        started_at, started = _now_iso(), time.monotonic()
+        result: Optional[RunResult] = None
+        message = ""
+        try:
+            config = runner.RunConfig.prepare(runbook, inventory=self.inventory, extravars=arguments,
+                                              run_id=child_id, operator=self.operator,
+                                              playbooks_dir=self.playbooks_dir)
+            if lock_owner:  # not a parameter of the child: its run_lock finds the drill's record under this id
+                config.extravars[LOCK_OWNER_VAR] = self.run_id
+            result = runner.run(config=config)
+            message = "" if result.succeeded else (result.error or f"{runbook} failed")
+        except RunBusy as exc:
+            message = f"{runbook} was refused: {exc}"
+        self.children[step_id] = result  # type: ignore[assignment]
+        failed = result is None or not result.succeeded
+        self.steps.append(Step(task=f"{step_id}: {runbook}", host="localhost", action=runbook, start=started_at,
+                               end=_now_iso(), duration=round(time.monotonic() - started, 3),
+                               changed=runbook != "readiness", failed=failed and runbook != "readiness",
+                               message=" ".join(message.split())[:600], data={"child_run_id": child_id,
+                                                                              "arguments": arguments}))
+        self.say(f"{step_id} ({runbook} run {child_id}) {'FAILED' if failed else 'ok'}")
+        return result
+
+    # ------------------------------------------------------------ measure, verdict, records
+
+    def measure(self, outcome: Dict[str, Any]) -> Dict[str, Any]:
+        attempts: List[Attempt] = outcome.get("attempts") or []
+        fault_at = outcome.get("fault_at")
+        if not outcome.get("injected") or fault_at is None:
+            return {"table": [], "measured": None}
+        resolution = float(self.values.get("client_interval") or 0.02)
+        seen = drill_judge.outage(attempts, fault_at, resolution)
+        try:
+            ids, keys = present(attempts, self.primary_params("postgres"), self.primary_params("redis"))
+            loss = drill_judge.data_loss(attempts, ids, keys, resolution)
+        except Exception as exc:  # the data could not be read back: RPO unknown, so its criterion fails
+            log.warning("drill %s: could not read the acknowledged writes back: %s", self.run_id, exc)
+            loss = drill_judge.DataLoss(0, [], 10**9, float("inf"), 0.0)
+        errors = drill_judge.steady_error_rate(attempts, fault_at, seen.first_success)
+        recovered_at = outcome.get("recovered_at")
+        recovery = None if recovered_at is None or not outcome.get("recovery_ok") else round(
+            max(recovered_at, seen.first_success or recovered_at) - fault_at, 3)
+        table = drill_judge.criteria(self.kind, self.targets, seen, loss, errors, recovery)
+        origin = float(outcome.get("origin") or 0.0)
+        measured = {
+            "rto_seconds": seen.rto_seconds, "client_outage_seconds": seen.client_outage_seconds,
+            "resolution_seconds": seen.resolution_seconds, "client_interval": resolution,
+            "failed_attempts": seen.failed_attempts,
+            "rpo_seconds": loss.rpo_seconds if loss.rpo_seconds != float("inf") else None,
+            "acknowledged_writes": loss.acknowledged, "lost_writes": loss.lost_ids[:100],
+            "lost_writes_count": len(loss.lost_ids), "lost_span_seconds": loss.lost_span_seconds,
+            "sessions_lost": loss.sessions_lost, "errors": errors, "recovery_seconds": recovery,
+            "fault_at": round(fault_at - origin, 3),
+            "first_failure": _rel(seen.first_failure, origin), "last_failure": _rel(seen.last_failure, origin),
+            "first_success": _rel(seen.first_success, origin), "recovered_at": _rel(recovered_at, origin),
+            "timeline": drill_judge.timeline(attempts, origin, bucket=0.25),
+        }
+        return {"table": table, "measured": measured}
+
+    def primary_params(self, group: str) -> Optional[Dict[str, Any]]:
+        state = lab_drill.state(self.cfg)
+        name = state.get("pg_primary" if group == "postgres" else "redis_primary")
+        values = self.view.hosts.get(group, {}).get(name or "")
+        if not values:
+            return None
+        if group == "postgres":
+            return {"host": values.get("pg_host") or "127.0.0.1", "port": int(values["pg_port"]),
+                    "user": values.get("pg_login_user"), "password": values.get("pg_login_password"),
+                    "dbname": values.get("pg_login_db") or "postgres", "connect_timeout": 3}
+        return {"host": values.get("redis_host") or "127.0.0.1", "port": int(values["redis_port"]),
+                "password": values.get("redis_password") or self.view.all_vars.get("redis_password"),
+                "socket_timeout": 3}
+
+    def finish(self, outcome: Dict[str, Any], keys: List[str], started_at: str, elapsed: float) -> RunResult:
+        measured = self.measure(outcome)
+        before = outcome.get("before") or Hypothesis(False, [], [], "the steady state was not checked")
+        judged = drill_judge.verdict(before, bool(outcome.get("injected")), outcome.get("recovery_ok"),
+                                     measured["table"], outcome.get("restored"), outcome.get("interrupted"))
+        finished_at = _now_iso()
+        # The history's time as docs/readiness.md shows it (+00:00: parsed by Python 3.8's fromisoformat too).
+        history = {"kind": self.kind, "verdict": judged["verdict"],
+                   "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                   "run_id": self.run_id}
+        try:
+            _append_line(history_path(self.view), history)
+        except OSError as exc:
+            log.error("drill %s: could not append to the drill history: %s", self.run_id, exc)
+        passed = judged["verdict"] == drill_judge.PASSED
+        details = dict(self.facts, verdict=judged["verdict"], verdict_reason=judged["reason"],
+                       criteria=[vars(c) for c in measured["table"]], measured=measured["measured"],
+                       fault=outcome.get("fault"), recovery_runbook=RECOVERY[self.kind],
+                       recovery_ok=outcome.get("recovery_ok"), restored=outcome.get("restored"),
+                       public_name=outcome.get("public"), interrupted=outcome.get("interrupted"),
+                       lab_before=outcome.get("lab_before"),
+                       history_file=str(history_path(self.view)), locks=sorted(keys))
+        summary_module = inventory_module._module("_common.summary")
+        m = measured["measured"] or {}
+        envelope = summary_module.envelope(
+            RUNBOOK, action="drill", reason=judged["reason"], completed=passed,
+            did=[s.task for s in self.steps if s.changed and not s.failed],
+            end={"ok": bool(outcome.get("restored") in (True, None)), "problems": self.facts.get(
+                "restore_problems", [])}, lock_key=", ".join(sorted(keys)), details=details,
+            recovery=summary_module.recovery_point(None, m.get("rpo_seconds"),
+                                                   self.targets["rpo_seconds"]["target"]) if m else None)
+        result = RunResult(
+            run_id=self.run_id, runbook=RUNBOOK, status="successful" if passed else "failed", rc=0 if passed else 1,
+            check=False, started_at=started_at, ended_at=finished_at, duration_seconds=round(elapsed, 3),
+            inventory=str(self.inventory), extravars=params.redact(self.runbook, self.values), steps=self.steps,
+            facts={"summary": envelope}, run_dir=str(self.run_dir), title=self.runbook.title,
+            rto_target_seconds=self.runbook.rto_seconds, rpo_target_seconds=self.runbook.rpo_seconds,
+            error="" if passed else judged["reason"], point_of_no_return=None, operator=self.operator,
+            os_user=audit.os_user())
+        end = audit.append_quietly(audit.run_end(
+            self.run_id, RUNBOOK, operator=self.operator, status=result.status, rc=result.rc, check=False,
+            duration_seconds=result.duration_seconds, failing_step=None if passed else judged["verdict"],
+            targets=[str((outcome.get("fault") or {}).get("target") or "")] if outcome.get("fault") else []))
+        result.audit_head = audit.anchor_of(end)
+        result.save(self.run_dir)
+        _write_attempts(self.run_dir, outcome.get("attempts") or [], float(outcome.get("origin") or 0.0))
+        for name, render in ((REPORT_FILE, lambda: report.render_markdown(result)), ("report.html", lambda: _html(
+                result))):
+            try:
+                paths.write_private_atomic(self.run_dir / name, render())
+            except Exception:  # the result is written; a report that cannot be drawn is not a failed drill
+                log.exception("could not write %s of drill %s", name, self.run_id)
+        return result
+
+
+def _html(result: RunResult) -> str:
+    from erlmcp_dr.reporting import html_report
+
+    return html_report.render(result)
+
+
+def _write_attempts(run_dir: Path, attempts: List[Attempt], origin: float) -> None:
+    """Every attempt of the client (times from the client's start): the raw evidence behind RTO and RPO."""
+    lines = [json.dumps(dict(a.to_dict(), started=round(a.started - origin, 4), ended=round(a.ended - origin, 4)))
+             for a in attempts]
+    paths.write_private_atomic(run_dir / "client.jsonl", "\n".join(lines) + ("\n" if lines else ""))
+
+
+def _append_line(path: Path, record: Dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, (json.dumps(record, sort_keys=True) + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def _rel(value: Optional[float], origin: float) -> Optional[float]:
+    return None if value is None else round(value - origin, 3)
+
+
+def _now_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

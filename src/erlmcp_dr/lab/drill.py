@@ -1,0 +1,99 @@
+"""The drill's faults and restores on the lab (dr_drill, docs/drill.md): kill -9, by recorded and verified PID, of
+the PostgreSQL primary, the Redis primary or an application instance; and the lab side of putting things back.
+
+A fault is only ever injected on a lab: an inventory whose database data folders sit in a lab folder (one with
+lab.json, lab_ports.LAB_RECORD). `lab_of(view)` finds it; None means "not a lab".
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from erlmcp_dr.lab import app as lab_app
+from erlmcp_dr.lab import lifecycle as lab
+from erlmcp_dr.lab import ports as lab_ports
+from erlmcp_dr.lab import regions as lab_regions
+from erlmcp_dr.lab.config import LabConfig
+
+KILL_TIMEOUT = 30.0
+
+
+def lab_of(view: Any) -> Optional[LabConfig]:
+    """The lab the inventory describes (every database data folder under one lab root), else None."""
+    roots = set()
+    for values in view.hosts.get("postgres", {}).values():
+        data_dir = values.get("pg_data_dir")
+        if not data_dir:
+            return None
+        roots.add(Path(str(data_dir)).resolve().parents[2])  # <root>/pg/<node>/data
+    if len(roots) != 1:
+        return None
+    root = roots.pop()
+    base = lab_ports.recorded_port_base(root)
+    if base is None:
+        return None
+    cfg = LabConfig(root=root, port_base=base)
+    ports = {int(v.get("pg_port") or 0) for v in view.hosts.get("postgres", {}).values()}
+    return cfg if ports == {node.port for node in cfg.nodes} else None
+
+
+def state(cfg: LabConfig) -> Dict[str, Any]:
+    """What the lab serves from now: the PostgreSQL primary, the Redis primary (names and regions)."""
+    primary = lab._running_primary(cfg)
+    redis_primary = lab_regions._other_master(cfg, _NoNode())  # type: ignore[arg-type]
+    return {"pg_primary": primary.name if primary else None, "pg_region": primary.region if primary else None,
+            "redis_primary": redis_primary.name if redis_primary else None,
+            "redis_region": redis_primary.region if redis_primary else None}
+
+
+class _NoNode:
+    """A node no lab node is: _other_master(cfg, _NoNode()) looks at every Redis node."""
+
+
+def inject(cfg: LabConfig, kind: str, before: Dict[str, Any], app_region: Optional[str]) -> Dict[str, Any]:
+    """kill -9 the fault's process; returns {target, region, pid}. Raises RuntimeError when there is nothing to
+    kill (the drill then restores and fails, having changed nothing)."""
+    if kind == "database_primary":
+        node = next((n for n in cfg.nodes if n.name == before.get("pg_primary")), None)
+        pid = lab._lab_postmaster_pid(node) if node else None
+        target = (node.name, node.region) if node else (None, None)
+    elif kind == "redis_primary":
+        rnode = next((n for n in cfg.redis_nodes if n.name == before.get("redis_primary")), None)
+        pid = lab._lab_redis_pid(rnode) if rnode else None
+        target = (rnode.name, rnode.region) if rnode else (None, None)
+    elif kind == "app_instance":
+        app = next((a for a in lab_app.apps(cfg) if a.region == app_region), None)
+        pid = lab_app.app_pid(app) if app else None
+        target = (app.name, app.region) if app else (None, None)
+    else:
+        raise RuntimeError(f"no fault of kind {kind!r} on the lab")
+    if pid is None:
+        raise RuntimeError(f"{kind}: no running process to kill ({target[0] or 'no target found'})")
+    sent_at = time.monotonic()  # the drill's clock: the fault's moment for the RTO
+    os.kill(pid, signal.SIGKILL)
+    lab.wait_for(lambda: not lab_regions._alive(pid), KILL_TIMEOUT, interval=0.02, what=f"{target[0]} gone")
+    return {"target": target[0], "region": target[1], "pid": pid, "signal": "SIGKILL", "sent_at": sent_at}
+
+
+def restart_region(cfg: LabConfig, region: str) -> Dict[str, Any]:
+    """Start what is down in the region again, never as a second writer (lab_regions.restore_region): a former
+    PostgreSQL primary another node replaced stays down (database_rejoin brings it back); a former Redis primary
+    comes back as a replica of the one that took over; the application starts."""
+    return lab_regions.restore_region(cfg, region)
+
+
+def pg_stopped(cfg: LabConfig) -> List[str]:
+    return [node.name for node in cfg.nodes if lab._lab_postmaster_pid(node) is None]
+
+
+def serving_app_region(cfg: LabConfig, address: Optional[str]) -> Optional[str]:
+    """The region whose application listens on `address` (what the public name resolves to)."""
+    return next((app.region for app in lab_app.apps(cfg) if app.host == address), None)
+
+
+def apps_running(cfg: LabConfig) -> Dict[str, bool]:
+    return {app.region: lab_app.app_pid(app) is not None for app in lab_app.apps(cfg)}
