@@ -6,7 +6,9 @@ node, points the public name at the region that now holds the primary, and check
 every region's health, printing each run's report. It ends with an unplanned regional
 failover: the region serving everything is killed (`runbook lab fail-region`), one
 command moves the whole service to another region, then the killed region comes back
-(`runbook lab restore-region`, its former primary rejoined as a standby).
+(`runbook lab restore-region`) and `failback` moves the service back to it: a grace period
+of health, its former primary rewound and caught up, its Redis resynced, then the planned
+regional move back.
 """
 
 from __future__ import annotations
@@ -14,8 +16,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-
-from erlmcp_dr import catalog
 
 
 def runbook(*args: str, capture: bool = False) -> subprocess.CompletedProcess[str]:
@@ -72,19 +72,15 @@ def regional_failover(serving: str) -> None:
     must(runbook("run", "regional_failover", "--yes", "-e", f"from_region={serving}", "-e", f"to_region={target}",
                  "-e", "mode=unplanned", "-e", "health_interval=0.5"), "regional_failover (unplanned)")
     must(runbook("lab", "restore-region", serving), f"lab restore-region {serving}")
-    run_and_report("database_rejoin")  # the killed region's former primary comes back as a standby
-    planned_move_back(target, serving)
+    fail_back(target, serving)
 
 
-def planned_move_back(serving: str, back_to: str) -> None:
-    # HOOK (issue 17, the planned mode, built by another helper): the planned move back to the restored region.
-    # It runs as soon as regional_failover's `mode` offers `planned`; until then the demo says it is not built.
-    modes = catalog.load("regional_failover").parameters["mode"].get("choices") or []
-    if "planned" not in modes:
-        print(f"\ndemo: the planned move back to region {back_to} is not built yet (regional_failover mode=planned)")
-        return
-    must(runbook("run", "regional_failover", "--yes", "-e", f"from_region={serving}", "-e", f"to_region={back_to}",
-                 "-e", "mode=planned"), "regional_failover (planned, back)")
+def fail_back(serving: str, back_to: str) -> None:
+    """The way back (failback): region `back_to` healthy for the grace period (seconds on the lab; the seeds' hour in
+    production), its former primary rewound and caught up, its Redis resynced, then the planned regional move back
+    (zero acknowledged writes lost)."""
+    must(runbook("run", "failback", "--yes", "-e", f"from_region={serving}", "-e", f"to_region={back_to}",
+                 "-e", "grace_seconds=3", "-e", "grace_interval=0.5", "-e", "grace_wait=30"), "failback")
 
 
 if __name__ == "__main__":
