@@ -4,7 +4,8 @@
 """Pure decisions of the Redis runbooks (no I/O, no driver import), over the result of redis_info:
 the members, the run lock's key, which node a restore or backup acts on, the end state, the summary.
 
-Wrapped as the filters erlmcp.dr.redis_nodes, redis_lock_key, redis_target, redis_end_state, redis_summary.
+Wrapped as the filters erlmcp.dr.redis_nodes, redis_lock_key, redis_target, redis_end_state,
+redis_backup_end_state, redis_summary; erlmcp.dr.redis_begin calls them directly.
 """
 
 from __future__ import annotations
@@ -204,6 +205,20 @@ def end_state(info, primary, left_out=None):
             problems.append("%s follows %s, expected %s" % (name, other.get("upstream"), primary))
         elif other.get("link_status") != "up":
             problems.append("%s has its link to %s %s, expected up" % (name, primary, other.get("link_status")))
+    return dict(ok=not problems, problems=problems)
+
+
+def backup_end_state(stored, backup):
+    """dict(ok, problems) of redis_backup's end state: `stored` is erlmcp.dr.redis_backup's read-back of the backup it
+    made (`backup`), in check mode. That check finds the backup done (changed false) only when the store holds it
+    verified, with the sha256 its metadata records read back from the store (the file, or the checksum S3 keeps)."""
+    stored, backup = stored or {}, backup or {}
+    problems = []
+    if stored.get("failed"):
+        problems.append("the store could not be read back: %s" % stored.get("msg"))
+    elif stored.get("changed") or not stored.get("verified"):
+        problems.append("the store does not hold backup %s verified with sha256 %s (%s)"
+                        % (backup.get("backup_id"), backup.get("sha256"), backup.get("path")))
     return dict(ok=not problems, problems=problems)
 
 
