@@ -59,8 +59,7 @@ def target(info, node=None, purpose="restore"):
     primaries = list(info.get("primaries") or [])
     if node:
         if node not in members:
-            return _refuse("node %s is not in the inventory's redis group (%s): expected one of them (node)"
-                           % (node, ", ".join(sorted(members))))
+            return _not_a_member(node, members, "node")
         facts = members[node]
         if facts.get("reachable") and facts.get("role") != "primary":
             return _refuse("%s is a replica of %s: a restore goes to the primary and its replicas follow; name the "
@@ -95,8 +94,7 @@ def backup_source(info, node=None):
     primaries = list(info.get("primaries") or [])
     if node:
         if node not in members:
-            return _refuse("node %s is not in the inventory's redis group (%s): expected one of them (node)"
-                           % (node, ", ".join(sorted(members))))
+            return _not_a_member(node, members, "node")
         if not members[node].get("reachable"):
             return _refuse("%s does not answer: %s; name another node (node)" % (node, members[node].get("error")))
         return dict(action="act", target=node, reason="named by the node parameter")
@@ -121,8 +119,7 @@ def failover_candidate(info, candidate=None, away_from=None, recorded_primary=No
     run refuses, naming them."""
     members = info.get("nodes") or {}
     if away_from and away_from not in members:
-        return _refuse("away_from %s is not in the inventory's redis group (%s): expected one of them (away_from)"
-                       % (away_from, ", ".join(sorted(members))))
+        return _not_a_member(away_from, members, "away_from")
     chosen = _candidate(info, members, candidate, away_from, recorded_primary)
     if chosen["action"] == "act":
         writers = [p for p in info.get("primaries") or [] if p != chosen["target"]]
@@ -134,8 +131,7 @@ def failover_candidate(info, candidate=None, away_from=None, recorded_primary=No
 def _candidate(info, members, candidate, away_from, recorded_primary):
     if candidate:
         if candidate not in members:
-            return _refuse("candidate %s is not in the inventory's redis group (%s): expected one of them (candidate)"
-                           % (candidate, ", ".join(sorted(members))))
+            return _not_a_member(candidate, members, "candidate")
         if candidate == away_from:
             return _refuse("candidate %s is the node to fail away from (candidate, away_from)" % candidate)
         if not members[candidate].get("reachable"):
@@ -174,6 +170,12 @@ def recorded_primary(config_text):
         return None
     primary = (found.get("redis") or {}).get("primary_node") if isinstance(found, dict) else None
     return primary if isinstance(primary, str) and primary else None
+
+
+def _not_a_member(name, members, option):
+    """The refusal of a parameter that names no member of the inventory's redis group."""
+    return _refuse("%s %s is not in the inventory's redis group (%s): expected one of them (%s)"
+                   % (option, name, ", ".join(sorted(members)), option))
 
 
 def _refuse(reason):
