@@ -15,6 +15,9 @@ variant's first sample). A warm run's CPU adds what the zygote's run servers use
 children). `--busy N` keeps N CPU-bound processes running throughout.
 
     .venv/bin/python benchmarks/paired_variants.py --rounds 6 cold=.@cold warm=.@warm [--failover] [--busy 4]
+
+`--redis-failover` measures redis_failover instead (candidate redis-b, the primary answering: Redis's coordinated
+FAILOVER), on the same fresh labs.
 """
 
 from __future__ import annotations
@@ -76,6 +79,8 @@ def sample(kind: str, template: Path) -> dict[str, Any]:
                 raise SystemExit("no postmaster pid for pg-a")
             os.kill(pid, signal.SIGKILL)
             result = erlmcp_dr.run("database_failover", inventory=str(inventory))
+        elif kind == "redis_failover":
+            result = erlmcp_dr.run("redis_failover", inventory=str(inventory), extravars={"candidate": "redis-b"})
         else:
             result = erlmcp_dr.run("database_switchover", inventory=str(inventory), extravars={"candidate": "pg-b"})
         wall = time.monotonic() - started
@@ -93,11 +98,12 @@ def main() -> None:
     parser.add_argument("variants", nargs="*", help="name=source tree of the collection")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--failover", action="store_true")
+    parser.add_argument("--redis-failover", action="store_true", help="measure redis_failover (candidate redis-b)")
     parser.add_argument("--busy", type=int, default=0, help="CPU-bound processes kept running throughout")
     parser.add_argument("--sample", help=argparse.SUPPRESS)  # internal: one sample in a process of its own
     parser.add_argument("--template", type=Path, help=argparse.SUPPRESS)  # internal: the lab template to copy
     args = parser.parse_args()
-    kind = "failover" if args.failover else "switchover"
+    kind = "redis_failover" if args.redis_failover else "failover" if args.failover else "switchover"
     if args.sample:
         print(json.dumps({"variant": args.sample, "kind": kind, **sample(kind, args.template)}))
         return
@@ -109,7 +115,7 @@ def main() -> None:
         lab.build_template(lab.LabConfig(root=template, port_base=lab.free_port_base()))
         for burner in burners:
             burner.start()
-        rows = paired_rows(dict(item.split("=", 1) for item in args.variants), args.rounds, args.failover, template)
+        rows = paired_rows(dict(item.split("=", 1) for item in args.variants), args.rounds, kind, template)
     finally:
         for burner in burners:
             if burner.is_alive():
@@ -126,7 +132,7 @@ def main() -> None:
 Rows = dict[str, list[dict[str, Any]]]
 
 
-def paired_rows(variants: dict[str, str], rounds: int, failover: bool, template: Path) -> Rows:
+def paired_rows(variants: dict[str, str], rounds: int, kind: str, template: Path) -> Rows:
     """`rounds` samples of every variant, alternating (A B A B ...), each in a process of its own."""
     rows: Rows = {name: [] for name in variants}
     for _ in range(rounds):
@@ -138,7 +144,7 @@ def paired_rows(variants: dict[str, str], rounds: int, failover: bool, template:
             if start:
                 env["ERLMCP_DR_WARM"] = {"cold": "0", "warm": "1"}[start]
             argv = [sys.executable, __file__, "--sample", name, "--template", str(template)]
-            argv += ["--failover"] if failover else []
+            argv += {"failover": ["--failover"], "redis_failover": ["--redis-failover"]}.get(kind, [])
             done = subprocess.run(argv, env=env, capture_output=True, text=True, check=True, timeout=900)
             row = json.loads(done.stdout.strip().splitlines()[-1])
             print(json.dumps(row), flush=True)

@@ -1,8 +1,9 @@
 # -*- coding: utf-8 -*-
 # Copyright: erlmcp.dr contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Shared documentation of the one-task starts (erlmcp.dr.pg_begin, erlmcp.dr.dns_begin): the options every start
-takes (plugins/plugin_utils/begin.py, BASE_ARGUMENT_SPEC) and the attributes they share."""
+"""Shared documentation of the one-task starts (erlmcp.dr.pg_begin, erlmcp.dr.dns_begin, erlmcp.dr.redis_begin): the
+options every start takes (plugins/plugin_utils/begin.py, BASE_ARGUMENT_SPEC) and the attributes they share; CONTRACT
+(erlmcp.dr.begin.contract) for the starts whose caller gives the inventory contract (redis_begin keeps its own)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,6 @@ options:
   runbook:
     description: The runbook's name, recorded in the lock's holder record.
     type: str
-    required: true
-  contract:
-    description:
-      - The inventory contract, the options of M(erlmcp.dr.inventory_contract) (C(description), C(groups),
-        C(vars)).
-    type: dict
     required: true
   spec:
     description:
@@ -33,4 +28,14 @@ attributes:
   action:
     support: full
     description: Runs as an action plugin on the controller.
+"""
+
+    CONTRACT = r"""
+options:
+  contract:
+    description:
+      - The inventory contract, the options of M(erlmcp.dr.inventory_contract) (C(description), C(groups),
+        C(vars)).
+    type: dict
+    required: true
 """

@@ -2,7 +2,7 @@
 # Copyright: erlmcp.dr contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Filters erlmcp.dr.redis_nodes, redis_lock_key, redis_target, redis_failover_candidate,
-redis_end_state and redis_summary (documented
+redis_end_state, redis_backup_end_state and redis_summary (documented
 in the adjacent .yml files): the pure decisions of module_utils/_redis/plan.py, for the Redis runbooks."""
 
 from __future__ import annotations
@@ -43,6 +43,14 @@ def redis_end_state(info, primary, left_out=None):
     return plan.end_state(info, primary, left_out)
 
 
+def redis_backup_end_state(stored, backup):
+    if not isinstance(stored, dict) or not isinstance(backup, dict):
+        raise AnsibleFilterError("redis_backup_end_state expects the results of erlmcp.dr.redis_backup (the read-back "
+                                 "in check mode, then the backup), got %s and %s"
+                                 % (type(stored).__name__, type(backup).__name__))
+    return plan.backup_end_state(stored, backup)
+
+
 def redis_summary(runbook, target_plan, steps, completed=False, check_mode=False, meta=None):
     return plan.summary(runbook, target_plan, steps, completed=bool(completed), check_mode=bool(check_mode),
                         meta=meta)
@@ -52,4 +60,5 @@ class FilterModule(object):
     def filters(self):
         return {"redis_nodes": redis_nodes, "redis_lock_key": redis_lock_key, "redis_target": redis_target,
                 "redis_failover_candidate": redis_failover_candidate,
-                "redis_end_state": redis_end_state, "redis_summary": redis_summary}
+                "redis_end_state": redis_end_state, "redis_backup_end_state": redis_backup_end_state,
+                "redis_summary": redis_summary}

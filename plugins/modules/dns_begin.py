@@ -40,6 +40,7 @@ author:
   - erlmcp.dr developers (!UNKNOWN)
 extends_documentation_fragment:
   - erlmcp.dr.begin
+  - erlmcp.dr.begin.contract
 attributes:
   check_mode:
     support: full

@@ -30,6 +30,7 @@ author:
   - erlmcp.dr developers (!UNKNOWN)
 extends_documentation_fragment:
   - erlmcp.dr.begin
+  - erlmcp.dr.begin.contract
 options:
   group:
     description: The inventory group of the database nodes.

@@ -98,6 +98,11 @@ attributes:
   diff_mode:
     support: full
     description: Each node's role before and after.
+notes:
+  - When the task's target (its delegated host, with C(delegate_to)) is reached with a local connection and no
+    C(become), its action plugin runs this module's code in the controller's worker process instead of copying the
+    module to the host and starting a Python there (same options, results and check mode). Set the variable
+    C(erlmcp_dr_pg_on_controller=false) to have the module copied and run as any module is.
 """
 
 EXAMPLES = r"""

@@ -320,10 +320,11 @@ def _group_hosts(group: Any, hosts: set) -> bool:
 
 # ---------------------------------------------------------------- a run the playbook's lock turned away
 
-# The steps that take the run lock: erlmcp.dr.run_lock, and the one-task starts (erlmcp.dr.pg_begin, dns_begin),
-# which run it inside. Either one failing with `busy: true` means another run holds the lock; so does
+# The steps that take the run lock: erlmcp.dr.run_lock, and the one-task starts (erlmcp.dr.pg_begin, dns_begin,
+# redis_begin), which run it inside. Either one failing with `busy: true` means another run holds the lock; so does
 # erlmcp.dr.redis_guard failing so (another run, from any controller, holds the Redis guard).
-RUN_LOCK_ACTIONS = ("erlmcp.dr.run_lock", "erlmcp.dr.pg_begin", "erlmcp.dr.dns_begin", "erlmcp.dr.redis_guard")
+RUN_LOCK_ACTIONS = ("erlmcp.dr.run_lock", "erlmcp.dr.pg_begin", "erlmcp.dr.dns_begin", "erlmcp.dr.redis_begin",
+                    "erlmcp.dr.redis_guard")
 
 
 def busy_holder(steps: List[Step]) -> Optional[Dict[str, Any]]:

@@ -66,10 +66,7 @@ def run(params, check_mode=False, diff=False, warn=None):
 
 
 def _validate(params):
-    for name in POSITIVE:
-        if params.get(name) is not None and not params[name] > 0:
-            raise ModuleFailure("%s is %s: expected a number of seconds greater than 0 (%s)"
-                                % (name, params[name], name))
+    rd.check_positive(params, POSITIVE)
     if params.get("sample_size") is not None and not 0 <= params["sample_size"] <= SAMPLE_MAX:
         raise ModuleFailure("sample_size is %s: expected 0 (no sampled values) to %s keys per database (sample_size)"
                             % (params["sample_size"], SAMPLE_MAX))

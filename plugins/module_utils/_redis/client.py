@@ -10,7 +10,7 @@ Private to the collection (leading underscore): the API may change between relea
 
 from __future__ import annotations
 
-from ansible_collections.erlmcp.dr.plugins.module_utils._common.errors import ErrorTranslator
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.errors import ErrorTranslator, ModuleFailure
 
 ERROR_KINDS = ("auth", "refused", "timeout", "dns", "other")
 
@@ -75,6 +75,15 @@ REDIS = RedisErrors()
 
 # `with translate_errors(facts, context):` as every engine of this system has always called it.
 translate_errors = REDIS.translate
+
+
+def check_positive(params, names):
+    """ModuleFailure naming the first of `names` (seconds: timeouts, intervals) that is set and not above 0: the
+    engines' one check of them, before anything is asked or changed."""
+    for name in names:
+        if params.get(name) is not None and not params[name] > 0:
+            raise ModuleFailure("%s is %s: expected a number of seconds greater than 0 (%s)"
+                                % (name, params[name], name))
 
 
 def connection_argument_spec():

@@ -4,7 +4,8 @@
 """Pure decisions of the Redis runbooks (no I/O, no driver import), over the result of redis_info:
 the members, the run lock's key, which node a restore or backup acts on, the end state, the summary.
 
-Wrapped as the filters erlmcp.dr.redis_nodes, redis_lock_key, redis_target, redis_end_state, redis_summary.
+Wrapped as the filters erlmcp.dr.redis_nodes, redis_lock_key, redis_target, redis_end_state,
+redis_backup_end_state, redis_summary; erlmcp.dr.redis_begin calls them directly.
 """
 
 from __future__ import annotations
@@ -58,8 +59,7 @@ def target(info, node=None, purpose="restore"):
     primaries = list(info.get("primaries") or [])
     if node:
         if node not in members:
-            return _refuse("node %s is not in the inventory's redis group (%s): expected one of them (node)"
-                           % (node, ", ".join(sorted(members))))
+            return _not_a_member(node, members, "node")
         facts = members[node]
         if facts.get("reachable") and facts.get("role") != "primary":
             return _refuse("%s is a replica of %s: a restore goes to the primary and its replicas follow; name the "
@@ -94,8 +94,7 @@ def backup_source(info, node=None):
     primaries = list(info.get("primaries") or [])
     if node:
         if node not in members:
-            return _refuse("node %s is not in the inventory's redis group (%s): expected one of them (node)"
-                           % (node, ", ".join(sorted(members))))
+            return _not_a_member(node, members, "node")
         if not members[node].get("reachable"):
             return _refuse("%s does not answer: %s; name another node (node)" % (node, members[node].get("error")))
         return dict(action="act", target=node, reason="named by the node parameter")
@@ -120,8 +119,7 @@ def failover_candidate(info, candidate=None, away_from=None, recorded_primary=No
     run refuses, naming them."""
     members = info.get("nodes") or {}
     if away_from and away_from not in members:
-        return _refuse("away_from %s is not in the inventory's redis group (%s): expected one of them (away_from)"
-                       % (away_from, ", ".join(sorted(members))))
+        return _not_a_member(away_from, members, "away_from")
     chosen = _candidate(info, members, candidate, away_from, recorded_primary)
     if chosen["action"] == "act":
         writers = [p for p in info.get("primaries") or [] if p != chosen["target"]]
@@ -133,8 +131,7 @@ def failover_candidate(info, candidate=None, away_from=None, recorded_primary=No
 def _candidate(info, members, candidate, away_from, recorded_primary):
     if candidate:
         if candidate not in members:
-            return _refuse("candidate %s is not in the inventory's redis group (%s): expected one of them (candidate)"
-                           % (candidate, ", ".join(sorted(members))))
+            return _not_a_member(candidate, members, "candidate")
         if candidate == away_from:
             return _refuse("candidate %s is the node to fail away from (candidate, away_from)" % candidate)
         if not members[candidate].get("reachable"):
@@ -175,6 +172,12 @@ def recorded_primary(config_text):
     return primary if isinstance(primary, str) and primary else None
 
 
+def _not_a_member(name, members, option):
+    """The refusal of a parameter that names no member of the inventory's redis group."""
+    return _refuse("%s %s is not in the inventory's redis group (%s): expected one of them (%s)"
+                   % (option, name, ", ".join(sorted(members)), option))
+
+
 def _refuse(reason):
     return dict(action="refuse", target=None, reason=reason)
 
@@ -204,6 +207,20 @@ def end_state(info, primary, left_out=None):
             problems.append("%s follows %s, expected %s" % (name, other.get("upstream"), primary))
         elif other.get("link_status") != "up":
             problems.append("%s has its link to %s %s, expected up" % (name, primary, other.get("link_status")))
+    return dict(ok=not problems, problems=problems)
+
+
+def backup_end_state(stored, backup):
+    """dict(ok, problems) of redis_backup's end state: `stored` is erlmcp.dr.redis_backup's read-back of the backup it
+    made (`backup`), in check mode. That check finds the backup done (changed false) only when the store holds it
+    verified, with the sha256 its metadata records read back from the store (the file, or the checksum S3 keeps)."""
+    stored, backup = stored or {}, backup or {}
+    problems = []
+    if stored.get("failed"):
+        problems.append("the store could not be read back: %s" % stored.get("msg"))
+    elif stored.get("changed") or not stored.get("verified"):
+        problems.append("the store does not hold backup %s verified with sha256 %s (%s)"
+                        % (backup.get("backup_id"), backup.get("sha256"), backup.get("path")))
     return dict(ok=not problems, problems=problems)
 
 

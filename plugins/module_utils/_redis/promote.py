@@ -77,10 +77,7 @@ def run(params, check_mode=False, diff=False, warn=None):
 
 
 def _validate(params):
-    for name in POSITIVE:
-        if params.get(name) is not None and not params[name] > 0:
-            raise ModuleFailure("%s is %s: expected a number of seconds greater than 0 (%s)"
-                                % (name, params[name], name))
+    rd.check_positive(params, POSITIVE)
     if params.get("max_lag_bytes") is not None and params["max_lag_bytes"] < 0:
         raise ModuleFailure("max_lag_bytes is %s: expected 0 or more bytes (max_lag_bytes)" % params["max_lag_bytes"])
     names = [m["name"] for m in params["members"]]

@@ -136,10 +136,7 @@ def _lock(data_dir, conn_params):
 
 
 def _validate(params):
-    for name in POSITIVE:
-        if params.get(name) is not None and not params[name] > 0:
-            raise ModuleFailure("%s is %s: expected a number of seconds greater than 0 (%s)"
-                                % (name, params[name], name))
+    rd.check_positive(params, POSITIVE)
     if not params.get("start_command"):
         raise ModuleFailure("start_command is empty: expected the command that starts this redis-server (for "
                             "example [systemctl, start, redis-server]) (start_command)")
