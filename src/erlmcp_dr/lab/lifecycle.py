@@ -142,8 +142,19 @@ def _start(node: LabNode) -> None:
     server = node.server()
     if server.is_running():
         return
+    _wait_for_killed_backends(node)
     ensure_port_free(node.port, node.name)
     server.start(timeout=START_TIMEOUT)
+
+
+def _wait_for_killed_backends(node: LabNode) -> None:
+    """After a kill -9 of the postmaster (a drill, `lab fail-region`) its backends live on until they notice, still
+    attached to its shared memory, and pg_ctl start then fails ("another server might be running"): wait for them."""
+    server = node.server()
+    if not server.lock_file() or not server.postmaster_gone():
+        return
+    wait_for(lambda: server.attached() in (0, None), START_TIMEOUT, interval=0.05,
+             what=f"{node.name}'s killed postmaster's processes to exit")
 
 
 def _init_primary(node: LabNode) -> None:
