@@ -24,6 +24,7 @@ RUNBOOKS = sorted(catalog.discover(Path(__file__).resolve().parents[2] / "playbo
 PARAMETERS: dict[str, dict[str, Any]] = {
     "database_switchover": {"candidate": "pg-b"},
     "dr_drill": {"kind": "database_primary"},
+    "failback": {"from_region": "b", "to_region": "a"},
     "incident_notify": {"incident_id": "INC-1", "phase": "declared", "severity": "sev4", "title": "a drill"},
     "regional_failover": {"from_region": "a", "to_region": "b", "mode": "unplanned"},
 }
