@@ -517,13 +517,16 @@ def warm_client(playbook_pid):
     return True
 
 
-def fencing_refusal(playbook_pid, settings_of):
-    """None when this ansible-playbook process holds no etcd lock, or still holds every one it took; else the
-    message refusing the step. settings_of() returns the store settings (the inventory's, rendered); it is only
-    called when there is something to check, so runs without an etcd lock pay one glob."""
+def fencing_check(playbook_pid, settings_of):
+    """(refusal, tokens): refusal is None when this ansible-playbook process holds no etcd lock, or still holds every
+    one it took, else the message refusing the step; tokens maps each key checked to its fencing token (what the
+    step's result carries, so the audit record names the token the change ran under). settings_of() returns the
+    store settings (the inventory's, rendered); it is only called when there is something to check, so runs without
+    an etcd lock pay one glob."""
     held = held_by(playbook_pid)
     if not held:
-        return None
+        return None, {}
+    tokens = dict((note["key"], int(note["token"])) for note in held)
     try:
         store = EtcdStore(settings_of())
         for note in held:
@@ -532,11 +535,16 @@ def fencing_refusal(playbook_pid, settings_of):
                 return ("refused before changing anything: run %s no longer holds the run lock for %s (fencing "
                         "token %d): %s. Another run may hold it now (a paused controller whose lease expired is "
                         "refused so). Run the runbook again: it reads the systems again and does only what is "
-                        "missing." % (note.get("run_id"), note["key"], note["token"], found))
+                        "missing." % (note.get("run_id"), note["key"], note["token"], found)), tokens
     except LockStoreError as exc:
         return ("refused before changing anything: whether this run still holds the run lock cannot be checked: %s"
-                % exc)
-    return None
+                % exc), tokens
+    return None, tokens
+
+
+def fencing_refusal(playbook_pid, settings_of):
+    """fencing_check's refusal only."""
+    return fencing_check(playbook_pid, settings_of)[0]
 
 
 # ---------------------------------------------------------------- the lease keeper (a process of its own)
