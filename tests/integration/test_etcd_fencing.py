@@ -1,0 +1,138 @@
+"""Issue 22, Part 1: fencing everywhere a state change happens. A real runbook (not a fixture playbook) run by plain
+ansible-playbook takes its run lock in three real etcd members, then its controller freezes (SIGSTOP of the run and
+of its lease keeper) past the lease's TTL while another controller takes the lock; when it resumes (SIGCONT), its
+next state-changing step is refused and nothing changes: for PostgreSQL (database_failover: pg_promote's armed
+fence-and-promote) and for Redis (redis_failover: erlmcp.dr.lock_fence before the shipped redis_promote).
+
+The run is held right after its lock is taken by a test callback (tests/fixtures/lock/callbacks/pause_after_lock.py)
+that blocks the ansible-playbook process itself, so the freeze lands between the take and the next step every time,
+whatever the machine's load."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from runbook_helpers import VENV_BIN, inventory_copy, playbook_env, redis_client, topology
+
+from erlmcp_dr import lab, lab_etcd, paths
+
+paths.ensure_collection_importable()
+from ansible_collections.erlmcp.dr.plugins.module_utils import _lock, _lock_etcd  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._wait import wait_for  # noqa: E402
+
+CALLBACKS = Path(__file__).resolve().parents[1] / "fixtures" / "lock" / "callbacks"
+TTL = 3
+DEADLINE = 180  # a hang guard for every awaited condition, never a timing assertion
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def etcd() -> Iterator[lab_etcd.EtcdCluster]:
+    root = Path(tempfile.mkdtemp(prefix="erlmcp-dr-etcd-fence-"))
+    cluster = lab_etcd.free_cluster(root)
+    try:
+        lab_etcd.up(cluster)
+        yield cluster
+    finally:
+        lab_etcd.down(cluster)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+class PausedRun:
+    """ansible-playbook of one runbook, in its own process group, held by the test callback after `pause_after`."""
+
+    def __init__(self, tmp: Path, runbook: str, inventory: Path, extravar: str, pause_after: str) -> None:
+        self.tmp, self.locks = tmp, tmp / "locks"
+        self.signal_file, self.proceed_file = tmp / f"{runbook}.paused", tmp / f"{runbook}.proceed"
+        self.output = tmp / f"{runbook}.out"
+        env = dict(playbook_env(), ERLMCP_DR_LOCK_DIR=str(self.locks), ANSIBLE_DEPRECATION_WARNINGS="0",
+                   ANSIBLE_CALLBACK_PLUGINS=str(CALLBACKS),
+                   ANSIBLE_CALLBACKS_ENABLED="erlmcp.dr.audit_trail,pause_after_lock",
+                   PAUSE_AFTER_ACTION=pause_after, PAUSE_SIGNAL_FILE=str(self.signal_file),
+                   PAUSE_PROCEED_FILE=str(self.proceed_file))
+        argv = [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory),
+                str(paths.collection_root() / "playbooks" / f"{runbook}.yml"), "-e", extravar]
+        with open(self.output, "wb") as out:
+            self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         env=env, start_new_session=True)
+
+    def held_note(self) -> dict[str, Any] | None:
+        """The run's note of the etcd lock it holds (its key, fencing token, lease and keeper), once it is paused."""
+        if self.proc.poll() is not None:
+            raise AssertionError(f"the run ended (rc={self.proc.returncode}) before it paused:\n{self.text()}")
+        if not self.signal_file.exists():
+            return None
+        notes = list((self.locks / _lock_etcd.HELD_DIR_NAME).glob(f"held-{self.proc.pid}-*.json"))
+        assert len(notes) == 1, notes
+        return json.loads(notes[0].read_text())
+
+    def text(self) -> str:
+        return " ".join(self.output.read_text().split())
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            for sig in (signal.SIGCONT, signal.SIGKILL):
+                try:
+                    os.killpg(self.proc.pid, sig)
+                except ProcessLookupError:
+                    pass
+            self.proc.wait(timeout=DEADLINE)
+
+
+def redis_roles(cfg: lab.LabConfig) -> dict[str, str]:
+    roles = {}
+    for node in cfg.redis_nodes:
+        with redis_client(cfg, node.name) as client:
+            roles[node.name] = client.info("replication")["role"]
+    return roles
+
+
+def frozen_past_lease_then_resumed(cluster: lab_etcd.EtcdCluster, run: PausedRun) -> dict[str, Any]:
+    """Freeze the paused run's controller (the run and its keeper) until its lease expired, let another controller
+    take the lock, resume it, and return its lock note and the other holder's store."""
+    note, _ = wait_for(run.held_note, DEADLINE, interval=0.1, what="the run holding the lock, paused")
+    os.killpg(run.proc.pid, signal.SIGSTOP)
+    os.kill(note["keeper_pid"], signal.SIGSTOP)
+    settings = _lock.store_settings(dict(cluster.inventory_vars(600)), environ={})
+    other = _lock.make_store(settings)
+    wait_for(lambda: other.inspect(note["key"], "other")["decision"] == _lock.TAKE, DEADLINE, interval=0.1,
+             what="the frozen run's lease expired")
+    taken = other.acquire(_lock.holder_record(note["key"], "other-controller", os.getpid(), 60, runbook="other"))
+    assert taken["decision"] == _lock.TAKE and taken["record"]["token"] > note["token"]
+    run.proceed_file.touch()
+    os.kill(note["keeper_pid"], signal.SIGCONT)
+    os.killpg(run.proc.pid, signal.SIGCONT)
+    return {"note": note, "store": other}
+
+
+@pytest.mark.parametrize("runbook, extravar, pause_after", [
+    ("database_failover", "candidate=pg-c", "erlmcp.dr.pg_begin"),
+    ("redis_failover", "candidate=redis-b", "erlmcp.dr.run_lock"),
+])
+def test_a_controller_paused_past_its_lease_is_refused_at_its_next_state_change(
+        fresh_lab, home, tmp_path, etcd, runbook, extravar, pause_after):
+    lab_etcd.delete_keys(etcd)
+    inventory = inventory_copy(fresh_lab, "etcd-fenced", lambda data: data["all"]["vars"].update(
+        etcd.inventory_vars(TTL)))
+    databases, redis = topology(fresh_lab), redis_roles(fresh_lab)
+    run = PausedRun(tmp_path, runbook, inventory, extravar, pause_after)
+    try:
+        resumed = frozen_past_lease_then_resumed(etcd, run)
+        assert run.proc.wait(timeout=DEADLINE) == 2
+    finally:
+        run.stop()
+    out, note = run.text(), resumed["note"]
+    assert "refused before changing anything" in out and f"fencing token {note['token']}" in out, out
+    assert topology(fresh_lab) == databases and redis_roles(fresh_lab) == redis  # no role changed anywhere
+    # The resumed run's release did not touch the new holder's key.
+    assert resumed["store"].inspect(note["key"], "other-controller")["decision"] == _lock.HELD
+    resumed["store"].release(note["key"], "other-controller")
