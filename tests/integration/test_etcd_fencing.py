@@ -50,7 +50,7 @@ def etcd() -> Iterator[lab_etcd.EtcdCluster]:
 class PausedRun:
     """ansible-playbook of one runbook, in its own process group, held by the test callback after `pause_after`."""
 
-    def __init__(self, tmp: Path, runbook: str, inventory: Path, extravar: str, pause_after: str) -> None:
+    def __init__(self, tmp: Path, inventory: Path, runbook: str, extravar: str, pause_after: str) -> None:
         self.tmp, self.locks = tmp, tmp / "locks"
         self.signal_file, self.proceed_file = tmp / f"{runbook}.paused", tmp / f"{runbook}.proceed"
         self.output = tmp / f"{runbook}.out"
@@ -96,43 +96,45 @@ def redis_roles(cfg: lab.LabConfig) -> dict[str, str]:
     return roles
 
 
-def frozen_past_lease_then_resumed(cluster: lab_etcd.EtcdCluster, run: PausedRun) -> dict[str, Any]:
-    """Freeze the paused run's controller (the run and its keeper) until its lease expired, let another controller
-    take the lock, resume it, and return its lock note and the other holder's store."""
-    note, _ = wait_for(run.held_note, DEADLINE, interval=0.1, what="the run holding the lock, paused")
-    os.killpg(run.proc.pid, signal.SIGSTOP)
-    os.kill(note["keeper_pid"], signal.SIGSTOP)
-    settings = _lock.store_settings(dict(cluster.inventory_vars(600)), environ={})
-    other = _lock.make_store(settings)
-    wait_for(lambda: other.inspect(note["key"], "other")["decision"] == _lock.TAKE, DEADLINE, interval=0.1,
-             what="the frozen run's lease expired")
-    taken = other.acquire(_lock.holder_record(note["key"], "other-controller", os.getpid(), 60, runbook="other"))
-    assert taken["decision"] == _lock.TAKE and taken["record"]["token"] > note["token"]
-    run.proceed_file.touch()
-    os.kill(note["keeper_pid"], signal.SIGCONT)
-    os.killpg(run.proc.pid, signal.SIGCONT)
-    return {"note": note, "store": other}
-
-
-@pytest.mark.parametrize("runbook, extravar, pause_after", [
+RUNBOOKS = (  # runbook, its extra var, the action after which the test callback holds it (its lock is taken then)
     ("database_failover", "candidate=pg-c", "erlmcp.dr.pg_begin"),
     ("redis_failover", "candidate=redis-b", "erlmcp.dr.run_lock"),
-])
-def test_a_controller_paused_past_its_lease_is_refused_at_its_next_state_change(
-        fresh_lab, home, tmp_path, etcd, runbook, extravar, pause_after):
-    lab_etcd.delete_keys(etcd)
+)
+
+
+def test_controllers_paused_past_their_lease_are_refused_at_their_next_state_change(fresh_lab, home, tmp_path, etcd):
+    """Both runbooks at once, on one lab (they lock different keys): each is frozen (the run and its keeper) until
+    its lease expired, another controller takes its lock, and it is resumed."""
     inventory = inventory_copy(fresh_lab, "etcd-fenced", lambda data: data["all"]["vars"].update(
         etcd.inventory_vars(TTL)))
     databases, redis = topology(fresh_lab), redis_roles(fresh_lab)
-    run = PausedRun(tmp_path, runbook, inventory, extravar, pause_after)
+    other = _lock.make_store(_lock.store_settings(dict(etcd.inventory_vars(600)), environ={}))
+    runs = [PausedRun(tmp_path, inventory, *runbook) for runbook in RUNBOOKS]
     try:
-        resumed = frozen_past_lease_then_resumed(etcd, run)
-        assert run.proc.wait(timeout=DEADLINE) == 2
+        notes = [wait_for(run.held_note, DEADLINE, interval=0.1, what="the run holding its lock, paused")[0]
+                 for run in runs]
+        for run, note in zip(runs, notes, strict=True):
+            os.killpg(run.proc.pid, signal.SIGSTOP)
+            os.kill(note["keeper_pid"], signal.SIGSTOP)
+        for note in notes:
+            key = note["key"]
+            wait_for(lambda key=key: other.inspect(key, "other")["decision"] == _lock.TAKE, DEADLINE,
+                     interval=0.1, what="the frozen run's lease expired")
+            taken = other.acquire(_lock.holder_record(note["key"], "other-controller", os.getpid(), 60))
+            assert taken["decision"] == _lock.TAKE and taken["record"]["token"] > note["token"]
+        for run, note in zip(runs, notes, strict=True):
+            run.proceed_file.touch()
+            os.kill(note["keeper_pid"], signal.SIGCONT)
+            os.killpg(run.proc.pid, signal.SIGCONT)
+        codes = [run.proc.wait(timeout=DEADLINE) for run in runs]
     finally:
-        run.stop()
-    out, note = run.text(), resumed["note"]
-    assert "refused before changing anything" in out and f"fencing token {note['token']}" in out, out
+        for run in runs:
+            run.stop()
+    assert codes == [2, 2], [run.text() for run in runs]
+    for run, note in zip(runs, notes, strict=True):
+        out = run.text()
+        assert "refused before changing anything" in out and f"fencing token {note['token']}" in out, out
     assert topology(fresh_lab) == databases and redis_roles(fresh_lab) == redis  # no role changed anywhere
-    # The resumed run's release did not touch the new holder's key.
-    assert resumed["store"].inspect(note["key"], "other-controller")["decision"] == _lock.HELD
-    resumed["store"].release(note["key"], "other-controller")
+    for note in notes:  # the resumed runs' releases did not touch the new holder's keys
+        assert other.inspect(note["key"], "other-controller")["decision"] == _lock.HELD
+        other.release(note["key"], "other-controller")
