@@ -138,3 +138,22 @@ def test_controllers_paused_past_their_lease_are_refused_at_their_next_state_cha
     for note in notes:  # the resumed runs' releases did not touch the new holder's keys
         assert other.inspect(note["key"], "other-controller")["decision"] == _lock.HELD
         other.release(note["key"], "other-controller")
+
+    # Run again (nothing paused): it does what the refused run did not, and its token is recorded where the changes
+    # land: the audit trail's record of each engine step, and the application's config.
+    argv = [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory),
+            str(paths.collection_root() / "playbooks" / "database_failover.yml"), "-e", "candidate=pg-c"]
+    env = dict(playbook_env(), ERLMCP_DR_LOCK_DIR=str(tmp_path / "locks"))
+    again = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=DEADLINE)
+    assert again.returncode == 0, again.stdout[-3000:]
+    steps = [record for record in trail(home) if record["kind"] == "step" and record["runbook"] == "database_failover"]
+    tokens = {record["action"]: record["facts"].get("fencing_tokens") for record in steps}
+    key = notes[0]["key"]
+    token = tokens["erlmcp.dr.pg_promote"][key]
+    assert token > notes[0]["token"] and tokens["erlmcp.dr.app_db_config"] == {key: token}, tokens
+    app_config = json.loads((fresh_lab.root / "app" / "database.json").read_text())["database"]
+    assert app_config["primary_node"] == "pg-c" and app_config["fencing_token"] == token
+
+
+def trail(home: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (home / "audit" / "audit.jsonl").read_text().splitlines()]

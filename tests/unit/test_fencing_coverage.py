@@ -9,6 +9,7 @@ read from the playbooks, roles and action plugins themselves (a new step added w
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -133,3 +134,27 @@ def test_the_fencing_step_runs_only_for_a_lock_in_etcd(playbook):
     text = (ROOT / "playbooks" / playbook).read_text()
     assert text.count("erlmcp.dr.lock_fence:") >= 1
     assert text.count("erlmcp.dr.lock_fence:") == text.count("when: redis_begin_lock.store | default('') == 'etcd'")
+
+
+# ---------------------------------------------------------------- the token where the change lands: the app config
+
+
+def write(path: Path, config: dict[str, Any], token: int | None) -> dict[str, Any]:
+    from ansible_collections.erlmcp.dr.plugins.module_utils import _app_config
+
+    return _app_config.write_endpoint_file(str(path), "0640", config, False, False, "the application's config",
+                                           "primary", fencing_token=token)
+
+
+def test_the_app_config_names_the_lock_holder_that_wrote_it_and_the_token_alone_changes_nothing(tmp_path):
+    path = tmp_path / "database.json"
+    to_b = {"database": {"primary": "127.0.0.1:5002", "replicas": [], "primary_node": "pg-b", "replica_nodes": []}}
+    first = write(path, to_b, 41)
+    assert first["changed"] and json.loads(path.read_text())["database"]["fencing_token"] == 41
+    again = write(path, to_b, 57)  # a later run over the same end state: no change, the writer's token stays
+    assert not again["changed"] and json.loads(path.read_text())["database"]["fencing_token"] == 41
+    to_c = {"database": dict(to_b["database"], primary="127.0.0.1:5003", primary_node="pg-c")}
+    moved = write(path, to_c, 57)
+    assert moved["changed"] and json.loads(path.read_text())["database"] == dict(to_c["database"], fencing_token=57)
+    assert json.loads((tmp_path / "database.json.previous").read_text())["database"]["fencing_token"] == 41
+    assert not write(path, to_c, None)["changed"]  # a run without an etcd lock over the same content: no change
