@@ -259,7 +259,7 @@ class EtcdClient(object):
         from etcd3gw import exceptions
 
         try:
-            return client.post(client.get_url(path), json=payload)
+            return client.post(client.get_url(path), json=payload, **self._request_options())
         except (exceptions.ConnectionFailedError, exceptions.ConnectionTimeoutError) as exc:
             raise EtcdUnavailable(_short(exc)) from None
         except ValueError as exc:  # an answer that is not JSON: not an etcd gateway, or a broken one
@@ -270,6 +270,12 @@ class EtcdClient(object):
                 self._clients.pop(index, None)  # a new session authenticates again (tokens expire)
                 raise EtcdUnavailable(_short(exc)) from None
             raise LockStoreError("etcd refused %s: %s" % (path, text)) from None
+
+    def _request_options(self):
+        """The CA file as every request's own `verify`: requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE from the
+        environment (set in many containers and execution environments) override a session's verify, so a session
+        alone would ignore dr_lock_etcd_ca_file there and refuse the members' certificates (psf/requests#3829)."""
+        return {"verify": self.config["ca_file"]} if self.config.get("ca_file") else {}
 
     def _client(self, index):
         client = self._clients.get(index)
@@ -294,7 +300,8 @@ class EtcdClient(object):
 
             try:
                 answer = client.post(client.get_url("/auth/authenticate"),
-                                     json={"name": self.config["user"], "password": self.config["password"]})
+                                     json={"name": self.config["user"], "password": self.config["password"]},
+                                     **self._request_options())
             except (exceptions.ConnectionFailedError, exceptions.ConnectionTimeoutError) as exc:
                 raise EtcdUnavailable(_short(exc)) from None
             except exceptions.Etcd3Exception as exc:
