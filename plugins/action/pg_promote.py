@@ -13,8 +13,8 @@ the promotion follows at once, on the open connections.
 from __future__ import annotations
 
 from ansible.plugins.action import ActionBase
-from ansible_collections.erlmcp.dr.plugins.module_utils._module import (fencing_check, run_on_controller, runs_here,
-                                                                      warm_driver)
+from ansible_collections.erlmcp.dr.plugins.module_utils._module import (
+    fencing_check, run_on_controller, runs_here, warm_driver)
 from ansible_collections.erlmcp.dr.plugins.module_utils._errors import ModuleFailure
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import POSTGRES, psycopg_import_error
 from ansible_collections.erlmcp.dr.plugins.module_utils._promote import fence_here, fence_params, run, run_armed
