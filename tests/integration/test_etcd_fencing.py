@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,14 +35,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def etcd() -> Iterator[lab_etcd.EtcdCluster]:
-    root = Path(tempfile.mkdtemp(prefix="erlmcp-dr-etcd-fence-"))
-    cluster = lab_etcd.free_cluster(root)
-    try:
-        lab_etcd.up(cluster)
+    with lab_etcd.temporary_cluster("erlmcp-dr-etcd-fence-") as cluster:
         yield cluster
-    finally:
-        lab_etcd.down(cluster)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 class PausedRun:

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -52,14 +50,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="session")
 def etcd() -> Iterator[lab_etcd.EtcdCluster]:
-    root = Path(tempfile.mkdtemp(prefix="erlmcp-dr-etcd-"))
-    cluster = lab_etcd.free_cluster(root)
-    try:
-        lab_etcd.up(cluster)
+    with lab_etcd.temporary_cluster("erlmcp-dr-etcd-") as cluster:
         yield cluster
-    finally:
-        lab_etcd.down(cluster)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
