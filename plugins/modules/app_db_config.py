@@ -204,7 +204,7 @@ def argument_spec():
             left_out=dict(type="list", elements="raw", default=[]),
         )),
         mode=dict(type="raw", default="0644"),
-        fencing_token=dict(type="int"),
+        fencing_token=dict(type="int", no_log=False),  # a revision number, not a secret
     )
     return spec
 

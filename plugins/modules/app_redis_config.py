@@ -90,7 +90,7 @@ def argument_spec():
         path=dict(type="path", required=True),
         info=dict(type="dict", required=True),
         mode=dict(type="raw", default="0644"),
-        fencing_token=dict(type="int"),
+        fencing_token=dict(type="int", no_log=False),  # a revision number, not a secret
     )
 
 
