@@ -1,5 +1,7 @@
 """Benchmark-style witness of the run lock in etcd (measured and reported, not asserted): 1,000 acquisition attempts
-racing from 3 processes through the store's API, and a few rounds of 3 racing ansible-playbook runs.
+racing from 3 processes through the store's API, a few rounds of 3 racing ansible-playbook runs, and rounds of 3
+controllers racing through different entry points (runbook CLI, erlmcp_dr.run(), ansible-playbook, ansible-runner
+transmit | worker | process as AWX runs it; tests/integration/etcd_entry_race.py).
 
 Three real etcd members on loopback (src/erlmcp_dr/lab/etcd.py, free ports, a temporary folder). Each API attempt
 takes the lock, marks its critical section with mkdir (a second holder inside would fail it: a double execution)
@@ -10,7 +12,8 @@ tests/fixtures/lock/etcd_hold.yml (take, critical section, release) three at a t
 Prints a summary and writes benchmarks/results/<date>-etcd-lock-race.json.
 
     .venv/bin/python benchmarks/etcd_lock_race.py                       # 1,000 API attempts, 5 playbook rounds
-    .venv/bin/python benchmarks/etcd_lock_race.py --attempts 30 --rounds 1
+    .venv/bin/python benchmarks/etcd_lock_race.py --attempts 30 --rounds 1 --entry-rounds 1
+    .venv/bin/python benchmarks/etcd_lock_race.py --attempts 0 --rounds 0 --entry-rounds 8 --name etcd-entry-race
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
+from etcd_entry_race import ENTRIES, entry_rounds  # noqa: E402
 from etcd_race import api_race, holders_in_history, revision  # noqa: E402
 from runbook_helpers import playbook_env  # noqa: E402
 
@@ -74,37 +78,57 @@ def playbook_rounds(cluster: lab_etcd.EtcdCluster, workdir: Path, rounds: int) -
             "history_matches_takes": history == tokens, "double_executions": len(tokens) - len(set(tokens))}
 
 
+def api_attempts(cluster: lab_etcd.EtcdCluster, workdir: Path, attempts: int) -> dict[str, Any]:
+    per_process = -(-attempts // PROCESSES)
+    race = api_race(settings(cluster), KEY, PROCESSES, per_process, str(workdir / "inside"))
+    takes_ms = sorted(s * 1000 for s in race["take_seconds"])
+    return {
+        "processes": PROCESSES, "attempts": per_process * PROCESSES, "took": len(race["tokens"]),
+        "refused_busy": race["busy"], "double_executions": race["doubles"],
+        "holders_in_etcd_history": len(race["history"]), "history_matches_takes": race["history"] == race["tokens"],
+        "racer_exit_codes": race["exit_codes"],
+        "take_ms_median": round(statistics.median(takes_ms), 2),
+        "take_ms_p95": round(takes_ms[int(len(takes_ms) * 0.95) - 1], 2),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--attempts", type=int, default=1000, help="API attempts in all (split over 3 processes)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds of 3 racing ansible-playbook runs")
+    parser.add_argument("--entry-rounds", type=int, default=4,
+                        help=f"rounds of 3 racing runs, each through another entry point ({', '.join(ENTRIES)}, "
+                        "rotating)")
+    parser.add_argument("--name", default="etcd-lock-race",
+                        help="the result file's name: benchmarks/results/<date>-<name>.json")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="erlmcp-dr-etcd-bench-"))
     cluster = lab_etcd.free_cluster(workdir / "etcd")
     started = time.monotonic()
     try:
         lab_etcd.up(cluster)
-        per_process = -(-args.attempts // PROCESSES)
-        race = api_race(settings(cluster), KEY, PROCESSES, per_process, str(workdir / "inside"))
-        takes_ms = sorted(s * 1000 for s in race["take_seconds"])
-        api = {
-            "processes": PROCESSES, "attempts": per_process * PROCESSES, "took": len(race["tokens"]),
-            "refused_busy": race["busy"], "double_executions": race["doubles"],
-            "holders_in_etcd_history": len(race["history"]), "history_matches_takes": race["history"] == race["tokens"],
-            "racer_exit_codes": race["exit_codes"],
-            "take_ms_median": round(statistics.median(takes_ms), 2),
-            "take_ms_p95": round(takes_ms[int(len(takes_ms) * 0.95) - 1], 2),
-        }
+        api = api_attempts(cluster, workdir, args.attempts) if args.attempts else {}
         playbooks = playbook_rounds(cluster, workdir, args.rounds) if args.rounds else {}
+        entries = {}
+        if args.entry_rounds:
+            (workdir / "entries").mkdir()
+            raced = entry_rounds(settings(cluster), workdir / "entries", KEY + "-entries", args.entry_rounds)
+            entries = {"rounds": args.entry_rounds, "controllers_per_round": PROCESSES, "runs": len(raced["runs"]),
+                       "by_entry": raced["by_entry"], "took_lock_and_ran": len(raced["tokens"]),
+                       "holders_in_etcd_history": len(raced["history"]),
+                       "history_matches_takes": raced["history_matches_takes"],
+                       "double_executions": raced["double_executions"],
+                       "failures_other_than_busy": [run for run in raced["runs"] if run["rc"] and not run["busy"]]}
     finally:
         lab_etcd.down(cluster)
         shutil.rmtree(workdir, ignore_errors=True)
     result = {"date": datetime.date.today().isoformat(), "etcd_members": 3, "api": api,
               "ansible_playbook": {k: v for k, v in playbooks.items() if k != "tokens"},
+              "entry_points": entries,
               "seconds": round(time.monotonic() - started, 1), "cpu_count": os.cpu_count()}
     print(json.dumps(result, indent=2))
     RESULTS_DIR.mkdir(exist_ok=True)
-    out = RESULTS_DIR / f"{result['date']}-etcd-lock-race.json"
+    out = RESULTS_DIR / f"{result['date']}-{args.name}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"written: {out}")
     return 0

@@ -13,7 +13,8 @@ the promotion follows at once, on the open connections.
 from __future__ import annotations
 
 from ansible.plugins.action import ActionBase
-from ansible_collections.erlmcp.dr.plugins.module_utils._common.module import run_on_controller, runs_here, warm_driver
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.module import (
+    fencing_check, run_on_controller, runs_here, warm_driver)
 from ansible_collections.erlmcp.dr.plugins.module_utils._common.errors import ModuleFailure
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.sql import POSTGRES, psycopg_import_error
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.promote import (
@@ -39,6 +40,13 @@ class ActionModule(ActionBase):
 
     def _run_armed(self, task_vars):
         _validation, params = self.validate_argument_spec(argument_spec=argument_spec())
+        tokens = {}
+        if not self._task.check_mode:
+            # The armed path does not pass through run_on_controller, so it runs the run lock's fencing check itself,
+            # before the fence: a run that lost its shared lock (a paused controller) fences and promotes nothing.
+            refusal, tokens = fencing_check(self, task_vars)
+            if refusal:
+                return dict(failed=True, msg=refusal, fenced=True, changed=False, fencing_tokens=tokens)
         warnings, fenced = [], []
         fence_here_too = runs_here(self, task_vars)
         diff = bool(self._task.diff)
@@ -67,6 +75,8 @@ class ActionModule(ActionBase):
             result = dict(failed=True, msg="after fencing the old primary, nothing was promoted: %s: %s"
                           % (type(exc).__name__, exc), fence_result=fenced[-1], changed=bool(fenced[-1].get("changed")))
         result.setdefault("changed", False)
+        if tokens:  # the audit trail's record of this step names the token the change ran under
+            result["fencing_tokens"] = tokens
         if self._task.delegate_to:  # the inventory name of the node fenced: reports and the audit trail name it
             result["fence_host"] = self._task.delegate_to
         fence_diff = (result.get("fence_result") or {}).pop("diff", None)

@@ -95,6 +95,12 @@ options:
     description: File mode of the config file, as an octal string.
     type: raw
     default: "0644"
+  fencing_token:
+    description:
+      - The run lock's fencing token (C(token) returned by M(erlmcp.dr.run_lock) when the lock is in etcd), written into
+        the file with a change as C(fencing_token), so the file names the lock holder that wrote it. It never makes a
+        change by itself (a file whose content is right keeps the token of the run that wrote it).
+    type: int
 attributes:
   check_mode:
     support: full
@@ -198,6 +204,7 @@ def argument_spec():
             left_out=dict(type="list", elements="raw", default=[]),
         )),
         mode=dict(type="raw", default="0644"),
+        fencing_token=dict(type="int", no_log=False),  # a revision number, not a secret
     )
     return spec
 

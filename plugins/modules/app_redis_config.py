@@ -35,6 +35,12 @@ options:
     description: File mode of the config file, as an octal string.
     type: raw
     default: "0644"
+  fencing_token:
+    description:
+      - The run lock's fencing token (C(token) returned by M(erlmcp.dr.run_lock) when the lock is in etcd), written into
+        the file with a change as C(fencing_token), so the file names the lock holder that wrote it. It never makes a
+        change by itself (a file whose content is right keeps the token of the run that wrote it).
+    type: int
 attributes:
   check_mode:
     support: full
@@ -89,6 +95,7 @@ def argument_spec():
         path=dict(type="path", required=True),
         info=dict(type="dict", required=True),
         mode=dict(type="raw", default="0644"),
+        fencing_token=dict(type="int", no_log=False),  # a revision number, not a secret
     )
 
 

@@ -7,17 +7,16 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from etcd_entry_race import ENTRIES, entry_rounds
 from etcd_race import api_race, holders_in_history, revision
 from runbook_helpers import (
     dns_answers,
@@ -54,14 +53,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="session")
 def etcd() -> Iterator[lab_etcd.EtcdCluster]:
-    root = Path(tempfile.mkdtemp(prefix="erlmcp-dr-etcd-"))
-    cluster = lab_etcd.free_cluster(root)
-    try:
-        lab_etcd.up(cluster)
+    with lab_etcd.temporary_cluster("erlmcp-dr-etcd-") as cluster:
         yield cluster
-    finally:
-        lab_etcd.down(cluster)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
@@ -184,6 +177,17 @@ def test_racing_ansible_playbook_runs_one_holder_and_no_double_execution(cluster
     assert sorted(history) == tokens
     assert not (critical / "inside").exists()
     assert "failed=1" not in " ".join(run.text() for run in started if run.proc.returncode == 0)
+
+
+def test_racing_every_entry_point_at_once_one_holder_and_no_double_execution(cluster, tmp_path):
+    """One controller per entry point (runbook CLI, erlmcp_dr.run(), ansible-playbook, ansible-runner transmit |
+    worker | process as AWX runs it), started at once on one key (benchmarks/etcd_lock_race.py --entry-rounds runs
+    more rounds)."""
+    race = entry_rounds(settings(cluster), tmp_path, KEY, rounds=1, controllers=len(ENTRIES))
+    assert [run for run in race["runs"] if run["rc"] != 0 and not run["busy"]] == []  # refused as busy, or ran
+    assert race["double_executions"] == 0 and not race["left_inside"]
+    assert race["tokens"] and race["history_matches_takes"], race
+    assert len(race["tokens"]) + sum(run["busy"] for run in race["runs"]) == len(ENTRIES)
 
 
 # ---------------------------------------------------------------- a holder killed, a holder paused

@@ -107,7 +107,8 @@ def run(params, check_mode=False, diff=False, warn=None):
         facts["end_state"] = verdict(cluster, params["end_state"])
     try:
         result = write_endpoint_file(params["path"], params.get("mode"), content(cluster), check_mode, diff,
-                                     what="the application's config", primary_label="primary")
+                                     what="the application's config", primary_label="primary",
+                                     fencing_token=params.get("fencing_token"))
     except ModuleFailure as exc:
         exc.facts.update(facts)
         raise
@@ -122,10 +123,25 @@ def verdict(cluster, wanted):
     return end_state(cluster, wanted["primary"], fenced_ok=tuple(wanted.get("fenced_ok") or ()), left_out=left_out)
 
 
-def write_endpoint_file(path, mode, config, check_mode, diff, what, primary_label):
+TOKEN_FIELD = "fencing_token"
+
+
+def without_token(config):
+    """config ({section: {...}}) without the fencing token its section may carry: what decides whether it changes."""
+    if not isinstance(config, dict):
+        return config
+    return dict((name, dict((k, v) for k, v in section.items() if k != TOKEN_FIELD) if isinstance(section, dict)
+                 else section) for name, section in config.items())
+
+
+def write_endpoint_file(path, mode, config, check_mode, diff, what, primary_label, fencing_token=None):
     """Write config ({section: {primary_node, replica_nodes, ...}}) to path as JSON, atomically, keeping the version
     it replaces as <path>.previous; changed only when the content (or mode) differs. app_db_config and
-    app_redis_config share it."""
+    app_redis_config share it.
+
+    fencing_token (the run lock's, when it is in etcd) is written into the section with a change, so the file says
+    which lock holder wrote it (an application may ignore a config whose token is lower than one it saw); it never
+    makes a change itself: a run that finds the content right leaves the file, and the token of its writer, alone."""
     path = os.path.abspath(path)
     mode = parse_mode(mode or "0644")
     section = config[next(iter(config))]
@@ -133,11 +149,16 @@ def write_endpoint_file(path, mode, config, check_mode, diff, what, primary_labe
     if not os.path.isdir(folder):
         raise ModuleFailure("the folder %s does not exist: expected an existing folder for %s (path)"
                             % (folder, what), config=config, path=path)
-    new_text = render(config)
     old_text = _read(path)
+    old_config = _parse(old_text)
+    same_content = old_text is not None and render(without_token(old_config)) == render(config)
+    if fencing_token is not None and not same_content:
+        config = dict(config)
+        config[next(iter(config))] = section = dict(section, **{TOKEN_FIELD: int(fencing_token)})
+    new_text = old_text if same_content else render(config)
     mode_differs = old_text is not None and (os.stat(path).st_mode & 0o7777) != mode
     changed = old_text != new_text or mode_differs
-    result = dict(changed=changed, path=path, config=config, previous=_parse(old_text),
+    result = dict(changed=changed, path=path, config=_parse(new_text), previous=old_config,
                   previous_path=path + PREVIOUS_SUFFIX if old_text is not None and old_text != new_text else None)
     if diff:
         result["diff"] = dict(before=old_text or "", after=new_text, before_header=path, after_header=path)

@@ -42,4 +42,5 @@ def content(info):
 def run(params, check_mode=False, diff=False, warn=None):
     """Write params['path'] from params['info']; changed only when the content (or mode) differs."""
     return write_endpoint_file(params["path"], params.get("mode"), content(params["info"]), check_mode, diff,
-                               what="the application's Redis config", primary_label="Redis primary")
+                               what="the application's Redis config", primary_label="Redis primary",
+                               fencing_token=params.get("fencing_token"))

@@ -86,7 +86,7 @@ def warm_driver(*translators):
 
 def warm_lock_store():
     """Once this ansible-playbook process holds a run lock in etcd, import the etcd client here, so the fencing check
-    of every later engine step (_fencing_refusal, in a forked worker) does not import it again: measured on the
+    of every later engine step (fencing_check, in a forked worker) does not import it again: measured on the
     loaded test machine, requests + etcd3gw took ~1.2 s per import. Runs without an etcd lock pay one glob."""
     from ansible_collections.erlmcp.dr.plugins.module_utils._lock import etcd as _lock_etcd
 
@@ -118,16 +118,20 @@ def run_on_controller(action, task_vars, module_name, argument_spec, run, needs=
     """
     result = {}
     if not action._task.check_mode:
-        refusal = _fencing_refusal(action, task_vars)
+        refusal, tokens = fencing_check(action, task_vars)
         if refusal:
-            return dict(failed=True, msg=refusal, fenced=True, changed=False)
+            return dict(failed=True, msg=refusal, fenced=True, changed=False, fencing_tokens=tokens)
+        if tokens:  # the audit trail's record of this step names the token the change ran under
+            result["fencing_tokens"] = tokens
     if not runs_here(action, task_vars):
-        return action._execute_module(module_name=module_name, module_args=action._task.args, task_vars=task_vars)
+        return dict(result, **action._execute_module(module_name=module_name, module_args=action._task.args,
+                                                     task_vars=task_vars))
     _validation, params = action.validate_argument_spec(argument_spec=argument_spec, required_if=required_if,
                                                         **spec_checks)
     translators = translators_for(needs, params)
     if missing_driver(translators) is not None:
-        return action._execute_module(module_name=module_name, module_args=action._task.args, task_vars=task_vars)
+        return dict(result, **action._execute_module(module_name=module_name, module_args=action._task.args,
+                                                     task_vars=task_vars))
     warnings = []
     try:
         outcome = call_engine(run, params, translators, check_mode=bool(action._task.check_mode),
@@ -141,10 +145,12 @@ def run_on_controller(action, task_vars, module_name, argument_spec, run, needs=
     return result
 
 
-def _fencing_refusal(action, task_vars):
-    """The run lock's fencing check, right before an engine acts (_lock.fencing_refusal): every state-changing step
-    of the collection runs through here, so a run that lost its shared lock is refused before it touches anything."""
+def fencing_check(action, task_vars):
+    """The run lock's fencing check, right before a step acts (_lock.fencing_check): (refusal or None, {key: fencing
+    token}). Every engine step of the collection runs through here (run_on_controller), and so does
+    erlmcp.dr.lock_fence, the checked step the runbooks put before a module that has no action plugin; a run that
+    lost its shared lock is refused before it touches anything."""
     from ansible_collections.erlmcp.dr.plugins.module_utils._lock import store as _lock
 
     # The worker's parent is the ansible-playbook process that took the lock (see erlmcp.dr.run_lock).
-    return _lock.fencing_refusal(os.getppid(), lambda: _lock.lock_variables(action._templar, task_vars))
+    return _lock.fencing_check(os.getppid(), lambda: _lock.lock_variables(action._templar, task_vars))

@@ -259,7 +259,7 @@ class EtcdClient(object):
         from etcd3gw import exceptions
 
         try:
-            return client.post(client.get_url(path), json=payload)
+            return client.post(client.get_url(path), json=payload, **self._request_options())
         except (exceptions.ConnectionFailedError, exceptions.ConnectionTimeoutError) as exc:
             raise EtcdUnavailable(_short(exc)) from None
         except ValueError as exc:  # an answer that is not JSON: not an etcd gateway, or a broken one
@@ -270,6 +270,12 @@ class EtcdClient(object):
                 self._clients.pop(index, None)  # a new session authenticates again (tokens expire)
                 raise EtcdUnavailable(_short(exc)) from None
             raise LockStoreError("etcd refused %s: %s" % (path, text)) from None
+
+    def _request_options(self):
+        """The CA file as every request's own `verify`: requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE from the
+        environment (set in many containers and execution environments) override a session's verify, so a session
+        alone would ignore dr_lock_etcd_ca_file there and refuse the members' certificates (psf/requests#3829)."""
+        return {"verify": self.config["ca_file"]} if self.config.get("ca_file") else {}
 
     def _client(self, index):
         client = self._clients.get(index)
@@ -294,7 +300,8 @@ class EtcdClient(object):
 
             try:
                 answer = client.post(client.get_url("/auth/authenticate"),
-                                     json={"name": self.config["user"], "password": self.config["password"]})
+                                     json={"name": self.config["user"], "password": self.config["password"]},
+                                     **self._request_options())
             except (exceptions.ConnectionFailedError, exceptions.ConnectionTimeoutError) as exc:
                 raise EtcdUnavailable(_short(exc)) from None
             except exceptions.Etcd3Exception as exc:
@@ -517,13 +524,16 @@ def warm_client(playbook_pid):
     return True
 
 
-def fencing_refusal(playbook_pid, settings_of):
-    """None when this ansible-playbook process holds no etcd lock, or still holds every one it took; else the
-    message refusing the step. settings_of() returns the store settings (the inventory's, rendered); it is only
-    called when there is something to check, so runs without an etcd lock pay one glob."""
+def fencing_check(playbook_pid, settings_of):
+    """(refusal, tokens): refusal is None when this ansible-playbook process holds no etcd lock, or still holds every
+    one it took, else the message refusing the step; tokens maps each key checked to its fencing token (what the
+    step's result carries, so the audit record names the token the change ran under). settings_of() returns the
+    store settings (the inventory's, rendered); it is only called when there is something to check, so runs without
+    an etcd lock pay one glob."""
     held = held_by(playbook_pid)
     if not held:
-        return None
+        return None, {}
+    tokens = dict((note["key"], int(note["token"])) for note in held)
     try:
         store = EtcdStore(settings_of())
         for note in held:
@@ -532,11 +542,16 @@ def fencing_refusal(playbook_pid, settings_of):
                 return ("refused before changing anything: run %s no longer holds the run lock for %s (fencing "
                         "token %d): %s. Another run may hold it now (a paused controller whose lease expired is "
                         "refused so). Run the runbook again: it reads the systems again and does only what is "
-                        "missing." % (note.get("run_id"), note["key"], note["token"], found))
+                        "missing." % (note.get("run_id"), note["key"], note["token"], found)), tokens
     except LockStoreError as exc:
         return ("refused before changing anything: whether this run still holds the run lock cannot be checked: %s"
-                % exc)
-    return None
+                % exc), tokens
+    return None, tokens
+
+
+def fencing_refusal(playbook_pid, settings_of):
+    """fencing_check's refusal only."""
+    return fencing_check(playbook_pid, settings_of)[0]
 
 
 # ---------------------------------------------------------------- the lease keeper (a process of its own)

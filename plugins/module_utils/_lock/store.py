@@ -428,14 +428,20 @@ def store_settings(variables, environ=None, store_dir=None):
     return _lock_etcd.settings(variables, environ)
 
 
-def fencing_refusal(playbook_pid, variables_of):
-    """None, or why the step about to run must not: the run of ansible-playbook process playbook_pid took a lock
-    in a shared store and no longer holds it (its fencing token is not the live holder's). variables_of() returns
-    the inventory's STORE_VARS, rendered; it is called only when this process holds such a lock. The directory
-    store has no fencing: a folder of one controller sees every holder's process."""
+def fencing_check(playbook_pid, variables_of):
+    """(refusal, tokens): refusal is None, or why the step about to run must not: the run of ansible-playbook process
+    playbook_pid took a lock in a shared store and no longer holds it (its fencing token is not the live holder's);
+    tokens maps each shared-store key this process holds to its fencing token. variables_of() returns the
+    inventory's STORE_VARS, rendered; it is called only when this process holds such a lock. The directory store has
+    no fencing: a folder of one controller sees every holder's process."""
     from ansible_collections.erlmcp.dr.plugins.module_utils._lock import etcd as _lock_etcd
 
-    return _lock_etcd.fencing_refusal(playbook_pid, lambda: store_settings(variables_of()))
+    return _lock_etcd.fencing_check(playbook_pid, lambda: store_settings(variables_of()))
+
+
+def fencing_refusal(playbook_pid, variables_of):
+    """fencing_check's refusal only."""
+    return fencing_check(playbook_pid, variables_of)[0]
 
 
 def make_store(settings):

@@ -15,10 +15,12 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from erlmcp_dr import paths
 from erlmcp_dr.lab import ports as lab_ports
@@ -100,6 +102,20 @@ def free_cluster(root: Path) -> EtcdCluster:
     """A cluster on PORTS_PER_MEMBER * 3 free ports of the tests' range (lab/ports.py), files under root."""
     width = PORTS_PER_MEMBER * len(REGIONS)
     return EtcdCluster(root, lab_ports.free_port_base(lab_ports.TEST_PORTS[0], lab_ports.TEST_PORTS[1], width))
+
+
+@contextmanager
+def temporary_cluster(prefix: str = "erlmcp-dr-etcd-") -> Iterator[EtcdCluster]:
+    """Three running members on free ports of the tests' range, files in a new temporary folder; stopped by PID and
+    removed on exit (the tests' and benchmarks' cluster)."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    cluster = free_cluster(root)
+    try:
+        up(cluster)
+        yield cluster
+    finally:
+        down(cluster)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def lab_cluster(cfg: Any) -> EtcdCluster:
