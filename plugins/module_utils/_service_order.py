@@ -192,14 +192,15 @@ def lock_key(region, services):
 def summary(result, inputs, completed, check_mode, meta=None):
     """The envelope (module_utils/_summary.py) around the run's facts: healthy, failed, unconfirmed, not started.
     A run refused before the engine ran (a cycle, level 0 down) reports every service not started."""
-    from ansible_collections.erlmcp.dr.plugins.module_utils._summary import envelope
+    from ansible_collections.erlmcp.dr.plugins.module_utils._summary import confirmation, envelope
 
     result = result or {}
     inputs = inputs or {}
     names = [service["name"] for service in inputs.get("services") or []]
     details = dict((key, result.get(key)) for key in ("region", "levels", "services", "backing", "started",
-                                                       "healthy", "failed", "unconfirmed", "not_started",
-                                                       "will_start"))
+                                                       "healthy", "unconfirmed", "not_started", "will_start"))
+    # The module returns the list as failed_services (its `failed` is Ansible's boolean); the summary says failed.
+    details["failed"] = result.get("failed_services") or []
     if details["healthy"] is None:  # refused before the engine's report: nothing was started
         details.update(healthy=[], failed=[], unconfirmed=[], started=[],
                        not_started=[] if check_mode else names, will_start=[], levels=[], services=[], backing=[])
@@ -210,4 +211,6 @@ def summary(result, inputs, completed, check_mode, meta=None):
     return envelope("service_recovery", action="plan" if check_mode else "recover",
                     reason=details["refusal"], completed=bool(completed), check_mode=bool(check_mode), did=did,
                     end=None if check_mode else dict(ok=bool(result.get("ok")) and not problems, problems=problems),
-                    lock_key=inputs.get("lock_key"), details=details)
+                    lock_key=inputs.get("lock_key"), details=details,
+                    plan=confirmation(will_change=["start %s" % name for name in details["will_start"] or []],
+                                      guard="the run lock %s" % inputs.get("lock_key")))

@@ -127,10 +127,12 @@ def start_and_gate(service, params, stop, row):
         row.update(verdict="failed", error=output, elapsed=round(time.monotonic() - started, 3))
         stop.set()
         return
-    samples = 0
+    # When each sample's answer came, in seconds from the start command: the report's proof of the deadline (every
+    # answer but the last came before it; the last, the first at or past it, is at most one interval later).
+    offsets = []
     while True:
         sample = sample_service(service, params)
-        samples += 1
+        offsets.append(round(time.monotonic() - started, 3))
         if sample["ok"]:
             row.update(verdict="healthy", healthy_at=time.time())
             break
@@ -145,7 +147,7 @@ def start_and_gate(service, params, stop, row):
             stop.set()
             break
         stop.wait(min(interval, left))
-    row.update(samples=samples, elapsed=round(time.monotonic() - started, 3))
+    row.update(samples=len(offsets), sample_offsets=offsets, elapsed=round(time.monotonic() - started, 3))
     if row["verdict"] == "healthy":
         row["error"] = None
 
@@ -176,6 +178,7 @@ def run(params, check_mode=False, diff=False, warn=None):
     planned = order.plan(services, healthy)
     level_of = dict((name, index + 1) for index, level in enumerate(levels) for name in level)
     rows = dict((s["name"], dict(name=s["name"], level=level_of[s["name"]], depends_on=s["depends_on"],
+                                 start_timeout=s["start_timeout"],
                                  action="already_healthy" if s["name"] in healthy else "not_started",
                                  verdict="healthy" if s["name"] in healthy else None, started_at=None,
                                  healthy_at=None, samples=0, elapsed=None, error=None))
@@ -195,7 +198,7 @@ def result(params, levels, planned, rows, backing, check_mode):
     ordered = [rows[name] for level in levels for name in level]
     facts = dict(changed=bool(started), region=params["region"], levels=levels, plan=planned,
                  services=ordered, backing=backing, started=started, healthy=found["healthy"],
-                 failed=found["failed"], unconfirmed=found["unconfirmed"],
+                 failed_services=found["failed"], unconfirmed=found["unconfirmed"],
                  not_started=[] if check_mode else found["not_started"],
                  will_start=planned["will_start"], ok=True if check_mode else found["ok"])
     if check_mode:

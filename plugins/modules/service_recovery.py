@@ -186,8 +186,8 @@ healthy:
   returned: always
   type: list
   elements: str
-failed:
-  description: The services whose gate failed (the first stops the run).
+failed_services:
+  description: The services whose gate failed (the first stops the run); the summary calls them C(failed).
   returned: always
   type: list
   elements: str
