@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ansible_collections.erlmcp.dr.plugins.module_utils._wait import wait_for
 from runbook_helpers import (
     failure_message,
     inventory_copy,
@@ -29,7 +30,6 @@ from runbook_helpers import (
 )
 
 from erlmcp_dr import lab, lab_services
-from ansible_collections.erlmcp.dr.plugins.module_utils._wait import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -150,7 +150,8 @@ def test_a_run_killed_mid_way_is_finished_by_a_rerun_that_restarts_no_healthy_se
     first = {svc.name: svc for svc in lab_services.services(services_lab) if svc.region == "c"}
     proc = subprocess.Popen([*runbook_command(), "run", "service_recovery", "-i", str(inventory_path(services_lab)),
                              "-e", "region=c", *FAST, "--yes", "--json"], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ, PATH=venv_path()))
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=dict(os.environ, PATH=venv_path()))
     try:
         wait_for(lambda: healthy(first["auth"]) and healthy(first["session_manager"])
                  and lab_services.service_pid(first["api_gateway"]) is not None, KILL_GUARD, interval=0.05,
