@@ -787,7 +787,7 @@ def inventory(cfg: LabConfig, lab_dir_expr: str | None = None, *, own_lock_dir: 
         **{f"region_{node.region}": {"hosts": {node.name: {}, redis.name: {}}}
            for node, redis in zip(cfg.nodes, cfg.redis_nodes, strict=True)},
         "app": lab_app.inventory_group(cfg),
-        "services": lab_services.inventory_group(cfg),  # the service_recovery runbook's (lab_services.py)
+        "services": lab_services.inventory_group(cfg, root),  # the service_recovery runbook's (lab_services.py)
     }, "vars": {
         # Credentials sit in `all`: the runbooks' first play runs on the controller (localhost).
         "pg_login_user": SUPERUSER,

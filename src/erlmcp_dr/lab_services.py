@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from erlmcp_dr.lab_config import LabConfig
 
 MODULE = "erlmcp_dr.lab_services"
+FOLDER = "services"  # under the lab's root
+PYTHON_EXPR = "{{ ansible_playbook_python }}"
 # (name, depends_on): the seeds' order, S4:305-315, made a graph (SEEDS-CHECKLIST §6).
 SERVICE_GRAPH: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("auth", ()),
@@ -72,17 +74,20 @@ class LabService:
     def file(self, suffix: str) -> Path:
         return self.folder / f"{self.host_name}.{suffix}"
 
-    def identity(self) -> list[str]:
-        return ["--dir", str(self.folder), "--name", self.host_name, "--host", self.host, "--port", str(self.port)]
+    def identity(self, folder: str | None = None) -> list[str]:
+        return ["--dir", folder or str(self.folder), "--name", self.host_name, "--host", self.host,
+                "--port", str(self.port)]
 
-    def start_command(self) -> list[str]:
-        return [sys.executable, "-m", MODULE, "start", *self.identity()]
+    def start_command(self, root: str) -> list[str]:
+        """As the inventory says it: the interpreter that runs ansible-playbook (it has erlmcp_dr), the lab's folder
+        as the inventory names it (an expression in the shipped inventory, lab.inventory's lab_dir_expr)."""
+        return [PYTHON_EXPR, "-m", MODULE, "start", *self.identity(f"{root}/{FOLDER}")]
 
 
 def services(cfg: LabConfig) -> list[LabService]:
     from erlmcp_dr.lab_config import APP_PORT_OFFSET
 
-    folder = cfg.root / "services"
+    folder = cfg.root / FOLDER
     port = cfg.port_base + APP_PORT_OFFSET  # the app's port, on addresses of their own
     return [LabService(name, region, f"127.0.2.{r * 10 + i + 1}", port, folder, deps)
             for r, region in enumerate(REGIONS) for i, (name, deps) in enumerate(SERVICE_GRAPH)]
@@ -144,14 +149,15 @@ def down(cfg: LabConfig, timeout: float = STOP_TIMEOUT) -> tuple[list[str], list
     return stopped, not_running
 
 
-def inventory_group(cfg: LabConfig) -> dict[str, Any]:
-    """The lab inventory's `services` group: the service_recovery contract (docs/design.md)."""
+def inventory_group(cfg: LabConfig, root: str) -> dict[str, Any]:
+    """The lab inventory's `services` group: the service_recovery contract (docs/design.md); root is the lab's
+    folder as the inventory names it."""
     return {
         "hosts": {svc.host_name: {
             "service_name": svc.name,
             "dr_region": svc.region,
             "service_depends_on": list(svc.depends_on),
-            "service_start_command": svc.start_command(),
+            "service_start_command": svc.start_command(root),
             "service_health_url": f"{svc.url}/health",
             "service_start_timeout": START_TIMEOUT,
         } for svc in services(cfg)},
