@@ -7,8 +7,9 @@
 - refusal: an unknown dependency or a cycle, named by its path ("auth -> api_gateway -> auth"), before anything
   starts (check mode refuses the same way).
 - levels: the start order, derived from the dependency graph (Kahn's layering): every service of a level depends
-  only on services of earlier levels, so one level's services start in parallel. The region's database and Redis
+  only on services of earlier levels, so one level's services may run in parallel. The region's database and Redis
   are level 0 (the engine checks them, never starts them): a service names no dependency on them.
+- ready: which services start now: each as soon as its own dependencies are healthy.
 - to_start: what a run starts, given which services answer healthy now: only those that do not (a re-run after a
   stopped run restarts no healthy service).
 - outcome: healthy, failed, unconfirmed and not started, from the gates' verdicts; the first failed gate stops the
@@ -133,6 +134,15 @@ def levels(services):
 def to_start(services, healthy_now):
     """The names a run starts: every service not healthy now, in the services' order."""
     return [service["name"] for service in services if service["name"] not in set(healthy_now)]
+
+
+def ready(services, healthy, launched):
+    """The services to start now: not launched yet, every dependency healthy. A service starts as soon as its own
+    dependencies answer, not when its whole level has: the run then takes its critical path, not the sum of each
+    level's slowest service (docs/design.md, Service recovery order)."""
+    healthy, launched = set(healthy), set(launched)
+    return [service["name"] for service in services
+            if service["name"] not in launched and all(dep in healthy for dep in service["depends_on"])]
 
 
 def plan(services, healthy_now):

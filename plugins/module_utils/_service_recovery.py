@@ -7,16 +7,18 @@ health check (docs/design.md, Service recovery order).
 The decisions are _service_order's (pure); this file does the I/O:
 1. level 0: the region's database and Redis must answer (sampled until healthy or backing_timeout; never started);
 2. one sample of every service's health URL: a healthy one is not started again (a re-run after a stopped run);
-3. level by level: the services of a level that are not healthy start at once (each its own thread): its start
-   command runs (a list of arguments, no shell; it must return once the service is launched, as `systemctl start`
-   does), then its health URL is sampled every `interval` seconds until the first healthy sample or its
-   start_timeout (counted from the start command). The first failed gate stops the run: the level's other gates are
-   abandoned (those services are reported `unconfirmed`) and no later level starts.
+3. each service that is not healthy starts as soon as all its dependencies answered healthy (each its own thread,
+   so the services of a level start together when their dependencies are ready together): its start command runs
+   (a list of arguments, no shell; it must return once the service is launched, as `systemctl start` does), then
+   its health URL is sampled every `interval` seconds until the first healthy sample or its start_timeout (counted
+   from the start command). The first failed gate stops the run: nothing more starts, the running gates are
+   abandoned (those services are reported `unconfirmed`) and the rest is `not_started`.
 Check mode samples (read-only) and returns the plan; it runs no start command.
 """
 
 from __future__ import annotations
 
+import queue
 import subprocess
 import tempfile
 import threading
@@ -152,19 +154,35 @@ def start_and_gate(service, params, stop, row):
         row["error"] = None
 
 
-def run_level(level, by_name, params, rows):
-    """Start the level's services at once and wait for every gate; True when each is healthy."""
+def run_gates(services, params, rows):
+    """Start every service that is not healthy, each as soon as its dependencies answered healthy (one thread per
+    gate); after the first failed gate nothing more starts and the running gates are abandoned."""
     stop = threading.Event()
-    threads = []
-    for name in level:
-        if rows[name]["verdict"] == "healthy":
-            continue
-        thread = threading.Thread(target=start_and_gate, args=(by_name[name], params, stop, rows[name]))
-        thread.start()
-        threads.append(thread)
-    for thread in threads:
-        thread.join()
-    return all(rows[name]["verdict"] == "healthy" for name in level)
+    finished = queue.Queue()
+    launched = set(name for name, row in rows.items() if row["verdict"] == "healthy")
+    running = 0
+
+    def gate(service):
+        try:
+            start_and_gate(service, params, stop, rows[service["name"]])
+        except Exception as exc:  # a bug in one gate must fail that gate, not leave the run waiting for it
+            rows[service["name"]].update(verdict="failed", error="the gate crashed: %r" % exc)
+            stop.set()
+        finally:
+            finished.put(service["name"])
+
+    by_name = dict((service["name"], service) for service in services)
+    while True:
+        if not stop.is_set():
+            healthy = [name for name, row in rows.items() if row["verdict"] == "healthy"]
+            for name in order.ready(services, healthy, launched):
+                launched.add(name)
+                running += 1
+                threading.Thread(target=gate, args=(by_name[name],)).start()
+        if running == 0:
+            return
+        finished.get()
+        running -= 1
 
 
 def run(params, check_mode=False, diff=False, warn=None):
@@ -184,10 +202,8 @@ def run(params, check_mode=False, diff=False, warn=None):
                                  healthy_at=None, samples=0, elapsed=None, error=None))
                 for s in services)
     if not check_mode:
-        by_name = dict((s["name"], s) for s in services)
-        for level in levels:
-            if not run_level(level, by_name, params, rows):
-                break
+        by_name = dict((service["name"], service) for service in services)
+        run_gates([by_name[name] for level in levels for name in level], params, rows)  # level order: stable starts
     return result(params, levels, planned, rows, backing, check_mode)
 
 

@@ -10,15 +10,15 @@ module: service_recovery
 short_description: Start one region's services in dependency order, each gated on its health check
 version_added: "0.1.0"
 description:
-  - The order comes from the services' O(services[].depends_on) - services of one level depend only on earlier
-    levels and start in parallel. An unknown name or a cycle is refused before anything is sampled or started,
+  - The order comes from the services' O(services[].depends_on) - each service starts as soon as its own
+    dependencies answer healthy, so the services of one level (RV(levels)) start in parallel. An unknown name or a cycle is refused before anything is sampled or started,
     naming the path (C(auth -> api_gateway -> auth)); check mode refuses the same way.
   - Level 0 is the region's database and Redis (O(backing)) - checked until they answer (O(backing_timeout)),
     never started.
   - Each service not healthy now has its O(services[].start_command) run, then its O(services[].health_url) is
     sampled every O(interval) seconds until the first healthy sample, within O(services[].start_timeout). The
-    first failed gate stops the run - the other gates of that level are abandoned (C(unconfirmed)) and no later
-    level starts; the task fails and lists what is healthy, failed, unconfirmed and not started.
+    first failed gate stops the run - the gates still running are abandoned (C(unconfirmed)) and nothing more
+    starts; the task fails and lists what is healthy, failed, unconfirmed and not started.
   - A service that answers healthy before the run is not started again, so a re-run starts only what is not
     healthy and, once every service is, changes nothing.
   - Runs in the controller (an action plugin); the start commands run there too.

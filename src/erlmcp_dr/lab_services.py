@@ -49,7 +49,7 @@ SERVICE_GRAPH: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 REGIONS = ("a", "b", "c")
 DEFAULT_DELAY = 0.2  # seconds a lab service answers `starting` after it starts
-START_TIMEOUT = 10.0  # the inventory's service_start_timeout for the lab's services
+START_TIMEOUT = 30.0  # the inventory's service_start_timeout for the lab's services: a deadline, not a cost
 STOP_TIMEOUT = 10.0
 
 

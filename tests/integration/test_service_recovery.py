@@ -69,7 +69,15 @@ def run(cfg: lab.LabConfig, region: str, *extra: str, expect_rc: int, inventory:
     return run_json(*args, expect_rc=expect_rc)[1]
 
 
-def test_services_start_level_by_level_each_after_its_dependencies_are_healthy(services_lab, home) -> None:
+def start_run(cfg: lab.LabConfig, region: str) -> subprocess.Popen[str]:
+    """`runbook run service_recovery` in the background, its result JSON on stdout."""
+    return subprocess.Popen([*runbook_command(), "run", "service_recovery", "-i", str(inventory_path(cfg)),
+                             "-e", f"region={region}", *FAST, "--yes", "--json"], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env=dict(os.environ, PATH=venv_path()))
+
+
+def test_each_service_starts_once_its_own_dependencies_are_healthy_in_parallel_levels(services_lab, home) -> None:
     for svc in lab_services.services(services_lab):
         if svc.region == "a":
             lab_services.set_delay(svc, 0.5)  # long enough that a level's siblings start before either answers
@@ -79,7 +87,22 @@ def test_services_start_level_by_level_each_after_its_dependencies_are_healthy(s
     assert summary(planned)["plan"]["will_change"][0] == "start auth"
     assert set(region_pids(services_lab, "a").values()) == {None}, "check mode started a service"
 
-    result = run(services_lab, "a", expect_rc=0)
+    # session_manager answers 503 until api_gateway is healthy: api_gateway (needs auth only) must not wait for its
+    # level-1 sibling; then session_manager is let through and the rest follows.
+    session_manager = lab_services.service(services_lab, "session_manager", "a")
+    lab_services.set_failing(session_manager, True)
+    proc = start_run(services_lab, "a")
+    try:
+        wait_for(lambda: healthy(lab_services.service(services_lab, "api_gateway", "a")), KILL_GUARD, interval=0.05,
+                 what="api_gateway-a healthy while session_manager-a is not")
+        assert not healthy(session_manager)
+        lab_services.set_failing(session_manager, False)
+        stdout, _ = proc.communicate(timeout=KILL_GUARD)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stdout[-3000:]
+    result = json.loads(stdout)
     found = summary(result)
     assert found["levels"] == [["auth", "session_manager"], ["api_gateway", "resource_management"],
                                ["tool_orchestration", "monitoring"], ["dashboard"]]
@@ -91,9 +114,11 @@ def test_services_start_level_by_level_each_after_its_dependencies_are_healthy(s
     for row in by_name.values():
         # Order: a service starts only after the first healthy sample of each of its dependencies.
         assert all(row["started_at"] >= by_name[dep]["healthy_at"] for dep in row["depends_on"]), row
-    for level in found["levels"]:
-        # Parallel: every service of a level started before any of them answered healthy.
-        assert max(by_name[n]["started_at"] for n in level) < min(by_name[n]["healthy_at"] for n in level), level
+    # Parallel: both level-1 services started before either answered healthy; api_gateway started before its
+    # level-1 sibling session_manager was healthy (it waits for its own dependencies only; it was healthy itself
+    # before session_manager was let through).
+    assert max(by_name[n]["started_at"] for n in ("auth", "session_manager")) < by_name["auth"]["healthy_at"]
+    assert by_name["api_gateway"]["started_at"] < by_name["session_manager"]["healthy_at"]
     pids = region_pids(services_lab, "a")
     assert None not in pids.values()
 
@@ -148,10 +173,7 @@ def test_a_run_killed_mid_way_is_finished_by_a_rerun_that_restarts_no_healthy_se
     for name in ("api_gateway", "resource_management"):
         lab_services.set_delay(lab_services.service(services_lab, name, "c"), 3.0)  # the kill lands on level 2
     first = {svc.name: svc for svc in lab_services.services(services_lab) if svc.region == "c"}
-    proc = subprocess.Popen([*runbook_command(), "run", "service_recovery", "-i", str(inventory_path(services_lab)),
-                             "-e", "region=c", *FAST, "--yes", "--json"], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env=dict(os.environ, PATH=venv_path()))
+    proc = start_run(services_lab, "c")
     try:
         wait_for(lambda: healthy(first["auth"]) and healthy(first["session_manager"])
                  and lab_services.service_pid(first["api_gateway"]) is not None, KILL_GUARD, interval=0.05,

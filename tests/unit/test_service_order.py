@@ -138,3 +138,13 @@ def test_the_summary_of_a_refused_run_lists_every_service_not_started() -> None:
     assert found["did"] == ["nothing was changed"]
     planned = order.summary(refused, inputs, completed=False, check_mode=True)
     assert planned["details"]["not_started"] == [] and planned["end_state"]["ok"] is None
+
+
+def test_a_service_is_ready_as_soon_as_its_own_dependencies_are_healthy_not_its_whole_level() -> None:
+    services = lab_graph()
+    assert order.ready(services, healthy=[], launched=[]) == ["auth", "session_manager"]
+    # session_manager still starting: api_gateway needs only auth, so it starts now; resource_management waits.
+    assert order.ready(services, healthy=["auth"], launched=["auth", "session_manager"]) == ["api_gateway"]
+    assert order.ready(services, healthy=["auth", "session_manager", "api_gateway"],
+                       launched=["auth", "session_manager", "api_gateway"]) == [
+        "tool_orchestration", "resource_management", "monitoring"]
