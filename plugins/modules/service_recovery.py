@@ -11,8 +11,9 @@ short_description: Start one region's services in dependency order, each gated o
 version_added: "0.1.0"
 description:
   - The order comes from the services' O(services[].depends_on) - each service starts as soon as its own
-    dependencies answer healthy, so the services of one level (RV(levels)) start in parallel. An unknown name or a cycle is refused before anything is sampled or started,
-    naming the path (C(auth -> api_gateway -> auth)); check mode refuses the same way.
+    dependencies answer healthy, so the services of one level (RV(levels)) start in parallel. An unknown name
+    or a cycle is refused before anything is sampled or started, naming the path (C(auth -> api_gateway -> auth));
+    check mode refuses the same way.
   - Level 0 is the region's database and Redis (O(backing)) - checked until they answer (O(backing_timeout)),
     never started.
   - Each service not healthy now has its O(services[].start_command) run, then its O(services[].health_url) is
