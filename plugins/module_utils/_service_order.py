@@ -34,8 +34,8 @@ def check_services(services):
     seen = {}
     for index, service in enumerate(services):
         if not isinstance(service, dict):
-            raise ModuleFailure("services[%d] is %r: expected a dict with %s" % (index, service,
-                                                                              ", ".join(REQUIRED_FIELDS)))
+            raise ModuleFailure("services[%d] is %r: expected a dict with %s"
+                                % (index, service, ", ".join(REQUIRED_FIELDS)))
         missing = [field for field in REQUIRED_FIELDS if not service.get(field)]
         if missing:
             raise ModuleFailure("service %s has no %s: expected each service to name %s (inventory host vars "
@@ -207,8 +207,9 @@ def summary(result, inputs, completed, check_mode, meta=None):
     result = result or {}
     inputs = inputs or {}
     names = [service["name"] for service in inputs.get("services") or []]
-    details = dict((key, result.get(key)) for key in ("region", "levels", "services", "backing", "started",
-                                                       "healthy", "unconfirmed", "not_started", "will_start"))
+    keys = ("region", "levels", "services", "backing", "started", "healthy", "unconfirmed", "not_started",
+            "will_start")
+    details = dict((key, result.get(key)) for key in keys)
     # The module returns the list as failed_services (its `failed` is Ansible's boolean); the summary says failed.
     details["failed"] = result.get("failed_services") or []
     if details["healthy"] is None:  # refused before the engine's report: nothing was started

@@ -234,4 +234,3 @@ def result(params, levels, planned, rows, backing, check_mode):
 
 def _names(names):
     return ", ".join(names) if names else "none"
-
