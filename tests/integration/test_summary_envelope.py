@@ -27,6 +27,7 @@ PARAMETERS: dict[str, dict[str, Any]] = {
     "failback": {"from_region": "b", "to_region": "a"},
     "incident_notify": {"incident_id": "INC-1", "phase": "declared", "severity": "sev4", "title": "a drill"},
     "regional_failover": {"from_region": "a", "to_region": "b", "mode": "unplanned"},
+    "service_recovery": {"region": "a"},
 }
 
 

@@ -46,6 +46,7 @@ from erlmcp_dr.lab import etcd as lab_etcd
 from erlmcp_dr.lab import pgbackrest as lab_pgbackrest
 from erlmcp_dr.lab import ports as lab_ports
 from erlmcp_dr.lab import residency as lab_residency
+from erlmcp_dr.lab import services as lab_services
 from erlmcp_dr.lab.config import (  # noqa: F401  (the lab's shape, also read as lab.X)
     APP_PORT_OFFSET,
     DEFAULT_PORT_BASE,
@@ -426,6 +427,7 @@ def down(cfg: LabConfig, timeout: float = 30.0) -> dict[str, Any]:
     """Stop the lab's postmasters by PID (fast shutdown, escalating only past the deadline)."""
     stopped, not_running = [], []
     with _lab_lock(cfg):
+        services_stopped, _ = lab_services.down(cfg, timeout)  # service_recovery's services (lab/services.py)
         app_stopped, app_not_running = lab_app.down(cfg, timeout)  # the application first: it uses the others
         for node in cfg.nodes:
             pid = _lab_postmaster_pid(node)
@@ -441,7 +443,7 @@ def down(cfg: LabConfig, timeout: float = 30.0) -> dict[str, Any]:
     return {"ok": True, "root": str(cfg.root), "stopped": stopped, "not_running": not_running,
             "redis_stopped": redis_stopped, "redis_not_running": redis_not_running,
             "app_stopped": app_stopped, "app_not_running": app_not_running,
-            "dns_stopped": dns_stopped, "dns_not_running": dns_not_running}
+            "dns_stopped": dns_stopped, "dns_not_running": dns_not_running, "services_stopped": services_stopped}
 
 
 def _lab_postmaster_pid(node: LabNode) -> int | None:
@@ -804,6 +806,7 @@ def inventory(cfg: LabConfig, lab_dir_expr: str | None = None, *, own_lock_dir: 
         **{f"region_{node.region}": {"hosts": {node.name: {}, redis.name: {}}}
            for node, redis in zip(cfg.nodes, cfg.redis_nodes, strict=True)},
         "app": lab_app.inventory_group(cfg),
+        "services": lab_services.inventory_group(cfg, root),  # the service_recovery runbook's (lab/services.py)
     }, "vars": {
         # Credentials sit in `all`: the runbooks' first play runs on the controller (localhost).
         "pg_login_user": SUPERUSER,
