@@ -524,6 +524,8 @@ def test_rewound_node_becomes_consistent_though_the_idle_primary_switched_wal_se
     kill_postmaster(cfg, "pg-a")
     promote(cfg, "pg-b")
     sql(cfg, "pg-b", "INSERT INTO t VALUES (2, 'from pg-b')")
+    # idle means idle: no hint bit left to set on a page (a read setting one logs a full-page image: a record)
+    sql(cfg, "pg-b", "VACUUM (FREEZE)")
     sql(cfg, "pg-b", "ALTER SYSTEM SET archive_timeout = 0")  # the script above switches segments in its own time
     sql(cfg, "pg-b", "SELECT pg_reload_conf()")
     bin_dir = bin_dir_switching_wal_before_rewind(cfg)
