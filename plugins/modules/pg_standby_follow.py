@@ -310,6 +310,21 @@ copied_bytes:
   returned: when the node was rewound or re-cloned
   type: int
   sample: 5373952
+min_recovery_point:
+  description: >-
+    The node's minimum recovery point after C(pg_rewind) (pg_controldata's "Minimum recovery ending location"): it
+    accepts connections only once it has replayed WAL up to there. Only when the node was rewound.
+  returned: when the node was rewound
+  type: str
+  sample: 0/7000028
+consistency_marker_lsn:
+  description: >-
+    The primary's WAL flush position after the marker committed right after C(pg_rewind): a record ending past
+    RV(min_recovery_point), which an idle primary's WAL may otherwise never reach (its last record an
+    archive_timeout segment switch). Only when C(pg_rewind) set a minimum recovery point.
+  returned: when the node was rewound
+  type: str
+  sample: 0/70000E0
 primary_conninfo:
   description: The C(primary_conninfo) set (or that would be set); it never holds a password.
   returned: always

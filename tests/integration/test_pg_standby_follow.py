@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from armed_helpers import kill_postmaster
 from conftest import login_args, run_module, sql, state
 
 from erlmcp_dr.lab import lifecycle as lab
@@ -456,4 +457,91 @@ def test_read_only_fenced_former_primary_rejoins_without_allow_stop_primary(fres
     assert "default_transaction_read_only" not in files(cfg, "pg-a")["postgresql.auto.conf"]
     assert_streams_from(cfg, "pg-a", "pg-b", 2)
     sql(cfg, "pg-b", "INSERT INTO t VALUES (2, 'from pg-b')")
+    wait_rows(cfg, "pg-a", "SELECT id, origin FROM t ORDER BY id", [(1, "before"), (2, "from pg-b")])
+
+
+# ---------------------------------------------------------------- rewind with an idle primary past a WAL switch
+
+# A pg_rewind that first brings the source, an idle primary, into the state the lab's rejoins met by chance: its last
+# WAL record is an archive_timeout segment switch. Such a switch is "unimportant" WAL (pg_switch_wal()'s is not), so
+# after it neither archive_timeout nor the background writer's running-xacts record (logged within 15 s of important
+# WAL) writes anything more. The test turns archive_timeout off on the source; this script waits for the background
+# writer's record after pg_standby_follow's CHECKPOINT, then sets archive_timeout to 1 s and waits for its switch.
+# Then the real pg_rewind reads the source's insert position (past the switch: the first record position of the next
+# segment) and makes it the node's minimum recovery point; afterwards the script saves the node's control data.
+_SWITCHING_PG_REWIND = """#!/bin/sh
+source=""; target=""; previous=""
+for arg in "$@"; do
+    [ "$previous" = "--source-server" ] && source="$arg"
+    [ "$previous" = "--target-pgdata" ] && target="$arg"
+    previous="$arg"
+done
+query() {{ "{real}/psql" -X -q -At -d "$source" -c "$1"; }}
+wait_until() {{
+    polls=0
+    while [ "$(query "$1")" != "t" ]; do
+        polls=$((polls + 1)); [ $polls -gt 300 ] && exit 91
+        sleep 0.1
+    done
+}}
+after_checkpoint=$(query "SELECT pg_current_wal_insert_lsn()") || exit 90
+# the background writer's record: in the middle of a segment (offset 40 is a segment's first record position)
+wait_until "SELECT pg_current_wal_insert_lsn() <> '$after_checkpoint'
+            AND (pg_walfile_name_offset(pg_current_wal_insert_lsn())).file_offset > 40"
+logged=$(query "SELECT pg_current_wal_insert_lsn()")
+query "ALTER SYSTEM SET archive_timeout = '1s'" && query "SELECT pg_reload_conf()" > /dev/null || exit 92
+wait_until "SELECT pg_current_wal_insert_lsn() > '$logged'
+            AND (pg_walfile_name_offset(pg_current_wal_insert_lsn())).file_offset = 40"
+query "SELECT pg_current_wal_lsn()" > "{out}/switched_at" || exit 93
+"{real}/pg_rewind" "$@"
+rc=$?
+"{real}/pg_controldata" -D "$target" > "{out}/controldata"
+exit $rc
+"""
+
+
+def bin_dir_switching_wal_before_rewind(cfg: lab.LabConfig) -> Path:
+    """A pg_bin_dir whose pg_rewind switches the source's WAL segment first (links to the real binaries otherwise);
+    what it saw goes into the same folder (switched_at: the source's WAL end after the switch; controldata)."""
+    bin_dir = cfg.root / "bin-switching-wal"
+    lab.make_owned_dir(bin_dir, 0o755)
+    real = Path(lab.find_bin_dir())
+    for binary in real.iterdir():
+        if binary.name != "pg_rewind":
+            (bin_dir / binary.name).symlink_to(binary)
+    script = bin_dir / "pg_rewind"
+    script.write_text(_SWITCHING_PG_REWIND.format(real=real, out=bin_dir))
+    script.chmod(0o755)
+    return bin_dir
+
+
+def test_rewound_node_becomes_consistent_though_the_idle_primary_switched_wal_segment(fresh_lab):
+    """The bug of `database_rejoin` after a regional failover: pg_rewind made the node's minimum recovery point the
+    idle primary's insert position just past a WAL switch, beyond the end of the last WAL record; the node never
+    became consistent (pg_ctl: server did not start in time) until something wrote on the primary."""
+    cfg = fresh_lab
+    make_table(cfg)
+    kill_postmaster(cfg, "pg-a")
+    promote(cfg, "pg-b")
+    sql(cfg, "pg-b", "INSERT INTO t VALUES (2, 'from pg-b')")
+    # idle means idle: no hint bit left to set on a page (a read setting one logs a full-page image: a record)
+    sql(cfg, "pg-b", "VACUUM (FREEZE)")
+    sql(cfg, "pg-b", "ALTER SYSTEM SET archive_timeout = 0")  # the script above switches segments in its own time
+    sql(cfg, "pg-b", "SELECT pg_reload_conf()")
+    bin_dir = bin_dir_switching_wal_before_rewind(cfg)
+
+    result = run_module(MODULE, follow_args(cfg, "pg-a", "pg-b", bin_dir=str(bin_dir)))
+
+    # the situation is the bug's: the node's minimum recovery point lies past the last WAL record on the primary
+    switched_at = (bin_dir / "switched_at").read_text().strip()
+    control = dict(line.split(":", 1) for line in (bin_dir / "controldata").read_text().splitlines() if ":" in line)
+    min_recovery = control["Minimum recovery ending location"].strip()
+    assert pg.lsn_diff(min_recovery, switched_at) > 0, (min_recovery, switched_at)
+    # ... and the node rejoined all the same: a marker committed on the primary after pg_rewind made it consistent
+    assert_streamed_result(result, cfg, "pg-b", 2)
+    assert result["action"] == "rewind" and result["role_before"] == "stopped"
+    assert result["min_recovery_point"] == min_recovery
+    assert pg.lsn_diff(result["consistency_marker_lsn"], min_recovery) > 0, result
+    assert "minimum recovery point" in result["msg"], result["msg"]
+    assert_streams_from(cfg, "pg-a", "pg-b", 2)
     wait_rows(cfg, "pg-a", "SELECT id, origin FROM t ORDER BY id", [(1, "before"), (2, "from pg-b")])

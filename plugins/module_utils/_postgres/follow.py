@@ -584,6 +584,7 @@ class _Run(object):
         self.result["copied_bytes"] = rewind_copied_bytes(output)
         server.set_auto_conf(self.standby_settings())
         server.write_standby_signal()
+        past_min_recovery = self.write_past_min_recovery_point()
         try:
             server.start(timeout=self.start_timeout())
         except ServerError as exc:
@@ -592,12 +593,32 @@ class _Run(object):
                 else "rewound with pg_rewind", self.primary_where, exc, server.log_file))
         ok, why = self.wait_streaming(self.p["wait_timeout"])
         what = "pg_rewind found no rewind required" if no_rewind_required(output) else "rewound with pg_rewind"
+        what += past_min_recovery
         if not ok:
             self.fail("%s: %s and started as a standby of %s, but it did not stream on timeline %s within %ss "
                       "(wait_timeout): %s; see its server log" % (
                           server.data_dir, what, self.primary_where, self.primary_tli, self.p["wait_timeout"], why))
         self.result["msg"] = "%s: %s (%s); it now streams from %s on timeline %s" % (
             server.data_dir, what, reason, self.primary_where, self.primary_tli)
+
+    def write_past_min_recovery_point(self):
+        """After pg_rewind: commit a marker on the primary so that its WAL holds a record ending past the node's
+        minimum recovery point; a note for the result's msg ('' when pg_rewind set none).
+
+        pg_rewind sets the node's minimum recovery point to the primary's WAL insert position, and a standby accepts
+        connections (pg_ctl start -w waits for that) only once it has replayed up to that point. On an idle primary
+        whose last record is an archive_timeout segment switch (or ends at a page boundary) the insert position lies
+        past the end of the last record: the node waits for the NEXT record, which an idle primary never writes (an
+        archive_timeout switch is "unimportant" WAL: neither archive_timeout nor the background writer follows it
+        with anything). The marker, committed after pg_rewind read that position, starts at or after it.
+        """
+        point = self.server.controldata().get("Minimum recovery ending location")
+        self.result["min_recovery_point"] = point
+        if not point or pg.parse_lsn(point) == 0:
+            return ""
+        marker = self.result["consistency_marker_lsn"] = self.commit_marker("consistency after pg_rewind")
+        return ("; a marker committed on the primary (up to %s) took its replay past its minimum recovery point %s, "
+                "which an idle primary's WAL may not reach" % (marker, point))
 
     # -- reclone: a node that diverged on the primary's timeline (allow_reclone)
     def _reclone(self, plan):
@@ -641,18 +662,24 @@ class _Run(object):
                                   self.primary_tli))
 
     # -- the marker: rejoined means it replays what the primary writes from now on
-    def verify_replays_marker(self):
-        """Commit a marker on the primary and wait (wait_timeout) until the node has replayed past it; else fail.
+    def commit_marker(self, purpose):
+        """Commit a marker (a logical message) on the primary; its WAL flush position after it.
 
-        Streaming is not enough: a node whose WAL diverged, or whose replay is paused, receives WAL and never
-        applies it. synchronous_commit=local: the marker must not wait for a synchronous standby (maybe this one).
+        synchronous_commit=local: the marker must not wait for a synchronous standby (maybe this very node).
         """
         label = self.p.get("application_name") or self.server.data_dir
         with self.primary_conn.transaction():
             self.primary_conn.execute("SET LOCAL synchronous_commit = local")
-            self.primary_conn.execute(_MARKER_SQL, (MARKER_PREFIX, "replay check of %s" % label))
-        marker = pg.query_one(self.primary_conn, "SELECT pg_current_wal_flush_lsn()::text AS lsn")["lsn"]
-        self.result["marker_lsn"] = marker
+            self.primary_conn.execute(_MARKER_SQL, (MARKER_PREFIX, "%s of %s" % (purpose, label)))
+        return pg.query_one(self.primary_conn, "SELECT pg_current_wal_flush_lsn()::text AS lsn")["lsn"]
+
+    def verify_replays_marker(self):
+        """Commit a marker on the primary and wait (wait_timeout) until the node has replayed past it; else fail.
+
+        Streaming is not enough: a node whose WAL diverged, or whose replay is paused, receives WAL and never
+        applies it.
+        """
+        marker = self.result["marker_lsn"] = self.commit_marker("replay check")
         seen = {}
 
         def probe():
