@@ -7,7 +7,8 @@ an AWX job template, driven by the same composition engine as the runbook CLI (e
 Runs on the controller. The steps are child runs of their own playbooks, each with its own run folder, timeline
 and summary; the lock over the whole move is held by this task's process from the first step to the last; the
 journal lets a re-run finish a killed move (docs/design.md, "Composed runbooks: entry points").
-Needs the erlmcp_dr Python package where ansible-playbook runs (the project's execution environment has it).
+Needs the erlmcp_dr Python package where ansible-playbook runs; the project's execution environment does not
+install it yet (docs/awx.md): an AWX job template needs an EE built with the erlmcp-dr package.
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ attributes:
 requirements:
   - The erlmcp_dr Python package on the controller (the project's execution environment has it).
 notes:
-  - Needs exactly one inventory source (C(-i FILE)): the steps run their playbooks against it.
+  - Needs exactly one inventory source (C(-i FILE)); the steps run their playbooks against it.
 """
 
 EXAMPLES = r"""

@@ -28,6 +28,10 @@ DISTRIBUTIONS = {"psycopg": "psycopg[binary]", "redis": "redis", "dns": "dnspyth
 # ansible-core's own dependencies: wherever a plugin runs, ansible-core brought them (jinja2: notify's templates;
 # cryptography: readiness reads the public endpoints' certificates).
 WITH_ANSIBLE_CORE = {"ansible", "ansible_collections", "jinja2", "yaml", "cryptography"}
+# The project's own controller package: erlmcp.dr.composed_run imports it on use, and says so when it is missing. The
+# execution environment does not install it yet (docs/awx.md), so AWX runs composed runbooks only from an EE built
+# with the erlmcp-dr package; it is not a requirements.txt line.
+OWN_PACKAGE = {"erlmcp_dr"}
 
 
 def tool(*args: str, cwd: Path = REPO) -> str:
@@ -60,7 +64,7 @@ def third_party_imports() -> set[str]:
                 names.add(node.module.split(".")[0])
     # The guards' holder processes run a module_utils file as a script, which imports its sibling by its bare name.
     siblings = {path.stem for path in (REPO / "plugins" / "module_utils").rglob("*.py")}
-    return {n for n in names if n not in sys.stdlib_module_names and n not in WITH_ANSIBLE_CORE | {"__future__"}
+    return {n for n in names if n not in sys.stdlib_module_names and n not in WITH_ANSIBLE_CORE | OWN_PACKAGE | {"__future__"}
             and n not in siblings}
 
 

@@ -93,7 +93,7 @@ def redis_roles(cfg: lab.LabConfig) -> dict[str, str]:
 
 RUNBOOKS = (  # runbook, its extra var, the action after which the test callback holds it (its lock is taken then)
     ("database_failover", "candidate=pg-c", "erlmcp.dr.pg_begin"),
-    ("redis_failover", "candidate=redis-b", "erlmcp.dr.run_lock"),
+    ("redis_failover", "candidate=redis-b", "erlmcp.dr.redis_begin"),
 )
 
 

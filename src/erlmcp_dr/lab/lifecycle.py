@@ -149,13 +149,16 @@ def _start(node: LabNode) -> None:
 
 
 def _wait_for_killed_backends(node: LabNode) -> None:
-    """After a kill -9 of the postmaster (a drill, `lab fail-region`) its backends live on until they notice, still
-    attached to its shared memory, and pg_ctl start then fails ("another server might be running"): wait for them."""
+    """After a kill -9 of the postmaster (a drill, `lab fail-region`) pg_ctl start fails ("another server might be
+    running") while its backends still hold its shared memory, or while the postmaster is a zombie nobody has reaped
+    yet (PostgreSQL's kill(pid, 0) still finds it): wait for both."""
     server = node.server()
-    if not server.lock_file() or not server.postmaster_gone():
+    pid = server.postmaster_pid()
+    if pid is None or not server.postmaster_gone():
         return
-    wait_for(lambda: server.attached() in (0, None), START_TIMEOUT, interval=0.05,
-             what=f"{node.name}'s killed postmaster's processes to exit")
+    server.wait_orphans_gone(START_TIMEOUT)
+    wait_for(lambda: not os.path.exists(f"/proc/{pid}"), START_TIMEOUT, interval=0.05,
+             what=f"{node.name}'s killed postmaster (PID {pid}) reaped")
 
 
 def _init_primary(node: LabNode) -> None:
