@@ -177,6 +177,7 @@ def tls_front(upstream: str, folder: Path) -> Iterator[str]:
     yields its URL. Not moto's own --ssl: its server (werkzeug) closes each TLS session without close_notify, which
     OpenSSL 3 in pgBackRest reads as "unexpected eof" after a PUT, failing stanza-create. This front ends each
     session with close_notify, as S3 does. A certificate made up for the test (the configs turn verification off)."""
+    import select
     import socket
     import ssl
     import threading
@@ -190,12 +191,23 @@ def tls_front(upstream: str, folder: Path) -> Iterator[str]:
     upstream_port = int(upstream.rsplit(":", 1)[1])
     listener = socket.create_server(("127.0.0.1", 0))
 
-    def pump(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
+    def relay(tls: ssl.SSLSocket, back: socket.socket) -> None:
+        """Both directions in this one thread: an SSL object used by two threads at once makes OpenSSL abort the
+        process (a reader blocked in recv while another thread sends close_notify did, once in CI)."""
+        while True:
+            readable = [tls] if tls.pending() else select.select([tls, back], [], [], DEADLINE)[0]
+            if not readable:
+                return
+            if tls in readable:
+                data = tls.recv(65536)
+                if not data:
+                    return
+                back.sendall(data)
+            if back in readable:
+                data = back.recv(65536)
+                if not data:
+                    return  # moto answered and closed: end the TLS session properly
+                tls.sendall(data)
 
     def serve(raw: socket.socket) -> None:
         try:
@@ -204,8 +216,10 @@ def tls_front(upstream: str, folder: Path) -> Iterator[str]:
         except OSError:
             raw.close()
             return
-        threading.Thread(target=pump, args=(tls, back), daemon=True).start()
-        pump(back, tls)  # moto answered and closed: end the TLS session properly
+        try:
+            relay(tls, back)
+        except OSError:
+            pass
         for close in (tls.unwrap, tls.close, back.close):
             try:
                 close()

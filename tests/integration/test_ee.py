@@ -64,8 +64,8 @@ def third_party_imports() -> set[str]:
                 names.add(node.module.split(".")[0])
     # The guards' holder processes run a module_utils file as a script, which imports its sibling by its bare name.
     siblings = {path.stem for path in (REPO / "plugins" / "module_utils").rglob("*.py")}
-    return {n for n in names if n not in sys.stdlib_module_names and n not in WITH_ANSIBLE_CORE | OWN_PACKAGE | {"__future__"}
-            and n not in siblings}
+    known = WITH_ANSIBLE_CORE | OWN_PACKAGE | {"__future__"}
+    return {n for n in names if n not in sys.stdlib_module_names and n not in known and n not in siblings}
 
 
 def requirement_lines(path: Path) -> list[str]:
