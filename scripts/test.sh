@@ -79,7 +79,7 @@ main() {
   lint_pid=$!
   step "runbook pages match the playbooks" runbook docs --check
   # worksteal: an idle worker takes queued tests from a busy one, so the few long lab tests do not end the run alone.
-  step "pytest" python -m pytest -q -p no:cacheprovider -n "${ERLMCP_DR_TEST_WORKERS:-3}" --dist worksteal tests
+  step "pytest" python -m pytest -q -p no:cacheprovider -n "${ERLMCP_DR_TEST_WORKERS:-3}" --dist worksteal --durations=25 tests
   step "lint and sanity (ran beside pytest; its output follows)" wait_for_lint "$lint_pid" "$lint_log"
   molecule_step
 
