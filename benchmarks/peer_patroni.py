@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from erlmcp_dr.lab import lifecycle as lab
+from erlmcp_dr.lab import ports as lab_ports
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()
@@ -62,7 +63,7 @@ def lab_parameters() -> dict[str, str]:
 
 
 def _free(port: int) -> bool:
-    return lab._port_free(port)  # noqa: SLF001 - the lab's own loopback check
+    return lab_ports.port_free(port)  # the lab's own loopback check
 
 
 def free_ports(count: int, low: int = 40000, high: int = 60000) -> int:
