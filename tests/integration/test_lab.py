@@ -38,6 +38,14 @@ def test_fresh_lab_has_one_primary_and_two_streaming_standbys(fresh_lab):
     assert upstreams["pg-b"] == upstreams["pg-c"] == f"127.0.0.1:{fresh_lab.port_base}"
 
 
+def test_a_node_maps_no_shared_memory_in_dev_shm_that_a_kill_would_leave_behind(fresh_lab):
+    """A postmaster killed with -9 cannot remove its POSIX segments: they must live in the data directory."""
+    pid = int((fresh_lab.node("pg-a").data_dir / "postmaster.pid").read_text().split()[0])
+    mapped = {line.split()[-1] for line in Path(f"/proc/{pid}/maps").read_text().splitlines() if "/" in line}
+    assert not [path for path in mapped if path.startswith("/dev/shm/PostgreSQL.")], sorted(mapped)
+    assert [path for path in mapped if "/pg_dynshmem/" in path], sorted(mapped)
+
+
 def test_a_copy_listens_on_its_own_ports_and_streams_from_its_own_primary(fresh_lab, lab_template):
     assert fresh_lab.port_base != lab_template.port_base
     assert topology(fresh_lab) == {name: dict(topology(fresh_lab)[name], **want) for name, want in FRESH.items()}

@@ -119,6 +119,9 @@ def _lab_settings(node: LabNode) -> str:
         "wal_receiver_status_interval = 1s",
         "wal_retrieve_retry_interval = 500ms",
         "shared_buffers = '32MB'",
+        # Dynamic shared memory in the data directory (pg_dynshmem/), not /dev/shm: the lab and its tests kill
+        # postmasters with -9, and each one left its segments in /dev/shm for good (2.3 GB on one test machine).
+        "dynamic_shared_memory_type = mmap",
         "max_connections = 50",
         "fsync = on",
         "log_line_prefix = '%m [%p] %q%u@%d '",
