@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
 
@@ -68,6 +69,15 @@ def process_state(pid):
             return handle.read().rsplit(")", 1)[1].split()[0]
     except (IOError, OSError, IndexError):
         return "" if os.path.isdir("/proc/self") else None
+
+
+def _accepts_connections(address, port, timeout=0.5):
+    """Whether something accepts a TCP connection at address:port (refused or unreachable: False)."""
+    try:
+        with socket.create_connection((address, port), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 def shm_attached(shmid):
@@ -141,12 +151,36 @@ class Server(object):
         if not os.path.isfile(os.path.join(self.data_dir, "PG_VERSION")):
             return {"state": "missing", "pid": None}
         if self.postmaster_gone() and self.attached() == 0:
-            return {"state": "stopped", "pid": None}
+            return self._stopped()
         rc, out, dummy = self.run("pg_ctl", ["status", "-D", self.data_dir], check=False)
         if rc == 0:
             match = re.search(r"PID: (\d+)", out)
             return {"state": "running", "pid": int(match.group(1)) if match else self.postmaster_pid()}
+        return self._stopped()
+
+    def _stopped(self):
+        """'stopped', unless the postmaster.pid left behind names a port that still answers.
+
+        Both tests above (kill(pid, 0) through pg_ctl, and the shared memory's attach count) only see this process's
+        own pid and IPC namespaces. From inside a container that shares the data directory but not the host's pids
+        (podman without --pid host), a running server looks stopped, and a rewind or a start would then run over
+        its files: refused instead."""
+        port, address = self.lock_file_endpoint()
+        if port and _accepts_connections(address, port):
+            raise ServerError("%s looks stopped from here (its postmaster.pid names pid %s, which this process cannot "
+                              "see), yet %s:%s accepts connections: the server runs in another pid namespace (a "
+                              "container without --pid host?); expected to run where its processes are visible, "
+                              "refusing to treat it as stopped" % (self.data_dir, self.postmaster_pid(), address, port))
         return {"state": "stopped", "pid": None}
+
+    def lock_file_endpoint(self):
+        """(port, address) from postmaster.pid (its 4th and 6th lines), (None, None) when there is none."""
+        lines = self.lock_file()
+        port = lines[3].strip() if len(lines) > 3 else ""
+        first = lines[5].strip().split(",")[0].strip() if len(lines) > 5 else ""
+        if not port.isdigit():
+            return None, None
+        return int(port), "127.0.0.1" if first in ("", "*", "0.0.0.0") else ("::1" if first == "::" else first)
 
     def is_running(self):
         return self.status()["state"] == "running"
