@@ -10,7 +10,8 @@
 # Measured on a 2-core machine shared with other jobs: first run 4-5 min (debootstrap 40-140 s, base
 # image 10 s, EE build 80 s, plan 3-6 s); later runs reuse the cached rootfs and base image and rebuild
 # the stages from the collection tarball on (~70 s; 20 s when nothing changed since the last build).
-# Assumes scripts/setup.sh ran (.venv with ansible-builder). EE_SKIP_RUN=1 builds only;
+# Assumes scripts/setup.sh ran (.venv with ansible-builder). EE_SKIP_RUN=1 builds only; EE_MOVE=1 also runs a real
+# unplanned regional failover inside the image (about a minute more; not part of `make test`);
 # `scripts/ee.sh base` stops after step 2 (the base image the Molecule node image builds on).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -105,9 +106,12 @@ EOF
 }
 
 ee_image() {
-  rm -rf "$build/context" "$build"/*.tar.gz; mkdir -p "$build"
+  rm -rf "$build/context" "$build/wheel" "$build"/*.tar.gz; mkdir -p "$build"
   "$root/.venv/bin/ansible-galaxy" collection build --force --output-path "$build" >/dev/null
   mv "$build"/erlmcp-dr-*.tar.gz "$build/erlmcp-dr.tar.gz"
+  # The controller package for composed runbooks (execution-environment.yml installs it with --no-deps).
+  "$root/.venv/bin/python" -m pip wheel --quiet --no-deps --wheel-dir "$build/wheel" "$root" \
+    >"$build/wheel.log" 2>&1 || { tail -20 "$build/wheel.log" >&2; log "wheel build failed"; exit 1; }
   "$root/.venv/bin/ansible-builder" create --file execution-environment.yml --context "$build/context" >/dev/null
   log "podman build $EE_IMAGE"
   podman build --quiet --network host --tag "$EE_IMAGE" "$build/context" >"$build/build.log" 2>&1 \
@@ -138,6 +142,51 @@ lab.down(lab.LabConfig(root=Path(sys.argv[1])))" "$lab_root" >/dev/null || true
   rm -rf "$lab_root"
   [ "$rc" -eq 0 ] || { tail -30 "$build/plan.log" >&2; exit "$rc"; }
   grep -E '^(PLAY RECAP|localhost|pg-)' "$build/plan.log" | tail -5 >&2 || true
+  # The composed runbooks need the controller package (erlmcp.dr.composed_run imports it): its CLI reads the
+  # regional failover's workflow through erlmcp_dr.compose inside the image.
+  rc=0
+  podman run --rm --network none "$EE_IMAGE" runbook show regional_failover >"$build/controller.log" 2>&1 || rc=$?
+  log "controller package inside the image: rc $rc (output: $build/controller.log)"
+  [ "$rc" -eq 0 ] || { tail -30 "$build/controller.log" >&2; exit "$rc"; }
+}
+
+move_in_ee() {  # EE_MOVE=1: a real unplanned regional failover (a -> b) inside the image, against a lab whose region a died
+  local lab_root t rc=0
+  lab_root=$(mktemp -d /tmp/erlmcp-dr-ee-move.XXXXXX)
+  chmod 0755 "$lab_root"
+  "$root/.venv/bin/python" - "$lab_root" <<'PY'
+import sys
+from pathlib import Path
+from erlmcp_dr.lab import dns as lab_dns, lifecycle as lab, regions as lab_regions
+cfg = lab.LabConfig(root=Path(sys.argv[1]), port_base=lab.free_port_base())
+lab.reset(cfg)
+lab.wait_streaming(cfg)
+lab_dns.up(cfg)
+lab.write_inventory(cfg, cfg.root / "inventory" / "hosts.yml", own_lock_dir=True)
+lab_regions.fail_region(cfg, "a")
+(cfg.root / "port_base").write_text(str(cfg.port_base))
+PY
+  chmod -R a+rwX "$lab_root/inventory" "$lab_root"/locks 2>/dev/null || true
+  t=$(now)
+  # --pid host: the lab's nodes are processes of this machine, and the engine must see a running postmaster's pid
+  # (in another pid namespace it would take a running node for a stopped one).
+  podman run --rm --network host --pid host --user 0 -v "$lab_root:$lab_root" "$EE_IMAGE" \
+    ansible-playbook erlmcp.dr.regional_failover -i "$lab_root/inventory/hosts.yml" \
+    -e from_region=a -e to_region=b -e mode=unplanned -e health_interval=0.2 >"$build/move.log" 2>&1 || rc=$?
+  log "regional failover inside the image: rc $rc in $(( $(now) - t )) s (output: $build/move.log)"
+  "$root/.venv/bin/python" - "$lab_root" <<'PY' >&2 || rc=1
+import sys
+from pathlib import Path
+from erlmcp_dr.lab import lifecycle as lab
+root = Path(sys.argv[1])
+cfg = lab.LabConfig(root=root, port_base=int((root / "port_base").read_text()))
+roles = {row["name"]: row["role"] for row in lab.status(cfg)["nodes"]}
+lab.down(cfg)
+print(f"ee: after the move: {roles}")
+sys.exit(0 if roles.get("pg-b") == "primary" and roles.get("pg-c") == "standby" else 1)
+PY
+  rm -rf "$lab_root"
+  [ "$rc" -eq 0 ] || { tail -30 "$build/move.log" >&2; exit "$rc"; }
 }
 
 need_tools
@@ -146,4 +195,5 @@ tb=$(now); base_image; log "base image ready in $(( $(now) - tb )) s"
 [ "${1:-}" = base ] && exit 0  # `scripts/ee.sh base`: the base image only (scripts/molecule.sh)
 tb=$(now); ee_image; log "execution environment built in $(( $(now) - tb )) s"
 [ "${EE_SKIP_RUN:-}" = 1 ] || plan_in_ee
+[ "${EE_MOVE:-}" = 1 ] && move_in_ee
 log "make ee took $(( $(now) - t0 )) s"

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -28,10 +29,13 @@ DISTRIBUTIONS = {"psycopg": "psycopg[binary]", "redis": "redis", "dns": "dnspyth
 # ansible-core's own dependencies: wherever a plugin runs, ansible-core brought them (jinja2: notify's templates;
 # cryptography: readiness reads the public endpoints' certificates).
 WITH_ANSIBLE_CORE = {"ansible", "ansible_collections", "jinja2", "yaml", "cryptography"}
-# The project's own controller package: erlmcp.dr.composed_run imports it on use, and says so when it is missing. The
-# execution environment does not install it yet (docs/awx.md), so AWX runs composed runbooks only from an EE built
-# with the erlmcp-dr package; it is not a requirements.txt line.
+# The project's own controller package: erlmcp.dr.composed_run imports it on use. The EE installs its wheel without
+# dependencies (execution-environment.yml), so it is not a requirements.txt line; its own dependencies must all be in
+# the image already (test_the_controller_package_needs_nothing_the_image_lacks).
 OWN_PACKAGE = {"erlmcp_dr"}
+# What the EE installs besides requirements.txt: ansible-core and ansible-runner (execution-environment.yml), and
+# what they bring (PyYAML with ansible-core, pexpect with ansible-runner).
+EE_BASE_DISTRIBUTIONS = {"ansible-core", "ansible-runner", "PyYAML", "pexpect"}
 
 
 def tool(*args: str, cwd: Path = REPO) -> str:
@@ -49,14 +53,15 @@ def tarball(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tool("ansible-galaxy", "collection", "build", "--force", "--output-path", str(out))
     built = next(out.glob("erlmcp-dr-*.tar.gz"))
     built.rename(out / "erlmcp-dr.tar.gz")
+    (out / "wheel").mkdir()  # where scripts/ee.sh puts the controller package's wheel; `create` only copies it
     shutil.copy(REPO / "execution-environment.yml", top / "execution-environment.yml")
     return top / TARBALL
 
 
-def third_party_imports() -> set[str]:
-    """Top-level names the collection's Python imports that are neither stdlib nor Ansible."""
+def third_party_imports(top: Path = REPO / "plugins") -> set[str]:
+    """Top-level names the Python under `top` imports that are neither stdlib nor Ansible."""
     names: set[str] = set()
-    for path in (REPO / "plugins").rglob("*.py"):
+    for path in top.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Import):
                 names.update(alias.name.split(".")[0] for alias in node.names)
@@ -82,6 +87,25 @@ def test_requirements_txt_lists_exactly_what_the_plugins_import() -> None:
         f"requirements.txt lists {sorted(listed)}; the plugins import {sorted(imported)}")
 
 
+def distribution_name(requirement: str) -> str:
+    name = requirement
+    for mark in "<>=![;":
+        name = name.split(mark)[0]
+    return name.strip()
+
+
+def test_the_controller_package_needs_nothing_the_image_lacks() -> None:
+    """The wheel goes in with --no-deps: each of its dependencies, and each import of its code, is in the EE."""
+    listed = {distribution_name(line) for line in requirement_lines(REPO / "requirements.txt")}
+    in_image = EE_BASE_DISTRIBUTIONS | listed
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    declared = {distribution_name(requirement) for requirement in project["dependencies"]}
+    assert declared <= in_image, f"erlmcp-dr depends on {sorted(declared - in_image)}, which the EE does not install"
+    provided = {name for name, dist in DISTRIBUTIONS.items() if distribution_name(dist) in in_image}
+    imported = third_party_imports(REPO / "src" / "erlmcp_dr") - {"ansible_runner", "pexpect"}
+    assert imported <= provided, f"erlmcp_dr imports {sorted(imported - provided)}, which the EE does not install"
+
+
 def test_introspect_finds_the_python_and_system_dependencies(tarball: Path, tmp_path: Path) -> None:
     tool("ansible-galaxy", "collection", "install", "--force", str(tarball), "--collections-path", str(tmp_path))
     found = yaml.safe_load(tool("ansible-builder", "introspect", str(tmp_path)).split("\n", 1)[1])
@@ -101,6 +125,8 @@ def test_create_writes_a_context_that_installs_the_collection_on_the_local_base(
     assert 'ARG PYCMD="/opt/venv/bin/python3"' in containerfile  # the base image's virtualenv
     assert "ansible-core>=2.19,<2.20" in containerfile
     assert "introspect.py introspect" in containerfile  # the installed collection's own dependencies
+    # the controller package, from the wheel scripts/ee.sh builds, without dependencies
+    assert "pip install --no-cache-dir --no-deps /tmp/erlmcp-dr-wheel/*.whl" in containerfile
     requirements = yaml.safe_load((context / "_build" / "requirements.yml").read_text())
     assert requirements == {"collections": [{"name": "/build/erlmcp-dr.tar.gz", "type": "file"}]}
     with tarfile.open(context / "_build" / "erlmcp-dr.tar.gz") as tar:
@@ -130,5 +156,8 @@ def test_make_ee_builds_the_image_and_runs_a_plan_inside_it() -> None:
                           timeout=1800, check=False)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "plan inside the image: rc 0" in proc.stderr, proc.stderr
+    assert "controller package inside the image: rc 0" in proc.stderr, proc.stderr
+    shown = (REPO / ".build" / "ee" / "controller.log").read_text()
+    assert "regional_failover" in shown and "dns" in shown, shown[-3000:]
     recap = (REPO / ".build" / "ee" / "plan.log").read_text()
     assert "failed=0" in recap and "unreachable=0" in recap, recap[-3000:]
