@@ -122,15 +122,24 @@ class ActionModule(ActionBase):
     def _inherited(self, result, store, args, owner):
         """A step of a composed run: its parent took this key under its own run id before its first step and holds
         it until its end. The step only checks that the parent still holds it; it never rewrites the record (which
-        must keep naming the parent's process, so the lock outlives this step's ansible-playbook) nor releases it."""
+        must keep naming the parent's process, so the lock outlives this step's ansible-playbook) nor releases it.
+        With etcd it notes the parent's fencing token and lease as this process's (no keeper: the parent's keeps the
+        lease), so the fencing check of each of its changing steps checks the move's token."""
         if not RUN_ID_PATTERN.match(owner):
             return dict(result, failed=True, msg="%s %r is not a run id" % (LOCK_OWNER_VAR, owner[:200]))
         outcome = store.inspect(args["key"], owner)
         decision, found = outcome["decision"], outcome["holder"]
         result.update(run_id=owner, path=outcome["path"], inherited_from=owner)
         if args["state"] == "absent":
+            if store.kind == _lock.STORE_ETCD and not self._task.check_mode:
+                _lock_etcd.forget_held(playbook_pid(), args["key"])  # the note only: the lease is the parent's
             return dict(result, held=decision == _lock.HELD, released=False)
         if decision == _lock.HELD:
+            if store.kind == _lock.STORE_ETCD:
+                result["token"] = found["token"]
+                if not self._task.check_mode:
+                    _lock_etcd.record_held(playbook_pid(), args["key"], found["token"], found["lease_id"],
+                                           (None, None), owner)
             return dict(result, held=True, holder=found, acquired=False)
         if found is None or decision != _lock.BUSY:
             return dict(result, failed=True, held=False, holder=found, msg=(

@@ -109,17 +109,40 @@ def test_the_shipped_regional_failover_workflow_loads_with_the_database_as_point
     assert any("POINT OF NO RETURN" in step.name for step in runbook.steps)
 
 
-def test_a_composed_run_refuses_the_etcd_store_it_cannot_hold_its_lock_in(tmp_path, monkeypatch):
-    """The lock over the whole move is held in this process in the directory store: an inventory that chose etcd is
-    refused before anything runs, naming the variable, rather than locking a store the steps do not read."""
+def test_a_composed_run_holds_its_lock_in_the_store_its_children_pick_from_the_same_inventory(tmp_path, monkeypatch):
+    """regional_failover and failback take the lock over the whole move in the store the inventory chose, read from
+    the inventory file as the children's run_lock reads it: etcd (dr_lock_etcd_*) or the directory store
+    (dr_lock_dir); bad input is refused before anything runs, naming its variable. dr_drill still holds its lock in
+    the directory store only, so it refuses etcd (lock_dir)."""
+    from erlmcp_dr.compose import inventory
     from erlmcp_dr.compose.inventory import InventoryView
     from erlmcp_dr.errors import ParameterError
 
-    monkeypatch.delenv("ERLMCP_DR_LOCK_STORE", raising=False)
+    for name in ("ERLMCP_DR_LOCK_STORE", "ERLMCP_DR_LOCK_ETCD_ENDPOINTS"):
+        monkeypatch.delenv(name, raising=False)
+    hosts = tmp_path / "hosts.yml"
+    hosts.write_text("all:\n  vars:\n    dr_lock_store: etcd\n    dr_lock_etcd_ttl: 5\n"
+                     "    dr_lock_etcd_endpoints: ['127.0.0.1:2379', 'http://127.0.0.1:2381']\n"
+                     "  hosts:\n    localhost: {ansible_connection: local}\n")
+    settings = inventory.read(hosts).lock_settings()
+    assert settings["kind"] == "etcd" and settings["ttl"] == 5
+    assert settings["endpoints"] == ["http://127.0.0.1:2379", "http://127.0.0.1:2381"]
+
+    refusals = (({"dr_lock_store": "etcd"}, "dr_lock_etcd_endpoints", "is empty"),
+                ({"dr_lock_store": "zookeeper"}, "dr_lock_store", "expected one of directory, etcd"),
+                ({"dr_lock_store": "etcd", "dr_lock_etcd_endpoints": "h:1", "dr_lock_etcd_ttl": 0}, "dr_lock_etcd_ttl",
+                 "from 2 to 3600"))
+    for variables, parameter, phrase in refusals:
+        with pytest.raises(ParameterError) as caught:
+            InventoryView(hosts, {}, variables).lock_settings()
+        assert caught.value.parameter == parameter and phrase in str(caught.value), (variables, str(caught.value))
+    directory = InventoryView(hosts, {}, {"dr_lock_dir": str(tmp_path)}).lock_settings()
+    assert directory == {"kind": "directory", "store_dir": str(tmp_path)}
+
     with pytest.raises(ParameterError) as caught:
-        InventoryView(tmp_path / "hosts.yml", {}, {"dr_lock_store": "etcd"}).lock_dir()
-    assert caught.value.parameter == "dr_lock_store"
-    assert InventoryView(tmp_path / "hosts.yml", {}, {"dr_lock_dir": str(tmp_path)}).lock_dir() == str(tmp_path)
+        InventoryView(hosts, {}, {"dr_lock_store": "etcd"}).lock_dir()
+    assert caught.value.parameter == "dr_lock_store" and "dr_drill" in str(caught.value)
+    assert InventoryView(hosts, {}, {"dr_lock_dir": str(tmp_path)}).lock_dir() == str(tmp_path)
 
 
 def test_the_planned_mode_checks_both_regions_healthy_and_hands_the_database_over_by_switchover() -> None:

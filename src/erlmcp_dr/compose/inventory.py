@@ -66,20 +66,36 @@ class InventoryView:
             targets["from" if parameter == "from_region" else "to"] = found
         return targets
 
-    def lock_dir(self) -> str:
-        """Where the children's run lock lives: the inventory's dr_lock_dir, else the environment's default.
+    def lock_settings(self) -> Dict[str, Any]:
+        """The run lock's store for the lock over the whole move: the one the children's run_lock picks from the
+        same inventory (dr_lock_store and dr_lock_etcd_*, else ERLMCP_DR_LOCK_STORE, else the directory store in
+        dr_lock_dir or the environment's default). ParameterError naming the variable on bad input."""
+        lock = _lock_module()
+        variables = {name: self.all_vars[name] for name in lock.STORE_VARS if self.all_vars.get(name) is not None}
+        try:
+            return lock.store_settings(variables, store_dir=self.lock_folder())
+        except lock.LockStoreError as exc:
+            message = str(exc)  # it starts with the variable it is about (others may be named as the way out)
+            named = min((name for name in lock.STORE_VARS if name in message), key=message.index,
+                        default=lock.STORE_VAR)
+            raise ParameterError(named, message) from None
 
-        The lock over the whole move is taken here, in this process, in the directory store. The etcd store
-        (dr_lock_store: etcd) needs a lease keeper for this process that is not built yet: refused, before anything
-        runs, rather than holding the move's lock in a store the children do not read."""
+    def lock_folder(self) -> str:
+        configured = self.all_vars.get("dr_lock_dir")
+        return str(configured) if configured else _lock_module().default_store_dir()
+
+    def lock_dir(self) -> str:
+        """The directory store's folder, for dr_drill (src/erlmcp_dr/drill/run.py), which holds its lock over the
+        whole drill there only: an inventory that chose etcd is refused before anything runs, rather than holding
+        the drill's lock in a store its children do not read. (regional_failover and failback: lock_settings.)"""
         lock = _lock_module()
         chosen = self.all_vars.get(lock.STORE_VAR) or os.environ.get(lock.STORE_ENV) or lock.STORE_DIRECTORY
         if str(chosen).strip().lower() == lock.STORE_ETCD:
-            raise ParameterError(lock.STORE_VAR, "a composed runbook holds its lock over the whole move in the "
-                                                 "directory store only (the etcd store is not supported for it yet); "
-                                                 "expected dr_lock_store: directory for this run")
-        configured = self.all_vars.get("dr_lock_dir")
-        return str(configured) if configured else _lock_module().default_store_dir()
+            raise ParameterError(lock.STORE_VAR, "dr_drill holds its lock over the whole drill in the directory store "
+                                                 "only (the etcd store is not supported for the drill yet; "
+                                                 "regional_failover and failback hold theirs in etcd too); expected "
+                                                 "dr_lock_store: directory for this run")
+        return self.lock_folder()
 
     def lock_keys(self) -> List[str]:
         """The keys the children take: the database cluster, the Redis members, the DNS zone."""
@@ -145,7 +161,7 @@ _WANTED = ("dr_region", "pg_host", "pg_port", "pg_login_user", "pg_login_passwor
 def _rendered(templar: Any, raw: Mapping[str, Any]) -> Dict[str, Any]:
     """The variables a composed run reads, rendered when they hold a template (plain data otherwise)."""
     out: Dict[str, Any] = {}
-    for name in _WANTED:
+    for name in _WANTED + tuple(_lock_module().STORE_VARS):  # the run lock's store, as the children's run_lock reads it
         if name not in raw:
             continue
         value = raw[name]

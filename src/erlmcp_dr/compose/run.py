@@ -7,8 +7,10 @@
 1. Everything is checked before anything changes: the parameters (the runbook's spec), the workflow (spec.load),
    the regions (each with one database, Redis and application host) and the lock keys.
 2. The run lock of every target (database cluster, Redis members, DNS zone) is taken under this run's id, with
-   this process as the holder, and held until the end: another runbook on those targets meanwhile is refused
-   (exit 3, naming this run). If any key is busy, the ones taken are given back and RunBusy is raised.
+   this process as the holder, and held until the end, in the store the inventory chose (the controller's folder,
+   or etcd with a lease kept alive for the whole move: compose/move_lock.py): another runbook on those targets
+   meanwhile, from this controller or another, is refused (exit 3, naming this run). If any key is busy, the ones
+   taken are given back and RunBusy is raised. Before every step the run checks it still holds them.
 3. The engine (engine.py) runs the steps. A runbook step is a child run through erlmcp_dr.runner (its own run
    folder `<run id>.<step>`, timeline and summary envelope) given the parent's run id as `erlmcp_dr_lock_owner`:
    its erlmcp.dr.run_lock (alone or inside pg_begin) finds the parent's record under that id and neither rewrites
@@ -36,7 +38,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional
 from erlmcp_dr import audit, catalog, params, paths
 from erlmcp_dr.catalog import Runbook
 from erlmcp_dr.compose import engine as engine_module
-from erlmcp_dr.compose import failback, recovery, spec
+from erlmcp_dr.compose import failback, move_lock, recovery, spec
 from erlmcp_dr.compose import inventory as inventory_module
 from erlmcp_dr.compose import journal as journal_module
 from erlmcp_dr.compose.engine import Engine, StepOutcome, StepRecord
@@ -93,26 +95,27 @@ def run(name: str | Runbook, inventory: Optional[os.PathLike | str] = None,
     targets = view.check_regions(str(values["from_region"]), str(values["to_region"]))
     parameters = {**_defaults(runbook), **values}
     parameters["incident_id"] = parameters.get("incident_id") or run_id
+    lock_settings = view.lock_settings()  # the store's settings checked before the database is asked for a key
     keys = view.lock_keys()
-    interrupted = find_unfinished(view.lock_dir(), keys, runbook.name)
+    interrupted = find_unfinished(lock_settings, keys, runbook.name)
     if interrupted is not None:
         check_resumable(interrupted, values)
         parameters["incident_id"] = values.get("incident_id") or interrupted.incident_id or run_id
     composed = ComposedRun(runbook, run_id, run_dir, inventory_path, view, parameters, values, operator,
                            playbooks_dir, listener, resumes=interrupted)
-    with hold_locks(view.lock_dir(), keys, run_id, runbook.name, operator, str(inventory_path)):
+    with hold_locks(lock_settings, keys, run_id, runbook.name, operator, str(inventory_path)) as held:
+        composed.move_lock = held  # checked before every step: a lost lease stops the move there
         return composed.execute(workflow, targets, keys)
 
 
-def find_unfinished(store_dir: str, keys: List[str], runbook: str) -> Optional[journal_module.Journal]:
+def find_unfinished(lock_settings: Mapping[str, Any], keys: List[str], runbook: str
+                    ) -> Optional[journal_module.Journal]:
     """The move this run finishes (compose/journal.py): a run of `runbook` killed while it held these locks, or one
     stopped past its point of no return. Read before any lock is taken: a run refused here leaves the killed run's
     records for the next attempt."""
-    lock = inventory_module._lock_module()
-    store = lock.DirectoryStore(store_dir)
-    gone = [found["holder"] for found in (store.inspect(key, "") for key in sorted(keys))
-            if found["decision"] == lock.TAKE_OVER and found["holder"]]
-    return journal_module.unfinished_move(paths.state_home() / "runs", gone, runbook, keys)
+    runs_dir = paths.state_home() / "runs"
+    gone = move_lock.gone_holders(lock_settings, keys, runbook, runs_dir)
+    return journal_module.unfinished_move(runs_dir, gone, runbook, keys)
 
 
 def check_resumable(interrupted: journal_module.Journal, values: Mapping[str, Any]) -> None:
@@ -137,33 +140,12 @@ def _defaults(runbook: Runbook) -> Dict[str, Any]:
 
 
 @contextmanager
-def hold_locks(store_dir: str, keys: List[str], run_id: str, runbook: str, operator: Optional[str],
-               inventory: str) -> Iterator[None]:
-    """Every key taken under `run_id` with this process as the holder, or none and RunBusy naming the holder."""
-    lock = inventory_module._lock_module()
-    store = lock.DirectoryStore(store_dir)
-    taken: List[str] = []
-    try:
-        for key in sorted(keys):  # one order for every composed run: two of them never hold one key each
-            record = lock.holder_record(key, run_id, os.getpid(), lock.DEFAULT_LEASE_SECONDS, runbook=runbook,
-                                        operator=operator or "")
-            outcome = store.acquire(record)
-            if outcome["decision"] == lock.BUSY:
-                holder = outcome["holder"] or {}
-                raise RunBusy(inventory, run_id=str(holder.get("run_id") or ""), pid=holder.get("pid"),
-                              since=str(holder.get("started_at") or ""), host=str(holder.get("hostname") or ""),
-                              runbook=str(holder.get("runbook") or ""))
-            if outcome["decision"] == lock.TAKE_OVER:
-                log.warning("took over the run lock for %s from %s, because %s", key,
-                            lock.describe_holder(outcome["holder"]), outcome["reason"])
-            taken.append(key)
-        yield
-    finally:
-        for key in reversed(taken):
-            try:
-                store.release(key, run_id)
-            except Exception:  # the record names this process: the next run takes it over once it has ended
-                log.exception("could not release the run lock for %s", key)
+def hold_locks(lock_settings: Mapping[str, Any] | str, keys: List[str], run_id: str, runbook: str,
+               operator: Optional[str], inventory: str) -> Iterator[move_lock.MoveLock]:
+    """Every key taken under `run_id` with this process as the holder, or none and RunBusy naming the holder, in the
+    store the settings name (a str: the directory store's folder); compose/move_lock.py."""
+    with move_lock.hold(lock_settings, keys, run_id, runbook, operator, inventory) as held:
+        yield held
 
 
 class ComposedRun:
@@ -174,6 +156,7 @@ class ComposedRun:
         self.runbook, self.run_id, self.run_dir, self.inventory = runbook, run_id, run_dir, inventory
         self.view, self.parameters, self.given, self.operator = view, parameters, given, operator
         self.playbooks_dir, self.listener, self.resumes = playbooks_dir, listener, resumes
+        self.move_lock: Optional[move_lock.MoveLock] = None  # set once the lock over the move is held
         self.journal = journal_module.Journal(
             run_id=run_id, runbook=runbook.name, from_region=str(parameters["from_region"]),
             to_region=str(parameters["to_region"]), incident_id=str(parameters.get("incident_id") or ""),
@@ -191,7 +174,9 @@ class ComposedRun:
         if self.resumes is not None:
             self.mark_resumed(self.resumes)
         context = {"params": self.parameters, "run": {"id": self.run_id}, "targets": targets}
-        outcome = Engine(workflow, context, self.run_step, self.ended, starting=self.starting,
+        # Every step first checks the lock over the move is still held (a lost lease stops the move there).
+        steps = self.move_lock.guard(self.run_step) if self.move_lock is not None else self.run_step
+        outcome = Engine(workflow, context, steps, self.ended, starting=self.starting,
                          resumed_past_point_of_no_return=self.journal.entered_point_of_no_return).run()
         stop_here_if_asked(END_BOUNDARY)
         result = self.result(outcome, targets, keys, started_at, time.monotonic() - started)
