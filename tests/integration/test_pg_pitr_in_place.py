@@ -39,6 +39,7 @@ from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()
 from ansible_collections.erlmcp.dr.plugins.module_utils._pitr import in_place  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.modules import pg_restore_in_place as in_place_module  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -79,10 +80,10 @@ def test_a_restore_in_place_keeps_exactly_the_rows_committed_by_the_target_and_t
     refused = runbook_cli(*run_args)
     assert refused.rc == 2 and "needs confirmation" in refused.stderr, refused
     # The plan (check mode) reads the node, chooses the backup, checks the WAL, and changes nothing.
-    params = {"stanza": lab_pgbackrest.STANZA, "config": str(lab_pgbackrest.config_path(cfg.root)),
-              "pg_data_dir": data_dir, "target_type": "time", "target": target.isoformat(),
-              "login_port": cfg.node(PRIMARY).port, "login_user": lab.SUPERUSER, "login_password": lab.LAB_PASSWORD,
-              "start_timeout": DEADLINE, "recovery_timeout": DEADLINE, "archive_timeout": DEADLINE}
+    params = {name: option.get("default") for name, option in in_place_module.argument_spec().items()}
+    params.update(stanza=lab_pgbackrest.STANZA, config=str(lab_pgbackrest.config_path(cfg.root)),
+                  pg_data_dir=data_dir, target_type="time", target=target.isoformat(),
+                  login_port=cfg.node(PRIMARY).port, login_user=lab.SUPERUSER, login_password=lab.LAB_PASSWORD)
     planned = in_place.run(params, check_mode=True)
     assert planned["changed"] and planned["action"] == "restore" and planned["from_timeline"] == before["timeline"]
     assert planned["wal"]["missing"] is None and not marker.exists()
