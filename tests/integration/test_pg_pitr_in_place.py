@@ -3,26 +3,30 @@ pgBackRest 2.45 (--delta), promoted on a new timeline by real PostgreSQL 15 reco
 with pg_rewind (database_rejoin's engine), all under the cluster's run lock.
 
 One lab, one test (CI's budget): a backup, a writer logging each acknowledged insert with its commit time, a target
-time between two commits. The runbook refuses without confirmation and its check mode touches nothing; a run
-confirmed with --yes is SIGKILLed mid-restore (its primary stopped, pgBackRest writing or recovery replaying); the
-next run with the same target finishes it. The end: exactly the rows committed at or before the target, on a new
+time between two commits. The runbook refuses without confirmation and the engine's check mode touches nothing; a
+restore SIGKILLed mid-way (its primary stopped, pgBackRest writing over the data directory) is finished by the
+runbook run with the same target (--yes). The end: exactly the rows committed at or before the target, on a new
 timeline, the standbys streaming it with the same rows.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pitr_helpers import PRIMARY, TABLE, take_backup, write_rows
 from runbook_helpers import (
     DEADLINE,
     inventory_path,
-    kill_cli,
     new_lab,
     node_state,
     run_json,
@@ -61,12 +65,29 @@ def lab_with_backup(lab_template: lab.LabConfig, tmp_path: Path) -> Iterator[lab
             os.environ.pop("ERLMCP_DR_HOME", None)
 
 
+# A restore in place run in a process of its own, to be killed with SIGKILL.
+_IN_PLACE_IN_A_PROCESS = """
+import json, sys
+from erlmcp_dr.paths import ensure_collection_importable
+ensure_collection_importable()
+from ansible_collections.erlmcp.dr.plugins.module_utils._pitr import in_place
+in_place.run(json.load(open(sys.argv[1])))
+"""
+
+
+def node_state_or_none(cfg: lab.LabConfig, node: str) -> dict[str, Any] | None:
+    try:
+        return node_state(cfg, node)
+    except Exception:  # noqa: BLE001 - a node that does not answer
+        return None
+
+
 def _ids(cfg: lab.LabConfig, node: str) -> set[int]:
     return {row["id"] for row in sql(cfg, node, f"SELECT id FROM {TABLE}")}
 
 
 def test_a_restore_in_place_keeps_exactly_the_rows_committed_by_the_target_and_the_standbys_follow_its_timeline(
-        lab_with_backup: lab.LabConfig) -> None:
+        lab_with_backup: lab.LabConfig, tmp_path: Path) -> None:
     cfg = lab_with_backup
     writes = write_rows(cfg, ROWS)
     target = writes.random_targets(1, random.Random(2121))[0]
@@ -89,10 +110,20 @@ def test_a_restore_in_place_keeps_exactly_the_rows_committed_by_the_target_and_t
     assert planned["wal"]["missing"] is None and not marker.exists()
     assert node_state(cfg, PRIMARY)["timeline"] == before["timeline"] and len(_ids(cfg, PRIMARY)) == ROWS
 
-    # Confirmed, then killed with SIGKILL (the CLI and all it started) once the primary is stopped and its own
-    # configuration kept: pgBackRest is restoring over its data directory, or recovery is replaying.
-    kill_cli((*run_args, "--yes"), when=lambda: marker.exists() and '"own_files"' in marker.read_text())
-    assert '"restoring"' in marker.read_text()
+    # The restore's engine in a process of its own, SIGKILLed with its process group (pgbackrest with it) once the
+    # primary is stopped and its own configuration kept: pgBackRest is restoring over its data directory.
+    (tmp_path / "params.json").write_text(json.dumps(params))
+    victim = subprocess.Popen([sys.executable, "-c", _IN_PLACE_IN_A_PROCESS, str(tmp_path / "params.json")],
+                              start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: (marker.exists() and '"own_files"' in marker.read_text()) or victim.poll() is not None,
+                 DEADLINE, interval=0.002, what="the restore in place to stop the primary")
+        assert victim.poll() is None, "the restore ended before it could be killed"
+        os.killpg(victim.pid, signal.SIGKILL)
+    finally:
+        victim.wait(timeout=DEADLINE)
+    assert victim.returncode == -signal.SIGKILL and '"restoring"' in marker.read_text()
+    assert node_state_or_none(cfg, PRIMARY) is None, "the primary serves nothing once stopped"
 
     # The next run with the same target finishes it, under the cluster's lock, and verifies the end state.
     _cli, result = run_json(*run_args, "--yes", expect_rc=0)
@@ -107,8 +138,9 @@ def test_a_restore_in_place_keeps_exactly_the_rows_committed_by_the_target_and_t
     assert expected and len(expected) < ROWS, "the target lies between the writes"
     assert _ids(cfg, PRIMARY) == expected, "exactly the rows committed at or before the target"
     assert restored["proof"]["last_xact_time"] == max(at for _id, at in writes.committed if at <= target).isoformat()
-    assert {name: (member["role"], member["timeline"]) for name, member in found["members_after"].items()} == {
-        name: ("primary" if name == PRIMARY else "standby", new_timeline) for name in (PRIMARY, *STANDBYS)}, found
+    members = {name: (member["role"], member["timeline"]) for name, member in restored["members_after"].items()}
+    assert members == {name: ("primary" if name == PRIMARY else "standby", new_timeline)
+                       for name in (PRIMARY, *STANDBYS)}, found
     # The standbys stream the new timeline and hold what the primary holds; a row written now reaches them.
     wait_topology(cfg, {name: {"role": "standby", "upstream": PRIMARY, "timeline": new_timeline}
                         for name in STANDBYS}, "the standbys streaming the restored primary's timeline")
