@@ -8,12 +8,16 @@ waiting to be archived). Then, for --targets random target times: pg_restore's e
 (removed after), the rows compared with the writer's log (a mismatch is a row committed at or before the target
 that is missing, or one committed after it that is there); for the first --paired targets also the hand-run
 sequence an operator would type (pgbackrest restore --type=time --target-action=pause, a port of its own, pg_ctl
-start, wait for replay to pause), timed the same way.
+start, wait for replay to pause), timed the same way. A pair runs in alternating order (even targets the runbook's
+engine first, odd ones the hand-run first), so neither side always gets the page cache the other warmed; each side
+is split into phases (every pgBackRest command by name, pg_ctl start, the wait for the target, the rest) and the
+machine's load average is recorded with each pair (a shared machine: the ratio is what counts).
 
     .venv/bin/python benchmarks/pitr.py                      # 20 targets, 3 paired, no pgbench data
     .venv/bin/python benchmarks/pitr.py --targets 100 --scale 70 --seconds 60   # ~1 GB, the issue's numbers
+    .venv/bin/python benchmarks/pitr.py --targets 6 --paired 6 --scale 70 --name pitr-1gb   # the 1 GB ratio
 
-Prints each target and writes benchmarks/results/<date>-pitr.json.
+Prints each target and writes benchmarks/results/<date>-<name>.json (name: pitr unless --name).
 """
 
 from __future__ import annotations
@@ -53,10 +57,51 @@ from erlmcp_dr.paths import ensure_collection_importable  # noqa: E402
 ensure_collection_importable()
 from ansible_collections.erlmcp.dr.plugins.module_utils._common.wait import wait_for  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._pitr import restore as _pitr_restore  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._pitr.pgbackrest import PgBackRest  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._pitr.restore import free_port  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.server import Server  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+class Phases:
+    """Seconds per phase of one timed restore: each pgBackRest command (by its name: info, repo-ls, repo-get,
+    restore), pg_ctl start, the wait for the target; `other` is the rest of the wall (the engine's own work)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def add(self, name: str, seconds: float) -> None:
+        self.seconds[name] = round(self.seconds.get(name, 0.0) + seconds, 3)
+
+    def timed(self, name: str, call: Any, *args: Any, **kwargs: Any) -> Any:
+        began = time.monotonic()
+        try:
+            return call(*args, **kwargs)
+        finally:
+            self.add(name, time.monotonic() - began)
+
+    def with_rest(self, wall: float) -> dict[str, float]:
+        return {**self.seconds, "other": round(wall - sum(self.seconds.values()), 3)}
+
+
+CURRENT = Phases()
+
+
+def _profile_engine() -> None:
+    """Time the engine's phases from outside it: the driver's commands, the server's start and the waiter."""
+    original_run, original_start, original_wait = PgBackRest.run, Server.start, _pitr_restore.wait_for
+
+    def run(self: PgBackRest, args: Any, *rest: Any, **kwargs: Any) -> Any:
+        return CURRENT.timed(kwargs.get("what") or list(args)[-1], original_run, self, args, *rest, **kwargs)
+
+    def start(self: Server, *rest: Any, **kwargs: Any) -> Any:
+        return CURRENT.timed("pg_ctl start", original_start, self, *rest, **kwargs)
+
+    def wait(*rest: Any, **kwargs: Any) -> Any:
+        return CURRENT.timed("wait for the target", original_wait, *rest, **kwargs)
+
+    PgBackRest.run, Server.start, _pitr_restore.wait_for = run, start, wait  # type: ignore[method-assign]
 
 
 def load_pgbench(cfg: lab.LabConfig, scale: int) -> None:
@@ -99,13 +144,13 @@ def hand_restore(cfg: lab.LabConfig, label: str, target: str, name: str) -> floa
     owner = os.stat(cfg.node(PRIMARY).data_dir)
     os.chown(folder, owner.st_uid, owner.st_gid)
     began = time.monotonic()
-    lab_pgbackrest.run(cfg, f"--pg1-path={folder}", f"--set={label}", "--type=time", f"--target={target}",
-                       "--target-action=pause", "restore")
+    CURRENT.timed("restore", lab_pgbackrest.run, cfg, f"--pg1-path={folder}", f"--set={label}", "--type=time",
+                  f"--target={target}", "--target-action=pause", "restore")
     port = free_port()
     server = Server(str(folder), log_file=str(folder) + ".log")
     server.set_auto_conf({"port": str(port), "archive_mode": "off", "listen_addresses": "127.0.0.1",
                           "unix_socket_directories": ""})
-    server.start(timeout=DEADLINE)
+    server.start(timeout=DEADLINE)  # timed as "pg_ctl start" (_profile_engine wraps Server.start)
     params = dict(cfg.node(PRIMARY).conn_params(), port=port)
 
     def paused() -> bool:
@@ -114,11 +159,37 @@ def hand_restore(cfg: lab.LabConfig, label: str, target: str, name: str) -> floa
         with psycopg.connect(**params) as conn:
             return conn.execute("SELECT pg_get_wal_replay_pause_state()").fetchone()[0] == "paused"
 
-    wait_for(paused, DEADLINE, interval=0.2, what="the hand-run restore to pause at the target")
+    CURRENT.timed("wait for the target", wait_for, paused, DEADLINE, interval=0.2,
+                  what="the hand-run restore to pause at the target")
     wall = time.monotonic() - began
     server.stop(mode="immediate", timeout=DEADLINE)
     shutil.rmtree(folder)
     return wall
+
+
+def _engine_side(cfg: lab.LabConfig, target: datetime.datetime, index: int) -> tuple[dict[str, Any], float, Any]:
+    global CURRENT
+    CURRENT = Phases()
+    began = time.monotonic()
+    # Left running, as the hand-run one is when its clock stops; both are stopped and removed untimed.
+    outcome = restore(cfg, f"bench-{index}", target_type="time", target=target.isoformat(), after="running")
+    wall = time.monotonic() - began
+    phases = CURRENT.with_rest(wall)
+    _pitr_restore.clean(str(scratch_dir(cfg, f"bench-{index}")), {"start_timeout": DEADLINE})
+    return outcome, wall, phases
+
+
+def _hand_side(cfg: lab.LabConfig, label: str, target: str, index: int) -> dict[str, Any]:
+    global CURRENT
+    CURRENT = Phases()
+    wall = hand_restore(cfg, label, target, f"hand-{index}")
+    return {"hand_wall": round(wall, 3), "hand_phases": CURRENT.with_rest(wall)}
+
+
+def _phase_medians(rows: list[dict[str, Any]], key: str) -> dict[str, float]:
+    names = sorted({name for row in rows if key in row for name in row[key]})
+    return {name: round(statistics.median(row[key].get(name, 0.0) for row in rows if key in row), 3)
+            for name in names}
 
 
 def main() -> int:
@@ -128,7 +199,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0, help="how long the writer writes")
     parser.add_argument("--scale", type=int, default=0, help="pgbench scale loaded before the backup (70 ~ 1 GB)")
     parser.add_argument("--seed", type=int, default=21)
+    parser.add_argument("--name", default="pitr", help="results file: benchmarks/results/<date>-<name>.json")
     args = parser.parse_args()
+    _profile_engine()
     rng = random.Random(args.seed)
     rows: list[dict[str, Any]] = []
     with new_lab() as cfg:
@@ -146,18 +219,20 @@ def main() -> int:
         archive_now(cfg)
         print(f"{len(writes.committed)} commits logged; archive samples {len(sampler.samples)}")
         for index, target in enumerate(writes.random_targets(args.targets, rng)):
-            began = time.monotonic()
-            # Left running, as the hand-run one is when its clock stops; both are stopped and removed untimed.
-            outcome = restore(cfg, f"bench-{index}", target_type="time", target=target.isoformat(), after="running")
-            wall = time.monotonic() - began
-            _pitr_restore.clean(str(scratch_dir(cfg, f"bench-{index}")), {"start_timeout": DEADLINE})
+            row: dict[str, Any] = dict(target=target.isoformat(), load_before=round(os.getloadavg()[0], 2))
+            paired = index < args.paired
+            if paired and index % 2:  # alternate which side runs first
+                row["hand_first"] = True
+                row.update(_hand_side(cfg, backup["label"], target.isoformat(), index))
+            outcome, wall, phases = _engine_side(cfg, target, index)
             found = mismatches(writes, target, restored_ids(outcome))
-            row = dict(target=target.isoformat(), restore_wall=round(wall, 3),
-                       missing=len(found["missing"]), extra=len(found["extra"]),
-                       last_xact_time=outcome["proof"]["last_xact_time"])
-            if index < args.paired:
-                row["hand_wall"] = round(hand_restore(cfg, backup["label"], target.isoformat(), f"hand-{index}"), 3)
+            row.update(restore_wall=round(wall, 3), restore_phases=phases, missing=len(found["missing"]),
+                       extra=len(found["extra"]), last_xact_time=outcome["proof"]["last_xact_time"])
+            if paired and not index % 2:
+                row.update(_hand_side(cfg, backup["label"], target.isoformat(), index))
+            if paired:
                 row["ratio"] = round(row["restore_wall"] / row["hand_wall"], 3)
+            row["load_after"] = round(os.getloadavg()[0], 2)
             rows.append(row)
             print(json.dumps(row), flush=True)
     ages = [s["age"] for s in sampler.samples if s["age"] is not None]
@@ -173,6 +248,9 @@ def main() -> int:
         "restore_wall": {"median": statistics.median(r["restore_wall"] for r in rows),
                          "max": max(r["restore_wall"] for r in rows)},
         "paired_ratio": {"median": statistics.median(ratios), "max": max(ratios)} if ratios else None,
+        "phases_median": {"restore": _phase_medians(rows, "restore_phases"),
+                          "hand": _phase_medians([r for r in rows if "hand_phases" in r], "hand_phases")},
+        "load_average": {"min": min(r["load_before"] for r in rows), "max": max(r["load_after"] for r in rows)},
         "archive_lag_seconds": {"median": statistics.median(ages), "max": max(ages)} if ages else None,
         "archive_ready_max": max((s["ready"] for s in sampler.samples), default=None),
         # pg_stat_archiver counts since the lab was built: the failures while the template was built (archive-push
@@ -184,7 +262,7 @@ def main() -> int:
         "note": "a shared 2-core machine with other jobs running; walls are for ratios, not absolute claims",
     }
     RESULTS_DIR.mkdir(exist_ok=True)
-    path = RESULTS_DIR / f"{result['date']}-pitr.json"
+    path = RESULTS_DIR / f"{result['date']}-{args.name}.json"
     path.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "rows"}, indent=1))
     print(f"wrote {path}")

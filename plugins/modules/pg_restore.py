@@ -13,7 +13,7 @@ description:
   - Restores into a B(scratch) directory (O(scratch_dir)), never into a live data directory - one of
     O(live_data_dirs), inside one or holding one is refused before anything is read from the repository - and starts
     it on its own port on 127.0.0.1 (O(scratch_port), default a free one). The live cluster is not touched.
-    Restoring in place is not supported yet.
+    To restore the live primary itself, M(erlmcp.dr.pg_restore_in_place).
   - "The target (O(target_type)): C(latest) (the end of the archive), C(time) (commits at or before it are
     replayed, later ones not), C(lsn), or C(name) (a restore point made with C(pg_create_restore_point))."
   - The backup is chosen from C(pgbackrest info --output=json), by O(backup_label), else the newest whose stop

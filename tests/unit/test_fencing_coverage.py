@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "erlmcp.dr."
 # The collection's modules that change a target (the others read, or are the lock and parameter plumbing).
 CHANGING_MODULES = ("pg_promote", "pg_fence", "pg_standby_follow", "app_db_config", "dns_record", "pg_backup",
-                    "pg_restore", "redis_backup", "redis_restore", "redis_promote", "app_redis_config")
+                    "pg_restore", "pg_restore_in_place", "redis_backup", "redis_restore", "redis_promote",
+                    "app_redis_config")
 # ansible.builtin modules that change a host: none may appear in a runbook or role unguarded.
 BUILTIN_CHANGING = {"service", "systemd", "systemd_service", "command", "shell", "raw", "script", "copy", "template",
                     "file", "lineinfile", "blockinfile", "replace", "package", "apt", "dnf", "yum", "user", "unarchive",

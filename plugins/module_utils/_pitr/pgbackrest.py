@@ -12,7 +12,8 @@ backup code of our own. The engines (_pitr_backup, _pitr_restore) talk to a Back
   archive_listing(archive_id) every file in the archive (segments, history files): the input of the WAL gap check
   history(archive_id, tli)    a timeline history file's text
   verify(label)               whether the repository's own checksums hold for the backup (and its WAL)
-  restore(label, target, dir) write the backup into an empty directory with recovery set to stop at the target
+  restore(label, target, dir) write the backup into an empty directory (or, delta, over a stopped copy of the
+                              cluster) with recovery set to stop at the target
   expire(keep_full)           count retention of full backups, with the WAL they need
 
 so a second driver (WAL-G, Barman) would implement these eight and nothing else changes.
@@ -221,10 +222,17 @@ class PgBackRest(BackupDriver):
         text = self.run(self._repo_args() + ["--output=text", "--verbose", "verify"], what="verify")
         return parse_verify(text, label)
 
-    def restore(self, label, target, directory):
+    def restore(self, label, target, directory, delta=False, action="pause", timeline=None):
+        """delta: rewrite only the files that differ (pgBackRest's --delta; the directory holds a copy of the
+        cluster, e.g. the live primary's, stopped); action: what recovery does at the target (pause, promote);
+        timeline: the timeline recovery follows (default PostgreSQL's: the newest in the archive)."""
         args = self._repo_args() + ["--pg1-path=%s" % directory, "--set=%s" % label]
+        if delta:
+            args.append("--delta")
         if target["type"] != "latest":
-            args += ["--type=%s" % target["type"], "--target=%s" % target["value"], "--target-action=pause"]
+            args += ["--type=%s" % target["type"], "--target=%s" % target["value"], "--target-action=%s" % action]
+        if timeline:
+            args.append("--target-timeline=%d" % timeline)
         self.run(args + ["restore"])
 
     def expire(self, keep_full):

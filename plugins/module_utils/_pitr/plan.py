@@ -287,8 +287,24 @@ def summary(runbook, steps, completed=False, check_mode=False, meta=None):
                            verify["verified"].get("label"), verify.get("scratch_dir"),
                            verify["verified"].get("last_xact_time"), len(verify.get("checks") or []),
                            verify.get("record")))
+    in_place = steps.get("in_place")
+    if in_place:
+        details["in_place"] = _in_place_details(in_place, steps.get("cluster"))
+        if in_place.get("proof") and in_place.get("changed") and not check_mode:
+            did.append("restored the primary's data directory %s in place from backup %s to %s and promoted it on "
+                       "timeline %s (it served timeline %s): last transaction replayed committed at %s (LSN %s)" % (
+                           in_place.get("data_dir"), (in_place.get("backup") or {}).get("label"),
+                           describe_target(in_place.get("target") or {}), in_place.get("new_timeline"),
+                           in_place.get("from_timeline"), in_place["proof"].get("last_xact_time"),
+                           in_place["proof"].get("replay_lsn")))
     plan = None
-    if check_mode:
+    if check_mode and in_place:
+        from ansible_collections.erlmcp.dr.plugins.module_utils._common.summary import confirmation
+
+        plan = confirmation(will_change=_in_place_will(in_place), may_lose=[
+            "every transaction committed after %s on timeline %s: it stays in the WAL archive on that timeline but "
+            "is no longer served" % (describe_target(in_place.get("target") or {}), in_place.get("from_timeline"))])
+    elif check_mode:
         will = []
         if backup:
             will.append("take a %s backup; expire %s" % (backup.get("would_take"), ", ".join(
@@ -305,7 +321,47 @@ def summary(runbook, steps, completed=False, check_mode=False, meta=None):
         from ansible_collections.erlmcp.dr.plugins.module_utils._common.summary import confirmation
 
         plan = confirmation(will_change=will)
-    action = "backup" if backup or runbook == "pg_backup" else "verify_restore" if verify else "restore_scratch"
+    action = "backup" if backup or runbook == "pg_backup" else "verify_restore" if verify else \
+        "restore_in_place" if in_place or runbook == "pg_restore_in_place" else "restore_scratch"
+    from ansible_collections.erlmcp.dr.plugins.module_utils._common.summary import point_of_no_return_passed
+
     return envelope(runbook, action=action,
                     completed=completed, check_mode=check_mode, did=did, end=steps.get("end_state"),
-                    lock_key=(steps.get("lock") or {}).get("key"), details=details, plan=plan)
+                    lock_key=(steps.get("lock") or {}).get("key"), details=details, plan=plan,
+                    passed_point_of_no_return=point_of_no_return_passed(meta, not check_mode and bool(
+                        in_place and (in_place.get("archived_before_stop") or in_place.get("proof")
+                                      or in_place.get("action") == "finish"))))
+
+
+def in_place_end_state(end_state, cluster, new_timeline):
+    """The end state of a restore in place: the rejoin's ({ok, problems} of the failover plan's end_state: one
+    writable primary, every other member streaming from it) and every reachable member on the timeline the restore
+    made. {} when there is no end state to judge (check mode, a run that stopped before it)."""
+    if not end_state:
+        return {}
+    problems = list(end_state.get("problems") or [])
+    for name, node in sorted(((cluster or {}).get("nodes") or {}).items()):
+        if node.get("reachable") and str(node.get("timeline")) != str(new_timeline):
+            problems.append("%s is on timeline %s, expected the restore's new timeline %s"
+                            % (name, node.get("timeline"), new_timeline))
+    return dict(end_state, ok=not problems, problems=problems)
+
+
+def _in_place_details(in_place, cluster):
+    """The restore in place's facts, and each member's role, timeline and upstream as read after the rejoin."""
+    found = dict((key, in_place.get(key)) for key in (
+        "action", "target", "backup", "wal", "data_dir", "from_timeline", "new_timeline", "proof", "found_done",
+        "archived_before_stop", "repository"))
+    nodes = (cluster or {}).get("nodes") or {}
+    found["members_after"] = dict((name, dict((key, node.get(key)) for key in (
+        "role", "timeline", "upstream", "streaming", "writable"))) for name, node in sorted(nodes.items()))
+    return found
+
+
+def _in_place_will(in_place):
+    if in_place.get("action") == "done":
+        return []
+    return ["stop the primary (%s, timeline %s), restore backup %s into its data directory (pgBackRest --delta) "
+            "replayed to %s, promote it on a new timeline; then every standby rejoins it (pg_rewind)" % (
+                in_place.get("data_dir"), in_place.get("from_timeline"), (in_place.get("backup") or {}).get("label"),
+                describe_target(in_place.get("target") or {}))]

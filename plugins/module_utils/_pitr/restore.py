@@ -145,8 +145,9 @@ def _check_scratch_place(scratch, live_dirs):
         live_real = _real(live)
         if real == live_real or real.startswith(live_real + os.sep) or live_real.startswith(real + os.sep):
             raise ModuleFailure("scratch_dir %s is (or holds, or lies inside) the live data directory %s: a restore "
-                                "never writes there; choose a new directory (scratch_dir). Restoring in place is not "
-                                "supported yet (docs/pitr.md)" % (scratch, live), error_kind="refused_target")
+                                "never writes there; choose a new directory (scratch_dir). To take the live cluster "
+                                "back in time, run pg_restore_in_place (docs/pitr.md)" % (scratch, live),
+                                error_kind="refused_target")
 
 
 def _check_scratch_empty(scratch, previous):
@@ -238,13 +239,24 @@ def archive_id_of(stanzas, backup):
                         % (backup["label"], db_id), error_kind="wal_gap")
 
 
-def check_wal(driver, stanzas, backup, target):
-    """Every WAL segment the restore reads is in the archive, else ModuleFailure naming the first missing one."""
+def check_wal(driver, stanzas, backup, target, timeline=None):
+    """Every WAL segment the restore reads is in the archive, else ModuleFailure naming the first missing one.
+    timeline: the timeline recovery follows (a restore in place: the live primary's); default the newest one that
+    descends from the backup's, as recovery_target_timeline = latest does."""
     archive_id = archive_id_of(stanzas, backup)
     listing = plan.archive_listing(driver.archive_listing(archive_id))
     start_tli = plan.parse_segment_name(backup["archive"]["start"])[0]
     end_tli, history = start_tli, []
-    for tli in sorted(listing["histories"], reverse=True):  # recovery_target_timeline = latest: the newest one
+    if timeline and timeline != start_tli:
+        if timeline not in listing["histories"]:
+            raise ModuleFailure("the WAL archive (%s) has no history file of timeline %d, which recovery follows "
+                                "from backup %s (timeline %d): nothing was restored; choose a backup taken on "
+                                "timeline %d (backup_label)" % (archive_id, timeline, backup["label"], start_tli,
+                                                                 timeline), error_kind="wal_gap")
+        end_tli = timeline
+        history = plan.parse_history(driver.history(archive_id, listing["histories"][timeline]))
+    for tli in sorted(listing["histories"], reverse=True) if not timeline else ():
+        # recovery_target_timeline = latest: the newest one
         entries = plan.parse_history(driver.history(archive_id, listing["histories"][tli]))
         if tli > start_tli and start_tli in [entry[0] for entry in entries]:
             end_tli, history = tli, entries
