@@ -6,8 +6,9 @@ Keys (under the inventory's dr_watch.prefix, default /erlmcp-dr/watch/):
   WatchSettings.lease_seconds (three checks) unless renewed, so a dead or cut-off observer's verdicts vanish by
   etcd's own clock: every verdict read is a live observer's.
 - `failovers/<region>`: the trigger. Claimed with ONE transaction (create it only if it does not exist, as the run
-  lock's take), attached to the claiming observer's lease while its regional_failover runs (an observer killed
-  mid-run loses the claim when its lease expires; the next trigger's run resumes the move from its journal); when
+  lock's take), attached to a lease of the claim's own (CLAIM_SECONDS) that a keeper thread renews while the
+  regional_failover runs (an observer killed mid-run loses the claim when that lease expires; the next trigger's run
+  resumes the move from its journal); when
   the run ends, the record is rewritten without a lease (persistent) with the outcome, so no observer starts
   another failover of that region until an operator clears it (`runbook watch --clear-failover REGION`, after the
   failback).
@@ -20,12 +21,14 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 from typing import Any, Dict, List, Optional, Tuple
 
 from erlmcp_dr import paths
 from erlmcp_dr.watch_quorum import Verdict
 
 VERDICTS = "verdicts/"
+CLAIM_SECONDS = 30  # a claim outlives a dead observer this long; then another trigger resumes the move
 FAILOVERS = "failovers/"
 
 
@@ -45,6 +48,27 @@ def range_end(prefix: str) -> str:
     """The end of etcd's range that holds every key starting with `prefix` (its last byte plus one)."""
     raw = prefix.encode("utf-8")
     return (raw[:-1] + bytes([raw[-1] + 1])).decode("utf-8")
+
+
+class ClaimKeeper:
+    """Renews a claim's lease every third of its TTL until stopped (a thread of the observer, beside the run)."""
+
+    def __init__(self, board: Board, lease_id: int) -> None:
+        self.board, self.lease_id = board, lease_id
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._keep, name=f"watch-claim-{lease_id:x}", daemon=True)
+        self.thread.start()
+
+    def _keep(self) -> None:
+        while not self.stop.wait(CLAIM_SECONDS / 3.0):
+            try:
+                self.board.client.refresh(self.lease_id)
+            except self.board.etcd.LockStoreError:  # etcd away: the next round tries again, until the TTL ends
+                continue
+
+    def end(self) -> None:
+        self.stop.set()
+        self.thread.join()
 
 
 class Board:
@@ -109,17 +133,20 @@ class Board:
 
     # ------------------------------------------------------------ the trigger
 
-    def claim(self, region: str, record: Dict[str, Any]) -> Tuple[bool, Optional[Dict[str, Any]]]:
-        """(True, None) when this observer now holds the region's trigger (under its lease), else (False, the
-        record that holds it)."""
+    def claim(self, region: str, record: Dict[str, Any]) -> Tuple[Optional[int], Optional[Dict[str, Any]]]:
+        """(the claim's lease, None) when this observer now holds the region's trigger, else (None, the record that
+        holds it). The claim has a lease of its own (CLAIM_SECONDS), renewed by ClaimKeeper while the run lives:
+        not the verdicts' short lease, which a check slowed down by the run on a busy controller can miss."""
         key = self._failover_key(region)
         claimed = dict(record, observer=self.observer, host=socket.gethostname(), state="running")
+        lease_id = self.client.grant(CLAIM_SECONDS)[0]
         outcome = self.etcd.txn_outcome(self.client.txn(
-            self.etcd.take_txn(key, json.dumps(claimed, sort_keys=True), self.lease())))
+            self.etcd.take_txn(key, json.dumps(claimed, sort_keys=True), lease_id)))
         if outcome[0]:
-            return True, None
+            return lease_id, None
+        self.client.revoke(lease_id)
         kv = outcome[2]
-        return False, json.loads(self.etcd.unb64(kv.get("value"))) if kv else {"state": "gone meanwhile"}
+        return None, json.loads(self.etcd.unb64(kv.get("value"))) if kv else {"state": "gone meanwhile"}
 
     def settle(self, region: str, record: Dict[str, Any]) -> None:
         """The claim's outcome, kept without a lease: no observer triggers this region again until it is cleared."""
@@ -145,6 +172,9 @@ class Board:
         delete = {"request_delete_range": {"key": self.etcd.b64(key)}}
         return self.etcd.txn_outcome(self.client.txn(
             self.etcd.guarded_txn(key, int(kv.get("create_revision") or 0), delete)))[0]
+
+    def revoke(self, lease_id: int) -> None:
+        self.client.revoke(lease_id)
 
     def release(self) -> None:
         """Revoke this observer's lease (a clean stop): its verdicts and a running claim go at once."""

@@ -7,7 +7,7 @@ A check (tick):
    is ever demoted or stopped because etcd is away);
 3. per region, watch_quorum.decide over the static membership; on FAIL_OVER, unless a trigger record exists for
    the region, claim it (one observer wins) and start regional_failover (unplanned, to the declared target) through
-   erlmcp_dr.run() in a thread, so this observer keeps renewing its lease (and so its claim) while the run lasts;
+   erlmcp_dr.run() in a thread (the claim has a lease of its own, renewed by a keeper thread while the run lasts);
    the run takes its run lock as every run does (RunBusy: another run holds the targets, this trigger stands down
    and gives its claim back);
 4. when the run ends, its outcome is written as the region's trigger record, without a lease.
@@ -28,7 +28,7 @@ from typing import Any, Callable, Dict, List, Optional
 from erlmcp_dr.compose import inventory as compose_inventory
 from erlmcp_dr.errors import ParameterError, RunBusy
 from erlmcp_dr.watch import sampling
-from erlmcp_dr.watch.board import Board, store_error
+from erlmcp_dr.watch.board import Board, ClaimKeeper, store_error
 from erlmcp_dr.watch.guard import RegionGuard
 from erlmcp_dr.watch.settings import WatchSettings
 from erlmcp_dr.watch_quorum import FAIL_OVER, Verdict, decide
@@ -57,6 +57,7 @@ class Trigger:
     region: str
     to_region: str
     started_at: str
+    keeper: Optional[ClaimKeeper] = None  # renews the claim's lease while the run lives
     thread: Optional[threading.Thread] = None
     outcome: Optional[Dict[str, Any]] = None
     settled: bool = False
@@ -144,10 +145,11 @@ class Observer:
 
     def _start(self, region: str) -> str:
         to_region = self.settings.failover_to[region]
-        won, holder = self.board.claim(region, {"to_region": to_region, "started_at": _now(), "pid": os.getpid()})
-        if not won:
+        lease_id, holder = self.board.claim(region, {"to_region": to_region, "started_at": _now(),
+                                                     "pid": os.getpid()})
+        if lease_id is None:
             return f"{STANDING_DOWN}: {_record_text(region, holder or {})}"
-        trigger = Trigger(region, to_region, _now())
+        trigger = Trigger(region, to_region, _now(), keeper=ClaimKeeper(self.board, lease_id))
         trigger.thread = threading.Thread(target=self._failover, args=(trigger,), daemon=True,
                                           name=f"watch-{self.name}-{RUNBOOK}-{region}")
         self.triggers.append(trigger)
@@ -180,6 +182,9 @@ class Observer:
             else:
                 self.board.settle(trigger.region, dict(trigger.outcome, to_region=trigger.to_region,
                                                        started_at=trigger.started_at, ended_at=_now()))
+            if trigger.keeper is not None:
+                trigger.keeper.end()
+                self.board.revoke(trigger.keeper.lease_id)  # the record no longer hangs on it
             trigger.settled = True
 
     def _describe(self, trigger: Trigger) -> Dict[str, Any]:

@@ -38,7 +38,7 @@ DEFAULTS: Dict[str, float] = {"interval": 5.0, "consecutive_checks": 3, "carry_o
 LIMITS: Dict[str, Tuple[float, float]] = {"interval": (0.1, 300.0), "consecutive_checks": (1, 100),
                                           "carry_on_seconds": (0.1, 3600.0), "fail_over_seconds": (0.1, 3600.0),
                                           "sample_timeout": (0.1, 60.0)}
-MIN_LEASE_SECONDS = 2  # etcd grants no shorter lease (_lock/etcd.py MIN_TTL)
+MIN_LEASE_SECONDS = 5  # etcd grants no less than 2 s (_lock/etcd.py MIN_TTL); a loaded controller needs more
 
 
 @dataclass(frozen=True)
@@ -55,8 +55,8 @@ class WatchSettings:
 
     @property
     def lease_seconds(self) -> int:
-        """An observer's verdicts live this long without a renewal: three checks, so one slow check does not drop
-        them, and a dead or cut-off observer's verdicts are gone three intervals later."""
+        """An observer's verdicts live this long without a renewal: three checks (at least 5 s), so a check slowed
+        down on a busy controller does not drop them, and a dead or cut-off observer's verdicts are gone soon."""
         return max(MIN_LEASE_SECONDS, int(math.ceil(3 * self.interval)))
 
 
