@@ -19,6 +19,7 @@ from erlmcp_dr.drill import cli as drill_cli
 from erlmcp_dr.errors import ConfirmationRequired, RunbookError, RunBusy
 from erlmcp_dr.reporting import report
 from erlmcp_dr.result import HTML_REPORT_FILE, REPORT_FILE, RESULT_FILE, RunResult, Step
+from erlmcp_dr.watch import cli as watch_cli
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -126,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     readiness_cli.register(sub, _sub)  # `runbook readiness`: its own exit codes (0 ready, 1 warnings, 2 not ready)
     drill_cli.register(sub, _sub)  # `runbook drill export`: a drill as a Chaos Toolkit experiment and journal
+    watch_cli.register(sub, _sub)  # `runbook watch`: an observer of the automatic regional failover (issue 22)
 
     lab = _sub(sub, "lab", "the local lab: PostgreSQL primary + standbys on 127.0.0.1", _cmd_lab)
     lab.add_argument("action", choices=["up", "status", "down", "reset", "fail-region", "restore-region"],
