@@ -152,7 +152,7 @@ def _breakdown(result: Any, marks: Marks, killed: float, first_write: float) -> 
     points = [killed, marks.times.get("runbook_run"), marks.times.get("guarded"), marks.times.get("start_record"),
               playbook_start, _ts(begin.start), _ts(begin.end), _ts(promote.start), _ts(promote.end), first_write]
     phases = {name: (round(b - a, 4) if a is not None and b is not None else None)
-              for name, a, b in zip(PHASES, points, points[1:], strict=True)}
+              for name, a, b in zip(PHASES, points[:-1], points[1:], strict=True)}
     fence = (promote.data.get("fence_result") or {})
     return {"phases": phases, "begin_durations": begin.data.get("durations") or {},
             "promote_seconds": promote.data.get("promote_seconds"), "fence_changed": fence.get("changed"),
