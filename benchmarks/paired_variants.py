@@ -5,7 +5,9 @@ Each variant is a source tree of the collection (for a commit: `git archive <com
 drifts) gets a lab of its own, reset, then one database_switchover (or, with --failover, a kill -9 of the primary's
 postmaster and database_failover) through erlmcp_dr.run with ERLMCP_DR_COLLECTION naming the variant. Each sample is
 the run's wall seconds, the CPU seconds of its processes (this process and its children: the runner, ansible-playbook
-and its workers) and its task count. Prints one JSON line per sample, then the medians per variant.
+and its workers) and its task count; a failover's also the seconds from the kill to the first write a client
+(writing every 10 ms, as in benchmarks/switchover.py) had acknowledged (`first_write_s`). Prints one JSON line per
+sample, then the medians per variant and each variant's ratios to the first, pair by pair.
 
     .venv/bin/python benchmarks/paired_variants.py --rounds 4 base=/tmp/v/base final=/tmp/v/final
 
@@ -39,6 +41,7 @@ from typing import Any
 
 import erlmcp_dr
 from erlmcp_dr.lab import lifecycle as lab
+from erlmcp_dr.probe import WriteProbe, multi_host_conninfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fresh_lab import FreshLab  # noqa: E402
@@ -73,24 +76,49 @@ def sample(kind: str, template: Path) -> dict[str, Any]:
         cfg, inventory = labs.reset(), labs.inventory
         cpu_before = _run_cpu()
         started = time.monotonic()
+        first_write = None
         if kind == "failover":
-            pid = cfg.node("pg-a").server().postmaster_pid()
-            if pid is None:
-                raise SystemExit("no postmaster pid for pg-a")
-            os.kill(pid, signal.SIGKILL)
-            result = erlmcp_dr.run("database_failover", inventory=str(inventory))
+            result, first_write = _failover(cfg, inventory)
         elif kind == "redis_failover":
             result = erlmcp_dr.run("redis_failover", inventory=str(inventory), extravars={"candidate": "redis-b"})
         else:
             result = erlmcp_dr.run("database_switchover", inventory=str(inventory), extravars={"candidate": "pg-b"})
         wall = time.monotonic() - started
         cpu = _run_cpu()
-        return {"ok": result.succeeded, "wall_s": round(wall, 3), "cpu_s": round(cpu - cpu_before, 3),
-                "tasks": len([step for step in result.steps if not step.skipped]),
-                "load_1m": round(os.getloadavg()[0], 2)}
+        row = {"ok": result.succeeded, "wall_s": round(wall, 3), "cpu_s": round(cpu - cpu_before, 3),
+               "tasks": len([step for step in result.steps if not step.skipped]),
+               "load_1m": round(os.getloadavg()[0], 2)}
+        if first_write is not None:
+            row["first_write_s"] = first_write
+        return row
     finally:
         labs.close()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _failover(cfg: lab.LabConfig, inventory: Path) -> tuple[Any, float | None]:
+    """kill -9 of pg-a's postmaster, then database_failover, while a client writes every 10 ms through a multi-host
+    read-write connection (benchmarks/switchover.py's): the run's result, and the seconds from the kill to the
+    client's first acknowledged write (None when none came within 60 s)."""
+    with WriteProbe(_conninfo(cfg)) as probe:
+        pid = cfg.node("pg-a").server().postmaster_pid()
+        if pid is None:
+            raise SystemExit("no postmaster pid for pg-a")
+        killed = time.monotonic()
+        os.kill(pid, signal.SIGKILL)
+        result = erlmcp_dr.run("database_failover", inventory=str(inventory))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            after = [t for t in probe.report.commit_times if t > killed]
+            if after or not result.succeeded:
+                break
+            time.sleep(0.01)
+    after = [t for t in probe.report.commit_times if t > killed]
+    return result, (round(after[0] - killed, 3) if after else None)
+
+
+def _conninfo(cfg: lab.LabConfig) -> str:
+    return multi_host_conninfo([("127.0.0.1", n.port) for n in cfg.nodes], lab.SUPERUSER, lab.LAB_PASSWORD)
 
 
 def main() -> None:
@@ -123,10 +151,13 @@ def main() -> None:
         _stop_zygotes(template.parent / "w")
         shutil.rmtree(root, ignore_errors=True)
     for name, samples in rows.items():
+        writes = [r["first_write_s"] for r in samples if r.get("first_write_s") is not None]
         print(f"{name:12} wall {statistics.median(r['wall_s'] for r in samples):6.3f} s"
               f"  cpu {statistics.median(r['cpu_s'] for r in samples):6.3f} s"
               f"  tasks {statistics.median(r['tasks'] for r in samples):4.0f}"
-              f"  ok {all(r['ok'] for r in samples)}")
+              + (f"  kill -> first write {statistics.median(writes):6.3f} s" if writes else "")
+              + f"  ok {all(r['ok'] for r in samples)}")
+    _print_pair_ratios(rows)
 
 
 Rows = dict[str, list[dict[str, Any]]]
@@ -151,6 +182,17 @@ def paired_rows(variants: dict[str, str], rounds: int, kind: str, template: Path
             rows[name].append(row)
     return rows
 
+
+
+def _print_pair_ratios(rows: Rows) -> None:
+    """Each variant against the first, pair by pair (the samples of one round): the median ratio per figure."""
+    names = list(rows)
+    for name in names[1:]:
+        for key in ("wall_s", "cpu_s", "first_write_s"):
+            ratios = [b[key] / a[key] for a, b in zip(rows[names[0]], rows[name], strict=False)
+                      if a.get(key) and b.get(key) is not None]
+            if ratios:
+                print(f"{name}/{names[0]} {key}: median of {len(ratios)} pairs {statistics.median(ratios):.3f}")
 
 
 def _burn() -> None:

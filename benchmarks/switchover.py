@@ -8,7 +8,8 @@ One run, alternating, for each of `--runs` rounds:
 - erlmcp_failover: kill -9 of the primary's postmaster, then the database_failover runbook at once.
 Each with the same client committing every 10 ms through a multi-host libpq connection
 (target_session_attrs=read-write) and a sampler asking every node whether it takes writes.
-Also the per-task overhead: a no-op module task against the same inventory.
+Also a run's fixed cost (the `runbook` process's start -> its first task, its last task -> its exit) and the cost
+of one task, through `runbook run` with its warm start: task_overhead.
 
 Writes benchmarks/results/<date>-switchover.json and prints a table (`--json`: the JSON instead). `--busy N` keeps
 N CPU-bound processes running throughout, so every tool meets the same busy machine (results in
@@ -53,7 +54,7 @@ from ansible_collections.erlmcp.dr.plugins.module_utils._common.wait import wait
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 NOOP_TASKS = 10
 GOALS = {"unavailable_vs_floor_max": 1.5, "wall_vs_patroni_max": 0.6, "task_overhead_s_max": 0.150,
-         "failover_unavailable_s_max": 1.5}
+         "failover_unavailable_s_max": 1.5, "fixed_cost_s_max": 0.25}
 
 Run = dict[str, Any]
 
@@ -152,31 +153,66 @@ def patroni_once(cluster: peer_patroni.PatroniCluster) -> Run:
     return _measure(conninfo, {m.name: m.conn_params() for m in cluster.members}, action)
 
 
-def task_overhead(cfg: lab.LabConfig, inventory: Path, folder: Path, repeats: int = 3) -> dict[str, float]:
-    """Seconds one module task adds to a playbook run against the same inventory (median of `repeats` playbooks of
-    0 and of NOOP_TASKS tasks): a no-op shipped module (ansible.builtin.ping on localhost), and the erlmcp.dr step
-    the runbooks repeat most (erlmcp.dr.pg_replication_info reading every lab node, run in the controller)."""
+def _noop_runbook(name: str, tasks: list[dict[str, Any]]) -> str:
+    """A runbook (metadata + tasks) the `runbook` CLI runs from ERLMCP_DR_PLAYBOOKS: JSON is YAML."""
+    meta = {"title": name, "summary": "Fixed-cost probe of benchmarks/switchover.py.", "confirm": False,
+            "parameters": {}}
+    return json.dumps([{"name": name, "hosts": "localhost", "gather_facts": False, "vars": {"runbook": meta},
+                        "tasks": tasks}])
+
+
+def _cli_run(name: str, inventory: Path, env: dict[str, str]) -> dict[str, float]:
+    """One `runbook run` process, as an operator starts it; from its result: the process's start to the first task's
+    start, the last task's end to the process's exit, and the wall."""
+    started = time.time()
+    done = subprocess.run([str(Path(sys.executable).parent / "runbook"), "run", name, "-i", str(inventory), "--yes",
+                           "--json"], env=env, capture_output=True, text=True, timeout=300, check=False)
+    ended = time.time()
+    if done.returncode != 0:
+        raise SystemExit(f"runbook run {name} failed ({done.returncode}): {done.stdout[-2000:]}{done.stderr[-2000:]}")
+    steps = [s for s in json.loads(done.stdout)["steps"] if s.get("start") and s.get("end")]
+    first = min(_stamp(s["start"]) for s in steps)
+    last = max(_stamp(s["end"]) for s in steps)
+    return {"start_s": first - started, "end_s": ended - last, "wall_s": ended - started}
+
+
+def _stamp(text: str) -> float:
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def task_overhead(cfg: lab.LabConfig, inventory: Path, folder: Path, repeats: int = 3) -> dict[str, Any]:
+    """The fixed cost of a run and the cost of one task, as an operator's `runbook run` pays them (the CLI, the
+    runner, the guard and the warm start, as configured: ERLMCP_DR_WARM), medians of `repeats` runs:
+    `runbook_start_to_first_task_s` and `last_task_to_exit_s` of a one-task runbook (issue 19's fixed cost), and per
+    task the difference between runbooks of 1 + NOOP_TASKS and of 1 task, divided by NOOP_TASKS: a no-op shipped
+    module (ansible.builtin.ping on localhost), and the erlmcp.dr step the runbooks repeat most
+    (erlmcp.dr.pg_replication_info reading every lab node, run in the controller). Until round 10 these were
+    timed on a bare `ansible-playbook` started cold (`playbook_start_s`): never the warm path."""
     read = {"nodes": [{"name": n.name, "host": "127.0.0.1", "port": n.port} for n in cfg.nodes],
             "login_user": lab.SUPERUSER, "login_password": lab.LAB_PASSWORD}
-    tasks = {"ping": {"ansible.builtin.ping": {}}, "pg_replication_info": {"erlmcp.dr.pg_replication_info": read}}
-
-    def timed(task: dict[str, Any], count: int) -> float:
-        play = folder / f"noop-{count}.yml"
-        play.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": [task] * count}]))
-        started = time.monotonic()
-        subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), str(play)],
-                       check=True, stdout=subprocess.DEVNULL, timeout=300)
-        return time.monotonic() - started
-
-    empty = statistics.median(timed({}, 0) for _ in range(repeats))
-    out = {"playbook_start_s": round(empty, 3)}
+    ping = {"name": "ping", "ansible.builtin.ping": {}}
+    tasks = {"ping": ping, "pg_replication_info": {"name": "read", "erlmcp.dr.pg_replication_info": read}}
+    books = folder / "fixed-cost-books"
+    books.mkdir(exist_ok=True)
+    (books / "fixed_one.yml").write_text(_noop_runbook("fixed_one", [ping]))
     for name, task in tasks.items():
-        full = statistics.median(timed(task, NOOP_TASKS) for _ in range(repeats))
-        out[f"{name}_per_task_s"] = round((full - empty) / NOOP_TASKS, 3)
+        (books / f"fixed_{name}.yml").write_text(_noop_runbook(f"fixed_{name}", [ping] + [task] * NOOP_TASKS))
+    env = dict(os.environ, ERLMCP_DR_PLAYBOOKS=str(books), ERLMCP_DR_HOME=str(folder / "fixed-cost-home"))
+    _cli_run("fixed_one", inventory, env)  # a first run starts the zygote when there is none: not what a run pays
+    one = [_cli_run("fixed_one", inventory, env) for _ in range(repeats)]
+    out: dict[str, Any] = {
+        "runbook_start_to_first_task_s": round(statistics.median(r["start_s"] for r in one), 3),
+        "last_task_to_exit_s": round(statistics.median(r["end_s"] for r in one), 3),
+        "warm": os.environ.get("ERLMCP_DR_WARM", "1").strip() != "0",
+    }
+    base = statistics.median(r["wall_s"] for r in one)
+    for name in tasks:
+        full = statistics.median(_cli_run(f"fixed_{name}", inventory, env)["wall_s"] for _ in range(repeats))
+        out[f"{name}_per_task_s"] = round((full - base) / NOOP_TASKS, 3)
     return out
 
 
-def summarize(runs: dict[str, list[Run]], overhead: dict[str, float]) -> dict[str, Any]:
+def summarize(runs: dict[str, list[Run]], overhead: dict[str, Any]) -> dict[str, Any]:
     tools: dict[str, Any] = {}
     for tool, rows in runs.items():
         if not rows:
@@ -198,7 +234,7 @@ def summarize(runs: dict[str, list[Run]], overhead: dict[str, float]) -> dict[st
     return out
 
 
-def _ratios(tools: dict[str, Any], overhead: dict[str, float]) -> dict[str, Any]:
+def _ratios(tools: dict[str, Any], overhead: dict[str, Any]) -> dict[str, Any]:
     def ratio(a: str, b: str, key: str) -> float | None:
         if a not in tools or b not in tools or not tools[b][key]:
             return None
@@ -213,6 +249,8 @@ def _ratios(tools: dict[str, Any], overhead: dict[str, float]) -> dict[str, Any]
         "unavailable_vs_floor": _within(ratios["erlmcp_unavailable_vs_floor"], GOALS["unavailable_vs_floor_max"]),
         "wall_vs_patroni": _within(ratios["erlmcp_wall_vs_patroni"], GOALS["wall_vs_patroni_max"]),
         "task_overhead": _within(overhead.get("pg_replication_info_per_task_s"), GOALS["task_overhead_s_max"]),
+        "fixed_cost_start": _within(overhead.get("runbook_start_to_first_task_s"), GOALS["fixed_cost_s_max"]),
+        "fixed_cost_end": _within(overhead.get("last_task_to_exit_s"), GOALS["fixed_cost_s_max"]),
         "failover_unavailable": _within(tools.get("erlmcp_failover", {}).get("unavailable_s_median"),
                                         GOALS["failover_unavailable_s_max"]),
         "no_lost_writes_single_writer": safe,
@@ -232,8 +270,9 @@ def table(summary: dict[str, Any]) -> str:
                      f" {t['max_writable_nodes']:>12} {t['load_1m_median']:>5.2f}")
     over = summary["task_overhead"]
     lines.append(f"per task: erlmcp.dr.pg_replication_info {over.get('pg_replication_info_per_task_s')} s,"
-                 f" ansible.builtin.ping {over.get('ping_per_task_s')} s"
-                 f" (playbook start {over.get('playbook_start_s')} s)")
+                 f" ansible.builtin.ping {over.get('ping_per_task_s')} s; fixed cost (`runbook run`,"
+                 f" warm {over.get('warm')}): start -> first task {over.get('runbook_start_to_first_task_s')} s,"
+                 f" last task -> exit {over.get('last_task_to_exit_s')} s")
     lines.extend(f"{name}: {value}" for name, value in summary["ratios"].items() if name != "goals")
     lines.append(f"goals met: {summary['ratios']['goals']}")
     return "\n".join(lines)

@@ -108,7 +108,21 @@ def _live_zygotes(paths: dict[str, Path]) -> list[int]:
     return sorted(zygote["pid"] for zygote in client.zygotes(str(paths["warm_dir"])) if zygote["alive"])
 
 
-def test_a_warm_run_sees_a_changed_library_inventory_and_environment_and_survives_a_crashed_zygote(probe, monkeypatch):
+def _edited_in_place(path: Path, text: str) -> None:
+    """Writes `text` (as long as what the file held: its size cannot tell) and moves its mtime a second on, so the
+    edit does not depend on the file system's timestamp tick: only the mtime says the file changed."""
+    assert len(text) == path.stat().st_size
+    before = path.stat().st_mtime_ns
+    path.write_text(text)
+    os.utime(path, ns=(path.stat().st_atime_ns, before + 1_000_000_000))
+
+
+def test_a_warm_run_sees_a_changed_library_inventory_and_environment_and_survives_a_crashed_zygote(
+        probe, monkeypatch, tmp_path):
+    """Each change alone, each checked on the next run: a per-run environment variable and the inventory (the
+    zygote never holds them: the same zygote serves), a module file the zygote loaded (its size, then only its
+    mtime), and PYTHONPATH (it decided which file the zygote loaded: another zygote serves). Each step fails if its
+    invalidation breaks: the stale zygote's preloaded module would answer."""
     first = _probe(probe)
     assert "[warm run " in first["cmdline"], first["cmdline"]
     assert (first["library"], first["inventory"], first["env"]) == ("first", "one", "alpha")
@@ -120,30 +134,59 @@ def test_a_warm_run_sees_a_changed_library_inventory_and_environment_and_survive
     assert "[warm run " in again["cmdline"] and again["env"] == "beta"
     assert _live_zygotes(probe) == [zygote]
 
-    # A file the zygote loaded changes (its size too, so the test does not depend on mtime resolution), and so
-    # does the inventory: the next run sees both, from a fresh zygote; the stale one is stopped.
-    probe["library"].write_text("VALUE = 'second, changed'\n")
+    # The inventory alone: the run reads it from disk (the zygote never did), so the same zygote serves.
     probe["inventory"].write_text(probe["inventory"].read_text().replace("probe_var=one", "probe_var=two"))
+    inventory = _probe(probe)
+    assert "[warm run " in inventory["cmdline"] and inventory["inventory"] == "two"
+    assert _live_zygotes(probe) == [zygote]
+
+    # A file the zygote loaded changes (its size too): the next run sees it, from a fresh zygote; the stale one is
+    # stopped.
+    probe["library"].write_text("VALUE = 'second, changed'\n")
     changed = _probe(probe)
     assert "[warm run " in changed["cmdline"]
     assert (changed["library"], changed["inventory"]) == ("second, changed", "two")
     wait_for(lambda: zygote not in _live_zygotes(probe), DEADLINE, interval=0.1, what="the stale zygote to exit")
     (fresh,) = _live_zygotes(probe)
 
+    # The same file edited to the same size: only its mtime tells, and that is enough.
+    _edited_in_place(probe["library"], "VALUE = 'second, edited!'\n")
+    edited = _probe(probe)
+    assert "[warm run " in edited["cmdline"] and edited["library"] == "second, edited!"
+    wait_for(lambda: fresh not in _live_zygotes(probe), DEADLINE, interval=0.1, what="the stale zygote to exit")
+    (fresh,) = _live_zygotes(probe)
+
+    # PYTHONPATH now finds the library elsewhere: nothing the zygote loaded changed on disk, but the environment that
+    # decided what it loaded did, so another zygote (another key) serves.
+    elsewhere = tmp_path / "lib-elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "warm_probe_library.py").write_text("VALUE = 'from elsewhere'\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(elsewhere), os.environ["PYTHONPATH"]]))
+    moved = _probe(probe)
+    assert "[warm run " in moved["cmdline"] and moved["library"] == "from elsewhere"
+    (moved_zygote,) = [pid for pid in _live_zygotes(probe) if pid != fresh]
+
     # A crashed zygote (kill -9) is detected at the next run and replaced; that run is warm again.
-    os.kill(fresh, signal.SIGKILL)
-    wait_for(lambda: fresh not in _live_zygotes(probe), DEADLINE, interval=0.05, what="the zygote to die")
+    os.kill(moved_zygote, signal.SIGKILL)
+    wait_for(lambda: moved_zygote not in _live_zygotes(probe), DEADLINE, interval=0.05, what="the zygote to die")
     after = _probe(probe)
-    assert "[warm run " in after["cmdline"] and after["library"] == "second, changed"
-    assert len(_live_zygotes(probe)) == 1 and fresh not in _live_zygotes(probe)
+    assert "[warm run " in after["cmdline"] and after["library"] == "from elsewhere"
+    assert moved_zygote not in _live_zygotes(probe)
+    assert len([z for z in client.zygotes(str(probe["warm_dir"])) if z["alive"] and z["pid"] != fresh]) == 1
 
 
-def test_an_ansible_setting_in_the_environment_gets_a_zygote_started_with_it(probe, monkeypatch):
-    monkeypatch.setenv("ANSIBLE_FORKS", "3")
+def test_an_ansible_setting_in_the_environment_gets_a_zygote_started_with_it(probe, monkeypatch, tmp_path):
+    """The Ansible config file (edited to the same size: only its mtime tells) and an ANSIBLE_* variable: the
+    zygote parsed both when it imported ansible-core, so each change needs another zygote, and the run sees it."""
+    config = tmp_path / "ansible.cfg"
+    config.write_text("[defaults]\nforks = 3\n")
+    monkeypatch.setenv("ANSIBLE_CONFIG", str(config))
     assert _probe(probe)["forks"] == 3
-    monkeypatch.setenv("ANSIBLE_FORKS", "4")
+    _edited_in_place(config, "[defaults]\nforks = 4\n")
     assert _probe(probe)["forks"] == 4
-    assert len(_live_zygotes(probe)) == 2  # one per key: neither serves the other's settings
+    monkeypatch.setenv("ANSIBLE_FORKS", "5")
+    assert _probe(probe)["forks"] == 5
+    assert len(_live_zygotes(probe)) == 3  # one per key: none serves another's settings
 
 
 def test_warm_off_runs_cold_and_starts_no_zygote(probe, monkeypatch):

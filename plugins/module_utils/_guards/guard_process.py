@@ -60,20 +60,23 @@ def not_answered(names, token, msg):
 # ---------------------------------------------------------------- the caller's side
 
 
-def start(script, config, names, acquire_seconds, python=None, what="guard"):
+def start(script, config, names, acquire_seconds, python=None, what="guard", holder=None):
     """Start the holder `script` with `config` (its stdin) and wait for its answer; names: the members' names,
-    what: the guard's name in messages.
+    what: the guard's name in messages; holder: a holder spawn() started earlier (its interpreter and driver loaded
+    meanwhile), else one is spawned now.
 
     Returns the holder's answer (ok, held, missing, majority, total, holders, token, msg), with the holder's pid when
     ok; a holder that does not answer is stopped and reported as not_answered.
     """
-    # The holder must outlive the task's worker (a long-lived process, not a command whose output a module waits
-    # for), which run_command cannot give; it runs on the controller, from the guard's action plugin.
-    # pylint: disable-next=ansible-bad-function
-    proc = subprocess.Popen([python or sys.executable, os.path.abspath(script)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, close_fds=True)
-    proc.stdin.write(json.dumps(config).encode("utf-8"))
-    proc.stdin.close()
+    proc = holder if holder is not None else spawn(script, python)
+    try:
+        proc.stdin.write(json.dumps(config).encode("utf-8"))
+        proc.stdin.close()
+    except OSError:  # it died while it loaded (a spawned holder): no answer comes, reported below
+        try:
+            proc.stdin.close()
+        except OSError:
+            pass
     line = read_line(proc.stdout, HANDSHAKE_SECONDS + acquire_seconds)
     proc.stdout.close()
     try:
@@ -89,6 +92,27 @@ def start(script, config, names, acquire_seconds, python=None, what="guard"):
     else:
         proc.wait()
     return answer
+
+
+def spawn(script, python=None):
+    """Start the holder `script` before its config is known: it loads its interpreter and driver (most of its start)
+    while the caller goes on, and contends for nothing until start() hands it the config. A holder that never gets
+    one is ended with abandon()."""
+    # The holder must outlive the task's worker (a long-lived process, not a command whose output a module waits
+    # for), which run_command cannot give; it runs on the controller, from the guard's action plugin.
+    # pylint: disable-next=ansible-bad-function
+    return subprocess.Popen([python or sys.executable, os.path.abspath(script)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, close_fds=True)
+
+
+def abandon(proc):
+    """End a holder spawn() started that was never given its config: it has connected to nothing, held nothing."""
+    for stream in (proc.stdin, proc.stdout):
+        try:
+            stream.close()
+        except OSError:
+            pass
+    _stop(proc)
 
 
 def read_line(stream, timeout):
@@ -183,15 +207,22 @@ def hold(holder, watch_pid, poll_seconds=HOLD_POLL_SECONDS):
 
 
 def serve(make_holder, driver, what):
-    """A holder script's main: read the config, check the driver imports (before anything is taken), contend,
-    answer on stdout, then hold. `what` names the guard in messages; returns the exit code."""
-    config = json.loads(sys.stdin.read())
+    """A holder script's main: check the driver imports (before anything is taken; while the caller may still be
+    preparing the config), read the config, contend, answer on stdout, then hold. `what` names the guard in
+    messages; returns the exit code. An empty config (the caller abandoned it) ends it at once."""
     try:
         __import__(driver)
+        missing = None
     except ImportError as exc:
+        missing = exc
+    text = sys.stdin.read()
+    if not text.strip():
+        return 0
+    config = json.loads(text)
+    if missing is not None:
         names = [m["name"] for m in config["members"]]
         answer = not_answered(names, config["token"], "the %s needs %s in the controller's Python (%s): %s"
-                              % (what, driver, sys.executable, exc))
+                              % (what, driver, sys.executable, missing))
         os.write(sys.stdout.fileno(), (json.dumps(answer) + "\n").encode("utf-8"))
         return 1
     holder = make_holder(config)

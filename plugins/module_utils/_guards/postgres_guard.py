@@ -83,8 +83,9 @@ def run_id_of(holder_application_name):
 # ---------------------------------------------------------------- the caller's side (pg_begin, pg_promote)
 
 
-def start(members, token, watch_pid, acquire_seconds=ACQUIRE_SECONDS, python=None):
-    """Start the holder for `members` ([{name, conn: psycopg keyword arguments}]) and wait for its answer.
+def start(members, token, watch_pid, acquire_seconds=ACQUIRE_SECONDS, python=None, holder=None):
+    """Start the holder for `members` ([{name, conn: psycopg keyword arguments}]) and wait for its answer; holder:
+    one spawn() started earlier, else one is started now.
 
     Returns the holder's answer: ok (a majority is held), held, missing, majority, total, holders (the sessions that
     hold the lock where this run could not take it), msg, and pid (the holder's, when ok). The secrets go to the
@@ -92,7 +93,15 @@ def start(members, token, watch_pid, acquire_seconds=ACQUIRE_SECONDS, python=Non
     """
     config = dict(members=members, token=token, watch_pid=watch_pid, acquire_seconds=acquire_seconds)
     return guard_process.start(__file__, config, [m["name"] for m in members], acquire_seconds, python,
-                               what="cluster guard")
+                               what="cluster guard", holder=holder)
+
+
+def spawn(python=None):
+    """A holder started ahead of start() (guard_process.spawn): its interpreter and psycopg load meanwhile."""
+    return guard_process.spawn(__file__, python)
+
+
+abandon = guard_process.abandon
 
 
 def release(pid, token):
