@@ -34,6 +34,8 @@ COLLECTION = "ansible_collections.erlmcp.dr.plugins"
 SECRET_NAME = re.compile(r"(?:pass(?!ive)|secret|token|key)", re.I)
 NOT_SECRET_SUFFIXES = ("_count", "_type", "_alg", "_algorithm", "_timeout", "_name", "_comment", "_bits", "_id",
                        "_identifier", "_period", "_file", "_filename")
+NOT_SECRET_PARTS = ("publickey", "public_key", "keyusage", "key_usage", "keyserver", "key_server", "keysize",
+                    "key_size", "keyservice", "key_service", "pub_key", "pubkey", "keyboard", "secretary")
 # The two ways an action plugin may hand a spec to Ansible's validation: the module's function, called, or the class
 # attribute that names it (EngineAction, BeginAction: ARGUMENT_SPEC = staticmethod(argument_spec)).
 SPEC_CALLS = ("argument_spec()", "self.ARGUMENT_SPEC()")
@@ -171,6 +173,7 @@ def option_differences(documented: dict[str, Any], spec: dict[str, Any], where: 
 
 def _may_be_secret(option: str, arg: dict[str, Any]) -> bool:
     return bool(SECRET_NAME.search(option)) and not option.endswith(NOT_SECRET_SUFFIXES) \
+        and not any(part in option for part in NOT_SECRET_PARTS) \
         and arg.get("type", "str") not in ("path", "bool") and arg.get("choices") is None
 
 
