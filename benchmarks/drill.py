@@ -27,10 +27,9 @@ import time
 from pathlib import Path
 
 import yaml
+from fresh_lab import FreshLab
 
 from erlmcp_dr.drill import judge as drill_judge
-from erlmcp_dr.lab import dns as lab_dns
-from erlmcp_dr.lab import lifecycle as lab
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -40,27 +39,24 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--out", type=Path, default=RESULTS / f"{datetime.date.today().isoformat()}-drill.json")
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="erlmcp-dr-bench-drill-"))
-    template = lab.LabConfig(root=Path(tempfile.mkdtemp(prefix="erlmcp-dr-bench-template-")),
-                             port_base=lab.free_port_base())
-    cfg = lab.LabConfig(root=Path(tempfile.mkdtemp(prefix="erlmcp-dr-bench-lab-")), port_base=0)
+    home = Path(tempfile.mkdtemp(prefix="erlmcp-dr-bench-drill-"))  # runs and locks: private
+    labs_root = Path(tempfile.mkdtemp(prefix="erlmcp-dr-bench-lab-"))
+    labs_root.chmod(0o755)  # the servers run as the lab's OS user below it
+    labs = None
     try:
-        lab.build_template(template)
-        cfg = lab.LabConfig(root=cfg.root, port_base=lab.free_port_base())
-        lab.clone(template, cfg, app=True)
-        lab_dns.up(cfg)
-        lab.wait_streaming(cfg, caught_up=True)
-        inventory = lab.write_inventory(cfg, cfg.root / "inventory" / "hosts.yml", own_lock_dir=True)
+        labs = FreshLab(labs_root, app=True, dns=True, own_lock_dir=True)
+        labs.reset()
+        inventory = labs.inventory
         data = yaml.safe_load(inventory.read_text())
         data["all"]["vars"]["dr_drill"] = {"targets": {"rto_seconds": 300}}
         inventory.write_text(yaml.safe_dump(data, sort_keys=False))
-        env = dict(os.environ, ERLMCP_DR_HOME=str(root / "home"))
+        env = dict(os.environ, ERLMCP_DR_HOME=str(home / "home"))
         drills = [one_drill(inventory, env) for _ in range(args.runs)]
     finally:
-        for each in (cfg, template):
-            lab.down(each)
-            shutil.rmtree(each.root, ignore_errors=True)
-        shutil.rmtree(root, ignore_errors=True)
+        if labs is not None:
+            labs.remove()
+        shutil.rmtree(labs_root, ignore_errors=True)
+        shutil.rmtree(home, ignore_errors=True)
     rtos = sorted(d["rto_seconds"] for d in drills if d["rto_seconds"] is not None)
     median = statistics.median(rtos) if rtos else None
     p10, p90 = (percentile(rtos, 10), percentile(rtos, 90)) if rtos else (None, None)

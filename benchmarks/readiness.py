@@ -22,8 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from erlmcp_dr.lab import dns as lab_dns
-from erlmcp_dr.lab import lifecycle as lab
+from fresh_lab import FreshLab
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -33,26 +32,21 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--out", type=Path, default=RESULTS / f"{datetime.date.today().isoformat()}-readiness.json")
     args = parser.parse_args()
-    # Each lab in a folder of its own under /tmp, as the tests do: the servers run as `postgres`, who cannot enter
-    # a private folder of ours.
-    root = Path(tempfile.mkdtemp(prefix="erlmcp-dr-bench-readiness-"))
-    template = lab.LabConfig(root=Path(tempfile.mkdtemp(prefix="erlmcp-dr-bench-template-")),
-                             port_base=lab.free_port_base())
-    cfg = lab.LabConfig(root=Path(tempfile.mkdtemp(prefix="erlmcp-dr-bench-lab-")), port_base=0)
+    home = Path(tempfile.mkdtemp(prefix="erlmcp-dr-bench-readiness-"))  # runs and locks: private
+    # The lab in a folder under /tmp the servers can enter: they run as the lab's OS user, not as us.
+    labs_root = Path(tempfile.mkdtemp(prefix="erlmcp-dr-bench-lab-"))
+    labs_root.chmod(0o755)
+    labs = None
     try:
-        lab.build_template(template)  # built, then stopped: its ports are free again for the copy
-        cfg = lab.LabConfig(root=cfg.root, port_base=lab.free_port_base())
-        lab.clone(template, cfg, app=True)
-        lab_dns.up(cfg)
-        lab.wait_streaming(cfg, caught_up=True)
-        inventory = lab.write_inventory(cfg, cfg.root / "inventory" / "hosts.yml", own_lock_dir=True)
-        env = dict(os.environ, ERLMCP_DR_HOME=str(root / "home"))
-        runs = [one_run(inventory, env) for _ in range(args.runs)]
+        labs = FreshLab(labs_root, app=True, dns=True, own_lock_dir=True)
+        labs.reset()
+        env = dict(os.environ, ERLMCP_DR_HOME=str(home / "home"))
+        runs = [one_run(labs.inventory, env) for _ in range(args.runs)]
     finally:
-        for each in (cfg, template):
-            lab.down(each)
-            shutil.rmtree(each.root, ignore_errors=True)
-        shutil.rmtree(root, ignore_errors=True)
+        if labs is not None:
+            labs.remove()
+        shutil.rmtree(labs_root, ignore_errors=True)
+        shutil.rmtree(home, ignore_errors=True)
     result = dict(
         benchmark="readiness", date=datetime.datetime.now(datetime.UTC).isoformat(), runs=runs,
         cpus=os.cpu_count(), load_average=os.getloadavg(),

@@ -14,8 +14,10 @@ install it yet (docs/awx.md): an AWX job template needs an EE built with the erl
 from __future__ import annotations
 
 from ansible.plugins.action import ActionBase
+from ansible_collections.erlmcp.dr.plugins.modules.composed_run import argument_spec
 
-ARGUMENTS = frozenset(("runbook", "parameters", "operator"))
+# The option names only: run() checks the values itself, with messages that say what a composed run expects.
+ARGUMENTS = frozenset(argument_spec())
 
 
 def inventory_source(task_vars):

@@ -27,11 +27,11 @@ from ansible.errors import AnsibleError
 from ansible_collections.erlmcp.dr.plugins.module_utils._dns import plan as _dns_plan
 from ansible_collections.erlmcp.dr.plugins.module_utils._dns import rollback as _dns_rollback
 from ansible_collections.erlmcp.dr.plugins.module_utils._dns.base import warm_driver
-from ansible_collections.erlmcp.dr.plugins.plugin_utils.begin import BASE_ARGUMENT_SPEC, BeginAction, BeginRefusal
+from ansible_collections.erlmcp.dr.plugins.modules.dns_begin import argument_spec
+from ansible_collections.erlmcp.dr.plugins.plugin_utils.begin import BeginAction, BeginRefusal
 
 warm_driver()  # the reads run in this task's worker: dnspython imported once, before the fork (see _common/module.py)
 
-ARGUMENT_SPEC = dict(BASE_ARGUMENT_SPEC)
 RUN_DIR_VAR = "erlmcp_dr_run_dir"  # set by the runbook CLI and erlmcp_dr.run(): this run's folder
 RUNBOOK_VAR = "runbook"  # the play's runbook metadata (rto_seconds), read raw like its parameters
 ROLLBACK_NEEDS_RUN_DIR = (
@@ -43,7 +43,7 @@ class ActionModule(BeginAction):
     """DNS's parts of the one-task start (see the module's docstring)."""
 
     _requires_connection = False  # the reads speak DNS (or the Route 53 API) from the controller
-    ARGUMENT_SPEC = ARGUMENT_SPEC
+    ARGUMENT_SPEC = staticmethod(argument_spec)
     KEY_NEEDS_READ = False  # the key is the zone, which the inventory names
     READ_PHASES = (None, "read")
     PREPARE_PHASE = "check"

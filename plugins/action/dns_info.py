@@ -7,7 +7,8 @@
 from __future__ import annotations
 
 from ansible_collections.erlmcp.dr.plugins.module_utils._dns.base import DNS, warm_driver
-from ansible_collections.erlmcp.dr.plugins.module_utils._dns.info import argument_spec, run
+from ansible_collections.erlmcp.dr.plugins.module_utils._dns.info import run
+from ansible_collections.erlmcp.dr.plugins.modules.dns_info import argument_spec
 from ansible_collections.erlmcp.dr.plugins.plugin_utils.engine_action import EngineAction
 
 warm_driver()

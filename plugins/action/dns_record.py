@@ -8,7 +8,8 @@ dnspython already imported."""
 from __future__ import annotations
 
 from ansible_collections.erlmcp.dr.plugins.module_utils._dns.base import DNS, warm_driver
-from ansible_collections.erlmcp.dr.plugins.module_utils._dns.record import REQUIRED_IF, argument_spec, run
+from ansible_collections.erlmcp.dr.plugins.module_utils._dns.record import run
+from ansible_collections.erlmcp.dr.plugins.modules.dns_record import REQUIRED_IF, argument_spec
 from ansible_collections.erlmcp.dr.plugins.plugin_utils.engine_action import EngineAction
 
 warm_driver()

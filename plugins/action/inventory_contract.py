@@ -12,12 +12,8 @@ from ansible.errors import AnsibleError
 from ansible.plugins.action import ActionBase
 from ansible.template import is_trusted_as_template
 from ansible_collections.erlmcp.dr.plugins.module_utils._common import contract as _contract
+from ansible_collections.erlmcp.dr.plugins.modules.inventory_contract import argument_spec
 
-ARGUMENT_SPEC = {
-    "groups": {"type": "dict", "default": {}},
-    "vars": {"type": "dict", "default": {}},
-    "description": {"type": "str", "default": ""},
-}
 PARSABLE_SUFFIXES = (".yml", ".yaml", ".json")
 
 
@@ -28,7 +24,7 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
         task_vars = task_vars or {}
-        _validation, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        _validation, args = self.validate_argument_spec(argument_spec=argument_spec())
         groups, controller_spec = args["groups"], args["vars"]
         bad_contract = _contract.contract_problems(groups, controller_spec)
         if bad_contract:

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 from ansible.plugins.action import ActionBase
 from ansible_collections.erlmcp.dr.plugins.module_utils._common import module as _module
-
-ARGUMENT_SPEC = {
-    "before": {"type": "str", "default": ""},
-}
+from ansible_collections.erlmcp.dr.plugins.modules.lock_fence import argument_spec
 
 
 class ActionModule(ActionBase):
@@ -21,7 +18,7 @@ class ActionModule(ActionBase):
 
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
-        _validation, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        _validation, args = self.validate_argument_spec(argument_spec=argument_spec())
         result.update(changed=False, fenced=False, fencing_tokens={})
         if self._task.check_mode:  # a plan takes no lock, so there is no token to check
             return dict(result, checked=False)

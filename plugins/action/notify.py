@@ -14,6 +14,7 @@ from __future__ import annotations
 from ansible.plugins.action import ActionBase
 from ansible_collections.erlmcp.dr.plugins.module_utils._notify import engine as _notify
 from ansible_collections.erlmcp.dr.plugins.module_utils._common.errors import ModuleFailure
+from ansible_collections.erlmcp.dr.plugins.modules.notify import argument_spec
 
 # Inventory variables the options default to (docs/notify.md).
 DEFAULT_VARS = {"channels": "dr_notify_channels", "routing": "dr_notify_routing",
@@ -27,7 +28,7 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
         task_vars = task_vars or {}
-        _validation, params = self.validate_argument_spec(argument_spec=_notify.ARGUMENT_SPEC)
+        _validation, params = self.validate_argument_spec(argument_spec=argument_spec())
         for option, variable in DEFAULT_VARS.items():
             if params.get(option) is None and task_vars.get(variable) is not None:
                 params[option] = self._templar.template(task_vars[variable])

@@ -36,17 +36,12 @@ from ansible_collections.erlmcp.dr.plugins.module_utils._guards import postgres_
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.failover_plan import lock_key
 from ansible_collections.erlmcp.dr.plugins.module_utils._common.module import warm_driver
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.sql import POSTGRES
-from ansible_collections.erlmcp.dr.plugins.plugin_utils.begin import BASE_ARGUMENT_SPEC, BeginAction
+from ansible_collections.erlmcp.dr.plugins.modules.pg_begin import argument_spec
+from ansible_collections.erlmcp.dr.plugins.plugin_utils.begin import BeginAction
 
 # The reads run in this task's worker: psycopg imported once, before the fork (see _common/module.py).
 warm_driver(POSTGRES)
 
-ARGUMENT_SPEC = dict(BASE_ARGUMENT_SPEC, **{
-    "group": {"type": "str", "default": "postgres"},
-    "plan": {"type": "str", "choices": ["switchover", "failover", "rejoin"]},
-    "lock_scope": {"type": "str", "choices": ["cluster", "backups"], "default": "cluster"},
-    "guard": {"type": "bool"},
-})
 # The plans that promote take the cluster guard (_guards/postgres_guard.py) by default: the run lock only excludes runs
 # that share its folder, the guard excludes runs from any controller.
 GUARDED_PLANS = ("switchover", "failover")
@@ -74,7 +69,7 @@ class ActionModule(BeginAction):
 
     TRANSFERS_FILES = False  # the reads ship erlmcp.dr.pg_replication_info through this task's connection when the
     # database nodes are not reachable from here (see _module.run_on_controller), so the connection stays required
-    ARGUMENT_SPEC = ARGUMENT_SPEC
+    ARGUMENT_SPEC = staticmethod(argument_spec)
     KEY_NEEDS_READ = True  # the key is the cluster's system identifier, read from the nodes
     READ_PHASES = ("assess", "reassess")
     PLAN_SOURCE = "cluster's read"

@@ -29,16 +29,13 @@ from ansible_collections.erlmcp.dr.plugins.module_utils._guards import redis_gua
 from ansible_collections.erlmcp.dr.plugins.module_utils._redis import plan as redis_plan
 from ansible_collections.erlmcp.dr.plugins.module_utils._common.module import warm_driver
 from ansible_collections.erlmcp.dr.plugins.module_utils._redis.client import REDIS
-from ansible_collections.erlmcp.dr.plugins.plugin_utils.begin import BASE_ARGUMENT_SPEC, BeginAction
+from ansible_collections.erlmcp.dr.plugins.modules.redis_begin import argument_spec
+from ansible_collections.erlmcp.dr.plugins.plugin_utils.begin import BeginAction
 
 # The reads run in this task's worker: redis-py imported once, before the fork (see _common/module.py).
 warm_driver(REDIS)
 
 # The Redis contract is this plugin's, not the caller's: the three runbooks share it (docs/redis.md).
-ARGUMENT_SPEC = dict(((k, v) for k, v in BASE_ARGUMENT_SPEC.items() if k != "contract"), **{
-    "plan": {"type": "str", "required": True, "choices": ["backup", "restore", "failover"]},
-    "guard": {"type": "bool"},
-})
 GROUP = "redis"
 CONTRACT_DESCRIPTION = "the Redis runbooks (docs/redis.md, inventory contract)"
 HOST_VARS = {
@@ -121,7 +118,7 @@ class ActionModule(BeginAction):
 
     TRANSFERS_FILES = False  # the reads ship erlmcp.dr.redis_info through this task's connection when redis-py does
     # not import here (see _module.run_on_controller), so the connection stays required
-    ARGUMENT_SPEC = ARGUMENT_SPEC
+    ARGUMENT_SPEC = staticmethod(argument_spec)
     KEY_NEEDS_READ = False  # the key is the members' endpoints, which the inventory names
     READ_PHASES = (None, "read")
     PREPARE_PHASE = "members"

@@ -17,18 +17,8 @@ import time
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 from ansible_collections.erlmcp.dr.plugins.module_utils._guards import redis_guard as _redis_guard
+from ansible_collections.erlmcp.dr.plugins.modules.redis_guard import argument_spec
 
-ARGUMENT_SPEC = {
-    "members": {"type": "list", "elements": "dict", "required": True, "options": {
-        "name": {"type": "str", "required": True},
-        "host": {"type": "str", "default": "127.0.0.1"},
-        "port": {"type": "int", "default": 6379},
-    }},
-    "run_id": {"type": "str"},
-    "login_user": {"type": "str"},
-    "login_password": {"type": "str", "no_log": True},
-    "acquire_seconds": {"type": "float", "default": _redis_guard.ACQUIRE_SECONDS},
-}
 # The inventory's explicit opt-out, for controllers that cannot reach the members' Redis ports.
 GUARD_VAR = "dr_redis_guard"
 
@@ -40,7 +30,7 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
         task_vars = task_vars or {}
-        _validation, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        _validation, args = self.validate_argument_spec(argument_spec=argument_spec())
         result["changed"] = False
         if not args["acquire_seconds"] > 0:
             return dict(result, failed=True, msg="acquire_seconds is %s: expected a number of seconds greater than "

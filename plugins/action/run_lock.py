@@ -16,6 +16,7 @@ from ansible.plugins.action import ActionBase
 from ansible_collections.erlmcp.dr.plugins.module_utils._common import audit as _audit
 from ansible_collections.erlmcp.dr.plugins.module_utils._lock import store as _lock
 from ansible_collections.erlmcp.dr.plugins.module_utils._lock import etcd as _lock_etcd
+from ansible_collections.erlmcp.dr.plugins.modules.run_lock import argument_spec
 
 RUN_ID_VAR = "erlmcp_dr_run_id"
 OPERATOR_VAR = "erlmcp_dr_operator"  # set by the runner from --operator / operator=
@@ -23,16 +24,6 @@ OPERATOR_VAR = "erlmcp_dr_operator"  # set by the runner from --operator / opera
 # move; the step runs under it and never writes or releases the record (see _inherited).
 LOCK_OWNER_VAR = "erlmcp_dr_lock_owner"
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:@+-]{1,200}$")
-
-ARGUMENT_SPEC = {
-    "key": {"type": "str", "required": True, "no_log": False},
-    "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
-    "run_id": {"type": "str"},
-    "runbook": {"type": "str", "default": ""},
-    "store_dir": {"type": "path"},
-    "lease_seconds": {"type": "int", "default": _lock.DEFAULT_LEASE_SECONDS},
-    "operator": {"type": "str", "default": ""},
-}
 
 
 def playbook_pid():
@@ -52,7 +43,7 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
         task_vars = task_vars or {}
-        _validation, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        _validation, args = self.validate_argument_spec(argument_spec=argument_spec())
         problem = self._check_args(args)
         if problem:
             return dict(result, failed=True, msg=problem)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from ansible.plugins.action import ActionBase
 from ansible_collections.erlmcp.dr.plugins.module_utils._common import runbook_params as _runbook_params
+from ansible_collections.erlmcp.dr.plugins.modules.runbook_params import argument_spec
 
 try:  # ansible-core >= 2.19: data tagging
     from ansible.template import is_trusted_as_template as _trusted
@@ -31,7 +32,6 @@ SPEC_VAR = "runbook"
 # the one every other run takes (two writers), and as an extra var it would be templated where the lock is used.
 INVENTORY_ONLY = {"dr_lock_dir": "ERLMCP_DR_LOCK_DIR"}
 REDACTED = "********"
-ARGUMENT_SPEC = {"spec": {"type": "dict"}}
 
 
 def templated_values(value, where):
@@ -104,7 +104,7 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
         task_vars = task_vars or {}
-        _validation, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        _validation, args = self.validate_argument_spec(argument_spec=argument_spec())
         spec = args["spec"]
         if spec is None:
             runbook = task_vars.get(SPEC_VAR)

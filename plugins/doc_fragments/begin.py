@@ -2,8 +2,9 @@
 # Copyright: erlmcp.dr contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Shared documentation of the one-task starts (erlmcp.dr.pg_begin, erlmcp.dr.dns_begin, erlmcp.dr.redis_begin): the
-options every start takes (plugins/plugin_utils/begin.py, BASE_ARGUMENT_SPEC) and the attributes they share; CONTRACT
-(erlmcp.dr.begin.contract) for the starts whose caller gives the inventory contract (redis_begin keeps its own)."""
+options every start takes (module_utils/_common/begin_spec.py, begin_argument_spec) and the attributes they share;
+CONTRACT (erlmcp.dr.begin.contract) for the starts whose caller gives the inventory contract (redis_begin keeps its
+own)."""
 
 from __future__ import annotations
 

@@ -3,8 +3,8 @@
 # Copyright: erlmcp.dr contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-# Documentation only: the work is done by the action plugin of the same name (plugins/action/composed_run.py),
-# on the controller.
+# The argument spec is here, with the documentation; the work is done on the controller by the action plugin
+# plugins/action/composed_run.py, which validates its task against argument_spec().
 
 from __future__ import annotations
 
@@ -84,3 +84,24 @@ resume_command:
   returned: when the run started
   type: str
 """
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.module import controller_only  # noqa: E402
+
+
+def argument_spec():
+    """The options of erlmcp.dr.composed_run (its action plugin validates the task against them)."""
+    return dict(
+        runbook=dict(type="str", required=True),
+        parameters=dict(type="dict", default={}),
+        operator=dict(type="str"),
+    )
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=False)
+    controller_only(module, "erlmcp.dr.composed_run")
+
+
+if __name__ == "__main__":
+    main()

@@ -113,8 +113,13 @@ hosted_zone_id:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._dns.base import execute  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._dns.info import argument_spec, run  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._dns.base import common_argument_spec, execute  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._dns.info import run  # noqa: E402
+
+
+def argument_spec():
+    """The shared DNS options: the TSIG options are accepted (module_defaults of group/erlmcp.dr.dns) and unused."""
+    return common_argument_spec()
 
 
 def main():

@@ -204,13 +204,29 @@ error_kind:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._dns.base import execute  # noqa: E402
-from ansible_collections.erlmcp.dr.plugins.module_utils._dns.record import REQUIRED_IF, argument_spec, run  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._dns import base as dns_base  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._dns.record import run  # noqa: E402
+
+REQUIRED_IF = dns_base.REQUIRED_IF + [("state", "present", ("values",))]
+
+
+def argument_spec():
+    spec = dns_base.common_argument_spec()
+    spec.update(
+        values=dict(type="list", elements="str"),
+        ttl=dict(type="int"),
+        state=dict(type="str", default="present", choices=["present", "absent"]),
+        expected_values=dict(type="list", elements="str"),
+        wait=dict(type="bool", default=True),
+        wait_timeout=dict(type="float", default=60.0),
+        poll_interval=dict(type="float", default=0.05),
+    )
+    return spec
 
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), required_if=REQUIRED_IF, supports_check_mode=True)
-    execute(module, run)
+    dns_base.execute(module, run)
 
 
 if __name__ == "__main__":

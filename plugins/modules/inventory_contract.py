@@ -1,7 +1,10 @@
+#!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright: erlmcp.dr contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-# This file only documents the module; the code is the action plugin plugins/action/inventory_contract.py.
+
+# The argument spec is here, with the documentation; the work is done on the controller by the action plugin
+# plugins/action/inventory_contract.py, which validates its task against argument_spec().
 
 from __future__ import annotations
 
@@ -119,3 +122,24 @@ problems:
   sample:
     - "host db-1 (group postgres): pg_port is 'abc' (str), expected type int"
 """
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.module import controller_only  # noqa: E402
+
+
+def argument_spec():
+    """The options of erlmcp.dr.inventory_contract (its action plugin validates the task against them)."""
+    return dict(
+        groups=dict(type="dict", default={}),
+        vars=dict(type="dict", default={}),
+        description=dict(type="str", default=""),
+    )
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    controller_only(module, "erlmcp.dr.inventory_contract")
+
+
+if __name__ == "__main__":
+    main()

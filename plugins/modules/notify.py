@@ -1,7 +1,10 @@
+#!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright: erlmcp.dr contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-# This file only documents the module; the code is the action plugin plugins/action/notify.py.
+
+# The argument spec is here, with the documentation; the work is done on the controller by the action plugin
+# plugins/action/notify.py, which validates its task against argument_spec().
 
 from __future__ import annotations
 
@@ -328,3 +331,35 @@ would_send:
   type: list
   elements: dict
 """
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.module import controller_only  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._notify import render  # noqa: E402
+
+
+def argument_spec():
+    """The options of erlmcp.dr.notify (its action plugin validates the task against them)."""
+    return dict(
+        incident_id=dict(type="str", required=True),
+        phase=dict(type="str", required=True, choices=list(render.PHASES)),
+        severity=dict(type="str", required=True, choices=list(render.SEVERITIES)),
+        title=dict(type="str", required=True),
+        fields=dict(type="dict", default={}),
+        channels=dict(type="dict", no_log=True),  # webhook URLs, routing keys and SMTP passwords
+        routing=dict(type="dict"),
+        send_to=dict(type="list", elements="str"),
+        template_dir=dict(type="path"),
+        pagerduty_action=dict(type="str", choices=list(render.PAGERDUTY_ACTIONS)),
+        timeout=dict(type="float", default=10.0),
+        deadline=dict(type="float", default=5.0),
+        retry_interval=dict(type="float", default=1.0),
+    )
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    controller_only(module, "erlmcp.dr.notify")
+
+
+if __name__ == "__main__":
+    main()

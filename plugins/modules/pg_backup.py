@@ -31,19 +31,8 @@ author:
   - erlmcp.dr developers (!UNKNOWN)
 extends_documentation_fragment:
   - erlmcp.dr.postgres
+  - erlmcp.dr.pgbackrest
 options:
-  stanza:
-    description: The pgBackRest stanza (the cluster's name in the repository).
-    type: str
-    required: true
-  config:
-    description: The pgBackRest config file; default pgBackRest's own (C(/etc/pgbackrest/pgbackrest.conf)).
-    type: path
-  repo:
-    description:
-      - The repository (pgBackRest's C(--repo)) when the config names several, e.g. C(2) for an S3 repository beside
-        a local C(repo1); default pgBackRest's own choice (repo1 for a backup, the first holding it for a restore).
-    type: int
   pg_data_dir:
     description:
       - The data directory of the node backed up (pgBackRest's C(pg1-path)); its owner runs pgBackRest.
@@ -68,14 +57,6 @@ options:
     description: Verify the backup after it is taken (C(pgbackrest verify)); false only to save time in a test.
     type: bool
     default: true
-  pgbackrest:
-    description: The pgBackRest program (a name looked up in PATH, or a path).
-    type: str
-    default: pgbackrest
-  command_timeout:
-    description: Seconds one pgBackRest command may take.
-    type: int
-    default: 3600
 attributes:
   check_mode:
     support: full
@@ -173,23 +154,19 @@ would_expire:
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._common.module import execute  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._pitr.backup import run  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._pitr.options import repository_argument_spec  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.sql import connection_argument_spec  # noqa: E402
 
 
 def argument_spec():
     spec = connection_argument_spec()
+    spec.update(repository_argument_spec())
     spec.update(
-        stanza=dict(type="str", required=True),
-        config=dict(type="path"),
-        repo=dict(type="int"),
-        pg_data_dir=dict(type="path", required=True),
-        pg_port=dict(type="int"),
         backup_type=dict(type="str", choices=["full", "diff", "incr"], default="full"),
         retention_full=dict(type="int"),
         archive_timeout=dict(type="int", default=60),
         verify=dict(type="bool", default=True),
-        pgbackrest=dict(type="str", default="pgbackrest"),
-        command_timeout=dict(type="int", default=3600),
+        pg_port=dict(type="int"),
     )
     return spec
 

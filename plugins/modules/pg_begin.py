@@ -1,7 +1,10 @@
+#!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright: erlmcp.dr contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-# This file only documents the module; the code is the action plugin plugins/action/pg_begin.py.
+
+# The argument spec is here, with the documentation; the work is done on the controller by the action plugin
+# plugins/action/pg_begin.py, which validates its task against argument_spec().
 
 from __future__ import annotations
 
@@ -188,3 +191,28 @@ problems:
   type: list
   elements: str
 """
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.module import controller_only  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.begin_spec import begin_argument_spec  # noqa: E402
+
+
+def argument_spec():
+    """The options of erlmcp.dr.pg_begin (its action plugin validates the task against them)."""
+    spec = begin_argument_spec()
+    spec.update(
+        group=dict(type="str", default="postgres"),
+        plan=dict(type="str", choices=["switchover", "failover", "rejoin"]),
+        lock_scope=dict(type="str", choices=["cluster", "backups"], default="cluster"),
+        guard=dict(type="bool"),
+    )
+    return spec
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    controller_only(module, "erlmcp.dr.pg_begin")
+
+
+if __name__ == "__main__":
+    main()

@@ -32,28 +32,13 @@ author:
   - erlmcp.dr developers (!UNKNOWN)
 extends_documentation_fragment:
   - erlmcp.dr.postgres
+  - erlmcp.dr.pgbackrest
+  - erlmcp.dr.pgbackrest.scratch
 options:
-  stanza:
-    description: The pgBackRest stanza.
-    type: str
-    required: true
-  config:
-    description: The pgBackRest config file; default pgBackRest's own.
-    type: path
-  repo:
-    description:
-      - The repository (pgBackRest's C(--repo)) when the config names several, e.g. C(2) for an S3 repository beside
-        a local C(repo1); default pgBackRest's own choice (repo1 for a backup, the first holding it for a restore).
-    type: int
   pg_data_dir:
     description: A live data directory of the cluster; its owner runs pgBackRest and owns the scratch instance.
     type: path
     required: true
-  live_data_dirs:
-    description: Every live data directory of the cluster (refused as, inside or under O(scratch_dir)).
-    type: list
-    elements: path
-    default: []
   target_type:
     description: What to restore to.
     type: str
@@ -71,9 +56,6 @@ options:
     description: A new directory (absent or empty) for the scratch instance.
     type: path
     required: true
-  scratch_port:
-    description: The scratch instance's port on 127.0.0.1; default a free one.
-    type: int
   after:
     description: What becomes of the scratch instance once proven - left C(running), C(stopped), or C(removed).
     type: str
@@ -82,25 +64,10 @@ options:
   check_query:
     description: A read-only query run on the scratch instance once it reached the target (its rows in RV(proof)).
     type: str
-  pg_bin_dir:
-    description: The folder holding pg_ctl; default a known install path or PATH.
-    type: path
-  start_timeout:
-    description: Seconds pg_ctl gets to start (and stop) the scratch instance.
-    type: int
-    default: 300
   recovery_timeout:
     description: Seconds replay gets to reach the target once started.
     type: int
     default: 600
-  pgbackrest:
-    description: The pgBackRest program (a name looked up in PATH, or a path).
-    type: str
-    default: pgbackrest
-  command_timeout:
-    description: Seconds one pgBackRest command may take.
-    type: int
-    default: 3600
 attributes:
   check_mode:
     support: full
@@ -163,29 +130,23 @@ missing_segment:
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._common.module import execute  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._pitr.restore import run  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._pitr.options import (  # noqa: E402
+    repository_argument_spec,
+    scratch_argument_spec,
+)
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.sql import POSTGRES, connection_argument_spec  # noqa: E402
 
 
 def argument_spec():
     spec = connection_argument_spec()
+    spec.update(repository_argument_spec())
+    spec.update(scratch_argument_spec())
     spec.update(
-        stanza=dict(type="str", required=True),
-        config=dict(type="path"),
-        repo=dict(type="int"),
-        pg_data_dir=dict(type="path", required=True),
-        live_data_dirs=dict(type="list", elements="path", default=[]),
         target_type=dict(type="str", choices=["latest", "time", "lsn", "name"], default="latest"),
         target=dict(type="str"),
         backup_label=dict(type="str"),
-        scratch_dir=dict(type="path", required=True),
-        scratch_port=dict(type="int"),
         after=dict(type="str", choices=["running", "stopped", "removed"], default="running"),
         check_query=dict(type="str"),
-        pg_bin_dir=dict(type="path"),
-        start_timeout=dict(type="int", default=300),
-        recovery_timeout=dict(type="int", default=600),
-        pgbackrest=dict(type="str", default="pgbackrest"),
-        command_timeout=dict(type="int", default=3600),
     )
     return spec
 

@@ -1,7 +1,10 @@
+#!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright: erlmcp.dr contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-# This file only documents the module; the code is the action plugin plugins/action/redis_guard.py.
+
+# The argument spec is here, with the documentation; the work is done on the controller by the action plugin
+# plugins/action/redis_guard.py, which validates its task against argument_spec().
 
 from __future__ import annotations
 
@@ -135,3 +138,31 @@ holder:
   returned: when the guard is busy
   type: dict
 """
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.module import controller_only  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._guards.redis_guard import ACQUIRE_SECONDS  # noqa: E402
+
+
+def argument_spec():
+    """The options of erlmcp.dr.redis_guard (its action plugin validates the task against them)."""
+    return dict(
+        members=dict(type="list", elements="dict", required=True, options=dict(
+            name=dict(type="str", required=True),
+            host=dict(type="str", default="127.0.0.1"),
+            port=dict(type="int", default=6379),
+        )),
+        run_id=dict(type="str"),
+        login_user=dict(type="str"),
+        login_password=dict(type="str", no_log=True),
+        acquire_seconds=dict(type="float", default=ACQUIRE_SECONDS),
+    )
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    controller_only(module, "erlmcp.dr.redis_guard")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,7 +1,10 @@
+#!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright: erlmcp.dr contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-# This file only documents the module; the code is the action plugin plugins/action/run_lock.py.
+
+# The argument spec is here, with the documentation; the work is done on the controller by the action plugin
+# plugins/action/run_lock.py, which validates its task against argument_spec().
 
 from __future__ import annotations
 
@@ -259,3 +262,29 @@ released:
   returned: with O(state=absent), outside check mode
   type: bool
 """
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.module import controller_only  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._lock.store import DEFAULT_LEASE_SECONDS  # noqa: E402
+
+
+def argument_spec():
+    """The options of erlmcp.dr.run_lock (its action plugin validates the task against them)."""
+    return dict(
+        key=dict(type="str", required=True, no_log=False),  # a lock's name (postgres:<system id>), not a secret
+        state=dict(type="str", choices=["present", "absent"], default="present"),
+        run_id=dict(type="str"),
+        runbook=dict(type="str", default=""),
+        store_dir=dict(type="path"),
+        lease_seconds=dict(type="int", default=DEFAULT_LEASE_SECONDS),
+        operator=dict(type="str", default=""),
+    )
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    controller_only(module, "erlmcp.dr.run_lock")
+
+
+if __name__ == "__main__":
+    main()

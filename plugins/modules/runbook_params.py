@@ -3,8 +3,8 @@
 # Copyright: erlmcp.dr contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-# Documentation only: the work is done by the action plugin of the same name (plugins/action/runbook_params.py),
-# on the controller, as ansible.builtin.set_fact does.
+# The argument spec is here, with the documentation; the work is done on the controller by the action plugin
+# plugins/action/runbook_params.py, which validates its task against argument_spec().
 
 from __future__ import annotations
 
@@ -89,3 +89,20 @@ parameter_errors:
   elements: str
   sample: ["parameter 'wait_timeout' is out of range: got int 0 (below the minimum 1); expected an int from 1 to 3600"]
 """
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.module import controller_only  # noqa: E402
+
+
+def argument_spec():
+    """The options of erlmcp.dr.runbook_params (its action plugin validates the task against them)."""
+    return dict(spec=dict(type="dict"))
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    controller_only(module, "erlmcp.dr.runbook_params")
+
+
+if __name__ == "__main__":
+    main()

@@ -33,7 +33,8 @@ What this class guarantees to every system (and its tests rely on):
   outlive it. The playbook (or the role) names them as its variables, so they read the same whether or not
   ansible-core injects facts as variables.
 
-A system supplies (docs/architecture.md, "The one-task start"): ARGUMENT_SPEC (the base's options plus its own),
+A system supplies (docs/architecture.md, "The one-task start"): ARGUMENT_SPEC (staticmethod(argument_spec) of its
+module file, which adds its own options to _common/begin_spec.py's),
 READ_PHASES, `contract`, `prepare`, `read`, `lock_key`, `plan`, `facts`, and optionally `hold`/`let_go`,
 `check_plan`, `returned`.
 
@@ -46,13 +47,8 @@ import time
 
 from ansible.errors import AnsibleError
 from ansible.plugins.action import ActionBase
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.begin_spec import begin_argument_spec
 
-# The options every start takes; a system adds its own (pg_begin: group, plan, guard).
-BASE_ARGUMENT_SPEC = {
-    "runbook": {"type": "str", "required": True},
-    "contract": {"type": "dict", "required": True},
-    "spec": {"type": "dict"},
-}
 STORE_DIR_VAR = "dr_lock_dir"  # where the run locks live: the inventory's (or the environment's), never -e's
 # A plan function that breaks on the read it was given is a refusal with its reason, not a traceback.
 PLAN_ERRORS = (AnsibleError, KeyError, TypeError, ValueError)
@@ -99,7 +95,8 @@ class BeginAction(ActionBase):
     """The start's order and its failure paths; subclasses supply the system's parts (see the module's docstring)."""
 
     TRANSFERS_FILES = False
-    ARGUMENT_SPEC = BASE_ARGUMENT_SPEC
+    # The module's argument_spec (plugins/modules/<system>_begin.py), never a copy; the base's options by default.
+    ARGUMENT_SPEC = staticmethod(begin_argument_spec)
     # Whether the lock's key is read from the target (PostgreSQL: its system identifier), so the target is read once
     # before the lock and once under it; False when the inventory names the target (DNS: the zone): one read, under
     # the lock.
@@ -160,7 +157,7 @@ class BeginAction(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super(BeginAction, self).run(tmp, task_vars)
         task_vars = task_vars or {}
-        _validation, args = self.validate_argument_spec(argument_spec=self.ARGUMENT_SPEC)
+        _validation, args = self.validate_argument_spec(argument_spec=self.ARGUMENT_SPEC())
         start = Start(args, task_vars, result)
         params = start.timed("parameters", self.sub_action, "erlmcp.dr.runbook_params",
                              {} if args.get("spec") is None else {"spec": args["spec"]}, task_vars)

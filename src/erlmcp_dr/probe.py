@@ -5,6 +5,10 @@ It writes one row every `interval` seconds through a multi-host libpq connection
 every id the server confirmed as committed, and measures the longest stretch without a
 successful commit: the write-unavailability window. Afterwards `missing_on(conn)` tells
 which confirmed commits the new primary does not have (data loss).
+
+Every such watcher (these, and erlmcp_dr.regional_probe's) is a `Sampler`: a thread that does one round every
+`interval` seconds until stopped. `RoleSampler` is the witness shape: each round asks every node whether it holds a
+role only one node may hold (takes writes, is a Redis primary) and counts the rounds where two did.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import psycopg
 
@@ -49,15 +53,19 @@ class ProbeReport:
                 "max_gap_seconds": round(self.max_gap_seconds, 4)}
 
 
-class WriteProbe:
-    def __init__(self, conninfo: str, interval: float = 0.01) -> None:
-        self.conninfo = conninfo
-        self.interval = interval
-        self.report = ProbeReport()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="write-probe", daemon=True)
+class Sampler:
+    """A thread that runs `sample()` every `interval` seconds, from `start()` (or entering the `with`) until `stop()`
+    (or leaving it); `stop()` then lets the subclass close what it opened (`close()`) and returns its `report`."""
 
-    def __enter__(self) -> WriteProbe:
+    THREAD_NAME = "sampler"
+    report: Any
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=self.THREAD_NAME, daemon=True)
+
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -65,35 +73,63 @@ class WriteProbe:
         self.stop()
 
     def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> Any:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        self.close()
+        return self.report
+
+    def sample(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Close the connections the rounds opened (called once the thread has ended)."""
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.interval)
+
+
+class WriteProbe(Sampler):
+    THREAD_NAME = "write-probe"
+
+    def __init__(self, conninfo: str, interval: float = 0.01) -> None:
+        super().__init__(interval)
+        self.conninfo = conninfo
+        self.report = ProbeReport()
+        self._conn: psycopg.Connection | None = None
+
+    def start(self) -> None:
         with psycopg.connect(self.conninfo, autocommit=True) as conn:
             conn.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} (id bigserial PRIMARY KEY, at timestamptz DEFAULT now())")
         self.report.started = time.monotonic()
-        self._thread.start()
+        super().start()
 
     def stop(self) -> ProbeReport:
-        self._stop.set()
-        self._thread.join()
+        super().stop()
         self.report.stopped = time.monotonic()
         return self.report
 
-    def _loop(self) -> None:
-        conn = None
-        while not self._stop.is_set():
-            self.report.attempts += 1
-            try:
-                if conn is None or conn.closed:
-                    conn = psycopg.connect(self.conninfo, autocommit=True)
-                row = conn.execute(f"INSERT INTO {TABLE} DEFAULT VALUES RETURNING id").fetchone()
-                self.report.committed.append(row[0])
-                self.report.commit_times.append(time.monotonic())
-            except psycopg.Error:
-                self.report.errors += 1
-                if conn is not None:
-                    conn.close()
-                conn = None
-            self._stop.wait(self.interval)
-        if conn is not None:
-            conn.close()
+    def sample(self) -> None:
+        self.report.attempts += 1
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn = psycopg.connect(self.conninfo, autocommit=True)
+            row = self._conn.execute(f"INSERT INTO {TABLE} DEFAULT VALUES RETURNING id").fetchone()
+            self.report.committed.append(row[0])
+            self.report.commit_times.append(time.monotonic())
+        except psycopg.Error:
+            self.report.errors += 1
+            self.close()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        self._conn = None
 
     def missing_on(self, conn: psycopg.Connection) -> list[int]:
         """Confirmed commits that conn's server does not have."""
@@ -102,68 +138,96 @@ class WriteProbe:
 
 
 @dataclass
-class WritersReport:
+class RoleReport:
+    """What a RoleSampler saw: how many rounds, the most nodes holding the role at once, and the rounds where more
+    than one did (when, and which)."""
+
     rounds: int = 0
-    max_writable: int = 0
+    most_at_once: int = 0
     split_rounds: list[tuple[float, list[str]]] = field(default_factory=list)
+
+    def record(self, holders: list[str]) -> None:
+        self.rounds += 1
+        self.most_at_once = max(self.most_at_once, len(holders))
+        if len(holders) > 1:
+            self.split_rounds.append((time.monotonic(), holders))
+
+
+class RoleSampler(Sampler):
+    """Asks every node, every `interval` seconds, whether it holds a role only one node may hold.
+
+    One connection per node (`connect`), reconnected when it drops; a node that cannot be reached (an error of
+    `ERRORS`) does not hold the role: it cannot take a write either.
+    """
+
+    ERRORS: tuple[type[BaseException], ...] = ()
+
+    def __init__(self, nodes: dict[str, dict[str, Any]], interval: float, report: RoleReport) -> None:
+        super().__init__(interval)
+        self.nodes = nodes  # name -> connection parameters
+        self.report = report
+        self._conns: dict[str, Any] = {}
+
+    def connect(self, params: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def holds(self, conn: Any) -> bool:
+        raise NotImplementedError
+
+    def usable(self, conn: Any) -> bool:
+        """Whether a connection kept from an earlier round can be asked again."""
+        return conn is not None
+
+    def sample(self) -> None:
+        self.report.record([name for name in sorted(self.nodes) if self._holds(name)])
+
+    def close(self) -> None:
+        for conn in self._conns.values():
+            conn.close()
+        self._conns.clear()
+
+    def _holds(self, name: str) -> bool:
+        conn = self._conns.get(name)
+        try:
+            if not self.usable(conn):
+                conn = self._conns[name] = self.connect(self.nodes[name])
+            return self.holds(conn)
+        except self.ERRORS:
+            if conn is not None:
+                conn.close()
+            self._conns.pop(name, None)
+            return False
+
+
+@dataclass
+class WritersReport(RoleReport):
+    @property
+    def max_writable(self) -> int:
+        return self.most_at_once
 
     def to_dict(self) -> dict[str, Any]:
         return {"rounds": self.rounds, "max_writable_nodes": self.max_writable,
                 "rounds_with_two_writers": len(self.split_rounds)}
 
 
-class WritersSampler:
+class WritersSampler(RoleSampler):
     """Asks every node, every `interval` seconds, whether it takes writes (a primary that is not
     read-only): the witness that no switchover or failover ever makes two writable nodes.
-
-    One connection per node, reconnected when it drops; a node that cannot be reached counts as
-    not writable (it cannot take a write either).
     """
 
+    THREAD_NAME = "writers-sampler"
     QUERY = "SELECT pg_is_in_recovery(), current_setting('default_transaction_read_only')"
+    ERRORS = (psycopg.Error,)
 
     def __init__(self, nodes: dict[str, dict[str, Any]], interval: float = 0.01) -> None:
-        self.nodes = nodes  # name -> psycopg connect kwargs
-        self.interval = interval
-        self.report = WritersReport()
-        self._conns: dict[str, Any] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="writers-sampler", daemon=True)
+        super().__init__(nodes, interval, WritersReport())  # nodes: name -> psycopg connect kwargs
 
-    def __enter__(self) -> WritersSampler:
-        self._thread.start()
-        return self
+    def connect(self, params: dict[str, Any]) -> Any:
+        return psycopg.connect(autocommit=True, **params)
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def usable(self, conn: Any) -> bool:
+        return conn is not None and not conn.closed
 
-    def stop(self) -> WritersReport:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
-        for conn in self._conns.values():
-            conn.close()
-        self._conns.clear()
-        return self.report
-
-    def _writable(self, name: str) -> bool:
-        conn = self._conns.get(name)
-        try:
-            if conn is None or conn.closed:
-                conn = self._conns[name] = psycopg.connect(autocommit=True, **self.nodes[name])
-            in_recovery, read_only = conn.execute(self.QUERY).fetchone()
-        except psycopg.Error:
-            if conn is not None:
-                conn.close()
-            self._conns.pop(name, None)
-            return False
+    def holds(self, conn: Any) -> bool:
+        in_recovery, read_only = conn.execute(self.QUERY).fetchone()
         return not in_recovery and read_only == "off"
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            writers = [name for name in sorted(self.nodes) if self._writable(name)]
-            self.report.rounds += 1
-            self.report.max_writable = max(self.report.max_writable, len(writers))
-            if len(writers) > 1:
-                self.report.split_rounds.append((time.monotonic(), writers))
-            self._stop.wait(self.interval)

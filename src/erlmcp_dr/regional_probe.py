@@ -9,18 +9,20 @@ two nodes took writes (the regional_failover tests and benchmarks/regional.py).
 - `RedisPrimariesSampler`: asks every Redis node its role every `interval` seconds (one connection per node,
   reconnected when it drops; a node that does not answer cannot take a write): the witness that a hand-over never
   makes two Redis primaries. The database's is `erlmcp_dr.probe.WritersSampler`.
+
+Both are samplers of erlmcp_dr.probe (`Sampler`, `RoleSampler`): the thread and its rounds are written there once.
 """
 
 from __future__ import annotations
 
 import json
-import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
 from erlmcp_dr.lab.config import LabConfig
+from erlmcp_dr.probe import RoleReport, RoleSampler, Sampler
 
 PUBLIC_NAME = "api"
 HTTP_TIMEOUT = 5.0  # seconds one write may take: the application's own driver timeouts are shorter
@@ -61,42 +63,34 @@ class WriterReport:
                 "regions": sorted({write.region for write in self.acknowledged})}
 
 
-class PublicNameWriter:
+class PublicNameWriter(Sampler):
+    THREAD_NAME = "public-name-writer"
+
     def __init__(self, cfg: LabConfig, interval: float = 0.02) -> None:
         from erlmcp_dr.lab import app as lab_app
         from erlmcp_dr.lab import dns as lab_dns
 
+        super().__init__(interval)
         self.dns_server = lab_dns.servers(cfg)[0]
         self.port = lab_app.apps(cfg)[0].port  # every region's instance listens on the same port, its own address
-        self.interval = interval
         self.report = WriterReport()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="public-name-writer", daemon=True)
 
-    def __enter__(self) -> PublicNameWriter:
+    def start(self) -> None:
         self.report.started = time.monotonic()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().start()
 
     def stop(self) -> WriterReport:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
+        super().stop()
         self.report.stopped = self.report.stopped or time.monotonic()
         return self.report
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self.report.attempts += 1
-            written = self._write_once()
-            if written is None:
-                self.report.errors += 1
-            else:
-                self.report.acknowledged.append(written)
-            self._stop.wait(self.interval)
+    def sample(self) -> None:
+        self.report.attempts += 1
+        written = self._write_once()
+        if written is None:
+            self.report.errors += 1
+        else:
+            self.report.acknowledged.append(written)
 
     def _write_once(self) -> AcknowledgedWrite | None:
         from erlmcp_dr.lab import dns as lab_dns
@@ -143,63 +137,30 @@ def missing(cfg: LabConfig, report: WriterReport, database_node: str, redis_node
 
 
 @dataclass
-class PrimariesReport:
-    rounds: int = 0
-    max_primaries: int = 0
-    split_rounds: list[tuple[float, list[str]]] = field(default_factory=list)
+class PrimariesReport(RoleReport):
+    @property
+    def max_primaries(self) -> int:
+        return self.most_at_once
 
     def to_dict(self) -> dict[str, Any]:
         return {"rounds": self.rounds, "max_primaries": self.max_primaries,
                 "rounds_with_two_primaries": len(self.split_rounds)}
 
 
-class RedisPrimariesSampler:
+class RedisPrimariesSampler(RoleSampler):
+    THREAD_NAME = "redis-primaries-sampler"
+
     def __init__(self, cfg: LabConfig, interval: float = 0.01) -> None:
-        self.nodes = {node.name: node.conn_params() for node in cfg.redis_nodes}
-        self.interval = interval
-        self.report = PrimariesReport()
-        self._clients: dict[str, Any] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="redis-primaries-sampler", daemon=True)
-
-    def __enter__(self) -> RedisPrimariesSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def stop(self) -> PrimariesReport:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
-        for client in self._clients.values():
-            client.close()
-        self._clients.clear()
-        return self.report
-
-    def _is_primary(self, name: str) -> bool:
         import redis
 
-        client = self._clients.get(name)
-        try:
-            if client is None:
-                params = self.nodes[name]
-                client = self._clients[name] = redis.Redis(host=params["host"], port=params["port"],
-                                                           password=params["password"], socket_connect_timeout=1,
-                                                           socket_timeout=1)
-            return client.info("replication").get("role") == "master"
-        except (redis.RedisError, OSError):
-            if client is not None:
-                client.close()
-            self._clients.pop(name, None)
-            return False
+        super().__init__({node.name: node.conn_params() for node in cfg.redis_nodes}, interval, PrimariesReport())
+        self.ERRORS = (redis.RedisError, OSError)
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            primaries = [name for name in sorted(self.nodes) if self._is_primary(name)]
-            self.report.rounds += 1
-            self.report.max_primaries = max(self.report.max_primaries, len(primaries))
-            if len(primaries) > 1:
-                self.report.split_rounds.append((time.monotonic(), primaries))
-            self._stop.wait(self.interval)
+    def connect(self, params: dict[str, Any]) -> Any:
+        import redis
+
+        return redis.Redis(host=params["host"], port=params["port"], password=params["password"],
+                           socket_connect_timeout=1, socket_timeout=1)
+
+    def holds(self, conn: Any) -> bool:
+        return conn.info("replication").get("role") == "master"

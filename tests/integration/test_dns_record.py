@@ -24,6 +24,8 @@ from ansible_collections.erlmcp.dr.plugins.module_utils._common.errors import Mo
 from ansible_collections.erlmcp.dr.plugins.module_utils._dns import info as _dns_info  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._dns import record as _dns_record  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._dns import rfc2136 as rfc  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.modules import dns_info as info_module  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.modules import dns_record as record_module  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -31,9 +33,10 @@ A, B, C = (lab_dns.REGION_ADDRESSES[r] for r in ("a", "b", "c"))
 OTHER_SECRET = "b3RoZXIgc2VjcmV0LCBub3QgdGhlIGxhYidzIGtleQ=="
 
 
-def _params(engine: Any, args: dict[str, Any]) -> dict[str, Any]:
-    spec = engine.argument_spec()
-    result = ArgumentSpecValidator(spec, required_if=getattr(engine, "REQUIRED_IF", None)).validate(args)
+def _params(module: Any, args: dict[str, Any]) -> dict[str, Any]:
+    """The engine's parameters as the module validates them (its argument spec and required_if)."""
+    spec = module.argument_spec()
+    result = ArgumentSpecValidator(spec, required_if=getattr(module, "REQUIRED_IF", None)).validate(args)
     assert not result.error_messages, result.error_messages
     return result.validated_parameters
 
@@ -41,14 +44,14 @@ def _params(engine: Any, args: dict[str, Any]) -> dict[str, Any]:
 def record(check: bool = False, **args: Any) -> dict[str, Any]:
     """dns_record's engine; a failure comes back as its facts with failed=True and msg."""
     try:
-        return _dns_record.run(_params(_dns_record, args), check_mode=check, diff=True)
+        return _dns_record.run(_params(record_module, args), check_mode=check, diff=True)
     except ModuleFailure as exc:
         return dict(exc.facts, failed=True, msg=str(exc))
 
 
 def info(**args: Any) -> dict[str, Any]:
-    args = {key: value for key, value in args.items() if key in _dns_info.argument_spec()}
-    return _dns_info.run(_params(_dns_info, args))
+    args = {key: value for key, value in args.items() if key in info_module.argument_spec()}
+    return _dns_info.run(_params(info_module, args))
 
 
 def everywhere(cfg: lab.LabConfig, name: str = "api") -> set[tuple[str, ...]]:
@@ -109,7 +112,7 @@ def test_a_record_beside_a_cname_is_refused(dns_zone: lab.LabConfig) -> None:
 
 def test_the_server_itself_checks_the_guard(dns_zone: lab.LabConfig) -> None:
     """The prerequisite travels in the UPDATE: a value changed between our read and our update is refused by Knot."""
-    params = _params(_dns_record, dns_args(dns_zone, name="api", values=[C]))
+    params = _params(record_module, dns_args(dns_zone, name="api", values=[C]))
     primary = rfc.primary(params)
     assert rfc.update(params, primary, "api.erlmcp.lab.", "A", [C], 30, [B]) == "NXRRSET"
     assert rfc.update(params, primary, "api.erlmcp.lab.", "A", [C], 30, []) == "YXRRSET"

@@ -26,6 +26,7 @@ from erlmcp_dr import paths
 
 paths.ensure_collection_importable()
 from ansible_collections.erlmcp.dr.plugins.module_utils._notify import engine as _notify  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.modules import notify as notify_module  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -128,5 +129,5 @@ def test_incident_notify_with_three_broken_channels_exits_0_within_the_default_d
     assert cli.rc == 0, cli
     facts = summary(cli.json)
     assert facts["not_delivered"] == ["email", "pagerduty", "slack"], facts
-    assert facts["deadline_s"] == _notify.ARGUMENT_SPEC["deadline"]["default"]
+    assert facts["deadline_s"] == notify_module.argument_spec()["deadline"]["default"]
     assert_concurrent_and_bounded(facts["deliveries"], facts["waited_s"], facts["deadline_s"])

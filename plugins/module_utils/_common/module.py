@@ -68,6 +68,14 @@ def execute(module, run, needs=()):
     module.exit_json(**result)
 
 
+def controller_only(module, name):
+    """How a module ends whose work is all in its action plugin (the run lock, the parameters, the starts, notify...):
+    its file holds the argument spec and the documentation, and this end is reached only when the file runs without
+    its action plugin (ansible-test reading the spec, a copy run by hand). Nothing of it can run on a managed host."""
+    module.fail_json(msg="%s runs on the controller as its action plugin (plugins/action/%s.py); it has nothing to run "
+                         "on a managed host" % (name, name.rsplit(".", 1)[-1]), error_kind="other")
+
+
 # -- the same engine, run by the module's action plugin on the controller ---------------------------------------
 
 

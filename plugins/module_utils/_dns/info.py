@@ -10,11 +10,6 @@ from ansible_collections.erlmcp.dr.plugins.module_utils._dns import base as d
 from ansible_collections.erlmcp.dr.plugins.module_utils._dns import rfc2136 as rfc
 
 
-def argument_spec():
-    """The shared spec: the TSIG options are accepted (module_defaults of group/erlmcp.dr.dns) and unused."""
-    return d.common_argument_spec()
-
-
 def run(params, check_mode=False, diff=False, warn=None):
     name, rdtype = d.fqdn(params), params["type"]
     zone = d.zone_name(params)

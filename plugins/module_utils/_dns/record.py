@@ -23,23 +23,6 @@ from ansible_collections.erlmcp.dr.plugins.module_utils._common.wait import Wait
 DEFAULT_TTL = 300
 
 
-def argument_spec():
-    spec = d.common_argument_spec()
-    spec.update(
-        values=dict(type="list", elements="str"),
-        ttl=dict(type="int"),
-        state=dict(type="str", default="present", choices=["present", "absent"]),
-        expected_values=dict(type="list", elements="str"),
-        wait=dict(type="bool", default=True),
-        wait_timeout=dict(type="float", default=60.0),
-        poll_interval=dict(type="float", default=0.05),
-    )
-    return spec
-
-
-REQUIRED_IF = d.REQUIRED_IF + [("state", "present", ("values",))]
-
-
 class Rfc2136(object):
     method = "authoritative"
 

@@ -27,22 +27,6 @@ from ansible_collections.erlmcp.dr.plugins.module_utils._common.summary import e
 
 INCIDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
 
-ARGUMENT_SPEC = {
-    "incident_id": {"type": "str", "required": True},
-    "phase": {"type": "str", "required": True, "choices": list(render.PHASES)},
-    "severity": {"type": "str", "required": True, "choices": list(render.SEVERITIES)},
-    "title": {"type": "str", "required": True},
-    "fields": {"type": "dict", "default": {}},
-    "channels": {"type": "dict", "no_log": True},
-    "routing": {"type": "dict"},
-    "send_to": {"type": "list", "elements": "str"},
-    "template_dir": {"type": "path"},
-    "pagerduty_action": {"type": "str", "choices": list(render.PAGERDUTY_ACTIONS)},
-    "timeout": {"type": "float", "default": 10.0},
-    "deadline": {"type": "float", "default": 5.0},
-    "retry_interval": {"type": "float", "default": 1.0},
-}
-
 
 def run(params, check_mode=False, diff=False, warn=None, now=None):
     """The notification, as the result dict (see the module's RETURN)."""

@@ -168,19 +168,13 @@ def _tail(path: Path) -> str:
 
 def app_pid(app: LabApp) -> int | None:
     """The PID in the pid file, only if that live process is this lab's app of this region."""
-    try:
-        pid = int(app.pid_file.read_text().split()[0])
-        with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            argv = [part.decode(errors="replace") for part in handle.read().split(b"\0") if part]
-        with open(f"/proc/{pid}/stat") as handle:
-            zombie = handle.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, ValueError, IndexError):
-        return None
-    if zombie or MODULE not in argv:
-        return None
-    wanted = {"--dir": str(app.folder), "--region": app.region}
-    flags = dict(zip(argv, argv[1:], strict=False))
-    return pid if all(flags.get(flag) == value for flag, value in wanted.items()) else None
+    from erlmcp_dr.lab.config import flag_values, pid_if_running
+
+    def is_this_app(argv: list[str]) -> bool:
+        flags = flag_values(argv)
+        return MODULE in argv and flags.get("--dir") == str(app.folder) and flags.get("--region") == app.region
+
+    return pid_if_running(app.pid_file, is_this_app)
 
 
 def down(cfg: LabConfig, timeout: float = STOP_TIMEOUT) -> tuple[list[str], list[str]]:

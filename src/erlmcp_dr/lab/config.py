@@ -14,12 +14,13 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from erlmcp_dr import paths
 from erlmcp_dr.lab import ports as lab_ports
 
 paths.ensure_collection_importable()
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.wait import wait_for  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.server import Server  # noqa: E402
 
 LAB_DIR_ENV = paths.LAB_DIR_ENV
@@ -42,6 +43,27 @@ DNS_PORT_OFFSET = len(NODE_NAMES) + len(REDIS_NAMES)
 DNS_SERVER_COUNT = 2
 APP_PORT_OFFSET = DNS_PORT_OFFSET + DNS_SERVER_COUNT
 PORTS_PER_LAB = APP_PORT_OFFSET + 1
+
+
+class LabServer(Server):
+    """A lab node's PostgreSQL server: Server, and what a lab needs before it starts a server it killed on purpose."""
+
+    def __init__(self, data_dir: str, log_file: str | None = None, name: str | None = None) -> None:
+        super().__init__(data_dir, log_file=log_file)
+        self.name = name or data_dir
+
+    def wait_killed_postmaster_gone(self, timeout: float) -> bool:
+        """After a kill -9 of the postmaster (a drill, `lab fail-region`), pg_ctl start fails ("another server might
+        be running") while its backends still hold its shared memory, or while the postmaster is a zombie nobody has
+        reaped yet (PostgreSQL's kill(pid, 0) still finds it): wait for both. Whether there was a killed postmaster
+        to wait for (False: none, or it lives). ServerError or WaitTimeout past `timeout` seconds."""
+        pid = self.postmaster_pid()
+        if pid is None or not self.postmaster_gone():
+            return False
+        self.wait_orphans_gone(timeout)
+        wait_for(lambda: not os.path.exists(f"/proc/{pid}"), timeout, interval=0.05,
+                 what=f"{self.name}'s killed postmaster (PID {pid}) reaped")
+        return True
 
 
 @dataclass(frozen=True)
@@ -68,8 +90,8 @@ class LabNode:
         """The replication passfile primary_conninfo names (the parent of the data dir)."""
         return self.home / PASSFILE_NAME
 
-    def server(self) -> Server:
-        return Server(str(self.data_dir), log_file=str(self.log_file))
+    def server(self) -> LabServer:
+        return LabServer(str(self.data_dir), log_file=str(self.log_file), name=self.name)
 
     def conn_params(self) -> dict[str, Any]:
         return dict(host="127.0.0.1", port=self.port, user=SUPERUSER, password=LAB_PASSWORD,
@@ -209,8 +231,32 @@ def stop_pid(pid: int, timeout: float) -> None:
 
 
 def alive(pid: int) -> bool:
+    """Whether the process lives: it exists and is not a zombie (a killed process its parent has not reaped yet)."""
+    return process_state(pid) not in (None, "Z")
+
+
+def process_state(pid: int) -> str | None:
+    """The process's state letter in /proc (R, S, Z...); None when there is no such process."""
     try:
         with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().split()[2] != "Z"
-    except OSError:
-        return False
+            # After the command name, which is in parentheses and may itself hold spaces or parentheses.
+            return handle.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def pid_if_running(pid_file: Path, is_ours: Callable[[list[str]], bool]) -> int | None:
+    """The PID in `pid_file`, only if that process lives and its command line (argv) passes `is_ours`: a pid file
+    outlives its process, and its PID may belong to another program since."""
+    try:
+        pid = int(pid_file.read_text().split()[0])
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            argv = [part.decode(errors="replace") for part in handle.read().split(b"\0") if part]
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if alive(pid) and is_ours(argv) else None
+
+
+def flag_values(argv: list[str]) -> dict[str, str]:
+    """Each argument of a command line mapped to the one after it: {"--dir": "/x"} for `... --dir /x`."""
+    return dict(zip(argv, argv[1:], strict=False))

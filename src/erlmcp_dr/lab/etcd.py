@@ -147,17 +147,9 @@ def _command(cluster: EtcdCluster, member: EtcdMember) -> list[str]:
 
 def member_pid(member: EtcdMember) -> Optional[int]:
     """The member's etcd PID from its pid file, only if that process is an etcd with this member's data dir."""
-    try:
-        pid = int(member.pid_file.read_text().strip())
-        with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            args = handle.read().split(b"\0")
-        with open(f"/proc/{pid}/stat") as handle:
-            zombie = handle.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, ValueError):
-        return None
-    if zombie or str(member.data_dir).encode() not in args:
-        return None
-    return pid
+    from erlmcp_dr.lab.config import pid_if_running
+
+    return pid_if_running(member.pid_file, lambda argv: str(member.data_dir) in argv)
 
 
 def start_member(cluster: EtcdCluster, member: EtcdMember) -> int:

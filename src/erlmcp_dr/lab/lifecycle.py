@@ -146,22 +146,9 @@ def _start(node: LabNode) -> None:
     server = node.server()
     if server.is_running():
         return
-    _wait_for_killed_backends(node)
+    server.wait_killed_postmaster_gone(START_TIMEOUT)
     ensure_port_free(node.port, node.name)
     server.start(timeout=START_TIMEOUT)
-
-
-def _wait_for_killed_backends(node: LabNode) -> None:
-    """After a kill -9 of the postmaster (a drill, `lab fail-region`) pg_ctl start fails ("another server might be
-    running") while its backends still hold its shared memory, or while the postmaster is a zombie nobody has reaped
-    yet (PostgreSQL's kill(pid, 0) still finds it): wait for both."""
-    server = node.server()
-    pid = server.postmaster_pid()
-    if pid is None or not server.postmaster_gone():
-        return
-    server.wait_orphans_gone(START_TIMEOUT)
-    wait_for(lambda: not os.path.exists(f"/proc/{pid}"), START_TIMEOUT, interval=0.05,
-             what=f"{node.name}'s killed postmaster (PID {pid}) reaped")
 
 
 def _init_primary(node: LabNode) -> None:

@@ -13,7 +13,7 @@ import os
 import signal
 from typing import Any, Dict, List, Optional
 
-from erlmcp_dr.lab.config import LabConfig, LabRedisNode
+from erlmcp_dr.lab.config import LabConfig, LabRedisNode, alive
 
 
 def regions(cfg: LabConfig) -> List[str]:
@@ -48,7 +48,7 @@ def fail_region(cfg: LabConfig, region: Optional[str]) -> Dict[str, Any]:
             killed[name] = pid
         except ProcessLookupError:
             not_running.append(name)
-    lab.wait_for(lambda: all(not _alive(pid) for pid in killed.values()), 30, interval=0.05,
+    lab.wait_for(lambda: all(not alive(pid) for pid in killed.values()), 30, interval=0.05,
                  what=f"region {region}'s processes gone")
     return {"ok": True, "region": region, "killed": killed, "not_running": not_running}
 
@@ -94,14 +94,6 @@ def _other_master(cfg: LabConfig, node: LabRedisNode) -> Optional[LabRedisNode]:
 def _follows_someone(node: LabRedisNode) -> bool:
     lines = node.conf_file.read_text(encoding="utf-8", errors="replace").splitlines()
     return any(line.split()[:1] in (["replicaof"], ["slaveof"]) for line in lines)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def format_outcome(outcome: Dict[str, Any]) -> str:

@@ -115,18 +115,14 @@ def set_failing(svc: LabService, failing: bool) -> None:
 
 def service_pid(svc: LabService) -> int | None:
     """The PID in the pid file, only if that live process is this very service (its argv says so)."""
-    try:
-        pid = int(svc.file("pid").read_text().split()[0])
-        with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            argv = [part.decode(errors="replace") for part in handle.read().split(b"\0") if part]
-        with open(f"/proc/{pid}/stat") as handle:
-            zombie = handle.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, ValueError, IndexError):
-        return None
-    if zombie or MODULE not in argv or "serve" not in argv:
-        return None
-    flags = dict(zip(argv, argv[1:], strict=False))
-    return pid if flags.get("--dir") == str(svc.folder) and flags.get("--name") == svc.host_name else None
+    from erlmcp_dr.lab.config import flag_values, pid_if_running
+
+    def is_this_service(argv: list[str]) -> bool:
+        flags = flag_values(argv)
+        return MODULE in argv and "serve" in argv and flags.get("--dir") == str(svc.folder) \
+            and flags.get("--name") == svc.host_name
+
+    return pid_if_running(svc.file("pid"), is_this_service)
 
 
 def pids(cfg: LabConfig) -> dict[str, int | None]:
