@@ -31,17 +31,8 @@ author:
   - erlmcp.dr developers (!UNKNOWN)
 extends_documentation_fragment:
   - erlmcp.dr.postgres
+  - erlmcp.dr.pgbackrest
 options:
-  stanza:
-    description: The pgBackRest stanza.
-    type: str
-    required: true
-  config:
-    description: The pgBackRest config file; default pgBackRest's own.
-    type: path
-  repo:
-    description: The repository (pgBackRest's C(--repo)) when the config names several.
-    type: int
   pg_data_dir:
     description: The primary's data directory, restored in place; its owner runs pgBackRest.
     type: path
@@ -81,14 +72,6 @@ options:
     description: Seconds the primary's last WAL segment gets to reach the archive before the primary is stopped.
     type: int
     default: 60
-  pgbackrest:
-    description: The pgBackRest program (a name looked up in PATH, or a path).
-    type: str
-    default: pgbackrest
-  command_timeout:
-    description: Seconds one pgBackRest command may take.
-    type: int
-    default: 3600
 attributes:
   check_mode:
     support: full
@@ -151,16 +134,14 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.erlmcp.dr.plugins.module_utils._common.module import execute  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._pitr.in_place import run  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._pitr.options import repository_argument_spec  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.sql import POSTGRES, connection_argument_spec  # noqa: E402
 
 
 def argument_spec():
     spec = connection_argument_spec()
+    spec.update(repository_argument_spec())
     spec.update(
-        stanza=dict(type="str", required=True),
-        config=dict(type="path"),
-        repo=dict(type="int"),
-        pg_data_dir=dict(type="path", required=True),
         pg_log_file=dict(type="path"),
         target_type=dict(type="str", choices=["time", "lsn", "name"], required=True),
         target=dict(type="str", required=True),
@@ -170,8 +151,6 @@ def argument_spec():
         start_timeout=dict(type="int", default=300),
         recovery_timeout=dict(type="int", default=600),
         archive_timeout=dict(type="int", default=60),
-        pgbackrest=dict(type="str", default="pgbackrest"),
-        command_timeout=dict(type="int", default=3600),
     )
     return spec
 

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: erlmcp.dr contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The options the pgBackRest modules share (pg_backup, pg_restore, pg_restore_verify), declared once.
+"""The options the pgBackRest modules share (pg_backup, pg_restore, pg_restore_verify, pg_restore_in_place), once.
 
 Each module's argument_spec() is the PostgreSQL connection's options, these, and its own. The doc fragment
 erlmcp.dr.pgbackrest documents them: its DOCUMENTATION the repository's options (every module), SCRATCH the scratch
