@@ -206,6 +206,10 @@ def workflow_outline(workflow: Mapping[str, Any]) -> List[StepOutline]:
             label += f" [mode {', '.join(map(str, step['modes']))}]"
         if step.get("point_of_no_return"):
             label += " - POINT OF NO RETURN: after it the run only rolls forward"
+        if step.get("background") is True:  # compose/engine.py: the steps after it do not wait for it
+            label += " - in the background: the next steps start at once"
+        if isinstance(step.get("after"), list) and step["after"]:
+            label += f" - once {', '.join(map(str, step['after']))} ended"
         steps.append(StepOutline(0, label, "task"))
         undo = step.get("undo")
         if isinstance(undo, dict):

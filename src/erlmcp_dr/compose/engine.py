@@ -14,6 +14,12 @@ The rules (docs/design.md, "Composed runbooks"):
 - After it, a failure stops the run (`stopped`): nothing is undone, the outcome says what is done and what is not,
   and the caller prints the command that finishes the job (each step is idempotent: a re-run of a converged
   single-system runbook changes nothing).
+- A `background` step (the incident declared: the recovery must not wait for its receivers) starts at its place and
+  runs beside the steps after it. It is joined (waited for) before a step that reads it (`steps.<id>` in its
+  arguments) or names it in `after`, before any undo, and before the run ends; one that already ended is collected
+  at every step boundary. A background step that failed fails the run at the boundary where it is collected, as any
+  step does there: undo before the point of no return, stop after it. Undo runs in the workflow's reverse order,
+  whatever order the steps ended in.
 
 How a step runs is the caller's `StepRunner` (compose/run.py: a child run through erlmcp_dr.runner.run with its
 own run folder, or a built-in), so the engine's ordering, undo and reference logic is unit-tested with fakes.
@@ -21,7 +27,9 @@ own run folder, or a built-in), so the engine's ordering, undo and reference log
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional
@@ -99,10 +107,26 @@ class ComposedOutcome:
         return data
 
 
+@dataclass
+class _Underway:
+    """A background step under way: its thread fills in the outcome and when it ended."""
+
+    step: WorkflowStep
+    started_wall: str
+    started: float
+    thread: threading.Thread = field(default_factory=lambda: threading.Thread())
+    arguments: Dict[str, Any] = field(default_factory=dict)
+    outcome: StepOutcome = field(default_factory=lambda: StepOutcome(ok=False, message="it did not end"))
+    ended_wall: str = ""
+    duration: float = 0.0
+    order: int = 0
+
+
 class Engine:
     def __init__(self, workflow: Workflow, context: Mapping[str, Any], runner: StepRunner,
                  listener: Optional[Listener] = None, clock: Callable[[], float] = time.monotonic,
-                 starting: Optional[Starting] = None, resumed_past_point_of_no_return: bool = False) -> None:
+                 starting: Optional[Starting] = None, resumed_past_point_of_no_return: bool = False,
+                 settle_before: Optional[str] = None) -> None:
         self.workflow = workflow
         self.context: Dict[str, Any] = {"params": dict(context.get("params") or {}),
                                         "run": dict(context.get("run") or {}),
@@ -114,38 +138,124 @@ class Engine:
         self.starting = starting
         # An interrupted run may have passed it (its child killed mid-promotion): from the start, only roll forward.
         self.resumed_past_point_of_no_return = resumed_past_point_of_no_return
+        self.underway: Dict[str, _Underway] = {}  # background steps started and not yet recorded, by id
+        # The kill matrix's boundary (compose/run.py): before that step, every background step is waited for, so the
+        # run stops where its journal names every earlier step verified.
+        self.settle_before = settle_before
+        self.start_order: List[int] = []  # beside self.records: the order each record's call started in
+        self.started_calls = 0
 
     def run(self) -> ComposedOutcome:
         completed: List[WorkflowStep] = []
         passed = self.resumed_past_point_of_no_return
         for step in self.workflow.steps:
-            record = self._run(step, step.call, "forward")
-            passed_here = step.point_of_no_return and (record.verified or record.passed_point_of_no_return)
-            if record.verified:
-                completed.append(step)
-                passed = passed or passed_here
-                continue
-            if passed or passed_here:
-                return self._stopped(step, completed, passed=True)
-            return self._undo(step, completed)
+            failed = self._settle(completed, waits_for=self._waits_for(step))
+            if failed is None:
+                if step.background:
+                    self._launch(step)
+                    continue
+                record = self._run(step, step.call, "forward")
+                passed = passed or (step.point_of_no_return and (record.verified or record.passed_point_of_no_return))
+                if record.verified:
+                    self._completed(completed, step)
+                    continue
+                failed = step
+            return self._failed(failed, completed, passed)
+        failed = self._settle(completed, waits_for=set(self.underway))
+        if failed is not None:
+            return self._failed(failed, completed, passed)
         return self._outcome(COMPLETED, None, completed, passed, message=(
             f"every step verified: {', '.join(step.id for step in completed)}"))
+
+    def _failed(self, failed: WorkflowStep, completed: List[WorkflowStep], passed: bool) -> ComposedOutcome:
+        """The run's end after `failed`: every background step still under way waited for first (its record, and
+        its undo when it completed), then the undo before the point of no return, or the stop after it."""
+        self._settle(completed, waits_for=set(self.underway), failed_already=True)
+        return self._stopped(failed, completed, passed=True) if passed else self._undo(failed, completed)
+
+    # -------------------------------------------------------- background steps
+
+    def _waits_for(self, step: WorkflowStep) -> set:
+        """The background steps under way that `step` must wait for: named in `after`, or read by its arguments."""
+        if step.id == self.settle_before:
+            return set(self.underway)
+        read = {refs.parse(text)[1][0] for text in refs.references(step.call.arguments)
+                if refs.parse(text)[0] == "steps"}
+        return (set(step.after) | read) & set(self.underway)
+
+    def _launch(self, step: WorkflowStep) -> None:
+        """Starts a background step in a thread of its own; its arguments are resolved here, before it starts."""
+        if self.starting is not None:
+            self.starting(step, "forward")
+        underway = _Underway(step=step, started_wall=_now(), started=self.clock(), order=self._next_start())
+        resolved = self._resolve(step.call)
+
+        def work() -> None:
+            underway.arguments, underway.outcome = self._call(step, step.call, "forward", resolved)
+            underway.ended_wall, underway.duration = _now(), round(self.clock() - underway.started, 3)
+
+        underway.thread = threading.Thread(target=work, name=f"compose-step-{step.id}", daemon=True)
+        self.underway[step.id] = underway
+        underway.thread.start()
+
+    def _settle(self, completed: List[WorkflowStep], waits_for: set, failed_already: bool = False
+                ) -> Optional[WorkflowStep]:
+        """Joins the background steps in `waits_for`, collects those that already ended; records them (a verified
+        one joins `completed`) and returns the first that failed, if any (None when `failed_already`: the run is
+        already failing and only needs their records)."""
+        failed: Optional[WorkflowStep] = None
+        for step_id in [step.id for step in self.workflow.steps if step.id in self.underway]:
+            underway = self.underway[step_id]
+            if step_id in waits_for:
+                underway.thread.join()
+            elif underway.thread.is_alive():
+                continue
+            del self.underway[step_id]
+            record = self._finish(underway.step, underway.step.call, "forward", underway.arguments,
+                                  underway.outcome, underway.started_wall, underway.ended_wall, underway.duration,
+                                  underway.order)
+            if record.verified:
+                self._completed(completed, underway.step)
+            elif failed is None and not failed_already:
+                failed = underway.step
+        return failed
+
+    def _completed(self, completed: List[WorkflowStep], step: WorkflowStep) -> None:
+        """Keeps `completed` in the workflow's order (the undo's reverse), whatever order the steps ended in."""
+        completed.append(step)
+        completed.sort(key=self.workflow.steps.index)
 
     # -------------------------------------------------------- one call
 
     def _run(self, step: WorkflowStep, call: Call, phase: str) -> StepRecord:
         if self.starting is not None:
             self.starting(step, phase)
-        started_wall, started = _now(), self.clock()
+        started_wall, started, order = _now(), self.clock(), self._next_start()
+        arguments, outcome = self._call(step, call, phase, self._resolve(call))
+        return self._finish(step, call, phase, arguments, outcome, started_wall, _now(),
+                            round(self.clock() - started, 3), order)
+
+    def _next_start(self) -> int:
+        self.started_calls += 1
+        return self.started_calls
+
+    def _resolve(self, call: Call) -> Any:
+        """The call's arguments resolved now, or the UnresolvedReference that stops it."""
         try:
-            arguments = refs.drop_unset(refs.resolve(call.arguments, self.context))
+            return refs.drop_unset(refs.resolve(call.arguments, self.context))
         except refs.UnresolvedReference as exc:
-            outcome, arguments = StepOutcome(ok=False, message=f"could not resolve its arguments: {exc}"), {}
-        else:
-            try:
-                outcome = self.runner(step, call, arguments, phase)
-            except Exception as exc:  # a runner that crashes is a failed step, never a half-run workflow
-                outcome = StepOutcome(ok=False, message=f"{call.name} could not run: {type(exc).__name__}: {exc}")
+            return exc
+
+    def _call(self, step: WorkflowStep, call: Call, phase: str, resolved: Any) -> tuple:
+        if isinstance(resolved, refs.UnresolvedReference):
+            return {}, StepOutcome(ok=False, message=f"could not resolve its arguments: {resolved}")
+        try:
+            return resolved, self.runner(step, call, resolved, phase)
+        except Exception as exc:  # a runner that crashes is a failed step, never a half-run workflow
+            return resolved, StepOutcome(ok=False, message=f"{call.name} could not run: {type(exc).__name__}: {exc}")
+
+    def _finish(self, step: WorkflowStep, call: Call, phase: str, arguments: Dict[str, Any], outcome: StepOutcome,
+                started_wall: str, ended_wall: str, duration: float, order: int) -> StepRecord:
         if phase == "forward":  # its own expect checks (and later steps) read it as steps.<id>
             self.context["steps"][step.id] = _as_context(outcome)
         problems = self._problems(call, outcome, step.id, phase)
@@ -156,8 +266,11 @@ class Engine:
             problems=problems, message=outcome.message,
             point_of_no_return=step.point_of_no_return and phase == "forward",
             passed_point_of_no_return=bool(summary.get("point_of_no_return_passed")), started_at=started_wall,
-            ended_at=_now(), duration=round(self.clock() - started, 3), summary=summary)
-        self.records.append(record)
+            ended_at=ended_wall, duration=duration, summary=summary)
+        # One timeline, in the order the calls started: a background step's record goes where it started.
+        at = bisect.bisect(self.start_order, order)
+        self.records.insert(at, record)
+        self.start_order.insert(at, order)
         if self.listener is not None:
             self.listener(record)
         return record

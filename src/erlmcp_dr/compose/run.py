@@ -157,6 +157,7 @@ class ComposedRun:
         self.view, self.parameters, self.given, self.operator = view, parameters, given, operator
         self.playbooks_dir, self.listener, self.resumes = playbooks_dir, listener, resumes
         self.move_lock: Optional[move_lock.MoveLock] = None  # set once the lock over the move is held
+        self.step_order: List[str] = []  # the forward steps' ids, in the workflow's order (execute sets it)
         self.journal = journal_module.Journal(
             run_id=run_id, runbook=runbook.name, from_region=str(parameters["from_region"]),
             to_region=str(parameters["to_region"]), incident_id=str(parameters.get("incident_id") or ""),
@@ -174,10 +175,12 @@ class ComposedRun:
         if self.resumes is not None:
             self.mark_resumed(self.resumes)
         context = {"params": self.parameters, "run": {"id": self.run_id}, "targets": targets}
+        self.step_order = [step.id for step in workflow.steps]
         # Every step first checks the lock over the move is still held (a lost lease stops the move there).
         steps = self.move_lock.guard(self.run_step) if self.move_lock is not None else self.run_step
         outcome = Engine(workflow, context, steps, self.ended, starting=self.starting,
-                         resumed_past_point_of_no_return=self.journal.entered_point_of_no_return).run()
+                         resumed_past_point_of_no_return=self.journal.entered_point_of_no_return,
+                         settle_before=os.environ.get(STOP_AT_BOUNDARY_ENV)).run()
         stop_here_if_asked(END_BOUNDARY)
         result = self.result(outcome, targets, keys, started_at, time.monotonic() - started)
         self.journal.status = outcome.status
@@ -209,6 +212,8 @@ class ComposedRun:
     def ended(self, record: StepRecord) -> None:
         if record.phase == "forward" and record.verified:
             self.journal.verified.append(record.step)
+            # In the workflow's order: a background step (declare) may be verified after the steps that follow it.
+            self.journal.verified.sort(key=lambda step: self.step_order.index(step) if step in self.step_order else -1)
             self.journal.save(self.run_dir)
         if self.listener is not None:
             self.listener(record)

@@ -10,6 +10,8 @@
           undo: {runbook: redis_failover, with: {...}}   # how a completed step is undone (before the PNR only)
           point_of_no_return: true        # at most one step per mode; after it the run only rolls forward
           modes: [unplanned]              # the modes (the runbook's `mode` parameter) it runs in; default all
+          background: true                # runs beside the steps after it (never the point of no return)
+          after: [declare]                # starts only once these background steps ended
 
 `load()` checks everything a run could trip on later, before anything runs, and lists every problem at once:
 unknown keys, runbooks and built-ins, parameters the child runbook does not declare, references to an unknown
@@ -32,7 +34,7 @@ from erlmcp_dr.compose import refs
 from erlmcp_dr.errors import RunbookError
 
 STEP_KEYS = frozenset({"id", "title", "runbook", "action", "with", "expect", "verify_by", "undo", "point_of_no_return",
-                       "modes"})
+                       "modes", "background", "after"})
 UNDO_KEYS = frozenset({"runbook", "action", "with", "expect", "verify_by"})
 # end_state: the child exited 0, its summary's end state holds and the expect checks hold (the default);
 # expect: the child exited 0 and the expect checks hold, for a read-only child whose end state is a verdict on
@@ -76,6 +78,10 @@ class WorkflowStep:
     undo: Optional[Call] = None
     point_of_no_return: bool = False
     modes: Optional[Tuple[str, ...]] = None  # None: every mode
+    # Runs beside the steps after it (compose/engine.py: joined before a step that reads it or names it in `after`,
+    # before any undo, and before the run ends); for a step the recovery must not wait for (the incident declared).
+    background: bool = False
+    after: Tuple[str, ...] = ()  # background steps that must have ended before this one starts
 
     def runs_in(self, mode: Optional[str]) -> bool:
         return self.modes is None or mode in self.modes
@@ -208,13 +214,42 @@ def _load_steps(raw_steps: List[Any], mode: Optional[str], declared: Mapping[str
             problems.append(f"{where}: comes after the point of no return, where the run only rolls forward: its "
                             "undo could never run")
         passed_point_of_no_return = passed_point_of_no_return or pnr
+        background = _background(where, raw, pnr, problems)
+        after = _after(where, raw, [step for _, step in steps], problems)
         title = raw.get("title") if isinstance(raw.get("title"), str) else step_id
         modes = raw.get("modes")
         if call is not None:
             steps.append((index, WorkflowStep(id=step_id, title=title, call=call, undo=undo, point_of_no_return=pnr,
-                                              modes=tuple(modes) if isinstance(modes, list) else None)))
+                                              modes=tuple(modes) if isinstance(modes, list) else None,
+                                              background=background, after=after)))
         seen.append(step_id)
     return steps
+
+
+def _background(where: str, raw: Mapping[str, Any], point_of_no_return: bool, problems: List[str]) -> bool:
+    value = raw.get("background", False)
+    if not isinstance(value, bool):
+        problems.append(f"{where}: background must be true or false, got {value!r}")
+        return False
+    if value and point_of_no_return:
+        problems.append(f"{where}: the point of no return cannot run in the background: the steps after it must "
+                        "know it passed")
+        return False
+    return value
+
+
+def _after(where: str, raw: Mapping[str, Any], earlier: List[WorkflowStep], problems: List[str]) -> Tuple[str, ...]:
+    """The background steps this step waits for: each must be an earlier background step of the same mode."""
+    value = raw.get("after", [])
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        problems.append(f"{where}: after must be a list of step ids, got {value!r}")
+        return ()
+    background = [step.id for step in earlier if step.background]
+    for item in value:
+        if item not in background:
+            problems.append(f"{where}: after names {item!r}, which is not a background step that runs before it; "
+                            f"those that do: {', '.join(background) or 'none'}")
+    return tuple(item for item in value if item in background)
 
 
 def _call(where: str, raw: Mapping[str, Any], declared: Mapping[str, Any],
