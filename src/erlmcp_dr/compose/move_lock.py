@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,9 @@ class MoveLock:
         self.run_id, self.runbook, self.operator, self.inventory = run_id, runbook, operator or "", inventory
         self.held: Dict[str, HeldKey] = {}
         self.stopped_keepers: List[int] = []  # keepers of lost leases, reaped at the release
+        # A background step (declare) runs its check in its own thread, beside the recovery's: one check at a time,
+        # so a take_back never races another step's read of `held`.
+        self._checking = threading.Lock()
 
     @property
     def shared(self) -> bool:
@@ -150,7 +154,8 @@ class MoveLock:
         why, so the engine undoes before the point of no return and stops after it)."""
 
         def guarded(step: WorkflowStep, call: Call, arguments: Dict[str, Any], phase: str) -> StepOutcome:
-            refusal = self.before_step(phase)
+            with self._checking:
+                refusal = self.before_step(phase)
             if refusal is not None:
                 return StepOutcome(ok=False, message=refusal)
             return runner(step, call, arguments, phase)
