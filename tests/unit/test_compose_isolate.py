@@ -163,3 +163,18 @@ def test_the_move_holds_service_recovery_s_own_key_for_every_region_with_service
     assert keys == [order.lock_key("a", [{"name": "auth"}]),
                     order.lock_key("b", [{"name": "auth"}, {"name": "api_gateway"}])]
     assert keys == ["services:a:auth", "services:b:api_gateway,auth"]
+
+
+def test_a_target_region_without_services_is_refused_before_anything_changes(tmp_path: Path) -> None:
+    """The services step comes after the point of no return: a target with no service declared would stop the move
+    there, so the regions' check refuses it first, naming the parameter and the regions that have services."""
+    from erlmcp_dr.errors import ParameterError
+
+    one_each = {group: {f"{group}-{region}": {"dr_region": region} for region in ("a", "b")}
+                for group in ("postgres", "redis", "app")}
+    view = InventoryView(tmp_path / "hosts.yml", {**one_each, "services": {"auth-a": {"dr_region": "a"}}})
+    with pytest.raises(ParameterError) as refused:
+        view.check_regions("a", "b")
+    assert refused.value.parameter == "to_region"
+    assert "region 'b' has no service" in str(refused.value) and "regions with services: a" in str(refused.value)
+    assert view.check_regions("b", "a")["to"]["app"] == "app-a"

@@ -65,7 +65,19 @@ class InventoryView:
                                                 f"in groups {', '.join(missing)}): expected one host per system with "
                                                 f"dr_region: {region}")
             targets["from" if parameter == "from_region" else "to"] = found
+        self.check_services(to_region)
         return targets
+
+    def check_services(self, region: str) -> None:
+        """The move starts the target's services with service_recovery after the point of no return: a target with
+        none declared is refused now, before anything changes, not there (where the run could only stop)."""
+        if any(str(v.get("dr_region")) == region for v in self.hosts.get("services", {}).values()):
+            return
+        having = sorted({str(v.get("dr_region")) for v in self.hosts.get("services", {}).values()})
+        raise ParameterError("to_region", f"region {region!r} has no service in the inventory {self.path}: the move "
+                                          "starts the target region's services (service_recovery) before its "
+                                          "application check; expected hosts of the services group with dr_region: "
+                                          f"{region} (regions with services: {', '.join(having) or 'none'})")
 
     def lock_dir(self) -> str:
         """Where the children's run lock lives: the inventory's dr_lock_dir, else the environment's default.
