@@ -42,13 +42,17 @@ from erlmcp_dr.lab import lifecycle as lab
 from erlmcp_dr.lab import regions as lab_regions
 
 MOVE = ("-e", "from_region=a", "-e", "to_region=b", "-e", "mode=unplanned", "-e", "health_interval=0.2")
+# The planned mode (both regions answer; nothing is failed first): the same move, zero-loss hand-overs.
+MOVES = {"unplanned": MOVE, "planned": ("-e", "from_region=a", "-e", "to_region=b", "-e", "mode=planned", "-e",
+                                        "health_interval=0.2")}
 B_SERVING = "b serving"
 A_SERVING = "a serving, everything undone"
 
 
-def boundaries() -> list[str]:
-    """Every boundary of the unplanned regional failover, from its workflow: before each step, and the end."""
-    workflow = composed.workflow_of(catalog.load("regional_failover"))
+def boundaries(mode: str = "unplanned") -> list[str]:
+    """Every boundary of the regional failover in `mode`, from its workflow: before each of that mode's steps, and
+    the end."""
+    workflow = composed.workflow_of(catalog.load("regional_failover")).for_mode(mode)
     return [step.id for step in workflow.steps] + [composed.END_BOUNDARY]
 
 
@@ -171,14 +175,14 @@ def _cmdline(pid: int) -> bytes:
         return b""
 
 
-def killed_at(inventory: Path, boundary: str) -> dict[str, Any]:
+def killed_at(inventory: Path, boundary: str, move: tuple[str, ...] = MOVE) -> dict[str, Any]:
     """Starts the move, lets it stop itself at `boundary` (or reach the inside of a step), kills its whole tree;
     what the killed run left."""
     home = Path(os.environ["ERLMCP_DR_HOME"])
     inside = boundary[len(INSIDE):] if boundary.startswith(INSIDE) else None
     stop = {} if inside else {composed.STOP_AT_BOUNDARY_ENV: boundary}
     env = dict(os.environ, PATH=venv_path(), **stop)
-    proc = subprocess.Popen([*runbook_command(), "run", "regional_failover", "-i", str(inventory), *MOVE, "--yes",
+    proc = subprocess.Popen([*runbook_command(), "run", "regional_failover", "-i", str(inventory), *move, "--yes",
                              "--json"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
     try:
@@ -205,14 +209,16 @@ def parsed(stdout: str) -> dict[str, Any]:
         return {}
 
 
-def kill_case(cfg: lab.LabConfig, inventory: Path, boundary: str) -> dict[str, Any]:
-    """Region a killed; the move killed at `boundary`; the same command again. What each left, judged outside."""
-    lab_regions.fail_region(cfg, "a")
-    killed = killed_at(inventory, boundary)
+def kill_case(cfg: lab.LabConfig, inventory: Path, boundary: str, mode: str = "unplanned") -> dict[str, Any]:
+    """unplanned: region a killed first; planned: both regions answer. The move killed at `boundary`; the same
+    command again. What each left, judged outside."""
+    if mode == "unplanned":
+        lab_regions.fail_region(cfg, "a")
+    killed = killed_at(inventory, boundary, MOVES[mode])
     between = end_state(cfg)
-    rerun = runbook_cli("run", "regional_failover", "-i", str(inventory), *MOVE, "--yes", "--json")
+    rerun = runbook_cli("run", "regional_failover", "-i", str(inventory), *MOVES[mode], "--yes", "--json")
     outcome = summary(parsed(rerun.stdout))
-    return {"boundary": boundary, "killed_run": killed["journal"]["run_id"],
+    return {"boundary": boundary, "mode": mode, "killed_run": killed["journal"]["run_id"],
             "killed_entered": killed["journal"]["entered"], "killed_verified": killed["journal"]["verified"],
             "killed_entered_point_of_no_return": killed["journal"]["entered_point_of_no_return"],
             "killed_pids": killed["killed_pids"], "after_kill": between, "rerun_rc": rerun.rc,

@@ -85,6 +85,12 @@ def api_answers(cfg: lab.LabConfig) -> dict[str, list[str]]:
     return dns_answers(cfg, "api.erlmcp.lab.")
 
 
+def step_message(result: dict[str, Any], step: str, phase: str = "forward") -> str:
+    """What a step (a built-in's sentence, or a child's failure) said, from the parent's RunResult."""
+    return next(row["message"] for row in result["steps"]
+                if row["task"].startswith(f"{step}{' (undo)' if phase == 'undo' else ''}:"))
+
+
 def steps_of(result: dict[str, Any]) -> list[tuple[str, str]]:
     return [(step["step"], step["phase"]) for step in summary(result)["steps"]]
 
@@ -121,8 +127,15 @@ def test_unplanned_failover_rolls_forward_after_the_point_of_no_return_resumes_c
     assert first["status"] == "stopped" and first["failed_step"] == "dns", first["reason"]
     assert first["point_of_no_return_passed"] is True
     assert first["undone"] == [] and all(phase == "forward" for _, phase in steps_of(stopped.json))
-    assert first["done"] == ["residency", "confirm", "declare", "redis", "database", "app"]
+    assert first["done"] == ["residency", "confirm", "declare", "isolate", "redis", "database", "services", "app"]
     assert first["not_done"] == ["dns", "resolved"]
+    # Region a vanished: its application and Redis are confirmed down (success, nothing to stop or pause).
+    assert step_message(stopped.json, "isolate") == "region a isolated: application down, Redis down"
+    # The application in b: service_recovery (a child run under the move's lock) started every service of b, in
+    # dependency order, none failed.
+    services = summary(json.loads((home / "runs" / f"{stopped.json['run_id']}.services" / "result.json").read_text()))
+    assert services["region"] == "b" and services["failed"] == services["not_started"] == []
+    assert services["started"] == [name for level in services["levels"] for name in level] != [], services
     assert "Nothing was undone" in first["reason"]
     assert writable_nodes(cfg) == ["pg-b"] and redis_primaries(cfg) == ["redis-b"]  # kept, not rolled back
     assert "to finish the move, run: runbook run regional_failover" in stopped.stderr
@@ -152,12 +165,15 @@ def test_unplanned_failover_rolls_forward_after_the_point_of_no_return_resumes_c
                               "--json"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True, env=env, start_new_session=True)
     try:
-        held, _ = wait_for(lambda: parent_lock_records(cfg) if len(parent_lock_records(cfg)) == 3 else None,
+        # the database cluster, the Redis members, the DNS zone and each region's services (service_recovery's key)
+        held, _ = wait_for(lambda: parent_lock_records(cfg) if len(parent_lock_records(cfg)) == 6 else None,
                            DEADLINE, interval=0.1, what="the re-run holding the lock of every target")
         holder = held[0]["run_id"]
         assert {record["run_id"] for record in held} == {holder} and held[0]["pid"] == rerun.pid
         single = runbook_cli("run", "database_failover", "-i", str(inventory), "-e", "candidate=pg-c", "--yes")
         assert single.rc == 3 and holder in single.stderr, single
+        services_run = runbook_cli("run", "service_recovery", "-i", str(inventory), "-e", "region=b", "--yes")
+        assert services_run.rc == 3 and holder in services_run.stderr, services_run
         second_move = runbook_cli("run", "regional_failover", "-i", str(inventory), *MOVE, "--yes")
         assert second_move.rc == 3 and holder in second_move.stderr, second_move
         out, err = rerun.communicate(timeout=CLI_HANG_GUARD)
@@ -166,7 +182,7 @@ def test_unplanned_failover_rolls_forward_after_the_point_of_no_return_resumes_c
             os.killpg(rerun.pid, signal.SIGKILL)
     assert rerun.returncode == 0, f"{out[-3000:]}\n{err[-3000:]}"
     again = summary(json.loads(out))
-    assert again["status"] == "completed" and again["did"] == ["nothing was changed"]
+    assert again["status"] == "completed" and again["did"] == ["nothing was changed"]  # no service started again
     assert not any(step["changed"] for step in again["steps"] if step["step"] in INFRA_STEPS)
     assert writable_nodes(cfg) == ["pg-b"] and redis_primaries(cfg) == ["redis-b"]
 
@@ -193,8 +209,10 @@ def test_a_failure_before_the_point_of_no_return_undoes_every_completed_step_in_
         assert "dataset app_writes (class PII) must stay in EU" in verdict["reason"]
         assert "region b is in US" in verdict["reason"] and "residency_override" in verdict["reason"]
 
-        # Region a failing (its application is down), and the candidate in b cannot be promoted (stopped).
-        os.kill(lab_app.app_pid(next(app for app in lab_app.apps(cfg) if app.region == "a")), signal.SIGKILL)
+        # Region a failing (its application hangs: SIGSTOP), and the candidate in b cannot be promoted (stopped).
+        app_a = next(app for app in lab_app.apps(cfg) if app.region == "a")
+        hung_pid = lab_app.app_pid(app_a)
+        os.kill(hung_pid, signal.SIGSTOP)
         pg_b = next(node for node in cfg.nodes if node.name == "pg-b")
         os.kill(lab._lab_postmaster_pid(pg_b), signal.SIGKILL)
         wait_for(lambda: lab._lab_postmaster_pid(pg_b) is None, DEADLINE, what="pg-b gone")
@@ -207,13 +225,22 @@ def test_a_failure_before_the_point_of_no_return_undoes_every_completed_step_in_
         assert outcome["status"] == "undone" and outcome["failed_step"] == "database", outcome["reason"]
         assert outcome["point_of_no_return_passed"] is False
         assert steps_of(result) == [("residency", "forward"), ("confirm", "forward"), ("declare", "forward"),
-                                    ("redis", "forward"), ("database", "forward"), ("redis", "undo"),
-                                    ("declare", "undo")]
-        assert outcome["undone"] == ["redis", "declare"]
+                                    ("isolate", "forward"), ("redis", "forward"), ("database", "forward"),
+                                    ("redis", "undo"), ("isolate", "undo"), ("declare", "undo")]
+        assert outcome["undone"] == ["redis", "isolate", "declare"]
+        # Region a only half-failed: the isolation stopped its hung application (app_stop_command) and paused its
+        # Redis primary's writes before any promotion; the undo started the application again and lifted the pause.
+        assert step_message(result, "isolate") == "region a isolated: application stopped, Redis paused"
+        assert step_message(result, "isolate", "undo") == (
+            "started region a's application app-a again; lifted the write pause of region a's Redis redis-a")
+        assert lab_app.app_pid(app_a) not in (None, hung_pid)  # a new process: the hung one was stopped
         assert "the service is back where it was before the run" in outcome["reason"]
         assert outcome["served"] == {"before": "a", "after": "a"}
         # Region a serves again: its database is the only writer, its Redis the only primary, DNS never moved.
         assert writable_nodes(cfg) == ["pg-a"]
         assert redis_primaries(cfg) == ["redis-a"]
         assert all(values == ["127.0.1.1"] for values in api_answers(cfg).values())
+        # ... and its application writes again, through its database and its Redis (no longer paused).
+        wrote = app_write(cfg, "a")
+        assert (wrote["region"], wrote["database"], wrote["redis"]) == ("a", "pg-a", "redis-a")
         assert parent_lock_records(cfg) == []

@@ -18,8 +18,12 @@ pytestmark = pytest.mark.integration
 
 
 def test_the_boundaries_come_from_the_workflow_so_a_new_step_is_a_new_boundary() -> None:
-    steps = [step.id for step in composed.workflow_of(composed.catalog.load("regional_failover")).steps]
-    assert boundaries() == [*steps, "end"] and "database" in steps
+    workflow = composed.workflow_of(composed.catalog.load("regional_failover"))
+    for mode in ("unplanned", "planned"):  # each mode's own steps: a planned-only step is no unplanned boundary
+        steps = [step.id for step in workflow.for_mode(mode).steps]
+        assert boundaries(mode) == [*steps, "end"] and "database" in steps and "services" in steps
+    assert "isolate" in boundaries() and "isolate" not in boundaries("planned")
+    assert "healthy" in boundaries("planned") and "healthy" not in boundaries()
 
 
 def test_a_move_killed_past_the_point_of_no_return_is_finished_by_the_same_command_toward_the_same_region(
@@ -30,7 +34,7 @@ def test_a_move_killed_past_the_point_of_no_return_is_finished_by_the_same_comma
         killed = killed_at(inventory, "app")  # the database promoted in b, the app not yet checked, DNS still a
         left = killed["journal"]
         assert left["status"] == "running" and left["entered_point_of_no_return"] is True
-        assert left["verified"] == ["residency", "confirm", "declare", "redis", "database"]
+        assert left["verified"] == ["residency", "confirm", "declare", "isolate", "redis", "database", "services"]
         assert not [pid for pid in run_tree(1) if process_state(pid) == "T"], "a stopped process of the run remains"
         between = end_state(cfg)
         assert between["writable"] == ["pg-b"] and between["redis_primaries"] == ["redis-b"]

@@ -38,6 +38,7 @@ SINGLE_SYSTEM = (
     ("redis_failover", ("-e", "candidate=redis-c")),
     ("redis_restore", ()),
     ("dns_cutover", ("-e", "region=c")),
+    ("service_recovery", ("-e", "region=b")),  # the services step's key is in the move's lock too
 )
 HOSTILE = (  # (extra vars, the parameter the error must name, a phrase of the expected value)
     (("from_region=a", "to_region={{ lookup('pipe', 'touch /tmp/erlmcp-dr-pwned') }}", "mode=unplanned"),
@@ -99,7 +100,8 @@ def test_bad_input_is_refused_clearly_and_a_held_move_turns_every_runbook_on_its
             assert holder.poll() is None
             records = [json.loads(path.read_text()) for path in (cfg.root / "locks").glob("*.lock.json")]
             holder_id = records[0]["run_id"]
-            assert len(records) == 3 and {record["run_id"] for record in records} == {holder_id}
+            # the database cluster, the Redis members, the DNS zone, and each of the three regions' services
+            assert len(records) == 6 and {record["run_id"] for record in records} == {holder_id}
 
             second = runbook_cli(*move_args(inventory), *MOVE)
             assert second.rc == 3 and holder_id in second.stderr, second
@@ -111,4 +113,4 @@ def test_bad_input_is_refused_clearly_and_a_held_move_turns_every_runbook_on_its
         after = fingerprint(cfg)
         assert {key: value for key, value in after.items() if key != "locks"} == {
             key: value for key, value in before.items() if key != "locks"}
-        assert len(after["locks"]) == 3  # the killed holder's records, taken over by the next run (test_regional_kill)
+        assert len(after["locks"]) == 6  # the killed holder's records, taken over by the next run (test_regional_kill)

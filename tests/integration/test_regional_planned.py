@@ -21,7 +21,10 @@ from erlmcp_dr.probe import WritersSampler
 
 pytestmark = pytest.mark.integration
 
-PLANNED_STEPS = ["residency", "healthy", "ready", "declare", "redis", "database", "app", "dns", "resolved"]
+SERVICE_LEVELS = [["auth", "session_manager"], ["api_gateway", "resource_management"],
+                  ["tool_orchestration", "monitoring"], ["dashboard"]]  # lab/services.py's graph, as levels
+PLANNED_STEPS = ["residency", "healthy", "ready", "declare", "redis", "database", "services", "app", "dns",
+                 "resolved"]
 
 
 def planned_move(inventory: Path, from_region: str, to_region: str) -> dict[str, Any]:
@@ -104,6 +107,13 @@ def test_planned_move_and_back_loses_no_acknowledged_write_and_never_has_two_wri
         assert first["served"] == {"before": "a", "after": "b"}
         redis_child = json.loads((home / "runs" / f"{there['run_id']}.redis" / "result.json").read_text())
         assert summary(redis_child)["old_primary_fence"] == "failover", summary(redis_child)
+        # The application in the target region: service_recovery (a child run under the move's lock) started every
+        # one of the region's services, level by level in dependency order, none failed; each leg its own region's.
+        for move, region in ((there, "b"), (back, "a")):
+            services = summary(json.loads((home / "runs" / f"{move['run_id']}.services" / "result.json").read_text()))
+            assert services["region"] == region and services["failed"] == services["not_started"] == []
+            assert services["started"] == [name for level in SERVICE_LEVELS for name in level], services
+            assert services["levels"] == SERVICE_LEVELS
         # The parent's report: recovery time against the tier's RTO, nothing given up, the point of no return passed.
         recovery = first["recovery"]
         assert recovery["lost"] == {"database_bytes": 0, "redis_bytes": 0, "client_writes": None}, recovery

@@ -155,8 +155,8 @@ def test_the_failback_workflow_loads_prepares_first_and_moves_back_with_one_poin
 
     workflow = run.workflow_of(catalog.load("failback"))
     assert [step.id for step in workflow.steps] == ["residency", "grace", "position", "rejoin", "caught_up",
-                                                     "redis_replica", "declare", "redis", "database", "app", "dns",
-                                                     "resolved"]
+                                                     "redis_replica", "declare", "redis", "database", "services", "app",
+                                                     "dns", "resolved"]
     assert workflow.point_of_no_return == "database"
     assert [step.id for step in workflow.steps if step.undo] == ["declare", "redis"]
     assert workflow.step("rejoin").call.runbook == "database_rejoin"

@@ -65,9 +65,16 @@ def test_the_app_group_names_one_instance_per_region_on_its_loopback_address(tmp
     cfg = lab.LabConfig(root=tmp_path / "lab", port_base=40000)
     group = lab.inventory(cfg)["all"]["children"]["app"]
     port = 40000 + lab.APP_PORT_OFFSET
+    # ... and the commands that stop and start it (the regional failover's isolation: lab/app_control.py)
+    identity = {region: ["--dir", f"{cfg.root}/app", "--name", f"app-{region}", "--region", region, "--host",
+                         f"127.0.1.{i}", "--port", str(port)] for i, region in enumerate("abc", start=1)}
     assert group["hosts"] == {
         f"app-{region}": {"app_host": f"127.0.1.{i}", "app_port": port, "app_url": f"http://127.0.1.{i}:{port}",
-                          "dr_region": region}
+                          "dr_region": region,
+                          "app_stop_command": ["{{ ansible_playbook_python }}", "-m", "erlmcp_dr.lab.app_control",
+                                               "stop", *identity[region]],
+                          "app_start_command": ["{{ ansible_playbook_python }}", "-m", "erlmcp_dr.lab.app_control",
+                                                "start", *identity[region]]}
         for i, region in enumerate("abc", start=1)
     }
     assert group["vars"]["ansible_connection"] == "local"

@@ -9,6 +9,7 @@ identity"), from the same module_utils functions, so a child finds the parent's 
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping
@@ -16,7 +17,7 @@ from typing import Any, Dict, List, Mapping
 from erlmcp_dr import paths
 from erlmcp_dr.errors import ParameterError
 
-SYSTEM_GROUPS = ("postgres", "redis", "app", "dns")
+SYSTEM_GROUPS = ("postgres", "redis", "app", "dns", "services")
 CONNECT_TIMEOUT = 3  # seconds per database member when reading the cluster's system identifier
 
 
@@ -64,6 +65,7 @@ class InventoryView:
                                                 f"in groups {', '.join(missing)}): expected one host per system with "
                                                 f"dr_region: {region}")
             targets["from" if parameter == "from_region" else "to"] = found
+        self.check_services(to_region)
         return targets
 
     def lock_settings(self) -> Dict[str, Any]:
@@ -79,6 +81,17 @@ class InventoryView:
             named = min((name for name in lock.STORE_VARS if name in message), key=message.index,
                         default=lock.STORE_VAR)
             raise ParameterError(named, message) from None
+
+    def check_services(self, region: str) -> None:
+        """The move starts the target's services with service_recovery after the point of no return: a target with
+        none declared is refused now, before anything changes, not there (where the run could only stop)."""
+        if any(str(v.get("dr_region")) == region for v in self.hosts.get("services", {}).values()):
+            return
+        having = sorted({str(v.get("dr_region")) for v in self.hosts.get("services", {}).values()})
+        raise ParameterError("to_region", f"region {region!r} has no service in the inventory {self.path}: the move "
+                                          "starts the target region's services (service_recovery) before its "
+                                          "application check; expected hosts of the services group with dr_region: "
+                                          f"{region} (regions with services: {', '.join(having) or 'none'})")
 
     def lock_folder(self) -> str:
         configured = self.all_vars.get("dr_lock_dir")
@@ -98,7 +111,7 @@ class InventoryView:
         return self.lock_folder()
 
     def lock_keys(self) -> List[str]:
-        """The keys the children take: the database cluster, the Redis members, the DNS zone."""
+        """The keys the children take: the database cluster, the Redis members, the DNS zone, each region's services."""
         redis_members = [{"host": v.get("redis_host") or name, "port": v.get("redis_port") or 6379}
                          for name, v in self.hosts.get("redis", {}).items()]
         keys = [self.database_lock_key()]
@@ -107,7 +120,17 @@ class InventoryView:
         zone = self.all_vars.get("dns_zone")
         if zone:
             keys.append(_module("_dns.plan").lock_key(str(zone)))
-        return keys
+        return keys + self.services_lock_keys()
+
+    def services_lock_keys(self) -> List[str]:
+        """service_recovery's key of every region with services (`services:<region>:<names>`, its own function):
+        like the Redis members, every region's, so a move holds the same keys whichever way it goes."""
+        by_region: Dict[str, List[Dict[str, Any]]] = {}
+        for name, v in self.hosts.get("services", {}).items():
+            if v.get("dr_region") not in (None, ""):
+                by_region.setdefault(str(v["dr_region"]), []).append({"name": v.get("service_name") or name})
+        key = _module("_services.order").lock_key
+        return [key(region, services) for region, services in sorted(by_region.items())]
 
     def database_lock_key(self) -> str:
         """`postgres:<system identifier>` read from the first member that answers (every member of one cluster
@@ -142,7 +165,9 @@ def read(path: Path) -> InventoryView:
         hosts[group] = {}
         for host in manager.get_hosts(group) if group in manager.groups else []:
             raw = variables.get_vars(host=host, include_hostvars=False)
-            templar = Templar(loader=loader, variables=dict(raw, playbook_dir=playbook_dir))
+            # ansible_playbook_python: what ansible-playbook runs on, this interpreter (a command's first word)
+            templar = Templar(loader=loader, variables=dict(raw, playbook_dir=playbook_dir,
+                                                            ansible_playbook_python=sys.executable))
             hosts[group][_plain(host.name)] = _rendered(templar, raw)
     localhost = manager.get_host("localhost") or manager.localhost
     raw_all = variables.get_vars(host=localhost, include_hostvars=False) if localhost is not None else {}
@@ -155,7 +180,9 @@ _WANTED = ("dr_region", "pg_host", "pg_port", "pg_login_user", "pg_login_passwor
            "dns_region_addresses",
            # read by the drill (src/erlmcp_dr/drill/run.py): the lab's folders, the public name, its own settings
            "pg_data_dir", "dns_host", "dns_port", "dns_records", "app_port", "redis_password", "dr_drill",
-           "dr_drill_history", "dr_environment")
+           "dr_drill_history", "dr_environment",
+           # read by the isolation of the region left (compose/isolate.py) and for service_recovery's lock key
+           "app_stop_command", "app_start_command", "service_name")
 
 
 def _rendered(templar: Any, raw: Mapping[str, Any]) -> Dict[str, Any]:
@@ -167,6 +194,8 @@ def _rendered(templar: Any, raw: Mapping[str, Any]) -> Dict[str, Any]:
         value = raw[name]
         if isinstance(value, str) and "{{" in value:
             value = templar.template(value)
+        elif isinstance(value, list):  # a command's arguments (app_stop_command): each rendered like a string
+            value = [templar.template(word) if isinstance(word, str) and "{{" in word else word for word in value]
         out[name] = _plain(value)
     return out
 

@@ -38,7 +38,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional
 from erlmcp_dr import audit, catalog, params, paths
 from erlmcp_dr.catalog import Runbook
 from erlmcp_dr.compose import engine as engine_module
-from erlmcp_dr.compose import failback, move_lock, recovery, spec
+from erlmcp_dr.compose import failback, isolate, move_lock, recovery, spec
 from erlmcp_dr.compose import inventory as inventory_module
 from erlmcp_dr.compose import journal as journal_module
 from erlmcp_dr.compose.engine import Engine, StepOutcome, StepRecord
@@ -52,7 +52,7 @@ LOCK_OWNER_VAR = "erlmcp_dr_lock_owner"  # read by plugins/action/run_lock.py
 APP_WRITE_TIMEOUT = 30.0  # seconds the target's application gets to accept a write after the promotions
 HTTP_TIMEOUT = 5.0
 BUILTIN_ACTIONS: Dict[str, tuple] = {"residency_guard": ("to_region", "justification"), "app_write": ("url",),
-                                     **failback.BUILTIN_ACTIONS}
+                                     **failback.BUILTIN_ACTIONS, **isolate.BUILTIN_ACTIONS}
 # Fault injection for the kill matrix (tests/integration/test_regional_kill.py, benchmarks/regional_kill_matrix.py):
 # the run stops itself (SIGSTOP) at that boundary, its journal written, so a test kills it exactly there.
 # A step id: before that forward step starts; "end": after the last step, before the result is written.
@@ -234,6 +234,8 @@ class ComposedRun:
             return self.residency(arguments)
         if call.action == "app_write":
             return app_write(str(arguments["url"]), self.run_id)
+        if call.action in isolate.BUILTIN_ACTIONS:
+            return isolate.run_builtin(str(call.action), arguments, self.view.hosts)
         if call.action in failback.BUILTIN_ACTIONS:
             return failback.run_builtin(str(call.action), arguments, self.view.hosts, self.inventory)
         return self.child(step, call, arguments, phase)

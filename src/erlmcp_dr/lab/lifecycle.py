@@ -40,6 +40,7 @@ from typing import Any
 
 from erlmcp_dr import paths
 from erlmcp_dr.lab import app as lab_app
+from erlmcp_dr.lab import app_control as lab_app_control
 from erlmcp_dr.lab import bia as lab_bia
 from erlmcp_dr.lab import dns as lab_dns
 from erlmcp_dr.lab import etcd as lab_etcd
@@ -798,7 +799,7 @@ def inventory(cfg: LabConfig, lab_dir_expr: str | None = None, *, own_lock_dir: 
         "dns": lab_dns.inventory_group(cfg),
         **{f"region_{node.region}": {"hosts": {node.name: {}, redis.name: {}}}
            for node, redis in zip(cfg.nodes, cfg.redis_nodes, strict=True)},
-        "app": lab_app.inventory_group(cfg),
+        "app": lab_app_control.with_controls(lab_app.inventory_group(cfg), cfg, root),  # stop/start: lab/app_control.py
         "services": lab_services.inventory_group(cfg, root),  # the service_recovery runbook's (lab/services.py)
     }, "vars": {
         # Credentials sit in `all`: the runbooks' first play runs on the controller (localhost).
