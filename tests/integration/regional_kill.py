@@ -18,6 +18,7 @@ import os
 import signal
 import subprocess
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -153,17 +154,17 @@ def end_state(cfg: lab.LabConfig) -> dict[str, Any]:
 INSIDE = "inside:"  # "inside:<step>": killed while that step's child run runs (not a boundary: the harder case)
 
 
-def journal_of_latest(home: Path) -> dict[str, Any] | None:
-    journals = sorted((home / "runs").glob("*-regional_failover-*/journal.json"))
+def journal_of_latest(home: Path, runbook: str = "regional_failover") -> dict[str, Any] | None:
+    journals = sorted((home / "runs").glob(f"*-{runbook}-*/journal.json"))
     try:
         return json.loads(journals[-1].read_text()) if journals else None
     except (OSError, ValueError):
         return None
 
 
-def inside_step(proc: subprocess.Popen, step: str, home: Path) -> bool:
+def inside_step(proc: subprocess.Popen, step: str, home: Path, runbook: str = "regional_failover") -> bool:
     """True once `step` is entered, not yet verified, and its child ansible-playbook runs."""
-    journal = journal_of_latest(home) or {}
+    journal = journal_of_latest(home, runbook) or {}
     return (step in journal.get("entered", []) and step not in journal.get("verified", [])
             and any(b"ansible-playbook" in _cmdline(pid) for pid in run_tree(proc.pid)[1:]))
 
@@ -175,31 +176,35 @@ def _cmdline(pid: int) -> bytes:
         return b""
 
 
-def killed_at(inventory: Path, boundary: str, move: tuple[str, ...] = MOVE) -> dict[str, Any]:
+def killed_at(inventory: Path, boundary: str, runbook: str = "regional_failover", move: tuple[str, ...] = MOVE,
+              while_stopped: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Starts the move, lets it stop itself at `boundary` (or reach the inside of a step), kills its whole tree;
-    what the killed run left."""
+    what the killed run left. `while_stopped(journal)` runs while a move stopped at a boundary still holds its locks
+    (its process alive): what a second operator meets then (tests/integration/failback_kill.py)."""
     home = Path(os.environ["ERLMCP_DR_HOME"])
     inside = boundary[len(INSIDE):] if boundary.startswith(INSIDE) else None
     stop = {} if inside else {composed.STOP_AT_BOUNDARY_ENV: boundary}
     env = dict(os.environ, PATH=venv_path(), **stop)
-    proc = subprocess.Popen([*runbook_command(), "run", "regional_failover", "-i", str(inventory), *move, "--yes",
+    proc = subprocess.Popen([*runbook_command(), "run", runbook, "-i", str(inventory), *move, "--yes",
                              "--json"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
     try:
-        reached = ((lambda: inside_step(proc, inside, home)) if inside else
+        reached = ((lambda: inside_step(proc, inside, home, runbook)) if inside else
                    (lambda: process_state(proc.pid) == "T"))
         wait_for(lambda: proc.poll() is not None or reached(), CLI_HANG_GUARD, interval=0.1,
                  what=f"the move at {boundary}")
         if proc.poll() is not None:
             raise AssertionError(f"the move ended (rc {proc.returncode}) before the boundary {boundary}: "
                                  f"{proc.stderr.read()[-3000:] if proc.stderr else ''}")
+        if while_stopped is not None and not inside:
+            while_stopped(journal_of_latest(home, runbook) or {})
         killed = kill_run_tree(proc)
     finally:
         if proc.poll() is None:
             kill_run_tree(proc)
         if proc.stderr:
             proc.stderr.close()
-    return {"killed_pids": len(killed), "journal": journal_of_latest(home)}
+    return {"killed_pids": len(killed), "journal": journal_of_latest(home, runbook)}
 
 
 def parsed(stdout: str) -> dict[str, Any]:

@@ -253,3 +253,92 @@ def test_templates_nested_in_lists_and_mappings_are_refused_unrendered(trust_lab
     assert done.returncode == 2, done.stdout[-3000:]
     flat = " ".join(done.stdout.split()).replace("''", "'")
     assert "parameter 'options' contains template markers ({{ ... }}) (in options.a, options.b[0]" in flat, flat
+
+
+# ---------------------------------------------------------------- (5) a composed run (runbook run, not a plan)
+# A composed runbook's run is not its playbook: compose/run.py checks the parameters, the regions and the inventory
+# before it takes a lock or writes a run folder. Hostile and wrong input must stop there, changing nothing.
+
+COMPOSED = sorted(name for name, runbook in RUNBOOKS.items() if runbook.workflow is not None)
+
+
+def left_behind(trust_lab: dict[str, Any]) -> dict[str, list[str]]:
+    """What a run leaves on disk before its first step: its run folder, its lock records, grace history."""
+    home, locks = trust_lab["home"], Path(trust_lab["cfg"].root) / "locks"
+    return {name: sorted(str(path.relative_to(folder)) for path in folder.rglob("*")) if folder.is_dir() else []
+            for name, folder in (("runs", home / "runs"), ("locks", locks), ("grace", home / "grace"))}
+
+
+@pytest.mark.parametrize("runbook_name", COMPOSED)
+def test_composed_run_refuses_templates_in_every_parameter_before_anything_runs(trust_lab, runbook_name):
+    runbook = RUNBOOKS[runbook_name]
+    markers = trust_lab["markers"]
+    values = every_parameter(runbook, markers)
+    before = left_behind(trust_lab)
+    with pytest.raises(ParameterError) as caught:
+        erlmcp_dr.run(runbook_name, inventory=trust_lab["inventory"], extravars=values)
+    assert caught.value.parameter in runbook.parameters
+    extra = [item for name, value in values.items() for item in ("-e", f"{name}={value}")]
+    cli = runbook_cli("run", runbook_name, "-i", trust_lab["inventory"], *extra, "--yes")
+    assert cli.rc == 2, cli
+    assert "parameter" in cli.stderr and "Traceback" not in cli.stderr, cli
+    assert sorted(path.name for path in markers.glob(f"{runbook_name}-*")) == []
+    assert all(SECRET not in text for text in (str(caught.value), cli.stdout, cli.stderr)), cli
+    assert left_behind(trust_lab) == before
+
+
+def _region_without_database(data: dict[str, Any]) -> None:
+    """Region d has a Redis node and an application, no database node."""
+    groups = data["all"]["children"]
+    redis_c = groups["redis"]["hosts"]["redis-c"]
+    groups["redis"]["hosts"]["redis-d"] = dict(redis_c, dr_region="d")
+    groups["app"]["hosts"]["app-d"] = dict(groups["app"]["hosts"]["app-c"], dr_region="d")
+
+
+FAILBACK_WRONG_INPUT = {
+    # case: (extra vars over from_region=b to_region=a, the parameter named, what the message must say)
+    "unknown region": ({"to_region": "z"}, "to_region", "'z' is not a region of the inventory"),
+    "unknown serving region": ({"from_region": "nowhere"}, "from_region", "(dr_region of its hosts: a, b, c"),
+    "the same region twice": ({"from_region": "a"}, "to_region", "the region being left"),
+    "a region with no database node": ({"to_region": "d"}, "to_region", "has no single postgres node"),
+    "negative grace": ({"grace_seconds": -1}, "grace_seconds", "below the minimum 0"),
+    "huge grace": ({"grace_seconds": 10**12}, "grace_seconds", "above the maximum 604800"),
+    "infinite grace": ({"grace_seconds": float("inf")}, "grace_seconds", "not a finite number"),
+    "no grace interval": ({"grace_interval": 0}, "grace_interval", "below the minimum 0.05"),
+    "negative grace wait": ({"grace_wait": -5}, "grace_wait", "below the minimum 0"),
+    "allow_reclone as a string": ({"allow_reclone": "only if needed"}, "allow_reclone", "must be a bool: got str"),
+    "allow_reclone as a list": ({"allow_reclone": ["true"]}, "allow_reclone", "must be a bool: got list"),
+    "a boolean for a number": ({"catchup_timeout": True}, "catchup_timeout", "from 1 to 3600: got bool"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FAILBACK_WRONG_INPUT))
+def test_failback_refuses_wrong_input_naming_the_parameter_before_anything_runs(trust_lab, case):
+    given, parameter, says = FAILBACK_WRONG_INPUT[case]
+    inventory = trust_lab["inventory"]
+    if case == "a region with no database node":
+        from runbook_helpers import inventory_copy
+
+        inventory = str(inventory_copy(trust_lab["cfg"], "region-without-database", _region_without_database))
+    before = left_behind(trust_lab)
+    with pytest.raises(ParameterError) as caught:
+        erlmcp_dr.run("failback", inventory=inventory, extravars={"from_region": "b", "to_region": "a", **given})
+    assert caught.value.parameter == parameter, caught.value
+    assert says in str(caught.value), caught.value
+    assert left_behind(trust_lab) == before
+
+
+@pytest.mark.parametrize("parameter", ["incident_id", "residency_override"])
+def test_failback_takes_a_templated_text_parameter_as_a_literal_and_changes_nothing(trust_lab, marker, parameter):
+    """A text parameter that passes its checks travels as data: the move starts, its gate refuses it (the lab's
+    applications are not running here), and the value is recorded literally, never templated."""
+    value = payload(marker) + " is a justification long enough"
+    result = erlmcp_dr.run("failback", inventory=trust_lab["inventory"], extravars={
+        "from_region": "b", "to_region": "a", parameter: value, "grace_seconds": 3600, "grace_wait": 0})
+    outcome = result.facts["summary"]
+    assert result.succeeded is False and outcome["details"]["failed_step"] == "grace", outcome["reason"]
+    assert outcome["details"]["steps"][-1]["step"] == "grace"
+    assert outcome["point_of_no_return_passed"] is False and outcome["did"] == ["nothing was changed"]
+    assert_no_trace(marker, result.to_json(), folders=(Path(result.run_dir),))
+    if parameter == "incident_id":
+        assert outcome["details"]["incident_id"] == value

@@ -23,6 +23,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from erlmcp_dr.compose import failback
@@ -79,8 +80,10 @@ def redis_action(probe: str, role: Optional[str]) -> str:
 
 # ------------------------------------------------------------------ the step and its undo
 
-def run_builtin(name: str, arguments: Mapping[str, Any], hosts: Mapping[str, Mapping[str, Mapping[str, Any]]]
-                ) -> StepOutcome:
+def run_builtin(name: str, arguments: Mapping[str, Any], hosts: Mapping[str, Mapping[str, Mapping[str, Any]]],
+                inventory: Optional[Path] = None) -> StepOutcome:
+    """isolate_region or lift_isolation (the runner every composed runbook's own actions share: compose/hooks.py;
+    the inventory's path is not needed here)."""
     app = (hosts.get("app") or {}).get(str(arguments["app"])) or {}
     redis_login = failback._redis_login(hosts.get("redis") or {}, str(arguments["redis"]))
     if name == "isolate_region":

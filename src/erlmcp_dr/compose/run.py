@@ -38,7 +38,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional
 from erlmcp_dr import audit, catalog, params, paths
 from erlmcp_dr.catalog import Runbook
 from erlmcp_dr.compose import engine as engine_module
-from erlmcp_dr.compose import failback, isolate, move_lock, recovery, spec
+from erlmcp_dr.compose import hooks, move_lock, recovery, spec
 from erlmcp_dr.compose import inventory as inventory_module
 from erlmcp_dr.compose import journal as journal_module
 from erlmcp_dr.compose.engine import Engine, StepOutcome, StepRecord
@@ -51,8 +51,8 @@ log = logging.getLogger(__name__)
 LOCK_OWNER_VAR = "erlmcp_dr_lock_owner"  # read by plugins/action/run_lock.py
 APP_WRITE_TIMEOUT = 30.0  # seconds the target's application gets to accept a write after the promotions
 HTTP_TIMEOUT = 5.0
-BUILTIN_ACTIONS: Dict[str, tuple] = {"residency_guard": ("to_region", "justification"), "app_write": ("url",),
-                                     **failback.BUILTIN_ACTIONS, **isolate.BUILTIN_ACTIONS}
+# The built-ins every composed runbook may use; a runbook's own (failback's grace gate...) are in compose/hooks.py.
+BUILTIN_ACTIONS: Dict[str, tuple] = {"residency_guard": ("to_region", "justification"), "app_write": ("url",)}
 # Fault injection for the kill matrix (tests/integration/test_regional_kill.py, benchmarks/regional_kill_matrix.py):
 # the run stops itself (SIGSTOP) at that boundary, its journal written, so a test kills it exactly there.
 # A step id: before that forward step starts; "end": after the last step, before the result is written.
@@ -67,7 +67,8 @@ def is_composed(runbook: Runbook) -> bool:
 def workflow_of(runbook: Runbook, playbooks_dir: Optional[os.PathLike | str] = None) -> spec.Workflow:
     known = catalog.discover(playbooks_dir)
     children = {name: other.parameters for name, other in known.items() if other.workflow is None}
-    return spec.load(runbook.name, runbook.workflow, runbook.parameters, children, BUILTIN_ACTIONS)
+    return spec.load(runbook.name, runbook.workflow, runbook.parameters, children,
+                     {**BUILTIN_ACTIONS, **hooks.of(runbook.name).actions})
 
 
 def run(name: str | Runbook, inventory: Optional[os.PathLike | str] = None,
@@ -234,10 +235,9 @@ class ComposedRun:
             return self.residency(arguments)
         if call.action == "app_write":
             return app_write(str(arguments["url"]), self.run_id)
-        if call.action in isolate.BUILTIN_ACTIONS:
-            return isolate.run_builtin(str(call.action), arguments, self.view.hosts)
-        if call.action in failback.BUILTIN_ACTIONS:
-            return failback.run_builtin(str(call.action), arguments, self.view.hosts, self.inventory)
+        own = hooks.of(self.runbook.name)
+        if call.action in own.actions:
+            return own.run_action(str(call.action), arguments, self.view.hosts, self.inventory)
         return self.child(step, call, arguments, phase)
 
     def residency(self, arguments: Dict[str, Any]) -> StepOutcome:
@@ -310,7 +310,7 @@ class ComposedRun:
             "recovery": recovery.measure(  # time vs RTO, data lost vs RPO, the point of no return, what was undone
                 outcome.records, self.runbook.rto_seconds, self.runbook.rpo_seconds,
                 self.parameters.get("max_lag_bytes"), outcome.undone, outcome.point_of_no_return, outcome.ok),
-            **failback.summary_details(outcome.records),  # failback's grace verdict and rejoin (none elsewhere)
+            **hooks.of(self.runbook.name).summary_details(outcome.records),  # e.g. failback's grace and rejoin
         }
         problems = [] if outcome.ok else [outcome.message]
         return summary_module.envelope(
