@@ -133,7 +133,9 @@ lab.write_inventory(cfg, cfg.root / "inventory" / "hosts.yml", own_lock_dir=True
 PY
   chmod -R a+rwX "$lab_root/inventory" "$lab_root"/locks 2>/dev/null || true
   t=$(now)
-  podman run --rm --network host --user 0 -v "$lab_root:$lab_root" "$EE_IMAGE" \
+  # --pid host: the lab's nodes are processes of this machine; from another pid namespace the engine would find a
+  # running node it cannot see, and refuses to act on it (tests/integration/test_pg_server_namespace.py).
+  podman run --rm --network host --pid host --user 0 -v "$lab_root:$lab_root" "$EE_IMAGE" \
     ansible-playbook erlmcp.dr.database_switchover -i "$lab_root/inventory/hosts.yml" --check \
     -e candidate=pg-b >"$build/plan.log" 2>&1 || rc=$?
   log "plan inside the image: rc $rc in $(( $(now) - t )) s (output: $build/plan.log)"

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import dns_answers, new_lab
+from conftest import dns_answers, lab_inventory, new_lab
 from regional_kill import MOVE, kill_run_tree, process_state, redis_primaries, writable_nodes
 from runbook_helpers import (
     CLI_HANG_GUARD,
@@ -36,6 +36,7 @@ from runbook_helpers import (
 
 from erlmcp_dr import paths
 from erlmcp_dr.compose import engine, journal, move_lock, spec
+from erlmcp_dr.compose import inventory as compose_inventory
 from erlmcp_dr.compose import run as composed
 from erlmcp_dr.compose.engine import Engine, StepOutcome
 from erlmcp_dr.lab import etcd as lab_etcd
@@ -134,7 +135,9 @@ def test_two_controllers_sharing_only_etcd_one_move_runs_and_the_other_is_turned
             winner, other = running[0], next(c for c in controllers if c is not running[0])
             held = holders(etcd)
             move_id = next(iter(held.values()))["run_id"]
-            assert len(held) == 3 and {h["run_id"] for h in held.values()} == {move_id}, held
+            # every key of the move: the database cluster, the Redis members, the DNS zone, each region's services
+            expected = set(compose_inventory.read(lab_inventory(cfg)).lock_keys())
+            assert set(held) == expected and {h["run_id"] for h in held.values()} == {move_id}, held
             assert [path.name for path in winner.moves()] == [move_id]
 
             # The other controller: its move refused before it made a run folder, naming the holder.

@@ -26,6 +26,7 @@ PARAMETERS: dict[str, dict[str, Any]] = {
     "dr_drill": {"kind": "database_primary"},
     "failback": {"from_region": "b", "to_region": "a"},
     "incident_notify": {"incident_id": "INC-1", "phase": "declared", "severity": "sev4", "title": "a drill"},
+    "pg_restore_in_place": {"target_type": "time", "target": "2026-01-01T00:00:00+00:00"},
     "regional_failover": {"from_region": "a", "to_region": "b", "mode": "unplanned"},
     "service_recovery": {"region": "a"},
 }

@@ -116,3 +116,12 @@ def test_a_run_that_stopped_the_primary_passed_the_point_of_no_return_even_when_
     assert plan.summary("pg_restore_in_place", {"in_place": failed}, meta=META)["point_of_no_return_passed"] is True
     refused = {"action": "restore", "changed": False, "target": TARGET}
     assert plan.summary("pg_restore_in_place", {"in_place": refused}, meta=META)["point_of_no_return_passed"] is False
+
+
+def test_a_plan_refused_before_it_read_a_target_still_publishes_its_summary() -> None:
+    """A check-mode run refused at once (no backup in the repository) left the runbook without a summary: the
+    summary's plan read the missing target (found by the envelope test over every runbook)."""
+    refused = {"failed": True, "msg": "no backup in stanza main", "error_kind": "no_backup", "changed": False}
+    found = plan.summary("pg_restore_in_place", {"in_place": refused}, check_mode=True, meta=META)
+    assert found["check_mode"] is True and found["point_of_no_return_passed"] is False
+    assert plan.describe_target({}) == "no target (none was read)"

@@ -210,6 +210,8 @@ def choose_backup(backups, target, label=None):
 
 
 def describe_target(target):
+    if not target.get("type"):
+        return "no target (none was read)"
     if target["type"] == "latest":
         return "latest (the end of the archive)"
     return "%s %s" % (target["type"], target["value"])
@@ -298,7 +300,9 @@ def summary(runbook, steps, completed=False, check_mode=False, meta=None):
                            in_place.get("from_timeline"), in_place["proof"].get("last_xact_time"),
                            in_place["proof"].get("replay_lsn")))
     plan = None
-    if check_mode and in_place:
+    if check_mode and in_place and in_place.get("failed"):
+        pass  # refused before it planned anything (no backup, a WAL gap...): the envelope says why, no plan to show
+    elif check_mode and in_place:
         from ansible_collections.erlmcp.dr.plugins.module_utils._common.summary import confirmation
 
         plan = confirmation(will_change=_in_place_will(in_place), may_lose=[

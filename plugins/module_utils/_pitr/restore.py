@@ -249,10 +249,10 @@ def check_wal(driver, stanzas, backup, target, timeline=None):
     end_tli, history = start_tli, []
     if timeline and timeline != start_tli:
         if timeline not in listing["histories"]:
-            raise ModuleFailure("the WAL archive (%s) has no history file of timeline %d, which recovery follows "
-                                "from backup %s (timeline %d): nothing was restored; choose a backup taken on "
-                                "timeline %d (backup_label)" % (archive_id, timeline, backup["label"], start_tli,
-                                                                 timeline), error_kind="wal_gap")
+            message = ("the WAL archive (%s) has no history file of timeline %d, which recovery follows from backup "
+                       "%s (timeline %d): nothing was restored; choose a backup taken on timeline %d (backup_label)"
+                       % (archive_id, timeline, backup["label"], start_tli, timeline))
+            raise ModuleFailure(message, error_kind="wal_gap")
         end_tli = timeline
         history = plan.parse_history(driver.history(archive_id, listing["histories"][timeline]))
     for tli in sorted(listing["histories"], reverse=True) if not timeline else ():

@@ -133,25 +133,33 @@ def up(cfg: LabConfig, status: dict[str, Any]) -> list[str]:
     """Write the configs the app needs (from the lab's status, lab.status), start every instance that is not
     running, wait until each answers."""
     write_configs(cfg, status)
-    started = [app.name for app in apps(cfg) if _start(app)]
+    started = {app.name: pid for app in apps(cfg) if (pid := _start(app)) is not None}
     for app in apps(cfg):
-        _wait_answering(app)
-    return started
+        _wait_answering(app, started.get(app.name))
+    return list(started)
 
 
-def _start(app: LabApp) -> bool:
+def _start(app: LabApp) -> int | None:
+    """Start the instance unless it runs; the new process's PID, or None when it was running already."""
     if app_pid(app) is not None:
-        return False
+        return None
     with open(app.log_file, "ab") as log:
         proc = subprocess.Popen(app.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 start_new_session=True, close_fds=True)
     app.pid_file.write_text(f"{proc.pid}\n")
-    return True
+    return proc.pid
 
 
-def _wait_answering(app: LabApp) -> None:
+def _wait_answering(app: LabApp, started_pid: int | None = None) -> None:
+    """Until the instance answers /health. One just started is judged by its own PID (it exited, or not): the pid
+    file's command-line check, meant for a stale file, once failed a live instance right after its start in CI."""
+    from erlmcp_dr.lab.config import alive
+
+    def gone() -> bool:
+        return not alive(started_pid) if started_pid is not None else app_pid(app) is None
+
     def answering() -> bool:
-        if app_pid(app) is None:
+        if gone():
             raise RuntimeError(f"{app.name} exited at start; its log {app.log_file} ends:\n{_tail(app.log_file)}")
         return fetch_health(app, timeout=2)[0] is not None
 

@@ -65,8 +65,8 @@ def stop(app: lab_app.LabApp) -> str:
 
 def start(app: lab_app.LabApp) -> str:
     started = lab_app._start(app)
-    lab_app._wait_answering(app)
-    return f"{'started' if started else 'already running:'} {app.name} at {app.url}"
+    lab_app._wait_answering(app, started)
+    return f"{'started' if started is not None else 'already running:'} {app.name} at {app.url}"
 
 
 def main(argv: list[str] | None = None) -> int:

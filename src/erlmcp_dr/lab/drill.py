@@ -17,7 +17,7 @@ from erlmcp_dr.lab import app as lab_app
 from erlmcp_dr.lab import lifecycle as lab
 from erlmcp_dr.lab import ports as lab_ports
 from erlmcp_dr.lab import regions as lab_regions
-from erlmcp_dr.lab.config import LabConfig
+from erlmcp_dr.lab.config import LabConfig, alive
 
 KILL_TIMEOUT = 30.0
 
@@ -75,7 +75,7 @@ def inject(cfg: LabConfig, kind: str, before: Dict[str, Any], app_region: Option
         raise RuntimeError(f"{kind}: no running process to kill ({target[0] or 'no target found'})")
     sent_at = time.monotonic()  # the drill's clock: the fault's moment for the RTO
     os.kill(pid, signal.SIGKILL)
-    lab.wait_for(lambda: not lab_regions._alive(pid), KILL_TIMEOUT, interval=0.02, what=f"{target[0]} gone")
+    lab.wait_for(lambda: not alive(pid), KILL_TIMEOUT, interval=0.02, what=f"{target[0]} gone")
     return {"target": target[0], "region": target[1], "pid": pid, "signal": "SIGKILL", "sent_at": sent_at}
 
 
