@@ -110,7 +110,7 @@ ee_image() {
   "$root/.venv/bin/ansible-galaxy" collection build --force --output-path "$build" >/dev/null
   mv "$build"/erlmcp-dr-*.tar.gz "$build/erlmcp-dr.tar.gz"
   # The controller package for composed runbooks (execution-environment.yml installs it with --no-deps).
-  "$root/.venv/bin/python" -m pip wheel --quiet --no-deps --wheel-dir "$build/wheel" "$root" \
+  "$root/.venv/bin/python" -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir "$build/wheel" "$root" \
     >"$build/wheel.log" 2>&1 || { tail -20 "$build/wheel.log" >&2; log "wheel build failed"; exit 1; }
   "$root/.venv/bin/ansible-builder" create --file execution-environment.yml --context "$build/context" >/dev/null
   log "podman build $EE_IMAGE"

@@ -70,11 +70,14 @@ fi
 # the oldest, 2.19, and the newest series gets its own virtualenv below (sanity).
 FLOOR_CORE=2.19
 stamp=.venv/.erlmcp-dr-installed
-want="$(sha256sum pyproject.toml | cut -d' ' -f1) ansible-core~=$FLOOR_CORE.0"
+# setuptools new enough for pyproject.toml's license expression: scripts/ee.sh builds the package's wheel with it
+# (--no-build-isolation: no second install of setuptools and ansible-core into a throwaway environment per build).
+want="$(sha256sum pyproject.toml | cut -d' ' -f1) ansible-core~=$FLOOR_CORE.0 setuptools>=77"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   log "installing Python packages into .venv"
   .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]" "ansible-core~=$FLOOR_CORE.0"
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]" "ansible-core~=$FLOOR_CORE.0" \
+    "setuptools>=77"
   echo "$want" > "$stamp"
 fi
 

@@ -35,8 +35,8 @@ from runbook_helpers import (
 from erlmcp_dr import audit, paths
 from erlmcp_dr.drill import chaos as drill_chaos
 from erlmcp_dr.drill import run as drill
+from erlmcp_dr.lab import config as lab_config
 from erlmcp_dr.lab import lifecycle as lab
-from erlmcp_dr.lab import regions as lab_regions
 from erlmcp_dr.result import summary_schema
 
 pytestmark = pytest.mark.integration
@@ -165,7 +165,7 @@ def test_drill_whose_steady_state_deviates_injects_nothing_and_fails(home) -> No
         with redis_client(cfg, "redis-c") as client:  # a replica gone: the steady state does not hold
             pid = int(client.info("server")["process_id"])
         os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: not lab_regions._alive(pid), DEADLINE, interval=0.02, what="redis-c gone")
+        wait_for(lambda: not lab_config.alive(pid), DEADLINE, interval=0.02, what="redis-c gone")
 
         _, result = run_json("run", "dr_drill", "-i", str(inventory), "-e", "kind=database_primary", "--yes",
                              expect_rc=1)
