@@ -49,7 +49,9 @@ containers_conf() {
   nofile=$(ulimit -Hn); { [ "$nofile" = unlimited ] || [ "$nofile" -gt 65536 ]; } && nofile=65536
   nproc=$(ulimit -Hu); { [ "$nproc" = unlimited ] || [ "$nproc" -gt 8192 ]; } && nproc=8192
   mkdir -p "$root/.build"
-  cat > "$root/.build/containers.conf" <<EOF
+  # Written aside and renamed: Molecule and the EE test run this at the same time (scripts/test.sh), and a podman
+  # of one must never read the other's half-written file.
+  cat > "$root/.build/containers.conf.$$" <<EOF
 [containers]
 default_ulimits = ["nofile=$nofile:$nofile", "nproc=$nproc:$nproc"]
 
@@ -58,6 +60,7 @@ runtime = "runc"
 cgroup_manager = "cgroupfs"
 events_logger = "file"
 EOF
+  mv -f "$root/.build/containers.conf.$$" "$root/.build/containers.conf"
   export CONTAINERS_CONF=$root/.build/containers.conf
 }
 
@@ -65,6 +68,18 @@ EOF
 # scripts (written for dnf: `install -y PKGS`, `clean all`) install bindep's packages with apt.
 base_image() {
   podman image exists "$BASE_IMAGE" && return 0
+  # One builder at a time: `make test` builds the EE (tests/integration/test_ee.py) while Molecule, started beside
+  # pytest, builds its node image on the same base; the second waits for the first and then finds the image.
+  local lock_fd
+  mkdir -p "$CACHE"
+  exec {lock_fd}>"$CACHE/base-image.lock"
+  flock "$lock_fd"
+  if podman image exists "$BASE_IMAGE"; then flock -u "$lock_fd"; return 0; fi
+  build_base_image
+  flock -u "$lock_fd"
+}
+
+build_base_image() {
   local tarball=$CACHE/rootfs-$SUITE.tar rootfs
   if [ ! -f "$tarball" ]; then
     mkdir -p "$CACHE"
@@ -118,30 +133,67 @@ ee_image() {
     || { tail -40 "$build/build.log" >&2; log "podman build failed, see $build/build.log"; exit 1; }
 }
 
-plan_in_ee() {  # a lab on free ports, then database_switchover --check inside the image
-  local lab_root t rc=0
-  lab_root=$(mktemp -d /tmp/erlmcp-dr-ee-lab.XXXXXX)
+# A lab on free ports for a run inside the image, its inventory and lock folder open to the container's root; with
+# `moved`, also region a's DNS up and region a killed (what an unplanned regional failover starts from). Prints its
+# folder; the lab's port base is kept in <folder>/port_base for lab_down.
+lab_for_ee() {  # $1: a name for the folder, $2: plan | moved
+  local lab_root
+  lab_root=$(mktemp -d "/tmp/erlmcp-dr-ee-$1.XXXXXX")
   chmod 0755 "$lab_root"
-  "$root/.venv/bin/python" - "$lab_root" <<'PY'
+  "$root/.venv/bin/python" - "$lab_root" "$2" <<'PY' >&2
+import sys
+from pathlib import Path
+from erlmcp_dr.lab import dns as lab_dns, lifecycle as lab, regions as lab_regions
+cfg = lab.LabConfig(root=Path(sys.argv[1]), port_base=lab.free_port_base())
+(cfg.root / "port_base").write_text(str(cfg.port_base))
+lab.reset(cfg)
+lab.wait_streaming(cfg)
+if sys.argv[2] == "moved":
+    lab_dns.up(cfg)
+lab.write_inventory(cfg, cfg.root / "inventory" / "hosts.yml", own_lock_dir=True)
+if sys.argv[2] == "moved":
+    lab_regions.fail_region(cfg, "a")
+PY
+  chmod -R a+rwX "$lab_root/inventory" "$lab_root"/locks 2>/dev/null || true
+  printf '%s\n' "$lab_root"
+}
+
+# Stops the lab of lab_for_ee and removes its folder; with `moved`, first checks that the move left pg-b primary and
+# pg-c its standby (exit 1 otherwise).
+lab_down() {  # $1: the lab's folder, $2: plan | moved
+  local rc=0
+  "$root/.venv/bin/python" - "$1" "$2" <<'PY' >&2 || rc=1
 import sys
 from pathlib import Path
 from erlmcp_dr.lab import lifecycle as lab
-cfg = lab.LabConfig(root=Path(sys.argv[1]), port_base=lab.free_port_base())
-lab.reset(cfg)
-lab.wait_streaming(cfg)
-lab.write_inventory(cfg, cfg.root / "inventory" / "hosts.yml", own_lock_dir=True)
+root = Path(sys.argv[1])
+cfg = lab.LabConfig(root=root, port_base=int((root / "port_base").read_text()))
+roles = {row["name"]: row["role"] for row in lab.status(cfg)["nodes"]}
+lab.down(cfg)
+if sys.argv[2] == "moved":
+    print(f"ee: after the move: {roles}")
+    sys.exit(0 if roles.get("pg-b") == "primary" and roles.get("pg-c") == "standby" else 1)
 PY
-  chmod -R a+rwX "$lab_root/inventory" "$lab_root"/locks 2>/dev/null || true
+  rm -rf "$1"
+  return "$rc"
+}
+
+# --pid host, for every run against a lab: the lab's nodes are processes of this machine; from another pid namespace
+# the engine would find a running node it cannot see, and refuses to act on it
+# (tests/integration/test_pg_server_namespace.py).
+run_in_ee() {  # $1: the lab's folder, then the command
+  local lab_root=$1; shift
+  podman run --rm --network host --pid host --user 0 -v "$lab_root:$lab_root" "$EE_IMAGE" "$@"
+}
+
+plan_in_ee() {  # a lab on free ports, then database_switchover --check inside the image
+  local lab_root t rc=0
+  lab_root=$(lab_for_ee lab plan)
   t=$(now)
-  # --pid host: the lab's nodes are processes of this machine; from another pid namespace the engine would find a
-  # running node it cannot see, and refuses to act on it (tests/integration/test_pg_server_namespace.py).
-  podman run --rm --network host --pid host --user 0 -v "$lab_root:$lab_root" "$EE_IMAGE" \
-    ansible-playbook erlmcp.dr.database_switchover -i "$lab_root/inventory/hosts.yml" --check \
+  run_in_ee "$lab_root" ansible-playbook erlmcp.dr.database_switchover -i "$lab_root/inventory/hosts.yml" --check \
     -e candidate=pg-b >"$build/plan.log" 2>&1 || rc=$?
   log "plan inside the image: rc $rc in $(( $(now) - t )) s (output: $build/plan.log)"
-  "$root/.venv/bin/python" -c "import sys; from pathlib import Path; from erlmcp_dr.lab import lifecycle as lab; \
-lab.down(lab.LabConfig(root=Path(sys.argv[1])))" "$lab_root" >/dev/null || true
-  rm -rf "$lab_root"
+  lab_down "$lab_root" plan || true
   [ "$rc" -eq 0 ] || { tail -30 "$build/plan.log" >&2; exit "$rc"; }
   grep -E '^(PLAY RECAP|localhost|pg-)' "$build/plan.log" | tail -5 >&2 || true
   # The composed runbooks need the controller package (erlmcp.dr.composed_run imports it): its CLI reads the
@@ -154,40 +206,12 @@ lab.down(lab.LabConfig(root=Path(sys.argv[1])))" "$lab_root" >/dev/null || true
 
 move_in_ee() {  # EE_MOVE=1: a real unplanned regional failover (a -> b) inside the image, against a lab whose region a died
   local lab_root t rc=0
-  lab_root=$(mktemp -d /tmp/erlmcp-dr-ee-move.XXXXXX)
-  chmod 0755 "$lab_root"
-  "$root/.venv/bin/python" - "$lab_root" <<'PY'
-import sys
-from pathlib import Path
-from erlmcp_dr.lab import dns as lab_dns, lifecycle as lab, regions as lab_regions
-cfg = lab.LabConfig(root=Path(sys.argv[1]), port_base=lab.free_port_base())
-lab.reset(cfg)
-lab.wait_streaming(cfg)
-lab_dns.up(cfg)
-lab.write_inventory(cfg, cfg.root / "inventory" / "hosts.yml", own_lock_dir=True)
-lab_regions.fail_region(cfg, "a")
-(cfg.root / "port_base").write_text(str(cfg.port_base))
-PY
-  chmod -R a+rwX "$lab_root/inventory" "$lab_root"/locks 2>/dev/null || true
+  lab_root=$(lab_for_ee move moved)
   t=$(now)
-  # --pid host: the lab's nodes are processes of this machine, and the engine must see a running postmaster's pid
-  # (in another pid namespace it would take a running node for a stopped one).
-  podman run --rm --network host --pid host --user 0 -v "$lab_root:$lab_root" "$EE_IMAGE" \
-    ansible-playbook erlmcp.dr.regional_failover -i "$lab_root/inventory/hosts.yml" \
+  run_in_ee "$lab_root" ansible-playbook erlmcp.dr.regional_failover -i "$lab_root/inventory/hosts.yml" \
     -e from_region=a -e to_region=b -e mode=unplanned -e health_interval=0.2 >"$build/move.log" 2>&1 || rc=$?
   log "regional failover inside the image: rc $rc in $(( $(now) - t )) s (output: $build/move.log)"
-  "$root/.venv/bin/python" - "$lab_root" <<'PY' >&2 || rc=1
-import sys
-from pathlib import Path
-from erlmcp_dr.lab import lifecycle as lab
-root = Path(sys.argv[1])
-cfg = lab.LabConfig(root=root, port_base=int((root / "port_base").read_text()))
-roles = {row["name"]: row["role"] for row in lab.status(cfg)["nodes"]}
-lab.down(cfg)
-print(f"ee: after the move: {roles}")
-sys.exit(0 if roles.get("pg-b") == "primary" and roles.get("pg-c") == "standby" else 1)
-PY
-  rm -rf "$lab_root"
+  lab_down "$lab_root" moved || rc=1
   [ "$rc" -eq 0 ] || { tail -30 "$build/move.log" >&2; exit "$rc"; }
 }
 
