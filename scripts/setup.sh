@@ -62,30 +62,11 @@ import sys
 sys.exit(0 if sys.version_info >= (3, 11) else 1)
 PY
 
-if [ ! -x .venv/bin/python ]; then
-  log "creating .venv"
-  "$python" -m venv .venv
-fi
-# The package accepts ansible-core 2.19 up to the newest series (requires_ansible); the whole suite runs on
-# the oldest, 2.19, and the newest series gets its own virtualenv below (sanity).
-FLOOR_CORE=2.19
-stamp=.venv/.erlmcp-dr-installed
-# setuptools new enough for pyproject.toml's license expression: scripts/ee.sh builds the package's wheel with it
-# (--no-build-isolation: no second install of setuptools and ansible-core into a throwaway environment per build).
-want="$(sha256sum pyproject.toml | cut -d' ' -f1) ansible-core~=$FLOOR_CORE.0 setuptools>=77"
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  log "installing Python packages into .venv"
-  .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]" "ansible-core~=$FLOOR_CORE.0" \
-    "setuptools>=77"
-  echo "$want" > "$stamp"
-fi
-
 # The newest ansible-core, for scripts/lint.sh's sanity-newest gate: its own virtualenv with the
 # newest release series (its newest patch release) on the newest Python that series runs on as a
 # controller. Raising NEWEST_CORE means raising requires_ansible's upper bound in meta/runtime.yml
 # (lint.sh checks). Without such a Python the gate is skipped, with the reason setup records here.
-# Not fatal: .venv above is all `make test` needs.
+# Not fatal: .venv (below) is all `make test` needs.
 NEWEST_CORE=2.21                     # ansible-core release series
 NEWEST_CORE_PYTHONS="3.14 3.13 3.12" # its controller Pythons, newest first (NEWEST_PYTHON=... to choose)
 newest_venv=.build/venv-newest
@@ -131,7 +112,30 @@ setup_newest() {
   version=$("$newest_venv/bin/python" -c 'from ansible.release import __version__; print(__version__)')
   log "newest ansible-core: $newest_venv (ansible-core $version, $("$newest_venv/bin/python" -V))"
 }
-setup_newest
+# The two virtualenvs are independent: the newest one is made while .venv installs (each is mostly one busy core).
+setup_newest &
+newest_pid=$!
+
+if [ ! -x .venv/bin/python ]; then
+  log "creating .venv"
+  "$python" -m venv .venv
+fi
+# The package accepts ansible-core 2.19 up to the newest series (requires_ansible); the whole suite runs on
+# the oldest, 2.19, and the newest series gets its own virtualenv (setup_newest, made meanwhile; sanity).
+FLOOR_CORE=2.19
+stamp=.venv/.erlmcp-dr-installed
+# setuptools new enough for pyproject.toml's license expression: scripts/ee.sh builds the package's wheel with it
+# (--no-build-isolation: no second install of setuptools and ansible-core into a throwaway environment per build).
+want="$(sha256sum pyproject.toml | cut -d' ' -f1) ansible-core~=$FLOOR_CORE.0 setuptools>=77"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  log "installing Python packages into .venv"
+  .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]" "ansible-core~=$FLOOR_CORE.0" \
+    "setuptools>=77"
+  echo "$want" > "$stamp"
+fi
+
+wait "$newest_pid"
 
 # The repository root is the collection; Ansible finds it through this link.
 mkdir -p .collections/ansible_collections/erlmcp
