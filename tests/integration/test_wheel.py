@@ -1,10 +1,14 @@
-"""`pip install erlmcp-dr` is the whole product: the wheel built from this repository, installed into a
-fresh virtualenv, runs the lab and a switchover from a folder that is not the checkout.
+"""`pip install erlmcp-dr` is the whole product: the wheel the README's build command (`python -m build`) makes from
+this repository, installed into a fresh virtualenv, runs the lab and a switchover from a folder that is not the
+checkout; its collection is the Galaxy tarball's, file for file; ansible-builder can introspect it once installed
+(the way AWX builds an execution environment).
 
-The wheel is built from a copy of the checkout's files (pip builds in the source folder and would leave
-build/ and *.egg-info in it). The virtualenv gets the wheel plus its PyPI dependencies (the pip cache
-makes that quick). Everything the installed package writes goes to a state home of the test's own
-($ERLMCP_DR_HOME, $XDG_STATE_HOME), its lab on ports of its own; the lab is stopped by PID at the end.
+`python -m build` makes the sdist first and the wheel from the sdist, so MANIFEST.in decides what the wheel's
+collection is built from (a wheel built straight from the folder, as `pip wheel .` does, cannot see a file missing
+from MANIFEST.in). It builds from a copy of the checkout's files, so nothing is left in the checkout. One build
+serves every test here. The virtualenv gets the wheel plus its PyPI dependencies (the pip cache makes that
+quick). Everything the installed package writes goes to a state home of the test's own ($ERLMCP_DR_HOME,
+$XDG_STATE_HOME), its lab on ports of its own; the lab is stopped by PID at the end.
 """
 
 from __future__ import annotations
@@ -14,13 +18,15 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
 
 import pytest
-from runbook_helpers import port_range
-from test_tarball import SHIPPED_TOP
+import yaml
+from runbook_helpers import VENV_BIN, port_range
+from test_tarball import SHIPPED_TOP, build_tarball, copy_checkout
 
 from erlmcp_dr.lab import lifecycle as lab
 
@@ -30,6 +36,7 @@ REPO = Path(__file__).resolve().parents[2]
 PIP_TIMEOUT = 600
 RUN_TIMEOUT = 300
 COLLECTION = ("ansible_collections", "erlmcp", "dr")
+COLLECTION_PREFIX = "/".join(COLLECTION) + "/"
 # The top of the wheel's collection: what ansible-galaxy's tarball holds (tests/integration/test_tarball.py).
 COLLECTION_TOP = SHIPPED_TOP  # the wheel carries exactly what the Galaxy tarball ships
 
@@ -41,23 +48,19 @@ def run(cmd: list[str], *, timeout: float, **kwargs) -> subprocess.CompletedProc
     return done
 
 
-def checkout_copy(target: Path) -> Path:
-    listing = run(["git", "ls-files", "-z", "-co", "--exclude-standard"], cwd=REPO, timeout=60).stdout
-    for path in filter(None, listing.split("\0")):
-        if (REPO / path).is_file():
-            (target / path).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / path, target / path)
-    return target
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    source = tmp_path_factory.mktemp("source")
+    copy_checkout(source)
+    dist = tmp_path_factory.mktemp("dist")
+    run([sys.executable, "-m", "build", "--outdir", str(dist), str(source)], timeout=PIP_TIMEOUT)
+    (wheel,) = dist.glob("erlmcp_dr-*.whl")
+    return {"wheel": wheel, "tarball": build_tarball(source, tmp_path_factory.mktemp("galaxy"))}
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    source = checkout_copy(tmp_path_factory.mktemp("source"))
-    dist = tmp_path_factory.mktemp("dist")
-    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", "-q", "-w", str(dist),
-         str(source)], timeout=PIP_TIMEOUT)
-    (built,) = dist.glob("erlmcp_dr-*.whl")
-    return built
+def wheel(built: dict[str, Path]) -> Path:
+    return built["wheel"]
 
 
 @pytest.fixture(scope="module")
@@ -69,10 +72,13 @@ def venv(tmp_path_factory: pytest.TempPathFactory, wheel: Path) -> Path:
     return path
 
 
-def site_collection(venv: Path) -> Path:
+def site_packages(venv: Path) -> Path:
     code = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
-    purelib = run([str(venv / "bin" / "python"), "-c", code], timeout=60).stdout.strip()
-    return Path(purelib).joinpath(*COLLECTION)
+    return Path(run([str(venv / "bin" / "python"), "-c", code], timeout=60).stdout.strip())
+
+
+def site_collection(venv: Path) -> Path:
+    return site_packages(venv).joinpath(*COLLECTION)
 
 
 def files_of(root: Path) -> set[str]:
@@ -85,7 +91,7 @@ def test_the_wheel_holds_the_package_the_cli_and_the_collection(wheel):
         entry_points = next(archive.read(n).decode() for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")} \
         == {"erlmcp_dr", "ansible_collections"}
-    prefix = "/".join(COLLECTION) + "/"
+    prefix = COLLECTION_PREFIX
     assert {name[len(prefix):].split("/")[0] for name in names if name.startswith("ansible_collections/")} \
         == COLLECTION_TOP
     assert "runbook = erlmcp_dr.cli:main" in entry_points
@@ -142,3 +148,27 @@ def test_installed_from_the_wheel_outside_the_checkout(venv, tmp_path):
     finally:
         lab.down(lab.LabConfig(root=home / "lab", port_base=port_base))
         shutil.rmtree(home, ignore_errors=True)
+
+
+def test_the_wheel_carries_the_galaxy_tarballs_collection(built):
+    with zipfile.ZipFile(built["wheel"]) as wheel:
+        in_wheel = {name[len(COLLECTION_PREFIX):] for name in wheel.namelist() if name.startswith(COLLECTION_PREFIX)}
+    with tarfile.open(built["tarball"]) as tarball:
+        in_tarball = {member.name for member in tarball.getmembers() if member.isfile()}
+    assert {"requirements.txt", "bindep.txt", "meta/execution-environment.yml"} <= in_wheel
+    assert in_wheel == in_tarball, (f"only in the tarball: {sorted(in_tarball - in_wheel)}; "
+                                    f"only in the wheel: {sorted(in_wheel - in_tarball)} (MANIFEST.in?)")
+
+
+def test_ansible_builder_introspects_the_installed_collection(venv):
+    done = run([str(VENV_BIN / "ansible-builder"), "introspect", str(site_packages(venv))], timeout=RUN_TIMEOUT)
+    found = yaml.safe_load(done.stdout)
+    python = {line.split("#")[0].strip() for line in found["python"] if line.endswith("from collection erlmcp.dr")}
+    system = {line.split("#")[0].strip() for line in found["system"] if line.endswith("from collection erlmcp.dr")}
+    assert python == set(requirement_lines(REPO / "requirements.txt")), found
+    assert system == set(requirement_lines(REPO / "bindep.txt")), found
+
+
+def requirement_lines(path: Path) -> list[str]:
+    lines = (line.split("#")[0].strip() for line in path.read_text().splitlines())
+    return [line for line in lines if line]
