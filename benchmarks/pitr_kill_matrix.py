@@ -49,6 +49,7 @@ from runbook_helpers import (  # noqa: E402
     runbook_command,
     sql,
     summary,
+    topology,
     venv_path,
     wait_for,
     wait_topology,
@@ -125,8 +126,12 @@ def _reached(point: str, cfg: lab.LabConfig, proc: subprocess.Popen, hook: Path,
         return lambda: marker.exists() and '"promoted"' in marker.read_text()
 
     def standbys_streaming_the_new_timeline() -> bool:
-        states = [_state_or_none(cfg, name) for name in STANDBYS]
-        return all(s and s["role"] == "standby" and int(s["timeline"]) > before_timeline for s in states)
+        try:
+            seen = topology(cfg)
+        except Exception:  # noqa: BLE001 - a status read while nodes restart: not yet
+            return False
+        return all(seen[name]["role"] == "standby" and seen[name]["upstream"] == PRIMARY
+                   and int(seen[name]["timeline"] or 0) > before_timeline for name in STANDBYS)
 
     return standbys_streaming_the_new_timeline
 
