@@ -36,7 +36,7 @@ BACKUP = {"label": LABEL, "type": "full", "prior": None, "database": {"id": 1},
 WAL = {"archive_id": "15-1", "timeline": 1, "first": "000000010000000000000002",
        "last": "000000010000000000000003", "segments": 2, "missing": None}
 PROOF = {"timeline": 2, "last_xact_time": "2026-12-06 11:39:59+00:00", "replay_lsn": "0/3000100", "port": 15999}
-ALWAYS_ANSIBLES = {"changed"}
+ANSIBLES_OWN = {"changed"}
 
 
 class FakeDriver:
@@ -69,7 +69,7 @@ def documented(module: types.ModuleType) -> set[str]:
 
 
 def returned_keys(results: list[dict[str, Any]]) -> set[str]:
-    return set().union(*(set(result) for result in results)) - ALWAYS_ANSIBLES
+    return set().union(*(set(result) for result in results)) - ANSIBLES_OWN
 
 
 def failure_only(module: types.ModuleType) -> set[str]:
