@@ -7,10 +7,9 @@ time between two commits. The runbook refuses without confirmation and the engin
 restore SIGKILLed mid-way (its primary stopped, pgBackRest writing over the data directory) is finished by the
 runbook run with the same target (--yes). That run is first held by the engine's phase hook as it enters the restore
 (the cluster's lock held, the primary stopped): the same runbook from a second controller state home and a
-database_switchover are turned away busy (exit 3) naming it, changing nothing; it is then SIGKILLed there (a second
-kill point), and the next run takes the lock over and finishes. The end: exactly the rows committed at or before
-the target, on a new timeline, the standbys streaming it with the same rows. The kill at every other phase:
-benchmarks/pitr_kill_matrix.py.
+database_switchover are turned away busy (exit 3) naming it, changing nothing. The end: exactly the rows committed
+at or before the target, on a new timeline, the standbys streaming it with the same rows. The kill at every other
+phase: benchmarks/pitr_kill_matrix.py.
 """
 
 from __future__ import annotations
@@ -28,13 +27,12 @@ from typing import Any
 
 import pytest
 from pitr_helpers import PRIMARY, TABLE, take_backup, write_rows
-from regional_kill import kill_run_tree
 from runbook_helpers import (
+    CLI_HANG_GUARD,
     DEADLINE,
     inventory_path,
     new_lab,
     node_state,
-    run_json,
     runbook_cli,
     runbook_command,
     sql,
@@ -89,24 +87,24 @@ def node_state_or_none(cfg: lab.LabConfig, node: str) -> dict[str, Any] | None:
         return None
 
 
-def _held_run(run_args: tuple[str, ...], tmp_path: Path, phase: str) -> subprocess.Popen:
-    """`runbook run ... --yes` started cold (its whole tree below it, for kill_run_tree) and held by the engine's
-    phase hook as it enters `phase`; returns once it is held there."""
+def _held_run(run_args: tuple[str, ...], tmp_path: Path, phase: str) -> tuple[subprocess.Popen, Path]:
+    """`runbook run ... --yes --json` in the background, held by the engine's phase hook as it enters `phase` (until
+    <hook>/pause-<phase> is removed); returns once it is held there."""
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / f"pause-{phase}").write_text("")
     env = dict(os.environ, PATH=venv_path(), ERLMCP_DR_WARM="0", **{in_place.PHASE_HOOK_ENV: str(hook)})
-    run = subprocess.Popen([*runbook_command(), *run_args, "--yes"], stdin=subprocess.DEVNULL,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    run = subprocess.Popen([*runbook_command(), *run_args, "--yes", "--json"], stdin=subprocess.DEVNULL,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         wait_for(lambda: run.poll() is not None or ((hook / "phases").exists()
                                                    and phase in (hook / "phases").read_text().split()),
                  DEADLINE, interval=0.05, what=f"the restore in place held at {phase}")
     except BaseException:
-        kill_run_tree(run)
+        run.kill()
         raise
     assert run.poll() is None, f"the run ended (rc {run.returncode}) before it was held at {phase}"
-    return run
+    return run, hook
 
 
 def _a_second_operator_is_turned_away_changing_nothing(cfg: lab.LabConfig, tmp_path: Path,
@@ -175,19 +173,17 @@ def test_a_restore_in_place_keeps_exactly_the_rows_committed_by_the_target_and_t
     assert victim.returncode == -signal.SIGKILL and '"restoring"' in marker.read_text()
     assert node_state_or_none(cfg, PRIMARY) is None, "the primary serves nothing once stopped"
 
-    # The next run with the same target, held by the engine's phase hook as it enters the restore (the cluster's
-    # lock held, the primary stopped, pgBackRest not started): a second operator is turned away meanwhile; then that
-    # run is SIGKILLed there too (its whole tree), a second kill point in the same lab run.
-    held = _held_run(run_args, tmp_path, "restore")
+    # The next run with the same target finishes it, under the cluster's lock, and verifies the end state. It is
+    # first held by the engine's phase hook as it enters the restore (the lock held, the primary stopped, pgBackRest
+    # not started) while a second operator is turned away.
+    finishing, hook = _held_run(run_args, tmp_path, "restore")
     try:
         _a_second_operator_is_turned_away_changing_nothing(cfg, tmp_path, run_args, marker, before)
     finally:
-        kill_run_tree(held)
-    assert '"restoring"' in marker.read_text() and node_state_or_none(cfg, PRIMARY) is None
-
-    # The next run takes the lock over from the killed one, finishes the restore, and verifies the end state.
-    _cli, result = run_json(*run_args, "--yes", expect_rc=0)
-    found = summary(result)
+        (hook / "pause-restore").unlink()
+    out, err = finishing.communicate(timeout=CLI_HANG_GUARD)
+    assert finishing.returncode == 0, err[-3000:]
+    found = summary(json.loads(out))
     restored = found["in_place"]
     assert found["completed"] and found["end_state"]["ok"] and found["point_of_no_return_passed"], found
     assert found["lock"]["key"] == f"postgres:{before['system_identifier']}"
