@@ -192,6 +192,47 @@ def _phase_medians(rows: list[dict[str, Any]], key: str) -> dict[str, float]:
             for name in names}
 
 
+def summarize(args: argparse.Namespace, backup: dict[str, Any], backup_wall: float, writes: Writes,
+              sampler: ArchiveSampler, rows: list[dict[str, Any]], finished: bool) -> dict[str, Any]:
+    """The result file's content; written after every target too (finished false), so a run cut short still leaves
+    what it measured."""
+    ages = [s["age"] for s in sampler.samples if s["age"] is not None]
+    ratios = [r["ratio"] for r in rows if "ratio" in r]
+    result = {
+        "date": datetime.date.today().isoformat(),
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "pgbackrest": subprocess.run(["pgbackrest", "version"], capture_output=True, text=True).stdout.strip(),
+        "scale": args.scale, "backup": {k: backup.get(k) for k in ("label", "size", "repository_size",
+                                                                  "duration_seconds", "verified")},
+        "backup_wall": round(backup_wall, 3), "commits": len(writes.committed), "writer_seconds": args.seconds,
+        "targets": len(rows), "targets_asked": args.targets, "finished": finished,
+        "mismatched_targets": sum(1 for r in rows if r["missing"] or r["extra"]),
+        "restore_wall": {"median": statistics.median(r["restore_wall"] for r in rows),
+                         "max": max(r["restore_wall"] for r in rows)},
+        "paired_ratio": {"median": statistics.median(ratios), "max": max(ratios)} if ratios else None,
+        "phases_median": {"restore": _phase_medians(rows, "restore_phases"),
+                          "hand": _phase_medians([r for r in rows if "hand_phases" in r], "hand_phases")},
+        "load_average": {"min": min(r["load_before"] for r in rows), "max": max(r["load_after"] for r in rows)},
+        "archive_lag_seconds": {"median": statistics.median(ages), "max": max(ages)} if ages else None,
+        "archive_ready_max": max((s["ready"] for s in sampler.samples), default=None),
+        # pg_stat_archiver counts since the lab was built: the failures while the template was built (archive-push
+        # refused until its stanza existed) are in the first sample; only the ones during the load count here.
+        "archive_failures_during_load": (sampler.samples[-1]["failed_count"] - sampler.samples[0]["failed_count"])
+        if sampler.samples else None,
+        "archive_failures_before_load": sampler.samples[0]["failed_count"] if sampler.samples else None,
+        "rows": rows,
+        "note": "a shared 2-core machine with other jobs running; walls are for ratios, not absolute claims",
+    }
+    return result
+
+
+def write_result(result: dict[str, Any], name: str) -> Path:
+    RESULTS_DIR.mkdir(exist_ok=True)
+    path = RESULTS_DIR / f"{result['date']}-{name}.json"
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    return path
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--targets", type=int, default=20)
@@ -235,35 +276,9 @@ def main() -> int:
             row["load_after"] = round(os.getloadavg()[0], 2)
             rows.append(row)
             print(json.dumps(row), flush=True)
-    ages = [s["age"] for s in sampler.samples if s["age"] is not None]
-    ratios = [r["ratio"] for r in rows if "ratio" in r]
-    result = {
-        "date": datetime.date.today().isoformat(),
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-        "pgbackrest": subprocess.run(["pgbackrest", "version"], capture_output=True, text=True).stdout.strip(),
-        "scale": args.scale, "backup": {k: backup.get(k) for k in ("label", "size", "repository_size",
-                                                                  "duration_seconds", "verified")},
-        "backup_wall": round(backup_wall, 3), "commits": len(writes.committed), "writer_seconds": args.seconds,
-        "targets": len(rows), "mismatched_targets": sum(1 for r in rows if r["missing"] or r["extra"]),
-        "restore_wall": {"median": statistics.median(r["restore_wall"] for r in rows),
-                         "max": max(r["restore_wall"] for r in rows)},
-        "paired_ratio": {"median": statistics.median(ratios), "max": max(ratios)} if ratios else None,
-        "phases_median": {"restore": _phase_medians(rows, "restore_phases"),
-                          "hand": _phase_medians([r for r in rows if "hand_phases" in r], "hand_phases")},
-        "load_average": {"min": min(r["load_before"] for r in rows), "max": max(r["load_after"] for r in rows)},
-        "archive_lag_seconds": {"median": statistics.median(ages), "max": max(ages)} if ages else None,
-        "archive_ready_max": max((s["ready"] for s in sampler.samples), default=None),
-        # pg_stat_archiver counts since the lab was built: the failures while the template was built (archive-push
-        # refused until its stanza existed) are in the first sample; only the ones during the load count here.
-        "archive_failures_during_load": (sampler.samples[-1]["failed_count"] - sampler.samples[0]["failed_count"])
-        if sampler.samples else None,
-        "archive_failures_before_load": sampler.samples[0]["failed_count"] if sampler.samples else None,
-        "rows": rows,
-        "note": "a shared 2-core machine with other jobs running; walls are for ratios, not absolute claims",
-    }
-    RESULTS_DIR.mkdir(exist_ok=True)
-    path = RESULTS_DIR / f"{result['date']}-{args.name}.json"
-    path.write_text(json.dumps(result, indent=1) + "\n")
+            write_result(summarize(args, backup, backup_wall, writes, sampler, rows, finished=False), args.name)
+    result = summarize(args, backup, backup_wall, writes, sampler, rows, finished=True)
+    path = write_result(result, args.name)
     print(json.dumps({k: v for k, v in result.items() if k != "rows"}, indent=1))
     print(f"wrote {path}")
     return 0 if result["mismatched_targets"] == 0 else 1

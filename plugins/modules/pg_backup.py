@@ -149,6 +149,18 @@ would_expire:
   returned: in check mode
   type: list
   elements: str
+backup_type:
+  description: The backup type asked for (O(backup_type)); RV(type) is the one pgBackRest took.
+  returned: always
+  type: str
+prior:
+  description: The label of the backup a diff or incr builds on; null for a full.
+  returned: when a backup was taken
+  type: str
+verify_line:
+  description: The line of C(pgbackrest verify)'s output about this backup; null when not verified.
+  returned: when a backup was taken
+  type: str
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402

@@ -125,6 +125,18 @@ missing_segment:
   description: The first WAL segment the archive lacks, when the restore was refused for it.
   returned: on that failure
   type: str
+repository:
+  description: The stanza and pgBackRest configuration read (and O(repo) when given).
+  returned: always
+  type: str
+cleaned_leftover:
+  description: Whether a scratch instance a cut-off run of ours left in O(scratch_dir) was removed first.
+  returned: when a restore is or would be done
+  type: bool
+scratch_state:
+  description: What the scratch instance was left as (O(after)) - C(running), C(stopped) or C(removed).
+  returned: when a restore was done
+  type: str
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402

@@ -128,6 +128,24 @@ found_done:
   description: A promoted restore of the same backup and target was found, the node still on its timeline.
   returned: when true
   type: bool
+data_dir:
+  description: The data directory restored (O(pg_data_dir), absolute).
+  returned: always
+  type: str
+repository:
+  description: The stanza and pgBackRest configuration read (and O(repo) when given).
+  returned: always
+  type: str
+node_before:
+  description: The node as the run found it - running, role, timeline, current_lsn, read_only.
+  returned: always
+  type: dict
+archived_before_stop:
+  description:
+    - The WAL segment switched and archived before the primary stopped; null when a re-run found the primary
+      stopped already.
+  returned: when a restore was done (not when a cut-off run that promoted is only finished)
+  type: str
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402

@@ -107,6 +107,41 @@ verified:
   description: What was written to the record (label, verified_at, last_xact_time, replay_lsn, checks, ...).
   returned: when every check held
   type: dict
+target:
+  description: The target restored to - always latest (type, value).
+  returned: always
+  type: dict
+repository:
+  description: The stanza and pgBackRest configuration read (and O(repo) when given).
+  returned: always
+  type: str
+scratch_dir:
+  description: The scratch instance's data directory.
+  returned: always
+  type: str
+scratch_port:
+  description: The scratch instance's port on 127.0.0.1.
+  returned: always
+  type: int
+cleaned_leftover:
+  description: Whether a scratch instance a cut-off run left in O(scratch_dir) was removed first.
+  returned: always
+  type: bool
+scratch_state:
+  description: What the scratch instance was left as (O(after)) - C(running), C(stopped) or C(removed).
+  returned: when a restore was done
+  type: str
+would_check:
+  description: The names of the checks a run would make.
+  returned: in check mode
+  type: list
+  elements: str
+found_done:
+  description:
+    - In check mode, a proven restore of the newest backup was found in O(scratch_dir) (left by a run with O(after)
+      C(running) or C(stopped)); a run restores anew.
+  returned: when true
+  type: bool
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402

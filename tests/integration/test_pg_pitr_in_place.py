@@ -5,8 +5,11 @@ with pg_rewind (database_rejoin's engine), all under the cluster's run lock.
 One lab, one test (CI's budget): a backup, a writer logging each acknowledged insert with its commit time, a target
 time between two commits. The runbook refuses without confirmation and the engine's check mode touches nothing; a
 restore SIGKILLed mid-way (its primary stopped, pgBackRest writing over the data directory) is finished by the
-runbook run with the same target (--yes). The end: exactly the rows committed at or before the target, on a new
-timeline, the standbys streaming it with the same rows.
+runbook run with the same target (--yes). That run is first held by the engine's phase hook as it enters the restore
+(the cluster's lock held, the primary stopped): the same runbook from a second controller state home and a
+database_switchover are turned away busy (exit 3) naming it, changing nothing. The end: exactly the rows committed
+at or before the target, on a new timeline, the standbys streaming it with the same rows. The kill at every other
+phase: benchmarks/pitr_kill_matrix.py.
 """
 
 from __future__ import annotations
@@ -25,14 +28,16 @@ from typing import Any
 import pytest
 from pitr_helpers import PRIMARY, TABLE, take_backup, write_rows
 from runbook_helpers import (
+    CLI_HANG_GUARD,
     DEADLINE,
     inventory_path,
     new_lab,
     node_state,
-    run_json,
     runbook_cli,
+    runbook_command,
     sql,
     summary,
+    venv_path,
     wait_for,
     wait_topology,
 )
@@ -82,6 +87,49 @@ def node_state_or_none(cfg: lab.LabConfig, node: str) -> dict[str, Any] | None:
         return None
 
 
+def _held_run(run_args: tuple[str, ...], tmp_path: Path, phase: str) -> tuple[subprocess.Popen, Path]:
+    """`runbook run ... --yes --json` in the background, held by the engine's phase hook as it enters `phase` (until
+    <hook>/pause-<phase> is removed); returns once it is held there."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / f"pause-{phase}").write_text("")
+    env = dict(os.environ, PATH=venv_path(), ERLMCP_DR_WARM="0", **{in_place.PHASE_HOOK_ENV: str(hook)})
+    run = subprocess.Popen([*runbook_command(), *run_args, "--yes", "--json"], stdin=subprocess.DEVNULL,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        wait_for(lambda: run.poll() is not None or ((hook / "phases").exists()
+                                                   and phase in (hook / "phases").read_text().split()),
+                 DEADLINE, interval=0.05, what=f"the restore in place held at {phase}")
+    except BaseException:
+        run.kill()
+        raise
+    assert run.poll() is None, f"the run ended (rc {run.returncode}) before it was held at {phase}"
+    return run, hook
+
+
+def _a_second_operator_is_turned_away_changing_nothing(cfg: lab.LabConfig, tmp_path: Path,
+                                                       run_args: tuple[str, ...], marker: Path,
+                                                       before: dict[str, Any]) -> None:
+    """While a restore in place holds the cluster's lock: the same runbook from another controller state home and a
+    database_switchover both exit 3 (busy) naming the holder's run, and change nothing."""
+    key = f"postgres:{before['system_identifier']}"
+    holder = next(record for record in (json.loads(path.read_text()) for path in (cfg.root / "locks").glob(
+        "*.lock.json")) if record.get("key") == key)
+    left, standbys = marker.read_text(), {name: node_state(cfg, name)["timeline"] for name in STANDBYS}
+    os.environ["ERLMCP_DR_HOME"], home = str(tmp_path / "second-home"), os.environ["ERLMCP_DR_HOME"]
+    try:
+        second = runbook_cli(*run_args, "--yes")
+        switchover = runbook_cli("run", "database_switchover", "-i", str(inventory_path(cfg)), "-e", "candidate=pg-b",
+                                 "--yes")
+    finally:
+        os.environ["ERLMCP_DR_HOME"] = home
+    for refused in (second, switchover):
+        assert refused.rc == 3 and holder["run_id"] in refused.stderr, refused
+    assert marker.read_text() == left and node_state_or_none(cfg, PRIMARY) is None
+    assert {name: node_state(cfg, name)["timeline"] for name in STANDBYS} == standbys == {
+        name: before["timeline"] for name in STANDBYS}
+
+
 def _ids(cfg: lab.LabConfig, node: str) -> set[int]:
     return {row["id"] for row in sql(cfg, node, f"SELECT id FROM {TABLE}")}
 
@@ -125,9 +173,17 @@ def test_a_restore_in_place_keeps_exactly_the_rows_committed_by_the_target_and_t
     assert victim.returncode == -signal.SIGKILL and '"restoring"' in marker.read_text()
     assert node_state_or_none(cfg, PRIMARY) is None, "the primary serves nothing once stopped"
 
-    # The next run with the same target finishes it, under the cluster's lock, and verifies the end state.
-    _cli, result = run_json(*run_args, "--yes", expect_rc=0)
-    found = summary(result)
+    # The next run with the same target finishes it, under the cluster's lock, and verifies the end state. It is
+    # first held by the engine's phase hook as it enters the restore (the lock held, the primary stopped, pgBackRest
+    # not started) while a second operator is turned away.
+    finishing, hook = _held_run(run_args, tmp_path, "restore")
+    try:
+        _a_second_operator_is_turned_away_changing_nothing(cfg, tmp_path, run_args, marker, before)
+    finally:
+        (hook / "pause-restore").unlink()
+    out, err = finishing.communicate(timeout=CLI_HANG_GUARD)
+    assert finishing.returncode == 0, err[-3000:]
+    found = summary(json.loads(out))
     restored = found["in_place"]
     assert found["completed"] and found["end_state"]["ok"] and found["point_of_no_return_passed"], found
     assert found["lock"]["key"] == f"postgres:{before['system_identifier']}"

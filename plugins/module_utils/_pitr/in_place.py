@@ -51,6 +51,11 @@ from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.server import 
 
 MARKER_SUFFIX = ".erlmcp-dr-in-place.json"
 TARGET_TYPES = ("time", "lsn", "name")
+# A folder where the engine records each phase it enters, and where a file pause-<phase> holds it there until
+# removed: how the kill matrix (benchmarks/pitr_kill_matrix.py) kills a run at every phase and the lab test holds a
+# run under the cluster's lock while a second operator is turned away. Unset (any real run): nothing is written.
+PHASE_HOOK_ENV = "ERLMCP_DR_IN_PLACE_PHASE_HOOK"
+PHASES = ("archive", "stop", "restore", "start", "promotion", "tidy")
 # What pgBackRest writes into postgresql.auto.conf for recovery; carried over when the node's own files are put back.
 RECOVERY_SETTINGS = ("restore_command", "recovery_target", "recovery_target_lsn", "recovery_target_name",
                      "recovery_target_time", "recovery_target_xid", "recovery_target_inclusive",
@@ -91,21 +96,27 @@ def run(params, check_mode=False, diff=False, warn=None):
     try:
         if action != "finish":
             try:
+                _phase("archive")
                 facts["archived_before_stop"] = _archive_current_segment(node, params)
             except ModuleFailure:
                 if not unfinished:  # nothing changed yet: no restore to finish
                     os.unlink(marker_path(data_dir))
                 raise
+            _phase("stop")
             _stop(server, params)  # the point of no return: from here the node serves nothing until promoted
             own_files = _own_config_files(server, unfinished)
             marker["own_files"] = own_files  # a re-run after a kill puts these back, not pgBackRest's copies
             _write_marker(data_dir, marker)
+            _phase("restore")
             driver.restore(backup["label"], target, data_dir, delta=True, action="promote", timeline=from_timeline)
             _put_back_config(server, own_files)
+            _phase("start")
             _start(server, params)
         else:
             own_files = (unfinished or {}).get("own_files") or _own_config_files(server, None)
+        _phase("promotion")
         facts["proof"] = _wait_promoted(server, params, from_timeline, facts)
+        _phase("tidy")
         _tidy_recovery_settings(server, own_files)
     except ModuleFailure as exc:
         facts.update(exc.facts)
@@ -300,6 +311,22 @@ def _wait_promoted(server, params, from_timeline, facts):
         raise ModuleFailure("%s (recovery_timeout); its log %s ends: %s" % (
             exc, server.log_file, scratch_restore._log_tail(server.log_file)), error_kind="timeout") from None
     return json.loads(json.dumps(proof, default=str))
+
+
+# -- the phase hook (tests and benchmarks only) -----------------------------------------------------------------
+
+
+def _phase(name):
+    """Records entering phase `name` in the hook folder (PHASE_HOOK_ENV) and waits while pause-<name> exists there;
+    without the variable, nothing."""
+    folder = os.environ.get(PHASE_HOOK_ENV)
+    if not folder:
+        return
+    with open(os.path.join(folder, "phases"), "a") as handle:
+        handle.write(name + "\n")
+    pause = os.path.join(folder, "pause-" + name)
+    while os.path.exists(pause):
+        time.sleep(0.05)
 
 
 # -- the marker ------------------------------------------------------------------------------------------------
