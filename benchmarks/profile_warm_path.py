@@ -143,14 +143,20 @@ def _short(path):
 def become_run(message, fds):
     out = message["env"].get("WARM_PATH_PROBE_OUT")
     if out:
-        marks = {"fork": time.time()}
-        profiler = None
-        if message["env"].get("WARM_PATH_PROBE_PROFILE") == "1":
-            import cProfile
-            profiler = cProfile.Profile()
-            profiler.enable()
-        _install(marks)
-        _until_first_task(marks, os.path.join(out, str(message["marker"]) + ".json"), profiler)
+        try:
+            marks = {"fork": time.time()}
+            profiler = None
+            if message["env"].get("WARM_PATH_PROBE_PROFILE") == "1":
+                import cProfile
+                profiler = cProfile.Profile()
+                profiler.enable()
+            _install(marks)
+            _until_first_task(marks, os.path.join(out, os.path.basename(str(message["marker"])) + ".json"),
+                              profiler)
+        except BaseException:
+            import traceback
+            with open(os.path.join(out, "probe-error.txt"), "a") as handle:
+                traceback.print_exc(file=handle)
     _become_run(message, fds)
 
 
@@ -162,7 +168,7 @@ if _become_run is not None:
 LAUNCHER_SOURCE = '''
 import time
 _interp = time.time()
-import json, os, sys
+import atexit, json, os, sys
 _profiler = None
 if os.environ.get("WARM_PATH_PROBE_PROFILE") == "1":
     import cProfile
@@ -184,22 +190,24 @@ def run(self):
 
 def guarded(command, private_data_dir):
     marks.setdefault("guarded", time.time())
+    marks.setdefault("private_data_dir", str(private_data_dir))
     if _profiler is not None and "profile" not in marks:
         _profiler.disable()
         marks["profile"] = warm_path_probe.top_functions(_profiler)
     return _guarded(command, private_data_dir)
 
 
+def write_marks():
+    with open(out, "w") as handle:
+        json.dump(marks, handle)
+
+
 runner.RunbookRun.run = run
 runner.guarded = guarded
 out = sys.argv.pop(1)
 sys.argv[0] = "runbook"
-try:
-    code = main()
-finally:
-    with open(out, "w") as handle:
-        json.dump(marks, handle)
-sys.exit(code)
+atexit.register(write_marks)  # main() ends a run's process with os._exit after the atexit handlers
+sys.exit(main())
 '''
 
 
@@ -225,7 +233,7 @@ def one_run(env: dict[str, str], inventory: Path, probe_dir: Path, out_dir: Path
     fork_files = [path for path in out_dir.glob("*.json") if path.name not in before and path != cli_out]
     fork = json.loads(fork_files[0].read_text()) if fork_files else {"marks": {}}
     run_dir = Path(result["run_dir"])
-    start_file = run_dir / "start.json"
+    start_file = Path(cli.get("private_data_dir") or run_dir) / "start.json"
     steps = [step for step in result["steps"] if step.get("start") and step.get("end")]
     marks = {"launch": launched, **{k: v for k, v in cli.items() if isinstance(v, float)}}
     if start_file.exists():
