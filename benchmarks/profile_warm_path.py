@@ -20,6 +20,14 @@ guard's command: the CLI's imports and the run folder); the top functions by cum
 
     .venv/bin/python benchmarks/profile_warm_path.py --runs 5 [--profile] [--json benchmarks/results/x.json]
 
+With `--variant NAME=TREE` (twice or more; TREE a source tree, e.g. `git archive <commit> | tar -x -C TREE`), the
+runs alternate between the trees (A B A B ...: pairs while the load drifts), each with that tree's package
+(PYTHONPATH), collection (ERLMCP_DR_COLLECTION) and ansible.cfg, each tree its own zygote (started by a first run
+per tree, not counted); the report adds each variant's medians and, against the first, the median of the pairs'
+ratios of start -> first task, last task -> exit and the whole wall.
+
+    .venv/bin/python benchmarks/profile_warm_path.py --runs 6 --variant base=/tmp/base --variant new=/tmp/new
+
 The probe is a benchmark's: nothing in the product reads its variables.
 """
 
@@ -274,7 +282,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--profile", action="store_true", help="also --runs runs with cProfile (fork and launcher)")
     parser.add_argument("--json", type=Path, help="write the samples and medians here")
+    parser.add_argument("--variant", action="append", default=[], help="NAME=TREE: pair source trees")
     args = parser.parse_args()
+    if args.variant:
+        paired(args)
+        return
     root = Path(tempfile.mkdtemp(prefix="erlmcp-dr-warm-path-", dir="/tmp"))
     probe_dir, out_dir = root / "probe", root / "out"
     probe_dir.mkdir()
@@ -307,6 +319,66 @@ def main() -> None:
         report["profiled"] = {"median": summarize(profiled), "cli_profile_last_run": profiled[-1].get("cli_profile"),
                               "fork_profile_last_run": profiled[-1].get("fork_profile")}
     print(json.dumps(report["median"], indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+
+
+def _setup(root: Path) -> tuple[Path, Path, Path]:
+    probe_dir, out_dir = root / "probe", root / "out"
+    probe_dir.mkdir()
+    out_dir.mkdir()
+    (probe_dir / "warm_path_probe.py").write_text(textwrap.dedent(PROBE_SOURCE))
+    (probe_dir / "launcher.py").write_text(textwrap.dedent(LAUNCHER_SOURCE))
+    inventory = root / "hosts.ini"
+    inventory.write_text(f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n")
+    return probe_dir, out_dir, inventory
+
+
+def _variant_env(root: Path, probe_dir: Path, out_dir: Path, tree: Path) -> dict[str, str]:
+    env = {name: value for name, value in os.environ.items() if name not in ("ANSIBLE_COLLECTIONS_PATH", "PYTHONPATH")}
+    env.update(ERLMCP_DR_HOME=str(root / "home"), ERLMCP_DR_PLAYBOOKS=str(FIXTURES), ERLMCP_DR_WARM_DIR=str(root / "w"),
+               ERLMCP_DR_WARM="1", PYTHONPATH=os.pathsep.join([str(probe_dir), str(tree / "src")]),
+               ERLMCP_DR_WARM_PRELOAD="warm_path_probe", ERLMCP_DR_COLLECTION=str(tree),
+               ANSIBLE_CONFIG=str(tree / "ansible.cfg"), **{PROBE_OUT: str(out_dir)})
+    return env
+
+
+def paired(args: argparse.Namespace) -> None:
+    trees = {name: Path(tree).resolve() for name, tree in (item.split("=", 1) for item in args.variant)}
+    root = Path(tempfile.mkdtemp(prefix="erlmcp-dr-warm-path-", dir="/tmp"))
+    probe_dir, out_dir, inventory = _setup(root)
+    envs = {name: _variant_env(root, probe_dir, out_dir, tree) for name, tree in trees.items()}
+    rows: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
+    try:
+        for env in envs.values():
+            one_run(env, inventory, probe_dir, out_dir)  # starts this tree's zygote
+        for _ in range(args.runs):
+            for name, env in envs.items():
+                row = one_run(env, inventory, probe_dir, out_dir)
+                rows[name].append(row)
+                print(json.dumps({"variant": name, **{k: row["offsets"][k] for k in
+                                                      ("first_task_started", "last_task_ended", "exited")},
+                                  "load_1m": row["load_1m"]}), flush=True)
+    finally:
+        _stop_zygotes(root / "w")
+        shutil.rmtree(root, ignore_errors=True)
+    figures = {"start_to_first_task_s": lambda row: row["offsets"]["first_task_started"],
+               "last_task_to_exit_s": lambda row: row["offsets"]["exited"] - row["offsets"]["last_task_ended"],
+               "wall_s": lambda row: row["offsets"]["exited"]}
+    names = list(trees)
+    report: dict[str, Any] = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), "runs": args.runs,
+        "variants": {name: str(tree) for name, tree in trees.items()},
+        "median": {name: {key: round(statistics.median(get(row) for row in rows[name]), 4)
+                          for key, get in figures.items()} for name in names},
+        "ratios_to_first": {name: {key: round(statistics.median(get(b) / get(a) for a, b in
+                                                                zip(rows[names[0]], rows[name], strict=True)), 3)
+                                   for key, get in figures.items()} for name in names[1:]},
+        "load_1m": sorted(row["load_1m"] for samples in rows.values() for row in samples),
+        "samples": {name: [{key: round(get(row), 4) for key, get in figures.items()} | {"load_1m": row["load_1m"]}
+                           for row in samples] for name, samples in rows.items()},
+    }
+    print(json.dumps({k: report[k] for k in ("median", "ratios_to_first")}, indent=2))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
 
