@@ -288,13 +288,7 @@ def main() -> None:
         paired(args)
         return
     root = Path(tempfile.mkdtemp(prefix="erlmcp-dr-warm-path-", dir="/tmp"))
-    probe_dir, out_dir = root / "probe", root / "out"
-    probe_dir.mkdir()
-    out_dir.mkdir()
-    (probe_dir / "warm_path_probe.py").write_text(textwrap.dedent(PROBE_SOURCE))
-    (probe_dir / "launcher.py").write_text(textwrap.dedent(LAUNCHER_SOURCE))
-    inventory = root / "hosts.ini"
-    inventory.write_text(f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n")
+    probe_dir, out_dir, inventory = _setup(root)
     python_path = os.pathsep.join(filter(None, [str(probe_dir), os.environ.get("PYTHONPATH")]))
     env = dict(os.environ, ERLMCP_DR_HOME=str(root / "home"), ERLMCP_DR_PLAYBOOKS=str(FIXTURES),
                ERLMCP_DR_WARM_DIR=str(root / "w"), ERLMCP_DR_WARM="1", PYTHONPATH=python_path,
