@@ -11,6 +11,9 @@ sample, then the medians per variant and each variant's ratios to the first, pai
 
     .venv/bin/python benchmarks/paired_variants.py --rounds 4 base=/tmp/v/base final=/tmp/v/final
 
+A variant tree that has `src/erlmcp_dr` runs with that package too (PYTHONPATH names it: the runner, the guard and
+the warm start of that tree, in the sample's process and in its zygote, whose key includes PYTHONPATH).
+
 A variant may end with `@cold` or `@warm` (issue 19): its runs start ansible-playbook cold (ERLMCP_DR_WARM=0) or from
 the warm zygote (one per variant tree, in a folder of this benchmark's, stopped at the end; its start is paid by the
 variant's first sample). A warm run's CPU adds what the zygote's run servers used (they are not this process's
@@ -172,6 +175,9 @@ def paired_rows(variants: dict[str, str], rounds: int, kind: str, template: Path
             env = dict(os.environ, ERLMCP_DR_COLLECTION=str(Path(tree).resolve()),
                        ERLMCP_DR_WARM_DIR=str(template.parent / "w"))
             env.pop("ANSIBLE_COLLECTIONS_PATH", None)  # the runner derives it from ERLMCP_DR_COLLECTION
+            source = Path(tree).resolve() / "src"
+            if (source / "erlmcp_dr").is_dir():  # the tree's own package too (runner, warm start), not only plugins
+                env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(source), os.environ.get("PYTHONPATH")]))
             if start:
                 env["ERLMCP_DR_WARM"] = {"cold": "0", "warm": "1"}[start]
             argv = [sys.executable, __file__, "--sample", name, "--template", str(template)]

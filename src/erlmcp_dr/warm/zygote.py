@@ -118,6 +118,7 @@ def warm_ansible_caches() -> List[str]:
             inventory_loader.get(name)
         except Exception as exc:  # noqa: BLE001
             print(f"zygote: inventory plugin {name} not preloaded: {exc}", file=sys.stderr)
+    prime_plugin_config_definitions()
     for kind in ("module_utils", "action", "filter"):
         try:
             package = importlib.import_module(f"ansible_collections.erlmcp.dr.plugins.{kind}")
@@ -138,6 +139,38 @@ def warm_ansible_caches() -> List[str]:
 
     files.append(os.path.join(os.path.dirname(config_package.__file__), "ansible_builtin_runtime.yml"))
     return files
+
+
+# Every ansible-playbook run loads, in its main process, every connection, shell and become plugin it finds
+# (PlaybookExecutor.run: "preload become/connection/shell to set config defs cached") and every callback plugin
+# (TaskQueueManager.load_callbacks), and the plugin loader parses each one's DOCUMENTATION (YAML with its doc
+# fragments) for its settings' definitions. Measured on the warm path: about half of the forked ansible-playbook's
+# time before its first task (docs/speed-failover.md). Done here once, the modules and definitions are in every
+# fork's memory, where the run's own loader.all() finds them (its module cache and the config manager's
+# definitions); every file read for them is a module, so the manifest lists it.
+PRIMED_LOADERS = ("connection", "shell", "become")
+
+
+def prime_plugin_config_definitions() -> None:
+    """Loads what PRIMED_LOADERS' all() and the builtin callbacks load in a run. ansible-runner's awx_display is
+    not a builtin callback: its import reads the run's environment (see PRELOAD), each run imports it."""
+    from ansible.plugins import callback as builtin_callbacks
+    from ansible.plugins import loader as plugin_loader
+
+    for kind in PRIMED_LOADERS:
+        try:
+            list(getattr(plugin_loader, f"{kind}_loader").all(class_only=True))
+        except Exception as exc:  # noqa: BLE001 - the run loads them itself, and reports what a cold run reports
+            print(f"zygote: {kind} plugins not primed: {exc}", file=sys.stderr)
+    for name in builtin_callback_names(os.path.dirname(builtin_callbacks.__file__)):
+        try:
+            plugin_loader.callback_loader.get(name, class_only=True)
+        except Exception as exc:  # noqa: BLE001
+            print(f"zygote: callback plugin {name} not primed: {exc}", file=sys.stderr)
+
+
+def builtin_callback_names(folder: str) -> List[str]:
+    return sorted(name[:-3] for name in os.listdir(folder) if name.endswith(".py") and name != "__init__.py")
 
 
 def forget_collection_finder() -> None:

@@ -1,0 +1,37 @@
+"""What `runbook` imports before it runs anything (issue 19: every run's fixed cost, docs/speed-failover.md).
+
+The drill's engine (erlmcp_dr.drill.run: the lab, the composer, HTTP and e-mail modules) was imported by every
+`runbook` process through drill/cli.py and was most of the CLI's import: it now runs on first use only, and its
+commands still find it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ENGINE = ("erlmcp_dr.lab.lifecycle", "erlmcp_dr.compose.run", "erlmcp_dr.lab.drill", "http.client")
+
+CHILD = """
+import json, sys
+import erlmcp_dr.cli
+from erlmcp_dr.drill import cli as drill_cli
+engine = ENGINE_NAMES
+before = sorted(name for name in engine if name in sys.modules)
+parser = erlmcp_dr.cli.build_parser()  # every command's arguments, the drill's included
+parser.parse_args(["drill", "export", "some-run"])
+still = sorted(name for name in engine if name in sys.modules)
+run = drill_cli.drill.run  # first use: the engine runs now
+print(json.dumps({"before": before, "after_parser": still, "run": callable(run),
+                  "after_use": sorted(name for name in engine if name in sys.modules)}))
+""".replace("ENGINE_NAMES", repr(ENGINE))
+
+
+def test_the_cli_imports_the_drill_engine_only_when_a_drill_uses_it():
+    done = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, check=True, timeout=120,
+                          cwd=str(Path(__file__).parent))
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["before"] == [] and seen["after_parser"] == []
+    assert seen["run"] is True
+    assert seen["after_use"] == sorted(ENGINE)
