@@ -29,6 +29,7 @@ from typing import Any, Callable, Dict, List, Optional
 from erlmcp_dr import audit, catalog, params, paths
 from erlmcp_dr.catalog import Runbook
 from erlmcp_dr.compose import inventory as inventory_module
+from erlmcp_dr.compose.move_lock import MoveLock
 from erlmcp_dr.compose.run import LOCK_OWNER_VAR, hold_locks
 from erlmcp_dr.drill import judge as drill_judge
 from erlmcp_dr.drill.client import DrillClient, PublicName, present
@@ -91,10 +92,13 @@ def run(name: Any = RUNBOOK, inventory: Any = None, extravars: Optional[Dict[str
     run_dir = paths.state_home() / "runs" / run_id
     if run_dir.exists():
         raise ParameterError("run_id", f"run {run_id} already exists at {run_dir}; choose another run id")
+    lock_settings = view.lock_settings()  # the store the children's run_lock picks: directory or etcd
     keys = view.lock_keys()
     drill = Drill(runbook, run_id, run_dir, inventory_path, view, cfg, values, targets, operator, playbooks_dir,
                   listener or (lambda line: None))
-    with hold_locks(view.lock_dir(), keys, run_id, RUNBOOK, operator, str(inventory_path)):
+    with hold_locks(lock_settings, keys, run_id, RUNBOOK, operator, str(inventory_path)) as held:
+        drill.lock = held  # checked right before the fault: a drill that lost a key (etcd) injects nothing
+        drill.facts.update(lock_store=held.store.kind, fencing_tokens=held.tokens())
         return drill.execute(keys)
 
 
@@ -124,6 +128,7 @@ class Drill:
         self.facts: Dict[str, Any] = {"kind": self.kind, "targets": targets}
         self.children: Dict[str, RunResult] = {}
         self.outcome: Dict[str, Any] = {"injected": False, "recovery_ok": None}
+        self.lock: Optional[MoveLock] = None  # every target's key, held by run() for the whole drill
 
     # ------------------------------------------------------------ the drill
 
@@ -165,8 +170,7 @@ class Drill:
         try:
             self.wait_baseline(client)
             fault_at = client.clock()
-            fault = self.step("inject the fault", lambda: lab_drill.inject(self.cfg, self.kind, lab_before,
-                                                                           app_region))
+            fault = self.step("inject the fault", lambda: self.inject(lab_before, app_region))
             if fault is not None:  # the moment the signal was sent, on the client's clock (time.monotonic)
                 fault_at = float(fault.pop("sent_at", fault_at))
             outcome.update(fault=fault, fault_at=fault_at, injected=fault is not None)
@@ -182,6 +186,15 @@ class Drill:
         finally:
             outcome["attempts"] = client.stop()
         return outcome
+
+    def inject(self, lab_before: Dict[str, Any], app_region: Optional[str]) -> Dict[str, Any]:
+        """The fault, only while the drill still holds every target's key: with etcd a lease can be lost (a paused
+        controller), and a fault whose recovery another controller may be running meanwhile is not a drill."""
+        if self.lock is not None:
+            lost = self.lock.lost()
+            if lost is not None:
+                raise RuntimeError(f"nothing was injected: {lost}")
+        return lab_drill.inject(self.cfg, self.kind, lab_before, app_region)
 
     def wait_baseline(self, client: DrillClient) -> None:
         deadline = client.clock() + max(1.0, 20 * float(self.values.get("baseline_seconds") or 1.0))
