@@ -84,6 +84,10 @@ def run(name: Any = RUNBOOK, inventory: Any = None, extravars: Optional[Dict[str
     view = inventory_module.read(inventory_path)
     cfg = lab_drill.lab_of(view)
     refuse_outside_lab(cfg is not None, view.all_vars.get("dr_environment"), values.get("environment_name"))
+    signal_name = str(values.get("signal") or "SIGKILL")
+    if signal_name == "SIGSTOP" and kind not in lab_drill.FREEZABLE:
+        raise ParameterError("signal", f"signal SIGSTOP is built for kind {', '.join(lab_drill.FREEZABLE)} only; "
+                                       f"found kind {kind}: expected signal SIGKILL for it; nothing was run")
     try:
         targets = drill_judge.targets_for(kind, (view.all_vars.get("dr_drill") or {}).get("targets"))
     except ValueError as exc:
@@ -124,8 +128,9 @@ class Drill:
         self.view, self.cfg, self.values, self.targets = view, cfg, values, targets
         self.operator, self.playbooks_dir, self.say = operator, playbooks_dir, listener
         self.kind = str(values["kind"])
+        self.signal = str(values.get("signal") or "SIGKILL")
         self.steps: List[Step] = []
-        self.facts: Dict[str, Any] = {"kind": self.kind, "targets": targets}
+        self.facts: Dict[str, Any] = {"kind": self.kind, "signal": self.signal, "targets": targets}
         self.children: Dict[str, RunResult] = {}
         self.outcome: Dict[str, Any] = {"injected": False, "recovery_ok": None}
         self.lock: Optional[MoveLock] = None  # every target's key, held by run() for the whole drill
@@ -161,7 +166,7 @@ class Drill:
         public = self.public_name()
         app_region = self.serving_region(public)
         record = {"run_id": self.run_id, "kind": self.kind, "inventory": str(self.inventory), "before": lab_before,
-                  "app_region": app_region, "recorded_at": _now_iso(), "fault": None}
+                  "app_region": app_region, "recorded_at": _now_iso(), "fault": None, "signal": self.signal}
         self.write_pending(record)  # before the fault: a drill killed from here on is restored by the next run
         client = DrillClient(public, f"drill {self.run_id}", float(self.values.get("client_interval") or 0.02))
         origin = client.clock()
@@ -194,7 +199,7 @@ class Drill:
             lost = self.lock.lost()
             if lost is not None:
                 raise RuntimeError(f"nothing was injected: {lost}")
-        return lab_drill.inject(self.cfg, self.kind, lab_before, app_region)
+        return lab_drill.inject(self.cfg, self.kind, lab_before, app_region, self.signal)
 
     def wait_baseline(self, client: DrillClient) -> None:
         deadline = client.clock() + max(1.0, 20 * float(self.values.get("baseline_seconds") or 1.0))
@@ -253,6 +258,10 @@ class Drill:
         fault = pending.get("fault") or {}
         done: Dict[str, Any] = {}
         problems: List[str] = []
+        # A frozen process first: SIGCONT, whatever the record says (a drill killed right after its SIGSTOP may not
+        # have recorded the fault), and before anything else asks the lab's Redis nodes (a stopped one never answers).
+        done["resumed (SIGCONT)"] = resumed = lab_drill.thaw(self.cfg)
+        problems += self.demote_resumed(resumed)
         regions = {r for r in (fault.get("region"), before.get("pg_region"), before.get("redis_region")) if r}
         for region in sorted(regions):
             done[f"restart region {region}"] = lab_drill.restart_region(self.cfg, region)
@@ -270,6 +279,19 @@ class Drill:
             self.facts.setdefault("restore_problems", []).extend(problems)
             raise RuntimeError("; ".join(problems))
         return done
+
+    def demote_resumed(self, resumed: List[str]) -> List[str]:
+        """A resumed Redis primary that another node replaced meanwhile takes writes beside it: made a replica of the
+        node the application's Redis config names, as redis_failover does for a returning old primary (away_from).
+        A resumed primary nobody replaced (the recovery never ran) is the only primary: it stays one."""
+        primaries = lab_drill.redis_primaries(self.cfg) if resumed else []
+        problems = []
+        for node in resumed:
+            if node in primaries and len(primaries) > 1:
+                result = self.child(f"demote-{node}", "redis_failover", {"away_from": node})
+                if result is None or not result.succeeded:
+                    problems.append(f"redis_failover making the resumed {node} a replica failed")
+        return problems
 
     @staticmethod
     def kind_of(pending: Dict[str, Any]) -> str:
