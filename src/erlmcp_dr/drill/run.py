@@ -80,14 +80,13 @@ def run(name: Any = RUNBOOK, inventory: Any = None, extravars: Optional[Dict[str
     runbook = name if isinstance(name, Runbook) else catalog.load(name, playbooks_dir)
     values = params.validate(runbook, extravars)
     kind = str(values["kind"])
+    if str(values.get("signal") or "SIGKILL") == "SIGSTOP" and kind not in lab_drill.FREEZABLE:
+        raise ParameterError("signal", f"signal SIGSTOP is built for kind {', '.join(lab_drill.FREEZABLE)} only; "
+                                       f"found kind {kind}: expected signal SIGKILL for it; nothing was run")
     inventory_path = runner.resolve_inventory(inventory)
     view = inventory_module.read(inventory_path)
     cfg = lab_drill.lab_of(view)
     refuse_outside_lab(cfg is not None, view.all_vars.get("dr_environment"), values.get("environment_name"))
-    signal_name = str(values.get("signal") or "SIGKILL")
-    if signal_name == "SIGSTOP" and kind not in lab_drill.FREEZABLE:
-        raise ParameterError("signal", f"signal SIGSTOP is built for kind {', '.join(lab_drill.FREEZABLE)} only; "
-                                       f"found kind {kind}: expected signal SIGKILL for it; nothing was run")
     try:
         targets = drill_judge.targets_for(kind, (view.all_vars.get("dr_drill") or {}).get("targets"))
     except ValueError as exc:
