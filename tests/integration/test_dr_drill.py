@@ -178,3 +178,98 @@ def test_drill_whose_steady_state_deviates_injects_nothing_and_fails(home) -> No
         assert not drill.pending_path(inventory).exists()
         assert [(r["kind"], r["verdict"]) for r in _history(home)] == [("database_primary", "deviated")]
         assert _readiness_drill_check(home, "database_primary")["verdict"] == "fail"
+
+
+def _redis_roles(cfg: lab.LabConfig) -> dict[str, str]:
+    """Each Redis node: master, replica (its link up), or what else it is (stopped: SIGSTOP, down)."""
+    roles = {}
+    for node in cfg.redis_nodes:
+        pid = lab._lab_redis_pid(node)
+        if pid is None or lab_config.process_state(pid) == "T":
+            roles[node.name] = "down" if pid is None else "stopped"
+            continue
+        with redis_client(cfg, node.name) as client:
+            info = client.info("replication")
+        roles[node.name] = "master" if info["role"] == "master" else (
+            "replica" if info.get("master_link_status") == "up" else "replica, link down")
+    return roles
+
+
+def _redis_steady(cfg: lab.LabConfig) -> bool:
+    return sorted(_redis_roles(cfg).values()) == ["master", "replica", "replica"]
+
+
+def _redis_master(cfg: lab.LabConfig) -> str:
+    return next(name for name, role in _redis_roles(cfg).items() if role == "master")
+
+
+def _measured_and_restored(result: dict[str, Any], signal_name: str, target: str) -> dict[str, Any]:
+    """A drill that ran to its verdict: the fault as asked, RTO and RPO measured by its client, the verdict table,
+    the steady state restored and checked by readiness."""
+    details = result["facts"]["summary"]["details"]
+    assert details["verdict"] == "passed", details["verdict_reason"]
+    assert details["fault"]["signal"] == signal_name and details["fault"]["target"] == target, details["fault"]
+    measured = details["measured"]
+    assert measured["rto_seconds"] is not None and measured["rto_seconds"] > 0
+    assert measured["first_success"] > measured["last_failure"] > measured["fault_at"]
+    assert measured["acknowledged_writes"] > 0 and measured["rpo_seconds"] is not None
+    assert {c["name"] for c in details["criteria"]} == {"rto_seconds", "rpo_seconds", "sessions_lost", "error_rate",
+                                                       "recovery_seconds"}
+    assert details["recovery_runbook"] == "redis_failover" and details["recovery_ok"] is True
+    assert details["restored"] is True and details["steady_state_after"]["holds"]
+    return details
+
+
+def test_redis_primary_killed_then_frozen_then_interrupted_each_drill_restores_the_steady_state(home) -> None:
+    """One lab, three Redis drills: kill -9 of the primary; SIGSTOP of the next primary (frozen, not dead: the
+    recovery detects it while it lives, the restore resumes it with SIGCONT and makes it a replica); and a frozen
+    primary's drill interrupted with SIGINT (Ctrl-C) during its recovery: restored, reported failed, not passed."""
+    with new_lab(app=True, dns=True) as cfg:
+        inventory = _inventory(cfg)
+        drill_argv = ("run", "dr_drill", "-i", str(inventory), "-e", "kind=redis_primary", "--yes")
+
+        _, killed = run_json(*drill_argv, expect_rc=0)
+        _measured_and_restored(killed, "SIGKILL", "redis-a")
+        assert _redis_steady(cfg), _redis_roles(cfg)
+        assert _steady(cfg), _roles(cfg)
+
+        first_master = _redis_master(cfg)
+        _, frozen = run_json(*drill_argv, "-e", "signal=SIGSTOP", expect_rc=0)
+        details = _measured_and_restored(frozen, "SIGSTOP", first_master)
+        restore = next(s for s in frozen["steps"] if s["task"] == "restore the steady state")
+        assert restore["data"]["result"]["resumed (SIGCONT)"] == [first_master], restore
+        assert any(s["task"] == f"demote-{first_master}: redis_failover" and not s["failed"] for s in frozen["steps"])
+        assert _redis_steady(cfg) and _redis_master(cfg) != first_master, _redis_roles(cfg)
+        assert details["signal"] == "SIGSTOP"
+
+        # Ctrl-C while the recovery runs: the drill restores (SIGCONT included) before it ends, and is not passed.
+        second_master = _redis_master(cfg)
+        run_id = "drill-sigint-" + os.urandom(3).hex()
+        # A shell's background job (how CI may start pytest) ignores SIGINT, and a child inherits that: the drill
+        # gets SIGINT's default, as it has at a terminal.
+        proc = subprocess.Popen([*runbook_command(), *drill_argv, "-e", "signal=SIGSTOP", "--run-id", run_id],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                env=dict(os.environ, PATH=venv_path()), start_new_session=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # noqa: PLW1509
+        recovering = home / "runs" / f"{run_id}.recover"
+        try:  # the recovery's playbook has started its first task
+            wait_for(lambda: any(recovering.glob("artifacts/*/job_events/*.json")) or proc.poll() is not None,
+                     CLI_HANG_GUARD, interval=0.01, what="the drill's recovery running")
+            assert proc.poll() is None, proc.communicate()[0].decode()[-3000:]
+            os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends: the terminal's foreground process group
+            output = proc.communicate(timeout=CLI_HANG_GUARD)[0].decode()
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(DEADLINE)
+        assert proc.returncode != 0, output[-3000:]
+        interrupted = json.loads((home / "runs" / run_id / "result.json").read_text())
+        details = interrupted["facts"]["summary"]["details"]
+        assert details["verdict"] == "failed" and details["interrupted"], details["verdict_reason"]
+        assert details["fault"]["signal"] == "SIGSTOP" and details["fault"]["target"] == second_master
+        assert details["restored"] is True and details["steady_state_after"]["holds"], details
+        assert _redis_steady(cfg), _redis_roles(cfg)  # nothing left stopped, one master, every replica linked
+        assert _steady(cfg), _roles(cfg)
+        assert not drill.pending_path(inventory).exists()
+        assert [(r["kind"], r["verdict"]) for r in _history(home)] == [
+            ("redis_primary", "passed"), ("redis_primary", "passed"), ("redis_primary", "failed")]

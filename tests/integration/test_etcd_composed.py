@@ -118,6 +118,18 @@ def outside(cfg: lab.LabConfig) -> dict[str, Any]:
             "dns": dns_answers(cfg, "api.erlmcp.lab.")}
 
 
+def drill_held_its_lock_in_etcd(controller: Controller, keys: set[str]) -> None:
+    """dr_drill holds every target's key in the inventory's store (etcd here), like the composed runbooks. With region
+    a down its steady state deviates, so it injects nothing; what it held is in its result: each key's fencing token."""
+    drill = controller.run("run", "dr_drill", "-i", str(controller.inventory), "-e", "kind=redis_primary", "--yes",
+                           "--json")
+    assert drill.returncode == 1, (drill.returncode, drill.stderr[-3000:])
+    details = json.loads(drill.stdout)["facts"]["summary"]["details"]
+    assert details["verdict"] == "deviated" and details["fault"] is None, details["verdict_reason"]
+    assert details["lock_store"] == "etcd" and set(details["fencing_tokens"]) == keys, details
+    assert all(isinstance(token, int) and token > 0 for token in details["fencing_tokens"].values()), details
+
+
 def test_two_controllers_sharing_only_etcd_one_move_runs_and_the_other_is_turned_away(etcd, tmp_path: Path) -> None:
     lab_etcd.delete_keys(etcd)
     with new_lab(app=True, dns=True) as cfg:
@@ -125,6 +137,9 @@ def test_two_controllers_sharing_only_etcd_one_move_runs_and_the_other_is_turned
         before = outside(cfg)
         assert before["writable"] == [] and before["redis"] == []
         controllers = [Controller(cfg, tmp_path / name, etcd) for name in ("one", "two")]
+        expected = set(compose_inventory.read(lab_inventory(cfg)).lock_keys())
+        drill_held_its_lock_in_etcd(controllers[0], expected)
+        assert outside(cfg) == before and holders(etcd) == {}
         for controller in controllers:  # at once
             controller.start_move()
         try:
@@ -136,7 +151,6 @@ def test_two_controllers_sharing_only_etcd_one_move_runs_and_the_other_is_turned
             held = holders(etcd)
             move_id = next(iter(held.values()))["run_id"]
             # every key of the move: the database cluster, the Redis members, the DNS zone, each region's services
-            expected = set(compose_inventory.read(lab_inventory(cfg)).lock_keys())
             assert set(held) == expected and {h["run_id"] for h in held.values()} == {move_id}, held
             assert [path.name for path in winner.moves()] == [move_id]
 
@@ -147,6 +161,9 @@ def test_two_controllers_sharing_only_etcd_one_move_runs_and_the_other_is_turned
             single = other.run("run", "database_failover", "-i", str(other.inventory), "-e", "candidate=pg-c",
                                "--yes")
             assert single.returncode == 3 and move_id in single.stderr, (single.returncode, single.stderr[-3000:])
+            # A drill from the other controller: its lock is in etcd too (issue 20), so it is turned away as well.
+            drill = other.run("run", "dr_drill", "-i", str(other.inventory), "-e", "kind=redis_primary", "--yes")
+            assert drill.returncode == 3 and move_id in drill.stderr, (drill.returncode, drill.stderr[-3000:])
             assert outside(cfg) == before  # nothing changed by either refusal (nor by the held move yet)
             assert holders(etcd) == held
 

@@ -112,8 +112,8 @@ def test_the_shipped_regional_failover_workflow_loads_with_the_database_as_point
 def test_a_composed_run_holds_its_lock_in_the_store_its_children_pick_from_the_same_inventory(tmp_path, monkeypatch):
     """regional_failover and failback take the lock over the whole move in the store the inventory chose, read from
     the inventory file as the children's run_lock reads it: etcd (dr_lock_etcd_*) or the directory store
-    (dr_lock_dir); bad input is refused before anything runs, naming its variable. dr_drill still holds its lock in
-    the directory store only, so it refuses etcd (lock_dir)."""
+    (dr_lock_dir); bad input is refused before anything runs, naming its variable. dr_drill holds its lock through the
+    same lock_settings (tests/integration/test_etcd_composed.py runs it on etcd)."""
     from erlmcp_dr.compose import inventory
     from erlmcp_dr.compose.inventory import InventoryView
     from erlmcp_dr.errors import ParameterError
@@ -138,11 +138,7 @@ def test_a_composed_run_holds_its_lock_in_the_store_its_children_pick_from_the_s
         assert caught.value.parameter == parameter and phrase in str(caught.value), (variables, str(caught.value))
     directory = InventoryView(hosts, {}, {"dr_lock_dir": str(tmp_path)}).lock_settings()
     assert directory == {"kind": "directory", "store_dir": str(tmp_path)}
-
-    with pytest.raises(ParameterError) as caught:
-        InventoryView(hosts, {}, {"dr_lock_store": "etcd"}).lock_dir()
-    assert caught.value.parameter == "dr_lock_store" and "dr_drill" in str(caught.value)
-    assert InventoryView(hosts, {}, {"dr_lock_dir": str(tmp_path)}).lock_dir() == str(tmp_path)
+    assert not hasattr(InventoryView, "lock_dir")  # the drill's directory-only lock, which refused etcd, is gone
 
 
 def test_the_planned_mode_checks_both_regions_healthy_and_hands_the_database_over_by_switchover() -> None:

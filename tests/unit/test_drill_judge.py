@@ -221,3 +221,13 @@ def test_an_interrupted_drill_is_failed_once_restored_and_restore_failed_otherwi
                         "reason": "interrupted (KeyboardInterrupt); the steady state was restored"}
     assert drill_judge.verdict(held, True, None, [], False, "KeyboardInterrupt")["verdict"] == "restore_failed"
     assert drill_judge.verdict(held, False, None, [], None, "KeyboardInterrupt")["verdict"] == "failed"
+
+
+@pytest.mark.parametrize("kind", ["database_primary", "app_instance"])
+def test_sigstop_is_refused_for_a_kind_it_is_not_built_for_before_anything_runs(kind, tmp_path) -> None:
+    """SIGSTOP is built for the Redis primary only: another kind is refused naming `signal`, before the inventory is
+    even read (a path that does not exist)."""
+    with pytest.raises(ParameterError) as caught:
+        drill.run("dr_drill", inventory=tmp_path / "absent.yml", extravars={"kind": kind, "signal": "SIGSTOP"})
+    assert caught.value.parameter == "signal" and f"found kind {kind}" in str(caught.value)
+    assert "redis_primary" in str(caught.value) and not (tmp_path / "absent.yml").exists()

@@ -203,3 +203,31 @@ def test_the_metadata_hmac_covers_every_field_and_needs_the_key():
         assert "does not match its HMAC" in store.hmac_problem(changed, "key-1"), field
     unsigned = dict((k, v) for k, v in metadata.items() if k != "hmac")
     assert "carries no HMAC" in store.hmac_problem(unsigned, "key-1")
+
+
+def test_a_server_that_accepts_but_never_answers_is_given_up_within_connect_timeout(monkeypatch) -> None:
+    """A frozen redis-server (SIGSTOP, a paused VM) still completes the TCP handshake in the kernel: the PING must be
+    bounded by connect_timeout, not the 30 s read timeout later commands get (dr_drill's SIGSTOP fault measured a
+    Redis failover of 195 s, every read of the frozen primary waiting 30 s)."""
+    import socket
+
+    import redis
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # never accepts: the kernel completes the handshakes, nothing ever answers
+    pinged_with = []
+
+    class Recording(redis.Redis):
+        def ping(self, **options):
+            pinged_with.append(self.connection_pool.connection_kwargs["socket_timeout"])
+            return super().ping(**options)
+
+    monkeypatch.setattr(redis, "Redis", Recording)
+    try:
+        with pytest.raises(rd.RedisError) as caught:
+            rd.connect({"host": "127.0.0.1", "port": silent.getsockname()[1], "connect_timeout": 0.2})
+    finally:
+        silent.close()
+    assert caught.value.kind == "timeout" and "connect_timeout" in str(caught.value)
+    assert pinged_with == [0.2]

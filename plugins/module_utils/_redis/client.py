@@ -108,7 +108,8 @@ def endpoint(conn_params):
 
 
 def connect(conn_params, hints=None, socket_timeout=None):
-    """A client that has answered PING, or RedisError with one clear sentence and its kind.
+    """A client of a server that has answered PING within connect_timeout, or RedisError with one clear sentence and
+    its kind.
 
     hints names the parameters that set host, port and password (for the message).
     """
@@ -118,17 +119,29 @@ def connect(conn_params, hints=None, socket_timeout=None):
 
     hints = hints or DEFAULT_HINTS
     timeout = float(conn_params.get("connect_timeout") or 5.0)
-    # No silent retries: a node that does not answer is reported at once (the caller's waiter polls).
-    client = redis.Redis(host=conn_params["host"], port=int(conn_params["port"]), db=int(conn_params.get("db") or 0),
-                         username=conn_params.get("user") or None, password=conn_params.get("password") or None,
-                         socket_connect_timeout=timeout, socket_timeout=socket_timeout or max(timeout, 30.0),
-                         decode_responses=True, retry=Retry(NoBackoff(), 0), client_name="erlmcp.dr")
+
+    def client_with(read_timeout):
+        # No silent retries: a node that does not answer is reported at once (the caller's waiter polls).
+        return redis.Redis(host=conn_params["host"], port=int(conn_params["port"]),
+                           db=int(conn_params.get("db") or 0), username=conn_params.get("user") or None,
+                           password=conn_params.get("password") or None, socket_connect_timeout=timeout,
+                           socket_timeout=read_timeout, decode_responses=True, retry=Retry(NoBackoff(), 0),
+                           client_name="erlmcp.dr")
+
+    # The PING is part of connecting, so it gets connect_timeout, not the longer read timeout later commands get: a
+    # frozen server (SIGSTOP, a paused VM) still completes the TCP handshake in the kernel and never answers, and each
+    # read of it took 30 s (dr_drill signal=SIGSTOP measured a Redis failover of 195 s for it, docs/drill.md).
+    read_timeout = socket_timeout or max(timeout, 30.0)
+    client = client_with(min(timeout, read_timeout))
     try:
         client.ping()
     except redis.exceptions.RedisError as exc:
         client.close()
         raise connect_error(exc, conn_params, hints) from None
-    return client
+    if read_timeout <= timeout:
+        return client
+    client.close()
+    return client_with(read_timeout)  # connects at its first command, to the server that answered just now
 
 
 def connect_error(exc, conn_params, hints=None):

@@ -8,7 +8,6 @@ identity"), from the same module_utils functions, so a child finds the parent's 
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,9 +68,10 @@ class InventoryView:
         return targets
 
     def lock_settings(self) -> Dict[str, Any]:
-        """The run lock's store for the lock over the whole move: the one the children's run_lock picks from the
-        same inventory (dr_lock_store and dr_lock_etcd_*, else ERLMCP_DR_LOCK_STORE, else the directory store in
-        dr_lock_dir or the environment's default). ParameterError naming the variable on bad input."""
+        """The run lock's store for the lock over a whole move or drill (regional_failover, failback, dr_drill): the
+        one the children's run_lock picks from the same inventory (dr_lock_store and dr_lock_etcd_*, else
+        ERLMCP_DR_LOCK_STORE, else the directory store in dr_lock_dir or the environment's default). ParameterError
+        naming the variable on bad input."""
         lock = _lock_module()
         variables = {name: self.all_vars[name] for name in lock.STORE_VARS if self.all_vars.get(name) is not None}
         try:
@@ -96,19 +96,6 @@ class InventoryView:
     def lock_folder(self) -> str:
         configured = self.all_vars.get("dr_lock_dir")
         return str(configured) if configured else _lock_module().default_store_dir()
-
-    def lock_dir(self) -> str:
-        """The directory store's folder, for dr_drill (src/erlmcp_dr/drill/run.py), which holds its lock over the
-        whole drill there only: an inventory that chose etcd is refused before anything runs, rather than holding
-        the drill's lock in a store its children do not read. (regional_failover and failback: lock_settings.)"""
-        lock = _lock_module()
-        chosen = self.all_vars.get(lock.STORE_VAR) or os.environ.get(lock.STORE_ENV) or lock.STORE_DIRECTORY
-        if str(chosen).strip().lower() == lock.STORE_ETCD:
-            raise ParameterError(lock.STORE_VAR, "dr_drill holds its lock over the whole drill in the directory store "
-                                                 "only (the etcd store is not supported for the drill yet; "
-                                                 "regional_failover and failback hold theirs in etcd too); expected "
-                                                 "dr_lock_store: directory for this run")
-        return self.lock_folder()
 
     def lock_keys(self) -> List[str]:
         """The keys the children take: the database cluster, the Redis members, the DNS zone, each region's services."""

@@ -45,7 +45,8 @@ def experiment(result: Mapping[str, Any]) -> Dict[str, Any]:
         probes.append({"type": "probe", "name": f"criterion {criterion.get('name')} {criterion.get('target')}",
                        "tolerance": True, "provider": _process(f"report {result.get('run_id')} --json", 30)})
     method = [
-        {"type": "action", "name": f"inject: kill -9 of the {kind.replace('_', ' ')}"
+        {"type": "action", "name": f"inject: {'SIGSTOP' if fault.get('signal') == 'SIGSTOP' else 'kill -9'} of the "
+                                   f"{kind.replace('_', ' ')}"
                                    + (f" ({fault.get('target')})" if fault.get("target") else ""),
          "provider": _process(f"run dr_drill -i {inventory} -e kind={kind} --yes")},
         {"type": "action", "name": f"{RECOVERY_STEP}: {recovery}",

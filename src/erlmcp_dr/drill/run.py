@@ -29,6 +29,7 @@ from typing import Any, Callable, Dict, List, Optional
 from erlmcp_dr import audit, catalog, params, paths
 from erlmcp_dr.catalog import Runbook
 from erlmcp_dr.compose import inventory as inventory_module
+from erlmcp_dr.compose.move_lock import MoveLock
 from erlmcp_dr.compose.run import LOCK_OWNER_VAR, hold_locks
 from erlmcp_dr.drill import judge as drill_judge
 from erlmcp_dr.drill.client import DrillClient, PublicName, present
@@ -79,6 +80,9 @@ def run(name: Any = RUNBOOK, inventory: Any = None, extravars: Optional[Dict[str
     runbook = name if isinstance(name, Runbook) else catalog.load(name, playbooks_dir)
     values = params.validate(runbook, extravars)
     kind = str(values["kind"])
+    if str(values.get("signal") or "SIGKILL") == "SIGSTOP" and kind not in lab_drill.FREEZABLE:
+        raise ParameterError("signal", f"signal SIGSTOP is built for kind {', '.join(lab_drill.FREEZABLE)} only; "
+                                       f"found kind {kind}: expected signal SIGKILL for it; nothing was run")
     inventory_path = runner.resolve_inventory(inventory)
     view = inventory_module.read(inventory_path)
     cfg = lab_drill.lab_of(view)
@@ -91,10 +95,13 @@ def run(name: Any = RUNBOOK, inventory: Any = None, extravars: Optional[Dict[str
     run_dir = paths.state_home() / "runs" / run_id
     if run_dir.exists():
         raise ParameterError("run_id", f"run {run_id} already exists at {run_dir}; choose another run id")
+    lock_settings = view.lock_settings()  # the store the children's run_lock picks: directory or etcd
     keys = view.lock_keys()
     drill = Drill(runbook, run_id, run_dir, inventory_path, view, cfg, values, targets, operator, playbooks_dir,
                   listener or (lambda line: None))
-    with hold_locks(view.lock_dir(), keys, run_id, RUNBOOK, operator, str(inventory_path)):
+    with hold_locks(lock_settings, keys, run_id, RUNBOOK, operator, str(inventory_path)) as held:
+        drill.lock = held  # checked right before the fault: a drill that lost a key (etcd) injects nothing
+        drill.facts.update(lock_store=held.store.kind, fencing_tokens=held.tokens())
         return drill.execute(keys)
 
 
@@ -120,10 +127,12 @@ class Drill:
         self.view, self.cfg, self.values, self.targets = view, cfg, values, targets
         self.operator, self.playbooks_dir, self.say = operator, playbooks_dir, listener
         self.kind = str(values["kind"])
+        self.signal = str(values.get("signal") or "SIGKILL")
         self.steps: List[Step] = []
-        self.facts: Dict[str, Any] = {"kind": self.kind, "targets": targets}
+        self.facts: Dict[str, Any] = {"kind": self.kind, "signal": self.signal, "targets": targets}
         self.children: Dict[str, RunResult] = {}
         self.outcome: Dict[str, Any] = {"injected": False, "recovery_ok": None}
+        self.lock: Optional[MoveLock] = None  # every target's key, held by run() for the whole drill
 
     # ------------------------------------------------------------ the drill
 
@@ -156,7 +165,7 @@ class Drill:
         public = self.public_name()
         app_region = self.serving_region(public)
         record = {"run_id": self.run_id, "kind": self.kind, "inventory": str(self.inventory), "before": lab_before,
-                  "app_region": app_region, "recorded_at": _now_iso(), "fault": None}
+                  "app_region": app_region, "recorded_at": _now_iso(), "fault": None, "signal": self.signal}
         self.write_pending(record)  # before the fault: a drill killed from here on is restored by the next run
         client = DrillClient(public, f"drill {self.run_id}", float(self.values.get("client_interval") or 0.02))
         origin = client.clock()
@@ -165,8 +174,7 @@ class Drill:
         try:
             self.wait_baseline(client)
             fault_at = client.clock()
-            fault = self.step("inject the fault", lambda: lab_drill.inject(self.cfg, self.kind, lab_before,
-                                                                           app_region))
+            fault = self.step("inject the fault", lambda: self.inject(lab_before, app_region))
             if fault is not None:  # the moment the signal was sent, on the client's clock (time.monotonic)
                 fault_at = float(fault.pop("sent_at", fault_at))
             outcome.update(fault=fault, fault_at=fault_at, injected=fault is not None)
@@ -182,6 +190,15 @@ class Drill:
         finally:
             outcome["attempts"] = client.stop()
         return outcome
+
+    def inject(self, lab_before: Dict[str, Any], app_region: Optional[str]) -> Dict[str, Any]:
+        """The fault, only while the drill still holds every target's key: with etcd a lease can be lost (a paused
+        controller), and a fault whose recovery another controller may be running meanwhile is not a drill."""
+        if self.lock is not None:
+            lost = self.lock.lost()
+            if lost is not None:
+                raise RuntimeError(f"nothing was injected: {lost}")
+        return lab_drill.inject(self.cfg, self.kind, lab_before, app_region, self.signal)
 
     def wait_baseline(self, client: DrillClient) -> None:
         deadline = client.clock() + max(1.0, 20 * float(self.values.get("baseline_seconds") or 1.0))
@@ -240,6 +257,10 @@ class Drill:
         fault = pending.get("fault") or {}
         done: Dict[str, Any] = {}
         problems: List[str] = []
+        # A frozen process first: SIGCONT, whatever the record says (a drill killed right after its SIGSTOP may not
+        # have recorded the fault), and before anything else asks the lab's Redis nodes (a stopped one never answers).
+        done["resumed (SIGCONT)"] = resumed = lab_drill.thaw(self.cfg)
+        problems += self.demote_resumed(resumed)
         regions = {r for r in (fault.get("region"), before.get("pg_region"), before.get("redis_region")) if r}
         for region in sorted(regions):
             done[f"restart region {region}"] = lab_drill.restart_region(self.cfg, region)
@@ -257,6 +278,19 @@ class Drill:
             self.facts.setdefault("restore_problems", []).extend(problems)
             raise RuntimeError("; ".join(problems))
         return done
+
+    def demote_resumed(self, resumed: List[str]) -> List[str]:
+        """A resumed Redis primary that another node replaced meanwhile takes writes beside it: made a replica of the
+        node the application's Redis config names, as redis_failover does for a returning old primary (away_from).
+        A resumed primary nobody replaced (the recovery never ran) is the only primary: it stays one."""
+        primaries = lab_drill.redis_primaries(self.cfg) if resumed else []
+        problems = []
+        for node in resumed:
+            if node in primaries and len(primaries) > 1:
+                result = self.child(f"demote-{node}", "redis_failover", {"away_from": node})
+                if result is None or not result.succeeded:
+                    problems.append(f"redis_failover making the resumed {node} a replica failed")
+        return problems
 
     @staticmethod
     def kind_of(pending: Dict[str, Any]) -> str:

@@ -1,5 +1,6 @@
 """The drill's faults and restores on the lab (dr_drill, docs/drill.md): kill -9, by recorded and verified PID, of
-the PostgreSQL primary, the Redis primary or an application instance; and the lab side of putting things back.
+the PostgreSQL primary, the Redis primary or an application instance; SIGSTOP (a frozen process: its port still
+accepts connections, nothing answers) of the Redis primary; and the lab side of putting things back.
 
 A fault is only ever injected on a lab: an inventory whose database data folders sit in a lab folder (one with
 lab.json, lab_ports.LAB_RECORD). `lab_of(view)` finds it; None means "not a lab".
@@ -17,9 +18,15 @@ from erlmcp_dr.lab import app as lab_app
 from erlmcp_dr.lab import lifecycle as lab
 from erlmcp_dr.lab import ports as lab_ports
 from erlmcp_dr.lab import regions as lab_regions
-from erlmcp_dr.lab.config import LabConfig, alive
+from erlmcp_dr.lab.config import LabConfig, alive, process_state
 
 KILL_TIMEOUT = 30.0
+SIGNALS = {"SIGKILL": signal.SIGKILL, "SIGSTOP": signal.SIGSTOP}
+# The kinds a SIGSTOP drill is built for: a frozen redis-server is one process, made a replica once it answers again
+# (redis_failover away_from). A frozen PostgreSQL primary is not: its fence (a fast shutdown) waits on the stopped
+# postmaster, and resumed it would be a second writer until rewound; not built yet.
+FREEZABLE = ("redis_primary",)
+STOPPED = "T"  # /proc state of a process stopped by a signal
 
 
 def lab_of(view: Any) -> Optional[LabConfig]:
@@ -54,9 +61,12 @@ class _NoNode:
     """A node no lab node is: _other_master(cfg, _NoNode()) looks at every Redis node."""
 
 
-def inject(cfg: LabConfig, kind: str, before: Dict[str, Any], app_region: Optional[str]) -> Dict[str, Any]:
-    """kill -9 the fault's process; returns {target, region, pid}. Raises RuntimeError when there is nothing to
-    kill (the drill then restores and fails, having changed nothing)."""
+def inject(cfg: LabConfig, kind: str, before: Dict[str, Any], app_region: Optional[str],
+           signal_name: str = "SIGKILL") -> Dict[str, Any]:
+    """kill -9 (or SIGSTOP) the fault's process; returns {target, region, pid, signal, sent_at}. Raises RuntimeError
+    when there is nothing to signal (the drill then restores and fails, having changed nothing)."""
+    if signal_name == "SIGSTOP" and kind not in FREEZABLE:
+        raise RuntimeError(f"SIGSTOP is built for {', '.join(FREEZABLE)} only, not {kind}")
     if kind == "database_primary":
         node = next((n for n in cfg.nodes if n.name == before.get("pg_primary")), None)
         pid = lab._lab_postmaster_pid(node) if node else None
@@ -72,11 +82,42 @@ def inject(cfg: LabConfig, kind: str, before: Dict[str, Any], app_region: Option
     else:
         raise RuntimeError(f"no fault of kind {kind!r} on the lab")
     if pid is None:
-        raise RuntimeError(f"{kind}: no running process to kill ({target[0] or 'no target found'})")
+        raise RuntimeError(f"{kind}: no running process to signal ({target[0] or 'no target found'})")
     sent_at = time.monotonic()  # the drill's clock: the fault's moment for the RTO
-    os.kill(pid, signal.SIGKILL)
-    lab.wait_for(lambda: not alive(pid), KILL_TIMEOUT, interval=0.02, what=f"{target[0]} gone")
-    return {"target": target[0], "region": target[1], "pid": pid, "signal": "SIGKILL", "sent_at": sent_at}
+    os.kill(pid, SIGNALS[signal_name])
+    if signal_name == "SIGSTOP":
+        lab.wait_for(lambda: process_state(pid) == STOPPED, KILL_TIMEOUT, interval=0.02, what=f"{target[0]} stopped")
+    else:
+        lab.wait_for(lambda: not alive(pid), KILL_TIMEOUT, interval=0.02, what=f"{target[0]} gone")
+    return {"target": target[0], "region": target[1], "pid": pid, "signal": signal_name, "sent_at": sent_at}
+
+
+def thaw(cfg: LabConfig) -> List[str]:
+    """SIGCONT every lab redis-server stopped by a signal (a SIGSTOP drill's target, whatever the record says: a drill
+    killed right after its signal may not have written it). Returns the nodes resumed."""
+    resumed = []
+    for node in cfg.redis_nodes:
+        pid = lab._lab_redis_pid(node)
+        if pid is not None and process_state(pid) == STOPPED:
+            os.kill(pid, signal.SIGCONT)
+            resumed.append(node.name)
+    return resumed
+
+
+def redis_primaries(cfg: LabConfig) -> List[str]:
+    """The lab's Redis nodes that take writes now (more than one after a frozen primary resumed beside the node that
+    replaced it)."""
+    primaries = []
+    for node in cfg.redis_nodes:
+        if lab._lab_redis_pid(node) is None:
+            continue
+        client, _error, _kind = lab.rd.try_connect(node.conn_params())
+        if client is None:
+            continue
+        with client:
+            if client.info("replication").get("role") == "master":
+                primaries.append(node.name)
+    return primaries
 
 
 def restart_region(cfg: LabConfig, region: str) -> Dict[str, Any]:
