@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import importlib.util
 import json
 import logging
 import os
@@ -14,36 +13,13 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-
-def _import_on_first_use(name: str) -> None:
-    """Registers module `name` so that it runs on its first attribute access (importlib's LazyLoader), not when it is
-    imported. For the drill's engine: drill/cli.py imports it at its top for `runbook run dr_drill` and `runbook
-    drill export`, and with it the lab, the composer and the HTTP and e-mail modules: measured, more than half of
-    this module's import, which every `runbook run` paid before its first task (docs/speed-failover.md)."""
-    if name in sys.modules:
-        return
-    spec = importlib.util.find_spec(name)
-    if spec is None or spec.loader is None:
-        return
-    loader = importlib.util.LazyLoader(spec.loader)
-    spec.loader = loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    loader.exec_module(module)
-    parent, _, child = name.rpartition(".")
-    setattr(sys.modules[parent], child, module)  # as an import binds a submodule on its package
-
-
-_import_on_first_use("erlmcp_dr.drill.run")
-_import_on_first_use("erlmcp_dr.drill.chaos")
-
-from erlmcp_dr import catalog, docs, params, paths, readiness_cli  # noqa: E402
-from erlmcp_dr.catalog import ParameterView, Runbook  # noqa: E402
-from erlmcp_dr.drill import cli as drill_cli  # noqa: E402
-from erlmcp_dr.errors import ConfirmationRequired, RunbookError, RunBusy  # noqa: E402
-from erlmcp_dr.reporting import report  # noqa: E402
-from erlmcp_dr.result import HTML_REPORT_FILE, REPORT_FILE, RESULT_FILE, RunResult, Step  # noqa: E402
-from erlmcp_dr.watch import cli as watch_cli  # noqa: E402
+from erlmcp_dr import catalog, docs, params, paths, readiness_cli
+from erlmcp_dr.catalog import ParameterView, Runbook
+from erlmcp_dr.drill import cli as drill_cli
+from erlmcp_dr.errors import ConfirmationRequired, RunbookError, RunBusy
+from erlmcp_dr.reporting import report
+from erlmcp_dr.result import HTML_REPORT_FILE, REPORT_FILE, RESULT_FILE, RunResult, Step
+from erlmcp_dr.watch import cli as watch_cli
 
 EXIT_OK = 0
 EXIT_FAILED = 1

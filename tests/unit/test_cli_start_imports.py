@@ -1,8 +1,7 @@
 """What `runbook` imports before it runs anything (issue 19: every run's fixed cost, docs/speed-failover.md).
 
 The drill's engine (erlmcp_dr.drill.run: the lab, the composer, HTTP and e-mail modules) was imported by every
-`runbook` process through drill/cli.py and was most of the CLI's import: it now runs on first use only, and its
-commands still find it."""
+`runbook` process through drill/cli.py and was most of the CLI's import: its two commands import it when they run."""
 
 from __future__ import annotations
 
@@ -22,7 +21,8 @@ before = sorted(name for name in engine if name in sys.modules)
 parser = erlmcp_dr.cli.build_parser()  # every command's arguments, the drill's included
 parser.parse_args(["drill", "export", "some-run"])
 still = sorted(name for name in engine if name in sys.modules)
-run = drill_cli.drill.run  # first use: the engine runs now
+from erlmcp_dr.drill import run as drill_engine  # what a drill command imports on use
+run = drill_engine.run
 print(json.dumps({"before": before, "after_parser": still, "run": callable(run),
                   "after_use": sorted(name for name in engine if name in sys.modules)}))
 """.replace("ENGINE_NAMES", repr(ENGINE))

@@ -11,8 +11,6 @@ from typing import Any, Callable, Dict
 
 from erlmcp_dr import paths
 from erlmcp_dr.catalog import Runbook
-from erlmcp_dr.drill import chaos as drill_chaos
-from erlmcp_dr.drill import run as drill
 from erlmcp_dr.errors import ParameterError
 
 PROG = "runbook"
@@ -23,6 +21,10 @@ def execute(args: argparse.Namespace, runbook: Runbook, extravars: Dict[str, Any
     """Confirms (a drill injects a real fault), runs it, prints the verdict table; 0 only for a passed drill."""
     if args.limit:
         raise ParameterError("limit", "--limit does not apply to dr_drill: the fault's target is the lab's")
+    # The drill's engine (the lab, the composer, HTTP and e-mail) is imported here, not at the top: every `runbook`
+    # process imports this module, and the engine was most of the CLI's start (docs/speed-failover.md).
+    from erlmcp_dr.drill import run as drill
+
     inventory = str(args.inventory or "the default inventory")
     if runbook.confirm and not args.yes:
         if not interactive():
@@ -69,6 +71,9 @@ def register(sub: Any, make_sub: Callable[..., argparse.ArgumentParser]) -> None
 
 
 def command(args: argparse.Namespace) -> int:
+    from erlmcp_dr.drill import chaos as drill_chaos  # on use, as in execute
+    from erlmcp_dr.drill import run as drill
+
     run_dir = paths.state_home() / "runs" / args.run_id
     result_file = run_dir / "result.json"
     if "/" in args.run_id or not result_file.is_file():
