@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 import logging
@@ -164,7 +165,9 @@ class ComposedRun:
             to_region=str(parameters["to_region"]), incident_id=str(parameters.get("incident_id") or ""),
             inventory=str(inventory), locks=sorted(view.lock_keys()),
             entered_point_of_no_return=bool(resumes and resumes.entered_point_of_no_return),
-            resumes=resumes.run_id if resumes else None)
+            resumes=resumes.run_id if resumes else None,
+            # Carried on: a resumed built-in step reads what the interrupted run changed (its undo covers it).
+            changes=copy.deepcopy(resumes.changes) if resumes else {})
 
     def execute(self, workflow: spec.Workflow, targets: Dict[str, Any], keys: List[str]) -> RunResult:
         started_at, started = _now_iso(), time.monotonic()
@@ -219,6 +222,17 @@ class ComposedRun:
         if self.listener is not None:
             self.listener(record)
 
+    def action_journal(self, step_id: str) -> hooks.ActionJournal:
+        """The journal entry of built-in step `step_id`: what was recorded for it so far (an interrupted run's
+        record, carried on) and a writer that saves the journal at once, before the step changes anything."""
+
+        def record(entry: Dict[str, Any]) -> None:
+            self.journal.changes[step_id] = dict(entry)
+            self.journal.save(self.run_dir)
+
+        return hooks.ActionJournal(run_id=self.run_id, previous=copy.deepcopy(self.journal.changes.get(step_id) or {}),
+                                   record=record)
+
     def mark_resumed(self, interrupted: journal_module.Journal) -> None:
         """The interrupted run's journal says who finished it: it is no longer a run to resume."""
         was = "interrupted" if interrupted.interrupted else interrupted.status
@@ -237,7 +251,8 @@ class ComposedRun:
             return app_write(str(arguments["url"]), self.run_id)
         own = hooks.of(self.runbook.name)
         if call.action in own.actions:
-            return own.run_action(str(call.action), arguments, self.view.hosts, self.inventory)
+            return own.run_action(str(call.action), arguments, self.view.hosts, self.inventory,
+                                  self.action_journal(step.id))
         return self.child(step, call, arguments, phase)
 
     def residency(self, arguments: Dict[str, Any]) -> StepOutcome:
