@@ -127,7 +127,7 @@ def test_unplanned_failover_rolls_forward_after_the_point_of_no_return_resumes_c
     assert first["status"] == "stopped" and first["failed_step"] == "dns", first["reason"]
     assert first["point_of_no_return_passed"] is True
     assert first["undone"] == [] and all(phase == "forward" for _, phase in steps_of(stopped.json))
-    assert first["done"] == ["residency", "confirm", "declare", "isolate", "redis", "database", "services", "app"]
+    assert first["done"] == ["residency", "confirm", "declare", "isolate", "services", "redis", "database", "app"]
     assert first["not_done"] == ["dns", "resolved"]
     # Region a vanished: its application and Redis are confirmed down (success, nothing to stop or pause).
     assert step_message(stopped.json, "isolate") == "region a isolated: application down, Redis down"
