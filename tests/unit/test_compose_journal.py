@@ -72,3 +72,28 @@ def test_a_resuming_run_carries_on_the_interrupted_runs_changes_and_records_its_
     assert saved is not None and saved.changes["isolate"]["app"]["state"] == "stopped"
     assert oct((run_dir / journal.JOURNAL_FILE).stat().st_mode & 0o777) == "0o600"
     assert killed.changes["isolate"]["app"]["state"] == "stopping"  # the interrupted run's record is not rewritten
+
+
+def test_the_journal_lists_verified_steps_in_the_workflows_order_whatever_order_they_ended_in(tmp_path: Path) -> None:
+    """The order comes from the workflow the run executes (spec.Workflow.position), not from a second copy of it."""
+    from types import SimpleNamespace
+
+    from erlmcp_dr.compose import run as composed
+    from erlmcp_dr.compose import spec
+    from erlmcp_dr.compose.engine import StepRecord
+
+    children = {name: {} for name in ("notify", "redis", "database")}
+    workflow = spec.load("composed", {"steps": [
+        {"id": "declare", "runbook": "notify", "background": True}, {"id": "redis", "runbook": "redis"},
+        {"id": "database", "runbook": "database"}]}, {}, children, {})
+    assert [workflow.position(step) for step in ("declare", "redis", "database", "absent")] == [0, 1, 2, -1]
+    run = composed.ComposedRun(
+        SimpleNamespace(name="composed"), "rf-3", tmp_path, tmp_path / "hosts.yml",
+        SimpleNamespace(lock_keys=lambda: []), {"from_region": "a", "to_region": "b"}, {}, None, None, None)
+    run.workflow = workflow  # what execute sets
+    for step in ("redis", "database", "declare"):  # declare, in the background, ended last
+        run.ended(StepRecord(step=step, title=step, phase="forward", runs=step, arguments={}, verified=True,
+                             changed=True, run_id=None, rc=0, problems=[], message="", point_of_no_return=False,
+                             passed_point_of_no_return=False, started_at="", ended_at="", duration=0.0))
+    saved = journal.load(tmp_path)
+    assert saved is not None and saved.verified == ["declare", "redis", "database"]

@@ -159,7 +159,7 @@ class ComposedRun:
         self.view, self.parameters, self.given, self.operator = view, parameters, given, operator
         self.playbooks_dir, self.listener, self.resumes = playbooks_dir, listener, resumes
         self.move_lock: Optional[move_lock.MoveLock] = None  # set once the lock over the move is held
-        self.step_order: List[str] = []  # the forward steps' ids, in the workflow's order (execute sets it)
+        self.workflow: Optional[spec.Workflow] = None  # the mode's steps, in order (execute sets it)
         self.journal = journal_module.Journal(
             run_id=run_id, runbook=runbook.name, from_region=str(parameters["from_region"]),
             to_region=str(parameters["to_region"]), incident_id=str(parameters.get("incident_id") or ""),
@@ -179,7 +179,7 @@ class ComposedRun:
         if self.resumes is not None:
             self.mark_resumed(self.resumes)
         context = {"params": self.parameters, "run": {"id": self.run_id}, "targets": targets}
-        self.step_order = [step.id for step in workflow.steps]
+        self.workflow = workflow
         # Every step first checks the lock over the move is still held (a lost lease stops the move there).
         steps = self.move_lock.guard(self.run_step) if self.move_lock is not None else self.run_step
         outcome = Engine(workflow, context, steps, self.ended, starting=self.starting,
@@ -217,7 +217,8 @@ class ComposedRun:
         if record.phase == "forward" and record.verified:
             self.journal.verified.append(record.step)
             # In the workflow's order: a background step (declare) may be verified after the steps that follow it.
-            self.journal.verified.sort(key=lambda step: self.step_order.index(step) if step in self.step_order else -1)
+            if self.workflow is not None:
+                self.journal.verified.sort(key=self.workflow.position)
             self.journal.save(self.run_dir)
         if self.listener is not None:
             self.listener(record)
