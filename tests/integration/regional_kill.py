@@ -226,6 +226,7 @@ def kill_case(cfg: lab.LabConfig, inventory: Path, boundary: str, mode: str = "u
     return {"boundary": boundary, "mode": mode, "killed_run": killed["journal"]["run_id"],
             "killed_entered": killed["journal"]["entered"], "killed_verified": killed["journal"]["verified"],
             "killed_entered_point_of_no_return": killed["journal"]["entered_point_of_no_return"],
+            "killed_changes": killed["journal"].get("changes", {}),  # the built-in steps' write-ahead records
             "killed_pids": killed["killed_pids"], "after_kill": between, "rerun_rc": rerun.rc,
             "rerun_status": outcome.get("status"), "rerun_reason": outcome.get("reason"),
             "resumed_from": outcome.get("resumed_from"), "incident_id": outcome.get("incident_id"),
