@@ -131,6 +131,11 @@ def test_unplanned_failover_rolls_forward_after_the_point_of_no_return_resumes_c
     assert first["not_done"] == ["dns", "resolved"]
     # Region a vanished: its application and Redis are confirmed down (success, nothing to stop or pause).
     assert step_message(stopped.json, "isolate") == "region a isolated: application down, Redis down"
+    # ... and the isolation's record in the run's journal (what a resumed run's undo reads) says it stopped nothing.
+    journal = json.loads((home / "runs" / stopped.json["run_id"] / "journal.json").read_text())
+    assert journal["changes"]["isolate"] == {
+        "region": "a", "app": {"name": "app-a", "state": "down", "stopped_by": None},
+        "redis": {"name": "redis-a", "state": "down"}}
     # The application in b: service_recovery (a child run under the move's lock) started every service of b, in
     # dependency order, none failed.
     services = summary(json.loads((home / "runs" / f"{stopped.json['run_id']}.services" / "result.json").read_text()))
