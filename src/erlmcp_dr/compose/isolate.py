@@ -118,9 +118,9 @@ def run_builtin(name: str, arguments: Mapping[str, Any], hosts: Mapping[str, Map
 def _journal_entry(details: Mapping[str, Any], run_id: str) -> Dict[str, Any]:
     """What the journal keeps of the isolation: per part its name and state, and which run stopped the app."""
     app, redis = details["app"], details["redis"]
-    return {"region": details["region"],
-            "app": {"name": app["name"], "state": app["state"],
-                    "stopped_by": app.get("stopped_by") or (run_id if app["state"] in (STOPPING, "stopped") else None)},
+    state = "restarted" if app.get("restarted_after_failure") else app["state"]
+    stopped_by = app.get("stopped_by") or run_id if state in (STOPPING, "stopped") else None
+    return {"region": details["region"], "app": {"name": app["name"], "state": state, "stopped_by": stopped_by},
             "redis": {"name": redis["name"], "state": redis["state"]}}
 
 
@@ -177,13 +177,12 @@ def isolate(arguments: Mapping[str, Any], app: Mapping[str, Any], redis_login: M
         else:
             problems.append(f"region {region}'s Redis {redis_name} could not be made to refuse writes: {error}")
             if details["app"]["state"] == "stopped":  # a failed step's undo never runs: it lifts its own change
-                undone = lift(arguments, app, redis_login, {"app": {"state": "stopped"}}, journal)
+                undone = lift(arguments, app, redis_login, {"app": {"state": "stopped"}})
                 details["app"]["restarted_after_failure"] = undone.ok
                 problems.append(undone.message)
     elif actions["redis"] != "pause":
         details["redis"]["state"] = actions["redis"]
-    if not details["app"].get("restarted_after_failure"):
-        record(_journal_entry(details, run_id))  # the outcome (a lift after a failure recorded its own)
+    record(_journal_entry(details, run_id))  # the outcome
     adopted = f" (stopped by the interrupted run {stopped_by})" if stopped_by is not None else ""
     return _outcome(not problems, details, did, problems, f"region {region} isolated: application "
                     f"{details['app']['state']}{adopted}, Redis {details['redis']['state']}")
