@@ -36,7 +36,6 @@ class ActionJournal:
     record: Callable[[Dict[str, Any]], None] = lambda entry: None
 
 
-NO_JOURNAL = ActionJournal(run_id="")
 # action, arguments, hosts, inventory, the step's journal entry
 ActionRunner = Callable[[str, Mapping[str, Any], Hosts, Path, ActionJournal], StepOutcome]
 
