@@ -219,7 +219,7 @@ def kill_case(cfg: lab.LabConfig, inventory: Path, boundary: str, mode: str = "u
     command again. What each left, judged outside."""
     if mode == "unplanned":
         lab_regions.fail_region(cfg, "a")
-    killed = killed_at(inventory, boundary, MOVES[mode])
+    killed = killed_at(inventory, boundary, move=MOVES[mode])
     between = end_state(cfg)
     rerun = runbook_cli("run", "regional_failover", "-i", str(inventory), *MOVES[mode], "--yes", "--json")
     outcome = summary(parsed(rerun.stdout))
