@@ -229,9 +229,11 @@ def test_a_failure_before_the_point_of_no_return_undoes_every_completed_step_in_
         outcome = summary(result)
         assert outcome["status"] == "undone" and outcome["failed_step"] == "database", outcome["reason"]
         assert outcome["point_of_no_return_passed"] is False
+        # services (in the background, beside the promotions) starts right after the isolation; it has no undo.
         assert steps_of(result) == [("residency", "forward"), ("confirm", "forward"), ("declare", "forward"),
-                                    ("isolate", "forward"), ("redis", "forward"), ("database", "forward"),
-                                    ("redis", "undo"), ("isolate", "undo"), ("declare", "undo")]
+                                    ("isolate", "forward"), ("services", "forward"), ("redis", "forward"),
+                                    ("database", "forward"), ("redis", "undo"), ("isolate", "undo"),
+                                    ("declare", "undo")]
         assert outcome["undone"] == ["redis", "isolate", "declare"]
         # Region a only half-failed: the isolation stopped its hung application (app_stop_command) and paused its
         # Redis primary's writes before any promotion; the undo started the application again and lifted the pause.
