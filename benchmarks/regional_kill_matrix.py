@@ -11,7 +11,8 @@ journal and resume it exercises are the same in both modes, so CI runs no planne
     .venv/bin/python benchmarks/regional_kill_matrix.py --only redis dns
     .venv/bin/python benchmarks/regional_kill_matrix.py --only inside:database --out ...   # killed mid-step
 
-Result: benchmarks/results/<date>-regional-kill-matrix.json (planned: <date>-regional-kill-matrix-planned.json).
+Result: benchmarks/results/<date>-regional-kill-matrix.json (planned: <date>-regional-kill-matrix-planned.json),
+rewritten after every case (`not_run` lists the boundaries still to come, so a matrix stopped early keeps its cases).
 Measured, never asserted; exits 1 when a case ended in neither verified state.
 """
 
@@ -44,7 +45,7 @@ def main() -> int:
     suffix = "" if args.mode == "unplanned" else f"-{args.mode}"
     out = args.out or RESULTS / f"{datetime.date.today().isoformat()}-regional-kill-matrix{suffix}.json"
     chosen = args.only or boundaries(args.mode)
-    cases = []
+    cases: list = []
     try:
         for boundary in chosen:
             with tempfile.TemporaryDirectory(prefix="erlmcp-dr-kill-home-") as home:
@@ -53,21 +54,29 @@ def main() -> int:
                 with new_lab(app=True, dns=True) as cfg:
                     case = kill_case(cfg, lab_inventory(cfg), boundary, args.mode)
                 case["seconds"] = round(time.monotonic() - started, 1)
+            case["load_average"] = os.getloadavg()  # the machine is shared: each case's load, beside the run's
             cases.append(case)
             print(f"{boundary:>10} -> {case['end']['verified_state']} (re-run rc {case['rerun_rc']}, "
                   f"{case['rerun_status']}, {case['seconds']} s)", flush=True)
+            result = write_result(out, args.mode, chosen, cases)  # after each case: a long matrix stopped keeps them
     finally:
         TEMPLATE.remove()
+    result = write_result(out, args.mode, chosen, cases)
+    print(json.dumps({key: result[key] for key in ("verified", "cases_run", "table")}, indent=2))
+    return 0 if result["verified"] == len(cases) == len(chosen) else 1
+
+
+def write_result(out: Path, mode: str, chosen: list, cases: list) -> dict:
     verified = sum(1 for case in cases if case["end"]["verified_state"])
-    result = {"benchmark": "regional-kill-matrix", "mode": args.mode,
+    result = {"benchmark": "regional-kill-matrix", "mode": mode,
               "date": datetime.datetime.now(datetime.UTC).isoformat(),
               "cpus": os.cpu_count(), "load_average": os.getloadavg(), "boundaries": chosen,
               "verified": verified, "cases_run": len(cases), "verified_ratio": verified / len(cases) if cases else 0,
+              "not_run": [boundary for boundary in chosen if boundary not in {case["boundary"] for case in cases}],
               "table": {case["boundary"]: case["end"]["verified_state"] for case in cases}, "cases": cases}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({key: result[key] for key in ("verified", "cases_run", "table")}, indent=2))
-    return 0 if verified == len(cases) == len(chosen) else 1
+    return result
 
 
 if __name__ == "__main__":

@@ -219,13 +219,14 @@ def kill_case(cfg: lab.LabConfig, inventory: Path, boundary: str, mode: str = "u
     command again. What each left, judged outside."""
     if mode == "unplanned":
         lab_regions.fail_region(cfg, "a")
-    killed = killed_at(inventory, boundary, MOVES[mode])
+    killed = killed_at(inventory, boundary, move=MOVES[mode])
     between = end_state(cfg)
     rerun = runbook_cli("run", "regional_failover", "-i", str(inventory), *MOVES[mode], "--yes", "--json")
     outcome = summary(parsed(rerun.stdout))
     return {"boundary": boundary, "mode": mode, "killed_run": killed["journal"]["run_id"],
             "killed_entered": killed["journal"]["entered"], "killed_verified": killed["journal"]["verified"],
             "killed_entered_point_of_no_return": killed["journal"]["entered_point_of_no_return"],
+            "killed_changes": killed["journal"].get("changes", {}),  # the built-in steps' write-ahead records
             "killed_pids": killed["killed_pids"], "after_kill": between, "rerun_rc": rerun.rc,
             "rerun_status": outcome.get("status"), "rerun_reason": outcome.get("reason"),
             "resumed_from": outcome.get("resumed_from"), "incident_id": outcome.get("incident_id"),

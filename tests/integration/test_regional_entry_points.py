@@ -49,7 +49,7 @@ def test_plain_ansible_playbook_runs_the_unplanned_regional_failover_with_the_co
         details = result["facts"]["summary"]["details"]
         assert result["status"] == "successful" and details["status"] == "completed"
         assert [step["step"] for step in details["steps"]] == [
-            "residency", "confirm", "declare", "isolate", "redis", "database", "services", "app", "dns", "resolved"]
+            "residency", "confirm", "declare", "isolate", "services", "redis", "database", "app", "dns", "resolved"]
         assert all(step["run_id"] for step in details["steps"] if step["step"] not in ("residency", "isolate", "app"))
         assert json.loads((run_dir / "journal.json").read_text())["status"] == "completed"
         assert not list((cfg.root / "locks").glob("*.lock.json"))  # the lock over the move given back

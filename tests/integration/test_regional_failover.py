@@ -127,10 +127,15 @@ def test_unplanned_failover_rolls_forward_after_the_point_of_no_return_resumes_c
     assert first["status"] == "stopped" and first["failed_step"] == "dns", first["reason"]
     assert first["point_of_no_return_passed"] is True
     assert first["undone"] == [] and all(phase == "forward" for _, phase in steps_of(stopped.json))
-    assert first["done"] == ["residency", "confirm", "declare", "isolate", "redis", "database", "services", "app"]
+    assert first["done"] == ["residency", "confirm", "declare", "isolate", "services", "redis", "database", "app"]
     assert first["not_done"] == ["dns", "resolved"]
     # Region a vanished: its application and Redis are confirmed down (success, nothing to stop or pause).
     assert step_message(stopped.json, "isolate") == "region a isolated: application down, Redis down"
+    # ... and the isolation's record in the run's journal (what a resumed run's undo reads) says it stopped nothing.
+    journal = json.loads((home / "runs" / stopped.json["run_id"] / "journal.json").read_text())
+    assert journal["changes"]["isolate"] == {
+        "region": "a", "app": {"name": "app-a", "state": "down", "stopped_by": None},
+        "redis": {"name": "redis-a", "state": "down"}}
     # The application in b: service_recovery (a child run under the move's lock) started every service of b, in
     # dependency order, none failed.
     services = summary(json.loads((home / "runs" / f"{stopped.json['run_id']}.services" / "result.json").read_text()))
@@ -224,9 +229,11 @@ def test_a_failure_before_the_point_of_no_return_undoes_every_completed_step_in_
         outcome = summary(result)
         assert outcome["status"] == "undone" and outcome["failed_step"] == "database", outcome["reason"]
         assert outcome["point_of_no_return_passed"] is False
+        # services (in the background, beside the promotions) starts right after the isolation; it has no undo.
         assert steps_of(result) == [("residency", "forward"), ("confirm", "forward"), ("declare", "forward"),
-                                    ("isolate", "forward"), ("redis", "forward"), ("database", "forward"),
-                                    ("redis", "undo"), ("isolate", "undo"), ("declare", "undo")]
+                                    ("isolate", "forward"), ("services", "forward"), ("redis", "forward"),
+                                    ("database", "forward"), ("redis", "undo"), ("isolate", "undo"),
+                                    ("declare", "undo")]
         assert outcome["undone"] == ["redis", "isolate", "declare"]
         # Region a only half-failed: the isolation stopped its hung application (app_stop_command) and paused its
         # Redis primary's writes before any promotion; the undo started the application again and lifted the pause.

@@ -34,7 +34,7 @@ def test_a_move_killed_past_the_point_of_no_return_is_finished_by_the_same_comma
         killed = killed_at(inventory, "app")  # the database promoted in b, the app not yet checked, DNS still a
         left = killed["journal"]
         assert left["status"] == "running" and left["entered_point_of_no_return"] is True
-        assert left["verified"] == ["residency", "confirm", "declare", "isolate", "redis", "database", "services"]
+        assert left["verified"] == ["residency", "confirm", "declare", "isolate", "services", "redis", "database"]
         assert not [pid for pid in run_tree(1) if process_state(pid) == "T"], "a stopped process of the run remains"
         between = end_state(cfg)
         assert between["writable"] == ["pg-b"] and between["redis_primaries"] == ["redis-b"]

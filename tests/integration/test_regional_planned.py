@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 
 SERVICE_LEVELS = [["auth", "session_manager"], ["api_gateway", "resource_management"],
                   ["tool_orchestration", "monitoring"], ["dashboard"]]  # lab/services.py's graph, as levels
-PLANNED_STEPS = ["residency", "healthy", "ready", "declare", "redis", "database", "services", "app", "dns",
+PLANNED_STEPS = ["residency", "healthy", "ready", "declare", "services", "redis", "database", "app", "dns",
                  "resolved"]
 
 

@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional
 
 import pytest
 
-from erlmcp_dr.compose import engine, spec
+from erlmcp_dr.compose import engine, refs, spec
 from erlmcp_dr.compose.engine import Engine, StepOutcome
 
 CHILDREN = {name: {"value": {}} for name in ("notify", "redis", "database", "dns")}
@@ -156,3 +156,95 @@ def test_the_regional_failover_declares_beside_the_recovery() -> None:
     for name in ("regional_failover", "failback"):
         steps = {step.id: step for step in composed.workflow_of(catalog.load(name)).steps}
         assert steps["declare"].background and steps["resolved"].after == ("declare",), name
+
+
+# ------------------------------------------------------------------ the regional failover's services step
+
+MOVE_CONTEXT = {"params": {"from_region": "a", "to_region": "b", "mode": None, "incident_id": "rf-1"},
+                "run": {"id": "rf-1"},
+                "targets": {"from": {"postgres": "pg-a", "redis": "redis-a", "app": "app-a", "app_url": "http://a"},
+                            "to": {"postgres": "pg-b", "redis": "redis-b", "app": "app-b", "app_url": "http://b"}}}
+# What each step's check reads (the playbook's expect), as the real children and built-ins report it.
+MOVE_DETAILS = {"confirm": {"failed_regions": ["a"]}, "database": {"primary": "pg-b"},
+                "services": {"failed": [], "not_started": []},
+                "app": {"region": "b", "database": "pg-b", "redis": "redis-b"}}
+
+
+def regional_steps(mode: str) -> spec.Workflow:
+    from erlmcp_dr import catalog
+    from erlmcp_dr.compose import run as composed
+
+    return composed.workflow_of(catalog.load("regional_failover")).for_mode(mode)
+
+
+@pytest.mark.parametrize("mode", ["unplanned", "planned"])
+def test_the_regional_services_step_is_declared_beside_the_promotions_and_the_app_step_waits_for_it(mode) -> None:
+    workflow = regional_steps(mode)
+    ids = [step.id for step in workflow.steps]
+    services = workflow.step("services")
+    assert services.background and services.undo is None and not services.point_of_no_return
+    # Launched before both promotions (nothing it reads comes from them: only the parameters), awaited by the app.
+    assert ids.index("services") < ids.index("redis") < ids.index("database") < ids.index("app")
+    assert not [text for text in refs.references(services.call.arguments) if text.startswith("steps.")]
+    assert workflow.step("app").after == ("services",)
+    assert workflow.step("database").after == () and workflow.step("redis").after == ()
+
+
+class MoveRunner(Runner):
+    """The shipped workflow's steps with the details their checks read. `services` ends only once the database
+    promotion has started (so the move can only finish if it really ran beside the promotions); with
+    `services_first`, `services` ends at once."""
+
+    def __init__(self, fail: Optional[Dict[tuple, StepOutcome]] = None, services_first: bool = False) -> None:
+        super().__init__(release_on="redis", fail=fail)
+        self.database_started = threading.Event()
+        self.services_first = services_first
+
+    def __call__(self, step: spec.WorkflowStep, call: spec.Call, arguments: Dict[str, Any], phase: str) -> StepOutcome:
+        self.log(f"start {step.id} {phase}")
+        forward = phase == "forward"
+        if step.id == "database" and forward:
+            self.database_started.set()
+        if step.id == "services" and forward and not self.services_first:
+            assert self.database_started.wait(SAFETY), "services never ran beside the database promotion"
+        outcome = self.fail.get((step.id, phase)) or StepOutcome(
+            ok=True, summary=dict(ENVELOPE_OK, details=MOVE_DETAILS.get(step.id, {}),
+                                  point_of_no_return_passed=step.point_of_no_return),
+            run_id=f"run.{step.id}.{phase}", rc=0, changed=True)
+        self.log(f"end {step.id} {phase}")
+        return outcome
+
+
+@pytest.mark.parametrize("mode", ["unplanned", "planned"])
+def test_the_regional_services_step_runs_beside_the_promotions_and_the_app_step_starts_after_it(mode) -> None:
+    runner = MoveRunner()
+    outcome = Engine(regional_steps(mode), dict(MOVE_CONTEXT, params=dict(MOVE_CONTEXT["params"], mode=mode)),
+                     runner).run()
+    assert outcome.status == engine.COMPLETED, outcome.message
+    events = runner.events
+    assert events.index("start services forward") < events.index("start redis forward")
+    assert events.index("start database forward") < events.index("end services forward")  # beside it
+    assert events.index("end services forward") < events.index("start app forward")  # after: [services]
+    assert outcome.done.index("services") < outcome.done.index("redis")  # the workflow's order
+
+
+SERVICES_FAILED = {("services", "forward"): StepOutcome(ok=False, rc=2, message="auth failed its health gate")}
+
+
+def test_a_services_failure_found_after_the_database_promotion_stops_the_move_and_undoes_nothing() -> None:
+    runner = MoveRunner(fail=SERVICES_FAILED)
+    outcome = Engine(regional_steps("unplanned"), MOVE_CONTEXT, runner).run()
+    assert outcome.status == engine.STOPPED and outcome.failed_step == "services", outcome.message
+    assert outcome.undone == [] and "start app forward" not in runner.events
+    assert outcome.done == ["residency", "confirm", "declare", "isolate", "redis", "database"]
+    assert "auth failed its health gate" in outcome.message
+
+
+def test_a_services_failure_found_before_the_point_of_no_return_undoes_the_completed_steps() -> None:
+    runner = MoveRunner(fail=SERVICES_FAILED, services_first=True)
+    # settle_before (the kill matrix's boundary) joins the services thread before the redis step, so its failure is
+    # found there, whatever the thread's last instructions took.
+    outcome = Engine(regional_steps("unplanned"), MOVE_CONTEXT, runner, settle_before="redis").run()
+    assert outcome.status == engine.UNDONE and outcome.failed_step == "services", outcome.message
+    assert "start redis forward" not in runner.events and "start database forward" not in runner.events
+    assert outcome.undone == ["isolate", "declare"]  # services only starts: nothing of it to undo

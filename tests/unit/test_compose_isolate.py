@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from erlmcp_dr.compose import isolate
+from erlmcp_dr.compose import hooks, isolate
 from erlmcp_dr.compose.inventory import InventoryView
 
 
@@ -119,12 +119,22 @@ def test_a_running_application_is_stopped_by_its_command_and_the_undo_starts_onl
             f"    try: urllib.request.urlopen({url!r}, timeout=1); sys.exit(0)\n"
             "    except OSError: time.sleep(0.1)\n"
             "sys.exit(1)\n")
-        app = {"app_url": url, "app_stop_command": [sys.executable, "-c", f"import os; os.kill({server.pid}, 15)"],
+        stop_ran = tmp_path / "stop-ran"
+        app = {"app_url": url, "app_stop_command": [
+                   sys.executable, "-c", f"import os, pathlib; pathlib.Path({str(stop_ran)!r}).touch(); "
+                                         f"os.kill({server.pid}, 15)"],
                "app_start_command": [sys.executable, str(starter)]}
         down_redis = {"host": "127.0.0.1", "port": _free_port(), "password": None}
         arguments = {"region": "a", "app": "app-a", "redis": "redis-a", "pause_seconds": 5}
-        outcome = isolate.isolate(arguments, app, down_redis)
+        recorded: list = []  # (the journal entry, whether the stop command had run when it was written)
+        journal = hooks.ActionJournal(run_id="rf-1", record=lambda entry: recorded.append((entry, stop_ran.exists())))
+        outcome = isolate.isolate(arguments, app, down_redis, journal)
         assert outcome.ok is True, outcome.message
+        # Write-ahead: the intent is in the journal before the stop command runs, the outcome after.
+        assert recorded[0] == ({"region": "a", "app": {"name": "app-a", "state": "stopping", "stopped_by": "rf-1"},
+                                "redis": {"name": "redis-a", "state": None}}, False)
+        assert recorded[-1][0]["app"] == {"name": "app-a", "state": "stopped", "stopped_by": "rf-1"}
+        assert recorded[-1][0]["redis"]["state"] == "down"
         assert outcome.message == "region a isolated: application stopped, Redis down"
         assert outcome.summary["did"] == ["stopped region a's application app-a"]
         assert isolate.probe_app(url) == isolate.REFUSED
@@ -141,6 +151,68 @@ def test_a_running_application_is_stopped_by_its_command_and_the_undo_starts_onl
     finally:
         server.kill()
         server.wait()
+        started = tmp_path / "started.pid"
+        if started.exists():  # the server the undo started (by its PID)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(started.read_text()), signal.SIGKILL)
+
+
+@pytest.mark.parametrize(("previous", "action", "expected"), [
+    ({"region": "a", "app": {"name": "app-a", "state": "stopping", "stopped_by": "rf-1"}}, "down", "rf-1"),
+    ({"region": "a", "app": {"name": "app-a", "state": "stopped", "stopped_by": "rf-1"}}, "unreachable", "rf-1"),
+    ({"region": "a", "app": {"name": "app-a", "state": "stopped", "stopped_by": "rf-1"}}, "stop", None),  # runs
+    ({"region": "a", "app": {"name": "app-a", "state": "down", "stopped_by": None}}, "down", None),  # was down
+    ({"region": "a", "app": {"name": "app-a", "state": "restarted", "stopped_by": None}}, "down", None),
+    ({"region": "c", "app": {"name": "app-c", "state": "stopped", "stopped_by": "rf-1"}}, "down", None),  # not ours
+    ({}, "down", None),
+])
+def test_a_resumed_isolation_adopts_only_a_stop_the_interrupted_run_recorded_for_this_application(
+        previous, action, expected) -> None:
+    assert isolate.adopted_stop(previous, "a", "app-a", action) == expected
+
+
+def test_a_resumed_isolation_undoes_the_stop_of_the_run_killed_after_isolate(tmp_path: Path) -> None:
+    """Regression (issue 17): run 1 stopped region a's application and was killed; run 2 resumes the move, finds
+    the application down and, before the point of no return, fails and undoes. Its undo must start the application
+    run 1 stopped (before the journal's record, run 2 called it "down" and its undo started nothing)."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    serve = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(tmp_path)]
+    starter = tmp_path / "start.py"
+    starter.write_text(
+        "import pathlib, subprocess, sys, time, urllib.request\n"
+        f"proc = subprocess.Popen({serve!r}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,"
+        " start_new_session=True)\n"
+        f"pathlib.Path({str(tmp_path / 'started.pid')!r}).write_text(str(proc.pid))\n"
+        "for _ in range(300):\n"
+        f"    try: urllib.request.urlopen({url!r}, timeout=1); sys.exit(0)\n"
+        "    except OSError: time.sleep(0.1)\n"
+        "sys.exit(1)\n")
+    app = {"app_url": url, "app_stop_command": [sys.executable, "-c", "pass"],
+           "app_start_command": [sys.executable, str(starter)]}
+    down_redis = {"host": "127.0.0.1", "port": _free_port(), "password": None}
+    arguments = {"region": "a", "app": "app-a", "redis": "redis-a", "pause_seconds": 5}
+    # What run 1 wrote before its stop command (then it was killed): the application is down now.
+    killed_runs_entry = {"region": "a", "app": {"name": "app-a", "state": "stopping", "stopped_by": "rf-killed"},
+                         "redis": {"name": "redis-a", "state": None}}
+    entries: list = []
+    try:
+        outcome = isolate.isolate(arguments, app, down_redis, hooks.ActionJournal(
+            run_id="rf-resumed", previous=killed_runs_entry, record=entries.append))
+        assert outcome.ok is True, outcome.message
+        assert outcome.summary["details"]["app"]["state"] == "stopped"
+        assert outcome.summary["details"]["app"]["stopped_by"] == "rf-killed"
+        assert "stopped by the interrupted run rf-killed" in outcome.message
+        assert entries[-1]["app"] == {"name": "app-a", "state": "stopped", "stopped_by": "rf-killed"}  # carried on
+
+        undone = isolate.lift(dict(arguments, isolated=outcome.summary["details"]), app, down_redis,
+                              journal=hooks.ActionJournal(run_id="rf-resumed", previous=entries[-1],
+                                                          record=entries.append))
+        assert undone.ok is True, undone.message
+        assert undone.summary["did"] == ["started region a's application app-a again"]
+        assert isolate.probe_app(url) == isolate.ANSWERS
+        assert entries[-1]["app"] == {"name": "app-a", "state": "restarted", "stopped_by": None}
+    finally:
         started = tmp_path / "started.pid"
         if started.exists():  # the server the undo started (by its PID)
             with contextlib.suppress(ProcessLookupError):

@@ -101,8 +101,8 @@ def test_resolving_is_data_in_data_out_and_names_what_is_missing() -> None:
 def test_the_shipped_regional_failover_workflow_loads_with_the_database_as_point_of_no_return() -> None:
     runbook = catalog.load("regional_failover")
     workflow = composed.workflow_of(runbook).for_mode("unplanned")
-    assert [step.id for step in workflow.steps] == ["residency", "confirm", "declare", "isolate", "redis", "database",
-                                                    "services", "app", "dns", "resolved"]
+    assert [step.id for step in workflow.steps] == ["residency", "confirm", "declare", "isolate", "services", "redis",
+                                                    "database", "app", "dns", "resolved"]
     assert workflow.point_of_no_return == "database" == runbook.point_of_no_return
     before = [step.id for step in workflow.steps[:workflow.steps.index(workflow.step("database"))] if step.undo]
     assert before == ["declare", "isolate", "redis"]
@@ -146,8 +146,8 @@ def test_the_planned_mode_checks_both_regions_healthy_and_hands_the_database_ove
     database step a zero-loss switchover (still the point of no return, with Redis's reversible hand-over before
     it), the same ids after it, so reports read steps.database whatever the mode."""
     workflow = composed.workflow_of(catalog.load("regional_failover")).for_mode("planned")
-    assert [step.id for step in workflow.steps] == ["residency", "healthy", "ready", "declare", "redis", "database",
-                                                    "services", "app", "dns", "resolved"]
+    assert [step.id for step in workflow.steps] == ["residency", "healthy", "ready", "declare", "services", "redis",
+                                                    "database", "app", "dns", "resolved"]
     assert workflow.step("database").call.runbook == "database_switchover"
     assert workflow.point_of_no_return == "database"
     assert workflow.step("healthy").call.arguments["require_healthy"] is True

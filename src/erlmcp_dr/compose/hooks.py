@@ -7,6 +7,10 @@ them (spec.load is given the common built-ins plus the runbook's own). failback'
 database position, the standby catch-up and the Redis resync (compose/failback.py), and its summary's grace verdict
 and rejoin method; regional_failover's are the isolation of the region left and its undo (compose/isolate.py). A
 new composed runbook with steps of its own adds one entry here.
+
+A built-in step that changes something gets an ActionJournal: it records in the run's journal what it is about to
+change BEFORE changing it, and reads what an interrupted run it resumes recorded for the same step
+(compose/journal.py, `changes`), so its undo covers the killed run's change too.
 """
 
 from __future__ import annotations
@@ -19,10 +23,25 @@ from erlmcp_dr.compose import failback, isolate
 from erlmcp_dr.compose.engine import StepOutcome, StepRecord
 
 Hosts = Mapping[str, Mapping[str, Mapping[str, Any]]]  # group -> host -> its variables (compose/inventory.py)
-ActionRunner = Callable[[str, Mapping[str, Any], Hosts, Path], StepOutcome]  # action, arguments, hosts, inventory
 
 
-def _no_action(name: str, arguments: Mapping[str, Any], hosts: Hosts, inventory: Path) -> StepOutcome:
+@dataclass(frozen=True)
+class ActionJournal:
+    """One built-in step's entry in the run's journal. `previous`: what was recorded for this step when the step
+    started (an interrupted run's record, carried on by this run; {} when none); `record` writes this step's entry
+    (the journal saved at once, 0600, before the caller changes anything)."""
+
+    run_id: str
+    previous: Mapping[str, Any] = field(default_factory=dict)
+    record: Callable[[Dict[str, Any]], None] = lambda entry: None
+
+
+# action, arguments, hosts, inventory, the step's journal entry
+ActionRunner = Callable[[str, Mapping[str, Any], Hosts, Path, ActionJournal], StepOutcome]
+
+
+def _no_action(name: str, arguments: Mapping[str, Any], hosts: Hosts, inventory: Path,
+               journal: ActionJournal) -> StepOutcome:
     raise KeyError(f"no built-in action {name!r}")  # unreachable: spec.load refuses a workflow naming one
 
 
@@ -39,7 +58,10 @@ class RunbookHooks:
 
 NO_HOOKS = RunbookHooks()
 REGISTRY: Dict[str, RunbookHooks] = {
-    "failback": RunbookHooks(actions=failback.BUILTIN_ACTIONS, run_action=failback.run_builtin,
+    # failback's built-ins read and compare; none has a change a resumed run would need to know of.
+    "failback": RunbookHooks(actions=failback.BUILTIN_ACTIONS,
+                             run_action=lambda name, arguments, hosts, inventory, journal: failback.run_builtin(
+                                 name, arguments, hosts, inventory),
                              summary_details=failback.summary_details),
     "regional_failover": RunbookHooks(actions=isolate.BUILTIN_ACTIONS, run_action=isolate.run_builtin),
 }

@@ -11,6 +11,12 @@ database_failover itself; this step does the other two writers' doors, before an
   step before anything changed.
 - `lift_isolation`, its undo (only before the point of no return): starts again only what this step stopped
   (`app_start_command`) and lifts only the pause it set (`CLIENT UNPAUSE`), each verified.
+- A write-ahead record: before it stops the application or pauses Redis, the step writes what it is about to do in
+  the run's journal (compose/hooks.ActionJournal, compose/journal.py `changes`). A run killed after (or inside) the
+  isolation is resumed by a new run that re-runs this step: it finds the application already down, and without the
+  record it would call that "down" and its undo would never start it again. With it, the resumed step adopts the
+  stop (`state: stopped`, `stopped_by` the killed run), and its undo starts the application again. Redis needs no
+  adoption: a paused primary still answers as a primary, so the resumed step pauses it again and lifts its own pause.
 
 The decisions (`app_action`, `redis_action`) are pure and unit-tested; the I/O is below them. Runs in the parent's
 process (compose/run.py dispatches here); returns a StepOutcome with an envelope-like {details, end_state, did}.
@@ -24,10 +30,13 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from erlmcp_dr.compose import failback
 from erlmcp_dr.compose.engine import StepOutcome
+
+if TYPE_CHECKING:  # compose/hooks.py imports this module
+    from erlmcp_dr.compose.hooks import ActionJournal
 
 HTTP_TIMEOUT = 3.0  # seconds one probe of the application waits for an answer: past it the app is silent
 COMMAND_TIMEOUT = 60.0  # seconds the stop or start command gets
@@ -44,6 +53,8 @@ BUILTIN_ACTIONS: Dict[str, Tuple[str, ...]] = {
 # reply); silent: no answer within the timeout (a hung process or a vanished host: cannot tell which); auth: Redis
 # refused our login (a setting to fix, never "down").
 REFUSED, ANSWERS, SILENT, AUTH = "refused", "answers", "silent", "auth"
+# The journal's write-ahead states: recorded before the change (a kill inside it leaves them), then the outcome.
+STOPPING, PAUSING = "stopping", "pausing"
 
 
 # ------------------------------------------------------------------ decisions (pure)
@@ -67,6 +78,19 @@ def app_after_stop(probe_before: str, command_ok: bool, probe_after: str) -> str
     return "unreachable" if probe_before == SILENT else "failed"
 
 
+def adopted_stop(previous: Mapping[str, Any], region: str, app_name: str, action: str) -> Optional[str]:
+    """The run id of an interrupted run whose isolation stopped (or was stopping) this region's application, when
+    the application is not running now (action down or unreachable): the resumed step counts it as stopped by the
+    move, so its undo starts it again. None otherwise (nothing recorded, another region or application, or the
+    application runs: this step stops it itself)."""
+    app = previous.get("app") or {}
+    if previous.get("region") != region or app.get("name") != app_name or action not in ("down", "unreachable"):
+        return None
+    if app.get("state") not in (STOPPING, "stopped"):
+        return None
+    return str(app.get("stopped_by") or "") or None
+
+
 def redis_action(probe: str, role: Optional[str]) -> str:
     """down | unreachable | replica (already refuses writes) | pause | refuse (our login was refused)."""
     if probe == REFUSED:
@@ -81,17 +105,27 @@ def redis_action(probe: str, role: Optional[str]) -> str:
 # ------------------------------------------------------------------ the step and its undo
 
 def run_builtin(name: str, arguments: Mapping[str, Any], hosts: Mapping[str, Mapping[str, Mapping[str, Any]]],
-                inventory: Optional[Path] = None) -> StepOutcome:
+                inventory: Optional[Path] = None, journal: Optional[ActionJournal] = None) -> StepOutcome:
     """isolate_region or lift_isolation (the runner every composed runbook's own actions share: compose/hooks.py;
     the inventory's path is not needed here)."""
     app = (hosts.get("app") or {}).get(str(arguments["app"])) or {}
     redis_login = failback._redis_login(hosts.get("redis") or {}, str(arguments["redis"]))
     if name == "isolate_region":
-        return isolate(arguments, app, redis_login)
-    return lift(arguments, app, redis_login)
+        return isolate(arguments, app, redis_login, journal)
+    return lift(arguments, app, redis_login, journal=journal)
 
 
-def isolate(arguments: Mapping[str, Any], app: Mapping[str, Any], redis_login: Mapping[str, Any]) -> StepOutcome:
+def _journal_entry(details: Mapping[str, Any], run_id: str) -> Dict[str, Any]:
+    """What the journal keeps of the isolation: per part its name and state, and which run stopped the app."""
+    app, redis = details["app"], details["redis"]
+    state = "restarted" if app.get("restarted_after_failure") else app["state"]
+    stopped_by = app.get("stopped_by") or run_id if state in (STOPPING, "stopped") else None
+    return {"region": details["region"], "app": {"name": app["name"], "state": state, "stopped_by": stopped_by},
+            "redis": {"name": redis["name"], "state": redis["state"]}}
+
+
+def isolate(arguments: Mapping[str, Any], app: Mapping[str, Any], redis_login: Mapping[str, Any],
+            journal: Optional[ActionJournal] = None) -> StepOutcome:
     region, app_name, redis_name = str(arguments["region"]), str(arguments["app"]), str(arguments["redis"])
     url = str(app.get("app_url") or "")
     stop_command = _command(app.get("app_stop_command"))
@@ -115,17 +149,26 @@ def isolate(arguments: Mapping[str, Any], app: Mapping[str, Any], redis_login: M
     if problems:
         return _outcome(False, details, [], problems, "")
     did: List[str] = []
+    run_id = journal.run_id if journal is not None else ""
+    record = journal.record if journal is not None else (lambda entry: None)
+    stopped_by = adopted_stop(journal.previous if journal is not None else {}, region, app_name, actions["app"])
+    if stopped_by is not None:  # a killed run stopped it: this move's undo starts it again
+        details["app"].update(state="stopped", stopped_by=stopped_by)
     if actions["app"] == "stop":
+        details["app"]["state"] = STOPPING
+        record(_journal_entry(details, run_id))  # before the stop command: a kill inside it leaves this
         details["app"].update(_stop_app(stop_command or [], url, app_probe))
         if details["app"]["state"] == "stopped":
             did.append(f"stopped region {region}'s application {app_name}")
         elif details["app"]["state"] == "failed":
             problems.append(f"region {region}'s application {app_name} could not be stopped: "
                             f"{details['app']['error']}")
-    else:
+    elif stopped_by is None:
         details["app"]["state"] = actions["app"]
     if actions["redis"] == "pause" and not problems:
         seconds = float(arguments.get("pause_seconds") or 300)
+        details["redis"]["state"] = PAUSING
+        record(_journal_entry(details, run_id))  # before CLIENT PAUSE
         error = pause_writes(redis_login, seconds)
         details["redis"].update(state="paused" if error is None else "failed", pause_seconds=seconds, error=error)
         if error is None:
@@ -139,13 +182,16 @@ def isolate(arguments: Mapping[str, Any], app: Mapping[str, Any], redis_login: M
                 problems.append(undone.message)
     elif actions["redis"] != "pause":
         details["redis"]["state"] = actions["redis"]
+    record(_journal_entry(details, run_id))  # the outcome
+    adopted = f" (stopped by the interrupted run {stopped_by})" if stopped_by is not None else ""
     return _outcome(not problems, details, did, problems, f"region {region} isolated: application "
-                    f"{details['app']['state']}, Redis {details['redis']['state']}")
+                    f"{details['app']['state']}{adopted}, Redis {details['redis']['state']}")
 
 
 def lift(arguments: Mapping[str, Any], app: Mapping[str, Any], redis_login: Mapping[str, Any],
-         isolated: Optional[Mapping[str, Any]] = None) -> StepOutcome:
-    """Undo: only what isolate_region did (its details: the argument `isolated`), each verified."""
+         isolated: Optional[Mapping[str, Any]] = None, journal: Optional[ActionJournal] = None) -> StepOutcome:
+    """Undo: only what isolate_region did (its details: the argument `isolated`, an application an interrupted run
+    stopped included), each verified; the journal's entry then says what is no longer stopped or paused."""
     region = str(arguments["region"])
     isolated = isolated if isolated is not None else (arguments.get("isolated") or {})
     app_done = (isolated.get("app") or {}).get("state")
@@ -177,6 +223,14 @@ def lift(arguments: Mapping[str, Any], app: Mapping[str, Any], redis_login: Mapp
         else:
             problems.append(f"the write pause of region {region}'s Redis could not be lifted ({error}); it "
                             "expires by itself (pause_seconds) or with a restart")
+    if journal is not None and journal.previous:
+        entry = {**journal.previous, "app": dict(journal.previous.get("app") or {}),
+                 "redis": dict(journal.previous.get("redis") or {})}
+        if details["app"]["restarted"]:
+            entry["app"].update(state="restarted", stopped_by=None)
+        if details["redis"]["unpaused"]:
+            entry["redis"]["state"] = "unpaused"
+        journal.record(entry)
     return _outcome(not problems, details, did, problems,
                     "; ".join(did) or f"region {region}: the isolation had stopped nothing, nothing to undo")
 

@@ -13,7 +13,11 @@ else, the latest run that ended `stopped` after the point of no return (its resu
   the service between two regions;
 - such a run must go to the same region: another target is refused before anything changes;
 - it marks the journal it resumes (`interrupted (resumed by ...)`), and its own carries the point of no return on,
-  so a chain of killed or stopped runs is finished by the next one.
+  so a chain of killed or stopped runs is finished by the next one;
+- it carries on `changes`: what the interrupted run's built-in steps were about to change or changed, each written
+  BEFORE the change (a write-ahead intent: a kill inside the change leaves it recorded), keyed by step id. The new
+  run's step reads it (compose/hooks.ActionJournal), so its undo also undoes what the killed run did (issue 17: the
+  application a killed isolation stopped is started again when the resumed move is undone).
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ class Journal:
     undo_entered: List[str] = field(default_factory=list)
     entered_point_of_no_return: bool = False  # this run, or a run it resumes, started the point-of-no-return step
     resumes: Optional[str] = None  # the interrupted run this one finishes
+    # step id -> what that built-in step changes (written before the change; carried on by a resuming run)
+    changes: Dict[str, Dict[str, Any]] = field(default_factory=dict)
     updated_at: str = ""
 
     def save(self, run_dir: Path) -> None:

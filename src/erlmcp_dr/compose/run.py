@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 import logging
@@ -158,13 +159,15 @@ class ComposedRun:
         self.view, self.parameters, self.given, self.operator = view, parameters, given, operator
         self.playbooks_dir, self.listener, self.resumes = playbooks_dir, listener, resumes
         self.move_lock: Optional[move_lock.MoveLock] = None  # set once the lock over the move is held
-        self.step_order: List[str] = []  # the forward steps' ids, in the workflow's order (execute sets it)
+        self.workflow: Optional[spec.Workflow] = None  # the mode's steps, in order (execute sets it)
         self.journal = journal_module.Journal(
             run_id=run_id, runbook=runbook.name, from_region=str(parameters["from_region"]),
             to_region=str(parameters["to_region"]), incident_id=str(parameters.get("incident_id") or ""),
             inventory=str(inventory), locks=sorted(view.lock_keys()),
             entered_point_of_no_return=bool(resumes and resumes.entered_point_of_no_return),
-            resumes=resumes.run_id if resumes else None)
+            resumes=resumes.run_id if resumes else None,
+            # Carried on: a resumed built-in step reads what the interrupted run changed (its undo covers it).
+            changes=copy.deepcopy(resumes.changes) if resumes else {})
 
     def execute(self, workflow: spec.Workflow, targets: Dict[str, Any], keys: List[str]) -> RunResult:
         started_at, started = _now_iso(), time.monotonic()
@@ -176,7 +179,7 @@ class ComposedRun:
         if self.resumes is not None:
             self.mark_resumed(self.resumes)
         context = {"params": self.parameters, "run": {"id": self.run_id}, "targets": targets}
-        self.step_order = [step.id for step in workflow.steps]
+        self.workflow = workflow
         # Every step first checks the lock over the move is still held (a lost lease stops the move there).
         steps = self.move_lock.guard(self.run_step) if self.move_lock is not None else self.run_step
         outcome = Engine(workflow, context, steps, self.ended, starting=self.starting,
@@ -214,10 +217,22 @@ class ComposedRun:
         if record.phase == "forward" and record.verified:
             self.journal.verified.append(record.step)
             # In the workflow's order: a background step (declare) may be verified after the steps that follow it.
-            self.journal.verified.sort(key=lambda step: self.step_order.index(step) if step in self.step_order else -1)
+            if self.workflow is not None:
+                self.journal.verified.sort(key=self.workflow.position)
             self.journal.save(self.run_dir)
         if self.listener is not None:
             self.listener(record)
+
+    def action_journal(self, step_id: str) -> hooks.ActionJournal:
+        """The journal entry of built-in step `step_id`: what was recorded for it so far (an interrupted run's
+        record, carried on) and a writer that saves the journal at once, before the step changes anything."""
+
+        def record(entry: Dict[str, Any]) -> None:
+            self.journal.changes[step_id] = dict(entry)
+            self.journal.save(self.run_dir)
+
+        return hooks.ActionJournal(run_id=self.run_id, previous=copy.deepcopy(self.journal.changes.get(step_id) or {}),
+                                   record=record)
 
     def mark_resumed(self, interrupted: journal_module.Journal) -> None:
         """The interrupted run's journal says who finished it: it is no longer a run to resume."""
@@ -237,7 +252,8 @@ class ComposedRun:
             return app_write(str(arguments["url"]), self.run_id)
         own = hooks.of(self.runbook.name)
         if call.action in own.actions:
-            return own.run_action(str(call.action), arguments, self.view.hosts, self.inventory)
+            return own.run_action(str(call.action), arguments, self.view.hosts, self.inventory,
+                                  self.action_journal(step.id))
         return self.child(step, call, arguments, phase)
 
     def residency(self, arguments: Dict[str, Any]) -> StepOutcome:

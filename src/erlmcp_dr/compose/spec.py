@@ -108,6 +108,10 @@ class Workflow:
     def step(self, step_id: str) -> WorkflowStep:
         return next(step for step in self.steps if step.id == step_id)
 
+    def position(self, step_id: str) -> int:
+        """Where `step_id` runs in this workflow (0 first); -1 for an id it does not have."""
+        return next((index for index, step in enumerate(self.steps) if step.id == step_id), -1)
+
 
 def load(runbook: str, data: Any, declared: Mapping[str, Any], runbook_parameters: Mapping[str, Mapping[str, Any]],
          actions: Mapping[str, Sequence[str]]) -> Workflow:
