@@ -136,6 +136,37 @@ def watch_command(name: str, inventory: Path) -> Iterator[WatchCommand]:
             command.proc.wait(DEADLINE)
 
 
+class HeldWrite:
+    """A SET to a lab Redis node from a connection of its own, in a thread: a write pause holds it (CLIENT LIST shows
+    the connection blocked), and it goes through once the pause is lifted."""
+
+    NAME = "watch-test-held-write"
+
+    def __init__(self, cfg: lab.LabConfig, node: str) -> None:
+        self.login = {"host": "127.0.0.1", "port": cfg.redis_node(node).port, "password": lab.LAB_PASSWORD,
+                      "decode_responses": True, "socket_connect_timeout": 5, "socket_timeout": CLI_HANG_GUARD}
+        self.result: dict[str, Any] = {}
+        self.thread = threading.Thread(target=self._write, daemon=True)
+        self.thread.start()
+
+    def _write(self) -> None:
+        import redis
+
+        with redis.Redis(**self.login) as client:
+            client.client_setname(self.NAME)
+            self.result["set"] = client.set("erlmcp:watch-test:held", "1")
+
+    def held(self) -> bool:
+        import redis
+
+        with redis.Redis(**dict(self.login, socket_timeout=5)) as client:
+            return any(c.get("name") == self.NAME and "b" in c.get("flags", "") for c in client.client_list())
+
+    def outcome(self) -> Any:
+        self.thread.join(CLI_HANG_GUARD)
+        return self.result.get("set")
+
+
 def board(cluster: lab_etcd.EtcdCluster) -> Board:
     settings = watch_settings.parse({"dr_watch": WATCH, "dr_lock_etcd_endpoints": cluster.endpoints})
     return Board(settings.etcd, settings.prefix, "test-reader", settings.lease_seconds)
@@ -215,6 +246,10 @@ def test_three_observers_trigger_one_failover_on_a_majority_never_on_a_minority_
             assert fenced["fenced"] == [{"host": "pg-a", "fenced": True, "changed": True,
                                          "terminated_sessions": fenced["fenced"][0]["terminated_sessions"]}]
             assert "reaches 0 of 2 peer databases: 1 of 3 members, not a majority" in fenced["reason"]
+            # ... and pauses redis-a's writes: a write is held, not refused.
+            assert fenced["redis_paused"] == [{"host": "redis-a", "paused": True}], fenced
+            held = HeldWrite(cfg, "redis-a")
+            wait_for(held.held, DEADLINE, interval=0.1, what="a write to redis-a held by the guard's pause")
             assert takes_no_writes(cfg, "pg-a").startswith("write rejected")
             assert writable_nodes(cfg) == []
             # A region whose primary the guard fenced takes no writes: every observer counts it failed (its
@@ -236,12 +271,19 @@ def test_three_observers_trigger_one_failover_on_a_majority_never_on_a_minority_
             wait_for(lambda: all(any(not a["failed"] for a in running[name].about("a", marks[name], every_status=True))
                                  for name in ("obs-a", "obs-b")), DEADLINE, interval=0.2,
                      what="obs-a and obs-b seeing region a healthy again")
+            before_etcd = len(running["obs-a"].reports)
             lab_etcd.up(etcd)
             marks = {name: len(r.reports) for name, r in running.items()}
             wait_for(lambda: all(len(r.about("a", marks[name])) >= 2 for name, r in running.items()), DEADLINE,
                      interval=0.2, what="every observer publishing twice once etcd is back")
             back = [a for name, r in running.items() for a in r.about("a", marks[name])]
             assert all(a["decision"] in (CARRY_ON, WAIT) for a in back), back
+            # Region a's observer reached etcd again, no trigger record: its guard lifted the Redis pause it noted
+            # (the one set by the cut-off observer of 2b, through the state home's note), and the held write went
+            # through.
+            lifted = [r["guard_lifted"] for r in running["obs-a"].reports[before_etcd:] if r.get("guard_lifted")]
+            assert lifted == [[{"host": "redis-a", "unpaused": True}]], lifted
+            assert held.outcome() is True
         assert failover_runs(home) == []
         assert not any(r.observer.triggers for r in running.values())
 
