@@ -9,11 +9,12 @@ One lab run asserts the whole story (the CI budget): an observer that alone sees
 the real command publishes, decides and stops cleanly (exit 0, its verdicts gone, no claim left); etcd stopped
 during a healthy period: every observer says "automation unavailable", nothing is triggered and no database changes
 role (region a's write guard holds: it still reaches the peer databases); region a's observer cut off from etcd and
-from the peer databases: its guard makes pg-a read-only, and every observer then counts region a failed (a region
-that takes no writes is a failed region); pg-a made writable again (the failback's job) before etcd returns: no
-failover once etcd is back; region a killed: the verdicts are published, the quorum is reached after N consecutive
-failed checks, exactly one regional_failover is started (one run folder, one trigger record naming it) and region b
-serves, verified from outside; the other observers stand down.
+from the peer databases: its guard makes pg-a read-only and pauses redis-a's writes, and every observer then counts
+region a failed (a region that takes no writes is a failed region); pg-a made writable again (the failback's job)
+before etcd returns: no failover once etcd is back, and the guard lifts its Redis pause; region a killed: the
+verdicts are published, the quorum is reached after N consecutive failed checks, exactly one regional_failover is
+started (one run folder, one trigger record naming it) and region b serves, verified from outside; the other
+observers stand down.
 """
 
 from __future__ import annotations
