@@ -10,12 +10,23 @@ acts only when this region, counted with the peers it reaches, is NOT a majority
 it makes its region's writable primary read-only: default_transaction_read_only on, and its sessions terminated,
 through the collection's fence engine (_postgres/fence.py, method read_only). Lifting it is the failback's
 decision, never the guard's.
+
+The region's Redis primary stops taking writes at the same time: CLIENT PAUSE <ms> WRITE (as the regional
+failover's isolation pauses it: compose/isolate.py), renewed at every check while the guard fences, for
+REDIS_PAUSE_SECONDS (a guard that dies leaves its pause that long). Unlike the database's fence, the guard lifts its
+own pause (CLIENT UNPAUSE) at its first check that reaches etcd again, unless the region has a trigger record
+(a failover started or ended: its isolation and the Redis failover decide region a's Redis from then on, and the
+guard forgets its pause rather than lift one it may not own). The pauses it set are noted in a file of the state
+home (PAUSES_FOLDER), so the region's observer restarted by systemd during the partition lifts them too.
+docs/watch.md, "The regional write guard".
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
 from erlmcp_dr import paths
@@ -25,6 +36,8 @@ from erlmcp_dr.watch import sampling
 HOLD = "hold"  # etcd reached recently enough, or this side is still the majority: take writes as before
 FENCE = "fence"  # cut off from etcd and from most peers for too long: the region's primary goes read-only
 FENCE_WAIT_SECONDS = 10.0
+REDIS_PAUSE_SECONDS = 300.0  # one pause's length; renewed at every check while the guard fences
+PAUSES_FOLDER = "watch"  # under the state home: guard-<region>-redis-paused.json, the Redis nodes a guard paused
 
 
 @dataclass(frozen=True)
@@ -60,8 +73,22 @@ class RegionGuard:
         self.guard_seconds, self.sample_timeout = guard_seconds, sample_timeout
         self.etcd_reached_at = time.monotonic()  # from the start: a guard never fences at once
 
-    def reached_etcd(self) -> None:
+    def reached_etcd(self, failed_over: bool = False) -> List[Dict[str, Any]]:
+        """etcd answered: the clock restarts, and the Redis pauses this guard set are lifted, unless the region has
+        a trigger record (failed_over): then they are forgotten and expire by themselves. What was lifted."""
         self.etcd_reached_at = time.monotonic()
+        paused = self.redis_paused()
+        if not paused:
+            return []
+        self._pauses_file().unlink(missing_ok=True)
+        if failed_over:
+            return []
+        isolate = _isolate()
+        lifted = []
+        for host in paused:
+            error = isolate.unpause_writes(self._redis_login(host))
+            lifted.append({"host": host, "unpaused": error is None, **({"error": error} if error else {})})
+        return lifted
 
     def check(self) -> Dict[str, Any]:
         """The decision now, and what the fence did when it fenced."""
@@ -74,6 +101,7 @@ class RegionGuard:
         found: Dict[str, Any] = {"action": decision.action, "reason": decision.reason}
         if decision.action == FENCE:
             found["fenced"] = self.fence()
+            found["redis_paused"] = self.pause_redis()
         return found
 
     def peers(self) -> Tuple[int, int]:
@@ -109,3 +137,52 @@ class RegionGuard:
             except ModuleFailure as exc:
                 done.append({"host": host, "fenced": False, "error": str(exc)})
         return done
+
+    def pause_redis(self) -> List[Dict[str, Any]]:
+        """Each Redis primary of this region pauses its writes (CLIENT PAUSE WRITE); a replica or a node that does
+        not answer takes no writes and is left alone."""
+        isolate = _isolate()
+        done = []
+        for host, _component, check in sampling.parts(self.view, self.region, self.sample_timeout):
+            if check["kind"] != "redis":
+                continue
+            login = self._redis_login(host)
+            _probe, role = isolate.probe_redis(login)
+            if role != "master":
+                continue
+            error = isolate.pause_writes(login, REDIS_PAUSE_SECONDS)
+            if error is None:
+                self._note_paused(host)
+            done.append({"host": host, "paused": error is None, **({"error": error} if error else {})})
+        return done
+
+    def redis_paused(self) -> List[str]:
+        """The Redis nodes of this region that a guard paused and has not lifted: the only pauses it ever lifts."""
+        try:
+            found = json.loads(self._pauses_file().read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return []
+        return [str(host) for host in found] if isinstance(found, list) else []
+
+    def _note_paused(self, host: str) -> None:
+        paused = self.redis_paused()
+        if host in paused:
+            return
+        target = self._pauses_file()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        scratch = target.with_suffix(".tmp")
+        scratch.write_text(json.dumps([*paused, host]), encoding="utf-8")
+        scratch.replace(target)  # whole or absent: a guard killed mid-write never leaves half a list
+
+    def _pauses_file(self) -> Path:
+        return paths.state_home() / PAUSES_FOLDER / f"guard-{self.region}-redis-paused.json"
+
+    def _redis_login(self, host: str) -> Dict[str, Any]:
+        return _isolate().failback._redis_login(self.view.hosts.get("redis") or {}, host)
+
+
+def _isolate() -> Any:
+    """The regional failover's isolation (its Redis probe, pause and unpause): imported when a guard acts."""
+    from erlmcp_dr.compose import isolate
+
+    return isolate

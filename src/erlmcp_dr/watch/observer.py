@@ -115,7 +115,9 @@ class Observer:
             report.update(status=UNAVAILABLE, message=f"{UNAVAILABLE}: {exc}")
             return self._guarded(report)
         if self.guard is not None:
-            self.guard.reached_etcd()
+            lifted = self.guard.reached_etcd(failed_over=self.guard.region in failovers)
+            if lifted:
+                report["guard_lifted"] = lifted
         report["status"] = "ok"
         for region in regions:
             report["regions"][region].update(self._decide(region, verdicts, failovers))
