@@ -52,6 +52,7 @@ from runbook_helpers import (
     runbook_cli,
     runbook_command,
     summary,
+    topology,
     venv_path,
     wait_for,
 )
@@ -147,6 +148,13 @@ def failback_end_state(cfg: lab.LabConfig) -> dict[str, Any]:
     state["verified_state"] = A_REJOINED if state["verified_state"] == A_SERVING and not state["not_rejoined"] \
         else None
     return state
+
+
+def seen_from_outside(cfg: lab.LabConfig) -> dict[str, Any]:
+    """What a second operator must not change: the topology, the writers, the Redis primaries, DNS."""
+    state = failback_end_state(cfg)
+    return {"topology": topology(cfg), "writable": state["writable"], "redis": state["redis_primaries"],
+            "dns": state["dns"]}
 
 
 def failback_cli(inventory: Path) -> Any:

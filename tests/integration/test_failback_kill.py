@@ -21,13 +21,13 @@ from failback_kill import (
     failback_end_state,
     kill_failback,
     moved_away,
+    seen_from_outside,
 )
 from regional_kill import parsed, process_state, run_tree
 from runbook_helpers import has_row, runbook_cli, summary, topology, write_row
 
 from erlmcp_dr.compose import run as composed
 from erlmcp_dr.lab import dns as lab_dns
-from erlmcp_dr.lab import lifecycle as lab
 
 pytestmark = pytest.mark.integration
 LAST_WRITE = "the last write before the fence"
@@ -38,12 +38,6 @@ def test_failback_boundaries_come_from_its_workflow_and_include_the_inside_of_th
     assert boundaries()[:len(steps) + 1] == [*steps, "end"]
     assert "inside:database" in boundaries() and "inside:rejoin" in boundaries()
     assert FENCED_NOT_PROMOTED in boundaries()
-
-
-def seen_from_outside(cfg: lab.LabConfig) -> dict[str, Any]:
-    state = failback_end_state(cfg)
-    return {"topology": topology(cfg), "writable": state["writable"], "redis": state["redis_primaries"],
-            "dns": state["dns"]}
 
 
 def test_a_failback_killed_between_its_fence_and_the_promotion_is_finished_by_the_same_command_and_refuses_a_second_operator(  # noqa: E501
