@@ -256,6 +256,23 @@ def _cmdline(pid: int) -> bytes:
         return b""
 
 
+def stopped_processes_of(home: Path) -> list[int]:
+    """Processes in the stopped state (T) that belong to this test: started with its ERLMCP_DR_HOME (the run, its
+    children, and the lab it started). The machine is shared: another test's stopped process is not this one's."""
+    mine = f"ERLMCP_DR_HOME={home}".encode()
+    found = []
+    for pid in run_tree(1):
+        if process_state(pid) != "T":
+            continue
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if mine in environ:
+            found.append(pid)
+    return found
+
+
 def kill_failback(cfg: lab.LabConfig, inventory: Path, boundary: str,
                   while_stopped: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     if boundary == FENCED_NOT_PROMOTED:

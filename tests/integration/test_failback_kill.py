@@ -22,8 +22,9 @@ from failback_kill import (
     kill_failback,
     moved_away,
     seen_from_outside,
+    stopped_processes_of,
 )
-from regional_kill import parsed, process_state, run_tree
+from regional_kill import parsed
 from runbook_helpers import has_row, runbook_cli, summary, topology, write_row
 
 from erlmcp_dr.compose import run as composed
@@ -69,7 +70,7 @@ def test_a_failback_killed_between_its_fence_and_the_promotion_is_finished_by_th
         assert left["status"] == "running" and left["entered_point_of_no_return"] is True
         assert "database" in left["entered"] and "database" not in left["verified"], left
         assert "redis" in left["verified"] and "app" not in left["entered"], left
-        assert not [pid for pid in run_tree(1) if process_state(pid) == "T"], "a stopped process of the run remains"
+        assert stopped_processes_of(home) == [], "a stopped process of the run (or of its lab) remains"
         between = failback_end_state(cfg)
         assert between["writable"] == [] and between["redis_primaries"] == ["redis-a"], between
         assert topology(cfg)["pg-a"]["role"] == "standby" and lab_dns.REGION_ADDRESSES["b"] in between["dns"]

@@ -118,3 +118,11 @@ def test_the_summary_says_the_rejoin_was_left_to_the_switchover_during_a_handove
                           duration=0.0, summary={"details": {"handover_under_way": True, "methods": [],
                                                              "copied_bytes": {}}})
     assert failback.summary_details([stood_in])["rejoin"]["method"].startswith("none (a handover under way")
+
+
+def test_a_resumed_failback_past_its_point_of_no_return_is_not_gated_again(tmp_path: Any) -> None:
+    """Killed inside the handover, no database takes writes, so the old region's application is degraded: gating
+    the re-run on its health would never finish the move (the re-run stopped at the grace gate before this)."""
+    outcome = failback.run_builtin("grace_gate", {"region": "a", "resuming": True}, {}, tmp_path / "hosts.yml")
+    assert outcome.ok and outcome.summary["details"]["open"] is True
+    assert outcome.summary["details"]["resumed_past_point_of_no_return"] is True

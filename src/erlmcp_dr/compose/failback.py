@@ -48,7 +48,7 @@ PG_CONNECT_TIMEOUT = 3
 NOTHING_CHANGED = "nothing was changed"
 
 BUILTIN_ACTIONS: Dict[str, Tuple[str, ...]] = {
-    "grace_gate": ("region", "app_url", "redis", "grace_seconds", "interval", "wait", "max_gap"),
+    "grace_gate": ("region", "app_url", "redis", "grace_seconds", "interval", "wait", "max_gap", "resuming"),
     "database_position": ("back_to", "serving", "resuming"),
     "standby_caught_up": ("standby", "primary", "max_lag_bytes", "timeout"),
     "redis_replica_synced": ("replica", "primary", "timeout"),
@@ -58,6 +58,8 @@ BUILTIN_ACTIONS: Dict[str, Tuple[str, ...]] = {
 def run_builtin(name: str, arguments: Mapping[str, Any], hosts: Mapping[str, Mapping[str, Mapping[str, Any]]],
                 inventory: Path) -> StepOutcome:
     if name == "grace_gate":
+        if arguments.get("resuming"):
+            return grace_already_passed(str(arguments["region"]))
         redis = (hosts.get("redis") or {}).get(str(arguments["redis"])) or {}
         arguments = dict(arguments, redis_host=redis.get("redis_host") or arguments["redis"],
                          redis_port=int(redis.get("redis_port") or 6379))
@@ -112,6 +114,18 @@ def grace_gate(arguments: Mapping[str, Any], history: Path, clock: Callable[[], 
                 f"{history}), or give one run a longer grace_wait (it was {wait:g} s)")
     return StepOutcome(ok=False, summary={"details": details, "end_state": {"ok": False, "problems": [message]},
                                           "did": [NOTHING_CHANGED]}, message=message)
+
+
+def grace_already_passed(region: str) -> StepOutcome:
+    """A run that resumes one which had entered the database handover: the gate was open when that run started, and
+    past the point of no return the move only rolls forward. Asking the region's health again could never open it
+    there: killed inside the handover, no database takes writes, so the old region's application is degraded until
+    the move is finished."""
+    message = (f"region {region}: the failback this run resumes had opened the grace gate and entered the database "
+               "handover; past the point of no return the move is finished, not gated again")
+    details = {"region": region, "open": True, "resumed_past_point_of_no_return": True, "reason": message}
+    return StepOutcome(ok=True, summary={"details": details, "end_state": {"ok": True, "problems": []},
+                                         "did": [NOTHING_CHANGED]}, message=message)
 
 
 def read_history(path: Path) -> List[grace.Sample]:
