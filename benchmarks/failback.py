@@ -85,7 +85,8 @@ def round_trip(cfg: lab.LabConfig, inventory: Path, grace: float) -> dict[str, A
     back, row = measured(cfg, lambda: erlmcp_dr.run("failback", inventory=inventory, extravars={
         "from_region": "b", "to_region": "a", "grace_seconds": grace, "grace_interval": 0.2, "grace_wait": 60}), "a")
     details = back.summary.get("details") or {}
-    result = {"ok": back.succeeded, "error": back.error or None, "runbook_s": back.duration_seconds, **row,
+    result = {"ok": back.succeeded, "error": back.error or None, "load_average": os.getloadavg(),
+              "runbook_s": back.duration_seconds, **row,
               "write_gap_s": row["public_name_gap_s"], "lost": row["lost_rows"] + row["lost_sessions"]
               + row["libpq_lost"], "rejoin": details.get("rejoin"),
               "steps": {step["step"]: step["duration"] for step in details.get("steps") or []}}

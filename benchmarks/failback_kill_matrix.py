@@ -8,6 +8,12 @@ with every database and Redis member rejoined) and prints the table boundary -> 
 
     .venv/bin/python benchmarks/failback_kill_matrix.py                       # every boundary
     .venv/bin/python benchmarks/failback_kill_matrix.py --only inside:database app
+    .venv/bin/python benchmarks/failback_kill_matrix.py --only inside:database:fenced-not-promoted \
+        inside:rejoin:pg_rewind --out benchmarks/results/<date>-failback-kill-matrix-inside.json
+
+Beside the boundaries, two kills at a chosen moment inside a step (tests/integration/failback_kill.py): between the
+fence of pg-b and the promotion of pg-a (inside:database:fenced-not-promoted), and while pg_rewind runs
+(inside:rejoin:pg_rewind).
 
 Result: benchmarks/results/<date>-failback-kill-matrix.json, rewritten after each case (a matrix cut short still
 leaves the cases it ran). Measured, never asserted; exits 1 when a case ended in another state.

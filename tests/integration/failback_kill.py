@@ -12,17 +12,50 @@ end state is read from every node); this file adds what a failback needs:
   AND everything rejoined: every other database node a running standby whose upstream chain reaches pg-a, every
   other Redis node a replica with its link up whose chain reaches redis-a;
 - "finish with": when the re-run itself stops (exit 1 with a resume command, compose/run.py resume_command), that
-  command is run once more, as the run tells the operator to, and the end state judged after it.
+  command is run once more, as the run tells the operator to, and the end state judged after it;
+- two kills that land at a chosen moment inside a step, not at a boundary:
+  FENCED_NOT_PROMOTED, between the fence of the current primary (pg-b's clean shutdown) and the promotion of pg-a.
+  Made certain, not raced: a standby of pg-b other than the candidate (pg-c) has its WAL receiver stopped
+  (SIGSTOP) before the handover starts, so pg-b's shutdown waits for that standby to confirm its last WAL (a
+  clean shutdown does, up to wal_sender_timeout) and the switchover cannot promote before it ends. The run is
+  killed while pg-b says "stopping" (postmaster.pid), then the receiver continued, and pg-b stops cleanly: the
+  fence done, nothing promoted, the journal saying the handover was entered.
+  DURING_REWIND, while pg_rewind itself runs in the rejoin (its process seen in the run's tree).
 """
 
 from __future__ import annotations
 
+import os
 import shlex
+import signal
+import subprocess
+import time
 from pathlib import Path
 from typing import Any, Callable
 
-from regional_kill import A_SERVING, INSIDE, end_state, killed_at, parsed
-from runbook_helpers import DEADLINE, node_name_at, runbook_cli, summary, wait_for
+from regional_kill import (
+    A_SERVING,
+    INSIDE,
+    end_state,
+    journal_of_latest,
+    kill_run_tree,
+    killed_at,
+    parsed,
+    process_state,
+    run_tree,
+)
+from runbook_helpers import (
+    CLI_HANG_GUARD,
+    DEADLINE,
+    node_name_at,
+    plain_connect,
+    runbook_cli,
+    runbook_command,
+    summary,
+    topology,
+    venv_path,
+    wait_for,
+)
 
 import erlmcp_dr
 from erlmcp_dr import catalog
@@ -39,12 +72,15 @@ A_REJOINED = "a serving, everything rejoined"
 # Killed while the step's child run runs, not at a boundary: the rejoin (pg_rewind, the longest preparation) and the
 # database handover itself (the point of no return: the old primary may be demoted, the candidate not yet promoted).
 INSIDE_STEPS = ("rejoin", "database")
+FENCED_NOT_PROMOTED = INSIDE + "database:fenced-not-promoted"
+DURING_REWIND = INSIDE + "rejoin:pg_rewind"
 
 
 def boundaries() -> list[str]:
     """Every boundary of failback, from its workflow (before each step, and the end), then the inside cases."""
     workflow = composed.workflow_of(catalog.load(RUNBOOK))
-    return [step.id for step in workflow.steps] + [composed.END_BOUNDARY] + [INSIDE + step for step in INSIDE_STEPS]
+    return ([step.id for step in workflow.steps] + [composed.END_BOUNDARY] + [INSIDE + step for step in INSIDE_STEPS]
+            + [FENCED_NOT_PROMOTED, DURING_REWIND])
 
 
 def app_healthy(cfg: lab.LabConfig, region: str) -> bool:
@@ -114,6 +150,13 @@ def failback_end_state(cfg: lab.LabConfig) -> dict[str, Any]:
     return state
 
 
+def seen_from_outside(cfg: lab.LabConfig) -> dict[str, Any]:
+    """What a second operator must not change: the topology, the writers, the Redis primaries, DNS."""
+    state = failback_end_state(cfg)
+    return {"topology": topology(cfg), "writable": state["writable"], "redis": state["redis_primaries"],
+            "dns": state["dns"]}
+
+
 def failback_cli(inventory: Path) -> Any:
     return runbook_cli("run", RUNBOOK, "-i", str(inventory), *FAILBACK, "--yes", "--json")
 
@@ -125,12 +168,126 @@ def finish_with(command: str) -> Any:
     return runbook_cli(*words[1:], "--json")
 
 
+def started_failback(inventory: Path, stop_at: str | None = None) -> subprocess.Popen:
+    stop = {composed.STOP_AT_BOUNDARY_ENV: stop_at} if stop_at else {}
+    return subprocess.Popen([*runbook_command(), "run", RUNBOOK, "-i", str(inventory), *FAILBACK, "--yes", "--json"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PATH=venv_path(), **stop), start_new_session=True)
+
+
+def poll_fast(proc: subprocess.Popen, reached: Callable[[], bool], what: str) -> None:
+    """Every few milliseconds (the moments below last a fraction of a second): until `reached`, or the run ends."""
+    deadline = time.monotonic() + CLI_HANG_GUARD
+    while not reached():
+        if proc.poll() is not None:
+            raise AssertionError(f"the failback ended (rc {proc.returncode}) before {what}: "
+                                 f"{proc.stderr.read()[-3000:] if proc.stderr else ''}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {what} within {CLI_HANG_GUARD} s")
+        time.sleep(0.005)
+
+
+def wal_receiver_pid(cfg: lab.LabConfig, node: str) -> int | None:
+    with plain_connect(cfg, node) as conn:
+        row = conn.execute("SELECT pid FROM pg_stat_wal_receiver").fetchone()
+    return int(row[0]) if row and row[0] else None
+
+
+def postmaster_status(cfg: lab.LabConfig, node: str) -> str | None:
+    """The status line PostgreSQL keeps in postmaster.pid ('ready', 'stopping'...); None when it is not running."""
+    try:
+        lines = (cfg.node(node).data_dir / "postmaster.pid").read_text().splitlines()
+    except OSError:
+        return None
+    return lines[7].strip() if len(lines) > 7 else ""
+
+
+def killed_between_fence_and_promotion(cfg: lab.LabConfig, inventory: Path,
+                                       while_stopped: Callable[[dict[str, Any]], None] | None = None
+                                       ) -> dict[str, Any]:
+    """failback b -> a killed after its fence stopped pg-b cleanly and before pg-a was promoted (FENCED_NOT_PROMOTED:
+    how the moment is made certain is in this module's docstring). `while_stopped(journal)` runs while the run,
+    stopped at the database boundary, holds its locks."""
+    home = Path(os.environ["ERLMCP_DR_HOME"])
+    proc = started_failback(inventory, stop_at="database")
+    held = None
+    try:
+        poll_fast(proc, lambda: process_state(proc.pid) == "T", "the database boundary")
+        if while_stopped is not None:
+            while_stopped(journal_of_latest(home, RUNBOOK) or {})
+        holder = "pg-c" if wal_receiver_pid(cfg, "pg-c") else "pg-a"  # a standby of pg-b, the candidate's peer first
+        held = wal_receiver_pid(cfg, holder)
+        assert held is not None, f"{holder} has no WAL receiver: nothing holds pg-b's shutdown open"
+        os.kill(held, signal.SIGSTOP)
+        os.kill(proc.pid, signal.SIGCONT)
+        poll_fast(proc, lambda: postmaster_status(cfg, "pg-b") == "stopping", "pg-b's fence (its shutdown)")
+        killed = kill_run_tree(proc)
+    finally:
+        if proc.poll() is None:
+            kill_run_tree(proc)
+        if held is not None:
+            os.kill(held, signal.SIGCONT)
+        if proc.stderr:
+            proc.stderr.close()
+    wait_for(lambda: postmaster_status(cfg, "pg-b") is None, DEADLINE, what="pg-b's clean shutdown to end")
+    return {"killed_pids": len(killed), "journal": journal_of_latest(home, RUNBOOK), "held_open_by": holder}
+
+
+def killed_during_rewind(inventory: Path) -> dict[str, Any]:
+    """failback b -> a killed while pg_rewind runs on pg-a (DURING_REWIND)."""
+    home = Path(os.environ["ERLMCP_DR_HOME"])
+    proc = started_failback(inventory)
+    try:
+        poll_fast(proc, lambda: any(b"pg_rewind" in _cmdline(pid) for pid in run_tree(proc.pid)[1:]),
+                  "pg_rewind running")
+        killed = kill_run_tree(proc)
+    finally:
+        if proc.poll() is None:
+            kill_run_tree(proc)
+        if proc.stderr:
+            proc.stderr.close()
+    return {"killed_pids": len(killed), "journal": journal_of_latest(home, RUNBOOK)}
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
+    except OSError:
+        return b""
+
+
+def stopped_processes_of(home: Path) -> list[int]:
+    """Processes in the stopped state (T) that belong to this test: started with its ERLMCP_DR_HOME (the run, its
+    children, and the lab it started). The machine is shared: another test's stopped process is not this one's."""
+    mine = f"ERLMCP_DR_HOME={home}".encode()
+    found = []
+    for pid in run_tree(1):
+        if process_state(pid) != "T":
+            continue
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if mine in environ:
+            found.append(pid)
+    return found
+
+
+def kill_failback(cfg: lab.LabConfig, inventory: Path, boundary: str,
+                  while_stopped: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    if boundary == FENCED_NOT_PROMOTED:
+        return killed_between_fence_and_promotion(cfg, inventory, while_stopped)
+    if boundary == DURING_REWIND:
+        return killed_during_rewind(inventory)
+    return killed_at(inventory, boundary, RUNBOOK, FAILBACK, while_stopped)
+
+
 def kill_case(cfg: lab.LabConfig, inventory: Path, boundary: str,
               while_stopped: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """The way there; failback killed at `boundary`; the same command again (and its resume command if it stopped).
     What each left, judged from outside."""
     moved_away(cfg, inventory)
-    killed = killed_at(inventory, boundary, RUNBOOK, FAILBACK, while_stopped)
+    killed = kill_failback(cfg, inventory, boundary, while_stopped)
     between = failback_end_state(cfg)
     rerun = failback_cli(inventory)
     outcome = summary(parsed(rerun.stdout))

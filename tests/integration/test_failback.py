@@ -3,11 +3,13 @@ app): the way back to a region that failed, once it has been healthy for the gra
 
 Judged from the outside: every database node asked whether it takes writes, every Redis node its role, every
 authoritative DNS server asked directly, a client writing every 20 ms through a multi-host connection string.
-One lab run asserts the grace gate, the round trip a -> b -> a and the re-run (the CI budget: one lab, many checks).
+One lab run asserts the grace gate, the round trip a -> b -> a with the way back killed inside its handover and
+finished by the same command (two operators refused meanwhile), and the re-run (the CI budget: one lab, many checks).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -16,6 +18,17 @@ from typing import Any
 
 import pytest
 from conftest import lab_inventory, new_lab
+from failback_kill import (
+    A_REJOINED,
+    FAILBACK,
+    FENCED_NOT_PROMOTED,
+    failback_cli,
+    failback_end_state,
+    kill_failback,
+    seen_from_outside,
+    stopped_processes_of,
+)
+from regional_kill import parsed
 from runbook_helpers import DEADLINE, plain_connect, runbook_cli, summary, topology, wait_for
 from test_pg_split_brain import config_files, rows, split_brain
 from test_pg_standby_follow import stop
@@ -23,6 +36,7 @@ from test_regional_failover import MOVE, api_answers, redis_primaries, steps_of,
 
 import erlmcp_dr
 from erlmcp_dr.lab import app as lab_app
+from erlmcp_dr.lab import dns as lab_dns
 from erlmcp_dr.lab import lifecycle as lab
 from erlmcp_dr.lab import regions as lab_regions
 from erlmcp_dr.probe import WriteProbe, WritersSampler, multi_host_conninfo
@@ -51,7 +65,12 @@ def app_healthy(cfg: lab.LabConfig, region: str) -> bool:
         return False
 
 
-def test_failback_waits_out_the_grace_period_then_rewinds_and_moves_back_losing_no_write(home: Path) -> None:
+def test_failback_waits_out_the_grace_period_then_rewinds_and_moves_back_losing_no_write_even_killed_in_its_handover(
+        home: Path) -> None:
+    """One lab, one way there (the CI budget): the grace gate; then the way back under a client writing every 20 ms,
+    killed at its hardest moment (inside the database handover: pg-b fenced, pg-a not promoted, no writer at all)
+    with a second operator refused meanwhile, and finished by the same command; then a re-run that changes nothing.
+    The kill matrix of every other boundary is benchmarks/failback_kill_matrix.py."""
     with new_lab(app=True, dns=True) as cfg:
         inventory = lab_inventory(cfg)
         lab_regions.fail_region(cfg, "a")
@@ -87,19 +106,55 @@ def test_failback_waits_out_the_grace_period_then_rewinds_and_moves_back_losing_
         assert lab._lab_postmaster_pid(cfg.node("pg-a")) is None
         assert all(values == ["127.0.1.2"] for values in api_answers(cfg).values())
 
-        # 2. The way back, under a client writing every 20 ms: pg_rewind, zero acknowledged writes lost, never two
-        # writable databases at any sample.
+        # 2. The way back, under a client writing every 20 ms and a sampler of every database node, killed inside
+        # its database handover, then finished by the same command: pg_rewind, zero acknowledged writes lost, never
+        # two writable databases at any sample, killed run and re-run together.
+        refused: dict[str, Any] = {}
+
+        def second_operators(journal: dict[str, Any]) -> None:
+            """While the failback holds its locks (stopped before the handover, alive): a second failback and a
+            single-system runbook on one of its targets are refused with exit 3, naming the holder, changing
+            nothing."""
+            before = seen_from_outside(cfg)
+            refused["failback"] = runbook_cli("run", "failback", "-i", str(inventory), *FAILBACK, "--yes")
+            refused["switchover"] = runbook_cli("run", "database_switchover", "-i", str(inventory), "-e",
+                                                "candidate=pg-b", "--yes")
+            refused["holder"], refused["unchanged"] = journal["run_id"], seen_from_outside(cfg) == before
+
         endpoints = [("127.0.0.1", node.port) for node in cfg.nodes]
         nodes = {node.name: dict(node.conn_params(), connect_timeout=1) for node in cfg.nodes}
         conninfo = multi_host_conninfo(endpoints, lab.SUPERUSER, lab.LAB_PASSWORD)
         with WritersSampler(nodes) as sampler, WriteProbe(conninfo, interval=0.02) as probe:
-            result = failback(inventory, grace_seconds=1.0, grace_wait=30)
-        back = summary(result)
-        assert result["succeeded"] is True, back["reason"]
+            killed = kill_failback(cfg, inventory, FENCED_NOT_PROMOTED, second_operators)
+            between = failback_end_state(cfg)
+            between_topology = topology(cfg)
+            rerun = failback_cli(inventory)
+        left = killed["journal"]
+        for name in ("failback", "switchover"):
+            assert refused[name].rc == 3, refused[name]
+            assert refused["holder"] in refused[name].stderr, refused[name]
+        assert refused["unchanged"] is True
+        assert left["status"] == "running" and left["entered_point_of_no_return"] is True
+        assert "database" in left["entered"] and "database" not in left["verified"], left
+        assert {"rejoin", "caught_up", "redis"} <= set(left["verified"]) and "app" not in left["entered"], left
+        assert stopped_processes_of(home) == [], "a stopped process of the run (or of its lab) remains"
+        # Killed with no writer: pg-b fenced, pg-a a standby, Redis already a's, DNS still b's.
+        assert between["writable"] == [] and between["redis_primaries"] == ["redis-a"], between
+        assert between_topology["pg-a"]["role"] == "standby" and between["verified_state"] is None
+        assert lab_dns.REGION_ADDRESSES["b"] in between["dns"]
+        # The killed run rewound pg-a (its rejoin child's summary, which the failback's summary reads).
+        rejoin_child = json.loads((home / "runs" / f"{left['run_id']}.rejoin" / "result.json").read_text())
+        rewound = summary(rejoin_child)
+        assert [m for m in rewound["methods"] if m] == ["rewind"] and sum(rewound["copied_bytes"].values()) > 0
+        # The same command finished it: the same incident, rolling forward only.
+        assert rerun.rc == 0, rerun
+        back = summary(parsed(rerun.stdout))
         assert back["status"] == "completed" and back["served"] == {"before": "b", "after": "a"}
-        assert back["rejoin"]["node"] == "pg-a" and back["rejoin"]["method"] == "rewind", back["rejoin"]
-        assert back["rejoin"]["copied_bytes"] > 0
+        assert back["incident_id"] == left["incident_id"] and back["resumed_from"]["run_id"] == left["run_id"]
+        assert all(step["phase"] == "forward" for step in back["steps"])
+        assert back["rejoin"]["method"].startswith("none (a handover under way"), back["rejoin"]
         assert back["grace"]["open"] is True
+        assert failback_end_state(cfg)["verified_state"] == A_REJOINED
         assert writable_nodes(cfg) == ["pg-a"] and redis_primaries(cfg) == ["redis-a"]
         assert all(values == ["127.0.1.1"] for values in api_answers(cfg).values())
         assert sampler.report.max_writable <= 1 and sampler.report.rounds > 0

@@ -12,6 +12,13 @@
 - `database_position`: which of the two regions' database nodes takes writes. It names the node database_rejoin
   must bring back (the old region's), or none when the old region's node already is the primary (a re-run after
   a completed failback: database_rejoin then only checks that every member streams). Two writers are refused.
+  No writer at all is refused too, except the one state a failback leaves itself: killed inside its database
+  handover, between the fence of the current primary and the promotion (the run resumed had entered that step,
+  the current primary does not answer, the old region's node is in recovery following it and no other member has
+  received more WAL than it). That is "a handover under way", which the same command finishes: `stand_in` then
+  answers for the rejoin and the catch-up (read-only checks that the state still holds; the standby already
+  follows the fenced primary) and the database step's database_switchover promotes the node once it has replayed
+  the fenced primary's final WAL position (it never promotes a node that is behind).
 - `redis_replica_synced`: waits until the old region's Redis node replicates from the current primary with its
   link up and has reached the primary's offset read when the check began. Read only: a node that came back as a
   primary of its own is refused, naming the redis_failover command that makes it a replica.
@@ -41,8 +48,8 @@ PG_CONNECT_TIMEOUT = 3
 NOTHING_CHANGED = "nothing was changed"
 
 BUILTIN_ACTIONS: Dict[str, Tuple[str, ...]] = {
-    "grace_gate": ("region", "app_url", "redis", "grace_seconds", "interval", "wait", "max_gap"),
-    "database_position": ("back_to", "serving"),
+    "grace_gate": ("region", "app_url", "redis", "grace_seconds", "interval", "wait", "max_gap", "resuming"),
+    "database_position": ("back_to", "serving", "resuming"),
     "standby_caught_up": ("standby", "primary", "max_lag_bytes", "timeout"),
     "redis_replica_synced": ("replica", "primary", "timeout"),
 }
@@ -51,6 +58,8 @@ BUILTIN_ACTIONS: Dict[str, Tuple[str, ...]] = {
 def run_builtin(name: str, arguments: Mapping[str, Any], hosts: Mapping[str, Mapping[str, Mapping[str, Any]]],
                 inventory: Path) -> StepOutcome:
     if name == "grace_gate":
+        if arguments.get("resuming"):
+            return grace_already_passed(str(arguments["region"]))
         redis = (hosts.get("redis") or {}).get(str(arguments["redis"])) or {}
         arguments = dict(arguments, redis_host=redis.get("redis_host") or arguments["redis"],
                          redis_port=int(redis.get("redis_port") or 6379))
@@ -105,6 +114,18 @@ def grace_gate(arguments: Mapping[str, Any], history: Path, clock: Callable[[], 
                 f"{history}), or give one run a longer grace_wait (it was {wait:g} s)")
     return StepOutcome(ok=False, summary={"details": details, "end_state": {"ok": False, "problems": [message]},
                                           "did": [NOTHING_CHANGED]}, message=message)
+
+
+def grace_already_passed(region: str) -> StepOutcome:
+    """A run that resumes one which had entered the database handover: the gate was open when that run started, and
+    past the point of no return the move only rolls forward. Asking the region's health again could never open it
+    there: killed inside the handover, no database takes writes, so the old region's application is degraded until
+    the move is finished."""
+    message = (f"region {region}: the failback this run resumes had opened the grace gate and entered the database "
+               "handover; past the point of no return the move is finished, not gated again")
+    details = {"region": region, "open": True, "resumed_past_point_of_no_return": True, "reason": message}
+    return StepOutcome(ok=True, summary={"details": details, "end_state": {"ok": True, "problems": []},
+                                         "did": [NOTHING_CHANGED]}, message=message)
 
 
 def read_history(path: Path) -> List[grace.Sample]:
@@ -231,10 +252,112 @@ def database_position(arguments: Mapping[str, Any], postgres_hosts: Mapping[str,
         message = f"{serving} is the primary; {back_to} is to rejoin it as a standby"
     else:
         found = "; ".join(errors.values()) or "both in recovery or read-only"
-        return _refused(details, f"neither {serving} nor {back_to} takes writes ({found}): there is no primary to "
-                                 "fail back from. Nothing was changed")
+        handover, why_not = handover_under_way(back_to, serving, bool(arguments.get("resuming")), postgres_hosts,
+                                               connect)
+        details["handover"] = handover
+        if why_not:
+            return _refused(details, f"neither {serving} nor {back_to} takes writes ({found}): there is no primary "
+                                     f"to fail back from, and it is not a failback's own handover under way "
+                                     f"({why_not}). Nothing was changed")
+        details.update(primary=None, rejoin_node=None, handover_under_way=True, fenced=serving, candidate=back_to)
+        message = (f"a handover under way: the failback this run resumes fenced {serving} and was killed before it "
+                   f"promoted {back_to}, which follows {serving} and has received at least as much WAL as any other "
+                   f"member; the database step finishes it")
     return StepOutcome(ok=True, summary={"details": details, "end_state": {"ok": True, "problems": []},
                                          "did": [NOTHING_CHANGED]}, message=message)
+
+
+# ------------------------------------------------------------------ a handover under way
+
+HANDOVER_STEPS = {"rejoin": "database_rejoin", "caught_up": "standby_caught_up"}
+_STANDBY_SQL = ("SELECT pg_is_in_recovery(), current_setting('primary_conninfo', true), "
+                "pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text")
+
+
+def handover_under_way(back_to: str, serving: str, resuming: bool, postgres_hosts: Mapping[str, Mapping[str, Any]],
+                       connect: Callable[[Mapping[str, Any]], Any]) -> Tuple[Dict[str, Any], str]:
+    """What a failback killed between its fence of `serving` and its promotion of `back_to` leaves, and whether it is
+    that: (what was seen, '' when it is; else why not). Called when no node of the two takes writes.
+
+    The fence is the move's own only when the run resumed had entered the handover (`resuming`: the journal says
+    so); `serving` down for another reason (its region failing again) is not a state to promote from. `back_to`
+    must follow `serving` (its primary_conninfo) and no other member may have received more WAL than it: promoting
+    it then loses nothing another member has, and the switchover still waits for `serving`'s final position."""
+    seen: Dict[str, Any] = {"resuming": resuming}
+    if not resuming:
+        return seen, ("the run resumed, if any, had not entered the database handover: only a failback's own fence "
+                      "is continued from")
+    try:
+        with connect(_login(postgres_hosts, serving)) as conn:
+            conn.execute("SELECT 1").fetchone()
+        return seen, f"{serving} answers"
+    except Exception as exc:  # down: what the fence (a clean shutdown) leaves
+        seen["fenced_error"] = _first_line(exc)
+    positions: Dict[str, int] = {}
+    for name in [back_to, *sorted(set(postgres_hosts) - {back_to, serving})]:
+        try:
+            with connect(_login(postgres_hosts, name)) as conn:
+                in_recovery, conninfo, received, replayed = conn.execute(_STANDBY_SQL).fetchone()
+        except Exception as exc:
+            if name == back_to:
+                return seen, f"{back_to} does not answer: {_first_line(exc)}"
+            continue  # a member that is down has received nothing that could be lost
+        if not in_recovery:
+            return seen, f"{name} takes writes"
+        if name == back_to:
+            seen["candidate_follows"] = upstream = _endpoint_of(conninfo)
+            if upstream != _endpoint_of_host(postgres_hosts, serving):
+                return seen, f"{back_to} follows {upstream or 'no primary_conninfo it can show'}, not {serving}"
+        positions[name] = max(lsn_bytes(lsn) for lsn in (received, replayed, "0/0") if lsn)
+    seen["positions"] = positions
+    ahead = sorted(name for name, position in positions.items() if position > positions[back_to])
+    if ahead:
+        return seen, (f"{', '.join(ahead)} received more WAL than {back_to}: promoting {back_to} would lose what "
+                      "only they have")
+    return seen, ""
+
+
+def _endpoint_of(conninfo: Optional[str]) -> Optional[str]:
+    if not conninfo:
+        return None
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        parts = conninfo_to_dict(conninfo)
+    except Exception:  # not a conninfo this side can read: it names no primary it can compare
+        return None
+    return f"{parts.get('host') or parts.get('hostaddr')}:{parts.get('port') or 5432}"
+
+
+def _endpoint_of_host(postgres_hosts: Mapping[str, Mapping[str, Any]], name: str) -> str:
+    login = _login(postgres_hosts, name)
+    return f"{login['host']}:{login['port']}"
+
+
+def stand_in(step_id: str, arguments: Mapping[str, Any], verified: Mapping[str, Mapping[str, Any]],
+             hosts: Mapping[str, Mapping[str, Mapping[str, Any]]],
+             connect: Optional[Callable[[Mapping[str, Any]], Any]] = None) -> Optional[StepOutcome]:
+    """With a handover under way (the position step said so), the rejoin and the catch-up belong to the switchover
+    that finishes it: the old region's node already follows the fenced primary, and database_switchover makes it
+    replay that primary's final position before it promotes it. Their outcome then is this read-only check that
+    the state still holds; None for every other step and state (the step runs as written)."""
+    position = (verified.get("position") or {}).get("details") or {}
+    if step_id not in HANDOVER_STEPS or not position.get("handover_under_way"):
+        return None
+    candidate, fenced = str(position["candidate"]), str(position["fenced"])
+    postgres_hosts = hosts.get("postgres") or {}
+    seen, why_not = handover_under_way(candidate, fenced, True, postgres_hosts, connect or _connect)
+    details: Dict[str, Any] = {"handover_under_way": True, "stands_in_for": HANDOVER_STEPS[step_id],
+                               "candidate": candidate, "fenced": fenced, "seen": seen, "methods": [],
+                               "copied_bytes": {}}
+    if why_not:
+        return _refused(details, f"the handover under way changed since the position step: {why_not}. Nothing was "
+                                 "changed by this step")
+    return StepOutcome(ok=True, summary={"details": details, "end_state": {"ok": True, "problems": []},
+                                         "did": [NOTHING_CHANGED]},
+                       message=f"{candidate} follows {fenced}, which this failback's own fence stopped: the database "
+                               f"step's switchover has {candidate} replay {fenced}'s final WAL position, then "
+                               "promotes it")
 
 
 def _refused(details: Dict[str, Any], message: str) -> StepOutcome:
@@ -374,8 +497,9 @@ def summary_details(records: List[Any]) -> Dict[str, Any]:
                                                                  "grace_seconds", "reason")}
         elif record.step == "rejoin":
             methods = [method for method in details.get("methods") or [] if method]
-            found["rejoin"] = {"node": record.arguments.get("node"),
-                               "method": methods[0] if methods else "none (already streaming)",
+            idle = ("none (a handover under way: the switchover rejoins)" if details.get("handover_under_way")
+                    else "none (already streaming)")
+            found["rejoin"] = {"node": record.arguments.get("node"), "method": methods[0] if methods else idle,
                                "copied_bytes": sum(value for value in (details.get("copied_bytes") or {}).values()
                                                   if isinstance(value, int))}
     return found

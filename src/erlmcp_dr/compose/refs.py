@@ -5,6 +5,8 @@ reference `{from: "<namespace>.<path>"}`:
 
     params.<name>              a parameter of the composed run (after validation; an absent one is None)
     run.id                     the composed run's id (e.g. the incident id every notification shares)
+    run.resumed_past_point_of_no_return   true when the interrupted run this one resumes had entered the
+                               point-of-no-return step (compose/journal.py): failback's position step reads it
     targets.<from|to>.<kind>   what the inventory names in the region left / the region served from
                                (postgres, redis, app, app_url): read once at the run's start
     steps.<id>.<path>          a completed step's outcome: `run_id`, `rc`, `changed`, and its summary envelope

@@ -160,6 +160,7 @@ class ComposedRun:
         self.playbooks_dir, self.listener, self.resumes = playbooks_dir, listener, resumes
         self.move_lock: Optional[move_lock.MoveLock] = None  # set once the lock over the move is held
         self.workflow: Optional[spec.Workflow] = None  # the mode's steps, in order (execute sets it)
+        self.verified_summaries: Dict[str, Dict[str, Any]] = {}  # forward step id -> its summary, once verified
         self.journal = journal_module.Journal(
             run_id=run_id, runbook=runbook.name, from_region=str(parameters["from_region"]),
             to_region=str(parameters["to_region"]), incident_id=str(parameters.get("incident_id") or ""),
@@ -178,7 +179,8 @@ class ComposedRun:
         self.journal.save(self.run_dir)
         if self.resumes is not None:
             self.mark_resumed(self.resumes)
-        context = {"params": self.parameters, "run": {"id": self.run_id}, "targets": targets}
+        context = {"params": self.parameters, "targets": targets, "run": {
+            "id": self.run_id, "resumed_past_point_of_no_return": self.journal.entered_point_of_no_return}}
         self.workflow = workflow
         # Every step first checks the lock over the move is still held (a lost lease stops the move there).
         steps = self.move_lock.guard(self.run_step) if self.move_lock is not None else self.run_step
@@ -215,6 +217,7 @@ class ComposedRun:
 
     def ended(self, record: StepRecord) -> None:
         if record.phase == "forward" and record.verified:
+            self.verified_summaries[record.step] = record.summary  # what a runbook's stand-in reads (hooks.py)
             self.journal.verified.append(record.step)
             # In the workflow's order: a background step (declare) may be verified after the steps that follow it.
             if self.workflow is not None:
@@ -251,6 +254,10 @@ class ComposedRun:
         if call.action == "app_write":
             return app_write(str(arguments["url"]), self.run_id)
         own = hooks.of(self.runbook.name)
+        instead = own.stand_in(step.id, arguments, self.verified_summaries, self.view.hosts) if phase == "forward" \
+            else None
+        if instead is not None:
+            return instead
         if call.action in own.actions:
             return own.run_action(str(call.action), arguments, self.view.hosts, self.inventory,
                                   self.action_journal(step.id))

@@ -321,7 +321,8 @@ def _check_references(where: str, value: Any, declared: Mapping[str, Any], earli
         elif namespace == "steps" and path[0] not in earlier:
             problems.append(f"{where}: reference {text!r} names step {path[0]!r}, which does not run before this "
                             f"point; steps that do: {', '.join(earlier) or 'none'}")
-        elif namespace == "run" and path != ["id"]:
-            problems.append(f"{where}: reference {text!r}: the run namespace has only run.id")
+        elif namespace == "run" and path not in (["id"], ["resumed_past_point_of_no_return"]):
+            problems.append(f"{where}: reference {text!r}: the run namespace has only run.id and "
+                            "run.resumed_past_point_of_no_return")
         elif namespace == "targets" and (path[0] not in ("from", "to") or len(path) != 2):
             problems.append(f"{where}: reference {text!r}: expected targets.from.<kind> or targets.to.<kind>")
