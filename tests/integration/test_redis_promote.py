@@ -8,7 +8,7 @@ import subprocess
 from typing import Any
 
 from conftest import redis_client, redis_nodes_arg, run_module
-from runbook_helpers import DEADLINE, wait_for
+from runbook_helpers import DEADLINE, wait_for, wait_redis_replicated
 
 from erlmcp_dr.lab import lifecycle as lab
 
@@ -47,6 +47,9 @@ def test_switchover_by_coordinated_failover_keeps_every_write_and_a_rerun_change
     cfg = fresh_lab
     with redis_client(cfg, "redis-a") as client:
         client.mset({f"k{i}": str(i) for i in range(500)})
+    # The plan's lag gate (max_lag_bytes, 0 by default) rightly refuses a candidate that has not yet received the write
+    # just made: on a busy machine it had not, once in a full CI run. The plan is asked of a caught-up candidate.
+    wait_redis_replicated(cfg)
     before = _roles(cfg)
     planned = _promote(cfg, "redis-b", check=True)
     assert not planned["failed"] and planned["changed"] and planned["plan"] == "failover", planned
