@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The quality gates, offline: ruff, shellcheck, ansible-lint (production profile), and
 # ansible-test sanity twice: on the project's ansible-core (2.19, .venv) and on the newest
-# ansible-core series on the newest Python (.build/venv-newest; skipped, with one line saying why,
-# where no such Python exists).
+# ansible-core series on the newest Python (.build/venv-newest; compile and import on that Python only; skipped,
+# with one line saying why, where no such Python exists).
 #
 #   scripts/lint.sh                 all gates
 #   scripts/lint.sh ruff sanity     only these (names: ruff, shellcheck, ansible-lint, changelog, sanity,
@@ -141,11 +141,12 @@ find_python() {  # $1 version, $2 the controller's python: prints a usable real 
   done
   return 1
 }
-collect_pythons() {  # $1: the python of the ansible-test in use (its controller)
+collect_pythons() {  # $1: the python of the ansible-test in use (its controller); $2: all (default) | controller
   local v p versions
   target_python_args=() found_pythons=() missing_pythons=()
   controller_version=$("$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
   versions=$("$1" -c 'from ansible_test._internal.constants import SUPPORTED_PYTHON_VERSIONS as v; print(" ".join(v))')
+  [ "${2:-all}" = controller ] && versions=$controller_version
   mkdir -p "$build_root/bin"
   for v in $versions; do
     if p=$(find_python "$v" "$1"); then
@@ -175,9 +176,10 @@ print(f"sanity: ansible-core {__version__}, within requires_ansible {wanted!r}")
 PY
 }
 
-sanity_with() {  # $1: bin folder of a virtualenv holding ansible-core (its ansible-test runs the tests)
+sanity_with() {  # $1: bin folder of a virtualenv holding ansible-core (its ansible-test runs the tests); $2: which
+  # Pythons the multi-version tests (compile, import) run on: all (default) or controller
   # (called from an `if`, where errexit is off: every step checks its own status)
-  local vbin=$1
+  local vbin=$1 pythons=${2:-all}
   check_requires_ansible "$vbin/python" || return 1
   rm -rf "${build_root:?}/ansible_collections" "${build_root:?}/bin" || return 1
   mkdir -p "$collection_dir" || return 1
@@ -186,7 +188,7 @@ sanity_with() {  # $1: bin folder of a virtualenv holding ansible-core (its ansi
   # repository the copy would be seen as part of this checkout, where .build/ is ignored.
   git -C "$collection_dir" -c init.defaultBranch=main init -q && git -C "$collection_dir" add -A || return 1
   seed_get_pip "$vbin/python" || return 1
-  collect_pythons "$vbin/python" || return 1
+  collect_pythons "$vbin/python" "$pythons" || return 1
   [ ${#found_pythons[@]} -gt 0 ] || { echo "sanity: no usable Python interpreter found"; return 1; }
   if [ ${#missing_pythons[@]} -gt 0 ]; then
     echo "sanity: WARNING: no interpreter for Python ${missing_pythons[*]}: compile/import not run on them"
@@ -215,7 +217,11 @@ gate_sanity() {
 newest_venv=$build_root/venv-newest
 gate_sanity_newest() {
   if [ -x "$newest_venv/bin/ansible-test" ]; then
-    sanity_with "$newest_venv/bin"
+    # Every test, but compile and import on the controller's Python only: the floor's gate (sanity) runs them on
+    # every Python this machine has, with the same code; what a newer ansible-core can change (its pylint checkers,
+    # validate-modules, ansible-doc, its module_utils under import) shows on one Python. Each Python costs an import
+    # run in a virtualenv of its own, on a machine the test suite keeps busy meanwhile (scripts/test.sh).
+    sanity_with "$newest_venv/bin" controller
   elif [ -f "$newest_venv.skip" ]; then
     echo "sanity-newest: SKIP: $(cat "$newest_venv.skip")"
     skipped=1
