@@ -285,16 +285,35 @@ sys.exit(os.waitstatus_to_exitcode(_status) if os.WIFEXITED(_status) else 128 + 
 """
 
 
-def guard_source() -> str:
-    import inspect
+GUARD_FUNCTIONS = ("proc_stat", "process_tree", "marked_processes", "run_processes", "freeze_and_kill", "kill_tree",
+                   "in_process_script", "run_script", "process_start_time", "warm_start", "write_start_record",
+                   "kill_warm_server")
 
-    functions = [proc_stat, process_tree, marked_processes, run_processes, freeze_and_kill, kill_tree,
-                 in_process_script, run_script, process_start_time, warm_start, write_start_record,
-                 kill_warm_server]
+
+def guard_source() -> str:
+    functions = [globals()[name] for name in GUARD_FUNCTIONS]
     return "\n".join(["import ctypes, json, os, signal, sys", "from pathlib import Path",
                       "from typing import Any, Callable, Dict, Mapping, Optional",
                       f"RUN_MARKER = {RUN_MARKER!r}", f"WARM_ENV = {WARM_ENV!r}", f"START_FILE = {START_FILE!r}",
-                      *map(inspect.getsource, functions), _GUARD_MAIN])
+                      *top_level_sources(functions), _GUARD_MAIN])
+
+
+def top_level_sources(functions: List[Callable[..., Any]]) -> List[str]:
+    """Each function's source as inspect.getsource gives it, for functions defined at the top of this module: from
+    its `def` line to the line before the next line that starts at column 0, blank lines dropped at its end.
+    inspect.getsource tokenizes every function (about 10 ms a run, in every run's `runbook` process: issue 19);
+    tests/unit/test_guard_source.py checks the two give the same text for every function the guard is built from."""
+    lines = Path(__file__).read_text(encoding="utf-8").splitlines(keepends=True)
+    sources = []
+    for function in functions:
+        start = function.__code__.co_firstlineno - 1
+        end = start + 1
+        while end < len(lines) and (not lines[end].strip() or lines[end][0] in " \t"):
+            end += 1
+        while end > start + 1 and not lines[end - 1].strip():
+            end -= 1
+        sources.append("".join(lines[start:end]))
+    return sources
 
 
 # ---------------------------------------------------------------- the warm start (erlmcp_dr.warm)
