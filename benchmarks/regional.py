@@ -11,6 +11,11 @@ Each of `--runs` rounds, on a fresh copy of the lab, alternates:
 3. unplanned: region a killed (`runbook lab fail-region a`), then `regional_failover mode=unplanned a -> b`: from
    the end of its confirmation step (the failure confirmed) to the first write acknowledged through the public name
    by region b (goal: <= 5 s; the seeds ask < 10 s).
+   Region b's services (the seven of service_recovery) start in one of two states (`--services`, default both, each
+   on a fresh lab): warm, already running and healthy before region a is killed (the usual warm-standby region: the
+   move's services step finds them healthy and starts nothing), or cold, not running (`lab up` leaves them to the
+   runbook: the move starts all seven, each with its start delay). Both numbers are printed and written: cold is
+   what a region whose services are down costs, and it is not hidden behind the warm one.
 For every composed run, the fixed cost the composition adds per step: the parent's time around a step minus the
 child run's own duration (its result.json).
 
@@ -27,6 +32,7 @@ Writes benchmarks/results/<date>-regional.json and prints a table.
     .venv/bin/python benchmarks/regional.py --runs 2
     .venv/bin/python benchmarks/regional.py --unplanned-only --runs 1          # the breakdown alone
     .venv/bin/python benchmarks/regional.py --unplanned-only --runs 3 base=/tmp/v/base new=.   # paired variants
+    .venv/bin/python benchmarks/regional.py --unplanned-only --runs 1 --services cold         # one starting state
 
 Variants (`name=<collection source tree>[@cold|@warm]`, as in paired_variants.py): each round runs one unplanned
 move per variant, alternating (A B A B ...), each in a process of its own with ERLMCP_DR_COLLECTION naming the tree;
@@ -64,6 +70,7 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 GOALS = {"unplanned_first_write_s_max": 5.0, "planned_gap_vs_floor_max": 2.0}
 WRITE_INTERVAL = 0.02
 AFTER_TIMEOUT = 120.0  # seconds the client gets to see a write acknowledged after an action
+SERVICE_STATES = ("warm", "cold")  # region b's services before the unplanned move: running and healthy, or not
 
 Row = dict[str, Any]
 
@@ -138,10 +145,43 @@ def floors_once(cfg: lab.LabConfig, inventory: Path) -> dict[str, Row]:
     return floors
 
 
-def unplanned_once(cfg: lab.LabConfig, inventory: Path) -> Row:
-    """Region a killed, then regional_failover a -> b; the client's view, and where the time went (the breakdown)."""
+def start_region_services(cfg: lab.LabConfig, region: str) -> None:
+    """The warm starting state: `region`'s services started (as its start command does) and healthy, before the move.
+    """
+    from erlmcp_dr.lab import services as lab_services
+
+    region_services = [svc for svc in lab_services.services(cfg) if svc.region == region]
+    for svc in region_services:
+        lab_services.start(svc.folder, svc.host_name, svc.host, svc.port)
+    for svc in region_services:
+        lab.wait_for(lambda svc=svc: _healthy(f"{svc.url}/health"), lab_services.START_TIMEOUT, interval=0.05,
+                     what=f"{svc.host_name} healthy (warm starting state)")
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1.0) as response:  # noqa: S310 - the lab's loopback service
+            return response.status == 200
+    except Exception:  # noqa: BLE001 - starting (503) or not listening yet: not healthy
+        return False
+
+
+def services_started(result: Any, runs: Path) -> list[str] | None:
+    """What the move's services step started (its child's summary): none when the region's services were warm."""
+    step = next((step for step in result.steps if step.task.startswith("services:")), None)
+    child = breakdown.child_result(runs, ((step.data or {}) if step else {}).get("child_run_id"))
+    details = (((child or {}).get("facts") or {}).get("summary") or {}).get("details") or {}
+    started = details.get("started")
+    return None if started is None else [str(name) for name in started]
+
+
+def unplanned_once(cfg: lab.LabConfig, inventory: Path, services: str = "cold") -> Row:
+    """Region a killed, then regional_failover a -> b; the client's view, and where the time went (the breakdown).
+    services: region b's services before the move, "warm" (started and healthy first) or "cold" (not running)."""
     from erlmcp_dr.lab import app as lab_app
 
+    if services == "warm":
+        start_region_services(cfg, "b")
     to_app = next(app for app in lab_app.apps(cfg) if app.region == "b")
     with regional_probe.PublicNameWriter(cfg, WRITE_INTERVAL) as writer:
         lab.wait_for(lambda: writer.report.first_in("a"), AFTER_TIMEOUT, interval=0.02, what="a write in region a")
@@ -168,7 +208,8 @@ def unplanned_once(cfg: lab.LabConfig, inventory: Path) -> Row:
         **{f"dns_{name}_answers_target": at for name, at in dns.first.items()},
         "first_write_through_public_name": first.wall}
     rows = breakdown.run_rows(result, runs, confirmed_at, from_step="declare")
-    return {"confirmed_to_first_write_s": round(first.wall - confirmed_at, 3), "wall_s": result.duration_seconds,
+    return {"services": services, "services_started_by_the_move": services_started(result, runs),
+            "confirmed_to_first_write_s": round(first.wall - confirmed_at, 3), "wall_s": result.duration_seconds,
             "recovery_seconds": recovery["recovery_seconds"], "lost": recovery["lost"],
             "composition_cost_s": composition_cost(result),
             "moments_after_confirmed_s": {key: None if at is None else round(at - confirmed_at, 3)
@@ -202,14 +243,19 @@ class DirectWriter(regional_probe.PublicNameWriter):
 
 def summarize(rounds: list[Row]) -> Row:
     out: Row = {"goals": GOALS}
-    unplanned = [r["unplanned"]["confirmed_to_first_write_s"] for r in rounds if "unplanned" in r]
-    costs = [v for r in rounds for kind in ("planned", "unplanned") if kind in r
-             for v in r[kind]["composition_cost_s"].values()]
+    # Per starting state of region b's services (warm, cold): the times, each state's median and whether it meets.
+    unplanned = {state: [r["unplanned"][state]["confirmed_to_first_write_s"] for r in rounds
+                         if state in r.get("unplanned", {})] for state in SERVICE_STATES}
+    unplanned = {state: values for state, values in unplanned.items() if values}
+    costs = [v for r in rounds for row in [r.get("planned"), *r.get("unplanned", {}).values()] if row
+             for v in row["composition_cost_s"].values()]
     out["composition_cost_per_step_s_median"] = round(statistics.median(costs), 3) if costs else None
     meets: Row = {}
     if unplanned:
         out["unplanned_confirmed_to_first_write_s"] = unplanned
-        meets["unplanned_first_write"] = all(v <= GOALS["unplanned_first_write_s_max"] for v in unplanned)
+        out["unplanned_median_s"] = {state: round(statistics.median(v), 3) for state, v in unplanned.items()}
+        for state, values in unplanned.items():
+            meets[f"unplanned_first_write_{state}"] = all(v <= GOALS["unplanned_first_write_s_max"] for v in values)
     if all("planned" in r for r in rounds) and rounds:
         planned_gaps = [r["planned"]["client_gap_s"] for r in rounds]
         floor_sums = [round(sum(f["client_gap_s"] for f in r["floors"].values()), 3) for r in rounds]
@@ -222,13 +268,19 @@ def summarize(rounds: list[Row]) -> Row:
         meets["planned_gap_vs_floor"] = all(r is not None and r <= GOALS["planned_gap_vs_floor_max"] for r in ratios)
     variants = sorted({name for r in rounds for name in r.get("variants", {})})
     if variants:
-        out["variants"] = {name: _variant_summary([r["variants"][name] for r in rounds if name in r["variants"]])
+        # rounds[i]["variants"][name][state]: one move per variant and starting state; ratios pair the same state.
+        out["variants"] = {name: {state: _variant_summary([r["variants"][name][state] for r in rounds
+                                                           if state in r["variants"].get(name, {})])
+                                  for state in SERVICE_STATES
+                                  if any(state in r["variants"].get(name, {}) for r in rounds)}
                            for name in variants}
         base = variants[0] if "base" not in variants else "base"
         out["ratio_of_pairs_vs_" + base] = {
-            name: round(statistics.median(r["variants"][name]["confirmed_to_first_write_s"]
-                                          / r["variants"][base]["confirmed_to_first_write_s"]
-                                          for r in rounds if name in r["variants"] and base in r["variants"]), 3)
+            name: {state: round(statistics.median(
+                r["variants"][name][state]["confirmed_to_first_write_s"]
+                / r["variants"][base][state]["confirmed_to_first_write_s"]
+                for r in rounds if state in r["variants"].get(name, {}) and state in r["variants"].get(base, {})), 3)
+                for state in out["variants"][name] if state in out["variants"][base]}
             for name in variants if name != base}
     out["meets"] = meets
     return out
@@ -258,28 +310,33 @@ def table(out: Row) -> str:
     s = out["summary"]
     lines: list[str] = []
     if "planned_gap_s" in s:
-        lines.append(f"{'round':6} {'planned gap':>12} {'floor sum':>10} {'ratio':>6} {'lost':>5} {'unplanned':>10}")
+        lines.append(f"{'round':6} {'planned gap':>12} {'floor sum':>10} {'ratio':>6} {'lost':>5}")
         for i, gap in enumerate(s["planned_gap_s"]):
             lost = out["rounds"][i]["planned"]["lost_rows"] + out["rounds"][i]["planned"]["lost_sessions"]
             lines.append(f"{i + 1:<6} {gap:>11.2f}s {s['floor_sum_s'][i]:>9.2f}s "
-                         f"{s['planned_gap_vs_floor'][i] or 0:>6.2f} {lost:>5} "
-                         f"{s['unplanned_confirmed_to_first_write_s'][i]:>9.2f}s")
+                         f"{s['planned_gap_vs_floor'][i] or 0:>6.2f} {lost:>5}")
         lines.append("floors per system (last round): " + ", ".join(
             f"{name} {row['client_gap_s']:.2f}s" for name, row in out["rounds"][-1]["floors"].items()))
-    last = next((r["unplanned"] for r in reversed(out["rounds"]) if "unplanned" in r), None)
-    if last is not None:
-        lines.append(f"unplanned, confirmed -> first write through the public name: "
-                     f"{s['unplanned_confirmed_to_first_write_s']} s")
-        lines.append(f"breakdown of the last unplanned run (load {last['load_1m']}; children warm "
-                     f"{last['children']['warm']}, cold {last['children']['cold']}); seconds after the confirmation:")
+    for state, values in s.get("unplanned_confirmed_to_first_write_s", {}).items():
+        lines.append(f"unplanned, region b's services {state}, confirmed -> first write through the public name: "
+                     f"{values} s (median {s['unplanned_median_s'][state]} s)")
+    for state in SERVICE_STATES:
+        last = next((r["unplanned"][state] for r in reversed(out["rounds"]) if state in r.get("unplanned", {})), None)
+        if last is None:
+            continue
+        lines.append(f"breakdown of the last unplanned run, services {state} (load {last['load_1m']}; started by the "
+                     f"move: {last['services_started_by_the_move']}; children warm {last['children']['warm']}, cold "
+                     f"{last['children']['cold']}); seconds after the confirmation:")
         lines.append(breakdown.print_rows(last["breakdown"]))
         lines.append("moments: " + ", ".join(f"{k} {v}" for k, v in last["moments_after_confirmed_s"].items()))
-    for name, summary in s.get("variants", {}).items():
-        lines.append(f"variant {name}: confirmed -> first write {summary['confirmed_to_first_write_s']} "
-                     f"(median {summary['median_confirmed_to_first_write_s']} s), wall median "
-                     f"{summary['median_wall_s']} s, composition cost per step "
-                     f"{summary['median_composition_cost_per_step_s']} s, load {summary['load_1m']}")
-        lines.append(f"  moments (medians): {summary['median_moments_after_confirmed_s']}")
+    for name, states in s.get("variants", {}).items():
+        for state, summary in states.items():
+            median = summary["median_confirmed_to_first_write_s"]
+            lines.append(f"variant {name}, services {state}: confirmed -> first write "
+                         f"{summary['confirmed_to_first_write_s']} (median {median} s), wall median "
+                         f"{summary['median_wall_s']} s, composition cost per step "
+                         f"{summary['median_composition_cost_per_step_s']} s, load {summary['load_1m']}")
+            lines.append(f"  moments (medians): {summary['median_moments_after_confirmed_s']}")
     for key, value in s.items():
         if key.startswith("ratio_of_pairs_vs_"):
             lines.append(f"{key}: {value}")
@@ -288,7 +345,7 @@ def table(out: Row) -> str:
     return "\n".join(lines)
 
 
-def sample_unplanned(template_root: Path) -> Row:
+def sample_unplanned(template_root: Path, services: str = "cold") -> Row:
     """One unplanned move on a fresh copy of the template, in this process (ERLMCP_DR_COLLECTION: the variant)."""
     record = json.loads((template_root / lab.TEMPLATE_MARKER).read_text())
     template = lab.LabConfig(root=template_root, port_base=record["port_base"])
@@ -296,32 +353,34 @@ def sample_unplanned(template_root: Path) -> Row:
     root.chmod(0o711)
     cfg, inventory = fresh_lab(root, template, 0)
     try:
-        return unplanned_once(cfg, inventory)
+        return unplanned_once(cfg, inventory, services)
     finally:
         lab.down(cfg)
         shutil.rmtree(root, ignore_errors=True)
 
 
-def variant_rounds(variants: dict[str, str], runs: int, template_root: Path) -> list[Row]:
-    """`runs` rounds, each one unplanned move per variant (A B A B ...), each in a process of its own."""
+def variant_rounds(variants: dict[str, str], runs: int, template_root: Path, states: tuple[str, ...]) -> list[Row]:
+    """`runs` rounds, each one unplanned move per starting state and variant (A B A B ...), each in a process of its
+    own."""
     rounds: list[Row] = []
     for _ in range(runs):
-        row: Row = {"variants": {}}
-        for name, spec in variants.items():
+        row: Row = {"variants": {name: {} for name in variants}}
+        for state, (name, spec) in ((state, item) for state in states for item in variants.items()):
             tree, _, start = spec.partition("@")
             env = dict(os.environ, ERLMCP_DR_COLLECTION=str(Path(tree).resolve()),
                        ERLMCP_DR_WARM_DIR=str(template_root.parent / "w"))
             env.pop("ANSIBLE_COLLECTIONS_PATH", None)  # the runner derives it from ERLMCP_DR_COLLECTION
             if start:
                 env["ERLMCP_DR_WARM"] = {"cold": "0", "warm": "1"}[start]
-            done = subprocess.run([sys.executable, __file__, "--sample", str(template_root)], env=env,
+            done = subprocess.run([sys.executable, __file__, "--sample", str(template_root), "--services", state],
+                                  env=env,
                                   capture_output=True, text=True, timeout=1800, check=False)
             if done.returncode != 0:
                 raise SystemExit(f"variant {name} failed:\n{done.stderr[-4000:]}")
             sample = json.loads(done.stdout.strip().splitlines()[-1])
-            print(f"{name}: confirmed -> first write {sample['confirmed_to_first_write_s']} s, wall "
-                  f"{sample['wall_s']} s, load {sample['load_1m']}", flush=True)
-            row["variants"][name] = sample
+            print(f"{name}, services {state}: confirmed -> first write {sample['confirmed_to_first_write_s']} s, "
+                  f"wall {sample['wall_s']} s, load {sample['load_1m']}", flush=True)
+            row["variants"][name][state] = sample
         rounds.append(row)
     return rounds
 
@@ -331,12 +390,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("variants", nargs="*", help="name=collection source tree[@cold|@warm]: paired unplanned moves")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--unplanned-only", action="store_true", help="only the unplanned move and its breakdown")
+    parser.add_argument("--services", choices=("warm", "cold", "both"), default="both",
+                        help="region b's services before the unplanned move: running and healthy (warm), not "
+                             "running (cold), or one move of each per round (both, the default)")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--sample", type=Path, help=argparse.SUPPRESS)  # internal: one unplanned move, JSON out
     args = parser.parse_args(argv)
     if args.sample:
-        print(json.dumps(sample_unplanned(args.sample)))
+        print(json.dumps(sample_unplanned(args.sample, "cold" if args.services == "both" else args.services)))
         return 0
+    states = SERVICE_STATES if args.services == "both" else (args.services,)
     root = Path(tempfile.mkdtemp(prefix="erlmcp-dr-bench-regional-", dir="/dev/shm" if os.path.isdir("/dev/shm")
                                  else None))
     root.chmod(0o711)  # the servers run as `postgres`, who must traverse it to reach their own folders
@@ -346,25 +409,16 @@ def main(argv: list[str] | None = None) -> int:
     rounds: list[Row] = []
     try:
         if args.variants:
-            rounds = variant_rounds(dict(item.split("=", 1) for item in args.variants), args.runs, template.root)
+            rounds = variant_rounds(dict(item.split("=", 1) for item in args.variants), args.runs, template.root,
+                                    states)
         for index in range(0 if args.variants else args.runs):
-            cfg, inventory = fresh_lab(root, template, index)
-            try:
-                row: Row = {}
-                if not args.unplanned_only:
-                    row["planned"] = planned_once(cfg, inventory)
-                    row["floors"] = floors_once(cfg, inventory)
-                row["unplanned"] = unplanned_once(cfg, inventory)
-                row["load_1m"] = round(os.getloadavg()[0], 2)
-                rounds.append(row)
-            finally:
-                lab.down(cfg)
+            rounds.append(local_round(root, template, index, states, planned=not args.unplanned_only))
     finally:
         lab.down(template)
         _stop_zygotes(root / "w")
         shutil.rmtree(root, ignore_errors=True)
     out = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), "cpus": os.cpu_count(),
-           "runs": args.runs, "variants": args.variants, "rounds": rounds}
+           "runs": args.runs, "variants": args.variants, "services": list(states), "rounds": rounds}
     out["summary"] = summarize(rounds)
     suffix = "-regional-variants" if args.variants else "-regional-unplanned" if args.unplanned_only else "-regional"
     path = args.out or RESULTS_DIR / f"{datetime.date.today().isoformat()}{suffix}.json"
@@ -372,6 +426,26 @@ def main(argv: list[str] | None = None) -> int:
     print(table(out))
     print(f"wrote {path}")
     return 0
+
+
+def local_round(root: Path, template: lab.LabConfig, index: int, states: tuple[str, ...], planned: bool) -> Row:
+    """One round in this process: the planned move and its floors (unless `planned` is false) on a lab of their own
+    (the planned move starts region b's services: a later unplanned move there would always be warm), then one
+    unplanned move per starting state, each on a fresh lab."""
+    row: Row = {"unplanned": {}}
+    labs = (["planned"] if planned else []) + list(states)
+    for offset, what in enumerate(labs):
+        cfg, inventory = fresh_lab(root, template, index * len(labs) + offset)
+        try:
+            if what == "planned":
+                row["planned"] = planned_once(cfg, inventory)
+                row["floors"] = floors_once(cfg, inventory)
+            else:
+                row["unplanned"][what] = unplanned_once(cfg, inventory, what)
+        finally:
+            lab.down(cfg)
+    row["load_1m"] = round(os.getloadavg()[0], 2)
+    return row
 
 
 def _stop_zygotes(folder: Path) -> None:
