@@ -145,7 +145,6 @@ import sys
 from pathlib import Path
 from erlmcp_dr.lab import dns as lab_dns, lifecycle as lab, regions as lab_regions
 cfg = lab.LabConfig(root=Path(sys.argv[1]), port_base=lab.free_port_base())
-(cfg.root / "port_base").write_text(str(cfg.port_base))
 lab.reset(cfg)
 lab.wait_streaming(cfg)
 if sys.argv[2] == "moved":
@@ -153,6 +152,7 @@ if sys.argv[2] == "moved":
 lab.write_inventory(cfg, cfg.root / "inventory" / "hosts.yml", own_lock_dir=True)
 if sys.argv[2] == "moved":
     lab_regions.fail_region(cfg, "a")
+(cfg.root / "port_base").write_text(str(cfg.port_base))  # after reset, which empties the folder
 PY
   chmod -R a+rwX "$lab_root/inventory" "$lab_root"/locks 2>/dev/null || true
   printf '%s\n' "$lab_root"
