@@ -1,7 +1,8 @@
 """dr_drill on the real lab (PostgreSQL streaming replication, redis-server, Knot DNS, the lab's app): a drill
 killed with kill -9 after its fault is restored by the next run before anything else, and that run passes with RTO
 and RPO measured by its client; a drill whose steady state deviates injects nothing and fails; the Chaos Toolkit
-export validates against the structure docs/drill.md documents.
+export validates against the structure docs/drill.md documents; a region drill (regional_failover as the recovery,
+under the drill's lock) passes and fails back.
 
 Judged from the outside: every database node asked whether it takes writes and whether it streams, the drill
 history readiness reads (through readiness's own reader and judge), the audit trail, the exported files.
