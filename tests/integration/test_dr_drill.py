@@ -1,7 +1,8 @@
 """dr_drill on the real lab (PostgreSQL streaming replication, redis-server, Knot DNS, the lab's app): a drill
 killed with kill -9 after its fault is restored by the next run before anything else, and that run passes with RTO
 and RPO measured by its client; a drill whose steady state deviates injects nothing and fails; the Chaos Toolkit
-export validates against the structure docs/drill.md documents.
+export validates against the structure docs/drill.md documents; a region drill (regional_failover as the recovery,
+under the drill's lock) passes and fails back.
 
 Judged from the outside: every database node asked whether it takes writes and whether it streams, the drill
 history readiness reads (through readiness's own reader and judge), the audit trail, the exported files.
@@ -28,6 +29,7 @@ from runbook_helpers import (
     run_json,
     runbook_cli,
     runbook_command,
+    summary,
     venv_path,
     wait_for,
 )
@@ -273,3 +275,41 @@ def test_redis_primary_killed_then_frozen_then_interrupted_each_drill_restores_t
         assert not drill.pending_path(inventory).exists()
         assert [(r["kind"], r["verdict"]) for r in _history(home)] == [
             ("redis_primary", "passed"), ("redis_primary", "passed"), ("redis_primary", "failed")]
+
+
+def test_region_drill_fails_over_under_the_drills_lock_and_fails_back_to_the_restarted_region(home) -> None:
+    """kind=region: region a (the primary's) loses its PostgreSQL, Redis and application (kill -9);
+    regional_failover (unplanned) runs as the drill's child under the drill's own lock (it would be refused as busy
+    otherwise: the drill holds every key) and moves the service to b; the restore restarts a and fails back to it.
+    RTO and RPO as the drill's client saw them, the verdict table, the lab as it was."""
+    with new_lab(app=True, dns=True) as cfg:
+        inventory = _inventory(cfg)
+        _, result = run_json("run", "dr_drill", "-i", str(inventory), "-e", "kind=region", "--yes", expect_rc=0)
+        jsonschema.validate(result["facts"]["summary"], summary_schema())
+        details = result["facts"]["summary"]["details"]
+        assert details["verdict"] == "passed", details["verdict_reason"]
+        assert details["fault"]["target"] == "a", details["fault"]
+        assert sorted(details["fault"]["killed"]) == ["app-a", "pg-a", "redis-a"]
+        assert details["recovery_runbook"] == "regional_failover" and details["recovery_ok"] is True
+        measured = details["measured"]
+        assert measured["rto_seconds"] is not None and measured["rto_seconds"] > 0
+        assert measured["first_success"] > measured["last_failure"] > measured["fault_at"]
+        assert measured["acknowledged_writes"] > 0 and measured["rpo_seconds"] is not None
+        assert {c["name"]: c["verdict"] for c in details["criteria"]} == {
+            "rto_seconds": "pass", "rpo_seconds": "pass", "sessions_lost": "pass", "error_rate": "pass",
+            "recovery_seconds": "pass"}
+
+        runs = home / "runs"
+        moved = summary(json.loads((runs / f"{result['run_id']}.recover" / "result.json").read_text()))
+        assert moved["status"] == "completed" and moved["mode"] == "unplanned", moved["reason"]
+        assert moved["served"] == {"before": "a", "after": "b"}
+        back = summary(json.loads((runs / f"{result['run_id']}.failback" / "result.json").read_text()))
+        assert back["status"] == "completed" and back["served"] == {"before": "b", "after": "a"}, back["reason"]
+
+        assert details["restored"] is True and details["steady_state_after"]["holds"], details
+        assert _roles(cfg) == {"pg-a": "primary", "pg-b": "standby", "pg-c": "standby"}
+        assert _redis_steady(cfg) and _redis_master(cfg) == "redis-a", _redis_roles(cfg)
+        assert list((cfg.root / "locks").glob("*.lock.json")) == []  # the drill released its keys, nobody else held any
+        assert not drill.pending_path(inventory).exists()
+        assert [(r["kind"], r["verdict"], r["run_id"]) for r in _history(home)] == [
+            ("region", "passed", result["run_id"])]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import jsonschema
 import pytest
 
+from erlmcp_dr import catalog, params
 from erlmcp_dr.drill import chaos as drill_chaos
 from erlmcp_dr.drill import judge as drill_judge
 from erlmcp_dr.drill import run as drill
@@ -231,3 +232,21 @@ def test_sigstop_is_refused_for_a_kind_it_is_not_built_for_before_anything_runs(
         drill.run("dr_drill", inventory=tmp_path / "absent.yml", extravars={"kind": kind, "signal": "SIGSTOP"})
     assert caught.value.parameter == "signal" and f"found kind {kind}" in str(caught.value)
     assert "redis_primary" in str(caught.value) and not (tmp_path / "absent.yml").exists()
+
+
+def test_the_region_drill_is_judged_by_the_seeds_region_criterion_and_recovers_with_regional_failover() -> None:
+    targets = drill_judge.targets_for("region", None)
+    assert targets["rto_seconds"]["target"] == 30.0 and "region < 30 s" in targets["rto_seconds"]["source"]
+    loss = drill_judge.DataLoss(100, [], 0, 0.0, 0.0)
+    errors = {"rate": 0.0, "errors": 0, "attempts": 100}
+
+    def rto_verdict(back_at: float) -> str:
+        attempts = [write(0.5, True, 1), write(1.0, False), write(back_at - 0.02, False), write(back_at, True, 2)]
+        seen = drill_judge.outage(attempts, 0.9, 0.02)
+        table = drill_judge.criteria("region", targets, seen, loss, errors, back_at)
+        return next(row for row in table if row.name == "rto_seconds").verdict
+
+    assert (rto_verdict(0.9 + 29.0), rto_verdict(0.9 + 31.0)) == ("pass", "fail")  # database_primary's 10 s would fail
+    assert drill.RECOVERY["region"] == "regional_failover"
+    runbook = catalog.load("dr_drill")
+    assert params.validate(runbook, {"kind": "region"}) == {"kind": "region"}

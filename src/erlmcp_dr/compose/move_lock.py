@@ -194,13 +194,85 @@ class MoveLock:
         return None
 
 
+class OwnersLock(MoveLock):
+    """The keys of a run that runs inside another (a composed runbook as a drill's recovery): every key already held by
+    the owner's run id, which this run uses and never takes, rewrites nor releases. Its `run_id` is the owner's: the
+    children's run_lock looks the records up under it. Before each step it checks the owner still holds them all."""
+
+    def __init__(self, settings: Mapping[str, Any], keys: List[str], owner: str, runbook: str,
+                 operator: Optional[str], inventory: str) -> None:
+        super().__init__(settings, keys, owner, runbook, operator, inventory)
+
+    def adopt(self) -> Optional[str]:
+        """None once every key is found held by the owner (a live process for the directory store, a live lease for
+        etcd), its token and lease noted for the fencing checks; else why not (nothing is changed either way)."""
+        for key in self.keys:
+            found = self.store.inspect(key, self.run_id)
+            holder = found.get("holder") or {}
+            if found["decision"] != self.lock.HELD:
+                return f"{key}: {self.lock.describe_holder(holder) if holder else 'not held'}"
+            alive, reason = self._owner_alive(holder)
+            if not alive:
+                return f"{key}: run {self.run_id}'s record is there but {reason}"
+            self.held[key] = HeldKey(key, token=holder.get("token") if self.shared else None,
+                                     lease_id=holder.get("lease_id") if self.shared else None)
+        return None
+
+    def _owner_alive(self, holder: Mapping[str, Any]) -> Tuple[bool, str]:
+        if not self.shared:
+            return self.lock.holder_liveness(holder)
+        left, _granted = self.store.client.time_to_live(holder["lease_id"]) if holder.get("lease_id") else (-1, 0)
+        return left > 0, f"its etcd lease has {left} s left"
+
+    def lost(self) -> Optional[str]:
+        if self.shared:
+            return super().lost()
+        try:  # the directory store: the owner's records must still name the owner
+            for key in self.keys:
+                found = self.store.inspect(key, self.run_id)
+                if found["decision"] != self.lock.HELD:
+                    return f"run {self.run_id} no longer holds the run lock for {key}: {found['reason']}"
+        except self.lock.LockStoreError as exc:
+            return f"whether run {self.run_id} still holds its run lock cannot be checked (fails closed): {exc}"
+        return None
+
+    def take_back(self, lost: str) -> Optional[str]:
+        # The keys are the owner's: taking them again under its id from here would hide its loss from it.
+        return (f"the undo was not run: {lost}; they are run {self.run_id}'s, which this run does not take back. "
+                "Nothing was changed by this undo")
+
+    def release(self) -> None:
+        self.held.clear()  # the owner's records stay as they are; the owner releases them
+
+
+def adopt_owners(settings: Mapping[str, Any], keys: List[str], owner: str, runbook: str, operator: Optional[str],
+                 inventory: str) -> Optional[OwnersLock]:
+    """The owner's lock when run `owner` holds every key, else None (the run then takes its own, as any run)."""
+    borrowed = OwnersLock(settings, keys, owner, runbook, operator, inventory)
+    try:
+        why_not = borrowed.adopt()
+    except borrowed.lock.LockStoreError as exc:
+        raise MoveLockUnavailable(f"the run lock over the move cannot be read, nothing was changed: {exc}") from None
+    if why_not is not None:
+        log.info("run %s does not hold every key (%s): this run takes its own", owner, why_not)
+        return None
+    return borrowed
+
+
 @contextmanager
 def hold(settings: Mapping[str, Any] | str, keys: List[str], run_id: str, runbook: str, operator: Optional[str],
-         inventory: str) -> Iterator[MoveLock]:
+         inventory: str, owner: Optional[str] = None) -> Iterator[MoveLock]:
     """Every key taken under run_id for the duration of the block (a str: the directory store's folder), released at
-    its end; RunBusy naming the holder when one is busy; MoveLockUnavailable when the store cannot be used."""
+    its end; RunBusy naming the holder when one is busy; MoveLockUnavailable when the store cannot be used.
+    With `owner` (a run this one runs inside): when that run holds every key, the block runs under its lock
+    (OwnersLock), which is left as it was; otherwise as without it, so a key the owner holds and a key it does not
+    make this run busy (the owner named), and a key held by a third run makes it busy (that run named)."""
     if isinstance(settings, str):
         settings = {"kind": _lock_module().STORE_DIRECTORY, "store_dir": settings}
+    borrowed = adopt_owners(settings, keys, owner, runbook, operator, inventory) if owner else None
+    if borrowed is not None:
+        yield borrowed
+        return
     move = MoveLock(settings, keys, run_id, runbook, operator, inventory)
     try:
         try:

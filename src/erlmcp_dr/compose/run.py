@@ -11,6 +11,10 @@
    or etcd with a lease kept alive for the whole move: compose/move_lock.py): another runbook on those targets
    meanwhile, from this controller or another, is refused (exit 3, naming this run). If any key is busy, the ones
    taken are given back and RunBusy is raised. Before every step the run checks it still holds them.
+   Run as another run's child (`erlmcp_dr_lock_owner=<its run id>` in extravars, as dr_drill runs
+   regional_failover), it runs under that run's lock when the store shows that run holding every key (a live
+   process, or a live etcd lease): it takes, rewrites and releases none of them, and its children find them
+   under the owner's id. Otherwise it takes its own as above, so it never runs with a key held by someone else.
 3. The engine (engine.py) runs the steps. A runbook step is a child run through erlmcp_dr.runner (its own run
    folder `<run id>.<step>`, timeline and summary envelope) given the parent's run id as `erlmcp_dr_lock_owner`:
    its erlmcp.dr.run_lock (alone or inside pg_begin) finds the parent's record under that id and neither rewrites
@@ -86,6 +90,9 @@ def run(name: str | Runbook, inventory: Optional[os.PathLike | str] = None,
         raise ParameterError(wrong, f"{wrong}: not supported by a composed run (its plan is `runbook plan "
                                     f"{_name(name)}`, or erlmcp_dr.run(..., check=True))")
     runbook = name if isinstance(name, Runbook) else catalog.load(name, playbooks_dir)
+    extravars = dict(extravars or {})
+    # Not a parameter (params.validate would refuse it): the run this one runs inside, whose lock it may run under.
+    lock_owner = str(extravars.pop(LOCK_OWNER_VAR, None) or "") or None
     values = params.validate(runbook, extravars)
     workflow = workflow_of(runbook, playbooks_dir).for_mode(values.get("mode"))  # steps chosen by mode, as data
     run_id = run_id or runner.new_run_id(runbook.name)
@@ -105,8 +112,9 @@ def run(name: str | Runbook, inventory: Optional[os.PathLike | str] = None,
         parameters["incident_id"] = values.get("incident_id") or interrupted.incident_id or run_id
     composed = ComposedRun(runbook, run_id, run_dir, inventory_path, view, parameters, values, operator,
                            playbooks_dir, listener, resumes=interrupted)
-    with hold_locks(lock_settings, keys, run_id, runbook.name, operator, str(inventory_path)) as held:
+    with hold_locks(lock_settings, keys, run_id, runbook.name, operator, str(inventory_path), lock_owner) as held:
         composed.move_lock = held  # checked before every step: a lost lease stops the move there
+        composed.lock_run_id = held.run_id  # this run's id, or its owner's when it runs under the owner's lock
         return composed.execute(workflow, targets, keys)
 
 
@@ -143,10 +151,11 @@ def _defaults(runbook: Runbook) -> Dict[str, Any]:
 
 @contextmanager
 def hold_locks(lock_settings: Mapping[str, Any] | str, keys: List[str], run_id: str, runbook: str,
-               operator: Optional[str], inventory: str) -> Iterator[move_lock.MoveLock]:
+               operator: Optional[str], inventory: str, owner: Optional[str] = None) -> Iterator[move_lock.MoveLock]:
     """Every key taken under `run_id` with this process as the holder, or none and RunBusy naming the holder, in the
-    store the settings name (a str: the directory store's folder); compose/move_lock.py."""
-    with move_lock.hold(lock_settings, keys, run_id, runbook, operator, inventory) as held:
+    store the settings name (a str: the directory store's folder); compose/move_lock.py. With `owner` (the run
+    this one is a child of, LOCK_OWNER_VAR) holding every key: the owner's lock, used as it is and left to it."""
+    with move_lock.hold(lock_settings, keys, run_id, runbook, operator, inventory, owner) as held:
         yield held
 
 
@@ -159,6 +168,7 @@ class ComposedRun:
         self.view, self.parameters, self.given, self.operator = view, parameters, given, operator
         self.playbooks_dir, self.listener, self.resumes = playbooks_dir, listener, resumes
         self.move_lock: Optional[move_lock.MoveLock] = None  # set once the lock over the move is held
+        self.lock_run_id = run_id  # the run id the lock records name: the owner's when run under its lock
         self.workflow: Optional[spec.Workflow] = None  # the mode's steps, in order (execute sets it)
         self.verified_summaries: Dict[str, Dict[str, Any]] = {}  # forward step id -> its summary, once verified
         self.journal = journal_module.Journal(
@@ -281,7 +291,7 @@ class ComposedRun:
         config = runner.RunConfig.prepare(str(call.runbook), inventory=self.inventory, extravars=arguments,
                                           run_id=child_id, operator=self.operator, playbooks_dir=self.playbooks_dir)
         # Not a parameter of the child (params.validate would refuse it): the lock plugins read it.
-        config.extravars[LOCK_OWNER_VAR] = self.run_id
+        config.extravars[LOCK_OWNER_VAR] = self.lock_run_id
         try:
             result = runner.run(config=config)
         except RunBusy as exc:

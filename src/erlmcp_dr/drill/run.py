@@ -29,6 +29,7 @@ from typing import Any, Callable, Dict, List, Optional
 from erlmcp_dr import audit, catalog, params, paths
 from erlmcp_dr.catalog import Runbook
 from erlmcp_dr.compose import inventory as inventory_module
+from erlmcp_dr.compose import run as compose_run
 from erlmcp_dr.compose.move_lock import MoveLock
 from erlmcp_dr.compose.run import LOCK_OWNER_VAR, hold_locks
 from erlmcp_dr.drill import judge as drill_judge
@@ -43,7 +44,11 @@ log = logging.getLogger(__name__)
 
 RUNBOOK = "dr_drill"
 RECOVERY = {"database_primary": "database_failover", "redis_primary": "redis_failover",
-            "app_instance": "dns_cutover"}
+            "app_instance": "dns_cutover", "region": "regional_failover"}
+# The region drill's way back (restore): failback to the lost region once it runs again. Its grace gate asks the
+# restarted region to stay healthy this long, sampled this often, within its grace_wait (30 s): a drill's restore
+# waits seconds, not failback's operator default of an hour.
+FAILBACK_GRACE = {"grace_seconds": 1.0, "grace_interval": 0.1}
 # Readiness runs after a restore until the steady state holds, at most this many times: a standby rejoined a moment
 # ago replays what it missed, and its lag check (<= the RPO) fails until it has. Each run takes seconds, so this is
 # a deadline of a few readiness runs, not a sleep.
@@ -218,6 +223,9 @@ class Drill:
         if self.kind == "app_instance":
             others = [r for r, up in lab_drill.apps_running(self.cfg).items() if up and r != app_region]
             arguments: Dict[str, Any] = {"region": sorted(others)[0]} if others else {}
+        elif self.kind == "region":  # a composed child, under the drill's lock (compose/move_lock.OwnersLock)
+            to_region = lab_drill.failover_region(self.cfg, fault["region"])
+            arguments = {"from_region": fault["region"], "to_region": to_region, "mode": "unplanned"}
         else:
             arguments = {"away_from": fault["target"]}
         result = self.child("recover", recovery, arguments)
@@ -268,6 +276,7 @@ class Drill:
             result = self.child(f"rejoin-{node}", "database_rejoin", {"node": node})
             if result is None or not result.succeeded:
                 problems.append(f"database_rejoin of {node} failed")
+        problems += self.fail_back(pending)
         app_region = pending.get("app_region")
         if self.kind_of(pending) == "app_instance" and app_region and self.serving_region(self.public_name()) \
                 != app_region:
@@ -278,6 +287,20 @@ class Drill:
             self.facts.setdefault("restore_problems", []).extend(problems)
             raise RuntimeError("; ".join(problems))
         return done
+
+    def fail_back(self, pending: Dict[str, Any]) -> List[str]:
+        """A region drill's service moved away from the lost region: once that region runs again, failback moves it
+        back (it rejoins the region's database if still needed, waits for it to catch up, moves Redis and DNS)."""
+        home = (pending.get("before") or {}).get("pg_region")
+        if self.kind_of(pending) != "region" or not home:
+            return []
+        serving = lab_drill.state(self.cfg).get("pg_region")
+        if serving in (None, home):
+            return []  # nothing moved (the recovery never promoted), or back already
+        result = self.child("failback", "failback", {"from_region": serving, "to_region": home, **FAILBACK_GRACE})
+        if result is None or not result.succeeded:
+            return [f"failback from region {serving} to region {home} failed"]
+        return []
 
     def demote_resumed(self, resumed: List[str]) -> List[str]:
         """A resumed Redis primary that another node replaced meanwhile takes writes beside it: made a replica of the
@@ -372,22 +395,31 @@ class Drill:
     def child(self, step_id: str, runbook: str, arguments: Dict[str, Any], lock_owner: bool = True
               ) -> Optional[RunResult]:
         from erlmcp_dr import runner
-        from erlmcp_dr.errors import RunBusy
+        from erlmcp_dr.errors import RunbookError, RunBusy
 
         child_id = f"{self.run_id}.{step_id}"
         started_at, started = _now_iso(), time.monotonic()
         result: Optional[RunResult] = None
         message = ""
         try:
-            config = runner.RunConfig.prepare(runbook, inventory=self.inventory, extravars=arguments,
-                                              run_id=child_id, operator=self.operator,
-                                              playbooks_dir=self.playbooks_dir)
-            if lock_owner:  # not a parameter of the child: its run_lock finds the drill's record under this id
-                config.extravars[LOCK_OWNER_VAR] = self.run_id
-            result = runner.run(config=config)
+            if lock_owner and catalog.load(runbook, self.playbooks_dir).workflow is not None:
+                # A composed runbook (regional_failover, failback) runs here, under the drill's lock: it finds
+                # every key held by the drill's run id (compose/move_lock.OwnersLock) and hands that id on.
+                result = compose_run.run(runbook, inventory=self.inventory, run_id=child_id, operator=self.operator,
+                                         extravars={**arguments, LOCK_OWNER_VAR: self.run_id},
+                                         playbooks_dir=self.playbooks_dir)
+            else:
+                config = runner.RunConfig.prepare(runbook, inventory=self.inventory, extravars=arguments,
+                                                  run_id=child_id, operator=self.operator,
+                                                  playbooks_dir=self.playbooks_dir)
+                if lock_owner:  # not a parameter of the child: its run_lock finds the drill's record under this id
+                    config.extravars[LOCK_OWNER_VAR] = self.run_id
+                result = runner.run(config=config)
             message = "" if result.succeeded else (result.error or f"{runbook} failed")
         except RunBusy as exc:
             message = f"{runbook} was refused: {exc}"
+        except RunbookError as exc:  # e.g. a composed child's parameters or store refused before it changed anything
+            message = f"{runbook} was not run: {exc}"
         self.children[step_id] = result  # type: ignore[assignment]
         failed = result is None or not result.succeeded
         self.steps.append(Step(task=f"{step_id}: {runbook}", host="localhost", action=runbook, start=started_at,

@@ -1,6 +1,7 @@
 """The drill's faults and restores on the lab (dr_drill, docs/drill.md): kill -9, by recorded and verified PID, of
-the PostgreSQL primary, the Redis primary or an application instance; SIGSTOP (a frozen process: its port still
-accepts connections, nothing answers) of the Redis primary; and the lab side of putting things back.
+the PostgreSQL primary, the Redis primary, an application instance or every one of them in the serving region;
+SIGSTOP (a frozen process: its port still accepts connections, nothing answers) of the Redis primary; and the lab
+side of putting things back.
 
 A fault is only ever injected on a lab: an inventory whose database data folders sit in a lab folder (one with
 lab.json, lab_ports.LAB_RECORD). `lab_of(view)` finds it; None means "not a lab".
@@ -67,6 +68,8 @@ def inject(cfg: LabConfig, kind: str, before: Dict[str, Any], app_region: Option
     when there is nothing to signal (the drill then restores and fails, having changed nothing)."""
     if signal_name == "SIGSTOP" and kind not in FREEZABLE:
         raise RuntimeError(f"SIGSTOP is built for {', '.join(FREEZABLE)} only, not {kind}")
+    if kind == "region":
+        return fail_serving_region(cfg, before)
     if kind == "database_primary":
         node = next((n for n in cfg.nodes if n.name == before.get("pg_primary")), None)
         pid = lab._lab_postmaster_pid(node) if node else None
@@ -90,6 +93,25 @@ def inject(cfg: LabConfig, kind: str, before: Dict[str, Any], app_region: Option
     else:
         lab.wait_for(lambda: not alive(pid), KILL_TIMEOUT, interval=0.02, what=f"{target[0]} gone")
     return {"target": target[0], "region": target[1], "pid": pid, "signal": signal_name, "sent_at": sent_at}
+
+
+def fail_serving_region(cfg: LabConfig, before: Dict[str, Any]) -> Dict[str, Any]:
+    """The region the PostgreSQL primary is in vanishes: kill -9 of its postmaster, Redis and application
+    (lab_regions.fail_region, `runbook lab fail-region`). Its target is the region's name."""
+    region = before.get("pg_region")
+    if not region:
+        raise RuntimeError("region: no PostgreSQL primary runs, so no region serves to be lost")
+    sent_at = time.monotonic()
+    outcome = lab_regions.fail_region(cfg, str(region))
+    if not outcome["killed"]:
+        raise RuntimeError(f"region {region}: no running process to kill ({', '.join(outcome['not_running'])})")
+    return {"target": str(region), "region": str(region), "pid": None, "killed": outcome["killed"],
+            "signal": "SIGKILL", "sent_at": sent_at}
+
+
+def failover_region(cfg: LabConfig, lost: str) -> Optional[str]:
+    """Where a lost region's service moves: the first other region of the lab, or None when there is none."""
+    return next((region for region in lab_regions.regions(cfg) if region != lost), None)
 
 
 def thaw(cfg: LabConfig) -> List[str]:
