@@ -3,7 +3,7 @@ import Ansible's validator (issue 19: every run's fixed cost, docs/speed-failove
 
 params.validate runs the collection's runbook_params.validate, which imports ansible-core's ArgumentSpecValidator
 (ansible.module_utils.common.arg_spec and with it the data-tagging modules, whose dataclasses are built at import:
-not saved by bytecode): 46 ms, 11 % of a warm run's start -> first task on a quiet machine (docs/speed-failover.md).
+not saved by bytecode). That import was the largest piece left in a warm run's `runbook` process before its guard.
 
 A check that PASSED is stored under a key that is everything its answer depends on:
 
