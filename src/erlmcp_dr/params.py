@@ -17,7 +17,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import yaml
 
-from erlmcp_dr import params_cache, paths
+from erlmcp_dr import paths
 from erlmcp_dr.catalog import Runbook, flat_description
 from erlmcp_dr.errors import ParameterError
 from erlmcp_dr.redaction import REDACTED, scrub_text
@@ -43,17 +43,10 @@ def validate(runbook: Runbook, extravars: Optional[Mapping[str, Any]]) -> Dict[s
         raise ParameterError("extravars", f"extra vars must be a mapping of parameter names to values, "
                                           f"got {type(extravars).__name__}")
     given = {str(key): value for key, value in extravars.items()}
-
-    def check() -> Dict[str, Any]:
-        validated, errors = runbook_params_module().validate(runbook.parameters, given)
-        if errors:
-            raise _parameter_error(runbook, given, errors)
-        return {_canonical(runbook, key): validated[_canonical(runbook, key)] for key in given}
-
-    # A check this user's runs passed before, with this spec, these values and the same validator files, is not
-    # made again here (it would import Ansible's validator: params_cache.py); a secret given is never cached.
-    return params_cache.checked(runbook.name, runbook.parameters, given, check,
-                                secret=bool(secret_values(runbook, given)))
+    validated, errors = runbook_params_module().validate(runbook.parameters, given)
+    if errors:
+        raise _parameter_error(runbook, given, errors)
+    return {_canonical(runbook, key): validated[_canonical(runbook, key)] for key in given}
 
 
 def runbook_params_module() -> Any:
