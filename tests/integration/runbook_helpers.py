@@ -745,4 +745,20 @@ def kill_cli(args: Sequence[str], when: Callable[[], bool]) -> Cli:
     cli = Cli(list(args), proc.returncode, stdout, stderr)
     assert killed.is_set() and not trouble, (
         f"`runbook {' '.join(args)}` ended before it was killed or the kill condition failed ({trouble}):\n{cli}")
+    # A warm run's ansible-playbook is a fork of the zygote, outside the killed tree: its run server ends it once it
+    # sees the guard gone, and until then a module in flight may still change something. What the test reads next
+    # must be the killed run's last word, as the next run's (which ends any leftover before it starts) would be.
+    wait_for(lambda: not marked_run_processes(), DEADLINE, interval=0.02, what="the killed run's processes ending")
     return cli
+
+
+def marked_run_processes() -> list[int]:
+    """The live processes of the runs of this test's state folder, by the guard's own rule (guard.run_processes with
+    each run's marker, its private data dir): ansible-playbook and its workers, never a daemon a run started."""
+    from erlmcp_dr.guard import NO_ROOT, process_start_time, run_processes
+    from erlmcp_dr.runner import private_root
+
+    root = private_root()
+    markers = [str(path) for path in root.iterdir() if path.is_dir()] if root.is_dir() else []
+    return [pid for marker in markers for pid in run_processes(NO_ROOT, marker)
+            if pid != os.getpid() and process_start_time(pid) is not None]
