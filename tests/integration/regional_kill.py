@@ -84,13 +84,26 @@ def process_state(pid: int) -> str | None:
         return None
 
 
-def kill_run_tree(proc: subprocess.Popen) -> list[int]:
-    """SIGKILL to the run and every descendant; waits until the run is reaped. Returns the PIDs killed."""
-    killed = []
+def process_name(pid: int) -> str:
+    """The process's name (/proc/<pid>/comm); "" once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def kill_run_tree(proc: subprocess.Popen, spare: tuple[str, ...] = ()) -> dict[int, str]:
+    """SIGKILL to the run and every descendant, but those whose name is in `spare` (servers the run started, which
+    outlive a dead controller: benchmarks/pitr_kill_matrix.py spares PostgreSQL's); waits until the run is reaped.
+    Returns the processes killed, PID: name."""
+    killed = {}
     for pid in run_tree(proc.pid):
+        name = process_name(pid)
+        if name in spare:
+            continue
         try:
             os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
+            killed[pid] = name
         except ProcessLookupError:
             continue
     proc.wait(timeout=DEADLINE)
@@ -98,22 +111,23 @@ def kill_run_tree(proc: subprocess.Popen) -> list[int]:
 
 
 @contextmanager
-def killed_at_the_end(proc: subprocess.Popen) -> Iterator[list[int]]:
+def killed_at_the_end(proc: subprocess.Popen, spare: tuple[str, ...] = ()) -> Iterator[dict[int, str]]:
     """The tail of every kill case: the body brings the run `proc` to the moment of its kill; when the body ends,
-    the run's whole tree is killed (kill_run_tree), also when the body failed (a run never outlives its case), and
-    its stderr pipe closed. Yields the list of the PIDs killed, filled once the body ended without an error."""
-    killed: list[int] = []
+    the run's tree is killed (kill_run_tree, sparing `spare`), also when the body failed (a run never outlives its
+    case), and its stderr pipe closed. Yields the processes killed (PID: name), filled once the body ended without
+    an error."""
+    killed: dict[int, str] = {}
     try:
         yield killed
-        killed.extend(kill_run_tree(proc))
+        killed.update(kill_run_tree(proc, spare))
     finally:
         if proc.poll() is None:
-            kill_run_tree(proc)
+            kill_run_tree(proc, spare)
         if proc.stderr:
             proc.stderr.close()
 
 
-def left_by_the_kill(killed: list[int], home: Path, runbook: str) -> dict[str, Any]:
+def left_by_the_kill(killed: dict[int, str], home: Path, runbook: str) -> dict[str, Any]:
     """What a killed run left, as every kill case reports it: how many processes were killed and its journal."""
     return {"killed_pids": len(killed), "journal": journal_of_latest(home, runbook)}
 
