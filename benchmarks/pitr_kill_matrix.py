@@ -36,22 +36,19 @@ from pathlib import Path
 from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
-from pitr_helpers import PRIMARY, TABLE, take_backup, write_rows  # noqa: E402
+from pitr_helpers import PRIMARY, row_ids, standbys_follow_with_the_rows, take_backup, write_rows  # noqa: E402
 from regional_kill import killed_at_the_end, run_tree  # noqa: E402
 from runbook_helpers import (  # noqa: E402
     CLI_HANG_GUARD,
-    DEADLINE,
     inventory_path,
     new_lab,
     node_state,
     runbook_cli,
     runbook_command,
-    sql,
     summary,
     topology,
     venv_path,
     wait_for,
-    wait_topology,
 )
 
 from erlmcp_dr.lab import lifecycle as lab  # noqa: E402
@@ -74,10 +71,6 @@ def _cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return ""
-
-
-def _ids(cfg: lab.LabConfig, node: str) -> set[int]:
-    return {row["id"] for row in sql(cfg, node, f"SELECT id FROM {TABLE}")}
 
 
 def _state_or_none(cfg: lab.LabConfig, node: str) -> dict[str, Any] | None:
@@ -156,15 +149,10 @@ def run_case(point: str) -> dict[str, Any]:
             new_timeline = restored.get("new_timeline") or (_state_or_none(cfg, PRIMARY) or {}).get("timeline")
             standbys_ok = True
             try:
-                wait_topology(cfg, {name: {"role": "standby", "upstream": PRIMARY, "timeline": new_timeline}
-                                    for name in STANDBYS}, "the standbys streaming the restored primary's timeline")
-                write_rows(cfg, 1, start_id=ROWS + 1)
-                for name in STANDBYS:
-                    wait_for(lambda name=name: _ids(cfg, name) == expected | {ROWS + 1}, DEADLINE, interval=0.1,
-                             what=f"{name} to hold the restored rows and a new one")
+                standbys_follow_with_the_rows(cfg, STANDBYS, new_timeline, expected, new_id=ROWS + 1)
             except Exception as exc:  # noqa: BLE001 - recorded: the case failed
                 standbys_ok = f"{type(exc).__name__}: {exc}"
-            primary_ids = _ids(cfg, PRIMARY) - {ROWS + 1}
+            primary_ids = row_ids(cfg, PRIMARY) - {ROWS + 1}
             case = {
                 "point": point, "killed_after_seconds": killed_after, "ended_before_kill": ended_before_kill,
                 "killed_processes": sorted(set(killed.values())), "at_kill": at_kill, "rerun_rc": rerun.rc,
