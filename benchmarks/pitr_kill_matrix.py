@@ -28,7 +28,6 @@ import argparse
 import datetime
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -37,22 +36,19 @@ from pathlib import Path
 from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
-from pitr_helpers import PRIMARY, TABLE, take_backup, write_rows  # noqa: E402
-from regional_kill import run_tree  # noqa: E402
+from pitr_helpers import PRIMARY, row_ids, standbys_follow_with_the_rows, take_backup, write_rows  # noqa: E402
+from regional_kill import killed_at_the_end, run_tree  # noqa: E402
 from runbook_helpers import (  # noqa: E402
     CLI_HANG_GUARD,
-    DEADLINE,
     inventory_path,
     new_lab,
     node_state,
     runbook_cli,
     runbook_command,
-    sql,
     summary,
     topology,
     venv_path,
     wait_for,
-    wait_topology,
 )
 
 from erlmcp_dr.lab import lifecycle as lab  # noqa: E402
@@ -65,14 +61,9 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 ROWS = 30
 STANDBYS = ("pg-b", "pg-c")
 HELD = ("archive", "stop", "restore", "start", "promotion", "tidy")  # held at the phase's entry by the hook
+# A killed controller does not take down the servers pg_ctl started (daemons of their own): the kill spares them.
+POSTGRES_SERVERS = ("postgres", "postmaster")
 POINTS = ("archive", "stop", "restore", "restore-pgbackrest", "start", "promotion", "tidy", "rewind", "verify")
-
-
-def _comm(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return ""
 
 
 def _cmdline(pid: int) -> str:
@@ -80,26 +71,6 @@ def _cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return ""
-
-
-def kill_run(proc: subprocess.Popen) -> list[str]:
-    """SIGKILL to the CLI and every descendant but the PostgreSQL servers; the names of what was killed."""
-    killed = []
-    for pid in run_tree(proc.pid):
-        name = _comm(pid)
-        if name in ("postgres", "postmaster"):
-            continue
-        try:
-            os.kill(pid, signal.SIGKILL)
-            killed.append(name)
-        except ProcessLookupError:
-            continue
-    proc.wait(timeout=DEADLINE)
-    return killed
-
-
-def _ids(cfg: lab.LabConfig, node: str) -> set[int]:
-    return {row["id"] for row in sql(cfg, node, f"SELECT id FROM {TABLE}")}
 
 
 def _state_or_none(cfg: lab.LabConfig, node: str) -> dict[str, Any] | None:
@@ -159,15 +130,11 @@ def run_case(point: str) -> dict[str, Any]:
             victim = subprocess.Popen([*runbook_command(), *args, "--json"], stdin=subprocess.DEVNULL,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
                                       start_new_session=True)
-            try:
+            with killed_at_the_end(victim, spare=POSTGRES_SERVERS) as killed:
                 reached = _reached(point, cfg, victim, hook, marker, int(before["timeline"]))
                 wait_for(lambda: victim.poll() is not None or reached(), CLI_HANG_GUARD, interval=0.02,
                          what=f"the restore in place at {point}")
                 ended_before_kill = victim.poll() is not None
-                killed = kill_run(victim)
-            finally:
-                if victim.poll() is None:
-                    kill_run(victim)
             (hook / f"pause-{point}").unlink(missing_ok=True)
             killed_after = round(time.monotonic() - began, 3)
             at_kill = {"marker_state": json.loads(marker.read_text()).get("state") if marker.exists() else None,
@@ -182,18 +149,13 @@ def run_case(point: str) -> dict[str, Any]:
             new_timeline = restored.get("new_timeline") or (_state_or_none(cfg, PRIMARY) or {}).get("timeline")
             standbys_ok = True
             try:
-                wait_topology(cfg, {name: {"role": "standby", "upstream": PRIMARY, "timeline": new_timeline}
-                                    for name in STANDBYS}, "the standbys streaming the restored primary's timeline")
-                write_rows(cfg, 1, start_id=ROWS + 1)
-                for name in STANDBYS:
-                    wait_for(lambda name=name: _ids(cfg, name) == expected | {ROWS + 1}, DEADLINE, interval=0.1,
-                             what=f"{name} to hold the restored rows and a new one")
+                standbys_follow_with_the_rows(cfg, STANDBYS, new_timeline, expected, new_id=ROWS + 1)
             except Exception as exc:  # noqa: BLE001 - recorded: the case failed
                 standbys_ok = f"{type(exc).__name__}: {exc}"
-            primary_ids = _ids(cfg, PRIMARY) - {ROWS + 1}
+            primary_ids = row_ids(cfg, PRIMARY) - {ROWS + 1}
             case = {
                 "point": point, "killed_after_seconds": killed_after, "ended_before_kill": ended_before_kill,
-                "killed_processes": sorted(set(killed)), "at_kill": at_kill, "rerun_rc": rerun.rc,
+                "killed_processes": sorted(set(killed.values())), "at_kill": at_kill, "rerun_rc": rerun.rc,
                 "rerun_wall": rerun_wall, "rerun_action": restored.get("action"),
                 "rerun_completed": found.get("completed"), "rerun_end_state_ok": (found.get("end_state") or {}).get(
                     "ok"), "from_timeline": before["timeline"], "new_timeline": new_timeline,

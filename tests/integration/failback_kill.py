@@ -38,8 +38,9 @@ from regional_kill import (
     INSIDE,
     end_state,
     journal_of_latest,
-    kill_run_tree,
     killed_at,
+    killed_at_the_end,
+    left_by_the_kill,
     parsed,
     process_state,
     run_tree,
@@ -212,41 +213,32 @@ def killed_between_fence_and_promotion(cfg: lab.LabConfig, inventory: Path,
     proc = started_failback(inventory, stop_at="database")
     held = None
     try:
-        poll_fast(proc, lambda: process_state(proc.pid) == "T", "the database boundary")
-        if while_stopped is not None:
-            while_stopped(journal_of_latest(home, RUNBOOK) or {})
-        holder = "pg-c" if wal_receiver_pid(cfg, "pg-c") else "pg-a"  # a standby of pg-b, the candidate's peer first
-        held = wal_receiver_pid(cfg, holder)
-        assert held is not None, f"{holder} has no WAL receiver: nothing holds pg-b's shutdown open"
-        os.kill(held, signal.SIGSTOP)
-        os.kill(proc.pid, signal.SIGCONT)
-        poll_fast(proc, lambda: postmaster_status(cfg, "pg-b") == "stopping", "pg-b's fence (its shutdown)")
-        killed = kill_run_tree(proc)
+        with killed_at_the_end(proc) as killed:
+            poll_fast(proc, lambda: process_state(proc.pid) == "T", "the database boundary")
+            if while_stopped is not None:
+                while_stopped(journal_of_latest(home, RUNBOOK) or {})
+            # a standby of pg-b, the candidate's peer first
+            holder = "pg-c" if wal_receiver_pid(cfg, "pg-c") else "pg-a"
+            held = wal_receiver_pid(cfg, holder)
+            assert held is not None, f"{holder} has no WAL receiver: nothing holds pg-b's shutdown open"
+            os.kill(held, signal.SIGSTOP)
+            os.kill(proc.pid, signal.SIGCONT)
+            poll_fast(proc, lambda: postmaster_status(cfg, "pg-b") == "stopping", "pg-b's fence (its shutdown)")
     finally:
-        if proc.poll() is None:
-            kill_run_tree(proc)
-        if held is not None:
+        if held is not None:  # only once the run is killed: pg-b's shutdown ends then, and nothing can promote
             os.kill(held, signal.SIGCONT)
-        if proc.stderr:
-            proc.stderr.close()
     wait_for(lambda: postmaster_status(cfg, "pg-b") is None, DEADLINE, what="pg-b's clean shutdown to end")
-    return {"killed_pids": len(killed), "journal": journal_of_latest(home, RUNBOOK), "held_open_by": holder}
+    return {**left_by_the_kill(killed, home, RUNBOOK), "held_open_by": holder}
 
 
 def killed_during_rewind(inventory: Path) -> dict[str, Any]:
     """failback b -> a killed while pg_rewind runs on pg-a (DURING_REWIND)."""
     home = Path(os.environ["ERLMCP_DR_HOME"])
     proc = started_failback(inventory)
-    try:
+    with killed_at_the_end(proc) as killed:
         poll_fast(proc, lambda: any(b"pg_rewind" in _cmdline(pid) for pid in run_tree(proc.pid)[1:]),
                   "pg_rewind running")
-        killed = kill_run_tree(proc)
-    finally:
-        if proc.poll() is None:
-            kill_run_tree(proc)
-        if proc.stderr:
-            proc.stderr.close()
-    return {"killed_pids": len(killed), "journal": journal_of_latest(home, RUNBOOK)}
+    return left_by_the_kill(killed, home, RUNBOOK)
 
 
 def _cmdline(pid: int) -> bytes:

@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from runbook_helpers import DEADLINE, connect
+from runbook_helpers import DEADLINE, connect, sql, wait_topology
 
 from erlmcp_dr.lab import lifecycle as lab
 from erlmcp_dr.lab import pgbackrest as lab_pgbackrest
@@ -68,6 +68,23 @@ def write_rows(cfg: lab.LabConfig, count: int, start_id: int = 1, writes: Writes
                               (row_id,)).fetchone()["at"]
             writes.committed.append((row_id, at))
     return writes
+
+
+def row_ids(cfg: lab.LabConfig, node: str) -> set[int]:
+    """The ids of the writer's rows that `node` holds."""
+    return {row["id"] for row in sql(cfg, node, f"SELECT id FROM {TABLE}")}
+
+
+def standbys_follow_with_the_rows(cfg: lab.LabConfig, standbys: tuple[str, ...], timeline: int, rows: set[int],
+                                  new_id: int) -> None:
+    """After a restore in place: `standbys` stream the primary on its `timeline` and hold what it holds, `rows`,
+    and the row `new_id` written now; raises (wait_topology, wait_for) when they do not within the deadline."""
+    wait_topology(cfg, {name: {"role": "standby", "upstream": PRIMARY, "timeline": timeline} for name in standbys},
+                  "the standbys streaming the restored primary's timeline")
+    write_rows(cfg, 1, start_id=new_id)
+    for name in standbys:
+        wait_for(lambda name=name: row_ids(cfg, name) == rows | {new_id}, DEADLINE, interval=0.1,
+                 what=f"{name} to hold the restored rows and the new one")
 
 
 def archive_now(cfg: lab.LabConfig) -> str:

@@ -18,7 +18,8 @@ import os
 import signal
 import subprocess
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -83,17 +84,52 @@ def process_state(pid: int) -> str | None:
         return None
 
 
-def kill_run_tree(proc: subprocess.Popen) -> list[int]:
-    """SIGKILL to the run and every descendant; waits until the run is reaped. Returns the PIDs killed."""
-    killed = []
+def process_name(pid: int) -> str:
+    """The process's name (/proc/<pid>/comm); "" once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def kill_run_tree(proc: subprocess.Popen, spare: tuple[str, ...] = ()) -> dict[int, str]:
+    """SIGKILL to the run and every descendant, but those whose name is in `spare` (servers the run started, which
+    outlive a dead controller: benchmarks/pitr_kill_matrix.py spares PostgreSQL's); waits until the run is reaped.
+    Returns the processes killed, PID: name."""
+    killed = {}
     for pid in run_tree(proc.pid):
+        name = process_name(pid)
+        if name in spare:
+            continue
         try:
             os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
+            killed[pid] = name
         except ProcessLookupError:
             continue
     proc.wait(timeout=DEADLINE)
     return killed
+
+
+@contextmanager
+def killed_at_the_end(proc: subprocess.Popen, spare: tuple[str, ...] = ()) -> Iterator[dict[int, str]]:
+    """The tail of every kill case: the body brings the run `proc` to the moment of its kill; when the body ends,
+    the run's tree is killed (kill_run_tree, sparing `spare`), also when the body failed (a run never outlives its
+    case), and its stderr pipe closed. Yields the processes killed (PID: name), filled once the body ended without
+    an error."""
+    killed: dict[int, str] = {}
+    try:
+        yield killed
+        killed.update(kill_run_tree(proc, spare))
+    finally:
+        if proc.poll() is None:
+            kill_run_tree(proc, spare)
+        if proc.stderr:
+            proc.stderr.close()
+
+
+def left_by_the_kill(killed: dict[int, str], home: Path, runbook: str) -> dict[str, Any]:
+    """What a killed run left, as every kill case reports it: how many processes were killed and its journal."""
+    return {"killed_pids": len(killed), "journal": journal_of_latest(home, runbook)}
 
 
 def writable_nodes(cfg: lab.LabConfig) -> list[str]:
@@ -188,7 +224,7 @@ def killed_at(inventory: Path, boundary: str, runbook: str = "regional_failover"
     proc = subprocess.Popen([*runbook_command(), "run", runbook, "-i", str(inventory), *move, "--yes",
                              "--json"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
-    try:
+    with killed_at_the_end(proc) as killed:
         reached = ((lambda: inside_step(proc, inside, home, runbook)) if inside else
                    (lambda: process_state(proc.pid) == "T"))
         wait_for(lambda: proc.poll() is not None or reached(), CLI_HANG_GUARD, interval=0.1,
@@ -198,13 +234,7 @@ def killed_at(inventory: Path, boundary: str, runbook: str = "regional_failover"
                                  f"{proc.stderr.read()[-3000:] if proc.stderr else ''}")
         if while_stopped is not None and not inside:
             while_stopped(journal_of_latest(home, runbook) or {})
-        killed = kill_run_tree(proc)
-    finally:
-        if proc.poll() is None:
-            kill_run_tree(proc)
-        if proc.stderr:
-            proc.stderr.close()
-    return {"killed_pids": len(killed), "journal": journal_of_latest(home, runbook)}
+    return left_by_the_kill(killed, home, runbook)
 
 
 def parsed(stdout: str) -> dict[str, Any]:

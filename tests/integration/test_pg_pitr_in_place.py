@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pitr_helpers import PRIMARY, TABLE, take_backup, write_rows
+from pitr_helpers import PRIMARY, row_ids, standbys_follow_with_the_rows, take_backup, write_rows
 from runbook_helpers import (
     CLI_HANG_GUARD,
     DEADLINE,
@@ -35,11 +35,9 @@ from runbook_helpers import (
     node_state,
     runbook_cli,
     runbook_command,
-    sql,
     summary,
     venv_path,
     wait_for,
-    wait_topology,
 )
 
 from erlmcp_dr.lab import lifecycle as lab
@@ -130,10 +128,6 @@ def _a_second_operator_is_turned_away_changing_nothing(cfg: lab.LabConfig, tmp_p
         name: before["timeline"] for name in STANDBYS}
 
 
-def _ids(cfg: lab.LabConfig, node: str) -> set[int]:
-    return {row["id"] for row in sql(cfg, node, f"SELECT id FROM {TABLE}")}
-
-
 def test_a_restore_in_place_keeps_exactly_the_rows_committed_by_the_target_and_the_standbys_follow_its_timeline(
         lab_with_backup: lab.LabConfig, tmp_path: Path) -> None:
     cfg = lab_with_backup
@@ -156,7 +150,7 @@ def test_a_restore_in_place_keeps_exactly_the_rows_committed_by_the_target_and_t
     planned = in_place.run(params, check_mode=True)
     assert planned["changed"] and planned["action"] == "restore" and planned["from_timeline"] == before["timeline"]
     assert planned["wal"]["missing"] is None and not marker.exists()
-    assert node_state(cfg, PRIMARY)["timeline"] == before["timeline"] and len(_ids(cfg, PRIMARY)) == ROWS
+    assert node_state(cfg, PRIMARY)["timeline"] == before["timeline"] and len(row_ids(cfg, PRIMARY)) == ROWS
 
     # The restore's engine in a process of its own, SIGKILLed with its process group (pgbackrest with it) once the
     # primary is stopped and its own configuration kept: pgBackRest is restoring over its data directory.
@@ -192,18 +186,13 @@ def test_a_restore_in_place_keeps_exactly_the_rows_committed_by_the_target_and_t
     assert new_timeline > before["timeline"]
     expected = writes.at_or_before(target)
     assert expected and len(expected) < ROWS, "the target lies between the writes"
-    assert _ids(cfg, PRIMARY) == expected, "exactly the rows committed at or before the target"
+    assert row_ids(cfg, PRIMARY) == expected, "exactly the rows committed at or before the target"
     assert restored["proof"]["last_xact_time"] == max(at for _id, at in writes.committed if at <= target).isoformat()
     members = {name: (member["role"], member["timeline"]) for name, member in restored["members_after"].items()}
     assert members == {name: ("primary" if name == PRIMARY else "standby", new_timeline)
                        for name in (PRIMARY, *STANDBYS)}, found
     # The standbys stream the new timeline and hold what the primary holds; a row written now reaches them.
-    wait_topology(cfg, {name: {"role": "standby", "upstream": PRIMARY, "timeline": new_timeline}
-                        for name in STANDBYS}, "the standbys streaming the restored primary's timeline")
-    write_rows(cfg, 1, start_id=ROWS + 1)
-    for name in STANDBYS:
-        wait_for(lambda name=name: _ids(cfg, name) == expected | {ROWS + 1}, DEADLINE, interval=0.1,
-                 what=f"{name} to hold the restored rows and the new one")
+    standbys_follow_with_the_rows(cfg, STANDBYS, new_timeline, expected, new_id=ROWS + 1)
     # The node's own postgresql.auto.conf is back: no recovery target left to stop a later standby of it.
     assert "recovery_target" not in (cfg.node(PRIMARY).data_dir / "postgresql.auto.conf").read_text()
     assert '"promoted"' in marker.read_text() and oct(marker.stat().st_mode & 0o777) == oct(0o600)

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import threading
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterator
@@ -81,6 +82,40 @@ def answering_app() -> Iterator[str]:
     server.server_close()
 
 
+@dataclass
+class RestartableApp:
+    """An application on a free loopback port that a start command can bring up again (`serve`: the command that
+    serves it; `start_command`: starts `serve` in a session of its own and returns once it answers)."""
+
+    url: str
+    serve: list[str]
+    start_command: list[str]
+
+
+@pytest.fixture
+def restartable_app(tmp_path: Path) -> Iterator[RestartableApp]:
+    """Not started: a test starts `serve` itself, or finds the application down. Whatever its start command started
+    is killed at the end (by the PID it wrote)."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    serve = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(tmp_path)]
+    started = tmp_path / "started.pid"
+    starter = tmp_path / "start.py"
+    starter.write_text(
+        "import pathlib, subprocess, sys, time, urllib.request\n"
+        f"proc = subprocess.Popen({serve!r}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,"
+        " start_new_session=True)\n"
+        f"pathlib.Path({str(started)!r}).write_text(str(proc.pid))\n"
+        "for _ in range(300):\n"
+        f"    try: urllib.request.urlopen({url!r}, timeout=1); sys.exit(0)\n"
+        "    except OSError: time.sleep(0.1)\n"
+        "sys.exit(1)\n")
+    yield RestartableApp(url, serve, [sys.executable, str(starter)])
+    if started.exists():  # the server the undo started (by its PID)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(started.read_text()), signal.SIGKILL)
+
+
 def test_the_probe_tells_down_from_hung_from_running(answering_app: str) -> None:
     assert isolate.probe_app(f"http://127.0.0.1:{_free_port()}") == isolate.REFUSED
     assert isolate.probe_app(answering_app) == isolate.ANSWERS
@@ -102,28 +137,16 @@ def test_an_application_that_runs_without_a_stop_command_refuses_the_step_before
 
 
 def test_a_running_application_is_stopped_by_its_command_and_the_undo_starts_only_what_was_stopped(
-        tmp_path: Path) -> None:
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    serve = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(tmp_path)]
-    server = subprocess.Popen(serve, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        tmp_path: Path, restartable_app: RestartableApp) -> None:
+    url = restartable_app.url
+    server = subprocess.Popen(restartable_app.serve, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         assert isolate._wait(lambda: isolate.probe_app(url) == isolate.ANSWERS, 30)
-        starter = tmp_path / "start.py"  # starts the server again, returns once it answers
-        starter.write_text(
-            "import pathlib, subprocess, sys, time, urllib.request\n"
-            f"proc = subprocess.Popen({serve!r}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,"
-            " start_new_session=True)\n"
-            f"pathlib.Path({str(tmp_path / 'started.pid')!r}).write_text(str(proc.pid))\n"
-            "for _ in range(300):\n"
-            f"    try: urllib.request.urlopen({url!r}, timeout=1); sys.exit(0)\n"
-            "    except OSError: time.sleep(0.1)\n"
-            "sys.exit(1)\n")
         stop_ran = tmp_path / "stop-ran"
         app = {"app_url": url, "app_stop_command": [
                    sys.executable, "-c", f"import os, pathlib; pathlib.Path({str(stop_ran)!r}).touch(); "
                                          f"os.kill({server.pid}, 15)"],
-               "app_start_command": [sys.executable, str(starter)]}
+               "app_start_command": restartable_app.start_command}
         down_redis = {"host": "127.0.0.1", "port": _free_port(), "password": None}
         arguments = {"region": "a", "app": "app-a", "redis": "redis-a", "pause_seconds": 5}
         recorded: list = []  # (the journal entry, whether the stop command had run when it was written)
@@ -151,10 +174,6 @@ def test_a_running_application_is_stopped_by_its_command_and_the_undo_starts_onl
     finally:
         server.kill()
         server.wait()
-        started = tmp_path / "started.pid"
-        if started.exists():  # the server the undo started (by its PID)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(started.read_text()), signal.SIGKILL)
 
 
 @pytest.mark.parametrize(("previous", "action", "expected"), [
@@ -171,52 +190,34 @@ def test_a_resumed_isolation_adopts_only_a_stop_the_interrupted_run_recorded_for
     assert isolate.adopted_stop(previous, "a", "app-a", action) == expected
 
 
-def test_a_resumed_isolation_undoes_the_stop_of_the_run_killed_after_isolate(tmp_path: Path) -> None:
+def test_a_resumed_isolation_undoes_the_stop_of_the_run_killed_after_isolate(restartable_app: RestartableApp) -> None:
     """Regression (issue 17): run 1 stopped region a's application and was killed; run 2 resumes the move, finds
     the application down and, before the point of no return, fails and undoes. Its undo must start the application
     run 1 stopped (before the journal's record, run 2 called it "down" and its undo started nothing)."""
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    serve = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(tmp_path)]
-    starter = tmp_path / "start.py"
-    starter.write_text(
-        "import pathlib, subprocess, sys, time, urllib.request\n"
-        f"proc = subprocess.Popen({serve!r}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,"
-        " start_new_session=True)\n"
-        f"pathlib.Path({str(tmp_path / 'started.pid')!r}).write_text(str(proc.pid))\n"
-        "for _ in range(300):\n"
-        f"    try: urllib.request.urlopen({url!r}, timeout=1); sys.exit(0)\n"
-        "    except OSError: time.sleep(0.1)\n"
-        "sys.exit(1)\n")
+    url = restartable_app.url
     app = {"app_url": url, "app_stop_command": [sys.executable, "-c", "pass"],
-           "app_start_command": [sys.executable, str(starter)]}
+           "app_start_command": restartable_app.start_command}
     down_redis = {"host": "127.0.0.1", "port": _free_port(), "password": None}
     arguments = {"region": "a", "app": "app-a", "redis": "redis-a", "pause_seconds": 5}
     # What run 1 wrote before its stop command (then it was killed): the application is down now.
     killed_runs_entry = {"region": "a", "app": {"name": "app-a", "state": "stopping", "stopped_by": "rf-killed"},
                          "redis": {"name": "redis-a", "state": None}}
     entries: list = []
-    try:
-        outcome = isolate.isolate(arguments, app, down_redis, hooks.ActionJournal(
-            run_id="rf-resumed", previous=killed_runs_entry, record=entries.append))
-        assert outcome.ok is True, outcome.message
-        assert outcome.summary["details"]["app"]["state"] == "stopped"
-        assert outcome.summary["details"]["app"]["stopped_by"] == "rf-killed"
-        assert "stopped by the interrupted run rf-killed" in outcome.message
-        assert entries[-1]["app"] == {"name": "app-a", "state": "stopped", "stopped_by": "rf-killed"}  # carried on
+    outcome = isolate.isolate(arguments, app, down_redis, hooks.ActionJournal(
+        run_id="rf-resumed", previous=killed_runs_entry, record=entries.append))
+    assert outcome.ok is True, outcome.message
+    assert outcome.summary["details"]["app"]["state"] == "stopped"
+    assert outcome.summary["details"]["app"]["stopped_by"] == "rf-killed"
+    assert "stopped by the interrupted run rf-killed" in outcome.message
+    assert entries[-1]["app"] == {"name": "app-a", "state": "stopped", "stopped_by": "rf-killed"}  # carried on
 
-        undone = isolate.lift(dict(arguments, isolated=outcome.summary["details"]), app, down_redis,
-                              journal=hooks.ActionJournal(run_id="rf-resumed", previous=entries[-1],
-                                                          record=entries.append))
-        assert undone.ok is True, undone.message
-        assert undone.summary["did"] == ["started region a's application app-a again"]
-        assert isolate.probe_app(url) == isolate.ANSWERS
-        assert entries[-1]["app"] == {"name": "app-a", "state": "restarted", "stopped_by": None}
-    finally:
-        started = tmp_path / "started.pid"
-        if started.exists():  # the server the undo started (by its PID)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(started.read_text()), signal.SIGKILL)
+    undone = isolate.lift(dict(arguments, isolated=outcome.summary["details"]), app, down_redis,
+                          journal=hooks.ActionJournal(run_id="rf-resumed", previous=entries[-1],
+                                                      record=entries.append))
+    assert undone.ok is True, undone.message
+    assert undone.summary["did"] == ["started region a's application app-a again"]
+    assert isolate.probe_app(url) == isolate.ANSWERS
+    assert entries[-1]["app"] == {"name": "app-a", "state": "restarted", "stopped_by": None}
 
 
 def test_the_move_holds_service_recovery_s_own_key_for_every_region_with_services(tmp_path: Path) -> None:
