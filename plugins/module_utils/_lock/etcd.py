@@ -59,6 +59,11 @@ class EtcdUnavailable(LockStoreError):
     """No etcd member answered with a quorum: the run must stop (fail closed)."""
 
 
+class EtcdUnreachable(EtcdUnavailable):
+    """A member that did not answer at all (connection refused, reset, timed out, TLS refused), as opposed to one
+    that answered it cannot serve now (no leader yet): asking it again within an election's time changes nothing."""
+
+
 # ---------------------------------------------------------------- settings (pure)
 
 
@@ -274,7 +279,7 @@ class EtcdClient(object):
         try:
             return client.post(client.get_url(path), json=payload, **self._request_options())
         except (exceptions.ConnectionFailedError, exceptions.ConnectionTimeoutError) as exc:
-            raise EtcdUnavailable(_short(exc)) from None
+            raise EtcdUnreachable(_short(exc)) from None
         except ValueError as exc:  # an answer that is not JSON: not an etcd gateway, or a broken one
             raise EtcdUnavailable("not an etcd answer: %s" % exc) from None
         except exceptions.Etcd3Exception as exc:
@@ -316,7 +321,7 @@ class EtcdClient(object):
                                      json={"name": self.config["user"], "password": self.config["password"]},
                                      **self._request_options())
             except (exceptions.ConnectionFailedError, exceptions.ConnectionTimeoutError) as exc:
-                raise EtcdUnavailable(_short(exc)) from None
+                raise EtcdUnreachable(_short(exc)) from None
             except exceptions.Etcd3Exception as exc:
                 raise LockStoreError(
                     "etcd refused the login of dr_lock_etcd_user %r: %s (check the user and dr_lock_etcd_password in "
@@ -328,8 +333,10 @@ class EtcdClient(object):
     def ask_each(self, path, payload):
         """Every member's own answer to the same request, asked at once: [{endpoint, ok, answer, error}], in the
         order of the endpoints (readiness: which members answer, where the store only needs the first that does).
-        A member is retried as call() retries a round, for ELECTION_SECONDS: right after the leader's loss the
-        others answer "no leader" until they elected one. The error never holds the password."""
+        A member that answers it cannot serve now is asked again, as call() does, for ELECTION_SECONDS (right after
+        the leader's loss the others answer "no leader" until they elected one); one that does not answer at all
+        (refused, timed out after the request timeout) is reported at once, so a stopped member costs nothing and a
+        silent one one request timeout. The error never holds the password."""
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(max_workers=len(self.endpoints)) as pool:
@@ -341,6 +348,8 @@ class EtcdClient(object):
         while True:
             try:
                 return {"endpoint": endpoint, "ok": True, "answer": self._post(index, path, payload), "error": None}
+            except EtcdUnreachable as exc:
+                return {"endpoint": endpoint, "ok": False, "answer": None, "error": str(exc)}
             except EtcdUnavailable as exc:
                 if time.monotonic() >= deadline:
                     return {"endpoint": endpoint, "ok": False, "answer": None, "error": str(exc)}

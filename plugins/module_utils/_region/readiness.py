@@ -506,8 +506,8 @@ def lock_variables(params):
 def lock_store_etcd_check(settings):
     """Every member asked at once, through the run lock's client (TLS, login, per-request timeout), for a
     linearizable read of the lock prefix (count only): a member serves it only with a quorum behind it, so
-    its answer is what a run's take would get. Bounded: each member is given the client's ELECTION_SECONDS plus
-    one request timeout (dr_lock_etcd_timeout)."""
+    its answer is what a run's take would get. Bounded: a member that does not answer costs one request timeout
+    (dr_lock_etcd_timeout), one that answers "no leader" is asked again for the client's ELECTION_SECONDS."""
     from ansible_collections.erlmcp.dr.plugins.module_utils._lock import etcd as _lock_etcd
 
     read = dict(_lock_etcd.prefix_range(settings["prefix"]), count_only=True)
