@@ -301,6 +301,17 @@ def test_every_etcd_member_answering_passes_and_says_the_locks_held():
     assert "linearizable read of /erlmcp-dr/locks/ works (1 run lock held now)" in found["detail"]
 
 
+def test_an_etcd_members_error_is_its_reason_not_the_http_clients_wrapping():
+    refused = ("HTTPConnectionPool(host='127.0.0.1', port=2381): Max retries exceeded with url: /v3/kv/range "
+               "(Caused by NewConnectionError(\"HTTPConnection(host='127.0.0.1', port=2381): Failed to establish a new "
+               "connection: [Errno 111] Connection refused\"))")
+    assert judge.short_error(refused) == "[Errno 111] Connection refused"
+    assert judge.short_error("HTTPConnectionPool(host='h', port=1): Read timed out. (read timeout=1.0)") == \
+        "Read timed out. (read timeout=1.0): no answer within the request timeout"
+    assert judge.short_error("etcd refused the login of dr_lock_etcd_user 'root': x") == \
+        "etcd refused the login of dr_lock_etcd_user 'root': x"
+
+
 def test_a_quorum_of_etcd_members_warns_and_names_the_silent_one():
     found = judge.lock_store_etcd(_members(True, False, True), "/p/")
     assert (found["verdict"], found["measured"]) == (judge.WARN, "2/3")

@@ -277,7 +277,7 @@ def lock_store_etcd(answers, prefix):
     total = len(answers)
     quorum = total // 2 + 1
     answering = [a for a in answers if a["ok"]]
-    silent = ["%s (%s)" % (a["endpoint"], a.get("error") or "no answer") for a in answers if not a["ok"]]
+    silent = ["%s (%s)" % (a["endpoint"], short_error(a.get("error"))) for a in answers if not a["ok"]]
     measured = "%d/%d" % (len(answering), total)
     threshold = "all (a quorum: %d)" % quorum
     name = "lock_store etcd"
@@ -294,6 +294,21 @@ def lock_store_etcd(answers, prefix):
                  "closed on its run lock. Not answering: %s. %s" % (
                      AUTOMATION_UNAVAILABLE, len(answering), total, prefix, quorum, "; ".join(silent) or "none",
                      ETCD_UNTOUCHED))
+
+
+def short_error(text):
+    """The reason in an HTTP client's error ("[Errno 111] Connection refused", "Read timed out"), not its wrapping
+    (the pool, the URL the detail names already); other errors (etcd's own, a refused login) whole."""
+    import re
+
+    text = (text or "no answer").strip()
+    errno = re.search(r"\[Errno -?\d+\] [^\"'()]+", text)
+    if errno:
+        return errno.group(0).strip()
+    timed_out = re.search(r"Read timed out\.? \(read timeout=[\d.]+\)", text)
+    if timed_out:
+        return "%s: no answer within the request timeout" % timed_out.group(0)
+    return text[:300]
 
 
 def lock_store_unusable(problem):
