@@ -154,6 +154,12 @@ def test_over_tls_with_a_password_the_store_takes_the_lock_and_bad_credentials_a
         "automation unavailable: 0 of 1 etcd members answer"), refused_check
     assert "etcd refused the login of dr_lock_etcd_user 'root'" in refused_check["detail"]
     assert "wrong-password" not in refused_check["detail"]
+    untrusted_params = readiness_params(member)
+    untrusted_params["lock_etcd"]["ca_file"] = None  # the member's certificate is not from a known CA
+    (untrusted_check,) = _readiness.lock_store_checks(untrusted_params)
+    assert untrusted_check["verdict"] == "fail" and untrusted_check["detail"].startswith(
+        "automation unavailable: 0 of 1 etcd members answer"), untrusted_check
+    assert "CERTIFICATE_VERIFY_FAILED" in untrusted_check["detail"] and PASSWORD not in untrusted_check["detail"]
     assert good.inspect(KEY, "tls-run")["decision"] == _lock.HELD  # none of the refused ones changed anything
     assert good.release(KEY, "tls-run")["outcome"] == _lock.RELEASED
 
