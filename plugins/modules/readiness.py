@@ -19,7 +19,8 @@ description:
     the DNS TTL at every authoritative server and whether they agree; the DNS update credentials (a signed UPDATE
     whose prerequisite cannot match, so nothing changes); each region's app, database and Redis reachable; the
     target regions' capacity against the load; public endpoints' certificate expiry; the last drill per kind; the
-    data-residency verdict per target (a warning until configured); the lock store; the contacts' review age.
+    data-residency verdict per target (a warning until configured); the lock store (its folder writable, or every
+    etcd member answering); the contacts' review age.
   - Read-only - nothing is changed anywhere; RV(ignore:changed) is always false and check mode runs the same.
   - Thresholds are O(thresholds) (the inventory's C(dr_readiness)) over the defaults docs/readiness.md lists.
 author:
@@ -84,13 +85,52 @@ options:
     description: The drill history file (JSON lines, docs/readiness.md).
     type: path
   lock_store:
-    description: Where the run lock lives.
+    description:
+      - Where the run lock lives (the inventory's C(dr_lock_store)); unset, the store erlmcp.dr.run_lock would pick
+        (C(ERLMCP_DR_LOCK_STORE), else C(directory)).
+      - With C(etcd), every member of O(lock_etcd.endpoints) is asked at once, through the run lock's own client, for a
+        linearizable read of the lock prefix - C(pass) when every member answers, C(warn) naming the members that do
+        not when a quorum still does, C(fail) with a detail starting C(automation unavailable:) when no quorum
+        answers or the login or TLS is refused. Never the directory store instead.
     type: str
-    default: directory
     choices: [directory, etcd]
   lock_dir:
     description: The directory lock store's folder (default as erlmcp.dr.run_lock's).
     type: path
+  lock_etcd:
+    description:
+      - The etcd lock store's settings, each the inventory's C(dr_lock_etcd_<name>) that erlmcp.dr.run_lock reads
+        (docs/design.md, the run lock); used when O(lock_store) is C(etcd). The password is O(lock_etcd_password).
+    type: dict
+    default: {}
+    suboptions:
+      endpoints:
+        description: Every member's client URL (C(dr_lock_etcd_endpoints)); unset, C(ERLMCP_DR_LOCK_ETCD_ENDPOINTS).
+        type: list
+        elements: str
+      ca_file:
+        description: The CA that signed the members' certificates (C(dr_lock_etcd_ca_file)).
+        type: path
+      cert_file:
+        description: The client certificate (C(dr_lock_etcd_cert_file)), with O(lock_etcd.key_file).
+        type: path
+      key_file:
+        description: The client certificate's key (C(dr_lock_etcd_key_file)).
+        type: path
+      user:
+        description: The etcd user (C(dr_lock_etcd_user)), with O(lock_etcd_password).
+        type: str
+      prefix:
+        description: The run locks' key prefix (C(dr_lock_etcd_prefix), default C(/erlmcp-dr/locks/)).
+        type: str
+      timeout:
+        description:
+          - Seconds one request to one member may take (C(dr_lock_etcd_timeout), default 3), checked as the run lock
+            checks it (0.1 to 60).
+        type: raw
+  lock_etcd_password:
+    description: The etcd user's password (C(dr_lock_etcd_password), keep it in vault). Never logged, never returned.
+    type: str
   contacts_reviewed_at:
     description: When the contacts and escalation data were last reviewed (ISO 8601 date).
     type: str
@@ -221,8 +261,12 @@ def argument_spec():
         public_endpoints=dict(type="list", elements="str", default=[]),
         capacity=dict(type="dict", default={}),
         drill_history=dict(type="path"),
-        lock_store=dict(type="str", default="directory", choices=["directory", "etcd"]),
+        lock_store=dict(type="str", choices=["directory", "etcd"]),
         lock_dir=dict(type="path"),
+        lock_etcd=dict(type="dict", default={}, options=dict(
+            endpoints=dict(type="list", elements="str"), ca_file=dict(type="path"), cert_file=dict(type="path"),
+            key_file=dict(type="path"), user=dict(type="str"), prefix=dict(type="str"), timeout=dict(type="raw"))),
+        lock_etcd_password=dict(type="str", no_log=True),
         contacts_reviewed_at=dict(type="str"),
         thresholds=dict(type="dict", default={}),
         pg_backup=dict(type="dict", default={}),

@@ -38,6 +38,7 @@ paths.ensure_collection_importable()
 from ansible_collections.erlmcp.dr.plugins.module_utils._common.wait import wait_for  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._lock import etcd as _lock_etcd  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._lock import store as _lock  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._region import readiness as _readiness  # noqa: E402
 
 PLAYBOOK = Path(__file__).resolve().parents[1] / "fixtures" / "lock" / "etcd_hold.yml"
 KEY = "postgres:7301234567890123456"
@@ -247,6 +248,43 @@ def test_a_holder_paused_past_its_lease_is_refused_at_its_next_step(cluster, inv
 
 
 # ---------------------------------------------------------------- members lost
+
+
+def readiness_checks(cluster: lab_etcd.EtcdCluster) -> dict[str, dict[str, Any]]:
+    """The readiness engine (erlmcp.dr.readiness's) with the run lock on these members and nothing else declared:
+    every other check is a 'not configured' one, the same whatever etcd does."""
+    found = _readiness.run({"lock_store": "etcd", "lock_etcd": {"endpoints": cluster.endpoints, "timeout": 1}})
+    return {check["name"]: check for check in found["checks"]}
+
+
+def test_readiness_asks_every_etcd_member_warns_on_one_lost_and_says_automation_unavailable_without_quorum(
+        cluster):
+    healthy = readiness_checks(cluster)
+    assert "lock_store directory" not in healthy  # the etcd store chosen: never the folder instead
+    lock = healthy.pop("lock_store etcd")
+    assert (lock["verdict"], lock["measured"]) == ("pass", "3/3"), lock
+    assert "a linearizable read of /erlmcp-dr/locks/ works" in lock["detail"]
+    others = {name: check["verdict"] for name, check in healthy.items()}
+
+    lost = cluster.member("b")
+    lab_etcd.stop_member(lost)
+    one_lost = readiness_checks(cluster)
+    lock = one_lost.pop("lock_store etcd")
+    assert (lock["verdict"], lock["measured"]) == ("warn", "2/3"), lock
+    silent = lock["detail"].split("not answering: ", 1)[1]
+    assert lost.client_url in silent and not any(m.client_url in silent for m in cluster.members if m != lost)
+
+    lab_etcd.stop_member(cluster.member("c"))
+    no_quorum = readiness_checks(cluster)
+    lock = no_quorum.pop("lock_store etcd")
+    assert (lock["verdict"], lock["measured"]) == ("fail", "0/3"), lock  # etcd-a runs, but alone it serves no read
+    assert lock["detail"].startswith("automation unavailable: 0 of 3 etcd members answer"), lock
+    assert "never demotes or stops a database" in lock["detail"]
+    assert all(m.client_url in lock["detail"] for m in cluster.members)
+    # Nothing else in readiness fails because of it: every other check as it was with etcd healthy.
+    for found in (one_lost, no_quorum):
+        assert {name: check["verdict"] for name, check in found.items()} == others
+    assert "lock_store directory" not in no_quorum
 
 
 def test_one_member_lost_the_lock_works_two_lost_it_fails_closed(cluster):

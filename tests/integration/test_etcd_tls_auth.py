@@ -1,7 +1,8 @@
 """Issue 22, Part 1: the run lock's etcd store over TLS with a user and password, against a real etcd member that
 serves https only (certificates made here with Python's cryptography) and has authentication enabled (etcdctl): the
 store connects and takes the lock through ansible-playbook; a wrong password or an untrusted certificate is a clear
-error that changes nothing; the password appears in no output, result or file of the run. REQUESTS_CA_BUNDLE is set
+error that changes nothing (readiness says "automation unavailable"); the password appears in no output, result or
+file of the run, nor of the readiness runbook that asks the member with the same variables. REQUESTS_CA_BUNDLE is set
 as execution environments set it: before the fix, the store's CA file lost to it and no member could be reached."""
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 import pytest
 import yaml
-from runbook_helpers import VENV_BIN, playbook_env
+from runbook_helpers import VENV_BIN, playbook_env, runbook_command
 
 from erlmcp_dr import paths
 from erlmcp_dr.lab import ports as lab_ports
@@ -30,6 +31,7 @@ paths.ensure_collection_importable()
 from ansible_collections.erlmcp.dr.plugins.module_utils._common.wait import wait_for  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._lock import etcd as _lock_etcd  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._lock import store as _lock  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._region import readiness as _readiness  # noqa: E402
 
 PLAYBOOK = Path(__file__).resolve().parents[1] / "fixtures" / "lock" / "etcd_hold.yml"
 PASSWORD = "s3cret-etcd-pw-7f1c"  # a needle: must appear nowhere the run writes
@@ -111,6 +113,13 @@ def store(member: dict[str, Any], **more: Any) -> _lock_etcd.EtcdStore:
     return _lock.make_store(_lock.store_settings(variables(member, **more), environ={}))
 
 
+def readiness_params(member: dict[str, Any], password: str = PASSWORD) -> dict[str, Any]:
+    """erlmcp.dr.readiness's parameters for this member, as playbooks/readiness.yml passes the inventory's."""
+    return {"lock_store": "etcd", "lock_etcd_password": password,
+            "lock_etcd": {"endpoints": [member["endpoint"]], "ca_file": str(member["certs"]["ca"]), "user": "root",
+                          "timeout": 2}}
+
+
 @pytest.fixture
 def container_ca_bundle(monkeypatch: pytest.MonkeyPatch) -> str:
     """REQUESTS_CA_BUNDLE set, as in many containers and execution environments, to a bundle without the etcd CA:
@@ -139,6 +148,18 @@ def test_over_tls_with_a_password_the_store_takes_the_lock_and_bad_credentials_a
 
     with pytest.raises(_lock.LockStoreError, match="dr_lock_etcd_user and dr_lock_etcd_password go together"):
         store(member, dr_lock_etcd_password=None)
+    # readiness asks through the same client: the login refused is "automation unavailable", without the password.
+    (refused_check,) = _readiness.lock_store_checks(readiness_params(member, "wrong-password"))
+    assert refused_check["verdict"] == "fail" and refused_check["detail"].startswith(
+        "automation unavailable: 0 of 1 etcd members answer"), refused_check
+    assert "etcd refused the login of dr_lock_etcd_user 'root'" in refused_check["detail"]
+    assert "wrong-password" not in refused_check["detail"]
+    untrusted_params = readiness_params(member)
+    untrusted_params["lock_etcd"]["ca_file"] = None  # the member's certificate is not from a known CA
+    (untrusted_check,) = _readiness.lock_store_checks(untrusted_params)
+    assert untrusted_check["verdict"] == "fail" and untrusted_check["detail"].startswith(
+        "automation unavailable: 0 of 1 etcd members answer"), untrusted_check
+    assert "CERTIFICATE_VERIFY_FAILED" in untrusted_check["detail"] and PASSWORD not in untrusted_check["detail"]
     assert good.inspect(KEY, "tls-run")["decision"] == _lock.HELD  # none of the refused ones changed anything
     assert good.release(KEY, "tls-run")["outcome"] == _lock.RELEASED
 
@@ -157,6 +178,14 @@ def test_a_run_takes_the_lock_over_tls_and_its_password_is_written_nowhere(membe
     taken = json.loads(signal_file.read_text())
     assert taken["store"] == "etcd" and taken["held"] and taken["token"] > 0
     assert PASSWORD not in run.stdout + run.stderr
+    # The readiness runbook reads the same inventory variables: it logs in over TLS and asks the member.
+    ready = subprocess.run([*runbook_command(), "readiness", "-i", str(inventory), "--json"], capture_output=True,
+                           text=True, env=env, timeout=DEADLINE, stdin=subprocess.DEVNULL)
+    assert ready.returncode == 1, ready.stderr[-3000:]  # warnings: every other source is "not configured"
+    lock = {check["name"]: check for check in json.loads(ready.stdout)["checks"]}["lock_store etcd"]
+    assert (lock["verdict"], lock["measured"]) == ("pass", "1/1"), lock
+    assert PASSWORD not in ready.stdout + ready.stderr
     written = [path for path in tmp_path.rglob("*") if path.is_file() and PASSWORD.encode() in path.read_bytes()]
-    assert written == [inventory]  # only the inventory the operator wrote (vault, in real life) holds it
+    assert written == [inventory]  # only the inventory the operator wrote (vault, in real life) holds it: not the
+    # readiness run's folder either (its parameter lock_etcd_password is no_log)
     assert store(member).inspect(KEY, "after")["decision"] == _lock.TAKE  # released at the run's end

@@ -5,16 +5,16 @@ region a's application, database and Redis every second. Most run in threads of 
 (erlmcp_dr.lab.watchers, the same helper as benchmarks/watch_partition.py); in the first phase the witness is the
 real `runbook watch` command in a process of its own, stopped with SIGTERM as systemd stops it.
 
-One lab run asserts the whole story (the CI budget): an observer that alone sees region a failing never triggers;
-the real command publishes, decides and stops cleanly (exit 0, its verdicts gone, no claim left); etcd stopped
-during a healthy period: every observer says "automation unavailable", nothing is triggered and no database changes
-role (region a's write guard holds: it still reaches the peer databases); region a's observer cut off from etcd and
-from the peer databases: its guard makes pg-a read-only and pauses redis-a's writes, and every observer then counts
-region a failed (a region that takes no writes is a failed region); pg-a made writable again (the failback's job)
-before etcd returns: no failover once etcd is back, and the guard lifts its Redis pause; region a killed: the
-verdicts are published, the quorum is reached after N consecutive failed checks, exactly one regional_failover is
-started (one run folder, one trigger record naming it) and region b serves, verified from outside; the other
-observers stand down.
+One lab run asserts the whole story (the CI budget): an observer that alone sees region a failing never triggers; the
+real command publishes, decides and stops cleanly (exit 0, its verdicts gone, no claim left); etcd stopped during a
+healthy period: every observer says "automation unavailable", and so does readiness's lock store check, nothing is
+triggered and no database changes role (region a's write guard holds: it still reaches the peer databases); region
+a's observer cut off from etcd and from the peer databases: its guard makes pg-a read-only and pauses redis-a's
+writes, and every observer then counts region a failed (a region that takes no writes is a failed region); pg-a made
+writable again (the failback's job) before etcd returns: no failover once etcd is back, and the guard lifts its Redis
+pause; region a killed: the verdicts are published, the quorum is reached after N consecutive failed checks, exactly
+one regional_failover is started (one run folder, one trigger record naming it) and region b serves, verified from
+outside; the other observers stand down.
 """
 
 from __future__ import annotations
@@ -56,6 +56,9 @@ from erlmcp_dr.watch.board import Board
 from erlmcp_dr.watch.guard import FENCE, HOLD
 from erlmcp_dr.watch.observer import UNAVAILABLE
 from erlmcp_dr.watch_quorum import CARRY_ON, FAIL_OVER, WAIT
+
+paths.ensure_collection_importable()
+from ansible_collections.erlmcp.dr.plugins.module_utils._region import readiness  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -238,6 +241,10 @@ def test_three_observers_trigger_one_failover_on_a_majority_never_on_a_minority_
             assert holds and all(guard["action"] == HOLD for guard in holds), holds
             assert "an etcd outage alone never demotes anything" in holds[-1]["reason"]
             assert writable_nodes(cfg) == ["pg-a"] and redis_primaries(cfg) == ["redis-a"]  # nothing demoted
+            # ... and readiness says so too (its lock store check, the engine erlmcp.dr.readiness runs).
+            (lock,) = readiness.lock_store_checks({"lock_store": "etcd", "lock_etcd": {"endpoints": etcd.endpoints}})
+            assert (lock["verdict"], lock["measured"]) == ("fail", "0/3"), lock
+            assert lock["detail"].startswith(f"{UNAVAILABLE}: 0 of 3 etcd members answer"), lock
 
             # 2b. Region a's observer cut off from etcd AND from the peer databases: its guard makes pg-a read-only.
             with watching(("obs-a", cut_off)) as alone:

@@ -24,3 +24,41 @@ def test_the_verdict_is_the_exit_code_and_no_verdict_is_not_ready(verdict, code)
     found = readiness_cli.as_json({"verdict": verdict, "checks": [{"name": "x"}]}, "run-1", verdict)
     assert found["exit_code"] == code
     assert found["verdict"] == (verdict or "not_ready") and found["run_id"] == "run-1"
+
+
+def _readiness_task_args() -> dict:
+    from pathlib import Path
+
+    import yaml
+
+    play = yaml.safe_load((Path(__file__).resolve().parents[2] / "playbooks" / "readiness.yml").read_text())[0]
+    task = next(t for t in play["tasks"] if t["name"] == "Run every readiness check at once")
+    return task["erlmcp.dr.readiness"]
+
+
+@pytest.mark.parametrize(("variables", "expected"), [
+    ({}, []), ({"dns_records": "app.example., db.example."}, ["app.example.", "db.example."]),
+    ({"dns_records": ["app.example."]}, ["app.example."]),
+])
+def test_an_inventory_without_dns_records_gives_the_readiness_task_no_records_not_an_undefined_error(
+        variables, expected):
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.template import Templar, trust_as_template
+
+    records = trust_as_template(_readiness_task_args()["dns"]["records"])  # a playbook's text, as Ansible reads it
+    assert Templar(loader=DataLoader(), variables=variables).template(records) == expected
+
+
+def test_the_readiness_task_passes_every_etcd_setting_the_run_lock_reads_and_the_password_apart():
+    from erlmcp_dr.paths import ensure_collection_importable
+
+    ensure_collection_importable()
+    from ansible_collections.erlmcp.dr.plugins.module_utils._lock.store import ETCD_VARS
+    from ansible_collections.erlmcp.dr.plugins.module_utils._region.readiness import LOCK_ETCD_OPTIONS
+
+    args = _readiness_task_args()
+    passed = {f"dr_lock_etcd_{name}": value for name, value in args["lock_etcd"].items()}
+    passed["dr_lock_etcd_password"] = args["lock_etcd_password"]
+    assert set(passed) == set(ETCD_VARS) - {"dr_lock_etcd_ttl"}  # the TTL is the holder's, not a reader's
+    assert set(args["lock_etcd"]) == set(LOCK_ETCD_OPTIONS)
+    assert all(f"{{{{ {name} | default(omit) }}}}" == value for name, value in passed.items())

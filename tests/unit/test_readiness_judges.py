@@ -285,3 +285,66 @@ def test_the_rpo_and_rto_come_from_the_bia_tier_table_and_its_inventory_override
     assert judge.thresholds({"rpo_seconds": 2}, {1: {"rpo_seconds": 5}})["rpo_seconds"][0] == 2  # dr_readiness wins
     with pytest.raises(ValueError):
         judge.thresholds({}, {1: {"rpo_seconds": "five"}})
+
+
+# ---------------------------------------------------------------- 16 the lock store on etcd
+
+
+def _members(*oks: bool) -> list[dict]:
+    return [{"endpoint": f"http://127.0.0.1:{2379 + 2 * i}", "ok": ok, "locks": 1 if ok else 0,
+             "error": None if ok else "Connection refused"} for i, ok in enumerate(oks)]
+
+
+def test_every_etcd_member_answering_passes_and_says_the_locks_held():
+    found = judge.lock_store_etcd(_members(True, True, True), "/erlmcp-dr/locks/")
+    assert (found["name"], found["verdict"], found["measured"]) == ("lock_store etcd", judge.PASS, "3/3")
+    assert "linearizable read of /erlmcp-dr/locks/ works (1 run lock held now)" in found["detail"]
+
+
+def test_an_etcd_members_error_is_its_reason_not_the_http_clients_wrapping():
+    refused = ("HTTPConnectionPool(host='127.0.0.1', port=2381): Max retries exceeded with url: /v3/kv/range "
+               "(Caused by NewConnectionError(\"HTTPConnection(host='127.0.0.1', port=2381): Failed to establish a new "
+               "connection: [Errno 111] Connection refused\"))")
+    assert judge.short_error(refused) == "[Errno 111] Connection refused"
+    assert judge.short_error("HTTPConnectionPool(host='h', port=1): Read timed out. (read timeout=1.0)") == \
+        "Read timed out. (read timeout=1.0): no answer within the request timeout"
+    assert judge.short_error("etcd refused the login of dr_lock_etcd_user 'root': x") == \
+        "etcd refused the login of dr_lock_etcd_user 'root': x"
+
+
+def test_a_quorum_of_etcd_members_warns_and_names_the_silent_one():
+    found = judge.lock_store_etcd(_members(True, False, True), "/p/")
+    assert (found["verdict"], found["measured"]) == (judge.WARN, "2/3")
+    assert "not answering: http://127.0.0.1:2381 (Connection refused)" in found["detail"]
+    assert "2379" not in found["detail"] and "2383" not in found["detail"]  # only the silent member is named
+
+
+@pytest.mark.parametrize("oks", [(True, False, False), (False, False, False), (True, False), ()])
+def test_fewer_etcd_members_than_a_quorum_is_automation_unavailable_and_databases_untouched(oks):
+    found = judge.lock_store_etcd(_members(*oks), "/p/")
+    assert found["verdict"] == judge.FAIL
+    assert found["detail"].startswith(f"automation unavailable: {sum(oks)} of {len(oks)} etcd members answer")
+    assert f"a quorum needs {len(oks) // 2 + 1}" in found["detail"]
+    assert "never demotes or stops a database" in found["detail"]
+
+
+def test_the_readiness_module_passes_the_run_locks_own_etcd_variables():
+    params = {"lock_store": "etcd", "lock_dir": None, "lock_etcd_password": "s3cret",
+              "lock_etcd": {"endpoints": ["a:1", "b:1"], "user": "dr", "timeout": 1.5, "ca_file": None}}
+    assert engine.lock_variables(params) == {"dr_lock_store": "etcd", "dr_lock_etcd_endpoints": ["a:1", "b:1"],
+                                             "dr_lock_etcd_user": "dr", "dr_lock_etcd_password": "s3cret",
+                                             "dr_lock_etcd_timeout": 1.5}
+    assert engine.lock_variables({"lock_etcd": {}}) == {}  # the run lock's default store, as erlmcp.dr.run_lock's
+
+
+@pytest.mark.parametrize(("etcd", "expected"), [
+    ({}, "dr_lock_etcd_endpoints is empty"),
+    ({"endpoints": ["ftp://x:1"]}, "dr_lock_etcd_endpoints has 'ftp://x:1'"),
+    ({"endpoints": ["x:1"], "user": "dr"}, "dr_lock_etcd_user and dr_lock_etcd_password go together"),
+    ({"endpoints": ["x:1"], "timeout": "soon"}, "dr_lock_etcd_timeout is 'soon': expected seconds per request"),
+])
+def test_unusable_etcd_settings_fail_as_the_run_lock_would_never_the_directory_store(etcd, expected, monkeypatch):
+    monkeypatch.delenv("ERLMCP_DR_LOCK_ETCD_ENDPOINTS", raising=False)
+    (found,) = engine.lock_store_checks({"lock_store": "etcd", "lock_etcd": etcd})
+    assert (found["name"], found["verdict"]) == ("lock_store etcd", judge.FAIL)
+    assert found["detail"].startswith("automation unavailable: " + expected), found["detail"]

@@ -59,6 +59,11 @@ class EtcdUnavailable(LockStoreError):
     """No etcd member answered with a quorum: the run must stop (fail closed)."""
 
 
+class EtcdUnreachable(EtcdUnavailable):
+    """A member that did not answer at all (connection refused, reset, timed out, TLS refused), as opposed to one
+    that answered it cannot serve now (no leader yet): asking it again within an election's time changes nothing."""
+
+
 # ---------------------------------------------------------------- settings (pure)
 
 
@@ -179,6 +184,19 @@ def guarded_txn(full_key, token, request):
             "success": [request], "failure": []}
 
 
+def prefix_range(prefix):
+    """The range request of every key under `prefix` (etcd's range_end: the prefix's last byte plus one)."""
+    raw = prefix.encode("utf-8")
+    end = raw[:-1] + bytes(bytearray([raw[-1] + 1]))
+    return {"key": b64(prefix), "range_end": base64_bytes(end)}
+
+
+def base64_bytes(raw):
+    import base64
+
+    return base64.b64encode(raw).decode("ascii")
+
+
 def txn_outcome(response):
     """(succeeded, revision of the transaction, the key-value the failure branch read or None)."""
     revision = int((response.get("header") or {}).get("revision") or 0)
@@ -261,7 +279,7 @@ class EtcdClient(object):
         try:
             return client.post(client.get_url(path), json=payload, **self._request_options())
         except (exceptions.ConnectionFailedError, exceptions.ConnectionTimeoutError) as exc:
-            raise EtcdUnavailable(_short(exc)) from None
+            raise EtcdUnreachable(_short(exc)) from None
         except ValueError as exc:  # an answer that is not JSON: not an etcd gateway, or a broken one
             raise EtcdUnavailable("not an etcd answer: %s" % exc) from None
         except exceptions.Etcd3Exception as exc:
@@ -303,7 +321,7 @@ class EtcdClient(object):
                                      json={"name": self.config["user"], "password": self.config["password"]},
                                      **self._request_options())
             except (exceptions.ConnectionFailedError, exceptions.ConnectionTimeoutError) as exc:
-                raise EtcdUnavailable(_short(exc)) from None
+                raise EtcdUnreachable(_short(exc)) from None
             except exceptions.Etcd3Exception as exc:
                 raise LockStoreError(
                     "etcd refused the login of dr_lock_etcd_user %r: %s (check the user and dr_lock_etcd_password in "
@@ -311,6 +329,33 @@ class EtcdClient(object):
             session.headers["Authorization"] = answer.get("token", "")
         self._clients[index] = client
         return client
+
+    def ask_each(self, path, payload):
+        """Every member's own answer to the same request, asked at once: [{endpoint, ok, answer, error}], in the
+        order of the endpoints (readiness: which members answer, where the store only needs the first that does).
+        A member that answers it cannot serve now is asked again, as call() does, for ELECTION_SECONDS (right after
+        the leader's loss the others answer "no leader" until they elected one); one that does not answer at all
+        (refused, timed out after the request timeout) is reported at once, so a stopped member costs nothing and a
+        silent one one request timeout. The error never holds the password."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=len(self.endpoints)) as pool:
+            return list(pool.map(lambda index: self._ask_member(index, path, payload), range(len(self.endpoints))))
+
+    def _ask_member(self, index, path, payload):
+        endpoint = self.endpoints[index]
+        deadline = time.monotonic() + ELECTION_SECONDS
+        while True:
+            try:
+                return {"endpoint": endpoint, "ok": True, "answer": self._post(index, path, payload), "error": None}
+            except EtcdUnreachable as exc:
+                return {"endpoint": endpoint, "ok": False, "answer": None, "error": str(exc)}
+            except EtcdUnavailable as exc:
+                if time.monotonic() >= deadline:
+                    return {"endpoint": endpoint, "ok": False, "answer": None, "error": str(exc)}
+            except LockStoreError as exc:  # refused (login, permission, no etcd3gw): asking again changes nothing
+                return {"endpoint": endpoint, "ok": False, "answer": None, "error": str(exc)}
+            time.sleep(0.2)
 
     # -------------------------------------------------------- the calls the store makes
 

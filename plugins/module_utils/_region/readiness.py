@@ -5,7 +5,8 @@
 
 Every probe runs at once, each in its own thread (they wait on the network, not the CPU), and reads through the
 collection's existing readers: _replication_info (PostgreSQL), _redis_info (Redis), _redis_store (the Redis backup
-catalog), _dns_info and _dns_rfc2136 (DNS), _health (one reachability sample), _lock (the lock store's place).
+catalog), _dns_info and _dns_rfc2136 (DNS), _health (one reachability sample), _lock (the lock store: its folder, or
+every etcd member through the run lock's client).
 What was measured is judged by _readiness_judge (pure). Read-only: nothing is written anywhere (the DNS
 credentials probe is an UPDATE whose prerequisite cannot match, so the server changes nothing).
 Private to the collection: the API may change between releases.
@@ -488,21 +489,50 @@ def _residency_hook(params, limits, now):
 # ---------------------------------------------------------------- 16: the lock store
 
 
-def lock_store_etcd_status(params):
-    """HOOK for the etcd lock store: return (verdict, detail) once readiness can ask etcd; None: not configured."""
-    return None
+# The readiness module's lock_etcd suboptions, each the inventory's dr_lock_etcd_<name> (the run lock's settings).
+LOCK_ETCD_OPTIONS = ("endpoints", "ca_file", "cert_file", "key_file", "user", "prefix", "timeout")
+
+
+def lock_variables(params):
+    """The run lock's inventory variables (_lock.store.STORE_VARS) from the module's parameters, so the store is
+    chosen and its settings checked by the run lock's own code (_lock.store.store_settings): the same store, the
+    same members, TLS and login a run would use, the same errors naming the same variables."""
+    etcd = params.get("lock_etcd") or {}
+    found = dict(("dr_lock_etcd_%s" % name, etcd.get(name)) for name in LOCK_ETCD_OPTIONS)
+    found.update(dr_lock_store=params.get("lock_store"), dr_lock_etcd_password=params.get("lock_etcd_password"))
+    return dict((name, value) for name, value in found.items() if value not in (None, "", []))
+
+
+def lock_store_etcd_check(settings):
+    """Every member asked at once, through the run lock's client (TLS, login, per-request timeout), for a
+    linearizable read of the lock prefix (count only): a member serves it only with a quorum behind it, so
+    its answer is what a run's take would get. Bounded: a member that does not answer costs one request timeout
+    (dr_lock_etcd_timeout), one that answers "no leader" is asked again for the client's ELECTION_SECONDS."""
+    from ansible_collections.erlmcp.dr.plugins.module_utils._lock import etcd as _lock_etcd
+
+    read = dict(_lock_etcd.prefix_range(settings["prefix"]), count_only=True)
+    answers = _lock_etcd.EtcdClient(settings).ask_each("/kv/range", read)
+    for answer in answers:
+        answer["locks"] = int((answer.get("answer") or {}).get("count") or 0)
+    return judge.lock_store_etcd(answers, settings["prefix"])
 
 
 def _lock_store(params, limits, now):
-    from ansible_collections.erlmcp.dr.plugins.module_utils._lock.store import default_store_dir
+    return lock_store_checks(params)
 
-    if (params.get("lock_store") or "directory") == "etcd":
-        status = lock_store_etcd_status(params)
-        if status is None:
-            return [judge.not_configured("lock_store etcd", "readiness does not ask etcd yet",
-                                         "_readiness.lock_store_etcd_status")]
-        return [judge.check("lock_store etcd", status[0], None, None, None, "issue 20", status[1])]
-    folder = os.path.abspath(os.path.expanduser(params.get("lock_dir") or default_store_dir()))
+
+def lock_store_checks(params):
+    """The lock store's check from the module's parameters: the store a run would use, asked as a run would."""
+    from ansible_collections.erlmcp.dr.plugins.module_utils._lock import store as _lock
+
+    variables = lock_variables(params)
+    try:
+        settings = _lock.store_settings(variables, store_dir=params.get("lock_dir"))
+    except _lock.LockStoreError as exc:  # a run would be refused the same way: no run can take the lock
+        return [judge.lock_store_unusable(str(exc))]
+    if settings["kind"] == _lock.STORE_ETCD:  # never the directory instead: that is the operator's choice
+        return [lock_store_etcd_check(settings)]
+    folder = os.path.abspath(os.path.expanduser(settings["store_dir"]))
     existing = folder
     while not os.path.exists(existing):  # the store makes its folder on first use: its nearest parent must let it
         existing = os.path.dirname(existing)

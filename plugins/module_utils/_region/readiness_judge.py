@@ -260,6 +260,63 @@ def certificate(url, days_left, error, limits):
                  "expires in %s days" % shown)
 
 
+# ---------------------------------------------------------------- 16 the lock store on etcd
+
+AUTOMATION_UNAVAILABLE = "automation unavailable"  # the words `runbook watch`'s observers use for the same state
+ETCD_UNTOUCHED = ("The databases are untouched: an etcd outage blocks automation (the run lock fails closed), it never "
+                  "demotes or stops a database (docs/design.md, the run lock)")
+
+
+def lock_store_etcd(answers, prefix):
+    """The etcd lock store from each member's answer to a linearizable read of the lock prefix (pure).
+
+    answers: [{endpoint, ok, error, locks}], one per member of dr_lock_etcd_endpoints; ok means the member served
+    the read, which it only does with a quorum behind it. Every member -> pass; a quorum but not every member ->
+    warn, naming the others (runs still take the lock); fewer than a quorum -> fail, "automation unavailable": every
+    run fails closed on its run lock."""
+    total = len(answers)
+    quorum = total // 2 + 1
+    answering = [a for a in answers if a["ok"]]
+    silent = ["%s (%s)" % (a["endpoint"], short_error(a.get("error"))) for a in answers if not a["ok"]]
+    measured = "%d/%d" % (len(answering), total)
+    threshold = "all (a quorum: %d)" % quorum
+    name = "lock_store etcd"
+    if total and len(answering) == total:
+        held = max(a.get("locks") or 0 for a in answering)
+        return check(name, PASS, measured, "members", threshold, "issue 22",
+                     "every member answers; a linearizable read of %s works (%d run lock%s held now)" % (
+                         prefix, held, "" if held == 1 else "s"))
+    if total and len(answering) >= quorum:
+        return check(name, WARN, measured, "members", threshold, "issue 22",
+                     "a quorum answers, so runs still take the run lock; not answering: %s" % "; ".join(silent))
+    return check(name, FAIL, measured, "members", threshold, "issue 22",
+                 "%s: %d of %d etcd members answer a linearizable read of %s, a quorum needs %d; every run fails "
+                 "closed on its run lock. Not answering: %s. %s" % (
+                     AUTOMATION_UNAVAILABLE, len(answering), total, prefix, quorum, "; ".join(silent) or "none",
+                     ETCD_UNTOUCHED))
+
+
+def short_error(text):
+    """The reason in an HTTP client's error ("[Errno 111] Connection refused", "Read timed out"), not its wrapping
+    (the pool, the URL the detail names already); other errors (etcd's own, a refused login) whole."""
+    import re
+
+    text = (text or "no answer").strip()
+    errno = re.search(r"\[Errno -?\d+\] [^\"'()]+", text)
+    if errno:
+        return errno.group(0).strip()
+    timed_out = re.search(r"Read timed out\.? \(read timeout=[\d.]+\)", text)
+    if timed_out:
+        return "%s: no answer within the request timeout" % timed_out.group(0)
+    return text[:300]
+
+
+def lock_store_unusable(problem):
+    """The etcd lock store's settings cannot be used (a bad dr_lock_etcd_* value): the run lock refuses every run."""
+    return check("lock_store etcd", FAIL, None, "members", None, "issue 22",
+                 "%s: %s. %s" % (AUTOMATION_UNAVAILABLE, problem, ETCD_UNTOUCHED))
+
+
 # ---------------------------------------------------------------- 14 drills, 17 contacts
 
 
