@@ -721,7 +721,7 @@ class _Run(object):
             self.result.update(streaming=False, upstream=None, rewind_output=output)
             again = self.result["interrupted_rewind_found"]
             if again and p["allow_reclone"]:
-                self.result["interrupted_rewind_recovery"] = "reclone"
+                self.result.update(interrupted_rewind_recovery="reclone", action="reclone")
                 self._reclone(Plan("reclone", "pg_rewind could not start over after an interrupted one: %s"
                                    % rewind_errors(output)))
                 return None
