@@ -31,7 +31,7 @@ description:
   - Before C(pg_rewind) starts, a marker (RV(rewind_marker), C(.<data_dir name>.erlmcp-dr.rewind-in-progress)
     beside the data directory, 0600, holding the node's own config files) is written; it is removed once the node
     is verified as a standby. A later run (from any controller) that finds it knows the files may be half the
-    primary's (a run killed while C(pg_rewind) copied): it never starts the node as it is. While the node's control
+    primary's (a run killed while C(pg_rewind) copied), and never starts the node as it is. While the node's control
     file is still the one C(pg_rewind) started from (C(pg_rewind) writes it last), C(pg_rewind) starts over; if that
     fails (the interrupted copy destroyed the node's WAL), the node is re-cloned with O(allow_reclone), else refused
     with the way out. RV(interrupted_rewind_found) and RV(interrupted_rewind_recovery) say what happened.
