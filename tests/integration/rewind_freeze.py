@@ -31,7 +31,7 @@ from ansible_collections.erlmcp.dr.plugins.module_utils._common.wait import wait
 _FREEZING_PG_REWIND = '''#!/usr/bin/python3
 import fcntl, json, os, signal, subprocess, sys
 
-REAL, OUT = {real!r}, {out!r}
+REAL, OUT, AFTER_END = {real!r}, {out!r}, {after_end!r}
 F_SETPIPE_SZ = 1031
 
 
@@ -51,7 +51,7 @@ with open(read_fd, "rb", buffering=0) as pipe, open(os.path.join(OUT, "rewind.lo
     for line in iter(pipe.readline, b""):
         log.write(line)
         lines += 1
-        if b"received chunk for file" in line:
+        if not AFTER_END and b"received chunk for file" in line:
             os.kill(proc.pid, signal.SIGSTOP)
             log.flush()
             publish("frozen", dict(module_pid=os.getppid(), wrapper_pid=os.getpid(), pg_rewind_pid=proc.pid,
@@ -59,13 +59,21 @@ with open(read_fd, "rb", buffering=0) as pipe, open(os.path.join(OUT, "rewind.lo
             while True:
                 signal.pause()
 rc = proc.wait()
+if AFTER_END and rc == 0:  # pg_rewind ended well; the module has not seen it: hold it there
+    publish("frozen", dict(module_pid=os.getppid(), wrapper_pid=os.getpid(), pg_rewind_pid=proc.pid,
+                           line="pg_rewind ended (rc 0)", lines_before=lines))
+    while True:
+        signal.pause()
 publish("missed", dict(rc=rc, lines=lines))
 sys.exit(rc)
 '''
 
 
-def bin_dir_freezing_pg_rewind(cfg: lab.LabConfig, name: str = "bin-freezing-pg-rewind") -> Path:
-    """A pg_bin_dir (links to the real binaries) whose pg_rewind freezes itself mid-copy (see the module's doc)."""
+def bin_dir_freezing_pg_rewind(cfg: lab.LabConfig, name: str = "bin-freezing-pg-rewind",
+                               after_end: bool = False) -> Path:
+    """A pg_bin_dir (links to the real binaries) whose pg_rewind freezes itself mid-copy (see the module's doc), or,
+    with after_end, holds the module waiting once the real pg_rewind ended well (a kill between pg_rewind and the
+    node's own config files put back)."""
     bin_dir = cfg.root / name
     lab.make_owned_dir(bin_dir, 0o755)
     real = Path(lab.find_bin_dir())
@@ -73,7 +81,7 @@ def bin_dir_freezing_pg_rewind(cfg: lab.LabConfig, name: str = "bin-freezing-pg-
         if binary.name != "pg_rewind" and not (bin_dir / binary.name).exists():
             (bin_dir / binary.name).symlink_to(binary)
     script = bin_dir / "pg_rewind"
-    script.write_text(_FREEZING_PG_REWIND.format(real=str(real), out=str(bin_dir)))
+    script.write_text(_FREEZING_PG_REWIND.format(real=str(real), out=str(bin_dir), after_end=after_end))
     script.chmod(0o755)
     return bin_dir
 

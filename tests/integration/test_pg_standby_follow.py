@@ -563,6 +563,7 @@ def test_kill_inside_pg_rewind_is_never_started_half_rewound_and_the_rerun_reclo
     make_table(cfg)
     promote(cfg, "pg-b")  # pg-a keeps running: from here on its WAL is its own
     sql(cfg, "pg-a", "INSERT INTO t SELECT g, 'only on pg-a' FROM generate_series(100, 199) g")
+    wait_rows(cfg, "pg-c", "SELECT count(*) FROM t WHERE origin = 'only on pg-a'", [(100,)])  # pg-c diverged too
     stop(cfg, "pg-a")
     # pg-b's WAL (wal_keep_size) makes hundreds of chunks to copy: far more than the wrapper's one page of lines
     sql(cfg, "pg-b", "INSERT INTO t VALUES (2, 'from pg-b')")
@@ -610,3 +611,22 @@ def test_kill_inside_pg_rewind_is_never_started_half_rewound_and_the_rerun_reclo
     sql(cfg, "pg-b", "INSERT INTO t VALUES (3, 'after the rejoin')")
     expected = [tuple(r.values()) for r in sql(cfg, "pg-b", "SELECT id, origin FROM t ORDER BY id")]
     wait_rows(cfg, "pg-a", "SELECT id, origin FROM t ORDER BY id", expected)
+
+    # pg-c: killed once pg_rewind ended, before its own config files were put back (it has the primary's, port
+    # included). Its control file is pg_rewind's: the re-run configures and starts it, without rewinding again.
+    own_c = files(cfg, "pg-c")
+    after_end = bin_dir_freezing_pg_rewind(cfg, "bin-freezing-after-pg-rewind", after_end=True)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        killed_run = pool.submit(run_module, MODULE, follow_args(cfg, "pg-c", "pg-b", bin_dir=str(after_end)))
+        kill_frozen_run(wait_frozen(after_end, killed_run.done, DEADLINE))
+        assert killed_run.exception() is not None or killed_run.result()["failed"]
+    assert files(cfg, "pg-c")["postgresql.conf"] == files(cfg, "pg-b")["postgresql.conf"] != own_c["postgresql.conf"]
+    assert cfg.node("pg-c").server().controldata()["Database cluster state"] == "in archive recovery"
+
+    resumed = run_module(MODULE, follow_args(cfg, "pg-c", "pg-b"))
+    assert_streamed_result(resumed, cfg, "pg-b", 2)
+    assert resumed["interrupted_rewind_found"] is True, resumed
+    assert resumed["interrupted_rewind_recovery"] == "configure_rewound" and resumed["action"] == "rewind"
+    assert_streams_from(cfg, "pg-c", "pg-b", 2)  # on its own port: its own postgresql.conf, from the marker
+    assert not Path(marker_path(str(cfg.node("pg-c").data_dir))).exists()
+    wait_rows(cfg, "pg-c", "SELECT id, origin FROM t ORDER BY id", expected)
