@@ -378,8 +378,8 @@ interrupted_rewind_recovery:
     - How the node was (or would be) recovered from an interrupted C(pg_rewind); null when none was found, or when
       the node had been rewound and started and was judged as it runs.
     - V(rewind_again) - its control file was the one C(pg_rewind) started from, so C(pg_rewind) started over.
-    - V(configure_rewound) - C(pg_rewind) had ended (its control file was updated); the node was configured and
-      started as a standby without rewinding again.
+    - V(configure_rewound) - C(pg_rewind) had ended (its control file's checkpoint is on the source's timeline);
+      the node was configured and started as a standby without rewinding again.
     - V(reclone) - re-cloned with C(pg_basebackup) (O(allow_reclone)).
   returned: always
   type: str

@@ -47,6 +47,11 @@ def test_rewind_counts_as_ended_only_when_the_marker_or_the_control_file_says_so
     marker = {"phase": m.PHASE_REWINDING, "control": m.control_identity(CONTROL), "own_files": OWN}
     # pg_rewind writes the control file last: unchanged means it never got there, whatever it copied
     assert m.rewind_finished(marker, dict(CONTROL)) is False
+    # a crashed node's single-user recovery, pg_rewind's first step, writes a new checkpoint on the same timeline:
+    # still not ended (the failback kill matrix's case: taken for ended, the half-rewound node was started)
+    recovered = dict(CONTROL, **{"Latest checkpoint location": "0/7000060"})
+    assert m.rewind_finished(dict(marker, control=m.control_identity(dict(CONTROL, **{
+        "Database cluster state": "in production"}))), recovered) is False
     rewritten = dict(CONTROL, **{"Database cluster state": "in archive recovery",
                                  "Latest checkpoint's TimeLineID": "2",
                                  "Minimum recovery ending location": "0/9000060"})

@@ -96,10 +96,18 @@ def remove_marker(data_dir):
     return True
 
 
+TIMELINE_KEY = "Latest checkpoint's TimeLineID"
+
+
 def rewind_finished(marker, control):
-    """Whether the interrupted pg_rewind had ended: the marker says so, or the control file is no longer the one it
-    started from (pg_rewind writes it last, after every other file)."""
-    return marker.get("phase") == PHASE_REWOUND or control_identity(control) != marker.get("control")
+    """Whether the interrupted pg_rewind had ended: the marker says so, or the control file's checkpoint is on another
+    timeline than when the marker was written. Only pg_rewind's last step (after every other file) does that: it
+    writes the source's control data. Any other change says nothing: pg_rewind first runs a crashed node's recovery
+    in single-user mode (a new shutdown checkpoint on the same timeline), then copies."""
+    if marker.get("phase") == PHASE_REWOUND:
+        return True
+    before, now = (marker.get("control") or {}).get(TIMELINE_KEY), control.get(TIMELINE_KEY)
+    return bool(before and now) and str(before) != str(now)
 
 
 def _write(data_dir, content):
