@@ -725,13 +725,18 @@ class _Run(object):
                 self._reclone(Plan("reclone", "pg_rewind could not start over after an interrupted one: %s"
                                    % rewind_errors(output)))
                 return None
+            if again:  # the way out first: a runbook's summary cuts long messages
+                self.fail("%s needs allow_reclone=true (or a re-clone by hand with pg_basebackup from %s, then remove "
+                          "the marker %s): its interrupted pg_rewind cannot start over: %s. It is left stopped, its "
+                          "own config files put back, its files half the primary's" % (
+                              server.data_dir, self.primary_where, self.result["rewind_marker"],
+                              rewind_errors(output)))
             self.fail("pg_rewind could not rewind %s from %s (%s): %s. The node is left stopped with its config files "
                       "as they were%s. Way out: re-clone it from the primary with pg_basebackup (e.g. pg_basebackup -h "
-                      "%s -p %s -U %s -D <empty dir> -X stream -R), keeping its own postgresql.conf/pg_hba.conf%s" % (
+                      "%s -p %s -U %s -D <empty dir> -X stream -R), keeping its own postgresql.conf/pg_hba.conf" % (
                           server.data_dir, self.primary_where, reason, rewind_errors(output),
                           "; its files may be half the primary's: the marker %s stays" % self.result["rewind_marker"],
-                          p["primary_host"], p["primary_port"], p["replication_user"],
-                          ", then remove the marker; or set allow_reclone=true" if again else ""))
+                          p["primary_host"], p["primary_port"], p["replication_user"]))
         self.interrupted = mark_rewound(server.data_dir, self.interrupted)
         return output
 
