@@ -28,6 +28,13 @@ description:
     C(pg_rewind) answering "no rewind required" (after a clean switchover) is a success.
   - When C(pg_rewind) fails (for instance because the WAL it needs is gone) the node is left stopped with
     its config files as they were, and the message says to re-clone it with C(pg_basebackup).
+  - Before C(pg_rewind) starts, a marker (RV(rewind_marker), C(.<data_dir name>.erlmcp-dr.rewind-in-progress)
+    beside the data directory, 0600, holding the node's own config files) is written; it is removed once the node
+    is verified as a standby. A later run (from any controller) that finds it knows the files may be half the
+    primary's (a run killed while C(pg_rewind) copied), and never starts the node as it is. While the node's control
+    file is still the one C(pg_rewind) started from (C(pg_rewind) writes it last), C(pg_rewind) starts over; if that
+    fails (the interrupted copy destroyed the node's WAL), the node is re-cloned with O(allow_reclone), else refused
+    with the way out. RV(interrupted_rewind_found) and RV(interrupted_rewind_recovery) say what happened.
   - Idempotent; the node already streaming from O(primary_host):O(primary_port) on the primary's
     timeline reports C(changed=false).
   - The replication password reaches the standby through a passfile on the node's host (O(passfile), mode 0600,
@@ -181,6 +188,7 @@ options:
         refusing it. What only that node wrote is no longer served (its data directory is kept aside, see
         RV(diverged_copy)).
       - A node running as a writable primary also needs O(allow_stop_primary).
+      - Also re-clones a node whose interrupted C(pg_rewind) (see RV(rewind_marker)) cannot start over.
     type: bool
     default: false
   wait_timeout:
@@ -353,6 +361,29 @@ split_brain:
   returned: always
   type: str
   sample: "it last ran (cluster state 'shut down') as a primary on timeline 2, the primary's own timeline: ..."
+rewind_marker:
+  description: The path of the node's "rewind in progress" marker (present from before C(pg_rewind) starts until
+    the node is verified as a standby).
+  returned: always
+  type: str
+  sample: /var/lib/postgresql/15/.main.erlmcp-dr.rewind-in-progress
+interrupted_rewind_found:
+  description: Whether the run found the marker of an earlier C(pg_rewind) of this node that was interrupted (or
+    failed) before the node was verified.
+  returned: always
+  type: bool
+  sample: false
+interrupted_rewind_recovery:
+  description:
+    - How the node was (or would be) recovered from an interrupted C(pg_rewind); null when none was found, or when
+      the node had been rewound and started and was judged as it runs.
+    - V(rewind_again) - its control file was the one C(pg_rewind) started from, so C(pg_rewind) started over.
+    - V(configure_rewound) - C(pg_rewind) had ended (its control file's checkpoint is on the source's timeline);
+      the node was configured and started as a standby without rewinding again.
+    - V(reclone) - re-cloned with C(pg_basebackup) (O(allow_reclone)).
+  returned: always
+  type: str
+  sample: rewind_again
 diverged_copy:
   description: Where a re-cloned node's diverged data directory was kept (V(reclone)); null otherwise.
   returned: always

@@ -20,7 +20,9 @@ end state is read from every node); this file adds what a failback needs:
   clean shutdown does, up to wal_sender_timeout) and the switchover cannot promote before it ends. The run is
   killed while pg-b says "stopping" (postmaster.pid), then the receiver continued, and pg-b stops cleanly: the
   fence done, nothing promoted, the journal saying the handover was entered.
-  DURING_REWIND, while pg_rewind itself runs in the rejoin (its process seen in the run's tree).
+  DURING_REWIND, inside pg_rewind while it copies in the rejoin: pg-a's pg_bin_dir (its host var, for the killed
+  run only) is tests/integration/rewind_freeze.py's, whose real pg_rewind is frozen at its first copied chunk (on the
+  lab's small databases pg_rewind used to end before the harness saw it); then the run's tree is killed.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import yaml
 from regional_kill import (
     A_SERVING,
     INSIDE,
@@ -45,6 +48,7 @@ from regional_kill import (
     process_state,
     run_tree,
 )
+from rewind_freeze import bin_dir_freezing_pg_rewind, wait_frozen
 from runbook_helpers import (
     CLI_HANG_GUARD,
     DEADLINE,
@@ -231,21 +235,22 @@ def killed_between_fence_and_promotion(cfg: lab.LabConfig, inventory: Path,
     return {**left_by_the_kill(killed, home, RUNBOOK), "held_open_by": holder}
 
 
-def killed_during_rewind(inventory: Path) -> dict[str, Any]:
-    """failback b -> a killed while pg_rewind runs on pg-a (DURING_REWIND)."""
+def killed_during_rewind(cfg: lab.LabConfig, inventory: Path) -> dict[str, Any]:
+    """failback b -> a killed inside pg_rewind on pg-a while it copies (DURING_REWIND); the inventory as it was
+    afterwards (the re-run uses the real pg_rewind)."""
     home = Path(os.environ["ERLMCP_DR_HOME"])
-    proc = started_failback(inventory)
-    with killed_at_the_end(proc) as killed:
-        poll_fast(proc, lambda: any(b"pg_rewind" in _cmdline(pid) for pid in run_tree(proc.pid)[1:]),
-                  "pg_rewind running")
-    return left_by_the_kill(killed, home, RUNBOOK)
-
-
-def _cmdline(pid: int) -> bytes:
+    bin_dir = bin_dir_freezing_pg_rewind(cfg, "bin-freezing-pg-rewind-failback")
+    original = inventory.read_text()
+    hosts = yaml.safe_load(original)
+    hosts["all"]["children"]["postgres"]["hosts"]["pg-a"]["pg_bin_dir"] = str(bin_dir)
+    inventory.write_text(yaml.safe_dump(hosts, sort_keys=False))
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
-    except OSError:
-        return b""
+        proc = started_failback(inventory)
+        with killed_at_the_end(proc) as killed:
+            frozen = wait_frozen(bin_dir, lambda: proc.poll() is not None, CLI_HANG_GUARD)
+    finally:
+        inventory.write_text(original)
+    return {**left_by_the_kill(killed, home, RUNBOOK), "frozen_at": frozen["line"]}
 
 
 def stopped_processes_of(home: Path) -> list[int]:
@@ -270,7 +275,7 @@ def kill_failback(cfg: lab.LabConfig, inventory: Path, boundary: str,
     if boundary == FENCED_NOT_PROMOTED:
         return killed_between_fence_and_promotion(cfg, inventory, while_stopped)
     if boundary == DURING_REWIND:
-        return killed_during_rewind(inventory)
+        return killed_during_rewind(cfg, inventory)
     return killed_at(inventory, boundary, RUNBOOK, FAILBACK, while_stopped)
 
 
@@ -287,7 +292,8 @@ def kill_case(cfg: lab.LabConfig, inventory: Path, boundary: str,
         "boundary": boundary, "killed_run": killed["journal"]["run_id"],
         "killed_entered": killed["journal"]["entered"], "killed_verified": killed["journal"]["verified"],
         "killed_entered_point_of_no_return": killed["journal"]["entered_point_of_no_return"],
-        "killed_pids": killed["killed_pids"], "after_kill": between, "rerun_rc": rerun.rc,
+        "killed_pids": killed["killed_pids"], "killed_frozen_at": killed.get("frozen_at"), "after_kill": between,
+        "rerun_rc": rerun.rc,
         "rerun_status": outcome.get("status"), "rerun_reason": outcome.get("reason"),
         "resumed_from": outcome.get("resumed_from"), "incident_id": outcome.get("incident_id"),
         "rejoin": outcome.get("rejoin"),

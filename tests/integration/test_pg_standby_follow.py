@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 from armed_helpers import kill_postmaster
 from conftest import login_args, run_module, sql, state
+from rewind_freeze import bin_dir_freezing_pg_rewind, kill_frozen_run, wait_frozen
 
 from erlmcp_dr.lab import lifecycle as lab
 from erlmcp_dr.paths import ensure_collection_importable
@@ -18,6 +20,7 @@ ensure_collection_importable()
 from ansible_collections.erlmcp.dr.plugins.module_utils._common.wait import wait_for  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import follow as _follow  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import sql as pg  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.rewind_marker import marker_path  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.server import Server  # noqa: E402
 
 pytestmark = pytest.mark.integration
@@ -545,3 +548,85 @@ def test_rewound_node_becomes_consistent_though_the_idle_primary_switched_wal_se
     assert "minimum recovery point" in result["msg"], result["msg"]
     assert_streams_from(cfg, "pg-a", "pg-b", 2)
     wait_rows(cfg, "pg-a", "SELECT id, origin FROM t ORDER BY id", [(1, "before"), (2, "from pg-b")])
+
+
+# -------------------------------------------------------- a kill inside pg_rewind, then the re-run (issues 18, 21)
+
+
+def test_kill_inside_pg_rewind_is_never_started_half_rewound_and_the_rerun_reclones_it(fresh_lab):
+    """The run is killed (SIGKILL of its tree) while pg_rewind copies: the data directory is half the primary's,
+    though pg_controldata shows the node as before (pg_rewind writes the control file last). The re-run finds the
+    rewind marker: it restores the node's own config files, lets pg_rewind start over (safe while the control file
+    is unchanged), and, when that fails because the interrupted copy destroyed the node's WAL, refuses naming
+    allow_reclone, then with allow_reclone re-clones it: streaming from the primary with the primary's data."""
+    cfg = fresh_lab
+    make_table(cfg)
+    promote(cfg, "pg-b")  # pg-a keeps running: from here on its WAL is its own
+    sql(cfg, "pg-a", "INSERT INTO t SELECT g, 'only on pg-a' FROM generate_series(100, 199) g")
+    wait_rows(cfg, "pg-c", "SELECT count(*) FROM t WHERE origin = 'only on pg-a'", [(100,)])  # pg-c diverged too
+    stop(cfg, "pg-a")
+    # pg-b's WAL (wal_keep_size) makes hundreds of chunks to copy: far more than the wrapper's one page of lines
+    sql(cfg, "pg-b", "INSERT INTO t VALUES (2, 'from pg-b')")
+    own = files(cfg, "pg-a")
+    control_before = cfg.node("pg-a").server().controldata()
+    bin_dir = bin_dir_freezing_pg_rewind(cfg)
+    marker = Path(marker_path(str(cfg.node("pg-a").data_dir)))
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        killed_run = pool.submit(run_module, MODULE, follow_args(cfg, "pg-a", "pg-b", bin_dir=str(bin_dir)))
+        frozen = wait_frozen(bin_dir, killed_run.done, DEADLINE)
+        kill_frozen_run(frozen)
+        # the module's process died: ansible reports a failure or no result at all ("a worker was found dead")
+        assert killed_run.exception() is not None or killed_run.result()["failed"]
+    # the kill landed inside pg_rewind: its files are being rewritten, its control file is still its own
+    assert "received chunk" in frozen["line"], frozen
+    assert not cfg.node("pg-a").server().is_running()
+    assert files(cfg, "pg-a")["postgresql.conf"] != own["postgresql.conf"]
+    control = cfg.node("pg-a").server().controldata()
+    assert {k: control[k] for k in ("Database cluster state", "Latest checkpoint location")} == {
+        k: control_before[k] for k in ("Database cluster state", "Latest checkpoint location")}
+    st = marker.stat()
+    assert oct(st.st_mode & 0o777) == "0o600" and (st.st_uid, st.st_gid) == _owner(cfg.node("pg-a").data_dir)
+    assert json.loads(marker.read_text())["own_files"]["postgresql.conf"] == own["postgresql.conf"]
+
+    # the re-run with the normal pg_bin_dir, as a re-run of the runbook: pg_rewind starts over and fails (the killed
+    # one had removed the node's WAL past the fork); today's code failed here too, but left postgresql.conf emptied
+    # by pg_rewind as "its config files as they were", and allow_reclone changed nothing
+    refused = run_module(MODULE, follow_args(cfg, "pg-a", "pg-b"))
+    assert refused["failed"] and refused["interrupted_rewind_found"] is True, refused
+    assert refused["interrupted_rewind_recovery"] == "rewind_again" and refused["streaming"] is False
+    assert "allow_reclone" in refused["msg"] and str(marker) in refused["msg"], refused["msg"]
+    assert "could not" in refused["rewind_output"], refused["rewind_output"]
+    assert not cfg.node("pg-a").server().is_running() and marker.exists()
+    assert files(cfg, "pg-a") == own  # its own config files are back (the marker kept them)
+
+    result = run_module(MODULE, follow_args(cfg, "pg-a", "pg-b", allow_reclone=True))
+    assert_streamed_result(result, cfg, "pg-b", 2)
+    assert result["interrupted_rewind_found"] is True and result["interrupted_rewind_recovery"] == "reclone"
+    assert result["action"] == "reclone" and result["diverged_copy"], result
+    assert "interrupted" in result["msg"], result["msg"]
+    assert_streams_from(cfg, "pg-a", "pg-b", 2)
+    assert files(cfg, "pg-a")["postgresql.conf"] == own["postgresql.conf"]
+    assert not marker.exists()
+    sql(cfg, "pg-b", "INSERT INTO t VALUES (3, 'after the rejoin')")
+    expected = [tuple(r.values()) for r in sql(cfg, "pg-b", "SELECT id, origin FROM t ORDER BY id")]
+    wait_rows(cfg, "pg-a", "SELECT id, origin FROM t ORDER BY id", expected)
+
+    # pg-c: killed once pg_rewind ended, before its own config files were put back (it has the primary's, port
+    # included). Its control file is pg_rewind's: the re-run configures and starts it, without rewinding again.
+    own_c = files(cfg, "pg-c")
+    after_end = bin_dir_freezing_pg_rewind(cfg, "bin-freezing-after-pg-rewind", after_end=True)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        killed_run = pool.submit(run_module, MODULE, follow_args(cfg, "pg-c", "pg-b", bin_dir=str(after_end)))
+        kill_frozen_run(wait_frozen(after_end, killed_run.done, DEADLINE))
+        assert killed_run.exception() is not None or killed_run.result()["failed"]
+    assert files(cfg, "pg-c")["postgresql.conf"] == files(cfg, "pg-b")["postgresql.conf"] != own_c["postgresql.conf"]
+    assert cfg.node("pg-c").server().controldata()["Database cluster state"] == "in archive recovery"
+
+    resumed = run_module(MODULE, follow_args(cfg, "pg-c", "pg-b"))
+    assert_streamed_result(resumed, cfg, "pg-b", 2)
+    assert resumed["interrupted_rewind_found"] is True, resumed
+    assert resumed["interrupted_rewind_recovery"] == "configure_rewound" and resumed["action"] == "rewind"
+    assert_streams_from(cfg, "pg-c", "pg-b", 2)  # on its own port: its own postgresql.conf, from the marker
+    assert not Path(marker_path(str(cfg.node("pg-c").data_dir))).exists()
+    wait_rows(cfg, "pg-c", "SELECT id, origin FROM t ORDER BY id", expected)

@@ -49,9 +49,21 @@ from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.follow_plan im
     split_brain,
     upstream_of,
 )
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.follow_plan import Plan
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.rewind_marker import (
+    PHASE_REWOUND,
+    MarkerError,
+    mark_rewound,
+    marker_path,
+    read_marker,
+    remove_marker,
+    rewind_finished,
+    start_marker,
+)
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.server import (
     Server,
     ServerError,
+    conf_value,
     conninfo,
     parse_conninfo,
     write_owned,
@@ -158,6 +170,21 @@ def restore(server, saved, names):
             server.write_file(name, content)
 
 
+class _OwnConfigView(object):
+    """A Server whose config settings are read from the node's own files (a marker's own_files), not from the data
+    directory, where an interrupted pg_rewind may have left the primary's (or emptied them)."""
+
+    def __init__(self, server, own_files):
+        self._server = server
+        self._own_files = own_files
+
+    def __getattr__(self, name):
+        return getattr(self._server, name)
+
+    def conf_setting(self, name):
+        return conf_value([self._own_files.get("postgresql.conf"), self._own_files.get("postgresql.auto.conf")], name)
+
+
 def _read_text(path):
     try:
         with open(path) as handle:
@@ -194,11 +221,15 @@ class _Run(object):
             primary_timeline=None, receive_lsn=None, streaming=False, upstream=None, rewind_output=None,
             primary_conninfo=None, passfile=self.passfile, passfile_changed=False, read_only_lifted=False,
             split_brain=None, diverged_copy=None, marker_lsn=None, replay_lsn=None, seconds=0.0,
+            rewind_marker=marker_path(params["data_dir"]), interrupted_rewind_found=False,
+            interrupted_rewind_recovery=None,
             # True while a failure can only be a refusal: nothing has been changed yet
             refused=True,
         )
         self.node_conn = None
         self.primary_conn = None
+        self.interrupted = None  # the marker an interrupted pg_rewind left (rewind_marker), if any
+        self.pg_rewind_done = False  # the interrupted run's pg_rewind had ended: configure and start only
 
     # -- helpers
     def fail(self, message):
@@ -237,6 +268,9 @@ class _Run(object):
                     self.act(plan)
                 if not self.check_mode:
                     self.verify_replays_marker()
+                    # verified as a standby of the primary: no later run has to doubt its files any more
+                    if remove_marker(self.server.data_dir):
+                        self.result["changed"] = True
                 return self.finish()
         except pg.ModuleFailure as exc:
             if isinstance(exc, FollowError):
@@ -256,6 +290,11 @@ class _Run(object):
         server = self.server = Server(p["data_dir"], p.get("bin_dir"), p.get("log_file"))
         if server.status()["state"] == "missing":
             self.fail("no PostgreSQL data directory at %s (data_dir)" % server.data_dir)
+        try:
+            self.interrupted = read_marker(server.data_dir)
+        except MarkerError as exc:
+            self.fail(str(exc))
+        self.result["interrupted_rewind_found"] = self.interrupted is not None
         self.primary_conn = _connect(self.primary_params(), "the new primary %s (primary_host/primary_port) cannot "
                                      "be queried" % self.primary_where, PRIMARY_HINTS)
         primary = pg.node_state(self.primary_conn)
@@ -277,7 +316,7 @@ class _Run(object):
                            timeline_after=facts["timeline"])
         if facts["node"]:
             self._report_state(facts["node"])
-        facts["read_only_conf"] = server.auto_conf_setting(READ_ONLY) in ("on", "true", "1", "yes")
+        facts["read_only_conf"] = self.own_setting(READ_ONLY, auto_only=True) in ("on", "true", "1", "yes")
         self.gather_secret(facts)
         return facts
 
@@ -298,10 +337,13 @@ class _Run(object):
                     slot=_setting(self.node_conn, "primary_slot_name"))
 
     def gather_stopped(self, server, control):
-        check_data_dir_serves(server, self.node_params(), "rejoining")
+        # the port that says whether data_dir is the server at login_port: the node's own config files, not those
+        # an interrupted pg_rewind copied from the primary
+        check_data_dir_serves(_OwnConfigView(server, self.interrupted["own_files"]) if self.uses_marker_files()
+                              else server, self.node_params(), "rejoining")
         state = control.get("Database cluster state")
         timeline = int(control.get("Latest checkpoint's TimeLineID") or 0) or None
-        return dict(node=None, role="stopped", read_only=None,
+        return dict(node=None, role="stopped", read_only=None, control=control,
                     cluster_state=state,
                     checkpoint_lsn=control.get("Latest checkpoint location"),
                     # the least WAL it holds: its last checkpoint, or how far a standby's recovery got
@@ -311,9 +353,28 @@ class _Run(object):
                     else None,
                     history=_history_file(server, timeline),
                     timeline=timeline,
-                    conninfo=server.conf_setting("primary_conninfo") or None,
-                    cluster_name=server.conf_setting("cluster_name"),
-                    slot=server.conf_setting("primary_slot_name"))
+                    conninfo=self.own_setting("primary_conninfo") or None,
+                    cluster_name=self.own_setting("cluster_name"),
+                    slot=self.own_setting("primary_slot_name"))
+
+    def uses_marker_files(self):
+        """Whether the node's own config files are the marker's: an interrupted pg_rewind may have begun copying the
+        primary's over them (all but a node that the interrupted run had rewound and started)."""
+        return self.interrupted is not None and not (
+            self.interrupted.get("phase") == PHASE_REWOUND and self.server.is_running())
+
+    def own_files(self):
+        """The node's own config files and standby.signal (snapshot()): the marker's, else as they are now."""
+        return dict(self.interrupted["own_files"]) if self.uses_marker_files() else snapshot(self.server)
+
+    def own_setting(self, name, auto_only=False):
+        """A setting as the node's own config files say (own_files())."""
+        if not self.uses_marker_files():
+            return self.server.auto_conf_setting(name) if auto_only else self.server.conf_setting(name)
+        files = self.interrupted["own_files"]
+        texts = [files.get("postgresql.auto.conf")] if auto_only else [files.get("postgresql.conf"),
+                                                                      files.get("postgresql.auto.conf")]
+        return conf_value(texts, name)
 
     def gather_secret(self, facts):
         """The replication password (option, else the passfile, else the old inline primary_conninfo: moved to
@@ -344,28 +405,10 @@ class _Run(object):
 
     def decide(self, facts):
         """The plan, or None when there is nothing to do (the result says so)."""
-        p, server, role, node = self.p, self.server, facts["role"], facts["node"]
-        streaming = role == "standby" and is_following(node["wal_receiver"], p["primary_host"], p["primary_port"],
-                                                       self.primary_tli)
-        already = streaming and facts["secret_ok"] and self.conninfo_ok(facts["conninfo"])
-        diverged, why = (None, "")
-        if role == "standby" and not already and not streaming:
-            history = _read_history(self.primary_conn, self.primary_tli)
-            diverged, why = divergence(facts["timeline"], node["position_lsn"], self.primary_tli, history)
-        elif streaming and not already:
-            diverged, why = False, "streaming already; primary_conninfo or its passfile changes"
-        elif role == "stopped" and p["method"] == "auto" and facts["cluster_state"] == "shut down":
-            history = _read_history(self.primary_conn, self.primary_tli)
-            diverged, why = clean_stop_divergence(facts["cluster_state"], facts["checkpoint_lsn"], facts["timeline"],
-                                                  self.primary_tli, history)
-        split = self.split_brain(facts)
-        self.result["split_brain"] = split
-        try:
-            plan = choose_action(role, p["method"], allow_stop_primary=p["allow_stop_primary"], already=already,
-                                 diverged=diverged, why=why, fenced=bool(role == "primary" and facts["read_only"]),
-                                 split=split, allow_reclone=p["allow_reclone"])
-        except FollowError as exc:
-            self.fail(str(exc))
+        server, role = self.server, facts["role"]
+        plan = self.plan_after_interrupted_rewind(facts)
+        if plan is None:
+            plan = self.choose(facts)
         self.lift_read_only = role in ("primary", "stopped") and facts["read_only_conf"]
         self.result["action"] = plan.action
         if self.want_diff:
@@ -390,6 +433,73 @@ class _Run(object):
                 plan.action, plan.reason, server.data_dir, self.primary_where, self.primary_tli,
                 " (falling back to pg_rewind if it does not stream)" if plan.fallback else "")
             return None
+        return plan
+
+    def plan_after_interrupted_rewind(self, facts):
+        """The plan for a node whose pg_rewind was interrupted (its marker found), None for the usual decision.
+
+        PostgreSQL's documentation expects a data directory whose pg_rewind failed midway to need a new base backup.
+        Yet pg_rewind (14+) updates the control file last: while it is the one the interrupted pg_rewind started
+        from, a new pg_rewind starts over from the same facts (the divergence point, then the node's own WAL from
+        there to that control file's checkpoint, which it reads whole or fails on before changing anything) and
+        rewrites every file the first one would have. If the interrupted copy destroyed that WAL, pg_rewind fails:
+        re-cloned with allow_reclone, else refused.
+        """
+        marker, role, p = self.interrupted, facts["role"], self.p
+        if marker is None:
+            return None
+        where = self.result["rewind_marker"]
+        if role == "stopped":
+            if p["method"] == "follow":
+                self.fail("a pg_rewind of %s was interrupted (marker %s): its files may be half the primary's, and "
+                          "method=follow would start it as it is. Use method=auto or rewind (pg_rewind starts over), "
+                          "or allow_reclone=true to re-clone it if that fails; nothing was changed" % (
+                              self.server.data_dir, where))
+            if rewind_finished(marker, facts["control"]):
+                self.pg_rewind_done = True
+                self.result["interrupted_rewind_recovery"] = "configure_rewound"
+                return Plan("rewind", "its pg_rewind from %s had ended before the run was interrupted (marker %s; its "
+                            "control file is pg_rewind's): configured and started as a standby, not rewound again" % (
+                                marker.get("source"), where))
+            self.result["interrupted_rewind_recovery"] = "rewind_again"
+            return Plan("rewind", "its pg_rewind from %s was interrupted midway (marker %s); its control file is still "
+                        "the one that pg_rewind started from (pg_rewind writes it last), so pg_rewind starts over" % (
+                            marker.get("source"), where))
+        if marker.get("phase") == PHASE_REWOUND:
+            return None  # rewound and started by the interrupted run: judged as it runs; the marker goes once verified
+        if p["allow_reclone"] and (role != "primary" or p["allow_stop_primary"]):
+            self.result["interrupted_rewind_recovery"] = "reclone"
+            return Plan("reclone", "it runs though its pg_rewind was interrupted midway (marker %s)" % where,
+                        stop_first=True)
+        self.fail("%s runs though its pg_rewind from %s was interrupted midway (marker %s): its files may be half the "
+                  "primary's. Way out: allow_reclone=true (with allow_stop_primary=true if it runs as a primary) stops "
+                  "and re-clones it; if you re-cloned it yourself since, remove the marker. Nothing was changed" % (
+                      self.server.data_dir, marker.get("source"), where))
+
+    def choose(self, facts):
+        """The usual decision (choose_action) from the node's role, its divergence and a split brain."""
+        p, role, node = self.p, facts["role"], facts["node"]
+        streaming = role == "standby" and is_following(node["wal_receiver"], p["primary_host"], p["primary_port"],
+                                                       self.primary_tli)
+        already = streaming and facts["secret_ok"] and self.conninfo_ok(facts["conninfo"])
+        diverged, why = (None, "")
+        if role == "standby" and not already and not streaming:
+            history = _read_history(self.primary_conn, self.primary_tli)
+            diverged, why = divergence(facts["timeline"], node["position_lsn"], self.primary_tli, history)
+        elif streaming and not already:
+            diverged, why = False, "streaming already; primary_conninfo or its passfile changes"
+        elif role == "stopped" and p["method"] == "auto" and facts["cluster_state"] == "shut down":
+            history = _read_history(self.primary_conn, self.primary_tli)
+            diverged, why = clean_stop_divergence(facts["cluster_state"], facts["checkpoint_lsn"], facts["timeline"],
+                                                  self.primary_tli, history)
+        split = self.split_brain(facts)
+        self.result["split_brain"] = split
+        try:
+            plan = choose_action(role, p["method"], allow_stop_primary=p["allow_stop_primary"], already=already,
+                                 diverged=diverged, why=why, fenced=bool(role == "primary" and facts["read_only"]),
+                                 split=split, allow_reclone=p["allow_reclone"])
+        except FollowError as exc:
+            self.fail(str(exc))
         return plan
 
     def split_brain(self, facts):
@@ -421,7 +531,7 @@ class _Run(object):
             _check_replication_login(self.p, self.password)
 
     def act(self, plan):
-        self.saved = snapshot(self.server)
+        self.saved = self.own_files()
         self.result["changed"] = True
         self.write_passfile()
         if plan.action == "follow" and plan.how == "reload":
@@ -558,26 +668,19 @@ class _Run(object):
 
     # -- rewind
     def _rewind(self, *, stop_first, reason):
-        p, server = self.p, self.server
+        server = self.server
         self.result["action"] = "rewind"
         if stop_first:
             self.close_node()
             server.stop(mode="fast", timeout=self.p["wait_timeout"])
         pg.checkpoint(self.primary_conn)  # pg_rewind reads the source's control file: make it current
-        own = snapshot(server)
-        source = conninfo(host=p["primary_host"], port=p["primary_port"], user=p["login_user"],
-                          dbname=p.get("login_db") or "postgres", connect_timeout=p.get("connect_timeout") or 5)
-        try:
-            output = server.pg_rewind(source, password=p.get("login_password"), timeout=int(p["rewind_timeout"]))
-        except ServerError as exc:
-            restore(server, self.saved, CONFIG_FILES + (SIGNAL_FILE,))
-            output = short_rewind_output(re.sub(r"^pg_rewind failed \(rc=\d+\): ", "", str(exc)))
-            self.result.update(streaming=False, upstream=None, rewind_output=output)
-            self.fail("pg_rewind could not rewind %s from %s (%s): %s. The node is left stopped with its config files "
-                      "as they were. Way out: re-clone it from the primary with pg_basebackup (e.g. pg_basebackup -h "
-                      "%s -p %s -U %s -D <empty dir> -X stream -R), keeping its own postgresql.conf/pg_hba.conf" % (
-                          server.data_dir, self.primary_where, reason, rewind_errors(output),
-                          p["primary_host"], p["primary_port"], p["replication_user"]))
+        own = self.own_files()
+        if self.pg_rewind_done:
+            output = "pg_rewind had ended before the run was interrupted"
+        else:
+            output = self.run_pg_rewind(own, reason)
+            if output is None:  # it failed on a half-rewound node and allow_reclone re-cloned it instead
+                return
         # pg_rewind copied the source's config files (its port, its hba): put the node's own back
         restore(server, own, CONFIG_FILES)
         self.result["rewind_output"] = short_rewind_output(output)
@@ -600,6 +703,42 @@ class _Run(object):
                           server.data_dir, what, self.primary_where, self.primary_tli, self.p["wait_timeout"], why))
         self.result["msg"] = "%s: %s (%s); it now streams from %s on timeline %s" % (
             server.data_dir, what, reason, self.primary_where, self.primary_tli)
+
+    def run_pg_rewind(self, own, reason):
+        """pg_rewind, under the rewind marker (written before it starts, kept until the node is verified); its
+        output. On a failure: re-cloned (None) when an interrupted rewind left the node half rewound and allow_reclone
+        is set, else the node's files are put back and the run fails."""
+        p, server = self.p, self.server
+        if self.interrupted is None:  # a re-run keeps the first marker: its own files and control file are the truth
+            self.interrupted = start_marker(server.data_dir, own, server.controldata(), self.primary_where)
+        source = conninfo(host=p["primary_host"], port=p["primary_port"], user=p["login_user"],
+                          dbname=p.get("login_db") or "postgres", connect_timeout=p.get("connect_timeout") or 5)
+        try:
+            output = server.pg_rewind(source, password=p.get("login_password"), timeout=int(p["rewind_timeout"]))
+        except ServerError as exc:
+            restore(server, self.saved, CONFIG_FILES + (SIGNAL_FILE,))
+            output = short_rewind_output(re.sub(r"^pg_rewind failed \(rc=\d+\): ", "", str(exc)))
+            self.result.update(streaming=False, upstream=None, rewind_output=output)
+            again = self.result["interrupted_rewind_found"]
+            if again and p["allow_reclone"]:
+                self.result.update(interrupted_rewind_recovery="reclone", action="reclone")
+                self._reclone(Plan("reclone", "pg_rewind could not start over after an interrupted one: %s"
+                                   % rewind_errors(output)))
+                return None
+            if again:  # the way out first: a runbook's summary cuts long messages
+                self.fail("%s needs allow_reclone=true (or a re-clone by hand with pg_basebackup from %s, then remove "
+                          "the marker %s): its interrupted pg_rewind cannot start over: %s. It is left stopped, its "
+                          "own config files put back, its files half the primary's" % (
+                              server.data_dir, self.primary_where, self.result["rewind_marker"],
+                              rewind_errors(output)))
+            self.fail("pg_rewind could not rewind %s from %s (%s): %s. The node is left stopped with its config files "
+                      "as they were%s. Way out: re-clone it from the primary with pg_basebackup (e.g. pg_basebackup -h "
+                      "%s -p %s -U %s -D <empty dir> -X stream -R), keeping its own postgresql.conf/pg_hba.conf" % (
+                          server.data_dir, self.primary_where, reason, rewind_errors(output),
+                          "; its files may be half the primary's: the marker %s stays" % self.result["rewind_marker"],
+                          p["primary_host"], p["primary_port"], p["replication_user"]))
+        self.interrupted = mark_rewound(server.data_dir, self.interrupted)
+        return output
 
     def write_past_min_recovery_point(self):
         """After pg_rewind: commit a marker on the primary so that its WAL holds a record ending past the node's
@@ -626,7 +765,7 @@ class _Run(object):
         if plan.stop_first:
             self.close_node()
             server.stop(mode="fast", timeout=self.p["wait_timeout"])
-        own = snapshot(server)
+        own = self.own_files()
         try:
             aside = server.move_aside("diverged-" + time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
         except ServerError as exc:
@@ -656,10 +795,9 @@ class _Run(object):
             self.fail("%s was re-cloned from %s (its diverged data directory is kept in %s), but it did not stream "
                       "on timeline %s within %ss (wait_timeout): %s" % (
                           server.data_dir, self.primary_where, aside, self.primary_tli, self.p["wait_timeout"], why))
-        self.result["msg"] = ("%s diverged on the primary's timeline (%s): re-cloned from %s with pg_basebackup, its "
-                              "diverged data directory kept in %s; it now streams on timeline %s" % (
-                                  server.data_dir, self.result["split_brain"], self.primary_where, aside,
-                                  self.primary_tli))
+        self.result["msg"] = ("%s: %s; re-cloned from %s with pg_basebackup, its former data directory kept in %s; it "
+                              "now streams on timeline %s" % (
+                                  server.data_dir, plan.reason, self.primary_where, aside, self.primary_tli))
 
     # -- the marker: rejoined means it replays what the primary writes from now on
     def commit_marker(self, purpose):
