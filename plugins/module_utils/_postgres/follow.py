@@ -372,8 +372,8 @@ class _Run(object):
         if not self.uses_marker_files():
             return self.server.auto_conf_setting(name) if auto_only else self.server.conf_setting(name)
         files = self.interrupted["own_files"]
-        texts = [files.get("postgresql.auto.conf")] if auto_only else [files.get("postgresql.conf"),
-                                                                      files.get("postgresql.auto.conf")]
+        names = ("postgresql.auto.conf",) if auto_only else ("postgresql.conf", "postgresql.auto.conf")
+        texts = [files.get(name) for name in names]
         return conf_value(texts, name)
 
     def gather_secret(self, facts):
