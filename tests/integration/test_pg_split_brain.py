@@ -87,8 +87,16 @@ def test_split_brain_node_rewound_by_a_no_op_is_refused_not_called_streaming(fre
     assert "past the primary's current WAL end" in result["msg"] or "two promotions made timeline 2" in result["msg"], (
         result["msg"])
     assert "allow_reclone=true" in result["msg"]
-    assert topology(cfg) == before_topology
+    assert _without_c_upstream(topology(cfg)) == _without_c_upstream(before_topology)
     assert len(rows(cfg, "pg-c")) == 2001
+
+
+def _without_c_upstream(found: dict) -> dict:
+    """The topology but pg-c's upstream: the diverged pg-c's WAL receiver connects to pg-b, is refused (its WAL is
+    ahead of pg-b's) and retries, so whether a sample sees it connected flips by itself (a CI run saw None before
+    and pg-b after, with nothing changed by the refused run)."""
+    return {name: {key: value for key, value in node.items() if not (name == "pg-c" and key == "upstream")}
+            for name, node in found.items()}
 
 
 def test_split_brain_stopped_node_is_refused_then_recloned_with_allow_reclone(fresh_lab):
