@@ -66,9 +66,7 @@ def holders(cluster: lab_etcd.EtcdCluster) -> dict[str, dict[str, Any]]:
     """Every run lock key in etcd now, with its holder record, fencing token and lease (a linearizable read)."""
     settings = _lock.store_settings(dict(cluster.inventory_vars()), environ={})
     prefix = settings["prefix"]
-    end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-    answer = _lock_etcd.EtcdClient(settings).call("/kv/range", {"key": _lock_etcd.b64(prefix),
-                                                                "range_end": _lock_etcd.b64(end)})
+    answer = _lock_etcd.EtcdClient(settings).call("/kv/range", _lock_etcd.prefix_range(prefix))
     return {_lock_etcd.unb64(kv["key"])[len(prefix):]: _lock_etcd.kv_holder(kv) for kv in answer.get("kvs") or []}
 
 

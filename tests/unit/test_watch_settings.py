@@ -4,6 +4,7 @@ variable, what was found and what is expected."""
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 
 from erlmcp_dr.errors import ParameterError
 from erlmcp_dr.watch import cli as watch_cli
-from erlmcp_dr.watch.board import range_end
+from erlmcp_dr.watch.board import _lock_etcd
 from erlmcp_dr.watch.guard import FENCE, HOLD
 from erlmcp_dr.watch.guard import decide as guard_decide
 from erlmcp_dr.watch.observer import Count, Observer
@@ -83,8 +84,10 @@ def test_consecutive_checks_count_the_same_answer_and_restart_on_a_change():
 
 
 def test_the_key_range_covers_the_prefix_only():
-    assert range_end("/erlmcp-dr/watch/") == "/erlmcp-dr/watch0"
-    assert "/erlmcp-dr/watch/verdicts/a/obs-a" < range_end("/erlmcp-dr/watch/") <= "/erlmcp-dr/watch0"
+    key_range = _lock_etcd().prefix_range("/erlmcp-dr/watch/")  # the range the board reads
+    start, end = (base64.b64decode(key_range[name]).decode() for name in ("key", "range_end"))
+    assert (start, end) == ("/erlmcp-dr/watch/", "/erlmcp-dr/watch0")
+    assert start < "/erlmcp-dr/watch/verdicts/a/obs-a" < end
 
 
 def test_the_text_report_says_automation_unavailable_and_each_regions_decision():

@@ -182,7 +182,16 @@ class _OwnConfigView(object):
         return getattr(self._server, name)
 
     def conf_setting(self, name):
-        return conf_value([self._own_files.get("postgresql.conf"), self._own_files.get("postgresql.auto.conf")], name)
+        return files_setting(self._own_files, name)
+
+
+CONFIG_FILES = ("postgresql.conf", "postgresql.auto.conf")  # in the order PostgreSQL reads them: the last wins
+
+
+def files_setting(files, name, auto_only=False):
+    """A setting as a snapshot of config files ({file name: text}) says, read the way Server.conf_setting reads them."""
+    names = CONFIG_FILES[1:] if auto_only else CONFIG_FILES
+    return conf_value([files.get(file_name) for file_name in names], name)
 
 
 def _read_text(path):
@@ -371,10 +380,7 @@ class _Run(object):
         """A setting as the node's own config files say (own_files())."""
         if not self.uses_marker_files():
             return self.server.auto_conf_setting(name) if auto_only else self.server.conf_setting(name)
-        files = self.interrupted["own_files"]
-        names = ("postgresql.auto.conf",) if auto_only else ("postgresql.conf", "postgresql.auto.conf")
-        texts = [files.get(name) for name in names]
-        return conf_value(texts, name)
+        return files_setting(self.interrupted["own_files"], name, auto_only)
 
     def gather_secret(self, facts):
         """The replication password (option, else the passfile, else the old inline primary_conninfo: moved to

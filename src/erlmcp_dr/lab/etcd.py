@@ -227,10 +227,8 @@ def delete_keys(cluster: EtcdCluster, prefix: str = "/") -> None:
                 continue
         raise RuntimeError("no etcd member of the lab answered")
 
-    import base64
+    from ansible_collections.erlmcp.dr.plugins.module_utils._lock.etcd import prefix_range
 
-    start = base64.b64encode(prefix.encode()).decode()
-    end = base64.b64encode(prefix[:-1].encode() + bytes([prefix.encode()[-1] + 1])).decode()
-    post("kv/deleterange", {"key": start, "range_end": end})
+    post("kv/deleterange", prefix_range(prefix))
     for lease in post("lease/leases", {}).get("leases") or []:
         post("kv/lease/revoke", {"ID": lease["ID"]})

@@ -44,12 +44,6 @@ def store_error() -> type:
     return _lock_etcd().LockStoreError
 
 
-def range_end(prefix: str) -> str:
-    """The end of etcd's range that holds every key starting with `prefix` (its last byte plus one)."""
-    raw = prefix.encode("utf-8")
-    return (raw[:-1] + bytes([raw[-1] + 1])).decode("utf-8")
-
-
 class ClaimKeeper:
     """Renews a claim's lease every third of its TTL until stopped (a thread of the observer, beside the run)."""
 
@@ -113,8 +107,7 @@ class Board:
 
     def read(self) -> Tuple[List[Verdict], Dict[str, Dict[str, Any]]]:
         """(every live verdict, {region: its trigger record}) in one linearizable read of the whole prefix."""
-        answer = self.client.call("/kv/range", {"key": self.etcd.b64(self.prefix),
-                                                "range_end": self.etcd.b64(range_end(self.prefix))})
+        answer = self.client.call("/kv/range", self.etcd.prefix_range(self.prefix))
         verdicts: List[Verdict] = []
         failovers: Dict[str, Dict[str, Any]] = {}
         for kv in answer.get("kvs") or []:
