@@ -1,8 +1,9 @@
 """dr_drill kind dns_server on the real lab (Knot DNS primary and secondary, the lab's app, PostgreSQL, Redis): the
-Knot server the drill's client asks first is killed (kill -9), then, in the same lab, frozen (SIGSTOP). No recovery
-runbook runs: the client must carry on at the next authoritative server. Each drill waits until its client has
-resolved the public name again after the fault, passes with the client's RTO and the verdict table, and leaves
-both Knot servers running at one serial.
+Knot server the drill's client asks first is killed (kill -9), then, in the same lab, frozen (SIGSTOP) by a drill
+that is itself killed with kill -9 right after its fault, and frozen again by the next drill, which first resumes
+the server the killed one left frozen. No recovery runbook runs: the client must carry on at the next authoritative
+server. Each finished drill waits until its client has resolved the public name again after the fault, passes with
+the client's RTO and the verdict table, and leaves both Knot servers running at one serial.
 
 The lab's TTL for api is 30 s; this test lowers it to 1 s with a signed UPDATE before the drills (a clean zone
 change, as an operator would make), so a drill waits about 1 s for its client to resolve again, not up to 30 s.
@@ -14,13 +15,26 @@ through readiness's own reader and judge.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-from runbook_helpers import inventory_path, new_lab, run_json
+from runbook_helpers import (
+    CLI_HANG_GUARD,
+    DEADLINE,
+    inventory_path,
+    new_lab,
+    run_json,
+    runbook_command,
+    venv_path,
+    wait_for,
+)
 
 from erlmcp_dr import paths
+from erlmcp_dr.drill import run as drill
 from erlmcp_dr.lab import config as lab_config
 from erlmcp_dr.lab import dns as lab_dns
 from erlmcp_dr.lab import lifecycle as lab
@@ -66,6 +80,29 @@ def _readiness_drill_check(home: Path, schedule: dict[str, float]) -> dict[str, 
     return next(check for check in checks if check["name"] == "drill dns_server")
 
 
+def _killed_after_its_fault(inventory: Path, signal_name: str) -> dict[str, Any]:
+    """A drill killed with kill -9 (it and everything it started) once its pending record names the fault."""
+    argv = [*runbook_command(), "run", "dr_drill", "-i", str(inventory), "-e", "kind=dns_server", "-e",
+            f"signal={signal_name}", "--yes"]
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env=dict(os.environ, PATH=venv_path()), start_new_session=True)
+    pending = drill.pending_path(inventory)
+
+    def injected() -> bool:
+        try:
+            return bool(json.loads(pending.read_text()).get("fault"))
+        except (OSError, ValueError):
+            return proc.poll() is not None
+
+    try:
+        wait_for(injected, CLI_HANG_GUARD, interval=0.01, what="the drill's fault recorded")
+        assert proc.poll() is None, proc.communicate()[0].decode()[-3000:]
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(DEADLINE)
+    return json.loads(pending.read_text())
+
+
 def test_dns_server_killed_then_frozen_the_client_carries_on_at_the_next_server(home) -> None:
     with new_lab(app=True, dns=True) as cfg:
         _set_ttl(cfg, TTL)
@@ -76,11 +113,20 @@ def test_dns_server_killed_then_frozen_the_client_carries_on_at_the_next_server(
 
         runs = []
         for signal_name, refused in (("SIGKILL", "ConnectionRefusedError"), ("SIGSTOP", "Timeout")):
+            left = None
+            if signal_name == "SIGSTOP":  # a frozen-server drill killed with kill -9: its server stays frozen
+                left = _killed_after_its_fault(inventory, "SIGSTOP")
+                assert left["fault"]["target"] == primary.name and _knot(cfg)[primary.name]["state"] == "T", left
             before = _knot(cfg)
             _, result = run_json("run", "dr_drill", "-i", str(inventory), "-e", "kind=dns_server", "-e",
                                  f"signal={signal_name}", "--yes", expect_rc=0)
             runs.append(result["run_id"])
             details = result["facts"]["summary"]["details"]
+            if left is not None:  # restored first: the server the killed drill froze resumed (SIGCONT)
+                assert details["restored_first"]["run_id"] == left["run_id"]
+                first_step = result["steps"][0]
+                assert first_step["task"] == "restore what an earlier drill left" and not first_step["failed"]
+                assert first_step["data"]["result"]["resumed knotd (SIGCONT)"] == [primary.name], first_step
             assert details["verdict"] == "passed", details["verdict_reason"]
             assert details["fault"]["target"] == primary.name and details["fault"]["signal"] == signal_name
             assert details["fault"]["pid"] == before[primary.name]["pid"], (details["fault"], before)
