@@ -21,6 +21,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 from runbook_helpers import (
     CLI_HANG_GUARD,
@@ -34,10 +35,12 @@ from runbook_helpers import (
 )
 
 from erlmcp_dr import paths
+from erlmcp_dr.drill import chaos as drill_chaos
 from erlmcp_dr.drill import run as drill
 from erlmcp_dr.lab import config as lab_config
 from erlmcp_dr.lab import dns as lab_dns
 from erlmcp_dr.lab import lifecycle as lab
+from erlmcp_dr.result import summary_schema
 
 pytestmark = pytest.mark.integration
 
@@ -165,6 +168,11 @@ def test_dns_server_killed_then_frozen_the_client_carries_on_at_the_next_server(
             assert any(name.startswith("dns_agree") for name in details["steady_state_after"]["checked"])
             html = (Path(result["run_dir"]) / "report.html").read_text()
             assert "Verdict per criterion" in html
+            jsonschema.validate(result["facts"]["summary"], summary_schema())
+            schema = drill_chaos.schema()  # the Chaos Toolkit export of a drill without a recovery runbook
+            for part, document in (("experiment", drill_chaos.experiment(result)),
+                                   ("journal", drill_chaos.journal(result))):
+                jsonschema.validate(document, {**schema, "$ref": f"#/$defs/{part}"})
 
         history = [json.loads(line) for line in (home / "drills" / "history.jsonl").read_text().splitlines()]
         assert [(r["kind"], r["verdict"], r["run_id"]) for r in history] == [
