@@ -15,6 +15,9 @@ from typing import Any, Dict, List, Mapping, Optional
 
 SCHEMA_FILE = Path(__file__).with_name("chaostoolkit.schema.json")
 RECOVERY_STEP = "recover"
+# What the restore (the rollbacks) does, per kind where it differs from the default.
+ROLLBACK = {"dns_server": "restore the steady state (SIGCONT or restart of the Knot server, both at one serial)"}
+ROLLBACK_DEFAULT = "restore the steady state (restart, database_rejoin, DNS back)"
 
 
 def schema() -> Dict[str, Any]:
@@ -44,22 +47,27 @@ def experiment(result: Mapping[str, Any]) -> Dict[str, Any]:
     for criterion in details.get("criteria") or []:
         probes.append({"type": "probe", "name": f"criterion {criterion.get('name')} {criterion.get('target')}",
                        "tolerance": True, "provider": _process(f"report {result.get('run_id')} --json", 30)})
-    method = [
+    method: List[Dict[str, Any]] = [
         {"type": "action", "name": f"inject: {'SIGSTOP' if fault.get('signal') == 'SIGSTOP' else 'kill -9'} of the "
                                    f"{kind.replace('_', ' ')}"
                                    + (f" ({fault.get('target')})" if fault.get("target") else ""),
          "provider": _process(f"run dr_drill -i {inventory} -e kind={kind} --yes")},
-        {"type": "action", "name": f"{RECOVERY_STEP}: {recovery}",
-         "provider": _process(f"run {recovery} -i {inventory} --yes"), "pauses": {"after": 0}},
     ]
-    rollbacks = [{"type": "action", "name": "restore the steady state (restart, database_rejoin, DNS back)",
+    if recovery:
+        method.append({"type": "action", "name": f"{RECOVERY_STEP}: {recovery}",
+                       "provider": _process(f"run {recovery} -i {inventory} --yes"), "pauses": {"after": 0}})
+    # No recovery runbook (dns_server): nothing is run; the next authoritative server answers the client, which the
+    # journal's run shows (the drill's step that waits for the client to resolve the name again).
+    rollbacks = [{"type": "action", "name": ROLLBACK.get(kind, ROLLBACK_DEFAULT),
                   "provider": _process(f"run dr_drill -i {inventory} -e kind={kind} --yes")}]
     targets = details.get("targets") or {}
     return {
         "version": "1.0.0",
         "title": f"erlmcp.dr drill: {kind} (run {result.get('run_id')})",
         "description": "Exported by erlmcp.dr (runbook drill export): a DR drill that injects a fault on the lab, "
-                       "runs the recovery runbook and measures RTO and RPO with an independent client.",
+                       + ("runs the recovery runbook" if recovery else "runs no recovery runbook (the next "
+                          "authoritative DNS server is the recovery)")
+                       + " and measures RTO and RPO with an independent client.",
         "tags": ["erlmcp.dr", "dr_drill", kind],
         "configuration": {"inventory": inventory, "kind": kind,
                           "targets": {k: v.get("target") for k, v in targets.items() if isinstance(v, Mapping)}},

@@ -4,7 +4,10 @@ Every `interval` seconds (20 ms) it writes through the public name (POST /write 
 resolves to) and reads back the last acknowledged row (GET /read/<id>), logging each attempt with its times on
 the drill's monotonic clock, and each acknowledged write's row id and session key. It resolves the public name at
 the inventory's authoritative DNS servers, as a client would, again once the answer's TTL has passed (a DNS
-cutover reaches it no sooner than a real client). Without DNS in the inventory it uses one application URL.
+cutover reaches it no sooner than a real client), asking them in the inventory's order and falling over to the next
+when one refuses or does not answer within DNS_TIMEOUT; each resolution is logged (`PublicName.resolutions`: when,
+how long, which server answered, which failed first), so a drill can wait until the client has resolved again after
+a fault (a dns_server drill). Without DNS in the inventory it uses one application URL.
 
 After the recovery, `present(...)` asks the database primary and the Redis primary directly which acknowledged
 rows and session keys survived: the RPO and the sessions lost (drill_judge.data_loss).
@@ -13,17 +16,25 @@ rows and session keys survived: the RPO and the sessions lost (drill_judge.data_
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
-from typing import Any, List, Optional, Sequence, Tuple
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from erlmcp_dr.drill.judge import Attempt
 
-HTTP_TIMEOUT = 2.0  # a request that hangs longer is a failure: the outage is measured, not waited out
-DNS_TIMEOUT = 1.0
+HTTP_TIMEOUT = 2.0  # a request (resolving the name included) that takes longer is a failure: measured, not waited out
+# How long the resolver waits for one authoritative server before asking the next. A frozen server (SIGSTOP: its
+# socket takes the query, nothing answers) costs this much at every resolution, and a resolution is part of the
+# request's HTTP_TIMEOUT: 0.5 s leaves the request itself 1.5 s. The lab's knotd answers on loopback in
+# milliseconds (docs/drill.md), so 0.5 s is not a slow answer mistaken for a dead server. (glibc's default is
+# `timeout:5`: a client with it would see every resolution fail while the first server is frozen.) A dead server
+# (kill -9) refuses at once: the query's UDP socket is connected, so the kernel's ICMP port unreachable arrives as
+# ECONNREFUSED, as glibc's resolver sees it (an unconnected socket would wait out the timeout instead).
+DNS_TIMEOUT = 0.5
 
 
 @dataclass
@@ -35,8 +46,12 @@ class PublicName:
     servers: Sequence[Tuple[str, int]] = ()
     port: int = 0
     url: Optional[str] = None
+    timeout: float = DNS_TIMEOUT
     _cached: Optional[str] = None
     _expires: float = 0.0
+    # Every resolution: {started, ended (time.monotonic), server (host:port that answered, None: none did), failed
+    # ([host:port: error] of the servers asked before it)}. Appended by the client's thread.
+    resolutions: List[Dict[str, Any]] = field(default_factory=list, repr=False, compare=False)
 
     def base_url(self) -> str:
         if self.url:
@@ -47,24 +62,29 @@ class PublicName:
             self._cached, self._expires = f"http://{address}:{self.port}", now + ttl
         return str(self._cached)
 
-    def _resolve(self) -> Tuple[str, float]:
-        import dns.message
-        import dns.query
-        import dns.rdatatype
+    def resolved_since(self, moment: float) -> Optional[Dict[str, Any]]:
+        """The first resolution that started at or after `moment` and got an answer, else None."""
+        return next((r for r in list(self.resolutions) if r["started"] >= moment and r["server"]), None)
 
-        errors = []
+    def _resolve(self) -> Tuple[str, float]:
+        started = time.monotonic()
+        errors: List[str] = []
+        found, server = None, None
         for host, port in self.servers:
             try:
-                answer = dns.query.udp(dns.message.make_query(str(self.name), dns.rdatatype.A), host, port=port,
-                                       timeout=DNS_TIMEOUT)
+                answer = _query(str(self.name), host, port, self.timeout)
             except Exception as exc:  # the next authoritative server may answer
-                errors.append(f"{host}:{port}: {exc}")
+                errors.append(f"{host}:{port}: {_short(exc)}")
                 continue
-            for rrset in answer.answer:
-                if rrset.rdtype == dns.rdatatype.A:
-                    return str(next(iter(rrset))), float(rrset.ttl)
+            found = _address(answer)
+            if found is not None:
+                server = f"{host}:{port}"
+                break
             errors.append(f"{host}:{port}: no A record")
-        raise OSError(f"{self.name} did not resolve: " + "; ".join(errors))
+        self.resolutions.append({"started": started, "ended": time.monotonic(), "server": server, "failed": errors})
+        if found is None:
+            raise OSError(f"{self.name} did not resolve: " + "; ".join(errors))
+        return found
 
     def describe(self) -> str:
         return self.url or f"{self.name} (port {self.port}, resolved at " + ", ".join(
@@ -123,11 +143,39 @@ class DrillClient:
         return Attempt("read", started, self.clock(), True, row_id=row_id)
 
     def _request(self, path: str, body: Optional[bytes]) -> Any:
-        request = urllib.request.Request(self.target.base_url() + path, data=body,
-                                         method="POST" if body is not None else "GET",
+        started = self.clock()
+        base = self.target.base_url()  # resolving the name (when its TTL has passed) is part of the request's time
+        left = HTTP_TIMEOUT - (self.clock() - started)
+        if left <= 0:
+            raise TimeoutError(f"resolving {self.target.name} took {HTTP_TIMEOUT - left:.2f} s of the request's "
+                               f"{HTTP_TIMEOUT:g} s")
+        request = urllib.request.Request(base + path, data=body, method="POST" if body is not None else "GET",
                                          headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as response:  # noqa: S310 - the inventory's app
+        with urllib.request.urlopen(request, timeout=left) as response:  # noqa: S310 - the inventory's app
             return json.loads(response.read() or b"{}")
+
+
+def _query(name: str, host: str, port: int, timeout: float) -> Any:
+    """One A query over UDP on a connected socket (a refusing port fails at once: see DNS_TIMEOUT)."""
+    import dns.message
+    import dns.query
+    import dns.rdatatype
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
+        sock.connect((host, port))
+        return dns.query.udp(dns.message.make_query(name, dns.rdatatype.A), host, port=port, timeout=timeout,
+                             sock=sock)
+
+
+def _address(answer: Any) -> Optional[Tuple[str, float]]:
+    import dns.rdatatype
+
+    for rrset in answer.answer:
+        if rrset.rdtype == dns.rdatatype.A:
+            return str(next(iter(rrset))), float(rrset.ttl)
+    return None
 
 
 def present(attempts: Sequence[Attempt], pg_params: Optional[dict], redis_params: Optional[dict]

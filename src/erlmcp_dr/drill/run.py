@@ -43,8 +43,11 @@ from erlmcp_dr.result import REPORT_FILE, RunResult, Step
 log = logging.getLogger(__name__)
 
 RUNBOOK = "dr_drill"
-RECOVERY = {"database_primary": "database_failover", "redis_primary": "redis_failover",
-            "app_instance": "dns_cutover", "region": "regional_failover"}
+RECOVERY: Dict[str, Optional[str]] = {"database_primary": "database_failover", "redis_primary": "redis_failover",
+                                      "app_instance": "dns_cutover", "region": "regional_failover",
+                                      # no runbook: the next authoritative server is the recovery, once the client
+                                      # resolves the name again (its cached answer lives one TTL)
+                                      "dns_server": None}
 # The region drill's way back (restore): failback to the lost region once it runs again. Its grace gate asks the
 # restarted region to stay healthy this long, sampled this often, within its grace_wait (30 s): a drill's restore
 # waits seconds, not failback's operator default of an hour.
@@ -90,6 +93,7 @@ def run(name: Any = RUNBOOK, inventory: Any = None, extravars: Optional[Dict[str
                                        f"found kind {kind}: expected signal SIGKILL for it; nothing was run")
     inventory_path = runner.resolve_inventory(inventory)
     view = inventory_module.read(inventory_path)
+    refuse_kind_without_dns(kind, view)
     cfg = lab_drill.lab_of(view)
     refuse_outside_lab(cfg is not None, view.all_vars.get("dr_environment"), values.get("environment_name"))
     try:
@@ -122,6 +126,22 @@ def refuse_outside_lab(is_lab: bool, environment: Any, typed: Any) -> None:
                                                  f"({environment or 'not set'}); found {typed or 'nothing'}")
     raise ParameterError("environment_name", f"environment {environment} confirmed, but fault injection outside the "
                                              "lab is not built yet: nothing was run")
+
+
+def refuse_kind_without_dns(kind: str, view: Any) -> None:
+    """A dns_server drill stops the authoritative server the client asks first and measures whether the client
+    carries on at the next: the inventory must give the client a public name (dns_zone, dns_records) and at least two
+    authoritative servers (its dns group). Refused before anything runs, naming `kind`."""
+    if kind != "dns_server":
+        return
+    servers = list(view.hosts.get("dns", {}))
+    zone, records = view.all_vars.get("dns_zone"), str(view.all_vars.get("dns_records") or "").split(",")[0].strip()
+    if not zone or not records or len(servers) < 2:
+        raise ParameterError("kind", "kind dns_server needs the public name (dns_zone, dns_records) and at least two "
+                                     "authoritative servers in the inventory's dns group (the first is stopped, the "
+                                     f"next must answer); found dns_zone {zone or 'not set'}, dns_records "
+                                     f"{records or 'not set'}, {len(servers)} server(s)"
+                                     + (f" ({', '.join(servers)})" if servers else "") + "; nothing was run")
 
 
 class Drill:
@@ -168,6 +188,8 @@ class Drill:
             return outcome
         lab_before = lab_drill.state(self.cfg)
         public = self.public_name()
+        if self.kind == "dns_server":  # the authoritative server the client asks first
+            lab_before["dns_server"] = lab_drill.dns_server_at(self.cfg, int(public.servers[0][1]))
         app_region = self.serving_region(public)
         record = {"run_id": self.run_id, "kind": self.kind, "inventory": str(self.inventory), "before": lab_before,
                   "app_region": app_region, "recorded_at": _now_iso(), "fault": None, "signal": self.signal}
@@ -190,10 +212,13 @@ class Drill:
             ok = self.recover(fault, lab_before, app_region)
             outcome["recovery_ok"] = ok
             outcome["recovered_at"] = client.clock()
-            if ok:
+            if RECOVERY[self.kind] is None:  # no runbook: recovered once the client has resolved the name again
+                outcome["recovered_at"] = self.wait_resolved(public, client, fault_at)
+            if ok and outcome["recovered_at"] is not None:
                 self.wait_back(client, outcome["recovered_at"])
         finally:
             outcome["attempts"] = client.stop()
+            outcome["resolutions"] = list(public.resolutions)
         return outcome
 
     def inject(self, lab_before: Dict[str, Any], app_region: Optional[str]) -> Dict[str, Any]:
@@ -218,8 +243,31 @@ class Drill:
         while client.clock() < deadline and client.successes_since(since) < TAIL_SUCCESSES:
             time.sleep(0.02)
 
+    def wait_resolved(self, public: PublicName, client: DrillClient, fault_at: float) -> Optional[float]:
+        """dns_server: until the client has resolved the public name again after the fault (at the next server; its
+        cached answer lived one TTL), at most recovery_timeout. The moment that resolution ended, else None (then the
+        recovery_seconds criterion has nothing measured, and fails)."""
+        deadline = fault_at + float(self.values.get("recovery_timeout") or 120.0)
+
+        def wait() -> Dict[str, Any]:
+            while client.clock() < deadline and public.resolved_since(fault_at) is None:
+                time.sleep(0.02)
+            found = public.resolved_since(fault_at)
+            if found is None:
+                raise RuntimeError(f"the client did not resolve {public.name} again within recovery_timeout "
+                                   f"({deadline - fault_at:g} s after the fault)")
+            return {"answered_by": found["server"], "failed_first": found["failed"],
+                    "seconds_after_fault": round(found["ended"] - fault_at, 3),
+                    "resolution_seconds": round(found["ended"] - found["started"], 3)}
+
+        resolved = self.step("the client resolves the public name again (no recovery runbook: the next "
+                             "authoritative server answers)", wait)
+        return None if resolved is None else fault_at + float(resolved["seconds_after_fault"])
+
     def recover(self, fault: Dict[str, Any], before: Dict[str, Any], app_region: Optional[str]) -> bool:
         recovery = RECOVERY[self.kind]
+        if recovery is None:  # dns_server: nothing to run (the drill then waits for the client: wait_resolved)
+            return True
         if self.kind == "app_instance":
             others = [r for r, up in lab_drill.apps_running(self.cfg).items() if up and r != app_region]
             arguments: Dict[str, Any] = {"region": sorted(others)[0]} if others else {}
@@ -265,6 +313,11 @@ class Drill:
         fault = pending.get("fault") or {}
         done: Dict[str, Any] = {}
         problems: List[str] = []
+        # A frozen knotd first (SIGCONT, read from the processes), then one killed started again and both servers
+        # waited for at the same serial: a dns_server drill's fault, or whatever a torn record may have left.
+        done["resumed knotd (SIGCONT)"] = resumed_dns = lab_drill.thaw_dns(self.cfg)
+        if lab_drill.has_dns(self.cfg) and (resumed_dns or self.kind_of(pending) in ("dns_server", "unknown")):
+            done["dns"] = lab_drill.restart_dns(self.cfg)
         # A frozen process first: SIGCONT, whatever the record says (a drill killed right after its SIGSTOP may not
         # have recorded the fault), and before anything else asks the lab's Redis nodes (a stopped one never answers).
         done["resumed (SIGCONT)"] = resumed = lab_drill.thaw(self.cfg)
@@ -463,6 +516,7 @@ class Drill:
             "first_failure": _rel(seen.first_failure, origin), "last_failure": _rel(seen.last_failure, origin),
             "first_success": _rel(seen.first_success, origin), "recovered_at": _rel(recovered_at, origin),
             "timeline": drill_judge.timeline(attempts, origin, bucket=0.25),
+            "resolutions_after_fault": _resolutions(outcome.get("resolutions") or [], fault_at, origin),
         }
         return {"table": table, "measured": measured}
 
@@ -555,6 +609,15 @@ def _append_line(path: Path, record: Dict[str, Any]) -> None:
         os.write(fd, (json.dumps(record, sort_keys=True) + "\n").encode())
     finally:
         os.close(fd)
+
+
+def _resolutions(resolutions: List[Dict[str, Any]], fault_at: float, origin: float, first: int = 50
+                 ) -> List[Dict[str, Any]]:
+    """The client's resolutions of the public name after the fault (the first `first`): when (from the client's
+    start), how long, which server answered (None: none did), and what the servers asked before it said."""
+    after = [r for r in resolutions if r["started"] >= fault_at][:first]
+    return [{"at": round(r["started"] - origin, 3), "seconds": round(r["ended"] - r["started"], 4),
+             "answered_by": r["server"], "failed": r["failed"]} for r in after]
 
 
 def _rel(value: Optional[float], origin: float) -> Optional[float]:

@@ -1,7 +1,7 @@
 """The drill's faults and restores on the lab (dr_drill, docs/drill.md): kill -9, by recorded and verified PID, of
-the PostgreSQL primary, the Redis primary, an application instance or every one of them in the serving region;
-SIGSTOP (a frozen process: its port still accepts connections, nothing answers) of the Redis primary; and the lab
-side of putting things back.
+the PostgreSQL primary, the Redis primary, an application instance, the Knot DNS server the client asks first, or
+every one of them but DNS in the serving region; SIGSTOP (a frozen process: its port still accepts connections,
+nothing answers) of the Redis primary or of that Knot server; and the lab side of putting things back.
 
 A fault is only ever injected on a lab: an inventory whose database data folders sit in a lab folder (one with
 lab.json, lab_ports.LAB_RECORD). `lab_of(view)` finds it; None means "not a lab".
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from erlmcp_dr.lab import app as lab_app
+from erlmcp_dr.lab import dns as lab_dns
 from erlmcp_dr.lab import lifecycle as lab
 from erlmcp_dr.lab import ports as lab_ports
 from erlmcp_dr.lab import regions as lab_regions
@@ -25,8 +26,9 @@ KILL_TIMEOUT = 30.0
 SIGNALS = {"SIGKILL": signal.SIGKILL, "SIGSTOP": signal.SIGSTOP}
 # The kinds a SIGSTOP drill is built for: a frozen redis-server is one process, made a replica once it answers again
 # (redis_failover away_from). A frozen PostgreSQL primary is not: its fence (a fast shutdown) waits on the stopped
-# postmaster, and resumed it would be a second writer until rewound; not built yet.
-FREEZABLE = ("redis_primary",)
+# postmaster, and resumed it would be a second writer until rewound; not built yet. A frozen knotd (dns_server) is
+# one process too: resumed, it serves the zone it had (nothing changes the zone during the drill).
+FREEZABLE = ("redis_primary", "dns_server")
 STOPPED = "T"  # /proc state of a process stopped by a signal
 
 
@@ -82,6 +84,10 @@ def inject(cfg: LabConfig, kind: str, before: Dict[str, Any], app_region: Option
         app = next((a for a in lab_app.apps(cfg) if a.region == app_region), None)
         pid = lab_app.app_pid(app) if app else None
         target = (app.name, app.region) if app else (None, None)
+    elif kind == "dns_server":  # the authoritative server the client asks first (before["dns_server"])
+        srv = next((s for s in lab_dns.servers(cfg) if s.name == before.get("dns_server")), None)
+        pid = lab_dns.lab_knot_pid(srv) if srv else None
+        target = (srv.name, None) if srv else (None, None)
     else:
         raise RuntimeError(f"no fault of kind {kind!r} on the lab")
     if pid is None:
@@ -124,6 +130,36 @@ def thaw(cfg: LabConfig) -> List[str]:
             os.kill(pid, signal.SIGCONT)
             resumed.append(node.name)
     return resumed
+
+
+def dns_server_at(cfg: LabConfig, port: int) -> Optional[str]:
+    """The lab Knot server listening on `port` (the inventory's first authoritative server), else None."""
+    return next((srv.name for srv in lab_dns.servers(cfg) if srv.port == port), None)
+
+
+def has_dns(cfg: LabConfig) -> bool:
+    """The lab was made with its Knot servers (new_lab(dns=True), `runbook lab up`): their configs exist."""
+    return any(srv.conf_file.is_file() for srv in lab_dns.servers(cfg))
+
+
+def thaw_dns(cfg: LabConfig) -> List[str]:
+    """SIGCONT every lab knotd stopped by a signal (a dns_server SIGSTOP drill's target, read from the processes as
+    thaw() does for Redis). Returns the servers resumed."""
+    resumed = []
+    for srv in lab_dns.servers(cfg):
+        pid = lab_dns.lab_knot_pid(srv)
+        if pid is not None and process_state(pid) == STOPPED:
+            os.kill(pid, signal.SIGCONT)
+            resumed.append(srv.name)
+    return resumed
+
+
+def restart_dns(cfg: LabConfig) -> Dict[str, Any]:
+    """Start the lab's Knot servers that are not running (a dns_server drill's kill -9), then wait until both serve
+    the same serial (lab dns `up`, wait_in_sync). Returns {started, serial}."""
+    stopped = [srv.name for srv in lab_dns.servers(cfg) if lab_dns.lab_knot_pid(srv) is None]
+    lab_dns.up(cfg)  # starts what is stopped, asks a restarted secondary to refresh, waits until in sync
+    return {"started": stopped, "serial": lab_dns.wait_in_sync(cfg)}
 
 
 def redis_primaries(cfg: LabConfig) -> List[str]:

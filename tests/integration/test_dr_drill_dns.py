@@ -1,0 +1,180 @@
+"""dr_drill kind dns_server on the real lab (Knot DNS primary and secondary, the lab's app, PostgreSQL, Redis): the
+Knot server the drill's client asks first is killed (kill -9), then, in the same lab, frozen (SIGSTOP) by a drill
+that is itself killed with kill -9 right after its fault, and frozen again by the next drill, which first resumes
+the server the killed one left frozen. No recovery runbook runs: the client must carry on at the next authoritative
+server. Each finished drill waits until its client has resolved the public name again after the fault, passes with
+the client's RTO and the verdict table, and leaves both Knot servers running at one serial.
+
+The lab's TTL for api is 30 s; this test lowers it to 1 s with a signed UPDATE before the drills (a clean zone
+change, as an operator would make), so a drill waits about 1 s for its client to resolve again, not up to 30 s.
+
+Judged from the outside: the knotd processes (PID, /proc state), both servers' SOA serials, the drill history
+through readiness's own reader and judge.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from runbook_helpers import (
+    CLI_HANG_GUARD,
+    DEADLINE,
+    inventory_path,
+    new_lab,
+    run_json,
+    runbook_command,
+    venv_path,
+    wait_for,
+)
+
+from erlmcp_dr import paths
+from erlmcp_dr.drill import chaos as drill_chaos
+from erlmcp_dr.drill import run as drill
+from erlmcp_dr.lab import config as lab_config
+from erlmcp_dr.lab import dns as lab_dns
+from erlmcp_dr.lab import lifecycle as lab
+from erlmcp_dr.result import summary_schema
+
+pytestmark = pytest.mark.integration
+
+TTL = 1  # api's TTL in this test's lab: the client's cached answer lives this long after the fault
+
+
+def _set_ttl(cfg: lab.LabConfig, ttl: int) -> None:
+    """api's TTL on the lab's Knot (same address), by a signed UPDATE; then until the secondary has it."""
+    import dns.query
+    import dns.update
+
+    update = dns.update.UpdateMessage(lab_dns.ZONE, keyring=lab_dns.keyring(), keyname=lab_dns.TSIG_KEY_NAME,
+                                      keyalgorithm=lab_dns.TSIG_ALGORITHM)
+    update.replace("api", ttl, "A", lab_dns.REGION_ADDRESSES["a"])
+    response = dns.query.tcp(update, "127.0.0.1", port=lab_dns.servers(cfg)[0].port, timeout=5)
+    assert response.rcode() == 0, response
+    lab_dns.wait_in_sync(cfg)
+
+
+def _knot(cfg: lab.LabConfig) -> dict[str, dict[str, Any]]:
+    """Each lab knotd: its PID, /proc state (T: stopped by a signal) and the SOA serial it answers."""
+    out = {}
+    for srv in lab_dns.servers(cfg):
+        pid = lab_dns.lab_knot_pid(srv)
+        out[srv.name] = {"pid": pid, "state": lab_config.process_state(pid) if pid else None,
+                         "serial": lab_dns.serial_of(srv) if pid else None}
+    return out
+
+
+def _readiness_drill_check(home: Path, schedule: dict[str, float]) -> dict[str, Any]:
+    import time
+
+    paths.ensure_collection_importable()
+    from ansible_collections.erlmcp.dr.plugins.module_utils._region import readiness as _readiness
+    from ansible_collections.erlmcp.dr.plugins.module_utils._region import readiness_judge as _readiness_judge
+
+    records, problems = _readiness.read_drill_history(str(home / "drills" / "history.jsonl"))
+    assert problems == []
+    checks = _readiness_judge.drills(records, time.time(), _readiness_judge.thresholds({"drill_age_days": schedule}))
+    return next(check for check in checks if check["name"] == "drill dns_server")
+
+
+def _killed_after_its_fault(inventory: Path, signal_name: str) -> dict[str, Any]:
+    """A drill killed with kill -9 (it and everything it started) once its pending record names the fault."""
+    argv = [*runbook_command(), "run", "dr_drill", "-i", str(inventory), "-e", "kind=dns_server", "-e",
+            f"signal={signal_name}", "--yes"]
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env=dict(os.environ, PATH=venv_path()), start_new_session=True)
+    pending = drill.pending_path(inventory)
+
+    def injected() -> bool:
+        try:
+            return bool(json.loads(pending.read_text()).get("fault"))
+        except (OSError, ValueError):
+            return proc.poll() is not None
+
+    try:
+        wait_for(injected, CLI_HANG_GUARD, interval=0.01, what="the drill's fault recorded")
+        assert proc.poll() is None, proc.communicate()[0].decode()[-3000:]
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(DEADLINE)
+    return json.loads(pending.read_text())
+
+
+def test_dns_server_killed_then_frozen_the_client_carries_on_at_the_next_server(home) -> None:
+    with new_lab(app=True, dns=True) as cfg:
+        _set_ttl(cfg, TTL)
+        inventory = inventory_path(cfg)  # the drill's default targets: dns_server's RTO < 5 s
+        primary, secondary = lab_dns.servers(cfg)  # the inventory lists dns-primary first: the client asks it first
+        first = _knot(cfg)
+        assert first[primary.name]["serial"] == first[secondary.name]["serial"] is not None, first
+
+        runs = []
+        for signal_name, refused in (("SIGKILL", "ConnectionRefusedError"), ("SIGSTOP", "Timeout")):
+            left = None
+            if signal_name == "SIGSTOP":  # a frozen-server drill killed with kill -9: its server stays frozen
+                left = _killed_after_its_fault(inventory, "SIGSTOP")
+                assert left["fault"]["target"] == primary.name and _knot(cfg)[primary.name]["state"] == "T", left
+            before = _knot(cfg)
+            _, result = run_json("run", "dr_drill", "-i", str(inventory), "-e", "kind=dns_server", "-e",
+                                 f"signal={signal_name}", "--yes", expect_rc=0)
+            runs.append(result["run_id"])
+            details = result["facts"]["summary"]["details"]
+            if left is not None:  # restored first: the server the killed drill froze resumed (SIGCONT)
+                assert details["restored_first"]["run_id"] == left["run_id"]
+                first_step = result["steps"][0]
+                assert first_step["task"] == "restore what an earlier drill left" and not first_step["failed"]
+                assert first_step["data"]["result"]["resumed knotd (SIGCONT)"] == [primary.name], first_step
+            assert details["verdict"] == "passed", details["verdict_reason"]
+            assert details["fault"]["target"] == primary.name and details["fault"]["signal"] == signal_name
+            assert details["fault"]["pid"] == before[primary.name]["pid"], (details["fault"], before)
+            assert details["recovery_runbook"] is None and details["recovery_ok"] is True
+            assert details["lab_before"]["dns_server"] == primary.name
+
+            # The client resolved the name again after the fault: the first server failed (refused when dead,
+            # silent when frozen), the second answered.
+            measured = details["measured"]
+            again = measured["resolutions_after_fault"][0]
+            assert again["answered_by"] == f"127.0.0.1:{secondary.port}", measured["resolutions_after_fault"]
+            assert again["failed"][0].startswith(f"127.0.0.1:{primary.port}: {refused}"), again
+            step = next(s for s in result["steps"] if s["task"].startswith("the client resolves the public name"))
+            assert not step["failed"] and step["data"]["result"]["answered_by"] == again["answered_by"], step
+
+            # What the client saw: no failed request (the fallback works), so RTO 0; the verdict table.
+            assert measured["failed_attempts"] == 0 and measured["rto_seconds"] == 0.0, measured["timeline"]
+            assert measured["acknowledged_writes"] > 0 and measured["recovery_seconds"] is not None
+            assert {c["name"]: c["verdict"] for c in details["criteria"]} == {
+                "rto_seconds": "pass", "rpo_seconds": "pass", "sessions_lost": "pass", "error_rate": "pass",
+                "recovery_seconds": "pass"}
+            rto = next(c for c in details["criteria"] if c["name"] == "rto_seconds")
+            assert rto["target"] == "< 5" and "single node" in rto["source"], rto
+
+            # Restored: the killed knotd runs again (a new process), the frozen one resumed (the same process),
+            # both at one serial, and readiness's steady state (dns_agree, dns_ttl among its checks) holds.
+            after = _knot(cfg)
+            assert after[primary.name]["state"] not in (None, "T") and after[secondary.name]["state"] != "T", after
+            assert after[primary.name]["serial"] == after[secondary.name]["serial"] is not None, after
+            assert (after[primary.name]["pid"] == before[primary.name]["pid"]) is (signal_name == "SIGSTOP"), after
+            restore = next(s for s in result["steps"] if s["task"] == "restore the steady state")
+            done = restore["data"]["result"]
+            assert done["resumed knotd (SIGCONT)"] == ([primary.name] if signal_name == "SIGSTOP" else []), done
+            assert done["dns"]["started"] == ([primary.name] if signal_name == "SIGKILL" else []), done
+            assert details["restored"] is True and details["steady_state_after"]["holds"], details
+            assert any(name.startswith("dns_agree") for name in details["steady_state_after"]["checked"])
+            html = (Path(result["run_dir"]) / "report.html").read_text()
+            assert "Verdict per criterion" in html
+            jsonschema.validate(result["facts"]["summary"], summary_schema())
+            schema = drill_chaos.schema()  # the Chaos Toolkit export of a drill without a recovery runbook
+            for part, document in (("experiment", drill_chaos.experiment(result)),
+                                   ("journal", drill_chaos.journal(result))):
+                jsonschema.validate(document, {**schema, "$ref": f"#/$defs/{part}"})
+
+        history = [json.loads(line) for line in (home / "drills" / "history.jsonl").read_text().splitlines()]
+        assert [(r["kind"], r["verdict"], r["run_id"]) for r in history] == [
+            ("dns_server", "passed", run_id) for run_id in runs]
+        assert _readiness_drill_check(home, {"dns_server": 92})["verdict"] == "pass"
