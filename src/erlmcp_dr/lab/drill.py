@@ -13,7 +13,7 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from erlmcp_dr.lab import app as lab_app
 from erlmcp_dr.lab import dns as lab_dns
@@ -123,12 +123,16 @@ def failover_region(cfg: LabConfig, lost: str) -> Optional[str]:
 def thaw(cfg: LabConfig) -> List[str]:
     """SIGCONT every lab redis-server stopped by a signal (a SIGSTOP drill's target, whatever the record says: a drill
     killed right after its signal may not have written it). Returns the nodes resumed."""
+    return _resume_stopped((node.name, lab._lab_redis_pid(node)) for node in cfg.redis_nodes)
+
+
+def _resume_stopped(processes: Iterable[Tuple[str, Optional[int]]]) -> List[str]:
+    """SIGCONT each (name, pid) whose process is stopped by a signal; the names resumed."""
     resumed = []
-    for node in cfg.redis_nodes:
-        pid = lab._lab_redis_pid(node)
+    for name, pid in processes:
         if pid is not None and process_state(pid) == STOPPED:
             os.kill(pid, signal.SIGCONT)
-            resumed.append(node.name)
+            resumed.append(name)
     return resumed
 
 
@@ -145,13 +149,7 @@ def has_dns(cfg: LabConfig) -> bool:
 def thaw_dns(cfg: LabConfig) -> List[str]:
     """SIGCONT every lab knotd stopped by a signal (a dns_server SIGSTOP drill's target, read from the processes as
     thaw() does for Redis). Returns the servers resumed."""
-    resumed = []
-    for srv in lab_dns.servers(cfg):
-        pid = lab_dns.lab_knot_pid(srv)
-        if pid is not None and process_state(pid) == STOPPED:
-            os.kill(pid, signal.SIGCONT)
-            resumed.append(srv.name)
-    return resumed
+    return _resume_stopped((srv.name, lab_dns.lab_knot_pid(srv)) for srv in lab_dns.servers(cfg))
 
 
 def restart_dns(cfg: LabConfig) -> Dict[str, Any]:
