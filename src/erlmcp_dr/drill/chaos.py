@@ -28,6 +28,19 @@ def _process(arguments: str, timeout: Optional[float] = None) -> Dict[str, Any]:
     return provider
 
 
+ROLLBACK_NAMES = {"default": "restore the steady state (restart, database_rejoin, DNS back)",
+                  "redis_backup": "restore: the backup's original bytes put back (its sha256 checked), then the "
+                                  "steady state"}
+
+
+def _inject_name(kind: str, fault: Mapping[str, Any]) -> str:
+    target = f" ({fault.get('target')})" if fault.get("target") else ""
+    if kind == "redis_backup":  # no signal: bytes flipped inside the newest verified backup's RDB
+        return f"inject: corrupt the newest verified Redis backup{target}"
+    return f"inject: {'SIGSTOP' if fault.get('signal') == 'SIGSTOP' else 'kill -9'} of the {kind.replace('_', ' ')}" \
+        + target
+
+
 def experiment(result: Mapping[str, Any]) -> Dict[str, Any]:
     """The Chaos Toolkit experiment a drill's result.json describes."""
     summary = (result.get("facts") or {}).get("summary") or {}
@@ -45,14 +58,12 @@ def experiment(result: Mapping[str, Any]) -> Dict[str, Any]:
         probes.append({"type": "probe", "name": f"criterion {criterion.get('name')} {criterion.get('target')}",
                        "tolerance": True, "provider": _process(f"report {result.get('run_id')} --json", 30)})
     method = [
-        {"type": "action", "name": f"inject: {'SIGSTOP' if fault.get('signal') == 'SIGSTOP' else 'kill -9'} of the "
-                                   f"{kind.replace('_', ' ')}"
-                                   + (f" ({fault.get('target')})" if fault.get("target") else ""),
+        {"type": "action", "name": _inject_name(kind, fault),
          "provider": _process(f"run dr_drill -i {inventory} -e kind={kind} --yes")},
         {"type": "action", "name": f"{RECOVERY_STEP}: {recovery}",
          "provider": _process(f"run {recovery} -i {inventory} --yes"), "pauses": {"after": 0}},
     ]
-    rollbacks = [{"type": "action", "name": "restore the steady state (restart, database_rejoin, DNS back)",
+    rollbacks = [{"type": "action", "name": ROLLBACK_NAMES.get(kind, ROLLBACK_NAMES["default"]),
                   "provider": _process(f"run dr_drill -i {inventory} -e kind={kind} --yes")}]
     targets = details.get("targets") or {}
     return {
