@@ -155,3 +155,13 @@ def test_the_chaos_toolkit_export_names_the_corrupt_backup() -> None:
     assert experiment["method"][1]["name"] == "recover: redis_backup"
     assert "original bytes put back" in experiment["rollbacks"][0]["name"]
     assert len(experiment["steady-state-hypothesis"]["probes"]) == 1 + len(criteria)
+
+
+def test_the_drill_schedule_leaves_redis_backup_out_unless_the_inventory_adds_it() -> None:
+    now = time.time()
+    record = {"kind": "redis_backup", "verdict": "passed", "finished_at": now - 86400.0, "run_id": "d"}
+    default = {c["name"] for c in judge.drills([record], now, LIMITS)}
+    assert "drill redis_backup" not in default and "drill region" in default
+    limits = judge.thresholds({"drill_age_days": {"redis_backup": 92}})
+    checks = {c["name"]: c for c in judge.drills([record], now, limits)}
+    assert checks["drill redis_backup"]["verdict"] == "pass" and checks["drill region"]["threshold"] == "<= 183.0"
