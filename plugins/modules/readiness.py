@@ -51,7 +51,11 @@ options:
     description: Redis's password. Never logged, never returned.
     type: str
   redis_backup_dir:
-    description: The redis_backup directory store (its catalog) whose newest verified backup is judged.
+    description:
+      - The redis_backup directory store (its catalog) whose newest verified backup is judged.
+      - The newest verified backups' stored files are hashed, newest first, until one still has the sha256 its
+        metadata records (at most 3 files); a newer one that does not fails the check, and the age reported is the
+        newest backup that verifies.
     type: path
   apps:
     description: The application instances (name, url, region); C(<url>/health) is sampled once.

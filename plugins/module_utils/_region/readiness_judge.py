@@ -175,6 +175,33 @@ def newest_verified(backups):
     return max(verified, key=lambda b: (b.get("lastsave") or 0, b.get("id") or "")) if verified else None
 
 
+def redis_backup(intact, damaged, age_seconds, limits, store_dir, hashed_max):
+    """Check 5: the age of the newest backup that would restore (verified when made, its stored file still has its
+    sha256). A damaged newer backup fails it whatever that age: redis_restore's backup=latest chooses the newest
+    backup its metadata calls verified, and refuses it. `damaged`: the newer backups whose file did not match,
+    newest first ({id, found, expected}); `intact`: the newest that did (None: none of the hashed ones)."""
+    if not damaged:
+        return age_check("redis_backup_age", age_seconds, "redis_backup_age_seconds", limits,
+                         "no verified backup in %s (run redis_backup)" % store_dir,
+                         detail=None if intact is None else "backup %s, its sha256 checked" % intact.get("id"))
+    limit, source = limits["redis_backup_age_seconds"]
+    said = []
+    for bad in damaged:
+        said.append("backup %s is damaged: %s" % (bad["id"], "its file is missing" if bad["found"] is None else
+                                                  "the sha256 of its file is %s, its metadata says %s"
+                                                  % (bad["found"], bad["expected"])))
+    if intact is not None:
+        newest = "the newest backup that verifies: %s, %s s old" % (intact.get("id"), round(age_seconds or 0.0, 3))
+    elif len(damaged) < hashed_max:
+        newest = "no verified backup verifies"
+    else:
+        newest = "none of the newest %s verified backups verifies (older ones are not hashed)" % hashed_max
+    return check("redis_backup_age", FAIL, None if age_seconds is None else round(age_seconds, 3), "s",
+                 "<= %s" % limit, source,
+                 "%s (redis_restore refuses it, and backup=latest chooses it: run redis_backup); %s"
+                 % ("; ".join(said), newest))
+
+
 def not_configured(name, what, hook):
     """A check whose source is not set up yet: a warning, never a pass (issue 20)."""
     return check(name, WARN, None, None, None, "issue 20", "not configured: %s (%s)" % (what, hook))

@@ -168,6 +168,8 @@ _WANTED = ("dr_region", "pg_host", "pg_port", "pg_login_user", "pg_login_passwor
            # read by the drill (src/erlmcp_dr/drill/run.py): the lab's folders, the public name, its own settings
            "pg_data_dir", "dns_host", "dns_port", "dns_records", "app_port", "redis_password", "dr_drill",
            "dr_drill_history", "dr_environment",
+           # read by the redis_backup drill (lab/backup_fault.py): the store, its HMAC key, readiness's thresholds
+           "redis_backup_dir", "redis_backup_hmac_key", "dr_readiness", "dr_tier_objectives",
            # read by the isolation of the region left (compose/isolate.py) and for service_recovery's lock key
            "app_stop_command", "app_start_command", "service_name")
 

@@ -15,9 +15,6 @@ from typing import Any, Dict, List, Mapping, Optional
 
 SCHEMA_FILE = Path(__file__).with_name("chaostoolkit.schema.json")
 RECOVERY_STEP = "recover"
-# What the restore (the rollbacks) does, per kind where it differs from the default.
-ROLLBACK = {"dns_server": "restore the steady state (SIGCONT or restart of the Knot server, both at one serial)"}
-ROLLBACK_DEFAULT = "restore the steady state (restart, database_rejoin, DNS back)"
 
 
 def schema() -> Dict[str, Any]:
@@ -29,6 +26,21 @@ def _process(arguments: str, timeout: Optional[float] = None) -> Dict[str, Any]:
     if timeout is not None:
         provider["timeout"] = timeout
     return provider
+
+
+# What the restore (the rollbacks) does, per kind where it differs from the default.
+ROLLBACK_NAMES = {"default": "restore the steady state (restart, database_rejoin, DNS back)",
+                  "dns_server": "restore the steady state (SIGCONT or restart of the Knot server, both at one serial)",
+                  "redis_backup": "restore: the backup's original bytes put back (its sha256 checked), then the "
+                                  "steady state"}
+
+
+def _inject_name(kind: str, fault: Mapping[str, Any]) -> str:
+    target = f" ({fault.get('target')})" if fault.get("target") else ""
+    if kind == "redis_backup":  # no signal: bytes flipped inside the newest verified backup's RDB
+        return f"inject: corrupt the newest verified Redis backup{target}"
+    return f"inject: {'SIGSTOP' if fault.get('signal') == 'SIGSTOP' else 'kill -9'} of the {kind.replace('_', ' ')}" \
+        + target
 
 
 def experiment(result: Mapping[str, Any]) -> Dict[str, Any]:
@@ -48,9 +60,7 @@ def experiment(result: Mapping[str, Any]) -> Dict[str, Any]:
         probes.append({"type": "probe", "name": f"criterion {criterion.get('name')} {criterion.get('target')}",
                        "tolerance": True, "provider": _process(f"report {result.get('run_id')} --json", 30)})
     method: List[Dict[str, Any]] = [
-        {"type": "action", "name": f"inject: {'SIGSTOP' if fault.get('signal') == 'SIGSTOP' else 'kill -9'} of the "
-                                   f"{kind.replace('_', ' ')}"
-                                   + (f" ({fault.get('target')})" if fault.get("target") else ""),
+        {"type": "action", "name": _inject_name(kind, fault),
          "provider": _process(f"run dr_drill -i {inventory} -e kind={kind} --yes")},
     ]
     if recovery:
@@ -58,7 +68,7 @@ def experiment(result: Mapping[str, Any]) -> Dict[str, Any]:
                        "provider": _process(f"run {recovery} -i {inventory} --yes"), "pauses": {"after": 0}})
     # No recovery runbook (dns_server): nothing is run; the next authoritative server answers the client, which the
     # journal's run shows (the drill's step that waits for the client to resolve the name again).
-    rollbacks = [{"type": "action", "name": ROLLBACK.get(kind, ROLLBACK_DEFAULT),
+    rollbacks = [{"type": "action", "name": ROLLBACK_NAMES.get(kind, ROLLBACK_NAMES["default"]),
                   "provider": _process(f"run dr_drill -i {inventory} -e kind={kind} --yes")}]
     targets = details.get("targets") or {}
     return {

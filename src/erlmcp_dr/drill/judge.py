@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-KINDS = ("database_primary", "redis_primary", "app_instance", "region", "dns_server")
+KINDS = ("database_primary", "redis_primary", "app_instance", "region", "dns_server", "redis_backup")
 PASSED, FAILED, RESTORE_FAILED, DEVIATED = "passed", "failed", "restore_failed", "deviated"
 
 # The readiness checks that describe the steady state a fault disturbs (redundancy, replication, reachability,
@@ -24,8 +24,11 @@ STEADY_STATE_CHECKS = ("pg_replay_lag", "pg_standbys", "redis_link", "redis_offs
 # or for rto_seconds a mapping of kind to seconds) overrides these, key by key.
 # dns_server: one authoritative server of two lost is a single node lost (S1:213-236, single node < 5 s); the
 # seeds' DNS < 1 min (S3:1813) is for switching DNS providers, not a server.
+# redis_backup: a corrupt backup is no outage, so the client must see none. 1 s, not 0 (the criterion is "<"): above
+# the client's resolution (a 20 ms interval, ~100 ms a request on a loaded lab), below any real outage, so one slow
+# request does not fail it and a stalled Redis (the recovery's BGSAVE forks it) does. The seeds set no number for it.
 RTO_BY_KIND = {"database_primary": 10.0, "redis_primary": 10.0, "app_instance": 5.0, "region": 30.0,
-               "dns_server": 5.0}
+               "dns_server": 5.0, "redis_backup": 1.0}
 DEFAULT_TARGETS: Dict[str, Any] = {
     "rto_seconds": dict(RTO_BY_KIND),
     "rpo_seconds": 1.0,
@@ -35,7 +38,8 @@ DEFAULT_TARGETS: Dict[str, Any] = {
 }
 SOURCES = {
     "rto_seconds": "seeds S1:213-236 (failover < 10 s, single node < 5 s, region < 30 s; S3:1470 says 15 min: "
-                   "the scenario criteria picked; a DNS server is a single node)",
+                   "the scenario criteria picked; a DNS server is a single node; a corrupt Redis backup: no outage, "
+                   "< 1 s, docs/drill.md)",
     "rpo_seconds": "MISSION tier 1 RPO < 1 s (the seeds say < 5 s: S1:213-236, S3:1470-1494; MISSION wins)",
     "sessions_lost": "seeds S1:215, S3:1484 (zero sessions lost)",
     "error_rate": "seed S1:235 (error rate < 0.1 %), outside the recovery window",
@@ -185,6 +189,29 @@ def criteria(kind: str, targets: Mapping[str, Mapping[str, Any]], seen: Outage, 
         row("recovery_seconds", "<", recovery_seconds, "fault to the client's first resolution of the public name "
             "after it (no recovery runbook: the next authoritative server answers)" if kind == "dns_server" else
             "fault to the recovery runbook's verified end"),
+    ]
+
+
+BACKUP_FAULT_SOURCE = "issue 20 (a corrupt Redis backup: found by readiness, refused by redis_restore)"
+
+
+def backup_fault_criteria(evidence: Optional[Mapping[str, Any]], backup_id: Optional[str]) -> List[Criterion]:
+    """The redis_backup drill's own rows (docs/drill.md): readiness's redis_backup_age check failed on the corrupt
+    backup, naming it; redis_restore's verification refused it; after the recovery (a fresh verified backup) the
+    check passed again. `evidence`: {detected, restore, after}, each readiness's check or {refused, message};
+    None (never reached) fails every row."""
+    evidence = evidence or {}
+    detected, restore, after = (evidence.get(k) or {} for k in ("detected", "restore", "after"))
+    found = detected.get("verdict") == "fail" and bool(backup_id) and str(backup_id) in str(detected.get("detail"))
+    return [
+        Criterion("detected_by_readiness", "redis_backup_age fails, naming the backup", detected.get("verdict"),
+                  "pass" if found else "fail", BACKUP_FAULT_SOURCE, str(detected.get("detail") or "not checked")),
+        Criterion("refused_by_restore", "redis_restore refuses the backup", restore.get("refused"),
+                  "pass" if restore.get("refused") is True else "fail", BACKUP_FAULT_SOURCE,
+                  str(restore.get("message") or "not checked")),
+        Criterion("readiness_after_recovery", "redis_backup_age passes", after.get("verdict"),
+                  "pass" if after.get("verdict") == "pass" else "fail", BACKUP_FAULT_SOURCE,
+                  str(after.get("detail") or "not checked")),
     ]
 
 

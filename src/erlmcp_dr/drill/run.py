@@ -36,6 +36,7 @@ from erlmcp_dr.drill import judge as drill_judge
 from erlmcp_dr.drill.client import DrillClient, PublicName, present
 from erlmcp_dr.drill.judge import Attempt, Hypothesis
 from erlmcp_dr.errors import ParameterError
+from erlmcp_dr.lab import backup_fault
 from erlmcp_dr.lab import drill as lab_drill
 from erlmcp_dr.reporting import report
 from erlmcp_dr.result import REPORT_FILE, RunResult, Step
@@ -47,7 +48,8 @@ RECOVERY: Dict[str, Optional[str]] = {"database_primary": "database_failover", "
                                       "app_instance": "dns_cutover", "region": "regional_failover",
                                       # no runbook: the next authoritative server is the recovery, once the client
                                       # resolves the name again (its cached answer lives one TTL)
-                                      "dns_server": None}
+                                      "dns_server": None,
+                                      "redis_backup": "redis_backup"}
 # The region drill's way back (restore): failback to the lost region once it runs again. Its grace gate asks the
 # restarted region to stay healthy this long, sampled this often, within its grace_wait (30 s): a drill's restore
 # waits seconds, not failback's operator default of an hour.
@@ -158,6 +160,7 @@ class Drill:
         self.children: Dict[str, RunResult] = {}
         self.outcome: Dict[str, Any] = {"injected": False, "recovery_ok": None}
         self.lock: Optional[MoveLock] = None  # every target's key, held by run() for the whole drill
+        self.record: Dict[str, Any] = {}  # the pending record, once written
 
     # ------------------------------------------------------------ the drill
 
@@ -193,6 +196,7 @@ class Drill:
         app_region = self.serving_region(public)
         record = {"run_id": self.run_id, "kind": self.kind, "inventory": str(self.inventory), "before": lab_before,
                   "app_region": app_region, "recorded_at": _now_iso(), "fault": None, "signal": self.signal}
+        self.record = record
         self.write_pending(record)  # before the fault: a drill killed from here on is restored by the next run
         client = DrillClient(public, f"drill {self.run_id}", float(self.values.get("client_interval") or 0.02))
         origin = client.clock()
@@ -228,6 +232,11 @@ class Drill:
             lost = self.lock.lost()
             if lost is not None:
                 raise RuntimeError(f"nothing was injected: {lost}")
+        if self.kind == "redis_backup":  # the original bytes go into the pending record before they change
+            planned = backup_fault.plan(backup_fault.store_dir(self.view))
+            self.record["fault"] = {"target": planned["target"], "backup": planned, "planned_only": True}
+            self.write_pending(self.record)
+            return backup_fault.corrupt(planned)
         return lab_drill.inject(self.cfg, self.kind, lab_before, app_region, self.signal)
 
     def wait_baseline(self, client: DrillClient) -> None:
@@ -268,6 +277,8 @@ class Drill:
         recovery = RECOVERY[self.kind]
         if recovery is None:  # dns_server: nothing to run (the drill then waits for the client: wait_resolved)
             return True
+        if self.kind == "redis_backup":
+            return self.recover_backup(fault)
         if self.kind == "app_instance":
             others = [r for r, up in lab_drill.apps_running(self.cfg).items() if up and r != app_region]
             arguments: Dict[str, Any] = {"region": sorted(others)[0]} if others else {}
@@ -279,6 +290,28 @@ class Drill:
         result = self.child("recover", recovery, arguments)
         if result is not None and result.status == "canceled":  # Ctrl-C: the runner stopped the child and returned
             self.outcome["interrupted"] = f"{recovery} canceled (SIGINT)"
+        return bool(result is not None and result.succeeded)
+
+    def recover_backup(self, fault: Dict[str, Any]) -> bool:
+        """A corrupt backup: readiness's backup check must find it and redis_restore's verification refuse it (both
+        in this process, touching no server); the recovery is a fresh verified backup (redis_backup), after which
+        the check must pass again. The three are rows of the verdict table (drill_judge.backup_fault_criteria)."""
+        folder, backup_id = fault["backup"]["store"], fault["target"]
+        evidence: Dict[str, Any] = {}
+        self.facts["backup_fault"] = evidence
+        evidence["detected"] = self.step("detect: readiness's redis_backup_age on the corrupt backup",
+                                         lambda: backup_fault.readiness_check(self.view, folder))
+
+        def refusal() -> Dict[str, Any]:
+            message = backup_fault.restore_refusal(folder, backup_id, self.view.all_vars.get("redis_backup_hmac_key"))
+            return {"backup": backup_id, "refused": message is not None, "message": message}
+
+        evidence["restore"] = self.step("redis_restore's verification of the corrupt backup", refusal)
+        result = self.child("recover", "redis_backup", {})
+        if result is not None and result.status == "canceled":
+            self.outcome["interrupted"] = "redis_backup canceled (SIGINT)"
+        evidence["after"] = self.step("readiness's redis_backup_age after the recovery",
+                                      lambda: backup_fault.readiness_check(self.view, folder))
         return bool(result is not None and result.succeeded)
 
     # ------------------------------------------------------------ restore
@@ -318,6 +351,11 @@ class Drill:
         done["resumed knotd (SIGCONT)"] = resumed_dns = lab_drill.thaw_dns(self.cfg)
         if lab_drill.has_dns(self.cfg) and (resumed_dns or self.kind_of(pending) in ("dns_server", "unknown")):
             done["dns"] = lab_drill.restart_dns(self.cfg)
+        if self.kind_of(pending) == "redis_backup" and fault.get("backup"):  # the backup's original bytes first
+            try:
+                done["backup put back"] = backup_fault.put_back(fault)
+            except (OSError, RuntimeError, KeyError, ValueError) as exc:
+                problems.append(f"putting backup {fault.get('target')} back failed: {exc}")
         # A frozen process first: SIGCONT, whatever the record says (a drill killed right after its SIGSTOP may not
         # have recorded the fault), and before anything else asks the lab's Redis nodes (a stopped one never answers).
         done["resumed (SIGCONT)"] = resumed = lab_drill.thaw(self.cfg)
@@ -503,6 +541,9 @@ class Drill:
         recovery = None if recovered_at is None or not outcome.get("recovery_ok") else round(
             max(recovered_at, seen.first_success or recovered_at) - fault_at, 3)
         table = drill_judge.criteria(self.kind, self.targets, seen, loss, errors, recovery)
+        if self.kind == "redis_backup":
+            table += drill_judge.backup_fault_criteria(self.facts.get("backup_fault"),
+                                                       (outcome.get("fault") or {}).get("target"))
         origin = float(outcome.get("origin") or 0.0)
         measured = {
             "rto_seconds": seen.rto_seconds, "client_outage_seconds": seen.client_outage_seconds,
