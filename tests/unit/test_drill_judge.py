@@ -250,3 +250,34 @@ def test_the_region_drill_is_judged_by_the_seeds_region_criterion_and_recovers_w
     assert drill.RECOVERY["region"] == "regional_failover"
     runbook = catalog.load("dr_drill")
     assert params.validate(runbook, {"kind": "region"}) == {"kind": "region"}
+
+
+def _check(name: str, verdict: str, detail: str = "") -> dict:
+    return {"name": name, "verdict": verdict, "detail": detail, "measured": None}
+
+
+def test_the_region_drill_moves_to_the_first_region_no_target_check_rules_out() -> None:
+    checks = [_check("reachable region b", "pass"), _check("capacity region b", "fail", "capacity 0.5 for a load of 1"),
+              _check("residency region b", "pass"), _check("reachable region c", "pass"),
+              _check("capacity region c", "pass"), _check("residency region c", "warn", "not configured"),
+              _check("pg_replay_lag pg-b", "fail", "behind")]  # not a target check: the steady state judges it
+    target, ruled_out = drill_judge.region_target("a", ["a", "b", "c"], checks)
+    assert target == "c"
+    assert ruled_out == {"b": ["capacity region b: capacity 0.5 for a load of 1"]}
+    assert drill_judge.region_target("b", ["a", "b", "c"], [])[0] == "a"  # nothing failed: the lab's order
+
+
+def test_a_region_drill_with_no_region_to_go_to_has_none_and_every_reason() -> None:
+    checks = [_check("residency region b", "fail", "dataset eu-users may not leave the EU"),
+              _check("reachable region c", "fail", "app-c refused"), _check("capacity region c", "fail", "0.2")]
+    target, ruled_out = drill_judge.region_target("a", ["a", "b", "c"], checks)
+    assert target is None
+    assert ruled_out == {"b": ["residency region b: dataset eu-users may not leave the EU"],
+                         "c": ["reachable region c: app-c refused", "capacity region c: 0.2"]}
+    assert drill_judge.region_target("a", ["a"], checks) == (None, {})
+
+
+def test_the_hypothesis_keeps_every_check_readiness_published() -> None:
+    checks = [_check("pg_replay_lag pg-b", "pass"), _check("capacity region b", "fail", "0.5")]
+    held = drill_judge.hypothesis({"details": {"checks": checks}})
+    assert held.holds and held.checked == ["pg_replay_lag pg-b"] and list(held.checks) == checks

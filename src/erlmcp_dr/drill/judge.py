@@ -9,7 +9,7 @@ it); the client's resolution is its interval (20 ms by default), so every durati
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 KINDS = ("database_primary", "redis_primary", "app_instance", "region", "dns_server", "redis_backup")
 PASSED, FAILED, RESTORE_FAILED, DEVIATED = "passed", "failed", "restore_failed", "deviated"
@@ -224,6 +224,9 @@ class Hypothesis:
     deviations: List[Dict[str, Any]] = field(default_factory=list)
     checked: List[str] = field(default_factory=list)
     message: str = ""
+    # every check readiness published (the steady state's and the rest: capacity, residency, ...), for choices the
+    # drill makes from them (region_target)
+    checks: List[Mapping[str, Any]] = field(default_factory=list, repr=False)
 
 
 def hypothesis(readiness_summary: Optional[Mapping[str, Any]], prefixes: Sequence[str] = STEADY_STATE_CHECKS
@@ -233,16 +236,40 @@ def hypothesis(readiness_summary: Optional[Mapping[str, Any]], prefixes: Sequenc
     checks = ((readiness_summary or {}).get("details") or {}).get("checks")
     if not isinstance(checks, list):
         return Hypothesis(False, [], [], "readiness published no checks (it could not run)")
-    chosen = [c for c in checks if isinstance(c, Mapping) and str(c.get("name", "")).split(" ")[0] in prefixes]
+    every = [c for c in checks if isinstance(c, Mapping)]
+    chosen = [c for c in every if str(c.get("name", "")).split(" ")[0] in prefixes]
     if not chosen:
-        return Hypothesis(False, [], [], "none of the steady-state checks ran (" + ", ".join(prefixes) + ")")
+        return Hypothesis(False, [], [], "none of the steady-state checks ran (" + ", ".join(prefixes) + ")", every)
     deviations = [{"name": c.get("name"), "measured": c.get("measured"), "threshold": c.get("threshold"),
                    "detail": c.get("detail")} for c in chosen if c.get("verdict") == "fail"]
     names = [str(c.get("name")) for c in chosen]
     if deviations:
         return Hypothesis(False, deviations, names, "steady state deviates: " + "; ".join(
-            f"{d['name']} ({d['detail'] or d['measured']})" for d in deviations))
-    return Hypothesis(True, [], names, f"steady state holds ({len(names)} checks)")
+            f"{d['name']} ({d['detail'] or d['measured']})" for d in deviations), every)
+    return Hypothesis(True, [], names, f"steady state holds ({len(names)} checks)", every)
+
+
+# The readiness checks that say whether a region can take the service (readiness_judge: reachable, capacity,
+# residency): a region drill never fails over to a region one of them fails for.
+TARGET_REGION_CHECKS = ("reachable", "capacity", "residency")
+
+
+def region_target(lost: str, regions: Sequence[str], checks: Sequence[Mapping[str, Any]]
+                  ) -> Tuple[Optional[str], Dict[str, List[str]]]:
+    """The region a region drill moves the service to: the first of `regions` (the lab's order), other than the lost
+    one, for which no target check failed in the steady-state readiness run; with, for each region passed over, the
+    failed checks that ruled it out. (None, ...) when no region can take it."""
+    ruled_out: Dict[str, List[str]] = {}
+    for region in regions:
+        if region == lost:
+            continue
+        failed = [f"{c.get('name')}: {c.get('detail') or c.get('measured')}" for c in checks
+                  if c.get("verdict") == "fail" and c.get("name") in
+                  {f"{kind} region {region}" for kind in TARGET_REGION_CHECKS}]
+        if not failed:
+            return region, ruled_out
+        ruled_out[region] = failed
+    return None, ruled_out
 
 
 # ---------------------------------------------------------------- verdict

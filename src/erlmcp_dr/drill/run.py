@@ -190,6 +190,9 @@ class Drill:
         if not before.holds:
             return outcome
         lab_before = lab_drill.state(self.cfg)
+        if self.kind == "region" and not self.choose_target_region(before, lab_before):
+            outcome["before"] = self.no_target_region(before)
+            return outcome  # nothing injected: a region lost with nowhere to go is an outage, not a drill
         public = self.public_name()
         if self.kind == "dns_server":  # the authoritative server the client asks first
             lab_before["dns_server"] = lab_drill.dns_server_at(self.cfg, int(public.servers[0][1]))
@@ -283,7 +286,7 @@ class Drill:
             others = [r for r, up in lab_drill.apps_running(self.cfg).items() if up and r != app_region]
             arguments: Dict[str, Any] = {"region": sorted(others)[0]} if others else {}
         elif self.kind == "region":  # a composed child, under the drill's lock (compose/move_lock.OwnersLock)
-            to_region = lab_drill.failover_region(self.cfg, fault["region"])
+            to_region = self.facts["target_region"]["region"]
             arguments = {"from_region": fault["region"], "to_region": to_region, "mode": "unplanned"}
         else:
             arguments = {"away_from": fault["target"]}
@@ -291,6 +294,27 @@ class Drill:
         if result is not None and result.status == "canceled":  # Ctrl-C: the runner stopped the child and returned
             self.outcome["interrupted"] = f"{recovery} canceled (SIGINT)"
         return bool(result is not None and result.succeeded)
+
+    def choose_target_region(self, before: Hypothesis, lab_before: Dict[str, Any]) -> bool:
+        """kind=region: the region the recovery moves the service to, chosen from the steady-state readiness run
+        (drill_judge.region_target: the lab's next region that is reachable, has the capacity and may hold the
+        data). Recorded in facts["target_region"]; False when no region can take the service."""
+        lost = str(lab_before.get("pg_region") or "")
+        target, ruled_out = drill_judge.region_target(lost, lab_drill.regions(self.cfg), before.checks)
+        self.facts["target_region"] = {"region": target, "lost": lost, "ruled_out": ruled_out}
+        return target is not None
+
+    def no_target_region(self, before: Hypothesis) -> Hypothesis:
+        """The steady state, deviating: no region can take the service (the reasons from readiness's checks)."""
+        ruled_out = self.facts["target_region"]["ruled_out"]
+        message = "no region can take the service, so nothing was injected: " + ("; ".join(
+            f"region {region}: {', '.join(failed)}" for region, failed in ruled_out.items()) or "the lab has no other "
+            "region")
+        deviations = before.deviations + [{"name": "target region", "measured": None, "threshold": None,
+                                           "detail": message}]
+        self.facts["steady_state_before"].update(holds=False, message=message, deviations=deviations)
+        self.say(f"steady state before: {message}")
+        return Hypothesis(False, deviations, before.checked, message, before.checks)
 
     def recover_backup(self, fault: Dict[str, Any]) -> bool:
         """A corrupt backup: readiness's backup check must find it and redis_restore's verification refuse it (both

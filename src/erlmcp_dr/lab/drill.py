@@ -115,9 +115,10 @@ def fail_serving_region(cfg: LabConfig, before: Dict[str, Any]) -> Dict[str, Any
             "signal": "SIGKILL", "sent_at": sent_at}
 
 
-def failover_region(cfg: LabConfig, lost: str) -> Optional[str]:
-    """Where a lost region's service moves: the first other region of the lab, or None when there is none."""
-    return next((region for region in lab_regions.regions(cfg) if region != lost), None)
+def regions(cfg: LabConfig) -> List[str]:
+    """The lab's regions, in the order a region drill considers them as the service's next home
+    (drill_judge.region_target)."""
+    return lab_regions.regions(cfg)
 
 
 def thaw(cfg: LabConfig) -> List[str]:
