@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -676,11 +676,11 @@ def _kill_group(proc: subprocess.Popen, killed: threading.Event) -> None:
 
 
 def _kill_when(proc: subprocess.Popen, when: Callable[[], bool], killed: threading.Event,
-               trouble: list[str]) -> None:
-    """Poll `when` (every 2 ms, deadline DEADLINE) while the run goes on; SIGKILL its group once it holds. A probe
-    that raises or never holds is noted in `trouble` (the run is killed all the same: never left running)."""
+               trouble: list[str], deadline: float = DEADLINE) -> None:
+    """Poll `when` (every 2 ms, until `deadline` seconds) while the run goes on; SIGKILL its group once it holds. A
+    probe that raises or never holds is noted in `trouble` (the run is killed all the same: never left running)."""
     try:
-        wait_for(lambda: killed.is_set() or proc.poll() is not None or when(), DEADLINE, interval=0.002,
+        wait_for(lambda: killed.is_set() or proc.poll() is not None or when(), deadline, interval=0.002,
                  what="the kill condition")
     except Exception as exc:  # noqa: BLE001 - reported by the caller's assertion
         trouble.append(f"{type(exc).__name__}: {exc}")
@@ -730,14 +730,16 @@ def kill_playbook(playbook: str, inventory: Path, extravars: Sequence[str] = (),
     return seen
 
 
-def kill_cli(args: Sequence[str], when: Callable[[], bool]) -> Cli:
-    """`runbook ARGS` (in a process group of its own), SIGKILLed with everything it started once `when()` holds."""
+def kill_cli(args: Sequence[str], when: Callable[[], bool], deadline: float = DEADLINE,
+             env: Mapping[str, str] | None = None) -> Cli:
+    """`runbook ARGS` (in a process group of its own, `env` added to its environment), SIGKILLed with everything it
+    started once `when()` holds (polled until `deadline` seconds: a hang guard)."""
     proc = subprocess.Popen([*runbook_command(), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, text=True, env=dict(os.environ, PATH=venv_path()),
+                            stdin=subprocess.DEVNULL, text=True, env=dict(os.environ, PATH=venv_path(), **(env or {})),
                             start_new_session=True)
     killed, trouble = threading.Event(), []
     try:
-        _kill_when(proc, when, killed, trouble)
+        _kill_when(proc, when, killed, trouble, deadline)
     finally:
         if proc.poll() is None and not killed.is_set():
             _kill_group(proc, killed)

@@ -1,11 +1,14 @@
 """dr_drill on the real lab (PostgreSQL streaming replication, redis-server, Knot DNS, the lab's app): a drill
 killed with kill -9 after its fault is restored by the next run before anything else, and that run passes with RTO
 and RPO measured by its client; a drill whose steady state deviates injects nothing and fails; the Chaos Toolkit
-export validates against the structure docs/drill.md documents; a region drill (regional_failover as the recovery,
-under the drill's lock) passes and fails back.
+export validates against the structure docs/drill.md documents; a region drill with its lock in etcd, killed with
+kill -9 while its recovery (regional_failover, under the drill's lock) is moving the service, keeps its keys until
+their leases expire (the next drill is refused meanwhile), then the next drill restores the lab as it was and runs
+its own region drill, which passes and fails back.
 
 Judged from the outside: every database node asked whether it takes writes and whether it streams, the drill
-history readiness reads (through readiness's own reader and judge), the audit trail, the exported files.
+history readiness reads (through readiness's own reader and judge), the audit trail, the exported files, the keys in
+etcd.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import json
 import os
 import signal
 import subprocess
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +28,7 @@ from runbook_helpers import (
     CLI_HANG_GUARD,
     DEADLINE,
     inventory_copy,
+    kill_cli,
     new_lab,
     plain_connect,
     redis_client,
@@ -35,11 +41,18 @@ from runbook_helpers import (
 )
 
 from erlmcp_dr import audit, paths
+from erlmcp_dr.compose import inventory as compose_inventory
+from erlmcp_dr.compose import run as composed
 from erlmcp_dr.drill import chaos as drill_chaos
 from erlmcp_dr.drill import run as drill
 from erlmcp_dr.lab import config as lab_config
+from erlmcp_dr.lab import etcd as lab_etcd
 from erlmcp_dr.lab import lifecycle as lab
 from erlmcp_dr.result import summary_schema
+
+paths.ensure_collection_importable()
+from ansible_collections.erlmcp.dr.plugins.module_utils._lock import etcd as _lock_etcd  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._lock import store as _lock  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -277,20 +290,153 @@ def test_redis_primary_killed_then_frozen_then_interrupted_each_drill_restores_t
             ("redis_primary", "passed"), ("redis_primary", "passed"), ("redis_primary", "failed")]
 
 
-def test_region_drill_fails_over_under_the_drills_lock_and_fails_back_to_the_restarted_region(home) -> None:
-    """kind=region: region a (the primary's) loses its PostgreSQL, Redis and application (kill -9);
-    regional_failover (unplanned) runs as the drill's child under the drill's own lock (it would be refused as busy
-    otherwise: the drill holds every key) and moves the service to b; the restore restarts a and fails back to it.
-    RTO and RPO as the drill's client saw them, the verdict table, the lab as it was."""
+# The region drills' lease TTL in etcd (dr_lock_etcd_ttl): short, since the next drill waits for a killed drill's
+# leases to expire. Long enough for a keeper renewing every TTL/3 on a loaded machine.
+DRILL_TTL = 5
+CHANGING_CHILDREN = ("redis_failover", "database_failover", "database_switchover", "dns_cutover")
+
+
+@pytest.fixture(scope="module")
+def etcd() -> Iterator[lab_etcd.EtcdCluster]:
+    with lab_etcd.temporary_cluster("erlmcp-dr-etcd-drill-") as cluster:
+        yield cluster
+
+
+def _etcd_settings(cluster: lab_etcd.EtcdCluster) -> dict[str, Any]:
+    return _lock.store_settings(dict(cluster.inventory_vars(DRILL_TTL)), environ={})
+
+
+def _holders(cluster: lab_etcd.EtcdCluster) -> dict[str, dict[str, Any]]:
+    """Every run lock key in etcd now, with its holder record, fencing token and lease (a linearizable read)."""
+    settings = _etcd_settings(cluster)
+    prefix = settings["prefix"]
+    end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    answer = _lock_etcd.EtcdClient(settings).call("/kv/range", {"key": _lock_etcd.b64(prefix),
+                                                                "range_end": _lock_etcd.b64(end)})
+    return {_lock_etcd.unb64(kv["key"])[len(prefix):]: _lock_etcd.kv_holder(kv) for kv in answer.get("kvs") or []}
+
+
+class _LeasesKept:
+    """A killed drill's leases renewed from the test while the next drill is turned away: what their remaining TTL
+    does after a kill, here for as long as the refusal takes on a loaded machine (no race with their expiry).
+    Once stopped, the leases expire by themselves within the TTL."""
+
+    def __init__(self, cluster: lab_etcd.EtcdCluster) -> None:
+        self.client = _lock_etcd.EtcdClient(_etcd_settings(cluster))
+        self.leases: set[int] = set()
+        self.problems: list[str] = []
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._renew, daemon=True)
+
+    def start(self, leases: set[int]) -> None:
+        self.leases = set(leases)
+        self._refresh()  # at once: the killed drill's keeper renews no more
+        assert not self.problems, self.problems
+        self.thread.start()
+
+    def _refresh(self) -> None:
+        for lease in sorted(self.leases):
+            try:
+                if self.client.refresh(lease) <= 0:
+                    self.problems.append(f"lease {lease:x} expired")
+            except Exception as exc:  # noqa: BLE001 - reported by stop()
+                self.problems.append(f"lease {lease:x}: {exc}")
+
+    def _renew(self) -> None:
+        while not self.done.wait(1.0):
+            self._refresh()
+
+    def stop(self) -> None:
+        self.done.set()
+        if self.thread.is_alive():
+            self.thread.join(DEADLINE)
+        assert not self.problems, self.problems
+
+
+def test_region_drill_killed_mid_move_is_restored_by_the_next_drill_which_fails_over_and_back_under_its_etcd_lock(
+        home, etcd, monkeypatch) -> None:
+    """kind=region, the lock in etcd (three real members). Drill 1: region a (the primary's) loses its PostgreSQL,
+    Redis and application (kill -9); its recovery, regional_failover (unplanned) running in the drill's process
+    under the drill's own lock, has moved Redis to b and is about to promote the database when the drill is killed
+    with kill -9, its whole process tree (it stops itself at that boundary first, compose/run.py's kill-matrix
+    switch: a deterministic moment). Its keys stay in etcd while their leases live: drill 2 is refused (exit 3,
+    naming drill 1) and changes nothing. Once they expired, drill 2 first restores what drill 1 left (region a
+    restarted, Redis handed back: the lab as drill 1 found it), then runs its own region drill: regional_failover
+    moves the service to b under drill 2's lock (its children fenced with drill 2's tokens), the restore restarts a
+    and fails back to it. RTO and RPO as drill 2's client saw them, the verdict table, the lab as it was, every
+    key let go, one history line."""
+    lab_etcd.delete_keys(etcd)
     with new_lab(app=True, dns=True) as cfg:
-        inventory = _inventory(cfg)
-        _, result = run_json("run", "dr_drill", "-i", str(inventory), "-e", "kind=region", "--yes", expect_rc=0)
+        inventory = inventory_copy(cfg, "drill-etcd.yml", lambda data: data["all"]["vars"].update(
+            {"dr_drill": {"targets": TARGETS}, **etcd.inventory_vars(DRILL_TTL)}))
+        keys = set(compose_inventory.read(inventory).lock_keys())
+        pending = drill.pending_path(inventory)
+        drill_argv = ("run", "dr_drill", "-i", str(inventory), "-e", "kind=region", "--yes")
+
+        # Drill 1, killed with kill -9 once regional_failover moved Redis (verified) and stopped before promoting.
+        first_id = "drill-killed-" + os.urandom(3).hex()
+        moving = home / "runs" / f"{first_id}.recover" / "journal.json"
+        kept = _LeasesKept(etcd)
+        held_by_first: dict[str, dict[str, Any]] = {}
+
+        def stopped_before_promoting() -> bool:
+            try:
+                journal = json.loads(moving.read_text())
+            except (OSError, ValueError):
+                return False
+            if "redis" not in journal["verified"]:
+                return False
+            held = _holders(etcd)
+            pids = {holder.get("pid") for holder in held.values() if holder.get("run_id") == first_id}
+            if set(held) != keys or len(pids) != 1 or lab_config.process_state(int(pids.pop())) != "T":
+                return False
+            held_by_first.update(held)
+            kept.start({holder["lease_id"] for holder in held.values()})
+            return True
+
+        try:
+            kill_cli([*drill_argv, "--run-id", first_id], stopped_before_promoting, deadline=CLI_HANG_GUARD,
+                     env={composed.STOP_AT_BOUNDARY_ENV: "database"})
+            journal = json.loads(moving.read_text())
+            assert journal["status"] == "running" and "database" not in journal["entered"], journal
+            left = json.loads(pending.read_text())
+            assert left["run_id"] == first_id and left["kind"] == "region" and left["fault"]["target"] == "a", left
+            assert left["before"] == {"pg_primary": "pg-a", "pg_region": "a", "redis_primary": "redis-a",
+                                      "redis_region": "a"}, left
+            roles = _roles(cfg)  # the database not promoted anywhere yet, Redis served from b
+            assert roles["pg-a"] == "down" and "primary" not in roles.values(), roles
+            assert _redis_master(cfg) == "redis-b", _redis_roles(cfg)
+            assert _history(home) == []  # a drill that did not finish has no verdict
+
+            # Its keys are still in etcd while their leases live: the next drill is refused and changes nothing.
+            assert {key: holder["run_id"] for key, holder in _holders(etcd).items()} == dict.fromkeys(keys, first_id)
+            refused = runbook_cli(*drill_argv)
+            assert refused.rc == 3 and first_id in refused.stderr, refused
+            assert json.loads(pending.read_text()) == left and _history(home) == []
+        finally:
+            kept.stop()
+        wait_for(lambda: _holders(etcd) == {}, DEADLINE, interval=0.2, what="the killed drill's leases expired")
+
+        # Drill 2: restores what drill 1 left first, then its own region drill.
+        _, result = run_json(*drill_argv, expect_rc=0)
         jsonschema.validate(result["facts"]["summary"], summary_schema())
         details = result["facts"]["summary"]["details"]
+        tasks = [step["task"] for step in result["steps"]]
+        # Before anything else (a step is listed once it ended: the restore's child runs come before it).
+        restored_first = result["steps"][tasks.index("restore what an earlier drill left")]
+        assert tasks.index("restore what an earlier drill left") < tasks.index("steady-before: readiness"), tasks
+        assert not restored_first["failed"] and "restart region a" in restored_first["data"]["result"], restored_first
+        assert tasks.index("redis-back: redis_failover") < tasks.index("restore what an earlier drill left"), tasks
+        assert not result["steps"][tasks.index("redis-back: redis_failover")]["failed"], result["steps"]
+        assert details["restored_first"]["run_id"] == first_id
+        assert details["steady_state_before"]["holds"], details["steady_state_before"]
+        assert details["lab_before"] == left["before"], details["lab_before"]  # the lab as drill 1 found it
+
         assert details["verdict"] == "passed", details["verdict_reason"]
         assert details["fault"]["target"] == "a", details["fault"]
         assert sorted(details["fault"]["killed"]) == ["app-a", "pg-a", "redis-a"]
         assert details["recovery_runbook"] == "regional_failover" and details["recovery_ok"] is True
+        assert details["target_region"] == {"region": "b", "lost": "a", "ruled_out": {}}, details["target_region"]
         measured = details["measured"]
         assert measured["rto_seconds"] is not None and measured["rto_seconds"] > 0
         assert measured["first_success"] > measured["last_failure"] > measured["fault_at"]
@@ -306,10 +452,23 @@ def test_region_drill_fails_over_under_the_drills_lock_and_fails_back_to_the_res
         back = summary(json.loads((runs / f"{result['run_id']}.failback" / "result.json").read_text()))
         assert back["status"] == "completed" and back["served"] == {"before": "b", "after": "a"}, back["reason"]
 
+        # Drill 2's lock: new keys in etcd (drill 1's expired), and every changing step of its children (the
+        # recovery's and the restores') checked drill 2's fencing tokens right before it acted.
+        tokens = details["fencing_tokens"]
+        assert details["lock_store"] == "etcd" and set(tokens) == keys, details
+        assert all(tokens[key] > held_by_first[key]["token"] for key in keys), (tokens, held_by_first)
+        own = [r for r in audit.records() if str(r.get("run_id") or "").startswith(result["run_id"] + ".")]
+        checked = [r["facts"]["fencing_tokens"] for r in own if r.get("kind") == "step"
+                   and r.get("runbook") in CHANGING_CHILDREN and (r.get("facts") or {}).get("fencing_tokens")]
+        promoted = [r for r in own if r.get("kind") == "step" and r.get("action") == "erlmcp.dr.pg_promote"]
+        assert promoted and all((r.get("facts") or {}).get("fencing_tokens") for r in promoted), promoted
+        assert checked and all(found.items() <= tokens.items() for found in checked), (checked, tokens)
+
         assert details["restored"] is True and details["steady_state_after"]["holds"], details
         assert _roles(cfg) == {"pg-a": "primary", "pg-b": "standby", "pg-c": "standby"}
         assert _redis_steady(cfg) and _redis_master(cfg) == "redis-a", _redis_roles(cfg)
-        assert list((cfg.root / "locks").glob("*.lock.json")) == []  # the drill released its keys, nobody else held any
-        assert not drill.pending_path(inventory).exists()
+        assert _holders(etcd) == {}  # the drill let every key go
+        assert list((cfg.root / "locks").glob("*.lock.json")) == []  # nor did anyone take one in the directory
+        assert not pending.exists()
         assert [(r["kind"], r["verdict"], r["run_id"]) for r in _history(home)] == [
             ("region", "passed", result["run_id"])]

@@ -281,3 +281,34 @@ def test_the_hypothesis_keeps_every_check_readiness_published() -> None:
     checks = [_check("pg_replay_lag pg-b", "pass"), _check("capacity region b", "fail", "0.5")]
     held = drill_judge.hypothesis({"details": {"checks": checks}})
     assert held.holds and held.checked == ["pg_replay_lag pg-b"] and list(held.checks) == checks
+# ------------------------------------------------------------------ the region drill's restore: Redis handed back
+
+HOME = {"pg_primary": "pg-a", "pg_region": "a", "redis_primary": "redis-a", "redis_region": "a"}
+
+
+@pytest.mark.parametrize(("kind", "now", "handed_back"), [
+    # killed after regional_failover moved Redis, before it promoted: the database is home again, Redis is not
+    ("region", {"pg_region": "a", "redis_primary": "redis-b"}, [{"away_from": "redis-b", "candidate": "redis-a"}]),
+    ("region", {"pg_region": "a", "redis_primary": "redis-a"}, []),  # Redis never moved
+    ("region", {"pg_region": "b", "redis_primary": "redis-b"}, []),  # the database is away: failback's to move
+    ("region", {"pg_region": "a", "redis_primary": None}, []),  # no Redis primary to hand over from
+    ("redis_primary", {"pg_region": "a", "redis_primary": "redis-b"}, []),  # another kind's restore keeps its primary
+])
+def test_a_region_drills_restore_hands_redis_back_only_when_the_database_is_home_and_redis_is_not(
+        monkeypatch: pytest.MonkeyPatch, kind: str, now: dict, handed_back: list) -> None:
+    calls: list[dict] = []
+    restorer = drill.Drill.__new__(drill.Drill)
+    restorer.cfg = None
+    monkeypatch.setattr(drill.lab_drill, "state", lambda cfg: now)
+
+    class Succeeded:
+        succeeded = True
+
+    def child(step_id: str, runbook: str, arguments: dict) -> Succeeded:
+        assert (step_id, runbook) == ("redis-back", "redis_failover")
+        calls.append(arguments)
+        return Succeeded()
+
+    restorer.child = child  # type: ignore[method-assign]
+    assert restorer.redis_back({"kind": kind, "before": HOME}) == []
+    assert calls == handed_back

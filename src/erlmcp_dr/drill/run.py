@@ -391,7 +391,8 @@ class Drill:
             result = self.child(f"rejoin-{node}", "database_rejoin", {"node": node})
             if result is None or not result.succeeded:
                 problems.append(f"database_rejoin of {node} failed")
-        problems += self.fail_back(pending)
+        failed_back = self.fail_back(pending)
+        problems += failed_back or self.redis_back(pending)
         app_region = pending.get("app_region")
         if self.kind_of(pending) == "app_instance" and app_region and self.serving_region(self.public_name()) \
                 != app_region:
@@ -415,6 +416,23 @@ class Drill:
         result = self.child("failback", "failback", {"from_region": serving, "to_region": home, **FAILBACK_GRACE})
         if result is None or not result.succeeded:
             return [f"failback from region {serving} to region {home} failed"]
+        return []
+
+    def redis_back(self, pending: Dict[str, Any]) -> List[str]:
+        """A region drill killed while its recovery was moving the service, after regional_failover moved Redis and
+        before it promoted the database (Redis goes first): the database primary is back in the recorded region once
+        the region restarts (nothing replaced it), so failback has nothing to move, but Redis is still served from
+        the other region. Redis is handed back to the node that was primary (redis_failover, under the drill's lock)."""
+        before = pending.get("before") or {}
+        home, node = before.get("pg_region"), before.get("redis_primary")
+        if self.kind_of(pending) != "region" or not home or not node:
+            return []
+        now = lab_drill.state(self.cfg)
+        if now.get("pg_region") != home or now.get("redis_primary") in (None, node):
+            return []  # the database is not home (failback's to move), or Redis never moved
+        result = self.child("redis-back", "redis_failover", {"away_from": now["redis_primary"], "candidate": node})
+        if result is None or not result.succeeded:
+            return [f"redis_failover from {now['redis_primary']} back to {node} failed"]
         return []
 
     def demote_resumed(self, resumed: List[str]) -> List[str]:
