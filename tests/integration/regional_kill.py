@@ -191,9 +191,17 @@ INSIDE = "inside:"  # "inside:<step>": killed while that step's child run runs (
 
 
 def journal_of_latest(home: Path, runbook: str = "regional_failover") -> dict[str, Any] | None:
-    journals = sorted((home / "runs").glob(f"*-{runbook}-*/journal.json"))
+    """The journal written last (the run going on, or stopped at a boundary). By the time it was written, not by run
+    id: two runs started in the same second sort by their random suffix (a CI run read a grace-refused failback's
+    journal for the killed one that started the same second)."""
+    journals = []
+    for path in (home / "runs").glob(f"*-{runbook}-*/journal.json"):
+        try:
+            journals.append((path.stat().st_mtime_ns, path))
+        except OSError:
+            continue  # moved into place meanwhile
     try:
-        return json.loads(journals[-1].read_text()) if journals else None
+        return json.loads(max(journals)[1].read_text()) if journals else None
     except (OSError, ValueError):
         return None
 
