@@ -764,3 +764,45 @@ def marked_run_processes() -> list[int]:
     markers = [str(path) for path in root.iterdir() if path.is_dir()] if root.is_dir() else []
     return [pid for marker in markers for pid in run_processes(NO_ROOT, marker)
             if pid != os.getpid() and process_start_time(pid) is not None]
+
+
+def kill_drill_once(inventory: Path, extravars: Sequence[str],
+                    fault_done: Callable[[dict[str, Any]], bool] = lambda fault: bool(fault)) -> dict[str, Any]:
+    """`runbook run dr_drill` killed with kill -9 (it and everything it started) once its pending record's fault
+    satisfies `fault_done`; returns the pending record it left (what the next drill restores first)."""
+    from erlmcp_dr.drill import run as drill
+
+    argv = [*runbook_command(), "run", "dr_drill", "-i", str(inventory), "--yes"]
+    for extravar in extravars:
+        argv += ["-e", extravar]
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env=dict(os.environ, PATH=venv_path()), start_new_session=True)
+    pending = drill.pending_path(inventory)
+
+    def injected() -> bool:
+        try:
+            return fault_done(json.loads(pending.read_text()).get("fault") or {})
+        except (OSError, ValueError):
+            return proc.poll() is not None  # not written yet (or being replaced); a drill that ended is a failure
+
+    try:
+        wait_for(injected, CLI_HANG_GUARD, interval=0.01, what="the drill's fault recorded")
+        assert proc.poll() is None, proc.communicate()[0].decode()[-3000:]
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(DEADLINE)
+    return json.loads(pending.read_text())
+
+
+def set_api_ttl(cfg: lab.LabConfig, ttl: int) -> None:
+    """The lab zone's api record's TTL (same address), by a signed UPDATE at the primary; then until the secondary
+    has it."""
+    import dns.query
+    import dns.update
+
+    update = dns.update.UpdateMessage(lab_dns.ZONE, keyring=lab_dns.keyring(), keyname=lab_dns.TSIG_KEY_NAME,
+                                      keyalgorithm=lab_dns.TSIG_ALGORITHM)
+    update.replace("api", ttl, "A", lab_dns.REGION_ADDRESSES["a"])
+    response = dns.query.tcp(update, "127.0.0.1", port=lab_dns.servers(cfg)[0].port, timeout=5)
+    assert response.rcode() == 0, response
+    lab_dns.wait_in_sync(cfg)

@@ -29,6 +29,7 @@ from runbook_helpers import (
     DEADLINE,
     inventory_copy,
     kill_cli,
+    kill_drill_once,
     new_lab,
     plain_connect,
     redis_client,
@@ -111,24 +112,7 @@ def _readiness_drill_check(home: Path, kind: str) -> dict[str, Any]:
 def test_drill_killed_after_its_fault_is_restored_first_by_the_next_drill_which_passes(home, tmp_path) -> None:
     with new_lab(app=True, dns=True) as cfg:
         inventory = _inventory(cfg)
-        argv = [*runbook_command(), "run", "dr_drill", "-i", str(inventory), "-e", "kind=database_primary", "--yes"]
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                env=dict(os.environ, PATH=venv_path()), start_new_session=True)
-        pending = drill.pending_path(inventory)
-
-        def injected() -> bool:
-            try:
-                return bool(json.loads(pending.read_text()).get("fault"))
-            except (OSError, ValueError):
-                return proc.poll() is not None
-
-        try:
-            wait_for(injected, CLI_HANG_GUARD, interval=0.01, what="the drill's fault recorded")
-            assert proc.poll() is None, proc.communicate()[0].decode()[-3000:]
-            os.killpg(proc.pid, signal.SIGKILL)  # the drill and everything it started
-        finally:
-            proc.wait(DEADLINE)
-        first = json.loads(pending.read_text())
+        first = kill_drill_once(inventory, ["kind=database_primary"])
         assert first["fault"]["target"] == "pg-a"
         assert _roles(cfg)["pg-a"] == "down"
         assert _history(home) == []  # a drill that did not finish has no verdict
@@ -150,7 +134,7 @@ def test_drill_killed_after_its_fault_is_restored_first_by_the_next_drill_which_
         assert {c["name"]: c["verdict"] for c in details["criteria"]} == {
             "rto_seconds": "pass", "rpo_seconds": "pass", "sessions_lost": "pass", "error_rate": "pass",
             "recovery_seconds": "pass"}
-        assert details["restored"] is True and not pending.exists()
+        assert details["restored"] is True and not drill.pending_path(inventory).exists()
         assert _steady(cfg), _roles(cfg)
         with redis_client(cfg, "redis-a") as client:
             assert client.info("replication")["role"] == "master"

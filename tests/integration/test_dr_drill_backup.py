@@ -12,24 +12,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import signal
-import subprocess
 from pathlib import Path
 
 import pytest
 from runbook_helpers import (
-    CLI_HANG_GUARD,
-    DEADLINE,
     inventory_path,
+    kill_drill_once,
     new_lab,
     redis_login_args,
     run_json,
     run_module,
     runbook_cli,
-    runbook_command,
-    venv_path,
-    wait_for,
 )
 
 from erlmcp_dr.drill import run as drill
@@ -57,26 +50,11 @@ def test_a_corrupt_redis_backup_is_found_refused_replaced_and_put_back_with_no_o
         metadata = _catalog(store)["nightly"]
         inventory = inventory_path(cfg)
         argv = ("run", "dr_drill", "-i", str(inventory), "-e", "kind=redis_backup", "--yes")
-
-        proc = subprocess.Popen([*runbook_command(), *argv], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, env=dict(os.environ, PATH=venv_path()),
-                                start_new_session=True)
         pending = drill.pending_path(inventory)
-
-        def injected() -> bool:  # the fault recorded as done (not only planned): the bytes are flipped
-            try:
-                fault = json.loads(pending.read_text()).get("fault") or {}
-            except (OSError, ValueError):
-                return proc.poll() is not None
-            return bool(fault.get("backup")) and not fault.get("planned_only")
-
-        try:
-            wait_for(injected, CLI_HANG_GUARD, interval=0.01, what="the drill's fault recorded")
-            assert proc.poll() is None, proc.communicate()[0].decode()[-3000:]
-            os.killpg(proc.pid, signal.SIGKILL)  # the drill and everything it started
-        finally:
-            proc.wait(DEADLINE)
-        kept = json.loads(pending.read_text())["fault"]["backup"]
+        # killed once the fault is recorded as done (not only planned): the bytes are flipped
+        left = kill_drill_once(inventory, ["kind=redis_backup"],
+                               lambda fault: bool(fault.get("backup")) and not fault.get("planned_only"))
+        kept = left["fault"]["backup"]
         assert kept["target"] == "nightly" and kept["sha256"] == metadata["sha256"]
         assert oct(pending.stat().st_mode & 0o777) == "0o600"
         damaged = (store / "nightly.rdb").read_bytes()

@@ -15,28 +15,21 @@ through readiness's own reader and judge.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 from runbook_helpers import (
-    CLI_HANG_GUARD,
-    DEADLINE,
     inventory_path,
+    kill_drill_once,
     new_lab,
     run_json,
-    runbook_command,
-    venv_path,
-    wait_for,
+    set_api_ttl,
 )
 
 from erlmcp_dr import paths
 from erlmcp_dr.drill import chaos as drill_chaos
-from erlmcp_dr.drill import run as drill
 from erlmcp_dr.lab import config as lab_config
 from erlmcp_dr.lab import dns as lab_dns
 from erlmcp_dr.lab import lifecycle as lab
@@ -45,19 +38,6 @@ from erlmcp_dr.result import summary_schema
 pytestmark = pytest.mark.integration
 
 TTL = 1  # api's TTL in this test's lab: the client's cached answer lives this long after the fault
-
-
-def _set_ttl(cfg: lab.LabConfig, ttl: int) -> None:
-    """api's TTL on the lab's Knot (same address), by a signed UPDATE; then until the secondary has it."""
-    import dns.query
-    import dns.update
-
-    update = dns.update.UpdateMessage(lab_dns.ZONE, keyring=lab_dns.keyring(), keyname=lab_dns.TSIG_KEY_NAME,
-                                      keyalgorithm=lab_dns.TSIG_ALGORITHM)
-    update.replace("api", ttl, "A", lab_dns.REGION_ADDRESSES["a"])
-    response = dns.query.tcp(update, "127.0.0.1", port=lab_dns.servers(cfg)[0].port, timeout=5)
-    assert response.rcode() == 0, response
-    lab_dns.wait_in_sync(cfg)
 
 
 def _knot(cfg: lab.LabConfig) -> dict[str, dict[str, Any]]:
@@ -83,32 +63,9 @@ def _readiness_drill_check(home: Path, schedule: dict[str, float]) -> dict[str, 
     return next(check for check in checks if check["name"] == "drill dns_server")
 
 
-def _killed_after_its_fault(inventory: Path, signal_name: str) -> dict[str, Any]:
-    """A drill killed with kill -9 (it and everything it started) once its pending record names the fault."""
-    argv = [*runbook_command(), "run", "dr_drill", "-i", str(inventory), "-e", "kind=dns_server", "-e",
-            f"signal={signal_name}", "--yes"]
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            env=dict(os.environ, PATH=venv_path()), start_new_session=True)
-    pending = drill.pending_path(inventory)
-
-    def injected() -> bool:
-        try:
-            return bool(json.loads(pending.read_text()).get("fault"))
-        except (OSError, ValueError):
-            return proc.poll() is not None
-
-    try:
-        wait_for(injected, CLI_HANG_GUARD, interval=0.01, what="the drill's fault recorded")
-        assert proc.poll() is None, proc.communicate()[0].decode()[-3000:]
-        os.killpg(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait(DEADLINE)
-    return json.loads(pending.read_text())
-
-
 def test_dns_server_killed_then_frozen_the_client_carries_on_at_the_next_server(home) -> None:
     with new_lab(app=True, dns=True) as cfg:
-        _set_ttl(cfg, TTL)
+        set_api_ttl(cfg, TTL)
         inventory = inventory_path(cfg)  # the drill's default targets: dns_server's RTO < 5 s
         primary, secondary = lab_dns.servers(cfg)  # the inventory lists dns-primary first: the client asks it first
         first = _knot(cfg)
@@ -118,7 +75,7 @@ def test_dns_server_killed_then_frozen_the_client_carries_on_at_the_next_server(
         for signal_name, refused in (("SIGKILL", "ConnectionRefusedError"), ("SIGSTOP", "Timeout")):
             left = None
             if signal_name == "SIGSTOP":  # a frozen-server drill killed with kill -9: its server stays frozen
-                left = _killed_after_its_fault(inventory, "SIGSTOP")
+                left = kill_drill_once(inventory, ["kind=dns_server", "signal=SIGSTOP"])
                 assert left["fault"]["target"] == primary.name and _knot(cfg)[primary.name]["state"] == "T", left
             before = _knot(cfg)
             _, result = run_json("run", "dr_drill", "-i", str(inventory), "-e", "kind=dns_server", "-e",

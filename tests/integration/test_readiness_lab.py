@@ -27,6 +27,7 @@ from runbook_helpers import (
     redis_login_args,
     run_module,
     runbook_cli,
+    set_api_ttl,
     sql,
     topology,
     wait_for,
@@ -224,7 +225,7 @@ def test_readiness_finds_each_seeded_misconfiguration_and_changes_nothing(ready_
         metadata = json.loads(path.read_text())
         metadata["lastsave"] -= 3600
         path.write_text(json.dumps(metadata))
-    _set_ttl(cfg, 300)
+    set_api_ttl(cfg, 300)
     listener.expire_in(10)
     _drill_history(cfg, days_ago=400)
     seeded = _inventory(cfg, listener, "seeded", contacts_days_ago=90, tsig_secret="d3Jvbmcgc2VjcmV0IGZvciB0ZXN0cw==")
@@ -273,16 +274,3 @@ def test_readiness_finds_each_seeded_misconfiguration_and_changes_nothing(ready_
     assert envelope["details"]["verdict"] == "ready" and envelope["end_state"]["ok"] is True
     assert_healthy({check["name"]: check for check in envelope["details"]["checks"]})
     assert fingerprint(cfg) == before
-
-
-def _set_ttl(cfg: lab.LabConfig, ttl: int) -> None:
-    """A zone change on the lab's Knot: api's TTL (same address), then wait until the secondary has it."""
-    import dns.query
-    import dns.update
-
-    update = dns.update.UpdateMessage(lab_dns.ZONE, keyring=lab_dns.keyring(), keyname=lab_dns.TSIG_KEY_NAME,
-                                      keyalgorithm=lab_dns.TSIG_ALGORITHM)
-    update.replace("api", ttl, "A", lab_dns.REGION_ADDRESSES["a"])
-    response = dns.query.tcp(update, "127.0.0.1", port=lab_dns.servers(cfg)[0].port, timeout=5)
-    assert response.rcode() == 0, response
-    lab_dns.wait_in_sync(cfg)
