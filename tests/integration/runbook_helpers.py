@@ -792,17 +792,3 @@ def kill_drill_once(inventory: Path, extravars: Sequence[str],
     finally:
         proc.wait(DEADLINE)
     return json.loads(pending.read_text())
-
-
-def set_api_ttl(cfg: lab.LabConfig, ttl: int) -> None:
-    """The lab zone's api record's TTL (same address), by a signed UPDATE at the primary; then until the secondary
-    has it."""
-    import dns.query
-    import dns.update
-
-    update = dns.update.UpdateMessage(lab_dns.ZONE, keyring=lab_dns.keyring(), keyname=lab_dns.TSIG_KEY_NAME,
-                                      keyalgorithm=lab_dns.TSIG_ALGORITHM)
-    update.replace("api", ttl, "A", lab_dns.REGION_ADDRESSES["a"])
-    response = dns.query.tcp(update, "127.0.0.1", port=lab_dns.servers(cfg)[0].port, timeout=5)
-    assert response.rcode() == 0, response
-    lab_dns.wait_in_sync(cfg)

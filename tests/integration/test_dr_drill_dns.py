@@ -30,7 +30,6 @@ from runbook_helpers import (
     kill_drill_once,
     new_lab,
     run_json,
-    set_api_ttl,
 )
 
 from erlmcp_dr import paths
@@ -72,7 +71,7 @@ def _readiness_drill_check(home: Path, schedule: dict[str, float]) -> dict[str, 
 def test_dns_server_killed_then_frozen_the_client_carries_on_at_the_next_server_and_an_app_instance_drill(
         home) -> None:
     with new_lab(app=True, dns=True) as cfg:
-        set_api_ttl(cfg, TTL)
+        lab_dns.set_ttl(cfg, "api", TTL)
         inventory = inventory_path(cfg)  # the drill's default targets: dns_server's RTO < 5 s
         primary, secondary = lab_dns.servers(cfg)  # the inventory lists dns-primary first: the client asks it first
         first = _knot(cfg)

@@ -27,7 +27,6 @@ from runbook_helpers import (
     redis_login_args,
     run_module,
     runbook_cli,
-    set_api_ttl,
     sql,
     topology,
     wait_for,
@@ -225,7 +224,7 @@ def test_readiness_finds_each_seeded_misconfiguration_and_changes_nothing(ready_
         metadata = json.loads(path.read_text())
         metadata["lastsave"] -= 3600
         path.write_text(json.dumps(metadata))
-    set_api_ttl(cfg, 300)
+    lab_dns.set_ttl(cfg, "api", 300)
     listener.expire_in(10)
     _drill_history(cfg, days_ago=400)
     seeded = _inventory(cfg, listener, "seeded", contacts_days_ago=90, tsig_secret="d3Jvbmcgc2VjcmV0IGZvciB0ZXN0cw==")
