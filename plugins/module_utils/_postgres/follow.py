@@ -185,12 +185,12 @@ class _OwnConfigView(object):
         return files_setting(self._own_files, name)
 
 
-CONFIG_FILES = ("postgresql.conf", "postgresql.auto.conf")  # in the order PostgreSQL reads them: the last wins
+SETTING_FILES = ("postgresql.conf", "postgresql.auto.conf")  # in the order PostgreSQL reads them: the last wins
 
 
 def files_setting(files, name, auto_only=False):
     """A setting as a snapshot of config files ({file name: text}) says, read the way Server.conf_setting reads them."""
-    names = CONFIG_FILES[1:] if auto_only else CONFIG_FILES
+    names = SETTING_FILES[1:] if auto_only else SETTING_FILES
     return conf_value([files.get(file_name) for file_name in names], name)
 
 
