@@ -92,6 +92,9 @@ def test_a_standby_region_cut_off_or_slowed_is_detected_heals_and_is_put_back_on
         assert set(first["data"]["result"]["links direct"]) >= {"pg-c", "redis-c"}, first
         details = _passed(result, "latency")
         assert details["fault"]["latency_ms"] == 200
+        # The drill's own probe: one write's way to pg-c through the delayed proxy. A lower bound by construction
+        # (the proxy sends the WAL 200 ms after it read it), not a timing threshold.
+        assert details["partition"]["probe_seconds"]["seconds"] >= 0.2, details["partition"]
         during = {c["name"]: c for c in details["partition"]["during"]}
         assert during["pg_standbys region c"]["verdict"] == "pass" and during["redis_link redis-c"]["measured"] == "up"
         assert _links(cfg) == _direct(cfg) and not pending.exists()

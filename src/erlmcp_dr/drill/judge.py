@@ -247,8 +247,9 @@ def _said(checks: Sequence[Mapping[str, Any]], names: Sequence[str]) -> str:
 
 
 def partition_criteria(evidence: Optional[Mapping[str, Any]]) -> List[Criterion]:
-    """The partition drill's own rows (docs/drill.md). `evidence`: {mode (cut | latency), region, standby, replica,
-    during: readiness's checks during the fault, healed: {caught_up, standby_restarted, sync_full_before,
+    """The partition drill's own rows (docs/drill.md). `evidence`: {mode (cut | latency), latency_ms, region, standby,
+    replica, during: readiness's checks during the fault, probe_seconds: {seconds} (latency: one write's way to the
+    standby, the drill's own probe), healed: {caught_up, standby_restarted, sync_full_before,
     sync_full_after, sync_partial_ok_before, sync_partial_ok_after, detail}}; None (never reached) fails every row.
 
     cut: readiness during the fault must fail the region's replication checks (pg_standbys region <r> or
@@ -267,9 +268,12 @@ def partition_criteria(evidence: Optional[Mapping[str, Any]]) -> List[Criterion]
     if evidence.get("mode") == "latency":
         lag = next((c for c in checks if c.get("name") == pg_names[1]), {})
         up = _failed(checks, pg_names[0]) is False and link.get("measured") == "up"
+        probe = (evidence.get("probe_seconds") or {}).get("seconds")
         rows.append(Criterion("lag_seen_by_readiness", "both links stay up; the standby's lag reported",
                               lag.get("measured"), "pass" if up else "fail", PARTITION_SOURCE,
-                              _said(checks, pg_names + [redis_name]) if checks else "not checked"))
+                              (_said(checks, pg_names + [redis_name]) if checks else "not checked")
+                              + f"; one write reached the standby in {'> 10' if probe is None else probe} s "
+                                f"(the drill's own probe, latency {evidence.get('latency_ms')} ms each way)"))
     else:
         pg_down = any(_failed(checks, name) for name in pg_names)
         redis_down = _failed(checks, redis_name) is True and link.get("measured") != "up"

@@ -343,7 +343,8 @@ class Drill:
         region = drill_judge.partition_target(
             lab_drill.regions(self.cfg), lab_before.get("pg_region"), lab_before.get("redis_region"),
             [n.region for n in self.cfg.nodes], [n.region for n in self.cfg.redis_nodes])
-        self.facts["partition"] = {"region": region, "mode": self.partition_mode()}
+        self.facts["partition"] = {"region": region, "mode": self.partition_mode(),
+                                   "latency_ms": float(self.values.get("latency_ms") or 0)}
         return region is not None
 
     def no_partition_region(self, before: Hypothesis) -> Hypothesis:
@@ -399,6 +400,10 @@ class Drill:
         the proxies and waits (recovery_timeout) until the standby has replayed the primary's LSN of the heal and
         the replica has its offset; whether that needed a rebuild is judged (drill_judge.partition_criteria)."""
         evidence = self.facts["partition"]
+        if evidence.get("mode") == "latency":  # what the delay does to one write's way to the standby
+            evidence["probe_seconds"] = self.step("the standby's replication delay under the latency (one write)",
+                                                  lambda: {"seconds": lab_partition.replication_delay(
+                                                      self.cfg, self.record["partition"], 10.0)})
         result = self.child("during", "readiness", {"require_ready": False}, lock_owner=False)
         checks = ((result.summary if result is not None else None) or {}).get("details", {}).get("checks") or []
         names = (f"pg_standbys region {evidence['region']}", f"pg_replay_lag {evidence['standby']}",

@@ -141,6 +141,29 @@ def primary_positions(cfg: LabConfig, links: Dict[str, Any]) -> Dict[str, Any]:
     return {"lsn": lsn, "offset": offset}
 
 
+def replication_delay(cfg: LabConfig, links: Dict[str, Any], timeout: float) -> Optional[float]:
+    """One write's way to the standby: a transaction on the primary (txid_current() writes its commit record), then
+    seconds until the standby has replayed the primary's LSN after it; None past `timeout`. Through a delayed proxy
+    it cannot be shorter than the delay (the WAL is sent that long after it was read)."""
+    primary, standby = _node(cfg, links["primary"]), _node(cfg, links["standby"])
+    assert primary is not None and standby is not None
+    with pg_connect(primary) as conn:
+        conn.execute("SELECT txid_current()")
+        lsn = str(lab.pg.query_one(conn, "SELECT pg_current_wal_lsn()::text AS lsn")["lsn"])
+        started = time.monotonic()
+    with pg_connect(standby) as conn:
+        def replayed() -> bool:
+            row = lab.pg.query_one(conn, "SELECT pg_wal_lsn_diff(pg_last_wal_replay_lsn(), %s::pg_lsn) >= 0 AS done",
+                                   (lsn,))
+            return bool(row and row["done"])
+
+        try:
+            lab.wait_for(replayed, timeout, interval=0.01, what=f"{standby.name} replaying {lsn}")
+        except lab.WaitTimeout:
+            return None
+    return round(time.monotonic() - started, 3)
+
+
 def caught_up(cfg: LabConfig, links: Dict[str, Any], target: Dict[str, Any]) -> bool:
     """The standby replayed target's LSN and the replica's link is up with target's offset."""
     standby, replica = _node(cfg, links["standby"]), _redis_node(cfg, links["replica"])

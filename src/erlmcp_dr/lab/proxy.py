@@ -83,6 +83,10 @@ class LinkProxy:
                 _close(client)  # the target is down: the client sees the connection closed
                 continue
             with self._lock:
+                if self._cut:  # cut while this one was connecting: it is closed like the others were
+                    _close(client)
+                    _close(upstream)
+                    continue
                 self._open.extend((client, upstream))
             for source, sink in ((client, upstream), (upstream, client)):
                 chunks: queue.Queue[Optional[Tuple[float, bytes]]] = queue.Queue()
