@@ -220,6 +220,7 @@ def direct(cfg: LabConfig, links: Optional[Dict[str, Any]]) -> Dict[str, Any]:
     done: Dict[str, Any] = {}
     waits: List[Any] = []
     primary = lab._running_primary(cfg)
+    running = {n.port for n in cfg.nodes if lab._lab_postmaster_pid(n) is not None}
     for node in cfg.nodes:
         if lab._lab_postmaster_pid(node) is None:
             continue
@@ -233,7 +234,7 @@ def direct(cfg: LabConfig, links: Optional[Dict[str, Any]]) -> Dict[str, Any]:
         if port_of(current) in pg_ports:
             continue
         recorded = links.get("standby_conninfo") if links.get("standby") == node.name else None
-        if recorded and port_of(str(recorded)) in pg_ports:
+        if recorded and port_of(str(recorded)) in running:  # as it was, while its upstream runs
             wanted = str(recorded)
         elif primary is not None:
             wanted = lab.standby_conninfo(node, primary)
