@@ -2,9 +2,9 @@
 region: it serves neither primary) is cut off from the rest through two TCP proxies the drill starts, its standby's
 and its replica's replication links. In one lab: a cut drill passes (readiness during the cut fails the region's
 replication checks; after the heal both catch up without a restart or a full resync; the client through the public
-name sees no outage); a cut drill killed with kill -9 right after its fault leaves pg-c configured at a proxy port
-nobody listens on any more; the next drill (200 ms of latency instead of a cut) points both links directly again
-first, then passes, with the lag readiness saw reported.
+name sees no outage); a cut drill killed with kill -9 right after its fault leaves pg-c and redis-c pointed at
+proxy ports nobody listens on any more; the next drill (200 ms of latency instead of a cut) points both links
+directly again first, then passes, with the lag readiness saw reported.
 
 Judged from the outside: pg-c's primary_conninfo and WAL receiver, redis-c's INFO replication, the Redis primary's
 resync counters, the pending record and the verdict table.
@@ -82,7 +82,9 @@ def test_a_standby_region_cut_off_or_slowed_is_detected_heals_and_is_put_back_on
         left = kill_drill_once(inventory, ["kind=partition", "partition_seconds=60"],
                                lambda fault: fault.get("mode") == "cut")
         proxied = left["partition"]
-        assert _links(cfg)["pg_conf_port"] == proxied["pg_proxy_port"] != proxied["primary_port"]
+        stale = _links(cfg)
+        assert stale["pg_conf_port"] == proxied["pg_proxy_port"] != proxied["primary_port"], (stale, proxied)
+        assert stale["redis_port"] == proxied["redis_proxy_port"] and stale["redis_link"] != "up", (stale, proxied)
 
         # 3. The next drill (latency, not a cut) points both links directly again first, then passes.
         _, result = run_json("run", "dr_drill", "-i", str(inventory), "-e", "kind=partition", "-e", "latency_ms=200",
@@ -94,7 +96,7 @@ def test_a_standby_region_cut_off_or_slowed_is_detected_heals_and_is_put_back_on
         assert details["fault"]["latency_ms"] == 200
         # The drill's own probe: one write's way to pg-c through the delayed proxy. A lower bound by construction
         # (the proxy sends the WAL 200 ms after it read it), not a timing threshold.
-        assert details["partition"]["probe_seconds"]["seconds"] >= 0.2, details["partition"]
+        assert details["partition"]["probe_seconds"]["seconds"] >= 0.2, details["partition"]["probe_seconds"]
         during = {c["name"]: c for c in details["partition"]["during"]}
         assert during["pg_standbys region c"]["verdict"] == "pass" and during["redis_link redis-c"]["measured"] == "up"
         assert _links(cfg) == _direct(cfg) and not pending.exists()

@@ -142,15 +142,18 @@ def primary_positions(cfg: LabConfig, links: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def replication_delay(cfg: LabConfig, links: Dict[str, Any], timeout: float) -> Optional[float]:
-    """One write's way to the standby: a transaction on the primary (txid_current() writes its commit record), then
-    seconds until the standby has replayed the primary's LSN after it; None past `timeout`. Through a delayed proxy
-    it cannot be shorter than the delay (the WAL is sent that long after it was read)."""
+    """One write's way to the standby: the seconds from just before a transaction on the primary (a WAL message,
+    flushed at its commit) until the standby has replayed the primary's LSN after it; None past `timeout`.
+    Through a delayed proxy it cannot be shorter than the delay: the commit's WAL is read by the proxy after the
+    clock started, and sent that long after it was read."""
     primary, standby = _node(cfg, links["primary"]), _node(cfg, links["standby"])
     assert primary is not None and standby is not None
     with pg_connect(primary) as conn:
-        conn.execute("SELECT txid_current()")
+        started = time.monotonic()  # before the commit: the WAL cannot be read by the proxy, so sent, before this
+        # a transactional WAL message: the commit is flushed (txid_current() alone is committed asynchronously,
+        # its record unflushed, so the primary's write position stayed where the standby already was)
+        conn.execute("SELECT pg_logical_emit_message(true, 'erlmcp.dr', 'partition probe')")
         lsn = str(lab.pg.query_one(conn, "SELECT pg_current_wal_lsn()::text AS lsn")["lsn"])
-        started = time.monotonic()
     with pg_connect(standby) as conn:
         def replayed() -> bool:
             row = lab.pg.query_one(conn, "SELECT pg_wal_lsn_diff(pg_last_wal_replay_lsn(), %s::pg_lsn) >= 0 AS done",
