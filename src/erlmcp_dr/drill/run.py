@@ -411,6 +411,9 @@ class Drill:
         evidence["during"] = [c for c in checks if isinstance(c, dict) and c.get("name") in names]
         evidence["during_run_id"] = result.run_id if result is not None else None
         until = float(self.outcome.get("fault_at") or time.monotonic()) + self.partition_seconds()
+        if result is not None and result.status == "canceled":  # Ctrl-C: the runner stopped readiness and returned
+            self.outcome["interrupted"] = "readiness during the partition canceled (SIGINT)"
+            until = time.monotonic()  # heal now; the restore follows
 
         def hold() -> Dict[str, Any]:
             while time.monotonic() < until:  # the fault's own length (a parameter), not a wait for a condition
