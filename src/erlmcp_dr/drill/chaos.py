@@ -32,13 +32,19 @@ def _process(arguments: str, timeout: Optional[float] = None) -> Dict[str, Any]:
 ROLLBACK_NAMES = {"default": "restore the steady state (restart, database_rejoin, DNS back)",
                   "dns_server": "restore the steady state (SIGCONT or restart of the Knot server, both at one serial)",
                   "redis_backup": "restore: the backup's original bytes put back (its sha256 checked), then the "
-                                  "steady state"}
+                                  "steady state",
+                  "partition": "restore: the region's standby and replica pointed directly at their primaries again, "
+                               "the drill's proxies stopped, then the steady state"}
 
 
 def _inject_name(kind: str, fault: Mapping[str, Any]) -> str:
     target = f" ({fault.get('target')})" if fault.get("target") else ""
     if kind == "redis_backup":  # no signal: bytes flipped inside the newest verified backup's RDB
         return f"inject: corrupt the newest verified Redis backup{target}"
+    if kind == "partition":  # no signal: the region's replication links cut, or slowed, through the drill's proxies
+        how = f"{fault.get('latency_ms'):g} ms added to" if fault.get("mode") == "latency" else "cut"
+        return f"inject: the replication links of region {fault.get('target')} {how} for " \
+            f"{fault.get('partition_seconds')} s (TCP proxies)"
     return f"inject: {'SIGSTOP' if fault.get('signal') == 'SIGSTOP' else 'kill -9'} of the {kind.replace('_', ' ')}" \
         + target
 
@@ -67,7 +73,8 @@ def experiment(result: Mapping[str, Any]) -> Dict[str, Any]:
         method.append({"type": "action", "name": f"{RECOVERY_STEP}: {recovery}",
                        "provider": _process(f"run {recovery} -i {inventory} --yes"), "pauses": {"after": 0}})
     # No recovery runbook (dns_server): nothing is run; the next authoritative server answers the client, which the
-    # journal's run shows (the drill's step that waits for the client to resolve the name again).
+    # journal's run shows (the drill's step that waits for the client to resolve the name again). Nor for a partition:
+    # the drill heals its proxies and the journal's run shows the links catching up.
     rollbacks = [{"type": "action", "name": ROLLBACK_NAMES.get(kind, ROLLBACK_NAMES["default"]),
                   "provider": _process(f"run dr_drill -i {inventory} -e kind={kind} --yes")}]
     targets = details.get("targets") or {}
@@ -75,7 +82,8 @@ def experiment(result: Mapping[str, Any]) -> Dict[str, Any]:
         "version": "1.0.0",
         "title": f"erlmcp.dr drill: {kind} (run {result.get('run_id')})",
         "description": "Exported by erlmcp.dr (runbook drill export): a DR drill that injects a fault on the lab, "
-                       + ("runs the recovery runbook" if recovery else "runs no recovery runbook (the next "
+                       + ("runs the recovery runbook" if recovery else "runs no recovery runbook (the links heal "
+                          "and catch up)" if kind == "partition" else "runs no recovery runbook (the next "
                           "authoritative DNS server is the recovery)")
                        + " and measures RTO and RPO with an independent client.",
         "tags": ["erlmcp.dr", "dr_drill", kind],

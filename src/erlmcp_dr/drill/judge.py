@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-KINDS = ("database_primary", "redis_primary", "app_instance", "region", "dns_server", "redis_backup")
+KINDS = ("database_primary", "redis_primary", "app_instance", "region", "dns_server", "redis_backup", "partition")
 PASSED, FAILED, RESTORE_FAILED, DEVIATED = "passed", "failed", "restore_failed", "deviated"
 
 # The readiness checks that describe the steady state a fault disturbs (redundancy, replication, reachability,
@@ -27,8 +27,10 @@ STEADY_STATE_CHECKS = ("pg_replay_lag", "pg_standbys", "redis_link", "redis_offs
 # redis_backup: a corrupt backup is no outage, so the client must see none. 1 s, not 0 (the criterion is "<"): above
 # the client's resolution (a 20 ms interval, ~100 ms a request on a loaded lab), below any real outage, so one slow
 # request does not fail it and a stalled Redis (the recovery's BGSAVE forks it) does. The seeds set no number for it.
+# partition: a standby region cut off (or slowed) serves nothing the client uses, so the client must see no outage
+# either: 1 s, for the same reasons.
 RTO_BY_KIND = {"database_primary": 10.0, "redis_primary": 10.0, "app_instance": 5.0, "region": 30.0,
-               "dns_server": 5.0, "redis_backup": 1.0}
+               "dns_server": 5.0, "redis_backup": 1.0, "partition": 1.0}
 DEFAULT_TARGETS: Dict[str, Any] = {
     "rto_seconds": dict(RTO_BY_KIND),
     "rpo_seconds": 1.0,
@@ -38,8 +40,8 @@ DEFAULT_TARGETS: Dict[str, Any] = {
 }
 SOURCES = {
     "rto_seconds": "seeds S1:213-236 (failover < 10 s, single node < 5 s, region < 30 s; S3:1470 says 15 min: "
-                   "the scenario criteria picked; a DNS server is a single node; a corrupt Redis backup: no outage, "
-                   "< 1 s, docs/drill.md)",
+                   "the scenario criteria picked; a DNS server is a single node; a corrupt Redis backup or a standby "
+                   "region partitioned: no outage, < 1 s, docs/drill.md)",
     "rpo_seconds": "MISSION tier 1 RPO < 1 s (the seeds say < 5 s: S1:213-236, S3:1470-1494; MISSION wins)",
     "sessions_lost": "seeds S1:215, S3:1484 (zero sessions lost)",
     "error_rate": "seed S1:235 (error rate < 0.1 %), outside the recovery window",
@@ -179,6 +181,11 @@ def criteria(kind: str, targets: Mapping[str, Mapping[str, Any]], seen: Outage, 
     rto_detail = (f"±{seen.resolution_seconds:g} s; {seen.failed_attempts} failed attempts" if seen.first_success
                   or seen.failed_attempts == 0 else "the client never saw the service back")
     rate = errors.get("rate")
+    recovery_detail = {"dns_server": "fault to the client's first resolution of the public name after it (no recovery "
+                                     "runbook: the next authoritative server answers)",
+                       "partition": "fault to the links healed and caught up (no recovery runbook: the drill heals "
+                                    "them after partition_seconds)"}.get(kind, "fault to the recovery runbook's "
+                                                                               "verified end")
     return [
         row("rto_seconds", "<", seen.rto_seconds, rto_detail),
         row("rpo_seconds", "<", loss.rpo_seconds,
@@ -186,9 +193,7 @@ def criteria(kind: str, targets: Mapping[str, Mapping[str, Any]], seen: Outage, 
         row("sessions_lost", "<=", loss.sessions_lost, f"of {loss.acknowledged} sessions written"),
         row("error_rate", "<", rate, f"{errors.get('errors')} errors in {errors.get('attempts')} attempts outside "
                                      "the recovery window"),
-        row("recovery_seconds", "<", recovery_seconds, "fault to the client's first resolution of the public name "
-            "after it (no recovery runbook: the next authoritative server answers)" if kind == "dns_server" else
-            "fault to the recovery runbook's verified end"),
+        row("recovery_seconds", "<", recovery_seconds, recovery_detail),
     ]
 
 
@@ -213,6 +218,75 @@ def backup_fault_criteria(evidence: Optional[Mapping[str, Any]], backup_id: Opti
                   "pass" if after.get("verdict") == "pass" else "fail", BACKUP_FAULT_SOURCE,
                   str(after.get("detail") or "not checked")),
     ]
+
+
+PARTITION_SOURCE = "issue 20 (a network partition or added latency between a region and the rest)"
+
+
+def partition_target(regions: Sequence[str], pg_region: Optional[str], redis_region: Optional[str],
+                     standby_regions: Sequence[str], replica_regions: Sequence[str]) -> Optional[str]:
+    """The region a partition drill cuts off: the last of `regions` (the lab's order) that serves neither the
+    PostgreSQL nor the Redis primary and has both a PostgreSQL standby and a Redis replica (its two links to the
+    rest). None when there is none (the serving region is never partitioned: docs/drill.md)."""
+    for region in reversed(list(regions)):
+        if region not in (pg_region, redis_region) and region in standby_regions and region in replica_regions:
+            return region
+    return None
+
+
+def _failed(checks: Sequence[Mapping[str, Any]], name: str) -> Optional[bool]:
+    """Whether readiness's check `name` failed (None: it did not publish one)."""
+    found = [c for c in checks if c.get("name") == name]
+    return None if not found else any(c.get("verdict") == "fail" for c in found)
+
+
+def _said(checks: Sequence[Mapping[str, Any]], names: Sequence[str]) -> str:
+    shown = [f"{c.get('name')}: {c.get('verdict')} ({c.get('measured')}; {c.get('detail')})" for c in checks
+             if c.get("name") in names]
+    return "; ".join(shown) or "readiness published none of " + ", ".join(names)
+
+
+def partition_criteria(evidence: Optional[Mapping[str, Any]]) -> List[Criterion]:
+    """The partition drill's own rows (docs/drill.md). `evidence`: {mode (cut | latency), latency_ms, region, standby,
+    replica, during: readiness's checks during the fault, probe_seconds: {seconds} (latency: one write's way to the
+    standby, the drill's own probe), healed: {caught_up, standby_restarted, sync_full_before,
+    sync_full_after, sync_partial_ok_before, sync_partial_ok_after, detail}}; None (never reached) fails every row.
+
+    cut: readiness during the fault must fail the region's replication checks (pg_standbys region <r> or
+    pg_replay_lag <standby>, and redis_link <replica> with its link not up). latency: readiness's lag for the
+    standby is reported (what it judged), and the row passes when both links stayed up through the delay
+    (pg_standbys passed, the replica's link measured up). Either: after the heal the standby replayed the primary's
+    LSN of the heal and the replica's offset caught up, without a rebuild (no restart of the standby, no full
+    resync: the Redis primary's sync_full unchanged)."""
+    evidence = evidence or {}
+    checks = [c for c in evidence.get("during") or [] if isinstance(c, Mapping)]
+    region, standby, replica = evidence.get("region"), evidence.get("standby"), evidence.get("replica")
+    pg_names = [f"pg_standbys region {region}", f"pg_replay_lag {standby}"]
+    redis_name = f"redis_link {replica}"
+    link = next((c for c in checks if c.get("name") == redis_name), {})
+    rows: List[Criterion] = []
+    if evidence.get("mode") == "latency":
+        lag = next((c for c in checks if c.get("name") == pg_names[1]), {})
+        up = _failed(checks, pg_names[0]) is False and link.get("measured") == "up"
+        probe = (evidence.get("probe_seconds") or {}).get("seconds")
+        rows.append(Criterion("lag_seen_by_readiness", "both links stay up; the standby's lag reported",
+                              lag.get("measured"), "pass" if up else "fail", PARTITION_SOURCE,
+                              (_said(checks, pg_names + [redis_name]) if checks else "not checked")
+                              + f"; one write reached the standby in {'> 10' if probe is None else probe} s "
+                                f"(the drill's own probe, latency {evidence.get('latency_ms')} ms each way)"))
+    else:
+        pg_down = any(_failed(checks, name) for name in pg_names)
+        redis_down = _failed(checks, redis_name) is True and link.get("measured") != "up"
+        rows.append(Criterion("detected_by_readiness", "the region's replication checks fail",
+                              {"postgres": pg_down, "redis": redis_down}, "pass" if pg_down and redis_down else "fail",
+                              PARTITION_SOURCE, _said(checks, pg_names + [redis_name]) if checks else "not checked"))
+    healed = evidence.get("healed") or {}
+    full_before, full_after = healed.get("sync_full_before"), healed.get("sync_full_after")
+    no_rebuild = (healed.get("standby_restarted") is False and full_before is not None and full_before == full_after)
+    rows.append(Criterion("healed_without_rebuild", "caught up after the heal; no restart, no full resync",
+                          healed.get("caught_up"), "pass" if healed.get("caught_up") is True and no_rebuild else
+                          "fail", PARTITION_SOURCE, str(healed.get("detail") or "not healed")))
+    return rows
 
 
 # ---------------------------------------------------------------- steady state

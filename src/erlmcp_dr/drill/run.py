@@ -38,6 +38,8 @@ from erlmcp_dr.drill.judge import Attempt, Hypothesis
 from erlmcp_dr.errors import ParameterError
 from erlmcp_dr.lab import backup_fault
 from erlmcp_dr.lab import drill as lab_drill
+from erlmcp_dr.lab import partition as lab_partition
+from erlmcp_dr.lab.proxy import LinkProxy
 from erlmcp_dr.reporting import report
 from erlmcp_dr.result import REPORT_FILE, RunResult, Step
 
@@ -49,7 +51,10 @@ RECOVERY: Dict[str, Optional[str]] = {"database_primary": "database_failover", "
                                       # no runbook: the next authoritative server is the recovery, once the client
                                       # resolves the name again (its cached answer lives one TTL)
                                       "dns_server": None,
-                                      "redis_backup": "redis_backup"}
+                                      "redis_backup": "redis_backup",
+                                      # no runbook: the links heal (the drill heals its proxies after
+                                      # partition_seconds and measures the standby and the replica catching up)
+                                      "partition": None}
 # The region drill's way back (restore): failback to the lost region once it runs again. Its grace gate asks the
 # restarted region to stay healthy this long, sampled this often, within its grace_wait (30 s): a drill's restore
 # waits seconds, not failback's operator default of an hour.
@@ -161,6 +166,7 @@ class Drill:
         self.outcome: Dict[str, Any] = {"injected": False, "recovery_ok": None}
         self.lock: Optional[MoveLock] = None  # every target's key, held by run() for the whole drill
         self.record: Dict[str, Any] = {}  # the pending record, once written
+        self.proxies: Dict[str, LinkProxy] = {}  # partition: the proxies the region's links go through
 
     # ------------------------------------------------------------ the drill
 
@@ -193,6 +199,9 @@ class Drill:
         if self.kind == "region" and not self.choose_target_region(before, lab_before):
             outcome["before"] = self.no_target_region(before)
             return outcome  # nothing injected: a region lost with nowhere to go is an outage, not a drill
+        if self.kind == "partition" and not self.choose_partition_region(lab_before):
+            outcome["before"] = self.no_partition_region(before)
+            return outcome
         public = self.public_name()
         if self.kind == "dns_server":  # the authoritative server the client asks first
             lab_before["dns_server"] = lab_drill.dns_server_at(self.cfg, int(public.servers[0][1]))
@@ -201,6 +210,9 @@ class Drill:
                   "app_region": app_region, "recorded_at": _now_iso(), "fault": None, "signal": self.signal}
         self.record = record
         self.write_pending(record)  # before the fault: a drill killed from here on is restored by the next run
+        if self.kind == "partition" and self.step("partition: the region's links through the drill's proxies",
+                                                  lambda: self.partition_links(lab_before)) is None:
+            return outcome  # nothing injected; the restore re-points whatever was re-pointed
         client = DrillClient(public, f"drill {self.run_id}", float(self.values.get("client_interval") or 0.02))
         origin = client.clock()
         client.start()
@@ -219,8 +231,11 @@ class Drill:
             ok = self.recover(fault, lab_before, app_region)
             outcome["recovery_ok"] = ok
             outcome["recovered_at"] = client.clock()
-            if RECOVERY[self.kind] is None:  # no runbook: recovered once the client has resolved the name again
+            if self.kind == "dns_server":  # no runbook: recovered once the client has resolved the name again
                 outcome["recovered_at"] = self.wait_resolved(public, client, fault_at)
+            elif self.kind == "partition":  # no runbook: recovered once the healed links have caught up
+                outcome["recovered_at"] = ((self.facts.get("partition") or {}).get("healed") or {}).get(
+                    "caught_up_at")
             if ok and outcome["recovered_at"] is not None:
                 self.wait_back(client, outcome["recovered_at"])
         finally:
@@ -240,6 +255,8 @@ class Drill:
             self.record["fault"] = {"target": planned["target"], "backup": planned, "planned_only": True}
             self.write_pending(self.record)
             return backup_fault.corrupt(planned)
+        if self.kind == "partition":
+            return self.partition_fault()
         return lab_drill.inject(self.cfg, self.kind, lab_before, app_region, self.signal)
 
     def wait_baseline(self, client: DrillClient) -> None:
@@ -278,6 +295,8 @@ class Drill:
 
     def recover(self, fault: Dict[str, Any], before: Dict[str, Any], app_region: Optional[str]) -> bool:
         recovery = RECOVERY[self.kind]
+        if self.kind == "partition":
+            return self.recover_partition(fault)
         if recovery is None:  # dns_server: nothing to run (the drill then waits for the client: wait_resolved)
             return True
         if self.kind == "redis_backup":
@@ -315,6 +334,99 @@ class Drill:
         self.facts["steady_state_before"].update(holds=False, message=message, deviations=deviations)
         self.say(f"steady state before: {message}")
         return Hypothesis(False, deviations, before.checked, message, before.checks)
+
+    # ------------------------------------------------------------ partition
+
+    def choose_partition_region(self, lab_before: Dict[str, Any]) -> bool:
+        """kind=partition: the lab's last region that serves neither primary (drill_judge.partition_target); False
+        when there is none (the serving region is never partitioned: that needs fencing, docs/drill.md)."""
+        region = drill_judge.partition_target(
+            lab_drill.regions(self.cfg), lab_before.get("pg_region"), lab_before.get("redis_region"),
+            [n.region for n in self.cfg.nodes], [n.region for n in self.cfg.redis_nodes])
+        self.facts["partition"] = {"region": region, "mode": self.partition_mode(),
+                                   "latency_ms": float(self.values.get("latency_ms") or 0)}
+        return region is not None
+
+    def no_partition_region(self, before: Hypothesis) -> Hypothesis:
+        message = "no standby region to partition (one that serves neither primary, with a standby and a replica), " \
+                  "so nothing was injected"
+        deviations = before.deviations + [{"name": "partition region", "measured": None, "threshold": None,
+                                           "detail": message}]
+        self.facts["steady_state_before"].update(holds=False, message=message, deviations=deviations)
+        self.say(f"steady state before: {message}")
+        return Hypothesis(False, deviations, before.checked, message, before.checks)
+
+    def partition_mode(self) -> str:
+        return "latency" if float(self.values.get("latency_ms") or 0) > 0 else "cut"
+
+    def partition_links(self, lab_before: Dict[str, Any]) -> Dict[str, Any]:
+        """The region's standby and replica re-pointed through a proxy each (started here, in the drill's process),
+        recorded in the pending record before either changes: a drill killed from here on leaves their original
+        conninfo and the primaries behind, and the next drill's restore points them directly again."""
+        evidence = self.facts["partition"]
+        links = lab_partition.links_of(self.cfg, str(evidence["region"]), lab_before)
+        self.proxies = lab_partition.open_links(links)
+        links.update(pg_proxy_port=self.proxies["postgres"].port, redis_proxy_port=self.proxies["redis"].port)
+        evidence.update(standby=links["standby"], replica=links["replica"])
+        self.record["partition"] = links
+        self.write_pending(self.record)
+        done = lab_partition.through(self.cfg, links, self.proxies)
+        evidence["before"] = lab_partition.snapshot(self.cfg, links)  # after the re-point's own partial resync
+        return dict(links, **done)
+
+    def partition_fault(self) -> Dict[str, Any]:
+        """cut: both proxies drop their connections and hold new ones unanswered; latency: every chunk either way
+        delayed latency_ms. The region's name is the target."""
+        evidence = self.facts["partition"]
+        latency = float(self.values.get("latency_ms") or 0) / 1000.0
+        sent_at = time.monotonic()
+        for proxy in self.proxies.values():
+            if latency > 0:
+                proxy.delay = latency
+            else:
+                proxy.cut()
+        return {"target": evidence["region"], "region": evidence["region"], "mode": evidence["mode"],
+                "latency_ms": round(latency * 1000, 3), "partition_seconds": self.partition_seconds(),
+                "links": {"postgres": f"{evidence['standby']} via {self.proxies['postgres'].address}",
+                          "redis": f"{evidence['replica']} via {self.proxies['redis'].address}"},
+                "pid": None, "signal": None, "sent_at": sent_at}
+
+    def partition_seconds(self) -> float:
+        return float(self.values.get("partition_seconds") or 5.0)
+
+    def recover_partition(self, fault: Dict[str, Any]) -> bool:
+        """No recovery runbook: readiness runs during the fault (its replication checks must fail for a cut; for
+        latency, the lag it saw is reported), the fault holds partition_seconds from its moment, then the drill heals
+        the proxies and waits (recovery_timeout) until the standby has replayed the primary's LSN of the heal and
+        the replica has its offset; whether that needed a rebuild is judged (drill_judge.partition_criteria)."""
+        evidence = self.facts["partition"]
+        if evidence.get("mode") == "latency":  # what the delay does to one write's way to the standby
+            evidence["probe_seconds"] = self.step("the standby's replication delay under the latency (one write)",
+                                                  lambda: {"seconds": lab_partition.replication_delay(
+                                                      self.cfg, self.record["partition"], 10.0)})
+        result = self.child("during", "readiness", {"require_ready": False}, lock_owner=False)
+        checks = ((result.summary if result is not None else None) or {}).get("details", {}).get("checks") or []
+        names = (f"pg_standbys region {evidence['region']}", f"pg_replay_lag {evidence['standby']}",
+                 f"redis_link {evidence['replica']}", f"redis_offset {evidence['replica']}")
+        evidence["during"] = [c for c in checks if isinstance(c, dict) and c.get("name") in names]
+        evidence["during_run_id"] = result.run_id if result is not None else None
+        until = float(self.outcome.get("fault_at") or time.monotonic()) + self.partition_seconds()
+        if result is not None and result.status == "canceled":  # Ctrl-C: the runner stopped readiness and returned
+            self.outcome["interrupted"] = "readiness during the partition canceled (SIGINT)"
+            until = time.monotonic()  # heal now; the restore follows
+
+        def hold() -> Dict[str, Any]:
+            while time.monotonic() < until:  # the fault's own length (a parameter), not a wait for a condition
+                time.sleep(min(0.05, max(0.0, until - time.monotonic())))
+            return {"held_seconds": round(time.monotonic() - (until - self.partition_seconds()), 3)}
+
+        self.step(f"partition held {self.partition_seconds():g} s", hold)
+        before = evidence.get("before") or {}
+        healed = self.step("heal the links; the standby and the replica catch up", lambda: lab_partition.heal_and_wait(
+            self.cfg, self.record["partition"], self.proxies, before, float(self.values.get("recovery_timeout")
+                                                                             or 120.0)))
+        evidence["healed"] = healed or {"caught_up": False, "detail": "the heal failed (see its step)"}
+        return healed is not None
 
     def recover_backup(self, fault: Dict[str, Any]) -> bool:
         """A corrupt backup: readiness's backup check must find it and redis_restore's verification refuse it (both
@@ -384,6 +496,14 @@ class Drill:
         # have recorded the fault), and before anything else asks the lab's Redis nodes (a stopped one never answers).
         done["resumed (SIGCONT)"] = resumed = lab_drill.thaw(self.cfg)
         problems += self.demote_resumed(resumed)
+        if self.kind_of(pending) in ("partition", "unknown"):  # links through a proxy: directly again, then no proxy
+            try:
+                done["links direct"] = lab_partition.direct(self.cfg, pending.get("partition"))
+            except Exception as exc:  # noqa: BLE001 - said, and the restore fails (the record stays)
+                problems.append(f"re-pointing the partitioned links directly failed: {exc}")
+            for proxy in self.proxies.values():
+                proxy.close()
+            done["proxies stopped"] = sorted(self.proxies)
         regions = {r for r in (fault.get("region"), before.get("pg_region"), before.get("redis_region")) if r}
         for region in sorted(regions):
             done[f"restart region {region}"] = lab_drill.restart_region(self.cfg, region)
@@ -586,6 +706,8 @@ class Drill:
         if self.kind == "redis_backup":
             table += drill_judge.backup_fault_criteria(self.facts.get("backup_fault"),
                                                        (outcome.get("fault") or {}).get("target"))
+        if self.kind == "partition":
+            table += drill_judge.partition_criteria(self.facts.get("partition"))
         origin = float(outcome.get("origin") or 0.0)
         measured = {
             "rto_seconds": seen.rto_seconds, "client_outage_seconds": seen.client_outage_seconds,
