@@ -2,8 +2,10 @@
 
 Builds a lab template, copies it with the application and the DNS servers, and runs `runbook readiness --json`
 `--runs` times. Reports, per run, the checks' own wall time (the engine's `elapsed`: every probe at once) and the
-whole command's (ansible-playbook's start-up included), with their medians, and the verdict counts. Small by
-default (5 runs); measured, never asserted. Result: benchmarks/results/<date>-readiness.json.
+whole command's (ansible-playbook's start-up included), with their medians, and the verdict counts; and whether
+the lab is as it was after all the runs (issue 20: "100 runs change nothing": each node's role, upstream and
+timeline, each Redis node's role and upstream, each DNS server's serial, compared before the first run and after
+the last). Small by default (5 runs); measured, never asserted. Result: benchmarks/results/<date>-readiness.json.
 
     .venv/bin/python benchmarks/readiness.py --runs 5
 """
@@ -24,6 +26,9 @@ from pathlib import Path
 
 from fresh_lab import FreshLab
 
+from erlmcp_dr.lab import dns as lab_dns
+from erlmcp_dr.lab import lifecycle as lab
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -41,7 +46,9 @@ def main() -> int:
         labs = FreshLab(labs_root, app=True, dns=True, own_lock_dir=True)
         labs.reset()
         env = dict(os.environ, ERLMCP_DR_HOME=str(home / "home"))
+        before = fingerprint(labs.cfg)
         runs = [one_run(labs.inventory, env) for _ in range(args.runs)]
+        after = fingerprint(labs.cfg)
     finally:
         if labs is not None:
             labs.remove()
@@ -53,11 +60,20 @@ def main() -> int:
         median_checks_seconds=statistics.median(r["checks_seconds"] for r in runs),
         median_command_seconds=statistics.median(r["command_seconds"] for r in runs),
         checks=runs[-1]["checks"],
+        lab_unchanged=before == after, lab_before=before, lab_after=after,
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=2))
+    print(json.dumps({k: v for k, v in result.items() if k not in ("runs", "lab_before", "lab_after")}, indent=2))
     return 0
+
+
+def fingerprint(cfg: lab.LabConfig) -> dict[str, object]:
+    """What readiness must never change (read-only, no lock): roles, upstreams, timelines, zone serials."""
+    status = lab.status(cfg)
+    return {"postgres": [(r["name"], r["role"], r.get("upstream"), r.get("timeline")) for r in status["nodes"]],
+            "redis": [(r["name"], r["role"], r["upstream"]) for r in status["redis"]],
+            "serials": [r["serial"] for r in lab_dns.status(cfg)]}
 
 
 def one_run(inventory: Path, env: dict[str, str]) -> dict[str, object]:
