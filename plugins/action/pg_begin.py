@@ -28,6 +28,7 @@ nothing.
 from __future__ import annotations
 
 import os
+import time
 
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible_collections.erlmcp.dr.plugins.filter.failover import pg_failover_plan, pg_rejoin_plan, pg_switchover_plan
@@ -45,6 +46,10 @@ warm_driver(POSTGRES)
 # The plans that promote take the cluster guard (_guards/postgres_guard.py) by default: the run lock only excludes runs
 # that share its folder, the guard excludes runs from any controller.
 GUARDED_PLANS = ("switchover", "failover")
+# How long a switchover refused for its candidate's lag reads again before it refuses (plan(): a WAL segment switch's
+# padding), and how often.
+LAG_SETTLE_SECONDS = 5.0
+LAG_SETTLE_INTERVAL = 0.1
 GUARD_VAR = "dr_cluster_guard"
 # The inventory variables the reads and the lock use (the PostgreSQL contract's names); templated only once the
 # parameters have passed, so a hostile parameter is refused before any of them is rendered.
@@ -125,7 +130,21 @@ class ActionModule(BeginAction):
 
     def plan(self, start):
         record = self.rendered_or(start.task_vars, RECORD_VAR)
-        return PLANS[start.args["plan"]](start.read, start.dr, record)
+        plan = PLANS[start.args["plan"]](start.read, start.dr, record)
+        deadline = time.monotonic() + LAG_SETTLE_SECONDS
+        while _lag_refusal(plan, start.dr) and time.monotonic() < deadline:
+            # A switchover refused for lag against a live primary: read again for a moment before refusing. A WAL
+            # segment switch (archive_timeout, pg_switch_wal) makes the primary's position jump to the next segment
+            # at once while the standby still receives that segment's zero padding (16 MB by default): for a few
+            # hundred milliseconds it looks that far behind though no transaction is missing. A standby truly behind
+            # is still refused, a moment later.
+            time.sleep(LAG_SETTLE_INTERVAL)
+            read = self.read(start)
+            if read.get("failed"):
+                break
+            start.read = read
+            plan = PLANS[start.args["plan"]](start.read, start.dr, record)
+        return plan
 
     def check_plan(self, start):
         guard = start.held
@@ -192,6 +211,13 @@ class ActionModule(BeginAction):
             members.append(dict(name=node["name"], conn=conn))
         holder, self._holder = self._holder, None
         return _cluster_guard.start(members, _cluster_guard.new_token(run_id), os.getppid(), holder=holder)
+
+
+def _lag_refusal(plan, dr):
+    """A switchover plan refused because its candidate is more than max_lag_bytes behind the live primary."""
+    lag, limit = plan.get("lag_bytes"), dr.get("max_lag_bytes")
+    return plan.get("action") == "refuse" and lag is not None and limit is not None and lag > limit \
+        and plan.get("old_primary") is not None
 
 
 def _read_facts(read):

@@ -60,3 +60,49 @@ def test_the_end_state_verdict_is_the_filter_s_with_the_plan_s_left_out_entries(
                      node("pg-c", "standby", "pg-b"))
     assert verdict(fenced, dict(wanted, fenced_ok=["pg-a"]))["ok"] is True
     assert verdict(fenced, wanted)["ok"] is False
+
+
+def _planner(reads: list[dict[str, Any]]) -> tuple[Any, Any, list[int]]:
+    """pg_begin's ActionModule with its read replaced by `reads` in turn (no servers), and the Start it plans from."""
+    from types import SimpleNamespace
+
+    from ansible_collections.erlmcp.dr.plugins.action import pg_begin
+
+    action = pg_begin.ActionModule.__new__(pg_begin.ActionModule)
+    taken: list[int] = []
+
+    def read(start: Any) -> dict[str, Any]:
+        taken.append(1)
+        return reads[min(len(taken), len(reads) - 1)]
+
+    action.read = read  # type: ignore[method-assign]
+    action.rendered_or = lambda task_vars, name: None  # type: ignore[method-assign]
+    start = SimpleNamespace(read=reads[0], dr=dict(DR, max_lag_bytes=1 << 20), task_vars={},
+                            args={"plan": "switchover"})
+    return action, start, taken
+
+
+def test_a_switchover_refused_for_lag_reads_again_and_goes_on_once_a_segment_switchs_padding_has_arrived(
+        monkeypatch: Any) -> None:
+    from ansible_collections.erlmcp.dr.plugins.action import pg_begin
+
+    monkeypatch.setattr(pg_begin, "LAG_SETTLE_INTERVAL", 0.0)
+    behind = cluster(node("pg-a", "primary", current_lsn="0/6000028"),
+                     node("pg-b", "standby", "pg-a", lag_bytes=16765808), node("pg-c", "standby", "pg-a"))
+    action, start, taken = _planner([behind, behind, HEALTHY])
+    plan = action.plan(start)
+    assert plan["action"] == "promote" and plan["candidate"] == "pg-b", plan
+    assert len(taken) == 2 and start.read is HEALTHY  # the plan and the facts come from the last read
+
+    monkeypatch.setattr(pg_begin, "LAG_SETTLE_SECONDS", 0.05)  # truly behind: still refused, once the moment passed
+    action, start, taken = _planner([behind])
+    refused = action.plan(start)
+    assert refused["action"] == "refuse" and "16765808 bytes behind" in refused["reason"] and taken, refused
+
+
+def test_other_plans_are_not_read_again() -> None:
+    action, start, taken = _planner([HEALTHY])
+    assert action.plan(start)["action"] == "promote" and taken == []
+    stopped = cluster(node("pg-a", "primary"), node("pg-b", "stopped"), node("pg-c", "standby", "pg-a"))
+    action, start, taken = _planner([stopped])
+    assert action.plan(start)["action"] == "refuse" and taken == []  # refused, but not for lag
