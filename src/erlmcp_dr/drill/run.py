@@ -329,8 +329,12 @@ class Drill:
         message = "no region can take the service, so nothing was injected: " + ("; ".join(
             f"region {region}: {', '.join(failed)}" for region, failed in ruled_out.items()) or "the lab has no other "
             "region")
-        deviations = before.deviations + [{"name": "target region", "measured": None, "threshold": None,
-                                           "detail": message}]
+        return self.deviated_before(before, "target region", message)
+
+    def deviated_before(self, before: Hypothesis, name: str, message: str) -> Hypothesis:
+        """The steady state before, held by readiness, made a deviation by the drill's own check `name` (no region to
+        fail over to, none to partition): recorded as readiness's deviations are, so nothing is injected."""
+        deviations = before.deviations + [{"name": name, "measured": None, "threshold": None, "detail": message}]
         self.facts["steady_state_before"].update(holds=False, message=message, deviations=deviations)
         self.say(f"steady state before: {message}")
         return Hypothesis(False, deviations, before.checked, message, before.checks)
@@ -350,11 +354,7 @@ class Drill:
     def no_partition_region(self, before: Hypothesis) -> Hypothesis:
         message = "no standby region to partition (one that serves neither primary, with a standby and a replica), " \
                   "so nothing was injected"
-        deviations = before.deviations + [{"name": "partition region", "measured": None, "threshold": None,
-                                           "detail": message}]
-        self.facts["steady_state_before"].update(holds=False, message=message, deviations=deviations)
-        self.say(f"steady state before: {message}")
-        return Hypothesis(False, deviations, before.checked, message, before.checks)
+        return self.deviated_before(before, "partition region", message)
 
     def partition_mode(self) -> str:
         return "latency" if float(self.values.get("latency_ms") or 0) > 0 else "cut"
