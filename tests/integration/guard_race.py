@@ -229,14 +229,17 @@ def run_pair(controllers: list[Controller], entries: tuple[str, str], runbook: s
 
 def holder_pids(controller: Controller, script: str) -> list[int]:
     """The guard holders (processes running `script`) started by this controller's runs: their environment names
-    its home."""
+    its home, or a run marker (a run's private folder) inside it. A holder forked from a warm run's worker shows the
+    environment the zygote started with (docs/speed-warm.md), which has the marker but not ERLMCP_DR_HOME."""
     found = []
-    home = f"ERLMCP_DR_HOME={controller.root / 'home'}".encode()
+    home = controller.root / "home"
+    names = (f"ERLMCP_DR_HOME={home}\0".encode(), f"ERLMCP_DR_RUN={home}/".encode())
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            if script.encode() in (entry / "cmdline").read_bytes() and home in (entry / "environ").read_bytes():
+            environ = (entry / "environ").read_bytes() + b"\0"
+            if script.encode() in (entry / "cmdline").read_bytes() and any(name in environ for name in names):
                 found.append(int(entry.name))
         except OSError:
             continue

@@ -18,6 +18,8 @@ Imported by the holders run as scripts too (then as a sibling module): no import
 
 from __future__ import absolute_import, division, print_function
 
+import ctypes
+import gc
 import json
 import os
 import select
@@ -60,15 +62,15 @@ def not_answered(names, token, msg):
 # ---------------------------------------------------------------- the caller's side
 
 
-def start(script, config, names, acquire_seconds, python=None, what="guard", holder=None):
+def start(script, config, names, acquire_seconds, python=None, what="guard", holder=None, main=None):
     """Start the holder `script` with `config` (its stdin) and wait for its answer; names: the members' names,
     what: the guard's name in messages; holder: a holder spawn() started earlier (its interpreter and driver loaded
-    meanwhile), else one is spawned now.
+    meanwhile), else one is spawned now (main: see spawn()).
 
     Returns the holder's answer (ok, held, missing, majority, total, holders, token, msg), with the holder's pid when
     ok; a holder that does not answer is stopped and reported as not_answered.
     """
-    proc = holder if holder is not None else spawn(script, python)
+    proc = holder if holder is not None else spawn(script, python, main)
     try:
         proc.stdin.write(json.dumps(config).encode("utf-8"))
         proc.stdin.close()
@@ -94,15 +96,114 @@ def start(script, config, names, acquire_seconds, python=None, what="guard", hol
     return answer
 
 
-def spawn(script, python=None):
+def spawn(script, python=None, main=None):
     """Start the holder `script` before its config is known: it loads its interpreter and driver (most of its start)
     while the caller goes on, and contends for nothing until start() hands it the config. A holder that never gets
-    one is ended with abandon()."""
+    one is ended with abandon().
+
+    main: the holder's entry point (its serve() call). Given, and no other interpreter asked for, the holder is a fork
+    of the caller (fork_holder): no interpreter to start, and in a warm run (docs/speed-warm.md) its driver is already
+    imported: about 0.13 s less before a guard is held, every run that takes one. Otherwise a new interpreter runs
+    `script`."""
+    if main is not None and python is None:
+        forked = fork_holder(script, main)
+        if forked is not None:
+            return forked
     # The holder must outlive the task's worker (a long-lived process, not a command whose output a module waits
     # for), which run_command cannot give; it runs on the controller, from the guard's action plugin.
     # pylint: disable-next=ansible-bad-function
     return subprocess.Popen([python or sys.executable, os.path.abspath(script)], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, close_fds=True)
+
+
+class ForkedHolder(object):
+    """A holder forked from the caller: what start(), abandon() and the callers use of a Popen (stdin, stdout, pid,
+    kill, wait)."""
+
+    def __init__(self, pid, stdin, stdout):
+        self.pid = pid
+        self.stdin = stdin
+        self.stdout = stdout
+
+    def kill(self):
+        os.kill(self.pid, signal.SIGKILL)
+
+    def wait(self):
+        try:
+            return os.waitpid(self.pid, 0)[1]
+        except ChildProcessError:
+            return None
+
+
+def fork_holder(script, main):
+    """The holder as a fork of this process, running main(config_fd, answer_fd), with the command line a holder
+    started as `python script` shows (release() and an operator's ps read it); None when that command line cannot be
+    shown (this process's own is too short to write it over), and the caller starts one."""
+    argv = [sys.executable, os.path.abspath(script)]
+    area = _command_line_area()
+    if area is None or area[1] - area[0] <= len(_command_line(argv)):
+        return None
+    config_read, config_write = os.pipe()
+    answer_read, answer_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the holder
+        code = 70
+        try:
+            detach((config_read, answer_write))
+            _write_command_line(area, argv)
+            code = main(config_read, answer_write)
+        finally:
+            os._exit(code if isinstance(code, int) else 70)
+    os.close(config_read)
+    os.close(answer_write)
+    return ForkedHolder(pid, os.fdopen(config_write, "wb"), os.fdopen(answer_read, "rb"))
+
+
+def detach(keep_fds=()):
+    """In a process forked from an Ansible worker that must outlive it (a guard's holder, an etcd lease keeper):
+    keep nothing of the worker's. stdin/stdout/stderr on /dev/null, every other descriptor closed but keep_fds (a lock
+    or a pipe the worker holds must not live on here: ansible's result pipes, the run's stdout), the default handlers
+    for the signals it is stopped with, and the objects it inherited never collected (gc.freeze: one finalized later
+    would close a descriptor number this process has reused since)."""
+    if hasattr(gc, "freeze"):
+        gc.freeze()
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    low = 3
+    for fd in sorted(set(keep_fds)) + [_max_fd()]:
+        os.closerange(low, fd)
+        low = fd + 1
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+        signal.signal(signum, signal.SIG_DFL)
+
+
+def _command_line(argv):
+    return b"\0".join(arg.encode("utf-8", "replace") for arg in argv)
+
+
+def _command_line_area():
+    """(arg_start, arg_end) of this process (proc(5), /proc/self/stat fields 48 and 49), or None."""
+    try:
+        with open("/proc/self/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+        return int(fields[45]), int(fields[46])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _write_command_line(area, argv):
+    """What /proc/<pid>/cmdline shows, written over this process's own (as setproctitle does; the rest NULs)."""
+    data = _command_line(argv)
+    size = area[1] - area[0]
+    ctypes.memmove(area[0], data + b"\0" * (size - len(data)), size)
+
+
+def _max_fd():
+    try:
+        return max(os.sysconf("SC_OPEN_MAX"), 256)
+    except (OSError, ValueError):
+        return 65536
 
 
 def abandon(proc):
@@ -206,16 +307,17 @@ def hold(holder, watch_pid, poll_seconds=HOLD_POLL_SECONDS):
     holder.drop_all()
 
 
-def serve(make_holder, driver, what):
-    """A holder script's main: check the driver imports (before anything is taken; while the caller may still be
-    preparing the config), read the config, contend, answer on stdout, then hold. `what` names the guard in
-    messages; returns the exit code. An empty config (the caller abandoned it) ends it at once."""
+def serve(make_holder, driver, what, config_fd=0, answer_fd=1):
+    """A holder's main (its script's, or a forked holder's): check the driver imports (before anything is taken; while
+    the caller may still be preparing the config), read the config on config_fd, contend, answer on answer_fd, then
+    hold. `what` names the guard in messages; returns the exit code. An empty config (the caller abandoned it) ends
+    it at once."""
     try:
         __import__(driver)
         missing = None
     except ImportError as exc:
         missing = exc
-    text = sys.stdin.read()
+    text = _read_all(config_fd)
     if not text.strip():
         return 0
     config = json.loads(text)
@@ -223,7 +325,7 @@ def serve(make_holder, driver, what):
         names = [m["name"] for m in config["members"]]
         answer = not_answered(names, config["token"], "the %s needs %s in the controller's Python (%s): %s"
                               % (what, driver, sys.executable, missing))
-        os.write(sys.stdout.fileno(), (json.dumps(answer) + "\n").encode("utf-8"))
+        _answer(answer_fd, answer)
         return 1
     holder = make_holder(config)
     watched_alive = True
@@ -232,12 +334,32 @@ def serve(make_holder, driver, what):
     except ProcessLookupError:
         watched_alive = False
     ok = watched_alive and holder.acquire()
-    out = os.fdopen(sys.stdout.fileno(), "w")
-    out.write(json.dumps(holder.answer(ok)) + "\n")
-    out.flush()
-    out.close()
+    _answer(answer_fd, holder.answer(ok))
     if not ok:
         holder.drop_all()
         return 1
     hold(holder, config["watch_pid"])
     return 0
+
+
+def _read_all(fd):
+    chunks = []
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return b"".join(chunks).decode("utf-8")
+        chunks.append(chunk)
+
+
+def _answer(fd, answer):
+    """The one answer line, then the caller's end sees the pipe closed. Standard output is pointed at /dev/null
+    rather than closed, so nothing written later reaches a descriptor the holder opens meanwhile."""
+    data = (json.dumps(answer) + "\n").encode("utf-8")
+    while data:
+        data = data[os.write(fd, data):]
+    if fd > 2:
+        os.close(fd)
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, fd)
+    os.close(null)

@@ -93,12 +93,13 @@ def start(members, token, watch_pid, acquire_seconds=ACQUIRE_SECONDS, python=Non
     """
     config = dict(members=members, token=token, watch_pid=watch_pid, acquire_seconds=acquire_seconds)
     return guard_process.start(__file__, config, [m["name"] for m in members], acquire_seconds, python,
-                               what="cluster guard", holder=holder)
+                               what="cluster guard", holder=holder, main=main)
 
 
 def spawn(python=None):
-    """A holder started ahead of start() (guard_process.spawn): its interpreter and psycopg load meanwhile."""
-    return guard_process.spawn(__file__, python)
+    """A holder started ahead of start() (guard_process.spawn): a fork of the caller, or an interpreter that loads
+    psycopg meanwhile."""
+    return guard_process.spawn(__file__, python, main)
 
 
 abandon = guard_process.abandon
@@ -246,5 +247,10 @@ def _alive(conn):
         return False
 
 
+def main(config_fd=0, answer_fd=1):
+    """The holder's entry point: run as this script, or in a fork of the caller (guard_process.fork_holder)."""
+    return guard_process.serve(Holder, "psycopg", "cluster guard", config_fd, answer_fd)
+
+
 if __name__ == "__main__":
-    raise SystemExit(guard_process.serve(Holder, "psycopg", "cluster guard"))
+    raise SystemExit(main())

@@ -131,7 +131,7 @@ def start(members, token, watch_pid, user=None, password=None, acquire_seconds=A
     config = dict(members=[dict(name=m["name"], host=m["host"], port=int(m["port"])) for m in members], token=token,
                   watch_pid=watch_pid, acquire_seconds=acquire_seconds, user=user, password=password)
     return guard_process.start(__file__, config, [m["name"] for m in members], acquire_seconds, python,
-                               what="Redis guard")
+                               what="Redis guard", main=main)
 
 
 def release(pid):
@@ -290,5 +290,10 @@ def _close(client):
         pass
 
 
+def main(config_fd=0, answer_fd=1):
+    """The holder's entry point: run as this script, or in a fork of the caller (guard_process.fork_holder)."""
+    return guard_process.serve(Holder, "redis", "Redis guard", config_fd, answer_fd)
+
+
 if __name__ == "__main__":
-    raise SystemExit(guard_process.serve(Holder, "redis", "Redis guard"))
+    raise SystemExit(main())

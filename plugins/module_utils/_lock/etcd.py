@@ -611,19 +611,19 @@ def start_keeper(config, lease_id, watch_pid):
     renewal). The fork has the client imported already and renews at once; it leaves every descriptor of the worker
     (ansible's result pipes, the run's stdout) and ends with os._exit, so nothing of Ansible's runs in it.
     """
+    from ansible_collections.erlmcp.dr.plugins.module_utils._guards.guard_process import detach, read_line
+
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the keeper
         code = 70
         try:
             os.close(read_end)
-            _detach(write_end)
+            detach((write_end,))
             code = _keep(config, int(lease_id), int(watch_pid), write_end)
         finally:
             os._exit(code)
     os.close(write_end)
-    from ansible_collections.erlmcp.dr.plugins.module_utils._guards.guard_process import read_line
-
     with os.fdopen(read_end, "rb") as answers:
         line = read_line(answers, KEEPER_ANSWER_SECONDS)
     try:
@@ -639,21 +639,6 @@ def start_keeper(config, lease_id, watch_pid):
         raise LockStoreError("the lease keeper did not start: %s" % (answer.get("msg") or "no answer"))
     identity = process_identity(pid) or {"pid_start_ticks": None}
     return pid, identity["pid_start_ticks"]
-
-
-def _detach(keep_fd):
-    """The keeper keeps nothing of the worker's: stdin/stdout/stderr on /dev/null, every other descriptor closed
-    but its answer pipe; its own signal handlers."""
-    null = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(null, fd)
-    keep = sorted({keep_fd})
-    low = 3
-    for fd in keep + [os.sysconf("SC_OPEN_MAX")]:
-        os.closerange(low, fd)
-        low = fd + 1
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_DFL)
 
 
 def stop_keeper(pid, start_ticks=None):
