@@ -646,8 +646,8 @@ def _cmd_warm(args: argparse.Namespace) -> int:
     elif not found:
         print(f"no zygote in {client.wire.default_dir()}")
     else:
-        rows = [["PID", "ALIVE", "FILES", "SOCKET"] + (["STOPPED"] if args.action == "stop" else [])]
-        rows += [[str(z["pid"]), "yes" if z["alive"] else "no", str(z["files"]), z["socket"]]
+        rows = [["PID", "KIND", "ALIVE", "FILES", "SOCKET"] + (["STOPPED"] if args.action == "stop" else [])]
+        rows += [[str(z["pid"]), z["kind"], "yes" if z["alive"] else "no", str(z["files"]), z["socket"]]
                  + (["yes" if z.get("stopped") else "no"] if args.action == "stop" else []) for z in found]
         print(_table(rows))
     return EXIT_OK

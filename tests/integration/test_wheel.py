@@ -94,7 +94,7 @@ def test_the_wheel_holds_the_package_the_cli_and_the_collection(wheel):
     prefix = COLLECTION_PREFIX
     assert {name[len(prefix):].split("/")[0] for name in names if name.startswith("ansible_collections/")} \
         == COLLECTION_TOP
-    assert "runbook = erlmcp_dr.cli:main" in entry_points
+    assert "runbook = erlmcp_dr.launch:main" in entry_points  # the warm CLI's launcher (docs/speed-warm.md)
     assert prefix + "plugins/modules/pg_promote.py" in names
     assert prefix + "galaxy.yml" not in names
 

@@ -132,15 +132,18 @@ def _start_and_connect(socket_path: str, key: str, environ: Dict[str, str], cwd:
         os.close(lock_fd)
 
 
-def start_zygote(socket_path: str, key: str, environ: Dict[str, str], cwd: str) -> int:
-    """Starts a zygote detached from this process (a double fork: its parent is init or the nearest subreaper, never
-    the run) and waits until it serves; returns its pid. Unavailable with the end of its log when it cannot."""
+def start_zygote(socket_path: str, key: str, environ: Dict[str, str], cwd: str, kind: str = "playbook",
+                 wait: bool = True) -> int:
+    """Starts a zygote of `kind` detached from this process (a double fork: its parent is init or the nearest
+    subreaper, never the run) and waits until it serves; returns its pid. Unavailable with the end of its log when it
+    cannot. wait=False returns 0 at once: the zygote serves later runs (its start does not delay this one)."""
     idle = _number(environ.get(IDLE_ENV), DEFAULT_IDLE_SECONDS)
     deadline = time.monotonic() + _number(environ.get(START_TIMEOUT_ENV), DEFAULT_START_TIMEOUT)
     log_path = socket_path[: -len(".sock")] + ".log"
     env = dict(fingerprint.zygote_env(environ), **{title.MARKER: title.placeholder()})
     # -P: nothing from the working directory (a playbook folder) shadows a module the zygote imports
-    argv = [sys.executable, "-P", "-m", "erlmcp_dr.warm.zygote", socket_path, key, "", str(idle), " " * title.ARGV_ROOM]
+    argv = [sys.executable, "-P", "-m", "erlmcp_dr.warm.zygote", socket_path, key, "", str(idle), " " * title.ARGV_ROOM,
+            kind]
     read_end, write_end = os.pipe()
     argv[6] = str(write_end)
     middle = os.fork()
@@ -154,6 +157,9 @@ def start_zygote(socket_path: str, key: str, environ: Dict[str, str], cwd: str) 
             os._exit(0)
     os.close(write_end)
     os.waitpid(middle, 0)
+    if not wait:
+        os.close(read_end)  # the zygote's "ready" then meets a closed pipe, which it ignores
+        return 0
     try:
         answer = _read_until(read_end, deadline)
     finally:
@@ -257,7 +263,8 @@ def stop(socket_path: str) -> bool:
 
 
 def zygotes(directory: Optional[str] = None) -> List[Dict[str, Any]]:
-    """The zygotes recorded in the folder: their info (pid, key, started_at, alive), for `runbook warm status`."""
+    """The zygotes recorded in the folder: their info (pid, key, kind, started_at, alive), for `runbook warm
+    status`."""
     directory = directory or wire.default_dir()
     found = []
     try:
@@ -269,8 +276,8 @@ def zygotes(directory: Optional[str] = None) -> List[Dict[str, Any]]:
             path = os.path.join(directory, name)
             info = read_info(path)
             found.append({"socket": path, "pid": info.get("pid"), "key": info.get("key"),
-                          "started_at": info.get("started_at"), "alive": bool(info) and _alive(info),
-                          "files": len(info.get("files") or {})})
+                          "kind": info.get("kind", "playbook"), "started_at": info.get("started_at"),
+                          "alive": bool(info) and _alive(info), "files": len(info.get("files") or {})})
     return found
 
 

@@ -61,10 +61,12 @@ def config_file(environ: Mapping[str, str], cwd: str) -> Optional[str]:
     return None
 
 
-def key(environ: Mapping[str, str], cwd: str) -> str:
-    """The zygote key of a run with this environment and working directory (24 hex digits)."""
+def key(environ: Mapping[str, str], cwd: str, kind: str = "playbook") -> str:
+    """The zygote key of a run with this environment and working directory (24 hex digits); kind: what the zygote
+    serves (ansible-playbook for a run's guard, or the `runbook` command: zygote.KINDS)."""
     config = config_file(environ, cwd)
     facts = {
+        "kind": kind,
         "python": sys.executable,
         "version": sys.version,
         "uid": os.getuid(),

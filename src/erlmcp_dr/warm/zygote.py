@@ -72,18 +72,47 @@ PRELOAD = (
 
 PRELOAD_ENV = "ERLMCP_DR_WARM_PRELOAD"  # more modules to import (comma-separated): a site's own plugins' libraries
 
+# A CLI zygote (kind "cli") serves whole `runbook run` commands (erlmcp_dr/launch.py): what the CLI imports before it
+# starts a run's guard (measured: about 0.1 s of every `runbook run`), the collection's parameter checks included.
+CLI_PRELOAD = (
+    "erlmcp_dr.cli",
+    "erlmcp_dr.runner",
+    "erlmcp_dr.audit",
+    "erlmcp_dr.params",
+    "erlmcp_dr.catalog",
+    "erlmcp_dr.reporting.html_report",
+    "erlmcp_dr.drill.cli",
+    "erlmcp_dr.watch.cli",
+    "ansible_runner",
+    "ansible_runner.config.runner",
+    "ansible_runner.runner",
+    "ansible_runner.streaming",
+    "pexpect",
+    "yaml",
+    "ansible_collections.erlmcp.dr.plugins.module_utils._common.runbook_params",
+    "ansible_collections.erlmcp.dr.plugins.module_utils._lock.store",
+)
+KINDS = ("playbook", "cli")
 
-def preload() -> List[str]:
-    """Imports PRELOAD (a module that is missing is skipped: the run imports it, or fails, as a cold run would).
-    Returns the data files read besides modules (the Ansible config file): the manifest lists them."""
+
+def preload(kind: str = "playbook") -> List[str]:
+    """Imports PRELOAD, or for a CLI zygote CLI_PRELOAD (a module that is missing is skipped: the run imports it, or
+    fails, as a cold run would). Returns the data files read besides modules (the Ansible config file): the manifest
+    lists them."""
     import importlib
 
     extra = [name.strip() for name in os.environ.get(PRELOAD_ENV, "").split(",") if name.strip()]
-    for name in (*PRELOAD, *extra):
+    if kind == "cli":
+        from erlmcp_dr import paths
+
+        paths.ensure_collection_importable()  # as the CLI does before it imports the collection's parameter checks
+    for name in (*(CLI_PRELOAD if kind == "cli" else PRELOAD), *extra):
         try:
             importlib.import_module(name)
         except Exception as exc:  # noqa: BLE001 - the run will import it itself and report what a cold run reports
             print(f"zygote: not preloaded: {name}: {exc}", file=sys.stderr)
+    if kind == "cli":
+        return []
     _drop_local_tmp()
     data_files = warm_ansible_caches()
     from ansible import constants
@@ -199,14 +228,19 @@ def _drop_local_tmp() -> None:
 
 def main(argv: List[str]) -> None:
     socket_path, key, ready_fd, idle = argv[0], argv[1], int(argv[2]), float(argv[3])
+    kind = argv[5] if len(argv) > 5 and argv[5] in KINDS else "playbook"
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
-    extra = preload()
+    extra = preload(kind)
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     _bind(server, socket_path)
     server.listen(64)
     server.settimeout(ACCEPT_TICK)
     bound = os.stat(socket_path).st_ino
-    _write_info(socket_path, key, extra)
+    _write_info(socket_path, key, extra, kind)
+    try:
+        os.unlink(socket_path[: -len(".sock")] + ".starting")  # a CLI zygote started in the background serves now
+    except OSError:
+        pass
     try:
         os.write(ready_fd, f"{os.getpid()}\n".encode())
     except OSError:  # the guard that started it is gone (killed while it waited): the next run uses this zygote
@@ -252,10 +286,10 @@ def _bind(server: socket.socket, socket_path: str) -> None:
     os.rename(staging, socket_path)
 
 
-def _write_info(socket_path: str, key: str, extra: List[str]) -> None:
+def _write_info(socket_path: str, key: str, extra: List[str], kind: str) -> None:
     from erlmcp_dr.guard import process_start_time
 
-    info = {"pid": os.getpid(), "pid_start_time": process_start_time(os.getpid()), "key": key,
+    info = {"pid": os.getpid(), "pid_start_time": process_start_time(os.getpid()), "key": key, "kind": kind,
             "python": sys.executable, "started_at": time.time(),
             "files": fingerprint.manifest(fingerprint.loaded_files(extra))}
     staging = f"{info_path(socket_path)}.{os.getpid()}.new"
@@ -304,6 +338,9 @@ def _fork_run_server(server: socket.socket, conn: socket.socket, key: str) -> No
 
 
 def serve_run(conn: socket.socket, key: str) -> NoReturn:
+    """One request: an ansible-playbook process for a run's guard (kind "playbook"), or a whole `runbook` command for
+    the CLI's launcher (kind "cli"). The run server forks it, watches it and the process that asked (a pidfd), and
+    sends the asker its wait status."""
     from erlmcp_dr.guard import kill_tree, process_start_time
 
     os.setsid()  # the run's own session: its ansible-playbook process is in it, as a cold one is in the guard's
@@ -313,30 +350,39 @@ def serve_run(conn: socket.socket, key: str) -> NoReturn:
     if message.get("key") != key:
         wire.send(conn, {"error": f"this zygote serves key {key}, the run's is {message.get('key')}"})
         os._exit(0)
-    marker = str(message["marker"])
-    guard_pid = wire.peer_credentials(conn)[0]
-    guard_fd = os.pidfd_open(guard_pid)
+    cli = message.get("kind") == "cli"
+    marker = str(message.get("marker") or "")
+    asker_fd = os.pidfd_open(wire.peer_credentials(conn)[0])
     child = os.fork()
     if child == 0:
-        os.close(guard_fd)
+        os.close(asker_fd)
         conn.close()
-        become_run(message, fds)
+        (become_cli if cli else become_run)(message, fds)
     for fd in fds:
         os.close(fd)
     child_fd = os.pidfd_open(child)
     wire.send(conn, {"server": os.getpid(), "server_start_time": process_start_time(os.getpid()), "child": child})
     watch = select.poll()
-    for fd in (guard_fd, child_fd, conn.fileno()):
+    for fd in (asker_fd, child_fd, conn.fileno()):
         watch.register(fd, select.POLLIN | select.POLLHUP)
     while True:
         ready = {fd for fd, _ in watch.poll()}
         if child_fd in ready:
             _, status = os.waitpid(child, 0)
-            kill_tree(os.getpid(), include_root=False, marker=marker)  # nothing of the run outlives it
+            if not cli:  # a `runbook` command's daemons (a drill's restarted server) outlive it, as a cold one's do
+                kill_tree(os.getpid(), include_root=False, marker=marker)  # nothing of the run outlives it
             try:
                 wire.send(conn, {"status": status})
             finally:
                 os._exit(0)
+        if cli:
+            # The launcher died (`runbook` killed, even by SIGKILL): so does the command, as a cold `runbook` would;
+            # its run's guard then ends the run (PR_SET_PDEATHSIG, guard.py).
+            try:
+                os.kill(child, signal.SIGKILL)
+            except OSError:
+                pass
+            os._exit(0)
         # The guard died or closed the connection: it was killed (by `runbook`'s death, a cancel, a timeout).
         # ansible-playbook is stopped at once (no next task starts while /proc is scanned), then the run's tree.
         try:
@@ -354,17 +400,7 @@ def become_run(message: Dict[str, Any], fds: List[int]) -> NoReturn:
     from erlmcp_dr.guard import run_script
 
     try:
-        for target, fd in enumerate(fds[:3]):
-            os.dup2(fd, target)
-        for fd in fds:
-            if fd > 2:
-                os.close(fd)
-        os.environ.clear()
-        os.environ.update({str(name): str(value) for name, value in message["env"].items()})
-        os.chdir(message["cwd"])
-        os.umask(int(message["umask"]))
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
-            signal.signal(signum, signal.SIG_DFL)
+        take_request(message, fds)
         argv = [str(arg) for arg in message["argv"]]
         title.set_command_line(["ansible-playbook", f"[warm run {message['marker']}]", *argv[1:]])
         title.set_run_marker(str(message["marker"]))
@@ -378,6 +414,67 @@ def become_run(message: Dict[str, Any], fds: List[int]) -> NoReturn:
         os._exit(70)
     run_script(str(message["script"]), argv)
     os._exit(70)  # run_script never returns
+
+
+def become_cli(message: Dict[str, Any], fds: List[int]) -> NoReturn:
+    """In the forked `runbook` command: the launcher's stdio, environment, directory, umask, command line and
+    signals (Ctrl-C is a KeyboardInterrupt, as in a cold `runbook`), then the CLI's main with its argv. Its exit
+    status is the command's."""
+    try:
+        take_request(message, fds)
+        argv = [str(arg) for arg in message["argv"]]
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        title.set_command_line([sys.executable, *argv])
+        _reopen_std_streams()
+        sys.argv = argv
+        from erlmcp_dr.cli import main as cli_main
+    except BaseException:  # noqa: BLE001 - reported on the command's stderr, as a failed start
+        import traceback
+
+        traceback.print_exc()
+        os._exit(70)
+    os._exit(_exit_code(cli_main))
+
+
+def _exit_code(command: Any) -> int:
+    """Runs command() as a console script would (sys.exit(command())), flushes and runs the atexit handlers; its
+    exit code."""
+    try:
+        code = command()
+    except SystemExit as exc:
+        code = exc.code
+    except BaseException:  # noqa: BLE001 - what an uncaught exception prints, and its exit code
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            code = code or 120
+    atexit._run_exitfuncs()
+    return code
+
+
+def take_request(message: Dict[str, Any], fds: List[int]) -> None:
+    """The requester's stdin, stdout and stderr, environment, working directory and umask; default signals."""
+    for target, fd in enumerate(fds[:3]):
+        os.dup2(fd, target)
+    for fd in fds:
+        if fd > 2:
+            os.close(fd)
+    os.environ.clear()
+    os.environ.update({str(name): str(value) for name, value in message["env"].items()})
+    os.chdir(message["cwd"])
+    os.umask(int(message["umask"]))
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+        signal.signal(signum, signal.SIG_DFL)
 
 
 _ZYGOTE_STREAMS: List[Any] = []  # the zygote's own sys.std* (fds 0-2 with closefd): kept so nothing closes 0-2
