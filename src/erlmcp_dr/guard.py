@@ -385,7 +385,7 @@ def kill_warm_server(record: Mapping[str, Any], marker: str) -> list:
 def guarded(command: List[str], private_data_dir: Path) -> List[str]:
     """`command` run under the guard, written as <private_data_dir>/guard.py (0600)."""
     script = private_data_dir / "guard.py"
-    paths.write_private_atomic(script, guard_source())
+    paths.write_private_unsynced(script, guard_source())  # the private data dir: removed with its run
     return [sys.executable, str(script), str(os.getpid()), *command]
 
 
