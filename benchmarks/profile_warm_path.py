@@ -368,11 +368,12 @@ def paired(args: argparse.Namespace) -> None:
         "ratios_to_first": {name: {key: round(statistics.median(get(b) / get(a) for a, b in
                                                                 zip(rows[names[0]], rows[name], strict=True)), 3)
                                    for key, get in figures.items()} for name in names[1:]},
+        "phases_median": {name: summarize(rows[name])["phases_median"] for name in names},
         "load_1m": sorted(row["load_1m"] for samples in rows.values() for row in samples),
         "samples": {name: [{key: round(get(row), 4) for key, get in figures.items()} | {"load_1m": row["load_1m"]}
                            for row in samples] for name, samples in rows.items()},
     }
-    print(json.dumps({k: report[k] for k in ("median", "ratios_to_first")}, indent=2))
+    print(json.dumps({k: report[k] for k in ("median", "ratios_to_first", "phases_median")}, indent=2))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
 

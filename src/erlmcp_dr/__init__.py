@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+# typing only for the annotations (never evaluated): the guard imports this module, and typing costs its start.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __version__ = "0.1.0"
 

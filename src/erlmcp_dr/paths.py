@@ -350,6 +350,27 @@ def write_private_atomic(path: Path, text: str) -> None:
     write_atomic(str(path), text, 0o600)
 
 
+def write_private_unsynced(path: Path, text: str) -> None:
+    """write_private_atomic without its two fsyncs, for the files of a run's private data dir (its owner marker, the
+    extra vars, ansible-runner's settings, the guard's script): 0600 from the first byte, and a reader sees no file or
+    the whole one (a rename in the same folder), but nothing is forced to disk. That folder lives as long as its run:
+    removed at the run's end, or, after a crash (the one case an fsync guards against), by the next run's sweep
+    (runner.remove_stale_private_dirs) whatever it holds. Their 8 fsyncs cost 2-3 ms before a run's first task
+    (issue 19: docs/speed-warm.md), more when the disk is busy."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.new")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.rename(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
 def user_state_dir() -> Path:
     """The per-user state directory (XDG Base Directory: a relative $XDG_STATE_HOME is ignored)."""
     xdg = os.environ.get("XDG_STATE_HOME", "")

@@ -382,13 +382,13 @@ def write_extravars(private_data_dir: Path, values: Mapping[str, Any]) -> Path:
     env_dir = private_data_dir / "env"
     env_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = env_dir / "extravars"
-    _write_private(path, unsafe_yaml(values))
+    paths.write_private_unsynced(path, unsafe_yaml(values))  # the private data dir: see write_private_unsynced
     return path
 
 
 def write_settings(private_data_dir: Path) -> None:
     """ansible-runner settings: poll the child (and a cancel by SIGTERM/SIGINT) every second."""
-    _write_private(private_data_dir / "env" / "settings", json.dumps({"pexpect_timeout": 1}))
+    paths.write_private_unsynced(private_data_dir / "env" / "settings", json.dumps({"pexpect_timeout": 1}))
 
 
 def private_root() -> Path:
@@ -403,7 +403,7 @@ def make_private_data_dir(run_id: str) -> Path:
     _mkdir_private(root)
     staging = root / f".new-{run_id}"
     staging.mkdir(mode=0o700)
-    _write_private(staging / OWNER_FILE, json.dumps(process_marker()))
+    paths.write_private_unsynced(staging / OWNER_FILE, json.dumps(process_marker()))
     path = root / run_id
     staging.rename(path)
     return path

@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from runbook_helpers import runbook_command
 from test_runner_kill import DEADLINE, FIXTURES, _holding, _of_run, _processes
 
@@ -27,15 +31,24 @@ ensure_collection_importable()
 from ansible_collections.erlmcp.dr.plugins.module_utils._common.wait import wait_for  # noqa: E402
 
 
-def _env(tmp_path: Path) -> dict[str, str]:
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[dict]:
+    """A `runbook` environment (`env`) on localhost (inventory `hosts`) with a zygote folder of its own (short: a
+    socket's path must be) whose CLI zygotes preload `probe`."""
     (tmp_path / "hosts.ini").write_text(
         f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n")
-    (tmp_path / "w").mkdir(mode=0o700)
     (tmp_path / "lib").mkdir()
     (tmp_path / "lib" / "site_probe.py").write_text("VALUE = 1\n")  # a library the CLI zygote preloads
-    return dict(os.environ, ERLMCP_DR_HOME=str(tmp_path / "home"), ERLMCP_DR_PLAYBOOKS=str(FIXTURES),
-                ERLMCP_DR_WARM_DIR=str(tmp_path / "w"), ERLMCP_DR_WARM_PRELOAD="site_probe",
-                PYTHONPATH=os.pathsep.join([str(tmp_path / "lib"), os.environ.get("PYTHONPATH", "")]).rstrip(":"))
+    warm_dir = Path(tempfile.mkdtemp(prefix="erlmcp-dr-wcli-", dir="/tmp"))
+    try:
+        env = dict(os.environ, ERLMCP_DR_HOME=str(tmp_path / "home"), ERLMCP_DR_PLAYBOOKS=str(FIXTURES),
+                   ERLMCP_DR_WARM_DIR=str(warm_dir), ERLMCP_DR_WARM_PRELOAD="site_probe",
+                   PYTHONPATH=os.pathsep.join([str(tmp_path / "lib"), os.environ.get("PYTHONPATH", "")]).rstrip(":"))
+        yield {"env": env, "hosts": str(tmp_path / "hosts.ini"), "probe": tmp_path / "lib" / "site_probe.py"}
+    finally:
+        for zygote in client.zygotes(str(warm_dir)):
+            client.stop(zygote["socket"])
+        shutil.rmtree(warm_dir, ignore_errors=True)
 
 
 def _run(env: dict[str, str], *args: str, command: str = "run") -> tuple[int, str, str, bool]:
@@ -63,9 +76,9 @@ def _cli_zygote(env: dict[str, str], other_than: int | None = None) -> dict:
     return wait_for(found, DEADLINE, interval=0.1, what="a CLI zygote")[0]
 
 
-def test_a_served_run_matches_a_cold_one_and_a_change_on_disk_is_never_served_by_the_old_zygote(tmp_path):
-    env = _env(tmp_path)
-    args = ("trusted_params", "-i", str(tmp_path / "hosts.ini"), "--yes", "--json")
+def test_a_served_run_matches_a_cold_one_and_a_change_on_disk_is_never_served_by_the_old_zygote(lab):
+    env = lab["env"]
+    args = ("trusted_params", "-i", lab["hosts"], "--yes", "--json")
 
     # the first command finds no CLI zygote: it runs in its own process and starts one for the next
     code, out, err, served = _run(env, *args)
@@ -82,15 +95,14 @@ def test_a_served_run_matches_a_cold_one_and_a_change_on_disk_is_never_served_by
 
     # errors and their exit codes are the command's own
     cold_env = dict(env, ERLMCP_DR_WARM_CLI="0")
-    for bad in (("no_such_runbook", "-i", str(tmp_path / "hosts.ini")), ("trusted_params", "--no-such-flag")):
+    for bad in (("no_such_runbook", "-i", lab["hosts"]), ("trusted_params", "--no-such-flag")):
         expected, _, expected_err, _ = _run(cold_env, *bad)
         code, _, err, _ = _run(env, *bad)
         assert code == expected != 0
         assert err.splitlines()[-1] == expected_err.splitlines()[-1]
 
     # a library the zygote loaded changed: that zygote never serves again; the next one does, with the new code
-    probe = tmp_path / "lib" / "site_probe.py"
-    probe.write_text("VALUE = 2  # changed\n")
+    lab["probe"].write_text("VALUE = 2  # changed\n")
     code, _, err, served = _run(env, *args)
     assert (code, served) == (0, False), err
     started = _start_time(first["pid"])
@@ -117,9 +129,8 @@ def _start_time(pid: int) -> int | None:
     return process_start_time(pid)
 
 
-def test_ctrl_c_and_kill_9_of_a_served_runbook_end_its_run(tmp_path):
-    env = _env(tmp_path)
-    inventory = str(tmp_path / "hosts.ini")
+def test_ctrl_c_and_kill_9_of_a_served_runbook_end_its_run(lab):
+    env, inventory = lab["env"], lab["hosts"]
     _run(env, "trusted_params", "-i", inventory, "--yes")  # starts the CLI zygote
     _cli_zygote(env)
     for signum, expected in ((signal.SIGINT, 1), (signal.SIGKILL, -signal.SIGKILL)):

@@ -64,7 +64,9 @@ class ActionModule(ActionBase):
         with open("/proc/self/cmdline", "rb") as handle:
             cmdline = handle.read().replace(b"\\0", b" ").decode()
         return {"changed": False, "library": warm_probe_library.VALUE, "env": os.environ.get("WARM_PROBE_ENV"),
-                "inventory": task_vars.get("probe_var"), "forks": C.DEFAULT_FORKS, "cmdline": cmdline}
+                "inventory": task_vars.get("probe_var"), "forks": C.DEFAULT_FORKS, "cmdline": cmdline,
+                "host_key_checking": C.HOST_KEY_CHECKING, "fact_cache": C.CACHE_PLUGIN_CONNECTION,
+                "fact_cache_env": os.environ.get("ANSIBLE_CACHE_PLUGIN_CONNECTION")}
 """
 
 
@@ -88,6 +90,7 @@ def probe(tmp_path, monkeypatch) -> Iterator[dict[str, Path]]:
     monkeypatch.setenv("ERLMCP_DR_WARM_PRELOAD", "warm_probe_library")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(library), os.environ.get("PYTHONPATH", "")]))
     monkeypatch.setenv("WARM_PROBE_ENV", "alpha")
+    monkeypatch.delenv("ANSIBLE_HOST_KEY_CHECKING", raising=False)
     try:
         yield {"inventory": inventory, "library": library / "warm_probe_library.py", "warm_dir": warm_dir}
     finally:
@@ -119,7 +122,8 @@ def _edited_in_place(path: Path, text: str) -> None:
 
 def test_a_warm_run_sees_a_changed_library_inventory_and_environment_and_survives_a_crashed_zygote(
         probe, monkeypatch, tmp_path):
-    """Each change alone, each checked on the next run: a per-run environment variable and the inventory (the
+    """Each change alone, each checked on the next run: a per-run environment variable, the Ansible settings the key
+    leaves out (the run's fact cache, ANSIBLE_HOST_KEY_CHECKING: read again in the fork) and the inventory (the
     zygote never holds them: the same zygote serves), a module file the zygote loaded (its size, then only its
     mtime), and PYTHONPATH (it decided which file the zygote loaded: another zygote serves). Each step fails if its
     invalidation breaks: the stale zygote's preloaded module would answer."""
@@ -128,11 +132,18 @@ def test_a_warm_run_sees_a_changed_library_inventory_and_environment_and_survive
     assert (first["library"], first["inventory"], first["env"]) == ("first", "one", "alpha")
     (zygote,) = _live_zygotes(probe)
 
-    # The same zygote serves an unchanged run, and the run's own environment reaches it.
+    assert isinstance(first["host_key_checking"], bool) and first["fact_cache"] == first["fact_cache_env"]
+
+    # The same zygote serves an unchanged run, and the run's own environment reaches it: a variable, and the Ansible
+    # settings the zygote's key leaves out, read again from it (each run's fact cache is in its own artifacts).
     monkeypatch.setenv("WARM_PROBE_ENV", "beta")
+    monkeypatch.setenv("ANSIBLE_HOST_KEY_CHECKING", str(not first["host_key_checking"]))  # runner: False if unset
     again = _probe(probe)
     assert "[warm run " in again["cmdline"] and again["env"] == "beta"
+    assert again["host_key_checking"] is not first["host_key_checking"]
+    assert again["fact_cache"] == again["fact_cache_env"] != first["fact_cache"]
     assert _live_zygotes(probe) == [zygote]
+    monkeypatch.delenv("ANSIBLE_HOST_KEY_CHECKING")
 
     # The inventory alone: the run reads it from disk (the zygote never did), so the same zygote serves.
     probe["inventory"].write_text(probe["inventory"].read_text().replace("probe_var=one", "probe_var=two"))

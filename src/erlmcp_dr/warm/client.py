@@ -17,9 +17,13 @@ import signal
 import socket
 import sys
 import time
-from typing import Any, Dict, List, Optional
 
 from erlmcp_dr.warm import IDLE_ENV, START_TIMEOUT_ENV, fingerprint, title, wire
+
+# typing only for the annotations (never evaluated): the guard imports this module, and typing costs its start.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional
 
 DEFAULT_IDLE_SECONDS = 900
 DEFAULT_START_TIMEOUT = 60.0

@@ -11,8 +11,10 @@ own command line and marker there, as setproctitle does. Its workers, forked fro
 
 from __future__ import annotations
 
-import ctypes
-from typing import List, Tuple
+# typing only for the annotations (never evaluated): the guard imports this module, and typing costs its start.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import List, Tuple
 
 ROOM = 1024  # characters reserved for the marker's value; the command line gets ARGV_ROOM
 ARGV_ROOM = 4096
@@ -29,6 +31,8 @@ def _areas() -> Tuple[int, int, int, int]:
 
 def _write(start: int, end: int, data: bytes) -> None:
     """Overwrites [start, end) with data, the rest with NULs (data cut to fit, always NUL-ended)."""
+    import ctypes  # here: only the forked run writes its title; the guard imports this module for MARKER
+
     size = end - start
     data = data[: size - 1]
     ctypes.memmove(start, data + b"\0" * (size - len(data)), size)

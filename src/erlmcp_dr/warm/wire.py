@@ -16,7 +16,11 @@ import os
 import socket
 import stat
 import struct
-from typing import Any, Dict, List, Optional, Tuple
+
+# typing only for the annotations (never evaluated): the guard imports this module, and typing costs its start.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional, Tuple
 
 MAX_MESSAGE = 16 * 1024 * 1024  # an environment and an argv: far below this
 MAX_FDS = 3

@@ -22,16 +22,22 @@ import atexit
 import io
 import json
 import os
+import re
 import select
 import signal
 import socket
 import sys
 import time
-from typing import Any, Dict, List, NoReturn
+from typing import Any, Dict, List, Mapping, NoReturn, Optional, Set
 
 from erlmcp_dr.warm import fingerprint, title, wire
 
 ACCEPT_TICK = 1.0  # seconds between checks of the idle time, the socket file and exited run servers
+
+# The zygote's environment and working directory at its start, before any run and before ansible.constants read its
+# settings from them: a forked run reads again only the settings whose sources differ (refresh_ansible_settings).
+START_ENV = dict(os.environ)
+START_CWD = os.getcwd()
 
 # What a cold ansible-playbook imports before its first task (measured: docs/speed-warm.md), and the drivers the
 # collection's action plugins import when loaded. Not ansible-runner's awx_display callback: its import reads the
@@ -400,12 +406,12 @@ def become_run(message: Dict[str, Any], fds: List[int]) -> NoReturn:
     from erlmcp_dr.guard import run_script
 
     try:
-        take_request(message, fds)
+        inherited = take_request(message, fds)  # the zygote's environment: what its settings may have been read from
         argv = [str(arg) for arg in message["argv"]]
         title.set_command_line(["ansible-playbook", f"[warm run {message['marker']}]", *argv[1:]])
         title.set_run_marker(str(message["marker"]))
         _reopen_std_streams()
-        refresh_ansible_settings()
+        refresh_ansible_settings(inherited)
         forget_collection_finder()
     except BaseException:  # noqa: BLE001 - reported on the run's stderr, as a failed start
         import traceback
@@ -462,19 +468,22 @@ def _exit_code(command: Any) -> int:
     return code
 
 
-def take_request(message: Dict[str, Any], fds: List[int]) -> None:
-    """The requester's stdin, stdout and stderr, environment, working directory and umask; default signals."""
+def take_request(message: Dict[str, Any], fds: List[int]) -> Dict[str, str]:
+    """The requester's stdin, stdout and stderr, environment, working directory and umask; default signals. Returns
+    the environment this process had (the zygote's)."""
     for target, fd in enumerate(fds[:3]):
         os.dup2(fd, target)
     for fd in fds:
         if fd > 2:
             os.close(fd)
+    inherited = dict(os.environ)
     os.environ.clear()
     os.environ.update({str(name): str(value) for name, value in message["env"].items()})
     os.chdir(message["cwd"])
     os.umask(int(message["umask"]))
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
         signal.signal(signum, signal.SIG_DFL)
+    return inherited
 
 
 _ZYGOTE_STREAMS: List[Any] = []  # the zygote's own sys.std* (fds 0-2 with closefd): kept so nothing closes 0-2
@@ -497,14 +506,70 @@ def _reopen_std_streams() -> None:
         setattr(sys, f"__{name}__", stream)
 
 
-def refresh_ansible_settings() -> None:
-    """Every setting of ansible.constants read again from this run's environment, as its import does: the zygote's
-    key pins what shaped the imports (the config file, ANSIBLE_* at start); the run's own values (its artifact
-    folder, its fact cache) are read here."""
+# A setting's value is a function of its sources (ansible.config.manager.get_config_value_and_origin): the config
+# file (the zygote's key pins it), environment variables, a default that may be a template over other settings, and
+# for path types the working directory (a relative value is resolved against it). Its 'vars' and 'cli' sources are
+# read later, per play and from the command line, not here.
+PATH_TYPES = frozenset({"path", "pathspec", "pathlist", "tmppath", "tmp", "temppath"})
+TEMP_TYPES = frozenset({"tmppath", "tmp", "temppath"})  # a fresh folder each time it is read: every run its own
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def refresh_ansible_settings(inherited: Optional[Mapping[str, str]] = None,
+                             start_env: Optional[Mapping[str, str]] = None,
+                             start_cwd: Optional[str] = None) -> List[str]:
+    """Ansible's settings read again from this run's environment, as ansible.constants' import reads them, where
+    they can differ from the zygote's: those with an environment variable whose value (or absence) differs from the
+    zygote's at its start (`start_env`) or as the fork inherited it (`inherited`): the per-run and secret-named ones
+    the key leaves out (the run's artifact folder, its fact cache, ANSIBLE_HOST_KEY_CHECKING, ...); each temporary
+    folder (DEFAULT_LOCAL_TMP: the run's own); every path when the run's working directory is not the zygote's;
+    and a templated default that names a setting read again with another value, or anything but settings and
+    ansible.constants' own names. Reading all ~220 of them cost 17 ms of every warm run (issue 19). Returns the
+    names read again."""
     from ansible import constants
 
-    for setting in constants.config.get_configuration_definitions():
-        constants.set_constant(setting, constants.config.get_config_value(setting, variables=vars(constants)))
+    start_env = START_ENV if start_env is None else start_env
+    environ = os.environ
+
+    def env_differs(name: str) -> bool:
+        value = environ.get(name)
+        return value != start_env.get(name) or (inherited is not None and value != inherited.get(name))
+
+    definitions = constants.config.get_configuration_definitions()
+    namespace = vars(constants)
+    cwd_moved = os.getcwd() != (START_CWD if start_cwd is None else start_cwd)
+    changed: Set[str] = set()
+    read = []
+    for setting, definition in definitions.items():
+        kind = str(definition.get("type") or "").lower()
+        if not (kind in TEMP_TYPES or (cwd_moved and kind in PATH_TYPES)
+                or any(env_differs(str(entry.get("name"))) for entry in definition.get("env") or ())
+                or _template_depends(definition.get("default"), definitions, namespace, changed)):
+            continue
+        before = namespace.get(setting, changed)  # `changed` stands for "never set"
+        value = constants.config.get_config_value(setting, variables=namespace)
+        constants.set_constant(setting, value)
+        read.append(setting)
+        try:
+            if before is changed or before != value:
+                changed.add(setting)
+        except Exception:  # noqa: BLE001 - a value that cannot be compared counts as changed
+            changed.add(setting)
+    return read
+
+
+def _template_depends(default: Any, definitions: Mapping[str, Any], namespace: Mapping[str, Any],
+                      changed: Set[str]) -> bool:
+    """Whether a default (as ConfigManager.template_default templates it: a string in {{ }}) may render otherwise in
+    this run: it names a setting read again with another value, or a name that is neither a setting nor one of
+    ansible.constants' own (a filter, a lookup, a test, a keyword: assume it may)."""
+    if not (isinstance(default, str) and default.startswith("{{") and default.endswith("}}")):
+        return False
+    for name in _NAME.findall(_QUOTED.sub(" ", default[2:-2])):
+        if name in changed or (name not in definitions and name not in namespace):
+            return True
+    return False
 
 
 if __name__ == "__main__":
