@@ -202,18 +202,25 @@ def in_process_script(command: str) -> str | None:
 
 def run_script(path: str, argv: list) -> None:
     """Runs the script at `path` as __main__ with argv (argv[0] becomes its path, as when the kernel starts it) and
-    ends the process with its exit code: non-daemon threads joined, output flushed, atexit handlers run, then
-    os._exit, skipping the interpreter's teardown."""
-    import atexit
+    ends the process with its exit code (exit_as_main)."""
     import runpy
-    import threading
-    import traceback
 
     sys.argv = [path, *argv[1:]]
     sys.path[0] = os.path.dirname(os.path.realpath(path))
+    exit_as_main(lambda: runpy.run_path(path, run_name="__main__"))
+
+
+def exit_as_main(main: Any) -> None:
+    """Runs main() as Python's top level runs a program and ends the process with its exit code: SystemExit's (a
+    message is printed, exit 1), an uncaught exception's traceback (exit 1); non-daemon threads joined, output
+    flushed, atexit handlers run, then os._exit, skipping the interpreter's teardown."""
+    import atexit
+    import threading
+    import traceback
+
     code = 0
     try:
-        runpy.run_path(path, run_name="__main__")
+        main()
     except SystemExit as exc:
         if exc.code is None or isinstance(exc.code, int):
             code = exc.code or 0
@@ -289,8 +296,8 @@ sys.exit(os.waitstatus_to_exitcode(_status) if os.WIFEXITED(_status) else 128 + 
 
 
 GUARD_FUNCTIONS = ("proc_stat", "process_tree", "marked_processes", "run_processes", "freeze_and_kill", "kill_tree",
-                   "in_process_script", "run_script", "process_start_time", "warm_start", "write_start_record",
-                   "kill_warm_server")
+                   "in_process_script", "run_script", "exit_as_main", "process_start_time", "warm_start",
+                   "write_start_record", "kill_warm_server")
 
 
 # The guard's own imports: a fresh interpreter per run, so only what its functions call (issue 19: typing and pathlib

@@ -424,8 +424,10 @@ def become_run(message: Dict[str, Any], fds: List[int]) -> NoReturn:
 
 def become_cli(message: Dict[str, Any], fds: List[int]) -> NoReturn:
     """In the forked `runbook` command: the launcher's stdio, environment, directory, umask, command line and
-    signals (Ctrl-C is a KeyboardInterrupt, as in a cold `runbook`), then the CLI's main with its argv. Its exit
-    status is the command's."""
+    signals (Ctrl-C is a KeyboardInterrupt, as in a cold `runbook`), then the CLI's main with its argv, ended as
+    a console script ends (guard.exit_as_main). Its exit status is the command's."""
+    from erlmcp_dr.guard import exit_as_main
+
     try:
         take_request(message, fds)
         argv = [str(arg) for arg in message["argv"]]
@@ -439,33 +441,8 @@ def become_cli(message: Dict[str, Any], fds: List[int]) -> NoReturn:
 
         traceback.print_exc()
         os._exit(70)
-    os._exit(_exit_code(cli_main))
-
-
-def _exit_code(command: Any) -> int:
-    """Runs command() as a console script would (sys.exit(command())), flushes and runs the atexit handlers; its
-    exit code."""
-    try:
-        code = command()
-    except SystemExit as exc:
-        code = exc.code
-    except BaseException:  # noqa: BLE001 - what an uncaught exception prints, and its exit code
-        import traceback
-
-        traceback.print_exc()
-        code = 1
-    if code is None:
-        code = 0
-    elif not isinstance(code, int):
-        print(code, file=sys.stderr)
-        code = 1
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            code = code or 120
-    atexit._run_exitfuncs()
-    return code
+    exit_as_main(lambda: sys.exit(cli_main()))
+    os._exit(70)  # exit_as_main never returns
 
 
 def take_request(message: Dict[str, Any], fds: List[int]) -> Dict[str, str]:
