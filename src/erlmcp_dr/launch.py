@@ -13,6 +13,9 @@ import sys
 
 SERVED_COMMANDS = frozenset({"run", "plan"})
 WARM_CLI_ENV = "ERLMCP_DR_WARM_CLI"
+# The kill matrix's fault injection (compose/run.py): a composed run stops its own process at a boundary, and the
+# matrix then kills `runbook`'s process tree. Such a command runs here, so "its own process" is the `runbook` process.
+STOP_AT_BOUNDARY_ENV = "ERLMCP_DR_STOP_AT_BOUNDARY"
 
 
 def main() -> int:
@@ -28,8 +31,8 @@ def main() -> int:
 
 
 def served(argv: list[str], environ: os._Environ[str] | dict[str, str]) -> bool:
-    """Whether this command goes to a CLI zygote: a run or a plan, the warm start not turned off."""
+    """Whether this command goes to a CLI zygote: a run or a plan, the warm start not turned off, no fault to inject."""
     from erlmcp_dr.warm import enabled
 
     return len(argv) > 1 and argv[1] in SERVED_COMMANDS and enabled(environ) \
-        and environ.get(WARM_CLI_ENV, "1").strip() != "0"
+        and environ.get(WARM_CLI_ENV, "1").strip() != "0" and not environ.get(STOP_AT_BOUNDARY_ENV)

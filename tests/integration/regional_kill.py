@@ -36,7 +36,7 @@ from runbook_helpers import (
     wait_for,
 )
 
-from erlmcp_dr import catalog
+from erlmcp_dr import catalog, launch
 from erlmcp_dr.compose import run as composed
 from erlmcp_dr.lab import app as lab_app
 from erlmcp_dr.lab import dns as lab_dns
@@ -227,7 +227,9 @@ def killed_at(inventory: Path, boundary: str, runbook: str = "regional_failover"
     (its process alive): what a second operator meets then (tests/integration/failback_kill.py)."""
     home = Path(os.environ["ERLMCP_DR_HOME"])
     inside = boundary[len(INSIDE):] if boundary.startswith(INSIDE) else None
-    stop = {} if inside else {composed.STOP_AT_BOUNDARY_ENV: boundary}
+    # Inside a step, the move is found by the ansible-playbook below the `runbook` process: the CLI runs there, not
+    # in a CLI zygote (docs/speed-warm.md; a boundary's own stop is never served either, launch.py).
+    stop = {launch.WARM_CLI_ENV: "0"} if inside else {composed.STOP_AT_BOUNDARY_ENV: boundary}
     env = dict(os.environ, PATH=venv_path(), **stop)
     proc = subprocess.Popen([*runbook_command(), "run", runbook, "-i", str(inventory), *move, "--yes",
                              "--json"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,

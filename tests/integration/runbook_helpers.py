@@ -442,6 +442,20 @@ class Cli:
         return f"rc={self.rc}\n--- stdout\n{self.stdout[-4000:]}\n--- stderr\n{self.stderr[-4000:]}"
 
 
+def runbook_pids(proc: subprocess.Popen) -> set[int]:
+    """The `runbook` process `proc` and, when a CLI zygote serves its command (docs/speed-warm.md), the forked
+    command doing the work (its run lock names it): both show the same command line."""
+    def cmdline(pid: int | str) -> bytes:
+        try:
+            return Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0")
+        except OSError:
+            return b""
+
+    mine = cmdline(proc.pid)
+    return {proc.pid} | {int(entry.name) for entry in Path("/proc").iterdir()
+                         if entry.name.isdigit() and mine and cmdline(entry.name) == mine}
+
+
 def runbook_command() -> list[str]:
     script = VENV_BIN / "runbook"
     if script.exists():

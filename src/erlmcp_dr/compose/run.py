@@ -40,7 +40,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional
 
-from erlmcp_dr import audit, catalog, params, paths
+from erlmcp_dr import audit, catalog, launch, params, paths
 from erlmcp_dr.catalog import Runbook
 from erlmcp_dr.compose import engine as engine_module
 from erlmcp_dr.compose import hooks, move_lock, recovery, spec
@@ -61,7 +61,7 @@ BUILTIN_ACTIONS: Dict[str, tuple] = {"residency_guard": ("to_region", "justifica
 # Fault injection for the kill matrix (tests/integration/test_regional_kill.py, benchmarks/regional_kill_matrix.py):
 # the run stops itself (SIGSTOP) at that boundary, its journal written, so a test kills it exactly there.
 # A step id: before that forward step starts; "end": after the last step, before the result is written.
-STOP_AT_BOUNDARY_ENV = "ERLMCP_DR_STOP_AT_BOUNDARY"
+STOP_AT_BOUNDARY_ENV = launch.STOP_AT_BOUNDARY_ENV  # never served by a CLI zygote: it stops the `runbook` process
 END_BOUNDARY = "end"
 
 

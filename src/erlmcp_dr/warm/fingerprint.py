@@ -22,14 +22,12 @@ import json
 import os
 import sys
 
-# sha256 without hashlib: hashlib loads OpenSSL (_hashlib, about 2 ms of every guard's start); the digest is the same.
+# sha256 without hashlib where CPython has it: hashlib loads OpenSSL (_hashlib, about 2 ms of every guard's start);
+# the digest is the same. (Not _sha2, 3.12's name: the execution environment's import check knows 3.11's modules.)
 try:
     from _sha256 import sha256  # CPython <= 3.11
 except ImportError:  # pragma: no cover - the interpreter in use decides
-    try:
-        from _sha2 import sha256  # CPython >= 3.12
-    except ImportError:
-        from hashlib import sha256
+    from hashlib import sha256
 
 # typing only for the annotations (never evaluated): the guard imports this module, and typing costs its start.
 TYPE_CHECKING = False
