@@ -97,6 +97,21 @@ def test_a_start_waits_for_a_killed_postmaster_to_be_reaped(tmp_path, monkeypatc
     assert server.wait_killed_postmaster_gone(0) is True
 
 
+def test_pg_rewind_and_a_start_wait_for_a_killed_postmaster_to_be_reaped(tmp_path, monkeypatch):
+    """The collection's own Server (a rejoin's pg_rewind, a start), not only the lab's: PostgreSQL's single-user run
+    refuses with 'lock file already exists' while the zombie holds the PID (seen in a drill's rejoin)."""
+    child = _zombie()
+    server = _lab_server(tmp_path, child.pid, monkeypatch)
+    try:
+        with pytest.raises(_pg_server.ServerError, match="still a zombie after 0s"):
+            server.wait_killed_postmaster_reaped(0)
+    finally:
+        child.wait()
+    server.wait_killed_postmaster_reaped(0)  # reaped: nothing to wait for
+    (tmp_path / "postmaster.pid").unlink()
+    server.wait_killed_postmaster_reaped(0)  # no postmaster.pid: nothing either
+
+
 def test_a_live_postmaster_or_none_is_not_waited_for(tmp_path, monkeypatch):
     server = _lab_server(tmp_path, os.getpid(), monkeypatch)
     assert server.wait_killed_postmaster_gone(0) is False

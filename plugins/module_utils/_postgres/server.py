@@ -251,6 +251,7 @@ class Server(object):
     def start(self, timeout=60):
         if self.is_running():
             return False
+        self.wait_killed_postmaster_reaped(timeout)
         self.run("pg_ctl", ["start", "-D", self.data_dir, "-l", self.log_file, "-w", "-t", str(int(timeout))],
                  timeout=timeout + 15)
         return True
@@ -325,9 +326,26 @@ class Server(object):
         The password reaches pg_rewind through a temporary passfile (0600, owned by the data directory's
         owner, removed afterwards) named by PGPASSFILE: never PGPASSWORD in its environment.
         """
+        self.wait_killed_postmaster_reaped(timeout)
         return self.run_with_password(
             "pg_rewind", ["--target-pgdata", self.data_dir, "--source-server", source_conninfo, "--progress"],
             password, timeout)
+
+    def wait_killed_postmaster_reaped(self, timeout):
+        """A postmaster killed with kill -9 stays a zombie until its parent reaps it (init: here up to seconds later),
+        and PostgreSQL's own stale-lock test (kill(pid, 0)) still finds it: pg_rewind's single-user run and a start
+        fail meanwhile with 'lock file "postmaster.pid" already exists'. Waits (deadline, polls of
+        STOP_POLL_SECONDS) until that PID is no zombie any more; returns at once when there is none."""
+        pid = self.postmaster_pid()
+        if pid is None or process_state(pid) != "Z":
+            return
+        try:
+            wait_for(lambda: process_state(pid) != "Z", timeout, interval=STOP_POLL_SECONDS,
+                     what="the killed postmaster to be reaped")
+        except WaitTimeout:
+            raise ServerError("the killed postmaster of %s (PID %s) is still a zombie after %ss: PostgreSQL refuses to "
+                              "start over it until its parent process reaps it (init or the service manager should); "
+                              "expected it gone" % (self.data_dir, pid, timeout)) from None
 
     def run_with_password(self, name, args, password, timeout):
         """Run a client binary whose password reaches it through a temporary passfile (temp_passfile) named by
