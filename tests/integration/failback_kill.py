@@ -46,7 +46,6 @@ from regional_kill import (
     left_by_the_kill,
     parsed,
     process_state,
-    run_tree,
 )
 from rewind_freeze import bin_dir_freezing_pg_rewind, wait_frozen
 from runbook_helpers import (
@@ -251,23 +250,6 @@ def killed_during_rewind(cfg: lab.LabConfig, inventory: Path) -> dict[str, Any]:
     finally:
         inventory.write_text(original)
     return {**left_by_the_kill(killed, home, RUNBOOK), "frozen_at": frozen["line"]}
-
-
-def stopped_processes_of(home: Path) -> list[int]:
-    """Processes in the stopped state (T) that belong to this test: started with its ERLMCP_DR_HOME (the run, its
-    children, and the lab it started). The machine is shared: another test's stopped process is not this one's."""
-    mine = f"ERLMCP_DR_HOME={home}".encode()
-    found = []
-    for pid in run_tree(1):
-        if process_state(pid) != "T":
-            continue
-        try:
-            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if mine in environ:
-            found.append(pid)
-    return found
 
 
 def kill_failback(cfg: lab.LabConfig, inventory: Path, boundary: str,

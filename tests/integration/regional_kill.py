@@ -127,6 +127,25 @@ def killed_at_the_end(proc: subprocess.Popen, spare: tuple[str, ...] = ()) -> It
             proc.stderr.close()
 
 
+def stopped_processes_of(home: Path) -> list[int]:
+    """Processes in the stopped state (T) that belong to this test: started with its ERLMCP_DR_HOME (the run, its
+    children, and the lab it started), or marked as one of its runs' (ERLMCP_DR_RUN=<home>/private/...: a warm
+    ansible-playbook shows the zygote's environment, docs/speed-warm.md). The machine is shared: another test's
+    stopped process (a drill's frozen server, a frozen pg_rewind) is not this one's."""
+    names = (f"ERLMCP_DR_HOME={home}".encode(), f"ERLMCP_DR_RUN={home}/".encode())
+    found = []
+    for pid in run_tree(1):
+        if process_state(pid) != "T":
+            continue
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(entry == names[0] or entry.startswith(names[1]) for entry in environ):
+            found.append(pid)
+    return found
+
+
 def left_by_the_kill(killed: dict[int, str], home: Path, runbook: str) -> dict[str, Any]:
     """What a killed run left, as every kill case reports it: how many processes were killed and its journal."""
     return {"killed_pids": len(killed), "journal": journal_of_latest(home, runbook)}

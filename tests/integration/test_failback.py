@@ -26,9 +26,8 @@ from failback_kill import (
     failback_end_state,
     kill_failback,
     seen_from_outside,
-    stopped_processes_of,
 )
-from regional_kill import parsed
+from regional_kill import parsed, stopped_processes_of
 from runbook_helpers import DEADLINE, plain_connect, runbook_cli, summary, topology, wait_for
 from test_pg_split_brain import config_files, rows, split_brain
 from test_pg_standby_follow import stop

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import lab_inventory, new_lab
-from regional_kill import B_SERVING, MOVE, boundaries, end_state, killed_at, parsed, process_state, run_tree
+from regional_kill import B_SERVING, MOVE, boundaries, end_state, killed_at, parsed, stopped_processes_of
 from runbook_helpers import runbook_cli, summary
 
 from erlmcp_dr.compose import run as composed
@@ -35,7 +35,7 @@ def test_a_move_killed_past_the_point_of_no_return_is_finished_by_the_same_comma
         left = killed["journal"]
         assert left["status"] == "running" and left["entered_point_of_no_return"] is True
         assert left["verified"] == ["residency", "confirm", "declare", "isolate", "services", "redis", "database"]
-        assert not [pid for pid in run_tree(1) if process_state(pid) == "T"], "a stopped process of the run remains"
+        assert stopped_processes_of(home) == [], "a stopped process of the run remains"
         between = end_state(cfg)
         assert between["writable"] == ["pg-b"] and between["redis_primaries"] == ["redis-b"]
         assert between["dns"] == ["127.0.1.1"] and between["verified_state"] is None  # half-way: neither state
