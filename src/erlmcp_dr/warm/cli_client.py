@@ -26,7 +26,6 @@ from erlmcp_dr.warm import client, fingerprint, wire
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 KIND = "cli"
-STARTING_SUFFIX = ".starting"  # beside the socket while a CLI zygote starts (zygote.py removes it once it serves)
 
 
 def run_served(argv: list[str]) -> int | None:
@@ -97,8 +96,8 @@ def _start_in_background(socket_path: str, key: str, environ: dict[str, str], cw
     """Starts a CLI zygote for the next commands, unless one is starting already: its `.starting` file, made here and
     removed by the zygote once it serves, is younger than the start timeout (a zygote that failed to start is tried
     again after that)."""
-    starting = socket_path[: -len(".sock")] + STARTING_SUFFIX
-    lock_fd = os.open(socket_path[: -len(".sock")] + ".lock", os.O_WRONLY | os.O_CREAT, 0o600)
+    starting = wire.beside(socket_path, wire.STARTING_SUFFIX)
+    lock_fd = os.open(wire.beside(socket_path, ".lock"), os.O_WRONLY | os.O_CREAT, 0o600)
     try:
         fcntl.flock(lock_fd, fcntl.LOCK_EX)
         try:

@@ -122,7 +122,7 @@ def _connect(socket_path: str) -> Optional[socket.socket]:
 
 def _start_and_connect(socket_path: str, key: str, environ: Dict[str, str], cwd: str) -> socket.socket:
     """Starts a zygote (one at a time per key: a lock file), waits until it serves, and connects."""
-    lock_fd = os.open(socket_path[: -len(".sock")] + ".lock", os.O_WRONLY | os.O_CREAT, 0o600)
+    lock_fd = os.open(wire.beside(socket_path, ".lock"), os.O_WRONLY | os.O_CREAT, 0o600)
     try:
         fcntl.flock(lock_fd, fcntl.LOCK_EX)
         sock = _connect_fresh(socket_path)  # another run started it while this one waited for the lock
@@ -143,7 +143,7 @@ def start_zygote(socket_path: str, key: str, environ: Dict[str, str], cwd: str, 
     cannot. wait=False returns 0 at once: the zygote serves later runs (its start does not delay this one)."""
     idle = _number(environ.get(IDLE_ENV), DEFAULT_IDLE_SECONDS)
     deadline = time.monotonic() + _number(environ.get(START_TIMEOUT_ENV), DEFAULT_START_TIMEOUT)
-    log_path = socket_path[: -len(".sock")] + ".log"
+    log_path = wire.beside(socket_path, ".log")
     env = dict(fingerprint.zygote_env(environ), **{title.MARKER: title.placeholder()})
     # -P: nothing from the working directory (a playbook folder) shadows a module the zygote imports
     argv = [sys.executable, "-P", "-m", "erlmcp_dr.warm.zygote", socket_path, key, "", str(idle), " " * title.ARGV_ROOM,
@@ -223,7 +223,7 @@ def _number(text: Optional[str], default: float) -> float:
 
 
 def zygote_info_path(socket_path: str) -> str:
-    return socket_path[: -len(".sock")] + ".json"
+    return wire.beside(socket_path, wire.INFO_SUFFIX)
 
 
 def read_info(socket_path: str) -> Dict[str, Any]:

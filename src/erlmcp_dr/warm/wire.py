@@ -43,6 +43,16 @@ def default_dir() -> str:
     return f"/tmp/erlmcp-dr-warm-{os.getuid()}"
 
 
+INFO_SUFFIX = ".json"  # the zygote's record: pid, key, kind, manifest
+STARTING_SUFFIX = ".starting"  # while a CLI zygote starts in the background (the zygote removes it once it serves)
+
+
+def beside(socket_path: str, suffix: str) -> str:
+    """A zygote's file next to its socket (z-<key>.sock): ".json" its record, ".lock" its start lock, ".log" its log,
+    ".starting" while a CLI zygote starts in the background."""
+    return socket_path[: -len(".sock")] + suffix
+
+
 def private_dir(path: str) -> str:
     """Makes `path` (0700) if missing; refuses (WireError naming what it found) a folder that is a symlink, not the
     user's own, or open to others: another user could then put a socket of theirs where ours is expected."""

@@ -244,7 +244,7 @@ def main(argv: List[str]) -> None:
     bound = os.stat(socket_path).st_ino
     _write_info(socket_path, key, extra, kind)
     try:
-        os.unlink(socket_path[: -len(".sock")] + ".starting")  # a CLI zygote started in the background serves now
+        os.unlink(wire.beside(socket_path, wire.STARTING_SUFFIX))  # a CLI zygote started in the background serves now
     except OSError:
         pass
     try:
@@ -273,7 +273,7 @@ def main(argv: List[str]) -> None:
 
 
 def info_path(socket_path: str) -> str:
-    return socket_path[: -len(".sock")] + ".json"
+    return wire.beside(socket_path, wire.INFO_SUFFIX)
 
 
 def _bind(server: socket.socket, socket_path: str) -> None:
