@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +37,7 @@ from erlmcp_dr.lab import lifecycle as lab
 from erlmcp_dr.paths import ensure_collection_importable
 
 ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils._common.wait import wait_for  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.wait import WaitTimeout, wait_for  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import sql as pg  # noqa: E402
 
 psycopg = pg.psycopg
@@ -764,8 +764,25 @@ def kill_cli(args: Sequence[str], when: Callable[[], bool], deadline: float = DE
     # A warm run's ansible-playbook is a fork of the zygote, outside the killed tree: its run server ends it once it
     # sees the guard gone, and until then a module in flight may still change something. What the test reads next
     # must be the killed run's last word, as the next run's (which ends any leftover before it starts) would be.
-    wait_for(lambda: not marked_run_processes(), DEADLINE, interval=0.02, what="the killed run's processes ending")
+    try:
+        wait_for(lambda: not marked_run_processes(), DEADLINE, interval=0.02, what="the killed run's processes ending")
+    except WaitTimeout as exc:
+        raise AssertionError(f"{exc}; still alive:\n{describe_processes(marked_run_processes())}") from exc
     return cli
+
+
+def describe_processes(pids: Iterable[int]) -> str:
+    """A line per process: pid, parent, state (R/S/T/Z...), command line; for a failure message."""
+    lines = []
+    for pid in pids:
+        try:
+            status = dict(line.split(":\t", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                          if ":\t" in line)
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        lines.append(f"{pid} ppid={status.get('PPid', '?')} state={status.get('State', '?')} {argv[:300]}")
+    return "\n".join(lines) or "(none left)"
 
 
 def marked_run_processes() -> list[int]:
