@@ -119,6 +119,9 @@ def preload(kind: str = "playbook") -> List[str]:
             print(f"zygote: not preloaded: {name}: {exc}", file=sys.stderr)
     if kind == "cli":
         return []
+    from erlmcp_dr.warm import immutable_copies
+
+    immutable_copies.install()
     _drop_local_tmp()
     data_files = warm_ansible_caches()
     from ansible import constants
