@@ -30,6 +30,8 @@ zygote's fork, the playbook parsed), each task (with the timings its module retu
 reports); and the moments a client sees: region b's application accepting a write asked directly (a second writer
 on b's own address, no DNS), each authoritative server answering b's address for the public name, the first write
 acknowledged through the public name. Each child says whether ansible-playbook was forked by the warm zygote.
+Before each move one read-only run (region_health) starts the warm zygote, so that no step pays its start: the
+benchmark's zygotes live in a folder of its own (ERLMCP_DR_WARM_DIR, unless set), stopped at its end.
 
 Writes benchmarks/results/<date>-regional.json and prints a table.
 
