@@ -48,19 +48,17 @@ the composition engine is this checkout's, the playbooks (the workflow's data) a
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -151,35 +149,16 @@ def floors_once(cfg: lab.LabConfig, inventory: Path) -> dict[str, Row]:
 
 def start_region_services(cfg: lab.LabConfig, region: str) -> None:
     """The warm starting state: `region`'s services started (as its start command does) and healthy, before the move.
-
-    Started with SIGINT and SIGQUIT at their defaults whatever this process has: a service (lab/services.py) has no
-    handler of its own, so it keeps an ignored SIGINT and SIGQUIT from its parent (a benchmark started in the
-    background, `cmd &` in a script, ignores both), and `lab.down` then waits out both signals' deadlines (30 s each)
-    before its SIGKILL, service by service: seven minutes for region b's seven, after the measurement."""
+    (A service shuts down on lab.down's SIGINT even when this benchmark runs in the background, which ignores SIGINT:
+    lab/stop_signals.py; before, lab.down waited 60 s per service, after the measurement.)"""
     from erlmcp_dr.lab import services as lab_services
 
     region_services = [svc for svc in lab_services.services(cfg) if svc.region == region]
-    with _default_stop_signals():
-        for svc in region_services:
-            lab_services.start(svc.folder, svc.host_name, svc.host, svc.port)
+    for svc in region_services:
+        lab_services.start(svc.folder, svc.host_name, svc.host, svc.port)
     for svc in region_services:
         lab.wait_for(lambda svc=svc: _healthy(f"{svc.url}/health"), lab_services.START_TIMEOUT, interval=0.05,
                      what=f"{svc.host_name} healthy (warm starting state)")
-
-
-@contextlib.contextmanager
-def _default_stop_signals() -> Iterator[None]:
-    """SIGINT and SIGQUIT at their defaults while the block starts processes (an exec'd child inherits an ignored
-    signal, not a handler), then as they were."""
-    signals = (signal.SIGINT, signal.SIGQUIT)
-    before = {signum: signal.getsignal(signum) for signum in signals}
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
-    try:
-        yield
-    finally:
-        for signum, handler in before.items():
-            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
 
 
 def _healthy(url: str) -> bool:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 import threading
 import time
@@ -35,6 +34,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from erlmcp_dr.lab.stop_signals import shut_down_on_stop
 
 DATABASE_FILE = "database.json"
 REDIS_FILE = "redis.json"
@@ -301,10 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", required=True, type=int)
     args = parser.parse_args(argv)
     server = AppServer((args.host, args.port), App(args.dir, args.region))
-    # lab_app.down stops it with SIGINT (then SIGQUIT, SIGKILL): set both handlers explicitly, since a parent that
-    # ignores SIGINT (a shell's background job) would otherwise pass that on and every stop would wait out its deadline.
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
+    shut_down_on_stop(server)  # lab_app.down stops it with SIGINT (then SIGQUIT, SIGKILL)
     try:
         server.serve_forever(poll_interval=0.2)
     finally:

@@ -31,6 +31,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from erlmcp_dr.lab.stop_signals import shut_down_on_stop
+
 if TYPE_CHECKING:
     from erlmcp_dr.lab.config import LabConfig
 
@@ -212,10 +214,9 @@ def serve(folder: Path, name: str, host: str, port: int) -> None:
 
     server = ThreadingHTTPServer((host, port), Health)
     server.daemon_threads = True
+    shut_down_on_stop(server)  # lab_services.down stops it with SIGINT (then SIGQUIT, SIGKILL)
     try:
         server.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        pass
     finally:
         server.server_close()
 
