@@ -70,3 +70,28 @@ def test_a_live_postmaster_is_not_gone(tmp_path, monkeypatch):
 
     assert server.postmaster_gone() is False
     assert server.wait_orphans_gone(1) is False
+
+
+def test_a_start_is_seen_once_a_postmaster_started_since_the_launch_is_ready(tmp_path, monkeypatch):
+    """Server.start's own poll (every 5 ms, where pg_ctl start -w polls every 100 ms): postmaster.pid must name a
+    live process, started at or after the launch (less pg_ctl's 2 s of slack), ready or a hot standby."""
+    monkeypatch.setattr(_pg_server, "find_bin_dir", lambda bin_dir=None: "/nonexistent")
+    server = _pg_server.Server(str(tmp_path))
+    launched = 1795627107.4
+
+    def lock_file(pid: int, started: float, status: str) -> None:
+        (tmp_path / "postmaster.pid").write_text(
+            f"{pid}\n{tmp_path}\n{int(started)}\n5432\n\n127.0.0.1\n  2253896   9666577\n{status:<8}\n")
+
+    assert not server.started_since(launched)  # no postmaster.pid yet
+    for status in ("ready", "standby"):
+        lock_file(os.getpid(), launched, status)
+        assert server.started_since(launched)
+    lock_file(os.getpid(), launched, "starting")
+    assert not server.started_since(launched)
+    lock_file(os.getpid(), launched - 60, "ready")  # a postmaster.pid left by an earlier server
+    assert not server.started_since(launched)
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    lock_file(child.pid, launched, "ready")  # it said ready, then died
+    assert not server.started_since(launched)

@@ -13,9 +13,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
+import time
 
 
 from ansible_collections.erlmcp.dr.plugins.module_utils._common.files import write_atomic
@@ -113,8 +115,8 @@ class Server(object):
         self.log_file = log_file or os.path.join(self.data_dir, "pg_ctl_start.log")
 
     # -- running commands as the owner
-    def run(self, name, args, env=None, timeout=None, check=True):
-        """Run one PostgreSQL binary as the data directory's owner; (rc, stdout, stderr)."""
+    def _command(self, name, args, env=None):
+        """(argv, environment, preexec_fn) to run one PostgreSQL binary as the data directory's owner."""
         argv = [os.path.join(self.bin_dir, name)] + list(args)
         full_env = dict(os.environ)
         full_env.update(env or {})
@@ -123,6 +125,11 @@ class Server(object):
         if os.geteuid() == 0 and uid != 0:
             preexec = _demote_to(uid, gid)
             full_env["HOME"] = "/"
+        return argv, full_env, preexec
+
+    def run(self, name, args, env=None, timeout=None, check=True):
+        """Run one PostgreSQL binary as the data directory's owner; (rc, stdout, stderr)."""
+        argv, full_env, preexec = self._command(name, args, env)
         try:
             # Not AnsibleModule.run_command: it cannot drop to the data directory's owner (preexec_fn) nor stop
             # at a deadline, and this engine has no module object.
@@ -252,9 +259,42 @@ class Server(object):
         if self.is_running():
             return False
         self.wait_killed_postmaster_reaped(timeout)
-        self.run("pg_ctl", ["start", "-D", self.data_dir, "-l", self.log_file, "-w", "-t", str(int(timeout))],
-                 timeout=timeout + 15)
+        launched = time.time()
+        argv, full_env, preexec = self._command(
+            "pg_ctl", ["start", "-D", self.data_dir, "-l", self.log_file, "-w", "-t", str(int(timeout))])
+        try:
+            waiter = subprocess.Popen(  # pylint: disable=ansible-bad-function
+                argv, env=full_env, preexec_fn=preexec, cwd="/", stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+        except OSError as exc:
+            raise ServerError("cannot run %s: %s (expected it in %s: pg_bin_dir)"
+                              % (argv[0], exc.strerror, self.bin_dir)) from None
+        try:
+            wait_for(lambda: waiter.poll() is not None or self.started_since(launched), timeout + 15,
+                     interval=STOP_POLL_SECONDS, what="the server to start")
+        except WaitTimeout:
+            raise ServerError("pg_ctl start of %s did not finish within %ss" % (self.data_dir, timeout + 15)) from None
+        finally:
+            if waiter.poll() is None:
+                waiter.kill()  # started: pg_ctl's own wait (its next 100 ms poll) is not needed; the postmaster
+                # leads a session of its own, not pg_ctl's
+            out, err = waiter.communicate()
+        if waiter.returncode not in (0, -signal.SIGKILL):
+            raise ServerError("pg_ctl failed (rc=%s): %s" % (waiter.returncode, (err or out).strip()))
         return True
+
+    def started_since(self, launched):
+        """Whether postmaster.pid says a postmaster started at or after `launched` (seconds since the epoch, less
+        pg_ctl's own 2 s of slack) lives and is ready for connections ("ready", or "standby" for a hot standby): the
+        test pg_ctl start -w makes, polled here every STOP_POLL_SECONDS instead of its every 100 ms."""
+        lines = self.lock_file()
+        if len(lines) < 8 or lines[7].strip() not in ("ready", "standby"):
+            return False
+        try:
+            pid, started = int(lines[0].strip()), int(lines[2].strip())
+        except ValueError:
+            return False
+        return started >= int(launched) - 2 and process_state(pid) not in ("", "Z", None)
 
     def stop(self, mode="fast", timeout=60):
         """Stop the server (pg_ctl stop without -w: pg_ctl's own wait polls every 100 ms) and wait until it is
