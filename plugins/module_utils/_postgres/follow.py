@@ -74,6 +74,9 @@ from ansible_collections.erlmcp.dr.plugins.module_utils._common.wait import Wait
 CONFIG_FILES = ("postgresql.conf", "postgresql.auto.conf", "pg_hba.conf", "pg_ident.conf")
 SIGNAL_FILE = "standby.signal"
 APPLICATION_NAME = "erlmcp.dr.pg_standby_follow"
+# How often a node is asked whether it streams, then whether it replayed the marker: each probe is a query on a
+# connection kept open, and in a switchover the writes wait for none of it, but the run's end does.
+PROBE_SECONDS = 0.01
 PASSFILE_NAME = ".erlmcp-dr.pgpass"
 READ_ONLY = "default_transaction_read_only"
 PRIMARY_HINTS = dict(host="primary_host", port="primary_port")
@@ -584,14 +587,21 @@ class _Run(object):
         """Poll the node until its WAL receiver streams from the primary on the primary's timeline."""
         seen = {}
         params = self.node_params()
+        held = []  # one connection for every probe, opened again after a failure (the node may be starting)
 
         def probe():
-            conn, error = pg.try_connect(params, application_name=APPLICATION_NAME)
-            if conn is None:
-                seen["error"] = error
+            if not held:
+                conn, error = pg.try_connect(params, application_name=APPLICATION_NAME)
+                if conn is None:
+                    seen["error"] = error
+                    return None
+                held.append(conn)
+            try:
+                state = pg.node_state(held[0])
+            except Exception as exc:  # noqa: BLE001 - a connection lost to a restart: the next probe connects again
+                seen["error"] = str(exc)
+                _close_quietly(held.pop())
                 return None
-            with conn:
-                state = pg.node_state(conn)
             seen["state"] = state
             if state["in_recovery"] and is_following(state["wal_receiver"], self.p["primary_host"],
                                                      self.p["primary_port"], self.primary_tli):
@@ -599,8 +609,13 @@ class _Run(object):
             return None
 
         try:
-            state = wait_for(probe, timeout, interval=0.05, what="streaming from %s" % self.primary_where)[0]
+            state = wait_for(probe, timeout, interval=PROBE_SECONDS, what="streaming from %s" % self.primary_where)[0]
         except WaitTimeout:
+            state = None
+        finally:
+            for conn in held:
+                _close_quietly(conn)
+        if state is None:
             if "state" in seen:
                 self._report_state(seen["state"])
                 receiver = seen["state"].get("wal_receiver") or {}
@@ -838,7 +853,7 @@ class _Run(object):
             return row if row["lsn"] and pg.parse_lsn(row["lsn"]) >= pg.parse_lsn(marker) else None
 
         try:
-            row = wait_for(probe, int(self.p["wait_timeout"]), interval=0.05,
+            row = wait_for(probe, int(self.p["wait_timeout"]), interval=PROBE_SECONDS,
                            what="the node to replay the marker at %s" % marker)[0]
         except WaitTimeout:
             row = seen.get("row") or {}
