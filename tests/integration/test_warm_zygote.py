@@ -127,6 +127,7 @@ def test_a_warm_run_sees_a_changed_library_inventory_and_environment_and_survive
     zygote never holds them: the same zygote serves), a module file the zygote loaded (its size, then only its
     mtime), and PYTHONPATH (it decided which file the zygote loaded: another zygote serves). Each step fails if its
     invalidation breaks: the stale zygote's preloaded module would answer."""
+    monkeypatch.setenv("ANSIBLE_CACHE_PLUGIN_CONNECTION", str(tmp_path / "facts-first"))
     first = _probe(probe)
     assert "[warm run " in first["cmdline"], first["cmdline"]
     assert (first["library"], first["inventory"], first["env"]) == ("first", "one", "alpha")
@@ -135,8 +136,10 @@ def test_a_warm_run_sees_a_changed_library_inventory_and_environment_and_survive
     assert isinstance(first["host_key_checking"], bool) and first["fact_cache"] == first["fact_cache_env"]
 
     # The same zygote serves an unchanged run, and the run's own environment reaches it: a variable, and the Ansible
-    # settings the zygote's key leaves out, read again from it (each run's fact cache is in its own artifacts).
+    # settings the zygote's key leaves out, read again from it (a fact cache's folder: ansible-runner's jsonfile
+    # cache names one per run; the runbooks keep facts in memory, a site's own runner may not).
     monkeypatch.setenv("WARM_PROBE_ENV", "beta")
+    monkeypatch.setenv("ANSIBLE_CACHE_PLUGIN_CONNECTION", str(tmp_path / "facts-again"))
     monkeypatch.setenv("ANSIBLE_HOST_KEY_CHECKING", str(not first["host_key_checking"]))  # runner: False if unset
     again = _probe(probe)
     assert "[warm run " in again["cmdline"] and again["env"] == "beta"

@@ -34,8 +34,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Dict, Iterable, List, Mapping, Optional
 
-# Set per run by ansible-runner (the run's artifact folder) or by the guard (the run's marker): never part of the key,
-# and the forked run gets them with the rest of its environment.
+# Set per run by ansible-runner (the run's artifact folder; a jsonfile fact cache's, when a caller asks for one) or by
+# the guard (the run's marker): never part of the key, and the forked run gets them with the rest of its environment.
 PER_RUN = frozenset({"AWX_ISOLATED_DATA_DIR", "ANSIBLE_CACHE_PLUGIN_CONNECTION", "ERLMCP_DR_RUN"})
 _PREFIXES = ("ANSIBLE_", "PYTHON", "LC_")
 _NAMES = frozenset({"PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "USER", "LOGNAME", "VIRTUAL_ENV",
