@@ -442,18 +442,20 @@ class Cli:
         return f"rc={self.rc}\n--- stdout\n{self.stdout[-4000:]}\n--- stderr\n{self.stderr[-4000:]}"
 
 
+def command_line(pid: int | str) -> bytes:
+    """A process's command line as /proc shows it (arguments NUL-separated); b"" when it is gone."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0")
+    except OSError:
+        return b""
+
+
 def runbook_pids(proc: subprocess.Popen) -> set[int]:
     """The `runbook` process `proc` and, when a CLI zygote serves its command (docs/speed-warm.md), the forked
     command doing the work (its run lock names it): both show the same command line."""
-    def cmdline(pid: int | str) -> bytes:
-        try:
-            return Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0")
-        except OSError:
-            return b""
-
-    mine = cmdline(proc.pid)
+    mine = command_line(proc.pid)
     return {proc.pid} | {int(entry.name) for entry in Path("/proc").iterdir()
-                         if entry.name.isdigit() and mine and cmdline(entry.name) == mine}
+                         if entry.name.isdigit() and mine and command_line(entry.name) == mine}
 
 
 def runbook_command() -> list[str]:
@@ -778,9 +780,9 @@ def describe_processes(pids: Iterable[int]) -> str:
         try:
             status = dict(line.split(":\t", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
                           if ":\t" in line)
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
+        argv = command_line(pid).replace(b"\0", b" ").decode(errors="replace")
         lines.append(f"{pid} ppid={status.get('PPid', '?')} state={status.get('State', '?')} {argv[:300]}")
     return "\n".join(lines) or "(none left)"
 

@@ -101,6 +101,10 @@ def shm_attached(shmid):
     return 0
 
 
+def _failed(name, rc, out, err):
+    return ServerError("%s failed (rc=%s): %s" % (name, rc, (err or out).strip()))
+
+
 def write_owned(path, content, owner_of, mode=0o600):
     """Write path atomically, owned like owner_of (a data directory), with mode."""
     write_atomic(path, content, mode, owner=data_dir_owner(owner_of))
@@ -115,8 +119,10 @@ class Server(object):
         self.log_file = log_file or os.path.join(self.data_dir, "pg_ctl_start.log")
 
     # -- running commands as the owner
-    def _command(self, name, args, env=None):
-        """(argv, environment, preexec_fn) to run one PostgreSQL binary as the data directory's owner."""
+    def spawn(self, name, args, env=None):
+        """Start one PostgreSQL binary as the data directory's owner (stdin closed, stdout and stderr piped); the
+        Popen. Not AnsibleModule.run_command: it cannot drop to the data directory's owner (preexec_fn) nor stop at a
+        deadline, and this engine has no module object."""
         argv = [os.path.join(self.bin_dir, name)] + list(args)
         full_env = dict(os.environ)
         full_env.update(env or {})
@@ -125,27 +131,26 @@ class Server(object):
         if os.geteuid() == 0 and uid != 0:
             preexec = _demote_to(uid, gid)
             full_env["HOME"] = "/"
-        return argv, full_env, preexec
-
-    def run(self, name, args, env=None, timeout=None, check=True):
-        """Run one PostgreSQL binary as the data directory's owner; (rc, stdout, stderr)."""
-        argv, full_env, preexec = self._command(name, args, env)
         try:
-            # Not AnsibleModule.run_command: it cannot drop to the data directory's owner (preexec_fn) nor stop
-            # at a deadline, and this engine has no module object.
-            proc = subprocess.run(  # pylint: disable=ansible-bad-function
-                argv, env=full_env, preexec_fn=preexec, cwd="/", timeout=timeout,
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                universal_newlines=True, check=False,
-            )
-        except subprocess.TimeoutExpired:
-            raise ServerError("%s did not finish within %ss" % (" ".join(argv[:2]), timeout)) from None
+            return subprocess.Popen(  # pylint: disable=ansible-bad-function
+                argv, env=full_env, preexec_fn=preexec, cwd="/", stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
         except OSError as exc:
             raise ServerError("cannot run %s: %s (expected it in %s: pg_bin_dir)"
                               % (argv[0], exc.strerror, self.bin_dir)) from None
+
+    def run(self, name, args, env=None, timeout=None, check=True):
+        """Run one PostgreSQL binary as the data directory's owner; (rc, stdout, stderr)."""
+        proc = self.spawn(name, args, env)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise ServerError("%s did not finish within %ss" % (" ".join(proc.args[:2]), timeout)) from None
         if check and proc.returncode != 0:
-            raise ServerError("%s failed (rc=%s): %s" % (name, proc.returncode, (proc.stderr or proc.stdout).strip()))
-        return proc.returncode, proc.stdout, proc.stderr
+            raise _failed(name, proc.returncode, out, err)
+        return proc.returncode, out, err
 
     # -- state
     def status(self):
@@ -260,15 +265,8 @@ class Server(object):
             return False
         self.wait_killed_postmaster_reaped(timeout)
         launched = time.time()
-        argv, full_env, preexec = self._command(
-            "pg_ctl", ["start", "-D", self.data_dir, "-l", self.log_file, "-w", "-t", str(int(timeout))])
-        try:
-            waiter = subprocess.Popen(  # pylint: disable=ansible-bad-function
-                argv, env=full_env, preexec_fn=preexec, cwd="/", stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
-        except OSError as exc:
-            raise ServerError("cannot run %s: %s (expected it in %s: pg_bin_dir)"
-                              % (argv[0], exc.strerror, self.bin_dir)) from None
+        waiter = self.spawn("pg_ctl", ["start", "-D", self.data_dir, "-l", self.log_file, "-w",
+                                       "-t", str(int(timeout))])
         try:
             wait_for(lambda: waiter.poll() is not None or self.started_since(launched), timeout + 15,
                      interval=STOP_POLL_SECONDS, what="the server to start")
@@ -280,7 +278,7 @@ class Server(object):
                 # leads a session of its own, not pg_ctl's
             out, err = waiter.communicate()
         if waiter.returncode not in (0, -signal.SIGKILL):
-            raise ServerError("pg_ctl failed (rc=%s): %s" % (waiter.returncode, (err or out).strip()))
+            raise _failed("pg_ctl", waiter.returncode, out, err)
         return True
 
     def started_since(self, launched):

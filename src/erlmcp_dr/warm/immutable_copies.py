@@ -20,33 +20,25 @@ changed (install() returns an empty list).
 from __future__ import annotations
 
 import copy
-from typing import Any, Dict, List, Tuple
+import dataclasses
+import importlib
+from typing import Any, Callable, Dict, List, Tuple
 
-# The tag types known to hold only immutable values, by module and class name (ansible-core 2.19).
-IMMUTABLE_TAGS = (
-    ("ansible._internal._datatag._tags", ("Origin", "TrustedAsTemplate", "SourceWasEncrypted", "VaultedValue")),
-)
-# The tagged scalar types whose native type is immutable.
-TAGGED_SCALARS = ("_AnsibleTaggedStr", "_AnsibleTaggedInt", "_AnsibleTaggedFloat")
+# The tag types known to hold only immutable values (ansible-core 2.19), and the tagged scalar types whose native
+# type is immutable.
+TAGS_MODULE = "ansible._internal._datatag._tags"
+IMMUTABLE_TAGS = ("Origin", "TrustedAsTemplate", "SourceWasEncrypted", "VaultedValue")
 TAGGED_MODULE = "ansible.module_utils._internal._datatag"
+TAGGED_SCALARS = ("_AnsibleTaggedStr", "_AnsibleTaggedInt", "_AnsibleTaggedFloat")
 IMMUTABLE_FIELD_TYPES = {"str", "int", "str | None", "int | None"}  # as the tags' modules annotate them
+DeepCopy = Callable[[Any, Dict[int, Any]], Any]
 
 
 def _itself(value: Any, memo: Dict[int, Any]) -> Any:
     return value
 
 
-def _tag_types() -> Tuple[type, ...]:
-    import importlib
-
-    found = []
-    for module_name, names in IMMUTABLE_TAGS:
-        module = importlib.import_module(module_name)
-        found += [getattr(module, name) for name in names]
-    return tuple(found)
-
-
-def _scalar_copier(immutable_tags: Tuple[type, ...]):  # noqa: ANN202 - returns a __deepcopy__ method
+def _scalar_copier(immutable_tags: Tuple[type, ...]) -> DeepCopy:
     def deep_copy(value: Any, memo: Dict[int, Any]) -> Any:
         for tag in value._ansible_tags_mapping.values():
             if type(tag) not in immutable_tags:
@@ -60,35 +52,29 @@ def install() -> List[str]:
     """Gives the immutable tag types and tagged scalars a `__deepcopy__` returning the value itself. Returns the names
     of the types changed: none when this ansible-core's internals are not the ones described above, or when a type
     already defines its own `__deepcopy__`."""
-    import importlib
-
     try:
-        immutable_tags = _tag_types()
+        tags = importlib.import_module(TAGS_MODULE)
         tagged = importlib.import_module(TAGGED_MODULE)
+        tag_types = [getattr(tags, name) for name in IMMUTABLE_TAGS]
         scalars = [getattr(tagged, name) for name in TAGGED_SCALARS]
     except (ImportError, AttributeError):
         return []
     if not callable(getattr(copy, "_reconstruct", None)):
         return []
-    changed = []
-    for cls in immutable_tags:
-        if _dataclass_of_immutables(cls) and "__deepcopy__" not in vars(cls):
-            cls.__deepcopy__ = _itself
-            changed.append(cls.__name__)
-    safe_tags = tuple(cls for cls in immutable_tags if vars(cls).get("__deepcopy__") is _itself)
-    copier = _scalar_copier(safe_tags)
-    for cls in scalars:
-        if "__deepcopy__" not in vars(cls) and hasattr(cls, "_ansible_tags_mapping"):
-            cls.__deepcopy__ = copier
-            changed.append(cls.__name__)
-    return changed
+    safe_tags = [cls for cls in tag_types if _dataclass_of_immutables(cls) and "__deepcopy__" not in vars(cls)]
+    for cls in safe_tags:
+        cls.__deepcopy__ = _itself
+    copier = _scalar_copier(tuple(safe_tags))
+    changed_scalars = [cls for cls in scalars
+                       if "__deepcopy__" not in vars(cls) and hasattr(cls, "_ansible_tags_mapping")]
+    for cls in changed_scalars:
+        cls.__deepcopy__ = copier
+    return [cls.__name__ for cls in (*safe_tags, *changed_scalars)]
 
 
 def _dataclass_of_immutables(cls: type) -> bool:
     """A frozen dataclass whose fields are all declared as str or int, or None (checked, not assumed: a later
     ansible-core that adds a list to one of these tags keeps its deep copy)."""
-    import dataclasses
-
     params = getattr(cls, "__dataclass_params__", None)
     if params is None or not params.frozen:
         return False
