@@ -28,7 +28,7 @@ import signal
 import socket
 import sys
 import time
-from typing import Any, Dict, List, Mapping, NoReturn, Optional, Set
+from typing import Any, Dict, Iterator, List, Mapping, NoReturn, Optional, Set
 
 from erlmcp_dr.warm import fingerprint, title, wire
 
@@ -122,6 +122,9 @@ def preload(kind: str = "playbook") -> List[str]:
     from erlmcp_dr.warm import immutable_copies
 
     immutable_copies.install()
+    from erlmcp_dr.warm import template_code_cache
+
+    template_code_cache.install()  # filled later, while the zygote waits for runs (template_fill_steps)
     _drop_local_tmp()
     data_files = warm_ansible_caches()
     from ansible import constants
@@ -256,9 +259,13 @@ def main(argv: List[str]) -> None:
         pass
     os.close(ready_fd)
     last_run = time.monotonic()
+    filling = template_fill_steps() if kind == "playbook" else None
     try:
         while time.monotonic() - last_run < idle and _still_ours(socket_path, bound):
             _reap()
+            if filling is not None and not select.select([server], [], [], 0)[0]:
+                filling = _fill_step(filling)
+                continue
             try:
                 conn, _ = server.accept()
             except TimeoutError:
@@ -273,6 +280,36 @@ def main(argv: List[str]) -> None:
                     os.unlink(path)
                 except OSError:
                     pass
+
+
+def template_fill_steps() -> Iterator[int]:
+    """Compiles the collection's templates and conditionals into the shared cache (template_code_cache), a batch per
+    step, so that every run forked afterwards finds them compiled. Taken only while no run waits: a run that comes
+    first is served at once, with what is compiled so far."""
+    from erlmcp_dr.warm import template_code_cache
+
+    if not template_code_cache.install():
+        return
+    try:
+        from ansible_collections.erlmcp.dr import __path__ as collection_path
+    except ImportError:
+        return
+    root = list(collection_path)[0]
+    templates, conditionals = template_code_cache.collection_texts(
+        [os.path.join(root, "playbooks"), os.path.join(root, "roles")])
+    yield from template_code_cache.fill_steps(templates, conditionals)
+
+
+def _fill_step(filling: Iterator[int]) -> Optional[Iterator[int]]:
+    """One step of the cache's filling; None when it is done (or failed: a run then compiles what it needs)."""
+    try:
+        next(filling)
+    except StopIteration:
+        return None
+    except Exception as exc:  # noqa: BLE001 - the cache is an optimisation; the zygote's log says why it stopped
+        print(f"zygote: templates not precompiled: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return None
+    return filling
 
 
 def info_path(socket_path: str) -> str:
