@@ -50,10 +50,12 @@ PLAYBOOK = """\
 """
 
 ACTION_PLUGIN = """\
+import gc
 import os
 
 import warm_probe_library
 from ansible import constants as C
+from ansible._internal._templating._jinja_bits import AnsibleEnvironment
 from ansible.plugins.action import ActionBase
 
 
@@ -66,7 +68,8 @@ class ActionModule(ActionBase):
         return {"changed": False, "library": warm_probe_library.VALUE, "env": os.environ.get("WARM_PROBE_ENV"),
                 "inventory": task_vars.get("probe_var"), "forks": C.DEFAULT_FORKS, "cmdline": cmdline,
                 "host_key_checking": C.HOST_KEY_CHECKING, "fact_cache": C.CACHE_PLUGIN_CONNECTION,
-                "fact_cache_env": os.environ.get("ANSIBLE_CACHE_PLUGIN_CONNECTION")}
+                "fact_cache_env": os.environ.get("ANSIBLE_CACHE_PLUGIN_CONNECTION"),
+                "frozen_objects": gc.get_freeze_count(), "compile": AnsibleEnvironment.compile.__module__}
 """
 
 
@@ -134,6 +137,10 @@ def test_a_warm_run_sees_a_changed_library_inventory_and_environment_and_survive
     (zygote,) = _live_zygotes(probe)
 
     assert isinstance(first["host_key_checking"], bool) and first["fact_cache"] == first["fact_cache_env"]
+    # What the zygote imported is outside the garbage collector's walks in the run's worker (gc.freeze), and its
+    # templates compile through the shared cache (template_code_cache): both only on the warm path.
+    assert first["frozen_objects"] > 10_000, first["frozen_objects"]
+    assert first["compile"] == "erlmcp_dr.warm.template_code_cache"
 
     # The same zygote serves an unchanged run, and the run's own environment reaches it: a variable, and the Ansible
     # settings the zygote's key leaves out, read again from it (a fact cache's folder: ansible-runner's jsonfile
@@ -207,6 +214,7 @@ def test_warm_off_runs_cold_and_starts_no_zygote(probe, monkeypatch):
     monkeypatch.setenv("ERLMCP_DR_WARM", "0")
     cold = _probe(probe)
     assert "[warm run " not in cold["cmdline"] and "ansible-playbook" in cold["cmdline"]
+    assert cold["frozen_objects"] == 0 and cold["compile"] == "jinja2.environment"
     assert client.zygotes(str(probe["warm_dir"])) == []
 
 
