@@ -44,12 +44,13 @@ def outcome(call):
     except Exception as exc:
         return ["error", type(exc).__name__, str(exc).splitlines()[0]]
 
+def trusted(text):
+    return TrustedAsTemplate().tag(text)
+
 def render_all():
-    out = []
-    for text in TEMPLATES:
-        out.append(outcome(lambda: TemplateEngine(variables=VARIABLES).template(TrustedAsTemplate().tag(text))))
+    out = [outcome(lambda: TemplateEngine(variables=VARIABLES).template(trusted(text))) for text in TEMPLATES]
     for text in CONDITIONALS:
-        out.append(outcome(lambda: TemplateEngine(variables=VARIABLES).evaluate_conditional(TrustedAsTemplate().tag(text))))
+        out.append(outcome(lambda: TemplateEngine(variables=VARIABLES).evaluate_conditional(trusted(text))))
     return out
 
 shipped = render_all()
@@ -74,7 +75,7 @@ def plain(value):
 def with_filter(function):
     engine = TemplateEngine(variables=VARIABLES)
     engine.environment.filters["erlmcp_probe"] = function
-    return engine.template(TrustedAsTemplate().tag("{{ a | erlmcp_probe }}"))
+    return engine.template(trusted("{{ a | erlmcp_probe }}"))
 kinds = [with_filter(plain), with_filter(pass_environment(kinded)), with_filter(plain)]
 
 # The zygote's fill: the texts of a folder's YAML, then a run's compilation of each is a hit.
@@ -83,10 +84,10 @@ before_fill = template_code_cache.cached_count()
 progress = list(template_code_cache.fill_steps(templates, conditionals, batch=2))
 after_fill = template_code_cache.cached_count()
 generated_before = generated[0]
-fill_hits = [outcome(lambda: TemplateEngine(variables={"port": 5432, "ok": True}).template(TrustedAsTemplate().tag(t)))
-             for t in templates]
-fill_hits += [outcome(lambda: TemplateEngine(variables={"port": 5432, "ok": True}).evaluate_conditional(
-    TrustedAsTemplate().tag(c))) for c in conditionals]
+FILL_VARIABLES = {"port": 5432, "ok": True}
+fill_hits = [outcome(lambda: TemplateEngine(variables=FILL_VARIABLES).template(trusted(t))) for t in templates]
+fill_hits += [outcome(lambda: TemplateEngine(variables=FILL_VARIABLES).evaluate_conditional(trusted(c)))
+              for c in conditionals]
 print(json.dumps({
     "installed": installed, "shipped": shipped, "first": first, "second": second,
     "first_generated": first_generated, "second_generated": second_generated, "cached": cached,
