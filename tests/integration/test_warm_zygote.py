@@ -56,6 +56,20 @@ import os
 import warm_probe_library
 from ansible import constants as C
 from ansible._internal._templating._jinja_bits import AnsibleEnvironment
+from erlmcp_dr.warm import template_code_cache
+
+
+def missing_collection_texts():
+    # The collection's templates and conditionals that this worker's template cache does not hold (None: no cache).
+    if AnsibleEnvironment.compile.__module__ != template_code_cache.__name__:
+        return None
+    import ansible_collections.erlmcp.dr as collection
+    root = list(collection.__path__)[0]
+    templates, conditionals = template_code_cache.collection_texts(
+        [os.path.join(root, "playbooks"), os.path.join(root, "roles")])
+    cached = template_code_cache.cached_texts()
+    return ([text for text in templates if ("template", text) not in cached]
+            + [text for text in conditionals if ("expression", text) not in cached])
 from ansible.plugins.action import ActionBase
 
 
@@ -69,7 +83,8 @@ class ActionModule(ActionBase):
                 "inventory": task_vars.get("probe_var"), "forks": C.DEFAULT_FORKS, "cmdline": cmdline,
                 "host_key_checking": C.HOST_KEY_CHECKING, "fact_cache": C.CACHE_PLUGIN_CONNECTION,
                 "fact_cache_env": os.environ.get("ANSIBLE_CACHE_PLUGIN_CONNECTION"),
-                "frozen_objects": gc.get_freeze_count(), "compile": AnsibleEnvironment.compile.__module__}
+                "frozen_objects": gc.get_freeze_count(), "compile": AnsibleEnvironment.compile.__module__,
+                "missing_collection_texts": missing_collection_texts()}
 """
 
 
@@ -196,6 +211,25 @@ def test_a_warm_run_sees_a_changed_library_inventory_and_environment_and_survive
     assert len([z for z in client.zygotes(str(probe["warm_dir"])) if z["alive"] and z["pid"] != fresh]) == 1
 
 
+def test_a_zygote_compiles_the_collections_templates_for_the_runs_it_forks(probe):
+    """While it waits for runs, the playbook zygote compiles every template and conditional of the collection's
+    playbooks and roles (template_code_cache): a run forked once it has finds each of them compiled. A text that does
+    not compile would stay missing (an error in a runbook), as would a fill that stopped (the zygote's log says why)."""
+    first = _probe(probe)
+    assert first["missing_collection_texts"] is not None
+    seen = {"missing": first["missing_collection_texts"]}
+
+    def filled() -> bool:
+        seen["missing"] = _probe(probe)["missing_collection_texts"]
+        return seen["missing"] == []
+
+    try:
+        wait_for(filled, DEADLINE, interval=0.2, what="a run's worker to find the collection's texts compiled")
+    except Exception as exc:
+        raise AssertionError(f"still not compiled: {seen['missing'][:5]}") from exc
+    assert len(_live_zygotes(probe)) == 1  # one zygote did it all, and served every probe
+
+
 def test_an_ansible_setting_in_the_environment_gets_a_zygote_started_with_it(probe, monkeypatch, tmp_path):
     """The Ansible config file (edited to the same size: only its mtime tells) and an ANSIBLE_* variable: the
     zygote parsed both when it imported ansible-core, so each change needs another zygote, and the run sees it."""
@@ -215,6 +249,7 @@ def test_warm_off_runs_cold_and_starts_no_zygote(probe, monkeypatch):
     cold = _probe(probe)
     assert "[warm run " not in cold["cmdline"] and "ansible-playbook" in cold["cmdline"]
     assert cold["frozen_objects"] == 0 and cold["compile"] == "jinja2.environment"
+    assert cold["missing_collection_texts"] is None
     assert client.zygotes(str(probe["warm_dir"])) == []
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import contextvars
 import os
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Set, Tuple
 
 MAX_ENTRIES = 4096  # a bound on the memory of one process's cache (the collection has a few hundred texts)
 # Keys whose string values ansible-core evaluates as expressions (conditionals), not as templates.
@@ -217,3 +217,8 @@ def fill_steps(templates: List[str], conditionals: List[str], batch: int = 16) -
 
 def cached_count() -> int:
     return len(_entries)
+
+
+def cached_texts() -> Set[Tuple[str, str]]:
+    """("template" or "expression", text) of every entry, whatever the settings it was compiled under."""
+    return {(key[0], key[1]) for key in _entries}
