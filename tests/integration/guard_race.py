@@ -33,6 +33,10 @@ from ansible_collections.erlmcp.dr.plugins.module_utils._common.wait import wait
 from ansible_collections.erlmcp.dr.plugins.module_utils._guards import postgres_guard as _cluster_guard  # noqa: E402
 
 DEADLINE = 90  # a hang guard for every awaited condition, never a timing assertion
+# The rounds the writers sampler (the witness) must have taken for a pair to count. A race can end before the sampler
+# has looked that often (the warm start made a racing failover pair last about a second): it then watches on, after
+# the runs, until it has (watch_on).
+WITNESS_ROUNDS = 50
 RUN_HANG_GUARD = 900
 VENV_BIN = Path(sys.executable).parent
 
@@ -115,6 +119,7 @@ class PairOutcome:
     entries: tuple[str, str]
     runs: list[RunOutcome]
     sampler_rounds: int
+    race_rounds: int  # of sampler_rounds, those taken before both runs had ended
     max_writable: int
     two_writer_rounds: int
     timeline_before: int
@@ -131,7 +136,7 @@ class PairOutcome:
         return dict(kind=self.kind, entries=list(self.entries), rcs=[run.rc for run in self.runs],
                     promoted=[run.promoted for run in self.runs],
                     refused_by_guard=[run.refused_by_guard for run in self.runs], promotions=self.promotions,
-                    sampler_rounds=self.sampler_rounds, max_writable=self.max_writable,
+                    sampler_rounds=self.sampler_rounds, race_rounds=self.race_rounds, max_writable=self.max_writable,
                     two_writer_rounds=self.two_writer_rounds, timeline_before=self.timeline_before,
                     timeline_after=self.timeline_after, primaries_after=self.primaries_after,
                     seconds=round(self.seconds, 2), notes=self.notes)
@@ -227,6 +232,15 @@ def run_pair(controllers: list[Controller], entries: tuple[str, str], runbook: s
     return procs, [_finish(proc) for proc in procs]
 
 
+def watch_on(rounds: Callable[[], int]) -> int:
+    """Called once both runs have ended, the sampler still running: returns its rounds so far (the race's), then
+    lets it watch on until it has taken WITNESS_ROUNDS. What it sees after the runs counts as much: a second
+    promotion that comes late (a loser that went on after the winner ended) shows there."""
+    during_race = rounds()
+    wait_for(lambda: rounds() > WITNESS_ROUNDS, DEADLINE, interval=0.01, what="the witness's rounds after the race")
+    return during_race
+
+
 def holder_pids(controller: Controller, script: str) -> list[int]:
     """The guard holders (processes running `script`) started by this controller's runs: their environment names
     its home, or a run marker (a run's private folder) inside it. A holder forked from a warm run's worker shows the
@@ -260,12 +274,14 @@ def race_pair(cfg: lab.LabConfig, root: Path, kind: str, entries: tuple[str, str
     with WritersSampler({n.name: dict(n.conn_params(), connect_timeout=1) for n in cfg.nodes}) as sampler:
         procs, outputs = run_pair(controllers, entries, runbook, extravars, frozen=frozen,
                                   holds=lambda: guard_holders(cfg), notes=notes)
+        race_rounds = watch_on(lambda: sampler.report.rounds)
     after = timelines(cfg)
     primaries = sorted(name for name, (role, _t) in after.items() if role == "primary")
     runs = [RunOutcome(c.name, e, p.returncode, out + c.run_results(), _promoted(e, out))
             for c, e, p, out in zip(controllers, entries, procs, outputs, strict=True)]
     return PairOutcome(kind=kind, entries=entries, runs=runs, sampler_rounds=sampler.report.rounds,
-                       max_writable=sampler.report.max_writable, two_writer_rounds=len(sampler.report.split_rounds),
+                       race_rounds=race_rounds, max_writable=sampler.report.max_writable,
+                       two_writer_rounds=len(sampler.report.split_rounds),
                        timeline_before=timeline_before,
                        timeline_after=max((t for name, (_r, t) in after.items() if name in primaries and t),
                                           default=None),
@@ -277,7 +293,7 @@ def one_writer_one_promotion(pair: Any) -> tuple[RunOutcome, RunOutcome, str]:
     promotion, one primary after, the winner rc 0 and the loser turned away by the guard, saying so. Returns the
     winner, the loser and both runs' outputs (for the caller's own assertions)."""
     described = "\n".join(f"--- {run.controller} ({run.entry}) rc={run.rc}\n{run.output[-2500:]}" for run in pair.runs)
-    assert pair.sampler_rounds > 50, described
+    assert pair.race_rounds > 0 and pair.sampler_rounds > WITNESS_ROUNDS, described  # it watched the race, and on
     assert pair.two_writer_rounds == 0 and pair.max_writable <= 1, f"two writable primaries: {pair.to_dict()}"
     assert pair.promotions == 1, f"{pair.promotions} runs promoted: {pair.to_dict()}\n{described}"
     assert len(pair.primaries_after) == 1, pair.to_dict()

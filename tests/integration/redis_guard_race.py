@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from guard_race import Controller, RunOutcome, run_pair
+from guard_race import Controller, RunOutcome, run_pair, watch_on
 
 from erlmcp_dr.lab import lifecycle as lab
 from erlmcp_dr.paths import ensure_collection_importable
@@ -116,6 +116,7 @@ class PairOutcome:
     entries: tuple[str, str]
     runs: list[RunOutcome]
     sampler_rounds: int
+    race_rounds: int  # of sampler_rounds, those taken before both runs had ended
     max_writable: int
     two_writer_rounds: int
     primary_before: str
@@ -131,7 +132,7 @@ class PairOutcome:
         return dict(kind=self.kind, mode=self.mode, entries=list(self.entries), rcs=[run.rc for run in self.runs],
                     promoted=[run.promoted for run in self.runs],
                     refused_by_guard=[run.refused_by_guard for run in self.runs], promotions=self.promotions,
-                    sampler_rounds=self.sampler_rounds, max_writable=self.max_writable,
+                    sampler_rounds=self.sampler_rounds, race_rounds=self.race_rounds, max_writable=self.max_writable,
                     two_writer_rounds=self.two_writer_rounds, primary_before=self.primary_before,
                     primaries_after=self.primaries_after, seconds=round(self.seconds, 2), notes=self.notes)
 
@@ -178,11 +179,12 @@ def race_pair(cfg: lab.LabConfig, root: Path, kind: str, entries: tuple[str, str
     with RoleSampler(cfg) as sampler:
         procs, outputs = run_pair(controllers, entries, "redis_failover", extravars, frozen=frozen,
                                   holds=lambda: holding(cfg), notes=notes)
+        race_rounds = watch_on(lambda: sampler.rounds)
     after = roles(cfg)
     runs = [RunOutcome(c.name, e, p.returncode, out + c.run_results(), promoted(e, out), refusal=REFUSAL)
             for c, e, p, out in zip(controllers, entries, procs, outputs, strict=True)]
     return PairOutcome(kind=kind, mode="frozen" if frozen else "race", entries=entries, runs=runs,
-                       sampler_rounds=sampler.rounds, max_writable=sampler.max_writable,
+                       sampler_rounds=sampler.rounds, race_rounds=race_rounds, max_writable=sampler.max_writable,
                        two_writer_rounds=sampler.two_writer_rounds, primary_before=",".join(before) or "none",
                        primaries_after=sorted(n for n, role in after.items() if role == "master"),
                        seconds=time.monotonic() - started, notes=notes)
