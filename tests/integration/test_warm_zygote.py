@@ -60,13 +60,12 @@ from erlmcp_dr.warm import template_code_cache
 
 
 def missing_collection_texts():
-    # The collection's templates and conditionals that this worker's template cache does not hold (None: no cache).
-    if AnsibleEnvironment.compile.__module__ != template_code_cache.__name__:
+    # The collection's templates and conditionals that this worker's template cache does not hold (None: no cache,
+    # or no collection found).
+    folders = template_code_cache.collection_folders()
+    if AnsibleEnvironment.compile.__module__ != template_code_cache.__name__ or not folders:
         return None
-    import ansible_collections.erlmcp.dr as collection
-    root = list(collection.__path__)[0]
-    templates, conditionals = template_code_cache.collection_texts(
-        [os.path.join(root, "playbooks"), os.path.join(root, "roles")])
+    templates, conditionals = template_code_cache.collection_texts(folders)
     cached = template_code_cache.cached_texts()
     return ([text for text in templates if ("template", text) not in cached]
             + [text for text in conditionals if ("expression", text) not in cached])

@@ -289,10 +289,10 @@ class Server(object):
         if len(lines) < 8 or lines[7].strip() not in ("ready", "standby"):
             return False
         try:
-            pid, started = int(lines[0].strip()), int(lines[2].strip())
+            started = int(lines[2].strip())
         except ValueError:
             return False
-        return started >= int(launched) - 2 and process_state(pid) not in ("", "Z", None)
+        return started >= int(launched) - 2 and self.postmaster_gone() is False
 
     def stop(self, mode="fast", timeout=60):
         """Stop the server (pg_ctl stop without -w: pg_ctl's own wait polls every 100 ms) and wait until it is

@@ -90,11 +90,14 @@ def settings_key(env: Any) -> Tuple[Any, ...]:
     )
 
 
+def _debugging(env: Any) -> bool:
+    # ansible-core's template debugging writes each compilation's source to a file: left to it.
+    return bool(getattr(env, "_debuggable_template_source", False))
+
+
 def _cacheable(env: Any, name: Any, filename: Any, raw: bool, defer_init: bool) -> bool:
     # A named template (a file, an include) keeps its name and filename in its code: only anonymous texts are shared.
-    # ansible-core's template debugging writes each compilation's source to a file: left to it.
-    return name is None and filename is None and not raw and not defer_init \
-        and not getattr(env, "_debuggable_template_source", False)
+    return name is None and filename is None and not raw and not defer_init and not _debugging(env)
 
 
 def _compile(env: Any, source: Any, name: Any = None, filename: Any = None, raw: bool = False,
@@ -125,7 +128,7 @@ def _compile(env: Any, source: Any, name: Any = None, filename: Any = None, raw:
 
 
 def _compile_expression(env: Any, source: str, undefined_to_none: bool = True) -> Any:
-    cacheable = isinstance(source, str) and _cacheable(env, None, None, False, False)
+    cacheable = isinstance(source, str) and not _debugging(env)
     key = ("expression", str.__str__(source), *settings_key(env)) if cacheable else None
     entry = _entries.get(key) if key is not None else None
     if entry is not None and _same_dependencies(env, entry[1]):
@@ -156,6 +159,16 @@ def _pass_kind(env: Any, kind: str, name: str) -> Any:
 
 def _same_dependencies(env: Any, dependencies: Iterable[Dependency]) -> bool:
     return all(_pass_kind(env, kind, name) == recorded for kind, name, recorded in dependencies)
+
+
+def collection_folders() -> List[str]:
+    """Where this collection's (erlmcp.dr's) playbooks and roles are, as the process imports it; [] when it cannot."""
+    try:
+        from ansible_collections.erlmcp.dr import __path__ as collection_path
+    except ImportError:
+        return []
+    root = list(collection_path)[0]
+    return [os.path.join(root, "playbooks"), os.path.join(root, "roles")]
 
 
 def collection_texts(folders: Iterable[str]) -> Tuple[List[str], List[str]]:

@@ -304,13 +304,7 @@ def template_fill_steps() -> Iterator[int]:
 
     if not template_code_cache.install():
         return
-    try:
-        from ansible_collections.erlmcp.dr import __path__ as collection_path
-    except ImportError:
-        return
-    root = list(collection_path)[0]
-    templates, conditionals = template_code_cache.collection_texts(
-        [os.path.join(root, "playbooks"), os.path.join(root, "roles")])
+    templates, conditionals = template_code_cache.collection_texts(template_code_cache.collection_folders())
     yield from template_code_cache.fill_steps(templates, conditionals)
 
 
