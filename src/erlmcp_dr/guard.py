@@ -242,62 +242,69 @@ def exit_as_main(main: Any) -> None:
     os._exit(code & 0xFF)
 
 
-# The guard: run as `python <private_data_dir>/guard.py <parent pid> <argv...>` in place of ansible-playbook.
-# It asks the kernel for SIGTERM when its parent (the runbook process) dies, even by SIGKILL
-# (PR_SET_PDEATHSIG), marks its child's environment (RUN_MARKER: how it finds the run's orphans, as it is no
-# subreaper), runs the command, and on that signal (or SIGTERM/SIGINT from anyone) kills the run's processes:
-# ansible-playbook, its workers and the modules they run (not the daemons the run started).
+# The guard: run as `python <private_data_dir>/guard.py <parent pid> <argv...>` in place of ansible-playbook, or
+# forked from `runbook` in the pty's child (forked_guard.py). It asks the kernel for SIGTERM when its parent (the
+# runbook process) dies, even by SIGKILL (PR_SET_PDEATHSIG), marks its child's environment (RUN_MARKER: how it finds
+# the run's orphans, as it is no subreaper), runs the command, and on that signal (or SIGTERM/SIGINT from anyone)
+# kills the run's processes: ansible-playbook, its workers and the modules they run (not the daemons the run started).
+def guard_main(parent: int, argv: list, marker: str, script_in_child: bool = True, prctl: Any = None) -> int:
+    """The guard's life; returns its exit code. `marker` is the run's private data dir (one run's own).
+    script_in_child: a cold start may run a script of this interpreter in the child (run_script); a guard forked
+    from `runbook` passes False (its modules are `runbook`'s, not a fresh interpreter's: the child execs), and
+    libc's prctl found before the fork (no dynamic loader in the fork: warm/forked_guard.py)."""
+    if prctl is None:
+        import ctypes  # here, where prctl is called: the guard's only use of it
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    serving = []  # the zygote's run server serving this run (warm_start), once it serves; else the run is our child
+
+    def stop(signum: int, frame: Any) -> None:
+        if serving:  # the warm run's processes first: they are not below this guard
+            kill_warm_server(serving[0].record(), marker)
+        kill_tree(os.getpid(), include_root=False, marker=marker)
+        os._exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        return 1  # the parent died before the request: nothing started
+    script = in_process_script(argv[0])
+    warm = warm_start(argv, script, marker)
+    if warm is not None:
+        serving.append(warm)
+        # The run server ended what was left of the run (below it, and marked) before it sent the status: no second
+        # scan of /proc here. None: the run server was killed; end what is left of the run, and report it killed.
+        status = warm.wait()
+        if status is None:
+            kill_warm_server(warm.record(), marker)
+            kill_tree(os.getpid(), include_root=False, marker=marker)
+            status = signal.SIGKILL
+    else:
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            os.environ[RUN_MARKER] = marker
+            try:
+                if script is None or not script_in_child:
+                    os.execvp(argv[0], argv)
+                run_script(script, argv)
+            finally:
+                os._exit(127)
+        status = os.waitpid(pid, 0)[1]
+        kill_tree(os.getpid(), include_root=False, marker=marker)  # nothing of the run outlives ansible-playbook
+    return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+
+
 _GUARD_MAIN = """
-_marker = os.path.dirname(os.path.abspath(sys.argv[0]))  # the run's private data dir: one run's own
-_warm = None  # the zygote's run server serving this run (warm_start), else None: the run is this guard's child
-
-
-def _stop(signum, frame):
-    if _warm is not None:  # the warm run's processes first: they are not below this guard
-        kill_warm_server(_warm.record(), _marker)
-    kill_tree(os.getpid(), include_root=False, marker=_marker)
-    os._exit(128 + signum)
-
-
-signal.signal(signal.SIGTERM, _stop)
-signal.signal(signal.SIGINT, _stop)
-import ctypes  # noqa: E402 - here, where prctl is called: the guard's only use of it
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
-if os.getppid() != int(sys.argv[1]):
-    sys.exit(1)  # the parent died before the request: nothing started
-_script = in_process_script(sys.argv[2])
-_warm = warm_start(sys.argv[2:], _script, _marker)
-if _warm is not None:
-    # The run server ended what was left of the run (below it, and marked) before it sent the status: no second
-    # scan of /proc here. None: the run server was killed; end what is left of the run, and report it killed.
-    _status = _warm.wait()
-    if _status is None:
-        kill_warm_server(_warm.record(), _marker)
-        kill_tree(os.getpid(), include_root=False, marker=_marker)
-        _status = signal.SIGKILL
-else:
-    _pid = os.fork()
-    if _pid == 0:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        os.environ[RUN_MARKER] = _marker
-        try:
-            if _script is None:
-                os.execvp(sys.argv[2], sys.argv[2:])
-            run_script(_script, sys.argv[2:])
-        finally:
-            os._exit(127)
-    _done, _status = os.waitpid(_pid, 0)
-    kill_tree(os.getpid(), include_root=False, marker=_marker)  # nothing of the run outlives ansible-playbook
-sys.exit(os.waitstatus_to_exitcode(_status) if os.WIFEXITED(_status) else 128 + os.WTERMSIG(_status))
+sys.exit(guard_main(int(sys.argv[1]), sys.argv[2:], os.path.dirname(os.path.abspath(sys.argv[0]))))
 """
 
 
 GUARD_FUNCTIONS = ("proc_stat", "process_tree", "marked_processes", "run_processes", "freeze_and_kill", "kill_tree",
                    "in_process_script", "run_script", "exit_as_main", "process_start_time", "warm_start",
-                   "write_start_record", "kill_warm_server")
+                   "write_start_record", "kill_warm_server", "guard_main")
 
 
 # The guard's own imports: a fresh interpreter per run, so only what its functions call (issue 19: typing and pathlib
@@ -389,23 +396,36 @@ def kill_warm_server(record: Mapping[str, Any], marker: str) -> list:
     return kill_tree(pid, marker=marker)
 
 
+# The guards this process wrote (guarded), by script path: the pid of the one forked from this process
+# (warm/forked_guard.py) once spawned, else 0. A forked guard's command line is this process's, rewritten as far
+# as its room allows: guard_pids finds it by this pid instead.
+_GUARD_SCRIPTS: Dict[str, int] = {}
+
+
 def guarded(command: List[str], private_data_dir: Path) -> List[str]:
     """`command` run under the guard, written as <private_data_dir>/guard.py (0600)."""
     script = private_data_dir / "guard.py"
     paths.write_private_unsynced(script, guard_source())  # the private data dir: removed with its run
+    _GUARD_SCRIPTS[str(script)] = 0
     return [sys.executable, str(script), str(os.getpid()), *command]
 
 
+def is_guard_script(path: str) -> bool:
+    return path in _GUARD_SCRIPTS
+
+
 def guard_pids(private_data_dir: Path) -> List[int]:
-    """This process's children running a run's guard (their command line names its private data dir)."""
+    """This process's children running a run's guard (their command line names its private data dir, or it was
+    forked from this process)."""
     me, needle = os.getpid(), str(private_data_dir).encode()
-    found = []
+    forked = _GUARD_SCRIPTS.get(str(private_data_dir / "guard.py"))
+    found = [forked] if forked and (proc_stat(forked) or (0,))[0] == me else []
     for pid in process_tree(me):
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
-        if pid != me and (proc_stat(pid) or (0,))[0] == me and needle in cmdline:
+        if pid != me and pid not in found and (proc_stat(pid) or (0,))[0] == me and needle in cmdline:
             found.append(pid)
     return found
 
@@ -452,10 +472,23 @@ def closing_spawn() -> type:
             super().__init__(*args, **kwargs)
             _SPAWNED.child = self  # this thread's run: finish_abandoned_child() finds it
 
+        def _spawnpty(self, args: List[Any], **kwargs: Any) -> Any:
+            from erlmcp_dr.warm import forked_guard
+
+            command = [os.fsdecode(arg) for arg in args]
+            if not forked_guard.wanted(command, kwargs.get("env")):
+                return super()._spawnpty(args, **kwargs)
+            kwargs["preexec_fn"] = forked_guard.preexec(command, kwargs.get("env"), kwargs.get("preexec_fn"))
+            process = super()._spawnpty(args, **kwargs)
+            _GUARD_SCRIPTS[command[1]] = process.pid
+            return process
+
         def close(self, force: bool = True) -> None:
             if not self.ptyproc.closed and not self.isalive():
                 self.ptyproc.delayafterclose = 0
             super().close(force=force)
+            if len(self.args) > 1:
+                _GUARD_SCRIPTS.pop(os.fsdecode(self.args[1]), None)
 
     return ClosingSpawn
 
