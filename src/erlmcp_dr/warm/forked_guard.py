@@ -16,8 +16,9 @@ When: the command is a guard `guarded()` wrote in this process, for this interpr
 A fork copies only the thread that forks: a lock another thread of `runbook` held at that moment (the audit start
 record's writer, the terminal's progress line) stays held in the child. So the child imports nothing and never calls
 the dynamic loader (whose lock such a thread may hold while a C extension loads): `prepare()` imports what the
-guard's warm path calls and finds libc's prctl in the parent, and the child replaces the stdout and stderr objects
-(a buffer lock, and what the parent had not flushed) before it can write. docs/speed-warm.md, "Round 17".
+guard's warm path calls and finds libc's prctl in the parent. The child also writes through stdout and stderr objects
+of its own, never the parent's (their buffers and locks are the parent's; tests/unit/test_forked_guard.py could not
+make either show through, so this is a precaution, not a fix of something seen). docs/speed-warm.md, "Round 17".
 """
 
 from __future__ import annotations
