@@ -16,15 +16,19 @@ What the launcher keeps of `runbook`'s behaviour while the forked command does t
 
 from __future__ import annotations
 
+import _signal
 import fcntl
 import os
-import signal
-import socket
 import time
 
 from erlmcp_dr.warm import client, fingerprint, wire
 
-FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+# typing only for the annotations (never evaluated): every `runbook run` imports this module.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from socket import socket as Socket
+
+FORWARDED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT)
 KIND = "cli"
 
 
@@ -48,7 +52,7 @@ def run_served(argv: list[str]) -> int | None:
     return _relay(sock, child)
 
 
-def _hand_over(sock: socket.socket, argv: list[str], environ: dict[str, str], cwd: str, key: str) -> int | None:
+def _hand_over(sock: Socket, argv: list[str], environ: dict[str, str], cwd: str, key: str) -> int | None:
     """Sends the command; the forked command's pid, or None when the zygote did not take it."""
     request = {"kind": KIND, "key": key, "argv": list(argv), "env": environ, "cwd": cwd, "umask": client._umask()}
     try:
@@ -68,7 +72,7 @@ def _hand_over(sock: socket.socket, argv: list[str], environ: dict[str, str], cw
     return child
 
 
-def _relay(sock: socket.socket, child: int) -> int:
+def _relay(sock: Socket, child: int) -> int:
     """Forwards the signals an operator sends `runbook` to the command until its status comes; the exit code."""
 
     def forward(signum: int, _frame: object) -> None:
@@ -78,15 +82,15 @@ def _relay(sock: socket.socket, child: int) -> int:
             pass
 
     for signum in FORWARDED:
-        signal.signal(signum, forward)
+        _signal.signal(signum, forward)
     status = client.WarmRun(sock, 0, None, child).wait()
     for signum in FORWARDED:
-        signal.signal(signum, signal.SIG_DFL)
+        _signal.signal(signum, _signal.SIG_DFL)
     if status is None:  # the run server went away without a status (killed): as a command killed by SIGKILL
-        return 128 + signal.SIGKILL
+        return 128 + _signal.SIGKILL
     if os.WIFSIGNALED(status):
         signum = os.WTERMSIG(status)
-        if signum != signal.SIGKILL:
+        if signum != _signal.SIGKILL:
             os.kill(os.getpid(), signum)  # the same death as the command's, for the shell or supervisor above
         return 128 + signum
     return os.waitstatus_to_exitcode(status)

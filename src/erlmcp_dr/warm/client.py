@@ -9,20 +9,20 @@ ansible-playbook cold, and says so.
 
 from __future__ import annotations
 
+import _signal
+import _socket
 import fcntl
-import json
 import os
 import select
-import signal
-import socket
 import sys
 import time
 
-from erlmcp_dr.warm import IDLE_ENV, START_TIMEOUT_ENV, fingerprint, title, wire
+from erlmcp_dr.warm import IDLE_ENV, START_TIMEOUT_ENV, c_json, fingerprint, title, wire
 
 # typing only for the annotations (never evaluated): the guard imports this module, and typing costs its start.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from socket import socket as Socket
     from typing import Any, Dict, List, Optional
 
 DEFAULT_IDLE_SECONDS = 900
@@ -37,7 +37,7 @@ class Unavailable(Exception):
 class WarmRun:
     """A run the zygote serves: `server` is its run server's pid (and start time, against pid reuse)."""
 
-    def __init__(self, sock: socket.socket, server: int, server_start_time: Optional[int], child: int) -> None:
+    def __init__(self, sock: Socket, server: int, server_start_time: Optional[int], child: int) -> None:
         self.sock = sock
         self.server = server
         self.server_start_time = server_start_time
@@ -93,7 +93,7 @@ def _umask() -> int:
     return mask
 
 
-def _connect_fresh(socket_path: str) -> Optional[socket.socket]:
+def _connect_fresh(socket_path: str) -> Optional[Socket]:
     """A connection to the zygote at `socket_path` when it is alive, ours, and loaded nothing that changed since;
     None otherwise (a stale zygote is stopped on the way)."""
     info = read_info(socket_path)
@@ -108,8 +108,8 @@ def _connect_fresh(socket_path: str) -> Optional[socket.socket]:
     return _connect(socket_path)
 
 
-def _connect(socket_path: str) -> Optional[socket.socket]:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+def _connect(socket_path: str) -> Optional[Socket]:
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.connect(socket_path)
         if not wire.peer_uid_is_mine(sock):
@@ -120,7 +120,7 @@ def _connect(socket_path: str) -> Optional[socket.socket]:
     return sock
 
 
-def _start_and_connect(socket_path: str, key: str, environ: Dict[str, str], cwd: str) -> socket.socket:
+def _start_and_connect(socket_path: str, key: str, environ: Dict[str, str], cwd: str) -> Socket:
     """Starts a zygote (one at a time per key: a lock file), waits until it serves, and connects."""
     lock_fd = os.open(wire.beside(socket_path, ".lock"), os.O_WRONLY | os.O_CREAT, 0o600)
     try:
@@ -183,8 +183,8 @@ def _exec_zygote(argv: List[str], env: Dict[str, str], cwd: str, log_path: str, 
     os.closerange(3, ready_fd)
     os.closerange(ready_fd + 1, 65536)
     os.chdir(cwd)
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, signal.SIG_DFL)
+    for signum in (_signal.SIGTERM, _signal.SIGINT):
+        _signal.signal(signum, _signal.SIG_DFL)
     os.execve(sys.executable, argv, env)
 
 
@@ -229,7 +229,7 @@ def zygote_info_path(socket_path: str) -> str:
 def read_info(socket_path: str) -> Dict[str, Any]:
     try:
         with open(zygote_info_path(socket_path), encoding="utf-8") as handle:
-            info = json.load(handle)
+            info = c_json.loads(handle.read())
     except (OSError, ValueError):
         return {}
     return info if isinstance(info, dict) else {}
@@ -254,7 +254,7 @@ def stop(socket_path: str) -> bool:
     signalled = False
     if info and _alive(info):
         try:
-            os.kill(int(info["pid"]), signal.SIGTERM)
+            os.kill(int(info["pid"]), _signal.SIGTERM)
             signalled = True
         except OSError:
             pass

@@ -18,7 +18,6 @@ the forked run itself, from disk, as a cold run reads them.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -28,6 +27,8 @@ try:
     from _sha256 import sha256  # CPython <= 3.11
 except ImportError:  # pragma: no cover - the interpreter in use decides
     from hashlib import sha256
+
+from erlmcp_dr.warm import c_json  # noqa: E402 - after the sha256 choice, which it does not need
 
 # typing only for the annotations (never evaluated): the guard imports this module, and typing costs its start.
 TYPE_CHECKING = False
@@ -87,7 +88,7 @@ def key(environ: Mapping[str, str], cwd: str, kind: str = "playbook") -> str:
         # ./ansible.cfg counts only when ANSIBLE_CONFIG does not name the file; relative paths in settings too.
         "cwd": None if environ.get("ANSIBLE_CONFIG") else os.path.abspath(cwd),
     }
-    return sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:24]
+    return sha256(c_json.dumps(facts, sort_keys=True).encode()).hexdigest()[:24]
 
 
 def _stamp(path: str) -> List[int]:

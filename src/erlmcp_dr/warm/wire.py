@@ -10,21 +10,23 @@ each side checks the other's uid with SO_PEERCRED (`peer_uid_is_mine`): the kern
 
 from __future__ import annotations
 
-import array
-import json
+import _socket
 import os
-import socket
 import stat
 import struct
+
+from erlmcp_dr.warm import c_json
 
 # typing only for the annotations (never evaluated): the guard imports this module, and typing costs its start.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from socket import socket as Socket
     from typing import Any, Dict, List, Optional, Tuple
 
 MAX_MESSAGE = 16 * 1024 * 1024  # an environment and an argv: far below this
 MAX_FDS = 3
 _LENGTH = struct.Struct(">I")
+_FD_SIZE = struct.calcsize("i")  # descriptors travel as C ints (struct, not array: array imports collections)
 
 
 class WireError(OSError):
@@ -70,30 +72,30 @@ def private_dir(path: str) -> str:
     return path
 
 
-def peer_uid_is_mine(sock: socket.socket) -> bool:
+def peer_uid_is_mine(sock: Socket) -> bool:
     """SO_PEERCRED: the uid of the process at the other end (as the kernel recorded it at connect) is ours."""
     return peer_credentials(sock)[1] == os.getuid()
 
 
-def peer_credentials(sock: socket.socket) -> Tuple[int, int, int]:
+def peer_credentials(sock: Socket) -> Tuple[int, int, int]:
     """(pid, uid, gid) of the process at the other end of a connected Unix socket."""
-    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    raw = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, struct.calcsize("3i"))
     pid, uid, gid = struct.unpack("3i", raw)
     return pid, uid, gid
 
 
-def send(sock: socket.socket, message: Dict[str, Any], fds: Optional[List[int]] = None) -> None:
-    data = json.dumps(message).encode()
+def send(sock: Socket, message: Dict[str, Any], fds: Optional[List[int]] = None) -> None:
+    data = c_json.dumps(message).encode()
     payload = _LENGTH.pack(len(data)) + data
     if fds:
-        ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())]
+        ancillary = [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack(f"{len(fds)}i", *fds))]
         sent = sock.sendmsg([payload], ancillary)
         payload = payload[sent:]
     if payload:
         sock.sendall(payload)
 
 
-def receive(sock: socket.socket) -> Tuple[Dict[str, Any], List[int]]:
+def receive(sock: Socket) -> Tuple[Dict[str, Any], List[int]]:
     """One message and the file descriptors that came with it (the caller owns and closes them)."""
     fds: List[int] = []
     head = _read(sock, _LENGTH.size, fds)
@@ -103,7 +105,7 @@ def receive(sock: socket.socket) -> Tuple[Dict[str, Any], List[int]]:
         raise WireError(f"message of {length} bytes (at most {MAX_MESSAGE})")
     body = _read(sock, length, fds)
     try:
-        message = json.loads(body)
+        message = c_json.loads(body)
     except ValueError as exc:
         _close_all(fds)
         raise WireError(f"message is not JSON: {exc}") from exc
@@ -113,16 +115,15 @@ def receive(sock: socket.socket) -> Tuple[Dict[str, Any], List[int]]:
     return message, fds
 
 
-def _read(sock: socket.socket, size: int, fds: List[int]) -> bytes:
+def _read(sock: Socket, size: int, fds: List[int]) -> bytes:
     chunks = b""
-    room = socket.CMSG_SPACE(MAX_FDS * array.array("i").itemsize)
+    room = _socket.CMSG_SPACE(MAX_FDS * _FD_SIZE)
     while len(chunks) < size:
         data, ancillary, _flags, _addr = sock.recvmsg(size - len(chunks), room)
         for level, kind, raw in ancillary:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                received = array.array("i")
-                received.frombytes(raw[: len(raw) - len(raw) % received.itemsize])
-                fds.extend(received)
+            if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+                count = len(raw) // _FD_SIZE
+                fds.extend(struct.unpack(f"{count}i", raw[: count * _FD_SIZE]))
         if not data:
             _close_all(fds)
             raise WireError("the other side closed the connection")
