@@ -72,6 +72,19 @@ class CliError(Exception):
 # ---------------------------------------------------------------- parser
 
 
+# A parser the CLI zygote built before it served (warm/zygote.py): building one is about 4 ms of every command
+# (argparse's 90 subparsers and their translated texts); each served command is a fork, and uses its copy once.
+_PREBUILT: List[argparse.ArgumentParser] = []
+
+
+def prebuild_parser() -> None:
+    _PREBUILT[:] = [build_parser()]
+
+
+def _parser() -> argparse.ArgumentParser:
+    return _PREBUILT.pop() if _PREBUILT else build_parser()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -199,7 +212,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """`runbook ...`: returns the exit code. As the `runbook` command itself (argv None), a finished run or plan
     ends its process at once (exit_now): its results are written, closed and fsync'd by then."""
     logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(levelname)s: %(message)s", stream=sys.stderr)
-    args = build_parser().parse_args(argv)
+    args = _parser().parse_args(argv)
     from erlmcp_dr import audit
 
     audit.set_entry_point("cli")  # the runs this process starts are recorded as entered through the CLI

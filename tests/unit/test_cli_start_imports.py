@@ -35,3 +35,19 @@ def test_the_cli_imports_the_drill_engine_only_when_a_drill_uses_it():
     assert seen["before"] == [] and seen["after_parser"] == []
     assert seen["run"] is True
     assert seen["after_use"] == sorted(ENGINE)
+
+
+def test_a_prebuilt_parser_serves_one_command_then_each_builds_its_own():
+    """The CLI zygote builds the parser before it serves (warm/zygote.py preload): each served command, a fork,
+    takes that copy once; a process that runs commands one after another builds a parser for each."""
+    import erlmcp_dr.cli as cli
+
+    cli.prebuild_parser()
+    prebuilt = cli._PREBUILT[0]
+    first = cli._parser()
+    second = cli._parser()
+    assert first is prebuilt and second is not prebuilt and cli._PREBUILT == []
+    for parser in (first, second):
+        args = parser.parse_args(["run", "database_switchover", "-e", "a=1", "-e", "b=2", "--json"])
+        assert (args.name, args.extra_vars, args.json) == ("database_switchover", ["a=1", "b=2"], True)
+    assert second.parse_args(["run", "x"]).extra_vars == []  # nothing of an earlier parse stays in the defaults

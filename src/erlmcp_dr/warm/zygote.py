@@ -119,6 +119,9 @@ def preload(kind: str = "playbook") -> List[str]:
         except Exception as exc:  # noqa: BLE001 - the run will import it itself and report what a cold run reports
             print(f"zygote: not preloaded: {name}: {exc}", file=sys.stderr)
     if kind == "cli":
+        from erlmcp_dr import cli
+
+        cli.prebuild_parser()
         return []
     from erlmcp_dr.warm import immutable_copies
 
