@@ -471,6 +471,9 @@ def closing_spawn() -> type:
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             _SPAWNED.child = self  # this thread's run: finish_abandoned_child() finds it
+            # pexpect sleeps 0.1 ms after every read (each is 0.3-0.5 ms of wall here, the last one after the run's
+            # end): its reader waits in poll() for the output anyway.
+            self.delayafterread = None
 
         def _spawnpty(self, args: List[Any], **kwargs: Any) -> Any:
             from erlmcp_dr.warm import forked_guard
