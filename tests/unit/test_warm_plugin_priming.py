@@ -1,7 +1,9 @@
 """The zygote primes the plugins every ansible-playbook run loads (zygote.prime_plugin_config_definitions,
 issue 19): after it, what the run's own loaders do before the first task (PlaybookExecutor.run's connection, shell
-and become all(), TaskQueueManager.load_callbacks' callbacks) parses no plugin documentation again, and every file
-that went into those definitions is in the zygote's manifest, so an edit to one of them makes the zygote stale.
+and become all(), the vars plugins, the enabled inventory plugins, the fact cache's plugin,
+TaskQueueManager.load_callbacks' callbacks) parses no plugin documentation again, not even of a plugin that has no
+settings (oneline, the ini inventory: ansible-core keeps nothing for those and reads them in every run), and every
+file that went into those definitions is in the zygote's manifest, so an edit to one of them makes the zygote stale.
 ansible-runner's awx_display callback is never imported by the zygote (it reads the run's environment)."""
 
 from __future__ import annotations
@@ -32,16 +34,16 @@ def counting(self, name, module, path):
     from ansible import constants as C
     from ansible.plugins.loader import get_plugin_class
     kind = get_plugin_class(self.class_name)
-    before = C.config.has_configuration_definition(kind, name)
-    try:
-        return original(self, name, module, path)
-    finally:
-        if not before and C.config.has_configuration_definition(kind, name):
-            parsed.append(path)  # settings defined in this run: its documentation parsed (a plugin without
-            # settings, such as oneline, has its documentation parsed by every run, primed or not: nothing to keep)
+    if kind in C.CONFIGURABLE_PLUGINS and not C.config.has_configuration_definition(kind, name):
+        parsed.append(path)  # the loader reads this plugin's documentation (ansible-core's own test)
+    return original(self, name, module, path)
 plugin_loader.PluginLoader._load_config_defs = counting
-for kind in zygote.PRIMED_LOADERS:  # as PlaybookExecutor.run does
+from ansible import constants as C
+for kind in zygote.PRIMED_LOADERS:  # as PlaybookExecutor.run does (and the variable manager, for vars)
     list(getattr(plugin_loader, kind + "_loader").all(class_only=True))
+for name in C.INVENTORY_ENABLED:  # as the inventory manager does
+    plugin_loader.inventory_loader.get(name)
+plugin_loader.cache_loader.get(C.CACHE_PLUGIN)  # as the fact cache does
 callbacks = [plugin.ansible_name for plugin in plugin_loader.callback_loader.all(class_only=True)]
 print(json.dumps({"parsed_in_run": parsed, "callbacks": callbacks, "files": fingerprint.loaded_files(),
                   "runner_callback_primed": "site_runner_callback" in " ".join(primed_modules)}))
@@ -93,6 +95,35 @@ def test_a_primed_zygote_leaves_a_run_no_plugin_documentation_to_parse_but_the_r
         assert any(f"/ansible/plugins/{kind}/" in path for path in files), kind
     assert any(path.endswith("/ansible/plugins/connection/ssh.py") for path in files)
     assert any("/ansible/plugins/doc_fragments/" in path for path in files)
+
+
+def test_a_plugin_recorded_as_settingless_answers_every_settings_lookup_as_before(tmp_path):
+    """oneline (no settings) and minimal (settings from a doc fragment): the same definitions and options after the
+    zygote's priming as after ansible-core's own loading."""
+    child = """
+import json, sys
+from ansible import constants as C
+from ansible.plugins import loader as plugin_loader
+from ansible.plugins.loader import init_plugin_loader
+from erlmcp_dr.warm import zygote
+init_plugin_loader()
+if sys.argv[1] == "primed":
+    zygote.prime_plugin_config_definitions()
+answers = {}
+for name in ("oneline", "minimal", "ini"):
+    kind = "inventory" if name == "ini" else "callback"
+    getattr(plugin_loader, kind + "_loader").get(name, class_only=True)
+    answers[name] = [sorted(C.config.get_configuration_definitions(kind, name)),
+                     sorted(C.config.get_plugin_options(kind, name)), C.config.get_plugin_options_from_var(kind, name, "x")]
+print(json.dumps(answers))
+"""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("ANSIBLE_")}
+    env.update(ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"))
+    answers = [json.loads(subprocess.run([sys.executable, "-c", child, how], capture_output=True, text=True, check=True,
+                                         env=env, cwd=str(tmp_path), timeout=300).stdout.strip().splitlines()[-1])
+               for how in ("shipped", "primed")]
+    assert answers[0] == answers[1]
+    assert answers[0]["oneline"] == [[], [], []] and answers[0]["minimal"][0]  # minimal has settings to compare
 
 
 def test_the_builtin_callbacks_are_ansible_cores_own_files_only(tmp_path):

@@ -19,6 +19,7 @@ The zygote exits after `idle` seconds without a run, when its socket is removed 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import gc
 import io
 import json
@@ -29,7 +30,7 @@ import signal
 import socket
 import sys
 import time
-from typing import Any, Dict, Iterator, List, Mapping, NoReturn, Optional, Set
+from typing import Any, Dict, Iterator, List, Mapping, NoReturn, Optional, Set, Tuple
 
 from erlmcp_dr.warm import fingerprint, title, wire
 
@@ -90,6 +91,7 @@ CLI_PRELOAD = (
     "erlmcp_dr.reporting.html_report",
     "erlmcp_dr.drill.cli",
     "erlmcp_dr.watch.cli",
+    "erlmcp_dr.warm.forked_guard",  # with ctypes: the run's guard is a fork of the command (forked_guard.prepare)
     "ansible_runner",
     "ansible_runner.config.runner",
     "ansible_runner.runner",
@@ -120,8 +122,10 @@ def preload(kind: str = "playbook") -> List[str]:
             print(f"zygote: not preloaded: {name}: {exc}", file=sys.stderr)
     if kind == "cli":
         from erlmcp_dr import cli
+        from erlmcp_dr.warm import forked_guard
 
         cli.prebuild_parser()
+        forked_guard.prepare()
         return []
     from erlmcp_dr.warm import immutable_copies
 
@@ -147,8 +151,7 @@ def warm_ansible_caches() -> List[str]:
     import importlib
     import pkgutil
 
-    from ansible import constants
-    from ansible.plugins.loader import init_plugin_loader, inventory_loader
+    from ansible.plugins.loader import init_plugin_loader
     from ansible.utils.collection_loader._collection_finder import _get_collection_metadata
 
     init_plugin_loader()
@@ -158,11 +161,6 @@ def warm_ansible_caches() -> List[str]:
             _get_collection_metadata(collection)
         except Exception as exc:  # noqa: BLE001 - the run reads it itself, and reports what a cold run reports
             print(f"zygote: no routing metadata for {collection}: {exc}", file=sys.stderr)
-    for name in constants.INVENTORY_ENABLED:
-        try:
-            inventory_loader.get(name)
-        except Exception as exc:  # noqa: BLE001
-            print(f"zygote: inventory plugin {name} not preloaded: {exc}", file=sys.stderr)
     prime_plugin_config_definitions()
     for kind in ("module_utils", "action", "filter"):
         try:
@@ -187,31 +185,65 @@ def warm_ansible_caches() -> List[str]:
 
 
 # Every ansible-playbook run loads, in its main process, every connection, shell and become plugin it finds
-# (PlaybookExecutor.run: "preload become/connection/shell to set config defs cached") and every callback plugin
-# (TaskQueueManager.load_callbacks), and the plugin loader parses each one's DOCUMENTATION (YAML with its doc
-# fragments) for its settings' definitions. Measured on the warm path: about half of the forked ansible-playbook's
-# time before its first task (docs/speed-failover.md). Done here once, the modules and definitions are in every
-# fork's memory, where the run's own loader.all() finds them (its module cache and the config manager's
-# definitions); every file read for them is a module, so the manifest lists it.
-PRIMED_LOADERS = ("connection", "shell", "become")
+# (PlaybookExecutor.run: "preload become/connection/shell to set config defs cached"), every callback plugin
+# (TaskQueueManager.load_callbacks), the enabled inventory plugins, the vars plugins and the fact cache's plugin, and
+# the plugin loader parses each one's DOCUMENTATION (YAML with its doc fragments) for its settings' definitions.
+# Measured on the warm path: about half of the forked ansible-playbook's time before its first task
+# (docs/speed-failover.md). Done here once, the modules and definitions are in every fork's memory, where the run's
+# own loaders find them (their module cache and the config manager's definitions); every file read for them is a
+# module, so the manifest lists it.
+PRIMED_LOADERS = ("connection", "shell", "become", "vars")
 
 
 def prime_plugin_config_definitions() -> None:
-    """Loads what PRIMED_LOADERS' all() and the builtin callbacks load in a run. ansible-runner's awx_display is
-    not a builtin callback: its import reads the run's environment (see PRELOAD), each run imports it."""
+    """Loads what PRIMED_LOADERS' all(), the builtin and enabled callbacks, the enabled inventory plugins and the fact
+    cache's plugin load in a run, then records the plugins whose documentation defines no setting as having none
+    (settingless_recorded). ansible-runner's awx_display is not a builtin callback: its import reads the run's
+    environment (see PRELOAD), each run imports it."""
+    from ansible import constants
     from ansible.plugins import callback as builtin_callbacks
     from ansible.plugins import loader as plugin_loader
 
-    for kind in PRIMED_LOADERS:
-        try:
-            list(getattr(plugin_loader, f"{kind}_loader").all(class_only=True))
-        except Exception as exc:  # noqa: BLE001 - the run loads them itself, and reports what a cold run reports
-            print(f"zygote: {kind} plugins not primed: {exc}", file=sys.stderr)
-    for name in builtin_callback_names(os.path.dirname(builtin_callbacks.__file__)):
-        try:
-            plugin_loader.callback_loader.get(name, class_only=True)
-        except Exception as exc:  # noqa: BLE001
-            print(f"zygote: callback plugin {name} not primed: {exc}", file=sys.stderr)
+    loads = [(kind, None) for kind in PRIMED_LOADERS]
+    loads += [("callback", name) for name in (*builtin_callback_names(os.path.dirname(builtin_callbacks.__file__)),
+                                              *(constants.CALLBACKS_ENABLED or ()))]
+    loads += [("inventory", name) for name in constants.INVENTORY_ENABLED]
+    loads += [("cache", constants.CACHE_PLUGIN)]
+    with settingless_recorded():
+        for kind, name in loads:
+            loader = getattr(plugin_loader, f"{kind}_loader")
+            try:
+                list(loader.all(class_only=True)) if name is None else loader.get(name, class_only=True)
+            except Exception as exc:  # noqa: BLE001 - the run loads it itself, and reports what a cold run reports
+                print(f"zygote: {kind} plugin(s) {name or ''} not primed: {exc}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def settingless_recorded() -> Iterator[None]:
+    """While it lasts, each plugin whose documentation the loader reads and finds no setting in (oneline, the ini
+    inventory, host_group_vars, the memory cache: ansible-core keeps no definitions for them, so every run parses their
+    YAML again) is then recorded with an empty set of definitions: the run's loader finds it defined and parses
+    nothing, and every lookup of its settings gives {} as before. A plugin whose documentation fails to load is left
+    as it was."""
+    from ansible import constants
+    from ansible.plugins.loader import PluginLoader, get_plugin_class
+
+    read: List[Tuple[str, str]] = []
+    original = PluginLoader.__dict__["_load_config_defs"]
+
+    def recording(self: Any, name: str, module: Any, path: str) -> None:
+        original(self, name, module, path)
+        if self.class_name:
+            read.append((get_plugin_class(self.class_name), name))
+
+    PluginLoader._load_config_defs = recording
+    try:
+        yield
+    finally:
+        PluginLoader._load_config_defs = original
+    for kind, name in read:
+        if kind in constants.CONFIGURABLE_PLUGINS and not constants.config.has_configuration_definition(kind, name):
+            constants.config.initialize_plugin_configuration_definitions(kind, name, {})
 
 
 def builtin_callback_names(folder: str) -> List[str]:
