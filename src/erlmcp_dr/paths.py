@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -348,6 +349,63 @@ def write_private_atomic(path: Path, text: str) -> None:
     from ansible_collections.erlmcp.dr.plugins.module_utils._common.files import write_atomic
 
     write_atomic(str(path), text, 0o600)
+
+
+def write_private_files(files: Dict[Path, str]) -> Dict[Path, OSError]:
+    """Writes several files as write_private_atomic writes each (0600 from the first byte, whole or not at all, the
+    bytes and the name durable), with their fsyncs together: every file's bytes are written first, then each file is
+    fsync'd (the first fsync's journal commit carries the others' bytes, so theirs return at once), renamed, and each
+    folder fsync'd once. One at a time, a run's four end files took 8 fsyncs of 2.5-5 ms each on a busy machine (issue
+    19). A file that cannot be written (a full disk) is returned with its error, its temp file removed, its old
+    version left; the others are still written."""
+    failed: Dict[Path, OSError] = {}
+    staged: List[Tuple[Path, str, int]] = []
+    for path, text in files.items():
+        try:
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        except OSError as exc:
+            failed[path] = exc
+            continue
+        try:
+            data = text.encode("utf-8")
+            while data:
+                data = data[os.write(fd, data):]
+        except OSError as exc:  # its temp file goes at once: the space it took is the next file's
+            failed[path] = exc
+            os.close(fd)
+            _remove_quietly(tmp)
+            continue
+        staged.append((path, tmp, fd))
+    for path, tmp, fd in staged:
+        try:
+            os.fsync(fd)  # its bytes on disk before its name points at them
+            os.rename(tmp, path)
+        except OSError as exc:
+            failed[path] = exc
+            _remove_quietly(tmp)
+        finally:
+            os.close(fd)
+    for folder in sorted({path.parent for path, _tmp, _fd in staged if path not in failed}):
+        try:
+            _fsync_folder(folder)
+        except OSError as exc:  # the renames may not survive a crash: say so for each file of that folder
+            failed.update({path: exc for path, _tmp, _fd in staged if path.parent == folder})
+    return failed
+
+
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def write_private_unsynced(path: Path, text: str) -> None:

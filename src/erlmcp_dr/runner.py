@@ -530,6 +530,9 @@ class RunbookRun:
     def _mark(self, status: str, started_at: str) -> None:
         """run.json: `running` with this process's pid and start time, so `runbook report` can tell a run
         still going from one that was killed; its final status once the run ends."""
+        _write_private(self.config.run_dir / MARKER_FILE, self._marker_text(status, started_at))
+
+    def _marker_text(self, status: str, started_at: str) -> str:
         config = self.config
         marker = {"run_id": config.run_id, "runbook": config.runbook.name, "title": config.runbook.title,
                   "playbook": str(config.runbook.path),
@@ -538,7 +541,7 @@ class RunbookRun:
                   "rto_target_seconds": config.runbook.rto_seconds, "rpo_target_seconds": config.runbook.rpo_seconds,
                   "point_of_no_return": config.runbook.point_of_no_return, "operator": config.operator,
                   **process_marker()}
-        _write_private(config.run_dir / MARKER_FILE, json.dumps(marker, indent=2, default=str) + "\n")
+        return json.dumps(marker, indent=2, default=str) + "\n"
 
     def _execute(self) -> tuple[str, Optional[int], str]:
         from ansible_runner.config.runner import RunnerConfig
@@ -618,19 +621,23 @@ class RunbookRun:
         return tail(re.sub(r"\x1b\[[0-9;]*m", "", text), lines)
 
     def _write(self, result: RunResult) -> None:
-        """The run folder's files, each whole or not at all. A file that cannot be written (a full disk) is
-        named in an error and the others are still tried: the run has happened, its result is returned."""
+        """The run folder's files, each whole or not at all and durable, written together (paths.write_private_files:
+        one fsync's wait for all). A file that cannot be written (a full disk) is named in an error and the others are
+        still tried: the run has happened, its result is returned."""
         run_dir = self.config.run_dir
         from erlmcp_dr.reporting import html_report  # after the run: not on the way to its first task
 
-        unwritten = [name for name, write in (
-            (RESULT_FILE, lambda: result.save(run_dir)),
-            (REPORT_FILE, lambda: _write_private(run_dir / REPORT_FILE, report.render_markdown(result))),
-            (HTML_REPORT_FILE, lambda: _write_private(run_dir / HTML_REPORT_FILE, html_report.render(result))),
-            ("artifacts command", lambda: forget_environment(self.config.artifact_dir / self.config.run_id
-                                                             / "command")),
-            (MARKER_FILE, lambda: self._mark(result.status, result.started_at)),
-        ) if not _written(write, run_dir / name)]
+        command = self.config.artifact_dir / self.config.run_id / "command"
+        unwritten = [] if _written(lambda: forget_environment(command), command) else ["artifacts command"]
+        failed = paths.write_private_files({
+            run_dir / RESULT_FILE: result.to_json() + "\n",
+            run_dir / REPORT_FILE: report.render_markdown(result),
+            run_dir / HTML_REPORT_FILE: html_report.render(result),
+            run_dir / MARKER_FILE: self._marker_text(result.status, result.started_at),  # last: the run has ended
+        })
+        for path, exc in failed.items():
+            _log_unwritten(path, exc)
+            unwritten.append(path.name)
         if unwritten:
             log.error("run %s ended %s, but %s could not be written to %s (see above): `runbook report %s` shows "
                       "what the folder holds; the audit trail has the run's end", self.config.run_id, result.status,
@@ -763,10 +770,14 @@ def _written(write: Callable[[], Any], path: Path) -> bool:
     try:
         write()
     except OSError as exc:
-        free = shutil.disk_usage(path.parent).free if path.parent.exists() else None
-        log.error("could not write %s: %s (%s bytes free there)", path, exc.strerror or exc, free)
+        _log_unwritten(path, exc)
         return False
     return True
+
+
+def _log_unwritten(path: Path, exc: OSError) -> None:
+    free = shutil.disk_usage(path.parent).free if path.parent.exists() else None
+    log.error("could not write %s: %s (%s bytes free there)", path, exc.strerror or exc, free)
 
 
 def _mkdir_private(path: Path) -> None:

@@ -130,3 +130,17 @@ def test_a_result_that_does_not_fit_leaves_the_old_file_whole(small_home: Path) 
         result.save(small_home)
     assert (small_home / "result.json").read_bytes() == before  # not truncated: the old result, whole
     assert sorted(path.name for path in small_home.iterdir()) == ["ballast", "result.json"]  # no temp file left
+
+
+def test_files_written_together_on_a_full_disk_keep_the_old_version_of_what_does_not_fit(small_home: Path) -> None:
+    """paths.write_private_files (a run's end files, their fsyncs together): what fits is written, what does not
+    keeps its old version whole, no temp file is left, and the caller learns which file failed and why."""
+    from erlmcp_dr.paths import write_private_files
+
+    big, small = small_home / "report.html", small_home / "run.json"
+    assert write_private_files({big: "old report\n", small: "old marker\n"}) == {}
+    _fill(small_home, 8 * 1024)
+    failed = write_private_files({big: "x" * 256 * 1024, small: "new marker\n"})
+    assert list(failed) == [big] and "No space left on device" in str(failed[big])
+    assert big.read_text() == "old report\n" and small.read_text() == "new marker\n"
+    assert sorted(path.name for path in small_home.iterdir()) == ["ballast", "report.html", "run.json"]
