@@ -440,8 +440,10 @@ def remove_stale_private_dirs() -> List[Path]:
 
 def _close_killed_run(run_dir: Path, private_data_dir: Path) -> None:
     """What a normal end does to its run folder, for a killed run: its secrets (the no_log parameters, read
-    from its extra vars before they go) scrubbed from what it wrote, and every file 0600."""
+    from its extra vars before they go) scrubbed from what it wrote, its `command` artifact without the environment's
+    values (forget_environment), and every file 0600."""
     try:
+        forget_environment(run_dir / "artifacts" / run_dir.name / "command")
         marker = paths.read_json_object(run_dir / MARKER_FILE)
         runbook = catalog.parse_playbook(Path(str(marker.get("playbook") or "")))
         values = params.load_extravars_file(private_data_dir / "env" / "extravars")
@@ -474,15 +476,14 @@ class RunbookRun:
         _mkdir_private(config.run_dir.parent)
         config.run_dir.mkdir(mode=0o700)
         started_at, started = _now_iso(), time.monotonic()
-        self._mark("running", started_at)
-        # The start record is written (and fsync'd) while ansible-playbook starts, not before: every later
-        # record of the run waits for it (_after_start), so the trail keeps the run's order.
-        self.start_record = threading.Thread(target=audit.append_quietly, name="audit-start", daemon=True,
-                                             args=(audit.run_start(
-                                                 config.run_id, config.runbook.name,
-                                                 params.redact(config.runbook, config.extravars), check=config.check,
-                                                 operator=config.operator, inventory=str(config.inventory),
-                                                 limit=config.limit),))
+        # run.json (`running`) and the audit start record are written (and fsync'd) while ansible-playbook starts, not
+        # before: every later record of the run and its end files wait for them (_after_start), so the trail and the
+        # folder keep the run's order.
+        start = audit.run_start(config.run_id, config.runbook.name, params.redact(config.runbook, config.extravars),
+                                check=config.check, operator=config.operator, inventory=str(config.inventory),
+                                limit=config.limit)
+        self.start_record = threading.Thread(target=self._record_start, name="audit-start", daemon=True,
+                                             args=(start, started_at))
         self.start_record.start()
         status, rc, error = self._execute()
         result = self._result(status, rc, error, started_at, time.monotonic() - started)
@@ -512,6 +513,13 @@ class RunbookRun:
             names = yaml_inventory_hosts(self.config.inventory)
             self.hosts = names if names is not None else set(_limited_hosts(self.config.inventory, "all", "all") or [])
         return self.hosts
+
+    def _record_start(self, start: Dict[str, Any], started_at: str) -> None:
+        try:
+            self._mark("running", started_at)
+        except OSError as exc:  # a full disk: the run goes on (its end says what could not be written)
+            _log_unwritten(self.config.run_dir / MARKER_FILE, exc)
+        audit.append_quietly(start)
 
     def _after_start(self) -> None:
         if self.start_record is not None:
@@ -700,23 +708,25 @@ def scrub_dir(directory: Path, values: List[str]) -> List[Path]:
     return changed
 
 
-def forget_environment(path: Path) -> None:
+def forget_environment(path: Path, durable: bool = True) -> None:
     """ansible-runner's `command` artifact records the whole environment (DATABASE_URL, SSHPASS, ...): keep the
-    argv, the working directory and the NAMES of the environment variables only."""
+    argv, the working directory and the NAMES of the environment variables only. `durable=False`: the rewrite is
+    atomic but not fsync'd (before ansible-playbook starts: ansible-runner wrote the original unsynced too; the run's
+    end rewrites it durably, and a killed run's folder gets the same from the next run's sweep)."""
     data = paths.read_json_object(path)
     env = data.get("env")
     if not isinstance(env, dict):
         return
     data["env"] = sorted(env)
     data["env_values"] = "not recorded: they may hold secrets"
-    _write_private(path, json.dumps(data))
+    (_write_private if durable else paths.write_private_unsynced)(path, json.dumps(data))
 
 
 def _forget_environment(status_data: Dict[str, Any], runner_config: Any = None) -> None:
     """ansible-runner status handler: at `running` the `command` artifact has just been written, with the
     environment: rewrite it before ansible-playbook starts."""
     if status_data.get("status") == "running" and runner_config is not None:
-        forget_environment(Path(runner_config.artifact_dir) / "command")
+        forget_environment(Path(runner_config.artifact_dir) / "command", durable=False)  # on the way to the spawn
 
 
 def make_private(directory: Path) -> None:
