@@ -114,7 +114,8 @@ for name in ("oneline", "minimal", "ini"):
     kind = "inventory" if name == "ini" else "callback"
     getattr(plugin_loader, kind + "_loader").get(name, class_only=True)
     answers[name] = [sorted(C.config.get_configuration_definitions(kind, name)),
-                     sorted(C.config.get_plugin_options(kind, name)), C.config.get_plugin_options_from_var(kind, name, "x")]
+                     sorted(C.config.get_plugin_options(kind, name)),
+                     C.config.get_plugin_options_from_var(kind, name, "x")]
 print(json.dumps(answers))
 """
     env = {name: value for name, value in os.environ.items() if not name.startswith("ANSIBLE_")}
