@@ -25,3 +25,16 @@ def test_the_launcher_and_its_hand_over_load_no_pure_python_heavyweights():
     loaded = _loaded("import erlmcp_dr.launch\nfrom erlmcp_dr.warm import cli_client")
     assert {"erlmcp_dr.warm.cli_client", "erlmcp_dr.warm.wire", "erlmcp_dr.warm.c_json"} <= loaded
     assert sorted((HEAVY & loaded) - bare) == []
+
+
+def test_a_failure_of_the_warm_start_before_the_hand_over_runs_the_command_here(monkeypatch, capsys):
+    """Whatever breaks the launcher's side before anything is sent (here the key's JSON, as a Python whose C
+    accelerator changed would), the command is not lost: run_served returns None and the launcher runs it itself."""
+    from erlmcp_dr.warm import cli_client, fingerprint
+
+    def broken(*args, **kwargs):
+        raise TypeError("make_encoder() takes other arguments")
+
+    monkeypatch.setattr(fingerprint, "key", broken)
+    assert cli_client.run_served(["runbook", "run", "database_switchover"]) is None
+    assert "the warm start failed (TypeError: make_encoder() takes other arguments)" in capsys.readouterr().err

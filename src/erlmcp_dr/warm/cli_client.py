@@ -19,6 +19,7 @@ from __future__ import annotations
 import _signal
 import fcntl
 import os
+import sys
 import time
 
 from erlmcp_dr.warm import client, fingerprint, wire
@@ -36,13 +37,17 @@ def run_served(argv: list[str]) -> int | None:
     """The command's exit code once a CLI zygote ran it; None when none could (the caller runs it)."""
     environ = dict(os.environ)
     cwd = os.getcwd()
-    key = fingerprint.key(environ, cwd, KIND)
     try:
+        key = fingerprint.key(environ, cwd, KIND)
         directory = wire.private_dir(wire.default_dir())
+        socket_path = os.path.join(directory, f"z-{key}.sock")
+        sock = client._connect_fresh(socket_path)
     except OSError:
         return None
-    socket_path = os.path.join(directory, f"z-{key}.sock")
-    sock = client._connect_fresh(socket_path)
+    except Exception as exc:  # noqa: BLE001 - nothing was handed over yet: the command runs here, said so
+        print(f"runbook: the warm start failed ({type(exc).__name__}: {exc}); the command runs without it",
+              file=sys.stderr)
+        return None
     if sock is None:
         _start_in_background(socket_path, key, environ, cwd)
         return None
