@@ -358,6 +358,9 @@ def write_private_files(files: Dict[Path, str]) -> Dict[Path, OSError]:
     folder fsync'd once. One at a time, a run's four end files took 8 fsyncs of 2.5-5 ms each on a busy machine (issue
     19). A file that cannot be written (a full disk) is returned with its error, its temp file removed, its old
     version left; the others are still written."""
+    ensure_collection_importable()
+    from ansible_collections.erlmcp.dr.plugins.module_utils._common.files import fsync_folder
+
     failed: Dict[Path, OSError] = {}
     staged: List[Tuple[Path, str, int]] = []
     for path, text in files.items():
@@ -387,18 +390,10 @@ def write_private_files(files: Dict[Path, str]) -> Dict[Path, OSError]:
             os.close(fd)
     for folder in sorted({path.parent for path, _tmp, _fd in staged if path not in failed}):
         try:
-            _fsync_folder(folder)
+            fsync_folder(str(folder))
         except OSError as exc:  # the renames may not survive a crash: say so for each file of that folder
             failed.update({path: exc for path, _tmp, _fd in staged if path.parent == folder})
     return failed
-
-
-def _fsync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _remove_quietly(path: str) -> None:

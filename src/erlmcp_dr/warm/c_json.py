@@ -39,7 +39,6 @@ class _Settings:
     parse_float = float
     parse_int = int
     parse_constant = {"-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan")}.__getitem__
-    memo: dict = {}
 
 
 def loads(text: Union[str, bytes]) -> Any:

@@ -21,14 +21,14 @@ from __future__ import annotations
 import os
 import sys
 
+from erlmcp_dr.warm import c_json
+
 # sha256 without hashlib where CPython has it: hashlib loads OpenSSL (_hashlib, about 2 ms of every guard's start);
 # the digest is the same. (Not _sha2, 3.12's name: the execution environment's import check knows 3.11's modules.)
 try:
     from _sha256 import sha256  # CPython <= 3.11
 except ImportError:  # pragma: no cover - the interpreter in use decides
     from hashlib import sha256
-
-from erlmcp_dr.warm import c_json  # noqa: E402 - after the sha256 choice, which it does not need
 
 # typing only for the annotations (never evaluated): the guard imports this module, and typing costs its start.
 TYPE_CHECKING = False

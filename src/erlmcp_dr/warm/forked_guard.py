@@ -23,6 +23,7 @@ make either show through, so this is a precaution, not a fix of something seen).
 
 from __future__ import annotations
 
+import functools
 import gc
 import os
 import signal
@@ -33,7 +34,6 @@ from erlmcp_dr import guard
 from erlmcp_dr.warm import title
 
 FORK_ENV = "ERLMCP_DR_GUARD_FORK"
-_PRCTL: list = []  # libc's prctl, found once per process before any fork (prepare)
 
 
 def wanted(args: Sequence[str], env: Optional[Mapping[str, str]]) -> bool:
@@ -43,15 +43,15 @@ def wanted(args: Sequence[str], env: Optional[Mapping[str, str]]) -> bool:
             and environ.get(FORK_ENV, "1").strip() != "0" and environ.get(guard.WARM_ENV, "1").strip() != "0")
 
 
+@functools.lru_cache(maxsize=1)
 def prepare() -> Callable[..., Any]:
-    """In the parent, before the fork: the modules the guard's warm path calls imported; returns libc's prctl."""
-    if not _PRCTL:
-        import ctypes
+    """In the parent, before the fork (once per process): the modules the guard's warm path calls imported; returns
+    libc's prctl."""
+    import ctypes
 
-        from erlmcp_dr.warm import client  # noqa: F401 - imported here so that the child imports nothing
+    from erlmcp_dr.warm import client  # noqa: F401 - imported here so that the child imports nothing
 
-        _PRCTL.append(ctypes.CDLL(None, use_errno=True).prctl)
-    return _PRCTL[0]
+    return ctypes.CDLL(None, use_errno=True).prctl
 
 
 def preexec(args: Sequence[str], env: Optional[Mapping[str, str]],
