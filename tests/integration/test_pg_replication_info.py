@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import selectors
+import socket
+import threading
 from typing import Any
 
 import pytest
@@ -91,6 +94,64 @@ def test_reports_unreachable_nodes_with_their_error_and_still_succeeds(fresh_lab
     assert "cannot resolve host 'no-such-host.invalid'" in result["nodes"]["pg-nowhere"]["error"]
     assert result["nodes"]["pg-a"]["error_kind"] is None
     assert result["system_identifiers_agree"] is True
+
+
+class HangingServers:
+    """Two TCP listeners on loopback that accept connections and never answer (hosts whose server hangs), watched by
+    one thread, except that once the second has a connection, the first hangs up on its own (what a server that
+    crashes would do): a client that asks both at once sees the first node close on it, a client that asks the
+    first before the second waits the first's whole connect_timeout, a timeout."""
+
+    def __init__(self) -> None:
+        self.listeners = [socket.create_server(("127.0.0.1", 0)) for _ in range(2)]
+        self.ports = [listener.getsockname()[1] for listener in self.listeners]
+        self.accepted = [0, 0]
+        self._conns: list[list[socket.socket]] = [[], []]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> HangingServers:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(DEADLINE)
+        for sock in self.listeners + self._conns[0] + self._conns[1]:
+            sock.close()
+
+    def _watch(self) -> None:
+        with selectors.DefaultSelector() as selector:
+            for index, listener in enumerate(self.listeners):
+                selector.register(listener, selectors.EVENT_READ, index)
+            while not self._stop.is_set():
+                for key, _events in selector.select(timeout=0.05):
+                    conn, _addr = key.fileobj.accept()
+                    self.accepted[key.data] += 1
+                    self._conns[key.data].append(conn)
+                if self.accepted[1]:
+                    for conn in self._conns[0]:
+                        conn.close()
+                    self._conns[0].clear()
+
+
+def test_nodes_are_asked_at_once_so_a_silent_node_does_not_delay_the_others(fresh_lab):
+    cfg = fresh_lab
+    with HangingServers() as hanging:
+        nodes = [{"name": f"pg-hanging-{index}", "host": "127.0.0.1", "port": port}
+                 for index, port in enumerate(hanging.ports, 1)]
+
+        result = run_module(MODULE, info_args(cfg, *nodes, connect_timeout=3))
+
+    assert not result["failed"], result.get("msg")
+    assert result["primary"] == "pg-a" and result["standbys"] == ["pg-b", "pg-c"]
+    assert result["unreachable_nodes"] == ["pg-hanging-1", "pg-hanging-2"]
+    first, second = result["nodes"]["pg-hanging-1"], result["nodes"]["pg-hanging-2"]
+    # Asked at once: the second node was connected to while the first was still waited for, so the first hung up
+    # before its connect_timeout (asked one after the other, the first would have timed out before the second was
+    # asked). The second never answers: its own timeout.
+    assert second["error_kind"] == "timeout", second
+    assert first["error_kind"] != "timeout" and "server closed the connection unexpectedly" in first["error"], first
 
 
 def test_primary_down_leaves_standbys_without_a_primary(fresh_lab):

@@ -34,6 +34,7 @@ import signal
 import sys
 import time
 
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.at_once import each_at_once
 from ansible_collections.erlmcp.dr.plugins.module_utils._lock.store import (
     BUSY, HELD, HELD_BY_OTHER, NOT_HELD, RELEASED, STORE_ETCD, TAKE, LockStore, LockStoreError, default_store_dir, iso,
     process_identity, utc_now)
@@ -337,10 +338,7 @@ class EtcdClient(object):
         the leader's loss the others answer "no leader" until they elected one); one that does not answer at all
         (refused, timed out after the request timeout) is reported at once, so a stopped member costs nothing and a
         silent one one request timeout. The error never holds the password."""
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=len(self.endpoints)) as pool:
-            return list(pool.map(lambda index: self._ask_member(index, path, payload), range(len(self.endpoints))))
+        return each_at_once(lambda index: self._ask_member(index, path, payload), range(len(self.endpoints)))
 
     def _ask_member(self, index, path, payload):
         endpoint = self.endpoints[index]

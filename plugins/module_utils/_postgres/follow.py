@@ -25,6 +25,7 @@ import re
 import socket
 import time
 
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.at_once import each_at_once
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import sql as pg
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.data_dir_identity import (
     check_data_dir_serves, read_served,
@@ -913,16 +914,12 @@ def run_many(params, check_mode=False, diff=False, warn=None):
     item = name, failed, msg and run()'s facts) and changed; raises ModuleFailure(results=...) naming every node
     that failed, after all of them ended.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     nodes = params["nodes"]
     names = [node["name"] for node in nodes]
     if len(set(names)) != len(names):
         raise pg.ModuleFailure("nodes names a node twice (%s): expected each node once (nodes)" % ", ".join(names))
     notes = []
-    with ThreadPoolExecutor(max_workers=max(len(nodes), 1)) as pool:
-        futures = [pool.submit(_one, params, node, check_mode, diff, notes.append) for node in nodes]
-        results = [future.result() for future in futures]
+    results = each_at_once(lambda node: _one(params, node, check_mode, diff, notes.append), nodes)
     for note in notes:
         (warn or (lambda _message: None))(note)
     failed = [item for item in results if item["failed"]]

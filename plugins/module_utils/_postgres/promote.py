@@ -19,6 +19,7 @@ import subprocess
 import time
 
 from ansible_collections.erlmcp.dr.plugins.module_utils._guards import postgres_guard as _cluster_guard
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.at_once import each_at_once
 from ansible_collections.erlmcp.dr.plugins.module_utils._common.errors import ModuleFailure
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.sql import (
     PgError,
@@ -310,11 +311,12 @@ class MemberConnections(object):
         self.conns = {}
 
     def open(self, members):
-        for member in members:
-            key = (member["host"], member["port"])
-            if key not in self.conns:
-                self.conns[key] = open_connection(member_conn_params(self.params, member), APPLICATION_NAME,
-                                                  MEMBER_HINTS)[0]
+        """Connects to every member not connected yet, all at once."""
+        wanted = dict(((member["host"], member["port"]), member) for member in members)
+        missing = [key for key in wanted if key not in self.conns]
+        opened = each_at_once(lambda key: open_connection(member_conn_params(self.params, wanted[key]),
+                                                          APPLICATION_NAME, MEMBER_HINTS)[0], missing)
+        self.conns.update(zip(missing, opened))
 
     def read(self, member):
         key = (member["host"], member["port"])

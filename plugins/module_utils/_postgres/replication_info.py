@@ -14,6 +14,7 @@ collection: the API may change between releases.
 
 from __future__ import annotations
 
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.at_once import each_at_once
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.server import conninfo_endpoint
 from ansible_collections.erlmcp.dr.plugins.module_utils._common.errors import ModuleFailure
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.sql import (
@@ -176,7 +177,7 @@ def summarize(nodes):
 
 
 def run(params, check_mode=False, diff=False, warn=None):
-    """Ask every node in params['nodes'] and summarize (read-only: check mode and diff change nothing).
+    """Ask every node in params['nodes'], all at once, and summarize (read-only: check mode and diff change nothing).
 
     Returns the result dict (nodes, primary, split_brain, ...); raises ModuleFailure when the
     nodes option is invalid. warn(message) is called for foreign nodes.
@@ -185,7 +186,8 @@ def run(params, check_mode=False, diff=False, warn=None):
     duplicates = sorted(set(n for n in names if names.count(n) > 1))
     if duplicates:
         raise ModuleFailure("nodes: each name must appear once; found %s more than once" % ", ".join(duplicates))
-    nodes = dict((n["name"], inspect(n, params)) for n in params["nodes"])
+    facts = each_at_once(lambda node: inspect(node, params), params["nodes"])
+    nodes = dict((node["name"], found) for node, found in zip(params["nodes"], facts))
     result = summarize(nodes)
     if warn and result["foreign_nodes"]:
         warn("%s belong to another cluster (system identifier %s, the cluster's is %s): left out of primaries and "

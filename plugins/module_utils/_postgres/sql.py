@@ -144,10 +144,24 @@ def error_kind(exc):
     return "other"
 
 
+# libpq's own "where" before its reason ("connection failed: connection to server at "h", port p failed: "): the
+# message names the endpoint itself.
+_LIBPQ_WHERE = re.compile(r'^(connection failed: )?(connection to server (at|on) .*? failed: )?')
+
+
+def libpq_reason(exc):
+    """A libpq connection error in one line: every line of it (its reason is on the first, libpq's explanation on
+    the next ones), without libpq's own "connection to server at ... failed:" prefix."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if not lines:
+        return exc.__class__.__name__
+    return _LIBPQ_WHERE.sub("", " ".join(lines), count=1) or " ".join(lines)
+
+
 def describe_connect_error(exc, conn_params, hints=None):
     """What went wrong connecting to host:port, in words an operator can act on, naming the parameter to fix."""
     names = dict(DEFAULT_HINTS, **(hints or {}))
-    text = str(exc).strip().splitlines()[-1] if str(exc).strip() else exc.__class__.__name__
+    text = libpq_reason(exc)
     where = endpoint(conn_params)
     user = conn_params.get("user")
     kind = error_kind(exc)

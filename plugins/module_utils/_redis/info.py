@@ -5,14 +5,16 @@
 
 from __future__ import annotations
 
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.at_once import each_at_once
 from ansible_collections.erlmcp.dr.plugins.module_utils._redis import client as rd
 
 HINTS = dict(host="nodes[].host", port="nodes[].port", password="login_password")
 
 
 def run(params, check_mode=False, diff=False, warn=None):
-    """Ask every node of params["nodes"]; never changes anything (check mode runs the same)."""
-    nodes = dict((node["name"], _ask(node, params)) for node in params["nodes"])
+    """Ask every node of params["nodes"], all at once; never changes anything (check mode runs the same)."""
+    answers = each_at_once(lambda node: _ask(node, params), params["nodes"])
+    nodes = dict((node["name"], facts) for node, facts in zip(params["nodes"], answers))
     reachable = [facts for facts in nodes.values() if facts["reachable"]]
     primaries = sorted(f["name"] for f in reachable if f["role"] == "primary")
     _add_lag(nodes, primaries)
