@@ -24,8 +24,9 @@ description:
   - With O(nodes) instead of O(cluster), it reads the cluster itself first (what M(erlmcp.dr.pg_replication_info)
     reads, with the login options) and returns that read as RV(cluster), one task instead of two after a change.
   - With O(end_state), it also checks on the same read whether the runbook's end state holds (the filter
-    C(erlmcp.dr.pg_end_state)) and returns the verdict as RV(end_state). A failed end state does not fail the task;
-    the file still names the live primary, and the runbook decides what to say.
+    C(erlmcp.dr.pg_end_state)) and returns the verdict as RV(end_state). The file names the live primary either way;
+    with O(end_state.must_hold) a failed end state then fails the task, saying what does not hold (the runbook's
+    verification, without a task of its own), else the runbook decides what to say.
   - Runs where the file lives; it connects to PostgreSQL only with O(nodes).
 author:
   - erlmcp.dr developers (!UNKNOWN)
@@ -76,6 +77,21 @@ options:
         type: list
         elements: raw
         default: []
+      must_hold:
+        description:
+          - Fail the task when the end state does not hold, once the file is written (it names the live primary),
+            with the message C(The end state does not hold: <problems>.), then O(end_state.also), then
+            O(end_state.hint).
+        type: bool
+        default: false
+      also:
+        description: More failures the message names when the end state does not hold (a follow's, per node).
+        type: list
+        elements: str
+        default: []
+      hint:
+        description: What to do when the end state does not hold, last in the message (how to finish the run).
+        type: str
   login_user:
     description: The user to log in as, with O(nodes).
     type: str
@@ -202,6 +218,9 @@ def argument_spec():
             primary=dict(type="str", required=True),
             fenced_ok=dict(type="list", elements="str", default=[]),
             left_out=dict(type="list", elements="raw", default=[]),
+            must_hold=dict(type="bool", default=False),
+            also=dict(type="list", elements="str", default=[]),
+            hint=dict(type="str"),
         )),
         mode=dict(type="raw", default="0644"),
         fencing_token=dict(type="int", no_log=False),  # a revision number, not a secret

@@ -80,6 +80,35 @@ def test_reads_the_cluster_itself_and_checks_the_end_state_on_that_read(fresh_la
     assert lab.LAB_PASSWORD not in json.dumps([holds, missing])
 
 
+def test_must_hold_fails_the_task_once_the_file_follows_the_live_primary_and_says_what_does_not_hold(fresh_lab,
+                                                                                                    tmp_path):
+    """end_state.must_hold: the runbook's verification in the same task. The end state holds: the task succeeds as
+    without it. It does not: the file is written all the same (it names the live primary), then the task fails with
+    the problems, the other failures given (also) and how to finish (hint); its facts stay (end_state, cluster)."""
+    cfg = fresh_lab
+    path = tmp_path / "database.json"
+    nodes = [{"name": n.name, "host": "127.0.0.1", "port": n.port} for n in cfg.nodes]
+    login = dict(login_user=lab.SUPERUSER, login_password=lab.LAB_PASSWORD)
+    hint = "Run database_switchover again to finish it (it does only what is missing)."
+
+    holds = run_module(MODULE, dict(login, path=str(path), nodes=nodes,
+                                    end_state={"primary": "pg-a", "must_hold": True, "hint": hint}))
+    path.unlink()
+    broken = run_module(MODULE, dict(login, path=str(path), nodes=nodes, end_state={
+        "primary": "pg-b", "must_hold": True, "also": ["pg-c: no route to pg-b.", ""], "hint": hint}))
+
+    assert not holds["failed"] and holds["end_state"]["ok"] is True, holds.get("msg")
+    assert broken["failed"] and broken["changed"] is True, broken
+    assert json.loads(path.read_text())["database"]["primary_node"] == "pg-a"  # written: the live primary
+    assert broken["msg"] == (
+        "The end state does not hold: the writable primaries are pg-a, expected only pg-b; pg-a is a primary, "
+        "expected it to stream from pg-b; pg-c is a standby streaming from pg-a, expected it to stream from pg-b. "
+        f"pg-c: no route to pg-b. {hint} Meanwhile {path} now names primary pg-a and replicas [pg-b, pg-c]."
+    ), broken["msg"]
+    assert broken["end_state"]["ok"] is False and broken["cluster"]["primary"] == "pg-a"
+    assert lab.LAB_PASSWORD not in json.dumps([holds, broken])
+
+
 def test_takes_the_cluster_or_the_nodes_to_read_not_both(tmp_path):
     path = tmp_path / "database.json"
 

@@ -97,8 +97,8 @@ def parse_mode(mode):
 def run(params, check_mode=False, diff=False, warn=None):
     """Write params['path'] from params['cluster'] (or, with params['nodes'] instead, from a read of the cluster
     taken here, returned as `cluster`); changed only when the content (or mode) differs. With params['end_state'],
-    also checks the end state on the same read and returns the verdict as `end_state` (it never fails the task: the
-    runbook says what to do about it)."""
+    also checks the end state on the same read and returns the verdict as `end_state`; with its `must_hold`, an end
+    state that does not hold fails the task once the file is written (it follows the live primary either way)."""
     facts = {}
     cluster = params.get("cluster")
     if cluster is None:
@@ -113,7 +113,23 @@ def run(params, check_mode=False, diff=False, warn=None):
         exc.facts.update(facts)
         raise
     result.update(facts)
+    wanted = params.get("end_state") or {}
+    if wanted.get("must_hold") and not facts["end_state"]["ok"]:
+        kept = dict((key, value) for key, value in result.items() if key != "msg")
+        raise ModuleFailure("%s Meanwhile %s." % (not_held_message(facts["end_state"], wanted), result.get("msg")),
+                            **kept)
     return result
+
+
+def not_held_message(verdict_found, wanted):
+    """What a runbook says when its end state does not hold: the problems, the other failures, how to finish."""
+    parts = ["The end state does not hold: %s." % "; ".join(verdict_found.get("problems") or ["(no problem named)"])]
+    also = [text for text in wanted.get("also") or () if text]
+    if also:
+        parts.append("; ".join(also).rstrip(".") + ".")
+    if wanted.get("hint"):
+        parts.append(wanted["hint"])
+    return " ".join(parts)
 
 
 def verdict(cluster, wanted):
