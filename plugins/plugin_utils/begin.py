@@ -48,6 +48,7 @@ import time
 from ansible.errors import AnsibleError
 from ansible.plugins.action import ActionBase
 from ansible_collections.erlmcp.dr.plugins.module_utils._common.begin_spec import begin_argument_spec
+from ansible_collections.erlmcp.dr.plugins.plugin_utils.sub_action import run_action
 
 STORE_DIR_VAR = "dr_lock_dir"  # where the run locks live: the inventory's (or the environment's), never -e's
 # A plan function that breaks on the read it was given is a refusal with its reason, not a traceback.
@@ -232,16 +233,8 @@ class BeginAction(ActionBase):
     # ------------------------------------------------------------------ helpers for the systems
 
     def sub_action(self, name, args, task_vars, check_mode=None):
-        """Run the action plugin `name` in this worker on a copy of this task with `args` (how
-        ansible.builtin.template runs copy)."""
-        task = self._task.copy()
-        task.args = dict(args)
-        if check_mode is not None:
-            task.check_mode = check_mode
-        action = self._shared_loader_obj.action_loader.get(
-            name, task=task, connection=self._connection, play_context=self._play_context, loader=self._loader,
-            templar=self._templar, shared_loader_obj=self._shared_loader_obj)
-        return action.run(task_vars=task_vars)
+        """Run the action plugin `name` in this worker on a copy of this task with `args` (plugin_utils/sub_action)."""
+        return run_action(self, name, args, task_vars, check_mode=check_mode)
 
     def rendered(self, task_vars, name):
         """The variable's value, templated with the play's variables (call it only once the parameters passed: an

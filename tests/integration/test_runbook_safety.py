@@ -185,7 +185,9 @@ def test_switchover_to_the_current_primary_only_writes_a_missing_app_config(fres
     _, second = run_json(*args, expect_rc=0)
 
     assert summary(first)["action"] == "none" and "already is the primary" in summary(first)["reason"]
-    assert changed_steps(first) == ["Point the application at the primary and its streaming replicas (localhost)"]
+    assert changed_steps(first) == ["Point the application at the primary and its streaming replicas; verify the "
+                                    "candidate is the only writable primary and every other member streams from it "
+                                    "(localhost)"]
     assert json.loads(cfg.app_config_path.read_text())["database"]["primary_node"] == "pg-a"
     assert changed_steps(second) == [] and summary(second)["did"] == ["nothing was changed"]
     assert topology(cfg) == topo
