@@ -80,8 +80,8 @@ options:
       must_hold:
         description:
           - Fail the task when the end state does not hold, once the file is written (it names the live primary),
-            with the message C(The end state does not hold: <problems>.), then O(end_state.also), then
-            O(end_state.hint).
+            with a message that starts with C(The end state does not hold), then names the problems,
+            O(end_state.also), O(end_state.hint) and what the file now says.
         type: bool
         default: false
       also:

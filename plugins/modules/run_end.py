@@ -16,8 +16,8 @@ description:
   - The C(always) section of a state-changing runbook in one task (what M(erlmcp.dr.run_lock) with O(state=absent)
     and M(ansible.builtin.set_stats) did in two; every task costs a worker fork and its result handling).
   - First, with O(lock.key), it releases the run lock this run holds, through M(erlmcp.dr.run_lock) itself (its
-    checks, its messages, its stores). Without O(lock.key) (the start took no lock: it failed before the lock, the
-    lock was busy, check mode) nothing is released.
+    checks, its messages, its stores). Without O(lock.key) (the start took no lock - it failed before the lock, or
+    the lock was busy) nothing is released.
   - Then it publishes O(summary) as the run's custom stat C(summary), as C(ansible.builtin.set_stats) does with
     C(per_host=false) and C(aggregate=true), so the C(runbook) CLI, C(erlmcp_dr.run()) and AWX find it where they
     always did.
@@ -40,7 +40,7 @@ options:
       key:
         description:
           - The lock's key (the start's lock fact, for example C(pg_begin_lock.key)). Empty or null when the run
-            holds no lock: nothing is released.
+            holds no lock (nothing is released then).
         type: str
       store_dir:
         description: The lock folder (M(erlmcp.dr.run_lock)'s O(erlmcp.dr.run_lock#module:store_dir)); its default
