@@ -24,7 +24,7 @@ class ActionModule(ActionBase):
         _validation, args = self.validate_argument_spec(argument_spec=argument_spec())
         lock = args["lock"] or {}
         result["changed"] = False  # the lock is bookkeeping (erlmcp.dr.run_lock never reports a change either)
-        if lock.get("key"):
+        if _taken(lock):
             released = self._release(lock, task_vars or {})
             result["released"] = dict((key, value) for key, value in released.items() if key != "warnings")
             if released.get("warnings"):
@@ -39,3 +39,9 @@ class ActionModule(ActionBase):
         if lock.get("store_dir"):
             release["store_dir"] = lock["store_dir"]
         return run_action(self, "erlmcp.dr.run_lock", release, task_vars)
+
+
+def _taken(lock):
+    """Whether the start's lock result names a lock this run took: not empty, not failed (a busy lock is another
+    run's), not skipped."""
+    return bool(lock.get("key")) and not lock.get("failed") and not lock.get("skipped")

@@ -13,11 +13,14 @@ module: run_end
 short_description: The end of a runbook in one task - release its run lock, then publish its summary
 version_added: "0.1.0"
 description:
-  - The C(always) section of a state-changing runbook in one task (what M(erlmcp.dr.run_lock) with O(state=absent)
-    and M(ansible.builtin.set_stats) did in two; every task costs a worker fork and its result handling).
-  - First, with O(lock.key), it releases the run lock this run holds, through M(erlmcp.dr.run_lock) itself (its
-    checks, its messages, its stores). Without O(lock.key) (the start took no lock - it failed before the lock, or
-    the lock was busy) nothing is released.
+  - The C(always) section of a state-changing runbook in one task (what M(erlmcp.dr.run_lock) with
+    O(erlmcp.dr.run_lock#module:state=absent) and M(ansible.builtin.set_stats) did in two; every task costs a worker
+    fork and its result handling).
+  - First, it releases the run lock the start took, through M(erlmcp.dr.run_lock) itself (its checks, its messages,
+    its stores), with the key and the lock folder named by O(lock), the start's own lock result. Nothing is
+    released when O(lock) is empty, failed (a busy lock is another run's) or skipped.
+  - The lock folder comes from the start's result, not from C(dr_lock_dir), so a run whose start refused a hostile
+    extra var renders none of it at its end either.
   - Then it publishes O(summary) as the run's custom stat C(summary), as C(ansible.builtin.set_stats) does with
     C(per_host=false) and C(aggregate=true), so the C(runbook) CLI, C(erlmcp_dr.run()) and AWX find it where they
     always did.
@@ -33,19 +36,11 @@ options:
     type: dict
     required: true
   lock:
-    description: The run lock to release, as the start took it.
+    description:
+      - The start's lock result (C(pg_begin_lock), C(dns_begin_lock), C(redis_begin_lock), or the registered result of
+        M(erlmcp.dr.run_lock)), or V({}) when the run took none. Its C(key) is released in its C(store_dir).
     type: dict
     default: {}
-    suboptions:
-      key:
-        description:
-          - The lock's key (the start's lock fact, for example C(pg_begin_lock.key)). Empty or null when the run
-            holds no lock (nothing is released then).
-        type: str
-      store_dir:
-        description: The lock folder (M(erlmcp.dr.run_lock)'s O(erlmcp.dr.run_lock#module:store_dir)); its default
-          when empty.
-        type: path
 attributes:
   action:
     support: full
@@ -78,9 +73,7 @@ EXAMPLES = r"""
   always:
     - name: Release the cluster's run lock and publish the outcome
       erlmcp.dr.run_end:
-        lock:
-          key: "{{ pg_begin_lock.key if pg_begin_lock is defined and pg_begin_lock is not failed else none }}"
-          store_dir: "{{ dr_lock_dir | default(none) }}"
+        lock: "{{ pg_begin_lock | default({}) }}"
         summary: >-
           {{ dr_plan | default({}) | erlmcp.dr.pg_summary({}, true, ansible_check_mode, 'database_switchover') }}
 """
@@ -89,7 +82,7 @@ RETURN = r"""
 released:
   description: What M(erlmcp.dr.run_lock) returned for the release (its RV(erlmcp.dr.run_lock#module:released),
     RV(erlmcp.dr.run_lock#module:holder), ...).
-  returned: with O(lock.key)
+  returned: when O(lock) names a lock this run took
   type: dict
   sample: {key: "postgres:7301234567890123456", released: true, held: false, store: directory}
 """
@@ -102,10 +95,7 @@ def argument_spec():
     """The options of erlmcp.dr.run_end (its action plugin validates the task against them)."""
     return dict(
         summary=dict(type="dict", required=True),
-        lock=dict(type="dict", default={}, options=dict(
-            key=dict(type="str", no_log=False),  # a lock's name (postgres:<system id>), not a secret
-            store_dir=dict(type="path"),
-        )),
+        lock=dict(type="dict", default={}),  # the start's lock result: its key and store_dir are read
     )
 
 

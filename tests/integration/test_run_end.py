@@ -22,10 +22,9 @@ KEY = "postgres:7301234567890123456"
 SUMMARY = {"schema": 1, "runbook": "fixture", "action": "none", "completed": True, "did": ["nothing was changed"]}
 
 
-def playbook(tmp: Path, *, take: bool = True, store_dir: str | None = None, summary: Any = SUMMARY) -> Path:
-    """Takes the lock (with take), then ends with run_end in the always section, as the runbooks do."""
-    lock = {"key": "{{ taken.key if taken is defined and taken is not failed and taken is not skipped else none }}",
-            "store_dir": store_dir}
+def playbook(tmp: Path, *, take: bool = True, lock: Any = "{{ taken | default({}) }}", summary: Any = SUMMARY) -> Path:
+    """Takes the lock (with take), then ends with run_end in the always section, given the lock's result as the
+    runbooks give their start's."""
     tasks: list[dict[str, Any]] = []
     if take:
         tasks.append({"name": "Take the run lock", "erlmcp.dr.run_lock": {"key": KEY, "runbook": "fixture"},
@@ -98,13 +97,23 @@ def test_a_release_that_fails_fails_the_task_with_run_locks_message_and_publishe
     not_a_folder = tmp_path / "a-file"
     not_a_folder.write_text("not a lock folder")
 
-    outcome = run(tmp_path, playbook(tmp_path, store_dir=str(not_a_folder)))
+    # The lock's result as the start gave it, but naming a folder the release cannot use.
+    outcome = run(tmp_path, playbook(tmp_path, lock={"key": KEY, "store_dir": str(not_a_folder)}))
 
     assert outcome["status"] == "failed" and outcome["rc"] != 0 and outcome["end_event"] == "runner_on_failed", outcome
     assert f"the run lock for {KEY} could not be used" in outcome["end"]["msg"], outcome
     assert outcome["custom"] == {}, outcome["custom"]
     # Not released: the lock's record is still in the folder it was taken in (its holder, the run, has ended).
     assert Path(_lock.DirectoryStore(str(tmp_path / "locks")).path_for(KEY)).exists()
+
+
+def test_a_busy_lock_is_another_runs_and_is_not_released(tmp_path):
+    busy = {"key": KEY, "failed": True, "busy": True, "msg": "another run holds the lock"}
+
+    outcome = run(tmp_path, playbook(tmp_path, take=False, lock=busy))
+
+    assert outcome["status"] == "successful" and "released" not in outcome["end"], outcome
+    assert outcome["custom"] == {"summary": SUMMARY}
 
 
 def test_a_summary_that_is_not_a_mapping_is_refused_with_what_was_expected(tmp_path):
