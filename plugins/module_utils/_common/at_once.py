@@ -3,9 +3,9 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Asking every node at once: a read of N nodes costs the slowest node's answer, not the sum of them.
 
-A node that does not answer (a host gone, packets dropped) costs its connect timeout once, in its own thread, instead
-of delaying every node asked after it; on a quiet machine three nodes answer in about the time of one (their servers
-fork and authenticate in parallel).
+A node that does not answer (a host gone, packets dropped) waits out its connect timeout in its own thread instead
+of delaying every node asked after it. Answering nodes gain less: a connection is mostly CPU (authentication, the
+server's new backend), and a read of three nodes on the 2-core lab went from 27 to 22 ms.
 """
 
 from __future__ import annotations
