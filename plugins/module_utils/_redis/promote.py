@@ -63,7 +63,7 @@ def run(params, check_mode=False, diff=False, warn=None):
             return facts
         began = time.monotonic()
         if plan["action"] == "failover":
-            _coordinated_failover(params, members, nodes, plan, facts)
+            _coordinated_failover(params, members, plan, facts)
         elif plan["action"] == "promote":
             _promote_alone(params, members, candidate, facts)
         facts["durations"]["promote"] = round(time.monotonic() - began, 3)
@@ -200,17 +200,20 @@ def _describe(roles):
 # ---------------------------------------------------------------- acting
 
 
-def _coordinated_failover(params, members, nodes, plan, facts):
+def _coordinated_failover(params, members, plan, facts):
     """FAILOVER TO <candidate> on the old primary: writes paused, candidate caught up, roles swapped by Redis."""
     old, candidate = plan["old_primary"], params["candidate"]
     cand = members[candidate]
     timeout_ms = int(params["catchup_timeout"] * 1000)
-    # The old primary names its replicas by the address it sees them at (their announced IP, their port).
-    seen = [r for r in nodes[old].get("replicas") or [] if int(r["port"]) == int(cand["port"])]
-    host = seen[0]["host"] if seen else cand["host"]
     client = rd.connect(_conn(params, members[old]))
     with client:
+        # Redis refuses FAILOVER TO a replica it does not list as online; one whose link just came up (a re-sync after
+        # a restart or a repoint) is listed a moment later. Waited for here, before anything is paused.
+        online = _wait(lambda: _online_replica(client, cand), params["catchup_timeout"], params,
+                       "%s to be an online replica of %s (catchup_timeout)" % (candidate, old))
         check_guard(params, members, facts)
+        # The old primary names its replicas by the address it sees them at (their announced IP, their port).
+        host = online["host"]
         client.execute_command("FAILOVER", "TO", host, int(cand["port"]), "TIMEOUT", timeout_ms)
 
         def done():
@@ -230,6 +233,14 @@ def _coordinated_failover(params, members, nodes, plan, facts):
     _wait(lambda: _is_primary(params, cand), params["wait_timeout"], params, "%s to take the primary role" % candidate)
     _persist(params, members[old])
     _persist(params, cand)
+
+
+def _online_replica(client, cand):
+    """The old primary's entry for the candidate when it lists it as an online replica, else None."""
+    for replica in rd.replicas_of(client.info("replication")):
+        if int(replica["port"]) == int(cand["port"]) and replica.get("state") == "online":
+            return replica
+    return None
 
 
 def _promote_alone(params, members, candidate, facts):
