@@ -153,6 +153,12 @@ class ActionModule(BeginAction):
             # to do goes on, so the runbook says what its read found (a wrong password, nodes down); one that would
             # change the cluster stops here, before anything is fenced.
             return dict(msg=guard.get("msg"))
+        if start.args["fail_on_refusal"] and (start.plan or {}).get("action") == "refuse":
+            # The runbook's gate, in this task: a refusal fails here, its locks released, instead of in a task of
+            # its own that every other run forks a worker for only to skip it. The plan and the read go with the
+            # failure (a failed task sets no fact): the runbook's summary and the report read them there.
+            return dict(_read_facts(start.read), msg=start.plan.get("reason") or "the plan refuses",
+                        plan=start.plan, refused=True)
         return None
 
     def facts(self, start):

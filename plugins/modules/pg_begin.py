@@ -48,6 +48,14 @@ options:
       - Saves the runbook the task that made the plan.
     type: str
     choices: [switchover, failover, rejoin]
+  fail_on_refusal:
+    description:
+      - Fail this task with the plan's reason (RV(msg)) when the plan refuses (its C(action) is C(refuse)), after
+        releasing the run lock and the cluster guard. The plan is then returned as RV(plan), since a failed task sets
+        no fact.
+      - Saves the runbook its gate, a task that would run (and be skipped) on every run that does not refuse.
+    type: bool
+    default: false
   lock_scope:
     description:
       - What the run lock excludes. C(cluster) keys it by the cluster's identity (C(postgres:<system identifier>)),
@@ -174,7 +182,16 @@ guard:
   type: dict
 lock_released:
   description: Whether a lock this task took was released because a step after it failed.
-  returned: when the read after the lock failed
+  returned: when a step after the lock failed (a read, the plan, a refusal with O(fail_on_refusal))
+  type: bool
+plan:
+  description: The refusing plan (what the fact C(dr_plan) holds on success), with its C(reason).
+  returned: when O(fail_on_refusal) failed the task
+  type: dict
+  sample: {"action": "refuse", "reason": "replay is paused on pg-b", "promote": false}
+refused:
+  description: True when the task failed because the plan refuses (O(fail_on_refusal)).
+  returned: when O(fail_on_refusal) failed the task
   type: bool
 msg:
   description: What failed, the failing step's own message.
@@ -203,6 +220,7 @@ def argument_spec():
     spec.update(
         group=dict(type="str", default="postgres"),
         plan=dict(type="str", choices=["switchover", "failover", "rejoin"]),
+        fail_on_refusal=dict(type="bool", default=False),
         lock_scope=dict(type="str", choices=["cluster", "backups"], default="cluster"),
         guard=dict(type="bool"),
     )

@@ -2,8 +2,9 @@
 
 A step the plan skips (the fence-and-promote step of a no-op or a refusal) used to show "[failed] Fence the old
 primary" ("Empty hostname produced from delegate_to") in result.json's timeline and a red bar in report.html, on a
-run that succeeded. Each PostgreSQL runbook's no-op and refusal: the only failed step a refusal may show is the gate
-that refuses, with the plan's reason.
+run that succeeded. Each PostgreSQL runbook's no-op and refusal: the only failed step a refusal may show is the start
+(erlmcp.dr.pg_begin, which is the runbooks' gate: a refusing plan fails it), with the plan's reason, and the summary
+still says the run refused.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from runbook_helpers import run_json, sql, topology
 
 pytestmark = pytest.mark.integration
 
-REFUSAL_GATE = "Gate - refuse"
+REFUSING_STEP_ACTION = "erlmcp.dr.pg_begin"
 
 
 def failed_steps(result: dict) -> list[str]:
@@ -27,9 +28,12 @@ def assert_no_failed_step(result: dict) -> None:
 
 
 def assert_only_the_refusal_failed(result: dict, reason: str) -> None:
-    failed = failed_steps(result)
-    assert len(failed) == 1 and failed[0].startswith(REFUSAL_GATE), failed
-    assert reason in failed[0], failed
+    failed = [step for step in result["steps"] if step["failed"]]
+    assert [step["action"] for step in failed] == [REFUSING_STEP_ACTION], failed_steps(result)
+    assert reason in failed[0]["message"], failed_steps(result)
+    assert failed[0]["data"].get("refused") is True, failed[0]["data"]
+    assert failed[0]["data"].get("lock_released") is True, failed[0]["data"]  # a refused run holds nothing after it
+    assert result["facts"]["summary"]["action"] == "refuse", result["facts"]["summary"]
 
 
 @pytest.mark.parametrize(("runbook", "extravars"), [
@@ -64,7 +68,6 @@ def test_a_refused_postgresql_run_shows_only_its_refusal(fresh_lab, home, runboo
     _cli, result = run_json(*args, expect_rc=1)
 
     assert_only_the_refusal_failed(result, reason)
-    assert result["facts"]["summary"]["action"] == "refuse", result["facts"]["summary"]
     assert topology(cfg) == before  # nothing was touched
 
 
@@ -72,5 +75,4 @@ def test_a_refused_rejoin_shows_only_its_refusal(shared_lab, home):
     cfg = shared_lab
     _cli, result = run_json("run", "database_rejoin", "-i", str(lab_inventory(cfg)), "-e", "node=pg-a", "--yes",
                             expect_rc=1)
-    failed = failed_steps(result)
-    assert len(failed) == 1 and "refuse" in failed[0].lower(), failed
+    assert_only_the_refusal_failed(result, "pg-a")
