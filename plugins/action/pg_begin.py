@@ -34,6 +34,7 @@ from ansible.module_utils.parsing.convert_bool import boolean
 from ansible_collections.erlmcp.dr.plugins.filter.failover import pg_failover_plan, pg_rejoin_plan, pg_switchover_plan
 from ansible_collections.erlmcp.dr.plugins.filter.runbook import pg_nodes
 from ansible_collections.erlmcp.dr.plugins.module_utils._guards import postgres_guard as _cluster_guard
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import kept_connections
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.failover_plan import lock_key
 from ansible_collections.erlmcp.dr.plugins.module_utils._common.module import warm_driver
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.sql import POSTGRES
@@ -87,7 +88,10 @@ class ActionModule(BeginAction):
         # out not to take the guard (the inventory's opt-out), ends it.
         self._holder = _cluster_guard.spawn() if self._may_take_guard() else None
         try:
-            return super(ActionModule, self).run(tmp, task_vars)
+            # The read under the lock (and a lag refusal's reads again) take the connections the first read opened,
+            # instead of a new SCRAM handshake and backend per node (kept_connections); closed when the start ends.
+            with kept_connections.kept():
+                return super(ActionModule, self).run(tmp, task_vars)
         finally:
             if self._holder is not None:
                 _cluster_guard.abandon(self._holder)

@@ -249,3 +249,55 @@ def test_membership_is_by_identity_a_node_of_another_cluster_is_foreign(fresh_la
     assert result["nodes"]["pg-b"]["replication"] is None and result["nodes"]["pg-b"]["upstream"] is None
     assert result["nodes"]["pg-c"]["upstream"] == "pg-a" and result["nodes"]["pg-c"]["configured_upstream"] == "pg-a"
     assert any("another cluster" in w for w in result.get("warnings", []))
+
+
+def _read_sessions(cfg: lab.LabConfig) -> dict[str, int]:
+    """How many sessions of pg_replication_info's reads each running node has open."""
+    query = ("SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = 'erlmcp.dr.pg_replication_info' "
+             "AND pid <> pg_backend_pid()")
+    return {node.name: sql(cfg, node.name, query)[0]["n"] for node in cfg.nodes if node.server().is_running()}
+
+
+def _read(cfg: lab.LabConfig) -> dict[str, Any]:
+    from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import replication_info
+
+    args = info_args(cfg)
+    return replication_info.run(dict(args, login_db="postgres"))
+
+
+def test_reads_inside_kept_take_the_connections_the_first_read_opened(fresh_lab):
+    from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import kept_connections
+
+    cfg = fresh_lab
+    _read(cfg)
+    assert _read_sessions(cfg) == {"pg-a": 0, "pg-b": 0, "pg-c": 0}  # outside kept(): closed after each read
+
+    with kept_connections.kept():
+        first = _read(cfg)
+        kept = _read_sessions(cfg)
+        sql(cfg, "pg-a", "CREATE TABLE after_the_first_read AS SELECT 1 AS one")
+        second = _read(cfg)
+        still = _read_sessions(cfg)
+    after = _read_sessions(cfg)
+
+    assert kept == still == {"pg-a": 1, "pg-b": 1, "pg-c": 1}  # one session per node, used by both reads
+    assert after == {"pg-a": 0, "pg-b": 0, "pg-c": 0}  # closed when the scope ends
+    # each read asks the server when it runs: the second sees the primary's WAL move on
+    assert pg.lsn_diff(second["nodes"]["pg-a"]["current_lsn"], first["nodes"]["pg-a"]["current_lsn"]) > 0
+
+
+def test_a_node_that_goes_down_between_kept_reads_is_reported_as_a_new_connection_finds_it(fresh_lab):
+    from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import kept_connections
+
+    cfg = fresh_lab
+    with kept_connections.kept():
+        first = _read(cfg)
+        cfg.node("pg-c").server().stop(timeout=DEADLINE)
+        second = _read(cfg)
+
+    assert first["nodes"]["pg-c"]["reachable"] is True
+    down = second["nodes"]["pg-c"]
+    # not "connected but could not read its state" (the kept connection's failure): what connecting now says
+    assert down["reachable"] is False and down["error_kind"] == "refused", down
+    assert "connection refused" in down["error"]
+    assert second["unreachable_nodes"] == ["pg-c"] and second["primary"] == "pg-a"

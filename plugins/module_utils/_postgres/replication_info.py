@@ -15,13 +15,13 @@ collection: the API may change between releases.
 from __future__ import annotations
 
 from ansible_collections.erlmcp.dr.plugins.module_utils._common.at_once import each_at_once
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import kept_connections
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.server import conninfo_endpoint
 from ansible_collections.erlmcp.dr.plugins.module_utils._common.errors import ModuleFailure
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.sql import (
     is_driver_error,
     lsn_diff,
     node_state,
-    open_connection,
     query_one,
     replication_stats,
 )
@@ -53,23 +53,27 @@ def inspect(node, params):
     conn_params = dict(host=node["host"], port=node["port"], user=params["login_user"],
                        password=params["login_password"], dbname=params["login_db"],
                        connect_timeout=params["connect_timeout"])
-    conn, error = open_connection(conn_params, APPLICATION_NAME)
+    # a connection an earlier read of this task kept (kept_connections.kept(): pg_begin's two reads), else a new one
+    conn, error, reused = kept_connections.open_for_read(conn_params, APPLICATION_NAME)
     if conn is None:
         facts.update(error=str(error), error_kind=error.kind or "other")
         return facts
     try:
-        with conn:
-            state = node_state(conn)
-            replicas = replication_stats(conn) if not state["in_recovery"] else None
-            # A primary too: a promoted node keeps its last primary_conninfo, which names the node it was promoted
-            # away from - how a switchover's re-run finds the old primary to bring back (_failover.switchover_plan).
-            configured = _configured_upstream(conn)
+        state = node_state(conn)
+        replicas = replication_stats(conn) if not state["in_recovery"] else None
+        # A primary too: a promoted node keeps its last primary_conninfo, which names the node it was promoted
+        # away from - how a switchover's re-run finds the old primary to bring back (_failover.switchover_plan).
+        configured = _configured_upstream(conn)
     except Exception as exc:
+        kept_connections.hand_back(conn, conn_params, APPLICATION_NAME, healthy=False)
         if not is_driver_error(exc):
             raise
+        if reused:  # the node changed since the kept connection was opened: a new connection says what it is now
+            return inspect(node, params)
         facts.update(error="connected to %s:%s but could not read its state: %s" % (
             node["host"], node["port"], str(exc).strip()), error_kind="other")
         return facts
+    kept_connections.hand_back(conn, conn_params, APPLICATION_NAME)
     receiver = state["wal_receiver"] or {}
     facts.update(dict((key, state.get(key)) for key in NODE_KEYS if key in state))
     facts.update(
