@@ -168,6 +168,35 @@ def test_failover_repoints_standby_then_idempotent(fresh_lab):
     assert files(cfg, "pg-c") == after
 
 
+def _follow_sessions(cfg: lab.LabConfig, node: str, offset: int) -> int:
+    """Connections the follow opened to `node` since `offset` in its server log (log_connections on)."""
+    with open(cfg.node(node).log_file, errors="replace") as log:
+        log.seek(offset)
+        text = log.read()
+    return text.count(f"application_name={_follow.APPLICATION_NAME}")
+
+
+def test_a_repoint_and_a_rejoin_each_open_one_connection_to_the_node(fresh_lab):
+    # A connection costs a SCRAM handshake and a server backend: the probes and the marker check share one (the
+    # node's own while a reload keeps it, else the one the probes opened once the node streams).
+    cfg = fresh_lab
+    for node in ("pg-a", "pg-c"):
+        sql(cfg, node, "ALTER SYSTEM SET log_connections = on")
+        sql(cfg, node, "SELECT pg_reload_conf()")
+    make_table(cfg)
+    stop_cleanly_and_switch(cfg)
+    offsets = {node: cfg.node(node).log_file.stat().st_size for node in ("pg-a", "pg-c")}
+
+    repointed = run_module(MODULE, follow_args(cfg, "pg-c", "pg-b"))
+    rejoined = run_module(MODULE, follow_args(cfg, "pg-a", "pg-b"))
+
+    assert_streamed_result(repointed, cfg, "pg-b", 2)
+    assert_streamed_result(rejoined, cfg, "pg-b", 2)
+    assert repointed["marker_lsn"] and rejoined["marker_lsn"]  # both checked the marker on that one connection
+    assert _follow_sessions(cfg, "pg-c", offsets["pg-c"]) == 1  # reloaded: its own connection throughout
+    assert _follow_sessions(cfg, "pg-a", offsets["pg-a"]) == 1  # started: the probes' connection, kept for the check
+
+
 # ---------------------------------------------------------------- rejoin after a clean switchover
 
 

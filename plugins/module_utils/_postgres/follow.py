@@ -585,23 +585,36 @@ class _Run(object):
 
     # -- waiting
     def wait_streaming(self, timeout):
-        """Poll the node until its WAL receiver streams from the primary on the primary's timeline."""
+        """Poll the node until its WAL receiver streams from the primary on the primary's timeline.
+
+        The probes use the node's own connection while it works (a reload changes no session), else one connection
+        of their own, opened again after a failure (the node may be starting). The connection that saw the node
+        stream becomes the node's, for the marker check after it: a connection costs a SCRAM handshake and a backend,
+        a probe on an open one a query."""
         seen = {}
         params = self.node_params()
-        held = []  # one connection for every probe, opened again after a failure (the node may be starting)
+        own = [self.node_conn] if self.node_conn is not None else []
+        held = []
 
         def probe():
-            if not held:
-                conn, error = pg.try_connect(params, application_name=APPLICATION_NAME)
-                if conn is None:
-                    seen["error"] = error
-                    return None
-                held.append(conn)
+            if own:
+                conn = own[0]
+            else:
+                if not held:
+                    conn, error = pg.try_connect(params, application_name=APPLICATION_NAME)
+                    if conn is None:
+                        seen["error"] = error
+                        return None
+                    held.append(conn)
+                conn = held[0]
             try:
-                state = pg.node_state(held[0])
+                state = pg.node_state(conn)
             except Exception as exc:  # noqa: BLE001 - a connection lost to a restart: the next probe connects again
                 seen["error"] = str(exc)
-                _close_quietly(held.pop())
+                if own:
+                    own.pop()  # the node's own connection is broken: the probes open their own from now on
+                else:
+                    _close_quietly(held.pop())
                 return None
             seen["state"] = state
             if state["in_recovery"] and is_following(state["wal_receiver"], self.p["primary_host"],
@@ -609,11 +622,16 @@ class _Run(object):
                 return state
             return None
 
+        state = None
         try:
             state = wait_for(probe, timeout, interval=PROBE_SECONDS, what="streaming from %s" % self.primary_where)[0]
         except WaitTimeout:
-            state = None
+            pass
         finally:
+            if state is not None and held:
+                # the connection that saw the node stream becomes the node's (a broken one of its own is replaced)
+                self.close_node()
+                self.node_conn = held.pop()
             for conn in held:
                 _close_quietly(conn)
         if state is None:
