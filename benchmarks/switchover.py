@@ -187,7 +187,8 @@ def _stamp(text: str) -> float:
 def task_overhead(cfg: lab.LabConfig, inventory: Path, folder: Path, repeats: int = 3) -> dict[str, Any]:
     """The fixed cost of a run and the cost of one task, as an operator's `runbook run` pays them (the CLI, the
     runner, the guard and the warm start, as configured: ERLMCP_DR_WARM), medians of `repeats` runs:
-    `runbook_start_to_first_task_s` and `last_task_to_exit_s` of a one-task runbook (issue 19's fixed cost), and per
+    `runbook_start_to_first_task_s` and `last_task_to_exit_s` of a one-task runbook (issue 19's fixed cost; each
+    sample in `fixed_cost_samples`), and per
     task the difference between runbooks of 1 + NOOP_TASKS and of 1 task, divided by NOOP_TASKS: a no-op shipped
     module (ansible.builtin.ping on localhost), and the erlmcp.dr step the runbooks repeat most
     (erlmcp.dr.pg_replication_info reading every lab node, run in the controller). Until round 10 these were
@@ -209,6 +210,8 @@ def task_overhead(cfg: lab.LabConfig, inventory: Path, folder: Path, repeats: in
         "runbook_start_to_first_task_s": round(statistics.median(r["start_s"] for r in one), 3),
         "last_task_to_exit_s": round(statistics.median(r["end_s"] for r in one), 3),
         "warm": os.environ.get("ERLMCP_DR_WARM", "1").strip() != "0",
+        "repeats": repeats,
+        "fixed_cost_samples": [{"start_s": r["start_s"], "end_s": r["end_s"]} for r in one],
     }
     base = statistics.median(r["wall_s"] for r in one)
     for name in tasks:
@@ -346,7 +349,8 @@ def main() -> None:
                 runs["patroni"].append(patroni_once(cluster))
             runs["floor"].append(floor_once(labs))
             runs["erlmcp_failover"].append(failover_once(labs))
-        overhead = task_overhead(labs.reset(), labs.inventory, root)
+        # as many samples of the fixed cost as runs of each tool (a median of three moved 0.18-0.28 s busy)
+        overhead = task_overhead(labs.reset(), labs.inventory, root, repeats=max(3, args.runs))
     finally:
         stop_burners(burners)
         if cluster is not None:
