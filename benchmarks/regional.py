@@ -71,6 +71,7 @@ from erlmcp_dr.probe import WritersSampler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import regional_breakdown as breakdown  # noqa: E402
+from burners import start_burners, stop_burners  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 GOALS = {"unplanned_first_write_s_max": 5.0, "planned_gap_vs_floor_max": 2.0, "fixed_cost_per_step_s_max": 0.3}
@@ -417,6 +418,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--services", choices=("warm", "cold", "both"), default="both",
                         help="region b's services before the unplanned move: running and healthy (warm), not "
                              "running (cold), or one move of each per round (both, the default)")
+    parser.add_argument("--busy", type=int, default=0, metavar="N",
+                        help="keep N CPU-bound processes running throughout the moves (results in ...-busy.json)")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--sample", type=Path, help=argparse.SUPPRESS)  # internal: one unplanned move, JSON out
     args = parser.parse_args(argv)
@@ -434,6 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     template = lab.LabConfig(root=root / "template", port_base=lab.free_port_base())
     lab.build_template(template)
     rounds: list[Row] = []
+    burners = start_burners(args.busy)
     try:
         if args.variants:
             rounds = variant_rounds(dict(item.split("=", 1) for item in args.variants), args.runs, template.root,
@@ -441,13 +445,16 @@ def main(argv: list[str] | None = None) -> int:
         for index in range(0 if args.variants else args.runs):
             rounds.append(local_round(root, template, index, states, planned=not args.unplanned_only))
     finally:
+        stop_burners(burners)
         lab.down(template)
         _stop_zygotes(root / "w")
         shutil.rmtree(root, ignore_errors=True)
     out = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), "cpus": os.cpu_count(),
-           "runs": args.runs, "variants": args.variants, "services": list(states), "rounds": rounds}
+           "runs": args.runs, "variants": args.variants, "services": list(states), "busy_workers": args.busy,
+           "rounds": rounds}
     out["summary"] = summarize(rounds)
     suffix = "-regional-variants" if args.variants else "-regional-unplanned" if args.unplanned_only else "-regional"
+    suffix += "-busy" if args.busy else ""
     path = args.out or RESULTS_DIR / f"{datetime.date.today().isoformat()}{suffix}.json"
     path.write_text(json.dumps(out, indent=2) + "\n")
     print(table(out))

@@ -46,6 +46,7 @@ from erlmcp_dr.probe import WriteProbe, WritersSampler, multi_host_conninfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import peer_patroni  # noqa: E402
+from burners import start_burners, stop_burners  # noqa: E402
 from fresh_lab import FreshLab  # noqa: E402
 
 ensure_collection_importable()
@@ -302,18 +303,6 @@ def table(summary: dict[str, Any]) -> str:
     lines.extend(f"{name}: {value}" for name, value in summary["ratios"].items() if name != "goals")
     lines.append(f"goals met: {summary['ratios']['goals']}")
     return "\n".join(lines)
-
-
-def start_burners(count: int) -> list[subprocess.Popen[bytes]]:
-    """`count` processes that only burn CPU: the busy machine of the issue, made the same for every tool."""
-    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
-
-
-def stop_burners(burners: list[subprocess.Popen[bytes]]) -> None:
-    for proc in burners:
-        proc.kill()
-    for proc in burners:
-        proc.wait(timeout=30)
 
 
 def write_results(summary: dict[str, Any], suffix: str = "") -> Path:
