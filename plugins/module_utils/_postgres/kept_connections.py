@@ -60,12 +60,12 @@ def open_for_read(conn_params, application_name):
 
 def hand_back(connection, conn_params, application_name, healthy=True):
     """A read is done with its connection: kept for the next read inside kept() when it is healthy, else closed."""
+    key = _key(conn_params, application_name)
     if healthy and not connection.closed:
         with _guard:
-            if _pool is not None:
-                _pool.setdefault(_key(conn_params, application_name), connection)
-                if _pool.get(_key(conn_params, application_name)) is connection:
-                    return
+            if _pool is not None and key not in _pool:
+                _pool[key] = connection
+                return
     _close(connection)
 
 
