@@ -67,8 +67,10 @@ def test_plan_then_cutover_reruns_clean_and_rolls_back_by_run_id(dns_zone: lab.L
 
 def test_disagreeing_servers_refuse_and_forced_stale_secondary_says_the_primary_changed(
         dns_zone: lab.LabConfig, home: Path) -> None:
-    # A stopped server's port drops UDP silently: each question to it waits the whole query timeout.
-    inventory = str(inventory_copy(dns_zone, "short-timeout", lambda data: data["all"]["vars"].update(dns_timeout=0.3)))
+    # A stopped server's port drops UDP silently: each question to it waits the whole query timeout, so the timeout
+    # is short; not so short that the running primary misses it on a loaded machine (0.3 s did, once, in CI beside
+    # molecule's containers: the forced change was never sent).
+    inventory = str(inventory_copy(dns_zone, "short-timeout", lambda data: data["all"]["vars"].update(dns_timeout=1.0)))
     lab_dns.stop(lab_dns.server(dns_zone, "dns-secondary"))
     cli, refused = run_json("run", "dns_cutover", "-i", inventory, "-e", "region=b", "--yes", expect_rc=1)
     assert "the authoritative servers disagree" in cli.stdout + cli.stderr
