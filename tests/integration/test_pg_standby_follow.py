@@ -197,6 +197,38 @@ def test_a_repoint_and_a_rejoin_each_open_one_connection_to_the_node(fresh_lab):
     assert _follow_sessions(cfg, "pg-a", offsets["pg-a"]) == 1  # started: the probes' connection, kept for the check
 
 
+def test_a_standby_past_the_fork_of_a_history_it_fetched_is_still_on_its_own_timeline(fresh_lab):
+    # A standby whose WAL goes past where a new primary's timeline forked off, pointed at that primary, fetches the
+    # new history file and shows "streaming" for a moment before the primary refuses its start point. Read in that
+    # moment it looked like a standby on the new timeline holding WAL the primary never wrote (a split brain): a
+    # restore in place refused to rejoin it (CI, round 19). The moment is the receiver's, so the test hands it to
+    # the timeline function; the node, its WAL and its history files are real.
+    cfg = fresh_lab
+    make_table(cfg)
+    promote(cfg, "pg-b")  # timeline 2 forks off here; pg-a goes on writing on timeline 1 and pg-c receives it
+    sql(cfg, "pg-a", "INSERT INTO t SELECT g, 'after the fork' FROM generate_series(2, 2000) g")
+    wait_rows(cfg, "pg-c", "SELECT count(*) FROM t", [(2000,)])
+    conninfo = (f"host=127.0.0.1 port={cfg.node('pg-b').port} user={lab.REPLICATION_USER} "
+                f"password={lab.LAB_PASSWORD} application_name=pg-c")
+    sql(cfg, "pg-c", f"ALTER SYSTEM SET primary_conninfo = '{conninfo}'")
+    sql(cfg, "pg-c", "SELECT pg_reload_conf()")
+    history = "SELECT count(*) AS n FROM pg_ls_waldir() WHERE name = '00000002.history'"
+    wait_for(lambda: sql(cfg, "pg-c", history)[0]["n"] == 1, DEADLINE, what="pg-c fetched timeline 2's history")
+
+    with pg.connect(cfg.node("pg-c").conn_params()) as conn:
+        node = pg.node_state(conn)
+        moment = dict(node["wal_receiver"] or {}, status="streaming", received_tli=1)
+        timeline = pg.standby_timeline(conn, moment, 1, node["replay_lsn"], node["receive_lsn"])
+    assert timeline == 1, (timeline, node)
+    # a standby at the fork itself (the switch of an idle cluster, what the newest history file is read for) does
+    # follow onto the new timeline
+    with pg.connect(cfg.node("pg-b").conn_params()) as conn:
+        fork = pg.query_one(conn, "SELECT pg_read_file('pg_wal/00000002.history') AS content")["content"].split()[1]
+    with pg.connect(cfg.node("pg-c").conn_params()) as conn:
+        assert pg.standby_timeline(conn, {"status": "streaming", "received_tli": 1, "flushed_lsn": fork}, 1,
+                                   fork, fork) == 2
+
+
 # ---------------------------------------------------------------- rejoin after a clean switchover
 
 

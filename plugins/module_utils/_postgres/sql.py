@@ -286,7 +286,7 @@ def node_state(conn):
     row = dict(query_one(conn, _NODE_SQL))
     receiver = wal_receiver(conn) if row["in_recovery"] else None
     if row["in_recovery"]:
-        timeline = standby_timeline(conn, receiver, row["checkpoint_timeline"], row["replay_lsn"])
+        timeline = standby_timeline(conn, receiver, row["checkpoint_timeline"], row["replay_lsn"], row["receive_lsn"])
     else:
         timeline = row["primary_timeline"]
     last_replay = row.pop("last_replay_at")
@@ -313,7 +313,7 @@ FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$' AND substr(name, 9, 16) = %s
 """
 
 
-def standby_timeline(conn, receiver, checkpoint_timeline, replay_lsn=None):
+def standby_timeline(conn, receiver, checkpoint_timeline, replay_lsn=None, receive_lsn=None):
     """The timeline a standby is on (the one it replays; a promotion moves it to the next free one).
 
     received_tli and the last restartpoint still name an older timeline after a switch (the
@@ -322,16 +322,43 @@ def standby_timeline(conn, receiver, checkpoint_timeline, replay_lsn=None):
     streamed on: the newest one holding the replay position names the timeline it replays. While it
     streams, a standby follows its upstream onto the newest timeline whose history it has; a standby
     that does not stream (diverged, say) may hold a newer history file it can never reach, so only
-    what it received counts then.
+    what it received counts then. Nor does a standby whose WAL goes past the point where that newest
+    timeline forked off its own: its receiver, connecting to the new primary, reports "streaming" for a
+    moment after fetching the history file and before the primary refuses its start point (a restore in
+    place caught a standby in that moment, which then looked like a split brain on the new timeline).
     """
     known = [t for t in ((receiver or {}).get("received_tli"), checkpoint_timeline,
                          segment_timeline(conn, replay_lsn)) if t]
     timeline = max(known) if known else None
     if (receiver or {}).get("status") == "streaming":
         newest = newest_history_timeline(conn)
-        if newest and (timeline is None or newest > timeline):
+        position = max_lsn((receiver or {}).get("flushed_lsn"), replay_lsn, receive_lsn)
+        if newest and (timeline is None or newest > timeline) \
+                and not past_the_fork(conn, newest, timeline, position):
             timeline = newest
     return timeline
+
+
+def past_the_fork(conn, newest, timeline, position):
+    """Whether `position`, WAL of `timeline`, goes past where the history of `newest` says `timeline` ended: a
+    standby there never followed onto `newest`. False when that is not known (no timeline or position, no entry
+    for it, or the history file not readable: pg_read_file needs pg_read_server_files)."""
+    if not timeline or not position:
+        return False
+    try:
+        row = query_one(conn, "SELECT pg_read_file(%s) AS content", ("pg_wal/%08X.history" % int(newest),))
+    except Exception as exc:
+        if is_driver_error(exc):
+            return False
+        raise
+    for line in ((row or {}).get("content") or "").splitlines():
+        fields = line.split()
+        if len(fields) >= 2 and fields[0].isdigit() and int(fields[0]) == int(timeline):
+            try:
+                return parse_lsn(position) > parse_lsn(fields[1])
+            except ValueError:
+                return False
+    return False
 
 
 def segment_name_suffix(lsn, segment_size):
