@@ -11,6 +11,7 @@ from erlmcp_dr import paths
 
 paths.ensure_collection_importable()
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import follow_plan as f  # noqa: E402
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import sql as pg  # noqa: E402
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.server import (  # noqa: E402
     conf_value,
     conninfo,
@@ -43,10 +44,10 @@ HISTORY_3 = "1\t0/3000148\tno recovery target specified\n\n2\t0/5000060\tno reco
 
 
 def test_parse_history():
-    assert f.parse_history(HISTORY_3) == [(1, 0x3000148), (2, 0x5000060)]
-    assert f.parse_history("") == []
-    assert f.parse_history(None) == []
-    assert f.parse_history("# comment\ngarbage line\n1\t0/10\treason") == [(1, 0x10)]
+    assert pg.parse_history(HISTORY_3) == [(1, 0x3000148), (2, 0x5000060)]
+    assert pg.parse_history("") == []
+    assert pg.parse_history(None) == []
+    assert pg.parse_history("# comment\ngarbage line\n1\t0/10\treason") == [(1, 0x10)]
 
 
 def test_same_timeline_follows():
@@ -55,14 +56,14 @@ def test_same_timeline_follows():
 
 
 def test_behind_the_fork_follows():
-    history = f.parse_history(HISTORY_3)
+    history = pg.parse_history(HISTORY_3)
     assert f.divergence(1, "0/3000148", 3, history)[0] is False  # exactly at the switch point
     assert f.divergence(1, "0/2000000", 3, history)[0] is False
     assert f.divergence(2, 0x5000000, 3, history)[0] is False
 
 
 def test_past_the_fork_diverged():
-    history = f.parse_history(HISTORY_3)
+    history = pg.parse_history(HISTORY_3)
     diverged, why = f.divergence(1, "0/3000150", 3, history)
     assert diverged is True
     assert "0/3000150" in why and "0/3000148" in why

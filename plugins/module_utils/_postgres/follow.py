@@ -40,7 +40,6 @@ from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.follow_plan im
     is_following,
     mask_conninfo,
     no_rewind_required,
-    parse_history,
     pgpass_line,
     pgpass_password,
     rewind_errors,
@@ -130,20 +129,12 @@ def _quiet_query(conn, sql, args=None):
         raise
 
 
-def _read_history(conn, timeline):
-    """The primary's timeline history as [(tli, switchpoint)]; [] on timeline 1; None if unreadable."""
-    if not timeline or int(timeline) <= 1:
-        return []
-    row = _quiet_query(conn, "SELECT pg_read_file(%s) AS content", ("pg_wal/%08X.history" % int(timeline),))
-    return parse_history(row["content"]) if row else None
-
-
 def _history_file(server, timeline):
     """A stopped node's own history of its timeline, from its pg_wal; [] on timeline 1; None when it has none."""
     if not timeline or int(timeline) <= 1:
         return []
     text = _read_text(os.path.join(server.data_dir, "pg_wal", "%08X.history" % int(timeline)))
-    return parse_history(text) if text is not None else None
+    return pg.parse_history(text) if text is not None else None
 
 
 def _setting(conn, name):
@@ -494,12 +485,12 @@ class _Run(object):
         already = streaming and facts["secret_ok"] and self.conninfo_ok(facts["conninfo"])
         diverged, why = (None, "")
         if role == "standby" and not already and not streaming:
-            history = _read_history(self.primary_conn, self.primary_tli)
+            history = pg.read_history(self.primary_conn, self.primary_tli)
             diverged, why = divergence(facts["timeline"], node["position_lsn"], self.primary_tli, history)
         elif streaming and not already:
             diverged, why = False, "streaming already; primary_conninfo or its passfile changes"
         elif role == "stopped" and p["method"] == "auto" and facts["cluster_state"] == "shut down":
-            history = _read_history(self.primary_conn, self.primary_tli)
+            history = pg.read_history(self.primary_conn, self.primary_tli)
             diverged, why = clean_stop_divergence(facts["cluster_state"], facts["checkpoint_lsn"], facts["timeline"],
                                                   self.primary_tli, history)
         split = self.split_brain(facts)
@@ -517,13 +508,13 @@ class _Run(object):
         primary's timeline)."""
         if facts["timeline"] is None or int(facts["timeline"]) != int(self.primary_tli or 0):
             return None
-        primary_history = _read_history(self.primary_conn, self.primary_tli)
+        primary_history = pg.read_history(self.primary_conn, self.primary_tli)
         node = facts["node"]
         if node is not None:
             return split_brain(facts["timeline"], self.primary_tli,
                                ran_as_primary="runs" if facts["role"] == "primary" else None,
                                node_lsn=node["position_lsn"], primary_lsn=self.primary_lsn,
-                               node_history=_read_history(self.node_conn, facts["timeline"]),
+                               node_history=pg.read_history(self.node_conn, facts["timeline"]),
                                primary_history=primary_history)
         return split_brain(facts["timeline"], self.primary_tli, ran_as_primary=facts["ran_as_primary"],
                            node_lsn=facts["wal_floor"], primary_lsn=self.primary_lsn, node_history=facts["history"],

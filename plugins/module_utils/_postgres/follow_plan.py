@@ -35,23 +35,6 @@ def mask_conninfo(text):
     return _PASSWORD_RE.sub(lambda m: m.group(1) + "'" + MASK + "'", text)
 
 
-def parse_history(text):
-    """A timeline history file ('1<TAB>0/3000060<TAB>reason' lines) -> [(tli, switchpoint), ...]."""
-    entries = []
-    for line in (text or "").splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        fields = line.split()
-        if len(fields) < 2 or not fields[0].isdigit():
-            continue
-        try:
-            entries.append((int(fields[0]), parse_lsn(fields[1])))
-        except ValueError:
-            continue
-    return entries
-
-
 def divergence(node_tli, node_lsn, primary_tli, history):
     """Has the node's WAL gone where the primary's history never went?
 

@@ -345,20 +345,39 @@ def past_the_fork(conn, newest, timeline, position):
     for it, or the history file not readable: pg_read_file needs pg_read_server_files)."""
     if not timeline or not position:
         return False
+    ends = dict(read_history(conn, newest) or [])
+    return int(timeline) in ends and parse_lsn(position) > ends[int(timeline)]
+
+
+def read_history(conn, timeline):
+    """The server's history of `timeline` as [(tli, switchpoint)]; [] on timeline 1; None if unreadable (pg_read_file
+    needs pg_read_server_files)."""
+    if not timeline or int(timeline) <= 1:
+        return []
     try:
-        row = query_one(conn, "SELECT pg_read_file(%s) AS content", ("pg_wal/%08X.history" % int(newest),))
+        row = query_one(conn, "SELECT pg_read_file(%s) AS content", ("pg_wal/%08X.history" % int(timeline),))
     except Exception as exc:
         if is_driver_error(exc):
-            return False
+            return None
         raise
-    for line in ((row or {}).get("content") or "").splitlines():
+    return parse_history(row["content"]) if row else None
+
+
+def parse_history(text):
+    """A timeline history file ('1<TAB>0/3000060<TAB>reason' lines) -> [(tli, switchpoint), ...]."""
+    entries = []
+    for line in (text or "").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
         fields = line.split()
-        if len(fields) >= 2 and fields[0].isdigit() and int(fields[0]) == int(timeline):
-            try:
-                return parse_lsn(position) > parse_lsn(fields[1])
-            except ValueError:
-                return False
-    return False
+        if len(fields) < 2 or not fields[0].isdigit():
+            continue
+        try:
+            entries.append((int(fields[0]), parse_lsn(fields[1])))
+        except ValueError:
+            continue
+    return entries
 
 
 def segment_name_suffix(lsn, segment_size):
