@@ -30,8 +30,12 @@ zygote's fork, the playbook parsed), each task (with the timings its module retu
 reports); and the moments a client sees: region b's application accepting a write asked directly (a second writer
 on b's own address, no DNS), each authoritative server answering b's address for the public name, the first write
 acknowledged through the public name. Each child says whether ansible-playbook was forked by the warm zygote.
-Before each move one read-only run (region_health) starts the warm zygote, so that no step pays its start: the
-benchmark's zygotes live in a folder of its own (ERLMCP_DR_WARM_DIR, unless set), stopped at its end.
+Every run is `runbook run` in a process of its own, as an operator starts it (cli_runs.py; until round 20 the runs
+were erlmcp_dr.run() in this process, beside the probes' threads, whose interpreter lock they shared: busy, that
+made each step's fixed cost about a fifth larger, results/2026-12-07-paired-regional-api-vs-cli-busy.txt).
+Before each move one read-only run (region_health) starts the warm zygotes (the CLI's and ansible-playbook's), so
+that neither the move nor a step pays their start: the benchmark's zygotes live in a folder of its own
+(ERLMCP_DR_WARM_DIR, unless set), stopped at its end.
 
 Writes benchmarks/results/<date>-regional.json and prints a table.
 
@@ -62,7 +66,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import erlmcp_dr
 from erlmcp_dr import paths, regional_probe
 from erlmcp_dr.lab import dns as lab_dns
 from erlmcp_dr.lab import lifecycle as lab
@@ -72,6 +75,7 @@ from erlmcp_dr.probe import WritersSampler
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import regional_breakdown as breakdown  # noqa: E402
 from burners import start_burners, stop_burners  # noqa: E402
+from cli_runs import cold_starts, run_cli, wait_for_cli_zygote  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 GOALS = {"unplanned_first_write_s_max": 5.0, "planned_gap_vs_floor_max": 2.0, "fixed_cost_per_step_s_max": 0.3}
@@ -108,17 +112,17 @@ def watched(cfg: lab.LabConfig, action: Callable[[], Any], region_after: str) ->
 
 
 def run_ok(name: str, inventory: Path, **extravars: Any) -> Any:
-    result = erlmcp_dr.run(name, inventory=str(inventory), extravars=extravars)
-    if not result.succeeded:
-        raise SystemExit(f"{name} {extravars} failed: {result.error or result.run_dir}")
-    return result
+    """`runbook run NAME` as an operator runs it (cli_runs.run_cli: in a process of its own, not beside this
+    process's probe threads); its result."""
+    return run_cli(name, inventory, **extravars)[0]
 
 
 def warm_up(inventory: Path) -> None:
-    """One read-only run (region_health) before a move, so that the move's child runs find their warm zygote
-    standing, as a controller that ran anything in the last 15 minutes does: its start (seconds, once per key and
-    ERLMCP_DR_WARM_DIR, which is the benchmark's own and starts empty) would otherwise be the first step's."""
+    """One read-only run (region_health) before a move, so that the move's `runbook` and its child runs find their
+    warm zygotes standing, as a controller that ran anything in the last 15 minutes does: their start (seconds, once
+    per key and ERLMCP_DR_WARM_DIR, which is the benchmark's own and starts empty) would otherwise be the move's."""
     run_ok("region_health", inventory, regions="b", interval=0.05)
+    wait_for_cli_zygote()
 
 
 def planned_once(cfg: lab.LabConfig, inventory: Path) -> Row:
@@ -192,11 +196,10 @@ def unplanned_once(cfg: lab.LabConfig, inventory: Path, services: str = "cold") 
         lab.wait_for(lambda: writer.report.first_in("a"), AFTER_TIMEOUT, interval=0.02, what="a write in region a")
         lab_regions.fail_region(cfg, "a")
         with DirectWriter(cfg, to_app.host, WRITE_INTERVAL) as direct, \
-                breakdown.DnsWatcher(lab_dns.servers(cfg), regional_probe.PUBLIC_NAME, to_app.host) as dns, \
-                breakdown.StartModes() as starts:
+                breakdown.DnsWatcher(lab_dns.servers(cfg), regional_probe.PUBLIC_NAME, to_app.host) as dns:
             started = time.time()
-            result = run_ok("regional_failover", inventory, from_region="a", to_region="b", mode="unplanned",
-                            health_interval=0.2)
+            result, stderr = run_cli("regional_failover", inventory, from_region="a", to_region="b",
+                                     mode="unplanned", health_interval=0.2)
             confirmed = next(step for step in result.steps if step.task.startswith("confirm:"))
             confirmed_at = breakdown.epoch(confirmed.end)
             assert confirmed_at is not None
@@ -213,13 +216,15 @@ def unplanned_once(cfg: lab.LabConfig, inventory: Path, services: str = "cold") 
         **{f"dns_{name}_answers_target": at for name, at in dns.first.items()},
         "first_write_through_public_name": first.wall}
     rows = breakdown.run_rows(result, runs, confirmed_at, from_step="declare")
+    children = [step for step in result.steps if (step.data or {}).get("child_run_id")]
+    cold = cold_starts(stderr)
     return {"services": services, "services_started_by_the_move": services_started(result, runs),
             "confirmed_to_first_write_s": round(first.wall - confirmed_at, 3), "wall_s": result.duration_seconds,
             "recovery_seconds": recovery["recovery_seconds"], "lost": recovery["lost"],
             "step_costs": breakdown.step_costs(result, runs),
             "moments_after_confirmed_s": {key: None if at is None else round(at - confirmed_at, 3)
                                           for key, at in moments.items()},
-            "children": {"warm": starts.warm, "cold": len(starts.cold), "cold_reasons": starts.cold[:3]},
+            "children": {"warm": len(children) - len(cold), "cold": len(cold), "cold_reasons": cold[:3]},
             "breakdown": rows, "load_1m": round(os.getloadavg()[0], 2)}
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 import statistics
 import threading
 import time
@@ -31,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 Row = dict[str, Any]
-WARM_LOGGER = "erlmcp_dr.runner"
 
 
 def epoch(text: str | None) -> float | None:
@@ -254,31 +252,3 @@ class DnsWatcher:
                 if self.address in answered:
                     self.first[server.name] = time.time()
             self._stop.wait(self.interval)
-
-
-class StartModes(logging.Handler):
-    """Counts how each run's ansible-playbook started (the runner logs it: forked by the warm zygote, or cold)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.warm = 0
-        self.cold: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        if "forked by the warm zygote" in message:
-            self.warm += 1
-        elif "started cold" in message:
-            self.cold.append(message)
-
-    def __enter__(self) -> StartModes:
-        logger = logging.getLogger(WARM_LOGGER)
-        self._level = logger.level
-        logger.setLevel(logging.DEBUG)
-        logger.addHandler(self)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        logger = logging.getLogger(WARM_LOGGER)
-        logger.removeHandler(self)
-        logger.setLevel(self._level)

@@ -47,6 +47,7 @@ from erlmcp_dr.probe import WriteProbe, WritersSampler, multi_host_conninfo
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import peer_patroni  # noqa: E402
 from burners import start_burners, stop_burners  # noqa: E402
+from cli_runs import wait_for_cli_zygote  # noqa: E402
 from fresh_lab import FreshLab  # noqa: E402
 
 ensure_collection_importable()
@@ -205,7 +206,7 @@ def task_overhead(cfg: lab.LabConfig, inventory: Path, folder: Path, repeats: in
         (books / f"fixed_{name}.yml").write_text(_noop_runbook(f"fixed_{name}", [ping] + [task] * NOOP_TASKS))
     env = dict(os.environ, ERLMCP_DR_PLAYBOOKS=str(books), ERLMCP_DR_HOME=str(folder / "fixed-cost-home"))
     _cli_run("fixed_one", inventory, env)  # a first run starts the zygotes when there are none: not what a run pays
-    _wait_for_cli_zygote(env)
+    wait_for_cli_zygote(env)
     one = [_cli_run("fixed_one", inventory, env) for _ in range(repeats)]
     out: dict[str, Any] = {
         "runbook_start_to_first_task_s": round(statistics.median(r["start_s"] for r in one), 3),
@@ -219,16 +220,6 @@ def task_overhead(cfg: lab.LabConfig, inventory: Path, folder: Path, repeats: in
         full = statistics.median(_cli_run(f"fixed_{name}", inventory, env)["wall_s"] for _ in range(repeats))
         out[f"{name}_per_task_s"] = round((full - base) / NOOP_TASKS, 3)
     return out
-
-
-def _wait_for_cli_zygote(env: dict[str, str]) -> None:
-    """The CLI zygote the first run started in the background serves the measured runs (when the warm start is on)."""
-    from erlmcp_dr.warm import client, enabled
-
-    if not enabled(env) or env.get("ERLMCP_DR_WARM_CLI", "1").strip() == "0":
-        return
-    wait_for(lambda: any(z["kind"] == "cli" and z["alive"] for z in client.zygotes()), 120, interval=0.1,
-             what="the CLI zygote")
 
 
 def summarize(runs: dict[str, list[Run]], overhead: dict[str, Any], busy: bool = False) -> dict[str, Any]:
