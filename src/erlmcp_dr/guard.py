@@ -74,47 +74,60 @@ NO_ROOT = -1  # kill_tree's root when only the marker finds the run (never a pid
 
 
 def proc_stat(pid: int) -> tuple:
-    """(parent pid, session id) of a process, or None when it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
-            fields = handle.read().rsplit(")", 1)[1].split()
-        return int(fields[1]), int(fields[3])
+    """(parent pid, session id, start time in clock ticks since boot) of a process, or None when it is gone."""
+    try:  # os.read, not open(): this runs for every process at each run's end (process_table)
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
+        try:
+            fields = os.read(fd, 4096).rsplit(b")", 1)[1].split()
+        finally:
+            os.close(fd)
+        return int(fields[1]), int(fields[3]), int(fields[19])
     except (OSError, IndexError, ValueError):
         return None
 
 
-def process_tree(root: int) -> dict:
-    """{pid: session id} of `root` and its descendants (through the parent pids in /proc), zombies included."""
-    children: dict = {}
-    sessions: dict = {}
+def process_table() -> dict:
+    """{pid: proc_stat(pid)} of every process in /proc, zombies included."""
+    table = {}
     for name in os.listdir("/proc"):
         if name.isdigit():
             found = proc_stat(int(name))
             if found is not None:
-                children.setdefault(found[0], []).append(int(name))
-                sessions[int(name)] = found[1]
+                table[int(name)] = found
+    return table
+
+
+def process_tree(root: int, table: dict | None = None) -> dict:
+    """{pid: session id} of `root` and its descendants (through the parent pids in /proc, or in `table`, a
+    process_table()), zombies included."""
+    table = process_table() if table is None else table
+    children: dict = {}
+    for pid, found in table.items():
+        children.setdefault(found[0], []).append(pid)
     tree, todo = {}, [root]
     while todo:
         pid = todo.pop()
-        if pid in sessions:
-            tree[pid] = sessions[pid]
+        if pid in table:
+            tree[pid] = table[pid][1]
         todo.extend(children.get(pid, []))
     return tree
 
 
-def marked_processes(marker: str) -> list:
-    """The pids whose environment (as they started) holds RUN_MARKER=marker: the run's processes wherever the
-    kernel re-parented them. Processes of other users are not readable, hence never the run's."""
+def marked_processes(marker: str, candidates: list | None = None) -> list:
+    """The pids (of `candidates`, else of every process) whose environment (as they started) holds
+    RUN_MARKER=marker: the run's processes wherever the kernel re-parented them. Processes of other users are not
+    readable, hence never the run's."""
     needle = f"{RUN_MARKER}={marker}".encode() + b"\0"
     found = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/environ", "rb") as handle:
-                    if needle in handle.read() + b"\0":
-                        found.append(int(name))
-            except OSError:
-                continue
+    if candidates is None:
+        candidates = [int(name) for name in os.listdir("/proc") if name.isdigit()]
+    for pid in candidates:
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as handle:
+                if needle in handle.read() + b"\0":
+                    found.append(pid)
+        except OSError:
+            continue
     return found
 
 
@@ -122,13 +135,18 @@ def run_processes(root: int, marker: str = "") -> list:
     """The processes of the run under `root` (the guard): those in its session or in a session an
     ansible-playbook process (a worker) leads; and, given the run's marker, its orphans outside the tree (not
     the daemons the run started: a daemon leads its own session, or lives in one whose leader lives)."""
-    tree = process_tree(root)
+    table = process_table()
+    tree = process_tree(root, table)
     sessions = {tree.get(root)}
     orphans = {}
-    for pid in marked_processes(marker) if marker else []:
-        found = proc_stat(pid)
-        if found is not None and pid not in tree:
-            orphans[pid] = found[1]
+    # Every process that carries the run's marker descends from `root` (the guard, or the warm run's server, gives
+    # it to the run's first process), so none started before it: only the environments of processes outside the
+    # tree that started since are read (reading every process's was most of the scan, at each run's end).
+    since = table[root][2] if root in table else None
+    candidates = [pid for pid, found in table.items()
+                  if pid not in tree and (since is None or found[2] >= since)]
+    for pid in marked_processes(marker, candidates) if marker else []:
+        orphans[pid] = table[pid][1]
     for pid, session in [*tree.items(), *orphans.items()]:
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as handle:
@@ -302,9 +320,9 @@ sys.exit(guard_main(int(sys.argv[1]), sys.argv[2:], os.path.dirname(os.path.absp
 """
 
 
-GUARD_FUNCTIONS = ("proc_stat", "process_tree", "marked_processes", "run_processes", "freeze_and_kill", "kill_tree",
-                   "in_process_script", "run_script", "exit_as_main", "process_start_time", "warm_start",
-                   "write_start_record", "kill_warm_server", "guard_main")
+GUARD_FUNCTIONS = ("proc_stat", "process_table", "process_tree", "marked_processes", "run_processes",
+                   "freeze_and_kill", "kill_tree", "in_process_script", "run_script", "exit_as_main",
+                   "process_start_time", "warm_start", "write_start_record", "kill_warm_server", "guard_main")
 
 
 # The guard's own imports: a fresh interpreter per run, so only what its functions call (issue 19: typing and pathlib
