@@ -63,3 +63,19 @@ def test_a_folder_of_yaml_files_with_vars_folders_is_read_whole(tmp_path):
     (tmp_path / "group_vars" / "all.yml").write_text("x: 1\n", encoding="utf-8")
     assert runner.yaml_inventory_hosts(tmp_path) == {"db-1", "web-1"} == _ansible_names(tmp_path)
     assert runner.yaml_inventory_hosts(tmp_path / "missing") is None
+
+
+def test_the_names_are_read_again_when_a_file_changes_and_a_caller_cannot_change_them(tmp_path):
+    """A composed run's children ask for the same inventory's names: read once while its files are unchanged."""
+    path = tmp_path / "hosts.yml"
+    path.write_text("db:\n  hosts: {db-1: {}}\n", encoding="utf-8")
+    first = runner.yaml_inventory_hosts(path)
+    assert first == {"db-1"}
+    first.add("mutated by a caller")
+    assert runner.yaml_inventory_hosts(path) == {"db-1"}
+    path.write_text("db:\n  hosts: {db-2: {}}\n", encoding="utf-8")  # the same size: another host
+    assert runner.yaml_inventory_hosts(path) == {"db-2"}
+    (tmp_path / "web.yml").write_text("web:\n  hosts: {web-1: {}}\n", encoding="utf-8")  # a file added to the folder
+    assert runner.yaml_inventory_hosts(tmp_path) == {"db-2", "web-1"}
+    path.write_text("db:\n  hosts: [a, b]\n", encoding="utf-8")  # no longer read here: left to ansible-core
+    assert runner.yaml_inventory_hosts(tmp_path) is None
