@@ -72,6 +72,7 @@ from erlmcp_dr.redaction import MIN_SCRUB_LENGTH, scrub_text
 from erlmcp_dr.reporting import report
 from erlmcp_dr.result import HTML_REPORT_FILE, MARKER_FILE, REPORT_FILE, RESULT_FILE, RunResult, Step
 from erlmcp_dr.timeline import StartCallback, StepCallback, Timeline, tail
+from erlmcp_dr.warm import parsed_inventory
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,7 @@ class RunConfig:
     timeout: Optional[int] = None
     secrets: List[str] = field(default_factory=list)
     operator: Optional[str] = None  # who runs it, for the audit trail (`--operator`); the OS user is recorded too
+    parsed_inventory: Optional[str] = None  # a composed run's inventory parse for it (warm/parsed_inventory)
 
     @classmethod
     def prepare(
@@ -167,6 +169,8 @@ class RunConfig:
     def envvars(self) -> Dict[str, str]:
         env = paths.ansible_env()
         env[audit.WRITER_ENV] = "runner"  # this process records the run: the audit_trail callback stays quiet
+        if self.parsed_inventory:
+            env[parsed_inventory.ENV] = self.parsed_inventory
         # ansible-playbook sits next to this interpreter in a virtualenv that may not be on PATH.
         bindir = Path(sys.executable).parent
         if (bindir / "ansible-playbook").exists():

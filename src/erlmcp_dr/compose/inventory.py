@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Mapping
 
 from erlmcp_dr import paths
 from erlmcp_dr.errors import ParameterError
+from erlmcp_dr.warm import parsed_inventory
 
 SYSTEM_GROUPS = ("postgres", "redis", "app", "dns", "services")
 CONNECT_TIMEOUT = 3  # seconds per database member when reading the cluster's system identifier
@@ -25,6 +26,7 @@ class InventoryView:
     path: Path
     hosts: Dict[str, Dict[str, Dict[str, Any]]]  # group -> host -> its variables (rendered where needed)
     all_vars: Dict[str, Any] = field(default_factory=dict)
+    parsed: Dict[Any, Any] = field(default_factory=dict)  # its files parsed, for the children (warm/parsed_inventory)
 
     def regions(self) -> List[str]:
         return sorted({str(v.get("dr_region")) for group in ("postgres", "redis", "app")
@@ -144,6 +146,7 @@ def read(path: Path) -> InventoryView:
     from ansible.vars.manager import VariableManager
 
     loader = DataLoader()
+    recorder = parsed_inventory.Recorder(loader)
     manager = InventoryManager(loader=loader, sources=[str(path)])
     variables = VariableManager(loader=loader, inventory=manager)
     playbook_dir = str(paths.collection_root() / "playbooks")
@@ -159,7 +162,7 @@ def read(path: Path) -> InventoryView:
     localhost = manager.get_host("localhost") or manager.localhost
     raw_all = variables.get_vars(host=localhost, include_hostvars=False) if localhost is not None else {}
     all_vars = _rendered(Templar(loader=loader, variables=dict(raw_all, playbook_dir=playbook_dir)), raw_all)
-    return InventoryView(path=path, hosts=hosts, all_vars=all_vars)
+    return InventoryView(path=path, hosts=hosts, all_vars=all_vars, parsed=recorder.kept)
 
 
 _WANTED = ("dr_region", "pg_host", "pg_port", "pg_login_user", "pg_login_password", "pg_login_db", "redis_host",

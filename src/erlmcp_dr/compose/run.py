@@ -32,6 +32,7 @@ import json
 import logging
 import os
 import shlex
+import shutil
 import signal
 import time
 import urllib.error
@@ -50,6 +51,7 @@ from erlmcp_dr.compose.engine import Engine, StepOutcome, StepRecord
 from erlmcp_dr.errors import ParameterError, RunBusy
 from erlmcp_dr.reporting import report
 from erlmcp_dr.result import REPORT_FILE, RunResult, Step
+from erlmcp_dr.warm import parsed_inventory
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +114,9 @@ def run(name: str | Runbook, inventory: Optional[os.PathLike | str] = None,
         parameters["incident_id"] = values.get("incident_id") or interrupted.incident_id or run_id
     composed = ComposedRun(runbook, run_id, run_dir, inventory_path, view, parameters, values, operator,
                            playbooks_dir, listener, resumes=interrupted)
-    with hold_locks(lock_settings, keys, run_id, runbook.name, operator, str(inventory_path), lock_owner) as held:
+    with hold_locks(lock_settings, keys, run_id, runbook.name, operator, str(inventory_path), lock_owner) as held, \
+            inventory_handed_over(view, run_id) as parsed:
+        composed.parsed_inventory = parsed  # each child's warm ansible-playbook reads it instead of the inventory
         composed.move_lock = held  # checked before every step: a lost lease stops the move there
         composed.lock_run_id = held.run_id  # this run's id, or its owner's when it runs under the owner's lock
         return composed.execute(workflow, targets, keys)
@@ -150,6 +154,29 @@ def _defaults(runbook: Runbook) -> Dict[str, Any]:
 
 
 @contextmanager
+def inventory_handed_over(view: inventory_module.InventoryView, run_id: str) -> Iterator[Optional[str]]:
+    """The inventory's files as this run parsed them (view.parsed), in a private folder of the run's own for its child
+    runs (warm/parsed_inventory.py: a child's warm ansible-playbook takes a file's parse while the file is unchanged),
+    removed at the end (a killed run's by the next run's sweep, as a private data dir). None when nothing was kept or
+    the file cannot be written: each child then parses the inventory itself."""
+    from erlmcp_dr import runner
+
+    if not view.parsed:
+        yield None
+        return
+    folder = runner.make_private_data_dir(f"{run_id}.inventory")
+    try:
+        try:
+            path = parsed_inventory.write(view.parsed, str(folder))
+        except OSError as exc:  # a full disk: the children parse it, as without this
+            log.warning("run %s: the inventory's parse is not handed to its steps (%s); each parses it", run_id, exc)
+            path = None
+        yield path
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
 def hold_locks(lock_settings: Mapping[str, Any] | str, keys: List[str], run_id: str, runbook: str,
                operator: Optional[str], inventory: str, owner: Optional[str] = None) -> Iterator[move_lock.MoveLock]:
     """Every key taken under `run_id` with this process as the holder, or none and RunBusy naming the holder, in the
@@ -168,6 +195,7 @@ class ComposedRun:
         self.view, self.parameters, self.given, self.operator = view, parameters, given, operator
         self.playbooks_dir, self.listener, self.resumes = playbooks_dir, listener, resumes
         self.move_lock: Optional[move_lock.MoveLock] = None  # set once the lock over the move is held
+        self.parsed_inventory: Optional[str] = None  # the inventory's parse for the children (inventory_handed_over)
         self.lock_run_id = run_id  # the run id the lock records name: the owner's when run under its lock
         self.workflow: Optional[spec.Workflow] = None  # the mode's steps, in order (execute sets it)
         self.verified_summaries: Dict[str, Dict[str, Any]] = {}  # forward step id -> its summary, once verified
@@ -292,6 +320,7 @@ class ComposedRun:
                                           run_id=child_id, operator=self.operator, playbooks_dir=self.playbooks_dir)
         # Not a parameter of the child (params.validate would refuse it): the lock plugins read it.
         config.extravars[LOCK_OWNER_VAR] = self.lock_run_id
+        config.parsed_inventory = self.parsed_inventory
         try:
             result = runner.run(config=config)
         except RunBusy as exc:

@@ -497,6 +497,7 @@ def become_run(message: Dict[str, Any], fds: List[int]) -> NoReturn:
         _reopen_std_streams()
         refresh_ansible_settings(inherited)
         forget_collection_finder()
+        take_parsed_inventory()
     except BaseException:  # noqa: BLE001 - reported on the run's stderr, as a failed start
         import traceback
 
@@ -504,6 +505,17 @@ def become_run(message: Dict[str, Any], fds: List[int]) -> NoReturn:
         os._exit(70)
     run_script(str(message["script"]), argv)
     os._exit(70)  # run_script never returns
+
+
+def take_parsed_inventory() -> None:
+    """A composed run's child: the inventory's files as the composed run parsed them (warm/parsed_inventory.py). A
+    file that cannot be used is only a lost shortcut: ansible-playbook parses the inventory as a cold run does."""
+    from erlmcp_dr.warm import parsed_inventory
+
+    try:
+        parsed_inventory.install(dict(os.environ))
+    except Exception:  # noqa: BLE001 - never the run's failure
+        pass
 
 
 def become_cli(message: Dict[str, Any], fds: List[int]) -> NoReturn:
