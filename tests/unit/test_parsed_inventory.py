@@ -115,3 +115,18 @@ def test_the_composed_run_hands_it_over_in_a_private_folder_removed_at_its_end(i
     view.parsed.clear()
     with inventory_handed_over(view, "20261207T000000Z-regional_failover-0002") as path:
         assert path is None
+
+
+def test_a_handoff_that_cannot_be_written_leaves_each_step_to_parse_the_inventory(inventory, tmp_path, monkeypatch):
+    """A full disk (or any OSError making the folder or the file) is not the move's failure."""
+    from erlmcp_dr import runner
+
+    monkeypatch.setenv("ERLMCP_DR_HOME", str(tmp_path / "home"))
+    view = inventory_module.read(inventory)
+
+    def full(run_id):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(runner, "make_private_data_dir", full)
+    with inventory_handed_over(view, "20261207T000000Z-regional_failover-0003") as path:
+        assert path is None

@@ -164,16 +164,19 @@ def inventory_handed_over(view: inventory_module.InventoryView, run_id: str) -> 
     if not view.parsed:
         yield None
         return
-    folder = runner.make_private_data_dir(f"{run_id}.inventory")
+    folder: Optional[Path] = None
+    path: Optional[str] = None
     try:
-        try:
-            path = parsed_inventory.write(view.parsed, str(folder))
-        except OSError as exc:  # a full disk: the children parse it, as without this
-            log.warning("run %s: the inventory's parse is not handed to its steps (%s); each parses it", run_id, exc)
-            path = None
+        folder = runner.make_private_data_dir(f"{run_id}.inventory")
+        path = parsed_inventory.write(view.parsed, str(folder))
+    except OSError as exc:  # a full disk: the children parse it, as without this
+        log.warning("run %s: the inventory's parse is not handed to its steps (%s); each parses it", run_id, exc)
+        path = None
+    try:
         yield path
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextmanager
