@@ -47,7 +47,7 @@ from erlmcp_dr.probe import WriteProbe, WritersSampler, multi_host_conninfo
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import peer_patroni  # noqa: E402
 from burners import start_burners, stop_burners  # noqa: E402
-from cli_runs import wait_for_cli_zygote  # noqa: E402
+from cli_runs import RUNBOOK, wait_for_cli_zygote  # noqa: E402
 from fresh_lab import FreshLab  # noqa: E402
 
 ensure_collection_importable()
@@ -171,7 +171,7 @@ def _cli_run(name: str, inventory: Path, env: dict[str, str]) -> dict[str, float
     """One `runbook run` process, as an operator starts it; from its result: the process's start to the first task's
     start, the last task's end to the process's exit, and the wall."""
     started = time.time()
-    done = subprocess.run([str(Path(sys.executable).parent / "runbook"), "run", name, "-i", str(inventory), "--yes",
+    done = subprocess.run([str(RUNBOOK), "run", name, "-i", str(inventory), "--yes",
                            "--json"], env=env, capture_output=True, text=True, timeout=300, check=False)
     ended = time.time()
     if done.returncode != 0:

@@ -458,6 +458,16 @@ def default_inventory() -> Path:
     return lab_inventory()
 
 
+def file_identity(path: str | Path) -> Optional[Tuple[int, int, int, int, int]]:
+    """What changes when a file is written or replaced: device, inode, size, modification and change times (ns);
+    None when it cannot be read."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns, found.st_ctime_ns
+
+
 def read_json_object(path: Path) -> Dict[str, Any]:
     """A JSON object read from `path`; {} when the file is missing, unreadable, torn or not an object (a run folder
     is read as it is: a killed run leaves files half-written)."""

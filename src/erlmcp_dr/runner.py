@@ -280,9 +280,8 @@ def yaml_inventory_hosts(inventory: Path) -> Optional[set]:
     files = _yaml_inventory_files(inventory)
     if files is None:
         return None
-    try:
-        identity = tuple((str(path), *_file_identity(path)) for path in files)
-    except OSError:
+    identity = tuple((str(path), paths.file_identity(path)) for path in files)
+    if any(found is None for _, found in identity):
         return None
     hosts = _HOSTS_READ.get(identity)
     if hosts is None:
@@ -297,12 +296,6 @@ def yaml_inventory_hosts(inventory: Path) -> Optional[set]:
 # The host names of the inventory files last read, by those files' identity (a composed run's child runs read the
 # same inventory, about 5 ms each for the lab's): host names only, never a variable.
 _HOSTS_READ: Dict[tuple, frozenset] = {}
-
-
-def _file_identity(path: Path) -> tuple:
-    """What changes when a file is written or replaced: device, inode, size, modification and change times (ns)."""
-    found = path.stat()
-    return found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns, found.st_ctime_ns
 
 
 def _read_yaml_inventory_hosts(files: List[Path]) -> Optional[frozenset]:

@@ -26,7 +26,7 @@ class InventoryView:
     path: Path
     hosts: Dict[str, Dict[str, Dict[str, Any]]]  # group -> host -> its variables (rendered where needed)
     all_vars: Dict[str, Any] = field(default_factory=dict)
-    parsed: Dict[Any, Any] = field(default_factory=dict)  # its files parsed, for the children (warm/parsed_inventory)
+    parsed: parsed_inventory.Kept = field(default_factory=dict)  # its files parsed, for the children
 
     def regions(self) -> List[str]:
         return sorted({str(v.get("dr_region")) for group in ("postgres", "redis", "app")

@@ -171,7 +171,6 @@ def inventory_handed_over(view: inventory_module.InventoryView, run_id: str) -> 
         path = parsed_inventory.write(view.parsed, str(folder))
     except OSError as exc:  # a full disk: the children parse it, as without this
         log.warning("run %s: the inventory's parse is not handed to its steps (%s); each parses it", run_id, exc)
-        path = None
     try:
         yield path
     finally:

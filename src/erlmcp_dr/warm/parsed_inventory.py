@@ -29,21 +29,14 @@ import pickle
 import stat
 from typing import Any, Callable, Dict, Optional, Tuple
 
+from erlmcp_dr.paths import file_identity
+
 ENV = "ERLMCP_DR_PARSED_INVENTORY"
 FILE_NAME = "parsed-inventory.pickle"
 VAULT_MARK = b"$ANSIBLE_VAULT"  # ansible-vault's header, whole files and inline !vault values alike
 
 Key = Tuple[str, bool, bool, bool]  # the resolved path, unsafe, json_only, trusted_as_template
-Identity = Tuple[int, int, int, int, int]
-Kept = Dict[Key, Tuple[Identity, bytes]]
-
-
-def identity(path: str) -> Optional[Identity]:
-    try:
-        found = os.stat(path)
-    except OSError:
-        return None
-    return found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns, found.st_ctime_ns
+Kept = Dict[Key, Tuple[Tuple[int, ...], bytes]]  # the call -> the file's identity when read, the pickled parse
 
 
 class Recorder:
@@ -58,10 +51,10 @@ class Recorder:
     def _recording(self, file_name: str, cache: str = "all", unsafe: bool = False, json_only: bool = False,
                    trusted_as_template: bool = False) -> Any:
         path = self._loader.path_dwim(file_name)
-        before = identity(path)
+        before = file_identity(path)
         data = self._load(file_name, cache=cache, unsafe=unsafe, json_only=json_only,
                           trusted_as_template=trusted_as_template)
-        if before is not None and os.path.isabs(str(file_name)) and before == identity(path) and _plain(path):
+        if before is not None and os.path.isabs(str(file_name)) and before == file_identity(path) and _plain(path):
             try:
                 self.kept[(str(path), bool(unsafe), bool(json_only), bool(trusted_as_template))] = (
                     before, pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL))
@@ -119,7 +112,7 @@ def install(environ: Dict[str, str]) -> bool:
                        trusted_as_template: bool = False) -> Any:
         resolved = str(self.path_dwim(file_name))
         entry = kept.get((resolved, bool(unsafe), bool(json_only), bool(trusted_as_template)))
-        if entry is not None and entry[0] == identity(resolved):
+        if entry is not None and entry[0] == file_identity(resolved):
             return pickle.loads(entry[1])  # noqa: S301 - from read(): this user's own file; a new copy per call
         return parse(self, file_name, cache=cache, unsafe=unsafe, json_only=json_only,
                      trusted_as_template=trusted_as_template)
