@@ -4,7 +4,10 @@ anything else itself; vault-encrypted files are never written down; a file other
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +16,7 @@ from ansible.module_utils._internal._datatag import AnsibleTagHelper
 from ansible.parsing.dataloader import DataLoader
 from ansible.vars.manager import VariableManager
 
+from erlmcp_dr import runner
 from erlmcp_dr.compose import inventory as inventory_module
 from erlmcp_dr.compose.run import inventory_handed_over
 from erlmcp_dr.warm import parsed_inventory
@@ -119,8 +123,6 @@ def test_the_composed_run_hands_it_over_in_a_private_folder_removed_at_its_end(i
 
 def test_a_handoff_that_cannot_be_written_leaves_each_step_to_parse_the_inventory(inventory, tmp_path, monkeypatch):
     """A full disk (or any OSError making the folder or the file) is not the move's failure."""
-    from erlmcp_dr import runner
-
     monkeypatch.setenv("ERLMCP_DR_HOME", str(tmp_path / "home"))
     view = inventory_module.read(inventory)
 
@@ -130,3 +132,22 @@ def test_a_handoff_that_cannot_be_written_leaves_each_step_to_parse_the_inventor
     monkeypatch.setattr(runner, "make_private_data_dir", full)
     with inventory_handed_over(view, "20261207T000000Z-regional_failover-0003") as path:
         assert path is None
+
+
+def test_a_killed_composed_runs_handoff_is_removed_by_the_next_runs_sweep(inventory, tmp_path, monkeypatch):
+    """The run died before its end removed the folder: its owner marker names a process that is gone."""
+    monkeypatch.setenv("ERLMCP_DR_HOME", str(tmp_path / "home"))
+    folder = runner.make_private_data_dir("20261207T000000Z-regional_failover-0004.inventory")
+    parsed_inventory.write(inventory_module.read(inventory).parsed, str(folder))
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    (folder / runner.OWNER_FILE).write_text(json.dumps({"pid": int(gone.stdout), "pid_start_time": 1}))
+    assert folder in runner.remove_stale_private_dirs()
+    assert not folder.exists()
+
+
+def test_a_handoff_others_may_write_is_refused(inventory, tmp_path):
+    path = _handed(inventory, tmp_path)
+    for mode in (0o620, 0o602):
+        os.chmod(path, mode)
+        assert parsed_inventory.read(path) is None
