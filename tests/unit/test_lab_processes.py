@@ -122,3 +122,30 @@ def test_a_live_postmaster_or_none_is_not_waited_for(tmp_path, monkeypatch):
 def test_every_lab_node_gets_a_lab_server(tmp_path):
     node = lab_config.LabNode("pg-a", "a", 5432, tmp_path)
     assert isinstance(node.server(), LabServer) and node.server().name == "pg-a"
+
+
+_SYS_EXIT = {"x86_64": 60, "aarch64": 93}  # exit(2): only the calling thread ends (exit_group(2) ends them all)
+
+# A process whose first thread has ended while a second one lives on, holding the process's files (a listening
+# socket): what a multi-threaded server (knotd) killed with SIGKILL looks like until its last thread has exited.
+_FIRST_THREAD_ENDS = f"""
+import ctypes, os, threading, time
+threading.Thread(target=time.sleep, args=(600,)).start()
+print("ready", flush=True)
+ctypes.CDLL(None).syscall({_SYS_EXIT.get(os.uname().machine, 60)}, 0)
+"""
+
+
+@pytest.mark.skipif(os.uname().machine not in _SYS_EXIT, reason="exit(2)'s number is known for x86_64 and aarch64")
+def test_a_process_whose_first_thread_is_a_zombie_lives_while_another_thread_runs() -> None:
+    child = subprocess.Popen([sys.executable, "-c", _FIRST_THREAD_ENDS], stdout=subprocess.PIPE)
+    try:
+        assert child.stdout is not None and child.stdout.readline() == b"ready\n"
+        wait_for(lambda: process_state(child.pid) == "Z", WAIT, interval=0.005, what="the first thread to end")
+        assert alive(child.pid)  # its second thread still holds its files: not gone yet
+        child.kill()
+        wait_for(lambda: not alive(child.pid), WAIT, interval=0.005, what="every thread to end")
+        assert process_state(child.pid) == "Z"  # every thread has ended; the parent has not reaped it yet
+    finally:
+        child.kill()
+        child.wait()

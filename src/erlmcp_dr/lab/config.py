@@ -231,14 +231,35 @@ def stop_pid(pid: int, timeout: float) -> None:
 
 
 def alive(pid: int) -> bool:
-    """Whether the process lives: it exists and is not a zombie (a killed process its parent has not reaped yet)."""
-    return process_state(pid) not in (None, "Z")
+    """Whether the process lives: it exists and is not a zombie (a killed process its parent has not reaped yet).
+
+    A multi-threaded process (knotd, redis-server) killed with SIGKILL shows its first thread as a zombie while its
+    other threads are still exiting: they still hold its files, so its listening sockets still take packets (a DNS
+    client then times out instead of being refused). It lives until every thread has exited."""
+    state = process_state(pid)
+    if state is None:
+        return False
+    return state != "Z" or _threads_still_running(pid)
+
+
+def _threads_still_running(pid: int) -> bool:
+    """Whether a thread of the process other than its zombie first thread has not exited yet."""
+    try:
+        threads = [int(name) for name in os.listdir(f"/proc/{pid}/task") if int(name) != pid]
+    except (OSError, ValueError):
+        return False
+    return any(_state_letter(f"/proc/{pid}/task/{thread}/stat") not in (None, "Z", "X") for thread in threads)
 
 
 def process_state(pid: int) -> str | None:
     """The process's state letter in /proc (R, S, Z...); None when there is no such process."""
+    return _state_letter(f"/proc/{pid}/stat")
+
+
+def _state_letter(stat_path: str) -> str | None:
+    """The state letter of a process's or thread's stat file; None when it has gone."""
     try:
-        with open(f"/proc/{pid}/stat") as handle:
+        with open(stat_path) as handle:
             # After the command name, which is in parentheses and may itself hold spaces or parentheses.
             return handle.read().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
