@@ -244,11 +244,7 @@ class DirectWriter(regional_probe.PublicNameWriter):
                 answer = json.loads(response.read())
         except Exception:  # noqa: BLE001 - not accepted (yet): counted as an error, like the public-name writer's
             return None
-        if not isinstance(answer, dict) or "id" not in answer:
-            return None
-        return regional_probe.AcknowledgedWrite(row_id=int(answer["id"]), session_key=str(answer.get("session_key")),
-                                                region=str(answer.get("region")), database=answer.get("database"),
-                                                redis=answer.get("redis"), at=time.monotonic(), wall=time.time())
+        return regional_probe.acknowledged_write(answer)
 
 
 def summarize(rounds: list[Row]) -> Row:

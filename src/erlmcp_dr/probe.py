@@ -6,6 +6,10 @@ every id the server confirmed as committed, and measures the longest stretch wit
 successful commit: the write-unavailability window. Afterwards `missing_on(conn)` tells
 which confirmed commits the new primary does not have (data loss).
 
+The client picks each row's id (a random base of its own, counted up), never the table's sequence: a standby
+promoted after its primary died continues the sequence from the last value whose WAL it received, so it hands out
+again the ids of writes that were lost, and a loss checked by the server's ids would be hidden by the writes after it.
+
 Every such watcher (these, and erlmcp_dr.regional_probe's) is a `Sampler`: a thread that does one round every
 `interval` seconds until stopped. `RoleSampler` is the witness shape: each round asks every node whether it holds a
 role only one node may hold (takes writes, is a Redis primary) and counts the rounds where two did.
@@ -13,6 +17,7 @@ role only one node may hold (takes writes, is a Redis primary) and counts the ro
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from dataclasses import dataclass, field
@@ -102,6 +107,9 @@ class WriteProbe(Sampler):
         self.conninfo = conninfo
         self.report = ProbeReport()
         self._conn: psycopg.Connection | None = None
+        # Ids of this probe only: a random base (2^62 of room, a million writes per probe) on a table other probes of
+        # the same lab have written to.
+        self._next_id = secrets.randbelow(1 << 42) << 20
 
     def start(self) -> None:
         with psycopg.connect(self.conninfo, autocommit=True) as conn:
@@ -119,7 +127,8 @@ class WriteProbe(Sampler):
         try:
             if self._conn is None or self._conn.closed:
                 self._conn = psycopg.connect(self.conninfo, autocommit=True)
-            row = self._conn.execute(f"INSERT INTO {TABLE} DEFAULT VALUES RETURNING id").fetchone()
+            self._next_id += 1
+            row = self._conn.execute(f"INSERT INTO {TABLE} (id) VALUES (%s) RETURNING id", (self._next_id,)).fetchone()
             self.report.committed.append(row[0])
             self.report.commit_times.append(time.monotonic())
         except psycopg.Error:

@@ -32,6 +32,7 @@ HTTP_TIMEOUT = 5.0  # seconds one write may take: the application's own driver t
 class AcknowledgedWrite:
     row_id: int
     session_key: str
+    session_id: str  # the row's own identity: a database promoted after a loss gives lost rows' ids to new ones
     region: str
     database: str | None
     redis: str | None
@@ -106,11 +107,17 @@ class PublicNameWriter(Sampler):
                 answer = json.loads(response.read())
         except Exception:  # noqa: BLE001 - a refused, failed or timed-out write is one not acknowledged: counted
             return None
-        if not isinstance(answer, dict) or "id" not in answer or "session_key" not in answer:
-            return None
-        return AcknowledgedWrite(row_id=int(answer["id"]), session_key=str(answer["session_key"]),
-                                 region=str(answer.get("region")), database=answer.get("database"),
-                                 redis=answer.get("redis"), at=time.monotonic(), wall=time.time())
+        return acknowledged_write(answer)
+
+
+def acknowledged_write(answer: Any) -> AcknowledgedWrite | None:
+    """The lab application's answer to a write (POST /write) as an acknowledged write; None if it is not one."""
+    if not isinstance(answer, dict) or not {"id", "session_key", "session_id"} <= answer.keys():
+        return None
+    return AcknowledgedWrite(row_id=int(answer["id"]), session_key=str(answer["session_key"]),
+                             session_id=str(answer["session_id"]), region=str(answer.get("region")),
+                             database=answer.get("database"), redis=answer.get("redis"), at=time.monotonic(),
+                             wall=time.time())
 
 
 def missing(cfg: LabConfig, report: WriterReport, database_node: str, redis_node: str) -> dict[str, list[Any]]:
@@ -124,7 +131,7 @@ def missing(cfg: LabConfig, report: WriterReport, database_node: str, redis_node
     # acknowledged after the read, which the read could not see (they are not lost, they are later).
     acknowledged = list(report.acknowledged)
     with psycopg.connect(autocommit=True, **cfg.node(database_node).conn_params()) as conn:
-        present = {row[0] for row in conn.execute(f"SELECT id FROM {labapp.TABLE}").fetchall()}
+        present = {(row[0], row[1]) for row in conn.execute(f"SELECT id, session_id FROM {labapp.TABLE}").fetchall()}
     params = cfg.redis_node(redis_node).conn_params()
     client = redis.Redis(host=params["host"], port=params["port"], password=params["password"],
                          socket_connect_timeout=3, socket_timeout=30)
@@ -132,7 +139,7 @@ def missing(cfg: LabConfig, report: WriterReport, database_node: str, redis_node
         lacking = [write.session_key for write in acknowledged if not client.exists(write.session_key)]
     finally:
         client.close()
-    return {"rows": [write.row_id for write in acknowledged if write.row_id not in present],
+    return {"rows": [write.row_id for write in acknowledged if (write.row_id, write.session_id) not in present],
             "sessions": lacking}
 
 

@@ -129,10 +129,12 @@ class DrillClient:
         try:
             answer = self._request("/write", body)
             row_id, key = int(answer["id"]), str(answer.get("session_key") or "")
+            session_id = str(answer.get("session_id") or "")
         except Exception as exc:  # any failure is what the client saw: logged, never raised
             return Attempt("write", started, self.clock(), False, error=_short(exc))
         self._last_id = row_id
-        return Attempt("write", started, self.clock(), True, row_id=row_id, session_key=key or None)
+        return Attempt("write", started, self.clock(), True, row_id=row_id, session_key=key or None,
+                       session_id=session_id or None)
 
     def _read(self, row_id: int) -> Attempt:
         started = self.clock()
@@ -180,8 +182,11 @@ def _address(answer: Any) -> Optional[Tuple[str, float]]:
 
 def present(attempts: Sequence[Attempt], pg_params: Optional[dict], redis_params: Optional[dict]
             ) -> Tuple[List[int], List[str]]:
-    """The acknowledged row ids the database primary has and the session keys the Redis primary has."""
-    ids = sorted({a.row_id for a in attempts if a.op == "write" and a.ok and a.row_id is not None})
+    """The acknowledged row ids the database primary has and the session keys the Redis primary has. A row counts
+    when its id and its session id are the write's: after a failover that lost writes, the new primary gives their
+    ids to new rows."""
+    acknowledged = [a for a in attempts if a.op == "write" and a.ok and a.row_id is not None]
+    ids = sorted({a.row_id for a in acknowledged})
     keys = sorted({a.session_key for a in attempts if a.op == "write" and a.ok and a.session_key})
     found_ids: List[int] = []
     found_keys: List[str] = []
@@ -189,8 +194,8 @@ def present(attempts: Sequence[Attempt], pg_params: Optional[dict], redis_params
         import psycopg
 
         with psycopg.connect(**pg_params, autocommit=True) as conn:
-            rows = conn.execute("SELECT id FROM erlmcp_app_writes WHERE id = ANY(%s)", (ids,)).fetchall()
-        found_ids = [int(row[0]) for row in rows]
+            rows = conn.execute("SELECT id, session_id FROM erlmcp_app_writes WHERE id = ANY(%s)", (ids,)).fetchall()
+        found_ids = _same_rows(acknowledged, {int(row[0]): str(row[1]) for row in rows})
     if redis_params and keys:
         import redis
 
@@ -203,6 +208,13 @@ def present(attempts: Sequence[Attempt], pg_params: Optional[dict], redis_params
         finally:
             client.close()
     return found_ids, found_keys
+
+
+def _same_rows(acknowledged: Sequence[Attempt], found: Dict[int, str]) -> List[int]:
+    """The acknowledged ids whose row was found with the write's session id (an application that returns none:
+    by id alone)."""
+    return sorted({a.row_id for a in acknowledged if a.row_id in found
+                   and (a.session_id is None or found[a.row_id] == a.session_id)})  # type: ignore[index]
 
 
 def _short(exc: BaseException) -> str:

@@ -60,6 +60,9 @@ class Attempt:
     row_id: Optional[int] = None
     session_key: Optional[str] = None
     error: Optional[str] = None
+    # The row's own identity (a uuid the application wrote in it): a standby promoted after its primary died hands
+    # out again the ids of rows that were lost, so an id alone can name a later row.
+    session_id: Optional[str] = None
 
     def to_dict(self) -> Dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
