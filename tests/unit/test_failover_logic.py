@@ -164,6 +164,25 @@ def test_failover_unknown_lag_is_none():
     assert failover_plan(nodes, "pg-a")["lag_bytes"] is None
 
 
+def test_failover_with_the_primary_down_holds_a_requested_candidate_to_the_budget_against_the_best_standby():
+    # pg-a cannot be asked: with synchronous replication pg-b may hold acknowledged commits pg-c lacks.
+    nodes = info(down("pg-a"), standby("pg-b", "0/6000000", lag=None), standby("pg-c", "0/4000000", lag=None))
+    plan = failover_plan(nodes, "pg-a", candidate="pg-c")
+    assert plan["action"] == "refuse" and plan["candidate"] == "pg-c" and plan["lag_bytes"] is None
+    assert "33554432 bytes behind pg-b" in plan["reason"] and "candidate=pg-b" in plan["reason"], plan["reason"]
+    forced = failover_plan(nodes, "pg-a", candidate="pg-c", force=True)
+    assert forced["action"] == "promote" and any("force" in w for w in forced["warnings"])
+    # Within the budget: promoted, with a warning naming what only the better standby has.
+    close = info(down("pg-a"), standby("pg-b", "0/4001000", lag=None), standby("pg-c", "0/4000000", lag=None))
+    plan = failover_plan(close, "pg-a", candidate="pg-c")
+    assert plan["action"] == "promote" and any("4096 bytes behind pg-b" in w for w in plan["warnings"])
+    assert failover_plan(close, "pg-a", candidate="pg-c", max_lag_bytes=0)["action"] == "refuse"
+    # The most advanced standby itself (asked for, or chosen): nothing ahead of it, no warning.
+    for candidate in ("pg-b", None):
+        plan = failover_plan(nodes, "pg-a", candidate=candidate, max_lag_bytes=0)
+        assert plan["action"] == "promote" and plan["candidate"] == "pg-b" and plan["warnings"] == []
+
+
 def test_failover_away_from_a_standby_when_no_primary_is_up():
     nodes = info(down("pg-a"), standby("pg-b", "0/100"), standby("pg-c", "0/200"))
     plan = failover_plan(nodes, "pg-b")

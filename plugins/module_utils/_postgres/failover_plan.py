@@ -261,16 +261,43 @@ def _standby_problem(name, node, sysid):
 
 
 def _lag_gate(nodes, chosen, away_from, max_lag_bytes, force, warnings, **common):
+    """(lag behind the old primary or None, None) or (lag, refusal plan). An old primary that cannot be asked: the
+    candidate is held to the same budget against the most advanced other standby."""
     lag = nodes[chosen].get("lag_bytes")
-    if lag is None or max_lag_bytes is None or lag <= max_lag_bytes:
+    behind, ahead = lag, away_from
+    if lag is None:
+        behind, ahead = _behind_most_advanced_peer(nodes, chosen, away_from, common.get("sysid"), warnings)
+    if behind is None or max_lag_bytes is None or behind <= max_lag_bytes:
         return lag, None
     over = "%s is %s bytes behind %s, more than max_lag_bytes %s (the RPO budget)" % (
-        chosen, lag, away_from, max_lag_bytes)
+        chosen, behind, ahead, max_lag_bytes)
+    if ahead != away_from:
+        remedy = ": choose %s (candidate=%s), or set force (what only %s has is lost)" % (ahead, ahead, ahead)
+    else:
+        remedy = ": wait for it to catch up, choose another candidate, or set force (writes past its LSN are lost)"
     if not force:
-        return lag, _refuse(over + ": wait for it to catch up, choose another candidate, or set force "
-                            "(writes past its LSN are lost)", lag_bytes=lag, **common)
+        return lag, _refuse(over + remedy, lag_bytes=lag, **common)
     warnings.append(over + " (force)")
     return lag, None
+
+
+def _behind_most_advanced_peer(nodes, chosen, away_from, sysid, warnings):
+    """(bytes, node) the candidate is behind the most advanced other standby of the cluster, or (None, None).
+
+    When the old primary's position cannot be read (it is down), the most advanced standby is the best known
+    reference: with synchronous replication every acknowledged commit is on at least one standby, so a requested
+    candidate behind another standby would lose acknowledged writes that standby has.
+    """
+    peers = [name for name, node in nodes.items() if name not in (chosen, away_from) and node.get("reachable")
+             and is_standby(node) and _same_cluster(node, sysid) and position(node) >= 0]
+    if not peers or position(nodes[chosen]) < 0:
+        return None, None
+    best = max(sorted(peers), key=lambda name: position(nodes[name]))
+    behind = max(position(nodes[best]) - position(nodes[chosen]), 0)
+    if behind:
+        warnings.append("%s cannot be asked for its position; %s is %s bytes behind %s, the most advanced standby: "
+                        "promoting it loses what only %s has" % (away_from, chosen, behind, best, best))
+    return behind, best
 
 
 def failover_plan(info, away_from, candidate=None, max_lag_bytes=DEFAULT_MAX_LAG_BYTES, force=False,
