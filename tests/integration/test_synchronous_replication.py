@@ -17,6 +17,8 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from runbook_helpers import (
@@ -76,14 +78,32 @@ def kill_host(cfg: lab.LabConfig, node: str) -> None:
     wait_for(lambda: not any(alive(pid) for pid in pids), DEADLINE, interval=0.01, what=f"{node}'s processes gone")
 
 
+@contextmanager
+def client_writing(cfg: lab.LabConfig) -> Iterator[WriteProbe]:
+    """A client committing every 10 ms through a multi-host read-write connection, once it has committed 10 times."""
+    endpoints = [("127.0.0.1", node.port) for node in cfg.nodes]
+    with WriteProbe(multi_host_conninfo(endpoints, lab.SUPERUSER, lab.LAB_PASSWORD), interval=0.01) as probe:
+        wait_for(lambda: len(probe.report.committed) >= 10, DEADLINE, what="the client commits")
+        yield probe
+
+
+def commits_again(probe: WriteProbe, where: str) -> None:
+    """Waits for the client to commit after now (on the new primary)."""
+    finished = time.monotonic()
+    wait_for(lambda: probe.report.commit_times and probe.report.commit_times[-1] > finished, DEADLINE,
+             what=f"the client commits again on {where}")
+
+
+def lost_on(cfg: lab.LabConfig, probe: WriteProbe, node: str) -> list[int]:
+    with plain_connect(cfg, node) as conn:
+        return probe.missing_on(conn)
+
+
 def fail_over_with_wal_frozen(cfg: lab.LabConfig) -> dict:
     """A client commits every 10 ms; pg-a's WAL senders freeze; once FROZEN_COMMITS more are acknowledged or a commit
     waits for a synchronous standby, pg-a's host dies and database_failover runs. What happened, as a dict."""
-    endpoints = [("127.0.0.1", node.port) for node in cfg.nodes]
-    conninfo = multi_host_conninfo(endpoints, lab.SUPERUSER, lab.LAB_PASSWORD)
     nodes = {node.name: dict(node.conn_params(), connect_timeout=1) for node in cfg.nodes}
-    with WritersSampler(nodes) as sampler, WriteProbe(conninfo, interval=0.01) as probe:
-        wait_for(lambda: len(probe.report.committed) >= 10, DEADLINE, what="the client commits")
+    with WritersSampler(nodes) as sampler, client_writing(cfg) as probe:
         freeze_wal_senders(cfg)
         acknowledged_before = len(probe.report.committed)
         waited = []
@@ -99,14 +119,11 @@ def fail_over_with_wal_frozen(cfg: lab.LabConfig) -> dict:
         acknowledged_frozen = len(probe.report.committed) - acknowledged_before
         kill_host(cfg, "pg-a")
         _, result = run_json("run", "database_failover", "-i", str(inventory_path(cfg)), "--yes", expect_rc=0)
-        finished = time.monotonic()
-        wait_for(lambda: probe.report.commit_times and probe.report.commit_times[-1] > finished, DEADLINE,
-                 what="the client commits again on the new primary")
-    new_primary = summary(result)["new_primary"]
-    with plain_connect(cfg, new_primary) as conn:
-        missing = probe.missing_on(conn)
-    return {"result": result, "new_primary": new_primary, "missing": missing, "waited_for_standby": any(waited),
-            "acknowledged_frozen": acknowledged_frozen, "max_writable": sampler.report.max_writable}
+        new_primary = summary(result)["new_primary"]
+        commits_again(probe, new_primary)
+    return {"result": result, "new_primary": new_primary, "missing": lost_on(cfg, probe, new_primary),
+            "waited_for_standby": any(waited), "acknowledged_frozen": acknowledged_frozen,
+            "max_writable": sampler.report.max_writable}
 
 
 def test_synchronous_replication_a_killed_primary_loses_no_acknowledged_write(fresh_lab, home):
@@ -141,18 +158,12 @@ def test_synchronous_replication_a_switchover_under_writes_loses_nothing_and_wri
     primary rejoined, or the other standby repointed); the switchover's own steps never wait for one."""
     cfg = fresh_lab
     synchronous_everywhere(cfg)
-    endpoints = [("127.0.0.1", node.port) for node in cfg.nodes]
-    with WriteProbe(multi_host_conninfo(endpoints, lab.SUPERUSER, lab.LAB_PASSWORD), interval=0.01) as probe:
-        wait_for(lambda: len(probe.report.committed) >= 10, DEADLINE, what="the client commits")
+    with client_writing(cfg) as probe:
         _, result = run_json("run", "database_switchover", "-i", str(inventory_path(cfg)), "-e", "candidate=pg-b",
                              "--yes", expect_rc=0)
-        finished = time.monotonic()
-        wait_for(lambda: probe.report.commit_times and probe.report.commit_times[-1] > finished, DEADLINE,
-                 what="the client commits again on pg-b")
+        commits_again(probe, "pg-b")
     assert summary(result)["new_primary"] == "pg-b", failure_message(result)
-    with plain_connect(cfg, "pg-b") as conn:
-        missing = probe.missing_on(conn)
-    assert missing == [], missing
+    assert lost_on(cfg, probe, "pg-b") == []
     quorum = sql(cfg, "pg-b", "SELECT sync_state FROM pg_stat_replication")
     assert sorted(row["sync_state"] for row in quorum) == ["quorum", "quorum"], quorum
 
@@ -165,9 +176,7 @@ def test_synchronous_replication_a_requested_candidate_behind_the_standby_that_a
     cfg = fresh_lab
     synchronous_everywhere(cfg)
     inventory = str(inventory_path(cfg))
-    endpoints = [("127.0.0.1", node.port) for node in cfg.nodes]
-    with WriteProbe(multi_host_conninfo(endpoints, lab.SUPERUSER, lab.LAB_PASSWORD), interval=0.01) as probe:
-        wait_for(lambda: len(probe.report.committed) >= 10, DEADLINE, what="the client commits")
+    with client_writing(cfg) as probe:
         freeze_wal_senders(cfg, ("pg-c",))
         acknowledged_before = len(probe.report.committed)
         wait_for(lambda: len(probe.report.committed) >= acknowledged_before + FROZEN_COMMITS, DEADLINE,
@@ -184,10 +193,6 @@ def test_synchronous_replication_a_requested_candidate_behind_the_standby_that_a
 
         _, result = run_json("run", "database_failover", "-i", inventory, "-e", "max_lag_bytes=0", "--yes",
                              expect_rc=0)
-        finished = time.monotonic()
-        wait_for(lambda: probe.report.commit_times and probe.report.commit_times[-1] > finished, DEADLINE,
-                 what="the client commits again on pg-b")
+        commits_again(probe, "pg-b")
     assert summary(result)["new_primary"] == "pg-b", failure_message(result)
-    with plain_connect(cfg, "pg-b") as conn:
-        missing = probe.missing_on(conn)
-    assert missing == [], missing
+    assert lost_on(cfg, probe, "pg-b") == []
