@@ -213,8 +213,9 @@ def present(attempts: Sequence[Attempt], pg_params: Optional[dict], redis_params
 def _same_rows(acknowledged: Sequence[Attempt], found: Dict[int, str]) -> List[int]:
     """The acknowledged ids whose row was found with the write's session id (an application that returns none:
     by id alone)."""
-    return sorted({a.row_id for a in acknowledged if a.row_id in found
-                   and (a.session_id is None or found[a.row_id] == a.session_id)})  # type: ignore[index]
+    same = {a.row_id for a in acknowledged
+            if a.row_id is not None and a.row_id in found and a.session_id in (None, found[a.row_id])}
+    return sorted(same)
 
 
 def _short(exc: BaseException) -> str:
