@@ -26,7 +26,9 @@ description:
   - With O(end_state), it also checks on the same read whether the runbook's end state holds (the filter
     C(erlmcp.dr.pg_end_state)) and returns the verdict as RV(end_state). The file names the live primary either way;
     with O(end_state.must_hold) a failed end state then fails the task, saying what does not hold (the runbook's
-    verification, without a task of its own), else the runbook decides what to say.
+    verification, without a task of its own), else the runbook decides what to say. It also warns, as
+    RV(writes_wait), when that primary asks for a synchronous standby and none streams from it (it acknowledges no
+    write).
   - Runs where the file lives; it connects to PostgreSQL only with O(nodes).
 author:
   - erlmcp.dr developers (!UNKNOWN)
@@ -195,6 +197,15 @@ end_state:
       returned: always
   sample: {"ok": false, "problems": ["pg-c is a standby streaming from pg-a, expected it to stream from pg-b"],
            "primary": "pg-b"}
+writes_wait:
+  description:
+    - Why O(end_state.primary) acknowledges no write, also given as a warning; null when it does. It asks for a
+      synchronous standby (C(synchronous_standby_names)) and none streams from it as one, which the end state does
+      not judge (a new primary whose standbys were all lost with the old one's region). Never fails the task.
+  returned: with O(end_state)
+  type: str
+  sample: "pg-b takes no write: it asks for a synchronous standby (synchronous_standby_names = 'ANY 1 (*)') and none
+    streams from it; ..."
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402

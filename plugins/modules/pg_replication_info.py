@@ -139,6 +139,11 @@ nodes:
     cluster_name:
       description: The server's C(cluster_name) setting.
       type: str
+    synchronous_standby_names:
+      description: >-
+        The server's C(synchronous_standby_names) setting (empty: asynchronous). A primary with it set acknowledges
+        a commit only once enough of the standbys it names have it (none streaming: no write is acknowledged).
+      type: str
     current_lsn:
       description: C(pg_current_wal_lsn) on a primary; null on a standby.
       type: str

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
+import yaml
 from runbook_helpers import (
     DEADLINE,
     changed_steps,
@@ -196,3 +197,25 @@ def test_synchronous_replication_a_requested_candidate_behind_the_standby_that_a
         commits_again(probe, "pg-b")
     assert summary(result)["new_primary"] == "pg-b", failure_message(result)
     assert lost_on(cfg, probe, "pg-b") == []
+
+
+def test_synchronous_replication_a_new_primary_left_without_a_standby_is_named_as_taking_no_write(fresh_lab, home):
+    """pg-c's host and then pg-a's die, on an inventory without the cluster guard (its majority would refuse the
+    failover: the guard is what keeps a new primary from being left alone in a three-node cluster): pg-b is promoted
+    with no standby to acknowledge its commits. The end state holds (pg-c left out); the run says that pg-b takes no
+    write and what to do."""
+    cfg = fresh_lab
+    synchronous_everywhere(cfg)
+    inventory = inventory_path(cfg).with_name("without-guard.yml")
+    data = yaml.safe_load(inventory_path(cfg).read_text())
+    data["all"]["vars"]["dr_cluster_guard"] = False
+    inventory.write_text("---\n" + yaml.safe_dump(data, sort_keys=False))
+    kill_host(cfg, "pg-c")
+    kill_host(cfg, "pg-a")
+
+    _, result = run_json("run", "database_failover", "-i", str(inventory), "--yes", expect_rc=0)
+
+    facts = summary(result)
+    assert facts["new_primary"] == "pg-b", failure_message(result)
+    waits = [warning for warning in facts["warnings"] if warning.startswith("pg-b takes no write")]
+    assert waits and "synchronous_standby_names = 'ANY 1 (*)'" in waits[0], facts["warnings"]

@@ -38,6 +38,15 @@ def test_a_full_run_lists_what_each_step_did():
     assert summary["completed"] and summary["end_state"] == {"ok": True, "problems": []}
 
 
+def test_a_primary_that_takes_no_write_is_a_warning_after_the_plans():
+    reason = "pg-b takes no write: it asks for a synchronous standby"
+    steps = {"app_config": {"changed": True, "path": "/etc/erlmcp/db.json", "writes_wait": reason},
+             "end_state": {"ok": True, "problems": []}}
+    summary = db_summary(dict(PLAN, warnings=["pg-c is left out"]), steps, completed=True)
+    assert summary["details"]["warnings"] == ["pg-c is left out", reason]
+    assert db_summary(PLAN, {"app_config": {"writes_wait": None}}, completed=True)["details"]["warnings"] == []
+
+
 def test_nothing_done_says_so_and_a_plan_says_would():
     assert db_summary({"action": "none", "candidate": "pg-b"}, {})["did"] == ["nothing was changed"]
     planned = db_summary(PLAN, {"fence": {"changed": True, "method": "stop"},

@@ -17,6 +17,7 @@ from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.failover_plan 
     position,
     rejoin_plan,
     switchover_plan,
+    writes_wait,
 )
 
 SYSID = "7311520438512345678"
@@ -489,3 +490,21 @@ def test_end_state_filter_accepts_the_plans_left_out_entries():
     stale = info(down("pg-a"), promoted("pg-b"))
     verdict = FilterModule().filters()["pg_end_state"](stale, "pg-b", None, [{"node": "pg-a", "why": "down"}])
     assert verdict["ok"]
+
+
+# ---------------------------------------------------------------- synchronous replication
+
+
+def test_a_primary_asking_for_a_synchronous_standby_with_none_streaming_takes_no_write():
+    def cluster(setting, *sync_states):
+        replicas = [dict(application_name=f"pg-{index}", sync_state=state) for index, state in enumerate(sync_states)]
+        return info(primary("pg-b", synchronous_standby_names=setting, replicas=replicas))
+
+    reason = writes_wait(cluster("ANY 1 (*)"), "pg-b")
+    assert reason.startswith("pg-b takes no write") and "ANY 1 (*)" in reason
+    assert writes_wait(cluster("FIRST 1 (pg-0, pg-1)", "potential"), "pg-b") is not None  # a standby only potential
+    assert writes_wait(cluster("ANY 1 (*)", "quorum"), "pg-b") is None
+    assert writes_wait(cluster("pg-c", "sync"), "pg-b") is None
+    assert writes_wait(cluster("", "async"), "pg-b") is None  # asynchronous
+    assert writes_wait(cluster(None), "pg-b") is None  # a read from before the setting was read
+    assert writes_wait(cluster("ANY 1 (*)"), "pg-x") is None  # not a node of the read: nothing to say

@@ -16,7 +16,7 @@ import json
 import os
 
 from ansible_collections.erlmcp.dr.plugins.module_utils._postgres import replication_info as _replication_info
-from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.failover_plan import end_state
+from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.failover_plan import end_state, writes_wait
 from ansible_collections.erlmcp.dr.plugins.module_utils._common.files import write_atomic
 from ansible_collections.erlmcp.dr.plugins.module_utils._common.errors import ModuleFailure
 
@@ -105,6 +105,9 @@ def run(params, check_mode=False, diff=False, warn=None):
         cluster = facts["cluster"] = _replication_info.run(params, check_mode=False, diff=False, warn=warn)
     if params.get("end_state"):
         facts["end_state"] = verdict(cluster, params["end_state"])
+        facts["writes_wait"] = writes_wait(cluster, params["end_state"]["primary"])
+        if facts["writes_wait"] and warn is not None:
+            warn(facts["writes_wait"])
     try:
         result = write_endpoint_file(params["path"], params.get("mode"), content(cluster), check_mode, diff,
                                      what="the application's config", primary_label="primary",

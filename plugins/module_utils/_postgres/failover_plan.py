@@ -526,6 +526,21 @@ def end_state(info, primary, fenced_ok=(), left_out=()):
     return dict(ok=not problems, problems=problems, primary=primary)
 
 
+def writes_wait(info, primary):
+    """Why `primary` acknowledges no write, or None: it asks for synchronous standbys (synchronous_standby_names)
+    and no standby streams from it as one (sync_state sync or quorum). The end state can hold while this is so (every
+    standby lost with the old primary's region): the run warns, it does not fail."""
+    node = _nodes(info).get(primary) or {}
+    wanted = (node.get("synchronous_standby_names") or "").strip()
+    if not wanted or node.get("role") != "primary":
+        return None
+    if any((row or {}).get("sync_state") in ("sync", "quorum") for row in node.get("replicas") or []):
+        return None
+    return ("%s takes no write: it asks for a synchronous standby (synchronous_standby_names = '%s') and none streams "
+            "from it; writes wait until one does (start or repoint a standby), or set synchronous_standby_names = '' "
+            "on it (commits then acknowledged by the primary alone)" % (primary, wanted))
+
+
 def lock_key(info):
     """What the run lock is keyed by: the cluster's system identifier (two inventories of one cluster
     share it); when no member answers, the sorted member endpoints, the best identity left."""

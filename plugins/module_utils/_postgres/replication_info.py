@@ -27,7 +27,8 @@ from ansible_collections.erlmcp.dr.plugins.module_utils._postgres.sql import (
 )
 
 APPLICATION_NAME = "erlmcp.dr.pg_replication_info"
-NODE_KEYS = ("role", "in_recovery", "timeline", "system_identifier", "server_version", "cluster_name", "current_lsn",
+NODE_KEYS = ("role", "in_recovery", "timeline", "system_identifier", "server_version", "cluster_name",
+             "synchronous_standby_names", "current_lsn",
              "receive_lsn", "replay_lsn", "position_lsn", "replay_paused", "last_replay_at", "read_only", "writable",
              "wal_receiver", "receiver_status", "upstream_host", "upstream_port", "upstream",
              "configured_upstream_host", "configured_upstream_port", "configured_upstream", "streaming",

@@ -236,6 +236,7 @@ SELECT pg_is_in_recovery() AS in_recovery,
        current_setting('port')::int AS port,
        current_setting('default_transaction_read_only') AS default_transaction_read_only,
        current_setting('cluster_name') AS cluster_name,
+       current_setting('synchronous_standby_names') AS synchronous_standby_names,
        CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END AS current_lsn,
        CASE WHEN pg_is_in_recovery() THEN NULL
             ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS primary_timeline,

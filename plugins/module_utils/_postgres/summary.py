@@ -106,7 +106,7 @@ def db_summary(plan, steps, completed=False, check_mode=False, runbook=None, met
         "copied_bytes": dict((item.get("item"), item["copied_bytes"]) for item in follow_items(steps.get("follow"))
                              if item.get("copied_bytes") is not None),
         "left_out": plan.get("left_out") or [],
-        "warnings": plan.get("warnings") or [],
+        "warnings": (plan.get("warnings") or []) + ([app["writes_wait"]] if app.get("writes_wait") else []),
         "app_config": app.get("path"),
         # The cluster guard's token: the fencing value of this run's promotion (pg_promote re-checked it right
         # before promoting and returns it as guard_token).
