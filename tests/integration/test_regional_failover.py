@@ -252,3 +252,29 @@ def test_a_failure_before_the_point_of_no_return_undoes_every_completed_step_in_
         wrote = app_write(cfg, "a")
         assert (wrote["region"], wrote["database"], wrote["redis"]) == ("a", "pg-a", "redis-a")
         assert parent_lock_records(cfg) == []
+
+
+def test_unplanned_failover_with_synchronous_replication_serves_from_b_and_the_application_writes(home: Path) -> None:
+    """Every node asks for one synchronous standby ('ANY 1 (*)'); region a is lost. The move promotes pg-b, repoints
+    pg-c (region c) to it, and the application in b writes: pg-c acknowledges. No run says a primary takes no write."""
+    with new_lab(app=True, dns=True) as cfg:
+        for node in NODES:
+            with plain_connect(cfg, node) as conn:
+                conn.execute("ALTER SYSTEM SET synchronous_standby_names = 'ANY 1 (*)'")
+                conn.execute("SELECT pg_reload_conf()")
+        before = app_write(cfg, "a")  # acknowledged by a synchronous standby of pg-a
+        lab_regions.fail_region(cfg, "a")
+
+        moved = runbook_cli("run", "regional_failover", "-i", str(lab_inventory(cfg)), *MOVE, "--yes", "--json")
+
+        assert moved.rc == 0, moved
+        assert summary(moved.json)["served"] == {"before": "a", "after": "b"}
+        assert writable_nodes(cfg) == ["pg-b"]
+        assert app_write(cfg, "b")["database"] == "pg-b"
+        with plain_connect(cfg, "pg-b") as conn:
+            row = conn.execute("SELECT session_id FROM erlmcp_app_writes WHERE id = %s", (before["id"],)).fetchone()
+            assert row is not None and row[0] == before["session_id"]
+            states = [r[0] for r in conn.execute("SELECT sync_state FROM pg_stat_replication").fetchall()]
+        assert states == ["quorum"], states
+        database = json.loads((home / "runs" / f"{moved.json['run_id']}.database" / "result.json").read_text())
+        assert not any("takes no write" in w for w in summary(database)["warnings"]), summary(database)
