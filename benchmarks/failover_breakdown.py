@@ -25,6 +25,10 @@ benchmark puts around the runner's functions (RunbookRun.run, guarded, start_rec
 start record is that file's mtime). Every figure is wall time on this machine: read them with the load.
 
     .venv/bin/python benchmarks/failover_breakdown.py --runs 3 [--cold] [--busy 4] [--json out.json]
+        [--replication asynchronous|synchronous|both]
+
+`--replication synchronous` gives every node `synchronous_standby_names = 'ANY 1 (*)'` first: the new primary then
+acknowledges a write only once a standby streams from it (the repointed one), which the first write waits for.
 """
 
 from __future__ import annotations
@@ -47,11 +51,15 @@ import psycopg
 
 import erlmcp_dr
 from erlmcp_dr import runner
+from erlmcp_dr.paths import ensure_collection_importable
 from erlmcp_dr.probe import WriteProbe, WritersSampler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fresh_lab import FreshLab  # noqa: E402
 from switchover import _lab_conninfo  # noqa: E402
+
+ensure_collection_importable()
+from ansible_collections.erlmcp.dr.plugins.module_utils._common.wait import wait_for  # noqa: E402
 
 PHASES = ("prepare", "run_folder", "guard_to_served", "playbook_load", "to_first_task", "begin", "between",
           "promote_task", "client")
@@ -112,12 +120,31 @@ def _events(run_dir: Path, run_id: str) -> list[dict[str, Any]]:
     return sorted(events, key=lambda event: event.get("counter", 0))
 
 
-def one_failover(labs: FreshLab, marks: Marks) -> dict[str, Any]:
+def make_synchronous(cfg: Any) -> None:
+    """Every node asks for one synchronous standby, any of the others ('ANY 1 (*)'); returns once pg-a's two
+    standbys are synchronous (quorum)."""
+    for node in cfg.nodes:
+        with psycopg.connect(autocommit=True, **node.conn_params()) as conn:
+            conn.execute("ALTER SYSTEM SET synchronous_standby_names = 'ANY 1 (*)'")
+            conn.execute("SELECT pg_reload_conf()")
+
+    def quorum() -> bool:
+        with psycopg.connect(autocommit=True, **cfg.node("pg-a").conn_params()) as conn:
+            states = [row[0] for row in conn.execute("SELECT sync_state FROM pg_stat_replication").fetchall()]
+        return states == ["quorum", "quorum"]
+
+    wait_for(quorum, 30, interval=0.02, what="pg-a's standbys synchronous")
+
+
+def one_failover(labs: FreshLab, marks: Marks, synchronous: bool = False) -> dict[str, Any]:
     cfg = labs.reset()
+    if synchronous:
+        make_synchronous(cfg)
     conninfo = _lab_conninfo(cfg)
     nodes = {n.name: n.conn_params() for n in cfg.nodes}
     load = os.getloadavg()[0]
     marks.times.clear()
+    killed_port = cfg.node("pg-a").port
     with WriteProbe(conninfo) as probe, WritersSampler(nodes) as sampler:
         pid = cfg.node("pg-a").server().postmaster_pid()
         if pid is None:
@@ -127,20 +154,28 @@ def one_failover(labs: FreshLab, marks: Marks) -> dict[str, Any]:
         result = erlmcp_dr.run("database_failover", inventory=str(labs.inventory))
         if not result.succeeded:
             raise SystemExit(f"database_failover failed: {result.run_dir}")
-        after = [t for t in probe.report.commit_times if t > killed_mono]
-        deadline = time.monotonic() + 60
-        while not after and time.monotonic() < deadline:
-            time.sleep(0.01)
-            after = [t for t in probe.report.commit_times if t > killed_mono]
+        wait_for(lambda: _acknowledged_after(probe, killed_mono, killed_port, by_killed=False), 60, interval=0.01,
+                 what="an acknowledged write on the new primary")
     with psycopg.connect(conninfo) as conn:
         lost = len(probe.missing_on(conn))
-    if not after:
-        raise SystemExit("no acknowledged write after the failover")
+    after = _acknowledged_after(probe, killed_mono, killed_port, by_killed=False)
     first_write = killed + (after[0] - killed_mono)
     row = _breakdown(result, marks, killed, first_write)
-    row.update(kill_to_first_write_s=round(first_write - killed, 3), lost_writes=lost,
+    row.update(replication="synchronous" if synchronous else "asynchronous",
+               kill_to_first_write_s=round(first_write - killed, 3), lost_writes=lost,
+               # How an asynchronous failover loses writes here: pg-a's backends outlive its postmaster for a moment
+               # and acknowledge the commits they were running, whose WAL no standby will receive.
+               acknowledged_by_killed_after_kill=len(_acknowledged_after(probe, killed_mono, killed_port,
+                                                                         by_killed=True)),
                max_writable_nodes=sampler.report.max_writable, start_mode=marks.start_mode, load_1m=round(load, 2))
     return row
+
+
+def _acknowledged_after(probe: WriteProbe, since: float, killed_port: int, by_killed: bool) -> list[float]:
+    """When the commits after `since` were acknowledged: by the killed primary's port (by_killed) or another's."""
+    report = probe.report
+    return [at for at, port in zip(report.commit_times, report.commit_ports, strict=False)
+            if at > since and (port == killed_port) == by_killed]
 
 
 def _breakdown(result: Any, marks: Marks, killed: float, first_write: float) -> dict[str, Any]:
@@ -171,6 +206,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "begin_durations": {key: median([row["begin_durations"].get(key) for row in rows]) for key in durations},
         "promote_seconds": median([row["promote_seconds"] for row in rows]),
         "lost_writes": sum(row["lost_writes"] for row in rows),
+        "acknowledged_by_killed_after_kill": sum(row["acknowledged_by_killed_after_kill"] for row in rows),
         "max_writable_nodes": max(row["max_writable_nodes"] for row in rows),
         "start_modes": sorted({row["start_mode"] for row in rows}),
         "load_1m_median": median([row["load_1m"] for row in rows]),
@@ -188,6 +224,8 @@ def main() -> None:
     parser.add_argument("--cold", action="store_true", help="ERLMCP_DR_WARM=0: ansible-playbook started cold")
     parser.add_argument("--busy", type=int, default=0, help="CPU-bound processes kept running throughout")
     parser.add_argument("--json", type=Path, help="also write the samples and medians here")
+    parser.add_argument("--replication", choices=("asynchronous", "synchronous", "both"), default="asynchronous",
+                        help="the lab's replication; both: the runs alternate, medians for each")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="erlmcp-dr-breakdown-", dir="/tmp"))
     root.chmod(0o755)  # the lab runs as its OS user below it
@@ -203,9 +241,11 @@ def main() -> None:
             burner.start()
         first = one_failover(labs, marks)  # warm: it starts the zygote (what only the first run pays)
         rows = []
+        modes = {"asynchronous": [False], "synchronous": [True], "both": [False, True]}[args.replication]
         for _ in range(args.runs):
-            rows.append(one_failover(labs, marks))
-            print(json.dumps(rows[-1]), flush=True)
+            for synchronous in modes:
+                rows.append(one_failover(labs, marks, synchronous))
+                print(json.dumps(rows[-1]), flush=True)
     finally:
         for burner in burners:
             if burner.is_alive():
@@ -218,7 +258,11 @@ def main() -> None:
             labs.close()
         shutil.rmtree(root, ignore_errors=True)
     report = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), "cold": args.cold,
-              "busy": args.busy, "runs": args.runs, "median": summarize(rows), "first_run": first, "samples": rows}
+              "busy": args.busy, "runs": args.runs, "replication": args.replication, "median": summarize(rows),
+              "first_run": first, "samples": rows}
+    if args.replication == "both":
+        report["median_by_replication"] = {mode: summarize([row for row in rows if row["replication"] == mode])
+                                           for mode in ("asynchronous", "synchronous")}
     print(json.dumps(report["median"], indent=2))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")

@@ -42,6 +42,7 @@ def multi_host_conninfo(endpoints: list[tuple[str, int]], user: str, password: s
 class ProbeReport:
     committed: list[int] = field(default_factory=list)
     commit_times: list[float] = field(default_factory=list)
+    commit_ports: list[int] = field(default_factory=list)  # the server port that acknowledged each commit
     errors: int = 0
     attempts: int = 0
     started: float = 0.0
@@ -128,9 +129,11 @@ class WriteProbe(Sampler):
             if self._conn is None or self._conn.closed:
                 self._conn = psycopg.connect(self.conninfo, autocommit=True)
             self._next_id += 1
-            row = self._conn.execute(f"INSERT INTO {TABLE} (id) VALUES (%s) RETURNING id", (self._next_id,)).fetchone()
+            row = self._conn.execute(f"INSERT INTO {TABLE} (id) VALUES (%s) RETURNING id, inet_server_port()",
+                                     (self._next_id,)).fetchone()
             self.report.committed.append(row[0])
             self.report.commit_times.append(time.monotonic())
+            self.report.commit_ports.append(row[1])
         except psycopg.Error:
             self.report.errors += 1
             self.close()
