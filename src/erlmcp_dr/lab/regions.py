@@ -66,10 +66,13 @@ def restore_region(cfg: LabConfig, region: Optional[str]) -> Dict[str, Any]:
             if node.region != region or lab._lab_redis_pid(node) is not None:
                 continue
             master = _other_master(cfg, node)
-            if master is not None and not _follows_someone(node):
+            made_replica = master is not None and not _follows_someone(node)
+            if made_replica:
                 with open(node.conf_file, "a", encoding="utf-8") as conf:  # keeps the file's owner and 0600 mode
                     conf.write(f"replicaof 127.0.0.1 {master.port}\n")
             lab._start_redis(node, lab.START_TIMEOUT)
+            if made_replica:
+                _wait_linked(node, master)
             started_redis.append(node.name)
         started_apps = lab_app.up(cfg, lab.status(cfg))
     return {"ok": True, "region": region, "warnings": warnings, "redis_started": started_redis,
@@ -89,6 +92,18 @@ def _other_master(cfg: LabConfig, node: LabRedisNode) -> Optional[LabRedisNode]:
             if client.info("replication").get("role") == "master":
                 return other
     return None
+
+
+def _wait_linked(node: LabRedisNode, master: LabRedisNode) -> None:
+    """Wait until a restarted replica's link to its master is up (its first sync done): a Redis node answering is not
+    yet a replica that can take the role back (redis_failover refuses a candidate whose link is down)."""
+    from erlmcp_dr.lab import lifecycle as lab
+
+    def linked() -> bool:
+        row = lab._redis_node_status(node)
+        return row["link"] == "up" and row["upstream"] == f"127.0.0.1:{master.port}"
+
+    lab.wait_for(linked, lab.STREAM_TIMEOUT, interval=0.05, what=f"{node.name} linked to {master.name}")
 
 
 def _follows_someone(node: LabRedisNode) -> bool:
