@@ -51,15 +51,12 @@ import psycopg
 
 import erlmcp_dr
 from erlmcp_dr import runner
-from erlmcp_dr.paths import ensure_collection_importable
+from erlmcp_dr.lab import lifecycle as lab
 from erlmcp_dr.probe import WriteProbe, WritersSampler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fresh_lab import FreshLab  # noqa: E402
 from switchover import _lab_conninfo  # noqa: E402
-
-ensure_collection_importable()
-from ansible_collections.erlmcp.dr.plugins.module_utils._common.wait import wait_for  # noqa: E402
 
 PHASES = ("prepare", "run_folder", "guard_to_served", "playbook_load", "to_first_task", "begin", "between",
           "promote_task", "client")
@@ -120,26 +117,10 @@ def _events(run_dir: Path, run_id: str) -> list[dict[str, Any]]:
     return sorted(events, key=lambda event: event.get("counter", 0))
 
 
-def make_synchronous(cfg: Any) -> None:
-    """Every node asks for one synchronous standby, any of the others ('ANY 1 (*)'); returns once pg-a's two
-    standbys are synchronous (quorum)."""
-    for node in cfg.nodes:
-        with psycopg.connect(autocommit=True, **node.conn_params()) as conn:
-            conn.execute("ALTER SYSTEM SET synchronous_standby_names = 'ANY 1 (*)'")
-            conn.execute("SELECT pg_reload_conf()")
-
-    def quorum() -> bool:
-        with psycopg.connect(autocommit=True, **cfg.node("pg-a").conn_params()) as conn:
-            states = [row[0] for row in conn.execute("SELECT sync_state FROM pg_stat_replication").fetchall()]
-        return states == ["quorum", "quorum"]
-
-    wait_for(quorum, 30, interval=0.02, what="pg-a's standbys synchronous")
-
-
 def one_failover(labs: FreshLab, marks: Marks, synchronous: bool = False) -> dict[str, Any]:
     cfg = labs.reset()
     if synchronous:
-        make_synchronous(cfg)
+        lab.make_synchronous(cfg)
     conninfo = _lab_conninfo(cfg)
     nodes = {n.name: n.conn_params() for n in cfg.nodes}
     load = os.getloadavg()[0]
@@ -154,7 +135,7 @@ def one_failover(labs: FreshLab, marks: Marks, synchronous: bool = False) -> dic
         result = erlmcp_dr.run("database_failover", inventory=str(labs.inventory))
         if not result.succeeded:
             raise SystemExit(f"database_failover failed: {result.run_dir}")
-        wait_for(lambda: _acknowledged_after(probe, killed_mono, killed_port, by_killed=False), 60, interval=0.01,
+        lab.wait_for(lambda: _acknowledged_after(probe, killed_mono, killed_port, by_killed=False), 60, interval=0.01,
                  what="an acknowledged write on the new primary")
     with psycopg.connect(conninfo) as conn:
         lost = len(probe.missing_on(conn))

@@ -258,10 +258,7 @@ def test_unplanned_failover_with_synchronous_replication_serves_from_b_and_the_a
     """Every node asks for one synchronous standby ('ANY 1 (*)'); region a is lost. The move promotes pg-b, repoints
     pg-c (region c) to it, and the application in b writes: pg-c acknowledges. No run says a primary takes no write."""
     with new_lab(app=True, dns=True) as cfg:
-        for node in NODES:
-            with plain_connect(cfg, node) as conn:
-                conn.execute("ALTER SYSTEM SET synchronous_standby_names = 'ANY 1 (*)'")
-                conn.execute("SELECT pg_reload_conf()")
+        lab.make_synchronous(cfg)
         before = app_write(cfg, "a")  # acknowledged by a synchronous standby of pg-a
         lab_regions.fail_region(cfg, "a")
 

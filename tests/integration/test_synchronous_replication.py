@@ -44,15 +44,6 @@ STANDBYS = ("pg-b", "pg-c")
 FROZEN_COMMITS = 20  # commits acknowledged while the standbys receive nothing (asynchronous: every 10 ms)
 
 
-def synchronous_everywhere(cfg: lab.LabConfig) -> None:
-    """Every node asks for one synchronous standby, any of the others (a standby applies it once promoted)."""
-    for node in cfg.nodes:
-        sql(cfg, node.name, "ALTER SYSTEM SET synchronous_standby_names = 'ANY 1 (*)'")
-        sql(cfg, node.name, "SELECT pg_reload_conf()")
-    wait_for(lambda: sorted(row["sync_state"] for row in sql(cfg, "pg-a", "SELECT sync_state FROM pg_stat_replication"))
-             == ["quorum", "quorum"], DEADLINE, what="pg-a's standbys synchronous (quorum)")
-
-
 def freeze_wal_senders(cfg: lab.LabConfig, standbys: tuple[str, ...] = STANDBYS) -> None:
     """SIGSTOP of pg-a's WAL senders to `standbys`: they stay connected and receive nothing more."""
     rows = sql(cfg, "pg-a", "SELECT pid, application_name FROM pg_stat_replication")
@@ -129,7 +120,7 @@ def fail_over_with_wal_frozen(cfg: lab.LabConfig) -> dict:
 
 def test_synchronous_replication_a_killed_primary_loses_no_acknowledged_write(fresh_lab, home):
     cfg = fresh_lab
-    synchronous_everywhere(cfg)
+    lab.make_synchronous(cfg)
 
     seen = fail_over_with_wal_frozen(cfg)
 
@@ -158,7 +149,7 @@ def test_synchronous_replication_a_switchover_under_writes_loses_nothing_and_wri
     """The new primary asks for a synchronous standby too: its writes wait until a node streams from it (the old
     primary rejoined, or the other standby repointed); the switchover's own steps never wait for one."""
     cfg = fresh_lab
-    synchronous_everywhere(cfg)
+    lab.make_synchronous(cfg)
     with client_writing(cfg) as probe:
         _, result = run_json("run", "database_switchover", "-i", str(inventory_path(cfg)), "-e", "candidate=pg-b",
                              "--yes", expect_rc=0)
@@ -175,7 +166,7 @@ def test_synchronous_replication_a_requested_candidate_behind_the_standby_that_a
     old primary cannot be asked for its position), the plan holds it to the budget against pg-b and refuses,
     touching nothing; promoting the most advanced standby then loses nothing."""
     cfg = fresh_lab
-    synchronous_everywhere(cfg)
+    lab.make_synchronous(cfg)
     inventory = str(inventory_path(cfg))
     with client_writing(cfg) as probe:
         freeze_wal_senders(cfg, ("pg-c",))
@@ -205,7 +196,7 @@ def test_synchronous_replication_a_new_primary_left_without_a_standby_is_named_a
     with no standby to acknowledge its commits. The end state holds (pg-c left out); the run says that pg-b takes no
     write and what to do."""
     cfg = fresh_lab
-    synchronous_everywhere(cfg)
+    lab.make_synchronous(cfg)
     inventory = inventory_path(cfg).with_name("without-guard.yml")
     data = yaml.safe_load(inventory_path(cfg).read_text())
     data["all"]["vars"]["dr_cluster_guard"] = False

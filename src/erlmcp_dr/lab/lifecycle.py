@@ -169,6 +169,25 @@ def _init_primary(node: LabNode) -> None:
     node.building_marker.unlink(missing_ok=True)
 
 
+def make_synchronous(cfg: LabConfig, timeout: float = STREAM_TIMEOUT) -> None:
+    """Every node asks for one synchronous standby, any of the others (`ANY 1 (*)`; a standby applies it once
+    promoted); returns once each standby of the running primary is synchronous (quorum)."""
+    for node in cfg.nodes:
+        with pg.connect(node.conn_params()) as conn:
+            conn.execute("ALTER SYSTEM SET synchronous_standby_names = 'ANY 1 (*)'")
+            conn.execute("SELECT pg_reload_conf()")
+    primary = _running_primary(cfg)
+    if primary is None:
+        raise RuntimeError(f"no running primary in {cfg.root}")
+
+    def quorum() -> bool:
+        with pg.connect(primary.conn_params()) as conn:
+            states = [row["sync_state"] for row in pg.query_all(conn, "SELECT sync_state FROM pg_stat_replication")]
+        return states == ["quorum"] * (len(cfg.nodes) - 1)
+
+    wait_for(quorum, timeout, interval=0.02, what=f"{primary.name}'s standbys synchronous (quorum)")
+
+
 def _init_standby(node: LabNode, upstream: LabNode) -> None:
     _prepare_empty(node)
     _write_passfile(node)
