@@ -13,9 +13,9 @@ the failover the client writes again: synchronous, the new primary waits for a s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,6 +34,7 @@ from runbook_helpers import (
     wait_for,
 )
 
+from erlmcp_dr.guard import process_tree
 from erlmcp_dr.lab import lifecycle as lab
 from erlmcp_dr.lab.config import alive, process_state
 from erlmcp_dr.probe import WriteProbe, WritersSampler, multi_host_conninfo
@@ -63,10 +64,10 @@ def kill_host(cfg: lab.LabConfig, node: str) -> None:
     """SIGKILL of the node's postmaster and of every process it started (its host lost: no process outlives it)."""
     postmaster = cfg.node(node).server().postmaster_pid()
     assert postmaster is not None, f"{node} has no postmaster.pid"
-    listed = subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True, text=True, check=False)
-    pids = [postmaster, *(int(pid) for pid in listed.stdout.split())]
+    pids = list(process_tree(postmaster))
     for pid in pids:
-        os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # a backend that ended meanwhile
+            os.kill(pid, signal.SIGKILL)
     wait_for(lambda: not any(alive(pid) for pid in pids), DEADLINE, interval=0.01, what=f"{node}'s processes gone")
 
 
